@@ -1,0 +1,30 @@
+# `make train` and `make test` set everything up from a clean clone: uv (installed with pip
+# when missing), then `uv sync --locked` from the committed uv.lock.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
+RUN := $(UV) run --locked --no-sync
+
+.PHONY: setup train test test-fast bench lint clean
+
+setup:
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv || $(PYTHON) -m pip install --quiet --user uv
+	@$(UV) sync --locked --quiet
+
+train: setup  ## LeNet-5 on the bundled digits; prints the test accuracy and the run's directory
+	$(RUN) python train.py $(ARGS)
+
+test: setup  ## the whole offline test suite (slow tests included)
+	$(RUN) pytest -q $(ARGS)
+
+test-fast: setup  ## everything but the tests marked slow
+	$(RUN) pytest -q -m "not slow" $(ARGS)
+
+bench: setup  ## speed and memory ratios against named baselines (not tests)
+	@for script in benchmarks/*.py; do echo "== $$script"; $(RUN) python $$script || exit 1; done
+
+lint: setup
+	$(RUN) ruff check .
+
+clean:
+	rm -rf logs .pytest_cache

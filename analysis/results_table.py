@@ -1,0 +1,69 @@
+"""Tables of run results: mean ± std over seeds, grouped by chosen config keys.
+
+A run's ``results.json`` holds its metrics and its whole resolved config, so any dotted
+config key (``model.optimizer.lr``, ``data._target_``) can be a grouping column, whether
+or not it was overridden on the command line.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+
+_ABSENT = "—"
+
+
+def config_value(config: dict, dotted_key: str):
+    node = config
+    for part in dotted_key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return _ABSENT
+        node = node[part]
+    return node
+
+
+def overridden_keys(runs: Sequence[dict], exclude: Sequence[str] = ("seed",)) -> list[str]:
+    """Every key overridden in any run (in first-seen order), except those in ``exclude``."""
+    keys: list[str] = []
+    for run in runs:
+        for override in run.get("overrides", []):
+            key = override.split("=", 1)[0].lstrip("+~")
+            if key not in keys and key not in exclude and not key.startswith("hydra."):
+                keys.append(key)
+    return keys
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, 0.0
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def group_runs(runs: Sequence[dict], group_by: Sequence[str]) -> dict[tuple, list[dict]]:
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for run in runs:
+        groups[tuple(str(config_value(run["config"], key)) for key in group_by)].append(run)
+    return dict(groups)
+
+
+def results_table(runs: Sequence[dict], metrics: Sequence[str], group_by: Sequence[str] | None = None,
+                  digits: int = 4) -> str:
+    """A markdown table: one row per group, ``mean ± std`` per metric and the number of runs."""
+    group_by = list(group_by) if group_by is not None else overridden_keys(runs)
+    header = [*group_by, *metrics, "runs"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for key, members in sorted(group_runs(runs, group_by).items()):
+        cells = list(key)
+        for metric in metrics:
+            values = [run["metrics"][metric] for run in members if metric in run["metrics"]]
+            if values:
+                mean, std = mean_std(values)
+                cells.append(f"{mean:.{digits}f} ± {std:.{digits}f}")
+            else:
+                cells.append(_ABSENT)
+        cells.append(str(len(members)))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

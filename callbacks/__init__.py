@@ -1,0 +1,1 @@
+"""Lightning callbacks of the framework (mutual-information learning rates, probes, plots)."""

@@ -1,0 +1,1 @@
+"""DataModules: one file per dataset family, all built on ``base.InMemoryDataModule``."""

@@ -1,0 +1,211 @@
+"""The shared in-memory DataModule every dataset builds on.
+
+A dataset family subclasses :class:`InMemoryDataModule` and implements three things:
+
+* ``expected_files()``: the files it reads, so a missing dataset is reported by path;
+* ``download()``: fetch those files with torchvision's download utilities (only called
+  when ``download=true``);
+* ``load_split(split)``: read one split from the official on-disk format and return
+  ``(images, labels)`` with images as a ``uint8`` tensor ``[N, C, H, W]``.
+
+Everything else is shared: images stay ``uint8`` in memory (SVHN extra is 1.6 GB as uint8,
+26 GB as float32), the train/val split is drawn from a seeded generator, batches are
+indexed in one tensor operation, and conversion to float, padding and normalisation happen
+per batch on the model's device (``on_after_batch_transfer``).
+
+``prepare_data`` only downloads (Lightning calls it on one process per node, so it keeps no
+state); ``setup`` reads the files in every process, which is what makes it DDP-safe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+
+class DatasetMissingError(FileNotFoundError):
+    """Raised when a dataset's files are not where the config says they are."""
+
+
+class DatasetCorruptError(ValueError):
+    """Raised when a dataset file exists but does not hold what its format promises."""
+
+
+class TensorImageDataset(Dataset):
+    """Images and labels held as tensors; ``__getitems__`` fetches a whole batch with one index."""
+
+    def __init__(self, images: torch.Tensor, targets: torch.Tensor):
+        if len(images) != len(targets):
+            raise ValueError(f"{len(images)} images but {len(targets)} targets")
+        self.images, self.targets = images, targets
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int):
+        return self.images[index], self.targets[index]
+
+    def __getitems__(self, indices: list[int]):
+        index = torch.as_tensor(indices)
+        return self.images[index], self.targets[index]
+
+
+def keep_batch(batch):
+    """Collate function for ``TensorImageDataset``: the batch is already stacked."""
+    return batch
+
+
+class EpochSeededSampler(Sampler[int]):
+    """A random permutation that depends only on ``(seed, epoch)``.
+
+    Lightning calls ``set_epoch`` before every epoch, so a run resumed from a checkpoint
+    sees exactly the batches an uninterrupted run would have seen (the default
+    ``RandomSampler`` draws from the global RNG, whose state a checkpoint does not hold).
+    """
+
+    def __init__(self, num_samples: int, seed: int):
+        self.num_samples, self.seed, self.epoch = num_samples, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.num_samples, generator=generator).tolist())
+
+
+def seeded_split(num_items: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices of a seeded train/val split; the same seed always gives the same split."""
+    permutation = torch.randperm(num_items, generator=torch.Generator().manual_seed(seed))
+    num_val = max(1, round(num_items * val_fraction))
+    return permutation[num_val:], permutation[:num_val]
+
+
+class InMemoryDataModule(L.LightningDataModule):
+    """Base class: uint8 tensors in memory, seeded split, per-batch float conversion.
+
+    Args:
+        data_dir: root folder holding the dataset in its official on-disk layout.
+        batch_size: samples per batch (per process under DDP).
+        val_fraction: share of the training split held out for validation, in (0, 1).
+        split_seed: seed of the train/val split (independent of the run's seed, so that
+            runs with different seeds are evaluated on the same validation images).
+        pad_to: zero-pad images (centred) to this size per batch; ``None`` keeps them.
+        mean, std: normalisation applied per batch after scaling to [0, 1].
+        download: fetch missing files with torchvision's download utilities.
+        num_workers: DataLoader workers (0 is fastest for in-memory tensors).
+    """
+
+    num_classes: int = 10
+    train_split: str = "train"
+    test_split: str = "test"
+
+    def __init__(
+        self,
+        data_dir: str = "data",
+        batch_size: int = 64,
+        val_fraction: float = 0.2,
+        split_seed: int = 0,
+        pad_to: int | None = None,
+        mean: float | Sequence[float] = 0.0,
+        std: float | Sequence[float] = 1.0,
+        download: bool = False,
+        num_workers: int = 0,
+    ):
+        super().__init__()
+        self.data_dir = Path(data_dir)
+        self.batch_size = batch_size
+        self.val_fraction = val_fraction
+        self.split_seed = split_seed
+        self.pad_to = pad_to
+        self.mean = torch.as_tensor(mean, dtype=torch.float32).reshape(-1, 1, 1)
+        self.std = torch.as_tensor(std, dtype=torch.float32).reshape(-1, 1, 1)
+        self.download_missing = download
+        self.num_workers = num_workers
+        self.datasets: dict[str, TensorImageDataset] = {}
+
+    # ---- what a dataset family implements -------------------------------------------------
+    def expected_files(self) -> list[Path]:
+        return []
+
+    def download(self) -> None:
+        raise NotImplementedError(f"{type(self).__name__} cannot download its files")
+
+    def load_split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    # ---- shared machinery ----------------------------------------------------------------
+    def missing_files(self) -> list[Path]:
+        return [path for path in self.expected_files() if not path.exists()]
+
+    def prepare_data(self) -> None:
+        if self.download_missing and self.missing_files():
+            self.download()
+
+    def check_files(self) -> None:
+        missing = self.missing_files()
+        if missing:
+            raise DatasetMissingError(
+                f"{type(self).__name__}: expected {missing[0]} but it does not exist; put the dataset "
+                f"under data_dir={self.data_dir} in its official layout, or run with data.download=true "
+                f"when online."
+            )
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in (None, "fit", "validate") and "train" not in self.datasets:
+            self.check_files()
+            images, targets = self.load_split(self.train_split)
+            train_index, val_index = seeded_split(len(images), self.val_fraction, self.split_seed)
+            self.datasets["train"] = TensorImageDataset(images[train_index], targets[train_index])
+            self.datasets["val"] = TensorImageDataset(images[val_index], targets[val_index])
+        if stage in (None, "test", "predict") and "test" not in self.datasets:
+            self.check_files()
+            self.datasets["test"] = TensorImageDataset(*self.load_split(self.test_split))
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        dataset = self.datasets[split]
+        sampler = EpochSeededSampler(len(dataset), self.split_seed) if shuffle else None
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            collate_fn=keep_batch,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def to_float(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 [N, C, H, W] -> normalised float32, padded to ``pad_to``."""
+        images = images.float().div_(255.0)
+        if self.pad_to is not None:
+            height, width = images.shape[-2:]
+            top, left = (self.pad_to - height) // 2, (self.pad_to - width) // 2
+            images = F.pad(images, (left, self.pad_to - width - left, top, self.pad_to - height - top))
+        mean, std = self.mean.to(images.device), self.std.to(images.device)
+        return (images - mean) / std
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        images, targets = batch
+        if images.dtype == torch.uint8:
+            images = self.to_float(images)
+        return images, targets

@@ -1,0 +1,33 @@
+"""scikit-learn's bundled handwritten digits: 1,797 real 8x8 images, no download, the offline default.
+
+The 8x8 images (values 0..16) are scaled to uint8 and upscaled once, at load time, to
+``image_size`` (32 for LeNet-5) with bilinear interpolation. The dataset has no official
+test split, so a seeded ``test_fraction`` is held out first and the train/val split is
+drawn from the rest.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from sklearn.datasets import load_digits
+
+from datamodules.base import InMemoryDataModule, seeded_split
+
+
+class DigitsDataModule(InMemoryDataModule):
+    def __init__(self, image_size: int = 32, test_fraction: float = 0.2, **kwargs):
+        super().__init__(**kwargs)
+        self.image_size = image_size
+        self.test_fraction = test_fraction
+
+    def load_split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        digits = load_digits()
+        images = torch.from_numpy(digits.images).float().unsqueeze(1) / 16.0
+        if self.image_size != 8:
+            images = F.interpolate(images, size=self.image_size, mode="bilinear", align_corners=False)
+        images = images.mul(255).round().clamp(0, 255).to(torch.uint8)
+        targets = torch.from_numpy(digits.target).long()
+        rest, test = seeded_split(len(images), self.test_fraction, seed=self.split_seed + 1)
+        chosen = test if split == "test" else rest
+        return images[chosen], targets[chosen]

@@ -1,0 +1,60 @@
+"""The second entry point: studies on finished runs and checkpoints, by named task.
+
+    python evaluate.py runs=logs/train/multiruns/<stamp>                      # mean ± std table
+    python evaluate.py runs=<dir> metrics=[test/acc] group_by=[model.optimizer.lr]
+
+A task is a function ``(cfg) -> str`` (the markdown it wrote) registered in ``TASKS``;
+later studies (attacks, probes, paper tables) plug in as new entries.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from analysis.results_table import results_table
+from framework.results import load_results
+
+
+def write_markdown(text: str, cfg: DictConfig, default_name: str) -> str:
+    runs = Path(cfg.runs)
+    output = Path(cfg.output) if cfg.get("output") else (runs if runs.is_dir() else runs.parent) / default_name
+    output.write_text(text + "\n")
+    print(text)
+    print(f"written to {output}")
+    return text
+
+
+def table_task(cfg: DictConfig) -> str:
+    """Mean ± std of the chosen metrics over seeds, grouped by chosen config keys."""
+    runs = load_results(cfg.runs)
+    group_by = OmegaConf.to_container(cfg.group_by) if cfg.get("group_by") is not None else None
+    return write_markdown(results_table(runs, list(cfg.metrics), group_by), cfg, "table.md")
+
+
+TASKS: dict[str, Callable[[DictConfig], str]] = {
+    "table": table_task,
+}
+
+
+def evaluate(cfg: DictConfig) -> str:
+    if cfg.task not in TASKS:
+        raise KeyError(f"Config key 'task' is {cfg.task!r}, but it must be one of {sorted(TASKS)}.")
+    return TASKS[cfg.task](cfg)
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    try:
+        evaluate(cfg)
+    except (KeyError, FileNotFoundError) as error:
+        print(f"evaluate.py: {error.args[0]}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

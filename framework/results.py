@@ -1,0 +1,61 @@
+"""results.json: what a run produced, written atomically so a killed run never leaves half a file."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+LIBRARIES = ("torch", "torchvision", "lightning", "hydra-core", "torchmetrics", "scikit-learn", "wandb")
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def write_json_atomic(path: str | Path, payload: dict) -> Path:
+    """Write JSON to a temporary file in the same folder, then rename it over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as stream:
+            json.dump(payload, stream, indent=2, sort_keys=True, default=str)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def to_float_dict(metrics) -> dict[str, float]:
+    """Tensor or number metrics -> plain floats (what json can hold)."""
+    return {key: float(value) for key, value in metrics.items()}
+
+
+def find_results(path: str | Path) -> list[Path]:
+    """results.json of one run directory, or of every job below a multirun directory."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    return sorted(path.rglob("results.json"))
+
+
+def load_results(path: str | Path) -> list[dict]:
+    found = find_results(path)
+    if not found:
+        raise FileNotFoundError(
+            f"No results.json under {path}; give the output directory of a finished run or multirun."
+        )
+    return [json.loads(p.read_text()) | {"path": str(p.parent)} for p in found]

@@ -1,0 +1,119 @@
+"""Config validation before any work starts: one clear sentence per mistake.
+
+Each rule names a dotted config key, a predicate on its value and what is allowed. A rule
+applies only when its key is present, so model- or data-specific rules can live here
+beside the general ones. Every ``_target_`` in the config must import. Hydra itself
+rejects an unknown group option (``model=nope``) and lists the available ones.
+
+Add a rule with :func:`rule`; :func:`validate` raises :class:`ConfigError`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from numbers import Integral, Real
+from pathlib import Path
+
+from hydra.utils import get_object
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+
+class ConfigError(ValueError):
+    """A config value is not allowed; the message names the key, the value and the remedy."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    key: str
+    check: Callable[[object], bool]
+    allowed: str
+
+
+RULES: list[Rule] = []
+
+
+def rule(key: str, check: Callable[[object], bool], allowed: str) -> None:
+    RULES.append(Rule(key, check, allowed))
+
+
+def is_number(value) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def is_int(value) -> bool:
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
+def positive(value) -> bool:
+    return is_number(value) and value > 0
+
+
+def non_negative(value) -> bool:
+    return is_number(value) and value >= 0
+
+
+def open_unit_interval(value) -> bool:
+    return is_number(value) and 0 < value < 1
+
+
+def int_at_least(low: int) -> Callable[[object], bool]:
+    return lambda value: is_int(value) and value >= low
+
+
+rule("seed", int_at_least(0), "a non-negative integer or null")
+rule("trainer.max_epochs", int_at_least(1), "an integer >= 1")
+rule("data.batch_size", int_at_least(1), "an integer >= 1")
+rule("data.val_fraction", open_unit_interval, "a number strictly between 0 and 1")
+rule("data.test_fraction", open_unit_interval, "a number strictly between 0 and 1")
+rule("data.num_workers", int_at_least(0), "an integer >= 0")
+rule("model.optimizer.lr", positive, "a number > 0")
+rule("model.optimizer.weight_decay", non_negative, "a number >= 0")
+rule("model.optimizer.momentum", lambda v: is_number(v) and 0 <= v < 1, "a number in [0, 1)")
+
+
+_MISSING = object()
+
+
+def _lookup(cfg: DictConfig, key: str):
+    return OmegaConf.select(cfg, key, default=_MISSING, throw_on_missing=False)
+
+
+def _targets(node, prefix: str = ""):
+    """Yield (dotted key, value) for every ``_target_`` in the config."""
+    if isinstance(node, DictConfig):
+        for key in node.keys():
+            child_key = f"{prefix}.{key}" if prefix else str(key)
+            if key == "_target_":
+                yield child_key, node._get_node(key)._value()
+            else:
+                yield from _targets(node._get_node(key), child_key)
+    elif isinstance(node, ListConfig):
+        for index, item in enumerate(node):
+            yield from _targets(item, f"{prefix}[{index}]")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise ConfigError on the first value that is not allowed."""
+    for item in RULES:
+        value = _lookup(cfg, item.key)
+        if value is _MISSING or value is None:
+            continue
+        if not item.check(value):
+            raise ConfigError(f"Config key '{item.key}' is {value!r}, but it must be {item.allowed}.")
+    ckpt_path = _lookup(cfg, "ckpt_path")
+    if ckpt_path not in (_MISSING, None, "auto", "last", "hpc"):
+        if not Path(str(ckpt_path)).is_file():
+            raise ConfigError(
+                f"Config key 'ckpt_path' is {ckpt_path!r}, but no such file exists; give an existing "
+                f"checkpoint file, 'auto' (this run's last.ckpt if present) or null."
+            )
+    for key, target in _targets(cfg):
+        try:
+            get_object(str(target))
+        except Exception as error:  # ImportError, AttributeError, ValueError from Hydra
+            raise ConfigError(
+                f"Config key '{key}' is {target!r}, which cannot be imported ({type(error).__name__}); "
+                f"give the full dotted path of an existing class or function."
+            ) from None

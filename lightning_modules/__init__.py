@@ -1,0 +1,1 @@
+"""LightningModules: one file per model family, building blocks next to the module that uses them."""

@@ -1,0 +1,96 @@
+"""The classification LightningModule every supervised network trains through.
+
+The network supplies ``forward`` (scores, higher = more likely) and optionally ``loss``
+(cross-entropy otherwise). The optimizer is a ``_partial_`` Hydra config; parameters are
+handed to it as one named group per top-level child module that has parameters
+(``param_groups: per_layer``) so that per-layer learning rates (LR monitor, the mutual
+information callback) address layers by name, or as one group (``param_groups: single``).
+
+Usage::
+
+    model = ClassificationModule(net=LeNet5(), optimizer=functools.partial(torch.optim.SGD, lr=0.1))
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+STAGES = ("train", "val", "test")
+
+
+def layer_param_groups(net: nn.Module) -> list[dict]:
+    """One named parameter group per top-level child that owns trainable parameters."""
+    groups = []
+    for name, child in net.named_children():
+        params = [p for p in child.parameters() if p.requires_grad]
+        if params:
+            groups.append({"name": name, "params": params})
+    direct = [p for p in net.parameters(recurse=False) if p.requires_grad]
+    if direct:
+        groups.append({"name": "net", "params": direct})
+    return groups
+
+
+class ClassificationModule(L.LightningModule):
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer,
+        scheduler=None,
+        num_classes: int = 10,
+        param_groups: str = "per_layer",
+        compile: bool = False,
+    ):
+        super().__init__()
+        # Only plain values go into the checkpoint's hyper_parameters (objects there would need
+        # unsafe unpickling); the run's .hydra/config.yaml rebuilds net and optimizer.
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.net = torch.compile(net) if compile else net
+        self.accuracy = nn.ModuleDict({f"{stage}_acc": MulticlassAccuracy(num_classes) for stage in STAGES})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def compute_loss(self, scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        net = getattr(self.net, "_orig_mod", self.net)
+        return net.loss(scores, targets) if hasattr(net, "loss") else F.cross_entropy(scores, targets)
+
+    def _step(self, batch, stage: str) -> torch.Tensor:
+        images, targets = batch
+        scores = self(images)
+        loss = self.compute_loss(scores, targets)
+        accuracy = self.accuracy[f"{stage}_acc"]
+        accuracy(scores, targets)
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=on_step, sync_dist=True)
+        self.log(f"{stage}/acc", accuracy, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._step(batch, "test")
+
+    def predict_step(self, batch, batch_idx):
+        return self(batch[0]).argmax(dim=1)
+
+    def configure_optimizers(self):
+        net = getattr(self.net, "_orig_mod", self.net)
+        if self.hparams.param_groups == "per_layer":
+            params = layer_param_groups(net)
+        else:
+            params = [{"name": "all", "params": [p for p in net.parameters() if p.requires_grad]}]
+        optimizer = self.optimizer_factory(params=params)
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer=optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
