@@ -22,6 +22,7 @@ import hydra
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
@@ -121,9 +122,10 @@ def main(cfg: DictConfig) -> float | None:
     finally:
         finish_wandb()
     metrics = results["metrics"]
-    if "test/acc" in metrics:
-        print(f"test/acc = {metrics['test/acc']:.4f}")
-    print(f"output directory: {output_dir}")
+    if rank_zero_only.rank == 0:
+        if "test/acc" in metrics:
+            print(f"test/acc = {metrics['test/acc']:.4f}")
+        print(f"output directory: {output_dir}")
     metric = cfg.get("optimized_metric")
     return metrics.get(metric) if metric else None
 

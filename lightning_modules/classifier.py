@@ -51,7 +51,9 @@ class ClassificationModule(L.LightningModule):
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.net = torch.compile(net) if compile else net
-        self.accuracy = nn.ModuleDict({f"{stage}_acc": MulticlassAccuracy(num_classes) for stage in STAGES})
+        self.accuracy = nn.ModuleDict(
+            {f"{stage}_acc": MulticlassAccuracy(num_classes, average="micro") for stage in STAGES}
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)

@@ -1,0 +1,37 @@
+"""A CSV logger that appends to an existing metrics.csv instead of deleting it.
+
+Lightning's CSV writer deletes metrics.csv when a new process opens the same log directory.
+That loses the epochs before a resume (``ckpt_path=auto``) and breaks ``ddp_spawn``, whose
+fit and test phases write from different processes. This writer keeps the rows and merges the
+file's header into its own keys before every save.
+"""
+
+from __future__ import annotations
+
+import csv
+
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
+
+
+class AppendingExperimentWriter(ExperimentWriter):
+    def _check_log_dir_exists(self) -> None:
+        """Keep the existing metrics.csv (the parent deletes it)."""
+
+    def save(self) -> None:
+        if self.metrics and self._fs.isfile(self.metrics_file_path):
+            with self._fs.open(self.metrics_file_path, "r", newline="") as handle:
+                header = next(csv.reader(handle), [])
+            self.metrics_keys = sorted(set(self.metrics_keys) | set(header))
+        super().save()
+
+
+class AppendingCSVLogger(CSVLogger):
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> AppendingExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = AppendingExperimentWriter(log_dir=self.log_dir)
+        return self._experiment

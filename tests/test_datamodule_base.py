@@ -1,0 +1,37 @@
+import torch
+
+from datamodules.base import EpochSeededSampler, seeded_split
+from datamodules.digits import DigitsDataModule
+
+
+def test_seeded_split_is_reproducible_and_disjoint():
+    train_a, val_a = seeded_split(100, 0.2, seed=3)
+    train_b, val_b = seeded_split(100, 0.2, seed=3)
+    assert torch.equal(train_a, train_b) and torch.equal(val_a, val_b)
+    assert len(val_a) == 20 and len(train_a) == 80
+    assert sorted(torch.cat([train_a, val_a]).tolist()) == list(range(100))
+    _, val_other = seeded_split(100, 0.2, seed=4)
+    assert not torch.equal(val_a, val_other)
+
+
+def test_epoch_sampler_depends_only_on_seed_and_epoch():
+    a, b = EpochSeededSampler(50, seed=1), EpochSeededSampler(50, seed=1)
+    a.set_epoch(3)
+    list(b)  # iterating at epoch 0 first must not change epoch 3's order
+    b.set_epoch(3)
+    assert list(a) == list(b)
+    b.set_epoch(4)
+    assert list(a) != list(b) and sorted(b) == list(range(50))
+
+
+def test_digits_are_uint8_32x32_with_a_held_out_test_split():
+    dm = DigitsDataModule(batch_size=32, val_fraction=0.2, test_fraction=0.2)
+    dm.setup()
+    sizes = {split: len(ds) for split, ds in dm.datasets.items()}
+    assert sum(sizes.values()) == 1797
+    assert sizes["test"] == 359
+    assert dm.datasets["train"].images.dtype == torch.uint8
+    assert dm.datasets["train"].images.shape[1:] == (1, 32, 32)
+    assert dm.datasets["test"].targets.unique().tolist() == list(range(10))
+    images, targets = next(iter(dm.train_dataloader()))
+    assert images.shape == (32, 1, 32, 32) and targets.shape == (32,)

@@ -1,0 +1,62 @@
+import numpy as np
+import pytest
+import torch
+
+from datamodules.base import DatasetCorruptError, DatasetMissingError
+from datamodules.mnist import MNISTDataModule
+from tests.dataset_files import write_mnist
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_reads_the_idx_files_it_was_given(tmp_path, compress):
+    written = write_mnist(tmp_path, num_train=50, num_test=12, compress=compress)
+    dm = MNISTDataModule(data_dir=str(tmp_path), batch_size=8, val_fraction=0.2, pad_to=32)
+    dm.setup("fit")
+    dm.setup("test")
+    test = dm.datasets["test"]
+    assert test.images.dtype == torch.uint8 and test.images.shape == (12, 1, 28, 28)
+    np.testing.assert_array_equal(test.images[:, 0].numpy(), written["test"][0])
+    np.testing.assert_array_equal(test.targets.numpy(), written["test"][1])
+    assert len(dm.datasets["train"]) == 40 and len(dm.datasets["val"]) == 10
+    # train + val together are exactly the training file, each image once.
+    together = torch.cat([dm.datasets["train"].images, dm.datasets["val"].images])
+    assert sorted(map(bytes, together.numpy())) == sorted(map(bytes, written["train"][0][:, None]))
+
+
+def test_batches_are_padded_to_32_and_normalised_per_batch(tmp_path):
+    write_mnist(tmp_path, num_train=20, num_test=4)
+    dm = MNISTDataModule(data_dir=str(tmp_path), batch_size=4, pad_to=32, mean=0.5, std=0.25)
+    dm.setup("test")
+    batch = next(iter(dm.test_dataloader()))
+    images, targets = dm.on_after_batch_transfer(batch, 0)
+    assert images.shape == (4, 1, 32, 32) and images.dtype == torch.float32
+    raw = dm.datasets["test"].images[:4].float() / 255
+    torch.testing.assert_close(images[:, :, 2:30, 2:30], (raw - 0.5) / 0.25)
+    assert torch.all(images[:, :, :2] == (0 - 0.5) / 0.25)
+
+
+def test_missing_files_name_the_path_and_the_remedy(tmp_path):
+    dm = MNISTDataModule(data_dir=str(tmp_path))
+    with pytest.raises(DatasetMissingError) as error:
+        dm.setup("fit")
+    message = str(error.value)
+    assert str(tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte") in message
+    assert "data.download=true" in message
+
+
+def test_truncated_file_is_reported_by_name(tmp_path):
+    write_mnist(tmp_path, num_train=20, num_test=4)
+    path = tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(DatasetCorruptError, match="train-images-idx3-ubyte is truncated"):
+        MNISTDataModule(data_dir=str(tmp_path)).setup("fit")
+
+
+def test_wrong_magic_number_is_reported_by_name(tmp_path):
+    write_mnist(tmp_path, num_train=20, num_test=4)
+    path = tmp_path / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"
+    data = bytearray(path.read_bytes())
+    data[2] = 0x0D  # float instead of uint8
+    path.write_bytes(bytes(data))
+    with pytest.raises(DatasetCorruptError, match="t10k-labels-idx1-ubyte is not an IDX file"):
+        MNISTDataModule(data_dir=str(tmp_path)).setup("test")

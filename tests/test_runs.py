@@ -1,0 +1,100 @@
+"""Whole runs in fresh interpreters, as users start them: resume after SIGKILL, multirun sweeps
+with wandb offline, DDP on two CPU processes."""
+
+import json
+import shutil
+import signal
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+
+QUIET = ("callbacks.progress_bar.refresh_rate=0", "trainer.accelerator=cpu")
+
+
+def results(run_dir: Path) -> dict:
+    return json.loads((run_dir / "results.json").read_text())
+
+
+@pytest.mark.slow
+def test_run_killed_after_first_epoch_resumes_to_the_uninterrupted_metrics(tmp_path):
+    common = ("trainer.max_epochs=3", "seed=5", *QUIET)
+    reference, resumed = tmp_path / "reference", tmp_path / "resumed"
+    assert run_cli("train.py", *common, f"hydra.run.dir={reference}").returncode == 0
+
+    killed = run_cli("train.py", *common, f"hydra.run.dir={resumed}",
+                     "+callbacks.killer._target_=tests.kill_callback.KillAtEpochStart", "+callbacks.killer.epoch=1")
+    assert killed.returncode == -signal.SIGKILL
+    assert (resumed / "checkpoints" / "last.ckpt").is_file() and not (resumed / "results.json").exists()
+
+    resume = run_cli("train.py", *common, f"hydra.run.dir={resumed}", "ckpt_path=auto")
+    assert resume.returncode == 0, resume.stderr[-3000:]
+    assert "Resuming from" in resume.stderr + resume.stdout
+    expected, actual = results(reference), results(resumed)
+    assert actual["epochs_completed"] == expected["epochs_completed"] == 3
+    assert actual["metrics"] == expected["metrics"]  # exactly, not approximately
+
+
+@pytest.mark.slow
+def test_multirun_with_wandb_offline_writes_one_job_dir_and_one_wandb_run_each_without_network(tmp_path):
+    if shutil.which("unshare") is None or run_cli("-c", "pass", prefix=("unshare", "-n")).returncode != 0:
+        pytest.skip("cannot create a network namespace here (unshare -n) to prove that no network is used")
+    sweep = tmp_path / "sweep"
+    result = run_cli("train.py", "-m", "seed=1,2", "trainer.max_epochs=1", "logger=wandb", *QUIET,
+                     f"hydra.sweep.dir={sweep}", env={"WANDB_MODE": "offline", "WANDB_SILENT": "true"},
+                     prefix=("unshare", "-n"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
+    assert [p.name for p in jobs] == ["0", "1"]
+    run_ids = set()
+    for job, seed in zip(jobs, (1, 2)):
+        stored = results(job)
+        assert stored["seed"] == seed and f"seed={seed}" in stored["overrides"]
+        offline_runs = list((job / "wandb").glob("offline-run-*"))
+        assert len(offline_runs) == 1, offline_runs
+        run_ids.add(offline_runs[0].name.rsplit("-", 1)[-1])
+    assert len(run_ids) == 2
+
+    table = run_cli("evaluate.py", f"runs={sweep}", "metrics=[test/acc]", "group_by=[trainer.max_epochs]")
+    assert table.returncode == 0, table.stderr[-2000:]
+    mean = (results(jobs[0])["metrics"]["test/acc"] + results(jobs[1])["metrics"]["test/acc"]) / 2
+    assert f"| 1 | {mean:.4f} ± " in (sweep / "table.md").read_text()
+
+
+@pytest.mark.slow
+def test_ddp_sim_trains_digits_for_one_epoch_on_two_cpu_processes(tmp_path):
+    result = run_cli("train.py", "trainer=ddp_sim", "trainer.max_epochs=1", *QUIET, f"hydra.run.dir={tmp_path}",
+                     env={"OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "world_size=2" in result.stdout + result.stderr or "GLOBAL_RANK: 1" in result.stdout + result.stderr
+    stored = results(tmp_path)
+    assert stored["epochs_completed"] == 1
+    assert stored["metrics"]["test/acc"] > 0.2
+
+
+def test_csv_logger_keeps_rows_written_by_an_earlier_process(tmp_path):
+    from framework.loggers import AppendingCSVLogger
+
+    first = AppendingCSVLogger(save_dir=tmp_path, name="csv", version="")
+    first.log_metrics({"train/loss": 1.0, "val/acc": 0.5}, step=0)
+    first.save()
+    second = AppendingCSVLogger(save_dir=tmp_path, name="csv", version="")  # as a resumed process would
+    second.log_metrics({"test/acc": 0.75}, step=1)
+    second.save()
+    rows = (tmp_path / "csv" / "metrics.csv").read_text().splitlines()
+    assert rows[0].split(",") == ["step", "test/acc", "train/loss", "val/acc"]
+    assert rows[1:] == ["0,,1.0,0.5", "1,0.75,,"]
+
+
+def test_csv_logger_merges_keys_written_by_another_process_into_an_open_writer(tmp_path):
+    from framework.loggers import AppendingCSVLogger
+
+    opened_first = AppendingCSVLogger(save_dir=tmp_path, name="csv", version="")
+    opened_first.experiment  # created before the other process writes, as under ddp_spawn
+    other = AppendingCSVLogger(save_dir=tmp_path, name="csv", version="")
+    other.log_metrics({"val/acc": 0.5}, step=0)
+    other.save()
+    opened_first.log_metrics({"test/acc": 0.75}, step=1)
+    opened_first.save()
+    assert (tmp_path / "csv" / "metrics.csv").read_text().splitlines() == ["step,test/acc,val/acc", "0,,0.5", "1,0.75,"]

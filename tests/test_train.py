@@ -1,0 +1,40 @@
+"""In-process training through train.train(cfg) on the real configs."""
+
+from pathlib import Path
+
+import pytest
+
+from train import train
+
+EXPERIMENTS = sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_composes_and_runs_fast_dev_run(make_cfg, experiment):
+    results = train(make_cfg(f"experiment={experiment}", "debug=fdr"))
+    assert any(key.startswith("test/") for key in results["metrics"]), results["metrics"]
+    assert (Path(results["output_dir"]) / "results.json").is_file()
+
+
+@pytest.mark.parametrize(("model", "epochs", "floor"), [("lenet5", 8, 0.8), ("lenet5_classic", 8, 0.8)])
+def test_digits_training_reaches_far_above_chance(make_cfg, model, epochs, floor):
+    cfg = make_cfg(f"model={model}", f"trainer.max_epochs={epochs}", "trainer.accelerator=cpu", "seed=0",
+                   "callbacks.progress_bar.refresh_rate=0")
+    results = train(cfg)
+    metrics = results["metrics"]
+    assert metrics["test/acc"] > floor, metrics  # chance is 0.1
+    assert metrics["val/acc"] > floor
+    assert Path(results["best_checkpoint"]).is_file()
+    assert results["epochs_completed"] == epochs
+    assert results["versions"]["torch"].startswith("2.15")
+
+
+def test_results_json_holds_metrics_config_and_seed(make_cfg):
+    import json
+
+    results = train(make_cfg("debug=limit", "seed=7"))
+    stored = json.loads((Path(results["output_dir"]) / "results.json").read_text())
+    assert stored["seed"] == 7
+    assert stored["config"]["model"]["net"]["_target_"] == "lightning_modules.lenet5.LeNet5"
+    assert set(stored["metrics"]) >= {"train/loss", "val/acc", "test/acc", "test/loss"}
+    assert stored["metrics"] == pytest.approx(results["metrics"])

@@ -1,0 +1,46 @@
+import pytest
+
+from framework.validate import ConfigError, validate
+from tests.conftest import run_cli
+
+
+@pytest.mark.parametrize(
+    ("override", "key", "allowed"),
+    [
+        ("model.optimizer.lr=-0.1", "model.optimizer.lr", "a number > 0"),
+        ("trainer.max_epochs=0", "trainer.max_epochs", "an integer >= 1"),
+        ("data.val_fraction=1.0", "data.val_fraction", "strictly between 0 and 1"),
+        ("data.val_fraction=0", "data.val_fraction", "strictly between 0 and 1"),
+        ("data.batch_size=0", "data.batch_size", "an integer >= 1"),
+        ("seed=-3", "seed", "non-negative integer"),
+        ("model.net._target_=lightning_modules.lenet5.LeNet6", "model.net._target_", "cannot be imported"),
+        ("ckpt_path=/no/such/file.ckpt", "ckpt_path", "no such file exists"),
+    ],
+)
+def test_bad_values_get_one_sentence_naming_key_and_allowed_values(make_cfg, override, key, allowed):
+    cfg = make_cfg(override)
+    with pytest.raises(ConfigError) as error:
+        validate(cfg)
+    message = str(error.value)
+    assert f"'{key}'" in message and allowed in message
+    assert "\n" not in message
+
+
+def test_default_config_and_experiments_are_valid(make_cfg):
+    validate(make_cfg())
+    validate(make_cfg("ckpt_path=auto"))
+
+
+def test_cli_stops_before_any_work_with_the_sentence_and_exit_code_2(tmp_path):
+    result = run_cli("train.py", "model.optimizer.lr=-1", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 2
+    assert "Config error: Config key 'model.optimizer.lr' is -1, but it must be a number > 0." in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_unknown_model_name_lists_the_available_ones(tmp_path):
+    result = run_cli("train.py", "model=lenet6", f"hydra.run.dir={tmp_path}")
+    assert result.returncode != 0
+    assert "Could not find 'model/lenet6'" in result.stderr
+    assert "lenet5_classic" in result.stderr
