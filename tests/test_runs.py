@@ -48,7 +48,7 @@ def test_multirun_with_wandb_offline_writes_one_job_dir_and_one_wandb_run_each_w
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
     assert [p.name for p in jobs] == ["0", "1"]
     run_ids = set()
-    for job, seed in zip(jobs, (1, 2)):
+    for job, seed in zip(jobs, (1, 2), strict=True):
         stored = results(job)
         assert stored["seed"] == seed and f"seed={seed}" in stored["overrides"]
         offline_runs = list((job / "wandb").glob("offline-run-*"))
@@ -91,7 +91,7 @@ def test_csv_logger_merges_keys_written_by_another_process_into_an_open_writer(t
     from framework.loggers import AppendingCSVLogger
 
     opened_first = AppendingCSVLogger(save_dir=tmp_path, name="csv", version="")
-    opened_first.experiment  # created before the other process writes, as under ddp_spawn
+    assert opened_first.experiment is not None  # created before the other process writes, as under ddp_spawn
     other = AppendingCSVLogger(save_dir=tmp_path, name="csv", version="")
     other.log_metrics({"val/acc": 0.5}, step=0)
     other.save()
