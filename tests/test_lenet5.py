@@ -85,9 +85,10 @@ def test_classic_losses():
     targets = torch.tensor([0, 1])
     assert net.loss(scores, targets).item() == pytest.approx((1.0 + 2.0) / 2)
     map_net = LeNet5Classic(criterion="map", map_constant=0.1)
-    expected = sum(
-        d[t] + torch.log(torch.exp(torch.tensor(-0.1)) + torch.exp(-d).sum()) for d, t in zip(-scores, targets, strict=True)
-    ) / 2
+    distances = -scores
+    per_sample = [d[t] + torch.log(torch.exp(torch.tensor(-0.1)) + torch.exp(-d).sum())
+                  for d, t in zip(distances, targets, strict=True)]
+    expected = sum(per_sample) / 2
     assert map_net.loss(scores, targets).item() == pytest.approx(expected.item(), rel=1e-6)
     with pytest.raises(ValueError, match="criterion"):
         LeNet5Classic(criterion="hinge")
