@@ -19,6 +19,7 @@ state); ``setup`` reads the files in every process, which is what makes it DDP-s
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -172,7 +173,9 @@ class InMemoryDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         dataset = self.datasets[split]
-        sampler = EpochSeededSampler(len(dataset), self.split_seed) if shuffle else None
+        # The run's seed (set by seed_everything, as Lightning's DistributedSampler reads it).
+        shuffle_seed = int(os.environ.get("PL_GLOBAL_SEED", self.split_seed))
+        sampler = EpochSeededSampler(len(dataset), shuffle_seed) if shuffle else None
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
