@@ -14,11 +14,11 @@ setup:
 train: setup  ## LeNet-5 on the bundled digits; prints the test accuracy and the run's directory
 	$(RUN) python train.py $(ARGS)
 
-test: setup  ## the whole offline test suite (slow tests included)
-	$(RUN) pytest -q $(ARGS)
+test: setup  ## the whole offline test suite (slow tests included); tiny tensors run best on one thread
+	OMP_NUM_THREADS=1 $(RUN) pytest -q $(ARGS)
 
 test-fast: setup  ## everything but the tests marked slow
-	$(RUN) pytest -q -m "not slow" $(ARGS)
+	OMP_NUM_THREADS=1 $(RUN) pytest -q -m "not slow" $(ARGS)
 
 bench: setup  ## speed and memory ratios against named baselines (not tests)
 	@for script in benchmarks/*.py; do echo "== $$script"; $(RUN) python $$script || exit 1; done
