@@ -143,3 +143,23 @@ def test_digits_pipeline_beats_chance_and_best_checkpoint_reproduces(make_cfg):
     restored = trainer.test(instantiate(cfg.model), datamodule=instantiate(cfg.data), ckpt_path=str(checkpoint),
                             verbose=False)
     assert restored[0]["test/acc"] == pytest.approx(metrics["test/acc"])
+
+
+def fake_run(feature_map: str, seed: int, acc: float, rho: float = 0.2, hidden_size: int = 750) -> dict:
+    return {"seed": seed, "config": {"model": {"feature_map": feature_map, "rho": rho, "hidden_size": hidden_size}},
+            "metrics": {"test/acc": acc, "chosen/lambda": 0.01, "chosen/tau": 1e-4}}
+
+
+def test_study_tables_and_figure(tmp_path):
+    from analysis.reae_study import figure, table1, table2
+
+    rean, ran = [0.90, 0.91, 0.92], [0.80, 0.81, 0.83]
+    runs = [fake_run("reae", s, a) for s, a in enumerate(rean)] + [fake_run("ran", s, a) for s, a in enumerate(ran)]
+    assert "| REAN | 91.00 ± 1.00 | — | 0.01 | 0.0001 | 3 |" in table1(runs)
+    # differences 0.10, 0.10, 0.09: t = 0.0967 / (0.00577 / sqrt(3)) = 29.0 with 2 degrees of freedom, p = 0.0012
+    assert "| RAN | 1 | 0.00119 | 3 |" in table2(runs)
+    points = [fake_run("reae", s, 0.5 + rho / 10 + s / 100, rho, hidden) for s in range(2)
+              for rho in (0.1, 0.2) for hidden in (350, 750)]
+    text = figure(points, "model.rho", "model.hidden_size", tmp_path / "figure.png")
+    assert "| 350 | 0.2 | 52.50 ± 0.71 | 2 |" in text
+    assert (tmp_path / "figure.png").read_bytes()[:4] == b"\x89PNG"
