@@ -84,6 +84,13 @@ class ForwardAutoencoderModule(L.LightningModule):
         return features @ self.classifier_weight.T + self.classifier_bias
 
     # ---- the solve ------------------------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and self.trainer.world_size > 1:
+            raise ValueError(
+                f"The forward autoencoder solves on the whole training set in one process, but the trainer runs "
+                f"{self.trainer.world_size}; set trainer.devices=1 and trainer.num_nodes=1."
+            )
+
     def configure_optimizers(self):
         # No gradient training here. The one step() of this no-op optimizer after the solve makes the solve
         # the run's global step 1: ModelCheckpoint never saves at global step 0.
@@ -114,7 +121,7 @@ class ForwardAutoencoderModule(L.LightningModule):
         hp = self.hparams
         rhos = as_list(hp.rho) if hp.feature_map == "reae" else [float("nan")]
         lambdas, taus = as_list(hp.lambdas), sorted(as_list(hp.taus), reverse=True)  # warm start: large tau first
-        if self.trainer is not None and self.trainer.fast_dev_run:
+        if self._trainer is not None and self._trainer.fast_dev_run:
             return rhos[:1], lambdas[:1], taus[:1]
         return rhos, lambdas, taus
 
