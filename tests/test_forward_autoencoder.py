@@ -106,6 +106,20 @@ def test_softmax_objective_decreases_and_matches_sklearn():
     np.testing.assert_allclose(bias.numpy(), reference.intercept_, atol=1e-5)
 
 
+def test_ridge_output_layer_matches_sklearn_ridge():
+    from sklearn.linear_model import Ridge
+
+    from analysis.forward_autoencoder import fit_ridge
+
+    rng = np.random.default_rng(6)
+    features, targets = torch.from_numpy(rng.normal(size=(80, 5))), torch.from_numpy(rng.integers(0, 3, 80))
+    weight, bias, _ = fit_ridge(features, targets, tau=0.1, num_classes=3)
+    # mean squared error + tau ||W||^2  ==  (sum squared error + n tau ||W||^2) / n
+    reference = Ridge(alpha=80 * 0.1).fit(features.numpy(), np.eye(3)[targets.numpy()])
+    np.testing.assert_allclose(weight.numpy(), reference.coef_, atol=1e-10)
+    np.testing.assert_allclose(bias.numpy(), reference.intercept_, atol=1e-10)
+
+
 @pytest.mark.parametrize("override, key", [
     ("model.rho=1.0", "model.rho"),
     ("model.rho=[0.2,0.0]", "model.rho"),
