@@ -41,6 +41,33 @@ TASKS: dict[str, Callable[[DictConfig], str]] = {
 }
 
 
+# ---- REAE and the forward-trained autoencoders (analysis/reae_study.py) ----
+def reae_table1_task(cfg: DictConfig) -> str:
+    """Table 1 (accuracy, chosen rho/lambda/tau) and Table 2 (paired t-tests) of a reae_table1_* multirun."""
+    from analysis.reae_study import table1, table2
+
+    runs = load_results(cfg.runs)
+    text = f"Table 1 ({len(runs)} runs)\n\n{table1(runs)}\n\nTable 2: paired t-test, alpha 0.05\n\n{table2(runs)}"
+    return write_markdown(text, cfg, "reae_tables.md")
+
+
+def reae_figure_task(x_key: str, series_key: str, name: str) -> Callable[[DictConfig], str]:
+    def task(cfg: DictConfig) -> str:
+        from analysis.reae_study import figure
+
+        runs_dir = Path(cfg.runs) if Path(cfg.runs).is_dir() else Path(cfg.runs).parent
+        png = runs_dir / f"{name}.png"
+        text = figure(load_results(cfg.runs), x_key, series_key, png)
+        return write_markdown(f"{text}\n\n![{name}]({png.name})", cfg, f"{name}.md")
+
+    return task
+
+
+TASKS["reae_table1"] = reae_table1_task
+TASKS["reae_figure2"] = reae_figure_task("model.rho", "model.hidden_size", "reae_figure2")
+TASKS["reae_figure3"] = reae_figure_task("model.hidden_size", "model.rho", "reae_figure3")
+
+
 def evaluate(cfg: DictConfig) -> str:
     if cfg.task not in TASKS:
         raise KeyError(f"Config key 'task' is {cfg.task!r}, but it must be one of {sorted(TASKS)}.")

@@ -72,6 +72,22 @@ rule("model.optimizer.lr", positive, "a number > 0")
 rule("model.optimizer.weight_decay", non_negative, "a number >= 0")
 rule("model.optimizer.momentum", lambda v: is_number(v) and 0 <= v < 1, "a number in [0, 1)")
 
+# ---- forward-trained autoencoders (REAE, PIAN, RAN, ROAN; lightning_modules/forward_autoencoder.py) ----
+
+
+def each(check: Callable[[object], bool]) -> Callable[[object], bool]:
+    """A number that passes ``check``, or a non-empty list of them."""
+    return lambda value: (
+        all(check(v) for v in value) and len(value) > 0 if isinstance(value, ListConfig | list) else check(value)
+    )
+
+
+rule("model.feature_map", lambda v: v in ("reae", "pian", "ran", "roan"), "one of reae, pian, ran, roan")
+rule("model.hidden_size", int_at_least(1), "an integer >= 1")
+rule("model.rho", each(open_unit_interval), "a number strictly between 0 and 1, or a list of such numbers")
+rule("model.lambdas", each(non_negative), "a number >= 0, or a non-empty list of numbers >= 0")
+rule("model.taus", each(non_negative), "a number >= 0, or a non-empty list of numbers >= 0")
+
 
 _MISSING = object()
 
