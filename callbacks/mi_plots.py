@@ -11,7 +11,6 @@ Usage::
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import lightning as L
@@ -34,7 +33,7 @@ def plot_history(history: list[dict], path: str | Path) -> Path:
     mi_axis.plot(epochs, [r["ihyll"] for r in history], "k", linewidth=2, label="IHYLL")
     mi_axis.plot(epochs, [r["ixy"] for r in history], "k--", label="IXY")
     mi_axis.set(xlabel="epochs completed", ylabel="I(H; Y) [nats]", title="I vs epoch")
-    measured = [r for r in history if not math.isnan(r["val_acc"])]
+    measured = [r for r in history if r["val_acc"] is not None]
     acc_axis.plot([r["epoch"] for r in measured], [r["val_acc"] for r in measured], marker=".")
     acc_axis.set(xlabel="epochs completed", ylabel="validation accuracy", title="accuracy vs epoch")
     scatter_axis.scatter([r["ihyll"] for r in measured], [r["val_acc"] for r in measured],

@@ -21,7 +21,6 @@ Usage::
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -227,7 +226,7 @@ class MutualInformationLR(Callback):
             self.ixy = self.reference_mi(images, labels)
         accuracy = trainer.callback_metrics.get("val/acc")
         return {"mi": mi, "ihyll": ihyll, "ixy": self.ixy,
-                "val_acc": float(accuracy) if accuracy is not None else math.nan}
+                "val_acc": float(accuracy) if accuracy is not None else None}
 
     def reference_mi(self, images: torch.Tensor, labels: torch.Tensor) -> float:
         if self.reference == "ceiling":
