@@ -221,3 +221,22 @@ def test_mi_experiments_run_with_fast_dev_run(make_cfg, overrides):
     results = train(cfg)
     assert 0 <= results["metrics"]["test/acc"] <= 1
     assert "mi/ihyll" in results["metrics"] and "lr/c1" in results["metrics"]
+
+
+def test_study_table_reports_final_best_and_epoch_reached(tmp_path):
+    from analysis.mi_lr_study import study_table
+
+    for job, (policy, curve, lrs) in enumerate([("fixed", [0.5, 0.8, 0.7], [0.01]), ("reference", [0.6, 0.7, 0.9],
+                                                                                      [0.001, 0.05])]):
+        run = tmp_path / str(job)
+        (run / "csv").mkdir(parents=True)
+        rows = "".join(f"{epoch},{acc},\n{epoch},,0.1\n" for epoch, acc in enumerate(curve))
+        (run / "csv" / "metrics.csv").write_text("epoch,val/acc,train/loss\n" + rows)
+        results = {"overrides": [f"lr_policy={policy}", "experiment=x"], "metrics": {"test/acc": 0.75},
+                   "wall_seconds": 12.0}
+        (run / "results.json").write_text(json.dumps(results))
+        history = [{"lr": {"c1": lr}} for lr in lrs]
+        (run / "mi_lr_history.json").write_text(json.dumps({"history": history}))
+    table = study_table(tmp_path).splitlines()
+    assert table[2] == "| lr_policy=fixed | 0.7000 | 0.8000 (1) | 1 | 0.7500 | 0.0100-0.0100 | 12 |"
+    assert table[3] == "| lr_policy=reference | 0.9000 | 0.9000 (2) | 1 | 0.7500 | 0.0010-0.0500 | 12 |"
