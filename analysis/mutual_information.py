@@ -45,11 +45,18 @@ def prepare(x: torch.Tensor, standardize: bool = True, jitter: float = 1e-10, se
     return x
 
 
-def pairwise(a: torch.Tensor, b: torch.Tensor, norm: str) -> torch.Tensor:
-    """Distances [len(a), len(b)] under the max (Chebyshev) or Euclidean norm."""
-    if a.shape[1] == 1:  # exact for 1-D (the matmul shortcut of cdist rounds)
+def pairwise(a: torch.Tensor, b: torch.Tensor, norm: str, exact: bool = False) -> torch.Tensor:
+    """Distances [len(a), len(b)] under the max (Chebyshev) or Euclidean norm.
+
+    Euclidean distances go through a matrix product (|a|^2 + |b|^2 - 2 a.b), which is fast but
+    cannot resolve distances below ~1e-8 |a|: exact duplicates of non-zero vectors are then not
+    separated by the jitter. ``exact=True`` takes differences instead (several times slower).
+    """
+    if a.shape[1] == 1:
         return (a - b.T).abs()
-    return torch.cdist(a, b, p=float("inf") if norm == "max" else 2.0)
+    if norm == "max":
+        return torch.cdist(a, b, p=float("inf"))
+    return torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist" if exact else "use_mm_for_euclid_dist")
 
 
 def chunks(n: int, width: int):
@@ -128,14 +135,14 @@ def label_entropy_ceiling(y: torch.Tensor) -> float:
 
 
 def ross_mi(x: torch.Tensor, y: torch.Tensor, k: int = 3, norm: str = "euclidean", standardize: bool = True,
-            jitter: float = 1e-10, seed: int = 0) -> float:
+            jitter: float = 1e-10, seed: int = 0, exact: bool = False) -> float:
     """Ross's estimate of I(X; Y) in nats for continuous X [N, ...] and discrete labels Y [N].
 
     I = psi(N) - <psi(N_y)> + psi(k) - <psi(m_i)>: d_i is the distance from point i to its k-th
     neighbour within its own class, m_i the number of points of any class within d_i. Points
     whose class has a single member are left out; a class with N_c <= k uses k = N_c - 1 (as
     scikit-learn does). Euclidean is the default norm: in high dimension the max norm biases
-    the estimate down far more (see docs/mutual-information.md).
+    the estimate down far more (see docs/mutual-information.md). ``exact``: see :func:`pairwise`.
     """
     _check(x, len(y), k, norm)
     labels = y.reshape(-1).to(x.device)
@@ -147,7 +154,7 @@ def ross_mi(x: torch.Tensor, y: torch.Tensor, k: int = 3, norm: str = "euclidean
     n = len(x)
     within = torch.empty(n, dtype=torch.float64, device=x.device)
     for start, stop in chunks(n, n):
-        distances = _without_self(pairwise(x[start:stop], x, norm), start)
+        distances = _without_self(pairwise(x[start:stop], x, norm, exact), start)
         same_class = labels[start:stop, None] == labels[None, :]
         nearest_same = distances.masked_fill(~same_class, float("inf")).topk(k, dim=1, largest=False).values
         radius = nearest_same.gather(1, k_per_point[start:stop, None] - 1)

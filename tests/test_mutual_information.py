@@ -134,3 +134,15 @@ def test_label_entropy_ceiling_is_psi_n_minus_mean_psi_class_size():
 def test_bad_arguments_are_named(call, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
         call(torch.randn(10, 2), torch.arange(10) % 2)
+
+
+def test_tiled_input_estimate_measures_label_entropy_not_dependence():
+    """The paper's tiled IXY: with more than k copies of each point, X independent of Y still gives ~H(Y)."""
+    from callbacks.mutual_information import MutualInformationLR
+
+    generator = torch.Generator().manual_seed(5)
+    images, labels = torch.randn(200, 1, 8, 8, generator=generator), torch.randint(0, 4, (200,), generator=generator)
+    assert abs(ross_mi(images, labels)) < 0.1
+    tiled = MutualInformationLR(reference="tiled", tiles=6).reference_mi(images, labels)
+    assert tiled == pytest.approx(label_entropy_ceiling(labels.repeat(6)), abs=0.05)
+    assert label_entropy_ceiling(labels) == pytest.approx(math.log(4), abs=0.05)
