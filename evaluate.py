@@ -16,6 +16,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from analysis.mi_lr_study import study_table
 from analysis.results_table import results_table
 from framework.results import load_results
 
@@ -36,8 +37,14 @@ def table_task(cfg: DictConfig) -> str:
     return write_markdown(results_table(runs, list(cfg.metrics), group_by), cfg, "table.md")
 
 
+def mi_lr_study_task(cfg: DictConfig) -> str:
+    """Final/best accuracy, epoch reached and LR range of MI learning-rate runs (analysis/mi_lr_study.py)."""
+    return write_markdown(study_table(cfg.runs), cfg, "mi_lr_study.md")
+
+
 TASKS: dict[str, Callable[[DictConfig], str]] = {
     "table": table_task,
+    "mi_lr_study": mi_lr_study_task,
 }
 
 

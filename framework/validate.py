@@ -88,6 +88,25 @@ rule("model.rho", each(open_unit_interval), "a number strictly between 0 and 1, 
 rule("model.lambdas", each(non_negative), "a number >= 0, or a non-empty list of numbers >= 0")
 rule("model.taus", each(non_negative), "a number >= 0, or a non-empty list of numbers >= 0")
 
+# ---- mutual-information learning rates (callbacks/mutual_information.py, callbacks/batch_size.py) ----
+rule("callbacks.mi_lr.policy", lambda v: v in ("relative_change", "reference", "none"),
+     "'relative_change', 'reference' or 'none'")
+rule("callbacks.mi_lr.scope", lambda v: v in ("network", "layer"), "'network' or 'layer'")
+rule("callbacks.mi_lr.norm", lambda v: v in ("euclidean", "max"), "'euclidean' or 'max'")
+rule("callbacks.mi_lr.reference", lambda v: v in ("ceiling", "tiled"), "'ceiling' or 'tiled'")
+rule("callbacks.mi_lr.layers", lambda v: isinstance(v, ListConfig) and len(v) > 0,
+     "a non-empty list of layer (optimizer group) names, or null for every named group")
+for _key in ("lr_min", "lr_max", "mi_floor"):
+    rule(f"callbacks.mi_lr.{_key}", positive, "a number > 0")
+for _key in ("gamma1", "gamma2", "gamma3", "epsilon", "jitter"):
+    rule(f"callbacks.mi_lr.{_key}", non_negative, "a number >= 0")
+for _key, _low in (("sample_size", 2), ("k", 1), ("tiles", 1), ("batch_size", 1)):
+    rule(f"callbacks.mi_lr.{_key}", int_at_least(_low), f"an integer >= {_low}")
+rule("callbacks.batch_size.milestones",
+     lambda v: isinstance(v, DictConfig) and len(v) > 0 and all(is_int(e) and e >= 1 and is_int(s) and s >= 1
+                                                                for e, s in v.items()),
+     "a non-empty mapping {epoch >= 1: batch size >= 1}")
+
 
 _MISSING = object()
 

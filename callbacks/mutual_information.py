@@ -1,0 +1,272 @@
+"""Per-layer learning rates set every epoch from mutual information (Vasudevan 2018, arXiv 1805.07249).
+
+At the start of every training epoch t the callback runs a fixed, class-balanced, seeded
+subsample of the training set through the model, captures the output of the configured
+layers with forward hooks, estimates I(H_i; Y) for each (Ross's kNN estimator, see
+analysis/mutual_information.py) and I(H_out; Y) of the model's output (the paper's IHYLL),
+then sets the learning rate of every optimizer parameter group for epoch t from the values
+measured at the starts of epochs t-1 and t (i.e. after epochs t-2 and t-1). It starts at
+``lr_min``. The two policies of the paper's appendix are :class:`LRPolicy`.
+
+Works with any LightningModule whose single optimizer has one parameter group per layer with
+a ``name`` (ClassificationModule's ``param_groups: per_layer``). Logs ``mi/<layer>``,
+``mi/ihyll``, ``mi/ixy`` (measured at the start of the epoch the row belongs to) and
+``lr/<group>``; writes ``mi_lr.png`` and ``mi_lr_history.json`` into the run directory.
+
+Usage::
+
+    python train.py callbacks=mi_lr callbacks.mi_lr.policy=relative_change
+    trainer = L.Trainer(callbacks=[MutualInformationLR(policy="reference", scope="layer")])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor
+
+from analysis.mutual_information import NORMS, label_entropy_ceiling, ross_mi
+from callbacks.mi_plots import plot_history, send_to_loggers
+from framework.results import write_json_atomic
+
+POLICIES = ("relative_change", "reference", "none")  # none: measure and log, leave the rates alone
+SCOPES = ("network", "layer")
+REFERENCES = ("ceiling", "tiled")
+
+
+@dataclass(frozen=True)
+class LRPolicy:
+    """The paper's appendix policies. ``next_lr(lr, [I_{t-2}, I_{t-1}], IXY)`` gives LR_t.
+
+    relative_change: delta = |I_{t-1} - I_{t-2}| / I_{t-1};
+        delta > epsilon -> min(lr_max, lr + gamma1 delta), else max(lr_min, lr - gamma2 delta).
+    reference: d1 = 1 - I_{t-1} / IXY, d2 = delta;
+        d1 > 0 and d2 > epsilon  -> min(lr_max, lr + gamma1 d1)   (below the reference, still rising)
+        d1 > 0 and d2 <= epsilon -> max(lr_min, lr - gamma2 d1)   (saturated below the reference)
+        d1 <= 0                  -> max(lr_min, lr + gamma3 d1)   (at or above the reference)
+    The paper prints the second case's condition as "d1 <= 0 & d2 <= epsilon", the same as its
+    fourth case, which would leave "d1 > 0 & d2 <= epsilon" without a rule; a decrease by
+    gamma2 d1 only decreases when d1 > 0, so that is the case it must mean. I values below
+    ``floor`` are raised to it in the denominators so that the ratios cannot explode.
+    """
+
+    name: str = "reference"
+    lr_min: float = 0.001
+    lr_max: float = 0.1
+    gamma1: float = 0.1
+    gamma2: float = 0.1
+    gamma3: float = 0.1
+    epsilon: float = 0.01
+    floor: float = 1e-3
+
+    def next_lr(self, lr: float, history: list[float], ixy: float) -> float:
+        if len(history) < 2:
+            return lr
+        before, previous = history[-2], history[-1]
+        delta = abs(previous - before) / max(previous, self.floor)
+        if self.name == "relative_change":
+            if delta > self.epsilon:
+                return min(self.lr_max, lr + self.gamma1 * delta)
+            return max(self.lr_min, lr - self.gamma2 * delta)
+        d1 = 1.0 - previous / max(ixy, self.floor)
+        if d1 > 0 and delta > self.epsilon:
+            return min(self.lr_max, lr + self.gamma1 * d1)
+        if d1 > 0:
+            return max(self.lr_min, lr - self.gamma2 * d1)
+        return max(self.lr_min, lr + self.gamma3 * d1)
+
+
+def balanced_subsample(labels: torch.Tensor, size: int, seed: int) -> torch.Tensor:
+    """``size`` indices taken round-robin over the classes (a small class gives all it has), seeded."""
+    generator = torch.Generator().manual_seed(seed)
+    ranked = []  # (rank within its class, class, index): sorting interleaves the classes
+    for position, c in enumerate(torch.unique(labels)):
+        members = torch.nonzero(labels == c).flatten()
+        members = members[torch.randperm(len(members), generator=generator)]
+        ranked += [(rank, position, int(index)) for rank, index in enumerate(members)]
+    return torch.tensor(sorted(index for _, _, index in sorted(ranked)[:size]))
+
+
+class MutualInformationLR(Callback):
+    """Set each parameter group's learning rate every epoch from I(H; Y).
+
+    Args:
+        policy: ``relative_change`` or ``reference`` (see :class:`LRPolicy`), or ``none``: only measure
+            and log (the fixed-LR and warm-up baselines; an LR scheduler is allowed then).
+        scope: ``network`` (every group follows IHYLL) or ``layer`` (each group follows its own
+            layer's I(H; Y); every group name must then be a configured layer).
+        layers: module names to hook (each must also be a parameter group name); default: every
+            named parameter group.
+        lr_min, lr_max, gamma1, gamma2, gamma3, epsilon, mi_floor: the policy's constants.
+        sample_size, seed: the fixed class-balanced subsample of the training set.
+        k, norm, standardize, jitter: the estimator's settings.
+        reference: IXY = ``ceiling`` (psi(N) - <psi(N_c)> on the subsample: the most Ross's
+            estimator can return, about H(Y)) or ``tiled`` (the paper's recipe: the estimate on
+            the input tiled ``tiles`` times; with tiles > k that too measures H(Y), not I(X; Y)).
+        batch_size: forward-pass batch size of the measurement.
+        plot: write mi_lr.png at the end of training (and send it to loggers that take images).
+    """
+
+    def __init__(self, policy: str = "reference", scope: str = "network", layers: list[str] | None = None,
+                 lr_min: float = 0.001, lr_max: float = 0.1, gamma1: float = 0.1, gamma2: float = 0.1,
+                 gamma3: float = 0.1, epsilon: float = 0.01, mi_floor: float = 1e-3, sample_size: int = 1000,
+                 seed: int = 0, k: int = 3, norm: str = "euclidean", standardize: bool = False,
+                 jitter: float = 1e-10, reference: str = "ceiling", tiles: int = 6, batch_size: int = 500,
+                 plot: bool = True):
+        for key, value, allowed in (("policy", policy, POLICIES), ("scope", scope, SCOPES),
+                                    ("norm", norm, NORMS), ("reference", reference, REFERENCES)):
+            if value not in allowed:
+                raise ValueError(f"MutualInformationLR: {key}={value!r} is not known; use one of {allowed}.")
+        if not 0 < lr_min <= lr_max:
+            raise ValueError(f"MutualInformationLR: lr_min={lr_min}, lr_max={lr_max}; need 0 < lr_min <= lr_max.")
+        self.policy = LRPolicy(policy, lr_min, lr_max, gamma1, gamma2, gamma3, epsilon, mi_floor)
+        self.scope, self.layers = scope, list(layers) if layers else None
+        self.sample_size, self.seed, self.batch_size, self.plot = sample_size, seed, batch_size, plot
+        self.estimator = dict(k=k, norm=norm, standardize=standardize, jitter=jitter, seed=seed)
+        self.reference, self.tiles = reference, tiles
+        self.indices: list[int] | None = None
+        self.ixy: float | None = None
+        self.history: list[dict] = []  # one record per measurement: epoch, mi, ihyll, ixy, lr, val_acc
+
+    # ---- checks before any training ------------------------------------------------------
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        # Run before LearningRateMonitor, so that it logs the rates this callback sets.
+        monitors = [i for i, c in enumerate(trainer.callbacks) if isinstance(c, LearningRateMonitor)]
+        mine = trainer.callbacks.index(self)
+        if monitors and monitors[0] < mine:
+            trainer.callbacks.insert(monitors[0], trainer.callbacks.pop(mine))
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.lr_scheduler_configs and self.policy.name != "none":
+            raise RuntimeError("MutualInformationLR sets the learning rates itself; remove the LR scheduler "
+                               "(model.scheduler=null) or the callback, they would overwrite each other.")
+        if len(trainer.optimizers) != 1:
+            raise RuntimeError(f"MutualInformationLR needs exactly one optimizer, got {len(trainer.optimizers)}.")
+        groups = [group.get("name") for group in trainer.optimizers[0].param_groups]
+        if None in groups:
+            raise RuntimeError("MutualInformationLR needs a 'name' on every optimizer parameter group (one group "
+                               "per layer, e.g. ClassificationModule with param_groups=per_layer).")
+        self.layers = self.layers or groups
+        unknown = [layer for layer in self.layers if layer not in groups]
+        if unknown:
+            raise RuntimeError(f"MutualInformationLR: layers {unknown} have no optimizer parameter group of that "
+                               f"name; the module's groups are {groups}. Use param_groups=per_layer or fix layers.")
+        if self.scope == "layer" and set(groups) - set(self.layers):
+            raise RuntimeError(f"MutualInformationLR scope=layer: groups {sorted(set(groups) - set(self.layers))} "
+                               f"have no configured layer to follow; add them to layers or use scope=network.")
+        self.modules = {layer: self._find_module(pl_module, layer) for layer in self.layers}
+
+    @staticmethod
+    def _find_module(pl_module: L.LightningModule, layer: str) -> torch.nn.Module:
+        matches = [m for path, m in pl_module.named_modules() if path == layer or path.endswith("." + layer)]
+        if len(matches) != 1:
+            raise RuntimeError(f"MutualInformationLR: layer {layer!r} matches {len(matches)} submodules of "
+                               f"{type(pl_module).__name__}; give a name that matches exactly one.")
+        return matches[0]
+
+    # ---- every epoch ---------------------------------------------------------------------
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        epoch = trainer.current_epoch
+        self.history = [record for record in self.history if record["epoch"] < epoch]  # re-entering an epoch
+        record = None
+        if trainer.is_global_zero:
+            record = self.measure(trainer, pl_module)
+            groups = trainer.optimizers[0].param_groups
+            record["lr"] = ({group["name"]: group["lr"] for group in groups} if self.policy.name == "none"
+                            else self.next_lrs(record, [group["name"] for group in groups]))
+            record["epoch"] = epoch
+        record = trainer.strategy.broadcast(record, src=0)  # every replica applies rank 0's rates
+        self.history.append(record)
+        for group in trainer.optimizers[0].param_groups:
+            group["lr"] = record["lr"][group["name"]]
+        metrics = {f"mi/{layer}": value for layer, value in record["mi"].items()}
+        metrics |= {"mi/ihyll": record["ihyll"], "mi/ixy": record["ixy"]}
+        metrics |= {f"lr/{group}": lr for group, lr in record["lr"].items()}
+        for name, value in metrics.items():
+            pl_module.log(name, value, on_step=False, on_epoch=True)
+
+    def next_lrs(self, record: dict, groups: list[str]) -> dict[str, float]:
+        """LR_t of every group from the previous rates and the I series ending with ``record``."""
+        if not self.history:
+            return {group: self.policy.lr_min for group in groups}
+        lrs = {}
+        for group in groups:
+            series = [r["mi"][group] if self.scope == "layer" else r["ihyll"] for r in (*self.history, record)]
+            lrs[group] = self.policy.next_lr(self.history[-1]["lr"][group], series, record["ixy"])
+        return lrs
+
+    @torch.no_grad()
+    def measure(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict:
+        """I(H; Y) of every configured layer and of the output on the fixed subsample."""
+        images, labels = self.subsample(trainer, pl_module)
+        captured: dict[str, list[torch.Tensor]] = {layer: [] for layer in self.layers}
+
+        def keep(layer):
+            return lambda module, inputs, output: captured[layer].append(
+                (output[0] if isinstance(output, tuple) else output).detach())
+
+        handles = [module.register_forward_hook(keep(layer)) for layer, module in self.modules.items()]
+        was_training = pl_module.training
+        pl_module.eval()
+        try:
+            outputs = [pl_module(images[start:start + self.batch_size])
+                       for start in range(0, len(images), self.batch_size)]
+        finally:
+            pl_module.train(was_training)
+            for handle in handles:
+                handle.remove()
+        output = torch.cat(outputs)
+        mi = {layer: ross_mi(torch.cat(parts), labels, **self.estimator) for layer, parts in captured.items()}
+        same_as_output = [layer for layer in mi if torch.equal(torch.cat(captured[layer]), output)]
+        ihyll = mi[same_as_output[0]] if same_as_output else ross_mi(output, labels, **self.estimator)
+        if self.ixy is None:
+            self.ixy = self.reference_mi(images, labels)
+        accuracy = trainer.callback_metrics.get("val/acc")
+        return {"mi": mi, "ihyll": ihyll, "ixy": self.ixy,
+                "val_acc": float(accuracy) if accuracy is not None else None}
+
+    def reference_mi(self, images: torch.Tensor, labels: torch.Tensor) -> float:
+        if self.reference == "ceiling":
+            return label_entropy_ceiling(labels)
+        tiled = images.reshape(len(images), -1).repeat(self.tiles, 1)
+        # The copies differ only by the jitter: exact distances are needed to tell them apart.
+        return ross_mi(tiled, labels.repeat(self.tiles), exact=True, **self.estimator)
+
+    def subsample(self, trainer: L.Trainer, pl_module: L.LightningModule) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fixed class-balanced subsample, as the model sees it (after the batch-transfer hooks)."""
+        dataset = trainer.train_dataloader.dataset
+        if self.indices is None:
+            labels = getattr(dataset, "targets", None)
+            if labels is None:
+                labels = torch.tensor([int(dataset[i][1]) for i in range(len(dataset))])
+            self.indices = balanced_subsample(torch.as_tensor(labels), self.sample_size, self.seed).tolist()
+        if hasattr(dataset, "__getitems__"):
+            images, labels = dataset.__getitems__(self.indices)
+        else:
+            items = [dataset[i] for i in self.indices]
+            images, labels = torch.stack([item[0] for item in items]), torch.as_tensor([item[1] for item in items])
+        hooks = trainer.datamodule if trainer.datamodule is not None else pl_module
+        batch = hooks.on_before_batch_transfer((images, labels), 0)
+        batch = pl_module.transfer_batch_to_device(batch, pl_module.device, 0)
+        return hooks.on_after_batch_transfer(batch, 0)
+
+    # ---- end of training, checkpoints ----------------------------------------------------
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero or not self.history:
+            return
+        final = self.measure(trainer, pl_module)  # after the last epoch: no learning rate any more
+        history = [*self.history, {**final, "epoch": trainer.current_epoch, "lr": {}}]
+        run_dir = Path(trainer.default_root_dir)
+        write_json_atomic(run_dir / "mi_lr_history.json", {"history": history, "layers": self.layers})
+        if self.plot:
+            send_to_loggers(trainer, plot_history(history, run_dir / "mi_lr.png"))
+
+    def state_dict(self) -> dict:
+        return {"indices": self.indices, "ixy": self.ixy, "history": self.history}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.indices, self.ixy = state_dict["indices"], state_dict["ixy"]
+        self.history = state_dict["history"]

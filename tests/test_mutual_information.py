@@ -1,0 +1,148 @@
+"""The KSG and Ross estimators against analytic values and scikit-learn (same algorithm, 1-D)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from sklearn.feature_selection import mutual_info_classif, mutual_info_regression
+from sklearn.preprocessing import scale
+
+from analysis.mutual_information import chunks, ksg_mi, label_entropy_ceiling, prepare, ross_mi
+
+
+def correlated_gaussians(n: int, d: int, rho: float, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=generator, dtype=torch.float64)
+    y = rho * x + math.sqrt(1 - rho**2) * torch.randn(n, d, generator=generator, dtype=torch.float64)
+    return x, y
+
+
+def gaussian_mixture(n: int, means: torch.Tensor, generator: torch.Generator):
+    """Y uniform over the classes, X | Y = c ~ N(means[c], I)."""
+    labels = torch.randint(0, len(means), (n,), generator=generator)
+    return means[labels] + torch.randn(n, means.shape[1], generator=generator, dtype=torch.float64), labels
+
+
+def mixture_mi_monte_carlo(means: torch.Tensor, generator: torch.Generator, n: int = 200_000) -> float:
+    """I(X; Y) = H(Y) - E_x[H(Y | x)] with exact posteriors, averaged over n samples."""
+    x, _ = gaussian_mixture(n, means, generator)
+    log_posterior = torch.log_softmax(-0.5 * torch.cdist(x, means).pow(2), dim=1)
+    return math.log(len(means)) + (log_posterior.exp() * log_posterior).sum(1).mean().item()
+
+
+@pytest.mark.parametrize("d", [1, 2])
+@pytest.mark.parametrize("variant", [1, 2])
+def test_ksg_matches_correlated_gaussians(d, variant):
+    rho = 0.9
+    x, y = correlated_gaussians(1000, d, rho)
+    truth = -d / 2 * math.log(1 - rho**2)
+    assert ksg_mi(x, y, variant=variant) == pytest.approx(truth, abs=0.1 * d)
+
+
+@pytest.mark.parametrize("d", [1, 10, 100, 500])
+def test_independence_gives_about_zero_at_any_dimension(d):
+    generator = torch.Generator().manual_seed(d)
+    x = torch.randn(1000, d, generator=generator)
+    labels = torch.randint(0, 10, (1000,), generator=generator)
+    assert abs(ross_mi(x, labels)) < 0.05
+    assert abs(ross_mi(x, labels, norm="max")) < 0.05
+    if d <= 10:  # KSG between two independent continuous variables
+        assert abs(ksg_mi(x, torch.randn(1000, d, generator=generator))) < 0.05
+
+
+def test_ross_matches_gaussian_mixture_monte_carlo():
+    generator = torch.Generator().manual_seed(1)
+    means = 1.5 * torch.randn(10, 5, generator=generator, dtype=torch.float64)
+    truth = mixture_mi_monte_carlo(means, generator)
+    x, labels = gaussian_mixture(1000, means, generator)
+    estimate = ross_mi(x, labels)
+    assert estimate == pytest.approx(truth, abs=0.05)
+    assert estimate <= label_entropy_ceiling(labels)
+
+
+def test_euclidean_norm_is_less_biased_than_max_in_high_dimension():
+    generator = torch.Generator().manual_seed(2)
+    means = 0.3 * torch.randn(10, 100, generator=generator, dtype=torch.float64)
+    truth = mixture_mi_monte_carlo(means, generator, n=50_000)
+    x, labels = gaussian_mixture(1000, means, generator)
+    assert ross_mi(x, labels, norm="max") < ross_mi(x, labels, norm="euclidean") < truth
+
+
+def sklearn_jittered(rng: np.random.RandomState, v: np.ndarray) -> np.ndarray:
+    """What scikit-learn's _estimate_mi does to a continuous column: scale, then 1e-10 noise."""
+    v = scale(v.astype(np.float64), with_mean=False)
+    return v + 1e-10 * np.maximum(1, np.mean(np.abs(v), axis=0)) * rng.standard_normal(size=v.shape)
+
+
+def test_equals_sklearn_regression_and_classification_on_the_same_jittered_data():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((500, 1))
+    y = 0.8 * x[:, 0] + 0.6 * rng.standard_normal(500)
+    labels = (x[:, 0] + 0.5 * rng.standard_normal(500) > 0).astype(int) + (x[:, 0] > 1)
+
+    same_noise = np.random.RandomState(3)  # sklearn draws X's noise, then y's, from one stream
+    x_j, y_j = sklearn_jittered(same_noise, x), sklearn_jittered(same_noise, y)
+    expected = mutual_info_regression(x, y, n_neighbors=3, random_state=3)[0]
+    ours = ksg_mi(torch.from_numpy(x_j), torch.from_numpy(y_j), standardize=False, jitter=0)
+    assert expected > 0.3 and ours == pytest.approx(expected, abs=1e-6)
+
+    x_j = sklearn_jittered(np.random.RandomState(3), x)
+    expected = mutual_info_classif(x, labels, n_neighbors=3, random_state=3)[0]
+    ours = ross_mi(torch.from_numpy(x_j), torch.from_numpy(labels), standardize=False, jitter=0)
+    assert expected > 0.3 and ours == pytest.approx(expected, abs=1e-6)
+
+
+def test_jitter_survives_float32_and_breaks_relu_ties():
+    activations = torch.relu(torch.randn(200, 8, generator=torch.Generator().manual_seed(0))).float()
+    activations[:50] = 0.0  # dead samples: exact ties
+    prepared = prepare(activations, standardize=False)
+    assert prepared.dtype == torch.float64
+    assert len(torch.unique(prepared[:50, 0])) == 50
+    labels = torch.arange(200) % 4
+    assert ross_mi(activations, labels) == ross_mi(activations.double(), labels)  # cast before the jitter
+    assert ross_mi(activations, labels, seed=0) != ross_mi(activations, labels, seed=1)
+
+
+def test_chunked_distances_give_the_same_answer(monkeypatch):
+    x, y = correlated_gaussians(300, 3, 0.7, seed=4)
+    labels = (x[:, 0] > 0).long() + (x[:, 1] > 0).long()
+    whole = ksg_mi(x, y), ksg_mi(x, y, variant=2), ross_mi(x, labels)
+    monkeypatch.setattr("analysis.mutual_information.CHUNK_ELEMENTS", 40 * 300)
+    assert len(list(chunks(300, 300))) == 8
+    assert (ksg_mi(x, y), ksg_mi(x, y, variant=2), ross_mi(x, labels)) == pytest.approx(whole, abs=1e-12)
+
+
+def test_label_entropy_ceiling_is_psi_n_minus_mean_psi_class_size():
+    labels = torch.tensor([0, 0, 1, 1, 1, 1, 2])  # the single '2' is left out
+    psi = torch.special.digamma
+    expected = psi(torch.tensor(6.0)) - (2 * psi(torch.tensor(2.0)) + 4 * psi(torch.tensor(4.0))) / 6
+    assert label_entropy_ceiling(labels) == pytest.approx(expected.item())
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda x, y: ross_mi(x, y, norm="l1"), "norm='l1'"),
+        (lambda x, y: ross_mi(x, y[:5]), "X has 10 samples but Y has 5"),
+        (lambda x, y: ksg_mi(x, x, k=10), "k=10"),
+        (lambda x, y: ksg_mi(x, x, variant=3), "variant=3"),
+    ],
+)
+def test_bad_arguments_are_named(call, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        call(torch.randn(10, 2), torch.arange(10) % 2)
+
+
+def test_tiled_input_estimate_measures_label_entropy_not_dependence():
+    """The paper's tiled IXY: with more than k copies of each point, X independent of Y still gives ~H(Y)."""
+    from callbacks.mutual_information import MutualInformationLR
+
+    generator = torch.Generator().manual_seed(5)
+    images, labels = torch.randn(200, 1, 8, 8, generator=generator), torch.randint(0, 4, (200,), generator=generator)
+    assert abs(ross_mi(images, labels)) < 0.1
+    tiled = MutualInformationLR(reference="tiled", tiles=6).reference_mi(images, labels)
+    assert tiled == pytest.approx(label_entropy_ceiling(labels.repeat(6)), abs=0.05)
+    assert label_entropy_ceiling(labels) == pytest.approx(math.log(4), abs=0.05)
