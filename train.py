@@ -24,6 +24,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher
 from omegaconf import DictConfig, OmegaConf
 
 from framework.results import library_versions, to_float_dict, write_json_atomic
@@ -90,7 +91,9 @@ def train(cfg: DictConfig) -> dict:
         "config": OmegaConf.to_container(cfg, resolve=True),
         "output_dir": cfg.paths.output_dir,
         "best_checkpoint": best_checkpoint,
-        "epochs_completed": trainer.current_epoch,
+        # Spawned DDP workers (ddp_spawn) train in child processes whose epoch count does not come back.
+        "epochs_completed": None if isinstance(trainer.strategy.launcher, _MultiProcessingLauncher)
+        else trainer.current_epoch,
         "wall_seconds": time.perf_counter() - started,
         "versions": library_versions(),
     }
