@@ -72,6 +72,26 @@ rule("model.optimizer.lr", positive, "a number > 0")
 rule("model.optimizer.weight_decay", non_negative, "a number >= 0")
 rule("model.optimizer.momentum", lambda v: is_number(v) and 0 <= v < 1, "a number in [0, 1)")
 
+# ---- datasets (issue 3: CIFAR-10, SVHN, STL-10, LunarLander). Which splits a family has is
+# checked by its DataModule (SVHN: train/test/extra, STL-10: train/test/unlabeled).
+is_bool = lambda value: isinstance(value, bool)
+rule("data.download", is_bool, "true or false")
+rule("data.grayscale", is_bool, "true or false")
+rule("data.flatten", is_bool, "true or false")
+rule("data.pad_to", int_at_least(1), "an integer >= the image size, or null")
+rule("data.pad_mode", lambda v: v in ("zeros", "wrap"), "'zeros' or 'wrap'")
+SPLIT_NAMES = ("train", "test", "extra", "unlabeled")
+rule("data.train_split", lambda v: v in SPLIT_NAMES, "'train', 'test', 'extra' (SVHN) or 'unlabeled' (STL-10)")
+rule("data.test_split", lambda v: v in SPLIT_NAMES, "'train', 'test', 'extra' (SVHN) or 'unlabeled' (STL-10)")
+rule("data.rollouts", int_at_least(1), "an integer >= 1")
+rule("data.steps_per_rollout", int_at_least(1), "an integer >= 1")
+rule("data.train_seed", int_at_least(0), "a non-negative integer")
+rule("data.test_seed", int_at_least(0), "a non-negative integer")
+rule("data.image_size", int_at_least(1), "an integer >= 1")
+rule("data.label_observation", lambda v: v in ("before", "after"), "'before' or 'after' (the step)")
+rule("data.filter_offscreen", is_bool, "true or false")
+rule("data.generation_workers", int_at_least(1), "an integer >= 1, or null for one per CPU")
+
 
 _MISSING = object()
 
