@@ -134,11 +134,12 @@ class InMemoryDataModule(L.LightningDataModule):
     ):
         super().__init__()
         for key, split in (("train_split", train_split), ("test_split", test_split)):
-            if split is not None and split not in self.splits:
+            if split is None:
+                continue
+            if split not in self.splits:
                 raise ValueError(f"Config key 'data.{key}' is {split!r}, but {type(self).__name__} has the splits "
                                  f"{', '.join(self.splits)}; choose one of them.")
-            if split is not None:
-                setattr(self, key, split)
+            setattr(self, key, split)
         if pad_mode not in ("zeros", "wrap"):
             raise ValueError(f"Config key 'data.pad_mode' is {pad_mode!r}, but it must be 'zeros' or 'wrap'.")
         self.grayscale, self.flatten, self.pad_mode = grayscale, flatten, pad_mode

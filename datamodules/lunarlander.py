@@ -83,7 +83,9 @@ def generate_collection(rollouts: int, steps: int, seed: int, image_size: int = 
     tasks = [(seed, rollout, steps, image_size) for rollout in range(rollouts)]
     parts = {"images": [], "before": [], "after": []}
     bar = tqdm(total=rollouts * steps, desc=f"LunarLander seed {seed}", unit="frame", disable=not progress)
-    pool = multiprocessing.get_context("fork").Pool(workers) if workers > 1 else None
+    # fork: workers start at once and inherit the imports (spawn would re-import torch and Lightning)
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    pool = multiprocessing.get_context(method).Pool(workers) if workers > 1 else None
     try:
         for frames, before, after in (pool.imap(run_rollout, tasks) if pool else map(run_rollout, tasks)):
             for key, value in zip(parts, (frames, before, after), strict=True):
