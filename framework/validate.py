@@ -90,6 +90,7 @@ rule("data.test_seed", int_at_least(0), "a non-negative integer")
 rule("data.image_size", int_at_least(1), "an integer >= 1")
 rule("data.label_observation", lambda v: v in ("before", "after"), "'before' or 'after' (the step)")
 rule("data.filter_offscreen", is_bool, "true or false")
+rule("data.progress", is_bool, "true or false")
 rule("data.generation_workers", int_at_least(1), "an integer >= 1, or null for one per CPU")
 
 
