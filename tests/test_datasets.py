@@ -125,6 +125,13 @@ def test_svhn_wrap_padding_tiles_the_digit_and_grayscale(tmp_path):
     expected = np.pad(written["test"][0], ((0, 0), (0, 0), (0, 32), (0, 32)), mode="wrap") / 255  # the authors' pad
     assert batch.shape == (6, 3, 64, 64)
     assert np.allclose(batch.numpy(), expected, atol=1e-6)
+    module.pad_to = 80  # more than twice the size: tiled further, still np.pad's wrap
+    batch, _ = first_batch(module, "test")
+    expected = np.pad(written["test"][0], ((0, 0), (0, 0), (0, 48), (0, 48)), mode="wrap") / 255
+    assert batch.shape == (6, 3, 80, 80) and np.allclose(batch.numpy(), expected, atol=1e-6)
+    module.pad_to = 16
+    with pytest.raises(ValueError, match="'data.pad_to' is 16, but the images are 32x32"):
+        first_batch(module, "test")
     gray = SVHNDataModule(data_dir=str(tmp_path), grayscale=True, pad_to=40, pad_mode="zeros", batch_size=6)
     gray.setup("test")
     batch, _ = first_batch(gray, "test")
