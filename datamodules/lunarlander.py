@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 ENV_ID = "LunarLander-v3"  # the current version of the paper's LunarLander-v2
 NUM_ACTIONS = 4  # noop, left engine, main engine, right engine
+OBSERVATION_SIZE = 8  # x, y, vx, vy, angle, angular velocity, left leg contact, right leg contact
 ONSCREEN = {"x": (-1.0, 1.0), "y": (-0.5, 1.5)}  # the paper's bounds of a visible lander
 CACHE_VERSION = 1  # bump when the generator's output changes, so old caches are not reused
 
@@ -81,21 +82,25 @@ def generate_collection(rollouts: int, steps: int, seed: int, image_size: int = 
 
     workers = min(workers or os.cpu_count() or 1, rollouts)
     tasks = [(seed, rollout, steps, image_size) for rollout in range(rollouts)]
-    parts = {"images": [], "before": [], "after": []}
+    frames = rollouts * steps
+    arrays = {"images": np.empty((frames, 3, image_size, image_size), dtype=np.uint8),  # filled in place: one copy
+              "before": np.empty((frames, OBSERVATION_SIZE), dtype=np.float32),
+              "after": np.empty((frames, OBSERVATION_SIZE), dtype=np.float32)}
     bar = tqdm(total=rollouts * steps, desc=f"LunarLander seed {seed}", unit="frame", disable=not progress)
     # fork: workers start at once and inherit the imports (spawn would re-import torch and Lightning)
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     pool = multiprocessing.get_context(method).Pool(workers) if workers > 1 else None
     try:
-        for frames, before, after in (pool.imap(run_rollout, tasks) if pool else map(run_rollout, tasks)):
-            for key, value in zip(parts, (frames, before, after), strict=True):
-                parts[key].append(value)
+        results = pool.imap(run_rollout, tasks) if pool else map(run_rollout, tasks)  # in rollout order
+        for rollout, parts in enumerate(results):
+            for array, part in zip(arrays.values(), parts, strict=True):
+                array[rollout * steps : (rollout + 1) * steps] = part
             bar.update(steps)
     finally:
         bar.close()
         if pool:
             pool.terminate()
-    return {key: np.concatenate(values) for key, values in parts.items()}
+    return arrays
 
 
 def onscreen(positions: np.ndarray) -> np.ndarray:
