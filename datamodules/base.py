@@ -99,13 +99,20 @@ class InMemoryDataModule(L.LightningDataModule):
         val_fraction: share of the training split held out for validation, in (0, 1).
         split_seed: seed of the train/val split (independent of the run's seed, so that
             runs with different seeds are evaluated on the same validation images).
-        pad_to: zero-pad images (centred) to this size per batch; ``None`` keeps them.
+        pad_to: pad images to this size per batch; ``None`` keeps them.
+        pad_mode: ``zeros`` (centred) or ``wrap`` (the image tiled from the top-left corner,
+            ``np.pad(mode="wrap")`` after it: SVHN 32 -> 64 gives a 2x2 tiling).
         mean, std: normalisation applied per batch after scaling to [0, 1].
         download: fetch missing files with torchvision's download utilities.
         num_workers: DataLoader workers (0 is fastest for in-memory tensors).
+        train_split, test_split: which of the family's ``splits`` the fit stages (train + val)
+            and the test stage read, e.g. SVHN ``extra`` for an autoencoder; ``None``: the default.
+        grayscale: convert RGB to ITU-R 601-2 luma at load time, exactly as PIL's ``convert("L")``.
+        flatten: hand out ``[N, C*H*W]`` vectors instead of ``[N, C, H, W]`` images.
     """
 
     num_classes: int = 10
+    splits: tuple[str, ...] = ("train", "test")
     train_split: str = "train"
     test_split: str = "test"
 
@@ -120,8 +127,23 @@ class InMemoryDataModule(L.LightningDataModule):
         std: float | Sequence[float] = 1.0,
         download: bool = False,
         num_workers: int = 0,
+        train_split: str | None = None,
+        test_split: str | None = None,
+        grayscale: bool = False,
+        flatten: bool = False,
+        pad_mode: str = "zeros",
     ):
         super().__init__()
+        for key, split in (("train_split", train_split), ("test_split", test_split)):
+            if split is None:
+                continue
+            if split not in self.splits:
+                raise ValueError(f"Config key 'data.{key}' is {split!r}, but {type(self).__name__} has the splits "
+                                 f"{', '.join(self.splits)}; choose one of them.")
+            setattr(self, key, split)
+        if pad_mode not in ("zeros", "wrap"):
+            raise ValueError(f"Config key 'data.pad_mode' is {pad_mode!r}, but it must be 'zeros' or 'wrap'.")
+        self.grayscale, self.flatten, self.pad_mode = grayscale, flatten, pad_mode
         self.data_dir = Path(data_dir)
         self.batch_size = batch_size
         self.val_fraction = val_fraction
@@ -148,8 +170,15 @@ class InMemoryDataModule(L.LightningDataModule):
         return [path for path in self.expected_files() if not path.exists()]
 
     def prepare_data(self) -> None:
-        if self.download_missing and self.missing_files():
-            self.download()
+        missing = self.missing_files()
+        if self.download_missing and missing:
+            try:
+                self.download()
+            except OSError as error:  # URLError, HTTPError and socket errors are OSErrors
+                raise DatasetMissingError(
+                    f"{type(self).__name__}: downloading {missing[0].name} into {self.data_dir} failed ({error}); "
+                    f"check the network, or copy the files there by hand in their official layout."
+                ) from error
 
     def check_files(self) -> None:
         missing = self.missing_files()
@@ -163,13 +192,28 @@ class InMemoryDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit", "validate") and "train" not in self.datasets:
             self.check_files()
-            images, targets = self.load_split(self.train_split)
-            train_index, val_index = seeded_split(len(images), self.val_fraction, self.split_seed)
+            images, targets = self.read_split(self.train_split)
+            train_index, val_index = self.train_val_indices(len(images))
             self.datasets["train"] = TensorImageDataset(images[train_index], targets[train_index])
             self.datasets["val"] = TensorImageDataset(images[val_index], targets[val_index])
         if stage in (None, "test", "predict") and "test" not in self.datasets:
             self.check_files()
-            self.datasets["test"] = TensorImageDataset(*self.load_split(self.test_split))
+            self.datasets["test"] = TensorImageDataset(*self.read_split(self.test_split))
+
+    def read_split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """``load_split`` plus the load-time view options (grayscale), checked against mean/std."""
+        images, targets = self.load_split(split)
+        if self.grayscale and images.shape[1] == 3:
+            images = rgb_to_luma(images)
+        for key, value in (("mean", self.mean), ("std", self.std)):
+            if value.numel() not in (1, images.shape[1]):
+                raise ValueError(f"Config key 'data.{key}' has {value.numel()} values, but the images have "
+                                 f"{images.shape[1]} channel(s); give one value or one per channel.")
+        return images, targets
+
+    def train_val_indices(self, num_items: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Which training items go to train and which to val; a seeded random split by default."""
+        return seeded_split(num_items, self.val_fraction, self.split_seed)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         dataset = self.datasets[split]
@@ -198,17 +242,41 @@ class InMemoryDataModule(L.LightningDataModule):
         return self._loader("test", shuffle=False)
 
     def to_float(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 [N, C, H, W] -> normalised float32, padded to ``pad_to``."""
+        """uint8 [N, C, H, W] -> normalised float32, padded to ``pad_to``, flattened if asked."""
         images = images.float().div_(255.0)
         if self.pad_to is not None:
             height, width = images.shape[-2:]
-            top, left = (self.pad_to - height) // 2, (self.pad_to - width) // 2
-            images = F.pad(images, (left, self.pad_to - width - left, top, self.pad_to - height - top))
+            if self.pad_to < max(height, width):
+                raise ValueError(f"Config key 'data.pad_to' is {self.pad_to}, but the images are {height}x{width}; "
+                                 f"give a size >= {max(height, width)} or null.")
+            if self.pad_mode == "wrap":
+                while images.shape[-1] < self.pad_to or images.shape[-2] < self.pad_to:  # circular pad <= size
+                    right = min(self.pad_to - images.shape[-1], images.shape[-1])
+                    bottom = min(self.pad_to - images.shape[-2], images.shape[-2])
+                    images = F.pad(images, (0, right, 0, bottom), mode="circular")
+            else:
+                top, left = (self.pad_to - height) // 2, (self.pad_to - width) // 2
+                images = F.pad(images, (left, self.pad_to - width - left, top, self.pad_to - height - top))
         mean, std = self.mean.to(images.device), self.std.to(images.device)
-        return (images - mean) / std
+        images = (images - mean) / std
+        return images.flatten(1) if self.flatten else images
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         images, targets = batch
         if images.dtype == torch.uint8:
             images = self.to_float(images)
         return images, targets
+
+
+def rgb_to_luma(images: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+    """uint8 RGB ``[N, 3, H, W]`` -> uint8 luma ``[N, 1, H, W]``, bit-exact with PIL's ``convert("L")``.
+
+    ITU-R 601-2: L = R * 299/1000 + G * 587/1000 + B * 114/1000, in PIL's 16-bit fixed point
+    with rounding. Converted in chunks so that SVHN extra never exists as int32 all at once.
+    """
+    weights = torch.tensor([19595, 38470, 7471], dtype=torch.int32).view(1, 3, 1, 1)
+    luma = torch.empty((len(images), 1, *images.shape[2:]), dtype=torch.uint8)
+    for start in range(0, len(images), chunk):
+        part = images[start : start + chunk].to(torch.int32)
+        luma[start : start + chunk] = ((part * weights).sum(1, keepdim=True) + 32768) >> 16
+    return luma

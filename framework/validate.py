@@ -107,6 +107,27 @@ rule("callbacks.batch_size.milestones",
                                                                 for e, s in v.items()),
      "a non-empty mapping {epoch >= 1: batch size >= 1}")
 
+# ---- datasets (issue 3: CIFAR-10, SVHN, STL-10, LunarLander). Which splits a family has is
+# checked by its DataModule (SVHN: train/test/extra, STL-10: train/test/unlabeled).
+is_bool = lambda value: isinstance(value, bool)
+rule("data.download", is_bool, "true or false")
+rule("data.grayscale", is_bool, "true or false")
+rule("data.flatten", is_bool, "true or false")
+rule("data.pad_to", int_at_least(1), "an integer >= the image size, or null")
+rule("data.pad_mode", lambda v: v in ("zeros", "wrap"), "'zeros' or 'wrap'")
+SPLIT_NAMES = ("train", "test", "extra", "unlabeled")
+rule("data.train_split", lambda v: v in SPLIT_NAMES, "'train', 'test', 'extra' (SVHN) or 'unlabeled' (STL-10)")
+rule("data.test_split", lambda v: v in SPLIT_NAMES, "'train', 'test', 'extra' (SVHN) or 'unlabeled' (STL-10)")
+rule("data.rollouts", int_at_least(1), "an integer >= 1")
+rule("data.steps_per_rollout", int_at_least(1), "an integer >= 1")
+rule("data.train_seed", int_at_least(0), "a non-negative integer")
+rule("data.test_seed", int_at_least(0), "a non-negative integer")
+rule("data.image_size", int_at_least(1), "an integer >= 1")
+rule("data.label_observation", lambda v: v in ("before", "after"), "'before' or 'after' (the step)")
+rule("data.filter_offscreen", is_bool, "true or false")
+rule("data.progress", is_bool, "true or false")
+rule("data.generation_workers", int_at_least(1), "an integer >= 1, or null for one per CPU")
+
 
 _MISSING = object()
 
@@ -152,3 +173,17 @@ def validate(cfg: DictConfig) -> None:
                 f"Config key '{key}' is {target!r}, which cannot be imported ({type(error).__name__}); "
                 f"give the full dotted path of an existing class or function."
             ) from None
+    check_data_splits(cfg)
+
+
+def check_data_splits(cfg: DictConfig) -> None:
+    """``data.train_split`` / ``data.test_split`` must be splits the chosen dataset family has."""
+    target = _lookup(cfg, "data._target_")
+    splits = getattr(get_object(str(target)), "splits", None) if target not in (_MISSING, None) else None
+    for key in ("train_split", "test_split"):
+        value = _lookup(cfg, f"data.{key}")
+        if splits and value not in (_MISSING, None) and value not in splits:
+            raise ConfigError(
+                f"Config key 'data.{key}' is {value!r}, but {str(target).rsplit('.', 1)[-1]} has the splits "
+                f"{', '.join(splits)}; choose one of them."
+            )

@@ -8,9 +8,11 @@ compare what the loader reads with what was written.
 from __future__ import annotations
 
 import gzip
+import pickle
 from pathlib import Path
 
 import numpy as np
+import scipy.io
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -38,7 +40,90 @@ def write_mnist(root: str | Path, num_train: int = 60, num_test: int = 20, seed:
     return written
 
 
+def labelled_images(rng: np.random.Generator, count: int, channels: int, side: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random uint8 images ``[N, C, H, W]`` and labels 0..9 (every class present when count >= 10)."""
+    images = rng.integers(0, 256, (count, channels, side, side), dtype=np.uint8)
+    labels = (np.arange(count) + rng.integers(10)) % 10
+    return images, labels.astype(np.int64)
+
+
+def write_cifar10(root: str | Path, per_batch: int = 10, num_test: int = 20,
+                  seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``cifar-10-batches-py``: pickled dicts with bytes keys (protocol 2, as the Python 2 originals)."""
+    rng = np.random.default_rng(seed)
+    folder = Path(root) / "cifar-10-batches-py"
+    folder.mkdir(parents=True, exist_ok=True)
+    written = {"train": [], "test": []}
+    names = [("train", f"data_batch_{i}", per_batch) for i in range(1, 6)] + [("test", "test_batch", num_test)]
+    for split, name, count in names:
+        images, labels = labelled_images(rng, count, 3, 32)
+        rows = np.concatenate([images[:, channel].reshape(count, 1024) for channel in range(3)], axis=1)  # R, G, B
+        batch = {b"batch_label": name.encode(), b"labels": labels.tolist(), b"data": rows,
+                 b"filenames": [f"image_{i}.png".encode() for i in range(count)]}
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
+        written[split].append((images, labels))
+    return {split: tuple(map(np.concatenate, zip(*parts, strict=True))) for split, parts in written.items()}
+
+
+def write_svhn(root: str | Path, sizes: dict[str, int] | None = None,
+               seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``<split>_32x32.mat``: MATLAB v5 with uint8 ``X`` [32, 32, 3, N] and ``y`` [N, 1] in 1..10 (10 = digit 0)."""
+    rng = np.random.default_rng(seed)
+    written = {}
+    for split, count in (sizes or {"train": 30, "test": 20, "extra": 40}).items():
+        images, labels = labelled_images(rng, count, 3, 32)
+        stored = np.where(labels == 0, 10, labels).astype(np.uint8).reshape(-1, 1)
+        scipy.io.savemat(Path(root) / f"{split}_32x32.mat", {"X": images.transpose(2, 3, 1, 0), "y": stored},
+                         format="5")
+        written[split] = (images, labels)
+    return written
+
+
+def stl10_pattern(count: int) -> np.ndarray:
+    """Upright images with an asymmetric mark: a bright top row and a dim left column."""
+    images = np.zeros((count, 3, 96, 96), dtype=np.uint8)
+    images[:, :, 0, :] = 250
+    images[:, :, 1:, 0] = 100
+    images[:, 1, 40:50, 60:70] = np.arange(count, dtype=np.uint8)[:, None, None]  # tells images apart
+    return images
+
+
+def write_stl10(root: str | Path, sizes: dict[str, int] | None = None,
+                seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+    """``stl10_binary/<split>_X.bin``: raw uint8, each channel column-major; ``<split>_y.bin``: labels 1..10."""
+    rng = np.random.default_rng(seed)
+    folder = Path(root) / "stl10_binary"
+    folder.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for split, count in (sizes or {"train": 20, "test": 20, "unlabeled": 30}).items():
+        images = stl10_pattern(count)
+        column_major = images.transpose(0, 1, 3, 2)  # for each channel: column 0 top to bottom, then column 1, ...
+        (folder / f"{split}_X.bin").write_bytes(column_major.tobytes())
+        labels = None
+        if split != "unlabeled":
+            labels = (np.arange(count) + rng.integers(10)) % 10
+            (folder / f"{split}_y.bin").write_bytes((labels + 1).astype(np.uint8).tobytes())
+        written[split] = (images, labels)
+    return written
+
+
+# Tiny LunarLander runs that write_all generates; compose with these overrides to use them.
+LUNARLANDER_SMALL = {"rollouts": 2, "steps_per_rollout": 20, "train_seed": 1, "test_seed": 2}
+
+
+def write_lunarlander(root: str | Path, **parameters) -> None:
+    """Generate (really) and cache small LunarLander runs under ``<root>/lunarlander``."""
+    from datamodules.lunarlander import LunarLanderDataModule
+
+    options = {**LUNARLANDER_SMALL, "generation_workers": 1, "progress": False, **parameters}
+    LunarLanderDataModule(data_dir=str(root), **options).prepare_data()
+
+
 def write_all(root: str | Path) -> Path:
     """Every dataset the experiment configs use, small, under one root."""
     write_mnist(root, num_train=200, num_test=50)
+    write_cifar10(root)
+    write_svhn(root)
+    write_stl10(root)
+    write_lunarlander(root)
     return Path(root)

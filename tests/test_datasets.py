@@ -1,0 +1,235 @@
+"""CIFAR-10, SVHN and STL-10 loaders on small files written in each dataset's exact on-disk format."""
+
+from __future__ import annotations
+
+import urllib.error
+
+import numpy as np
+import pytest
+import torch
+from hydra.utils import instantiate
+from PIL import Image
+
+from datamodules.base import DatasetCorruptError, DatasetMissingError, rgb_to_luma
+from datamodules.cifar10 import CIFAR10DataModule
+from datamodules.stl10 import STL10DataModule
+from datamodules.svhn import SVHNDataModule
+from framework.validate import ConfigError, validate
+from tests.dataset_files import LUNARLANDER_SMALL, write_cifar10, write_stl10, write_svhn
+
+
+def all_of(module, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    dataset = module.datasets[split]
+    return dataset.images, dataset.targets
+
+
+def first_batch(module, split: str = "train"):
+    loader = getattr(module, f"{split}_dataloader")()
+    return module.on_after_batch_transfer(next(iter(loader)), 0)
+
+
+def luma_by_pil(images: np.ndarray) -> np.ndarray:
+    return np.stack([np.asarray(Image.fromarray(image.transpose(1, 2, 0)).convert("L")) for image in images])
+
+
+# ---- CIFAR-10 -------------------------------------------------------------------------------
+def test_cifar10_reads_the_pickled_batches(tmp_path):
+    written = write_cifar10(tmp_path, per_batch=10, num_test=12)
+    module = CIFAR10DataModule(data_dir=str(tmp_path), val_fraction=0.2, split_seed=3)
+    module.setup()
+    train_images, train_labels = all_of(module, "train")
+    val_images, val_labels = all_of(module, "val")
+    assert train_images.shape == (40, 3, 32, 32) and val_images.shape == (10, 3, 32, 32)
+    assert train_images.dtype == torch.uint8 and train_labels.dtype == torch.int64
+    # train + val are exactly the 50 written training images (all five batches, in their order)
+    images, labels = written["train"]
+    together = torch.cat([train_images, val_images]).numpy()
+    order = np.lexsort(together.reshape(50, -1).T)
+    assert np.array_equal(together[order], images[np.lexsort(images.reshape(50, -1).T)])
+    test_images, test_labels = all_of(module, "test")
+    assert np.array_equal(test_images.numpy(), written["test"][0])  # channel order R, G, B and rows upright
+    assert np.array_equal(test_labels.numpy(), written["test"][1])
+    assert set(torch.cat([train_labels, val_labels]).tolist()) == set(range(10))
+
+
+def test_cifar10_grayscale_is_pils_luma_and_flatten_gives_vectors(tmp_path):
+    written = write_cifar10(tmp_path, per_batch=4, num_test=8)
+    module = CIFAR10DataModule(data_dir=str(tmp_path), grayscale=True, flatten=True, batch_size=8)
+    module.setup("test")
+    images, _ = all_of(module, "test")
+    assert images.shape == (8, 1, 32, 32) and images.dtype == torch.uint8
+    assert np.array_equal(images[:, 0].numpy(), luma_by_pil(written["test"][0]))
+    batch, _ = first_batch(module, "test")
+    assert batch.shape == (8, 1024) and batch.dtype == torch.float32
+    assert torch.allclose(batch, images.flatten(1).float() / 255)
+
+
+def test_rgb_to_luma_is_bit_exact_with_pil():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (50, 3, 9, 7), dtype=np.uint8)
+    images[0] = 255  # extremes: white stays 255, black 0
+    images[1] = 0
+    luma = rgb_to_luma(torch.from_numpy(images), chunk=16)
+    assert np.array_equal(luma[:, 0].numpy(), luma_by_pil(images))
+    assert luma[0].min() == 255 and luma[1].max() == 0
+
+
+def test_cifar10_truncated_batch_names_the_file(tmp_path):
+    write_cifar10(tmp_path)
+    batch = tmp_path / "cifar-10-batches-py" / "data_batch_3"
+    batch.write_bytes(batch.read_bytes()[:500])
+    with pytest.raises(DatasetCorruptError, match="data_batch_3 is not a readable CIFAR-10 batch"):
+        CIFAR10DataModule(data_dir=str(tmp_path)).setup("fit")
+
+
+def test_missing_files_name_the_path_and_the_remedy(tmp_path):
+    with pytest.raises(DatasetMissingError, match=r"cifar-10-batches-py/data_batch_1 .*data.download=true"):
+        CIFAR10DataModule(data_dir=str(tmp_path)).setup("fit")
+    with pytest.raises(DatasetMissingError, match=r"extra_32x32.mat .*data.download=true"):
+        SVHNDataModule(data_dir=str(tmp_path), train_split="extra").setup("fit")
+    with pytest.raises(DatasetMissingError, match=r"stl10_binary/unlabeled_X.bin"):
+        STL10DataModule(data_dir=str(tmp_path), train_split="unlabeled").setup("fit")
+
+
+def test_download_offline_is_one_clear_sentence(tmp_path, monkeypatch):
+    import torchvision.datasets.utils
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torchvision.datasets.utils, "download_and_extract_archive", offline)
+    module = CIFAR10DataModule(data_dir=str(tmp_path), download=True)
+    with pytest.raises(DatasetMissingError, match=rf"downloading data_batch_1 into {tmp_path} failed .*no network"):
+        module.prepare_data()
+
+
+# ---- SVHN -----------------------------------------------------------------------------------
+def test_svhn_reads_mat_files_maps_10_to_0_and_picks_splits_per_stage(tmp_path):
+    written = write_svhn(tmp_path, {"train": 12, "test": 10, "extra": 25})
+    module = SVHNDataModule(data_dir=str(tmp_path), train_split="extra", test_split="train", val_fraction=0.2)
+    module.setup()
+    assert len(module.datasets["train"]) == 20 and len(module.datasets["val"]) == 5  # from extra
+    test_images, test_labels = all_of(module, "test")  # from train
+    assert test_images.shape == (12, 3, 32, 32) and test_images.dtype == torch.uint8
+    assert np.array_equal(test_images.numpy(), written["train"][0])
+    assert np.array_equal(test_labels.numpy(), written["train"][1]) and 0 in test_labels.tolist()
+    (tmp_path / "test_32x32.mat").unlink()  # a split no stage reads is not required
+    SVHNDataModule(data_dir=str(tmp_path), train_split="extra", test_split="train").setup()
+
+
+def test_svhn_wrap_padding_tiles_the_digit_and_grayscale(tmp_path):
+    written = write_svhn(tmp_path, {"train": 10, "test": 6})
+    module = SVHNDataModule(data_dir=str(tmp_path), pad_to=64, batch_size=6)
+    module.setup("test")
+    batch, _ = first_batch(module, "test")
+    expected = np.pad(written["test"][0], ((0, 0), (0, 0), (0, 32), (0, 32)), mode="wrap") / 255  # the authors' pad
+    assert batch.shape == (6, 3, 64, 64)
+    assert np.allclose(batch.numpy(), expected, atol=1e-6)
+    module.pad_to = 80  # more than twice the size: tiled further, still np.pad's wrap
+    batch, _ = first_batch(module, "test")
+    expected = np.pad(written["test"][0], ((0, 0), (0, 0), (0, 48), (0, 48)), mode="wrap") / 255
+    assert batch.shape == (6, 3, 80, 80) and np.allclose(batch.numpy(), expected, atol=1e-6)
+    module.pad_to = 16
+    with pytest.raises(ValueError, match="'data.pad_to' is 16, but the images are 32x32"):
+        first_batch(module, "test")
+    gray = SVHNDataModule(data_dir=str(tmp_path), grayscale=True, pad_to=40, pad_mode="zeros", batch_size=6)
+    gray.setup("test")
+    batch, _ = first_batch(gray, "test")
+    assert batch.shape == (6, 1, 40, 40) and batch[:, :, :4].abs().sum() == 0  # zeros, centred
+    assert np.allclose(batch[:, 0, 4:36, 4:36].numpy() * 255, luma_by_pil(written["test"][0]), atol=1e-3)
+
+
+def test_svhn_truncated_mat_and_unknown_split(tmp_path):
+    write_svhn(tmp_path, {"train": 10, "test": 6})
+    path = tmp_path / "test_32x32.mat"
+    path.write_bytes(path.read_bytes()[:3000])
+    with pytest.raises(DatasetCorruptError, match="test_32x32.mat is not a readable SVHN .mat file"):
+        SVHNDataModule(data_dir=str(tmp_path)).setup("test")
+    with pytest.raises(ValueError, match="'data.train_split' is 'unlabeled', but SVHNDataModule has the splits"):
+        SVHNDataModule(data_dir=str(tmp_path), train_split="unlabeled")
+
+
+# ---- STL-10 ---------------------------------------------------------------------------------
+def test_stl10_column_major_images_come_out_upright(tmp_path):
+    written = write_stl10(tmp_path, {"train": 10, "test": 12, "unlabeled": 15})
+    module = STL10DataModule(data_dir=str(tmp_path))
+    module.setup("test")
+    images, labels = all_of(module, "test")
+    assert images.shape == (12, 3, 96, 96) and images.dtype == torch.uint8
+    assert (images[:, :, 0, :] == 250).all() and (images[:, :, 1:, 0] == 100).all()  # bright top row, dim left
+    assert (images[:, :, 1:, 1:50] == 0).all()
+    assert np.array_equal(images.numpy(), written["test"][0])
+    assert np.array_equal(labels.numpy(), written["test"][1]) and labels.min() == 0 and labels.max() == 9
+    batch, _ = first_batch(module, "test")
+    assert torch.allclose(batch[:, :, 0, :], torch.tensor(250 / 255))
+
+
+def test_stl10_unlabeled_split_for_autoencoders(tmp_path):
+    write_stl10(tmp_path, {"train": 10, "test": 12, "unlabeled": 15})
+    module = STL10DataModule(data_dir=str(tmp_path), train_split="unlabeled", val_fraction=0.2)
+    module.setup("fit")
+    assert len(module.datasets["train"]) == 12 and len(module.datasets["val"]) == 3
+    assert (module.datasets["train"].targets == -1).all()
+    assert (module.datasets["val"].images[:, :, 0, :] == 250).all()
+
+
+def test_stl10_corrupt_files_are_named(tmp_path):
+    write_stl10(tmp_path, {"train": 4, "test": 4})
+    images = tmp_path / "stl10_binary" / "test_X.bin"
+    images.write_bytes(images.read_bytes()[:-7])
+    with pytest.raises(DatasetCorruptError, match="test_X.bin holds .* bytes, .* truncated or corrupt"):
+        STL10DataModule(data_dir=str(tmp_path)).setup("test")
+    write_stl10(tmp_path, {"test": 4})
+    labels = tmp_path / "stl10_binary" / "test_y.bin"
+    labels.write_bytes(labels.read_bytes()[:3])
+    with pytest.raises(DatasetCorruptError, match="test_y.bin holds 3 labels"):
+        STL10DataModule(data_dir=str(tmp_path)).setup("test")
+
+
+# ---- the public configs ---------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("overrides", "shape"),
+    [
+        (["data=cifar10", "data.grayscale=true", "data.flatten=true"], (4, 1024)),
+        (["data=svhn", "data.train_split=extra", "data.pad_to=64"], (4, 3, 64, 64)),
+        (["data=stl10", "data.train_split=unlabeled"], (4, 3, 96, 96)),
+        (["data=lunarlander", *(f"data.{key}={value}" for key, value in LUNARLANDER_SMALL.items())], (4, 3, 64, 64)),
+    ],
+)
+def test_configs_compose_validate_and_load(make_cfg, overrides, shape):
+    cfg = make_cfg(*overrides, "data.batch_size=4")
+    validate(cfg)
+    module = instantiate(cfg.data)
+    module.prepare_data()
+    module.setup("fit")
+    images, targets = first_batch(module)
+    assert images.shape == shape and images.dtype == torch.float32
+    assert 0 <= images.min() and images.max() <= 1
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("data.grayscale=yes", "data.grayscale"),
+        ("data.pad_to=0", "data.pad_to"),
+        ("data.train_split=validation", "data.train_split"),
+        ("data.pad_mode=reflect", "data.pad_mode"),
+    ],
+)
+def test_bad_dataset_config_values_are_one_sentence(make_cfg, override, key):
+    with pytest.raises(ConfigError, match=rf"Config key '{key}' is .*, but it must be"):
+        validate(make_cfg("data=svhn", override))
+
+
+def test_mean_with_the_wrong_number_of_channels_is_named(tmp_path):
+    write_cifar10(tmp_path, per_batch=2, num_test=2)
+    module = CIFAR10DataModule(data_dir=str(tmp_path), grayscale=True, mean=[0.5, 0.5, 0.5])
+    with pytest.raises(ValueError, match="'data.mean' has 3 values, but the images have 1 channel"):
+        module.setup("test")
+
+
+def test_svhn_gray_trains_lenet5_end_to_end(make_cfg):
+    from train import train
+
+    results = train(make_cfg("data=svhn", "data.grayscale=true", "debug=fdr", "logger=none", "callbacks=none"))
+    assert np.isfinite(results["metrics"]["test/loss"])

@@ -1,0 +1,122 @@
+"""LunarLander generation (tiny runs, really rendered), its atomic cache, and the mean-distance metric."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import datamodules.lunarlander as lunarlander
+from datamodules.lunarlander import LunarLanderDataModule, generate_collection, onscreen
+from lightning_modules.metrics import MeanEuclideanDistance
+
+ROLLOUTS, STEPS = 3, 8
+
+
+@pytest.fixture(scope="module")
+def collection():
+    return generate_collection(ROLLOUTS, STEPS, seed=5, workers=1, progress=False)
+
+
+def small_module(data_dir, **options) -> LunarLanderDataModule:
+    defaults = {"rollouts": ROLLOUTS, "steps_per_rollout": STEPS, "train_seed": 5, "test_seed": 6,
+                "generation_workers": 1, "progress": False}
+    return LunarLanderDataModule(data_dir=str(data_dir), **{**defaults, **options})
+
+
+def test_generation_is_reproducible_and_independent_of_the_workers(collection):
+    assert collection["images"].shape == (ROLLOUTS * STEPS, 3, 64, 64) and collection["images"].dtype == np.uint8
+    assert collection["before"].shape == collection["after"].shape == (ROLLOUTS * STEPS, 8)
+    in_parallel = generate_collection(ROLLOUTS, STEPS, seed=5, workers=2, progress=False)
+    for key in collection:
+        assert collection[key].tobytes() == in_parallel[key].tobytes()
+    other = generate_collection(1, STEPS, seed=6, workers=1, progress=False)
+    assert not np.array_equal(other["before"], collection["before"][:STEPS])
+
+
+def test_frames_show_the_lander_and_observations_follow_each_other(collection):
+    before = collection["before"].reshape(ROLLOUTS, STEPS, 8)
+    after = collection["after"].reshape(ROLLOUTS, STEPS, 8)
+    assert np.array_equal(after[:, :-1], before[:, 1:])  # the label "after" is one step ahead of the image
+    assert np.all(np.abs(before[:, 0, 0]) < 0.1) and np.all(np.abs(before[:, 0, 1] - 1.4) < 0.1)  # starts top centre
+    images = collection["images"].astype(int)
+    assert images[:, :, :20].mean() < images[:, :, 50:].mean()  # black sky above, white moon below: upright
+    assert len({frame.tobytes() for frame in collection["images"]}) == ROLLOUTS * STEPS  # every frame differs
+
+
+def test_onscreen_bounds_are_inclusive():
+    positions = np.array([[0, 0], [-1, -0.5], [1, 1.5], [1.01, 0], [0, -0.51], [0, 1.51], [-1.2, 2]], np.float32)
+    assert onscreen(positions).tolist() == [True, True, True, False, False, False, False]
+
+
+def test_datamodule_labels_splits_and_cache(tmp_path, collection, monkeypatch):
+    module = small_module(tmp_path, label_observation="before", val_fraction=0.25)
+    module.prepare_data()
+    cache = module.cache_path(5)
+    assert cache.name == "LunarLander-v3_rollouts3_steps8_seed5_64px_v1.npz" and cache.exists()
+    assert module.cache_path(6).exists() and not list(cache.parent.glob("*.partial"))
+
+    def no_generation(*args, **kwargs):
+        raise AssertionError("the cache should have been reused")
+
+    monkeypatch.setattr(lunarlander, "generate_collection", no_generation)
+    module = small_module(tmp_path, label_observation="before", val_fraction=0.25)
+    module.setup()
+    keep = onscreen(collection["before"][:, :2])
+    images = np.concatenate([module.datasets[split].images.numpy() for split in ("train", "val")])
+    targets = torch.cat([module.datasets[split].targets for split in ("train", "val")])
+    assert np.array_equal(images, collection["images"][keep])  # the cached run is the generated one
+    assert targets.dtype == torch.float32 and targets.shape == (keep.sum(), 2)
+    assert np.array_equal(targets.numpy(), collection["before"][keep, :2])
+    assert onscreen(targets.numpy()).all()
+    assert len(module.datasets["val"]) == round(keep.sum() * 0.25)  # the last quarter, in order
+    num_val = len(module.datasets["val"])
+    assert np.array_equal(module.datasets["val"].images.numpy(), collection["images"][keep][-num_val:])
+    after = small_module(tmp_path, label_observation="after", filter_offscreen=False)
+    after.setup("test")
+    assert len(after.datasets["test"]) == ROLLOUTS * STEPS  # unfiltered, as the autoencoder run
+    assert np.array_equal(after.datasets["test"].targets.numpy(), np.load(module.cache_path(6))["after"][:, :2])
+
+
+def test_partial_and_corrupt_cache_files_are_not_trusted(tmp_path, collection):
+    module = small_module(tmp_path)
+    cache = module.cache_path(5)
+    cache.parent.mkdir(parents=True)
+    planted = cache.parent / f".{cache.name}.killed.partial"  # what a killed generation leaves behind
+    planted.write_bytes(b"PK\x03\x04 half a zip")
+    cache.write_bytes(b"PK\x03\x04 not the whole file")  # a truncated cache under the real name
+    module.setup("fit")
+    arrays = np.load(cache)
+    assert np.array_equal(arrays["images"], collection["images"])  # regenerated, identical to a fresh run
+    assert planted.read_bytes() == b"PK\x03\x04 half a zip"  # ignored, never read as the cache
+
+
+def test_a_failed_write_leaves_no_file(tmp_path, monkeypatch):
+    def killed(file, **arrays):
+        file.write(b"PK\x03\x04 first bytes")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez", killed)
+    with pytest.raises(KeyboardInterrupt):
+        lunarlander.save_atomically(tmp_path / "run.npz", {"x": np.zeros(3)})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_label_observation_is_checked():
+    with pytest.raises(ValueError, match="'data.label_observation' is 'during', but it must be 'before' or 'after'"):
+        LunarLanderDataModule(label_observation="during")
+
+
+def test_mean_euclidean_distance():
+    rng = np.random.default_rng(0)
+    predicted, true = rng.normal(size=(2, 50, 2))
+    metric = MeanEuclideanDistance()
+    metric.update(torch.tensor(predicted[:20]), torch.tensor(true[:20]))
+    metric.update(torch.tensor(predicted[20:]), torch.tensor(true[20:]))
+    expected = np.sqrt(((predicted - true) ** 2).sum(axis=1)).mean()
+    assert metric.compute().item() == pytest.approx(expected, rel=1e-6)
+    metric.reset()
+    metric.update(torch.tensor([[0.0, 0.0]]), torch.tensor([[3.0, 4.0]]))
+    assert metric.compute().item() == 5.0
+    with pytest.raises(ValueError, match=r"must both be \[N, D\]"):
+        metric.update(torch.zeros(3, 2), torch.zeros(3))
