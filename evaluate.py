@@ -17,6 +17,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from analysis.mi_lr_study import study_table
+from analysis.reae_study import figure, table1, table2
 from analysis.results_table import results_table
 from framework.results import load_results
 
@@ -42,17 +43,8 @@ def mi_lr_study_task(cfg: DictConfig) -> str:
     return write_markdown(study_table(cfg.runs), cfg, "mi_lr_study.md")
 
 
-TASKS: dict[str, Callable[[DictConfig], str]] = {
-    "table": table_task,
-    "mi_lr_study": mi_lr_study_task,
-}
-
-
-# ---- REAE and the forward-trained autoencoders (analysis/reae_study.py) ----
 def reae_table1_task(cfg: DictConfig) -> str:
     """Table 1 (accuracy, chosen rho/lambda/tau) and Table 2 (paired t-tests) of a reae_table1_* multirun."""
-    from analysis.reae_study import table1, table2
-
     runs = load_results(cfg.runs)
     text = f"Table 1 ({len(runs)} runs)\n\n{table1(runs)}\n\nTable 2: paired t-test, alpha 0.05\n\n{table2(runs)}"
     return write_markdown(text, cfg, "reae_tables.md")
@@ -60,8 +52,6 @@ def reae_table1_task(cfg: DictConfig) -> str:
 
 def reae_figure_task(x_key: str, series_key: str, name: str) -> Callable[[DictConfig], str]:
     def task(cfg: DictConfig) -> str:
-        from analysis.reae_study import figure
-
         runs_dir = Path(cfg.runs) if Path(cfg.runs).is_dir() else Path(cfg.runs).parent
         png = runs_dir / f"{name}.png"
         text = figure(load_results(cfg.runs), x_key, series_key, png)
@@ -70,9 +60,13 @@ def reae_figure_task(x_key: str, series_key: str, name: str) -> Callable[[DictCo
     return task
 
 
-TASKS["reae_table1"] = reae_table1_task
-TASKS["reae_figure2"] = reae_figure_task("model.rho", "model.hidden_size", "reae_figure2")
-TASKS["reae_figure3"] = reae_figure_task("model.hidden_size", "model.rho", "reae_figure3")
+TASKS: dict[str, Callable[[DictConfig], str]] = {
+    "table": table_task,
+    "mi_lr_study": mi_lr_study_task,
+    "reae_table1": reae_table1_task,
+    "reae_figure2": reae_figure_task("model.rho", "model.hidden_size", "reae_figure2"),
+    "reae_figure3": reae_figure_task("model.hidden_size", "model.rho", "reae_figure3"),
+}
 
 
 def evaluate(cfg: DictConfig) -> str:
