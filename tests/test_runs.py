@@ -102,3 +102,28 @@ def test_csv_logger_merges_keys_written_by_another_process_into_an_open_writer(t
     opened_first.log_metrics({"test/acc": 0.75}, step=1)
     opened_first.save()
     assert (tmp_path / "csv" / "metrics.csv").read_text().splitlines() == ["step,test/acc,val/acc", "0,,0.5", "1,0.75,"]
+
+
+def test_slurm_launcher_starts_one_task_per_gpu(tmp_path):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from tests.conftest import CONF
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", ["hydra/launcher=slurm", "trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2"],
+                      return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert (launcher.gpus_per_node, launcher.tasks_per_node, launcher.nodes) == (4, 4, 2)
+
+
+@pytest.mark.slow
+def test_submitit_local_launcher_runs_a_sweep_job_in_its_own_process(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run_cli("train.py", "-m", "hydra/launcher=local", "seed=3", "trainer.max_epochs=1", *QUIET,
+                     f"hydra.sweep.dir={sweep}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert results(sweep / "0")["seed"] == 3
+    assert list((sweep / ".submitit").iterdir())  # submitit's job folder: the job ran through the launcher
