@@ -27,10 +27,14 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher
 from omegaconf import DictConfig, OmegaConf
 
+from datamodules.base import DatasetCorruptError, DatasetMissingError
 from framework.results import library_versions, to_float_dict, write_json_atomic
 from framework.validate import ConfigError, validate
 
 log = logging.getLogger("train")
+
+# Mistakes in what the user gave (a config value, a dataset's files): one sentence, no traceback.
+USER_ERRORS = (ConfigError, DatasetMissingError, DatasetCorruptError)
 
 
 def instantiate_group(group: DictConfig | None) -> list:
@@ -116,8 +120,10 @@ def main(cfg: DictConfig) -> float | None:
     output_dir = cfg.paths.output_dir
     try:
         results = train(cfg)
-    except ConfigError as error:
-        print(f"Config error: {error}", file=sys.stderr)
+    except USER_ERRORS as error:
+        kind = "Config error" if isinstance(error, ConfigError) else "Data error"
+        log.error(f"{kind}: {error} (output directory: {output_dir})")
+        print(f"{kind}: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     except Exception:
         log.exception(f"Run failed; its output directory is {output_dir}")
