@@ -54,9 +54,10 @@ def test_a_split_the_dataset_does_not_have_is_named_before_any_work(make_cfg):
 
 
 def test_missing_dataset_files_stop_the_cli_with_one_sentence_and_exit_code_2(tmp_path):
-    result = run_cli("train.py", "data=mnist", f"paths.data_dir={tmp_path / 'empty'}", f"hydra.run.dir={tmp_path / 'run'}")
+    empty, run = tmp_path / "empty", tmp_path / "run"
+    result = run_cli("train.py", "data=mnist", f"paths.data_dir={empty}", f"hydra.run.dir={run}")
     assert result.returncode == 2
-    expected = f"Data error: MNISTDataModule: expected {tmp_path / 'empty' / 'MNIST' / 'raw' / 'train-images-idx3-ubyte'}"
+    expected = f"Data error: MNISTDataModule: expected {empty / 'MNIST' / 'raw' / 'train-images-idx3-ubyte'}"
     assert expected in result.stderr and "data.download=true" in result.stderr
     assert "Traceback" not in result.stderr
-    assert "output directory" in (tmp_path / "run" / "train.log").read_text()
+    assert "output directory" in (run / "train.log").read_text()
