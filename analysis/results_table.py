@@ -1,8 +1,8 @@
 """Tables of run results: mean ± std over seeds, grouped by chosen config keys.
 
-A run's ``results.json`` holds its metrics and its whole resolved config, so any dotted
-config key (``model.optimizer.lr``, ``data._target_``) can be a grouping column, whether
-or not it was overridden on the command line.
+A run's ``results.json`` holds its metrics, its command-line overrides and its whole resolved
+config, so any dotted config key (``model.optimizer.lr``, ``data._target_``) or config group
+(``model``, as chosen with ``model=lenet5``) can be a grouping column.
 """
 
 from __future__ import annotations
@@ -21,6 +21,16 @@ def config_value(config: dict, dotted_key: str):
             return _ABSENT
         node = node[part]
     return node
+
+
+def group_value(run: dict, dotted_key: str) -> str:
+    """The value a run was given for ``dotted_key`` on the command line (``model=lenet5`` -> ``lenet5``),
+    else its value in the resolved config."""
+    for override in run.get("overrides", []):
+        key, _, value = override.partition("=")
+        if key.lstrip("+~") == dotted_key:
+            return value
+    return str(config_value(run["config"], dotted_key))
 
 
 def overridden_keys(runs: Sequence[dict], exclude: Sequence[str] = ("seed",)) -> list[str]:
@@ -45,7 +55,7 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
 def group_runs(runs: Sequence[dict], group_by: Sequence[str]) -> dict[tuple, list[dict]]:
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for run in runs:
-        groups[tuple(str(config_value(run["config"], key)) for key in group_by)].append(run)
+        groups[tuple(group_value(run, key) for key in group_by)].append(run)
     return dict(groups)
 
 

@@ -47,3 +47,13 @@ def test_unknown_task_and_missing_runs_are_named(tmp_path):
         evaluate(compose_config([f"runs={tmp_path}", "task=attack"], tmp_path / "out", "evaluate"))
     with pytest.raises(FileNotFoundError, match=f"No results.json under {tmp_path}"):
         evaluate(compose_config([f"runs={tmp_path}"], tmp_path / "out", "evaluate"))
+
+
+def test_a_config_group_chosen_on_the_command_line_groups_by_its_name(tmp_path):
+    sweep = tmp_path / "sweep"
+    runs = [{"seed": seed, "overrides": [f"model={name}", f"seed={seed}"], "metrics": {"test/acc": acc},
+             "config": {"model": {"net": {"_target_": name}}}}
+            for name, seed, acc in (("lenet5", 1, 0.9), ("lenet5", 2, 0.9), ("lenet5_classic", 1, 0.8))]
+    write_runs(sweep, runs)
+    text = evaluate(compose_config([f"runs={sweep}", "metrics=[test/acc]"], tmp_path / "out", "evaluate"))
+    assert "| lenet5 | 0.9000 ± 0.0000 | 2 |" in text and "| lenet5_classic | 0.8000 ± 0.0000 | 1 |" in text
