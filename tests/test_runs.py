@@ -64,8 +64,8 @@ def test_multirun_with_wandb_offline_writes_one_job_dir_and_one_wandb_run_each_w
 
 @pytest.mark.slow
 def test_ddp_sim_trains_digits_for_one_epoch_on_two_cpu_processes(tmp_path):
-    result = run_cli("train.py", "trainer=ddp_sim", "trainer.max_epochs=1", *QUIET, f"hydra.run.dir={tmp_path}",
-                     env={"OMP_NUM_THREADS": "1"})
+    result = run_cli("train.py", "trainer=ddp_sim", "trainer.max_epochs=1", "data.batch_size=16", *QUIET,
+                     f"hydra.run.dir={tmp_path}", env={"OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert "world_size=2" in result.stdout + result.stderr or "GLOBAL_RANK: 1" in result.stdout + result.stderr
     stored = results(tmp_path)
