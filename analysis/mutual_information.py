@@ -26,6 +26,7 @@ import torch
 
 NORMS = ("max", "euclidean")
 CHUNK_ELEMENTS = 1 << 22  # rows per chunk x N distances held at once (32 MB in float64)
+PAIR_CHUNK_ELEMENTS = 1 << 16  # pairs x D differences at once: small blocks stay in cache (5x faster)
 
 
 def prepare(x: torch.Tensor, standardize: bool = True, jitter: float = 1e-10, seed: int = 0) -> torch.Tensor:
@@ -59,9 +60,9 @@ def pairwise(a: torch.Tensor, b: torch.Tensor, norm: str, exact: bool = False) -
     return torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist" if exact else "use_mm_for_euclid_dist")
 
 
-def chunks(n: int, width: int):
-    """Row ranges such that a [rows, width] block has about CHUNK_ELEMENTS entries."""
-    step = max(1, CHUNK_ELEMENTS // max(width, 1))
+def chunks(n: int, width: int, elements: int | None = None):
+    """Row ranges such that a [rows, width] block has about ``elements`` (CHUNK_ELEMENTS) entries."""
+    step = max(1, (elements or CHUNK_ELEMENTS) // max(width, 1))
     for start in range(0, n, step):
         yield start, min(n, start + step)
 
@@ -142,7 +143,8 @@ def ross_mi(x: torch.Tensor, y: torch.Tensor, k: int = 3, norm: str = "euclidean
     neighbour within its own class, m_i the number of points of any class within d_i. Points
     whose class has a single member are left out; a class with N_c <= k uses k = N_c - 1 (as
     scikit-learn does). Euclidean is the default norm: in high dimension the max norm biases
-    the estimate down far more (see docs/mutual-information.md). ``exact``: see :func:`pairwise`.
+    the estimate down far more (see docs/mutual-information.md). Euclidean counts are exact
+    (see :func:`_euclidean_within_counts`); ``exact=True`` ranks in float64 even where float32 would do.
     """
     _check(x, len(y), k, norm)
     labels = y.reshape(-1).to(x.device)
@@ -150,16 +152,94 @@ def ross_mi(x: torch.Tensor, y: torch.Tensor, k: int = 3, norm: str = "euclidean
     keep = class_sizes[inverse] > 1
     x = prepare(x, standardize, jitter, seed)[keep]
     labels, sizes = labels[keep], class_sizes[inverse][keep].to(torch.float64)
-    k_per_point = sizes.clamp(max=k + 1).long() - 1
-    n = len(x)
-    within = torch.empty(n, dtype=torch.float64, device=x.device)
-    for start, stop in chunks(n, n):
-        distances = _without_self(pairwise(x[start:stop], x, norm, exact), start)
+    k_per_point = sizes.clamp(max=k + 1).long()[:, None] - 1
+    if norm == "euclidean":
+        within = _euclidean_within_counts(x, labels, k_per_point, k, torch.float64 if exact else None)
+    else:
+        within = _max_norm_within_counts(x, labels, k_per_point, k)
+    psi = torch.special.digamma
+    n = torch.tensor(float(len(x)), dtype=torch.float64, device=x.device)
+    mi = psi(n) - psi(sizes).mean() + psi(k_per_point.to(torch.float64)).mean() - psi(within).mean()
+    return float(mi)
+
+
+def _max_norm_within_counts(x, labels, k_per_point, k):
+    """m_i for the max norm: exact Chebyshev distances, in row chunks."""
+    within = torch.empty(len(x), dtype=torch.float64, device=x.device)
+    for start, stop in chunks(len(x), len(x)):
+        distances = _without_self(pairwise(x[start:stop], x, "max"), start)
         same_class = labels[start:stop, None] == labels[None, :]
         nearest_same = distances.masked_fill(~same_class, float("inf")).topk(k, dim=1, largest=False).values
-        radius = nearest_same.gather(1, k_per_point[start:stop, None] - 1)
+        radius = nearest_same.gather(1, k_per_point[start:stop] - 1)
         within[start:stop] = (distances <= radius).sum(1)
-    psi = torch.special.digamma
-    mi = psi(torch.tensor(float(n), dtype=torch.float64, device=x.device)) - psi(sizes).mean()
-    mi = mi + psi(k_per_point.to(torch.float64)).mean() - psi(within).mean()
-    return float(mi)
+    return within
+
+
+def ranking_dtype(device: torch.device) -> torch.dtype:
+    """float32 where float32 matrix products are full IEEE float32 (twice as fast as float64), else float64."""
+    full_float32 = device.type == "cpu" or torch.get_float32_matmul_precision() == "highest"
+    return torch.float32 if full_float32 else torch.float64
+
+
+def _squared_differences(x, rows, columns):
+    """|x[rows] - x[columns]|^2 for each pair, by differences in float64 (exact to rounding), in chunks."""
+    out = torch.empty(len(rows), dtype=torch.float64, device=x.device)
+    for start, stop in chunks(len(rows), x.shape[1], PAIR_CHUNK_ELEMENTS):
+        difference = x[rows[start:stop]] - x[columns[start:stop]]
+        out[start:stop] = torch.linalg.vecdot(difference, difference)
+    return out
+
+
+def _kth_smallest_per_row(rows, values, ranks):
+    """values[j] belongs to row rows[j] (rows sorted); the ranks[r, 0]-th smallest of each row's values."""
+    counts = torch.bincount(rows, minlength=len(ranks))
+    position = torch.arange(len(rows), device=rows.device) - (counts.cumsum(0) - counts)[rows]
+    table = values.new_full((len(ranks), int(counts.max())), float("inf"))
+    table[rows, position] = values
+    return table.sort(1).values.gather(1, ranks - 1)
+
+
+def _euclidean_within_counts(x, labels, k_per_point, k, dtype=None):
+    """m_i for the Euclidean norm, exactly as if every distance were taken by differences.
+
+    Squared distances are ranked through one matrix product (|a|^2 + |b|^2 - 2 a.b) in ``dtype``
+    (default :func:`ranking_dtype`), whose error is at most e = (D + 8) u (|a| + |b|)^2 for unit
+    roundoff u (the worst-case bound for dot products of length D, with the rounding of the
+    inputs and of the sums); the data are centred first, so |a| is the spread, not the offset.
+    With p the ranked k_i-th same-class distance, the exact one lies within e of p, so points
+    ranked below p - 2e are surely inside the ball and points above p + 2e surely outside; the
+    few in between (usually only the k_i-th neighbour itself) are recomputed by differences.
+    """
+    n, width = x.shape
+    x = x - x.mean(dim=0)
+    dtype = dtype or ranking_dtype(x.device)
+    low = x.to(dtype)
+    squared_norms = torch.linalg.vecdot(x, x)
+    lengths = squared_norms.sqrt()
+    margins = (width + 8) * torch.finfo(dtype).eps * (lengths + lengths.max()).square()  # 2e, per row
+    squared_norms_low = squared_norms.to(dtype)
+    infinity = torch.tensor(float("inf"), dtype=dtype, device=x.device)
+    within = torch.empty(n, dtype=torch.float64, device=x.device)
+    for start, stop in chunks(n, n):
+        rows = torch.arange(stop - start, device=x.device)
+        ranked = torch.addmm(squared_norms_low[None, :], low[start:stop], low.T, alpha=-2)
+        ranked += squared_norms_low[start:stop, None]
+        ranked[rows, rows + start] = float("inf")
+        same_class = labels[start:stop, None] == labels[None, :]
+        ranks, margin = k_per_point[start:stop], margins[start:stop, None]
+        nearest = torch.where(same_class, ranked, infinity).topk(k, dim=1, largest=False).values.to(torch.float64)
+        pivot = nearest.gather(1, ranks - 1)
+        # Thresholds rounded outwards to the ranking dtype: the band can only grow.
+        low_edge = torch.nextafter((pivot - margin).to(dtype), -infinity)
+        high_edge = torch.nextafter((pivot + margin).to(dtype), infinity)
+        inside = ranked < low_edge
+        row, column = torch.nonzero((ranked <= high_edge) ^ inside, as_tuple=True)
+        exact = _squared_differences(x, row + start, column)
+        # The exact k_i-th same-class distance is the (k_i - same-class points surely inside)-th of
+        # the band's same-class distances; those surely inside are all among the k_i - 1 nearest.
+        same = labels[row + start] == labels[column]
+        surely_inside = (nearest[:, :-1] < low_edge) & (torch.arange(1, k, device=x.device) < ranks)
+        radius = _kth_smallest_per_row(row[same], exact[same], ranks - surely_inside.sum(1, keepdim=True))
+        close_inside = (exact <= radius[row, 0]).to(torch.float64)
+        within[start:stop] = inside.sum(1).to(torch.float64).index_add_(0, row, close_inside)
+    return within
