@@ -7,11 +7,13 @@
   "activations vs. labels". Never above :func:`label_entropy_ceiling`, ~0 under independence
   at any dimension.
 
-Pairwise distances are computed in row chunks (no Python loop over points), in float64, on
-whatever device X is on. Inputs are optionally standardised per column, then jittered with
-seeded Gaussian noise of relative size ``jitter`` (after the cast to float64, so 1e-10 is not
-lost in float32 activations); this is scikit-learn's recipe, so on 1-D inputs the results equal
-``mutual_info_regression`` / ``mutual_info_classif`` given the same jittered data.
+Pairwise distances are computed in row chunks (no Python loop over points), on whatever device
+X is on; Ross's Euclidean counts rank squared distances with one float32 matrix product and
+recompute in float64 only the few pairs that its proven error bound cannot decide. Inputs are
+optionally standardised per column, then jittered with seeded Gaussian noise of relative size
+``jitter`` (after the cast to float64, so 1e-10 is not lost in float32 activations); this is
+scikit-learn's recipe, so on 1-D inputs the results equal ``mutual_info_regression`` /
+``mutual_info_classif`` given the same jittered data.
 
 Usage::
 
@@ -23,41 +25,43 @@ Usage::
 from __future__ import annotations
 
 import torch
+from scipy.linalg.blas import dsyrk, ssyrk
 
 NORMS = ("max", "euclidean")
 CHUNK_ELEMENTS = 1 << 22  # rows per chunk x N distances held at once (32 MB in float64)
+GRAM_BLOCK = 512  # columns per partial product in gram()
 PAIR_CHUNK_ELEMENTS = 1 << 16  # pairs x D differences at once: small blocks stay in cache (5x faster)
 
 
 def prepare(x: torch.Tensor, standardize: bool = True, jitter: float = 1e-10, seed: int = 0) -> torch.Tensor:
-    """[N, ...] -> float64 [N, D]: optionally divided by each column's std, plus seeded jitter.
+    """[N, ...] -> a new float64 [N, D]: optionally divided by each column's std, plus seeded jitter.
 
     Like scikit-learn: ``x / std`` (columns with std 0 left alone), then
     ``jitter * max(1, mean|x|) * normal`` per column, drawn on the CPU so every device gets
     the same noise for the same seed.
     """
-    x = x.reshape(len(x), -1).to(torch.float64)
+    x = x.reshape(len(x), -1).to(torch.float64, copy=True)
     if standardize:
         std = x.std(dim=0, unbiased=False)
-        x = x / torch.where(std > 0, std, torch.ones_like(std))
+        x /= torch.where(std > 0, std, torch.ones_like(std))
     if jitter:  # float32 draws (5x faster than float64 ones) are plenty for noise
         noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed)).to(x.device, torch.float64)
-        x = x + noise.mul_(jitter * x.abs().mean(dim=0).clamp(min=1.0))
+        mean_magnitude = torch.linalg.vector_norm(x, 1, dim=0) / len(x)
+        x += noise.mul_(jitter * mean_magnitude.clamp(min=1.0))
     return x
 
 
-def pairwise(a: torch.Tensor, b: torch.Tensor, norm: str, exact: bool = False) -> torch.Tensor:
+def pairwise(a: torch.Tensor, b: torch.Tensor, norm: str) -> torch.Tensor:
     """Distances [len(a), len(b)] under the max (Chebyshev) or Euclidean norm.
 
-    Euclidean distances go through a matrix product (|a|^2 + |b|^2 - 2 a.b), which is fast but
-    cannot resolve distances below ~1e-8 |a|: exact duplicates of non-zero vectors are then not
-    separated by the jitter. ``exact=True`` takes differences instead (several times slower).
+    Euclidean distances go through a matrix product (|a|^2 + |b|^2 - 2 a.b): fast, but blind to
+    distances below ~1e-8 |a| (:func:`ross_mi` does not use this; its Euclidean counts are exact).
     """
     if a.shape[1] == 1:
         return (a - b.T).abs()
     if norm == "max":
         return torch.cdist(a, b, p=float("inf"))
-    return torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist" if exact else "use_mm_for_euclid_dist")
+    return torch.cdist(a, b, compute_mode="use_mm_for_euclid_dist")
 
 
 def chunks(n: int, width: int, elements: int | None = None):
@@ -136,25 +140,28 @@ def label_entropy_ceiling(y: torch.Tensor) -> float:
 
 
 def ross_mi(x: torch.Tensor, y: torch.Tensor, k: int = 3, norm: str = "euclidean", standardize: bool = True,
-            jitter: float = 1e-10, seed: int = 0, exact: bool = False) -> float:
+            jitter: float = 1e-10, seed: int = 0, ranking: torch.dtype | None = None) -> float:
     """Ross's estimate of I(X; Y) in nats for continuous X [N, ...] and discrete labels Y [N].
 
     I = psi(N) - <psi(N_y)> + psi(k) - <psi(m_i)>: d_i is the distance from point i to its k-th
     neighbour within its own class, m_i the number of points of any class within d_i. Points
     whose class has a single member are left out; a class with N_c <= k uses k = N_c - 1 (as
     scikit-learn does). Euclidean is the default norm: in high dimension the max norm biases
-    the estimate down far more (see docs/mutual-information.md). Euclidean counts are exact
-    (see :func:`_euclidean_within_counts`); ``exact=True`` ranks in float64 even where float32 would do.
+    the estimate down far more (see docs/mutual-information.md). Euclidean counts are exact, as
+    if every distance were taken by differences in float64 (see :func:`_euclidean_within_counts`);
+    ``ranking`` picks the dtype of the matrix product that ranks them (default :func:`ranking_dtype`).
     """
     _check(x, len(y), k, norm)
     labels = y.reshape(-1).to(x.device)
     _, inverse, class_sizes = torch.unique(labels, return_inverse=True, return_counts=True)
     keep = class_sizes[inverse] > 1
-    x = prepare(x, standardize, jitter, seed)[keep]
-    labels, sizes = labels[keep], class_sizes[inverse][keep].to(torch.float64)
+    x = prepare(x, standardize, jitter, seed)
+    if not keep.all():
+        x, labels = x[keep], labels[keep]
+    sizes = class_sizes[inverse][keep].to(torch.float64)
     k_per_point = sizes.clamp(max=k + 1).long()[:, None] - 1
     if norm == "euclidean":
-        within = _euclidean_within_counts(x, labels, k_per_point, k, torch.float64 if exact else None)
+        within = _euclidean_within_counts(x, labels, k_per_point, k, ranking)
     else:
         within = _max_norm_within_counts(x, labels, k_per_point, k)
     psi = torch.special.digamma
@@ -181,6 +188,26 @@ def ranking_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if full_float32 else torch.float64
 
 
+def gram(a: torch.Tensor) -> torch.Tensor:
+    """a @ a.T, summed over blocks of GRAM_BLOCK columns: the rounding error then grows with the
+    block width plus the number of blocks, not with the whole width. On the CPU each block goes
+    through BLAS syrk, which computes one triangle: half the work of a matrix product."""
+    total = None
+    for start in range(0, a.shape[1], GRAM_BLOCK):
+        block = a[:, start:start + GRAM_BLOCK]
+        if a.device.type == "cpu":  # upper triangle only; block.numpy().T is Fortran-ordered
+            part = torch.from_numpy((ssyrk if a.dtype == torch.float32 else dsyrk)(1.0, block.numpy().T, trans=1))
+        else:
+            part = block @ block.T
+        total = part if total is None else total.add_(part)
+    return total + total.T if a.device.type == "cpu" else total  # the CPU's doubled diagonal is never used
+
+
+def gram_error_factor(width: int) -> int:
+    """c with |fl(a.b) - a.b| <= c u |a| |b| for :func:`gram` (u the unit roundoff): block width + blocks."""
+    return min(width, GRAM_BLOCK) + -(-width // GRAM_BLOCK)
+
+
 def _squared_differences(x, rows, columns):
     """|x[rows] - x[columns]|^2 for each pair, by differences in float64 (exact to rounding), in chunks."""
     out = torch.empty(len(rows), dtype=torch.float64, device=x.device)
@@ -194,7 +221,7 @@ def _kth_smallest_per_row(rows, values, ranks):
     """values[j] belongs to row rows[j] (rows sorted); the ranks[r, 0]-th smallest of each row's values."""
     counts = torch.bincount(rows, minlength=len(ranks))
     position = torch.arange(len(rows), device=rows.device) - (counts.cumsum(0) - counts)[rows]
-    table = values.new_full((len(ranks), int(counts.max())), float("inf"))
+    table = values.new_full((len(ranks), int(max(counts.max(), ranks.max()))), float("inf"))  # rows without values: inf
     table[rows, position] = values
     return table.sort(1).values.gather(1, ranks - 1)
 
@@ -214,16 +241,18 @@ def _euclidean_within_counts(x, labels, k_per_point, k, dtype=None):
     x = x - x.mean(dim=0)
     dtype = dtype or ranking_dtype(x.device)
     low = x.to(dtype)
+    whole = n * n <= CHUNK_ELEMENTS  # then one symmetric product for all rows
     squared_norms = torch.linalg.vecdot(x, x)
     lengths = squared_norms.sqrt()
-    margins = (width + 8) * torch.finfo(dtype).eps * (lengths + lengths.max()).square()  # 2e, per row
+    bound = (gram_error_factor(width) if whole else width) + 8
+    margins = bound * torch.finfo(dtype).eps * (lengths + lengths.max()).square()  # 2e, per row
     squared_norms_low = squared_norms.to(dtype)
     infinity = torch.tensor(float("inf"), dtype=dtype, device=x.device)
     within = torch.empty(n, dtype=torch.float64, device=x.device)
     for start, stop in chunks(n, n):
         rows = torch.arange(stop - start, device=x.device)
-        ranked = torch.addmm(squared_norms_low[None, :], low[start:stop], low.T, alpha=-2)
-        ranked += squared_norms_low[start:stop, None]
+        products = gram(low) if whole else low[start:stop] @ low.T
+        ranked = products.mul_(-2).add_(squared_norms_low[None, :]).add_(squared_norms_low[start:stop, None])
         ranked[rows, rows + start] = float("inf")
         same_class = labels[start:stop, None] == labels[None, :]
         ranks, margin = k_per_point[start:stop], margins[start:stop, None]
@@ -234,6 +263,10 @@ def _euclidean_within_counts(x, labels, k_per_point, k, dtype=None):
         high_edge = torch.nextafter((pivot + margin).to(dtype), infinity)
         inside = ranked < low_edge
         row, column = torch.nonzero((ranked <= high_edge) ^ inside, as_tuple=True)
+        # A row whose band holds only its k_i-th neighbour needs no exact distance: that one is inside.
+        band_sizes = torch.bincount(row, minlength=stop - start)
+        alone = band_sizes == 1
+        row, column = row[~alone[row]], column[~alone[row]]
         exact = _squared_differences(x, row + start, column)
         # The exact k_i-th same-class distance is the (k_i - same-class points surely inside)-th of
         # the band's same-class distances; those surely inside are all among the k_i - 1 nearest.
@@ -241,5 +274,6 @@ def _euclidean_within_counts(x, labels, k_per_point, k, dtype=None):
         surely_inside = (nearest[:, :-1] < low_edge) & (torch.arange(1, k, device=x.device) < ranks)
         radius = _kth_smallest_per_row(row[same], exact[same], ranks - surely_inside.sum(1, keepdim=True))
         close_inside = (exact <= radius[row, 0]).to(torch.float64)
-        within[start:stop] = inside.sum(1).to(torch.float64).index_add_(0, row, close_inside)
+        counts = inside.sum(1).add_(alone).to(torch.float64)
+        within[start:stop] = counts.index_add_(0, row, close_inside)
     return within
