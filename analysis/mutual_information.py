@@ -30,6 +30,7 @@ from scipy.linalg.blas import dsyrk, ssyrk
 NORMS = ("max", "euclidean")
 CHUNK_ELEMENTS = 1 << 22  # rows per chunk x N distances held at once (32 MB in float64)
 GRAM_BLOCK = 512  # columns per partial product in gram()
+SYRK_MIN_WIDTH = 256  # narrower: a full matrix product is cheaper than symmetrising syrk's triangle
 PAIR_CHUNK_ELEMENTS = 1 << 16  # pairs x D differences at once: small blocks stay in cache (5x faster)
 
 
@@ -40,14 +41,17 @@ def prepare(x: torch.Tensor, standardize: bool = True, jitter: float = 1e-10, se
     ``jitter * max(1, mean|x|) * normal`` per column, drawn on the CPU so every device gets
     the same noise for the same seed.
     """
-    x = x.reshape(len(x), -1).to(torch.float64, copy=True)
+    x = x.reshape(len(x), -1)
     if standardize:
+        x = x.to(torch.float64)
         std = x.std(dim=0, unbiased=False)
-        x /= torch.where(std > 0, std, torch.ones_like(std))
-    if jitter:  # float32 draws (5x faster than float64 ones) are plenty for noise
-        noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed)).to(x.device, torch.float64)
-        mean_magnitude = torch.linalg.vector_norm(x, 1, dim=0) / len(x)
-        x += noise.mul_(jitter * mean_magnitude.clamp(min=1.0))
+        x = x / torch.where(std > 0, std, torch.ones_like(std))
+    if not jitter:
+        return x.to(torch.float64, copy=not standardize)  # always a new tensor
+    # float32 draws (5x faster than float64 ones) are plenty for noise; addcmul computes in float64.
+    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed)).to(x.device)
+    mean_magnitude = torch.linalg.vector_norm(x, 1, dim=0, dtype=torch.float64) / len(x)
+    x = torch.addcmul(x, noise, jitter * mean_magnitude.clamp(min=1.0))
     return x
 
 
@@ -190,17 +194,19 @@ def ranking_dtype(device: torch.device) -> torch.dtype:
 
 def gram(a: torch.Tensor) -> torch.Tensor:
     """a @ a.T, summed over blocks of GRAM_BLOCK columns: the rounding error then grows with the
-    block width plus the number of blocks, not with the whole width. On the CPU each block goes
-    through BLAS syrk, which computes one triangle: half the work of a matrix product."""
+    block width plus the number of blocks, not with the whole width. On the CPU, blocks of at
+    least SYRK_MIN_WIDTH columns go through BLAS syrk, which computes one triangle: half the work."""
+    symmetric = a.device.type == "cpu" and a.shape[1] >= SYRK_MIN_WIDTH
     total = None
     for start in range(0, a.shape[1], GRAM_BLOCK):
         block = a[:, start:start + GRAM_BLOCK]
-        if a.device.type == "cpu":  # upper triangle only; block.numpy().T is Fortran-ordered
+        if symmetric:  # upper triangle only; block.numpy().T is Fortran-ordered
             part = torch.from_numpy((ssyrk if a.dtype == torch.float32 else dsyrk)(1.0, block.numpy().T, trans=1))
         else:
             part = block @ block.T
         total = part if total is None else total.add_(part)
-    return total + total.T if a.device.type == "cpu" else total  # the CPU's doubled diagonal is never used
+    # total is a Fortran-ordered triangle: the transpose of the sum is row-major. The diagonal, doubled, is never used.
+    return (total + total.T).T if symmetric else total
 
 
 def gram_error_factor(width: int) -> int:
@@ -208,12 +214,11 @@ def gram_error_factor(width: int) -> int:
     return min(width, GRAM_BLOCK) + -(-width // GRAM_BLOCK)
 
 
-def _squared_differences(x, rows, columns):
-    """|x[rows] - x[columns]|^2 for each pair, by differences in float64 (exact to rounding), in chunks."""
+def _distances(x, rows, columns):
+    """|x[rows] - x[columns]| for each pair, by differences in float64 (exact to rounding), in chunks."""
     out = torch.empty(len(rows), dtype=torch.float64, device=x.device)
     for start, stop in chunks(len(rows), x.shape[1], PAIR_CHUNK_ELEMENTS):
-        difference = x[rows[start:stop]] - x[columns[start:stop]]
-        out[start:stop] = torch.linalg.vecdot(difference, difference)
+        out[start:stop] = torch.linalg.vector_norm(x[rows[start:stop]] - x[columns[start:stop]], dim=1)
     return out
 
 
@@ -227,7 +232,7 @@ def _kth_smallest_per_row(rows, values, ranks):
 
 
 def _euclidean_within_counts(x, labels, k_per_point, k, dtype=None):
-    """m_i for the Euclidean norm, exactly as if every distance were taken by differences.
+    """m_i for the Euclidean norm, exactly as if every distance were taken by differences. Centres x in place.
 
     Squared distances are ranked through one matrix product (|a|^2 + |b|^2 - 2 a.b) in ``dtype``
     (default :func:`ranking_dtype`), whose error is at most e = (D + 8) u (|a| + |b|)^2 for unit
@@ -238,12 +243,12 @@ def _euclidean_within_counts(x, labels, k_per_point, k, dtype=None):
     few in between (usually only the k_i-th neighbour itself) are recomputed by differences.
     """
     n, width = x.shape
-    x = x - x.mean(dim=0)
+    x -= x.mean(dim=0)
     dtype = dtype or ranking_dtype(x.device)
     low = x.to(dtype)
     whole = n * n <= CHUNK_ELEMENTS  # then one symmetric product for all rows
-    squared_norms = torch.linalg.vecdot(x, x)
-    lengths = squared_norms.sqrt()
+    lengths = torch.linalg.vector_norm(x, dim=1)
+    squared_norms = lengths.square()
     bound = (gram_error_factor(width) if whole else width) + 8
     margins = bound * torch.finfo(dtype).eps * (lengths + lengths.max()).square()  # 2e, per row
     squared_norms_low = squared_norms.to(dtype)
@@ -262,18 +267,19 @@ def _euclidean_within_counts(x, labels, k_per_point, k, dtype=None):
         low_edge = torch.nextafter((pivot - margin).to(dtype), -infinity)
         high_edge = torch.nextafter((pivot + margin).to(dtype), infinity)
         inside = ranked < low_edge
-        row, column = torch.nonzero((ranked <= high_edge) ^ inside, as_tuple=True)
+        band = (ranked <= high_edge) ^ inside
         # A row whose band holds only its k_i-th neighbour needs no exact distance: that one is inside.
-        band_sizes = torch.bincount(row, minlength=stop - start)
-        alone = band_sizes == 1
-        row, column = row[~alone[row]], column[~alone[row]]
-        exact = _squared_differences(x, row + start, column)
+        alone = band.sum(1, dtype=torch.int32) == 1
+        undecided = torch.nonzero(~alone).flatten()
+        row, column = torch.nonzero(band[undecided], as_tuple=True)
+        row = undecided[row]
+        exact = _distances(x, row + start, column)
         # The exact k_i-th same-class distance is the (k_i - same-class points surely inside)-th of
         # the band's same-class distances; those surely inside are all among the k_i - 1 nearest.
         same = labels[row + start] == labels[column]
         surely_inside = (nearest[:, :-1] < low_edge) & (torch.arange(1, k, device=x.device) < ranks)
         radius = _kth_smallest_per_row(row[same], exact[same], ranks - surely_inside.sum(1, keepdim=True))
         close_inside = (exact <= radius[row, 0]).to(torch.float64)
-        counts = inside.sum(1).add_(alone).to(torch.float64)
+        counts = inside.sum(1, dtype=torch.int32).add_(alone).to(torch.float64)
         within[start:stop] = counts.index_add_(0, row, close_inside)
     return within

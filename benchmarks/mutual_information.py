@@ -8,7 +8,8 @@
    batch 64 by default). Target: <= 5%.
 
 Both sides run with the same number of threads (torch's; the cKDTree queries get as many workers);
-every time is the median of several calls after a warm-up call (epochs: of all but the first).
+every time is the median of several calls after a warm-up call, ours and the baseline taking turns
+(epochs: the median of all but the first).
 
     OMP_NUM_THREADS=1 python benchmarks/mutual_information.py [--epochs 3] [--batch-size 64] [--device cpu]
 
@@ -55,15 +56,22 @@ def ross_mi_ckdtree(x: np.ndarray, labels: np.ndarray, k: int = 3, workers: int 
     return float(digamma(n) - digamma(class_sizes).mean() + digamma(k) - digamma(within).mean())
 
 
-def median_time(function, repeats: int) -> tuple[float, float]:
-    """(median wall time over ``repeats`` calls after one warm-up call, the result)."""
-    function()
-    times = []
+def timed(function) -> tuple[float, object]:
+    started = time.perf_counter()
+    result = function()
+    return time.perf_counter() - started, result
+
+
+def median_times(functions: dict, repeats: int) -> dict[str, tuple[float, object]]:
+    """{name: (median wall time over ``repeats`` calls, the result)}: one warm-up call each, then the
+    functions take turns, so that all see the same load on a shared machine."""
+    times = {name: [] for name in functions}
+    results = {name: function() for name, function in functions.items()}
     for _ in range(repeats):
-        started = time.perf_counter()
-        result = function()
-        times.append(time.perf_counter() - started)
-    return float(np.median(times)), result
+        for name, function in functions.items():
+            elapsed, results[name] = timed(function)
+            times[name].append(elapsed)
+    return {name: (float(np.median(times[name])), results[name]) for name in functions}
 
 
 def estimator_benchmark(device: str) -> dict:
@@ -73,8 +81,11 @@ def estimator_benchmark(device: str) -> dict:
     x = means[labels] + torch.randn(1000, 500, generator=generator)
     prepared = prepare(x, standardize=False)  # both get the same jittered float64 data
     threads = torch.get_num_threads()  # the baseline gets as many workers as torch has threads
-    ours_time, ours = median_time(lambda: ross_mi(prepared.to(device), labels, standardize=False, jitter=0), 15)
-    tree_time, tree = median_time(lambda: ross_mi_ckdtree(prepared.numpy(), labels.numpy(), workers=threads), 5)
+    timings = median_times({
+        "ours": lambda: ross_mi(prepared.to(device), labels, standardize=False, jitter=0),
+        "ckdtree": lambda: ross_mi_ckdtree(prepared.numpy(), labels.numpy(), workers=threads),
+    }, repeats=9)
+    (ours_time, ours), (tree_time, tree) = timings["ours"], timings["ckdtree"]
     print(f"Ross N=1000 d=500 euclidean: ours {ours_time:.4f} s ({ours:.6f} nats), "
           f"cKDTree {tree_time:.4f} s ({tree:.6f} nats), ratio {tree_time / ours_time:.1f}x")
     if abs(ours - tree) > 1e-9:
@@ -86,7 +97,7 @@ def estimator_benchmark(device: str) -> dict:
         from npeet import entropy_estimators as ee
 
         onehot = np.eye(10)[labels.numpy()]
-        npeet_time, npeet = median_time(lambda: ee.mi(prepared.numpy(), onehot, k=3, base=np.e), 2)
+        npeet_time, npeet = median_times({"npeet": lambda: ee.mi(prepared.numpy(), onehot, k=3, base=np.e)}, 3)["npeet"]
         print(f"NPEET mi(x, onehot): {npeet_time:.4f} s ({npeet:.4f} nats)")
         result["npeet_s"] = npeet_time
     return result
