@@ -41,17 +41,15 @@ def prepare(x: torch.Tensor, standardize: bool = True, jitter: float = 1e-10, se
     ``jitter * max(1, mean|x|) * normal`` per column, drawn on the CPU so every device gets
     the same noise for the same seed.
     """
-    x = x.reshape(len(x), -1)
+    x = x.reshape(len(x), -1).to(torch.float64, copy=True)
     if standardize:
-        x = x.to(torch.float64)
         std = x.std(dim=0, unbiased=False)
-        x = x / torch.where(std > 0, std, torch.ones_like(std))
-    if not jitter:
-        return x.to(torch.float64, copy=not standardize)  # always a new tensor
-    # float32 draws (5x faster than float64 ones) are plenty for noise; addcmul computes in float64.
-    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed)).to(x.device)
-    mean_magnitude = torch.linalg.vector_norm(x, 1, dim=0, dtype=torch.float64) / len(x)
-    x = torch.addcmul(x, noise, jitter * mean_magnitude.clamp(min=1.0))
+        x /= torch.where(std > 0, std, torch.ones_like(std))
+    if jitter:  # float32 draws (5x faster than float64 ones) are plenty for noise
+        noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed)).to(x.device)
+        scale = jitter * (torch.linalg.vector_norm(x, 1, dim=0) / len(x)).clamp(min=1.0)
+        for start, stop in chunks(len(x), x.shape[1], PAIR_CHUNK_ELEMENTS):  # small float64 copies: in cache
+            x[start:stop].addcmul_(noise[start:stop].to(torch.float64), scale)
     return x
 
 

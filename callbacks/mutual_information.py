@@ -219,8 +219,9 @@ class MutualInformationLR(Callback):
             for handle in handles:
                 handle.remove()
         output = torch.cat(outputs)
-        mi = {layer: ross_mi(torch.cat(parts), labels, **self.estimator) for layer, parts in captured.items()}
-        same_as_output = [layer for layer in mi if torch.equal(torch.cat(captured[layer]), output)]
+        activations = {layer: torch.cat(parts) for layer, parts in captured.items()}
+        mi = {layer: ross_mi(values, labels, **self.estimator) for layer, values in activations.items()}
+        same_as_output = [layer for layer, values in activations.items() if torch.equal(values, output)]
         ihyll = mi[same_as_output[0]] if same_as_output else ross_mi(output, labels, **self.estimator)
         if self.ixy is None:
             self.ixy = self.reference_mi(images, labels)
