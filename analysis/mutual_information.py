@@ -230,36 +230,44 @@ def _kth_smallest_per_row(rows, values, ranks):
 
 
 def _euclidean_within_counts(x, labels, k_per_point, k, dtype=None):
-    """m_i for the Euclidean norm, exactly as if every distance were taken by differences. Centres x in place.
+    """m_i for the Euclidean norm, exactly as if every distance were taken by differences; the counts
+    come in class order (only their mean is used). Centres x in place.
 
     Squared distances are ranked through one matrix product (|a|^2 + |b|^2 - 2 a.b) in ``dtype``
-    (default :func:`ranking_dtype`), whose error is at most e = (D + 8) u (|a| + |b|)^2 for unit
-    roundoff u (the worst-case bound for dot products of length D, with the rounding of the
-    inputs and of the sums); the data are centred first, so |a| is the spread, not the offset.
-    With p the ranked k_i-th same-class distance, the exact one lies within e of p, so points
-    ranked below p - 2e are surely inside the ball and points above p + 2e surely outside; the
-    few in between (usually only the k_i-th neighbour itself) are recomputed by differences.
+    (default :func:`ranking_dtype`), whose error is at most e = (c + 8) u (|a| + |b|)^2 for unit
+    roundoff u, c = :func:`gram_error_factor` (the worst-case bound for dot products, with the
+    rounding of the inputs and of the sums); the data are centred first, so |a| is the spread,
+    not the offset. With p the ranked k_i-th same-class distance, the exact one lies within e of
+    p, so points ranked below p - 2e are surely inside the ball and points above p + 2e surely
+    outside; the few in between are recomputed by differences.
     """
     n, width = x.shape
     x -= x.mean(dim=0)
     dtype = dtype or ranking_dtype(x.device)
-    low = x.to(dtype)
+    order = torch.argsort(labels, stable=True)  # rows in class order: each class's columns are one slice
+    labels, k_per_point, low = labels[order], k_per_point[order], x.to(dtype)[order]
+    class_ends = torch.unique_consecutive(labels, return_counts=True)[1].cumsum(0).tolist()
     whole = n * n <= CHUNK_ELEMENTS  # then one symmetric product for all rows
-    lengths = torch.linalg.vector_norm(x, dim=1)
-    squared_norms = lengths.square()
+    lengths = torch.linalg.vector_norm(x, dim=1)[order]
     bound = (gram_error_factor(width) if whole else width) + 8
     margins = bound * torch.finfo(dtype).eps * (lengths + lengths.max()).square()  # 2e, per row
-    squared_norms_low = squared_norms.to(dtype)
+    squared_norms = lengths.square().to(dtype)
     infinity = torch.tensor(float("inf"), dtype=dtype, device=x.device)
     within = torch.empty(n, dtype=torch.float64, device=x.device)
     for start, stop in chunks(n, n):
         rows = torch.arange(stop - start, device=x.device)
         products = gram(low) if whole else low[start:stop] @ low.T
-        ranked = products.mul_(-2).add_(squared_norms_low[None, :]).add_(squared_norms_low[start:stop, None])
+        ranked = products.mul_(-2).add_(squared_norms[None, :]).add_(squared_norms[start:stop, None])
         ranked[rows, rows + start] = float("inf")
-        same_class = labels[start:stop, None] == labels[None, :]
+        nearest = ranked.new_full((stop - start, k), float("inf"))
+        for first, last in zip([0, *class_ends[:-1]], class_ends, strict=True):
+            top, bottom = max(first, start), min(last, stop)
+            if top < bottom:
+                same_class = ranked[top - start:bottom - start, first:last]
+                nearest[top - start:bottom - start, :last - first] = same_class.topk(
+                    min(k, last - first), dim=1, largest=False).values
+        nearest = nearest.to(torch.float64)
         ranks, margin = k_per_point[start:stop], margins[start:stop, None]
-        nearest = torch.where(same_class, ranked, infinity).topk(k, dim=1, largest=False).values.to(torch.float64)
         pivot = nearest.gather(1, ranks - 1)
         # Thresholds rounded outwards to the ranking dtype: the band can only grow.
         low_edge = torch.nextafter((pivot - margin).to(dtype), -infinity)
@@ -271,7 +279,7 @@ def _euclidean_within_counts(x, labels, k_per_point, k, dtype=None):
         undecided = torch.nonzero(~alone).flatten()
         row, column = torch.nonzero(band[undecided], as_tuple=True)
         row = undecided[row]
-        exact = _distances(x, row + start, column)
+        exact = _distances(x, order[row + start], order[column])
         # The exact k_i-th same-class distance is the (k_i - same-class points surely inside)-th of
         # the band's same-class distances; those surely inside are all among the k_i - 1 nearest.
         same = labels[row + start] == labels[column]
