@@ -41,7 +41,7 @@ def prepare(x: torch.Tensor, standardize: bool = True, jitter: float = 1e-10, se
     ``jitter * max(1, mean|x|) * normal`` per column, drawn on the CPU so every device gets
     the same noise for the same seed.
     """
-    x = x.reshape(len(x), -1).to(torch.float64, copy=True)
+    x = x.detach().reshape(len(x), -1).to(torch.float64, copy=True)
     if standardize:
         std = x.std(dim=0, unbiased=False)
         x /= torch.where(std > 0, std, torch.ones_like(std))
