@@ -23,6 +23,7 @@ import functools
 import importlib.util
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -138,10 +139,11 @@ def overhead_benchmark(epochs: int, batch_size: int, device: str) -> dict:
     datamodule = RandomImagesDataModule(num_train=66_667, num_test=100, batch_size=batch_size, val_fraction=0.1)
     model = ClassificationModule(LeNet5(), functools.partial(torch.optim.SGD, lr=0.01))
     callback, timer = TimedMutualInformationLR(sample_size=1000, plot=False), EpochTimer()
-    trainer = L.Trainer(max_epochs=epochs, callbacks=[callback, timer], accelerator=device, devices=1,
-                        limit_val_batches=0, num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False)
-    trainer.fit(model, datamodule)
+    with tempfile.TemporaryDirectory() as run_dir:  # the callback writes its history there
+        trainer = L.Trainer(max_epochs=epochs, callbacks=[callback, timer], accelerator=device, devices=1,
+                            limit_val_batches=0, num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
+                            enable_progress_bar=False, enable_model_summary=False, default_root_dir=run_dir)
+        trainer.fit(model, datamodule)
     # The first measurement also draws the subsample; report the steady state (median of the later epochs).
     callback_time, epoch_time = float(np.median(callback.times[1:])), float(np.median(timer.times[1:]))
     print(f"LeNet-5 epoch on {len(datamodule.train_dataloader().dataset):,} random 32x32 images, batch {batch_size}: "
