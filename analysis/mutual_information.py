@@ -7,11 +7,13 @@
   "activations vs. labels". Never above :func:`label_entropy_ceiling`, ~0 under independence
   at any dimension.
 
-Pairwise distances are computed in row chunks (no Python loop over points), in float64, on
-whatever device X is on. Inputs are optionally standardised per column, then jittered with
-seeded Gaussian noise of relative size ``jitter`` (after the cast to float64, so 1e-10 is not
-lost in float32 activations); this is scikit-learn's recipe, so on 1-D inputs the results equal
-``mutual_info_regression`` / ``mutual_info_classif`` given the same jittered data.
+Pairwise distances are computed in row chunks (no Python loop over points), on whatever device
+X is on; Ross's Euclidean counts rank squared distances with one float32 matrix product and
+recompute in float64 only the few pairs that its proven error bound cannot decide. Inputs are
+optionally standardised per column, then jittered with seeded Gaussian noise of relative size
+``jitter`` (after the cast to float64, so 1e-10 is not lost in float32 activations); this is
+scikit-learn's recipe, so on 1-D inputs the results equal ``mutual_info_regression`` /
+``mutual_info_classif`` given the same jittered data.
 
 Usage::
 
@@ -23,45 +25,50 @@ Usage::
 from __future__ import annotations
 
 import torch
+from scipy.linalg.blas import dsyrk, ssyrk
 
 NORMS = ("max", "euclidean")
 CHUNK_ELEMENTS = 1 << 22  # rows per chunk x N distances held at once (32 MB in float64)
+GRAM_BLOCK = 512  # columns per partial product in gram()
+SYRK_MIN_WIDTH = 256  # narrower: a full matrix product is cheaper than symmetrising syrk's triangle
+PAIR_CHUNK_ELEMENTS = 1 << 16  # pairs x D differences at once: small blocks stay in cache (5x faster)
 
 
 def prepare(x: torch.Tensor, standardize: bool = True, jitter: float = 1e-10, seed: int = 0) -> torch.Tensor:
-    """[N, ...] -> float64 [N, D]: optionally divided by each column's std, plus seeded jitter.
+    """[N, ...] -> a new float64 [N, D]: optionally divided by each column's std, plus seeded jitter.
 
     Like scikit-learn: ``x / std`` (columns with std 0 left alone), then
     ``jitter * max(1, mean|x|) * normal`` per column, drawn on the CPU so every device gets
     the same noise for the same seed.
     """
-    x = x.reshape(len(x), -1).to(torch.float64)
+    x = x.detach().reshape(len(x), -1).to(torch.float64, copy=True)
     if standardize:
         std = x.std(dim=0, unbiased=False)
-        x = x / torch.where(std > 0, std, torch.ones_like(std))
+        x /= torch.where(std > 0, std, torch.ones_like(std))
     if jitter:  # float32 draws (5x faster than float64 ones) are plenty for noise
-        noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed)).to(x.device, torch.float64)
-        x = x + noise.mul_(jitter * x.abs().mean(dim=0).clamp(min=1.0))
+        noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed)).to(x.device)
+        scale = jitter * (torch.linalg.vector_norm(x, 1, dim=0) / len(x)).clamp(min=1.0)
+        for start, stop in chunks(len(x), x.shape[1], PAIR_CHUNK_ELEMENTS):  # small float64 copies: in cache
+            x[start:stop].addcmul_(noise[start:stop].to(torch.float64), scale)
     return x
 
 
-def pairwise(a: torch.Tensor, b: torch.Tensor, norm: str, exact: bool = False) -> torch.Tensor:
+def pairwise(a: torch.Tensor, b: torch.Tensor, norm: str) -> torch.Tensor:
     """Distances [len(a), len(b)] under the max (Chebyshev) or Euclidean norm.
 
-    Euclidean distances go through a matrix product (|a|^2 + |b|^2 - 2 a.b), which is fast but
-    cannot resolve distances below ~1e-8 |a|: exact duplicates of non-zero vectors are then not
-    separated by the jitter. ``exact=True`` takes differences instead (several times slower).
+    Euclidean distances go through a matrix product (|a|^2 + |b|^2 - 2 a.b): fast, but blind to
+    distances below ~1e-8 |a| (:func:`ross_mi` does not use this; its Euclidean counts are exact).
     """
     if a.shape[1] == 1:
         return (a - b.T).abs()
     if norm == "max":
         return torch.cdist(a, b, p=float("inf"))
-    return torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist" if exact else "use_mm_for_euclid_dist")
+    return torch.cdist(a, b, compute_mode="use_mm_for_euclid_dist")
 
 
-def chunks(n: int, width: int):
-    """Row ranges such that a [rows, width] block has about CHUNK_ELEMENTS entries."""
-    step = max(1, CHUNK_ELEMENTS // max(width, 1))
+def chunks(n: int, width: int, elements: int | None = None):
+    """Row ranges such that a [rows, width] block has about ``elements`` (CHUNK_ELEMENTS) entries."""
+    step = max(1, (elements or CHUNK_ELEMENTS) // max(width, 1))
     for start in range(0, n, step):
         yield start, min(n, start + step)
 
@@ -135,31 +142,150 @@ def label_entropy_ceiling(y: torch.Tensor) -> float:
 
 
 def ross_mi(x: torch.Tensor, y: torch.Tensor, k: int = 3, norm: str = "euclidean", standardize: bool = True,
-            jitter: float = 1e-10, seed: int = 0, exact: bool = False) -> float:
+            jitter: float = 1e-10, seed: int = 0, ranking: torch.dtype | None = None) -> float:
     """Ross's estimate of I(X; Y) in nats for continuous X [N, ...] and discrete labels Y [N].
 
     I = psi(N) - <psi(N_y)> + psi(k) - <psi(m_i)>: d_i is the distance from point i to its k-th
     neighbour within its own class, m_i the number of points of any class within d_i. Points
     whose class has a single member are left out; a class with N_c <= k uses k = N_c - 1 (as
     scikit-learn does). Euclidean is the default norm: in high dimension the max norm biases
-    the estimate down far more (see docs/mutual-information.md). ``exact``: see :func:`pairwise`.
+    the estimate down far more (see docs/mutual-information.md). Euclidean counts are exact, as
+    if every distance were taken by differences in float64 (see :func:`_euclidean_within_counts`);
+    ``ranking`` picks the dtype of the matrix product that ranks them (default :func:`ranking_dtype`).
     """
     _check(x, len(y), k, norm)
     labels = y.reshape(-1).to(x.device)
     _, inverse, class_sizes = torch.unique(labels, return_inverse=True, return_counts=True)
     keep = class_sizes[inverse] > 1
-    x = prepare(x, standardize, jitter, seed)[keep]
-    labels, sizes = labels[keep], class_sizes[inverse][keep].to(torch.float64)
-    k_per_point = sizes.clamp(max=k + 1).long() - 1
-    n = len(x)
-    within = torch.empty(n, dtype=torch.float64, device=x.device)
-    for start, stop in chunks(n, n):
-        distances = _without_self(pairwise(x[start:stop], x, norm, exact), start)
+    x = prepare(x, standardize, jitter, seed)
+    if not keep.all():
+        x, labels = x[keep], labels[keep]
+    sizes = class_sizes[inverse][keep].to(torch.float64)
+    k_per_point = sizes.clamp(max=k + 1).long()[:, None] - 1
+    if norm == "euclidean":
+        within = _euclidean_within_counts(x, labels, k_per_point, k, ranking)
+    else:
+        within = _max_norm_within_counts(x, labels, k_per_point, k)
+    psi = torch.special.digamma
+    n = torch.tensor(float(len(x)), dtype=torch.float64, device=x.device)
+    mi = psi(n) - psi(sizes).mean() + psi(k_per_point.to(torch.float64)).mean() - psi(within).mean()
+    return float(mi)
+
+
+def _max_norm_within_counts(x, labels, k_per_point, k):
+    """m_i for the max norm: exact Chebyshev distances, in row chunks."""
+    within = torch.empty(len(x), dtype=torch.float64, device=x.device)
+    for start, stop in chunks(len(x), len(x)):
+        distances = _without_self(pairwise(x[start:stop], x, "max"), start)
         same_class = labels[start:stop, None] == labels[None, :]
         nearest_same = distances.masked_fill(~same_class, float("inf")).topk(k, dim=1, largest=False).values
-        radius = nearest_same.gather(1, k_per_point[start:stop, None] - 1)
+        radius = nearest_same.gather(1, k_per_point[start:stop] - 1)
         within[start:stop] = (distances <= radius).sum(1)
-    psi = torch.special.digamma
-    mi = psi(torch.tensor(float(n), dtype=torch.float64, device=x.device)) - psi(sizes).mean()
-    mi = mi + psi(k_per_point.to(torch.float64)).mean() - psi(within).mean()
-    return float(mi)
+    return within
+
+
+def ranking_dtype(device: torch.device) -> torch.dtype:
+    """float32 where float32 matrix products are full IEEE float32 (twice as fast as float64), else float64."""
+    full_float32 = device.type == "cpu" or torch.get_float32_matmul_precision() == "highest"
+    return torch.float32 if full_float32 else torch.float64
+
+
+def gram(a: torch.Tensor) -> torch.Tensor:
+    """a @ a.T, summed over blocks of GRAM_BLOCK columns: the rounding error then grows with the
+    block width plus the number of blocks, not with the whole width. On the CPU, blocks of at
+    least SYRK_MIN_WIDTH columns go through BLAS syrk, which computes one triangle: half the work."""
+    symmetric = a.device.type == "cpu" and a.shape[1] >= SYRK_MIN_WIDTH
+    total = None
+    for start in range(0, a.shape[1], GRAM_BLOCK):
+        block = a[:, start:start + GRAM_BLOCK]
+        if symmetric:  # upper triangle only; block.numpy().T is Fortran-ordered
+            part = torch.from_numpy((ssyrk if a.dtype == torch.float32 else dsyrk)(1.0, block.numpy().T, trans=1))
+        else:
+            part = block @ block.T
+        total = part if total is None else total.add_(part)
+    # total is a Fortran-ordered triangle: the transpose of the sum is row-major. The diagonal, doubled, is never used.
+    return (total + total.T).T if symmetric else total
+
+
+def gram_error_factor(width: int) -> int:
+    """c with |fl(a.b) - a.b| <= c u |a| |b| for :func:`gram` (u the unit roundoff): block width + blocks."""
+    return min(width, GRAM_BLOCK) + -(-width // GRAM_BLOCK)
+
+
+def _distances(x, rows, columns):
+    """|x[rows] - x[columns]| for each pair, by differences in float64 (exact to rounding), in chunks."""
+    out = torch.empty(len(rows), dtype=torch.float64, device=x.device)
+    for start, stop in chunks(len(rows), x.shape[1], PAIR_CHUNK_ELEMENTS):
+        out[start:stop] = torch.linalg.vector_norm(x[rows[start:stop]] - x[columns[start:stop]], dim=1)
+    return out
+
+
+def _kth_smallest_per_row(rows, values, ranks):
+    """values[j] belongs to row rows[j] (rows sorted); the ranks[r, 0]-th smallest of each row's values."""
+    counts = torch.bincount(rows, minlength=len(ranks))
+    position = torch.arange(len(rows), device=rows.device) - (counts.cumsum(0) - counts)[rows]
+    table = values.new_full((len(ranks), int(max(counts.max(), ranks.max()))), float("inf"))  # rows without values: inf
+    table[rows, position] = values
+    return table.sort(1).values.gather(1, ranks - 1)
+
+
+def _euclidean_within_counts(x, labels, k_per_point, k, dtype=None):
+    """m_i for the Euclidean norm, exactly as if every distance were taken by differences; the counts
+    come in class order (only their mean is used). Centres x in place.
+
+    Squared distances are ranked through one matrix product (|a|^2 + |b|^2 - 2 a.b) in ``dtype``
+    (default :func:`ranking_dtype`), whose error is at most e = (c + 8) u (|a| + |b|)^2 for unit
+    roundoff u, c = :func:`gram_error_factor` (the worst-case bound for dot products, with the
+    rounding of the inputs and of the sums); the data are centred first, so |a| is the spread,
+    not the offset. With p the ranked k_i-th same-class distance, the exact one lies within e of
+    p, so points ranked below p - 2e are surely inside the ball and points above p + 2e surely
+    outside; the few in between are recomputed by differences.
+    """
+    n, width = x.shape
+    x -= x.mean(dim=0)
+    dtype = dtype or ranking_dtype(x.device)
+    order = torch.argsort(labels, stable=True)  # rows in class order: each class's columns are one slice
+    labels, k_per_point, low = labels[order], k_per_point[order], x.to(dtype)[order]
+    class_ends = torch.unique_consecutive(labels, return_counts=True)[1].cumsum(0).tolist()
+    whole = n * n <= CHUNK_ELEMENTS  # then one symmetric product for all rows
+    lengths = torch.linalg.vector_norm(x, dim=1)[order]
+    bound = (gram_error_factor(width) if whole else width) + 8
+    margins = bound * torch.finfo(dtype).eps * (lengths + lengths.max()).square()  # 2e, per row
+    squared_norms = lengths.square().to(dtype)
+    infinity = torch.tensor(float("inf"), dtype=dtype, device=x.device)
+    within = torch.empty(n, dtype=torch.float64, device=x.device)
+    for start, stop in chunks(n, n):
+        rows = torch.arange(stop - start, device=x.device)
+        products = gram(low) if whole else low[start:stop] @ low.T
+        ranked = products.mul_(-2).add_(squared_norms[None, :]).add_(squared_norms[start:stop, None])
+        ranked[rows, rows + start] = float("inf")
+        nearest = ranked.new_full((stop - start, k), float("inf"))
+        for first, last in zip([0, *class_ends[:-1]], class_ends, strict=True):
+            top, bottom = max(first, start), min(last, stop)
+            if top < bottom:
+                same_class = ranked[top - start:bottom - start, first:last]
+                nearest[top - start:bottom - start, :last - first] = same_class.topk(
+                    min(k, last - first), dim=1, largest=False).values
+        nearest = nearest.to(torch.float64)
+        ranks, margin = k_per_point[start:stop], margins[start:stop, None]
+        pivot = nearest.gather(1, ranks - 1)
+        # Thresholds rounded outwards to the ranking dtype: the band can only grow.
+        low_edge = torch.nextafter((pivot - margin).to(dtype), -infinity)
+        high_edge = torch.nextafter((pivot + margin).to(dtype), infinity)
+        inside = ranked < low_edge
+        band = (ranked <= high_edge) ^ inside
+        # A row whose band holds only its k_i-th neighbour needs no exact distance: that one is inside.
+        alone = band.sum(1, dtype=torch.int32) == 1
+        undecided = torch.nonzero(~alone).flatten()
+        row, column = torch.nonzero(band[undecided], as_tuple=True)
+        row = undecided[row]
+        exact = _distances(x, order[row + start], order[column])
+        # The exact k_i-th same-class distance is the (k_i - same-class points surely inside)-th of
+        # the band's same-class distances; those surely inside are all among the k_i - 1 nearest.
+        same = labels[row + start] == labels[column]
+        surely_inside = (nearest[:, :-1] < low_edge) & (torch.arange(1, k, device=x.device) < ranks)
+        radius = _kth_smallest_per_row(row[same], exact[same], ranks - surely_inside.sum(1, keepdim=True))
+        close_inside = (exact <= radius[row, 0]).to(torch.float64)
+        counts = inside.sum(1, dtype=torch.int32).add_(alone).to(torch.float64)
+        within[start:stop] = counts.index_add_(0, row, close_inside)
+    return within

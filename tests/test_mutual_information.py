@@ -10,7 +10,7 @@ import torch
 from sklearn.feature_selection import mutual_info_classif, mutual_info_regression
 from sklearn.preprocessing import scale
 
-from analysis.mutual_information import chunks, ksg_mi, label_entropy_ceiling, prepare, ross_mi
+from analysis.mutual_information import chunks, gram, ksg_mi, label_entropy_ceiling, prepare, ross_mi
 
 
 def correlated_gaussians(n: int, d: int, rho: float, seed: int = 0):
@@ -146,3 +146,58 @@ def test_tiled_input_estimate_measures_label_entropy_not_dependence():
     tiled = MutualInformationLR(reference="tiled", tiles=6).reference_mi(images, labels)
     assert tiled == pytest.approx(label_entropy_ceiling(labels.repeat(6)), abs=0.05)
     assert label_entropy_ceiling(labels) == pytest.approx(math.log(4), abs=0.05)
+
+
+def ross_by_differences(x: torch.Tensor, labels: torch.Tensor, k: int = 3) -> float:
+    """The reference: Ross's estimate from every distance taken by differences in float64, no tricks."""
+    distances = torch.cdist(x, x, compute_mode="donot_use_mm_for_euclid_dist").fill_diagonal_(float("inf"))
+    sizes = (labels[:, None] == labels[None, :]).sum(1)
+    keep = sizes > 1
+    distances, labels, sizes = distances[keep][:, keep], labels[keep], sizes[keep].double()
+    ranks = sizes.long().clamp(max=k + 1) - 1
+    same_class = labels[:, None] == labels[None, :]
+    nearest = distances.masked_fill(~same_class, float("inf")).sort(1).values
+    within = (distances <= nearest.gather(1, ranks[:, None] - 1)).sum(1).double()
+    psi = torch.special.digamma
+    return float(psi(torch.tensor(float(len(labels)), dtype=torch.float64)) - psi(sizes).mean()
+                 + psi(ranks.double()).mean() - psi(within).mean())
+
+
+def hard_cases() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Inputs on which a ranking by a float32 matrix product alone gets counts wrong."""
+    generator = torch.Generator().manual_seed(6)
+    labels = torch.randint(0, 5, (300,), generator=generator)
+    labels[:3] = torch.tensor([5, 6, 6])  # a class of one (left out) and a class of two (k = 1)
+    wide = torch.randn(300, 1100, generator=generator, dtype=torch.float64) + 1e3  # 3 blocks, far from 0
+    base = torch.randn(50, 20, generator=generator, dtype=torch.float64)
+    relu = torch.relu(torch.randn(300, 30, generator=generator, dtype=torch.float64))
+    relu[::3] = 0.0  # dead samples: ties broken only by the jitter
+    return {"wide": (wide, labels), "relu": (relu, labels),
+            "copies": (base.repeat(6, 1) + 5.0, torch.randint(0, 3, (50,), generator=generator).repeat(6))}
+
+
+@pytest.mark.parametrize("case", ["wide", "relu", "copies"])
+@pytest.mark.parametrize("chunked", [False, True])
+def test_ross_euclidean_counts_equal_the_exact_differences_path(case, chunked, monkeypatch):
+    x, labels = hard_cases()[case]
+    prepared = prepare(x, standardize=False, jitter=1e-10)
+    expected = ross_by_differences(prepared, labels)
+    if chunked:  # row chunks: no single symmetric product
+        monkeypatch.setattr("analysis.mutual_information.CHUNK_ELEMENTS", 64 * len(x))
+    for ranking in (torch.float32, torch.float64):
+        assert ross_mi(prepared, labels, standardize=False, jitter=0, ranking=ranking) == pytest.approx(
+            expected, abs=1e-12)
+
+
+def test_gram_is_the_matrix_product_off_the_diagonal():
+    a = torch.randn(70, 1300, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    expected = (a @ a.T).fill_diagonal_(0)
+    assert torch.allclose(gram(a).fill_diagonal_(0), expected, rtol=0, atol=1e-9)
+    assert torch.allclose(gram(a.float()).fill_diagonal_(0), expected.float(), rtol=0, atol=1e-2)
+    assert torch.allclose(gram(a[:, :100]).fill_diagonal_(0), (a[:, :100] @ a[:, :100].T).fill_diagonal_(0))
+
+
+def test_ross_accepts_activations_that_require_grad():
+    x = torch.randn(60, 300, generator=torch.Generator().manual_seed(8), requires_grad=True)
+    labels = torch.arange(60) % 3
+    assert ross_mi(x, labels) == ross_mi(x.detach(), labels)
