@@ -1,6 +1,6 @@
 """Framework overhead: one LeNet-5 epoch through train.py's machinery vs a hand-written PyTorch loop.
 
-Both train the same modern LeNet-5 (SGD, lr 0.05, momentum 0.9, per-layer groups) for one epoch
+Both train the same modern LeNet-5 (the config defaults: SGD, lr 0.02, momentum 0.9, per-layer groups) for one epoch
 on the same 60,000 seeded random 32x32 uint8 images in batches of 256, converting to float per
 batch, in this process. The framework run is ``train.train(cfg)`` on the real configs (data,
 model, callbacks, CSV logger, checkpointing, torchmetrics accuracy); validation and test are
@@ -65,7 +65,7 @@ def plain_epoch(num_train: int = NUM_TRAIN) -> None:
     datamodule.setup("fit")
     images, targets = datamodule.datasets["train"].images, datamodule.datasets["train"].targets
     net = LeNet5()
-    optimizer = torch.optim.SGD(layer_param_groups(net), lr=0.05, momentum=0.9)
+    optimizer = torch.optim.SGD(layer_param_groups(net), lr=0.02, momentum=0.9)
     order = torch.randperm(len(images))
     for start in range(0, len(images), BATCH):
         index = order[start : start + BATCH]
