@@ -30,9 +30,9 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from datamodules.random import RandomImagesDataModule  # noqa: E402
+from framework.compose import compose_config  # noqa: E402
 from lightning_modules.classifier import layer_param_groups  # noqa: E402
 from lightning_modules.lenet5 import LeNet5  # noqa: E402
-from tests.conftest import compose_config  # noqa: E402
 from train import train  # noqa: E402
 
 REPEATS = 3

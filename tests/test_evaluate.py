@@ -3,8 +3,8 @@
 import pytest
 
 from evaluate import evaluate
+from framework.compose import compose_config
 from framework.results import write_json_atomic
-from tests.conftest import compose_config
 
 
 def write_runs(root, runs):

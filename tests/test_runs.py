@@ -108,7 +108,7 @@ def test_slurm_launcher_starts_one_task_per_gpu(tmp_path):
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from tests.conftest import CONF
+    from framework.compose import CONF
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
