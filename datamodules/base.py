@@ -185,8 +185,8 @@ class InMemoryDataModule(L.LightningDataModule):
         if missing:
             raise DatasetMissingError(
                 f"{type(self).__name__}: expected {missing[0]} but it does not exist; put the dataset "
-                f"under data_dir={self.data_dir} in its official layout, or run with data.download=true "
-                f"when online."
+                f"under {self.data_dir} in its official layout (or point data.data_dir= or DATA_DIR at it), "
+                f"or run with data.download=true when online."
             )
 
     def setup(self, stage: str | None = None) -> None:
