@@ -174,9 +174,10 @@ class InMemoryDataModule(L.LightningDataModule):
         if self.download_missing and missing:
             try:
                 self.download()
-            except OSError as error:  # URLError, HTTPError and socket errors are OSErrors
+            except (OSError, RuntimeError) as error:  # URLError, socket errors; torchvision's MNIST wraps them
+                reason = str(error).strip().splitlines()[0].rstrip(":") if str(error).strip() else type(error).__name__
                 raise DatasetMissingError(
-                    f"{type(self).__name__}: downloading {missing[0].name} into {self.data_dir} failed ({error}); "
+                    f"{type(self).__name__}: downloading {missing[0].name} into {self.data_dir} failed ({reason}); "
                     f"check the network, or copy the files there by hand in their official layout."
                 ) from error
 
