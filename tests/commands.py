@@ -12,12 +12,15 @@ stdout/stderr and exit code, as ``python train.py ...`` would), without ~5-10 s 
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import itertools
 import multiprocessing
 import os
 import re
 import runpy
 import shlex
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -30,6 +33,7 @@ ENV_WORD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 NEEDS = re.compile(r"needs:\s*([\w\s,]+)")
 PLACEHOLDER = re.compile(r"<[^<>]+>")  # <sweep directory>: filled in when the command runs
 PLACEHOLDER_WORD = "@PLACEHOLDER@"
+PR_SET_PDEATHSIG = 1
 ENTRY_POINTS = ("train.py", "evaluate.py")
 PRELOAD = ["torch", "lightning", "hydra", "omegaconf", "torchmetrics", "sklearn", "matplotlib.pyplot", "scipy.stats"]
 
@@ -126,6 +130,8 @@ class Outcome:
 
 def _run_entry_point(argv: list[str], cwd: str, env: dict[str, str], stdout: str, stderr: str) -> None:
     """In a forkserver child: become ``python <argv>`` started in ``cwd``."""
+    with contextlib.suppress(OSError, AttributeError):  # Linux: end with the forkserver (and so with pytest)
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     for fd, path in ((1, stdout), (2, stderr)):
         os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
     os.chdir(cwd)

@@ -7,8 +7,9 @@ root, so default output paths (logs/...) are exercised. The rules, also in READM
 this README are tests"):
 
 - size caps: ``debug=smoke`` (conf/debug/smoke.yaml: one epoch, 2 train / 1 val / 1 test batch) is
-  appended to each train.py command without its own ``debug=``, and ``data.rollouts=4`` to
-  ``data=lunarlander`` ones (the frames are generated); ``make train`` gets them through ``ARGS``.
+  appended to each train.py command without its own ``debug=``, plus WORD_CAPS: ``data.rollouts=4``
+  with ``data=lunarlander`` (the frames are generated), ``callbacks.mi_lr.sample_size=100`` with
+  ``callbacks=mi_lr`` / ``experiment=mi_lr_*``; ``make train`` gets them through ``ARGS``.
   Nothing else is appended. WANDB_MODE=offline, so no test talks to wandb's servers.
 - make runs as ``make -o setup <target>``: the environment running the tests is the one the Makefile
   would set up. ``make test`` / ``make test-fast`` are not run: this test is part of them, so running
@@ -38,12 +39,14 @@ from urllib.parse import urlparse
 
 import pytest
 
-from framework.launchers import slurm_unreachable_reason
+from framework.hydra_callbacks import slurm_unreachable_reason
 from tests.commands import PLACEHOLDER, PLACEHOLDER_WORD, ROOT, Command, Outcome, Runner, documented_commands
 
 COMMANDS = documented_commands()
 SMOKE = ["debug=smoke"]
-DATA_CAPS = {"data=lunarlander": ["data.rollouts=4"]}
+# Further caps for commands with a word starting with the key: generated frames, the MI measurement's sample.
+WORD_CAPS = {"data=lunarlander": ["data.rollouts=4"], "callbacks=mi_lr": ["callbacks.mi_lr.sample_size=100"],
+             "experiment=mi_lr_": ["callbacks.mi_lr.sample_size=100"]}
 NOT_RUN = {
     "test": "`make test` runs this test: running it here would recurse",
     "test-fast": "`make test-fast` runs this test: running it here would recurse",
@@ -116,7 +119,7 @@ def with_caps(command: Command, placeholder_dir: str) -> tuple[list[str] | None,
     words = [fill(word, placeholder_dir) if PLACEHOLDER_WORD in word else word for word in command.words]
     if command.kind == "train.py":
         caps = [] if any(w.startswith("debug=") for w in words) else list(SMOKE)
-        caps += [cap for word, extra in DATA_CAPS.items() if word in words for cap in extra]
+        caps += [cap for start, extra in WORD_CAPS.items() if any(w.startswith(start) for w in words) for cap in extra]
         return words[2:] + caps, None
     if command.kind == "evaluate.py":
         return words[2:], None

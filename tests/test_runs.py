@@ -115,7 +115,7 @@ def test_slurm_launcher_starts_one_task_per_gpu(tmp_path):
         cfg = compose("train", ["hydra/launcher=slurm", "trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2"],
                       return_hydra_config=True)
     launcher = cfg.hydra.launcher
-    assert launcher._target_ == "framework.launchers.SlurmLauncher"
+    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
     assert (launcher.gpus_per_node, launcher.tasks_per_node, launcher.nodes) == (4, 4, 2)
 
 
