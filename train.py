@@ -63,9 +63,9 @@ def resolve_ckpt_path(ckpt_path: str | None, trainer: L.Trainer) -> str | None:
 
 
 def send_lightning_logs_to_hydra() -> None:
-    """Lightning's loggers stop at their own console handler when imported before Hydra configures
-    logging; let them propagate so that Hydra's handlers put their lines into train.log too."""
-    for name in ("lightning.pytorch", "lightning.fabric"):
+    """Lightning's loggers stop at their own console handlers when imported before Hydra configures
+    logging; let them propagate so that Hydra's handlers print them once and put them into train.log."""
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
