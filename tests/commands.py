@@ -131,7 +131,7 @@ class Outcome:
 def _run_entry_point(argv: list[str], cwd: str, env: dict[str, str], stdout: str, stderr: str) -> None:
     """In a forkserver child: become ``python <argv>`` started in ``cwd``."""
     with contextlib.suppress(OSError, AttributeError):  # Linux: end with the forkserver (and so with pytest)
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # Lightning traps SIGTERM
     for fd, path in ((1, stdout), (2, stderr)):
         os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
     os.chdir(cwd)

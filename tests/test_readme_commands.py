@@ -9,7 +9,8 @@ this README are tests"):
 - size caps: ``debug=smoke`` (conf/debug/smoke.yaml: one epoch, 2 train / 1 val / 1 test batch) is
   appended to each train.py command without its own ``debug=``, plus WORD_CAPS: ``data.rollouts=4``
   with ``data=lunarlander`` (the frames are generated), ``callbacks.mi_lr.sample_size=100`` with
-  ``callbacks=mi_lr`` / ``experiment=mi_lr_*``; ``make train`` gets them through ``ARGS``.
+  ``callbacks=mi_lr`` / ``experiment=mi_lr_*``, one lambda and tau and fewer solver steps with
+  ``experiment=reae_*``; ``make train`` gets them through ``ARGS``.
   Nothing else is appended. WANDB_MODE=offline, so no test talks to wandb's servers.
 - make runs as ``make -o setup <target>``: the environment running the tests is the one the Makefile
   would set up. ``make test`` / ``make test-fast`` are not run: this test is part of them, so running
@@ -45,8 +46,9 @@ from tests.commands import PLACEHOLDER, PLACEHOLDER_WORD, ROOT, Command, Outcome
 COMMANDS = documented_commands()
 SMOKE = ["debug=smoke"]
 # Further caps for commands with a word starting with the key: generated frames, the MI measurement's sample.
+REAE_CAPS = ["model.lambdas=[0.01]", "model.taus=[0.01]", "model.kl_steps=5", "model.max_iter=20"]
 WORD_CAPS = {"data=lunarlander": ["data.rollouts=4"], "callbacks=mi_lr": ["callbacks.mi_lr.sample_size=100"],
-             "experiment=mi_lr_": ["callbacks.mi_lr.sample_size=100"]}
+             "experiment=mi_lr_": ["callbacks.mi_lr.sample_size=100"], "experiment=reae_": REAE_CAPS}
 NOT_RUN = {
     "test": "`make test` runs this test: running it here would recurse",
     "test-fast": "`make test-fast` runs this test: running it here would recurse",
