@@ -20,8 +20,16 @@ test: setup  ## the whole offline test suite (slow tests included); tiny tensors
 test-fast: setup  ## everything but the tests marked slow
 	OMP_NUM_THREADS=1 $(RUN) pytest -q -m "not slow" $(ARGS)
 
-bench: setup  ## speed and memory ratios against named baselines (not tests)
-	@for script in benchmarks/*.py; do echo "== $$script"; $(RUN) python $$script || exit 1; done
+# Every script's last stdout line (one JSON object) goes into logs/bench/last_lines.jsonl; summary.py
+# turns them into the closing table. BENCHMARKS picks scripts: `make bench BENCHMARKS=benchmarks/overhead.py`.
+BENCHMARKS ?= $(filter-out benchmarks/summary.py,$(wildcard benchmarks/*.py))
+
+bench: setup  ## speed and memory ratios against named baselines (not tests), then a met/missed table
+	@mkdir -p logs/bench && : > logs/bench/last_lines.jsonl
+	@set -o pipefail; for script in $(BENCHMARKS); do echo "== $$script"; \
+		$(RUN) python $$script | tee logs/bench/output.txt || exit 1; \
+		tail -n 1 logs/bench/output.txt >> logs/bench/last_lines.jsonl; done
+	@echo "== summary ($(shell nproc 2>/dev/null || echo ?) CPUs)"; $(RUN) python benchmarks/summary.py logs/bench/last_lines.jsonl
 
 lint: setup
 	$(RUN) ruff check .

@@ -2,13 +2,17 @@
 
     python evaluate.py runs=logs/train/multiruns/<stamp>                      # mean ± std table
     python evaluate.py runs=<dir> metrics=[test/acc] group_by=[model.optimizer.lr]
+    python evaluate.py --help                                                 # the tasks and their keys
 
 A task is a function ``(cfg) -> str`` (the markdown it wrote) registered in ``TASKS``;
-later studies (attacks, probes, paper tables) plug in as new entries.
+later studies (attacks, probes, paper tables) plug in as new entries. Its docstring's first
+line and its ``Keys:`` line (the config keys it reads, defined in conf/evaluate.yaml) are
+what ``--help`` prints.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -17,9 +21,12 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from analysis.mi_lr_study import study_table
-from analysis.reae_study import figure, table1, table2
-from analysis.results_table import results_table
+from analysis.results_table import UnknownKeyError, check_keys, checkpoint_note, overridden_keys, results_table
 from framework.results import load_results
+from framework.validate import ConfigError
+
+DEFAULT_METRICS = ("test/acc", "val/acc")
+EXAMPLE = "python evaluate.py runs=logs/train/multiruns/<date>_<time>"
 
 
 def write_markdown(text: str, cfg: DictConfig, default_name: str) -> str:
@@ -32,19 +39,33 @@ def write_markdown(text: str, cfg: DictConfig, default_name: str) -> str:
 
 
 def table_task(cfg: DictConfig) -> str:
-    """Mean ± std of the chosen metrics over seeds, grouped by chosen config keys."""
+    """Mean ± std of the chosen metrics over seeds, grouped by chosen config keys.
+
+    Keys: runs, metrics, group_by, output.
+    """
     runs = load_results(cfg.runs)
-    group_by = OmegaConf.to_container(cfg.group_by) if cfg.get("group_by") is not None else None
-    return write_markdown(results_table(runs, list(cfg.metrics), group_by), cfg, "table.md")
+    metrics = list(cfg.metrics) if cfg.get("metrics") is not None else [
+        name for name in DEFAULT_METRICS if any(name in run["metrics"] for run in runs)] or list(DEFAULT_METRICS)
+    group_by = list(cfg.group_by) if cfg.get("group_by") is not None else overridden_keys(runs)
+    check_keys(runs, metrics, group_by)
+    return write_markdown(f"{results_table(runs, metrics, group_by)}\n\n{checkpoint_note(runs)}", cfg, "table.md")
 
 
 def mi_lr_study_task(cfg: DictConfig) -> str:
-    """Final/best accuracy, epoch reached and LR range of MI learning-rate runs (analysis/mi_lr_study.py)."""
+    """Final/best accuracy, epoch reached and LR range of MI learning-rate runs (analysis/mi_lr_study.py).
+
+    Keys: runs, output.
+    """
     return write_markdown(study_table(cfg.runs), cfg, "mi_lr_study.md")
 
 
 def reae_table1_task(cfg: DictConfig) -> str:
-    """Table 1 (accuracy, chosen rho/lambda/tau) and Table 2 (paired t-tests) of a reae_table1_* multirun."""
+    """Table 1 (accuracy, chosen rho/lambda/tau) and Table 2 (paired t-tests) of a reae_table1_* multirun.
+
+    Keys: runs, output.
+    """
+    from analysis.reae_study import table1, table2  # scipy.stats: seconds to import, so only when needed
+
     runs = load_results(cfg.runs)
     text = f"Table 1 ({len(runs)} runs)\n\n{table1(runs)}\n\nTable 2: paired t-test, alpha 0.05\n\n{table2(runs)}"
     return write_markdown(text, cfg, "reae_tables.md")
@@ -52,11 +73,17 @@ def reae_table1_task(cfg: DictConfig) -> str:
 
 def reae_figure_task(x_key: str, series_key: str, name: str) -> Callable[[DictConfig], str]:
     def task(cfg: DictConfig) -> str:
+        from analysis.reae_study import figure
+
         runs_dir = Path(cfg.runs) if Path(cfg.runs).is_dir() else Path(cfg.runs).parent
         png = runs_dir / f"{name}.png"
         text = figure(load_results(cfg.runs), x_key, series_key, png)
         return write_markdown(f"{text}\n\n![{name}]({png.name})", cfg, f"{name}.md")
 
+    task.__doc__ = f"""Figure of test accuracy against {x_key}, one series per {series_key} ({name}.png + .md).
+
+    Keys: runs, output.
+    """
     return task
 
 
@@ -70,19 +97,46 @@ TASKS: dict[str, Callable[[DictConfig], str]] = {
 
 
 def evaluate(cfg: DictConfig) -> str:
+    if OmegaConf.is_missing(cfg, "runs"):
+        raise ConfigError(f"Config key 'runs' is not set; name a run or multirun directory, e.g. {EXAMPLE}")
     if cfg.task not in TASKS:
-        raise KeyError(f"Config key 'task' is {cfg.task!r}, but it must be one of {sorted(TASKS)}.")
+        raise ConfigError(f"Config key 'task' is {cfg.task!r}, but it must be one of {', '.join(TASKS)}.")
     return TASKS[cfg.task](cfg)
+
+
+def task_keys(task: Callable) -> list[str]:
+    """The keys named on the ``Keys:`` line of a task's docstring."""
+    found = re.search(r"^\s*Keys:\s*(.+?)\.?\s*$", task.__doc__ or "", re.MULTILINE)
+    return [key.strip() for key in found.group(1).split(",")] if found else []
+
+
+def help_text() -> str:
+    """``--help``: the tasks, each with its keys, and every key's default and meaning from conf/evaluate.yaml."""
+    described = {}
+    for line in (Path(__file__).parent / "conf" / "evaluate.yaml").read_text().splitlines():
+        entry = re.match(r"^(\w+):\s*(.*?)\s*#\s*(.*)$", line)
+        if entry:
+            described[entry.group(1)] = f"{entry.group(1)}={entry.group(2)}  {entry.group(3)}"
+    lines = ["Studies and tables on finished runs: python evaluate.py task=<task> runs=<dir> [key=value ...]",
+             f"e.g. {EXAMPLE}", "", "Tasks (task=...; default table):"]
+    for name, task in TASKS.items():
+        summary = (task.__doc__ or "").strip().splitlines()[0] if task.__doc__ else ""
+        lines += [f"  {name}: {summary}", f"      keys: {', '.join(task_keys(task)) or '(none documented)'}"]
+    lines += ["", "Keys (conf/evaluate.yaml):", *(f"  {text}" for text in described.values())]
+    return "\n".join(lines)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     try:
         evaluate(cfg)
-    except (KeyError, FileNotFoundError) as error:
+    except (ConfigError, UnknownKeyError, FileNotFoundError) as error:
         print(f"evaluate.py: {error.args[0]}", file=sys.stderr)
         raise SystemExit(2) from None
 
 
 if __name__ == "__main__":
+    if {"--help", "-h"} & set(sys.argv[1:]):
+        print(help_text())
+        raise SystemExit(0)
     main()

@@ -14,12 +14,16 @@ returns ``optimized_metric`` for Hydra sweepers.
 from __future__ import annotations
 
 import logging
+import netrc
+import os
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlparse
 
 import hydra
 import lightning as L
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.fabric.utilities.rank_zero import rank_zero_only
@@ -58,6 +62,59 @@ def resolve_ckpt_path(ckpt_path: str | None, trainer: L.Trainer) -> str | None:
     return None
 
 
+def send_lightning_logs_to_hydra() -> None:
+    """Lightning's loggers stop at their own console handlers when imported before Hydra configures
+    logging; let them propagate so that Hydra's handlers print them once and put them into train.log."""
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
+
+
+def has_wandb_credentials() -> bool:
+    """An API key in WANDB_API_KEY, an identity token file, or `wandb login`'s entry in ~/.netrc."""
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    try:
+        return netrc.netrc(os.environ.get("NETRC")).authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def wandb_offline_without_credentials(cfg: DictConfig) -> None:
+    """``logger=wandb`` without credentials and without WANDB_MODE: log offline instead of failing."""
+    uses_wandb = any("Wandb" in str(node.get("_target_", "")) for node in (cfg.get("logger") or {}).values()
+                     if isinstance(node, DictConfig))
+    if uses_wandb and not os.environ.get("WANDB_MODE") and not has_wandb_credentials():
+        os.environ["WANDB_MODE"] = "offline"
+        log.warning(f"wandb: no API key (WANDB_API_KEY or `wandb login`), so this run logs offline; upload it "
+                    f"later with: wandb sync {cfg.paths.output_dir}/wandb/offline-run-*")
+
+
+def evaluate_checkpoint(trainer: L.Trainer, model, datamodule, ckpt_path: str) -> dict[str, float]:
+    """Validation metrics of ``ckpt_path`` (so that val/ and test/ describe the same weights), kept out of
+    the loggers: metrics.csv keeps the per-epoch curve."""
+    loggers, trainer.loggers = trainer.loggers, []
+    try:
+        trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
+    finally:
+        trainer.loggers = loggers
+    return to_float_dict(trainer.callback_metrics)
+
+
+def epochs_completed(trainer: L.Trainer) -> int | None:
+    """Epochs trained. Spawned DDP workers (ddp_spawn) train in child processes whose loop state does not
+    come back, so then the count comes from last.ckpt (saved at the end of the last epoch)."""
+    if not isinstance(trainer.strategy.launcher, _MultiProcessingLauncher):
+        return trainer.current_epoch
+    callback = trainer.checkpoint_callback
+    last = Path(callback.dirpath or "") / "last.ckpt" if isinstance(callback, ModelCheckpoint) else None
+    if last is None or not last.is_file():
+        return None
+    return torch.load(last, map_location="cpu", weights_only=False)["epoch"] + 1
+
+
 def task_overrides() -> list[str]:
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
@@ -65,6 +122,9 @@ def task_overrides() -> list[str]:
 def train(cfg: DictConfig) -> dict:
     """Run one training job described by ``cfg``; returns (and writes) its results."""
     validate(cfg)
+    send_lightning_logs_to_hydra()
+    wandb_offline_without_credentials(cfg)
+    log.info(f"Output directory: {cfg.paths.output_dir}; overrides: {' '.join(task_overrides()) or 'none'}")
     started = time.perf_counter()
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
@@ -77,15 +137,25 @@ def train(cfg: DictConfig) -> dict:
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
-    if cfg.get("train", True):
+    trained = cfg.get("train", True)
+    if trained:
         trainer.fit(model, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg.get("ckpt_path"), trainer))
-    metrics = to_float_dict(trainer.callback_metrics)
+    metrics = to_float_dict(trainer.callback_metrics)  # the last epoch's
 
-    best_checkpoint = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
+    # val/ and test/ metrics of one set of weights: the best checkpoint when fitting saved one, else the
+    # current weights (fast_dev_run, callbacks=none, test-only runs).
+    best_checkpoint = (getattr(trainer.checkpoint_callback, "best_model_path", "") or None) if trained else None
+    if best_checkpoint:
+        monitor = trainer.checkpoint_callback
+        evaluated = f"best checkpoint by {monitor.monitor} ({monitor.mode})" if monitor.monitor else "last checkpoint"
+        metrics |= evaluate_checkpoint(trainer, model, datamodule, best_checkpoint)
+    else:
+        evaluated = "final weights"
     if cfg.get("test", True):
-        # Without a checkpoint (fast_dev_run, test-only runs) the current weights are tested.
-        trainer.test(model, datamodule=datamodule, ckpt_path=best_checkpoint if cfg.get("train", True) else None)
+        trainer.test(model, datamodule=datamodule, ckpt_path=best_checkpoint)
         metrics |= to_float_dict(trainer.callback_metrics)
+    log.info(f"val/ and test/ metrics of the {evaluated}: "
+             + ", ".join(f"{k} = {v:.4f}" for k, v in sorted(metrics.items()) if k.startswith(("val/", "test/"))))
 
     results = {
         "metrics": metrics,
@@ -95,14 +165,14 @@ def train(cfg: DictConfig) -> dict:
         "config": OmegaConf.to_container(cfg, resolve=True),
         "output_dir": cfg.paths.output_dir,
         "best_checkpoint": best_checkpoint,
-        # Spawned DDP workers (ddp_spawn) train in child processes whose epoch count does not come back.
-        "epochs_completed": None if isinstance(trainer.strategy.launcher, _MultiProcessingLauncher)
-        else trainer.current_epoch,
+        "evaluated_checkpoint": evaluated,
+        "epochs_completed": epochs_completed(trainer),
         "wall_seconds": time.perf_counter() - started,
         "versions": library_versions(),
     }
     if trainer.is_global_zero:
-        write_json_atomic(Path(cfg.paths.output_dir) / "results.json", results)
+        path = write_json_atomic(Path(cfg.paths.output_dir) / "results.json", results)
+        log.info(f"Wrote {path}")
     return results
 
 

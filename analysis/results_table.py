@@ -7,8 +7,9 @@ config, so any dotted config key (``model.optimizer.lr``, ``data._target_``) or 
 
 from __future__ import annotations
 
+import difflib
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 
 _ABSENT = "—"
@@ -42,6 +43,50 @@ def overridden_keys(runs: Sequence[dict], exclude: Sequence[str] = ("seed",)) ->
             if key not in keys and key not in exclude and not key.startswith("hydra."):
                 keys.append(key)
     return keys
+
+
+def dotted_keys(node: dict, prefix: str = "") -> list[str]:
+    """Every dotted key of a nested config (``model``, ``model.optimizer``, ``model.optimizer.lr``, ...)."""
+    keys = []
+    for key, value in node.items():
+        dotted = f"{prefix}{key}"
+        keys.append(dotted)
+        if isinstance(value, dict):
+            keys.extend(dotted_keys(value, f"{dotted}."))
+    return keys
+
+
+class UnknownKeyError(KeyError):
+    """A metric or grouping key that no run has; the message lists the keys the runs do have."""
+
+
+def check_keys(runs: Sequence[dict], metrics: Sequence[str], group_by: Sequence[str]) -> None:
+    """Raise UnknownKeyError for the first metric or ``group_by`` key that no run has."""
+    have_metrics = sorted({name for run in runs for name in run.get("metrics", {})})
+    for metric in metrics:
+        if metric not in have_metrics:
+            raise UnknownKeyError(f"Config key 'metrics' names {metric!r}, which no run has; the runs have the "
+                                  f"metrics {', '.join(have_metrics) or '(none)'}.")
+    have_config = {key for run in runs for key in dotted_keys(run.get("config", {}))}
+    overridden = overridden_keys(runs, exclude=())
+    for key in group_by:
+        if key not in have_config and key not in overridden:
+            leaves = sorted({k for run in runs for k in dotted_keys(run.get("config", {}))
+                             if not isinstance(config_value(run["config"], k), dict)})
+            near = difflib.get_close_matches(key, leaves, n=4, cutoff=0.5)
+            raise UnknownKeyError(
+                f"Config key 'group_by' names {key!r}, which no run has; the runs were given "
+                f"{', '.join(overridden) or '(no overrides)'}"
+                + (f" and their configs have e.g. {', '.join(near)}" if near else "")
+                + " (any dotted config key works).")
+
+
+def checkpoint_note(runs: Sequence[dict]) -> str:
+    """Which weights the val/ and test/ metrics describe (train.py records it as ``evaluated_checkpoint``)."""
+    counts = Counter(run.get("evaluated_checkpoint", "unrecorded checkpoint") for run in runs)
+    if len(counts) == 1:
+        return f"val/ and test/ metrics of each run's {next(iter(counts))}."
+    return "val/ and test/ metrics of: " + "; ".join(f"{name} ({n} runs)" for name, n in counts.most_common()) + "."
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:

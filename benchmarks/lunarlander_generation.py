@@ -78,6 +78,7 @@ def main() -> None:
         "cpus": os.cpu_count(), "load_average": round(load, 2), "frames": frames,
         "cpu_efficiency": round(efficiency, 3), "estimated_free_core_ratio": round(efficiency * args.workers, 3),
         "baseline": "single-process loop over the same rollouts",
+        "threads": args.workers,  # no torch here: the parallelism is the worker processes, one thread each
     }))
 
 

@@ -174,9 +174,10 @@ class InMemoryDataModule(L.LightningDataModule):
         if self.download_missing and missing:
             try:
                 self.download()
-            except OSError as error:  # URLError, HTTPError and socket errors are OSErrors
+            except (OSError, RuntimeError) as error:  # URLError, socket errors; torchvision's MNIST wraps them
+                reason = str(error).strip().splitlines()[0].rstrip(":") if str(error).strip() else type(error).__name__
                 raise DatasetMissingError(
-                    f"{type(self).__name__}: downloading {missing[0].name} into {self.data_dir} failed ({error}); "
+                    f"{type(self).__name__}: downloading {missing[0].name} into {self.data_dir} failed ({reason}); "
                     f"check the network, or copy the files there by hand in their official layout."
                 ) from error
 
@@ -185,8 +186,8 @@ class InMemoryDataModule(L.LightningDataModule):
         if missing:
             raise DatasetMissingError(
                 f"{type(self).__name__}: expected {missing[0]} but it does not exist; put the dataset "
-                f"under data_dir={self.data_dir} in its official layout, or run with data.download=true "
-                f"when online."
+                f"under {self.data_dir} in its official layout (or point data.data_dir= or DATA_DIR at it), "
+                f"or run with data.download=true when online."
             )
 
     def setup(self, stage: str | None = None) -> None:

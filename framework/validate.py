@@ -174,6 +174,20 @@ def validate(cfg: DictConfig) -> None:
                 f"give the full dotted path of an existing class or function."
             ) from None
     check_data_splits(cfg)
+    check_accelerator(cfg)
+
+
+def check_accelerator(cfg: DictConfig) -> None:
+    """``trainer.accelerator=gpu`` on a machine without one: say so before Lightning raises deep inside."""
+    accelerator = _lookup(cfg, "trainer.accelerator")
+    if accelerator in ("gpu", "cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"Config key 'trainer.accelerator' is {accelerator!r}, but this machine has no usable GPU; "
+                f"run with trainer=cpu (or trainer=ddp_sim for DDP on CPU processes)."
+            )
 
 
 def check_data_splits(cfg: DictConfig) -> None:

@@ -85,22 +85,29 @@ def test_cifar10_truncated_batch_names_the_file(tmp_path):
 def test_missing_files_name_the_path_and_the_remedy(tmp_path):
     with pytest.raises(DatasetMissingError, match=r"cifar-10-batches-py/data_batch_1 .*data.download=true"):
         CIFAR10DataModule(data_dir=str(tmp_path)).setup("fit")
+    with pytest.raises(DatasetMissingError, match=r"\(or point data.data_dir= or DATA_DIR at it\)"):
+        CIFAR10DataModule(data_dir=str(tmp_path)).setup("fit")  # the config key, not the DataModule argument
     with pytest.raises(DatasetMissingError, match=r"extra_32x32.mat .*data.download=true"):
         SVHNDataModule(data_dir=str(tmp_path), train_split="extra").setup("fit")
     with pytest.raises(DatasetMissingError, match=r"stl10_binary/unlabeled_X.bin"):
         STL10DataModule(data_dir=str(tmp_path), train_split="unlabeled").setup("fit")
 
 
-def test_download_offline_is_one_clear_sentence(tmp_path, monkeypatch):
+@pytest.mark.parametrize("error", [urllib.error.URLError("no network"),
+                                   RuntimeError("Error downloading x.gz:\nTried https://..., got: no network")])
+def test_download_offline_is_one_clear_sentence(tmp_path, monkeypatch, error):
+    """OSErrors, and the RuntimeError torchvision's MNIST wraps them in."""
     import torchvision.datasets.utils
 
     def offline(*args, **kwargs):
-        raise urllib.error.URLError("no network")
+        raise error
 
     monkeypatch.setattr(torchvision.datasets.utils, "download_and_extract_archive", offline)
     module = CIFAR10DataModule(data_dir=str(tmp_path), download=True)
-    with pytest.raises(DatasetMissingError, match=rf"downloading data_batch_1 into {tmp_path} failed .*no network"):
+    reason = "<urlopen error no network>" if isinstance(error, OSError) else "Error downloading x.gz"
+    with pytest.raises(DatasetMissingError, match=rf"into {tmp_path} failed \({reason}\); check the network") as raised:
         module.prepare_data()
+    assert "\n" not in str(raised.value)
 
 
 # ---- SVHN -----------------------------------------------------------------------------------

@@ -2,9 +2,12 @@
 
 import pytest
 
-from evaluate import evaluate
-from framework.compose import compose_config
+from analysis.results_table import UnknownKeyError
+from evaluate import TASKS, evaluate, task_keys
+from framework.compose import ROOT, compose_config
 from framework.results import write_json_atomic
+from framework.validate import ConfigError
+from tests.conftest import run_cli
 
 
 def write_runs(root, runs):
@@ -25,6 +28,7 @@ def test_table_groups_by_overridden_keys_except_seed_with_mean_and_sample_std(tm
     assert text.splitlines()[0] == "| model.optimizer.lr | test/acc | runs |"
     assert "| 0.01 | 0.8300 ± 0.0424 | 2 |" in text  # std of (0.80, 0.86) with n - 1
     assert "| 0.1 | 0.9100 ± 0.0141 | 2 |" in text
+    assert text.splitlines()[-1] == "val/ and test/ metrics of each run's unrecorded checkpoint."
     assert (sweep / "table.md").read_text().strip() == text
 
 
@@ -42,8 +46,59 @@ def test_reae_tasks_write_tables_and_figures(tmp_path):
     assert (sweep / "reae_figure2.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_the_table_says_which_checkpoint_its_metrics_describe(tmp_path):
+    sweep = tmp_path / "sweep"
+    runs = [run(0.1, 1, 0.9), run(0.1, 2, 0.8)]
+    for stored in runs:
+        stored["evaluated_checkpoint"] = "best checkpoint by val/acc (max)"
+    write_runs(sweep, runs)
+    text = evaluate(compose_config([f"runs={sweep}", "metrics=[test/acc]"], tmp_path / "out", "evaluate"))
+    assert text.endswith("val/ and test/ metrics of each run's best checkpoint by val/acc (max).")
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("metrics=[test/accuracy]", "'metrics' names 'test/accuracy', which no run has; the runs have the metrics "
+                                "test/acc."),
+    ("metrics=[test/acc] group_by=[model.lr]", "'group_by' names 'model.lr', which no run has; the runs were "
+     "given model.optimizer.lr, seed and their configs have e.g. model.optimizer.lr (any dotted config key works)."),
+])
+def test_a_key_no_run_has_is_named_with_the_keys_they_have_and_no_table_is_written(tmp_path, override, message):
+    sweep = tmp_path / "sweep"
+    write_runs(sweep, [run(0.1, 1, 0.9), run(0.01, 1, 0.8)])
+    with pytest.raises(UnknownKeyError) as raised:
+        evaluate(compose_config([f"runs={sweep}", *override.split()], tmp_path / "out", "evaluate"))
+    assert message in raised.value.args[0]
+    assert not (sweep / "table.md").exists()
+
+
+def test_every_task_documents_keys_that_conf_evaluate_yaml_defines():
+    defined = {line.split(":")[0] for line in (ROOT / "conf" / "evaluate.yaml").read_text().splitlines()
+               if line and line[0].isalpha()}
+    for name, task in TASKS.items():
+        assert task_keys(task), f"task {name!r}: its docstring has no 'Keys:' line"
+        assert set(task_keys(task)) <= defined, (name, task_keys(task))
+
+
+@pytest.mark.slow
+def test_command_line_errors_are_one_sentence_with_exit_2_and_help_lists_tasks(tmp_path):
+    sweep = tmp_path / "sweep"
+    write_runs(sweep, [run(0.1, 1, 0.9)])
+    no_runs = run_cli(str(ROOT / "evaluate.py"), cwd=tmp_path)  # from another working directory
+    assert no_runs.returncode == 2 and "Traceback" not in no_runs.stderr
+    assert no_runs.stderr.strip() == ("evaluate.py: Config key 'runs' is not set; name a run or multirun directory, "
+                                      "e.g. python evaluate.py runs=logs/train/multiruns/<date>_<time>")
+    unknown = run_cli("evaluate.py", f"runs={sweep}", "metrics=[test/accuracy]")
+    assert unknown.returncode == 2 and unknown.stderr.count("\n") == 1 and "test/accuracy" in unknown.stderr
+    assert not (sweep / "table.md").exists()
+    shown = run_cli("evaluate.py", "--help")
+    assert shown.returncode == 0
+    for name, task in TASKS.items():
+        assert f"  {name}: " in shown.stdout and f"keys: {', '.join(task_keys(task))}" in shown.stdout
+    assert "data/" not in shown.stdout and "== Config ==" not in shown.stdout  # not train.py's config groups
+
+
 def test_unknown_task_and_missing_runs_are_named(tmp_path):
-    with pytest.raises(KeyError, match="'task' is 'attack', but it must be one of"):
+    with pytest.raises(ConfigError, match="'task' is 'attack', but it must be one of table, "):
         evaluate(compose_config([f"runs={tmp_path}", "task=attack"], tmp_path / "out", "evaluate"))
     with pytest.raises(FileNotFoundError, match=f"No results.json under {tmp_path}"):
         evaluate(compose_config([f"runs={tmp_path}"], tmp_path / "out", "evaluate"))

@@ -38,3 +38,8 @@ def test_results_json_holds_metrics_config_and_seed(make_cfg):
     assert stored["config"]["model"]["net"]["_target_"] == "lightning_modules.lenet5.LeNet5"
     assert set(stored["metrics"]) >= {"train/loss", "val/acc", "test/acc", "test/loss"}
     assert stored["metrics"] == pytest.approx(results["metrics"])
+
+
+@pytest.mark.parametrize(("logger", "expected"), [("tensorboard", {"csv", "tensorboard"}), ("wandb", {"csv", "wandb"})])
+def test_every_logger_keeps_the_csv_log(make_cfg, logger, expected):
+    assert set(make_cfg(f"logger={logger}").logger) == expected

@@ -1,0 +1,57 @@
+"""The table `make bench` ends with: every benchmark's ratio against its target, met or missed.
+
+    python benchmarks/summary.py logs/bench/last_lines.jsonl     # one benchmark's last JSON line per line
+
+A target is one or more comma-separated clauses ``[key] <op> <number>`` (``<= 1.10``,
+``ratio >= 20, overhead <= 0.05``); a clause without a key is about ``ratio``. The target is met
+when every clause holds for the benchmark's JSON line.
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+import re
+import sys
+from pathlib import Path
+
+OPERATORS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt}
+CLAUSE = re.compile(r"^\s*(?:(?P<key>[A-Za-z_]\w*)\s+)?(?P<op><=|>=|<|>)\s*(?P<number>[-+0-9.eE]+)\s*$")
+
+
+def verdict(result: dict) -> str:
+    """``met``, ``missed``, or why it cannot be judged."""
+    for clause in str(result.get("target", "")).split(","):
+        parsed = CLAUSE.match(clause)
+        if parsed is None:
+            return f"cannot parse target clause {clause.strip()!r}"
+        key = parsed["key"] or "ratio"
+        if not isinstance(result.get(key), int | float):
+            return f"no number {key!r} in the JSON line"
+        if not OPERATORS[parsed["op"]](result[key], float(parsed["number"])):
+            return "missed"
+    return "met"
+
+
+def summary_table(results: list[dict]) -> str:
+    lines = ["| benchmark | ratio | target | verdict | threads |", "|---|---|---|---|---|"]
+    for result in results:
+        cells = (result.get("benchmark", "?"), result.get("ratio", "?"), result.get("target", "?"), verdict(result),
+                 result.get("threads", "?"))
+        lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
+    return "\n".join(lines)
+
+
+def main(path: str) -> int:
+    results = []
+    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+        try:
+            results.append(json.loads(line))
+        except json.JSONDecodeError:
+            results.append({"benchmark": f"line {number} is not a JSON object: {line[:60]!r}"})
+    print(summary_table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

@@ -1,0 +1,170 @@
+"""The shell commands of README.md and docs/*.md, and a fast way to run them as a user would.
+
+``documented_commands()`` reads every ```bash / ```sh / ```shell block and returns the lines that start
+(after optional ``VAR=value`` words and ``uv run``) with ``python train.py``, ``python evaluate.py`` or
+``make``, with ``\\`` continuations joined and the trailing comment split off. A comment
+``# needs: gpu,mnist`` names what the command needs (see NEEDS in tests/test_readme_commands.py).
+
+``Runner`` runs entry-point commands in children of one forkserver that has imported torch, Lightning
+and Hydra once: each command still gets a fresh process (own working directory, environment, argv,
+stdout/stderr and exit code, as ``python train.py ...`` would), without ~5-10 s of imports per command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import itertools
+import multiprocessing
+import os
+import re
+import runpy
+import shlex
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FENCE = re.compile(r"^\s*```\s*(\S*)")
+SHELL_LANGUAGES = {"bash", "sh", "shell"}
+ENV_WORD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+NEEDS = re.compile(r"needs:\s*([\w\s,]+)")
+PLACEHOLDER = re.compile(r"<[^<>]+>")  # <sweep directory>: filled in when the command runs
+PLACEHOLDER_WORD = "@PLACEHOLDER@"
+PR_SET_PDEATHSIG = 1
+ENTRY_POINTS = ("train.py", "evaluate.py")
+PRELOAD = ["torch", "lightning", "hydra", "omegaconf", "torchmetrics", "sklearn", "matplotlib.pyplot", "scipy.stats"]
+
+
+@dataclass
+class Command:
+    """One documented command line: where it is, what it runs, what it needs."""
+
+    source: str  # README.md:42
+    block: int  # index of its code block in the whole documentation
+    text: str  # the command as written, continuations joined, comment removed
+    env: dict[str, str]  # leading VAR=value words
+    words: list[str]  # the command itself: ["python", "train.py", ...] or ["make", "train", ...]
+    needs: list[str] = field(default_factory=list)
+
+    @property
+    def kind(self) -> str:
+        """``train.py``, ``evaluate.py`` or ``make``."""
+        return "make" if self.words[0] == "make" else self.words[1]
+
+
+def split_comment(line: str) -> tuple[str, str]:
+    """``cmd  # comment`` -> (``cmd``, ``comment``); a ``#`` inside quotes is not a comment."""
+    quote = None
+    for index, char in enumerate(line):
+        if char in "'\"" and quote in (None, char):
+            quote = None if quote else char
+        elif char == "#" and quote is None and (index == 0 or line[index - 1].isspace()):
+            return line[:index].rstrip(), line[index + 1:].strip()
+    return line.rstrip(), ""
+
+
+def parse_command(text: str, comment: str, source: str, block: int) -> Command | None:
+    """A Command when ``text`` runs an entry point or make, else None."""
+    try:
+        words = shlex.split(PLACEHOLDER.sub(PLACEHOLDER_WORD, text))
+    except ValueError as error:
+        raise ValueError(f"{source}: the shell cannot split {text!r} ({error})") from None
+    env = {}
+    while words and ENV_WORD.match(words[0]):
+        key, _, value = words.pop(0).partition("=")
+        env[key] = value
+    if words[:2] == ["uv", "run"]:
+        words = words[2:]
+        while words and words[0].startswith("--"):
+            words.pop(0)
+    runs_entry_point = len(words) >= 2 and words[0] == "python" and words[1] in ENTRY_POINTS
+    if not runs_entry_point and words[:1] != ["make"]:
+        return None
+    needs = NEEDS.search(comment)
+    return Command(source, block, " ".join(words), env, words,
+                   [n.strip() for n in needs.group(1).split(",") if n.strip()] if needs else [])
+
+
+def documented_commands(root: Path = ROOT) -> list[Command]:
+    commands: list[Command] = []
+    block = -1
+    for doc in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+        language, pending, start = None, "", 0
+        for number, line in enumerate(doc.read_text().splitlines(), 1):
+            fence = FENCE.match(line)
+            if fence:
+                if language is None:
+                    language, block = fence.group(1) or "text", block + 1
+                else:
+                    language = None
+                continue
+            if language not in SHELL_LANGUAGES:
+                continue
+            text, comment = split_comment(line)
+            if not pending:
+                start = number
+            if text.endswith("\\"):  # a continuation: its comment, if any, belongs to the whole command
+                pending += text[:-1] + " "
+                continue
+            command = parse_command(pending + text, comment, f"{doc.relative_to(root)}:{start}", block)
+            pending = ""
+            if command is not None:
+                commands.append(command)
+    return commands
+
+
+@dataclass
+class Outcome:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def printed(self, label: str) -> str | None:
+        """The value of the last ``<label>: value`` line printed, e.g. ``sweep directory``."""
+        values = re.findall(rf"^{label}: (.+)$", self.stdout, re.MULTILINE)
+        return values[-1].strip() if values else None
+
+
+def _run_entry_point(argv: list[str], cwd: str, env: dict[str, str], stdout: str, stderr: str) -> None:
+    """In a forkserver child: become ``python <argv>`` started in ``cwd``."""
+    with contextlib.suppress(OSError, AttributeError):  # Linux: end with the forkserver (and so with pytest)
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # Lightning traps SIGTERM
+    for fd, path in ((1, stdout), (2, stderr)):
+        os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
+    os.chdir(cwd)
+    os.environ.clear()
+    os.environ.update(env)
+    script = Path(cwd, argv[0]).resolve()
+    sys.argv = [str(script), *argv[1:]]
+    sys.path[:] = [str(script.parent), *(p for p in sys.path if p not in ("", str(ROOT), cwd))]
+    runpy.run_path(str(script), run_name="__main__")
+
+
+class Runner:
+    """Runs ``python <script> args`` (fork of a preloaded interpreter) or any other argv (subprocess)."""
+
+    def __init__(self, scratch: Path):
+        self.scratch = scratch
+        self.context = multiprocessing.get_context("forkserver")
+        self.context.set_forkserver_preload(PRELOAD)
+        self.numbers = itertools.count()
+
+    def python(self, argv: list[str], cwd: Path, env: dict[str, str], timeout: float) -> Outcome:
+        number = next(self.numbers)
+        stdout, stderr = self.scratch / f"{number}.out", self.scratch / f"{number}.err"
+        process = self.context.Process(target=_run_entry_point, args=(argv, str(cwd), env, str(stdout), str(stderr)))
+        process.start()
+        process.join(timeout)
+        if process.exitcode is None:
+            process.kill()
+            process.join()
+            return Outcome(-9, stdout.read_text(), stderr.read_text() + f"\nkilled after {timeout} s")
+        return Outcome(process.exitcode, stdout.read_text(), stderr.read_text())
+
+    @staticmethod
+    def subprocess(argv: list[str], cwd: Path, env: dict[str, str], timeout: float) -> Outcome:
+        done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+        return Outcome(done.returncode, done.stdout, done.stderr)

@@ -1,0 +1,54 @@
+"""`make bench`'s closing table (benchmarks/summary.py) and the JSON line every benchmark ends with."""
+
+import ast
+import json
+
+import pytest
+
+from benchmarks.summary import main, summary_table, verdict
+from framework.compose import ROOT
+
+BENCHMARKS = sorted(p for p in (ROOT / "benchmarks").glob("*.py") if p.name not in ("summary.py", "__init__.py"))
+REQUIRED = {"benchmark", "ratio", "target", "baseline", "threads"}
+
+
+@pytest.mark.parametrize(("result", "expected"), [
+    ({"ratio": 1.07, "target": "<= 1.10"}, "met"),
+    ({"ratio": 1.2, "target": "<= 1.10"}, "missed"),
+    ({"ratio": 1.8, "target": ">= 1.8"}, "met"),
+    ({"ratio": 25, "overhead": 0.03, "target": "ratio >= 20, overhead <= 0.05"}, "met"),
+    ({"ratio": 25, "overhead": 0.07, "target": "ratio >= 20, overhead <= 0.05"}, "missed"),
+    ({"ratio": 1.1, "fit_seconds": 4.3, "target": "fit_seconds <= 60, ratio <= 1.5"}, "met"),
+    ({"ratio": 1.1, "target": "fast"}, "cannot parse target clause 'fast'"),
+    ({"ratio": 1.1, "target": "overhead <= 0.05"}, "no number 'overhead' in the JSON line"),
+])
+def test_verdict_checks_every_clause_of_the_target(result, expected):
+    assert verdict(result) == expected
+
+
+def test_table_has_one_row_per_benchmark_and_names_bad_lines(tmp_path, capsys):
+    lines = [json.dumps({"benchmark": "overhead", "ratio": 1.2, "target": "<= 1.10", "threads": 1}), "Traceback"]
+    (tmp_path / "last_lines.jsonl").write_text("\n".join(lines) + "\n")
+    assert main(str(tmp_path / "last_lines.jsonl")) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[:3] == ["| benchmark | ratio | target | verdict | threads |", "|---|---|---|---|---|",
+                           "| overhead | 1.2 | <= 1.10 | missed | 1 |"]
+    assert printed[3].startswith("| line 2 is not a JSON object: 'Traceback' |")
+    assert summary_table([]).count("\n") == 1
+
+
+@pytest.mark.parametrize("script", BENCHMARKS, ids=lambda p: p.name)
+def test_every_benchmark_ends_with_a_json_line_holding_the_summary_keys(script):
+    """The last json.dumps({...}) a benchmark prints is its summary line: it must hold the keys the table reads."""
+    dumps = [node for node in ast.walk(ast.parse(script.read_text()))
+             if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "dumps" and node.args
+             and isinstance(node.args[0], ast.Dict)]
+    assert dumps, f"{script.name} prints no json.dumps({{...}}) line"
+    last = max(dumps, key=lambda node: node.lineno).args[0]
+    keys = {key.value for key in last.keys if isinstance(key, ast.Constant)}
+    assert REQUIRED <= keys, f"{script.name}: missing {sorted(REQUIRED - keys)}"
+    target = next(value for key, value in zip(last.keys, last.values, strict=True)
+                  if isinstance(key, ast.Constant) and key.value == "target")
+    assert isinstance(target, ast.Constant)
+    fake = {"ratio": 1.0, **{c.split()[0]: 1.0 for c in target.value.split(",") if c.split()[0][0].isalpha()}}
+    assert verdict({**fake, "target": target.value}) in ("met", "missed"), target.value

@@ -1,0 +1,280 @@
+"""What users type is what the tests run: every command of README.md and docs/*.md, as written.
+
+tests/commands.py finds the commands (```bash/sh/shell blocks; lines starting with ``python train.py``,
+``python evaluate.py``, ``uv run python <those>`` or ``make``, after optional ``VAR=value`` words).
+They run in one copy of the repository (tracked and not-ignored files, .venv symlinked), from its
+root, so default output paths (logs/...) are exercised. The rules, also in README.md ("Commands in
+this README are tests"):
+
+- size caps: ``debug=smoke`` (conf/debug/smoke.yaml: one epoch, 2 train / 1 val / 1 test batch) is
+  appended to each train.py command without its own ``debug=``, plus WORD_CAPS: ``data.rollouts=4``
+  with ``data=lunarlander`` (the frames are generated), ``callbacks.mi_lr.sample_size=100`` with
+  ``callbacks=mi_lr`` / ``experiment=mi_lr_*``, one lambda and tau and fewer solver steps with
+  ``experiment=reae_*``; ``make train`` gets them through ``ARGS``.
+  Nothing else is appended. WANDB_MODE=offline, so no test talks to wandb's servers.
+- make runs as ``make -o setup <target>``: the environment running the tests is the one the Makefile
+  would set up. ``make test`` / ``make test-fast`` are not run: this test is part of them, so running
+  them here would recurse. ``make setup`` is not run: it would re-sync the shared environment.
+  ``make bench`` runs with ``BENCHMARKS=`` a stand-in script (a real benchmark takes minutes); its
+  closing table must judge the stand-in.
+- ``<...>`` in a command is the directory the preceding command of the same block printed
+  (``sweep directory: ...`` after ``-m``, else ``output directory: ...``).
+- ``# needs: a,b`` (names in NEEDS): where the machine has all of them the command must succeed; where
+  it lacks one, it must exit 2 with one sentence as stderr's last line and no traceback. A command
+  that uses the output of a marked one carries the marker too.
+Blocks run two at a time; the commands of one block run in order.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+from framework.hydra_callbacks import slurm_unreachable_reason
+from tests.commands import PLACEHOLDER, PLACEHOLDER_WORD, ROOT, Command, Outcome, Runner, documented_commands
+
+COMMANDS = documented_commands()
+SMOKE = ["debug=smoke"]
+# Further caps for commands with a word starting with the key: generated frames, the MI measurement's sample.
+REAE_CAPS = ["model.lambdas=[0.01]", "model.taus=[0.01]", "model.kl_steps=5", "model.max_iter=20"]
+WORD_CAPS = {"data=lunarlander": ["data.rollouts=4"], "callbacks=mi_lr": ["callbacks.mi_lr.sample_size=100"],
+             "experiment=mi_lr_": ["callbacks.mi_lr.sample_size=100"], "experiment=reae_": REAE_CAPS}
+NOT_RUN = {
+    "test": "`make test` runs this test: running it here would recurse",
+    "test-fast": "`make test-fast` runs this test: running it here would recurse",
+    "setup": "`make setup` would re-sync the environment the tests run in",
+}
+TIMEOUT = 600
+STAND_IN_BENCHMARK = ('import json\nprint(json.dumps({"benchmark": "stand-in", "ratio": 1.0, "target": "<= 1.1", '
+                      '"baseline": "none", "threads": 1}))\n')
+
+
+def dataset_present(target: str):
+    def present() -> bool:
+        from hydra.utils import get_class
+
+        data_dir = os.environ.get("DATA_DIR")  # the copy itself holds no data/
+        return data_dir is not None and not get_class(target)(data_dir=data_dir).missing_files()
+
+    return present
+
+
+def registry_reachable() -> bool:
+    index = os.environ.get("UV_DEFAULT_INDEX") or os.environ.get("UV_INDEX_URL") or os.environ.get("PIP_INDEX_URL")
+    url = urlparse(index or "https://pypi.org/simple")
+    if url.scheme == "file":
+        return Path(url.path).is_dir()
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout=3).close()
+        return True
+    except OSError:
+        return False
+
+
+def alexnet_weights_cached() -> bool:
+    import torch
+
+    return any(Path(torch.hub.get_dir(), "checkpoints").glob("alexnet-*.pth"))
+
+
+def gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+# What a `# needs:` marker may name, and how this machine is checked for it.
+NEEDS = {
+    "gpu": gpu,
+    "slurm": lambda: slurm_unreachable_reason() is None,
+    "mnist": dataset_present("datamodules.mnist.MNISTDataModule"),
+    "cifar10": dataset_present("datamodules.cifar10.CIFAR10DataModule"),
+    "svhn": dataset_present("datamodules.svhn.SVHNDataModule"),
+    "stl10": dataset_present("datamodules.stl10.STL10DataModule"),
+    "alexnet": alexnet_weights_cached,
+    "registry": registry_reachable,
+}
+
+
+def lacking(command: Command) -> list[str]:
+    return [need for need in command.needs if need in NEEDS and not NEEDS[need]()]
+
+
+def fill(word: str, directory: str) -> str:
+    """``runs=<sweep directory>`` -> ``runs=<directory>``: the value holding a placeholder is the directory."""
+    key, equals, _ = word.partition("=")
+    return f"{key}={directory}" if equals else directory
+
+
+def with_caps(command: Command, placeholder_dir: str) -> tuple[list[str] | None, str | None]:
+    """The argv the test runs for ``command``, or (None, why it is not run)."""
+    words = [fill(word, placeholder_dir) if PLACEHOLDER_WORD in word else word for word in command.words]
+    if command.kind == "train.py":
+        caps = [] if any(w.startswith("debug=") for w in words) else list(SMOKE)
+        caps += [cap for start, extra in WORD_CAPS.items() if any(w.startswith(start) for w in words) for cap in extra]
+        return words[2:] + caps, None
+    if command.kind == "evaluate.py":
+        return words[2:], None
+    target = next((w for w in words[1:] if not w.startswith("-") and "=" not in w), "")
+    if target in NOT_RUN:
+        return None, NOT_RUN[target]
+    if target == "train":
+        args = next((w for w in words if w.startswith("ARGS=")), "ARGS=")
+        given = args.removeprefix("ARGS=")
+        words = [w for w in words if w != args] + ["ARGS=" + " ".join([given, *SMOKE] if given else SMOKE)]
+    if target == "bench":
+        words.append("BENCHMARKS=stand_in_benchmark.py")
+    return ["make", "-o", "setup", *words[1:]], None
+
+
+@pytest.fixture(scope="module")
+def repo_copy(tmp_path_factory) -> Path:
+    """The repository's files as a fresh clone (plus uncommitted ones) would have them, .venv linked."""
+    copy = tmp_path_factory.mktemp("repo")
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.split("\0")
+    for name in filter(None, files):
+        source = ROOT / name
+        if source.is_file() and not source.is_symlink():
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, copy / name)
+    (copy / ".venv").symlink_to((ROOT / ".venv").resolve())
+    (copy / "stand_in_benchmark.py").write_text(STAND_IN_BENCHMARK)
+    return copy
+
+
+@pytest.fixture(scope="module")
+def runner(tmp_path_factory) -> Runner:
+    return Runner(tmp_path_factory.mktemp("outputs"))
+
+
+def environment(extra: dict[str, str]) -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "WANDB_MODE": "offline", **extra}
+
+
+def run_block(block: list[Command], runner: Runner, copy: Path) -> dict[int, Outcome | str]:
+    """Run one code block's commands in order; a string outcome says why a command was not run."""
+    outcomes: dict[int, Outcome | str] = {}
+    printed_dir = None
+    for command in block:
+        unresolved = PLACEHOLDER.search(command.text) and printed_dir is None
+        if unresolved and not lacking(command):
+            outcomes[id(command)] = Outcome(1, "", f"{command.source}: {command.text!r} has a placeholder but no "
+                                                   f"preceding command of its block printed a directory")
+            continue
+        argv, why_not = with_caps(command, printed_dir or "missing-run-directory")
+        if argv is None:
+            outcomes[id(command)] = why_not
+            continue
+        env = environment(command.env)
+        if command.kind == "make":
+            outcome = runner.subprocess(argv, copy, env, TIMEOUT)
+        else:
+            outcome = runner.python([command.kind, *argv], copy, env, TIMEOUT)
+        outcomes[id(command)] = outcome
+        printed_dir = outcome.printed("sweep directory") or outcome.printed("output directory") or printed_dir
+    return outcomes
+
+
+@pytest.fixture(scope="module")
+def outcomes(repo_copy, runner) -> dict[int, Outcome | str]:
+    blocks = [list(group) for _, group in itertools.groupby(COMMANDS, key=lambda c: c.block)]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        done = pool.map(lambda block: run_block(block, runner, repo_copy), blocks)
+    return {key: value for block_outcomes in done for key, value in block_outcomes.items()}
+
+
+def last_line(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def test_the_documentation_has_commands_and_every_marker_is_known():
+    assert sum(c.kind == "train.py" for c in COMMANDS) >= 5 and any(c.kind == "evaluate.py" for c in COMMANDS)
+    unknown = {(c.source, need) for c in COMMANDS for need in c.needs if need not in NEEDS}
+    assert not unknown, f"unknown `# needs:` names (known: {', '.join(NEEDS)}): {sorted(unknown)}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", COMMANDS, ids=[f"{c.source} {c.text[:60]}" for c in COMMANDS])
+def test_documented_command_runs_as_written(command, outcomes, repo_copy):
+    outcome = outcomes[id(command)]
+    if isinstance(outcome, str):
+        pytest.skip(outcome)
+    output = outcome.stdout + outcome.stderr
+    assert "Traceback" not in output, f"{command.source}: {command.text}\n{output[-4000:]}"
+    missing = lacking(command)
+    if missing:
+        assert outcome.returncode == 2, f"{command.source} lacks {missing}: {command.text}\n{output[-3000:]}"
+        sentence = last_line(outcome.stderr)
+        assert sentence.endswith(".") and len(sentence) > 30, f"{command.source}: not one sentence: {sentence!r}"
+        return
+    assert outcome.returncode == 0, f"{command.source}: {command.text}\n{output[-4000:]}"
+    run_dir = outcome.printed("output directory")
+    if command.kind == "train.py" and run_dir:
+        assert "results.json" in (repo_copy / run_dir / "train.log").read_text()  # the run's log lines, on success
+    if command.words[:2] == ["make", "bench"]:
+        assert "| stand-in | 1.0 | <= 1.1 | met | 1 |" in outcome.stdout
+
+
+@pytest.mark.slow
+def test_sweep_from_another_directory_writes_one_job_each_and_evaluate_aggregates_them(repo_copy, runner):
+    elsewhere = Path(tempfile.mkdtemp(dir=repo_copy.parent))
+    sweep = runner.python([str(repo_copy / "train.py"), "-m", "seed=1,2", *SMOKE], elsewhere, environment({}), TIMEOUT)
+    assert sweep.returncode == 0, sweep.stderr[-3000:]
+    sweep_dir = elsewhere / sweep.printed("sweep directory")
+    assert sweep_dir.is_relative_to(elsewhere / "logs" / "train" / "multiruns")
+    jobs = sorted(p.name for p in sweep_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    assert jobs == ["0", "1"] and all((sweep_dir / job / "results.json").is_file() for job in jobs)
+    table = runner.python([str(repo_copy / "evaluate.py"), f"runs={sweep.printed('sweep directory')}"], elsewhere,
+                          environment({}), TIMEOUT)
+    assert table.returncode == 0, table.stderr[-3000:]
+    assert re.search(r"^\| smoke \| \d\.\d{4} ± \d\.\d{4} \| \d\.\d{4} ± \d\.\d{4} \| 2 \|$",
+                     (sweep_dir / "table.md").read_text(), re.MULTILINE)
+
+
+@pytest.mark.slow
+def test_sweep_through_the_submitit_local_launcher_needs_no_sweep_dir(repo_copy, runner):
+    sweep = runner.python(["train.py", "-m", "hydra/launcher=local", "seed=3", *SMOKE], repo_copy, environment({}),
+                          TIMEOUT)
+    assert sweep.returncode == 0, sweep.stderr[-3000:]
+    sweep_dir = repo_copy / sweep.printed("sweep directory")
+    assert (sweep_dir / "0" / "results.json").is_file() and any((sweep_dir / ".submitit").iterdir())
+
+
+@pytest.mark.slow
+def test_wandb_without_an_api_key_logs_offline_and_says_how_to_sync(repo_copy, runner, tmp_path):
+    env = {k: v for k, v in environment({"HOME": str(tmp_path)}).items()
+           if k not in ("WANDB_MODE", "WANDB_API_KEY", "NETRC")}
+    run = runner.python(["train.py", "logger=wandb", *SMOKE], repo_copy, env, TIMEOUT)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "wandb: no API key" in run.stdout + run.stderr and "wandb sync" in run.stdout + run.stderr
+    assert list((repo_copy / run.printed("output directory") / "wandb").glob("offline-run-*"))
+
+
+def test_commands_are_found_in_shell_blocks_with_continuations_comments_and_markers(tmp_path):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "README.md").write_text(
+        "```bash\nOMP_NUM_THREADS=1 uv run --locked python train.py -m seed=1,2 \\\n    model=lenet5  # two jobs\n"
+        "python evaluate.py runs=<sweep directory>   # needs: mnist, gpu\nls logs\n```\n"
+        "```python\npython train.py not-a-shell-block\n```\n")
+    (tmp_path / "docs" / "a.md").write_text("```sh\nmake train ARGS=\"seed=1 tags='[a #b]'\"  # needs: registry\n```\n")
+    found = documented_commands(tmp_path)
+    assert [(c.source, c.block, c.kind, c.needs) for c in found] == [
+        ("README.md:2", 0, "train.py", []), ("README.md:4", 0, "evaluate.py", ["mnist", "gpu"]),
+        ("docs/a.md:2", 2, "make", ["registry"])]
+    assert found[0].env == {"OMP_NUM_THREADS": "1"}
+    assert found[0].words == ["python", "train.py", "-m", "seed=1,2", "model=lenet5"]
+    assert found[2].words == ["make", "train", "ARGS=seed=1 tags='[a #b]'"]
+    assert with_caps(found[1], "logs/x")[0] == ["runs=logs/x"]
+    assert with_caps(found[2], "")[0] == ["make", "-o", "setup", "train", "ARGS=seed=1 tags='[a #b]' debug=smoke"]
