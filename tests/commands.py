@@ -18,6 +18,7 @@ import itertools
 import multiprocessing
 import os
 import re
+import resource
 import runpy
 import shlex
 import signal
@@ -44,7 +45,7 @@ class Command:
 
     source: str  # README.md:42
     block: int  # index of its code block in the whole documentation
-    text: str  # the command as written, continuations joined, comment removed
+    text: str  # the line as written (VAR=value words included), continuations joined, comment removed
     env: dict[str, str]  # leading VAR=value words
     words: list[str]  # the command itself: ["python", "train.py", ...] or ["make", "train", ...]
     needs: list[str] = field(default_factory=list)
@@ -84,7 +85,7 @@ def parse_command(text: str, comment: str, source: str, block: int) -> Command |
     if not runs_entry_point and words[:1] != ["make"]:
         return None
     needs = NEEDS.search(comment)
-    return Command(source, block, " ".join(words), env, words,
+    return Command(source, block, " ".join(text.split()), env, words,
                    [n.strip() for n in needs.group(1).split(",") if n.strip()] if needs else [])
 
 
@@ -140,7 +141,11 @@ def _run_entry_point(argv: list[str], cwd: str, env: dict[str, str], stdout: str
     script = Path(cwd, argv[0]).resolve()
     sys.argv = [str(script), *argv[1:]]
     sys.path[:] = [str(script.parent), *(p for p in sys.path if p not in ("", str(ROOT), cwd))]
-    runpy.run_path(str(script), run_name="__main__")
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    finally:  # CPU seconds of this command and the processes it waited for (DDP workers, submitit jobs)
+        used = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+        Path(stdout).with_suffix(".cpu").write_text(str(sum(u.ru_utime + u.ru_stime for u in used)))
 
 
 class Runner:
