@@ -21,27 +21,24 @@ from pathlib import Path
 import hydra
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher
 from omegaconf import DictConfig, OmegaConf
 
-from datamodules.base import DatasetCorruptError, DatasetMissingError
+from framework.combinations import check_data_fits_model
+from framework.errors import UserError, instantiate_node, report, run_entry_point
 from framework.results import library_versions, to_float_dict, write_json_atomic
-from framework.validate import ConfigError, validate
+from framework.validate import validate
 
 log = logging.getLogger("train")
 
-# Mistakes in what the user gave (a config value, a dataset's files): one sentence, no traceback.
-USER_ERRORS = (ConfigError, DatasetMissingError, DatasetCorruptError)
 
-
-def instantiate_group(group: DictConfig | None) -> list:
+def instantiate_group(cfg: DictConfig, name: str) -> list:
     """Instantiate every entry of a callbacks/logger group that has a ``_target_``."""
-    if not group:
-        return []
-    return [instantiate(node) for node in group.values() if isinstance(node, DictConfig) and "_target_" in node]
+    group = cfg.get(name) or {}
+    return [instantiate_node(node, f"{name}.{key}") for key, node in group.items()
+            if isinstance(node, DictConfig) and "_target_" in node]
 
 
 def resolve_ckpt_path(ckpt_path: str | None, trainer: L.Trainer) -> str | None:
@@ -69,11 +66,12 @@ def train(cfg: DictConfig) -> dict:
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
 
-    datamodule = instantiate(cfg.data)
-    model = instantiate(cfg.model)
-    callbacks = instantiate_group(cfg.get("callbacks"))
-    loggers = instantiate_group(cfg.get("logger"))
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    datamodule = instantiate_node(cfg.data, "data")
+    model = instantiate_node(cfg.model, "model")
+    check_data_fits_model(cfg, datamodule, model)
+    callbacks = instantiate_group(cfg, "callbacks")
+    loggers = instantiate_group(cfg, "logger")
+    trainer: L.Trainer = instantiate_node(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
@@ -120,10 +118,9 @@ def main(cfg: DictConfig) -> float | None:
     output_dir = cfg.paths.output_dir
     try:
         results = train(cfg)
-    except USER_ERRORS as error:
-        kind = "Config error" if isinstance(error, ConfigError) else "Data error"
-        log.error(f"{kind}: {error} (output directory: {output_dir})")
-        print(f"{kind}: {error}", file=sys.stderr)
+    except UserError as error:  # the user's mistake, whoever found it: one sentence, exit code 2
+        log.error(f"{report(error)} (output directory: {output_dir})")
+        print(report(error), file=sys.stderr)
         raise SystemExit(2) from None
     except Exception:
         log.exception(f"Run failed; its output directory is {output_dir}")
@@ -140,4 +137,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    run_entry_point(main)

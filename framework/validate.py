@@ -5,7 +5,7 @@ applies only when its key is present, so model- or data-specific rules can live 
 beside the general ones. Every ``_target_`` in the config must import. Hydra itself
 rejects an unknown group option (``model=nope``) and lists the available ones.
 
-Add a rule with :func:`rule`; :func:`validate` raises :class:`ConfigError`.
+Add a rule with :func:`rule`; :func:`validate` raises :class:`ConfigError` (framework/errors.py).
 """
 
 from __future__ import annotations
@@ -19,9 +19,7 @@ from pathlib import Path
 from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-
-class ConfigError(ValueError):
-    """A config value is not allowed; the message names the key, the value and the remedy."""
+from framework.errors import ConfigError
 
 
 @dataclass(frozen=True)
