@@ -9,7 +9,6 @@ later studies (attacks, probes, paper tables) plug in as new entries.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,7 +18,9 @@ from omegaconf import DictConfig, OmegaConf
 from analysis.mi_lr_study import study_table
 from analysis.reae_study import figure, table1, table2
 from analysis.results_table import results_table
-from framework.results import load_results
+from framework.errors import ConfigError, reporting_user_errors, run_entry_point
+from framework.results import find_results, load_results
+from framework.validate import check_missing_values
 
 
 def write_markdown(text: str, cfg: DictConfig, default_name: str) -> str:
@@ -70,19 +71,20 @@ TASKS: dict[str, Callable[[DictConfig], str]] = {
 
 
 def evaluate(cfg: DictConfig) -> str:
+    check_missing_values(cfg)
     if cfg.task not in TASKS:
-        raise KeyError(f"Config key 'task' is {cfg.task!r}, but it must be one of {sorted(TASKS)}.")
+        raise ConfigError(f"Config key 'task' is {cfg.task!r}, but it must be one of {sorted(TASKS)}.")
+    if not find_results(cfg.runs):
+        raise ConfigError(f"Config key 'runs' is {str(cfg.runs)!r}, but there is no results.json under it; give the "
+                          f"output directory of a finished run or multirun.")
     return TASKS[cfg.task](cfg)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    try:
+    with reporting_user_errors():  # the user's mistake: one sentence, exit code 2 (framework/errors.py)
         evaluate(cfg)
-    except (KeyError, FileNotFoundError) as error:
-        print(f"evaluate.py: {error.args[0]}", file=sys.stderr)
-        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":
-    main()
+    run_entry_point(main)

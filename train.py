@@ -27,7 +27,7 @@ from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher
 from omegaconf import DictConfig, OmegaConf
 
 from framework.combinations import check_data_fits_model
-from framework.errors import UserError, instantiate_node, report, run_entry_point
+from framework.errors import instantiate_node, reporting_user_errors, run_entry_point
 from framework.results import library_versions, to_float_dict, write_json_atomic
 from framework.validate import validate
 
@@ -115,15 +115,11 @@ def finish_wandb() -> None:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    output_dir = cfg.paths.output_dir
     try:
-        results = train(cfg)
-    except UserError as error:  # the user's mistake, whoever found it: one sentence, exit code 2
-        log.error(f"{report(error)} (output directory: {output_dir})")
-        print(report(error), file=sys.stderr)
-        raise SystemExit(2) from None
+        with reporting_user_errors():  # the user's mistake, whoever found it: one sentence, exit code 2
+            results = train(cfg)
     except Exception:
-        log.exception(f"Run failed; its output directory is {output_dir}")
+        log.exception(f"Run failed; its output directory is {cfg.paths.output_dir}")
         raise
     finally:
         finish_wandb()
@@ -131,7 +127,7 @@ def main(cfg: DictConfig) -> float | None:
     if rank_zero_only.rank == 0:
         if "test/acc" in metrics:
             print(f"test/acc = {metrics['test/acc']:.4f}")
-        print(f"output directory: {output_dir}")
+        print(f"output directory: {cfg.paths.output_dir}")
     metric = cfg.get("optimized_metric")
     return metrics.get(metric) if metric else None
 

@@ -2,7 +2,8 @@
 
 Raise a :class:`UserError` subclass (or one of its subclasses below) wherever a mistake in what
 the user gave is found: a config value, a file, a combination of options. The entry points
-(train.py, evaluate.py) print ``<prefix>: <sentence>`` and exit with code 2, whoever raised it:
+(train.py, evaluate.py) run their work inside :func:`reporting_user_errors`, which prints
+``<prefix>: <sentence>`` and exits with code 2, whoever raised it:
 our validation, a DataModule, a callback's constructor or hooks, Lightning while it builds the
 Trainer (:func:`instantiate_node` translates that at the construction boundary). Every other
 exception is a bug and keeps its traceback.
@@ -15,14 +16,19 @@ The sentence names the key or the file, the value, and what is allowed or what t
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 from collections.abc import Callable
+from contextlib import contextmanager
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
+from hydra.utils import get_object, instantiate
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, ListConfig, OmegaConf
+
+log = logging.getLogger("user_error")
 
 
 class UserError(Exception):
@@ -55,20 +61,30 @@ def report(error: UserError) -> str:
 # ---- the construction boundary: constructor errors as user errors ---------------------------------------
 _UNKNOWN_ARGUMENT = re.compile(r"unexpected keyword argument '(\w+)'")
 _MISSING_ARGUMENT = re.compile(r"missing \d+ required (?:positional|keyword-only) arguments?: (.+)$")
-# What Lightning's Trainer raises for an argument it refuses (MisconfigurationException is an Exception).
-_TRAINER_REFUSALS = (ValueError, TypeError, ImportError)
+# What Lightning's classes (Trainer, callbacks, loggers) raise, besides MisconfigurationException, for an argument
+# they refuse: Trainer(precision=17) a ValueError, Trainer(devices=-2) a TypeError, accelerator="tpu" an ImportError.
+_REFUSALS = (ValueError, TypeError, ImportError)
 
 
-def _key_of(node: dict, name: str, prefix: str) -> str | None:
-    """Dotted key of the first ``name`` in ``node``'s subtree (where an unknown argument was set)."""
+def _is_lightning(target) -> bool:
+    """Is ``target`` a Lightning class or a subclass of one (Trainer, ModelCheckpoint, CSVLogger, ...)?"""
+    try:
+        classes = get_object(str(target)).__mro__
+    except Exception:  # not importable or not a class: validate() has reported the former
+        return False
+    return any(c.__module__.startswith("lightning.") for c in classes)
+
+
+def _argument(node: dict, name: str, prefix: str) -> tuple[str, str] | None:
+    """(dotted key, owner's class name) of the first ``name`` in ``node``'s subtree: where an argument was set."""
     if name in node:
-        return f"{prefix}.{name}"
+        return f"{prefix}.{name}", str(node.get("_target_", prefix)).rsplit(".", 1)[-1]
     children = ((key, child) for key, child in node.items() if isinstance(child, dict))
-    return next(filter(None, (_key_of(child, name, f"{prefix}.{key}") for key, child in children)), None)
+    return next(filter(None, (_argument(child, name, f"{prefix}.{key}") for key, child in children)), None)
 
 
-def _refused_trainer_keys(values: dict, message: str) -> list[str]:
-    """Trainer keys a Lightning message is about: quoted (`devices`, devices=0), else named, else their value quoted."""
+def _refused_keys(values: dict, message: str) -> list[str]:
+    """The keys a Lightning message is about: quoted (`devices`, devices=0), else named, else their value quoted."""
     for pattern in (r"`{key}`|\b{key}=", r"\b{key}\b"):
         keys = [key for key in values if re.search(pattern.format(key=re.escape(key)), message, re.IGNORECASE)]
         if keys:
@@ -82,25 +98,24 @@ def construction_error(error: Exception, node: DictConfig, key: str) -> UserErro
     if isinstance(error, UserError):
         return error
     message = one_line(error)
-    values = {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if k != "_target_"}
-    target = str(node.get("_target_", key)).rsplit(".", 1)[-1]
+    config = OmegaConf.to_container(node, resolve=True)
+    target = str(config.get("_target_", key)).rsplit(".", 1)[-1]
     if isinstance(error, TypeError) and (unknown := _UNKNOWN_ARGUMENT.search(message)):
-        argument = _key_of(values, unknown[1], key) or f"{key}.{unknown[1]}"
-        return ConfigError(f"Config key '{argument}' is not an argument of {target}; remove "
-                           f"it (or fix its spelling): {message}")
+        argument, owner = _argument(config, unknown[1], key) or (f"{key}.{unknown[1]}", target)
+        return ConfigError(f"Config key '{argument}' is not an argument of {owner}; remove it or fix its spelling.")
     if isinstance(error, TypeError) and (missing := _MISSING_ARGUMENT.search(message)):
         return ConfigError(f"Config group '{key}' ({target}) lacks the required argument(s) {missing[1]}; add them "
                            f"with +{key}.<name>=<value>.")
-    from lightning.fabric.utilities.exceptions import MisconfigurationException
-
-    if key == "trainer" and isinstance(error, (MisconfigurationException, *_TRAINER_REFUSALS)):
-        keys = _refused_trainer_keys(values, message)
+    values = {k: v for k, v in config.items() if k != "_target_"}
+    if _is_lightning(config.get("_target_")) and isinstance(error, (MisconfigurationException, *_REFUSALS)):
+        keys = _refused_keys(values, message)
+        preset = " or choose another trainer preset (conf/trainer/)" if key == "trainer" else ""
         if not keys:
-            return ConfigError(f"Lightning's Trainer refuses the trainer config: {message.rstrip('.')}; change the "
-                               f"trainer.* keys or choose another trainer preset (conf/trainer/).")
-        named = ", ".join(f"'trainer.{k}' is {values[k]!r}" for k in keys)
-        return ConfigError(f"Config key {named}, which Lightning's Trainer refuses: {message.rstrip('.!')}; change "
-                           f"{'it' if len(keys) == 1 else 'them'} or choose another trainer preset (conf/trainer/).")
+            return ConfigError(f"Lightning's {target} refuses the config group '{key}': {message.rstrip('.!')}; "
+                               f"change its keys{preset}.")
+        named = ", ".join(f"'{key}.{k}' is {values[k]!r}" for k in keys)
+        return ConfigError(f"Config key {named}, which Lightning's {target} refuses: {message.rstrip('.!')}; change "
+                           f"{'it' if len(keys) == 1 else 'them'}{preset}.")
     return None
 
 
@@ -122,17 +137,40 @@ def instantiate_node(node: DictConfig | ListConfig, key: str, **kwargs):
 
 
 # ---- the entry points ---------------------------------------------------------------------------------
+_job = {"started": False}
+
+
+@contextmanager
+def reporting_user_errors():
+    """Around the work of a Hydra job: a UserError becomes its sentence on stderr and in the job's log, exit code 2.
+
+        @hydra.main(...)
+        def main(cfg):
+            with reporting_user_errors():
+                ...
+    """
+    _job["started"] = True
+    try:
+        yield
+    except UserError as error:
+        where = f" (output directory: {HydraConfig.get().runtime.output_dir})" if HydraConfig.initialized() else ""
+        log.error(report(error) + where)
+        print(report(error), file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def run_entry_point(main: Callable[[], object]) -> None:
     """Run a ``@hydra.main`` function from ``if __name__ == "__main__"``.
 
     Hydra refuses a bad command line itself (an unknown group option, a key that is not in the
     config, an override it cannot parse): it prints what is wrong and the available options, then
-    exits with 1 before the job starts. Those are user errors too, so they exit with 2; a job that
+    exits with 1 before any job starts. Those are user errors too, so they exit with 2; a job that
     started and failed keeps Hydra's exit code 1 (a bug: its traceback is printed).
     """
+    _job["started"] = False
     try:
         main()
     except SystemExit as stop:
-        if stop.code == 1 and not HydraConfig.initialized():
+        if stop.code == 1 and not _job["started"]:
             sys.exit(2)
         raise

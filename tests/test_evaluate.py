@@ -4,6 +4,7 @@ import pytest
 
 from evaluate import evaluate
 from framework.compose import compose_config
+from framework.errors import ConfigError
 from framework.results import write_json_atomic
 
 
@@ -43,9 +44,9 @@ def test_reae_tasks_write_tables_and_figures(tmp_path):
 
 
 def test_unknown_task_and_missing_runs_are_named(tmp_path):
-    with pytest.raises(KeyError, match="'task' is 'attack', but it must be one of"):
+    with pytest.raises(ConfigError, match="'task' is 'attack', but it must be one of"):
         evaluate(compose_config([f"runs={tmp_path}", "task=attack"], tmp_path / "out", "evaluate"))
-    with pytest.raises(FileNotFoundError, match=f"No results.json under {tmp_path}"):
+    with pytest.raises(ConfigError, match=f"'runs' is '{tmp_path}', but there is no results.json under it"):
         evaluate(compose_config([f"runs={tmp_path}"], tmp_path / "out", "evaluate"))
 
 
