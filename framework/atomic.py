@@ -1,4 +1,4 @@
-"""Cache files written whole or not at all, readable by whoever can read the data directory.
+"""Files written whole or not at all (caches, results), readable by whoever can read the data directory.
 
     write_atomically(path, lambda file: np.savez(file, **arrays), readable_like=data_dir)
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import platform
-import tempfile
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+
+from framework.atomic import write_atomically
 
 LIBRARIES = ("torch", "torchvision", "lightning", "hydra-core", "torchmetrics", "scikit-learn", "wandb")
 
@@ -23,20 +23,9 @@ def library_versions() -> dict[str, str]:
 
 
 def write_json_atomic(path: str | Path, payload: dict) -> Path:
-    """Write JSON to a temporary file in the same folder, then rename it over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            json.dump(payload, stream, indent=2, sort_keys=True, default=str)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    """Write JSON through a temporary file in the same folder, renamed over ``path`` (framework/atomic.py)."""
+    text = json.dumps(payload, indent=2, sort_keys=True, default=str)
+    return write_atomically(path, lambda stream: stream.write(text.encode()))
 
 
 def to_float_dict(metrics) -> dict[str, float]:
