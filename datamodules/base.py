@@ -8,6 +8,9 @@ A dataset family subclasses :class:`InMemoryDataModule` and implements three thi
 * ``load_split(split)``: read one split from the official on-disk format and return
   ``(images, labels)`` with images as a ``uint8`` tensor ``[N, C, H, W]``.
 
+and declares ``image_shape`` ``(C, H, W)`` of its stored images, so that train.py checks the data
+against the model (framework/combinations.py) before any file is read.
+
 Everything else is shared: images stay ``uint8`` in memory (SVHN extra is 1.6 GB as uint8,
 26 GB as float32), the train/val split is drawn from a seeded generator, batches are
 indexed in one tensor operation, and conversion to float, padding and normalisation happen
