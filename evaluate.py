@@ -21,9 +21,10 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from analysis.mi_lr_study import study_table
-from analysis.results_table import UnknownKeyError, check_keys, checkpoint_note, overridden_keys, results_table
+from analysis.results_table import check_keys, checkpoint_note, overridden_keys, results_table
+from framework.errors import ConfigError, reporting_user_errors, run_entry_point
 from framework.results import load_results
-from framework.validate import ConfigError
+from framework.validate import check_missing_values
 
 DEFAULT_METRICS = ("test/acc", "val/acc")
 EXAMPLE = "python evaluate.py runs=logs/train/multiruns/<date>_<time>"
@@ -99,8 +100,10 @@ TASKS: dict[str, Callable[[DictConfig], str]] = {
 def evaluate(cfg: DictConfig) -> str:
     if OmegaConf.is_missing(cfg, "runs"):
         raise ConfigError(f"Config key 'runs' is not set; name a run or multirun directory, e.g. {EXAMPLE}")
+    check_missing_values(cfg)
     if cfg.task not in TASKS:
         raise ConfigError(f"Config key 'task' is {cfg.task!r}, but it must be one of {', '.join(TASKS)}.")
+    load_results(cfg.runs)  # no results.json under runs: one sentence before any task starts
     return TASKS[cfg.task](cfg)
 
 
@@ -128,15 +131,12 @@ def help_text() -> str:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    try:
+    with reporting_user_errors():  # the user's mistake: one sentence, exit code 2 (framework/errors.py)
         evaluate(cfg)
-    except (ConfigError, UnknownKeyError, FileNotFoundError) as error:
-        print(f"evaluate.py: {error.args[0]}", file=sys.stderr)
-        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":
     if {"--help", "-h"} & set(sys.argv[1:]):
         print(help_text())
         raise SystemExit(0)
-    main()
+    run_entry_point(main)

@@ -25,27 +25,24 @@ import hydra
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher
 from omegaconf import DictConfig, OmegaConf
 
-from datamodules.base import DatasetCorruptError, DatasetMissingError
+from framework.combinations import check_data_fits_model
+from framework.errors import instantiate_node, reporting_user_errors, run_entry_point
 from framework.results import library_versions, to_float_dict, write_json_atomic
-from framework.validate import ConfigError, validate
+from framework.validate import validate
 
 log = logging.getLogger("train")
 
-# Mistakes in what the user gave (a config value, a dataset's files): one sentence, no traceback.
-USER_ERRORS = (ConfigError, DatasetMissingError, DatasetCorruptError)
 
-
-def instantiate_group(group: DictConfig | None) -> list:
+def instantiate_group(cfg: DictConfig, name: str) -> list:
     """Instantiate every entry of a callbacks/logger group that has a ``_target_``."""
-    if not group:
-        return []
-    return [instantiate(node) for node in group.values() if isinstance(node, DictConfig) and "_target_" in node]
+    group = cfg.get(name) or {}
+    return [instantiate_node(node, f"{name}.{key}") for key, node in group.items()
+            if isinstance(node, DictConfig) and "_target_" in node]
 
 
 def resolve_ckpt_path(ckpt_path: str | None, trainer: L.Trainer) -> str | None:
@@ -129,11 +126,12 @@ def train(cfg: DictConfig) -> dict:
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
 
-    datamodule = instantiate(cfg.data)
-    model = instantiate(cfg.model)
-    callbacks = instantiate_group(cfg.get("callbacks"))
-    loggers = instantiate_group(cfg.get("logger"))
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    datamodule = instantiate_node(cfg.data, "data")
+    model = instantiate_node(cfg.model, "model")
+    check_data_fits_model(cfg, datamodule, model)
+    callbacks = instantiate_group(cfg, "callbacks")
+    loggers = instantiate_group(cfg, "logger")
+    trainer: L.Trainer = instantiate_node(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
@@ -187,16 +185,11 @@ def finish_wandb() -> None:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    output_dir = cfg.paths.output_dir
     try:
-        results = train(cfg)
-    except USER_ERRORS as error:
-        kind = "Config error" if isinstance(error, ConfigError) else "Data error"
-        log.error(f"{kind}: {error} (output directory: {output_dir})")
-        print(f"{kind}: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
+        with reporting_user_errors():  # the user's mistake, whoever found it: one sentence, exit code 2
+            results = train(cfg)
     except Exception:
-        log.exception(f"Run failed; its output directory is {output_dir}")
+        log.exception(f"Run failed; its output directory is {cfg.paths.output_dir}")
         raise
     finally:
         finish_wandb()
@@ -204,10 +197,10 @@ def main(cfg: DictConfig) -> float | None:
     if rank_zero_only.rank == 0:
         if "test/acc" in metrics:
             print(f"test/acc = {metrics['test/acc']:.4f}")
-        print(f"output directory: {output_dir}")
+        print(f"output directory: {cfg.paths.output_dir}")
     metric = cfg.get("optimized_metric")
     return metrics.get(metric) if metric else None
 
 
 if __name__ == "__main__":
-    main()
+    run_entry_point(main)

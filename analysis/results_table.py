@@ -12,6 +12,8 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 
+from framework.errors import ConfigError
+
 _ABSENT = "—"
 
 
@@ -56,7 +58,7 @@ def dotted_keys(node: dict, prefix: str = "") -> list[str]:
     return keys
 
 
-class UnknownKeyError(KeyError):
+class UnknownKeyError(ConfigError):
     """A metric or grouping key that no run has; the message lists the keys the runs do have."""
 
 

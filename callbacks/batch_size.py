@@ -16,12 +16,14 @@ from __future__ import annotations
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
+from framework.errors import ConfigError
+
 
 class BatchSizeSchedule(Callback):
     def __init__(self, milestones: dict[int, int]):
         self.milestones = {int(epoch): int(size) for epoch, size in milestones.items()}
         if any(epoch < 1 or size < 1 for epoch, size in self.milestones.items()):
-            raise ValueError(f"BatchSizeSchedule: milestones={milestones}; give {{epoch >= 1: batch size >= 1}}.")
+            raise ConfigError(f"BatchSizeSchedule: milestones={milestones}; give {{epoch >= 1: batch size >= 1}}.")
         self.initial: int | None = None
 
     def size_at(self, epoch: int) -> int:
@@ -31,8 +33,8 @@ class BatchSizeSchedule(Callback):
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if trainer.reload_dataloaders_every_n_epochs != 1:
-            raise RuntimeError("BatchSizeSchedule needs trainer.reload_dataloaders_every_n_epochs=1 (it is "
-                               f"{trainer.reload_dataloaders_every_n_epochs}) so that the new size takes effect.")
+            raise ConfigError("BatchSizeSchedule needs trainer.reload_dataloaders_every_n_epochs=1 (it is "
+                              f"{trainer.reload_dataloaders_every_n_epochs}) so that the new size takes effect.")
         if self.initial is None:
             self.initial = trainer.datamodule.batch_size
 

@@ -30,6 +30,7 @@ from lightning.pytorch.callbacks import Callback, LearningRateMonitor
 
 from analysis.mutual_information import NORMS, label_entropy_ceiling, ross_mi
 from callbacks.mi_plots import plot_history, send_to_loggers
+from framework.errors import ConfigError
 from framework.results import write_json_atomic
 
 POLICIES = ("relative_change", "reference", "none")  # none: measure and log, leave the rates alone
@@ -119,9 +120,9 @@ class MutualInformationLR(Callback):
         for key, value, allowed in (("policy", policy, POLICIES), ("scope", scope, SCOPES),
                                     ("norm", norm, NORMS), ("reference", reference, REFERENCES)):
             if value not in allowed:
-                raise ValueError(f"MutualInformationLR: {key}={value!r} is not known; use one of {allowed}.")
+                raise ConfigError(f"MutualInformationLR: {key}={value!r} is not known; use one of {allowed}.")
         if not 0 < lr_min <= lr_max:
-            raise ValueError(f"MutualInformationLR: lr_min={lr_min}, lr_max={lr_max}; need 0 < lr_min <= lr_max.")
+            raise ConfigError(f"MutualInformationLR: lr_min={lr_min}, lr_max={lr_max}; need 0 < lr_min <= lr_max.")
         self.policy = LRPolicy(policy, lr_min, lr_max, gamma1, gamma2, gamma3, epsilon, mi_floor)
         self.scope, self.layers = scope, list(layers) if layers else None
         self.sample_size, self.seed, self.batch_size, self.plot = sample_size, seed, batch_size, plot
@@ -138,24 +139,29 @@ class MutualInformationLR(Callback):
         mine = trainer.callbacks.index(self)
         if monitors and monitors[0] < mine:
             trainer.callbacks.insert(monitors[0], trainer.callbacks.pop(mine))
+        if stage == "fit" and trainer.datamodule is not None:  # datamodule.setup has run: the training set exists
+            size = len(trainer.datamodule.train_dataloader().dataset)
+            if self.sample_size > size:
+                raise ConfigError(f"MutualInformationLR: sample_size={self.sample_size}, but the training set has "
+                                  f"only {size} items; give callbacks.mi_lr.sample_size <= {size}.")
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.lr_scheduler_configs and self.policy.name != "none":
-            raise RuntimeError("MutualInformationLR sets the learning rates itself; remove the LR scheduler "
+            raise ConfigError("MutualInformationLR sets the learning rates itself; remove the LR scheduler "
                                "(model.scheduler=null) or the callback, they would overwrite each other.")
         if len(trainer.optimizers) != 1:
-            raise RuntimeError(f"MutualInformationLR needs exactly one optimizer, got {len(trainer.optimizers)}.")
+            raise ConfigError(f"MutualInformationLR needs exactly one optimizer, got {len(trainer.optimizers)}.")
         groups = [group.get("name") for group in trainer.optimizers[0].param_groups]
         if None in groups:
-            raise RuntimeError("MutualInformationLR needs a 'name' on every optimizer parameter group (one group "
+            raise ConfigError("MutualInformationLR needs a 'name' on every optimizer parameter group (one group "
                                "per layer, e.g. ClassificationModule with param_groups=per_layer).")
         self.layers = self.layers or groups
         unknown = [layer for layer in self.layers if layer not in groups]
         if unknown:
-            raise RuntimeError(f"MutualInformationLR: layers {unknown} have no optimizer parameter group of that "
-                               f"name; the module's groups are {groups}. Use param_groups=per_layer or fix layers.")
+            raise ConfigError(f"MutualInformationLR: layers {unknown} have no optimizer parameter group of that "
+                               f"name; the module's groups are {groups}; use param_groups=per_layer or fix layers.")
         if self.scope == "layer" and set(groups) - set(self.layers):
-            raise RuntimeError(f"MutualInformationLR scope=layer: groups {sorted(set(groups) - set(self.layers))} "
+            raise ConfigError(f"MutualInformationLR scope=layer: groups {sorted(set(groups) - set(self.layers))} "
                                f"have no configured layer to follow; add them to layers or use scope=network.")
         self.modules = {layer: self._find_module(pl_module, layer) for layer in self.layers}
 
@@ -163,7 +169,7 @@ class MutualInformationLR(Callback):
     def _find_module(pl_module: L.LightningModule, layer: str) -> torch.nn.Module:
         matches = [m for path, m in pl_module.named_modules() if path == layer or path.endswith("." + layer)]
         if len(matches) != 1:
-            raise RuntimeError(f"MutualInformationLR: layer {layer!r} matches {len(matches)} submodules of "
+            raise ConfigError(f"MutualInformationLR: layer {layer!r} matches {len(matches)} submodules of "
                                f"{type(pl_module).__name__}; give a name that matches exactly one.")
         return matches[0]
 

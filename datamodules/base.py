@@ -8,6 +8,9 @@ A dataset family subclasses :class:`InMemoryDataModule` and implements three thi
 * ``load_split(split)``: read one split from the official on-disk format and return
   ``(images, labels)`` with images as a ``uint8`` tensor ``[N, C, H, W]``.
 
+and declares ``image_shape`` ``(C, H, W)`` of its stored images, so that train.py checks the data
+against the model (framework/combinations.py) before any file is read.
+
 Everything else is shared: images stay ``uint8`` in memory (SVHN extra is 1.6 GB as uint8,
 26 GB as float32), the train/val split is drawn from a seeded generator, batches are
 indexed in one tensor operation, and conversion to float, padding and normalisation happen
@@ -28,12 +31,14 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from framework.errors import ConfigError, DataError
 
-class DatasetMissingError(FileNotFoundError):
+
+class DatasetMissingError(DataError, FileNotFoundError):
     """Raised when a dataset's files are not where the config says they are."""
 
 
-class DatasetCorruptError(ValueError):
+class DatasetCorruptError(DataError, ValueError):
     """Raised when a dataset file exists but does not hold what its format promises."""
 
 
@@ -111,7 +116,8 @@ class InMemoryDataModule(L.LightningDataModule):
         flatten: hand out ``[N, C*H*W]`` vectors instead of ``[N, C, H, W]`` images.
     """
 
-    num_classes: int = 10
+    num_classes: int = 10  # 0: regression targets
+    image_shape: tuple[int, int, int] | None = None  # one stored image [C, H, W]; None: known only after loading
     splits: tuple[str, ...] = ("train", "test")
     train_split: str = "train"
     test_split: str = "test"
@@ -138,11 +144,11 @@ class InMemoryDataModule(L.LightningDataModule):
             if split is None:
                 continue
             if split not in self.splits:
-                raise ValueError(f"Config key 'data.{key}' is {split!r}, but {type(self).__name__} has the splits "
-                                 f"{', '.join(self.splits)}; choose one of them.")
+                raise ConfigError(f"Config key 'data.{key}' is {split!r}, but {type(self).__name__} has the splits "
+                                  f"{', '.join(self.splits)}; choose one of them.")
             setattr(self, key, split)
         if pad_mode not in ("zeros", "wrap"):
-            raise ValueError(f"Config key 'data.pad_mode' is {pad_mode!r}, but it must be 'zeros' or 'wrap'.")
+            raise ConfigError(f"Config key 'data.pad_mode' is {pad_mode!r}, but it must be 'zeros' or 'wrap'.")
         self.grayscale, self.flatten, self.pad_mode = grayscale, flatten, pad_mode
         self.data_dir = Path(data_dir)
         self.batch_size = batch_size
@@ -201,15 +207,43 @@ class InMemoryDataModule(L.LightningDataModule):
             self.check_files()
             self.datasets["test"] = TensorImageDataset(*self.read_split(self.test_split))
 
+    @property
+    def task(self) -> str:
+        """What the training targets are: ``classification`` (labels 0..num_classes-1) or ``regression``."""
+        return "classification" if self.num_classes else "regression"
+
+    def sample_shape(self) -> tuple[int, ...] | None:
+        """One input as the model receives it (after grayscale, pad_to, flatten), known before any file is read.
+
+        Checks the view options against ``image_shape`` on the way; ``None`` when the family does not declare it.
+        """
+        if self.image_shape is None:
+            return None
+        channels, height, width = self.image_shape
+        channels = 1 if self.grayscale and channels == 3 else channels
+        self.check_normalisation(channels)
+        if self.pad_to is not None:
+            self.check_pad_to(height, width)
+            height, width = self.pad_to, self.pad_to
+        return (channels * height * width,) if self.flatten else (channels, height, width)
+
+    def check_normalisation(self, channels: int) -> None:
+        for key, value in (("mean", self.mean), ("std", self.std)):
+            if value.numel() not in (1, channels):
+                raise ConfigError(f"Config key 'data.{key}' has {value.numel()} values, but the images have "
+                                  f"{channels} channel(s); give one value or one per channel.")
+
+    def check_pad_to(self, height: int, width: int) -> None:
+        if self.pad_to < max(height, width):
+            raise ConfigError(f"Config key 'data.pad_to' is {self.pad_to}, but the images are {height}x{width}; "
+                              f"give a size >= {max(height, width)} or null.")
+
     def read_split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         """``load_split`` plus the load-time view options (grayscale), checked against mean/std."""
         images, targets = self.load_split(split)
         if self.grayscale and images.shape[1] == 3:
             images = rgb_to_luma(images)
-        for key, value in (("mean", self.mean), ("std", self.std)):
-            if value.numel() not in (1, images.shape[1]):
-                raise ValueError(f"Config key 'data.{key}' has {value.numel()} values, but the images have "
-                                 f"{images.shape[1]} channel(s); give one value or one per channel.")
+        self.check_normalisation(images.shape[1])
         return images, targets
 
     def train_val_indices(self, num_items: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -247,9 +281,7 @@ class InMemoryDataModule(L.LightningDataModule):
         images = images.float().div_(255.0)
         if self.pad_to is not None:
             height, width = images.shape[-2:]
-            if self.pad_to < max(height, width):
-                raise ValueError(f"Config key 'data.pad_to' is {self.pad_to}, but the images are {height}x{width}; "
-                                 f"give a size >= {max(height, width)} or null.")
+            self.check_pad_to(height, width)
             if self.pad_mode == "wrap":
                 while images.shape[-1] < self.pad_to or images.shape[-2] < self.pad_to:  # circular pad <= size
                     right = min(self.pad_to - images.shape[-1], images.shape[-1])

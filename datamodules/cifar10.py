@@ -46,6 +46,8 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 class CIFAR10DataModule(InMemoryDataModule):
     """50,000 train and 10,000 test 32x32 RGB images in 10 classes; options ``grayscale`` and ``flatten``."""
 
+    image_shape = (3, 32, 32)
+
     def folder(self) -> Path:
         return self.data_dir / FOLDER
 

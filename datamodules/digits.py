@@ -19,6 +19,7 @@ class DigitsDataModule(InMemoryDataModule):
     def __init__(self, image_size: int = 32, test_fraction: float = 0.2, **kwargs):
         super().__init__(**kwargs)
         self.image_size = image_size
+        self.image_shape = (1, image_size, image_size)
         self.test_fraction = test_fraction
 
     def load_split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:

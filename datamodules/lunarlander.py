@@ -19,7 +19,9 @@ near-duplicates, so a random split would leak).
 
 Generation runs in worker processes (one rollout per task, reassembled in rollout order, so
 the bytes do not depend on the number of workers) and is cached in
-``<data_dir>/lunarlander/<name keyed by its parameters>.npz``, written atomically.
+``<data_dir>/lunarlander/<name keyed by its parameters>.npz``, written atomically and readable
+by whoever can read the data directory (framework/atomic.py; the next run removes the temporary
+file of a killed writer).
 
     python train.py data=lunarlander data.rollouts=20                  # a small collection
     python -c "from datamodules.lunarlander import generate_collection; generate_collection(4, 150, seed=0)"
@@ -30,13 +32,14 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from datamodules.base import InMemoryDataModule
+from framework.atomic import remove_orphans, write_atomically
+from framework.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -110,17 +113,10 @@ def onscreen(positions: np.ndarray) -> np.ndarray:
     return (x >= x_low) & (x <= x_high) & (y >= y_low) & (y <= y_high)
 
 
-def save_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write ``.npz`` to a temporary file in the same folder, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            np.savez(file, **arrays)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+def save_atomically(path: Path, arrays: dict[str, np.ndarray], readable_like: Path | None = None) -> None:
+    """Write ``.npz`` through a locked temporary file in the same folder (framework/atomic.py), readable like
+    ``readable_like`` (the data directory)."""
+    write_atomically(path, lambda file: np.savez(file, **arrays), readable_like)
 
 
 class LunarLanderDataModule(InMemoryDataModule):
@@ -144,9 +140,10 @@ class LunarLanderDataModule(InMemoryDataModule):
                  generation_workers: int | None = None, progress: bool = True, **kwargs):
         super().__init__(**kwargs)
         if label_observation not in ("before", "after"):
-            raise ValueError(f"Config key 'data.label_observation' is {label_observation!r}, "
-                             f"but it must be 'before' or 'after'.")
+            raise ConfigError(f"Config key 'data.label_observation' is {label_observation!r}, "
+                              f"but it must be 'before' or 'after'.")
         self.rollouts, self.steps_per_rollout, self.image_size = rollouts, steps_per_rollout, image_size
+        self.image_shape = (3, image_size, image_size)
         self.seeds = {"train": train_seed, "test": test_seed}
         self.label_observation, self.filter_offscreen = label_observation, filter_offscreen
         self.generation_workers, self.progress = generation_workers, progress
@@ -181,7 +178,7 @@ class LunarLanderDataModule(InMemoryDataModule):
         log.info(f"Generating {path.name} ({self.rollouts} rollouts x {self.steps_per_rollout} steps)")
         arrays = generate_collection(self.rollouts, self.steps_per_rollout, seed, self.image_size,
                                      self.generation_workers, self.progress)
-        save_atomically(path, arrays)
+        save_atomically(path, arrays, readable_like=self.data_dir)
         return arrays
 
     def collection(self, seed: int) -> dict[str, np.ndarray]:
@@ -190,8 +187,9 @@ class LunarLanderDataModule(InMemoryDataModule):
         return self.generate(seed) if arrays is None else arrays
 
     def prepare_data(self) -> None:
-        """Generate missing runs once per node, before every rank's ``setup`` reads them."""
+        """Generate missing runs once per node, before every rank's ``setup`` reads them; clear dead writers' files."""
         for seed in dict.fromkeys(self.seeds.values()):
+            remove_orphans(self.cache_path(seed))
             if not self.cache_path(seed).exists():
                 self.generate(seed)
 

@@ -50,6 +50,8 @@ def read_idx(path: Path, magic: int) -> np.ndarray:
 class MNISTDataModule(InMemoryDataModule):
     """28x28 digits; LeNet-5 configs set ``pad_to=32`` (the paper pads by 2 on each side)."""
 
+    image_shape = (1, 28, 28)
+
     def raw_dir(self) -> Path:
         return self.data_dir / "MNIST" / "raw"
 

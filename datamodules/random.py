@@ -12,7 +12,7 @@ class RandomImagesDataModule(InMemoryDataModule):
                  image_size: int = 32, seed: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.sizes = {"train": num_train, "test": num_test}
-        self.shape = (channels, image_size, image_size)
+        self.shape = self.image_shape = (channels, image_size, image_size)
         self.seed = seed
 
     def load_split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -28,6 +28,11 @@ class STL10DataModule(InMemoryDataModule):
     """96x96 RGB photos in 10 classes plus 100,000 unlabeled ones (label -1)."""
 
     splits = ("train", "test", "unlabeled")
+    image_shape = (3, SIDE, SIDE)
+
+    @property
+    def task(self) -> str:
+        return "unlabeled" if self.train_split == "unlabeled" else "classification"
 
     def folder(self) -> Path:
         return self.data_dir / FOLDER

@@ -43,6 +43,7 @@ class SVHNDataModule(InMemoryDataModule):
     """House-number digits, 32x32 RGB; ``pad_to=64`` wrap-pads (tiles) them for 64x64 encoders."""
 
     splits = ("train", "test", "extra")
+    image_shape = (3, 32, 32)
 
     def __init__(self, pad_mode: str = "wrap", **kwargs):
         super().__init__(pad_mode=pad_mode, **kwargs)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import platform
-import tempfile
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+
+from framework.atomic import write_atomically
+from framework.errors import ConfigError
 
 LIBRARIES = ("torch", "torchvision", "lightning", "hydra-core", "torchmetrics", "scikit-learn", "wandb")
 
@@ -23,20 +24,9 @@ def library_versions() -> dict[str, str]:
 
 
 def write_json_atomic(path: str | Path, payload: dict) -> Path:
-    """Write JSON to a temporary file in the same folder, then rename it over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            json.dump(payload, stream, indent=2, sort_keys=True, default=str)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    """Write JSON through a temporary file in the same folder, renamed over ``path`` (framework/atomic.py)."""
+    text = json.dumps(payload, indent=2, sort_keys=True, default=str)
+    return write_atomically(path, lambda stream: stream.write(text.encode()))
 
 
 def to_float_dict(metrics) -> dict[str, float]:
@@ -55,7 +45,6 @@ def find_results(path: str | Path) -> list[Path]:
 def load_results(path: str | Path) -> list[dict]:
     found = find_results(path)
     if not found:
-        raise FileNotFoundError(
-            f"No results.json under {path}; give the output directory of a finished run or multirun."
-        )
+        raise ConfigError(f"Config key 'runs' is {str(path)!r}, but there is no results.json under it; give the "
+                          f"output directory of a finished run or multirun.")
     return [json.loads(p.read_text()) | {"path": str(p.parent)} for p in found]

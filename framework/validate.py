@@ -5,7 +5,7 @@ applies only when its key is present, so model- or data-specific rules can live 
 beside the general ones. Every ``_target_`` in the config must import. Hydra itself
 rejects an unknown group option (``model=nope``) and lists the available ones.
 
-Add a rule with :func:`rule`; :func:`validate` raises :class:`ConfigError`.
+Add a rule with :func:`rule`; :func:`validate` raises :class:`ConfigError` (framework/errors.py).
 """
 
 from __future__ import annotations
@@ -18,10 +18,9 @@ from pathlib import Path
 
 from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
-
-class ConfigError(ValueError):
-    """A config value is not allowed; the message names the key, the value and the remedy."""
+from framework.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -150,8 +149,21 @@ def _targets(node, prefix: str = ""):
             yield from _targets(item, f"{prefix}[{index}]")
 
 
+def check_missing_values(cfg: DictConfig) -> None:
+    """Every value must resolve: no mandatory ``???`` left unset, no ``${...}`` that points nowhere."""
+    try:
+        OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except MissingMandatoryValue as error:
+        raise ConfigError(f"Config key '{error.full_key}' has no value (??? in the config); give it on the command "
+                          f"line, e.g. {error.full_key}=<value>.") from None
+    except InterpolationResolutionError as error:
+        raise ConfigError(f"Config key '{error.full_key}' cannot be resolved ({str(error).splitlines()[0]}); "
+                          f"give a value or a ${{...}} reference to an existing key.") from None
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError on the first value that is not allowed."""
+    check_missing_values(cfg)
     for item in RULES:
         value = _lookup(cfg, item.key)
         if value is _MISSING or value is None:
@@ -174,6 +186,7 @@ def validate(cfg: DictConfig) -> None:
                 f"give the full dotted path of an existing class or function."
             ) from None
     check_data_splits(cfg)
+    check_group_entries_have_targets(cfg)
     check_accelerator(cfg)
 
 
@@ -201,3 +214,15 @@ def check_data_splits(cfg: DictConfig) -> None:
                 f"Config key 'data.{key}' is {value!r}, but {str(target).rsplit('.', 1)[-1]} has the splits "
                 f"{', '.join(splits)}; choose one of them."
             )
+
+
+def check_group_entries_have_targets(cfg: DictConfig) -> None:
+    """Options for a callback or logger that is not there (``lr_policy=layerwise`` without ``callbacks=mi_lr``)."""
+    for group in ("callbacks", "logger"):
+        entries = _lookup(cfg, group)
+        for name, node in entries.items() if isinstance(entries, DictConfig) else ():
+            if isinstance(node, DictConfig) and "_target_" not in node:
+                raise ConfigError(
+                    f"Config key '{group}.{name}' sets {', '.join(map(str, node.keys()))} but names no {group} "
+                    f"(_target_); add the {group} (e.g. {group}={name}) or remove these options."
+                )

@@ -36,6 +36,8 @@ def layer_param_groups(net: nn.Module) -> list[dict]:
 
 
 class ClassificationModule(L.LightningModule):
+    task = "classification"
+
     def __init__(
         self,
         net: nn.Module,
@@ -51,6 +53,7 @@ class ClassificationModule(L.LightningModule):
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.net = torch.compile(net) if compile else net
+        self.input_shape = getattr(net, "input_shape", None)  # what the network takes, when it says so
         self.accuracy = nn.ModuleDict(
             # validate_args=False: the per-batch label checks cost a torch.unique per step; the loss
             # already rejects out-of-range labels.

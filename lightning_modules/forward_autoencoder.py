@@ -35,6 +35,7 @@ from analysis.forward_autoencoder import (
     feature_map,
     hidden,
 )
+from framework.errors import ConfigError
 
 SOLVED_BUFFERS = ("feature_map_weight", "feature_map_bias", "encoder_weight", "classifier_weight", "classifier_bias")
 
@@ -55,6 +56,8 @@ class ForwardAutoencoderModule(L.LightningModule):
         max_iter: L-BFGS iterations of the softmax classifier.
     """
 
+    task = "classification"  # takes images of any shape: they are flattened
+
     def __init__(self, feature_map: str = "reae", hidden_size: int = 750, rho: float | Sequence[float] = 0.2,
                  lambdas: Sequence[float] = LAMBDA_GRID, taus: Sequence[float] = LAMBDA_GRID,
                  activation: str = "sigmoid", classifier: str = "softmax", kl_steps: int = 100,
@@ -62,7 +65,7 @@ class ForwardAutoencoderModule(L.LightningModule):
         super().__init__()
         for key, value, allowed in (("activation", activation, ACTIVATIONS), ("classifier", classifier, CLASSIFIERS)):
             if value not in allowed:
-                raise ValueError(f"Config key 'model.{key}' is {value!r}, but it must be one of {', '.join(allowed)}.")
+                raise ConfigError(f"Config key 'model.{key}' is {value!r}, but it must be one of {', '.join(allowed)}.")
         rho, lambdas, taus = as_list(rho), as_list(lambdas), as_list(taus)  # plain lists: checkpoints load safely
         self.save_hyperparameters()
         self.automatic_optimization = False
@@ -86,7 +89,7 @@ class ForwardAutoencoderModule(L.LightningModule):
     # ---- the solve ------------------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
         if stage == "fit" and self.trainer.world_size > 1:
-            raise ValueError(
+            raise ConfigError(
                 f"The forward autoencoder solves on the whole training set in one process, but the trainer runs "
                 f"{self.trainer.world_size}; set trainer.devices=1 and trainer.num_nodes=1."
             )

@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from framework.errors import ConfigError
+
 # LeCun et al. 1998, Table I: which S2 maps feed each C3 map.
 C3_CONNECTIONS = (
     (0, 1, 2), (1, 2, 3), (2, 3, 4), (3, 4, 5), (4, 5, 0), (5, 0, 1),
@@ -123,10 +125,12 @@ class EuclideanRBF(nn.Module):
 class LeNet5Classic(nn.Module):
     """LeNet-5 exactly as in LeCun et al. 1998. Input [N, 1, 32, 32]; returns -RBF distances [N, 10]."""
 
+    input_shape = (1, 32, 32)  # one image [C, H, W]
+
     def __init__(self, criterion: str = "rbf", map_constant: float = 0.1):
         super().__init__()
         if criterion not in ("rbf", "map"):
-            raise ValueError(f"model.net.criterion={criterion!r} is not known; use 'rbf' or 'map'.")
+            raise ConfigError(f"Config key 'model.net.criterion' is {criterion!r}, but it must be 'rbf' or 'map'.")
         self.criterion, self.map_constant = criterion, map_constant
         self.c1 = nn.Conv2d(1, 6, 5)
         self.s2 = Subsampling(6)
@@ -161,6 +165,7 @@ class LeNet5(nn.Module):
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10):
         super().__init__()
+        self.input_shape = (in_channels, 32, 32)  # one image [C, H, W]
         self.c1 = nn.Conv2d(in_channels, 6, 5)
         self.c3 = nn.Conv2d(6, 16, 5)
         self.c5 = nn.Conv2d(16, 120, 5)

@@ -5,8 +5,8 @@ import pytest
 from analysis.results_table import UnknownKeyError
 from evaluate import TASKS, evaluate, task_keys
 from framework.compose import ROOT, compose_config
+from framework.errors import ConfigError
 from framework.results import write_json_atomic
-from framework.validate import ConfigError
 from tests.conftest import run_cli
 
 
@@ -85,7 +85,7 @@ def test_command_line_errors_are_one_sentence_with_exit_2_and_help_lists_tasks(t
     write_runs(sweep, [run(0.1, 1, 0.9)])
     no_runs = run_cli(str(ROOT / "evaluate.py"), cwd=tmp_path)  # from another working directory
     assert no_runs.returncode == 2 and "Traceback" not in no_runs.stderr
-    assert no_runs.stderr.strip() == ("evaluate.py: Config key 'runs' is not set; name a run or multirun directory, "
+    assert no_runs.stderr.strip() == ("Config error: Config key 'runs' is not set; name a run or multirun directory, "
                                       "e.g. python evaluate.py runs=logs/train/multiruns/<date>_<time>")
     unknown = run_cli("evaluate.py", f"runs={sweep}", "metrics=[test/accuracy]")
     assert unknown.returncode == 2 and unknown.stderr.count("\n") == 1 and "test/accuracy" in unknown.stderr
@@ -100,7 +100,7 @@ def test_command_line_errors_are_one_sentence_with_exit_2_and_help_lists_tasks(t
 def test_unknown_task_and_missing_runs_are_named(tmp_path):
     with pytest.raises(ConfigError, match="'task' is 'attack', but it must be one of table, "):
         evaluate(compose_config([f"runs={tmp_path}", "task=attack"], tmp_path / "out", "evaluate"))
-    with pytest.raises(FileNotFoundError, match=f"No results.json under {tmp_path}"):
+    with pytest.raises(ConfigError, match=f"'runs' is '{tmp_path}', but there is no results.json under it"):
         evaluate(compose_config([f"runs={tmp_path}"], tmp_path / "out", "evaluate"))
 
 

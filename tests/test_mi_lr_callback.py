@@ -13,6 +13,7 @@ import torch
 from callbacks.batch_size import BatchSizeSchedule
 from callbacks.mutual_information import LRPolicy, MutualInformationLR, balanced_subsample
 from datamodules.digits import DigitsDataModule
+from framework.errors import ConfigError
 from lightning_modules.classifier import ClassificationModule
 from lightning_modules.lenet5 import LeNet5
 
@@ -147,12 +148,12 @@ def test_resume_restores_state_and_gives_the_same_rates(tmp_path):
 
 def test_mismatched_groups_and_schedulers_are_refused(tmp_path):
     datamodule = DigitsDataModule(batch_size=32)
-    with pytest.raises(RuntimeError, match=r"layers \['c1'\] have no optimizer parameter group.*\['all'\]"):
+    with pytest.raises(ConfigError, match=r"layers \['c1'\] have no optimizer parameter group.*\['all'\]"):
         make_trainer(tmp_path, [quick_callback(layers=["c1"])], 1).fit(make_model("single"), datamodule)
-    with pytest.raises(RuntimeError, match=r"scope=layer: groups \['c3', 'c5', 'f6', 'output'\]"):
+    with pytest.raises(ConfigError, match=r"scope=layer: groups \['c3', 'c5', 'f6', 'output'\]"):
         make_trainer(tmp_path, [quick_callback(layers=["c1"], scope="layer")], 1).fit(make_model(), datamodule)
     scheduler = functools.partial(torch.optim.lr_scheduler.StepLR, step_size=1)
-    with pytest.raises(RuntimeError, match="remove the LR scheduler"):
+    with pytest.raises(ConfigError, match="remove the LR scheduler"):
         make_trainer(tmp_path, [quick_callback()], 1).fit(make_model(scheduler=scheduler), datamodule)
     with pytest.raises(ValueError, match="policy='cosine' is not known"):
         MutualInformationLR(policy="cosine")

@@ -41,7 +41,8 @@ def test_cli_stops_before_any_work_with_the_sentence_and_exit_code_2(tmp_path):
 
 def test_unknown_model_name_lists_the_available_ones(tmp_path):
     result = run_cli("train.py", "model=lenet6", f"hydra.run.dir={tmp_path}")
-    assert result.returncode != 0
+    assert result.returncode == 2  # Hydra's refusal of the command line is a user error too
+    assert "Traceback" not in result.stderr
     assert "Could not find 'model/lenet6'" in result.stderr
     assert "lenet5_classic" in result.stderr
 

@@ -1,0 +1,95 @@
+"""Files written whole or not at all (caches, results), readable by whoever can read the data directory.
+
+    write_atomically(path, lambda file: np.savez(file, **arrays), readable_like=data_dir)
+
+writes into a temporary ``.<name>.<random>.partial`` in the same folder and renames it into
+place. While it writes, the writer holds an exclusive ``flock`` on the temporary file, so a
+temporary file that nobody holds a lock on belongs to a writer that died (killed, out of
+memory, node lost): :func:`remove_orphans` deletes those, and leaves alone the ones a live
+process is writing (in this process or another one; the lock goes with the process).
+
+The written file gets read permission for the group and for others exactly when the
+reference directory (the data directory) has it, whatever the umask or ``mkstemp``'s 0600.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import stat
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+SUFFIX = ".partial"
+
+
+def temporaries(path: Path) -> list[Path]:
+    """The temporary files of writers of ``path``, finished or not."""
+    return sorted(path.parent.glob(f".{path.name}.*{SUFFIX}"))
+
+
+def remove_orphans(path: str | Path) -> list[Path]:
+    """Delete the temporary files of ``path`` whose writer is gone (nobody holds their lock); returns them."""
+    removed = []
+    for temporary in temporaries(Path(path)):
+        try:
+            with open(temporary, "rb") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                temporary.unlink()
+            removed.append(temporary)
+        except (BlockingIOError, FileNotFoundError):  # a live writer holds it, or another run removed it first
+            continue
+    return removed
+
+
+def read_bits(reference: Path) -> int:
+    """The group/other read and search bits of the nearest existing directory at or above ``reference``."""
+    for folder in (reference, *reference.parents):
+        if folder.is_dir():
+            return stat.S_IMODE(folder.stat().st_mode) & 0o055
+    return 0
+
+
+def make_folders(folder: Path, bits: int) -> None:
+    """Create ``folder`` and its missing parents, searchable by whoever may read the data."""
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    for created in reversed(missing):
+        created.mkdir(exist_ok=True)
+        os.chmod(created, 0o700 | bits)
+
+
+def _locked_temporary(path: Path) -> tuple[int, str]:
+    """A new temporary file for ``path``, locked; retried if a cleaner removed it before the lock was taken."""
+    while True:
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=SUFFIX, dir=path.parent)
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        if os.path.exists(temporary) and os.stat(temporary).st_ino == os.fstat(handle).st_ino:
+            return handle, temporary
+        os.close(handle)
+
+
+def write_atomically(path: str | Path, write: Callable[[BinaryIO], None], readable_like: str | Path | None = None
+                     ) -> Path:
+    """Write ``path`` with ``write(file)`` through a locked temporary file, then rename it into place.
+
+    ``readable_like``: the directory whose group/other read bits the file (and created folders) get;
+    default: the folder of ``path``. A failure or interrupt leaves no file behind.
+    """
+    path = Path(path)
+    bits = read_bits(Path(readable_like) if readable_like is not None else path.parent)
+    make_folders(path.parent, bits)
+    remove_orphans(path)
+    handle, temporary = _locked_temporary(path)
+    try:
+        os.fchmod(handle, 0o600 | (bits & 0o044))
+        with os.fdopen(handle, "wb") as file:  # closing it releases the lock, after the rename
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+            os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,88 @@
+"""Do the chosen data and model fit together? Checked on the constructed objects, before any file is read.
+
+A DataModule says what it hands out (``sample_shape()``, ``task``, ``num_classes``; see
+datamodules/base.py), a model what it takes (``input_shape``, ``task``, ``hparams.num_classes``).
+Whatever an object does not say is not checked. The one sentence names the keys that make them fit:
+
+    LunarLanderDataModule does not fit LeNet5: the model expects 1 channel(s), the data has 3 (set
+    model.net.in_channels=3 or data.grayscale=true); the model expects 32x32 images, the data has 64x64 ...
+"""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig, OmegaConf
+
+from framework.errors import ConfigError
+
+TARGETS = {"classification": "class labels", "regression": "regression targets", "unlabeled": "no labels"}
+
+
+_ABSENT = object()
+
+
+def has_key(cfg: DictConfig, key: str) -> bool:
+    return OmegaConf.select(cfg, key, default=_ABSENT, throw_on_missing=False) is not _ABSENT
+
+
+def setting(cfg: DictConfig, key: str, value) -> str:
+    """The override that sets ``key``: ``+key=value`` when the config does not have the key yet."""
+    return f"{'' if has_key(cfg, key) else '+'}{key}={value}"
+
+
+def either(fixes: list[str]) -> str:
+    return f" (set {' or '.join(fixes)})" if fixes else ""
+
+
+def shape_problems(cfg: DictConfig, stored: tuple[int, ...], shape: tuple[int, ...],
+                   expected: tuple[int, ...]) -> list[str]:
+    """What differs between the data's ``shape`` (from ``stored`` images) and the model's ``expected`` one."""
+    if len(shape) == 1 and len(expected) == 3:
+        return [f"the model expects {'x'.join(map(str, expected))} images, the data gives vectors of {shape[0]} "
+                f"(set data.flatten=false)"]
+    if len(shape) != len(expected):
+        return [f"the model expects inputs of shape {expected}, the data gives {shape}"]
+    if len(shape) == 1:
+        return [f"the model expects vectors of {expected[0]}, the data gives {shape[0]}"] if shape != expected else []
+    (channels, height, width), (want_channels, want_height, want_width) = shape, expected
+    problems = []
+    if channels != want_channels:
+        fixes = [f"model.net.in_channels={channels}"] if has_key(cfg, "model.net.in_channels") else []
+        fixes += [setting(cfg, "data.grayscale", "true")] if (stored[0], want_channels) == (3, 1) else []
+        problems.append(f"the model expects {want_channels} channel(s), the data has {channels}{either(fixes)}")
+    if (height, width) != (want_height, want_width):
+        fixes = []
+        if has_key(cfg, "data.image_size"):
+            fixes.append(f"data.image_size={want_height}")
+        elif stored[1:] == (want_height, want_width):
+            fixes.append(setting(cfg, "data.pad_to", "null"))
+        elif max(stored[1:]) < want_height == want_width:
+            fixes.append(setting(cfg, "data.pad_to", want_height))
+        problems.append(f"the model expects {want_height}x{want_width} images, the data has {height}x{width}"
+                        f"{either(fixes)}")
+    return problems
+
+
+def model_name(model) -> str:
+    net = getattr(model, "net", model)
+    return type(getattr(net, "_orig_mod", net)).__name__
+
+
+def check_data_fits_model(cfg: DictConfig, datamodule, model) -> None:
+    """Raise ConfigError when the model cannot take what the datamodule hands out."""
+    problems = []
+    data_task, model_task = getattr(datamodule, "task", None), getattr(model, "task", None)
+    if data_task and model_task and data_task != model_task:
+        problems.append(f"the model is trained on {TARGETS.get(model_task, model_task)}, the data has "
+                        f"{TARGETS.get(data_task, data_task)} (choose another model, data or data.train_split)")
+    data_classes = getattr(datamodule, "num_classes", None)
+    model_classes = (getattr(model, "hparams", None) or {}).get("num_classes")
+    if data_task == model_task == "classification" and data_classes and model_classes not in (None, data_classes):
+        fixes = [setting(cfg, "model.num_classes", data_classes)]
+        fixes += [f"model.net.num_classes={data_classes}"] if has_key(cfg, "model.net.num_classes") else []
+        problems.append(f"the model has {model_classes} classes, the data {data_classes} (set {' and '.join(fixes)})")
+    shape = datamodule.sample_shape() if hasattr(datamodule, "sample_shape") else None
+    expected = getattr(model, "input_shape", None)
+    if shape and expected:
+        problems += shape_problems(cfg, tuple(datamodule.image_shape), tuple(shape), tuple(expected))
+    if problems:
+        raise ConfigError(f"{type(datamodule).__name__} does not fit {model_name(model)}: {'; '.join(problems)}.")

@@ -1,0 +1,113 @@
+"""Cache files: a killed writer's temporary file is removed by the next run (never a live writer's), and the
+written file is readable exactly by those who can read the data directory."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import stat
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import datamodules.lunarlander as lunarlander
+from framework.atomic import remove_orphans, temporaries, write_atomically
+from framework.compose import ROOT
+
+# A writer in another process: creates its locked temporary file, says so, then waits (to be killed or released).
+WRITER = """
+import sys
+from framework.atomic import write_atomically
+def write(file):
+    file.write(b"half of it")
+    file.flush()
+    print("writing", flush=True)
+    sys.stdin.readline()
+    file.write(b" and the rest")
+write_atomically(sys.argv[1], write)
+"""
+
+
+def start_writer(path):
+    process = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], cwd=ROOT, stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline() == "writing\n"
+    return process
+
+
+def mode(path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_a_killed_writers_temporary_file_is_removed_by_the_next_write(tmp_path):
+    cache = tmp_path / "run.npz"
+    writer = start_writer(cache)
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    assert len(temporaries(cache)) == 1 and not cache.exists()  # what a killed generation leaves behind
+    write_atomically(cache, lambda file: file.write(b"whole"))
+    assert cache.read_bytes() == b"whole"
+    assert sorted(tmp_path.iterdir()) == [cache]
+
+
+def test_a_live_writers_temporary_file_is_left_alone(tmp_path):
+    cache = tmp_path / "run.npz"
+    writer = start_writer(cache)
+    try:
+        assert remove_orphans(cache) == [] and len(temporaries(cache)) == 1
+    finally:
+        writer.communicate("go on\n", timeout=60)
+    assert writer.returncode == 0 and cache.read_bytes() == b"half of it and the rest"
+    assert temporaries(cache) == []
+
+
+def test_only_unlocked_temporary_files_are_orphans(tmp_path):
+    cache = tmp_path / "run.npz"
+    dead, live = (tmp_path / f".run.npz.{name}.partial" for name in ("dead", "live"))
+    dead.write_bytes(b"PK half a zip")
+    live.write_bytes(b"PK being written")
+    other = tmp_path / ".other.npz.dead.partial"  # another file's: not ours to judge here
+    other.write_bytes(b"")
+    with open(live, "rb") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # held like a writer in this process holds it
+        assert remove_orphans(cache) == [dead]
+    assert not dead.exists() and live.exists() and other.exists()
+
+
+@pytest.mark.parametrize(("data_dir_mode", "file_mode", "folder_mode"),
+                         [(0o750, 0o640, 0o750), (0o755, 0o644, 0o755), (0o700, 0o600, 0o700), (0o705, 0o604, 0o705)],
+                         ids=["group", "everyone", "owner-only", "others-not-group"])
+def test_the_cache_is_readable_by_whoever_can_read_the_data_directory(tmp_path, data_dir_mode, file_mode,
+                                                                      folder_mode):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    data_dir.chmod(data_dir_mode)
+    previous = os.umask(0o077)  # a strict umask must not hide the cache from the data directory's group
+    try:
+        cache = data_dir / "lunarlander" / "run.npz"
+        write_atomically(cache, lambda file: np.savez(file, x=np.arange(3)), readable_like=data_dir)
+    finally:
+        os.umask(previous)
+    assert mode(cache) == file_mode and mode(cache.parent) == folder_mode
+    assert np.load(cache)["x"].tolist() == [0, 1, 2]
+
+
+def test_the_lunarlander_cache_follows_the_data_directory_and_clears_dead_writers(tmp_path, monkeypatch):
+    def tiny_collection(rollouts, steps, seed, image_size, *args):
+        frames = rollouts * steps
+        return {"images": np.zeros((frames, 3, image_size, image_size), np.uint8),
+                "before": np.zeros((frames, 8), np.float32), "after": np.zeros((frames, 8), np.float32)}
+
+    monkeypatch.setattr(lunarlander, "generate_collection", tiny_collection)
+    tmp_path.chmod(0o750)
+    module = lunarlander.LunarLanderDataModule(data_dir=str(tmp_path), rollouts=1, steps_per_rollout=4, image_size=8)
+    orphan = module.cache_path(1).parent / f".{module.cache_path(1).name}.killed.partial"
+    orphan.parent.mkdir()
+    orphan.write_bytes(b"PK half a zip")
+    module.prepare_data()
+    for seed in (1, 2):
+        assert mode(module.cache_path(seed)) == 0o640
+    assert not orphan.exists()

@@ -1,0 +1,291 @@
+"""A battery of wrong inputs: each ends in one sentence naming the key or file, exit code 2, no traceback.
+
+THE RULE: whenever a new option, config group, dataset format or entry point appears, add a row here
+with a wrong value for it (and make it pass: raise a framework.errors.UserError subclass where the
+mistake is found).
+
+Each row is the command line of an entry point (plus, for a dataset format, a function that writes
+the dataset into a fresh data directory and breaks one of its files) and the text the message must
+name. Most rows run in this process through the same path as ``python train.py ...`` (the script run as
+``__main__`` on ``sys.argv``: Hydra's command line, our handler, the exit code);
+``SUBPROCESS_ROWS`` run in fresh interpreters, all at once, where the process boundary matters.
+Every row checks: exit code 2, the expected text, no "Traceback", no results.json.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
+
+from framework.compose import ROOT, compose_config
+from framework.errors import run_entry_point
+from tests.dataset_files import LUNARLANDER_SMALL, write_cifar10, write_mnist, write_stl10, write_svhn
+
+LUNARLANDER = ["data=lunarlander", *(f"data.{key}={value}" for key, value in LUNARLANDER_SMALL.items())]
+MI = ["callbacks=mi_lr", "callbacks.mi_lr.sample_size=100", "callbacks.progress_bar.refresh_rate=0"]
+STEP_LR = "model.scheduler={_target_:torch.optim.lr_scheduler.StepLR,_partial_:true,step_size:1}"
+
+
+# ---- datasets written into a fresh data directory, one file broken ---------------------------------------
+def cut(path: Path, keep: int) -> None:
+    path.write_bytes(path.read_bytes()[:keep])
+
+
+def mnist_wrong_magic(root: Path) -> None:
+    write_mnist(root)
+    images = root / "MNIST/raw/train-images-idx3-ubyte"
+    images.write_bytes(b"\x00\x00\x08\x01" + images.read_bytes()[4:])
+
+
+def mnist_truncated(root: Path) -> None:
+    write_mnist(root)
+    cut(root / "MNIST/raw/t10k-labels-idx1-ubyte", 12)
+
+
+def mnist_label_count(root: Path) -> None:
+    write_mnist(root)
+    labels = root / "MNIST/raw/train-labels-idx1-ubyte"
+    labels.write_bytes(labels.read_bytes()[:4] + (59).to_bytes(4, "big") + labels.read_bytes()[8:-1])
+
+
+def cifar10_truncated(root: Path) -> None:
+    write_cifar10(root)
+    cut(root / "cifar-10-batches-py/data_batch_3", 500)
+
+
+def svhn_not_a_mat_file(root: Path) -> None:
+    write_svhn(root)
+    (root / "train_32x32.mat").write_bytes(b"not MATLAB at all")
+
+
+def stl10_truncated(root: Path) -> None:
+    write_stl10(root)
+    cut(root / "stl10_binary/train_X.bin", 3 * 96 * 96 * 5 - 7)
+
+
+def stl10_label_out_of_range(root: Path) -> None:
+    write_stl10(root)
+    (root / "stl10_binary/train_y.bin").write_bytes(np.full(20, 11, dtype=np.uint8).tobytes())
+
+
+def nothing(root: Path) -> None:
+    """An empty data directory: the dataset is missing."""
+
+
+def row(name: str, *args: str, expect: str | tuple[str, ...], data=None, script: str = "train.py"):
+    return pytest.param(script, list(args), (expect,) if isinstance(expect, str) else expect, data, id=name)
+
+
+ROWS = [
+    # ---- top level: seed, ckpt_path, interpolations, Hydra's refusals of the command line
+    row("seed", "seed=-3", expect="'seed' is -3"),
+    row("ckpt_path", "ckpt_path=/no/such/file.ckpt", expect="'ckpt_path' is '/no/such/file.ckpt'"),
+    row("interpolation", "data.batch_size=${nope}", expect="'data.batch_size' cannot be resolved"),
+    row("group-option", "model=lenet6", expect=("Could not find 'model/lenet6'", "lenet5_classic")),
+    row("key-not-in-config", "trainer.max_epoch=3", expect="trainer.max_epoch"),
+    row("experiment", "experiment=nope", expect="experiment/nope"),
+    row("override-syntax", "seed=[1,", expect="no viable alternative at input '[1,'"),
+    # ---- model
+    row("lr", "model.optimizer.lr=-0.1", expect="'model.optimizer.lr' is -0.1, but it must be a number > 0"),
+    row("momentum", "model.optimizer.momentum=1.5", expect="'model.optimizer.momentum' is 1.5"),
+    row("net-target", "model.net._target_=lightning_modules.lenet5.LeNet6", expect="'model.net._target_'"),
+    row("net-argument", "+model.net.depth=3", expect="'model.net.depth' is not an argument of LeNet5"),
+    row("criterion", "model=lenet5_classic", "model.net.criterion=hinge", expect="'model.net.criterion' is 'hinge'"),
+    row("num-classes", "model.num_classes=5", expect=("model has 5 classes, the data 10", "model.num_classes=10")),
+    row("feature-map", "model=forward_autoencoder", "model.feature_map=pca", expect="'model.feature_map' is 'pca'"),
+    row("activation", "model=forward_autoencoder", "model.activation=relu", expect="'model.activation' is 'relu'"),
+    row("rho", "model=forward_autoencoder", "model.rho=1.5", expect="'model.rho' is 1.5"),
+    # ---- data values and data x model combinations
+    row("batch-size", "data.batch_size=0", expect="'data.batch_size' is 0"),
+    row("val-fraction", "data.val_fraction=1.0", expect="'data.val_fraction' is 1.0"),
+    row("lunarlander-lenet5", *LUNARLANDER,
+        expect=("the model expects 1 channel(s), the data has 3", "data.grayscale=true", "regression targets")),
+    row("label-observation", *LUNARLANDER, "data.label_observation=during", expect="'data.label_observation'"),
+    row("rgb-classic", "data=cifar10", "model=lenet5_classic", expect=("1 channel(s), the data has 3", "grayscale")),
+    row("random-channels", "data=random", "data.channels=3", expect="model.net.in_channels=3"),
+    row("flatten", "data=cifar10", "data.grayscale=true", "data.flatten=true", expect="data.flatten=false"),
+    row("pad-to-small", "data=svhn", "data.grayscale=true", "data.pad_to=16", expect="'data.pad_to' is 16"),
+    row("pad-to-large", "data=svhn", "data.grayscale=true", "data.pad_to=64", expect="data.pad_to=null"),
+    row("mean-channels", "data=mnist", "data.mean=[0.1,0.2,0.3]", expect="'data.mean' has 3 values"),
+    row("split", "data=svhn", "data.train_split=unlabeled", expect="'data.train_split' is 'unlabeled'"),
+    row("unlabeled-classifier", "data=stl10", "data.train_split=unlabeled", "model=forward_autoencoder",
+        expect=("no labels", "data.train_split")),
+    # ---- dataset files: missing, corrupt, truncated (each in a fresh data directory)
+    row("mnist-missing", "data=mnist", data=nothing, expect=("train-images-idx3-ubyte", "data.download=true")),
+    row("mnist-magic", "data=mnist", data=mnist_wrong_magic, expect="train-images-idx3-ubyte is not an IDX file"),
+    row("mnist-truncated", "data=mnist", data=mnist_truncated, expect="t10k-labels-idx1-ubyte is truncated"),
+    row("mnist-label-count", "data=mnist", data=mnist_label_count, expect="train-labels-idx1-ubyte"),
+    row("cifar10-missing", "data=cifar10", "data.grayscale=true", data=nothing, expect="data_batch_1"),
+    row("svhn-corrupt", "data=svhn", "data.grayscale=true", data=svhn_not_a_mat_file, expect="train_32x32.mat"),
+    row("stl10-truncated", "data=stl10", "model=forward_autoencoder", data=stl10_truncated, expect="train_X.bin"),
+    row("stl10-labels", "data=stl10", "model=forward_autoencoder", data=stl10_label_out_of_range,
+        expect="train_y.bin holds 20 labels"),
+    # ---- trainer: our rules and Lightning's refusals while it builds the Trainer
+    row("max-epochs", "trainer.max_epochs=0", expect="'trainer.max_epochs' is 0"),
+    row("devices-zero", "trainer.devices=0", expect="'trainer.devices' is 0, which Lightning's Trainer refuses"),
+    row("devices-negative", "trainer.devices=-2", expect="'trainer.devices' is -2"),
+    row("precision", "trainer.precision=17", expect="'trainer.precision' is 17"),
+    row("strategy", "+trainer.strategy=nope", expect="'trainer.strategy' is 'nope'"),
+    row("limit-batches", "+trainer.limit_train_batches=-1", expect="'trainer.limit_train_batches' is -1"),
+    row("trainer-argument", "+trainer.epochs=3", expect="'trainer.epochs' is not an argument of Trainer"),
+    # ---- callbacks: Lightning's, the MI callback's constructor and hooks, the batch-size schedule
+    row("early-stopping-mode", "callbacks.early_stopping.mode=up", expect="'callbacks.early_stopping.mode' is 'up'"),
+    row("lr-monitor", "callbacks.lr_monitor.logging_interval=hour", expect="'callbacks.lr_monitor.logging_interval'"),
+    row("checkpoint-argument", "+callbacks.model_checkpoint.keep=2", expect="'callbacks.model_checkpoint.keep'"),
+    row("mi-policy", *MI, "callbacks.mi_lr.policy=cosine", expect="'callbacks.mi_lr.policy' is 'cosine'"),
+    row("mi-lr-range", *MI, "callbacks.mi_lr.lr_min=0.5", "callbacks.mi_lr.lr_max=0.1", expect="lr_min=0.5"),
+    row("mi-sample-size", *MI, "callbacks.mi_lr.sample_size=5000", expect="callbacks.mi_lr.sample_size <= 1150"),
+    row("mi-layers", *MI, "model.param_groups=single", "callbacks.mi_lr.layers=[c1]", expect="layers ['c1']"),
+    row("mi-scheduler", *MI, STEP_LR, expect="model.scheduler=null"),
+    row("lr-policy-scheduler", *MI, "+lr_policy=warmup", "callbacks.mi_lr.policy=reference",
+        expect="model.scheduler=null"),
+    row("lr-policy-without-callback", "+lr_policy=layerwise", expect=("'callbacks.mi_lr' sets", "callbacks=mi_lr")),
+    row("batch-schedule", "+batch_schedule=grow", "trainer.reload_dataloaders_every_n_epochs=0",
+        expect="trainer.reload_dataloaders_every_n_epochs=1"),
+    # ---- logger, paths, hydra, debug
+    row("logger-option", "logger=nope", expect="logger/nope"),
+    row("paths", "data=mnist", "paths.data_dir=/no/such/dir", expect="/no/such/dir/MNIST/raw/train-images-idx3-ubyte"),
+    row("launcher-option", "hydra/launcher=nope", expect="hydra/launcher/nope"),
+    row("logger-argument", "+logger.csv.flush_every=3", expect="'logger.csv.flush_every' is not an argument"),
+    row("debug-option", "debug=nope", expect="debug/nope"),
+    # ---- evaluate.py
+    row("evaluate-runs-unset", expect="'runs' has no value", script="evaluate.py"),
+    row("evaluate-no-results", "runs={tmp}", expect="but there is no results.json under it", script="evaluate.py"),
+    row("evaluate-task", "runs={tmp}", "task=attack", expect="'task' is 'attack'", script="evaluate.py"),
+]
+
+
+def check(code: int, output: str, expect: tuple[str, ...], run_dir: Path) -> None:
+    assert code == 2, output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+    for text in expect:
+        assert text in output, output[-3000:]
+    assert not (run_dir / "results.json").exists()
+    sentences = [line for line in output.splitlines() if line.startswith(("Config error: ", "Data error: "))]
+    assert len(sentences) <= 1  # one sentence on stderr (Hydra's own refusals print their option lists instead)
+
+
+@pytest.fixture
+def run_in_process(monkeypatch, capsys):
+    """``python <script> <args>`` in this process: returns (exit code, stdout + stderr).
+
+    The config is composed once and handed to the script's ``main`` (what Hydra does after composing);
+    ``whole_script`` (and a command line that Hydra itself refuses) runs the script as ``__main__``
+    instead, Hydra's reporting included, so that the test sees exactly what the user sees.
+    """
+
+    def run(script: str, args: list[str], run_dir: Path, whole_script: bool = False) -> tuple[int, str]:
+        try:
+            cfg = None if whole_script else compose_config(args, run_dir, script.removesuffix(".py"))
+        except HydraException:
+            cfg = None
+        if cfg is None:
+            return run_script(script, [*args, f"hydra.run.dir={run_dir}"])
+        module = importlib.import_module(script.removesuffix(".py"))
+        with pytest.raises(SystemExit) as stop:
+            run_entry_point(lambda: module.main(cfg))
+        captured = capsys.readouterr()
+        return stop.value.code, captured.out + captured.err
+
+    def run_script(script: str, args: list[str]) -> tuple[int, str]:
+        monkeypatch.setattr(sys, "argv", [script, *args])
+        GlobalHydra.instance().clear()
+        HydraConfig.instance().cfg = None  # as in a fresh interpreter: no job has started yet
+        root = logging.getLogger()
+        handlers, level = root.handlers[:], root.level
+        try:
+            with pytest.raises(SystemExit) as stop:  # the script's `if __name__ == "__main__":` block
+                runpy.run_path(str(ROOT / script), run_name="__main__")
+        finally:  # Hydra configured logging for the job: give the next test its own
+            for handler in set(root.handlers) - set(handlers):
+                handler.close()
+            root.handlers[:], root.level = handlers, level
+        captured = capsys.readouterr()
+        return stop.value.code, captured.out + captured.err
+
+    return run
+
+
+@pytest.mark.parametrize(("script", "args", "expect", "data"), ROWS)
+def test_a_wrong_input_is_one_sentence_with_exit_code_2(run_in_process, data_root, tmp_path, script, args, expect,
+                                                        data):
+    data_dir = data_root
+    if data is not None:
+        data_dir = tmp_path / "data"
+        data_dir.mkdir()
+        data(data_dir)
+    run_dir = tmp_path / "run"
+    args = [arg.replace("{tmp}", str(tmp_path)) for arg in args]
+    paths = [] if any(arg.startswith("paths.data_dir=") for arg in args) else [f"paths.data_dir={data_dir}"]
+    code, output = run_in_process(script, [*args, *paths], run_dir)
+    check(code, output, expect, run_dir)
+
+
+def test_the_battery_covers_every_config_group_and_dataset_format():
+    arguments = " ".join(" ".join(param.values[1]) for param in ROWS)
+    groups = [p.name for p in (ROOT / "conf").iterdir() if p.is_dir()]
+    missing = [group for group in groups if not any(f"{group}{char}" in arguments for char in "=./")]
+    assert not missing, f"add rows for the config groups {missing}"
+    datasets = [p.stem for p in (ROOT / "conf" / "data").glob("*.yaml")]
+    assert not [name for name in datasets if name != "digits" and f"data={name}" not in arguments]
+    assert len(ROWS) >= 30
+
+
+def test_a_bug_still_shows_its_traceback_and_exit_code_1(run_in_process, data_root, tmp_path, monkeypatch):
+    import framework.combinations
+
+    def broken(*args):
+        raise RuntimeError("a bug in the framework, not the user's mistake")
+
+    monkeypatch.setattr(framework.combinations, "check_data_fits_model", broken)  # train.py imports it when run
+    code, output = run_in_process("train.py", [f"paths.data_dir={data_root}"], tmp_path, whole_script=True)
+    assert code == 1
+    assert "Traceback" in output and "RuntimeError: a bug in the framework" in output
+
+
+# ---- in fresh interpreters, all at once: Lightning's refusal, a file on disk, evaluate.py -----------------
+# (Hydra's own refusal in a fresh interpreter: tests/test_validate.py::test_unknown_model_name_lists_the_available_ones)
+SUBPROCESS_ROWS = {
+    "lightning-devices": (["train.py", "trainer.devices=0"], None, ("'trainer.devices' is 0",)),
+    "cifar10-truncated": (["train.py", "data=cifar10", "data.grayscale=true"], cifar10_truncated,
+                          ("data_batch_3 is not a readable CIFAR-10 batch",)),
+    "evaluate-no-results": (["evaluate.py", "runs={tmp}"], None, ("but there is no results.json under it",)),
+}
+
+
+@pytest.fixture(scope="module")
+def subprocess_results(tmp_path_factory, data_root):
+    """Start every subprocess row at once (each is mostly interpreter start-up), then wait for all."""
+    started = {}
+    for name, (args, data, _) in SUBPROCESS_ROWS.items():
+        folder = tmp_path_factory.mktemp(name)
+        data_dir = data_root
+        if data is not None:
+            data_dir = folder / "data"
+            data_dir.mkdir()
+            data(data_dir)
+        args = [arg.replace("{tmp}", str(folder)) for arg in args]
+        command = [sys.executable, *args, f"paths.data_dir={data_dir}", f"hydra.run.dir={folder / 'run'}"]
+        process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                   env={**os.environ, "OMP_NUM_THREADS": "1"})
+        started[name] = (process, folder / "run")
+    return {name: (process.communicate(timeout=300)[0], process.returncode, run_dir)
+            for name, (process, run_dir) in started.items()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SUBPROCESS_ROWS)
+def test_a_wrong_input_in_a_fresh_interpreter_is_one_sentence_with_exit_code_2(subprocess_results, name):
+    output, code, run_dir = subprocess_results[name]
+    check(code, output, SUBPROCESS_ROWS[name][2], run_dir)
