@@ -5,7 +5,7 @@ PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 RUN := $(UV) run --locked --no-sync
 
-.PHONY: setup train test test-fast bench lint clean
+.PHONY: setup train test test-fast bench lint clean data
 
 setup:
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv || $(PYTHON) -m pip install --quiet --user uv
@@ -22,6 +22,9 @@ test-fast: setup  ## everything but the tests marked slow
 
 bench: setup  ## speed and memory ratios against named baselines (not tests)
 	@for script in benchmarks/*.py; do echo "== $$script"; $(RUN) python $$script || exit 1; done
+
+data: setup  ## MNIST into $$DATA_DIR (./data) and the ImageNet AlexNet convolutions into the torch hub cache, once
+	$(RUN) python -m framework.fetch_data
 
 lint: setup
 	$(RUN) ruff check .

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from analysis.mi_lr_study import study_table
 from analysis.reae_study import figure, table1, table2
 from analysis.results_table import results_table
+from framework.pretrained import PretrainedWeightsError
 from framework.results import load_results
 
 
@@ -79,7 +80,7 @@ def evaluate(cfg: DictConfig) -> str:
 def main(cfg: DictConfig) -> None:
     try:
         evaluate(cfg)
-    except (KeyError, FileNotFoundError) as error:
+    except (KeyError, FileNotFoundError, PretrainedWeightsError) as error:
         print(f"evaluate.py: {error.args[0]}", file=sys.stderr)
         raise SystemExit(2) from None
 

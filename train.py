@@ -28,13 +28,14 @@ from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher
 from omegaconf import DictConfig, OmegaConf
 
 from datamodules.base import DatasetCorruptError, DatasetMissingError
+from framework.pretrained import PretrainedWeightsError
 from framework.results import library_versions, to_float_dict, write_json_atomic
 from framework.validate import ConfigError, validate
 
 log = logging.getLogger("train")
 
 # Mistakes in what the user gave (a config value, a dataset's files): one sentence, no traceback.
-USER_ERRORS = (ConfigError, DatasetMissingError, DatasetCorruptError)
+USER_ERRORS = (ConfigError, DatasetMissingError, DatasetCorruptError, PretrainedWeightsError)
 
 
 def instantiate_group(group: DictConfig | None) -> list:
@@ -121,7 +122,7 @@ def main(cfg: DictConfig) -> float | None:
     try:
         results = train(cfg)
     except USER_ERRORS as error:
-        kind = "Config error" if isinstance(error, ConfigError) else "Data error"
+        kind = {ConfigError: "Config error", PretrainedWeightsError: "Weights error"}.get(type(error), "Data error")
         log.error(f"{kind}: {error} (output directory: {output_dir})")
         print(f"{kind}: {error}", file=sys.stderr)
         raise SystemExit(2) from None

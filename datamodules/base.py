@@ -174,6 +174,8 @@ class InMemoryDataModule(L.LightningDataModule):
         if self.download_missing and missing:
             try:
                 self.download()
+            except DatasetMissingError:  # already one sentence naming every source it tried
+                raise
             except OSError as error:  # URLError, HTTPError and socket errors are OSErrors
                 raise DatasetMissingError(
                     f"{type(self).__name__}: downloading {missing[0].name} into {self.data_dir} failed ({error}); "
