@@ -55,10 +55,12 @@ def _find_link(archive: RegistryArchive, session, finder):
     from pip._vendor.packaging.specifiers import SpecifierSet
 
     best = finder.find_best_candidate(archive.project, SpecifierSet(f"=={archive.version}")).best_candidate
-    if best is None or best.link.filename != archive.filename:
-        found = "nothing" if best is None else best.link.filename
-        raise RegistryError(f"the package registry offers {found} for {archive.requirement} (source "
-                            f"distributions only), not {archive.filename}")
+    if best is None:
+        raise RegistryError(f"the package registry has no {archive.filename} ({archive.requirement}, source "
+                            f"distribution)")
+    if best.link.filename != archive.filename:
+        raise RegistryError(f"the package registry offers {best.link.filename} for {archive.requirement}, "
+                            f"not {archive.filename}")
     return best.link
 
 
