@@ -195,7 +195,7 @@ def locate_imagenet_features() -> tuple[Path, dict[str, torch.Tensor]]:
 def alexnet_features_state_dict(weights: str = "imagenet") -> dict[str, torch.Tensor]:
     """torchvision's ``alexnet().features.state_dict()`` with ``weights`` ("imagenet" or "random")."""
     if weights == "random":
-        return alexnet().features.state_dict()
+        return alexnet_features("random").state_dict()
     if weights != "imagenet":
         raise PretrainedWeightsError(f"AlexNet weights {weights!r} are unknown; use 'imagenet' or 'random'.")
     return locate_imagenet_features()[1]
@@ -203,10 +203,13 @@ def alexnet_features_state_dict(weights: str = "imagenet") -> dict[str, torch.Te
 
 def alexnet_features(weights: str = "imagenet") -> nn.Sequential:
     """torchvision's ``alexnet().features`` with ``weights`` ("imagenet" or "random"), in eval mode."""
-    if weights == "random":
-        return alexnet().features.eval()  # torchvision builds features first: the same draws as alexnet().features
-    state = alexnet_features_state_dict(weights)
-    with torch.device("meta"):
+    with torch.device("meta"):  # without the 58M classifier parameters
         features = alexnet().features
-    features.load_state_dict(state, assign=True)
+    if weights == "random":
+        features.to_empty(device="cpu")
+        for layer in features:  # the draws torchvision makes for features, in its order (they come first)
+            if isinstance(layer, nn.Conv2d):
+                layer.reset_parameters()
+    else:
+        features.load_state_dict(alexnet_features_state_dict(weights), assign=True)
     return features.eval()

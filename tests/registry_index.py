@@ -18,7 +18,7 @@ from framework.registry import RegistryArchive
 
 def tar_gz(members: dict[str, bytes]) -> bytes:
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=1) as tar:
         for name, data in members.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
