@@ -73,7 +73,8 @@ class _PipWarnings(logging.Handler):
 
     def __exit__(self, *exc_info):
         self.logger.removeHandler(self)
-        self.logger.level, self.logger.propagate = self.saved
+        self.logger.setLevel(self.saved[0])
+        self.logger.propagate = self.saved[1]
 
 
 def _find_link(archive: RegistryArchive, session, finder, warnings: _PipWarnings):
