@@ -12,16 +12,16 @@ import logging
 import os
 import sys
 
+import datamodules.mnist as mnist
 from datamodules.base import DatasetCorruptError, DatasetMissingError
-from datamodules.mnist import MD5, MNISTDataModule
 from framework.pretrained import PretrainedWeightsError, locate_imagenet_features
 
 
 def fetch_mnist(data_dir: str) -> str:
-    datamodule = MNISTDataModule(data_dir=data_dir, download=True)
+    datamodule = mnist.MNISTDataModule(data_dir=data_dir, download=True)
     datamodule.prepare_data()
     datamodule.check_files()
-    for name, expected in MD5.items():
+    for name, expected in mnist.MD5.items():
         path = datamodule.raw_dir() / name
         if path.exists() and hashlib.md5(path.read_bytes()).hexdigest() != expected:
             raise DatasetCorruptError(f"{path} is not the MNIST file of that name (md5 differs from {expected}); "

