@@ -227,10 +227,11 @@ def test_real_mnist_through_data_download_trains_modern_lenet5_to_97_percent_in_
     from framework.compose import compose_config
     from train import train
 
-    # Batch 64 (the data config's default; the experiment's 128 makes half the steps): 97.8%, 97.5% with seeds 0, 1.
+    # 59,400 of the 60,000 train at batch 64: 98.0%, 98.1%, 97.8% with seeds 0, 1, 2 (the experiment's 48,000 at
+    # batch 128: 96.9% with seed 0).
     cfg = compose_config(["experiment=lenet5_mnist", "data.download=true", f"paths.data_dir={tmp_path / 'data'}",
-                          "data.batch_size=64", "trainer.max_epochs=1", "trainer.accelerator=cpu", "logger=none",
-                          "callbacks=none", "seed=0"], tmp_path / "run")
+                          "data.val_fraction=0.01", "data.batch_size=64", "trainer.max_epochs=1",
+                          "trainer.accelerator=cpu", "logger=none", "callbacks=none", "seed=0"], tmp_path / "run")
     results = train(cfg)  # on the suite's one thread: two threads on the shared 2-core machine ran ~20x slower
     raw = tmp_path / "data" / "MNIST" / "raw"
     assert {path.name: hashlib.md5(path.read_bytes()).hexdigest() for path in raw.iterdir()} == mnist.MD5
