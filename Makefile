@@ -23,7 +23,7 @@ test-fast: setup  ## everything but the tests marked slow
 bench: setup  ## speed and memory ratios against named baselines (not tests)
 	@for script in benchmarks/*.py; do echo "== $$script"; $(RUN) python $$script || exit 1; done
 
-data: setup  ## MNIST into $$DATA_DIR (./data) and the ImageNet AlexNet convolutions into the torch hub cache, once
+data: setup  ## MNIST into DATA_DIR (default ./data) and the ImageNet AlexNet convolutions into the torch hub cache, once
 	$(RUN) python -m framework.fetch_data
 
 lint: setup
