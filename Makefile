@@ -5,7 +5,7 @@ PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 RUN := $(UV) run --locked --no-sync
 
-.PHONY: setup train test test-fast bench lint clean
+.PHONY: setup train test test-fast bench lint clean data
 
 setup:
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv || $(PYTHON) -m pip install --quiet --user uv
@@ -30,6 +30,9 @@ bench: setup  ## speed and memory ratios against named baselines (not tests), th
 		$(RUN) python $$script | tee logs/bench/output.txt || exit 1; \
 		tail -n 1 logs/bench/output.txt >> logs/bench/last_lines.jsonl; done
 	@echo "== summary ($(shell nproc 2>/dev/null || echo ?) CPUs)"; $(RUN) python benchmarks/summary.py logs/bench/last_lines.jsonl
+
+data: setup  ## MNIST into DATA_DIR (default ./data) and the ImageNet AlexNet convolutions into the torch hub cache, once
+	$(RUN) python -m framework.fetch_data
 
 lint: setup
 	$(RUN) ruff check .

