@@ -160,7 +160,7 @@ ROWS = [
     row("logger-argument", "+logger.csv.flush_every=3", expect="'logger.csv.flush_every' is not an argument"),
     row("debug-option", "debug=nope", expect="debug/nope"),
     # ---- evaluate.py
-    row("evaluate-runs-unset", expect="'runs' has no value", script="evaluate.py"),
+    row("evaluate-runs-unset", expect="Config key 'runs' is not set", script="evaluate.py"),
     row("evaluate-no-results", "runs={tmp}", expect="but there is no results.json under it", script="evaluate.py"),
     row("evaluate-task", "runs={tmp}", "task=attack", expect="'task' is 'attack'", script="evaluate.py"),
 ]
