@@ -28,6 +28,7 @@ from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher
 from omegaconf import DictConfig, OmegaConf
 
 from datamodules.base import DatasetCorruptError, DatasetMissingError
+from framework.loggers import publish_results
 from framework.results import library_versions, to_float_dict, write_json_atomic
 from framework.validate import ConfigError, validate
 
@@ -103,6 +104,7 @@ def train(cfg: DictConfig) -> dict:
     }
     if trainer.is_global_zero:
         write_json_atomic(Path(cfg.paths.output_dir) / "results.json", results)
+        publish_results(trainer.loggers, results)
     return results
 
 
