@@ -13,6 +13,7 @@ The loggers' own folders are skipped (wandb keeps copies of the images in its ru
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import lightning as L
@@ -36,21 +37,22 @@ def log_figure(trainer: L.Trainer, path: Path, key: str) -> None:
 class FiguresToLoggers(L.Callback):
     def __init__(self, root: str | Path):
         self.root = Path(root)
-        self.sent: dict[Path, tuple[int, int]] = {}  # path -> (mtime_ns, size) when it was logged
+        self.sent: dict[Path, str] = {}  # path -> digest of the content that was logged
 
     def new_figures(self) -> list[Path]:
         found = []
         for path in sorted(self.root.rglob("*.png")):
             relative = path.relative_to(self.root)
             if SKIPPED_FOLDERS.isdisjoint(relative.parts[:-1]):
-                stat = path.stat()
-                if self.sent.get(path) != (stat.st_mtime_ns, stat.st_size):
-                    self.sent[path] = (stat.st_mtime_ns, stat.st_size)
+                digest = hashlib.sha1(path.read_bytes()).hexdigest()
+                if self.sent.get(path) != digest:
+                    self.sent[path] = digest
                     found.append(path)
         return found
 
     def send(self, trainer: L.Trainer) -> None:
-        if not trainer.is_global_zero or not self.root.is_dir():
+        takes_images = any(isinstance(logger, WandbLogger | TensorBoardLogger) for logger in trainer.loggers)
+        if not trainer.is_global_zero or not takes_images or not self.root.is_dir():
             return
         for path in self.new_figures():
             log_figure(trainer, path, f"figures/{path.relative_to(self.root).with_suffix('').as_posix()}")

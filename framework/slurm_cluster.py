@@ -15,8 +15,7 @@ apt-get, and slurmd runs jobs as root. munged, slurmctld and slurmd run in the f
 starting process; their config, munge key, sockets, state and logs live in one temporary directory, and the
 ports are free ones, so nothing of the machine's own SLURM or munge set-up is used. The plugins are those that
 need no cgroups and no database: proctrack/linuxproc, task/none, jobacct_gather/none. Stopping cancels every
-job, then ends the daemons by the pids recorded at start (and any process still carrying this cluster's
-SLURM_CONF, e.g. a slurmstepd).
+job, then ends the daemons by the pids recorded at start (and any slurmstepd of this cluster still there).
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 PACKAGES = ("slurmctld", "slurmd", "slurm-client", "munge")
@@ -137,6 +136,7 @@ class SlurmCluster:
     directory: Path
     cpus: int
     pids: dict[str, int]
+    children: dict[str, subprocess.Popen] = field(default_factory=dict, repr=False)  # when started by this process
 
     @property
     def conf(self) -> Path:
@@ -152,12 +152,11 @@ class SlurmCluster:
         return subprocess.run(command, env=self.env, capture_output=True, text=True, check=check, timeout=60)
 
     @classmethod
-    def start(cls, install: bool = True) -> SlurmCluster:
+    def start(cls) -> SlurmCluster:
         """Install SLURM when missing, write the config, start munged, slurmctld and slurmd, wait for the node."""
         if os.geteuid() != 0:
             raise ClusterUnavailable("a throwaway SLURM cluster needs root (slurmd runs the jobs)")
-        if install:
-            install_packages()
+        install_packages()
         missing = [name for name in COMMANDS if _command(name) is None]
         if missing:
             raise ClusterUnavailable(f"SLURM is not installed ({', '.join(missing)} missing)")
@@ -167,17 +166,17 @@ class SlurmCluster:
         key = os.open(directory / "munge.key", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
         os.write(key, os.urandom(1024))
         os.close(key)
-        cpus = os.cpu_count() if not hasattr(os, "sched_getaffinity") else len(os.sched_getaffinity(0))  # = nproc
+        cpus = len(os.sched_getaffinity(0))  # what nproc prints
         (directory / "slurm.conf").write_text(slurm_conf(directory, cpus, _memory_mb()))
         cluster = cls(directory, cpus, {})
         try:
             cluster._spawn("munged", "--foreground", "--force", f"--key-file={directory}/munge.key",
                            f"--socket={directory}/munge.socket", f"--pid-file={directory}/munged.pid",
                            f"--log-file={directory}/munged.log", f"--seed-file={directory}/munged.seed")
-            cluster._wait_for(lambda: (directory / "munge.socket").exists(), "munged", directory / "munged.log")
+            cluster._wait_for(lambda: (directory / "munge.socket").exists(), "munged")
             cluster._spawn("slurmctld", "-D", "-f", str(cluster.conf))
             cluster._spawn("slurmd", "-D", "-f", str(cluster.conf), "-N", NODE)
-            cluster._wait_for(cluster._node_ready, "the node", directory / "slurmd.log")
+            cluster._wait_for(cluster._node_ready, "the node")
         except BaseException:
             cluster.stop(remove=False)
             raise
@@ -188,17 +187,21 @@ class SlurmCluster:
         process = subprocess.Popen([_command(name), *args], env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True)
         log.close()
-        self.pids[name] = process.pid
+        self.children[name], self.pids[name] = process, process.pid
         (self.directory / "pids.json").write_text(json.dumps(self.pids))
+
+    def _gone(self, name: str) -> bool:
+        child = self.children.get(name)
+        return child.poll() is not None if child else _gone(self.pids[name])
 
     def _node_ready(self) -> bool:
         done = self.run("sinfo", "--noheader", "--format=%T", check=False)
         return done.returncode == 0 and done.stdout.strip() == "idle"
 
-    def _wait_for(self, ready, what: str, log: Path) -> None:
+    def _wait_for(self, ready, what: str) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S
         while not ready():
-            dead = [name for name, pid in self.pids.items() if _gone(pid)]
+            dead = [name for name in self.pids if self._gone(name)]
             if dead or time.monotonic() > deadline:
                 reason = f"{', '.join(dead)} exited" if dead else f"{what} not ready after {START_TIMEOUT_S} s"
                 logs = "\n".join(f"--- {path.name}\n{_tail(path)}" for path in sorted(self.directory.glob("*.log"))
@@ -208,7 +211,7 @@ class SlurmCluster:
 
     def stop(self, remove: bool = True) -> list[int]:
         """Cancel every job, end the daemons this cluster started; returns the pids of leftovers it had to kill."""
-        if self.pids.get("slurmctld") and not _gone(self.pids["slurmctld"]):
+        if "slurmctld" in self.pids and not self._gone("slurmctld"):
             jobs = self.run("squeue", "--noheader", "--format=%A", check=False).stdout.split()
             if jobs:
                 self.run("scancel", *jobs, check=False)
@@ -220,10 +223,10 @@ class SlurmCluster:
         for name in ("slurmd", "slurmctld", "munged"):
             pid = self.pids.get(name)
             if pid and str(self.directory) in _cmdline(pid):  # still the process started (not a reused pid)
-                _terminate(pid)
-        leftovers = [pid for pid in _pids_with_env(f"SLURM_CONF={self.conf}") if pid != os.getpid()]
+                _terminate(pid, lambda name=name: self._gone(name))
+        leftovers = [pid for pid in _pids_with_env(f"SLURM_CONF={self.conf}") if _cmdline(pid).startswith("slurmstepd")]
         for pid in leftovers:
-            _terminate(pid)
+            _terminate(pid, lambda pid=pid: _gone(pid))
         if remove:
             shutil.rmtree(self.directory, ignore_errors=True)
         return leftovers
@@ -236,12 +239,7 @@ class SlurmCluster:
 
 
 def _gone(pid: int) -> bool:
-    """The process has exited (reaped here when it is a child of this process, else a zombie or no more)."""
-    try:
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return True
-    except ChildProcessError:
-        pass  # not our child: started by an earlier `start`
+    """The process (not a child of this one) has exited: it is a zombie or no more."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
@@ -268,14 +266,14 @@ def _pids_with_env(entry: str) -> list[int]:
     return found
 
 
-def _terminate(pid: int, grace_s: float = 10) -> None:
-    """SIGTERM, then SIGKILL when the process is still there after ``grace_s``."""
+def _terminate(pid: int, gone, grace_s: float = 10) -> None:
+    """SIGTERM, then SIGKILL when ``gone()`` is still false after ``grace_s``."""
     try:
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + grace_s
-        while not _gone(pid) and time.monotonic() < deadline:
+        while not gone() and time.monotonic() < deadline:
             time.sleep(0.1)
-        if not _gone(pid):
+        if not gone():
             os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass

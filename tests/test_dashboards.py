@@ -9,9 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from lightning.pytorch.loggers import TensorBoardLogger
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+import callbacks.figures as figures
 from tests.conftest import run_cli
 from tests.painter_callback import painting
 from tests.wandb_files import wandb_records
@@ -98,3 +100,22 @@ def test_tensorboard_gets_the_same_figures(run_dir):
     for epoch in range(EPOCHS):
         [pixels] = images[f"figures/plots/epoch_{epoch}"]
         np.testing.assert_array_equal(pixels, painting(epoch))
+
+
+def test_figures_are_sent_once_each_again_when_rewritten_and_never_from_logger_folders(tmp_path, monkeypatch):
+    sent = []
+    monkeypatch.setattr(figures, "log_figure", lambda trainer, path, key: sent.append(key))
+    trainer = type("Trainer", (), {"is_global_zero": True, "global_step": 0,
+                                   "loggers": [TensorBoardLogger(tmp_path / "tensorboard")]})()
+    callback = figures.FiguresToLoggers(tmp_path)
+    (tmp_path / "wandb" / "media").mkdir(parents=True)
+    Image.fromarray(painting(0)).save(tmp_path / "wandb" / "media" / "copy.png")
+    Image.fromarray(painting(0)).save(tmp_path / "mi_lr.png")
+    callback.send(trainer)
+    callback.send(trainer)
+    assert sent == ["figures/mi_lr"]
+    (tmp_path / "grids").mkdir()
+    Image.fromarray(painting(1)).save(tmp_path / "grids" / "attack.png")
+    Image.fromarray(painting(2)).save(tmp_path / "mi_lr.png")  # rewritten with new content
+    callback.send(trainer)
+    assert sent == ["figures/mi_lr", "figures/grids/attack", "figures/mi_lr"]
