@@ -296,6 +296,9 @@ Stop it:
   python -m framework.slurm_cluster stop {cluster.directory}""")
         return 0
     if argv[:1] == ["stop"] and len(argv) == 2:
+        if not (Path(argv[1]) / "pids.json").is_file():
+            print(f"No cluster started by `start` in {argv[1]} (no pids.json there).", file=sys.stderr)
+            return 2
         SlurmCluster.attach(Path(argv[1])).stop()
         print(f"stopped the SLURM cluster in {argv[1]}")
         return 0
