@@ -53,7 +53,7 @@ def query_partitions() -> dict[str, Partition]:
                           "not on PATH here; run the sweep on a cluster's login node, or use hydra/launcher=local.")
     done = subprocess.run(["sinfo", "--noheader", "--format=%P|%c|%m|%G"], capture_output=True, text=True, timeout=60)
     if done.returncode != 0:
-        reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        reason = (done.stderr.strip().splitlines() or ["no output"])[-1].removeprefix("sinfo: ")
         raise ConfigError(f"hydra/launcher=slurm cannot reach a SLURM controller (sinfo: {reason}); check SLURM_CONF "
                           "and that the cluster is up, or use hydra/launcher=local.")
     return partitions_from_sinfo(done.stdout)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 from framework.compose import CONF, ROOT
-from framework.slurm_cluster import ClusterUnavailable, SlurmCluster
+from framework.slurm_cluster import SEARCH_PATH, ClusterUnavailable, SlurmCluster
 from framework.slurm_preflight import check_slurm_request, partitions_from_sinfo, query_partitions
 from framework.validate import ConfigError
 from tests.conftest import run_cli
@@ -209,3 +210,9 @@ def test_without_a_reachable_cluster_the_launcher_stops_with_one_sentence(monkey
     monkeypatch.setenv("PATH", str(tmp_path))  # no sinfo at all
     with pytest.raises(ConfigError, match=r"SLURM's commands \(sinfo, sbatch\) are not on PATH"):
         query_partitions()
+    sinfo = shutil.which("sinfo", path=SEARCH_PATH)
+    if sinfo:  # installed (e.g. by the cluster tests), but pointed at no cluster
+        monkeypatch.setenv("PATH", str(Path(sinfo).parent))
+        monkeypatch.setenv("SLURM_CONF", str(tmp_path / "slurm.conf"))
+        with pytest.raises(ConfigError, match=r"^hydra/launcher=slurm cannot reach a SLURM controller \(.+\)"):
+            query_partitions()
