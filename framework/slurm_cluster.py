@@ -20,6 +20,7 @@ job, then ends the daemons by the pids recorded at start (and any slurmstepd of 
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import shutil
@@ -137,6 +138,7 @@ class SlurmCluster:
     cpus: int
     pids: dict[str, int]
     children: dict[str, subprocess.Popen] = field(default_factory=dict, repr=False)  # when started by this process
+    die_with_parent: bool = False
 
     @property
     def conf(self) -> Path:
@@ -152,8 +154,9 @@ class SlurmCluster:
         return subprocess.run(command, env=self.env, capture_output=True, text=True, check=check, timeout=60)
 
     @classmethod
-    def start(cls) -> SlurmCluster:
-        """Install SLURM when missing, write the config, start munged, slurmctld and slurmd, wait for the node."""
+    def start(cls, die_with_parent: bool = False) -> SlurmCluster:
+        """Install SLURM when missing, write the config, start munged, slurmctld and slurmd, wait for the node.
+        ``die_with_parent``: the daemons get SIGTERM when this process dies, even by SIGKILL (the tests)."""
         if os.geteuid() != 0:
             raise ClusterUnavailable("a throwaway SLURM cluster needs root (slurmd runs the jobs)")
         install_packages()
@@ -168,7 +171,7 @@ class SlurmCluster:
         os.close(key)
         cpus = len(os.sched_getaffinity(0))  # what nproc prints
         (directory / "slurm.conf").write_text(slurm_conf(directory, cpus, _memory_mb()))
-        cluster = cls(directory, cpus, {})
+        cluster = cls(directory, cpus, {}, die_with_parent=die_with_parent)
         try:
             cluster._spawn("munged", "--foreground", "--force", f"--key-file={directory}/munge.key",
                            f"--socket={directory}/munge.socket", f"--pid-file={directory}/munged.pid",
@@ -185,7 +188,8 @@ class SlurmCluster:
     def _spawn(self, name: str, *args: str) -> None:
         log = open(self.directory / f"{name}.out", "wb")  # noqa: SIM115 (the daemon keeps writing to it)
         process = subprocess.Popen([_command(name), *args], env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
+                                   stdin=subprocess.DEVNULL, start_new_session=True,
+                                   preexec_fn=_die_with_parent if self.die_with_parent else None)
         log.close()
         self.children[name], self.pids[name] = process, process.pid
         (self.directory / "pids.json").write_text(json.dumps(self.pids))
@@ -236,6 +240,11 @@ class SlurmCluster:
         """The cluster a `start` in another process left running in ``directory``."""
         pids = json.loads((directory / "pids.json").read_text())
         return cls(directory, 0, pids)
+
+
+def _die_with_parent() -> None:
+    """Runs in the daemon before exec: SIGTERM when the process that started it dies (prctl PR_SET_PDEATHSIG)."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
 
 
 def _gone(pid: int) -> bool:

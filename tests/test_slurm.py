@@ -38,7 +38,7 @@ RUN_TIMEOUT_S = 480
 @pytest.fixture(scope="session")
 def slurm_cluster():
     try:
-        cluster = SlurmCluster.start()
+        cluster = SlurmCluster.start(die_with_parent=True)  # no daemon outlives even a killed pytest
     except ClusterUnavailable as error:
         pytest.skip(f"no throwaway SLURM cluster here: {error}")
     yield cluster
