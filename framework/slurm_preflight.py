@@ -13,6 +13,7 @@ SLURM environment needs one task per device).
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -51,6 +52,10 @@ def query_partitions() -> dict[str, Partition]:
     if shutil.which("sinfo") is None:
         raise ConfigError("hydra/launcher=slurm submits jobs to SLURM, but SLURM's commands (sinfo, sbatch) are "
                           "not on PATH here; run the sweep on a cluster's login node, or use hydra/launcher=local.")
+    conf = os.environ.get("SLURM_CONF")
+    if conf and not os.path.isfile(conf):  # sinfo would retry reading it for a minute
+        raise ConfigError(f"SLURM_CONF is {conf}, but that file does not exist (a stopped cluster?); point it at the "
+                          "cluster's slurm.conf or unset it.")
     done = subprocess.run(["sinfo", "--noheader", "--format=%P|%c|%m|%G"], capture_output=True, text=True, timeout=60)
     if done.returncode != 0:
         reason = (done.stderr.strip().splitlines() or ["no output"])[-1].removeprefix("sinfo: ")

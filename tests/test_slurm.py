@@ -211,8 +211,14 @@ def test_without_a_reachable_cluster_the_launcher_stops_with_one_sentence(monkey
     with pytest.raises(ConfigError, match=r"SLURM's commands \(sinfo, sbatch\) are not on PATH"):
         query_partitions()
     sinfo = shutil.which("sinfo", path=SEARCH_PATH)
-    if sinfo:  # installed (e.g. by the cluster tests), but pointed at no cluster
+    if sinfo:  # installed (e.g. by the cluster tests): point it at a controller that is down
+        conf = tmp_path / "slurm.conf"
+        conf.write_text("ClusterName=down\nSlurmctldHost=localhost\nSlurmctldPort=1\nMessageTimeout=1\nTCPTimeout=1\n"
+                        "NodeName=localhost CPUs=1\nPartitionName=debug Nodes=localhost\n")
         monkeypatch.setenv("PATH", str(Path(sinfo).parent))
-        monkeypatch.setenv("SLURM_CONF", str(tmp_path / "slurm.conf"))
-        with pytest.raises(ConfigError, match=r"^hydra/launcher=slurm cannot reach a SLURM controller \(.+\)"):
+        monkeypatch.setenv("SLURM_CONF", str(tmp_path / "stopped" / "slurm.conf"))
+        with pytest.raises(ConfigError, match=r"^SLURM_CONF is .*/stopped/slurm.conf, but that file does not exist"):
+            query_partitions()
+        monkeypatch.setenv("SLURM_CONF", str(conf))
+        with pytest.raises(ConfigError, match=r"^hydra/launcher=slurm cannot reach a SLURM controller \(.*connect"):
             query_partitions()
