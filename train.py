@@ -32,6 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from framework.combinations import check_data_fits_model
 from framework.errors import instantiate_node, reporting_user_errors, run_entry_point
+from framework.loggers import publish_results
 from framework.results import library_versions, to_float_dict, write_json_atomic
 from framework.validate import validate
 
@@ -171,6 +172,7 @@ def train(cfg: DictConfig) -> dict:
     if trainer.is_global_zero:
         path = write_json_atomic(Path(cfg.paths.output_dir) / "results.json", results)
         log.info(f"Wrote {path}")
+        publish_results(trainer.loggers, results)
     return results
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import lightning as L
 import matplotlib
 
 matplotlib.use("Agg")
@@ -48,12 +47,3 @@ def plot_history(history: list[dict], path: str | Path) -> Path:
     plt.close(figure)
     return path
 
-
-def send_to_loggers(trainer: L.Trainer, path: Path, key: str = "mi_lr") -> None:
-    """Give the PNG to every logger that takes images (wandb: log_image; TensorBoard: add_image)."""
-    for logger in trainer.loggers:
-        if hasattr(logger, "log_image"):
-            logger.log_image(key=key, images=[str(path)])
-        elif hasattr(getattr(logger, "experiment", None), "add_image"):
-            image = plt.imread(path)[..., :3]
-            logger.experiment.add_image(key, image, global_step=trainer.global_step, dataformats="HWC")

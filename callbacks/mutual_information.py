@@ -29,7 +29,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor
 
 from analysis.mutual_information import NORMS, label_entropy_ceiling, ross_mi
-from callbacks.mi_plots import plot_history, send_to_loggers
+from callbacks.mi_plots import plot_history
 from framework.errors import ConfigError
 from framework.results import write_json_atomic
 
@@ -108,7 +108,7 @@ class MutualInformationLR(Callback):
             estimator can return, about H(Y)) or ``tiled`` (the paper's recipe: the estimate on
             the input tiled ``tiles`` times; with tiles > k that too measures H(Y), not I(X; Y)).
         batch_size: forward-pass batch size of the measurement.
-        plot: write mi_lr.png at the end of training (and send it to loggers that take images).
+        plot: write mi_lr.png at the end of training (the figures callback sends it to wandb/TensorBoard).
     """
 
     def __init__(self, policy: str = "reference", scope: str = "network", layers: list[str] | None = None,
@@ -269,7 +269,7 @@ class MutualInformationLR(Callback):
         run_dir = Path(trainer.default_root_dir)
         write_json_atomic(run_dir / "mi_lr_history.json", {"history": history, "layers": self.layers})
         if self.plot:
-            send_to_loggers(trainer, plot_history(history, run_dir / "mi_lr.png"))
+            plot_history(history, run_dir / "mi_lr.png")  # callbacks.figures sends it to the loggers
 
     def state_dict(self) -> dict:
         return {"indices": self.indices, "ixy": self.ixy, "history": self.history}

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from typing import Any
 
 from hydra.experimental.callback import Callback
@@ -13,7 +12,8 @@ from omegaconf import DictConfig
 
 
 def slurm_unreachable_reason() -> str | None:
-    """Why jobs cannot be submitted to SLURM from here, or None when its controller answers."""
+    """Why jobs cannot be submitted to SLURM from here, or None when its controller answers (the README-command
+    test asks this; framework/slurm_preflight.py checks a sweep's request before submitting it)."""
     if shutil.which("sbatch") is None or shutil.which("sinfo") is None:
         return "sbatch/sinfo are not installed here"
     try:
@@ -24,20 +24,6 @@ def slurm_unreachable_reason() -> str | None:
         lines = answer.stderr.strip().splitlines()
         return f"sinfo failed: {lines[-1] if lines else f'exit code {answer.returncode}'}"
     return None
-
-
-class CheckLauncher(Callback):
-    """Before a multirun: a SLURM launcher on a machine where no SLURM controller answers gets one sentence
-    and exit code 2, not submitit's traceback."""
-
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if "SlurmLauncher" not in str(config.hydra.launcher.get("_target_", "")):
-            return
-        reason = slurm_unreachable_reason()
-        if reason is not None:
-            print(f"SLURM error: hydra/launcher=slurm cannot submit jobs from this machine ({reason.rstrip('.')}); "
-                  f"run on a SLURM login node, or leave out hydra/launcher=slurm to run here.", file=sys.stderr)
-            raise SystemExit(2)
 
 
 class PrintSweepDir(Callback):

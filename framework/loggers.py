@@ -1,4 +1,4 @@
-"""A CSV logger that appends to an existing metrics.csv instead of deleting it.
+"""A CSV logger that appends to an existing metrics.csv instead of deleting it; results.json to wandb.
 
 Lightning's CSV writer deletes metrics.csv when a new process opens the same log directory.
 That loses the epochs before a resume (``ckpt_path=auto``) and breaks ``ddp_spawn``, whose
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 
@@ -35,3 +35,12 @@ class AppendingCSVLogger(CSVLogger):
             self._fs.makedirs(self.root_dir, exist_ok=True)
             self._experiment = AppendingExperimentWriter(log_dir=self.log_dir)
         return self._experiment
+
+
+def publish_results(loggers, results: dict) -> None:
+    """results.json as the wandb run's summary: the final metrics at the top level, the rest beside them
+    (the config is left out: the run already holds it as its config)."""
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            rest = {key: value for key, value in results.items() if key not in ("metrics", "config")}
+            logger.experiment.summary.update({**results["metrics"], **rest})

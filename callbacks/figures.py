@@ -1,0 +1,70 @@
+"""Send every PNG figure a run writes to the loggers that show images (wandb, TensorBoard), as it arrives.
+
+Callbacks and studies only write PNG files into the run directory (mi_lr.png, reconstructions, attack grids,
+...). This callback looks for new or changed PNGs under the run directory at the start and the end of every
+training epoch (the start catches what other callbacks wrote at the previous epoch's end), at the end of
+fitting and of testing, and logs each under ``figures/<path relative to the run, without .png>``.
+The loggers' own folders are skipped (wandb keeps copies of the images in its run folder).
+
+    figures:
+      _target_: callbacks.figures.FiguresToLoggers
+      root: ${paths.output_dir}
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+from PIL import Image
+
+SKIPPED_FOLDERS = frozenset({"wandb", "tensorboard", "checkpoints", "csv", ".hydra", ".submitit"})
+
+
+def log_figure(trainer: L.Trainer, path: Path, key: str) -> None:
+    """Give one PNG to every logger that takes images."""
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger):
+            logger.log_image(key=key, images=[str(path)], step=trainer.global_step)
+        elif isinstance(logger, TensorBoardLogger):
+            pixels = np.asarray(Image.open(path).convert("RGB"))
+            logger.experiment.add_image(key, pixels, global_step=trainer.global_step, dataformats="HWC")
+
+
+class FiguresToLoggers(L.Callback):
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.sent: dict[Path, str] = {}  # path -> digest of the content that was logged
+
+    def new_figures(self) -> list[Path]:
+        found = []
+        for path in sorted(self.root.rglob("*.png")):
+            relative = path.relative_to(self.root)
+            if SKIPPED_FOLDERS.isdisjoint(relative.parts[:-1]):
+                digest = hashlib.sha1(path.read_bytes()).hexdigest()
+                if self.sent.get(path) != digest:
+                    self.sent[path] = digest
+                    found.append(path)
+        return found
+
+    def send(self, trainer: L.Trainer) -> None:
+        takes_images = any(isinstance(logger, WandbLogger | TensorBoardLogger) for logger in trainer.loggers)
+        if not trainer.is_global_zero or not takes_images or not self.root.is_dir():
+            return
+        for path in self.new_figures():
+            log_figure(trainer, path, f"figures/{path.relative_to(self.root).with_suffix('').as_posix()}")
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.send(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.send(trainer)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.send(trainer)
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.send(trainer)

@@ -1,0 +1,115 @@
+"""Check a SLURM sweep against the cluster before anything is submitted: one sentence naming the key, exit 2.
+
+Hydra runs its launcher before train.py's ``main``, so ``validate`` there is too late: a request the cluster
+cannot meet would end in sbatch's error and a traceback, or in jobs that wait forever. The check is a Hydra
+callback (``hydra.callbacks.slurm_preflight`` in conf/hydra/default.yaml): ``on_multirun_start`` runs in the
+submitting process with the composed config, right before the sweeper hands the jobs to the launcher. A
+launcher subclass would do the same, but Hydra only instantiates launchers from the ``hydra_plugins`` package.
+
+It asks ``sinfo`` for the partitions and the CPUs, memory and GPUs of their nodes, and checks
+``trainer.devices`` / ``trainer.num_nodes`` against the launcher's ``tasks_per_node`` / ``nodes`` (Lightning's
+SLURM environment needs one task per device).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from framework.validate import ConfigError, is_int
+
+
+@dataclass(frozen=True)
+class Partition:
+    name: str
+    cpus: int  # per node, the largest node of the partition (as are the two below)
+    memory_mb: int
+    gpus: int
+    default: bool
+
+
+def partitions_from_sinfo(text: str) -> dict[str, Partition]:
+    """Parse ``sinfo --noheader --format=%P|%c|%m|%G`` (one line per partition and node configuration)."""
+    found: dict[str, Partition] = {}
+    for line in text.strip().splitlines():
+        name, cpus, memory, gres = line.split("|")
+        default, name = name.endswith("*"), name.rstrip("*")
+        gpus = sum(int(count) for count in re.findall(r"gpu(?::[^:,(]+)?:(\d+)", gres))
+        old = found.get(name, Partition(name, 0, 0, 0, default))
+        found[name] = Partition(name, max(old.cpus, int(cpus.rstrip("+"))), max(old.memory_mb, int(memory.rstrip("+"))),
+                                max(old.gpus, gpus), default or old.default)
+    return found
+
+
+def query_partitions() -> dict[str, Partition]:
+    if shutil.which("sinfo") is None:
+        raise ConfigError("hydra/launcher=slurm submits jobs to SLURM, but SLURM's commands (sinfo, sbatch) are "
+                          "not on PATH here; run the sweep on a cluster's login node, or use hydra/launcher=local.")
+    conf = os.environ.get("SLURM_CONF")
+    if conf and not os.path.isfile(conf):  # sinfo would retry reading it for a minute
+        raise ConfigError(f"SLURM_CONF is {conf}, but that file does not exist (a stopped cluster?); point it at the "
+                          "cluster's slurm.conf or unset it.")
+    done = subprocess.run(["sinfo", "--noheader", "--format=%P|%c|%m|%G"], capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        reason = (done.stderr.strip().splitlines() or ["no output"])[-1].removeprefix("sinfo: ")
+        raise ConfigError(f"hydra/launcher=slurm cannot reach a SLURM controller (sinfo: {reason}); check SLURM_CONF "
+                          "and that the cluster is up, or use hydra/launcher=local.")
+    return partitions_from_sinfo(done.stdout)
+
+
+def check_slurm_request(cfg: DictConfig, partitions: dict[str, Partition]) -> None:
+    """Raise ConfigError when the launcher asks for what the cluster or the trainer cannot give."""
+    launcher = cfg.hydra.launcher
+    trainer = cfg.get("trainer", {})
+    for trainer_key, launcher_key in (("devices", "tasks_per_node"), ("num_nodes", "nodes")):
+        ours, theirs = trainer.get(trainer_key), launcher.get(launcher_key)
+        if is_int(ours) and ours != theirs:
+            raise ConfigError(f"Config key 'trainer.{trainer_key}' is {ours}, but 'hydra.launcher.{launcher_key}' is "
+                              f"{theirs}; Lightning runs one process per SLURM task, so make them equal.")
+    requested = launcher.get("partition")
+    if requested is None:
+        defaults = [p for p in partitions.values() if p.default]
+        if not defaults:
+            raise ConfigError(f"Config key 'hydra.launcher.partition' is null, but the cluster has no default "
+                              f"partition; choose one of {', '.join(partitions)}.")
+        partition = defaults[0]
+    elif requested not in partitions:
+        raise ConfigError(f"Config key 'hydra.launcher.partition' is {requested!r}, but the cluster's partitions are "
+                          f"{', '.join(partitions)}; choose one of them.")
+    else:
+        partition = partitions[requested]
+    tasks, cpus_per_task = launcher.get("tasks_per_node") or 1, launcher.get("cpus_per_task") or 1
+    gpus, mem_gb = launcher.get("gpus_per_node") or 0, launcher.get("mem_gb")
+    where = f"the nodes of partition '{partition.name}' have at most"
+    if tasks > partition.cpus:
+        raise ConfigError(f"Config key 'hydra.launcher.tasks_per_node' is {tasks}, but {where} {partition.cpus} CPUs; "
+                          f"lower it (and trainer.devices with it).")
+    if tasks * cpus_per_task > partition.cpus:
+        raise ConfigError(f"Config key 'hydra.launcher.cpus_per_task' is {cpus_per_task}: {tasks} task(s) per node x "
+                          f"{cpus_per_task} = {tasks * cpus_per_task} CPUs, but {where} {partition.cpus}; lower it.")
+    if gpus > partition.gpus:
+        raise ConfigError(f"Config key 'hydra.launcher.gpus_per_node' is {gpus}, but {where} {partition.gpus} GPUs; "
+                          f"lower it (0 for CPU jobs), or choose a GPU partition.")
+    if mem_gb is not None and mem_gb * 1024 > partition.memory_mb:
+        raise ConfigError(f"Config key 'hydra.launcher.mem_gb' is {mem_gb}, but {where} "
+                          f"{partition.memory_mb // 1024} GB of memory; lower it.")
+
+
+class SlurmPreflight(Callback):
+    """Hydra callback: stop a ``hydra/launcher=slurm`` sweep with one sentence before any job is submitted."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        if not str(config.hydra.launcher.get("_target_", "")).endswith(".SlurmLauncher"):
+            return
+        try:
+            check_slurm_request(config, query_partitions())
+        except ConfigError as error:
+            print(f"Config error: {error}", file=sys.stderr)
+            raise SystemExit(2) from None

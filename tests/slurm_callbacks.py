@@ -1,0 +1,55 @@
+"""Callbacks that the SLURM tests add to real jobs (``+callbacks.<name>._target_=tests.slurm_callbacks.<Class>``)."""
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import torch.distributed as dist
+from lightning.pytorch.callbacks import Callback
+
+
+class RequeueOnceMidEpoch(Callback):
+    """On the job's first start only, `scontrol requeue` the job itself in the middle of an epoch, as a preemption
+    would, then keep the batch waiting until SLURM's SIGTERM arrives (Lightning then stops the run)."""
+
+    def __init__(self, epoch: int, batch: int, wait_s: float = 120):
+        self.epoch, self.batch, self.wait_s = epoch, batch, wait_s
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        first_start = int(os.environ.get("SLURM_RESTART_COUNT", "0")) == 0
+        if (trainer.current_epoch, batch_idx) != (self.epoch, self.batch) or not first_start:
+            return
+        subprocess.run(["scontrol", "requeue", os.environ["SLURM_JOB_ID"]], check=True)
+        deadline = time.monotonic() + self.wait_s
+        while not trainer.received_sigterm:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no SIGTERM within {self.wait_s} s of `scontrol requeue`")
+            time.sleep(0.1)
+
+
+class RecordRankMetrics(Callback):
+    """Each rank writes its final metrics and how it joined the process group to ``<dirpath>/rank<k>.json``."""
+
+    def __init__(self, dirpath: str):
+        self.dirpath = Path(dirpath)
+        self.metrics: dict[str, float] = {}
+
+    def _record(self, trainer) -> None:
+        self.metrics |= {key: float(value) for key, value in trainer.callback_metrics.items()}
+        record = {
+            "metrics": self.metrics,
+            "global_rank": trainer.global_rank,
+            "world_size": trainer.world_size,
+            "cluster_environment": type(trainer.strategy.cluster_environment).__name__,
+            "backend": dist.get_backend() if dist.is_initialized() else None,
+        }
+        self.dirpath.mkdir(parents=True, exist_ok=True)
+        (self.dirpath / f"rank{trainer.global_rank}.json").write_text(json.dumps(record, indent=2))
+
+    def on_fit_end(self, trainer, pl_module):
+        self._record(trainer)
+
+    def on_test_end(self, trainer, pl_module):
+        self._record(trainer)

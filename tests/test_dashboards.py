@@ -1,0 +1,121 @@
+"""What a run shows on its dashboards, read back from the local files of an offline wandb run and of TensorBoard:
+the config, per-epoch metrics, every PNG the run writes (as it arrives) and results.json as the summary."""
+
+import csv
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from lightning.pytorch.loggers import TensorBoardLogger
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import callbacks.figures as figures
+from tests.conftest import run_cli
+from tests.painter_callback import painting
+from tests.wandb_files import wandb_records
+
+EPOCHS = 2
+
+
+def by_type(records, kind: str) -> list:
+    return [getattr(record, kind) for record in records if record.WhichOneof("record_type") == kind]
+
+
+def items(updates) -> dict:
+    """wandb's key/value updates (config, history, summary) as a (nested) dict of decoded JSON values."""
+    found = {}
+    for update in updates:
+        *parents, key = [update.key] if update.key else update.nested_key
+        node = found
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[key] = json.loads(update.value_json)
+    return found
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("dashboards")
+    result = run_cli("train.py", "logger=[wandb,tensorboard]", f"trainer.max_epochs={EPOCHS}", "seed=3",
+                     "trainer.accelerator=cpu", "callbacks.progress_bar.refresh_rate=0", f"hydra.run.dir={run_dir}",
+                     "+callbacks.painter._target_=tests.painter_callback.PaintEveryEpoch",
+                     "+callbacks.painter.dirpath=${paths.output_dir}/plots",
+                     env={"WANDB_MODE": "offline", "WANDB_SILENT": "true"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir
+
+
+@pytest.mark.slow
+def test_wandb_run_holds_config_epoch_metrics_figures_and_results_as_summary(run_dir):
+    [offline_run] = (run_dir / "wandb").glob("offline-run-*")
+    records = wandb_records(next(offline_run.glob("run-*.wandb")))
+    assert len(by_type(records, "exit")) == 1  # the run was finished, not left open
+
+    config = {}
+    for record in by_type(records, "config"):
+        config |= items(record.update)
+    assert config["seed"] == 3 and config["trainer"]["max_epochs"] == EPOCHS
+    assert config["model"]["_target_"] == json.loads((run_dir / "results.json").read_text())["config"]["model"][
+        "_target_"]
+
+    history = [items(record.item) for record in by_type(records, "history")]
+    with open(run_dir / "csv" / "metrics.csv", newline="") as handle:
+        csv_rows = [row for row in csv.DictReader(handle) if row["val/acc"]]
+    wandb_val = [row for row in history if "val/acc" in row]
+    assert [row["epoch"] for row in wandb_val] == list(range(EPOCHS))
+    assert [row["val/acc"] for row in wandb_val] == pytest.approx([float(row["val/acc"]) for row in csv_rows])
+
+    # Each figure arrives in the epoch after it was written (or at the end), byte for byte the run's PNG.
+    figures = {key: row for row in history for key in row if key.startswith("figures/")}
+    assert sorted(figures) == [f"figures/plots/epoch_{epoch}" for epoch in range(EPOCHS)]
+    steps = [figures[f"figures/plots/epoch_{epoch}"]["trainer/global_step"] for epoch in range(EPOCHS)]
+    assert steps[0] < steps[1]
+    media = {hashlib.sha256(path.read_bytes()).hexdigest() for path in (offline_run / "files" / "media").rglob("*.png")}
+    written = {hashlib.sha256(path.read_bytes()).hexdigest() for path in (run_dir / "plots").glob("*.png")}
+    assert len(written) == EPOCHS and written == media
+
+    results = json.loads((run_dir / "results.json").read_text())
+    summary = {}
+    for record in by_type(records, "summary"):
+        summary |= items(record.update)
+    assert {key: summary[key] for key in results["metrics"]} == results["metrics"]
+    for key in ("seed", "epochs_completed", "best_checkpoint", "overrides", "versions", "wall_seconds"):
+        assert summary[key] == results[key], key
+
+
+@pytest.mark.slow
+def test_tensorboard_gets_the_same_figures(run_dir):
+    images = {}
+    for events in sorted((run_dir / "tensorboard").glob("events.out.tfevents.*")):
+        accumulator = EventAccumulator(str(events), size_guidance={"images": 0})
+        accumulator.Reload()
+        for tag in accumulator.Tags()["images"]:
+            images[tag] = [np.asarray(Image.open(io.BytesIO(event.encoded_image_string)).convert("RGB"))
+                           for event in accumulator.Images(tag)]
+    assert sorted(images) == [f"figures/plots/epoch_{epoch}" for epoch in range(EPOCHS)]
+    for epoch in range(EPOCHS):
+        [pixels] = images[f"figures/plots/epoch_{epoch}"]
+        np.testing.assert_array_equal(pixels, painting(epoch))
+
+
+def test_figures_are_sent_once_each_again_when_rewritten_and_never_from_logger_folders(tmp_path, monkeypatch):
+    sent = []
+    monkeypatch.setattr(figures, "log_figure", lambda trainer, path, key: sent.append(key))
+    trainer = type("Trainer", (), {"is_global_zero": True, "global_step": 0,
+                                   "loggers": [TensorBoardLogger(tmp_path / "tensorboard")]})()
+    callback = figures.FiguresToLoggers(tmp_path)
+    (tmp_path / "wandb" / "media").mkdir(parents=True)
+    Image.fromarray(painting(0)).save(tmp_path / "wandb" / "media" / "copy.png")
+    Image.fromarray(painting(0)).save(tmp_path / "mi_lr.png")
+    callback.send(trainer)
+    callback.send(trainer)
+    assert sent == ["figures/mi_lr"]
+    (tmp_path / "grids").mkdir()
+    Image.fromarray(painting(1)).save(tmp_path / "grids" / "attack.png")
+    Image.fromarray(painting(2)).save(tmp_path / "mi_lr.png")  # rewritten with new content
+    callback.send(trainer)
+    assert sent == ["figures/mi_lr", "figures/grids/attack", "figures/mi_lr"]

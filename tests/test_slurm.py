@@ -1,0 +1,224 @@
+"""Cluster jobs for real: a throwaway single-node SLURM cluster (framework/slurm_cluster.py) runs sweeps, a DDP
+job and a requeued job through Hydra's submitit launcher (hydra/launcher=slurm: sbatch, srun), as users run them.
+
+The cluster starts once per session and needs root (and apt-get when SLURM is missing); elsewhere these tests
+skip with the reason. All launcher runs are submitted at once by one fixture, so the cluster runs them side by
+side; each test then waits for its own run and checks what it left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
+
+from framework.compose import CONF, ROOT
+from framework.slurm_cluster import SEARCH_PATH, ClusterUnavailable, SlurmCluster
+from framework.slurm_preflight import check_slurm_request, partitions_from_sinfo, query_partitions
+from framework.validate import ConfigError
+from tests.conftest import run_cli
+from tests.wandb_files import wandb_records
+
+LAUNCHER = ("hydra/launcher=slurm", "hydra.launcher.partition=debug", "hydra.launcher.gpus_per_node=0",
+            "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1")
+TINY = ("trainer.accelerator=cpu", "callbacks.progress_bar.refresh_rate=0", "data.batch_size=64")
+RUN_TIMEOUT_S = 480
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    try:
+        cluster = SlurmCluster.start(die_with_parent=True)  # no daemon outlives even a killed pytest
+    except ClusterUnavailable as error:
+        pytest.skip(f"no throwaway SLURM cluster here: {error}")
+    yield cluster
+    leftovers = cluster.stop()
+    assert not leftovers, f"processes of the SLURM cluster outlived it and had to be killed: {leftovers}"
+
+
+@dataclass
+class Submission:
+    """A `python train.py -m ...` started in the background; ``wait`` gives its exit code and output."""
+
+    process: subprocess.Popen
+    log: Path
+    sweep: Path
+
+    def wait(self) -> tuple[int, str]:
+        try:
+            code = self.process.wait(timeout=RUN_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            code = self.process.wait()
+        return code, self.log.read_text()
+
+
+def submit(cluster: SlurmCluster, folder: Path, *overrides: str, env: dict | None = None) -> Submission:
+    sweep = folder / "sweep"
+    folder.mkdir(parents=True)
+    log = folder / "launcher.log"
+    with open(log, "w") as handle:
+        process = subprocess.Popen(
+            [sys.executable, "train.py", "-m", *LAUNCHER, *TINY, *overrides, f"hydra.sweep.dir={sweep}"],
+            cwd=ROOT, env={**cluster.env, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})},
+            stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+    return Submission(process, log, sweep)
+
+
+@pytest.fixture(scope="module")
+def submissions(slurm_cluster, tmp_path_factory):
+    root = tmp_path_factory.mktemp("slurm")
+    runs = {
+        # Seed 5 of this sweep is also the uninterrupted reference of the requeued run.
+        "sweep": submit(slurm_cluster, root / "sweep", "seed=5,6", "trainer.max_epochs=2", "logger=wandb",
+                        env={"WANDB_MODE": "offline", "WANDB_SILENT": "true"}),
+        "requeue": submit(slurm_cluster, root / "requeue", "seed=5", "trainer.max_epochs=2", "ckpt_path=auto",
+                          "+callbacks.requeue._target_=tests.slurm_callbacks.RequeueOnceMidEpoch",
+                          "+callbacks.requeue.epoch=1", "+callbacks.requeue.batch=5"),
+        "ddp": submit(slurm_cluster, root / "ddp", "trainer=ddp", "trainer.devices=2", "trainer.sync_batchnorm=false",
+                      "trainer.max_epochs=1", "+callbacks.ranks._target_=tests.slurm_callbacks.RecordRankMetrics",
+                      "+callbacks.ranks.dirpath=${paths.output_dir}/ranks"),
+        "bad_partition": submit(slurm_cluster, root / "bad", "hydra.launcher.partition=nope", "seed=1,2"),
+    }
+    yield runs
+    for run in runs.values():
+        if run.process.poll() is None:
+            os.killpg(run.process.pid, signal.SIGKILL)
+            run.process.wait()
+
+
+def results(job: Path) -> dict:
+    return json.loads((job / "results.json").read_text())
+
+
+def job_dirs(sweep: Path) -> list[Path]:
+    return sorted(path for path in sweep.iterdir() if path.is_dir() and path.name.isdigit())
+
+
+def slurm_job_id(job: Path) -> str:
+    """The SLURM job id that submitit recorded as the Hydra job id (``<array job>_<task>``)."""
+    return str(OmegaConf.load(job / ".hydra" / "hydra.yaml").hydra.job.id)
+
+
+@pytest.mark.slow
+def test_sweep_runs_two_slurm_jobs_with_one_wandb_run_each_and_evaluate_aggregates(submissions):
+    run = submissions["sweep"]
+    code, output = run.wait()
+    assert code == 0, output[-3000:]
+    jobs = job_dirs(run.sweep)
+    assert [job.name for job in jobs] == ["0", "1"]
+    ids = [slurm_job_id(job) for job in jobs]
+    assert len(set(ids)) == 2 and all(part.isdigit() for job_id in ids for part in job_id.split("_")), ids
+    for job, seed in zip(jobs, (5, 6), strict=True):
+        stored = results(job)
+        assert stored["seed"] == seed and stored["epochs_completed"] == 2
+        [offline_run] = (job / "wandb").glob("offline-run-*")  # one wandb run per job ...
+        records = wandb_records(next(offline_run.glob("run-*.wandb")))
+        assert sum(record.WhichOneof("record_type") == "exit" for record in records) == 1  # ... finished
+    runs = sorted(run.sweep.rglob("offline-run-*"))
+    assert len(runs) == 2 and len({path.name.rsplit("-", 1)[-1] for path in runs}) == 2  # none shared
+
+    table = run_cli("evaluate.py", f"runs={run.sweep}", "metrics=[test/acc]", "group_by=[trainer.max_epochs]")
+    assert table.returncode == 0, table.stderr[-2000:]
+    mean = sum(results(job)["metrics"]["test/acc"] for job in jobs) / 2
+    assert f"| 2 | {mean:.4f} ± " in (run.sweep / "table.md").read_text()
+
+
+@pytest.mark.slow
+def test_ddp_job_takes_its_two_ranks_from_slurm_and_both_agree_on_the_final_metrics(submissions):
+    run = submissions["ddp"]
+    code, output = run.wait()
+    assert code == 0, output[-3000:]
+    [job] = job_dirs(run.sweep)
+    assert [path.parent for path in run.sweep.rglob("results.json")] == [job]  # written once, by rank 0
+    ranks = [json.loads((job / "ranks" / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    for rank, record in enumerate(ranks):
+        assert record["global_rank"] == rank and record["world_size"] == 2
+        assert record["cluster_environment"] == "SLURMEnvironment" and record["backend"] == "gloo"
+    assert ranks[0]["metrics"] == ranks[1]["metrics"] == results(job)["metrics"]
+    assert {"test/acc", "val/acc", "train/loss"} <= set(ranks[0]["metrics"])
+
+
+@pytest.mark.slow
+def test_requeued_job_resumes_from_last_checkpoint_to_the_uninterrupted_metrics(submissions):
+    run = submissions["requeue"]
+    code, output = run.wait()
+    assert code == 0, output[-3000:]
+    [job] = job_dirs(run.sweep)
+    logs = "".join(path.read_text() for path in (run.sweep / ".submitit").rglob("*_log.*"))
+    assert "DUE TO JOB REQUEUE" in logs and f"Resuming from {job}/checkpoints/last.ckpt" in logs
+    reference_code, reference_output = submissions["sweep"].wait()
+    assert reference_code == 0, reference_output[-3000:]
+    reference = results(job_dirs(submissions["sweep"].sweep)[0])
+    assert reference["seed"] == results(job)["seed"] == 5
+    assert results(job)["epochs_completed"] == reference["epochs_completed"] == 2
+    assert results(job)["metrics"] == reference["metrics"]  # exactly, not approximately
+
+
+@pytest.mark.slow
+def test_unknown_partition_stops_before_any_job_is_submitted(submissions, slurm_cluster):
+    run = submissions["bad_partition"]
+    code, output = run.wait()
+    assert code == 2
+    assert output.strip().splitlines()[-1] == ("Config error: Config key 'hydra.launcher.partition' is 'nope', but "
+                                               "the cluster's partitions are debug; choose one of them.")
+    assert "Traceback" not in output and not (run.sweep / ".submitit").exists()
+
+
+def compose_launcher(*overrides: str):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("train", [*LAUNCHER, *overrides], return_hydra_config=True)
+
+
+@pytest.mark.parametrize(("overrides", "key"), [
+    (("hydra.launcher.tasks_per_node=4", "trainer.devices=4"), "hydra.launcher.tasks_per_node"),
+    (("hydra.launcher.cpus_per_task=2", "trainer.devices=2"), "hydra.launcher.cpus_per_task"),
+    (("hydra.launcher.gpus_per_node=1",), "hydra.launcher.gpus_per_node"),
+    (("hydra.launcher.mem_gb=100000",), "hydra.launcher.mem_gb"),
+    (("hydra.launcher.partition=nope",), "hydra.launcher.partition"),
+    (("hydra.launcher.tasks_per_node=1", "trainer.devices=2"), "trainer.devices"),
+])
+def test_requests_the_cluster_cannot_meet_are_named_by_their_key(slurm_cluster, monkeypatch, overrides, key):
+    monkeypatch.setenv("SLURM_CONF", str(slurm_cluster.conf))
+    monkeypatch.setenv("PATH", slurm_cluster.env["PATH"])
+    partitions = query_partitions()
+    assert list(partitions) == ["debug"] and partitions["debug"].cpus == slurm_cluster.cpus
+    check_slurm_request(compose_launcher("trainer=cpu"), partitions)  # the tested set-up itself fits
+    with pytest.raises(ConfigError, match=rf"^Config key '{key}' is "):
+        check_slurm_request(compose_launcher("trainer=cpu", *overrides), partitions)
+
+
+def test_sinfo_lines_give_each_partitions_largest_node():
+    text = "gpu*|64|512000|gpu:a100:4(S:0-1)\ngpu*|32|256000|gpu:2\ncpu|128+|256000|(null)\n"
+    partitions = partitions_from_sinfo(text)
+    assert [(p.name, p.cpus, p.memory_mb, p.gpus, p.default) for p in partitions.values()] == [
+        ("gpu", 64, 512000, 4, True), ("cpu", 128, 256000, 0, False)]
+
+
+def test_without_a_reachable_cluster_the_launcher_stops_with_one_sentence(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sinfo at all
+    with pytest.raises(ConfigError, match=r"SLURM's commands \(sinfo, sbatch\) are not on PATH"):
+        query_partitions()
+    sinfo = shutil.which("sinfo", path=SEARCH_PATH)
+    if sinfo:  # installed (e.g. by the cluster tests): point it at a controller that is down
+        conf = tmp_path / "slurm.conf"
+        conf.write_text("ClusterName=down\nSlurmctldHost=localhost\nSlurmctldPort=1\nMessageTimeout=1\nTCPTimeout=1\n"
+                        "NodeName=localhost CPUs=1\nPartitionName=debug Nodes=localhost\n")
+        monkeypatch.setenv("PATH", str(Path(sinfo).parent))
+        monkeypatch.setenv("SLURM_CONF", str(tmp_path / "stopped" / "slurm.conf"))
+        with pytest.raises(ConfigError, match=r"^SLURM_CONF is .*/stopped/slurm.conf, but that file does not exist"):
+            query_partitions()
+        monkeypatch.setenv("SLURM_CONF", str(conf))
+        with pytest.raises(ConfigError, match=r"^hydra/launcher=slurm cannot reach a SLURM controller \(.*connect"):
+            query_partitions()
