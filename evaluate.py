@@ -18,6 +18,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from analysis.mi_lr_study import study_table
 from analysis.reae_study import figure, table1, table2
+
+STD_NOTE = "± is the sample standard deviation (n - 1 in the denominator) over the runs of a row (their seeds)."
 from analysis.results_table import results_table
 from framework.results import load_results
 
@@ -35,7 +37,7 @@ def table_task(cfg: DictConfig) -> str:
     """Mean ± std of the chosen metrics over seeds, grouped by chosen config keys."""
     runs = load_results(cfg.runs)
     group_by = OmegaConf.to_container(cfg.group_by) if cfg.get("group_by") is not None else None
-    return write_markdown(results_table(runs, list(cfg.metrics), group_by), cfg, "table.md")
+    return write_markdown(f"{results_table(runs, list(cfg.metrics), group_by)}\n\n{STD_NOTE}", cfg, "table.md")
 
 
 def mi_lr_study_task(cfg: DictConfig) -> str:
@@ -46,7 +48,9 @@ def mi_lr_study_task(cfg: DictConfig) -> str:
 def reae_table1_task(cfg: DictConfig) -> str:
     """Table 1 (accuracy, chosen rho/lambda/tau) and Table 2 (paired t-tests) of a reae_table1_* multirun."""
     runs = load_results(cfg.runs)
-    text = f"Table 1 ({len(runs)} runs)\n\n{table1(runs)}\n\nTable 2: paired t-test, alpha 0.05\n\n{table2(runs)}"
+    text = (f"Table 1 ({len(runs)} runs)\n\n{table1(runs)}\n\n{STD_NOTE} Each repeat has its own seed, and its own "
+            f"train/val/test split where the experiment sets data.split_seed: ${{seed}}.\n\n"
+            f"Table 2: paired t-test over the seeds, alpha 0.05\n\n{table2(runs)}")
     return write_markdown(text, cfg, "reae_tables.md")
 
 

@@ -145,7 +145,8 @@ class ForwardAutoencoderModule(L.LightningModule):
 
     def solve(self, X: torch.Tensor, y: torch.Tensor, X_val: torch.Tensor, y_val: torch.Tensor,
               draw_seed: int | None = None) -> dict:
-        """Fit every candidate on (X, y), keep the best on the validation split, refit it if asked; returns it.
+        """Fit every candidate on (X, y), keep the best on the validation split, refit it if asked; returns it,
+        with ``scores``: the validation accuracy of every (rho, lambda, tau).
 
         ``draw_seed`` (default: the run's seed, torch.initial_seed()) fixes the ONE random draw that every rho
         candidate (and RAN / ROAN with the same seed) starts from, and REAE's minibatches.
@@ -155,7 +156,7 @@ class ForwardAutoencoderModule(L.LightningModule):
         dtype = getattr(torch, hp.classifier_dtype)
         fit_path = CLASSIFIER_PATHS[hp.classifier]
         rhos, lambdas, taus = self.candidate_grid()
-        best = {"val_acc": -1.0}
+        best, scores = {"val_acc": -1.0}, {}
         for rho in rhos:
             weight, bias = self.fit_feature_map(X, rho, draw_seed)
             path = DecoderPath(hidden(X, weight, bias), X)
@@ -167,14 +168,15 @@ class ForwardAutoencoderModule(L.LightningModule):
                 warm = torch.cat([fits.weight, fits.bias.unsqueeze(2)], dim=2)
                 val_features = encode(X_val, encoder, hp.activation, dtype)
                 for index, tau in enumerate(taus):
-                    val_acc = accuracy(val_features, y_val, fits.weight[index], fits.bias[index])
+                    val_acc = scores[rho, lam, tau] = accuracy(val_features, y_val, fits.weight[index],
+                                                               fits.bias[index])
                     if val_acc > best["val_acc"]:
                         best = {"val_acc": val_acc, "rho": rho, "lambda": lam, "tau": tau, "encoder": encoder,
                                 "classifier": (fits.weight[index], fits.bias[index]), "feature_map": (weight, bias)}
         if hp.refit:
             best = self.refit(torch.cat([X, X_val]), torch.cat([y, y_val]), best, draw_seed, dtype)
         self.store(best)
-        return best
+        return {**best, "scores": scores}
 
     def refit(self, X: torch.Tensor, y: torch.Tensor, best: dict, draw_seed: int, dtype: torch.dtype) -> dict:
         """The chosen (rho, lambda, tau) fitted on all of (X, y), the classifier warm-started from the choice."""
