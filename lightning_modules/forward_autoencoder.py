@@ -115,7 +115,9 @@ class ForwardAutoencoderModule(L.LightningModule):
             X = torch.cat([b[0] for b in self.train_batches]).double()
             y = torch.cat([b[1] for b in self.train_batches])
             self.train_batches.clear()
-            self.solve(X, y, *self.validation_set())
+            # trainer=gpu runs training_step under bf16 autocast; the solve chooses its own precisions
+            with torch.autocast(self.device.type, enabled=False):
+                self.solve(X, y, *self.validation_set())
             self.optimizers().step()
 
     def validation_set(self) -> tuple[torch.Tensor, torch.Tensor]:
