@@ -18,10 +18,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from analysis.mi_lr_study import study_table
 from analysis.reae_study import figure, table1, table2
-
-STD_NOTE = "± is the sample standard deviation (n - 1 in the denominator) over the runs of a row (their seeds)."
 from analysis.results_table import results_table
 from framework.results import load_results
+
+STD_NOTE = "± is the sample standard deviation (n - 1 in the denominator) over the runs of a row (their seeds)."
 
 
 def write_markdown(text: str, cfg: DictConfig, default_name: str) -> str:
