@@ -47,7 +47,7 @@ from lightning_modules.forward_autoencoder import ForwardAutoencoderModule  # no
 def synthetic(samples: int, inputs: int, generator: torch.Generator):
     X = torch.rand(samples, inputs, generator=generator) * (torch.rand(samples, inputs, generator=generator) < 0.19)
     teacher = torch.randn(inputs, 10, generator=generator)
-    y = (X @ teacher + 2 * torch.randn(samples, 10, generator=generator)).argmax(1)
+    y = (X @ teacher + 0.5 * torch.randn(samples, 10, generator=generator)).argmax(1)
     return X.double(), y
 
 
