@@ -29,6 +29,8 @@ from framework.validate import check_missing_values
 DEFAULT_METRICS = ("test/acc", "val/acc")
 EXAMPLE = "python evaluate.py runs=logs/train/multiruns/<date>_<time>"
 
+STD_NOTE = "± is the sample standard deviation (n - 1 in the denominator) over the runs of a row (their seeds)."
+
 
 def write_markdown(text: str, cfg: DictConfig, default_name: str) -> str:
     runs = Path(cfg.runs)
@@ -49,7 +51,8 @@ def table_task(cfg: DictConfig) -> str:
         name for name in DEFAULT_METRICS if any(name in run["metrics"] for run in runs)] or list(DEFAULT_METRICS)
     group_by = list(cfg.group_by) if cfg.get("group_by") is not None else overridden_keys(runs)
     check_keys(runs, metrics, group_by)
-    return write_markdown(f"{results_table(runs, metrics, group_by)}\n\n{checkpoint_note(runs)}", cfg, "table.md")
+    return write_markdown(f"{results_table(runs, metrics, group_by)}\n\n{checkpoint_note(runs)} {STD_NOTE}", cfg,
+                          "table.md")
 
 
 def mi_lr_study_task(cfg: DictConfig) -> str:
@@ -68,7 +71,9 @@ def reae_table1_task(cfg: DictConfig) -> str:
     from analysis.reae_study import table1, table2  # scipy.stats: seconds to import, so only when needed
 
     runs = load_results(cfg.runs)
-    text = f"Table 1 ({len(runs)} runs)\n\n{table1(runs)}\n\nTable 2: paired t-test, alpha 0.05\n\n{table2(runs)}"
+    text = (f"Table 1 ({len(runs)} runs)\n\n{table1(runs)}\n\n{STD_NOTE} Each repeat has its own seed, and its own "
+            f"train/val/test split where the experiment sets data.split_seed: ${{seed}}.\n\n"
+            f"Table 2: paired t-test over the seeds, alpha 0.05\n\n{table2(runs)}")
     return write_markdown(text, cfg, "reae_tables.md")
 
 

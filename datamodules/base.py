@@ -88,11 +88,20 @@ class EpochSeededSampler(Sampler[int]):
         return iter(torch.randperm(self.num_samples, generator=generator).tolist())
 
 
-def seeded_split(num_items: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Indices of a seeded train/val split; the same seed always gives the same split."""
+def seeded_split(num_items: int, val_fraction: float, seed: int,
+                 targets: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices of a seeded train/val split; the same seed always gives the same split.
+
+    With ``targets``, stratified: each class puts round(count * val_fraction) of its items into val."""
     permutation = torch.randperm(num_items, generator=torch.Generator().manual_seed(seed))
-    num_val = max(1, round(num_items * val_fraction))
-    return permutation[num_val:], permutation[:num_val]
+    if targets is None:
+        num_val = max(1, round(num_items * val_fraction))
+        return permutation[num_val:], permutation[:num_val]
+    held_out = torch.zeros(num_items, dtype=torch.bool)
+    for label in targets.unique():
+        members = permutation[targets[permutation] == label]
+        held_out[members[: round(len(members) * val_fraction)]] = True
+    return permutation[~held_out[permutation]], permutation[held_out[permutation]]
 
 
 class InMemoryDataModule(L.LightningDataModule):
@@ -103,7 +112,9 @@ class InMemoryDataModule(L.LightningDataModule):
         batch_size: samples per batch (per process under DDP).
         val_fraction: share of the training split held out for validation, in (0, 1).
         split_seed: seed of the train/val split (independent of the run's seed, so that
-            runs with different seeds are evaluated on the same validation images).
+            runs with different seeds are evaluated on the same validation images; a study whose
+            repeats draw their own split sets ``split_seed: ${seed}``).
+        stratify: draw the train/val split per class (same class shares in both).
         pad_to: pad images to this size per batch; ``None`` keeps them.
         pad_mode: ``zeros`` (centred) or ``wrap`` (the image tiled from the top-left corner,
             ``np.pad(mode="wrap")`` after it: SVHN 32 -> 64 gives a 2x2 tiling).
@@ -138,6 +149,7 @@ class InMemoryDataModule(L.LightningDataModule):
         grayscale: bool = False,
         flatten: bool = False,
         pad_mode: str = "zeros",
+        stratify: bool = False,
     ):
         super().__init__()
         for key, split in (("train_split", train_split), ("test_split", test_split)):
@@ -154,6 +166,7 @@ class InMemoryDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.val_fraction = val_fraction
         self.split_seed = split_seed
+        self.stratify = stratify
         self.pad_to = pad_to
         self.mean = torch.as_tensor(mean, dtype=torch.float32).reshape(-1, 1, 1)
         self.std = torch.as_tensor(std, dtype=torch.float32).reshape(-1, 1, 1)
@@ -202,7 +215,8 @@ class InMemoryDataModule(L.LightningDataModule):
         if stage in (None, "fit", "validate") and "train" not in self.datasets:
             self.check_files()
             images, targets = self.read_split(self.train_split)
-            train_index, val_index = self.train_val_indices(len(images))
+            train_index, val_index = (seeded_split(len(images), self.val_fraction, self.split_seed, targets)
+                                      if self.stratify else self.train_val_indices(len(images)))
             self.datasets["train"] = TensorImageDataset(images[train_index], targets[train_index])
             self.datasets["val"] = TensorImageDataset(images[val_index], targets[val_index])
         if stage in (None, "test", "predict") and "test" not in self.datasets:

@@ -2,8 +2,8 @@
 
 The 8x8 images (values 0..16) are scaled to uint8 and upscaled once, at load time, to
 ``image_size`` (32 for LeNet-5) with bilinear interpolation. The dataset has no official
-test split, so a seeded ``test_fraction`` is held out first and the train/val split is
-drawn from the rest.
+test split, so a seeded ``test_fraction`` is held out first (per class when ``stratify``)
+and the train/val split is drawn from the rest.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ class DigitsDataModule(InMemoryDataModule):
             images = F.interpolate(images, size=self.image_size, mode="bilinear", align_corners=False)
         images = images.mul(255).round().clamp(0, 255).to(torch.uint8)
         targets = torch.from_numpy(digits.target).long()
-        rest, test = seeded_split(len(images), self.test_fraction, seed=self.split_seed + 1)
+        stratum = targets if self.stratify else None
+        rest, test = seeded_split(len(images), self.test_fraction, self.split_seed + 1, stratum)
         chosen = test if split == "test" else rest
         return images[chosen], targets[chosen]

@@ -83,6 +83,7 @@ def each(check: Callable[[object], bool]) -> Callable[[object], bool]:
 
 rule("model.feature_map", lambda v: v in ("reae", "pian", "ran", "roan"), "one of reae, pian, ran, roan")
 rule("model.hidden_size", int_at_least(1), "an integer >= 1")
+rule("model.init_scale", positive, "a number > 0")
 rule("model.rho", each(open_unit_interval), "a number strictly between 0 and 1, or a list of such numbers")
 rule("model.lambdas", each(non_negative), "a number >= 0, or a non-empty list of numbers >= 0")
 rule("model.taus", each(non_negative), "a number >= 0, or a non-empty list of numbers >= 0")

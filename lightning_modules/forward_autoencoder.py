@@ -1,16 +1,19 @@
 """One forward-trained autoencoder + softmax classifier (REAN, PIAN, RAN, ROAN), run through the framework.
 
     python train.py experiment=reae_digits                      # REAE on the bundled digits, 8x8
-    python train.py experiment=reae_mnist model.feature_map=pian
+    python train.py experiment=reae_digits model.feature_map=pian model.hidden_size=64
     python train.py experiment=reae_digits model.rho=[0.1,0.2,0.4] model.hidden_size=350
 
 There is no gradient training of the network: in the single training epoch the module collects the
-training batches (Lightning has already turned them into float images), and after the last one it
-solves everything in closed form or full-batch (analysis/forward_autoencoder.py):
+training batches on the trainer's device, and after the last one it solves everything there
+(analysis/forward_autoencoder.py):
 
-    for rho in rhos (REAE only):          feature map Wp, bp  ->  H  ->  one eigendecomposition
-        for lambda in lambdas:            tied encoder We = Wd^T  ->  features g(X We^T)
-            for tau in taus (descending): classifier (warm-started)  ->  accuracy on the validation split
+    draw = one U[-1, 1] draw from the run's seed (shared by every rho and by RAN / ROAN)
+    for rho in rhos (REAE only):   feature map Wp, bp  ->  H  ->  one float64 eigendecomposition
+        for lambda in lambdas:     tied encoder We = Wd^T  ->  features g(X We^T)  ->  the classifiers of
+                                   ALL taus as one batched problem (warm-started from the previous lambda)
+                                   ->  accuracy on the validation split
+    refit (default): the chosen (rho, lambda, tau) once more on train + validation
 
 and keeps the candidate with the best validation accuracy. The solved encoder and classifier are
 buffers, so checkpoints hold them and `trainer.test(ckpt_path=best)` reproduces the run.
@@ -27,13 +30,15 @@ import torchmetrics
 
 from analysis.forward_autoencoder import (
     ACTIVATIONS,
-    CLASSIFIERS,
+    CLASSIFIER_PATHS,
     LAMBDA_GRID,
     DecoderPath,
     accuracy,
+    decoder_transpose,
     encode,
     feature_map,
     hidden,
+    random_map,
 )
 from framework.errors import ConfigError
 
@@ -51,9 +56,13 @@ class ForwardAutoencoderModule(L.LightningModule):
         rho: REAE's target mean activation, or a list chosen on the validation split (ignored by the others).
         lambdas, taus: decoder ridge and classifier L2 grids, chosen jointly on the validation split.
         activation: encoder nonlinearity, sigmoid (default) or linear.
-        classifier: softmax (multinomial logistic regression, L-BFGS) or ridge.
+        classifier: softmax (multinomial logistic regression, batched L-BFGS) or ridge.
+        classifier_dtype: float32 (default: as accurate here, and 2x faster) or float64 for the encoder
+            features and the classifier; the decoder is always float64.
+        init_scale: REAE's KL descent starts from init_scale * the RAN draw (see conf/model/forward_autoencoder.yaml).
         kl_steps, kl_lr, kl_batch_size: REAE's gradient descent on the KL constraint.
         max_iter: L-BFGS iterations of the softmax classifier.
+        refit: after the choice on the validation split, fit the chosen (rho, lambda, tau) on train + validation.
     """
 
     task = "classification"  # takes images of any shape: they are flattened
@@ -61,9 +70,12 @@ class ForwardAutoencoderModule(L.LightningModule):
     def __init__(self, feature_map: str = "reae", hidden_size: int = 750, rho: float | Sequence[float] = 0.2,
                  lambdas: Sequence[float] = LAMBDA_GRID, taus: Sequence[float] = LAMBDA_GRID,
                  activation: str = "sigmoid", classifier: str = "softmax", kl_steps: int = 100,
-                 kl_lr: float = 0.05, kl_batch_size: int = 512, max_iter: int = 200, num_classes: int = 10):
+                 kl_lr: float = 0.05, kl_batch_size: int = 512, max_iter: int = 200, num_classes: int = 10,
+                 init_scale: float = 0.1, refit: bool = True, classifier_dtype: str = "float32"):
         super().__init__()
-        for key, value, allowed in (("activation", activation, ACTIVATIONS), ("classifier", classifier, CLASSIFIERS)):
+        for key, value, allowed in (("activation", activation, ACTIVATIONS),
+                                    ("classifier", classifier, CLASSIFIER_PATHS),
+                                    ("classifier_dtype", classifier_dtype, ("float32", "float64"))):
             if value not in allowed:
                 raise ConfigError(f"Config key 'model.{key}' is {value!r}, but it must be one of {', '.join(allowed)}.")
         rho, lambdas, taus = as_list(rho), as_list(lambdas), as_list(taus)  # plain lists: checkpoints load safely
@@ -101,20 +113,22 @@ class ForwardAutoencoderModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx: int):
         images, targets = batch
-        self.train_batches.append((images.flatten(1).detach().cpu().double(), targets.detach().cpu()))
+        self.train_batches.append((images.flatten(1).detach(), targets.detach()))  # stays on the trainer's device
         if batch_idx == self.trainer.num_training_batches - 1:
-            X = torch.cat([b[0] for b in self.train_batches])
+            X = torch.cat([b[0] for b in self.train_batches]).double()
             y = torch.cat([b[1] for b in self.train_batches])
             self.train_batches.clear()
-            self.solve(X, y, *self.validation_set())
+            # trainer=gpu runs training_step under bf16 autocast; the solve chooses its own precisions
+            with torch.autocast(self.device.type, enabled=False):
+                self.solve(X, y, *self.validation_set())
             self.optimizers().step()
 
     def validation_set(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The whole validation split, through the datamodule's per-batch transform like Lightning's batches."""
+        """The whole validation split on the module's device, through the datamodule's per-batch transform."""
         datamodule = self.trainer.datamodule
         images, targets = [], []
         for batch in datamodule.val_dataloader():
-            batch_images, batch_targets = datamodule.on_after_batch_transfer(batch, 0)
+            batch_images, batch_targets = datamodule.on_after_batch_transfer([t.to(self.device) for t in batch], 0)
             images.append(batch_images.flatten(1).double())
             targets.append(batch_targets)
         return torch.cat(images), torch.cat(targets)
@@ -123,35 +137,64 @@ class ForwardAutoencoderModule(L.LightningModule):
         """(rhos, lambdas, taus); fast_dev_run checks the plumbing with the first value of each."""
         hp = self.hparams
         rhos = as_list(hp.rho) if hp.feature_map == "reae" else [float("nan")]
-        lambdas, taus = as_list(hp.lambdas), sorted(as_list(hp.taus), reverse=True)  # warm start: large tau first
+        lambdas, taus = as_list(hp.lambdas), as_list(hp.taus)
         if self._trainer is not None and self._trainer.fast_dev_run:
             return rhos[:1], lambdas[:1], taus[:1]
         return rhos, lambdas, taus
 
-    def solve(self, X: torch.Tensor, y: torch.Tensor, X_val: torch.Tensor, y_val: torch.Tensor) -> dict:
-        """Fit every candidate, keep the one with the best validation accuracy; returns it."""
+    def fit_feature_map(self, X: torch.Tensor, rho: float, draw_seed: int):
         hp = self.hparams
-        fit_classifier = CLASSIFIERS[hp.classifier]
+        draw = random_map(X.shape[1], hp.hidden_size, torch.Generator().manual_seed(draw_seed))
+        return feature_map(hp.feature_map, X, draw, rho=rho, init_scale=hp.init_scale, steps=hp.kl_steps,
+                           lr=hp.kl_lr, batch_size=hp.kl_batch_size, seed=draw_seed)  # only reae uses rho and kl_*
+
+    def solve(self, X: torch.Tensor, y: torch.Tensor, X_val: torch.Tensor, y_val: torch.Tensor,
+              draw_seed: int | None = None) -> dict:
+        """Fit every candidate on (X, y), keep the best on the validation split, refit it if asked; returns it,
+        with ``scores``: the validation accuracy of every (rho, lambda, tau).
+
+        ``draw_seed`` (default: the run's seed, torch.initial_seed()) fixes the ONE random draw that every rho
+        candidate (and RAN / ROAN with the same seed) starts from, and REAE's minibatches.
+        """
+        hp = self.hparams
+        draw_seed = torch.initial_seed() if draw_seed is None else draw_seed
+        dtype = getattr(torch, hp.classifier_dtype)
+        fit_path = CLASSIFIER_PATHS[hp.classifier]
         rhos, lambdas, taus = self.candidate_grid()
-        best = {"val_acc": -1.0}
+        best, scores = {"val_acc": -1.0}, {}
         for rho in rhos:
-            weight, bias = feature_map(hp.feature_map, X, hp.hidden_size, rho=rho, steps=hp.kl_steps,
-                                       lr=hp.kl_lr, batch_size=hp.kl_batch_size)  # only reae uses rho and kl_*
+            weight, bias = self.fit_feature_map(X, rho, draw_seed)
             path = DecoderPath(hidden(X, weight, bias), X)
+            warm = None
             for lam in lambdas:
                 encoder = path.encoder(lam)
-                train_features = encode(X, encoder, hp.activation)
-                val_features = encode(X_val, encoder, hp.activation)
-                warm = None
-                for tau in taus:
-                    warm = fit_classifier(train_features, y, tau, hp.num_classes, max_iter=hp.max_iter,
-                                          init=warm[:2] if warm else None)
-                    val_acc = accuracy(val_features, y_val, warm[0], warm[1])
+                fits = fit_path(encode(X, encoder, hp.activation, dtype), y, taus, hp.num_classes,
+                                max_iter=hp.max_iter, init=warm)
+                warm = torch.cat([fits.weight, fits.bias.unsqueeze(2)], dim=2)
+                val_features = encode(X_val, encoder, hp.activation, dtype)
+                for index, tau in enumerate(taus):
+                    val_acc = scores[rho, lam, tau] = accuracy(val_features, y_val, fits.weight[index],
+                                                               fits.bias[index])
                     if val_acc > best["val_acc"]:
                         best = {"val_acc": val_acc, "rho": rho, "lambda": lam, "tau": tau, "encoder": encoder,
-                                "classifier": warm[:2], "feature_map": (weight, bias)}
+                                "classifier": (fits.weight[index], fits.bias[index]), "feature_map": (weight, bias)}
+        if hp.refit:
+            best = self.refit(torch.cat([X, X_val]), torch.cat([y, y_val]), best, draw_seed, dtype)
         self.store(best)
-        return best
+        return {**best, "scores": scores}
+
+    def refit(self, X: torch.Tensor, y: torch.Tensor, best: dict, draw_seed: int, dtype: torch.dtype) -> dict:
+        """The chosen (rho, lambda, tau) fitted on all of (X, y), the classifier warm-started from the choice."""
+        hp = self.hparams
+        weight, bias = self.fit_feature_map(X, best["rho"], draw_seed)
+        encoder = decoder_transpose(hidden(X, weight, bias), X, best["lambda"])
+        init = torch.cat([best["classifier"][0], best["classifier"][1].unsqueeze(1)], dim=1).unsqueeze(0)
+        if init.shape[-1] != encoder.shape[0] + 1:  # PIAN's rank may differ on more data: start from zeros
+            init = None
+        fits = CLASSIFIER_PATHS[hp.classifier](encode(X, encoder, hp.activation, dtype), y, [best["tau"]],
+                                               hp.num_classes, max_iter=hp.max_iter, init=init)
+        return {**best, "encoder": encoder, "classifier": (fits.weight[0], fits.bias[0]),
+                "feature_map": (weight, bias)}
 
     def store(self, best: dict) -> None:
         weight, bias = best["feature_map"]

@@ -42,6 +42,7 @@ def test_reae_tasks_write_tables_and_figures(tmp_path):
     write_runs(sweep, runs)
     tables = evaluate(compose_config([f"runs={sweep}", "task=reae_table1"], tmp_path / "out", "evaluate"))
     assert "| REAN | 91.00 ± 1.00 |" in tables and "| RAN | 1 | 0.00119 | 3 |" in tables
+    assert "sample standard deviation (n - 1" in tables
     evaluate(compose_config([f"runs={sweep}", "task=reae_figure2"], tmp_path / "out", "evaluate"))
     assert (sweep / "reae_figure2.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -53,7 +54,7 @@ def test_the_table_says_which_checkpoint_its_metrics_describe(tmp_path):
         stored["evaluated_checkpoint"] = "best checkpoint by val/acc (max)"
     write_runs(sweep, runs)
     text = evaluate(compose_config([f"runs={sweep}", "metrics=[test/acc]"], tmp_path / "out", "evaluate"))
-    assert text.endswith("val/ and test/ metrics of each run's best checkpoint by val/acc (max).")
+    assert "val/ and test/ metrics of each run's best checkpoint by val/acc (max). ± is the sample standard" in text
 
 
 @pytest.mark.parametrize(("override", "message"), [
