@@ -158,4 +158,10 @@ class SzegedyModule(ClassificationModule):
             loss = self.net.autoencoder_loss(batch[0])
             self.log("train/ae_loss", loss, on_step=False, on_epoch=True, prog_bar=True)
             return loss
-        return super().training_step(batch, batch_idx)
+        loss = super().training_step(batch, batch_idx)
+        for callback in self.trainer.callbacks:  # e.g. callbacks/adversarial_training.py: its pool's loss
+            extra = callback.extra_loss(self.net) if hasattr(callback, "extra_loss") else None
+            if extra is not None:
+                self.log("train/extra_loss", extra, on_step=False, on_epoch=True)
+                loss = loss + extra
+        return loss

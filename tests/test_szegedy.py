@@ -87,3 +87,26 @@ def test_every_zoo_member_names_its_paper_model(make_cfg):
     assert cfg.model.net.kind == "softmax" and cfg.model.net.weight_decay == 1.0
     assert cfg.data.mean == 0.0 and cfg.data.std == 1.0 and cfg.data.pad_to is None  # the attack's [0, 1] box
     assert make_cfg("experiment=szegedy_fc123").data.train_part == "P1"
+
+
+def test_adversarial_training_pools_fill_refresh_and_train_only_the_layers_above(tmp_path):
+    from callbacks.adversarial_training import AdversarialTraining
+
+    write_mnist(tmp_path, num_train=96, num_test=8)
+    torch.manual_seed(0)
+    net = SzegedyNet(kind="fc", hidden=[12, 12])
+    module = SzegedyModule(net=net, optimizer=partial(torch.optim.Adam, lr=1e-2), param_groups="single")
+    data = MNISTDataModule(data_dir=str(tmp_path), batch_size=16, val_fraction=0.25)
+    callback = AdversarialTraining(pool_size=20, refresh_every=2, mix=8, c_steps=3, max_iter=10)
+    L.Trainer(max_epochs=2, callbacks=[callback], logger=False, enable_checkpointing=False,
+              enable_progress_bar=False, num_sanity_val_steps=0).fit(module, data)
+    assert sorted(callback.pools) == [0, 1, 2]
+    images, labels = callback.pools[0]
+    assert images.shape == (20, 1, 28, 28) and labels.shape == (20,)
+    assert images.min() >= 0 and images.max() <= 1
+    assert callback.pools[2][0].shape == (20, 12)
+    # A hidden-layer pool example trains the layers above it and leaves the ones below untouched.
+    net.zero_grad()
+    callback.pools = {2: callback.pools[2]}
+    callback.extra_loss(net).backward()
+    assert net.fc1.weight.grad is None and net.fc2.weight.grad is None and net.output.weight.grad.abs().sum() > 0
