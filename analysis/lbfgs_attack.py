@@ -286,7 +286,7 @@ def scipy_reference_rows(model, x0, target, shape, c_init, c_steps, quantized, m
                 loss = F.cross_entropy(model(point.view(1, *shape)), target[i : i + 1])
                 value = (point - x0[i]).pow(2).sum() + c * loss
                 (grad,) = torch.autograd.grad(value, point)
-                return float(value), grad.double().cpu().numpy()
+                return float(value.detach()), grad.double().cpu().numpy()
 
             solution = minimize(fun, original, jac=True, method="L-BFGS-B", bounds=[(0.0, 1.0)] * len(original),
                                 options={"maxiter": maxiter, "gtol": gtol, "ftol": ftol, "maxcor": 10})

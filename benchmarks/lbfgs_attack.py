@@ -35,7 +35,7 @@ def train_fc100(output: Path) -> Path:
 
     data_dir = os.environ.get("DATA_DIR", str(Path(__file__).resolve().parents[1] / "data"))
     cfg = compose_config([f"paths.data_dir={data_dir}", "experiment=szegedy_fc100", "data.train_size=5000",
-                          "trainer.max_epochs=4", "callbacks.progress_bar.refresh_rate=0", "logger=none"], output)
+                          "trainer.max_epochs=4", "callbacks.progress_bar.refresh_rate=0"], output)
     train(cfg)
     return output
 
