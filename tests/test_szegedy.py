@@ -110,3 +110,13 @@ def test_adversarial_training_pools_fill_refresh_and_train_only_the_layers_above
     callback.pools = {2: callback.pools[2]}
     callback.extra_loss(net).backward()
     assert net.fc1.weight.grad is None and net.fc2.weight.grad is None and net.output.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize(("override", "key"), [("data.train_part=P3", "data.train_part"),
+                                               ("model.net.kind=rnn", "model.net.kind"),
+                                               ("data.train_size=0", "data.train_size")])
+def test_bad_zoo_values_are_one_sentence_naming_the_key(make_cfg, override, key):
+    from framework.validate import ConfigError, validate
+
+    with pytest.raises(ConfigError, match=f"Config key '{key}'"):
+        validate(make_cfg("experiment=szegedy_fc100", override))
