@@ -173,20 +173,23 @@ def cross_table(cfg: DictConfig, split: str, magnify: bool, at_least: int) -> st
     runs = load_runs(cfg.runs, at_least)
     models = {run.name: run.model(device_of(cfg)) for run in runs}
     device = device_of(cfg)
-    inputs, labels = {}, None
+    inputs = {}  # row label -> (images, their labels, distortion text); runs may differ in their images
     for run in runs:
         images, labels, result = attack(run, split, cfg)
-        inputs[run.name] = (result.adversarial, f"{mean_distortion(result):.4f}")
+        inputs[run.name] = (result.adversarial, labels, f"{mean_distortion(result):.4f}")
         if magnify:
             big = magnified(images, result.adversarial)
-            inputs[f"{run.name}, magnified to stddev 0.1"] = (big, f"{float(((big - images) ** 2).mean().sqrt()):.4f}")
+            inputs[f"{run.name}, magnified to stddev 0.1"] = (big, labels,
+                                                              f"{float(((big - images) ** 2).mean().sqrt()):.4f}")
+    images, labels, _ = attack(runs[0], split, cfg)
     for stddev in (0.1,) if magnify else (0.1, 0.3):
         noisy = gaussian(images, stddev, cfg.szegedy.seed)
-        inputs[f"Gaussian noise, stddev {stddev}"] = (noisy, f"{float(((noisy - images) ** 2).mean().sqrt()):.4f}")
+        inputs[f"Gaussian noise, stddev {stddev}"] = (noisy, labels,
+                                                      f"{float(((noisy - images) ** 2).mean().sqrt()):.4f}")
     names = list(models)
     rows = ["| input | " + " | ".join(names) + " | distortion |", "|---" * (len(names) + 2) + "|"]
-    for label, (images_in, dist) in inputs.items():
-        errors = [f"{error_rate(models[name], images_in.to(device), labels):.1f}%" for name in names]
+    for label, (images_in, labels_in, dist) in inputs.items():
+        errors = [f"{error_rate(models[name], images_in.to(device), labels_in):.1f}%" for name in names]
         rows.append(f"| {label} | " + " | ".join(errors) + f" | {dist} |")
     return "\n".join(rows)
 
