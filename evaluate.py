@@ -20,6 +20,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from analysis import szegedy_study
 from analysis.mi_lr_study import study_table
 from analysis.results_table import check_keys, checkpoint_note, overridden_keys, results_table
 from framework.errors import ConfigError, reporting_user_errors, run_entry_point
@@ -93,12 +94,33 @@ def reae_figure_task(x_key: str, series_key: str, name: str) -> Callable[[DictCo
     return task
 
 
+def szegedy_task(study: Callable, name: str, figures: bool = False) -> Callable[[DictConfig], str]:
+    """A Szegedy et al. study (analysis/szegedy_study.py); figures go next to the markdown."""
+
+    def task(cfg: DictConfig) -> str:
+        runs_dir = Path(cfg.runs) if Path(cfg.runs).is_dir() else Path(cfg.runs).parent
+        return write_markdown(study(cfg, runs_dir) if figures else study(cfg), cfg, f"{name}.md")
+
+    summary = (study.__doc__ or name).strip().splitlines()[0]
+    task.__doc__ = f"""{summary}
+
+    Keys: runs, szegedy, data_dir, output.
+    """
+    return task
+
+
 TASKS: dict[str, Callable[[DictConfig], str]] = {
     "table": table_task,
     "mi_lr_study": mi_lr_study_task,
     "reae_table1": reae_table1_task,
     "reae_figure2": reae_figure_task("model.rho", "model.hidden_size", "reae_figure2"),
     "reae_figure3": reae_figure_task("model.hidden_size", "model.rho", "reae_figure3"),
+    "szegedy_table1": szegedy_task(szegedy_study.table1, "szegedy_table1"),
+    "szegedy_table2": szegedy_task(szegedy_study.table2, "szegedy_table2"),
+    "szegedy_table34": szegedy_task(szegedy_study.table34, "szegedy_table34"),
+    "szegedy_table5": szegedy_task(szegedy_study.table5, "szegedy_table5"),
+    "szegedy_figure5": szegedy_task(szegedy_study.figure5, "szegedy_figure5", figures=True),
+    "szegedy_units": szegedy_task(szegedy_study.figure_units, "szegedy_units", figures=True),
 }
 
 

@@ -89,8 +89,33 @@ def read_idx(path: Path, magic: int) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(shape)
 
 
+PARTS = ("full", "P1", "P2")
+
+
 class MNISTDataModule(InMemoryDataModule):
-    """28x28 digits; LeNet-5 configs set ``pad_to=32`` (the paper pads by 2 on each side)."""
+    """28x28 digits; LeNet-5 configs set ``pad_to=32`` (the paper pads by 2 on each side).
+
+    ``train_part``: ``full`` (all 60,000 training images) or one of the two disjoint halves ``P1`` / ``P2``
+    of Szegedy et al.'s cross-training-set study (30,000 each, drawn with ``part_seed``).
+    ``train_size``: keep only the first N images of that part (in its seeded order), for CPU-sized runs.
+    Both apply before the train/val split; the test split is always the full 10,000.
+    """
+
+    def __init__(self, train_part: str = "full", part_seed: int = 0, train_size: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if train_part not in PARTS:
+            raise ValueError(f"Config key 'data.train_part' is {train_part!r}, but it must be one of "
+                             f"{', '.join(PARTS)}.")
+        self.train_part, self.part_seed, self.train_size = train_part, part_seed, train_size
+
+    def part_indices(self, num_items: int) -> torch.Tensor:
+        """Indices of the chosen training part: P1 and P2 are the two halves of one seeded permutation."""
+        if self.train_part == "full" and self.train_size is None:
+            return torch.arange(num_items)
+        order = torch.randperm(num_items, generator=torch.Generator().manual_seed(self.part_seed))
+        half = num_items // 2
+        part = {"full": order, "P1": order[:half], "P2": order[half : 2 * half]}[self.train_part]
+        return part[: self.train_size] if self.train_size is not None else part
 
     image_shape = (1, 28, 28)
 
@@ -145,4 +170,8 @@ class MNISTDataModule(InMemoryDataModule):
                 f"{self.raw_dir() / image_file} holds {len(images)} images but {label_file} holds "
                 f"{len(labels)} labels; delete both and download MNIST again."
             )
-        return torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
+        images, labels = torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
+        if split == "train":
+            keep = self.part_indices(len(images))
+            images, labels = images[keep], labels[keep]
+        return images, labels

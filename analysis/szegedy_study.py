@@ -1,0 +1,294 @@
+"""The studies of Szegedy et al. 2014 on trained runs: Tables 1-5, Figures 1-2 and 5 (evaluate.py tasks).
+
+Every task takes ``runs`` (a run or multirun directory of classifier runs, e.g. ``experiment=szegedy_*``) and
+the ``szegedy`` block of conf/evaluate.yaml (how many examples, c search rounds, seed). Adversarial examples
+are cached per run in ``<run>/attacks/<split>_<examples>_<c_steps>_<seed>.pt`` (an AttackResult), so Tables 1
+and 2 share one attack per model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from analysis.lbfgs_attack import AttackInputError, AttackResult, lbfgs_attack
+from analysis.spectral import alexnet_conv_bounds, network_bounds
+from framework.results import load_results
+from lightning_modules.classifier import ClassificationModule
+
+# The paper's Table 1 (train error %, test error %, average minimum distortion) and Table 5 (AlexNet).
+PAPER_TABLE1 = {"softmax1": (6.7, 7.4, 0.062), "softmax2": (10, 9.4, 0.1), "softmax3": (21.2, 20, 0.14),
+                "fc100": (0, 1.64, 0.058), "fc200": (0, 1.54, 0.065), "ae400": (0.57, 1.9, 0.086)}
+PAPER_ALEXNET = (2.75, 10, 7, 7.5, 11)
+
+
+class PixelModel(nn.Module):
+    """A trained classifier as a function of [0, 1] pixels: the run's per-batch padding and normalisation
+    (datamodules/base.py ``to_float``) in front of the network, so the attack's box is the pixel box."""
+
+    def __init__(self, module: nn.Module, data: DictConfig):
+        super().__init__()
+        self.module, self.pad_to, self.flatten = module, data.get("pad_to"), data.get("flatten", False)
+        self.register_buffer("mean", torch.as_tensor(data.get("mean", 0.0), dtype=torch.float32).reshape(-1, 1, 1))
+        self.register_buffer("std", torch.as_tensor(data.get("std", 1.0), dtype=torch.float32).reshape(-1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pad_to is not None:
+            height, width = x.shape[-2:]
+            top, left = (self.pad_to - height) // 2, (self.pad_to - width) // 2
+            x = F.pad(x, (left, self.pad_to - width - left, top, self.pad_to - height - top))
+        x = (x - self.mean) / self.std
+        return self.module(x.flatten(1) if self.flatten else x)
+
+
+@dataclass
+class Run:
+    name: str
+    path: Path
+    config: DictConfig
+    checkpoint: Path
+
+    def model(self, device: torch.device) -> PixelModel:
+        module = instantiate(self.config.model)
+        state = torch.load(self.checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+        module.load_state_dict(state)
+        return PixelModel(module, self.config.data).to(device).eval().requires_grad_(False)
+
+    def images(self, split: str, limit: int | None = None, data_dir: str | None = None):
+        """[0, 1] float images and labels of this run's training part (``train``) or the test set."""
+        data = OmegaConf.to_container(self.config.data, resolve=True)
+        data |= {"data_dir": data_dir or data["data_dir"]}
+        datamodule = instantiate(data)
+        datamodule.setup("fit" if split == "train" else "test")
+        dataset = datamodule.datasets[split]
+        images, labels = dataset.images[:limit], dataset.targets[:limit]
+        return images.float() / 255, labels
+
+
+def run_name(config: DictConfig) -> str:
+    name = str(config.get("experiment_name", "run")).removeprefix("szegedy_")
+    part = OmegaConf.select(config, "data.train_part", default="full")
+    return name if part in (None, "full") else f"{name}@{part}"
+
+
+def load_runs(runs: str, at_least: int = 1) -> list[Run]:
+    """Every classifier run under ``runs``, checked before any work (one sentence per problem)."""
+    found = []
+    for result in load_results(runs):
+        config = OmegaConf.create(result["config"])
+        target = str(OmegaConf.select(config, "model._target_", default=""))
+        module_class = _import(target)
+        if not (isinstance(module_class, type) and issubclass(module_class, ClassificationModule)):
+            raise AttackInputError(f"The run {result['path']} trained {target}, which has no differentiable "
+                                   f"classification loss to attack; give runs of classifier models.")
+        checkpoint = Path(result.get("best_checkpoint") or Path(result["path"]) / "checkpoints" / "last.ckpt")
+        if not checkpoint.is_file():
+            raise FileNotFoundError(f"The run {result['path']} has no checkpoint {checkpoint}; train it again.")
+        found.append(Run(run_name(config), Path(result["path"]), config, checkpoint))
+    if len(found) < at_least:
+        raise FileNotFoundError(f"{runs} holds {len(found)} run(s), but this study compares at least {at_least}; "
+                                f"train the missing runs first (see docs/attacks.md).")
+    return sorted(found, key=lambda run: run.name)
+
+
+def _import(target: str):
+    from hydra.utils import get_object
+
+    try:
+        return get_object(target)
+    except Exception:  # an unknown class is reported by the caller as "not a classifier"
+        return None
+
+
+def device_of(cfg: DictConfig) -> torch.device:
+    choice = cfg.szegedy.get("device", "auto")
+    return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if choice == "auto" else choice)
+
+
+def attack(run: Run, split: str, cfg: DictConfig) -> tuple[torch.Tensor, torch.Tensor, AttackResult]:
+    """Untargeted (best of all targets) attack on the first ``examples`` images of ``split``, cached."""
+    options = cfg.szegedy
+    images, labels = run.images(split, options.examples, cfg.get("data_dir"))
+    cache = run.path / "attacks" / f"{split}_{options.examples}_{options.c_steps}_{options.seed}.pt"
+    if cache.is_file():
+        return images, labels, AttackResult.load(cache)
+    device = device_of(cfg)
+    result = lbfgs_attack(run.model(device), images.to(device), labels.to(device), targets="all", seed=options.seed,
+                          c_steps=options.c_steps, batch_size=options.batch_size, progress=True)
+    result.save(cache)
+    return images, labels, AttackResult.load(cache)
+
+
+@torch.no_grad()
+def error_rate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, chunk: int = 5000) -> float:
+    device = next(iter(model.buffers())).device
+    wrong = sum(int((model(images[i : i + chunk].to(device)).argmax(1).cpu() != labels[i : i + chunk]).sum())
+                for i in range(0, len(images), chunk))
+    return 100.0 * wrong / len(images)
+
+
+def table1(cfg: DictConfig) -> str:
+    """Per model: training error, test error, average minimum distortion to reach 0% accuracy."""
+    runs = load_runs(cfg.runs)
+    rows = ["| model | train error % | test error % | av. min. distortion | success | paper (train / test / dist.) |",
+            "|---|---|---|---|---|---|"]
+    for run in runs:
+        model = run.model(device_of(cfg))
+        train_error = error_rate(model, *run.images("train", data_dir=cfg.get("data_dir")))
+        test_error = error_rate(model, *run.images("test", data_dir=cfg.get("data_dir")))
+        _, _, result = attack(run, "train", cfg)
+        paper = PAPER_TABLE1.get(run.name)
+        paper_text = f"{paper[0]} / {paper[1]} / {paper[2]}" if paper else "-"
+        rows.append(f"| {run.name} | {train_error:.2f} | {test_error:.2f} | {mean_distortion(result):.4f} | "
+                    f"{int(result.success.sum())}/{len(result.success)} | {paper_text} |")
+    return "\n".join(rows)
+
+
+def mean_distortion(result: AttackResult) -> float:
+    """Average over examples of the minimum distortion (0 for the ones already misclassified)."""
+    return float(result.distortion[result.success].sum() / len(result.success))
+
+
+def gaussian(images: torch.Tensor, stddev: float, seed: int) -> torch.Tensor:
+    noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(seed))
+    return (images + stddev * noise).clamp(0, 1)
+
+
+def magnified(images: torch.Tensor, adversarial: torch.Tensor, stddev: float = 0.1) -> torch.Tensor:
+    """x + stddev sqrt(n) r / ||r||, clipped: the perturbation's direction at a per-pixel stddev of ``stddev``."""
+    r = (adversarial - images).flatten(1)
+    scale = stddev * math.sqrt(r.shape[1]) / r.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return (images + (r * scale).view_as(images)).clamp(0, 1)
+
+
+def cross_table(cfg: DictConfig, split: str, magnify: bool, at_least: int) -> str:
+    """Rows: the inputs (each model's adversarial examples, Gaussian noise); columns: error % of every model."""
+    runs = load_runs(cfg.runs, at_least)
+    models = {run.name: run.model(device_of(cfg)) for run in runs}
+    device = device_of(cfg)
+    inputs = {}  # row label -> (images, their labels, distortion text); runs may differ in their images
+    for run in runs:
+        images, labels, result = attack(run, split, cfg)
+        inputs[run.name] = (result.adversarial, labels, f"{mean_distortion(result):.4f}")
+        if magnify:
+            big = magnified(images, result.adversarial)
+            inputs[f"{run.name}, magnified to stddev 0.1"] = (big, labels,
+                                                              f"{float(((big - images) ** 2).mean().sqrt()):.4f}")
+    images, labels, _ = attack(runs[0], split, cfg)
+    for stddev in (0.1,) if magnify else (0.1, 0.3):
+        noisy = gaussian(images, stddev, cfg.szegedy.seed)
+        inputs[f"Gaussian noise, stddev {stddev}"] = (noisy, labels,
+                                                      f"{float(((noisy - images) ** 2).mean().sqrt()):.4f}")
+    names = list(models)
+    rows = ["| input | " + " | ".join(names) + " | distortion |", "|---" * (len(names) + 2) + "|"]
+    for label, (images_in, labels_in, dist) in inputs.items():
+        errors = [f"{error_rate(models[name], images_in.to(device), labels_in):.1f}%" for name in names]
+        rows.append(f"| {label} | " + " | ".join(errors) + f" | {dist} |")
+    return "\n".join(rows)
+
+
+def table2(cfg: DictConfig) -> str:
+    """Cross-model generalisation: adversarial training-set examples of each model, error % of every model."""
+    return cross_table(cfg, "train", magnify=False, at_least=2)
+
+
+def table34(cfg: DictConfig) -> str:
+    """Cross-training-set generalisation (P1 / P2 runs): adversarial test-set examples, also magnified."""
+    return cross_table(cfg, "test", magnify=True, at_least=2)
+
+
+def table5(cfg: DictConfig) -> str:
+    """Per-layer upper Lipschitz bounds of every zoo model, and of the ImageNet AlexNet's convolutions."""
+    runs = load_runs(cfg.runs)
+    lines = ["| model | layer | size | operator norm | activation | upper bound |", "|---|---|---|---|---|---|"]
+    for run in runs:
+        net = run.model(torch.device("cpu")).module.net
+        if not hasattr(net, "layer_names"):
+            continue
+        for row in network_bounds(net):
+            lines.append(f"| {run.name} | {row['layer']} | {row['size']} | {row['sigma']:.3f} | {row['activation']} "
+                         f"| {row['bound']:.3f} |")
+    return "\n".join(lines) + "\n\n" + alexnet_table(cfg.szegedy.get("alexnet", True))
+
+
+def alexnet_table(enabled: bool) -> str:
+    if not enabled:
+        return "AlexNet: skipped (szegedy.alexnet=false)."
+    try:
+        from framework.pretrained import alexnet_features  # written on another branch; loaded only here
+
+        features = alexnet_features("imagenet")
+    except Exception as error:  # ImportError, or the weights loader's own one-sentence error
+        return f"AlexNet: not computed ({type(error).__name__}: {error})."
+    rows = alexnet_conv_bounds(features.eval())
+    lines = ["| AlexNet (torchvision, ImageNet) | size | upper bound | method | paper (96/256/384/384/256 channels) |",
+             "|---|---|---|---|---|"]
+    for row, paper in zip(rows, PAPER_ALEXNET, strict=False):
+        lines.append(f"| {row['layer']} | {row['size']} | {row['sigma']:.2f} | {row['method']} | {paper} |")
+    return "\n".join(lines)
+
+
+def save_grid(tiles: torch.Tensor, columns: int, path: Path, title: str) -> Path:
+    """Tiles [N, 1, H, W] in [0, 1] as one grayscale PNG grid."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from torchvision.utils import make_grid
+
+    grid = make_grid(tiles.clamp(0, 1), nrow=columns, padding=2, pad_value=1.0)[0]
+    fig, ax = plt.subplots(figsize=(columns * 0.6 + 0.5, grid.shape[0] / grid.shape[1] * columns * 0.6 + 0.7))
+    ax.imshow(grid.numpy(), cmap="gray", vmin=0, vmax=1)
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def figure5(cfg: DictConfig, output_dir: Path) -> str:
+    """Per model: rows of (original, difference magnified 10x around grey, adversarial) for 8 examples."""
+    lines = []
+    for run in load_runs(cfg.runs):
+        images, _, result = attack(run, "train", cfg)
+        keep = result.success & (result.distortion > 0)
+        x, adv = images[keep][:8], result.adversarial[keep][:8]
+        tiles = torch.stack([x, (0.5 + 10 * (adv - x)), adv], 1).flatten(0, 1)
+        png = save_grid(tiles, 6, output_dir / f"szegedy_figure5_{run.name}.png",
+                        f"{run.name}: original | difference x10 | adversarial")
+        targets = ", ".join(str(int(t)) for t in result.target[keep][:8])
+        lines.append(f"{run.name}: targets {targets}, mean distortion {float(result.distortion[keep][:8].mean()):.4f}"
+                     f"\n\n![{run.name}]({png.name})")
+    return "\n\n".join(lines)
+
+
+@torch.no_grad()
+def figure_units(cfg: DictConfig, output_dir: Path) -> str:
+    """Figures 1-2: the test images that most activate natural-basis units e_i and random directions v."""
+    options, lines = cfg.szegedy, []
+    for run in load_runs(cfg.runs):
+        net = run.model(torch.device("cpu")).module.net
+        if not hasattr(net, "hidden_representations") or len(net.layer_names) < 2:
+            continue
+        images, _ = run.images("test", data_dir=cfg.get("data_dir"))
+        layer = min(options.get("layer", 0), len(net.layer_names) - 2)
+        h = torch.cat([net.hidden_representations(images[i : i + 2000])[layer] for i in range(0, len(images), 2000)])
+        generator = torch.Generator().manual_seed(options.seed)
+        units = torch.randperm(h.shape[1], generator=generator)[:4]
+        directions = torch.randn(h.shape[1], 4, generator=generator)
+        for kind, scores in (("natural basis e_i", h[:, units]), ("random direction v", h @ directions)):
+            top = scores.topk(8, dim=0).indices.T.flatten()  # 4 rows of 8 images
+            tag = "natural" if kind.startswith("natural") else "random"
+            png = save_grid(images[top], 8, output_dir / f"szegedy_units_{run.name}_{tag}.png",
+                            f"{run.name}, layer {net.layer_names[layer]}: {kind}")
+            lines.append(f"{run.name} ({net.layer_names[layer]}), {kind}: ![{tag}]({png.name})")
+    return "\n\n".join(lines)

@@ -1,0 +1,92 @@
+"""Adversarial training (Szegedy et al. 2014, section 4.2): a pool of adversarial examples mixed into every batch.
+
+One pool per representation: the input image (layer 0) and the output of every hidden layer of a
+``SzegedyNet``. Every ``refresh_every`` training batches a random ``refresh_fraction`` of each pool is replaced
+by new adversarial examples of the current network, made from the current batch with the batched L-BFGS attack
+(random wrong targets; hidden representations are attacked inside the box of their activation, [0, 1] for
+sigmoid units, [0, inf) for ReLU). Every batch, ``mix`` examples of each pool join the loss: an input example
+runs through the whole network, a hidden one through the layers above it only (the paper: adversarial examples
+"for each layer output ... used to train all the layers above").
+
+The module asks for the extra term: ``SzegedyModule.training_step`` adds ``callback.extra_loss(net)`` of every
+callback that has one. Use it with a mini-batch optimizer (Adam, SGD): the pool sample changes every call, which
+full-batch L-BFGS (several closure calls per step) cannot absorb.
+
+    callbacks:
+      adversarial_training:
+        _target_: callbacks.adversarial_training.AdversarialTraining
+        pool_size: 1000
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from analysis.lbfgs_attack import attack_rows, choose_targets
+
+
+class AdversarialTraining(L.Callback):
+    def __init__(self, pool_size: int = 1000, refresh_every: int = 10, refresh_fraction: float = 0.1,
+                 mix: int = 32, weight: float = 1.0, layers: list[int] | None = None, c_steps: int = 4,
+                 max_iter: int = 30, seed: int = 0):
+        self.pool_size, self.refresh_every, self.refresh_fraction = pool_size, refresh_every, refresh_fraction
+        self.mix, self.weight, self.layers, self.c_steps, self.max_iter = mix, weight, layers, c_steps, max_iter
+        self.generator = torch.Generator().manual_seed(seed)
+        self.pools: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # layer -> (representations, labels)
+        self.steps = 0
+
+    def representation(self, net, images: torch.Tensor, layer: int) -> torch.Tensor:
+        return images if layer == 0 else net.hidden_representations(images)[layer - 1]
+
+    @torch.no_grad()
+    def adversarial(self, net, images, labels, layer: int) -> torch.Tensor:
+        """Adversarial versions of the representations entering layer ``layer``, random wrong targets."""
+        h = self.representation(net, images, layer)
+        shape = h.shape[1:]
+        upper = 1.0 if layer == 0 or net.kind != "conv" else float("inf")
+
+        def head(points):
+            return net.forward_from(points.view(-1, *shape), layer)
+
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=self.generator))
+        targets = choose_targets(head, h, labels, "random", seed=seed)
+        found, _, success = attack_rows(head, h.flatten(1), targets, shape, 0.01, self.c_steps, quantized=layer == 0,
+                                        max_iter=self.max_iter, upper=upper)
+        return torch.where(success[:, None], found, h.flatten(1)).view_as(h)
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        images, labels = batch  # already on the device and converted (on_after_batch_transfer)
+        net = module.net
+        layers = self.layers if self.layers is not None else list(range(len(net.layer_names)))
+        refresh = self.steps % self.refresh_every == 0
+        self.steps += 1
+        if not refresh:
+            return
+        was_training = net.training
+        net.eval()
+        for layer in layers:
+            new = self.adversarial(net, images, labels, layer)
+            if layer not in self.pools:
+                self.pools[layer] = (new, labels.clone())
+                continue
+            pool, pool_labels = self.pools[layer]
+            if len(pool) < self.pool_size:  # still filling up
+                self.pools[layer] = (torch.cat([pool, new])[: self.pool_size], torch.cat([pool_labels, labels])[
+                    : self.pool_size])
+                continue
+            count = min(len(new), max(1, round(self.refresh_fraction * len(pool))))
+            slots = torch.randperm(len(pool), generator=self.generator)[:count].to(pool.device)
+            pool[slots], pool_labels[slots] = new[:count], labels[:count]
+        net.train(was_training)
+
+    def extra_loss(self, net) -> torch.Tensor | None:
+        """Mean cross-entropy of ``mix`` pool examples per layer, each through the layers above its own."""
+        if not self.pools:
+            return None
+        losses = []
+        for layer, (pool, labels) in self.pools.items():
+            pick = torch.randint(0, len(pool), (min(self.mix, len(pool)),), generator=self.generator).to(pool.device)
+            losses.append(F.cross_entropy(net.forward_from(pool[pick], layer), labels[pick]))
+        return self.weight * torch.stack(losses).mean()

@@ -1,0 +1,152 @@
+"""The batched box-constrained L-BFGS attack (analysis/lbfgs_attack.py) on a small trained softmax model."""
+
+import pytest
+import torch
+from scipy.optimize import minimize
+from sklearn.datasets import load_digits
+
+from analysis.lbfgs_attack import (
+    AttackInputError,
+    AttackResult,
+    attack_rows,
+    batched_lbfgsb,
+    distortion,
+    lbfgs_attack,
+    scipy_reference_rows,
+)
+
+
+@pytest.fixture(scope="module")
+def softmax_model():
+    """A softmax (one linear layer) trained to convergence on scikit-learn's 8x8 digits, pixels in [0, 1]."""
+    digits = load_digits()
+    images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16
+    labels = torch.tensor(digits.target)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    optimizer = torch.optim.LBFGS(model.parameters(), max_iter=50, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(images), labels) + 1e-3 * model[1].weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    model.requires_grad_(False).eval()
+    correct = model(images).argmax(1) == labels
+    assert correct.float().mean() > 0.95
+    return model, images[correct][:24], labels[correct][:24]
+
+
+@pytest.mark.parametrize("targets", ["all", "runner_up", "random"])
+def test_every_success_is_classified_as_its_target_inside_the_box(softmax_model, targets, tmp_path):
+    model, images, labels = softmax_model
+    result = lbfgs_attack(model, images, labels, targets=targets, seed=3)
+    assert result.success.all()
+    predicted = model(result.adversarial).argmax(1)
+    assert torch.equal(predicted, result.target) and not (result.target == labels).any()
+    assert result.adversarial.min() >= 0 and result.adversarial.max() <= 1
+    torch.testing.assert_close(result.adversarial * 255, (result.adversarial * 255).round())  # uint8-exact
+    torch.testing.assert_close(result.distortion, ((result.adversarial - images) ** 2).mean((1, 2, 3)).sqrt())
+    assert (result.c > 0).all()
+    loaded = AttackResult.load(result.save(tmp_path / "attack.pt"))
+    assert torch.equal(loaded.adversarial, result.adversarial) and torch.equal(loaded.target, result.target)
+
+
+def test_untargeted_is_the_best_of_the_targeted_attacks(softmax_model):
+    model, images, labels = softmax_model
+    images, labels = images[:3], labels[:3]
+    best = lbfgs_attack(model, images, labels, targets="all", c_steps=6)
+    for target in range(10):
+        keep = labels != target
+        single = lbfgs_attack(model, images[keep], labels[keep], targets="chosen", chosen=target, c_steps=6)
+        assert (best.distortion[keep] <= single.distortion + 1e-6).all()
+
+
+def test_random_targets_are_seeded(softmax_model):
+    model, images, labels = softmax_model
+    a = lbfgs_attack(model, images[:8], labels[:8], targets="random", seed=5, c_steps=1)
+    b = lbfgs_attack(model, images[:8], labels[:8], targets="random", seed=5, c_steps=1)
+    assert torch.equal(a.target, b.target) and torch.equal(a.adversarial, b.adversarial)
+
+
+def test_inner_solution_matches_scipy_lbfgsb_per_example(softmax_model):
+    """For a softmax model the inner problem ||x'-x||^2 + c CE(Wx'+b, l) is strongly convex (modulus 2), so the
+    minimiser in the box is unique; both solvers stop at a projected gradient of ~1e-5, which bounds the
+    distance to it by ~sqrt(64) 1e-5 / 2: the distortions agree to 1e-4 absolute."""
+    model, images, labels = softmax_model
+    x0 = images[:8].flatten(1)
+    target = (labels[:8] + 1) % 10
+    c = torch.linspace(0.5, 20, 8)
+
+    def objective(points, rows):
+        loss = torch.nn.functional.cross_entropy(model(points), target[rows], reduction="none")
+        return (points - x0[rows]).pow(2).sum(1) + c[rows] * loss
+
+    ours = batched_lbfgsb(objective, x0, max_iter=300, gtol=1e-6)
+    for i in range(8):
+        def fun(z, i=i):
+            point = torch.tensor(z, dtype=torch.float32, requires_grad=True)
+            value = objective(point[None], torch.tensor([i]))[0]
+            return float(value.detach()), torch.autograd.grad(value, point)[0].double().numpy()
+
+        reference = minimize(fun, x0[i].double().numpy(), jac=True, method="L-BFGS-B", bounds=[(0, 1)] * 64,
+                             options={"gtol": 1e-6, "ftol": 1e-12, "maxiter": 300})
+        reference = torch.tensor(reference.x, dtype=torch.float32)
+        assert float(objective(ours[i : i + 1], torch.tensor([i]))) <= reference_value(objective, reference, i) + 1e-4
+        torch.testing.assert_close(distortion(ours[i : i + 1], x0[i : i + 1]),
+                                   distortion(reference[None], x0[i : i + 1]), atol=1e-4, rtol=0)
+
+
+def reference_value(objective, point, i):
+    return float(objective(point[None], torch.tensor([i])))
+
+
+def test_whole_c_search_matches_the_per_example_scipy_attack(softmax_model):
+    """Same objective, same c schedule; rows differ only where a minimiser lies within solver tolerance of the
+    decision boundary at a bisection step, which moves that row's c by one bisection interval: the mean
+    distortion agrees within 2%."""
+    model, images, labels = softmax_model
+    x0, target = images[:6].flatten(1), (labels[:6] + 3) % 10
+    ours = attack_rows(model, x0, target, (64,), 0.01, 8, True)
+    reference = scipy_reference_rows(model, x0, target, (64,), 0.01, 8, True)
+    assert ours[2].all() and reference[2].all()
+    ratio = distortion(ours[0], x0).mean() / distortion(reference[0], x0).mean()
+    assert abs(float(ratio) - 1) < 0.02
+
+
+def test_c_search_returns_the_smallest_successful_c_of_a_problem_solved_by_hand():
+    """One pixel x0 = 0.2, scores (0, w (x - 1/2)): class 1 iff x > 1/2. The minimiser of
+    r^2 + c softplus(-w (x0 + r - 1/2)) satisfies 2r = c w sigmoid(-w (x0 + r - 1/2)), increasing in c; it reaches
+    the boundary r = 0.3 where sigmoid = 1/2, at c* = 1.2 / w. With w = 10, c* = 0.12."""
+    w = 10.0
+
+    def model(x):
+        x = x.flatten(1)
+        return torch.cat([torch.zeros_like(x), w * (x - 0.5)], 1)
+
+    x0 = torch.tensor([[0.2]])
+    best_x, best_c, success = attack_rows(model, x0, torch.tensor([1]), (1,), 0.01, 16, False, gtol=1e-8)
+    # c = 0.01, 0.1 fail, 1 succeeds; 13 bisections of [0.1, 1] leave an interval of 0.9 / 2^13 = 1.1e-4.
+    assert success.all() and 0.12 <= float(best_c) <= 0.12 + 1.2e-4
+    assert 0.5 < float(best_x) < 0.5 + 1e-3
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"targets": "chosen", "chosen": 10}, "out of range"),
+    ({"targets": "chosen", "chosen": -1}, "out of range"),
+    ({"targets": "chosen", "chosen": "same"}, "equals its true label"),
+    ({"c_init": 0.0}, "must be a number > 0"),
+    ({"targets": "nearest"}, "must be one of"),
+])
+def test_bad_input_is_one_sentence_before_any_work(softmax_model, kwargs, message):
+    model, images, labels = softmax_model
+    if kwargs.get("chosen") == "same":
+        kwargs = kwargs | {"chosen": labels[:3]}
+
+    def untouchable(x):
+        raise AssertionError("the model ran before the input was checked")
+
+    with pytest.raises(AttackInputError, match=message):
+        lbfgs_attack(untouchable, images[:3], labels[:3], **kwargs)

@@ -1,0 +1,122 @@
+"""The Szegedy et al. MNIST model zoo (lightning_modules/szegedy.py) and its data option (P1/P2 halves)."""
+
+from functools import partial
+
+import lightning as L
+import pytest
+import torch
+
+from datamodules.mnist import MNISTDataModule
+from lightning_modules.szegedy import SzegedyModule, SzegedyNet
+from tests.dataset_files import write_mnist
+
+
+def test_weight_decay_is_lambda_over_units_times_sum_of_squared_weights():
+    net = SzegedyNet(kind="fc", hidden=[7, 5], weight_decay=[0.3, 0.02, 1.5])
+    expected = (0.3 / 7 * net.fc1.weight.pow(2).sum() + 0.02 / 5 * net.fc2.weight.pow(2).sum()
+                + 1.5 / 10 * net.output.weight.pow(2).sum())
+    torch.testing.assert_close(net.weight_penalty(), expected)
+    x, y = torch.rand(4, 1, 28, 28), torch.tensor([1, 2, 3, 4])
+    scores = net(x)
+    torch.testing.assert_close(net.loss(scores, y), torch.nn.functional.cross_entropy(scores, y) + expected)
+
+
+@pytest.mark.parametrize(("kind", "hidden", "layers", "representation_sizes"), [
+    ("softmax", [], ["output"], []),
+    ("fc", [123, 456], ["fc1", "fc2", "output"], [123, 456]),
+    ("ae", [400], ["encoder", "output"], [400]),
+    ("conv", [100], ["conv", "fc1", "output"], [32 * 12 * 12, 100]),
+])
+def test_every_kind_maps_mnist_images_to_ten_scores(kind, hidden, layers, representation_sizes):
+    net = SzegedyNet(kind=kind, hidden=hidden).eval()
+    x = torch.rand(3, 1, 28, 28)
+    assert net(x).shape == (3, 10) and net.layer_names == layers
+    hidden_outputs = net.hidden_representations(x)
+    assert [h.shape[1] for h in hidden_outputs] == representation_sizes
+    # Scores from any hidden representation equal the full forward pass (what adversarial training relies on).
+    for start, h in enumerate(hidden_outputs, 1):
+        torch.testing.assert_close(net.forward_from(h, start), net(x))
+
+
+def test_wrong_weight_decay_length_names_the_key():
+    with pytest.raises(ValueError, match="model.net.weight_decay"):
+        SzegedyNet(kind="fc", hidden=[10, 10], weight_decay=[1e-5, 1e-5])
+
+
+def test_p1_and_p2_are_disjoint_halves_and_train_size_takes_a_prefix(tmp_path):
+    write_mnist(tmp_path, num_train=40, num_test=4)
+    images = {}
+    for part in ("P1", "P2", "full"):
+        dm = MNISTDataModule(data_dir=str(tmp_path), train_part=part, part_seed=3)
+        images[part] = {bytes(image.numpy()) for image in dm.load_split("train")[0]}
+    assert len(images["P1"]) == len(images["P2"]) == 20 and not images["P1"] & images["P2"]
+    assert images["P1"] | images["P2"] == images["full"]
+    small = MNISTDataModule(data_dir=str(tmp_path), train_part="P2", part_seed=3, train_size=5).load_split("train")
+    assert {bytes(image.numpy()) for image in small[0]} <= images["P2"] and len(small[0]) == 5
+    assert len(MNISTDataModule(data_dir=str(tmp_path), train_part="P1").load_split("test")[0]) == 4
+
+
+class Snapshots(L.Callback):
+    def __init__(self):
+        self.encoder, self.output = [], []
+
+    def on_train_epoch_end(self, trainer, module):
+        self.encoder.append(module.net.encoder.weight.detach().clone())
+        self.output.append(module.net.output.weight.detach().clone())
+
+
+def test_autoencoder_is_pretrained_then_frozen_while_the_softmax_trains(tmp_path):
+    write_mnist(tmp_path, num_train=64, num_test=8)
+    torch.manual_seed(0)
+    net = SzegedyNet(kind="ae", hidden=[16])
+    module = SzegedyModule(net=net, optimizer=partial(torch.optim.LBFGS, max_iter=5), pretrain_epochs=2,
+                           param_groups="single")
+    data = MNISTDataModule(data_dir=str(tmp_path), batch_size=64, val_fraction=0.25)
+    snapshots, start = Snapshots(), net.encoder.weight.detach().clone()
+    L.Trainer(max_epochs=4, callbacks=[snapshots], logger=False, enable_checkpointing=False,
+              enable_progress_bar=False, num_sanity_val_steps=0).fit(module, data)
+    encoder, output = snapshots.encoder, snapshots.output
+    assert not torch.equal(encoder[0], start) and not torch.equal(encoder[1], encoder[0])  # pre-training
+    assert torch.equal(output[1], output[0])  # the softmax waits for its code
+    assert torch.equal(encoder[3], encoder[1]) and torch.equal(encoder[2], encoder[1])  # then frozen
+    assert not torch.equal(output[3], output[1])  # while the softmax trains
+
+
+def test_every_zoo_member_names_its_paper_model(make_cfg):
+    cfg = make_cfg("experiment=szegedy_softmax3")
+    assert cfg.model.net.kind == "softmax" and cfg.model.net.weight_decay == 1.0
+    assert cfg.data.mean == 0.0 and cfg.data.std == 1.0 and cfg.data.pad_to is None  # the attack's [0, 1] box
+    assert make_cfg("experiment=szegedy_fc123").data.train_part == "P1"
+
+
+def test_adversarial_training_pools_fill_refresh_and_train_only_the_layers_above(tmp_path):
+    from callbacks.adversarial_training import AdversarialTraining
+
+    write_mnist(tmp_path, num_train=96, num_test=8)
+    torch.manual_seed(0)
+    net = SzegedyNet(kind="fc", hidden=[12, 12])
+    module = SzegedyModule(net=net, optimizer=partial(torch.optim.Adam, lr=1e-2), param_groups="single")
+    data = MNISTDataModule(data_dir=str(tmp_path), batch_size=16, val_fraction=0.25)
+    callback = AdversarialTraining(pool_size=20, refresh_every=2, mix=8, c_steps=3, max_iter=10)
+    L.Trainer(max_epochs=2, callbacks=[callback], logger=False, enable_checkpointing=False,
+              enable_progress_bar=False, num_sanity_val_steps=0).fit(module, data)
+    assert sorted(callback.pools) == [0, 1, 2]
+    images, labels = callback.pools[0]
+    assert images.shape == (20, 1, 28, 28) and labels.shape == (20,)
+    assert images.min() >= 0 and images.max() <= 1
+    assert callback.pools[2][0].shape == (20, 12)
+    # A hidden-layer pool example trains the layers above it and leaves the ones below untouched.
+    net.zero_grad()
+    callback.pools = {2: callback.pools[2]}
+    callback.extra_loss(net).backward()
+    assert net.fc1.weight.grad is None and net.fc2.weight.grad is None and net.output.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize(("override", "key"), [("data.train_part=P3", "data.train_part"),
+                                               ("model.net.kind=rnn", "model.net.kind"),
+                                               ("data.train_size=0", "data.train_size")])
+def test_bad_zoo_values_are_one_sentence_naming_the_key(make_cfg, override, key):
+    from framework.validate import ConfigError, validate
+
+    with pytest.raises(ConfigError, match=f"Config key '{key}'"):
+        validate(make_cfg("experiment=szegedy_fc100", override))

@@ -1,0 +1,72 @@
+"""evaluate.py's szegedy_* tasks on tiny runs trained through train.py on the fixture MNIST files."""
+
+import pytest
+import torch
+
+from analysis.lbfgs_attack import AttackInputError
+from analysis.szegedy_study import magnified
+from evaluate import evaluate
+from framework.compose import compose_config
+from framework.results import write_json_atomic
+from train import train
+
+
+@pytest.fixture(scope="module")
+def zoo(tmp_path_factory, data_root):
+    """A softmax and an FC net, each trained for 3 full-batch L-BFGS steps on 200 fixture images."""
+    root = tmp_path_factory.mktemp("zoo")
+    for experiment in ("szegedy_softmax1", "szegedy_fc100"):
+        cfg = compose_config([f"paths.data_dir={data_root}", f"experiment={experiment}", "trainer.max_epochs=3",
+                              "model.net.hidden=[16,16]", "model.optimizer.max_iter=10",
+                              "callbacks.progress_bar.refresh_rate=0", "trainer.accelerator=cpu"],
+                             root / experiment, "train")
+        train(cfg)
+    return root
+
+
+def study(tmp_path, runs, task, *extra):
+    cfg = compose_config([f"runs={runs}", f"task={task}", "szegedy.examples=6", "szegedy.c_steps=6",
+                          "szegedy.alexnet=false", *extra], tmp_path / "out", "evaluate")
+    return evaluate(cfg)
+
+
+def test_table1_and_a_cross_model_table_with_100_percent_on_its_diagonal(zoo, tmp_path):
+    text = study(tmp_path, zoo, "szegedy_table1")
+    rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines()[2:]}
+    assert set(rows) == {"softmax1", "fc100"}
+    assert "| 6/6 |" in rows["fc100"] and "6.7 / 7.4 / 0.062" in rows["softmax1"]
+    assert (zoo / "szegedy_table1.md").is_file()
+    cross = study(tmp_path, zoo, "szegedy_table2").splitlines()
+    assert cross[0] == "| input | fc100 | softmax1 | distortion |"
+    assert cross[2].startswith("| fc100 | 100.0% |") and cross[3].split(" | ")[2] == "100.0%"  # the diagonal
+    assert cross[4].startswith("| Gaussian noise, stddev 0.1 |") and cross[5].startswith("| Gaussian noise, stddev 0.3")
+
+
+def test_figures_and_spectral_table_write_their_files(zoo, tmp_path):
+    study(tmp_path, zoo, "szegedy_figure5")
+    assert (zoo / "szegedy_figure5_fc100.png").is_file() and (zoo / "szegedy_figure5.md").is_file()
+    study(tmp_path, zoo, "szegedy_units")
+    assert (zoo / "szegedy_units_fc100_natural.png").is_file() and (zoo / "szegedy_units_fc100_random.png").is_file()
+    text = study(tmp_path, zoo, "szegedy_table5")
+    assert "| fc100 | fc1 | 784->16 |" in text and "| softmax1 | output | 784->10 |" in text
+
+
+def test_magnified_perturbation_has_the_requested_stddev_before_clipping():
+    images = torch.full((2, 1, 28, 28), 0.5)
+    adversarial = images.clone()
+    adversarial[0, 0, 3, 4] += 0.01
+    adversarial[1] += 0.001
+    big = magnified(images, adversarial)
+    torch.testing.assert_close(big[1] - images[1], torch.full((1, 28, 28), 0.1))  # stddev 0.1 exactly
+    # One pixel would move by 0.1 sqrt(784) = 2.8: clipped to the box, every other pixel untouched.
+    assert big[0, 0, 3, 4] == 1.0 and (big[0].flatten().sort().values[:-1] == 0.5).all()
+
+
+def test_missing_runs_and_non_classifier_runs_are_one_sentence(tmp_path):
+    with pytest.raises(FileNotFoundError, match="No results.json"):
+        study(tmp_path, tmp_path, "szegedy_table1")
+    run = tmp_path / "ae"
+    write_json_atomic(run / "results.json", {"config": {"model": {
+        "_target_": "lightning_modules.forward_autoencoder.ForwardAutoencoderModule"}}, "metrics": {}})
+    with pytest.raises(AttackInputError, match="no differentiable classification loss"):
+        study(tmp_path, run, "szegedy_table1")
