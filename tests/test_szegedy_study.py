@@ -7,6 +7,7 @@ from analysis.lbfgs_attack import AttackInputError
 from analysis.szegedy_study import magnified
 from evaluate import evaluate
 from framework.compose import compose_config
+from framework.errors import ConfigError
 from framework.results import write_json_atomic
 from train import train
 
@@ -63,7 +64,7 @@ def test_magnified_perturbation_has_the_requested_stddev_before_clipping():
 
 
 def test_missing_runs_and_non_classifier_runs_are_one_sentence(tmp_path):
-    with pytest.raises(FileNotFoundError, match="No results.json"):
+    with pytest.raises(ConfigError, match="there is no results.json under it"):
         study(tmp_path, tmp_path, "szegedy_table1")
     run = tmp_path / "ae"
     write_json_atomic(run / "results.json", {"config": {"model": {
