@@ -1,6 +1,6 @@
 """The batched L-BFGS attack against the per-example scipy L-BFGS-B loop, on real MNIST, in the same run.
 
-    DATA_DIR=/work/data uv run python benchmarks/lbfgs_attack.py                       # trains FC100-100-10 first
+    uv run python benchmarks/lbfgs_attack.py          # trains FC100-100-10 first (MNIST fetched once when missing)
     uv run python benchmarks/lbfgs_attack.py --run logs/szegedy_zoo/lbfgs/3            # an existing FC100 run
 
 100 MNIST test images, runner-up targets, the same objective and the same c search (analysis/lbfgs_attack.py)
@@ -34,7 +34,8 @@ def train_fc100(output: Path) -> Path:
     from train import train
 
     data_dir = os.environ.get("DATA_DIR", str(Path(__file__).resolve().parents[1] / "data"))
-    cfg = compose_config([f"paths.data_dir={data_dir}", "experiment=szegedy_fc100", "data.train_size=5000",
+    cfg = compose_config([f"paths.data_dir={data_dir}", "experiment=szegedy_fc100", "data.download=true",
+                          "data.train_size=5000",
                           "trainer.max_epochs=4", "callbacks.progress_bar.refresh_rate=0"], output)
     train(cfg)
     return output
