@@ -117,9 +117,9 @@ def main() -> None:
     ratio, unit = seconds["framework"] / seconds["plain"], "wall" if device == "cuda" else "CPU"
     print(f"one epoch on {device}, 60,000 images, batch {BATCH}, median of {REPEATS}: framework "
           f"{cpu['framework']:.2f} CPU s ({wall['framework']:.2f} wall s), plain loop {cpu['plain']:.2f} CPU s "
-          f"({wall['plain']:.2f} wall s), ratio of {unit} seconds {ratio:.3f} (target <= {TARGETS[device]})")
+          f"({wall['plain']:.2f} wall s), ratio of {unit} seconds {ratio:.3f} (target <= {TARGETS[device]:.2f})")
     print(json.dumps({
-        "benchmark": "overhead", "device": device, "ratio": round(ratio, 4), "target": f"<= {TARGETS[device]}",
+        "benchmark": "overhead", "device": device, "ratio": round(ratio, 4), "target": f"<= {TARGETS[device]:.2f}",
         "baseline": "hand-written PyTorch loop", "threads": torch.get_num_threads(), "ratio_of": f"{unit} seconds",
         "framework_cpu_seconds": round(cpu["framework"], 3), "baseline_cpu_seconds": round(cpu["plain"], 3),
         "wall_ratio": round(wall["framework"] / wall["plain"], 4),
