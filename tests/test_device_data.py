@@ -9,6 +9,7 @@ import torch
 
 from datamodules.base import TensorImageDataset, seeded_split
 from datamodules.digits import DigitsDataModule
+from framework.compose import compose_config
 from train import train
 
 
@@ -50,3 +51,20 @@ def test_forced_placement_trains_exactly_like_the_loader_path(make_cfg):
     assert placed_metrics == loader_metrics
     assert placed_weights.keys() == loader_weights.keys()
     assert all(torch.equal(placed_weights[k], loader_weights[k]) for k in placed_weights)
+
+
+def test_distorted_sdlm_run_resumed_after_one_epoch_ends_with_the_uninterrupted_weights(tmp_path, data_root):
+    common = [f"paths.data_dir={data_root}", "experiment=lenet5_classic_mnist_distorted", "debug=limit", "seed=4",
+              "+data.on_device=true", "callbacks.progress_bar.refresh_rate=0", "data.batch_size=8"]
+    straight = train(compose_config(common, tmp_path / "straight"))
+    train(compose_config([*common, "trainer.max_epochs=1"], tmp_path / "resumed"))
+    last = tmp_path / "resumed" / "checkpoints" / "last.ckpt"
+    resumed = train(compose_config([*common, f"ckpt_path={last}"], tmp_path / "resumed"))
+    assert resumed["epochs_completed"] == straight["epochs_completed"] == 2
+
+    def weights(results):
+        return torch.load(Path(results["output_dir"]) / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+
+    expected, actual = weights(straight), weights(resumed)
+    assert all(torch.equal(expected[k], actual[k]) for k in expected)
+    assert resumed["metrics"]["test/acc"] == straight["metrics"]["test/acc"]
