@@ -255,13 +255,14 @@ class InMemoryDataModule(L.LightningDataModule):
         # The run's seed (set by seed_everything, as Lightning's DistributedSampler reads it).
         shuffle_seed = int(os.environ.get("PL_GLOBAL_SEED", self.split_seed))
         sampler = EpochSeededSampler(len(dataset), shuffle_seed) if shuffle else None
+        workers = self.num_workers if dataset.images.device.type == "cpu" else 0  # device tensors stay in-process
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
             sampler=sampler,
             collate_fn=keep_batch,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+            num_workers=workers,
+            persistent_workers=workers > 0,
         )
 
     def train_dataloader(self) -> DataLoader:
