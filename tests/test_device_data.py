@@ -45,6 +45,7 @@ def run(make_cfg, on_device: bool) -> tuple[dict, dict]:
     return results["metrics"], weights
 
 
+@pytest.mark.slow
 def test_forced_placement_trains_exactly_like_the_loader_path(make_cfg):
     placed_metrics, placed_weights = run(make_cfg, True)
     loader_metrics, loader_weights = run(make_cfg, False)
@@ -53,6 +54,7 @@ def test_forced_placement_trains_exactly_like_the_loader_path(make_cfg):
     assert all(torch.equal(placed_weights[k], loader_weights[k]) for k in placed_weights)
 
 
+@pytest.mark.slow
 def test_distorted_sdlm_run_resumed_after_one_epoch_ends_with_the_uninterrupted_weights(tmp_path, data_root):
     common = [f"paths.data_dir={data_root}", "experiment=lenet5_classic_mnist_distorted", "debug=limit", "seed=4",
               "+data.on_device=true", "callbacks.progress_bar.refresh_rate=0", "data.batch_size=8"]
