@@ -67,7 +67,11 @@ class TensorImageDataset(Dataset):
         return self.images[index], self.targets[index]
 
     def __getitems__(self, indices: list[int]):
-        index = torch.as_tensor(indices, device=self.images.device)
+        index = torch.as_tensor(indices)
+        if self.images.is_cuda:  # from pinned memory the copy is asynchronous; a pageable one waits for the GPU
+            index = index.pin_memory().to(self.images.device, non_blocking=True)
+        elif self.images.device != index.device:
+            index = index.to(self.images.device)
         if self.return_index:
             return self.images[index], self.targets[index], index
         return self.images[index], self.targets[index]
@@ -295,8 +299,9 @@ class InMemoryDataModule(L.LightningDataModule):
                 images = F.pad(images, (left, self.pad_to - width - left, top, self.pad_to - height - top))
         if distortion_draws is not None:
             images = self.distortion(images, distortion_draws)
-        mean, std = self.mean.to(images.device), self.std.to(images.device)
-        images = (images - mean) / std
+        if self.mean.device != images.device:  # moved once, not copied to the accelerator every batch
+            self.mean, self.std = self.mean.to(images.device), self.std.to(images.device)
+        images = (images - self.mean) / self.std
         return images.flatten(1) if self.flatten else images
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
