@@ -16,6 +16,12 @@ Everything else is shared: images stay ``uint8`` in memory (SVHN extra is 1.6 GB
 indexed in one tensor operation, and conversion to float, padding and normalisation happen
 per batch on the model's device (``on_after_batch_transfer``).
 
+On an accelerator (``on_device: auto``) the uint8 tensors are moved to the trainer's device once, in
+``setup``, and every batch is indexed there: the loader, its sampler and therefore the order of the
+batches (shuffling, resume) are exactly those of the CPU path, only the tensors live elsewhere.
+``distortion`` (training batches only) warps each image by a random affine map that depends on
+(seed, epoch, index); see ``datamodules/distortions.py``.
+
 ``prepare_data`` only downloads (Lightning calls it on one process per node, so it keeps no
 state); ``setup`` reads the files in every process, which is what makes it DDP-safe.
 """
@@ -31,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from datamodules.distortions import AffineDistortion
 from framework.errors import ConfigError, DataError
 
 
@@ -43,12 +50,19 @@ class DatasetCorruptError(DataError, ValueError):
 
 
 class TensorImageDataset(Dataset):
-    """Images and labels held as tensors; ``__getitems__`` fetches a whole batch with one index."""
+    """Images and labels held as tensors; ``__getitems__`` fetches a whole batch with one index.
 
-    def __init__(self, images: torch.Tensor, targets: torch.Tensor):
+    The tensors may live on an accelerator: the index is then built there. ``return_index`` adds
+    the items' indices to every batch (what per-image distortions are drawn by).
+    """
+
+    def __init__(self, images: torch.Tensor, targets: torch.Tensor, return_index: bool = False):
         if len(images) != len(targets):
             raise ValueError(f"{len(images)} images but {len(targets)} targets")
-        self.images, self.targets = images, targets
+        self.images, self.targets, self.return_index = images, targets, return_index
+
+    def to(self, device: torch.device) -> TensorImageDataset:
+        return TensorImageDataset(self.images.to(device), self.targets.to(device), self.return_index)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -58,6 +72,12 @@ class TensorImageDataset(Dataset):
 
     def __getitems__(self, indices: list[int]):
         index = torch.as_tensor(indices)
+        if self.images.is_cuda:  # from pinned memory the copy is asynchronous; a pageable one waits for the GPU
+            index = index.pin_memory().to(self.images.device, non_blocking=True)
+        elif self.images.device != index.device:
+            index = index.to(self.images.device)
+        if self.return_index:
+            return self.images[index], self.targets[index], index
         return self.images[index], self.targets[index]
 
 
@@ -95,7 +115,7 @@ def seeded_split(num_items: int, val_fraction: float, seed: int,
     With ``targets``, stratified: each class puts round(count * val_fraction) of its items into val."""
     permutation = torch.randperm(num_items, generator=torch.Generator().manual_seed(seed))
     if targets is None:
-        num_val = max(1, round(num_items * val_fraction))
+        num_val = 0 if val_fraction == 0 else max(1, round(num_items * val_fraction))
         return permutation[num_val:], permutation[:num_val]
     held_out = torch.zeros(num_items, dtype=torch.bool)
     for label in targets.unique():
@@ -110,7 +130,8 @@ class InMemoryDataModule(L.LightningDataModule):
     Args:
         data_dir: root folder holding the dataset in its official on-disk layout.
         batch_size: samples per batch (per process under DDP).
-        val_fraction: share of the training split held out for validation, in (0, 1).
+        val_fraction: share of the training split held out for validation, in [0, 1); 0 trains on
+            the whole split and leaves validation empty (callbacks must then not monitor val metrics).
         split_seed: seed of the train/val split (independent of the run's seed, so that
             runs with different seeds are evaluated on the same validation images; a study whose
             repeats draw their own split sets ``split_seed: ${seed}``).
@@ -125,6 +146,9 @@ class InMemoryDataModule(L.LightningDataModule):
             and the test stage read, e.g. SVHN ``extra`` for an autoencoder; ``None``: the default.
         grayscale: convert RGB to ITU-R 601-2 luma at load time, exactly as PIL's ``convert("L")``.
         flatten: hand out ``[N, C*H*W]`` vectors instead of ``[N, C, H, W]`` images.
+        on_device: ``auto`` keeps the data on the trainer's device when that is an accelerator;
+            ``true`` always (on CPU the tensors stay where they are), ``false`` never.
+        distortion: keyword arguments of :class:`AffineDistortion` for the training batches; ``None``: none.
     """
 
     num_classes: int = 10  # 0: regression targets
@@ -150,6 +174,8 @@ class InMemoryDataModule(L.LightningDataModule):
         flatten: bool = False,
         pad_mode: str = "zeros",
         stratify: bool = False,
+        on_device: str | bool = "auto",
+        distortion: dict | None = None,
     ):
         super().__init__()
         for key, split in (("train_split", train_split), ("test_split", test_split)):
@@ -172,6 +198,11 @@ class InMemoryDataModule(L.LightningDataModule):
         self.std = torch.as_tensor(std, dtype=torch.float32).reshape(-1, 1, 1)
         self.download_missing = download
         self.num_workers = num_workers
+        if on_device not in ("auto", True, False):
+            raise ValueError(f"Config key 'data.on_device' is {on_device!r}, but it must be auto, true or false.")
+        self.on_device = on_device
+        self.distortion = AffineDistortion(**distortion) if distortion else None
+        self.distortion_table: tuple[int, torch.Tensor] | None = None  # (epoch, its parameter table)
         self.datasets: dict[str, TensorImageDataset] = {}
 
     # ---- what a dataset family implements -------------------------------------------------
@@ -217,11 +248,18 @@ class InMemoryDataModule(L.LightningDataModule):
             images, targets = self.read_split(self.train_split)
             train_index, val_index = (seeded_split(len(images), self.val_fraction, self.split_seed, targets)
                                       if self.stratify else self.train_val_indices(len(images)))
-            self.datasets["train"] = TensorImageDataset(images[train_index], targets[train_index])
-            self.datasets["val"] = TensorImageDataset(images[val_index], targets[val_index])
+            train = TensorImageDataset(images[train_index], targets[train_index], self.distortion is not None)
+            self.datasets["train"] = train.to(self.data_device())
+            self.datasets["val"] = TensorImageDataset(images[val_index], targets[val_index]).to(self.data_device())
         if stage in (None, "test", "predict") and "test" not in self.datasets:
             self.check_files()
-            self.datasets["test"] = TensorImageDataset(*self.read_split(self.test_split))
+            self.datasets["test"] = TensorImageDataset(*self.read_split(self.test_split)).to(self.data_device())
+
+    def data_device(self) -> torch.device:
+        """Where the datasets live: the trainer's device if ``on_device`` asks for it, else the CPU."""
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        wanted = self.on_device is True or (self.on_device == "auto" and device.type != "cpu")
+        return device if wanted else torch.device("cpu")
 
     @property
     def task(self) -> str:
@@ -271,13 +309,14 @@ class InMemoryDataModule(L.LightningDataModule):
         # The run's seed (set by seed_everything, as Lightning's DistributedSampler reads it).
         shuffle_seed = int(os.environ.get("PL_GLOBAL_SEED", self.split_seed))
         sampler = EpochSeededSampler(len(dataset), shuffle_seed) if shuffle else None
+        workers = self.num_workers if dataset.images.device.type == "cpu" else 0  # device tensors stay in-process
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
             sampler=sampler,
             collate_fn=keep_batch,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+            num_workers=workers,
+            persistent_workers=workers > 0,
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -292,8 +331,8 @@ class InMemoryDataModule(L.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
 
-    def to_float(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 [N, C, H, W] -> normalised float32, padded to ``pad_to``, flattened if asked."""
+    def to_float(self, images: torch.Tensor, distortion_draws: torch.Tensor | None = None) -> torch.Tensor:
+        """uint8 [N, C, H, W] -> normalised float32, padded to ``pad_to``, distorted, flattened if asked."""
         images = images.float().div_(255.0)
         if self.pad_to is not None:
             height, width = images.shape[-2:]
@@ -306,15 +345,27 @@ class InMemoryDataModule(L.LightningDataModule):
             else:
                 top, left = (self.pad_to - height) // 2, (self.pad_to - width) // 2
                 images = F.pad(images, (left, self.pad_to - width - left, top, self.pad_to - height - top))
-        mean, std = self.mean.to(images.device), self.std.to(images.device)
-        images = (images - mean) / std
+        if distortion_draws is not None:
+            images = self.distortion(images, distortion_draws)
+        if self.mean.device != images.device:  # moved once, not copied to the accelerator every batch
+            self.mean, self.std = self.mean.to(images.device), self.std.to(images.device)
+        images = (images - self.mean) / self.std
         return images.flatten(1) if self.flatten else images
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        images, targets = batch
+        images, targets, *index = batch
         if images.dtype == torch.uint8:
-            images = self.to_float(images)
+            images = self.to_float(images, self.distortion_draws(index[0]) if index else None)
         return images, targets
+
+    def distortion_draws(self, index: torch.Tensor) -> torch.Tensor:
+        """The rows ``index`` of this epoch's distortion table (drawn once per epoch, on the CPU)."""
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        if self.distortion_table is None or self.distortion_table[0] != epoch:
+            seed = int(os.environ.get("PL_GLOBAL_SEED", self.split_seed))
+            table = self.distortion.epoch_table(len(self.datasets["train"]), seed, epoch)
+            self.distortion_table = (epoch, table.to(index.device))
+        return self.distortion_table[1][index]
 
 
 def rgb_to_luma(images: torch.Tensor, chunk: int = 1024) -> torch.Tensor:

@@ -64,7 +64,7 @@ def int_at_least(low: int) -> Callable[[object], bool]:
 rule("seed", int_at_least(0), "a non-negative integer or null")
 rule("trainer.max_epochs", int_at_least(1), "an integer >= 1")
 rule("data.batch_size", int_at_least(1), "an integer >= 1")
-rule("data.val_fraction", open_unit_interval, "a number strictly between 0 and 1")
+rule("data.val_fraction", lambda v: is_number(v) and 0 <= v < 1, "a number in [0, 1) (0: no validation split)")
 rule("data.test_fraction", open_unit_interval, "a number strictly between 0 and 1")
 rule("data.num_workers", int_at_least(0), "an integer >= 0")
 rule("model.optimizer.lr", positive, "a number > 0")
@@ -196,6 +196,7 @@ def validate(cfg: DictConfig) -> None:
     check_data_splits(cfg)
     check_group_entries_have_targets(cfg)
     check_accelerator(cfg)
+    check_validation_monitor(cfg)
 
 
 def check_accelerator(cfg: DictConfig) -> None:
@@ -209,6 +210,15 @@ def check_accelerator(cfg: DictConfig) -> None:
                 f"Config key 'trainer.accelerator' is {accelerator!r}, but this machine has no usable GPU; "
                 f"run with trainer=cpu (or trainer=ddp_sim for DDP on CPU processes)."
             )
+
+
+def check_validation_monitor(cfg: DictConfig) -> None:
+    """Without a validation split nothing may monitor a val/ metric (checkpointing, early stopping)."""
+    metric = _lookup(cfg, "optimized_metric")
+    if _lookup(cfg, "data.val_fraction") == 0 and isinstance(metric, str) and metric.startswith("val/"):
+        raise ConfigError(f"Config key 'data.val_fraction' is 0 (no validation split), but optimized_metric is "
+                          f"{metric!r}, which checkpointing and early stopping monitor; set optimized_metric=null "
+                          f"and callbacks.early_stopping=null, or give a validation fraction.")
 
 
 def check_data_splits(cfg: DictConfig) -> None:

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from framework.errors import ConfigError
+from lightning_modules.sdlm import diagonal_gauss_newton, layer_input
 
 # LeCun et al. 1998, Table I: which S2 maps feed each C3 map.
 C3_CONNECTIONS = (
@@ -34,18 +35,19 @@ C3_CONNECTIONS = (
     (0, 1, 2, 3, 4, 5),
 )
 
-# Stylised 7x12 bitmaps of the digits (LeCun et al. 1998, Fig. 3): '#' -> +1, '.' -> -1.
+# The 7x12 stylised bitmaps of the digits (LeCun et al. 1998, Fig. 3), 12 rows of 7: '#' -> +1, '.' -> -1.
+# As transcribed in the public LeNet-5 reimplementations; tests/test_lenet5.py checks them as pictures.
 DIGIT_BITMAPS = {
-    0: ".......|..###..|.#...#.|#.....#|#.....#|#.....#|#.....#|#.....#|#.....#|.#...#.|..###..|.......",
-    1: ".......|...#...|..##...|.#.#...|...#...|...#...|...#...|...#...|...#...|...#...|.#####.|.......",
-    2: ".......|.#####.|#.....#|......#|.....#.|....#..|...#...|..#....|.#.....|#......|#######|.......",
-    3: ".......|#######|.....#.|....#..|...#...|..###..|.....#.|......#|......#|#.....#|.#####.|.......",
-    4: ".......|....#..|...##..|..#.#..|.#..#..|#...#..|#######|....#..|....#..|....#..|....#..|.......",
-    5: ".......|#######|#......|#......|######.|......#|......#|......#|......#|#.....#|.#####.|.......",
-    6: ".......|..####.|.#.....|#......|#......|######.|#.....#|#.....#|#.....#|#.....#|.#####.|.......",
-    7: ".......|#######|......#|.....#.|....#..|...#...|..#....|..#....|..#....|..#....|..#....|.......",
-    8: ".......|.#####.|#.....#|#.....#|#.....#|.#####.|#.....#|#.....#|#.....#|#.....#|.#####.|.......",
-    9: ".......|.#####.|#.....#|#.....#|#.....#|#.....#|.######|......#|......#|.....#.|.####..|.......",
+    0: ".#####.|.......|..###..|.##.##.|##...##|##...##|##...##|##...##|.##.##.|..###..|.......|.......",
+    1: "...##..|..###..|.####..|...##..|...##..|...##..|...##..|...##..|...##..|.######|.......|.......",
+    2: ".#####.|.......|.#####.|##...##|#....##|....##.|..###..|.##....|##.....|#######|.......|.......",
+    3: "#######|.....##|....##.|...##..|..####.|.....##|.....##|.....##|##...##|.#####.|.......|.......",
+    4: ".#####.|.......|.......|.##..##|.##..##|###..##|##...##|##...##|##..###|.######|.....##|.....##",
+    5: ".#####.|.......|#######|##.....|##.....|.####..|..####.|.....##|##...##|.#####.|.......|.......",
+    6: "..####.|.##....|##.....|##.....|######.|###..##|##...##|##...##|###..##|.#####.|.......|.......",
+    7: "#######|.....##|.....##|....##.|...##..|...##..|..##...|..##...|..##...|..##...|.......|.......",
+    8: ".#####.|##...##|##...##|##...##|.#####.|##...##|##...##|##...##|##...##|.#####.|.......|.......",
+    9: ".#####.|##..###|##...##|##...##|##..###|.######|.....##|.....##|....##.|.####..|.......|.......",
 }
 
 
@@ -61,20 +63,28 @@ def scaled_tanh(x: torch.Tensor) -> torch.Tensor:
     return 1.7159 * torch.tanh(x * (2.0 / 3.0))
 
 
-def lecun_uniform_(module: nn.Module) -> None:
-    """Weights ~ U(-2.4/F_in, 2.4/F_in), F_in the fan-in of the unit (LeCun 1998, App. C)."""
-    fan_in = module.weight[0].numel()
+def scaled_tanh_derivative(x: torch.Tensor) -> torch.Tensor:
+    return 1.7159 * (2.0 / 3.0) * (1.0 - torch.tanh(x * (2.0 / 3.0)).square())
+
+
+def lecun_uniform_(module: nn.Module, fan_in: int | None = None) -> None:
+    """Weights and biases ~ U(-2.4/F_in, 2.4/F_in), F_in the fan-in of a unit (LeCun 1998, App. C)."""
+    fan_in = fan_in or module.weight[0].numel()
     for parameter in (module.weight, module.bias):
         nn.init.uniform_(parameter, -2.4 / fan_in, 2.4 / fan_in)
 
 
 class Subsampling(nn.Module):
-    """Sum of each 2x2 window, times one trainable coefficient per map, plus one bias per map."""
+    """Sum of each 2x2 window, times one trainable coefficient per map, plus one bias per map.
+
+    Initialised like every other weight, U(+-2.4/F_in) with F_in = 4 (the window's inputs).
+    """
 
     def __init__(self, channels: int):
         super().__init__()
-        self.weight = nn.Parameter(torch.ones(channels))
-        self.bias = nn.Parameter(torch.zeros(channels))
+        self.weight = nn.Parameter(torch.empty(channels))
+        self.bias = nn.Parameter(torch.empty(channels))
+        lecun_uniform_(self, fan_in=4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         summed = F.avg_pool2d(x, 2) * 4.0
@@ -142,10 +152,22 @@ class LeNet5Classic(nn.Module):
         for module in (self.c1, self.c5, self.f6):
             lecun_uniform_(module)
 
+    def layers(self) -> tuple[nn.Module, ...]:
+        """The trainable layers in order; each is followed by the squashing function."""
+        return self.c1, self.s2, self.c3, self.s4, self.c5, self.f6
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        for layer in (self.c1, self.s2, self.c3, self.s4, self.c5):
-            x = scaled_tanh(layer(x))
-        return scaled_tanh(self.f6(x.flatten(1)))
+        for layer in self.layers():
+            x = scaled_tanh(layer(layer_input(layer, x)))
+        return x
+
+    def diagonal_hessian(self, images: torch.Tensor) -> dict[nn.Parameter, torch.Tensor]:
+        """LeCun's diagonal Gauss-Newton estimate for SDLM, averaged over ``images``.
+
+        The loss's curvature at F6 is that of the correct class's RBF term, d2/dx_j^2 (x_j - w_j)^2 = 2,
+        for both criteria (the MAP competitive term's curvature is left out, as it can be negative).
+        """
+        return diagonal_gauss_newton(self.layers(), scaled_tanh, scaled_tanh_derivative, images, 2.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return -self.output(self.features(x))

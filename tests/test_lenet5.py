@@ -10,6 +10,24 @@ from lightning_modules.lenet5 import (
     scaled_tanh,
 )
 
+# LeCun et al. 1998, Fig. 3 (the output RBF units' 7x12 target codes), digits 0..9 left to right, as transcribed
+# in the public LeNet-5 reimplementations (e.g. the RBF_BITMAP tables of several GitHub LeNet-5 projects); the seed
+# text has no figure to check them against.
+FIGURE_3 = """
+    .#####. ...##.. .#####. ####### .#####. .#####. ..####. ####### .#####. .#####.
+    ....... ..###.. ....... .....## ....... ....... .##.... .....## ##...## ##..###
+    ..###.. .####.. .#####. ....##. ....... ####### ##..... .....## ##...## ##...##
+    .##.##. ...##.. ##...## ...##.. .##..## ##..... ##..... ....##. ##...## ##...##
+    ##...## ...##.. #....## ..####. .##..## ##..... ######. ...##.. .#####. ##..###
+    ##...## ...##.. ....##. .....## ###..## .####.. ###..## ...##.. ##...## .######
+    ##...## ...##.. ..###.. .....## ##...## ..####. ##...## ..##... ##...## .....##
+    ##...## ...##.. .##.... .....## ##...## .....## ##...## ..##... ##...## .....##
+    .##.##. ...##.. ##..... ##...## ##..### ##...## ###..## ..##... ##...## ....##.
+    ..###.. .###### ####### .#####. .###### .#####. .#####. ..##... .#####. .####..
+    ....... ....... ....... ....... .....## ....... ....... ....... ....... .......
+    ....... ....... ....... ....... .....## ....... ....... ....... ....... .......
+"""
+
 
 def count(module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
@@ -57,6 +75,32 @@ def test_subsampling_is_sum_times_coefficient_plus_bias():
     assert y.shape == (1, 2, 2, 2)
     assert torch.isclose(y[0, 0, 0, 0], 2.0 * window_sum + 0.5)
     assert torch.isclose(y[0, 1, 1, 1], -1.0 * x[0, 1, 2:, 2:].sum() + 1.0)
+
+
+def test_rbf_prototypes_are_the_bitmaps_of_figure_3():
+    rows = [line.split() for line in FIGURE_3.strip().splitlines()]
+    assert len(rows) == 12 and all(len(row) == 10 for row in rows)
+    prototypes = digit_prototypes().view(10, 12, 7)
+    for digit in range(10):
+        drawn = "\n".join("".join("#" if v > 0 else "." for v in row) for row in prototypes[digit].tolist())
+        assert drawn == "\n".join(row[digit] for row in rows), f"digit {digit}"
+
+
+def test_every_parameter_starts_uniform_within_2_4_over_its_fan_in():
+    torch.manual_seed(0)
+    net = LeNet5Classic()
+    fan_in = {"c1": 25, "s2": 4, "s4": 4, "c5": 400, "f6": 120}
+    for name, param in net.named_parameters():
+        param, layer = param.detach(), name.split(".")[0]
+        if layer == "c3":  # each C3 map's own fan-in: 3, 4 or 6 S2 maps of 5x5
+            per_map = torch.tensor([len(c) * 25 for c in C3_CONNECTIONS], dtype=torch.float)
+            bound = 2.4 / (per_map[net.c3.out_index].view(-1, 1, 1) if name.endswith("weight") else per_map)
+        else:
+            bound = torch.tensor(2.4 / fan_in[layer])
+        assert (param.abs() <= bound).all(), name
+        if param.numel() >= 50:  # uniform over the whole range, not a constant or a narrower law
+            assert (param.abs() / bound).max() > 0.9 and (param.abs() / bound).mean() == pytest.approx(0.5, abs=0.1)
+    assert not torch.equal(net.s2.weight, torch.ones(6)) and net.s2.bias.abs().max() > 0
 
 
 def test_rbf_prototypes_are_distinct_plus_minus_one_bitmaps():

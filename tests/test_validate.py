@@ -9,8 +9,9 @@ from tests.conftest import run_cli
     [
         ("model.optimizer.lr=-0.1", "model.optimizer.lr", "a number > 0"),
         ("trainer.max_epochs=0", "trainer.max_epochs", "an integer >= 1"),
-        ("data.val_fraction=1.0", "data.val_fraction", "strictly between 0 and 1"),
-        ("data.val_fraction=0", "data.val_fraction", "strictly between 0 and 1"),
+        ("data.val_fraction=1.0", "data.val_fraction", "in [0, 1)"),
+        ("data.val_fraction=-0.1", "data.val_fraction", "in [0, 1)"),
+        ("data.val_fraction=0", "data.val_fraction", "optimized_metric=null"),
         ("data.batch_size=0", "data.batch_size", "an integer >= 1"),
         ("seed=-3", "seed", "non-negative integer"),
         ("model.net._target_=lightning_modules.lenet5.LeNet6", "model.net._target_", "cannot be imported"),

@@ -1,0 +1,86 @@
+"""Random affine distortions (datamodules/distortions.py) and how the DataModule applies them."""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from datamodules.distortions import AffineDistortion
+from datamodules.mnist import MNISTDataModule
+from tests.dataset_files import write_mnist
+
+NONE = {"translate": 0.0, "scale": 0.0, "squeeze": 0.0, "shear": 0.0}
+
+
+def draws(count: int, tx=0.0, ty=0.0, scale=0.0, squeeze=0.0, shear=0.0, keep=1.0) -> torch.Tensor:
+    return torch.tensor([[tx, ty, scale, squeeze, shear, keep]]).repeat(count, 1)
+
+
+def test_zero_strength_is_the_identity_and_shapes_are_kept():
+    images = torch.rand(5, 1, 32, 32)
+    table = AffineDistortion(**NONE).epoch_table(5, seed=0, epoch=0)
+    out = AffineDistortion(**NONE)(images, table)
+    assert out.shape == images.shape and out.dtype == images.dtype
+    torch.testing.assert_close(out, images, atol=1e-6, rtol=0)
+
+
+def test_translation_moves_the_content_by_whole_pixels_and_fills_with_background():
+    images = torch.rand(2, 1, 32, 32)
+    out = AffineDistortion(**{**NONE, "translate": 2.0})(images, draws(2, tx=1.0))
+    torch.testing.assert_close(out[..., :-2], images[..., 2:], atol=1e-6, rtol=0)
+    assert torch.all(out[..., -2:] == 0)
+
+
+def test_images_drawn_as_originals_are_untouched():
+    images = torch.rand(2, 1, 32, 32)
+    out = AffineDistortion(original_fraction=0.5)(images, draws(2, tx=1.0, scale=1.0, shear=1.0, keep=0.3))
+    torch.testing.assert_close(out, images, atol=1e-6, rtol=0)
+
+
+def test_full_distortions_change_images_and_stay_in_the_unit_range():
+    torch.manual_seed(0)
+    images = torch.rand(64, 1, 32, 32)
+    distortion = AffineDistortion(original_fraction=0.0)
+    out = distortion(images, distortion.epoch_table(64, seed=1, epoch=0))
+    assert out.min() >= 0 and out.max() <= 1
+    assert ((out - images).abs().flatten(1).max(1).values > 0.05).all()
+
+
+def test_the_epoch_table_depends_only_on_seed_and_epoch():
+    distortion = AffineDistortion()
+    table = distortion.epoch_table(100, seed=1, epoch=2)
+    assert torch.equal(table, distortion.epoch_table(100, seed=1, epoch=2))
+    assert not torch.equal(table, distortion.epoch_table(100, seed=1, epoch=3))
+    assert not torch.equal(table, distortion.epoch_table(100, seed=2, epoch=2))
+    assert table[:, :5].abs().max() <= 1 and table[:, 5].min() >= 0
+    with pytest.raises(ValueError, match="original_fraction"):
+        AffineDistortion(original_fraction=1.5)
+
+
+def distorted_epoch(data_dir, batch_size: int, epoch: int) -> dict[int, torch.Tensor]:
+    """Index -> distorted training image of one epoch, through the DataModule's loader and batch hook."""
+    dm = MNISTDataModule(data_dir=str(data_dir), batch_size=batch_size, val_fraction=0, pad_to=32,
+                         distortion={"original_fraction": 0.0})
+    dm.trainer = SimpleNamespace(current_epoch=epoch, strategy=SimpleNamespace(root_device=torch.device("cpu")))
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    loader.sampler.set_epoch(epoch)
+    seen = {}
+    for batch in loader:
+        images, targets = dm.on_after_batch_transfer(batch, 0)
+        seen |= {int(i): image for i, image in zip(batch[2], images, strict=True)}
+    return seen
+
+
+def test_datamodule_distorts_by_seed_epoch_and_index_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("PL_GLOBAL_SEED", "5")
+    write_mnist(tmp_path, num_train=24, num_test=4)
+    small, large = distorted_epoch(tmp_path, 4, epoch=1), distorted_epoch(tmp_path, 8, epoch=1)
+    assert sorted(small) == list(range(24))
+    for index in small:  # another batch size (so other batch neighbours and positions): the same image
+        torch.testing.assert_close(small[index], large[index])
+    other_epoch = distorted_epoch(tmp_path, 4, epoch=2)
+    assert all(not torch.equal(small[i], other_epoch[i]) for i in small)
+    dm = MNISTDataModule(data_dir=str(tmp_path), batch_size=4, pad_to=32, distortion={"shear": 0.1})
+    dm.setup("test")
+    assert len(next(iter(dm.test_dataloader()))) == 2  # evaluation batches carry no index and are not distorted
