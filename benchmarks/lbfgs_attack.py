@@ -82,7 +82,7 @@ def main() -> None:
         "benchmark": "lbfgs_attack",
         "ratio": round(ratio, 2),
         "distortion_ratio": round(distortion_ratio, 4),
-        "target": ">= 5 (distortion_ratio within 0.95..1.05)",
+        "target": "ratio >= 5, distortion_ratio >= 0.95, distortion_ratio <= 1.05",
         "baseline": "per-example scipy L-BFGS-B loop, same objective and c search",
         "batched_seconds": round(batched_seconds, 3),
         "baseline_seconds": round(scipy_seconds, 3),
