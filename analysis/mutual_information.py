@@ -230,27 +230,31 @@ def _kth_smallest_per_row(rows, values, ranks):
 
 
 def _euclidean_within_counts(x, labels, k_per_point, k, dtype=None):
-    """m_i for the Euclidean norm, exactly as if every distance were taken by differences; the counts
-    come in class order (only their mean is used). Centres x in place.
+    """m_i for the Euclidean norm [N], exactly as if every distance were taken by differences of
+    ``x`` in float64 (x is not modified).
 
     Squared distances are ranked through one matrix product (|a|^2 + |b|^2 - 2 a.b) in ``dtype``
-    (default :func:`ranking_dtype`), whose error is at most e = (c + 8) u (|a| + |b|)^2 for unit
-    roundoff u, c = :func:`gram_error_factor` (the worst-case bound for dot products, with the
-    rounding of the inputs and of the sums); the data are centred first, so |a| is the spread,
-    not the offset. With p the ranked k_i-th same-class distance, the exact one lies within e of
-    p, so points ranked below p - 2e are surely inside the ball and points above p + 2e surely
-    outside; the few in between are recomputed by differences.
+    (default :func:`ranking_dtype`) of a centred copy (so |a| is the spread, not the offset),
+    whose error is at most e = (c + 8) u (|a| + |b|)^2 for unit roundoff u, c =
+    :func:`gram_error_factor` (the worst-case bound for dot products, with the rounding of the
+    inputs and of the sums), plus (D + 8) u64 (|a| + |b|)^2 for the rounding of the centring and
+    of the float64 differences. With p the ranked k_i-th same-class distance, the exact one lies
+    within e of p, so points ranked below p - 2e are surely inside the ball and points above
+    p + 2e surely outside; the few in between are recomputed by differences of the uncentred x
+    (centring in place would round away a 1e-10 jitter on data far from the mean).
     """
     n, width = x.shape
-    x -= x.mean(dim=0)
+    centred = x - x.mean(dim=0)
     dtype = dtype or ranking_dtype(x.device)
     order = torch.argsort(labels, stable=True)  # rows in class order: each class's columns are one slice
-    labels, k_per_point, low = labels[order], k_per_point[order], x.to(dtype)[order]
+    labels, k_per_point, low = labels[order], k_per_point[order], centred.to(dtype)[order]
     class_ends = torch.unique_consecutive(labels, return_counts=True)[1].cumsum(0).tolist()
     whole = n * n <= CHUNK_ELEMENTS  # then one symmetric product for all rows
-    lengths = torch.linalg.vector_norm(x, dim=1)[order]
-    bound = (gram_error_factor(width) if whole else width) + 8
-    margins = bound * torch.finfo(dtype).eps * (lengths + lengths.max()).square()  # 2e, per row
+    lengths = torch.linalg.vector_norm(centred, dim=1)[order]
+    del centred
+    bound = ((gram_error_factor(width) if whole else width) + 8) * torch.finfo(dtype).eps
+    bound += (width + 8) * torch.finfo(torch.float64).eps
+    margins = bound * (lengths + lengths.max()).square()  # 2e, per row
     squared_norms = lengths.square().to(dtype)
     infinity = torch.tensor(float("inf"), dtype=dtype, device=x.device)
     within = torch.empty(n, dtype=torch.float64, device=x.device)
@@ -287,5 +291,5 @@ def _euclidean_within_counts(x, labels, k_per_point, k, dtype=None):
         radius = _kth_smallest_per_row(row[same], exact[same], ranks - surely_inside.sum(1, keepdim=True))
         close_inside = (exact <= radius[row, 0]).to(torch.float64)
         counts = inside.sum(1, dtype=torch.int32).add_(alone).to(torch.float64)
-        within[start:stop] = counts.index_add_(0, row, close_inside)
+        within[order[start:stop]] = counts.index_add_(0, row, close_inside)
     return within
