@@ -17,6 +17,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from analysis.mi_lr_study import study_table
+from analysis.mi_sample_size import figure1
 from analysis.reae_study import figure, table1, table2
 from analysis.results_table import results_table
 from framework.results import load_results
@@ -43,6 +44,18 @@ def mi_lr_study_task(cfg: DictConfig) -> str:
     return write_markdown(study_table(cfg.runs), cfg, "mi_lr_study.md")
 
 
+def mi_sample_size_task(cfg: DictConfig) -> str:
+    """The MI paper's Figure 1: I(X; Y) against sample size, PNG and table (analysis/mi_sample_size.py)."""
+    options = cfg.mi_sample_size
+    output = Path(cfg.output) if cfg.get("output") else Path(cfg.paths.output_dir) / "mi_sample_size.md"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    text = figure1(list(options.datasets), cfg.paths.data_dir, list(options.sizes), options.draws, options.estimator,
+                   output.with_suffix(".png"))
+    output.write_text(text + "\n")
+    print(f"{text}\nwritten to {output}")
+    return text
+
+
 def reae_table1_task(cfg: DictConfig) -> str:
     """Table 1 (accuracy, chosen rho/lambda/tau) and Table 2 (paired t-tests) of a reae_table1_* multirun."""
     runs = load_results(cfg.runs)
@@ -63,6 +76,7 @@ def reae_figure_task(x_key: str, series_key: str, name: str) -> Callable[[DictCo
 TASKS: dict[str, Callable[[DictConfig], str]] = {
     "table": table_task,
     "mi_lr_study": mi_lr_study_task,
+    "mi_sample_size": mi_sample_size_task,
     "reae_table1": reae_table1_task,
     "reae_figure2": reae_figure_task("model.rho", "model.hidden_size", "reae_figure2"),
     "reae_figure3": reae_figure_task("model.hidden_size", "model.rho", "reae_figure3"),
