@@ -24,14 +24,42 @@ Usage::
 
 from __future__ import annotations
 
+import functools
+from contextlib import contextmanager
+
 import torch
 from scipy.linalg.blas import dsyrk, ssyrk
+from threadpoolctl import ThreadpoolController
 
 NORMS = ("max", "euclidean")
 CHUNK_ELEMENTS = 1 << 22  # rows per chunk x N distances held at once (32 MB in float64)
 GRAM_BLOCK = 512  # columns per partial product in gram()
 SYRK_MIN_WIDTH = 256  # narrower: a full matrix product is cheaper than symmetrising syrk's triangle
 PAIR_CHUNK_ELEMENTS = 1 << 16  # pairs x D differences at once: small blocks stay in cache (5x faster)
+# Up to this many pairwise entries (N <= 2048) the CPU passes are too short for threads to pay: one thread,
+# torch's and BLAS's. On a busy machine every OpenMP barrier also waits for a descheduled thread (measured
+# N = 1000, d = 500 on the loaded 2-core machine: 2 threads 970 ms, 1 thread 155 ms).
+SERIAL_ELEMENTS = 1 << 22
+
+
+@functools.cache
+def _blas_threads() -> ThreadpoolController:
+    return ThreadpoolController()
+
+
+@contextmanager
+def serial_when_small(n: int, device: torch.device):
+    """Run the block on one CPU thread (torch and BLAS) when an N x N problem is small; else leave threads alone."""
+    if device.type != "cpu" or n * n > SERIAL_ELEMENTS or torch.get_num_threads() == 1:
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with _blas_threads().limit(limits=1, user_api="blas"):
+            yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def prepare(x: torch.Tensor, standardize: bool = True, jitter: float = 1e-10, seed: int = 0) -> torch.Tensor:
@@ -162,10 +190,11 @@ def ross_mi(x: torch.Tensor, y: torch.Tensor, k: int = 3, norm: str = "euclidean
         x, labels = x[keep], labels[keep]
     sizes = class_sizes[inverse][keep].to(torch.float64)
     k_per_point = sizes.clamp(max=k + 1).long()[:, None] - 1
-    if norm == "euclidean":
-        within = _euclidean_within_counts(x, labels, k_per_point, k, ranking)
-    else:
-        within = _max_norm_within_counts(x, labels, k_per_point, k)
+    with serial_when_small(len(x), x.device):
+        if norm == "euclidean":
+            within = _euclidean_within_counts(x, labels, k_per_point, k, ranking)
+        else:
+            within = _max_norm_within_counts(x, labels, k_per_point, k)
     psi = torch.special.digamma
     n = torch.tensor(float(len(x)), dtype=torch.float64, device=x.device)
     mi = psi(n) - psi(sizes).mean() + psi(k_per_point.to(torch.float64)).mean() - psi(within).mean()

@@ -7,11 +7,12 @@
    fraction of one LeNet-5 training epoch on MNIST-sized random data (60,000 training images, 32x32,
    batch 64 by default). Target: <= 5%.
 
-Both sides run with the same number of threads (torch's; the cKDTree queries get as many workers);
-every time is the median of 9 calls after 3 warm-up calls, ours and the baseline taking turns
-(epochs: the median of all but the first).
+Both sides get the same number of threads (torch's, the default unless OMP_NUM_THREADS says otherwise;
+the cKDTree queries get as many workers; ours runs problems this small on one of them, see
+``SERIAL_ELEMENTS``); every time is the median of 9 calls after 3 warm-up calls, ours and the baseline
+taking turns (epochs: the median of all but the first).
 
-    OMP_NUM_THREADS=1 python benchmarks/mutual_information.py [--epochs 3] [--batch-size 64] [--device cpu]
+    python benchmarks/mutual_information.py [--epochs 3] [--batch-size 64] [--device cpu]
 
 The last line is one JSON object with "benchmark", "ratio" (cKDTree time / ours) and "overhead".
 """
