@@ -119,10 +119,23 @@ class MutualInformationLR(Callback):
             named parameter group.
         lr_min, lr_max, gamma1, gamma2, gamma3, epsilon, mi_floor: the policy's constants.
         sample_size, seed: the fixed class-balanced subsample of the training set.
-        k, norm, standardize, jitter: the estimator's settings.
-        reference: IXY = ``ceiling`` (psi(N) - <psi(N_c)> on the subsample: the most Ross's
-            estimator can return, about H(Y)) or ``tiled`` (the paper's recipe: the estimate on
-            the input tiled ``tiles`` times; with tiles > k that too measures H(Y), not I(X; Y)).
+        estimator: ``ross`` (Ross 2014, continuous H vs discrete Y) or ``ksg`` (the paper's KSG
+            algorithm 1 between H and the one-hot labels, max norm).
+        k, norm, standardize, jitter: the estimator's settings (``norm``: Ross's only).
+        output: IHYLL from the ``softmax`` of the model's output (the paper's "output layer
+            activations") or from the raw ``logits``; a hooked layer whose output is the model's
+            output is measured the same way.
+        reference: IXY = ``estimate`` (the estimator's I(X; Y) on the same subsample, as the paper
+            does with KSG: a soft bound IHYLL can exceed, which is what cools the rate down),
+            ``ceiling`` (psi(N) - <psi(N_c)>: the most Ross's estimator can return, about H(Y); the
+            cool-down branch can never fire) or ``tiled`` (the paper's CNN recipe: the input tiled
+            ``tiles`` times; with tiles > k that too measures H(Y), not I(X; Y)).
+        value_only_from, value_only_epochs: epochs [from, from + epochs) follow the value of IHYLL
+            relative to IXY only (``LRPolicy.next_lr(value_only=True)``; the paper's Figure 5 after
+            the batch-size change). Only the ``reference`` policy has a value term.
+        test_every_epoch: also measure test accuracy after every training epoch (logged as
+            ``test/epoch_acc`` and kept as ``test_acc`` in the history), for the paper's "end acc",
+            "max acc" and "first obtained at epoch N".
         batch_size: forward-pass batch size of the measurement.
         plot: write mi_lr.png at the end of training (and send it to loggers that take images).
     """
