@@ -69,11 +69,11 @@ def test_floor_keeps_ratios_finite():
 
 
 def test_network_and_layer_scope_follow_the_right_series():
-    records = [{"mi": {"a": 1.0, "b": 1.0}, "ihyll": 1.0, "ixy": 2.0},
-               {"mi": {"a": 1.5, "b": 1.0}, "ihyll": 1.0, "ixy": 2.0}]
+    records = [{"mi": {"a": 1.0, "b": 1.0}, "ihyll": 1.0, "ixy": 2.0, "epoch": 0},
+               {"mi": {"a": 1.5, "b": 1.0}, "ihyll": 1.0, "ixy": 2.0, "epoch": 1}]
     for scope, expected in (("network", {"a": 0.001, "b": 0.001}), ("layer", {"a": 0.026, "b": 0.001})):
         callback = MutualInformationLR(policy="reference", scope=scope)
-        callback.history = [{**records[0], "epoch": 0, "lr": callback.next_lrs(records[0], ["a", "b"])}]
+        callback.history = [{**records[0], "lr": callback.next_lrs(records[0], ["a", "b"])}]
         assert callback.next_lrs(records[1], ["a", "b"]) == pytest.approx(expected)
 
 
