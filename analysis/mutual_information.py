@@ -182,6 +182,11 @@ def ross_mi(x: torch.Tensor, y: torch.Tensor, k: int = 3, norm: str = "euclidean
     ``ranking`` picks the dtype of the matrix product that ranks them (default :func:`ranking_dtype`).
     """
     _check(x, len(y), k, norm)
+    with serial_when_small(len(x), x.device):
+        return _ross_mi(x, y, k, norm, standardize, jitter, seed, ranking)
+
+
+def _ross_mi(x, y, k, norm, standardize, jitter, seed, ranking) -> float:
     labels = y.reshape(-1).to(x.device)
     _, inverse, class_sizes = torch.unique(labels, return_inverse=True, return_counts=True)
     keep = class_sizes[inverse] > 1
@@ -190,11 +195,10 @@ def ross_mi(x: torch.Tensor, y: torch.Tensor, k: int = 3, norm: str = "euclidean
         x, labels = x[keep], labels[keep]
     sizes = class_sizes[inverse][keep].to(torch.float64)
     k_per_point = sizes.clamp(max=k + 1).long()[:, None] - 1
-    with serial_when_small(len(x), x.device):
-        if norm == "euclidean":
-            within = _euclidean_within_counts(x, labels, k_per_point, k, ranking)
-        else:
-            within = _max_norm_within_counts(x, labels, k_per_point, k)
+    if norm == "euclidean":
+        within = _euclidean_within_counts(x, labels, k_per_point, k, ranking)
+    else:
+        within = _max_norm_within_counts(x, labels, k_per_point, k)
     psi = torch.special.digamma
     n = torch.tensor(float(len(x)), dtype=torch.float64, device=x.device)
     mi = psi(n) - psi(sizes).mean() + psi(k_per_point.to(torch.float64)).mean() - psi(within).mean()
