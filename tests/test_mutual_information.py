@@ -232,3 +232,17 @@ def test_ross_accepts_activations_that_require_grad():
     x = torch.randn(60, 300, generator=torch.Generator().manual_seed(8), requires_grad=True)
     labels = torch.arange(60) % 3
     assert ross_mi(x, labels) == ross_mi(x.detach(), labels)
+
+
+def test_small_problems_run_serially_and_leave_the_thread_count_alone():
+    x = torch.randn(300, 50, generator=torch.Generator().manual_seed(10))
+    labels = torch.arange(300) % 3
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        two = ross_mi(x, labels)
+        assert torch.get_num_threads() == 2
+        torch.set_num_threads(1)
+        assert ross_mi(x, labels) == two
+    finally:
+        torch.set_num_threads(threads)
