@@ -29,9 +29,8 @@ def validation_curve(run_dir: Path) -> dict[int, float]:
     return dict(sorted(curve.items()))
 
 
-def run_label(results: dict) -> str:
-    keep = [o for o in results.get("overrides", []) if not o.startswith(("experiment=", "hydra.", "seed="))]
-    return " ".join(keep) or "defaults"
+def run_overrides(results: dict) -> list[str]:
+    return [o for o in results.get("overrides", []) if not o.startswith(("experiment=", "hydra.", "seed="))]
 
 
 def summarise(results_path: Path) -> dict:
@@ -46,7 +45,7 @@ def summarise(results_path: Path) -> dict:
     best = max(curve.values()) if curve else float("nan")
     lrs = [lr for record in history for lr in record["lr"].values()]
     return {
-        "label": run_label(results), "seed": results.get("seed"), "curve": curve, "source": source,
+        "overrides": run_overrides(results), "seed": results.get("seed"), "curve": curve, "source": source,
         "final": curve[max(curve)] if curve else float("nan"), "best": best,
         "best_epochs": [epoch for epoch, acc in curve.items() if acc == best],
         "lr_range": (min(lrs), max(lrs)) if lrs else None,
@@ -55,14 +54,17 @@ def summarise(results_path: Path) -> dict:
 
 
 def study_table(runs: str | Path, reference: str = "lr_policy=fixed") -> str:
-    """Markdown table of every run below ``runs``. 'First reached' uses the final accuracy of the run
-    with the same seed whose label is ``reference`` exactly (else starts with it)."""
+    """Markdown table of every run below ``runs``, labelled by the overrides that differ between runs.
+    'First reached' uses the final accuracy of the run with the same seed that has the override
+    ``reference`` and the fewest overrides."""
     rows = [summarise(path) for path in find_results(runs)]
     if not rows:
         raise FileNotFoundError(f"no results.json below {runs}; give a multirun directory of MI runs.")
+    shared = set.intersection(*(set(r["overrides"]) for r in rows))
     targets = {}
-    for row in sorted(rows, key=lambda r: r["label"] != reference):  # an exact match wins
-        if row["label"].startswith(reference):
+    for row in sorted(rows, key=lambda r: len(r["overrides"])):  # the plainest such run is the target
+        row["label"] = " ".join(o for o in row["overrides"] if o not in shared) or "defaults"
+        if reference in row["overrides"]:
             targets.setdefault(row["seed"], row["final"])
     lines = [
         f"| run | seed | end acc | max acc (epochs) | first epoch >= that seed's {reference} end | LR range | wall s |",
@@ -77,5 +79,6 @@ def study_table(runs: str | Path, reference: str = "lr_policy=fixed") -> str:
                      f"{reached if reached is not None else 'never'} | {lr_range} | {r['seconds']:.0f} |")
     sources = {r["source"] for r in rows}
     lines.append(f"\nAccuracies: {' and '.join(sorted(sources))} accuracy after each epoch "
-                 "(test: the callback's test_every_epoch; val: runs without it).")
+                 "(test: the callback's test_every_epoch; val: runs without it). "
+                 f"Every run: {' '.join(sorted(shared)) or 'no common overrides'}.")
     return "\n".join(lines)

@@ -323,7 +323,8 @@ def test_study_table_compares_every_seed_with_the_fixed_run_of_that_seed(tmp_pat
         run = tmp_path / str(job)
         (run / "csv").mkdir(parents=True)  # validation accuracy, which the test accuracy must win over
         (run / "csv" / "metrics.csv").write_text("epoch,val/acc\n" + "".join(f"{e},0.1\n" for e in range(3)))
-        results = {"overrides": [f"lr_policy={policy}", "experiment=x", f"seed={seed}"], "seed": seed,
+        results = {"overrides": [f"lr_policy={policy}", "experiment=x", f"seed={seed}", "data.batch_size=10"],
+                   "seed": seed,
                    "metrics": {"test/acc": 0.75}, "wall_seconds": 12.0}
         (run / "results.json").write_text(json.dumps(results))
         history = [{"epoch": e, "lr": {"c1": lrs[min(e, len(lrs) - 1)]}, "test_acc": acc}
@@ -334,4 +335,4 @@ def test_study_table_compares_every_seed_with_the_fixed_run_of_that_seed(tmp_pat
     assert table[3] == "| lr_policy=reference | 1 | 0.9000 | 0.9000 (2) | 1 | 0.0010-0.0500 | 12 |"
     assert table[4] == "| lr_policy=fixed | 2 | 0.9000 | 0.9000 (1, 2) | 1 | 0.0100-0.0100 | 12 |"
     assert table[5] == "| lr_policy=reference | 2 | 0.8900 | 0.8900 (2) | never | 0.0010-0.0200 | 12 |"
-    assert "test accuracy after each epoch" in table[-1]
+    assert "test accuracy after each epoch" in table[-1] and table[-1].endswith("Every run: data.batch_size=10.")
