@@ -63,13 +63,14 @@ def serial_when_small(n: int, device: torch.device):
 
 
 def prepare(x: torch.Tensor, standardize: bool = True, jitter: float = 1e-10, seed: int = 0) -> torch.Tensor:
-    """[N, ...] -> a new float64 [N, D]: optionally divided by each column's std, plus seeded jitter.
+    """[N, ...] -> float64 [N, D] (a new tensor when scaled or jittered): optionally divided by each
+    column's std, plus seeded jitter.
 
     Like scikit-learn: ``x / std`` (columns with std 0 left alone), then
     ``jitter * max(1, mean|x|) * normal`` per column, drawn on the CPU so every device gets
     the same noise for the same seed.
     """
-    x = x.detach().reshape(len(x), -1).to(torch.float64, copy=True)
+    x = x.detach().reshape(len(x), -1).to(torch.float64, copy=bool(standardize or jitter))
     if standardize:
         std = x.std(dim=0, unbiased=False)
         x /= torch.where(std > 0, std, torch.ones_like(std))
@@ -277,14 +278,17 @@ def _euclidean_within_counts(x, labels, k_per_point, k, dtype=None):
     (centring in place would round away a 1e-10 jitter on data far from the mean).
     """
     n, width = x.shape
-    centred = x - x.mean(dim=0)
     dtype = dtype or ranking_dtype(x.device)
     order = torch.argsort(labels, stable=True)  # rows in class order: each class's columns are one slice
-    labels, k_per_point, low = labels[order], k_per_point[order], centred.to(dtype)[order]
+    labels, k_per_point = labels[order], k_per_point[order]
+    mean = x.mean(dim=0)
+    low = torch.empty(n, width, dtype=dtype, device=x.device)  # centred rows in class order, in cache-sized blocks
+    lengths = torch.empty(n, dtype=torch.float64, device=x.device)
+    for start, stop in chunks(n, width, PAIR_CHUNK_ELEMENTS):
+        centred = x[order[start:stop]] - mean
+        low[start:stop], lengths[start:stop] = centred, torch.linalg.vector_norm(centred, dim=1)
     class_ends = torch.unique_consecutive(labels, return_counts=True)[1].cumsum(0).tolist()
     whole = n * n <= CHUNK_ELEMENTS  # then one symmetric product for all rows
-    lengths = torch.linalg.vector_norm(centred, dim=1)[order]
-    del centred
     bound = ((gram_error_factor(width) if whole else width) + 8) * torch.finfo(dtype).eps
     bound += (width + 8) * torch.finfo(torch.float64).eps
     margins = bound * (lengths + lengths.max()).square()  # 2e, per row
