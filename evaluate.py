@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from analysis import szegedy_study
 from analysis.mi_lr_study import study_table
+from analysis.mi_sample_size import figure1
 from analysis.results_table import check_keys, checkpoint_note, overridden_keys, results_table
 from framework.errors import ConfigError, reporting_user_errors, run_entry_point
 from framework.results import load_results
@@ -62,6 +63,21 @@ def mi_lr_study_task(cfg: DictConfig) -> str:
     Keys: runs, output.
     """
     return write_markdown(study_table(cfg.runs), cfg, "mi_lr_study.md")
+
+
+def mi_sample_size_task(cfg: DictConfig) -> str:
+    """The MI paper's Figure 1: I(X; Y) against sample size, PNG and table (analysis/mi_sample_size.py).
+
+    Keys: mi_sample_size, output.
+    """
+    options = cfg.mi_sample_size
+    output = Path(cfg.output) if cfg.get("output") else Path(cfg.paths.output_dir) / "mi_sample_size.md"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    text = figure1(list(options.datasets), cfg.paths.data_dir, list(options.sizes), options.draws, options.estimator,
+                   output.with_suffix(".png"))
+    output.write_text(text + "\n")
+    print(f"{text}\nwritten to {output}")
+    return text
 
 
 def reae_table1_task(cfg: DictConfig) -> str:
@@ -112,6 +128,7 @@ def szegedy_task(study: Callable, name: str, figures: bool = False) -> Callable[
 TASKS: dict[str, Callable[[DictConfig], str]] = {
     "table": table_task,
     "mi_lr_study": mi_lr_study_task,
+    "mi_sample_size": mi_sample_size_task,
     "reae_table1": reae_table1_task,
     "reae_figure2": reae_figure_task("model.rho", "model.hidden_size", "reae_figure2"),
     "reae_figure3": reae_figure_task("model.hidden_size", "model.rho", "reae_figure3"),
@@ -125,13 +142,17 @@ TASKS: dict[str, Callable[[DictConfig], str]] = {
 
 
 def evaluate(cfg: DictConfig) -> str:
+    if cfg.task not in TASKS:
+        raise ConfigError(f"Config key 'task' is {cfg.task!r}, but it must be one of {', '.join(TASKS)}.")
+    task = TASKS[cfg.task]
+    if "runs" not in task_keys(task):  # a study of data, not of runs (mi_sample_size)
+        check_missing_values(OmegaConf.masked_copy(cfg, [key for key in cfg if key != "runs"]))
+        return task(cfg)
     if OmegaConf.is_missing(cfg, "runs"):
         raise ConfigError(f"Config key 'runs' is not set; name a run or multirun directory, e.g. {EXAMPLE}")
     check_missing_values(cfg)
-    if cfg.task not in TASKS:
-        raise ConfigError(f"Config key 'task' is {cfg.task!r}, but it must be one of {', '.join(TASKS)}.")
     load_results(cfg.runs)  # no results.json under runs: one sentence before any task starts
-    return TASKS[cfg.task](cfg)
+    return task(cfg)
 
 
 def task_keys(task: Callable) -> list[str]:

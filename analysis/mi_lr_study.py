@@ -1,9 +1,10 @@
 """The paper-style comparison table of MI learning-rate runs (Vasudevan 2018, Figs. 3-6).
 
-For every job of a multirun directory: final and best validation accuracy (and the epoch of the
-best), the first epoch at which it reached the reference run's final accuracy (the paper's "X%
-was first obtained at epoch N"), test accuracy of the best checkpoint, the range of learning
-rates it used and its wall time.
+For every job of a multirun directory, from its test accuracy after every epoch (the callback's
+``test_every_epoch``; validation accuracy where a run has none): the end accuracy, the max
+accuracy and the epochs it was reached at, the first epoch at which it reached the final
+accuracy of the fixed-rate run *of the same seed* (the paper's "X% was first obtained at epoch
+N"), the range of learning rates it used and its wall time.
 
     python evaluate.py task=mi_lr_study runs=logs/mi_lr_digits_study/policies
 """
@@ -28,47 +29,56 @@ def validation_curve(run_dir: Path) -> dict[int, float]:
     return dict(sorted(curve.items()))
 
 
-def run_label(results: dict) -> str:
-    keep = [o for o in results.get("overrides", []) if not o.startswith(("experiment=", "hydra."))]
-    return " ".join(keep) or "defaults"
+def run_overrides(results: dict) -> list[str]:
+    return [o for o in results.get("overrides", []) if not o.startswith(("experiment=", "hydra.", "seed="))]
 
 
 def summarise(results_path: Path) -> dict:
     results = json.loads(results_path.read_text())
     run_dir = results_path.parent
-    curve = validation_curve(run_dir)
-    best_epoch = max(curve, key=lambda e: (curve[e], -e)) if curve else None
     history_path = run_dir / "mi_lr_history.json"
-    lrs = []
-    if history_path.exists():
-        for record in json.loads(history_path.read_text())["history"]:
-            lrs += list(record["lr"].values())
+    history = json.loads(history_path.read_text())["history"] if history_path.exists() else []
+    curve = {r["epoch"]: r["test_acc"] for r in history if r.get("test_acc") is not None}
+    source = "test"
+    if not curve:
+        curve, source = validation_curve(run_dir), "val"
+    best = max(curve.values()) if curve else float("nan")
+    lrs = [lr for record in history for lr in record["lr"].values()]
     return {
-        "label": run_label(results), "curve": curve, "best_epoch": best_epoch,
-        "final": curve[max(curve)] if curve else float("nan"),
-        "best": curve[best_epoch] if curve else float("nan"),
-        "test": results["metrics"].get("test/acc", float("nan")),
+        "overrides": run_overrides(results), "seed": results.get("seed"), "curve": curve, "source": source,
+        "final": curve[max(curve)] if curve else float("nan"), "best": best,
+        "best_epochs": [epoch for epoch, acc in curve.items() if acc == best],
         "lr_range": (min(lrs), max(lrs)) if lrs else None,
         "seconds": results.get("wall_seconds", float("nan")),
     }
 
 
 def study_table(runs: str | Path, reference: str = "lr_policy=fixed") -> str:
-    """Markdown table of every run below ``runs``; 'reached' uses the final accuracy of the first
-    run whose label starts with ``reference``."""
+    """Markdown table of every run below ``runs``, labelled by the overrides that differ between runs.
+    'First reached' uses the final accuracy of the run with the same seed that has the override
+    ``reference`` and the fewest overrides."""
     rows = [summarise(path) for path in find_results(runs)]
     if not rows:
         raise FileNotFoundError(f"no results.json below {runs}; give a multirun directory of MI runs.")
-    target = next((r["final"] for r in rows if r["label"].startswith(reference)), None)
+    shared = set.intersection(*(set(r["overrides"]) for r in rows))
+    targets = {}
+    for row in sorted(rows, key=lambda r: len(r["overrides"])):  # the plainest such run is the target
+        row["label"] = " ".join(o for o in row["overrides"] if o not in shared) or "defaults"
+        if reference in row["overrides"]:
+            targets.setdefault(row["seed"], row["final"])
     lines = [
-        f"| run | final val acc | best val acc (epoch) | first epoch >= {reference} final | "
-        "test acc (best ckpt) | LR range | wall s |",
+        f"| run | seed | end acc | max acc (epochs) | first epoch >= that seed's {reference} end | LR range | wall s |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        target = targets.get(r["seed"])
         reached = next((e for e, acc in r["curve"].items() if target is not None and acc >= target), None)
         lr_range = f"{r['lr_range'][0]:.4f}-{r['lr_range'][1]:.4f}" if r["lr_range"] else "—"
-        lines.append(f"| {r['label']} | {r['final']:.4f} | {r['best']:.4f} ({r['best_epoch']}) | "
-                     f"{reached if reached is not None else 'never'} | {r['test']:.4f} | {lr_range} | "
-                     f"{r['seconds']:.0f} |")
+        epochs = ", ".join(map(str, r["best_epochs"]))
+        lines.append(f"| {r['label']} | {r['seed']} | {r['final']:.4f} | {r['best']:.4f} ({epochs}) | "
+                     f"{reached if reached is not None else 'never'} | {lr_range} | {r['seconds']:.0f} |")
+    sources = {r["source"] for r in rows}
+    lines.append(f"\nAccuracies: {' and '.join(sorted(sources))} accuracy after each epoch "
+                 "(test: the callback's test_every_epoch; val: runs without it). "
+                 f"Every run: {' '.join(sorted(shared)) or 'no common overrides'}.")
     return "\n".join(lines)

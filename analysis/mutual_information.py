@@ -24,24 +24,53 @@ Usage::
 
 from __future__ import annotations
 
+import functools
+from contextlib import contextmanager
+
 import torch
 from scipy.linalg.blas import dsyrk, ssyrk
+from threadpoolctl import ThreadpoolController
 
 NORMS = ("max", "euclidean")
 CHUNK_ELEMENTS = 1 << 22  # rows per chunk x N distances held at once (32 MB in float64)
 GRAM_BLOCK = 512  # columns per partial product in gram()
 SYRK_MIN_WIDTH = 256  # narrower: a full matrix product is cheaper than symmetrising syrk's triangle
 PAIR_CHUNK_ELEMENTS = 1 << 16  # pairs x D differences at once: small blocks stay in cache (5x faster)
+# Up to this many pairwise entries (N <= 2048) the CPU passes are too short for threads to pay: one thread,
+# torch's and BLAS's. On a busy machine every OpenMP barrier also waits for a descheduled thread (measured
+# N = 1000, d = 500 on the loaded 2-core machine: 2 threads 970 ms, 1 thread 155 ms).
+SERIAL_ELEMENTS = 1 << 22
+
+
+@functools.cache
+def _blas_threads() -> ThreadpoolController:
+    return ThreadpoolController()
+
+
+@contextmanager
+def serial_when_small(n: int, device: torch.device):
+    """Run the block on one CPU thread (torch and BLAS) when an N x N problem is small; else leave threads alone."""
+    if device.type != "cpu" or n * n > SERIAL_ELEMENTS or torch.get_num_threads() == 1:
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with _blas_threads().limit(limits=1, user_api="blas"):
+            yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def prepare(x: torch.Tensor, standardize: bool = True, jitter: float = 1e-10, seed: int = 0) -> torch.Tensor:
-    """[N, ...] -> a new float64 [N, D]: optionally divided by each column's std, plus seeded jitter.
+    """[N, ...] -> float64 [N, D] (a new tensor when scaled or jittered): optionally divided by each
+    column's std, plus seeded jitter.
 
     Like scikit-learn: ``x / std`` (columns with std 0 left alone), then
     ``jitter * max(1, mean|x|) * normal`` per column, drawn on the CPU so every device gets
     the same noise for the same seed.
     """
-    x = x.detach().reshape(len(x), -1).to(torch.float64, copy=True)
+    x = x.detach().reshape(len(x), -1).to(torch.float64, copy=bool(standardize or jitter))
     if standardize:
         std = x.std(dim=0, unbiased=False)
         x /= torch.where(std > 0, std, torch.ones_like(std))
@@ -154,6 +183,11 @@ def ross_mi(x: torch.Tensor, y: torch.Tensor, k: int = 3, norm: str = "euclidean
     ``ranking`` picks the dtype of the matrix product that ranks them (default :func:`ranking_dtype`).
     """
     _check(x, len(y), k, norm)
+    with serial_when_small(len(x), x.device):
+        return _ross_mi(x, y, k, norm, standardize, jitter, seed, ranking)
+
+
+def _ross_mi(x, y, k, norm, standardize, jitter, seed, ranking) -> float:
     labels = y.reshape(-1).to(x.device)
     _, inverse, class_sizes = torch.unique(labels, return_inverse=True, return_counts=True)
     keep = class_sizes[inverse] > 1
@@ -230,27 +264,34 @@ def _kth_smallest_per_row(rows, values, ranks):
 
 
 def _euclidean_within_counts(x, labels, k_per_point, k, dtype=None):
-    """m_i for the Euclidean norm, exactly as if every distance were taken by differences; the counts
-    come in class order (only their mean is used). Centres x in place.
+    """m_i for the Euclidean norm [N], exactly as if every distance were taken by differences of
+    ``x`` in float64 (x is not modified).
 
     Squared distances are ranked through one matrix product (|a|^2 + |b|^2 - 2 a.b) in ``dtype``
-    (default :func:`ranking_dtype`), whose error is at most e = (c + 8) u (|a| + |b|)^2 for unit
-    roundoff u, c = :func:`gram_error_factor` (the worst-case bound for dot products, with the
-    rounding of the inputs and of the sums); the data are centred first, so |a| is the spread,
-    not the offset. With p the ranked k_i-th same-class distance, the exact one lies within e of
-    p, so points ranked below p - 2e are surely inside the ball and points above p + 2e surely
-    outside; the few in between are recomputed by differences.
+    (default :func:`ranking_dtype`) of a centred copy (so |a| is the spread, not the offset),
+    whose error is at most e = (c + 8) u (|a| + |b|)^2 for unit roundoff u, c =
+    :func:`gram_error_factor` (the worst-case bound for dot products, with the rounding of the
+    inputs and of the sums), plus (D + 8) u64 (|a| + |b|)^2 for the rounding of the centring and
+    of the float64 differences. With p the ranked k_i-th same-class distance, the exact one lies
+    within e of p, so points ranked below p - 2e are surely inside the ball and points above
+    p + 2e surely outside; the few in between are recomputed by differences of the uncentred x
+    (centring in place would round away a 1e-10 jitter on data far from the mean).
     """
     n, width = x.shape
-    x -= x.mean(dim=0)
     dtype = dtype or ranking_dtype(x.device)
     order = torch.argsort(labels, stable=True)  # rows in class order: each class's columns are one slice
-    labels, k_per_point, low = labels[order], k_per_point[order], x.to(dtype)[order]
+    labels, k_per_point = labels[order], k_per_point[order]
+    mean = x.mean(dim=0)
+    low = torch.empty(n, width, dtype=dtype, device=x.device)  # centred rows in class order, in cache-sized blocks
+    lengths = torch.empty(n, dtype=torch.float64, device=x.device)
+    for start, stop in chunks(n, width, PAIR_CHUNK_ELEMENTS):
+        centred = x[order[start:stop]] - mean
+        low[start:stop], lengths[start:stop] = centred, torch.linalg.vector_norm(centred, dim=1)
     class_ends = torch.unique_consecutive(labels, return_counts=True)[1].cumsum(0).tolist()
     whole = n * n <= CHUNK_ELEMENTS  # then one symmetric product for all rows
-    lengths = torch.linalg.vector_norm(x, dim=1)[order]
-    bound = (gram_error_factor(width) if whole else width) + 8
-    margins = bound * torch.finfo(dtype).eps * (lengths + lengths.max()).square()  # 2e, per row
+    bound = ((gram_error_factor(width) if whole else width) + 8) * torch.finfo(dtype).eps
+    bound += (width + 8) * torch.finfo(torch.float64).eps
+    margins = bound * (lengths + lengths.max()).square()  # 2e, per row
     squared_norms = lengths.square().to(dtype)
     infinity = torch.tensor(float("inf"), dtype=dtype, device=x.device)
     within = torch.empty(n, dtype=torch.float64, device=x.device)
@@ -287,5 +328,5 @@ def _euclidean_within_counts(x, labels, k_per_point, k, dtype=None):
         radius = _kth_smallest_per_row(row[same], exact[same], ranks - surely_inside.sum(1, keepdim=True))
         close_inside = (exact <= radius[row, 0]).to(torch.float64)
         counts = inside.sum(1, dtype=torch.int32).add_(alone).to(torch.float64)
-        within[start:stop] = counts.index_add_(0, row, close_inside)
+        within[order[start:stop]] = counts.index_add_(0, row, close_inside)
     return within

@@ -1,8 +1,8 @@
 """The paper's four panels for one run of the MI learning-rate callback, as one PNG.
 
 LR vs epoch, I(H; Y) vs epochs completed (every layer, IHYLL and the reference IXY),
-validation accuracy vs epochs completed, and validation accuracy vs IHYLL (the paper plots
-test accuracy; a run only measures validation accuracy every epoch).
+accuracy vs epochs completed, and accuracy vs IHYLL: test accuracy where the run measured it
+every epoch (the callback's ``test_every_epoch``, as the paper plots), else validation accuracy.
 
 Usage::
 
@@ -32,12 +32,15 @@ def plot_history(history: list[dict], path: str | Path) -> Path:
     mi_axis.plot(epochs, [r["ihyll"] for r in history], "k", linewidth=2, label="IHYLL")
     mi_axis.plot(epochs, [r["ixy"] for r in history], "k--", label="IXY")
     mi_axis.set(xlabel="epochs completed", ylabel="I(H; Y) [nats]", title="I vs epoch")
-    measured = [r for r in history if r["val_acc"] is not None]
-    acc_axis.plot([r["epoch"] for r in measured], [r["val_acc"] for r in measured], marker=".")
-    acc_axis.set(xlabel="epochs completed", ylabel="validation accuracy", title="accuracy vs epoch")
-    scatter_axis.scatter([r["ihyll"] for r in measured], [r["val_acc"] for r in measured],
-                         c=[r["epoch"] for r in measured], cmap="viridis")
-    scatter_axis.set(xlabel="IHYLL [nats]", ylabel="validation accuracy", title="accuracy vs IHYLL")
+    # test_acc of record t is measured after epoch t; val_acc of record t (taken at its start) after epoch t - 1.
+    kind, shift = ("test", 1) if any(r.get("test_acc") is not None for r in history) else ("val", 0)
+    measured = [(r["epoch"] + shift, r[f"{kind}_acc"]) for r in history if r.get(f"{kind}_acc") is not None]
+    ihyll = {r["epoch"]: r["ihyll"] for r in history}  # measured at the start of that epoch
+    acc_axis.plot([e for e, _ in measured], [acc for _, acc in measured], marker=".")
+    acc_axis.set(xlabel="epochs completed", ylabel=f"{kind} accuracy", title="accuracy vs epoch")
+    paired = [(ihyll[e], acc, e) for e, acc in measured if e in ihyll]
+    scatter_axis.scatter([p[0] for p in paired], [p[1] for p in paired], c=[p[2] for p in paired], cmap="viridis")
+    scatter_axis.set(xlabel="IHYLL [nats]", ylabel=f"{kind} accuracy", title="accuracy vs IHYLL")
     for axis in (lr_axis, mi_axis):
         axis.legend(fontsize="small")
     figure.tight_layout()

@@ -2,11 +2,12 @@
 
 At the start of every training epoch t the callback runs a fixed, class-balanced, seeded
 subsample of the training set through the model, captures the output of the configured
-layers with forward hooks, estimates I(H_i; Y) for each (Ross's kNN estimator, see
-analysis/mutual_information.py) and I(H_out; Y) of the model's output (the paper's IHYLL),
-then sets the learning rate of every optimizer parameter group for epoch t from the values
-measured at the starts of epochs t-1 and t (i.e. after epochs t-2 and t-1). It starts at
-``lr_min``. The two policies of the paper's appendix are :class:`LRPolicy`.
+layers with forward hooks, estimates I(H_i; Y) for each (Ross's kNN estimator by default, the
+paper's KSG as an option; see analysis/mutual_information.py) and I(H_out; Y) of the model's
+softmax output (the paper's IHYLL), then sets the learning rate of every optimizer parameter
+group for epoch t from the values measured at the starts of epochs t-1 and t (i.e. after epochs
+t-2 and t-1). It starts at ``lr_min``. The two policies of the paper's appendix are
+:class:`LRPolicy`; the reference IXY is the same estimator's I(X; Y) on the same subsample.
 
 Works with any LightningModule whose single optimizer has one parameter group per layer with
 a ``name`` (ClassificationModule's ``param_groups: per_layer``). Logs ``mi/<layer>``,
@@ -21,6 +22,7 @@ Usage::
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,14 +30,16 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor
 
-from analysis.mutual_information import NORMS, label_entropy_ceiling, ross_mi
+from analysis.mutual_information import NORMS, ksg_mi, label_entropy_ceiling, ross_mi
 from callbacks.mi_plots import plot_history
 from framework.errors import ConfigError
 from framework.results import write_json_atomic
 
 POLICIES = ("relative_change", "reference", "none")  # none: measure and log, leave the rates alone
 SCOPES = ("network", "layer")
-REFERENCES = ("ceiling", "tiled")
+REFERENCES = ("estimate", "ceiling", "tiled")
+ESTIMATORS = ("ross", "ksg")
+OUTPUTS = ("softmax", "logits")
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,9 @@ class LRPolicy:
     fourth case, which would leave "d1 > 0 & d2 <= epsilon" without a rule; a decrease by
     gamma2 d1 only decreases when d1 > 0, so that is the case it must mean. I values below
     ``floor`` are raised to it in the denominators so that the ratios cannot explode.
+
+    ``value_only=True`` (the paper's Figure 5, for a few epochs after a batch-size change) tracks
+    the value alone: d1 > 0 -> min(lr_max, lr + gamma1 d1), else max(lr_min, lr + gamma3 d1).
     """
 
     name: str = "reference"
@@ -63,11 +70,13 @@ class LRPolicy:
     epsilon: float = 0.01
     floor: float = 1e-3
 
-    def next_lr(self, lr: float, history: list[float], ixy: float) -> float:
+    def next_lr(self, lr: float, history: list[float], ixy: float, value_only: bool = False) -> float:
         if len(history) < 2:
             return lr
         before, previous = history[-2], history[-1]
         delta = abs(previous - before) / max(previous, self.floor)
+        if value_only and self.name == "reference":
+            delta = math.inf  # "still rising": only the value relative to IXY decides
         if self.name == "relative_change":
             if delta > self.epsilon:
                 return min(self.lr_max, lr + self.gamma1 * delta)
@@ -91,6 +100,14 @@ def balanced_subsample(labels: torch.Tensor, size: int, seed: int) -> torch.Tens
     return torch.tensor(sorted(index for _, _, index in sorted(ranked)[:size]))
 
 
+def as_model_sees_it(trainer: L.Trainer, pl_module: L.LightningModule, batch):
+    """A batch after the batch-transfer hooks (the datamodule's, else the module's), on the module's device."""
+    hooks = trainer.datamodule if trainer.datamodule is not None else pl_module
+    batch = hooks.on_before_batch_transfer(batch, 0)
+    batch = pl_module.transfer_batch_to_device(batch, pl_module.device, 0)
+    return hooks.on_after_batch_transfer(batch, 0)
+
+
 class MutualInformationLR(Callback):
     """Set each parameter group's learning rate every epoch from I(H; Y).
 
@@ -103,10 +120,23 @@ class MutualInformationLR(Callback):
             named parameter group.
         lr_min, lr_max, gamma1, gamma2, gamma3, epsilon, mi_floor: the policy's constants.
         sample_size, seed: the fixed class-balanced subsample of the training set.
-        k, norm, standardize, jitter: the estimator's settings.
-        reference: IXY = ``ceiling`` (psi(N) - <psi(N_c)> on the subsample: the most Ross's
-            estimator can return, about H(Y)) or ``tiled`` (the paper's recipe: the estimate on
-            the input tiled ``tiles`` times; with tiles > k that too measures H(Y), not I(X; Y)).
+        estimator: ``ross`` (Ross 2014, continuous H vs discrete Y) or ``ksg`` (the paper's KSG
+            algorithm 1 between H and the one-hot labels, max norm).
+        k, norm, standardize, jitter: the estimator's settings (``norm``: Ross's only).
+        output: IHYLL from the ``softmax`` of the model's output (the paper's "output layer
+            activations") or from the raw ``logits``; a hooked layer whose output is the model's
+            output is measured the same way.
+        reference: IXY = ``estimate`` (the estimator's I(X; Y) on the same subsample, as the paper
+            does with KSG: a soft bound IHYLL can exceed, which is what cools the rate down),
+            ``ceiling`` (psi(N) - <psi(N_c)>: the most Ross's estimator can return, about H(Y); the
+            cool-down branch can never fire) or ``tiled`` (the paper's CNN recipe: the input tiled
+            ``tiles`` times; with tiles > k that too measures H(Y), not I(X; Y)).
+        value_only_from, value_only_epochs: epochs [from, from + epochs) follow the value of IHYLL
+            relative to IXY only (``LRPolicy.next_lr(value_only=True)``; the paper's Figure 5 after
+            the batch-size change). Only the ``reference`` policy has a value term.
+        test_every_epoch: also measure test accuracy after every training epoch (logged as
+            ``test/epoch_acc`` and kept as ``test_acc`` in the history), for the paper's "end acc",
+            "max acc" and "first obtained at epoch N".
         batch_size: forward-pass batch size of the measurement.
         plot: write mi_lr.png at the end of training (the figures callback sends it to wandb/TensorBoard).
     """
@@ -114,11 +144,13 @@ class MutualInformationLR(Callback):
     def __init__(self, policy: str = "reference", scope: str = "network", layers: list[str] | None = None,
                  lr_min: float = 0.001, lr_max: float = 0.1, gamma1: float = 0.1, gamma2: float = 0.1,
                  gamma3: float = 0.1, epsilon: float = 0.01, mi_floor: float = 1e-3, sample_size: int = 1000,
-                 seed: int = 0, k: int = 3, norm: str = "euclidean", standardize: bool = False,
-                 jitter: float = 1e-10, reference: str = "ceiling", tiles: int = 6, batch_size: int = 500,
-                 plot: bool = True):
-        for key, value, allowed in (("policy", policy, POLICIES), ("scope", scope, SCOPES),
-                                    ("norm", norm, NORMS), ("reference", reference, REFERENCES)):
+                 seed: int = 0, estimator: str = "ross", k: int = 3, norm: str = "euclidean",
+                 standardize: bool = False, jitter: float = 1e-10, output: str = "softmax",
+                 reference: str = "estimate", tiles: int = 6, value_only_from: int = 0, value_only_epochs: int = 0,
+                 test_every_epoch: bool = False, batch_size: int = 500, plot: bool = True):
+        for key, value, allowed in (("policy", policy, POLICIES), ("scope", scope, SCOPES), ("norm", norm, NORMS),
+                                    ("reference", reference, REFERENCES), ("estimator", estimator, ESTIMATORS),
+                                    ("output", output, OUTPUTS)):
             if value not in allowed:
                 raise ConfigError(f"MutualInformationLR: {key}={value!r} is not known; use one of {allowed}.")
         if not 0 < lr_min <= lr_max:
@@ -126,11 +158,14 @@ class MutualInformationLR(Callback):
         self.policy = LRPolicy(policy, lr_min, lr_max, gamma1, gamma2, gamma3, epsilon, mi_floor)
         self.scope, self.layers = scope, list(layers) if layers else None
         self.sample_size, self.seed, self.batch_size, self.plot = sample_size, seed, batch_size, plot
-        self.estimator = dict(k=k, norm=norm, standardize=standardize, jitter=jitter, seed=seed)
-        self.reference, self.tiles = reference, tiles
+        self.estimator = estimator
+        self.settings = dict(k=k, norm=norm, standardize=standardize, jitter=jitter, seed=seed)
+        self.output, self.reference, self.tiles = output, reference, tiles
+        self.value_only = range(value_only_from, value_only_from + value_only_epochs)
+        self.test_every_epoch = test_every_epoch
         self.indices: list[int] | None = None
         self.ixy: float | None = None
-        self.history: list[dict] = []  # one record per measurement: epoch, mi, ihyll, ixy, lr, val_acc
+        self.history: list[dict] = []  # one record per measurement: epoch, mi, ihyll, ixy, lr, val_acc, test_acc
 
     # ---- checks before any training ------------------------------------------------------
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -151,6 +186,8 @@ class MutualInformationLR(Callback):
                                "(model.scheduler=null) or the callback, they would overwrite each other.")
         if len(trainer.optimizers) != 1:
             raise ConfigError(f"MutualInformationLR needs exactly one optimizer, got {len(trainer.optimizers)}.")
+        if self.test_every_epoch and trainer.datamodule is None:
+            raise ConfigError("MutualInformationLR test_every_epoch=true needs a datamodule with a test split.")
         groups = [group.get("name") for group in trainer.optimizers[0].param_groups]
         if None in groups:
             raise ConfigError("MutualInformationLR needs a 'name' on every optimizer parameter group (one group "
@@ -179,11 +216,10 @@ class MutualInformationLR(Callback):
         self.history = [record for record in self.history if record["epoch"] < epoch]  # re-entering an epoch
         record = None
         if trainer.is_global_zero:
-            record = self.measure(trainer, pl_module)
+            record = {**self.measure(trainer, pl_module), "epoch": epoch}
             groups = trainer.optimizers[0].param_groups
             record["lr"] = ({group["name"]: group["lr"] for group in groups} if self.policy.name == "none"
                             else self.next_lrs(record, [group["name"] for group in groups]))
-            record["epoch"] = epoch
         record = trainer.strategy.broadcast(record, src=0)  # every replica applies rank 0's rates
         self.history.append(record)
         for group in trainer.optimizers[0].param_groups:
@@ -198,10 +234,10 @@ class MutualInformationLR(Callback):
         """LR_t of every group from the previous rates and the I series ending with ``record``."""
         if not self.history:
             return {group: self.policy.lr_min for group in groups}
-        lrs = {}
+        lrs, value_only = {}, record["epoch"] in self.value_only
         for group in groups:
             series = [r["mi"][group] if self.scope == "layer" else r["ihyll"] for r in (*self.history, record)]
-            lrs[group] = self.policy.next_lr(self.history[-1]["lr"][group], series, record["ixy"])
+            lrs[group] = self.policy.next_lr(self.history[-1]["lr"][group], series, record["ixy"], value_only)
         return lrs
 
     @torch.no_grad()
@@ -224,23 +260,34 @@ class MutualInformationLR(Callback):
             pl_module.train(was_training)
             for handle in handles:
                 handle.remove()
-        output = torch.cat(outputs)
-        activations = {layer: torch.cat(parts) for layer, parts in captured.items()}
-        mi = {layer: ross_mi(values, labels, **self.estimator) for layer, values in activations.items()}
-        same_as_output = [layer for layer, values in activations.items() if torch.equal(values, output)]
-        ihyll = mi[same_as_output[0]] if same_as_output else ross_mi(output, labels, **self.estimator)
+        logits = torch.cat(outputs)
+        output = logits.softmax(dim=1) if self.output == "softmax" else logits
+        activations = {layer: output if torch.equal(parts[0], outputs[0]) else torch.cat(parts)
+                       for layer, parts in captured.items()}
+        mi = {layer: self.mi(values, labels) for layer, values in activations.items()}
+        same_as_output = [layer for layer, values in activations.items() if values is output]
+        ihyll = mi[same_as_output[0]] if same_as_output else self.mi(output, labels)
         if self.ixy is None:
             self.ixy = self.reference_mi(images, labels)
         accuracy = trainer.callback_metrics.get("val/acc")
         return {"mi": mi, "ihyll": ihyll, "ixy": self.ixy,
                 "val_acc": float(accuracy) if accuracy is not None else None}
 
+    def mi(self, values: torch.Tensor, labels: torch.Tensor) -> float:
+        """I(values; labels) by the configured estimator."""
+        if self.estimator == "ksg":
+            onehot = torch.nn.functional.one_hot(labels.long()).to(values.device, torch.float64)
+            return ksg_mi(values, onehot, **{**self.settings, "norm": "max"})  # KSG's own (Chebyshev) norm
+        return ross_mi(values, labels, **self.settings)
+
     def reference_mi(self, images: torch.Tensor, labels: torch.Tensor) -> float:
+        if self.reference == "estimate":
+            return self.mi(images, labels)
         if self.reference == "ceiling":
             return label_entropy_ceiling(labels)
         tiled = images.reshape(len(images), -1).repeat(self.tiles, 1)
         # The copies differ only by the jitter; ross_mi's Euclidean counts are exact, so it tells them apart.
-        return ross_mi(tiled, labels.repeat(self.tiles), **self.estimator)
+        return self.mi(tiled, labels.repeat(self.tiles))
 
     def subsample(self, trainer: L.Trainer, pl_module: L.LightningModule) -> tuple[torch.Tensor, torch.Tensor]:
         """The fixed class-balanced subsample, as the model sees it (after the batch-transfer hooks)."""
@@ -255,10 +302,31 @@ class MutualInformationLR(Callback):
         else:
             items = [dataset[i] for i in self.indices]
             images, labels = torch.stack([item[0] for item in items]), torch.as_tensor([item[1] for item in items])
-        hooks = trainer.datamodule if trainer.datamodule is not None else pl_module
-        batch = hooks.on_before_batch_transfer((images, labels), 0)
-        batch = pl_module.transfer_batch_to_device(batch, pl_module.device, 0)
-        return hooks.on_after_batch_transfer(batch, 0)
+        return as_model_sees_it(trainer, pl_module, (images, labels))
+
+    # ---- after every epoch: test accuracy --------------------------------------------------
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self.test_every_epoch:
+            return
+        accuracy = self.test_accuracy(trainer, pl_module) if trainer.is_global_zero else None
+        accuracy = trainer.strategy.broadcast(accuracy, src=0)
+        self.history[-1]["test_acc"] = accuracy
+        pl_module.log("test/epoch_acc", accuracy, on_step=False, on_epoch=True)
+
+    @torch.no_grad()
+    def test_accuracy(self, trainer: L.Trainer, pl_module: L.LightningModule) -> float:
+        """Accuracy of the current weights on the datamodule's whole test split."""
+        trainer.datamodule.setup("test")
+        was_training, correct, total = pl_module.training, 0, 0
+        pl_module.eval()
+        try:
+            for batch in trainer.datamodule.test_dataloader():
+                images, labels = as_model_sees_it(trainer, pl_module, batch)
+                correct += int((pl_module(images).argmax(dim=1) == labels).sum())
+                total += len(labels)
+        finally:
+            pl_module.train(was_training)
+        return correct / total
 
     # ---- end of training, checkpoints ----------------------------------------------------
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -93,14 +93,17 @@ rule("callbacks.mi_lr.policy", lambda v: v in ("relative_change", "reference", "
      "'relative_change', 'reference' or 'none'")
 rule("callbacks.mi_lr.scope", lambda v: v in ("network", "layer"), "'network' or 'layer'")
 rule("callbacks.mi_lr.norm", lambda v: v in ("euclidean", "max"), "'euclidean' or 'max'")
-rule("callbacks.mi_lr.reference", lambda v: v in ("ceiling", "tiled"), "'ceiling' or 'tiled'")
+rule("callbacks.mi_lr.reference", lambda v: v in ("estimate", "ceiling", "tiled"), "'estimate', 'ceiling' or 'tiled'")
+rule("callbacks.mi_lr.estimator", lambda v: v in ("ross", "ksg"), "'ross' or 'ksg'")
+rule("callbacks.mi_lr.output", lambda v: v in ("softmax", "logits"), "'softmax' or 'logits'")
 rule("callbacks.mi_lr.layers", lambda v: isinstance(v, ListConfig) and len(v) > 0,
      "a non-empty list of layer (optimizer group) names, or null for every named group")
 for _key in ("lr_min", "lr_max", "mi_floor"):
     rule(f"callbacks.mi_lr.{_key}", positive, "a number > 0")
 for _key in ("gamma1", "gamma2", "gamma3", "epsilon", "jitter"):
     rule(f"callbacks.mi_lr.{_key}", non_negative, "a number >= 0")
-for _key, _low in (("sample_size", 2), ("k", 1), ("tiles", 1), ("batch_size", 1)):
+for _key, _low in (("sample_size", 2), ("k", 1), ("tiles", 1), ("batch_size", 1), ("value_only_from", 0),
+                   ("value_only_epochs", 0)):
     rule(f"callbacks.mi_lr.{_key}", int_at_least(_low), f"an integer >= {_low}")
 rule("callbacks.batch_size.milestones",
      lambda v: isinstance(v, DictConfig) and len(v) > 0 and all(is_int(e) and e >= 1 and is_int(s) and s >= 1

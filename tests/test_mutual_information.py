@@ -10,7 +10,15 @@ import torch
 from sklearn.feature_selection import mutual_info_classif, mutual_info_regression
 from sklearn.preprocessing import scale
 
-from analysis.mutual_information import chunks, gram, ksg_mi, label_entropy_ceiling, prepare, ross_mi
+from analysis.mutual_information import (
+    _euclidean_within_counts,
+    chunks,
+    gram,
+    ksg_mi,
+    label_entropy_ceiling,
+    prepare,
+    ross_mi,
+)
 
 
 def correlated_gaussians(n: int, d: int, rho: float, seed: int = 0):
@@ -148,8 +156,9 @@ def test_tiled_input_estimate_measures_label_entropy_not_dependence():
     assert label_entropy_ceiling(labels) == pytest.approx(math.log(4), abs=0.05)
 
 
-def ross_by_differences(x: torch.Tensor, labels: torch.Tensor, k: int = 3) -> float:
-    """The reference: Ross's estimate from every distance taken by differences in float64, no tricks."""
+def within_counts_by_differences(x: torch.Tensor, labels: torch.Tensor, k: int = 3):
+    """The reference m_i: every distance taken by differences in float64, no tricks; with the kept
+    labels and class sizes (points of one-member classes left out)."""
     distances = torch.cdist(x, x, compute_mode="donot_use_mm_for_euclid_dist").fill_diagonal_(float("inf"))
     sizes = (labels[:, None] == labels[None, :]).sum(1)
     keep = sizes > 1
@@ -157,9 +166,14 @@ def ross_by_differences(x: torch.Tensor, labels: torch.Tensor, k: int = 3) -> fl
     ranks = sizes.long().clamp(max=k + 1) - 1
     same_class = labels[:, None] == labels[None, :]
     nearest = distances.masked_fill(~same_class, float("inf")).sort(1).values
-    within = (distances <= nearest.gather(1, ranks[:, None] - 1)).sum(1).double()
+    return (distances <= nearest.gather(1, ranks[:, None] - 1)).sum(1).double(), ranks, sizes
+
+
+def ross_by_differences(x: torch.Tensor, labels: torch.Tensor, k: int = 3) -> float:
+    """The reference: Ross's estimate from every distance taken by differences in float64, no tricks."""
+    within, ranks, sizes = within_counts_by_differences(x, labels, k)
     psi = torch.special.digamma
-    return float(psi(torch.tensor(float(len(labels)), dtype=torch.float64)) - psi(sizes).mean()
+    return float(psi(torch.tensor(float(len(within)), dtype=torch.float64)) - psi(sizes).mean()
                  + psi(ranks.double()).mean() - psi(within).mean())
 
 
@@ -189,6 +203,23 @@ def test_ross_euclidean_counts_equal_the_exact_differences_path(case, chunked, m
             expected, abs=1e-12)
 
 
+@pytest.mark.parametrize("width, offset", [(1, 0.0), (1, 0.7), (8, 3.0)])
+def test_euclidean_counts_on_tied_jittered_data_equal_brute_force_float64(width, offset):
+    """ReLU zeros are ties broken only by the 1e-10 jitter; far from the mean (offset) centring in place
+    rounded that jitter and changed counts. Every count must equal the brute-force float64 one."""
+    generator = torch.Generator().manual_seed(9)
+    x = torch.relu(torch.randn(400, width, generator=generator, dtype=torch.float64)) + offset
+    x[::2] = offset  # half the samples tied
+    labels = torch.randint(0, 4, (400,), generator=generator)
+    prepared = prepare(x, standardize=False, jitter=1e-10)
+    assert len(torch.unique(prepared[::2, 0])) == 200  # the jitter survived: no ties left
+    expected, ranks, _ = within_counts_by_differences(prepared, labels)
+    for ranking in (torch.float32, torch.float64):
+        counts = _euclidean_within_counts(prepared, labels, ranks[:, None], 3, ranking)
+        assert torch.equal(counts, expected)
+    assert torch.equal(prepared, prepare(x, standardize=False, jitter=1e-10))  # the input is left as it was
+
+
 def test_gram_is_the_matrix_product_off_the_diagonal():
     a = torch.randn(70, 1300, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
     expected = (a @ a.T).fill_diagonal_(0)
@@ -201,3 +232,17 @@ def test_ross_accepts_activations_that_require_grad():
     x = torch.randn(60, 300, generator=torch.Generator().manual_seed(8), requires_grad=True)
     labels = torch.arange(60) % 3
     assert ross_mi(x, labels) == ross_mi(x.detach(), labels)
+
+
+def test_small_problems_run_serially_and_leave_the_thread_count_alone():
+    x = torch.randn(300, 50, generator=torch.Generator().manual_seed(10))
+    labels = torch.arange(300) % 3
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        two = ross_mi(x, labels)
+        assert torch.get_num_threads() == 2
+        torch.set_num_threads(1)
+        assert ross_mi(x, labels) == two
+    finally:
+        torch.set_num_threads(threads)
