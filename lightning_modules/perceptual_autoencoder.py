@@ -21,6 +21,7 @@ the embedding is mu.
 from __future__ import annotations
 
 import functools
+import time
 from pathlib import Path
 
 import lightning as L
@@ -210,6 +211,12 @@ class PerceptualAutoencoderModule(L.LightningModule):
         for name, value in losses.items():
             self.log(f"{stage}/{name}", value, on_step=False, on_epoch=True, prog_bar=name == "loss")
         return losses["loss"]
+
+    def on_train_epoch_start(self) -> None:
+        self.epoch_started = time.perf_counter()
+
+    def on_train_epoch_end(self) -> None:  # the paper's x axis: training time per epoch
+        self.log("train/epoch_seconds", time.perf_counter() - self.epoch_started)
 
     def training_step(self, batch, batch_idx):
         return self._step(batch, "train")

@@ -8,10 +8,11 @@ import lightning as L
 import pytest
 import torch
 
+from analysis import perceptual_study
 from analysis.embedding_probes import PROBE_GRID, mean_baseline, probe_grid, train_probe
 from callbacks.embedding_probe import EmbeddingProbe
 from datamodules.lunarlander import LunarLanderDataModule
-from framework.validate import ConfigError
+from framework.validate import ConfigError, validate
 from lightning_modules.perceptual_autoencoder import PROCEDURES, PerceptualAutoencoderModule, kl_divergence
 
 RANDOM = {"weights": "random"}
@@ -125,3 +126,38 @@ def test_tiny_lunarlander_run_trains_keeps_the_loss_network_frozen_and_is_probed
     metrics = trainer.callback_metrics
     assert torch.isfinite(metrics["probe/test_mean_distance"]) and metrics["probe/val_loss"] == probe.result["val_loss"]
     assert trainer.callback_metrics["probe/random_loss_network"] == float(model.loss_network is not None)
+
+
+@pytest.mark.parametrize(("override", "key"), [
+    ("model.procedure=I-I-FP", "model.procedure"), ("model.input_size=100", "model.input_size"),
+    ("model.latent_dim=0", "model.latent_dim"), ("model.gamma=-1", "model.gamma"),
+    ("model.loss_network.weights=resnet", "model.loss_network.weights"),
+])
+def test_experiment_configs_compose_and_bad_values_are_named(make_cfg, override, key):
+    for experiment in ("perceptual_lunarlander", "perceptual_stl10", "perceptual_svhn"):
+        validate(make_cfg(f"experiment={experiment}"))
+    with pytest.raises(ConfigError, match=rf"Config key '{key}' is .*, but it must be"):
+        validate(make_cfg("experiment=perceptual_lunarlander", override))
+
+
+def fake_run(dataset: str, procedure: str, z: int, seed: int, value: float, seconds: float) -> dict:
+    metric = "probe/test_mean_distance" if dataset == "LunarLander" else "probe/test_accuracy"
+    return {"config": {"data": {"_target_": f"datamodules.x.{dataset}DataModule"},
+                       "model": {"procedure": procedure, "latent_dim": z}},
+            "metrics": {metric: value, "train/epoch_seconds": seconds, "probe/random_loss_network": 0.0}}
+
+
+def test_table1_and_figures_aggregate_over_seeds(tmp_path):
+    runs = [fake_run("LunarLander", "I-F-FP", 128, 0, 1.0, 2.0), fake_run("LunarLander", "I-F-FP", 128, 1, 3.0, 4.0),
+            fake_run("LunarLander", "I-I-PS", 128, 0, 5.0, 6.0), fake_run("LunarLander", "I-F-FP", 64, 0, 9.0, 1.0),
+            fake_run("SVHN", "I-I-PW", 128, 0, 0.8, 7.0)]
+    table = perceptual_study.table1(runs, 128)
+    assert "| I-F-FP | 2.0000 ± 1.4142 (n=2) | – |" in table
+    assert "| I-I-PW | – | 0.8000 ± 0.0000 (n=1) |" in table and "random" not in table
+    assert perceptual_study.points(runs, "LunarLander")["I-F-FP"] == [(64, 1.0, 9.0), (128, 3.0, 2.0)]
+    text = perceptual_study.figure(runs, tmp_path)
+    assert "| I-F-FP | 64 | 1.00 | 9.0000 |" in text
+    assert (tmp_path / "perceptual_lunarlander.png").stat().st_size > 1000
+    assert (tmp_path / "perceptual_svhn.png").exists()
+    runs[0]["metrics"]["probe/random_loss_network"] = 1.0
+    assert "2.0000 ± 1.4142 (n=2) (random AlexNet)" in perceptual_study.table1(runs, 128)
