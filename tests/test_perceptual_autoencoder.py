@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 
 import lightning as L
 import pytest
@@ -161,3 +162,31 @@ def test_table1_and_figures_aggregate_over_seeds(tmp_path):
     assert (tmp_path / "perceptual_svhn.png").exists()
     runs[0]["metrics"]["probe/random_loss_network"] = 1.0
     assert "2.0000 ± 1.4142 (n=2) (random AlexNet)" in perceptual_study.table1(runs, 128)
+
+
+def test_evaluate_probes_a_finished_runs_checkpoint(tmp_path, lunarlander):
+    from omegaconf import OmegaConf
+
+    from evaluate import evaluate
+    from framework.compose import compose_config
+    from framework.results import write_json_atomic
+
+    run_dir = tmp_path / "run"
+    model_cfg = {"_target_": "lightning_modules.perceptual_autoencoder.PerceptualAutoencoderModule",
+                 "procedure": "I-I-PW", "latent_dim": 8}
+    data_cfg = {"_target_": "datamodules.lunarlander.LunarLanderDataModule", "data_dir": str(lunarlander.data_dir),
+                "rollouts": 4, "steps_per_rollout": 40, "train_seed": 1, "test_seed": 2, "progress": False}
+    probe_cfg = {"_target_": "callbacks.embedding_probe.EmbeddingProbe", "task": "regression", "grid": [[]],
+                 "max_epochs": 5, "patience": 2, "data": None}
+    (run_dir / ".hydra").mkdir(parents=True)
+    OmegaConf.save({"model": model_cfg, "data": data_cfg, "callbacks": {"probe": probe_cfg}},
+                   run_dir / ".hydra" / "config.yaml")
+    torch.manual_seed(0)
+    model = PerceptualAutoencoderModule("I-I-PW", latent_dim=8)
+    torch.save({"state_dict": model.state_dict()}, run_dir / "best.ckpt")
+    write_json_atomic(run_dir / "results.json", {"metrics": {}, "best_checkpoint": str(run_dir / "best.ckpt")})
+    text = evaluate(compose_config([f"runs={run_dir}", "task=perceptual_probe"], tmp_path / "out", "evaluate"))
+    probe = json.loads((run_dir / "probe.json").read_text())
+    expected = EmbeddingProbe(task="regression", grid=[[]], max_epochs=5, patience=2).run(model, lunarlander)
+    assert probe["test_metric"] == pytest.approx(expected["test_metric"]) and probe["hidden"] == []
+    assert "test mean_distance" in text and probe["loss_network_weights"] is None
