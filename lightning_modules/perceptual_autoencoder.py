@@ -151,7 +151,8 @@ class PerceptualAutoencoderModule(L.LightningModule):
         else:
             self.encoder, flat = feature_encoder(self.feature_size, hidden)
         self.mu = nn.Linear(flat, latent_dim)
-        self.logvar = nn.Linear(flat, latent_dim)  # built for gamma = 0 too, as the authors' (their sizes count it)
+        # Built for gamma = 0 too, as the authors' (their sizes count it); frozen then, so DDP sees no unused grads.
+        self.logvar = nn.Linear(flat, latent_dim).requires_grad_(self.variational)
         self.decoder = (image_decoder(latent_dim, input_size) if self.decoder_output == "image"
                         else feature_decoder(latent_dim, self.feature_size, hidden))
 
@@ -167,8 +168,9 @@ class PerceptualAutoencoderModule(L.LightningModule):
                               f"gives {size} features for {side}x{side} inputs; set it to {size} or null.")
         return size
 
-    def trainable_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+    def autoencoder_parameters(self) -> int:
+        """What the authors count: everything but the loss network."""
+        return sum(p.numel() for name, p in self.named_parameters() if not name.startswith("loss_network."))
 
     @staticmethod
     def rgb(images: torch.Tensor) -> torch.Tensor:
