@@ -20,7 +20,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from analysis import szegedy_study
+from analysis import perceptual_study, szegedy_study
 from analysis.mi_lr_study import study_table
 from analysis.mi_sample_size import figure1
 from analysis.results_table import check_keys, checkpoint_note, overridden_keys, results_table
@@ -125,7 +125,57 @@ def szegedy_task(study: Callable, name: str, figures: bool = False) -> Callable[
     return task
 
 
+def perceptual_table1_task(cfg: DictConfig) -> str:
+    """Table I of the feature-prediction paper: probe performance per procedure and dataset at z = 128.
+
+    Keys: runs, output.
+    """
+    runs = load_results(cfg.runs)
+    text = f"Table I ({len(runs)} runs, z = 128)\n\n{perceptual_study.table1(runs, 128)}"
+    return write_markdown(text, cfg, "perceptual_table1.md")
+
+
+def perceptual_figures_task(cfg: DictConfig) -> str:
+    """Figures 6-8: probe performance against training time per epoch, one point per z (PNG per dataset).
+
+    Keys: runs, output.
+    """
+    runs_dir = Path(cfg.runs) if Path(cfg.runs).is_dir() else Path(cfg.runs).parent
+    return write_markdown(perceptual_study.figure(load_results(cfg.runs), runs_dir), cfg, "perceptual_figures.md")
+
+
+def perceptual_probe_task(cfg: DictConfig) -> str:
+    """The embedding probes on a finished run's best checkpoint (runs=<run directory>); writes probe.json.
+
+    Keys: runs, output.
+    """
+    import torch
+
+    from callbacks.embedding_probe import EmbeddingProbe
+    from framework.errors import instantiate_node
+    from framework.results import write_json_atomic
+
+    run = load_results(cfg.runs)[0]
+    run_cfg = OmegaConf.load(Path(run["path"]) / ".hydra" / "config.yaml")
+    checkpoint = run.get("best_checkpoint") or str(Path(run["path"]) / "checkpoints" / "last.ckpt")
+    if not Path(checkpoint).is_file():
+        raise ConfigError(f"Checkpoint {checkpoint} does not exist; give a run directory with checkpoints.")
+    model = instantiate_node(run_cfg.model, "model")
+    model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"])
+    options = OmegaConf.to_container(run_cfg.callbacks.probe, resolve=False) if "probe" in run_cfg.callbacks else {}
+    data = instantiate_node(run_cfg.callbacks.probe.data if options.get("data") else run_cfg.data, "data")
+    options = {key: value for key, value in options.items() if key not in ("_target_", "data")}
+    result = EmbeddingProbe(**options).run(model, data)
+    write_json_atomic(Path(run["path"]) / "probe.json", result | {"checkpoint": checkpoint})
+    text = (f"Probe of {checkpoint}: test {result['metric']} {result['test_metric']:.4f} (mean baseline "
+            f"{result['baseline']:.4f}), hidden {result['hidden']}, loss network {result['loss_network_weights']}")
+    return write_markdown(text, cfg, "probe.md")
+
+
 TASKS: dict[str, Callable[[DictConfig], str]] = {
+    "perceptual_table1": perceptual_table1_task,
+    "perceptual_figures": perceptual_figures_task,
+    "perceptual_probe": perceptual_probe_task,
     "table": table_task,
     "mi_lr_study": mi_lr_study_task,
     "mi_sample_size": mi_sample_size_task,

@@ -139,6 +139,19 @@ rule("model.net.weight_decay", each(non_negative), "a number >= 0, or one number
 rule("model.pretrain_epochs", int_at_least(0), "an integer >= 0")
 
 
+# ---- feature-prediction autoencoders (seed 003; lightning_modules/perceptual_autoencoder.py) ----
+PERCEPTUAL_PROCEDURES = ("I-I-PW", "I-I-PS", "F-I-PW", "F-I-PS", "I-F-FP", "F-F-FP")
+rule("model.procedure", lambda v: v in PERCEPTUAL_PROCEDURES, f"one of {', '.join(PERCEPTUAL_PROCEDURES)}")
+rule("model.latent_dim", int_at_least(1), "an integer >= 1")
+rule("model.gamma", non_negative, "a number >= 0 (0: not variational)")
+rule("model.input_size", lambda v: is_int(v) and v >= 64 and (v - 64) % 16 == 0,
+     "a side of 64 + 16N (64, 80, 96, ...): the four-layer (V)AE's input; SVHN: data.pad_to=64")
+rule("model.loss_network.weights", lambda v: v in ("imagenet", "random") or Path(str(v)).is_file(),
+     "'imagenet', 'random' or an existing checkpoint file with AlexNet-shaped features")
+rule("callbacks.probe.max_epochs", int_at_least(1), "an integer >= 1")
+rule("callbacks.probe.patience", int_at_least(1), "an integer >= 1")
+
+
 _MISSING = object()
 
 

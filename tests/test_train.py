@@ -7,12 +7,18 @@ import pytest
 from train import train
 
 EXPERIMENTS = sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "experiment").glob("*.yaml"))
+# Feature-prediction autoencoders: no AlexNet download in tests, small MLPs, a one-net probe grid, and
+# LunarLander at the size tests/dataset_files.py generates.
+PERCEPTUAL = ("model.loss_network.weights=random", "model.feature_hidden_max=64", "callbacks.probe.grid=[[]]",
+              "callbacks.probe.max_epochs=2")
+SMALL = {"perceptual_lunarlander": (*PERCEPTUAL, "data.rollouts=2", "data.steps_per_rollout=20", "data.train_seed=1"),
+         "perceptual_stl10": PERCEPTUAL, "perceptual_svhn": PERCEPTUAL}
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_composes_and_runs_fast_dev_run(make_cfg, experiment):
     small = ["callbacks.mi_lr.sample_size=40"] if experiment.startswith("mi_lr") else []  # the test sets are tiny
-    results = train(make_cfg(f"experiment={experiment}", "debug=fdr", *small))
+    results = train(make_cfg(f"experiment={experiment}", "debug=fdr", *small, *SMALL.get(experiment, ())))
     assert any(key.startswith("test/") for key in results["metrics"]), results["metrics"]
     assert (Path(results["output_dir"]) / "results.json").is_file()
 

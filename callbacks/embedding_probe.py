@@ -1,0 +1,49 @@
+"""At the end of fit: the embedding probes (analysis/embedding_probes.py) on the best checkpoint's encoder.
+
+``data`` is the labelled datamodule the probes train and test on (the autoencoder may have trained on
+other frames: STL-10 unlabeled, SVHN extra, another LunarLander run); ``None`` uses the trainer's.
+The results go to the loggers and to ``trainer.callback_metrics`` (hence results.json) as ``probe/*``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from analysis.embedding_probes import PROBE_GRID, compute_embeddings, mean_baseline, probe_grid
+
+log = logging.getLogger(__name__)
+
+
+def probe_metrics(result: dict, baseline: float, random_loss_network: bool) -> dict[str, float]:
+    return {f"probe/test_{result['metric']}": result["test_metric"], "probe/val_loss": result["val_loss"],
+            f"probe/baseline_{result['metric']}": baseline, "probe/random_loss_network": float(random_loss_network)}
+
+
+class EmbeddingProbe(L.Callback):
+    def __init__(self, data=None, task: str = "regression", num_classes: int = 10, grid=PROBE_GRID,
+                 max_epochs: int = 500, patience: int = 25, batch_size: int = 512, seed: int = 0):
+        self.data, self.task, self.num_classes, self.grid = data, task, num_classes, [list(h) for h in grid]
+        self.options = {"max_epochs": max_epochs, "patience": patience, "batch_size": batch_size, "seed": seed}
+        self.result: dict | None = None
+
+    def run(self, model: L.LightningModule, datamodule) -> dict:
+        embeddings = compute_embeddings(model, datamodule, self.options["batch_size"])
+        result = probe_grid(embeddings, self.task, self.grid, self.num_classes, **self.options)
+        result["baseline"] = mean_baseline(embeddings, self.task)
+        result["loss_network_weights"] = getattr(model, "loss_network_weights", None)
+        return result
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        best = getattr(trainer.checkpoint_callback, "best_model_path", "")
+        if best and Path(best).is_file():  # the authors reload the best validation checkpoint
+            pl_module.load_state_dict(torch.load(best, map_location=pl_module.device, weights_only=False)["state_dict"])
+        self.result = self.run(pl_module, self.data if self.data is not None else trainer.datamodule)
+        metrics = probe_metrics(self.result, self.result["baseline"], self.result["loss_network_weights"] == "random")
+        log.info(f"Embedding probe: {metrics} (hidden {self.result['hidden']})")
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=trainer.global_step)
+        trainer.callback_metrics.update({key: torch.tensor(value) for key, value in metrics.items()})

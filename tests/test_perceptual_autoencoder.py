@@ -1,0 +1,195 @@
+"""Feature-prediction autoencoders (seed 003): sizes, losses, the frozen loss network, tiny LunarLander runs."""
+
+from __future__ import annotations
+
+import functools
+import json
+
+import lightning as L
+import pytest
+import torch
+
+from analysis import perceptual_study
+from analysis.embedding_probes import PROBE_GRID, mean_baseline, probe_grid, train_probe
+from callbacks.embedding_probe import EmbeddingProbe
+from datamodules.lunarlander import LunarLanderDataModule
+from framework.validate import ConfigError, validate
+from lightning_modules.perceptual_autoencoder import PROCEDURES, PerceptualAutoencoderModule, kl_divergence
+
+RANDOM = {"weights": "random"}
+# The authors' sizes at z = 128 (reference file), millions, for 64 and 96 inputs.
+AUTHORS_MILLIONS = {"I-I": (4.65, 6.49), "I-F": (20.5, 49.6), "F-F": (39.3, 96.0), "F-I": (23.5, 52.9)}
+
+
+def module(procedure: str, **options) -> PerceptualAutoencoderModule:
+    return PerceptualAutoencoderModule(procedure, **{"latent_dim": 16, "loss_network": RANDOM, **options})
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.01])
+@pytest.mark.parametrize("side", [64, 96])
+@pytest.mark.parametrize("procedure", list(PROCEDURES))
+def test_parameter_counts_equal_the_authors(procedure, side, gamma):
+    with torch.device("meta"):  # sizes only: no memory, no initialisation
+        model = module(procedure, latent_dim=128, gamma=gamma, input_size=side)
+    expected = AUTHORS_MILLIONS[procedure[:3]][side == 96]
+    assert float(f"{model.autoencoder_parameters() / 1e6:.3g}") == expected  # the authors' three significant digits
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert trainable == model.autoencoder_parameters() - (0 if gamma else 128 * model.mu.in_features + 128)
+    assert model.feature_size == (None if procedure == "I-I-PW" else 192 * (7 if side == 64 else 11) ** 2)
+
+
+@pytest.mark.parametrize("side", [64, 96])
+def test_decoder_output_side_equals_input_side(side):
+    model = module("I-I-PS", input_size=side).eval()
+    images = torch.rand(2, 3, side, side)
+    assert model.decoder(model(images)).shape == images.shape
+    assert model(images).shape == (2, 16)
+
+
+def test_each_loss_equals_its_formula_and_kl_vanishes_without_gamma():
+    torch.manual_seed(0)
+    images = torch.linspace(0, 1, 2 * 64 * 64).reshape(2, 1, 64, 64)  # grayscale: repeated to RGB
+    rgb = images.repeat(1, 3, 1, 1)
+    for procedure, (_, _, loss) in PROCEDURES.items():
+        model = module(procedure).eval()
+        alex = model.loss_network.features if model.loss_network else None
+        features = torch.sigmoid(alex(rgb)).reshape(2, -1) if alex else None
+        mu = model.mu(model.encoder(rgb if procedure[0] == "I" else features))
+        output = model.decoder(mu)
+        if loss == "pixel":
+            expected = ((output - rgb) ** 2).mean()
+        elif loss == "perceptual":
+            expected = ((torch.sigmoid(alex(output)).reshape(2, -1) - features) ** 2).mean()
+        else:
+            expected = ((output - features) ** 2).mean()
+        losses = model.losses(images)
+        torch.testing.assert_close(losses["loss"], expected)
+        assert losses["kld"].item() == 0.0 and not model.variational
+    variational = module("I-F-FP", gamma=0.5).eval()
+    mu, logvar = variational.mu(variational.encoder(rgb)), variational.logvar(variational.encoder(rgb))
+    kld = -(1 + logvar - mu**2 - logvar.exp()).mean()
+    losses = variational.losses(images)
+    torch.testing.assert_close(losses["loss"], losses["reconstruction"] + 0.5 * kld)
+    assert kl_divergence(torch.zeros(3, 4), torch.zeros(3, 4)).item() == 0.0
+    assert kl_divergence(torch.ones(3, 4), torch.zeros(3, 4)).item() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(("options", "key"), [
+    ({"procedure": "I-X-FP"}, "model.procedure"), ({"input_size": 72}, "model.input_size"),
+    ({"latent_dim": 0}, "model.latent_dim"), ({"gamma": -0.1}, "model.gamma"),
+    ({"loss_network": {"weights": "random", "feature_size": 1728}}, "model.loss_network.feature_size"),
+])
+def test_bad_input_is_one_sentence_naming_the_key(options, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        PerceptualAutoencoderModule(**{"procedure": "I-F-FP", "loss_network": RANDOM, **options})
+
+
+def test_probe_grid_chooses_the_lowest_validation_loss():
+    torch.manual_seed(0)
+    x = torch.randn(300, 4)
+    y = torch.stack([torch.sin(2 * x[:, 0]), x[:, 1] * x[:, 2]], 1)
+    embeddings = {"train": (x[:200], y[:200]), "val": (x[200:250], y[200:250]), "test": (x[250:], y[250:])}
+    result = probe_grid(embeddings, "regression", max_epochs=40, patience=5, batch_size=64)
+    assert len(result["val_losses"]) == len(PROBE_GRID)
+    assert result["val_loss"] == min(result["val_losses"])
+    assert result["hidden"] == list(PROBE_GRID[result["val_losses"].index(min(result["val_losses"]))])
+    _, again = train_probe(result["hidden"], embeddings["train"], embeddings["val"], 40, 5, 64, 0)
+    assert again == result["val_loss"]  # deterministic
+    assert result["test_metric"] < mean_baseline(embeddings, "regression")
+
+
+@pytest.fixture(scope="module")
+def lunarlander(tmp_path_factory):
+    data = LunarLanderDataModule(data_dir=str(tmp_path_factory.mktemp("lunar")), rollouts=4, steps_per_rollout=40,
+                                 train_seed=1, test_seed=2, generation_workers=1, progress=False, batch_size=32)
+    data.prepare_data()
+    return data
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("procedure", list(PROCEDURES))
+def test_tiny_lunarlander_run_trains_keeps_the_loss_network_frozen_and_is_probed(procedure, lunarlander):
+    L.seed_everything(0)
+    model = module(procedure, feature_hidden_max=64, optimizer=functools.partial(torch.optim.Adam, lr=1e-3))
+    frozen = {k: v.clone() for k, v in model.loss_network.state_dict().items()} if model.loss_network else {}
+    probe = EmbeddingProbe(task="regression", grid=[[], [32]], max_epochs=20, patience=5, batch_size=64)
+    trainer = L.Trainer(max_epochs=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, callbacks=[probe], num_sanity_val_steps=0)
+    data = lunarlander
+    data.setup("fit")
+    before = model.eval().losses(data.on_after_batch_transfer(data.datasets["train"][:64], 0)[0])["loss"].item()
+    trainer.fit(model.train(), datamodule=data)
+    after = model.eval().losses(data.on_after_batch_transfer(data.datasets["train"][:64], 0)[0])["loss"].item()
+    assert after < before
+    if model.loss_network:
+        assert not model.loss_network.training
+        for name, parameter in model.loss_network.named_parameters():
+            assert parameter.grad is None and not parameter.requires_grad
+            assert torch.equal(parameter, frozen[name])
+    # 160 frames are too few for a probe to beat the mean on another run (see the synthetic probe test).
+    metrics = trainer.callback_metrics
+    assert torch.isfinite(metrics["probe/test_mean_distance"]) and metrics["probe/val_loss"] == probe.result["val_loss"]
+    assert trainer.callback_metrics["probe/random_loss_network"] == float(model.loss_network is not None)
+
+
+@pytest.mark.parametrize(("override", "key"), [
+    ("model.procedure=I-I-FP", "model.procedure"), ("model.input_size=100", "model.input_size"),
+    ("model.latent_dim=0", "model.latent_dim"), ("model.gamma=-1", "model.gamma"),
+    ("model.loss_network.weights=resnet", "model.loss_network.weights"),
+])
+def test_experiment_configs_compose_and_bad_values_are_named(make_cfg, override, key):
+    for experiment in ("perceptual_lunarlander", "perceptual_stl10", "perceptual_svhn"):
+        validate(make_cfg(f"experiment={experiment}"))
+    with pytest.raises(ConfigError, match=rf"Config key '{key}' is .*, but it must be"):
+        validate(make_cfg("experiment=perceptual_lunarlander", override))
+
+
+def fake_run(dataset: str, procedure: str, z: int, seed: int, value: float, seconds: float) -> dict:
+    metric = "probe/test_mean_distance" if dataset == "LunarLander" else "probe/test_accuracy"
+    return {"config": {"data": {"_target_": f"datamodules.x.{dataset}DataModule"},
+                       "model": {"procedure": procedure, "latent_dim": z}},
+            "metrics": {metric: value, "train/epoch_seconds": seconds, "probe/random_loss_network": 0.0}}
+
+
+def test_table1_and_figures_aggregate_over_seeds(tmp_path):
+    runs = [fake_run("LunarLander", "I-F-FP", 128, 0, 1.0, 2.0), fake_run("LunarLander", "I-F-FP", 128, 1, 3.0, 4.0),
+            fake_run("LunarLander", "I-I-PS", 128, 0, 5.0, 6.0), fake_run("LunarLander", "I-F-FP", 64, 0, 9.0, 1.0),
+            fake_run("SVHN", "I-I-PW", 128, 0, 0.8, 7.0)]
+    table = perceptual_study.table1(runs, 128)
+    assert "| I-F-FP | 2.0000 ± 1.4142 (n=2) | – |" in table
+    assert "| I-I-PW | – | 0.8000 ± 0.0000 (n=1) |" in table and "random" not in table
+    assert perceptual_study.points(runs, "LunarLander")["I-F-FP"] == [(64, 1.0, 9.0), (128, 3.0, 2.0)]
+    text = perceptual_study.figure(runs, tmp_path)
+    assert "| I-F-FP | 64 | 1.00 | 9.0000 |" in text
+    assert (tmp_path / "perceptual_lunarlander.png").stat().st_size > 1000
+    assert (tmp_path / "perceptual_svhn.png").exists()
+    runs[0]["metrics"]["probe/random_loss_network"] = 1.0
+    assert "2.0000 ± 1.4142 (n=2) (random AlexNet)" in perceptual_study.table1(runs, 128)
+
+
+def test_evaluate_probes_a_finished_runs_checkpoint(tmp_path, lunarlander):
+    from omegaconf import OmegaConf
+
+    from evaluate import evaluate
+    from framework.compose import compose_config
+    from framework.results import write_json_atomic
+
+    run_dir = tmp_path / "run"
+    model_cfg = {"_target_": "lightning_modules.perceptual_autoencoder.PerceptualAutoencoderModule",
+                 "procedure": "I-I-PW", "latent_dim": 8}
+    data_cfg = {"_target_": "datamodules.lunarlander.LunarLanderDataModule", "data_dir": str(lunarlander.data_dir),
+                "rollouts": 4, "steps_per_rollout": 40, "train_seed": 1, "test_seed": 2, "progress": False}
+    probe_cfg = {"_target_": "callbacks.embedding_probe.EmbeddingProbe", "task": "regression", "grid": [[]],
+                 "max_epochs": 5, "patience": 2, "data": None}
+    (run_dir / ".hydra").mkdir(parents=True)
+    OmegaConf.save({"model": model_cfg, "data": data_cfg, "callbacks": {"probe": probe_cfg}},
+                   run_dir / ".hydra" / "config.yaml")
+    torch.manual_seed(0)
+    model = PerceptualAutoencoderModule("I-I-PW", latent_dim=8)
+    torch.save({"state_dict": model.state_dict()}, run_dir / "best.ckpt")
+    write_json_atomic(run_dir / "results.json", {"metrics": {}, "best_checkpoint": str(run_dir / "best.ckpt")})
+    text = evaluate(compose_config([f"runs={run_dir}", "task=perceptual_probe"], tmp_path / "out", "evaluate"))
+    probe = json.loads((run_dir / "probe.json").read_text())
+    expected = EmbeddingProbe(task="regression", grid=[[]], max_epochs=5, patience=2).run(model, lunarlander)
+    assert probe["test_metric"] == pytest.approx(expected["test_metric"]) and probe["hidden"] == []
+    assert "test mean_distance" in text and probe["loss_network_weights"] is None
