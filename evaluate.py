@@ -173,9 +173,6 @@ def perceptual_probe_task(cfg: DictConfig) -> str:
 
 
 TASKS: dict[str, Callable[[DictConfig], str]] = {
-    "perceptual_table1": perceptual_table1_task,
-    "perceptual_figures": perceptual_figures_task,
-    "perceptual_probe": perceptual_probe_task,
     "table": table_task,
     "mi_lr_study": mi_lr_study_task,
     "mi_sample_size": mi_sample_size_task,
@@ -188,6 +185,9 @@ TASKS: dict[str, Callable[[DictConfig], str]] = {
     "szegedy_table5": szegedy_task(szegedy_study.table5, "szegedy_table5"),
     "szegedy_figure5": szegedy_task(szegedy_study.figure5, "szegedy_figure5", figures=True),
     "szegedy_units": szegedy_task(szegedy_study.figure_units, "szegedy_units", figures=True),
+    "perceptual_table1": perceptual_table1_task,
+    "perceptual_figures": perceptual_figures_task,
+    "perceptual_probe": perceptual_probe_task,
 }
 
 
