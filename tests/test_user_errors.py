@@ -151,7 +151,7 @@ ROWS = [
     row("lr-policy-scheduler", *MI, "+lr_policy=warmup", "callbacks.mi_lr.policy=reference",
         expect="model.scheduler=null"),
     row("lr-policy-without-callback", "+lr_policy=layerwise", expect=("'callbacks.mi_lr' sets", "callbacks=mi_lr")),
-    row("batch-schedule", "+batch_schedule=grow", "trainer.reload_dataloaders_every_n_epochs=0",
+    row("batch-schedule", *MI, "+batch_schedule=grow", "trainer.reload_dataloaders_every_n_epochs=0",
         expect="trainer.reload_dataloaders_every_n_epochs=1"),
     # ---- logger, paths, hydra, debug
     row("logger-option", "logger=nope", expect="logger/nope"),
