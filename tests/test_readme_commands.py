@@ -17,6 +17,8 @@ this README are tests"):
   them here would recurse. ``make setup`` is not run: it would re-sync the shared environment.
   ``make bench`` runs with ``BENCHMARKS=`` a stand-in script (a real benchmark takes minutes); its
   closing table must judge the stand-in.
+- DATA_DIR and TORCH_HOME are empty folders, so no dataset or pretrained weights are found unless a command
+  fetches them; a command marked ``registry`` gets folders of its own, so what it fetches reaches no other.
 - ``<...>`` in a command is the directory the preceding command of the same block printed
   (``sweep directory: ...`` after ``-m``, else ``output directory: ...``).
 - ``# needs: a,b`` (names in NEEDS): where the machine has all of them the command must succeed; where
@@ -59,12 +61,18 @@ STAND_IN_BENCHMARK = ('import json\nprint(json.dumps({"benchmark": "stand-in", "
                       '"baseline": "none", "threads": 1}))\n')
 
 
+# Every command sees these empty folders as DATA_DIR and TORCH_HOME, whatever this machine holds, so that
+# what a command finds does not depend on the machine or on the order the blocks run in; a command marked
+# `registry` gets folders of its own (what it fetches is seen by no other command).
+EMPTY_DATA_DIR = Path(tempfile.mkdtemp(prefix="readme_data_"))
+EMPTY_TORCH_HOME = Path(tempfile.mkdtemp(prefix="readme_torch_"))
+
+
 def dataset_present(target: str):
     def present() -> bool:
         from hydra.utils import get_class
 
-        data_dir = os.environ.get("DATA_DIR")  # the copy itself holds no data/
-        return data_dir is not None and not get_class(target)(data_dir=data_dir).missing_files()
+        return not get_class(target)(data_dir=str(EMPTY_DATA_DIR)).missing_files()
 
     return present
 
@@ -82,9 +90,7 @@ def registry_reachable() -> bool:
 
 
 def alexnet_weights_cached() -> bool:
-    import torch
-
-    return any(Path(torch.hub.get_dir(), "checkpoints").glob("alexnet-*.pth"))
+    return any(Path(EMPTY_TORCH_HOME, "hub", "checkpoints").glob("alexnet-*.pth"))
 
 
 def gpu() -> bool:
@@ -158,8 +164,11 @@ def runner(tmp_path_factory) -> Runner:
     return Runner(tmp_path_factory.mktemp("outputs"))
 
 
-def environment(extra: dict[str, str]) -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "WANDB_MODE": "offline", **extra}
+def environment(extra: dict[str, str], fetches: bool = False) -> dict[str, str]:
+    homes = {"DATA_DIR": str(EMPTY_DATA_DIR), "TORCH_HOME": str(EMPTY_TORCH_HOME)}
+    if fetches:
+        homes = {name: tempfile.mkdtemp(prefix="readme_fetch_") for name in homes}
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "WANDB_MODE": "offline", **homes, **extra}
 
 
 def run_block(block: list[Command], runner: Runner, copy: Path) -> dict[int, Outcome | str]:
@@ -176,7 +185,7 @@ def run_block(block: list[Command], runner: Runner, copy: Path) -> dict[int, Out
         if argv is None:
             outcomes[id(command)] = why_not
             continue
-        env = environment(command.env)
+        env = environment(command.env, fetches="registry" in command.needs)
         if command.kind == "make":
             outcome = runner.subprocess(argv, copy, env, TIMEOUT)
         else:
