@@ -10,15 +10,17 @@ this README are tests"):
   appended to each train.py command without its own ``debug=``, plus WORD_CAPS: ``data.rollouts=4``
   with ``data=lunarlander`` (the frames are generated), ``callbacks.mi_lr.sample_size=100`` with
   ``callbacks=mi_lr`` / ``experiment=mi_lr_*``, one lambda and tau and fewer solver steps with
-  ``experiment=reae_*``; ``make train`` gets them through ``ARGS``.
+  ``experiment=reae_*``, a tiny collection and probe with ``experiment=perceptual_*``; a cap whose key the
+  command sets itself is left out; ``make train`` gets them through ``ARGS``.
   Nothing else is appended. WANDB_MODE=offline, so no test talks to wandb's servers.
 - make runs as ``make -o setup <target>``: the environment running the tests is the one the Makefile
   would set up. ``make test`` / ``make test-fast`` are not run: this test is part of them, so running
   them here would recurse. ``make setup`` is not run: it would re-sync the shared environment.
   ``make bench`` runs with ``BENCHMARKS=`` a stand-in script (a real benchmark takes minutes); its
   closing table must judge the stand-in.
-- DATA_DIR and TORCH_HOME are empty folders, so no dataset or pretrained weights are found unless a command
-  fetches them; a command marked ``registry`` gets folders of its own, so what it fetches reaches no other.
+- DATA_DIR and TORCH_HOME are empty folders and pip sees an empty index, so no dataset or pretrained weights
+  are found; a command marked ``registry`` reaches the registry and gets folders of its own, so what it
+  fetches reaches no other command.
 - ``<...>`` in a command is the directory the preceding command of the same block printed
   (``sweep directory: ...`` after ``-m``, else ``output directory: ...``).
 - ``# needs: a,b`` (names in NEEDS): where the machine has all of them the command must succeed; where
@@ -49,8 +51,11 @@ COMMANDS = documented_commands()
 SMOKE = ["debug=smoke"]
 # Further caps for commands with a word starting with the key: generated frames, the MI measurement's sample.
 REAE_CAPS = ["model.lambdas=[0.01]", "model.taus=[0.01]", "model.kl_steps=5", "model.max_iter=20"]
+PERCEPTUAL_CAPS = ["data.rollouts=2", "data.steps_per_rollout=20", "model.feature_hidden_max=64",
+                   "callbacks.probe.grid=[[]]", "callbacks.probe.max_epochs=2"]
 WORD_CAPS = {"data=lunarlander": ["data.rollouts=4"], "callbacks=mi_lr": ["callbacks.mi_lr.sample_size=100"],
-             "experiment=mi_lr_": ["callbacks.mi_lr.sample_size=100"], "experiment=reae_": REAE_CAPS}
+             "experiment=mi_lr_": ["callbacks.mi_lr.sample_size=100"], "experiment=reae_": REAE_CAPS,
+             "experiment=perceptual_": PERCEPTUAL_CAPS}
 NOT_RUN = {
     "test": "`make test` runs this test: running it here would recurse",
     "test-fast": "`make test-fast` runs this test: running it here would recurse",
@@ -128,6 +133,8 @@ def with_caps(command: Command, placeholder_dir: str) -> tuple[list[str] | None,
     if command.kind == "train.py":
         caps = [] if any(w.startswith("debug=") for w in words) else list(SMOKE)
         caps += [cap for start, extra in WORD_CAPS.items() if any(w.startswith(start) for w in words) for cap in extra]
+        given = {w.lstrip("+").partition("=")[0] for w in words}
+        caps = [cap for cap in caps if cap.partition("=")[0] not in given]  # the command's own value stays
         return words[2:] + caps, None
     if command.kind == "evaluate.py":
         return words[2:], None
@@ -165,9 +172,14 @@ def runner(tmp_path_factory) -> Runner:
 
 
 def environment(extra: dict[str, str], fetches: bool = False) -> dict[str, str]:
-    homes = {"DATA_DIR": str(EMPTY_DATA_DIR), "TORCH_HOME": str(EMPTY_TORCH_HOME)}
+    """A command marked `registry` gets its own DATA_DIR and TORCH_HOME; every other one sees empty ones and no
+    package registry (pip pointed at an empty index), as on a machine without it: pretrained weights that
+    framework/pretrained.py would fetch from the registry are then missing too, as the `alexnet` marker says."""
     if fetches:
-        homes = {name: tempfile.mkdtemp(prefix="readme_fetch_") for name in homes}
+        homes = {name: tempfile.mkdtemp(prefix="readme_fetch_") for name in ("DATA_DIR", "TORCH_HOME")}
+    else:
+        homes = {"DATA_DIR": str(EMPTY_DATA_DIR), "TORCH_HOME": str(EMPTY_TORCH_HOME), "PIP_CONFIG_FILE": os.devnull,
+                 "PIP_INDEX_URL": EMPTY_DATA_DIR.as_uri(), "PIP_EXTRA_INDEX_URL": "", "PIP_FIND_LINKS": ""}
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "WANDB_MODE": "offline", **homes, **extra}
 
 
