@@ -17,13 +17,13 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import os
 import socket
 import tarfile
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from framework.atomic import write_atomically
 
 CHUNK_BYTES = 1 << 20
 
@@ -155,21 +155,8 @@ def read_tar_members(data: bytes, archive: RegistryArchive, names: set[str] | li
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
-    """Write to a hidden temporary file in the same folder, flush it to disk, then rename it over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    try:
-        os.fchmod(handle, 0o644)  # mkstemp's 0o600 would hide shared data from other users
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``data`` through framework/atomic.py: a locked temporary file in the same folder, renamed over ``path``."""
+    return write_atomically(path, lambda stream: stream.write(data))
 
 
 def last_line(error: BaseException) -> str:
