@@ -199,7 +199,7 @@ class InMemoryDataModule(L.LightningDataModule):
         self.download_missing = download
         self.num_workers = num_workers
         if on_device not in ("auto", True, False):
-            raise ValueError(f"Config key 'data.on_device' is {on_device!r}, but it must be auto, true or false.")
+            raise ConfigError(f"Config key 'data.on_device' is {on_device!r}, but it must be auto, true or false.")
         self.on_device = on_device
         self.distortion = AffineDistortion(**distortion) if distortion else None
         self.distortion_table: tuple[int, torch.Tensor] | None = None  # (epoch, its parameter table)

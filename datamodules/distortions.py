@@ -16,10 +16,12 @@ images' device (``affine_grid`` + bilinear ``grid_sample``), on [0, 1] images wi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
+
+from framework.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -41,9 +43,11 @@ class AffineDistortion:
 
     def __post_init__(self):
         if min(self.translate, self.scale, self.squeeze, self.shear) < 0 or self.scale >= 1 or self.squeeze >= 1:
-            raise ValueError(f"data.distortion: magnitudes must be >= 0 and scale, squeeze < 1 (got {self})")
+            raise ConfigError(f"Config key 'data.distortion' is {asdict(self)}, but its magnitudes must be >= 0, and "
+                              f"scale and squeeze < 1.")
         if not 0 <= self.original_fraction <= 1:
-            raise ValueError(f"data.distortion.original_fraction is {self.original_fraction}; give a number in [0, 1].")
+            raise ConfigError(f"Config key 'data.distortion.original_fraction' is {self.original_fraction}, but it "
+                              f"must be a number in [0, 1].")
 
     def epoch_table(self, num_images: int, seed: int, epoch: int) -> torch.Tensor:
         """Uniform draws in [-1, 1] for (tx, ty, scale, squeeze, shear) and one in [0, 1] for keep-original."""

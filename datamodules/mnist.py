@@ -22,6 +22,7 @@ import torch
 
 from datamodules.base import DatasetCorruptError, DatasetMissingError, InMemoryDataModule
 from framework import registry
+from framework.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +105,8 @@ class MNISTDataModule(InMemoryDataModule):
     def __init__(self, train_part: str = "full", part_seed: int = 0, train_size: int | None = None, **kwargs):
         super().__init__(**kwargs)
         if train_part not in PARTS:
-            raise ValueError(f"Config key 'data.train_part' is {train_part!r}, but it must be one of "
-                             f"{', '.join(PARTS)}.")
+            raise ConfigError(f"Config key 'data.train_part' is {train_part!r}, but it must be one of "
+                              f"{', '.join(PARTS)}.")
         self.train_part, self.part_seed, self.train_size = train_part, part_seed, train_size
 
     def part_indices(self, num_items: int) -> torch.Tensor:

@@ -4,9 +4,10 @@ Raise a :class:`UserError` subclass (or one of its subclasses below) wherever a 
 the user gave is found: a config value, a file, a combination of options. The entry points
 (train.py, evaluate.py) run their work inside :func:`reporting_user_errors`, which prints
 ``<prefix>: <sentence>`` and exits with code 2, whoever raised it:
-our validation, a DataModule, a callback's constructor or hooks, Lightning while it builds the
-Trainer (:func:`instantiate_node` translates that at the construction boundary). Every other
-exception is a bug and keeps its traceback.
+our validation, a DataModule, a callback's constructor or hooks (in a spawned DDP worker too:
+:func:`worker_user_error`), Lightning while it builds the Trainer (:func:`instantiate_node` translates
+that at the construction boundary). :func:`run_entry_point` does the same for Hydra's refusals of the
+command line (:func:`hydra_refusal`). Every other exception is a bug and keeps its traceback.
 
 The sentence names the key or the file, the value, and what is allowed or what to do.
 
@@ -16,17 +17,28 @@ The sentence names the key or the file, the value, and what is allowed or what t
 
 from __future__ import annotations
 
+import difflib
+import itertools
 import logging
+import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+import hydra._internal.utils as hydra_internals
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
+from hydra.errors import (
+    ConfigCompositionException,
+    InstantiationException,
+    MissingConfigException,
+    OverrideParseException,
+)
 from hydra.utils import get_object, instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+from torch.multiprocessing import ProcessRaisedException
 
 log = logging.getLogger("user_error")
 
@@ -75,6 +87,15 @@ def _is_lightning(target) -> bool:
     return any(c.__module__.startswith("lightning.") for c in classes)
 
 
+def _raised_by_lightning(error: Exception) -> bool:
+    """Was ``error`` raised in Lightning's code (not in ours, e.g. a LightningModule subclass's constructor)?"""
+    innermost = error.__traceback__
+    while innermost is not None and innermost.tb_next is not None:
+        innermost = innermost.tb_next
+    module = innermost.tb_frame.f_globals.get("__name__", "") if innermost is not None else ""
+    return module.split(".")[0] in ("lightning", "lightning_fabric", "lightning_utilities")
+
+
 def _argument(node: dict, name: str, prefix: str) -> tuple[str, str] | None:
     """(dotted key, owner's class name) of the first ``name`` in ``node``'s subtree: where an argument was set."""
     if name in node:
@@ -107,7 +128,8 @@ def construction_error(error: Exception, node: DictConfig, key: str) -> UserErro
         return ConfigError(f"Config group '{key}' ({target}) lacks the required argument(s) {missing[1]}; add them "
                            f"with +{key}.<name>=<value>.")
     values = {k: v for k, v in config.items() if k != "_target_"}
-    if _is_lightning(config.get("_target_")) and isinstance(error, (MisconfigurationException, *_REFUSALS)):
+    if (_is_lightning(config.get("_target_")) and isinstance(error, (MisconfigurationException, *_REFUSALS))
+            and _raised_by_lightning(error)):
         keys = _refused_keys(values, message)
         preset = " or choose another trainer preset (conf/trainer/)" if key == "trainer" else ""
         if not keys:
@@ -123,8 +145,9 @@ def instantiate_node(node: DictConfig | ListConfig, key: str, **kwargs):
     """``hydra.utils.instantiate`` with the user's mistakes raised as :class:`UserError`.
 
     Hydra wraps whatever a constructor raises in an InstantiationException; a UserError inside is
-    unwrapped, an argument the constructor does not take (or Lightning's Trainer refuses) becomes a
-    ConfigError naming its key, anything else is re-raised as it is: a bug, with its traceback.
+    unwrapped, an argument the constructor does not take (or Lightning's code refuses) becomes a
+    ConfigError naming its key, anything else is re-raised as it is: a bug, with its traceback (our
+    own LightningModule's ValueError included: raise ConfigError there).
     """
     try:
         return instantiate(node, **kwargs)
@@ -136,13 +159,89 @@ def instantiate_node(node: DictConfig | ListConfig, key: str, **kwargs):
         raise user_error from None
 
 
-# ---- the entry points ---------------------------------------------------------------------------------
+# ---- user errors that reach the entry points in another shape: a spawned worker's, Hydra's own ---------
+def worker_user_error(error: ProcessRaisedException) -> UserError | None:
+    """The UserError a spawned DDP worker (``strategy=ddp_spawn``) stopped with; ``None``: the worker's bug.
+
+    torch.multiprocessing hands the parent only the worker's traceback as text; the exception's own lines,
+    ``<module>.<class>: <message>``, follow the last traceback's (indented) frames.
+    """
+    last = error.msg.rsplit("Traceback (most recent call last):", 1)[-1]
+    lines = itertools.dropwhile(lambda line: not line or line[0].isspace(), last.splitlines())
+    found = re.fullmatch(r"([A-Za-z_][\w.]*): (.*)", "\n".join(lines).strip(), re.DOTALL)
+    try:
+        kind = get_object(found[1]) if found else None
+    except Exception:  # a class that does not import here (e.g. from the worker's __main__): not ours to name
+        return None
+    return kind(found[2]) if isinstance(kind, type) and issubclass(kind, UserError) else None
+
+
+def _config_keys(node, prefix: str = "") -> Iterator[str]:
+    """Every dotted key of a config (interpolations left unresolved)."""
+    for key in node.keys() if isinstance(node, DictConfig) else ():
+        yield f"{prefix}{key}"
+        yield from _config_keys(node._get_node(key), f"{prefix}{key}.")
+
+
+def _closest_keys(config: DictConfig, key: str) -> list[str]:
+    """The existing keys the user may have meant by ``key``: the same name elsewhere, then similar spellings."""
+    keys = [k for k in _config_keys(config) if key.startswith("hydra.") or not k.startswith("hydra.")]
+    same_name = [k for k in keys if k.rsplit(".", 1)[-1] == key.rsplit(".", 1)[-1]]
+    return list(dict.fromkeys(same_name + difflib.get_close_matches(key, keys, n=3, cutoff=0.7)))[:5]
+
+
+def hydra_refusal(error: ConfigCompositionException | OverrideParseException) -> ConfigError:
+    """One sentence for Hydra's refusal of a command line (Hydra prints several lines and its search path)."""
+    if isinstance(error, OverrideParseException):
+        reason = str(error.message).splitlines()[0]
+        return ConfigError(f"The command-line override {error.override!r} cannot be parsed ({reason}); write "
+                           f"key=value with balanced brackets and quotes (see https://hydra.cc/docs/advanced/"
+                           f"override_grammar/basic/).")
+    if isinstance(error, MissingConfigException) and error.options and "/" in str(error.missing_cfg_file):
+        group, option = str(error.missing_cfg_file).rsplit("/", 1)
+        close = difflib.get_close_matches(option, error.options, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return ConfigError(f"Config group '{group}' has no option {option!r}{hint}; choose one of "
+                           f"{', '.join(error.options)}.")
+    cause, added = error.__cause__, re.search(r"use \+(\S+)", str(error))
+    if isinstance(cause, ConfigAttributeError | ConfigKeyError) and added:
+        root = cause.parent_node._get_root() if cause.parent_node is not None else None
+        closest = _closest_keys(root, str(cause.full_key)) if isinstance(root, DictConfig) else []
+        hint = f" (the closest existing keys: {', '.join(closest)})" if closest else ""
+        return ConfigError(f"Config key '{added[1].split('=', 1)[0]}' is not in the config{hint}; fix its spelling, "
+                           f"or add a new key with +{added[1]}.")
+    message = str(error)
+    if exists := re.search(r"An item is already at '([^']+)'.*remove \+ prefix: '([^']*)'", message, re.DOTALL):
+        return ConfigError(f"Config key '{exists[1]}' exists already, so +{exists[2]} cannot add it; override it with "
+                           f"{exists[2]} (or ++{exists[2]}: add or override).")
+    if ambiguous := re.search(r"Ambiguous value for argument '([^=']+)=([^']*)'", message):
+        key, value = ambiguous[1], ambiguous[2]
+        return ConfigError(f"Config key '{key}' is given {value!r} with commas; write {key}=[{value}] for a list, "
+                           f"{key}='{value}' for a string, or add -m (--multirun) to sweep over the values.")
+    return ConfigError(one_line(message))
+
+
 _job = {"started": False}
 
 
+def _reporting_hydra_refusals(compose_or_run: Callable[[], object]):
+    """Inside Hydra's own reporter: its refusal of the command line becomes one sentence and exit code 2."""
+    try:
+        return compose_or_run()
+    except (ConfigCompositionException, OverrideParseException) as error:
+        if _job["started"] or os.environ.get("HYDRA_FULL_ERROR") == "1":  # a job's bug; Hydra's debugging output
+            raise
+        print(report(hydra_refusal(error)), file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+# ---- the entry points ---------------------------------------------------------------------------------
 @contextmanager
 def reporting_user_errors():
     """Around the work of a Hydra job: a UserError becomes its sentence on stderr and in the job's log, exit code 2.
+
+    That includes a UserError that stopped a spawned DDP worker (``trainer=ddp_sim``: callbacks' and
+    DataModules' ``setup`` run there); the worker's other exceptions stay bugs, with their traceback.
 
         @hydra.main(...)
         def main(cfg):
@@ -152,10 +251,13 @@ def reporting_user_errors():
     _job["started"] = True
     try:
         yield
-    except UserError as error:
+    except (UserError, ProcessRaisedException) as error:
+        user_error = error if isinstance(error, UserError) else worker_user_error(error)
+        if user_error is None:
+            raise
         where = f" (output directory: {HydraConfig.get().runtime.output_dir})" if HydraConfig.initialized() else ""
-        log.error(report(error) + where)
-        print(report(error), file=sys.stderr)
+        log.error(report(user_error) + where)
+        print(report(user_error), file=sys.stderr)
         raise SystemExit(2) from None
 
 
@@ -163,14 +265,20 @@ def run_entry_point(main: Callable[[], object]) -> None:
     """Run a ``@hydra.main`` function from ``if __name__ == "__main__"``.
 
     Hydra refuses a bad command line itself (an unknown group option, a key that is not in the
-    config, an override it cannot parse): it prints what is wrong and the available options, then
-    exits with 1 before any job starts. Those are user errors too, so they exit with 2; a job that
-    started and failed keeps Hydra's exit code 1 (a bug: its traceback is printed).
+    config, an override it cannot parse) before any job starts, and would print several lines and
+    exit with 1; here each refusal is one sentence with exit code 2 (HYDRA_FULL_ERROR=1 keeps Hydra's
+    text). Hydra's reporter (``run_and_report``, which prints and exits) gets that step in front of it
+    for the duration of ``main``. A job that started and failed keeps Hydra's exit code 1 (a bug: its
+    traceback is printed).
     """
     _job["started"] = False
+    run_and_report = hydra_internals.run_and_report
+    hydra_internals.run_and_report = lambda function: run_and_report(lambda: _reporting_hydra_refusals(function))
     try:
         main()
     except SystemExit as stop:
         if stop.code == 1 and not _job["started"]:
             sys.exit(2)
         raise
+    finally:
+        hydra_internals.run_and_report = run_and_report

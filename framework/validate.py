@@ -135,6 +135,8 @@ rule("data.generation_workers", int_at_least(1), "an integer >= 1, or null for o
 rule("data.train_part", lambda v: v in ("full", "P1", "P2"), "'full', 'P1' or 'P2'")
 rule("data.train_size", int_at_least(1), "an integer >= 1, or null for the whole part")
 rule("model.net.kind", lambda v: v in ("softmax", "fc", "ae", "conv"), "one of softmax, fc, ae, conv")
+rule("model.net.hidden", lambda v: isinstance(v, ListConfig) and all(int_at_least(1)(units) for units in v),
+     "a list of layer widths, each an integer >= 1")
 rule("model.net.weight_decay", each(non_negative), "a number >= 0, or one number >= 0 per layer")
 rule("model.pretrain_epochs", int_at_least(0), "an integer >= 0")
 

@@ -28,6 +28,8 @@ from torch import nn
 from torch.func import functional_call
 from torch.optim.lr_scheduler import LRScheduler
 
+from framework.errors import ConfigError
+
 
 def layer_input(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Fully connected layers read their input flattened (C5's 120 maps of 1x1 feed F6)."""
@@ -81,8 +83,8 @@ class SDLM(torch.optim.Optimizer):
 
     def __init__(self, params, lr: float = 5e-4, mu: float = 0.02, samples_per_step: int = 1):
         if lr <= 0 or mu <= 0 or samples_per_step < 1:
-            raise ValueError(f"SDLM needs lr > 0, mu > 0 and samples_per_step >= 1 "
-                             f"(got {lr}, {mu}, {samples_per_step})")
+            raise ConfigError(f"Config key 'model.optimizer' has lr={lr}, mu={mu}, samples_per_step="
+                              f"{samples_per_step}, but SDLM needs lr > 0, mu > 0 and samples_per_step >= 1.")
         super().__init__(params, {"lr": lr, "mu": mu, "samples_per_step": samples_per_step})
 
     @torch.no_grad()
@@ -117,8 +119,9 @@ class PiecewiseConstantLR(LRScheduler):
 
     def __init__(self, optimizer, values: Sequence[float], epochs: Sequence[int], last_epoch: int = -1):
         if len(epochs) != len(values) - 1:
-            raise ValueError(f"PiecewiseConstantLR needs one epoch count per value but the last "
-                             f"(got {len(values)} values and {len(epochs)} epoch counts)")
+            raise ConfigError(f"Config key 'model.scheduler.epochs' has {len(epochs)} epoch counts and "
+                              f"'model.scheduler.values' {len(values)} values, but PiecewiseConstantLR needs one epoch "
+                              f"count per value but the last; give {len(values) - 1} epoch counts.")
         self.values, self.boundaries = list(values), list(itertools.accumulate(epochs))
         super().__init__(optimizer, last_epoch)
 

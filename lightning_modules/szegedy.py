@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from framework.errors import ConfigError
 from lightning_modules.classifier import ClassificationModule
 
 KINDS = ("softmax", "fc", "ae", "conv")
@@ -48,10 +49,10 @@ class SzegedyNet(nn.Module):
     ):
         super().__init__()
         if kind not in KINDS:
-            raise ValueError(f"Config key 'model.net.kind' is {kind!r}, but it must be one of {', '.join(KINDS)}.")
+            raise ConfigError(f"Config key 'model.net.kind' is {kind!r}, but it must be one of {', '.join(KINDS)}.")
         hidden = list(hidden) if kind in ("fc", "ae", "conv") else []
         if kind == "ae" and len(hidden) != 1:
-            raise ValueError(f"Config key 'model.net.hidden' is {hidden}, but kind 'ae' has one layer, e.g. [400].")
+            raise ConfigError(f"Config key 'model.net.hidden' is {hidden}, but kind 'ae' has one layer, e.g. [400].")
         self.kind, self.dropout = kind, dropout
         self.sparsity, self.sparsity_weight = sparsity, sparsity_weight
         width = image_size * image_size
@@ -73,8 +74,8 @@ class SzegedyNet(nn.Module):
         self.layer_names: list[str] = names
         lambdas = [float(weight_decay)] * len(names) if isinstance(weight_decay, int | float) else list(weight_decay)
         if len(lambdas) != len(names):
-            raise ValueError(f"Config key 'model.net.weight_decay' has {len(lambdas)} values, but the network has "
-                             f"{len(names)} layers ({', '.join(names)}); give one value or one per layer.")
+            raise ConfigError(f"Config key 'model.net.weight_decay' has {len(lambdas)} values, but the network has "
+                              f"{len(names)} layers ({', '.join(names)}); give one value or one per layer.")
         self.lambdas = dict(zip(names, lambdas, strict=True))
 
     def block(self, name: str, h: torch.Tensor) -> torch.Tensor:
@@ -138,7 +139,7 @@ class SzegedyModule(ClassificationModule):
     def __init__(self, net: SzegedyNet, optimizer, pretrain_epochs: int = 0, **kwargs):
         super().__init__(net=net, optimizer=optimizer, **kwargs)
         if pretrain_epochs and net.kind != "ae":
-            raise ValueError(f"Config key 'model.pretrain_epochs' is {pretrain_epochs}, but only kind 'ae' has an "
+            raise ConfigError(f"Config key 'model.pretrain_epochs' is {pretrain_epochs}, but only kind 'ae' has an "
                              f"autoencoder to pre-train; set it to 0.")
         self.pretrain_epochs = pretrain_epochs
 
