@@ -1,8 +1,8 @@
 """Embedding probes (seed 003): how much of a label a frozen encoder's embedding holds.
 
 Embeddings of the train/val/test splits are computed once, batched, on the model's device; then the
-authors' grid of small MLPs is trained on them (Adam, MSE on the target: one-hot classes or (x, y)
-positions, early stopping on validation loss) and the net with the lowest validation loss is tested:
+authors' grid of small MLPs is trained on them (on standardised embeddings, see ``Probe``; Adam, MSE on
+the target: one-hot classes or (x, y) positions, early stopping on validation loss) and the net with the lowest validation loss is tested:
 accuracy (classification) or mean Euclidean distance between predicted and true positions (regression).
 
     embeddings = compute_embeddings(model, datamodule)           # {"train": (X, Y), "val": ..., "test": ...}
@@ -51,18 +51,40 @@ def mlp(inputs: int, hidden: list[int], outputs: int) -> nn.Sequential:
     return nn.Sequential(*layers, nn.Linear(width, outputs))
 
 
+class Probe(nn.Module):
+    """An MLP on the embeddings centred and divided by one common scale, predicting the offset from the mean target.
+
+    Both are affine maps the first and last layers could learn, so the nets it can express are the authors';
+    only their training is better conditioned: a briefly trained encoder's embeddings can spread 1e-3, which
+    asks for weights ~1000x larger than unit-scale ones, ~1e5 steps of Adam at lr 1e-3; and a bias starting
+    at 0 would spend hundreds of steps walking to the mean position.
+    """
+
+    def __init__(self, hidden: list[int], x: torch.Tensor, y: torch.Tensor):
+        super().__init__()
+        self.net = mlp(x.shape[1], hidden, y.shape[1])
+        # One scale for all dimensions: per-dimension scales would blow up a dimension nearly constant in training
+        scale = x.var(0).mean().sqrt()
+        self.register_buffer("x_mean", x.mean(0))
+        self.register_buffer("x_scale", scale if scale > 0 else torch.ones(()))
+        self.register_buffer("y_mean", y.mean(0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.x_mean) / self.x_scale) + self.y_mean
+
+
 def regression_targets(targets: torch.Tensor, task: str, num_classes: int) -> torch.Tensor:
     return F.one_hot(targets.long(), num_classes).float() if task == "classification" else targets.float()
 
 
 def train_probe(hidden: list[int], train: tuple, val: tuple, max_epochs: int, patience: int,
                 batch_size: int, seed: int) -> tuple[nn.Module, float]:
-    """One MLP trained with MSE until the validation loss has not improved for ``patience`` epochs;
-    returns the net at its best epoch and that validation loss."""
+    """One probe (``Probe``: the MLP on standardised embeddings) trained with MSE until the validation loss has
+    not improved for ``patience`` epochs; returns the net at its best epoch and that validation loss."""
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     (x, y), (x_val, y_val) = train, val
-    net = mlp(x.shape[1], hidden, y.shape[1])
+    net = Probe(hidden, x, y)
     optimizer = torch.optim.Adam(net.parameters())
     best_loss, best_state, waited = float("inf"), copy.deepcopy(net.state_dict()), 0
     for _ in range(max_epochs):

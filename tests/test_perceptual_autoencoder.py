@@ -98,6 +98,42 @@ def test_probe_grid_chooses_the_lowest_validation_loss():
     assert result["test_metric"] < mean_baseline(embeddings, "regression")
 
 
+def test_probe_is_indifferent_to_the_embeddings_scale_and_offset():
+    """A briefly trained encoder's embeddings can spread 1e-3 around an offset: the probe standardises them
+    (and starts from the mean target), so it learns the same net as on unit-scale embeddings."""
+    torch.manual_seed(0)
+    x = torch.randn(300, 4)
+    y = torch.stack([torch.sin(2 * x[:, 0]), x[:, 1] * x[:, 2]], 1) + torch.tensor([0.0, 1.3])
+    splits = {"train": slice(0, 200), "val": slice(200, 250), "test": slice(250, 300)}
+    unit = {split: (x[index], y[index]) for split, index in splits.items()}
+    tiny = {split: (5.0 + 1e-3 * x[index], y[index]) for split, index in splits.items()}
+    results = [probe_grid(e, "regression", [[], [32]], max_epochs=40, patience=5, batch_size=64) for e in (unit, tiny)]
+    assert results[0]["hidden"] == results[1]["hidden"]
+    assert results[1]["test_metric"] == pytest.approx(results[0]["test_metric"], rel=1e-3)
+    assert results[1]["test_metric"] < 0.8 * mean_baseline(tiny, "regression")
+
+
+def test_default_optimizer_is_the_fused_adam_with_the_for_loop_adams_updates():
+    # F-F-FP: no conv bias before a BatchNorm, whose zero gradient makes Adam's step a ratio of rounding noise
+    torch.manual_seed(0)
+    fused = module("F-F-FP", feature_hidden_max=64)
+    loop = module("F-F-FP", feature_hidden_max=64, optimizer=functools.partial(torch.optim.Adam, lr=1e-3,
+                                                                                foreach=False))
+    loop.load_state_dict(fused.state_dict())
+    start = {name: p.clone() for name, p in fused.named_parameters()}
+    images = torch.rand(8, 3, 64, 64)
+    for model in (fused, loop):
+        optimizer = model.configure_optimizers()
+        assert optimizer.defaults["lr"] == 1e-3 and optimizer.defaults["fused"] is (model is fused or None)
+        for _ in range(3):
+            optimizer.zero_grad()
+            model.losses(images)["loss"].backward()
+            optimizer.step()
+    assert not torch.equal(fused.decoder[2].weight, start["decoder.2.weight"])  # it trained
+    for (name, p), q in zip(fused.named_parameters(), loop.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=name)
+
+
 @pytest.fixture(scope="module")
 def lunarlander(tmp_path_factory):
     data = LunarLanderDataModule(data_dir=str(tmp_path_factory.mktemp("lunar")), rollouts=4, steps_per_rollout=40,
@@ -126,7 +162,10 @@ def test_tiny_lunarlander_run_trains_keeps_the_loss_network_frozen_and_is_probed
         for name, parameter in model.loss_network.named_parameters():
             assert parameter.grad is None and not parameter.requires_grad
             assert torch.equal(parameter, frozen[name])
-    # 160 frames are too few for a probe to beat the mean on another run (see the synthetic probe test).
+    # Not asserted: that the probe beats the mean on another run. At test sizes it does not reliably, with any
+    # budget tried (up to 64 rollouts x 40 steps, 8 epochs on 846 frames, z = 128, real AlexNet): the encoders
+    # have not learned the 4-pixel lander yet, and probes fitted on 20-40 rollouts key on their random terrain,
+    # so the x error on new rollouts exceeds the mean's. The probe itself: the two synthetic probe tests.
     metrics = trainer.callback_metrics
     assert torch.isfinite(metrics["probe/test_mean_distance"]) and metrics["probe/val_loss"] == probe.result["val_loss"]
     assert trainer.callback_metrics["probe/random_loss_network"] == float(model.loss_network is not None)
