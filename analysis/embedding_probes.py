@@ -3,7 +3,8 @@
 Embeddings of the train/val/test splits are computed once, batched, on the model's device; then the
 authors' grid of small MLPs is trained on them (on standardised embeddings, see ``Probe``; Adam, MSE on
 the target: one-hot classes or (x, y) positions, early stopping on validation loss) and the net with the
-lowest validation loss is tested: accuracy (classification) or mean Euclidean distance between predicted and true positions (regression).
+lowest validation loss is tested: accuracy (classification) or mean Euclidean distance between predicted
+and true positions (regression).
 
     embeddings = compute_embeddings(model, datamodule)           # {"train": (X, Y), "val": ..., "test": ...}
     result = probe_grid(embeddings, task="regression")         # {"test_metric": ..., "hidden": [64, 32], ...}
