@@ -57,15 +57,23 @@ def orthonormal_map(weight: torch.Tensor, bias: torch.Tensor):
 
 
 def pian_map(X: torch.Tensor, hidden_size: int):
-    """PIAN (PILAE, Wang et al. 2017): the rank-J part of pinv(X_paper), Wp = Sigma_J^-1 U_J^T, no bias.
+    """PIAN (PILAE, Wang et al. 2017): the rank-J part of pinv(X_paper), Sigma_J^-1 U_J^T, scaled; no bias.
 
     With X_paper = U Sigma V^T (d x M), pinv(X_paper) = V Sigma^-1 U^T; its low-rank approximation keeps the
     J largest singular values. V's rows belong to individual samples, so the map keeps the sample-free factor
-    Sigma_J^-1 U_J^T ([J, d]; X Wp^T = V_J: the hidden pre-activations are the normalised principal
-    components). It depends on the data only through X^T X, hence not on the sample order; singular
+    Sigma_J^-1 U_J^T ([J, d]): the hidden pre-activations X Wp^T = V_J are the normalised principal
+    components. It depends on the data only through X^T X, hence not on the sample order; singular
     vectors' signs are fixed by making each one's largest entry positive. Singular values below MATLAB's
     pinv cutoff max(d, M) eps s_max do not count, so at most rank(X) <= min(d, M) units: a larger
     hidden_size is cut to the rank (MNIST: ~712 of 750; the 8x8 digits: at most 64).
+
+    Scale: V_J's columns have unit norm over the M samples, so unscaled each unit's pre-activations have
+    root-mean-square 1 / sqrt(M) (0.004 on MNIST): H = sigmoid(V_J) = 0.5 + V_J / 4 is constant up to 1e-3,
+    the decoder has to amplify that ~1,000-fold, and the tied encoder's features saturate (99 % on MNIST,
+    79 % accuracy). The pseudo-inverse fixes the directions, not the scale (a scaled map spans the same
+    hidden space), so each unit is scaled to the root-mean-square that RAN's U[-1, 1] draw has in
+    expectation on the same data, E (w x + b)^2 = (mean_m ||x_m||^2 + 1) / 3 (5.8 on MNIST): PIAN and RAN
+    then differ only in their directions, the paper's "same network structure". Still a function of X^T X.
     """
     X = X.double()
     _, singular_values, right = torch.linalg.svd(X, full_matrices=False)  # right = U_paper^T, [r, d]
@@ -73,7 +81,8 @@ def pian_map(X: torch.Tensor, hidden_size: int):
     keep = min(hidden_size, int((singular_values > cutoff).sum()))
     right = right[:keep]
     signs = torch.sign(right.gather(1, right.abs().argmax(1, keepdim=True)))
-    return right * signs / singular_values[:keep, None], None
+    rms = ((X.square().sum(1).mean() + 1) / 3).sqrt()  # RAN's expected pre-activation scale
+    return right * signs * (rms * math.sqrt(len(X)) / singular_values[:keep, None]), None
 
 
 def reae_map(X: torch.Tensor, rho: float, draw: tuple[torch.Tensor, torch.Tensor], init_scale: float = 0.1,
