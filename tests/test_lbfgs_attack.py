@@ -58,10 +58,14 @@ def test_untargeted_is_the_best_of_the_targeted_attacks(softmax_model):
     model, images, labels = softmax_model
     images, labels = images[:3], labels[:3]
     best = lbfgs_attack(model, images, labels, targets="all", c_steps=6)
+    # The batched and the single solves round floats differently (batch-dependent kernels, thread count), which
+    # can move one pixel of the uint8-rounded result by one level: by the triangle inequality that changes the
+    # RMS distortion by at most (1/255) / sqrt(pixels).
+    one_level = 1 / 255 / images[0].numel() ** 0.5
     for target in range(10):
         keep = labels != target
         single = lbfgs_attack(model, images[keep], labels[keep], targets="chosen", chosen=target, c_steps=6)
-        assert (best.distortion[keep] <= single.distortion + 1e-6).all()
+        assert (best.distortion[keep] <= single.distortion + one_level).all()
 
 
 def test_random_targets_are_seeded(softmax_model):
