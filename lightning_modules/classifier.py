@@ -19,6 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from lightning_modules.stage_steps import StageSteps
+
 STAGES = ("train", "val", "test")
 
 
@@ -35,7 +37,7 @@ def layer_param_groups(net: nn.Module) -> list[dict]:
     return groups
 
 
-class ClassificationModule(L.LightningModule):
+class ClassificationModule(StageSteps, L.LightningModule):
     task = "classification"
 
     def __init__(
@@ -85,15 +87,6 @@ class ClassificationModule(L.LightningModule):
         if count:
             self.log(f"{stage}/loss", total / count, prog_bar=stage == "train", sync_dist=True)
             self.log(f"{stage}/acc", self.accuracy[f"{stage}_acc"], prog_bar=True)
-
-    def training_step(self, batch, batch_idx):
-        return self._step(batch, "train")
-
-    def validation_step(self, batch, batch_idx):
-        self._step(batch, "val")
-
-    def test_step(self, batch, batch_idx):
-        self._step(batch, "test")
 
     def on_train_epoch_end(self) -> None:
         self.log_epoch("train")

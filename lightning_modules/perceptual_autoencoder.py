@@ -37,6 +37,7 @@ from torch import nn
 
 from framework.pretrained import alexnet_features
 from framework.validate import ConfigError
+from lightning_modules.stage_steps import StageSteps
 
 PROCEDURES = {  # name: (encoder input, decoder output, loss)
     "I-I-PW": ("image", "image", "pixel"),
@@ -133,7 +134,7 @@ def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return -torch.mean(1 + logvar - mu.pow(2) - logvar.exp())
 
 
-class PerceptualAutoencoderModule(L.LightningModule):
+class PerceptualAutoencoderModule(StageSteps, L.LightningModule):
     """One (V)AE of the six procedures; ``forward`` returns the embedding mu."""
 
     def __init__(self, procedure: str = "I-F-FP", latent_dim: int = 128, gamma: float = 0.0, input_size: int = 64,
@@ -225,15 +226,6 @@ class PerceptualAutoencoderModule(L.LightningModule):
 
     def on_train_epoch_end(self) -> None:  # the paper's x axis: training time per epoch
         self.log("train/epoch_seconds", time.perf_counter() - self.epoch_started)
-
-    def training_step(self, batch, batch_idx):
-        return self._step(batch, "train")
-
-    def validation_step(self, batch, batch_idx):
-        self._step(batch, "val")
-
-    def test_step(self, batch, batch_idx):
-        self._step(batch, "test")
 
     def predict_step(self, batch, batch_idx):
         return self(batch[0])

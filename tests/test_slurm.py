@@ -105,6 +105,13 @@ def job_dirs(sweep: Path) -> list[Path]:
     return sorted(path for path in sweep.iterdir() if path.is_dir() and path.name.isdigit())
 
 
+def finished_jobs(run: Submission) -> list[Path]:
+    """The sweep's job directories, once its launcher has exited with 0."""
+    code, output = run.wait()
+    assert code == 0, output[-3000:]
+    return job_dirs(run.sweep)
+
+
 def slurm_job_id(job: Path) -> str:
     """The SLURM job id that submitit recorded as the Hydra job id (``<array job>_<task>``)."""
     return str(OmegaConf.load(job / ".hydra" / "hydra.yaml").hydra.job.id)
@@ -113,9 +120,7 @@ def slurm_job_id(job: Path) -> str:
 @pytest.mark.slow
 def test_sweep_runs_two_slurm_jobs_with_one_wandb_run_each_and_evaluate_aggregates(submissions):
     run = submissions["sweep"]
-    code, output = run.wait()
-    assert code == 0, output[-3000:]
-    jobs = job_dirs(run.sweep)
+    jobs = finished_jobs(run)
     assert [job.name for job in jobs] == ["0", "1"]
     ids = [slurm_job_id(job) for job in jobs]
     assert len(set(ids)) == 2 and all(part.isdigit() for job_id in ids for part in job_id.split("_")), ids
@@ -137,9 +142,7 @@ def test_sweep_runs_two_slurm_jobs_with_one_wandb_run_each_and_evaluate_aggregat
 @pytest.mark.slow
 def test_ddp_job_takes_its_two_ranks_from_slurm_and_both_agree_on_the_final_metrics(submissions):
     run = submissions["ddp"]
-    code, output = run.wait()
-    assert code == 0, output[-3000:]
-    [job] = job_dirs(run.sweep)
+    [job] = finished_jobs(run)
     assert [path.parent for path in run.sweep.rglob("results.json")] == [job]  # written once, by rank 0
     ranks = [json.loads((job / "ranks" / f"rank{rank}.json").read_text()) for rank in (0, 1)]
     for rank, record in enumerate(ranks):
@@ -152,14 +155,10 @@ def test_ddp_job_takes_its_two_ranks_from_slurm_and_both_agree_on_the_final_metr
 @pytest.mark.slow
 def test_requeued_job_resumes_from_last_checkpoint_to_the_uninterrupted_metrics(submissions):
     run = submissions["requeue"]
-    code, output = run.wait()
-    assert code == 0, output[-3000:]
-    [job] = job_dirs(run.sweep)
+    [job] = finished_jobs(run)
     logs = "".join(path.read_text() for path in (run.sweep / ".submitit").rglob("*_log.*"))
     assert "DUE TO JOB REQUEUE" in logs and f"Resuming from {job}/checkpoints/last.ckpt" in logs
-    reference_code, reference_output = submissions["sweep"].wait()
-    assert reference_code == 0, reference_output[-3000:]
-    reference = results(job_dirs(submissions["sweep"].sweep)[0])
+    reference = results(finished_jobs(submissions["sweep"])[0])
     assert reference["seed"] == results(job)["seed"] == 5
     assert results(job)["epochs_completed"] == reference["epochs_completed"] == 2
     assert results(job)["metrics"] == reference["metrics"]  # exactly, not approximately
