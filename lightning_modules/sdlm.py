@@ -121,7 +121,7 @@ class PiecewiseConstantLR(LRScheduler):
         if len(epochs) != len(values) - 1:
             raise ConfigError(f"Config key 'model.scheduler.epochs' has {len(epochs)} epoch counts and "
                               f"'model.scheduler.values' {len(values)} values, but PiecewiseConstantLR needs one epoch "
-                              f"count per value but the last; give {len(values) - 1} epoch counts.")
+                              f"count for every value except the last; give {len(values) - 1} epoch counts.")
         self.values, self.boundaries = list(values), list(itertools.accumulate(epochs))
         super().__init__(optimizer, last_epoch)
 
