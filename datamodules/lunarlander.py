@@ -9,6 +9,10 @@ screen keeps flying). Frames (600x400) are resized to ``image_size`` square with
 bicubic resampling, no crop (the aspect ratio is squashed, as the paper's cv2 resize does),
 and stored as uint8 together with the 8-dim observation before and after each step.
 
+``terrain_seed`` (not in the paper) resets every rollout of every run with that one seed: the
+same terrain and the same initial push, so frames differ only where the random actions took the
+lander. Small runs use it to keep their position probes from learning each rollout's terrain.
+
 Label: the lander's (x, y) (``observation[:2]``; x in [-1, 1] across the screen, y = 0 at
 pad height) from the observation *after* the step (``label_observation: after``, what the
 authors' code records, one step ahead of the image) or *before* it (the pictured state).
@@ -50,9 +54,9 @@ ONSCREEN = {"x": (-1.0, 1.0), "y": (-0.5, 1.5)}  # the paper's bounds of a visib
 CACHE_VERSION = 1  # bump when the generator's output changes, so old caches are not reused
 
 
-def run_rollout(task: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def run_rollout(task: tuple[int, int, int, int, int | None]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One rollout: (frames uint8 ``[steps, 3, S, S]``, observations before and after each step)."""
-    seed, rollout, steps, image_size = task
+    seed, rollout, steps, image_size, terrain_seed = task
     os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # headless: rgb_array renders off-screen anyway
     import gymnasium as gym
@@ -60,7 +64,8 @@ def run_rollout(task: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray
 
     rng = np.random.default_rng([seed, rollout])  # independent of how rollouts are spread over workers
     env = gym.make(ENV_ID, render_mode="rgb_array", disable_env_checker=True).unwrapped  # no time limit wrapper
-    observation, _ = env.reset(seed=int(rng.integers(2**31)))
+    environment_seed = int(rng.integers(2**31))  # drawn either way: the actions are the same with a fixed terrain
+    observation, _ = env.reset(seed=environment_seed if terrain_seed is None else terrain_seed)
     frames = np.empty((steps, image_size, image_size, 3), dtype=np.uint8)
     before = np.empty((steps, observation.size), dtype=np.float32)
     after = np.empty_like(before)
@@ -75,7 +80,7 @@ def run_rollout(task: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray
 
 
 def generate_collection(rollouts: int, steps: int, seed: int, image_size: int = 64, workers: int | None = None,
-                        progress: bool = True) -> dict[str, np.ndarray]:
+                        progress: bool = True, terrain_seed: int | None = None) -> dict[str, np.ndarray]:
     """Generate a collection in ``workers`` processes (``None``: one per CPU; 1: in this process).
 
     Returns ``images`` uint8 ``[rollouts * steps, 3, S, S]`` and ``before`` / ``after`` float32
@@ -84,7 +89,7 @@ def generate_collection(rollouts: int, steps: int, seed: int, image_size: int = 
     from tqdm import tqdm
 
     workers = min(workers or os.cpu_count() or 1, rollouts)
-    tasks = [(seed, rollout, steps, image_size) for rollout in range(rollouts)]
+    tasks = [(seed, rollout, steps, image_size, terrain_seed) for rollout in range(rollouts)]
     frames = rollouts * steps
     arrays = {"images": np.empty((frames, 3, image_size, image_size), dtype=np.uint8),  # filled in place: one copy
               "before": np.empty((frames, OBSERVATION_SIZE), dtype=np.float32),
@@ -127,6 +132,7 @@ class LunarLanderDataModule(InMemoryDataModule):
         train_seed: run of the fit stages (train + the last ``val_fraction`` as val).
         test_seed: run of the test stage.
         image_size: side of the stored square frames.
+        terrain_seed: one environment seed for every rollout of every run (``None``: a fresh one per rollout).
         label_observation: ``after`` (the authors' code) or ``before`` the step.
         filter_offscreen: drop frames whose label lies outside the visible area.
         generation_workers: processes generating a missing run (``None``: one per CPU).
@@ -137,19 +143,24 @@ class LunarLanderDataModule(InMemoryDataModule):
 
     def __init__(self, rollouts: int = 700, steps_per_rollout: int = 150, train_seed: int = 1, test_seed: int = 2,
                  image_size: int = 64, label_observation: str = "after", filter_offscreen: bool = True,
-                 generation_workers: int | None = None, progress: bool = True, **kwargs):
+                 generation_workers: int | None = None, progress: bool = True, terrain_seed: int | None = None,
+                 **kwargs):
         super().__init__(**kwargs)
         if label_observation not in ("before", "after"):
             raise ConfigError(f"Config key 'data.label_observation' is {label_observation!r}, "
                               f"but it must be 'before' or 'after'.")
+        if terrain_seed is not None and not (isinstance(terrain_seed, int) and terrain_seed >= 0):
+            raise ConfigError(f"Config key 'data.terrain_seed' is {terrain_seed!r}, but it must be null (a fresh "
+                              f"terrain per rollout) or an integer >= 0 (one terrain for every rollout).")
         self.rollouts, self.steps_per_rollout, self.image_size = rollouts, steps_per_rollout, image_size
         self.image_shape = (3, image_size, image_size)
         self.seeds = {"train": train_seed, "test": test_seed}
         self.label_observation, self.filter_offscreen = label_observation, filter_offscreen
-        self.generation_workers, self.progress = generation_workers, progress
+        self.generation_workers, self.progress, self.terrain_seed = generation_workers, progress, terrain_seed
 
     def cache_path(self, seed: int) -> Path:
-        name = (f"{ENV_ID}_rollouts{self.rollouts}_steps{self.steps_per_rollout}_seed{seed}"
+        terrain = "" if self.terrain_seed is None else f"_terrain{self.terrain_seed}"
+        name = (f"{ENV_ID}_rollouts{self.rollouts}_steps{self.steps_per_rollout}_seed{seed}{terrain}"
                 f"_{self.image_size}px_v{CACHE_VERSION}.npz")
         return self.data_dir / "lunarlander" / name
 
@@ -177,7 +188,7 @@ class LunarLanderDataModule(InMemoryDataModule):
         path = self.cache_path(seed)
         log.info(f"Generating {path.name} ({self.rollouts} rollouts x {self.steps_per_rollout} steps)")
         arrays = generate_collection(self.rollouts, self.steps_per_rollout, seed, self.image_size,
-                                     self.generation_workers, self.progress)
+                                     self.generation_workers, self.progress, self.terrain_seed)
         save_atomically(path, arrays, readable_like=self.data_dir)
         return arrays
 

@@ -44,6 +44,18 @@ def test_frames_show_the_lander_and_observations_follow_each_other(collection):
     assert len({frame.tobytes() for frame in collection["images"]}) == ROLLOUTS * STEPS  # every frame differs
 
 
+def test_a_terrain_seed_gives_every_rollout_of_every_run_the_same_start(collection, tmp_path):
+    fixed = {seed: generate_collection(ROLLOUTS, STEPS, seed=seed, workers=1, progress=False, terrain_seed=3)
+             for seed in (5, 6)}
+    first_frames = np.concatenate([run["images"][::STEPS] for run in fixed.values()])
+    assert all(np.array_equal(frame, first_frames[0]) for frame in first_frames)  # same terrain, same start
+    assert not np.array_equal(collection["images"][0], collection["images"][STEPS])  # without: a terrain each
+    ends = fixed[5]["after"][STEPS - 1 :: STEPS, :2]
+    assert len({tuple(end) for end in ends}) == ROLLOUTS  # the random actions still take each lander elsewhere
+    assert small_module(tmp_path, terrain_seed=3).cache_path(5).name == (
+        "LunarLander-v3_rollouts3_steps8_seed5_terrain3_64px_v1.npz")
+
+
 def test_onscreen_bounds_are_inclusive():
     positions = np.array([[0, 0], [-1, -0.5], [1, 1.5], [1.01, 0], [0, -0.51], [0, 1.51], [-1.2, 2]], np.float32)
     assert onscreen(positions).tolist() == [True, True, True, False, False, False, False]
@@ -102,9 +114,11 @@ def test_a_failed_write_leaves_no_file(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_label_observation_is_checked():
+def test_label_observation_and_terrain_seed_are_checked():
     with pytest.raises(ValueError, match="'data.label_observation' is 'during', but it must be 'before' or 'after'"):
         LunarLanderDataModule(label_observation="during")
+    with pytest.raises(ValueError, match="'data.terrain_seed' is -1, but it must be null .* or an integer >= 0"):
+        LunarLanderDataModule(terrain_seed=-1)
 
 
 def test_mean_euclidean_distance():

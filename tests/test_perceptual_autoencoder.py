@@ -136,15 +136,17 @@ def test_default_optimizer_is_the_fused_adam_with_the_for_loop_adams_updates():
 
 @pytest.fixture(scope="module")
 def lunarlander(tmp_path_factory):
+    # One terrain for all rollouts: probes fitted on 4 rollouts of random terrain learn the terrain, not the lander.
     data = LunarLanderDataModule(data_dir=str(tmp_path_factory.mktemp("lunar")), rollouts=4, steps_per_rollout=40,
-                                 train_seed=1, test_seed=2, generation_workers=1, progress=False, batch_size=32)
+                                 train_seed=1, test_seed=2, terrain_seed=0, generation_workers=1, progress=False,
+                                 batch_size=32)
     data.prepare_data()
     return data
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("procedure", list(PROCEDURES))
-def test_tiny_lunarlander_run_trains_keeps_the_loss_network_frozen_and_is_probed(procedure, lunarlander):
+def test_tiny_lunarlander_run_trains_keeps_the_loss_network_frozen_and_its_probe_beats_the_mean(procedure, lunarlander):
     L.seed_everything(0)
     model = module(procedure, feature_hidden_max=64, optimizer=functools.partial(torch.optim.Adam, lr=1e-3))
     frozen = {k: v.clone() for k, v in model.loss_network.state_dict().items()} if model.loss_network else {}
@@ -162,12 +164,9 @@ def test_tiny_lunarlander_run_trains_keeps_the_loss_network_frozen_and_is_probed
         for name, parameter in model.loss_network.named_parameters():
             assert parameter.grad is None and not parameter.requires_grad
             assert torch.equal(parameter, frozen[name])
-    # Not asserted: that the probe beats the mean on another run. At test sizes it does not reliably, with any
-    # budget tried (up to 64 rollouts x 40 steps, 8 epochs on 846 frames, z = 128, real AlexNet): the encoders
-    # have not learned the 4-pixel lander yet, and probes fitted on 20-40 rollouts key on their random terrain,
-    # so the x error on new rollouts exceeds the mean's. The probe itself: the two synthetic probe tests.
     metrics = trainer.callback_metrics
-    assert torch.isfinite(metrics["probe/test_mean_distance"]) and metrics["probe/val_loss"] == probe.result["val_loss"]
+    assert metrics["probe/test_mean_distance"] < metrics["probe/baseline_mean_distance"]  # beats the mean position
+    assert metrics["probe/val_loss"] == probe.result["val_loss"]
     assert trainer.callback_metrics["probe/random_loss_network"] == float(model.loss_network is not None)
 
 
@@ -217,7 +216,8 @@ def test_evaluate_probes_a_finished_runs_checkpoint(tmp_path, lunarlander):
     model_cfg = {"_target_": "lightning_modules.perceptual_autoencoder.PerceptualAutoencoderModule",
                  "procedure": "I-I-PW", "latent_dim": 8}
     data_cfg = {"_target_": "datamodules.lunarlander.LunarLanderDataModule", "data_dir": str(lunarlander.data_dir),
-                "rollouts": 4, "steps_per_rollout": 40, "train_seed": 1, "test_seed": 2, "progress": False}
+                "rollouts": 4, "steps_per_rollout": 40, "train_seed": 1, "test_seed": 2, "terrain_seed": 0,
+                "progress": False}
     probe_cfg = {"_target_": "callbacks.embedding_probe.EmbeddingProbe", "task": "regression", "grid": [[]],
                  "max_epochs": 5, "patience": 2, "data": None}
     (run_dir / ".hydra").mkdir(parents=True)
