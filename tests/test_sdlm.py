@@ -97,3 +97,40 @@ def test_schedule_is_the_papers_per_epoch_learning_rate():
     assert seen == [5e-4] * 2 + [2e-4] * 3 + [1e-4] * 3 + [5e-5] * 4 + [1e-5] * 8
     with pytest.raises(ValueError, match="epoch count"):
         PiecewiseConstantLR(optimizer, values=[1.0, 0.5], epochs=[1, 2])
+
+
+def test_first_epoch_refreshes_of_the_hessian_estimate_depend_only_on_seed_and_step(tmp_path, monkeypatch):
+    import functools
+
+    import lightning as L
+
+    from callbacks.hessian_estimation import HessianEstimation
+    from datamodules.random import RandomImagesDataModule
+    from lightning_modules.classifier import ClassificationModule
+    from lightning_modules.lenet5 import LeNet5Classic
+
+    def run(every: int, epochs: int) -> list[tuple[int, torch.Tensor]]:
+        L.seed_everything(3)
+        model = ClassificationModule(LeNet5Classic(), functools.partial(SDLM, lr=5e-4, mu=0.05))
+        estimates = []
+
+        def recorded(images):
+            estimates.append((trainer.global_step, images.clone()))
+            return diagonal_hessian(images)
+        diagonal_hessian = model.net.diagonal_hessian
+        monkeypatch.setattr(model.net, "diagonal_hessian", recorded)
+        data = RandomImagesDataModule(num_train=56, num_test=8, image_size=32, batch_size=8, val_fraction=0)
+        trainer = L.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                            enable_model_summary=False, callbacks=[HessianEstimation(20, every)], limit_val_batches=0)
+        trainer.fit(model, datamodule=data)
+        return estimates
+
+    refreshed = run(every=3, epochs=2)
+    assert [step for step, _ in refreshed] == [0, 3, 6, 7]  # 7 batches per epoch: refreshes in the first only
+    assert [step for step, _ in run(every=0, epochs=2)] == [0, 7]  # the paper: before each epoch
+    again = run(every=3, epochs=1)
+    for (_, first), (_, second) in zip(refreshed, again, strict=False):
+        assert torch.equal(first, second)  # the same images at the same step
+    assert len(refreshed[0][1]) == 20 and not torch.equal(refreshed[0][1], refreshed[1][1])
+    with pytest.raises(ValueError, match="first_epoch_every_n_steps=-1"):
+        HessianEstimation(500, -1)
