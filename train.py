@@ -33,6 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 from framework.combinations import check_data_fits_model
 from framework.errors import instantiate_node, reporting_user_errors, run_entry_point
 from framework.loggers import publish_results
+from framework.process_group import DestroyProcessGroupAtExit
 from framework.results import library_versions, to_float_dict, write_json_atomic
 from framework.validate import validate
 
@@ -130,7 +131,7 @@ def train(cfg: DictConfig) -> dict:
     datamodule = instantiate_node(cfg.data, "data")
     model = instantiate_node(cfg.model, "model")
     check_data_fits_model(cfg, datamodule, model)
-    callbacks = instantiate_group(cfg, "callbacks")
+    callbacks = [*instantiate_group(cfg, "callbacks"), DestroyProcessGroupAtExit()]
     loggers = instantiate_group(cfg, "logger")
     trainer: L.Trainer = instantiate_node(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
     for logger in trainer.loggers:

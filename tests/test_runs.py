@@ -127,3 +127,25 @@ def test_submitit_local_launcher_runs_a_sweep_job_in_its_own_process(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert results(sweep / "0")["seed"] == 3
     assert list((sweep / ".submitit").iterdir())  # submitit's job folder: the job ran through the launcher
+
+
+@pytest.mark.parametrize("with_callback", [True, False])
+def test_a_process_that_set_up_a_trainer_destroys_its_process_group_before_exiting(tmp_path, with_callback):
+    import subprocess
+    import sys
+    import textwrap
+
+    # atexit runs handlers last-registered-first: the probe, registered before the callback's, sees the result.
+    script = textwrap.dedent(f"""
+        import atexit
+        import torch.distributed as dist
+        from framework.process_group import DestroyProcessGroupAtExit
+        dist.init_process_group("gloo", init_method="file://{tmp_path}/rendezvous", rank=0, world_size=1)
+        atexit.register(lambda: print("initialized at exit:", dist.is_initialized()))
+        if {with_callback}:
+            DestroyProcessGroupAtExit().setup(None, None, "fit")
+    """)
+    done = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).parents[1], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"initialized at exit: {not with_callback}"
