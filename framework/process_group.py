@@ -14,8 +14,6 @@ import atexit
 import lightning as L
 import torch.distributed as dist
 
-_registered = False
-
 
 def destroy_process_group() -> None:
     if dist.is_available() and dist.is_initialized():
@@ -23,10 +21,11 @@ def destroy_process_group() -> None:
 
 
 class DestroyProcessGroupAtExit(L.Callback):
-    """Registers :func:`destroy_process_group` with ``atexit`` once in every process that sets up a trainer."""
+    """Registers :func:`destroy_process_group` with ``atexit`` in every process that sets up a trainer.
+
+    Unregistered first, so that the many trainers of an in-process sweep leave one handler, not one each.
+    """
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        global _registered
-        if not _registered:
-            atexit.register(destroy_process_group)
-            _registered = True
+        atexit.unregister(destroy_process_group)
+        atexit.register(destroy_process_group)
