@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from framework.compose import ROOT, compose_config
+from tests.commands import Runner
 from tests.dataset_files import write_all
 
 
@@ -27,9 +30,18 @@ def make_cfg(tmp_path, data_root):
     return make
 
 
+@functools.cache
+def preloaded_interpreter() -> Runner:
+    return Runner(Path(tempfile.mkdtemp(prefix="run_cli_")))
+
+
 def run_cli(*args: str, env: dict | None = None, timeout: int = 300, cwd: Path = ROOT,
-            prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
-    """Run an entry point in a fresh interpreter, as a user would."""
+            prefix: tuple[str, ...] = ()):
+    """Run an entry point in a process of its own, as a user would: ``python <args>``, forked from an interpreter
+    that has imported torch, Lightning and Hydra once (tests/commands.py: saves ~7 s of imports a command), or
+    under ``prefix`` (``unshare -n``) in a new interpreter. Returns returncode, stdout and stderr."""
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
+    if not prefix and args[0].endswith(".py"):
+        return preloaded_interpreter().python(list(args), cwd, full_env, timeout)
     return subprocess.run([*prefix, sys.executable, *args], cwd=cwd, env=full_env, capture_output=True,
                           text=True, timeout=timeout)

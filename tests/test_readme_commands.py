@@ -10,8 +10,9 @@ this README are tests"):
   appended to each train.py command without its own ``debug=``, plus WORD_CAPS: ``data.rollouts=4``
   with ``data=lunarlander`` (the frames are generated), ``callbacks.mi_lr.sample_size=100`` with
   ``callbacks=mi_lr`` / ``experiment=mi_lr_*``, one lambda and tau and fewer solver steps with
-  ``experiment=reae_*``, a tiny collection and probe with ``experiment=perceptual_*``; a cap whose key the
-  command sets itself is left out; ``make train`` gets them through ``ARGS``.
+  ``experiment=reae_*`` (and two repeats, ``seed=range(0,2)``, in their sweeps: MULTIRUN_CAPS), a tiny
+  collection and probe with ``experiment=perceptual_*``; a cap whose key the command sets itself is left
+  out; ``make train`` gets them through ``ARGS``.
   Nothing else is appended. WANDB_MODE=offline, so no test talks to wandb's servers.
 - make runs as ``make -o setup <target>``: the environment running the tests is the one the Makefile
   would set up. ``make test`` / ``make test-fast`` are not run: this test is part of them, so running
@@ -45,7 +46,16 @@ from urllib.parse import urlparse
 import pytest
 
 from framework.hydra_callbacks import slurm_unreachable_reason
-from tests.commands import PLACEHOLDER, PLACEHOLDER_WORD, ROOT, Command, Outcome, Runner, documented_commands
+from tests.commands import (
+    PLACEHOLDER,
+    PLACEHOLDER_WORD,
+    ROOT,
+    Command,
+    Outcome,
+    Runner,
+    documented_commands,
+    parse_command,
+)
 
 COMMANDS = documented_commands()
 SMOKE = ["debug=smoke"]
@@ -56,6 +66,8 @@ PERCEPTUAL_CAPS = ["data.rollouts=2", "data.steps_per_rollout=20", "model.featur
 WORD_CAPS = {"data=lunarlander": ["data.rollouts=4"], "callbacks=mi_lr": ["callbacks.mi_lr.sample_size=100"],
              "experiment=mi_lr_": ["callbacks.mi_lr.sample_size=100"], "experiment=reae_": REAE_CAPS,
              "experiment=perceptual_": PERCEPTUAL_CAPS}
+# Multirun only (a range is no value for a single run): REAE studies sweep 10 repeats x 4 feature maps.
+MULTIRUN_CAPS = {"experiment=reae_": ["seed=range(0,2)"]}
 NOT_RUN = {
     "test": "`make test` runs this test: running it here would recurse",
     "test-fast": "`make test-fast` runs this test: running it here would recurse",
@@ -132,7 +144,10 @@ def with_caps(command: Command, placeholder_dir: str) -> tuple[list[str] | None,
     words = [fill(word, placeholder_dir) if PLACEHOLDER_WORD in word else word for word in command.words]
     if command.kind == "train.py":
         caps = [] if any(w.startswith("debug=") for w in words) else list(SMOKE)
-        caps += [cap for start, extra in WORD_CAPS.items() if any(w.startswith(start) for w in words) for cap in extra]
+        word_caps = {**WORD_CAPS}
+        if "-m" in words or "--multirun" in words:
+            word_caps.update({start: word_caps.get(start, []) + extra for start, extra in MULTIRUN_CAPS.items()})
+        caps += [cap for start, extra in word_caps.items() if any(w.startswith(start) for w in words) for cap in extra]
         given = {w.lstrip("+").partition("=")[0] for w in words}
         caps = [cap for cap in caps if cap.partition("=")[0] not in given]  # the command's own value stays
         return words[2:] + caps, None
@@ -298,4 +313,7 @@ def test_commands_are_found_in_shell_blocks_with_continuations_comments_and_mark
     assert found[0].words == ["python", "train.py", "-m", "seed=1,2", "model=lenet5"]
     assert found[2].words == ["make", "train", "ARGS=seed=1 tags='[a #b]'"]
     assert with_caps(found[1], "logs/x")[0] == ["runs=logs/x"]
+    sweep, single = (parse_command(f"python train.py {args} experiment=reae_digits", "", "x", 0)
+                     for args in ("-m", "seed=1"))
+    assert "seed=range(0,2)" in with_caps(sweep, "")[0] and "seed=range(0,2)" not in with_caps(single, "")[0]
     assert with_caps(found[2], "")[0] == ["make", "-o", "setup", "train", "ARGS=seed=1 tags='[a #b]' debug=smoke"]
