@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Every GPU check of the project in one command, for a lent GPU machine (whose image has torch,
+# Lightning, torchvision, torchmetrics, scikit-learn and pytest, but not Hydra):
+#
+#   bash benchmarks/gpu_checks.sh bundle     # here: Hydra's pure-Python packages and MNIST (gzipped) into .device/
+#   bash benchmarks/gpu_checks.sh            # there, with .device carried: everything below, logs into $OUT
+#   SMOKE=1 bash benchmarks/gpu_checks.sh    # here, on the CPU: the same steps, each cut to a smoke run
+#
+# The steps: what torch sees (device, bf16); the CUDA tests; benchmarks/overhead.py --device cuda (alone
+# on the GPU, as its ratio is on wall seconds); then side by side, one process each: LeNet-5 classic and
+# classic distorted (seeds 1-3, the README's experiments) and modern LeNet-5 in bf16 (trainer=gpu).
+# Each run's last lines and a results table per experiment end up in $OUT/summary.txt. On the device tool:
+#   run(command="bash benchmarks/gpu_checks.sh", carry=[".device"], timeout_s=590)   ($OUT is set there)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+BUNDLE=.device
+
+if [[ "${1:-}" == bundle ]]; then
+    set -e
+    rm -rf "$BUNDLE.tmp" && mkdir -p "$BUNDLE.tmp/site" "$BUNDLE.tmp/data/MNIST/raw"
+    site=$(.venv/bin/python -c "import hydra, os; print(os.path.dirname(os.path.dirname(hydra.__file__)))")
+    for package in hydra hydra_plugins omegaconf antlr4 submitit; do cp -r "$site/$package" "$BUNDLE.tmp/site/"; done
+    raw=${DATA_DIR:-data}/MNIST/raw
+    for name in train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte; do
+        if [[ -f "$raw/$name" ]]; then gzip -c "$raw/$name" > "$BUNDLE.tmp/data/MNIST/raw/$name.gz"
+        elif [[ -f "$raw/$name.gz" ]]; then cp "$raw/$name.gz" "$BUNDLE.tmp/data/MNIST/raw/"
+        else echo "gpu_checks.sh bundle: $raw/$name is missing; run \`make data\` (or set DATA_DIR) first." >&2; exit 2
+        fi
+    done
+    rm -rf "$BUNDLE" && mv "$BUNDLE.tmp" "$BUNDLE"
+    grep -qx "/$BUNDLE/" .git/info/exclude 2>/dev/null || echo "/$BUNDLE/" >> .git/info/exclude
+    echo "$BUNDLE/: $(du -sh "$BUNDLE" | cut -f1); on the GPU machine: bash benchmarks/gpu_checks.sh, carrying $BUNDLE"
+    exit 0
+fi
+
+OUT=${OUT:-logs/gpu_checks}
+RUNS=$(mktemp -d)
+mkdir -p "$OUT"
+export PYTHONPATH=$PWD/$BUNDLE/site${PYTHONPATH:+:$PYTHONPATH} DATA_DIR=$PWD/$BUNDLE/data PYTHONUNBUFFERED=1
+export WANDB_MODE=disabled
+if [[ -n "${SMOKE:-}" ]]; then
+    run_caps=(debug=smoke trainer.accelerator=cpu)
+    gpu_trainer=()
+else
+    run_caps=(callbacks.progress_bar.refresh_rate=0)
+    gpu_trainer=(trainer=gpu)
+fi
+exec > >(tee "$OUT/summary.txt") 2>&1
+
+echo "== what torch sees"
+$PYTHON - <<'EOF'
+import torch
+print(f"torch {torch.__version__}, CUDA available: {torch.cuda.is_available()}")
+if torch.cuda.is_available():
+    x = torch.randn(1024, 1024, device="cuda", dtype=torch.bfloat16)
+    print(f"{torch.cuda.get_device_name()}, bf16 supported: {torch.cuda.is_bf16_supported()}, "
+          f"bf16 matmul finite: {bool((x @ x).isfinite().all())}")
+EOF
+
+echo "== CUDA tests"
+$PYTHON -m pytest -q -p no:cacheprovider tests/test_device_data.py \
+    tests/test_forward_autoencoder.py::test_cuda_solve_equals_cpu_solve 2>&1 | tail -n 5
+
+echo "== benchmarks/overhead.py --device cuda"
+if $PYTHON -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then
+    $PYTHON benchmarks/overhead.py --device cuda 2>&1 | tail -n 8
+else
+    echo "(skipped: no CUDA device)"
+fi
+
+echo "== LeNet-5 runs, side by side (logs: $RUNS)"
+started=$SECONDS
+LENET_TIMEOUT=${LENET_TIMEOUT:-400}  # seconds: a run cut short still leaves its log's tail in the summary
+pids=()
+for experiment in lenet5_classic_mnist lenet5_classic_mnist_distorted; do
+    for seed in 1 2 3; do
+        OMP_NUM_THREADS=1 timeout "$LENET_TIMEOUT" $PYTHON train.py experiment=$experiment seed=$seed "hydra.run.dir=$RUNS/$experiment/$seed" \
+            "${run_caps[@]}" > "$RUNS/$experiment-$seed.log" 2>&1 &
+        pids+=($!)
+    done
+done
+OMP_NUM_THREADS=1 timeout "$LENET_TIMEOUT" $PYTHON train.py experiment=lenet5_mnist "${gpu_trainer[@]}" seed=1 "hydra.run.dir=$RUNS/lenet5_mnist/1" \
+    "${run_caps[@]}" > "$RUNS/lenet5_mnist-1.log" 2>&1 &
+pids+=($!)
+wait "${pids[@]}"  # not a bare wait: that would also wait for the tee above
+echo "all runs ended after $((SECONDS - started)) s"
+for log in "$RUNS"/*.log; do
+    echo "-- $(basename "$log" .log): $(grep -o 'val/ and test/ metrics.*' "$log" | tail -n 1 || true)"
+    grep -q "Wrote .*results.json" "$log" || tail -n 5 "$log"
+done
+for experiment in lenet5_classic_mnist lenet5_classic_mnist_distorted lenet5_mnist; do
+    $PYTHON evaluate.py "runs=$RUNS/$experiment" "metrics=[test/acc,train/acc]" > /dev/null 2>&1 \
+        && cat "$RUNS/$experiment/table.md"
+done
