@@ -10,6 +10,7 @@ import torch
 from sklearn.feature_selection import mutual_info_classif, mutual_info_regression
 from sklearn.preprocessing import scale
 
+from analysis.estimator_comparison import mixture, mixture_truth
 from analysis.mutual_information import (
     _euclidean_within_counts,
     chunks,
@@ -26,19 +27,6 @@ def correlated_gaussians(n: int, d: int, rho: float, seed: int = 0):
     x = torch.randn(n, d, generator=generator, dtype=torch.float64)
     y = rho * x + math.sqrt(1 - rho**2) * torch.randn(n, d, generator=generator, dtype=torch.float64)
     return x, y
-
-
-def gaussian_mixture(n: int, means: torch.Tensor, generator: torch.Generator):
-    """Y uniform over the classes, X | Y = c ~ N(means[c], I)."""
-    labels = torch.randint(0, len(means), (n,), generator=generator)
-    return means[labels] + torch.randn(n, means.shape[1], generator=generator, dtype=torch.float64), labels
-
-
-def mixture_mi_monte_carlo(means: torch.Tensor, generator: torch.Generator, n: int = 200_000) -> float:
-    """I(X; Y) = H(Y) - E_x[H(Y | x)] with exact posteriors, averaged over n samples."""
-    x, _ = gaussian_mixture(n, means, generator)
-    log_posterior = torch.log_softmax(-0.5 * torch.cdist(x, means).pow(2), dim=1)
-    return math.log(len(means)) + (log_posterior.exp() * log_posterior).sum(1).mean().item()
 
 
 @pytest.mark.parametrize("d", [1, 2])
@@ -64,8 +52,8 @@ def test_independence_gives_about_zero_at_any_dimension(d):
 def test_ross_matches_gaussian_mixture_monte_carlo():
     generator = torch.Generator().manual_seed(1)
     means = 1.5 * torch.randn(10, 5, generator=generator, dtype=torch.float64)
-    truth = mixture_mi_monte_carlo(means, generator)
-    x, labels = gaussian_mixture(1000, means, generator)
+    truth = mixture_truth(means, generator)
+    x, labels = mixture(1000, means, generator)
     estimate = ross_mi(x, labels)
     assert estimate == pytest.approx(truth, abs=0.05)
     assert estimate <= label_entropy_ceiling(labels)
@@ -74,8 +62,8 @@ def test_ross_matches_gaussian_mixture_monte_carlo():
 def test_euclidean_norm_is_less_biased_than_max_in_high_dimension():
     generator = torch.Generator().manual_seed(2)
     means = 0.3 * torch.randn(10, 100, generator=generator, dtype=torch.float64)
-    truth = mixture_mi_monte_carlo(means, generator, n=50_000)
-    x, labels = gaussian_mixture(1000, means, generator)
+    truth = mixture_truth(means, generator, n=50_000)
+    x, labels = mixture(1000, means, generator)
     assert ross_mi(x, labels, norm="max") < ross_mi(x, labels, norm="euclidean") < truth
 
 
