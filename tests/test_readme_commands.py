@@ -11,8 +11,8 @@ this README are tests"):
   with ``data=lunarlander`` (the frames are generated), ``callbacks.mi_lr.sample_size=100`` with
   ``callbacks=mi_lr`` / ``experiment=mi_lr_*``, one lambda and tau and fewer solver steps with
   ``experiment=reae_*`` (and two repeats, ``seed=range(0,2)``, in their sweeps: MULTIRUN_CAPS), a tiny
-  collection and probe with ``experiment=perceptual_*``; a cap whose key the command sets itself is left
-  out; ``make train`` gets them through ``ARGS``.
+  probe with ``experiment=perceptual_*`` (and a tiny collection with its LunarLander one); a cap whose
+  key the command sets itself is left out; ``make train`` gets them through ``ARGS``.
   Nothing else is appended. WANDB_MODE=offline, so no test talks to wandb's servers.
 - make runs as ``make -o setup <target>``: the environment running the tests is the one the Makefile
   would set up. ``make test`` / ``make test-fast`` are not run: this test is part of them, so running
@@ -25,8 +25,9 @@ this README are tests"):
 - ``<...>`` in a command is the directory the preceding command of the same block printed
   (``sweep directory: ...`` after ``-m``, else ``output directory: ...``).
 - ``# needs: a,b`` (names in NEEDS): where the machine has all of them the command must succeed; where
-  it lacks one, it must exit 2 with one sentence as stderr's last line and no traceback. A command
-  that uses the output of a marked one carries the marker too.
+  it lacks one, it must exit 2 with one sentence as stderr's last line and no traceback, and that
+  sentence must name what it lacks (LACKING_SENTENCE), or the runs or checkpoint that an earlier command
+  lacking it did not write. A command that uses the output of a marked one carries the marker too.
 Blocks run two at a time; the commands of one block run in order.
 """
 
@@ -61,11 +62,11 @@ COMMANDS = documented_commands()
 SMOKE = ["debug=smoke"]
 # Further caps for commands with a word starting with the key: generated frames, the MI measurement's sample.
 REAE_CAPS = ["model.lambdas=[0.01]", "model.taus=[0.01]", "model.kl_steps=5", "model.max_iter=20"]
-PERCEPTUAL_CAPS = ["data.rollouts=2", "data.steps_per_rollout=20", "model.feature_hidden_max=64",
-                   "callbacks.probe.grid=[[]]", "callbacks.probe.max_epochs=2"]
+PERCEPTUAL_CAPS = ["model.feature_hidden_max=64", "callbacks.probe.grid=[[]]", "callbacks.probe.max_epochs=2"]
 WORD_CAPS = {"data=lunarlander": ["data.rollouts=4"], "callbacks=mi_lr": ["callbacks.mi_lr.sample_size=100"],
              "experiment=mi_lr_": ["callbacks.mi_lr.sample_size=100"], "experiment=reae_": REAE_CAPS,
-             "experiment=perceptual_": PERCEPTUAL_CAPS}
+             "experiment=perceptual_": PERCEPTUAL_CAPS,
+             "experiment=perceptual_lunarlander": ["data.rollouts=2", "data.steps_per_rollout=20"]}
 # Multirun only (a range is no value for a single run): REAE studies sweep 10 repeats x 4 feature maps.
 MULTIRUN_CAPS = {"experiment=reae_": ["seed=range(0,2)"]}
 NOT_RUN = {
@@ -127,6 +128,19 @@ NEEDS = {
     "alexnet": alexnet_weights_cached,
     "registry": registry_reachable,
 }
+
+
+# The sentence a command stops with when it lacks something names that thing, or the missing output (runs,
+# checkpoint) of an earlier command that lacked it; any other sentence is a fault of the command itself.
+DATASET_MISSING = r"^Data error: .*(does not exist|no dataset files)"
+LACKING_SENTENCE = {
+    "gpu": r"no usable GPU",
+    "slurm": r"cannot reach a SLURM controller",
+    **dict.fromkeys(("mnist", "cifar10", "svhn", "stl10"), DATASET_MISSING),
+    "alexnet": r"^Weights error: .*could not be fetched",
+    "registry": r"^(Data|Weights) error: ",
+}
+OUTPUT_MISSING = r"there is no results\.json under it|but no such file exists"
 
 
 def lacking(command: Command) -> list[str]:
@@ -254,6 +268,8 @@ def test_documented_command_runs_as_written(command, outcomes, repo_copy):
         assert outcome.returncode == 2, f"{command.source} lacks {missing}: {command.text}\n{output[-3000:]}"
         sentence = last_line(outcome.stderr)
         assert sentence.endswith(".") and len(sentence) > 30, f"{command.source}: not one sentence: {sentence!r}"
+        expected = "|".join([*(LACKING_SENTENCE[need] for need in missing), OUTPUT_MISSING])
+        assert re.search(expected, sentence), f"{command.source} lacks {missing} but stopped for: {sentence}"
         return
     assert outcome.returncode == 0, f"{command.source}: {command.text}\n{output[-4000:]}"
     run_dir = outcome.printed("output directory")
