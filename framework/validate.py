@@ -218,7 +218,8 @@ def validate(cfg: DictConfig) -> None:
 
 
 def check_accelerator(cfg: DictConfig) -> None:
-    """``trainer.accelerator=gpu`` on a machine without one: say so before Lightning raises deep inside."""
+    """``trainer.accelerator=gpu`` on a machine without one, or more GPUs asked for than it has: say so
+    before Lightning raises deep inside."""
     accelerator = _lookup(cfg, "trainer.accelerator")
     if accelerator in ("gpu", "cuda"):
         import torch
@@ -227,6 +228,12 @@ def check_accelerator(cfg: DictConfig) -> None:
             raise ConfigError(
                 f"Config key 'trainer.accelerator' is {accelerator!r}, but this machine has no usable GPU; "
                 f"run with trainer=cpu (or trainer=ddp_sim for DDP on CPU processes)."
+            )
+        devices, available = _lookup(cfg, "trainer.devices"), torch.cuda.device_count()
+        if isinstance(devices, int) and devices > available:
+            raise ConfigError(
+                f"Config key 'trainer.devices' is {devices}, but this machine has {available} usable GPU"
+                f"{'s' if available > 1 else ''}; give trainer.devices={available} or fewer (-1: all of them)."
             )
 
 

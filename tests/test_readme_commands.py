@@ -86,7 +86,7 @@ EMPTY_TORCH_HOME = Path(tempfile.mkdtemp(prefix="readme_torch_"))
 
 
 def dataset_present(target: str):
-    def present() -> bool:
+    def present(command: Command) -> bool:
         from hydra.utils import get_class
 
         return not get_class(target)(data_dir=str(EMPTY_DATA_DIR)).missing_files()
@@ -94,26 +94,29 @@ def dataset_present(target: str):
     return present
 
 
-def alexnet_weights_cached() -> bool:
+def alexnet_weights_cached(command: Command) -> bool:
     return any(Path(EMPTY_TORCH_HOME, "hub", "checkpoints").glob("alexnet-*.pth"))
 
 
-def gpu() -> bool:
+def gpus(command: Command) -> bool:
+    """As many CUDA devices as the command asks for (``trainer.devices=N``; one when it does not say)."""
     import torch
 
-    return torch.cuda.is_available()
+    asked = [word.partition("=")[2] for word in command.words if word.lstrip("+").startswith("trainer.devices=")]
+    wanted = int(asked[-1]) if asked and asked[-1].isdigit() else 1
+    return torch.cuda.is_available() and torch.cuda.device_count() >= wanted
 
 
-# What a `# needs:` marker may name, and how this machine is checked for it.
+# What a `# needs:` marker may name, and how this machine is checked for it (for that command).
 NEEDS = {
-    "gpu": gpu,
-    "slurm": lambda: slurm_unreachable_reason() is None,
+    "gpu": gpus,
+    "slurm": lambda command: slurm_unreachable_reason() is None,
     "mnist": dataset_present("datamodules.mnist.MNISTDataModule"),
     "cifar10": dataset_present("datamodules.cifar10.CIFAR10DataModule"),
     "svhn": dataset_present("datamodules.svhn.SVHNDataModule"),
     "stl10": dataset_present("datamodules.stl10.STL10DataModule"),
     "alexnet": alexnet_weights_cached,
-    "registry": lambda: registry_unreachable_reason() is None,
+    "registry": lambda command: registry_unreachable_reason() is None,
 }
 
 
@@ -124,7 +127,7 @@ def dataset_missing(names: str) -> str:
 
 
 LACKING_SENTENCE = {
-    "gpu": r"no usable GPU",
+    "gpu": r"usable GPU",
     "slurm": r"cannot reach a SLURM controller",
     **{need: dataset_missing(f"{need}|{need.upper()}") for need in ("mnist", "cifar10", "svhn", "stl10")},
     "alexnet": r"^Weights error: .*could not be fetched",
@@ -134,7 +137,7 @@ OUTPUT_MISSING = r"there is no results\.json under it|but no such file exists"
 
 
 def lacking(command: Command) -> list[str]:
-    return [need for need in command.needs if need in NEEDS and not NEEDS[need]()]
+    return [need for need in command.needs if need in NEEDS and not NEEDS[need](command)]
 
 
 def fill(word: str, directory: str) -> str:
@@ -346,3 +349,16 @@ def test_a_stopped_command_is_judged_by_its_own_sentence_and_only_a_lack_excuses
     clash = ("Config error: Config key 'trainer.limit_train_batches' exists already, so +trainer.limit_train_batches=4 "
              "cannot add it; override it with trainer.limit_train_batches=4.")
     assert not stopped_for(clash, ["mnist"]) and not stopped_for(clash, ["alexnet", "gpu", "slurm", "registry"])
+
+
+def test_a_command_lacks_gpus_when_it_asks_for_more_than_the_machine_has(monkeypatch):
+    import torch
+
+    one, four = (parse_command(f"python train.py trainer=ddp{devices}", "needs: gpu", "x", 0)
+                 for devices in ("", " trainer.devices=4"))
+    for count, lacks_one, lacks_four in ((0, True, True), (1, False, True), (4, False, False)):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda count=count: count > 0)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda count=count: count)
+        assert (lacking(one), lacking(four)) == (["gpu"] * lacks_one, ["gpu"] * lacks_four)
+    assert stopped_for("Config error: Config key 'trainer.devices' is 4, but this machine has 1 usable GPU; give "
+                       "trainer.devices=1 or fewer (-1: all of them).", ["gpu"])
