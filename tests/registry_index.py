@@ -2,6 +2,7 @@
 
 pip reads it through the same configuration variables a user sets (``PIP_INDEX_URL``); every other pip
 setting of the machine is switched off (``PIP_CONFIG_FILE=/dev/null``, no other ``PIP_*`` variable).
+:func:`registry_unreachable_reason` says whether the real registry can be reached, for the tests that need it.
 """
 
 from __future__ import annotations
