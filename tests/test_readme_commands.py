@@ -99,11 +99,14 @@ def alexnet_weights_cached(command: Command) -> bool:
 
 
 def gpus(command: Command) -> bool:
-    """As many CUDA devices as the command asks for (``trainer.devices=N``; one when it does not say)."""
+    """As many CUDA devices as the command asks for: its ``trainer.devices=N``, else its trainer file's."""
     import torch
+    from omegaconf import OmegaConf
 
-    asked = [word.partition("=")[2] for word in command.words if word.lstrip("+").startswith("trainer.devices=")]
-    wanted = int(asked[-1]) if asked and asked[-1].isdigit() else 1
+    given = dict(word.lstrip("+").partition("=")[::2] for word in command.words if "=" in word)
+    trainer_file = ROOT / "conf" / "trainer" / f"{given.get('trainer', 'default')}.yaml"
+    devices = given.get("trainer.devices") or str(OmegaConf.load(trainer_file).get("devices", 1))
+    wanted = int(devices) if devices.isdigit() else 1
     return torch.cuda.is_available() and torch.cuda.device_count() >= wanted
 
 
@@ -354,11 +357,12 @@ def test_a_stopped_command_is_judged_by_its_own_sentence_and_only_a_lack_excuses
 def test_a_command_lacks_gpus_when_it_asks_for_more_than_the_machine_has(monkeypatch):
     import torch
 
-    one, four = (parse_command(f"python train.py trainer=ddp{devices}", "needs: gpu", "x", 0)
-                 for devices in ("", " trainer.devices=4"))
+    one, four, ddp_on_one = (parse_command(f"python train.py {trainer}", "needs: gpu", "x", 0) for trainer in
+                             ("trainer=gpu", "trainer=ddp", "trainer=ddp trainer.devices=1"))  # ddp.yaml: devices 4
     for count, lacks_one, lacks_four in ((0, True, True), (1, False, True), (4, False, False)):
         monkeypatch.setattr(torch.cuda, "is_available", lambda count=count: count > 0)
         monkeypatch.setattr(torch.cuda, "device_count", lambda count=count: count)
         assert (lacking(one), lacking(four)) == (["gpu"] * lacks_one, ["gpu"] * lacks_four)
+        assert lacking(ddp_on_one) == lacking(one)
     assert stopped_for("Config error: Config key 'trainer.devices' is 4, but this machine has 1 usable GPU; give "
                        "trainer.devices=1 or fewer (-1: all of them).", ["gpu"])
