@@ -16,6 +16,18 @@ from tests.commands import Runner
 from tests.dataset_files import write_all
 
 
+@pytest.fixture
+def pretend_gpus(monkeypatch):
+    """``pretend_gpus(n)``: torch.cuda reports n usable devices (none when n is 0) for the rest of the test."""
+    import torch
+
+    def pretend(count: int) -> None:
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: count > 0)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+
+    return pretend
+
+
 @pytest.fixture(scope="session")
 def data_root(tmp_path_factory) -> Path:
     """Small files of every dataset, in their real on-disk formats."""

@@ -354,14 +354,11 @@ def test_a_stopped_command_is_judged_by_its_own_sentence_and_only_a_lack_excuses
     assert not stopped_for(clash, ["mnist"]) and not stopped_for(clash, ["alexnet", "gpu", "slurm", "registry"])
 
 
-def test_a_command_lacks_gpus_when_it_asks_for_more_than_the_machine_has(monkeypatch):
-    import torch
-
+def test_a_command_lacks_gpus_when_it_asks_for_more_than_the_machine_has(pretend_gpus):
     one, four, ddp_on_one = (parse_command(f"python train.py {trainer}", "needs: gpu", "x", 0) for trainer in
                              ("trainer=gpu", "trainer=ddp", "trainer=ddp trainer.devices=1"))  # ddp.yaml: devices 4
     for count, lacks_one, lacks_four in ((0, True, True), (1, False, True), (4, False, False)):
-        monkeypatch.setattr(torch.cuda, "is_available", lambda count=count: count > 0)
-        monkeypatch.setattr(torch.cuda, "device_count", lambda count=count: count)
+        pretend_gpus(count)
         assert (lacking(one), lacking(four)) == (["gpu"] * lacks_one, ["gpu"] * lacks_four)
         assert lacking(ddp_on_one) == lacking(one)
     assert stopped_for("Config error: Config key 'trainer.devices' is 4, but this machine has 1 usable GPU; give "

@@ -65,26 +65,18 @@ def test_missing_dataset_files_stop_the_cli_with_one_sentence_and_exit_code_2(tm
     assert "output directory" in (run / "train.log").read_text()
 
 
-
-def pretend_gpus(monkeypatch, count: int) -> None:
-    import torch
-
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: count > 0)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
-
-
 @pytest.mark.parametrize(("devices", "available", "message"), [
     (1, 0, "'trainer.accelerator' is 'gpu', but this machine has no usable GPU; run with trainer=cpu"),
     (4, 1, "'trainer.devices' is 4, but this machine has 1 usable GPU; give trainer.devices=1 or fewer"),
     (3, 2, "'trainer.devices' is 3, but this machine has 2 usable GPUs; give trainer.devices=2 or fewer"),
 ])
-def test_more_gpus_than_the_machine_has_is_one_sentence(make_cfg, monkeypatch, devices, available, message):
-    pretend_gpus(monkeypatch, available)
+def test_more_gpus_than_the_machine_has_is_one_sentence(make_cfg, pretend_gpus, devices, available, message):
+    pretend_gpus(available)
     with pytest.raises(ConfigError, match=message):
         validate(make_cfg("trainer=gpu", f"trainer.devices={devices}"))
 
 
 @pytest.mark.parametrize("devices", ["2", "1", "-1", "auto"])
-def test_as_many_gpus_as_the_machine_has_or_fewer_pass(make_cfg, monkeypatch, devices):
-    pretend_gpus(monkeypatch, 2)
+def test_as_many_gpus_as_the_machine_has_or_fewer_pass(make_cfg, pretend_gpus, devices):
+    pretend_gpus(2)
     validate(make_cfg("trainer=gpu", f"trainer.devices={devices}"))
