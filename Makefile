@@ -14,11 +14,16 @@ setup:
 train: setup  ## LeNet-5 on the bundled digits; prints the test accuracy and the run's directory
 	$(RUN) python train.py $(ARGS)
 
-test: setup  ## the whole offline test suite (slow tests included); tiny tensors run best on one thread
-	OMP_NUM_THREADS=1 $(RUN) pytest -q $(ARGS)
+# Tests run in TEST_WORKERS pytest-xdist processes, one thread each (tiny tensors run best on one thread);
+# --dist loadscope keeps each module in one worker, so a module-scoped fixture runs once.
+TEST_WORKERS ?= 2
+PYTEST := OMP_NUM_THREADS=1 $(RUN) pytest -q -n $(TEST_WORKERS) --dist loadscope
+
+test: setup  ## the whole offline test suite (slow tests included)
+	$(PYTEST) $(ARGS)
 
 test-fast: setup  ## everything but the tests marked slow
-	OMP_NUM_THREADS=1 $(RUN) pytest -q -m "not slow" $(ARGS)
+	$(PYTEST) -m "not slow" $(ARGS)
 
 # Every script's last stdout line (one JSON object) goes into logs/bench/last_lines.jsonl; summary.py
 # turns them into the closing table. BENCHMARKS picks scripts: `make bench BENCHMARKS=benchmarks/overhead.py`.
