@@ -5,10 +5,16 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from typing import Any
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+
+from framework.errors import UserError, report
+from framework.pretrained import alexnet_features_state_dict
+from lightning_modules.perceptual_autoencoder import PROCEDURES, PerceptualAutoencoderModule, needs_loss_network
 
 
 def slurm_unreachable_reason() -> str | None:
@@ -35,3 +41,46 @@ class PrintSweepDir(Callback):
         sweep_dir = config.hydra.sweep.dir
         print(f"sweep directory: {sweep_dir}")
         print(f"summarise it with: python evaluate.py runs={sweep_dir}")
+
+
+def multirun_values(config: DictConfig, key: str) -> list[str]:
+    """The values the jobs of a multirun give ``key``: its choice or range sweep on the command line, else in
+    ``hydra.sweeper.params`` (an experiment's grid), else the one composed value ([] if the key is absent)."""
+    grid = [f"{name}={value}" for name, value in (config.hydra.sweeper.get("params") or {}).items()]
+    last = None
+    for override in OverridesParser.create().parse_overrides([*grid, *config.hydra.overrides.task]):
+        if override.key_or_group == key and not override.is_delete():
+            last = override  # the command line comes after the grid and wins
+    if last is not None:
+        return list(last.sweep_string_iterator()) if last.is_sweep_override() else [str(last.value())]
+    value = OmegaConf.select(config, key, default=None)
+    return [] if value is None else [str(value)]
+
+
+def needs_imagenet_alexnet(config: DictConfig) -> bool:
+    """Whether some job of this multirun trains a feature-prediction autoencoder on the ImageNet AlexNet."""
+    target = f"{PerceptualAutoencoderModule.__module__}.{PerceptualAutoencoderModule.__name__}"
+    if OmegaConf.select(config, "model._target_", default=None) != target:
+        return False
+    procedures = [name for name in multirun_values(config, "model.procedure") if name in PROCEDURES]
+    return (any(needs_loss_network(name) for name in procedures)
+            and "imagenet" in multirun_values(config, "model.loss_network.weights"))
+
+
+class PretrainedWeightsPreflight(Callback):
+    """Before a multirun's first job: fetch the ImageNet AlexNet weights once if any of its jobs needs them.
+
+    Hydra's basic launcher runs the jobs one after another and stops at the first failure; without this, a sweep
+    whose weights cannot be had would train every I-I-PW job before it said so. SLURM jobs are left to fetch
+    them on their nodes, which may reach a source that the login node does not."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if str(config.hydra.launcher.get("_target_", "")).endswith(".SlurmLauncher"):
+            return
+        if config.hydra.job.name != "train" or not needs_imagenet_alexnet(config):
+            return
+        try:
+            alexnet_features_state_dict("imagenet")  # cached after the first fetch; the jobs then read it from there
+        except UserError as error:
+            print(report(error), file=sys.stderr)
+            raise SystemExit(2) from None

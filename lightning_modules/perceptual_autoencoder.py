@@ -51,6 +51,12 @@ LOSS_NETWORK_LAYERS = 5  # alexnet().features[:5]
 FEATURE_HIDDEN_MAX = 2048  # hidden = min(F // 2, 2048)
 
 
+def needs_loss_network(procedure: str) -> bool:
+    """Every procedure but I-I-PW runs the loss network (AlexNet features as input, loss or target)."""
+    encoder_input, _, loss = PROCEDURES[procedure]
+    return (encoder_input, loss) != ("image", "pixel")
+
+
 def side_allowed(side) -> bool:
     return isinstance(side, int) and side >= 64 and (side - 64) % 16 == 0
 
@@ -147,9 +153,9 @@ class PerceptualAutoencoderModule(StageSteps, L.LightningModule):
         self.encoder_input, self.decoder_output, self.loss_kind = PROCEDURES[procedure]
         self.gamma, self.variational = float(gamma), gamma != 0
         weights = loss_network.get("weights", "imagenet")
-        needs_loss_network = (self.encoder_input, self.loss_kind) != ("image", "pixel")
-        self.loss_network_weights = str(weights) if needs_loss_network else None  # marks results
-        self.loss_network = LossNetwork(weights) if needs_loss_network else None
+        uses_loss_network = needs_loss_network(procedure)
+        self.loss_network_weights = str(weights) if uses_loss_network else None  # marks results
+        self.loss_network = LossNetwork(weights) if uses_loss_network else None
         self.feature_size = self.check_feature_size(input_size, loss_network.get("feature_size"))
 
         hidden = min(self.feature_size // 2, feature_hidden_max) if self.feature_size else None  # the authors' MLPs

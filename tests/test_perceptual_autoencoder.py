@@ -8,13 +8,20 @@ import json
 import lightning as L
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import open_dict
 
 from analysis import perceptual_study
 from analysis.embedding_probes import PROBE_GRID, mean_baseline, probe_grid, train_probe
 from callbacks.embedding_probe import EmbeddingProbe
 from datamodules.lunarlander import LunarLanderDataModule
+from framework.compose import CONF
+from framework.hydra_callbacks import needs_imagenet_alexnet
+from framework.pretrained import TORCHVISION_FILE
 from framework.validate import ConfigError, validate
 from lightning_modules.perceptual_autoencoder import PROCEDURES, PerceptualAutoencoderModule, kl_divergence
+from tests.conftest import run_cli
 
 RANDOM = {"weights": "random"}
 # The authors' sizes at z = 128 (reference file), millions, for 64 and 96 inputs.
@@ -232,3 +239,41 @@ def test_evaluate_probes_a_finished_runs_checkpoint(tmp_path, lunarlander):
     expected = EmbeddingProbe(task="regression", grid=[[]], max_epochs=5, patience=2).run(model, lunarlander)
     assert probe["test_metric"] == pytest.approx(expected["test_metric"]) and probe["hidden"] == []
     assert "test mean_distance" in text and probe["loss_network_weights"] is None
+
+
+def multirun_config(*overrides: str, sweeps: tuple[str, ...] = ()):
+    """What a multirun's callbacks see: the config composed without its sweeps, all overrides in hydra.overrides."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=list(overrides), return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.overrides.task = [*overrides, *sweeps]
+    return cfg
+
+
+@pytest.mark.parametrize(("overrides", "sweeps", "needed"), [
+    (["experiment=perceptual_lunarlander"], [], True),  # the grid's six procedures
+    (["experiment=perceptual_lunarlander", "model.procedure=I-I-PW"], [], False),  # the command line beats the grid
+    (["experiment=perceptual_lunarlander"], ["model.procedure=I-I-PW,I-I-PS"], True),
+    (["experiment=perceptual_lunarlander", "model.loss_network.weights=random"], [], False),
+    (["experiment=perceptual_lunarlander"], ["model.loss_network.weights=random,imagenet"], True),
+    (["model=perceptual_autoencoder"], ["seed=range(0,2)"], True),  # the model's default procedure, I-F-FP
+    (["model=perceptual_autoencoder", "model.procedure=I-I-PW"], ["seed=range(0,2)"], False),
+    (["model=lenet5"], ["seed=range(0,2)"], False),
+])
+def test_a_multirun_knows_whether_its_jobs_need_the_imagenet_alexnet(overrides, sweeps, needed):
+    assert needs_imagenet_alexnet(multirun_config(*overrides, sweeps=tuple(sweeps))) is needed
+
+
+def test_a_sweep_whose_weights_are_unusable_stops_before_its_first_job(tmp_path):
+    hub = tmp_path / "torch" / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    torch.save({"features.0.weight": torch.zeros(3)}, hub / TORCHVISION_FILE)
+    (tmp_path / "data").mkdir()
+    result = run_cli("train.py", "-m", "experiment=perceptual_lunarlander", "data.rollouts=2",
+                     "data.steps_per_rollout=20", "debug=smoke", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+                     env={"TORCH_HOME": str(tmp_path / "torch"), "DATA_DIR": str(tmp_path / "data")})
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(f"Weights error: {hub / TORCHVISION_FILE} does not hold")
+    assert not (tmp_path / "sweep" / "0").exists()  # the nine I-I-PW jobs of the grid did not run first
+    assert not any((tmp_path / "data").iterdir())  # nor was any LunarLander frame generated
