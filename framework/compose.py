@@ -17,11 +17,16 @@ ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 
 
-def compose_config(overrides: list[str], output_dir: Path, config_name: str = "train") -> DictConfig:
-    """The config ``python <entry point>.py <overrides>`` would run with, writing into ``output_dir``."""
+def compose_with_hydra(overrides: list[str], config_name: str = "train") -> DictConfig:
+    """The composed config with its ``hydra`` node (a multirun's callbacks see this, less the sweeps)."""
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
+        return compose(config_name, overrides=overrides, return_hydra_config=True)
+
+
+def compose_config(overrides: list[str], output_dir: Path, config_name: str = "train") -> DictConfig:
+    """The config ``python <entry point>.py <overrides>`` would run with, writing into ``output_dir``."""
+    cfg = compose_with_hydra(overrides, config_name)
     with open_dict(cfg):
         cfg.hydra.runtime.output_dir = str(output_dir)
         cfg.hydra.runtime.cwd = str(ROOT)

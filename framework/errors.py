@@ -261,6 +261,17 @@ def reporting_user_errors():
         raise SystemExit(2) from None
 
 
+@contextmanager
+def stopping_before_any_job():
+    """Around a multirun's own checks (a Hydra callback's ``on_multirun_start``): a UserError becomes its sentence
+    on stderr and exit code 2, before any job has started or been submitted."""
+    try:
+        yield
+    except UserError as error:
+        print(report(error), file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def run_entry_point(main: Callable[[], object]) -> None:
     """Run a ``@hydra.main`` function from ``if __name__ == "__main__"``.
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from framework.errors import UserError, report
+from framework.errors import stopping_before_any_job
 from framework.pretrained import alexnet_features_state_dict
+from framework.slurm_preflight import launches_on_slurm
 from lightning_modules.perceptual_autoencoder import PROCEDURES, PerceptualAutoencoderModule, needs_loss_network
 
 
@@ -75,12 +75,6 @@ class PretrainedWeightsPreflight(Callback):
     them on their nodes, which may reach a source that the login node does not."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if str(config.hydra.launcher.get("_target_", "")).endswith(".SlurmLauncher"):
-            return
-        if config.hydra.job.name != "train" or not needs_imagenet_alexnet(config):
-            return
-        try:
-            alexnet_features_state_dict("imagenet")  # cached after the first fetch; the jobs then read it from there
-        except UserError as error:
-            print(report(error), file=sys.stderr)
-            raise SystemExit(2) from None
+        if config.hydra.job.name == "train" and not launches_on_slurm(config) and needs_imagenet_alexnet(config):
+            with stopping_before_any_job():
+                alexnet_features_state_dict("imagenet")  # cached after the first fetch; the jobs read it from there

@@ -17,12 +17,12 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from framework.errors import stopping_before_any_job
 from framework.validate import ConfigError, is_int
 
 
@@ -102,14 +102,15 @@ def check_slurm_request(cfg: DictConfig, partitions: dict[str, Partition]) -> No
                           f"{partition.memory_mb // 1024} GB of memory; lower it.")
 
 
+def launches_on_slurm(config: DictConfig) -> bool:
+    """Whether a multirun's launcher is ``hydra/launcher=slurm`` (its jobs run on the cluster's nodes)."""
+    return str(config.hydra.launcher.get("_target_", "")).endswith(".SlurmLauncher")
+
+
 class SlurmPreflight(Callback):
     """Hydra callback: stop a ``hydra/launcher=slurm`` sweep with one sentence before any job is submitted."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        if not str(config.hydra.launcher.get("_target_", "")).endswith(".SlurmLauncher"):
-            return
-        try:
-            check_slurm_request(config, query_partitions())
-        except ConfigError as error:
-            print(f"Config error: {error}", file=sys.stderr)
-            raise SystemExit(2) from None
+        if launches_on_slurm(config):
+            with stopping_before_any_job():
+                check_slurm_request(config, query_partitions())

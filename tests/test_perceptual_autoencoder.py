@@ -8,15 +8,13 @@ import json
 import lightning as L
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import open_dict
 
 from analysis import perceptual_study
 from analysis.embedding_probes import PROBE_GRID, mean_baseline, probe_grid, train_probe
 from callbacks.embedding_probe import EmbeddingProbe
 from datamodules.lunarlander import LunarLanderDataModule
-from framework.compose import CONF
+from framework.compose import compose_with_hydra
 from framework.hydra_callbacks import needs_imagenet_alexnet
 from framework.pretrained import TORCHVISION_FILE
 from framework.validate import ConfigError, validate
@@ -243,9 +241,7 @@ def test_evaluate_probes_a_finished_runs_checkpoint(tmp_path, lunarlander):
 
 def multirun_config(*overrides: str, sweeps: tuple[str, ...] = ()):
     """What a multirun's callbacks see: the config composed without its sweeps, all overrides in hydra.overrides."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=list(overrides), return_hydra_config=True)
+    cfg = compose_with_hydra(list(overrides))
     with open_dict(cfg):
         cfg.hydra.overrides.task = [*overrides, *sweeps]
     return cfg
