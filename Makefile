@@ -28,11 +28,14 @@ test-fast: setup  ## everything but the tests marked slow
 # Every script's last stdout line (one JSON object) goes into logs/bench/last_lines.jsonl; summary.py
 # turns them into the closing table. BENCHMARKS picks scripts: `make bench BENCHMARKS=benchmarks/overhead.py`.
 BENCHMARKS ?= $(filter-out benchmarks/summary.py,$(wildcard benchmarks/*.py))
+# BENCH_ARGS go to every script: `make bench BENCH_ARGS=--smoke` runs every script at smoke size (a check that they
+# work, in about a minute).
+BENCH_ARGS ?=
 
 bench: setup  ## speed and memory ratios against named baselines (not tests), then a met/missed table
 	@mkdir -p logs/bench && : > logs/bench/last_lines.jsonl
 	@set -o pipefail; for script in $(BENCHMARKS); do echo "== $$script"; \
-		$(RUN) python $$script | tee logs/bench/output.txt || exit 1; \
+		$(RUN) python $$script $(BENCH_ARGS) | tee logs/bench/output.txt || exit 1; \
 		tail -n 1 logs/bench/output.txt >> logs/bench/last_lines.jsonl; done
 	@echo "== summary ($(shell nproc 2>/dev/null || echo ?) CPUs)"; $(RUN) python benchmarks/summary.py logs/bench/last_lines.jsonl
 

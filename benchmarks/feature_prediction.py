@@ -11,6 +11,7 @@ fused one the module uses. Last line: one JSON object.
     OMP_NUM_THREADS=1 python benchmarks/feature_prediction.py                      # 1,024 frames, batch 512
     OMP_NUM_THREADS=1 python benchmarks/feature_prediction.py --batch-size 64 --frames 256 --adam for-loop
     python benchmarks/feature_prediction.py --device cuda --frames 8192            # needs: gpu
+    OMP_NUM_THREADS=1 python benchmarks/feature_prediction.py --smoke              # does it run? (seconds)
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from framework.errors import require_usable_gpu  # noqa: E402
 from lightning_modules.perceptual_autoencoder import PROCEDURES, PerceptualAutoencoderModule  # noqa: E402
 
 ADAM = {"fused": {"fused": True}, "foreach": {"foreach": True}, "for-loop": {"foreach": False}}
+SMOKE = {"frames": 8, "batch_size": 4, "repeats": 1, "weights": "random"}  # --smoke's defaults
 
 
 class Timed:
@@ -66,7 +69,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--adam", choices=list(ADAM), default="fused")
     parser.add_argument("--weights", default="imagenet", help="imagenet | random (the time is the same)")
+    parser.add_argument("--smoke", action="store_true", help=f"a check that the script works, measuring nothing: "
+                        f"the defaults become {SMOKE} (sizes given here still win)")
     args = parser.parse_args()
+    if args.smoke:
+        parser.set_defaults(**SMOKE)
+        args = parser.parse_args()
+        print("smoke run: tiny sizes, checks that the script works, measures nothing")
+    require_usable_gpu(args.device)
     torch.manual_seed(0)
     images = torch.rand(args.frames, 3, 64, 64, device=args.device)
     timed = {name: Timed(name, images, args.batch_size, args.weights, args.adam) for name in PROCEDURES}
@@ -86,7 +96,8 @@ def main() -> None:
                       "target": "<= 0.75", "baseline": "I-I-PS and F-I-PS (perceptual similarity)",
                       "threads": torch.get_num_threads(), "device": args.device, "batch_size": args.batch_size,
                       "adam": args.adam, "seconds_per_epoch": {k: round(v, 3) for k, v in seconds.items()},
-                      "optimizer_step_seconds": {k: round(v, 3) for k, v in step.items()}}))
+                      "optimizer_step_seconds": {k: round(v, 3) for k, v in step.items()},
+                      **({"smoke": True} if args.smoke else {})}))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
     python benchmarks/forward_autoencoder.py                          # real MNIST: 60,000 x 784, J = 750, 8 x 8
     python benchmarks/forward_autoencoder.py --baseline-lambdas 8     # the whole baseline (~1 h)
     python benchmarks/forward_autoencoder.py --synthetic --samples 5000   # a quick look, no dataset
+    python benchmarks/forward_autoencoder.py --smoke                  # does it run? (seconds, synthetic, J = 32)
 
 One REAE run with one rho, as `python train.py experiment=reae_mnist model.rho=0.2 model.refit=false` solves
 it: KL descent, H, the lambda path (one eigendecomposition), and for each of the 8 lambdas the encoder
@@ -48,8 +49,10 @@ from analysis.forward_autoencoder import (  # noqa: E402
     random_map,
 )
 from datamodules.mnist import MNISTDataModule  # noqa: E402
-from framework.errors import DataError  # noqa: E402
+from framework.errors import DataError, report, require_usable_gpu  # noqa: E402
 from lightning_modules.forward_autoencoder import ForwardAutoencoderModule  # noqa: E402
+
+SMOKE = {"synthetic": True, "samples": 300, "hidden": 32}  # --smoke's defaults; the grid stays 8 x 8
 
 
 def synthetic(samples: int, inputs: int, generator: torch.Generator):
@@ -110,13 +113,20 @@ def main() -> None:
                         help="lambdas the sequential baseline runs (1: 1e-2; k: every 8/k-th from 1e-2; 8: all); "
                         "its per-lambda time is scaled to all 8")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--smoke", action="store_true", help=f"a check that the script works, measuring nothing: "
+                        f"the defaults become {SMOKE} (sizes given here still win)")
     args = parser.parse_args()
+    if args.smoke:
+        parser.set_defaults(**SMOKE)
+        args = parser.parse_args()
+        print("smoke run: tiny sizes, checks that the script works, measures nothing")
+    require_usable_gpu(args.device)
     generator = torch.Generator().manual_seed(0)
     if not args.synthetic:
         try:
             (X, y), (X_val, y_val) = mnist(args.mnist), mnist(args.mnist, "test")
-        except DataError as error:  # one sentence naming the sources tried and the remedy
-            print(f"benchmarks/forward_autoencoder.py: {error} (or run it with --synthetic)", file=sys.stderr)
+        except DataError as error:  # one sentence naming the files, the sources tried and the remedy
+            print(f"{report(error).rstrip('.')}; or run it with --synthetic.", file=sys.stderr)
             raise SystemExit(2) from None
     else:
         X_all, y_all = synthetic(args.samples * 6 // 5, args.inputs, generator)
@@ -169,6 +179,7 @@ def main() -> None:
         "data": "synthetic" if args.synthetic else "mnist",
         "device": args.device,
         "threads": threads,
+        **({"smoke": True} if args.smoke else {}),
     }))
 
 

@@ -2,6 +2,7 @@
 
     uv run python benchmarks/lbfgs_attack.py          # trains FC100-100-10 first (MNIST fetched once when missing)
     uv run python benchmarks/lbfgs_attack.py --run logs/szegedy_zoo/lbfgs/3            # an existing FC100 run
+    uv run python benchmarks/lbfgs_attack.py --smoke    # does it run? (seconds: the bundled digits at 28x28, no MNIST)
 
 100 MNIST test images, runner-up targets, the same objective and the same c search (analysis/lbfgs_attack.py)
 for both: ``attack_rows`` (all rows at once, per-row histories and steps) and ``scipy_reference_rows`` (one
@@ -27,16 +28,22 @@ from analysis.lbfgs_attack import attack_rows, choose_targets, distortion, scipy
 from analysis.szegedy_study import load_runs
 from datamodules.base import DatasetMissingError
 from framework.compose import compose_config
+from framework.errors import report
+
+TRAINING = ["data.download=true", "data.train_size=5000", "trainer.max_epochs=4"]
+# --smoke: these defaults (c from 0.01 to 100: every row finds an adversarial), and FC100 trained for one L-BFGS
+# step on scikit-learn's bundled digits at MNIST's 28x28
+SMOKE = {"examples": 10, "c_steps": 5}
+SMOKE_TRAINING = ["data=digits", "data.image_size=28", "trainer.max_epochs=1"]
 
 
-def train_fc100(output: Path) -> Path:
-    """A CPU-sized FC100-100-10 (5,000 MNIST images, 4 full-batch L-BFGS steps of 50 iterations)."""
+def train_fc100(output: Path, training: list[str]) -> Path:
+    """A CPU-sized FC100-100-10 (``TRAINING``: 5,000 MNIST images, 4 full-batch L-BFGS steps of 50 iterations)."""
     from train import train
 
     data_dir = os.environ.get("DATA_DIR", str(Path(__file__).resolve().parents[1] / "data"))
-    cfg = compose_config([f"paths.data_dir={data_dir}", "experiment=szegedy_fc100", "data.download=true",
-                          "data.train_size=5000",
-                          "trainer.max_epochs=4", "callbacks.progress_bar.refresh_rate=0"], output)
+    cfg = compose_config([f"paths.data_dir={data_dir}", "experiment=szegedy_fc100", *training,
+                          "callbacks.progress_bar.refresh_rate=0"], output)
     train(cfg)
     return output
 
@@ -46,13 +53,24 @@ def main() -> None:
     parser.add_argument("--run", help="run directory of a trained szegedy_fc100 (default: train one here)")
     parser.add_argument("--examples", type=int, default=100)
     parser.add_argument("--c-steps", type=int, default=8)
+    parser.add_argument("--smoke", action="store_true", help=f"a check that the script works, measuring nothing: "
+                        f"the defaults become {SMOKE} (sizes given here still win), the model trains on "
+                        f"{' '.join(SMOKE_TRAINING)}")
     args = parser.parse_args()
+    if args.smoke:
+        parser.set_defaults(**SMOKE)
+        args = parser.parse_args()
+        print("smoke run: tiny sizes, checks that the script works, measures nothing")
     torch.manual_seed(0)
     try:
-        run_dir = Path(args.run) if args.run else train_fc100(Path(tempfile.mkdtemp(prefix="lbfgs_bench_")))
+        training = SMOKE_TRAINING if args.smoke else TRAINING
+        run_dir = Path(args.run) if args.run else train_fc100(Path(tempfile.mkdtemp(prefix="lbfgs_bench_")), training)
         run = load_runs(str(run_dir))[0]
         images, labels = run.images("test", args.examples)
-    except (DatasetMissingError, FileNotFoundError) as error:
+    except DatasetMissingError as error:  # one sentence naming the files, the sources tried and the remedy
+        print(report(error), file=sys.stderr)
+        raise SystemExit(2) from None
+    except FileNotFoundError as error:  # --run: no run or no checkpoint there
         print(f"benchmarks/lbfgs_attack.py: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     model = run.model(torch.device("cpu"))
@@ -88,6 +106,7 @@ def main() -> None:
         "baseline_seconds": round(scipy_seconds, 3),
         "examples": int(len(x0)),
         "threads": torch.get_num_threads(),
+        **({"smoke": True} if args.smoke else {}),
     }))
 
 

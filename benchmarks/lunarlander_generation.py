@@ -2,6 +2,7 @@
 
     uv run python benchmarks/lunarlander_generation.py                 # 16 rollouts x 150 steps, one worker per CPU
     uv run python benchmarks/lunarlander_generation.py --rollouts 32 --repeats 3
+    uv run python benchmarks/lunarlander_generation.py --smoke      # does it run? (seconds)
 
 Both paths run ``generate_collection`` on the same rollouts (workers=1 is a plain loop in this
 process); the outputs must be byte-identical. Each path runs ``--repeats`` times, interleaved,
@@ -28,6 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 
 from datamodules.lunarlander import generate_collection  # noqa: E402
 
+SMOKE = {"rollouts": 2, "steps": 5, "repeats": 1}  # --smoke's defaults
+
 
 def cpu_seconds() -> float:
     """CPU time of this process and of its finished worker processes."""
@@ -48,7 +51,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--workers", type=int, default=os.cpu_count())
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--smoke", action="store_true", help=f"a check that the script works, measuring nothing: "
+                        f"the defaults become {SMOKE} (sizes given here still win)")
     args = parser.parse_args()
+    if args.smoke:
+        parser.set_defaults(**SMOKE)
+        args = parser.parse_args()
+        print("smoke run: tiny sizes, checks that the script works, measures nothing")
 
     generate_collection(1, 5, seed=0, workers=1, progress=False)  # imports and first render outside the timing
     single, parallel, single_cpu, parallel_cpu = [], [], [], []
@@ -79,6 +88,7 @@ def main() -> None:
         "cpu_efficiency": round(efficiency, 3), "estimated_free_core_ratio": round(efficiency * args.workers, 3),
         "baseline": "single-process loop over the same rollouts",
         "threads": args.workers,  # no torch here: the parallelism is the worker processes, one thread each
+        **({"smoke": True} if args.smoke else {}),
     }))
 
 

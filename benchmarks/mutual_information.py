@@ -13,6 +13,7 @@ the cKDTree queries get as many workers; ours runs problems this small on one of
 taking turns (epochs: the median of all but the first).
 
     python benchmarks/mutual_information.py [--epochs 3] [--batch-size 64] [--device cpu]
+    python benchmarks/mutual_information.py --smoke     # does it run? (seconds: SMOKE's sizes)
 
 The last line is one JSON object with "benchmark", "ratio" (cKDTree time / ours) and "overhead".
 """
@@ -39,8 +40,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from analysis.mutual_information import prepare, ross_mi  # noqa: E402
 from callbacks.mutual_information import MutualInformationLR  # noqa: E402
 from datamodules.random import RandomImagesDataModule  # noqa: E402
+from framework.errors import require_usable_gpu  # noqa: E402
 from lightning_modules.classifier import ClassificationModule  # noqa: E402
 from lightning_modules.lenet5 import LeNet5  # noqa: E402
+
+# Sizes without a flag: the estimator's N x d and timed calls, the training images (10% held out: 60,000 train, as
+# MNIST's training set) and the callback's sample. --smoke replaces them and the flags' defaults by SMOKE.
+SIZES = {"samples": 1000, "dims": 500, "repeats": 9, "num_train": 66_667, "sample_size": 1000}
+SMOKE = {"samples": 200, "dims": 20, "repeats": 1, "num_train": 700, "sample_size": 200, "epochs": 2}
 
 
 def ross_mi_ckdtree(x: np.ndarray, labels: np.ndarray, k: int = 3, workers: int = 1) -> float:
@@ -77,19 +84,19 @@ def median_times(functions: dict, repeats: int, warmups: int = 3) -> dict[str, t
     return {name: (float(np.median(times[name])), results[name]) for name in functions}
 
 
-def estimator_benchmark(device: str) -> dict:
+def estimator_benchmark(device: str, samples: int, dims: int, repeats: int) -> dict:
     generator = torch.Generator().manual_seed(0)
-    means = 0.3 * torch.randn(10, 500, generator=generator)
-    labels = torch.randint(0, 10, (1000,), generator=generator)
-    x = means[labels] + torch.randn(1000, 500, generator=generator)
+    means = 0.3 * torch.randn(10, dims, generator=generator)
+    labels = torch.randint(0, 10, (samples,), generator=generator)
+    x = means[labels] + torch.randn(samples, dims, generator=generator)
     prepared = prepare(x, standardize=False)  # both get the same jittered float64 data
     threads = torch.get_num_threads()  # the baseline gets as many workers as torch has threads
     timings = median_times({
         "ours": lambda: ross_mi(prepared.to(device), labels, standardize=False, jitter=0),
         "ckdtree": lambda: ross_mi_ckdtree(prepared.numpy(), labels.numpy(), workers=threads),
-    }, repeats=9)
+    }, repeats=repeats)
     (ours_time, ours), (tree_time, tree) = timings["ours"], timings["ckdtree"]
-    print(f"Ross N=1000 d=500 euclidean: ours {ours_time:.4f} s ({ours:.6f} nats), "
+    print(f"Ross N={samples} d={dims} euclidean: ours {ours_time:.4f} s ({ours:.6f} nats), "
           f"cKDTree {tree_time:.4f} s ({tree:.6f} nats), ratio {tree_time / ours_time:.1f}x")
     ranked_in_float64 = ross_mi(prepared.to(device), labels, standardize=False, jitter=0, ranking=torch.float64)
     for name, value in (("cKDTree", tree), ("ours ranked in float64", ranked_in_float64)):
@@ -134,12 +141,11 @@ class TimedMutualInformationLR(MutualInformationLR):
         self.times.append(time.perf_counter() - started)
 
 
-def overhead_benchmark(epochs: int, batch_size: int, device: str) -> dict:
+def overhead_benchmark(epochs: int, batch_size: int, device: str, num_train: int, sample_size: int) -> dict:
     torch.manual_seed(0)
-    # 66,667 images, 10% held out: 60,000 training images per epoch, as MNIST's training set.
-    datamodule = RandomImagesDataModule(num_train=66_667, num_test=100, batch_size=batch_size, val_fraction=0.1)
+    datamodule = RandomImagesDataModule(num_train=num_train, num_test=100, batch_size=batch_size, val_fraction=0.1)
     model = ClassificationModule(LeNet5(), functools.partial(torch.optim.SGD, lr=0.01))
-    callback, timer = TimedMutualInformationLR(sample_size=1000, plot=False), EpochTimer()
+    callback, timer = TimedMutualInformationLR(sample_size=sample_size, plot=False), EpochTimer()
     with tempfile.TemporaryDirectory() as run_dir:  # the callback writes its history there
         trainer = L.Trainer(max_epochs=epochs, callbacks=[callback, timer], accelerator=device, devices=1,
                             limit_val_batches=0, num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
@@ -158,11 +164,20 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="at least 2 (the first is not timed); 0: skip")
     parser.add_argument("--batch-size", type=int, default=64, help="training batch size (64: the framework's default)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--smoke", action="store_true", help=f"a check that the script works, measuring nothing: "
+                        f"the sizes become {SMOKE} (--epochs and --batch-size given here still win)")
+    parser.set_defaults(**SIZES)
     args = parser.parse_args()
+    if args.smoke:
+        parser.set_defaults(**SMOKE)
+        args = parser.parse_args()
+        print("smoke run: tiny sizes, checks that the script works, measures nothing")
+    require_usable_gpu(args.device)
     print(f"device {args.device}, torch threads {torch.get_num_threads()}")
-    estimator = estimator_benchmark(args.device)
+    estimator = estimator_benchmark(args.device, args.samples, args.dims, args.repeats)
     # --epochs 0: the estimator only (the overhead part trains 3 epochs on 60,000 images: minutes on a busy CPU)
-    overhead = overhead_benchmark(args.epochs, args.batch_size, args.device) if args.epochs else {"overhead": None}
+    overhead = (overhead_benchmark(args.epochs, args.batch_size, args.device, args.num_train, args.sample_size)
+                if args.epochs else {"overhead": None})
     print(json.dumps({
         "benchmark": "mutual_information",
         "ratio": round(estimator["ckdtree_s"] / estimator["ours_s"], 2),
@@ -171,6 +186,7 @@ def main() -> None:
         "baseline": "Ross estimator through scipy cKDTree (ratio); one LeNet-5 training epoch (overhead)",
         "device": args.device, "threads": torch.get_num_threads(), "batch_size": args.batch_size,
         **{key: round(value, 4) for key, value in {**estimator, **overhead}.items() if key != "overhead"},
+        **({"smoke": True} if args.smoke else {}),
     }))
 
 

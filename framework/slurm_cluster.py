@@ -53,15 +53,24 @@ def _tail(path: Path, lines: int = 15) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.is_file() else ""
 
 
+def cluster_unavailable_reason() -> str | None:
+    """Why :meth:`SlurmCluster.start` cannot run here (no root; SLURM missing and no apt-get), or None."""
+    if os.geteuid() != 0:
+        return "a throwaway SLURM cluster needs root (slurmd runs the jobs)"
+    missing = [name for name in COMMANDS if _command(name) is None]
+    if missing and _command("apt-get") is None:
+        return f"SLURM is not installed ({', '.join(missing)} missing) and there is no apt-get"
+    return None
+
+
 def install_packages() -> None:
-    """apt-get the SLURM and munge packages when any of their commands is missing (root only)."""
+    """apt-get the SLURM and munge packages when any of their commands is missing (root, apt-get)."""
     missing = [name for name in COMMANDS if _command(name) is None]
     if not missing:
         return
-    if os.geteuid() != 0:
-        raise ClusterUnavailable(f"SLURM is not installed ({', '.join(missing)} missing) and installing it needs root")
-    if _command("apt-get") is None:
-        raise ClusterUnavailable(f"SLURM is not installed ({', '.join(missing)} missing) and there is no apt-get")
+    reason = cluster_unavailable_reason()
+    if reason:
+        raise ClusterUnavailable(reason)
     # policy-rc.d = 101 keeps the packages' scripts from starting system-wide munge/slurm services.
     policy = Path("/usr/sbin/policy-rc.d")
     own_policy = not policy.exists()
@@ -157,8 +166,9 @@ class SlurmCluster:
     def start(cls, die_with_parent: bool = False) -> SlurmCluster:
         """Install SLURM when missing, write the config, start munged, slurmctld and slurmd, wait for the node.
         ``die_with_parent``: the daemons get SIGTERM when this process dies, even by SIGKILL (the tests)."""
-        if os.geteuid() != 0:
-            raise ClusterUnavailable("a throwaway SLURM cluster needs root (slurmd runs the jobs)")
+        reason = cluster_unavailable_reason()
+        if reason:
+            raise ClusterUnavailable(reason)
         install_packages()
         missing = [name for name in COMMANDS if _command(name) is None]
         if missing:
@@ -295,8 +305,8 @@ def main(argv: list[str]) -> int:
         except ClusterUnavailable as error:
             print(f"Cannot start a SLURM cluster here: {error}.", file=sys.stderr)
             return 2
-        print(f"""A single-node SLURM cluster is up: node {NODE} with {cluster.cpus} CPUs, partition {PARTITION}, in \
-{cluster.directory}.
+        print(f"""A single-node SLURM cluster is up: node {NODE} with {cluster.cpus} CPUs, partition {PARTITION}.
+cluster directory: {cluster.directory}
 Point SLURM's commands and the launcher at it, then submit (CPU only: no GPUs on this node):
   export SLURM_CONF={cluster.conf}
   python train.py -m hydra/launcher=slurm hydra.launcher.partition={PARTITION} hydra.launcher.gpus_per_node=0 \\

@@ -1,13 +1,15 @@
 """The shell commands of README.md and docs/*.md, and a fast way to run them as a user would.
 
-``documented_commands()`` reads every ```bash / ```sh / ```shell block and returns the lines that start
-(after optional ``VAR=value`` words and ``uv run``) with ``python train.py``, ``python evaluate.py`` or
-``make``, with ``\\`` continuations joined and the trailing comment split off. A comment
-``# needs: gpu,mnist`` names what the command needs (see NEEDS in tests/test_readme_commands.py).
+``documented_commands()`` reads every ```bash / ```sh / ```shell block and returns its command lines, with
+``\\`` continuations joined and the trailing comment split off: after optional ``VAR=value`` words, ``uv run``
+and ``nice [-n N]``, ``python <script>.py`` (``train.py``, ``evaluate.py``, ``benchmarks/...``), ``python -m
+<module>``, ``make`` or ``export VAR=value`` (which sets VAR for the block's later commands). Any other line
+of such a block is a command no test would run: ``unrunnable_lines()`` lists them. A comment ``# needs:
+gpu,mnist`` names what the command needs (see NEEDS in tests/test_readme_commands.py).
 
-``Runner`` runs entry-point commands in children of one forkserver that has imported torch, Lightning
-and Hydra once: each command still gets a fresh process (own working directory, environment, argv,
-stdout/stderr and exit code, as ``python train.py ...`` would), without ~5-10 s of imports per command.
+``Runner`` runs Python commands in children of one forkserver that has imported torch, Lightning and Hydra
+once: each command still gets a fresh process (own working directory, environment, argv, stdout/stderr and
+exit code, as ``python train.py ...`` would), without ~5-10 s of imports per command.
 """
 
 from __future__ import annotations
@@ -47,13 +49,17 @@ class Command:
     block: int  # index of its code block in the whole documentation
     text: str  # the line as written (VAR=value words included), continuations joined, comment removed
     env: dict[str, str]  # leading VAR=value words
-    words: list[str]  # the command itself: ["python", "train.py", ...] or ["make", "train", ...]
+    words: list[str]  # the command itself: ["python", "train.py", ...], ["make", "train", ...], ["export", "A=b"]
     needs: list[str] = field(default_factory=list)
 
     @property
     def kind(self) -> str:
-        """``train.py``, ``evaluate.py`` or ``make``."""
-        return "make" if self.words[0] == "make" else self.words[1]
+        """``train.py``, ``evaluate.py``, ``script`` (any other .py file), ``module`` (-m), ``make`` or ``export``."""
+        if self.words[0] in ("make", "export"):
+            return self.words[0]
+        if self.words[1] == "-m":
+            return "module"
+        return self.words[1] if self.words[1] in ENTRY_POINTS else "script"
 
 
 def split_comment(line: str) -> tuple[str, str]:
@@ -68,7 +74,7 @@ def split_comment(line: str) -> tuple[str, str]:
 
 
 def parse_command(text: str, comment: str, source: str, block: int) -> Command | None:
-    """A Command when ``text`` runs an entry point or make, else None."""
+    """A Command when ``text`` runs Python, make or export, else None."""
     try:
         words = shlex.split(PLACEHOLDER.sub(PLACEHOLDER_WORD, text))
     except ValueError as error:
@@ -81,16 +87,19 @@ def parse_command(text: str, comment: str, source: str, block: int) -> Command |
         words = words[2:]
         while words and words[0].startswith("--"):
             words.pop(0)
-    runs_entry_point = len(words) >= 2 and words[0] == "python" and words[1] in ENTRY_POINTS
-    if not runs_entry_point and words[:1] != ["make"]:
+    if words[:1] == ["nice"]:
+        words = words[3:] if words[1:2] == ["-n"] else words[1:]
+    runs_python = len(words) >= 2 and words[0] == "python" and (words[1].endswith(".py") or words[1] == "-m")
+    exports = len(words) == 2 and words[0] == "export" and ENV_WORD.match(words[1])
+    if not (runs_python or exports or words[:1] == ["make"]):
         return None
     needs = NEEDS.search(comment)
     return Command(source, block, " ".join(text.split()), env, words,
                    [n.strip() for n in needs.group(1).split(",") if n.strip()] if needs else [])
 
 
-def documented_commands(root: Path = ROOT) -> list[Command]:
-    commands: list[Command] = []
+def shell_lines(root: Path = ROOT):
+    """(source, block, text, comment) of every line of the shell blocks, continuations joined, blank lines left out."""
     block = -1
     for doc in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
         language, pending, start = None, "", 0
@@ -110,11 +119,20 @@ def documented_commands(root: Path = ROOT) -> list[Command]:
             if text.endswith("\\"):  # a continuation: its comment, if any, belongs to the whole command
                 pending += text[:-1] + " "
                 continue
-            command = parse_command(pending + text, comment, f"{doc.relative_to(root)}:{start}", block)
+            if (pending + text).strip():
+                yield f"{doc.relative_to(root)}:{start}", block, pending + text, comment
             pending = ""
-            if command is not None:
-                commands.append(command)
-    return commands
+
+
+def documented_commands(root: Path = ROOT) -> list[Command]:
+    parsed = (parse_command(text, comment, source, block) for source, block, text, comment in shell_lines(root))
+    return [command for command in parsed if command is not None]
+
+
+def unrunnable_lines(root: Path = ROOT) -> list[str]:
+    """``source: text`` of each shell-block line that is not a command this module can run."""
+    return [f"{source}: {text.strip()}" for source, block, text, comment in shell_lines(root)
+            if parse_command(text, comment, source, block) is None]
 
 
 @dataclass
@@ -122,6 +140,7 @@ class Outcome:
     returncode: int
     stdout: str
     stderr: str
+    lacking: list[str] = field(default_factory=list)  # what the command needed and the machine lacked when it ran
 
     def printed(self, label: str) -> str | None:
         """The value of the last ``<label>: value`` line printed, e.g. ``sweep directory``."""
@@ -129,8 +148,8 @@ class Outcome:
         return values[-1].strip() if values else None
 
 
-def _run_entry_point(argv: list[str], cwd: str, env: dict[str, str], stdout: str, stderr: str) -> None:
-    """In a forkserver child: become ``python <argv>`` started in ``cwd``."""
+def _run_python(argv: list[str], cwd: str, env: dict[str, str], stdout: str, stderr: str) -> None:
+    """In a forkserver child: become ``python <argv>`` (a script, or ``-m module``) started in ``cwd``."""
     with contextlib.suppress(OSError, AttributeError):  # Linux: end with the forkserver (and so with pytest)
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # Lightning traps SIGTERM
     for fd, path in ((1, stdout), (2, stderr)):
@@ -138,18 +157,23 @@ def _run_entry_point(argv: list[str], cwd: str, env: dict[str, str], stdout: str
     os.chdir(cwd)
     os.environ.clear()
     os.environ.update(env)
-    script = Path(cwd, argv[0]).resolve()
-    sys.argv = [str(script), *argv[1:]]
-    sys.path[:] = [str(script.parent), *(p for p in sys.path if p not in ("", str(ROOT), cwd))]
+    others = [p for p in sys.path if p not in ("", str(ROOT), cwd)]
     try:
-        runpy.run_path(str(script), run_name="__main__")
+        if argv[0] == "-m":  # python -m puts the working directory first on the path
+            sys.argv, sys.path[:] = [argv[1], *argv[2:]], [cwd, *others]
+            runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+        else:
+            script = Path(cwd, argv[0]).resolve()
+            sys.argv, sys.path[:] = [str(script), *argv[1:]], [str(script.parent), *others]
+            runpy.run_path(str(script), run_name="__main__")
     finally:  # CPU seconds of this command and the processes it waited for (DDP workers, submitit jobs)
         used = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
         Path(stdout).with_suffix(".cpu").write_text(str(sum(u.ru_utime + u.ru_stime for u in used)))
 
 
 class Runner:
-    """Runs ``python <script> args`` (fork of a preloaded interpreter) or any other argv (subprocess)."""
+    """Runs ``python <script> args`` or ``python -m <module> args`` (fork of a preloaded interpreter), or any other
+    argv (subprocess)."""
 
     def __init__(self, scratch: Path):
         self.scratch = scratch
@@ -160,7 +184,7 @@ class Runner:
     def python(self, argv: list[str], cwd: Path, env: dict[str, str], timeout: float) -> Outcome:
         number = next(self.numbers)
         stdout, stderr = self.scratch / f"{number}.out", self.scratch / f"{number}.err"
-        process = self.context.Process(target=_run_entry_point, args=(argv, str(cwd), env, str(stdout), str(stderr)))
+        process = self.context.Process(target=_run_python, args=(argv, str(cwd), env, str(stdout), str(stderr)))
         process.start()
         process.join(timeout)
         if process.exitcode is None:

@@ -21,6 +21,7 @@ REQUIRED = {"benchmark", "ratio", "target", "baseline", "threads"}
     ({"ratio": 1.1, "fit_seconds": 4.3, "target": "fit_seconds <= 60, ratio <= 1.5"}, "met"),
     ({"ratio": 1.1, "target": "fast"}, "cannot parse target clause 'fast'"),
     ({"ratio": 1.1, "target": "overhead <= 0.05"}, "no number 'overhead' in the JSON line"),
+    ({"ratio": 2.2, "target": "<= 0.75", "smoke": True}, "smoke run (not judged)"),
 ])
 def test_verdict_checks_every_clause_of_the_target(result, expected):
     assert verdict(result) == expected

@@ -1,10 +1,10 @@
 """What users type is what the tests run: every command of README.md and docs/*.md, as written.
 
-tests/commands.py finds the commands (```bash/sh/shell blocks; lines starting with ``python train.py``,
-``python evaluate.py``, ``uv run python <those>`` or ``make``, after optional ``VAR=value`` words).
-They run in one copy of the repository (tracked and not-ignored files, .venv symlinked), from its
-root, so default output paths (logs/...) are exercised. The rules, also in README.md ("Commands in
-this README are tests"):
+tests/commands.py finds the commands (every line of the ```bash/sh/shell blocks: ``python <script>.py``,
+``python -m <module>``, ``make`` or ``export VAR=value``, after optional ``VAR=value`` words, ``uv run`` and
+``nice``; any other line fails a test). They run in one copy of the repository (tracked and not-ignored files,
+.venv symlinked), from its root, so default output paths (logs/...) are exercised. The rules, also in README.md
+("The commands in this README are tests"):
 
 - size caps: ``debug=smoke`` (conf/debug/smoke.yaml: one epoch, 2 train / 1 val / 1 test batch) is
   appended to each train.py command without its own ``debug=``, plus WORD_CAPS: ``data.rollouts=4``
@@ -13,27 +13,33 @@ this README are tests"):
   ``experiment=reae_*`` (and two repeats, ``seed=range(0,2)``, in their sweeps: MULTIRUN_CAPS), a tiny
   probe with ``experiment=perceptual_*`` (and a tiny collection with its LunarLander one); a cap whose
   key the command sets itself is left out; ``make train`` gets them through ``ARGS``.
+  A benchmark script gets ``--smoke`` (tiny sizes: it must run end to end, it measures nothing), and so do
+  ``make bench`` (BENCH_CAPS: one script) and, in a test of their own, the scripts no command runs.
   Nothing else is appended. WANDB_MODE=offline, so no test talks to wandb's servers.
 - make runs as ``make -o setup <target>``: the environment running the tests is the one the Makefile
   would set up. ``make test`` / ``make test-fast`` are not run: this test is part of them, so running
   them here would recurse. ``make setup`` is not run: it would re-sync the shared environment.
-  ``make bench`` runs with ``BENCHMARKS=`` a stand-in script (a real benchmark takes minutes); its
-  closing table must judge the stand-in.
+  ``make bench`` must list in its closing table every script it ran.
+- ``export VAR=value`` sets VAR for the later commands of its block.
 - DATA_DIR and TORCH_HOME are empty folders and pip sees an empty index, so no dataset or pretrained weights
   are found; a command marked ``registry`` reaches the registry and gets folders of its own, so what it
   fetches reaches no other command.
-- ``<...>`` in a command is the directory the preceding command of the same block printed
-  (``sweep directory: ...`` after ``-m``, else ``output directory: ...``).
+- ``<label>`` in a command is the value the latest preceding command of the same block printed as
+  ``label: value`` (``sweep directory: ...`` after ``-m``, ``output directory: ...`` after a run,
+  ``cluster directory: ...`` after a SLURM cluster's start).
 - ``# needs: a,b`` (names in NEEDS): where the machine has all of them the command must succeed; where
   it lacks one, it must exit 2 with one sentence as stderr's last line and no traceback, and that
   sentence must name what it lacks (LACKING_SENTENCE), or the runs or checkpoint that an earlier command
-  lacking it did not write. A command that uses the output of a marked one carries the marker too.
+  lacking it did not write. A command that uses the output of a marked one carries the marker too. Whether
+  the machine has it is decided when the command runs, in its block's environment (``slurm``: a SLURM
+  controller answers, e.g. after the block started a throwaway cluster and exported its SLURM_CONF).
 Blocks run two at a time; the commands of one block run in order.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import re
 import shutil
@@ -45,6 +51,7 @@ from pathlib import Path
 import pytest
 
 from framework.hydra_callbacks import slurm_unreachable_reason
+from framework.slurm_cluster import SlurmCluster, cluster_unavailable_reason
 from tests.commands import (
     PLACEHOLDER,
     PLACEHOLDER_WORD,
@@ -54,6 +61,7 @@ from tests.commands import (
     Runner,
     documented_commands,
     parse_command,
+    unrunnable_lines,
 )
 from tests.registry_index import registry_unreachable_reason
 
@@ -74,8 +82,9 @@ NOT_RUN = {
     "setup": "`make setup` would re-sync the environment the tests run in",
 }
 TIMEOUT = 600
-STAND_IN_BENCHMARK = ('import json\nprint(json.dumps({"benchmark": "stand-in", "ratio": 1.0, "target": "<= 1.1", '
-                      '"baseline": "none", "threads": 1}))\n')
+BENCHMARKS = sorted(f"benchmarks/{p.name}" for p in (ROOT / "benchmarks").glob("*.py") if p.name != "summary.py")
+# `make bench` runs every benchmark in a fresh interpreter (~5 s of imports each): here one of them, at smoke size.
+BENCH_CAPS = ["BENCH_ARGS=--smoke", "BENCHMARKS=benchmarks/lunarlander_generation.py"]
 
 
 # Every command sees these empty folders as DATA_DIR and TORCH_HOME, whatever this machine holds, so that
@@ -86,7 +95,7 @@ EMPTY_TORCH_HOME = Path(tempfile.mkdtemp(prefix="readme_torch_"))
 
 
 def dataset_present(target: str):
-    def present(command: Command) -> bool:
+    def present(command: Command, env: dict[str, str]) -> bool:
         from hydra.utils import get_class
 
         return not get_class(target)(data_dir=str(EMPTY_DATA_DIR)).missing_files()
@@ -94,11 +103,11 @@ def dataset_present(target: str):
     return present
 
 
-def alexnet_weights_cached(command: Command) -> bool:
+def alexnet_weights_cached(command: Command, env: dict[str, str]) -> bool:
     return any(Path(EMPTY_TORCH_HOME, "hub", "checkpoints").glob("alexnet-*.pth"))
 
 
-def gpus(command: Command) -> bool:
+def gpus(command: Command, env: dict[str, str]) -> bool:
     """As many CUDA devices as the command asks for: its ``trainer.devices=N``, else its trainer file's."""
     import torch
     from omegaconf import OmegaConf
@@ -110,16 +119,17 @@ def gpus(command: Command) -> bool:
     return torch.cuda.is_available() and torch.cuda.device_count() >= wanted
 
 
-# What a `# needs:` marker may name, and how this machine is checked for it (for that command).
+# What a `# needs:` marker may name, and how this machine is checked for it (for that command, in its environment).
 NEEDS = {
     "gpu": gpus,
-    "slurm": lambda command: slurm_unreachable_reason() is None,
+    "slurm": lambda command, env: slurm_unreachable_reason(env) is None,
+    "root": lambda command, env: cluster_unavailable_reason() is None,  # what a throwaway SLURM cluster needs
     "mnist": dataset_present("datamodules.mnist.MNISTDataModule"),
     "cifar10": dataset_present("datamodules.cifar10.CIFAR10DataModule"),
     "svhn": dataset_present("datamodules.svhn.SVHNDataModule"),
     "stl10": dataset_present("datamodules.stl10.STL10DataModule"),
     "alexnet": alexnet_weights_cached,
-    "registry": lambda command: registry_unreachable_reason() is None,
+    "registry": lambda command, env: registry_unreachable_reason() is None,
 }
 
 
@@ -132,6 +142,7 @@ def dataset_missing(names: str) -> str:
 LACKING_SENTENCE = {
     "gpu": r"usable GPU",
     "slurm": r"cannot reach a SLURM controller",
+    "root": r"^Cannot start a SLURM cluster here|^No cluster started by `start`",
     **{need: dataset_missing(f"{need}|{need.upper()}") for need in ("mnist", "cifar10", "svhn", "stl10")},
     "alexnet": r"^Weights error: .*could not be fetched",
     "registry": r"could not be (downloaded|fetched)",
@@ -139,19 +150,20 @@ LACKING_SENTENCE = {
 OUTPUT_MISSING = r"there is no results\.json under it|but no such file exists"
 
 
-def lacking(command: Command) -> list[str]:
-    return [need for need in command.needs if need in NEEDS and not NEEDS[need](command)]
+def lacking(command: Command, env: dict[str, str] | None = None) -> list[str]:
+    return [need for need in command.needs if need in NEEDS and not NEEDS[need](command, env or dict(os.environ))]
 
 
-def fill(word: str, directory: str) -> str:
-    """``runs=<sweep directory>`` -> ``runs=<directory>``: the value holding a placeholder is the directory."""
-    key, equals, _ = word.partition("=")
-    return f"{key}={directory}" if equals else directory
+def placeholders(command: Command) -> list[str]:
+    """The labels of the command's ``<label>`` placeholders, in order."""
+    return [found[1:-1] for found in PLACEHOLDER.findall(command.text)]
 
 
-def with_caps(command: Command, placeholder_dir: str) -> tuple[list[str] | None, str | None]:
-    """The argv the test runs for ``command``, or (None, why it is not run)."""
-    words = [fill(word, placeholder_dir) if PLACEHOLDER_WORD in word else word for word in command.words]
+def with_caps(command: Command, printed: dict[str, str]) -> tuple[list[str] | None, str | None]:
+    """The argv the test runs for ``command`` (after ``python`` for Python commands), or (None, why it is not run).
+    ``printed``: label -> the value a preceding command printed as ``label: value``, for the placeholders."""
+    labels = iter(placeholders(command))
+    words = [re.sub(PLACEHOLDER_WORD, lambda _: printed.get(next(labels), "missing"), word) for word in command.words]
     if command.kind == "train.py":
         caps = [] if any(w.startswith("debug=") for w in words) else list(SMOKE)
         word_caps = {**WORD_CAPS}
@@ -160,9 +172,13 @@ def with_caps(command: Command, placeholder_dir: str) -> tuple[list[str] | None,
         caps += [cap for start, extra in word_caps.items() if any(w.startswith(start) for w in words) for cap in extra]
         given = {w.lstrip("+").partition("=")[0] for w in words}
         caps = [cap for cap in caps if cap.partition("=")[0] not in given]  # the command's own value stays
-        return words[2:] + caps, None
-    if command.kind == "evaluate.py":
-        return words[2:], None
+        return words[1:] + caps, None
+    if command.kind == "script" and words[1].startswith("benchmarks/") and "--smoke" not in words:
+        return [*words[1:], "--smoke"], None
+    if command.kind in ("evaluate.py", "script", "module"):
+        return words[1:], None
+    if command.kind == "export":
+        return words, None
     target = next((w for w in words[1:] if not w.startswith("-") and "=" not in w), "")
     if target in NOT_RUN:
         return None, NOT_RUN[target]
@@ -171,7 +187,8 @@ def with_caps(command: Command, placeholder_dir: str) -> tuple[list[str] | None,
         given = args.removeprefix("ARGS=")
         words = [w for w in words if w != args] + ["ARGS=" + " ".join([given, *SMOKE] if given else SMOKE)]
     if target == "bench":
-        words.append("BENCHMARKS=stand_in_benchmark.py")
+        given = {w.partition("=")[0] for w in words}
+        words += [cap for cap in BENCH_CAPS if cap.partition("=")[0] not in given]
     return ["make", "-o", "setup", *words[1:]], None
 
 
@@ -187,7 +204,6 @@ def repo_copy(tmp_path_factory) -> Path:
             (copy / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, copy / name)
     (copy / ".venv").symlink_to((ROOT / ".venv").resolve())
-    (copy / "stand_in_benchmark.py").write_text(STAND_IN_BENCHMARK)
     return copy
 
 
@@ -211,24 +227,30 @@ def environment(extra: dict[str, str], fetches: bool = False) -> dict[str, str]:
 def run_block(block: list[Command], runner: Runner, copy: Path) -> dict[int, Outcome | str]:
     """Run one code block's commands in order; a string outcome says why a command was not run."""
     outcomes: dict[int, Outcome | str] = {}
-    printed_dir = None
+    labels = {label for command in block for label in placeholders(command)}
+    printed, exported = {}, {}
     for command in block:
-        unresolved = PLACEHOLDER.search(command.text) and printed_dir is None
-        if unresolved and not lacking(command):
-            outcomes[id(command)] = Outcome(1, "", f"{command.source}: {command.text!r} has a placeholder but no "
-                                                   f"preceding command of its block printed a directory")
+        env = environment({**exported, **command.env}, fetches="registry" in command.needs)
+        missing = lacking(command, env)
+        unresolved = [label for label in placeholders(command) if label not in printed]
+        if command.kind == "export":  # unresolved: the command that prints it lacked something (then so do the next)
+            exported.update([] if unresolved else [with_caps(command, printed)[0][1].split("=", 1)])
             continue
-        argv, why_not = with_caps(command, printed_dir or "missing-run-directory")
+        if unresolved and not missing:
+            outcomes[id(command)] = Outcome(1, "", f"{command.source}: {command.text!r} has placeholders {unresolved} "
+                                                   f"but no preceding command of its block printed them")
+            continue
+        argv, why_not = with_caps(command, printed)
         if argv is None:
             outcomes[id(command)] = why_not
             continue
-        env = environment(command.env, fetches="registry" in command.needs)
         if command.kind == "make":
             outcome = runner.subprocess(argv, copy, env, TIMEOUT)
         else:
-            outcome = runner.python([command.kind, *argv], copy, env, TIMEOUT)
+            outcome = runner.python(argv, copy, env, TIMEOUT)
+        outcome.lacking = missing
         outcomes[id(command)] = outcome
-        printed_dir = outcome.printed("sweep directory") or outcome.printed("output directory") or printed_dir
+        printed.update({label: value for label in labels if (value := outcome.printed(label))})
     return outcomes
 
 
@@ -236,8 +258,13 @@ def run_block(block: list[Command], runner: Runner, copy: Path) -> dict[int, Out
 def outcomes(repo_copy, runner) -> dict[int, Outcome | str]:
     blocks = [list(group) for _, group in itertools.groupby(COMMANDS, key=lambda c: c.block)]
     with ThreadPoolExecutor(max_workers=2) as pool:
-        done = pool.map(lambda block: run_block(block, runner, repo_copy), blocks)
-    return {key: value for block_outcomes in done for key, value in block_outcomes.items()}
+        done = {key: value for block in pool.map(lambda b: run_block(b, runner, repo_copy), blocks)
+                for key, value in block.items()}
+    yield done
+    for outcome in done.values():  # a SLURM cluster a block started and did not stop (it failed in between)
+        cluster = isinstance(outcome, Outcome) and outcome.printed("cluster directory")
+        if cluster and Path(cluster, "pids.json").is_file():
+            SlurmCluster.attach(Path(cluster)).stop()
 
 
 def stop_sentence(stderr: str) -> str:
@@ -257,15 +284,23 @@ def test_the_documentation_has_commands_and_every_marker_is_known():
     assert not unknown, f"unknown `# needs:` names (known: {', '.join(NEEDS)}): {sorted(unknown)}"
 
 
+def test_every_line_of_a_shell_block_is_a_command_this_test_runs():
+    assert not unrunnable_lines(), ("lines of shell blocks that no test runs (move them into the prose, or make "
+                                    f"them commands tests/commands.py can run): {unrunnable_lines()}")
+
+
+RUN = [command for command in COMMANDS if command.kind != "export"]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("command", COMMANDS, ids=[f"{c.source} {c.text[:60]}" for c in COMMANDS])
+@pytest.mark.parametrize("command", RUN, ids=[f"{c.source} {c.text[:60]}" for c in RUN])
 def test_documented_command_runs_as_written(command, outcomes, repo_copy):
     outcome = outcomes[id(command)]
     if isinstance(outcome, str):
         pytest.skip(outcome)
     output = outcome.stdout + outcome.stderr
     assert "Traceback" not in output, f"{command.source}: {command.text}\n{output[-4000:]}"
-    missing = lacking(command)
+    missing = outcome.lacking
     if missing:
         assert outcome.returncode == 2, f"{command.source} lacks {missing}: {command.text}\n{output[-3000:]}"
         sentence = stop_sentence(outcome.stderr)
@@ -277,7 +312,35 @@ def test_documented_command_runs_as_written(command, outcomes, repo_copy):
     if command.kind == "train.py" and run_dir:
         assert "results.json" in (repo_copy / run_dir / "train.log").read_text()  # the run's log lines, on success
     if command.words[:2] == ["make", "bench"]:
-        assert "| stand-in | 1.0 | <= 1.1 | met | 1 |" in outcome.stdout
+        ran = re.findall(r"^== (\S+)$", outcome.stdout, re.MULTILINE)
+        assert ran == benchmarks_run(command), outcome.stdout[-3000:]
+        assert outcome.stdout.count("| smoke run (not judged) |") == len(ran), outcome.stdout[-3000:]
+    if command.kind == "script" and command.words[1] in BENCHMARKS:
+        assert_smoke_result(outcome.stdout)
+
+
+def assert_smoke_result(stdout: str) -> None:
+    """A benchmark's smoke run ends with its JSON line, marked as such."""
+    last_line = json.loads(stdout.strip().splitlines()[-1])
+    assert last_line["smoke"] is True and {"benchmark", "ratio", "target", "baseline", "threads"} <= set(last_line)
+
+
+def benchmarks_run(make_bench: Command) -> list[str]:
+    """The scripts the test's ``make bench`` runs: its BENCHMARKS, the command's own or BENCH_CAPS's."""
+    given = next(word for word in with_caps(make_bench, {})[0] if word.startswith("BENCHMARKS="))
+    return given.removeprefix("BENCHMARKS=").split()
+
+
+RUN_BY_COMMANDS = {c.words[1] for c in COMMANDS if c.kind == "script"} | {
+    script for c in COMMANDS if c.words[:2] == ["make", "bench"] for script in benchmarks_run(c)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", [script for script in BENCHMARKS if script not in RUN_BY_COMMANDS])
+def test_a_benchmark_no_command_runs_works_at_smoke_size(script, runner, repo_copy):
+    outcome = runner.python([script, "--smoke"], repo_copy, environment({}), TIMEOUT)
+    assert outcome.returncode == 0 and "Traceback" not in outcome.stderr, outcome.stderr[-3000:]
+    assert_smoke_result(outcome.stdout)
 
 
 @pytest.mark.slow
@@ -321,19 +384,28 @@ def test_commands_are_found_in_shell_blocks_with_continuations_comments_and_mark
         "```bash\nOMP_NUM_THREADS=1 uv run --locked python train.py -m seed=1,2 \\\n    model=lenet5  # two jobs\n"
         "python evaluate.py runs=<sweep directory>   # needs: mnist, gpu\nls logs\n```\n"
         "```python\npython train.py not-a-shell-block\n```\n")
-    (tmp_path / "docs" / "a.md").write_text("```sh\nmake train ARGS=\"seed=1 tags='[a #b]'\"  # needs: registry\n```\n")
+    (tmp_path / "docs" / "a.md").write_text(
+        "```sh\nmake train ARGS=\"seed=1 tags='[a #b]'\"  # needs: registry\n\n"
+        "A=1 nice -n 10 python benchmarks/x.py --epochs 0\npython -m framework.slurm_cluster start  # needs: root\n"
+        "export SLURM_CONF=<cluster directory>/slurm.conf\nscontrol requeue 4\n```\n")
     found = documented_commands(tmp_path)
     assert [(c.source, c.block, c.kind, c.needs) for c in found] == [
         ("README.md:2", 0, "train.py", []), ("README.md:4", 0, "evaluate.py", ["mnist", "gpu"]),
-        ("docs/a.md:2", 2, "make", ["registry"])]
+        ("docs/a.md:2", 2, "make", ["registry"]), ("docs/a.md:4", 2, "script", []),
+        ("docs/a.md:5", 2, "module", ["root"]), ("docs/a.md:6", 2, "export", [])]
+    assert unrunnable_lines(tmp_path) == ["README.md:5: ls logs", "docs/a.md:7: scontrol requeue 4"]
     assert found[0].env == {"OMP_NUM_THREADS": "1"}
     assert found[0].words == ["python", "train.py", "-m", "seed=1,2", "model=lenet5"]
     assert found[2].words == ["make", "train", "ARGS=seed=1 tags='[a #b]'"]
-    assert with_caps(found[1], "logs/x")[0] == ["runs=logs/x"]
+    assert with_caps(found[1], {"sweep directory": "logs/x"})[0] == ["evaluate.py", "runs=logs/x"]
     sweep, single = (parse_command(f"python train.py {args} experiment=reae_digits", "", "x", 0)
                      for args in ("-m", "seed=1"))
-    assert "seed=range(0,2)" in with_caps(sweep, "")[0] and "seed=range(0,2)" not in with_caps(single, "")[0]
-    assert with_caps(found[2], "")[0] == ["make", "-o", "setup", "train", "ARGS=seed=1 tags='[a #b]' debug=smoke"]
+    assert "seed=range(0,2)" in with_caps(sweep, {})[0] and "seed=range(0,2)" not in with_caps(single, {})[0]
+    assert with_caps(found[2], {})[0] == ["make", "-o", "setup", "train", "ARGS=seed=1 tags='[a #b]' debug=smoke"]
+    assert found[3].env == {"A": "1"} and with_caps(found[3], {})[0] == ["benchmarks/x.py", "--epochs", "0", "--smoke"]
+    assert with_caps(found[4], {})[0] == ["-m", "framework.slurm_cluster", "start"]
+    assert with_caps(found[5], {"cluster directory": "/tmp/c", "sweep directory": "x"})[0] == [
+        "export", "SLURM_CONF=/tmp/c/slurm.conf"]
 
 
 def test_a_stopped_command_is_judged_by_its_own_sentence_and_only_a_lack_excuses_it():
