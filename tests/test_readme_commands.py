@@ -424,6 +424,9 @@ def test_a_stopped_command_is_judged_by_its_own_sentence_and_only_a_lack_excuses
     clash = ("Config error: Config key 'trainer.limit_train_batches' exists already, so +trainer.limit_train_batches=4 "
              "cannot add it; override it with trainer.limit_train_batches=4.")
     assert not stopped_for(clash, ["mnist"]) and not stopped_for(clash, ["alexnet", "gpu", "slurm", "registry"])
+    no_root = "Cannot start a SLURM cluster here: a throwaway SLURM cluster needs root (slurmd runs the jobs)."
+    assert stopped_for(no_root, ["root"]) and not stopped_for(no_root, ["slurm"])
+    assert stopped_for("No cluster started by `start` in missing (no pids.json there).", ["root"])
 
 
 def test_a_command_lacks_gpus_when_it_asks_for_more_than_the_machine_has(pretend_gpus):

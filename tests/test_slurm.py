@@ -24,6 +24,7 @@ from omegaconf import OmegaConf
 
 from framework.compose import CONF, ROOT
 from framework.slurm_cluster import SEARCH_PATH, ClusterUnavailable, SlurmCluster
+from framework.slurm_cluster import main as slurm_cluster_cli
 from framework.slurm_preflight import check_slurm_request, partitions_from_sinfo, query_partitions
 from framework.validate import ConfigError
 from tests.conftest import run_cli
@@ -221,3 +222,12 @@ def test_without_a_reachable_cluster_the_launcher_stops_with_one_sentence(monkey
         monkeypatch.setenv("SLURM_CONF", str(conf))
         with pytest.raises(ConfigError, match=r"^hydra/launcher=slurm cannot reach a SLURM controller \(.*connect"):
             query_partitions()
+
+
+def test_start_without_root_and_stop_without_a_cluster_stop_with_one_sentence(monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert slurm_cluster_cli(["start"]) == 2
+    assert capsys.readouterr().err == ("Cannot start a SLURM cluster here: a throwaway SLURM cluster needs root "
+                                       "(slurmd runs the jobs).\n")
+    assert slurm_cluster_cli(["stop", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"No cluster started by `start` in {tmp_path} (no pids.json there).\n"
