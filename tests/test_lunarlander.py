@@ -134,3 +134,16 @@ def test_mean_euclidean_distance():
     assert metric.compute().item() == 5.0
     with pytest.raises(ValueError, match=r"must both be \[N, D\]"):
         metric.update(torch.zeros(3, 2), torch.zeros(3))
+
+
+def test_generating_ahead_writes_the_runs_train_py_reads_for_the_same_overrides(tmp_path, collection, monkeypatch):
+    overrides = [f"data.data_dir={tmp_path}", f"data.rollouts={ROLLOUTS}", f"data.steps_per_rollout={STEPS}",
+                 "data.train_seed=5", "data.test_seed=7", "data.generation_workers=1", "data.progress=false"]
+    runs = lunarlander.generate_ahead(overrides)
+    assert [run.name for run in runs] == [f"LunarLander-v3_rollouts{ROLLOUTS}_steps{STEPS}_seed{seed}_64px_v1.npz"
+                                          for seed in (5, 7)]
+    assert np.array_equal(np.load(runs[0])["images"], collection["images"])  # seed 5: the fixture's frames
+    monkeypatch.setattr(lunarlander, "generate_collection", lambda *a, **k: pytest.fail("the runs should be read"))
+    small_module(tmp_path, test_seed=7).setup()
+    with pytest.raises(lunarlander.ConfigError, match="data.rolouts"):
+        lunarlander.generate_ahead(["data.rolouts=3"])
