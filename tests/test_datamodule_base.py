@@ -35,3 +35,11 @@ def test_digits_are_uint8_32x32_with_a_held_out_test_split():
     assert dm.datasets["test"].targets.unique().tolist() == list(range(10))
     images, targets = next(iter(dm.train_dataloader()))
     assert images.shape == (32, 1, 32, 32) and targets.shape == (32,)
+    # The three splits partition the dataset: together they hold each (image, label) as often as the dataset does.
+    def rows(images, targets):
+        return torch.cat([images.flatten(1), targets[:, None].to(torch.uint8)], dim=1)
+
+    splits = torch.cat([rows(dm.datasets[split].images, dm.datasets[split].targets) for split in dm.datasets])
+    whole = rows(*DigitsDataModule(test_fraction=0.0).load_split("train"))
+    (kinds, counts), (all_kinds, all_counts) = (r.unique(dim=0, return_counts=True) for r in (splits, whole))
+    assert torch.equal(kinds, all_kinds) and torch.equal(counts, all_counts)

@@ -4,6 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from datamodules.distortions import AffineDistortion
 from datamodules.mnist import MNISTDataModule
@@ -35,6 +36,22 @@ def test_images_drawn_as_originals_are_untouched():
     images = torch.rand(2, 1, 32, 32)
     out = AffineDistortion(original_fraction=0.5)(images, draws(2, tx=1.0, scale=1.0, shear=1.0, keep=0.3))
     torch.testing.assert_close(out, images, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize(("draw", "sampled_from"), [
+    # Where output point (x, y) (normalised, centre 0) reads the input, for one parameter drawn at its maximum:
+    ({"scale": 1.0}, lambda x, y: (x / 1.1, y / 1.1)),  # the content grows by 1 + 0.1 both ways
+    ({"squeeze": 1.0}, lambda x, y: (x / 1.1, y * 1.1)),  # width x 1.1, height / 1.1
+    ({"shear": 1.0}, lambda x, y: (x + 0.2 * y, y)),  # horizontal only: content x' = x - 0.2 y
+    ({"tx": 1.0}, lambda x, y: (x + 4 / 32, y)),  # 2 pixels of 32 (the span is 2)
+    ({"ty": 1.0}, lambda x, y: (x, y + 4 / 32)),
+])
+def test_each_parameter_is_the_documented_planar_map(draw, sampled_from):
+    distortion = AffineDistortion(translate=2.0, scale=0.1, squeeze=0.1, shear=0.2, original_fraction=0.0)
+    grid = F.affine_grid(distortion.matrices(draws(1, **draw), 32), [1, 1, 32, 32], align_corners=False)
+    identity = F.affine_grid(torch.eye(2, 3)[None], [1, 1, 32, 32], align_corners=False)
+    x, y = identity[..., 0], identity[..., 1]
+    torch.testing.assert_close(grid, torch.stack(sampled_from(x, y), dim=-1), atol=1e-6, rtol=0)
 
 
 def test_full_distortions_change_images_and_stay_in_the_unit_range():

@@ -251,7 +251,7 @@ def solve_small(classifier_dtype: str, device: str = "cpu") -> dict:
     generator = torch.Generator().manual_seed(12)
     X = torch.rand(300, 16, generator=generator, dtype=torch.float64)
     y = (X @ torch.randn(16, 3, generator=generator, dtype=torch.float64)).argmax(1)
-    module = ForwardAutoencoderModule(hidden_size=24, rho=[0.2, 0.5], lambdas=[1e-3, 1e-1], taus=[1e-3, 1e-1],
+    module = ForwardAutoencoderModule(hidden_size=24, rho=[0.5, 0.2], lambdas=[1e-3, 1e-1], taus=[1e-3, 1e-1],
                                       kl_steps=20, num_classes=3, classifier_dtype=classifier_dtype)
     move = lambda t: t.to(device)  # noqa: E731
     return module.solve(move(X[:200]), move(y[:200]), move(X[200:]), move(y[200:]), draw_seed=3)
@@ -264,6 +264,10 @@ def test_device_and_precision_paths_choose_alike():
     assert (float32["rho"], float32["lambda"], float32["tau"]) == (float64["rho"], float64["lambda"], float64["tau"])
     assert abs(float32["val_acc"] - float64["val_acc"]) <= 0.01
     torch.testing.assert_close(float32["encoder"], float64["encoder"])  # the decoder is float64 in both
+    for result in (float32, float64):  # the choice is the grid's best validation accuracy (the first, on ties)
+        best = max(result["scores"], key=result["scores"].get)
+        assert (result["rho"], result["lambda"], result["tau"]) == best
+        assert result["val_acc"] == result["scores"][best] and best != next(iter(result["scores"]))  # not the first
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device; no GPU on the machines this ran on")
