@@ -260,7 +260,7 @@ def history_labels(callback, trainer):
     return callback.subsample(trainer, trainer.lightning_module)[1]
 
 
-def test_ksg_option_and_logits_option_change_what_is_measured():
+def test_ksg_option_and_logits_option_change_what_is_measured(tmp_path):
     generator = torch.Generator().manual_seed(3)
     labels = torch.arange(120) % 3
     scores = 3 * torch.nn.functional.one_hot(labels).float() + torch.randn(120, 3, generator=generator)
@@ -269,6 +269,17 @@ def test_ksg_option_and_logits_option_change_what_is_measured():
     ksg = MutualInformationLR(estimator="ksg")
     expected = ksg_mi(scores, torch.nn.functional.one_hot(labels).double(), standardize=False, jitter=1e-10)
     assert ksg.mi(scores, labels) == expected != ross.mi(scores, labels)
+
+    logits = MutualInformationLR(output="logits", sample_size=100, plot=False)
+    trainer = make_trainer(tmp_path, [logits], max_epochs=1, limit_train_batches=1, enable_checkpointing=False)
+    trainer.fit(make_model(), DigitsDataModule(batch_size=32))
+    model = trainer.lightning_module.eval()
+    images, labels = logits.subsample(trainer, model)
+    with torch.no_grad():
+        raw = model(images)
+    measured = logits.measure(trainer, model)
+    assert measured["ihyll"] == measured["mi"]["output"] == ross_mi(raw, labels, standardize=False)
+    assert measured["ihyll"] != ross_mi(raw.softmax(1), labels, standardize=False)
     with pytest.raises(ValueError, match="output='probabilities' is not known"):
         MutualInformationLR(output="probabilities")
 

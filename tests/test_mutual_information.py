@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from scipy.special import digamma
 from sklearn.feature_selection import mutual_info_classif, mutual_info_regression
 from sklearn.preprocessing import scale
 
@@ -36,6 +37,29 @@ def test_ksg_matches_correlated_gaussians(d, variant):
     x, y = correlated_gaussians(1000, d, rho)
     truth = -d / 2 * math.log(1 - rho**2)
     assert ksg_mi(x, y, variant=variant) == pytest.approx(truth, abs=0.1 * d)
+
+
+def ksg2_point_by_point(x: np.ndarray, y: np.ndarray, k: int = 3, norm: str = "max") -> float:
+    """KSG algorithm 2 as Kraskov et al. (2004) define it, one point at a time in float64: the k nearest
+    neighbours of i in the joint space (the larger of the two marginal distances), eps_x the largest x
+    distance among them, n_x = #{j != i: |x_j - x_i| <= eps_x}, likewise for y."""
+    order = np.inf if norm == "max" else 2
+    n, total = len(x), 0.0
+    for i in range(n):
+        dx = np.linalg.norm(x - x[i], ord=order, axis=1)
+        dy = np.linalg.norm(y - y[i], ord=order, axis=1)
+        dx[i] = dy[i] = np.inf  # i is neither its own neighbour nor counted
+        neighbours = np.argsort(np.maximum(dx, dy))[:k]
+        n_x, n_y = np.sum(dx <= dx[neighbours].max()), np.sum(dy <= dy[neighbours].max())
+        total += digamma(n_x) + digamma(n_y)
+    return digamma(k) - 1 / k + digamma(n) - total / n
+
+
+@pytest.mark.parametrize("d, norm", [(1, "max"), (2, "max"), (3, "euclidean")])
+def test_ksg_algorithm_2_equals_the_published_definition_point_by_point(d, norm):
+    x, y = correlated_gaussians(200, d, 0.8, seed=11)  # continuous float64 draws: no ties, no jitter needed
+    expected = ksg2_point_by_point(x.numpy(), y.numpy(), norm=norm)
+    assert ksg_mi(x, y, variant=2, norm=norm, standardize=False, jitter=0) == pytest.approx(expected, abs=1e-12)
 
 
 @pytest.mark.parametrize("d", [1, 10, 100, 500])
@@ -222,14 +246,23 @@ def test_ross_accepts_activations_that_require_grad():
     assert ross_mi(x, labels) == ross_mi(x.detach(), labels)
 
 
-def test_small_problems_run_serially_and_leave_the_thread_count_alone():
+def test_small_problems_run_serially_and_leave_the_thread_count_alone(monkeypatch):
     x = torch.randn(300, 50, generator=torch.Generator().manual_seed(10))
     labels = torch.arange(300) % 3
+    inside = []  # torch's thread count while the counts are computed
+
+    def recording(*args):
+        inside.append(torch.get_num_threads())
+        return _euclidean_within_counts(*args)
+
+    monkeypatch.setattr("analysis.mutual_information._euclidean_within_counts", recording)
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
         two = ross_mi(x, labels)
-        assert torch.get_num_threads() == 2
+        assert inside == [1] and torch.get_num_threads() == 2
+        monkeypatch.setattr("analysis.mutual_information.SERIAL_ELEMENTS", 300 * 300 - 1)  # now too big
+        assert ross_mi(x, labels) == two and inside == [1, 2]
         torch.set_num_threads(1)
         assert ross_mi(x, labels) == two
     finally:
