@@ -1,10 +1,12 @@
 """The Szegedy et al. MNIST model zoo (lightning_modules/szegedy.py) and its data option (P1/P2 halves)."""
 
 from functools import partial
+from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
+from hydra.utils import instantiate
 
 from datamodules.mnist import MNISTDataModule
 from lightning_modules.szegedy import SzegedyModule, SzegedyNet
@@ -82,11 +84,37 @@ def test_autoencoder_is_pretrained_then_frozen_while_the_softmax_trains(tmp_path
     assert not torch.equal(output[3], output[1])  # while the softmax trains
 
 
-def test_every_zoo_member_names_its_paper_model(make_cfg):
-    cfg = make_cfg("experiment=szegedy_softmax3")
-    assert cfg.model.net.kind == "softmax" and cfg.model.net.weight_decay == 1.0
+# The paper's models (Szegedy et al. 2014, Table 1, Table 3 and section 4.2; summary in
+# ../shared/reference/forward-autoencoders-and-attacks.md): experiment -> (kind, hidden units, lambda per layer,
+# training part). None: the paper does not give it (the AE's encoder lambda; Table 3's lambdas are not in the summary).
+FC100 = ("fc", [100, 100], [1e-5, 1e-5, 1e-6], "full")
+PAPER_ZOO = {
+    "szegedy_mnist": FC100,  # the base every szegedy_* builds on
+    "szegedy_softmax1": ("softmax", [], [1e-4], "full"),  # FC10(1e-4)
+    "szegedy_softmax2": ("softmax", [], [1e-2], "full"),  # FC10(1e-2)
+    "szegedy_softmax3": ("softmax", [], [1.0], "full"),  # FC10(1)
+    "szegedy_fc100": FC100,  # FC100-100-10, sigmoid, lambda 1e-5, 1e-5, 1e-6
+    "szegedy_fc200": ("fc", [200, 200], [1e-5, 1e-5, 1e-6], "full"),  # FC200-200-10, same lambdas
+    "szegedy_ae400": ("ae", [400], [None, 1e-6], "full"),  # AE400-10: sparse AE, softmax with lambda 1e-6
+    "szegedy_fc123": ("fc", [123, 456], None, "P1"),  # Table 3: FC123-456-10 trained on P1
+    "szegedy_fc100_adam": FC100,  # section 4.2: 100-100-10 with weight decay
+    "szegedy_fc100_adversarial": FC100,  # ... and with adversarial training
+}
+NOT_IN_THE_PAPER = {"szegedy_conv"}  # the paper has no MNIST convolutional net
+EXPERIMENTS = {path.stem for path in (Path(__file__).parents[1] / "conf" / "experiment").glob("szegedy_*.yaml")}
+
+
+@pytest.mark.parametrize("experiment", sorted(EXPERIMENTS - NOT_IN_THE_PAPER))
+def test_every_zoo_member_names_its_paper_model(make_cfg, experiment):
+    assert experiment in PAPER_ZOO, "a new zoo member: add its paper model to PAPER_ZOO"
+    kind, hidden, lambdas, part = PAPER_ZOO[experiment]
+    cfg = make_cfg(f"experiment={experiment}")
+    net = instantiate(cfg.model.net)
+    assert net.kind == kind and [getattr(net, name).out_features for name in net.layer_names[:-1]] == hidden
+    for name, expected in zip(net.layer_names, lambdas or [None] * len(net.layer_names), strict=True):
+        assert expected is None or net.lambdas[name] == pytest.approx(expected), name
+    assert cfg.data.train_part == part and (cfg.model.pretrain_epochs > 0) == (kind == "ae")  # AE: pre-trained
     assert cfg.data.mean == 0.0 and cfg.data.std == 1.0 and cfg.data.pad_to is None  # the attack's [0, 1] box
-    assert make_cfg("experiment=szegedy_fc123").data.train_part == "P1"
 
 
 def test_adversarial_training_pools_fill_refresh_and_train_only_the_layers_above(tmp_path):
@@ -97,7 +125,20 @@ def test_adversarial_training_pools_fill_refresh_and_train_only_the_layers_above
     net = SzegedyNet(kind="fc", hidden=[12, 12])
     module = SzegedyModule(net=net, optimizer=partial(torch.optim.Adam, lr=1e-2), param_groups="single")
     data = MNISTDataModule(data_dir=str(tmp_path), batch_size=16, val_fraction=0.25)
-    callback = AdversarialTraining(pool_size=20, refresh_every=2, mix=8, c_steps=3, max_iter=10)
+    refreshes = []  # (pools before, pools after) of every refresh that found its pools full
+
+    class Recorded(AdversarialTraining):
+        def snapshot(self):
+            return {layer: (h.clone(), y.clone()) for layer, (h, y) in self.pools.items()}
+
+        def on_train_batch_start(self, *args):
+            before = self.snapshot()
+            super().on_train_batch_start(*args)
+            refresh = (self.steps - 1) % self.refresh_every == 0
+            if refresh and before and all(len(h) == self.pool_size for h, _ in before.values()):
+                refreshes.append((before, self.snapshot()))
+
+    callback = Recorded(pool_size=20, refresh_every=2, mix=8, c_steps=3, max_iter=10)
     L.Trainer(max_epochs=2, callbacks=[callback], logger=False, enable_checkpointing=False,
               enable_progress_bar=False, num_sanity_val_steps=0).fit(module, data)
     assert sorted(callback.pools) == [0, 1, 2]
@@ -105,6 +146,12 @@ def test_adversarial_training_pools_fill_refresh_and_train_only_the_layers_above
     assert images.shape == (20, 1, 28, 28) and labels.shape == (20,)
     assert images.min() >= 0 and images.max() <= 1
     assert callback.pools[2][0].shape == (20, 12)
+    # Every refresh of a full pool replaces round(refresh_fraction * pool_size) = 2 rows and keeps the other 18.
+    assert len(refreshes) == 3
+    for before, after in refreshes:
+        for layer, (h, y) in before.items():
+            changed = (after[layer][0] != h).flatten(1).any(1)
+            assert int(changed.sum()) == 2 and torch.equal(after[layer][1][~changed], y[~changed])
     # A hidden-layer pool example trains the layers above it and leaves the ones below untouched.
     net.zero_grad()
     callback.pools = {2: callback.pools[2]}

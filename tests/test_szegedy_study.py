@@ -1,9 +1,13 @@
 """evaluate.py's szegedy_* tasks on tiny runs trained through train.py on the fixture MNIST files."""
 
+import json
+
 import pytest
 import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
-from analysis.lbfgs_attack import AttackInputError
+from analysis.lbfgs_attack import AttackInputError, AttackResult
 from analysis.szegedy_study import magnified
 from evaluate import evaluate
 from framework.compose import compose_config
@@ -40,7 +44,21 @@ def test_table1_and_a_cross_model_table_with_100_percent_on_its_diagonal(zoo, tm
     cross = study(tmp_path, zoo, "szegedy_table2").splitlines()
     assert cross[0] == "| input | fc100 | softmax1 | distortion |"
     assert cross[2].startswith("| fc100 | 100.0% |") and cross[3].split(" | ")[2] == "100.0%"  # the diagonal
+    # Off the diagonal: the other model's error % on the source model's cached adversarial examples.
+    for row, source, other, column in ((cross[2], "fc100", "softmax1", 2), (cross[3], "softmax1", "fc100", 1)):
+        attack = AttackResult.load(zoo / f"szegedy_{source}" / "attacks" / "train_6_6_0.pt")
+        wrong = (trained_net(zoo / f"szegedy_{other}")(attack.adversarial).argmax(1) != attack.labels).float().mean()
+        assert row.split(" | ")[column] == f"{100 * float(wrong):.1f}%"
     assert cross[4].startswith("| Gaussian noise, stddev 0.1 |") and cross[5].startswith("| Gaussian noise, stddev 0.3")
+
+
+def trained_net(run):
+    """The run's network with its best checkpoint's weights (its data config is the [0, 1] pixel box)."""
+    result = json.loads((run / "results.json").read_text())
+    net = instantiate(OmegaConf.create(result["config"]).model.net)
+    state = torch.load(result["best_checkpoint"], weights_only=True)["state_dict"]
+    net.load_state_dict({key.removeprefix("net."): value for key, value in state.items()})
+    return net.eval().requires_grad_(False)
 
 
 def test_figures_and_spectral_table_write_their_files(zoo, tmp_path):
