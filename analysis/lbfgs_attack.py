@@ -45,7 +45,9 @@ class AttackInputError(ConfigError):
 class AttackResult:
     """Per example: the best adversarial image found (uint8-exact floats), its c, target, distortion, success.
 
-    Examples the model already misclassifies count as successes with distortion 0 (target = the prediction)."""
+    Examples the model already misclassifies count as successes with distortion 0 (target = the prediction). A failed
+    example (success False) keeps its original image, distortion and c NaN, and target = the model's prediction
+    (its label): no target was reached, and with targets="all" there is no single one to report."""
 
     adversarial: torch.Tensor
     labels: torch.Tensor
