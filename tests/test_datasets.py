@@ -110,6 +110,21 @@ def test_download_offline_is_one_clear_sentence(tmp_path, monkeypatch, error):
     assert "\n" not in str(raised.value)
 
 
+@pytest.mark.parametrize(("module", "function", "md5s"), [
+    (CIFAR10DataModule, "download_and_extract_archive", {"c58f30108f718f92721af3b95e74349a"}),
+    (STL10DataModule, "download_and_extract_archive", {"91f7769df0f17e558f3565bffb0c7dfb"}),
+    (SVHNDataModule, "download_url", {"e26dedcc434d2e4c54c9b2d4a06d8373", "eb5a983be6a315427106f1b164d9cef3"}),
+])
+def test_downloads_are_checked_against_the_published_md5s(tmp_path, monkeypatch, module, function, md5s):
+    """torchvision's download utilities verify what they fetch only when given the md5 (train and test for SVHN)."""
+    import torchvision.datasets.utils
+
+    calls = []
+    monkeypatch.setattr(torchvision.datasets.utils, function, lambda *args, **kwargs: calls.append(kwargs))
+    module(data_dir=str(tmp_path), download=True).prepare_data()
+    assert {call["md5"] for call in calls} == md5s and len(calls) == len(md5s)
+
+
 # ---- SVHN -----------------------------------------------------------------------------------
 def test_svhn_reads_mat_files_maps_10_to_0_and_picks_splits_per_stage(tmp_path):
     written = write_svhn(tmp_path, {"train": 12, "test": 10, "extra": 25})

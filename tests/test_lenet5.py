@@ -28,6 +28,16 @@ FIGURE_3 = """
     ....... ....... ....... ....... .....## ....... ....... ....... ....... .......
 """
 
+# LeCun et al. 1998, Table I: row i marks the C3 feature maps (columns 0..15) that S2 feature map i feeds.
+TABLE_I = """
+    0 X . . . X X X . . X X X X . X X
+    1 X X . . . X X X . . X X X X . X
+    2 X X X . . . X X X . . X . X X X
+    3 . X X X . . X X X X . . X . X X
+    4 . . X X X . . X X X X . X X . X
+    5 . . . X X X . . X X X X . X X X
+"""
+
 
 def count(module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
@@ -50,6 +60,9 @@ def test_output_shapes_for_32x32_input():
 
 
 def test_c3_connection_table_is_lecun_table_one():
+    rows = [line.split()[1:] for line in TABLE_I.strip().splitlines()]  # rows: S2 maps, columns: C3 maps
+    table = [tuple(m for m in range(6) if rows[m][j] == "X") for j in range(16)]
+    assert table == [tuple(sorted(c)) for c in C3_CONNECTIONS]
     sizes = [len(c) for c in C3_CONNECTIONS]
     assert sizes == [3] * 6 + [4] * 9 + [6]
     # Each S2 map feeds exactly 10 C3 maps in Table I.

