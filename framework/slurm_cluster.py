@@ -21,6 +21,7 @@ job, then ends the daemons by the pids recorded at start (and any slurmstepd of 
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import json
 import os
 import shutil
@@ -39,6 +40,7 @@ SEARCH_PATH = f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin:/usr/bin"
 PARTITION = "debug"
 NODE = "localhost"  # resolves everywhere: Lightning's SLURM environment uses it as the DDP master address
 START_TIMEOUT_S = 30
+INSTALL_LOCK = Path(tempfile.gettempdir()) / "seedframe-slurm-install.lock"
 
 
 class ClusterUnavailable(RuntimeError):
@@ -64,13 +66,22 @@ def cluster_unavailable_reason() -> str | None:
 
 
 def install_packages() -> None:
-    """apt-get the SLURM and munge packages when any of their commands is missing (root, apt-get)."""
-    missing = [name for name in COMMANDS if _command(name) is None]
-    if not missing:
+    """apt-get the SLURM and munge packages when any of their commands is missing (root, apt-get).
+
+    Clusters started at the same time (the test suite's workers) install one after another, under a file lock:
+    concurrent apt-gets would fail on dpkg's lock. The first installs; the others find the commands there."""
+    if all(_command(name) for name in COMMANDS):
         return
     reason = cluster_unavailable_reason()
     if reason:
         raise ClusterUnavailable(reason)
+    with open(INSTALL_LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not all(_command(name) for name in COMMANDS):
+            _apt_get_install()
+
+
+def _apt_get_install() -> None:
     # policy-rc.d = 101 keeps the packages' scripts from starting system-wide munge/slurm services.
     policy = Path("/usr/sbin/policy-rc.d")
     own_policy = not policy.exists()
@@ -79,8 +90,9 @@ def install_packages() -> None:
         policy.chmod(0o755)
     try:
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for command in (["apt-get", "update", "-qq"],
-                        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *PACKAGES]):
+        wait = ["-o", "DPkg::Lock::Timeout=600"]  # another apt-get on the machine: wait for it, do not fail
+        for command in (["apt-get", *wait, "update", "-qq"],
+                        ["apt-get", *wait, "install", "-y", "-qq", "--no-install-recommends", *PACKAGES]):
             done = subprocess.run(command, env=env, capture_output=True, text=True)
             if done.returncode != 0:
                 raise ClusterUnavailable(f"`{' '.join(command)}` failed: {(done.stderr or done.stdout).strip()[-500:]}")
