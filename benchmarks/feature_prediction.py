@@ -28,6 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.summary import parse_benchmark_args  # noqa: E402
 from framework.errors import require_usable_gpu  # noqa: E402
 from lightning_modules.perceptual_autoencoder import PROCEDURES, PerceptualAutoencoderModule  # noqa: E402
 
@@ -69,13 +70,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--adam", choices=list(ADAM), default="fused")
     parser.add_argument("--weights", default="imagenet", help="imagenet | random (the time is the same)")
-    parser.add_argument("--smoke", action="store_true", help=f"a check that the script works, measuring nothing: "
-                        f"the defaults become {SMOKE} (sizes given here still win)")
-    args = parser.parse_args()
-    if args.smoke:
-        parser.set_defaults(**SMOKE)
-        args = parser.parse_args()
-        print("smoke run: tiny sizes, checks that the script works, measures nothing")
+    args = parse_benchmark_args(parser, SMOKE)
     require_usable_gpu(args.device)
     torch.manual_seed(0)
     images = torch.rand(args.frames, 3, 64, 64, device=args.device)

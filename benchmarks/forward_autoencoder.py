@@ -48,6 +48,7 @@ from analysis.forward_autoencoder import (  # noqa: E402
     hidden,
     random_map,
 )
+from benchmarks.summary import parse_benchmark_args  # noqa: E402
 from datamodules.mnist import MNISTDataModule  # noqa: E402
 from framework.errors import DataError, report, require_usable_gpu  # noqa: E402
 from lightning_modules.forward_autoencoder import ForwardAutoencoderModule  # noqa: E402
@@ -113,13 +114,7 @@ def main() -> None:
                         help="lambdas the sequential baseline runs (1: 1e-2; k: every 8/k-th from 1e-2; 8: all); "
                         "its per-lambda time is scaled to all 8")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--smoke", action="store_true", help=f"a check that the script works, measuring nothing: "
-                        f"the defaults become {SMOKE} (sizes given here still win)")
-    args = parser.parse_args()
-    if args.smoke:
-        parser.set_defaults(**SMOKE)
-        args = parser.parse_args()
-        print("smoke run: tiny sizes, checks that the script works, measures nothing")
+    args = parse_benchmark_args(parser, SMOKE)
     require_usable_gpu(args.device)
     generator = torch.Generator().manual_seed(0)
     if not args.synthetic:

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from analysis.lbfgs_attack import attack_rows, choose_targets, distortion, scipy_reference_rows
 from analysis.szegedy_study import load_runs
+from benchmarks.summary import parse_benchmark_args
 from datamodules.base import DatasetMissingError
 from framework.compose import compose_config
 from framework.errors import report
@@ -53,14 +54,7 @@ def main() -> None:
     parser.add_argument("--run", help="run directory of a trained szegedy_fc100 (default: train one here)")
     parser.add_argument("--examples", type=int, default=100)
     parser.add_argument("--c-steps", type=int, default=8)
-    parser.add_argument("--smoke", action="store_true", help=f"a check that the script works, measuring nothing: "
-                        f"the defaults become {SMOKE} (sizes given here still win), the model trains on "
-                        f"{' '.join(SMOKE_TRAINING)}")
-    args = parser.parse_args()
-    if args.smoke:
-        parser.set_defaults(**SMOKE)
-        args = parser.parse_args()
-        print("smoke run: tiny sizes, checks that the script works, measures nothing")
+    args = parse_benchmark_args(parser, SMOKE)
     torch.manual_seed(0)
     try:
         training = SMOKE_TRAINING if args.smoke else TRAINING

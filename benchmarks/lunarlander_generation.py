@@ -27,6 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
+from benchmarks.summary import parse_benchmark_args  # noqa: E402
 from datamodules.lunarlander import generate_collection  # noqa: E402
 
 SMOKE = {"rollouts": 2, "steps": 5, "repeats": 1}  # --smoke's defaults
@@ -51,13 +52,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--workers", type=int, default=os.cpu_count())
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--smoke", action="store_true", help=f"a check that the script works, measuring nothing: "
-                        f"the defaults become {SMOKE} (sizes given here still win)")
-    args = parser.parse_args()
-    if args.smoke:
-        parser.set_defaults(**SMOKE)
-        args = parser.parse_args()
-        print("smoke run: tiny sizes, checks that the script works, measures nothing")
+    args = parse_benchmark_args(parser, SMOKE)
 
     generate_collection(1, 5, seed=0, workers=1, progress=False)  # imports and first render outside the timing
     single, parallel, single_cpu, parallel_cpu = [], [], [], []

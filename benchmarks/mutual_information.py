@@ -38,6 +38,7 @@ from scipy.special import digamma
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from analysis.mutual_information import prepare, ross_mi  # noqa: E402
+from benchmarks.summary import parse_benchmark_args  # noqa: E402
 from callbacks.mutual_information import MutualInformationLR  # noqa: E402
 from datamodules.random import RandomImagesDataModule  # noqa: E402
 from framework.errors import require_usable_gpu  # noqa: E402
@@ -164,14 +165,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="at least 2 (the first is not timed); 0: skip")
     parser.add_argument("--batch-size", type=int, default=64, help="training batch size (64: the framework's default)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--smoke", action="store_true", help=f"a check that the script works, measuring nothing: "
-                        f"the sizes become {SMOKE} (--epochs and --batch-size given here still win)")
-    parser.set_defaults(**SIZES)
-    args = parser.parse_args()
-    if args.smoke:
-        parser.set_defaults(**SMOKE)
-        args = parser.parse_args()
-        print("smoke run: tiny sizes, checks that the script works, measures nothing")
+    args = parse_benchmark_args(parser, SMOKE, SIZES)
     require_usable_gpu(args.device)
     print(f"device {args.device}, torch threads {torch.get_num_threads()}")
     estimator = estimator_benchmark(args.device, args.samples, args.dims, args.repeats)

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.summary import parse_benchmark_args  # noqa: E402
 from datamodules.random import RandomImagesDataModule  # noqa: E402
 from framework.compose import compose_config  # noqa: E402
 from framework.errors import require_usable_gpu  # noqa: E402
@@ -106,21 +107,17 @@ def plain_epoch(num_train: int, device: str = "cpu", batches: int | None = None)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=sorted(TARGETS), default="cpu")
-    parser.add_argument("--smoke", action="store_true", help=f"a check that the script works, measuring nothing: "
-                        f"the sizes become {SMOKE}")
-    args = parser.parse_args()
-    device, sizes = args.device, SMOKE if args.smoke else SIZES
-    if args.smoke:
-        print("smoke run: tiny sizes, checks that the script works, measures nothing")
+    args = parse_benchmark_args(parser, SMOKE, SIZES)
+    device = args.device
     require_usable_gpu(device)
     torch.set_num_threads(1)
     runs = ("plain", "plain_fixed", "framework", "framework_fixed")
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
-    num_train, repeats = sizes["num_train"], sizes["repeats"]
+    num_train, repeats = args.num_train, args.repeats
     with tempfile.TemporaryDirectory() as scratch:
         # warm-up: first-call allocations, imports, config composition
-        plain_epoch(sizes["warmup_train"], device=device)
-        framework_epoch(Path(scratch) / "warmup", sizes["warmup_train"], device=device)
+        plain_epoch(args.warmup_train, device=device)
+        framework_epoch(Path(scratch) / "warmup", args.warmup_train, device=device)
         for repeat in range(repeats):
             work = {"plain": partial(plain_epoch, num_train, device=device),
                     "plain_fixed": partial(plain_epoch, num_train, device=device, batches=0),

@@ -1,4 +1,5 @@
-"""The table `make bench` ends with: every benchmark's ratio against its target, met or missed.
+"""The table `make bench` ends with: every benchmark's ratio against its target, met or missed; and the
+``--smoke`` option every benchmark shares (:func:`parse_benchmark_args`).
 
     python benchmarks/summary.py logs/bench/last_lines.jsonl     # one benchmark's last JSON line per line
 
@@ -10,6 +11,7 @@ run: tiny sizes) is not judged.
 
 from __future__ import annotations
 
+import argparse
 import json
 import operator
 import re
@@ -18,6 +20,20 @@ from pathlib import Path
 
 OPERATORS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt}
 CLAUSE = re.compile(r"^\s*(?:(?P<key>[A-Za-z_]\w*)\s+)?(?P<op><=|>=|<|>)\s*(?P<number>[-+0-9.eE]+)\s*$")
+
+
+def parse_benchmark_args(parser: argparse.ArgumentParser, smoke: dict, sizes: dict | None = None) -> argparse.Namespace:
+    """``parser.parse_args()`` plus ``--smoke``: then the defaults become ``smoke``'s (values given on the command
+    line still win), a check that the script works which measures nothing. ``sizes``: defaults without a flag."""
+    parser.add_argument("--smoke", action="store_true", help=f"a check that the script works, measuring nothing: "
+                        f"the defaults become {smoke} (values given here still win)")
+    parser.set_defaults(**(sizes or {}))
+    args = parser.parse_args()
+    if args.smoke:
+        parser.set_defaults(**smoke)
+        args = parser.parse_args()
+        print("smoke run: tiny sizes, checks that the script works, measures nothing")
+    return args
 
 
 def verdict(result: dict) -> str:

@@ -1,14 +1,10 @@
 """evaluate.py's szegedy_* tasks on tiny runs trained through train.py on the fixture MNIST files."""
 
-import json
-
 import pytest
 import torch
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from analysis.lbfgs_attack import AttackInputError, AttackResult
-from analysis.szegedy_study import magnified
+from analysis.szegedy_study import load_runs, magnified
 from evaluate import evaluate
 from framework.compose import compose_config
 from framework.errors import ConfigError
@@ -53,12 +49,8 @@ def test_table1_and_a_cross_model_table_with_100_percent_on_its_diagonal(zoo, tm
 
 
 def trained_net(run):
-    """The run's network with its best checkpoint's weights (its data config is the [0, 1] pixel box)."""
-    result = json.loads((run / "results.json").read_text())
-    net = instantiate(OmegaConf.create(result["config"]).model.net)
-    state = torch.load(result["best_checkpoint"], weights_only=True)["state_dict"]
-    net.load_state_dict({key.removeprefix("net."): value for key, value in state.items()})
-    return net.eval().requires_grad_(False)
+    """The run's model with its best checkpoint's weights (its data config is the [0, 1] pixel box)."""
+    return load_runs(str(run))[0].model(torch.device("cpu"))
 
 
 def test_figures_and_spectral_table_write_their_files(zoo, tmp_path):
