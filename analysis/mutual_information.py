@@ -25,6 +25,7 @@ Usage::
 from __future__ import annotations
 
 import functools
+import threading
 from contextlib import contextmanager
 
 import torch
@@ -40,6 +41,7 @@ PAIR_CHUNK_ELEMENTS = 1 << 16  # pairs x D differences at once: small blocks sta
 # torch's and BLAS's. On a busy machine every OpenMP barrier also waits for a descheduled thread (measured
 # N = 1000, d = 500 on the loaded 2-core machine: 2 threads 970 ms, 1 thread 155 ms).
 SERIAL_ELEMENTS = 1 << 22
+_WORKSPACES = threading.local()  # see _workspace
 
 
 @functools.cache
@@ -224,21 +226,48 @@ def ranking_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if full_float32 else torch.float64
 
 
-def gram(a: torch.Tensor) -> torch.Tensor:
-    """a @ a.T, summed over blocks of GRAM_BLOCK columns: the rounding error then grows with the
-    block width plus the number of blocks, not with the whole width. On the CPU, blocks of at
-    least SYRK_MIN_WIDTH columns go through BLAS syrk, which computes one triangle: half the work."""
+def gram(a: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """a @ a.T [N, N], into ``out`` when given, summed over blocks of GRAM_BLOCK columns: the rounding
+    error then grows with the block width plus the number of blocks, not with the whole width. On the
+    CPU, blocks of at least SYRK_MIN_WIDTH columns go through BLAS syrk, which computes one triangle
+    (half the work); the other is copied from it."""
+    out = a.new_empty(len(a), len(a)) if out is None else out
     symmetric = a.device.type == "cpu" and a.shape[1] >= SYRK_MIN_WIDTH
-    total = None
+    syrk = ssyrk if a.dtype == torch.float32 else dsyrk
     for start in range(0, a.shape[1], GRAM_BLOCK):
         block = a[:, start:start + GRAM_BLOCK]
-        if symmetric:  # upper triangle only; block.numpy().T is Fortran-ordered
-            part = torch.from_numpy((ssyrk if a.dtype == torch.float32 else dsyrk)(1.0, block.numpy().T, trans=1))
+        if symmetric and start == 0:  # out.numpy().T is out in Fortran order: syrk's upper triangle is out's lower
+            syrk(1.0, block.numpy().T, trans=1, c=out.numpy().T, overwrite_c=True)
+        elif symmetric:
+            out.add_(torch.from_numpy(syrk(1.0, block.numpy().T, trans=1)).T)
+        elif start == 0:
+            torch.mm(block, block.T, out=out)
         else:
-            part = block @ block.T
-        total = part if total is None else total.add_(part)
-    # total is a Fortran-ordered triangle: the transpose of the sum is row-major. The diagonal, doubled, is never used.
-    return (total + total.T).T if symmetric else total
+            out.add_(block @ block.T)
+    return _mirror_lower_triangle(out) if symmetric else out
+
+
+def _mirror_lower_triangle(square: torch.Tensor, block: int = 128) -> torch.Tensor:
+    """Copy the lower triangle of ``square`` onto its upper one, in place, a strip of ``block`` rows at a time."""
+    for start in range(0, len(square), block):
+        stop = start + block
+        diagonal = square[start:stop, start:stop]
+        diagonal.copy_(diagonal.tril() + diagonal.tril(-1).T)
+        square[start:stop, stop:] = square[stop:, start:stop].T
+    return square
+
+
+def _workspace(name: str, rows: int, columns: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """An uninitialised [rows, columns] tensor. On the CPU, up to CHUNK_ELEMENTS entries, its memory is kept for
+    this thread's next call with the same name: fresh memory costs a page fault per 4 KB, which made up a third
+    of the time of an N = 1,000 estimate on the 2-core machine (the CUDA allocator keeps memory by itself)."""
+    if device.type != "cpu" or rows * columns > CHUNK_ELEMENTS:
+        return torch.empty(rows, columns, dtype=dtype, device=device)
+    kept = getattr(_WORKSPACES, name, None)
+    if kept is None or kept.dtype != dtype or len(kept) < rows * columns:
+        kept = torch.empty(rows * columns, dtype=dtype)
+        setattr(_WORKSPACES, name, kept)
+    return kept[:rows * columns].view(rows, columns)
 
 
 def gram_error_factor(width: int) -> int:
@@ -282,10 +311,11 @@ def _euclidean_within_counts(x, labels, k_per_point, k, dtype=None):
     order = torch.argsort(labels, stable=True)  # rows in class order: each class's columns are one slice
     labels, k_per_point = labels[order], k_per_point[order]
     mean = x.mean(dim=0)
-    low = torch.empty(n, width, dtype=dtype, device=x.device)  # centred rows in class order, in cache-sized blocks
+    low = _workspace("centred", n, width, dtype, x.device)  # centred rows in class order, in cache-sized blocks
     lengths = torch.empty(n, dtype=torch.float64, device=x.device)
+    block = _workspace("centred_block", next(chunks(n, width, PAIR_CHUNK_ELEMENTS))[1], width, x.dtype, x.device)
     for start, stop in chunks(n, width, PAIR_CHUNK_ELEMENTS):
-        centred = x[order[start:stop]] - mean
+        centred = torch.index_select(x, 0, order[start:stop], out=block[:stop - start]).sub_(mean)
         low[start:stop], lengths[start:stop] = centred, torch.linalg.vector_norm(centred, dim=1)
     class_ends = torch.unique_consecutive(labels, return_counts=True)[1].cumsum(0).tolist()
     whole = n * n <= CHUNK_ELEMENTS  # then one symmetric product for all rows
@@ -295,10 +325,17 @@ def _euclidean_within_counts(x, labels, k_per_point, k, dtype=None):
     squared_norms = lengths.square().to(dtype)
     infinity = torch.tensor(float("inf"), dtype=dtype, device=x.device)
     within = torch.empty(n, dtype=torch.float64, device=x.device)
+    chunk_rows = next(chunks(n, n))[1]
+    products = _workspace("products", chunk_rows, n, dtype, x.device)
+    scratch = _workspace("scratch", chunk_rows, n, dtype, x.device)
     for start, stop in chunks(n, n):
         rows = torch.arange(stop - start, device=x.device)
-        products = gram(low) if whole else low[start:stop] @ low.T
-        ranked = products.mul_(-2).add_(squared_norms[None, :]).add_(squared_norms[start:stop, None])
+        if whole:
+            gram(low, out=products)
+        else:
+            torch.mm(low[start:stop], low.T, out=products[:stop - start])
+        ranked = products[:stop - start]
+        ranked.mul_(-2).add_(squared_norms[None, :]).add_(squared_norms[start:stop, None])
         ranked[rows, rows + start] = float("inf")
         nearest = ranked.new_full((stop - start, k), float("inf"))
         for first, last in zip([0, *class_ends[:-1]], class_ends, strict=True):
@@ -313,12 +350,16 @@ def _euclidean_within_counts(x, labels, k_per_point, k, dtype=None):
         # Thresholds rounded outwards to the ranking dtype: the band can only grow.
         low_edge = torch.nextafter((pivot - margin).to(dtype), -infinity)
         high_edge = torch.nextafter((pivot + margin).to(dtype), infinity)
-        inside = ranked < low_edge
-        band = (ranked <= high_edge) ^ inside
+        # Counted as 0/1 in the ranking dtype (exact: a row has fewer than 2^24 entries); summing a bool mask
+        # casts it to int64 first, 8 bytes a pair, which took longer than both comparisons.
+        inside = torch.lt(ranked, low_edge, out=scratch[:stop - start]).sum(1)
+        in_band = torch.le(ranked, high_edge, out=scratch[:stop - start]).sum(1).sub_(inside)
         # A row whose band holds only its k_i-th neighbour needs no exact distance: that one is inside.
-        alone = band.sum(1, dtype=torch.int32) == 1
+        alone = in_band == 1
         undecided = torch.nonzero(~alone).flatten()
-        row, column = torch.nonzero(band[undecided], as_tuple=True)
+        undecided_ranked = ranked[undecided]
+        band = (undecided_ranked >= low_edge[undecided]) & (undecided_ranked <= high_edge[undecided])
+        row, column = torch.nonzero(band, as_tuple=True)
         row = undecided[row]
         exact = _distances(x, order[row + start], order[column])
         # The exact k_i-th same-class distance is the (k_i - same-class points surely inside)-th of
@@ -327,6 +368,6 @@ def _euclidean_within_counts(x, labels, k_per_point, k, dtype=None):
         surely_inside = (nearest[:, :-1] < low_edge) & (torch.arange(1, k, device=x.device) < ranks)
         radius = _kth_smallest_per_row(row[same], exact[same], ranks - surely_inside.sum(1, keepdim=True))
         close_inside = (exact <= radius[row, 0]).to(torch.float64)
-        counts = inside.sum(1, dtype=torch.int32).add_(alone).to(torch.float64)
+        counts = inside.to(torch.float64).add_(alone)
         within[order[start:stop]] = counts.index_add_(0, row, close_inside)
     return within

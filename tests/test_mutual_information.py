@@ -13,6 +13,7 @@ from sklearn.preprocessing import scale
 
 from analysis.estimator_comparison import mixture, mixture_truth
 from analysis.mutual_information import (
+    _WORKSPACES,
     _euclidean_within_counts,
     chunks,
     gram,
@@ -232,12 +233,29 @@ def test_euclidean_counts_on_tied_jittered_data_equal_brute_force_float64(width,
     assert torch.equal(prepared, prepare(x, standardize=False, jitter=1e-10))  # the input is left as it was
 
 
-def test_gram_is_the_matrix_product_off_the_diagonal():
-    a = torch.randn(70, 1300, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
-    expected = (a @ a.T).fill_diagonal_(0)
-    assert torch.allclose(gram(a).fill_diagonal_(0), expected, rtol=0, atol=1e-9)
-    assert torch.allclose(gram(a.float()).fill_diagonal_(0), expected.float(), rtol=0, atol=1e-2)
-    assert torch.allclose(gram(a[:, :100]).fill_diagonal_(0), (a[:, :100] @ a[:, :100].T).fill_diagonal_(0))
+def test_gram_is_the_matrix_product_written_into_out():
+    """300 rows: the mirrored triangle spans several strips; 1,300 columns: three blocks (syrk on the CPU)."""
+    a = torch.randn(300, 1300, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    expected = a @ a.T
+    out = torch.full((300, 300), float("nan"), dtype=torch.float64)  # whatever a kept buffer held
+    assert gram(a, out=out) is out
+    assert torch.allclose(out, expected, rtol=0, atol=1e-9)
+    assert torch.allclose(gram(a.float()), expected.float(), rtol=0, atol=1e-2)
+    assert torch.allclose(gram(a[:, :100]), a[:, :100] @ a[:, :100].T)  # below SYRK_MIN_WIDTH: matrix products
+
+
+def test_buffers_kept_between_calls_carry_nothing_over():
+    """Whatever the kept CPU buffers hold (NaN here), every count is exact: a larger problem after a smaller
+    one, a wider one after a narrower one, and back."""
+    x, labels = hard_cases()["wide"]
+    prepared = prepare(x, standardize=False, jitter=1e-10)
+    problems = [(prepared[:120, :300], labels[:120]), (prepared, labels), (prepared[:120, :300], labels[:120])]
+    for data, data_labels in problems:
+        expected = ross_by_differences(data, data_labels)
+        for buffer in vars(_WORKSPACES).values():
+            buffer.fill_(float("nan"))
+        assert ross_mi(data, data_labels, standardize=False, jitter=0) == pytest.approx(expected, abs=1e-12)
+    assert vars(_WORKSPACES)  # the buffers were kept
 
 
 def test_ross_accepts_activations_that_require_grad():
