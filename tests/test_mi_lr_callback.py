@@ -131,9 +131,9 @@ def test_callback_sets_the_optimizer_rates_during_a_fit(tmp_path):
     assert len(saved) == 4 and saved[-1]["lr"] == {}  # plus the measurement after the last epoch
 
 
-def test_resume_restores_state_and_gives_the_same_rates(tmp_path):
-    def fit(root, max_epochs, ckpt_path=None):
-        callback = quick_callback()
+def test_resume_restores_state_and_gives_the_same_rates(tmp_path, monkeypatch):
+    def fit(root, max_epochs, ckpt_path=None, callback=None):
+        callback = callback or quick_callback()
         checkpoint = L.pytorch.callbacks.ModelCheckpoint(dirpath=root / "checkpoints", save_last=True)
         trainer = make_trainer(root, [callback, checkpoint], max_epochs=max_epochs)
         trainer.fit(make_model(), DigitsDataModule(batch_size=32), ckpt_path=ckpt_path)
@@ -141,7 +141,13 @@ def test_resume_restores_state_and_gives_the_same_rates(tmp_path):
 
     uninterrupted, _ = fit(tmp_path / "a", 4)
     first, _ = fit(tmp_path / "b", 2)
-    resumed, trainer = fit(tmp_path / "b", 4, ckpt_path=str(tmp_path / "b" / "checkpoints" / "last.ckpt"))
+    # The subsample and I(X; Y) come from the checkpoint, not from drawing and estimating them again.
+    monkeypatch.setattr("callbacks.mutual_information.balanced_subsample",
+                        lambda *args: pytest.fail("the subsample was drawn again on resume"))
+    callback = quick_callback()
+    monkeypatch.setattr(callback, "reference_mi", lambda *args: pytest.fail("I(X; Y) was estimated again on resume"))
+    resumed, trainer = fit(tmp_path / "b", 4, ckpt_path=str(tmp_path / "b" / "checkpoints" / "last.ckpt"),
+                           callback=callback)
     assert resumed.indices == first.indices == uninterrupted.indices
     assert resumed.history[:2] == first.history
     assert [r["lr"] for r in resumed.history] == [r["lr"] for r in uninterrupted.history]
