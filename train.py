@@ -26,7 +26,7 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from lightning.fabric.utilities.rank_zero import rank_zero_only
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher
 from omegaconf import DictConfig, OmegaConf
 
@@ -45,6 +45,16 @@ def instantiate_group(cfg: DictConfig, name: str) -> list:
     group = cfg.get(name) or {}
     return [instantiate_node(node, f"{name}.{key}") for key, node in group.items()
             if isinstance(node, DictConfig) and "_target_" in node]
+
+
+def callbacks_with_somewhere_to_log(callbacks: list, loggers: list) -> list:
+    """Without a logger (``logger=none``) Lightning refuses a LearningRateMonitor, which would have nothing to
+    log to: leave it out, and say so."""
+    if loggers or not any(isinstance(callback, LearningRateMonitor) for callback in callbacks):
+        return callbacks
+    log.info("No logger (logger=none): the learning-rate monitor (callbacks.lr_monitor) has nothing to log to "
+             "and is left out.")
+    return [callback for callback in callbacks if not isinstance(callback, LearningRateMonitor)]
 
 
 def resolve_ckpt_path(ckpt_path: str | None, trainer: L.Trainer) -> str | None:
@@ -131,8 +141,9 @@ def train(cfg: DictConfig) -> dict:
     datamodule = instantiate_node(cfg.data, "data")
     model = instantiate_node(cfg.model, "model")
     check_data_fits_model(cfg, datamodule, model)
-    callbacks = [*instantiate_group(cfg, "callbacks"), DestroyProcessGroupAtExit()]
     loggers = instantiate_group(cfg, "logger")
+    callbacks = [*callbacks_with_somewhere_to_log(instantiate_group(cfg, "callbacks"), loggers),
+                 DestroyProcessGroupAtExit()]
     trainer: L.Trainer = instantiate_node(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))

@@ -50,3 +50,11 @@ def test_results_json_holds_metrics_config_and_seed(make_cfg):
 @pytest.mark.parametrize(("logger", "expected"), [("tensorboard", {"csv", "tensorboard"}), ("wandb", {"csv", "wandb"})])
 def test_every_logger_keeps_the_csv_log(make_cfg, logger, expected):
     assert set(make_cfg(f"logger={logger}").logger) == expected
+
+
+def test_logger_none_trains_without_the_lr_monitor(make_cfg, caplog):
+    """Lightning refuses a LearningRateMonitor without a logger; `logger=none` with the default callbacks trains."""
+    with caplog.at_level("INFO", logger="train"):
+        results = train(make_cfg("logger=none", "debug=limit"))
+    assert {"train/loss", "test/acc"} <= set(results["metrics"])
+    assert "the learning-rate monitor (callbacks.lr_monitor) has nothing to log to and is left out" in caplog.text
