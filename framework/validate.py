@@ -10,12 +10,14 @@ Add a rule with :func:`rule`; :func:`validate` raises :class:`ConfigError` (fram
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from numbers import Integral, Real
 from pathlib import Path
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
@@ -31,6 +33,7 @@ class Rule:
 
 
 RULES: list[Rule] = []
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
 def rule(key: str, check: Callable[[object], bool], allowed: str) -> None:
@@ -215,6 +218,8 @@ def validate(cfg: DictConfig) -> None:
     check_group_entries_have_targets(cfg)
     check_accelerator(cfg)
     check_validation_monitor(cfg)
+    check_nested_groups_chosen_with_a_slash(cfg)
+    check_partial_arguments(cfg)
 
 
 def check_accelerator(cfg: DictConfig) -> None:
@@ -238,12 +243,55 @@ def check_accelerator(cfg: DictConfig) -> None:
 
 
 def check_validation_monitor(cfg: DictConfig) -> None:
-    """Without a validation split nothing may monitor a val/ metric (checkpointing, early stopping)."""
+    """Without validation nothing may monitor a val/ metric (checkpointing, early stopping)."""
     metric = _lookup(cfg, "optimized_metric")
-    if _lookup(cfg, "data.val_fraction") == 0 and isinstance(metric, str) and metric.startswith("val/"):
-        raise ConfigError(f"Config key 'data.val_fraction' is 0 (no validation split), but optimized_metric is "
-                          f"{metric!r}, which checkpointing and early stopping monitor; set optimized_metric=null "
-                          f"and callbacks.early_stopping=null, or give a validation fraction.")
+    if not (isinstance(metric, str) and metric.startswith("val/")):
+        return
+    for key, meaning, remedy in (("data.val_fraction", "no validation split", "give a validation fraction"),
+                                 ("trainer.limit_val_batches", "no validation batches", "allow validation batches")):
+        if _lookup(cfg, key) == 0:
+            raise ConfigError(f"Config key '{key}' is 0 ({meaning}), but optimized_metric is {metric!r}, which "
+                              f"checkpointing and early stopping monitor; set optimized_metric=null and "
+                              f"callbacks.early_stopping=null, or {remedy}.")
+
+
+def check_nested_groups_chosen_with_a_slash(cfg: DictConfig) -> None:
+    """``model.optimizer=adam`` replaces the optimizer's config by the string 'adam'. Where the model takes its
+    optimizer from the nested group conf/model/optimizer/, an option is chosen with a slash
+    (``model/optimizer=adam``); elsewhere the optimizer is the model's own config, changed key by key."""
+    choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+    for folder in sorted(path for path in CONFIG_DIR.glob("*/*") if path.is_dir()):
+        group = folder.relative_to(CONFIG_DIR).as_posix()
+        key, value = group.replace("/", "."), _lookup(cfg, group.replace("/", "."))
+        if not isinstance(value, str):
+            continue
+        if group in choices:
+            options = ", ".join(sorted(path.stem for path in folder.glob("*.yaml")))
+            raise ConfigError(f"Config key '{key}' is {value!r}, but it holds a config of the group {group}; "
+                              f"choose one with {group}={value} (one of: {options}).")
+        raise ConfigError(f"Config key '{key}' is {value!r}, but it holds a config, and this model does not take "
+                          f"it from the group {group}; set {key}._target_ (a class path) and its arguments "
+                          f"({key}.<argument>=<value>, ~{key}.<argument> to remove one).")
+
+
+def check_partial_arguments(cfg: DictConfig, node=None, prefix: str = "") -> None:
+    """A ``_partial_`` node (an optimizer, a scheduler) is called only once training starts: its keys must be
+    arguments of its target before then (``model.optimizer._target_=torch.optim.Adam`` keeps SGD's momentum)."""
+    node = cfg if node is None else node
+    if isinstance(node, DictConfig) and node.get("_partial_") is True and isinstance(node.get("_target_"), str):
+        try:
+            parameters = inspect.signature(get_object(node._target_)).parameters
+        except (ValueError, TypeError):  # no signature to read: leave it to the call
+            parameters = {}
+        if parameters and not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+            for name in node.keys():
+                if not str(name).startswith("_") and name not in parameters:
+                    raise ConfigError(f"Config key '{prefix}.{name}' is not an argument of "
+                                      f"{node._target_.rsplit('.', 1)[-1]}; remove it with ~{prefix}.{name} or fix "
+                                      f"its spelling.")
+    if isinstance(node, DictConfig):
+        for name in node.keys():
+            check_partial_arguments(cfg, node._get_node(name), f"{prefix}.{name}" if prefix else str(name))
 
 
 def check_data_splits(cfg: DictConfig) -> None:

@@ -110,6 +110,14 @@ ROWS = [
     # ---- model
     row("lr", "model.optimizer.lr=-0.1", expect="'model.optimizer.lr' is -0.1, but it must be a number > 0"),
     row("momentum", "model.optimizer.momentum=1.5", expect="'model.optimizer.momentum' is 1.5"),
+    row("optimizer-by-name", "model.optimizer=adam",
+        expect=("'model.optimizer' is 'adam'", "does not take it from the group model/optimizer", "_target_")),
+    row("optimizer-group-by-name", "experiment=szegedy_fc100", "model.optimizer=adam",
+        expect="choose one with model/optimizer=adam (one of: adam, lbfgs, sgd)"),
+    row("optimizer-argument", "model.optimizer._target_=torch.optim.Adam",
+        expect="'model.optimizer.momentum' is not an argument of Adam; remove it with ~model.optimizer.momentum"),
+    row("scheduler-argument", "model.scheduler={_target_:torch.optim.lr_scheduler.StepLR,_partial_:true,step:1}",
+        expect="'model.scheduler.step' is not an argument of StepLR"),
     row("net-target", "model.net._target_=lightning_modules.lenet5.LeNet6", expect="'model.net._target_'"),
     row("net-argument", "+model.net.depth=3", expect="'model.net.depth' is not an argument of LeNet5"),
     row("criterion", "model=lenet5_classic", "model.net.criterion=hinge", expect="'model.net.criterion' is 'hinge'"),
@@ -132,6 +140,8 @@ ROWS = [
     # ---- data values and data x model combinations
     row("batch-size", "data.batch_size=0", expect="'data.batch_size' is 0"),
     row("val-fraction", "data.val_fraction=1.0", expect="'data.val_fraction' is 1.0"),
+    row("no-validation-batches", "+trainer.limit_val_batches=0",
+        expect=("'trainer.limit_val_batches' is 0 (no validation batches)", "optimized_metric=null")),
     row("on-device", "+data.on_device=maybe", expect="'data.on_device' is 'maybe'"),
     row("distortion", "experiment=lenet5_classic_mnist_distorted", "data.distortion.scale=1.5",
         expect="'data.distortion' is {'translate': 2.0, 'scale': 1.5"),
