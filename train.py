@@ -26,7 +26,7 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from lightning.fabric.utilities.rank_zero import rank_zero_only
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import Checkpoint, LearningRateMonitor, ModelCheckpoint, ProgressBar
 from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher
 from omegaconf import DictConfig, OmegaConf
 
@@ -47,14 +47,21 @@ def instantiate_group(cfg: DictConfig, name: str) -> list:
             if isinstance(node, DictConfig) and "_target_" in node]
 
 
-def callbacks_with_somewhere_to_log(callbacks: list, loggers: list) -> list:
-    """Without a logger (``logger=none``) Lightning refuses a LearningRateMonitor, which would have nothing to
-    log to: leave it out, and say so."""
-    if loggers or not any(isinstance(callback, LearningRateMonitor) for callback in callbacks):
-        return callbacks
-    log.info("No logger (logger=none): the learning-rate monitor (callbacks.lr_monitor) has nothing to log to "
-             "and is left out.")
-    return [callback for callback in callbacks if not isinstance(callback, LearningRateMonitor)]
+def leave_out_idle_callbacks(callbacks: list, loggers: list, trainer_cfg: DictConfig) -> list:
+    """Leave out, and say so, the callbacks that a setting gives nothing to do (Lightning refuses them): the
+    learning-rate monitor without a logger, a progress bar or checkpointing that the trainer turns off."""
+    idle = {LearningRateMonitor: ("logger=none", not loggers),
+            ProgressBar: ("trainer.enable_progress_bar=false", trainer_cfg.get("enable_progress_bar") is False),
+            Checkpoint: ("trainer.enable_checkpointing=false", trainer_cfg.get("enable_checkpointing") is False)}
+    kept = []
+    for callback in callbacks:
+        setting = next((setting for kind, (setting, applies) in idle.items() if applies and isinstance(callback, kind)),
+                       None)
+        if setting:
+            log.info(f"{setting}: the {type(callback).__name__} callback would have nothing to do and is left out.")
+        else:
+            kept.append(callback)
+    return kept
 
 
 def resolve_ckpt_path(ckpt_path: str | None, trainer: L.Trainer) -> str | None:
@@ -142,7 +149,7 @@ def train(cfg: DictConfig) -> dict:
     model = instantiate_node(cfg.model, "model")
     check_data_fits_model(cfg, datamodule, model)
     loggers = instantiate_group(cfg, "logger")
-    callbacks = [*callbacks_with_somewhere_to_log(instantiate_group(cfg, "callbacks"), loggers),
+    callbacks = [*leave_out_idle_callbacks(instantiate_group(cfg, "callbacks"), loggers, cfg.trainer),
                  DestroyProcessGroupAtExit()]
     trainer: L.Trainer = instantiate_node(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
     for logger in trainer.loggers:

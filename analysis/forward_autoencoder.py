@@ -241,7 +241,12 @@ class Preconditioner:
         sample = features[:: max(1, len(features) // rows)]
         self.mean = sample.mean(0)
         centred = sample - self.mean
-        eigenvalues, eigenvectors = torch.linalg.eigh((centred.T @ centred).double() / len(sample))
+        covariance = (centred.T @ centred).double() / len(sample)
+        # Decomposed at unit mean variance: one-thread LAPACK (dsyevd) failed to converge on a covariance of
+        # ~1e-6 and rank one (saturated features of a large lambda, `model=forward_autoencoder debug=limit`).
+        scale = covariance.diagonal().mean().clamp(min=torch.finfo(torch.float64).tiny)
+        eigenvalues, eigenvectors = torch.linalg.eigh(covariance / scale)
+        eigenvalues = eigenvalues * scale
         self.eigenvectors = eigenvectors.to(features.dtype)
         self.inverse = (1 / (eigenvalues.clamp(min=0) / num_classes + taus[:, None])).to(features.dtype)  # [T, J]
         self.num_classes = num_classes

@@ -332,7 +332,8 @@ class InMemoryDataModule(L.LightningDataModule):
         return self._loader("test", shuffle=False)
 
     def to_float(self, images: torch.Tensor, distortion_draws: torch.Tensor | None = None) -> torch.Tensor:
-        """uint8 [N, C, H, W] -> normalised float32, padded to ``pad_to``, distorted, flattened if asked."""
+        """uint8 [N, C, H, W] -> normalised floats (float32, or the dtype of trainer.precision), padded to ``pad_to``,
+        distorted, flattened if asked."""
         images = images.float().div_(255.0)
         if self.pad_to is not None:
             height, width = images.shape[-2:]
@@ -350,7 +351,10 @@ class InMemoryDataModule(L.LightningDataModule):
         if self.mean.device != images.device:  # moved once, not copied to the accelerator every batch
             self.mean, self.std = self.mean.to(images.device), self.std.to(images.device)
         images = (images - self.mean) / self.std
-        return images.flatten(1) if self.flatten else images
+        images = images.flatten(1) if self.flatten else images
+        # Lightning converts each batch for trainer.precision (64-true, bf16-true) before it reaches these hooks,
+        # while the images are still uint8: convert the floats made here.
+        return self.trainer.precision_plugin.convert_input(images) if self.trainer is not None else images
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         images, targets, *index = batch

@@ -1,3 +1,5 @@
+import lightning as L
+import pytest
 import torch
 
 from datamodules.base import EpochSeededSampler, seeded_split
@@ -43,3 +45,24 @@ def test_digits_are_uint8_32x32_with_a_held_out_test_split():
     whole = rows(*DigitsDataModule(test_fraction=0.0).load_split("train"))
     (kinds, counts), (all_kinds, all_counts) = (r.unique(dim=0, return_counts=True) for r in (splits, whole))
     assert torch.equal(kinds, all_kinds) and torch.equal(counts, all_counts)
+
+
+@pytest.mark.parametrize(("precision", "dtype"), [("64-true", torch.float64), ("bf16-true", torch.bfloat16),
+                                                  ("bf16-mixed", torch.float32), ("32-true", torch.float32)])
+def test_batches_reach_the_model_in_the_dtype_of_trainer_precision(precision, dtype):
+    """Lightning converts a batch for trainer.precision before the datamodule turns its uint8 images into floats."""
+    module = DigitsDataModule(batch_size=16)
+    module.setup("fit")
+    batch = next(iter(module.train_dataloader()))
+    reference, _ = module.on_after_batch_transfer(batch, 0)
+    module.trainer = L.Trainer(precision=precision, accelerator="cpu", logger=False)
+    images, targets = module.on_after_batch_transfer(batch, 0)
+    assert images.dtype == dtype and targets.dtype == torch.int64
+    assert torch.equal(images, reference.to(dtype))
+
+
+def test_double_precision_trains_end_to_end(make_cfg):
+    from train import train
+
+    metrics = train(make_cfg("trainer.precision=64", "debug=limit", "logger=none"))["metrics"]
+    assert {"train/loss", "test/acc"} <= set(metrics) and torch.isfinite(torch.tensor(metrics["test/loss"]))

@@ -12,6 +12,7 @@ from threadpoolctl import threadpool_limits
 
 from analysis.forward_autoencoder import (
     DecoderPath,
+    Preconditioner,
     accuracy,
     decoder_transpose,
     encode,
@@ -366,6 +367,37 @@ def test_digits_pipeline_beats_chance_and_best_checkpoint_reproduces(make_cfg):
     restored = trainer.test(instantiate(cfg.model), datamodule=instantiate(cfg.data), ckpt_path=str(checkpoint),
                             verbose=False)
     assert restored[0]["test/acc"] == pytest.approx(metrics["test/acc"])
+
+
+def test_a_few_batches_solve_at_one_thread(make_cfg):
+    """`python train.py model=forward_autoencoder debug=limit` at one thread: 192 samples and lambdas up to 100
+    give saturated features whose covariance (~1e-6, rank one) one-thread LAPACK did not decompose unscaled."""
+    from train import train
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        results = train(make_cfg("model=forward_autoencoder", "debug=limit", "logger=none"))
+    finally:
+        torch.set_num_threads(threads)
+    assert results["epochs_completed"] == 2 and results["metrics"]["val/acc"] > 0.1
+
+
+def test_preconditioner_is_the_same_at_any_feature_scale():
+    """The covariance is decomposed at unit mean variance and its eigenvalues scaled back."""
+    features = torch.rand(300, 40, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    taus = torch.tensor([1e-8, 1e-6], dtype=torch.float64)
+    q = torch.randn(2, 10, 41, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    index = torch.arange(2)
+    small = Preconditioner(features * 1e-3, taus, num_classes=10)
+    unit = Preconditioner(features, taus * 1e6, num_classes=10)
+    centred = features - features.mean(0)
+    expected = torch.linalg.eigvalsh(centred.T @ centred / len(features))
+    assert torch.allclose(small.inverse[0], 1 / (expected.clamp(min=0) * 1e-6 / 10 + 1e-8), rtol=1e-6)
+    scaled_q = torch.cat([q[..., :-1] * 1e-3, q[..., -1:]], dim=2)  # gradients in the small features' units
+    small_step, unit_step = small(scaled_q, index), unit(q, index)  # the same step: W f = (W / a) (a f)
+    assert torch.allclose(small_step[..., :-1] * 1e-3, unit_step[..., :-1], rtol=1e-6, atol=1e-12)
+    assert torch.allclose(small_step[..., -1], unit_step[..., -1], rtol=1e-6, atol=1e-12)
 
 
 def fake_run(feature_map: str, seed: int, acc: float, rho: float = 0.2, hidden_size: int = 750) -> dict:

@@ -52,9 +52,24 @@ def test_every_logger_keeps_the_csv_log(make_cfg, logger, expected):
     assert set(make_cfg(f"logger={logger}").logger) == expected
 
 
-def test_logger_none_trains_without_the_lr_monitor(make_cfg, caplog):
-    """Lightning refuses a LearningRateMonitor without a logger; `logger=none` with the default callbacks trains."""
+@pytest.mark.parametrize(("setting", "left_out"), [("logger=none", "LearningRateMonitor"),
+                                                    ("+trainer.enable_progress_bar=false", "TQDMProgressBar"),
+                                                    ("+trainer.enable_checkpointing=false", "ModelCheckpoint")])
+def test_a_setting_that_idles_a_default_callback_leaves_it_out(make_cfg, caplog, setting, left_out):
+    """Lightning refuses these callbacks with these settings; with the default callbacks the run trains."""
     with caplog.at_level("INFO", logger="train"):
-        results = train(make_cfg("logger=none", "debug=limit"))
+        results = train(make_cfg(setting, "debug=limit"))
     assert {"train/loss", "test/acc"} <= set(results["metrics"])
-    assert "the learning-rate monitor (callbacks.lr_monitor) has nothing to log to and is left out" in caplog.text
+    assert f"the {left_out} callback would have nothing to do and is left out" in caplog.text
+    assert (results["best_checkpoint"] is None) == (left_out == "ModelCheckpoint")
+
+
+def test_early_stopping_stops_after_validation_and_max_steps_ends_before_one(make_cfg):
+    """Early stopping is checked after each validation: it stops a run whose val/acc cannot improve by min_delta,
+    and a run that ends before its first validation (+trainer.max_steps shorter than an epoch) tests its weights."""
+    stopped = train(make_cfg("callbacks.early_stopping.patience=0", "callbacks.early_stopping.min_delta=1.0",
+                             "trainer.max_epochs=5", "logger=none"))
+    assert stopped["epochs_completed"] == 2  # the first validation sets the best, the second cannot beat it by 1.0
+    short = train(make_cfg("+trainer.max_steps=5", "logger=none"))
+    assert short["evaluated_checkpoint"] == "final weights" and "test/acc" in short["metrics"]
+    assert "val/acc" not in short["metrics"]
