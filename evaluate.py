@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from analysis import perceptual_study, szegedy_study
 from analysis.mi_lr_study import study_table
 from analysis.mi_sample_size import figure1
-from analysis.results_table import check_keys, checkpoint_note, overridden_keys, results_table
+from analysis.results_table import check_keys, checkpoint_note, config_value, overridden_keys, results_table
 from framework.errors import ConfigError, reporting_user_errors, run_entry_point
 from framework.results import load_results
 from framework.validate import check_missing_values
@@ -34,9 +34,35 @@ EXAMPLE = "python evaluate.py runs=logs/train/multiruns/<date>_<time>"
 STD_NOTE = "± is the sample standard deviation (n - 1 in the denominator) over the runs of a row (their seeds)."
 
 
+# The runs a study reads, by task-name prefix: (config key, its value in such runs, how they are made). The
+# other tasks read any run.
+STUDIED_RUNS = {
+    "reae_": ("model._target_", "lightning_modules.forward_autoencoder.ForwardAutoencoderModule",
+              "model=forward_autoencoder, e.g. experiment=reae_table1_digits"),
+    "perceptual_": ("model._target_", "lightning_modules.perceptual_autoencoder.PerceptualAutoencoderModule",
+                    "experiment=perceptual_*"),
+    "mi_lr_study": ("callbacks.mi_lr._target_", "callbacks.mutual_information.MutualInformationLR",
+                    "callbacks=mi_lr, e.g. experiment=mi_lr_digits"),
+}
+
+
+def check_studied_runs(cfg: DictConfig, runs: list[dict]) -> None:
+    """A study of one kind of run given none of that kind: one sentence, not an empty table or a traceback."""
+    for prefix, (key, value, made_by) in STUDIED_RUNS.items():
+        if cfg.task.startswith(prefix) and not any(config_value(run.get("config", {}), key) == value for run in runs):
+            raise ConfigError(f"Config key 'runs' is {cfg.runs!r}, whose {len(runs)} run(s) task={cfg.task} does not "
+                              f"study: it reads runs made with {made_by}; give the directory of such runs.")
+
+
+def as_list(value) -> list:
+    """``metrics=test/acc`` as typed, or ``metrics=[test/acc,val/acc]``."""
+    return [value] if isinstance(value, str) else list(value)
+
+
 def write_markdown(text: str, cfg: DictConfig, default_name: str) -> str:
     runs = Path(cfg.runs)
     output = Path(cfg.output) if cfg.get("output") else (runs if runs.is_dir() else runs.parent) / default_name
+    output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text + "\n")
     print(text)
     print(f"written to {output}")
@@ -49,9 +75,9 @@ def table_task(cfg: DictConfig) -> str:
     Keys: runs, metrics, group_by, output.
     """
     runs = load_results(cfg.runs)
-    metrics = list(cfg.metrics) if cfg.get("metrics") is not None else [
+    metrics = as_list(cfg.metrics) if cfg.get("metrics") is not None else [
         name for name in DEFAULT_METRICS if any(name in run["metrics"] for run in runs)] or list(DEFAULT_METRICS)
-    group_by = list(cfg.group_by) if cfg.get("group_by") is not None else overridden_keys(runs)
+    group_by = as_list(cfg.group_by) if cfg.get("group_by") is not None else overridden_keys(runs)
     check_keys(runs, metrics, group_by)
     return write_markdown(f"{results_table(runs, metrics, group_by)}\n\n{checkpoint_note(runs)} {STD_NOTE}", cfg,
                           "table.md")
@@ -201,7 +227,7 @@ def evaluate(cfg: DictConfig) -> str:
     if OmegaConf.is_missing(cfg, "runs"):
         raise ConfigError(f"Config key 'runs' is not set; name a run or multirun directory, e.g. {EXAMPLE}")
     check_missing_values(cfg)
-    load_results(cfg.runs)  # no results.json under runs: one sentence before any task starts
+    check_studied_runs(cfg, load_results(cfg.runs))  # no results.json, or none a study reads: one sentence first
     return task(cfg)
 
 

@@ -9,6 +9,8 @@ from framework.errors import ConfigError
 from framework.results import write_json_atomic
 from tests.conftest import run_cli
 
+FORWARD_AUTOENCODER = "lightning_modules.forward_autoencoder.ForwardAutoencoderModule"
+
 
 def write_runs(root, runs):
     for number, run in enumerate(runs):
@@ -38,7 +40,8 @@ def test_reae_tasks_write_tables_and_figures(tmp_path):
     for feature_map, accuracies in (("reae", (0.90, 0.91, 0.92)), ("ran", (0.80, 0.81, 0.83))):
         for seed, acc in enumerate(accuracies):
             runs.append({"seed": seed, "metrics": {"test/acc": acc, "chosen/lambda": 0.01, "chosen/tau": 1e-4},
-                         "config": {"model": {"feature_map": feature_map, "rho": 0.2, "hidden_size": 750}}})
+                         "config": {"model": {"_target_": FORWARD_AUTOENCODER, "feature_map": feature_map, "rho": 0.2,
+                                              "hidden_size": 750}}})
     write_runs(sweep, runs)
     tables = evaluate(compose_config([f"runs={sweep}", "task=reae_table1"], tmp_path / "out", "evaluate"))
     assert "| REAN | 91.00 ± 1.00 |" in tables and "| RAN | 1 | 0.00119 | 3 |" in tables
@@ -70,6 +73,30 @@ def test_a_key_no_run_has_is_named_with_the_keys_they_have_and_no_table_is_writt
         evaluate(compose_config([f"runs={sweep}", *override.split()], tmp_path / "out", "evaluate"))
     assert message in raised.value.args[0]
     assert not (sweep / "table.md").exists()
+
+
+def test_one_metric_or_key_may_be_typed_without_brackets_and_output_folders_are_made(tmp_path):
+    sweep = tmp_path / "sweep"
+    write_runs(sweep, [run(0.1, 1, 0.90), run(0.1, 2, 0.92), run(0.01, 1, 0.80)])
+    output = tmp_path / "report" / "tables" / "lr.md"
+    typed = evaluate(compose_config([f"runs={sweep}", "metrics=test/acc", "group_by=model.optimizer.lr",
+                                     f"output={output}"], tmp_path / "out", "evaluate"))
+    listed = evaluate(compose_config([f"runs={sweep}", "metrics=[test/acc]", "group_by=[model.optimizer.lr]"],
+                                     tmp_path / "out", "evaluate"))
+    assert typed == listed and output.read_text().strip() == typed
+
+
+@pytest.mark.parametrize(("task", "made_by"), [("reae_table1", "model=forward_autoencoder"),
+                                               ("reae_figure2", "model=forward_autoencoder"),
+                                               ("perceptual_table1", "experiment=perceptual_*"),
+                                               ("mi_lr_study", "callbacks=mi_lr")])
+def test_a_study_given_runs_of_another_kind_says_which_runs_it_reads(tmp_path, task, made_by):
+    sweep = tmp_path / "sweep"
+    write_runs(sweep, [run(0.1, 1, 0.9), run(0.01, 1, 0.8)])
+    with pytest.raises(ConfigError, match=f"whose 2 run\\(s\\) task={task} does not study: it reads runs made with "
+                                          f"{made_by.replace('*', '[*]')}"):
+        evaluate(compose_config([f"runs={sweep}", f"task={task}"], tmp_path / "out", "evaluate"))
+    assert list(sweep.glob("*.md")) == [] and list(sweep.glob("*.png")) == []
 
 
 def test_every_task_documents_keys_that_conf_evaluate_yaml_defines():

@@ -236,7 +236,8 @@ def test_evaluate_probes_a_finished_runs_checkpoint(tmp_path, lunarlander):
     torch.manual_seed(0)
     model = PerceptualAutoencoderModule("I-I-PW", latent_dim=8)
     torch.save({"state_dict": model.state_dict()}, run_dir / "best.ckpt")
-    write_json_atomic(run_dir / "results.json", {"metrics": {}, "best_checkpoint": str(run_dir / "best.ckpt")})
+    write_json_atomic(run_dir / "results.json", {"metrics": {}, "best_checkpoint": str(run_dir / "best.ckpt"),
+                                                 "config": {"model": model_cfg}})
     text = evaluate(compose_config([f"runs={run_dir}", "task=perceptual_probe"], tmp_path / "out", "evaluate"))
     probe = json.loads((run_dir / "probe.json").read_text())
     expected = EmbeddingProbe(task="regression", grid=[[]], max_epochs=5, patience=2).run(model, lunarlander)
