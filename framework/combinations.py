@@ -10,6 +10,8 @@ Whatever an object does not say is not checked. The one sentence names the keys 
 
 from __future__ import annotations
 
+import math
+
 from omegaconf import DictConfig, OmegaConf
 
 from framework.errors import ConfigError
@@ -34,9 +36,12 @@ def either(fixes: list[str]) -> str:
 
 
 def shape_problems(cfg: DictConfig, stored: tuple[int, ...], shape: tuple[int, ...],
-                   expected: tuple[int, ...]) -> list[str]:
-    """What differs between the data's ``shape`` (from ``stored`` images) and the model's ``expected`` one."""
+                   expected: tuple[int, ...], takes_vectors: bool = False) -> list[str]:
+    """What differs between the data's ``shape`` (from ``stored`` images) and the model's ``expected`` one
+    (``takes_vectors``: the model also takes that image flattened)."""
     if len(shape) == 1 and len(expected) == 3:
+        if takes_vectors and shape[0] == math.prod(expected):
+            return []
         return [f"the model expects {'x'.join(map(str, expected))} images, the data gives vectors of {shape[0]} "
                 f"(set data.flatten=false)"]
     if len(shape) != len(expected):
@@ -83,6 +88,7 @@ def check_data_fits_model(cfg: DictConfig, datamodule, model) -> None:
     shape = datamodule.sample_shape() if hasattr(datamodule, "sample_shape") else None
     expected = getattr(model, "input_shape", None)
     if shape and expected:
-        problems += shape_problems(cfg, tuple(datamodule.image_shape), tuple(shape), tuple(expected))
+        problems += shape_problems(cfg, tuple(datamodule.image_shape), tuple(shape), tuple(expected),
+                                   getattr(model, "takes_vectors", False))
     if problems:
         raise ConfigError(f"{type(datamodule).__name__} does not fit {model_name(model)}: {'; '.join(problems)}.")

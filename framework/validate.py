@@ -220,6 +220,7 @@ def validate(cfg: DictConfig) -> None:
     check_validation_monitor(cfg)
     check_nested_groups_chosen_with_a_slash(cfg)
     check_partial_arguments(cfg)
+    check_sdlm_has_its_hessian(cfg)
 
 
 def check_accelerator(cfg: DictConfig) -> None:
@@ -253,6 +254,18 @@ def check_validation_monitor(cfg: DictConfig) -> None:
             raise ConfigError(f"Config key '{key}' is 0 ({meaning}), but optimized_metric is {metric!r}, which "
                               f"checkpointing and early stopping monitor; set optimized_metric=null and "
                               f"callbacks.early_stopping=null, or {remedy}.")
+
+
+def check_sdlm_has_its_hessian(cfg: DictConfig) -> None:
+    """SDLM steps by the Hessian diagonal that the HessianEstimation callback estimates before every epoch."""
+    if _lookup(cfg, "model.optimizer._target_") != "lightning_modules.sdlm.SDLM":
+        return
+    callbacks = _lookup(cfg, "callbacks")
+    targets = [node.get("_target_") for node in (callbacks.values() if isinstance(callbacks, DictConfig) else ())
+               if isinstance(node, DictConfig)]
+    if "callbacks.hessian_estimation.HessianEstimation" not in targets:
+        raise ConfigError("Config key 'model.optimizer._target_' is SDLM, which steps by a Hessian diagonal that no "
+                          "callback estimates; add callbacks=sdlm (or the HessianEstimation callback to yours).")
 
 
 def check_nested_groups_chosen_with_a_slash(cfg: DictConfig) -> None:
@@ -313,7 +326,10 @@ def check_group_entries_have_targets(cfg: DictConfig) -> None:
         entries = _lookup(cfg, group)
         for name, node in entries.items() if isinstance(entries, DictConfig) else ():
             if isinstance(node, DictConfig) and "_target_" not in node:
+                defining = [path.stem for path in sorted((CONFIG_DIR / group).glob("*.yaml"))
+                            if name in (OmegaConf.load(path) or {})] or [name]
                 raise ConfigError(
                     f"Config key '{group}.{name}' sets {', '.join(map(str, node.keys()))} but names no {group} "
-                    f"(_target_); add the {group} (e.g. {group}={name}) or remove these options."
+                    f"(_target_); add the {group} (e.g. {' or '.join(f'{group}={o}' for o in defining)}) or "
+                    f"remove these options."
                 )

@@ -56,6 +56,7 @@ class ClassificationModule(StageSteps, L.LightningModule):
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.net = torch.compile(net) if compile else net
         self.input_shape = getattr(net, "input_shape", None)  # what the network takes, when it says so
+        self.takes_vectors = getattr(net, "takes_vectors", False)  # and whether it takes that image flattened
         self.accuracy = nn.ModuleDict(
             # validate_args=False: the per-batch label checks cost a torch.unique per step; the loss
             # already rejects out-of-range labels.

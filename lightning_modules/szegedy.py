@@ -54,6 +54,8 @@ class SzegedyNet(nn.Module):
         if kind == "ae" and len(hidden) != 1:
             raise ConfigError(f"Config key 'model.net.hidden' is {hidden}, but kind 'ae' has one layer, e.g. [400].")
         self.kind, self.dropout = kind, dropout
+        self.input_shape = (1, image_size, image_size)  # one image [C, H, W] (framework/combinations.py)
+        self.takes_vectors = kind != "conv"  # its first layer flattens: vectors of H x W values work too
         self.sparsity, self.sparsity_weight = sparsity, sparsity_weight
         width = image_size * image_size
         names = []

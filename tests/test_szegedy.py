@@ -7,8 +7,10 @@ import lightning as L
 import pytest
 import torch
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from datamodules.mnist import MNISTDataModule
+from framework.combinations import shape_problems
 from lightning_modules.szegedy import SzegedyModule, SzegedyNet
 from tests.dataset_files import write_mnist
 
@@ -38,6 +40,13 @@ def test_every_kind_maps_mnist_images_to_ten_scores(kind, hidden, layers, repres
     # Scores from any hidden representation equal the full forward pass (what adversarial training relies on).
     for start, h in enumerate(hidden_outputs, 1):
         torch.testing.assert_close(net.forward_from(h, start), net(x))
+    # What it says it takes (framework/combinations.py): MNIST images; flattened too, unless it convolves.
+    assert net.input_shape == (1, 28, 28) and net.takes_vectors == (kind != "conv")
+    if net.takes_vectors:
+        torch.testing.assert_close(net(x.flatten(1)), net(x))
+    fits = shape_problems(OmegaConf.create({}), (1, 28, 28), (784,), net.input_shape, net.takes_vectors)
+    assert fits == ([] if net.takes_vectors else ["the model expects 1x28x28 images, the data gives vectors of 784 "
+                                                  "(set data.flatten=false)"])
 
 
 def test_wrong_weight_decay_length_names_the_key():

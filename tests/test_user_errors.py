@@ -137,6 +137,12 @@ ROWS = [
     row("sdlm-schedule", "model=lenet5_classic_sdlm", "callbacks=sdlm", "model.scheduler.epochs=[2,3]",
         expect="'model.scheduler.epochs' has 2 epoch counts and 'model.scheduler.values' 5 values"),
     row("sdlm-mu", "model=lenet5_classic_sdlm", "callbacks=sdlm", "model.optimizer.mu=-1", expect="mu=-1"),
+    row("sdlm-without-hessian", "model=lenet5_classic_sdlm", expect=("SDLM", "add callbacks=sdlm")),
+    row("sdlm-options-without-callback", "experiment=lenet5_classic_mnist", "callbacks=default",
+        expect=("'callbacks.hessian_estimation' sets first_epoch_every_n_steps", "e.g. callbacks=sdlm")),
+    row("szegedy-padded-mnist", "model=szegedy", "data=mnist",
+        expect="the model expects 28x28 images, the data has 32x32 (set data.pad_to=null)"),
+    row("szegedy-digits", "model=szegedy", expect="(set data.image_size=28)"),
     # ---- data values and data x model combinations
     row("batch-size", "data.batch_size=0", expect="'data.batch_size' is 0"),
     row("val-fraction", "data.val_fraction=1.0", expect="'data.val_fraction' is 1.0"),
