@@ -354,7 +354,8 @@ class InMemoryDataModule(L.LightningDataModule):
         images = images.flatten(1) if self.flatten else images
         # Lightning converts each batch for trainer.precision (64-true, bf16-true) before it reaches these hooks,
         # while the images are still uint8: convert the floats made here.
-        return self.trainer.precision_plugin.convert_input(images) if self.trainer is not None else images
+        precision = getattr(self.trainer, "precision_plugin", None)  # None: no trainer (or a stand-in without one)
+        return precision.convert_input(images) if precision is not None else images
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         images, targets, *index = batch
