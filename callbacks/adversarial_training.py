@@ -33,9 +33,14 @@ class AdversarialTraining(L.Callback):
                  max_iter: int = 30, seed: int = 0):
         self.pool_size, self.refresh_every, self.refresh_fraction = pool_size, refresh_every, refresh_fraction
         self.mix, self.weight, self.layers, self.c_steps, self.max_iter = mix, weight, layers, c_steps, max_iter
-        self.generator = torch.Generator().manual_seed(seed)
+        self.seed, self.generator = seed, None  # the generator is made in setup (see there)
         self.pools: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # layer -> (representations, labels)
         self.steps = 0
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        # Made here, in the process that trains: ddp_spawn pickles the callbacks into its processes, and torch
+        # cannot send a torch.Generator there ("unable to resize file").
+        self.generator = torch.Generator().manual_seed(self.seed)
 
     def representation(self, net, images: torch.Tensor, layer: int) -> torch.Tensor:
         return images if layer == 0 else net.hidden_representations(images)[layer - 1]

@@ -27,6 +27,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 import torchmetrics
+from lightning.pytorch.strategies import DDPStrategy
 
 from analysis.forward_autoencoder import (
     ACTIVATIONS,
@@ -100,10 +101,12 @@ class ForwardAutoencoderModule(L.LightningModule):
 
     # ---- the solve ------------------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
-        if stage == "fit" and self.trainer.world_size > 1:
+        # DDP refuses a module without trained parameters even in one process (trainer=ddp_sim debug=limit).
+        if stage == "fit" and (self.trainer.world_size > 1 or isinstance(self.trainer.strategy, DDPStrategy)):
             raise ConfigError(
-                f"The forward autoencoder solves on the whole training set in one process, but the trainer runs "
-                f"{self.trainer.world_size}; set trainer.devices=1 and trainer.num_nodes=1."
+                f"The forward autoencoder solves on the whole training set in one process without DDP, but the "
+                f"trainer runs {self.trainer.world_size} process(es) with {type(self.trainer.strategy).__name__}; set "
+                f"trainer.devices=1 and trainer.num_nodes=1 and no DDP strategy (e.g. trainer=cpu)."
             )
 
     def configure_optimizers(self):

@@ -73,3 +73,21 @@ def test_early_stopping_stops_after_validation_and_max_steps_ends_before_one(mak
     short = train(make_cfg("+trainer.max_steps=5", "logger=none"))
     assert short["evaluated_checkpoint"] == "final weights" and "test/acc" in short["metrics"]
     assert "val/acc" not in short["metrics"]
+
+
+def _received(rank: int, callbacks: list) -> None:
+    """What a ddp_spawn process does with the callbacks it is sent: unpickle them (the work is done by then)."""
+
+
+def test_every_callback_can_be_sent_to_ddp_spawn_processes(make_cfg):
+    """trainer=ddp_sim (ddp_spawn) pickles the callbacks into its processes; torch cannot send some objects there
+    (a torch.Generator in a callback's __init__ failed with "unable to resize file")."""
+    import torch.multiprocessing
+
+    from train import instantiate_group
+
+    options = [f"callbacks={path.stem}" for path in (Path(__file__).parents[1] / "conf" / "callbacks").glob("*.yaml")]
+    callbacks = [callback for option in [*options, "experiment=szegedy_fc100_adversarial"]  # its callback is inline
+                 for callback in instantiate_group(make_cfg(option), "callbacks")]
+    assert "AdversarialTraining" in {type(callback).__name__ for callback in callbacks}
+    torch.multiprocessing.start_processes(_received, args=(callbacks,), nprocs=1, start_method="spawn")

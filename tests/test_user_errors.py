@@ -198,6 +198,8 @@ ROWS = [
     # seconds of interpreter start-up per worker)
     row("ddp-worker", *MI, "trainer=ddp_sim", "trainer.strategy=ddp_fork", "callbacks.mi_lr.sample_size=5000",
         expect="callbacks.mi_lr.sample_size <= 1150"),
+    row("forward-autoencoder-ddp", "model=forward_autoencoder", "trainer=ddp_sim", "trainer.strategy=ddp_fork",
+        "trainer.devices=1", expect="solves on the whole training set in one process without DDP"),
     row("lr-policy-without-callback", "+lr_policy=layerwise", expect=("'callbacks.mi_lr' sets", "callbacks=mi_lr")),
     row("batch-schedule", *MI, "+batch_schedule=grow", "trainer.reload_dataloaders_every_n_epochs=0",
         expect="trainer.reload_dataloaders_every_n_epochs=1"),
