@@ -42,6 +42,14 @@ class AdversarialTraining(L.Callback):
         # cannot send a torch.Generator there ("unable to resize file").
         self.generator = torch.Generator().manual_seed(self.seed)
 
+    def state_dict(self) -> dict:
+        # A resumed run goes on with the same pools, refresh count and random draws.
+        return {"pools": self.pools, "steps": self.steps, "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state_dict: dict) -> None:  # Lightning restores callbacks after setup
+        self.pools, self.steps = state_dict["pools"], state_dict["steps"]
+        self.generator.set_state(state_dict["generator"])
+
     def representation(self, net, images: torch.Tensor, layer: int) -> torch.Tensor:
         return images if layer == 0 else net.hidden_representations(images)[layer - 1]
 
@@ -64,6 +72,7 @@ class AdversarialTraining(L.Callback):
     def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
         images, labels = batch  # already on the device and converted (on_after_batch_transfer)
         net = module.net
+        self.pools = {layer: (h.to(images.device), y.to(images.device)) for layer, (h, y) in self.pools.items()}
         layers = self.layers if self.layers is not None else list(range(len(net.layer_names)))
         refresh = self.steps % self.refresh_every == 0
         self.steps += 1

@@ -176,3 +176,24 @@ def test_bad_zoo_values_are_one_sentence_naming_the_key(make_cfg, override, key)
 
     with pytest.raises(ConfigError, match=f"Config key '{key}'"):
         validate(make_cfg("experiment=szegedy_fc100", override))
+
+
+def test_adversarial_training_resumed_after_one_epoch_ends_with_the_uninterrupted_weights(make_cfg, tmp_path):
+    """The callback's pools, refresh count and random draws are in the checkpoint."""
+    from train import train
+
+    common = ["experiment=szegedy_fc100_adversarial", "debug=limit", "model.net.hidden=[16,16]", "data.batch_size=16",
+              "callbacks.adversarial_training.pool_size=24", "callbacks.adversarial_training.refresh_every=2",
+              "callbacks.adversarial_training.c_steps=2", "callbacks.adversarial_training.max_iter=5",
+              "trainer.max_epochs=3", "logger=none", "callbacks.progress_bar.refresh_rate=0"]
+    straight = train(make_cfg(*common, f"paths.output_dir={tmp_path / 'straight'}"))
+    train(make_cfg(*common, "trainer.max_epochs=2", f"paths.output_dir={tmp_path / 'resumed'}"))
+    last = tmp_path / "resumed" / "checkpoints" / "last.ckpt"
+    resumed = train(make_cfg(*common, f"ckpt_path={last}", f"paths.output_dir={tmp_path / 'resumed'}"))
+    assert resumed["epochs_completed"] == straight["epochs_completed"] == 3
+
+    def weights(run_dir):
+        return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+
+    expected, actual = weights(tmp_path / "straight"), weights(tmp_path / "resumed")
+    assert all(torch.equal(expected[k], actual[k]) for k in expected)

@@ -91,3 +91,14 @@ def test_every_callback_can_be_sent_to_ddp_spawn_processes(make_cfg):
                  for callback in instantiate_group(make_cfg(option), "callbacks")]
     assert "AdversarialTraining" in {type(callback).__name__ for callback in callbacks}
     torch.multiprocessing.start_processes(_received, args=(callbacks,), nprocs=1, start_method="spawn")
+
+
+def test_last_checkpoint_holds_the_last_epoch_when_the_metric_stopped_improving(make_cfg):
+    """What ckpt_path=auto resumes from. Lightning's save_last wrote last.ckpt only with a new top-k checkpoint,
+    so a resumed run went back to its best epoch."""
+    import torch
+
+    results = train(make_cfg("debug=limit", "seed=42", "logger=none"))  # 2 epochs of 3 batches
+    assert Path(results["best_checkpoint"]).name == "epoch_000.ckpt"  # the case: the second epoch did not improve
+    last = torch.load(Path(results["output_dir"]) / "checkpoints" / "last.ckpt", weights_only=True)
+    assert (last["epoch"], last["global_step"]) == (1, 6)
