@@ -30,7 +30,7 @@ import hydra._internal.utils as hydra_internals
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import (
-    ConfigCompositionException,
+    HydraException,
     InstantiationException,
     MissingConfigException,
     OverrideParseException,
@@ -200,8 +200,12 @@ def _closest_keys(config: DictConfig, key: str) -> list[str]:
     return list(dict.fromkeys(same_name + difflib.get_close_matches(key, keys, n=3, cutoff=0.7)))[:5]
 
 
-def hydra_refusal(error: ConfigCompositionException | OverrideParseException) -> ConfigError:
+def hydra_refusal(error: HydraException) -> ConfigError:
     """One sentence for Hydra's refusal of a command line (Hydra prints several lines and its search path)."""
+    if sweep := re.search(r"BasicSweeper does not support sweep type : (\w+)", str(error)):
+        return ConfigError(f"Hydra's basic sweeper cannot run {sweep[1].lower().removesuffix('_sweep')} sweeps "
+                           f"(interval() is for optimising sweepers such as Optuna's, not installed here); list the "
+                           f"values instead: key=0.01,0.03,0.1, key=range(1,4) or key=choice(a,b).")
     if isinstance(error, OverrideParseException):
         reason = str(error.message).splitlines()[0]
         return ConfigError(f"The command-line override {error.override!r} cannot be parsed ({reason}); write "
@@ -238,7 +242,7 @@ def _reporting_hydra_refusals(compose_or_run: Callable[[], object]):
     """Inside Hydra's own reporter: its refusal of the command line becomes one sentence and exit code 2."""
     try:
         return compose_or_run()
-    except (ConfigCompositionException, OverrideParseException) as error:
+    except HydraException as error:  # composition, parsing, a sweep the sweeper cannot run
         if _job["started"] or os.environ.get("HYDRA_FULL_ERROR") == "1":  # a job's bug; Hydra's debugging output
             raise
         print(report(hydra_refusal(error)), file=sys.stderr)

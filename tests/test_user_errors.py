@@ -107,6 +107,8 @@ ROWS = [
     row("experiment", "experiment=nope", expect=("Config group 'experiment' has no option 'nope'", "szegedy_fc100")),
     row("override-syntax", "seed=[1,", expect=("'seed=[1,' cannot be parsed", "no viable alternative at input '[1,'")),
     row("commas", "seed=1,2", expect=("'seed' is given '1,2'", "seed=[1,2]", "--multirun")),
+    row("interval-sweep", "-m", "model.optimizer.lr=interval(0.01,0.1)",
+        expect=("basic sweeper cannot run interval sweeps", "key=0.01,0.03,0.1")),
     # ---- model
     row("lr", "model.optimizer.lr=-0.1", expect="'model.optimizer.lr' is -0.1, but it must be a number > 0"),
     row("momentum", "model.optimizer.momentum=1.5", expect="'model.optimizer.momentum' is 1.5"),
