@@ -50,6 +50,10 @@ class AdversarialTraining(L.Callback):
         self.pools, self.steps = state_dict["pools"], state_dict["steps"]
         self.generator.set_state(state_dict["generator"])
 
+    def on_train_start(self, trainer, pl_module) -> None:
+        # Pools restored from a checkpoint arrive on the CPU; once, before the first batch, onto the module's device.
+        self.pools = {layer: (h.to(pl_module.device), y.to(pl_module.device)) for layer, (h, y) in self.pools.items()}
+
     def representation(self, net, images: torch.Tensor, layer: int) -> torch.Tensor:
         return images if layer == 0 else net.hidden_representations(images)[layer - 1]
 
@@ -72,7 +76,6 @@ class AdversarialTraining(L.Callback):
     def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
         images, labels = batch  # already on the device and converted (on_after_batch_transfer)
         net = module.net
-        self.pools = {layer: (h.to(images.device), y.to(images.device)) for layer, (h, y) in self.pools.items()}
         layers = self.layers if self.layers is not None else list(range(len(net.layer_names)))
         refresh = self.steps % self.refresh_every == 0
         self.steps += 1

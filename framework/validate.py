@@ -287,10 +287,9 @@ def check_nested_groups_chosen_with_a_slash(cfg: DictConfig) -> None:
                           f"({key}.<argument>=<value>, ~{key}.<argument> to remove one).")
 
 
-def check_partial_arguments(cfg: DictConfig, node=None, prefix: str = "") -> None:
+def check_partial_arguments(node, prefix: str = "") -> None:
     """A ``_partial_`` node (an optimizer, a scheduler) is called only once training starts: its keys must be
     arguments of its target before then (``model.optimizer._target_=torch.optim.Adam`` keeps SGD's momentum)."""
-    node = cfg if node is None else node
     if isinstance(node, DictConfig) and node.get("_partial_") is True and isinstance(node.get("_target_"), str):
         try:
             parameters = inspect.signature(get_object(node._target_)).parameters
@@ -304,7 +303,7 @@ def check_partial_arguments(cfg: DictConfig, node=None, prefix: str = "") -> Non
                                       f"its spelling.")
     if isinstance(node, DictConfig):
         for name in node.keys():
-            check_partial_arguments(cfg, node._get_node(name), f"{prefix}.{name}" if prefix else str(name))
+            check_partial_arguments(node._get_node(name), f"{prefix}.{name}" if prefix else str(name))
 
 
 def check_data_splits(cfg: DictConfig) -> None:
