@@ -30,9 +30,11 @@ from lightning.pytorch.callbacks import Checkpoint, LearningRateMonitor, ModelCh
 from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher
 from omegaconf import DictConfig, OmegaConf
 
+from framework.checkpoints import check_readable_checkpoint, checkpoint_to_test, loading_checkpoint, resolve_ckpt_path
 from framework.combinations import check_data_fits_model
 from framework.errors import instantiate_node, reporting_user_errors, run_entry_point
 from framework.loggers import publish_results
+from framework.monitored_metrics import MonitoredMetricsLogged, monitor_keys
 from framework.process_group import DestroyProcessGroupAtExit
 from framework.results import library_versions, to_float_dict, write_json_atomic
 from framework.validate import validate
@@ -62,20 +64,6 @@ def leave_out_idle_callbacks(callbacks: list, loggers: list, trainer_cfg: DictCo
         else:
             kept.append(callback)
     return kept
-
-
-def resolve_ckpt_path(ckpt_path: str | None, trainer: L.Trainer) -> str | None:
-    """``auto``: this run's last.ckpt when it exists (resume a killed run), otherwise a fresh start."""
-    if ckpt_path != "auto":
-        return ckpt_path
-    for callback in trainer.checkpoint_callbacks:
-        if isinstance(callback, ModelCheckpoint) and callback.dirpath:
-            last = Path(callback.dirpath) / f"{callback.CHECKPOINT_NAME_LAST}{callback.FILE_EXTENSION}"
-            if last.is_file():
-                log.info(f"Resuming from {last}")
-                return str(last)
-    log.info("ckpt_path=auto: no last.ckpt in this run's checkpoint directory, starting fresh")
-    return None
 
 
 def send_lightning_logs_to_hydra() -> None:
@@ -149,7 +137,8 @@ def train(cfg: DictConfig) -> dict:
     model = instantiate_node(cfg.model, "model")
     check_data_fits_model(cfg, datamodule, model)
     loggers = instantiate_group(cfg, "logger")
-    callbacks = [*leave_out_idle_callbacks(instantiate_group(cfg, "callbacks"), loggers, cfg.trainer),
+    callbacks = [MonitoredMetricsLogged(monitor_keys(cfg)),
+                 *leave_out_idle_callbacks(instantiate_group(cfg, "callbacks"), loggers, cfg.trainer),
                  DestroyProcessGroupAtExit()]
     trainer: L.Trainer = instantiate_node(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
     for logger in trainer.loggers:
@@ -157,21 +146,27 @@ def train(cfg: DictConfig) -> dict:
 
     trained = cfg.get("train", True)
     if trained:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg.get("ckpt_path"), trainer))
-    metrics = to_float_dict(trainer.callback_metrics)  # the last epoch's
-
-    # val/ and test/ metrics of one set of weights: the best checkpoint when fitting saved one, else the
-    # current weights (fast_dev_run, callbacks=none, test-only runs).
-    best_checkpoint = (getattr(trainer.checkpoint_callback, "best_model_path", "") or None) if trained else None
-    if best_checkpoint:
+        given = resolve_ckpt_path(cfg.get("ckpt_path"), trainer)
+        check_readable_checkpoint(given)
+        with loading_checkpoint(given):
+            trainer.fit(model, datamodule=datamodule, ckpt_path=given)
+        metrics = to_float_dict(trainer.callback_metrics)  # the last epoch's
+        # val/ and test/ metrics of one set of weights: the best checkpoint when fitting saved one, else the
+        # current weights (fast_dev_run, callbacks=none).
+        checkpoint = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
         monitor = trainer.checkpoint_callback
-        evaluated = f"best checkpoint by {monitor.monitor} ({monitor.mode})" if monitor.monitor else "last checkpoint"
-        metrics |= evaluate_checkpoint(trainer, model, datamodule, best_checkpoint)
+        evaluated = ("final weights" if checkpoint is None else f"best checkpoint by {monitor.monitor} ({monitor.mode})"
+                     if monitor.monitor else "last checkpoint")
     else:
-        evaluated = "final weights"
-    if cfg.get("test", True):
-        trainer.test(model, datamodule=datamodule, ckpt_path=best_checkpoint)
-        metrics |= to_float_dict(trainer.callback_metrics)
+        metrics, given = {}, checkpoint_to_test(cfg.get("ckpt_path"), trainer)
+        check_readable_checkpoint(given)
+        checkpoint, evaluated = given, f"checkpoint {given}"
+    with loading_checkpoint(None if trained else given):
+        if checkpoint:
+            metrics |= evaluate_checkpoint(trainer, model, datamodule, checkpoint)
+        if cfg.get("test", True):
+            trainer.test(model, datamodule=datamodule, ckpt_path=checkpoint)
+            metrics |= to_float_dict(trainer.callback_metrics)
     log.info(f"val/ and test/ metrics of the {evaluated}: "
              + ", ".join(f"{k} = {v:.4f}" for k, v in sorted(metrics.items()) if k.startswith(("val/", "test/"))))
 
@@ -182,7 +177,7 @@ def train(cfg: DictConfig) -> dict:
         "overrides": task_overrides(),
         "config": OmegaConf.to_container(cfg, resolve=True),
         "output_dir": cfg.paths.output_dir,
-        "best_checkpoint": best_checkpoint,
+        "best_checkpoint": checkpoint,  # the weights val/ and test/ describe (test-only: ckpt_path)
         "evaluated_checkpoint": evaluated,
         "epochs_completed": epochs_completed(trainer),
         "wall_seconds": time.perf_counter() - started,

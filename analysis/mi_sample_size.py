@@ -17,6 +17,7 @@ from callbacks.mutual_information import MutualInformationLR, balanced_subsample
 from datamodules.base import DatasetMissingError
 from datamodules.cifar10 import CIFAR10DataModule
 from datamodules.mnist import MNISTDataModule
+from framework.errors import ConfigError
 
 DATASETS = {"mnist": MNISTDataModule, "cifar10": CIFAR10DataModule}
 
@@ -55,7 +56,8 @@ def figure1(datasets: list[str], data_dir: str, sizes: list[int], draws: int, es
     """Curves for every dataset in ``datasets`` whose files are under ``data_dir``; the markdown table."""
     unknown = [name for name in datasets if name not in DATASETS]
     if unknown:
-        raise KeyError(f"Config key 'mi_sample_size.datasets' has {unknown}; use some of {sorted(DATASETS)}.")
+        raise ConfigError(f"Config key 'mi_sample_size.datasets' has {unknown}, which Figure 1 does not cover; use "
+                          f"some of {sorted(DATASETS)}.")
     curves, skipped = {}, []
     for name in datasets:
         datamodule = DATASETS[name](data_dir=data_dir)
@@ -63,6 +65,9 @@ def figure1(datasets: list[str], data_dir: str, sizes: list[int], draws: int, es
             skipped.append(f"{name} (no {datamodule.missing_files()[0]})")
             continue
         images, labels = datamodule.load_split("train")
+        if max(sizes) > len(labels):
+            raise ConfigError(f"Config key 'mi_sample_size.sizes' has {max(sizes)}, but {name}'s training split has "
+                              f"{len(labels)} images; give sizes up to {len(labels)}.")
         curves[name] = mi_against_sample_size(images, labels, sizes, draws, estimator)
     if not curves:
         raise DatasetMissingError(f"mi_sample_size: no dataset files for {datasets} under data_dir={data_dir}: "

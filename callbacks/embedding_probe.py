@@ -14,6 +14,8 @@ import lightning as L
 import torch
 
 from analysis.embedding_probes import PROBE_GRID, compute_embeddings, mean_baseline, probe_grid
+from framework.combinations import TARGETS
+from framework.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,18 @@ class EmbeddingProbe(L.Callback):
         self.data, self.task, self.num_classes, self.grid = data, task, num_classes, [list(h) for h in grid]
         self.options = {"max_epochs": max_epochs, "patience": patience, "batch_size": batch_size, "seed": seed}
         self.result: dict | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """Before training: the probe's task must be what its data's targets are."""
+        data = self.data if self.data is not None else trainer.datamodule
+        data_task = getattr(data, "task", self.task)
+        if data_task == "unlabeled":
+            raise ConfigError(f"The embedding probe needs labelled data, but {type(data).__name__} has no labels; give "
+                              f"callbacks.probe.data a labelled datamodule (as experiment=perceptual_stl10 does).")
+        if data_task != self.task:
+            raise ConfigError(f"Config key 'callbacks.probe.task' is {self.task!r}, but the probe's data "
+                              f"({type(data).__name__}) has {TARGETS[data_task]}; set "
+                              f"callbacks.probe.task={data_task}.")
 
     def run(self, model: L.LightningModule, datamodule) -> dict:
         embeddings = compute_embeddings(model, datamodule, self.options["batch_size"])

@@ -197,6 +197,10 @@ class MutualInformationLR(Callback):
         if unknown:
             raise ConfigError(f"MutualInformationLR: layers {unknown} have no optimizer parameter group of that "
                                f"name; the module's groups are {groups}; use param_groups=per_layer or fix layers.")
+        if groups == ["all"]:  # ClassificationModule with param_groups=single
+            raise ConfigError("MutualInformationLR sets a learning rate per layer, but model.param_groups=single gives "
+                              "the optimizer one group for the whole network; set model.param_groups=per_layer (with "
+                              "model=szegedy also model/optimizer=sgd or adam: L-BFGS takes one group).")
         if self.scope == "layer" and set(groups) - set(self.layers):
             raise ConfigError(f"MutualInformationLR scope=layer: groups {sorted(set(groups) - set(self.layers))} "
                                f"have no configured layer to follow; add them to layers or use scope=network.")

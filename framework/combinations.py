@@ -1,7 +1,8 @@
 """Do the chosen data and model fit together? Checked on the constructed objects, before any file is read.
 
 A DataModule says what it hands out (``sample_shape()``, ``task``, ``num_classes``; see
-datamodules/base.py), a model what it takes (``input_shape``, ``task``, ``hparams.num_classes``).
+datamodules/base.py), a model what it takes (``input_shape``, ``takes_vectors``, ``takes_gray``, ``task``,
+``hparams.num_classes``).
 Whatever an object does not say is not checked. The one sentence names the keys that make them fit:
 
     LunarLanderDataModule does not fit LeNet5: the model expects 1 channel(s), the data has 3 (set
@@ -36,9 +37,9 @@ def either(fixes: list[str]) -> str:
 
 
 def shape_problems(cfg: DictConfig, stored: tuple[int, ...], shape: tuple[int, ...],
-                   expected: tuple[int, ...], takes_vectors: bool = False) -> list[str]:
+                   expected: tuple[int, ...], takes_vectors: bool = False, takes_gray: bool = False) -> list[str]:
     """What differs between the data's ``shape`` (from ``stored`` images) and the model's ``expected`` one
-    (``takes_vectors``: the model also takes that image flattened)."""
+    (``takes_vectors``: the model also takes that image flattened; ``takes_gray``: one channel for its three)."""
     if len(shape) == 1 and len(expected) == 3:
         if takes_vectors and shape[0] == math.prod(expected):
             return []
@@ -50,7 +51,7 @@ def shape_problems(cfg: DictConfig, stored: tuple[int, ...], shape: tuple[int, .
         return [f"the model expects vectors of {expected[0]}, the data gives {shape[0]}"] if shape != expected else []
     (channels, height, width), (want_channels, want_height, want_width) = shape, expected
     problems = []
-    if channels != want_channels:
+    if channels != want_channels and not (takes_gray and channels == 1):
         fixes = [f"model.net.in_channels={channels}"] if has_key(cfg, "model.net.in_channels") else []
         fixes += [setting(cfg, "data.grayscale", "true")] if (stored[0], want_channels) == (3, 1) else []
         problems.append(f"the model expects {want_channels} channel(s), the data has {channels}{either(fixes)}")
@@ -89,6 +90,6 @@ def check_data_fits_model(cfg: DictConfig, datamodule, model) -> None:
     expected = getattr(model, "input_shape", None)
     if shape and expected:
         problems += shape_problems(cfg, tuple(datamodule.image_shape), tuple(shape), tuple(expected),
-                                   getattr(model, "takes_vectors", False))
+                                   getattr(model, "takes_vectors", False), getattr(model, "takes_gray", False))
     if problems:
         raise ConfigError(f"{type(datamodule).__name__} does not fit {model_name(model)}: {'; '.join(problems)}.")

@@ -228,6 +228,17 @@ def hydra_refusal(error: HydraException) -> ConfigError:
     if exists := re.search(r"An item is already at '([^']+)'.*remove \+ prefix: '([^']*)'", message, re.DOTALL):
         return ConfigError(f"Config key '{exists[1]}' exists already, so +{exists[2]} cannot add it; override it with "
                            f"{exists[2]} (or ++{exists[2]}: add or override).")
+    if chosen := re.search(r"Multiple values for (\S+)\. To override a value use 'override \S+: (\S+)'", message):
+        return ConfigError(f"Config group '{chosen[1]}' is chosen already (by the defaults or an experiment), so "
+                           f"+{chosen[1]}={chosen[2]} cannot add it again; choose it without the +: "
+                           f"{chosen[1]}={chosen[2]}.")
+    if twice := re.fullmatch(r"(\S+) appears more than once in the final defaults list", message.strip()):
+        return ConfigError(f"Config group '{twice[1]}' is chosen already (by the defaults or an experiment), so "
+                           f"+{twice[1]}=... cannot add it again; choose it without the +: {twice[1]}=<option>.")
+    if unchosen := re.search(r"Could not override '(\S+)'\. No match in the defaults list.*use \+(\S+)", message,
+                             re.DOTALL):
+        return ConfigError(f"Config group '{unchosen[1]}' is not chosen by default, so there is nothing to override; "
+                           f"add it with +{unchosen[2]}.")
     if ambiguous := re.search(r"Ambiguous value for argument '([^=']+)=([^']*)'", message):
         key, value = ambiguous[1], ambiguous[2]
         return ConfigError(f"Config key '{key}' is given {value!r} with commas; write {key}=[{value}] for a list, "

@@ -3,8 +3,10 @@ a multirun, before and after its jobs."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+from pathlib import Path
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -31,6 +33,22 @@ def slurm_unreachable_reason(env: dict[str, str] | None = None) -> str | None:
         lines = answer.stderr.strip().splitlines()
         return f"sinfo failed: {lines[-1] if lines else f'exit code {answer.returncode}'}"
     return None
+
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+class JobsImportThisRepository(Callback):
+    """Put this repository on PYTHONPATH before a multirun launches its jobs.
+
+    submitit starts each job as a new interpreter (``python -m submitit.core._submit``) in the directory the sweep
+    was started from, locally (hydra/launcher=local) or through sbatch, which passes this environment on; without
+    this, a sweep started outside the repository fails in every job with "No module named 'framework'"."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        paths = [path for path in os.environ.get("PYTHONPATH", "").split(os.pathsep) if path]
+        if str(REPOSITORY) not in paths:
+            os.environ["PYTHONPATH"] = os.pathsep.join([str(REPOSITORY), *paths])
 
 
 class PrintSweepDir(Callback):

@@ -84,6 +84,7 @@ def each(check: Callable[[object], bool]) -> Callable[[object], bool]:
     )
 
 
+rule("optimized_mode", lambda v: v in ("max", "min"), "'max' or 'min' (whether a higher optimized_metric is better)")
 rule("model.feature_map", lambda v: v in ("reae", "pian", "ran", "roan"), "one of reae, pian, ran, roan")
 rule("model.hidden_size", int_at_least(1), "an integer >= 1")
 rule("model.init_scale", positive, "a number > 0")
@@ -153,6 +154,7 @@ rule("model.input_size", lambda v: is_int(v) and v >= 64 and (v - 64) % 16 == 0,
      "a side of 64 + 16N (64, 80, 96, ...): the four-layer (V)AE's input; SVHN: data.pad_to=64")
 rule("model.loss_network.weights", lambda v: v in ("imagenet", "random") or Path(str(v)).is_file(),
      "'imagenet', 'random' or an existing checkpoint file with AlexNet-shaped features")
+rule("callbacks.probe.task", lambda v: v in ("regression", "classification"), "'regression' or 'classification'")
 rule("callbacks.probe.max_epochs", int_at_least(1), "an integer >= 1")
 rule("callbacks.probe.patience", int_at_least(1), "an integer >= 1")
 
@@ -186,6 +188,11 @@ def check_missing_values(cfg: DictConfig) -> None:
         raise ConfigError(f"Config key '{error.full_key}' has no value (??? in the config); give it on the command "
                           f"line, e.g. {error.full_key}=<value>.") from None
     except InterpolationResolutionError as error:
+        cause = error.__context__  # a resolver's own sentence (framework/metric_mode.py) ends the chain
+        while cause is not None and not isinstance(cause, ConfigError):
+            cause = cause.__context__
+        if cause is not None:
+            raise cause from None
         raise ConfigError(f"Config key '{error.full_key}' cannot be resolved ({str(error).splitlines()[0]}); "
                           f"give a value or a ${{...}} reference to an existing key.") from None
 

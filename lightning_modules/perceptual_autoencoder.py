@@ -143,10 +143,13 @@ def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 class PerceptualAutoencoderModule(StageSteps, L.LightningModule):
     """One (V)AE of the six procedures; ``forward`` returns the embedding mu."""
 
+    takes_gray = True  # a one-channel image is repeated into the three RGB channels (``rgb``)
+
     def __init__(self, procedure: str = "I-F-FP", latent_dim: int = 128, gamma: float = 0.0, input_size: int = 64,
                  loss_network: dict | None = None, feature_hidden_max: int = FEATURE_HIDDEN_MAX, optimizer=None):
         super().__init__()
         check_config(procedure, latent_dim, gamma, input_size)
+        self.input_shape = (3, input_size, input_size)  # one image [C, H, W] (framework/combinations.py)
         loss_network = dict(loss_network or {})  # plain values in the checkpoint (safe to load)
         self.save_hyperparameters(ignore=["optimizer"], logger=False)
         self.optimizer_factory = optimizer or functools.partial(torch.optim.Adam, lr=1e-3, fused=True)

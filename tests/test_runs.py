@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from framework.compose import ROOT
 from tests.conftest import run_cli
 
 QUIET = ("callbacks.progress_bar.refresh_rate=0", "trainer.accelerator=cpu")
@@ -124,9 +125,11 @@ def test_slurm_launcher_starts_one_task_per_gpu(tmp_path):
 
 @pytest.mark.slow
 def test_submitit_local_launcher_runs_a_sweep_job_in_its_own_process(tmp_path):
+    """Started outside the repository, as on a cluster's scratch space: the job's interpreter, which submitit starts
+    in that directory, must still import the framework."""
     sweep = tmp_path / "sweep"
-    result = run_cli("train.py", "-m", "hydra/launcher=local", "seed=3", "trainer.max_epochs=1", *QUIET,
-                     f"hydra.sweep.dir={sweep}")
+    result = run_cli(str(ROOT / "train.py"), "-m", "hydra/launcher=local", "seed=3", "trainer.max_epochs=1", *QUIET,
+                     f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert results(sweep / "0")["seed"] == 3
     assert list((sweep / ".submitit").iterdir())  # submitit's job folder: the job ran through the launcher

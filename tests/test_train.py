@@ -34,6 +34,12 @@ def test_digits_training_reaches_far_above_chance(make_cfg, model, epochs, floor
     assert Path(results["best_checkpoint"]).is_file()
     assert results["epochs_completed"] == epochs
     assert results["versions"]["torch"].startswith("2.15")
+    # train=false scores the weights of ckpt_path (it used to test the untrained model, ignoring ckpt_path)
+    tested = train(make_cfg(f"model={model}", "train=false", f"ckpt_path={results['best_checkpoint']}",
+                            "trainer.accelerator=cpu", "callbacks.progress_bar.refresh_rate=0"))
+    assert tested["evaluated_checkpoint"] == f"checkpoint {results['best_checkpoint']}"
+    for key in ("test/acc", "test/loss", "val/acc", "val/loss"):
+        assert tested["metrics"][key] == pytest.approx(metrics[key]), key
 
 
 def test_results_json_holds_metrics_config_and_seed(make_cfg):
@@ -62,6 +68,20 @@ def test_a_setting_that_idles_a_default_callback_leaves_it_out(make_cfg, caplog,
     assert {"train/loss", "test/acc"} <= set(results["metrics"])
     assert f"the {left_out} callback would have nothing to do and is left out" in caplog.text
     assert (results["best_checkpoint"] is None) == (left_out == "ModelCheckpoint")
+
+
+@pytest.mark.parametrize(("overrides", "best"), [(("optimized_metric=val/loss",), min),
+                                                 (("optimized_metric=val/loss", "optimized_mode=max"), max)])
+def test_the_best_checkpoint_follows_the_metric_s_direction(make_cfg, overrides, best):
+    """optimized_mode follows the metric's name (a loss: lower is better) unless it is given."""
+    import csv
+
+    results = train(make_cfg(*overrides, "trainer.max_epochs=3", "+trainer.limit_train_batches=4", "seed=0",
+                             "callbacks.progress_bar.refresh_rate=0"))
+    with open(Path(results["output_dir"]) / "csv" / "metrics.csv") as file:
+        losses = [float(row["val/loss"]) for row in csv.DictReader(file) if row.get("val/loss")]
+    assert len(losses) == 3 and len(set(losses)) == 3
+    assert Path(results["best_checkpoint"]).name == f"epoch_{losses.index(best(losses)):03d}.ckpt"
 
 
 def test_early_stopping_stops_after_validation_and_max_steps_ends_before_one(make_cfg):

@@ -37,6 +37,7 @@ from framework.errors import ConfigError, construction_error, run_entry_point, w
 from tests.dataset_files import LUNARLANDER_SMALL, write_cifar10, write_mnist, write_stl10, write_svhn
 
 LUNARLANDER = ["data=lunarlander", *(f"data.{key}={value}" for key, value in LUNARLANDER_SMALL.items())]
+QUIET_LIMIT = ["debug=limit", "callbacks.progress_bar.refresh_rate=0"]  # a few batches; no bar before the sentence
 MI = ["callbacks=mi_lr", "callbacks.mi_lr.sample_size=100", "callbacks.progress_bar.refresh_rate=0"]
 STEP_LR = "model.scheduler={_target_:torch.optim.lr_scheduler.StepLR,_partial_:true,step_size:1}"
 
@@ -87,6 +88,22 @@ def nothing(root: Path) -> None:
     """An empty data directory: the dataset is missing."""
 
 
+# ---- checkpoints given as ckpt_path, written beside the data --------------------------------------------
+def unreadable_checkpoint(root: Path) -> None:
+    (root / "run.ckpt").write_bytes(b"not a checkpoint")
+
+
+def lenet5_checkpoint(root: Path) -> None:
+    """The weights of the modern LeNet-5, in a Lightning checkpoint."""
+    import lightning
+
+    from lightning_modules.classifier import ClassificationModule
+    from lightning_modules.lenet5 import LeNet5
+
+    torch.save({"state_dict": ClassificationModule(LeNet5(), optimizer=None).state_dict(),
+                "pytorch-lightning_version": lightning.__version__}, root / "run.ckpt")
+
+
 def row(name: str, *args: str, expect: str | tuple[str, ...], data=None, script: str = "train.py"):
     return pytest.param(script, list(args), (expect,) if isinstance(expect, str) else expect, data, id=name)
 
@@ -95,6 +112,23 @@ ROWS = [
     # ---- top level: seed, ckpt_path, interpolations, Hydra's refusals of the command line
     row("seed", "seed=-3", expect="'seed' is -3"),
     row("ckpt_path", "ckpt_path=/no/such/file.ckpt", expect="'ckpt_path' is '/no/such/file.ckpt'"),
+    row("ckpt-unreadable", "ckpt_path={tmp}/data/run.ckpt", data=unreadable_checkpoint,
+        expect=("run.ckpt cannot be read by torch.load", "truncated or not a checkpoint")),
+    row("ckpt-another-model", "model=lenet5_classic", "ckpt_path={tmp}/data/run.ckpt", data=lenet5_checkpoint,
+        expect=("whose weights do not fit this model", "lacks net.s2.weight", "net.c3.weight another shape")),
+    row("test-only-another-model", "train=false", "model=lenet5_classic", "ckpt_path={tmp}/data/run.ckpt",
+        data=lenet5_checkpoint, expect="whose weights do not fit this model"),
+    row("test-only-without-checkpoint", "train=false", expect=("'train' is false (test only)", "ckpt_path is null")),
+    row("optimized-mode", "optimized_mode=up", expect="'optimized_mode' is 'up', but it must be 'max' or 'min'"),
+    row("optimized-metric-direction", "optimized_metric=val/margin",
+        expect=("optimized_metric 'val/margin', whose name does not say whether higher", "optimized_mode=max")),
+    row("optimized-metric-not-logged", *QUIET_LIMIT, "optimized_metric=val/top5_acc",
+        expect=("'optimized_metric' is 'val/top5_acc'", "logs no such metric", "(val/acc, val/loss)")),
+    row("early-stopping-on-train-metric", *QUIET_LIMIT, "optimized_metric=train/acc",
+        expect=("checks after each validation", "callbacks.early_stopping.check_on_train_epoch_end=true")),
+    row("group-added-twice", "experiment=mi_lr_digits", "+batch_schedule=grow",
+        expect=("'batch_schedule' is chosen already", "batch_schedule=grow.")),
+    row("group-not-chosen", "batch_schedule=grow", expect=("'batch_schedule' is not chosen", "+batch_schedule=grow")),
     row("interpolation", "data.batch_size=${nope}", expect="'data.batch_size' cannot be resolved"),
     row("group-option", "model=lenet6",
         expect=("Config group 'model' has no option 'lenet6' (did you mean 'lenet5'?)", "lenet5_classic, ")),
@@ -155,6 +189,14 @@ ROWS = [
         expect="'data.distortion' is {'translate': 2.0, 'scale': 1.5"),
     row("distortion-fraction", "experiment=lenet5_classic_mnist_distorted", "data.distortion.original_fraction=2",
         expect="'data.distortion.original_fraction' is 2"),
+    row("perceptual-on-digits", "model=perceptual_autoencoder", "model.loss_network.weights=random",
+        expect="the model expects 64x64 images, the data has 32x32 (set data.image_size=64)"),
+    row("perceptual-without-its-metric", "model=perceptual_autoencoder", "model.loss_network.weights=random",
+        "data.image_size=64", *QUIET_LIMIT,
+        expect=("'optimized_metric' is 'val/acc'", "val/loss, val/reconstruction")),
+    row("probe-task", "callbacks=probe", expect="set callbacks.probe.task=classification"),
+    row("probe-task-value", "callbacks=probe", "callbacks.probe.task=class",
+        expect="'callbacks.probe.task' is 'class'"),
     row("lunarlander-lenet5", *LUNARLANDER,
         expect=("the model expects 1 channel(s), the data has 3", "data.grayscale=true", "regression targets")),
     row("label-observation", *LUNARLANDER, "data.label_observation=during", expect="'data.label_observation'"),
@@ -194,6 +236,7 @@ ROWS = [
     row("mi-sample-size", *MI, "callbacks.mi_lr.sample_size=5000", expect="callbacks.mi_lr.sample_size <= 1150"),
     row("mi-layers", *MI, "model.param_groups=single", "callbacks.mi_lr.layers=[c1]", expect="layers ['c1']"),
     row("mi-scheduler", *MI, STEP_LR, expect="model.scheduler=null"),
+    row("mi-one-group", *MI, "model=szegedy", "data.image_size=28", expect="set model.param_groups=per_layer"),
     row("lr-policy-scheduler", *MI, "+lr_policy=warmup", "callbacks.mi_lr.policy=reference",
         expect="model.scheduler=null"),
     # a check in a DDP worker's setup (ddp_fork: the launcher and error path of trainer=ddp_sim, without its
@@ -214,6 +257,10 @@ ROWS = [
     row("evaluate-runs-unset", expect="Config key 'runs' is not set", script="evaluate.py"),
     row("evaluate-no-results", "runs={tmp}", expect="but there is no results.json under it", script="evaluate.py"),
     row("evaluate-task", "runs={tmp}", "task=attack", expect="'task' is 'attack'", script="evaluate.py"),
+    row("mi-sample-size-dataset", "task=mi_sample_size", "mi_sample_size.datasets=[svhn]", script="evaluate.py",
+        expect="'mi_sample_size.datasets' has ['svhn']"),
+    row("mi-sample-size-sizes", "task=mi_sample_size", "mi_sample_size.datasets=[mnist]", "mi_sample_size.sizes=[61]",
+        script="evaluate.py", data=write_mnist, expect="mnist's training split has 60 images; give sizes up to 60"),
 ]
 
 

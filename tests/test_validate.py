@@ -80,3 +80,16 @@ def test_more_gpus_than_the_machine_has_is_one_sentence(make_cfg, pretend_gpus, 
 def test_as_many_gpus_as_the_machine_has_or_fewer_pass(make_cfg, pretend_gpus, devices):
     pretend_gpus(2)
     validate(make_cfg("trainer=gpu", f"trainer.devices={devices}"))
+
+
+@pytest.mark.parametrize(("metric", "mode"), [("val/acc", "max"), ("test/epoch_acc", "max"), ("val/loss", "min"),
+                                              ("probe/test_mean_distance", "min"), ("val/reconstruction", "min"),
+                                              (None, "max")])
+def test_the_mode_follows_the_metric_s_name(make_cfg, metric, mode):
+    from framework.metric_mode import metric_mode
+
+    assert metric_mode(metric) == mode
+    cfg = make_cfg(f"optimized_metric={metric or 'null'}")
+    assert cfg.callbacks.model_checkpoint.mode == cfg.callbacks.early_stopping.mode == mode
+    given = make_cfg(f"optimized_metric={metric or 'null'}", "optimized_mode=min")
+    assert given.callbacks.model_checkpoint.mode == given.callbacks.early_stopping.mode == "min"

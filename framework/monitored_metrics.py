@@ -1,0 +1,57 @@
+"""A monitored metric the run does not log: one sentence naming its config key, not Lightning's traceback.
+
+Checkpointing and early stopping monitor ``optimized_metric`` (or their own ``monitor``); which metrics a run
+logs is known only once it has logged them, so this callback checks then, before they read them.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from omegaconf import DictConfig
+
+from framework.errors import ConfigError
+
+
+def monitor_keys(cfg: DictConfig) -> dict[str, str]:
+    """{monitored metric: the config key that chose it} for the configured callbacks."""
+    keys = {}
+    for name, node in (cfg.get("callbacks") or {}).items():
+        metric = node.get("monitor") if isinstance(node, DictConfig) else None
+        if metric is not None:
+            keys.setdefault(metric, "optimized_metric" if metric == cfg.get("optimized_metric")
+                            else f"callbacks.{name}.monitor")
+    return keys
+
+
+class MonitoredMetricsLogged(L.Callback):
+    """After each validation, before checkpointing and early stopping read them: every metric they monitor then
+    is logged. (A train/ metric monitored at the training epoch's end is left to Lightning's own check.)
+
+    Place it before those callbacks in the trainer's list (Lightning runs checkpoint callbacks last anyway)."""
+
+    def __init__(self, keys: dict[str, str]):
+        self.keys = keys
+
+    def check(self, trainer: L.Trainer) -> None:
+        if trainer.sanity_checking or trainer.fast_dev_run:  # Lightning's callbacks skip these too
+            return
+        for callback in trainer.callbacks:
+            metric = getattr(callback, "monitor", None)
+            if not isinstance(callback, EarlyStopping | ModelCheckpoint) or not metric:
+                continue
+            after_validation = getattr(callback, "_check_on_train_epoch_end", None) is False
+            if metric in trainer.callback_metrics or (metric.startswith("train/") and not after_validation):
+                continue  # train/ metrics are logged at the training epoch's end, where Lightning checks them
+            key = self.keys.get(metric, "optimized_metric")
+            if metric.startswith("train/"):
+                raise ConfigError(f"Config key '{key}' is {metric!r}, which {type(callback).__name__} checks after "
+                                  f"each validation, before the epoch's train/ metrics are logged; monitor a val/ "
+                                  f"metric or set callbacks.early_stopping.check_on_train_epoch_end=true.")
+            logged = ", ".join(sorted(name for name in trainer.callback_metrics if not name.startswith("lr-")))
+            raise ConfigError(f"Config key '{key}' is {metric!r}, which {type(callback).__name__} monitors, but "
+                              f"this run logs no such metric; set {key} to one it logs ({logged}).")
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.check(trainer)
+
