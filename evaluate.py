@@ -26,7 +26,7 @@ from analysis.mi_sample_size import figure1
 from analysis.results_table import check_keys, checkpoint_note, config_value, overridden_keys, results_table
 from framework.errors import ConfigError, reporting_user_errors, run_entry_point
 from framework.results import load_results
-from framework.validate import check_missing_values
+from framework.validate import check_missing_values, check_rules, check_study_device
 
 DEFAULT_METRICS = ("test/acc", "val/acc")
 EXAMPLE = "python evaluate.py runs=logs/train/multiruns/<date>_<time>"
@@ -69,14 +69,25 @@ def write_markdown(text: str, cfg: DictConfig, default_name: str) -> str:
     return text
 
 
+def default_metrics(runs: list[dict]) -> list[str]:
+    """test/acc and val/acc where runs have them, else the runs' optimized_metric and its test/ twin (the
+    autoencoders' val/loss: test/loss, val/loss)."""
+    present = [name for run in runs for name in run["metrics"]]
+    names = [name for name in DEFAULT_METRICS if name in present]
+    if not names:
+        optimized = sorted({run.get("optimized_metric") for run in runs} - {None})
+        twins = [f"{stage}/{name.split('/', 1)[-1]}" for name in optimized for stage in ("test", "val")]
+        names = [name for name in dict.fromkeys(twins) if name in present]
+    return names or list(DEFAULT_METRICS)
+
+
 def table_task(cfg: DictConfig) -> str:
     """Mean ± std of the chosen metrics over seeds, grouped by chosen config keys.
 
     Keys: runs, metrics, group_by, output.
     """
     runs = load_results(cfg.runs)
-    metrics = as_list(cfg.metrics) if cfg.get("metrics") is not None else [
-        name for name in DEFAULT_METRICS if any(name in run["metrics"] for run in runs)] or list(DEFAULT_METRICS)
+    metrics = as_list(cfg.metrics) if cfg.get("metrics") is not None else default_metrics(runs)
     group_by = as_list(cfg.group_by) if cfg.get("group_by") is not None else overridden_keys(runs)
     check_keys(runs, metrics, group_by)
     return write_markdown(f"{results_table(runs, metrics, group_by)}\n\n{checkpoint_note(runs)} {STD_NOTE}", cfg,
@@ -126,7 +137,13 @@ def reae_figure_task(x_key: str, series_key: str, name: str) -> Callable[[DictCo
 
         runs_dir = Path(cfg.runs) if Path(cfg.runs).is_dir() else Path(cfg.runs).parent
         png = runs_dir / f"{name}.png"
-        text = figure(load_results(cfg.runs), x_key, series_key, png)
+        runs = load_results(cfg.runs)
+        for key in (x_key, series_key):
+            if listed := [value for run in runs if isinstance(value := config_value(run["config"], key), list)]:
+                raise ConfigError(f"Config key 'runs' is {cfg.runs!r}, whose runs give {key} as a list ({listed[0]}: "
+                                  f"they choose it on a grid, as experiment=reae_table1_* runs do), but task={name} "
+                                  f"plots one point per value; give the directory of an experiment={name}_* sweep.")
+        text = figure(runs, x_key, series_key, png)
         return write_markdown(f"{text}\n\n![{name}]({png.name})", cfg, f"{name}.md")
 
     task.__doc__ = f"""Figure of test accuracy against {x_key}, one series per {series_key} ({name}.png + .md).
@@ -221,6 +238,8 @@ def evaluate(cfg: DictConfig) -> str:
     if cfg.task not in TASKS:
         raise ConfigError(f"Config key 'task' is {cfg.task!r}, but it must be one of {', '.join(TASKS)}.")
     task = TASKS[cfg.task]
+    check_rules(cfg)
+    check_study_device(cfg)
     if "runs" not in task_keys(task):  # a study of data, not of runs (mi_sample_size)
         check_missing_values(OmegaConf.masked_copy(cfg, [key for key in cfg if key != "runs"]))
         return task(cfg)

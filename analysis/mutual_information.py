@@ -193,6 +193,8 @@ def _ross_mi(x, y, k, norm, standardize, jitter, seed, ranking) -> float:
     labels = y.reshape(-1).to(x.device)
     _, inverse, class_sizes = torch.unique(labels, return_inverse=True, return_counts=True)
     keep = class_sizes[inverse] > 1
+    if not keep.any():
+        raise ValueError("every class of Y has a single sample; Ross's estimate needs two samples of some class.")
     x = prepare(x, standardize, jitter, seed)
     if not keep.all():
         x, labels = x[keep], labels[keep]

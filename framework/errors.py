@@ -222,8 +222,13 @@ def hydra_refusal(error: HydraException) -> ConfigError:
         root = cause.parent_node._get_root() if cause.parent_node is not None else None
         closest = _closest_keys(root, str(cause.full_key)) if isinstance(root, DictConfig) else []
         hint = f" (the closest existing keys: {', '.join(closest)})" if closest else ""
-        return ConfigError(f"Config key '{added[1].split('=', 1)[0]}' is not in the config{hint}; fix its spelling, "
-                           f"or add a new key with +{added[1]}.")
+        key = added[1].split("=", 1)[0]
+        if {"-m", "--multirun"} & set(sys.argv[1:]):  # a sweep starts from the config without its swept groups
+            return ConfigError(f"Config key '{key}' is not in the config that this sweep starts from, before each job "
+                               f"chooses its swept groups{hint}; fix its spelling, or give it as ++{added[1]} (added "
+                               f"where a job's config lacks it, overridden where it has it).")
+        return ConfigError(f"Config key '{key}' is not in the config{hint}; fix its spelling, or add a new key with "
+                           f"+{added[1]}.")
     message = str(error)
     if exists := re.search(r"An item is already at '([^']+)'.*remove \+ prefix: '([^']*)'", message, re.DOTALL):
         return ConfigError(f"Config key '{exists[1]}' exists already, so +{exists[2]} cannot add it; override it with "

@@ -158,6 +158,17 @@ rule("callbacks.probe.task", lambda v: v in ("regression", "classification"), "'
 rule("callbacks.probe.max_epochs", int_at_least(1), "an integer >= 1")
 rule("callbacks.probe.patience", int_at_least(1), "an integer >= 1")
 
+# ---- evaluate.py's study options (conf/evaluate.yaml) ----
+rule("szegedy.examples", int_at_least(1), "an integer >= 1 (images attacked per model)")
+rule("szegedy.c_steps", int_at_least(1), "an integer >= 1")
+rule("szegedy.batch_size", int_at_least(1), "an integer >= 1")
+rule("szegedy.layer", int_at_least(0), "an integer >= 0 (0: the first hidden layer)")
+rule("szegedy.device", lambda v: v in ("auto", "cpu") or str(v).startswith("cuda"), "'auto', 'cpu' or 'cuda'")
+rule("mi_sample_size.sizes", lambda v: isinstance(v, ListConfig) and len(v) > 0 and all(int_at_least(20)(n) for n in v),
+     "a non-empty list of sample sizes, each an integer >= 20 (two images of each of the 10 classes at least)")
+rule("mi_sample_size.draws", int_at_least(1), "an integer >= 1")
+rule("mi_sample_size.estimator", lambda v: v in ("ross", "ksg"), "'ross' or 'ksg'")
+
 
 _MISSING = object()
 
@@ -197,15 +208,20 @@ def check_missing_values(cfg: DictConfig) -> None:
                           f"give a value or a ${{...}} reference to an existing key.") from None
 
 
-def validate(cfg: DictConfig) -> None:
-    """Raise ConfigError on the first value that is not allowed."""
-    check_missing_values(cfg)
+def check_rules(cfg: DictConfig) -> None:
+    """Every :func:`rule` whose key the config has (train.py's and evaluate.py's configs alike)."""
     for item in RULES:
         value = _lookup(cfg, item.key)
         if value is _MISSING or value is None:
             continue
         if not item.check(value):
             raise ConfigError(f"Config key '{item.key}' is {value!r}, but it must be {item.allowed}.")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise ConfigError on the first value that is not allowed."""
+    check_missing_values(cfg)
+    check_rules(cfg)
     ckpt_path = _lookup(cfg, "ckpt_path")
     if ckpt_path not in (_MISSING, None, "auto", "last", "hpc"):
         if not Path(str(ckpt_path)).is_file():
@@ -248,6 +264,17 @@ def check_accelerator(cfg: DictConfig) -> None:
                 f"Config key 'trainer.devices' is {devices}, but this machine has {available} usable GPU"
                 f"{'s' if available > 1 else ''}; give trainer.devices={available} or fewer (-1: all of them)."
             )
+
+
+def check_study_device(cfg: DictConfig) -> None:
+    """evaluate.py's ``szegedy.device=cuda`` on a machine without a GPU."""
+    device = _lookup(cfg, "szegedy.device")
+    if isinstance(device, str) and device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(f"Config key 'szegedy.device' is {device!r}, but this machine has no usable GPU; give "
+                              f"szegedy.device=cpu (or auto: the GPU where there is one).")
 
 
 def check_validation_monitor(cfg: DictConfig) -> None:

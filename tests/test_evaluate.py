@@ -140,3 +140,15 @@ def test_a_config_group_chosen_on_the_command_line_groups_by_its_name(tmp_path):
     write_runs(sweep, runs)
     text = evaluate(compose_config([f"runs={sweep}", "metrics=[test/acc]"], tmp_path / "out", "evaluate"))
     assert "| lenet5 | 0.9000 ± 0.0000 | 2 |" in text and "| lenet5_classic | 0.8000 ± 0.0000 | 1 |" in text
+
+
+def test_runs_without_accuracy_are_tabled_by_their_optimized_metric(tmp_path):
+    """The autoencoders log no test/acc: the default table shows their optimized val/loss and its test/ twin."""
+    sweep = tmp_path / "sweep"
+    runs = [{"seed": seed, "overrides": ["model.procedure=I-F-FP", f"seed={seed}"], "optimized_metric": "val/loss",
+             "metrics": {"val/loss": loss, "test/loss": loss + 0.5, "val/kld": 0.0},
+             "config": {"model": {"procedure": "I-F-FP"}}} for seed, loss in ((1, 0.2), (2, 0.4))]
+    write_runs(sweep, runs)
+    text = evaluate(compose_config([f"runs={sweep}"], tmp_path / "out", "evaluate"))
+    assert "| model.procedure | test/loss | val/loss | runs |" in text
+    assert "| I-F-FP | 0.8000 ± 0.1414 | 0.3000 ± 0.1414 | 2 |" in text

@@ -285,3 +285,9 @@ def test_small_problems_run_serially_and_leave_the_thread_count_alone(monkeypatc
         assert ross_mi(x, labels) == two
     finally:
         torch.set_num_threads(threads)
+
+
+def test_ross_needs_two_samples_of_some_class():
+    """Singleton classes are left out; with nothing left the estimate is refused, not an empty computation."""
+    with pytest.raises(ValueError, match="every class of Y has a single sample"):
+        ross_mi(torch.randn(4, 5, generator=torch.Generator().manual_seed(0)), torch.arange(4))

@@ -89,6 +89,16 @@ def nothing(root: Path) -> None:
 
 
 # ---- checkpoints given as ckpt_path, written beside the data --------------------------------------------
+def reae_table1_results(root: Path) -> None:
+    """A finished reae_table1-style run: its rho is a grid (a list), which the figure tasks cannot plot."""
+    import json
+
+    config = {"model": {"_target_": "lightning_modules.forward_autoencoder.ForwardAutoencoderModule",
+                        "rho": [0.1, 0.5], "hidden_size": 100}}
+    (root / "run").mkdir()
+    (root / "run" / "results.json").write_text(json.dumps({"metrics": {"test/acc": 0.9}, "config": config}))
+
+
 def unreadable_checkpoint(root: Path) -> None:
     (root / "run.ckpt").write_bytes(b"not a checkpoint")
 
@@ -126,6 +136,8 @@ ROWS = [
         expect=("'optimized_metric' is 'val/top5_acc'", "logs no such metric", "(val/acc, val/loss)")),
     row("early-stopping-on-train-metric", *QUIET_LIMIT, "optimized_metric=train/acc",
         expect=("checks after each validation", "callbacks.early_stopping.check_on_train_epoch_end=true")),
+    row("sweep-key-of-a-swept-group", "-m", "experiment=szegedy_softmax1,szegedy_fc100", "data.train_size=300",
+        expect=("'data.train_size' is not in the config that this sweep starts from", "++data.train_size=300")),
     row("group-added-twice", "experiment=mi_lr_digits", "+batch_schedule=grow",
         expect=("'batch_schedule' is chosen already", "batch_schedule=grow.")),
     row("group-not-chosen", "batch_schedule=grow", expect=("'batch_schedule' is not chosen", "+batch_schedule=grow")),
@@ -257,6 +269,12 @@ ROWS = [
     row("evaluate-runs-unset", expect="Config key 'runs' is not set", script="evaluate.py"),
     row("evaluate-no-results", "runs={tmp}", expect="but there is no results.json under it", script="evaluate.py"),
     row("evaluate-task", "runs={tmp}", "task=attack", expect="'task' is 'attack'", script="evaluate.py"),
+    row("szegedy-examples", "runs={tmp}", "task=szegedy_table1", "szegedy.examples=0", script="evaluate.py",
+        expect="'szegedy.examples' is 0, but it must be an integer >= 1"),
+    row("mi-sample-size-sizes-small", "task=mi_sample_size", "mi_sample_size.sizes=[3]", script="evaluate.py",
+        expect="each an integer >= 20"),
+    row("reae-figure-on-table-runs", "task=reae_figure2", "runs={tmp}/data", data=reae_table1_results,
+        script="evaluate.py", expect=("give model.rho as a list", "experiment=reae_figure2_* sweep")),
     row("mi-sample-size-dataset", "task=mi_sample_size", "mi_sample_size.datasets=[svhn]", script="evaluate.py",
         expect="'mi_sample_size.datasets' has ['svhn']"),
     row("mi-sample-size-sizes", "task=mi_sample_size", "mi_sample_size.datasets=[mnist]", "mi_sample_size.sizes=[61]",

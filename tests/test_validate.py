@@ -93,3 +93,15 @@ def test_the_mode_follows_the_metric_s_name(make_cfg, metric, mode):
     assert cfg.callbacks.model_checkpoint.mode == cfg.callbacks.early_stopping.mode == mode
     given = make_cfg(f"optimized_metric={metric or 'null'}", "optimized_mode=min")
     assert given.callbacks.model_checkpoint.mode == given.callbacks.early_stopping.mode == "min"
+
+
+def test_a_study_on_cuda_without_a_gpu_is_refused(monkeypatch):
+    import torch
+    from omegaconf import OmegaConf
+
+    from framework.validate import check_study_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="'szegedy.device' is 'cuda', but this machine has no usable GPU"):
+        check_study_device(OmegaConf.create({"szegedy": {"device": "cuda"}}))
+    check_study_device(OmegaConf.create({"szegedy": {"device": "auto"}}))
