@@ -266,6 +266,15 @@ def _reporting_hydra_refusals(compose_or_run: Callable[[], object]):
 
 
 # ---- the entry points ---------------------------------------------------------------------------------
+def close_progress_bars() -> None:
+    """A run stopped mid-epoch leaves its tqdm bars open and the cursor after a bar: end them, so that the sentence
+    starts a line of its own."""
+    from tqdm import tqdm
+
+    for bar in sorted(getattr(tqdm, "_instances", ()), key=lambda bar: abs(bar.pos), reverse=True):  # inner first
+        bar.close()
+
+
 @contextmanager
 def reporting_user_errors():
     """Around the work of a Hydra job: a UserError becomes its sentence on stderr and in the job's log, exit code 2.
@@ -286,6 +295,7 @@ def reporting_user_errors():
         if user_error is None:
             raise
         where = f" (output directory: {HydraConfig.get().runtime.output_dir})" if HydraConfig.initialized() else ""
+        close_progress_bars()
         log.error(report(user_error) + where)
         print(report(user_error), file=sys.stderr)
         raise SystemExit(2) from None

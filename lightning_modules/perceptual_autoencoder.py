@@ -77,8 +77,13 @@ def check_config(procedure: str, latent_dim, gamma, input_size) -> None:
 
 def features_from_checkpoint(path: Path) -> nn.Sequential:
     """AlexNet-shaped ``features`` from any torch checkpoint of this framework (keys ``...features.<i>.*``)."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    state = state.get("state_dict", state)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated, not torch's format, or objects weights_only refuses
+        raise ConfigError(f"Config key 'model.loss_network.weights' is {str(path)!r}, which torch.load cannot read "
+                          f"as weights ({type(error).__name__}); give 'imagenet', 'random' or a checkpoint file that "
+                          f"torch.save wrote.") from None
+    state = state.get("state_dict", state) if isinstance(state, dict) else {}
     found = {key.split("features.", 1)[1]: value for key, value in state.items() if "features." in key}
     features = alexnet_features("random")
     try:

@@ -37,7 +37,6 @@ from framework.errors import ConfigError, construction_error, run_entry_point, w
 from tests.dataset_files import LUNARLANDER_SMALL, write_cifar10, write_mnist, write_stl10, write_svhn
 
 LUNARLANDER = ["data=lunarlander", *(f"data.{key}={value}" for key, value in LUNARLANDER_SMALL.items())]
-QUIET_LIMIT = ["debug=limit", "callbacks.progress_bar.refresh_rate=0"]  # a few batches; no bar before the sentence
 MI = ["callbacks=mi_lr", "callbacks.mi_lr.sample_size=100", "callbacks.progress_bar.refresh_rate=0"]
 STEP_LR = "model.scheduler={_target_:torch.optim.lr_scheduler.StepLR,_partial_:true,step_size:1}"
 
@@ -132,9 +131,9 @@ ROWS = [
     row("optimized-mode", "optimized_mode=up", expect="'optimized_mode' is 'up', but it must be 'max' or 'min'"),
     row("optimized-metric-direction", "optimized_metric=val/margin",
         expect=("optimized_metric 'val/margin', whose name does not say whether higher", "optimized_mode=max")),
-    row("optimized-metric-not-logged", *QUIET_LIMIT, "optimized_metric=val/top5_acc",
+    row("optimized-metric-not-logged", "debug=limit", "optimized_metric=val/top5_acc",
         expect=("'optimized_metric' is 'val/top5_acc'", "logs no such metric", "(val/acc, val/loss)")),
-    row("early-stopping-on-train-metric", *QUIET_LIMIT, "optimized_metric=train/acc",
+    row("early-stopping-on-train-metric", "debug=limit", "optimized_metric=train/acc",
         expect=("checks after each validation", "callbacks.early_stopping.check_on_train_epoch_end=true")),
     row("sweep-key-of-a-swept-group", "-m", "experiment=szegedy_softmax1,szegedy_fc100", "data.train_size=300",
         expect=("'data.train_size' is not in the config that this sweep starts from", "++data.train_size=300")),
@@ -204,8 +203,10 @@ ROWS = [
     row("perceptual-on-digits", "model=perceptual_autoencoder", "model.loss_network.weights=random",
         expect="the model expects 64x64 images, the data has 32x32 (set data.image_size=64)"),
     row("perceptual-without-its-metric", "model=perceptual_autoencoder", "model.loss_network.weights=random",
-        "data.image_size=64", *QUIET_LIMIT,
+        "data.image_size=64", "debug=limit",
         expect=("'optimized_metric' is 'val/acc'", "val/loss, val/reconstruction")),
+    row("loss-network-unreadable", "model=perceptual_autoencoder", "model.loss_network.weights={tmp}/data/run.ckpt",
+        data=unreadable_checkpoint, expect="which torch.load cannot read as weights"),
     row("probe-task", "callbacks=probe", expect="set callbacks.probe.task=classification"),
     row("probe-task-value", "callbacks=probe", "callbacks.probe.task=class",
         expect="'callbacks.probe.task' is 'class'"),
