@@ -33,7 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 from framework.checkpoints import check_readable_checkpoint, checkpoint_to_test, loading_checkpoint, resolve_ckpt_path
 from framework.combinations import check_data_fits_model
 from framework.errors import instantiate_node, reporting_user_errors, run_entry_point
-from framework.loggers import publish_results
+from framework.loggers import give_wandb_loggers_their_run_id, publish_results
 from framework.monitored_metrics import MonitoredMetricsLogged, monitor_keys
 from framework.process_group import DestroyProcessGroupAtExit
 from framework.results import library_versions, to_float_dict, write_json_atomic
@@ -128,6 +128,7 @@ def train(cfg: DictConfig) -> dict:
     validate(cfg)
     send_lightning_logs_to_hydra()
     wandb_offline_without_credentials(cfg)
+    give_wandb_loggers_their_run_id(cfg)
     log.info(f"Output directory: {cfg.paths.output_dir}; overrides: {' '.join(task_overrides()) or 'none'}")
     started = time.perf_counter()
     if cfg.get("seed") is not None:

@@ -1,4 +1,5 @@
-"""A CSV logger that appends to an existing metrics.csv instead of deleting it; results.json to wandb.
+"""A CSV logger that appends to an existing metrics.csv instead of deleting it; results.json to wandb; one wandb
+run per run directory.
 
 Lightning's CSV writer deletes metrics.csv when a new process opens the same log directory.
 That loses the epochs before a resume (``ckpt_path=auto``) and breaks ``ddp_spawn``, whose
@@ -9,10 +10,14 @@ file's header into its own keys before every save.
 from __future__ import annotations
 
 import csv
+import os
+import secrets
+from pathlib import Path
 
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
+from omegaconf import DictConfig, open_dict
 
 
 class AppendingExperimentWriter(ExperimentWriter):
@@ -44,3 +49,29 @@ def publish_results(loggers, results: dict) -> None:
         if isinstance(logger, WandbLogger):
             rest = {key: value for key, value in results.items() if key not in ("metrics", "config")}
             logger.experiment.summary.update({**results["metrics"], **rest})
+
+
+def wandb_run_id(output_dir: str | Path) -> str:
+    """The wandb run id of a run directory: made by its first start, read by every later one (``<output_dir>/wandb/
+    run_id``), so that a resumed run (``ckpt_path=auto``, a requeued SLURM job) continues its wandb run instead of
+    starting another. DDP ranks that start together agree on the first id written (a hard link cannot replace)."""
+    path = Path(output_dir) / "wandb" / "run_id"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        candidate = path.with_name(f".run_id.{os.getpid()}")
+        candidate.write_text(secrets.token_hex(4))
+        try:
+            os.link(candidate, path)
+        except FileExistsError:
+            pass
+        finally:
+            candidate.unlink()
+    return path.read_text().strip()
+
+
+def give_wandb_loggers_their_run_id(cfg: DictConfig) -> None:
+    """``logger.wandb.id: null``: the run directory's id (:func:`wandb_run_id`)."""
+    for node in (cfg.get("logger") or {}).values():
+        if isinstance(node, DictConfig) and "WandbLogger" in str(node.get("_target_", "")) and node.get("id") is None:
+            with open_dict(node):
+                node.id = wandb_run_id(cfg.paths.output_dir)

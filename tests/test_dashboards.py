@@ -119,3 +119,28 @@ def test_figures_are_sent_once_each_again_when_rewritten_and_never_from_logger_f
     Image.fromarray(painting(2)).save(tmp_path / "mi_lr.png")  # rewritten with new content
     callback.send(trainer)
     assert sent == ["figures/mi_lr", "figures/grids/attack", "figures/mi_lr"]
+
+
+@pytest.mark.slow
+def test_a_resumed_run_continues_its_wandb_run(tmp_path):
+    """One wandb run per run directory: a restart with ckpt_path=auto (a requeued SLURM job) logs into the run its
+    first start made (the same id, kept in <output_dir>/wandb/run_id), from the epoch it resumes at."""
+    for epochs in (1, 2):
+        result = run_cli("train.py", "logger=wandb", f"trainer.max_epochs={epochs}", "ckpt_path=auto", "seed=3",
+                         "trainer.accelerator=cpu", "callbacks.progress_bar.refresh_rate=0",
+                         f"hydra.run.dir={tmp_path}", env={"WANDB_MODE": "offline", "WANDB_SILENT": "true"})
+        assert result.returncode == 0, result.stderr[-3000:]
+    run_id = (tmp_path / "wandb" / "run_id").read_text()
+    first, resumed = sorted((tmp_path / "wandb").glob("offline-run-*"))
+    assert first.name.endswith(f"-{run_id}") and resumed.name.endswith(f"-{run_id}")
+    epochs = [[row["epoch"] for row in (items(record.item) for record in by_type(wandb_records(
+        next(run.glob("run-*.wandb"))), "history")) if "val/acc" in row] for run in (first, resumed)]
+    assert epochs == [[0], [1]]
+
+
+def test_a_run_directory_keeps_one_wandb_run_id(tmp_path):
+    from framework.loggers import wandb_run_id
+
+    first = wandb_run_id(tmp_path)
+    assert wandb_run_id(tmp_path) == first and len(first) == 8
+    assert [path.name for path in (tmp_path / "wandb").iterdir()] == ["run_id"]  # no candidate file left behind
