@@ -25,7 +25,7 @@ from analysis.mi_lr_study import study_table
 from analysis.mi_sample_size import figure1
 from analysis.results_table import check_keys, checkpoint_note, config_value, overridden_keys, results_table
 from framework.errors import ConfigError, reporting_user_errors, run_entry_point
-from framework.results import load_results
+from framework.results import jobs_without_results, load_results
 from framework.validate import check_missing_values, check_rules, check_study_device
 
 DEFAULT_METRICS = ("test/acc", "val/acc")
@@ -59,8 +59,19 @@ def as_list(value) -> list:
     return [value] if isinstance(value, str) else list(value)
 
 
+def job_name(job: Path, runs: Path) -> str:
+    """``1 (model.optimizer.lr=-1)``: a job directory and the overrides it was started with."""
+    overrides = job / ".hydra" / "overrides.yaml"
+    shown = " ".join(map(str, OmegaConf.load(overrides))) if overrides.is_file() else ""
+    return f"{job.relative_to(runs) if job != runs else job.name}" + (f" ({shown})" if shown else "")
+
+
 def write_markdown(text: str, cfg: DictConfig, default_name: str) -> str:
     runs = Path(cfg.runs)
+    if unfinished := jobs_without_results(runs):  # a sweep with failed jobs: the rows hold fewer runs than asked
+        shown = ", ".join(job_name(job, runs) for job in unfinished[:10]) + (" ..." if len(unfinished) > 10 else "")
+        text += (f"\n\nLeft out: {len(unfinished)} job director{'y' if len(unfinished) == 1 else 'ies'} without "
+                 f"results.json (failed, killed or still running): {shown}.")
     output = Path(cfg.output) if cfg.get("output") else (runs if runs.is_dir() else runs.parent) / default_name
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text + "\n")

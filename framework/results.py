@@ -42,6 +42,15 @@ def find_results(path: str | Path) -> list[Path]:
     return sorted(path.rglob("results.json"))
 
 
+def jobs_without_results(path: str | Path) -> list[Path]:
+    """Job directories below ``path`` (Hydra wrote their .hydra/) that hold no results.json: failed, killed or
+    still running."""
+    path = Path(path)
+    if path.is_file():
+        return []
+    return sorted(folder.parent for folder in path.rglob(".hydra") if not (folder.parent / "results.json").is_file())
+
+
 def load_results(path: str | Path) -> list[dict]:
     found = find_results(path)
     if not found:

@@ -152,3 +152,15 @@ def test_runs_without_accuracy_are_tabled_by_their_optimized_metric(tmp_path):
     text = evaluate(compose_config([f"runs={sweep}"], tmp_path / "out", "evaluate"))
     assert "| model.procedure | test/loss | val/loss | runs |" in text
     assert "| I-F-FP | 0.8000 ± 0.1414 | 0.3000 ± 0.1414 | 2 |" in text
+
+
+def test_a_sweep_s_jobs_without_results_are_named_below_its_table(tmp_path):
+    """A failed (or killed, or running) job leaves a row with fewer runs; the table says which jobs are missing."""
+    sweep = tmp_path / "sweep"
+    write_runs(sweep, [run(0.1, 1, 0.90), run(0.1, 2, 0.92)])
+    (sweep / "2" / ".hydra").mkdir(parents=True)
+    (sweep / "2" / ".hydra" / "overrides.yaml").write_text("- model.optimizer.lr=0.1\n- seed=3\n")
+    text = evaluate(compose_config([f"runs={sweep}", "metrics=[test/acc]"], tmp_path / "out", "evaluate"))
+    assert "| 0.1 | 0.9100 ± 0.0141 | 2 |" in text
+    assert text.splitlines()[-1] == ("Left out: 1 job directory without results.json (failed, killed or still "
+                                     "running): 2 (model.optimizer.lr=0.1 seed=3).")
