@@ -96,6 +96,15 @@ def wandb_offline_without_credentials(cfg: DictConfig) -> None:
                     f"later with: wandb sync {cfg.paths.output_dir}/wandb/offline-run-*")
 
 
+def best_checkpoint(trainer: L.Trainer) -> tuple[str | None, str]:
+    """The checkpoint that fitting chose (None: none saved) and how to name it in the log and results.json."""
+    callback = trainer.checkpoint_callback
+    path = getattr(callback, "best_model_path", "") or None
+    if path is None:
+        return None, "final weights"
+    return path, f"best checkpoint by {callback.monitor} ({callback.mode})" if callback.monitor else "last checkpoint"
+
+
 def evaluate_checkpoint(trainer: L.Trainer, model, datamodule, ckpt_path: str) -> dict[str, float]:
     """Validation metrics of ``ckpt_path`` (so that val/ and test/ describe the same weights), kept out of
     the loggers: metrics.csv keeps the per-epoch curve."""
@@ -145,22 +154,18 @@ def train(cfg: DictConfig) -> dict:
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
+    # val/ and test/ metrics of one set of weights: after fitting, the best checkpoint when it saved one, else the
+    # current weights (fast_dev_run, callbacks=none); in a test-only run (train=false), those of ckpt_path.
     trained = cfg.get("train", True)
+    given = resolve_ckpt_path(cfg.get("ckpt_path"), trainer) if trained else checkpoint_to_test(cfg.ckpt_path, trainer)
+    check_readable_checkpoint(given)
+    metrics = {}
     if trained:
-        given = resolve_ckpt_path(cfg.get("ckpt_path"), trainer)
-        check_readable_checkpoint(given)
         with loading_checkpoint(given):
             trainer.fit(model, datamodule=datamodule, ckpt_path=given)
         metrics = to_float_dict(trainer.callback_metrics)  # the last epoch's
-        # val/ and test/ metrics of one set of weights: the best checkpoint when fitting saved one, else the
-        # current weights (fast_dev_run, callbacks=none).
-        checkpoint = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
-        monitor = trainer.checkpoint_callback
-        evaluated = ("final weights" if checkpoint is None else f"best checkpoint by {monitor.monitor} ({monitor.mode})"
-                     if monitor.monitor else "last checkpoint")
+        checkpoint, evaluated = best_checkpoint(trainer)
     else:
-        metrics, given = {}, checkpoint_to_test(cfg.get("ckpt_path"), trainer)
-        check_readable_checkpoint(given)
         checkpoint, evaluated = given, f"checkpoint {given}"
     with loading_checkpoint(None if trained else given):
         if checkpoint:
