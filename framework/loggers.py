@@ -10,14 +10,16 @@ file's header into its own keys before every save.
 from __future__ import annotations
 
 import csv
-import os
 import secrets
 from pathlib import Path
 
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from omegaconf import DictConfig, open_dict
+
+from framework.atomic import write_atomically
 
 
 class AppendingExperimentWriter(ExperimentWriter):
@@ -51,22 +53,19 @@ def publish_results(loggers, results: dict) -> None:
             logger.experiment.summary.update({**results["metrics"], **rest})
 
 
-def wandb_run_id(output_dir: str | Path) -> str:
-    """The wandb run id of a run directory: made by its first start, read by every later one (``<output_dir>/wandb/
-    run_id``), so that a resumed run (``ckpt_path=auto``, a requeued SLURM job) continues its wandb run instead of
-    starting another. DDP ranks that start together agree on the first id written (a hard link cannot replace)."""
+def wandb_run_id(output_dir: str | Path, resuming: bool) -> str | None:
+    """The wandb run id of a run directory (``<output_dir>/wandb/run_id``). A start that resumes (``ckpt_path`` given:
+    ``auto``, a requeued SLURM job) continues the wandb run of the directory's earlier start; a fresh start makes a new
+    one (wandb would drop the steps of a restart from zero that it had already seen). Only rank 0 logs to wandb, so
+    only rank 0 writes the id; the other ranks get ``None``."""
     path = Path(output_dir) / "wandb" / "run_id"
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        candidate = path.with_name(f".run_id.{os.getpid()}")
-        candidate.write_text(secrets.token_hex(4))
-        try:
-            os.link(candidate, path)
-        except FileExistsError:
-            pass
-        finally:
-            candidate.unlink()
-    return path.read_text().strip()
+    if resuming and path.is_file():
+        return path.read_text().strip()
+    if rank_zero_only.rank != 0:
+        return None
+    run_id = secrets.token_hex(4)
+    write_atomically(path, lambda stream: stream.write(run_id.encode()))
+    return run_id
 
 
 def give_wandb_loggers_their_run_id(cfg: DictConfig) -> None:
@@ -74,4 +73,4 @@ def give_wandb_loggers_their_run_id(cfg: DictConfig) -> None:
     for node in (cfg.get("logger") or {}).values():
         if isinstance(node, DictConfig) and "WandbLogger" in str(node.get("_target_", "")) and node.get("id") is None:
             with open_dict(node):
-                node.id = wandb_run_id(cfg.paths.output_dir)
+                node.id = wandb_run_id(cfg.paths.output_dir, resuming=cfg.get("ckpt_path") is not None)

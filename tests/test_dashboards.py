@@ -138,9 +138,11 @@ def test_a_resumed_run_continues_its_wandb_run(tmp_path):
     assert epochs == [[0], [1]]
 
 
-def test_a_run_directory_keeps_one_wandb_run_id(tmp_path):
+def test_a_resuming_start_keeps_the_directory_s_wandb_run_id_and_a_fresh_start_replaces_it(tmp_path):
     from framework.loggers import wandb_run_id
 
-    first = wandb_run_id(tmp_path)
-    assert wandb_run_id(tmp_path) == first and len(first) == 8
-    assert [path.name for path in (tmp_path / "wandb").iterdir()] == ["run_id"]  # no candidate file left behind
+    first = wandb_run_id(tmp_path, resuming=True)  # nothing to resume yet: a new id
+    assert wandb_run_id(tmp_path, resuming=True) == first and len(first) == 8
+    fresh = wandb_run_id(tmp_path, resuming=False)  # a restart from zero: a wandb run of its own
+    assert fresh != first and (tmp_path / "wandb" / "run_id").read_text() == fresh
+    assert [path.name for path in (tmp_path / "wandb").iterdir()] == ["run_id"]  # no temporary file left behind
