@@ -241,6 +241,7 @@ def validate(cfg: DictConfig) -> None:
     check_group_entries_have_targets(cfg)
     check_accelerator(cfg)
     check_validation_monitor(cfg)
+    check_early_stopping_has_a_metric(cfg)
     check_nested_groups_chosen_with_a_slash(cfg)
     check_partial_arguments(cfg)
     check_sdlm_has_its_hessian(cfg)
@@ -288,6 +289,14 @@ def check_validation_monitor(cfg: DictConfig) -> None:
             raise ConfigError(f"Config key '{key}' is 0 ({meaning}), but optimized_metric is {metric!r}, which "
                               f"checkpointing and early stopping monitor; set optimized_metric=null and "
                               f"callbacks.early_stopping=null, or {remedy}.")
+
+
+def check_early_stopping_has_a_metric(cfg: DictConfig) -> None:
+    """Early stopping needs a metric to watch; checkpointing without one keeps the last epoch."""
+    node = _lookup(cfg, "callbacks.early_stopping")
+    if isinstance(node, DictConfig) and "_target_" in node and node.get("monitor") is None:
+        raise ConfigError("Config key 'optimized_metric' is null, but early stopping monitors it; leave early stopping "
+                          "out with callbacks.early_stopping=null, or name a metric (e.g. optimized_metric=val/acc).")
 
 
 def check_sdlm_has_its_hessian(cfg: DictConfig) -> None:

@@ -131,6 +131,8 @@ ROWS = [
     row("optimized-mode", "optimized_mode=up", expect="'optimized_mode' is 'up', but it must be 'max' or 'min'"),
     row("optimized-metric-direction", "optimized_metric=val/margin",
         expect=("optimized_metric 'val/margin', whose name does not say whether higher", "optimized_mode=max")),
+    row("early-stopping-without-a-metric", "optimized_metric=null",
+        expect=("'optimized_metric' is null, but early stopping monitors it", "callbacks.early_stopping=null")),
     row("optimized-metric-not-logged", "debug=limit", "optimized_metric=val/top5_acc",
         expect=("'optimized_metric' is 'val/top5_acc'", "logs no such metric", "(val/acc, val/loss)")),
     row("early-stopping-on-train-metric", "debug=limit", "optimized_metric=train/acc",
