@@ -69,9 +69,16 @@ def _some(names: list[str]) -> str:
 
 @contextmanager
 def loading_checkpoint(path: str | None) -> Iterator[None]:
-    """Around the Lightning call that loads ``path`` into the model: weights of another network are one sentence."""
+    """Around the Lightning call that loads ``path`` into the model: weights of another network, or Lightning's
+    ``hpc`` when it finds no HPC checkpoint, are one sentence."""
     try:
         yield
+    except ValueError as error:
+        if path != "hpc" or "no HPC checkpoint was found" not in str(error):
+            raise
+        raise ConfigError("Config key 'ckpt_path' is 'hpc', but there is no HPC checkpoint (hpc_ckpt_*.ckpt, which "
+                          "Lightning writes when SLURM preempts a job it requeues itself); give ckpt_path=auto (this "
+                          "run's last.ckpt) or a checkpoint file.") from None
     except RuntimeError as error:
         message = str(error)
         if path is None or not message.startswith("Error(s) in loading state_dict"):

@@ -127,6 +127,8 @@ ROWS = [
         expect=("whose weights do not fit this model", "lacks net.s2.weight", "net.c3.weight another shape")),
     row("test-only-another-model", "train=false", "model=lenet5_classic", "ckpt_path={tmp}/data/run.ckpt",
         data=lenet5_checkpoint, expect="whose weights do not fit this model"),
+    row("ckpt-hpc-absent", "ckpt_path=hpc", expect=("'ckpt_path' is 'hpc', but there is no HPC checkpoint",
+                                                     "ckpt_path=auto")),
     row("test-only-without-checkpoint", "train=false", expect=("'train' is false (test only)", "ckpt_path is null")),
     row("optimized-mode", "optimized_mode=up", expect="'optimized_mode' is 'up', but it must be 'max' or 'min'"),
     row("optimized-metric-direction", "optimized_metric=val/margin",
