@@ -226,6 +226,17 @@ def softmax_losses(params: torch.Tensor, features: torch.Tensor, targets: torch.
     return value, torch.cat([grad_weight, residual.sum(0).unsqueeze(2)], dim=2)
 
 
+def robust_eigh(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.linalg.eigh``; where LAPACK's dsyevd does not converge (it failed on the covariance of a few dozen
+    random images' saturated features), that of the matrix plus a graded diagonal of 1e-10 to 2e-10 of its unit
+    scale, which separates repeated eigenvalues. A preconditioner this close leaves the minimiser unchanged."""
+    try:
+        return torch.linalg.eigh(matrix)
+    except torch.linalg.LinAlgError:
+        graded = torch.linspace(1e-10, 2e-10, len(matrix), dtype=matrix.dtype, device=matrix.device)
+        return torch.linalg.eigh(matrix + torch.diag(graded))
+
+
 class Preconditioner:
     """Approximate inverse Hessians of the T softmax problems, for L-BFGS to start from instead of the identity.
 
@@ -245,7 +256,7 @@ class Preconditioner:
         # Decomposed at unit mean variance: one-thread LAPACK (dsyevd) failed to converge on a covariance of
         # ~1e-6 and rank one (saturated features of a large lambda, `model=forward_autoencoder debug=limit`).
         scale = covariance.diagonal().mean().clamp(min=torch.finfo(torch.float64).tiny)
-        eigenvalues, eigenvectors = torch.linalg.eigh(covariance / scale)
+        eigenvalues, eigenvectors = robust_eigh(covariance / scale)
         eigenvalues = eigenvalues * scale
         self.eigenvectors = eigenvectors.to(features.dtype)
         self.inverse = (1 / (eigenvalues.clamp(min=0) / num_classes + taus[:, None])).to(features.dtype)  # [T, J]

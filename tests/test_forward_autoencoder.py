@@ -369,18 +369,22 @@ def test_digits_pipeline_beats_chance_and_best_checkpoint_reproduces(make_cfg):
     assert restored[0]["test/acc"] == pytest.approx(metrics["test/acc"])
 
 
-def test_a_few_batches_solve_at_one_thread(make_cfg):
+@pytest.mark.parametrize("data", ["data=digits", "data=random"])
+def test_a_few_batches_solve_at_one_thread(make_cfg, data):
     """`python train.py model=forward_autoencoder debug=limit` at one thread: 192 samples and lambdas up to 100
-    give saturated features whose covariance (~1e-6, rank one) one-thread LAPACK did not decompose unscaled."""
+    give saturated features whose covariance (~1e-6, rank one) one-thread LAPACK did not decompose unscaled; on
+    random images (`data=random`) dsyevd did not converge at unit scale either (robust_eigh)."""
     from train import train
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        results = train(make_cfg("model=forward_autoencoder", "debug=limit", "logger=none"))
+        results = train(make_cfg("model=forward_autoencoder", "debug=limit", "logger=none", data))
     finally:
         torch.set_num_threads(threads)
-    assert results["epochs_completed"] == 2 and results["metrics"]["val/acc"] > 0.1
+    assert results["epochs_completed"] == 2
+    if data == "data=digits":  # random images have random labels: chance is all there is to reach
+        assert results["metrics"]["val/acc"] > 0.1
 
 
 def test_preconditioner_is_the_same_at_any_feature_scale():

@@ -206,6 +206,8 @@ ROWS = [
         expect="'data.distortion.original_fraction' is 2"),
     row("perceptual-on-digits", "model=perceptual_autoencoder", "model.loss_network.weights=random",
         expect="the model expects 64x64 images, the data has 32x32 (set data.image_size=64)"),
+    row("perceptual-on-stl10", "model=perceptual_autoencoder", "model.loss_network.weights=random", "data=stl10",
+        expect="the model expects 64x64 images, the data has 96x96 (set model.input_size=96)"),
     row("perceptual-without-its-metric", "model=perceptual_autoencoder", "model.loss_network.weights=random",
         "data.image_size=64", "debug=limit",
         expect=("'optimized_metric' is 'val/acc'", "val/loss, val/reconstruction")),
