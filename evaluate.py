@@ -63,7 +63,7 @@ def job_name(job: Path, runs: Path) -> str:
     """``1 (model.optimizer.lr=-1)``: a job directory and the overrides it was started with."""
     overrides = job / ".hydra" / "overrides.yaml"
     shown = " ".join(map(str, OmegaConf.load(overrides))) if overrides.is_file() else ""
-    return f"{job.relative_to(runs) if job != runs else job.name}" + (f" ({shown})" if shown else "")
+    return f"{job.relative_to(runs)}" + (f" ({shown})" if shown else "")
 
 
 def write_markdown(text: str, cfg: DictConfig, default_name: str) -> str:

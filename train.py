@@ -33,7 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 from framework.checkpoints import check_readable_checkpoint, checkpoint_to_test, loading_checkpoint, resolve_ckpt_path
 from framework.combinations import check_data_fits_model
 from framework.errors import instantiate_node, reporting_user_errors, run_entry_point
-from framework.loggers import give_wandb_loggers_their_run_id, publish_results
+from framework.loggers import give_wandb_loggers_their_run_id, publish_results, wandb_logger_nodes
 from framework.monitored_metrics import MonitoredMetricsLogged, monitor_keys
 from framework.process_group import DestroyProcessGroupAtExit
 from framework.results import library_versions, to_float_dict, write_json_atomic
@@ -88,9 +88,7 @@ def has_wandb_credentials() -> bool:
 
 def wandb_offline_without_credentials(cfg: DictConfig) -> None:
     """``logger=wandb`` without credentials and without WANDB_MODE: log offline instead of failing."""
-    uses_wandb = any("Wandb" in str(node.get("_target_", "")) for node in (cfg.get("logger") or {}).values()
-                     if isinstance(node, DictConfig))
-    if uses_wandb and not os.environ.get("WANDB_MODE") and not has_wandb_credentials():
+    if wandb_logger_nodes(cfg) and not os.environ.get("WANDB_MODE") and not has_wandb_credentials():
         os.environ["WANDB_MODE"] = "offline"
         log.warning(f"wandb: no API key (WANDB_API_KEY or `wandb login`), so this run logs offline; upload it "
                     f"later with: wandb sync {cfg.paths.output_dir}/wandb/offline-run-*")

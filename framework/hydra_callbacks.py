@@ -6,13 +6,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from pathlib import Path
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from framework.compose import ROOT
 from framework.errors import stopping_before_any_job
 from framework.pretrained import alexnet_features_state_dict
 from framework.slurm_preflight import launches_on_slurm
@@ -35,9 +35,6 @@ def slurm_unreachable_reason(env: dict[str, str] | None = None) -> str | None:
     return None
 
 
-REPOSITORY = Path(__file__).resolve().parents[1]
-
-
 class JobsImportThisRepository(Callback):
     """Put this repository on PYTHONPATH before a multirun launches its jobs.
 
@@ -47,8 +44,8 @@ class JobsImportThisRepository(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         paths = [path for path in os.environ.get("PYTHONPATH", "").split(os.pathsep) if path]
-        if str(REPOSITORY) not in paths:
-            os.environ["PYTHONPATH"] = os.pathsep.join([str(REPOSITORY), *paths])
+        if str(ROOT) not in paths:
+            os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *paths])
 
 
 class PrintSweepDir(Callback):

@@ -1,5 +1,5 @@
-"""A CSV logger that appends to an existing metrics.csv instead of deleting it; results.json to wandb; one wandb
-run per run directory.
+"""A CSV logger that appends to an existing metrics.csv instead of deleting it; results.json to wandb; the wandb
+run id of a run directory, which a resumed run continues.
 
 Lightning's CSV writer deletes metrics.csv when a new process opens the same log directory.
 That loses the epochs before a resume (``ckpt_path=auto``) and breaks ``ddp_spawn``, whose
@@ -68,9 +68,15 @@ def wandb_run_id(output_dir: str | Path, resuming: bool) -> str | None:
     return run_id
 
 
+def wandb_logger_nodes(cfg: DictConfig) -> list[DictConfig]:
+    """The config nodes of the chosen loggers that are wandb's."""
+    return [node for node in (cfg.get("logger") or {}).values()
+            if isinstance(node, DictConfig) and "WandbLogger" in str(node.get("_target_", ""))]
+
+
 def give_wandb_loggers_their_run_id(cfg: DictConfig) -> None:
     """``logger.wandb.id: null``: the run directory's id (:func:`wandb_run_id`)."""
-    for node in (cfg.get("logger") or {}).values():
-        if isinstance(node, DictConfig) and "WandbLogger" in str(node.get("_target_", "")) and node.get("id") is None:
+    for node in wandb_logger_nodes(cfg):
+        if node.get("id") is None:
             with open_dict(node):
                 node.id = wandb_run_id(cfg.paths.output_dir, resuming=cfg.get("ckpt_path") is not None)
