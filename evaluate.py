@@ -12,6 +12,7 @@ what ``--help`` prints.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -24,8 +25,9 @@ from analysis import perceptual_study, szegedy_study
 from analysis.mi_lr_study import study_table
 from analysis.mi_sample_size import figure1
 from analysis.results_table import check_keys, checkpoint_note, config_value, overridden_keys, results_table
+from framework.atomic import write_atomically
 from framework.errors import ConfigError, reporting_user_errors, run_entry_point
-from framework.results import jobs_without_results, load_results
+from framework.results import jobs_without_results, load_results, runs_folder
 from framework.validate import check_missing_values, check_rules, check_study_device
 
 DEFAULT_METRICS = ("test/acc", "val/acc")
@@ -59,24 +61,35 @@ def as_list(value) -> list:
     return [value] if isinstance(value, str) else list(value)
 
 
-def job_name(job: Path, runs: Path) -> str:
-    """``1 (model.optimizer.lr=-1)``: a job directory and the overrides it was started with."""
+def job_name(job: Path, folder: Path) -> str:
+    """``1 (model.optimizer.lr=-1)``: a job directory (below ``folder``) and the overrides it was started with."""
     overrides = job / ".hydra" / "overrides.yaml"
     shown = " ".join(map(str, OmegaConf.load(overrides))) if overrides.is_file() else ""
-    return f"{job.relative_to(runs)}" + (f" ({shown})" if shown else "")
+    return f"{Path(os.path.relpath(job, folder))}" + (f" ({shown})" if shown else "")
+
+
+def unwritable(output: Path, error: OSError) -> ConfigError:
+    return ConfigError(f"Config key 'output' leads to {output}, which cannot be written ({error.strerror}); give "
+                       f"output=<a file in a folder you can write>.")
+
+
+def write_text(output: Path, text: str) -> None:
+    """Atomically (framework/atomic.py); a place that cannot be written is one sentence naming ``output``."""
+    try:
+        write_atomically(output, lambda stream: stream.write(f"{text}\n".encode()))
+    except OSError as error:
+        raise unwritable(output, error) from None
+    print(text)
+    print(f"written to {output}")
 
 
 def write_markdown(text: str, cfg: DictConfig, default_name: str) -> str:
-    runs = Path(cfg.runs)
-    if unfinished := jobs_without_results(runs):  # a sweep with failed jobs: the rows hold fewer runs than asked
-        shown = ", ".join(job_name(job, runs) for job in unfinished[:10]) + (" ..." if len(unfinished) > 10 else "")
+    folder = runs_folder(cfg.runs)
+    if unfinished := jobs_without_results(cfg.runs):  # a sweep with failed jobs: the rows hold fewer runs than asked
+        shown = ", ".join(job_name(job, folder) for job in unfinished[:10]) + (" ..." if len(unfinished) > 10 else "")
         text += (f"\n\nLeft out: {len(unfinished)} job director{'y' if len(unfinished) == 1 else 'ies'} without "
                  f"results.json (failed, killed or still running): {shown}.")
-    output = Path(cfg.output) if cfg.get("output") else (runs if runs.is_dir() else runs.parent) / default_name
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(text + "\n")
-    print(text)
-    print(f"written to {output}")
+    write_text(Path(cfg.output) if cfg.get("output") else folder / default_name, text)
     return text
 
 
@@ -120,11 +133,13 @@ def mi_sample_size_task(cfg: DictConfig) -> str:
     """
     options = cfg.mi_sample_size
     output = Path(cfg.output) if cfg.get("output") else Path(cfg.paths.output_dir) / "mi_sample_size.md"
-    output.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)  # for the PNG beside it
+    except OSError as error:
+        raise unwritable(output, error) from None
     text = figure1(list(options.datasets), cfg.paths.data_dir, list(options.sizes), options.draws, options.estimator,
                    output.with_suffix(".png"))
-    output.write_text(text + "\n")
-    print(f"{text}\nwritten to {output}")
+    write_text(output, text)
     return text
 
 
@@ -146,7 +161,7 @@ def reae_figure_task(x_key: str, series_key: str, name: str) -> Callable[[DictCo
     def task(cfg: DictConfig) -> str:
         from analysis.reae_study import figure
 
-        runs_dir = Path(cfg.runs) if Path(cfg.runs).is_dir() else Path(cfg.runs).parent
+        runs_dir = runs_folder(cfg.runs)
         png = runs_dir / f"{name}.png"
         runs = load_results(cfg.runs)
         for key in (x_key, series_key):
@@ -168,7 +183,7 @@ def szegedy_task(study: Callable, name: str, figures: bool = False) -> Callable[
     """A Szegedy et al. study (analysis/szegedy_study.py); figures go next to the markdown."""
 
     def task(cfg: DictConfig) -> str:
-        runs_dir = Path(cfg.runs) if Path(cfg.runs).is_dir() else Path(cfg.runs).parent
+        runs_dir = runs_folder(cfg.runs)
         return write_markdown(study(cfg, runs_dir) if figures else study(cfg), cfg, f"{name}.md")
 
     summary = (study.__doc__ or name).strip().splitlines()[0]
@@ -194,22 +209,26 @@ def perceptual_figures_task(cfg: DictConfig) -> str:
 
     Keys: runs, output.
     """
-    runs_dir = Path(cfg.runs) if Path(cfg.runs).is_dir() else Path(cfg.runs).parent
+    runs_dir = runs_folder(cfg.runs)
     return write_markdown(perceptual_study.figure(load_results(cfg.runs), runs_dir), cfg, "perceptual_figures.md")
 
 
 def perceptual_probe_task(cfg: DictConfig) -> str:
-    """The embedding probes on a finished run's best checkpoint (runs=<run directory>); writes probe.json.
+    """The embedding probes on finished runs' best checkpoints (each run of runs=...); writes probe.json in each.
 
     Keys: runs, output.
     """
+    return write_markdown("\n".join(probe_run(run) for run in load_results(cfg.runs)), cfg, "probe.md")
+
+
+def probe_run(run: dict) -> str:
+    """One run's probe line; its probe.json goes into the run directory."""
     import torch
 
     from callbacks.embedding_probe import EmbeddingProbe
     from framework.errors import instantiate_node
     from framework.results import write_json_atomic
 
-    run = load_results(cfg.runs)[0]
     run_cfg = OmegaConf.load(Path(run["path"]) / ".hydra" / "config.yaml")
     checkpoint = run.get("best_checkpoint") or str(Path(run["path"]) / "checkpoints" / "last.ckpt")
     if not Path(checkpoint).is_file():
@@ -221,9 +240,8 @@ def perceptual_probe_task(cfg: DictConfig) -> str:
     options = {key: value for key, value in options.items() if key not in ("_target_", "data")}
     result = EmbeddingProbe(**options).run(model, data)
     write_json_atomic(Path(run["path"]) / "probe.json", result | {"checkpoint": checkpoint})
-    text = (f"Probe of {checkpoint}: test {result['metric']} {result['test_metric']:.4f} (mean baseline "
+    return (f"Probe of {checkpoint}: test {result['metric']} {result['test_metric']:.4f} (mean baseline "
             f"{result['baseline']:.4f}), hidden {result['hidden']}, loss network {result['loss_network_weights']}")
-    return write_markdown(text, cfg, "probe.md")
 
 
 TASKS: dict[str, Callable[[DictConfig], str]] = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -34,26 +35,40 @@ def to_float_dict(metrics) -> dict[str, float]:
     return {key: float(value) for key, value in metrics.items()}
 
 
-def find_results(path: str | Path) -> list[Path]:
-    """results.json of one run directory, or of every job below a multirun directory."""
-    path = Path(path)
-    if path.is_file():
-        return [path]
-    return sorted(path.rglob("results.json"))
+def run_paths(runs) -> list[Path]:
+    """``runs`` as typed: a run directory, a multirun directory or a results.json, or a list of them
+    (``runs=[logs/a,logs/b]``, e.g. seeds swept on two days)."""
+    return [Path(runs)] if isinstance(runs, str | Path) else [Path(path) for path in runs]
 
 
-def jobs_without_results(path: str | Path) -> list[Path]:
-    """Job directories below ``path`` (Hydra wrote their .hydra/) that hold no results.json: failed, killed or
+def runs_folder(runs) -> Path:
+    """Where a study of ``runs`` writes by default: the directory given (a results.json's own directory); for a
+    list, the folder that holds them all."""
+    folders = [path if path.is_dir() else path.parent for path in run_paths(runs)]
+    return folders[0] if len(folders) == 1 else Path(os.path.commonpath([os.path.abspath(f) for f in folders]))
+
+
+def find_results(runs) -> list[Path]:
+    """results.json of one run directory, or of every job below a multirun directory; of each, for a list."""
+    found = {}
+    for path in run_paths(runs):
+        for result in [path] if path.is_file() else sorted(path.rglob("results.json")):
+            found.setdefault(result.resolve(), result)  # runs=[sweep,sweep/0] counts sweep/0 once
+    return list(found.values())
+
+
+def jobs_without_results(runs) -> list[Path]:
+    """Job directories below ``runs`` (Hydra wrote their .hydra/) that hold no results.json: failed, killed or
     still running."""
-    path = Path(path)
-    if path.is_file():
-        return []
-    return sorted(folder.parent for folder in path.rglob(".hydra") if not (folder.parent / "results.json").is_file())
+    return sorted({folder.parent for path in run_paths(runs) if not path.is_file() for folder in path.rglob(".hydra")
+                   if not (folder.parent / "results.json").is_file()})
 
 
-def load_results(path: str | Path) -> list[dict]:
-    found = find_results(path)
-    if not found:
-        raise ConfigError(f"Config key 'runs' is {str(path)!r}, but there is no results.json under it; give the "
-                          f"output directory of a finished run or multirun.")
-    return [json.loads(p.read_text()) | {"path": str(p.parent)} for p in found]
+def load_results(runs) -> list[dict]:
+    paths = run_paths(runs)
+    for path in paths:
+        if not find_results(path):
+            given, where = (repr(str(path)), "it") if len(paths) == 1 else ([str(p) for p in paths], repr(str(path)))
+            raise ConfigError(f"Config key 'runs' is {given}, but there is no results.json under {where}; give the "
+                              f"output directory of a finished run or multirun.")
+    return [json.loads(p.read_text()) | {"path": str(p.parent)} for p in find_results(runs)]

@@ -34,6 +34,18 @@ def test_table_groups_by_overridden_keys_except_seed_with_mean_and_sample_std(tm
     assert (sweep / "table.md").read_text().strip() == text
 
 
+def test_runs_given_as_a_list_are_tabled_together_and_the_table_goes_to_their_common_folder(tmp_path):
+    """Seeds swept on two days, in two sweep directories: runs=[first,second] makes one table of both."""
+    first, second = tmp_path / "sweeps" / "day1", tmp_path / "sweeps" / "day2"
+    write_runs(first, [run(0.1, 1, 0.90), run(0.1, 2, 0.92)])
+    write_runs(second, [run(0.1, 3, 0.97)])
+    text = evaluate(compose_config([f"runs=[{first},{second}]", "metrics=[test/acc]"], tmp_path / "out", "evaluate"))
+    assert "| 0.1 | 0.9300 ± 0.0361 | 3 |" in text  # mean and sample std of 0.90, 0.92, 0.97
+    assert (tmp_path / "sweeps" / "table.md").read_text().strip() == text
+    again = evaluate(compose_config([f"runs=[{first},{first}/1]", "metrics=[test/acc]"], tmp_path / "out", "evaluate"))
+    assert "| 0.1 | 0.9100 ± 0.0141 | 2 |" in again  # a run named twice counts once
+
+
 def test_reae_tasks_write_tables_and_figures(tmp_path):
     sweep = tmp_path / "sweep"
     runs = []

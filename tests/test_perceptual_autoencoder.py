@@ -215,14 +215,13 @@ def test_table1_and_figures_aggregate_over_seeds(tmp_path):
     assert "2.0000 ± 1.4142 (n=2) (random AlexNet)" in perceptual_study.table1(runs, 128)
 
 
-def test_evaluate_probes_a_finished_runs_checkpoint(tmp_path, lunarlander):
+def test_evaluate_probes_every_finished_run_s_checkpoint(tmp_path, lunarlander):
     from omegaconf import OmegaConf
 
     from evaluate import evaluate
     from framework.compose import compose_config
     from framework.results import write_json_atomic
 
-    run_dir = tmp_path / "run"
     model_cfg = {"_target_": "lightning_modules.perceptual_autoencoder.PerceptualAutoencoderModule",
                  "procedure": "I-I-PW", "latent_dim": 8}
     data_cfg = {"_target_": "datamodules.lunarlander.LunarLanderDataModule", "data_dir": str(lunarlander.data_dir),
@@ -230,19 +229,25 @@ def test_evaluate_probes_a_finished_runs_checkpoint(tmp_path, lunarlander):
                 "progress": False}
     probe_cfg = {"_target_": "callbacks.embedding_probe.EmbeddingProbe", "task": "regression", "grid": [[]],
                  "max_epochs": 5, "patience": 2, "data": None}
-    (run_dir / ".hydra").mkdir(parents=True)
-    OmegaConf.save({"model": model_cfg, "data": data_cfg, "callbacks": {"probe": probe_cfg}},
-                   run_dir / ".hydra" / "config.yaml")
-    torch.manual_seed(0)
-    model = PerceptualAutoencoderModule("I-I-PW", latent_dim=8)
-    torch.save({"state_dict": model.state_dict()}, run_dir / "best.ckpt")
-    write_json_atomic(run_dir / "results.json", {"metrics": {}, "best_checkpoint": str(run_dir / "best.ckpt"),
-                                                 "config": {"model": model_cfg}})
-    text = evaluate(compose_config([f"runs={run_dir}", "task=perceptual_probe"], tmp_path / "out", "evaluate"))
-    probe = json.loads((run_dir / "probe.json").read_text())
-    expected = EmbeddingProbe(task="regression", grid=[[]], max_epochs=5, patience=2).run(model, lunarlander)
-    assert probe["test_metric"] == pytest.approx(expected["test_metric"]) and probe["hidden"] == []
-    assert "test mean_distance" in text and probe["loss_network_weights"] is None
+    sweep, expected = tmp_path / "sweep", []
+    for seed in (0, 1):  # a sweep of two runs: each gets its own probe.json
+        run_dir = sweep / str(seed)
+        (run_dir / ".hydra").mkdir(parents=True)
+        OmegaConf.save({"model": model_cfg, "data": data_cfg, "callbacks": {"probe": probe_cfg}},
+                       run_dir / ".hydra" / "config.yaml")
+        torch.manual_seed(seed)
+        model = PerceptualAutoencoderModule("I-I-PW", latent_dim=8)
+        torch.save({"state_dict": model.state_dict()}, run_dir / "best.ckpt")
+        write_json_atomic(run_dir / "results.json", {"metrics": {}, "best_checkpoint": str(run_dir / "best.ckpt"),
+                                                     "config": {"model": model_cfg}})
+        expected.append(EmbeddingProbe(task="regression", grid=[[]], max_epochs=5, patience=2).run(model, lunarlander))
+    text = evaluate(compose_config([f"runs={sweep}", "task=perceptual_probe"], tmp_path / "out", "evaluate"))
+    for seed, wanted in enumerate(expected):
+        probe = json.loads((sweep / str(seed) / "probe.json").read_text())
+        assert probe["test_metric"] == pytest.approx(wanted["test_metric"]) and probe["hidden"] == []
+        assert probe["loss_network_weights"] is None
+        assert f"Probe of {sweep / str(seed) / 'best.ckpt'}: test mean_distance {wanted['test_metric']:.4f}" in text
+    assert expected[0]["test_metric"] != expected[1]["test_metric"]
 
 
 def multirun_config(*overrides: str, sweeps: tuple[str, ...] = ()):

@@ -60,7 +60,8 @@ class Submission:
             code = self.process.wait(timeout=RUN_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
-            code = self.process.wait()
+            self.process.wait()
+            return -signal.SIGKILL, f"{self.log.read_text()}\n(killed: still running after {RUN_TIMEOUT_S} s)"
         return code, self.log.read_text()
 
 
@@ -106,10 +107,17 @@ def job_dirs(sweep: Path) -> list[Path]:
     return sorted(path for path in sweep.iterdir() if path.is_dir() and path.name.isdigit())
 
 
+def job_log_tails(sweep: Path, chars: int = 1500) -> str:
+    """The end of every SLURM job's own stdout and stderr (submitit's logs), for a failure message: the
+    launcher's output alone says only that a job failed."""
+    logs = sorted((sweep / ".submitit").rglob("*_log.*")) if (sweep / ".submitit").is_dir() else []
+    return "".join(f"\n--- {path.relative_to(sweep)}\n{path.read_text(errors='replace')[-chars:]}" for path in logs)
+
+
 def finished_jobs(run: Submission) -> list[Path]:
     """The sweep's job directories, once its launcher has exited with 0."""
     code, output = run.wait()
-    assert code == 0, output[-3000:]
+    assert code == 0, output[-3000:] + job_log_tails(run.sweep)
     return job_dirs(run.sweep)
 
 
