@@ -41,6 +41,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 from torch.multiprocessing import ProcessRaisedException
 
+from framework.compose import CONF
+
 log = logging.getLogger("user_error")
 
 
@@ -245,9 +247,14 @@ def hydra_refusal(error: HydraException) -> ConfigError:
         return ConfigError(f"Config group '{unchosen[1]}' is not chosen by default, so there is nothing to override; "
                            f"add it with +{unchosen[2]}.")
     if ambiguous := re.search(r"Ambiguous value for argument '([^=']+)=([^']*)'", message):
-        key, value = ambiguous[1], ambiguous[2]
-        return ConfigError(f"Config key '{key}' is given {value!r} with commas; write {key}=[{value}] for a list, "
-                           f"{key}='{value}' for a string, or add -m (--multirun) to sweep over the values.")
+        typed, value = ambiguous[1], ambiguous[2]
+        key = typed.lstrip("+")
+        if (CONF / key).is_dir():  # a config group: a list would merge its options into one config
+            return ConfigError(f"Config group '{key}' is given {value!r} with commas; add -m (--multirun) to run one "
+                               f"job per option, or write {typed}=[{value}] to merge them all into one config (as "
+                               f"logger=[csv,tensorboard] logs to both).")
+        return ConfigError(f"Config key '{key}' is given {value!r} with commas; add -m (--multirun) to run one job "
+                           f"per value, or write {typed}=[{value}] for a list, {typed}='{value}' for a string.")
     return ConfigError(one_line(message))
 
 

@@ -155,7 +155,11 @@ ROWS = [
     row("key-deleted", "~nosuch", expect="'nosuch' does not exist"),
     row("experiment", "experiment=nope", expect=("Config group 'experiment' has no option 'nope'", "szegedy_fc100")),
     row("override-syntax", "seed=[1,", expect=("'seed=[1,' cannot be parsed", "no viable alternative at input '[1,'")),
-    row("commas", "seed=1,2", expect=("'seed' is given '1,2'", "seed=[1,2]", "--multirun")),
+    row("commas", "seed=1,2", expect=("'seed' is given '1,2'", "add -m (--multirun) to run one job per value",
+                                      "seed=[1,2] for a list")),
+    row("commas-group", "+batch_schedule=grow,none",
+        expect=("Config group 'batch_schedule' is given 'grow,none'", "one job per option",
+                "+batch_schedule=[grow,none] to merge")),
     row("interval-sweep", "-m", "model.optimizer.lr=interval(0.01,0.1)",
         expect=("basic sweeper cannot run interval sweeps", "key=0.01,0.03,0.1")),
     # ---- model
