@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from datamodules.distortions import AffineDistortion
+from framework.atomic import why_unwritable
 from framework.errors import ConfigError, DataError
 
 
@@ -222,6 +223,9 @@ class InMemoryDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         missing = self.missing_files()
         if self.download_missing and missing:
+            if reason := why_unwritable(Path(self.data_dir)):
+                raise DatasetMissingError(f"{type(self).__name__}: cannot download into {self.data_dir}, as {reason}; "
+                                          f"point data.data_dir= or DATA_DIR at a folder you can write.")
             try:
                 self.download()
             except DataError:  # already one sentence naming every source it tried

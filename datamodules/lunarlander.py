@@ -43,8 +43,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from datamodules.base import InMemoryDataModule
-from framework.atomic import remove_orphans, write_atomically
+from datamodules.base import DatasetMissingError, InMemoryDataModule
+from framework.atomic import remove_orphans, why_unwritable, write_atomically
 from framework.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -204,6 +204,10 @@ class LunarLanderDataModule(InMemoryDataModule):
         for seed in dict.fromkeys(self.seeds.values()):
             remove_orphans(self.cache_path(seed))
             if not self.cache_path(seed).exists():
+                if reason := why_unwritable(self.cache_path(seed).parent):  # before minutes of generation
+                    raise DatasetMissingError(f"LunarLander frames cannot be cached in {self.cache_path(seed).parent}, "
+                                              f"as {reason}; point data.data_dir= or DATA_DIR at a folder you can "
+                                              f"write.")
                 self.generate(seed)
 
     def check_files(self) -> None:

@@ -60,6 +60,18 @@ def make_folders(folder: Path, bits: int) -> None:
         os.chmod(created, 0o700 | bits)
 
 
+def why_unwritable(folder: Path) -> str | None:
+    """Why files cannot be written into ``folder`` (made here when missing, like write_atomically's folders);
+    None when they can. For a sentence before any work, e.g. before a download."""
+    try:
+        make_folders(folder, read_bits(folder))
+    except OSError as error:
+        return f"it cannot be created: {error.strerror}"
+    if not folder.is_dir():
+        return "it is a file, not a folder"
+    return None if os.access(folder, os.W_OK | os.X_OK) else "it is not writable"
+
+
 def _locked_temporary(path: Path) -> tuple[int, str]:
     """A new temporary file for ``path``, locked; retried if a cleaner removed it before the lock was taken."""
     while True:

@@ -29,6 +29,7 @@ from torch import nn
 from torchvision.models import AlexNet_Weights, alexnet
 
 from framework import registry
+from framework.atomic import why_unwritable
 from framework.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -168,6 +169,9 @@ def locate_imagenet_features() -> tuple[Path, dict[str, torch.Tensor]]:
     converted = folder / CONVERTED_FILE
     if converted.is_file():
         return converted, checked(load_weights_file(converted), converted, "delete it, and it will be converted again")
+    if reason := why_unwritable(folder):
+        raise PretrainedWeightsError(f"The ImageNet AlexNet weights cannot be stored in the torch hub cache {folder}, "
+                                     f"as {reason}; point TORCH_HOME at a folder you can write.")
     try:
         path = download_torchvision_file(folder)
         return path, torchvision_features(path)

