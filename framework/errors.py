@@ -270,6 +270,13 @@ def _reporting_hydra_refusals(compose_or_run: Callable[[], object]):
             raise
         print(report(hydra_refusal(error)), file=sys.stderr)
         raise SystemExit(2) from None
+    except OSError as error:  # Hydra making the run's (or sweep's) output directory, before any job
+        if _job["started"] or os.environ.get("HYDRA_FULL_ERROR") == "1" or not error.filename:
+            raise
+        print(report(ConfigError(f"The output directory cannot be made: {error.filename} ({error.strerror}); point "
+                                 f"paths.log_dir= (or hydra.run.dir=, hydra.sweep.dir= with -m) at a folder you can "
+                                 f"write.")), file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 # ---- the entry points ---------------------------------------------------------------------------------

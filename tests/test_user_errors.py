@@ -281,6 +281,8 @@ ROWS = [
     row("lunarlander-cache-in-a-file", "data=lunarlander", "model=perceptual_autoencoder",
         "data.data_dir={tmp}/data/a_file/x", data=a_plain_file,
         expect=("LunarLander frames cannot be cached in", "as it cannot be created: Not a directory")),
+    row("sweep-dir-unmakeable", "-m", "seed=1", "hydra.sweep.dir={tmp}/data/a_file/sweep", data=a_plain_file,
+        expect=("The output directory cannot be made:", "a_file/sweep (Not a directory)", "hydra.sweep.dir=")),
     row("paths", "data=mnist", "paths.data_dir=/no/such/dir", expect="/no/such/dir/MNIST/raw/train-images-idx3-ubyte"),
     row("launcher-option", "hydra/launcher=nope",
         expect=("Config group 'hydra/launcher' has no option 'nope'", "submitit_slurm")),
@@ -427,6 +429,15 @@ def test_a_workers_user_error_is_raised_again_in_the_parent_and_a_workers_bug_is
         assert found is None
     else:
         assert type(found) is expected and str(found) == str(error)
+
+
+def test_an_output_directory_that_cannot_be_made_is_one_sentence(run_in_process, data_root, tmp_path):
+    """Hydra makes the run directory before the job starts (a sweep's: the sweep-dir-unmakeable row)."""
+    (tmp_path / "a_file").write_text("a file where a folder should be")
+    run_dir = tmp_path / "a_file" / "run"
+    code, output = run_in_process("train.py", [f"paths.data_dir={data_root}"], run_dir, whole_script=True)
+    check(code, output, (f"The output directory cannot be made: {run_dir} (Not a directory)", "paths.log_dir="),
+          run_dir)
 
 
 def test_hydra_debugging_output_stays_available(run_in_process, monkeypatch, tmp_path):
