@@ -30,7 +30,13 @@ from lightning.pytorch.callbacks import Checkpoint, LearningRateMonitor, ModelCh
 from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher
 from omegaconf import DictConfig, OmegaConf
 
-from framework.checkpoints import check_readable_checkpoint, checkpoint_to_test, loading_checkpoint, resolve_ckpt_path
+from framework.checkpoints import (
+    RestoredValuesInCheckpoints,
+    check_checkpoint,
+    checkpoint_to_test,
+    loading_checkpoint,
+    resolve_ckpt_path,
+)
 from framework.combinations import check_data_fits_model
 from framework.errors import instantiate_node, reporting_user_errors, run_entry_point
 from framework.loggers import give_wandb_loggers_their_run_id, publish_results, wandb_logger_nodes
@@ -147,7 +153,7 @@ def train(cfg: DictConfig) -> dict:
     loggers = instantiate_group(cfg, "logger")
     callbacks = [MonitoredMetricsLogged(monitor_keys(cfg)),
                  *leave_out_idle_callbacks(instantiate_group(cfg, "callbacks"), loggers, cfg.trainer),
-                 DestroyProcessGroupAtExit()]
+                 RestoredValuesInCheckpoints(cfg), DestroyProcessGroupAtExit()]
     trainer: L.Trainer = instantiate_node(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
@@ -156,7 +162,7 @@ def train(cfg: DictConfig) -> dict:
     # current weights (fast_dev_run, callbacks=none); in a test-only run (train=false), those of ckpt_path.
     trained = cfg.get("train", True)
     given = resolve_ckpt_path(cfg.get("ckpt_path"), trainer) if trained else checkpoint_to_test(cfg.ckpt_path, trainer)
-    check_readable_checkpoint(given)
+    check_checkpoint(given, resumed_with=cfg if trained else None)
     metrics = {}
     if trained:
         with loading_checkpoint(given):

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from framework.errors import ConfigError, DataError
 
@@ -44,8 +46,9 @@ def checkpoint_to_test(ckpt_path: str | None, trainer: L.Trainer) -> str:
     return checkpoint
 
 
-def check_readable_checkpoint(path: str | None) -> None:
-    """A checkpoint file must be one that Lightning wrote (``last``/``hpc``, Lightning's own names, pass)."""
+def check_checkpoint(path: str | None, resumed_with: DictConfig | None = None) -> None:
+    """A checkpoint file must be one that Lightning wrote (``last``/``hpc``, Lightning's own names, pass); a run
+    that resumes from it (``resumed_with``: its config) must keep the values it restores (``check_resumed_values``)."""
     if path is None or not Path(path).is_file():
         return
     try:
@@ -56,6 +59,58 @@ def check_readable_checkpoint(path: str | None) -> None:
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise DataError(f"Checkpoint {path} is not a Lightning checkpoint (it holds no state_dict); give a checkpoint "
                         f"file that a run wrote (its checkpoints/*.ckpt).")
+    if resumed_with is not None:
+        check_resumed_values(path, checkpoint, resumed_with)
+
+
+# Config keys whose values a resumed run takes from the checkpoint, not from its config: torch's
+# optimizer.load_state_dict restores every parameter group's hyperparameters (lr, momentum, ...), a scheduler's
+# load_state_dict its whole state (its milestones and values too), Lightning's EarlyStopping its patience.
+RESTORED_KEYS = ("model.optimizer", "model.scheduler", "callbacks.early_stopping.patience")
+RESTORED_VALUES = "restored_config_values"  # the checkpoint entry that holds them
+
+
+def restored_values(cfg: DictConfig) -> dict[str, object]:
+    """The values of ``RESTORED_KEYS`` in ``cfg``, one dotted key per leaf."""
+    leaves = {}
+
+    def add(key: str, value) -> None:
+        if isinstance(value, dict) and value:
+            for name, inner in value.items():
+                add(f"{key}.{name}", inner)
+        else:
+            leaves[key] = value
+
+    for key in RESTORED_KEYS:
+        node = OmegaConf.select(cfg, key, default=None)
+        add(key, OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig | ListConfig) else node)
+    return leaves
+
+
+class RestoredValuesInCheckpoints(Callback):
+    """Writes ``restored_values`` into every checkpoint, for ``check_resumed_values`` when a run resumes from it."""
+
+    def __init__(self, cfg: DictConfig):
+        self.values = restored_values(cfg)
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        checkpoint[RESTORED_VALUES] = self.values
+
+
+def check_resumed_values(path: str, checkpoint: dict, cfg: DictConfig) -> None:
+    """Resuming with another optimizer, scheduler or patience would train with the checkpoint's while results.json
+    records the new ones: one sentence instead (checkpoints from before these values were saved pass)."""
+    if RESTORED_VALUES not in checkpoint:
+        return
+    saved, now = checkpoint[RESTORED_VALUES], restored_values(cfg)
+    changed = [key for key in dict.fromkeys([*saved, *now]) if saved.get(key, "absent") != now.get(key, "absent")]
+    if changed:
+        shown = ", ".join(f"{key}={now.get(key, 'absent')} (the checkpoint's: {saved.get(key, 'absent')})"
+                          for key in changed[:3]) + (" ..." if len(changed) > 3 else "")
+        raise ConfigError(f"Config key 'ckpt_path' is {path!r}, but this start gives {shown}: a resumed run continues "
+                          f"the checkpoint's optimizer, scheduler and early-stopping state, values included, so the "
+                          f"new values would not take effect; resume with the checkpoint's values, or start a new run "
+                          f"(without ckpt_path) to train with these.")
 
 
 def _names(message: str, heading: str) -> list[str]:
@@ -73,6 +128,14 @@ def loading_checkpoint(path: str | None) -> Iterator[None]:
     ``hpc`` when it finds no HPC checkpoint, are one sentence."""
     try:
         yield
+    except MisconfigurationException as error:
+        restored = re.search(r"restored a checkpoint with current_epoch=(\d+), but you have set "
+                             r"Trainer\(max_epochs=(\d+)", str(error))
+        if not restored:
+            raise
+        raise ConfigError(f"Config key 'trainer.max_epochs' is {restored[2]}, but ckpt_path {path} was saved in epoch "
+                          f"{restored[1]} (counting from 0); give a larger trainer.max_epochs to train on from it, or "
+                          f"train=false to test its weights.") from None
     except ValueError as error:
         if path != "hpc" or "no HPC checkpoint was found" not in str(error):
             raise
