@@ -38,7 +38,7 @@ from framework.checkpoints import (
     resolve_ckpt_path,
 )
 from framework.combinations import check_data_fits_model
-from framework.errors import instantiate_node, reporting_user_errors, run_entry_point
+from framework.errors import ConfigError, instantiate_node, reporting_user_errors, run_entry_point
 from framework.loggers import give_wandb_loggers_their_run_id, publish_results, wandb_logger_nodes
 from framework.monitored_metrics import MonitoredMetricsLogged, monitor_keys
 from framework.process_group import DestroyProcessGroupAtExit
@@ -93,8 +93,19 @@ def has_wandb_credentials() -> bool:
 
 
 def wandb_offline_without_credentials(cfg: DictConfig) -> None:
-    """``logger=wandb`` without credentials and without WANDB_MODE: log offline instead of failing."""
-    if wandb_logger_nodes(cfg) and not os.environ.get("WANDB_MODE") and not has_wandb_credentials():
+    """``logger=wandb`` without credentials and without WANDB_MODE: log offline instead of failing. A WANDB_MODE
+    that wandb does not know is one sentence (wandb's own refusal is a pydantic traceback)."""
+    if not wandb_logger_nodes(cfg):
+        return
+    if mode := os.environ.get("WANDB_MODE"):
+        from typing import get_args
+
+        from wandb import Settings
+
+        if mode not in (modes := get_args(Settings.model_fields["mode"].annotation)):
+            raise ConfigError(f"The environment variable WANDB_MODE is {mode!r}, but wandb takes one of "
+                              f"{', '.join(modes)}; set one of those (offline: no network), or unset it.")
+    elif not has_wandb_credentials():
         os.environ["WANDB_MODE"] = "offline"
         log.warning(f"wandb: no API key (WANDB_API_KEY or `wandb login`), so this run logs offline; upload it "
                     f"later with: wandb sync {cfg.paths.output_dir}/wandb/offline-run-*")

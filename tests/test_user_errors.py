@@ -440,6 +440,13 @@ def test_an_output_directory_that_cannot_be_made_is_one_sentence(run_in_process,
           run_dir)
 
 
+def test_a_wandb_mode_that_wandb_does_not_know_is_one_sentence(run_in_process, data_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "ofline")  # wandb's own refusal was a pydantic traceback
+    run_dir = tmp_path / "run"
+    code, output = run_in_process("train.py", ["logger=wandb", f"paths.data_dir={data_root}"], run_dir)
+    check(code, output, ("WANDB_MODE is 'ofline', but wandb takes one of online, offline,",), run_dir)
+
+
 def test_hydra_debugging_output_stays_available(run_in_process, monkeypatch, tmp_path):
     monkeypatch.setenv("HYDRA_FULL_ERROR", "1")  # Hydra re-raises its refusal: the traceback, exit code 1
     with pytest.raises(MissingConfigException):
