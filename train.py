@@ -38,7 +38,7 @@ from framework.checkpoints import (
     resolve_ckpt_path,
 )
 from framework.combinations import check_data_fits_model
-from framework.errors import ConfigError, instantiate_node, reporting_user_errors, run_entry_point
+from framework.errors import ConfigError, instantiate_node, reporting_user_errors, run_entry_point, trainer_refusals
 from framework.loggers import give_wandb_loggers_their_run_id, publish_results, wandb_logger_nodes
 from framework.monitored_metrics import MonitoredMetricsLogged, monitor_keys
 from framework.process_group import DestroyProcessGroupAtExit
@@ -176,7 +176,7 @@ def train(cfg: DictConfig) -> dict:
     check_checkpoint(given, resumed_with=cfg if trained else None)
     metrics = {}
     if trained:
-        with loading_checkpoint(given):
+        with loading_checkpoint(given), trainer_refusals(cfg.trainer):
             trainer.fit(model, datamodule=datamodule, ckpt_path=given)
         metrics = to_float_dict(trainer.callback_metrics)  # the last epoch's
         checkpoint, evaluated = best_checkpoint(trainer)

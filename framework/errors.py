@@ -117,8 +117,9 @@ def _argument(node: dict, name: str, prefix: str) -> tuple[str, str] | None:
 
 
 def _refused_keys(values: dict, message: str) -> list[str]:
-    """The keys a Lightning message is about: quoted (`devices`, devices=0), else named, else their value quoted."""
-    for pattern in (r"`{key}`|\b{key}=", r"\b{key}\b"):
+    """The keys a Lightning message is about: quoted (`devices`), else assigned (devices=0), else named, else their
+    value quoted."""
+    for pattern in (r"`{key}`", r"\b{key}=", r"\b{key}\b"):
         keys = [key for key in values if re.search(pattern.format(key=re.escape(key)), message, re.IGNORECASE)]
         if keys:
             return keys
@@ -151,6 +152,24 @@ def construction_error(error: Exception, node: DictConfig, key: str) -> UserErro
         return ConfigError(f"Config key {named}, which Lightning's {target} refuses: {message.rstrip('.!')}; change "
                            f"{'it' if len(keys) == 1 else 'them'}{preset}.")
     return None
+
+
+@contextmanager
+def trainer_refusals(trainer_node: DictConfig) -> Iterator[None]:
+    """Around ``trainer.fit``: Lightning checks some Trainer arguments only once it knows the data (e.g.
+    ``val_check_interval`` against the batches per epoch). A refusal raised in Lightning's code that names one of
+    the trainer config's keys is one sentence; anything else stays a bug."""
+    try:
+        yield
+    except (MisconfigurationException, ValueError) as error:
+        values = {k: v for k, v in OmegaConf.to_container(trainer_node, resolve=True).items() if k != "_target_"}
+        keys = _refused_keys(values, one_line(error)) if _raised_by_lightning(error) else []
+        if not keys:
+            raise
+        named = ", ".join(f"'trainer.{k}' is {values[k]!r}" for k in keys)
+        raise ConfigError(f"Config key {named}, which Lightning's Trainer refuses for this data: "
+                          f"{one_line(error).strip().rstrip('.!')}; change {'it' if len(keys) == 1 else 'them'}.") \
+            from None
 
 
 def instantiate_node(node: DictConfig | ListConfig, key: str, **kwargs):

@@ -66,6 +66,8 @@ def int_at_least(low: int) -> Callable[[object], bool]:
 
 rule("seed", int_at_least(0), "a non-negative integer or null")
 rule("trainer.max_epochs", int_at_least(1), "an integer >= 1")
+rule("trainer.check_val_every_n_epoch", int_at_least(1), "an integer >= 1, or null (validate by val_check_interval)")
+rule("trainer.accumulate_grad_batches", int_at_least(1), "an integer >= 1")
 rule("data.batch_size", int_at_least(1), "an integer >= 1")
 rule("data.val_fraction", lambda v: is_number(v) and 0 <= v < 1, "a number in [0, 1) (0: no validation split)")
 rule("data.test_fraction", open_unit_interval, "a number strictly between 0 and 1")

@@ -274,6 +274,13 @@ ROWS = [
     row("batch-schedule", *MI, "+batch_schedule=grow", "trainer.reload_dataloaders_every_n_epochs=0",
         expect="trainer.reload_dataloaders_every_n_epochs=1"),
     # ---- logger, paths, hydra, debug
+    row("accumulate-grad-batches", "+trainer.accumulate_grad_batches=0",
+        expect="'trainer.accumulate_grad_batches' is 0, but it must be an integer >= 1"),
+    row("check-val-every-n-epoch", "trainer.check_val_every_n_epoch=0",
+        expect="'trainer.check_val_every_n_epoch' is 0, but it must be an integer >= 1, or null"),
+    row("val-check-interval-beyond-the-epoch", "+trainer.val_check_interval=100000",
+        expect=("Config key 'trainer.val_check_interval' is 100000, which Lightning's Trainer refuses for this data",
+                "must be less than or equal to the number of the training batches")),
     row("logger-option", "logger=nope", expect=("Config group 'logger' has no option 'nope'", "tensorboard")),
     row("download-into-a-file", "data=mnist", "data.download=true", "data.data_dir={tmp}/data/a_file",
         data=a_plain_file,
