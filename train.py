@@ -31,7 +31,7 @@ from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher
 from omegaconf import DictConfig, OmegaConf
 
 from framework.checkpoints import (
-    RestoredValuesInCheckpoints,
+    KeptValuesInCheckpoints,
     check_checkpoint,
     checkpoint_to_test,
     loading_checkpoint,
@@ -164,7 +164,7 @@ def train(cfg: DictConfig) -> dict:
     loggers = instantiate_group(cfg, "logger")
     callbacks = [MonitoredMetricsLogged(monitor_keys(cfg)),
                  *leave_out_idle_callbacks(instantiate_group(cfg, "callbacks"), loggers, cfg.trainer),
-                 RestoredValuesInCheckpoints(cfg), DestroyProcessGroupAtExit()]
+                 KeptValuesInCheckpoints(cfg), DestroyProcessGroupAtExit()]
     trainer: L.Trainer = instantiate_node(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
@@ -176,7 +176,7 @@ def train(cfg: DictConfig) -> dict:
     check_checkpoint(given, resumed_with=cfg if trained else None)
     metrics = {}
     if trained:
-        with loading_checkpoint(given), trainer_refusals(cfg.trainer):
+        with trainer_refusals(cfg.trainer), loading_checkpoint(given):
             trainer.fit(model, datamodule=datamodule, ckpt_path=given)
         metrics = to_float_dict(trainer.callback_metrics)  # the last epoch's
         checkpoint, evaluated = best_checkpoint(trainer)

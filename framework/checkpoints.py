@@ -1,6 +1,6 @@
 """The checkpoint a run starts from (``ckpt_path``) or tests (``train=false``), checked before it is used: a file
 that is not a Lightning checkpoint, or whose weights do not fit the model, is one sentence naming it, not the
-traceback of torch.load or load_state_dict."""
+traceback of torch.load or load_state_dict; so is a resume that changes what the checkpoint keeps (KEPT_ON_RESUME)."""
 
 from __future__ import annotations
 
@@ -63,15 +63,19 @@ def check_checkpoint(path: str | None, resumed_with: DictConfig | None = None) -
         check_resumed_values(path, checkpoint, resumed_with)
 
 
-# Config keys whose values a resumed run takes from the checkpoint, not from its config: torch's
-# optimizer.load_state_dict restores every parameter group's hyperparameters (lr, momentum, ...), a scheduler's
-# load_state_dict its whole state (its milestones and values too), Lightning's EarlyStopping its patience.
-RESTORED_KEYS = ("model.optimizer", "model.scheduler", "callbacks.early_stopping.patience")
-RESTORED_VALUES = "restored_config_values"  # the checkpoint entry that holds them
+# Config keys a resumed run must keep, so that results.json describes what was trained:
+# - those whose values it takes from the checkpoint, not from its config: torch's optimizer.load_state_dict restores
+#   every parameter group's hyperparameters (lr, momentum, ...), a scheduler's load_state_dict its whole state (its
+#   milestones and values too), Lightning's EarlyStopping its patience;
+# - the seed it was started with, and the keys that decide which images train and which validate (another split
+#   midway would validate on images it trained on).
+KEPT_ON_RESUME = ("seed", "data._target_", "data.split_seed", "data.val_fraction", "data.train_part", "data.train_size",
+                  "model.optimizer", "model.scheduler", "callbacks.early_stopping.patience")
+KEPT_VALUES = "values_kept_on_resume"  # the checkpoint entry that holds them
 
 
-def restored_values(cfg: DictConfig) -> dict[str, object]:
-    """The values of ``RESTORED_KEYS`` in ``cfg``, one dotted key per leaf."""
+def kept_values(cfg: DictConfig) -> dict[str, object]:
+    """The values of ``KEPT_ON_RESUME`` in ``cfg``, one dotted key per leaf."""
     leaves = {}
 
     def add(key: str, value) -> None:
@@ -81,36 +85,37 @@ def restored_values(cfg: DictConfig) -> dict[str, object]:
         else:
             leaves[key] = value
 
-    for key in RESTORED_KEYS:
+    for key in KEPT_ON_RESUME:
         node = OmegaConf.select(cfg, key, default=None)
         add(key, OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig | ListConfig) else node)
     return leaves
 
 
-class RestoredValuesInCheckpoints(Callback):
-    """Writes ``restored_values`` into every checkpoint, for ``check_resumed_values`` when a run resumes from it."""
+class KeptValuesInCheckpoints(Callback):
+    """Writes ``kept_values`` into every checkpoint, for ``check_resumed_values`` when a run resumes from it."""
 
     def __init__(self, cfg: DictConfig):
-        self.values = restored_values(cfg)
+        self.values = kept_values(cfg)
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
-        checkpoint[RESTORED_VALUES] = self.values
+        checkpoint[KEPT_VALUES] = self.values
 
 
 def check_resumed_values(path: str, checkpoint: dict, cfg: DictConfig) -> None:
-    """Resuming with another optimizer, scheduler or patience would train with the checkpoint's while results.json
-    records the new ones: one sentence instead (checkpoints from before these values were saved pass)."""
-    if RESTORED_VALUES not in checkpoint:
+    """Resuming with another optimizer, scheduler, patience, seed or split would train with the checkpoint's (or
+    mix two splits) while results.json records the new ones: one sentence instead (checkpoints from before these
+    values were saved pass)."""
+    if KEPT_VALUES not in checkpoint:
         return
-    saved, now = checkpoint[RESTORED_VALUES], restored_values(cfg)
+    saved, now = checkpoint[KEPT_VALUES], kept_values(cfg)
     changed = [key for key in dict.fromkeys([*saved, *now]) if saved.get(key, "absent") != now.get(key, "absent")]
     if changed:
         shown = ", ".join(f"{key}={now.get(key, 'absent')} (the checkpoint's: {saved.get(key, 'absent')})"
                           for key in changed[:3]) + (" ..." if len(changed) > 3 else "")
-        raise ConfigError(f"Config key 'ckpt_path' is {path!r}, but this start gives {shown}: a resumed run continues "
-                          f"the checkpoint's optimizer, scheduler and early-stopping state, values included, so the "
-                          f"new values would not take effect; resume with the checkpoint's values, or start a new run "
-                          f"(without ckpt_path) to train with these.")
+        raise ConfigError(f"Config key 'ckpt_path' is {path!r}, but this start gives {shown}: a resumed run keeps "
+                          f"what its checkpoint was made with (the seed, the train/validation split, the optimizer's, "
+                          f"scheduler's and early stopping's state, values included); resume with the checkpoint's "
+                          f"values, or start a new run (without ckpt_path) to train with these.")
 
 
 def _names(message: str, heading: str) -> list[str]:

@@ -126,20 +126,23 @@ def test_last_checkpoint_holds_the_last_epoch_when_the_metric_stopped_improving(
 
 def test_a_resume_that_changes_what_the_checkpoint_restores_is_one_sentence(make_cfg):
     """A resumed run takes the optimizer's values, the scheduler's and early stopping's patience from the checkpoint:
-    changed on resume, they trained with the old values while results.json recorded the new ones."""
+    changed on resume, they trained with the old values while results.json recorded the new ones. Its seed and
+    train/validation split stay too."""
     import torch
 
-    from framework.checkpoints import RESTORED_VALUES
+    from framework.checkpoints import KEPT_VALUES
     from framework.errors import ConfigError
 
     first = train(make_cfg("debug=limit", "trainer.max_epochs=3", "seed=1", "logger=none"))
     last = Path(first["output_dir"]) / "checkpoints" / "last.ckpt"
-    assert torch.load(last, weights_only=True)[RESTORED_VALUES]["model.optimizer.lr"] == 0.02
+    assert torch.load(last, weights_only=True)[KEPT_VALUES]["model.optimizer.lr"] == 0.02
     resume = ("debug=limit", "seed=1", "logger=none", f"ckpt_path={last}")
     with pytest.raises(ConfigError, match=r"gives model\.optimizer\.lr=0\.5 \(the checkpoint's: 0\.02\): a resumed"):
         train(make_cfg(*resume, "trainer.max_epochs=4", "model.optimizer.lr=0.5"))
     with pytest.raises(ConfigError, match=r"patience=1 \(the checkpoint's: 20\)"):
         train(make_cfg(*resume, "trainer.max_epochs=4", "callbacks.early_stopping.patience=1"))
+    with pytest.raises(ConfigError, match=r"gives seed=2 \(the checkpoint's: 1\), data.val_fraction=0.5 \(the"):
+        train(make_cfg(*resume, "trainer.max_epochs=4", "seed=2", "data.val_fraction=0.5"))  # a split mixed midway
     with pytest.raises(ConfigError, match=r"'trainer.max_epochs' is 1, but ckpt_path .*last.ckpt was saved in epoch 2"):
         train(make_cfg(*resume, "trainer.max_epochs=1"))
     assert train(make_cfg(*resume, "trainer.max_epochs=4"))["epochs_completed"] == 4  # the same values train on
