@@ -235,11 +235,13 @@ def generate_ahead(overrides: list[str]) -> list[Path]:
 
     from framework.compose import compose_with_hydra
     from framework.errors import hydra_refusal, instantiate_node
+    from framework.validate import check_rules
 
     try:
         cfg = compose_with_hydra(["data=lunarlander", *overrides])
     except (ConfigCompositionException, OverrideParseException) as error:
         raise hydra_refusal(error) from None
+    check_rules(cfg)  # as train.py does: data.rollouts=0 would cache an empty run
     with open_dict(cfg):
         cfg.hydra.runtime.cwd = os.getcwd()  # paths.data_dir's default, as for train.py started here
     HydraConfig.instance().set_config(cfg)

@@ -147,3 +147,5 @@ def test_generating_ahead_writes_the_runs_train_py_reads_for_the_same_overrides(
     small_module(tmp_path, test_seed=7).setup()
     with pytest.raises(lunarlander.ConfigError, match="data.rolouts"):
         lunarlander.generate_ahead(["data.rolouts=3"])
+    with pytest.raises(lunarlander.ConfigError, match="'data.rollouts' is 0, but it must be an integer >= 1"):
+        lunarlander.generate_ahead([f"data.data_dir={tmp_path}", "data.rollouts=0"])  # it cached an empty run
