@@ -9,7 +9,8 @@ and 2 share one attack per model.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -78,6 +79,19 @@ def run_name(config: DictConfig) -> str:
     return name if part in (None, "full") else f"{name}@{part}"
 
 
+def distinct_names(runs: list[Run]) -> list[Run]:
+    """Runs of one experiment (seeds of a sweep) share a name: add the seed, else the directory, so that rows and
+    figure files stay apart."""
+    def counted(runs: list[Run]) -> Counter:
+        return Counter(run.name for run in runs)
+
+    names = counted(runs)
+    runs = [replace(run, name=f"{run.name}-seed{run.config.get('seed')}") if names[run.name] > 1 else run
+            for run in runs]
+    names = counted(runs)
+    return [replace(run, name=f"{run.name}-{run.path.name}") if names[run.name] > 1 else run for run in runs]
+
+
 def load_runs(runs: str, at_least: int = 1) -> list[Run]:
     """Every classifier run under ``runs``, checked before any work (one sentence per problem)."""
     found = []
@@ -92,6 +106,7 @@ def load_runs(runs: str, at_least: int = 1) -> list[Run]:
         if not checkpoint.is_file():
             raise FileNotFoundError(f"The run {result['path']} has no checkpoint {checkpoint}; train it again.")
         found.append(Run(run_name(config), Path(result["path"]), config, checkpoint))
+    found = distinct_names(found)
     if len(found) < at_least:
         raise FileNotFoundError(f"{runs} holds {len(found)} run(s), but this study compares at least {at_least}; "
                                 f"train the missing runs first (see docs/attacks.md).")
@@ -261,6 +276,11 @@ def figure5(cfg: DictConfig, output_dir: Path) -> str:
     for run in load_runs(cfg.runs):
         images, _, result = attack(run, "train", cfg)
         keep = result.success & (result.distortion > 0)
+        if not keep.any():  # every example was misclassified before the attack (or none was fooled)
+            lines.append(f"{run.name}: no figure, as none of its {len(keep)} examples was made adversarial by a "
+                         f"perturbation ({int((result.success & (result.distortion == 0)).sum())} were misclassified "
+                         f"already)")
+            continue
         x, adv = images[keep][:8], result.adversarial[keep][:8]
         tiles = torch.stack([x, (0.5 + 10 * (adv - x)), adv], 1).flatten(0, 1)
         png = save_grid(tiles, 6, output_dir / f"szegedy_figure5_{run.name}.png",
@@ -274,10 +294,11 @@ def figure5(cfg: DictConfig, output_dir: Path) -> str:
 @torch.no_grad()
 def figure_units(cfg: DictConfig, output_dir: Path) -> str:
     """Figures 1-2: the test images that most activate natural-basis units e_i and random directions v."""
-    options, lines = cfg.szegedy, []
+    options, lines, skipped = cfg.szegedy, [], []
     for run in load_runs(cfg.runs):
         net = run.model(torch.device("cpu")).module.net
         if not hasattr(net, "hidden_representations") or len(net.layer_names) < 2:
+            skipped.append(run.name)
             continue
         images, _ = run.images("test", data_dir=cfg.get("data_dir"))
         layer = min(options.get("layer", 0), len(net.layer_names) - 2)
@@ -291,4 +312,8 @@ def figure_units(cfg: DictConfig, output_dir: Path) -> str:
             png = save_grid(images[top], 8, output_dir / f"szegedy_units_{run.name}_{tag}.png",
                             f"{run.name}, layer {net.layer_names[layer]}: {kind}")
             lines.append(f"{run.name} ({net.layer_names[layer]}), {kind}: ![{tag}]({png.name})")
-    return "\n\n".join(lines)
+    if not lines:
+        raise AttackInputError(f"None of the runs under {cfg.runs} ({', '.join(skipped)}) has a hidden layer whose "
+                               f"units task=szegedy_units can show; give runs of the FC or AE models (e.g. "
+                               f"experiment=szegedy_fc100).")
+    return "\n\n".join(lines + ([f"Skipped (no hidden layer): {', '.join(skipped)}."] if skipped else []))

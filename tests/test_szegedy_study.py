@@ -81,3 +81,36 @@ def test_missing_runs_and_non_classifier_runs_are_one_sentence(tmp_path):
         "_target_": "lightning_modules.forward_autoencoder.ForwardAutoencoderModule"}}, "metrics": {}})
     with pytest.raises(AttackInputError, match="no differentiable classification loss"):
         study(tmp_path, run, "szegedy_table1")
+
+
+def test_runs_of_one_experiment_get_distinct_names_for_rows_and_figure_files(tmp_path):
+    from omegaconf import OmegaConf
+
+    from analysis.szegedy_study import Run, distinct_names
+
+    def run(name, seed, folder):
+        return Run(name, tmp_path / folder, OmegaConf.create({"seed": seed}), tmp_path / folder / "best.ckpt")
+
+    runs = distinct_names([run("fc100", 1, "0"), run("fc100", 2, "1"), run("softmax1", 1, "2"),
+                           run("fc200", 3, "3"), run("fc200", 3, "4")])
+    assert [r.name for r in runs] == ["fc100-seed1", "fc100-seed2", "softmax1", "fc200-seed3-3", "fc200-seed3-4"]
+
+
+def test_units_of_runs_without_a_hidden_layer_are_one_sentence(zoo, tmp_path):
+    with pytest.raises(AttackInputError, match=r"None of the runs under .*szegedy_softmax1 \(softmax1\) has a hidden"):
+        study(tmp_path, zoo / "szegedy_softmax1", "szegedy_units")  # it wrote an empty szegedy_units.md
+    assert "Skipped (no hidden layer): softmax1." in study(tmp_path, zoo, "szegedy_units")
+
+
+def test_figure5_of_a_model_that_misclassifies_every_example_says_so_instead_of_a_grid(zoo, tmp_path, monkeypatch):
+    import analysis.szegedy_study as szegedy_study
+
+    def all_misclassified(run, split, cfg):
+        images, labels = torch.zeros(3, 1, 28, 28), torch.tensor([1, 2, 3])
+        return images, labels, AttackResult(images, labels, labels + 1, torch.zeros(3), torch.zeros(3),
+                                            torch.ones(3, dtype=torch.bool))
+
+    monkeypatch.setattr(szegedy_study, "attack", all_misclassified)  # make_grid divided by zero on no tiles
+    text = study(tmp_path, zoo / "szegedy_fc100", "szegedy_figure5")
+    assert text == ("fc100: no figure, as none of its 3 examples was made adversarial by a perturbation (3 were "
+                    "misclassified already)")
