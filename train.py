@@ -38,7 +38,14 @@ from framework.checkpoints import (
     resolve_ckpt_path,
 )
 from framework.combinations import check_data_fits_model
-from framework.errors import ConfigError, instantiate_node, reporting_user_errors, run_entry_point, trainer_refusals
+from framework.errors import (
+    ConfigError,
+    UserError,
+    instantiate_node,
+    reporting_user_errors,
+    run_entry_point,
+    trainer_refusals,
+)
 from framework.loggers import give_wandb_loggers_their_run_id, publish_results, wandb_logger_nodes
 from framework.monitored_metrics import MonitoredMetricsLogged, monitor_keys
 from framework.process_group import DestroyProcessGroupAtExit
@@ -225,8 +232,9 @@ def main(cfg: DictConfig) -> float | None:
     try:
         with reporting_user_errors():  # the user's mistake, whoever found it: one sentence, exit code 2
             results = train(cfg)
-    except Exception:
-        log.exception(f"Run failed; its output directory is {cfg.paths.output_dir}")
+    except Exception as error:
+        if not isinstance(error, UserError):  # a user error has said its sentence (a sweep's job: and goes on)
+            log.exception(f"Run failed; its output directory is {cfg.paths.output_dir}")
         raise
     finally:
         finish_wandb()

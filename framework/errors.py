@@ -35,6 +35,7 @@ from hydra.errors import (
     MissingConfigException,
     OverrideParseException,
 )
+from hydra.types import RunMode
 from hydra.utils import get_object, instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -296,6 +297,11 @@ def _reporting_hydra_refusals(compose_or_run: Callable[[], object]):
                                  f"paths.log_dir= (or hydra.run.dir=, hydra.sweep.dir= with -m) at a folder you can "
                                  f"write.")), file=sys.stderr)
         raise SystemExit(2) from None
+    except UserError as error:  # a sweep's job stopped with it (its sentence is above) and Hydra ran the others
+        where = getattr(error, "output_dir", None)
+        print(f"The sweep ran every job; the first that stopped{f' ({where})' if where else ''} stopped with the "
+              f"{type(error).__name__} above.", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 # ---- the entry points ---------------------------------------------------------------------------------
@@ -327,10 +333,13 @@ def reporting_user_errors():
         user_error = error if isinstance(error, UserError) else worker_user_error(error)
         if user_error is None:
             raise
-        where = f" (output directory: {HydraConfig.get().runtime.output_dir})" if HydraConfig.initialized() else ""
+        output_dir = HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else None
         close_progress_bars()
-        log.error(report(user_error) + where)
+        log.error(report(user_error) + (f" (output directory: {output_dir})" if output_dir else ""))
         print(report(user_error), file=sys.stderr)
+        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+            user_error.output_dir = output_dir
+            raise user_error from None  # as for any failed job, Hydra runs the sweep's others, then raises it
         raise SystemExit(2) from None
 
 

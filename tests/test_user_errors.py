@@ -454,6 +454,20 @@ def test_a_wandb_mode_that_wandb_does_not_know_is_one_sentence(run_in_process, d
     check(code, output, ("WANDB_MODE is 'ofline', but wandb takes one of online, offline,",), run_dir)
 
 
+def test_a_user_error_in_one_job_of_a_sweep_lets_its_other_jobs_run(run_in_process, data_root, tmp_path):
+    """As Hydra does for a job's exception: the job fails, the sweep goes on, and the sweep exits non-zero at the end
+    (the sentence used to exit at once, so the jobs after it never ran)."""
+    sweep = tmp_path / "sweep"
+    code, output = run_in_process("train.py", ["-m", "model.optimizer.lr=-1,0.1", "debug=limit", "logger=none",
+                                               f"hydra.sweep.dir={sweep}", f"paths.data_dir={data_root}"],
+                                  tmp_path / "run", whole_script=True)
+    assert code == 2, output[-3000:]
+    assert "Config error: Config key 'model.optimizer.lr' is -1, but it must be a number > 0." in output.splitlines()
+    assert output.rstrip().endswith(f"the first that stopped ({sweep}/0) stopped with the ConfigError above.")
+    assert not (sweep / "0" / "results.json").exists() and (sweep / "1" / "results.json").is_file()
+    assert "Traceback" not in output
+
+
 def test_hydra_debugging_output_stays_available(run_in_process, monkeypatch, tmp_path):
     monkeypatch.setenv("HYDRA_FULL_ERROR", "1")  # Hydra re-raises its refusal: the traceback, exit code 1
     with pytest.raises(MissingConfigException):
