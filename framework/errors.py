@@ -299,8 +299,8 @@ def _reporting_hydra_refusals(compose_or_run: Callable[[], object]):
         raise SystemExit(2) from None
     except UserError as error:  # a sweep's job stopped with it (its sentence is above) and Hydra ran the others
         where = getattr(error, "output_dir", None)
-        print(f"The sweep ran every job; the first that stopped{f' ({where})' if where else ''} stopped with the "
-              f"{type(error).__name__} above.", file=sys.stderr)
+        print(f"The sweep ran every job; the first that stopped{f' ({where})' if where else ''} said: {report(error)}",
+              file=sys.stderr)  # said again: a submitit job's own output is in its .submitit log, not here
         raise SystemExit(2) from None
 
 

@@ -126,13 +126,16 @@ def test_slurm_launcher_starts_one_task_per_gpu(tmp_path):
 @pytest.mark.slow
 def test_submitit_local_launcher_runs_a_sweep_job_in_its_own_process(tmp_path):
     """Started outside the repository, as on a cluster's scratch space: the job's interpreter, which submitit starts
-    in that directory, must still import the framework."""
+    in that directory, must still import the framework. A user error in the sweep's other job fails that job only,
+    and its sentence reaches the launcher's output (the job's own output is in its .submitit log)."""
     sweep = tmp_path / "sweep"
     result = run_cli(str(ROOT / "train.py"), "-m", "hydra/launcher=local", "seed=3", "trainer.max_epochs=1", *QUIET,
-                     f"hydra.sweep.dir={sweep}", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert results(sweep / "0")["seed"] == 3
+                     "model.optimizer.lr=0.02,-1", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert results(sweep / "0")["seed"] == 3 and not (sweep / "1" / "results.json").exists()
     assert list((sweep / ".submitit").iterdir())  # submitit's job folder: the job ran through the launcher
+    assert result.stderr.rstrip().endswith(f"the first that stopped ({sweep}/1) said: Config error: Config key "
+                                           f"'model.optimizer.lr' is -1, but it must be a number > 0.")
 
 
 @pytest.mark.parametrize("with_callback", [True, False])
