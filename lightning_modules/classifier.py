@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from framework.errors import ConfigError
 from lightning_modules.stage_steps import StageSteps
 
 STAGES = ("train", "val", "test")
@@ -108,6 +109,11 @@ class ClassificationModule(StageSteps, L.LightningModule):
         else:
             params = [{"name": "all", "params": [p for p in net.parameters() if p.requires_grad]}]
         optimizer = self.optimizer_factory(params=params)
+        if isinstance(optimizer, torch.optim.LBFGS) and self._trainer is not None and self.trainer.world_size > 1:
+            raise ConfigError(f"Config key 'model.optimizer' is torch.optim.LBFGS, whose line search evaluates the "
+                              f"loss a data-dependent number of times per step, so the {self.trainer.world_size} DDP "
+                              f"processes would wait on each other forever; train it in one process "
+                              f"(trainer.devices=1, trainer.num_nodes=1) or choose model/optimizer=sgd or adam.")
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer=optimizer)

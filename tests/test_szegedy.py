@@ -197,3 +197,20 @@ def test_adversarial_training_resumed_after_one_epoch_ends_with_the_uninterrupte
 
     expected, actual = weights(tmp_path / "straight"), weights(tmp_path / "resumed")
     assert all(torch.equal(expected[k], actual[k]) for k in expected)
+
+
+@pytest.mark.parametrize(("world_size", "refused"), [(1, False), (2, True)])
+def test_lbfgs_under_ddp_is_one_sentence_instead_of_a_hang(world_size, refused):
+    """Each rank's L-BFGS line search evaluates the loss as often as its own data asks, so the ranks' gradient
+    all-reduces stop matching and DDP waits forever (trainer=ddp_sim model=szegedy hung in its first step)."""
+    from types import SimpleNamespace
+
+    from framework.errors import ConfigError
+
+    module = SzegedyModule(net=SzegedyNet("softmax", []), optimizer=partial(torch.optim.LBFGS, max_iter=5))
+    module._trainer = SimpleNamespace(world_size=world_size)
+    if refused:
+        with pytest.raises(ConfigError, match=r"LBFGS, whose line search .* the 2 DDP processes would wait"):
+            module.configure_optimizers()
+    else:
+        assert isinstance(module.configure_optimizers(), torch.optim.LBFGS)
