@@ -22,8 +22,9 @@ log = logging.getLogger("train")
 
 
 def resolve_ckpt_path(ckpt_path: str | None, trainer: L.Trainer) -> str | None:
-    """``auto``: this run's last.ckpt when it exists (resume a killed run), otherwise a fresh start."""
-    if ckpt_path != "auto":
+    """``auto``: this run's last.ckpt when it exists (resume a killed run), otherwise a fresh start. Lightning's
+    ``last`` means the same here, and is resolved here too, so that the checks of the file apply to it."""
+    if ckpt_path not in ("auto", "last"):
         return ckpt_path
     for callback in trainer.checkpoint_callbacks:
         if isinstance(callback, ModelCheckpoint) and callback.dirpath:
@@ -31,7 +32,7 @@ def resolve_ckpt_path(ckpt_path: str | None, trainer: L.Trainer) -> str | None:
             if last.is_file():
                 log.info(f"Resuming from {last}")
                 return str(last)
-    log.info("ckpt_path=auto: no last.ckpt in this run's checkpoint directory, starting fresh")
+    log.info(f"ckpt_path={ckpt_path}: no last.ckpt in this run's checkpoint directory, starting fresh")
     return None
 
 

@@ -139,6 +139,9 @@ def test_a_resume_that_changes_what_the_checkpoint_restores_is_one_sentence(make
     resume = ("debug=limit", "seed=1", "logger=none", f"ckpt_path={last}")
     with pytest.raises(ConfigError, match=r"gives model\.optimizer\.lr=0\.5 \(the checkpoint's: 0\.02\): a resumed"):
         train(make_cfg(*resume, "trainer.max_epochs=4", "model.optimizer.lr=0.5"))
+    for name in ("auto", "last"):  # this run directory's last.ckpt; Lightning's own name for it is checked too
+        with pytest.raises(ConfigError, match=r"gives model\.optimizer\.lr=0\.5"):
+            train(make_cfg(*resume[:-1], f"ckpt_path={name}", "trainer.max_epochs=4", "model.optimizer.lr=0.5"))
     with pytest.raises(ConfigError, match=r"patience=1 \(the checkpoint's: 20\)"):
         train(make_cfg(*resume, "trainer.max_epochs=4", "callbacks.early_stopping.patience=1"))
     with pytest.raises(ConfigError, match=r"gives seed=2 \(the checkpoint's: 1\), data.val_fraction=0.5 \(the"):
