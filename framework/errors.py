@@ -297,7 +297,7 @@ def _reporting_hydra_refusals(compose_or_run: Callable[[], object]):
                                  f"paths.log_dir= (or hydra.run.dir=, hydra.sweep.dir= with -m) at a folder you can "
                                  f"write.")), file=sys.stderr)
         raise SystemExit(2) from None
-    except UserError as error:  # a sweep's job stopped with it (its sentence is above) and Hydra ran the others
+    except UserError as error:  # a sweep's job stopped with it, and Hydra ran the others first (reporting_user_errors)
         where = getattr(error, "output_dir", None)
         print(f"The sweep ran every job; the first that stopped{f' ({where})' if where else ''} said: {report(error)}",
               file=sys.stderr)  # said again: a submitit job's own output is in its .submitit log, not here
