@@ -290,17 +290,18 @@ def _reporting_hydra_refusals(compose_or_run: Callable[[], object]):
             raise
         print(report(hydra_refusal(error)), file=sys.stderr)
         raise SystemExit(2) from None
+    except UserError as error:  # a sweep's job stopped with it, and Hydra ran the others first (reporting_user_errors);
+        # before OSError: DatasetMissingError is a FileNotFoundError too
+        where = getattr(error, "output_dir", None)
+        print(f"The sweep ran every job; the first that stopped{f' ({where})' if where else ''} said:", file=sys.stderr)
+        print(report(error), file=sys.stderr)  # again: a submitit job's own output is in its .submitit log, not here
+        raise SystemExit(2) from None
     except OSError as error:  # Hydra making the run's (or sweep's) output directory, before any job
         if _job["started"] or os.environ.get("HYDRA_FULL_ERROR") == "1" or not error.filename:
             raise
         print(report(ConfigError(f"The output directory cannot be made: {error.filename} ({error.strerror}); point "
                                  f"paths.log_dir= (or hydra.run.dir=, hydra.sweep.dir= with -m) at a folder you can "
                                  f"write.")), file=sys.stderr)
-        raise SystemExit(2) from None
-    except UserError as error:  # a sweep's job stopped with it, and Hydra ran the others first (reporting_user_errors)
-        where = getattr(error, "output_dir", None)
-        print(f"The sweep ran every job; the first that stopped{f' ({where})' if where else ''} said: {report(error)}",
-              file=sys.stderr)  # said again: a submitit job's own output is in its .submitit log, not here
         raise SystemExit(2) from None
 
 

@@ -463,7 +463,7 @@ def test_a_user_error_in_one_job_of_a_sweep_lets_its_other_jobs_run(run_in_proce
                                   tmp_path / "run", whole_script=True)
     assert code == 2, output[-3000:]
     assert "Config error: Config key 'model.optimizer.lr' is -1, but it must be a number > 0." in output.splitlines()
-    assert output.rstrip().endswith(f"the first that stopped ({sweep}/0) said: Config error: Config key "
+    assert output.rstrip().endswith(f"the first that stopped ({sweep}/0) said:\nConfig error: Config key "
                                     f"'model.optimizer.lr' is -1, but it must be a number > 0.")
     assert not (sweep / "0" / "results.json").exists() and (sweep / "1" / "results.json").is_file()
     assert "Traceback" not in output
