@@ -24,6 +24,7 @@ import ctypes
 import fcntl
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -114,10 +115,19 @@ def _memory_mb() -> int:
     raise RuntimeError("no MemTotal in /proc/meminfo")
 
 
+def _first_job_id() -> int:
+    """Where this cluster's job ids start: at random, not at 1. Lightning's SLURMEnvironment takes a DDP job's
+    MASTER_PORT from the job id's last four digits (15000 + them), so two throwaway clusters that both counted from
+    1 gave their first DDP jobs the same port: the second failed with EADDRINUSE (the test suite's two workers each
+    start a cluster)."""
+    return random.SystemRandom().randrange(1000, 9000)
+
+
 def slurm_conf(directory: Path, cpus: int, memory_mb: int) -> str:
     return f"""\
 ClusterName=seedframe
 SlurmctldHost={NODE}
+FirstJobId={_first_job_id()}
 SlurmctldPort={_free_port()}
 SlurmdPort={_free_port()}
 SlurmUser=root

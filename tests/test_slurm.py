@@ -133,6 +133,9 @@ def test_sweep_runs_two_slurm_jobs_with_one_wandb_run_each_and_evaluate_aggregat
     assert [job.name for job in jobs] == ["0", "1"]
     ids = [slurm_job_id(job) for job in jobs]
     assert len(set(ids)) == 2 and all(part.isdigit() for job_id in ids for part in job_id.split("_")), ids
+    # Counted from a random start, not 1: Lightning's DDP port is 15000 + the job id's last four digits, and two
+    # clusters counting from 1 (the README test's and this one, side by side) gave their DDP jobs the same port.
+    assert all(int(job_id.split("_")[0]) >= 1000 for job_id in ids), ids
     for job, seed in zip(jobs, (5, 6), strict=True):
         stored = results(job)
         assert stored["seed"] == seed and stored["epochs_completed"] == 2
