@@ -25,7 +25,7 @@ from analysis import perceptual_study, szegedy_study
 from analysis.mi_lr_study import study_table
 from analysis.mi_sample_size import figure1
 from analysis.results_table import check_keys, checkpoint_note, config_value, overridden_keys, results_table
-from framework.atomic import write_atomically
+from framework.atomic import why_unwritable, write_atomically
 from framework.errors import ConfigError, reporting_user_errors, run_entry_point
 from framework.results import jobs_without_results, load_results, runs_folder
 from framework.validate import check_missing_values, check_rules, check_study_device
@@ -68,8 +68,8 @@ def job_name(job: Path, folder: Path) -> str:
     return f"{Path(os.path.relpath(job, folder))}" + (f" ({shown})" if shown else "")
 
 
-def unwritable(output: Path, error: OSError) -> ConfigError:
-    return ConfigError(f"Config key 'output' leads to {output}, which cannot be written ({error.strerror}); give "
+def unwritable(output: Path, reason: str) -> ConfigError:
+    return ConfigError(f"Config key 'output' leads to {output}, which cannot be written ({reason}); give "
                        f"output=<a file in a folder you can write>.")
 
 
@@ -78,7 +78,7 @@ def write_text(output: Path, text: str) -> None:
     try:
         write_atomically(output, lambda stream: stream.write(f"{text}\n".encode()))
     except OSError as error:
-        raise unwritable(output, error) from None
+        raise unwritable(output, error.strerror) from None
     print(text)
     print(f"written to {output}")
 
@@ -133,10 +133,8 @@ def mi_sample_size_task(cfg: DictConfig) -> str:
     """
     options = cfg.mi_sample_size
     output = Path(cfg.output) if cfg.get("output") else Path(cfg.paths.output_dir) / "mi_sample_size.md"
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)  # for the PNG beside it
-    except OSError as error:
-        raise unwritable(output, error) from None
+    if reason := why_unwritable(output.parent):  # before the figure's work: its PNG goes beside the table
+        raise unwritable(output, reason)
     text = figure1(list(options.datasets), cfg.paths.data_dir, list(options.sizes), options.draws, options.estimator,
                    output.with_suffix(".png"))
     write_text(output, text)

@@ -82,14 +82,10 @@ def run_name(config: DictConfig) -> str:
 def distinct_names(runs: list[Run]) -> list[Run]:
     """Runs of one experiment (seeds of a sweep) share a name: add the seed, else the directory, so that rows and
     figure files stay apart."""
-    def counted(runs: list[Run]) -> Counter:
-        return Counter(run.name for run in runs)
-
-    names = counted(runs)
-    runs = [replace(run, name=f"{run.name}-seed{run.config.get('seed')}") if names[run.name] > 1 else run
-            for run in runs]
-    names = counted(runs)
-    return [replace(run, name=f"{run.name}-{run.path.name}") if names[run.name] > 1 else run for run in runs]
+    for suffix in (lambda run: f"seed{run.config.get('seed')}", lambda run: run.path.name):
+        names = Counter(run.name for run in runs)
+        runs = [replace(run, name=f"{run.name}-{suffix(run)}") if names[run.name] > 1 else run for run in runs]
+    return runs
 
 
 def load_runs(runs: str, at_least: int = 1) -> list[Run]:

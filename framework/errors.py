@@ -149,10 +149,16 @@ def construction_error(error: Exception, node: DictConfig, key: str) -> UserErro
         if not keys:
             return ConfigError(f"Lightning's {target} refuses the config group '{key}': {message.rstrip('.!')}; "
                                f"change its keys{preset}.")
-        named = ", ".join(f"'{key}.{k}' is {values[k]!r}" for k in keys)
-        return ConfigError(f"Config key {named}, which Lightning's {target} refuses: {message.rstrip('.!')}; change "
-                           f"{'it' if len(keys) == 1 else 'them'}{preset}.")
+        return refused_keys_error(key, values, keys, f"Lightning's {target} refuses", message, preset)
     return None
+
+
+def refused_keys_error(key: str, values: dict, keys: list[str], refuser: str, message: str,
+                       remedy: str = "") -> ConfigError:
+    """``Config key 'trainer.x' is 3, which <refuser>: <message>; change it<remedy>.``"""
+    named = ", ".join(f"'{key}.{k}' is {values[k]!r}" for k in keys)
+    return ConfigError(f"Config key {named}, which {refuser}: {message.strip().rstrip('.!')}; change "
+                       f"{'it' if len(keys) == 1 else 'them'}{remedy}.")
 
 
 @contextmanager
@@ -167,10 +173,8 @@ def trainer_refusals(trainer_node: DictConfig) -> Iterator[None]:
         keys = _refused_keys(values, one_line(error)) if _raised_by_lightning(error) else []
         if not keys:
             raise
-        named = ", ".join(f"'trainer.{k}' is {values[k]!r}" for k in keys)
-        raise ConfigError(f"Config key {named}, which Lightning's Trainer refuses for this data: "
-                          f"{one_line(error).strip().rstrip('.!')}; change {'it' if len(keys) == 1 else 'them'}.") \
-            from None
+        raise refused_keys_error("trainer", values, keys, "Lightning's Trainer refuses for this data",
+                                 one_line(error)) from None
 
 
 def instantiate_node(node: DictConfig | ListConfig, key: str, **kwargs):

@@ -65,10 +65,11 @@ def jobs_without_results(runs) -> list[Path]:
 
 
 def load_results(runs) -> list[dict]:
-    paths = run_paths(runs)
+    found, paths = find_results(runs), run_paths(runs)
+    resolved = [result.resolve() for result in found]
     for path in paths:
-        if not find_results(path):
+        if not any(path.resolve() in (result, *result.parents) for result in resolved):
             given, where = (repr(str(path)), "it") if len(paths) == 1 else ([str(p) for p in paths], repr(str(path)))
             raise ConfigError(f"Config key 'runs' is {given}, but there is no results.json under {where}; give the "
                               f"output directory of a finished run or multirun.")
-    return [json.loads(p.read_text()) | {"path": str(p.parent)} for p in find_results(runs)]
+    return [json.loads(p.read_text()) | {"path": str(p.parent)} for p in found]
