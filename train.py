@@ -195,8 +195,10 @@ def train(cfg: DictConfig) -> dict:
         if cfg.get("test", True):
             trainer.test(model, datamodule=datamodule, ckpt_path=checkpoint)
             metrics |= to_float_dict(trainer.callback_metrics)
-    log.info(f"val/ and test/ metrics of the {evaluated}: "
-             + ", ".join(f"{k} = {v:.4f}" for k, v in sorted(metrics.items()) if k.startswith(("val/", "test/"))))
+    shown = ", ".join(f"{k} = {v:.4f}" for k, v in sorted(metrics.items()) if k.startswith(("val/", "test/")))
+    if not shown:
+        shown = "none were logged" + (" (trainer.barebones turns off self.log)" if cfg.trainer.get("barebones") else "")
+    log.info(f"val/ and test/ metrics of the {evaluated}: {shown}")
 
     results = {
         "metrics": metrics,

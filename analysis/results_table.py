@@ -36,13 +36,19 @@ def group_value(run: dict, dotted_key: str) -> str:
     return str(config_value(run["config"], dotted_key))
 
 
-def overridden_keys(runs: Sequence[dict], exclude: Sequence[str] = ("seed",)) -> list[str]:
-    """Every key overridden in any run (in first-seen order), except those in ``exclude``."""
+# Overrides that say how a run ran, not what it trained: a job resumed with ckpt_path=auto, or run with its data in
+# another folder, belongs in the row of its sweep's other seeds.
+HOW_IT_RAN = ("seed", "ckpt_path", "tags", "paths", "logger", "data.data_dir", "data.download", "data.progress",
+              "data.generation_workers", "hydra")
+
+
+def overridden_keys(runs: Sequence[dict], exclude: Sequence[str] = HOW_IT_RAN) -> list[str]:
+    """Every key overridden in any run (in first-seen order), except those in ``exclude`` and below them."""
     keys: list[str] = []
     for run in runs:
         for override in run.get("overrides", []):
             key = override.split("=", 1)[0].lstrip("+~")
-            if key not in keys and key not in exclude and not key.startswith("hydra."):
+            if key not in keys and not any(key == e or key.startswith(f"{e}.") for e in exclude):
                 keys.append(key)
     return keys
 
@@ -70,7 +76,7 @@ def check_keys(runs: Sequence[dict], metrics: Sequence[str], group_by: Sequence[
             raise UnknownKeyError(f"Config key 'metrics' names {metric!r}, which no run has; the runs have the "
                                   f"metrics {', '.join(have_metrics) or '(none)'}.")
     have_config = {key for run in runs for key in dotted_keys(run.get("config", {}))}
-    overridden = overridden_keys(runs, exclude=())
+    overridden = overridden_keys(runs, exclude=("hydra",))
     for key in group_by:
         if key not in have_config and key not in overridden:
             leaves = sorted({k for run in runs for k in dotted_keys(run.get("config", {}))

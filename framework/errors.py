@@ -66,7 +66,9 @@ class DataError(UserError):
 
 
 def one_line(text: str) -> str:
-    return " ".join(str(text).split())
+    """The text on one line, an object's default repr (``<framework.loggers.CSVLogger object at 0x7f..>``) shown as
+    its class name."""
+    return re.sub(r"<(?:[\w.]+\.)?(\w+) object at 0x[0-9a-fA-F]+>", r"\1", " ".join(str(text).split()))
 
 
 def report(error: UserError) -> str:

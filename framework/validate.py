@@ -65,7 +65,8 @@ def int_at_least(low: int) -> Callable[[object], bool]:
 
 
 rule("seed", int_at_least(0), "a non-negative integer or null")
-rule("trainer.max_epochs", int_at_least(1), "an integer >= 1")
+rule("trainer.max_epochs", lambda v: is_int(v) and (v >= 1 or v == -1),
+     "an integer >= 1, or -1 (no epoch limit, as in Lightning: give +trainer.max_steps or +trainer.max_time)")
 rule("trainer.check_val_every_n_epoch", int_at_least(1), "an integer >= 1, or null (validate by val_check_interval)")
 rule("trainer.accumulate_grad_batches", int_at_least(1), "an integer >= 1")
 rule("data.batch_size", int_at_least(1), "an integer >= 1")

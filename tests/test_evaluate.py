@@ -34,6 +34,17 @@ def test_table_groups_by_overridden_keys_except_seed_with_mean_and_sample_std(tm
     assert (sweep / "table.md").read_text().strip() == text
 
 
+def test_a_resumed_job_stays_in_the_row_of_its_sweep(tmp_path):
+    """A killed job rerun with ckpt_path=auto (and its data elsewhere) trained what its seeds did: one row."""
+    sweep = tmp_path / "sweep"
+    resumed = run(0.1, 3, 0.97)
+    resumed["overrides"] += ["ckpt_path=auto", "data.data_dir=/elsewhere", "hydra.run.dir=sweep/2", "logger=wandb"]
+    write_runs(sweep, [run(0.1, 1, 0.90), run(0.1, 2, 0.92), resumed])
+    text = evaluate(compose_config([f"runs={sweep}", "metrics=[test/acc]"], tmp_path / "out", "evaluate"))
+    assert text.splitlines()[0] == "| model.optimizer.lr | test/acc | runs |"
+    assert "| 0.1 | 0.9300 ± 0.0361 | 3 |" in text
+
+
 def test_runs_given_as_a_list_are_tabled_together_and_the_table_goes_to_their_common_folder(tmp_path):
     """Seeds swept on two days, in two sweep directories: runs=[first,second] makes one table of both."""
     first, second = tmp_path / "sweeps" / "day1", tmp_path / "sweeps" / "day2"

@@ -70,6 +70,15 @@ def test_a_setting_that_idles_a_default_callback_leaves_it_out(make_cfg, caplog,
     assert (results["best_checkpoint"] is None) == (left_out == "ModelCheckpoint")
 
 
+def test_a_barebones_run_trains_and_says_that_it_logged_no_metrics(make_cfg, caplog):
+    """Lightning's barebones mode allows no logger, callbacks or logging interval, and turns off self.log."""
+    with caplog.at_level("INFO", logger="train"):
+        results = train(make_cfg("+trainer.barebones=true", "logger=none", "callbacks=none",
+                                 "trainer.log_every_n_steps=null", "debug=limit"))
+    assert results["metrics"] == {} and results["epochs_completed"] == 2
+    assert "metrics of the final weights: none were logged (trainer.barebones turns off self.log)" in caplog.text
+
+
 @pytest.mark.parametrize(("overrides", "best"), [(("optimized_metric=val/loss",), min),
                                                  (("optimized_metric=val/loss", "optimized_mode=max"), max)])
 def test_the_best_checkpoint_follows_the_metric_s_direction(make_cfg, overrides, best):
@@ -90,9 +99,10 @@ def test_early_stopping_stops_after_validation_and_max_steps_ends_before_one(mak
     stopped = train(make_cfg("callbacks.early_stopping.patience=0", "callbacks.early_stopping.min_delta=1.0",
                              "trainer.max_epochs=5", "logger=none"))
     assert stopped["epochs_completed"] == 2  # the first validation sets the best, the second cannot beat it by 1.0
-    short = train(make_cfg("+trainer.max_steps=5", "logger=none"))
-    assert short["evaluated_checkpoint"] == "final weights" and "test/acc" in short["metrics"]
-    assert "val/acc" not in short["metrics"]
+    for max_epochs in (40, -1):  # -1: no epoch limit, as in Lightning
+        short = train(make_cfg(f"trainer.max_epochs={max_epochs}", "+trainer.max_steps=5", "logger=none"))
+        assert short["evaluated_checkpoint"] == "final weights" and "test/acc" in short["metrics"]
+        assert "val/acc" not in short["metrics"]
 
 
 def _received(rank: int, callbacks: list) -> None:

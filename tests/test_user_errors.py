@@ -254,6 +254,7 @@ ROWS = [
     row("strategy", "+trainer.strategy=nope", expect="'trainer.strategy' is 'nope'"),
     row("limit-batches", "+trainer.limit_train_batches=-1", expect="'trainer.limit_train_batches' is -1"),
     row("trainer-argument", "+trainer.epochs=3", expect="'trainer.epochs' is not an argument of Trainer"),
+    row("barebones", "+trainer.barebones=true", expect=("'trainer.barebones' is True", "logger=[AppendingCSVLogger]")),
     # ---- callbacks: Lightning's, the MI callback's constructor and hooks, the batch-size schedule
     row("early-stopping-mode", "callbacks.early_stopping.mode=up", expect="'callbacks.early_stopping.mode' is 'up'"),
     row("lr-monitor", "callbacks.lr_monitor.logging_interval=hour", expect="'callbacks.lr_monitor.logging_interval'"),
