@@ -23,6 +23,7 @@ Usage::
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,6 +107,14 @@ def as_model_sees_it(trainer: L.Trainer, pl_module: L.LightningModule, batch):
     batch = hooks.on_before_batch_transfer(batch, 0)
     batch = pl_module.transfer_batch_to_device(batch, pl_module.device, 0)
     return hooks.on_after_batch_transfer(batch, 0)
+
+
+def hidden_activation(pl_module: L.LightningModule) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The nonlinearity the network applies to its hidden layers' outputs, where it names one (``hidden_activation``,
+    e.g. LeNet5's ReLU): the paper's I(H_i; Y) is of a layer's activations, and a hook on a Conv2d or Linear sees
+    its pre-activations."""
+    named = getattr(getattr(pl_module, "net", pl_module), "hidden_activation", None)
+    return named if named is not None else (lambda values: values)
 
 
 class MutualInformationLR(Callback):
@@ -266,7 +275,8 @@ class MutualInformationLR(Callback):
                 handle.remove()
         logits = torch.cat(outputs)
         output = logits.softmax(dim=1) if self.output == "softmax" else logits
-        activations = {layer: output if torch.equal(parts[0], outputs[0]) else torch.cat(parts)
+        activate = hidden_activation(pl_module)
+        activations = {layer: output if torch.equal(parts[0], outputs[0]) else activate(torch.cat(parts))
                        for layer, parts in captured.items()}
         mi = {layer: self.mi(values, labels) for layer, values in activations.items()}
         same_as_output = [layer for layer, values in activations.items() if values is output]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+from pathlib import Path
 
 import lightning as L
 import pytest
@@ -14,6 +15,7 @@ from analysis.mutual_information import ksg_mi, label_entropy_ceiling, ross_mi
 from callbacks.batch_size import BatchSizeSchedule
 from callbacks.mutual_information import LRPolicy, MutualInformationLR, balanced_subsample
 from datamodules.digits import DigitsDataModule
+from framework.compose import compose_config
 from framework.errors import ConfigError
 from lightning_modules.classifier import ClassificationModule
 from lightning_modules.lenet5 import LeNet5
@@ -290,6 +292,24 @@ def test_ksg_option_and_logits_option_change_what_is_measured(tmp_path):
         MutualInformationLR(output="probabilities")
 
 
+def test_a_hidden_layer_is_measured_after_the_network_s_relu(tmp_path):
+    """The paper's I(H_i; Y) is of a layer's activations: LeNet-5's c5 and f6 after their ReLU, which a hook on the
+    Conv2d or Linear does not see (their pre-activations are partly negative)."""
+    callback = MutualInformationLR(layers=["c5", "f6"], policy="none", sample_size=100, plot=False)
+    trainer = make_trainer(tmp_path, [callback], max_epochs=1, limit_train_batches=1, enable_checkpointing=False)
+    trainer.fit(make_model(), DigitsDataModule(batch_size=32))
+    model = trainer.lightning_module.eval()
+    images, labels = callback.subsample(trainer, model)
+    net, pool = model.net, torch.nn.functional.max_pool2d
+    with torch.no_grad():
+        c5 = net.c5(pool(net.c3(pool(net.c1(images).relu(), 2)).relu(), 2))
+        f6 = net.f6(c5.relu().flatten(1))
+    assert (f6 < 0).any() and (c5 < 0).any()
+    measured = callback.measure(trainer, model)["mi"]
+    assert measured["f6"] == ross_mi(f6.relu(), labels, standardize=False) != ross_mi(f6, labels, standardize=False)
+    assert measured["c5"] == ross_mi(c5.relu(), labels, standardize=False)
+
+
 # ---- DDP: 2 CPU processes agree on the rates ----------------------------------------------
 
 
@@ -333,6 +353,32 @@ def test_mi_experiments_run_with_fast_dev_run(make_cfg, overrides):
     results = train(cfg)
     assert {"test/epoch_acc", "mi/ihyll", "mi/ixy"} <= set(results["metrics"])
     assert results["metrics"]["lr/c1"] == pytest.approx(0.001)  # a dynamic policy's first epoch runs at lr_min
+
+
+@pytest.mark.parametrize("experiment", ["mi_lr_mnist", "mi_lr_cifar10", "mi_lr_digits"])
+def test_figure5_runs_keep_what_the_fixed_run_s_checkpoint_was_made_with(make_cfg, experiment):
+    """Figure 5 restarts lr_policy=fixed,reference from the fixed run's epoch-2 checkpoint: a restart may not change
+    what the checkpoint restores (framework/checkpoints.py), so every policy shares the optimizer and patience."""
+    from framework.checkpoints import kept_values
+
+    fixed = kept_values(make_cfg(f"experiment={experiment}", "lr_policy=fixed"))
+    for policy in ("reference", "relative_change", "layerwise", "reference_dampened"):
+        assert kept_values(make_cfg(f"experiment={experiment}", f"lr_policy={policy}", "batch_schedule=grow")) == fixed
+
+
+@pytest.mark.slow
+def test_figure5_restarts_the_reference_policy_from_the_fixed_run_s_epoch_2_checkpoint(make_cfg, tmp_path):
+    from train import train
+
+    limits = ("callbacks.mi_lr.sample_size=200", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1",
+              "logger=none")
+    fixed = train(make_cfg("experiment=mi_lr_digits", "lr_policy=fixed", "mi_epochs.baseline=3", *limits))
+    checkpoint = Path(fixed["output_dir"]) / "checkpoints" / "epoch_002.ckpt"
+    restarted = compose_config(["experiment=mi_lr_digits", "lr_policy=reference", "batch_schedule=grow",
+                                f"ckpt_path={checkpoint}", "mi_epochs.dynamic=5", *limits,
+                                f"paths.data_dir={fixed['config']['paths']['data_dir']}"], tmp_path / "restart")
+    results = train(restarted)
+    assert results["epochs_completed"] == 5 and results["metrics"]["lr/c1"] != pytest.approx(0.01)
 
 
 def test_study_table_compares_every_seed_with_the_fixed_run_of_that_seed(tmp_path):
