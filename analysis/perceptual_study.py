@@ -1,8 +1,12 @@
 """Table I and Figures 6-8 of the feature-prediction paper (seed 003) from finished runs' results.json.
 
 Table I: the probe's test performance per procedure (rows) and dataset (columns), mean ± std over seeds,
-at one z. Figures 6-8: performance against training time per epoch, one point per z, a line per procedure.
-A run whose loss network had random weights is marked with "(random AlexNet)".
+at one z. Figures 6-8: performance against training time per epoch, one point per z, a line per procedure,
+error bars on both axes. The std is the uncorrected (population) one, as the paper's ("the mean and
+uncorrected sample standard deviation"). A run's training time per epoch is the mean over its epochs
+(``train/epoch_seconds_mean``); runs from before that metric have only their last epoch's
+(``train/epoch_seconds``), which is used and counted in a note. A run whose loss network had random weights
+is marked with "(random AlexNet)".
 """
 
 from __future__ import annotations
@@ -11,10 +15,25 @@ import statistics
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from lightning_modules.perceptual_autoencoder import PROCEDURES
 
 METRICS = {"probe/test_mean_distance": "mean distance (lower is better)", "probe/test_accuracy": "accuracy"}
+SECONDS = "train/epoch_seconds_mean"  # the mean over a run's epochs
+LAST_EPOCH_SECONDS = "train/epoch_seconds"  # the last epoch's: all that runs from before SECONDS have
+STD_NOTE = "Mean ± uncorrected (population) standard deviation over the n seeds, as in the paper."
+
+
+class Point(NamedTuple):
+    """One procedure at one z: means and uncorrected stds over its n seeds."""
+
+    z: int
+    n: int
+    seconds: float
+    seconds_std: float
+    performance: float
+    performance_std: float
 
 
 def dataset_name(run: dict) -> str:
@@ -32,9 +51,13 @@ def random_mark(runs: Sequence[dict]) -> str:
     return " (random AlexNet)" if any(r["metrics"].get("probe/random_loss_network") for r in runs) else ""
 
 
+def epoch_seconds(run: dict) -> float:
+    metrics = run["metrics"]
+    return metrics.get(SECONDS, metrics.get(LAST_EPOCH_SECONDS, float("nan")))
+
+
 def mean_std(values: list[float]) -> str:
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.4f} ± {spread:.4f} (n={len(values)})"
+    return f"{statistics.mean(values):.4f} ± {statistics.pstdev(values):.4f} (n={len(values)})"
 
 
 def grouped(runs: Sequence[dict]) -> dict[tuple[str, str, int], list[dict]]:
@@ -59,17 +82,26 @@ def table1(runs: Sequence[dict], latent_dim: int = 128) -> str:
             found = groups.get((dataset, procedure, latent_dim), [])
             cells.append(mean_std([performance(r)[1] for r in found]) + random_mark(found) if found else "–")
         lines.append(f"| {procedure} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return "\n".join(lines) + f"\n\n{STD_NOTE}"
 
 
-def points(runs: Sequence[dict], dataset: str) -> dict[str, list[tuple[int, float, float]]]:
-    """procedure -> [(z, seconds per epoch, performance)], means over seeds, sorted by z."""
+def points(runs: Sequence[dict], dataset: str) -> dict[str, list[Point]]:
+    """procedure -> its points (seconds per epoch and performance over seeds), sorted by z."""
     series = defaultdict(list)
     for (name, procedure, z), found in sorted(grouped(runs).items()):
         if name == dataset:
-            seconds = statistics.mean(r["metrics"].get("train/epoch_seconds", float("nan")) for r in found)
-            series[procedure].append((z, seconds, statistics.mean(performance(r)[1] for r in found)))
+            seconds = [epoch_seconds(r) for r in found]
+            values = [performance(r)[1] for r in found]
+            series[procedure].append(Point(z, len(found), statistics.mean(seconds), statistics.pstdev(seconds),
+                                           statistics.mean(values), statistics.pstdev(values)))
     return series
+
+
+def seconds_note(runs: Sequence[dict]) -> str:
+    """What the time axis is, and how many runs have only their last epoch's time."""
+    older = sum(SECONDS not in r["metrics"] for r in runs)
+    return ("Training time per epoch: the mean over each run's epochs" +
+            (f"; {older} of {len(runs)} runs predate `{SECONDS}` and give their last epoch's." if older else "."))
 
 
 def figure(runs: Sequence[dict], output_dir: Path) -> str:
@@ -84,14 +116,20 @@ def figure(runs: Sequence[dict], output_dir: Path) -> str:
         series = points(runs, dataset)
         metric = METRICS[performance(next(r for r in runs if dataset_name(r) == dataset))[0]]
         figure_, axes = plt.subplots(figsize=(6, 4))
-        lines = ["| procedure | z | seconds per epoch | " + metric + " |", "|---|---|---|---|"]
+        lines = ["| procedure | z | n | seconds per epoch | " + metric + " |", "|---|---|---|---|---|"]
         for procedure, values in series.items():
-            axes.plot([v[1] for v in values], [v[2] for v in values], marker="o", label=procedure)
-            lines += [f"| {procedure} | {z} | {s:.2f} | {p:.4f} |" for z, s, p in values]
+            axes.errorbar([v.seconds for v in values], [v.performance for v in values],
+                          xerr=[v.seconds_std for v in values], yerr=[v.performance_std for v in values],
+                          marker="o", capsize=3, label=procedure)
+            lines += [f"| {procedure} | {v.z} | {v.n} | {v.seconds:.2f} ± {v.seconds_std:.2f} | "
+                      f"{v.performance:.4f} ± {v.performance_std:.4f} |" for v in values]
         axes.set(xlabel="training time per epoch (s)", ylabel=metric, title=f"{dataset}{random_mark(runs)}")
         axes.legend()
         png = output_dir / f"perceptual_{dataset.lower()}.png"
         figure_.savefig(png, dpi=120, bbox_inches="tight")
         plt.close(figure_)
-        sections.append(f"### {dataset}{random_mark(runs)}\n\n" + "\n".join(lines) + f"\n\n![{dataset}]({png.name})")
+        found = [r for r in runs if performance(r) is not None and dataset_name(r) == dataset]
+        notes = f"{STD_NOTE} {seconds_note(found)}"
+        sections.append(f"### {dataset}{random_mark(runs)}\n\n" + "\n".join(lines) + f"\n\n{notes}\n\n"
+                        f"![{dataset}]({png.name})")
     return "\n\n".join(sections)

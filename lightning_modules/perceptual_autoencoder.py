@@ -13,7 +13,8 @@ what the decoder produces (an image, or features) and the loss:
 L is AlexNet's ``features[:5]`` (conv, ReLU, max-pool, conv, ReLU) + sigmoid, flattened, frozen, in eval mode,
 on raw [0, 1] RGB. The image encoder/decoder are the authors' four-layer convolutional (V)AE for sides 64 + 16N;
 the feature encoder/decoder their one-hidden-layer MLPs. Variational iff ``gamma != 0`` (loss + gamma * KLD);
-the embedding is mu.
+the training and validation losses then decode a sample of z, as the authors'; the test loss and the
+embedding use mu.
 
     model = PerceptualAutoencoderModule("I-F-FP", latent_dim=128, optimizer=functools.partial(torch.optim.Adam))
 
@@ -176,6 +177,7 @@ class PerceptualAutoencoderModule(StageSteps, L.LightningModule):
         self.logvar = nn.Linear(flat, latent_dim).requires_grad_(self.variational)
         self.decoder = (image_decoder(latent_dim, input_size) if self.decoder_output == "image"
                         else feature_decoder(latent_dim, self.feature_size, hidden))
+        self.epoch_seconds: list[float] = []  # each training epoch's seconds, in this process
 
     def check_feature_size(self, side: int, configured: int | None) -> int | None:
         """The loss network's feature count at this side; a configured ``feature_size`` must match it."""
@@ -214,11 +216,12 @@ class PerceptualAutoencoderModule(StageSteps, L.LightningModule):
         features = self.input_features(images) if self.encoder_input == "features" else None
         return self.encode(images, features)[0]
 
-    def losses(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    def losses(self, images: torch.Tensor, sample: bool = False) -> dict[str, torch.Tensor]:
+        """The loss of a batch; ``sample``: decode z ~ N(mu, exp(logvar)) (variational only), else mu."""
         images = self.rgb(images)
         features = self.input_features(images)
         mu, logvar = self.encode(images, features)
-        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if self.variational and self.training else mu
+        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if self.variational and sample else mu
         output = self.decoder(z)
         if self.loss_kind == "pixel":
             reconstruction = F.mse_loss(output, images)
@@ -230,7 +233,9 @@ class PerceptualAutoencoderModule(StageSteps, L.LightningModule):
         return {"loss": reconstruction + self.gamma * kld, "reconstruction": reconstruction, "kld": kld}
 
     def _step(self, batch, stage: str) -> torch.Tensor:
-        losses = self.losses(batch[0])
+        # The authors' VAE samples z in training and validation alike (val/loss picks the checkpoint); the test
+        # loss, like the embeddings (forward), uses mu.
+        losses = self.losses(batch[0], sample=stage in ("train", "val"))
         for name, value in losses.items():
             self.log(f"{stage}/{name}", value, on_step=False, on_epoch=True, prog_bar=name == "loss")
         return losses["loss"]
@@ -238,8 +243,14 @@ class PerceptualAutoencoderModule(StageSteps, L.LightningModule):
     def on_train_epoch_start(self) -> None:
         self.epoch_started = time.perf_counter()
 
-    def on_train_epoch_end(self) -> None:  # the paper's x axis: training time per epoch
-        self.log("train/epoch_seconds", time.perf_counter() - self.epoch_started)
+    def on_train_epoch_end(self) -> None:
+        """The paper's x axis, training time per epoch: this epoch's and the mean over the epochs this process
+        trained (results.json keeps the last epoch's values, so ``train/epoch_seconds_mean`` is the run's mean;
+        a resumed run's covers the epochs since resuming)."""
+        seconds = time.perf_counter() - self.epoch_started
+        self.epoch_seconds.append(seconds)
+        self.log("train/epoch_seconds", seconds)
+        self.log("train/epoch_seconds_mean", sum(self.epoch_seconds) / len(self.epoch_seconds))
 
     def predict_step(self, batch, batch_idx):
         return self(batch[0])

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import functools
 import json
+import types
 
 import lightning as L
 import pytest
 import torch
+from matplotlib.axes import Axes
 from omegaconf import open_dict
 
 from analysis import perceptual_study
@@ -18,6 +20,7 @@ from framework.compose import compose_with_hydra
 from framework.hydra_callbacks import needs_imagenet_alexnet
 from framework.pretrained import TORCHVISION_FILE
 from framework.validate import ConfigError, validate
+from lightning_modules import perceptual_autoencoder
 from lightning_modules.perceptual_autoencoder import PROCEDURES, PerceptualAutoencoderModule, kl_divergence
 from tests.conftest import run_cli
 
@@ -77,6 +80,47 @@ def test_each_loss_equals_its_formula_and_kl_vanishes_without_gamma():
     torch.testing.assert_close(losses["loss"], losses["reconstruction"] + 0.5 * kld)
     assert kl_divergence(torch.zeros(3, 4), torch.zeros(3, 4)).item() == 0.0
     assert kl_divergence(torch.ones(3, 4), torch.zeros(3, 4)).item() == pytest.approx(1.0)
+
+
+@pytest.mark.filterwarnings("ignore:.*self.trainer.*")  # _step's self.log without a Trainer
+def test_training_and_validation_sample_z_while_the_test_loss_and_the_embedding_use_mu():
+    """As the authors' VAE: val/loss (which picks the checkpoint) decodes a sample of z, as training does."""
+    torch.manual_seed(0)
+    model = module("I-I-PW", gamma=0.5).eval()  # eval: BatchNorm as in validation; sampling must not depend on it
+    decoded = []
+    model.decoder.register_forward_hook(lambda _, inputs, output: decoded.append((inputs[0], output)))
+    images = torch.rand(4, 3, 64, 64)
+    with torch.no_grad():
+        hidden = model.encoder(images)
+        mu, logvar = model.mu(hidden), model.logvar(hidden)
+        kld = -(1 + logvar - mu**2 - logvar.exp()).mean()
+        torch.manual_seed(1)
+        sample = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+        for stage, z in (("train", sample), ("val", sample), ("test", mu)):
+            torch.manual_seed(1)
+            loss = model._step((images,), stage)
+            decoder_input, output = decoded.pop()
+            torch.testing.assert_close(decoder_input, z, msg=stage)
+            torch.testing.assert_close(loss, ((output - images) ** 2).mean() + 0.5 * kld, msg=stage)
+        assert (sample - mu).abs().mean() > 0.5
+        assert torch.equal(model(images), mu) and torch.equal(model(images), model(images))  # embeddings: mu
+        deterministic = module("I-I-PW").eval()  # gamma = 0: nothing to sample
+        assert torch.equal(deterministic._step((images,), "val"), deterministic._step((images,), "test"))
+
+
+def test_the_mean_epoch_time_over_the_run_is_logged_next_to_the_last_epoch_s(monkeypatch):
+    """train.py keeps the last epoch's callback_metrics in results.json: the mean over all epochs must be one."""
+    clock = iter([0.0, 2.0, 10.0, 14.0, 20.0, 29.0])  # epochs of 2, 4 and 9 seconds
+    monkeypatch.setattr(perceptual_autoencoder, "time", types.SimpleNamespace(perf_counter=lambda: next(clock)))
+    torch.manual_seed(0)
+    model = module("I-I-PW", latent_dim=4)
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.rand(4, 3, 64, 64)), batch_size=4)
+    trainer = L.Trainer(max_epochs=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0, accelerator="cpu")
+    trainer.fit(model, train_dataloaders=data, val_dataloaders=data)
+    assert model.epoch_seconds == [2.0, 4.0, 9.0]
+    assert trainer.callback_metrics["train/epoch_seconds"].item() == 9.0
+    assert trainer.callback_metrics["train/epoch_seconds_mean"].item() == 5.0
 
 
 @pytest.mark.parametrize(("options", "key"), [
@@ -192,27 +236,57 @@ def test_experiment_configs_compose_and_bad_values_are_named(make_cfg, override,
         validate(make_cfg("experiment=perceptual_lunarlander", override))
 
 
+@pytest.mark.parametrize("experiment", ["perceptual_lunarlander", "perceptual_stl10", "perceptual_svhn"])
+def test_the_grid_repeats_each_run_with_four_seeds_as_the_paper(experiment):
+    # "The complete experiment procedure was repeated 4 times."
+    assert compose_with_hydra([f"experiment={experiment}"]).hydra.sweeper.params.seed == "0,1,2,3"
+
+
 def fake_run(dataset: str, procedure: str, z: int, seed: int, value: float, seconds: float) -> dict:
+    """``seconds``: the mean over the run's epochs; its last epoch took 100 s more (a noisy sample)."""
     metric = "probe/test_mean_distance" if dataset == "LunarLander" else "probe/test_accuracy"
     return {"config": {"data": {"_target_": f"datamodules.x.{dataset}DataModule"},
                        "model": {"procedure": procedure, "latent_dim": z}},
-            "metrics": {metric: value, "train/epoch_seconds": seconds, "probe/random_loss_network": 0.0}}
+            "metrics": {metric: value, "train/epoch_seconds": seconds + 100.0, "train/epoch_seconds_mean": seconds,
+                        "probe/random_loss_network": 0.0}}
 
 
-def test_table1_and_figures_aggregate_over_seeds(tmp_path):
+def test_table1_and_figures_aggregate_over_seeds_with_the_uncorrected_std(tmp_path, monkeypatch):
     runs = [fake_run("LunarLander", "I-F-FP", 128, 0, 1.0, 2.0), fake_run("LunarLander", "I-F-FP", 128, 1, 3.0, 4.0),
             fake_run("LunarLander", "I-I-PS", 128, 0, 5.0, 6.0), fake_run("LunarLander", "I-F-FP", 64, 0, 9.0, 1.0),
             fake_run("SVHN", "I-I-PW", 128, 0, 0.8, 7.0)]
     table = perceptual_study.table1(runs, 128)
-    assert "| I-F-FP | 2.0000 ± 1.4142 (n=2) | – |" in table
+    # the paper's "uncorrected sample standard deviation": sqrt(((1 - 2)^2 + (3 - 2)^2) / 2) = 1, not 1.4142 (n - 1)
+    assert "| I-F-FP | 2.0000 ± 1.0000 (n=2) | – |" in table
     assert "| I-I-PW | – | 0.8000 ± 0.0000 (n=1) |" in table and "random" not in table
-    assert perceptual_study.points(runs, "LunarLander")["I-F-FP"] == [(64, 1.0, 9.0), (128, 3.0, 2.0)]
+    assert table.endswith("\n\nMean ± uncorrected (population) standard deviation over the n seeds, as in the paper.")
+    # (z, n, seconds per epoch ± std, performance ± std): the runs' mean epoch times, not their last epochs'
+    assert perceptual_study.points(runs, "LunarLander")["I-F-FP"] == [(64, 1, 1.0, 0.0, 9.0, 0.0),
+                                                                       (128, 2, 3.0, 1.0, 2.0, 1.0)]
+    bars = []  # Figures 6-8: mean ± std on both axes
+    errorbar = Axes.errorbar
+
+    def spy(axes, x, y, **options):
+        bars.append((options["label"], x, y, options["xerr"], options["yerr"]))
+        return errorbar(axes, x, y, **options)
+
+    monkeypatch.setattr(Axes, "errorbar", spy)
     text = perceptual_study.figure(runs, tmp_path)
-    assert "| I-F-FP | 64 | 1.00 | 9.0000 |" in text
+    assert ("I-F-FP", [1.0, 3.0], [9.0, 2.0], [0.0, 1.0], [0.0, 1.0]) in bars
+    assert "| I-F-FP | 128 | 2 | 3.00 ± 1.00 | 2.0000 ± 1.0000 |" in text
+    assert "the mean over each run's epochs." in text and "predate" not in text
     assert (tmp_path / "perceptual_lunarlander.png").stat().st_size > 1000
     assert (tmp_path / "perceptual_svhn.png").exists()
     runs[0]["metrics"]["probe/random_loss_network"] = 1.0
-    assert "2.0000 ± 1.4142 (n=2) (random AlexNet)" in perceptual_study.table1(runs, 128)
+    assert "2.0000 ± 1.0000 (n=2) (random AlexNet)" in perceptual_study.table1(runs, 128)
+
+
+def test_runs_from_before_the_mean_epoch_time_fall_back_to_their_last_epoch_and_say_so(tmp_path):
+    runs = [fake_run("LunarLander", "I-F-FP", 128, seed, 1.0, 2.0 * (seed + 1)) for seed in range(3)]
+    del runs[2]["metrics"]["train/epoch_seconds_mean"]  # an older results.json: 106 s, its last epoch's
+    assert perceptual_study.points(runs, "LunarLander")["I-F-FP"][0].seconds == pytest.approx((2 + 4 + 106) / 3)
+    assert "1 of 3 runs predate `train/epoch_seconds_mean` and give their last epoch's." in perceptual_study.figure(
+        runs, tmp_path)
 
 
 def test_evaluate_probes_every_finished_run_s_checkpoint(tmp_path, lunarlander):
@@ -282,5 +356,5 @@ def test_a_sweep_whose_weights_are_unusable_stops_before_its_first_job(tmp_path)
                      env={"TORCH_HOME": str(tmp_path / "torch"), "DATA_DIR": str(tmp_path / "data")})
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith(f"Weights error: {hub / TORCHVISION_FILE} does not hold")
-    assert not (tmp_path / "sweep" / "0").exists()  # the nine I-I-PW jobs of the grid did not run first
+    assert not (tmp_path / "sweep" / "0").exists()  # the twelve I-I-PW jobs of the grid did not run first
     assert not any((tmp_path / "data").iterdir())  # nor was any LunarLander frame generated
