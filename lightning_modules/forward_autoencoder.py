@@ -70,8 +70,8 @@ class ForwardAutoencoderModule(L.LightningModule):
 
     def __init__(self, feature_map: str = "reae", hidden_size: int = 750, rho: float | Sequence[float] = 0.2,
                  lambdas: Sequence[float] = LAMBDA_GRID, taus: Sequence[float] = LAMBDA_GRID,
-                 activation: str = "sigmoid", classifier: str = "softmax", kl_steps: int = 100,
-                 kl_lr: float = 0.05, kl_batch_size: int = 512, max_iter: int = 200, num_classes: int = 10,
+                 activation: str = "sigmoid", classifier: str = "softmax", kl_steps: int = 300,
+                 kl_lr: float = 0.02, kl_batch_size: int = 512, max_iter: int = 200, num_classes: int = 10,
                  init_scale: float = 0.1, refit: bool = True, classifier_dtype: str = "float32"):
         super().__init__()
         for key, value, allowed in (("activation", activation, ACTIVATIONS),

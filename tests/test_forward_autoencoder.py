@@ -83,17 +83,20 @@ def test_reae_drives_mean_activations_to_rho(rho):
 
 
 @pytest.mark.slow
-def test_kl_constraint_met_at_mnist_size_with_the_default_steps():
-    """784 sparse inputs in [0, 1] (19 % nonzero, like MNIST), J = 750, the config's defaults: 100 steps of 512."""
+@pytest.mark.parametrize("rho", [0.01, 0.04, 0.2])
+def test_kl_constraint_met_at_mnist_size_with_the_default_steps(rho):
+    """784 sparse inputs in [0, 1] (19 % nonzero, like MNIST), J = 750, the config's defaults: 300 steps of 512 at
+    0.02. Figure 2's small rho (0.01-0.08) too: the earlier 100 steps at 0.05 left every unit at 0 for rho 0.01
+    (overshot into saturation) and units 6 % off at 0.04."""
     generator = torch.Generator().manual_seed(7)
     X = torch.rand(4000, 784, generator=generator) * (torch.rand(4000, 784, generator=generator) < 0.19)
     draw = random_map(784, 750, generator)
-    weight, bias = reae_map(X, 0.2, draw)  # the defaults: init_scale 0.1, 100 steps, lr 0.05, batches of 512
+    weight, bias = reae_map(X, rho, draw)  # the defaults: init_scale 0.1, 300 steps, lr 0.02, batches of 512
     start = hidden(X, *(0.1 * p for p in draw)).mean(0)
     after = hidden(X, weight, bias).mean(0)
-    assert (start - 0.2).abs().mean() > 0.2  # mean activations start near 0.5
-    # measured 0.006 max, 0.0014 mean at 10,000 samples: the minibatch noise averaged by the decaying steps
-    assert (after - 0.2).abs().max() < 0.02 and (after - 0.2).abs().mean() < 0.005
+    assert (start - rho).abs().mean() > 0.2  # mean activations start near 0.5
+    # measured at most 1.7 % off rho (rho 0.2), 1 % at 0.01 and 0.04: the minibatch noise the decaying steps average
+    assert (after - rho).abs().max() < 0.03 * rho and (after - rho).abs().mean() < 0.01 * rho
 
 
 def test_one_draw_shared_by_ran_roan_and_every_reae_start():
