@@ -26,6 +26,7 @@ from analysis.mi_lr_study import study_table
 from analysis.mi_sample_size import figure1
 from analysis.results_table import check_keys, checkpoint_note, config_value, overridden_keys, results_table
 from framework.atomic import why_unwritable, write_atomically
+from framework.compose import paths_from_start_dir
 from framework.errors import ConfigError, reporting_user_errors, run_entry_point
 from framework.results import jobs_without_results, load_results, runs_folder
 from framework.validate import check_missing_values, check_rules, check_study_device
@@ -302,6 +303,7 @@ def help_text() -> str:
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     with reporting_user_errors():  # the user's mistake: one sentence, exit code 2 (framework/errors.py)
+        paths_from_start_dir(cfg, ("runs", "output", "data_dir", "paths.data_dir"))
         evaluate(cfg)
 
 

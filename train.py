@@ -38,6 +38,7 @@ from framework.checkpoints import (
     resolve_ckpt_path,
 )
 from framework.combinations import check_data_fits_model
+from framework.compose import paths_from_start_dir
 from framework.errors import (
     ConfigError,
     UserError,
@@ -233,6 +234,8 @@ def finish_wandb() -> None:
 def main(cfg: DictConfig) -> float | None:
     try:
         with reporting_user_errors():  # the user's mistake, whoever found it: one sentence, exit code 2
+            paths_from_start_dir(cfg, ("ckpt_path", "paths.data_dir", "data.data_dir", "model.loss_network.weights"),
+                                 keywords=("auto", "last", "hpc", "imagenet", "random"))
             results = train(cfg)
     except Exception as error:
         if not isinstance(error, UserError):  # a user error has said its sentence (a sweep's job: and goes on)

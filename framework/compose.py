@@ -11,7 +11,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -36,3 +36,24 @@ def compose_config(overrides: list[str], output_dir: Path, config_name: str = "t
     with open_dict(cfg):
         del cfg["hydra"]
     return cfg
+
+
+def paths_from_start_dir(cfg: DictConfig, keys: tuple[str, ...], keywords: tuple[str, ...] = ()) -> None:
+    """With ``hydra.job.chdir=true`` a job runs in its output directory, but the relative paths a user types are
+    relative to the directory the command started in (as conf/train.yaml says): make those under ``keys``
+    absolute against it. ``keywords`` are values that are not paths (``ckpt_path=auto``)."""
+    start = Path(HydraConfig.get().runtime.cwd)
+    if Path.cwd() == start:
+        return
+
+    def absolute(value):
+        if isinstance(value, str) and value not in keywords and not Path(value).is_absolute():
+            return str(start / value)
+        return value
+
+    for key in keys:
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is not None:
+            with open_dict(cfg):
+                OmegaConf.update(cfg, key, [absolute(v) for v in value] if isinstance(value, ListConfig)
+                                 else absolute(value), merge=False)

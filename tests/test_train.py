@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import ROOT, run_cli
 from train import train
 
 EXPERIMENTS = sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "experiment").glob("*.yaml"))
@@ -159,3 +160,14 @@ def test_a_resume_that_changes_what_the_checkpoint_restores_is_one_sentence(make
     with pytest.raises(ConfigError, match=r"'trainer.max_epochs' is 1, but ckpt_path .*last.ckpt was saved in epoch 2"):
         train(make_cfg(*resume, "trainer.max_epochs=1"))
     assert train(make_cfg(*resume, "trainer.max_epochs=4"))["epochs_completed"] == 4  # the same values train on
+
+
+def test_with_hydra_job_chdir_relative_paths_are_from_the_start_directory(make_cfg, tmp_path):
+    """hydra.job.chdir=true runs a job in its output directory; a relative ckpt_path or runs= still means the one
+    next to where the command started (it used to say that no such file exists)."""
+    checkpoint = Path(train(make_cfg("debug=limit", "logger=none"))["best_checkpoint"]).relative_to(tmp_path)
+    tested = run_cli(str(ROOT / "train.py"), "hydra.job.chdir=true", "train=false", f"ckpt_path={checkpoint}",
+                     "debug=limit", "logger=none", "hydra.run.dir=tested", cwd=tmp_path)
+    assert tested.returncode == 0 and "test/acc = " in tested.stdout, tested.stderr[-2000:]
+    tabled = run_cli(str(ROOT / "evaluate.py"), "hydra.job.chdir=true", "runs=run", cwd=tmp_path)
+    assert tabled.returncode == 0 and (tmp_path / "run" / "table.md").is_file(), tabled.stderr[-2000:]
