@@ -1,20 +1,23 @@
 """Upper Lipschitz bounds per layer (Szegedy et al. 2014, section 4.3, Table 5).
 
 * fully connected: the largest singular value of W;
-* convolution, stride 1: exact, from the 2-D DFT of the kernel (Sedghi et al. 2019). A circular
-  convolution on n x n inputs is block-diagonalised by the DFT: its singular values are those of the
-  F x C matrices fft2(kernel, (n, n))[:, :, u, v] over all n^2 frequencies (u, v);
-* convolution, stride > 1 (or any linear map): power iteration on A^T A, with A^T from autograd;
+* convolution, stride 1, zero padding p, on n x n inputs: an upper bound from the 2-D DFT of the kernel at
+  m = n + 2p (Sedghi et al. 2019). The DFT block-diagonalises a circular convolution on m x m inputs: its
+  singular values are those of the F x C matrices fft2(kernel, (m, m))[:, :, u, v] over all m^2 frequencies
+  (u, v). The padded convolution is zero padding (an isometry into m x m) followed by a valid convolution,
+  whose outputs are a subset of the circular one's, so its norm is at most the circular one's. (The DFT at n
+  is no bound: a padded convolution on n x n is not a part of the circular one on n x n.);
+* convolution, stride > 1, other padding modes (or any linear map): power iteration on A^T A, with A^T from
+  autograd, until the estimate changes by less than a relative ``tol`` (it rises towards the norm from below);
 * max-pooling <= 1, ReLU <= 1, sigmoid <= 1/4 (the largest slope), multiplied in per layer.
 
-    sigma = conv_norm_dft(conv.weight, n=13)
+    sigma = conv_norm(conv, n=13)    # the DFT at 13 + 2 x padding for a stride-1 convolution
     rows = network_bounds(SzegedyNet(kind="conv"))
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 ACTIVATION_FACTOR = {"sigmoid": 0.25, "relu": 1.0, "identity": 1.0}
@@ -25,41 +28,49 @@ def linear_norm(weight: torch.Tensor) -> float:
     return float(torch.linalg.matrix_norm(weight.detach().double(), ord=2))
 
 
-def conv_norm_dft(kernel: torch.Tensor, n: int) -> float:
-    """Exact operator norm of the stride-1 circular convolution with ``kernel [F, C, k, k]`` on n x n inputs."""
-    kernel = kernel.detach().double()
-    if kernel.shape[-1] > n or kernel.shape[-2] > n:
-        raise ValueError(f"kernel {tuple(kernel.shape[-2:])} is larger than the {n}x{n} input")
-    spectrum = torch.fft.fft2(kernel, s=(n, n))  # [F, C, n, n]
+def conv_norm_dft(kernel: torch.Tensor, n: int | tuple[int, int]) -> float:
+    """Operator norm of the stride-1 circular convolution with ``kernel [F, C, k, k]`` on n x n inputs (or on
+    height x width ones, n = (height, width))."""
+    kernel, size = kernel.detach().double(), (n, n) if isinstance(n, int) else tuple(n)
+    if kernel.shape[-2] > size[0] or kernel.shape[-1] > size[1]:
+        raise ValueError(f"kernel {tuple(kernel.shape[-2:])} is larger than the {size[0]}x{size[1]} input")
+    spectrum = torch.fft.fft2(kernel, s=size)  # [F, C, h, w]
     return float(torch.linalg.matrix_norm(spectrum.permute(2, 3, 0, 1), ord=2).max())
 
 
-def power_iteration_norm(linear_map, input_shape: tuple[int, ...], iterations: int = 200, seed: int = 0,
-                         dtype=torch.float64) -> float:
-    """Largest singular value of a linear map (a function of one tensor) by power iteration on A^T A."""
+def power_iteration_norm(linear_map, input_shape: tuple[int, ...], tol: float = 1e-8, max_iterations: int = 10_000,
+                         seed: int = 0, dtype=torch.float64) -> float:
+    """Largest singular value of a linear map (a function of one tensor) by power iteration on A^T A, until the
+    estimate changes by less than ``tol`` relative. It rises towards the norm from below, about as 1 / iterations
+    where the top singular values crowd (a convolution's frequencies): there it stops up to a few thousand
+    times tol short."""
     generator = torch.Generator().manual_seed(seed)
     v = torch.randn(input_shape, generator=generator, dtype=dtype)
     v = v / v.norm()
     sigma = 0.0
-    for _ in range(iterations):
+    for _ in range(max_iterations):
         x = v.detach().requires_grad_(True)
         y = linear_map(x)
         (w,) = torch.autograd.grad(y, x, grad_outputs=y.detach())  # A^T A v
-        sigma = float(w.norm().sqrt())
+        previous, sigma = sigma, float(w.norm().sqrt())
         v = w / w.norm()
+        if sigma - previous <= tol * sigma:
+            break
     return sigma
 
 
-def conv_norm(conv: nn.Conv2d, n: int, iterations: int = 200) -> float:
-    """Upper bound of a Conv2d on n x n inputs: the DFT bound at stride 1, power iteration otherwise."""
-    if conv.stride == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1:
-        return conv_norm_dft(conv.weight, n)
+def conv_norm(conv: nn.Conv2d, n: int) -> float:
+    """Upper bound of a Conv2d on n x n inputs: at stride 1 with zero padding p the DFT bound at the padded size
+    n + 2p, otherwise power iteration (on the layer's own padding, without its bias)."""
+    if (conv.stride == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1 and conv.padding_mode == "zeros"
+            and not isinstance(conv.padding, str)):
+        return conv_norm_dft(conv.weight, (n + 2 * conv.padding[0], n + 2 * conv.padding[1]))
     weight = conv.weight.detach().double()
 
     def linear_map(x):
-        return F.conv2d(x, weight, None, conv.stride, conv.padding, conv.dilation, conv.groups)
+        return conv._conv_forward(x, weight, None)
 
-    return power_iteration_norm(linear_map, (1, conv.in_channels, n, n), iterations)
+    return power_iteration_norm(linear_map, (1, conv.in_channels, n, n))
 
 
 def network_bounds(net, image_size: int = 28) -> list[dict]:
@@ -82,7 +93,7 @@ def network_bounds(net, image_size: int = 28) -> list[dict]:
     return rows
 
 
-def alexnet_conv_bounds(features: nn.Sequential, image_size: int = 224, iterations: int = 100) -> list[dict]:
+def alexnet_conv_bounds(features: nn.Sequential, image_size: int = 224) -> list[dict]:
     """Upper bounds of every convolution in an AlexNet ``features`` stack at its real input size."""
     rows, x = [], torch.zeros(1, 3, image_size, image_size)
     for module in features:
@@ -92,7 +103,7 @@ def alexnet_conv_bounds(features: nn.Sequential, image_size: int = 224, iteratio
             rows.append({"layer": f"conv {len(rows) + 1}",
                          "size": f"{module.kernel_size[0]}x{module.kernel_size[1]}, {module.in_channels}->"
                                  f"{module.out_channels}, input {n}x{n}",
-                         "sigma": conv_norm(module, n, iterations), "method": method})
+                         "sigma": conv_norm(module, n), "method": method})
         with torch.no_grad():
             x = module(x)
     return rows

@@ -24,9 +24,11 @@ from analysis.spectral import alexnet_conv_bounds, network_bounds
 from framework.results import load_results
 from lightning_modules.classifier import ClassificationModule
 
-# The paper's Table 1 (train error %, test error %, average minimum distortion) and Table 5 (AlexNet).
+# The paper's Table 1 (train error %, test error %, average minimum distortion), Table 3 (error % on P1, P2 and the
+# test set, average minimum distortion on the test set; the paper's P0 and P1 are our P1 and P2) and Table 5.
 PAPER_TABLE1 = {"softmax1": (6.7, 7.4, 0.062), "softmax2": (10, 9.4, 0.1), "softmax3": (21.2, 20, 0.14),
                 "fc100": (0, 1.64, 0.058), "fc200": (0, 1.54, 0.065), "ae400": (0.57, 1.9, 0.086)}
+PAPER_TABLE3 = {"fc100@P1": (0, 2.4, 2, 0.062), "fc123@P1": (0, 2.5, 2.1, 0.059), "fc100@P2": (2.3, 0, 2.1, 0.058)}
 PAPER_ALEXNET = (2.75, 10, 7, 7.5, 11)
 
 
@@ -62,10 +64,11 @@ class Run:
         module.load_state_dict(state)
         return PixelModel(module, self.config.data).to(device).eval().requires_grad_(False)
 
-    def images(self, split: str, limit: int | None = None, data_dir: str | None = None):
-        """[0, 1] float images and labels of this run's training part (``train``) or the test set."""
+    def images(self, split: str, limit: int | None = None, data_dir: str | None = None, part: str | None = None):
+        """[0, 1] float images and labels of this run's training part (``train``; or of ``part``, with the run's
+        train_size and validation split) or the test set."""
         data = OmegaConf.to_container(self.config.data, resolve=True)
-        data |= {"data_dir": data_dir or data["data_dir"]}
+        data |= {"data_dir": data_dir or data["data_dir"]} | ({"train_part": part} if part else {})
         datamodule = instantiate(data)
         datamodule.setup("fit" if split == "train" else "test")
         dataset = datamodule.datasets[split]
@@ -163,8 +166,9 @@ def table1(cfg: DictConfig) -> str:
 
 
 def mean_distortion(result: AttackResult) -> float:
-    """Average over examples of the minimum distortion (0 for the ones already misclassified)."""
-    return float(result.distortion[result.success].sum() / len(result.success))
+    """Average minimum distortion over the examples made adversarial (0 for the ones already misclassified);
+    failed attacks are left out (the tables give the success count)."""
+    return float(result.distortion[result.success].mean())
 
 
 def gaussian(images: torch.Tensor, stddev: float, seed: int) -> torch.Tensor:
@@ -173,30 +177,37 @@ def gaussian(images: torch.Tensor, stddev: float, seed: int) -> torch.Tensor:
 
 
 def magnified(images: torch.Tensor, adversarial: torch.Tensor, stddev: float = 0.1) -> torch.Tensor:
-    """x + stddev sqrt(n) r / ||r||, clipped: the perturbation's direction at a per-pixel stddev of ``stddev``."""
+    """x + stddev sqrt(n) r / ||r||, clipped: the perturbation's direction at a per-pixel stddev of ``stddev``.
+    Examples with r = 0 (already misclassified, or a failed attack) have no direction and stay as they are."""
     r = (adversarial - images).flatten(1)
     scale = stddev * math.sqrt(r.shape[1]) / r.norm(dim=1, keepdim=True).clamp_min(1e-12)
     return (images + (r * scale).view_as(images)).clamp(0, 1)
 
 
-def cross_table(cfg: DictConfig, split: str, magnify: bool, at_least: int) -> str:
-    """Rows: the inputs (each model's adversarial examples, Gaussian noise); columns: error % of every model."""
+def noise_row(images: torch.Tensor, labels: torch.Tensor, stddev: float, seed: int) -> dict:
+    """A cross table's input row of Gaussian noise; its distortion is the root mean square over all pixels."""
+    noisy = gaussian(images, stddev, seed)
+    return {f"Gaussian noise, stddev {stddev}": (noisy, labels, f"{float(((noisy - images) ** 2).mean().sqrt()):.4f}")}
+
+
+def cross_table(cfg: DictConfig, split: str, noise: tuple[float, ...], magnify: bool, at_least: int) -> str:
+    """Rows: the inputs, columns: error % of every model. The inputs: each model's adversarial examples and
+    Gaussian noise of each stddev in ``noise``; with ``magnify`` then (Table 4's lower half) each model's
+    perturbation magnified to stddev 0.1 and Gaussian noise of stddev 0.1."""
     runs = load_runs(cfg.runs, at_least)
-    models = {run.name: run.model(device_of(cfg)) for run in runs}
     device = device_of(cfg)
-    inputs = {}  # row label -> (images, their labels, distortion text); runs may differ in their images
-    for run in runs:
-        images, labels, result = attack(run, split, cfg)
-        inputs[run.name] = (result.adversarial, labels, f"{mean_distortion(result):.4f}")
-        if magnify:
-            big = magnified(images, result.adversarial)
-            inputs[f"{run.name}, magnified to stddev 0.1"] = (big, labels,
-                                                              f"{float(((big - images) ** 2).mean().sqrt()):.4f}")
-    images, labels, _ = attack(runs[0], split, cfg)
-    for stddev in (0.1,) if magnify else (0.1, 0.3):
-        noisy = gaussian(images, stddev, cfg.szegedy.seed)
-        inputs[f"Gaussian noise, stddev {stddev}"] = (noisy, labels,
-                                                      f"{float(((noisy - images) ** 2).mean().sqrt()):.4f}")
+    models = {run.name: run.model(device) for run in runs}
+    attacks = {run.name: attack(run, split, cfg) for run in runs}  # runs may differ in their images
+    images, labels, _ = attacks[runs[0].name]
+    inputs = {name: (result.adversarial, y, f"{mean_distortion(result):.4f}")
+              for name, (_, y, result) in attacks.items()}
+    for stddev in noise:
+        inputs |= noise_row(images, labels, stddev, cfg.szegedy.seed)
+    if magnify:
+        for name, (x, y, result) in attacks.items():
+            big = magnified(x, result.adversarial)
+            inputs[f"{name}, magnified to stddev 0.1"] = (big, y, f"{float(((big - x) ** 2).mean().sqrt()):.4f}")
+        inputs |= noise_row(images, labels, 0.1, cfg.szegedy.seed)
     names = list(models)
     rows = ["| input | " + " | ".join(names) + " | distortion |", "|---" * (len(names) + 2) + "|"]
     for label, (images_in, labels_in, dist) in inputs.items():
@@ -207,12 +218,30 @@ def cross_table(cfg: DictConfig, split: str, magnify: bool, at_least: int) -> st
 
 def table2(cfg: DictConfig) -> str:
     """Cross-model generalisation: adversarial training-set examples of each model, error % of every model."""
-    return cross_table(cfg, "train", magnify=False, at_least=2)
+    return cross_table(cfg, "train", (0.1, 0.3), magnify=False, at_least=2)
+
+
+def table3(cfg: DictConfig) -> str:
+    """Per model: error % on P1, on P2 (each with the run's train_size and validation split, so a run's own part
+    gives its training error) and on the test set; average minimum distortion on the test set (Table 4's attack)."""
+    rows = ["| model | error on P1 % | error on P2 % | test error % | av. min. distortion | success | "
+            "paper (P1 / P2 / test / dist.) |", "|---|---|---|---|---|---|---|"]
+    for run in load_runs(cfg.runs, at_least=2):
+        model, data_dir = run.model(device_of(cfg)), cfg.get("data_dir")
+        errors = [error_rate(model, *run.images("train", data_dir=data_dir, part=part)) for part in ("P1", "P2")]
+        errors.append(error_rate(model, *run.images("test", data_dir=data_dir)))
+        _, _, result = attack(run, "test", cfg)
+        paper = PAPER_TABLE3.get(run.name)
+        rows.append(f"| {run.name} | " + " | ".join(f"{error:.2f}" for error in errors) +
+                    f" | {mean_distortion(result):.4f} | {int(result.success.sum())}/{len(result.success)} | "
+                    f"{' / '.join(str(value) for value in paper) if paper else '-'} |")
+    return "\n".join(rows)
 
 
 def table34(cfg: DictConfig) -> str:
-    """Cross-training-set generalisation (P1 / P2 runs): adversarial test-set examples, also magnified."""
-    return cross_table(cfg, "test", magnify=True, at_least=2)
+    """Cross-training-set generalisation (P1 / P2 runs): Table 3 (the models' errors), then Table 4: adversarial
+    test-set examples and Gaussian noise of stddev 0.06, then the same examples magnified and noise of 0.1."""
+    return table3(cfg) + "\n\n" + cross_table(cfg, "test", (0.06,), magnify=True, at_least=2)
 
 
 def table5(cfg: DictConfig) -> str:

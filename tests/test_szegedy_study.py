@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from analysis.lbfgs_attack import AttackInputError, AttackResult
-from analysis.szegedy_study import load_runs, magnified
+from analysis.szegedy_study import load_runs, magnified, mean_distortion
 from evaluate import evaluate
 from framework.compose import compose_config
 from framework.errors import ConfigError
@@ -48,6 +48,35 @@ def test_table1_and_a_cross_model_table_with_100_percent_on_its_diagonal(zoo, tm
     assert cross[4].startswith("| Gaussian noise, stddev 0.1 |") and cross[5].startswith("| Gaussian noise, stddev 0.3")
 
 
+def test_table34_gives_each_models_errors_on_both_parts_and_table4_with_its_two_noise_baselines(zoo, tmp_path):
+    table1 = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in
+              study(tmp_path, zoo, "szegedy_table1").splitlines()[2:]}
+    table3, table4 = (part.splitlines() for part in study(tmp_path, zoo, "szegedy_table34").split("\n\n"))
+    assert table3[0].startswith("| model | error on P1 % | error on P2 % | test error % | av. min. distortion |")
+    runs = {run.name: run for run in load_runs(str(zoo))}
+    for line in table3[2:]:
+        cells = line.split(" | ")
+        run = runs[cells[0].strip("| ")]
+        model = run.model(torch.device("cpu"))
+        (p1, p1_labels), (p2, _) = (run.images("train", part=part) for part in ("P1", "P2"))
+        assert len(p1) > 0 and not (p1.flatten(1)[:, None] == p2.flatten(1)[None]).all(-1).any()  # disjoint halves
+        assert cells[1] == f"{100 * float((model(p1).argmax(1) != p1_labels).float().mean()):.2f}"
+        assert cells[3] == table1[run.name][2]  # the test error, as in Table 1
+        attack = AttackResult.load(run.path / "attacks" / "test_6_6_0.pt")
+        assert cells[4] == f"{float(attack.distortion[attack.success].mean()):.4f}" and cells[6] == "- |"
+    # The paper's Table 4: adversarial rows with Gaussian noise of stddev 0.06, then magnified rows with 0.1.
+    assert [line.split(" | ")[0].strip("| ") for line in table4[2:]] == [
+        "fc100", "softmax1", "Gaussian noise, stddev 0.06", "fc100, magnified to stddev 0.1",
+        "softmax1, magnified to stddev 0.1", "Gaussian noise, stddev 0.1"]
+    images, labels = runs["fc100"].images("test", 6)
+    noisy = (images + 0.06 * torch.randn(images.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    cells = table4[4].split(" | ")
+    for column, name in ((1, "fc100"), (2, "softmax1")):
+        wrong = (runs[name].model(torch.device("cpu"))(noisy).argmax(1) != labels).float().mean()
+        assert cells[column] == f"{100 * float(wrong):.1f}%"
+    assert cells[3] == f"{float(((noisy - images) ** 2).mean().sqrt()):.4f} |"
+
+
 def trained_net(run):
     """The run's model with its best checkpoint's weights (its data config is the [0, 1] pixel box)."""
     return load_runs(str(run))[0].model(torch.device("cpu"))
@@ -63,7 +92,7 @@ def test_figures_and_spectral_table_write_their_files(zoo, tmp_path):
 
 
 def test_magnified_perturbation_has_the_requested_stddev_before_clipping():
-    images = torch.full((2, 1, 28, 28), 0.5)
+    images = torch.full((3, 1, 28, 28), 0.5)
     adversarial = images.clone()
     adversarial[0, 0, 3, 4] += 0.01
     adversarial[1] += 0.001
@@ -71,6 +100,18 @@ def test_magnified_perturbation_has_the_requested_stddev_before_clipping():
     torch.testing.assert_close(big[1] - images[1], torch.full((1, 28, 28), 0.1))  # stddev 0.1 exactly
     # One pixel would move by 0.1 sqrt(784) = 2.8: clipped to the box, every other pixel untouched.
     assert big[0, 0, 3, 4] == 1.0 and (big[0].flatten().sort().values[:-1] == 0.5).all()
+    assert torch.equal(big[2], images[2])  # r = 0 (misclassified already, or a failed attack): left as it is
+
+
+def test_average_minimum_distortion_leaves_out_failed_attacks():
+    def result(distortion, success):
+        n, labels = len(success), torch.zeros(len(success), dtype=torch.long)
+        return AttackResult(torch.zeros(n, 1, 28, 28), labels, labels + 1, torch.ones(n), torch.tensor(distortion),
+                            torch.tensor(success))
+
+    # A failure keeps distortion NaN; it counted as 0 before: (0.05 + 0.05) / 3 = 0.0333.
+    assert mean_distortion(result([0.05, 0.05, float("nan")], [True, True, False])) == pytest.approx(0.05)
+    assert mean_distortion(result([0.0, 0.06, float("nan")], [True, True, False])) == pytest.approx(0.03)
 
 
 def test_missing_runs_and_non_classifier_runs_are_one_sentence(tmp_path):
