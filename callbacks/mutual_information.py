@@ -312,7 +312,7 @@ class MutualInformationLR(Callback):
                 labels = torch.tensor([int(dataset[i][1]) for i in range(len(dataset))])
             self.indices = balanced_subsample(torch.as_tensor(labels), self.sample_size, self.seed).tolist()
         if hasattr(dataset, "__getitems__"):
-            images, labels = dataset.__getitems__(self.indices)
+            images, labels = dataset.__getitems__(self.indices)[:2]  # a distorting set adds the index: undistorted
         else:
             items = [dataset[i] for i in self.indices]
             images, labels = torch.stack([item[0] for item in items]), torch.as_tensor([item[1] for item in items])

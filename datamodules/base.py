@@ -35,6 +35,7 @@ from pathlib import Path
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from datamodules.distortions import AffineDistortion
@@ -85,6 +86,20 @@ class TensorImageDataset(Dataset):
 def keep_batch(batch):
     """Collate function for ``TensorImageDataset``: the batch is already stacked."""
     return batch
+
+
+def evaluation_sampler(dataset: Dataset) -> Sampler[int] | None:
+    """Under DDP, each rank's share of a validation or test set, every item once. Lightning's DistributedSampler
+    would pad the set to a multiple of the world size with repeated items, so the metrics would count those twice
+    (one of the digits' 359 test images at 2 ranks). The shares may differ by one batch, which evaluation allows (no
+    gradients are synced); with fewer items than ranks some rank would have none, so Lightning's padding stays."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return None
+    world_size = torch.distributed.get_world_size()
+    if world_size == 1 or len(dataset) < world_size:
+        return None
+    return UnrepeatedDistributedSampler(dataset, num_replicas=world_size, rank=torch.distributed.get_rank(),
+                                        shuffle=False)
 
 
 class EpochSeededSampler(Sampler[int]):
@@ -186,6 +201,10 @@ class InMemoryDataModule(L.LightningDataModule):
                 raise ConfigError(f"Config key 'data.{key}' is {split!r}, but {type(self).__name__} has the splits "
                                   f"{', '.join(self.splits)}; choose one of them.")
             setattr(self, key, split)
+        if self.train_split == self.test_split:
+            raise ConfigError(f"Config key 'data.train_split' is {self.train_split!r}, the split the test stage reads "
+                              f"too (data.test_split): the run would be tested on images it trained on; choose "
+                              f"another of {', '.join(s for s in self.splits if s != self.test_split)}.")
         if pad_mode not in ("zeros", "wrap"):
             raise ConfigError(f"Config key 'data.pad_mode' is {pad_mode!r}, but it must be 'zeros' or 'wrap'.")
         self.grayscale, self.flatten, self.pad_mode = grayscale, flatten, pad_mode
@@ -312,7 +331,7 @@ class InMemoryDataModule(L.LightningDataModule):
         dataset = self.datasets[split]
         # The run's seed (set by seed_everything, as Lightning's DistributedSampler reads it).
         shuffle_seed = int(os.environ.get("PL_GLOBAL_SEED", self.split_seed))
-        sampler = EpochSeededSampler(len(dataset), shuffle_seed) if shuffle else None
+        sampler = EpochSeededSampler(len(dataset), shuffle_seed) if shuffle else evaluation_sampler(dataset)
         workers = self.num_workers if dataset.images.device.type == "cpu" else 0  # device tensors stay in-process
         return DataLoader(
             dataset,

@@ -63,7 +63,6 @@ class ClassificationModule(StageSteps, L.LightningModule):
             # already rejects out-of-range labels.
             {f"{stage}_acc": MulticlassAccuracy(num_classes, average="micro", validate_args=False) for stage in STAGES}
         )
-        self.loss_sums: dict[str, tuple[torch.Tensor, int]] = {}  # stage -> (sum of loss x batch size, samples)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -76,18 +75,13 @@ class ClassificationModule(StageSteps, L.LightningModule):
         images, targets = batch
         scores = self(images)
         loss = self.compute_loss(scores, targets)
-        # Only epoch values are logged, so the steps just accumulate them: a `self.log` per step cost ~10% of
-        # a LeNet-5 epoch on the CPU (benchmarks/overhead.py). The loss's epoch value is the sample-weighted
-        # mean, as Lightning's on_epoch logging computes it.
         self.accuracy[f"{stage}_acc"].update(scores.detach(), targets)
-        total, count = self.loss_sums.get(stage, (0.0, 0))
-        self.loss_sums[stage] = (total + loss.detach() * len(targets), count + len(targets))
+        self.add_to_epoch_means(stage, {"loss": loss}, len(targets))
         return loss
 
     def log_epoch(self, stage: str) -> None:
-        total, count = self.loss_sums.pop(stage, (0.0, 0))
-        if count:
-            self.log(f"{stage}/loss", total / count, prog_bar=stage == "train", sync_dist=True)
+        if stage in self.__dict__.get("epoch_sums", {}):
+            self.log_epoch_means(stage, prog_bar=("loss",) if stage == "train" else ())
             self.log(f"{stage}/acc", self.accuracy[f"{stage}_acc"], prog_bar=True)
 
     def on_train_epoch_end(self) -> None:

@@ -236,8 +236,7 @@ class PerceptualAutoencoderModule(StageSteps, L.LightningModule):
         # The authors' VAE samples z in training and validation alike (val/loss picks the checkpoint); the test
         # loss, like the embeddings (forward), uses mu.
         losses = self.losses(batch[0], sample=stage in ("train", "val"))
-        for name, value in losses.items():
-            self.log(f"{stage}/{name}", value, on_step=False, on_epoch=True, prog_bar=name == "loss")
+        self.add_to_epoch_means(stage, losses, len(batch[0]))
         return losses["loss"]
 
     def on_train_epoch_start(self) -> None:
@@ -247,10 +246,17 @@ class PerceptualAutoencoderModule(StageSteps, L.LightningModule):
         """The paper's x axis, training time per epoch: this epoch's and the mean over the epochs this process
         trained (results.json keeps the last epoch's values, so ``train/epoch_seconds_mean`` is the run's mean;
         a resumed run's covers the epochs since resuming)."""
+        self.log_epoch_means("train")
         seconds = time.perf_counter() - self.epoch_started
         self.epoch_seconds.append(seconds)
         self.log("train/epoch_seconds", seconds)
         self.log("train/epoch_seconds_mean", sum(self.epoch_seconds) / len(self.epoch_seconds))
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_epoch_means("val")
+
+    def on_test_epoch_end(self) -> None:
+        self.log_epoch_means("test")
 
     def predict_step(self, batch, batch_idx):
         return self(batch[0])

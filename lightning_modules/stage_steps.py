@@ -1,10 +1,16 @@
-"""Lightning's training, validation and test steps as one ``_step(batch, stage)`` of the module's own.
+"""Lightning's training, validation and test steps as one ``_step(batch, stage)`` of the module's own, and epoch
+means of what the steps compute.
 
     class MyModule(StageSteps, L.LightningModule):   # before LightningModule, whose hooks it replaces
-        def _step(self, batch, stage: str) -> torch.Tensor: ...   # stage: "train", "val" or "test"
+        def _step(self, batch, stage: str) -> torch.Tensor:   # stage: "train", "val" or "test"
+            self.add_to_epoch_means(stage, {"loss": loss}, len(batch[0]))
+        def on_validation_epoch_end(self):
+            self.log_epoch_means("val")   # val/loss
 """
 
 from __future__ import annotations
+
+import torch
 
 
 class StageSteps:
@@ -16,3 +22,26 @@ class StageSteps:
 
     def test_step(self, batch, batch_idx):
         self._step(batch, "test")
+
+    # Only epoch values are logged, so the steps just add to sums: a `self.log` per step cost ~10% of a LeNet-5
+    # epoch on the CPU (benchmarks/overhead.py).
+    def add_to_epoch_means(self, stage: str, values: dict[str, torch.Tensor], samples: int) -> None:
+        """Adds one batch's ``values`` (each a mean over its ``samples``) to the stage's epoch sums."""
+        sums = self.__dict__.setdefault("epoch_sums", {}).setdefault(stage, {"samples": 0})
+        for name, value in values.items():
+            sums[name] = sums.get(name, 0.0) + value.detach().double() * samples
+        sums["samples"] += samples
+
+    def log_epoch_means(self, stage: str, prog_bar: tuple[str, ...] = ("loss",)) -> None:
+        """Logs ``<stage>/<name>``: the epoch's sample-weighted means, summed over the DDP ranks before dividing.
+        The ranks' shares of a validation or test set may differ in size, and Lightning's ``sync_dist`` mean then
+        divides by the mean share rounded down (101 test images on 2 ranks: by 50, not 50.5)."""
+        sums = self.__dict__.get("epoch_sums", {}).pop(stage, None)
+        if not sums:
+            return
+        samples = sums.pop("samples")
+        names = list(sums)
+        totals = torch.stack([sums[name] for name in names])
+        totals = self.trainer.strategy.reduce(torch.cat([totals, totals.new_tensor([samples])]), reduce_op="sum")
+        for name, total in zip(names, totals[:-1], strict=True):
+            self.log(f"{stage}/{name}", (total / totals[-1]).float(), prog_bar=name in prog_bar)

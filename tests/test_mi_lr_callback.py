@@ -292,6 +292,19 @@ def test_ksg_option_and_logits_option_change_what_is_measured(tmp_path):
         MutualInformationLR(output="probabilities")
 
 
+def test_the_subsample_of_a_distorted_training_set_is_its_undistorted_images(tmp_path):
+    """With data.distortion the training set also yields each image's index (it used to fail to unpack)."""
+    callback = MutualInformationLR(policy="none", sample_size=100, plot=False)
+    trainer = make_trainer(tmp_path, [callback], max_epochs=1, limit_train_batches=1, enable_checkpointing=False)
+    distorted = DigitsDataModule(batch_size=32, distortion={"shear": 0.2, "original_fraction": 0.0})
+    trainer.fit(make_model(), distorted)
+    images, labels = callback.subsample(trainer, trainer.lightning_module)
+    plain = DigitsDataModule(batch_size=32)
+    plain.setup("fit")
+    originals, _ = plain.datasets["train"].__getitems__(callback.indices)
+    assert torch.equal(images, plain.to_float(originals)) and len(callback.history) == 1
+
+
 def test_a_hidden_layer_is_measured_after_the_network_s_relu(tmp_path):
     """The paper's I(H_i; Y) is of a layer's activations: LeNet-5's c5 and f6 after their ReLU, which a hook on the
     Conv2d or Linear does not see (their pre-activations are partly negative)."""

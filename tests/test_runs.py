@@ -79,6 +79,34 @@ def test_ddp_sim_trains_digits_for_one_epoch_on_two_cpu_processes(tmp_path):
     header = rows[0].split(",")
     epochs = {row.split(",")[header.index("epoch")] for row in rows[1:]}
     assert epochs - {""} == {"0"}  # one epoch of training and validation (LR rows carry no epoch)
+    # The same checkpoint scored by one process: DDP's shares of the 288 validation and 359 test images cover each
+    # image once (Lightning's sampler would pad the test set to 360 with a repeat), and the loss is summed, not
+    # averaged per rank.
+    single = run_cli("train.py", "train=false", f"ckpt_path={stored['best_checkpoint']}", "data.batch_size=16", *QUIET,
+                     f"hydra.run.dir={tmp_path / 'single'}", env={"OMP_NUM_THREADS": "1"})
+    assert single.returncode == 0, single.stderr[-3000:]
+    for key in ("val/acc", "val/loss", "test/acc", "test/loss"):
+        assert results(tmp_path / "single")["metrics"][key] == pytest.approx(stored["metrics"][key], abs=1e-6), key
+
+
+@pytest.mark.slow
+def test_ddp_sim_reports_the_feature_prediction_losses_of_the_whole_split(tmp_path):
+    """The autoencoder's val/ and test/ losses under DDP are those of one process on the same checkpoint: each rank's
+    sums, not its own mean (they were rank 0's), and 101 test images on 2 ranks weigh 51 and 50 (Lightning's
+    sync_dist mean divided by 50)."""
+    model = ("model=perceptual_autoencoder", "model.procedure=I-F-FP", "model.loss_network.weights=random",
+             "model.feature_hidden_max=64", "data=random", "data.channels=3", "data.image_size=64",
+             "data.num_train=300", "data.num_test=101", "data.batch_size=32", "callbacks=default",
+             "optimized_metric=val/loss", *QUIET)
+    ddp = run_cli("train.py", *model, "trainer=ddp_sim", "trainer.max_epochs=1", f"hydra.run.dir={tmp_path}",
+                  env={"OMP_NUM_THREADS": "1"})
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    stored = results(tmp_path)
+    single = run_cli("train.py", *model, "train=false", f"ckpt_path={stored['best_checkpoint']}",
+                     f"hydra.run.dir={tmp_path / 'single'}", env={"OMP_NUM_THREADS": "1"})
+    assert single.returncode == 0, single.stderr[-3000:]
+    for key in ("val/loss", "test/loss", "test/reconstruction"):
+        assert results(tmp_path / "single")["metrics"][key] == pytest.approx(stored["metrics"][key], rel=1e-6), key
 
 
 def test_csv_logger_keeps_rows_written_by_an_earlier_process(tmp_path):

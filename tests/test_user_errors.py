@@ -243,6 +243,8 @@ ROWS = [
     row("mnist-label-count", "data=mnist", data=mnist_label_count, expect="train-labels-idx1-ubyte"),
     row("cifar10-missing", "data=cifar10", "data.grayscale=true", data=nothing, expect="data_batch_1"),
     row("svhn-corrupt", "data=svhn", "data.grayscale=true", data=svhn_not_a_mat_file, expect="train_32x32.mat"),
+    row("train-on-test", "data=mnist", "+data.train_split=test", data=nothing,
+        expect=("'data.train_split' is 'test', the split the test stage reads too", "choose another of train")),
     row("stl10-truncated", "data=stl10", "model=forward_autoencoder", data=stl10_truncated, expect="train_X.bin"),
     row("stl10-labels", "data=stl10", "model=forward_autoencoder", data=stl10_label_out_of_range,
         expect="train_y.bin holds 20 labels"),
