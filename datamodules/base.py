@@ -150,7 +150,8 @@ class InMemoryDataModule(L.LightningDataModule):
             the whole split and leaves validation empty (callbacks must then not monitor val metrics).
         split_seed: seed of the train/val split (independent of the run's seed, so that
             runs with different seeds are evaluated on the same validation images; a study whose
-            repeats draw their own split sets ``split_seed: ${seed}``).
+            repeats draw their own split sets ``split_seed: ${seed}``). A dataset without an official
+            test set (the digits) also draws its test split from it.
         stratify: draw the train/val split per class (same class shares in both).
         pad_to: pad images to this size per batch; ``None`` keeps them.
         pad_mode: ``zeros`` (centred) or ``wrap`` (the image tiled from the top-left corner,

@@ -49,7 +49,10 @@ def labelled_images(rng: np.random.Generator, count: int, channels: int, side: i
 
 def write_cifar10(root: str | Path, per_batch: int = 10, num_test: int = 20,
                   seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """``cifar-10-batches-py``: pickled dicts with bytes keys (protocol 2, as the Python 2 originals)."""
+    """``cifar-10-batches-py``: pickled dicts (protocol 2) of the originals' keys and arrays. The keys are Python 3
+    bytes, so they load as bytes under any encoding; the Python 2 originals' keys load as bytes with
+    ``encoding="bytes"`` and as str with torchvision's ``encoding="latin1"``. Our reader takes both; torchvision's
+    cannot read these files."""
     rng = np.random.default_rng(seed)
     folder = Path(root) / "cifar-10-batches-py"
     folder.mkdir(parents=True, exist_ok=True)
