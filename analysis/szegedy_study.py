@@ -21,6 +21,7 @@ from torch import nn
 
 from analysis.lbfgs_attack import AttackInputError, AttackResult, lbfgs_attack
 from analysis.spectral import alexnet_conv_bounds, network_bounds
+from framework.errors import ConfigError, DataError
 from framework.results import load_results
 from lightning_modules.classifier import ClassificationModule
 
@@ -103,12 +104,12 @@ def load_runs(runs: str, at_least: int = 1) -> list[Run]:
                                    f"classification loss to attack; give runs of classifier models.")
         checkpoint = Path(result.get("best_checkpoint") or Path(result["path"]) / "checkpoints" / "last.ckpt")
         if not checkpoint.is_file():
-            raise FileNotFoundError(f"The run {result['path']} has no checkpoint {checkpoint}; train it again.")
+            raise DataError(f"The run {result['path']} has no checkpoint {checkpoint}; train it again.")
         found.append(Run(run_name(config), Path(result["path"]), config, checkpoint))
     found = distinct_names(found)
     if len(found) < at_least:
-        raise FileNotFoundError(f"{runs} holds {len(found)} run(s), but this study compares at least {at_least}; "
-                                f"train the missing runs first (see docs/attacks.md).")
+        raise ConfigError(f"Config key 'runs' is {runs!r}, which holds {len(found)} run(s), but this study compares "
+                          f"at least {at_least}; train the missing runs first (see docs/attacks.md).")
     return sorted(found, key=lambda run: run.name)
 
 

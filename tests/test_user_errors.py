@@ -98,6 +98,21 @@ def reae_table1_results(root: Path) -> None:
     (root / "run" / "results.json").write_text(json.dumps({"metrics": {"test/acc": 0.9}, "config": config}))
 
 
+def one_classifier_run(root: Path, checkpoint: str = "best.ckpt") -> None:
+    """A finished classifier run (one: the cross-model studies compare two or more)."""
+    import json
+
+    config = {"model": {"_target_": "lightning_modules.classifier.ClassificationModule"}, "experiment_name": "one"}
+    (root / "run").mkdir()
+    (root / "run" / "best.ckpt").write_bytes(b"weights")
+    (root / "run" / "results.json").write_text(json.dumps({"metrics": {"test/acc": 0.9}, "config": config,
+                                                           "best_checkpoint": str(root / "run" / checkpoint)}))
+
+
+def a_classifier_run_without_its_checkpoint(root: Path) -> None:
+    one_classifier_run(root, checkpoint="gone.ckpt")
+
+
 def a_plain_file(root: Path) -> None:
     (root / "a_file").write_text("a file where a folder should be")
 
@@ -313,6 +328,10 @@ ROWS = [
         expect=("Config key 'output' leads to ", "results.json/table.md, which cannot be written", "give output=")),
     row("reae-figure-on-table-runs", "task=reae_figure2", "runs={tmp}/data", data=reae_table1_results,
         script="evaluate.py", expect=("give model.rho as a list", "experiment=reae_figure2_* sweep")),
+    row("szegedy-checkpoint-gone", "task=szegedy_table1", "runs={tmp}/data", script="evaluate.py",
+        data=a_classifier_run_without_its_checkpoint, expect=("/run has no checkpoint", "gone.ckpt; train it again")),
+    row("szegedy-too-few-runs", "task=szegedy_table2", "runs={tmp}/data", data=one_classifier_run,
+        script="evaluate.py", expect=("which holds 1 run(s), but this study compares at least 2", "train the missing")),
     row("mi-sample-size-dataset", "task=mi_sample_size", "mi_sample_size.datasets=[svhn]", script="evaluate.py",
         expect="'mi_sample_size.datasets' has ['svhn']"),
     row("mi-sample-size-sizes", "task=mi_sample_size", "mi_sample_size.datasets=[mnist]", "mi_sample_size.sizes=[61]",
