@@ -164,6 +164,9 @@ class MutualInformationLR(Callback):
                 raise ConfigError(f"MutualInformationLR: {key}={value!r} is not known; use one of {allowed}.")
         if not 0 < lr_min <= lr_max:
             raise ConfigError(f"MutualInformationLR: lr_min={lr_min}, lr_max={lr_max}; need 0 < lr_min <= lr_max.")
+        if k >= sample_size:
+            raise ConfigError(f"MutualInformationLR: k={k}, but the estimator takes the k nearest neighbours among "
+                              f"sample_size={sample_size} images; give callbacks.mi_lr.k below sample_size.")
         self.policy = LRPolicy(policy, lr_min, lr_max, gamma1, gamma2, gamma3, epsilon, mi_floor)
         self.scope, self.layers = scope, list(layers) if layers else None
         self.sample_size, self.seed, self.batch_size, self.plot = sample_size, seed, batch_size, plot
@@ -184,10 +187,15 @@ class MutualInformationLR(Callback):
         if monitors and monitors[0] < mine:
             trainer.callbacks.insert(monitors[0], trainer.callbacks.pop(mine))
         if stage == "fit" and trainer.datamodule is not None:  # datamodule.setup has run: the training set exists
-            size = len(trainer.datamodule.train_dataloader().dataset)
-            if self.sample_size > size:
+            dataset = trainer.datamodule.train_dataloader().dataset
+            if self.sample_size > len(dataset):
                 raise ConfigError(f"MutualInformationLR: sample_size={self.sample_size}, but the training set has "
-                                  f"only {size} items; give callbacks.mi_lr.sample_size <= {size}.")
+                                  f"only {len(dataset)} items; give callbacks.mi_lr.sample_size <= {len(dataset)}.")
+            classes = len(torch.unique(torch.as_tensor(dataset.targets))) if hasattr(dataset, "targets") else 0
+            if self.sample_size < 2 * classes:
+                raise ConfigError(f"MutualInformationLR: sample_size={self.sample_size} gives some of the {classes} "
+                                  f"classes fewer than two images, and I(H; Y) is estimated within each class; give "
+                                  f"callbacks.mi_lr.sample_size >= {2 * classes}.")
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.lr_scheduler_configs and self.policy.name != "none":
