@@ -32,6 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from framework.checkpoints import (
     KeptValuesInCheckpoints,
+    RandomStatesInCheckpoints,
     check_checkpoint,
     checkpoint_to_test,
     loading_checkpoint,
@@ -172,7 +173,7 @@ def train(cfg: DictConfig) -> dict:
     loggers = instantiate_group(cfg, "logger")
     callbacks = [MonitoredMetricsLogged(monitor_keys(cfg)),
                  *leave_out_idle_callbacks(instantiate_group(cfg, "callbacks"), loggers, cfg.trainer),
-                 KeptValuesInCheckpoints(cfg), DestroyProcessGroupAtExit()]
+                 KeptValuesInCheckpoints(cfg), RandomStatesInCheckpoints(), DestroyProcessGroupAtExit()]
     trainer: L.Trainer = instantiate_node(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))

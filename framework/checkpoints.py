@@ -5,12 +5,14 @@ traceback of torch.load or load_state_dict; so is a resume that changes what the
 from __future__ import annotations
 
 import logging
+import random
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
@@ -73,6 +75,7 @@ def check_checkpoint(path: str | None, resumed_with: DictConfig | None = None) -
 KEPT_ON_RESUME = ("seed", "data._target_", "data.split_seed", "data.val_fraction", "data.train_part", "data.train_size",
                   "model.optimizer", "model.scheduler", "callbacks.early_stopping.patience")
 KEPT_VALUES = "values_kept_on_resume"  # the checkpoint entry that holds them
+RANDOM_STATES = "random_states"  # the checkpoint entry RandomStatesInCheckpoints writes
 
 
 def kept_values(cfg: DictConfig) -> dict[str, object]:
@@ -100,6 +103,30 @@ class KeptValuesInCheckpoints(Callback):
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         checkpoint[KEPT_VALUES] = self.values
+
+
+class RandomStatesInCheckpoints(Callback):
+    """Saves the random number generators' states (torch, CUDA, numpy, Python) in every checkpoint and restores them
+    on resume: a run that draws in training (dropout, a variational sample, the adversarial pools) then goes on
+    with the draws an uninterrupted run makes, instead of those of a fresh ``seed_everything``. Under DDP the
+    checkpoint holds rank 0's states, so a resumed DDP run's ranks draw alike (data order does not depend on it)."""
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        kind, keys, position, has_gauss, cached = np.random.get_state()
+        checkpoint[RANDOM_STATES] = {  # tensors, not numpy arrays: checkpoints load with torch.load(weights_only=True)
+            "torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": (kind, torch.from_numpy(keys.copy()), position, has_gauss, cached), "python": random.getstate()}
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        states = checkpoint.get(RANDOM_STATES)
+        if states is None:  # checkpoints written before these states were saved resume without them
+            return
+        torch.set_rng_state(states["torch"])
+        if states["cuda"] and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(states["cuda"])
+        kind, keys, *rest = states["numpy"]
+        np.random.set_state((kind, keys.numpy(), *rest))
+        random.setstate(states["python"])
 
 
 def check_resumed_values(path: str, checkpoint: dict, cfg: DictConfig) -> None:
