@@ -126,7 +126,11 @@ def best_checkpoint(trainer: L.Trainer) -> tuple[str | None, str]:
     path = getattr(callback, "best_model_path", "") or None
     if path is None:
         return None, "final weights"
-    return path, f"best checkpoint by {callback.monitor} ({callback.mode})" if callback.monitor else "last checkpoint"
+    if not callback.monitor:
+        return path, "last checkpoint"
+    since = (f" among the epochs since the resume (the earlier ones are in {callback.resumed_elsewhere})"
+             if getattr(callback, "resumed_elsewhere", None) else "")
+    return path, f"best checkpoint by {callback.monitor} ({callback.mode}){since}"
 
 
 def evaluate_checkpoint(trainer: L.Trainer, model, datamodule, ckpt_path: str) -> dict[str, float]:

@@ -72,8 +72,9 @@ def pian_map(X: torch.Tensor, hidden_size: int):
     the decoder has to amplify that ~1,000-fold, and the tied encoder's features saturate (99 % on MNIST,
     79 % accuracy). The pseudo-inverse fixes the directions, not the scale (a scaled map spans the same
     hidden space), so each unit is scaled to the root-mean-square that RAN's U[-1, 1] draw has in
-    expectation on the same data, E (w x + b)^2 = (mean_m ||x_m||^2 + 1) / 3 (29.6 on MNIST: a root-mean-square of 5.4): PIAN and RAN
-    then differ only in their directions, the paper's "same network structure". Still a function of X^T X.
+    expectation on the same data, E (w x + b)^2 = (mean_m ||x_m||^2 + 1) / 3 (29.6 on MNIST: a root-mean-square
+    of 5.4): PIAN and RAN then differ only in their directions, the paper's "same network structure". Still a
+    function of X^T X.
     """
     X = X.double()
     _, singular_values, right = torch.linalg.svd(X, full_matrices=False)  # right = U_paper^T, [r, d]
@@ -95,7 +96,8 @@ def reae_map(X: torch.Tensor, rho: float, draw: tuple[torch.Tensor, torch.Tensor
     rho_hat_j is estimated on a fresh random minibatch of ``batch_size`` samples each step (the whole set
     when it is smaller): a mean of 512 activations in [0, 1] has standard error <= 0.5 / sqrt(512) = 0.022,
     and the decaying step size averages that noise out over the last steps. The minibatches come from
-    ``seed`` (drawn on the CPU), so every rho candidate, and every device, sees the same ones.     Adam moves every weight by about the step size, so each pre-activation by up to ~step x sum_i |x_i|
+    ``seed`` (drawn on the CPU), so every rho candidate, and every device, sees the same ones.
+    Adam moves every weight by about the step size, so each pre-activation by up to ~step x sum_i |x_i|
     (~0.05 x 75 on MNIST): at step 0.05 units overshoot into saturation at small rho and stay there (their
     gradients vanish); 0.02 for 300 steps meets rho 0.01-0.9 to ~1 % on MNIST-like data. The descent
     runs in float32 on X's device (it only has to meet a constraint on means); the result is float64.

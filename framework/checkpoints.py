@@ -105,6 +105,32 @@ class KeptValuesInCheckpoints(Callback):
         checkpoint[KEPT_VALUES] = self.values
 
 
+class RunModelCheckpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint, which also keeps its best checkpoints (and their scores) when a run resumes in a
+    directory that was moved or copied: Lightning restores them only where the checkpoint folder's path is the one
+    they were saved in, and otherwise lets the first epoch after the resume be the best, however bad it is. When
+    the checkpoints are not in this run's folder (a run resumed from another run's checkpoint), the best is that of
+    the epochs since the resume, and ``resumed_elsewhere`` names the folder that holds the earlier ones (so the
+    other run's files are never managed, or deleted, from here)."""
+
+    resumed_elsewhere: str | None = None
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        saved_in = state_dict.get("dirpath")
+        if self.dirpath and saved_in and Path(saved_in) != Path(self.dirpath):
+            here = {path: str(Path(self.dirpath) / Path(path).name)
+                    for path in [state_dict.get("best_model_path"), state_dict.get("kth_best_model_path"),
+                                 state_dict.get("last_model_path"), *state_dict.get("best_k_models", {})] if path}
+            if all(Path(moved).is_file() for moved in here.values()):
+                state_dict = {**state_dict, "dirpath": self.dirpath,
+                              "best_k_models": {here[k]: v for k, v in state_dict.get("best_k_models", {}).items()},
+                              **{key: here.get(state_dict.get(key), state_dict.get(key, ""))
+                                 for key in ("best_model_path", "kth_best_model_path", "last_model_path")}}
+            else:
+                self.resumed_elsewhere = saved_in
+        super().load_state_dict(state_dict)
+
+
 class RandomStatesInCheckpoints(Callback):
     """Saves the random number generators' states (torch, CUDA, numpy, Python) in every checkpoint and restores them
     on resume: a run that draws in training (dropout, a variational sample, the adversarial pools) then goes on

@@ -61,14 +61,14 @@ def test_every_logger_keeps_the_csv_log(make_cfg, logger, expected):
 
 @pytest.mark.parametrize(("setting", "left_out"), [("logger=none", "LearningRateMonitor"),
                                                     ("+trainer.enable_progress_bar=false", "TQDMProgressBar"),
-                                                    ("+trainer.enable_checkpointing=false", "ModelCheckpoint")])
+                                                    ("+trainer.enable_checkpointing=false", "RunModelCheckpoint")])
 def test_a_setting_that_idles_a_default_callback_leaves_it_out(make_cfg, caplog, setting, left_out):
     """Lightning refuses these callbacks with these settings; with the default callbacks the run trains."""
     with caplog.at_level("INFO", logger="train"):
         results = train(make_cfg(setting, "debug=limit"))
     assert {"train/loss", "test/acc"} <= set(results["metrics"])
     assert f"the {left_out} callback would have nothing to do and is left out" in caplog.text
-    assert (results["best_checkpoint"] is None) == (left_out == "ModelCheckpoint")
+    assert (results["best_checkpoint"] is None) == (left_out == "RunModelCheckpoint")
 
 
 def test_a_barebones_run_trains_and_says_that_it_logged_no_metrics(make_cfg, caplog):
@@ -171,3 +171,26 @@ def test_with_hydra_job_chdir_relative_paths_are_from_the_start_directory(make_c
     assert tested.returncode == 0 and "test/acc = " in tested.stdout, tested.stderr[-2000:]
     tabled = run_cli(str(ROOT / "evaluate.py"), "hydra.job.chdir=true", "runs=run", cwd=tmp_path)
     assert tabled.returncode == 0 and (tmp_path / "run" / "table.md").is_file(), tabled.stderr[-2000:]
+
+
+def test_a_run_resumed_in_a_copied_directory_keeps_its_best_checkpoint(make_cfg, tmp_path):
+    """Lightning forgets the best checkpoint when the checkpoint folder's path changed (the first epoch after the
+    resume became the best); a copied run keeps it, and a run resumed from another run's checkpoint says that its
+    best is among the epochs since the resume, leaving the other run's files alone."""
+    import shutil
+
+    common = ("optimized_metric=val/loss", "optimized_mode=max", "logger=none", "debug=limit")  # best: epoch 0
+    first = train(make_cfg(*common, f"paths.output_dir={tmp_path / 'a'}"))
+    assert first["best_checkpoint"] == str(tmp_path / "a" / "checkpoints" / "epoch_000.ckpt")
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    copied = train(make_cfg(*common, "trainer.max_epochs=3", "ckpt_path=auto", f"paths.output_dir={tmp_path / 'b'}"))
+    assert copied["best_checkpoint"] == str(tmp_path / "b" / "checkpoints" / "epoch_000.ckpt")
+    assert copied["metrics"]["val/loss"] == pytest.approx(first["metrics"]["val/loss"])
+    files = sorted((tmp_path / "a" / "checkpoints").iterdir())
+    last = tmp_path / "a" / "checkpoints" / "last.ckpt"
+    elsewhere = train(make_cfg(*common, "trainer.max_epochs=3", f"ckpt_path={last}",
+                               f"paths.output_dir={tmp_path / 'c'}"))
+    assert elsewhere["best_checkpoint"] == str(tmp_path / "c" / "checkpoints" / "epoch_002.ckpt")
+    assert elsewhere["evaluated_checkpoint"].endswith(
+        f"among the epochs since the resume (the earlier ones are in {tmp_path / 'a' / 'checkpoints'})")
+    assert sorted((tmp_path / "a" / "checkpoints").iterdir()) == files
