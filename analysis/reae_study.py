@@ -20,16 +20,24 @@ from pathlib import Path
 from scipy.stats import ttest_rel
 
 from analysis.results_table import config_value, mean_std
+from framework.errors import ConfigError
 
 NETWORK_NAMES = {"reae": "REAN", "pian": "PIAN", "ran": "RAN", "roan": "ROAN"}  # feature map -> paper's network name
 
 
 def by_feature_map(runs: Sequence[dict], metric: str = "test/acc") -> dict[str, dict[int, dict]]:
-    """{feature_map: {seed: run}} of the runs that logged ``metric``, in the paper's order."""
+    """{feature_map: {seed: run}} of the runs that logged ``metric``, in the paper's order. The repeats are paired by
+    seed (Table 2), so two runs of one network and seed (sweeps of overlapping seeds given together) are an error,
+    not one of them silently kept."""
     grouped: dict[str, dict[int, dict]] = defaultdict(dict)
     for run in runs:
         if metric in run["metrics"]:
-            grouped[config_value(run["config"], "model.feature_map")][run["seed"]] = run
+            name, seed = config_value(run["config"], "model.feature_map"), run.get("seed")
+            if seed in grouped[name]:
+                raise ConfigError(f"Config key 'runs' gives two {NETWORK_NAMES.get(name, name)} runs of seed {seed} "
+                                  f"({grouped[name][seed].get('path')}, {run.get('path')}); the tables pair the "
+                                  f"networks' repeats by seed, so give one run per network and seed.")
+            grouped[name][seed] = run
     return {name: grouped[name] for name in NETWORK_NAMES if name in grouped}
 
 

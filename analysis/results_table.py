@@ -124,7 +124,9 @@ def results_table(runs: Sequence[dict], metrics: Sequence[str], group_by: Sequen
             values = [run["metrics"][metric] for run in members if metric in run["metrics"]]
             if values:
                 mean, std = mean_std(values)
-                cells.append(f"{mean:.{digits}f} ± {std:.{digits}f}")
+                spread = f"{std:.{digits}f}" if len(values) > 1 else _ABSENT  # one run: no spread to show
+                fewer = f" ({len(values)} of {len(members)} runs)" if len(values) < len(members) else ""
+                cells.append(f"{mean:.{digits}f} ± {spread}{fewer}")
             else:
                 cells.append(_ABSENT)
         cells.append(str(len(members)))

@@ -34,6 +34,16 @@ def test_table_groups_by_overridden_keys_except_seed_with_mean_and_sample_std(tm
     assert (sweep / "table.md").read_text().strip() == text
 
 
+def test_a_metric_that_some_runs_of_a_row_lack_says_over_how_many_it_is(tmp_path):
+    sweep = tmp_path / "sweep"
+    killed_early = run(0.1, 3, 0.0)
+    del killed_early["metrics"]["test/acc"]
+    killed_early["metrics"]["val/acc"] = 0.5
+    write_runs(sweep, [run(0.1, 1, 0.90), run(0.1, 2, 0.92), killed_early])
+    text = evaluate(compose_config([f"runs={sweep}", "metrics=[test/acc]"], tmp_path / "out", "evaluate"))
+    assert "| 0.1 | 0.9100 ± 0.0141 (2 of 3 runs) | 3 |" in text
+
+
 def test_a_resumed_job_stays_in_the_row_of_its_sweep(tmp_path):
     """A killed job rerun with ckpt_path=auto (and its data elsewhere) trained what its seeds did: one row."""
     sweep = tmp_path / "sweep"
@@ -71,6 +81,11 @@ def test_reae_tasks_write_tables_and_figures(tmp_path):
     assert "sample standard deviation (n - 1" in tables
     evaluate(compose_config([f"runs={sweep}", "task=reae_figure2"], tmp_path / "out", "evaluate"))
     assert (sweep / "reae_figure2.png").read_bytes()[:4] == b"\x89PNG"
+    # the same seeds swept again, given together: the pairs by seed would be ambiguous (one run was kept silently)
+    write_runs(tmp_path / "again", runs)
+    with pytest.raises(ConfigError, match=r"two REAN runs of seed 0 \(.*sweep/0, .*again/0\); the tables pair"):
+        evaluate(compose_config([f"runs=[{sweep},{tmp_path / 'again'}]", "task=reae_table1"], tmp_path / "out",
+                                "evaluate"))
 
 
 def test_the_table_says_which_checkpoint_its_metrics_describe(tmp_path):
@@ -162,7 +177,7 @@ def test_a_config_group_chosen_on_the_command_line_groups_by_its_name(tmp_path):
             for name, seed, acc in (("lenet5", 1, 0.9), ("lenet5", 2, 0.9), ("lenet5_classic", 1, 0.8))]
     write_runs(sweep, runs)
     text = evaluate(compose_config([f"runs={sweep}", "metrics=[test/acc]"], tmp_path / "out", "evaluate"))
-    assert "| lenet5 | 0.9000 ± 0.0000 | 2 |" in text and "| lenet5_classic | 0.8000 ± 0.0000 | 1 |" in text
+    assert "| lenet5 | 0.9000 ± 0.0000 | 2 |" in text and "| lenet5_classic | 0.8000 ± — | 1 |" in text
 
 
 def test_runs_without_accuracy_are_tabled_by_their_optimized_metric(tmp_path):
