@@ -185,17 +185,21 @@ def magnified(images: torch.Tensor, adversarial: torch.Tensor, stddev: float = 0
     return (images + (r * scale).view_as(images)).clamp(0, 1)
 
 
+def rms_change(changed: torch.Tensor, images: torch.Tensor) -> str:
+    """A row's distortion: the root mean square of the change over all pixels."""
+    return f"{float(((changed - images) ** 2).mean().sqrt()):.4f}"
+
+
 def noise_row(images: torch.Tensor, labels: torch.Tensor, stddev: float, seed: int) -> dict:
-    """A cross table's input row of Gaussian noise; its distortion is the root mean square over all pixels."""
+    """A cross table's input row of Gaussian noise."""
     noisy = gaussian(images, stddev, seed)
-    return {f"Gaussian noise, stddev {stddev}": (noisy, labels, f"{float(((noisy - images) ** 2).mean().sqrt()):.4f}")}
+    return {f"Gaussian noise, stddev {stddev}": (noisy, labels, rms_change(noisy, images))}
 
 
-def cross_table(cfg: DictConfig, split: str, noise: tuple[float, ...], magnify: bool, at_least: int) -> str:
+def cross_table(cfg: DictConfig, runs: list[Run], split: str, noise: tuple[float, ...], magnify: bool) -> str:
     """Rows: the inputs, columns: error % of every model. The inputs: each model's adversarial examples and
     Gaussian noise of each stddev in ``noise``; with ``magnify`` then (Table 4's lower half) each model's
     perturbation magnified to stddev 0.1 and Gaussian noise of stddev 0.1."""
-    runs = load_runs(cfg.runs, at_least)
     device = device_of(cfg)
     models = {run.name: run.model(device) for run in runs}
     attacks = {run.name: attack(run, split, cfg) for run in runs}  # runs may differ in their images
@@ -207,7 +211,7 @@ def cross_table(cfg: DictConfig, split: str, noise: tuple[float, ...], magnify: 
     if magnify:
         for name, (x, y, result) in attacks.items():
             big = magnified(x, result.adversarial)
-            inputs[f"{name}, magnified to stddev 0.1"] = (big, y, f"{float(((big - x) ** 2).mean().sqrt()):.4f}")
+            inputs[f"{name}, magnified to stddev 0.1"] = (big, y, rms_change(big, x))
         inputs |= noise_row(images, labels, 0.1, cfg.szegedy.seed)
     names = list(models)
     rows = ["| input | " + " | ".join(names) + " | distortion |", "|---" * (len(names) + 2) + "|"]
@@ -219,15 +223,15 @@ def cross_table(cfg: DictConfig, split: str, noise: tuple[float, ...], magnify: 
 
 def table2(cfg: DictConfig) -> str:
     """Cross-model generalisation: adversarial training-set examples of each model, error % of every model."""
-    return cross_table(cfg, "train", (0.1, 0.3), magnify=False, at_least=2)
+    return cross_table(cfg, load_runs(cfg.runs, at_least=2), "train", (0.1, 0.3), magnify=False)
 
 
-def table3(cfg: DictConfig) -> str:
+def table3(cfg: DictConfig, runs: list[Run]) -> str:
     """Per model: error % on P1, on P2 (each with the run's train_size and validation split, so a run's own part
     gives its training error) and on the test set; average minimum distortion on the test set (Table 4's attack)."""
     rows = ["| model | error on P1 % | error on P2 % | test error % | av. min. distortion | success | "
             "paper (P1 / P2 / test / dist.) |", "|---|---|---|---|---|---|---|"]
-    for run in load_runs(cfg.runs, at_least=2):
+    for run in runs:
         model, data_dir = run.model(device_of(cfg)), cfg.get("data_dir")
         errors = [error_rate(model, *run.images("train", data_dir=data_dir, part=part)) for part in ("P1", "P2")]
         errors.append(error_rate(model, *run.images("test", data_dir=data_dir)))
@@ -242,7 +246,8 @@ def table3(cfg: DictConfig) -> str:
 def table34(cfg: DictConfig) -> str:
     """Cross-training-set generalisation (P1 / P2 runs): Table 3 (the models' errors), then Table 4: adversarial
     test-set examples and Gaussian noise of stddev 0.06, then the same examples magnified and noise of 0.1."""
-    return table3(cfg) + "\n\n" + cross_table(cfg, "test", (0.06,), magnify=True, at_least=2)
+    runs = load_runs(cfg.runs, at_least=2)
+    return table3(cfg, runs) + "\n\n" + cross_table(cfg, runs, "test", (0.06,), magnify=True)
 
 
 def table5(cfg: DictConfig) -> str:

@@ -80,8 +80,7 @@ class ClassificationModule(StageSteps, L.LightningModule):
         return loss
 
     def log_epoch(self, stage: str) -> None:
-        if stage in self.__dict__.get("epoch_sums", {}):
-            self.log_epoch_means(stage, prog_bar=("loss",) if stage == "train" else ())
+        if self.log_epoch_means(stage, prog_bar=("loss",) if stage == "train" else ()):
             self.log(f"{stage}/acc", self.accuracy[f"{stage}_acc"], prog_bar=True)
 
     def on_train_epoch_end(self) -> None:
