@@ -1,15 +1,18 @@
 """Config validation before any work starts: one clear sentence per mistake.
 
 Each rule names a dotted config key, a predicate on its value and what is allowed. A rule
-applies only when its key is present, so model- or data-specific rules can live here
-beside the general ones. Every ``_target_`` in the config must import. Hydra itself
-rejects an unknown group option (``model=nope``) and lists the available ones.
+applies only when its key is present; a rule about one class's argument (``of=``) applies
+only where the key belongs to a ``_target_`` of that class or a subclass, so that a network
+or DataModule of the user's own may take an argument of the same name (``model.net.hidden: 32``).
+Every ``_target_`` in the config must import. Hydra itself rejects an unknown group option
+(``model=nope``) and lists the available ones.
 
 Add a rule with :func:`rule`; :func:`validate` raises :class:`ConfigError` (framework/errors.py).
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from collections.abc import Callable
@@ -30,14 +33,15 @@ class Rule:
     key: str
     check: Callable[[object], bool]
     allowed: str
+    of: str | None = None  # the class (dotted path) whose argument the key is; None: any config
 
 
 RULES: list[Rule] = []
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
-def rule(key: str, check: Callable[[object], bool], allowed: str) -> None:
-    RULES.append(Rule(key, check, allowed))
+def rule(key: str, check: Callable[[object], bool], allowed: str, of: str | None = None) -> None:
+    RULES.append(Rule(key, check, allowed, of))
 
 
 def is_number(value) -> bool:
@@ -70,14 +74,11 @@ rule("trainer.max_epochs", lambda v: is_int(v) and (v >= 1 or v == -1),
 rule("trainer.check_val_every_n_epoch", int_at_least(1), "an integer >= 1, or null (validate by val_check_interval)")
 rule("trainer.accumulate_grad_batches", int_at_least(1), "an integer >= 1")
 rule("data.batch_size", int_at_least(1), "an integer >= 1")
-rule("data.val_fraction", lambda v: is_number(v) and 0 <= v < 1, "a number in [0, 1) (0: no validation split)")
-rule("data.test_fraction", open_unit_interval, "a number strictly between 0 and 1")
 rule("data.num_workers", int_at_least(0), "an integer >= 0")
 rule("model.optimizer.lr", positive, "a number > 0")
 rule("model.optimizer.weight_decay", non_negative, "a number >= 0")
 rule("model.optimizer.momentum", lambda v: is_number(v) and 0 <= v < 1, "a number in [0, 1)")
-
-# ---- forward-trained autoencoders (REAE, PIAN, RAN, ROAN; lightning_modules/forward_autoencoder.py) ----
+rule("optimized_mode", lambda v: v in ("max", "min"), "'max' or 'min' (whether a higher optimized_metric is better)")
 
 
 def each(check: Callable[[object], bool]) -> Callable[[object], bool]:
@@ -87,79 +88,84 @@ def each(check: Callable[[object], bool]) -> Callable[[object], bool]:
     )
 
 
-rule("optimized_mode", lambda v: v in ("max", "min"), "'max' or 'min' (whether a higher optimized_metric is better)")
-rule("model.feature_map", lambda v: v in ("reae", "pian", "ran", "roan"), "one of reae, pian, ran, roan")
-rule("model.hidden_size", int_at_least(1), "an integer >= 1")
-rule("model.init_scale", positive, "a number > 0")
-rule("model.rho", each(open_unit_interval), "a number strictly between 0 and 1, or a list of such numbers")
-rule("model.lambdas", each(non_negative), "a number >= 0, or a non-empty list of numbers >= 0")
-rule("model.taus", each(non_negative), "a number >= 0, or a non-empty list of numbers >= 0")
+is_bool = lambda value: isinstance(value, bool)
+
+# ---- the datasets' arguments (datamodules/). Which splits a family has is checked by check_data_splits.
+IN_MEMORY = "datamodules.base.InMemoryDataModule"
+rule("data.val_fraction", lambda v: is_number(v) and 0 <= v < 1, "a number in [0, 1) (0: no validation split)",
+     of=IN_MEMORY)
+for _key in ("download", "grayscale", "flatten"):
+    rule(f"data.{_key}", is_bool, "true or false", of=IN_MEMORY)
+rule("data.pad_to", int_at_least(1), "an integer >= the image size, or null", of=IN_MEMORY)
+rule("data.pad_mode", lambda v: v in ("zeros", "wrap"), "'zeros' or 'wrap'", of=IN_MEMORY)
+DIGITS = "datamodules.digits.DigitsDataModule"
+rule("data.test_fraction", open_unit_interval, "a number strictly between 0 and 1", of=DIGITS)
+rule("data.image_size", int_at_least(1), "an integer >= 1", of=DIGITS)
+MNIST = "datamodules.mnist.MNISTDataModule"
+rule("data.train_part", lambda v: v in ("full", "P1", "P2"), "'full', 'P1' or 'P2'", of=MNIST)
+rule("data.train_size", int_at_least(1), "an integer >= 1, or null for the whole part", of=MNIST)
+LUNAR_LANDER = "datamodules.lunarlander.LunarLanderDataModule"
+for _key, _low in (("rollouts", 1), ("steps_per_rollout", 1), ("image_size", 1), ("train_seed", 0), ("test_seed", 0)):
+    rule(f"data.{_key}", int_at_least(_low), f"an integer >= {_low}", of=LUNAR_LANDER)
+rule("data.label_observation", lambda v: v in ("before", "after"), "'before' or 'after' (the step)", of=LUNAR_LANDER)
+rule("data.filter_offscreen", is_bool, "true or false", of=LUNAR_LANDER)
+rule("data.progress", is_bool, "true or false", of=LUNAR_LANDER)
+rule("data.generation_workers", int_at_least(1), "an integer >= 1, or null for one per CPU", of=LUNAR_LANDER)
+
+# ---- forward-trained autoencoders (REAE, PIAN, RAN, ROAN; lightning_modules/forward_autoencoder.py) ----
+FORWARD = "lightning_modules.forward_autoencoder.ForwardAutoencoderModule"
+rule("model.feature_map", lambda v: v in ("reae", "pian", "ran", "roan"), "one of reae, pian, ran, roan", of=FORWARD)
+rule("model.hidden_size", int_at_least(1), "an integer >= 1", of=FORWARD)
+rule("model.init_scale", positive, "a number > 0", of=FORWARD)
+rule("model.rho", each(open_unit_interval), "a number strictly between 0 and 1, or a list of such numbers", of=FORWARD)
+rule("model.lambdas", each(non_negative), "a number >= 0, or a non-empty list of numbers >= 0", of=FORWARD)
+rule("model.taus", each(non_negative), "a number >= 0, or a non-empty list of numbers >= 0", of=FORWARD)
 
 # ---- mutual-information learning rates (callbacks/mutual_information.py, callbacks/batch_size.py) ----
-rule("callbacks.mi_lr.policy", lambda v: v in ("relative_change", "reference", "none"),
-     "'relative_change', 'reference' or 'none'")
-rule("callbacks.mi_lr.scope", lambda v: v in ("network", "layer"), "'network' or 'layer'")
-rule("callbacks.mi_lr.norm", lambda v: v in ("euclidean", "max"), "'euclidean' or 'max'")
-rule("callbacks.mi_lr.reference", lambda v: v in ("estimate", "ceiling", "tiled"), "'estimate', 'ceiling' or 'tiled'")
-rule("callbacks.mi_lr.estimator", lambda v: v in ("ross", "ksg"), "'ross' or 'ksg'")
-rule("callbacks.mi_lr.output", lambda v: v in ("softmax", "logits"), "'softmax' or 'logits'")
+MI_LR = "callbacks.mutual_information.MutualInformationLR"
+for _key, _choices in (("policy", ("relative_change", "reference", "none")), ("scope", ("network", "layer")),
+                       ("norm", ("euclidean", "max")), ("reference", ("estimate", "ceiling", "tiled")),
+                       ("estimator", ("ross", "ksg")), ("output", ("softmax", "logits"))):
+    rule(f"callbacks.mi_lr.{_key}", lambda v, choices=_choices: v in choices,
+         " or ".join(f"'{choice}'" for choice in _choices), of=MI_LR)
 rule("callbacks.mi_lr.layers", lambda v: isinstance(v, ListConfig) and len(v) > 0,
-     "a non-empty list of layer (optimizer group) names, or null for every named group")
+     "a non-empty list of layer (optimizer group) names, or null for every named group", of=MI_LR)
 for _key in ("lr_min", "lr_max", "mi_floor"):
-    rule(f"callbacks.mi_lr.{_key}", positive, "a number > 0")
+    rule(f"callbacks.mi_lr.{_key}", positive, "a number > 0", of=MI_LR)
 for _key in ("gamma1", "gamma2", "gamma3", "epsilon", "jitter"):
-    rule(f"callbacks.mi_lr.{_key}", non_negative, "a number >= 0")
+    rule(f"callbacks.mi_lr.{_key}", non_negative, "a number >= 0", of=MI_LR)
 for _key, _low in (("sample_size", 2), ("k", 1), ("tiles", 1), ("batch_size", 1), ("value_only_from", 0),
                    ("value_only_epochs", 0)):
-    rule(f"callbacks.mi_lr.{_key}", int_at_least(_low), f"an integer >= {_low}")
+    rule(f"callbacks.mi_lr.{_key}", int_at_least(_low), f"an integer >= {_low}", of=MI_LR)
 rule("callbacks.batch_size.milestones",
      lambda v: isinstance(v, DictConfig) and len(v) > 0 and all(is_int(e) and e >= 1 and is_int(s) and s >= 1
                                                                 for e, s in v.items()),
-     "a non-empty mapping {epoch >= 1: batch size >= 1}")
+     "a non-empty mapping {epoch >= 1: batch size >= 1}", of="callbacks.batch_size.BatchSizeSchedule")
 
-# ---- datasets (issue 3: CIFAR-10, SVHN, STL-10, LunarLander). Which splits a family has is
-# checked by its DataModule (SVHN: train/test/extra, STL-10: train/test/unlabeled).
-is_bool = lambda value: isinstance(value, bool)
-rule("data.download", is_bool, "true or false")
-rule("data.grayscale", is_bool, "true or false")
-rule("data.flatten", is_bool, "true or false")
-rule("data.pad_to", int_at_least(1), "an integer >= the image size, or null")
-rule("data.pad_mode", lambda v: v in ("zeros", "wrap"), "'zeros' or 'wrap'")
-SPLIT_NAMES = ("train", "test", "extra", "unlabeled")
-rule("data.train_split", lambda v: v in SPLIT_NAMES, "'train', 'test', 'extra' (SVHN) or 'unlabeled' (STL-10)")
-rule("data.test_split", lambda v: v in SPLIT_NAMES, "'train', 'test', 'extra' (SVHN) or 'unlabeled' (STL-10)")
-rule("data.rollouts", int_at_least(1), "an integer >= 1")
-rule("data.steps_per_rollout", int_at_least(1), "an integer >= 1")
-rule("data.train_seed", int_at_least(0), "a non-negative integer")
-rule("data.test_seed", int_at_least(0), "a non-negative integer")
-rule("data.image_size", int_at_least(1), "an integer >= 1")
-rule("data.label_observation", lambda v: v in ("before", "after"), "'before' or 'after' (the step)")
-rule("data.filter_offscreen", is_bool, "true or false")
-rule("data.progress", is_bool, "true or false")
-rule("data.generation_workers", int_at_least(1), "an integer >= 1, or null for one per CPU")
-
-# ---- Szegedy et al. model zoo (lightning_modules/szegedy.py) and the MNIST halves ----
-rule("data.train_part", lambda v: v in ("full", "P1", "P2"), "'full', 'P1' or 'P2'")
-rule("data.train_size", int_at_least(1), "an integer >= 1, or null for the whole part")
-rule("model.net.kind", lambda v: v in ("softmax", "fc", "ae", "conv"), "one of softmax, fc, ae, conv")
+# ---- Szegedy et al. model zoo (lightning_modules/szegedy.py) ----
+SZEGEDY_NET = "lightning_modules.szegedy.SzegedyNet"
+rule("model.net.kind", lambda v: v in ("softmax", "fc", "ae", "conv"), "one of softmax, fc, ae, conv", of=SZEGEDY_NET)
 rule("model.net.hidden", lambda v: isinstance(v, ListConfig) and all(int_at_least(1)(units) for units in v),
-     "a list of layer widths, each an integer >= 1")
-rule("model.net.weight_decay", each(non_negative), "a number >= 0, or one number >= 0 per layer")
-rule("model.pretrain_epochs", int_at_least(0), "an integer >= 0")
-
+     "a list of layer widths, each an integer >= 1", of=SZEGEDY_NET)
+rule("model.net.weight_decay", each(non_negative), "a number >= 0, or one number >= 0 per layer", of=SZEGEDY_NET)
+rule("model.pretrain_epochs", int_at_least(0), "an integer >= 0", of="lightning_modules.szegedy.SzegedyModule")
 
 # ---- feature-prediction autoencoders (seed 003; lightning_modules/perceptual_autoencoder.py) ----
+PERCEPTUAL = "lightning_modules.perceptual_autoencoder.PerceptualAutoencoderModule"
 PERCEPTUAL_PROCEDURES = ("I-I-PW", "I-I-PS", "F-I-PW", "F-I-PS", "I-F-FP", "F-F-FP")
-rule("model.procedure", lambda v: v in PERCEPTUAL_PROCEDURES, f"one of {', '.join(PERCEPTUAL_PROCEDURES)}")
-rule("model.latent_dim", int_at_least(1), "an integer >= 1")
-rule("model.gamma", non_negative, "a number >= 0 (0: not variational)")
+rule("model.procedure", lambda v: v in PERCEPTUAL_PROCEDURES, f"one of {', '.join(PERCEPTUAL_PROCEDURES)}",
+     of=PERCEPTUAL)
+rule("model.latent_dim", int_at_least(1), "an integer >= 1", of=PERCEPTUAL)
+rule("model.gamma", non_negative, "a number >= 0 (0: not variational)", of=PERCEPTUAL)
 rule("model.input_size", lambda v: is_int(v) and v >= 64 and (v - 64) % 16 == 0,
-     "a side of 64 + 16N (64, 80, 96, ...): the four-layer (V)AE's input; SVHN: data.pad_to=64")
+     "a side of 64 + 16N (64, 80, 96, ...): the four-layer (V)AE's input; SVHN: data.pad_to=64", of=PERCEPTUAL)
 rule("model.loss_network.weights", lambda v: v in ("imagenet", "random") or Path(str(v)).is_file(),
-     "'imagenet', 'random' or an existing checkpoint file with AlexNet-shaped features")
-rule("callbacks.probe.task", lambda v: v in ("regression", "classification"), "'regression' or 'classification'")
-rule("callbacks.probe.max_epochs", int_at_least(1), "an integer >= 1")
-rule("callbacks.probe.patience", int_at_least(1), "an integer >= 1")
+     "'imagenet', 'random' or an existing checkpoint file with AlexNet-shaped features", of=PERCEPTUAL)
+PROBE = "callbacks.embedding_probe.EmbeddingProbe"
+rule("callbacks.probe.task", lambda v: v in ("regression", "classification"), "'regression' or 'classification'",
+     of=PROBE)
+rule("callbacks.probe.max_epochs", int_at_least(1), "an integer >= 1", of=PROBE)
+rule("callbacks.probe.patience", int_at_least(1), "an integer >= 1", of=PROBE)
 
 # ---- evaluate.py's study options (conf/evaluate.yaml) ----
 rule("szegedy.examples", int_at_least(1), "an integer >= 1 (images attacked per model)")
@@ -211,11 +217,30 @@ def check_missing_values(cfg: DictConfig) -> None:
                           f"give a value or a ${{...}} reference to an existing key.") from None
 
 
+@functools.cache
+def _is_subclass(target: str, of: str) -> bool:
+    try:
+        cls, owner = get_object(target), get_object(of)
+    except Exception:  # a target that does not import: validate() says so in its own sentence
+        return False
+    return isinstance(cls, type) and issubclass(cls, owner)
+
+
+def _belongs(cfg: DictConfig, key: str, of: str) -> bool:
+    """Whether the nearest node above ``key`` that has a ``_target_`` targets ``of`` or a subclass."""
+    parts = key.split(".")
+    for depth in range(len(parts) - 1, 0, -1):
+        target = _lookup(cfg, ".".join(parts[:depth]) + "._target_")
+        if isinstance(target, str):
+            return _is_subclass(target, of)
+    return False
+
+
 def check_rules(cfg: DictConfig) -> None:
     """Every :func:`rule` whose key the config has (train.py's and evaluate.py's configs alike)."""
     for item in RULES:
         value = _lookup(cfg, item.key)
-        if value is _MISSING or value is None:
+        if value is _MISSING or value is None or (item.of and not _belongs(cfg, item.key, item.of)):
             continue
         if not item.check(value):
             raise ConfigError(f"Config key '{item.key}' is {value!r}, but it must be {item.allowed}.")

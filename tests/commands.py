@@ -157,14 +157,16 @@ def _run_python(argv: list[str], cwd: str, env: dict[str, str], stdout: str, std
     os.chdir(cwd)
     os.environ.clear()
     os.environ.update(env)
-    others = [p for p in sys.path if p not in ("", str(ROOT), cwd)]
+    # python puts PYTHONPATH's folders after the script's (or -m's working directory), before the rest
+    given = [str(Path(cwd, folder)) for folder in env.get("PYTHONPATH", "").split(os.pathsep) if folder]
+    others = [p for p in sys.path if p not in ("", str(ROOT), cwd, *given)]
     try:
         if argv[0] == "-m":  # python -m puts the working directory first on the path
-            sys.argv, sys.path[:] = [argv[1], *argv[2:]], [cwd, *others]
+            sys.argv, sys.path[:] = [argv[1], *argv[2:]], [cwd, *given, *others]
             runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
         else:
             script = Path(cwd, argv[0]).resolve()
-            sys.argv, sys.path[:] = [str(script), *argv[1:]], [str(script.parent), *others]
+            sys.argv, sys.path[:] = [str(script), *argv[1:]], [str(script.parent), *given, *others]
             runpy.run_path(str(script), run_name="__main__")
     finally:  # CPU seconds of this command and the processes it waited for (DDP workers, submitit jobs)
         used = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]

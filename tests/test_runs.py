@@ -193,3 +193,24 @@ def test_a_process_that_set_up_a_trainer_destroys_its_process_group_before_exiti
                           timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"initialized at exit: {not with_callback}"
+
+
+def test_a_users_own_network_and_datamodule_train_from_a_config_folder_of_their_own(tmp_path):
+    """README "Your own network and data": examples/ on PYTHONPATH, its conf/ on Hydra's search path."""
+    result = run_cli("train.py", "hydra.searchpath=[file://examples/conf]", "model=mlp", "data=blobs",
+                     "model.num_classes=2", f"hydra.run.dir={tmp_path}", *QUIET, env={"PYTHONPATH": "examples"})
+    assert result.returncode == 0, result.stderr
+    run = results(tmp_path)
+    config = run["config"]
+    assert config["model"]["net"]["_target_"] == "nets.MLP" and config["data"]["_target_"] == "blobs.Blobs"
+    assert run["metrics"]["test/acc"] >= 0.95  # the two classes differ by half a standard deviation in 1,024 pixels
+    assert {"lr-Adam/hidden", "lr-Adam/output"} <= run["metrics"].keys()  # the network's children are named groups
+
+
+def test_data_num_workers_is_a_key_of_the_data_configs_and_workers_make_the_same_batches(tmp_path):
+    """`data.num_workers=2` without `+`, as in Lightning's DataLoader; the seeded sampler decides the batches."""
+    for workers in (0, 2):
+        result = run_cli("train.py", f"data.num_workers={workers}", "trainer.max_epochs=2",
+                         f"hydra.run.dir={tmp_path / str(workers)}", *QUIET)
+        assert result.returncode == 0, result.stderr
+    assert results(tmp_path / "2")["metrics"] == results(tmp_path / "0")["metrics"]

@@ -1,6 +1,7 @@
 import pytest
 
 from framework.validate import ConfigError, validate
+from lightning_modules.szegedy import SzegedyNet
 from tests.conftest import run_cli
 
 
@@ -105,3 +106,28 @@ def test_a_study_on_cuda_without_a_gpu_is_refused(monkeypatch):
     with pytest.raises(ConfigError, match="'szegedy.device' is 'cuda', but this machine has no usable GPU"):
         check_study_device(OmegaConf.create({"szegedy": {"device": "cuda"}}))
     check_study_device(OmegaConf.create({"szegedy": {"device": "auto"}}))
+
+
+class WideSzegedyNet(SzegedyNet):
+    """A user's subclass of SzegedyNet: the rules about SzegedyNet's arguments apply to it too."""
+
+
+@pytest.mark.parametrize(
+    ("overrides", "refused"),
+    [
+        # SzegedyNet's hidden is a list of widths: an int is refused there, and in a subclass of it
+        (("model=szegedy", "model.net.hidden=32"), True),
+        (("model=szegedy", "model.net._target_=tests.test_validate.WideSzegedyNet", "model.net.hidden=32"), True),
+        # a network of the user's own may take an int named hidden (torch.nn.Identity takes any argument)
+        (("model.net._target_=torch.nn.Identity", "+model.net.hidden=32"), False),
+        # a scoped rule still applies to the classes it names: the digits' image side
+        (("data.image_size=0",), True),
+    ],
+)
+def test_rules_about_one_class_leave_other_classes_arguments_alone(make_cfg, overrides, refused):
+    cfg = make_cfg(*overrides)
+    if refused:
+        with pytest.raises(ConfigError, match=r"Config key '(model\.net\.hidden|data\.image_size)' is"):
+            validate(cfg)
+    else:
+        validate(cfg)
