@@ -202,10 +202,11 @@ class InMemoryDataModule(L.LightningDataModule):
                 raise ConfigError(f"Config key 'data.{key}' is {split!r}, but {type(self).__name__} has the splits "
                                   f"{', '.join(self.splits)}; choose one of them.")
             setattr(self, key, split)
-        if self.train_split == self.test_split:
-            raise ConfigError(f"Config key 'data.train_split' is {self.train_split!r}, the split the test stage reads "
-                              f"too (data.test_split): the run would be tested on images it trained on; choose "
-                              f"another of {', '.join(s for s in self.splits if s != self.test_split)}.")
+        if shared := set(self.train_split.split("+")) & set(self.test_split.split("+")):
+            others = ", ".join(s for s in self.splits if not set(s.split("+")) & shared)
+            raise ConfigError(f"Config key 'data.train_split' is {self.train_split!r}, and the test stage reads "
+                              f"{' and '.join(sorted(shared))} too (data.test_split={self.test_split}): the run "
+                              f"would be tested on images it trained on; choose another of {others}.")
         if pad_mode not in ("zeros", "wrap"):
             raise ConfigError(f"Config key 'data.pad_mode' is {pad_mode!r}, but it must be 'zeros' or 'wrap'.")
         self.grayscale, self.flatten, self.pad_mode = grayscale, flatten, pad_mode
@@ -316,9 +317,16 @@ class InMemoryDataModule(L.LightningDataModule):
             raise ConfigError(f"Config key 'data.pad_to' is {self.pad_to}, but the images are {height}x{width}; "
                               f"give a size >= {max(height, width)} or null.")
 
+    def used_splits(self) -> list[str]:
+        """The files' splits this run reads: ``train_split`` and ``test_split``, a combined one (``train+extra``)
+        as its parts."""
+        return list(dict.fromkeys(part for split in (self.train_split, self.test_split) for part in split.split("+")))
+
     def read_split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """``load_split`` plus the load-time view options (grayscale), checked against mean/std."""
-        images, targets = self.load_split(split)
+        """``load_split`` (of each part of a combined split, concatenated in order) plus the load-time view
+        options (grayscale), checked against mean/std."""
+        parts = [self.load_split(part) for part in split.split("+")]
+        images, targets = (torch.cat([part[i] for part in parts]) if len(parts) > 1 else parts[0][i] for i in (0, 1))
         if self.grayscale and images.shape[1] == 3:
             images = rgb_to_luma(images)
         self.check_normalisation(images.shape[1])

@@ -52,8 +52,7 @@ class CIFAR10DataModule(InMemoryDataModule):
         return self.data_dir / FOLDER
 
     def expected_files(self) -> list[Path]:
-        splits = dict.fromkeys([self.train_split, self.test_split])
-        return [self.folder() / name for split in splits for name in BATCHES[split]]
+        return [self.folder() / name for split in self.used_splits() for name in BATCHES[split]]
 
     def download(self) -> None:
         from torchvision.datasets import CIFAR10

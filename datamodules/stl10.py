@@ -5,8 +5,12 @@ uint8, 3 x 96 x 96 per image, each channel stored column-major (MATLAB order), s
 axes are swapped after reading: without that the images come out transposed (the authors'
 loader of the feature-prediction paper keeps them so by mistake). ``train_y.bin`` and
 ``test_y.bin`` hold one uint8 label 1..10 per image, mapped to 0..9; the unlabeled split gets -1.
+As in torchvision, ``train+unlabeled`` is the two concatenated, and ``folds=k`` (0..9) keeps of the
+labelled training images the 1,000 of the k-th predefined fold: line k of ``fold_indices.txt``, zero-based
+indices separated by spaces (STL-10's evaluation protocol trains on each fold and tests on all 8,000).
 
     python train.py data=stl10 data.train_split=unlabeled   # autoencoder training on the 100k
+    python train.py data=stl10 data.folds=3                 # the 4th predefined fold of 1,000 labelled images
 """
 
 from __future__ import annotations
@@ -17,22 +21,35 @@ import numpy as np
 import torch
 
 from datamodules.base import DatasetCorruptError, InMemoryDataModule
+from framework.errors import ConfigError
 
 FOLDER = "stl10_binary"
 SIDE = 96
 IMAGE_BYTES = 3 * SIDE * SIDE
 UNLABELED = -1
+FOLDS = 10
 
 
 class STL10DataModule(InMemoryDataModule):
     """96x96 RGB photos in 10 classes plus 100,000 unlabeled ones (label -1)."""
 
-    splits = ("train", "test", "unlabeled")
+    splits = ("train", "test", "unlabeled", "train+unlabeled")
     image_shape = (3, SIDE, SIDE)
+
+    def __init__(self, folds: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if folds is not None and not (isinstance(folds, int) and 0 <= folds < FOLDS):
+            raise ConfigError(f"Config key 'data.folds' is {folds!r}, but it must be one of the predefined training "
+                              f"folds 0..{FOLDS - 1}, or null for all 5,000 labelled training images.")
+        if folds is not None and "train" not in self.train_split.split("+"):
+            raise ConfigError(f"Config key 'data.folds' is {folds}, but data.train_split is {self.train_split!r}, "
+                              f"which has no folds (they select labelled training images); give data.folds=null, "
+                              f"or data.train_split=train or train+unlabeled.")
+        self.folds = folds
 
     @property
     def task(self) -> str:
-        return "unlabeled" if self.train_split == "unlabeled" else "classification"
+        return "unlabeled" if "unlabeled" in self.train_split.split("+") else "classification"
 
     def folder(self) -> Path:
         return self.data_dir / FOLDER
@@ -41,9 +58,12 @@ class STL10DataModule(InMemoryDataModule):
         names = [f"{split}_X.bin"] + ([] if split == "unlabeled" else [f"{split}_y.bin"])
         return [self.folder() / name for name in names]
 
+    def fold_file(self) -> Path:
+        return self.folder() / "fold_indices.txt"
+
     def expected_files(self) -> list[Path]:
-        splits = dict.fromkeys([self.train_split, self.test_split])
-        return [path for split in splits for path in self.split_files(split)]
+        folds = [self.fold_file()] if self.folds is not None else []
+        return [path for split in self.used_splits() for path in self.split_files(split)] + folds
 
     def download(self) -> None:
         from torchvision.datasets import STL10
@@ -68,4 +88,22 @@ class STL10DataModule(InMemoryDataModule):
                 f"{label_path[0]} holds {len(labels)} labels (expected {len(images)}, each 1..10, one per image of "
                 f"{image_path.name}); delete it and download STL-10 again."
             )
-        return images, torch.from_numpy(labels - 1)
+        labels = torch.from_numpy(labels - 1)
+        if split == "train" and self.folds is not None:
+            fold = self.fold_indices(len(images))
+            return images[fold], labels[fold]
+        return images, labels
+
+    def fold_indices(self, num_images: int) -> torch.Tensor:
+        """Line ``folds`` of fold_indices.txt: the zero-based indices of that fold's training images."""
+        lines = self.fold_file().read_text().splitlines()
+        try:
+            fold = torch.tensor([int(index) for index in lines[self.folds].split()], dtype=torch.int64)
+        except (IndexError, ValueError):
+            fold = None
+        if fold is None or len(fold) == 0 or fold.min() < 0 or fold.max() >= num_images:
+            raise DatasetCorruptError(
+                f"{self.fold_file()} has no line {self.folds + 1} of indices into the {num_images} training images "
+                f"(it holds {len(lines)} lines); delete it and download STL-10 again."
+            )
+        return fold

@@ -42,7 +42,7 @@ def read_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
 class SVHNDataModule(InMemoryDataModule):
     """House-number digits, 32x32 RGB; ``pad_to=64`` wrap-pads (tiles) them for 64x64 encoders."""
 
-    splits = ("train", "test", "extra")
+    splits = ("train", "test", "extra", "train+extra")
     image_shape = (3, 32, 32)
 
     def __init__(self, pad_mode: str = "wrap", **kwargs):
@@ -52,7 +52,7 @@ class SVHNDataModule(InMemoryDataModule):
         return self.data_dir / f"{split}_32x32.mat"
 
     def expected_files(self) -> list[Path]:
-        return [self.path(split) for split in dict.fromkeys([self.train_split, self.test_split])]
+        return [self.path(split) for split in self.used_splits()]
 
     def download(self) -> None:
         from torchvision.datasets import SVHN

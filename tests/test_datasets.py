@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import urllib.error
 
 import numpy as np
@@ -195,6 +196,46 @@ def test_stl10_unlabeled_split_for_autoencoders(tmp_path):
     assert (module.datasets["val"].images[:, :, 0, :] == 250).all()
 
 
+def test_stl10_folds_keep_the_predefined_fold_of_the_labelled_training_images(tmp_path):
+    written = write_stl10(tmp_path, {"train": 10, "test": 12, "unlabeled": 15})
+    # STL-10's fold_indices.txt: one line per fold, zero-based indices separated by spaces (a trailing one too)
+    (tmp_path / "stl10_binary" / "fold_indices.txt").write_text("".join(f"{line} \n" for line in
+                                                                        ["0 1 2", "9 3 5 7", *["4 6"] * 8]))
+    module = STL10DataModule(data_dir=str(tmp_path), folds=1, val_fraction=0.0)
+    module.setup("fit")
+    images, labels = all_of(module, "train")
+    marks = images[:, 1, 45, 65].tolist()  # stl10_pattern writes each image's index there
+    assert sorted(marks) == [3, 5, 7, 9]
+    assert labels.tolist() == [written["train"][1][index] for index in marks]
+    with pytest.raises(ConfigError, match=r"'data.folds' is 10, but it must be one of the predefined training folds"):
+        STL10DataModule(data_dir=str(tmp_path), folds=10)
+    with pytest.raises(ConfigError, match=r"'data.folds' is 1, but data.train_split is 'unlabeled', which has no"):
+        STL10DataModule(data_dir=str(tmp_path), folds=1, train_split="unlabeled")
+    (tmp_path / "stl10_binary" / "fold_indices.txt").write_text("0 1 2 \n")
+    with pytest.raises(DatasetCorruptError, match=r"fold_indices.txt has no line 2 of indices into the 10 training"):
+        STL10DataModule(data_dir=str(tmp_path), folds=1).setup("fit")
+    (tmp_path / "stl10_binary" / "fold_indices.txt").unlink()
+    with pytest.raises(DatasetMissingError, match=r"stl10_binary/fold_indices.txt"):
+        STL10DataModule(data_dir=str(tmp_path), folds=1).setup("fit")
+
+
+@pytest.mark.parametrize(("module_class", "write", "combined"), [(STL10DataModule, write_stl10, "train+unlabeled"),
+                                                                  (SVHNDataModule, write_svhn, "train+extra")])
+def test_combined_splits_concatenate_their_parts_in_order(tmp_path, module_class, write, combined):
+    written = write(tmp_path)
+    module = module_class(data_dir=str(tmp_path), train_split=combined)
+    images, labels = module.read_split(combined)
+    parts = combined.split("+")
+    assert np.array_equal(images.numpy(), np.concatenate([written[part][0] for part in parts]))
+    unlabeled = lambda part: np.full(len(written[part][0]), -1)  # STL-10's unlabeled images get label -1
+    assert np.array_equal(labels.numpy(), np.concatenate([written[part][1] if written[part][1] is not None
+                                                          else unlabeled(part) for part in parts]))
+    assert module.task == ("unlabeled" if "unlabeled" in parts else "classification")
+    overlap = f"'data.train_split' is '{combined}', and the test stage reads train too"
+    with pytest.raises(ConfigError, match=re.escape(overlap)):
+        module_class(data_dir=str(tmp_path), train_split=combined, test_split="train")
+
+
 def test_stl10_corrupt_files_are_named(tmp_path):
     write_stl10(tmp_path, {"train": 4, "test": 4})
     images = tmp_path / "stl10_binary" / "test_X.bin"
@@ -230,16 +271,17 @@ def test_configs_compose_validate_and_load(make_cfg, overrides, shape):
 
 
 @pytest.mark.parametrize(
-    ("override", "key"),
+    ("override", "key", "allowed"),
     [
-        ("data.grayscale=yes", "data.grayscale"),
-        ("data.pad_to=0", "data.pad_to"),
-        ("data.train_split=validation", "data.train_split"),
-        ("data.pad_mode=reflect", "data.pad_mode"),
+        ("data.grayscale=yes", "data.grayscale", "it must be true or false"),
+        ("data.pad_to=0", "data.pad_to", "it must be an integer >= the image size, or null"),
+        ("data.train_split=validation", "data.train_split", "SVHNDataModule has the splits train, test, extra, "
+                                                            "train\\+extra; choose one of them"),
+        ("data.pad_mode=reflect", "data.pad_mode", "it must be 'zeros' or 'wrap'"),
     ],
 )
-def test_bad_dataset_config_values_are_one_sentence(make_cfg, override, key):
-    with pytest.raises(ConfigError, match=rf"Config key '{key}' is .*, but it must be"):
+def test_bad_dataset_config_values_are_one_sentence(make_cfg, override, key, allowed):
+    with pytest.raises(ConfigError, match=rf"^Config key '{key}' is .*, but {allowed}\.$"):
         validate(make_cfg("data=svhn", override))
 
 
