@@ -25,6 +25,7 @@ import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import hydra._internal.utils as hydra_internals
 import torch
@@ -302,6 +303,19 @@ def _reporting_hydra_refusals(compose_or_run: Callable[[], object]):
         print(f"The sweep ran every job; the first that stopped{f' ({where})' if where else ''} said:", file=sys.stderr)
         print(report(error), file=sys.stderr)  # again: a submitit job's own output is in its .submitit log, not here
         raise SystemExit(2) from None
+    except RuntimeError as error:  # submitit: a multi-task SLURM job that one failed task stopped
+        said = failed_slurm_task(error)
+        if said is None:
+            raise
+        folder, task, sentence = said
+        if sentence is None:  # a bug: its traceback is in the task's log, and submitit's below
+            print(f"The SLURM job whose logs are in {folder} stopped when its task {task} failed; its log has the "
+                  f"traceback.", file=sys.stderr)
+            raise
+        print(f"The SLURM job whose logs are in {folder} stopped when its task {task} failed (srun ended the "
+              f"others, which were waiting for it); task {task} said:", file=sys.stderr)
+        print(sentence, file=sys.stderr)
+        raise SystemExit(2) from None
     except OSError as error:  # Hydra making the run's (or sweep's) output directory, before any job
         if _job["started"] or os.environ.get("HYDRA_FULL_ERROR") == "1" or not error.filename:
             raise
@@ -309,6 +323,33 @@ def _reporting_hydra_refusals(compose_or_run: Callable[[], object]):
                                  f"paths.log_dir= (or hydra.run.dir=, hydra.sweep.dir= with -m) at a folder you can "
                                  f"write.")), file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def failed_slurm_task(error: Exception) -> tuple[Path, int, str | None] | None:
+    """For submitit's error about a SLURM job that stopped without every task's result (FailedJobError,
+    UncompletedJobError): its log folder, the task that failed, and the user-error sentence that task printed
+    (None: a bug). None for any other error."""
+    from submitit.core.utils import FailedJobError, UncompletedJobError
+
+    if not isinstance(error, FailedJobError | UncompletedJobError):
+        return None
+    path = re.search(r"(\S+)/[^/\s]+_\d+_(?:result\.pkl|log\.err)", str(error))
+    if path is None:
+        return None
+    folder, prefixes = Path(path[1]), "|".join(re.escape(prefix) for prefix in _prefixes(UserError))
+    logs = {int(re.search(r"_(\d+)_log\.err$", log.name)[1]): log.read_text(errors="replace")
+            for log in folder.glob("*_log.err")}  # task -> its stderr
+    for task, text in sorted(logs.items()):
+        if said := re.search(rf"^(?:{prefixes}): .+$", text, re.MULTILINE):
+            return folder, task, said[0]
+    # a bug: srun names the task that exited with an error (in task 0's log), else submitit's message does
+    task = re.search(r"task (\d+): Exited with exit code [1-9]", "".join(logs.values())) or \
+        re.search(r"task[:=] ?(\d+)", str(error))
+    return folder, int(task[1]) if task else 0, None
+
+
+def _prefixes(cls: type[UserError]) -> set[str]:
+    return {cls.prefix}.union(*(_prefixes(sub) for sub in cls.__subclasses__()))
 
 
 # ---- the entry points ---------------------------------------------------------------------------------

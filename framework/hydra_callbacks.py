@@ -1,19 +1,22 @@
 """Hydra callbacks (``hydra.callbacks`` in conf/hydra/default.yaml): they run in the process that launches
-a multirun, before and after its jobs."""
+a multirun, before and after its jobs, and (``on_job_end``) in each job's own process."""
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
+import sys
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from framework.compose import ROOT
-from framework.errors import stopping_before_any_job
+from framework.errors import UserError, stopping_before_any_job
 from framework.pretrained import alexnet_features_state_dict
 from framework.slurm_preflight import launches_on_slurm
 from lightning_modules.perceptual_autoencoder import PROCEDURES, PerceptualAutoencoderModule, needs_loss_network
@@ -46,6 +49,24 @@ class JobsImportThisRepository(Callback):
         paths = [path for path in os.environ.get("PYTHONPATH", "").split(os.pathsep) if path]
         if str(ROOT) not in paths:
             os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *paths])
+
+
+class FailedTaskEndsItsJob(Callback):
+    """A task of a multi-task SLURM job (one DDP rank per task) that failed ends its process with an error code.
+
+    Hydra's launcher keeps a job's exception in its JobReturn (and ignores one raised here), so a failed task would
+    exit 0 while its job's other ranks wait for it in the process group, 30 min by default, holding their GPUs.
+    Ended here with exit code 2 (a user error, its sentence already printed) or 1, srun (``SLURM_KILL_BAD_EXIT=1``,
+    conf/hydra/launcher/slurm.yaml) ends the job's other tasks, and the launching command prints what the failed
+    task said (framework/errors.py, ``failed_slurm_task``)."""
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        if job_return.status != JobStatus.FAILED or int(os.environ.get("SLURM_NTASKS", "1")) < 2:
+            return
+        logging.shutdown()  # the task's log file and streams: os._exit flushes nothing
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(2 if isinstance(job_return._return_value, UserError) else 1)
 
 
 class PrintSweepDir(Callback):

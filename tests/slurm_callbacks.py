@@ -9,6 +9,8 @@ from pathlib import Path
 import torch.distributed as dist
 from lightning.pytorch.callbacks import Callback
 
+from framework.errors import DataError
+
 
 class RequeueOnceMidEpoch(Callback):
     """On the job's first start only, `scontrol requeue` the job itself in the middle of an epoch, as a preemption
@@ -53,3 +55,12 @@ class RecordRankMetrics(Callback):
 
     def on_test_end(self, trainer, pl_module):
         self._record(trainer)
+
+
+class FailOnTask(Callback):
+    """Stops SLURM task ``task`` of its job with a user error before the trainer starts (before the process group
+    forms), as a node whose dataset is missing would; the job's other tasks then wait for it in the process group."""
+
+    def __init__(self, task: int):
+        if int(os.environ.get("SLURM_PROCID", "0")) == task:
+            raise DataError(f"task {task} of this job cannot read its data (the test's failure).")

@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,6 +92,9 @@ def submissions(slurm_cluster, tmp_path_factory):
                       "trainer.max_epochs=1", "+callbacks.ranks._target_=tests.slurm_callbacks.RecordRankMetrics",
                       "+callbacks.ranks.dirpath=${paths.output_dir}/ranks"),
         "bad_partition": submit(slurm_cluster, root / "bad", "hydra.launcher.partition=nope", "seed=1,2"),
+        "task_fails": submit(slurm_cluster, root / "task_fails", "trainer=ddp", "trainer.devices=2",
+                             "trainer.sync_batchnorm=false", "trainer.max_epochs=1",
+                             "+callbacks.fail._target_=tests.slurm_callbacks.FailOnTask", "+callbacks.fail.task=1"),
     }
     yield runs
     for run in runs.values():
@@ -177,6 +181,42 @@ def test_requeued_job_resumes_from_last_checkpoint_to_the_uninterrupted_metrics(
 
 
 @pytest.mark.slow
+def test_a_task_that_fails_ends_its_jobs_other_tasks_instead_of_leaving_them_waiting(submissions, slurm_cluster):
+    """Task 1 stops with a user error before the process group forms; task 0 would wait for it there (30 min by
+    default). The failed task exits 2 and srun (SLURM_KILL_BAD_EXIT=1 from the launcher's setup) ends task 0, so the
+    job leaves the queue. The launcher itself learns a job's end from sacct, which this cluster has not (no
+    accounting database): its sentence is tested on this job's logs below."""
+    run = submissions["task_fails"]
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    folders: list[Path] = []
+    while time.monotonic() < deadline and not folders:
+        folders = [path.parent for path in (run.sweep / ".submitit").glob("*/*_submission.sh")]
+        time.sleep(1)
+    assert len(folders) == 1, f"the job was not submitted: {run.log.read_text()[-2000:]}"
+    job_id = folders[0].name
+    queued = lambda: subprocess.run(["squeue", "-h", "-j", job_id], capture_output=True, text=True,
+                                    env=slurm_cluster.env).stdout.strip()
+    while time.monotonic() < deadline and queued():
+        time.sleep(1)
+    assert not queued(), f"job {job_id} still runs: its task 0 waits for the failed task 1" + job_log_tails(run.sweep)
+    step = (folders[0] / f"{job_id}_0_log.err").read_text()
+    assert "task 1: Exited with exit code 2" in step, step[-2000:]
+    assert ("Data error: task 1 of this job cannot read its data (the test's failure)."
+            in (folders[0] / f"{job_id}_1_log.err").read_text())
+    os.killpg(run.process.pid, signal.SIGKILL)  # it would wait for sacct to say the job ended
+    run.process.wait()
+    # What the launcher raises where sacct says so, and what the command then prints instead
+    from submitit.core.utils import UncompletedJobError
+
+    from framework.errors import failed_slurm_task
+
+    error = UncompletedJobError(f"Job {job_id}_0 (task: 0) with path {folders[0]}/{job_id}_0_result.pkl\nhas not "
+                                f"produced any output (state: FAILED)")
+    assert failed_slurm_task(error) == (folders[0], 1, "Data error: task 1 of this job cannot read its data (the "
+                                                       "test's failure).")
+
+
+@pytest.mark.slow
 def test_unknown_partition_stops_before_any_job_is_submitted(submissions, slurm_cluster):
     run = submissions["bad_partition"]
     code, output = run.wait()
@@ -242,3 +282,36 @@ def test_start_without_root_and_stop_without_a_cluster_stop_with_one_sentence(mo
                                        "(slurmd runs the jobs).\n")
     assert slurm_cluster_cli(["stop", str(tmp_path)]) == 2
     assert capsys.readouterr().err == f"No cluster started by `start` in {tmp_path} (no pids.json there).\n"
+
+
+def write_task_logs(folder: Path, job_id: str, *stderr_texts: str) -> None:
+    folder.mkdir(parents=True)
+    for task, text in enumerate(stderr_texts):
+        (folder / f"{job_id}_{task}_log.err").write_text(text)
+
+
+def test_a_job_stopped_by_a_failed_task_is_the_tasks_sentence_and_exit_code_2(tmp_path, capsys):
+    from submitit.core.utils import FailedJobError, UncompletedJobError
+
+    from framework.errors import _reporting_hydra_refusals
+
+    folder = tmp_path / ".submitit" / "12_3"
+    write_task_logs(folder, "12_3", "srun: error: localhost: task 2: Exited with exit code 2\n",
+                    "Seed set to 1\n", "Config error: Config key 'x' is 1, but it must be 2.\nmore\n")
+    errors = [UncompletedJobError(f"Job 12_3 (task: 0) with path {folder}/12_3_0_result.pkl\nhas not produced any "
+                                  f"output (state: FAILED)"),
+              FailedJobError(f"Job (task=2) failed during processing with trace:\n...\nor at paths:\n"
+                             f"  - {folder}/12_3_2_log.err\n  - {folder}/12_3_2_log.out")]
+    for error in errors:
+        with pytest.raises(SystemExit) as stop:
+            _reporting_hydra_refusals(lambda error=error: (_ for _ in ()).throw(error))
+        assert stop.value.code == 2
+        assert capsys.readouterr().err.splitlines() == [
+            f"The SLURM job whose logs are in {folder} stopped when its task 2 failed (srun ended the others, which "
+            f"were waiting for it); task 2 said:", "Config error: Config key 'x' is 1, but it must be 2."]
+    # a bug: no sentence in any log; the traceback stays (exit code 1), after a line that says where the logs are
+    (folder / "12_3_2_log.err").write_text("Traceback (most recent call last):\nZeroDivisionError: division by zero\n")
+    with pytest.raises(UncompletedJobError):
+        _reporting_hydra_refusals(lambda: (_ for _ in ()).throw(errors[0]))
+    assert capsys.readouterr().err.startswith(f"The SLURM job whose logs are in {folder} stopped when its task 2 "
+                                              f"failed; its log has the traceback.")  # srun's line in task 0's log
