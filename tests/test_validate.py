@@ -52,7 +52,7 @@ def test_unknown_model_name_lists_the_available_ones(tmp_path):
 def test_a_split_the_dataset_does_not_have_is_named_before_any_work(make_cfg):
     cfg = make_cfg("data=svhn", "data.train_split=unlabeled")
     with pytest.raises(ConfigError, match=r"'data.train_split' is 'unlabeled', but SVHNDataModule has the splits "
-                                          r"train, test, extra; choose one of them\."):
+                                          r"train, test, extra, train\+extra; choose one of them\."):
         validate(cfg)
 
 
