@@ -225,7 +225,11 @@ class MutualInformationLR(Callback):
 
     @staticmethod
     def _find_module(pl_module: L.LightningModule, layer: str) -> torch.nn.Module:
-        matches = [m for path, m in pl_module.named_modules() if path == layer or path.endswith("." + layer)]
+        """The submodule that the parameter group ``layer`` names: the shallowest one of that name (a group is a
+        top-level child of the network, ``net.conv1``; a ResNet's blocks have a ``conv1`` of their own too)."""
+        paths = [(path.count("."), module) for path, module in pl_module.named_modules()
+                 if path == layer or path.endswith("." + layer)]
+        matches = [module for depth, module in paths if depth == min(depth for depth, _ in paths)]
         if len(matches) != 1:
             raise ConfigError(f"MutualInformationLR: layer {layer!r} matches {len(matches)} submodules of "
                                f"{type(pl_module).__name__}; give a name that matches exactly one.")

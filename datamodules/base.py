@@ -203,7 +203,7 @@ class InMemoryDataModule(L.LightningDataModule):
                                   f"{', '.join(self.splits)}; choose one of them.")
             setattr(self, key, split)
         if shared := set(self.train_split.split("+")) & set(self.test_split.split("+")):
-            others = ", ".join(s for s in self.splits if not set(s.split("+")) & shared)
+            others = ", ".join(s for s in self.splits if not set(s.split("+")) & set(self.test_split.split("+")))
             raise ConfigError(f"Config key 'data.train_split' is {self.train_split!r}, and the test stage reads "
                               f"{' and '.join(sorted(shared))} too (data.test_split={self.test_split}): the run "
                               f"would be tested on images it trained on; choose another of {others}.")

@@ -97,13 +97,13 @@ class STL10DataModule(InMemoryDataModule):
     def fold_indices(self, num_images: int) -> torch.Tensor:
         """Line ``folds`` of fold_indices.txt: the zero-based indices of that fold's training images."""
         lines = self.fold_file().read_text().splitlines()
-        try:
-            fold = torch.tensor([int(index) for index in lines[self.folds].split()], dtype=torch.int64)
-        except (IndexError, ValueError):
-            fold = None
-        if fold is None or len(fold) == 0 or fold.min() < 0 or fold.max() >= num_images:
+        if self.folds >= len(lines):
+            raise DatasetCorruptError(f"{self.fold_file()} holds {len(lines)} lines, so it has no fold {self.folds} "
+                                      f"(line {self.folds + 1}); delete it and download STL-10 again.")
+        words = lines[self.folds].split()
+        if not words or not all(word.isdigit() and int(word) < num_images for word in words):
             raise DatasetCorruptError(
-                f"{self.fold_file()} has no line {self.folds + 1} of indices into the {num_images} training images "
-                f"(it holds {len(lines)} lines); delete it and download STL-10 again."
+                f"{self.fold_file()} line {self.folds + 1} is not a list of zero-based indices into the {num_images} "
+                f"training images separated by spaces; delete it and download STL-10 again."
             )
-        return fold
+        return torch.tensor([int(word) for word in words], dtype=torch.int64)

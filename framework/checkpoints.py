@@ -73,7 +73,8 @@ def check_checkpoint(path: str | None, resumed_with: DictConfig | None = None) -
 # - the seed it was started with, and the keys that decide which images train and which validate (another split
 #   midway would validate on images it trained on).
 KEPT_ON_RESUME = ("seed", "data._target_", "data.split_seed", "data.val_fraction", "data.train_part", "data.train_size",
-                  "model.optimizer", "model.scheduler", "callbacks.early_stopping.patience")
+                  "data.train_split", "data.folds", "model.optimizer", "model.scheduler",
+                  "callbacks.early_stopping.patience")
 KEPT_VALUES = "values_kept_on_resume"  # the checkpoint entry that holds them
 RANDOM_STATES = "random_states"  # the checkpoint entry RandomStatesInCheckpoints writes
 
@@ -162,6 +163,10 @@ def check_resumed_values(path: str, checkpoint: dict, cfg: DictConfig) -> None:
     if KEPT_VALUES not in checkpoint:
         return
     saved, now = checkpoint[KEPT_VALUES], kept_values(cfg)
+    # a key added to KEPT_ON_RESUME after the checkpoint was written has no saved value to compare
+    recorded = [key for key in KEPT_ON_RESUME if any(name == key or name.startswith(f"{key}.") for name in saved)]
+    now = {name: value for name, value in now.items() if any(name == key or name.startswith(f"{key}.")
+                                                             for key in recorded)}
     changed = [key for key in dict.fromkeys([*saved, *now]) if saved.get(key, "absent") != now.get(key, "absent")]
     if changed:
         shown = ", ".join(f"{key}={now.get(key, 'absent')} (the checkpoint's: {saved.get(key, 'absent')})"

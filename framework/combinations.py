@@ -75,8 +75,32 @@ def model_name(model) -> str:
     return type(getattr(net, "_orig_mod", net)).__name__
 
 
+def check_kinds(cfg: DictConfig, datamodule, model) -> None:
+    """``model`` must be a LightningModule and ``data`` a LightningDataModule with the loaders the run uses (a plain
+    network or dataset there reached Lightning's traceback; a missing test loader, after the whole training)."""
+    import lightning as L
+    from torch import nn
+
+    if not isinstance(model, L.LightningModule):
+        remedy = ("put it under model.net, with model._target_: lightning_modules.classifier.ClassificationModule "
+                  "and a _partial_ optimizer, as examples/conf/model/mlp.yaml does" if isinstance(model, nn.Module)
+                  else "give a LightningModule")
+        raise ConfigError(f"Config key 'model._target_' is {type(model).__name__}, which is not a LightningModule; "
+                          f"{remedy}.")
+    if not isinstance(datamodule, L.LightningDataModule):
+        raise ConfigError(f"Config key 'data._target_' is {type(datamodule).__name__}, which is not a "
+                          f"LightningDataModule; give one, with train_dataloader, val_dataloader and test_dataloader "
+                          f"methods.")
+    for stage, used in (("train", cfg.get("train", True)), ("test", cfg.get("test", True))):
+        if used and getattr(type(datamodule), f"{stage}_dataloader") is getattr(L.LightningDataModule,
+                                                                              f"{stage}_dataloader"):
+            raise ConfigError(f"Config key '{stage}' is true, but {type(datamodule).__name__} has no "
+                              f"{stage}_dataloader method; add one, or give {stage}=false.")
+
+
 def check_data_fits_model(cfg: DictConfig, datamodule, model) -> None:
     """Raise ConfigError when the model cannot take what the datamodule hands out."""
+    check_kinds(cfg, datamodule, model)
     problems = []
     data_task, model_task = getattr(datamodule, "task", None), getattr(model, "task", None)
     if data_task and model_task and data_task != model_task:

@@ -18,6 +18,7 @@ The sentence names the key or the file, the value, and what is allowed or what t
 from __future__ import annotations
 
 import difflib
+import inspect
 import itertools
 import logging
 import os
@@ -120,6 +121,24 @@ def _argument(node: dict, name: str, prefix: str) -> tuple[str, str] | None:
     return next(filter(None, (_argument(child, name, f"{prefix}.{key}") for key, child in children)), None)
 
 
+def _needs_partial(node: dict, names: list[str], prefix: str) -> tuple[str, str] | None:
+    """(dotted key, class name) of a node below ``node`` without ``_partial_: true`` whose target requires one of
+    ``names`` (an optimizer's ``params``, a scheduler's ``optimizer``): the module passes those when it calls it."""
+    for key, child in node.items():
+        if not isinstance(child, dict):
+            continue
+        if "_target_" in child and child.get("_partial_") is not True:
+            try:
+                parameters = inspect.signature(get_object(str(child["_target_"]))).parameters
+            except Exception:  # not importable or no signature: not this one
+                parameters = {}
+            if any(name in parameters and parameters[name].default is inspect.Parameter.empty for name in names):
+                return f"{prefix}.{key}", str(child["_target_"]).rsplit(".", 1)[-1]
+        if found := _needs_partial(child, names, f"{prefix}.{key}"):
+            return found
+    return None
+
+
 def _refused_keys(values: dict, message: str) -> list[str]:
     """The keys a Lightning message is about: quoted (`devices`), else assigned (devices=0), else named, else their
     value quoted."""
@@ -142,6 +161,11 @@ def construction_error(error: Exception, node: DictConfig, key: str) -> UserErro
         argument, owner = _argument(config, unknown[1], key) or (f"{key}.{unknown[1]}", target)
         return ConfigError(f"Config key '{argument}' is not an argument of {owner}; remove it or fix its spelling.")
     if isinstance(error, TypeError) and (missing := _MISSING_ARGUMENT.search(message)):
+        if called_later := _needs_partial(config, re.findall(r"'(\w+)'", missing[1]), key):
+            nested, owner = called_later
+            return ConfigError(f"Config key '{nested}' ({owner}) lacks _partial_: true; {owner} takes "
+                               f"{missing[1]} from the module that calls it when training starts, so its config "
+                               f"must be a partial one: add _partial_: true to it (or +{nested}._partial_=true).")
         return ConfigError(f"Config group '{key}' ({target}) lacks the required argument(s) {missing[1]}; add them "
                            f"with +{key}.<name>=<value>.")
     values = {k: v for k, v in config.items() if k != "_target_"}

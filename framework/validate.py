@@ -13,6 +13,7 @@ Add a rule with :func:`rule`; :func:`validate` raises :class:`ConfigError` (fram
 from __future__ import annotations
 
 import functools
+import importlib.util
 import inspect
 import math
 from collections.abc import Callable
@@ -261,6 +262,11 @@ def validate(cfg: DictConfig) -> None:
         try:
             get_object(str(target))
         except Exception as error:  # ImportError, AttributeError, ValueError from Hydra
+            package = str(target).split(".")[0]
+            if package and importlib.util.find_spec(package) is None:
+                raise ConfigError(f"Config key '{key}' is {target!r}, but no module {package!r} is on Python's path; "
+                                  f"put the folder that holds {package} on PYTHONPATH (PYTHONPATH=<folder> python "
+                                  f"train.py ...), or fix the dotted path.") from None
             raise ConfigError(
                 f"Config key '{key}' is {target!r}, which cannot be imported ({type(error).__name__}); "
                 f"give the full dotted path of an existing class or function."

@@ -212,8 +212,13 @@ def test_stl10_folds_keep_the_predefined_fold_of_the_labelled_training_images(tm
     with pytest.raises(ConfigError, match=r"'data.folds' is 1, but data.train_split is 'unlabeled', which has no"):
         STL10DataModule(data_dir=str(tmp_path), folds=1, train_split="unlabeled")
     (tmp_path / "stl10_binary" / "fold_indices.txt").write_text("0 1 2 \n")
-    with pytest.raises(DatasetCorruptError, match=r"fold_indices.txt has no line 2 of indices into the 10 training"):
+    with pytest.raises(DatasetCorruptError, match=r"fold_indices.txt holds 1 lines, so it has no fold 1 \(line 2\)"):
         STL10DataModule(data_dir=str(tmp_path), folds=1).setup("fit")
+    for line in ("0 1 10", "0,1,2", "", "-1 2"):  # 10 is past the 10 training images
+        (tmp_path / "stl10_binary" / "fold_indices.txt").write_text(f"0 1 2 \n{line}\n")
+        with pytest.raises(DatasetCorruptError, match=r"fold_indices.txt line 2 is not a list of zero-based indices "
+                                                      r"into the 10 training images"):
+            STL10DataModule(data_dir=str(tmp_path), folds=1).setup("fit")
     (tmp_path / "stl10_binary" / "fold_indices.txt").unlink()
     with pytest.raises(DatasetMissingError, match=r"stl10_binary/fold_indices.txt"):
         STL10DataModule(data_dir=str(tmp_path), folds=1).setup("fit")

@@ -416,3 +416,19 @@ def test_study_table_compares_every_seed_with_the_fixed_run_of_that_seed(tmp_pat
     assert table[4] == "| lr_policy=fixed | 2 | 0.9000 | 0.9000 (1, 2) | 1 | 0.0100-0.0100 | 12 |"
     assert table[5] == "| lr_policy=reference | 2 | 0.8900 | 0.8900 (2) | never | 0.0010-0.0200 | 12 |"
     assert "test accuracy after each epoch" in table[-1] and table[-1].endswith("Every run: data.batch_size=10.")
+
+
+def test_a_layer_is_the_shallowest_submodule_of_its_name():
+    """A parameter group is a top-level child of the network (``conv1`` of a torchvision ResNet), though its residual
+    blocks have a ``conv1`` each; two of the same name at the same depth stay ambiguous."""
+    from torch import nn
+    from torchvision.models import resnet18
+
+    net = resnet18(num_classes=10)
+    module = ClassificationModule(net=net, optimizer=functools.partial(torch.optim.SGD, lr=0.1))
+    assert MutualInformationLR._find_module(module, "conv1") is net.conv1
+    assert MutualInformationLR._find_module(module, "layer4") is net.layer4
+    twins = nn.ModuleDict({"a": nn.Sequential(nn.Linear(2, 2)), "b": nn.Sequential(nn.Linear(2, 2))})
+    module = ClassificationModule(net=twins, optimizer=functools.partial(torch.optim.SGD, lr=0.1))
+    with pytest.raises(ConfigError, match=r"layer '0' matches 2 submodules"):
+        MutualInformationLR._find_module(module, "0")

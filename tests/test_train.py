@@ -1,5 +1,6 @@
 """In-process training through train.train(cfg) on the real configs."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -160,6 +161,25 @@ def test_a_resume_that_changes_what_the_checkpoint_restores_is_one_sentence(make
     with pytest.raises(ConfigError, match=r"'trainer.max_epochs' is 1, but ckpt_path .*last.ckpt was saved in epoch 2"):
         train(make_cfg(*resume, "trainer.max_epochs=1"))
     assert train(make_cfg(*resume, "trainer.max_epochs=4"))["epochs_completed"] == 4  # the same values train on
+
+
+def test_a_resume_keeps_the_images_it_trains_on_and_passes_checkpoints_older_than_a_kept_key(make_cfg):
+    """Another STL-10 fold or training split midway would train on other images than results.json says; a
+    checkpoint written before data.folds and data.train_split were kept has no value for them to compare."""
+    from framework.checkpoints import KEPT_VALUES, check_resumed_values, kept_values
+    from framework.errors import ConfigError
+
+    checkpoint = {KEPT_VALUES: kept_values(make_cfg("data=stl10", "data.folds=0"))}
+    for change, shown in (("data.folds=1", "data.folds=1 (the checkpoint's: 0)"),
+                          ("data.train_split=train+unlabeled", "data.train_split=train+unlabeled (the checkpoint's: "
+                                                               "train)")):
+        with pytest.raises(ConfigError, match=re.escape(f"gives {shown}: a resumed run keeps")):
+            check_resumed_values("last.ckpt", checkpoint, make_cfg("data=stl10", "data.folds=0", change))
+    older = {KEPT_VALUES: {key: value for key, value in checkpoint[KEPT_VALUES].items()
+                           if key not in ("data.folds", "data.train_split")}}
+    check_resumed_values("last.ckpt", older, make_cfg("data=stl10", "data.folds=1"))  # passes, as before
+    with pytest.raises(ConfigError, match=re.escape("gives seed=3 (the checkpoint's: 42)")):
+        check_resumed_values("last.ckpt", older, make_cfg("data=stl10", "data.folds=1", "seed=3"))
 
 
 def test_with_hydra_job_chdir_relative_paths_are_from_the_start_directory(make_cfg, tmp_path):

@@ -258,6 +258,13 @@ ROWS = [
     row("mnist-label-count", "data=mnist", data=mnist_label_count, expect="train-labels-idx1-ubyte"),
     row("cifar10-missing", "data=cifar10", "data.grayscale=true", data=nothing, expect="data_batch_1"),
     row("svhn-corrupt", "data=svhn", "data.grayscale=true", data=svhn_not_a_mat_file, expect="train_32x32.mat"),
+    row("target-module-not-on-path", "model.net._target_=mynets.ConvNet",
+        expect=("'model.net._target_' is 'mynets.ConvNet', but no module 'mynets' is on Python's path",
+                "PYTHONPATH=<folder>")),
+    row("optimizer-not-partial", "~model.optimizer._partial_",
+        expect=("'model.optimizer' (SGD) lacks _partial_: true", "+model.optimizer._partial_=true")),
+    row("scheduler-not-partial", "model.scheduler={_target_: torch.optim.lr_scheduler.StepLR, step_size: 2}",
+        expect=("'model.scheduler' (StepLR) lacks _partial_: true", "takes 'optimizer' from the module")),
     row("train-on-test", "data=mnist", "+data.train_split=test", data=nothing,
         expect=("'data.train_split' is 'test', and the test stage reads test too", "choose another of train")),
     row("train-overlaps-test", "data=svhn", "data.train_split=train+extra", "data.test_split=train", data=nothing,
@@ -543,3 +550,29 @@ def subprocess_results(tmp_path_factory, data_root):
 def test_a_wrong_input_in_a_fresh_interpreter_is_one_sentence_with_exit_code_2(subprocess_results, name):
     output, code, run_dir = subprocess_results[name]
     check(code, output, SUBPROCESS_ROWS[name][2], run_dir)
+
+
+def test_a_network_or_dataset_where_a_lightning_module_or_datamodule_belongs_is_one_sentence(make_cfg):
+    """A user's ``model/x.yaml`` with its network's class as ``_target_`` (not under ``model.net``), a torch Dataset
+    as ``data``, or a DataModule without the test loader the run uses (found only after training, before)."""
+    import lightning as L
+
+    from framework.combinations import check_kinds
+    from framework.errors import instantiate_node
+    from lightning_modules.lenet5 import LeNet5
+
+    class TrainOnly(L.LightningDataModule):
+        def train_dataloader(self):
+            return []
+
+    cfg = make_cfg()
+    with pytest.raises(ConfigError, match=r"^Config key 'model._target_' is LeNet5, which is not a LightningModule; "
+                                          r"put it under model.net, .* as examples/conf/model/mlp.yaml does\.$"):
+        check_kinds(cfg, TrainOnly(), LeNet5())
+    module = instantiate_node(cfg.model, "model")
+    with pytest.raises(ConfigError, match=r"^Config key 'data._target_' is TensorDataset, which is not a "):
+        check_kinds(cfg, torch.utils.data.TensorDataset(torch.zeros(1)), module)
+    with pytest.raises(ConfigError, match=r"^Config key 'test' is true, but TrainOnly has no test_dataloader method; "
+                                          r"add one, or give test=false\.$"):
+        check_kinds(cfg, TrainOnly(), module)
+    check_kinds(make_cfg("test=false"), TrainOnly(), module)
