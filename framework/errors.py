@@ -30,6 +30,7 @@ from pathlib import Path
 
 import hydra._internal.utils as hydra_internals
 import torch
+import yaml
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import (
     HydraException,
@@ -326,6 +327,14 @@ def _reporting_hydra_refusals(compose_or_run: Callable[[], object]):
         where = getattr(error, "output_dir", None)
         print(f"The sweep ran every job; the first that stopped{f' ({where})' if where else ''} said:", file=sys.stderr)
         print(report(error), file=sys.stderr)  # again: a submitit job's own output is in its .submitit log, not here
+        raise SystemExit(2) from None
+    except yaml.MarkedYAMLError as error:  # a config file of the user's that is not valid YAML
+        if _job["started"] or os.environ.get("HYDRA_FULL_ERROR") == "1" or error.problem_mark is None:
+            raise
+        mark = error.problem_mark
+        print(report(ConfigError(f"The config file {mark.name} is not valid YAML: {error.problem} (line "
+                                 f"{mark.line + 1}, column {mark.column + 1}); fix it, e.g. the indentation there.")),
+              file=sys.stderr)
         raise SystemExit(2) from None
     except RuntimeError as error:  # submitit: a multi-task SLURM job that one failed task stopped
         said = failed_slurm_task(error)

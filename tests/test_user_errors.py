@@ -34,6 +34,7 @@ from torch.multiprocessing import ProcessRaisedException
 from datamodules.base import DatasetMissingError
 from framework.compose import ROOT, compose_config
 from framework.errors import ConfigError, construction_error, run_entry_point, worker_user_error
+from tests.conftest import run_cli
 from tests.dataset_files import LUNARLANDER_SMALL, write_cifar10, write_mnist, write_stl10, write_svhn
 
 LUNARLANDER = ["data=lunarlander", *(f"data.{key}={value}" for key, value in LUNARLANDER_SMALL.items())]
@@ -261,6 +262,8 @@ ROWS = [
     row("target-module-not-on-path", "model.net._target_=mynets.ConvNet",
         expect=("'model.net._target_' is 'mynets.ConvNet', but no module 'mynets' is on Python's path",
                 "PYTHONPATH=<folder>")),
+    row("net-classes-differ", "model.net.num_classes=5",
+        expect=("the network has 5 outputs (model.net.num_classes), the module's metrics count 10", "set both to 10")),
     row("optimizer-not-partial", "~model.optimizer._partial_",
         expect=("'model.optimizer' (SGD) lacks _partial_: true", "+model.optimizer._partial_=true")),
     row("scheduler-not-partial", "model.scheduler={_target_: torch.optim.lr_scheduler.StepLR, step_size: 2}",
@@ -576,3 +579,13 @@ def test_a_network_or_dataset_where_a_lightning_module_or_datamodule_belongs_is_
                                           r"add one, or give test=false\.$"):
         check_kinds(cfg, TrainOnly(), module)
     check_kinds(make_cfg("test=false"), TrainOnly(), module)
+
+
+def test_a_config_file_of_the_users_that_is_not_yaml_is_one_sentence(tmp_path):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "bad.yaml").write_text("net:\n  _target_: nets.MLP\n   hidden: 3\n")  # one space too many
+    result = run_cli("train.py", f"hydra.searchpath=[file://{tmp_path}]", "model=bad", f"hydra.run.dir={tmp_path}/r")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [f"Config error: The config file {tmp_path}/model/bad.yaml is not valid YAML: "
+                                          f"mapping values are not allowed here (line 3, column 10); fix it, e.g. the "
+                                          f"indentation there."]
