@@ -20,6 +20,7 @@ CONF = ROOT / "conf"
 def compose_with_hydra(overrides: list[str], config_name: str = "train") -> DictConfig:
     """The composed config with its ``hydra`` node (a multirun's callbacks see this, less the sweeps)."""
     GlobalHydra.instance().clear()
+    HydraConfig.instance().cfg = None  # as in a fresh interpreter: the last composition's job is not this one's
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose(config_name, overrides=overrides, return_hydra_config=True)
 

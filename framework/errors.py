@@ -42,7 +42,7 @@ from hydra.types import RunMode
 from hydra.utils import get_object, instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, ListConfig, OmegaConf
-from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, InterpolationResolutionError
 from torch.multiprocessing import ProcessRaisedException
 
 from framework.compose import CONF
@@ -284,6 +284,11 @@ def hydra_refusal(error: HydraException) -> ConfigError:
         return ConfigError(f"Config key '{key}' is not in the config{hint}; fix its spelling, or add a new key with "
                            f"+{added[1]}.")
     message = str(error)
+    if (deleted := re.fullmatch(r"Error merging override ~(\S+?)(?:=.*)?", message.strip())) and \
+            isinstance(cause, InterpolationResolutionError):
+        return ConfigError(f"Config key '{deleted[1]}' cannot be deleted with ~{deleted[1]}: Hydra reads its value "
+                           f"first, and that value refers to Hydra's runtime settings, which do not exist yet while "
+                           f"the command line is applied; set it instead ({deleted[1]}=<value>).")
     if exists := re.search(r"An item is already at '([^']+)'.*remove \+ prefix: '([^']*)'", message, re.DOTALL):
         return ConfigError(f"Config key '{exists[1]}' exists already, so +{exists[2]} cannot add it; override it with "
                            f"{exists[2]} (or ++{exists[2]}: add or override).")
@@ -324,7 +329,9 @@ def _reporting_hydra_refusals(compose_or_run: Callable[[], object]):
         raise SystemExit(2) from None
     except UserError as error:  # a sweep's job stopped with it, and Hydra ran the others first (reporting_user_errors);
         # before OSError: DatasetMissingError is a FileNotFoundError too
-        where = getattr(error, "output_dir", None)
+        where, sweep_dir = getattr(error, "output_dir", None), getattr(error, "sweep_dir", None)
+        if sweep_dir:  # as after a sweep that ended well (PrintSweepDir): its finished jobs' results are there
+            print(f"sweep directory: {sweep_dir}", file=sys.stderr)
         print(f"The sweep ran every job; the first that stopped{f' ({where})' if where else ''} said:", file=sys.stderr)
         print(report(error), file=sys.stderr)  # again: a submitit job's own output is in its .submitit log, not here
         raise SystemExit(2) from None
@@ -395,6 +402,15 @@ def close_progress_bars() -> None:
         bar.close()
 
 
+def log_to_files(message: str) -> None:
+    """``message`` as an error record in the job's log file (train.log) only: the console gets the sentence once,
+    from the caller's print."""
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, message, None, None)
+    for handler in {*logging.getLogger().handlers, *log.handlers}:
+        if isinstance(handler, logging.FileHandler) and record.levelno >= handler.level:
+            handler.handle(record)
+
+
 @contextmanager
 def reporting_user_errors():
     """Around the work of a Hydra job: a UserError becomes its sentence on stderr and in the job's log, exit code 2.
@@ -416,10 +432,10 @@ def reporting_user_errors():
             raise
         output_dir = HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else None
         close_progress_bars()
-        log.error(report(user_error) + (f" (output directory: {output_dir})" if output_dir else ""))
+        log_to_files(report(user_error) + (f" (output directory: {output_dir})" if output_dir else ""))
         print(report(user_error), file=sys.stderr)
         if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
-            user_error.output_dir = output_dir
+            user_error.output_dir, user_error.sweep_dir = output_dir, HydraConfig.get().sweep.dir
             raise user_error from None  # as for any failed job, Hydra runs the sweep's others, then raises it
         raise SystemExit(2) from None
 
@@ -433,6 +449,11 @@ def stopping_before_any_job():
     except UserError as error:
         print(report(error), file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def _mode_flags() -> list[str]:
+    flags = ("-m", "--multirun", "-c", "--cfg", "-i", "--info", "-r", "--run", "-sc", "--shell-completion")
+    return [arg for arg in sys.argv[1:] if arg.split("=", 1)[0] in flags]
 
 
 def run_entry_point(main: Callable[[], object]) -> None:
@@ -450,6 +471,13 @@ def run_entry_point(main: Callable[[], object]) -> None:
     hydra_internals.run_and_report = lambda function: run_and_report(lambda: _reporting_hydra_refusals(function))
     try:
         main()
+    except ValueError as error:  # Hydra's own check of its flags, before its reporter runs
+        if _job["started"] or not str(error).startswith("Only one of --run, --multirun"):
+            raise
+        print(report(ConfigError(f"The command line gives {' and '.join(_mode_flags())}, but Hydra does one of --run, "
+                                 f"--multirun (-m), --cfg, --info and --shell-completion at a time; to see a sweep "
+                                 f"job's config, drop -m and give that job's values with --cfg job.")), file=sys.stderr)
+        raise SystemExit(2) from None
     except SystemExit as stop:
         if stop.code == 1 and not _job["started"]:
             sys.exit(2)

@@ -253,7 +253,15 @@ def validate(cfg: DictConfig) -> None:
     check_rules(cfg)
     ckpt_path = _lookup(cfg, "ckpt_path")
     if ckpt_path not in (_MISSING, None, "auto", "last", "hpc"):
-        if not Path(str(ckpt_path)).is_file():
+        given = Path(str(ckpt_path))
+        if given.is_dir():
+            run_dir = given.parent if given.name == "checkpoints" else given
+            files = sorted((run_dir / "checkpoints").glob("*.ckpt"), key=lambda file: file.name != "last.ckpt")
+            example = files[0] if files else run_dir / "checkpoints" / "last.ckpt"
+            raise ConfigError(f"Config key 'ckpt_path' is the directory {str(given)!r}; give a checkpoint file (e.g. "
+                              f"ckpt_path={example}), or ckpt_path=auto with hydra.run.dir={run_dir} to resume that "
+                              f"run.")
+        if not given.is_file():
             raise ConfigError(
                 f"Config key 'ckpt_path' is {ckpt_path!r}, but no such file exists; give an existing "
                 f"checkpoint file, 'auto' (this run's last.ckpt if present) or null."

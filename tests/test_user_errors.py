@@ -141,6 +141,9 @@ ROWS = [
     # ---- top level: seed, ckpt_path, interpolations, Hydra's refusals of the command line
     row("seed", "seed=-3", expect="'seed' is -3"),
     row("ckpt_path", "ckpt_path=/no/such/file.ckpt", expect="'ckpt_path' is '/no/such/file.ckpt'"),
+    row("ckpt-directory", "ckpt_path={tmp}", expect=("'ckpt_path' is the directory", "checkpoints/last.ckpt")),
+    row("delete-interpolated-key", "~data.data_dir", expect="cannot be deleted with ~data.data_dir"),
+    row("multirun-and-cfg", "--cfg", "job", "-m", "seed=1,2", expect=("gives --cfg and -m", "drop -m")),
     row("ckpt-unreadable", "ckpt_path={tmp}/data/run.ckpt", data=unreadable_checkpoint,
         expect=("run.ckpt cannot be read by torch.load", "truncated or not a checkpoint")),
     row("ckpt-another-model", "model=lenet5_classic", "ckpt_path={tmp}/data/run.ckpt", data=lenet5_checkpoint,
@@ -503,8 +506,9 @@ def test_a_user_error_in_one_job_of_a_sweep_lets_its_other_jobs_run(run_in_proce
                                   tmp_path / "run", whole_script=True)
     assert code == 2, output[-3000:]
     assert "Config error: Config key 'model.optimizer.lr' is -1, but it must be a number > 0." in output.splitlines()
-    assert output.rstrip().endswith(f"the first that stopped ({sweep}/0) said:\nConfig error: Config key "
-                                    f"'model.optimizer.lr' is -1, but it must be a number > 0.")
+    assert output.rstrip().endswith(f"sweep directory: {sweep}\nThe sweep ran every job; the first that stopped "
+                                    f"({sweep}/0) said:\nConfig error: Config key 'model.optimizer.lr' is -1, but it "
+                                    f"must be a number > 0.")
     assert not (sweep / "0" / "results.json").exists() and (sweep / "1" / "results.json").is_file()
     assert "Traceback" not in output
 

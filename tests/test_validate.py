@@ -28,6 +28,18 @@ def test_bad_values_get_one_sentence_naming_key_and_allowed_values(make_cfg, ove
     assert "\n" not in message
 
 
+@pytest.mark.parametrize("given", ["run", "run/checkpoints"])
+def test_a_run_directory_as_ckpt_path_names_its_last_checkpoint_and_the_resume(make_cfg, tmp_path, given):
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    for name in ("epoch_003.ckpt", "last.ckpt"):
+        (tmp_path / "run" / "checkpoints" / name).touch()
+    expected = (rf"'ckpt_path' is the directory '{tmp_path / given}'; give a checkpoint file \(e.g. "
+                rf"ckpt_path={tmp_path}/run/checkpoints/last.ckpt\), or ckpt_path=auto with "
+                rf"hydra.run.dir={tmp_path}/run to resume that run\.")
+    with pytest.raises(ConfigError, match=expected):
+        validate(make_cfg(f"ckpt_path={tmp_path / given}"))
+
+
 def test_default_config_and_experiments_are_valid(make_cfg):
     validate(make_cfg())
     validate(make_cfg("ckpt_path=auto"))
@@ -63,7 +75,9 @@ def test_missing_dataset_files_stop_the_cli_with_one_sentence_and_exit_code_2(tm
     expected = f"Data error: MNISTDataModule: expected {empty / 'MNIST' / 'raw' / 'train-images-idx3-ubyte'}"
     assert expected in result.stderr and "data.download=true" in result.stderr
     assert "Traceback" not in result.stderr
-    assert "output directory" in (run / "train.log").read_text()
+    said = expected.removeprefix("Data error: ")
+    assert (result.stdout + result.stderr).count(said) == 1  # once on the console (it was a log line too)
+    assert said in (run / "train.log").read_text() and "output directory" in (run / "train.log").read_text()
 
 
 @pytest.mark.parametrize(("devices", "available", "message"), [
