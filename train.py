@@ -25,6 +25,7 @@ import hydra
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import Checkpoint, LearningRateMonitor, ModelCheckpoint, ProgressBar
 from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher
@@ -36,9 +37,10 @@ from framework.checkpoints import (
     check_checkpoint,
     checkpoint_to_test,
     loading_checkpoint,
+    refuse_an_earlier_runs_directory,
     resolve_ckpt_path,
 )
-from framework.combinations import check_data_fits_model
+from framework.combinations import FirstBatchWatch, check_data_fits_model, network_takes_the_first_batch
 from framework.compose import paths_from_start_dir
 from framework.errors import (
     ConfigError,
@@ -156,6 +158,10 @@ def epochs_completed(trainer: L.Trainer) -> int | None:
     return torch.load(last, map_location="cpu", weights_only=False)["epoch"] + 1
 
 
+def task_is_in_a_sweep() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 def task_overrides() -> list[str]:
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
@@ -175,7 +181,8 @@ def train(cfg: DictConfig) -> dict:
     model = instantiate_node(cfg.model, "model")
     check_data_fits_model(cfg, datamodule, model)
     loggers = instantiate_group(cfg, "logger")
-    callbacks = [MonitoredMetricsLogged(monitor_keys(cfg)),
+    first_batch = FirstBatchWatch()
+    callbacks = [MonitoredMetricsLogged(monitor_keys(cfg)), first_batch,
                  *leave_out_idle_callbacks(instantiate_group(cfg, "callbacks"), loggers, cfg.trainer),
                  KeptValuesInCheckpoints(cfg), RandomStatesInCheckpoints(), DestroyProcessGroupAtExit()]
     trainer: L.Trainer = instantiate_node(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
@@ -187,20 +194,23 @@ def train(cfg: DictConfig) -> dict:
     trained = cfg.get("train", True)
     given = resolve_ckpt_path(cfg.get("ckpt_path"), trainer) if trained else checkpoint_to_test(cfg.ckpt_path, trainer)
     check_checkpoint(given, resumed_with=cfg if trained else None)
+    if trained and given is None:
+        refuse_an_earlier_runs_directory(cfg.paths.output_dir, trainer, multirun=task_is_in_a_sweep())
     metrics = {}
-    if trained:
-        with trainer_refusals(cfg.trainer), loading_checkpoint(given):
-            trainer.fit(model, datamodule=datamodule, ckpt_path=given)
-        metrics = to_float_dict(trainer.callback_metrics)  # the last epoch's
-        checkpoint, evaluated = best_checkpoint(trainer)
-    else:
-        checkpoint, evaluated = given, f"checkpoint {given}"
-    with loading_checkpoint(None if trained else given):
-        if checkpoint:
-            metrics |= evaluate_checkpoint(trainer, model, datamodule, checkpoint)
-        if cfg.get("test", True):
-            trainer.test(model, datamodule=datamodule, ckpt_path=checkpoint)
-            metrics |= to_float_dict(trainer.callback_metrics)
+    with network_takes_the_first_batch(cfg, model, datamodule, first_batch):
+        if trained:
+            with trainer_refusals(cfg.trainer), loading_checkpoint(given):
+                trainer.fit(model, datamodule=datamodule, ckpt_path=given)
+            metrics = to_float_dict(trainer.callback_metrics)  # the last epoch's
+            checkpoint, evaluated = best_checkpoint(trainer)
+        else:
+            checkpoint, evaluated = given, f"checkpoint {given}"
+        with loading_checkpoint(None if trained else given):
+            if checkpoint:
+                metrics |= evaluate_checkpoint(trainer, model, datamodule, checkpoint)
+            if cfg.get("test", True):
+                trainer.test(model, datamodule=datamodule, ckpt_path=checkpoint)
+                metrics |= to_float_dict(trainer.callback_metrics)
     shown = ", ".join(f"{k} = {v:.4f}" for k, v in sorted(metrics.items()) if k.startswith(("val/", "test/")))
     if not shown:
         shown = "none were logged" + (" (trainer.barebones turns off self.log)" if cfg.trainer.get("barebones") else "")

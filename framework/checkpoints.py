@@ -38,6 +38,27 @@ def resolve_ckpt_path(ckpt_path: str | None, trainer: L.Trainer) -> str | None:
     return None
 
 
+def refuse_an_earlier_runs_directory(output_dir: str, trainer: L.Trainer, multirun: bool = False) -> None:
+    """A run that starts fresh (no checkpoint to resume) in a directory where an earlier run left its checkpoints or
+    results.json would mix its files with that run's (metrics.csv appended to, last.ckpt and results.json replaced):
+    one sentence instead, as HF's Trainer refuses a non-empty output_dir. Lightning's own resume of a SLURM job from
+    its hpc_ckpt_*.ckpt (ckpt_path null) passes."""
+    from lightning.fabric.plugins.environments import SLURMEnvironment
+
+    folder = Path(output_dir)
+    if SLURMEnvironment.detect() and any(Path(trainer.default_root_dir).glob("hpc_ckpt_*.ckpt")):
+        return
+    earlier = sorted(folder.glob("checkpoints/*.ckpt")) + sorted(folder.glob("results.json"))
+    if not earlier:
+        return
+    shown = ", ".join(str(path.relative_to(folder)) for path in earlier[:3]) + (", ..." if len(earlier) > 3 else "")
+    elsewhere = "another hydra.sweep.dir" if multirun else "leave hydra.run.dir out (each run gets a new folder)"
+    raise ConfigError(f"The output directory {folder} holds an earlier run ({shown}), and this run starts fresh "
+                      f"(ckpt_path is not given or finds no last.ckpt), so it would mix its metrics and checkpoints "
+                      f"with that run's; continue that run with ckpt_path=auto, {elsewhere}, or delete the earlier "
+                      f"run's files.")
+
+
 def checkpoint_to_test(ckpt_path: str | None, trainer: L.Trainer) -> str:
     """The weights a test-only run (``train=false``) scores: ``ckpt_path``, ``auto`` meaning this run's last.ckpt."""
     checkpoint = resolve_ckpt_path(ckpt_path, trainer)

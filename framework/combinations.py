@@ -3,7 +3,9 @@
 A DataModule says what it hands out (``sample_shape()``, ``task``, ``num_classes``; see
 datamodules/base.py), a model what it takes (``input_shape``, ``takes_vectors``, ``takes_gray``, ``task``,
 ``hparams.num_classes``).
-Whatever an object does not say is not checked. The one sentence names the keys that make them fit:
+Whatever an object does not say is not checked here; a network that then fails on the first batch (a user's own
+network or data) is one sentence too (``network_takes_the_first_batch``). The sentence names the keys that make
+them fit:
 
     LunarLanderDataModule does not fit LeNet5: the model expects 1 channel(s), the data has 3 (set
     model.net.in_channels=3 or data.grayscale=true); the model expects 32x32 images, the data has 64x64 ...
@@ -12,10 +14,16 @@ Whatever an object does not say is not checked. The one sentence names the keys 
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 
+import torch
+from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
-from framework.errors import ConfigError
+from framework.errors import ConfigError, one_line
 
 TARGETS = {"classification": "class labels", "regression": "regression targets", "unlabeled": "no labels"}
 
@@ -79,7 +87,6 @@ def check_kinds(cfg: DictConfig, datamodule, model) -> None:
     """``model`` must be a LightningModule and ``data`` a LightningDataModule with the loaders the run uses (a plain
     network or dataset there reached Lightning's traceback; a missing test loader, after the whole training)."""
     import lightning as L
-    from torch import nn
 
     if not isinstance(model, L.LightningModule):
         remedy = ("put it under model.net, with model._target_: lightning_modules.classifier.ClassificationModule "
@@ -125,3 +132,73 @@ def check_data_fits_model(cfg: DictConfig, datamodule, model) -> None:
                                    getattr(model, "takes_vectors", False), getattr(model, "takes_gray", False))
     if problems:
         raise ConfigError(f"{type(datamodule).__name__} does not fit {model_name(model)}: {'; '.join(problems)}.")
+
+
+# ---- what only the first batch shows: a network of the user's that does not take the data's inputs -------------
+_SHAPE_WORDS = re.compile(r"\b(shapes?|sizes?|channels|dimensions?|mat1|mat2)\b", re.IGNORECASE)
+
+
+class FirstBatchWatch(Callback):
+    """Notes the inputs of the first batch a stage hands the model, and whether any batch has got through."""
+
+    def __init__(self):
+        self.first_inputs: tuple[int, ...] | None = None
+        self.a_batch_passed = False
+
+    def _started(self, batch) -> None:
+        inputs = batch[0] if isinstance(batch, list | tuple) and batch else batch
+        if self.first_inputs is None and isinstance(inputs, torch.Tensor):
+            self.first_inputs = tuple(inputs.shape)
+
+    def _ended(self, *args) -> None:
+        self.a_batch_passed = True
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._started(batch)
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        self._started(batch)
+
+    def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        self._started(batch)
+
+    on_train_batch_end = on_validation_batch_end = on_test_batch_end = _ended
+
+
+def failing_layer(error: BaseException, model: nn.Module) -> tuple[str, nn.Module, tuple[int, ...] | None] | None:
+    """(name, module, input shape) of the innermost submodule of ``model`` whose forward the error passed through."""
+    names = {id(module): name for name, module in model.named_modules() if name}
+    frames = []
+    trace = error.__traceback__
+    while trace is not None:
+        frames.append(trace.tb_frame)
+        trace = trace.tb_next
+    for frame in reversed(frames):
+        module = frame.f_locals.get("self")
+        if frame.f_code.co_name == "forward" and id(module) in names:
+            inputs = next((value for value in frame.f_locals.values() if isinstance(value, torch.Tensor)), None)
+            return names[id(module)], module, None if inputs is None else tuple(inputs.shape)
+    return None
+
+
+@contextmanager
+def network_takes_the_first_batch(cfg: DictConfig, model, datamodule, watch: FirstBatchWatch) -> Iterator[None]:
+    """Around fit/test: a network that fails on the data's first batch with torch's shape refusal (a user's own
+    network or data, which ``check_data_fits_model`` cannot see) is one sentence naming its layer and the data's
+    shape, instead of a traceback from deep inside torch. After a batch got through it stays a bug."""
+    try:
+        yield
+    except RuntimeError as error:
+        if watch.a_batch_passed or watch.first_inputs is None or isinstance(error, torch.OutOfMemoryError) or \
+                not _SHAPE_WORDS.search(str(error)) or (layer := failing_layer(error, model)) is None:
+            raise
+        name, module, inputs = layer
+        got = f" got inputs of shape {list(inputs)}" if inputs else ""
+        keys = [key for key in ("model.net.in_channels", "data.grayscale", "data.image_size", "data.pad_to",
+                                "data.flatten") if has_key(cfg, key)]
+        remedy = f" (here: {', '.join(keys)})" if keys else ""
+        raise ConfigError(f"The network ({model_name(model)}) cannot take the first batch of "
+                          f"{type(datamodule).__name__} (inputs of shape {list(watch.first_inputs)}): its layer {name} "
+                          f"({one_line(module)}){got}, and torch says: {one_line(error).rstrip('.')}; make the "
+                          f"network's inputs fit the data's with the network's or the data's arguments{remedy}."
+                          ) from None

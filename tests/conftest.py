@@ -36,8 +36,9 @@ def data_root(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def make_cfg(tmp_path, data_root):
-    def make(*overrides: str, config_name: str = "train"):
-        return compose_config([f"paths.data_dir={data_root}", *overrides], tmp_path / "run", config_name)
+    def make(*overrides: str, config_name: str = "train", run: str = "run"):
+        """``run``: the output directory's name in tmp_path (a second fresh run needs its own)."""
+        return compose_config([f"paths.data_dir={data_root}", *overrides], tmp_path / run, config_name)
 
     return make
 

@@ -309,7 +309,8 @@ def test_svhn_gray_trains_lenet5_end_to_end(make_cfg, tmp_path):
     overrides = ("data=svhn", "data.grayscale=true", f"paths.data_dir={tmp_path / 'svhn'}", "data.mean=0.4",
                  "data.std=0.2", "logger=none", "callbacks=none", "seed=3")
     assert np.isfinite(train(make_cfg(*overrides, "debug=fdr"))["metrics"]["train/loss"])
-    cfg = make_cfg(*overrides, "+trainer.limit_train_batches=0")  # tests the initial weights, made again below
+    # tests the initial weights, made again below
+    cfg = make_cfg(*overrides, "+trainer.limit_train_batches=0", run="untrained")
     tested = train(cfg)["metrics"]["test/loss"]
     L.seed_everything(3)
     model = instantiate(cfg.model)

@@ -40,7 +40,7 @@ def test_no_validation_split_trains_on_everything():
 
 def run(make_cfg, on_device: bool) -> tuple[dict, dict]:
     results = train(make_cfg("debug=limit", "seed=3", f"+data.on_device={str(on_device).lower()}",
-                             "callbacks.progress_bar.refresh_rate=0"))
+                             "callbacks.progress_bar.refresh_rate=0", run=f"on_device_{on_device}"))
     weights = torch.load(Path(results["output_dir"]) / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     return results["metrics"], weights
 

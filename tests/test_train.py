@@ -102,7 +102,8 @@ def test_early_stopping_stops_after_validation_and_max_steps_ends_before_one(mak
                              "trainer.max_epochs=5", "logger=none"))
     assert stopped["epochs_completed"] == 2  # the first validation sets the best, the second cannot beat it by 1.0
     for max_epochs in (40, -1):  # -1: no epoch limit, as in Lightning
-        short = train(make_cfg(f"trainer.max_epochs={max_epochs}", "+trainer.max_steps=5", "logger=none"))
+        short = train(make_cfg(f"trainer.max_epochs={max_epochs}", "+trainer.max_steps=5", "logger=none",
+                               run=f"short_{max_epochs}"))
         assert short["evaluated_checkpoint"] == "final weights" and "test/acc" in short["metrics"]
         assert "val/acc" not in short["metrics"]
 
@@ -134,6 +135,24 @@ def test_last_checkpoint_holds_the_last_epoch_when_the_metric_stopped_improving(
     assert Path(results["best_checkpoint"]).name == "epoch_000.ckpt"  # the case: the second epoch did not improve
     last = torch.load(Path(results["output_dir"]) / "checkpoints" / "last.ckpt", weights_only=True)
     assert (last["epoch"], last["global_step"]) == (1, 6)
+
+
+def test_a_fresh_run_in_an_earlier_runs_directory_is_one_sentence_and_leaves_its_files(make_cfg):
+    """A second run with the same hydra.run.dir and no ckpt_path appended its rows to the first one's metrics.csv
+    and replaced its last.ckpt and results.json; ckpt_path=auto still continues it."""
+    from framework.errors import ConfigError
+
+    first = train(make_cfg("debug=limit", "trainer.max_epochs=1", "seed=1"))
+    folder = Path(first["output_dir"])
+    files = {path: path.read_bytes() for path in [*folder.glob("checkpoints/*.ckpt"), folder / "csv" / "metrics.csv",
+                                                   folder / "results.json"]}
+    with pytest.raises(ConfigError, match=rf"^The output directory {folder} holds an earlier run \(checkpoints/"
+                                          rf"epoch_000.ckpt, checkpoints/last.ckpt, results.json\), and this run "
+                                          rf"starts fresh .*; continue that run with ckpt_path=auto, leave "
+                                          rf"hydra.run.dir out"):
+        train(make_cfg("debug=limit", "trainer.max_epochs=1", "seed=1"))
+    assert {path: path.read_bytes() for path in files} == files and len(list(folder.glob("checkpoints/*"))) == 2
+    assert train(make_cfg("debug=limit", "trainer.max_epochs=2", "seed=1", "ckpt_path=auto"))["epochs_completed"] == 2
 
 
 def test_a_resume_that_changes_what_the_checkpoint_restores_is_one_sentence(make_cfg):

@@ -144,6 +144,9 @@ ROWS = [
     row("ckpt-directory", "ckpt_path={tmp}", expect=("'ckpt_path' is the directory", "checkpoints/last.ckpt")),
     row("delete-interpolated-key", "~data.data_dir", expect="cannot be deleted with ~data.data_dir"),
     row("multirun-and-cfg", "--cfg", "job", "-m", "seed=1,2", expect=("gives --cfg and -m", "drop -m")),
+    row("network-refuses-first-batch", "model.net._target_=torchvision.models.resnet18", "~model.net.in_channels",
+        "debug=smoke", expect=("cannot take the first batch of DigitsDataModule (inputs of shape [64, 1, 32, 32]): its "
+                               "layer net.conv1 (Conv2d(3, 64,", "to have 3 channels, but got 1 channels")),
     row("ckpt-unreadable", "ckpt_path={tmp}/data/run.ckpt", data=unreadable_checkpoint,
         expect=("run.ckpt cannot be read by torch.load", "truncated or not a checkpoint")),
     row("ckpt-another-model", "model=lenet5_classic", "ckpt_path={tmp}/data/run.ckpt", data=lenet5_checkpoint,
@@ -583,6 +586,31 @@ def test_a_network_or_dataset_where_a_lightning_module_or_datamodule_belongs_is_
                                           r"add one, or give test=false\.$"):
         check_kinds(cfg, TrainOnly(), module)
     check_kinds(make_cfg("test=false"), TrainOnly(), module)
+
+
+def test_a_shape_refusal_on_the_first_batch_names_the_layer_and_after_a_batch_got_through_stays_a_bug(make_cfg):
+    """A network of the user's that does not take the data's inputs (which check_data_fits_model cannot know) fails
+    on the first batch: one sentence naming the layer and both shapes. The same refusal later is a bug."""
+    from framework.combinations import FirstBatchWatch, network_takes_the_first_batch
+
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 2))
+    watch = FirstBatchWatch()
+    watch.on_train_batch_start(None, None, (torch.zeros(5, 1, 4, 4), torch.zeros(5)), 0)
+    expected = (r"^The network \(Sequential\) cannot take the first batch of TensorDataset \(inputs of shape "
+                r"\[5, 1, 4, 4\]\): its layer 1 \(Linear\(in_features=12, out_features=2, bias=True\)\) got "
+                r"inputs of shape \[5, 16\], and torch says: (addmm: )?mat1 and mat2 shapes cannot be multiplied "
+                r"\(5x16 and 12x2\); make the network's inputs fit .* \(here: model.net.in_channels, "
+                r"data.image_size\)\.$")
+    with pytest.raises(ConfigError, match=expected):
+        with network_takes_the_first_batch(make_cfg(), net, torch.utils.data.TensorDataset(), watch):
+            net(torch.zeros(5, 1, 4, 4))
+    watch.on_train_batch_end()
+    with pytest.raises(RuntimeError, match="mat1 and mat2 shapes"):
+        with network_takes_the_first_batch(make_cfg(), net, torch.utils.data.TensorDataset(), watch):
+            net(torch.zeros(5, 1, 4, 4))
+    with pytest.raises(RuntimeError, match="not a shape"):  # any other error, on the first batch too
+        with network_takes_the_first_batch(make_cfg(), net, None, FirstBatchWatch()):
+            raise RuntimeError("not a shape")
 
 
 def test_a_config_file_of_the_users_that_is_not_yaml_is_one_sentence(tmp_path):
