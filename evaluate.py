@@ -74,6 +74,15 @@ def unwritable(output: Path, reason: str) -> ConfigError:
                        f"output=<a file in a folder you can write>.")
 
 
+def output_file(cfg: DictConfig, default_folder: Path, default_name: str) -> Path:
+    """``output`` when given (an existing folder, or one written with a trailing /: the task's file in it), else
+    ``default_name`` in ``default_folder``."""
+    if not cfg.get("output"):
+        return default_folder / default_name
+    output = Path(cfg.output)
+    return output / default_name if output.is_dir() or str(cfg.output).endswith("/") else output
+
+
 def write_text(output: Path, text: str) -> None:
     """Atomically (framework/atomic.py); a place that cannot be written is one sentence naming ``output``."""
     try:
@@ -90,7 +99,7 @@ def write_markdown(text: str, cfg: DictConfig, default_name: str) -> str:
         shown = ", ".join(job_name(job, folder) for job in unfinished[:10]) + (" ..." if len(unfinished) > 10 else "")
         text += (f"\n\nLeft out: {len(unfinished)} job director{'y' if len(unfinished) == 1 else 'ies'} without "
                  f"results.json (failed, killed or still running): {shown}.")
-    write_text(Path(cfg.output) if cfg.get("output") else folder / default_name, text)
+    write_text(output_file(cfg, folder, default_name), text)
     return text
 
 
@@ -133,7 +142,7 @@ def mi_sample_size_task(cfg: DictConfig) -> str:
     Keys: mi_sample_size, output.
     """
     options = cfg.mi_sample_size
-    output = Path(cfg.output) if cfg.get("output") else Path(cfg.paths.output_dir) / "mi_sample_size.md"
+    output = output_file(cfg, Path(cfg.paths.output_dir), "mi_sample_size.md")
     if reason := why_unwritable(output.parent):  # before the figure's work: its PNG goes beside the table
         raise unwritable(output, reason)
     text = figure1(list(options.datasets), cfg.paths.data_dir, list(options.sizes), options.draws, options.estimator,
@@ -185,7 +194,7 @@ def szegedy_task(study: Callable, name: str, figures: bool = False) -> Callable[
         runs_dir = runs_folder(cfg.runs)
         return write_markdown(study(cfg, runs_dir) if figures else study(cfg), cfg, f"{name}.md")
 
-    summary = (study.__doc__ or name).strip().splitlines()[0]
+    summary = " ".join((study.__doc__ or name).strip().split("\n\n")[0].split())  # its first paragraph
     task.__doc__ = f"""{summary}
 
     Keys: runs, szegedy, data_dir, output.
@@ -286,15 +295,20 @@ def task_keys(task: Callable) -> list[str]:
 
 def help_text() -> str:
     """``--help``: the tasks, each with its keys, and every key's default and meaning from conf/evaluate.yaml."""
-    described = {}
+    described, last = {}, None
     for line in (Path(__file__).parent / "conf" / "evaluate.yaml").read_text().splitlines():
         entry = re.match(r"^(\w+):\s*(.*?)\s*#\s*(.*)$", line)
         if entry:
-            described[entry.group(1)] = f"{entry.group(1)}={entry.group(2)}  {entry.group(3)}"
+            last = entry.group(1)
+            described[last] = f"{last}={entry.group(2)}  {entry.group(3)}"
+        elif last and (continued := re.match(r"^\s+#\s*(.*)$", line)):  # the comment goes on below its key
+            described[last] += f" {continued.group(1)}"
+        else:
+            last = None
     lines = ["Studies and tables on finished runs: python evaluate.py task=<task> runs=<dir> [key=value ...]",
              f"e.g. {EXAMPLE}", "", "Tasks (task=...; default table):"]
     for name, task in TASKS.items():
-        summary = (task.__doc__ or "").strip().splitlines()[0] if task.__doc__ else ""
+        summary = " ".join((task.__doc__ or "").strip().split("\n\n")[0].split())  # its first paragraph
         lines += [f"  {name}: {summary}", f"      keys: {', '.join(task_keys(task)) or '(none documented)'}"]
     lines += ["", "Keys (conf/evaluate.yaml):", *(f"  {text}" for text in described.values())]
     return "\n".join(lines)

@@ -28,12 +28,15 @@ def config_value(config: dict, dotted_key: str):
 
 def group_value(run: dict, dotted_key: str) -> str:
     """The value a run was given for ``dotted_key`` on the command line (``model=lenet5`` -> ``lenet5``),
-    else its value in the resolved config."""
+    else its value in the resolved config; a config group's (``data``: a dict) is its class's name."""
     for override in run.get("overrides", []):
         key, _, value = override.partition("=")
         if key.lstrip("+~") == dotted_key:
             return value
-    return str(config_value(run["config"], dotted_key))
+    value = config_value(run["config"], dotted_key)
+    if isinstance(value, dict) and "_target_" in value:
+        return str(value["_target_"]).rsplit(".", 1)[-1]
+    return str(value)
 
 
 # Overrides that say how a run ran, not what it trained: a job resumed with ckpt_path=auto, or run with its data in

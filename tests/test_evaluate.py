@@ -1,5 +1,7 @@
 """evaluate.py's tasks on results.json files written the way train.py writes them."""
 
+from pathlib import Path
+
 import pytest
 
 from analysis.results_table import UnknownKeyError
@@ -122,6 +124,11 @@ def test_one_metric_or_key_may_be_typed_without_brackets_and_output_folders_are_
     listed = evaluate(compose_config([f"runs={sweep}", "metrics=[test/acc]", "group_by=[model.optimizer.lr]"],
                                      tmp_path / "out", "evaluate"))
     assert typed == listed and output.read_text().strip() == typed
+    (tmp_path / "existing").mkdir()
+    for folder in (f"{tmp_path}/existing", f"{tmp_path}/new/"):  # a folder: the task's own file name in it
+        evaluate(compose_config([f"runs={sweep}", "metrics=test/acc", f"output={folder}"], tmp_path / "out",
+                                "evaluate"))
+        assert (Path(folder) / "table.md").read_text().strip() == typed
 
 
 @pytest.mark.parametrize(("task", "made_by"), [("reae_table1", "model=forward_autoencoder"),
@@ -161,6 +168,9 @@ def test_command_line_errors_are_one_sentence_with_exit_2_and_help_lists_tasks(t
     for name, task in TASKS.items():
         assert f"  {name}: " in shown.stdout and f"keys: {', '.join(task_keys(task))}" in shown.stdout
     assert "data/" not in shown.stdout and "== Config ==" not in shown.stdout  # not train.py's config groups
+    # a docstring's first paragraph and a key's comment, whole where they go on for more than one line
+    assert "then Table 4: adversarial test-set examples and Gaussian noise of stddev 0.06, then " in shown.stdout
+    assert "where runs have them, else the runs' optimized_metric and its test/ twin" in shown.stdout
 
 
 def test_unknown_task_and_missing_runs_are_named(tmp_path):
@@ -177,6 +187,10 @@ def test_a_config_group_chosen_on_the_command_line_groups_by_its_name(tmp_path):
             for name, seed, acc in (("lenet5", 1, 0.9), ("lenet5", 2, 0.9), ("lenet5_classic", 1, 0.8))]
     write_runs(sweep, runs)
     text = evaluate(compose_config([f"runs={sweep}", "metrics=[test/acc]"], tmp_path / "out", "evaluate"))
+    assert "| lenet5 | 0.9000 ± 0.0000 | 2 |" in text and "| lenet5_classic | 0.8000 ± — | 1 |" in text
+    # a group the runs did not choose on the command line: its class, not its whole config
+    text = evaluate(compose_config([f"runs={sweep}", "metrics=[test/acc]", "group_by=[model.net]"], tmp_path / "out",
+                                   "evaluate"))
     assert "| lenet5 | 0.9000 ± 0.0000 | 2 |" in text and "| lenet5_classic | 0.8000 ± — | 1 |" in text
 
 
