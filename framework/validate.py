@@ -285,6 +285,7 @@ def validate(cfg: DictConfig) -> None:
     check_validation_monitor(cfg)
     check_early_stopping_has_a_metric(cfg)
     check_nested_groups_chosen_with_a_slash(cfg)
+    check_no_chosen_config_is_shadowed()
     check_partial_arguments(cfg)
     check_sdlm_has_its_hessian(cfg)
 
@@ -370,6 +371,25 @@ def check_nested_groups_chosen_with_a_slash(cfg: DictConfig) -> None:
         raise ConfigError(f"Config key '{key}' is {value!r}, but it holds a config, and this model does not take "
                           f"it from the group {group}; set {key}._target_ (a class path) and its arguments "
                           f"({key}.<argument>=<value>, ~{key}.<argument> to remove one).")
+
+
+def check_no_chosen_config_is_shadowed() -> None:
+    """A user's config folder on ``hydra.searchpath`` with a file named like one of conf/'s (``model/lenet5.yaml``):
+    Hydra reads conf/'s, which comes first on its search path, so the run would silently use the built-in one."""
+    if not HydraConfig.initialized():
+        return
+    hydra_cfg = HydraConfig.get()
+    choices, start = hydra_cfg.runtime.choices, Path(hydra_cfg.runtime.cwd)
+    for entry in hydra_cfg.searchpath:
+        if not str(entry).startswith("file://"):
+            continue
+        folder = start / str(entry).removeprefix("file://")
+        for group, option in choices.items():
+            yours, ours = folder / group / f"{option}.yaml", CONFIG_DIR / group / f"{option}.yaml"
+            if option and yours.is_file() and ours.is_file() and yours.resolve() != ours.resolve():
+                raise ConfigError(f"The config file {yours} has the name of the built-in conf/{group}/{option}.yaml, "
+                                  f"which Hydra reads instead (conf/ comes first on its search path); rename yours, "
+                                  f"e.g. {group}/my_{option}.yaml, and choose it with {group}=my_{option}.")
 
 
 def check_partial_arguments(node, prefix: str = "") -> None:

@@ -613,6 +613,18 @@ def test_a_shape_refusal_on_the_first_batch_names_the_layer_and_after_a_batch_go
             raise RuntimeError("not a shape")
 
 
+def test_a_config_file_of_the_users_named_like_a_built_in_one_is_one_sentence(tmp_path):
+    """Hydra's search path has conf/ first: a user's model/lenet5.yaml was passed over for ours, silently."""
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "lenet5.yaml").write_text((ROOT / "conf/model/lenet5.yaml").read_text())
+    result = run_cli("train.py", f"hydra.searchpath=[file://{tmp_path}]", f"hydra.run.dir={tmp_path}/r")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [f"Config error: The config file {tmp_path}/model/lenet5.yaml has the name "
+                                          f"of the built-in conf/model/lenet5.yaml, which Hydra reads instead (conf/ "
+                                          f"comes first on its search path); rename yours, e.g. model/my_lenet5.yaml, "
+                                          f"and choose it with model=my_lenet5."]
+
+
 def test_a_config_file_of_the_users_that_is_not_yaml_is_one_sentence(tmp_path):
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "bad.yaml").write_text("net:\n  _target_: nets.MLP\n   hidden: 3\n")  # one space too many
