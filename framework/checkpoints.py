@@ -52,7 +52,7 @@ def refuse_an_earlier_runs_directory(output_dir: str, trainer: L.Trainer, multir
     if not earlier:
         return
     shown = ", ".join(str(path.relative_to(folder)) for path in earlier[:3]) + (", ..." if len(earlier) > 3 else "")
-    elsewhere = "another hydra.sweep.dir" if multirun else "leave hydra.run.dir out (each run gets a new folder)"
+    elsewhere = "give another hydra.sweep.dir" if multirun else "leave hydra.run.dir out (each run gets a new folder)"
     raise ConfigError(f"The output directory {folder} holds an earlier run ({shown}), and this run starts fresh "
                       f"(ckpt_path is not given or finds no last.ckpt), so it would mix its metrics and checkpoints "
                       f"with that run's; continue that run with ckpt_path=auto, {elsewhere}, or delete the earlier "

@@ -140,6 +140,9 @@ def test_last_checkpoint_holds_the_last_epoch_when_the_metric_stopped_improving(
 def test_a_fresh_run_in_an_earlier_runs_directory_is_one_sentence_and_leaves_its_files(make_cfg):
     """A second run with the same hydra.run.dir and no ckpt_path appended its rows to the first one's metrics.csv
     and replaced its last.ckpt and results.json; ckpt_path=auto still continues it."""
+    from types import SimpleNamespace
+
+    from framework.checkpoints import refuse_an_earlier_runs_directory
     from framework.errors import ConfigError
 
     first = train(make_cfg("debug=limit", "trainer.max_epochs=1", "seed=1"))
@@ -152,6 +155,8 @@ def test_a_fresh_run_in_an_earlier_runs_directory_is_one_sentence_and_leaves_its
                                           rf"hydra.run.dir out"):
         train(make_cfg("debug=limit", "trainer.max_epochs=1", "seed=1"))
     assert {path: path.read_bytes() for path in files} == files and len(list(folder.glob("checkpoints/*"))) == 2
+    with pytest.raises(ConfigError, match=r"continue that run with ckpt_path=auto, give another hydra.sweep.dir, or "):
+        refuse_an_earlier_runs_directory(str(folder), SimpleNamespace(default_root_dir=str(folder)), multirun=True)
     assert train(make_cfg("debug=limit", "trainer.max_epochs=2", "seed=1", "ckpt_path=auto"))["epochs_completed"] == 2
 
 
