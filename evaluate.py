@@ -80,7 +80,12 @@ def output_file(cfg: DictConfig, default_folder: Path, default_name: str) -> Pat
     if not cfg.get("output"):
         return default_folder / default_name
     output = Path(cfg.output)
-    return output / default_name if output.is_dir() or str(cfg.output).endswith("/") else output
+    if output.is_dir() or str(cfg.output).endswith("/"):
+        return output / default_name
+    if output.suffix != ".md":  # a run's results.json or .hydra/config.yaml was overwritten by a table
+        raise ConfigError(f"Config key 'output' is {str(cfg.output)!r}, which is not a markdown file; give a path "
+                          f"ending in .md, or a folder (the table goes into it as {default_name}).")
+    return output
 
 
 def write_text(output: Path, text: str) -> None:

@@ -36,8 +36,8 @@ from framework.checkpoints import (
     RandomStatesInCheckpoints,
     check_checkpoint,
     checkpoint_to_test,
+    earlier_run_refusal,
     loading_checkpoint,
-    refuse_an_earlier_runs_directory,
     resolve_ckpt_path,
 )
 from framework.combinations import FirstBatchWatch, check_data_fits_model, network_takes_the_first_batch
@@ -169,6 +169,10 @@ def task_overrides() -> list[str]:
 def train(cfg: DictConfig) -> dict:
     """Run one training job described by ``cfg``; returns (and writes) its results."""
     validate(cfg)
+    # before anything is written (Hydra's run and sweep callbacks check it earlier still: framework/hydra_callbacks.py)
+    if refusal := earlier_run_refusal(cfg.paths.output_dir, cfg.get("ckpt_path"), cfg.get("train", True),
+                                      multirun=task_is_in_a_sweep()):
+        raise refusal
     send_lightning_logs_to_hydra()
     wandb_offline_without_credentials(cfg)
     give_wandb_loggers_their_run_id(cfg)
@@ -194,8 +198,6 @@ def train(cfg: DictConfig) -> dict:
     trained = cfg.get("train", True)
     given = resolve_ckpt_path(cfg.get("ckpt_path"), trainer) if trained else checkpoint_to_test(cfg.ckpt_path, trainer)
     check_checkpoint(given, resumed_with=cfg if trained else None)
-    if trained and given is None:
-        refuse_an_earlier_runs_directory(cfg.paths.output_dir, trainer, multirun=task_is_in_a_sweep())
     metrics = {}
     with network_takes_the_first_batch(cfg, model, datamodule, first_batch):
         if trained:

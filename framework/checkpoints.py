@@ -38,25 +38,49 @@ def resolve_ckpt_path(ckpt_path: str | None, trainer: L.Trainer) -> str | None:
     return None
 
 
-def refuse_an_earlier_runs_directory(output_dir: str, trainer: L.Trainer, multirun: bool = False) -> None:
-    """A run that starts fresh (no checkpoint to resume) in a directory where an earlier run left its checkpoints or
-    results.json would mix its files with that run's (metrics.csv appended to, last.ckpt and results.json replaced):
-    one sentence instead, as HF's Trainer refuses a non-empty output_dir. Lightning's own resume of a SLURM job from
-    its hpc_ckpt_*.ckpt (ckpt_path null) passes."""
+def earlier_run_refusal(output_dir: str | Path, ckpt_path: str | None, trained: bool = True,
+                        multirun: bool = False) -> ConfigError | None:
+    """Would this run mix its files with those an earlier run left in ``output_dir``? A training run that does not
+    continue that directory's own run (no ckpt_path, another run's checkpoint, or ``auto`` without a last.ckpt
+    there) would append to its metrics.csv and replace its last.ckpt and results.json; a test-only run
+    (``train=false``) would replace its results.json. The sentence that says so (None: no conflict), as HF's
+    Trainer refuses a non-empty output_dir. Lightning's own resume of a SLURM job from hpc_ckpt_*.ckpt passes."""
     from lightning.fabric.plugins.environments import SLURMEnvironment
 
     folder = Path(output_dir)
-    if SLURMEnvironment.detect() and any(Path(trainer.default_root_dir).glob("hpc_ckpt_*.ckpt")):
-        return
-    earlier = sorted(folder.glob("checkpoints/*.ckpt")) + sorted(folder.glob("results.json"))
-    if not earlier:
-        return
-    shown = ", ".join(str(path.relative_to(folder)) for path in earlier[:3]) + (", ..." if len(earlier) > 3 else "")
+    checkpoints, results = sorted(folder.glob("checkpoints/*.ckpt")), sorted(folder.glob("results.json"))
+    if any(folder.glob("hpc_ckpt_*.ckpt")) and SLURMEnvironment.detect():
+        return None
     elsewhere = "give another hydra.sweep.dir" if multirun else "leave hydra.run.dir out (each run gets a new folder)"
-    raise ConfigError(f"The output directory {folder} holds an earlier run ({shown}), and this run starts fresh "
-                      f"(ckpt_path is not given or finds no last.ckpt), so it would mix its metrics and checkpoints "
-                      f"with that run's; continue that run with ckpt_path=auto, {elsewhere}, or delete the earlier "
-                      f"run's files.")
+    if not trained:
+        if not results:
+            return None
+        given = folder / "checkpoints" / "last.ckpt" if ckpt_path in (None, "auto", "last") else ckpt_path
+        return ConfigError(f"The output directory {folder} holds the results.json of an earlier run, which this "
+                           f"test-only run (train=false) would replace; give ckpt_path={given} and {elsewhere}, or "
+                           f"delete that results.json.")
+    if ckpt_path in ("auto", "last"):
+        if (folder / "checkpoints" / "last.ckpt").is_file():
+            return None
+        if not checkpoints + results:
+            return None  # a run killed before its first checkpoint starts again
+        files = shown(folder, checkpoints + results)
+        return ConfigError(f"The output directory {folder} holds an earlier run ({files}) but no checkpoints/last.ckpt"
+                           f" for ckpt_path={ckpt_path} to continue, so this run would "
+                           f"start fresh among its files; {elsewhere}, or delete the earlier run's files.")
+    if ckpt_path == "hpc" or (ckpt_path and Path(ckpt_path).resolve().parent == (folder / "checkpoints").resolve()):
+        return None  # this directory's own run, continued
+    earlier = checkpoints + results + sorted(folder.glob("csv/metrics.csv"))
+    if not earlier:
+        return None
+    start = f"resumes from another run's checkpoint ({ckpt_path})" if ckpt_path else "starts fresh"
+    return ConfigError(f"The output directory {folder} holds an earlier run ({shown(folder, earlier)}), and this run "
+                       f"{start}, so it would mix its metrics and checkpoints with that run's; continue that run with "
+                       f"ckpt_path=auto, {elsewhere}, or delete the earlier run's files.")
+
+
+def shown(folder: Path, files: list[Path]) -> str:
+    return ", ".join(str(path.relative_to(folder)) for path in files[:3]) + (", ..." if len(files) > 3 else "")
 
 
 def checkpoint_to_test(ckpt_path: str | None, trainer: L.Trainer) -> str:
@@ -65,8 +89,7 @@ def checkpoint_to_test(ckpt_path: str | None, trainer: L.Trainer) -> str:
     if checkpoint is None:
         given = "null" if ckpt_path is None else "auto, and this run directory has no checkpoints/last.ckpt"
         raise ConfigError(f"Config key 'train' is false (test only), but ckpt_path is {given}: there are no trained "
-                          f"weights to test; give ckpt_path=<checkpoint file> (or ckpt_path=auto with the "
-                          f"hydra.run.dir of a run that has one).")
+                          f"weights to test; give ckpt_path=<checkpoint file> (a run's checkpoints/last.ckpt).")
     return checkpoint
 
 
@@ -195,7 +218,7 @@ def check_resumed_values(path: str, checkpoint: dict, cfg: DictConfig) -> None:
         raise ConfigError(f"Config key 'ckpt_path' is {path!r}, but this start gives {shown}: a resumed run keeps "
                           f"what its checkpoint was made with (the seed, the train/validation split, the optimizer's, "
                           f"scheduler's and early stopping's state, values included); resume with the checkpoint's "
-                          f"values, or start a new run (without ckpt_path) to train with these.")
+                          f"values, or start a new run in a folder of its own (without ckpt_path) to train with these.")
 
 
 def _names(message: str, heading: str) -> list[str]:

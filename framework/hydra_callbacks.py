@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -15,6 +16,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from framework.checkpoints import earlier_run_refusal
 from framework.compose import ROOT
 from framework.errors import UserError, stopping_before_any_job
 from framework.pretrained import alexnet_features_state_dict
@@ -67,6 +69,37 @@ class FailedTaskEndsItsJob(Callback):
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(2 if isinstance(job_return._return_value, UserError) else 1)
+
+
+class EarlierRunsPreflight(Callback):
+    """Before Hydra writes a run's .hydra/ files (or a sweep's multirun.yaml): a run, or the jobs of a sweep, that
+    would mix their files with an earlier run's in the same directory stop with the sentence of
+    ``earlier_run_refusal``, leaving that run's files as they were (train.py checks each job again)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if config.hydra.job.name == "train":
+            self.check(Path(str(config.hydra.run.dir)).absolute(), config, multirun=False)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        swept = any(override.startswith(("ckpt_path=", "train=")) and "," in override
+                    for override in config.hydra.overrides.task)
+        numbered = OmegaConf.to_container(config.hydra.sweep, resolve=False).get("subdir") == "${hydra.job.num}"
+        if config.hydra.job.name != "train" or swept or not numbered:
+            return
+        folder = Path(str(config.hydra.sweep.dir)).absolute()
+        jobs = sorted((path for path in folder.glob("*") if path.is_dir() and path.name.isdigit()),
+                      key=lambda path: int(path.name))
+        for job in jobs:
+            self.check(job, config, multirun=True)
+
+    @staticmethod
+    def check(folder: Path, config: DictConfig, multirun: bool) -> None:
+        ckpt_path = config.get("ckpt_path")
+        if ckpt_path not in (None, "auto", "last", "hpc"):
+            ckpt_path = str(Path(ckpt_path).absolute())
+        with stopping_before_any_job():
+            if refusal := earlier_run_refusal(folder, ckpt_path, config.get("train", True), multirun):
+                raise refusal
 
 
 class PrintSweepDir(Callback):

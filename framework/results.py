@@ -9,7 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from framework.atomic import write_atomically
-from framework.errors import ConfigError
+from framework.errors import ConfigError, DataError
 
 LIBRARIES = ("torch", "torchvision", "lightning", "hydra-core", "torchmetrics", "scikit-learn", "wandb")
 
@@ -72,4 +72,19 @@ def load_results(runs) -> list[dict]:
             given, where = (repr(str(path)), "it") if len(paths) == 1 else ([str(p) for p in paths], repr(str(path)))
             raise ConfigError(f"Config key 'runs' is {given}, but there is no results.json under {where}; give the "
                               f"output directory of a finished run or multirun.")
-    return [json.loads(p.read_text()) | {"path": str(p.parent)} for p in found]
+    return [read_results(path) | {"path": str(path.parent)} for path in found]
+
+
+def read_results(path: Path) -> dict:
+    """One results.json; a file that is not one (half written by hand, overwritten by another tool) is one
+    sentence naming it."""
+    try:
+        results = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        why = f"{type(error).__name__}: {str(error).splitlines()[0]}"
+        raise DataError(f"{path} is not a results.json that a run wrote ({why}); train that run again, or move the "
+                        f"file out of runs=.") from None
+    if not isinstance(results, dict) or not isinstance(results.get("metrics"), dict):
+        raise DataError(f"{path} is not a results.json that a run wrote (it holds no metrics); train that run again, "
+                        f"or move the file out of runs=.")
+    return results

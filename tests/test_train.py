@@ -137,27 +137,67 @@ def test_last_checkpoint_holds_the_last_epoch_when_the_metric_stopped_improving(
     assert (last["epoch"], last["global_step"]) == (1, 6)
 
 
-def test_a_fresh_run_in_an_earlier_runs_directory_is_one_sentence_and_leaves_its_files(make_cfg):
-    """A second run with the same hydra.run.dir and no ckpt_path appended its rows to the first one's metrics.csv
-    and replaced its last.ckpt and results.json; ckpt_path=auto still continues it."""
-    from types import SimpleNamespace
-
-    from framework.checkpoints import refuse_an_earlier_runs_directory
+def test_a_run_that_would_mix_its_files_with_an_earlier_runs_is_one_sentence_and_leaves_them(make_cfg, tmp_path):
+    """A second run with the same hydra.run.dir appended its rows to the first one's metrics.csv and replaced its
+    last.ckpt and results.json: started fresh, from another run's checkpoint, or test-only. ckpt_path=auto still
+    continues it, and a test-only run of a killed run's last.ckpt (no results.json yet) still goes into its folder."""
     from framework.errors import ConfigError
 
     first = train(make_cfg("debug=limit", "trainer.max_epochs=1", "seed=1"))
+    other = train(make_cfg("debug=limit", "trainer.max_epochs=1", "seed=2", run="other"))["best_checkpoint"]
     folder = Path(first["output_dir"])
     files = {path: path.read_bytes() for path in [*folder.glob("checkpoints/*.ckpt"), folder / "csv" / "metrics.csv",
                                                    folder / "results.json"]}
-    with pytest.raises(ConfigError, match=rf"^The output directory {folder} holds an earlier run \(checkpoints/"
-                                          rf"epoch_000.ckpt, checkpoints/last.ckpt, results.json\), and this run "
-                                          rf"starts fresh .*; continue that run with ckpt_path=auto, leave "
-                                          rf"hydra.run.dir out"):
-        train(make_cfg("debug=limit", "trainer.max_epochs=1", "seed=1"))
+    earlier = rf"^The output directory {folder} holds an earlier run \(checkpoints/epoch_000.ckpt, checkpoints/"
+    earlier += r"last.ckpt, "
+    for overrides, expected in (
+            ((), earlier + r"results.json, \.\.\.\), and this run starts fresh, so it would mix its metrics and "
+                           r"checkpoints with that run's; continue that run with ckpt_path=auto, leave hydra.run.dir "
+                           r"out \(each run gets a new folder\), or delete the earlier run's files\.$"),
+            ((f"ckpt_path={other}",), rf"and this run resumes from another run's checkpoint \({other}\)"),
+            (("train=false", "ckpt_path=auto"), rf"holds the results.json of an earlier run, which this test-only run "
+                                                rf"\(train=false\) would replace; give ckpt_path={folder}/checkpoints/"
+                                                rf"last.ckpt and leave hydra.run.dir out")):
+        with pytest.raises(ConfigError, match=expected):
+            train(make_cfg("debug=limit", "trainer.max_epochs=1", "seed=1", *overrides))
     assert {path: path.read_bytes() for path in files} == files and len(list(folder.glob("checkpoints/*"))) == 2
-    with pytest.raises(ConfigError, match=r"continue that run with ckpt_path=auto, give another hydra.sweep.dir, or "):
-        refuse_an_earlier_runs_directory(str(folder), SimpleNamespace(default_root_dir=str(folder)), multirun=True)
     assert train(make_cfg("debug=limit", "trainer.max_epochs=2", "seed=1", "ckpt_path=auto"))["epochs_completed"] == 2
+
+    (folder / "checkpoints" / "last.ckpt").unlink()  # auto has nothing to continue, among another run's files
+    with pytest.raises(ConfigError, match=r"but no checkpoints/last.ckpt for ckpt_path=auto to continue, so this run "
+                                          r"would start fresh among its files; leave hydra.run.dir out"):
+        train(make_cfg("debug=limit", "seed=1", "ckpt_path=auto"))
+    killed = tmp_path / "killed"  # a run killed before its results.json: its last.ckpt is tested in its folder
+    (killed / "checkpoints").mkdir(parents=True)
+    (killed / "checkpoints" / "last.ckpt").write_bytes(Path(other).read_bytes())
+    tested = train(make_cfg("debug=limit", "seed=2", "train=false", "ckpt_path=auto", run="killed"))
+    assert tested["best_checkpoint"] == str(killed / "checkpoints" / "last.ckpt")
+    (killed / "checkpoints" / "last.ckpt").unlink()
+    (killed / "results.json").unlink()  # left: its metrics.csv, from a run that left no checkpoint
+    with pytest.raises(ConfigError, match=r"holds an earlier run \(csv/metrics.csv\), and this run starts fresh"):
+        train(make_cfg("debug=limit", "seed=2", run="killed"))
+
+
+def test_the_earlier_run_check_stops_a_run_or_sweep_before_hydra_writes_into_its_folders(tmp_path):
+    """Hydra writes a job's .hydra/ files (and a sweep's multirun.yaml) before the job starts: the run's and the
+    sweep's Hydra callbacks check first, so the earlier run's record of its config stays."""
+    sweep = tmp_path / "sweep"
+    for job in ("0", "1"):
+        (sweep / job / ".hydra").mkdir(parents=True)
+        (sweep / job / ".hydra" / "overrides.yaml").write_text(f"- seed={job}\n")
+        (sweep / job / "results.json").write_text("{}")
+    (sweep / "multirun.yaml").write_text("earlier\n")
+    rerun = run_cli("train.py", "-m", "seed=4,5", "debug=smoke", f"hydra.sweep.dir={sweep}")
+    assert rerun.returncode == 2 and "Traceback" not in rerun.stderr
+    assert rerun.stderr.strip().splitlines()[-1] == (
+        f"Config error: The output directory {sweep}/0 holds an earlier run (results.json), and this run starts fresh, "
+        f"so it would mix its metrics and checkpoints with that run's; continue that run with ckpt_path=auto, give "
+        f"another hydra.sweep.dir, or delete the earlier run's files.")
+    assert (sweep / "0" / ".hydra" / "overrides.yaml").read_text() == "- seed=0\n"
+    assert (sweep / "multirun.yaml").read_text() == "earlier\n"
+    run = run_cli("train.py", "seed=7", "debug=smoke", f"hydra.run.dir={sweep}/1")
+    assert run.returncode == 2 and "holds an earlier run (results.json)" in run.stderr
+    assert (sweep / "1" / ".hydra" / "overrides.yaml").read_text() == "- seed=1\n"
 
 
 def test_a_resume_that_changes_what_the_checkpoint_restores_is_one_sentence(make_cfg):

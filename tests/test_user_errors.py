@@ -99,6 +99,11 @@ def reae_table1_results(root: Path) -> None:
     (root / "run" / "results.json").write_text(json.dumps({"metrics": {"test/acc": 0.9}, "config": config}))
 
 
+def a_results_json_overwritten_by_a_table(root: Path) -> None:
+    (root / "run").mkdir()
+    (root / "run" / "results.json").write_text("| model | test/acc |\n")
+
+
 def one_classifier_run(root: Path, checkpoint: str = "best.ckpt") -> None:
     """A finished classifier run (one: the cross-model studies compare two or more)."""
     import json
@@ -350,6 +355,12 @@ ROWS = [
     row("evaluate-output-unwritable", "runs={tmp}/data", "output={tmp}/data/run/results.json/table.md",
         data=reae_table1_results, script="evaluate.py",
         expect=("Config key 'output' leads to ", "results.json/table.md, which cannot be written", "give output=")),
+    row("evaluate-output-not-markdown", "runs={tmp}/data", "output={tmp}/data/run/results.json",
+        data=reae_table1_results, script="evaluate.py",
+        expect=("run/results.json', which is not a markdown file; give a path ending in .md, or a folder")),
+    row("evaluate-results-json-not-json", "runs={tmp}/data", data=a_results_json_overwritten_by_a_table,
+        script="evaluate.py", expect=("run/results.json is not a results.json that a run wrote (JSONDecodeError",
+                                      "train that run again")),
     row("reae-figure-on-table-runs", "task=reae_figure2", "runs={tmp}/data", data=reae_table1_results,
         script="evaluate.py", expect=("give model.rho as a list", "experiment=reae_figure2_* sweep")),
     row("szegedy-checkpoint-gone", "task=szegedy_table1", "runs={tmp}/data", script="evaluate.py",
