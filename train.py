@@ -40,7 +40,7 @@ from framework.checkpoints import (
     loading_checkpoint,
     resolve_ckpt_path,
 )
-from framework.combinations import FirstBatchWatch, check_data_fits_model, network_takes_the_first_batch
+from framework.combinations import FirstBatchWatch, check_data_fits_model, data_the_network_takes
 from framework.compose import paths_from_start_dir
 from framework.errors import (
     ConfigError,
@@ -199,7 +199,7 @@ def train(cfg: DictConfig) -> dict:
     given = resolve_ckpt_path(cfg.get("ckpt_path"), trainer) if trained else checkpoint_to_test(cfg.ckpt_path, trainer)
     check_checkpoint(given, resumed_with=cfg if trained else None)
     metrics = {}
-    with network_takes_the_first_batch(cfg, model, datamodule, first_batch):
+    with data_the_network_takes(cfg, model, datamodule, first_batch):
         if trained:
             with trainer_refusals(cfg.trainer), loading_checkpoint(given):
                 trainer.fit(model, datamodule=datamodule, ckpt_path=given)

@@ -4,7 +4,7 @@ A DataModule says what it hands out (``sample_shape()``, ``task``, ``num_classes
 datamodules/base.py), a model what it takes (``input_shape``, ``takes_vectors``, ``takes_gray``, ``task``,
 ``hparams.num_classes``).
 Whatever an object does not say is not checked here; a network that then fails on the first batch (a user's own
-network or data) is one sentence too (``network_takes_the_first_batch``). The sentence names the keys that make
+network or data) is one sentence too (``data_the_network_takes``). The sentence names the keys that make
 them fit:
 
     LunarLanderDataModule does not fit LeNet5: the model expects 1 channel(s), the data has 3 (set
@@ -166,7 +166,9 @@ class FirstBatchWatch(Callback):
 
 
 def failing_layer(error: BaseException, model: nn.Module) -> tuple[str, nn.Module, tuple[int, ...] | None] | None:
-    """(name, module, input shape) of the innermost submodule of ``model`` whose forward the error passed through."""
+    """(name, module, input shape) of the innermost submodule of ``model`` whose forward the error passed through,
+    when that is one of torch's own layers (Conv2d, Linear, ...): the error is then about what the layer was given,
+    not a bug in a forward of the user's (whose traceback points at its line)."""
     names = {id(module): name for name, module in model.named_modules() if name}
     frames = []
     trace = error.__traceback__
@@ -176,26 +178,46 @@ def failing_layer(error: BaseException, model: nn.Module) -> tuple[str, nn.Modul
     for frame in reversed(frames):
         module = frame.f_locals.get("self")
         if frame.f_code.co_name == "forward" and id(module) in names:
+            if not type(module).__module__.startswith("torch.nn."):
+                return None
             inputs = next((value for value in frame.f_locals.values() if isinstance(value, torch.Tensor)), None)
             return names[id(module)], module, None if inputs is None else tuple(inputs.shape)
     return None
 
 
+CHANNEL_KEYS = ("model.net.in_channels", "data.grayscale")
+SIZE_KEYS = ("data.image_size", "data.pad_to", "data.flatten")
+_OUT_OF_RANGE_LABEL = re.compile(r"Target (-?\d+) is out of bounds")
+
+
 @contextmanager
-def network_takes_the_first_batch(cfg: DictConfig, model, datamodule, watch: FirstBatchWatch) -> Iterator[None]:
-    """Around fit/test: a network that fails on the data's first batch with torch's shape refusal (a user's own
-    network or data, which ``check_data_fits_model`` cannot see) is one sentence naming its layer and the data's
-    shape, instead of a traceback from deep inside torch. After a batch got through it stays a bug."""
+def data_the_network_takes(cfg: DictConfig, model, datamodule, watch: FirstBatchWatch) -> Iterator[None]:
+    """Around fit/test, what only the batches show about a user's own network or data (``check_data_fits_model``
+    cannot see them), as one sentence instead of a traceback from deep inside torch:
+
+    - one of torch's layers refusing the first batch's shape names the layer and both shapes (after a batch got
+      through, it stays a bug);
+    - a label that cross-entropy finds out of range names it and model.num_classes.
+    """
     try:
         yield
+    except IndexError as error:
+        label = _OUT_OF_RANGE_LABEL.search(str(error))
+        if label is None:
+            raise
+        classes = (getattr(model, "hparams", None) or {}).get("num_classes", "?")
+        raise ConfigError(f"{type(datamodule).__name__} gives the label {label[1]}, out of range for the model's "
+                          f"{classes} classes (model.num_classes={classes}; labels run from 0 to num_classes - 1); "
+                          f"set model.num_classes (and the network's outputs) to the data's number of classes."
+                          ) from None
     except RuntimeError as error:
         if watch.a_batch_passed or watch.first_inputs is None or isinstance(error, torch.OutOfMemoryError) or \
                 not _SHAPE_WORDS.search(str(error)) or (layer := failing_layer(error, model)) is None:
             raise
         name, module, inputs = layer
         got = f" got inputs of shape {list(inputs)}" if inputs else ""
-        keys = [key for key in ("model.net.in_channels", "data.grayscale", "data.image_size", "data.pad_to",
-                                "data.flatten") if has_key(cfg, key)]
+        related = CHANNEL_KEYS if "channels" in str(error) else SIZE_KEYS
+        keys = [key for key in related if has_key(cfg, key)]
         remedy = f" (here: {', '.join(keys)})" if keys else ""
         raise ConfigError(f"The network ({model_name(model)}) cannot take the first batch of "
                           f"{type(datamodule).__name__} (inputs of shape {list(watch.first_inputs)}): its layer {name} "

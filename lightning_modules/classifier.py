@@ -13,6 +13,8 @@ Usage::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import lightning as L
 import torch
 import torch.nn.functional as F
@@ -72,6 +74,11 @@ class ClassificationModule(StageSteps, L.LightningModule):
         return net.loss(scores, targets) if hasattr(net, "loss") else F.cross_entropy(scores, targets)
 
     def _step(self, batch, stage: str) -> torch.Tensor:
+        if isinstance(batch, Mapping | torch.Tensor):  # a user's DataModule: unpacking gave its keys or rows
+            given = f"a dict (keys {', '.join(map(str, batch))})" if isinstance(batch, Mapping) else "one tensor"
+            raise ConfigError(f"{type(self).__name__} takes batches of (images, labels), but "
+                              f"{type(self.trainer.datamodule).__name__}'s {stage} loader gives {given}; make its "
+                              f"dataset return (image, label) pairs (in __getitem__, or with a collate_fn).")
         images, targets = batch
         scores = self(images)
         loss = self.compute_loss(scores, targets)

@@ -21,6 +21,7 @@ import runpy
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -34,6 +35,7 @@ from torch.multiprocessing import ProcessRaisedException
 from datamodules.base import DatasetMissingError
 from framework.compose import ROOT, compose_config
 from framework.errors import ConfigError, construction_error, run_entry_point, worker_user_error
+from lightning_modules.classifier import ClassificationModule
 from tests.conftest import run_cli
 from tests.dataset_files import LUNARLANDER_SMALL, write_cifar10, write_mnist, write_stl10, write_svhn
 
@@ -602,7 +604,7 @@ def test_a_network_or_dataset_where_a_lightning_module_or_datamodule_belongs_is_
 def test_a_shape_refusal_on_the_first_batch_names_the_layer_and_after_a_batch_got_through_stays_a_bug(make_cfg):
     """A network of the user's that does not take the data's inputs (which check_data_fits_model cannot know) fails
     on the first batch: one sentence naming the layer and both shapes. The same refusal later is a bug."""
-    from framework.combinations import FirstBatchWatch, network_takes_the_first_batch
+    from framework.combinations import FirstBatchWatch, data_the_network_takes
 
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 2))
     watch = FirstBatchWatch()
@@ -610,18 +612,43 @@ def test_a_shape_refusal_on_the_first_batch_names_the_layer_and_after_a_batch_go
     expected = (r"^The network \(Sequential\) cannot take the first batch of TensorDataset \(inputs of shape "
                 r"\[5, 1, 4, 4\]\): its layer 1 \(Linear\(in_features=12, out_features=2, bias=True\)\) got "
                 r"inputs of shape \[5, 16\], and torch says: (addmm: )?mat1 and mat2 shapes cannot be multiplied "
-                r"\(5x16 and 12x2\); make the network's inputs fit .* \(here: model.net.in_channels, "
-                r"data.image_size\)\.$")
+                r"\(5x16 and 12x2\); make the network's inputs fit .* \(here: data.image_size\)\.$")
     with pytest.raises(ConfigError, match=expected):
-        with network_takes_the_first_batch(make_cfg(), net, torch.utils.data.TensorDataset(), watch):
+        with data_the_network_takes(make_cfg(), net, torch.utils.data.TensorDataset(), watch):
             net(torch.zeros(5, 1, 4, 4))
     watch.on_train_batch_end()
     with pytest.raises(RuntimeError, match="mat1 and mat2 shapes"):
-        with network_takes_the_first_batch(make_cfg(), net, torch.utils.data.TensorDataset(), watch):
+        with data_the_network_takes(make_cfg(), net, torch.utils.data.TensorDataset(), watch):
             net(torch.zeros(5, 1, 4, 4))
     with pytest.raises(RuntimeError, match="not a shape"):  # any other error, on the first batch too
-        with network_takes_the_first_batch(make_cfg(), net, None, FirstBatchWatch()):
+        with data_the_network_takes(make_cfg(), net, None, FirstBatchWatch()):
             raise RuntimeError("not a shape")
+
+    class WrongView(torch.nn.Module):  # a bug in a forward of the user's own: its traceback points at the line
+        def forward(self, x):
+            return x.view(x.shape[0], -1, 7)
+
+    buggy, watch = torch.nn.Sequential(WrongView()), FirstBatchWatch()
+    watch.on_train_batch_start(None, None, (torch.zeros(5, 1, 4, 4), torch.zeros(5)), 0)
+    with pytest.raises(RuntimeError, match=r"shape '\[5, -1, 7\]' is invalid"):
+        with data_the_network_takes(make_cfg(), buggy, torch.utils.data.TensorDataset(), watch):
+            buggy(torch.zeros(5, 1, 4, 4))
+
+
+def test_labels_out_of_range_and_batches_that_are_not_pairs_are_one_sentence(make_cfg):
+    """A user's DataModule with more classes than model.num_classes (cross-entropy's IndexError), or one whose
+    batches are dicts (the unpacking gave its keys, and conv2d a string)."""
+    from framework.combinations import FirstBatchWatch, data_the_network_takes
+
+    module = ClassificationModule(torch.nn.Flatten(), optimizer=None, num_classes=10)
+    with pytest.raises(ConfigError, match=r"^TensorDataset gives the label 12, out of range for the model's 10 classes "
+                                          r"\(model.num_classes=10; labels run from 0 to num_classes - 1\); set "):
+        with data_the_network_takes(make_cfg(), module, torch.utils.data.TensorDataset(), FirstBatchWatch()):
+            torch.nn.functional.cross_entropy(torch.zeros(2, 10), torch.tensor([1, 12]))
+    module.trainer = SimpleNamespace(datamodule=torch.utils.data.TensorDataset())
+    with pytest.raises(ConfigError, match=r"^ClassificationModule takes batches of \(images, labels\), but "
+                                          r"TensorDataset's train loader gives a dict \(keys image, label\); make "):
+        module.training_step({"image": torch.zeros(2, 1, 4, 4), "label": torch.zeros(2)}, 0)
 
 
 def test_a_config_file_of_the_users_named_like_a_built_in_one_is_one_sentence(tmp_path):
