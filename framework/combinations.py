@@ -116,12 +116,14 @@ def check_data_fits_model(cfg: DictConfig, datamodule, model) -> None:
     data_classes = getattr(datamodule, "num_classes", None)
     model_classes = (getattr(model, "hparams", None) or {}).get("num_classes")
     net_classes = OmegaConf.select(cfg, "model.net.num_classes", default=None)  # a torchvision network's own key
+    classes_differ = data_task == model_task == "classification" and data_classes and \
+        model_classes not in (None, data_classes)  # named below, with both keys' remedy
     if data_task == model_task == "classification" and isinstance(net_classes, int) and model_classes is not None \
-            and net_classes != model_classes:
+            and net_classes != model_classes and not classes_differ:
         problems.append(f"the network has {net_classes} outputs (model.net.num_classes), the module's metrics "
                         f"count {model_classes} classes (model.num_classes); set both to "
                         f"{data_classes or 'the number of classes'}")
-    if data_task == model_task == "classification" and data_classes and model_classes not in (None, data_classes):
+    if classes_differ:
         fixes = [setting(cfg, "model.num_classes", data_classes)]
         fixes += [f"model.net.num_classes={data_classes}"] if has_key(cfg, "model.net.num_classes") else []
         problems.append(f"the model has {model_classes} classes, the data {data_classes} (set {' and '.join(fixes)})")

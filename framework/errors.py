@@ -39,7 +39,8 @@ from hydra.errors import (
     OverrideParseException,
 )
 from hydra.types import RunMode
-from hydra.utils import get_object, instantiate
+from hydra.utils import get_object as _hydra_get_object
+from hydra.utils import instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, InterpolationResolutionError
@@ -48,6 +49,17 @@ from torch.multiprocessing import ProcessRaisedException
 from framework.compose import CONF
 
 log = logging.getLogger("user_error")
+
+
+def get_object(path: str):
+    """``hydra.utils.get_object`` without the ERROR lines Hydra logs for a path that does not import: the caller says
+    that in one sentence."""
+    logger = logging.getLogger("hydra.utils")
+    disabled, logger.disabled = logger.disabled, True
+    try:
+        return _hydra_get_object(path)
+    finally:
+        logger.disabled = disabled
 
 
 class UserError(Exception):
@@ -319,7 +331,17 @@ _job = {"started": False}
 
 
 def _reporting_hydra_refusals(compose_or_run: Callable[[], object]):
-    """Inside Hydra's own reporter: its refusal of the command line becomes one sentence and exit code 2."""
+    """Inside Hydra's own reporter: its refusal of the command line becomes one sentence and exit code 2; a sweep
+    that a job's bug stopped says where its jobs wrote before Hydra prints the traceback."""
+    try:
+        return _refusals_as_sentences(compose_or_run)
+    except Exception:
+        if _job.get("sweep_dir"):  # Hydra has let go of the job's config by now
+            print(f"sweep directory: {_job['sweep_dir']} (a job failed with the traceback below)", file=sys.stderr)
+        raise
+
+
+def _refusals_as_sentences(compose_or_run: Callable[[], object]):
     try:
         return compose_or_run()
     except HydraException as error:  # composition, parsing, a sweep the sweeper cannot run
@@ -424,6 +446,8 @@ def reporting_user_errors():
                 ...
     """
     _job["started"] = True
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        _job["sweep_dir"] = HydraConfig.get().sweep.dir
     try:
         yield
     except (UserError, ProcessRaisedException) as error:
@@ -466,7 +490,7 @@ def run_entry_point(main: Callable[[], object]) -> None:
     for the duration of ``main``. A job that started and failed keeps Hydra's exit code 1 (a bug: its
     traceback is printed).
     """
-    _job["started"] = False
+    _job["started"], _job["sweep_dir"] = False, None
     run_and_report = hydra_internals.run_and_report
     hydra_internals.run_and_report = lambda function: run_and_report(lambda: _reporting_hydra_refusals(function))
     try:

@@ -22,11 +22,10 @@ from numbers import Integral, Real
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
-from framework.errors import ConfigError
+from framework.errors import ConfigError, get_object
 
 
 @dataclass(frozen=True)

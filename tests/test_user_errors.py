@@ -275,6 +275,9 @@ ROWS = [
     row("target-module-not-on-path", "model.net._target_=mynets.ConvNet",
         expect=("'model.net._target_' is 'mynets.ConvNet', but no module 'mynets' is on Python's path",
                 "PYTHONPATH=<folder>")),
+    row("model-classes-differ-from-data", "model.num_classes=2",
+        expect="DigitsDataModule does not fit LeNet5: the model has 2 classes, the data 10 (set model.num_classes=10 "
+               "and model.net.num_classes=10)."),  # once: not also as the network's outputs against the module's
     row("net-classes-differ", "model.net.num_classes=5",
         expect=("the network has 5 outputs (model.net.num_classes), the module's metrics count 10", "set both to 10")),
     row("optimizer-not-partial", "~model.optimizer._partial_",
@@ -462,6 +465,10 @@ def test_a_bug_still_shows_its_traceback_and_exit_code_1(run_in_process, data_ro
     code, output = run_in_process("train.py", [f"paths.data_dir={data_root}"], tmp_path, whole_script=True)
     assert code == 1
     assert "Traceback" in output and "RuntimeError: a bug in the framework" in output
+    code, output = run_in_process("train.py", ["-m", "seed=1,2", f"paths.data_dir={data_root}",
+                                               f"hydra.sweep.dir={tmp_path}/sweep"], tmp_path, whole_script=True)
+    assert code == 1 and "RuntimeError: a bug in the framework" in output
+    assert f"sweep directory: {tmp_path}/sweep (a job failed with the traceback below)" in output
 
 
 def test_a_value_error_in_our_own_lightning_module_stays_a_bug():
@@ -542,6 +549,8 @@ SUBPROCESS_ROWS = {
     "cifar10-truncated": (["train.py", "data=cifar10", "data.grayscale=true"], cifar10_truncated,
                           ("data_batch_3 is not a readable CIFAR-10 batch",)),
     "evaluate-no-results": (["evaluate.py", "runs={tmp}"], None, ("but there is no results.json under it",)),
+    "target-not-importable": (["train.py", "+callbacks.foo._target_=nope.Nope"], None,
+                              ("'callbacks.foo._target_' is 'nope.Nope', but no module 'nope' is on Python's path",)),
     # one DDP process: in this test process, after the other rows, its process group hung
     "forward-autoencoder-ddp": (["train.py", "model=forward_autoencoder", "trainer=ddp_sim", "trainer.devices=1"],
                                 None, ("solves on the whole training set in one process without DDP",)),
@@ -573,6 +582,7 @@ def subprocess_results(tmp_path_factory, data_root):
 def test_a_wrong_input_in_a_fresh_interpreter_is_one_sentence_with_exit_code_2(subprocess_results, name):
     output, code, run_dir = subprocess_results[name]
     check(code, output, SUBPROCESS_ROWS[name][2], run_dir)
+    assert "[ERROR]" not in output, output[-3000:]  # the sentence alone: not also as a log line, nor Hydra's lines
 
 
 def test_a_network_or_dataset_where_a_lightning_module_or_datamodule_belongs_is_one_sentence(make_cfg):
