@@ -59,27 +59,30 @@ from framework.validate import validate
 log = logging.getLogger("train")
 
 
-def instantiate_group(cfg: DictConfig, name: str) -> list:
-    """Instantiate every entry of a callbacks/logger group that has a ``_target_``."""
+def instantiate_group(cfg: DictConfig, name: str) -> dict[str, object]:
+    """Instantiate every entry of a callbacks/logger group that has a ``_target_``, by its key."""
     group = cfg.get(name) or {}
-    return [instantiate_node(node, f"{name}.{key}") for key, node in group.items()
-            if isinstance(node, DictConfig) and "_target_" in node]
+    return {key: instantiate_node(node, f"{name}.{key}") for key, node in group.items()
+            if isinstance(node, DictConfig) and "_target_" in node}
 
 
-def leave_out_idle_callbacks(callbacks: list, loggers: list, trainer_cfg: DictConfig) -> list:
+def leave_out_idle_callbacks(callbacks: dict[str, object], loggers: list, trainer_cfg: DictConfig) -> list:
     """Leave out, and say so, the callbacks that a setting gives nothing to do (Lightning refuses them): the
     learning-rate monitor without a logger, a progress bar or checkpointing that the trainer turns off."""
     idle = {LearningRateMonitor: ("logger=none", not loggers),
             ProgressBar: ("trainer.enable_progress_bar=false", trainer_cfg.get("enable_progress_bar") is False),
             Checkpoint: ("trainer.enable_checkpointing=false", trainer_cfg.get("enable_checkpointing") is False)}
-    kept = []
-    for callback in callbacks:
+    kept, left_out = [], {}
+    for key, callback in callbacks.items():
         setting = next((setting for kind, (setting, applies) in idle.items() if applies and isinstance(callback, kind)),
                        None)
         if setting:
-            log.info(f"{setting}: the {type(callback).__name__} callback would have nothing to do and is left out.")
+            left_out.setdefault(setting, []).append(f"callbacks.{key} ({type(callback).__name__})")
         else:
             kept.append(callback)
+    for setting, names in left_out.items():
+        log.info(f"{setting}: {', '.join(names)} would have nothing to do and "
+                 f"{'is' if len(names) == 1 else 'are'} left out.")
     return kept
 
 
@@ -184,7 +187,7 @@ def train(cfg: DictConfig) -> dict:
     datamodule = instantiate_node(cfg.data, "data")
     model = instantiate_node(cfg.model, "model")
     check_data_fits_model(cfg, datamodule, model)
-    loggers = instantiate_group(cfg, "logger")
+    loggers = list(instantiate_group(cfg, "logger").values())
     first_batch = FirstBatchWatch()
     callbacks = [MonitoredMetricsLogged(monitor_keys(cfg)), first_batch,
                  *leave_out_idle_callbacks(instantiate_group(cfg, "callbacks"), loggers, cfg.trainer),

@@ -79,6 +79,11 @@ rule("model.optimizer.lr", positive, "a number > 0")
 rule("model.optimizer.weight_decay", non_negative, "a number >= 0")
 rule("model.optimizer.momentum", lambda v: is_number(v) and 0 <= v < 1, "a number in [0, 1)")
 rule("optimized_mode", lambda v: v in ("max", "min"), "'max' or 'min' (whether a higher optimized_metric is better)")
+rule("callbacks.early_stopping.patience", int_at_least(0), "an integer >= 0 (validations without improvement)",
+     of="lightning.pytorch.callbacks.EarlyStopping")
+rule("model.param_groups", lambda v: v in ("per_layer", "single"),
+     "'per_layer' (one optimizer group per top-level layer) or 'single'",
+     of="lightning_modules.classifier.ClassificationModule")
 
 
 def each(check: Callable[[object], bool]) -> Callable[[object], bool]:
