@@ -36,6 +36,8 @@ def group_value(run: dict, dotted_key: str) -> str:
     value = config_value(run["config"], dotted_key)
     if isinstance(value, dict) and "_target_" in value:
         return str(value["_target_"]).rsplit(".", 1)[-1]
+    if isinstance(value, bool) or value is None:  # as typed: train=false beside the default's true, not True
+        return {True: "true", False: "false", None: "null"}[value]
     return str(value)
 
 

@@ -23,7 +23,7 @@ from framework.errors import ConfigError, DataError
 log = logging.getLogger("train")
 
 
-def resolve_ckpt_path(ckpt_path: str | None, trainer: L.Trainer) -> str | None:
+def resolve_ckpt_path(ckpt_path: str | None, trainer: L.Trainer, training: bool = True) -> str | None:
     """``auto``: this run's last.ckpt when it exists (resume a killed run), otherwise a fresh start. Lightning's
     ``last`` means the same here, and is resolved here too, so that the checks of the file apply to it."""
     if ckpt_path not in ("auto", "last"):
@@ -34,7 +34,8 @@ def resolve_ckpt_path(ckpt_path: str | None, trainer: L.Trainer) -> str | None:
             if last.is_file():
                 log.info(f"Resuming from {last}")
                 return str(last)
-    log.info(f"ckpt_path={ckpt_path}: no last.ckpt in this run's checkpoint directory, starting fresh")
+    if training:
+        log.info(f"ckpt_path={ckpt_path}: no last.ckpt in this run's checkpoint directory, starting fresh")
     return None
 
 
@@ -85,7 +86,7 @@ def shown(folder: Path, files: list[Path]) -> str:
 
 def checkpoint_to_test(ckpt_path: str | None, trainer: L.Trainer) -> str:
     """The weights a test-only run (``train=false``) scores: ``ckpt_path``, ``auto`` meaning this run's last.ckpt."""
-    checkpoint = resolve_ckpt_path(ckpt_path, trainer)
+    checkpoint = resolve_ckpt_path(ckpt_path, trainer, training=False)
     if checkpoint is None:
         given = "null" if ckpt_path is None else "auto, and this run directory has no checkpoints/last.ckpt"
         raise ConfigError(f"Config key 'train' is false (test only), but ckpt_path is {given}: there are no trained "

@@ -384,6 +384,7 @@ def check_no_chosen_config_is_shadowed() -> None:
         return
     hydra_cfg = HydraConfig.get()
     choices, start = hydra_cfg.runtime.choices, Path(hydra_cfg.runtime.cwd)
+    shadowed = []  # (your file, group, option)
     for entry in hydra_cfg.searchpath:
         if not str(entry).startswith("file://"):
             continue
@@ -391,9 +392,14 @@ def check_no_chosen_config_is_shadowed() -> None:
         for group, option in choices.items():
             yours, ours = folder / group / f"{option}.yaml", CONFIG_DIR / group / f"{option}.yaml"
             if option and yours.is_file() and ours.is_file() and yours.resolve() != ours.resolve():
-                raise ConfigError(f"The config file {yours} has the name of the built-in conf/{group}/{option}.yaml, "
-                                  f"which Hydra reads instead (conf/ comes first on its search path); rename yours, "
-                                  f"e.g. {group}/my_{option}.yaml, and choose it with {group}=my_{option}.")
+                shadowed.append((yours, group, option))
+    if shadowed:
+        _, group, option = shadowed[0]
+        files = " and ".join(f"{file} (conf/{g}/{o}.yaml)" for file, g, o in shadowed)
+        named = "s {} have the names of built-in ones" if len(shadowed) > 1 else " {} has the name of a built-in one"
+        raise ConfigError(f"The config file{named.format(files)}, which Hydra reads instead (conf/ comes first on "
+                          f"its search path); rename yours, e.g. "
+                          f"{group}/my_{option}.yaml, and choose it with {group}=my_{option}.")
 
 
 def check_partial_arguments(node, prefix: str = "") -> None:

@@ -192,6 +192,12 @@ def test_a_config_group_chosen_on_the_command_line_groups_by_its_name(tmp_path):
     text = evaluate(compose_config([f"runs={sweep}", "metrics=[test/acc]", "group_by=[model.net]"], tmp_path / "out",
                                    "evaluate"))
     assert "| lenet5 | 0.9000 ± 0.0000 | 2 |" in text and "| lenet5_classic | 0.8000 ± — | 1 |" in text
+    # a key one run set on the command line and the others took from the config: one spelling, as typed
+    write_runs(tmp_path / "mixed", [{**runs[0], "config": {"train": True}},
+                                    {**runs[1], "overrides": ["train=false"], "config": {"train": False}}])
+    text = evaluate(compose_config([f"runs={tmp_path / 'mixed'}", "metrics=[test/acc]", "group_by=[train]"],
+                                   tmp_path / "out", "evaluate"))
+    assert "| true | 0.9000 ± — | 1 |" in text and "| false | 0.9000 ± — | 1 |" in text
 
 
 def test_runs_without_accuracy_are_tabled_by_their_optimized_metric(tmp_path):

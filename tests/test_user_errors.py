@@ -670,10 +670,15 @@ def test_a_config_file_of_the_users_named_like_a_built_in_one_is_one_sentence(tm
     (tmp_path / "model" / "lenet5.yaml").write_text((ROOT / "conf/model/lenet5.yaml").read_text())
     result = run_cli("train.py", f"hydra.searchpath=[file://{tmp_path}]", f"hydra.run.dir={tmp_path}/r")
     assert result.returncode == 2
-    assert result.stderr.splitlines() == [f"Config error: The config file {tmp_path}/model/lenet5.yaml has the name "
-                                          f"of the built-in conf/model/lenet5.yaml, which Hydra reads instead (conf/ "
-                                          f"comes first on its search path); rename yours, e.g. model/my_lenet5.yaml, "
-                                          f"and choose it with model=my_lenet5."]
+    assert result.stderr.splitlines() == [f"Config error: The config file {tmp_path}/model/lenet5.yaml "
+                                          f"(conf/model/lenet5.yaml) has the name of a built-in one, which Hydra reads "
+                                          f"instead (conf/ comes first on its search path); rename yours, e.g. "
+                                          f"model/my_lenet5.yaml, and choose it with model=my_lenet5."]
+    (tmp_path / "data").mkdir()  # every one at once
+    (tmp_path / "data" / "digits.yaml").write_text((ROOT / "conf/data/digits.yaml").read_text())
+    result = run_cli("train.py", f"hydra.searchpath=[file://{tmp_path}]", f"hydra.run.dir={tmp_path}/r")
+    assert result.returncode == 2 and f"{tmp_path}/model/lenet5.yaml (conf/model/lenet5.yaml) and " in result.stderr
+    assert f"{tmp_path}/data/digits.yaml (conf/data/digits.yaml) have the names of built-in ones" in result.stderr
 
 
 def test_a_config_file_of_the_users_that_is_not_yaml_is_one_sentence(tmp_path):
