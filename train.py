@@ -200,7 +200,7 @@ def train(cfg: DictConfig) -> dict:
     # current weights (fast_dev_run, callbacks=none); in a test-only run (train=false), those of ckpt_path.
     trained = cfg.get("train", True)
     given = resolve_ckpt_path(cfg.get("ckpt_path"), trainer) if trained else checkpoint_to_test(cfg.ckpt_path, trainer)
-    check_checkpoint(given, resumed_with=cfg if trained else None)
+    check_checkpoint(given, resumed_with=cfg if trained else None, model=model)
     metrics = {}
     with data_the_network_takes(cfg, model, datamodule, first_batch):
         if trained:

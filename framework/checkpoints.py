@@ -94,9 +94,11 @@ def checkpoint_to_test(ckpt_path: str | None, trainer: L.Trainer) -> str:
     return checkpoint
 
 
-def check_checkpoint(path: str | None, resumed_with: DictConfig | None = None) -> None:
-    """A checkpoint file must be one that Lightning wrote (``last``/``hpc``, Lightning's own names, pass); a run
-    that resumes from it (``resumed_with``: its config) must keep the values it restores (``check_resumed_values``)."""
+def check_checkpoint(path: str | None, resumed_with: DictConfig | None = None, model: torch.nn.Module | None = None
+                     ) -> None:
+    """A checkpoint file must be one that Lightning wrote (``last``/``hpc``, Lightning's own names, pass), with
+    weights that fit ``model``; a run that resumes from it (``resumed_with``: its config) must keep the values it
+    restores (``check_resumed_values``)."""
     if path is None or not Path(path).is_file():
         return
     try:
@@ -108,7 +110,33 @@ def check_checkpoint(path: str | None, resumed_with: DictConfig | None = None) -
         raise DataError(f"Checkpoint {path} is not a Lightning checkpoint (it holds no state_dict); give a checkpoint "
                         f"file that a run wrote (its checkpoints/*.ckpt).")
     if resumed_with is not None:
-        check_resumed_values(path, checkpoint, resumed_with)
+        try:
+            check_resumed_values(path, checkpoint, resumed_with)
+        except ConfigError:  # another model's checkpoint: its lr differs too, but its weights are the mistake to name
+            if model is not None:
+                check_weights_fit(path, checkpoint["state_dict"], model)
+            raise
+
+
+def check_weights_fit(path: str, saved: dict, model: torch.nn.Module) -> None:
+    """The names and shapes of the checkpoint's weights against the model's (``torch.compile``'s ``_orig_mod.``
+    left out of both)."""
+    plain = lambda weights: {name.replace("_orig_mod.", ""): tuple(value.shape) for name, value in weights.items()
+                             if isinstance(value, torch.Tensor) and not torch.nn.parameter.is_lazy(value)}
+    saved, expected = plain(saved), plain(model.state_dict())
+    missing = [name for name in expected if name not in saved]
+    unexpected = [name for name in saved if name not in expected]
+    resized = [name for name in expected if name in saved and saved[name] != expected[name]]
+    if missing or unexpected or resized:
+        raise weights_misfit(path, missing, unexpected, resized)
+
+
+def weights_misfit(path: str, missing: list[str], unexpected: list[str], resized: list[str]) -> ConfigError:
+    differences = [f"lacks {_some(missing)}" if missing else "", f"has {_some(unexpected)}, which the model "
+                   f"lacks" if unexpected else "", f"gives {_some(resized)} another shape" if resized else ""]
+    return ConfigError(f"Config key 'ckpt_path' is {path!r}, whose weights do not fit this model (the checkpoint "
+                       f"{'; '.join(filter(None, differences))}); give a checkpoint of a run with the same model "
+                       f"config.")
 
 
 # Config keys a resumed run must keep, so that results.json describes what was trained:
@@ -257,9 +285,4 @@ def loading_checkpoint(path: str | None) -> Iterator[None]:
             raise
         missing = _names(message, r"Missing key\(s\) in state_dict")
         unexpected = _names(message, r"Unexpected key\(s\) in state_dict")
-        resized = re.findall(r"size mismatch for ([\w.]+)", message)
-        differences = [f"lacks {_some(missing)}" if missing else "", f"has {_some(unexpected)}, which the model "
-                       f"lacks" if unexpected else "", f"gives {_some(resized)} another shape" if resized else ""]
-        raise ConfigError(f"Config key 'ckpt_path' is {path!r}, whose weights do not fit this model (the checkpoint "
-                          f"{'; '.join(filter(None, differences))}); give a checkpoint of a run with the same model "
-                          f"config.") from None
+        raise weights_misfit(path, missing, unexpected, re.findall(r"size mismatch for ([\w.]+)", message)) from None

@@ -140,6 +140,17 @@ def lenet5_checkpoint(root: Path) -> None:
                 "pytorch-lightning_version": lightning.__version__}, root / "run.ckpt")
 
 
+def lenet5_checkpoint_with_its_values(root: Path) -> None:
+    """The same, with the values a resume keeps (modern LeNet-5's lr 0.02; the classic one's is 0.002)."""
+    from framework.checkpoints import KEPT_VALUES, kept_values
+    from framework.compose import compose_config
+
+    lenet5_checkpoint(root)
+    checkpoint = torch.load(root / "run.ckpt", weights_only=False)
+    checkpoint[KEPT_VALUES] = kept_values(compose_config([], root / "composed"))
+    torch.save(checkpoint, root / "run.ckpt")
+
+
 def row(name: str, *args: str, expect: str | tuple[str, ...], data=None, script: str = "train.py"):
     return pytest.param(script, list(args), (expect,) if isinstance(expect, str) else expect, data, id=name)
 
@@ -158,6 +169,8 @@ ROWS = [
         expect=("run.ckpt cannot be read by torch.load", "truncated or not a checkpoint")),
     row("ckpt-another-model", "model=lenet5_classic", "ckpt_path={tmp}/data/run.ckpt", data=lenet5_checkpoint,
         expect=("whose weights do not fit this model", "lacks net.s2.weight", "net.c3.weight another shape")),
+    row("ckpt-another-model-and-its-values", "model=lenet5_classic", "ckpt_path={tmp}/data/run.ckpt",
+        data=lenet5_checkpoint_with_its_values, expect=("whose weights do not fit this model", "lacks net.s2.weight")),
     row("test-only-another-model", "train=false", "model=lenet5_classic", "ckpt_path={tmp}/data/run.ckpt",
         data=lenet5_checkpoint, expect="whose weights do not fit this model"),
     row("ckpt-hpc-absent", "ckpt_path=hpc", expect=("'ckpt_path' is 'hpc', but there is no HPC checkpoint",
