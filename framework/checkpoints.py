@@ -56,10 +56,10 @@ def earlier_run_refusal(output_dir: str | Path, ckpt_path: str | None, trained: 
     if not trained:
         if not results:
             return None
-        given = folder / "checkpoints" / "last.ckpt" if ckpt_path in (None, "auto", "last") else ckpt_path
+        remedy = f"give ckpt_path={folder / 'checkpoints' / 'last.ckpt'} and {elsewhere}" \
+            if ckpt_path in (None, "auto", "last") else elsewhere
         return ConfigError(f"The output directory {folder} holds the results.json of an earlier run, which this "
-                           f"test-only run (train=false) would replace; give ckpt_path={given} and {elsewhere}, or "
-                           f"delete that results.json.")
+                           f"test-only run (train=false) would replace; {remedy}, or delete that results.json.")
     if ckpt_path in ("auto", "last"):
         if (folder / "checkpoints" / "last.ckpt").is_file():
             return None

@@ -38,7 +38,7 @@ def test_digits_training_reaches_far_above_chance(make_cfg, model, epochs, floor
     assert results["versions"]["torch"].startswith("2.15")
     # train=false scores the weights of ckpt_path (it used to test the untrained model, ignoring ckpt_path)
     tested = train(make_cfg(f"model={model}", "train=false", f"ckpt_path={results['best_checkpoint']}",
-                            "trainer.accelerator=cpu", "callbacks.progress_bar.refresh_rate=0"))
+                            "trainer.accelerator=cpu", "callbacks.progress_bar.refresh_rate=0", run="tested"))
     assert tested["evaluated_checkpoint"] == f"checkpoint {results['best_checkpoint']}"
     for key in ("test/acc", "test/loss", "val/acc", "val/loss"):
         assert tested["metrics"][key] == pytest.approx(metrics[key]), key
