@@ -82,9 +82,10 @@ def output_file(cfg: DictConfig, default_folder: Path, default_name: str) -> Pat
     output = Path(cfg.output)
     if output.is_dir() or str(cfg.output).endswith("/"):
         return output / default_name
-    if output.suffix != ".md":  # a run's results.json or .hydra/config.yaml was overwritten by a table
+    if output.suffix.lower() != ".md":  # a run's results.json or .hydra/config.yaml was overwritten by a table
         raise ConfigError(f"Config key 'output' is {str(cfg.output)!r}, which is not a markdown file; give a path "
-                          f"ending in .md, or a folder (the table goes into it as {default_name}).")
+                          f"ending in .md, or a folder (an existing one, or ending in /: the table goes into it as "
+                          f"{default_name}).")
     return output
 
 

@@ -75,9 +75,10 @@ def earlier_run_refusal(output_dir: str | Path, ckpt_path: str | None, trained: 
     if not earlier:
         return None
     start = f"resumes from another run's checkpoint ({ckpt_path})" if ckpt_path else "starts fresh"
+    resume = "continue that run with ckpt_path=auto, " if (folder / "checkpoints" / "last.ckpt").is_file() else ""
     return ConfigError(f"The output directory {folder} holds an earlier run ({shown(folder, earlier)}), and this run "
-                       f"{start}, so it would mix its metrics and checkpoints with that run's; continue that run with "
-                       f"ckpt_path=auto, {elsewhere}, or delete the earlier run's files.")
+                       f"{start}, so it would mix its metrics and checkpoints with that run's; {resume}{elsewhere}, or "
+                       f"delete the earlier run's files.")
 
 
 def shown(folder: Path, files: list[Path]) -> str:

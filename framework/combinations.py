@@ -125,7 +125,9 @@ def check_data_fits_model(cfg: DictConfig, datamodule, model) -> None:
                         f"{data_classes or 'the number of classes'}")
     if classes_differ:
         fixes = [setting(cfg, "model.num_classes", data_classes)]
-        fixes += [f"model.net.num_classes={data_classes}"] if has_key(cfg, "model.net.num_classes") else []
+        follows = has_key(cfg, "model.net") and OmegaConf.is_interpolation(cfg.model.net, "num_classes")
+        fixes += [f"model.net.num_classes={data_classes}"] if has_key(cfg, "model.net.num_classes") and not follows \
+            else []
         problems.append(f"the model has {model_classes} classes, the data {data_classes} (set {' and '.join(fixes)})")
     shape = datamodule.sample_shape() if hasattr(datamodule, "sample_shape") else None
     expected = getattr(model, "input_shape", None)
@@ -224,5 +226,5 @@ def data_the_network_takes(cfg: DictConfig, model, datamodule, watch: FirstBatch
         raise ConfigError(f"The network ({model_name(model)}) cannot take the first batch of "
                           f"{type(datamodule).__name__} (inputs of shape {list(watch.first_inputs)}): its layer {name} "
                           f"({one_line(module)}){got}, and torch says: {one_line(error).rstrip('.')}; make the "
-                          f"network's inputs fit the data's with the network's or the data's arguments{remedy}."
-                          ) from None
+                          f"network's inputs fit the data's with the network's or the data's arguments{remedy} (or fix "
+                          f"what the network's forward does before that layer).") from None

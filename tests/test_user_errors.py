@@ -638,7 +638,8 @@ def test_a_shape_refusal_on_the_first_batch_names_the_layer_and_after_a_batch_go
     expected = (r"^The network \(Sequential\) cannot take the first batch of TensorDataset \(inputs of shape "
                 r"\[5, 1, 4, 4\]\): its layer 1 \(Linear\(in_features=12, out_features=2, bias=True\)\) got "
                 r"inputs of shape \[5, 16\], and torch says: (addmm: )?mat1 and mat2 shapes cannot be multiplied "
-                r"\(5x16 and 12x2\); make the network's inputs fit .* \(here: data.image_size\)\.$")
+                r"\(5x16 and 12x2\); make the network's inputs fit .* \(here: data.image_size\) \(or fix what "
+                r"the network's forward does before that layer\)\.$")
     with pytest.raises(ConfigError, match=expected):
         with data_the_network_takes(make_cfg(), net, torch.utils.data.TensorDataset(), watch):
             net(torch.zeros(5, 1, 4, 4))
