@@ -53,7 +53,7 @@ from framework.errors import (
 from framework.loggers import give_wandb_loggers_their_run_id, publish_results, wandb_logger_nodes
 from framework.monitored_metrics import MonitoredMetricsLogged, monitor_keys
 from framework.process_group import DestroyProcessGroupAtExit
-from framework.results import library_versions, to_float_dict, write_json_atomic
+from framework.results import library_versions, read_results, to_float_dict, write_json_atomic
 from framework.validate import validate
 
 log = logging.getLogger("train")
@@ -161,6 +161,19 @@ def epochs_completed(trainer: L.Trainer) -> int | None:
     return torch.load(last, map_location="cpu", weights_only=False)["epoch"] + 1
 
 
+def finished_with_this_config(cfg: DictConfig) -> dict | None:
+    """The results of this run directory when ``ckpt_path=auto`` finds that it finished with the same config (a sweep
+    given more seeds continues its unfinished jobs; the finished ones keep their results.json, which a re-test
+    would replace with fewer metrics)."""
+    folder = Path(cfg.paths.output_dir)
+    if not cfg.get("train", True) or cfg.get("ckpt_path") not in ("auto", "last") or \
+            not (folder / "results.json").is_file() or not (folder / "checkpoints" / "last.ckpt").is_file():
+        return None
+    earlier = read_results(folder / "results.json")
+    same = lambda config: {key: value for key, value in config.items() if key != "ckpt_path"}
+    return earlier if same(earlier.get("config", {})) == same(OmegaConf.to_container(cfg, resolve=True)) else None
+
+
 def task_is_in_a_sweep() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
@@ -176,6 +189,10 @@ def train(cfg: DictConfig) -> dict:
     if refusal := earlier_run_refusal(cfg.paths.output_dir, cfg.get("ckpt_path"), cfg.get("train", True),
                                       multirun=task_is_in_a_sweep()):
         raise refusal
+    if finished := finished_with_this_config(cfg):
+        log.info(f"{cfg.paths.output_dir} finished with this config already (its results.json): kept, not trained or "
+                 f"tested again (delete its results.json to test it again)")
+        return finished
     send_lightning_logs_to_hydra()
     wandb_offline_without_credentials(cfg)
     give_wandb_loggers_their_run_id(cfg)

@@ -165,6 +165,9 @@ def test_a_run_that_would_mix_its_files_with_an_earlier_runs_is_one_sentence_and
             train(make_cfg("debug=limit", "trainer.max_epochs=1", "seed=1", *overrides))
     assert {path: path.read_bytes() for path in files} == files and len(list(folder.glob("checkpoints/*"))) == 2
     assert train(make_cfg("debug=limit", "trainer.max_epochs=2", "seed=1", "ckpt_path=auto"))["epochs_completed"] == 2
+    kept = (folder / "results.json").read_bytes()  # finished with this config: kept, not re-tested
+    again = train(make_cfg("debug=limit", "trainer.max_epochs=2", "seed=1", "ckpt_path=auto"))
+    assert (folder / "results.json").read_bytes() == kept and "train/loss" in again["metrics"]
 
     (folder / "checkpoints" / "last.ckpt").unlink()  # auto has nothing to continue, among another run's files
     with pytest.raises(ConfigError, match=r"but no checkpoints/last.ckpt for ckpt_path=auto to continue, so this run "
