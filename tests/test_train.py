@@ -197,8 +197,8 @@ def test_the_earlier_run_check_stops_a_run_or_sweep_before_hydra_writes_into_its
     assert rerun.returncode == 2 and "Traceback" not in rerun.stderr
     assert rerun.stderr.strip().splitlines()[-1] == (
         f"Config error: The output directory {sweep}/0 holds an earlier run (results.json), and this run starts fresh, "
-        f"so it would mix its metrics and checkpoints with that run's; continue that run with ckpt_path=auto, give "
-        f"another hydra.sweep.dir, or delete the earlier run's files.")
+        f"so it would mix its metrics and checkpoints with that run's; give another hydra.sweep.dir, or delete the "
+        f"earlier run's files.")  # no ckpt_path=auto: there is no last.ckpt to continue
     assert (sweep / "0" / ".hydra" / "overrides.yaml").read_text() == "- seed=0\n"
     assert (sweep / "multirun.yaml").read_text() == "earlier\n"
     run = run_cli("train.py", "seed=7", "debug=smoke", f"hydra.run.dir={sweep}/1")
