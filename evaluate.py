@@ -193,6 +193,11 @@ def reae_figure_task(x_key: str, series_key: str, name: str) -> Callable[[DictCo
     return task
 
 
+def first_paragraph(docstring: str) -> str:
+    """A docstring's first paragraph on one line (what --help shows of a task)."""
+    return " ".join(docstring.strip().split("\n\n")[0].split())
+
+
 def szegedy_task(study: Callable, name: str, figures: bool = False) -> Callable[[DictConfig], str]:
     """A Szegedy et al. study (analysis/szegedy_study.py); figures go next to the markdown."""
 
@@ -200,7 +205,7 @@ def szegedy_task(study: Callable, name: str, figures: bool = False) -> Callable[
         runs_dir = runs_folder(cfg.runs)
         return write_markdown(study(cfg, runs_dir) if figures else study(cfg), cfg, f"{name}.md")
 
-    summary = " ".join((study.__doc__ or name).strip().split("\n\n")[0].split())  # its first paragraph
+    summary = first_paragraph(study.__doc__ or name)
     task.__doc__ = f"""{summary}
 
     Keys: runs, szegedy, data_dir, output.
@@ -314,7 +319,7 @@ def help_text() -> str:
     lines = ["Studies and tables on finished runs: python evaluate.py task=<task> runs=<dir> [key=value ...]",
              f"e.g. {EXAMPLE}", "", "Tasks (task=...; default table):"]
     for name, task in TASKS.items():
-        summary = " ".join((task.__doc__ or "").strip().split("\n\n")[0].split())  # its first paragraph
+        summary = first_paragraph(task.__doc__ or "")
         lines += [f"  {name}: {summary}", f"      keys: {', '.join(task_keys(task)) or '(none documented)'}"]
     lines += ["", "Keys (conf/evaluate.yaml):", *(f"  {text}" for text in described.values())]
     return "\n".join(lines)

@@ -25,7 +25,6 @@ import hydra
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import Checkpoint, LearningRateMonitor, ModelCheckpoint, ProgressBar
 from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher
@@ -45,6 +44,7 @@ from framework.compose import paths_from_start_dir
 from framework.errors import (
     ConfigError,
     UserError,
+    in_a_sweep,
     instantiate_node,
     reporting_user_errors,
     run_entry_point,
@@ -174,10 +174,6 @@ def finished_with_this_config(cfg: DictConfig) -> dict | None:
     return earlier if same(earlier.get("config", {})) == same(OmegaConf.to_container(cfg, resolve=True)) else None
 
 
-def task_is_in_a_sweep() -> bool:
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-
-
 def task_overrides() -> list[str]:
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
@@ -187,7 +183,7 @@ def train(cfg: DictConfig) -> dict:
     validate(cfg)
     # before anything is written (Hydra's run and sweep callbacks check it earlier still: framework/hydra_callbacks.py)
     if refusal := earlier_run_refusal(cfg.paths.output_dir, cfg.get("ckpt_path"), cfg.get("train", True),
-                                      multirun=task_is_in_a_sweep()):
+                                      multirun=in_a_sweep()):
         raise refusal
     if finished := finished_with_this_config(cfg):
         log.info(f"{cfg.paths.output_dir} finished with this config already (its results.json): kept, not trained or "

@@ -49,6 +49,7 @@ def earlier_run_refusal(output_dir: str | Path, ckpt_path: str | None, trained: 
     from lightning.fabric.plugins.environments import SLURMEnvironment
 
     folder = Path(output_dir)
+    last = folder / "checkpoints" / "last.ckpt"
     checkpoints, results = sorted(folder.glob("checkpoints/*.ckpt")), sorted(folder.glob("results.json"))
     if any(folder.glob("hpc_ckpt_*.ckpt")) and SLURMEnvironment.detect():
         return None
@@ -56,12 +57,12 @@ def earlier_run_refusal(output_dir: str | Path, ckpt_path: str | None, trained: 
     if not trained:
         if not results:
             return None
-        remedy = f"give ckpt_path={folder / 'checkpoints' / 'last.ckpt'} and {elsewhere}" \
+        remedy = f"give ckpt_path={last} and {elsewhere}" \
             if ckpt_path in (None, "auto", "last") else elsewhere
         return ConfigError(f"The output directory {folder} holds the results.json of an earlier run, which this "
                            f"test-only run (train=false) would replace; {remedy}, or delete that results.json.")
     if ckpt_path in ("auto", "last"):
-        if (folder / "checkpoints" / "last.ckpt").is_file():
+        if last.is_file():
             return None
         if not checkpoints + results:
             return None  # a run killed before its first checkpoint starts again
@@ -75,7 +76,7 @@ def earlier_run_refusal(output_dir: str | Path, ckpt_path: str | None, trained: 
     if not earlier:
         return None
     start = f"resumes from another run's checkpoint ({ckpt_path})" if ckpt_path else "starts fresh"
-    resume = "continue that run with ckpt_path=auto, " if (folder / "checkpoints" / "last.ckpt").is_file() else ""
+    resume = "continue that run with ckpt_path=auto, " if last.is_file() else ""
     return ConfigError(f"The output directory {folder} holds an earlier run ({shown(folder, earlier)}), and this run "
                        f"{start}, so it would mix its metrics and checkpoints with that run's; {resume}{elsewhere}, or "
                        f"delete the earlier run's files.")

@@ -351,9 +351,9 @@ def _refusals_as_sentences(compose_or_run: Callable[[], object]):
         raise SystemExit(2) from None
     except UserError as error:  # a sweep's job stopped with it, and Hydra ran the others first (reporting_user_errors);
         # before OSError: DatasetMissingError is a FileNotFoundError too
-        where, sweep_dir = getattr(error, "output_dir", None), getattr(error, "sweep_dir", None)
-        if sweep_dir:  # as after a sweep that ended well (PrintSweepDir): its finished jobs' results are there
-            print(f"sweep directory: {sweep_dir}", file=sys.stderr)
+        where = getattr(error, "output_dir", None)
+        if _job.get("sweep_dir"):  # as after a sweep that ended well (PrintSweepDir): its finished jobs' results
+            print(f"sweep directory: {_job['sweep_dir']}", file=sys.stderr)
         print(f"The sweep ran every job; the first that stopped{f' ({where})' if where else ''} said:", file=sys.stderr)
         print(report(error), file=sys.stderr)  # again: a submitit job's own output is in its .submitit log, not here
         raise SystemExit(2) from None
@@ -433,6 +433,11 @@ def log_to_files(message: str) -> None:
             handler.handle(record)
 
 
+def in_a_sweep() -> bool:
+    """Is this process running a job of a Hydra multirun?"""
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 @contextmanager
 def reporting_user_errors():
     """Around the work of a Hydra job: a UserError becomes its sentence on stderr and in the job's log, exit code 2.
@@ -446,7 +451,7 @@ def reporting_user_errors():
                 ...
     """
     _job["started"] = True
-    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+    if in_a_sweep():
         _job["sweep_dir"] = HydraConfig.get().sweep.dir
     try:
         yield
@@ -458,8 +463,8 @@ def reporting_user_errors():
         close_progress_bars()
         log_to_files(report(user_error) + (f" (output directory: {output_dir})" if output_dir else ""))
         print(report(user_error), file=sys.stderr)
-        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
-            user_error.output_dir, user_error.sweep_dir = output_dir, HydraConfig.get().sweep.dir
+        if in_a_sweep():
+            user_error.output_dir = output_dir
             raise user_error from None  # as for any failed job, Hydra runs the sweep's others, then raises it
         raise SystemExit(2) from None
 
