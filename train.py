@@ -38,6 +38,7 @@ from framework.checkpoints import (
     earlier_run_refusal,
     loading_checkpoint,
     resolve_ckpt_path,
+    set_aside_a_killed_start,
 )
 from framework.combinations import FirstBatchWatch, check_data_fits_model, data_the_network_takes
 from framework.compose import paths_from_start_dir
@@ -185,6 +186,8 @@ def train(cfg: DictConfig) -> dict:
     if refusal := earlier_run_refusal(cfg.paths.output_dir, cfg.get("ckpt_path"), cfg.get("train", True),
                                       multirun=in_a_sweep()):
         raise refusal
+    if cfg.get("train", True) and cfg.get("ckpt_path") in ("auto", "last") and rank_zero_only.rank == 0:
+        set_aside_a_killed_start(cfg.paths.output_dir)
     if finished := finished_with_this_config(cfg):
         log.info(f"{cfg.paths.output_dir} finished with this config already (its results.json): kept, not trained or "
                  f"tested again (delete its results.json to test it again)")

@@ -4,6 +4,7 @@ traceback of torch.load or load_state_dict; so is a resume that changes what the
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 import re
@@ -21,6 +22,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from framework.errors import ConfigError, DataError
 
 log = logging.getLogger("train")
+METRICS_CSV = "csv/metrics.csv"  # where the CSV logger (conf/logger/csv.yaml) writes, in a run's output directory
 
 
 def resolve_ckpt_path(ckpt_path: str | None, trainer: L.Trainer, training: bool = True) -> str | None:
@@ -51,16 +53,20 @@ def earlier_run_refusal(output_dir: str | Path, ckpt_path: str | None, trained: 
     folder = Path(output_dir)
     last = folder / "checkpoints" / "last.ckpt"
     checkpoints, results = sorted(folder.glob("checkpoints/*.ckpt")), sorted(folder.glob("results.json"))
+    metrics = sorted(folder.glob(METRICS_CSV))
     if any(folder.glob("hpc_ckpt_*.ckpt")) and SLURMEnvironment.detect():
         return None
     elsewhere = "give another hydra.sweep.dir" if multirun else "leave hydra.run.dir out (each run gets a new folder)"
     if not trained:
-        if not results:
+        earlier = checkpoints + results + metrics
+        if not earlier:
             return None
-        remedy = f"give ckpt_path={last} and {elsewhere}" \
+        remedy = f"give ckpt_path={last if last.is_file() else '<one of its checkpoints>'} and {elsewhere}" \
             if ckpt_path in (None, "auto", "last") else elsewhere
-        return ConfigError(f"The output directory {folder} holds the results.json of an earlier run, which this "
-                           f"test-only run (train=false) would replace; {remedy}, or delete that results.json.")
+        effect = "replace" if results else "write (it would look finished)"
+        return ConfigError(f"The output directory {folder} holds an earlier run ({shown(folder, earlier)}), whose "
+                           f"results.json this test-only run (train=false) would {effect}; {remedy}"
+                           f"{', or delete that results.json' if results else ''}.")
     if ckpt_path in ("auto", "last"):
         if last.is_file():
             return None
@@ -72,7 +78,7 @@ def earlier_run_refusal(output_dir: str | Path, ckpt_path: str | None, trained: 
                            f"start fresh among its files; {elsewhere}, or delete the earlier run's files.")
     if ckpt_path == "hpc" or (ckpt_path and Path(ckpt_path).resolve().parent == (folder / "checkpoints").resolve()):
         return None  # this directory's own run, continued
-    earlier = checkpoints + results + sorted(folder.glob("csv/metrics.csv"))
+    earlier = checkpoints + results + metrics
     if not earlier:
         return None
     start = f"resumes from another run's checkpoint ({ckpt_path})" if ckpt_path else "starts fresh"
@@ -80,6 +86,20 @@ def earlier_run_refusal(output_dir: str | Path, ckpt_path: str | None, trained: 
     return ConfigError(f"The output directory {folder} holds an earlier run ({shown(folder, earlier)}), and this run "
                        f"{start}, so it would mix its metrics and checkpoints with that run's; {resume}{elsewhere}, or "
                        f"delete the earlier run's files.")
+
+
+def set_aside_a_killed_start(output_dir: str | Path) -> None:
+    """``ckpt_path=auto`` in a folder whose run was killed before its first checkpoint starts that run again: the
+    metrics.csv it left is renamed (metrics.killed-1.csv, ...), so that the new rows do not follow its rows."""
+    folder = Path(output_dir)
+    metrics = folder / METRICS_CSV
+    if (folder / "checkpoints" / "last.ckpt").is_file() or not metrics.is_file():
+        return
+    aside = next(path for n in itertools.count(1)
+                 if not (path := metrics.with_name(f"metrics.killed-{n}.csv")).exists())
+    metrics.rename(aside)
+    log.info(f"ckpt_path=auto: {folder} holds the metrics.csv of a start killed before its first checkpoint; "
+             f"it is kept as {aside.relative_to(folder)} and this run starts again")
 
 
 def shown(folder: Path, files: list[Path]) -> str:

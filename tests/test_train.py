@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from framework.results import read_results
 from tests.conftest import ROOT, run_cli
 from train import train
 
@@ -158,9 +159,9 @@ def test_a_run_that_would_mix_its_files_with_an_earlier_runs_is_one_sentence_and
                            r"checkpoints with that run's; continue that run with ckpt_path=auto, leave hydra.run.dir "
                            r"out \(each run gets a new folder\), or delete the earlier run's files\.$"),
             ((f"ckpt_path={other}",), rf"and this run resumes from another run's checkpoint \({other}\)"),
-            (("train=false", "ckpt_path=auto"), rf"holds the results.json of an earlier run, which this test-only run "
-                                                rf"\(train=false\) would replace; give ckpt_path={folder}/checkpoints/"
-                                                rf"last.ckpt and leave hydra.run.dir out")):
+            (("train=false", "ckpt_path=auto"), earlier + rf"results.json, \.\.\.\), whose results.json this test-only "
+                                                rf"run \(train=false\) would replace; give ckpt_path={folder}/"
+                                                rf"checkpoints/last.ckpt and leave hydra.run.dir out")):
         with pytest.raises(ConfigError, match=expected):
             train(make_cfg("debug=limit", "trainer.max_epochs=1", "seed=1", *overrides))
     assert {path: path.read_bytes() for path in files} == files and len(list(folder.glob("checkpoints/*"))) == 2
@@ -173,15 +174,24 @@ def test_a_run_that_would_mix_its_files_with_an_earlier_runs_is_one_sentence_and
     with pytest.raises(ConfigError, match=r"but no checkpoints/last.ckpt for ckpt_path=auto to continue, so this run "
                                           r"would start fresh among its files; leave hydra.run.dir out"):
         train(make_cfg("debug=limit", "seed=1", "ckpt_path=auto"))
-    killed = tmp_path / "killed"  # a run killed before its results.json: its last.ckpt is tested in its folder
+    killed = tmp_path / "killed"  # a run killed before its results.json: a test-only run's results would end it
     (killed / "checkpoints").mkdir(parents=True)
     (killed / "checkpoints" / "last.ckpt").write_bytes(Path(other).read_bytes())
-    tested = train(make_cfg("debug=limit", "seed=2", "train=false", "ckpt_path=auto", run="killed"))
-    assert tested["best_checkpoint"] == str(killed / "checkpoints" / "last.ckpt")
+    with pytest.raises(ConfigError, match=re.escape(
+            f"The output directory {killed} holds an earlier run (checkpoints/last.ckpt), whose results.json this "
+            f"test-only run (train=false) would write (it would look finished); give ckpt_path={killed}/checkpoints/"
+            f"last.ckpt and leave hydra.run.dir out (each run gets a new folder).")):
+        train(make_cfg("debug=limit", "seed=2", "train=false", "ckpt_path=auto", run="killed"))
+    assert not (killed / "results.json").exists()
     (killed / "checkpoints" / "last.ckpt").unlink()
-    (killed / "results.json").unlink()  # left: its metrics.csv, from a run that left no checkpoint
+    (killed / "csv").mkdir()
+    (killed / "csv" / "metrics.csv").write_text("epoch,step,train/loss\n0,1,2.5\n")  # killed before a checkpoint
     with pytest.raises(ConfigError, match=r"holds an earlier run \(csv/metrics.csv\), and this run starts fresh"):
         train(make_cfg("debug=limit", "seed=2", run="killed"))
+    again = train(make_cfg("debug=limit", "seed=2", "ckpt_path=auto", run="killed"))  # it starts again, rows apart
+    assert again["epochs_completed"] == 2  # debug=limit's max_epochs, from epoch 0
+    assert (killed / "csv" / "metrics.killed-1.csv").read_text() == "epoch,step,train/loss\n0,1,2.5\n"
+    assert "2.5" not in (killed / "csv" / "metrics.csv").read_text()
 
 
 def test_the_earlier_run_check_stops_a_run_or_sweep_before_hydra_writes_into_its_folders(tmp_path):
@@ -204,6 +214,43 @@ def test_the_earlier_run_check_stops_a_run_or_sweep_before_hydra_writes_into_its
     run = run_cli("train.py", "seed=7", "debug=smoke", f"hydra.run.dir={sweep}/1")
     assert run.returncode == 2 and "holds an earlier run (results.json)" in run.stderr
     assert (sweep / "1" / ".hydra" / "overrides.yaml").read_text() == "- seed=1\n"
+
+
+def test_a_continued_sweep_stops_before_hydra_writes_when_its_jobs_are_other_runs_or_change_kept_values(tmp_path):
+    """A sweep continued with ckpt_path=auto numbers its jobs anew when its values are reordered or inserted: job 0
+    went on from job 0's old checkpoint with another job's values, silently for a key no checkpoint keeps. A job
+    whose values the checkpoint keeps was stopped only after Hydra had rewritten its .hydra/ record; a custom
+    hydra.sweep.subdir was not checked at all. Appending values still continues the earlier jobs."""
+    sweep, custom = tmp_path / "sweep", tmp_path / "custom"
+    for folder, subdir in ((sweep, "${hydra.job.num}"), (custom, "s${seed}")):
+        first = run_cli("train.py", "-m", "seed=1,2", "debug=smoke", f"hydra.sweep.dir={folder}",
+                        f"hydra.sweep.subdir={subdir}")
+        assert first.returncode == 0, first.stderr[-2000:]
+    record = {path: path.read_bytes() for path in [*tmp_path.glob("*/*/.hydra/*.yaml"), *tmp_path.glob("*/*.yaml")]}
+    for overrides, expected in (
+            (("data.batch_size=32,16", "seed=1"), f"Config error: Job 0 of this sweep gives data.batch_size=32, but "
+             f"its folder {sweep}/0 holds the run of data.batch_size=(not given), which ckpt_path=auto would continue "
+             f"with this job's values (reordered or inserted sweep values number the jobs anew); keep the earlier "
+             f"sweep's values in their order with new ones after them, or give another hydra.sweep.dir."),
+            (("seed=2,1",), f"Job 0 of this sweep gives seed=2, but its folder {sweep}/0 holds the run of seed=1,"),
+            (("seed=1,2", "model.optimizer.lr=0.5"), f"Config error: Config key 'ckpt_path' is '{sweep}/0/checkpoints/"
+             f"last.ckpt', but this start gives model.optimizer.lr=0.5 (the checkpoint's: 0.02): a resumed run keeps")):
+        rerun = run_cli("train.py", "-m", *overrides, "debug=smoke", "ckpt_path=auto", f"hydra.sweep.dir={sweep}")
+        assert rerun.returncode == 2 and expected in rerun.stderr.strip().splitlines()[-1], rerun.stderr[-2000:]
+    in_custom = ("-m", "seed=1,2", "hydra.sweep.subdir=s${seed}", f"hydra.sweep.dir={custom}")
+    for overrides, expected in ((("seed=1", "model.optimizer.lr=0.5", "ckpt_path=auto", f"hydra.run.dir={sweep}/0"),
+                                 "but this start gives model.optimizer.lr=0.5 (the checkpoint's: 0.02)"),
+                                ((*in_custom, "ckpt_path=auto", "model.optimizer.lr=0.5"),
+                                 f"Config key 'ckpt_path' is '{custom}/s1/checkpoints/"),
+                                (in_custom, f"The output directory {custom}/s1 holds an earlier run")):
+        rerun = run_cli("train.py", *overrides, "debug=smoke")
+        assert rerun.returncode == 2 and expected in rerun.stderr, rerun.stderr[-2000:]
+    assert {path: path.read_bytes() for path in record} == record  # .hydra/ and multirun.yaml as first written
+    appended = run_cli("train.py", "-m", "seed=1,2,3", "debug=smoke", "trainer.max_epochs=2", "ckpt_path=auto",
+                       f"hydra.sweep.dir={sweep}")
+    assert appended.returncode == 0, appended.stderr[-2000:]
+    assert [read_results(sweep / str(num) / "results.json")["epochs_completed"] for num in range(3)] == [2, 2, 2]
+    assert "Resuming from" in (sweep / "0" / "train.log").read_text()
 
 
 def test_a_resume_that_changes_what_the_checkpoint_restores_is_one_sentence(make_cfg):
