@@ -139,7 +139,12 @@ def check_data_fits_model(cfg: DictConfig, datamodule, model) -> None:
 
 
 # ---- what only the first batch shows: a network of the user's that does not take the data's inputs -------------
-_SHAPE_WORDS = re.compile(r"\b(shapes?|sizes?|channels|dimensions?|mat1|mat2)\b", re.IGNORECASE)
+_INPUT_WORDS = re.compile(r"\b(shapes?|sizes?|channels|dimensions?|mat1|mat2|type)\b", re.IGNORECASE)
+_DTYPE_WORDS = re.compile(r"same dtype|Input type \(.*\) and \w+ type \(.*\) should be the same")
+
+
+def _name(dtype: torch.dtype | None) -> str:
+    return str(dtype).removeprefix("torch.")
 
 
 class FirstBatchWatch(Callback):
@@ -147,12 +152,13 @@ class FirstBatchWatch(Callback):
 
     def __init__(self):
         self.first_inputs: tuple[int, ...] | None = None
+        self.first_dtype: torch.dtype | None = None
         self.a_batch_passed = False
 
     def _started(self, batch) -> None:
         inputs = batch[0] if isinstance(batch, list | tuple) and batch else batch
         if self.first_inputs is None and isinstance(inputs, torch.Tensor):
-            self.first_inputs = tuple(inputs.shape)
+            self.first_inputs, self.first_dtype = tuple(inputs.shape), inputs.dtype
 
     def _ended(self, *args) -> None:
         self.a_batch_passed = True
@@ -199,8 +205,8 @@ def data_the_network_takes(cfg: DictConfig, model, datamodule, watch: FirstBatch
     """Around fit/test, what only the batches show about a user's own network or data (``check_data_fits_model``
     cannot see them), as one sentence instead of a traceback from deep inside torch:
 
-    - one of torch's layers refusing the first batch's shape names the layer and both shapes (after a batch got
-      through, it stays a bug);
+    - one of torch's layers refusing the first batch's shape names the layer and both shapes, its dtype (float64
+      from numpy, uint8) the layer's and the inputs' dtypes (after a batch got through, it stays a bug);
     - a label that cross-entropy finds out of range names it and model.num_classes.
     """
     try:
@@ -216,9 +222,16 @@ def data_the_network_takes(cfg: DictConfig, model, datamodule, watch: FirstBatch
                           ) from None
     except RuntimeError as error:
         if watch.a_batch_passed or watch.first_inputs is None or isinstance(error, torch.OutOfMemoryError) or \
-                not _SHAPE_WORDS.search(str(error)) or (layer := failing_layer(error, model)) is None:
+                not _INPUT_WORDS.search(str(error)) or (layer := failing_layer(error, model)) is None:
             raise
         name, module, inputs = layer
+        weights = next((parameter.dtype for parameter in module.parameters()), None)
+        if _DTYPE_WORDS.search(str(error)) and weights is not None:
+            raise ConfigError(f"The network ({model_name(model)}) cannot take the first batch of "
+                              f"{type(datamodule).__name__} (inputs of dtype {_name(watch.first_dtype)}): its layer "
+                              f"{name} ({one_line(module)}) has {_name(weights)} weights, and torch says: "
+                              f"{one_line(error).rstrip('.')}; make the dataset return {_name(weights)} inputs "
+                              f"(tensor.to(torch.{_name(weights)}), in __getitem__ or a collate_fn).") from None
         got = f" got inputs of shape {list(inputs)}" if inputs else ""
         related = CHANNEL_KEYS if "channels" in str(error) else SIZE_KEYS
         keys = [key for key in related if has_key(cfg, key)]

@@ -25,6 +25,7 @@ from framework.errors import ConfigError
 from lightning_modules.stage_steps import StageSteps
 
 STAGES = ("train", "val", "test")
+LABEL_DTYPES = (torch.long, torch.uint8)  # the class-index types cross-entropy takes
 
 
 def layer_param_groups(net: nn.Module) -> list[dict]:
@@ -74,17 +75,31 @@ class ClassificationModule(StageSteps, L.LightningModule):
         return net.loss(scores, targets) if hasattr(net, "loss") else F.cross_entropy(scores, targets)
 
     def _step(self, batch, stage: str) -> torch.Tensor:
-        if isinstance(batch, Mapping | torch.Tensor):  # a user's DataModule: unpacking gave its keys or rows
-            given = f"a dict (keys {', '.join(map(str, batch))})" if isinstance(batch, Mapping) else "one tensor"
-            raise ConfigError(f"{type(self).__name__} takes batches of (images, labels), but "
-                              f"{type(self.trainer.datamodule).__name__}'s {stage} loader gives {given}; make its "
-                              f"dataset return (image, label) pairs (in __getitem__, or with a collate_fn).")
+        if not (isinstance(batch, list | tuple) and len(batch) == 2 and isinstance(batch[1], torch.Tensor)
+                and batch[1].dtype in LABEL_DTYPES and batch[1].ndim == 1):
+            raise self.batch_refusal(batch, stage)
         images, targets = batch
         scores = self(images)
         loss = self.compute_loss(scores, targets)
         self.accuracy[f"{stage}_acc"].update(scores.detach(), targets)
         self.add_to_epoch_means(stage, {"loss": loss}, len(targets))
         return loss
+
+    def batch_refusal(self, batch, stage: str) -> ConfigError:
+        """What a user's DataModule gives instead of (images, labels) with class-index labels, and the remedy."""
+        loader = f"{type(self.trainer.datamodule).__name__}'s {stage} loader gives"
+        if not isinstance(batch, list | tuple) or len(batch) != 2:
+            given = (f"a dict (keys {', '.join(map(str, batch))})" if isinstance(batch, Mapping) else
+                     "one tensor" if isinstance(batch, torch.Tensor) else f"{len(batch)} items per batch"
+                     if isinstance(batch, list | tuple) else type(batch).__name__)
+            return ConfigError(f"{type(self).__name__} takes batches of (images, labels), but {loader} {given}; make "
+                               f"its dataset return (image, label) pairs (in __getitem__, or with a collate_fn).")
+        labels = batch[1]
+        given = f"{str(labels.dtype).removeprefix('torch.')} labels of shape {list(labels.shape)}" \
+            if isinstance(labels, torch.Tensor) else f"labels of type {type(labels).__name__}"
+        return ConfigError(f"{type(self).__name__} takes labels as class indices, one integer per image (a torch.long "
+                           f"tensor of shape [batch]), but {loader} {given}; make its dataset return the class index "
+                           f"(torch.as_tensor(label, dtype=torch.long); label.argmax() of a one-hot label).")
 
     def log_epoch(self, stage: str) -> None:
         if self.log_epoch_means(stage, prog_bar=("loss",) if stage == "train" else ()):

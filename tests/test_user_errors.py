@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import re
 import runpy
 import subprocess
 import sys
@@ -647,6 +648,17 @@ def test_a_shape_refusal_on_the_first_batch_names_the_layer_and_after_a_batch_go
     with pytest.raises(RuntimeError, match="mat1 and mat2 shapes"):
         with data_the_network_takes(make_cfg(), net, torch.utils.data.TensorDataset(), watch):
             net(torch.zeros(5, 1, 4, 4))
+    for layer, inputs in ((torch.nn.Linear(16, 2), torch.zeros(5, 16, dtype=torch.float64)),
+                          (torch.nn.Conv2d(1, 2, 3), torch.zeros(5, 1, 4, 4, dtype=torch.uint8))):
+        watch, given, model = FirstBatchWatch(), str(inputs.dtype).removeprefix("torch."), torch.nn.Sequential(layer)
+        watch.on_train_batch_start(None, None, (inputs, torch.zeros(5)), 0)
+        with pytest.raises(ConfigError, match=rf"^The network \(Sequential\) cannot take the first batch of "
+                                              rf"TensorDataset \(inputs of dtype {given}\): its layer 0 "
+                                              rf"\({type(layer).__name__}\(.*\)\) has float32 weights, and torch "
+                                              rf"says: .*; make the dataset return float32 inputs "
+                                              rf"\(tensor.to\(torch.float32\), in __getitem__ or a collate_fn\)\.$"):
+            with data_the_network_takes(make_cfg(), model, torch.utils.data.TensorDataset(), watch):
+                model(inputs)
     with pytest.raises(RuntimeError, match="not a shape"):  # any other error, on the first batch too
         with data_the_network_takes(make_cfg(), net, None, FirstBatchWatch()):
             raise RuntimeError("not a shape")
@@ -676,6 +688,21 @@ def test_labels_out_of_range_and_batches_that_are_not_pairs_are_one_sentence(mak
     with pytest.raises(ConfigError, match=r"^ClassificationModule takes batches of \(images, labels\), but "
                                           r"TensorDataset's train loader gives a dict \(keys image, label\); make "):
         module.training_step({"image": torch.zeros(2, 1, 4, 4), "label": torch.zeros(2)}, 0)
+    images = torch.zeros(2, 10)
+    with pytest.raises(ConfigError, match=r"loader gives 3 items per batch; make its dataset return \(image, label\)"):
+        module.validation_step((images, torch.zeros(2, dtype=torch.long), torch.zeros(2)), 0)
+    # one-hot labels trained silently at accuracy 0 (cross-entropy takes them as probabilities); int32 and [2, 1] ones
+    # were torch's tracebacks
+    for labels, given in ((torch.eye(10)[[3, 4]], "float32 labels of shape [2, 10]"),
+                          (torch.tensor([3, 4], dtype=torch.int32), "int32 labels of shape [2]"),
+                          (torch.tensor([[3], [4]]), "int64 labels of shape [2, 1]")):
+        with pytest.raises(ConfigError, match=re.escape(
+                f"ClassificationModule takes labels as class indices, one integer per image (a torch.long tensor of "
+                f"shape [batch]), but TensorDataset's train loader gives {given}; make its dataset return the class "
+                f"index (torch.as_tensor(label, dtype=torch.long); label.argmax() of a one-hot label).")):
+            module.training_step((images, labels), 0)
+    for labels in (torch.tensor([3, 4]), torch.tensor([3, 4], dtype=torch.uint8)):  # scores all 0: the loss is ln 10
+        assert module.training_step((images, labels), 0).item() == pytest.approx(np.log(10))
 
 
 def test_a_config_file_of_the_users_named_like_a_built_in_one_is_one_sentence(tmp_path):
