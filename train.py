@@ -179,6 +179,12 @@ def task_overrides() -> list[str]:
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
+def group_choices() -> dict[str, str | None]:
+    """The option of each config group (``model: lenet5``, ``model/optimizer: sgd``), typed or a default."""
+    choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+    return {group: option for group, option in choices.items() if group.split("/")[0] != "hydra"}
+
+
 def train(cfg: DictConfig) -> dict:
     """Run one training job described by ``cfg``; returns (and writes) its results."""
     validate(cfg)
@@ -242,6 +248,7 @@ def train(cfg: DictConfig) -> dict:
         "optimized_metric": cfg.get("optimized_metric"),
         "seed": cfg.get("seed"),
         "overrides": task_overrides(),
+        "choices": group_choices(),
         "config": OmegaConf.to_container(cfg, resolve=True),
         "output_dir": cfg.paths.output_dir,
         "best_checkpoint": checkpoint,  # the weights val/ and test/ describe (test-only: ckpt_path)

@@ -12,6 +12,9 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
+
 from framework.errors import ConfigError
 
 _ABSENT = "—"
@@ -27,16 +30,32 @@ def config_value(config: dict, dotted_key: str):
 
 
 def group_value(run: dict, dotted_key: str) -> str:
-    """The value a run was given for ``dotted_key`` on the command line (``model=lenet5`` -> ``lenet5``),
-    else its value in the resolved config; a config group's (``data``: a dict) is its class's name."""
+    """The option a run's config group had (``model`` -> ``lenet5``, typed or a default: results.json's ``choices``),
+    else the value it was given on the command line, else its value in the resolved config; a config group of a run
+    without choices (``data``: a dict) is its class's name. Values are shown as typed in a config (``true``, ``0.1``),
+    however the command line or Hydra's sweep spelled them (``True``, ``0.10``)."""
+    if dotted_key in run.get("choices", {}):
+        return str(run["choices"][dotted_key])
     for override in run.get("overrides", []):
         key, _, value = override.partition("=")
         if key.lstrip("+~") == dotted_key:
-            return value
+            return shown(typed(override, value))
     value = config_value(run["config"], dotted_key)
     if isinstance(value, dict) and "_target_" in value:
         return str(value["_target_"]).rsplit(".", 1)[-1]
-    if isinstance(value, bool) or value is None:  # as typed: train=false beside the default's true, not True
+    return shown(value)
+
+
+def typed(override: str, value: str):
+    """An override's value as Hydra reads it (``True`` -> True, ``0.10`` -> 0.1); as written where it does not parse."""
+    try:
+        return OverridesParser.create().parse_overrides([override])[0].value()
+    except HydraException:
+        return value
+
+
+def shown(value) -> str:
+    if isinstance(value, bool) or value is None:
         return {True: "true", False: "false", None: "null"}[value]
     return str(value)
 

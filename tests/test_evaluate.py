@@ -198,6 +198,17 @@ def test_a_config_group_chosen_on_the_command_line_groups_by_its_name(tmp_path):
     text = evaluate(compose_config([f"runs={tmp_path / 'mixed'}", "metrics=[test/acc]", "group_by=[train]"],
                                    tmp_path / "out", "evaluate"))
     assert "| true | 0.9000 ± — | 1 |" in text and "| false | 0.9000 ± — | 1 |" in text
+    # Hydra's sweep writes a swept boolean as True, a default model group is a choice in results.json (it was the
+    # class's name: two rows for one model, lenet5 typed and ClassificationModule taken from the defaults)
+    module = {"_target_": "lightning_modules.classifier.ClassificationModule"}
+    typed = {**runs[0], "config": {"model": module, "train": True}}
+    swept = {**typed, "overrides": ["model=lenet5", "train=True", "seed=3"]}
+    chosen = [{**typed, "overrides": [f"seed={seed}"], "choices": {"model": name}, "metrics": {"test/acc": acc}}
+              for name, seed, acc in (("lenet5", 2, 0.9), ("lenet5_classic", 1, 0.8))]
+    write_runs(tmp_path / "choices", [typed, swept, *chosen])
+    text = evaluate(compose_config([f"runs={tmp_path / 'choices'}", "metrics=[test/acc]", "group_by=[model,train]"],
+                                   tmp_path / "out", "evaluate"))
+    assert "| lenet5 | true | 0.9000 ± 0.0000 | 3 |" in text and "| lenet5_classic | true | 0.8000 ± — | 1 |" in text
 
 
 def test_runs_without_accuracy_are_tabled_by_their_optimized_metric(tmp_path):

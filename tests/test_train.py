@@ -251,6 +251,7 @@ def test_a_continued_sweep_stops_before_hydra_writes_when_its_jobs_are_other_run
     assert appended.returncode == 0, appended.stderr[-2000:]
     assert [read_results(sweep / str(num) / "results.json")["epochs_completed"] for num in range(3)] == [2, 2, 2]
     assert "Resuming from" in (sweep / "0" / "train.log").read_text()
+    assert read_results(sweep / "2" / "results.json")["choices"]["model"] == "lenet5"  # evaluate.py's rows read it
 
 
 def test_a_resume_that_changes_what_the_checkpoint_restores_is_one_sentence(make_cfg):
