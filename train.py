@@ -47,6 +47,7 @@ from framework.errors import (
     UserError,
     in_a_sweep,
     instantiate_node,
+    log_to_files,
     reporting_user_errors,
     run_entry_point,
     trainer_refusals,
@@ -282,7 +283,9 @@ def main(cfg: DictConfig) -> float | None:
             results = train(cfg)
     except Exception as error:
         if not isinstance(error, UserError):  # a user error has said its sentence (a sweep's job: and goes on)
-            log.exception(f"Run failed; its output directory is {cfg.paths.output_dir}")
+            failed = f"Run failed; its output directory is {cfg.paths.output_dir}"
+            log_to_files(failed, error, log)  # with the traceback, which Hydra prints on the console after this line
+            print(f"{failed}.", file=sys.stderr)
         raise
     finally:
         finish_wandb()

@@ -216,10 +216,12 @@ def data_the_network_takes(cfg: DictConfig, model, datamodule, watch: FirstBatch
         if label is None:
             raise
         classes = (getattr(model, "hparams", None) or {}).get("num_classes", "?")
+        remedy = ("give only labelled images to a classifier (a negative label such as -1 marks an unlabelled one)"
+                  if int(label[1]) < 0 else "set model.num_classes (and the network's outputs) to the data's number "
+                                            "of classes")
         raise ConfigError(f"{type(datamodule).__name__} gives the label {label[1]}, out of range for the model's "
                           f"{classes} classes (model.num_classes={classes}; labels run from 0 to num_classes - 1); "
-                          f"set model.num_classes (and the network's outputs) to the data's number of classes."
-                          ) from None
+                          f"{remedy}.") from None
     except RuntimeError as error:
         if watch.a_batch_passed or watch.first_inputs is None or isinstance(error, torch.OutOfMemoryError) or \
                 not _INPUT_WORDS.search(str(error)) or (layer := failing_layer(error, model)) is None:

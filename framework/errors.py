@@ -424,10 +424,11 @@ def close_progress_bars() -> None:
         bar.close()
 
 
-def log_to_files(message: str) -> None:
-    """``message`` as an error record in the job's log file (train.log) only: the console gets the sentence once,
-    from the caller's print."""
-    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, message, None, None)
+def log_to_files(message: str, error: BaseException | None = None, logger: logging.Logger = log) -> None:
+    """``message`` (and ``error``'s traceback) as an error record of ``logger`` in the job's log file (train.log)
+    only: the console gets it once, from the caller's print (or Hydra's, which prints a failed job's traceback)."""
+    traceback = (type(error), error, error.__traceback__) if error is not None else None
+    record = logger.makeRecord(logger.name, logging.ERROR, __file__, 0, message, None, traceback)
     for handler in {*logging.getLogger().handlers, *log.handlers}:
         if isinstance(handler, logging.FileHandler) and record.levelno >= handler.level:
             handler.handle(record)

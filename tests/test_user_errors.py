@@ -482,6 +482,10 @@ def test_a_bug_still_shows_its_traceback_and_exit_code_1(run_in_process, data_ro
     code, output = run_in_process("train.py", [f"paths.data_dir={data_root}"], tmp_path, whole_script=True)
     assert code == 1
     assert "Traceback" in output and "RuntimeError: a bug in the framework" in output
+    assert output.count("Traceback (most recent call last)") == 1, output  # Hydra's; it was also in a log line
+    assert f"Run failed; its output directory is {tmp_path}.\n" in output
+    log_file = (tmp_path / "train.log").read_text()
+    assert "Run failed" in log_file and "RuntimeError: a bug in the framework" in log_file
     code, output = run_in_process("train.py", ["-m", "seed=1,2", f"paths.data_dir={data_root}",
                                                f"hydra.sweep.dir={tmp_path}/sweep"], tmp_path, whole_script=True)
     assert code == 1 and "RuntimeError: a bug in the framework" in output
@@ -684,6 +688,10 @@ def test_labels_out_of_range_and_batches_that_are_not_pairs_are_one_sentence(mak
                                           r"\(model.num_classes=10; labels run from 0 to num_classes - 1\); set "):
         with data_the_network_takes(make_cfg(), module, torch.utils.data.TensorDataset(), FirstBatchWatch()):
             torch.nn.functional.cross_entropy(torch.zeros(2, 10), torch.tensor([1, 12]))
+    with pytest.raises(ConfigError, match=r"gives the label -1, out of range .*; give only labelled images to a "
+                                          r"classifier \(a negative label such as -1 marks an unlabelled one\)\.$"):
+        with data_the_network_takes(make_cfg(), module, torch.utils.data.TensorDataset(), FirstBatchWatch()):
+            torch.nn.functional.cross_entropy(torch.zeros(2, 10), torch.tensor([1, -1]))
     module.trainer = SimpleNamespace(datamodule=torch.utils.data.TensorDataset())
     with pytest.raises(ConfigError, match=r"^ClassificationModule takes batches of \(images, labels\), but "
                                           r"TensorDataset's train loader gives a dict \(keys image, label\); make "):
