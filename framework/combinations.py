@@ -22,8 +22,9 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
+from torch.multiprocessing import ProcessRaisedException
 
-from framework.errors import ConfigError, one_line
+from framework.errors import ConfigError, one_line, worker_exception
 
 TARGETS = {"classification": "class labels", "regression": "regression targets", "unlabeled": "no labels"}
 
@@ -211,8 +212,10 @@ def data_the_network_takes(cfg: DictConfig, model, datamodule, watch: FirstBatch
     """
     try:
         yield
-    except IndexError as error:
-        label = _OUT_OF_RANGE_LABEL.search(str(error))
+    except (IndexError, ProcessRaisedException) as error:  # cross-entropy's, here or in a spawned DDP worker
+        kind, message = ("IndexError", str(error)) if isinstance(error, IndexError) else \
+            worker_exception(error) or ("", "")
+        label = _OUT_OF_RANGE_LABEL.search(message) if kind == "IndexError" else None
         if label is None:
             raise
         classes = (getattr(model, "hparams", None) or {}).get("num_classes", "?")

@@ -236,8 +236,8 @@ def instantiate_node(node: DictConfig | ListConfig, key: str, **kwargs):
 
 
 # ---- user errors that reach the entry points in another shape: a spawned worker's, Hydra's own ---------
-def worker_user_error(error: ProcessRaisedException) -> UserError | None:
-    """The UserError a spawned DDP worker (``strategy=ddp_spawn``) stopped with; ``None``: the worker's bug.
+def worker_exception(error: ProcessRaisedException) -> tuple[str, str] | None:
+    """(class, message) of the exception a spawned DDP worker (``strategy=ddp_spawn``) stopped with.
 
     torch.multiprocessing hands the parent only the worker's traceback as text; the exception's own lines,
     ``<module>.<class>: <message>``, follow the last traceback's (indented) frames.
@@ -245,11 +245,17 @@ def worker_user_error(error: ProcessRaisedException) -> UserError | None:
     last = error.msg.rsplit("Traceback (most recent call last):", 1)[-1]
     lines = itertools.dropwhile(lambda line: not line or line[0].isspace(), last.splitlines())
     found = re.fullmatch(r"([A-Za-z_][\w.]*): (.*)", "\n".join(lines).strip(), re.DOTALL)
+    return (found[1], found[2]) if found else None
+
+
+def worker_user_error(error: ProcessRaisedException) -> UserError | None:
+    """The UserError a spawned DDP worker stopped with; ``None``: the worker's bug."""
+    found = worker_exception(error)
     try:
-        kind = get_object(found[1]) if found else None
+        kind = get_object(found[0]) if found else None
     except Exception:  # a class that does not import here (e.g. from the worker's __main__): not ours to name
         return None
-    return kind(found[2]) if isinstance(kind, type) and issubclass(kind, UserError) else None
+    return kind(found[1]) if isinstance(kind, type) and issubclass(kind, UserError) else None
 
 
 def _config_keys(node, prefix: str = "") -> Iterator[str]:
