@@ -61,12 +61,15 @@ def earlier_run_refusal(output_dir: str | Path, ckpt_path: str | None, trained: 
         earlier = checkpoints + results + metrics
         if not earlier:
             return None
-        remedy = f"give ckpt_path={last if last.is_file() else '<one of its checkpoints>'} and {elsewhere}" \
-            if ckpt_path in (None, "auto", "last") else elsewhere
+        if multirun:  # one checkpoint for every job would test job 0's weights in each
+            remedy = f"{elsewhere}, with the checkpoints to test as the values of ckpt_path"
+        elif ckpt_path in (None, "auto", "last"):
+            remedy = f"give ckpt_path={last if last.is_file() else '<one of its checkpoints>'} and {elsewhere}"
+        else:
+            remedy = elsewhere
         effect = "replace" if results else "write (it would look finished)"
         return ConfigError(f"The output directory {folder} holds an earlier run ({shown(folder, earlier)}), whose "
-                           f"results.json this test-only run (train=false) would {effect}; {remedy}"
-                           f"{', or delete that results.json' if results else ''}.")
+                           f"results.json this test-only run (train=false) would {effect}; {remedy}.")
     if ckpt_path in ("auto", "last"):
         if last.is_file():
             return None
@@ -116,8 +119,8 @@ def checkpoint_to_test(ckpt_path: str | None, trainer: L.Trainer) -> str:
     return checkpoint
 
 
-def check_checkpoint(path: str | None, resumed_with: DictConfig | None = None, model: torch.nn.Module | None = None
-                     ) -> None:
+def check_checkpoint(path: str | None, resumed_with: DictConfig | None = None, model: torch.nn.Module | None = None,
+                     sweep_job: int | None = None) -> None:
     """A checkpoint file must be one that Lightning wrote (``last``/``hpc``, Lightning's own names, pass), with
     weights that fit ``model``; a run that resumes from it (``resumed_with``: its config) must keep the values it
     restores (``check_resumed_values``)."""
@@ -133,7 +136,7 @@ def check_checkpoint(path: str | None, resumed_with: DictConfig | None = None, m
                         f"file that a run wrote (its checkpoints/*.ckpt).")
     if resumed_with is not None:
         try:
-            check_resumed_values(path, checkpoint, resumed_with)
+            check_resumed_values(path, checkpoint, resumed_with, sweep_job)
         except ConfigError:  # another model's checkpoint: its lr differs too, but its weights are the mistake to name
             if model is not None:
                 check_weights_fit(path, checkpoint["state_dict"], model)
@@ -251,10 +254,10 @@ class RandomStatesInCheckpoints(Callback):
         random.setstate(states["python"])
 
 
-def check_resumed_values(path: str, checkpoint: dict, cfg: DictConfig) -> None:
+def check_resumed_values(path: str, checkpoint: dict, cfg: DictConfig, sweep_job: int | None = None) -> None:
     """Resuming with another optimizer, scheduler, patience, seed or split would train with the checkpoint's (or
     mix two splits) while results.json records the new ones: one sentence instead (checkpoints from before these
-    values were saved pass)."""
+    values were saved pass). ``sweep_job``: the number of the sweep's job that would continue the run of ``path``."""
     if KEPT_VALUES not in checkpoint:
         return
     saved, now = checkpoint[KEPT_VALUES], kept_values(cfg)
@@ -266,10 +269,15 @@ def check_resumed_values(path: str, checkpoint: dict, cfg: DictConfig) -> None:
     if changed:
         shown = ", ".join(f"{key}={now.get(key, 'absent')} (the checkpoint's: {saved.get(key, 'absent')})"
                           for key in changed[:3]) + (" ..." if len(changed) > 3 else "")
-        raise ConfigError(f"Config key 'ckpt_path' is {path!r}, but this start gives {shown}: a resumed run keeps "
-                          f"what its checkpoint was made with (the seed, the train/validation split, the optimizer's, "
-                          f"scheduler's and early stopping's state, values included); resume with the checkpoint's "
-                          f"values, or start a new run in a folder of its own (without ckpt_path) to train with these.")
+        kept = ("a resumed run keeps what its checkpoint was made with (the seed, the train/validation split, the "
+                "optimizer's, scheduler's and early stopping's state, values included)")
+        if sweep_job is not None:
+            raise ConfigError(f"Job {sweep_job} of this sweep would continue the run of {path} (ckpt_path="
+                              f"{cfg.get('ckpt_path')}), but gives {shown}: {kept}; keep the earlier sweep's values "
+                              f"for its jobs, or give another hydra.sweep.dir to train with these.")
+        raise ConfigError(f"Config key 'ckpt_path' is {path!r}, but this start gives {shown}: {kept}; resume with "
+                          f"the checkpoint's values, or start a new run in a folder of its own (without ckpt_path) to "
+                          f"train with these.")
 
 
 def _names(message: str, heading: str) -> list[str]:

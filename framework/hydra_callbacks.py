@@ -3,27 +3,23 @@ a multirun, before and after its jobs, and (``on_job_end``) in each job's own pr
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
-from pathlib import Path
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
-from framework.checkpoints import check_checkpoint, earlier_run_refusal
 from framework.compose import ROOT
-from framework.errors import ConfigError, UserError, stopping_before_any_job
+from framework.continued_runs import check_run, check_sweep, sweep_overrides
+from framework.errors import UserError, stopping_before_any_job
 from framework.pretrained import alexnet_features_state_dict
 from framework.slurm_preflight import launches_on_slurm
 from lightning_modules.perceptual_autoencoder import PROCEDURES, PerceptualAutoencoderModule, needs_loss_network
@@ -78,105 +74,31 @@ class FailedTaskEndsItsJob(Callback):
 
 class EarlierRunsPreflight(Callback):
     """Before Hydra writes a run's .hydra/ files (or a sweep's multirun.yaml): a run, or a job of a sweep, that would
-    mix its files with an earlier run's in the same directory stops with the sentence of ``earlier_run_refusal``; one
-    that would continue an earlier run (``ckpt_path=auto``) stops when it is another run than the one it continues
-    (a sweep whose values were reordered numbers its jobs anew) or changes what that run's checkpoint keeps. The
-    earlier run's files stay as they were; train.py checks each job again."""
+    mix its files with an earlier run's, or continue (``ckpt_path=auto``) another job's run or with values its
+    checkpoint does not keep, stops with one sentence (framework/continued_runs.py). The earlier run's files stay as
+    they were; train.py checks each job again."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         if config.hydra.job.name == "train":
-            folder = Path(str(config.hydra.run.dir)).absolute()
-            with stopping_before_any_job():
-                check_folder(folder, config, multirun=False)
-                check_resumed_checkpoint(folder, config, lambda: config)
+            with checking_before_any_job():
+                check_run(config)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        swept = any(override.startswith(("ckpt_path=", "train=")) and "," in override
-                    for override in config.hydra.overrides.task)
-        sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
-        if config.hydra.job.name != "train" or swept or not sweep_dir.is_dir() or \
-                config.hydra.sweeper._target_ != f"{BasicSweeper.__module__}.{BasicSweeper.__name__}":
-            return
-        numbered = OmegaConf.to_container(config.hydra.sweep, resolve=False).get("subdir") == "${hydra.job.num}"
-        with stopping_before_any_job():
-            jobs = sweep_jobs(config)
-            values = [overrides_by_key(overrides) for overrides in jobs]
-            swept_keys = {key for job in values for key in job if len({repr(other.get(key)) for other in values}) > 1}
-            for num, overrides in enumerate(jobs):
-                composed = functools.partial(job_config, config, overrides, num)
-                folder = sweep_dir / str(num) if numbered else job_folder(composed())
-                if not folder.is_dir():
-                    continue
-                check_folder(folder, config, multirun=True)
-                if (earlier := folder / ".hydra" / "overrides.yaml").is_file():
-                    check_same_job(num, values[num], folder, overrides_by_key(OmegaConf.load(earlier)), swept_keys,
-                                   config.get("ckpt_path"))
-                check_resumed_checkpoint(folder, config, composed)
+        if config.hydra.job.name == "train":
+            with checking_before_any_job():
+                check_sweep(config)
 
 
-def sweep_jobs(config: DictConfig) -> list[list[str]]:
-    """Each job's overrides, numbered as Hydra's basic sweeper numbers them: the grid of ``hydra.sweeper.params``,
-    then the command line's, the first key varying slowest."""
-    grid = [f"{name}={value}" for name, value in (config.hydra.sweeper.get("params") or {}).items()]
-    parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
-    return BasicSweeper.split_arguments(parser.parse_overrides([*grid, *config.hydra.overrides.task]), None)[0]
-
-
-def overrides_by_key(overrides: list[str]) -> dict[str, object]:
-    """A job's ``key=value`` overrides as {key: value}, typed as Hydra reads them (``0.10`` is ``0.1``)."""
-    return {override.key_or_group: override.value() for override in
-            OverridesParser.create().parse_overrides([str(override) for override in overrides])}
-
-
-def check_same_job(num: int, job: dict[str, object], folder: Path, earlier: dict[str, object], swept: set[str],
-                   ckpt_path: str | None) -> None:
-    """Job ``num`` may continue the run in ``folder`` only if that run had the job's swept values: values reordered
-    or inserted in a sweep number its jobs anew, and job 0 would go on from job 0's old checkpoint with another
-    job's values (a changed data.batch_size, which no checkpoint keeps, silently)."""
-    shown = lambda value: "(not given)" if value is None else value
-    for key in sorted(swept):
-        if repr(job.get(key)) != repr(earlier.get(key)):
-            raise ConfigError(f"Job {num} of this sweep gives {key}={shown(job.get(key))}, but its folder {folder} "
-                              f"holds the run of {key}={shown(earlier.get(key))}, which ckpt_path={ckpt_path} would "
-                              f"continue with this job's values (reordered or inserted sweep values number the jobs "
-                              f"anew); keep the earlier sweep's values in their order with new ones after them, or "
-                              f"give another hydra.sweep.dir.")
-
-
-def job_config(master: DictConfig, overrides: list[str], num: int) -> DictConfig:
-    """The config of job ``num`` of a multirun, composed as Hydra's launcher composes it."""
-    job = GlobalHydra.instance().config_loader().load_sweep_config(master, list(overrides))
-    with open_dict(job):
-        job.hydra.job.num = job.hydra.job.id = num
-    return job
-
-
-def job_folder(job: DictConfig) -> Path:
-    """The output directory Hydra gives a job (``hydra.sweep.dir``/``hydra.sweep.subdir``, resolved as run_job does)."""
-    hydra_config = HydraConfig.instance()
-    previous = hydra_config.cfg
-    hydra_config.set_config(job)
+@contextmanager
+def checking_before_any_job() -> Iterator[None]:
+    """``stopping_before_any_job``, and an error of the check itself stops the run too, with its traceback: Hydra
+    turns a callback's exception into a warning and launches the jobs, which would go unchecked."""
     try:
-        return Path(str(job.hydra.sweep.dir), str(job.hydra.sweep.subdir)).absolute()
-    finally:
-        hydra_config.cfg = previous
-
-
-def check_folder(folder: Path, settings: DictConfig, multirun: bool) -> None:
-    """``earlier_run_refusal`` for a run into ``folder`` with the ckpt_path and train of ``settings``."""
-    ckpt_path = settings.get("ckpt_path")
-    if ckpt_path not in (None, "auto", "last", "hpc"):
-        ckpt_path = str(Path(ckpt_path).absolute())
-    if refusal := earlier_run_refusal(folder, ckpt_path, settings.get("train", True), multirun):
-        raise refusal
-
-
-def check_resumed_checkpoint(folder: Path, settings: DictConfig, composed: Callable[[], DictConfig]) -> None:
-    """A training run that continues ``folder``'s last.ckpt must keep the values it keeps (``check_checkpoint`` with
-    the run's config, ``composed()``: a multirun composes a job's config only here)."""
-    last = folder / "checkpoints" / "last.ckpt"
-    if settings.get("train", True) and settings.get("ckpt_path") in ("auto", "last") and last.is_file():
-        check_checkpoint(str(last), resumed_with=composed())
+        with stopping_before_any_job():
+            yield
+    except Exception:
+        traceback.print_exc()
+        raise SystemExit(1) from None
 
 
 class PrintSweepDir(Callback):
@@ -193,9 +115,8 @@ class PrintSweepDir(Callback):
 def multirun_values(config: DictConfig, key: str) -> list[str]:
     """The values the jobs of a multirun give ``key``: its choice or range sweep on the command line, else in
     ``hydra.sweeper.params`` (an experiment's grid), else the one composed value ([] if the key is absent)."""
-    grid = [f"{name}={value}" for name, value in (config.hydra.sweeper.get("params") or {}).items()]
     last = None
-    for override in OverridesParser.create().parse_overrides([*grid, *config.hydra.overrides.task]):
+    for override in sweep_overrides(config):
         if override.key_or_group == key and not override.is_delete():
             last = override  # the command line comes after the grid and wins
     if last is not None:

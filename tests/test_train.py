@@ -220,7 +220,9 @@ def test_a_continued_sweep_stops_before_hydra_writes_when_its_jobs_are_other_run
     """A sweep continued with ckpt_path=auto numbers its jobs anew when its values are reordered or inserted: job 0
     went on from job 0's old checkpoint with another job's values, silently for a key no checkpoint keeps. A job
     whose values the checkpoint keeps was stopped only after Hydra had rewritten its .hydra/ record; a custom
-    hydra.sweep.subdir was not checked at all. Appending values still continues the earlier jobs."""
+    hydra.sweep.subdir was not checked at all, and could give two jobs one folder. An interpolation in an override
+    switched the check off (Hydra turns a callback's error into a warning). Appending values, or a new swept key
+    whose first value is the default, still continues the earlier jobs."""
     sweep, custom = tmp_path / "sweep", tmp_path / "custom"
     for folder, subdir in ((sweep, "${hydra.job.num}"), (custom, "s${seed}")):
         first = run_cli("train.py", "-m", "seed=1,2", "debug=smoke", f"hydra.sweep.dir={folder}",
@@ -228,30 +230,56 @@ def test_a_continued_sweep_stops_before_hydra_writes_when_its_jobs_are_other_run
         assert first.returncode == 0, first.stderr[-2000:]
     record = {path: path.read_bytes() for path in [*tmp_path.glob("*/*/.hydra/*.yaml"), *tmp_path.glob("*/*.yaml")]}
     for overrides, expected in (
-            (("data.batch_size=32,16", "seed=1"), f"Config error: Job 0 of this sweep gives data.batch_size=32, but "
-             f"its folder {sweep}/0 holds the run of data.batch_size=(not given), which ckpt_path=auto would continue "
-             f"with this job's values (reordered or inserted sweep values number the jobs anew); keep the earlier "
-             f"sweep's values in their order with new ones after them, or give another hydra.sweep.dir."),
-            (("seed=2,1",), f"Job 0 of this sweep gives seed=2, but its folder {sweep}/0 holds the run of seed=1,"),
-            (("seed=1,2", "model.optimizer.lr=0.5"), f"Config error: Config key 'ckpt_path' is '{sweep}/0/checkpoints/"
-             f"last.ckpt', but this start gives model.optimizer.lr=0.5 (the checkpoint's: 0.02): a resumed run keeps")):
+            (("data.batch_size=32,64", "seed=1"), f"Config error: Job 0 of this sweep gives data.batch_size=32, but "
+             f"its folder {sweep}/0 holds the run of data.batch_size=64, which ckpt_path=auto would continue with this "
+             f"job's values (jobs are numbered by the order of the swept keys and their values: only values appended "
+             f"to the first swept key keep the earlier jobs' numbers); sweep the earlier keys and values in their "
+             f"order, or give another hydra.sweep.dir."),
+            (("seed=2,1", "+note=${hydra:runtime.output_dir}"), f"Job 0 of this sweep gives seed=2, but its folder "
+                                                               f"{sweep}/0 holds the run of seed=1,"),
+            (("seed=2",), f"Job 0 of this sweep gives seed=2, but its folder {sweep}/0 holds the run of seed=1,"),
+            (("seed=1,2", "model.optimizer.lr=0.5"), f"Config error: Job 0 of this sweep would continue the run of "
+             f"{sweep}/0/checkpoints/last.ckpt (ckpt_path=auto), but gives model.optimizer.lr=0.5 (the checkpoint's: "
+             f"0.02): a resumed run keeps"),
+            (("seed=1,2", "train=false"), "this test-only run (train=false) would replace; give another "
+                                          "hydra.sweep.dir, with the checkpoints to test as the values of ckpt_path.")):
         rerun = run_cli("train.py", "-m", *overrides, "debug=smoke", "ckpt_path=auto", f"hydra.sweep.dir={sweep}")
         assert rerun.returncode == 2 and expected in rerun.stderr.strip().splitlines()[-1], rerun.stderr[-2000:]
-    in_custom = ("-m", "seed=1,2", "hydra.sweep.subdir=s${seed}", f"hydra.sweep.dir={custom}")
+    in_custom = ("-m", "hydra.sweep.subdir=s${seed}", f"hydra.sweep.dir={custom}")
     for overrides, expected in ((("seed=1", "model.optimizer.lr=0.5", "ckpt_path=auto", f"hydra.run.dir={sweep}/0"),
                                  "but this start gives model.optimizer.lr=0.5 (the checkpoint's: 0.02)"),
-                                ((*in_custom, "ckpt_path=auto", "model.optimizer.lr=0.5"),
-                                 f"Config key 'ckpt_path' is '{custom}/s1/checkpoints/"),
-                                (in_custom, f"The output directory {custom}/s1 holds an earlier run")):
+                                ((*in_custom, "seed=1,2", "ckpt_path=auto", "model.optimizer.lr=0.5"),
+                                 f"would continue the run of {custom}/s1/checkpoints/"),
+                                ((*in_custom, "seed=1,2"), f"The output directory {custom}/s1 holds an earlier run"),
+                                ((*in_custom, "seed=3", "data.batch_size=16,32", "ckpt_path=auto"),
+                                 f"Config key 'hydra.sweep.subdir' is 's${{seed}}', which gives jobs 0 and 1 of this "
+                                 f"sweep the same folder {custom}/s3; name every swept key in it")):
         rerun = run_cli("train.py", *overrides, "debug=smoke")
         assert rerun.returncode == 2 and expected in rerun.stderr, rerun.stderr[-2000:]
     assert {path: path.read_bytes() for path in record} == record  # .hydra/ and multirun.yaml as first written
-    appended = run_cli("train.py", "-m", "seed=1,2,3", "debug=smoke", "trainer.max_epochs=2", "ckpt_path=auto",
-                       f"hydra.sweep.dir={sweep}")
+    assert not (custom / "s3").exists()
+    appended = run_cli("train.py", "-m", "data.batch_size=64,32", "seed=1,2", "debug=smoke", "trainer.max_epochs=2",
+                       "ckpt_path=auto", f"hydra.sweep.dir={sweep}")  # 64: the default, which jobs 0 and 1 had
     assert appended.returncode == 0, appended.stderr[-2000:]
-    assert [read_results(sweep / str(num) / "results.json")["epochs_completed"] for num in range(3)] == [2, 2, 2]
-    assert "Resuming from" in (sweep / "0" / "train.log").read_text()
+    assert [read_results(sweep / str(num) / "results.json")["epochs_completed"] for num in range(4)] == [2] * 4
+    assert "Resuming from" in (sweep / "1" / "train.log").read_text()
     assert read_results(sweep / "2" / "results.json")["choices"]["model"] == "lenet5"  # evaluate.py's rows read it
+
+
+def test_an_error_of_the_earlier_runs_check_stops_the_run_instead_of_a_warning(capsys):
+    """Hydra turns an exception of a callback into a warning and launches the jobs: a bug of the check (an override
+    it could not read) let a sweep run unchecked. A user error stays its sentence with exit code 2."""
+    from framework.errors import ConfigError
+    from framework.hydra_callbacks import checking_before_any_job
+
+    for error, code in ((RuntimeError("a bug of the check"), 1), (ConfigError("Config key 'x' is 1."), 2)):
+        with pytest.raises(SystemExit) as stop:
+            with checking_before_any_job():
+                raise error
+        assert stop.value.code == code
+    printed = capsys.readouterr().err
+    assert "Traceback" in printed and "RuntimeError: a bug of the check" in printed
+    assert printed.strip().splitlines()[-1] == "Config error: Config key 'x' is 1."
 
 
 def test_a_resume_that_changes_what_the_checkpoint_restores_is_one_sentence(make_cfg):

@@ -1,0 +1,186 @@
+"""A run or sweep into folders that hold earlier runs, checked before Hydra writes anything there (the Hydra callback
+``EarlierRunsPreflight`` calls ``check_run`` and ``check_sweep``).
+
+A run may continue the run in its folder (``ckpt_path=auto``) but not mix its files with another's
+(``earlier_run_refusal``), nor change what that run's checkpoint keeps (``check_checkpoint``). A continued sweep takes
+its jobs' folders by number (``hydra.sweep.subdir=${hydra.job.num}``), and values reordered or inserted in it number
+its jobs anew: job 0 would go on from job 0's old checkpoint with another job's values, silently where no checkpoint
+keeps them (``data.batch_size``). So each job must have the values that made the run in its folder differ from its
+siblings (``check_same_job``), and no two jobs may share a folder (a custom ``hydra.sweep.subdir``).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+
+from framework.checkpoints import check_checkpoint, earlier_run_refusal
+from framework.errors import ConfigError
+
+NUMBERED = "${hydra.job.num}"  # conf/hydra/default.yaml's hydra.sweep.subdir
+# Keys a continued sweep may change for some jobs and not others (how long and where a job runs, what it logs): a
+# job resumed alone with trainer.max_epochs=20 leaves its folder's record differing from its siblings' in that key.
+MAY_DIFFER_ON_RESUME = ("ckpt_path", "trainer", "logger", "callbacks.progress_bar", "paths", "hydra", "data.data_dir",
+                        "data.num_workers", "data.download", "tags")
+
+
+def check_run(config: DictConfig) -> None:
+    """A single run into ``hydra.run.dir``."""
+    folder = Path(str(config.hydra.run.dir)).absolute()
+    check_folder(folder, config, multirun=False)
+    check_resumed_checkpoint(folder, config, lambda: config)
+
+
+def check_sweep(config: DictConfig) -> None:
+    """The jobs of a multirun (Hydra's basic sweeper), each against the run in its folder."""
+    task = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)
+    if any(override.startswith(("ckpt_path=", "train=")) and "," in override for override in task) or \
+            config.hydra.sweeper._target_ != f"{BasicSweeper.__module__}.{BasicSweeper.__name__}":
+        return
+    sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
+    numbered = OmegaConf.to_container(config.hydra.sweep, resolve=False).get("subdir") == NUMBERED
+    if numbered and not sweep_dir.is_dir():
+        return
+    jobs = sweep_jobs(config)
+    composed = [functools.cache(functools.partial(job_config, config, overrides, num))
+                for num, overrides in enumerate(jobs)]
+    folders = [sweep_dir / str(num) if numbered else job_folder(compose()) for num, compose in enumerate(composed)]
+    check_distinct_folders(folders, config)
+    values = [overrides_by_key(overrides) for overrides in jobs]
+    earlier = {folder: overrides_by_key(OmegaConf.load(record)) for folder in {*sweep_dir.glob("*"), *folders}
+               if (record := folder / ".hydra" / "overrides.yaml").is_file()}
+    identity = differing_keys(values) | {key for key in differing_keys(list(earlier.values()))
+                                         if not key.lstrip("+~").startswith(MAY_DIFFER_ON_RESUME)}
+    for num, folder in enumerate(folders):
+        if not folder.is_dir():
+            continue
+        check_folder(folder, config, multirun=True)
+        if folder in earlier:
+            check_same_job(num, folder, values[num], earlier[folder], identity, composed[num], config.get("ckpt_path"))
+        check_resumed_checkpoint(folder, config, composed[num], sweep_job=num)
+
+
+def sweep_overrides(config: DictConfig) -> list[Override]:
+    """A multirun's overrides as its sweeper reads them: the grid of ``hydra.sweeper.params``, then the command
+    line's. Interpolations stay as typed: each job resolves them (here they would fail, or take another value)."""
+    params = OmegaConf.to_container(config.hydra.sweeper, resolve=False).get("params") or {}
+    task = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)
+    parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
+    return parser.parse_overrides([*(f"{name}={value}" for name, value in params.items()), *task])
+
+
+def sweep_jobs(config: DictConfig) -> list[list[str]]:
+    """Each job's overrides, numbered as Hydra's basic sweeper numbers them (the first key varying slowest)."""
+    return BasicSweeper.split_arguments(sweep_overrides(config), None)[0]
+
+
+def overrides_by_key(overrides: list[str]) -> dict[str, object]:
+    """A job's ``key=value`` overrides as {key: value}, typed as Hydra reads them (``0.10`` is ``0.1``)."""
+    return {override.key_or_group: override.value() for override in
+            OverridesParser.create().parse_overrides([str(override) for override in overrides])}
+
+
+def differing_keys(jobs: list[dict[str, object]]) -> set[str]:
+    """The keys whose values (absent counts as a value) are not the same in every job."""
+    return {key for job in jobs for key in job if any(not same(job.get(key), other.get(key)) for other in jobs)}
+
+
+def same(one, other) -> bool:
+    """Equal values, a number however it was spelled (``1`` and ``1.0``)."""
+    if all(isinstance(value, int | float) and not isinstance(value, bool) for value in (one, other)):
+        return float(one) == float(other)
+    return repr(one) == repr(other)
+
+
+def configured_value(config: DictConfig, key: str):
+    """``key``'s value in a composed config: a config group's option (``model`` -> ``lenet5``), else its value (None:
+    absent, or an interpolation that cannot be resolved here)."""
+    choices = OmegaConf.select(config, "hydra.runtime.choices", default=None) or {}
+    if key in choices:
+        return choices[key]
+    try:
+        value = OmegaConf.select(config, key.lstrip("+~"), default=None)
+    except Exception:  # ${hydra:...} and the like resolve only inside the job
+        return None
+    return OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig | ListConfig) else value
+
+
+def recorded_config(folder: Path) -> DictConfig:
+    """The config a job folder's run recorded (.hydra/config.yaml with its hydra node from hydra.yaml)."""
+    record = folder / ".hydra"
+    parts = [OmegaConf.load(path) for path in (record / "config.yaml", record / "hydra.yaml") if path.is_file()]
+    return OmegaConf.merge(*parts) if parts else OmegaConf.create()
+
+
+def check_same_job(num: int, folder: Path, job: dict[str, object], earlier: dict[str, object], identity: set[str],
+                   composed: Callable[[], DictConfig], ckpt_path: str | None) -> None:
+    """Job ``num`` may continue the run in ``folder`` only with that run's values of the ``identity`` keys (those
+    that differ between the jobs of this sweep or of the earlier one). A key one side did not give is its
+    configured value (a new swept key whose first value is the default passes)."""
+    shown = lambda value: "(not given)" if value is None else value
+    for key in sorted(identity):
+        now = job[key] if key in job else configured_value(composed(), key)
+        before = earlier[key] if key in earlier else configured_value(recorded_config(folder), key)
+        if not same(now, before):
+            raise ConfigError(f"Job {num} of this sweep gives {key}={shown(now)}, but its folder {folder} holds the "
+                              f"run of {key}={shown(before)}, which ckpt_path={ckpt_path} would continue with this "
+                              f"job's values (jobs are numbered by the order of the swept keys and their values: only "
+                              f"values appended to the first swept key keep the earlier jobs' numbers); sweep the "
+                              f"earlier keys and values in their order, or give another hydra.sweep.dir.")
+
+
+def check_distinct_folders(folders: list[Path], config: DictConfig) -> None:
+    """Two jobs of one sweep in one folder would mix their files, or the second continue the first's run."""
+    first: dict[Path, int] = {}
+    for num, folder in enumerate(folders):
+        if folder in first:
+            subdir = OmegaConf.to_container(config.hydra.sweep, resolve=False).get("subdir")
+            raise ConfigError(f"Config key 'hydra.sweep.subdir' is {subdir!r}, which gives jobs {first[folder]} and "
+                              f"{num} of this sweep the same folder {folder}; name every swept key in it (e.g. "
+                              f"hydra.sweep.subdir=${{hydra.job.override_dirname}}), or leave it out (job numbers).")
+        first[folder] = num
+
+
+def job_config(master: DictConfig, overrides: list[str], num: int) -> DictConfig:
+    """The config of job ``num`` of a multirun, composed as Hydra's launcher composes it."""
+    job = GlobalHydra.instance().config_loader().load_sweep_config(master, list(overrides))
+    with open_dict(job):
+        job.hydra.job.num = job.hydra.job.id = num
+    return job
+
+
+def job_folder(job: DictConfig) -> Path:
+    """The output directory Hydra gives a job (``hydra.sweep.dir``/``hydra.sweep.subdir``, resolved as run_job does)."""
+    hydra_config = HydraConfig.instance()
+    previous = hydra_config.cfg
+    hydra_config.set_config(job)
+    try:
+        return Path(str(job.hydra.sweep.dir), str(job.hydra.sweep.subdir)).absolute()
+    finally:
+        hydra_config.cfg = previous
+
+
+def check_folder(folder: Path, settings: DictConfig, multirun: bool) -> None:
+    """``earlier_run_refusal`` for a run into ``folder`` with the ckpt_path and train of ``settings``."""
+    ckpt_path = settings.get("ckpt_path")
+    if ckpt_path not in (None, "auto", "last", "hpc"):
+        ckpt_path = str(Path(ckpt_path).absolute())
+    if refusal := earlier_run_refusal(folder, ckpt_path, settings.get("train", True), multirun):
+        raise refusal
+
+
+def check_resumed_checkpoint(folder: Path, settings: DictConfig, composed: Callable[[], DictConfig],
+                             sweep_job: int | None = None) -> None:
+    """A training run that continues ``folder``'s last.ckpt must keep the values it keeps (``check_checkpoint`` with
+    the run's config, ``composed()``: a multirun composes a job's config only when needed)."""
+    last = folder / "checkpoints" / "last.ckpt"
+    if settings.get("train", True) and settings.get("ckpt_path") in ("auto", "last") and last.is_file():
+        check_checkpoint(str(last), resumed_with=composed(), sweep_job=sweep_job)
