@@ -73,7 +73,8 @@ def sweep_overrides(config: DictConfig) -> list[Override]:
     line's. Interpolations stay as typed: each job resolves them (here they would fail, or take another value)."""
     params = OmegaConf.to_container(config.hydra.sweeper, resolve=False).get("params") or {}
     task = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)
-    parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
+    loader = GlobalHydra.instance().config_loader() if GlobalHydra.instance().is_initialized() else None
+    parser = OverridesParser.create(config_loader=loader)  # the loader expands glob() sweeps of config groups
     return parser.parse_overrides([*(f"{name}={value}" for name, value in params.items()), *task])
 
 
