@@ -57,8 +57,7 @@ def check_sweep(config: DictConfig) -> None:
     values = [overrides_by_key(overrides) for overrides in jobs]
     earlier = {folder: overrides_by_key(OmegaConf.load(record)) for folder in {*sweep_dir.glob("*"), *folders}
                if (record := folder / ".hydra" / "overrides.yaml").is_file()}
-    identity = differing_keys(values) | {key for key in differing_keys(list(earlier.values()))
-                                         if not key.lstrip("+~").startswith(MAY_DIFFER_ON_RESUME)}
+    identity = differing_keys(values) | {key for key in differing_keys(list(earlier.values())) if not may_differ(key)}
     for num, folder in enumerate(folders):
         if not folder.is_dir():
             continue
@@ -66,6 +65,11 @@ def check_sweep(config: DictConfig) -> None:
         if folder in earlier:
             check_same_job(num, folder, values[num], earlier[folder], identity, composed[num], config.get("ckpt_path"))
         check_resumed_checkpoint(folder, config, composed[num], sweep_job=num)
+
+
+def may_differ(key: str) -> bool:
+    """Is ``key`` (``trainer.max_epochs``, ``hydra/launcher``) one of, or below, MAY_DIFFER_ON_RESUME?"""
+    return any(key == name or key.startswith((f"{name}.", f"{name}/")) for name in MAY_DIFFER_ON_RESUME)
 
 
 def sweep_overrides(config: DictConfig) -> list[Override]:

@@ -258,6 +258,9 @@ def test_a_continued_sweep_stops_before_hydra_writes_when_its_jobs_are_other_run
         assert rerun.returncode == 2 and expected in rerun.stderr, rerun.stderr[-2000:]
     assert {path: path.read_bytes() for path in record} == record  # .hydra/ and multirun.yaml as first written
     assert not (custom / "s3").exists()
+    alone = run_cli("train.py", "-m", "seed=1", "debug=smoke", "trainer.max_epochs=2", "ckpt_path=auto",
+                    f"hydra.sweep.dir={sweep}")  # job 0 alone: its record now differs from job 1's in max_epochs
+    assert alone.returncode == 0, alone.stderr[-2000:]
     appended = run_cli("train.py", "-m", "data.batch_size=64,32", "seed=1,2", "debug=smoke", "trainer.max_epochs=2",
                        "ckpt_path=auto", f"hydra.sweep.dir={sweep}")  # 64: the default, which jobs 0 and 1 had
     assert appended.returncode == 0, appended.stderr[-2000:]
