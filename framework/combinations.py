@@ -140,7 +140,7 @@ def check_data_fits_model(cfg: DictConfig, datamodule, model) -> None:
 
 
 # ---- what only the first batch shows: a network of the user's that does not take the data's inputs -------------
-_INPUT_WORDS = re.compile(r"\b(shapes?|sizes?|channels|dimensions?|mat1|mat2|type)\b", re.IGNORECASE)
+_SHAPE_WORDS = re.compile(r"\b(shapes?|sizes?|channels|dimensions?|mat1|mat2)\b", re.IGNORECASE)
 _DTYPE_WORDS = re.compile(r"same dtype|Input type \(.*\) and \w+ type \(.*\) should be the same")
 
 
@@ -227,7 +227,8 @@ def data_the_network_takes(cfg: DictConfig, model, datamodule, watch: FirstBatch
                           f"{remedy}.") from None
     except RuntimeError as error:
         if watch.a_batch_passed or watch.first_inputs is None or isinstance(error, torch.OutOfMemoryError) or \
-                not _INPUT_WORDS.search(str(error)) or (layer := failing_layer(error, model)) is None:
+                not (_SHAPE_WORDS.search(str(error)) or _DTYPE_WORDS.search(str(error))) or \
+                (layer := failing_layer(error, model)) is None:
             raise
         name, module, inputs = layer
         weights = next((parameter.dtype for parameter in module.parameters()), None)
