@@ -46,19 +46,19 @@ def earlier_run_refusal(output_dir: str | Path, ckpt_path: str | None, trained: 
     """Would this run mix its files with those an earlier run left in ``output_dir``? A training run that does not
     continue that directory's own run (no ckpt_path, another run's checkpoint, or ``auto`` without a last.ckpt
     there) would append to its metrics.csv and replace its last.ckpt and results.json; a test-only run
-    (``train=false``) would replace its results.json. The sentence that says so (None: no conflict), as HF's
-    Trainer refuses a non-empty output_dir. Lightning's own resume of a SLURM job from hpc_ckpt_*.ckpt passes."""
+    (``train=false``) would replace its results.json, or write one that makes a killed run look finished. The
+    sentence that says so (None: no conflict), as HF's Trainer refuses a non-empty output_dir. Lightning's own
+    resume of a SLURM job from hpc_ckpt_*.ckpt passes."""
     from lightning.fabric.plugins.environments import SLURMEnvironment
 
     folder = Path(output_dir)
     last = folder / "checkpoints" / "last.ckpt"
     checkpoints, results = sorted(folder.glob("checkpoints/*.ckpt")), sorted(folder.glob("results.json"))
-    metrics = sorted(folder.glob(METRICS_CSV))
+    earlier = checkpoints + results + sorted(folder.glob(METRICS_CSV))
     if any(folder.glob("hpc_ckpt_*.ckpt")) and SLURMEnvironment.detect():
         return None
     elsewhere = "give another hydra.sweep.dir" if multirun else "leave hydra.run.dir out (each run gets a new folder)"
     if not trained:
-        earlier = checkpoints + results + metrics
         if not earlier:
             return None
         if multirun:  # one checkpoint for every job would test job 0's weights in each
@@ -68,25 +68,24 @@ def earlier_run_refusal(output_dir: str | Path, ckpt_path: str | None, trained: 
         else:
             remedy = elsewhere
         effect = "replace" if results else "write (it would look finished)"
-        return ConfigError(f"The output directory {folder} holds an earlier run ({shown(folder, earlier)}), whose "
+        return ConfigError(f"The output directory {folder} holds an earlier run ({listed(folder, earlier)}), whose "
                            f"results.json this test-only run (train=false) would {effect}; {remedy}.")
     if ckpt_path in ("auto", "last"):
         if last.is_file():
             return None
         if not checkpoints + results:
             return None  # a run killed before its first checkpoint starts again
-        files = shown(folder, checkpoints + results)
+        files = listed(folder, checkpoints + results)
         return ConfigError(f"The output directory {folder} holds an earlier run ({files}) but no checkpoints/last.ckpt"
                            f" for ckpt_path={ckpt_path} to continue, so this run would "
                            f"start fresh among its files; {elsewhere}, or delete the earlier run's files.")
     if ckpt_path == "hpc" or (ckpt_path and Path(ckpt_path).resolve().parent == (folder / "checkpoints").resolve()):
         return None  # this directory's own run, continued
-    earlier = checkpoints + results + metrics
     if not earlier:
         return None
     start = f"resumes from another run's checkpoint ({ckpt_path})" if ckpt_path else "starts fresh"
     resume = "continue that run with ckpt_path=auto, " if last.is_file() else ""
-    return ConfigError(f"The output directory {folder} holds an earlier run ({shown(folder, earlier)}), and this run "
+    return ConfigError(f"The output directory {folder} holds an earlier run ({listed(folder, earlier)}), and this run "
                        f"{start}, so it would mix its metrics and checkpoints with that run's; {resume}{elsewhere}, or "
                        f"delete the earlier run's files.")
 
@@ -105,7 +104,7 @@ def set_aside_a_killed_start(output_dir: str | Path) -> None:
              f"it is kept as {aside.relative_to(folder)} and this run starts again")
 
 
-def shown(folder: Path, files: list[Path]) -> str:
+def listed(folder: Path, files: list[Path]) -> str:
     return ", ".join(str(path.relative_to(folder)) for path in files[:3]) + (", ..." if len(files) > 3 else "")
 
 
