@@ -18,6 +18,7 @@ import netrc
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -26,7 +27,7 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from lightning.fabric.utilities.rank_zero import rank_zero_only
-from lightning.pytorch.callbacks import Checkpoint, LearningRateMonitor, ModelCheckpoint, ProgressBar
+from lightning.pytorch.callbacks import Callback, Checkpoint, LearningRateMonitor, ModelCheckpoint, ProgressBar
 from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher
 from omegaconf import DictConfig, OmegaConf
 
@@ -186,8 +187,9 @@ def group_choices() -> dict[str, str | None]:
     return {group: option for group, option in choices.items() if group.split("/")[0] != "hydra"}
 
 
-def train(cfg: DictConfig) -> dict:
-    """Run one training job described by ``cfg``; returns (and writes) its results."""
+def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
+    """Run one training job described by ``cfg``; returns (and writes) its results. ``callbacks``: a program's own
+    Lightning callbacks, added to the configured ones (benchmarks/overhead.py times epochs with one)."""
     validate(cfg)
     # before anything is written (Hydra's run and sweep callbacks check it earlier still: framework/hydra_callbacks.py)
     if refusal := earlier_run_refusal(cfg.paths.output_dir, cfg.get("ckpt_path"), cfg.get("train", True),
@@ -212,10 +214,10 @@ def train(cfg: DictConfig) -> dict:
     check_data_fits_model(cfg, datamodule, model)
     loggers = list(instantiate_group(cfg, "logger").values())
     first_batch = FirstBatchWatch()
-    callbacks = [MonitoredMetricsLogged(monitor_keys(cfg)), first_batch,
-                 *leave_out_idle_callbacks(instantiate_group(cfg, "callbacks"), loggers, cfg.trainer),
-                 KeptValuesInCheckpoints(cfg), RandomStatesInCheckpoints(), DestroyProcessGroupAtExit()]
-    trainer: L.Trainer = instantiate_node(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
+    all_callbacks = [MonitoredMetricsLogged(monitor_keys(cfg)), first_batch,
+                     *leave_out_idle_callbacks(instantiate_group(cfg, "callbacks"), loggers, cfg.trainer),
+                     KeptValuesInCheckpoints(cfg), RandomStatesInCheckpoints(), DestroyProcessGroupAtExit(), *callbacks]
+    trainer: L.Trainer = instantiate_node(cfg.trainer, "trainer", callbacks=all_callbacks, logger=loggers or False)
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 

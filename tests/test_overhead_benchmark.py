@@ -1,0 +1,69 @@
+"""benchmarks/overhead.py's bookkeeping: the two paths take turns, each trains every batch once, and each
+one's time goes to its own epochs only (the ratio is only as good as this accounting)."""
+
+from __future__ import annotations
+
+from benchmarks.overhead import BATCH, VAL_FRACTION, Interleaved, PlainLoop, one_process
+
+
+class ScriptedClock:
+    """Time moves only when the test (the framework's work) or the recording plain loop moves it."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class RecordingPlainLoop:
+    """Charges 0.5 s for an epoch's start and 1 s for each batch it is asked to train."""
+
+    def __init__(self, clock: ScriptedClock):
+        self.clock, self.turns = clock, []
+
+    def start_epoch(self) -> None:
+        self.clock.now += 0.5
+
+    def train_batches(self, first: int, count: int) -> None:
+        self.turns.append((first, count))
+        self.clock.now += 1.0 * count
+
+
+def test_each_path_is_charged_its_own_seconds_and_the_turns_cover_every_batch():
+    clock = ScriptedClock()
+    plain = RecordingPlainLoop(clock)
+    interleaved = Interleaved(plain, clock, every=4)
+    for _epoch in range(2):
+        interleaved.on_train_epoch_start(None, None)
+        for batch_idx in range(12):
+            interleaved.on_train_batch_start(None, None, None, batch_idx)
+            clock.now += 2.0  # the framework's batch
+        clock.now += 3.0  # its epoch-end hooks: metrics, logging, checkpoints
+    interleaved.on_train_end(None, None)
+
+    assert interleaved.framework_seconds == [12 * 2.0 + 3.0] * 2
+    assert interleaved.plain_seconds == [0.5 + 12 * 1.0] * 2
+    assert plain.turns == [(0, 4), (4, 4), (8, 4)] * 2
+
+
+def test_the_plain_loop_trains_each_image_once_per_epoch_in_turns():
+    plain = PlainLoop(num_train=1_200, device="cpu")  # 1,080 training images: 4 batches of 256 and one of 56
+    seen: list[int] = []
+    plain.net.register_forward_pre_hook(lambda _module, inputs: seen.append(len(inputs[0])))
+    steps = []
+    plain.optimizer.register_step_post_hook(lambda *_: steps.append(1))
+    plain.start_epoch()
+    for first in range(0, 8, 3):  # turns of 3 batches, the last one past the end
+        plain.train_batches(first, 3)
+    assert len(plain.images) == round(1_200 * (1 - VAL_FRACTION))
+    assert seen == [BATCH] * 4 + [1_080 - 4 * BATCH] and len(steps) == 5
+    assert sorted(plain.order.tolist()) == list(range(1_080))
+
+
+def test_one_process_times_real_epochs_of_both_paths(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    measured = one_process(num_train=1_200, epochs=2, every=2, device="cpu")
+    assert len(measured["epoch_ratios"]) == 2  # the warm-up epoch is left out
+    assert all(0.2 < ratio < 5 for ratio in measured["epoch_ratios"])
+    assert measured["framework_fixed_seconds"] > 0 and measured["baseline_fixed_seconds"] > 0
