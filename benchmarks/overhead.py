@@ -174,9 +174,8 @@ def one_process(num_train: int, epochs: int, every: int, device: str) -> dict:
 
 
 def in_fresh_processes(args: argparse.Namespace) -> list[dict]:
-    """``one_process`` in ``args.processes`` fresh interpreters, one after the other: where a process's tensors
-    land in memory moves its ratio by several percent (0.96-1.12 between processes, 2026-12-04, while each
-    process's own epochs agreed within 2%), so processes, not epochs, are the samples."""
+    """``one_process`` in ``args.processes`` fresh interpreters, one after the other: the ratio varies between
+    processes far more than between one process's epochs, so processes are the samples."""
     command = [sys.executable, __file__, "--one-process", "--device", args.device, "--epochs", str(args.epochs),
                "--every", str(args.every), *(["--smoke"] if args.smoke else [])]
     measured = []
