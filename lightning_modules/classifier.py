@@ -26,6 +26,7 @@ from lightning_modules.stage_steps import StageSteps
 
 STAGES = ("train", "val", "test")
 LABEL_DTYPES = (torch.long, torch.uint8)  # the class-index types cross-entropy takes
+UNLABELLED = "unlabelled"  # the epoch's share of negative labels (checked, not logged)
 
 
 def layer_param_groups(net: nn.Module) -> list[dict]:
@@ -80,10 +81,37 @@ class ClassificationModule(StageSteps, L.LightningModule):
             raise self.batch_refusal(batch, stage)
         images, targets = batch
         scores = self(images)
+        if not (isinstance(scores, torch.Tensor) and scores.shape == (len(targets), self.hparams.num_classes)):
+            raise self.scores_refusal(scores, images)
         loss = self.compute_loss(scores, targets)
         self.accuracy[f"{stage}_acc"].update(scores.detach(), targets)
-        self.add_to_epoch_means(stage, {"loss": loss}, len(targets))
+        # Negative labels counted without a device sync, checked once per epoch (log_epoch): cross-entropy leaves
+        # -100 (its ignore_index) out of the loss, but the accuracy would count those images as wrong.
+        self.add_to_epoch_means(stage, {"loss": loss, UNLABELLED: (targets < 0).double().mean()}, len(targets))
         return loss
+
+    def scores_refusal(self, scores, images: torch.Tensor) -> ConfigError:
+        """What the network returned instead of [batch, num_classes] scores, and the remedy."""
+        batch, classes = len(images), self.hparams.num_classes
+        net = getattr(self.net, "_orig_mod", self.net)
+        if not isinstance(scores, torch.Tensor):
+            given = f"a {type(scores).__name__}"
+            remedy = "make its forward return the scores tensor alone"
+        else:
+            given = f"a tensor of shape {list(scores.shape)}"
+            if scores.ndim == 2 and len(scores) == batch:
+                remedy = (f"give the network as many outputs as the data has classes and set model.num_classes to that "
+                          f"number (now {classes})")
+            elif scores.ndim == 1 and len(scores) == batch:
+                remedy = "return one score per class for each image (for two classes: two scores, not one logit)"
+            elif len(scores) != batch:
+                remedy = (f"its forward changes the batch size from {batch} (a reshape such as x.view(-1, n) with the "
+                          f"wrong n; x.flatten(1) keeps the batch)")
+            else:
+                remedy = "make its forward return one score per class for each image"
+        return ConfigError(f"{type(self).__name__} takes scores of shape [batch, num_classes] = [{batch}, {classes}] "
+                           f"from its network, but {type(net).__name__} returned {given} for images of shape "
+                           f"{list(images.shape)}; {remedy}.")
 
     def batch_refusal(self, batch, stage: str) -> ConfigError:
         """What a user's DataModule gives instead of (images, labels) with class-index labels, and the remedy."""
@@ -102,8 +130,16 @@ class ClassificationModule(StageSteps, L.LightningModule):
                            f"(torch.as_tensor(label, dtype=torch.long); label.argmax() of a one-hot label).")
 
     def log_epoch(self, stage: str) -> None:
-        if self.log_epoch_means(stage, prog_bar=("loss",) if stage == "train" else ()):
-            self.log(f"{stage}/acc", self.accuracy[f"{stage}_acc"], prog_bar=True)
+        means = self.log_epoch_means(stage, prog_bar=("loss",) if stage == "train" else (), unlogged=(UNLABELLED,))
+        if means is None:
+            return
+        if means[UNLABELLED] > 0:
+            loader = f"{type(self.trainer.datamodule).__name__}'s {stage} loader"
+            raise ConfigError(
+                f"{loader} gives negative labels ({means[UNLABELLED]:.2%} of its images in this epoch; -100, for "
+                f"instance, is cross-entropy's ignore_index, which leaves them out of the loss while the accuracy "
+                f"counts them as wrong); give only labelled images to a classifier.")
+        self.log(f"{stage}/acc", self.accuracy[f"{stage}_acc"], prog_bar=True)
 
     def on_train_epoch_end(self) -> None:
         self.log_epoch("train")

@@ -32,18 +32,24 @@ class StageSteps:
             sums[name] = sums.get(name, 0.0) + value.detach().double() * samples
         sums["samples"] += samples
 
-    def log_epoch_means(self, stage: str, prog_bar: tuple[str, ...] = ("loss",)) -> bool:
+    def log_epoch_means(self, stage: str, prog_bar: tuple[str, ...] = ("loss",),
+                        unlogged: tuple[str, ...] = ()) -> dict[str, float] | None:
         """Logs ``<stage>/<name>``: the epoch's sample-weighted means, summed over the DDP ranks before dividing.
         The ranks' shares of a validation or test set may differ in size, and Lightning's ``sync_dist`` mean then
-        divides by the mean share rounded down (101 test images on 2 ranks: by 50, not 50.5). False: the stage ran
-        no steps this epoch."""
+        divides by the mean share rounded down (101 test images on 2 ranks: by 50, not 50.5). Returns the
+        ``unlogged`` names' means (the same on every rank), computed but not logged; None: the stage ran no steps
+        this epoch."""
         sums = self.__dict__.get("epoch_sums", {}).pop(stage, None)
         if not sums:
-            return False
+            return None
         samples = sums.pop("samples")
         names = list(sums)
         totals = torch.stack([sums[name] for name in names])
         totals = self.trainer.strategy.reduce(torch.cat([totals, totals.new_tensor([samples])]), reduce_op="sum")
+        kept = {}
         for name, total in zip(names, totals[:-1], strict=True):
-            self.log(f"{stage}/{name}", (total / totals[-1]).float(), prog_bar=name in prog_bar)
-        return True
+            if name in unlogged:
+                kept[name] = float(total / totals[-1])
+            else:
+                self.log(f"{stage}/{name}", (total / totals[-1]).float(), prog_bar=name in prog_bar)
+        return kept

@@ -730,6 +730,56 @@ def test_labels_out_of_range_and_batches_that_are_not_pairs_are_one_sentence(mak
         assert module.training_step((images, labels), 0).item() == pytest.approx(np.log(10))
 
 
+def test_scores_other_than_batch_by_classes_and_negative_labels_are_one_sentence():
+    """A network of the user's whose forward returns a tuple, one logit per image, too few classes or another batch
+    size: torch's tracebacks, or worse, a silent accuracy (one logit per image was read as the predicted class: 0.0).
+    Labels of -100, which cross-entropy ignores, were counted as wrong by the accuracy (0.72 instead of 0.97)."""
+    import functools
+
+    import lightning as L
+
+    class Returns(torch.nn.Module):
+        def __init__(self, make):
+            super().__init__()
+            self.make, self.layer = make, torch.nn.Linear(4, 3)
+
+        def forward(self, x):
+            return self.make(self.layer(x))
+
+    images, labels = torch.zeros(6, 4), torch.tensor([0, 1, 2, 0, 1, 2])
+    for make, given, remedy in (
+            (lambda s: (s, s), "a tuple", "make its forward return the scores tensor alone"),
+            (lambda s: s[:, 0], "a tensor of shape [6]",
+             "return one score per class for each image (for two classes: two scores, not one logit)"),
+            (lambda s: s[:, :2], "a tensor of shape [6, 2]",
+             "give the network as many outputs as the data has classes and set model.num_classes to that number "
+             "(now 3)"),
+            (lambda s: s[:3], "a tensor of shape [3, 3]", "its forward changes the batch size from 6 (a reshape such "
+                                                          "as x.view(-1, n) with the wrong n; x.flatten(1) keeps the "
+                                                          "batch)")):
+        module = ClassificationModule(Returns(make), optimizer=None, num_classes=3)
+        with pytest.raises(ConfigError, match=re.escape(
+                f"ClassificationModule takes scores of shape [batch, num_classes] = [6, 3] from its network, but "
+                f"Returns returned {given} for images of shape [6, 4]; {remedy}.")):
+            module.training_step((images, labels), 0)
+
+    for unlabelled, stage in ((torch.tensor([0, 1, 2, -100] * 2), "train"), (torch.tensor([0, 1, 2, 1] * 2), None)):
+        data = torch.utils.data.TensorDataset(torch.randn(8, 4), unlabelled)
+        module = ClassificationModule(torch.nn.Linear(4, 3), functools.partial(torch.optim.SGD, lr=0.1), num_classes=3)
+        trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                            enable_model_summary=False, accelerator="cpu")
+        datamodule = L.LightningDataModule.from_datasets(train_dataset=data, batch_size=4)
+        if stage is None:  # the same data labelled: trains
+            trainer.fit(module, datamodule)
+            assert trainer.callback_metrics["train/acc"] >= 0 and trainer.current_epoch == 1
+            continue
+        with pytest.raises(ConfigError, match=re.escape(
+                f"LightningDataModule's {stage} loader gives negative labels (25.00% of its images in this epoch; "
+                f"-100, for instance, is cross-entropy's ignore_index, which leaves them out of the loss while the "
+                f"accuracy counts them as wrong); give only labelled images to a classifier.")):
+            trainer.fit(module, datamodule)
+
+
 def test_a_config_file_of_the_users_named_like_a_built_in_one_is_one_sentence(tmp_path):
     """Hydra's search path has conf/ first: a user's model/lenet5.yaml was passed over for ours, silently."""
     (tmp_path / "model").mkdir()
