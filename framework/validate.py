@@ -441,9 +441,10 @@ def check_group_entries_have_targets(cfg: DictConfig) -> None:
         for name, node in entries.items() if isinstance(entries, DictConfig) else ():
             if isinstance(node, DictConfig) and "_target_" not in node:
                 defining = [path.stem for path in sorted((CONFIG_DIR / group).glob("*.yaml"))
-                            if name in (OmegaConf.load(path) or {})] or [name]
+                            if name in (OmegaConf.load(path) or {})]
+                add = " or ".join(f"{group}={option}" for option in defining) or \
+                    f"+{group}.{name}._target_=<its class, e.g. mymodule.MyCallback>"
                 raise ConfigError(
                     f"Config key '{group}.{name}' sets {', '.join(map(str, node.keys()))} but names no {group} "
-                    f"(_target_); add the {group} (e.g. {' or '.join(f'{group}={o}' for o in defining)}) or "
-                    f"remove these options."
+                    f"(_target_); add the {group} (e.g. {add}) or remove these options."
                 )

@@ -340,6 +340,9 @@ ROWS = [
     row("ddp-worker", *MI, "trainer=ddp_sim", "trainer.strategy=ddp_fork", "callbacks.mi_lr.sample_size=5000",
         expect="callbacks.mi_lr.sample_size <= 1150"),
     row("lr-policy-without-callback", "+lr_policy=layerwise", expect=("'callbacks.mi_lr' sets", "callbacks=mi_lr")),
+    row("callback-options-without-target", "+callbacks.mine.verbose=true",
+        expect="'callbacks.mine' sets verbose but names no callbacks (_target_); add the callbacks (e.g. "
+               "+callbacks.mine._target_=<its class, e.g. mymodule.MyCallback>) or remove these options."),
     row("batch-schedule", *MI, "+batch_schedule=grow", "trainer.reload_dataloaders_every_n_epochs=0",
         expect="trainer.reload_dataloaders_every_n_epochs=1"),
     # ---- logger, paths, hydra, debug
