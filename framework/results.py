@@ -8,6 +8,8 @@ import platform
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from framework.atomic import write_atomically
 from framework.errors import ConfigError, DataError
 
@@ -59,9 +61,15 @@ def find_results(runs) -> list[Path]:
 
 def jobs_without_results(runs) -> list[Path]:
     """Job directories below ``runs`` (Hydra wrote their .hydra/) that hold no results.json: failed, killed or
-    still running."""
+    still running. evaluate.py's own (which write none) are not jobs."""
     return sorted({folder.parent for path in run_paths(runs) if not path.is_file() for folder in path.rglob(".hydra")
-                   if not (folder.parent / "results.json").is_file()})
+                   if not (folder.parent / "results.json").is_file() and not _evaluate_output(folder)})
+
+
+def _evaluate_output(hydra_folder: Path) -> bool:
+    """Whether Hydra wrote ``hydra_folder`` for a run of evaluate.py (hydra.job.name is the script's name)."""
+    settings = hydra_folder / "hydra.yaml"
+    return settings.is_file() and OmegaConf.select(OmegaConf.load(settings), "hydra.job.name") == "evaluate"
 
 
 def load_results(runs) -> list[dict]:

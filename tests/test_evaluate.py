@@ -233,3 +233,8 @@ def test_a_sweep_s_jobs_without_results_are_named_below_its_table(tmp_path):
     assert "| 0.1 | 0.9100 ± 0.0141 | 2 |" in text
     assert text.splitlines()[-1] == ("Left out: 1 job directory without results.json (failed, killed or still "
                                      "running): 2 (model.optimizer.lr=0.1 seed=3).")
+    # evaluate.py's own output folders (under logs/evaluate/, beside logs/train/) write no results.json: not jobs
+    (sweep / "evaluate" / ".hydra").mkdir(parents=True)
+    (sweep / "evaluate" / ".hydra" / "hydra.yaml").write_text("hydra:\n  job:\n    name: evaluate\n")
+    text = evaluate(compose_config([f"runs={sweep}", "metrics=[test/acc]"], tmp_path / "out", "evaluate"))
+    assert text.splitlines()[-1].startswith("Left out: 1 job directory without results.json")
