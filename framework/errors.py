@@ -134,9 +134,13 @@ def _argument(node: dict, name: str, prefix: str) -> tuple[str, str] | None:
     return next(filter(None, (_argument(child, name, f"{prefix}.{key}") for key, child in children)), None)
 
 
+# What a module passes when it calls a partial config: an optimizer's params, a scheduler's optimizer.
+PASSED_WHEN_CALLED = {"params", "optimizer"}
+
+
 def _needs_partial(node: dict, names: list[str], prefix: str) -> tuple[str, str] | None:
     """(dotted key, class name) of a node below ``node`` without ``_partial_: true`` whose target requires one of
-    ``names`` (an optimizer's ``params``, a scheduler's ``optimizer``): the module passes those when it calls it."""
+    ``names``: where a required argument is missing (or, for PASSED_WHEN_CALLED, where _partial_ is)."""
     for key, child in node.items():
         if not isinstance(child, dict):
             continue
@@ -174,13 +178,14 @@ def construction_error(error: Exception, node: DictConfig, key: str) -> UserErro
         argument, owner = _argument(config, unknown[1], key) or (f"{key}.{unknown[1]}", target)
         return ConfigError(f"Config key '{argument}' is not an argument of {owner}; remove it or fix its spelling.")
     if isinstance(error, TypeError) and (missing := _MISSING_ARGUMENT.search(message)):
-        if called_later := _needs_partial(config, re.findall(r"'(\w+)'", missing[1]), key):
-            nested, owner = called_later
+        names = re.findall(r"'(\w+)'", missing[1])
+        nested, owner = _needs_partial(config, names, key) or (key, target)
+        if nested != key and set(names) <= PASSED_WHEN_CALLED:
             return ConfigError(f"Config key '{nested}' ({owner}) lacks _partial_: true; {owner} takes "
                                f"{missing[1]} from the module that calls it when training starts, so its config "
                                f"must be a partial one: add _partial_: true to it (or +{nested}._partial_=true).")
-        return ConfigError(f"Config group '{key}' ({target}) lacks the required argument(s) {missing[1]}; add them "
-                           f"with +{key}.<name>=<value>.")
+        return ConfigError(f"Config group '{nested}' ({owner}) lacks the required argument(s) {missing[1]}; add them "
+                           f"with +{nested}.<name>=<value>.")
     values = {k: v for k, v in config.items() if k != "_target_"}
     if (_is_lightning(config.get("_target_")) and isinstance(error, (MisconfigurationException, *_REFUSALS))
             and _raised_by_lightning(error)):

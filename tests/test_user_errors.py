@@ -301,6 +301,10 @@ ROWS = [
         expect=("'model.optimizer' (SGD) lacks _partial_: true", "+model.optimizer._partial_=true")),
     row("scheduler-not-partial", "model.scheduler={_target_: torch.optim.lr_scheduler.StepLR, step_size: 2}",
         expect=("'model.scheduler' (StepLR) lacks _partial_: true", "takes 'optimizer' from the module")),
+    # an argument only the config can give: _partial_ (the old advice) would not give it either
+    row("net-lacks-argument", "~model.net", "+model.net._target_=torch.nn.Linear", "+model.net.in_features=1024",
+        expect="Config group 'model.net' (Linear) lacks the required argument(s) 'out_features'; add them with "
+               "+model.net.<name>=<value>."),
     row("train-on-test", "data=mnist", "+data.train_split=test", data=nothing,
         expect=("'data.train_split' is 'test', and the test stage reads test too", "choose another of train")),
     row("train-overlaps-test", "data=svhn", "data.train_split=train+extra", "data.test_split=train", data=nothing,
