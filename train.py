@@ -206,6 +206,9 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
     give_wandb_loggers_their_run_id(cfg)
     log.info(f"Output directory: {cfg.paths.output_dir}; overrides: {' '.join(task_overrides()) or 'none'}")
     started = time.perf_counter()
+    if cfg.get("train", True) and cfg.trainer.get("limit_train_batches") == 0:
+        log.warning("trainer.limit_train_batches=0: no training batch runs, so the metrics below are those of the "
+                    "initial weights (to test a trained network without training: train=false ckpt_path=<its .ckpt>).")
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
 

@@ -76,6 +76,15 @@ def test_a_setting_that_idles_a_default_callback_leaves_it_out(make_cfg, caplog,
     assert (results["best_checkpoint"] is None) == ("RunModelCheckpoint" in left_out)
 
 
+def test_a_run_with_no_training_batches_says_that_it_tests_the_initial_weights(make_cfg, caplog):
+    """trainer.limit_train_batches=0 (a way to test the initial weights) trained nothing without a word in train.log."""
+    with caplog.at_level("INFO", logger="train"):
+        results = train(make_cfg("debug=limit", "++trainer.limit_train_batches=0"))
+    assert "test/acc" in results["metrics"] and results["best_checkpoint"] is None
+    assert "trainer.limit_train_batches=0: no training batch runs, so the metrics below are those of the initial " \
+           "weights" in caplog.text
+
+
 def test_a_barebones_run_trains_and_says_that_it_logged_no_metrics(make_cfg, caplog):
     """Lightning's barebones mode allows no logger, callbacks or logging interval, and turns off self.log."""
     with caplog.at_level("INFO", logger="train"):
