@@ -244,6 +244,9 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
             if cfg.get("test", True):
                 trainer.test(model, datamodule=datamodule, ckpt_path=checkpoint)
                 metrics |= to_float_dict(trainer.callback_metrics)
+                if not sum(trainer.num_test_batches):
+                    log.warning(f"test=true, but {type(datamodule).__name__}'s test loader gave no batches, so there "
+                                f"are no test/ metrics; give the data a test split, or test=false.")
     shown = ", ".join(f"{k} = {v:.4f}" for k, v in sorted(metrics.items()) if k.startswith(("val/", "test/")))
     if not shown:
         shown = "none were logged" + (" (trainer.barebones turns off self.log)" if cfg.trainer.get("barebones") else "")

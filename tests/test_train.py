@@ -85,6 +85,15 @@ def test_a_run_with_no_training_batches_says_that_it_tests_the_initial_weights(m
            "weights" in caplog.text
 
 
+def test_an_empty_test_split_says_so(make_cfg, caplog):
+    """A test loader with no batches left the run without test/ metrics, and only Lightning's warning on stderr."""
+    with caplog.at_level("INFO", logger="train"):
+        results = train(make_cfg("debug=limit", "++trainer.limit_test_batches=0"))
+    assert not any(key.startswith("test/") for key in results["metrics"])
+    assert "test=true, but DigitsDataModule's test loader gave no batches, so there are no test/ metrics; give the " \
+           "data a test split, or test=false." in caplog.text
+
+
 def test_a_barebones_run_trains_and_says_that_it_logged_no_metrics(make_cfg, caplog):
     """Lightning's barebones mode allows no logger, callbacks or logging interval, and turns off self.log."""
     with caplog.at_level("INFO", logger="train"):
