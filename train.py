@@ -53,7 +53,7 @@ from framework.errors import (
     run_entry_point,
     trainer_refusals,
 )
-from framework.loggers import give_wandb_loggers_their_run_id, publish_results, wandb_logger_nodes
+from framework.loggers import give_wandb_loggers_their_run_id, publish_results, reaching_wandb, wandb_logger_nodes
 from framework.monitored_metrics import MonitoredMetricsLogged, monitor_keys
 from framework.process_group import DestroyProcessGroupAtExit
 from framework.results import library_versions, read_results, to_float_dict, write_json_atomic
@@ -221,8 +221,9 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
                      *leave_out_idle_callbacks(instantiate_group(cfg, "callbacks"), loggers, cfg.trainer),
                      KeptValuesInCheckpoints(cfg), RandomStatesInCheckpoints(), DestroyProcessGroupAtExit(), *callbacks]
     trainer: L.Trainer = instantiate_node(cfg.trainer, "trainer", callbacks=all_callbacks, logger=loggers or False)
-    for logger in trainer.loggers:
-        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    with reaching_wandb(cfg.paths.output_dir):  # log_hyperparams starts the wandb run
+        for logger in trainer.loggers:
+            logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
     # val/ and test/ metrics of one set of weights: after fitting, the best checkpoint when it saved one, else the
     # current weights (fast_dev_run, callbacks=none); in a test-only run (train=false), those of ckpt_path.

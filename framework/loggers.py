@@ -1,5 +1,5 @@
 """A CSV logger that appends to an existing metrics.csv instead of deleting it; results.json to wandb; the wandb
-run id of a run directory, which a resumed run continues.
+run id of a run directory, which a resumed run continues; wandb's server out of reach as one sentence.
 
 Lightning's CSV writer deletes metrics.csv when a new process opens the same log directory.
 That loses the epochs before a resume (``ckpt_path=auto``) and breaks ``ddp_spawn``, whose
@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import csv
 import secrets
+import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from lightning.fabric.utilities.rank_zero import rank_zero_only
@@ -20,6 +22,7 @@ from lightning.pytorch.loggers.logger import rank_zero_experiment
 from omegaconf import DictConfig, open_dict
 
 from framework.atomic import write_atomically
+from framework.errors import UserError, one_line
 
 
 class AppendingExperimentWriter(ExperimentWriter):
@@ -80,3 +83,19 @@ def give_wandb_loggers_their_run_id(cfg: DictConfig) -> None:
         if node.get("id") is None:
             with open_dict(node):
                 node.id = wandb_run_id(cfg.paths.output_dir, resuming=cfg.get("ckpt_path") is not None)
+
+
+@contextmanager
+def reaching_wandb(output_dir: str):
+    """Around the first call that starts a wandb run (``wandb.init``). With credentials but no route to wandb's
+    server (a cluster's compute node after ``wandb login``), wandb gives up after its retries with a CommError:
+    one sentence instead of its traceback."""
+    try:
+        yield
+    except Exception as error:
+        errors = sys.modules.get("wandb.errors")
+        if errors is None or not isinstance(error, errors.CommError):
+            raise
+        raise UserError(f"wandb could not reach its server ({one_line(error).rstrip('.')}); log offline with "
+                        f"WANDB_MODE=offline (and upload later, where there is a network, with wandb sync "
+                        f"{output_dir}/wandb/offline-run-*), or choose logger=csv.") from None

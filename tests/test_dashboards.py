@@ -5,6 +5,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -146,3 +147,22 @@ def test_a_resuming_start_keeps_the_directory_s_wandb_run_id_and_a_fresh_start_r
     fresh = wandb_run_id(tmp_path, resuming=False)  # a restart from zero: a wandb run of its own
     assert fresh != first and (tmp_path / "wandb" / "run_id").read_text() == fresh
     assert [path.name for path in (tmp_path / "wandb").iterdir()] == ["run_id"]  # no temporary file left behind
+
+
+def test_wandb_out_of_reach_is_one_sentence():
+    """With credentials but no route to wandb's server, wandb.init gives up after its retries (34 s against a closed
+    port here, 107 s on a machine without DNS) with a CommError; train.py starts the run inside reaching_wandb."""
+    import wandb.errors
+
+    from framework.errors import UserError
+    from framework.loggers import reaching_wandb
+
+    with pytest.raises(UserError, match=re.escape(
+            "wandb could not reach its server (Failed to get resume status: no such host); log offline with "
+            "WANDB_MODE=offline (and upload later, where there is a network, with wandb sync "
+            "/runs/1/wandb/offline-run-*), or choose logger=csv.")):
+        with reaching_wandb("/runs/1"):
+            raise wandb.errors.CommError("Failed to get resume status: no such host.")
+    with pytest.raises(ValueError, match="^other$"):  # anything else stays what it was
+        with reaching_wandb("/runs/1"):
+            raise ValueError("other")
