@@ -28,6 +28,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import Callback, Checkpoint, LearningRateMonitor, ModelCheckpoint, ProgressBar
+from lightning.pytorch.loggers import Logger
 from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher
 from omegaconf import DictConfig, OmegaConf
 
@@ -62,11 +63,21 @@ from framework.validate import validate
 log = logging.getLogger("train")
 
 
+GROUP_KINDS = {"callbacks": (Callback, "lightning.pytorch.Callback"),
+               "logger": (Logger, "lightning.pytorch.loggers.Logger")}
+
+
 def instantiate_group(cfg: DictConfig, name: str) -> dict[str, object]:
-    """Instantiate every entry of a callbacks/logger group that has a ``_target_``, by its key."""
-    group = cfg.get(name) or {}
-    return {key: instantiate_node(node, f"{name}.{key}") for key, node in group.items()
+    """Instantiate every entry of a callbacks/logger group that has a ``_target_``, by its key; each must be a
+    Lightning Callback (Logger), which Lightning would only find out from a missing attribute."""
+    group, (kind, kind_path) = cfg.get(name) or {}, GROUP_KINDS[name]
+    made = {key: instantiate_node(node, f"{name}.{key}") for key, node in group.items()
             if isinstance(node, DictConfig) and "_target_" in node}
+    for key, made_object in made.items():
+        if not isinstance(made_object, kind):
+            raise ConfigError(f"Config key '{name}.{key}._target_' is {group[key]._target_}, which is not a Lightning "
+                              f"{kind.__name__} ({kind_path}); give a subclass of it.")
+    return made
 
 
 def leave_out_idle_callbacks(callbacks: dict[str, object], loggers: list, trainer_cfg: DictConfig) -> list:

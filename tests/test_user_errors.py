@@ -344,6 +344,12 @@ ROWS = [
     row("ddp-worker", *MI, "trainer=ddp_sim", "trainer.strategy=ddp_fork", "callbacks.mi_lr.sample_size=5000",
         expect="callbacks.mi_lr.sample_size <= 1150"),
     row("lr-policy-without-callback", "+lr_policy=layerwise", expect=("'callbacks.mi_lr' sets", "callbacks=mi_lr")),
+    row("callback-not-a-callback", "+callbacks.mine._target_=torch.nn.Identity",
+        expect="Config key 'callbacks.mine._target_' is torch.nn.Identity, which is not a Lightning Callback "
+               "(lightning.pytorch.Callback); give a subclass of it."),
+    row("logger-not-a-logger", "+logger.mine._target_=torch.nn.Identity",
+        expect="Config key 'logger.mine._target_' is torch.nn.Identity, which is not a Lightning Logger "
+               "(lightning.pytorch.loggers.Logger); give a subclass of it."),
     row("callback-options-without-target", "+callbacks.mine.verbose=true",
         expect="'callbacks.mine' sets verbose but names no callbacks (_target_); add the callbacks (e.g. "
                "+callbacks.mine._target_=<its class, e.g. mymodule.MyCallback>) or remove these options."),
