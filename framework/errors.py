@@ -134,6 +134,44 @@ def _argument(node: dict, name: str, prefix: str) -> tuple[str, str] | None:
     return next(filter(None, (_argument(child, name, f"{prefix}.{key}") for key, child in children)), None)
 
 
+_PLAIN_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "None": type(None)}
+
+
+def _annotation_text(annotation) -> str:
+    """``int``, ``float | None``: an annotation as written (a string under ``from __future__ import annotations``)."""
+    return annotation.__name__ if isinstance(annotation, type) else str(annotation).replace("typing.", "")
+
+
+def _fits(value, annotation) -> bool:
+    """Whether ``value`` (from a config) fits a parameter annotated with plain types (``int``, ``float | None``,
+    ...); True for any other annotation, which this does not judge."""
+    names = [part.strip() for part in _annotation_text(annotation).replace("Optional[", "").rstrip("]").split("|")]
+    if annotation is inspect.Parameter.empty or not all(name in _PLAIN_TYPES for name in names):
+        return True
+    kinds = {_PLAIN_TYPES[name] for name in names}
+    if isinstance(value, bool):
+        return bool in kinds
+    if isinstance(value, int):
+        return bool(kinds & {int, float})
+    return not isinstance(value, float | str | type(None)) or type(value) in kinds
+
+
+def _mistyped_argument(node: dict, prefix: str) -> tuple[str, object, str, str] | None:
+    """(dotted key, value, class name, annotation) of the first argument in ``node``'s subtree whose value does not
+    fit its parameter's plain-type annotation (``in_channels: int`` given 'abc'): why a constructor failed."""
+    if "_target_" in node:
+        try:
+            parameters = inspect.signature(get_object(str(node["_target_"]))).parameters
+        except Exception:  # not importable or no signature
+            parameters = {}
+        for name, value in node.items():
+            if name in parameters and not _fits(value, parameters[name].annotation):
+                owner = str(node["_target_"]).rsplit(".", 1)[-1]
+                return f"{prefix}.{name}", value, owner, _annotation_text(parameters[name].annotation)
+    children = ((key, child) for key, child in node.items() if isinstance(child, dict))
+    return next(filter(None, (_mistyped_argument(child, f"{prefix}.{key}") for key, child in children)), None)
+
+
 # What a module passes when it calls a partial config: an optimizer's params, a scheduler's optimizer.
 PASSED_WHEN_CALLED = {"params", "optimizer"}
 
@@ -186,6 +224,11 @@ def construction_error(error: Exception, node: DictConfig, key: str) -> UserErro
                                f"must be a partial one: add _partial_: true to it (or +{nested}._partial_=true).")
         return ConfigError(f"Config group '{nested}' ({owner}) lacks the required argument(s) {missing[1]}; add them "
                            f"with +{nested}.<name>=<value>.")
+    if mistyped := _mistyped_argument(config, key):
+        argument, value, owner, annotation = mistyped
+        name = argument.rsplit(".", 1)[-1]
+        return ConfigError(f"Config key '{argument}' is {value!r}, but {owner}'s argument {name} takes {annotation}; "
+                           f"give a value of that type.")
     values = {k: v for k, v in config.items() if k != "_target_"}
     if (_is_lightning(config.get("_target_")) and isinstance(error, (MisconfigurationException, *_REFUSALS))
             and _raised_by_lightning(error)):

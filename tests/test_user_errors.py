@@ -301,6 +301,9 @@ ROWS = [
         expect=("'model.optimizer' (SGD) lacks _partial_: true", "+model.optimizer._partial_=true")),
     row("scheduler-not-partial", "model.scheduler={_target_: torch.optim.lr_scheduler.StepLR, step_size: 2}",
         expect=("'model.scheduler' (StepLR) lacks _partial_: true", "takes 'optimizer' from the module")),
+    row("net-argument-mistyped", "model.net.in_channels=abc",
+        expect="Config key 'model.net.in_channels' is 'abc', but LeNet5's argument in_channels takes int; give a value "
+               "of that type."),
     # an argument only the config can give: _partial_ (the old advice) would not give it either
     row("net-lacks-argument", "~model.net", "+model.net._target_=torch.nn.Linear", "+model.net.in_features=1024",
         expect="Config group 'model.net' (Linear) lacks the required argument(s) 'out_features'; add them with "
@@ -818,3 +821,18 @@ def test_a_config_file_of_the_users_that_is_not_yaml_is_one_sentence(tmp_path):
     assert result.stderr.splitlines() == [f"Config error: The config file {tmp_path}/model/bad.yaml is not valid YAML: "
                                           f"mapping values are not allowed here (line 3, column 10); fix it, e.g. the "
                                           f"indentation there."]
+
+
+def test_a_constructor_that_fails_on_a_value_of_the_wrong_type_names_the_key():
+    """Judged only once construction failed, and only against plain-type annotations: as types (examples/nets.py) or
+    as strings (``from __future__ import annotations``); other annotations and fitting values are not judged."""
+    node = OmegaConf.create({"_target_": "lightning_modules.classifier.ClassificationModule", "num_classes": 10,
+                             "net": {"_target_": "examples.nets.MLP", "in_features": 4, "hidden": "abc"}})
+    error = construction_error(TypeError("empty(): argument 'size' failed to unpack"), node, "model")
+    assert str(error) == ("Config key 'model.net.hidden' is 'abc', but MLP's argument hidden takes int; give a value "
+                          "of that type.")
+    node.net.hidden, node.net.in_features = 8, 4.0
+    assert "'model.net.in_features' is 4.0, but MLP's argument in_features takes int" in \
+        str(construction_error(TypeError("x"), node, "model"))
+    node.net.in_features = 4
+    assert construction_error(TypeError("x"), node, "model") is None  # every value fits: a bug, not the user's
