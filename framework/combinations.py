@@ -201,6 +201,22 @@ SIZE_KEYS = ("data.image_size", "data.pad_to", "data.flatten")
 _OUT_OF_RANGE_LABEL = re.compile(r"Target (-?\d+) is out of bounds")
 
 
+def _data_or_network_refusal(message: str, model, datamodule) -> ConfigError | None:
+    """torch's refusals of what a user's DataModule or network gave, as one sentence; None: none of them."""
+    data = type(datamodule).__name__
+    if "num_samples should be a positive integer value, but got num_samples=0" in message:
+        return ConfigError(f"{data}'s train loader has no images (its shuffling sampler got 0); give the data a "
+                           f"training split with images.")
+    if found := re.search(r"default_collate: batch must contain tensors.*found <class '([\w.]+)'>", message):
+        return ConfigError(f"{data}'s dataset returns images of type {found[1]}, which a DataLoader cannot stack into "
+                           f"a batch; return tensors (e.g. torchvision.transforms.ToTensor() in its transform).")
+    if "optimizer got an empty parameter list" in message:
+        return ConfigError(f"The network ({model_name(model)}) has no trainable parameters (requires_grad is False "
+                           f"for every one), so there is nothing to train; unfreeze some, or test only (train=false "
+                           f"ckpt_path=<its .ckpt>).")
+    return None
+
+
 @contextmanager
 def data_the_network_takes(cfg: DictConfig, model, datamodule, watch: FirstBatchWatch) -> Iterator[None]:
     """Around fit/test, what only the batches show about a user's own network or data (``check_data_fits_model``
@@ -208,10 +224,15 @@ def data_the_network_takes(cfg: DictConfig, model, datamodule, watch: FirstBatch
 
     - one of torch's layers refusing the first batch's shape names the layer and both shapes, its dtype (float64
       from numpy, uint8) the layer's and the inputs' dtypes (after a batch got through, it stays a bug);
-    - a label that cross-entropy finds out of range names it and model.num_classes.
+    - a label that cross-entropy finds out of range names it and model.num_classes;
+    - a split without images, images the loader cannot stack (PIL), a network without trainable parameters.
     """
     try:
         yield
+    except (ValueError, TypeError) as error:
+        if refusal := _data_or_network_refusal(str(error), model, datamodule):
+            raise refusal from None
+        raise
     except (IndexError, ProcessRaisedException) as error:  # cross-entropy's, here or in a spawned DDP worker
         kind, message = ("IndexError", str(error)) if isinstance(error, IndexError) else \
             worker_exception(error) or ("", "")

@@ -796,6 +796,32 @@ def test_scores_other_than_batch_by_classes_and_negative_labels_are_one_sentence
             trainer.fit(module, datamodule)
 
 
+def test_an_empty_split_pil_images_and_a_frozen_network_are_one_sentence(make_cfg):
+    """torch's own refusals of a user's data or network, each raised here as torch raises it inside fit."""
+    from PIL import Image
+
+    from framework.combinations import FirstBatchWatch, data_the_network_takes
+
+    net, data = torch.nn.Sequential(torch.nn.Linear(2, 2).requires_grad_(False)), torch.utils.data.TensorDataset()
+    module = ClassificationModule(net, optimizer=None, num_classes=2)
+    for make_the_error, expected in (
+            (lambda: torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.zeros(0)), shuffle=True),
+             "TensorDataset's train loader has no images (its shuffling sampler got 0); give the data a training "
+             "split with images."),
+            (lambda: torch.utils.data.default_collate([Image.new("L", (4, 4))] * 2),
+             "TensorDataset's dataset returns images of type PIL.Image.Image, which a DataLoader cannot stack into a "
+             "batch; return tensors (e.g. torchvision.transforms.ToTensor() in its transform)."),
+            (lambda: torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=0.1),
+             "The network (Sequential) has no trainable parameters (requires_grad is False for every one), so there "
+             "is nothing to train; unfreeze some, or test only (train=false ckpt_path=<its .ckpt>).")):
+        with pytest.raises(ConfigError, match=f"^{re.escape(expected)}$"):
+            with data_the_network_takes(make_cfg(), module, data, FirstBatchWatch()):
+                make_the_error()
+    with pytest.raises(ValueError, match="^another$"):  # any other ValueError stays what it was
+        with data_the_network_takes(make_cfg(), module, data, FirstBatchWatch()):
+            raise ValueError("another")
+
+
 def test_a_config_file_of_the_users_named_like_a_built_in_one_is_one_sentence(tmp_path):
     """Hydra's search path has conf/ first: a user's model/lenet5.yaml was passed over for ours, silently."""
     (tmp_path / "model").mkdir()
