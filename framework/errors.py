@@ -222,8 +222,8 @@ def construction_error(error: Exception, node: DictConfig, key: str) -> UserErro
             return ConfigError(f"Config key '{nested}' ({owner}) lacks _partial_: true; {owner} takes "
                                f"{missing[1]} from the module that calls it when training starts, so its config "
                                f"must be a partial one: add _partial_: true to it (or +{nested}._partial_=true).")
-        return ConfigError(f"Config group '{nested}' ({owner}) lacks the required argument(s) {missing[1]}; add them "
-                           f"with +{nested}.<name>=<value>.")
+        return ConfigError(f"Config {'group' if nested == key else 'key'} '{nested}' ({owner}) lacks the required "
+                           f"argument(s) {missing[1]}; add them with +{nested}.<name>=<value>.")
     if mistyped := _mistyped_argument(config, key):
         argument, value, owner, annotation = mistyped
         name = argument.rsplit(".", 1)[-1]

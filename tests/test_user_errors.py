@@ -306,7 +306,7 @@ ROWS = [
                "of that type."),
     # an argument only the config can give: _partial_ (the old advice) would not give it either
     row("net-lacks-argument", "~model.net", "+model.net._target_=torch.nn.Linear", "+model.net.in_features=1024",
-        expect="Config group 'model.net' (Linear) lacks the required argument(s) 'out_features'; add them with "
+        expect="Config key 'model.net' (Linear) lacks the required argument(s) 'out_features'; add them with "
                "+model.net.<name>=<value>."),
     row("train-on-test", "data=mnist", "+data.train_split=test", data=nothing,
         expect=("'data.train_split' is 'test', and the test stage reads test too", "choose another of train")),
