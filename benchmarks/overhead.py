@@ -15,10 +15,10 @@ machine. A framework epoch is its time from start to end, every epoch-end hook i
 checkpoints), less the plain loop's turns inside it. Fixed costs (composing the config, building the Trainer,
 the data and the model; for the plain loop, its data and model) are outside the epochs and reported apart.
 
-Each process measures ``--epochs`` (2) epochs after a warm-up epoch; they agree within about 2%. Processes do
-not: 15 processes ranged from 1.005 to 1.22 (why is not known; where their tensors land in memory is a candidate).
-So ``--processes`` (5) fresh processes run one after the other, and the ratio is the median of their
-per-process medians, printed with their range. Target: ratio <= 1.10.
+Each process measures ``--epochs`` (2) epochs after a warm-up epoch; they mostly agree within a few percent.
+Processes do not: 15 processes ranged from 1.005 to 1.22 (why is not known; where their tensors land in memory
+is a candidate). So ``--processes`` (5) fresh processes run one after the other, and the ratio is the median of
+their per-process medians, printed with their range. Target: ratio <= 1.10.
 
 On the CPU the times are each process's CPU seconds with one intra-op thread (other processes do not enter
 them). ``--device cuda`` runs both on the GPU: the framework keeps the uint8 images on the device
