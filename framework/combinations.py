@@ -260,6 +260,12 @@ def data_the_network_takes(cfg: DictConfig, model, datamodule, watch: FirstBatch
                               f"{one_line(error).rstrip('.')}; make the dataset return {_name(weights)} inputs "
                               f"(tensor.to(torch.{_name(weights)}), in __getitem__ or a collate_fn).") from None
         got = f" got inputs of shape {list(inputs)}" if inputs else ""
+        if isinstance(module, nn.Conv2d) and len(watch.first_inputs) == 3:  # conv2d took [B, H, W] as one image
+            raise ConfigError(f"The network ({model_name(model)}) cannot take the first batch of "
+                              f"{type(datamodule).__name__} (inputs of shape {list(watch.first_inputs)}): its images "
+                              f"have no channel axis, so its layer {name} ({one_line(module)}) reads the batch as one "
+                              f"image of {watch.first_inputs[0]} channels; make the dataset return images of shape "
+                              f"[channels, height, width] (image.unsqueeze(0) for a grayscale one).") from None
         related = CHANNEL_KEYS if "channels" in str(error) else SIZE_KEYS
         keys = [key for key in related if has_key(cfg, key)]
         remedy = f" (here: {', '.join(keys)})" if keys else ""

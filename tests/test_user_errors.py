@@ -696,6 +696,15 @@ def test_a_shape_refusal_on_the_first_batch_names_the_layer_and_after_a_batch_go
                                               rf"\(tensor.to\(torch.float32\), in __getitem__ or a collate_fn\)\.$"):
             with data_the_network_takes(make_cfg(), model, torch.utils.data.TensorDataset(), watch):
                 model(inputs)
+    conv, watch = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3)), FirstBatchWatch()  # images without a channel axis
+    watch.on_train_batch_start(None, None, (torch.zeros(5, 4, 4), torch.zeros(5)), 0)
+    with pytest.raises(ConfigError, match=re.escape(
+            "The network (Sequential) cannot take the first batch of TensorDataset (inputs of shape [5, 4, 4]): its "
+            "images have no channel axis, so its layer 0 (Conv2d(1, 2, kernel_size=(3, 3), stride=(1, 1))) reads the "
+            "batch as one image of 5 channels; make the dataset return images of shape [channels, height, width] "
+            "(image.unsqueeze(0) for a grayscale one).")):
+        with data_the_network_takes(make_cfg(), conv, torch.utils.data.TensorDataset(), watch):
+            conv(torch.zeros(5, 4, 4))
     with pytest.raises(RuntimeError, match="not a shape"):  # any other error, on the first batch too
         with data_the_network_takes(make_cfg(), net, None, FirstBatchWatch()):
             raise RuntimeError("not a shape")
