@@ -89,9 +89,9 @@ class PlainLoop:
         self.mean, self.std = datamodule.mean.to(device), datamodule.std.to(device)
         self.net = LeNet5().to(device)
         self.optimizer = torch.optim.SGD(layer_param_groups(self.net), lr=0.02, momentum=0.9)
-        self.order = torch.randperm(len(self.images), device=device)
 
     def start_epoch(self) -> None:
+        """A new order of the images; train_batches then takes its batches from it."""
         self.order = torch.randperm(len(self.images), device=self.images.device)
 
     def train_batches(self, first: int, count: int) -> None:
