@@ -57,6 +57,7 @@ from framework.errors import (
 from framework.loggers import give_wandb_loggers_their_run_id, publish_results, reaching_wandb, wandb_logger_nodes
 from framework.monitored_metrics import MonitoredMetricsLogged, monitor_keys
 from framework.process_group import DestroyProcessGroupAtExit
+from framework.profiler import UnrecordedProfiler
 from framework.results import library_versions, read_results, to_float_dict, write_json_atomic
 from framework.validate import validate
 
@@ -231,7 +232,9 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
     all_callbacks = [MonitoredMetricsLogged(monitor_keys(cfg)), first_batch,
                      *leave_out_idle_callbacks(instantiate_group(cfg, "callbacks"), loggers, cfg.trainer),
                      KeptValuesInCheckpoints(cfg), RandomStatesInCheckpoints(), DestroyProcessGroupAtExit(), *callbacks]
-    trainer: L.Trainer = instantiate_node(cfg.trainer, "trainer", callbacks=all_callbacks, logger=loggers or False)
+    profiler = {} if cfg.trainer.get("profiler") else {"profiler": UnrecordedProfiler()}
+    trainer: L.Trainer = instantiate_node(cfg.trainer, "trainer", callbacks=all_callbacks, logger=loggers or False,
+                                          **profiler)
     with reaching_wandb(cfg.paths.output_dir):  # log_hyperparams starts the wandb run
         for logger in trainer.loggers:
             logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
