@@ -44,7 +44,7 @@ class BatchSizeSchedule(Callback):
         trainer.datamodule.batch_size = self.size_at(checkpoint["epoch"] + 1)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        expected, actual = self.size_at(trainer.current_epoch), trainer.train_dataloader.batch_size
+        expected, actual = self.size_at(trainer.current_epoch), trainer.train_dataloader.batch_sampler.batch_size
         if actual != expected:
             raise RuntimeError(f"BatchSizeSchedule: epoch {trainer.current_epoch} loads batches of {actual}, "
                                f"expected {expected} (resumed from a mid-epoch checkpoint?).")

@@ -36,7 +36,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, SequentialSampler
 
 from datamodules.distortions import AffineDistortion
 from framework.atomic import why_unwritable
@@ -72,12 +72,12 @@ class TensorImageDataset(Dataset):
     def __getitem__(self, index: int):
         return self.images[index], self.targets[index]
 
-    def __getitems__(self, indices: list[int]):
-        index = torch.as_tensor(indices)
-        if self.images.is_cuda:  # from pinned memory the copy is asynchronous; a pageable one waits for the GPU
-            index = index.pin_memory().to(self.images.device, non_blocking=True)
-        elif self.images.device != index.device:
-            index = index.to(self.images.device)
+    def __getitems__(self, indices: list[int] | torch.Tensor):
+        index = torch.as_tensor(indices)  # IndexBatches' slices are already tensors where the images are
+        if index.device != self.images.device:
+            if self.images.is_cuda:  # from pinned memory the copy is asynchronous; a pageable one waits for the GPU
+                index = index.pin_memory()
+            index = index.to(self.images.device, non_blocking=True)
         if self.return_index:
             return self.images[index], self.targets[index], index
         return self.images[index], self.targets[index]
@@ -88,15 +88,21 @@ def keep_batch(batch):
     return batch
 
 
+def distributed() -> bool:
+    """Whether this process is one of several in a process group (DDP)."""
+    return (torch.distributed.is_available() and torch.distributed.is_initialized()
+            and torch.distributed.get_world_size() > 1)
+
+
 def evaluation_sampler(dataset: Dataset) -> Sampler[int] | None:
     """Under DDP, each rank's share of a validation or test set, every item once. Lightning's DistributedSampler
     would pad the set to a multiple of the world size with repeated items, so the metrics would count those twice
     (one of the digits' 359 test images at 2 ranks). The shares may differ by one batch, which evaluation allows (no
     gradients are synced); with fewer items than ranks some rank would have none, so Lightning's padding stays."""
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+    if not distributed():
         return None
     world_size = torch.distributed.get_world_size()
-    if world_size == 1 or len(dataset) < world_size:
+    if len(dataset) < world_size:
         return None
     return UnrepeatedDistributedSampler(dataset, num_replicas=world_size, rank=torch.distributed.get_rank(),
                                         shuffle=False)
@@ -119,9 +125,37 @@ class EpochSeededSampler(Sampler[int]):
     def __len__(self) -> int:
         return self.num_samples
 
-    def __iter__(self):
+    def order(self) -> torch.Tensor:
+        """This epoch's permutation of ``range(num_samples)``."""
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return iter(torch.randperm(self.num_samples, generator=generator).tolist())
+        return torch.randperm(self.num_samples, generator=generator)
+
+    def __iter__(self):
+        return iter(self.order().tolist())
+
+
+class IndexBatches(Sampler[torch.Tensor]):
+    """``BatchSampler(sampler, batch_size, drop_last)`` with each batch a slice of one index tensor on ``device``
+    (where the images are): the epoch's order (``sampler.order()`` of an EpochSeededSampler) is moved there once per
+    epoch, so a batch costs neither a Python list of indices nor a copy to the GPU. Same batches, same order.
+    Lightning calls ``set_epoch`` on ``batch_sampler.sampler``, and rebuilds this as ``IndexBatches(sampler,
+    batch_size=..., drop_last=...)`` (overfit_batches, predicting): without ``device`` the slices stay on the CPU and
+    the dataset copies each one over.
+    """
+
+    def __init__(self, sampler: Sampler[int], batch_size: int, drop_last: bool = False,
+                 device: torch.device | None = None):
+        self.sampler, self.batch_size, self.drop_last, self.device = sampler, batch_size, drop_last, device
+
+    def __len__(self) -> int:
+        full, partial = divmod(len(self.sampler), self.batch_size)
+        return full + (partial > 0 and not self.drop_last)
+
+    def __iter__(self):  # a generator, as BatchSampler's: the order is read at the first batch, after set_epoch
+        order = self.sampler.order() if hasattr(self.sampler, "order") else torch.as_tensor(list(self.sampler))
+        if self.device is not None:
+            order = order.to(self.device)
+        yield from order.split(self.batch_size)[:len(self)]
 
 
 def seeded_split(num_items: int, val_fraction: float, seed: int,
@@ -342,6 +376,9 @@ class InMemoryDataModule(L.LightningDataModule):
         shuffle_seed = int(os.environ.get("PL_GLOBAL_SEED", self.split_seed))
         sampler = EpochSeededSampler(len(dataset), shuffle_seed) if shuffle else evaluation_sampler(dataset)
         workers = self.num_workers if dataset.images.device.type == "cpu" else 0  # device tensors stay in-process
+        if workers == 0 and not distributed():  # under DDP Lightning swaps the shuffling sampler for its own
+            batches = IndexBatches(sampler or SequentialSampler(dataset), self.batch_size, device=dataset.images.device)
+            return DataLoader(dataset, batch_sampler=batches, collate_fn=keep_batch)
         return DataLoader(
             dataset,
             batch_size=self.batch_size,

@@ -81,7 +81,7 @@ def distorted_epoch(data_dir, batch_size: int, epoch: int) -> dict[int, torch.Te
     dm.trainer = SimpleNamespace(current_epoch=epoch, strategy=SimpleNamespace(root_device=torch.device("cpu")))
     dm.setup("fit")
     loader = dm.train_dataloader()
-    loader.sampler.set_epoch(epoch)
+    loader.batch_sampler.sampler.set_epoch(epoch)  # as Lightning does before each epoch
     seen = {}
     for batch in loader:
         images, targets = dm.on_after_batch_transfer(batch, 0)

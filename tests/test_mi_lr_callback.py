@@ -175,7 +175,7 @@ def test_batch_size_schedule_applies_and_survives_resume(tmp_path):
         sizes: list[int] = []
 
         def on_train_epoch_start(self, trainer, pl_module):
-            self.sizes.append(trainer.train_dataloader.batch_size)
+            self.sizes.append(trainer.train_dataloader.batch_sampler.batch_size)
 
     def fit(root, max_epochs, ckpt_path=None):
         checkpoint = L.pytorch.callbacks.ModelCheckpoint(dirpath=root, save_last=True)
@@ -220,7 +220,7 @@ def test_figure5_restart_value_only_phase_then_both_terms(tmp_path, monkeypatch)
         sizes: list[int] = []
 
         def on_train_epoch_start(self, trainer, pl_module):
-            self.sizes.append(trainer.train_dataloader.batch_size)
+            self.sizes.append(trainer.train_dataloader.batch_sampler.batch_size)
 
     scripted(monkeypatch, [1.0, 1.2, 1.5, 1.5, 1.501, 1.502, 1.502])
     fixed = MutualInformationLR(policy="none", sample_size=100, plot=False)
