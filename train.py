@@ -232,7 +232,8 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
     all_callbacks = [MonitoredMetricsLogged(monitor_keys(cfg)), first_batch,
                      *leave_out_idle_callbacks(instantiate_group(cfg, "callbacks"), loggers, cfg.trainer),
                      KeptValuesInCheckpoints(cfg), RandomStatesInCheckpoints(), DestroyProcessGroupAtExit(), *callbacks]
-    profiler = {} if cfg.trainer.get("profiler") else {"profiler": UnrecordedProfiler()}
+    # barebones mode refuses any profiler (it keeps Lightning's default)
+    profiler = {} if cfg.trainer.get("profiler") or cfg.trainer.get("barebones") else {"profiler": UnrecordedProfiler()}
     trainer: L.Trainer = instantiate_node(cfg.trainer, "trainer", callbacks=all_callbacks, logger=loggers or False,
                                           **profiler)
     with reaching_wandb(cfg.paths.output_dir):  # log_hyperparams starts the wandb run

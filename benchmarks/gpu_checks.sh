@@ -63,7 +63,8 @@ EOF
 
 echo "== CUDA tests"
 $PYTHON -m pytest -q -p no:cacheprovider tests/test_device_data.py \
-    tests/test_forward_autoencoder.py::test_cuda_solve_equals_cpu_solve 2>&1 | tail -n 5
+    tests/test_forward_autoencoder.py::test_cuda_solve_equals_cpu_solve > "$OUT/cuda_tests.txt" 2>&1
+tail -n 5 "$OUT/cuda_tests.txt"  # the whole log, failures' messages included, stays in $OUT
 
 echo "== benchmarks/overhead.py --device cuda"
 if $PYTHON -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then

@@ -145,7 +145,10 @@ def _annotation_text(annotation) -> str:
 def _fits(value, annotation) -> bool:
     """Whether ``value`` (from a config) fits a parameter annotated with plain types (``int``, ``float | None``,
     ...); True for any other annotation, which this does not judge."""
-    names = [part.strip() for part in _annotation_text(annotation).replace("Optional[", "").rstrip("]").split("|")]
+    text = _annotation_text(annotation)
+    optional = text.startswith("Optional[") and text.endswith("]")  # Optional[int]: int | None
+    names = [part.strip() for part in (text[len("Optional["):-1] if optional else text).split("|")]
+    names += ["None"] if optional else []
     if annotation is inspect.Parameter.empty or not all(name in _PLAIN_TYPES for name in names):
         return True
     kinds = {_PLAIN_TYPES[name] for name in names}

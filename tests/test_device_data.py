@@ -91,33 +91,45 @@ def test_no_validation_split_trains_on_everything():
     assert sorted(train_index.tolist()) == list(range(50)) and len(val_index) == 0
 
 
-# On a GPU, kernels that accumulate with atomics would make equal runs differ in the last bits.
-DETERMINISTIC = ["trainer.deterministic=warn"] if torch.cuda.is_available() else []
+@pytest.fixture
+def deterministic(monkeypatch):
+    """The overrides that make two equal runs equal to the bit: on a GPU, ``trainer.deterministic=warn`` (kernels that
+    accumulate with atomics would differ in the last bits). Lightning leaves torch's switches set for the rest of the
+    process (on an H200 the CUDA solve test that ran next in the same process then failed), so they are put back."""
+    if not torch.cuda.is_available():
+        yield []
+        return
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # what Lightning sets; monkeypatch restores it
+    enabled, benchmark = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    yield ["trainer.deterministic=warn"]
+    torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+    torch.backends.cudnn.benchmark = benchmark
 
 
-def run(tmp_path, on_device: bool) -> tuple[dict, dict]:
+def run(tmp_path, on_device: bool, deterministic: list[str]) -> tuple[dict, dict]:
     results = train(compose_config(["debug=limit", "seed=3", f"+data.on_device={str(on_device).lower()}",
-                                    "callbacks.progress_bar.refresh_rate=0", *DETERMINISTIC],
+                                    "callbacks.progress_bar.refresh_rate=0", *deterministic],
                                    tmp_path / f"on_device_{on_device}"))
     weights = torch.load(Path(results["output_dir"]) / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     return results["metrics"], weights
 
 
 @pytest.mark.slow
-def test_forced_placement_trains_exactly_like_the_loader_path(tmp_path):
-    placed_metrics, placed_weights = run(tmp_path, True)
-    loader_metrics, loader_weights = run(tmp_path, False)
+def test_forced_placement_trains_exactly_like_the_loader_path(tmp_path, deterministic):
+    placed_metrics, placed_weights = run(tmp_path, True, deterministic)
+    loader_metrics, loader_weights = run(tmp_path, False, deterministic)
     assert placed_metrics == loader_metrics
     assert placed_weights.keys() == loader_weights.keys()
     assert all(torch.equal(placed_weights[k], loader_weights[k]) for k in placed_weights)
 
 
 @pytest.mark.slow
-def test_distorted_sdlm_run_resumed_after_one_epoch_ends_with_the_uninterrupted_weights(tmp_path):
+def test_distorted_sdlm_run_resumed_after_one_epoch_ends_with_the_uninterrupted_weights(tmp_path, deterministic):
     write_mnist(tmp_path / "data", num_train=200, num_test=50)  # MNIST alone: the GPU machine cannot make LunarLander
     common = [f"paths.data_dir={tmp_path / 'data'}", "experiment=lenet5_classic_mnist_distorted", "debug=limit",
               "seed=4", "+data.on_device=true", "callbacks.progress_bar.refresh_rate=0", "data.batch_size=8",
-              *DETERMINISTIC]
+              *deterministic]
     straight = train(compose_config(common, tmp_path / "straight"))
     train(compose_config([*common, "trainer.max_epochs=1"], tmp_path / "resumed"))
     last = tmp_path / "resumed" / "checkpoints" / "last.ckpt"

@@ -1,8 +1,11 @@
-"""The Trainer's default profiler records nothing and costs nothing; a configured one is Lightning's own."""
+"""The Trainer's default profiler records nothing and costs nothing; a configured one is Lightning's own, and
+barebones mode, which refuses any, gets none."""
 
+import pytest
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.profilers import SimpleProfiler
 
+from framework.errors import ConfigError
 from framework.profiler import UnrecordedProfiler
 from train import train
 
@@ -30,3 +33,14 @@ def test_train_uses_the_unrecorded_profiler_unless_the_config_names_one(make_cfg
           callbacks=[seen])
     assert isinstance(seen.profiler, SimpleProfiler)
     assert any("training_step" in action for action in seen.profiler.recorded_durations)
+
+
+def test_barebones_runs_without_our_profiler_and_refuses_a_named_one_in_one_sentence(make_cfg):
+    barebones = ["+trainer.barebones=true", "logger=none", "callbacks=none", "trainer.log_every_n_steps=null",
+                 "debug=smoke", "test=false"]
+    assert train(make_cfg(*barebones))["epochs_completed"] == 1
+    # log_every_n_steps=None fits its Optional[int]: the sentence names what Lightning refuses
+    with pytest.raises(ConfigError, match=r"^Config key 'trainer.barebones' is True, 'trainer.profiler' is 'simple', "
+                                          r"which Lightning's Trainer refuses: .*Profiling"):
+        train(make_cfg(*barebones, "+trainer.profiler=simple", run="named"))
+

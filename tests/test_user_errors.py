@@ -23,6 +23,7 @@ import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -35,7 +36,7 @@ from torch.multiprocessing import ProcessRaisedException
 
 from datamodules.base import DatasetMissingError
 from framework.compose import ROOT, compose_config
-from framework.errors import ConfigError, construction_error, run_entry_point, worker_user_error
+from framework.errors import ConfigError, _fits, construction_error, run_entry_point, worker_user_error
 from lightning_modules.classifier import ClassificationModule
 from tests.conftest import run_cli
 from tests.dataset_files import LUNARLANDER_SMALL, write_cifar10, write_mnist, write_stl10, write_svhn
@@ -871,3 +872,12 @@ def test_a_constructor_that_fails_on_a_value_of_the_wrong_type_names_the_key():
         str(construction_error(TypeError("x"), node, "model"))
     node.net.in_features = 4
     assert construction_error(TypeError("x"), node, "model") is None  # every value fits: a bug, not the user's
+
+
+@pytest.mark.parametrize(("value", "annotation", "fits"), [  # Lightning's Trainer annotates with typing.Optional
+    (None, Optional[int], True), (3, Optional[int], True), ("abc", Optional[int], False),  # noqa: UP045
+    (None, int, False),
+    (None, "int | None", True), (2.5, "Optional[float]", True), ("x", "Optional[float]", False),
+])
+def test_an_optional_argument_takes_none(value, annotation, fits):
+    assert _fits(value, annotation) is fits
