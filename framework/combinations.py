@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.multiprocessing import ProcessRaisedException
 
-from framework.errors import ConfigError, one_line, worker_exception
+from framework.errors import ConfigError, mistyped_argument_error, one_line, worker_exception
 
 TARGETS = {"classification": "class labels", "regression": "regression targets", "unlabeled": "no labels"}
 
@@ -225,12 +225,15 @@ def data_the_network_takes(cfg: DictConfig, model, datamodule, watch: FirstBatch
     - one of torch's layers refusing the first batch's shape names the layer and both shapes, its dtype (float64
       from numpy, uint8) the layer's and the inputs' dtypes (after a batch got through, it stays a bug);
     - a label that cross-entropy finds out of range names it and model.num_classes;
-    - a split without images, images the loader cannot stack (PIL), a network without trainable parameters.
+    - a split without images, images the loader cannot stack (PIL), a network without trainable parameters;
+    - a data or model argument whose value does not fit its annotation (``size: int`` given 'abc'), which a user's
+      DataModule may only use in ``setup``.
     """
     try:
         yield
     except (ValueError, TypeError) as error:
-        if refusal := _data_or_network_refusal(str(error), model, datamodule):
+        mistyped = (mistyped_argument_error(cfg[key], key) for key in ("data", "model") if key in cfg)
+        if refusal := _data_or_network_refusal(str(error), model, datamodule) or next(filter(None, mistyped), None):
             raise refusal from None
         raise
     except (IndexError, ProcessRaisedException) as error:  # cross-entropy's, here or in a spawned DDP worker

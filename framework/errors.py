@@ -103,6 +103,7 @@ def require_usable_gpu(device: str) -> None:
 # ---- the construction boundary: constructor errors as user errors ---------------------------------------
 _UNKNOWN_ARGUMENT = re.compile(r"unexpected keyword argument '(\w+)'")
 _MISSING_ARGUMENT = re.compile(r"missing \d+ required (?:positional|keyword-only) arguments?: (.+)$")
+_NEGATIVE_SIZE = re.compile(r"negative dimension (-\d+)")
 # What Lightning's classes (Trainer, callbacks, loggers) raise, besides MisconfigurationException, for an argument
 # they refuse: Trainer(precision=17) a ValueError, Trainer(devices=-2) a TypeError, accelerator="tpu" an ImportError.
 _REFUSALS = (ValueError, TypeError, ImportError)
@@ -124,6 +125,15 @@ def _raised_by_lightning(error: Exception) -> bool:
         innermost = innermost.tb_next
     module = innermost.tb_frame.f_globals.get("__name__", "") if innermost is not None else ""
     return module.split(".")[0] in ("lightning", "lightning_fabric", "lightning_utilities")
+
+
+def _set_to(node: dict, value: int, prefix: str) -> tuple[str, str] | None:
+    """(dotted key, owner's class name) of the first integer argument in ``node``'s subtree set to ``value``."""
+    for name, given in node.items():
+        if isinstance(given, int) and not isinstance(given, bool) and given == value:
+            return f"{prefix}.{name}", str(node.get("_target_", prefix)).rsplit(".", 1)[-1]
+    children = ((key, child) for key, child in node.items() if isinstance(child, dict))
+    return next(filter(None, (_set_to(child, value, f"{prefix}.{key}") for key, child in children)), None)
 
 
 def _argument(node: dict, name: str, prefix: str) -> tuple[str, str] | None:
@@ -227,11 +237,11 @@ def construction_error(error: Exception, node: DictConfig, key: str) -> UserErro
                                f"must be a partial one: add _partial_: true to it (or +{nested}._partial_=true).")
         return ConfigError(f"Config {'group' if nested == key else 'key'} '{nested}' ({owner}) lacks the required "
                            f"argument(s) {missing[1]}; add them with +{nested}.<name>=<value>.")
-    if mistyped := _mistyped_argument(config, key):
-        argument, value, owner, annotation = mistyped
-        name = argument.rsplit(".", 1)[-1]
-        return ConfigError(f"Config key '{argument}' is {value!r}, but {owner}'s argument {name} takes {annotation}; "
-                           f"give a value of that type.")
+    if (negative := _NEGATIVE_SIZE.search(message)) and (argument := _set_to(config, int(negative[1]), key)):
+        return ConfigError(f"Config key '{argument[0]}' is {negative[1]}, but {argument[1]} makes a tensor of that "
+                           f"size; give a positive integer.")
+    if mistyped := mistyped_argument_error(config, key):
+        return mistyped
     values = {k: v for k, v in config.items() if k != "_target_"}
     if (_is_lightning(config.get("_target_")) and isinstance(error, (MisconfigurationException, *_REFUSALS))
             and _raised_by_lightning(error)):
@@ -242,6 +252,18 @@ def construction_error(error: Exception, node: DictConfig, key: str) -> UserErro
                                f"change its keys{preset}.")
         return refused_keys_error(key, values, keys, f"Lightning's {target} refuses", message, preset)
     return None
+
+
+def mistyped_argument_error(config: dict | DictConfig, key: str) -> ConfigError | None:
+    """The first argument in config node ``key`` whose value does not fit its parameter's plain-type annotation, as
+    one sentence; None: every value fits. Asked only once something has failed: the value is then the likely cause."""
+    if isinstance(config, DictConfig):
+        config = OmegaConf.to_container(config, resolve=True)
+    if not (mistyped := _mistyped_argument(config, key)):
+        return None
+    argument, value, owner, annotation = mistyped
+    return ConfigError(f"Config key '{argument}' is {value!r}, but {owner}'s argument {argument.rsplit('.', 1)[-1]} "
+                       f"takes {annotation}; give a value of that type.")
 
 
 def refused_keys_error(key: str, values: dict, keys: list[str], refuser: str, message: str,

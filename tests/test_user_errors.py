@@ -305,6 +305,12 @@ ROWS = [
     row("net-argument-mistyped", "model.net.in_channels=abc",
         expect="Config key 'model.net.in_channels' is 'abc', but LeNet5's argument in_channels takes int; give a value "
                "of that type."),
+    row("net-size-negative", "model.net.in_channels=-1",
+        expect="Config key 'model.net.in_channels' is -1, but LeNet5 makes a tensor of that size; give a positive "
+               "integer."),
+    row("linear-size-negative", "~model.net", "+model.net._target_=torch.nn.Linear", "+model.net.in_features=1024",
+        "+model.net.out_features=-10",
+        expect="Config key 'model.net.out_features' is -10, but Linear makes a tensor of that size"),
     # an argument only the config can give: _partial_ (the old advice) would not give it either
     row("net-lacks-argument", "~model.net", "+model.net._target_=torch.nn.Linear", "+model.net.in_features=1024",
         expect="Config key 'model.net' (Linear) lacks the required argument(s) 'out_features'; add them with "
@@ -881,3 +887,13 @@ def test_a_constructor_that_fails_on_a_value_of_the_wrong_type_names_the_key():
 ])
 def test_an_optional_argument_takes_none(value, annotation, fits):
     assert _fits(value, annotation) is fits
+
+
+def test_a_value_of_the_wrong_type_that_a_user_datamodule_only_uses_in_setup_names_the_key(tmp_path):
+    """examples/blobs.py takes ``size: int`` and first uses it in ``setup``, once training has started."""
+    result = run_cli("train.py", "hydra.searchpath=[file://examples/conf]", "model=mlp", "data=blobs",
+                     "model.num_classes=2", "data.size=abc", "debug=smoke", f"hydra.run.dir={tmp_path}/r",
+                     env={"PYTHONPATH": str(ROOT / "examples")})
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.splitlines()[-1] == ("Config error: Config key 'data.size' is 'abc', but Blobs's argument "
+                                              "size takes int; give a value of that type.")
