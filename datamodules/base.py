@@ -17,8 +17,9 @@ indexed in one tensor operation, and conversion to float, padding and normalisat
 per batch on the model's device (``on_after_batch_transfer``).
 
 On an accelerator (``on_device: auto``) the uint8 tensors are moved to the trainer's device once, in
-``setup``, and every batch is indexed there: the loader, its sampler and therefore the order of the
-batches (shuffling, resume) are exactly those of the CPU path, only the tensors live elsewhere.
+``setup``, and every batch is indexed there. Outside DDP, and without loader workers, a batch is a slice
+of one index tensor that lives where the images do (``IndexBatches``): the order of the batches
+(shuffling, resume) is exactly that of the CPU path, only the tensors live elsewhere.
 ``distortion`` (training batches only) warps each image by a random affine map that depends on
 (seed, epoch, index); see ``datamodules/distortions.py``.
 
