@@ -127,21 +127,14 @@ def _raised_by_lightning(error: Exception) -> bool:
     return module.split(".")[0] in ("lightning", "lightning_fabric", "lightning_utilities")
 
 
-def _set_to(node: dict, value: int, prefix: str) -> tuple[str, str] | None:
-    """(dotted key, owner's class name) of the first integer argument in ``node``'s subtree set to ``value``."""
-    for name, given in node.items():
-        if isinstance(given, int) and not isinstance(given, bool) and given == value:
+def _argument(node: dict, prefix: str, wanted) -> tuple[str, str] | None:
+    """(dotted key, owner's class name) of the first argument in ``node``'s subtree for which ``wanted(name, value)``
+    holds: where an argument was set (by name), or which one holds a value torch refused."""
+    for name, value in node.items():
+        if wanted(name, value):
             return f"{prefix}.{name}", str(node.get("_target_", prefix)).rsplit(".", 1)[-1]
     children = ((key, child) for key, child in node.items() if isinstance(child, dict))
-    return next(filter(None, (_set_to(child, value, f"{prefix}.{key}") for key, child in children)), None)
-
-
-def _argument(node: dict, name: str, prefix: str) -> tuple[str, str] | None:
-    """(dotted key, owner's class name) of the first ``name`` in ``node``'s subtree: where an argument was set."""
-    if name in node:
-        return f"{prefix}.{name}", str(node.get("_target_", prefix)).rsplit(".", 1)[-1]
-    children = ((key, child) for key, child in node.items() if isinstance(child, dict))
-    return next(filter(None, (_argument(child, name, f"{prefix}.{key}") for key, child in children)), None)
+    return next(filter(None, (_argument(child, f"{prefix}.{key}", wanted) for key, child in children)), None)
 
 
 _PLAIN_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "None": type(None)}
@@ -226,7 +219,8 @@ def construction_error(error: Exception, node: DictConfig, key: str) -> UserErro
     config = OmegaConf.to_container(node, resolve=True)
     target = str(config.get("_target_", key)).rsplit(".", 1)[-1]
     if isinstance(error, TypeError) and (unknown := _UNKNOWN_ARGUMENT.search(message)):
-        argument, owner = _argument(config, unknown[1], key) or (f"{key}.{unknown[1]}", target)
+        named = _argument(config, key, lambda name, _: name == unknown[1])
+        argument, owner = named or (f"{key}.{unknown[1]}", target)
         return ConfigError(f"Config key '{argument}' is not an argument of {owner}; remove it or fix its spelling.")
     if isinstance(error, TypeError) and (missing := _MISSING_ARGUMENT.search(message)):
         names = re.findall(r"'(\w+)'", missing[1])
@@ -237,7 +231,8 @@ def construction_error(error: Exception, node: DictConfig, key: str) -> UserErro
                                f"must be a partial one: add _partial_: true to it (or +{nested}._partial_=true).")
         return ConfigError(f"Config {'group' if nested == key else 'key'} '{nested}' ({owner}) lacks the required "
                            f"argument(s) {missing[1]}; add them with +{nested}.<name>=<value>.")
-    if (negative := _NEGATIVE_SIZE.search(message)) and (argument := _set_to(config, int(negative[1]), key)):
+    if (negative := _NEGATIVE_SIZE.search(message)) and (argument := _argument(
+            config, key, lambda _, value: type(value) is int and value == int(negative[1]))):
         return ConfigError(f"Config key '{argument[0]}' is {negative[1]}, but {argument[1]} makes a tensor of that "
                            f"size; give a positive integer.")
     if mistyped := mistyped_argument_error(config, key):
