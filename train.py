@@ -42,7 +42,12 @@ from framework.checkpoints import (
     resolve_ckpt_path,
     set_aside_a_killed_start,
 )
-from framework.combinations import FirstBatchWatch, check_data_fits_model, data_the_network_takes
+from framework.combinations import (
+    FirstBatchWatch,
+    check_data_fits_model,
+    data_the_network_takes,
+    refusals_in_workers,
+)
 from framework.compose import paths_from_start_dir
 from framework.errors import (
     ConfigError,
@@ -236,6 +241,7 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
     profiler = {} if cfg.trainer.get("profiler") or cfg.trainer.get("barebones") else {"profiler": UnrecordedProfiler()}
     trainer: L.Trainer = instantiate_node(cfg.trainer, "trainer", callbacks=all_callbacks, logger=loggers or False,
                                           **profiler)
+    refusals_in_workers(trainer, cfg)
     with reaching_wandb(cfg.paths.output_dir):  # log_hyperparams starts the wandb run
         for logger in trainer.loggers:
             logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))

@@ -18,8 +18,10 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.strategies.launchers.multiprocessing import _MultiProcessingLauncher
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.multiprocessing import ProcessRaisedException
@@ -277,3 +279,29 @@ def data_the_network_takes(cfg: DictConfig, model, datamodule, watch: FirstBatch
                           f"({one_line(module)}){got}, and torch says: {one_line(error).rstrip('.')}; make the "
                           f"network's inputs fit the data's with the network's or the data's arguments{remedy} (or fix "
                           f"what the network's forward does before that layer).") from None
+
+
+class RefusalsInWorkers(_MultiProcessingLauncher):
+    """Lightning's launcher of spawned or forked DDP workers (``trainer=ddp_sim``), each worker's fit or test run
+    inside ``data_the_network_takes``. Its refusals need the worker's own traceback and first batch, while the parent
+    gets only the traceback's text; the parent then raises the worker's sentence again (``worker_user_error``).
+
+        refusals_in_workers(trainer, cfg)   # after the Trainer is built; other strategies are left as they are
+    """
+
+    def __init__(self, launcher: _MultiProcessingLauncher, cfg: DictConfig):
+        self.__dict__.update(vars(launcher))
+        self.cfg = cfg
+
+    def _wrapping_function(self, process_idx, trainer, function, args, kwargs, *queue_and_states) -> None:
+        watch = next(callback for callback in trainer.callbacks if isinstance(callback, FirstBatchWatch))
+        datamodule = kwargs.get("datamodule") or next(
+            (arg for arg in args if isinstance(arg, L.LightningDataModule)), None)
+        with data_the_network_takes(self.cfg, args[0], datamodule, watch):
+            super()._wrapping_function(process_idx, trainer, function, args, kwargs, *queue_and_states)
+
+
+def refusals_in_workers(trainer: L.Trainer, cfg: DictConfig) -> None:
+    launcher = trainer.strategy.launcher
+    if type(launcher) is _MultiProcessingLauncher:
+        trainer.strategy._launcher = RefusalsInWorkers(launcher, cfg)

@@ -167,6 +167,11 @@ ROWS = [
     row("network-refuses-first-batch", "model.net._target_=torchvision.models.resnet18", "~model.net.in_channels",
         "debug=smoke", expect=("cannot take the first batch of DigitsDataModule (inputs of shape [64, 1, 32, 32]): its "
                                "layer net.conv1 (Conv2d(3, 64,", "to have 3 channels, but got 1 channels")),
+    # the same in DDP workers, whose traceback the parent gets only as text (ddp_fork: see the ddp-worker row)
+    row("network-refuses-first-batch-in-ddp-workers", "model.net._target_=torchvision.models.resnet18",
+        "~model.net.in_channels", "debug=smoke", "trainer=ddp_sim", "trainer.strategy=ddp_fork",
+        expect=("cannot take the first batch of DigitsDataModule (inputs of shape [64, 1, 32, 32]): its layer "
+                "net.conv1 (Conv2d(3, 64,", "to have 3 channels, but got 1 channels")),
     row("ckpt-unreadable", "ckpt_path={tmp}/data/run.ckpt", data=unreadable_checkpoint,
         expect=("run.ckpt cannot be read by torch.load", "truncated or not a checkpoint")),
     row("ckpt-another-model", "model=lenet5_classic", "ckpt_path={tmp}/data/run.ckpt", data=lenet5_checkpoint,
