@@ -68,7 +68,7 @@ tail -n 5 "$OUT/cuda_tests.txt"  # the whole log, failures' messages included, s
 
 echo "== benchmarks/overhead.py --device cuda"
 if $PYTHON -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then
-    $PYTHON benchmarks/overhead.py --device cuda 2>&1 | tail -n 8
+    $PYTHON benchmarks/overhead.py --device cuda 2>&1 | tail -n 10  # 5 processes, the summary, the JSON line
 else
     echo "(skipped: no CUDA device)"
 fi

@@ -4,7 +4,9 @@ nothing here measures time."""
 
 from __future__ import annotations
 
-from benchmarks.overhead import BATCH, VAL_FRACTION, Interleaved, PlainLoop, framework_run
+import torch
+
+from benchmarks.overhead import BATCH, VAL_FRACTION, Interleaved, PlainLoop, framework_run, lightning_run
 
 
 class ScriptedClock:
@@ -71,3 +73,31 @@ def test_in_a_real_framework_run_the_plain_loop_takes_its_turns_at_every_epoch(t
     framework_run(tmp_path, num_train=1_200, epochs=3, device="cpu", interleaved=interleaved)
     assert plain.turns == [(0, 2), (2, 2), (4, 2)] * 3
     assert len(interleaved.framework_seconds) == len(interleaved.plain_seconds) == 3
+
+
+def test_in_lightnings_barebones_trainer_the_plain_step_trains_each_image_once_per_epoch(monkeypatch):
+    """The second reference: the plain loop's own step, data and optimizer run by Lightning's barebones Trainer,
+    with the interleaved plain loop taking its turns as in the framework run; here at --batch 300 (1,080 images:
+    3 batches of 300 and one of 180)."""
+    batches: list[torch.Tensor] = []
+    step = PlainLoop.loss
+    monkeypatch.setattr(PlainLoop, "loss", lambda self, index: batches.append(index) or step(self, index))
+    steps = []
+    monkeypatch.setattr(PlainLoop, "__init__", recording_steps(PlainLoop.__init__, steps))
+    clock = ScriptedClock()
+    plain = RecordingPlainLoop(clock)
+    interleaved = Interleaved(plain, clock, every=2)
+    lightning_run(num_train=1_200, epochs=3, device="cpu", interleaved=interleaved, batch=300)
+    assert plain.turns == [(0, 2), (2, 2)] * 3
+    assert [len(index) for index in batches] == [300, 300, 300, 180] * 3
+    for epoch in range(3):
+        assert sorted(torch.cat(batches[4 * epoch : 4 * epoch + 4]).tolist()) == list(range(1_080))
+    assert len(steps) == 12
+
+
+def recording_steps(init, steps: list):
+    """PlainLoop.__init__, then a hook that counts its optimizer's steps."""
+    def wrapped(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        self.optimizer.register_step_post_hook(lambda *_: steps.append(1))
+    return wrapped
