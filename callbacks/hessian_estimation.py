@@ -37,12 +37,24 @@ class HessianEstimation(L.Callback):
         images, _ = dataset[index.to(dataset.images.device)]
         return datamodule.to_float(images.to(device))
 
+    @staticmethod
+    def network(pl_module: L.LightningModule):
+        net = getattr(pl_module, "net", pl_module)
+        return getattr(net, "_orig_mod", net)
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        net = self.network(pl_module)
+        if any(isinstance(opt, SDLM) for opt in trainer.optimizers) and not hasattr(net, "diagonal_hessian"):
+            raise ConfigError(f"The SDLM optimizer (model.optimizer) steps by the network's Hessian diagonal, but "
+                              f"{type(net).__name__} has no diagonal_hessian(images) method to estimate it; give the "
+                              f"network that method (as lightning_modules.lenet5.LeNet5Classic has), or choose "
+                              f"another model.optimizer.")
+
     def estimate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         optimizers = [opt for opt in trainer.optimizers if isinstance(opt, SDLM)]
         if not optimizers:
             return
-        net = getattr(pl_module.net, "_orig_mod", pl_module.net)
-        diagonal = net.diagonal_hessian(self.samples(trainer, pl_module.device))
+        diagonal = self.network(pl_module).diagonal_hessian(self.samples(trainer, pl_module.device))
         for optimizer in optimizers:
             optimizer.set_hessian_diagonal(diagonal)
 

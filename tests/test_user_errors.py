@@ -246,6 +246,11 @@ ROWS = [
         expect="'model.scheduler.epochs' has 2 epoch counts and 'model.scheduler.values' 5 values"),
     row("sdlm-mu", "model=lenet5_classic_sdlm", "callbacks=sdlm", "model.optimizer.mu=-1", expect="mu=-1"),
     row("sdlm-without-hessian", "model=lenet5_classic_sdlm", expect=("SDLM", "add callbacks=sdlm")),
+    row("sdlm-network-without-hessian", "model=lenet5_classic_sdlm", "callbacks=sdlm",
+        "model.net._target_=lightning_modules.lenet5.LeNet5", "~model.net.criterion", "~model.net.map_constant",
+        expect="The SDLM optimizer (model.optimizer) steps by the network's Hessian diagonal, but LeNet5 has no "
+               "diagonal_hessian(images) method to estimate it; give the network that method (as "
+               "lightning_modules.lenet5.LeNet5Classic has), or choose another model.optimizer."),
     row("sdlm-options-without-callback", "experiment=lenet5_classic_mnist", "callbacks=default",
         expect=("'callbacks.hessian_estimation' sets first_epoch_every_n_steps", "e.g. callbacks=sdlm")),
     row("szegedy-padded-mnist", "model=szegedy", "data=mnist",
@@ -261,6 +266,8 @@ ROWS = [
         expect="'data.distortion' is {'translate': 2.0, 'scale': 1.5"),
     row("distortion-fraction", "experiment=lenet5_classic_mnist_distorted", "data.distortion.original_fraction=2",
         expect="'data.distortion.original_fraction' is 2"),
+    row("distortion-not-a-number", "experiment=lenet5_classic_mnist_distorted", "data.distortion.shear=abc",
+        expect="Config key 'data.distortion.shear' is 'abc', but it must be a number."),
     row("perceptual-on-digits", "model=perceptual_autoencoder", "model.loss_network.weights=random",
         expect="the model expects 64x64 images, the data has 32x32 (set data.image_size=64)"),
     row("perceptual-on-stl10", "model=perceptual_autoencoder", "model.loss_network.weights=random", "data=stl10",
