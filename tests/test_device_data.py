@@ -107,9 +107,9 @@ def deterministic(monkeypatch):
     torch.backends.cudnn.benchmark = benchmark
 
 
-def run(tmp_path, on_device: bool, deterministic: list[str]) -> tuple[dict, dict]:
+def run(tmp_path, on_device: bool, deterministic: list[str], *overrides: str) -> tuple[dict, dict]:
     results = train(compose_config(["debug=limit", "seed=3", f"+data.on_device={str(on_device).lower()}",
-                                    "callbacks.progress_bar.refresh_rate=0", *deterministic],
+                                    "callbacks.progress_bar.refresh_rate=0", *deterministic, *overrides],
                                    tmp_path / f"on_device_{on_device}"))
     weights = torch.load(Path(results["output_dir"]) / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     return results["metrics"], weights
@@ -117,8 +117,10 @@ def run(tmp_path, on_device: bool, deterministic: list[str]) -> tuple[dict, dict
 
 @pytest.mark.slow
 def test_forced_placement_trains_exactly_like_the_loader_path(tmp_path, deterministic):
+    """Index batches of the placed images against PyTorch's own loader path (a worker process batching the CPU
+    tensors by the sampler), the path every run took before IndexBatches: the same batches, the same weights."""
     placed_metrics, placed_weights = run(tmp_path, True, deterministic)
-    loader_metrics, loader_weights = run(tmp_path, False, deterministic)
+    loader_metrics, loader_weights = run(tmp_path, False, deterministic, "data.num_workers=1")
     assert placed_metrics == loader_metrics
     assert placed_weights.keys() == loader_weights.keys()
     assert all(torch.equal(placed_weights[k], loader_weights[k]) for k in placed_weights)
