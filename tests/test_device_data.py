@@ -1,6 +1,6 @@
 """Data kept on the trainer's device (datamodules/base.py ``on_device``) and batches indexed where it lives
 (``IndexBatches``). Without a GPU the choice of device is tested with a stand-in trainer, the index's device with
-images on torch's ``meta`` device, and the forced placement runs the same code on the CPU."""
+images on torch's ``meta`` device, and the forced placement against PyTorch's worker loader on the CPU."""
 
 from pathlib import Path
 from types import SimpleNamespace
