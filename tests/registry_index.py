@@ -58,9 +58,12 @@ def use_index(monkeypatch, index_url: str) -> None:
 
 
 def registry_unreachable_reason() -> str | None:
-    """Why the package registry cannot be reached from here (None when it can): the index pip is pointed at
-    (``PIP_INDEX_URL``, else pypi.org), probed with one connection, so that tests needing it skip with a reason."""
-    index = os.environ.get("PIP_INDEX_URL") or "https://pypi.org/simple"
+    """Why the package registry cannot be reached from here (None when it can): the index pip is pointed at (its
+    environment and configuration files, read as pip reads them), probed with one connection, so that tests needing
+    it skip with a reason."""
+    from pip._internal.commands import create_command
+
+    index = create_command("download").parse_args([])[0].index_url
     url = urlparse(index)
     if url.scheme == "file":
         return None if Path(url.path).is_dir() else f"needs the package registry; the index {index} is not a folder"
