@@ -175,6 +175,11 @@ class MNISTDataModule(InMemoryDataModule):
                 f"{self.raw_dir() / image_file} holds {len(images)} images but {label_file} holds "
                 f"{len(labels)} labels; delete both and download MNIST again."
             )
+        if len(labels) and labels.max() > 9:
+            raise DatasetCorruptError(
+                f"{self.raw_dir() / label_file} holds the label {labels.max()}, but MNIST's labels run from 0 to 9; "
+                f"delete it and download MNIST again."
+            )
         images, labels = torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
         if split == "train":
             keep = self.part_indices(len(images))

@@ -90,3 +90,15 @@ def test_a_file_where_the_dataset_folder_belongs_is_named_before_any_download(tm
     assert str(error.value).startswith(f"MNISTDataModule: cannot download into {tmp_path / 'MNIST' / 'raw'}, as it "
                                        f"cannot be created: ")
     assert str(error.value).endswith("; point data.data_dir= or DATA_DIR at a folder you can write.")
+
+
+def test_a_label_outside_0_to_9_is_a_corrupt_file_not_a_config_error(tmp_path):
+    write_mnist(tmp_path, num_train=20, num_test=4)
+    path = tmp_path / "MNIST" / "raw" / "train-labels-idx1-ubyte"
+    data = bytearray(path.read_bytes())
+    data[8 + 5] = 200  # the sixth label, after the 8-byte header
+    path.write_bytes(bytes(data))
+    with pytest.raises(DatasetCorruptError) as error:
+        MNISTDataModule(data_dir=str(tmp_path)).setup("fit")
+    assert str(error.value) == (f"{path} holds the label 200, but MNIST's labels run from 0 to 9; delete it and "
+                                f"download MNIST again.")
