@@ -29,6 +29,7 @@ state); ``setup`` reads the files in every process, which is what makes it DDP-s
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,6 +43,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler, SequentialSampler
 from datamodules.distortions import AffineDistortion
 from framework.atomic import why_unwritable
 from framework.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
 
 
 class DatasetMissingError(DataError, FileNotFoundError):
@@ -259,6 +262,8 @@ class InMemoryDataModule(L.LightningDataModule):
             raise ConfigError(f"Config key 'data.on_device' is {on_device!r}, but it must be auto, true or false.")
         self.on_device = on_device
         self.distortion = AffineDistortion(**distortion) if distortion else None
+        if self.distortion:
+            log.info(f"Training images distorted afresh every epoch (data.distortion): {self.distortion}")
         self.distortion_table: tuple[int, torch.Tensor] | None = None  # (epoch, its parameter table)
         self.datasets: dict[str, TensorImageDataset] = {}
 

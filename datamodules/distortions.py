@@ -52,6 +52,11 @@ class AffineDistortion:
             raise ConfigError(f"Config key 'data.distortion.original_fraction' is {self.original_fraction}, but it "
                               f"must be a number in [0, 1].")
 
+    def __str__(self) -> str:
+        """What a run's log says, every magnitude spelled out: a config that names one key gets the others' defaults."""
+        return (f"translate ±{self.translate:g} px, scale ±{self.scale:.0%}, squeeze ±{self.squeeze:.0%}, shear "
+                f"±{self.shear:g}, {self.original_fraction:.0%} of the images left original each epoch")
+
     def epoch_table(self, num_images: int, seed: int, epoch: int) -> torch.Tensor:
         """Uniform draws in [-1, 1] for (tx, ty, scale, squeeze, shear) and one in [0, 1] for keep-original."""
         generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch + 900_001)

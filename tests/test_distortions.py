@@ -101,3 +101,11 @@ def test_datamodule_distorts_by_seed_epoch_and_index_only(tmp_path, monkeypatch)
     dm = MNISTDataModule(data_dir=str(tmp_path), batch_size=4, pad_to=32, distortion={"shear": 0.1})
     dm.setup("test")
     assert len(next(iter(dm.test_dataloader()))) == 2  # evaluation batches carry no index and are not distorted
+
+
+def test_the_log_spells_out_every_magnitude_a_partial_config_leaves_at_its_default(tmp_path, caplog):
+    """``+data.distortion.translate=2`` alone also turns on the paper-family defaults of the others: the run says so."""
+    with caplog.at_level("INFO", logger="datamodules.base"):
+        MNISTDataModule(data_dir=str(tmp_path), distortion={"translate": 2, "shear": 0})
+    assert ("Training images distorted afresh every epoch (data.distortion): translate ±2 px, scale ±10%, squeeze "
+            "±10%, shear ±0, 10% of the images left original each epoch") in caplog.text
