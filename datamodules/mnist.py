@@ -74,8 +74,8 @@ def read_idx(path: Path, magic: int) -> np.ndarray:
         with opener(path, "rb") as handle:
             data = handle.read()
     except (OSError, EOFError) as error:  # a folder in its place, no permission, a broken .gz
-        raise DatasetCorruptError(f"{path} cannot be read ({error.strerror or error}); replace it with MNIST's file "
-                                  f"(delete it and download MNIST again).") from None
+        raise DatasetCorruptError(f"{path} cannot be read ({getattr(error, 'strerror', None) or error}); replace it "
+                                  f"with MNIST's file (delete it and download MNIST again).") from None
     if len(data) < 8 or int.from_bytes(data[:4], "big") != magic:
         found = int.from_bytes(data[:4], "big") if len(data) >= 4 else None
         raise DatasetCorruptError(

@@ -62,7 +62,7 @@ class _PipWarnings(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage().splitlines()[0]
-        if message.startswith("Could not fetch URL"):
+        if message.startswith("Could not fetch URL") and ": 404 " not in message:  # 404: no such project there
             self.unfetched.append(message.removesuffix(" - skipping"))
         elif record.levelno >= logging.WARNING and "is ignored: it is neither a file nor a directory" not in message:
             self.messages.append(message)  # (a configured local index that lacks the project says the latter)

@@ -1,3 +1,5 @@
+import gzip
+
 import numpy as np
 import pytest
 import torch
@@ -78,6 +80,9 @@ def test_a_folder_or_a_broken_gz_in_place_of_an_idx_file_is_named(tmp_path):
     (raw / "t10k-labels-idx1-ubyte").rmdir()
     (raw / "t10k-labels-idx1-ubyte.gz").write_bytes(b"not a gzip stream")
     with pytest.raises(DatasetCorruptError, match=r"t10k-labels-idx1-ubyte\.gz cannot be read \(Not a gzipped file"):
+        MNISTDataModule(data_dir=str(tmp_path)).setup("test")
+    (raw / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"\0" * 100)[:-20])  # cut short: EOFError
+    with pytest.raises(DatasetCorruptError, match=r"t10k-labels-idx1-ubyte\.gz cannot be read \(Compressed file ended"):
         MNISTDataModule(data_dir=str(tmp_path)).setup("test")
 
 
