@@ -214,9 +214,9 @@ def lightning_run(num_train: int, epochs: int, device: str, interleaved: Interle
     trainer.fit(PlainLoopInLightning(PlainLoop(num_train, device, batch)))
 
 
-def interleaved_with_plain_loop(run, num_train: int, epochs: int, every: int, device: str, batch: int) -> dict:
-    """``run(interleaved)`` trains ``epochs`` + 1 epochs with a plain loop taking turns in it; the first epoch is a
-    warm-up. Returns the per-epoch ratios (run / plain), the median epoch seconds and the fixed costs of both."""
+def interleaved_with_plain_loop(run, num_train: int, every: int, device: str, batch: int) -> dict:
+    """``run(interleaved)`` trains its epochs with a plain loop taking turns in it; the first epoch is a warm-up.
+    Returns the per-epoch ratios (run / plain), the median epoch seconds and the fixed costs of both."""
     clock = Clock(device)
     started = clock()
     plain = PlainLoop(num_train, device, batch)
@@ -238,10 +238,10 @@ def one_process(num_train: int, epochs: int, every: int, device: str, batch: int
     with tempfile.TemporaryDirectory() as scratch:
         framework = interleaved_with_plain_loop(
             lambda interleaved: framework_run(Path(scratch), num_train, epochs + 1, device, interleaved, batch),
-            num_train, epochs, every, device, batch)
+            num_train, every, device, batch)
     lightning = interleaved_with_plain_loop(
         lambda interleaved: lightning_run(num_train, epochs + 1, device, interleaved, batch),
-        num_train, epochs, every, device, batch)
+        num_train, every, device, batch)
     return {"framework": framework, "lightning": lightning}
 
 
