@@ -87,7 +87,7 @@ def test_samples_per_step_scales_the_step_and_a_step_needs_an_estimate():
 
 
 def test_schedule_is_the_papers_per_epoch_learning_rate():
-    optimizer = SDLM([nn.Parameter(torch.zeros(1))], lr=1.0)
+    optimizer = SDLM([nn.Parameter(torch.zeros(1))], lr=5e-4)
     schedule = PiecewiseConstantLR(optimizer, values=[5e-4, 2e-4, 1e-4, 5e-5, 1e-5], epochs=[2, 3, 3, 4])
     seen = []
     for _ in range(20):
@@ -97,6 +97,8 @@ def test_schedule_is_the_papers_per_epoch_learning_rate():
     assert seen == [5e-4] * 2 + [2e-4] * 3 + [1e-4] * 3 + [5e-5] * 4 + [1e-5] * 8
     with pytest.raises(ValueError, match="epoch count"):
         PiecewiseConstantLR(optimizer, values=[1.0, 0.5], epochs=[1, 2])
+    with pytest.raises(ValueError, match="'model.optimizer.lr' is 0.1, but PiecewiseConstantLR sets every epoch's"):
+        PiecewiseConstantLR(SDLM([nn.Parameter(torch.zeros(1))], lr=0.1), values=[5e-4, 2e-4], epochs=[2])
 
 
 def test_first_epoch_refreshes_of_the_hessian_estimate_depend_only_on_seed_and_step(tmp_path, monkeypatch):

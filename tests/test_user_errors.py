@@ -245,6 +245,16 @@ ROWS = [
     row("sdlm-schedule", "model=lenet5_classic_sdlm", "callbacks=sdlm", "model.scheduler.epochs=[2,3]",
         expect="'model.scheduler.epochs' has 2 epoch counts and 'model.scheduler.values' 5 values"),
     row("sdlm-mu", "model=lenet5_classic_sdlm", "callbacks=sdlm", "model.optimizer.mu=-1", expect="mu=-1"),
+    row("sdlm-lr-the-schedule-overrides", "model=lenet5_classic_sdlm", "callbacks=sdlm", "model.optimizer.lr=0.1",
+        expect="Config key 'model.optimizer.lr' is 0.1, but PiecewiseConstantLR sets every epoch's rate from "
+               "'model.scheduler.values', whose first is 0.0005, so it would have no effect; set the rates in "
+               "model.scheduler.values instead (model.optimizer.lr must equal their first)."),
+    row("sdlm-schedule-values", "model=lenet5_classic_sdlm", "callbacks=sdlm", "model.scheduler.values=[0.001,-0.1]",
+        "model.scheduler.epochs=[2]", expect="'model.scheduler.values' is [0.001, -0.1], but it must be a list of one "
+                                             "or more learning rates >= 0"),
+    row("sdlm-schedule-epochs", "model=lenet5_classic_sdlm", "callbacks=sdlm", "model.scheduler.values=[0.001,0.1]",
+        "model.scheduler.epochs=[0]",
+        expect="'model.scheduler.epochs' is [0], but it must be a list of epoch counts >= 1"),
     row("sdlm-without-hessian", "model=lenet5_classic_sdlm", expect=("SDLM", "add callbacks=sdlm")),
     row("sdlm-network-without-hessian", "model=lenet5_classic_sdlm", "callbacks=sdlm",
         "model.net._target_=lightning_modules.lenet5.LeNet5", "~model.net.criterion", "~model.net.map_constant",
