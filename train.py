@@ -266,7 +266,8 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
             if cfg.get("test", True):
                 trainer.test(model, datamodule=datamodule, ckpt_path=checkpoint)
                 metrics |= to_float_dict(trainer.callback_metrics)
-                if not sum(trainer.num_test_batches):
+                # spawned DDP workers send the metrics back to this process, not the batch counts
+                if not sum(trainer.num_test_batches) and not any(key.startswith("test/") for key in metrics):
                     log.warning(f"test=true, but {type(datamodule).__name__}'s test loader gave no batches, so there "
                                 f"are no test/ metrics; give the data a test split, or test=false.")
     shown = ", ".join(f"{k} = {v:.4f}" for k, v in sorted(metrics.items()) if k.startswith(("val/", "test/")))

@@ -79,6 +79,7 @@ def test_ddp_sim_trains_digits_for_one_epoch_on_two_cpu_processes(tmp_path):
                      f"hydra.run.dir={tmp_path}", env={"OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert "world_size=2" in result.stdout + result.stderr or "GLOBAL_RANK: 1" in result.stdout + result.stderr
+    assert "gave no batches" not in result.stdout + result.stderr  # the workers' batch counts do not reach the parent
     stored = results(tmp_path)
     assert stored["metrics"]["test/acc"] > 0.2
     assert stored["epochs_completed"] == 1  # trained in the spawned processes; counted from last.ckpt
