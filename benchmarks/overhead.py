@@ -263,16 +263,27 @@ def in_fresh_processes(args: argparse.Namespace) -> list[dict]:
     return measured
 
 
+def positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return int(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=sorted(TARGETS), default="cpu")
-    parser.add_argument("--batch", type=int, default=BATCH, help="images per batch (the target is for 256)")
-    parser.add_argument("--num-train", type=int, help=f"images made; {1 - VAL_FRACTION:.0%} of them are trained on")
-    parser.add_argument("--processes", type=int, help="fresh processes, each one framework run and one Lightning run")
-    parser.add_argument("--epochs", type=int, help="epochs measured in each run (after one warm-up epoch)")
-    parser.add_argument("--every", type=int, default=8, help="batches each path trains before the other takes over")
+    parser.add_argument("--batch", type=positive, default=BATCH, help="images per batch (the target is for 256)")
+    parser.add_argument("--num-train", type=positive,
+                        help=f"images made; {1 - VAL_FRACTION:.0%}% of them are trained on")  # %%: argparse's escape
+    parser.add_argument("--processes", type=positive, help="fresh processes, each one framework and one Lightning run")
+    parser.add_argument("--epochs", type=positive, help="epochs measured in each run (after one warm-up epoch)")
+    parser.add_argument("--every", type=positive, default=8, help="batches each path trains before the other's turn")
     parser.add_argument("--one-process", action="store_true", help=argparse.SUPPRESS)
     args = parse_benchmark_args(parser, SMOKE, SIZES)
+    if round(args.num_train * (1 - VAL_FRACTION)) < args.batch * args.every and not args.smoke:
+        parser.error(f"--num-train {args.num_train} trains {round(args.num_train * (1 - VAL_FRACTION))} images, fewer "
+                     f"than one turn of --every {args.every} batches of --batch {args.batch}: the epochs would measure "
+                     f"start-up, not training; give more images or smaller batches")
     device = args.device
     require_usable_gpu(device)
     torch.set_num_threads(1)

@@ -73,4 +73,6 @@ def main(path: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("path", help="a file of JSON lines: each benchmark's last stdout line")
+    sys.exit(main(parser.parse_args().path))

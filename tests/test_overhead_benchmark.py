@@ -4,8 +4,13 @@ nothing here measures time."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import torch
 
+from benchmarks import overhead
 from benchmarks.overhead import BATCH, VAL_FRACTION, Interleaved, PlainLoop, framework_run, lightning_run
 
 
@@ -101,3 +106,14 @@ def recording_steps(init, steps: list):
         init(self, *args, **kwargs)
         self.optimizer.register_step_post_hook(lambda *_: steps.append(1))
     return wrapped
+
+
+def test_the_command_line_explains_itself_and_refuses_sizes_that_measure_nothing():
+    script = [sys.executable, str(Path(overhead.__file__))]
+    helped = subprocess.run([*script, "--help"], capture_output=True, text=True)
+    assert helped.returncode == 0 and "images made; 90% of them are trained on" in helped.stdout
+    for arguments, said in ((["--batch", "0"], "argument --batch: '0' is not a whole number >= 1"),
+                            (["--num-train", "5"], "--num-train 5 trains 4 images, fewer than one turn of --every 8 "
+                                                   "batches of --batch 256")):
+        refused = subprocess.run([*script, *arguments], capture_output=True, text=True)
+        assert refused.returncode == 2 and said in refused.stderr, refused.stderr[-2000:]
