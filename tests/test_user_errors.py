@@ -272,6 +272,10 @@ ROWS = [
     row("no-validation-batches", "+trainer.limit_val_batches=0",
         expect=("'trainer.limit_val_batches' is 0 (no validation batches)", "optimized_metric=null")),
     row("on-device", "+data.on_device=maybe", expect="'data.on_device' is 'maybe'"),
+    row("std-zero", "data.std=0", expect="Config key 'data.std' is 0, but it must be a number or one number per "
+                                         "channel, each > 0 (inputs are divided by it)."),
+    row("mean-not-a-number", "data.mean=abc",
+        expect="Config key 'data.mean' is 'abc', but it must be a number or one number per channel."),
     row("distortion", "experiment=lenet5_classic_mnist_distorted", "data.distortion.scale=1.5",
         expect="'data.distortion' is {'translate': 2.0, 'scale': 1.5"),
     row("distortion-fraction", "experiment=lenet5_classic_mnist_distorted", "data.distortion.original_fraction=2",
