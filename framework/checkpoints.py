@@ -34,7 +34,6 @@ def resolve_ckpt_path(ckpt_path: str | None, trainer: L.Trainer, training: bool 
         if isinstance(callback, ModelCheckpoint) and callback.dirpath:
             last = Path(callback.dirpath) / f"{callback.CHECKPOINT_NAME_LAST}{callback.FILE_EXTENSION}"
             if last.is_file():
-                log.info(f"Resuming from {last}")
                 return str(last)
     if training:
         log.info(f"ckpt_path={ckpt_path}: no last.ckpt in this run's checkpoint directory, starting fresh")
@@ -119,12 +118,12 @@ def checkpoint_to_test(ckpt_path: str | None, trainer: L.Trainer) -> str:
 
 
 def check_checkpoint(path: str | None, resumed_with: DictConfig | None = None, model: torch.nn.Module | None = None,
-                     sweep_job: int | None = None) -> None:
+                     sweep_job: int | None = None) -> dict | None:
     """A checkpoint file must be one that Lightning wrote (``last``/``hpc``, Lightning's own names, pass), with
     weights that fit ``model``; a run that resumes from it (``resumed_with``: its config) must keep the values it
-    restores (``check_resumed_values``)."""
+    restores (``check_resumed_values``). Returns the checkpoint (memory-mapped), None for no file."""
     if path is None or not Path(path).is_file():
-        return
+        return None
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
     except Exception as error:  # a truncated or foreign file: torch raises whatever its reader met
@@ -140,6 +139,7 @@ def check_checkpoint(path: str | None, resumed_with: DictConfig | None = None, m
             if model is not None:
                 check_weights_fit(path, checkpoint["state_dict"], model)
             raise
+    return checkpoint
 
 
 def check_weights_fit(path: str, saved: dict, model: torch.nn.Module) -> None:

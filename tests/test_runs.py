@@ -38,7 +38,8 @@ def test_run_killed_after_first_epoch_resumes_to_the_uninterrupted_metrics(tmp_p
 
     resume = run_cli("train.py", *common, f"hydra.run.dir={resumed}", "ckpt_path=auto")
     assert resume.returncode == 0, resume.stderr[-3000:]
-    assert "Resuming from" in resume.stderr + resume.stdout
+    assert f"Resuming from {resumed / 'checkpoints' / 'last.ckpt'}, saved in epoch 0 (counted from 0, as in the " \
+        "metrics) at global step " in resume.stderr + resume.stdout
     # Lightning restored the killed run's state (a fresh start would reach the same metrics: same seed, same data)
     assert f"Restored all states from the checkpoint at {resumed / 'checkpoints' / 'last.ckpt'}" in resume.stderr + \
         resume.stdout
