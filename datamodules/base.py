@@ -254,12 +254,6 @@ class InMemoryDataModule(L.LightningDataModule):
         self.split_seed = split_seed
         self.stratify = stratify
         self.pad_to = pad_to
-        for key, value in (("mean", mean), ("std", std)):
-            values = list(value) if isinstance(value, Sequence) and not isinstance(value, str) else [value]
-            if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values) or \
-                    (key == "std" and min(values) <= 0):
-                raise ConfigError(f"Config key 'data.{key}' is {value!r}, but it must be a number or one number per "
-                                  f"channel{', each > 0 (inputs are divided by it)' if key == 'std' else ''}.")
         self.mean = torch.as_tensor(mean, dtype=torch.float32).reshape(-1, 1, 1)
         self.std = torch.as_tensor(std, dtype=torch.float32).reshape(-1, 1, 1)
         self.download_missing = download

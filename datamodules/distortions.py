@@ -42,9 +42,6 @@ class AffineDistortion:
     original_fraction: float = 0.1
 
     def __post_init__(self):
-        for key, value in asdict(self).items():
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ConfigError(f"Config key 'data.distortion.{key}' is {value!r}, but it must be a number.")
         if min(self.translate, self.scale, self.squeeze, self.shear) < 0 or self.scale >= 1 or self.squeeze >= 1:
             raise ConfigError(f"Config key 'data.distortion' is {asdict(self)}, but its magnitudes must be >= 0, and "
                               f"scale and squeeze < 1.")

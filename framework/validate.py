@@ -103,6 +103,11 @@ for _key in ("download", "grayscale", "flatten"):
     rule(f"data.{_key}", is_bool, "true or false", of=IN_MEMORY)
 rule("data.pad_to", int_at_least(1), "an integer >= the image size, or null", of=IN_MEMORY)
 rule("data.pad_mode", lambda v: v in ("zeros", "wrap"), "'zeros' or 'wrap'", of=IN_MEMORY)
+rule("data.mean", each(is_number), "a number or one number per channel", of=IN_MEMORY)
+rule("data.std", each(positive), "a number or one number per channel, each > 0 (inputs are divided by it)",
+     of=IN_MEMORY)
+for _key in ("translate", "scale", "squeeze", "shear", "original_fraction"):  # their ranges: AffineDistortion
+    rule(f"data.distortion.{_key}", is_number, "a number", of=IN_MEMORY)
 DIGITS = "datamodules.digits.DigitsDataModule"
 rule("data.test_fraction", open_unit_interval, "a number strictly between 0 and 1", of=DIGITS)
 rule("data.image_size", int_at_least(1), "an integer >= 1", of=DIGITS)
@@ -146,6 +151,14 @@ rule("callbacks.batch_size.milestones",
      lambda v: isinstance(v, DictConfig) and len(v) > 0 and all(is_int(e) and e >= 1 and is_int(s) and s >= 1
                                                                 for e, s in v.items()),
      "a non-empty mapping {epoch >= 1: batch size >= 1}", of="callbacks.batch_size.BatchSizeSchedule")
+
+# ---- LeNet-5 classic's schedule (lightning_modules/sdlm.py) ----
+PIECEWISE = "lightning_modules.sdlm.PiecewiseConstantLR"
+rule("model.scheduler.values", lambda v: isinstance(v, ListConfig) and len(v) > 0 and all(map(non_negative, v)),
+     "a list of one or more learning rates >= 0, one per stretch of epochs (e.g. [0.0005,0.0002])", of=PIECEWISE)
+rule("model.scheduler.epochs", lambda v: isinstance(v, ListConfig) and all(map(int_at_least(1), v)),
+     "a list of epoch counts >= 1, how long each value but the last lasts (e.g. [2] for [0.0005,0.0002])",
+     of=PIECEWISE)
 
 # ---- Szegedy et al. model zoo (lightning_modules/szegedy.py) ----
 SZEGEDY_NET = "lightning_modules.szegedy.SzegedyNet"

@@ -118,16 +118,6 @@ class PiecewiseConstantLR(LRScheduler):
     """
 
     def __init__(self, optimizer, values: Sequence[float], epochs: Sequence[int], last_epoch: int = -1):
-        def is_number(value) -> bool:
-            return isinstance(value, int | float) and not isinstance(value, bool)
-
-        if not isinstance(values, Sequence) or not values or not all(is_number(v) and v >= 0 for v in values):
-            raise ConfigError(f"Config key 'model.scheduler.values' is {values!r}, but it must be a list of one or "
-                              f"more learning rates >= 0, one per stretch of epochs (e.g. [0.0005,0.0002]).")
-        if not isinstance(epochs, Sequence) or not all(isinstance(e, int) and not isinstance(e, bool) and e >= 1
-                                                       for e in epochs):
-            raise ConfigError(f"Config key 'model.scheduler.epochs' is {epochs!r}, but it must be a list of epoch "
-                              f"counts >= 1, how long each value but the last lasts (e.g. [2] for [0.0005,0.0002]).")
         if len(epochs) != len(values) - 1:
             raise ConfigError(f"Config key 'model.scheduler.epochs' has {len(epochs)} epoch counts and "
                               f"'model.scheduler.values' {len(values)} values, but PiecewiseConstantLR needs one epoch "
