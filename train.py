@@ -151,10 +151,10 @@ def best_checkpoint(trainer: L.Trainer) -> tuple[str | None, str]:
     path = getattr(callback, "best_model_path", "") or None
     if path is None:
         return None, "final weights"
+    elsewhere = getattr(callback, "resumed_elsewhere", None)
     if not callback.monitor:
-        return path, "last checkpoint"
-    since = (f" among the epochs since the resume (the earlier ones are in {callback.resumed_elsewhere})"
-             if getattr(callback, "resumed_elsewhere", None) else "")
+        return path, "last checkpoint" + (f" (resumed from another run's, in {elsewhere})" if elsewhere else "")
+    since = f" among the epochs since the resume (the earlier ones are in {elsewhere})" if elsewhere else ""
     return path, f"best checkpoint by {callback.monitor} ({callback.mode}){since}"
 
 

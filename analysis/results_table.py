@@ -95,6 +95,9 @@ class UnknownKeyError(ConfigError):
 def check_keys(runs: Sequence[dict], metrics: Sequence[str], group_by: Sequence[str]) -> None:
     """Raise UnknownKeyError for the first metric or ``group_by`` key that no run has."""
     have_metrics = sorted({name for run in runs for name in run.get("metrics", {})})
+    if not metrics:
+        raise UnknownKeyError(f"Config key 'metrics' is [], which leaves the table no column; name some of the runs' "
+                              f"metrics ({', '.join(have_metrics) or 'they have none'}), or null for the default.")
     for metric in metrics:
         if metric not in have_metrics:
             raise UnknownKeyError(f"Config key 'metrics' names {metric!r}, which no run has; the runs have the "

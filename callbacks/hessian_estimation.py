@@ -11,6 +11,7 @@ supplies ``diagonal_hessian(images)`` (LeNet5Classic does).
 
 from __future__ import annotations
 
+import logging
 import os
 
 import lightning as L
@@ -18,6 +19,8 @@ import torch
 
 from framework.errors import ConfigError
 from lightning_modules.sdlm import SDLM
+
+log = logging.getLogger(__name__)
 
 
 class HessianEstimation(L.Callback):
@@ -43,12 +46,16 @@ class HessianEstimation(L.Callback):
         return getattr(net, "_orig_mod", net)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        net = self.network(pl_module)
-        if any(isinstance(opt, SDLM) for opt in trainer.optimizers) and not hasattr(net, "diagonal_hessian"):
+        if not any(isinstance(opt, SDLM) for opt in trainer.optimizers):
+            return
+        if not hasattr(net := self.network(pl_module), "diagonal_hessian"):
             raise ConfigError(f"The SDLM optimizer (model.optimizer) steps by the network's Hessian diagonal, but "
                               f"{type(net).__name__} has no diagonal_hessian(images) method to estimate it; give the "
                               f"network that method (as lightning_modules.lenet5.LeNet5Classic has), or choose "
                               f"another model.optimizer.")
+        if (available := len(trainer.datamodule.datasets["train"])) < self.num_samples:
+            log.warning(f"callbacks.hessian_estimation.num_samples is {self.num_samples}, but the training set holds "
+                        f"{available} images: the Hessian diagonal is estimated on all of them.")
 
     def estimate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         optimizers = [opt for opt in trainer.optimizers if isinstance(opt, SDLM)]

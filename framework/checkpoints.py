@@ -28,8 +28,8 @@ METRICS_CSV = "csv/metrics.csv"  # where the CSV logger (conf/logger/csv.yaml) w
 def resolve_ckpt_path(ckpt_path: str | None, trainer: L.Trainer, training: bool = True) -> str | None:
     """``auto``: this run's last.ckpt when it exists (resume a killed run), otherwise a fresh start. Lightning's
     ``last`` means the same here, and is resolved here too, so that the checks of the file apply to it."""
-    if ckpt_path not in ("auto", "last"):
-        return ckpt_path
+    if ckpt_path not in ("auto", "last"):  # a file as the run's results.json records it: absolute
+        return str(Path(ckpt_path).absolute()) if ckpt_path and Path(ckpt_path).is_file() else ckpt_path
     for callback in trainer.checkpoint_callbacks:
         if isinstance(callback, ModelCheckpoint) and callback.dirpath:
             last = Path(callback.dirpath) / f"{callback.CHECKPOINT_NAME_LAST}{callback.FILE_EXTENSION}"

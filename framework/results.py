@@ -78,8 +78,9 @@ def load_results(runs) -> list[dict]:
     for path in paths:
         if not any(path.resolve() in (result, *result.parents) for result in resolved):
             given, where = (repr(str(path)), "it") if len(paths) == 1 else ([str(p) for p in paths], repr(str(path)))
-            raise ConfigError(f"Config key 'runs' is {given}, but there is no results.json under {where}; give the "
-                              f"output directory of a finished run or multirun.")
+            lack = f"there is no results.json under {where}" if path.exists() else f"{where} does not exist"
+            raise ConfigError(f"Config key 'runs' is {given}, but {lack}; give the output directory of a finished run "
+                              f"or multirun.")
     return [read_results(path) | {"path": str(path.parent)} for path in found]
 
 

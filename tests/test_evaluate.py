@@ -178,6 +178,8 @@ def test_unknown_task_and_missing_runs_are_named(tmp_path):
         evaluate(compose_config([f"runs={tmp_path}", "task=attack"], tmp_path / "out", "evaluate"))
     with pytest.raises(ConfigError, match=f"'runs' is '{tmp_path}', but there is no results.json under it"):
         evaluate(compose_config([f"runs={tmp_path}"], tmp_path / "out", "evaluate"))
+    with pytest.raises(ConfigError, match=f"'runs' is '{tmp_path / 'typo'}', but it does not exist; give the output"):
+        evaluate(compose_config([f"runs={tmp_path / 'typo'}"], tmp_path / "out", "evaluate"))
 
 
 def test_a_config_group_chosen_on_the_command_line_groups_by_its_name(tmp_path):

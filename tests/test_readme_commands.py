@@ -147,7 +147,7 @@ LACKING_SENTENCE = {
     "alexnet": r"^Weights error: .*could not be fetched",
     "registry": r"could not be (downloaded|fetched)",
 }
-OUTPUT_MISSING = r"there is no results\.json under it|but no such file exists"
+OUTPUT_MISSING = r"there is no results\.json under it|'runs' is [^;]*, but it does not exist|but no such file exists"
 
 
 def lacking(command: Command, env: dict[str, str] | None = None) -> list[str]:
@@ -421,6 +421,7 @@ def test_a_stopped_command_is_judged_by_its_own_sentence_and_only_a_lack_excuses
     assert stopped_for(no_mnist, ["mnist"]) and stopped_for(no_mnist, ["alexnet", "mnist"])
     assert not stopped_for(no_mnist, ["svhn", "gpu"])
     assert stopped_for("Config error: Config key 'runs' is 'logs/x', but there is no results.json under it.", ["mnist"])
+    assert stopped_for("Config error: Config key 'runs' is 'logs/x', but it does not exist; give ...", ["mnist"])
     clash = ("Config error: Config key 'trainer.limit_train_batches' exists already, so +trainer.limit_train_batches=4 "
              "cannot add it; override it with trainer.limit_train_batches=4.")
     assert not stopped_for(clash, ["mnist"]) and not stopped_for(clash, ["alexnet", "gpu", "slurm", "registry"])

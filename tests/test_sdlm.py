@@ -101,8 +101,9 @@ def test_schedule_is_the_papers_per_epoch_learning_rate():
         PiecewiseConstantLR(SDLM([nn.Parameter(torch.zeros(1))], lr=0.1), values=[5e-4, 2e-4], epochs=[2])
 
 
-def test_first_epoch_refreshes_of_the_hessian_estimate_depend_only_on_seed_and_step(tmp_path, monkeypatch):
+def test_first_epoch_refreshes_of_the_hessian_estimate_depend_only_on_seed_and_step(tmp_path, monkeypatch, caplog):
     import functools
+    import logging
 
     import lightning as L
 
@@ -111,7 +112,7 @@ def test_first_epoch_refreshes_of_the_hessian_estimate_depend_only_on_seed_and_s
     from lightning_modules.classifier import ClassificationModule
     from lightning_modules.lenet5 import LeNet5Classic
 
-    def run(every: int, epochs: int, disturb: bool = False) -> list[tuple[int, torch.Tensor]]:
+    def run(every: int, epochs: int, disturb: bool = False, num_samples: int = 20) -> list[tuple[int, torch.Tensor]]:
         L.seed_everything(3)
         model = ClassificationModule(LeNet5Classic(), functools.partial(SDLM, lr=5e-4, mu=0.05))
         if disturb:  # the global generator's state, as after a resume or other random draws, must not matter
@@ -125,7 +126,8 @@ def test_first_epoch_refreshes_of_the_hessian_estimate_depend_only_on_seed_and_s
         monkeypatch.setattr(model.net, "diagonal_hessian", recorded)
         data = RandomImagesDataModule(num_train=56, num_test=8, image_size=32, batch_size=8, val_fraction=0)
         trainer = L.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                            enable_model_summary=False, callbacks=[HessianEstimation(20, every)], limit_val_batches=0)
+                            enable_model_summary=False, callbacks=[HessianEstimation(num_samples, every)],
+                            limit_val_batches=0)
         trainer.fit(model, datamodule=data)
         return estimates
 
@@ -138,3 +140,7 @@ def test_first_epoch_refreshes_of_the_hessian_estimate_depend_only_on_seed_and_s
     assert len(refreshed[0][1]) == 20 and not torch.equal(refreshed[0][1], refreshed[1][1])
     with pytest.raises(ValueError, match="first_epoch_every_n_steps=-1"):
         HessianEstimation(500, -1)
+    with caplog.at_level(logging.WARNING, logger="callbacks.hessian_estimation"):
+        assert [len(images) for _, images in run(every=0, epochs=1, num_samples=100)] == [56]
+    assert "num_samples is 100, but the training set holds 56 images: the Hessian diagonal is estimated on all" \
+        in caplog.text

@@ -381,3 +381,20 @@ def test_a_run_resumed_in_a_copied_directory_keeps_its_best_checkpoint(make_cfg,
     assert elsewhere["evaluated_checkpoint"].endswith(
         f"among the epochs since the resume (the earlier ones are in {tmp_path / 'a' / 'checkpoints'})")
     assert sorted((tmp_path / "a" / "checkpoints").iterdir()) == files
+
+
+def test_results_json_names_a_resume_from_another_run_and_a_tested_checkpoint_by_absolute_path(make_cfg, tmp_path,
+                                                                                               monkeypatch):
+    """Without a monitored metric (the classic LeNet-5 runs) the run keeps its last checkpoint, and results.json
+    still says where the epochs before the resume are; a checkpoint typed relative to the working directory is
+    recorded absolute, so results.json names it from anywhere."""
+    unmonitored = ("optimized_metric=null", "callbacks.early_stopping=null", "logger=none", "debug=limit")
+    first = train(make_cfg(*unmonitored, run="a"))
+    monkeypatch.chdir(tmp_path)
+    last = Path(first["best_checkpoint"]).parent / "last.ckpt"
+    resumed = train(make_cfg(*unmonitored, "trainer.max_epochs=3", f"ckpt_path={last.relative_to(tmp_path)}", run="c"))
+    assert resumed["evaluated_checkpoint"] == f"last checkpoint (resumed from another run's, in {last.parent})"
+    assert resumed["epochs_completed"] == 3
+    tested = train(make_cfg("train=false", f"ckpt_path={last.relative_to(tmp_path)}", "logger=none", "debug=limit",
+                            run="t"))
+    assert tested["best_checkpoint"] == str(last) and tested["evaluated_checkpoint"] == f"checkpoint {last}"
