@@ -169,9 +169,13 @@ def weights_misfit(path: str, missing: list[str], unexpected: list[str], resized
 #   milestones and values too), Lightning's EarlyStopping its patience;
 # - the seed it was started with, and the keys that decide which images train and which validate (another split
 #   midway would validate on images it trained on).
-KEPT_ON_RESUME = ("seed", "data._target_", "data.split_seed", "data.val_fraction", "data.train_part", "data.train_size",
-                  "data.train_split", "data.folds", "model.optimizer", "model.scheduler",
-                  "callbacks.early_stopping.patience")
+# A resumed run's seed, every data key that decides which images (with which targets) it trains and validates on,
+# and what it takes from its checkpoint: the optimizer's, scheduler's and early stopping's state.
+KEPT_ON_RESUME = ("seed", "data._target_", "data.split_seed", "data.val_fraction", "data.test_fraction",
+                  "data.stratify", "data.train_part", "data.part_seed", "data.train_size", "data.train_split",
+                  "data.folds", "data.rollouts", "data.steps_per_rollout", "data.train_seed", "data.terrain_seed",
+                  "data.filter_offscreen", "data.label_observation",
+                  "model.optimizer", "model.scheduler", "callbacks.early_stopping.patience")
 KEPT_VALUES = "values_kept_on_resume"  # the checkpoint entry that holds them
 RANDOM_STATES = "random_states"  # the checkpoint entry RandomStatesInCheckpoints writes
 
@@ -254,9 +258,10 @@ class RandomStatesInCheckpoints(Callback):
 
 
 def check_resumed_values(path: str, checkpoint: dict, cfg: DictConfig, sweep_job: int | None = None) -> None:
-    """Resuming with another optimizer, scheduler, patience, seed or split would train with the checkpoint's (or
-    mix two splits) while results.json records the new ones: one sentence instead (checkpoints from before these
-    values were saved pass). ``sweep_job``: the number of the sweep's job that would continue the run of ``path``."""
+    """Resuming with another optimizer, scheduler, patience, seed, training images or split would train with the
+    checkpoint's (or mix two sets of images) while results.json records the new ones: one sentence instead
+    (checkpoints from before these values were saved pass). ``sweep_job``: the number of the sweep's job that would
+    continue the run of ``path``."""
     if KEPT_VALUES not in checkpoint:
         return
     saved, now = checkpoint[KEPT_VALUES], kept_values(cfg)
@@ -266,10 +271,11 @@ def check_resumed_values(path: str, checkpoint: dict, cfg: DictConfig, sweep_job
                                                              for key in recorded)}
     changed = [key for key in dict.fromkeys([*saved, *now]) if saved.get(key, "absent") != now.get(key, "absent")]
     if changed:
-        shown = ", ".join(f"{key}={now.get(key, 'absent')} (the checkpoint's: {saved.get(key, 'absent')})"
-                          for key in changed[:3]) + (" ..." if len(changed) > 3 else "")
-        kept = ("a resumed run keeps what its checkpoint was made with (the seed, the train/validation split, the "
-                "optimizer's, scheduler's and early stopping's state, values included)")
+        shown = ", ".join(f"{key}={_as_typed(now.get(key, 'absent'))} (the checkpoint's: "
+                          f"{_as_typed(saved.get(key, 'absent'))})" for key in changed[:3]) \
+            + (" ..." if len(changed) > 3 else "")
+        kept = ("a resumed run keeps what its checkpoint was made with (the seed, the training images and their "
+                "train/validation split, the optimizer's, scheduler's and early stopping's state, values included)")
         if sweep_job is not None:
             raise ConfigError(f"Job {sweep_job} of this sweep would continue the run of {path} (ckpt_path="
                               f"{cfg.get('ckpt_path')}), but gives {shown}: {kept}; keep the earlier sweep's values "
@@ -277,6 +283,13 @@ def check_resumed_values(path: str, checkpoint: dict, cfg: DictConfig, sweep_job
         raise ConfigError(f"Config key 'ckpt_path' is {path!r}, but this start gives {shown}: {kept}; resume with "
                           f"the checkpoint's values, or start a new run in a folder of its own (without ckpt_path) to "
                           f"train with these.")
+
+
+def _as_typed(value: object) -> object:
+    """A config value as the command line writes it (true, null), not as Python does."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return "null" if value is None else value
 
 
 def _names(message: str, heading: str) -> list[str]:

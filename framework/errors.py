@@ -428,6 +428,8 @@ def _refusals_as_sentences(compose_or_run: Callable[[], object]):
         where = getattr(error, "output_dir", None)
         if _job.get("sweep_dir"):  # as after a sweep that ended well (PrintSweepDir): its finished jobs' results
             print(f"sweep directory: {_job['sweep_dir']}", file=sys.stderr)
+            if _job.get("script") == "train":
+                print(f"summarise its finished jobs with: python evaluate.py runs={_job['sweep_dir']}", file=sys.stderr)
         print(f"The sweep ran every job; the first that stopped{f' ({where})' if where else ''} said:", file=sys.stderr)
         print(report(error), file=sys.stderr)  # again: a submitit job's own output is in its .submitit log, not here
         raise SystemExit(2) from None
@@ -527,7 +529,7 @@ def reporting_user_errors():
     """
     _job["started"] = True
     if in_a_sweep():
-        _job["sweep_dir"] = HydraConfig.get().sweep.dir
+        _job["sweep_dir"], _job["script"] = HydraConfig.get().sweep.dir, HydraConfig.get().job.name
     try:
         yield
     except (UserError, ProcessRaisedException) as error:

@@ -108,7 +108,7 @@ def deterministic(monkeypatch):
 
 
 def run(tmp_path, on_device: bool, deterministic: list[str], *overrides: str) -> tuple[dict, dict]:
-    results = train(compose_config(["debug=limit", "seed=3", f"+data.on_device={str(on_device).lower()}",
+    results = train(compose_config(["debug=limit", "seed=3", f"data.on_device={str(on_device).lower()}",
                                     "callbacks.progress_bar.refresh_rate=0", *deterministic, *overrides],
                                    tmp_path / f"on_device_{on_device}"))
     weights = torch.load(Path(results["output_dir"]) / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
@@ -130,7 +130,7 @@ def test_forced_placement_trains_exactly_like_the_loader_path(tmp_path, determin
 def test_distorted_sdlm_run_resumed_after_one_epoch_ends_with_the_uninterrupted_weights(tmp_path, deterministic):
     write_mnist(tmp_path / "data", num_train=200, num_test=50)  # MNIST alone: the GPU machine cannot make LunarLander
     common = [f"paths.data_dir={tmp_path / 'data'}", "experiment=lenet5_classic_mnist_distorted", "debug=limit",
-              "seed=4", "+data.on_device=true", "callbacks.progress_bar.refresh_rate=0", "data.batch_size=8",
+              "seed=4", "data.on_device=true", "callbacks.progress_bar.refresh_rate=0", "data.batch_size=8",
               *deterministic]
     straight = train(compose_config(common, tmp_path / "straight"))
     train(compose_config([*common, "trainer.max_epochs=1"], tmp_path / "resumed"))

@@ -345,6 +345,11 @@ def test_a_resume_keeps_the_images_it_trains_on_and_passes_checkpoints_older_tha
     older = {KEPT_VALUES: {key: value for key, value in checkpoint[KEPT_VALUES].items()
                            if key not in ("data.folds", "data.train_split")}}
     check_resumed_values("last.ckpt", older, make_cfg("data=stl10", "data.folds=1"))  # passes, as before
+    for data, change in (("data=digits", "data.test_fraction=0.5"), ("data=digits", "data.stratify=true"),
+                         ("data=lunarlander", "data.train_seed=0"), ("data=lunarlander", "data.rollouts=20"),
+                         ("data=mnist", "data.part_seed=1")):
+        with pytest.raises(ConfigError, match=re.escape(f"gives {change} (the checkpoint's: ")):
+            check_resumed_values("last.ckpt", {KEPT_VALUES: kept_values(make_cfg(data))}, make_cfg(data, change))
     with pytest.raises(ConfigError, match=re.escape("gives seed=3 (the checkpoint's: 42)")):
         check_resumed_values("last.ckpt", older, make_cfg("data=stl10", "data.folds=1", "seed=3"))
 

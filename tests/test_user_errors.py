@@ -271,7 +271,7 @@ ROWS = [
     row("val-fraction", "data.val_fraction=1.0", expect="'data.val_fraction' is 1.0"),
     row("no-validation-batches", "+trainer.limit_val_batches=0",
         expect=("'trainer.limit_val_batches' is 0 (no validation batches)", "optimized_metric=null")),
-    row("on-device", "+data.on_device=maybe", expect="'data.on_device' is 'maybe'"),
+    row("on-device", "data.on_device=maybe", expect="'data.on_device' is 'maybe'"),
     row("std-zero", "data.std=0", expect="Config key 'data.std' is 0, but it must be a number or one number per "
                                          "channel, each > 0 (inputs are divided by it)."),
     row("mean-not-a-number", "data.mean=abc",
@@ -620,7 +620,8 @@ def test_a_user_error_in_one_job_of_a_sweep_lets_its_other_jobs_run(run_in_proce
                                   tmp_path / "run", whole_script=True)
     assert code == 2, output[-3000:]
     assert "Config error: Config key 'model.optimizer.lr' is -1, but it must be a number > 0." in output.splitlines()
-    assert output.rstrip().endswith(f"sweep directory: {sweep}\nThe sweep ran every job; the first that stopped "
+    assert output.rstrip().endswith(f"sweep directory: {sweep}\nsummarise its finished jobs with: python evaluate.py "
+                                    f"runs={sweep}\nThe sweep ran every job; the first that stopped "
                                     f"({sweep}/0) said:\nConfig error: Config key 'model.optimizer.lr' is -1, but it "
                                     f"must be a number > 0.")
     assert not (sweep / "0" / "results.json").exists() and (sweep / "1" / "results.json").is_file()
