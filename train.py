@@ -250,7 +250,7 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
     # current weights (fast_dev_run, callbacks=none); in a test-only run (train=false), those of ckpt_path.
     trained = cfg.get("train", True)
     given = resolve_ckpt_path(cfg.get("ckpt_path"), trainer) if trained else checkpoint_to_test(cfg.ckpt_path, trainer)
-    saved = check_checkpoint(given, resumed_with=cfg if trained else None, model=model)
+    saved = check_checkpoint(given, resumed_with=cfg, model=model, test_only=not trained)
     if trained and saved is not None:
         log.info(f"Resuming from {given}, saved in epoch {saved.get('epoch')} (counted from 0, as in the "
                  f"metrics) at global step {saved.get('global_step')}")

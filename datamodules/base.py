@@ -302,6 +302,11 @@ class InMemoryDataModule(L.LightningDataModule):
     def check_files(self) -> None:
         missing = self.missing_files()
         if missing:
+            blocking = next((folder for folder in missing[0].parents if folder.exists()), None)
+            if blocking is not None and not blocking.is_dir():
+                raise DatasetMissingError(
+                    f"{type(self).__name__}: expected {missing[0]}, but {blocking} is a file, not a folder; point "
+                    f"data.data_dir= or DATA_DIR at the folder that holds the dataset.")
             raise DatasetMissingError(
                 f"{type(self).__name__}: expected {missing[0]} but it does not exist; put the dataset "
                 f"under {self.data_dir} in its official layout (or point data.data_dir= or DATA_DIR at it), "
@@ -314,6 +319,11 @@ class InMemoryDataModule(L.LightningDataModule):
             images, targets = self.read_split(self.train_split)
             train_index, val_index = (seeded_split(len(images), self.val_fraction, self.split_seed, targets)
                                       if self.stratify else self.train_val_indices(len(images)))
+            if len(train_index) == 0:
+                raise ConfigError(f"{type(self).__name__}: the {self.train_split} split holds {len(images)} "
+                                  f"image(s) and data.val_fraction={self.val_fraction} holds out {len(val_index)}, "
+                                  f"which leaves none to train on; give it more images or a smaller "
+                                  f"data.val_fraction.")
             train = TensorImageDataset(images[train_index], targets[train_index], self.distortion is not None)
             self.datasets["train"] = train.to(self.data_device())
             self.datasets["val"] = TensorImageDataset(images[val_index], targets[val_index]).to(self.data_device())

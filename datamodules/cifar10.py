@@ -29,7 +29,7 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         with open(path, "rb") as handle:
             batch = pickle.load(handle, encoding="bytes")
         batch = {key.decode() if isinstance(key, bytes) else key: value for key, value in batch.items()}
-        data = np.asarray(batch["data"], dtype=np.uint8)
+        data = np.asarray(batch["data"])
         labels = np.asarray(batch["labels"], dtype=np.int64)
     except Exception as error:  # truncated pickles raise EOFError, UnpicklingError, KeyError, ...
         raise DatasetCorruptError(
@@ -40,6 +40,10 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
             f"{path} holds data of shape {data.shape} and {len(labels)} labels, but a CIFAR-10 batch holds "
             f"[N, {IMAGE_BYTES}] and N labels; delete it and download CIFAR-10 again."
         )
+    label_range = f"labels {labels.min()}..{labels.max()}" if len(labels) else "no labels"
+    if data.dtype != np.uint8 or len(labels) and not 0 <= labels.min() <= labels.max() <= 9:
+        raise DatasetCorruptError(f"{path} holds {data.dtype} pixels and {label_range}, but a CIFAR-10 batch holds "
+                                  f"uint8 pixels and labels 0..9; delete it and download CIFAR-10 again.")
     return data.reshape(-1, 3, 32, 32), labels
 
 

@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from datamodules.base import DatasetMissingError, InMemoryDataModule
+from datamodules.base import DatasetCorruptError, DatasetMissingError, InMemoryDataModule
 from framework.atomic import remove_orphans, why_unwritable, write_atomically
 from framework.errors import ConfigError
 
@@ -154,6 +154,10 @@ class LunarLanderDataModule(InMemoryDataModule):
         if terrain_seed is not None and not (isinstance(terrain_seed, int) and terrain_seed >= 0):
             raise ConfigError(f"Config key 'data.terrain_seed' is {terrain_seed!r}, but it must be null (a fresh "
                               f"terrain per rollout) or an integer >= 0 (one terrain for every rollout).")
+        if train_seed == test_seed:
+            raise ConfigError(f"Config keys 'data.train_seed' and 'data.test_seed' are both {train_seed}, so the run "
+                              f"would be tested on the frames it trained on; give the test run another seed (the "
+                              f"paper's: train 1, test 2).")
         self.rollouts, self.steps_per_rollout, self.image_size = rollouts, steps_per_rollout, image_size
         self.image_shape = (3, image_size, image_size)
         self.seeds = {"train": train_seed, "test": test_seed}
@@ -173,6 +177,9 @@ class LunarLanderDataModule(InMemoryDataModule):
         """The cached run, or ``None`` when it is missing or does not hold what its name promises."""
         if not path.exists():
             return None
+        if not path.is_file():  # found before generating, whose atomic rename would fail minutes later
+            raise DatasetCorruptError(f"{path} is a folder where the LunarLander frames are cached; move it away, "
+                                      f"or point data.data_dir= or DATA_DIR at another folder.")
         frames = self.rollouts * self.steps_per_rollout
         try:
             with np.load(path) as archive:
@@ -220,7 +227,7 @@ class LunarLanderDataModule(InMemoryDataModule):
         return torch.from_numpy(arrays["images"][keep]), torch.from_numpy(np.ascontiguousarray(positions[keep]))
 
     def train_val_indices(self, num_items: int) -> tuple[torch.Tensor, torch.Tensor]:
-        num_val = max(1, round(num_items * self.val_fraction))
+        num_val = 0 if self.val_fraction == 0 else max(1, round(num_items * self.val_fraction))
         return torch.arange(num_items - num_val), torch.arange(num_items - num_val, num_items)
 
 

@@ -120,6 +120,9 @@ class MNISTDataModule(InMemoryDataModule):
         order = torch.randperm(num_items, generator=torch.Generator().manual_seed(self.part_seed))
         half = num_items // 2
         part = {"full": order, "P1": order[:half], "P2": order[half : 2 * half]}[self.train_part]
+        if self.train_size is not None and self.train_size > len(part):
+            log.warning(f"data.train_size is {self.train_size}, but the {self.train_part} training part holds "
+                        f"{len(part)} images: all {len(part)} are used.")
         return part[: self.train_size] if self.train_size is not None else part
 
     image_shape = (1, 28, 28)

@@ -15,7 +15,9 @@ indices separated by spaces (STL-10's evaluation protocol trains on each fold an
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -28,6 +30,17 @@ SIDE = 96
 IMAGE_BYTES = 3 * SIDE * SIDE
 UNLABELED = -1
 FOLDS = 10
+T = TypeVar("T")
+
+
+def read_file(path: Path, read: Callable[[Path], T]) -> T:
+    """``read(path)``, with a folder in the file's place, no permission or a binary fold file as one sentence."""
+    try:
+        return read(path)
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or type(error).__name__
+        raise DatasetCorruptError(f"{path} cannot be read ({reason}); replace it with STL-10's file (delete it and "
+                                  f"download STL-10 again).") from None
 
 
 class STL10DataModule(InMemoryDataModule):
@@ -51,6 +64,11 @@ class STL10DataModule(InMemoryDataModule):
     def task(self) -> str:
         return "unlabeled" if "unlabeled" in self.train_split.split("+") else "classification"
 
+    @property
+    def test_task(self) -> str:
+        """What the test split's targets are (``task``'s values): a classifier is refused before training."""
+        return "unlabeled" if "unlabeled" in self.test_split.split("+") else "classification"
+
     def folder(self) -> Path:
         return self.data_dir / FOLDER
 
@@ -73,7 +91,7 @@ class STL10DataModule(InMemoryDataModule):
 
     def load_split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         image_path, *label_path = self.split_files(split)
-        raw = np.fromfile(image_path, dtype=np.uint8)
+        raw = read_file(image_path, lambda path: np.fromfile(path, dtype=np.uint8))
         if raw.size == 0 or raw.size % IMAGE_BYTES:
             raise DatasetCorruptError(
                 f"{image_path} holds {raw.size} bytes, which is not a whole number of {IMAGE_BYTES}-byte 3x96x96 "
@@ -82,11 +100,12 @@ class STL10DataModule(InMemoryDataModule):
         images = torch.from_numpy(raw.reshape(-1, 3, SIDE, SIDE)).transpose(2, 3)  # column-major -> upright
         if not label_path:
             return images, torch.full((len(images),), UNLABELED, dtype=torch.int64)
-        labels = np.fromfile(label_path[0], dtype=np.uint8).astype(np.int64)
+        labels = read_file(label_path[0], lambda path: np.fromfile(path, dtype=np.uint8)).astype(np.int64)
         if len(labels) != len(images) or labels.min(initial=1) < 1 or labels.max(initial=10) > 10:
+            values = f" in {labels.min()}..{labels.max()}" if len(labels) else ""
             raise DatasetCorruptError(
-                f"{label_path[0]} holds {len(labels)} labels (expected {len(images)}, each 1..10, one per image of "
-                f"{image_path.name}); delete it and download STL-10 again."
+                f"{label_path[0]} holds {len(labels)} labels{values} (expected {len(images)}, each 1..10, one per "
+                f"image of {image_path.name}); delete it and download STL-10 again."
             )
         labels = torch.from_numpy(labels - 1)
         if split == "train" and self.folds is not None:
@@ -96,14 +115,16 @@ class STL10DataModule(InMemoryDataModule):
 
     def fold_indices(self, num_images: int) -> torch.Tensor:
         """Line ``folds`` of fold_indices.txt: the zero-based indices of that fold's training images."""
-        lines = self.fold_file().read_text().splitlines()
+        lines = read_file(self.fold_file(), Path.read_text).splitlines()
         if self.folds >= len(lines):
             raise DatasetCorruptError(f"{self.fold_file()} holds {len(lines)} lines, so it has no fold {self.folds} "
                                       f"(line {self.folds + 1}); delete it and download STL-10 again.")
         words = lines[self.folds].split()
-        if not words or not all(word.isdigit() and int(word) < num_images for word in words):
+        if not words or not all(word.isdigit() and int(word) < num_images for word in words) or \
+                len({int(word) for word in words}) != len(words):
             raise DatasetCorruptError(
-                f"{self.fold_file()} line {self.folds + 1} is not a list of zero-based indices into the {num_images} "
+                f"{self.fold_file()} line {self.folds + 1} is not a list of distinct zero-based indices into the "
+                f"{num_images} "
                 f"training images separated by spaces; delete it and download STL-10 again."
             )
         return torch.tensor([int(word) for word in words], dtype=torch.int64)

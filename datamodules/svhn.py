@@ -29,10 +29,11 @@ def read_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise DatasetCorruptError(
             f"{path} is not a readable SVHN .mat file ({type(error).__name__}); delete it and download SVHN again."
         ) from None
-    if images.ndim != 4 or images.shape[2] != 3 or images.shape[3] != len(labels) or images.dtype != np.uint8:
+    if images.ndim != 4 or images.shape[:3] != (32, 32, 3) or images.shape[3] != len(labels) or \
+            images.dtype != np.uint8:
         raise DatasetCorruptError(
             f"{path} holds X of shape {images.shape} ({images.dtype}) with {len(labels)} labels, but SVHN stores "
-            f"uint8 X as [H, W, 3, N] with N labels; delete it and download SVHN again."
+            f"uint8 X as [32, 32, 3, N] with N labels; delete it and download SVHN again."
         )
     if labels.min(initial=1) < 1 or labels.max(initial=10) > 10:
         raise DatasetCorruptError(f"{path} holds labels outside 1..10; delete it and download SVHN again.")

@@ -118,10 +118,11 @@ def checkpoint_to_test(ckpt_path: str | None, trainer: L.Trainer) -> str:
 
 
 def check_checkpoint(path: str | None, resumed_with: DictConfig | None = None, model: torch.nn.Module | None = None,
-                     sweep_job: int | None = None) -> dict | None:
+                     sweep_job: int | None = None, test_only: bool = False) -> dict | None:
     """A checkpoint file must be one that Lightning wrote (``last``/``hpc``, Lightning's own names, pass), with
     weights that fit ``model``; a run that resumes from it (``resumed_with``: its config) must keep the values it
-    restores (``check_resumed_values``). Returns the checkpoint (memory-mapped), None for no file."""
+    restores (``check_resumed_values``), and a run that only tests it (``test_only``) the images it held out.
+    Returns the checkpoint (memory-mapped), None for no file."""
     if path is None or not Path(path).is_file():
         return None
     try:
@@ -134,7 +135,7 @@ def check_checkpoint(path: str | None, resumed_with: DictConfig | None = None, m
                         f"file that a run wrote (its checkpoints/*.ckpt).")
     if resumed_with is not None:
         try:
-            check_resumed_values(path, checkpoint, resumed_with, sweep_job)
+            check_resumed_values(path, checkpoint, resumed_with, sweep_job, test_only)
         except ConfigError:  # another model's checkpoint: its lr differs too, but its weights are the mistake to name
             if model is not None:
                 check_weights_fit(path, checkpoint["state_dict"], model)
@@ -257,16 +258,23 @@ class RandomStatesInCheckpoints(Callback):
         random.setstate(states["python"])
 
 
-def check_resumed_values(path: str, checkpoint: dict, cfg: DictConfig, sweep_job: int | None = None) -> None:
+def check_resumed_values(path: str, checkpoint: dict, cfg: DictConfig, sweep_job: int | None = None,
+                         test_only: bool = False) -> None:
     """Resuming with another optimizer, scheduler, patience, seed, training images or split would train with the
     checkpoint's (or mix two sets of images) while results.json records the new ones: one sentence instead
     (checkpoints from before these values were saved pass). ``sweep_job``: the number of the sweep's job that would
-    continue the run of ``path``."""
+    continue the run of ``path``. ``test_only``: a run that only validates and tests the checkpoint, on the same
+    dataset, must do so on the images its run held out (another split could hold images it trained on)."""
     if KEPT_VALUES not in checkpoint:
         return
     saved, now = checkpoint[KEPT_VALUES], kept_values(cfg)
+    if test_only and saved.get("data._target_") != now.get("data._target_"):
+        return  # another dataset: none of its images were trained on
     # a key added to KEPT_ON_RESUME after the checkpoint was written has no saved value to compare
-    recorded = [key for key in KEPT_ON_RESUME if any(name == key or name.startswith(f"{key}.") for name in saved)]
+    recorded = [key for key in KEPT_ON_RESUME if any(name == key or name.startswith(f"{key}.") for name in saved)
+                and (key.startswith("data.") or not test_only)]
+    saved = {name: value for name, value in saved.items() if any(name == key or name.startswith(f"{key}.")
+                                                                 for key in recorded)}
     now = {name: value for name, value in now.items() if any(name == key or name.startswith(f"{key}.")
                                                              for key in recorded)}
     changed = [key for key in dict.fromkeys([*saved, *now]) if saved.get(key, "absent") != now.get(key, "absent")]
@@ -276,6 +284,10 @@ def check_resumed_values(path: str, checkpoint: dict, cfg: DictConfig, sweep_job
             + (" ..." if len(changed) > 3 else "")
         kept = ("a resumed run keeps what its checkpoint was made with (the seed, the training images and their "
                 "train/validation split, the optimizer's, scheduler's and early stopping's state, values included)")
+        if test_only:
+            raise ConfigError(f"Config key 'ckpt_path' is {path!r}, but this test-only run gives {shown}: it would "
+                              f"score the checkpoint on other images than its run held out, some of which that run "
+                              f"may have trained on; test with the checkpoint's data values.")
         if sweep_job is not None:
             raise ConfigError(f"Job {sweep_job} of this sweep would continue the run of {path} (ckpt_path="
                               f"{cfg.get('ckpt_path')}), but gives {shown}: {kept}; keep the earlier sweep's values "

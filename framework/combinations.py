@@ -116,6 +116,10 @@ def check_data_fits_model(cfg: DictConfig, datamodule, model) -> None:
     if data_task and model_task and data_task != model_task:
         problems.append(f"the model is trained on {TARGETS.get(model_task, model_task)}, the data has "
                         f"{TARGETS.get(data_task, data_task)} (choose another model, data or data.train_split)")
+    test_task = getattr(datamodule, "test_task", data_task)
+    if cfg.get("test", True) and model_task == "classification" and data_task == model_task != test_task:
+        problems.append(f"the model is tested on class labels, the data's test split has "
+                        f"{TARGETS.get(test_task, test_task)} (choose another data.test_split, or test=false)")
     data_classes = getattr(datamodule, "num_classes", None)
     model_classes = (getattr(model, "hparams", None) or {}).get("num_classes")
     net_classes = OmegaConf.select(cfg, "model.net.num_classes", default=None)  # a torchvision network's own key

@@ -68,7 +68,9 @@ def int_at_least(low: int) -> Callable[[object], bool]:
     return lambda value: is_int(value) and value >= low
 
 
-rule("seed", int_at_least(0), "a non-negative integer or null")
+SEED_BOUND = 2**32  # Lightning's seed_everything replaces a seed outside [0, 2^32) by 0, with a warning
+is_seed = lambda value: is_int(value) and 0 <= value < SEED_BOUND
+rule("seed", is_seed, "an integer in [0, 2^32), or null")
 rule("trainer.max_epochs", lambda v: is_int(v) and (v >= 1 or v == -1),
      "an integer >= 1, or -1 (no epoch limit, as in Lightning: give +trainer.max_steps or +trainer.max_time)")
 rule("trainer.check_val_every_n_epoch", int_at_least(1), "an integer >= 1, or null (validate by val_check_interval)")
@@ -99,7 +101,8 @@ is_bool = lambda value: isinstance(value, bool)
 IN_MEMORY = "datamodules.base.InMemoryDataModule"
 rule("data.val_fraction", lambda v: is_number(v) and 0 <= v < 1, "a number in [0, 1) (0: no validation split)",
      of=IN_MEMORY)
-for _key in ("download", "grayscale", "flatten"):
+rule("data.split_seed", is_seed, "an integer in [0, 2^32)", of=IN_MEMORY)
+for _key in ("download", "grayscale", "flatten", "stratify"):
     rule(f"data.{_key}", is_bool, "true or false", of=IN_MEMORY)
 rule("data.pad_to", int_at_least(1), "an integer >= the image size, or null", of=IN_MEMORY)
 rule("data.pad_mode", lambda v: v in ("zeros", "wrap"), "'zeros' or 'wrap'", of=IN_MEMORY)
@@ -113,7 +116,11 @@ rule("data.test_fraction", open_unit_interval, "a number strictly between 0 and 
 rule("data.image_size", int_at_least(1), "an integer >= 1", of=DIGITS)
 MNIST = "datamodules.mnist.MNISTDataModule"
 rule("data.train_part", lambda v: v in ("full", "P1", "P2"), "'full', 'P1' or 'P2'", of=MNIST)
+rule("data.part_seed", is_seed, "an integer in [0, 2^32)", of=MNIST)
 rule("data.train_size", int_at_least(1), "an integer >= 1, or null for the whole part", of=MNIST)
+RANDOM = "datamodules.random.RandomImagesDataModule"
+for _key in ("num_train", "num_test", "channels", "image_size"):
+    rule(f"data.{_key}", int_at_least(1), "an integer >= 1", of=RANDOM)
 LUNAR_LANDER = "datamodules.lunarlander.LunarLanderDataModule"
 for _key, _low in (("rollouts", 1), ("steps_per_rollout", 1), ("image_size", 1), ("train_seed", 0), ("test_seed", 0)):
     rule(f"data.{_key}", int_at_least(_low), f"an integer >= {_low}", of=LUNAR_LANDER)

@@ -83,6 +83,30 @@ def test_cifar10_truncated_batch_names_the_file(tmp_path):
         CIFAR10DataModule(data_dir=str(tmp_path)).setup("fit")
 
 
+@pytest.mark.parametrize("field, value, found", [
+    ("data", lambda rows: rows.astype(np.float32) / 255, "float32 pixels and labels"),  # would truncate to black
+    ("labels", lambda labels: [*labels[:-1], 102], r"uint8 pixels and labels \d\.\.102"),
+])
+def test_cifar10_batch_of_other_pixels_or_labels_names_the_file(tmp_path, field, value, found):
+    import pickle
+
+    write_cifar10(tmp_path)
+    path = tmp_path / "cifar-10-batches-py" / "data_batch_2"
+    batch = pickle.loads(path.read_bytes())
+    batch[field.encode()] = value(batch[field.encode()])
+    path.write_bytes(pickle.dumps(batch, protocol=2))
+    with pytest.raises(DatasetCorruptError, match=f"data_batch_2 holds {found}.*, but a CIFAR-10 batch holds uint8 "
+                                                  f"pixels and labels 0..9; delete it"):
+        CIFAR10DataModule(data_dir=str(tmp_path)).setup("fit")
+
+
+def test_a_file_given_as_the_data_folder_is_named(tmp_path):
+    (tmp_path / "afile").write_text("not a folder")
+    with pytest.raises(DatasetMissingError, match=f"expected {tmp_path}/afile/cifar-10-batches-py/data_batch_1, but "
+                                                  f"{tmp_path}/afile is a file, not a folder; point data.data_dir="):
+        CIFAR10DataModule(data_dir=str(tmp_path / "afile")).setup("fit")
+
+
 def test_missing_files_name_the_path_and_the_remedy(tmp_path):
     with pytest.raises(DatasetMissingError, match=r"cifar-10-batches-py/data_batch_1 .*data.download=true"):
         CIFAR10DataModule(data_dir=str(tmp_path)).setup("fit")
@@ -170,6 +194,12 @@ def test_svhn_truncated_mat_and_unknown_split(tmp_path):
         SVHNDataModule(data_dir=str(tmp_path)).setup("test")
     with pytest.raises(ValueError, match="'data.train_split' is 'unlabeled', but SVHNDataModule has the splits"):
         SVHNDataModule(data_dir=str(tmp_path), train_split="unlabeled")
+    import scipy.io
+
+    scipy.io.savemat(path, {"X": np.zeros((28, 28, 3, 6), np.uint8), "y": np.ones((6, 1), np.uint8)})
+    with pytest.raises(DatasetCorruptError, match=r"test_32x32.mat holds X of shape \(28, 28, 3, 6\) \(uint8\) with 6 "
+                                                  r"labels, but SVHN stores uint8 X as \[32, 32, 3, N\]"):
+        SVHNDataModule(data_dir=str(tmp_path)).setup("test")
 
 
 # ---- STL-10 ---------------------------------------------------------------------------------
@@ -214,11 +244,22 @@ def test_stl10_folds_keep_the_predefined_fold_of_the_labelled_training_images(tm
     (tmp_path / "stl10_binary" / "fold_indices.txt").write_text("0 1 2 \n")
     with pytest.raises(DatasetCorruptError, match=r"fold_indices.txt holds 1 lines, so it has no fold 1 \(line 2\)"):
         STL10DataModule(data_dir=str(tmp_path), folds=1).setup("fit")
-    for line in ("0 1 10", "0,1,2", "", "-1 2"):  # 10 is past the 10 training images
+    for line in ("0 1 10", "0,1,2", "", "-1 2", "3 5 3"):  # 10 is past the 10 training images; 3 twice
         (tmp_path / "stl10_binary" / "fold_indices.txt").write_text(f"0 1 2 \n{line}\n")
-        with pytest.raises(DatasetCorruptError, match=r"fold_indices.txt line 2 is not a list of zero-based indices "
-                                                      r"into the 10 training images"):
+        with pytest.raises(DatasetCorruptError, match=r"fold_indices.txt line 2 is not a list of distinct zero-based "
+                                                      r"indices into the 10 training images"):
             STL10DataModule(data_dir=str(tmp_path), folds=1).setup("fit")
+    (tmp_path / "stl10_binary" / "fold_indices.txt").write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(DatasetCorruptError, match=r"fold_indices.txt cannot be read \(UnicodeDecodeError\); replace "
+                                                  r"it with STL-10's file"):
+        STL10DataModule(data_dir=str(tmp_path), folds=1).setup("fit")
+    labels = (tmp_path / "stl10_binary" / "train_y.bin").read_bytes()
+    (tmp_path / "stl10_binary" / "train_y.bin").unlink()
+    (tmp_path / "stl10_binary" / "train_y.bin").mkdir()
+    with pytest.raises(DatasetCorruptError, match=r"train_y.bin cannot be read \(Is a directory\)"):
+        STL10DataModule(data_dir=str(tmp_path)).setup("fit")
+    (tmp_path / "stl10_binary" / "train_y.bin").rmdir()
+    (tmp_path / "stl10_binary" / "train_y.bin").write_bytes(labels)
     (tmp_path / "stl10_binary" / "fold_indices.txt").unlink()
     with pytest.raises(DatasetMissingError, match=r"stl10_binary/fold_indices.txt"):
         STL10DataModule(data_dir=str(tmp_path), folds=1).setup("fit")

@@ -8,6 +8,7 @@ import torch
 
 import datamodules.lunarlander as lunarlander
 from datamodules.lunarlander import LunarLanderDataModule, generate_collection, onscreen
+from framework.errors import ConfigError
 from lightning_modules.metrics import MeanEuclideanDistance
 
 ROLLOUTS, STEPS = 3, 8
@@ -84,6 +85,12 @@ def test_datamodule_labels_splits_and_cache(tmp_path, collection, monkeypatch):
     assert len(module.datasets["val"]) == round(keep.sum() * 0.25)  # the last quarter, in order
     num_val = len(module.datasets["val"])
     assert np.array_equal(module.datasets["val"].images.numpy(), collection["images"][keep][-num_val:])
+    everything = small_module(tmp_path, label_observation="before", val_fraction=0)
+    everything.setup("fit")
+    assert len(everything.datasets["train"]) == keep.sum() and len(everything.datasets["val"]) == 0  # 0: none
+    with pytest.raises(ConfigError, match="'data.train_seed' and 'data.test_seed' are both 5, so the run would be "
+                                          "tested on the frames it trained on"):
+        small_module(tmp_path, test_seed=5)
     after = small_module(tmp_path, label_observation="after", filter_offscreen=False)
     after.setup("test")
     assert len(after.datasets["test"]) == ROLLOUTS * STEPS  # unfiltered, as the autoencoder run
@@ -149,3 +156,15 @@ def test_generating_ahead_writes_the_runs_train_py_reads_for_the_same_overrides(
         lunarlander.generate_ahead(["data.rolouts=3"])
     with pytest.raises(lunarlander.ConfigError, match="'data.rollouts' is 0, but it must be an integer >= 1"):
         lunarlander.generate_ahead([f"data.data_dir={tmp_path}", "data.rollouts=0"])  # it cached an empty run
+
+
+def test_a_folder_where_a_run_is_cached_is_named_before_generating(tmp_path, monkeypatch):
+    """Generating takes minutes on a real run; the atomic rename onto the folder would fail only after them."""
+    from datamodules.base import DatasetCorruptError
+
+    monkeypatch.setattr(lunarlander, "generate_collection", lambda *args, **kwargs: pytest.fail("generated"))
+    module = small_module(tmp_path, train_seed=7, test_seed=8)
+    module.cache_path(7).mkdir(parents=True)
+    with pytest.raises(DatasetCorruptError, match=r"seed7_64px_v1.npz is a folder where the LunarLander frames are "
+                                                  r"cached; move it away"):
+        module.setup("fit")

@@ -54,7 +54,7 @@ def test_wrong_weight_decay_length_names_the_key():
         SzegedyNet(kind="fc", hidden=[10, 10], weight_decay=[1e-5, 1e-5])
 
 
-def test_p1_and_p2_are_disjoint_halves_and_train_size_takes_a_prefix(tmp_path):
+def test_p1_and_p2_are_disjoint_halves_and_train_size_takes_a_prefix(tmp_path, caplog):
     write_mnist(tmp_path, num_train=40, num_test=4)
     images = {}
     for part in ("P1", "P2", "full"):
@@ -65,6 +65,10 @@ def test_p1_and_p2_are_disjoint_halves_and_train_size_takes_a_prefix(tmp_path):
     small = MNISTDataModule(data_dir=str(tmp_path), train_part="P2", part_seed=3, train_size=5).load_split("train")
     assert {bytes(image.numpy()) for image in small[0]} <= images["P2"] and len(small[0]) == 5
     assert len(MNISTDataModule(data_dir=str(tmp_path), train_part="P1").load_split("test")[0]) == 4
+    with caplog.at_level("WARNING", logger="datamodules.mnist"):
+        whole = MNISTDataModule(data_dir=str(tmp_path), train_part="P1", part_seed=3, train_size=30).load_split("train")
+    assert len(whole[0]) == 20 and "data.train_size is 30, but the P1 training part holds 20 images: all 20 are " \
+        "used." in caplog.text
 
 
 class Snapshots(L.Callback):

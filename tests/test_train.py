@@ -354,6 +354,20 @@ def test_a_resume_keeps_the_images_it_trains_on_and_passes_checkpoints_older_tha
         check_resumed_values("last.ckpt", older, make_cfg("data=stl10", "data.folds=1", "seed=3"))
 
 
+def test_a_test_only_run_scores_the_images_its_checkpoint_held_out(make_cfg):
+    """The digits draw their test split from split_seed and test_fraction: another value in a test-only run would
+    test on images the checkpoint trained on. Another dataset holds none of them and is tested."""
+    from framework.errors import ConfigError
+
+    last = Path(train(make_cfg("debug=limit", "logger=none"))["best_checkpoint"]).parent / "last.ckpt"
+    for change in ("data.split_seed=7", "data.test_fraction=0.3"):
+        with pytest.raises(ConfigError, match=re.escape(f"but this test-only run gives {change} (the checkpoint's: ")):
+            train(make_cfg("train=false", f"ckpt_path={last}", change, "debug=limit", "logger=none", run="t"))
+    other = train(make_cfg("train=false", f"ckpt_path={last}", "data=random", "data.num_train=64", "data.num_test=32",
+                           "debug=limit", "logger=none", run="t"))
+    assert 0 <= other["metrics"]["test/acc"] <= 1
+
+
 def test_with_hydra_job_chdir_relative_paths_are_from_the_start_directory(make_cfg, tmp_path):
     """hydra.job.chdir=true runs a job in its output directory; a relative ckpt_path or runs= still means the one
     next to where the command started (it used to say that no such file exists)."""

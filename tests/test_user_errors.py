@@ -272,6 +272,16 @@ ROWS = [
     row("no-validation-batches", "+trainer.limit_val_batches=0",
         expect=("'trainer.limit_val_batches' is 0 (no validation batches)", "optimized_metric=null")),
     row("on-device", "data.on_device=maybe", expect="'data.on_device' is 'maybe'"),
+    row("split-seed", "data.split_seed=1.5", expect="Config key 'data.split_seed' is 1.5, but it must be an integer "
+                                                    "in [0, 2^32)."),
+    row("seed-out-of-bounds", "seed=4294967296", expect="'seed' is 4294967296, but it must be an integer in [0, 2^32)"),
+    row("part-seed", "data=mnist", "data.part_seed=abc", expect="'data.part_seed' is 'abc', but it must be an integer"),
+    row("stratify-not-a-bool", "data.stratify=yes", expect="'data.stratify' is 'yes', but it must be true or false"),
+    row("random-num-train", "data=random", "data.num_train=-5", expect="'data.num_train' is -5, but it must be an "
+                                                                       "integer >= 1"),
+    row("no-training-images", "data=random", "data.num_train=1", "data.num_test=8",
+        expect="RandomImagesDataModule: the train split holds 1 image(s) and data.val_fraction=0.1 holds out 1, which "
+               "leaves none to train on; give it more images or a smaller data.val_fraction."),
     row("std-zero", "data.std=0", expect="Config key 'data.std' is 0, but it must be a number or one number per "
                                          "channel, each > 0 (inputs are divided by it)."),
     row("mean-not-a-number", "data.mean=abc",
@@ -348,9 +358,12 @@ ROWS = [
     row("stl10-fold-range", "data=stl10", "data.folds=10", data=nothing, expect="'data.folds' is 10, but it must be"),
     row("stl10-fold-unlabeled", "data=stl10", "model=forward_autoencoder", "data.folds=2", "data.train_split=unlabeled",
         data=nothing, expect="'data.folds' is 2, but data.train_split is 'unlabeled', which has no folds"),
+    row("stl10-test-unlabeled", "data=stl10", "model=szegedy", "data.test_split=unlabeled", data=nothing,
+        expect="the model is tested on class labels, the data's test split has no labels (choose another "
+               "data.test_split, or test=false)"),
     row("stl10-truncated", "data=stl10", "model=forward_autoencoder", data=stl10_truncated, expect="train_X.bin"),
     row("stl10-labels", "data=stl10", "model=forward_autoencoder", data=stl10_label_out_of_range,
-        expect="train_y.bin holds 20 labels"),
+        expect="train_y.bin holds 20 labels in 11..11 (expected 20, each 1..10"),
     # ---- trainer: our rules and Lightning's refusals while it builds the Trainer
     row("max-epochs", "trainer.max_epochs=0", expect="'trainer.max_epochs' is 0"),
     row("devices-zero", "trainer.devices=0", expect="'trainer.devices' is 0, which Lightning's Trainer refuses"),
