@@ -246,10 +246,10 @@ def probe_run(run: dict) -> str:
 
     from callbacks.embedding_probe import EmbeddingProbe
     from framework.errors import instantiate_node
-    from framework.results import write_json_atomic
+    from framework.results import run_checkpoint, write_json_atomic
 
     run_cfg = OmegaConf.load(Path(run["path"]) / ".hydra" / "config.yaml")
-    checkpoint = run.get("best_checkpoint") or str(Path(run["path"]) / "checkpoints" / "last.ckpt")
+    checkpoint = str(run_checkpoint(run))
     if not Path(checkpoint).is_file():
         raise ConfigError(f"Checkpoint {checkpoint} does not exist; give a run directory with checkpoints.")
     model = instantiate_node(run_cfg.model, "model")

@@ -22,7 +22,7 @@ from torch import nn
 from analysis.lbfgs_attack import AttackInputError, AttackResult, lbfgs_attack
 from analysis.spectral import alexnet_conv_bounds, network_bounds
 from framework.errors import ConfigError, DataError
-from framework.results import load_results
+from framework.results import load_results, run_checkpoint
 from lightning_modules.classifier import ClassificationModule
 
 # The paper's Table 1 (train error %, test error %, average minimum distortion), Table 3 (error % on P1, P2 and the
@@ -102,7 +102,7 @@ def load_runs(runs: str, at_least: int = 1) -> list[Run]:
         if not (isinstance(module_class, type) and issubclass(module_class, ClassificationModule)):
             raise AttackInputError(f"The run {result['path']} trained {target}, which has no differentiable "
                                    f"classification loss to attack; give runs of classifier models.")
-        checkpoint = Path(result.get("best_checkpoint") or Path(result["path"]) / "checkpoints" / "last.ckpt")
+        checkpoint = run_checkpoint(result)
         if not checkpoint.is_file():
             raise DataError(f"The run {result['path']} has no checkpoint {checkpoint}; train it again.")
         found.append(Run(run_name(config), Path(result["path"]), config, checkpoint))

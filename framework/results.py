@@ -37,6 +37,20 @@ def to_float_dict(metrics) -> dict[str, float]:
     return {key: float(value) for key, value in metrics.items()}
 
 
+def run_checkpoint(result: dict) -> Path:
+    """The weights a run's val/ and test/ metrics describe, found in the run's folder as it is now: results.json
+    records them by the absolute path they had, so a copied run would read the original's weights and a moved one
+    none. ``result``: a :func:`load_results` entry (its ``path`` is where the run is now)."""
+    folder = Path(result["path"])
+    recorded = result.get("best_checkpoint")
+    if not recorded:
+        return folder / "checkpoints" / "last.ckpt"
+    written_in = result.get("output_dir")
+    if written_in and Path(recorded).is_relative_to(written_in):  # a test-only run's checkpoint lies elsewhere
+        return folder / Path(recorded).relative_to(written_in)
+    return Path(recorded)
+
+
 def run_paths(runs) -> list[Path]:
     """``runs`` as typed: a run directory, a multirun directory or a results.json, or a list of them
     (``runs=[logs/a,logs/b]``, e.g. seeds swept on two days)."""

@@ -240,3 +240,15 @@ def test_a_sweep_s_jobs_without_results_are_named_below_its_table(tmp_path):
     (sweep / "evaluate" / ".hydra" / "hydra.yaml").write_text("hydra:\n  job:\n    name: evaluate\n")
     text = evaluate(compose_config([f"runs={sweep}", "metrics=[test/acc]"], tmp_path / "out", "evaluate"))
     assert text.splitlines()[-1].startswith("Left out: 1 job directory without results.json")
+
+
+def test_a_run_s_checkpoint_is_found_in_its_folder_where_it_is_now(tmp_path):
+    """results.json records absolute paths: a copied run must not read the original's weights, a moved one must
+    find its own; a test-only run's checkpoint (outside its folder) stays where it was."""
+    from framework.results import run_checkpoint
+
+    moved = {"path": str(tmp_path / "b"), "output_dir": "/old/a", "best_checkpoint": "/old/a/checkpoints/epoch_003.ckpt"}
+    assert run_checkpoint(moved) == tmp_path / "b" / "checkpoints" / "epoch_003.ckpt"
+    tested = {**moved, "best_checkpoint": "/elsewhere/run/checkpoints/last.ckpt"}
+    assert run_checkpoint(tested) == Path("/elsewhere/run/checkpoints/last.ckpt")
+    assert run_checkpoint({**moved, "best_checkpoint": None}) == tmp_path / "b" / "checkpoints" / "last.ckpt"
