@@ -50,11 +50,19 @@ STUDIED_RUNS = {
 
 
 def check_studied_runs(cfg: DictConfig, runs: list[dict]) -> None:
-    """A study of one kind of run given none of that kind: one sentence, not an empty table or a traceback."""
+    """A study of one kind of run given runs of another kind: one sentence, not an empty table, a row of another
+    kind's numbers or a traceback."""
     for prefix, (key, value, made_by) in STUDIED_RUNS.items():
-        if cfg.task.startswith(prefix) and not any(config_value(run.get("config", {}), key) == value for run in runs):
+        if not cfg.task.startswith(prefix):
+            continue
+        others = [run["path"] for run in runs if config_value(run.get("config", {}), key) != value]
+        if len(others) == len(runs):
             raise ConfigError(f"Config key 'runs' is {cfg.runs!r}, whose {len(runs)} run(s) task={cfg.task} does not "
                               f"study: it reads runs made with {made_by}; give the directory of such runs.")
+        if others:
+            raise ConfigError(f"Config key 'runs' is {cfg.runs!r}, which holds {len(others)} run(s) task={cfg.task} "
+                              f"does not study ({others[0]}{' ...' if len(others) > 1 else ''}): it reads runs made "
+                              f"with {made_by}; give only such runs.")
 
 
 def as_list(value) -> list:
@@ -87,6 +95,14 @@ def output_file(cfg: DictConfig, default_folder: Path, default_name: str) -> Pat
                           f"ending in .md, or a folder (an existing one, or ending in /: the table goes into it as "
                           f"{default_name}).")
     return output
+
+
+def figures_folder(cfg: DictConfig, default_name: str) -> Path:
+    """Where a task's PNGs go: beside its markdown, which links them by file name."""
+    output = output_file(cfg, runs_folder(cfg.runs), default_name)
+    if reason := why_unwritable(output.parent):  # before the figures' work
+        raise unwritable(output, reason)
+    return output.parent
 
 
 def write_text(output: Path, text: str) -> None:
@@ -151,7 +167,7 @@ def mi_sample_size_task(cfg: DictConfig) -> str:
     output = output_file(cfg, Path(cfg.paths.output_dir), "mi_sample_size.md")
     if reason := why_unwritable(output.parent):  # before the figure's work: its PNG goes beside the table
         raise unwritable(output, reason)
-    text = figure1(list(options.datasets), cfg.paths.data_dir, list(options.sizes), options.draws, options.estimator,
+    text = figure1(as_list(options.datasets), cfg.paths.data_dir, list(options.sizes), options.draws, options.estimator,
                    output.with_suffix(".png"))
     write_text(output, text)
     return text
@@ -175,8 +191,7 @@ def reae_figure_task(x_key: str, series_key: str, name: str) -> Callable[[DictCo
     def task(cfg: DictConfig) -> str:
         from analysis.reae_study import figure
 
-        runs_dir = runs_folder(cfg.runs)
-        png = runs_dir / f"{name}.png"
+        png = figures_folder(cfg, f"{name}.md") / f"{name}.png"
         runs = load_results(cfg.runs)
         for key in (x_key, series_key):
             if listed := [value for run in runs if isinstance(value := config_value(run["config"], key), list)]:
@@ -202,8 +217,8 @@ def szegedy_task(study: Callable, name: str, figures: bool = False) -> Callable[
     """A Szegedy et al. study (analysis/szegedy_study.py); figures go next to the markdown."""
 
     def task(cfg: DictConfig) -> str:
-        runs_dir = runs_folder(cfg.runs)
-        return write_markdown(study(cfg, runs_dir) if figures else study(cfg), cfg, f"{name}.md")
+        return write_markdown(study(cfg, figures_folder(cfg, f"{name}.md")) if figures else study(cfg), cfg,
+                              f"{name}.md")
 
     summary = first_paragraph(study.__doc__ or name)
     task.__doc__ = f"""{summary}
@@ -228,8 +243,8 @@ def perceptual_figures_task(cfg: DictConfig) -> str:
 
     Keys: runs, output.
     """
-    runs_dir = runs_folder(cfg.runs)
-    return write_markdown(perceptual_study.figure(load_results(cfg.runs), runs_dir), cfg, "perceptual_figures.md")
+    figures = figures_folder(cfg, "perceptual_figures.md")
+    return write_markdown(perceptual_study.figure(load_results(cfg.runs), figures), cfg, "perceptual_figures.md")
 
 
 def perceptual_probe_task(cfg: DictConfig) -> str:
@@ -293,6 +308,9 @@ def evaluate(cfg: DictConfig) -> str:
         return task(cfg)
     if OmegaConf.is_missing(cfg, "runs"):
         raise ConfigError(f"Config key 'runs' is not set; name a run or multirun directory, e.g. {EXAMPLE}")
+    if not cfg.runs:
+        raise ConfigError(f"Config key 'runs' is {cfg.runs!r}, which names no run; name a run or multirun directory, "
+                          f"e.g. {EXAMPLE}")
     check_missing_values(cfg)
     check_studied_runs(cfg, load_results(cfg.runs))  # no results.json, or none a study reads: one sentence first
     return task(cfg)
@@ -334,6 +352,9 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     if {"--help", "-h"} & set(sys.argv[1:]):
-        print(help_text())
+        try:
+            print(help_text())
+        except BrokenPipeError:  # `--help | head`: the reader has all it wanted; nothing more to flush at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise SystemExit(0)
     run_entry_point(main)

@@ -83,6 +83,11 @@ def test_reae_tasks_write_tables_and_figures(tmp_path):
     assert "sample standard deviation (n - 1" in tables
     evaluate(compose_config([f"runs={sweep}", "task=reae_figure2"], tmp_path / "out", "evaluate"))
     assert (sweep / "reae_figure2.png").read_bytes()[:4] == b"\x89PNG"
+    elsewhere = tmp_path / "report" / "figure.md"  # the PNG goes beside the markdown that links it
+    evaluate(compose_config([f"runs={sweep}", "task=reae_figure2", f"output={elsewhere}"], tmp_path / "out",
+                            "evaluate"))
+    assert (elsewhere.parent / "reae_figure2.png").read_bytes()[:4] == b"\x89PNG"
+    assert "![reae_figure2](reae_figure2.png)" in elsewhere.read_text()
     # the same seeds swept again, given together: the pairs by seed would be ambiguous (one run was kept silently)
     write_runs(tmp_path / "again", runs)
     with pytest.raises(ConfigError, match=r"two REAN runs of seed 0 \(.*sweep/0, .*again/0\); the tables pair"):
@@ -142,6 +147,25 @@ def test_a_study_given_runs_of_another_kind_says_which_runs_it_reads(tmp_path, t
                                           f"{made_by.replace('*', '[*]')}"):
         evaluate(compose_config([f"runs={sweep}", f"task={task}"], tmp_path / "out", "evaluate"))
     assert list(sweep.glob("*.md")) == [] and list(sweep.glob("*.png")) == []
+
+
+def test_a_study_given_some_runs_of_another_kind_names_one_and_writes_nothing(tmp_path):
+    """Only some of them used to pass: a probe then ran on a classifier's weights (a traceback after the first
+    run's probe.json), and mi_lr_study tabled a LeNet-5 run as a row of nan."""
+    sweep = tmp_path / "sweep"
+    autoencoder = {"seed": 0, "metrics": {"test/acc": 0.9}, "config": {"model": {"_target_": FORWARD_AUTOENCODER,
+                                                                                  "feature_map": "reae"}}}
+    write_runs(sweep, [autoencoder, run(0.1, 1, 0.9)])
+    with pytest.raises(ConfigError, match=f"which holds 1 run\\(s\\) task=reae_table1 does not study "
+                                          f"\\({sweep}/1\\): it reads runs made with model=forward_autoencoder.*; "
+                                          f"give only such runs."):
+        evaluate(compose_config([f"runs={sweep}", "task=reae_table1"], tmp_path / "out", "evaluate"))
+    assert list(sweep.glob("*.md")) == []
+
+
+def test_an_empty_list_of_runs_is_named(tmp_path):
+    with pytest.raises(ConfigError, match=r"Config key 'runs' is \[\], which names no run; name a run or multirun"):
+        evaluate(compose_config(["runs=[]"], tmp_path / "out", "evaluate"))
 
 
 def test_every_task_documents_keys_that_conf_evaluate_yaml_defines():
@@ -247,7 +271,8 @@ def test_a_run_s_checkpoint_is_found_in_its_folder_where_it_is_now(tmp_path):
     find its own; a test-only run's checkpoint (outside its folder) stays where it was."""
     from framework.results import run_checkpoint
 
-    moved = {"path": str(tmp_path / "b"), "output_dir": "/old/a", "best_checkpoint": "/old/a/checkpoints/epoch_003.ckpt"}
+    moved = {"path": str(tmp_path / "b"), "output_dir": "/old/a",
+             "best_checkpoint": "/old/a/checkpoints/epoch_003.ckpt"}
     assert run_checkpoint(moved) == tmp_path / "b" / "checkpoints" / "epoch_003.ckpt"
     tested = {**moved, "best_checkpoint": "/elsewhere/run/checkpoints/last.ckpt"}
     assert run_checkpoint(tested) == Path("/elsewhere/run/checkpoints/last.ckpt")
