@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,7 +25,15 @@ from omegaconf import DictConfig, OmegaConf
 from analysis import perceptual_study, szegedy_study
 from analysis.mi_lr_study import study_table
 from analysis.mi_sample_size import figure1
-from analysis.results_table import check_keys, checkpoint_note, config_value, overridden_keys, results_table
+from analysis.results_table import (
+    check_keys,
+    checkpoint_note,
+    config_value,
+    differing_keys,
+    group_value,
+    overridden_keys,
+    results_table,
+)
 from framework.atomic import why_unwritable, write_atomically
 from framework.compose import paths_from_start_dir
 from framework.errors import ConfigError, reporting_user_errors, run_entry_point
@@ -146,8 +155,13 @@ def table_task(cfg: DictConfig) -> str:
     metrics = as_list(cfg.metrics) if cfg.get("metrics") is not None else default_metrics(runs)
     group_by = as_list(cfg.group_by) if cfg.get("group_by") is not None else overridden_keys(runs)
     check_keys(runs, metrics, group_by)
-    return write_markdown(f"{results_table(runs, metrics, group_by)}\n\n{checkpoint_note(runs)} {STD_NOTE}", cfg,
-                          "table.md")
+    rows = defaultdict(list)
+    for run in runs:
+        rows[tuple(group_value(run, key) for key in group_by)].append(run)
+    pooled = list(dict.fromkeys(key for members in rows.values() for key in differing_keys(members, group_by)))
+    pooled_note = f" Rows pool runs that differ in {', '.join(pooled)} (not in group_by)." if pooled else ""
+    return write_markdown(f"{results_table(runs, metrics, group_by)}\n\n{checkpoint_note(runs)} {STD_NOTE}"
+                          f"{pooled_note}", cfg, "table.md")
 
 
 def mi_lr_study_task(cfg: DictConfig) -> str:

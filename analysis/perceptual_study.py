@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+from analysis.results_table import check_one_setting, spread
+from framework.errors import ConfigError
 from lightning_modules.perceptual_autoencoder import PROCEDURES
 
 METRICS = {"probe/test_mean_distance": "mean distance (lower is better)", "probe/test_accuracy": "accuracy"}
@@ -40,6 +42,10 @@ def dataset_name(run: dict) -> str:
     return run["config"]["data"]["_target_"].rsplit(".", 1)[-1].removesuffix("DataModule")
 
 
+def z(run: dict) -> int:
+    return run["config"]["model"]["latent_dim"]
+
+
 def performance(run: dict) -> tuple[str, float] | None:
     for metric in METRICS:
         if metric in run["metrics"]:
@@ -57,21 +63,45 @@ def epoch_seconds(run: dict) -> float:
 
 
 def mean_std(values: list[float]) -> str:
-    return f"{statistics.mean(values):.4f} ± {statistics.pstdev(values):.4f} (n={len(values)})"
+    return f"{statistics.mean(values):.4f} ± {spread(statistics.pstdev(values), len(values), 4)} (n={len(values)})"
 
 
 def grouped(runs: Sequence[dict]) -> dict[tuple[str, str, int], list[dict]]:
-    """(dataset, procedure, z) -> the probed runs."""
+    """(dataset, procedure, z) -> the probed runs; runs of one cell that differ in another setting (epochs, loss
+    network, data) are an error, not pooled."""
     groups = defaultdict(list)
     for run in runs:
         if performance(run) is not None:
-            model = run["config"]["model"]
-            groups[dataset_name(run), model["procedure"], model["latent_dim"]].append(run)
+            groups[dataset_name(run), run["config"]["model"]["procedure"], z(run)].append(run)
+    check_one_setting(groups.values(), shown=["model.procedure", "model.latent_dim"],
+                      table="a cell of Table I or a point of Figures 6-8")
     return groups
 
 
+def left_out(runs: Sequence[dict], latent_dim: int) -> str:
+    """The note on the runs that Table I at z = ``latent_dim`` does not show, and why; "" when it shows every run."""
+    unprobed = [run.get("path", "?") for run in runs if performance(run) is None]
+    other_z = [z(run) for run in runs if performance(run) is not None and z(run) != latent_dim]
+    notes = []
+    if unprobed:
+        notes.append(f"{len(unprobed)} run(s) without probe metrics ({' or '.join(METRICS)}) in results.json: "
+                     f"{', '.join(unprobed)}")
+    if other_z:
+        notes.append(f"{len(other_z)} run(s) at model.latent_dim {', '.join(map(str, sorted(set(other_z))))} (the "
+                     f"table is at z = {latent_dim})")
+    return f"\n\nLeft out: {'; '.join(notes)}." if notes else ""
+
+
 def table1(runs: Sequence[dict], latent_dim: int = 128) -> str:
+    """Markdown: the probe's performance per procedure (rows) and dataset (columns) at z = ``latent_dim``, with a
+    note on the runs it leaves out."""
     groups = {key: value for key, value in grouped(runs).items() if key[2] == latent_dim}
+    if not groups:
+        have = ", ".join(map(str, sorted({z(run) for run in runs if performance(run) is not None})))
+        why = f"the probed runs have model.latent_dim {have}" if have else f"no run has {' or '.join(METRICS)}"
+        raise ConfigError(f"Config key 'runs' holds no probed run at model.latent_dim={latent_dim}, the z of Table I "
+                          f"({why}); give runs= runs of model.latent_dim={latent_dim} with callbacks.probe, or use "
+                          f"task=perceptual_figures, which plots every z.")
     datasets = sorted({key[0] for key in groups})
     metric_names = {d: METRICS[performance(next(v[0] for k, v in groups.items() if k[0] == d))[0]] for d in datasets}
     lines = ["| procedure | " + " | ".join(f"{d}: {metric_names[d]}" for d in datasets) + " |",
@@ -82,17 +112,17 @@ def table1(runs: Sequence[dict], latent_dim: int = 128) -> str:
             found = groups.get((dataset, procedure, latent_dim), [])
             cells.append(mean_std([performance(r)[1] for r in found]) + random_mark(found) if found else "–")
         lines.append(f"| {procedure} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + f"\n\n{STD_NOTE}"
+    return "\n".join(lines) + f"\n\n{STD_NOTE}" + left_out(runs, latent_dim)
 
 
 def points(runs: Sequence[dict], dataset: str) -> dict[str, list[Point]]:
     """procedure -> its points (seconds per epoch and performance over seeds), sorted by z."""
     series = defaultdict(list)
-    for (name, procedure, z), found in sorted(grouped(runs).items()):
+    for (name, procedure, latent), found in sorted(grouped(runs).items()):
         if name == dataset:
             seconds = [epoch_seconds(r) for r in found]
             values = [performance(r)[1] for r in found]
-            series[procedure].append(Point(z, len(found), statistics.mean(seconds), statistics.pstdev(seconds),
+            series[procedure].append(Point(latent, len(found), statistics.mean(seconds), statistics.pstdev(seconds),
                                            statistics.mean(values), statistics.pstdev(values)))
     return series
 
@@ -121,8 +151,8 @@ def figure(runs: Sequence[dict], output_dir: Path) -> str:
             axes.errorbar([v.seconds for v in values], [v.performance for v in values],
                           xerr=[v.seconds_std for v in values], yerr=[v.performance_std for v in values],
                           marker="o", capsize=3, label=procedure)
-            lines += [f"| {procedure} | {v.z} | {v.n} | {v.seconds:.2f} ± {v.seconds_std:.2f} | "
-                      f"{v.performance:.4f} ± {v.performance_std:.4f} |" for v in values]
+            lines += [f"| {procedure} | {v.z} | {v.n} | {v.seconds:.2f} ± {spread(v.seconds_std, v.n, 2)} | "
+                      f"{v.performance:.4f} ± {spread(v.performance_std, v.n, 4)} |" for v in values]
         axes.set(xlabel="training time per epoch (s)", ylabel=metric, title=f"{dataset}{random_mark(runs)}")
         axes.legend()
         png = output_dir / f"perceptual_{dataset.lower()}.png"

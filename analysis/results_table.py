@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import math
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
@@ -159,3 +159,27 @@ def results_table(runs: Sequence[dict], metrics: Sequence[str], group_by: Sequen
         cells.append(str(len(members)))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def spread(std: float, n: int, digits: int) -> str:
+    """A std as a table shows it: "—" for a single run, which has no spread (not a spread of 0)."""
+    return f"{std:.{digits}f}" if n > 1 else _ABSENT
+
+
+def differing_keys(runs: Sequence[dict], shown: Sequence[str]) -> list[str]:
+    """The keys overridden in some of ``runs``, other than ``shown`` and HOW_IT_RAN, in which they differ."""
+    return [key for key in overridden_keys(runs, exclude=(*HOW_IT_RAN, *shown))
+            if len({group_value(run, key) for run in runs}) > 1]
+
+
+def check_one_setting(groups: Iterable[Sequence[dict]], shown: Sequence[str], table: str) -> None:
+    """A table must not pool runs that differ in a setting it does not show: raise ConfigError, naming the key, its
+    values and the remedy, for the first key overridden in some run of a group (a cell, or runs paired with each
+    other), other than ``shown`` and HOW_IT_RAN, in which the group's runs differ."""
+    for runs in groups:
+        for key in differing_keys(runs, shown)[:1]:
+            values = list(dict.fromkeys(group_value(run, key) for run in runs))
+            raise ConfigError(
+                f"Config key 'runs' gives runs that differ in {key} ({', '.join(values)}), which {table} would "
+                f"pool without showing it; give runs= runs of one {key}, or compare them with task=table "
+                f"group_by=[{','.join([*shown, key])}].")

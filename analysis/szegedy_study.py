@@ -2,15 +2,17 @@
 
 Every task takes ``runs`` (a run or multirun directory of classifier runs, e.g. ``experiment=szegedy_*``) and
 the ``szegedy`` block of conf/evaluate.yaml (how many examples, c search rounds, seed). Adversarial examples
-are cached per run in ``<run>/attacks/<split>_<examples>_<c_steps>_<seed>.pt`` (an AttackResult), so Tables 1
-and 2 share one attack per model.
+are cached per run in ``<run>/attacks/<split>_<examples>_<c_steps>_<seed>.pt`` (an AttackResult's fields and the
+sha256 of the checkpoint attacked, so that a retrained run is attacked again), so Tables 1 and 2 share one attack per
+model.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -21,9 +23,12 @@ from torch import nn
 
 from analysis.lbfgs_attack import AttackInputError, AttackResult, lbfgs_attack
 from analysis.spectral import alexnet_conv_bounds, network_bounds
+from datamodules.mnist import MNISTDataModule
+from framework.atomic import write_atomically
 from framework.errors import ConfigError, DataError
 from framework.results import load_results, run_checkpoint
 from lightning_modules.classifier import ClassificationModule
+from lightning_modules.szegedy import SzegedyNet
 
 # The paper's Table 1 (train error %, test error %, average minimum distortion), Table 3 (error % on P1, P2 and the
 # test set, average minimum distortion on the test set; the paper's P0 and P1 are our P1 and P2) and Table 5.
@@ -65,12 +70,15 @@ class Run:
         module.load_state_dict(state)
         return PixelModel(module, self.config.data).to(device).eval().requires_grad_(False)
 
+    def datamodule(self, data_dir: str | None = None, part: str | None = None):
+        data = OmegaConf.to_container(self.config.data, resolve=True)
+        data |= {"data_dir": data_dir or data["data_dir"]} | ({"train_part": part} if part else {})
+        return instantiate(data)
+
     def images(self, split: str, limit: int | None = None, data_dir: str | None = None, part: str | None = None):
         """[0, 1] float images and labels of this run's training part (``train``; or of ``part``, with the run's
         train_size and validation split) or the test set."""
-        data = OmegaConf.to_container(self.config.data, resolve=True)
-        data |= {"data_dir": data_dir or data["data_dir"]} | ({"train_part": part} if part else {})
-        datamodule = instantiate(data)
+        datamodule = self.datamodule(data_dir, part)
         datamodule.setup("fit" if split == "train" else "test")
         dataset = datamodule.datasets[split]
         images, labels = dataset.images[:limit], dataset.targets[:limit]
@@ -113,6 +121,35 @@ def load_runs(runs: str, at_least: int = 1) -> list[Run]:
     return sorted(found, key=lambda run: run.name)
 
 
+def inputs_of(run: Run) -> str:
+    """The images a run's model takes: its dataset and the shape of one stored image, e.g. MNISTDataModule 1x28x28."""
+    datamodule = run.datamodule()
+    shape = "x".join(str(size) for size in datamodule.image_shape) if datamodule.image_shape else "of any size"
+    return f"{type(datamodule).__name__} images {shape}"
+
+
+def check_same_inputs(runs: list[Run]) -> None:
+    """A cross-model table feeds each model's adversarial images to every other model: one dataset, one shape."""
+    expected = inputs_of(runs[0])
+    for run in runs[1:]:
+        if (found := inputs_of(run)) != expected:
+            raise ConfigError(f"The run {run.path} was trained on {found}, but the run {runs[0].path} on {expected}, "
+                              f"and a cross-model table feeds each model's images to every other model; give runs of "
+                              f"one dataset and image size.")
+
+
+def check_training_halves(runs: list[Run]) -> None:
+    """Tables 3-4 compare models trained on MNIST's disjoint halves P1 and P2."""
+    for run in runs:
+        part = OmegaConf.select(run.config, "data.train_part", default=None)
+        if not isinstance(run.datamodule(), MNISTDataModule) or part not in ("P1", "P2"):
+            given = f"data.train_part={part}" if part else "no data.train_part"
+            raise ConfigError(f"The run {run.path} was trained on {inputs_of(run)} with {given}, but "
+                              f"Tables 3-4 compare models trained on one of MNIST's halves (data.train_part=P1 or "
+                              f"P2); give runs such as those docs/attacks.md trains under 'Results' (e.g. "
+                              f"experiment=szegedy_fc100 data.train_part=P1).")
+
+
 def _import(target: str):
     from hydra.utils import get_object
 
@@ -127,18 +164,36 @@ def device_of(cfg: DictConfig) -> torch.device:
     return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if choice == "auto" else choice)
 
 
+def checkpoint_sha256(checkpoint: Path) -> str:
+    with open(checkpoint, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def cached_attack(cache: Path, checkpoint: str) -> AttackResult | None:
+    """The attack stored in ``cache`` if it was made from the checkpoint of sha256 ``checkpoint``; else None (also
+    for a cache written before caches held the checkpoint's sha256)."""
+    if not cache.is_file():
+        return None
+    stored = torch.load(cache, weights_only=True)
+    if stored.pop("checkpoint_sha256", None) != checkpoint:
+        return None
+    return AttackResult(**stored)
+
+
 def attack(run: Run, split: str, cfg: DictConfig) -> tuple[torch.Tensor, torch.Tensor, AttackResult]:
-    """Untargeted (best of all targets) attack on the first ``examples`` images of ``split``, cached."""
+    """Untargeted (best of all targets) attack on the first ``examples`` images of ``split``, cached per checkpoint."""
     options = cfg.szegedy
     images, labels = run.images(split, options.examples, cfg.get("data_dir"))
     cache = run.path / "attacks" / f"{split}_{options.examples}_{options.c_steps}_{options.seed}.pt"
-    if cache.is_file():
-        return images, labels, AttackResult.load(cache)
-    device = device_of(cfg)
-    result = lbfgs_attack(run.model(device), images.to(device), labels.to(device), targets="all", seed=options.seed,
-                          c_steps=options.c_steps, batch_size=options.batch_size, progress=True)
-    result.save(cache)
-    return images, labels, AttackResult.load(cache)
+    checkpoint = checkpoint_sha256(run.checkpoint)
+    if (result := cached_attack(cache, checkpoint)) is None:
+        device = device_of(cfg)
+        result = lbfgs_attack(run.model(device), images.to(device), labels.to(device), targets="all",
+                              seed=options.seed, c_steps=options.c_steps, batch_size=options.batch_size, progress=True)
+        stored = {key: value.cpu() for key, value in asdict(result).items()} | {"checkpoint_sha256": checkpoint}
+        write_atomically(cache, lambda file: torch.save(stored, file))
+        result = cached_attack(cache, checkpoint)
+    return images, labels, result
 
 
 @torch.no_grad()
@@ -159,7 +214,7 @@ def table1(cfg: DictConfig) -> str:
         train_error = error_rate(model, *run.images("train", data_dir=cfg.get("data_dir")))
         test_error = error_rate(model, *run.images("test", data_dir=cfg.get("data_dir")))
         _, _, result = attack(run, "train", cfg)
-        paper = PAPER_TABLE1.get(run.name)
+        paper = PAPER_TABLE1.get(run_name(run.config))  # run.name may carry a -seedN suffix
         paper_text = f"{paper[0]} / {paper[1]} / {paper[2]}" if paper else "-"
         rows.append(f"| {run.name} | {train_error:.2f} | {test_error:.2f} | {mean_distortion(result):.4f} | "
                     f"{int(result.success.sum())}/{len(result.success)} | {paper_text} |")
@@ -223,7 +278,9 @@ def cross_table(cfg: DictConfig, runs: list[Run], split: str, noise: tuple[float
 
 def table2(cfg: DictConfig) -> str:
     """Cross-model generalisation: adversarial training-set examples of each model, error % of every model."""
-    return cross_table(cfg, load_runs(cfg.runs, at_least=2), "train", (0.1, 0.3), magnify=False)
+    runs = load_runs(cfg.runs, at_least=2)
+    check_same_inputs(runs)
+    return cross_table(cfg, runs, "train", (0.1, 0.3), magnify=False)
 
 
 def table3(cfg: DictConfig, runs: list[Run]) -> str:
@@ -236,7 +293,7 @@ def table3(cfg: DictConfig, runs: list[Run]) -> str:
         errors = [error_rate(model, *run.images("train", data_dir=data_dir, part=part)) for part in ("P1", "P2")]
         errors.append(error_rate(model, *run.images("test", data_dir=data_dir)))
         _, _, result = attack(run, "test", cfg)
-        paper = PAPER_TABLE3.get(run.name)
+        paper = PAPER_TABLE3.get(run_name(run.config))
         rows.append(f"| {run.name} | " + " | ".join(f"{error:.2f}" for error in errors) +
                     f" | {mean_distortion(result):.4f} | {int(result.success.sum())}/{len(result.success)} | "
                     f"{' / '.join(str(value) for value in paper) if paper else '-'} |")
@@ -247,21 +304,38 @@ def table34(cfg: DictConfig) -> str:
     """Cross-training-set generalisation (P1 / P2 runs): Table 3 (the models' errors), then Table 4: adversarial
     test-set examples and Gaussian noise of stddev 0.06, then the same examples magnified and noise of 0.1."""
     runs = load_runs(cfg.runs, at_least=2)
+    check_training_halves(runs)
+    check_same_inputs(runs)
     return table3(cfg, runs) + "\n\n" + cross_table(cfg, runs, "test", (0.06,), magnify=True)
 
 
 def table5(cfg: DictConfig) -> str:
     """Per-layer upper Lipschitz bounds of every zoo model, and of the ImageNet AlexNet's convolutions."""
     runs = load_runs(cfg.runs)
+    zoo = [run for run in runs if is_zoo_net(net_target(run))]
+    left_out = [f"{run.name} ({net_target(run)})" for run in runs if not is_zoo_net(net_target(run))]
+    if not zoo:
+        raise ConfigError(f"Config key 'runs' is {cfg.runs!r}, whose runs ({', '.join(left_out)}) have no network of "
+                          f"the Szegedy zoo (model.net._target_=lightning_modules.szegedy.SzegedyNet), the only one "
+                          f"whose layers task=szegedy_table5 bounds; give runs of the szegedy_* experiments.")
     lines = ["| model | layer | size | operator norm | activation | upper bound |", "|---|---|---|---|---|---|"]
-    for run in runs:
-        net = run.model(torch.device("cpu")).module.net
-        if not hasattr(net, "layer_names"):
-            continue
-        for row in network_bounds(net):
+    for run in zoo:
+        for row in network_bounds(run.model(torch.device("cpu")).module.net):
             lines.append(f"| {run.name} | {row['layer']} | {row['size']} | {row['sigma']:.3f} | {row['activation']} "
                          f"| {row['bound']:.3f} |")
+    if left_out:
+        lines.append(f"\nLeft out, as their networks are not of the Szegedy zoo (SzegedyNet), whose layers this "
+                     f"table bounds: {', '.join(left_out)}.")
     return "\n".join(lines) + "\n\n" + alexnet_table(cfg.szegedy.get("alexnet", True))
+
+
+def net_target(run: Run) -> str:
+    return str(OmegaConf.select(run.config, "model.net._target_", default=None))
+
+
+def is_zoo_net(target: str) -> bool:
+    net_class = _import(target)
+    return isinstance(net_class, type) and issubclass(net_class, SzegedyNet)
 
 
 def alexnet_table(enabled: bool) -> str:

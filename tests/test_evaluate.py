@@ -36,6 +36,21 @@ def test_table_groups_by_overridden_keys_except_seed_with_mean_and_sample_std(tm
     assert (sweep / "table.md").read_text().strip() == text
 
 
+def test_a_table_whose_rows_pool_runs_of_other_settings_says_which(tmp_path):
+    """group_by chosen by hand may pool runs that differ in another swept key: the ± is then not over seeds alone."""
+    sweep = tmp_path / "sweep"
+    runs = [run(0.1, 1, 0.90), run(0.1, 2, 0.92), run(0.1, 1, 0.80), run(0.1, 2, 0.86)]
+    for momentum, stored in zip((0.9, 0.9, 0.5, 0.5), runs, strict=True):
+        stored["overrides"].append(f"model.optimizer.momentum={momentum}")
+    write_runs(sweep, runs)
+    pooled = evaluate(compose_config([f"runs={sweep}", "metrics=[test/acc]", "group_by=[model.optimizer.lr]"],
+                                     tmp_path / "out", "evaluate"))
+    assert "| 0.1 | 0.8700 ± 0.0529 | 4 |" in pooled
+    assert pooled.endswith("Rows pool runs that differ in model.optimizer.momentum (not in group_by).")
+    apart = evaluate(compose_config([f"runs={sweep}", "metrics=[test/acc]"], tmp_path / "out", "evaluate"))
+    assert "Rows pool" not in apart and "| 0.1 | 0.5 | 0.8300 ± 0.0424 | 2 |" in apart
+
+
 def test_a_metric_that_some_runs_of_a_row_lack_says_over_how_many_it_is(tmp_path):
     sweep = tmp_path / "sweep"
     killed_early = run(0.1, 3, 0.0)

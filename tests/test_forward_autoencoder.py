@@ -409,9 +409,11 @@ def test_preconditioner_is_the_same_at_any_feature_scale():
     assert torch.allclose(small_step[..., -1], unit_step[..., -1], rtol=1e-6, atol=1e-12)
 
 
-def fake_run(feature_map: str, seed: int, acc: float, rho: float = 0.2, hidden_size: int = 750) -> dict:
+def fake_run(feature_map: str, seed: int, acc: float, rho: float = 0.2, hidden_size: int = 750,
+             overrides: tuple[str, ...] = ()) -> dict:
     return {"seed": seed, "config": {"model": {"feature_map": feature_map, "rho": rho, "hidden_size": hidden_size}},
-            "metrics": {"test/acc": acc, "chosen/lambda": 0.01, "chosen/tau": 1e-4}}
+            "metrics": {"test/acc": acc, "chosen/lambda": 0.01, "chosen/tau": 1e-4},
+            "overrides": [f"seed={seed}", *overrides]}
 
 
 def test_study_tables_and_figure(tmp_path):
@@ -427,3 +429,35 @@ def test_study_tables_and_figure(tmp_path):
     text = figure(points, "model.rho", "model.hidden_size", tmp_path / "figure.png")
     assert "| 350 | 0.2 | 52.50 ± 0.71 | 2 |" in text
     assert (tmp_path / "figure.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_study_tables_and_figures_refuse_runs_that_differ_in_a_setting_they_do_not_show(tmp_path):
+    from analysis.reae_study import figure, table1
+
+    hidden = [fake_run("reae", s, 0.9, hidden_size=h, overrides=(f"model.hidden_size={h}",))
+              for s, h in ((0, 50), (1, 50), (2, 100), (3, 100))]
+    with pytest.raises(ConfigError, match=r"differ in model.hidden_size \(50, 100\), which the REAE tables would pool "
+                                          r".*task=table group_by=\[model.feature_map,model.hidden_size\]\.$"):
+        table1(hidden)
+    # a figure sweep (rho x hidden size x seeds): named by its setting, not as two REAN runs of seed 0
+    sweep = [fake_run("reae", s, 0.9, rho, h, (f"model.rho={rho}", f"model.hidden_size={h}"))
+             for s in range(2) for rho in (0.1, 0.2) for h in (100, 300)]
+    with pytest.raises(ConfigError, match=r"differ in model.rho \(0.1, 0.2\)"):
+        table1(sweep)
+    with pytest.raises(ConfigError, match=r"differ in model.feature_map \(reae, ran\), which the figure would pool"):
+        figure([*sweep, fake_run("ran", 0, 0.8, 0.1, 100, ("model.feature_map=ran", "model.rho=0.1"))],
+               "model.rho", "model.hidden_size", tmp_path / "figure.png")
+    # runs that differ only in their seed and how they ran (a resumed job) are one setting
+    resumed = [fake_run("reae", 0, 0.90), fake_run("reae", 1, 0.92, overrides=("ckpt_path=auto",))]
+    assert "| REAN | 91.00 ± 1.41 | — | 0.01 | 0.0001 | 2 |" in table1(resumed)
+
+
+def test_a_single_repeat_shows_no_spread_and_an_empty_table2_says_why():
+    from analysis.reae_study import table1, table2
+
+    assert "| REAN | 82.45 ± — | — | 0.01 | 0.0001 | 1 |" in table1([fake_run("reae", 0, 0.8245)])
+    assert table2([fake_run("reae", 0, 0.8245), fake_run("ran", 0, 0.8)]).endswith(
+        "|---|---|---|---|\n\nNot tested: RAN (1 seed in common with REAN; the paired t-test needs 2).")
+    assert table2([fake_run("reae", s, 0.8) for s in range(3)]).endswith(
+        "\n\nNo row: the runs hold no baseline (PIAN, RAN, ROAN) run with test/acc, and Table 2 tests REAN against "
+        "each baseline.")

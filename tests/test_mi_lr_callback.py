@@ -394,28 +394,58 @@ def test_figure5_restarts_the_reference_policy_from_the_fixed_run_s_epoch_2_chec
     assert results["epochs_completed"] == 5 and results["metrics"]["lr/c1"] != pytest.approx(0.01)
 
 
+def write_mi_run(run: Path, overrides: list[str], seed: int, curve: list[float], lrs: list[float]) -> None:
+    """A finished MI run as the study reads it: results.json, mi_lr_history.json and a CSV log."""
+    (run / "csv").mkdir(parents=True)  # validation accuracy, which the test accuracy must win over
+    (run / "csv" / "metrics.csv").write_text("epoch,val/acc\n" + "".join(f"{e},0.1\n" for e in range(3)))
+    results = {"overrides": [*overrides, f"seed={seed}"], "seed": seed, "config": {}, "metrics": {"test/acc": 0.75},
+               "wall_seconds": 12.0}
+    (run / "results.json").write_text(json.dumps(results))
+    history = [{"epoch": e, "lr": {"c1": lrs[min(e, len(lrs) - 1)]}, "test_acc": acc} for e, acc in enumerate(curve)]
+    (run / "mi_lr_history.json").write_text(json.dumps({"history": [*history, {"epoch": 3, "lr": {}}]}))
+
+
 def test_study_table_compares_every_seed_with_the_fixed_run_of_that_seed(tmp_path):
     from analysis.mi_lr_study import study_table
 
     runs = [("fixed", 1, [0.5, 0.8, 0.7], [0.01]), ("reference", 1, [0.6, 0.7, 0.9], [0.001, 0.05]),
             ("fixed", 2, [0.5, 0.9, 0.9], [0.01]), ("reference", 2, [0.85, 0.88, 0.89], [0.001, 0.02])]
     for job, (policy, seed, curve, lrs) in enumerate(runs):
-        run = tmp_path / str(job)
-        (run / "csv").mkdir(parents=True)  # validation accuracy, which the test accuracy must win over
-        (run / "csv" / "metrics.csv").write_text("epoch,val/acc\n" + "".join(f"{e},0.1\n" for e in range(3)))
-        results = {"overrides": [f"lr_policy={policy}", "experiment=x", f"seed={seed}", "data.batch_size=10"],
-                   "seed": seed,
-                   "metrics": {"test/acc": 0.75}, "wall_seconds": 12.0}
-        (run / "results.json").write_text(json.dumps(results))
-        history = [{"epoch": e, "lr": {"c1": lrs[min(e, len(lrs) - 1)]}, "test_acc": acc}
-                   for e, acc in enumerate(curve)]
-        (run / "mi_lr_history.json").write_text(json.dumps({"history": [*history, {"epoch": 3, "lr": {}}]}))
+        write_mi_run(tmp_path / str(job), [f"lr_policy={policy}", "experiment=x", "data.batch_size=10"], seed, curve,
+                     lrs)
     table = study_table(tmp_path).splitlines()
     assert table[2] == "| lr_policy=fixed | 1 | 0.7000 | 0.8000 (1) | 1 | 0.0100-0.0100 | 12 |"
     assert table[3] == "| lr_policy=reference | 1 | 0.9000 | 0.9000 (2) | 1 | 0.0010-0.0500 | 12 |"
     assert table[4] == "| lr_policy=fixed | 2 | 0.9000 | 0.9000 (1, 2) | 1 | 0.0100-0.0100 | 12 |"
     assert table[5] == "| lr_policy=reference | 2 | 0.8900 | 0.8900 (2) | never | 0.0010-0.0200 | 12 |"
-    assert "test accuracy after each epoch" in table[-1] and table[-1].endswith("Every run: data.batch_size=10.")
+    assert "test accuracy after each epoch" in table[-1]
+    assert table[-1].endswith("Every run: data.batch_size=10 experiment=x.")
+
+
+def test_study_table_pairs_a_run_with_the_fixed_run_of_its_own_settings_and_names_a_missing_one(tmp_path):
+    """runs=[digits sweep, MNIST sweep]: each MNIST run is compared with the MNIST fixed run (not the digits one of
+    its seed), the labels keep experiment=, and a seed without a fixed run says so rather than "never"."""
+    from analysis.mi_lr_study import study_table
+
+    sweeps = {"mi_lr_digits": {"fixed": [0.5, 0.6, 0.95], "reference": [0.7, 0.9, 0.96]},
+              "mi_lr_mnist": {"fixed": [0.5, 0.6, 0.7], "reference": [0.6, 0.8, 0.85]}}
+    for experiment, policies in sweeps.items():
+        for policy, curve in policies.items():
+            write_mi_run(tmp_path / experiment / policy, [f"experiment={experiment}", f"lr_policy={policy}"], 0, curve,
+                         [0.01])
+    write_mi_run(tmp_path / "mi_lr_mnist" / "seed1", ["experiment=mi_lr_mnist", "lr_policy=reference"], 1,
+                 [0.6, 0.7, 0.8], [0.01])  # its fixed-rate job was killed
+    assert set(study_table(tmp_path).splitlines()[2:-2]) == {
+        "| experiment=mi_lr_digits lr_policy=fixed | 0 | 0.9500 | 0.9500 (2) | 2 | 0.0100-0.0100 | 12 |",
+        "| experiment=mi_lr_digits lr_policy=reference | 0 | 0.9600 | 0.9600 (2) | 2 | 0.0100-0.0100 | 12 |",
+        "| experiment=mi_lr_mnist lr_policy=fixed | 0 | 0.7000 | 0.7000 (2) | 2 | 0.0100-0.0100 | 12 |",
+        "| experiment=mi_lr_mnist lr_policy=reference | 0 | 0.8500 | 0.8500 (2) | 1 | 0.0100-0.0100 | 12 |",
+        "| experiment=mi_lr_mnist lr_policy=reference | 1 | 0.8000 | 0.8000 (2) | no lr_policy=fixed run of seed 1 | "
+        "0.0100-0.0100 | 12 |"}
+    write_mi_run(tmp_path / "again", ["experiment=mi_lr_mnist", "lr_policy=fixed"], 0, [0.5], [0.01])
+    with pytest.raises(ConfigError, match=r"two lr_policy=fixed runs of seed 0 with the same settings \(.*again, "
+                                          r".*mi_lr_mnist/fixed\); .* give one of them\.$"):
+        study_table(tmp_path)
 
 
 def test_a_layer_is_the_shallowest_submodule_of_its_name():

@@ -244,13 +244,16 @@ def test_the_grid_repeats_each_run_with_four_seeds_as_the_paper(experiment):
     assert compose_with_hydra([f"experiment={experiment}"]).hydra.sweeper.params.seed == "0,1,2,3"
 
 
-def fake_run(dataset: str, procedure: str, z: int, seed: int, value: float, seconds: float) -> dict:
+def fake_run(dataset: str, procedure: str, z: int, seed: int, value: float, seconds: float, *overrides: str) -> dict:
     """``seconds``: the mean over the run's epochs; its last epoch took 100 s more (a noisy sample)."""
     metric = "probe/test_mean_distance" if dataset == "LunarLander" else "probe/test_accuracy"
     return {"config": {"data": {"_target_": f"datamodules.x.{dataset}DataModule"},
-                       "model": {"procedure": procedure, "latent_dim": z}},
+                       "model": {"procedure": procedure, "latent_dim": z, "loss_network": {"weights": "imagenet"}},
+                       "trainer": {"max_epochs": 50}},
             "metrics": {metric: value, "train/epoch_seconds": seconds + 100.0, "train/epoch_seconds_mean": seconds,
-                        "probe/random_loss_network": 0.0}}
+                        "probe/random_loss_network": float("model.loss_network.weights=random" in overrides)},
+            "overrides": [f"model.procedure={procedure}", f"model.latent_dim={z}", f"seed={seed}", *overrides],
+            "path": f"sweep/{dataset}-{procedure}-{z}-{seed}"}
 
 
 def test_table1_and_figures_aggregate_over_seeds_with_the_uncorrected_std(tmp_path, monkeypatch):
@@ -260,8 +263,9 @@ def test_table1_and_figures_aggregate_over_seeds_with_the_uncorrected_std(tmp_pa
     table = perceptual_study.table1(runs, 128)
     # the paper's "uncorrected sample standard deviation": sqrt(((1 - 2)^2 + (3 - 2)^2) / 2) = 1, not 1.4142 (n - 1)
     assert "| I-F-FP | 2.0000 ± 1.0000 (n=2) | – |" in table
-    assert "| I-I-PW | – | 0.8000 ± 0.0000 (n=1) |" in table and "random" not in table
-    assert table.endswith("\n\nMean ± uncorrected (population) standard deviation over the n seeds, as in the paper.")
+    assert "| I-I-PW | – | 0.8000 ± — (n=1) |" in table and "random" not in table  # one seed: no spread, not 0
+    assert table.endswith("\n\nMean ± uncorrected (population) standard deviation over the n seeds, as in the paper."
+                          "\n\nLeft out: 1 run(s) at model.latent_dim 64 (the table is at z = 128).")
     # (z, n, seconds per epoch ± std, performance ± std): the runs' mean epoch times, not their last epochs'
     assert perceptual_study.points(runs, "LunarLander")["I-F-FP"] == [(64, 1, 1.0, 0.0, 9.0, 0.0),
                                                                        (128, 2, 3.0, 1.0, 2.0, 1.0)]
@@ -276,11 +280,44 @@ def test_table1_and_figures_aggregate_over_seeds_with_the_uncorrected_std(tmp_pa
     text = perceptual_study.figure(runs, tmp_path)
     assert ("I-F-FP", [1.0, 3.0], [9.0, 2.0], [0.0, 1.0], [0.0, 1.0]) in bars
     assert "| I-F-FP | 128 | 2 | 3.00 ± 1.00 | 2.0000 ± 1.0000 |" in text
+    assert "| I-F-FP | 64 | 1 | 1.00 ± — | 9.0000 ± — |" in text  # one seed: no spread
     assert "the mean over each run's epochs." in text and "predate" not in text
     assert (tmp_path / "perceptual_lunarlander.png").stat().st_size > 1000
     assert (tmp_path / "perceptual_svhn.png").exists()
-    runs[0]["metrics"]["probe/random_loss_network"] = 1.0
+    runs[:2] = [fake_run("LunarLander", "I-F-FP", 128, seed, value, 2.0, "model.loss_network.weights=random")
+                for seed, value in ((0, 1.0), (1, 3.0))]
     assert "2.0000 ± 1.0000 (n=2) (random AlexNet)" in perceptual_study.table1(runs, 128)
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["trainer.max_epochs=1", "trainer.max_epochs=3"], r"differ in trainer.max_epochs \(1, 3\)"),
+    (["model.loss_network.weights=random", None], r"differ in model.loss_network.weights \(random, imagenet\)"),
+])
+def test_a_cell_refuses_runs_that_differ_in_a_setting_the_table_does_not_show(overrides, message, tmp_path):
+    """1- and 3-epoch runs, or random and ImageNet loss networks, were averaged in one cell of Table I."""
+    runs = [fake_run("LunarLander", "I-F-FP", 128, seed, 1.0, 2.0, *[o for o in [override] if o])
+            for seed, override in enumerate(overrides)]
+    match = message + r", which a cell of Table I or a point of Figures 6-8 would pool .*group_by=\[model.procedure,"
+    for study in (lambda: perceptual_study.table1(runs, 128), lambda: perceptual_study.figure(runs, tmp_path)):
+        with pytest.raises(ConfigError, match=match):
+            study()
+    other_dataset = fake_run("SVHN", "I-F-FP", 128, 0, 0.8, 2.0, *[o for o in overrides[:1] if o])  # another cell
+    assert "| I-F-FP | 1.0000 ± — (n=1) | 0.8000 ± — (n=1)" in perceptual_study.table1([runs[1], other_dataset], 128)
+
+
+def test_table1_names_the_runs_it_leaves_out_and_refuses_runs_of_another_z():
+    unprobed = fake_run("LunarLander", "I-F-FP", 128, 1, 0.0, 2.0)
+    del unprobed["metrics"]["probe/test_mean_distance"]  # trained without callbacks.probe
+    table = perceptual_study.table1([fake_run("LunarLander", "I-F-FP", 128, 0, 1.0, 2.0), unprobed], 128)
+    assert "| I-F-FP | 1.0000 ± — (n=1) |" in table
+    assert table.endswith("\n\nLeft out: 1 run(s) without probe metrics (probe/test_mean_distance or "
+                          "probe/test_accuracy) in results.json: sweep/LunarLander-I-F-FP-128-1.")
+    with pytest.raises(ConfigError, match=r"^Config key 'runs' holds no probed run at model.latent_dim=128, the z of "
+                                          r"Table I \(the probed runs have model.latent_dim 64\); give runs= runs of "
+                                          r"model.latent_dim=128"):
+        perceptual_study.table1([fake_run("LunarLander", "I-F-FP", 64, 0, 1.0, 2.0)], 128)
+    with pytest.raises(ConfigError, match=r"\(no run has probe/test_mean_distance or probe/test_accuracy\)"):
+        perceptual_study.table1([unprobed], 128)
 
 
 def test_runs_from_before_the_mean_epoch_time_fall_back_to_their_last_epoch_and_say_so(tmp_path):

@@ -1,10 +1,12 @@
 """evaluate.py's szegedy_* tasks on tiny runs trained through train.py on the fixture MNIST files."""
 
+import shutil
+
 import pytest
 import torch
 
 from analysis.lbfgs_attack import AttackInputError, AttackResult
-from analysis.szegedy_study import load_runs, magnified, mean_distortion
+from analysis.szegedy_study import PAPER_TABLE3, cached_attack, checkpoint_sha256, load_runs, magnified, mean_distortion
 from evaluate import evaluate
 from framework.compose import compose_config
 from framework.errors import ConfigError
@@ -12,17 +14,37 @@ from framework.results import write_json_atomic
 from train import train
 
 
+def train_tiny(data_root, folder, experiment, *extra):
+    """A Szegedy net trained for 3 full-batch L-BFGS steps on the fixture images (a LeNet-5: 3 epochs)."""
+    tiny = ["model.net.hidden=[16,16]", "model.optimizer.max_iter=10"] if experiment.startswith("szegedy") else []
+    train(compose_config([f"paths.data_dir={data_root}", f"experiment={experiment}", "trainer.max_epochs=3",
+                          "callbacks.progress_bar.refresh_rate=0", "trainer.accelerator=cpu", *tiny, *extra],
+                         folder, "train"))
+    return folder
+
+
 @pytest.fixture(scope="module")
 def zoo(tmp_path_factory, data_root):
-    """A softmax and an FC net, each trained for 3 full-batch L-BFGS steps on 200 fixture images."""
+    """A softmax and an FC net on 200 fixture images."""
     root = tmp_path_factory.mktemp("zoo")
     for experiment in ("szegedy_softmax1", "szegedy_fc100"):
-        cfg = compose_config([f"paths.data_dir={data_root}", f"experiment={experiment}", "trainer.max_epochs=3",
-                              "model.net.hidden=[16,16]", "model.optimizer.max_iter=10",
-                              "callbacks.progress_bar.refresh_rate=0", "trainer.accelerator=cpu"],
-                             root / experiment, "train")
-        train(cfg)
+        train_tiny(data_root, root / experiment, experiment)
     return root
+
+
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory, data_root):
+    """FC nets on each half (P1, P2) of the fixture's training images: Tables 3-4's runs."""
+    root = tmp_path_factory.mktemp("parts")
+    for part in ("P1", "P2"):
+        train_tiny(data_root, root / part, "szegedy_fc100", f"data.train_part={part}")
+    return root
+
+
+@pytest.fixture(scope="module")
+def lenet_digits(tmp_path_factory, data_root):
+    """A LeNet-5 classifier on the bundled 8x8 digits, upscaled to 32x32: a classifier outside the zoo."""
+    return train_tiny(data_root, tmp_path_factory.mktemp("lenet") / "lenet5_digits", "lenet5_digits")
 
 
 def study(tmp_path, runs, task, *extra):
@@ -42,18 +64,24 @@ def test_table1_and_a_cross_model_table_with_100_percent_on_its_diagonal(zoo, tm
     assert cross[2].startswith("| fc100 | 100.0% |") and cross[3].split(" | ")[2] == "100.0%"  # the diagonal
     # Off the diagonal: the other model's error % on the source model's cached adversarial examples.
     for row, source, other, column in ((cross[2], "fc100", "softmax1", 2), (cross[3], "softmax1", "fc100", 1)):
-        attack = AttackResult.load(zoo / f"szegedy_{source}" / "attacks" / "train_6_6_0.pt")
+        attack = cache_of(zoo / f"szegedy_{source}", "train")
         wrong = (trained_net(zoo / f"szegedy_{other}")(attack.adversarial).argmax(1) != attack.labels).float().mean()
         assert row.split(" | ")[column] == f"{100 * float(wrong):.1f}%"
     assert cross[4].startswith("| Gaussian noise, stddev 0.1 |") and cross[5].startswith("| Gaussian noise, stddev 0.3")
 
 
-def test_table34_gives_each_models_errors_on_both_parts_and_table4_with_its_two_noise_baselines(zoo, tmp_path):
+def cache_of(run, split):
+    """The run's cached attack of the first 6 images of ``split``, if made from its checkpoint as it is now."""
+    return cached_attack(run / "attacks" / f"{split}_6_6_0.pt", checkpoint_sha256(load_runs(str(run))[0].checkpoint))
+
+
+def test_table34_gives_each_models_errors_on_both_parts_and_table4_with_its_two_noise_baselines(parts, tmp_path):
     table1 = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in
-              study(tmp_path, zoo, "szegedy_table1").splitlines()[2:]}
-    table3, table4 = (part.splitlines() for part in study(tmp_path, zoo, "szegedy_table34").split("\n\n"))
+              study(tmp_path, parts, "szegedy_table1").splitlines()[2:]}
+    table3, table4 = (part.splitlines() for part in study(tmp_path, parts, "szegedy_table34").split("\n\n"))
     assert table3[0].startswith("| model | error on P1 % | error on P2 % | test error % | av. min. distortion |")
-    runs = {run.name: run for run in load_runs(str(zoo))}
+    runs = {run.name: run for run in load_runs(str(parts))}
+    assert [line.split(" | ")[0].strip("| ") for line in table3[2:]] == ["fc100@P1", "fc100@P2"]
     for line in table3[2:]:
         cells = line.split(" | ")
         run = runs[cells[0].strip("| ")]
@@ -62,16 +90,17 @@ def test_table34_gives_each_models_errors_on_both_parts_and_table4_with_its_two_
         assert len(p1) > 0 and not (p1.flatten(1)[:, None] == p2.flatten(1)[None]).all(-1).any()  # disjoint halves
         assert cells[1] == f"{100 * float((model(p1).argmax(1) != p1_labels).float().mean()):.2f}"
         assert cells[3] == table1[run.name][2]  # the test error, as in Table 1
-        attack = AttackResult.load(run.path / "attacks" / "test_6_6_0.pt")
-        assert cells[4] == f"{float(attack.distortion[attack.success].mean()):.4f}" and cells[6] == "- |"
+        attack = cache_of(run.path, "test")
+        assert cells[4] == f"{float(attack.distortion[attack.success].mean()):.4f}"
+        assert cells[6] == " / ".join(str(value) for value in PAPER_TABLE3[run.name]) + " |"
     # The paper's Table 4: adversarial rows with Gaussian noise of stddev 0.06, then magnified rows with 0.1.
     assert [line.split(" | ")[0].strip("| ") for line in table4[2:]] == [
-        "fc100", "softmax1", "Gaussian noise, stddev 0.06", "fc100, magnified to stddev 0.1",
-        "softmax1, magnified to stddev 0.1", "Gaussian noise, stddev 0.1"]
-    images, labels = runs["fc100"].images("test", 6)
+        "fc100@P1", "fc100@P2", "Gaussian noise, stddev 0.06", "fc100@P1, magnified to stddev 0.1",
+        "fc100@P2, magnified to stddev 0.1", "Gaussian noise, stddev 0.1"]
+    images, labels = runs["fc100@P1"].images("test", 6)
     noisy = (images + 0.06 * torch.randn(images.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
     cells = table4[4].split(" | ")
-    for column, name in ((1, "fc100"), (2, "softmax1")):
+    for column, name in ((1, "fc100@P1"), (2, "fc100@P2")):
         wrong = (runs[name].model(torch.device("cpu"))(noisy).argmax(1) != labels).float().mean()
         assert cells[column] == f"{100 * float(wrong):.1f}%"
     assert cells[3] == f"{float(((noisy - images) ** 2).mean().sqrt()):.4f} |"
@@ -155,3 +184,67 @@ def test_figure5_of_a_model_that_misclassifies_every_example_says_so_instead_of_
     text = study(tmp_path, zoo / "szegedy_fc100", "szegedy_figure5")
     assert text == ("fc100: no figure, as none of its 3 examples was made adversarial by a perturbation (3 were "
                     "misclassified already)")
+
+
+def test_an_attack_cached_before_the_run_was_retrained_is_made_again(zoo, data_root, tmp_path):
+    run = shutil.copytree(zoo / "szegedy_fc100", tmp_path / "fc100", ignore=shutil.ignore_patterns("attacks"))
+    study(tmp_path, run, "szegedy_table1")  # caches the attack of the first training's weights
+    stale = cache_of(run, "train")
+    for path in run.iterdir():  # the earlier run's files deleted but for attacks/, and the run trained again
+        if path.is_file():
+            path.unlink()
+        elif path.name != "attacks":
+            shutil.rmtree(path)
+    train_tiny(data_root, run, "szegedy_fc100", "seed=1")
+    row = study(tmp_path, run, "szegedy_table1").splitlines()[2].split(" | ")
+    attack = cache_of(run, "train")  # None: the cache was made from another checkpoint
+    assert attack is not None and not torch.equal(attack.adversarial, stale.adversarial)
+    # The new model's own examples: each success is classified as its target (Table 2's diagonal is 100%).
+    success = attack.success
+    predicted = trained_net(run)(attack.adversarial[success]).argmax(1)
+    assert success.any() and torch.equal(predicted, attack.target[success])
+    assert row[3:5] == [f"{mean_distortion(attack):.4f}", f"{int(success.sum())}/6"]
+
+
+def test_an_attack_cached_without_the_checkpoints_sha256_is_made_again(zoo, tmp_path):
+    run = shutil.copytree(zoo / "szegedy_softmax1", tmp_path / "softmax1", ignore=shutil.ignore_patterns("attacks"))
+    images, labels, nan = torch.zeros(6, 1, 28, 28), torch.zeros(6, dtype=torch.long), torch.full((6,), float("nan"))
+    # As the code before checkpoint fingerprints wrote it: an AttackResult alone (here six failures).
+    AttackResult(images, labels, labels + 1, nan, nan, torch.zeros(6, dtype=torch.bool)).save(
+        run / "attacks" / "train_6_6_0.pt")
+    row = study(tmp_path, run, "szegedy_table1").splitlines()[2].split(" | ")
+    attack = cache_of(run, "train")
+    assert attack is not None and attack.success.any() and row[4] == f"{int(attack.success.sum())}/6"
+
+
+def test_cross_model_tables_of_runs_they_cannot_compare_are_one_sentence(zoo, parts, lenet_digits, tmp_path):
+    with pytest.raises(ConfigError, match=r"The run \S*lenet5_digits was trained on DigitsDataModule images 1x32x32, "
+                                          r"but the run \S*szegedy_fc100 on MNISTDataModule images 1x28x28, .* give "
+                                          r"runs of one dataset and image size\.$"):
+        study(tmp_path, f"[{zoo / 'szegedy_fc100'},{lenet_digits}]", "szegedy_table2")  # was: addmm shape mismatch
+    with pytest.raises(ConfigError, match=r"The run \S*lenet5_digits was trained on DigitsDataModule images 1x32x32 "
+                                          r"with no data.train_part, but Tables 3-4 compare models trained on one of "
+                                          r"MNIST's halves \(data.train_part=P1 or P2\)"):
+        study(tmp_path, f"[{parts / 'P1'},{lenet_digits}]", "szegedy_table34")  # was: unexpected 'train_part'
+    assert not (lenet_digits / "attacks").exists()
+    with pytest.raises(ConfigError, match=r"The run \S*szegedy_fc100 was trained on MNISTDataModule images 1x28x28 "
+                                          r"with data.train_part=full, but Tables 3-4"):
+        study(tmp_path, zoo, "szegedy_table34")
+
+
+def test_table5_names_the_runs_it_leaves_out_and_refuses_runs_of_no_zoo_network(zoo, lenet_digits, tmp_path):
+    text = study(tmp_path, f"[{zoo},{lenet_digits}]", "szegedy_table5")
+    assert "| fc100 | fc1 | 784->16 |" in text and ("Left out, as their networks are not of the Szegedy zoo "
+                                                   "(SzegedyNet), whose layers this table bounds: lenet5_digits "
+                                                   "(lightning_modules.lenet5.LeNet5).") in text
+    with pytest.raises(ConfigError, match=r"whose runs \(lenet5_digits \(lightning_modules.lenet5.LeNet5\)\) have no "
+                                          r"network of the Szegedy zoo"):
+        study(tmp_path, lenet_digits, "szegedy_table5")  # was: a table of its header alone
+
+
+def test_table1_gives_the_papers_figures_to_runs_told_apart_by_their_seed(data_root, tmp_path):
+    for seed in (1, 2):
+        train_tiny(data_root, tmp_path / "sweep" / str(seed), "szegedy_softmax1", f"seed={seed}")
+    rows = study(tmp_path, tmp_path / "sweep", "szegedy_table1").splitlines()[2:]
+    assert [row.split(" | ")[0] for row in rows] == ["| softmax1-seed1", "| softmax1-seed2"]
+    assert all(row.endswith(" | 6.7 / 7.4 / 0.062 |") for row in rows)
