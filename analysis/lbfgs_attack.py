@@ -22,9 +22,7 @@ to the free variables (not at a bound with the gradient pushing outwards) and ev
 
 from __future__ import annotations
 
-import os
-import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from framework.atomic import write_atomically
 from framework.errors import ConfigError
 
 TARGET_MODES = ("chosen", "random", "runner_up", "all")
@@ -56,19 +55,21 @@ class AttackResult:
     distortion: torch.Tensor
     success: torch.Tensor
 
-    def save(self, path: str | Path) -> Path:
-        """torch.save of the fields as CPU tensors, written atomically."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        os.close(handle)
-        torch.save({key: value.cpu() for key, value in asdict(self).items()}, temporary)
-        os.replace(temporary, path)
-        return path
+    def save(self, path: str | Path, **metadata: str) -> Path:
+        """torch.save of the fields as CPU tensors and ``metadata`` (e.g. what was attacked), written atomically."""
+        stored = {key: value.cpu() for key, value in asdict(self).items()} | metadata
+        return write_atomically(path, lambda file: torch.save(stored, file))
 
     @classmethod
     def load(cls, path: str | Path) -> AttackResult:
-        return cls(**torch.load(path, weights_only=True))
+        return cls.load_with_metadata(path)[0]
+
+    @classmethod
+    def load_with_metadata(cls, path: str | Path) -> tuple[AttackResult, dict[str, str]]:
+        stored = torch.load(path, weights_only=True)
+        names = {field.name for field in fields(cls)}
+        return (cls(**{key: value for key, value in stored.items() if key in names}),
+                {key: value for key, value in stored.items() if key not in names})
 
 
 def distortion(adversarial: torch.Tensor, images: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import Counter
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -24,7 +24,6 @@ from torch import nn
 from analysis.lbfgs_attack import AttackInputError, AttackResult, lbfgs_attack
 from analysis.spectral import alexnet_conv_bounds, network_bounds
 from datamodules.mnist import MNISTDataModule
-from framework.atomic import write_atomically
 from framework.errors import ConfigError, DataError
 from framework.results import load_results, run_checkpoint
 from lightning_modules.classifier import ClassificationModule
@@ -174,10 +173,8 @@ def cached_attack(cache: Path, checkpoint: str) -> AttackResult | None:
     for a cache written before caches held the checkpoint's sha256)."""
     if not cache.is_file():
         return None
-    stored = torch.load(cache, weights_only=True)
-    if stored.pop("checkpoint_sha256", None) != checkpoint:
-        return None
-    return AttackResult(**stored)
+    result, metadata = AttackResult.load_with_metadata(cache)
+    return result if metadata.get("checkpoint_sha256") == checkpoint else None
 
 
 def attack(run: Run, split: str, cfg: DictConfig) -> tuple[torch.Tensor, torch.Tensor, AttackResult]:
@@ -190,9 +187,7 @@ def attack(run: Run, split: str, cfg: DictConfig) -> tuple[torch.Tensor, torch.T
         device = device_of(cfg)
         result = lbfgs_attack(run.model(device), images.to(device), labels.to(device), targets="all",
                               seed=options.seed, c_steps=options.c_steps, batch_size=options.batch_size, progress=True)
-        stored = {key: value.cpu() for key, value in asdict(result).items()} | {"checkpoint_sha256": checkpoint}
-        write_atomically(cache, lambda file: torch.save(stored, file))
-        result = cached_attack(cache, checkpoint)
+        result = cached_attack(result.save(cache, checkpoint_sha256=checkpoint), checkpoint)
     return images, labels, result
 
 
