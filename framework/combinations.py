@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.multiprocessing import ProcessRaisedException
 
-from framework.errors import ConfigError, mistyped_argument_error, one_line, worker_exception
+from framework.errors import ConfigError, UserError, mistyped_argument_error, one_line, worker_exception
 
 TARGETS = {"classification": "class labels", "regression": "regression targets", "unlabeled": "no labels"}
 
@@ -237,6 +237,8 @@ def data_the_network_takes(cfg: DictConfig, model, datamodule, watch: FirstBatch
     """
     try:
         yield
+    except UserError:  # already one sentence (a ConfigError is a ValueError too): the config is not read again
+        raise
     except (ValueError, TypeError) as error:
         mistyped = (mistyped_argument_error(cfg[key], key) for key in ("data", "model") if key in cfg)
         if refusal := _data_or_network_refusal(str(error), model, datamodule) or next(filter(None, mistyped), None):

@@ -43,7 +43,7 @@ from hydra.utils import get_object as _hydra_get_object
 from hydra.utils import instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, ListConfig, OmegaConf
-from omegaconf.errors import ConfigAttributeError, ConfigKeyError, InterpolationResolutionError
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, InterpolationResolutionError, OmegaConfBaseException
 from torch.multiprocessing import ProcessRaisedException
 
 from framework.compose import CONF
@@ -253,7 +253,10 @@ def mistyped_argument_error(config: dict | DictConfig, key: str) -> ConfigError 
     """The first argument in config node ``key`` whose value does not fit its parameter's plain-type annotation, as
     one sentence; None: every value fits. Asked only once something has failed: the value is then the likely cause."""
     if isinstance(config, DictConfig):
-        config = OmegaConf.to_container(config, resolve=True)
+        try:
+            config = OmegaConf.to_container(config, resolve=True)
+        except OmegaConfBaseException:  # e.g. ${hydra:...} in a spawned DDP worker, where Hydra is not set up
+            return None
     if not (mistyped := _mistyped_argument(config, key)):
         return None
     argument, value, owner, annotation = mistyped

@@ -941,3 +941,15 @@ def test_a_value_of_the_wrong_type_that_a_user_datamodule_only_uses_in_setup_nam
     assert result.returncode == 2, result.stderr[-2000:]
     assert result.stderr.splitlines()[-1] == ("Config error: Config key 'data.size' is 'abc', but Blobs's argument "
                                               "size takes int; give a value of that type.")
+
+
+@pytest.mark.slow
+def test_a_refusal_in_a_spawned_ddp_worker_is_one_sentence_with_the_default_paths(tmp_path):
+    """A ddp_spawn worker has no Hydra set up, so the default paths.data_dir (${hydra:runtime.cwd}) cannot be
+    resolved there: the worker's own sentence used to end as omegaconf's traceback, while re-reading the config for
+    a mistyped argument. ddp_fork (the other DDP rows) inherits Hydra's state and hid it."""
+    result = run_cli("train.py", "experiment=mi_lr_digits", "trainer=ddp_sim", "debug=smoke", "logger=none",
+                     "callbacks.mi_lr.sample_size=5000", f"hydra.run.dir={tmp_path}/r")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert result.stderr.rstrip().endswith("sample_size=5000, but the training set has only 1150 items; give "
+                                           "callbacks.mi_lr.sample_size <= 1150.")
