@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from analysis.lbfgs_attack import attack_rows, choose_targets
+from framework.errors import ConfigError
 
 
 class AdversarialTraining(L.Callback):
@@ -41,6 +42,18 @@ class AdversarialTraining(L.Callback):
         # Made here, in the process that trains: ddp_spawn pickles the callbacks into its processes, and torch
         # cannot send a torch.Generator there ("unable to resize file").
         self.generator = torch.Generator().manual_seed(self.seed)
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        if any(isinstance(optimizer, torch.optim.LBFGS) for optimizer in trainer.optimizers):
+            raise ConfigError("Config key 'model.optimizer' is torch.optim.LBFGS, but callbacks.adversarial_training "
+                              "adds its pools' loss to mini-batch steps, and with a full-batch line search the run "
+                              "trains nothing; choose model/optimizer=sgd or adam, or leave the callback out.")
+        names = getattr(pl_module.net, "_orig_mod", pl_module.net).layer_names
+        if self.layers is not None and not all(isinstance(layer, int) and 0 <= layer < len(names)
+                                               for layer in self.layers):
+            raise ConfigError(f"Config key 'callbacks.adversarial_training.layers' is {list(self.layers)}, but the "
+                              f"network's layers are 0..{len(names) - 1} (0: examples of the input, k: of the output "
+                              f"of layer k, {', '.join(names[:-1])}); give indices in that range, or null for all.")
 
     def state_dict(self) -> dict:
         # A resumed run goes on with the same pools, refresh count and random draws.

@@ -129,6 +129,14 @@ rule("data.filter_offscreen", is_bool, "true or false", of=LUNAR_LANDER)
 rule("data.progress", is_bool, "true or false", of=LUNAR_LANDER)
 rule("data.generation_workers", int_at_least(1), "an integer >= 1, or null for one per CPU", of=LUNAR_LANDER)
 
+# ---- adversarial training (callbacks/adversarial_training.py; its layers are checked against the network) ----
+ADVERSARIAL_TRAINING = "callbacks.adversarial_training.AdversarialTraining"
+for _key in ("pool_size", "refresh_every", "mix", "c_steps", "max_iter"):
+    rule(f"callbacks.adversarial_training.{_key}", int_at_least(1), "an integer >= 1", of=ADVERSARIAL_TRAINING)
+rule("callbacks.adversarial_training.refresh_fraction", lambda v: is_number(v) and 0 < v <= 1,
+     "a number in (0, 1] (the share of each pool replaced at a refresh)", of=ADVERSARIAL_TRAINING)
+rule("callbacks.adversarial_training.weight", non_negative, "a number >= 0", of=ADVERSARIAL_TRAINING)
+
 # ---- forward-trained autoencoders (REAE, PIAN, RAN, ROAN; lightning_modules/forward_autoencoder.py) ----
 FORWARD = "lightning_modules.forward_autoencoder.ForwardAutoencoderModule"
 rule("model.feature_map", lambda v: v in ("reae", "pian", "ran", "roan"), "one of reae, pian, ran, roan", of=FORWARD)
@@ -137,6 +145,9 @@ rule("model.init_scale", positive, "a number > 0", of=FORWARD)
 rule("model.rho", each(open_unit_interval), "a number strictly between 0 and 1, or a list of such numbers", of=FORWARD)
 rule("model.lambdas", each(non_negative), "a number >= 0, or a non-empty list of numbers >= 0", of=FORWARD)
 rule("model.taus", each(non_negative), "a number >= 0, or a non-empty list of numbers >= 0", of=FORWARD)
+rule("model.kl_lr", positive, "a number > 0", of=FORWARD)
+for _key, _low in (("kl_steps", 0), ("kl_batch_size", 1), ("max_iter", 1)):
+    rule(f"model.{_key}", int_at_least(_low), f"an integer >= {_low}", of=FORWARD)
 
 # ---- mutual-information learning rates (callbacks/mutual_information.py, callbacks/batch_size.py) ----
 MI_LR = "callbacks.mutual_information.MutualInformationLR"
@@ -173,6 +184,7 @@ rule("model.net.kind", lambda v: v in ("softmax", "fc", "ae", "conv"), "one of s
 rule("model.net.hidden", lambda v: isinstance(v, ListConfig) and all(int_at_least(1)(units) for units in v),
      "a list of layer widths, each an integer >= 1", of=SZEGEDY_NET)
 rule("model.net.weight_decay", each(non_negative), "a number >= 0, or one number >= 0 per layer", of=SZEGEDY_NET)
+rule("model.net.dropout", lambda v: is_number(v) and 0 <= v < 1, "a number in [0, 1)", of=SZEGEDY_NET)
 rule("model.pretrain_epochs", int_at_least(0), "an integer >= 0", of="lightning_modules.szegedy.SzegedyModule")
 
 # ---- feature-prediction autoencoders (seed 003; lightning_modules/perceptual_autoencoder.py) ----
@@ -181,6 +193,7 @@ PERCEPTUAL_PROCEDURES = ("I-I-PW", "I-I-PS", "F-I-PW", "F-I-PS", "I-F-FP", "F-F-
 rule("model.procedure", lambda v: v in PERCEPTUAL_PROCEDURES, f"one of {', '.join(PERCEPTUAL_PROCEDURES)}",
      of=PERCEPTUAL)
 rule("model.latent_dim", int_at_least(1), "an integer >= 1", of=PERCEPTUAL)
+rule("model.feature_hidden_max", int_at_least(1), "an integer >= 1", of=PERCEPTUAL)
 rule("model.gamma", non_negative, "a number >= 0 (0: not variational)", of=PERCEPTUAL)
 rule("model.input_size", lambda v: is_int(v) and v >= 64 and (v - 64) % 16 == 0,
      "a side of 64 + 16N (64, 80, 96, ...): the four-layer (V)AE's input; SVHN: data.pad_to=64", of=PERCEPTUAL)
@@ -191,6 +204,9 @@ rule("callbacks.probe.task", lambda v: v in ("regression", "classification"), "'
      of=PROBE)
 rule("callbacks.probe.max_epochs", int_at_least(1), "an integer >= 1", of=PROBE)
 rule("callbacks.probe.patience", int_at_least(1), "an integer >= 1", of=PROBE)
+rule("callbacks.probe.grid", lambda v: isinstance(v, ListConfig) and len(v) > 0 and all(
+    isinstance(widths, ListConfig) and all(map(int_at_least(1), widths)) for widths in v),
+     "a non-empty list of hidden-layer width lists, each width an integer >= 1 ([] for a linear probe)", of=PROBE)
 
 # ---- evaluate.py's study options (conf/evaluate.yaml) ----
 rule("szegedy.examples", int_at_least(1), "an integer >= 1 (images attacked per model)")

@@ -134,6 +134,10 @@ class ForwardAutoencoderModule(L.LightningModule):
             batch_images, batch_targets = datamodule.on_after_batch_transfer([t.to(self.device) for t in batch], 0)
             images.append(batch_images.flatten(1).double())
             targets.append(batch_targets)
+        if not images:
+            raise ConfigError(f"{type(datamodule).__name__} has no validation images (data.val_fraction="
+                              f"{getattr(datamodule, 'val_fraction', '?')}), but the forward autoencoder chooses rho, "
+                              f"lambda and tau on them; give data.val_fraction > 0 (the paper's 0.2).")
         return torch.cat(images), torch.cat(targets)
 
     def candidate_grid(self) -> tuple[list[float], list[float], list[float]]:

@@ -50,7 +50,10 @@ class SzegedyNet(nn.Module):
         super().__init__()
         if kind not in KINDS:
             raise ConfigError(f"Config key 'model.net.kind' is {kind!r}, but it must be one of {', '.join(KINDS)}.")
-        hidden = list(hidden) if kind in ("fc", "ae", "conv") else []
+        hidden = list(hidden)
+        if kind == "softmax" and hidden:
+            raise ConfigError(f"Config key 'model.net.hidden' is {hidden}, but kind 'softmax' has no hidden layer; "
+                              f"give model.net.hidden=[] (or kind fc for hidden layers).")
         if kind == "ae" and len(hidden) != 1:
             raise ConfigError(f"Config key 'model.net.hidden' is {hidden}, but kind 'ae' has one layer, e.g. [400].")
         self.kind, self.dropout = kind, dropout

@@ -242,6 +242,32 @@ ROWS = [
         expect="'model.net.weight_decay' has 2 values, but the network has 3 layers (fc1, fc2, output)"),
     row("szegedy-pretrain", "experiment=szegedy_fc100", "model.pretrain_epochs=2",
         expect="'model.pretrain_epochs' is 2"),
+    row("szegedy-softmax-hidden", "experiment=szegedy_softmax1", "model.net.hidden=[100]",
+        expect="'model.net.hidden' is [100], but kind 'softmax' has no hidden layer"),
+    row("szegedy-dropout", "experiment=szegedy_conv", "model.net.dropout=1.5",
+        expect="'model.net.dropout' is 1.5, but it must be a number in [0, 1)."),
+    row("adversarial-refresh", "experiment=szegedy_fc100_adversarial", "callbacks.adversarial_training.refresh_every=0",
+        expect="'callbacks.adversarial_training.refresh_every' is 0, but it must be an integer >= 1."),
+    row("adversarial-lbfgs", "experiment=szegedy_fc100_adversarial", "model/optimizer=lbfgs", "data.train_size=100",
+        "data.batch_size=100", "debug=smoke",
+        expect="'model.optimizer' is torch.optim.LBFGS, but callbacks.adversarial_training adds its pools' loss to "
+               "mini-batch steps, and with a full-batch line search the run trains nothing"),
+    row("adversarial-layers", "experiment=szegedy_fc100_adversarial", "callbacks.adversarial_training.layers=[5]",
+        "data.train_size=100", "debug=smoke",
+        expect="'callbacks.adversarial_training.layers' is [5], but the network's layers are 0..2 (0: examples of "
+               "the input, k: of the output of layer k, fc1, fc2)"),
+    row("reae-kl-lr", "model=forward_autoencoder", "model.kl_lr=-0.02", expect="'model.kl_lr' is -0.02, but it must "
+                                                                               "be a number > 0."),
+    row("reae-no-validation", "experiment=reae_digits", "data.val_fraction=0", "optimized_metric=null",
+        "callbacks.early_stopping=null", "model.lambdas=[0.01]", "model.taus=[0.001]", "debug=smoke",
+        expect="DigitsDataModule has no validation images (data.val_fraction=0), but the forward autoencoder chooses "
+               "rho, lambda and tau on them; give data.val_fraction > 0"),
+    row("reae-max-iter", "model=forward_autoencoder", "model.max_iter=0", expect="'model.max_iter' is 0"),
+    row("perceptual-feature-width", "model=perceptual_autoencoder", "model.loss_network.weights=random",
+        "model.feature_hidden_max=0", expect="'model.feature_hidden_max' is 0, but it must be an integer >= 1."),
+    row("probe-grid", "model=perceptual_autoencoder", "model.loss_network.weights=random", "callbacks=probe",
+        "callbacks.probe.grid=[[0]]", expect="'callbacks.probe.grid' is [[0]], but it must be a non-empty list of "
+                                              "hidden-layer width lists"),
     row("sdlm-schedule", "model=lenet5_classic_sdlm", "callbacks=sdlm", "model.scheduler.epochs=[2,3]",
         expect="'model.scheduler.epochs' has 2 epoch counts and 'model.scheduler.values' 5 values"),
     row("sdlm-mu", "model=lenet5_classic_sdlm", "callbacks=sdlm", "model.optimizer.mu=-1", expect="mu=-1"),
