@@ -16,7 +16,8 @@ from train import train
 
 def train_tiny(data_root, folder, experiment, *extra):
     """A Szegedy net trained for 3 full-batch L-BFGS steps on the fixture images (a LeNet-5: 3 epochs)."""
-    tiny = ["model.net.hidden=[16,16]", "model.optimizer.max_iter=10"] if experiment.startswith("szegedy") else []
+    narrow = [] if "softmax" in experiment else ["model.net.hidden=[16,16]"]  # softmax nets have no hidden layer
+    tiny = [*narrow, "model.optimizer.max_iter=10"] if experiment.startswith("szegedy") else []
     train(compose_config([f"paths.data_dir={data_root}", f"experiment={experiment}", "trainer.max_epochs=3",
                           "callbacks.progress_bar.refresh_rate=0", "trainer.accelerator=cpu", *tiny, *extra],
                          folder, "train"))
