@@ -168,10 +168,8 @@ def weights_misfit(path: str, missing: list[str], unexpected: list[str], resized
 # - those whose values it takes from the checkpoint, not from its config: torch's optimizer.load_state_dict restores
 #   every parameter group's hyperparameters (lr, momentum, ...), a scheduler's load_state_dict its whole state (its
 #   milestones and values too), Lightning's EarlyStopping its patience;
-# - the seed it was started with, and the keys that decide which images train and which validate (another split
-#   midway would validate on images it trained on).
-# A resumed run's seed, every data key that decides which images (with which targets) it trains and validates on,
-# and what it takes from its checkpoint: the optimizer's, scheduler's and early stopping's state.
+# - the seed it was started with, and every data key that decides which images (with which targets) train,
+#   validate and, for the digits, test (another split midway would validate or test on images it trained on).
 KEPT_ON_RESUME = ("seed", "data._target_", "data.split_seed", "data.val_fraction", "data.test_fraction",
                   "data.stratify", "data.train_part", "data.part_seed", "data.train_size", "data.train_split",
                   "data.folds", "data.rollouts", "data.steps_per_rollout", "data.train_seed", "data.terrain_seed",
