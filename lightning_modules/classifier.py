@@ -13,6 +13,7 @@ Usage::
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 import lightning as L
@@ -26,6 +27,8 @@ from lightning_modules.stage_steps import StageSteps
 
 STAGES = ("train", "val", "test")
 LABEL_DTYPES = (torch.long, torch.uint8)  # the class-index types cross-entropy takes
+log = logging.getLogger(__name__)
+
 UNLABELLED = "unlabelled"  # the epoch's share of negative labels (checked, not logged)
 
 
@@ -165,7 +168,20 @@ class ClassificationModule(StageSteps, L.LightningModule):
                               f"loss a data-dependent number of times per step, so the {self.trainer.world_size} DDP "
                               f"processes would wait on each other forever; train it in one process "
                               f"(trainer.devices=1, trainer.num_nodes=1) or choose model/optimizer=sgd or adam.")
+        if isinstance(optimizer, torch.optim.LBFGS) and self._trainer is not None:
+            warn_of_lbfgs_on_mini_batches(getattr(self.trainer, "datamodule", None))
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer=optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+
+def warn_of_lbfgs_on_mini_batches(datamodule) -> None:
+    """L-BFGS is a full-batch method (the Szegedy zoo's): on mini-batches each step's line search and curvature pairs
+    see another batch. Allowed, as a user may mean it, but said."""
+    train = getattr(datamodule, "datasets", {}).get("train")
+    batch_size = getattr(datamodule, "batch_size", None)
+    if train is not None and batch_size and len(train) > batch_size:
+        log.warning(f"model.optimizer is torch.optim.LBFGS, a full-batch method, but data.batch_size={batch_size} "
+                    f"splits the {len(train)} training images into {-(-len(train) // batch_size)} batches, so each "
+                    f"step sees another batch; give data.batch_size >= {len(train)} for full-batch L-BFGS.")

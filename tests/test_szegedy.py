@@ -1,5 +1,6 @@
 """The Szegedy et al. MNIST model zoo (lightning_modules/szegedy.py) and its data option (P1/P2 halves)."""
 
+import re
 from functools import partial
 from pathlib import Path
 
@@ -218,3 +219,18 @@ def test_lbfgs_under_ddp_is_one_sentence_instead_of_a_hang(world_size, refused):
             module.configure_optimizers()
     else:
         assert isinstance(module.configure_optimizers(), torch.optim.LBFGS)
+
+
+def test_lbfgs_on_mini_batches_is_said_and_on_the_whole_set_is_not(make_cfg, tmp_path, caplog):
+    """The zoo's L-BFGS is a full-batch method (docs/attacks.md); on mini-batches it runs, with a warning."""
+    from train import train
+
+    common = ["experiment=szegedy_softmax1", "trainer.max_epochs=1", "model.optimizer.max_iter=2", "logger=none",
+              "callbacks.progress_bar.refresh_rate=0"]
+    with caplog.at_level("WARNING", logger="lightning_modules.classifier"):
+        train(make_cfg(*common, f"paths.output_dir={tmp_path / 'whole'}"))
+        assert "full-batch method" not in caplog.text
+        train(make_cfg(*common, "data.batch_size=16", f"paths.output_dir={tmp_path / 'mini'}"))
+    assert re.search(r"model.optimizer is torch.optim.LBFGS, a full-batch method, but data.batch_size=16 splits the "
+                     r"\d+ training images into \d+ batches, so each step sees another batch; give data.batch_size >= "
+                     r"\d+ for full-batch L-BFGS.", caplog.text)
