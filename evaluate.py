@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from analysis.results_table import (
     checkpoint_note,
     config_value,
     differing_keys,
-    group_value,
+    group_runs,
     overridden_keys,
     results_table,
 )
@@ -106,12 +105,17 @@ def output_file(cfg: DictConfig, default_folder: Path, default_name: str) -> Pat
     return output
 
 
-def figures_folder(cfg: DictConfig, default_name: str) -> Path:
-    """Where a task's PNGs go: beside its markdown, which links them by file name."""
-    output = output_file(cfg, runs_folder(cfg.runs), default_name)
-    if reason := why_unwritable(output.parent):  # before the figures' work
+def writable_output(cfg: DictConfig, default_folder: Path, default_name: str) -> Path:
+    """``output_file``, checked before a task's figures are made: they go beside the markdown, which links them."""
+    output = output_file(cfg, default_folder, default_name)
+    if reason := why_unwritable(output.parent):
         raise unwritable(output, reason)
-    return output.parent
+    return output
+
+
+def figures_folder(cfg: DictConfig, default_name: str) -> Path:
+    """Where the PNGs of a task on runs go."""
+    return writable_output(cfg, runs_folder(cfg.runs), default_name).parent
 
 
 def write_text(output: Path, text: str) -> None:
@@ -155,10 +159,8 @@ def table_task(cfg: DictConfig) -> str:
     metrics = as_list(cfg.metrics) if cfg.get("metrics") is not None else default_metrics(runs)
     group_by = as_list(cfg.group_by) if cfg.get("group_by") is not None else overridden_keys(runs)
     check_keys(runs, metrics, group_by)
-    rows = defaultdict(list)
-    for run in runs:
-        rows[tuple(group_value(run, key) for key in group_by)].append(run)
-    pooled = list(dict.fromkeys(key for members in rows.values() for key in differing_keys(members, group_by)))
+    rows = group_runs(runs, group_by).values()
+    pooled = list(dict.fromkeys(key for members in rows for key in differing_keys(members, group_by)))
     pooled_note = f" Rows pool runs that differ in {', '.join(pooled)} (not in group_by)." if pooled else ""
     return write_markdown(f"{results_table(runs, metrics, group_by)}\n\n{checkpoint_note(runs)} {STD_NOTE}"
                           f"{pooled_note}", cfg, "table.md")
@@ -178,9 +180,7 @@ def mi_sample_size_task(cfg: DictConfig) -> str:
     Keys: mi_sample_size, output.
     """
     options = cfg.mi_sample_size
-    output = output_file(cfg, Path(cfg.paths.output_dir), "mi_sample_size.md")
-    if reason := why_unwritable(output.parent):  # before the figure's work: its PNG goes beside the table
-        raise unwritable(output, reason)
+    output = writable_output(cfg, Path(cfg.paths.output_dir), "mi_sample_size.md")
     text = figure1(as_list(options.datasets), cfg.paths.data_dir, list(options.sizes), options.draws, options.estimator,
                    output.with_suffix(".png"))
     write_text(output, text)

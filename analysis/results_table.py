@@ -151,9 +151,8 @@ def results_table(runs: Sequence[dict], metrics: Sequence[str], group_by: Sequen
             values = [run["metrics"][metric] for run in members if metric in run["metrics"]]
             if values:
                 mean, std = mean_std(values)
-                spread = f"{std:.{digits}f}" if len(values) > 1 else _ABSENT  # one run: no spread to show
                 fewer = f" ({len(values)} of {len(members)} runs)" if len(values) < len(members) else ""
-                cells.append(f"{mean:.{digits}f} ± {spread}{fewer}")
+                cells.append(f"{mean:.{digits}f} ± {spread(std, len(values), digits)}{fewer}")
             else:
                 cells.append(_ABSENT)
         cells.append(str(len(members)))
@@ -177,7 +176,8 @@ def check_one_setting(groups: Iterable[Sequence[dict]], shown: Sequence[str], ta
     values and the remedy, for the first key overridden in some run of a group (a cell, or runs paired with each
     other), other than ``shown`` and HOW_IT_RAN, in which the group's runs differ."""
     for runs in groups:
-        for key in differing_keys(runs, shown)[:1]:
+        if differing := differing_keys(runs, shown):
+            key = differing[0]
             values = list(dict.fromkeys(group_value(run, key) for run in runs))
             raise ConfigError(
                 f"Config key 'runs' gives runs that differ in {key} ({', '.join(values)}), which {table} would "
