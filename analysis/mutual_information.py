@@ -74,7 +74,7 @@ def prepare(x: torch.Tensor, standardize: bool = True, jitter: float = 1e-10, se
     """
     x = x.detach().reshape(len(x), -1).to(torch.float64, copy=bool(standardize or jitter))
     if standardize:
-        std = x.std(dim=0, unbiased=False)
+        std = column_std(x)
         x /= torch.where(std > 0, std, torch.ones_like(std))
     if jitter:  # float32 draws (5x faster than float64 ones) are plenty for noise
         noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed)).to(x.device)
@@ -82,6 +82,16 @@ def prepare(x: torch.Tensor, standardize: bool = True, jitter: float = 1e-10, se
         for start, stop in chunks(len(x), x.shape[1], PAIR_CHUNK_ELEMENTS):  # small float64 copies: in cache
             x[start:stop].addcmul_(noise[start:stop].to(torch.float64), scale)
     return x
+
+
+def column_std(x: torch.Tensor) -> torch.Tensor:
+    """The population std of each column of [N, D]: mean first, then squared deviations summed a cache-sized block
+    of rows at a time (torch's ``std(dim=0)`` walks the columns with a stride: 5x slower at N = 1,000, D = 500)."""
+    mean = x.sum(dim=0).div_(len(x))
+    squares = torch.zeros_like(mean)
+    for start, stop in chunks(len(x), x.shape[1], PAIR_CHUNK_ELEMENTS):
+        squares += (x[start:stop] - mean).square_().sum(dim=0)
+    return squares.div_(len(x)).sqrt_()
 
 
 def pairwise(a: torch.Tensor, b: torch.Tensor, norm: str) -> torch.Tensor:

@@ -16,6 +16,7 @@ from analysis.mutual_information import (
     _WORKSPACES,
     _euclidean_within_counts,
     chunks,
+    column_std,
     gram,
     ksg_mi,
     label_entropy_ceiling,
@@ -242,6 +243,15 @@ def test_gram_is_the_matrix_product_written_into_out():
     assert torch.allclose(out, expected, rtol=0, atol=1e-9)
     assert torch.allclose(gram(a.float()), expected.float(), rtol=0, atol=1e-2)
     assert torch.allclose(gram(a[:, :100]), a[:, :100] @ a[:, :100].T)  # below SYRK_MIN_WIDTH: matrix products
+
+
+def test_column_std_equals_numpy_std_across_row_blocks():
+    """1,000 rows of 500 columns span several row blocks; an offset of 1e6 would sink a one-pass sum of squares."""
+    x = 1e6 + torch.randn(1000, 500, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    x[:, 7] = 2.5  # a constant column: std 0
+    expected = torch.from_numpy(x.numpy().std(axis=0))
+    assert torch.allclose(column_std(x), expected, rtol=1e-12, atol=1e-12)
+    assert column_std(x)[7] == 0
 
 
 def test_buffers_kept_between_calls_carry_nothing_over():
