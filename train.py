@@ -86,16 +86,19 @@ def instantiate_group(cfg: DictConfig, name: str) -> dict[str, object]:
     return made
 
 
-def leave_out_idle_callbacks(callbacks: dict[str, object], loggers: list, trainer_cfg: DictConfig) -> list:
-    """Leave out, and say so, the callbacks that a setting gives nothing to do (Lightning refuses them): the
-    learning-rate monitor without a logger, a progress bar or checkpointing that the trainer turns off."""
-    idle = {LearningRateMonitor: ("logger=none", not loggers),
-            ProgressBar: ("trainer.enable_progress_bar=false", trainer_cfg.get("enable_progress_bar") is False),
-            Checkpoint: ("trainer.enable_checkpointing=false", trainer_cfg.get("enable_checkpointing") is False)}
+def leave_out_idle_callbacks(callbacks: dict[str, object], loggers: list, trainer_cfg: DictConfig,
+                             model: L.LightningModule) -> list:
+    """Leave out, and say so, the callbacks that a setting gives nothing to do (Lightning refuses the first three):
+    the learning-rate monitor without a logger, a progress bar or checkpointing that the trainer turns off, and the
+    learning-rate monitor of a model whose optimizer is a placeholder (it would log the placeholder's 0.0)."""
+    idle = [(LearningRateMonitor, "logger=none", not loggers),
+            (ProgressBar, "trainer.enable_progress_bar=false", trainer_cfg.get("enable_progress_bar") is False),
+            (Checkpoint, "trainer.enable_checkpointing=false", trainer_cfg.get("enable_checkpointing") is False),
+            (LearningRateMonitor, f"model ({type(model).__name__}) steps a placeholder optimizer",
+             getattr(model, "optimizer_is_placeholder", False))]
     kept, left_out = [], {}
     for key, callback in callbacks.items():
-        setting = next((setting for kind, (setting, applies) in idle.items() if applies and isinstance(callback, kind)),
-                       None)
+        setting = next((setting for kind, setting, applies in idle if applies and isinstance(callback, kind)), None)
         if setting:
             left_out.setdefault(setting, []).append(f"callbacks.{key} ({type(callback).__name__})")
         else:
@@ -235,7 +238,7 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
     loggers = list(instantiate_group(cfg, "logger").values())
     first_batch = FirstBatchWatch()
     all_callbacks = [MonitoredMetricsLogged(monitor_keys(cfg)), first_batch,
-                     *leave_out_idle_callbacks(instantiate_group(cfg, "callbacks"), loggers, cfg.trainer),
+                     *leave_out_idle_callbacks(instantiate_group(cfg, "callbacks"), loggers, cfg.trainer, model),
                      KeptValuesInCheckpoints(cfg), RandomStatesInCheckpoints(), DestroyProcessGroupAtExit(), *callbacks]
     # barebones mode refuses any profiler (it keeps Lightning's default)
     profiler = {} if cfg.trainer.get("profiler") or cfg.trainer.get("barebones") else {"profiler": UnrecordedProfiler()}

@@ -67,6 +67,7 @@ class ForwardAutoencoderModule(L.LightningModule):
     """
 
     task = "classification"  # takes images of any shape: they are flattened
+    optimizer_is_placeholder = True  # see configure_optimizers; train.py leaves out the learning-rate monitor
 
     def __init__(self, feature_map: str = "reae", hidden_size: int = 750, rho: float | Sequence[float] = 0.2,
                  lambdas: Sequence[float] = LAMBDA_GRID, taus: Sequence[float] = LAMBDA_GRID,

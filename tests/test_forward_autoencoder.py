@@ -352,16 +352,22 @@ GRIDS = ((0.1, 0.5), (0.01, 1.0), (1e-4, 1e-2))
 
 
 @pytest.mark.slow
-def test_digits_pipeline_beats_chance_and_best_checkpoint_reproduces(make_cfg):
+def test_digits_pipeline_beats_chance_and_best_checkpoint_reproduces(make_cfg, caplog):
     import lightning as L
     from hydra.utils import instantiate
 
     from train import train
 
     cfg = make_cfg("experiment=reae_digits", "model.hidden_size=200", "model.rho=[0.1,0.5]",
-                   "model.lambdas=[0.01,1.0]", "model.taus=[1e-4,1e-2]", "logger=none", "~callbacks.lr_monitor",
-                   "~callbacks.progress_bar", "~callbacks.early_stopping")
-    metrics = train(cfg)["metrics"]
+                   "model.lambdas=[0.01,1.0]", "model.taus=[1e-4,1e-2]", "~callbacks.progress_bar",
+                   "~callbacks.early_stopping")
+    with caplog.at_level("INFO", logger="train"):
+        metrics = train(cfg)["metrics"]
+    # The placeholder optimizer's rate (0.0) is no learning rate of the method: not on the dashboard.
+    assert "model (ForwardAutoencoderModule) steps a placeholder optimizer: callbacks.lr_monitor " \
+           "(LearningRateMonitor) would have nothing to do and is left out." in caplog.text
+    csv_columns = (Path(cfg.paths.output_dir) / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert "test/acc" in csv_columns and not [column for column in csv_columns if column.startswith("lr-")]
     assert metrics["test/acc"] > 0.85 and metrics["val/acc"] > 0.85  # chance is 0.1
     chosen = [metrics[f"chosen/{name}"] for name in ("rho", "lambda", "tau")]  # logged as float32
     assert [min(grid, key=lambda v: abs(v - value)) for grid, value in zip(GRIDS, chosen, strict=True)] == \
