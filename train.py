@@ -315,7 +315,8 @@ def finish_wandb() -> None:
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     try:
-        with reporting_user_errors():  # the user's mistake, whoever found it: one sentence, exit code 2
+        # the user's mistake, whoever found it: one sentence, exit code 2
+        with reporting_user_errors(cfg.get("evaluate_tasks")):
             paths_from_start_dir(cfg, ("ckpt_path", "paths.data_dir", "data.data_dir", "model.loss_network.weights"),
                                  keywords=("auto", "last", "hpc", "imagenet", "random"))
             results = train(cfg)

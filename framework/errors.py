@@ -432,7 +432,8 @@ def _refusals_as_sentences(compose_or_run: Callable[[], object]):
         if _job.get("sweep_dir"):  # as after a sweep that ended well (PrintSweepDir): its finished jobs' results
             print(f"sweep directory: {_job['sweep_dir']}", file=sys.stderr)
             if _job.get("script") == "train":
-                print(f"summarise its finished jobs with: python evaluate.py runs={_job['sweep_dir']}", file=sys.stderr)
+                for command in evaluate_commands(_job.get("evaluate_tasks"), _job["sweep_dir"]):
+                    print(f"summarise its finished jobs with: {command}", file=sys.stderr)
         print(f"The sweep ran every job; the first that stopped{f' ({where})' if where else ''} said:", file=sys.stderr)
         print(report(error), file=sys.stderr)  # again: a submitit job's own output is in its .submitit log, not here
         raise SystemExit(2) from None
@@ -518,9 +519,16 @@ def in_a_sweep() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+def evaluate_commands(tasks: list[str] | None, runs: str) -> list[str]:
+    """``python evaluate.py [task=<task>] runs=<runs>`` for each task (``table``, evaluate.py's default, unnamed)."""
+    tasks = [tasks] if isinstance(tasks, str) else tasks or ["table"]  # evaluate_tasks=reae_table1 is one task
+    return [f"python evaluate.py {'' if task == 'table' else f'task={task} '}runs={runs}" for task in tasks]
+
+
 @contextmanager
-def reporting_user_errors():
+def reporting_user_errors(evaluate_tasks: list[str] | None = None):
     """Around the work of a Hydra job: a UserError becomes its sentence on stderr and in the job's log, exit code 2.
+    ``evaluate_tasks``: the commands that a failed sweep prints for its finished jobs (train.py's config key).
 
     That includes a UserError that stopped a spawned DDP worker (``trainer=ddp_sim``: callbacks' and
     DataModules' ``setup`` run there); the worker's other exceptions stay bugs, with their traceback.
@@ -533,6 +541,7 @@ def reporting_user_errors():
     _job["started"] = True
     if in_a_sweep():
         _job["sweep_dir"], _job["script"] = HydraConfig.get().sweep.dir, HydraConfig.get().job.name
+        _job["evaluate_tasks"] = evaluate_tasks
     try:
         yield
     except (UserError, ProcessRaisedException) as error:

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from framework.compose import ROOT
 from framework.continued_runs import check_run, check_sweep, sweep_overrides
-from framework.errors import UserError, stopping_before_any_job
+from framework.errors import UserError, evaluate_commands, stopping_before_any_job
 from framework.pretrained import alexnet_features_state_dict
 from framework.slurm_preflight import launches_on_slurm
 from lightning_modules.perceptual_autoencoder import PROCEDURES, PerceptualAutoencoderModule, needs_loss_network
@@ -102,14 +102,16 @@ def checking_before_any_job() -> Iterator[None]:
 
 
 class PrintSweepDir(Callback):
-    """After a multirun, print where its jobs wrote and the command that summarises them."""
+    """After a multirun, print where its jobs wrote and the commands that summarise them: ``evaluate_tasks``, which
+    an experiment sets to its study's tasks (a sweep over several experiments composes none of them: ``table``)."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if config.hydra.job.name != "train":
             return
         sweep_dir = config.hydra.sweep.dir
         print(f"sweep directory: {sweep_dir}")
-        print(f"summarise it with: python evaluate.py runs={sweep_dir}")
+        for command in evaluate_commands(config.get("evaluate_tasks"), sweep_dir):
+            print(f"summarise it with: {command}")
 
 
 def multirun_values(config: DictConfig, key: str) -> list[str]:

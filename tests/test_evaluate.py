@@ -292,3 +292,25 @@ def test_a_run_s_checkpoint_is_found_in_its_folder_where_it_is_now(tmp_path):
     tested = {**moved, "best_checkpoint": "/elsewhere/run/checkpoints/last.ckpt"}
     assert run_checkpoint(tested) == Path("/elsewhere/run/checkpoints/last.ckpt")
     assert run_checkpoint({**moved, "best_checkpoint": None}) == tmp_path / "b" / "checkpoints" / "last.ckpt"
+
+
+@pytest.mark.parametrize(("experiment", "printed"), [
+    ("experiment=reae_table1_digits", ["python evaluate.py task=reae_table1 runs=logs/s"]),
+    ("experiment=perceptual_lunarlander", ["python evaluate.py task=perceptual_table1 runs=logs/s",
+                                           "python evaluate.py task=perceptual_figures runs=logs/s"]),
+    ("model.optimizer.lr=0.1", ["python evaluate.py runs=logs/s"])])
+def test_a_sweep_ends_by_printing_its_study_s_evaluate_commands(capsys, experiment, printed):
+    from framework.compose import compose_with_hydra
+    from framework.hydra_callbacks import PrintSweepDir
+
+    PrintSweepDir().on_multirun_end(compose_with_hydra([experiment, "hydra.sweep.dir=logs/s", "hydra.job.name=train"]))
+    assert capsys.readouterr().out.splitlines() == ["sweep directory: logs/s",
+                                                    *(f"summarise it with: {command}" for command in printed)]
+
+
+def test_every_experiment_s_evaluate_tasks_are_tasks_of_evaluate_py():
+    from framework.compose import CONF, compose_with_hydra
+
+    for path in sorted((CONF / "experiment").glob("*.yaml")):
+        tasks = compose_with_hydra([f"experiment={path.stem}"]).evaluate_tasks
+        assert set(tasks) <= set(TASKS), path.name

@@ -655,12 +655,14 @@ def test_a_user_error_in_one_job_of_a_sweep_lets_its_other_jobs_run(run_in_proce
     (the sentence used to exit at once, so the jobs after it never ran)."""
     sweep = tmp_path / "sweep"
     code, output = run_in_process("train.py", ["-m", "model.optimizer.lr=-1,0.1", "debug=limit", "logger=none",
+                                               "evaluate_tasks=[table,mi_lr_study]",
                                                f"hydra.sweep.dir={sweep}", f"paths.data_dir={data_root}"],
                                   tmp_path / "run", whole_script=True)
     assert code == 2, output[-3000:]
     assert "Config error: Config key 'model.optimizer.lr' is -1, but it must be a number > 0." in output.splitlines()
     assert output.rstrip().endswith(f"sweep directory: {sweep}\nsummarise its finished jobs with: python evaluate.py "
-                                    f"runs={sweep}\nThe sweep ran every job; the first that stopped "
+                                    f"runs={sweep}\nsummarise its finished jobs with: python evaluate.py "
+                                    f"task=mi_lr_study runs={sweep}\nThe sweep ran every job; the first that stopped "
                                     f"({sweep}/0) said:\nConfig error: Config key 'model.optimizer.lr' is -1, but it "
                                     f"must be a number > 0.")
     assert not (sweep / "0" / "results.json").exists() and (sweep / "1" / "results.json").is_file()
