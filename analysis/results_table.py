@@ -62,8 +62,8 @@ def shown(value) -> str:
 
 # Overrides that say how a run ran, not what it trained: a job resumed with ckpt_path=auto, or run with its data in
 # another folder, belongs in the row of its sweep's other seeds.
-HOW_IT_RAN = ("seed", "ckpt_path", "tags", "paths", "logger", "data.data_dir", "data.download", "data.progress",
-              "data.generation_workers", "hydra")
+HOW_IT_RAN = ("seed", "ckpt_path", "tags", "evaluate_tasks", "paths", "logger", "data.data_dir", "data.download",
+              "data.progress", "data.generation_workers", "hydra")
 
 
 def overridden_keys(runs: Sequence[dict], exclude: Sequence[str] = HOW_IT_RAN) -> list[str]:

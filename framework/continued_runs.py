@@ -29,7 +29,7 @@ NUMBERED = "${hydra.job.num}"  # conf/hydra/default.yaml's hydra.sweep.subdir
 # Keys a continued sweep may change for some jobs and not others (how long and where a job runs, what it logs): a
 # job resumed alone with trainer.max_epochs=20 leaves its folder's record differing from its siblings' in that key.
 MAY_DIFFER_ON_RESUME = ("ckpt_path", "trainer", "logger", "callbacks.progress_bar", "paths", "hydra", "data.data_dir",
-                        "data.num_workers", "data.download", "tags")
+                        "data.num_workers", "data.download", "tags", "evaluate_tasks")
 
 
 def check_run(config: DictConfig) -> None:
