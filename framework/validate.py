@@ -16,6 +16,7 @@ import functools
 import importlib.util
 import inspect
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from numbers import Integral, Real
@@ -254,8 +255,27 @@ def check_missing_values(cfg: DictConfig) -> None:
             cause = cause.__context__
         if cause is not None:
             raise cause from None
-        raise ConfigError(f"Config key '{error.full_key}' cannot be resolved ({str(error).splitlines()[0]}); "
+        message = str(error).splitlines()[0]
+        missing = re.fullmatch(r"Interpolation key '([^']+)' not found", message)
+        choice = missing and group_chosen_on_command_line(missing.group(1).split(".")[0])
+        if choice:  # experiment=perceptual_lunarlander data=mnist: its probe reads LunarLander's ${data.rollouts}
+            experiment = HydraConfig.get().runtime.choices.get("experiment")
+            written_for = f": experiment={experiment} was written for another one" if experiment else ""
+            raise ConfigError(f"Config key '{error.full_key}' reads ${{{missing.group(1)}}}, which {choice} does not "
+                              f"have{written_for}; leave out {choice}, or give {error.full_key} a value.") from None
+        raise ConfigError(f"Config key '{error.full_key}' cannot be resolved ({message}); "
                           f"give a value or a ${{...}} reference to an existing key.") from None
+
+
+def group_chosen_on_command_line(group: str) -> str | None:
+    """``data=mnist`` when the command line chose config group ``group`` (else None)."""
+    if not HydraConfig.initialized():
+        return None
+    for override in OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False):  # as typed: ${...} too
+        name, _, value = override.lstrip("+").partition("=")
+        if name == group:
+            return f"{group}={value}"
+    return None
 
 
 @functools.cache

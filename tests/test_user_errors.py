@@ -198,6 +198,10 @@ ROWS = [
         expect=("'batch_schedule' is chosen already", "batch_schedule=grow.")),
     row("group-not-chosen", "batch_schedule=grow", expect=("'batch_schedule' is not chosen", "+batch_schedule=grow")),
     row("interpolation", "data.batch_size=${nope}", expect="'data.batch_size' cannot be resolved"),
+    row("experiment-on-other-data", "experiment=perceptual_lunarlander", "data=digits",
+        expect="'callbacks.probe.data.rollouts' reads ${data.rollouts}, which data=digits does not have: "
+               "experiment=perceptual_lunarlander was written for another one; leave out data=digits, or give "
+               "callbacks.probe.data.rollouts a value."),
     row("group-option", "model=lenet6",
         expect=("Config group 'model' has no option 'lenet6' (did you mean 'lenet5'?)", "lenet5_classic, ")),
     row("key-not-in-config", "trainer.max_epoch=3",
