@@ -4,9 +4,9 @@
     python train.py experiment=reae_digits model.feature_map=pian model.hidden_size=64
     python train.py experiment=reae_digits model.rho=[0.1,0.2,0.4] model.hidden_size=350
 
-There is no gradient training of the network: in the single training epoch the module collects the
-training batches on the trainer's device, and after the last one it solves everything there
-(analysis/forward_autoencoder.py):
+There is no gradient training of the network: in a single training epoch (the module stops the trainer after it)
+the module collects the training batches on the trainer's device, and after the last one it solves everything
+there (analysis/forward_autoencoder.py):
 
     draw = one U[-1, 1] draw from the run's seed (shared by every rho and by RAN / ROAN)
     for rho in rhos (REAE only):   feature map Wp, bp  ->  H  ->  one float64 eigendecomposition
@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 import torchmetrics
 from lightning.pytorch.strategies import DDPStrategy
+from lightning.pytorch.utilities import rank_zero_info
 
 from analysis.forward_autoencoder import (
     ACTIVATIONS,
@@ -126,6 +127,10 @@ class ForwardAutoencoderModule(L.LightningModule):
             with torch.autocast(self.device.type, enabled=False):
                 self.solve(X, y, *self.validation_set())
             self.optimizers().step()
+            if self.trainer.max_epochs != self.current_epoch + 1:  # another epoch would solve again on the same images
+                rank_zero_info(f"The solve is done: training stops after epoch {self.current_epoch} "
+                               f"(trainer.max_epochs={self.trainer.max_epochs} asks for more; one is all it takes).")
+                self.trainer.should_stop = True
 
     def validation_set(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The whole validation split on the module's device, through the datamodule's per-batch transform."""
