@@ -41,7 +41,7 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, Sampler, SequentialSampler
 
 from datamodules.distortions import AffineDistortion
-from framework.atomic import why_unwritable
+from framework.atomic import folders_removed_if_left_empty, why_unwritable
 from framework.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -284,20 +284,26 @@ class InMemoryDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         missing = self.missing_files()
         if self.download_missing and missing:
-            for folder in dict.fromkeys([Path(self.data_dir), *(path.parent for path in missing)]):
-                if reason := why_unwritable(folder):  # e.g. a file where the dataset's folder belongs
-                    raise DatasetMissingError(f"{type(self).__name__}: cannot download into {folder}, as {reason}; "
-                                              f"point data.data_dir= or DATA_DIR at a folder you can write.")
-            try:
-                self.download()
-            except DataError:  # already one sentence naming every source it tried
-                raise
-            except (OSError, RuntimeError) as error:  # URLError, socket errors; torchvision's MNIST wraps them
-                reason = str(error).strip().splitlines()[0].rstrip(":") if str(error).strip() else type(error).__name__
-                raise DatasetMissingError(
-                    f"{type(self).__name__}: downloading {missing[0].name} into {self.data_dir} failed ({reason}); "
-                    f"check the network, or copy the files there by hand in their official layout."
-                ) from error
+            folders = list(dict.fromkeys([Path(self.data_dir), *(path.parent for path in missing)]))
+            with folders_removed_if_left_empty(folders):
+                self.download_into(folders, missing)
+
+    def download_into(self, folders: list[Path], missing: list[Path]) -> None:
+        """``download()`` after checking that ``folders`` can be written; a failure is one sentence."""
+        for folder in folders:
+            if reason := why_unwritable(folder):  # e.g. a file where the dataset's folder belongs
+                raise DatasetMissingError(f"{type(self).__name__}: cannot download into {folder}, as {reason}; "
+                                          f"point data.data_dir= or DATA_DIR at a folder you can write.")
+        try:
+            self.download()
+        except DataError:  # already one sentence naming every source it tried
+            raise
+        except (OSError, RuntimeError) as error:  # URLError, socket errors; torchvision's MNIST wraps them
+            reason = str(error).strip().splitlines()[0].rstrip(":") if str(error).strip() else type(error).__name__
+            raise DatasetMissingError(
+                f"{type(self).__name__}: downloading {missing[0].name} into {self.data_dir} failed ({reason}); "
+                f"check the network, or copy the files there by hand in their official layout."
+            ) from error
 
     def check_files(self) -> None:
         missing = self.missing_files()

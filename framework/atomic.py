@@ -18,7 +18,8 @@ import fcntl
 import os
 import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import BinaryIO
 
@@ -58,6 +59,20 @@ def make_folders(folder: Path, bits: int) -> None:
     for created in reversed(missing):
         created.mkdir(exist_ok=True)
         os.chmod(created, 0o700 | bits)
+
+
+@contextmanager
+def folders_removed_if_left_empty(folders: list[Path]) -> Iterator[None]:
+    """Those of ``folders`` and their parents that do not exist yet are removed again, deepest first, when the block
+    fails and leaves them empty (a failed download leaves no dataset folder behind)."""
+    absent = {p for folder in folders for p in (folder, *folder.parents) if not p.exists()}
+    try:
+        yield
+    except BaseException:
+        for folder in sorted(absent, key=lambda p: len(p.parts), reverse=True):
+            with suppress(OSError):  # not empty, or not there
+                folder.rmdir()
+        raise
 
 
 def why_unwritable(folder: Path) -> str | None:

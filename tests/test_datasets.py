@@ -128,11 +128,14 @@ def test_download_offline_is_one_clear_sentence(tmp_path, monkeypatch, error):
         raise error
 
     monkeypatch.setattr(torchvision.datasets.utils, "download_and_extract_archive", offline)
-    module = CIFAR10DataModule(data_dir=str(tmp_path), download=True)
+    (tmp_path / "kept").mkdir()  # there before: stays
+    data_dir = tmp_path / "kept" / "new" / "data"
+    module = CIFAR10DataModule(data_dir=str(data_dir), download=True)
     reason = "<urlopen error no network>" if isinstance(error, OSError) else "Error downloading x.gz"
-    with pytest.raises(DatasetMissingError, match=rf"into {tmp_path} failed \({reason}\); check the network") as raised:
+    with pytest.raises(DatasetMissingError, match=rf"into {data_dir} failed \({reason}\); check the network") as raised:
         module.prepare_data()
     assert "\n" not in str(raised.value)
+    assert list(tmp_path.rglob("*")) == [tmp_path / "kept"]  # the folders made for the download are gone with it
 
 
 @pytest.mark.parametrize(("module", "function", "md5s"), [
