@@ -197,6 +197,14 @@ def finished_with_this_config(cfg: DictConfig) -> dict | None:
     return earlier if same(earlier.get("config", {})) == same(OmegaConf.to_container(cfg, resolve=True)) else None
 
 
+def training_metrics_of_its_run(checkpoint: str) -> dict[str, float]:
+    """The metrics other than val/ and test/ that the results.json of a checkpoint's run holds (its last epoch's),
+    for a run continued from it that trains no further batch (Lightning logs none then); {} without one."""
+    results = Path(checkpoint).parent.parent / "results.json"
+    earlier = read_results(results).get("metrics", {}) if results.is_file() else {}
+    return {key: value for key, value in earlier.items() if not key.startswith(("val/", "test/"))}
+
+
 def task_overrides() -> list[str]:
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
@@ -257,6 +265,7 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
     if trained and saved is not None:
         log.info(f"Resuming from {given}, saved in epoch {saved.get('epoch')} (counted from 0, as in the "
                  f"metrics) at global step {saved.get('global_step')}")
+    resumed_at_step = saved.get("global_step") if trained and saved is not None else None
     del saved  # memory-mapped: Lightning loads it again
     metrics = {}
     with data_the_network_takes(cfg, model, datamodule, first_batch):
@@ -264,6 +273,8 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
             with trainer_refusals(cfg.trainer), loading_checkpoint(given):
                 trainer.fit(model, datamodule=datamodule, ckpt_path=given)
             metrics = to_float_dict(trainer.callback_metrics)  # the last epoch's
+            if trainer.global_step == resumed_at_step:  # continued at its end (stopped early, or max_epochs reached)
+                metrics = training_metrics_of_its_run(given) | metrics
             checkpoint, evaluated = best_checkpoint(trainer)
         else:
             checkpoint, evaluated = given, f"checkpoint {given}"

@@ -16,7 +16,8 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from framework.errors import ConfigError, DataError
@@ -230,6 +231,21 @@ class RunModelCheckpoint(ModelCheckpoint):
             else:
                 self.resumed_elsewhere = saved_in
         super().load_state_dict(state_dict)
+
+
+class RunEarlyStopping(EarlyStopping):
+    """Lightning's EarlyStopping, which also keeps a run that it stopped stopped when the run is continued from its
+    last checkpoint (``ckpt_path=auto`` with more epochs, or after any key that makes the run not "finished with this
+    config"): Lightning restores the stopping state but trains on, and a lucky validation then restarts the count.
+    An uninterrupted run would have stopped there, so the continued one ends at once and is tested again."""
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.stopping_reason != EarlyStoppingReason.NOT_STOPPED:
+            reason = self.stopping_reason.name.lower().replace("_", " ")
+            log.info(f"The checkpoint's run was stopped early in epoch {self.stopped_epoch} by early stopping "
+                     f"({reason}): it is not trained further; to train longer, start a fresh run with a larger "
+                     f"callbacks.early_stopping.patience or callbacks.early_stopping=null.")
+            trainer.should_stop = True
 
 
 class RandomStatesInCheckpoints(Callback):

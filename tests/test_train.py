@@ -130,6 +130,23 @@ def test_early_stopping_stops_after_validation_and_max_steps_ends_before_one(mak
         assert "val/acc" not in short["metrics"]
 
 
+def test_a_run_stopped_early_and_continued_stays_stopped(make_cfg, caplog):
+    """Continued with ckpt_path=auto and more epochs (with another tag: not "finished with this config"), an
+    early-stopped run trained on past its stop (Lightning restores the count but not the decision) and replaced its
+    results; an uninterrupted run stops there, so the continued one ends at once with the same test metrics."""
+    stop = ("callbacks.early_stopping.patience=0", "callbacks.early_stopping.min_delta=1.0", "logger=none",
+            "debug=limit", "ckpt_path=auto")
+    stopped = train(make_cfg(*stop, "trainer.max_epochs=5"))
+    assert stopped["epochs_completed"] == 2
+    with caplog.at_level("INFO", logger="train"):
+        continued = train(make_cfg(*stop, "trainer.max_epochs=8", "tags=[continued]"))
+    assert continued["epochs_completed"] == 2 and continued["metrics"] == pytest.approx(stopped["metrics"])
+    assert {"train/loss", "train/acc"} <= set(continued["metrics"])  # its last epoch's, from the earlier results.json
+    assert "The checkpoint's run was stopped early in epoch 1 by early stopping (patience exhausted): it is not " \
+           "trained further; to train longer, start a fresh run with a larger callbacks.early_stopping.patience or " \
+           "callbacks.early_stopping=null." in caplog.text
+
+
 def _received(rank: int, callbacks: list) -> None:
     """What a ddp_spawn process does with the callbacks it is sent: unpickle them (the work is done by then)."""
 
