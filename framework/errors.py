@@ -23,6 +23,7 @@ import itertools
 import logging
 import os
 import re
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -42,6 +43,7 @@ from hydra.types import RunMode
 from hydra.utils import get_object as _hydra_get_object
 from hydra.utils import instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, InterpolationResolutionError, OmegaConfBaseException
 from torch.multiprocessing import ProcessRaisedException
@@ -596,6 +598,14 @@ def run_entry_point(main: Callable[[], object]) -> None:
                                  f"--multirun (-m), --cfg, --info and --shell-completion at a time; to see a sweep "
                                  f"job's config, drop -m and give that job's values with --cfg job.")), file=sys.stderr)
         raise SystemExit(2) from None
+    except SIGTERMException:  # Lightning's after a SIGTERM (kill, a scheduler's stop): a SystemExit of code 0
+        where = f"sweep directory: {_job['sweep_dir']}; " if _job.get("sweep_dir") else ""
+        stopped = (f"Stopped by SIGTERM ({where}a run goes on from its last checkpoint when the same command is given "
+                   f"again with ckpt_path=auto).")
+        close_progress_bars()
+        log_to_files(stopped)
+        print(stopped, file=sys.stderr)
+        raise SystemExit(128 + signal.SIGTERM) from None  # what the signal's default action gives (143)
     except SystemExit as stop:
         if stop.code == 1 and not _job["started"]:
             sys.exit(2)
