@@ -314,13 +314,20 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
     return results
 
 
-def finish_wandb() -> None:
-    """Close the wandb run of this job, so that every multirun job gets its own."""
+def finish_wandb(stopping: bool = False) -> None:
+    """Close the wandb run of this job, so that every multirun job gets its own. ``stopping``: the job is ending on
+    an exception, which wandb's own failure to close must not replace (a SIGTERM from SLURM's requeue also ends
+    wandb's service process, and wandb.finish() then raised ConnectionResetError: the submitting command failed)."""
     if "wandb" in sys.modules:
         import wandb
 
         if wandb.run is not None:
-            wandb.finish()
+            try:
+                wandb.finish()
+            except Exception as error:
+                if not stopping:
+                    raise
+                log.warning(f"wandb could not close its run while the job stopped ({type(error).__name__}: {error}).")
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -331,14 +338,14 @@ def main(cfg: DictConfig) -> float | None:
             paths_from_start_dir(cfg, ("ckpt_path", "paths.data_dir", "data.data_dir", "model.loss_network.weights"),
                                  keywords=("auto", "last", "hpc", "imagenet", "random"))
             results = train(cfg)
-    except Exception as error:
-        if not isinstance(error, UserError):  # a user error has said its sentence (a sweep's job: and goes on)
+    except BaseException as error:  # SystemExit too: Lightning's after a SIGTERM
+        if isinstance(error, Exception) and not isinstance(error, UserError):  # a user error has said its sentence
             failed = f"Run failed; its output directory is {cfg.paths.output_dir}"
             log_to_files(failed, error, log)  # with the traceback, which Hydra prints on the console after this line
             print(f"{failed}.", file=sys.stderr)
+        finish_wandb(stopping=True)
         raise
-    finally:
-        finish_wandb()
+    finish_wandb()
     metrics = results["metrics"]
     if rank_zero_only.rank == 0:
         if "test/acc" in metrics:

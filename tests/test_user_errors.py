@@ -568,6 +568,31 @@ def test_the_battery_covers_every_config_group_and_dataset_format():
     assert len(ROWS) >= 30
 
 
+def test_a_sigterm_stays_the_exit_even_when_wandb_cannot_close(run_in_process, data_root, tmp_path, monkeypatch):
+    """SLURM's requeue sends SIGTERM to every process of the job, wandb's service too: wandb.finish() then raised
+    ConnectionResetError in train.py's clean-up, which replaced Lightning's SIGTERM exit, and the submitting command
+    failed with a traceback although the requeued job went on."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    import framework.combinations
+
+    def finish():
+        raise ConnectionResetError("Connection lost")
+
+    def sigterm(*args):
+        raise SIGTERMException
+
+    monkeypatch.setitem(sys.modules, "wandb", SimpleNamespace(run=object(), finish=finish))  # a wandb run is open
+    monkeypatch.setattr(framework.combinations, "check_data_fits_model", sigterm)  # train.py imports it when run
+    code, output = run_in_process("train.py", [f"paths.data_dir={data_root}"], tmp_path, whole_script=True)
+    assert code == 143, output[-3000:]
+    assert "Traceback" not in output
+    assert output.rstrip().endswith("Stopped by SIGTERM (a run goes on from its last checkpoint when the same command "
+                                    "is given again with ckpt_path=auto).")
+    assert "wandb could not close its run while the job stopped (ConnectionResetError: Connection lost)." in \
+        (tmp_path / "train.log").read_text()
+
+
 def test_a_bug_still_shows_its_traceback_and_exit_code_1(run_in_process, data_root, tmp_path, monkeypatch):
     import framework.combinations
 
