@@ -18,8 +18,9 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from framework.compose import ROOT
-from framework.continued_runs import check_run, check_sweep, sweep_overrides
-from framework.errors import UserError, evaluate_commands, stopping_before_any_job
+from framework.continued_runs import check_run, check_sweep, sweep_jobs, sweep_overrides
+from framework.errors import ConfigError, UserError, evaluate_commands, stopping_before_any_job
+from framework.loggers import wandb_logger_nodes
 from framework.pretrained import alexnet_features_state_dict
 from framework.slurm_preflight import launches_on_slurm
 from lightning_modules.perceptual_autoencoder import PROCEDURES, PerceptualAutoencoderModule, needs_loss_network
@@ -87,6 +88,17 @@ class EarlierRunsPreflight(Callback):
         if config.hydra.job.name == "train":
             with checking_before_any_job():
                 check_sweep(config)
+                check_one_wandb_run_per_job(config)
+
+
+def check_one_wandb_run_per_job(config: DictConfig) -> None:
+    """One ``logger.wandb.id`` for every job of a sweep would put them all into one wandb run (``resume: allow``
+    continues it), against one run per job."""
+    ids = multirun_values(config, "logger.wandb.id")
+    if wandb_logger_nodes(config) and len(ids) == 1 and ids[0] != "None" and len(sweep_jobs(config)) > 1:
+        raise ConfigError(f"Config key 'logger.wandb.id' is {ids[0]!r} for every job of this sweep, whose jobs would "
+                          f"then all write into that one wandb run; leave it null (each job's run directory keeps "
+                          f"an id of its own), or sweep it with one id per job.")
 
 
 @contextmanager

@@ -209,6 +209,20 @@ rule("callbacks.probe.grid", lambda v: isinstance(v, ListConfig) and len(v) > 0 
     isinstance(widths, ListConfig) and all(map(int_at_least(1), widths)) for widths in v),
      "a non-empty list of hidden-layer width lists, each width an integer >= 1 ([] for a linear probe)", of=PROBE)
 
+# ---- loggers (conf/logger/): what wandb.init refuses with a traceback, or takes and misreads ----
+WANDB = "lightning.pytorch.loggers.wandb.WandbLogger"
+wandb_name = lambda v: isinstance(v, str) and v.strip() != "" and not set(v) & set("/\\#?%:")  # wandb's rule
+rule("tags", lambda v: isinstance(v, ListConfig) and all(isinstance(tag, str) for tag in v),
+     "a list of words, e.g. tags=[baseline,lr_sweep] ([] for none)")
+rule("logger.wandb.project", wandb_name, "a name without / \\ # ? % :", of=WANDB)
+rule("logger.wandb.id", wandb_name, "a run id without / \\ # ? % :, or null (the run directory's own id)", of=WANDB)
+rule("logger.wandb.resume", lambda v: v in ("allow", "must", "never", "auto"), "one of allow, must, never, auto",
+     of=WANDB)
+rule("logger.wandb.offline", lambda v: isinstance(v, bool), "true or false", of=WANDB)
+rule("logger.wandb.log_model", lambda v: v is True or v is False or v == "all", "true, false or 'all'", of=WANDB)
+rule("logger.wandb.save_dir", lambda v: not Path(str(v)).is_file(), "a folder, not a file (wandb would write "
+     "elsewhere)", of=WANDB)
+
 # ---- evaluate.py's study options (conf/evaluate.yaml) ----
 rule("szegedy.examples", int_at_least(1), "an integer >= 1 (images attacked per model)")
 rule("szegedy.c_steps", int_at_least(1), "an integer >= 1")

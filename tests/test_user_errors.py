@@ -406,6 +406,19 @@ ROWS = [
     # ---- callbacks: Lightning's, the MI callback's constructor and hooks, the batch-size schedule
     row("early-stopping-mode", "callbacks.early_stopping.mode=up", expect="'callbacks.early_stopping.mode' is 'up'"),
     row("lr-monitor", "callbacks.lr_monitor.logging_interval=hour", expect="'callbacks.lr_monitor.logging_interval'"),
+    # wandb.init refused these with a traceback (pydantic, UsageError) or took them misread (tags as letters)
+    row("wandb-resume", "logger=wandb", "logger.wandb.resume=bogus",
+        expect="'logger.wandb.resume' is 'bogus', but it must be one of allow, must, never, auto."),
+    row("wandb-id", "logger=wandb", "logger.wandb.id='a/b c'", expect="'logger.wandb.id' is 'a/b c', but it must be a "
+                                                                   "run id without / \\ # ? % :"),
+    row("wandb-project", "logger=wandb", "logger.wandb.project=a/b", expect="'logger.wandb.project' is 'a/b'"),
+    row("tags-not-a-list", "tags=notalist", expect="'tags' is 'notalist', but it must be a list of words"),
+    row("wandb-id-shared-by-a-sweep", "-m", "logger=wandb", "logger.wandb.id=fixedid", "seed=1,2",
+        expect="'logger.wandb.id' is 'fixedid' for every job of this sweep, whose jobs would then all write into"),
+    row("wandb-offline", "logger=wandb", "logger.wandb.offline=maybe", expect="'logger.wandb.offline' is 'maybe'"),
+    row("wandb-log-model", "logger=wandb", "logger.wandb.log_model=bogus", expect="true, false or 'all'"),
+    row("wandb-save-dir-a-file", "logger=wandb", "logger.wandb.save_dir={tmp}/data/run.ckpt", data=lenet5_checkpoint,
+        expect="must be a folder, not a file"),
     row("checkpoint-argument", "+callbacks.model_checkpoint.keep=2", expect="'callbacks.model_checkpoint.keep'"),
     row("mi-policy", *MI, "callbacks.mi_lr.policy=cosine", expect="'callbacks.mi_lr.policy' is 'cosine'"),
     row("mi-k", *MI, "callbacks.mi_lr.k=2000", expect=("k=2000, but the estimator takes", "sample_size=100 ")),
