@@ -23,6 +23,7 @@ import itertools
 import logging
 import os
 import re
+import shlex
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -402,7 +403,8 @@ def hydra_refusal(error: HydraException) -> ConfigError:
                                f"job per option, or write {typed}=[{value}] to merge them all into one config (as "
                                f"logger=[csv,tensorboard] logs to both).")
         return ConfigError(f"Config key '{key}' is given {value!r} with commas; add -m (--multirun) to run one job "
-                           f"per value, or write {typed}=[{value}] for a list, {typed}='{value}' for a string.")
+                           f"per value, or write {typed}=[{value}] for a list, {as_typed_in_a_shell(typed, value)} "
+                           f"for a string (as typed in a shell).")
     return ConfigError(one_line(message))
 
 
@@ -521,10 +523,25 @@ def in_a_sweep() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+def as_typed_in_a_shell(key: str, value: str) -> str:
+    """``key=value`` as one shell word that Hydra reads as that string: quoted for Hydra where the value holds
+    characters of its grammar (``runs='logs/a,b'``), then for the shell where it holds any of the shell's."""
+    if set(value) & set(",[]{}()'\"\\=$"):
+        value = "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    word = f"{key}={value}"
+    if shlex.quote(word) == word or set(word) & set('"$`\\!'):
+        return shlex.quote(word)
+    return f'"{word}"'  # reads better than shlex's '...'"'"'...
+
+
 def evaluate_commands(tasks: list[str] | None, runs: str) -> list[str]:
-    """``python evaluate.py [task=<task>] runs=<runs>`` for each task (``table``, evaluate.py's default, unnamed)."""
+    """``python evaluate.py [task=<task>] runs=<runs>`` for each task (``table``, evaluate.py's default, unnamed),
+    for a sweep directory that holds some finished job's results.json; none for one that holds none."""
+    if not any(Path(runs).rglob("results.json")):
+        return []
     tasks = [tasks] if isinstance(tasks, str) else tasks or ["table"]  # evaluate_tasks=reae_table1 is one task
-    return [f"python evaluate.py {'' if task == 'table' else f'task={task} '}runs={runs}" for task in tasks]
+    runs_word = as_typed_in_a_shell("runs", runs)
+    return [f"python evaluate.py {'' if task == 'table' else f'task={task} '}{runs_word}" for task in tasks]
 
 
 @contextmanager

@@ -122,8 +122,11 @@ class PrintSweepDir(Callback):
             return
         sweep_dir = config.hydra.sweep.dir
         print(f"sweep directory: {sweep_dir}")
-        for command in evaluate_commands(config.get("evaluate_tasks"), sweep_dir):
+        commands = evaluate_commands(config.get("evaluate_tasks"), sweep_dir)
+        for command in commands:
             print(f"summarise it with: {command}")
+        if not commands:
+            print("none of its jobs wrote a results.json, so there is nothing to summarise")
 
 
 def multirun_values(config: DictConfig, key: str) -> list[str]:

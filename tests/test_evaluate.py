@@ -295,17 +295,41 @@ def test_a_run_s_checkpoint_is_found_in_its_folder_where_it_is_now(tmp_path):
 
 
 @pytest.mark.parametrize(("experiment", "printed"), [
-    ("experiment=reae_table1_digits", ["python evaluate.py task=reae_table1 runs=logs/s"]),
-    ("experiment=perceptual_lunarlander", ["python evaluate.py task=perceptual_table1 runs=logs/s",
-                                           "python evaluate.py task=perceptual_figures runs=logs/s"]),
-    ("model.optimizer.lr=0.1", ["python evaluate.py runs=logs/s"])])
-def test_a_sweep_ends_by_printing_its_study_s_evaluate_commands(capsys, experiment, printed):
+    ("experiment=reae_table1_digits", ["python evaluate.py task=reae_table1 runs={sweep}"]),
+    ("experiment=perceptual_lunarlander", ["python evaluate.py task=perceptual_table1 runs={sweep}",
+                                           "python evaluate.py task=perceptual_figures runs={sweep}"]),
+    ("model.optimizer.lr=0.1", ["python evaluate.py runs={sweep}"])])
+def test_a_sweep_ends_by_printing_its_study_s_evaluate_commands(capsys, tmp_path, experiment, printed):
     from framework.compose import compose_with_hydra
     from framework.hydra_callbacks import PrintSweepDir
 
-    PrintSweepDir().on_multirun_end(compose_with_hydra([experiment, "hydra.sweep.dir=logs/s", "hydra.job.name=train"]))
-    assert capsys.readouterr().out.splitlines() == ["sweep directory: logs/s",
-                                                    *(f"summarise it with: {command}" for command in printed)]
+    sweep = tmp_path / "s"
+    config = compose_with_hydra([experiment, f"hydra.sweep.dir={sweep}", "hydra.job.name=train"])
+    PrintSweepDir().on_multirun_end(config)
+    assert capsys.readouterr().out.splitlines() == [
+        f"sweep directory: {sweep}", "none of its jobs wrote a results.json, so there is nothing to summarise"]
+    write_json_atomic(sweep / "0" / "results.json", {"metrics": {}})
+    PrintSweepDir().on_multirun_end(config)
+    assert capsys.readouterr().out.splitlines() == [
+        f"sweep directory: {sweep}", *(f"summarise it with: {command.format(sweep=sweep)}" for command in printed)]
+
+
+@pytest.mark.parametrize(("folder", "typed"), [("my sweep", '"runs={sweep}/my sweep"'),
+                                                ("a,b", "\"runs='{sweep}/a,b'\"")])
+def test_a_printed_evaluate_command_runs_as_printed_in_a_shell(tmp_path, folder, typed):
+    """A sweep directory with a space or a comma printed a command that failed as typed."""
+    import shlex
+
+    from framework.errors import evaluate_commands
+
+    runs = tmp_path / folder
+    write_json_atomic(runs / "0" / "results.json", {"metrics": {"test/acc": 0.5}})
+    [command] = evaluate_commands(None, str(runs))
+    assert command == f"python evaluate.py {typed.format(sweep=tmp_path)}"
+    script, *arguments = shlex.split(command)[1:]
+    table = run_cli(str(ROOT / script), *arguments, cwd=tmp_path)
+    assert table.returncode == 0, table.stderr[-2000:]
+    assert (runs / "table.md").is_file()
 
 
 def test_every_experiment_s_evaluate_tasks_are_tasks_of_evaluate_py():

@@ -198,6 +198,9 @@ ROWS = [
         expect=("'batch_schedule' is chosen already", "batch_schedule=grow.")),
     row("group-not-chosen", "batch_schedule=grow", expect=("'batch_schedule' is not chosen", "+batch_schedule=grow")),
     row("interpolation", "data.batch_size=${nope}", expect="'data.batch_size' cannot be resolved"),
+    row("commas-without-multirun", "experiment_name=a,b",
+        expect="'experiment_name' is given 'a,b' with commas; add -m (--multirun) to run one job per value, or write "
+               "experiment_name=[a,b] for a list, \"experiment_name='a,b'\" for a string (as typed in a shell)."),
     row("experiment-on-other-data", "experiment=perceptual_lunarlander", "data=digits",
         expect="'callbacks.probe.data.rollouts' reads ${data.rollouts}, which data=digits does not have: "
                "experiment=perceptual_lunarlander was written for another one; leave out data=digits, or give "
