@@ -23,6 +23,7 @@ from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from framework.checkpoints import check_checkpoint, earlier_run_refusal
+from framework.compose import CONF
 from framework.errors import ConfigError
 
 NUMBERED = "${hydra.job.num}"  # conf/hydra/default.yaml's hydra.sweep.subdir
@@ -149,9 +150,19 @@ def check_distinct_folders(folders: list[Path], config: DictConfig) -> None:
         if folder in first:
             subdir = OmegaConf.to_container(config.hydra.sweep, resolve=False).get("subdir")
             raise ConfigError(f"Config key 'hydra.sweep.subdir' is {subdir!r}, which gives jobs {first[folder]} and "
-                              f"{num} of this sweep the same folder {folder}; name every swept key in it (e.g. "
-                              f"hydra.sweep.subdir=${{hydra.job.override_dirname}}), or leave it out (job numbers).")
+                              f"{num} of this sweep the same folder {folder}; name every swept key in it (here "
+                              f"{subdir_naming(differing_keys([overrides_by_key(job) for job in sweep_jobs(config)]))}"
+                              f"), or leave it out (job numbers).")
         first[folder] = num
+
+
+def subdir_naming(keys: set[str]) -> str:
+    """A ``hydra.sweep.subdir`` made of these keys' values (a config group's by its option), quoted for a shell. Not
+    Hydra's ${hydra.job.override_dirname}: it names every override, so a continuation that adds ckpt_path=auto or
+    more epochs would get new folders and start afresh."""
+    parts = [f"{key.split('/')[-1]}${{hydra:runtime.choices.{key}}}" if (CONF / key).is_dir() else
+             f"{key.split('.')[-1]}${{{key}}}" for key in sorted(keys)]
+    return f"'hydra.sweep.subdir={'_'.join(parts)}'"
 
 
 def job_config(master: DictConfig, overrides: list[str], num: int) -> DictConfig:

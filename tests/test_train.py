@@ -288,7 +288,8 @@ def test_a_continued_sweep_stops_before_hydra_writes_when_its_jobs_are_other_run
                                 ((*in_custom, "seed=1,2"), f"The output directory {custom}/s1 holds an earlier run"),
                                 ((*in_custom, "seed=3", "data.batch_size=16,32", "ckpt_path=auto"),
                                  f"Config key 'hydra.sweep.subdir' is 's${{seed}}', which gives jobs 0 and 1 of this "
-                                 f"sweep the same folder {custom}/s3; name every swept key in it")):
+                                 f"sweep the same folder {custom}/s3; name every swept key in it (here "
+                                 f"'hydra.sweep.subdir=batch_size${{data.batch_size}}'), or leave it out")):
         rerun = run_cli("train.py", *overrides, "debug=smoke")
         assert rerun.returncode == 2 and expected in rerun.stderr, rerun.stderr[-2000:]
     assert {path: path.read_bytes() for path in record} == record  # .hydra/ and multirun.yaml as first written
