@@ -33,9 +33,10 @@ def group_value(run: dict, dotted_key: str) -> str:
     """The option a run's config group had (``model`` -> ``lenet5``, typed or a default: results.json's ``choices``),
     else the value it was given on the command line, else its value in the resolved config; a config group of a run
     without choices (``data``: a dict) is its class's name. Values are shown as typed in a config (``true``, ``0.1``),
-    however the command line or Hydra's sweep spelled them (``True``, ``0.10``)."""
+    however the command line or Hydra's sweep spelled them (``True``, ``0.10``); a group the run chose no option of
+    (``experiment``, recorded as None) is ``null``, as ``experiment=null`` is typed."""
     if dotted_key in run.get("choices", {}):
-        return str(run["choices"][dotted_key])
+        return shown(run["choices"][dotted_key])
     for override in run.get("overrides", []):
         key, _, value = override.partition("=")
         if key.lstrip("+~") == dotted_key:
@@ -145,7 +146,7 @@ def results_table(runs: Sequence[dict], metrics: Sequence[str], group_by: Sequen
     group_by = list(group_by) if group_by is not None else overridden_keys(runs)
     header = [*group_by, *metrics, "runs"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for key, members in sorted(group_runs(runs, group_by).items()):
+    for key, members in sorted(group_runs(runs, group_by).items(), key=lambda item: row_order(item[0])):
         cells = list(key)
         for metric in metrics:
             values = [run["metrics"][metric] for run in members if metric in run["metrics"]]
@@ -160,15 +161,31 @@ def results_table(runs: Sequence[dict], metrics: Sequence[str], group_by: Sequen
     return "\n".join(lines)
 
 
+def row_order(cells: Sequence[str]) -> tuple:
+    """A row's sort key: within a column numbers in numeric order (5, 20, 100; seeds 1, 2, 10), before text in text
+    order; cells that read as one number (``0.1``, ``1e-1``) are ordered by their text."""
+    return tuple(cell_order(cell) for cell in cells)
+
+
+def cell_order(cell: str) -> tuple:
+    try:
+        number = float(cell)
+    except ValueError:
+        number = math.nan
+    return (0, number, cell) if not math.isnan(number) else (1, 0.0, cell)
+
+
 def spread(std: float, n: int, digits: int) -> str:
     """A std as a table shows it: "—" for a single run, which has no spread (not a spread of 0)."""
     return f"{std:.{digits}f}" if n > 1 else _ABSENT
 
 
 def differing_keys(runs: Sequence[dict], shown: Sequence[str]) -> list[str]:
-    """The keys overridden in some of ``runs``, other than ``shown`` and HOW_IT_RAN, in which they differ."""
-    return [key for key in overridden_keys(runs, exclude=(*HOW_IT_RAN, *shown))
-            if len({group_value(run, key) for run in runs}) > 1]
+    """The keys overridden in some of ``runs``, other than ``shown`` and HOW_IT_RAN (and those below HOW_IT_RAN), in
+    which they differ. A key below a shown one counts: a shown ``model`` (its option, ``lenet5``) or ``model.optimizer``
+    (a class) does not say which ``model.optimizer.lr`` a run had."""
+    return [key for key in overridden_keys(runs) if key not in shown
+            and len({group_value(run, key) for run in runs}) > 1]
 
 
 def check_one_setting(groups: Iterable[Sequence[dict]], shown: Sequence[str], table: str) -> None:

@@ -1,0 +1,89 @@
+"""analysis/results_table.py: which runs a row pools and says it pools, the order of rows, the spelling of cells."""
+
+import pytest
+
+from analysis.results_table import check_one_setting, differing_keys, results_table
+from evaluate import evaluate
+from framework.compose import compose_config
+from framework.errors import ConfigError
+from framework.results import write_json_atomic
+
+SGD = "torch.optim.SGD"
+
+
+def write_runs(root, runs):
+    for number, run in enumerate(runs):
+        write_json_atomic(root / str(number) / "results.json", run)
+
+
+def lr_run(lr: float, seed: int, acc: float) -> dict:
+    """A run of ``model=lenet5`` (a default: in its choices) with ``model.optimizer.lr`` swept."""
+    return {"seed": seed, "overrides": [f"model.optimizer.lr={lr}", f"seed={seed}"], "choices": {"model": "lenet5"},
+            "config": {"model": {"optimizer": {"_target_": SGD, "lr": lr}}, "seed": seed},
+            "metrics": {"test/acc": acc}}
+
+
+def table(tmp_path, runs, *overrides: str) -> str:
+    write_runs(tmp_path / "sweep", runs)
+    return evaluate(compose_config([f"runs={tmp_path / 'sweep'}", "metrics=[test/acc]", *overrides],
+                                   tmp_path / "out", "evaluate"))
+
+
+def rows(text: str, column: int = 0) -> list[str]:
+    """The cells of one column, in row order."""
+    return [line.split(" | ")[column].lstrip("| ") for line in text.splitlines()[2:] if line.startswith("| ")]
+
+
+LR_SWEEP = [lr_run(0.01, 1, 0.80), lr_run(0.01, 2, 0.82), lr_run(0.05, 1, 0.90), lr_run(0.05, 2, 0.92)]
+
+
+@pytest.mark.parametrize(("group_by", "cell"), [("model", "lenet5"), ("model.optimizer", "SGD")])
+def test_a_row_of_a_parent_key_that_pools_a_swept_key_below_it_says_so(tmp_path, group_by, cell):
+    """``model`` shows the group's option and ``model.optimizer`` its class: neither says which lr a run had."""
+    text = table(tmp_path, LR_SWEEP, f"group_by=[{group_by}]")
+    assert f"| {cell} | 0.8600 ± 0.0589 | 4 |" in text
+    assert text.endswith("Rows pool runs that differ in model.optimizer.lr (not in group_by).")
+    shown = table(tmp_path, LR_SWEEP, f"group_by=[{group_by},model.optimizer.lr]")
+    assert "Rows pool" not in shown and f"| {cell} | 0.01 | 0.8100 ± 0.0141 | 2 |" in shown
+
+
+def test_only_shown_keys_and_how_a_run_ran_are_not_differences():
+    runs = [{**run, "overrides": [*run["overrides"], f"paths.output_dir=/out/{n}", f"hydra.run.dir=/run/{n}",
+                                  f"data.data_dir=/data/{n}"]} for n, run in enumerate(LR_SWEEP)]
+    assert differing_keys(runs, ["model"]) == ["model.optimizer.lr"]
+    assert differing_keys(runs, ["model.optimizer"]) == ["model.optimizer.lr"]
+    assert differing_keys(runs, ["model.optimizer.lr"]) == []
+    with pytest.raises(ConfigError, match=r"differ in model\.optimizer\.lr \(0\.01, 0\.05\), which the test table "
+                                          r"would pool .* group_by=\[model,model\.optimizer\.lr\]"):
+        check_one_setting([runs], shown=["model"], table="the test table")
+    check_one_setting([runs], shown=["model.optimizer.lr"], table="the test table")
+
+
+def test_rows_sort_numbers_as_numbers_and_before_text(tmp_path):
+    def sized(size, seed: int = 1) -> dict:
+        typed = "null" if size is None else size
+        return {"seed": seed, "overrides": [f"model.hidden_size={typed}", f"seed={seed}"],
+                "config": {"model": {"hidden_size": size}, "seed": seed}, "metrics": {"test/acc": 0.5}}
+
+    assert rows(table(tmp_path / "sizes", [sized(20), sized(100), sized(5)])) == ["5", "20", "100"]
+    by_seed = table(tmp_path / "seeds", [sized(5, seed) for seed in range(10, 0, -1)], "group_by=[seed]")
+    assert rows(by_seed) == [str(seed) for seed in range(1, 11)]
+    mixed = [sized(size) for size in ("auto", 1e-5, 100, None, 2.5, -3)]
+    assert rows(results_table(mixed, ["test/acc"], ["model.hidden_size"])) == ["-3", "1e-05", "2.5", "100", "auto",
+                                                                                "null"]
+    two_keys = [sized(size, seed) for size in (100, 5) for seed in (10, 2)]
+    assert [line.split(" | ")[:2] for line in results_table(two_keys, ["test/acc"], ["model.hidden_size", "seed"])
+            .splitlines()[2:]] == [["| 5", "2"], ["| 5", "10"], ["| 100", "2"], ["| 100", "10"]]
+
+
+def test_a_config_group_a_run_chose_no_option_of_reads_null(tmp_path):
+    """Two sweeps tabled together, one run with experiment=digits: the other chose no experiment (None in its
+    choices), which is spelled as it would be typed, experiment=null."""
+    plain, experiment = lr_run(0.01, 1, 0.80), lr_run(0.01, 2, 0.90)
+    plain["choices"]["experiment"] = None
+    experiment["choices"]["experiment"] = "digits"
+    experiment["overrides"].append("experiment=digits")
+    text = table(tmp_path, [plain, experiment])
+    assert text.splitlines()[0] == "| model.optimizer.lr | experiment | test/acc | runs |"
+    assert "| 0.01 | null | 0.8000 ± — | 1 |" in text and "| 0.01 | digits | 0.9000 ± — | 1 |" in text
+    assert "None" not in text
