@@ -6,9 +6,14 @@ callback (``hydra.callbacks.slurm_preflight`` in conf/hydra/default.yaml): ``on_
 submitting process with the composed config, right before the sweeper hands the jobs to the launcher. A
 launcher subclass would do the same, but Hydra only instantiates launchers from the ``hydra_plugins`` package.
 
-It asks ``sinfo`` for the partitions and the CPUs, memory and GPUs of their nodes, and checks
-``trainer.devices`` / ``trainer.num_nodes`` against the launcher's ``tasks_per_node`` / ``nodes`` (Lightning's
-SLURM environment needs one task per device).
+It asks ``sinfo`` for the partitions, their number of nodes and the CPUs, memory and GPUs of those nodes, and
+checks ``trainer.devices`` / ``trainer.num_nodes`` against the launcher's ``tasks_per_node`` / ``nodes`` (Lightning's
+SLURM environment needs one task per device). Numbers that sbatch would refuse, or read as "all" or "no limit"
+(0 GB of memory, a time limit of 0), stop here too.
+
+Hydra uses a launcher only for a multirun: ``hydra/launcher=slurm`` without ``-m`` would train here, on this
+machine, so ``on_run_start`` stops such a run. The jobs that submitit runs on the cluster are multirun jobs and
+start no run (their process calls only ``on_job_start``), nor do ``--cfg`` and ``--help``.
 """
 
 from __future__ import annotations
@@ -33,18 +38,20 @@ class Partition:
     memory_mb: int
     gpus: int
     default: bool
+    nodes: int  # how many the partition has (a job asking for more waits forever: PartitionNodeLimit)
 
 
 def partitions_from_sinfo(text: str) -> dict[str, Partition]:
-    """Parse ``sinfo --noheader --format=%P|%c|%m|%G`` (one line per partition and node configuration)."""
+    """Parse ``sinfo --noheader --format=%P|%c|%m|%G|%D`` (one line per partition and node configuration, with the
+    number of such nodes last)."""
     found: dict[str, Partition] = {}
     for line in text.strip().splitlines():
-        name, cpus, memory, gres = line.split("|")
+        name, cpus, memory, gres, nodes = line.split("|")
         default, name = name.endswith("*"), name.rstrip("*")
         gpus = sum(int(count) for count in re.findall(r"gpu(?::[^:,(]+)?:(\d+)", gres))
-        old = found.get(name, Partition(name, 0, 0, 0, default))
+        old = found.get(name, Partition(name, 0, 0, 0, default, 0))
         found[name] = Partition(name, max(old.cpus, int(cpus.rstrip("+"))), max(old.memory_mb, int(memory.rstrip("+"))),
-                                max(old.gpus, gpus), default or old.default)
+                                max(old.gpus, gpus), default or old.default, old.nodes + int(nodes))
     return found
 
 
@@ -56,7 +63,8 @@ def query_partitions() -> dict[str, Partition]:
     if conf and not os.path.isfile(conf):  # sinfo would retry reading it for a minute
         raise ConfigError(f"SLURM_CONF is {conf}, but that file does not exist (a stopped cluster?); point it at the "
                           "cluster's slurm.conf or unset it.")
-    done = subprocess.run(["sinfo", "--noheader", "--format=%P|%c|%m|%G"], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(["sinfo", "--noheader", "--format=%P|%c|%m|%G|%D"], capture_output=True, text=True,
+                          timeout=60)
     if done.returncode != 0:
         reason = (done.stderr.strip().splitlines() or ["no output"])[-1].removeprefix("sinfo: ")
         raise ConfigError(f"hydra/launcher=slurm cannot reach a SLURM controller (sinfo: {reason}); check SLURM_CONF "
@@ -64,10 +72,45 @@ def query_partitions() -> dict[str, Partition]:
     return partitions_from_sinfo(done.stdout)
 
 
+# The launcher's numbers, the least each may be, and why and what instead, for a value below that (or not a whole
+# number); nodes and tasks_per_node follow trainer.num_nodes and trainer.devices, which are checked before them.
+LEAST = {
+    "nodes": (1, "a job needs at least 1 node", "give 1 or more (trainer.num_nodes sets it)"),
+    "tasks_per_node": (1, "a job needs at least 1 task per node (Lightning runs one per device)",
+                       "give 1 or more (trainer.devices sets it)"),
+    "cpus_per_task": (1, "each task needs at least 1 CPU", "give 1 or more"),
+    "gpus_per_node": (0, "a job cannot ask for fewer than 0 GPUs per node",
+                      "give 0 for CPU jobs, or the number of GPUs per node"),
+    "mem_gb": (1, "a job needs at least 1 GB of memory (SLURM takes 0 as all of a node's memory)",
+               "give the memory per node in GB (1 or more)"),
+    "timeout_min": (1, "a job's time limit must be at least 1 minute (SLURM takes 0 as no limit at all)",
+                    "give the limit in minutes, e.g. 240"),
+}
+
+
+def shown(value) -> str:
+    """A config value as a sentence gives it: null, 3, 'auto'."""
+    return "null" if value is None else repr(value)
+
+
 def check_slurm_request(cfg: DictConfig, partitions: dict[str, Partition]) -> None:
     """Raise ConfigError when the launcher asks for what the cluster or the trainer cannot give."""
     launcher = cfg.hydra.launcher
     trainer = cfg.get("trainer", {})
+    # First the trainer's keys that the launcher's tasks_per_node and nodes interpolate: a value of the wrong type
+    # (trainer.devices=auto) would otherwise end in omegaconf's traceback when the launcher reads it.
+    if "devices" in trainer and not (is_int(trainer.devices) and trainer.devices >= 1):
+        raise ConfigError(f"Config key 'trainer.devices' is {shown(trainer.devices)}, but on SLURM it is the number "
+                          f"of tasks per node (one per device), a whole number of 1 or more; give the number of "
+                          f"devices per node, e.g. trainer.devices=4 for 4 GPUs on each node.")
+    if "num_nodes" in trainer and not (is_int(trainer.num_nodes) and trainer.num_nodes >= 1):
+        raise ConfigError(f"Config key 'trainer.num_nodes' is {shown(trainer.num_nodes)}, but on SLURM it is the "
+                          f"number of nodes of each job, a whole number of 1 or more; give the number of nodes, e.g. "
+                          f"trainer.num_nodes=1.")
+    for key, (least, why, remedy) in LEAST.items():
+        value = launcher.get(key)
+        if value is not None and not (is_int(value) and value >= least):
+            raise ConfigError(f"Config key 'hydra.launcher.{key}' is {shown(value)}, but {why}; {remedy}.")
     for trainer_key, launcher_key in (("devices", "tasks_per_node"), ("num_nodes", "nodes")):
         ours, theirs = trainer.get(trainer_key), launcher.get(launcher_key)
         if is_int(ours) and ours != theirs:
@@ -85,8 +128,13 @@ def check_slurm_request(cfg: DictConfig, partitions: dict[str, Partition]) -> No
                           f"{', '.join(partitions)}; choose one of them.")
     else:
         partition = partitions[requested]
-    tasks, cpus_per_task = launcher.get("tasks_per_node") or 1, launcher.get("cpus_per_task") or 1
+    nodes, tasks = launcher.get("nodes", 1), launcher.get("tasks_per_node", 1)
+    cpus_per_task = launcher.get("cpus_per_task") or 1  # null: SLURM's default, 1
     gpus, mem_gb = launcher.get("gpus_per_node") or 0, launcher.get("mem_gb")
+    if nodes > partition.nodes:
+        raise ConfigError(f"Config key 'hydra.launcher.nodes' is {nodes}, but partition '{partition.name}' has "
+                          f"{partition.nodes} node{'s' * (partition.nodes != 1)}; lower it (and trainer.num_nodes "
+                          f"with it), or choose a partition with more.")
     where = f"the nodes of partition '{partition.name}' have at most"
     if tasks > partition.cpus:
         raise ConfigError(f"Config key 'hydra.launcher.tasks_per_node' is {tasks}, but {where} {partition.cpus} CPUs; "
@@ -108,7 +156,15 @@ def launches_on_slurm(config: DictConfig) -> bool:
 
 
 class SlurmPreflight(Callback):
-    """Hydra callback: stop a ``hydra/launcher=slurm`` sweep with one sentence before any job is submitted."""
+    """Hydra callback: stop a ``hydra/launcher=slurm`` sweep with one sentence before any job is submitted, and a
+    ``hydra/launcher=slurm`` run without ``-m`` (which Hydra would run here, not on the cluster) before it starts."""
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        if launches_on_slurm(config):
+            with stopping_before_any_job():
+                raise ConfigError("Config group 'hydra/launcher' is slurm, but a launcher runs only the jobs of a "
+                                  "sweep (-m); add -m to submit this run to SLURM, or drop hydra/launcher=slurm to "
+                                  "run it here.")
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         if launches_on_slurm(config):

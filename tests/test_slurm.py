@@ -26,7 +26,7 @@ from omegaconf import OmegaConf
 from framework.compose import CONF, ROOT
 from framework.slurm_cluster import SEARCH_PATH, ClusterUnavailable, SlurmCluster
 from framework.slurm_cluster import main as slurm_cluster_cli
-from framework.slurm_preflight import check_slurm_request, partitions_from_sinfo, query_partitions
+from framework.slurm_preflight import Partition, check_slurm_request, partitions_from_sinfo, query_partitions
 from framework.validate import ConfigError
 from tests.conftest import run_cli
 from tests.wandb_files import wandb_records
@@ -251,10 +251,77 @@ def test_requests_the_cluster_cannot_meet_are_named_by_their_key(slurm_cluster, 
 
 
 def test_sinfo_lines_give_each_partitions_largest_node():
-    text = "gpu*|64|512000|gpu:a100:4(S:0-1)\ngpu*|32|256000|gpu:2\ncpu|128+|256000|(null)\n"
+    text = "gpu*|64|512000|gpu:a100:4(S:0-1)|2\ngpu*|32|256000|gpu:2|3\ncpu|128+|256000|(null)|1\n"
     partitions = partitions_from_sinfo(text)
-    assert [(p.name, p.cpus, p.memory_mb, p.gpus, p.default) for p in partitions.values()] == [
-        ("gpu", 64, 512000, 4, True), ("cpu", 128, 256000, 0, False)]
+    assert [(p.name, p.cpus, p.memory_mb, p.gpus, p.default, p.nodes) for p in partitions.values()] == [
+        ("gpu", 64, 512000, 4, True, 5), ("cpu", 128, 256000, 0, False, 1)]  # nodes: of all its lines
+
+
+def debug_partition(nodes: int = 1) -> dict[str, Partition]:
+    return {"debug": Partition("debug", cpus=4, memory_mb=8192, gpus=0, default=True, nodes=nodes)}
+
+
+def test_more_nodes_than_the_partition_has_stop_before_the_job_waits_forever():
+    check_slurm_request(compose_launcher("trainer=cpu"), debug_partition(nodes=1))
+    with pytest.raises(ConfigError) as error:  # sbatch would take it, and the job pend: PartitionNodeLimit
+        check_slurm_request(compose_launcher("trainer=cpu", "trainer.num_nodes=2"), debug_partition(nodes=1))
+    assert str(error.value) == ("Config key 'hydra.launcher.nodes' is 2, but partition 'debug' has 1 node; lower it "
+                                "(and trainer.num_nodes with it), or choose a partition with more.")
+    check_slurm_request(compose_launcher("trainer=cpu", "trainer.num_nodes=2"), debug_partition(nodes=2))
+
+
+DEVICES = ("but on SLURM it is the number of tasks per node (one per device), a whole number of 1 or more; give the "
+           "number of devices per node, e.g. trainer.devices=4 for 4 GPUs on each node.")
+MEMORY = ("but a job needs at least 1 GB of memory (SLURM takes 0 as all of a node's memory); give the memory per "
+          "node in GB (1 or more).")
+TIME = ("but a job's time limit must be at least 1 minute (SLURM takes 0 as no limit at all); give the limit in "
+        "minutes, e.g. 240.")
+
+
+@pytest.mark.parametrize(("override", "sentence"), [
+    ("hydra.launcher.cpus_per_task=0", "Config key 'hydra.launcher.cpus_per_task' is 0, but each task needs at least "
+                                       "1 CPU; give 1 or more."),
+    ("hydra.launcher.cpus_per_task=-1", "Config key 'hydra.launcher.cpus_per_task' is -1, but each task needs at "
+                                        "least 1 CPU; give 1 or more."),
+    ("hydra.launcher.mem_gb=-1", f"Config key 'hydra.launcher.mem_gb' is -1, {MEMORY}"),
+    ("hydra.launcher.mem_gb=0", f"Config key 'hydra.launcher.mem_gb' is 0, {MEMORY}"),
+    ("hydra.launcher.gpus_per_node=-1", "Config key 'hydra.launcher.gpus_per_node' is -1, but a job cannot ask for "
+                                        "fewer than 0 GPUs per node; give 0 for CPU jobs, or the number of GPUs per "
+                                        "node."),
+    ("trainer.devices=0", f"Config key 'trainer.devices' is 0, {DEVICES}"),
+    ("trainer.devices=-1", f"Config key 'trainer.devices' is -1, {DEVICES}"),
+    ("trainer.devices=auto", f"Config key 'trainer.devices' is 'auto', {DEVICES}"),
+    ("hydra.launcher.timeout_min=0", f"Config key 'hydra.launcher.timeout_min' is 0, {TIME}"),
+    ("hydra.launcher.timeout_min=-5", f"Config key 'hydra.launcher.timeout_min' is -5, {TIME}"),
+    ("hydra.launcher.nodes=0", "Config key 'hydra.launcher.nodes' is 0, but a job needs at least 1 node; give 1 or "
+                               "more (trainer.num_nodes sets it)."),
+    ("trainer.num_nodes=0", "Config key 'trainer.num_nodes' is 0, but on SLURM it is the number of nodes of each "
+                            "job, a whole number of 1 or more; give the number of nodes, e.g. trainer.num_nodes=1."),
+    ("hydra.launcher.tasks_per_node=0", "Config key 'hydra.launcher.tasks_per_node' is 0, but a job needs at least 1 "
+                                        "task per node (Lightning runs one per device); give 1 or more "
+                                        "(trainer.devices sets it)."),
+])
+def test_numbers_sbatch_would_refuse_or_read_as_no_limit_stop_before_submission(override, sentence):
+    """Each would reach sbatch (a FailedJobError traceback, or a job without a time limit or with all of a node's
+    memory); trainer.devices=auto would end in omegaconf's traceback for hydra.launcher.tasks_per_node."""
+    with pytest.raises(ConfigError) as error:
+        check_slurm_request(compose_launcher("trainer=cpu", override), debug_partition())
+    assert str(error.value) == sentence
+
+
+def test_a_slurm_run_without_m_stops_instead_of_training_here(tmp_path, data_root):
+    """Hydra uses a launcher only for a multirun: without -m, hydra/launcher=slurm would train on this machine."""
+    common = ("hydra/launcher=slurm", "hydra.launcher.partition=nope", "debug=limit", f"paths.data_dir={data_root}",
+              "callbacks.progress_bar.refresh_rate=0")
+    result = run_cli("train.py", *common, f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines()[-1] == (
+        "Config error: Config group 'hydra/launcher' is slurm, but a launcher runs only the jobs of a sweep (-m); add "
+        "-m to submit this run to SLURM, or drop hydra/launcher=slurm to run it here.")
+    assert "Traceback" not in result.stderr and not (tmp_path / "run" / "results.json").exists()
+    for look in ("--cfg", "job"), ("--help",):  # these start no run: they still show the config and the help
+        shown = run_cli("train.py", *common, *look)
+        assert shown.returncode == 0 and "limit_train_batches: 3" in shown.stdout, shown.stderr[-3000:]
 
 
 def test_without_a_reachable_cluster_the_launcher_stops_with_one_sentence(monkeypatch, tmp_path):
