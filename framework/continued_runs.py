@@ -63,9 +63,15 @@ def check_sweep(config: DictConfig) -> None:
         if not folder.is_dir():
             continue
         check_folder(folder, config, multirun=True)
-        if folder in earlier:
+        if folder in earlier and holds_a_run(folder):
             check_same_job(num, folder, values[num], earlier[folder], identity, composed[num], config.get("ckpt_path"))
         check_resumed_checkpoint(folder, config, composed[num], sweep_job=num)
+
+
+def holds_a_run(folder: Path) -> bool:
+    """Whether a job's folder holds what a job of other values would continue or keep: a checkpoint or results.json
+    (a job refused before its first checkpoint, e.g. for data.batch_size=0.5, holds none: it starts again)."""
+    return any(folder.glob("checkpoints/*.ckpt")) or (folder / "results.json").is_file()
 
 
 def may_differ(key: str) -> bool:

@@ -251,6 +251,17 @@ def test_the_earlier_run_check_stops_a_run_or_sweep_before_hydra_writes_into_its
     assert (sweep / "1" / ".hydra" / "overrides.yaml").read_text() == "- seed=1\n"
 
 
+def test_a_sweep_job_refused_before_its_first_checkpoint_reruns_with_its_value_corrected(tmp_path):
+    """Its folder holds only Hydra's record of the refused value, nothing to continue: the corrected job was refused
+    as 'the run of data.batch_size=0.5, which ckpt_path=auto would continue'."""
+    sweep = ("debug=smoke", "logger=none", f"hydra.sweep.dir={tmp_path}")
+    refused = run_cli("train.py", "-m", "data.batch_size=32,0.5", *sweep)
+    assert refused.returncode == 2 and "'data.batch_size' is 0.5" in refused.stderr, refused.stderr[-2000:]
+    corrected = run_cli("train.py", "-m", "data.batch_size=32,16", "ckpt_path=auto", *sweep)
+    assert corrected.returncode == 0, corrected.stderr[-2000:]
+    assert read_results(tmp_path / "1" / "results.json")["config"]["data"]["batch_size"] == 16
+
+
 def test_a_continued_sweep_stops_before_hydra_writes_when_its_jobs_are_other_runs_or_change_kept_values(tmp_path):
     """A sweep continued with ckpt_path=auto numbers its jobs anew when its values are reordered or inserted: job 0
     went on from job 0's old checkpoint with another job's values, silently for a key no checkpoint keeps. A job
