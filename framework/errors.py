@@ -46,7 +46,13 @@ from hydra.utils import instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, ListConfig, OmegaConf
-from omegaconf.errors import ConfigAttributeError, ConfigKeyError, InterpolationResolutionError, OmegaConfBaseException
+from omegaconf.errors import (
+    ConfigAttributeError,
+    ConfigKeyError,
+    InterpolationResolutionError,
+    OmegaConfBaseException,
+    ValidationError,
+)
 from torch.multiprocessing import ProcessRaisedException
 
 from framework.compose import CONF
@@ -381,6 +387,13 @@ def hydra_refusal(error: HydraException) -> ConfigError:
         return ConfigError(f"Config key '{deleted[1]}' cannot be deleted with ~{deleted[1]}: Hydra reads its value "
                            f"first, and that value refers to Hydra's runtime settings, which do not exist yet while "
                            f"the command line is applied; set it instead ({deleted[1]}=<value>).")
+    if (merging := re.fullmatch(r"Error merging override (\S+?)=(.*)", message.strip())) and \
+            isinstance(cause, ValidationError):  # a typed key of Hydra's own config (hydra.launcher.timeout_min=abc)
+        kind = re.search(r"could not be converted to (\w+)|is not a (ListConfig)", str(cause))
+        wanted = {"Integer": "a whole number", "Float": "a number", "Boolean": "true or false",
+                  "ListConfig": "a list in brackets ([a,b])"}.get(kind and (kind[1] or kind[2]), "of another type")
+        return ConfigError(f"Config key '{merging[1]}' is {merging[2]!r}, but Hydra's settings are typed and it must "
+                           f"be {wanted}; give one.")
     if exists := re.search(r"An item is already at '([^']+)'.*remove \+ prefix: '([^']*)'", message, re.DOTALL):
         return ConfigError(f"Config key '{exists[1]}' exists already, so +{exists[2]} cannot add it; override it with "
                            f"{exists[2]} (or ++{exists[2]}: add or override).")

@@ -470,6 +470,12 @@ ROWS = [
     row("paths", "data=mnist", "paths.data_dir=/no/such/dir", expect="/no/such/dir/MNIST/raw/train-images-idx3-ubyte"),
     row("launcher-option", "hydra/launcher=nope",
         expect=("Config group 'hydra/launcher' has no option 'nope'", "submitit_slurm")),
+    # Hydra's own typed settings: "Error merging override ..." without its cause
+    row("launcher-typed-int", "-m", "hydra/launcher=slurm", "hydra.launcher.timeout_min=abc",
+        expect="'hydra.launcher.timeout_min' is 'abc', but Hydra's settings are typed and it must be a whole number; "
+               "give one."),
+    row("launcher-typed-list", "-m", "hydra/launcher=slurm", "hydra.launcher.setup=notalist",
+        expect="it must be a list in brackets ([a,b])"),
     row("logger-argument", "+logger.csv.flush_every=3", expect="'logger.csv.flush_every' is not an argument"),
     row("debug-option", "debug=nope", expect=("Config group 'debug' has no option 'nope'", "smoke")),
     # ---- evaluate.py
