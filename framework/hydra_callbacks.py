@@ -17,13 +17,15 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from framework.compose import ROOT
+from framework.compose import CONF, ROOT
 from framework.continued_runs import check_run, check_sweep, sweep_jobs, sweep_overrides
 from framework.errors import ConfigError, UserError, evaluate_commands, stopping_before_any_job
 from framework.loggers import wandb_logger_nodes
 from framework.pretrained import alexnet_features_state_dict
 from framework.slurm_preflight import launches_on_slurm
 from lightning_modules.perceptual_autoencoder import PROCEDURES, PerceptualAutoencoderModule, needs_loss_network
+
+log = logging.getLogger(__name__)
 
 
 def slurm_unreachable_reason(env: dict[str, str] | None = None) -> str | None:
@@ -150,6 +152,31 @@ def needs_imagenet_alexnet(config: DictConfig) -> bool:
     procedures = [name for name in multirun_values(config, "model.procedure") if name in PROCEDURES]
     return (any(needs_loss_network(name) for name in procedures)
             and "imagenet" in multirun_values(config, "model.loss_network.weights"))
+
+
+class SweptExperimentsGrids(Callback):
+    """A sweep over experiments (``experiment=a,b``) runs none of their own grids (``hydra.sweeper.params``): Hydra's
+    sweeper reads a grid from the config the sweep starts from, which chooses no experiment. Say so before the jobs,
+    naming the experiments whose grid is left out and how to run it."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        experiments = multirun_values(config, "experiment")
+        with_grids = [name for name in experiments if experiment_has_grid(name)] if len(experiments) > 1 else []
+        if with_grids:
+            log.warning(f"This sweep runs one job per experiment ({', '.join(experiments)}) but not the grids of "
+                        f"{', '.join(with_grids)} (Hydra reads a grid only from the config a sweep starts from); run "
+                        f"each of those as a sweep of its own: python train.py -m experiment={with_grids[0]} ...")
+
+
+def experiment_has_grid(name: str) -> bool:
+    """Whether conf/experiment/<name>.yaml, or an experiment it builds on (its defaults list), sets a grid."""
+    path = CONF / "experiment" / f"{name}.yaml"
+    if not path.is_file():
+        return False
+    node = OmegaConf.load(path)
+    return OmegaConf.select(node, "hydra.sweeper.params", default=None) is not None or any(
+        experiment_has_grid(entry) for entry in node.get("defaults", [])
+        if isinstance(entry, str) and entry != "_self_" and not entry.startswith("/"))
 
 
 class PretrainedWeightsPreflight(Callback):

@@ -446,3 +446,25 @@ def test_results_json_names_a_resume_from_another_run_and_a_tested_checkpoint_by
     tested = train(make_cfg("train=false", f"ckpt_path={last.relative_to(tmp_path)}", "logger=none", "debug=limit",
                             run="t"))
     assert tested["best_checkpoint"] == str(last) and tested["evaluated_checkpoint"] == f"checkpoint {last}"
+
+
+def test_a_sweep_over_experiments_says_which_of_their_grids_it_leaves_out(caplog):
+    """Hydra's sweeper reads a grid only from the config a sweep starts from: `-m experiment=a,b` ran one job each,
+    without a word that a's and b's own grids (hydra.sweeper.params) were left out."""
+    from omegaconf import open_dict
+
+    from framework.compose import compose_with_hydra
+    from framework.hydra_callbacks import SweptExperimentsGrids, experiment_has_grid
+
+    assert experiment_has_grid("reae_table1_digits") and experiment_has_grid("perceptual_svhn")  # its own, inherited
+    assert not experiment_has_grid("lenet5_digits") and not experiment_has_grid("no_such_experiment")
+    config = compose_with_hydra(["hydra.job.name=train"])
+    for swept, warned in (("reae_table1_digits,lenet5_digits,perceptual_svhn", True),
+                          ("lenet5_digits,lenet5_classic_digits", False)):
+        with open_dict(config):
+            config.hydra.overrides.task = [f"experiment={swept}"]
+        caplog.clear()
+        SweptExperimentsGrids().on_multirun_start(config)
+        assert ("but not the grids of reae_table1_digits, perceptual_svhn (Hydra reads a grid only from the config a "
+                "sweep starts from); run each of those as a sweep of its own: python train.py -m "
+                "experiment=reae_table1_digits ..." in caplog.text) == warned
