@@ -35,6 +35,7 @@ from omegaconf import DictConfig, OmegaConf
 from framework.checkpoints import (
     KeptValuesInCheckpoints,
     RandomStatesInCheckpoints,
+    changed_on_resume,
     check_checkpoint,
     checkpoint_to_test,
     earlier_run_refusal,
@@ -266,6 +267,11 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
         log.info(f"Resuming from {given}, saved in epoch {saved.get('epoch')} (counted from 0, as in the "
                  f"metrics) at global step {saved.get('global_step')}")
     resumed_at_step = saved.get("global_step") if trained and saved is not None else None
+    changed = changed_on_resume(saved, cfg) if trained and saved is not None else {}
+    if changed:
+        log.warning(f"Resumed with values other than those its checkpoint's run trained with: "
+                    f"{', '.join(f'{key} {before} -> {now}' for key, (before, now) in changed.items())}; the epochs "
+                    f"from here train with the new ones (results.json records both under changed_on_resume).")
     del saved  # memory-mapped: Lightning loads it again
     metrics = {}
     with data_the_network_takes(cfg, model, datamodule, first_batch):
@@ -307,6 +313,8 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
         "wall_seconds": time.perf_counter() - started,
         "versions": library_versions(),
     }
+    if changed:
+        results["changed_on_resume"] = changed  # {key: [the checkpoint run's value, this run's]}
     if trainer.is_global_zero:
         path = write_json_atomic(Path(cfg.paths.output_dir) / "results.json", results)
         log.info(f"Wrote {path}")

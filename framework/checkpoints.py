@@ -177,34 +177,63 @@ KEPT_ON_RESUME = ("seed", "data._target_", "data.split_seed", "data.val_fraction
                   "data.filter_offscreen", "data.label_observation",
                   "model.optimizer", "model.scheduler", "callbacks.early_stopping.patience")
 KEPT_VALUES = "values_kept_on_resume"  # the checkpoint entry that holds them
+# Keys a resume may change without a word (how long and where a run runs, what it logs): a continued sweep may change
+# them for some jobs and not others (a job resumed alone with trainer.max_epochs=20 leaves its folder's record
+# differing from its siblings' in that key). A resume that changes any other key that KEPT_ON_RESUME does not refuse
+# (data.batch_size, a distortion) trains on with it, and says so in train.log and results.json (changed_on_resume).
+MAY_DIFFER_ON_RESUME = ("ckpt_path", "trainer", "logger", "callbacks.progress_bar", "paths", "hydra", "data.data_dir",
+                        "data.num_workers", "data.download", "tags", "evaluate_tasks")
+TRAINED_WITH = "config_trained_with"  # the checkpoint entry that holds a run's other values (``trained_with``)
 RANDOM_STATES = "random_states"  # the checkpoint entry RandomStatesInCheckpoints writes
+
+
+def flattened(tree: dict, prefix: str = "") -> dict[str, object]:
+    """A nested config container as {dotted key: leaf value} (an empty dict is a leaf)."""
+    leaves = {}
+    for name, value in tree.items():
+        key = f"{prefix}{name}"
+        leaves.update(flattened(value, f"{key}.") if isinstance(value, dict) and value else {key: value})
+    return leaves
 
 
 def kept_values(cfg: DictConfig) -> dict[str, object]:
     """The values of ``KEPT_ON_RESUME`` in ``cfg``, one dotted key per leaf."""
-    leaves = {}
+    selected = {key: OmegaConf.select(cfg, key, default=None) for key in KEPT_ON_RESUME}
+    return flattened({key: OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig | ListConfig)
+                      else node for key, node in selected.items()})
 
-    def add(key: str, value) -> None:
-        if isinstance(value, dict) and value:
-            for name, inner in value.items():
-                add(f"{key}.{name}", inner)
-        else:
-            leaves[key] = value
 
-    for key in KEPT_ON_RESUME:
-        node = OmegaConf.select(cfg, key, default=None)
-        add(key, OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig | ListConfig) else node)
-    return leaves
+def may_differ_on_resume(key: str) -> bool:
+    """Is ``key`` (``trainer.max_epochs``, ``hydra/launcher``) one of, or below, MAY_DIFFER_ON_RESUME?"""
+    return any(key == name or key.startswith((f"{name}.", f"{name}/")) for name in MAY_DIFFER_ON_RESUME)
+
+
+def trained_with(cfg: DictConfig) -> dict[str, object]:
+    """Every leaf value of ``cfg`` except those of MAY_DIFFER_ON_RESUME, as written: a resume into another folder
+    moves what ``${paths.output_dir}`` resolves to, not what trains."""
+    return {key: value for key, value in flattened(OmegaConf.to_container(cfg, resolve=False)).items()
+            if not may_differ_on_resume(key)}
+
+
+def changed_on_resume(checkpoint: dict, cfg: DictConfig) -> dict[str, list]:
+    """{key: [the checkpoint run's value, this run's]} for each value a resumed run changes that no check refuses
+    (none for a checkpoint written before these values were saved); "absent" for a key one side lacks."""
+    if TRAINED_WITH not in checkpoint:
+        return {}
+    before, now = checkpoint[TRAINED_WITH], trained_with(cfg)
+    return {key: [_as_typed(before.get(key, "absent")), _as_typed(now.get(key, "absent"))]
+            for key in dict.fromkeys([*before, *now]) if before.get(key, "absent") != now.get(key, "absent")}
 
 
 class KeptValuesInCheckpoints(Callback):
-    """Writes ``kept_values`` into every checkpoint, for ``check_resumed_values`` when a run resumes from it."""
+    """Writes ``kept_values`` into every checkpoint, for ``check_resumed_values`` when a run resumes from it, and
+    ``trained_with`` for ``changed_on_resume``."""
 
     def __init__(self, cfg: DictConfig):
-        self.values = kept_values(cfg)
+        self.values, self.trained_with = kept_values(cfg), trained_with(cfg)
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
-        checkpoint[KEPT_VALUES] = self.values
+        checkpoint[KEPT_VALUES], checkpoint[TRAINED_WITH] = self.values, self.trained_with
 
 
 class RunModelCheckpoint(ModelCheckpoint):

@@ -22,15 +22,11 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
-from framework.checkpoints import check_checkpoint, earlier_run_refusal
+from framework.checkpoints import check_checkpoint, earlier_run_refusal, may_differ_on_resume
 from framework.compose import CONF
 from framework.errors import ConfigError
 
 NUMBERED = "${hydra.job.num}"  # conf/hydra/default.yaml's hydra.sweep.subdir
-# Keys a continued sweep may change for some jobs and not others (how long and where a job runs, what it logs): a
-# job resumed alone with trainer.max_epochs=20 leaves its folder's record differing from its siblings' in that key.
-MAY_DIFFER_ON_RESUME = ("ckpt_path", "trainer", "logger", "callbacks.progress_bar", "paths", "hydra", "data.data_dir",
-                        "data.num_workers", "data.download", "tags", "evaluate_tasks")
 
 
 def check_run(config: DictConfig) -> None:
@@ -58,7 +54,8 @@ def check_sweep(config: DictConfig) -> None:
     values = [overrides_by_key(overrides) for overrides in jobs]
     earlier = {folder: overrides_by_key(OmegaConf.load(record)) for folder in {*sweep_dir.glob("*"), *folders}
                if (record := folder / ".hydra" / "overrides.yaml").is_file()}
-    identity = differing_keys(values) | {key for key in differing_keys(list(earlier.values())) if not may_differ(key)}
+    identity = differing_keys(values) | {key for key in differing_keys(list(earlier.values()))
+                                         if not may_differ_on_resume(key)}
     for num, folder in enumerate(folders):
         if not folder.is_dir():
             continue
@@ -72,11 +69,6 @@ def holds_a_run(folder: Path) -> bool:
     """Whether a job's folder holds what a job of other values would continue or keep: a checkpoint or results.json
     (a job refused before its first checkpoint, e.g. for data.batch_size=0.5, holds none: it starts again)."""
     return any(folder.glob("checkpoints/*.ckpt")) or (folder / "results.json").is_file()
-
-
-def may_differ(key: str) -> bool:
-    """Is ``key`` (``trainer.max_epochs``, ``hydra/launcher``) one of, or below, MAY_DIFFER_ON_RESUME?"""
-    return any(key == name or key.startswith((f"{name}.", f"{name}/")) for name in MAY_DIFFER_ON_RESUME)
 
 
 def sweep_overrides(config: DictConfig) -> list[Override]:

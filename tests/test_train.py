@@ -359,6 +359,25 @@ def test_a_resume_that_changes_what_the_checkpoint_restores_is_one_sentence(make
     assert train(make_cfg(*resume, "trainer.max_epochs=4"))["epochs_completed"] == 4  # the same values train on
 
 
+def test_a_resume_that_changes_a_value_no_check_keeps_says_so_and_records_it(make_cfg, caplog):
+    """A resume may change data.batch_size or a distortion (the later epochs train with them), but results.json then
+    recorded only the new values, as if the whole run had had them. Keys of how long and where a run runs (more
+    epochs, another folder: ${paths.output_dir} as written, not resolved) are no change."""
+    first = train(make_cfg("debug=limit", "logger=none"))
+    last = Path(first["output_dir"]) / "checkpoints" / "last.ckpt"
+    longer = train(make_cfg("debug=limit", "logger=none", f"ckpt_path={last}", "trainer.max_epochs=3",
+                            run="elsewhere"))
+    assert "changed_on_resume" not in longer
+    with caplog.at_level("WARNING", logger="train"):
+        changed = train(make_cfg("debug=limit", "logger=none", "ckpt_path=auto", "trainer.max_epochs=3",
+                                 "data.batch_size=32", "+data.distortion.translate=2"))
+    assert changed["changed_on_resume"] == {"data.batch_size": [64, 32], "data.distortion.translate": ["absent", 2]}
+    assert read_results(Path(changed["output_dir"]) / "results.json")["changed_on_resume"] == changed[
+        "changed_on_resume"]
+    assert "Resumed with values other than those its checkpoint's run trained with: data.batch_size 64 -> 32, " \
+           "data.distortion.translate absent -> 2; the epochs from here train with the new ones" in caplog.text
+
+
 def test_a_resume_keeps_the_images_it_trains_on_and_passes_checkpoints_older_than_a_kept_key(make_cfg):
     """Another STL-10 fold or training split midway would train on other images than results.json says; a
     checkpoint written before data.folds and data.train_split were kept has no value for them to compare."""
