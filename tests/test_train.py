@@ -14,8 +14,11 @@ EXPERIMENTS = sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "expe
 # LunarLander at the size tests/dataset_files.py generates.
 PERCEPTUAL = ("model.loss_network.weights=random", "model.feature_hidden_max=64", "callbacks.probe.grid=[[]]",
               "callbacks.probe.max_epochs=2")
+# REAE: one lambda and tau, few solver steps (each experiment's rho grid and hidden size stay)
+REAE = ("model.lambdas=[0.01]", "model.taus=[0.01]", "model.kl_steps=5", "model.max_iter=20")
 SMALL = {"perceptual_lunarlander": (*PERCEPTUAL, "data.rollouts=2", "data.steps_per_rollout=20", "data.train_seed=1"),
-         "perceptual_stl10": PERCEPTUAL, "perceptual_svhn": PERCEPTUAL}
+         "perceptual_stl10": PERCEPTUAL, "perceptual_svhn": PERCEPTUAL,
+         **{name: REAE for name in EXPERIMENTS if name.startswith("reae_")}}
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
