@@ -392,7 +392,9 @@ def test_a_few_batches_solve_at_one_thread(make_cfg, caplog, data):
     torch.set_num_threads(1)
     try:
         with caplog.at_level("INFO"):
-            results = train(make_cfg("model=forward_autoencoder", "debug=limit", "logger=none", data))
+            # the decoder's solves are the point: the classifier gets one tau and few iterations
+            results = train(make_cfg("model=forward_autoencoder", "debug=limit", "logger=none", "model.taus=[0.01]",
+                                     "model.max_iter=20", data))
     finally:
         torch.set_num_threads(threads)
     assert results["epochs_completed"] == 1
