@@ -141,7 +141,22 @@ def check_checkpoint(path: str | None, resumed_with: DictConfig | None = None, m
             if model is not None:
                 check_weights_fit(path, checkpoint["state_dict"], model)
             raise
+        if not test_only:
+            check_epochs_left(path, checkpoint, resumed_with, sweep_job)
     return checkpoint
+
+
+def check_epochs_left(path: str, checkpoint: dict, cfg: DictConfig, sweep_job: int | None = None) -> None:
+    """A resume with fewer epochs than its checkpoint has trained is refused by Lightning once fit starts, so a sweep
+    ran its other jobs first: the same sentence before any job (``sweep_job``: the job that would continue it)."""
+    epoch, max_epochs = checkpoint.get("epoch"), OmegaConf.select(cfg, "trainer.max_epochs", default=None)
+    if not isinstance(epoch, int) or not isinstance(max_epochs, int) or max_epochs == -1 or max_epochs > epoch:
+        return
+    given = (f"Job {sweep_job} of this sweep gives trainer.max_epochs={max_epochs}, but the run it would continue "
+             f"({path}) was saved" if sweep_job is not None else
+             f"Config key 'trainer.max_epochs' is {max_epochs}, but ckpt_path {path} was saved")
+    raise ConfigError(f"{given} in epoch {epoch} (counting from 0); give a larger trainer.max_epochs to train on from "
+                      f"it, or train=false to test its weights.")
 
 
 def check_weights_fit(path: str, saved: dict, model: torch.nn.Module) -> None:

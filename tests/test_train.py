@@ -254,6 +254,18 @@ def test_the_earlier_run_check_stops_a_run_or_sweep_before_hydra_writes_into_its
     assert (sweep / "1" / ".hydra" / "overrides.yaml").read_text() == "- seed=1\n"
 
 
+def test_a_continued_sweep_with_fewer_epochs_than_a_job_trained_stops_before_any_job(tmp_path):
+    """Lightning refuses it once fit starts: the sweep ran its new jobs first, with the lower max_epochs."""
+    sweep = ("debug=limit", "logger=none", f"hydra.sweep.dir={tmp_path}")
+    assert run_cli("train.py", "-m", "seed=1", *sweep).returncode == 0
+    fewer = run_cli("train.py", "-m", "seed=1,2", "trainer.max_epochs=1", "ckpt_path=auto", *sweep)
+    assert fewer.returncode == 2 and fewer.stderr.strip().splitlines()[-1] == (
+        f"Config error: Job 0 of this sweep gives trainer.max_epochs=1, but the run it would continue "
+        f"({tmp_path}/0/checkpoints/last.ckpt) was saved in epoch 1 (counting from 0); give a larger "
+        f"trainer.max_epochs to train on from it, or train=false to test its weights."), fewer.stderr[-2000:]
+    assert not (tmp_path / "1").exists()
+
+
 def test_a_sweep_job_refused_before_its_first_checkpoint_reruns_with_its_value_corrected(tmp_path):
     """Its folder holds only Hydra's record of the refused value, nothing to continue: the corrected job was refused
     as 'the run of data.batch_size=0.5, which ckpt_path=auto would continue'."""
