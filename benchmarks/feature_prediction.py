@@ -28,8 +28,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.summary import parse_benchmark_args  # noqa: E402
-from framework.errors import require_usable_gpu  # noqa: E402
+from benchmarks.summary import parse_benchmark_args, positive  # noqa: E402
+from framework.errors import UserError, report, require_usable_gpu  # noqa: E402
 from lightning_modules.perceptual_autoencoder import PROCEDURES, PerceptualAutoencoderModule  # noqa: E402
 
 ADAM = {"fused": {"fused": True}, "foreach": {"foreach": True}, "for-loop": {"foreach": False}}
@@ -62,19 +62,27 @@ class Timed:
         return self.sync() - started, step_seconds
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--frames", type=int, default=1024)
-    parser.add_argument("--batch-size", type=int, default=512, help="the authors': 512")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--frames", type=positive, default=1024)
+    parser.add_argument("--batch-size", type=positive, default=512, help="the authors': 512")
+    parser.add_argument("--repeats", type=positive, default=3)
     parser.add_argument("--adam", choices=list(ADAM), default="fused")
     parser.add_argument("--weights", default="imagenet", help="imagenet | random (the time is the same)")
-    args = parse_benchmark_args(parser, SMOKE)
+    return parser
+
+
+def main() -> None:
+    args = parse_benchmark_args(build_parser(), SMOKE)
     require_usable_gpu(args.device)
     torch.manual_seed(0)
     images = torch.rand(args.frames, 3, 64, 64, device=args.device)
-    timed = {name: Timed(name, images, args.batch_size, args.weights, args.adam) for name in PROCEDURES}
+    try:
+        timed = {name: Timed(name, images, args.batch_size, args.weights, args.adam) for name in PROCEDURES}
+    except UserError as error:  # --weights: ImageNet weights that cannot be had, a checkpoint that does not fit
+        print(report(error), file=sys.stderr)
+        raise SystemExit(2) from None
     for procedure in timed.values():
         procedure.epoch()  # warm-up: allocation, kernels, the optimizer's state
     rounds = [{name: procedure.epoch() for name, procedure in timed.items()} for _ in range(args.repeats)]

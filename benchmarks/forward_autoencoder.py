@@ -48,7 +48,7 @@ from analysis.forward_autoencoder import (  # noqa: E402
     hidden,
     random_map,
 )
-from benchmarks.summary import parse_benchmark_args  # noqa: E402
+from benchmarks.summary import parse_benchmark_args, positive  # noqa: E402
 from datamodules.mnist import MNISTDataModule  # noqa: E402
 from framework.errors import DataError, report, require_usable_gpu  # noqa: E402
 from lightning_modules.forward_autoencoder import ForwardAutoencoderModule  # noqa: E402
@@ -102,19 +102,23 @@ def timed(function):
     return result, time.perf_counter() - started
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=60_000, help="training samples (with --synthetic)")
-    parser.add_argument("--inputs", type=int, default=784)
-    parser.add_argument("--hidden", type=int, default=750)
+    parser.add_argument("--samples", type=positive, default=60_000, help="training samples (with --synthetic)")
+    parser.add_argument("--inputs", type=positive, default=784)
+    parser.add_argument("--hidden", type=positive, default=750)
     parser.add_argument("--mnist", metavar="DATA_DIR", default=os.environ.get("DATA_DIR", str(ROOT / "data")),
                         help="real MNIST from DATA_DIR/MNIST/raw: 60,000 training, the 10,000 test images held out")
     parser.add_argument("--synthetic", action="store_true", help="MNIST-like synthetic data instead of MNIST")
-    parser.add_argument("--baseline-lambdas", type=int, default=1,
+    parser.add_argument("--baseline-lambdas", type=positive, default=1,
                         help="lambdas the sequential baseline runs (1: 1e-2; k: every 8/k-th from 1e-2; 8: all); "
                         "its per-lambda time is scaled to all 8")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = parse_benchmark_args(parser, SMOKE)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
+    return parser
+
+
+def main() -> None:
+    args = parse_benchmark_args(build_parser(), SMOKE)
     require_usable_gpu(args.device)
     generator = torch.Generator().manual_seed(0)
     if not args.synthetic:

@@ -26,10 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from analysis.lbfgs_attack import attack_rows, choose_targets, distortion, scipy_reference_rows
 from analysis.szegedy_study import load_runs
-from benchmarks.summary import parse_benchmark_args
-from datamodules.base import DatasetMissingError
+from benchmarks.summary import parse_benchmark_args, positive
 from framework.compose import compose_config
-from framework.errors import report
+from framework.errors import UserError, report
 
 TRAINING = ["data.download=true", "data.train_size=5000", "trainer.max_epochs=4"]
 # --smoke: these defaults (c from 0.01 to 100: every row finds an adversarial), and FC100 trained for one L-BFGS
@@ -49,22 +48,33 @@ def train_fc100(output: Path, training: list[str]) -> Path:
     return output
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", help="run directory of a trained szegedy_fc100 (default: train one here)")
-    parser.add_argument("--examples", type=int, default=100)
-    parser.add_argument("--c-steps", type=int, default=8)
-    args = parse_benchmark_args(parser, SMOKE)
+    parser.add_argument("--examples", type=positive, default=100, help="MNIST test images attacked (those the model "
+                        "classifies correctly)")
+    parser.add_argument("--c-steps", type=positive, default=8, help="rounds of the c search, from c = 0.01")
+    return parser
+
+
+def main() -> None:
+    args = parse_benchmark_args(build_parser(), SMOKE)
     torch.manual_seed(0)
+    # the FC100 trained here (~30 MB: checkpoints, logs) goes with the folder, however the run ends
+    with tempfile.TemporaryDirectory(prefix="lbfgs_bench_") as scratch:
+        measure(args, scratch)
+
+
+def measure(args: argparse.Namespace, scratch: str) -> None:
     try:
         training = SMOKE_TRAINING if args.smoke else TRAINING
-        run_dir = Path(args.run) if args.run else train_fc100(Path(tempfile.mkdtemp(prefix="lbfgs_bench_")), training)
+        run_dir = Path(args.run) if args.run else train_fc100(Path(scratch), training)
         run = load_runs(str(run_dir))[0]
         images, labels = run.images("test", args.examples)
-    except DatasetMissingError as error:  # one sentence naming the files, the sources tried and the remedy
+    except UserError as error:  # --run: no run or no checkpoint there; MNIST missing: one sentence with the remedy
         print(report(error), file=sys.stderr)
         raise SystemExit(2) from None
-    except FileNotFoundError as error:  # --run: no run or no checkpoint there
+    except FileNotFoundError as error:
         print(f"benchmarks/lbfgs_attack.py: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     model = run.model(torch.device("cpu"))

@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from benchmarks.summary import parse_benchmark_args  # noqa: E402
+from benchmarks.summary import parse_benchmark_args, positive  # noqa: E402
 from datamodules.lunarlander import generate_collection  # noqa: E402
 
 SMOKE = {"rollouts": 2, "steps": 5, "repeats": 1}  # --smoke's defaults
@@ -46,13 +46,18 @@ def measure(rollouts: int, steps: int, workers: int) -> tuple[float, float, dict
     return rollouts * steps / (time.perf_counter() - started), cpu_seconds() - cpu_started, arrays
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rollouts", type=int, default=16)
-    parser.add_argument("--steps", type=int, default=150)
-    parser.add_argument("--workers", type=int, default=os.cpu_count())
-    parser.add_argument("--repeats", type=int, default=2)
-    args = parse_benchmark_args(parser, SMOKE)
+    parser.add_argument("--rollouts", type=positive, default=16)
+    parser.add_argument("--steps", type=positive, default=150)
+    parser.add_argument("--workers", type=positive, default=os.cpu_count(),
+                        help="worker processes (default: one per CPU)")
+    parser.add_argument("--repeats", type=positive, default=2)
+    return parser
+
+
+def main() -> None:
+    args = parse_benchmark_args(build_parser(), SMOKE)
 
     generate_collection(1, 5, seed=0, workers=1, progress=False)  # imports and first render outside the timing
     single, parallel, single_cpu, parallel_cpu = [], [], [], []

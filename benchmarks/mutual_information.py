@@ -38,7 +38,7 @@ from scipy.special import digamma
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from analysis.mutual_information import prepare, ross_mi  # noqa: E402
-from benchmarks.summary import parse_benchmark_args  # noqa: E402
+from benchmarks.summary import at_least, parse_benchmark_args, positive  # noqa: E402
 from callbacks.mutual_information import MutualInformationLR  # noqa: E402
 from datamodules.random import RandomImagesDataModule  # noqa: E402
 from framework.errors import require_usable_gpu  # noqa: E402
@@ -160,12 +160,18 @@ def overhead_benchmark(epochs: int, batch_size: int, device: str, num_train: int
     return {"epoch_s": epoch_time, "callback_s": callback_time, "overhead": callback_time / epoch_time}
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=3, help="at least 2 (the first is not timed); 0: skip")
-    parser.add_argument("--batch-size", type=int, default=64, help="training batch size (64: the framework's default)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = parse_benchmark_args(parser, SMOKE, SIZES)
+    parser.add_argument("--epochs", type=at_least(2, 0), default=3,
+                        help="at least 2 (the first is not timed); 0: the estimator only, no training")
+    parser.add_argument("--batch-size", type=positive, default=64,
+                        help="training batch size (64: the framework's default)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
+    return parser
+
+
+def main() -> None:
+    args = parse_benchmark_args(build_parser(), SMOKE, SIZES)
     require_usable_gpu(args.device)
     print(f"device {args.device}, torch threads {torch.get_num_threads()}")
     estimator = estimator_benchmark(args.device, args.samples, args.dims, args.repeats)

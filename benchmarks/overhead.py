@@ -55,7 +55,7 @@ from lightning.pytorch.callbacks import Callback
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.summary import parse_benchmark_args  # noqa: E402
+from benchmarks.summary import parse_benchmark_args, positive  # noqa: E402
 from datamodules.random import RandomImagesDataModule  # noqa: E402
 from framework.compose import compose_config  # noqa: E402
 from framework.errors import require_usable_gpu  # noqa: E402
@@ -261,12 +261,6 @@ def in_fresh_processes(args: argparse.Namespace) -> list[dict]:
             f"{path} " + ", ".join(f"{r:.3f}" for r in measured[-1][path]["epoch_ratios"]) for path in PATHS),
             flush=True)
     return measured
-
-
-def positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
-    return int(text)
 
 
 def main() -> None:

@@ -19,27 +19,55 @@ import sys
 from pathlib import Path
 
 OPERATORS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt}
+UNREADABLE = "_unreadable"  # a row for a line that holds no result: why (the verdict cell)
 CLAUSE = re.compile(r"^\s*(?:(?P<key>[A-Za-z_]\w*)\s+)?(?P<op><=|>=|<|>)\s*(?P<number>[-+0-9.eE]+)\s*$")
 
 
-def parse_benchmark_args(parser: argparse.ArgumentParser, smoke: dict, sizes: dict | None = None) -> argparse.Namespace:
-    """``parser.parse_args()`` plus ``--smoke``: then the defaults become ``smoke``'s (values given on the command
+DESCRIPTION = ("Print the table `make bench` ends with: each benchmark's ratio against its target, met or missed, "
+               "from a file of the benchmarks' last JSON lines.")
+
+
+def at_least(minimum: int, *also: int):
+    """An argparse ``type``: a whole number >= ``minimum`` (or one of ``also``, a documented special value such as
+    0); anything else is argparse's one-line error with exit code 2, before any work."""
+    allowed = f"a whole number >= {minimum}" + "".join(f" or {value}" for value in also)
+
+    def whole_number(text: str) -> int:
+        digits = text.strip()
+        if not (digits.isascii() and digits.isdigit()) or (int(digits) < minimum and int(digits) not in also):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {allowed}")
+        return int(digits)
+
+    whole_number.__name__ = f"at_least_{minimum}"
+    return whole_number
+
+
+positive = at_least(1)  # a count, a size: a whole number >= 1
+
+
+def parse_benchmark_args(parser: argparse.ArgumentParser, smoke: dict, sizes: dict | None = None,
+                         argv: list[str] | None = None) -> argparse.Namespace:
+    """``parser.parse_args(argv)`` plus ``--smoke``: then the defaults become ``smoke``'s (values given on the command
     line still win), a check that the script works which measures nothing. ``sizes``: defaults without a flag."""
     parser.add_argument("--smoke", action="store_true", help=f"a check that the script works, measuring nothing: "
                         f"the defaults become {smoke} (values given here still win)")
     parser.set_defaults(**(sizes or {}))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.smoke:
         parser.set_defaults(**smoke)
-        args = parser.parse_args()
+        args = parser.parse_args(argv)
         print("smoke run: tiny sizes, checks that the script works, measures nothing")
     return args
 
 
 def verdict(result: dict) -> str:
     """``met``, ``missed``, or why it cannot be judged."""
+    if UNREADABLE in result:
+        return result[UNREADABLE]
     if result.get("smoke"):
         return "smoke run (not judged)"
+    if "target" not in result:
+        return "no target in the JSON line"
     for clause in str(result.get("target", "")).split(","):
         parsed = CLAUSE.match(clause)
         if parsed is None:
@@ -57,22 +85,39 @@ def summary_table(results: list[dict]) -> str:
     for result in results:
         cells = (result.get("benchmark", "?"), result.get("ratio", "?"), result.get("target", "?"), verdict(result),
                  result.get("threads", "?"))
-        lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
+        lines.append("| " + " | ".join(str(cell).replace("|", "\\|") for cell in cells) + " |")
     return "\n".join(lines)
 
 
+def read_line(number: int, line: str) -> dict:
+    """One line of the file as a benchmark's result, or a row that says why it is none."""
+    try:
+        result = json.loads(line)
+    except json.JSONDecodeError:
+        return {"benchmark": f"line {number}", UNREADABLE: f"not judged: the line is not JSON: {line[:60]!r}"}
+    if not isinstance(result, dict):
+        return {"benchmark": f"line {number}",
+                UNREADABLE: f"not judged: the line is JSON but not an object: {line[:60]!r}"}
+    return result
+
+
 def main(path: str) -> int:
-    results = []
-    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
-        try:
-            results.append(json.loads(line))
-        except json.JSONDecodeError:
-            results.append({"benchmark": f"line {number} is not a JSON object: {line[:60]!r}"})
-    print(summary_table(results))
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        why = error.strerror if isinstance(error, OSError) and error.strerror else "it is not a text file"
+        print(f"benchmarks/summary.py: cannot read {path!r} ({why}); give the file of JSON lines that `make bench` "
+              f"writes (logs/bench/last_lines.jsonl).", file=sys.stderr)
+        return 2
+    print(summary_table([read_line(number, line) for number, line in enumerate(text.splitlines(), 1)]))
     return 0
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=DESCRIPTION)
     parser.add_argument("path", help="a file of JSON lines: each benchmark's last stdout line")
-    sys.exit(main(parser.parse_args().path))
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main(build_parser().parse_args().path))

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from benchmarks.summary import main, summary_table, verdict
+from benchmarks.summary import build_parser, main, summary_table, verdict
 from framework.compose import ROOT
 
 BENCHMARKS = sorted(p for p in (ROOT / "benchmarks").glob("*.py") if p.name not in ("summary.py", "__init__.py"))
@@ -34,8 +34,35 @@ def test_table_has_one_row_per_benchmark_and_names_bad_lines(tmp_path, capsys):
     printed = capsys.readouterr().out.splitlines()
     assert printed[:3] == ["| benchmark | ratio | target | verdict | threads |", "|---|---|---|---|---|",
                            "| overhead | 1.2 | <= 1.10 | missed | 1 |"]
-    assert printed[3].startswith("| line 2 is not a JSON object: 'Traceback' |")
+    assert printed[3] == "| line 2 | ? | ? | not judged: the line is not JSON: 'Traceback' | ? |"
     assert summary_table([]).count("\n") == 1
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    ("[1, 2]", "| line 1 | ? | ? | not judged: the line is JSON but not an object: '[1, 2]' | ? |"),
+    ("3", "| line 1 | ? | ? | not judged: the line is JSON but not an object: '3' | ? |"),
+    ("", "| line 1 | ? | ? | not judged: the line is not JSON: '' | ? |"),
+    ("oops | here", "| line 1 | ? | ? | not judged: the line is not JSON: 'oops \\| here' | ? |"),
+    ('{"benchmark": "x", "ratio": 2}', "| x | 2 | ? | no target in the JSON line | ? |"),
+])
+def test_a_line_that_is_no_result_says_why_in_its_row(line, expected, tmp_path, capsys):
+    (tmp_path / "last_lines.jsonl").write_text(line + "\n")
+    assert main(str(tmp_path / "last_lines.jsonl")) == 0
+    assert capsys.readouterr().out.splitlines()[2] == expected
+
+
+@pytest.mark.parametrize("name", ["missing.jsonl", "."])
+def test_a_path_that_is_no_file_is_one_sentence_and_exit_code_2(name, tmp_path, capsys):
+    assert main(str(tmp_path / name)) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1, captured.err
+    assert captured.err.startswith(f"benchmarks/summary.py: cannot read '{tmp_path / name}' (")
+
+
+def test_the_help_describes_the_script_in_a_whole_sentence():
+    description = build_parser().description
+    assert description.startswith("Print the table `make bench` ends with") and description.endswith(".")
+    assert " ".join(build_parser().format_help().split()).count(description) == 1
 
 
 @pytest.mark.parametrize("script", BENCHMARKS, ids=lambda p: p.name)
