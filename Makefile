@@ -5,9 +5,13 @@ PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 RUN := $(UV) run --locked --no-sync
 
-.PHONY: setup train test test-fast bench lint clean data
+.PHONY: help setup train test test-fast bench lint clean data
+.DEFAULT_GOAL := help
 
-setup:
+help:  ## these targets (plain `make`)
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):[^#]*## /  make \1\t/' | expand -t 18
+
+setup:  ## uv (with pip, when missing) and the locked environment in .venv
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv || $(PYTHON) -m pip install --quiet --user uv
 	@UV_COMPILE_BYTECODE=1 $(UV) sync --locked --quiet  # .pyc at install: each process imports torch 2-3x faster
 
@@ -37,13 +41,13 @@ bench: setup  ## speed and memory ratios against named baselines (not tests), th
 	@set -o pipefail; for script in $(BENCHMARKS); do echo "== $$script"; \
 		$(RUN) python $$script $(BENCH_ARGS) | tee logs/bench/output.txt || exit 1; \
 		tail -n 1 logs/bench/output.txt >> logs/bench/last_lines.jsonl; done
-	@echo "== summary ($(shell nproc 2>/dev/null || echo ?) CPUs)"; $(RUN) python benchmarks/summary.py logs/bench/last_lines.jsonl
+	@echo "== summary ($(shell env -u OMP_NUM_THREADS nproc 2>/dev/null || echo ?) CPUs)"; $(RUN) python benchmarks/summary.py logs/bench/last_lines.jsonl
 
 data: setup  ## MNIST into DATA_DIR (default ./data) and the ImageNet AlexNet convolutions into the torch hub cache, once
 	$(RUN) python -m framework.fetch_data
 
-lint: setup
+lint: setup  ## ruff
 	$(RUN) ruff check .
 
-clean:
+clean:  ## deletes logs/ (every run's outputs too) and pytest's cache
 	rm -rf logs .pytest_cache
