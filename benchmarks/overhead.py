@@ -263,7 +263,8 @@ def in_fresh_processes(args: argparse.Namespace) -> list[dict]:
     return measured
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line (``argv``; default: sys.argv's), refused in argparse's one line where it measures nothing."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=sorted(TARGETS), default="cpu")
     parser.add_argument("--batch", type=positive, default=BATCH, help="images per batch (the target is for 256)")
@@ -273,11 +274,16 @@ def main() -> None:
     parser.add_argument("--epochs", type=positive, help="epochs measured in each run (after one warm-up epoch)")
     parser.add_argument("--every", type=positive, default=8, help="batches each path trains before the other's turn")
     parser.add_argument("--one-process", action="store_true", help=argparse.SUPPRESS)
-    args = parse_benchmark_args(parser, SMOKE, SIZES)
+    args = parse_benchmark_args(parser, SMOKE, SIZES, argv)
     if round(args.num_train * (1 - VAL_FRACTION)) < args.batch * args.every and not args.smoke:
         parser.error(f"--num-train {args.num_train} trains {round(args.num_train * (1 - VAL_FRACTION))} images, fewer "
                      f"than one turn of --every {args.every} batches of --batch {args.batch}: the epochs would measure "
                      f"start-up, not training; give more images or smaller batches")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     device = args.device
     require_usable_gpu(device)
     torch.set_num_threads(1)

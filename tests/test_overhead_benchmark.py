@@ -4,10 +4,7 @@ nothing here measures time."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
+import pytest
 import torch
 
 from benchmarks import overhead
@@ -108,12 +105,14 @@ def recording_steps(init, steps: list):
     return wrapped
 
 
-def test_the_command_line_explains_itself_and_refuses_sizes_that_measure_nothing():
-    script = [sys.executable, str(Path(overhead.__file__))]
-    helped = subprocess.run([*script, "--help"], capture_output=True, text=True)
-    assert helped.returncode == 0 and "images made; 90% of them are trained on" in helped.stdout
+def test_the_command_line_explains_itself_and_refuses_sizes_that_measure_nothing(capsys):
+    with pytest.raises(SystemExit) as helped:
+        overhead.parse_args(["--help"])
+    assert helped.value.code == 0 and "images made; 90% of them are trained on" in capsys.readouterr().out
     for arguments, said in ((["--batch", "0"], "argument --batch: '0' is not a whole number >= 1"),
                             (["--num-train", "5"], "--num-train 5 trains 4 images, fewer than one turn of --every 8 "
                                                    "batches of --batch 256")):
-        refused = subprocess.run([*script, *arguments], capture_output=True, text=True)
-        assert refused.returncode == 2 and said in refused.stderr, refused.stderr[-2000:]
+        with pytest.raises(SystemExit) as refused:
+            overhead.parse_args(arguments)
+        stderr = capsys.readouterr().err
+        assert refused.value.code == 2 and said in stderr, stderr[-2000:]
