@@ -150,13 +150,16 @@ def check_epochs_left(path: str, checkpoint: dict, cfg: DictConfig, sweep_job: i
     """A resume with fewer epochs than its checkpoint has trained is refused by Lightning once fit starts, so a sweep
     ran its other jobs first: the same sentence before any job (``sweep_job``: the job that would continue it)."""
     epoch, max_epochs = checkpoint.get("epoch"), OmegaConf.select(cfg, "trainer.max_epochs", default=None)
-    if not isinstance(epoch, int) or not isinstance(max_epochs, int) or max_epochs == -1 or max_epochs > epoch:
-        return
+    if isinstance(epoch, int) and isinstance(max_epochs, int) and max_epochs != -1 and max_epochs <= epoch:
+        raise fewer_epochs_than_trained(path, epoch, max_epochs, sweep_job)
+
+
+def fewer_epochs_than_trained(path: str, epoch: int, max_epochs: int, sweep_job: int | None = None) -> ConfigError:
     given = (f"Job {sweep_job} of this sweep gives trainer.max_epochs={max_epochs}, but the run it would continue "
              f"({path}) was saved" if sweep_job is not None else
              f"Config key 'trainer.max_epochs' is {max_epochs}, but ckpt_path {path} was saved")
-    raise ConfigError(f"{given} in epoch {epoch} (counting from 0); give a larger trainer.max_epochs to train on from "
-                      f"it, or train=false to test its weights.")
+    return ConfigError(f"{given} in epoch {epoch} (counting from 0); give a larger trainer.max_epochs to train on "
+                       f"from it, or train=false to test its weights.")
 
 
 def check_weights_fit(path: str, saved: dict, model: torch.nn.Module) -> None:
@@ -377,14 +380,13 @@ def loading_checkpoint(path: str | None) -> Iterator[None]:
     ``hpc`` when it finds no HPC checkpoint, are one sentence."""
     try:
         yield
-    except MisconfigurationException as error:
+    except MisconfigurationException as error:  # a checkpoint check_epochs_left did not see (Lightning's ``hpc``)
         restored = re.search(r"restored a checkpoint with current_epoch=(\d+), but you have set "
                              r"Trainer\(max_epochs=(\d+)", str(error))
         if not restored:
             raise
-        raise ConfigError(f"Config key 'trainer.max_epochs' is {restored[2]}, but ckpt_path {path} was saved in epoch "
-                          f"{restored[1]} (counting from 0); give a larger trainer.max_epochs to train on from it, or "
-                          f"train=false to test its weights.") from None
+        # Lightning's current_epoch counts the epochs done: the checkpoint was saved in the one before
+        raise fewer_epochs_than_trained(path, int(restored[1]) - 1, int(restored[2])) from None
     except ValueError as error:
         if path != "hpc" or "no HPC checkpoint was found" not in str(error):
             raise
