@@ -27,6 +27,7 @@ import shlex
 import signal
 import sys
 from collections.abc import Callable, Iterator
+from typing import NoReturn
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -571,9 +572,10 @@ def reporting_user_errors(evaluate_tasks: list[str] | None = None):
                 ...
     """
     _job["started"] = True
+    if HydraConfig.initialized():
+        _job["script"] = HydraConfig.get().job.name
     if in_a_sweep():
-        _job["sweep_dir"], _job["script"] = HydraConfig.get().sweep.dir, HydraConfig.get().job.name
-        _job["evaluate_tasks"] = evaluate_tasks
+        _job["sweep_dir"], _job["evaluate_tasks"] = HydraConfig.get().sweep.dir, evaluate_tasks
     try:
         yield
     except (UserError, ProcessRaisedException) as error:
@@ -606,6 +608,20 @@ def _mode_flags() -> list[str]:
     return [arg for arg in sys.argv[1:] if arg.split("=", 1)[0] in flags]
 
 
+def _stopped_by(signal_number: int) -> NoReturn:
+    """A run or sweep that a signal stopped: one sentence on stderr and in the job's log, and the exit code that the
+    signal's default action gives (130 for SIGINT, 143 for SIGTERM), which ``&&`` chains and schedulers read."""
+    where = f"sweep directory: {_job['sweep_dir']}" if _job.get("sweep_dir") else ""
+    how = ("a run goes on from its last checkpoint when the same command is given again with ckpt_path=auto"
+           if _job.get("script") == "train" else "")
+    details = "; ".join(part for part in (where, how) if part)
+    stopped = f"Stopped by {signal.Signals(signal_number).name}{f' ({details})' if details else ''}."
+    close_progress_bars()
+    log_to_files(stopped)
+    print(stopped, file=sys.stderr)
+    raise SystemExit(128 + signal_number) from None
+
+
 def run_entry_point(main: Callable[[], object]) -> None:
     """Run a ``@hydra.main`` function from ``if __name__ == "__main__"``.
 
@@ -616,7 +632,7 @@ def run_entry_point(main: Callable[[], object]) -> None:
     for the duration of ``main``. A job that started and failed keeps Hydra's exit code 1 (a bug: its
     traceback is printed).
     """
-    _job["started"], _job["sweep_dir"] = False, None
+    _job.update(started=False, sweep_dir=None, script=None)
     run_and_report = hydra_internals.run_and_report
     hydra_internals.run_and_report = lambda function: run_and_report(lambda: _reporting_hydra_refusals(function))
     try:
@@ -629,14 +645,12 @@ def run_entry_point(main: Callable[[], object]) -> None:
                                  f"job's config, drop -m and give that job's values with --cfg job.")), file=sys.stderr)
         raise SystemExit(2) from None
     except SIGTERMException:  # Lightning's after a SIGTERM (kill, a scheduler's stop): a SystemExit of code 0
-        where = f"sweep directory: {_job['sweep_dir']}; " if _job.get("sweep_dir") else ""
-        stopped = (f"Stopped by SIGTERM ({where}a run goes on from its last checkpoint when the same command is given "
-                   f"again with ckpt_path=auto).")
-        close_progress_bars()
-        log_to_files(stopped)
-        print(stopped, file=sys.stderr)
-        raise SystemExit(128 + signal.SIGTERM) from None  # what the signal's default action gives (143)
+        _stopped_by(signal.SIGTERM)
+    except KeyboardInterrupt:  # Ctrl+C outside Lightning's loops: while data is set up, between a sweep's jobs
+        _stopped_by(signal.SIGINT)
     except SystemExit as stop:
+        if isinstance(stop.__context__, KeyboardInterrupt):  # Lightning's sys.exit(1) after Ctrl+C in its loops
+            _stopped_by(signal.SIGINT)
         if stop.code == 1 and not _job["started"]:
             sys.exit(2)
         raise

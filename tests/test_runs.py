@@ -74,16 +74,20 @@ def test_multirun_with_wandb_offline_writes_one_job_dir_and_one_wandb_run_each_w
     assert f"| 1 | {mean:.4f} ± " in (sweep / "table.md").read_text()
 
 
-def test_a_sweep_stopped_by_sigterm_exits_143_and_continues_to_the_uninterrupted_metrics(tmp_path):
-    """Lightning ends a run that gets SIGTERM (kill, a scheduler's stop) with a SystemExit of code 0: a sweep stopped
-    in its first job ended 'successfully', with the second job never run."""
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
+def test_a_sweep_stopped_by_a_signal_exits_with_its_code_and_continues_to_the_uninterrupted_metrics(tmp_path,
+                                                                                                   signal_name):
+    """Lightning ends a run that gets SIGTERM (kill, a scheduler's stop) with a SystemExit of code 0, and one that
+    gets SIGINT (Ctrl+C) with code 1 and no word of where the sweep is: a sweep stopped in its first job ended
+    'successfully', with the second job never run, or like a crash."""
     sweep = ("-m", "seed=1,2", "debug=limit", "trainer.max_epochs=3", "logger=none", *QUIET)
-    stopper = ("+callbacks.stopper._target_=tests.signal_callback.SignalAtEpochStart", "+callbacks.stopper.epoch=1")
+    stopper = ("+callbacks.stopper._target_=tests.signal_callback.SignalAtEpochStart", "+callbacks.stopper.epoch=1",
+               f"+callbacks.stopper.signal_name={signal_name}")
     stopped = run_cli("train.py", *sweep, f"hydra.sweep.dir={tmp_path / 'stopped'}", *stopper)
-    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr[-3000:]
+    assert stopped.returncode == 128 + getattr(signal, signal_name), stopped.stderr[-3000:]
     assert stopped.stderr.rstrip().endswith(
-        f"Stopped by SIGTERM (sweep directory: {tmp_path / 'stopped'}; a run goes on from its last checkpoint when the "
-        f"same command is given again with ckpt_path=auto).")
+        f"Stopped by {signal_name} (sweep directory: {tmp_path / 'stopped'}; a run goes on from its last checkpoint "
+        f"when the same command is given again with ckpt_path=auto).")
     assert (tmp_path / "stopped" / "0" / "checkpoints" / "last.ckpt").is_file()
     assert not (tmp_path / "stopped" / "0" / "results.json").exists() and not (tmp_path / "stopped" / "1").exists()
     continued = run_cli("train.py", *sweep, f"hydra.sweep.dir={tmp_path / 'stopped'}", "ckpt_path=auto")

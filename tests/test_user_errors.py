@@ -615,6 +615,21 @@ def test_a_sigterm_stays_the_exit_even_when_wandb_cannot_close(run_in_process, d
         (tmp_path / "train.log").read_text()
 
 
+def test_ctrl_c_in_evaluate_is_one_sentence_with_the_exit_code_of_sigint(run_in_process, tmp_path, monkeypatch):
+    """Ctrl+C outside Lightning's loops printed Python's traceback; a study has no checkpoint to go on from, so the
+    sentence names none."""
+    import framework.compose
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(framework.compose, "paths_from_start_dir", interrupted)  # evaluate.py imports it when run
+    code, output = run_in_process("evaluate.py", [f"runs={tmp_path}"], tmp_path, whole_script=True)
+    assert code == 130, output[-3000:]
+    assert "Traceback" not in output
+    assert output.rstrip().endswith("Stopped by SIGINT.")
+
+
 def test_a_bug_still_shows_its_traceback_and_exit_code_1(run_in_process, data_root, tmp_path, monkeypatch):
     import framework.combinations
 
