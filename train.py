@@ -33,6 +33,7 @@ from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher
 from omegaconf import DictConfig, OmegaConf
 
 from framework.checkpoints import (
+    TRAINING_METRICS,
     KeptValuesInCheckpoints,
     RandomStatesInCheckpoints,
     changed_on_resume,
@@ -198,9 +199,12 @@ def finished_with_this_config(cfg: DictConfig) -> dict | None:
     return earlier if same(earlier.get("config", {})) == same(OmegaConf.to_container(cfg, resolve=True)) else None
 
 
-def training_metrics_of_its_run(checkpoint: str) -> dict[str, float]:
-    """The metrics other than val/ and test/ that the results.json of a checkpoint's run holds (its last epoch's),
-    for a run continued from it that trains no further batch (Lightning logs none then); {} without one."""
+def training_metrics_of_its_run(checkpoint: str, saved: dict) -> dict[str, float]:
+    """The last epoch's metrics other than val/ and test/ of a checkpoint's run, for a run continued from it that
+    trains no further batch (Lightning logs none then): those the checkpoint (``saved``) holds, else those of its
+    run's results.json (a checkpoint saved before they were kept in it); {} without either."""
+    if TRAINING_METRICS in saved:
+        return saved[TRAINING_METRICS]
     results = Path(checkpoint).parent.parent / "results.json"
     earlier = read_results(results).get("metrics", {}) if results.is_file() else {}
     return {key: value for key, value in earlier.items() if not key.startswith(("val/", "test/"))}
@@ -267,6 +271,7 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
         log.info(f"Resuming from {given}, saved in epoch {saved.get('epoch')} (counted from 0, as in the "
                  f"metrics) at global step {saved.get('global_step')}")
     resumed_at_step = saved.get("global_step") if trained and saved is not None else None
+    its_training_metrics = training_metrics_of_its_run(given, saved) if trained and saved is not None else {}
     changed = changed_on_resume(saved, cfg) if trained and saved is not None else {}
     if changed:
         log.warning(f"Resumed with values other than those its checkpoint's run trained with: "
@@ -280,7 +285,7 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
                 trainer.fit(model, datamodule=datamodule, ckpt_path=given)
             metrics = to_float_dict(trainer.callback_metrics)  # the last epoch's
             if trainer.global_step == resumed_at_step:  # continued at its end (stopped early, or max_epochs reached)
-                metrics = training_metrics_of_its_run(given) | metrics
+                metrics = its_training_metrics | metrics
             checkpoint, evaluated = best_checkpoint(trainer)
         else:
             checkpoint, evaluated = given, f"checkpoint {given}"

@@ -202,6 +202,7 @@ KEPT_VALUES = "values_kept_on_resume"  # the checkpoint entry that holds them
 MAY_DIFFER_ON_RESUME = ("ckpt_path", "trainer", "logger", "callbacks.progress_bar", "paths", "hydra", "data.data_dir",
                         "data.num_workers", "data.download", "tags", "evaluate_tasks")
 TRAINED_WITH = "config_trained_with"  # the checkpoint entry that holds a run's other values (``trained_with``)
+TRAINING_METRICS = "last_epoch_training_metrics"  # the checkpoint entry that holds them (KeptValuesInCheckpoints)
 RANDOM_STATES = "random_states"  # the checkpoint entry RandomStatesInCheckpoints writes
 
 
@@ -244,14 +245,20 @@ def changed_on_resume(checkpoint: dict, cfg: DictConfig) -> dict[str, list]:
 
 
 class KeptValuesInCheckpoints(Callback):
-    """Writes ``kept_values`` into every checkpoint, for ``check_resumed_values`` when a run resumes from it, and
-    ``trained_with`` for ``changed_on_resume``."""
+    """Writes ``kept_values`` into every checkpoint, for ``check_resumed_values`` when a run resumes from it,
+    ``trained_with`` for ``changed_on_resume``, and, in one saved at an epoch's end, that epoch's training metrics,
+    for a run continued from it that trains no further batch (Lightning logs none then, and a run killed after fit
+    has no results.json to take them from)."""
 
     def __init__(self, cfg: DictConfig):
         self.values, self.trained_with = kept_values(cfg), trained_with(cfg)
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         checkpoint[KEPT_VALUES], checkpoint[TRAINED_WITH] = self.values, self.trained_with
+        epoch = trainer.fit_loop.epoch_progress.current
+        if epoch.processed > epoch.completed:  # in on_train_epoch_end, not a save after a validation within the epoch
+            checkpoint[TRAINING_METRICS] = {key: float(value) for key, value in trainer.callback_metrics.items()
+                                            if not key.startswith(("val/", "test/"))}
 
 
 class RunModelCheckpoint(ModelCheckpoint):

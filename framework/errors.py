@@ -27,9 +27,9 @@ import shlex
 import signal
 import sys
 from collections.abc import Callable, Iterator
-from typing import NoReturn
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NoReturn
 
 import hydra._internal.utils as hydra_internals
 import torch

@@ -4,7 +4,9 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 
+from framework.checkpoints import TRAINING_METRICS
 from framework.results import read_results
 from tests.conftest import ROOT, run_cli
 from train import train
@@ -148,6 +150,25 @@ def test_a_run_stopped_early_and_continued_stays_stopped(make_cfg, caplog):
     assert "The checkpoint's run was stopped early in epoch 1 by early stopping (patience exhausted): it is not " \
            "trained further; to train longer, start a fresh run with a larger callbacks.early_stopping.patience or " \
            "callbacks.early_stopping=null." in caplog.text
+
+
+def test_a_run_killed_after_fit_keeps_its_training_metrics_when_continued(make_cfg):
+    """A run killed after fit but before results.json (while testing) kept nothing of its last epoch's training
+    metrics: continued with ckpt_path=auto it trains no batch, so Lightning logs none. The last checkpoint, saved at
+    the epoch's end, holds them; one saved after a validation within an epoch holds none, which would be stale."""
+    run = ("logger=none", "debug=limit", "ckpt_path=auto", "trainer.max_epochs=2")
+    finished = train(make_cfg(*run))
+    (Path(finished["output_dir"]) / "results.json").unlink()
+    continued = train(make_cfg(*run))
+    assert continued["epochs_completed"] == 2
+    training = {key: value for key, value in finished["metrics"].items() if key.startswith("train/")}
+    assert set(training) >= {"train/loss", "train/acc"}
+    assert {key: continued["metrics"][key] for key in training} == training
+    assert continued["metrics"] == pytest.approx(finished["metrics"])
+    within = train(make_cfg("logger=none", "debug=limit", "trainer.max_epochs=1", "+trainer.val_check_interval=0.5",
+                            run="within"))
+    saved = torch.load(Path(within["output_dir"]) / "checkpoints" / "last.ckpt", weights_only=False)
+    assert TRAINING_METRICS not in saved and saved["global_step"] > 0
 
 
 def _received(rank: int, callbacks: list) -> None:
