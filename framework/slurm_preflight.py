@@ -25,8 +25,9 @@ import subprocess
 from dataclasses import dataclass
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from framework.continued_runs import job_config, overrides_by_key, sweep_jobs
 from framework.errors import stopping_before_any_job
 from framework.validate import ConfigError, is_int
 
@@ -150,6 +151,23 @@ def check_slurm_request(cfg: DictConfig, partitions: dict[str, Partition]) -> No
                           f"{partition.memory_mb // 1024} GB of memory; lower it.")
 
 
+def requests_of_the_jobs(config: DictConfig) -> list[DictConfig]:
+    """The configs of a sweep's jobs as far as their SLURM request goes: Hydra gives ``on_multirun_start`` the config
+    without the swept values, so a job of ``trainer.num_nodes=1,2`` would wait forever unchecked. One job's config
+    (composed as the launcher composes it) per distinct combination of the values of trainer and launcher keys and
+    of config groups (which may set those); the multirun's own config when no such key is swept."""
+    groups = set(OmegaConf.select(config, "hydra.runtime.choices", default=None) or {})
+    asks = lambda key: key in groups or key.startswith(("trainer.", "hydra.launcher."))
+    jobs = sweep_jobs(config)
+    distinct = {}
+    for num, overrides in enumerate(jobs):
+        request = tuple((key, repr(value)) for key, value in overrides_by_key(overrides).items() if asks(key))
+        distinct.setdefault(request, (num, overrides))
+    if len(distinct) < 2:
+        return [config]
+    return [job_config(config, overrides, num) for num, overrides in distinct.values()]
+
+
 def launches_on_slurm(config: DictConfig) -> bool:
     """Whether a multirun's launcher is ``hydra/launcher=slurm`` (its jobs run on the cluster's nodes)."""
     return str(config.hydra.launcher.get("_target_", "")).endswith(".SlurmLauncher")
@@ -169,4 +187,6 @@ class SlurmPreflight(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         if launches_on_slurm(config):
             with stopping_before_any_job():
-                check_slurm_request(config, query_partitions())
+                partitions = query_partitions()
+                for request in requests_of_the_jobs(config):
+                    check_slurm_request(request, partitions)

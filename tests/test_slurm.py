@@ -270,6 +270,24 @@ def test_more_nodes_than_the_partition_has_stop_before_the_job_waits_forever():
     check_slurm_request(compose_launcher("trainer=cpu", "trainer.num_nodes=2"), debug_partition(nodes=2))
 
 
+def test_each_swept_number_of_nodes_is_checked_before_any_job_is_submitted(tmp_path, data_root):
+    """Hydra leaves a sweep's values out of the config its callbacks see before the jobs: trainer.num_nodes=1,2 on
+    a one-node partition submitted a second job that waits forever. Here sinfo is a script that describes such a
+    cluster, and there is no sbatch: a job that passed the check would fail to submit."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sinfo").write_text("#!/bin/sh\necho 'debug*|4|8192|(null)|1'\n")
+    (bin_dir / "sinfo").chmod(0o755)
+    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "SLURM_CONF": ""}
+    result = run_cli("train.py", "-m", *LAUNCHER, "trainer=cpu", "trainer.num_nodes=1,2", "seed=1,2",
+                     f"paths.data_dir={data_root}", f"hydra.sweep.dir={tmp_path / 'sweep'}", env=env)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines()[-1] == (
+        "Config error: Config key 'hydra.launcher.nodes' is 2, but partition 'debug' has 1 node; lower it (and "
+        "trainer.num_nodes with it), or choose a partition with more.")
+    assert "Traceback" not in result.stderr and not (tmp_path / "sweep" / ".submitit").exists()
+
+
 DEVICES = ("but on SLURM it is the number of tasks per node (one per device), a whole number of 1 or more; give the "
            "number of devices per node, e.g. trainer.devices=4 for 4 GPUs on each node.")
 MEMORY = ("but a job needs at least 1 GB of memory (SLURM takes 0 as all of a node's memory); give the memory per "
