@@ -57,6 +57,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def mean_distortion(adversarial: torch.Tensor, x0: torch.Tensor, found: torch.Tensor) -> float | None:
+    """The mean distortion of the adversarial examples found; None when none was (a mean of none is NaN, which
+    the JSON line cannot hold)."""
+    return float(distortion(adversarial, x0)[found].mean()) if found.any() else None
+
+
+def shown(value: float | None, spec: str) -> str:
+    return "n/a (no adversarial example found)" if value is None else format(value, spec)
+
+
 def main() -> None:
     args = parse_benchmark_args(build_parser(), SMOKE)
     torch.manual_seed(0)
@@ -79,6 +89,11 @@ def measure(args: argparse.Namespace, scratch: str) -> None:
         raise SystemExit(2) from None
     model = run.model(torch.device("cpu"))
     correct = model(images).argmax(1) == labels
+    if not correct.any():
+        print(f"benchmarks/lbfgs_attack.py: the run in {run.path} classifies none of the first {args.examples} test "
+              f"images correctly, so there is nothing to attack; give a trained --run, or more --examples.",
+              file=sys.stderr)
+        raise SystemExit(2)
     x0, target = images[correct].flatten(1), choose_targets(model, images, labels, "runner_up")[correct]
     shape = images.shape[1:]
     print(f"{run.name} from {run.path}: {len(x0)} of {args.examples} test images correctly classified, runner-up "
@@ -91,19 +106,20 @@ def measure(args: argparse.Namespace, scratch: str) -> None:
     reference, _, reference_ok = scipy_reference_rows(model, x0, target, shape, 0.01, args.c_steps, True)
     scipy_seconds = time.perf_counter() - started
 
-    ours_distortion = float(distortion(ours, x0)[ours_ok].mean())
-    reference_distortion = float(distortion(reference, x0)[reference_ok].mean())
+    ours_distortion = mean_distortion(ours, x0, ours_ok)
+    reference_distortion = mean_distortion(reference, x0, reference_ok)
     ratio = scipy_seconds / batched_seconds
-    distortion_ratio = ours_distortion / reference_distortion
+    distortion_ratio = None if None in (ours_distortion, reference_distortion) else \
+        ours_distortion / reference_distortion
     print(f"batched: {batched_seconds:.2f} s, {int(ours_ok.sum())}/{len(x0)} adversarial, mean distortion "
-          f"{ours_distortion:.4f}")
+          f"{shown(ours_distortion, '.4f')}")
     print(f"per-example scipy L-BFGS-B: {scipy_seconds:.2f} s, {int(reference_ok.sum())}/{len(x0)} adversarial, "
-          f"mean distortion {reference_distortion:.4f}")
-    print(f"ratio {ratio:.1f}x (target >= 5), distortion ratio {distortion_ratio:.3f} (target 0.95..1.05)")
+          f"mean distortion {shown(reference_distortion, '.4f')}")
+    print(f"ratio {ratio:.1f}x (target >= 5), distortion ratio {shown(distortion_ratio, '.3f')} (target 0.95..1.05)")
     print(json.dumps({
         "benchmark": "lbfgs_attack",
         "ratio": round(ratio, 2),
-        "distortion_ratio": round(distortion_ratio, 4),
+        "distortion_ratio": None if distortion_ratio is None else round(distortion_ratio, 4),
         "target": "ratio >= 5, distortion_ratio >= 0.95, distortion_ratio <= 1.05",
         "baseline": "per-example scipy L-BFGS-B loop, same objective and c search",
         "batched_seconds": round(batched_seconds, 3),

@@ -6,8 +6,10 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import torch
 
 from benchmarks import (
     feature_prediction,
@@ -89,6 +91,25 @@ def test_lbfgs_attack_names_a_missing_run_or_checkpoint_in_one_sentence(tmp_path
         "model": {"_target_": "lightning_modules.classifier.ClassificationModule"}}}))
     err = run_main(lbfgs_attack, ["--run", str(run)], monkeypatch, capsys)
     assert err.startswith("Data error: ") and "has no checkpoint" in err and err.count("\n") == 1, err
+
+
+def test_lbfgs_attack_with_nothing_to_attack_says_so_and_none_found_is_no_nan(tmp_path, monkeypatch, capsys):
+    """A run that classifies none of the images correctly gave NaN distortions (a mean of none) and exit code 0."""
+    always_zero = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 10))
+    torch.nn.init.zeros_(always_zero[1].weight)
+    with torch.no_grad():
+        always_zero[1].bias.copy_(torch.eye(10)[0])
+    images, labels = torch.rand(5, 1, 2, 2), torch.ones(5, dtype=torch.long)
+    run = SimpleNamespace(name="fc100", path=tmp_path, images=lambda split, count: (images, labels),
+                          model=lambda device: always_zero)
+    monkeypatch.setattr(lbfgs_attack, "load_runs", lambda path: [run])
+    err = run_main(lbfgs_attack, ["--run", str(tmp_path), "--examples", "5"], monkeypatch, capsys)
+    assert err == (f"benchmarks/lbfgs_attack.py: the run in {tmp_path} classifies none of the first 5 test images "
+                   f"correctly, so there is nothing to attack; give a trained --run, or more --examples.\n")
+    x0, found = torch.zeros(3, 4), torch.tensor([False, True, True])
+    adversarial = x0 + torch.tensor([[3.0], [1.0], [2.0]])  # distortions 3, 1 and 2: sqrt(mean of the squares)
+    assert lbfgs_attack.mean_distortion(adversarial, x0, found) == pytest.approx(1.5)
+    assert lbfgs_attack.mean_distortion(adversarial, x0, torch.zeros(3, dtype=torch.bool)) is None
 
 
 def test_lbfgs_attack_leaves_nothing_in_the_temporary_folder(tmp_path, monkeypatch, capsys):
