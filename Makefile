@@ -36,12 +36,17 @@ BENCHMARKS ?= $(filter-out benchmarks/summary.py,$(wildcard benchmarks/*.py))
 # work, in about a minute).
 BENCH_ARGS ?=
 
+# A script that fails (e.g. a flag in BENCH_ARGS it does not take) gets a row saying so; the others still run,
+# and make then exits 1.
 bench: setup  ## speed and memory ratios against named baselines (not tests), then a met/missed table
 	@mkdir -p logs/bench && : > logs/bench/last_lines.jsonl
-	@set -o pipefail; for script in $(BENCHMARKS); do echo "== $$script"; \
-		$(RUN) python $$script $(BENCH_ARGS) | tee logs/bench/output.txt || exit 1; \
-		tail -n 1 logs/bench/output.txt >> logs/bench/last_lines.jsonl; done
-	@echo "== summary ($(shell env -u OMP_NUM_THREADS nproc 2>/dev/null || echo ?) CPUs)"; $(RUN) python benchmarks/summary.py logs/bench/last_lines.jsonl
+	@set -o pipefail; failed=0; for script in $(BENCHMARKS); do echo "== $$script"; \
+		if $(RUN) python $$script $(BENCH_ARGS) | tee logs/bench/output.txt; then \
+			tail -n 1 logs/bench/output.txt >> logs/bench/last_lines.jsonl; \
+		else code=$$?; failed=1; printf '{"benchmark": "%s", "failed": "exit code %s"}\n' \
+			"$$(basename $$script .py)" $$code >> logs/bench/last_lines.jsonl; fi; done; \
+	echo "== summary ($(shell env -u OMP_NUM_THREADS nproc 2>/dev/null || echo ?) CPUs)"; \
+	$(RUN) python benchmarks/summary.py logs/bench/last_lines.jsonl && exit $$failed
 
 data: setup  ## MNIST into DATA_DIR (default ./data) and the ImageNet AlexNet convolutions into the torch hub cache, once
 	$(RUN) python -m framework.fetch_data

@@ -64,6 +64,8 @@ def verdict(result: dict) -> str:
     """``met``, ``missed``, or why it cannot be judged."""
     if UNREADABLE in result:
         return result[UNREADABLE]
+    if "failed" in result:  # the row make bench writes for a script that failed
+        return f"failed ({result['failed']}; its output is above)"
     if result.get("smoke"):
         return "smoke run (not judged)"
     if "target" not in result:

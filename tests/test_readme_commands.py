@@ -343,6 +343,18 @@ def test_a_benchmark_no_command_runs_works_at_smoke_size(script, runner, repo_co
     assert_smoke_result(outcome.stdout)
 
 
+def test_make_bench_gives_a_script_that_fails_a_row_and_runs_the_others(runner, repo_copy):
+    """BENCH_ARGS go to every script, and lbfgs_attack.py takes no --workers: make bench stopped at the first such
+    script, with no table for the ones that had run."""
+    scripts = ["benchmarks/lbfgs_attack.py", "benchmarks/lunarlander_generation.py"]
+    outcome = runner.subprocess(["make", "-o", "setup", "bench", f"BENCHMARKS={' '.join(scripts)}",
+                                 "BENCH_ARGS=--smoke --workers 1"], repo_copy, environment({}), TIMEOUT)
+    assert outcome.returncode != 0 and "unrecognized arguments: --workers 1" in outcome.stderr, outcome.stderr[-3000:]
+    assert re.findall(r"^== (\S+)$", outcome.stdout, re.MULTILINE) == scripts, outcome.stdout[-3000:]
+    assert "| lbfgs_attack | ? | ? | failed (exit code 2; its output is above) | ? |" in outcome.stdout
+    assert "| lunarlander_generation |" in outcome.stdout and "| smoke run (not judged) |" in outcome.stdout
+
+
 @pytest.mark.slow
 def test_sweep_from_another_directory_writes_one_job_each_and_evaluate_aggregates_them(repo_copy, runner):
     elsewhere = Path(tempfile.mkdtemp(dir=repo_copy.parent))
