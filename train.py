@@ -64,7 +64,7 @@ from framework.errors import (
 from framework.loggers import give_wandb_loggers_their_run_id, publish_results, reaching_wandb, wandb_logger_nodes
 from framework.monitored_metrics import MonitoredMetricsLogged, monitor_keys
 from framework.process_group import DestroyProcessGroupAtExit
-from framework.profiler import UnrecordedProfiler
+from framework.profiler import UnrecordedProfiler, leave_out_hooks_not_implemented
 from framework.results import library_versions, read_results, to_float_dict, write_json_atomic
 from framework.validate import validate
 
@@ -257,6 +257,7 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
     profiler = {} if cfg.trainer.get("profiler") or cfg.trainer.get("barebones") else {"profiler": UnrecordedProfiler()}
     trainer: L.Trainer = instantiate_node(cfg.trainer, "trainer", callbacks=all_callbacks, logger=loggers or False,
                                           **profiler)
+    leave_out_hooks_not_implemented(trainer.callbacks)  # Lightning's own (progress bar, model summary) included
     refusals_in_workers(trainer, cfg)
     with reaching_wandb(cfg.paths.output_dir):  # log_hyperparams starts the wandb run
         for logger in trainer.loggers:

@@ -1,12 +1,12 @@
 """The Trainer's default profiler records nothing and costs nothing; a configured one is Lightning's own, and
-barebones mode, which refuses any, gets none."""
+barebones mode, which refuses any, gets none. Batch hooks a callback does not implement are not called."""
 
 import pytest
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.profilers import SimpleProfiler
 
 from framework.errors import ConfigError
-from framework.profiler import UnrecordedProfiler
+from framework.profiler import BATCH_HOOKS, UnrecordedProfiler, leave_out_hooks_not_implemented
 from train import train
 
 
@@ -44,3 +44,31 @@ def test_barebones_runs_without_our_profiler_and_refuses_a_named_one_in_one_sent
                                           r"which Lightning's Trainer refuses: .*Profiling"):
         train(make_cfg(*barebones, "+trainer.profiler=simple", run="named"))
 
+
+
+class CountsBatches(Callback):
+    """Implements one batch hook; is given another as an attribute of its own."""
+
+    def __init__(self):
+        self.ends, self.starts = 0, 0
+        self.on_train_batch_start = self.count_start
+
+    def count_start(self, trainer, pl_module, batch, batch_idx):
+        self.starts += 1
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.ends += 1
+
+
+def test_callbacks_get_the_batch_hooks_they_implement_and_the_others_are_passed_by(make_cfg):
+    counts, idle = CountsBatches(), Callback()
+    leave_out_hooks_not_implemented([counts, idle])
+    assert counts.on_train_batch_end is not None and counts.on_train_batch_start is not None
+    assert all(getattr(idle, hook) is None for hook in BATCH_HOOKS)
+    assert not any(getattr(Callback, hook) is None for hook in BATCH_HOOKS)  # on the instance, not the class
+
+    counts = CountsBatches()
+    results = train(make_cfg("debug=limit", "logger=none", "test=false", "trainer.max_epochs=1"), callbacks=[counts])
+    batches = 3  # debug=limit's limit_train_batches
+    assert results["epochs_completed"] == 1 and counts.ends == counts.starts == batches
+    assert counts.on_before_backward is None  # set by train(): Lightning's loop skips what is not callable
