@@ -72,3 +72,20 @@ def test_callbacks_get_the_batch_hooks_they_implement_and_the_others_are_passed_
     batches = 3  # debug=limit's limit_train_batches
     assert results["epochs_completed"] == 1 and counts.ends == counts.starts == batches
     assert counts.on_before_backward is None  # set by train(): Lightning's loop skips what is not callable
+
+
+def test_a_hook_name_goes_into_the_module_dict_and_everything_else_through_torch(monkeypatch):
+    import torch
+
+    from lightning_modules.classifier import ClassificationModule
+    from lightning_modules.lenet5 import LeNet5
+
+    module, head = ClassificationModule(net=LeNet5(), optimizer=None), torch.nn.Linear(2, 2)
+    through_torch = []
+    setattr_of_torch = torch.nn.Module.__setattr__
+    monkeypatch.setattr(torch.nn.Module, "__setattr__",
+                        lambda self, name, value: (through_torch.append(name), setattr_of_torch(self, name, value)))
+    module._current_fx_name = "training_step"
+    module.head = head
+    assert through_torch == ["head"] and vars(module)["_current_fx_name"] == "training_step"
+    assert "head" in module._modules and "_current_fx_name" not in module._modules
