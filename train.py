@@ -34,15 +34,18 @@ from omegaconf import DictConfig, OmegaConf
 
 from framework.checkpoints import (
     TRAINING_METRICS,
+    CheckpointWrittenInPlace,
     KeptValuesInCheckpoints,
     RandomStatesInCheckpoints,
     changed_on_resume,
     check_checkpoint,
     checkpoint_to_test,
+    complete_an_interrupted_save,
     earlier_run_refusal,
     loading_checkpoint,
     resolve_ckpt_path,
     set_aside_a_killed_start,
+    set_aside_rows_logged_after,
 )
 from framework.combinations import (
     FirstBatchWatch,
@@ -230,6 +233,7 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
         raise refusal
     if cfg.get("train", True) and cfg.get("ckpt_path") in ("auto", "last") and rank_zero_only.rank == 0:
         set_aside_a_killed_start(cfg.paths.output_dir)
+        complete_an_interrupted_save(cfg.paths.output_dir)
     if finished := finished_with_this_config(cfg):
         log.info(f"{cfg.paths.output_dir} finished with this config already (its results.json): kept, not trained or "
                  f"tested again (delete its results.json to test it again)")
@@ -255,8 +259,9 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
                      KeptValuesInCheckpoints(cfg), RandomStatesInCheckpoints(), DestroyProcessGroupAtExit(), *callbacks]
     # barebones mode refuses any profiler (it keeps Lightning's default)
     profiler = {} if cfg.trainer.get("profiler") or cfg.trainer.get("barebones") else {"profiler": UnrecordedProfiler()}
+    plugins = {} if cfg.trainer.get("plugins") else {"plugins": [CheckpointWrittenInPlace()]}
     trainer: L.Trainer = instantiate_node(cfg.trainer, "trainer", callbacks=all_callbacks, logger=loggers or False,
-                                          **profiler)
+                                          **profiler, **plugins)
     leave_out_hooks_not_implemented(trainer.callbacks)  # Lightning's own (progress bar, model summary) included
     refusals_in_workers(trainer, cfg)
     with reaching_wandb(cfg.paths.output_dir):  # log_hyperparams starts the wandb run
@@ -272,6 +277,9 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
         log.info(f"Resuming from {given}, saved in epoch {saved.get('epoch')} (counted from 0, as in the "
                  f"metrics) at global step {saved.get('global_step')}")
     resumed_at_step = saved.get("global_step") if trained and saved is not None else None
+    if resumed_at_step is not None and rank_zero_only.rank == 0 and \
+            Path(cfg.paths.output_dir).resolve() in Path(given).resolve().parents:  # this run's own checkpoint
+        set_aside_rows_logged_after(cfg.paths.output_dir, resumed_at_step)
     its_training_metrics = training_metrics_of_its_run(given, saved) if trained and saved is not None else {}
     changed = changed_on_resume(saved, cfg) if trained and saved is not None else {}
     if changed:

@@ -4,10 +4,13 @@ traceback of torch.load or load_state_dict; so is a resume that changes what the
 
 from __future__ import annotations
 
+import csv
+import io
 import itertools
 import logging
 import random
 import re
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,26 +21,50 @@ import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from framework.atomic import write_atomically
 from framework.errors import ConfigError, DataError
 
 log = logging.getLogger("train")
 METRICS_CSV = "csv/metrics.csv"  # where the CSV logger (conf/logger/csv.yaml) writes, in a run's output directory
 
 
+def saved_step(path: Path) -> int:
+    """The global step a checkpoint was saved at; -1 for a file torch cannot read as a checkpoint."""
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=False, mmap=True)["global_step"])
+    except Exception:  # truncated, foreign or not a Lightning checkpoint: not one to continue from
+        return -1
+
+
+def checkpoint_to_continue(checkpoints: Path) -> Path | None:
+    """The checkpoint in a run's ``checkpoints`` folder that ``ckpt_path=auto`` continues from: last.ckpt, saved at
+    the end of every epoch, unless a checkpoint saved at a later step is there. The best checkpoint of an epoch is
+    saved just before that epoch's last.ckpt, with the same state, so a run killed between the two saves holds its
+    newest state only in the best one (and, in its first epoch, no last.ckpt at all). None: no checkpoint."""
+    last = checkpoints / "last.ckpt"
+    others = sorted(path for path in checkpoints.glob("*.ckpt") if path.name != last.name)
+    if not others:
+        return last if last.is_file() else None
+    candidates = [last, *others] if last.is_file() else others
+    steps = {path: saved_step(path) for path in candidates}
+    return max(candidates, key=lambda path: (steps[path], path == last))  # the same step: last.ckpt
+
+
 def resolve_ckpt_path(ckpt_path: str | None, trainer: L.Trainer, training: bool = True) -> str | None:
-    """``auto``: this run's last.ckpt when it exists (resume a killed run), otherwise a fresh start. Lightning's
-    ``last`` means the same here, and is resolved here too, so that the checks of the file apply to it."""
+    """``auto``: this run's newest checkpoint when there is one (resume a killed run: ``checkpoint_to_continue``),
+    otherwise a fresh start. Lightning's ``last`` means the same here, and is resolved here too, so that the checks
+    of the file apply to it."""
     if ckpt_path not in ("auto", "last"):  # a file as the run's results.json records it: absolute
         return str(Path(ckpt_path).absolute()) if ckpt_path and Path(ckpt_path).is_file() else ckpt_path
     for callback in trainer.checkpoint_callbacks:
         if isinstance(callback, ModelCheckpoint) and callback.dirpath:
-            last = Path(callback.dirpath) / f"{callback.CHECKPOINT_NAME_LAST}{callback.FILE_EXTENSION}"
-            if last.is_file():
-                return str(last)
+            if checkpoint := checkpoint_to_continue(Path(callback.dirpath)):
+                return str(checkpoint)
     if training:
-        log.info(f"ckpt_path={ckpt_path}: no last.ckpt in this run's checkpoint directory, starting fresh")
+        log.info(f"ckpt_path={ckpt_path}: no checkpoint in this run's checkpoint directory, starting fresh")
     return None
 
 
@@ -71,14 +98,13 @@ def earlier_run_refusal(output_dir: str | Path, ckpt_path: str | None, trained: 
         return ConfigError(f"The output directory {folder} holds an earlier run ({listed(folder, earlier)}), whose "
                            f"results.json this test-only run (train=false) would {effect}; {remedy}.")
     if ckpt_path in ("auto", "last"):
-        if last.is_file():
+        if checkpoints:  # checkpoint_to_continue: last.ckpt or a later one
             return None
-        if not checkpoints + results:
+        if not results:
             return None  # a run killed before its first checkpoint starts again
-        files = listed(folder, checkpoints + results)
-        return ConfigError(f"The output directory {folder} holds an earlier run ({files}) but no checkpoints/last.ckpt"
-                           f" for ckpt_path={ckpt_path} to continue, so this run would "
-                           f"start fresh among its files; {elsewhere}, or delete the earlier run's files.")
+        return ConfigError(f"The output directory {folder} holds an earlier run (results.json) but no checkpoint in "
+                           f"checkpoints/ for ckpt_path={ckpt_path} to continue, so this run would start fresh among "
+                           f"its files; {elsewhere}, or delete the earlier run's files.")
     if ckpt_path == "hpc" or (ckpt_path and Path(ckpt_path).resolve().parent == (folder / "checkpoints").resolve()):
         return None  # this directory's own run, continued
     if not earlier:
@@ -95,13 +121,62 @@ def set_aside_a_killed_start(output_dir: str | Path) -> None:
     metrics.csv it left is renamed (metrics.killed-1.csv, ...), so that the new rows do not follow its rows."""
     folder = Path(output_dir)
     metrics = folder / METRICS_CSV
-    if (folder / "checkpoints" / "last.ckpt").is_file() or not metrics.is_file():
+    if any((folder / "checkpoints").glob("*.ckpt")) or not metrics.is_file():
         return
-    aside = next(path for n in itertools.count(1)
-                 if not (path := metrics.with_name(f"metrics.killed-{n}.csv")).exists())
+    aside = free_name(metrics, "killed")
     metrics.rename(aside)
     log.info(f"ckpt_path=auto: {folder} holds the metrics.csv of a start killed before its first checkpoint; "
              f"it is kept as {aside.relative_to(folder)} and this run starts again")
+
+
+def complete_an_interrupted_save(output_dir: str | Path) -> None:
+    """``ckpt_path=auto`` in a folder whose run was stopped between an epoch's best checkpoint and its last.ckpt: the
+    best one, the newer, is copied to last.ckpt, which the run then continues from as after any epoch. Continued from
+    the best file itself, the run would keep that file for good (Lightning never deletes the checkpoint a run
+    resumed from), beside the later best ones."""
+    checkpoints = Path(output_dir) / "checkpoints"
+    newest = checkpoint_to_continue(checkpoints)
+    if newest is None or newest.name == "last.ckpt":
+        return
+    with open(newest, "rb") as saved:
+        write_atomically(checkpoints / "last.ckpt", lambda file: shutil.copyfileobj(saved, file))
+    log.info(f"ckpt_path=auto: {newest} was saved after last.ckpt (the run was stopped between the two saves of an "
+             f"epoch's end); it is copied to last.ckpt, which the run continues from")
+
+
+def free_name(metrics: Path, why: str) -> Path:
+    """metrics.<why>-1.csv, or -2, ...: the first name not taken, beside ``metrics``."""
+    return next(path for n in itertools.count(1) if not (path := metrics.with_name(f"metrics.{why}-{n}.csv")).exists())
+
+
+def set_aside_rows_logged_after(output_dir: str | Path, step: int) -> None:
+    """A run continued from its own checkpoint, saved at global ``step``, logs again what it logged after that save:
+    the rows of its metrics.csv at that step or later (the next epoch's learning rates, the validation of an epoch
+    cut short, the test of a run killed before its results.json) move to metrics.superseded-1.csv (-2, ...), so that
+    metrics.csv reads as an uninterrupted run's. The rows of the checkpoint's own epoch end are at ``step - 1``."""
+    metrics = Path(output_dir) / METRICS_CSV
+    if not metrics.is_file():
+        return
+    with open(metrics, newline="") as handle:
+        header, *rows = list(csv.reader(handle)) or [[]]
+    if "step" not in header:
+        return
+    column = header.index("step")
+    later = [row for row in rows if len(row) > column and row[column] and float(row[column]) >= step]
+    if not later:
+        return
+    kept = [row for row in rows if not (len(row) > column and row[column] and float(row[column]) >= step)]
+    aside = free_name(metrics, "superseded")
+    write_atomically(aside, lambda file: write_csv(file, header, later))
+    write_atomically(metrics, lambda file: write_csv(file, header, kept))
+    log.info(f"{len(later)} row(s) of {metrics} were logged after the checkpoint this run continues from (global "
+             f"step {step}) and are logged again: they are kept in {aside.name}")
+
+
+def write_csv(file, header: list[str], rows: list[list[str]]) -> None:
+    text = io.StringIO()
+    csv.writer(text).writerows([header, *rows])  # "\r\n", as Lightning's CSV writer ends its rows
+    file.write(text.getvalue().encode())
 
 
 def listed(folder: Path, files: list[Path]) -> str:
@@ -177,7 +252,7 @@ def check_weights_fit(path: str, saved: dict, model: torch.nn.Module) -> None:
 
 def weights_misfit(path: str, missing: list[str], unexpected: list[str], resized: list[str]) -> ConfigError:
     differences = [f"lacks {_some(missing)}" if missing else "", f"has {_some(unexpected)}, which the model "
-                   f"lacks" if unexpected else "", f"gives {_some(resized)} another shape" if resized else ""]
+                   f"lacks" if unexpected else "", f"has another shape for {_some(resized)}" if resized else ""]
     return ConfigError(f"Config key 'ckpt_path' is {path!r}, whose weights do not fit this model (the checkpoint "
                        f"{'; '.join(filter(None, differences))}); give a checkpoint of a run with the same model "
                        f"config.")
@@ -259,6 +334,19 @@ class KeptValuesInCheckpoints(Callback):
         if epoch.processed > epoch.completed:  # in on_train_epoch_end, not a save after a validation within the epoch
             checkpoint[TRAINING_METRICS] = {key: float(value) for key, value in trainer.callback_metrics.items()
                                             if not key.startswith(("val/", "test/"))}
+
+
+class CheckpointWrittenInPlace(TorchCheckpointIO):
+    """Lightning's checkpoint writer, with a local file written beside its final name and renamed into place
+    (``framework.atomic.write_atomically``). Lightning's goes through fsspec's transaction, whose temporary file is in
+    TMPDIR: on another filesystem (a tmpfs /tmp, a node's scratch disk) the rename becomes a copy, which truncates
+    last.ckpt first, so a kill during it left no checkpoint to continue from; and a killed write left its temporary
+    file in TMPDIR. Remote paths (``s3://...``) keep Lightning's writer."""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        if storage_options is not None or "://" in str(path):
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        write_atomically(path, lambda file: torch.save(checkpoint, file))
 
 
 class RunModelCheckpoint(ModelCheckpoint):

@@ -22,7 +22,12 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
-from framework.checkpoints import check_checkpoint, earlier_run_refusal, may_differ_on_resume
+from framework.checkpoints import (
+    check_checkpoint,
+    checkpoint_to_continue,
+    earlier_run_refusal,
+    may_differ_on_resume,
+)
 from framework.compose import CONF
 from framework.errors import ConfigError
 
@@ -193,8 +198,9 @@ def check_folder(folder: Path, settings: DictConfig, multirun: bool) -> None:
 
 def check_resumed_checkpoint(folder: Path, settings: DictConfig, composed: Callable[[], DictConfig],
                              sweep_job: int | None = None) -> None:
-    """A training run that continues ``folder``'s last.ckpt must keep the values it keeps (``check_checkpoint`` with
-    the run's config, ``composed()``: a multirun composes a job's config only when needed)."""
-    last = folder / "checkpoints" / "last.ckpt"
-    if settings.get("train", True) and settings.get("ckpt_path") in ("auto", "last") and last.is_file():
-        check_checkpoint(str(last), resumed_with=composed(), sweep_job=sweep_job)
+    """A training run that continues ``folder``'s checkpoint (``checkpoint_to_continue``) must keep the values it
+    keeps (``check_checkpoint`` with the run's config, ``composed()``: a multirun composes a job's config only when
+    needed)."""
+    if settings.get("train", True) and settings.get("ckpt_path") in ("auto", "last") and \
+            (checkpoint := checkpoint_to_continue(folder / "checkpoints")):
+        check_checkpoint(str(checkpoint), resumed_with=composed(), sweep_job=sweep_job)

@@ -622,6 +622,15 @@ def _stopped_by(signal_number: int) -> NoReturn:
     raise SystemExit(128 + signal_number) from None
 
 
+def _sigterm_outside_lightning(signal_number: int, frame) -> None:
+    """SIGTERM while no Trainer runs (a job's set-up, its best checkpoint's scoring, results.json, between a sweep's
+    jobs) stops the job as Lightning's own handler stops a fit, with its exception: killed by the signal, it left no
+    sentence. While a Trainer runs, Lightning's handler is the one installed; it calls this one too, after noting
+    the signal, and stops the run at its next batch."""
+    if signal.getsignal(signal.SIGTERM) is _sigterm_outside_lightning:
+        raise SIGTERMException
+
+
 def run_entry_point(main: Callable[[], object]) -> None:
     """Run a ``@hydra.main`` function from ``if __name__ == "__main__"``.
 
@@ -635,6 +644,7 @@ def run_entry_point(main: Callable[[], object]) -> None:
     _job.update(started=False, sweep_dir=None, script=None)
     run_and_report = hydra_internals.run_and_report
     hydra_internals.run_and_report = lambda function: run_and_report(lambda: _reporting_hydra_refusals(function))
+    default_sigterm = signal.signal(signal.SIGTERM, _sigterm_outside_lightning)
     try:
         main()
     except ValueError as error:  # Hydra's own check of its flags, before its reporter runs
@@ -656,3 +666,4 @@ def run_entry_point(main: Callable[[], object]) -> None:
         raise
     finally:
         hydra_internals.run_and_report = run_and_report
+        signal.signal(signal.SIGTERM, default_sigterm)

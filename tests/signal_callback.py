@@ -1,8 +1,9 @@
-"""A callback that sends its own process a signal, as a scheduler or ``kill`` does."""
+"""Callbacks that send their own process a signal, as a scheduler or ``kill`` does."""
 
 import os
 import signal
 
+from hydra.experimental.callback import Callback as HydraCallback
 from lightning.pytorch.callbacks import Callback
 
 
@@ -12,4 +13,15 @@ class SignalAtEpochStart(Callback):
 
     def on_train_epoch_start(self, trainer, pl_module):
         if trainer.current_epoch == self.epoch:
+            os.kill(os.getpid(), self.signal)
+
+
+class SignalAtJobStart(HydraCallback):
+    """A Hydra callback: the signal as job number ``job`` of a sweep starts, before any Trainer runs."""
+
+    def __init__(self, job: int, signal_name: str = "SIGTERM"):
+        self.job, self.signal = job, getattr(signal, signal_name)
+
+    def on_job_start(self, config, **kwargs):
+        if config.hydra.job.get("num") == self.job:
             os.kill(os.getpid(), self.signal)

@@ -118,3 +118,35 @@ def test_why_unwritable_makes_a_missing_folder_and_names_what_stops_a_write(tmp_
     (tmp_path / "a_file").write_text("")
     assert why_unwritable(tmp_path / "a_file") == "it is a file, not a folder"
     assert why_unwritable(tmp_path / "a_file" / "below") == "it cannot be created: Not a directory"
+
+
+class Unpicklable:
+    def __reduce__(self):
+        raise RuntimeError("stopped while the checkpoint was being written")
+
+
+def test_a_checkpoint_is_renamed_into_place_from_its_own_folder_and_a_failed_write_keeps_the_old_one(
+        tmp_path, monkeypatch):
+    """Lightning's writer took its temporary file from TMPDIR: on another filesystem (here /dev/shm's tmpfs, or a
+    node's scratch disk) its rename became a copy that truncated last.ckpt first, and a kill during it left no
+    checkpoint to continue from."""
+    import torch
+
+    from framework.checkpoints import CheckpointWrittenInPlace
+
+    elsewhere = tmp_path / "tmpdir"
+    elsewhere.mkdir()
+    monkeypatch.setenv("TMPDIR", str(elsewhere))
+    monkeypatch.setattr("tempfile.tempdir", None)  # read TMPDIR again
+    renames = []
+    replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda source, target: (renames.append((source, target)),
+                                                               replace(source, target)))
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    writer = CheckpointWrittenInPlace()
+    writer.save_checkpoint({"epoch": 1, "weights": torch.ones(3)}, last)
+    assert [os.path.dirname(source) for source, _ in renames] == [str(last.parent)] and renames[0][1] == last
+    with pytest.raises(RuntimeError, match="stopped while the checkpoint was being written"):
+        writer.save_checkpoint({"epoch": 2, "weights": torch.zeros(3), "later": Unpicklable()}, last)
+    assert torch.load(last)["epoch"] == 1 and torch.load(last)["weights"].tolist() == [1.0, 1.0, 1.0]
+    assert sorted(p.name for p in last.parent.iterdir()) == ["last.ckpt"] and list(elsewhere.iterdir()) == []

@@ -315,10 +315,12 @@ def test_a_sweep_ends_by_printing_its_study_s_evaluate_commands(capsys, tmp_path
 
 
 @pytest.mark.parametrize(("folder", "typed"), [("my sweep", '"runs={sweep}/my sweep"'),
-                                                ("a,b", "\"runs='{sweep}/a,b'\"")])
+                                                ("a,b", "\"runs='{sweep}/a,b'\""),
+                                                ("a$b", "'runs='\"'\"'{sweep}/a$b'\"'\"''")])
 def test_a_printed_evaluate_command_runs_as_printed_in_a_shell(tmp_path, folder, typed):
-    """A sweep directory with a space or a comma printed a command that failed as typed."""
-    import shlex
+    """A sweep directory with a space or a comma printed a command that failed as typed; one with a $ must not be
+    in double quotes, where the shell would expand it. The shell splits the printed command into its words."""
+    import subprocess
 
     from framework.errors import evaluate_commands
 
@@ -326,7 +328,8 @@ def test_a_printed_evaluate_command_runs_as_printed_in_a_shell(tmp_path, folder,
     write_json_atomic(runs / "0" / "results.json", {"metrics": {"test/acc": 0.5}})
     [command] = evaluate_commands(None, str(runs))
     assert command == f"python evaluate.py {typed.format(sweep=tmp_path)}"
-    script, *arguments = shlex.split(command)[1:]
+    words = subprocess.run(["sh", "-c", f"printf '%s\\n' {command}"], capture_output=True, text=True, check=True)
+    script, *arguments = words.stdout.splitlines()[1:]
     table = run_cli(str(ROOT / script), *arguments, cwd=tmp_path)
     assert table.returncode == 0, table.stderr[-2000:]
     assert (runs / "table.md").is_file()

@@ -10,12 +10,13 @@ import lightning as L
 import pytest
 import torch
 from matplotlib.axes import Axes
-from omegaconf import open_dict
+from omegaconf import OmegaConf, open_dict
 
 from analysis import perceptual_study
 from analysis.embedding_probes import PROBE_GRID, mean_baseline, probe_grid, train_probe
 from callbacks.embedding_probe import EmbeddingProbe
 from datamodules.lunarlander import LunarLanderDataModule
+from framework.combinations import shape_problems
 from framework.compose import compose_with_hydra
 from framework.hydra_callbacks import needs_imagenet_alexnet
 from framework.pretrained import TORCHVISION_FILE
@@ -133,6 +134,17 @@ def test_the_mean_epoch_time_over_the_run_is_logged_next_to_the_last_epoch_s(mon
 def test_bad_input_is_one_sentence_naming_the_key(options, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         PerceptualAutoencoderModule(**{"procedure": "I-F-FP", "loss_network": RANDOM, **options})
+
+
+def test_gray_images_fit_the_three_channels_the_module_expects():
+    """The module repeats a one-channel image into its three channels (``rgb``), so gray data of its side fits it
+    (the digits, data.image_size=64); a model that says nothing of gray is told that the channels differ."""
+    net = module("I-I-PW")
+    assert net.takes_gray and net.input_shape == (3, 64, 64)
+    assert net(torch.rand(2, 1, 64, 64)).shape == (2, 16)
+    assert shape_problems(OmegaConf.create({}), (1, 64, 64), (1, 64, 64), net.input_shape, takes_gray=True) == []
+    assert shape_problems(OmegaConf.create({}), (1, 64, 64), (1, 64, 64), net.input_shape) == [
+        "the model expects 3 channel(s), the data has 1"]
 
 
 def test_probe_grid_chooses_the_lowest_validation_loss():

@@ -122,6 +122,14 @@ def test_the_best_checkpoint_follows_the_metric_s_direction(make_cfg, overrides,
     assert Path(results["best_checkpoint"]).name == f"epoch_{losses.index(best(losses)):03d}.ckpt"
 
 
+def test_checkpoints_may_monitor_a_training_metric(make_cfg):
+    """ModelCheckpoint reads a train/ metric at the training epoch's end, where it is logged, unlike early stopping
+    (which checks after each validation): only the latter is refused before the metric exists."""
+    results = train(make_cfg("optimized_metric=train/loss", "callbacks.early_stopping=null", "debug=limit",
+                             "logger=none"))
+    assert results["epochs_completed"] == 2 and Path(results["best_checkpoint"]).is_file()
+
+
 def test_early_stopping_stops_after_validation_and_max_steps_ends_before_one(make_cfg):
     """Early stopping is checked after each validation: it stops a run whose val/acc cannot improve by min_delta,
     and a run that ends before its first validation (+trainer.max_steps shorter than an epoch) tests its weights."""
@@ -229,10 +237,11 @@ def test_a_run_that_would_mix_its_files_with_an_earlier_runs_is_one_sentence_and
     again = train(make_cfg("debug=limit", "trainer.max_epochs=2", "seed=1", "ckpt_path=auto"))
     assert (folder / "results.json").read_bytes() == kept and "train/loss" in again["metrics"]
 
-    (folder / "checkpoints" / "last.ckpt").unlink()  # auto has nothing to continue, among another run's files
-    with pytest.raises(ConfigError, match=r"but no checkpoints/last.ckpt for ckpt_path=auto to continue, so this run "
-                                          r"would start fresh among its files; leave hydra.run.dir out"):
-        train(make_cfg("debug=limit", "seed=1", "ckpt_path=auto"))
+    (folder / "checkpoints" / "last.ckpt").unlink()  # as if stopped between an epoch's best checkpoint and last.ckpt
+    best = next(folder.glob("checkpoints/epoch_*.ckpt"))
+    assert train(make_cfg("debug=limit", "trainer.max_epochs=2", "seed=1", "ckpt_path=auto"))["metrics"] == \
+        again["metrics"]  # continued from the best checkpoint, copied to last.ckpt: the run had finished
+    assert (folder / "checkpoints" / "last.ckpt").read_bytes() == best.read_bytes()
     killed = tmp_path / "killed"  # a run killed before its results.json: a test-only run's results would end it
     (killed / "checkpoints").mkdir(parents=True)
     (killed / "checkpoints" / "last.ckpt").write_bytes(Path(other).read_bytes())
@@ -251,6 +260,24 @@ def test_a_run_that_would_mix_its_files_with_an_earlier_runs_is_one_sentence_and
     assert again["epochs_completed"] == 2  # debug=limit's max_epochs, from epoch 0
     assert (killed / "csv" / "metrics.killed-1.csv").read_text() == "epoch,step,train/loss\n0,1,2.5\n"
     assert "2.5" not in (killed / "csv" / "metrics.csv").read_text()
+
+
+def test_ckpt_path_auto_in_the_folder_of_a_run_that_saved_no_checkpoint_is_one_sentence_and_leaves_it(make_cfg):
+    """A finished run without checkpoints (+trainer.enable_checkpointing=false) leaves results.json and no last.ckpt:
+    ckpt_path=auto there has nothing to continue, and started fresh it would replace that run's results.json (its
+    metrics.csv set aside as a killed start's)."""
+    from framework.errors import ConfigError
+
+    first = train(make_cfg("debug=limit", "+trainer.enable_checkpointing=false"))
+    folder = Path(first["output_dir"])
+    assert first["best_checkpoint"] is None and not (folder / "checkpoints").exists()
+    files = {path: path.read_bytes() for path in (folder / "results.json", folder / "csv" / "metrics.csv")}
+    with pytest.raises(ConfigError, match=re.escape(
+            f"The output directory {folder} holds an earlier run (results.json) but no checkpoint in checkpoints/ "
+            f"for ckpt_path=auto to continue, so this run would start fresh among its files; leave hydra.run.dir out "
+            f"(each run gets a new folder), or delete the earlier run's files.")):
+        train(make_cfg("debug=limit", "ckpt_path=auto"))
+    assert {path: path.read_bytes() for path in files} == files and not (folder / "checkpoints").exists()
 
 
 def test_the_earlier_run_check_stops_a_run_or_sweep_before_hydra_writes_into_its_folders(tmp_path):
@@ -285,6 +312,24 @@ def test_a_continued_sweep_with_fewer_epochs_than_a_job_trained_stops_before_any
         f"({tmp_path}/0/checkpoints/last.ckpt) was saved in epoch 1 (counting from 0); give a larger "
         f"trainer.max_epochs to train on from it, or train=false to test its weights."), fewer.stderr[-2000:]
     assert not (tmp_path / "1").exists()
+
+
+def test_lightning_s_refusal_of_fewer_epochs_than_trained_names_the_epoch_the_checkpoint_was_saved_in():
+    """A checkpoint check_epochs_left does not see (Lightning's ``hpc``) is refused by Lightning once fit starts; its
+    current_epoch counts the epochs done, so the checkpoint was saved in the epoch before (counting from 0, as the
+    sentence of check_epochs_left says)."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    from framework.checkpoints import loading_checkpoint
+    from framework.errors import ConfigError
+
+    with pytest.raises(ConfigError) as refused:
+        with loading_checkpoint("x.ckpt"):  # Lightning's words (its checkpoint_connector)
+            raise MisconfigurationException("You restored a checkpoint with current_epoch=2, but you have set "
+                                            "Trainer(max_epochs=1).")
+    assert str(refused.value) == ("Config key 'trainer.max_epochs' is 1, but ckpt_path x.ckpt was saved in epoch 1 "
+                                  "(counting from 0); give a larger trainer.max_epochs to train on from it, or "
+                                  "train=false to test its weights.")
 
 
 def test_a_sweep_job_refused_before_its_first_checkpoint_reruns_with_its_value_corrected(tmp_path):
@@ -352,6 +397,19 @@ def test_a_continued_sweep_stops_before_hydra_writes_when_its_jobs_are_other_run
     assert read_results(sweep / "2" / "results.json")["choices"]["model"] == "lenet5"  # evaluate.py's rows read it
 
 
+def test_a_continued_sweep_may_spell_its_numbers_otherwise(tmp_path):
+    """Job 0's folder holds the run of momentum=0, and the continuation gives 0.0: the same value (Hydra reads the
+    one as an int, the other as a float), not another job's run."""
+    from framework.continued_runs import same
+
+    assert same(0, 0.0) and same(1, 1.0) and not same(0, 0.9) and not same(True, 1) and not same("0", 0)
+    sweep = ("debug=smoke", "logger=none", f"hydra.sweep.dir={tmp_path}")
+    first = run_cli("train.py", "-m", "model.optimizer.momentum=0,0.9", *sweep)
+    assert first.returncode == 0, first.stderr[-2000:]
+    continued = run_cli("train.py", "-m", "model.optimizer.momentum=0.0,0.9", "ckpt_path=auto", *sweep)
+    assert continued.returncode == 0, continued.stderr[-2000:]
+
+
 def test_an_error_of_the_earlier_runs_check_stops_the_run_instead_of_a_warning(capsys):
     """Hydra turns an exception of a callback into a warning and launches the jobs: a bug of the check (an override
     it could not read) let a sweep run unchecked. A user error stays its sentence with exit code 2."""
@@ -395,6 +453,21 @@ def test_a_resume_that_changes_what_the_checkpoint_restores_is_one_sentence(make
     assert train(make_cfg(*resume, "trainer.max_epochs=4"))["epochs_completed"] == 4  # the same values train on
 
 
+def test_a_checkpoint_whose_weights_have_other_shapes_only_is_one_sentence():
+    """The same layer names with other sizes (another hidden width) lack and add nothing: the sentence says which
+    weights have another shape."""
+    from framework.checkpoints import check_weights_fit
+    from framework.errors import ConfigError
+
+    saved = torch.nn.Linear(2, 3).state_dict()
+    check_weights_fit("x.ckpt", saved, torch.nn.Linear(2, 3))  # fits
+    with pytest.raises(ConfigError) as refused:
+        check_weights_fit("x.ckpt", saved, torch.nn.Linear(2, 4))
+    assert str(refused.value) == ("Config key 'ckpt_path' is 'x.ckpt', whose weights do not fit this model (the "
+                                  "checkpoint has another shape for weight and 1 more); give a checkpoint of a run "
+                                  "with the same model config.")
+
+
 def test_a_resume_that_changes_a_value_no_check_keeps_says_so_and_records_it(make_cfg, caplog):
     """A resume may change data.batch_size or a distortion (the later epochs train with them), but results.json then
     recorded only the new values, as if the whole run had had them. Keys of how long and where a run runs (more
@@ -412,6 +485,19 @@ def test_a_resume_that_changes_a_value_no_check_keeps_says_so_and_records_it(mak
         "changed_on_resume"]
     assert "Resumed with values other than those its checkpoint's run trained with: data.batch_size 64 -> 32, " \
            "data.distortion.translate absent -> 2; the epochs from here train with the new ones" in caplog.text
+
+
+def test_a_key_below_one_that_may_differ_on_resume_may_differ_too_a_config_group_included():
+    """A continued sweep's earlier jobs may differ in how long and where they ran (one job resumed alone on SLURM,
+    hydra/launcher=slurm): a config group below such a key is written with a slash, and counts as below it too;
+    other keys, and names that only begin like one, do not."""
+    from framework.checkpoints import MAY_DIFFER_ON_RESUME, may_differ_on_resume
+
+    assert {"hydra", "trainer", "callbacks.progress_bar"} <= set(MAY_DIFFER_ON_RESUME)
+    assert may_differ_on_resume("hydra/launcher") and may_differ_on_resume("trainer.max_epochs")
+    assert may_differ_on_resume("trainer") and may_differ_on_resume("callbacks.progress_bar.refresh_rate")
+    assert not any(may_differ_on_resume(key) for key in ("data.batch_size", "callbacks.early_stopping.patience",
+                                                          "trainers", "model/optimizer"))
 
 
 def test_a_resume_keeps_the_images_it_trains_on_and_passes_checkpoints_older_than_a_kept_key(make_cfg):
@@ -523,3 +609,23 @@ def test_a_sweep_over_experiments_says_which_of_their_grids_it_leaves_out(caplog
         assert ("but not the grids of reae_table1_digits, perceptual_svhn (Hydra reads a grid only from the config a "
                 "sweep starts from); run each of those as a sweep of its own: python train.py -m "
                 "experiment=reae_table1_digits ..." in caplog.text) == warned
+
+
+def test_a_fixed_wandb_id_is_refused_for_a_sweep_of_several_jobs_and_passes_for_one_job():
+    """Every job of a sweep with one logger.wandb.id would write into one wandb run; a sweep of one job (-m to
+    continue one run, or to run on SLURM) writes into that run alone."""
+    from omegaconf import open_dict
+
+    from framework.compose import compose_with_hydra
+    from framework.errors import ConfigError
+    from framework.hydra_callbacks import check_one_wandb_run_per_job
+
+    config = compose_with_hydra(["logger=wandb", "logger.wandb.id=fixedid", "hydra.job.name=train"])
+    check_one_wandb_run_per_job(config)  # one job
+    with open_dict(config):
+        config.hydra.overrides.task = [*config.hydra.overrides.task, "seed=1,2"]
+    with pytest.raises(ConfigError, match=re.escape(
+            "Config key 'logger.wandb.id' is 'fixedid' for every job of this sweep, whose jobs would then all write "
+            "into that one wandb run; leave it null (each job's run directory keeps an id of its own), or sweep it "
+            "with one id per job.")):
+        check_one_wandb_run_per_job(config)

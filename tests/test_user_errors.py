@@ -108,6 +108,12 @@ def a_results_json_overwritten_by_a_table(root: Path) -> None:
     (root / "run" / "results.json").write_text("| model | test/acc |\n")
 
 
+def a_results_json_without_metrics(root: Path) -> None:
+    """JSON, but not what a run writes (one written by hand, or by another tool)."""
+    (root / "run").mkdir()
+    (root / "run" / "results.json").write_text('{"config": {}}')
+
+
 def one_classifier_run(root: Path, checkpoint: str = "best.ckpt") -> None:
     """A finished classifier run (one: the cross-model studies compare two or more)."""
     import json
@@ -175,7 +181,7 @@ ROWS = [
     row("ckpt-unreadable", "ckpt_path={tmp}/data/run.ckpt", data=unreadable_checkpoint,
         expect=("run.ckpt cannot be read by torch.load", "truncated or not a checkpoint")),
     row("ckpt-another-model", "model=lenet5_classic", "ckpt_path={tmp}/data/run.ckpt", data=lenet5_checkpoint,
-        expect=("whose weights do not fit this model", "lacks net.s2.weight", "net.c3.weight another shape")),
+        expect=("whose weights do not fit this model", "lacks net.s2.weight", "another shape for net.c3.weight")),
     row("ckpt-another-model-and-its-values", "model=lenet5_classic", "ckpt_path={tmp}/data/run.ckpt",
         data=lenet5_checkpoint_with_its_values, expect=("whose weights do not fit this model", "lacks net.s2.weight")),
     row("test-only-another-model", "train=false", "model=lenet5_classic", "ckpt_path={tmp}/data/run.ckpt",
@@ -184,12 +190,18 @@ ROWS = [
                                                      "ckpt_path=auto")),
     row("test-only-without-checkpoint", "train=false", expect=("'train' is false (test only)", "ckpt_path is null")),
     row("optimized-mode", "optimized_mode=up", expect="'optimized_mode' is 'up', but it must be 'max' or 'min'"),
+    # the resolver's own sentence, not "Config key 'optimized_mode' cannot be resolved (...)" around it
     row("optimized-metric-direction", "optimized_metric=val/margin",
-        expect=("optimized_metric 'val/margin', whose name does not say whether higher", "optimized_mode=max")),
+        expect="Config error: Config key 'optimized_mode' follows optimized_metric 'val/margin', whose name does not "
+               "say whether higher is better; set optimized_mode=max or optimized_mode=min."),
     row("early-stopping-without-a-metric", "optimized_metric=null",
         expect=("'optimized_metric' is null, but early stopping monitors it", "callbacks.early_stopping=null")),
     row("optimized-metric-not-logged", "debug=limit", "optimized_metric=val/top5_acc",
         expect=("'optimized_metric' is 'val/top5_acc'", "logs no such metric", "(val/acc, val/loss)")),
+    row("early-stopping-metric-not-logged", "debug=limit", "callbacks.early_stopping.monitor=val/top5_acc",
+        expect="Config key 'callbacks.early_stopping.monitor' is 'val/top5_acc', which RunEarlyStopping monitors, "
+               "but this run logs no such metric; set callbacks.early_stopping.monitor to one it logs (val/acc, "
+               "val/loss)."),
     row("early-stopping-on-train-metric", "debug=limit", "optimized_metric=train/acc",
         expect=("checks after each validation", "callbacks.early_stopping.check_on_train_epoch_end=true")),
     row("sweep-key-of-a-swept-group", "-m", "experiment=szegedy_softmax1,szegedy_fc100", "data.train_size=300",
@@ -501,6 +513,9 @@ ROWS = [
     row("evaluate-results-json-not-json", "runs={tmp}/data", data=a_results_json_overwritten_by_a_table,
         script="evaluate.py", expect=("run/results.json is not a results.json that a run wrote (JSONDecodeError",
                                       "train that run again")),
+    row("evaluate-results-json-without-metrics", "runs={tmp}/data", data=a_results_json_without_metrics,
+        script="evaluate.py", expect="run/results.json is not a results.json that a run wrote (it holds no metrics); "
+                                     "train that run again, or move the file out of runs=."),
     row("reae-figure-on-table-runs", "task=reae_figure2", "runs={tmp}/data", data=reae_table1_results,
         script="evaluate.py", expect=("give model.rho as a list", "experiment=reae_figure2_* sweep")),
     row("szegedy-checkpoint-gone", "task=szegedy_table1", "runs={tmp}/data", script="evaluate.py",

@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from framework.validate import ConfigError, validate
 from lightning_modules.szegedy import SzegedyNet
@@ -145,3 +146,20 @@ def test_rules_about_one_class_leave_other_classes_arguments_alone(make_cfg, ove
             validate(cfg)
     else:
         validate(cfg)
+
+
+class WarmupLR(torch.optim.lr_scheduler.LambdaLR):
+    """A user's scheduler that reads its options from ``**options``, as many do that pass them on."""
+
+    def __init__(self, optimizer, **options):
+        super().__init__(optimizer, lambda epoch: min(1.0, (epoch + 1) / options.get("warmup_epochs", 1)))
+
+
+def test_a_partial_target_that_takes_any_keyword_argument_is_given_keys_its_signature_does_not_name(make_cfg):
+    """A ``_partial_`` node's keys must be arguments of its target (Adam refuses SGD's momentum), but a target with
+    ``**kwargs`` takes any key: refusing one before the call would refuse a scheduler that works."""
+    validate(make_cfg("model.scheduler={_target_:tests.test_validate.WarmupLR,_partial_:true,warmup_epochs:3}"))
+    with pytest.raises(ConfigError, match=r"^Config key 'model\.scheduler\.warmup_epochs' is not an argument of "
+                                          r"StepLR;"):
+        validate(make_cfg("model.scheduler={_target_:torch.optim.lr_scheduler.StepLR,_partial_:true,step_size:1,"
+                          "warmup_epochs:3}"))

@@ -1,0 +1,93 @@
+"""Runs killed at the moments between a run's writes, continued with ckpt_path=auto: the same results, checkpoints
+and metrics.csv as an uninterrupted run."""
+
+import csv
+import json
+import signal
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+
+QUIET = ("callbacks.progress_bar.refresh_rate=0", "trainer.accelerator=cpu")
+RUN = ("trainer.max_epochs=3", "seed=5", *QUIET)
+
+
+def results(run_dir: Path) -> dict:
+    return json.loads((run_dir / "results.json").read_text())
+
+
+def rows(run_dir: Path) -> list[dict]:
+    with open(run_dir / "csv" / "metrics.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("reference")
+    done = run_cli("train.py", *RUN, f"hydra.run.dir={folder}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return folder
+
+
+def continued(folder: Path, *stop: str, code: int = -signal.SIGKILL):
+    stopped = run_cli("train.py", *RUN, f"hydra.run.dir={folder}", *stop)
+    assert stopped.returncode == code, stopped.stderr[-3000:]
+    resumed = run_cli("train.py", *RUN, f"hydra.run.dir={folder}", "ckpt_path=auto")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    return resumed
+
+
+@pytest.mark.slow
+def test_a_run_killed_between_an_epochs_best_checkpoint_and_its_last_ckpt_continues_from_the_best(reference,
+                                                                                                    tmp_path):
+    """The best checkpoint of an epoch is saved just before its last.ckpt: killed between the two, the run was refused
+    (in its first epoch: 'no last.ckpt to continue'), or continued from the epoch before, saving that epoch's best
+    again as epoch_001-v1.ckpt beside the old one."""
+    for epoch in (0, 1):
+        folder = tmp_path / f"epoch{epoch}"
+        resumed = continued(folder, "callbacks.last_checkpoint._target_=tests.kill_callback.KilledBeforeSaving",
+                            f"+callbacks.last_checkpoint.kill_in_epoch={epoch}")
+        assert f"{folder}/checkpoints/epoch_00{epoch}.ckpt was saved after last.ckpt (the run was stopped" in \
+            resumed.stdout + resumed.stderr
+        assert results(folder)["metrics"] == results(reference)["metrics"]
+        assert sorted(p.name for p in (folder / "checkpoints").iterdir()) == \
+            sorted(p.name for p in (reference / "checkpoints").iterdir())
+        # the epoch's training row is logged after its checkpoints, so the kill left it out; nothing else differs
+        missing = [row for row in rows(reference) if row not in rows(folder)]
+        assert [(row["epoch"], bool(row["train/loss"])) for row in missing] == [(str(epoch), True)]
+        assert len(rows(folder)) == len(rows(reference)) - 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", [
+    ("+callbacks.stopper._target_=tests.signal_callback.SignalAtEpochStart", "+callbacks.stopper.epoch=1"),
+    ("+callbacks.killer._target_=tests.kill_callback.KillAtTestEnd",),
+], ids=["sigterm-in-an-epoch", "killed-after-its-test"])
+def test_rows_logged_after_the_checkpoint_are_set_aside_when_the_run_logs_them_again(reference, tmp_path, stop):
+    """metrics.csv held the stopped epoch's learning rates, or the test of a run killed before its results.json,
+    twice: once from the stopped run, once from its continuation."""
+    code = 128 + signal.SIGTERM if "SignalAtEpochStart" in stop[0] else -signal.SIGKILL
+    continued(tmp_path, *stop, code=code)
+    assert rows(tmp_path) == rows(reference)
+    assert results(tmp_path)["metrics"] == results(reference)["metrics"]
+    superseded = list((tmp_path / "csv").glob("metrics.superseded-*.csv"))
+    assert [path.name for path in superseded] == ["metrics.superseded-1.csv"]
+
+
+@pytest.mark.slow
+def test_sigterm_between_a_sweeps_jobs_is_the_sentence_and_exit_code_of_one_during_fit(tmp_path):
+    """Outside a Trainer's fit or test (a job's set-up, scoring its best checkpoint, results.json, between jobs)
+    SIGTERM killed the process with no word of where the sweep is or how to continue it."""
+    sweep = ("-m", "seed=1,2", "debug=limit", "logger=none", *QUIET, f"hydra.sweep.dir={tmp_path}")
+    stopped = run_cli("train.py", *sweep, "+hydra.callbacks.stopper._target_=tests.signal_callback.SignalAtJobStart",
+                      "+hydra.callbacks.stopper.job=1")
+    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr[-3000:]
+    assert stopped.stderr.rstrip().endswith(
+        f"Stopped by SIGTERM (sweep directory: {tmp_path}; a run goes on from its last checkpoint when the same "
+        f"command is given again with ckpt_path=auto).")
+    assert (tmp_path / "0" / "results.json").is_file() and not (tmp_path / "1" / "results.json").exists()
+    continued_sweep = run_cli("train.py", *sweep, "ckpt_path=auto")
+    assert continued_sweep.returncode == 0, continued_sweep.stderr[-3000:]
+    assert (tmp_path / "1" / "results.json").is_file()
