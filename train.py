@@ -43,6 +43,7 @@ from framework.checkpoints import (
     complete_an_interrupted_save,
     earlier_run_refusal,
     loading_checkpoint,
+    logging_step,
     resolve_ckpt_path,
     set_aside_a_killed_start,
     set_aside_rows_logged_after,
@@ -233,7 +234,8 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
         raise refusal
     if cfg.get("train", True) and cfg.get("ckpt_path") in ("auto", "last") and rank_zero_only.rank == 0:
         set_aside_a_killed_start(cfg.paths.output_dir)
-        complete_an_interrupted_save(cfg.paths.output_dir)
+        if (cfg.get("callbacks") or {}).get("last_checkpoint"):
+            complete_an_interrupted_save(cfg.paths.output_dir)
     if finished := finished_with_this_config(cfg):
         log.info(f"{cfg.paths.output_dir} finished with this config already (its results.json): kept, not trained or "
                  f"tested again (delete its results.json to test it again)")
@@ -279,7 +281,7 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
     resumed_at_step = saved.get("global_step") if trained and saved is not None else None
     if resumed_at_step is not None and rank_zero_only.rank == 0 and \
             Path(cfg.paths.output_dir).resolve() in Path(given).resolve().parents:  # this run's own checkpoint
-        set_aside_rows_logged_after(cfg.paths.output_dir, resumed_at_step)
+        set_aside_rows_logged_after(cfg.paths.output_dir, logging_step(saved))
     its_training_metrics = training_metrics_of_its_run(given, saved) if trained and saved is not None else {}
     changed = changed_on_resume(saved, cfg) if trained and saved is not None else {}
     if changed:

@@ -31,26 +31,35 @@ log = logging.getLogger("train")
 METRICS_CSV = "csv/metrics.csv"  # where the CSV logger (conf/logger/csv.yaml) writes, in a run's output directory
 
 
-def saved_step(path: Path) -> int:
-    """The global step a checkpoint was saved at; -1 for a file torch cannot read as a checkpoint."""
+def saved_when(path: Path) -> tuple[int, bool]:
+    """The global step a checkpoint was saved at, and whether at an epoch's end (it holds that epoch's training
+    metrics: ``KeptValuesInCheckpoints``); -1 for a file torch cannot read as a checkpoint."""
     try:
-        return int(torch.load(path, map_location="cpu", weights_only=False, mmap=True)["global_step"])
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+        return int(checkpoint["global_step"]), TRAINING_METRICS in checkpoint
     except Exception:  # truncated, foreign or not a Lightning checkpoint: not one to continue from
-        return -1
+        return -1, False
 
 
 def checkpoint_to_continue(checkpoints: Path) -> Path | None:
     """The checkpoint in a run's ``checkpoints`` folder that ``ckpt_path=auto`` continues from: last.ckpt, saved at
-    the end of every epoch, unless a checkpoint saved at a later step is there. The best checkpoint of an epoch is
-    saved just before that epoch's last.ckpt, with the same state, so a run killed between the two saves holds its
-    newest state only in the best one (and, in its first epoch, no last.ckpt at all). None: no checkpoint."""
+    the end of every epoch, unless a checkpoint saved at a later epoch's end is there. The best checkpoint of an epoch
+    is saved just before that epoch's last.ckpt, with the same state, so a run killed between the two saves holds its
+    newest state only in the best one (and, in its first epoch, no last.ckpt at all). A best checkpoint saved after a
+    validation within an epoch (val_check_interval < 1) is passed over: the epoch's batches before it would not be
+    served again as they were. It is continued from only where there is nothing else. None: no checkpoint."""
     last = checkpoints / "last.ckpt"
     others = sorted(path for path in checkpoints.glob("*.ckpt") if path.name != last.name)
     if not others:
         return last if last.is_file() else None
-    candidates = [last, *others] if last.is_file() else others
-    steps = {path: saved_step(path) for path in candidates}
-    return max(candidates, key=lambda path: (steps[path], path == last))  # the same step: last.ckpt
+    saved = {path: saved_when(path) for path in others}
+    at_epoch_ends = [path for path in others if saved[path][1]]
+    if last.is_file():
+        saved[last] = saved_when(last)
+        candidates = [last, *at_epoch_ends]
+    else:
+        candidates = at_epoch_ends or others
+    return max(candidates, key=lambda path: (saved[path][0], path == last))  # the same step: last.ckpt
 
 
 def resolve_ckpt_path(ckpt_path: str | None, trainer: L.Trainer, training: bool = True) -> str | None:
@@ -133,7 +142,8 @@ def complete_an_interrupted_save(output_dir: str | Path) -> None:
     """``ckpt_path=auto`` in a folder whose run was stopped between an epoch's best checkpoint and its last.ckpt: the
     best one, the newer, is copied to last.ckpt, which the run then continues from as after any epoch. Continued from
     the best file itself, the run would keep that file for good (Lightning never deletes the checkpoint a run
-    resumed from), beside the later best ones."""
+    resumed from), beside the later best ones. Only for a run that writes last.ckpt (``callbacks.last_checkpoint``);
+    without it, ``ckpt_path=auto`` continues from its newest best checkpoint as it is."""
     checkpoints = Path(output_dir) / "checkpoints"
     newest = checkpoint_to_continue(checkpoints)
     if newest is None or newest.name == "last.ckpt":
@@ -149,11 +159,20 @@ def free_name(metrics: Path, why: str) -> Path:
     return next(path for n in itertools.count(1) if not (path := metrics.with_name(f"metrics.{why}-{n}.csv")).exists())
 
 
+def logging_step(checkpoint: dict) -> int:
+    """The step Lightning's loggers were at when ``checkpoint`` was saved: the training batches that stepped an
+    optimizer (the step column of metrics.csv), which is not the global step when a module steps its optimizer
+    otherwise (REAE's solve)."""
+    loop = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.state_dict", {})
+    return loop.get("_batches_that_stepped", checkpoint["global_step"])
+
+
 def set_aside_rows_logged_after(output_dir: str | Path, step: int) -> None:
-    """A run continued from its own checkpoint, saved at global ``step``, logs again what it logged after that save:
-    the rows of its metrics.csv at that step or later (the next epoch's learning rates, the validation of an epoch
-    cut short, the test of a run killed before its results.json) move to metrics.superseded-1.csv (-2, ...), so that
-    metrics.csv reads as an uninterrupted run's. The rows of the checkpoint's own epoch end are at ``step - 1``."""
+    """A run continued from its own checkpoint, saved at logging ``step`` (``logging_step``), logs again what it
+    logged after that save: the rows of its metrics.csv at that step or later (the next epoch's learning rates, the
+    validation of an epoch cut short, the test of a run killed before its results.json) move to
+    metrics.superseded-1.csv (-2, ...), so that metrics.csv reads as an uninterrupted run's. The rows of the
+    checkpoint's own epoch end are at ``step - 1``."""
     metrics = Path(output_dir) / METRICS_CSV
     if not metrics.is_file():
         return

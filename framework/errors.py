@@ -21,13 +21,14 @@ import difflib
 import inspect
 import itertools
 import logging
+import multiprocessing
 import os
 import re
 import shlex
 import signal
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import NoReturn
 
@@ -623,11 +624,15 @@ def _stopped_by(signal_number: int) -> NoReturn:
 
 
 def _sigterm_outside_lightning(signal_number: int, frame) -> None:
-    """SIGTERM while no Trainer runs (a job's set-up, its best checkpoint's scoring, results.json, between a sweep's
-    jobs) stops the job as Lightning's own handler stops a fit, with its exception: killed by the signal, it left no
-    sentence. While a Trainer runs, Lightning's handler is the one installed; it calls this one too, after noting
-    the signal, and stops the run at its next batch."""
+    """SIGTERM while no Trainer runs in this process (a job's set-up, its best checkpoint's scoring, results.json,
+    between a sweep's jobs, or while ddp_spawn's ranks train) stops the job as Lightning's own handler stops a fit,
+    with its exception, after passing the signal on to the ranks: killed by the signal, the job left no sentence, and
+    its ranks trained on. While a Trainer runs, Lightning's handler is the one installed; it calls this one too,
+    after noting the signal, and stops the run at its next batch."""
     if signal.getsignal(signal.SIGTERM) is _sigterm_outside_lightning:
+        for child in multiprocessing.active_children():  # ddp_spawn's ranks: their Trainers stop at their next batch
+            with suppress(ProcessLookupError):
+                os.kill(child.pid, signal.SIGTERM)
         raise SIGTERMException
 
 

@@ -21,6 +21,15 @@ class KillAtEpochStart(Callback):
             kill()
 
 
+class KillAtStep(Callback):
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.step:
+            kill()
+
+
 class KillAtTestEnd(Callback):
     """After the test metrics are logged (and written to metrics.csv), before results.json."""
 

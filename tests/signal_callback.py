@@ -13,6 +13,8 @@ class SignalAtEpochStart(Callback):
 
     def on_train_epoch_start(self, trainer, pl_module):
         if trainer.current_epoch == self.epoch:
+            if self.signal == signal.SIGINT:  # Ctrl+C in a terminal: a job started in the background ignores SIGINT
+                signal.signal(signal.SIGINT, signal.default_int_handler)
             os.kill(os.getpid(), self.signal)
 
 
@@ -25,3 +27,15 @@ class SignalAtJobStart(HydraCallback):
     def on_job_start(self, config, **kwargs):
         if config.hydra.job.get("num") == self.job:
             os.kill(os.getpid(), self.signal)
+
+
+class SignalParentAtEpochStart(Callback):
+    """In a spawned rank (trainer=ddp_sim): the signal to the process that started the ranks, as a scheduler's stop
+    of the job's main process."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == self.epoch and trainer.global_rank == 0:
+            os.kill(os.getppid(), signal.SIGTERM)

@@ -91,3 +91,82 @@ def test_sigterm_between_a_sweeps_jobs_is_the_sentence_and_exit_code_of_one_duri
     continued_sweep = run_cli("train.py", *sweep, "ckpt_path=auto")
     assert continued_sweep.returncode == 0, continued_sweep.stderr[-3000:]
     assert (tmp_path / "1" / "results.json").is_file()
+
+
+REAE = ("experiment=reae_digits", "model.kl_steps=20", "model.max_iter=20", "model.hidden_size=100", *QUIET)
+SCHEDULED = ("trainer.max_epochs=4", "seed=5", "trainer.check_val_every_n_epoch=2", *QUIET)
+KILLED_AFTER_ITS_TEST = ("+callbacks.killer._target_=tests.kill_callback.KillAtTestEnd",)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("run", [REAE, SCHEDULED], ids=["reae", "validation-every-2-epochs"])
+def test_a_run_killed_after_its_test_continues_to_the_uninterrupted_results_and_rows(tmp_path, run):
+    """REAE's solve steps its optimizer once, so its global step is not metrics.csv's step: its validation row was set
+    aside with the test row and never logged again. With validation every second epoch, last.ckpt was saved after
+    the validation, before the epoch's training metrics: the continuation reported none."""
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    assert run_cli("train.py", *run, f"hydra.run.dir={reference}").returncode == 0
+    assert run_cli("train.py", *run, f"hydra.run.dir={killed}", *KILLED_AFTER_ITS_TEST).returncode == -signal.SIGKILL
+    resumed = run_cli("train.py", *run, f"hydra.run.dir={killed}", "ckpt_path=auto")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert results(killed)["metrics"] == results(reference)["metrics"]
+    assert rows(killed) == rows(reference)
+
+
+@pytest.mark.slow
+def test_a_run_without_last_ckpt_continues_from_its_best_and_writes_none(tmp_path):
+    """callbacks.last_checkpoint=null: ckpt_path=auto continues from the newest best checkpoint as it is; copying it to
+    last.ckpt, as for a save cut short, left a last.ckpt that the run never updates. Lightning keeps the checkpoint
+    a run resumed from, so that one stays beside the later best."""
+    run = ("trainer.max_epochs=4", "seed=5", "callbacks.last_checkpoint=null", *QUIET)
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    assert run_cli("train.py", *run, f"hydra.run.dir={reference}").returncode == 0
+    stop = ("+callbacks.killer._target_=tests.kill_callback.KillAtEpochStart", "+callbacks.killer.epoch=2")
+    assert run_cli("train.py", *run, f"hydra.run.dir={killed}", *stop).returncode == -signal.SIGKILL
+    resumed = run_cli("train.py", *run, f"hydra.run.dir={killed}", "ckpt_path=auto")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "copied to last.ckpt" not in resumed.stdout + resumed.stderr
+    assert results(killed)["metrics"] == results(reference)["metrics"]
+    resumed_from = [line for line in (killed / "train.log").read_text().splitlines() if "Resuming from" in line]
+    kept = Path(resumed_from[-1].split("Resuming from ")[1].split(",")[0]).name
+    assert sorted(p.name for p in (killed / "checkpoints").iterdir()) == \
+        sorted({kept, *(p.name for p in (reference / "checkpoints").iterdir())})
+    assert "last.ckpt" not in kept and not (killed / "checkpoints" / "last.ckpt").exists()
+
+
+@pytest.mark.slow
+def test_sigterm_to_a_ddp_jobs_main_process_stops_its_ranks_and_the_job_continues(tmp_path):
+    """trainer=ddp_sim trains in spawned ranks; a scheduler's SIGTERM reaches the main process, which killed by it left
+    the ranks training on (or, with a handler that only stopped itself, waited for them to finish)."""
+    run = ("trainer=ddp_sim", "trainer.max_epochs=2", "data.batch_size=16", *QUIET)
+    env = {"OMP_NUM_THREADS": "1"}
+    reference, stopped = tmp_path / "reference", tmp_path / "stopped"
+    assert run_cli("train.py", *run, f"hydra.run.dir={reference}", env=env).returncode == 0
+    stop = ("+callbacks.stopper._target_=tests.signal_callback.SignalParentAtEpochStart", "+callbacks.stopper.epoch=1")
+    done = run_cli("train.py", *run, f"hydra.run.dir={stopped}", *stop, env=env)
+    assert done.returncode == 128 + signal.SIGTERM, done.stderr[-3000:]
+    assert "Stopped by SIGTERM (a run goes on from its last checkpoint" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert "[rank: 1] Received SIGTERM" in done.stdout + done.stderr
+    assert not (stopped / "results.json").exists()  # the ranks stopped in their second epoch
+    resumed = run_cli("train.py", *run, f"hydra.run.dir={stopped}", "ckpt_path=auto", env=env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert results(stopped)["metrics"] == results(reference)["metrics"]
+    assert rows(stopped) == rows(reference)
+
+
+@pytest.mark.slow
+def test_a_best_checkpoint_saved_within_an_epoch_is_passed_over_for_the_last_epochs_end(tmp_path):
+    """With validation twice an epoch, a best checkpoint is saved mid-epoch; continued from it, the rest of that epoch
+    was served other batches than an uninterrupted run's (Lightning cannot resume a loader mid-epoch), and the
+    metrics differed. last.ckpt, saved at the epoch's end before it, continues exactly."""
+    run = ("trainer.max_epochs=3", "seed=5", "+trainer.val_check_interval=0.5", *QUIET)
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    assert run_cli("train.py", *run, f"hydra.run.dir={reference}").returncode == 0
+    stop = ("+callbacks.killer._target_=tests.kill_callback.KillAtStep", "+callbacks.killer.step=30")
+    assert run_cli("train.py", *run, f"hydra.run.dir={killed}", *stop).returncode == -signal.SIGKILL
+    resumed = run_cli("train.py", *run, f"hydra.run.dir={killed}", "ckpt_path=auto")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"Resuming from {killed / 'checkpoints' / 'last.ckpt'}, saved in epoch 0" in resumed.stdout + resumed.stderr
+    assert results(killed)["metrics"] == results(reference)["metrics"]
+    assert rows(killed) == rows(reference)
