@@ -626,13 +626,16 @@ def _stopped_by(signal_number: int) -> NoReturn:
 def _sigterm_outside_lightning(signal_number: int, frame) -> None:
     """SIGTERM while no Trainer runs in this process (a job's set-up, its best checkpoint's scoring, results.json,
     between a sweep's jobs, or while ddp_spawn's ranks train) stops the job as Lightning's own handler stops a fit,
-    with its exception, after passing the signal on to the ranks: killed by the signal, the job left no sentence, and
-    its ranks trained on. While a Trainer runs, Lightning's handler is the one installed; it calls this one too,
-    after noting the signal, and stops the run at its next batch."""
+    with its exception: killed by the signal, the job left no sentence, and its ranks trained on. The ranks are
+    killed: Lightning stops a rank at the end of the batch in which its signal arrived, with no word to the others,
+    so a SIGTERM passed on to each rank left the one that got it a batch later waiting for the others for good. Their
+    checkpoints are written whole or not at all, and the job continues from the last. While a Trainer runs here,
+    Lightning's handler is the one installed; it calls this one too, after noting the signal, and stops the run at
+    its next batch."""
     if signal.getsignal(signal.SIGTERM) is _sigterm_outside_lightning:
-        for child in multiprocessing.active_children():  # ddp_spawn's ranks: their Trainers stop at their next batch
+        for child in multiprocessing.active_children():  # ddp_spawn's ranks
             with suppress(ProcessLookupError):
-                os.kill(child.pid, signal.SIGTERM)
+                os.kill(child.pid, signal.SIGKILL)
         raise SIGTERMException
 
 

@@ -136,18 +136,17 @@ def test_a_run_without_last_ckpt_continues_from_its_best_and_writes_none(tmp_pat
 @pytest.mark.slow
 def test_sigterm_to_a_ddp_jobs_main_process_stops_its_ranks_and_the_job_continues(tmp_path):
     """trainer=ddp_sim trains in spawned ranks; a scheduler's SIGTERM reaches the main process, which killed by it left
-    the ranks training on (or, with a handler that only stopped itself, waited for them to finish)."""
+    the ranks training on (or, passing SIGTERM on, could leave one rank waiting for the other for good)."""
     run = ("trainer=ddp_sim", "trainer.max_epochs=2", "data.batch_size=16", *QUIET)
-    env = {"OMP_NUM_THREADS": "1"}
-    reference, stopped = uninterrupted(tmp_path / "reference", run, env), tmp_path / "stopped"
-    done, resumed = continued(stopped, "+callbacks.stopper._target_=tests.signal_callback.SignalParentAtEpochStart",
-                              "+callbacks.stopper.epoch=1", run=run, code=128 + signal.SIGTERM, env=env)
-    assert "Stopped by SIGTERM (a run goes on from its last checkpoint" in done.stderr
+    done, resumed = continued(tmp_path, "+callbacks.stopper._target_=tests.signal_callback.SignalParentAtEpochStart",
+                              "+callbacks.stopper.epoch=1", run=run, code=128 + signal.SIGTERM,
+                              env={"OMP_NUM_THREADS": "1"})
+    assert done.stderr.rstrip().endswith("Stopped by SIGTERM (a run goes on from its last checkpoint when the same "
+                                         "command is given again with ckpt_path=auto).")
     assert "Traceback" not in done.stderr
-    assert "[rank: 1] Received SIGTERM" in done.stdout + done.stderr
-    assert "Resuming from" in resumed.stdout + resumed.stderr  # the ranks stopped in their second epoch
-    assert results(stopped)["metrics"] == results(reference)["metrics"]
-    assert rows(stopped) == rows(reference)
+    assert f"Resuming from {tmp_path / 'checkpoints' / 'last.ckpt'}, saved in epoch 0" in resumed.stdout + \
+        resumed.stderr  # the ranks stopped in their second epoch
+    assert results(tmp_path)["epochs_completed"] == 2
 
 
 @pytest.mark.slow
