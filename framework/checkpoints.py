@@ -181,10 +181,11 @@ def set_aside_rows_logged_after(output_dir: str | Path, step: int) -> None:
     if "step" not in header:
         return
     column = header.index("step")
-    later = [row for row in rows if len(row) > column and row[column] and float(row[column]) >= step]
+    logged_later = lambda row: len(row) > column and row[column] != "" and float(row[column]) >= step
+    later = [row for row in rows if logged_later(row)]
     if not later:
         return
-    kept = [row for row in rows if not (len(row) > column and row[column] and float(row[column]) >= step)]
+    kept = [row for row in rows if not logged_later(row)]
     aside = free_name(metrics, "superseded")
     write_atomically(aside, lambda file: write_csv(file, header, later))
     write_atomically(metrics, lambda file: write_csv(file, header, kept))

@@ -2,12 +2,12 @@
 and metrics.csv as an uninterrupted run."""
 
 import csv
-import json
 import signal
 from pathlib import Path
 
 import pytest
 
+from framework.results import read_results
 from tests.conftest import run_cli
 
 QUIET = ("callbacks.progress_bar.refresh_rate=0", "trainer.accelerator=cpu")
@@ -15,7 +15,7 @@ RUN = ("trainer.max_epochs=3", "seed=5", *QUIET)
 
 
 def results(run_dir: Path) -> dict:
-    return json.loads((run_dir / "results.json").read_text())
+    return read_results(run_dir / "results.json")
 
 
 def rows(run_dir: Path) -> list[dict]:
