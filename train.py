@@ -43,7 +43,6 @@ from framework.checkpoints import (
     complete_an_interrupted_save,
     earlier_run_refusal,
     loading_checkpoint,
-    logging_step,
     resolve_ckpt_path,
     set_aside_a_killed_start,
     set_aside_rows_logged_after,
@@ -281,7 +280,7 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
     resumed_at_step = saved.get("global_step") if trained and saved is not None else None
     if resumed_at_step is not None and rank_zero_only.rank == 0 and \
             Path(cfg.paths.output_dir).resolve() in Path(given).resolve().parents:  # this run's own checkpoint
-        set_aside_rows_logged_after(cfg.paths.output_dir, logging_step(saved))
+        set_aside_rows_logged_after(cfg.paths.output_dir, saved)
     its_training_metrics = training_metrics_of_its_run(given, saved) if trained and saved is not None else {}
     changed = changed_on_resume(saved, cfg) if trained and saved is not None else {}
     if changed:

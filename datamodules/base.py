@@ -162,6 +162,36 @@ class IndexBatches(Sampler[torch.Tensor]):
         yield from order.split(self.batch_size)[:len(self)]
 
 
+class TrainingLoader(DataLoader):
+    """The training DataLoader, which a run continued from a checkpoint serves the batches an uninterrupted run would.
+
+    * It draws an epoch's batches at that epoch's first batch. A loader with workers draws indices as soon as it is
+      iterated, and Lightning iterates it before ``set_epoch`` when it continues a run: the continued epoch was served
+      epoch 0's order.
+    * Its state (Lightning keeps it in the checkpoint) is the epoch and the number of batches served in it. Loaded, the
+      loader passes over that many batches of that epoch, so a run continued from a checkpoint saved within an epoch
+      goes on with the batches after it. Lightning otherwise serves the epoch again from its first batch. The batches
+      passed over are made and dropped: indexing tensors in memory, no training.
+    """
+
+    def __iter__(self):  # a generator: nothing is drawn before the first batch
+        epoch = next((sampler.epoch for sampler in (getattr(self.batch_sampler, "sampler", None), self.sampler)
+                      if hasattr(sampler, "epoch")), 0)
+        resume = getattr(self, "_resume_at", None)
+        passed_over = resume["batches"] if resume and resume["epoch"] == epoch else 0
+        self._resume_at, self._served = None, {"epoch": epoch, "batches": 0}
+        for batch in super().__iter__():
+            self._served["batches"] += 1
+            if self._served["batches"] > passed_over:
+                yield batch
+
+    def state_dict(self) -> dict:
+        return dict(getattr(self, "_served", None) or getattr(self, "_resume_at", None) or {})
+
+    def load_state_dict(self, state: dict) -> None:
+        self._resume_at = dict(state) or None
+
+
 def seeded_split(num_items: int, val_fraction: float, seed: int,
                  targets: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices of a seeded train/val split; the same seed always gives the same split.
@@ -399,10 +429,11 @@ class InMemoryDataModule(L.LightningDataModule):
         shuffle_seed = int(os.environ.get("PL_GLOBAL_SEED", self.split_seed))
         sampler = EpochSeededSampler(len(dataset), shuffle_seed) if shuffle else evaluation_sampler(dataset)
         workers = self.num_workers if dataset.images.device.type == "cpu" else 0  # device tensors stay in-process
+        loader = TrainingLoader if shuffle else DataLoader
         if workers == 0 and not distributed():  # under DDP Lightning swaps the shuffling sampler for its own
             batches = IndexBatches(sampler or SequentialSampler(dataset), self.batch_size, device=dataset.images.device)
-            return DataLoader(dataset, batch_sampler=batches, collate_fn=keep_batch)
-        return DataLoader(
+            return loader(dataset, batch_sampler=batches, collate_fn=keep_batch)
+        return loader(
             dataset,
             batch_size=self.batch_size,
             sampler=sampler,

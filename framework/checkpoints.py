@@ -26,6 +26,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from framework.atomic import write_atomically
 from framework.errors import ConfigError, DataError
+from framework.loggers import AppendingCSVLogger
 
 log = logging.getLogger("train")
 METRICS_CSV = "csv/metrics.csv"  # where the CSV logger (conf/logger/csv.yaml) writes, in a run's output directory
@@ -46,8 +47,9 @@ def checkpoint_to_continue(checkpoints: Path) -> Path | None:
     the end of every epoch, unless a checkpoint saved at a later epoch's end is there. The best checkpoint of an epoch
     is saved just before that epoch's last.ckpt, with the same state, so a run killed between the two saves holds its
     newest state only in the best one (and, in its first epoch, no last.ckpt at all). A best checkpoint saved after a
-    validation within an epoch (val_check_interval < 1) is passed over: the epoch's batches before it would not be
-    served again as they were. It is continued from only where there is nothing else. None: no checkpoint."""
+    validation within an epoch (val_check_interval < 1) is passed over: the epoch's training means, which Lightning
+    keeps in no checkpoint, would cover only the batches after it. It is continued from only where there is nothing
+    else. None: no checkpoint."""
     last = checkpoints / "last.ckpt"
     others = sorted(path for path in checkpoints.glob("*.ckpt") if path.name != last.name)
     if not others:
@@ -167,12 +169,14 @@ def logging_step(checkpoint: dict) -> int:
     return loop.get("_batches_that_stepped", checkpoint["global_step"])
 
 
-def set_aside_rows_logged_after(output_dir: str | Path, step: int) -> None:
-    """A run continued from its own checkpoint, saved at logging ``step`` (``logging_step``), logs again what it
-    logged after that save: the rows of its metrics.csv at that step or later (the next epoch's learning rates, the
-    validation of an epoch cut short, the test of a run killed before its results.json) move to
-    metrics.superseded-1.csv (-2, ...), so that metrics.csv reads as an uninterrupted run's. The rows of the
-    checkpoint's own epoch end are at ``step - 1``."""
+def set_aside_rows_logged_after(output_dir: str | Path, checkpoint: dict) -> None:
+    """A run continued from its own checkpoint logs again what it logged after that save: those rows of its
+    metrics.csv (the next epoch's learning rates, the validation of an epoch cut short, the test of a run killed
+    before its results.json) move to metrics.superseded-1.csv (-2, ...), so that metrics.csv reads as an
+    uninterrupted run's. They are the rows after those the CSV logger had been given at the save (its count, kept in
+    the checkpoint: a validation within an epoch is logged at the step of the checkpoint saved after it) and at the
+    checkpoint's logging step or later: the training row of the checkpoint's own epoch end, logged just after the
+    save at the step before, is not logged again."""
     metrics = Path(output_dir) / METRICS_CSV
     if not metrics.is_file():
         return
@@ -180,17 +184,18 @@ def set_aside_rows_logged_after(output_dir: str | Path, step: int) -> None:
         header, *rows = list(csv.reader(handle)) or [[]]
     if "step" not in header:
         return
-    column = header.index("step")
-    logged_later = lambda row: len(row) > column and row[column] != "" and float(row[column]) >= step
-    later = [row for row in rows if logged_later(row)]
-    if not later:
+    column, step, before = header.index("step"), logging_step(checkpoint), checkpoint.get(CSV_ROWS_LOGGED) or 0
+    logged_later = [n >= before and len(row) > column and row[column] != "" and float(row[column]) >= step
+                    for n, row in enumerate(rows)]
+    if not any(logged_later):
         return
-    kept = [row for row in rows if not logged_later(row)]
     aside = free_name(metrics, "superseded")
+    later = [row for row, after in zip(rows, logged_later, strict=True) if after]
+    kept = [row for row, after in zip(rows, logged_later, strict=True) if not after]
     write_atomically(aside, lambda file: write_csv(file, header, later))
     write_atomically(metrics, lambda file: write_csv(file, header, kept))
-    log.info(f"{len(later)} row(s) of {metrics} were logged after the checkpoint this run continues from (global "
-             f"step {step}) and are logged again: they are kept in {aside.name}")
+    log.info(f"{sum(logged_later)} row(s) of {metrics} were logged after the checkpoint this run continues from "
+             f"(global step {checkpoint['global_step']}) and are logged again: they are kept in {aside.name}")
 
 
 def write_csv(file, header: list[str], rows: list[list[str]]) -> None:
@@ -299,6 +304,7 @@ MAY_DIFFER_ON_RESUME = ("ckpt_path", "trainer", "logger", "callbacks.progress_ba
 TRAINED_WITH = "config_trained_with"  # the checkpoint entry that holds a run's other values (``trained_with``)
 TRAINING_METRICS = "last_epoch_training_metrics"  # the checkpoint entry that holds them (KeptValuesInCheckpoints)
 RANDOM_STATES = "random_states"  # the checkpoint entry RandomStatesInCheckpoints writes
+CSV_ROWS_LOGGED = "csv_rows_logged"  # the rows metrics.csv had been given when the checkpoint was saved
 
 
 def flattened(tree: dict, prefix: str = "") -> dict[str, object]:
@@ -350,6 +356,9 @@ class KeptValuesInCheckpoints(Callback):
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         checkpoint[KEPT_VALUES], checkpoint[TRAINED_WITH] = self.values, self.trained_with
+        csv_loggers = [logger for logger in trainer.loggers if isinstance(logger, AppendingCSVLogger)]
+        if csv_loggers and trainer.is_global_zero:
+            checkpoint[CSV_ROWS_LOGGED] = csv_loggers[0].experiment.rows_logged()
         epoch = trainer.fit_loop.epoch_progress.current
         if epoch.processed > epoch.completed:  # in on_train_epoch_end, not a save after a validation within the epoch
             checkpoint[TRAINING_METRICS] = {key: float(value) for key, value in trainer.callback_metrics.items()

@@ -36,6 +36,15 @@ class AppendingExperimentWriter(ExperimentWriter):
             self.metrics_keys = sorted(set(self.metrics_keys) | set(header))
         super().save()
 
+    def rows_logged(self) -> int:
+        """How many rows this run's metrics.csv has been given so far: those in the file and those waiting for the
+        next save."""
+        written = 0
+        if self._fs.isfile(self.metrics_file_path):
+            with self._fs.open(self.metrics_file_path, "r", newline="") as handle:
+                written = max(sum(1 for _ in csv.reader(handle)) - 1, 0)  # less the header
+        return written + len(self.metrics)
+
 
 class AppendingCSVLogger(CSVLogger):
     @property

@@ -157,6 +157,8 @@ def _run_python(argv: list[str], cwd: str, env: dict[str, str], stdout: str, std
     os.chdir(cwd)
     os.environ.clear()
     os.environ.update(env)
+    # a forkserver's child inherits "forkserver" as its start method: DataLoader workers would each import afresh
+    multiprocessing.set_start_method(None, force=True)  # python's default, as in `python <script>`
     # python puts PYTHONPATH's folders after the script's (or -m's working directory), before the rest
     given = [str(Path(cwd, folder)) for folder in env.get("PYTHONPATH", "").split(os.pathsep) if folder]
     others = [p for p in sys.path if p not in ("", str(ROOT), cwd, *given)]

@@ -1,6 +1,7 @@
 import lightning as L
 import pytest
 import torch
+from lightning.fabric.utilities.data import _set_sampler_epoch
 
 from datamodules.base import EpochSeededSampler, seeded_split
 from datamodules.digits import DigitsDataModule
@@ -24,6 +25,35 @@ def test_epoch_sampler_depends_only_on_seed_and_epoch():
     assert list(a) == list(b)
     b.set_epoch(4)
     assert list(a) != list(b) and sorted(b) == list(range(50))
+
+
+@pytest.mark.parametrize("num_workers", [0, 1], ids=["index-batches", "workers"])
+def test_the_training_loader_continues_an_epoch_after_the_batches_its_state_counts(num_workers):
+    """Lightning keeps a loader's state in the checkpoint and, continuing a run, iterates the loader before it sets
+    the epoch. The loader served the continued epoch from its first batch, and with workers in epoch 0's order."""
+    module = DigitsDataModule(batch_size=100, num_workers=num_workers)
+    module.setup("fit")
+    module.datasets["train"].return_index = True
+    indices = lambda batches: [index.tolist() for *_, index in batches]
+
+    def loader_in_epoch(epoch: int, state: dict | None = None):
+        loader = module.train_dataloader()
+        if state is not None:
+            loader.load_state_dict(state)
+        started = iter(loader)
+        _set_sampler_epoch(loader, epoch)  # as Lightning does, after iter() when it continues a run
+        return loader, started
+
+    _, uninterrupted = loader_in_epoch(2)
+    expected = indices(uninterrupted)
+    stopped, served = loader_in_epoch(2)
+    assert indices(next(served) for _ in range(3)) == expected[:3]
+    assert stopped.state_dict() == {"epoch": 2, "batches": 3}
+    continued, rest = loader_in_epoch(2, stopped.state_dict())
+    assert indices(rest) == expected[3:]
+    assert continued.state_dict() == {"epoch": 2, "batches": len(expected)}
+    _, next_epoch = loader_in_epoch(3, continued.state_dict())  # an epoch's state does not shorten the next
+    assert len(indices(next_epoch)) == len(expected) and indices(next_epoch) != expected
 
 
 def test_digits_are_uint8_32x32_with_a_held_out_test_split():

@@ -149,15 +149,59 @@ def test_sigterm_to_a_ddp_jobs_main_process_stops_its_ranks_and_the_job_continue
     assert results(tmp_path)["epochs_completed"] == 2
 
 
+TWICE_AN_EPOCH = ("trainer.max_epochs=3", "seed=5", "+trainer.val_check_interval=0.5", *QUIET)  # 18 batches an epoch
+
+
+@pytest.fixture(scope="module")
+def validated_twice_an_epoch(tmp_path_factory) -> Path:
+    return uninterrupted(tmp_path_factory.mktemp("validated_twice_an_epoch"), TWICE_AN_EPOCH)
+
+
 @pytest.mark.slow
-def test_a_best_checkpoint_saved_within_an_epoch_is_passed_over_for_the_last_epochs_end(tmp_path):
-    """With validation twice an epoch, a best checkpoint is saved mid-epoch; continued from it, the rest of that epoch
-    was served other batches than an uninterrupted run's (Lightning cannot resume a loader mid-epoch), and the
-    metrics differed. last.ckpt, saved at the epoch's end before it, continues exactly."""
-    run = ("trainer.max_epochs=3", "seed=5", "+trainer.val_check_interval=0.5", *QUIET)
+def test_a_best_checkpoint_saved_within_an_epoch_is_passed_over_for_the_last_epochs_end(validated_twice_an_epoch,
+                                                                                         tmp_path):
+    """With validation twice an epoch, a best checkpoint is saved mid-epoch. Continued from it, the epoch's training
+    means would cover only the batches after it (Lightning keeps no partial means in a checkpoint). last.ckpt, saved
+    at the epoch's end before it, continues exactly."""
+    _, resumed = continued(tmp_path, "+callbacks.killer._target_=tests.kill_callback.KillAtStep",
+                           "+callbacks.killer.step=30", run=TWICE_AN_EPOCH)
+    assert f"Resuming from {tmp_path / 'checkpoints' / 'last.ckpt'}, saved in epoch 0" in \
+        resumed.stdout + resumed.stderr
+    assert results(tmp_path)["metrics"] == results(validated_twice_an_epoch)["metrics"]
+    assert rows(tmp_path) == rows(validated_twice_an_epoch)
+
+
+@pytest.mark.slow
+def test_a_run_continued_from_a_checkpoint_saved_within_an_epoch_trains_on_with_the_batches_after_it(
+        validated_twice_an_epoch, tmp_path):
+    """Lightning served the continued epoch again from its first batch (the loader kept no state), so the weights
+    differed from an uninterrupted run's; and the validation logged just before the checkpoint was set aside as if
+    logged after it, and never logged again."""
+    stopped = run_cli("train.py", *TWICE_AN_EPOCH, f"hydra.run.dir={tmp_path}",
+                      "+callbacks.killer._target_=tests.kill_callback.KillAtStep", "+callbacks.killer.step=48")
+    assert stopped.returncode == -signal.SIGKILL, stopped.stderr[-3000:]
+    within = tmp_path / "checkpoints" / "epoch_002.ckpt"  # the best: saved after the validation at step 44
+    resumed = run_cli("train.py", *TWICE_AN_EPOCH, f"hydra.run.dir={tmp_path}", f"ckpt_path={within}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"Resuming from {within}, saved in epoch 2 (counted from 0, as in the metrics) at global step 45" in \
+        resumed.stdout + resumed.stderr
+    evaluated = lambda run_dir: {key: value for key, value in results(run_dir)["metrics"].items()
+                                 if key.startswith(("val/", "test/"))}
+    assert evaluated(tmp_path) == evaluated(validated_twice_an_epoch)
+    # the training means of epoch 2 are those of the batches after the checkpoint; every other row is the same
+    but_epoch_2s_training = lambda run_dir: [row for row in rows(run_dir) if (row["epoch"], bool(row["train/loss"]))
+                                             != ("2", True)]
+    assert but_epoch_2s_training(tmp_path) == but_epoch_2s_training(validated_twice_an_epoch)
+    assert len(rows(tmp_path)) == len(rows(validated_twice_an_epoch))
+
+
+@pytest.mark.slow
+def test_a_run_with_loader_workers_continues_with_the_uninterrupted_batches(tmp_path):
+    """A loader with workers draws its indices as soon as Lightning iterates it, which a continued run does before it
+    sets the epoch: the continued epoch was served epoch 0's order."""
+    run = (*RUN, "data.num_workers=1")
     reference, killed = uninterrupted(tmp_path / "reference", run), tmp_path / "killed"
-    _, resumed = continued(killed, "+callbacks.killer._target_=tests.kill_callback.KillAtStep",
-                           "+callbacks.killer.step=30", run=run)
-    assert f"Resuming from {killed / 'checkpoints' / 'last.ckpt'}, saved in epoch 0" in resumed.stdout + resumed.stderr
+    continued(killed, "+callbacks.killer._target_=tests.kill_callback.KillAtEpochStart", "+callbacks.killer.epoch=2",
+              run=run)
     assert results(killed)["metrics"] == results(reference)["metrics"]
     assert rows(killed) == rows(reference)
