@@ -45,6 +45,7 @@ from framework.checkpoints import (
     loading_checkpoint,
     resolve_ckpt_path,
     set_aside_a_killed_start,
+    set_aside_checkpoints_saved_after,
     set_aside_rows_logged_after,
 )
 from framework.combinations import (
@@ -281,6 +282,7 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
     if resumed_at_step is not None and rank_zero_only.rank == 0 and \
             Path(cfg.paths.output_dir).resolve() in Path(given).resolve().parents:  # this run's own checkpoint
         set_aside_rows_logged_after(cfg.paths.output_dir, saved)
+        set_aside_checkpoints_saved_after(Path(given).parent, resumed_at_step)
     its_training_metrics = training_metrics_of_its_run(given, saved) if trained and saved is not None else {}
     changed = changed_on_resume(saved, cfg) if trained and saved is not None else {}
     if changed:

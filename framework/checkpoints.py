@@ -156,6 +156,22 @@ def complete_an_interrupted_save(output_dir: str | Path) -> None:
              f"epoch's end); it is copied to last.ckpt, which the run continues from")
 
 
+def set_aside_checkpoints_saved_after(checkpoints: Path, step: int) -> None:
+    """A run continued from its own checkpoint, saved at global ``step``, saves again what was saved after it: a best
+    checkpoint from within an epoch that ``ckpt_path=auto`` passed over, or every later one when ``ckpt_path`` names
+    an older file. Left in place, such a file stays beside its new save (epoch_002.ckpt beside epoch_002-v1.ckpt), and
+    the run reports the new name as its best; so these files move to checkpoints/superseded-1/ (-2, ...)."""
+    later = [path for path in sorted(checkpoints.glob("*.ckpt")) if saved_when(path)[0] > step]
+    if not later:
+        return
+    aside = next(folder for n in itertools.count(1) if not (folder := checkpoints / f"superseded-{n}").exists())
+    aside.mkdir()
+    for path in later:
+        path.rename(aside / path.name)
+    log.info(f"{len(later)} checkpoint(s) of {checkpoints} ({listed(checkpoints, later)}) were saved after the one "
+             f"this run continues from (global step {step}) and are saved again: they are kept in {aside.name}/")
+
+
 def free_name(metrics: Path, why: str) -> Path:
     """metrics.<why>-1.csv, or -2, ...: the first name not taken, beside ``metrics``."""
     return next(path for n in itertools.count(1) if not (path := metrics.with_name(f"metrics.{why}-{n}.csv")).exists())

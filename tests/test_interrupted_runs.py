@@ -162,13 +162,18 @@ def test_a_best_checkpoint_saved_within_an_epoch_is_passed_over_for_the_last_epo
                                                                                          tmp_path):
     """With validation twice an epoch, a best checkpoint is saved mid-epoch. Continued from it, the epoch's training
     means would cover only the batches after it (Lightning keeps no partial means in a checkpoint). last.ckpt, saved
-    at the epoch's end before it, continues exactly."""
+    at the epoch's end before it, continues exactly. The best one passed over stayed beside its new save, which took
+    the name epoch_002-v1.ckpt and was reported as the run's best."""
     _, resumed = continued(tmp_path, "+callbacks.killer._target_=tests.kill_callback.KillAtStep",
-                           "+callbacks.killer.step=30", run=TWICE_AN_EPOCH)
-    assert f"Resuming from {tmp_path / 'checkpoints' / 'last.ckpt'}, saved in epoch 0" in \
-        resumed.stdout + resumed.stderr
+                           "+callbacks.killer.step=48", run=TWICE_AN_EPOCH)  # after epoch 2's first validation
+    checkpoints = tmp_path / "checkpoints"
+    assert f"Resuming from {checkpoints / 'last.ckpt'}, saved in epoch 1" in resumed.stdout + resumed.stderr
     assert results(tmp_path)["metrics"] == results(validated_twice_an_epoch)["metrics"]
     assert rows(tmp_path) == rows(validated_twice_an_epoch)
+    names = lambda folder: sorted(path.name for path in folder.iterdir() if path.is_file())
+    assert names(checkpoints) == names(validated_twice_an_epoch / "checkpoints") == ["epoch_002.ckpt", "last.ckpt"]
+    assert names(checkpoints / "superseded-1") == ["epoch_002.ckpt"]
+    assert Path(results(tmp_path)["best_checkpoint"]).name == "epoch_002.ckpt"
 
 
 @pytest.mark.slow
@@ -205,3 +210,19 @@ def test_a_run_with_loader_workers_continues_with_the_uninterrupted_batches(tmp_
               run=run)
     assert results(killed)["metrics"] == results(reference)["metrics"]
     assert rows(killed) == rows(reference)
+
+
+@pytest.mark.slow
+def test_a_run_continued_from_an_older_checkpoint_of_its_own_sets_the_later_ones_aside(tmp_path):
+    """ckpt_path=<an earlier epoch's checkpoint> in the run's own folder retrains the epochs after it: their
+    checkpoints stayed, and the new saves of those epochs took the names epoch_001-v1.ckpt, ..."""
+    run = (*RUN, "callbacks.model_checkpoint.save_top_k=-1")
+    uninterrupted(tmp_path, run)
+    before = results(tmp_path)["metrics"], rows(tmp_path)
+    rewound = run_cli("train.py", *run, f"hydra.run.dir={tmp_path}",
+                      f"ckpt_path={tmp_path / 'checkpoints' / 'epoch_000.ckpt'}")
+    assert rewound.returncode == 0, rewound.stderr[-3000:]
+    assert (results(tmp_path)["metrics"], rows(tmp_path)) == before
+    names = lambda folder: sorted(path.name for path in folder.iterdir() if path.is_file())
+    assert names(tmp_path / "checkpoints") == ["epoch_000.ckpt", "epoch_001.ckpt", "epoch_002.ckpt", "last.ckpt"]
+    assert names(tmp_path / "checkpoints" / "superseded-1") == ["epoch_001.ckpt", "epoch_002.ckpt", "last.ckpt"]
