@@ -43,6 +43,7 @@ from framework.checkpoints import (
     complete_an_interrupted_save,
     earlier_run_refusal,
     loading_checkpoint,
+    log_again_the_epoch_end_row,
     resolve_ckpt_path,
     set_aside_a_killed_start,
     set_aside_checkpoints_saved_after,
@@ -282,6 +283,7 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
     if resumed_at_step is not None and rank_zero_only.rank == 0 and \
             Path(cfg.paths.output_dir).resolve() in Path(given).resolve().parents:  # this run's own checkpoint
         set_aside_rows_logged_after(cfg.paths.output_dir, saved)
+        log_again_the_epoch_end_row(cfg.paths.output_dir, saved)
         set_aside_checkpoints_saved_after(Path(given).parent, resumed_at_step)
     its_training_metrics = training_metrics_of_its_run(given, saved) if trained and saved is not None else {}
     changed = changed_on_resume(saved, cfg) if trained and saved is not None else {}

@@ -214,6 +214,26 @@ def set_aside_rows_logged_after(output_dir: str | Path, checkpoint: dict) -> Non
              f"(global step {checkpoint['global_step']}) and are logged again: they are kept in {aside.name}")
 
 
+def log_again_the_epoch_end_row(output_dir: str | Path, checkpoint: dict) -> None:
+    """Lightning logs an epoch's training row just after the checkpoints of that epoch's end, and a run continued from
+    one of them does not log it again: a run killed between the two lacked it in metrics.csv for good. The checkpoint
+    holds the row (``KeptValuesInCheckpoints``); it is added when metrics.csv (its rows logged after the save set
+    aside) ends where the save left it."""
+    metrics, row = Path(output_dir) / METRICS_CSV, checkpoint.get(EPOCH_END_ROW)
+    if row is None or checkpoint.get(CSV_ROWS_LOGGED) is None or not metrics.is_file():
+        return
+    with open(metrics, newline="") as handle:
+        header, *rows = list(csv.reader(handle)) or [[]]
+    if len(rows) != checkpoint[CSV_ROWS_LOGGED]:
+        return
+    widened = sorted(set(header) | set(row))  # the logger's order (framework/loggers.py): sorted
+    moved = [[dict(zip(header, old, strict=False)).get(key, "") for key in widened] for old in rows]
+    added = [str(row.get(key, "")) for key in widened]
+    write_atomically(metrics, lambda file: write_csv(file, widened, [*moved, added]))
+    log.info(f"{metrics} lacked the training row of epoch {row['epoch']}, logged just after the checkpoint this run "
+             f"continues from (the run was stopped in between): it is added from the checkpoint")
+
+
 def write_csv(file, header: list[str], rows: list[list[str]]) -> None:
     text = io.StringIO()
     csv.writer(text).writerows([header, *rows])  # "\r\n", as Lightning's CSV writer ends its rows
@@ -321,6 +341,7 @@ TRAINED_WITH = "config_trained_with"  # the checkpoint entry that holds a run's 
 TRAINING_METRICS = "last_epoch_training_metrics"  # the checkpoint entry that holds them (KeptValuesInCheckpoints)
 RANDOM_STATES = "random_states"  # the checkpoint entry RandomStatesInCheckpoints writes
 CSV_ROWS_LOGGED = "csv_rows_logged"  # the rows metrics.csv had been given when the checkpoint was saved
+EPOCH_END_ROW = "epoch_end_row"  # the training row Lightning logs just after a checkpoint of an epoch's end
 
 
 def flattened(tree: dict, prefix: str = "") -> dict[str, object]:
@@ -379,6 +400,9 @@ class KeptValuesInCheckpoints(Callback):
         if epoch.processed > epoch.completed:  # in on_train_epoch_end, not a save after a validation within the epoch
             checkpoint[TRAINING_METRICS] = {key: float(value) for key, value in trainer.callback_metrics.items()
                                             if not key.startswith(("val/", "test/"))}
+            if logged := trainer._logger_connector.metrics["log"]:  # what Lightning logs next, at the step before
+                checkpoint[EPOCH_END_ROW] = {**{key: float(value) for key, value in logged.items()},
+                                             "epoch": trainer.current_epoch, "step": logging_step(checkpoint) - 1}
 
 
 class CheckpointWrittenInPlace(TorchCheckpointIO):

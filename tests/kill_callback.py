@@ -49,3 +49,13 @@ class KilledBeforeSaving(RunModelCheckpoint):
         if trainer.current_epoch == self.kill_in_epoch:
             kill()
         super()._save_checkpoint(trainer, filepath)
+
+
+class KilledAfterSaving(KilledBeforeSaving):
+    """Killed just after its save in epoch ``kill_in_epoch``: as ``last_checkpoint``, before Lightning logs that epoch's
+    training row."""
+
+    def _save_checkpoint(self, trainer, filepath):
+        RunModelCheckpoint._save_checkpoint(self, trainer, filepath)
+        if trainer.current_epoch == self.kill_in_epoch:
+            kill()
