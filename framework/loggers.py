@@ -55,6 +55,14 @@ class AppendingCSVLogger(CSVLogger):
             self._experiment = AppendingExperimentWriter(log_dir=self.log_dir)
         return self._experiment
 
+    @rank_zero_only
+    def log_metrics(self, metrics: dict, step: int | None = None) -> None:
+        """Each row is written when it is logged. Lightning's CSVLogger writes every 100 rows and Lightning's loop
+        flushes the rows it logs itself, but not those a callback logs (the learning rates at an epoch's start): a run
+        killed within that epoch lost them for good when continued from a checkpoint saved after them."""
+        super().log_metrics(metrics, step)
+        self.save()
+
 
 def publish_results(loggers, results: dict) -> None:
     """results.json as the wandb run's summary: the final metrics at the top level, the rest beside them

@@ -23,6 +23,12 @@ def rows(run_dir: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
+def all_but_the_training_row_of(epoch: int, run_dir: Path) -> list[dict]:
+    """metrics.csv's rows but the training means of ``epoch``: continued from within it, they cover only the batches
+    after its checkpoint (Lightning keeps no partial means in a checkpoint)."""
+    return [row for row in rows(run_dir) if (row["epoch"], bool(row["train/loss"])) != (str(epoch), True)]
+
+
 def uninterrupted(folder: Path, run: tuple[str, ...] = RUN, env: dict | None = None) -> Path:
     done = run_cli("train.py", *run, f"hydra.run.dir={folder}", env=env)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -202,10 +208,21 @@ def test_a_run_continued_from_a_checkpoint_saved_within_an_epoch_trains_on_with_
                                  if key.startswith(("val/", "test/"))}
     assert evaluated(tmp_path) == evaluated(validated_twice_an_epoch)
     # the training means of epoch 2 are those of the batches after the checkpoint; every other row is the same
-    but_epoch_2s_training = lambda run_dir: [row for row in rows(run_dir) if (row["epoch"], bool(row["train/loss"]))
-                                             != ("2", True)]
-    assert but_epoch_2s_training(tmp_path) == but_epoch_2s_training(validated_twice_an_epoch)
+    assert all_but_the_training_row_of(2, tmp_path) == all_but_the_training_row_of(2, validated_twice_an_epoch)
     assert len(rows(tmp_path)) == len(rows(validated_twice_an_epoch))
+
+
+@pytest.mark.slow
+def test_a_run_saving_last_ckpt_every_few_steps_continues_from_within_an_epoch(reference, tmp_path):
+    """callbacks.last_checkpoint.every_n_train_steps: ckpt_path=auto continues from within an epoch. The learning
+    rates logged at that epoch's start were written to metrics.csv only every 100 rows, so the kill lost them."""
+    run = (*RUN, "+callbacks.last_checkpoint.every_n_train_steps=5")
+    _, resumed = continued(tmp_path, "+callbacks.killer._target_=tests.kill_callback.KillAtStep",
+                           "+callbacks.killer.step=33", run=run)
+    assert "saved in epoch 1 (counted from 0, as in the metrics) at global step 30" in resumed.stdout + resumed.stderr
+    assert results(tmp_path)["metrics"] == results(reference)["metrics"]  # the last epoch's, whole
+    assert all_but_the_training_row_of(1, tmp_path) == all_but_the_training_row_of(1, reference)
+    assert len(rows(tmp_path)) == len(rows(reference))
 
 
 @pytest.mark.slow
