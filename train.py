@@ -48,6 +48,7 @@ from framework.checkpoints import (
     set_aside_a_killed_start,
     set_aside_checkpoints_saved_after,
     set_aside_rows_logged_after,
+    with_fit_loop_resuming_at_epoch_ends,
 )
 from framework.combinations import (
     FirstBatchWatch,
@@ -266,6 +267,7 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
     trainer: L.Trainer = instantiate_node(cfg.trainer, "trainer", callbacks=all_callbacks, logger=loggers or False,
                                           **profiler, **plugins)
     leave_out_hooks_not_implemented(trainer.callbacks)  # Lightning's own (progress bar, model summary) included
+    with_fit_loop_resuming_at_epoch_ends(trainer)
     refusals_in_workers(trainer, cfg)
     with reaching_wandb(cfg.paths.output_dir):  # log_hyperparams starts the wandb run
         for logger in trainer.loggers:

@@ -21,6 +21,8 @@ import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
+from lightning.pytorch.loops.fit_loop import _FitLoop
+from lightning.pytorch.loops.loop import _Loop
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -403,6 +405,33 @@ class KeptValuesInCheckpoints(Callback):
             if logged := trainer._logger_connector.metrics["log"]:  # what Lightning logs next, at the step before
                 checkpoint[EPOCH_END_ROW] = {**{key: float(value) for key, value in logged.items()},
                                              "epoch": trainer.current_epoch, "step": logging_step(checkpoint) - 1}
+
+
+class FitLoopResumingAtEpochEnds(_FitLoop):
+    """Lightning's fit loop, which continues a run with ``trainer.max_steps`` from a checkpoint saved at an epoch's end
+    as it continues one without: at the next epoch. Lightning takes any continuation of a run with max_steps for one
+    within an epoch: it ran the checkpoint's epoch end again (its epoch count then reached max_epochs) and trained no
+    further batch, and tested the checkpoint's weights as the run's. A run continued after its last step (killed
+    while testing) reports the epoch count an uninterrupted one does, as Lightning sees to for max_epochs."""
+
+    @property
+    def done(self) -> bool:
+        if -1 < self.max_steps <= self.epoch_loop.global_step:
+            self.epoch_progress.current.completed = self.epoch_progress.current.processed
+        return super().done
+
+    @_FitLoop.restarting.setter
+    def restarting(self, restarting: bool) -> None:
+        current = self.epoch_progress.current
+        epoch_unfinished = any(value != current.processed for value in (current.ready, current.started))
+        _Loop.restarting.fset(self, restarting and epoch_unfinished)
+
+
+def with_fit_loop_resuming_at_epoch_ends(trainer: L.Trainer) -> None:
+    epoch_loop = trainer.fit_loop.epoch_loop
+    trainer.fit_loop = FitLoopResumingAtEpochEnds(trainer, min_epochs=trainer.fit_loop.min_epochs,
+                                                  max_epochs=trainer.fit_loop.max_epochs)
+    trainer.fit_loop.epoch_loop = epoch_loop
 
 
 class CheckpointWrittenInPlace(TorchCheckpointIO):

@@ -251,3 +251,17 @@ def test_a_run_continued_from_an_older_checkpoint_of_its_own_sets_the_later_ones
     names = lambda folder: sorted(path.name for path in folder.iterdir() if path.is_file())
     assert names(tmp_path / "checkpoints") == ["epoch_000.ckpt", "epoch_001.ckpt", "epoch_002.ckpt", "last.ckpt"]
     assert names(tmp_path / "checkpoints" / "superseded-1") == ["epoch_001.ckpt", "epoch_002.ckpt", "last.ckpt"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", [
+    ("+callbacks.killer._target_=tests.kill_callback.KillAtEpochStart", "+callbacks.killer.epoch=2"),
+    KILLED_AFTER_ITS_TEST,
+], ids=["killed-in-an-epoch", "killed-after-its-test"])
+def test_a_run_with_max_steps_continues_as_one_without(reference, tmp_path, stop):
+    """Lightning takes any continuation of a run with trainer.max_steps for one within an epoch: from last.ckpt it ran
+    that epoch's end again, trained no further batch and tested epoch 1's weights; killed while testing, its test row
+    said epoch 2 for 3."""
+    continued(tmp_path, *stop, run=(*RUN, "+trainer.max_steps=54"))  # RUN's 3 epochs of 18 batches
+    assert results(tmp_path)["metrics"] == results(reference)["metrics"]
+    assert rows(tmp_path) == rows(reference)
