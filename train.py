@@ -49,6 +49,7 @@ from framework.checkpoints import (
     set_aside_checkpoints_saved_after,
     set_aside_rows_logged_after,
     with_fit_loop_resuming_at_epoch_ends,
+    within_an_accumulation,
 )
 from framework.combinations import (
     FirstBatchWatch,
@@ -286,7 +287,10 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
             Path(cfg.paths.output_dir).resolve() in Path(given).resolve().parents:  # this run's own checkpoint
         set_aside_rows_logged_after(cfg.paths.output_dir, saved)
         log_again_the_epoch_end_row(cfg.paths.output_dir, saved)
-        set_aside_checkpoints_saved_after(Path(given).parent, resumed_at_step)
+        set_aside_checkpoints_saved_after(Path(given).parent, saved)
+    if trained and saved is not None and (
+            lost := within_an_accumulation(given, saved, cfg.trainer.get("accumulate_grad_batches") or 1)):
+        log.warning(lost)
     its_training_metrics = training_metrics_of_its_run(given, saved) if trained and saved is not None else {}
     changed = changed_on_resume(saved, cfg) if trained and saved is not None else {}
     if changed:

@@ -34,14 +34,27 @@ log = logging.getLogger("train")
 METRICS_CSV = "csv/metrics.csv"  # where the CSV logger (conf/logger/csv.yaml) writes, in a run's output directory
 
 
-def saved_when(path: Path) -> tuple[int, bool]:
-    """The global step a checkpoint was saved at, and whether at an epoch's end (it holds that epoch's training
-    metrics: ``KeptValuesInCheckpoints``); -1 for a file torch cannot read as a checkpoint."""
+def saved_when(path: Path) -> tuple[tuple[int, int], bool]:
+    """When a checkpoint was saved (``save_order``), and whether at an epoch's end; (-1, -1) for a file torch cannot
+    read as a checkpoint."""
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-        return int(checkpoint["global_step"]), TRAINING_METRICS in checkpoint
+        return save_order(checkpoint), saved_at_an_epochs_end(checkpoint)
     except Exception:  # truncated, foreign or not a Lightning checkpoint: not one to continue from
-        return -1, False
+        return (-1, -1), False
+
+
+def save_order(checkpoint: dict) -> tuple[int, int]:
+    """Its global step, then the rows metrics.csv had been given: two saves at one step (one at a batch's end, a best
+    one after that batch's validation) are told apart by the validation's row."""
+    return int(checkpoint["global_step"]), checkpoint.get(CSV_ROWS_LOGGED) or 0
+
+
+def saved_at_an_epochs_end(checkpoint: dict) -> bool:
+    """In ``on_train_epoch_end`` (Lightning counts the epoch processed, not yet completed), not after a validation or
+    at a batch's end within the epoch."""
+    epoch = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
+    return epoch.get("processed", 0) > epoch.get("completed", 0)
 
 
 def checkpoint_to_continue(checkpoints: Path) -> Path | None:
@@ -158,12 +171,27 @@ def complete_an_interrupted_save(output_dir: str | Path) -> None:
              f"epoch's end); it is copied to last.ckpt, which the run continues from")
 
 
-def set_aside_checkpoints_saved_after(checkpoints: Path, step: int) -> None:
-    """A run continued from its own checkpoint, saved at global ``step``, saves again what was saved after it: a best
-    checkpoint from within an epoch that ``ckpt_path=auto`` passed over, or every later one when ``ckpt_path`` names
-    an older file. Left in place, such a file stays beside its new save (epoch_002.ckpt beside epoch_002-v1.ckpt), and
-    the run reports the new name as its best; so these files move to checkpoints/superseded-1/ (-2, ...)."""
-    later = [path for path in sorted(checkpoints.glob("*.ckpt")) if saved_when(path)[0] > step]
+def within_an_accumulation(path: str, checkpoint: dict, accumulate_grad_batches: int) -> str | None:
+    """A checkpoint saved within an epoch after a number of batches that is not a multiple of
+    ``trainer.accumulate_grad_batches`` holds the weights before the gradients accumulated since the last step, and
+    not those gradients: the continued run steps without them. The warning that says so, or None."""
+    loop = checkpoint.get("loops", {}).get("fit_loop", {})
+    served = [state.get("batches", 0) for state in loop.get("state_dict", {}).get("combined_loader", [])]
+    if accumulate_grad_batches < 2 or not served or served[0] % accumulate_grad_batches == 0 or \
+            saved_at_an_epochs_end(checkpoint):
+        return None
+    return (f"ckpt_path {path} was saved after batch {served[0]} of its epoch, within an accumulation of "
+            f"trainer.accumulate_grad_batches={accumulate_grad_batches} batches: the gradients accumulated since the "
+            f"last optimizer step are in no checkpoint, so the continued run makes its next step without them")
+
+
+def set_aside_checkpoints_saved_after(checkpoints: Path, checkpoint: dict) -> None:
+    """A run continued from its own ``checkpoint`` saves again what was saved after it: a best checkpoint from within
+    an epoch that ``ckpt_path=auto`` passed over, or every later one when ``ckpt_path`` names an older file. Left in
+    place, such a file stays beside its new save (epoch_002.ckpt beside epoch_002-v1.ckpt), and the run reports the
+    new name as its best; so these files move to checkpoints/superseded-1/ (-2, ...)."""
+    step = checkpoint["global_step"]
+    later = [path for path in sorted(checkpoints.glob("*.ckpt")) if saved_when(path)[0] > save_order(checkpoint)]
     if not later:
         return
     aside = next(folder for n in itertools.count(1) if not (folder := checkpoints / f"superseded-{n}").exists())
@@ -187,14 +215,19 @@ def logging_step(checkpoint: dict) -> int:
     return loop.get("_batches_that_stepped", checkpoint["global_step"])
 
 
+def first_step_logged_again(checkpoint: dict) -> int:
+    """The step a run continued from ``checkpoint`` logs from: its logging step, or the next where it was saved within
+    a training batch (after the batch's validation, or at its end), which Lightning counts only after the save."""
+    return logging_step(checkpoint) + (not saved_at_an_epochs_end(checkpoint))
+
+
 def set_aside_rows_logged_after(output_dir: str | Path, checkpoint: dict) -> None:
     """A run continued from its own checkpoint logs again what it logged after that save: those rows of its
     metrics.csv (the next epoch's learning rates, the validation of an epoch cut short, the test of a run killed
     before its results.json) move to metrics.superseded-1.csv (-2, ...), so that metrics.csv reads as an
     uninterrupted run's. They are the rows after those the CSV logger had been given at the save (its count, kept in
-    the checkpoint: a validation within an epoch is logged at the step of the checkpoint saved after it) and at the
-    checkpoint's logging step or later: the training row of the checkpoint's own epoch end, logged just after the
-    save at the step before, is not logged again."""
+    the checkpoint) at the step the continued run logs from or later: the training row of an epoch's end, logged
+    just after the epoch's checkpoints at the step before, is not logged again."""
     metrics = Path(output_dir) / METRICS_CSV
     if not metrics.is_file():
         return
@@ -202,7 +235,8 @@ def set_aside_rows_logged_after(output_dir: str | Path, checkpoint: dict) -> Non
         header, *rows = list(csv.reader(handle)) or [[]]
     if "step" not in header:
         return
-    column, step, before = header.index("step"), logging_step(checkpoint), checkpoint.get(CSV_ROWS_LOGGED) or 0
+    column, step = header.index("step"), first_step_logged_again(checkpoint)
+    before = checkpoint.get(CSV_ROWS_LOGGED) or 0
     logged_later = [n >= before and len(row) > column and row[column] != "" and float(row[column]) >= step
                     for n, row in enumerate(rows)]
     if not any(logged_later):
@@ -398,8 +432,7 @@ class KeptValuesInCheckpoints(Callback):
         csv_loggers = [logger for logger in trainer.loggers if isinstance(logger, AppendingCSVLogger)]
         if csv_loggers and trainer.is_global_zero:
             checkpoint[CSV_ROWS_LOGGED] = csv_loggers[0].experiment.rows_logged()
-        epoch = trainer.fit_loop.epoch_progress.current
-        if epoch.processed > epoch.completed:  # in on_train_epoch_end, not a save after a validation within the epoch
+        if saved_at_an_epochs_end(checkpoint):
             checkpoint[TRAINING_METRICS] = {key: float(value) for key, value in trainer.callback_metrics.items()
                                             if not key.startswith(("val/", "test/"))}
             if logged := trainer._logger_connector.metrics["log"]:  # what Lightning logs next, at the step before
@@ -453,9 +486,40 @@ class RunModelCheckpoint(ModelCheckpoint):
     they were saved in, and otherwise lets the first epoch after the resume be the best, however bad it is. When
     the checkpoints are not in this run's folder (a run resumed from another run's checkpoint), the best is that of
     the epochs since the resume, and ``resumed_elsewhere`` names the folder that holds the earlier ones (so the
-    other run's files are never managed, or deleted, from here)."""
+    other run's files are never managed, or deleted, from here).
+
+    A save every n steps (``every_n_train_steps``) that falls on a batch with a validation after it, or on an epoch's
+    last batch, waits for them. Lightning continues a run from a checkpoint saved at a batch's end past that batch's
+    validation and epoch end (their rows, best checkpoint and epoch-end hooks were lost), and it saves once a step:
+    the epoch's own last.ckpt at that step was never written."""
 
     resumed_elsewhere: str | None = None
+    waiting_step: int | None = None  # the global step of a save that waits for its batch's validation or epoch end
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int):
+        epoch_loop = trainer.fit_loop.epoch_loop
+        due = self._every_n_train_steps >= 1 and trainer.global_step % self._every_n_train_steps == 0
+        if due and (epoch_loop.batch_progress.is_last_batch
+                    or epoch_loop._should_check_val_fx(trainer.fit_loop._data_fetcher)):
+            self.waiting_step = trainer.global_step
+            return
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:  # at an epoch's end, its end saves
+            self.save_the_waiting_one(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        self.save_the_waiting_one(trainer)
+
+    def save_the_waiting_one(self, trainer: L.Trainer) -> None:
+        if self.waiting_step == trainer.global_step and not self._should_skip_saving_checkpoint(trainer):
+            candidates = self._monitor_candidates(trainer)
+            self._save_topk_checkpoint(trainer, candidates)
+            self._save_last_checkpoint(trainer, candidates)
+        self.waiting_step = None
 
     def load_state_dict(self, state_dict: dict) -> None:
         saved_in = state_dict.get("dirpath")

@@ -226,6 +226,35 @@ def test_a_run_saving_last_ckpt_every_few_steps_continues_from_within_an_epoch(r
 
 
 @pytest.mark.slow
+def test_a_save_every_few_steps_that_falls_on_an_epochs_last_batch_waits_for_its_end(tmp_path):
+    """Every 6 steps of 18-batch epochs: last.ckpt was saved at the end of each epoch's last batch, and Lightning,
+    which saves once a step, skipped the epoch-end save. Continued from it, the run went past that epoch's
+    validation and end: their rows and learning rates were missing. (Without a best checkpoint: one saved at that
+    epoch's end would be continued from instead.)"""
+    run = (*RUN, "+callbacks.last_checkpoint.every_n_train_steps=6", "callbacks.model_checkpoint=null")
+    reference, killed = uninterrupted(tmp_path / "reference", run), tmp_path / "killed"
+    continued(killed, "+callbacks.killer._target_=tests.kill_callback.KillAtEpochStart", "+callbacks.killer.epoch=2",
+              run=run)
+    assert results(killed)["metrics"] == results(reference)["metrics"]
+    assert rows(killed) == rows(reference)
+
+
+@pytest.mark.slow
+def test_a_run_continued_from_the_best_checkpoint_of_an_epochs_last_validation_keeps_that_epochs_training_row(
+        validated_twice_an_epoch, tmp_path):
+    """That checkpoint is saved at the step of the epoch's training row, which Lightning logs after it and does not
+    log again in a continuation: the row was set aside, for good."""
+    stopped = run_cli("train.py", *TWICE_AN_EPOCH, f"hydra.run.dir={tmp_path}",
+                      "+callbacks.killer._target_=tests.kill_callback.KillAtEpochStart", "+callbacks.killer.epoch=2")
+    assert stopped.returncode == -signal.SIGKILL, stopped.stderr[-3000:]
+    best = tmp_path / "checkpoints" / "epoch_001.ckpt"  # after the validation of epoch 1's last batch
+    resumed = run_cli("train.py", *TWICE_AN_EPOCH, f"hydra.run.dir={tmp_path}", f"ckpt_path={best}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert results(tmp_path)["metrics"] == results(validated_twice_an_epoch)["metrics"]
+    assert rows(tmp_path) == rows(validated_twice_an_epoch)
+
+
+@pytest.mark.slow
 def test_a_run_with_loader_workers_continues_with_the_uninterrupted_batches(tmp_path):
     """A loader with workers draws its indices as soon as Lightning iterates it, which a continued run does before it
     sets the epoch: the continued epoch was served epoch 0's order."""

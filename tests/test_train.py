@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from framework.checkpoints import TRAINING_METRICS
+from framework.checkpoints import TRAINING_METRICS, within_an_accumulation
 from framework.results import read_results
 from tests.conftest import ROOT, run_cli
 from train import train
@@ -180,6 +180,22 @@ def test_a_run_killed_after_fit_keeps_its_training_metrics_when_continued(make_c
     assert TRAINING_METRICS not in best and best["global_step"] > 0
     last = torch.load(Path(within["output_dir"]) / "checkpoints" / "last.ckpt", weights_only=False)
     assert set(last[TRAINING_METRICS]) >= {"train/loss", "train/acc"}  # at the training epoch's end, always
+
+
+def test_a_continuation_from_within_a_gradient_accumulation_is_told_that_it_lacks_those_gradients():
+    def saved(batches: int, at_the_epochs_end: bool = False) -> dict:
+        epoch = {"processed": 2 + at_the_epochs_end, "completed": 2}
+        return {"global_step": 40, "loops": {"fit_loop": {"epoch_progress": {"current": epoch}, "state_dict": {
+            "combined_loader": [{"epoch": 2, "batches": batches}]}}}}
+
+    assert within_an_accumulation("x.ckpt", saved(9), 2) == (
+        "ckpt_path x.ckpt was saved after batch 9 of its epoch, within an accumulation of "
+        "trainer.accumulate_grad_batches=2 batches: the gradients accumulated since the last optimizer step are in no "
+        "checkpoint, so the continued run makes its next step without them")
+    assert within_an_accumulation("x.ckpt", saved(9), 3) is None  # 9 batches: 3 whole accumulations
+    assert within_an_accumulation("x.ckpt", saved(9), 1) is None
+    assert within_an_accumulation("x.ckpt", saved(9, at_the_epochs_end=True), 2) is None  # Lightning steps there
+    assert within_an_accumulation("x.ckpt", {"global_step": 0}, 2) is None  # no loader state: nothing to say
 
 
 def _received(rank: int, callbacks: list) -> None:
