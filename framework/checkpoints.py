@@ -177,8 +177,8 @@ def within_an_accumulation(path: str, checkpoint: dict, accumulate_grad_batches:
     not those gradients: the continued run steps without them. The warning that says so, or None."""
     loop = checkpoint.get("loops", {}).get("fit_loop", {})
     served = [state.get("batches", 0) for state in loop.get("state_dict", {}).get("combined_loader", [])]
-    if accumulate_grad_batches < 2 or not served or served[0] % accumulate_grad_batches == 0 or \
-            saved_at_an_epochs_end(checkpoint):
+    at_its_last_batch = loop.get("epoch_loop.batch_progress", {}).get("is_last_batch", False)  # Lightning steps there
+    if accumulate_grad_batches < 2 or not served or served[0] % accumulate_grad_batches == 0 or at_its_last_batch:
         return None
     return (f"ckpt_path {path} was saved after batch {served[0]} of its epoch, within an accumulation of "
             f"trainer.accumulate_grad_batches={accumulate_grad_batches} batches: the gradients accumulated since the "
@@ -444,7 +444,8 @@ class FitLoopResumingAtEpochEnds(_FitLoop):
     """Lightning's fit loop, which continues a run with ``trainer.max_steps`` from a checkpoint saved at an epoch's end
     as it continues one without: at the next epoch. Lightning takes any continuation of a run with max_steps for one
     within an epoch: it ran the checkpoint's epoch end again (its epoch count then reached max_epochs) and trained no
-    further batch, and tested the checkpoint's weights as the run's. A run continued after its last step (killed
+    further batch, and tested the checkpoint's weights as the run's. An epoch that max_steps cut short is continued
+    within, as Lightning does (a run given a larger max_steps). A run continued after its last step (killed
     while testing) reports the epoch count an uninterrupted one does, as Lightning sees to for max_epochs."""
 
     @property
@@ -457,7 +458,8 @@ class FitLoopResumingAtEpochEnds(_FitLoop):
     def restarting(self, restarting: bool) -> None:
         current = self.epoch_progress.current
         epoch_unfinished = any(value != current.processed for value in (current.ready, current.started))
-        _Loop.restarting.fset(self, restarting and epoch_unfinished)
+        cut_short = self._iteration_based_training() and not self.epoch_loop.batch_progress.is_last_batch  # max_steps
+        _Loop.restarting.fset(self, restarting and (epoch_unfinished or cut_short))
 
 
 def with_fit_loop_resuming_at_epoch_ends(trainer: L.Trainer) -> None:
@@ -489,36 +491,47 @@ class RunModelCheckpoint(ModelCheckpoint):
     other run's files are never managed, or deleted, from here).
 
     A save every n steps (``every_n_train_steps``) that falls on a batch with a validation after it, or on an epoch's
-    last batch, waits for them. Lightning continues a run from a checkpoint saved at a batch's end past that batch's
-    validation and epoch end (their rows, best checkpoint and epoch-end hooks were lost), and it saves once a step:
-    the epoch's own last.ckpt at that step was never written."""
+    last batch (its last, or the one max_steps or a stop ends it with), waits for them. Lightning continues a run from
+    a checkpoint saved at a batch's end past that batch's validation and epoch end (their rows, best checkpoint and
+    epoch-end hooks were lost), and it saves once a step: the epoch's own last.ckpt at that step was never written.
+    One set to save at the training epoch's end (``save_on_train_epoch_end: true``, as last.ckpt's) does so also
+    when it saves every n steps: Lightning then saves at steps only."""
 
     resumed_elsewhere: str | None = None
     waiting_step: int | None = None  # the global step of a save that waits for its batch's validation or epoch end
 
+    @staticmethod
+    def epoch_ends_after_this_batch(trainer: L.Trainer) -> bool:
+        return trainer.fit_loop.epoch_loop._is_training_done or (trainer.should_stop and
+                                                                 trainer.fit_loop._can_stop_early)
+
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int):
-        epoch_loop = trainer.fit_loop.epoch_loop
         due = self._every_n_train_steps >= 1 and trainer.global_step % self._every_n_train_steps == 0
-        if due and (epoch_loop.batch_progress.is_last_batch
-                    or epoch_loop._should_check_val_fx(trainer.fit_loop._data_fetcher)):
+        if due and (self.epoch_ends_after_this_batch(trainer)
+                    or trainer.fit_loop.epoch_loop._should_check_val_fx(trainer.fit_loop._data_fetcher)):
             self.waiting_step = trainer.global_step
             return
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_validation_end(trainer, pl_module)
-        if not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:  # at an epoch's end, its end saves
+        if not self.epoch_ends_after_this_batch(trainer):  # an epoch's end (early stopping's too) saves at its end
             self.save_the_waiting_one(trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_epoch_end(trainer, pl_module)
+        if self._every_n_train_steps >= 1 and self._save_on_train_epoch_end:
+            self.waiting_step = trainer.global_step
         self.save_the_waiting_one(trainer)
 
     def save_the_waiting_one(self, trainer: L.Trainer) -> None:
-        if self.waiting_step == trainer.global_step and not self._should_skip_saving_checkpoint(trainer):
+        if self.waiting_step == trainer.global_step:
             candidates = self._monitor_candidates(trainer)
-            self._save_topk_checkpoint(trainer, candidates)
-            self._save_last_checkpoint(trainer, candidates)
+            if self.monitor is not None and self.monitor not in candidates:  # no validation yet: at the next one,
+                self._defer_save_until_validation = True  # as Lightning does
+            elif not self._should_skip_saving_checkpoint(trainer):
+                self._save_topk_checkpoint(trainer, candidates)
+                self._save_last_checkpoint(trainer, candidates)
         self.waiting_step = None
 
     def load_state_dict(self, state_dict: dict) -> None:

@@ -225,17 +225,30 @@ def test_a_run_saving_last_ckpt_every_few_steps_continues_from_within_an_epoch(r
     assert len(rows(tmp_path)) == len(rows(reference))
 
 
+EVERY_6_STEPS = (*RUN, "+callbacks.last_checkpoint.every_n_train_steps=6", "callbacks.model_checkpoint=null")
+EVERY_10_STEPS = (*RUN, "+callbacks.last_checkpoint.every_n_train_steps=10")
+STOPPED_EARLY = ("trainer.max_epochs=6", "seed=5", "+trainer.val_check_interval=0.5",
+                 "callbacks.early_stopping.patience=0", "+callbacks.last_checkpoint.every_n_train_steps=9", *QUIET)
+
+
 @pytest.mark.slow
-def test_a_save_every_few_steps_that_falls_on_an_epochs_last_batch_waits_for_its_end(tmp_path):
-    """Every 6 steps of 18-batch epochs: last.ckpt was saved at the end of each epoch's last batch, and Lightning,
-    which saves once a step, skipped the epoch-end save. Continued from it, the run went past that epoch's
-    validation and end: their rows and learning rates were missing. (Without a best checkpoint: one saved at that
-    epoch's end would be continued from instead.)"""
-    run = (*RUN, "+callbacks.last_checkpoint.every_n_train_steps=6", "callbacks.model_checkpoint=null")
+@pytest.mark.parametrize(("run", "stop"), [
+    (EVERY_6_STEPS, ("+callbacks.killer._target_=tests.kill_callback.KillAtEpochStart", "+callbacks.killer.epoch=2")),
+    ((*EVERY_10_STEPS, "callbacks.model_checkpoint=null"), KILLED_AFTER_ITS_TEST),
+    ((*EVERY_10_STEPS, "+trainer.max_steps=40"), KILLED_AFTER_ITS_TEST),
+    (STOPPED_EARLY, KILLED_AFTER_ITS_TEST),
+], ids=["on-an-epochs-last-batch", "saving-at-steps-only", "on-the-step-max-steps-ends", "at-early-stopping"])
+def test_a_save_every_few_steps_waits_for_its_batchs_validation_and_epoch_end(tmp_path, run, stop):
+    """last.ckpt every n steps, of 18-batch epochs. A save that fell on an epoch's last batch (every 6 steps; the one
+    max_steps=40 ends the run in; the one early stopping ends the run after, in the middle of an epoch) was taken at
+    the batch's end, and Lightning, which saves once a step, then skipped the epoch's own last.ckpt: continued, the
+    run went past that epoch's validation and end (rows, learning rates and training metrics missing, one epoch fewer
+    reported). Saving every 10 steps, Lightning saved at steps only, so a finished run's last.ckpt was from the middle
+    of its last epoch. (Without a best checkpoint where one saved at that epoch's end would be continued from.)"""
     reference, killed = uninterrupted(tmp_path / "reference", run), tmp_path / "killed"
-    continued(killed, "+callbacks.killer._target_=tests.kill_callback.KillAtEpochStart", "+callbacks.killer.epoch=2",
-              run=run)
+    continued(killed, *stop, run=run)
     assert results(killed)["metrics"] == results(reference)["metrics"]
+    assert results(killed)["epochs_completed"] == results(reference)["epochs_completed"]
     assert rows(killed) == rows(reference)
 
 
@@ -294,3 +307,14 @@ def test_a_run_with_max_steps_continues_as_one_without(reference, tmp_path, stop
     continued(tmp_path, *stop, run=(*RUN, "+trainer.max_steps=54"))  # RUN's 3 epochs of 18 batches
     assert results(tmp_path)["metrics"] == results(reference)["metrics"]
     assert rows(tmp_path) == rows(reference)
+
+
+@pytest.mark.slow
+def test_a_run_given_a_larger_max_steps_goes_on_within_the_epoch_that_max_steps_cut_short(tmp_path):
+    """As Lightning continues it; only an epoch that ran to its last batch is continued at the next epoch."""
+    run = ("seed=5", "trainer.max_epochs=-1", *QUIET)
+    uninterrupted(tmp_path, (*run, "+trainer.max_steps=40"))  # 2 epochs of 18 batches, and 4 of the third
+    longer = run_cli("train.py", *run, "+trainer.max_steps=60", f"hydra.run.dir={tmp_path}", "ckpt_path=auto")
+    assert longer.returncode == 0, longer.stderr[-3000:]
+    validated = [(row["epoch"], row["step"]) for row in rows(tmp_path) if row["val/acc"]]
+    assert validated == [("0", "17"), ("1", "35"), ("2", "53")]  # the third epoch ended after its other 14 batches

@@ -184,9 +184,9 @@ def test_a_run_killed_after_fit_keeps_its_training_metrics_when_continued(make_c
 
 def test_a_continuation_from_within_a_gradient_accumulation_is_told_that_it_lacks_those_gradients():
     def saved(batches: int, at_the_epochs_end: bool = False) -> dict:
-        epoch = {"processed": 2 + at_the_epochs_end, "completed": 2}
-        return {"global_step": 40, "loops": {"fit_loop": {"epoch_progress": {"current": epoch}, "state_dict": {
-            "combined_loader": [{"epoch": 2, "batches": batches}]}}}}
+        return {"global_step": 40, "loops": {"fit_loop": {
+            "epoch_loop.batch_progress": {"is_last_batch": at_the_epochs_end},
+            "state_dict": {"combined_loader": [{"epoch": 2, "batches": batches}]}}}}
 
     assert within_an_accumulation("x.ckpt", saved(9), 2) == (
         "ckpt_path x.ckpt was saved after batch 9 of its epoch, within an accumulation of "
