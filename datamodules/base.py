@@ -174,22 +174,24 @@ class TrainingLoader(DataLoader):
       passed over are made and dropped: indexing tensors in memory, no training.
     """
 
+    served: dict | None = None  # {"epoch", "batches"} of the epoch being served
+    resume_at: dict | None = None  # the same, loaded from a checkpoint, until the next epoch starts
+
     def __iter__(self):  # a generator: nothing is drawn before the first batch
         epoch = next((sampler.epoch for sampler in (getattr(self.batch_sampler, "sampler", None), self.sampler)
                       if hasattr(sampler, "epoch")), 0)
-        resume = getattr(self, "_resume_at", None)
-        passed_over = resume["batches"] if resume and resume["epoch"] == epoch else 0
-        self._resume_at, self._served = None, {"epoch": epoch, "batches": 0}
+        passed_over = self.resume_at["batches"] if self.resume_at and self.resume_at["epoch"] == epoch else 0
+        self.resume_at, self.served = None, {"epoch": epoch, "batches": 0}
         for batch in super().__iter__():
-            self._served["batches"] += 1
-            if self._served["batches"] > passed_over:
+            self.served["batches"] += 1
+            if self.served["batches"] > passed_over:
                 yield batch
 
     def state_dict(self) -> dict:
-        return dict(getattr(self, "_served", None) or getattr(self, "_resume_at", None) or {})
+        return dict(self.served or self.resume_at or {})
 
     def load_state_dict(self, state: dict) -> None:
-        self._resume_at = dict(state) or None
+        self.resume_at = dict(state) or None
 
 
 def seeded_split(num_items: int, val_fraction: float, seed: int,

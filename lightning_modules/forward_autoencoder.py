@@ -132,6 +132,10 @@ class ForwardAutoencoderModule(L.LightningModule):
                                f"(trainer.max_epochs={self.trainer.max_epochs} asks for more; one is all it takes).")
                 self.trainer.should_stop = True
 
+    def on_train_start(self) -> None:
+        if self.global_step > 0:  # continued after its solve (killed while testing): a stopped run stays stopped
+            self.trainer.should_stop = True
+
     def validation_set(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The whole validation split on the module's device, through the datamodule's per-batch transform."""
         datamodule = self.trainer.datamodule

@@ -118,10 +118,12 @@ KILLED_AFTER_ITS_TEST = ("+callbacks.killer._target_=tests.kill_callback.KillAtT
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("run", [REAE, SCHEDULED], ids=["reae", "validation-every-2-epochs"])
+@pytest.mark.parametrize("run", [REAE, (*REAE, "trainer.max_epochs=3"), SCHEDULED],
+                         ids=["reae", "reae-asked-for-more-epochs", "validation-every-2-epochs"])
 def test_a_run_killed_after_its_test_continues_to_the_uninterrupted_results_and_rows(tmp_path, run):
     """REAE's solve steps its optimizer once, so its global step is not metrics.csv's step: its validation row was set
-    aside with the test row and never logged again. With validation every second epoch, last.ckpt was saved after
+    aside with the test row and never logged again. Given more epochs, REAE stops itself after its solve; continued,
+    it solved again in a second epoch. With validation every second epoch, last.ckpt was saved after
     the validation, before the epoch's training metrics: the continuation reported none."""
     reference, killed = uninterrupted(tmp_path / "reference", run), tmp_path / "killed"
     continued(killed, *KILLED_AFTER_ITS_TEST, run=run)
