@@ -50,6 +50,7 @@ def test_the_training_loader_continues_an_epoch_after_the_batches_its_state_coun
     assert indices(next(served) for _ in range(3)) == expected[:3]
     assert stopped.state_dict() == {"epoch": 2, "batches": 3}
     continued, rest = loader_in_epoch(2, stopped.state_dict())
+    assert continued.state_dict() == {"epoch": 2, "batches": 3}  # loaded, not yet served: a save now keeps the place
     assert indices(rest) == expected[3:]
     assert continued.state_dict() == {"epoch": 2, "batches": len(expected)}
     _, next_epoch = loader_in_epoch(3, continued.state_dict())  # an epoch's state does not shorten the next

@@ -6,7 +6,9 @@ import signal
 from pathlib import Path
 
 import pytest
+import torch
 
+from framework.checkpoints import CSV_ROWS_LOGGED, set_aside_checkpoints_saved_after, set_aside_rows_logged_after
 from framework.results import read_results
 from tests.conftest import run_cli
 
@@ -320,3 +322,34 @@ def test_a_run_given_a_larger_max_steps_goes_on_within_the_epoch_that_max_steps_
     assert longer.returncode == 0, longer.stderr[-3000:]
     validated = [(row["epoch"], row["step"]) for row in rows(tmp_path) if row["val/acc"]]
     assert validated == [("0", "17"), ("1", "35"), ("2", "53")]  # the third epoch ended after its other 14 batches
+
+
+def saved_within_an_epoch(step: int, rows_logged: int) -> dict:
+    """A checkpoint as Lightning saves it after a validation within an epoch (the epoch processed as far as completed),
+    with the CSV logger's row count."""
+    return {"global_step": step, CSV_ROWS_LOGGED: rows_logged, "loops": {"fit_loop": {
+        "epoch_progress": {"current": {"processed": 2, "completed": 2}},
+        "epoch_loop.state_dict": {"_batches_that_stepped": step}}}}
+
+
+def test_checkpoints_saved_at_the_step_continued_from_are_set_aside_only_when_saved_after_it(tmp_path):
+    """At one global step a checkpoint at a batch's end is saved before the batch's validation, and a best one after
+    it; the validation's row tells them apart."""
+    for name, step, rows_logged in (("before.ckpt", 40, 9), ("continued.ckpt", 45, 7), ("same_step_later.ckpt", 45, 8)):
+        torch.save(saved_within_an_epoch(step, rows_logged), tmp_path / name)
+    set_aside_checkpoints_saved_after(tmp_path, saved_within_an_epoch(45, 7))
+    assert sorted(path.name for path in tmp_path.glob("*.ckpt")) == ["before.ckpt", "continued.ckpt"]
+    assert [path.name for path in (tmp_path / "superseded-1").iterdir()] == ["same_step_later.ckpt"]
+
+
+def test_rows_logged_before_the_checkpoint_stay_whatever_their_step(tmp_path):
+    """Rows are set aside when logged after the save (by the logger's count) and at the step the continued run logs
+    from (one after a checkpoint saved within a batch) or later."""
+    (tmp_path / "csv").mkdir()
+    logged = [["0", "17", "0.1"], ["0", "44", "0.5"], ["", "45", "0.02"], ["0", "45", "0.6"], ["1", "44", "0.7"]]
+    with open(tmp_path / "csv" / "metrics.csv", "w", newline="") as handle:
+        csv.writer(handle).writerows([["epoch", "step", "value"], *logged])
+    set_aside_rows_logged_after(tmp_path, saved_within_an_epoch(44, 3))  # the continued run logs from step 45
+    read = lambda name: list(csv.reader(open(tmp_path / "csv" / name, newline="")))[1:]
+    assert read("metrics.csv") == [*logged[:3], logged[4]]  # the third, at 45, was logged before the save
+    assert read("metrics.superseded-1.csv") == [logged[3]]

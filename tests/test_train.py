@@ -198,6 +198,17 @@ def test_a_continuation_from_within_a_gradient_accumulation_is_told_that_it_lack
     assert within_an_accumulation("x.ckpt", {"global_step": 0}, 2) is None  # no loader state: nothing to say
 
 
+def test_a_checkpoint_callback_saving_every_n_steps_saves_at_those_steps_only(make_cfg):
+    """Only one set to save at the training epoch's end (as last.ckpt's) saves there as well."""
+    every_5_steps = ("+callbacks.steps._target_=framework.checkpoints.RunModelCheckpoint",
+                     "+callbacks.steps.dirpath=${paths.output_dir}/steps", "+callbacks.steps.every_n_train_steps=5",
+                     "+callbacks.steps.save_top_k=-1", '+callbacks.steps.filename="step_{step:03d}"',
+                     "+callbacks.steps.auto_insert_metric_name=false")
+    finished = train(make_cfg("logger=none", "trainer.max_epochs=3", *every_5_steps))  # 3 epochs of 18 batches
+    assert sorted(path.name for path in (Path(finished["output_dir"]) / "steps").iterdir()) == \
+        [f"step_{step:03d}.ckpt" for step in range(5, 54, 5)]
+
+
 def _received(rank: int, callbacks: list) -> None:
     """What a ddp_spawn process does with the callbacks it is sent: unpickle them (the work is done by then)."""
 
