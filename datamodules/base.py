@@ -168,24 +168,39 @@ class TrainingLoader(DataLoader):
     * It draws an epoch's batches at that epoch's first batch. A loader with workers draws indices as soon as it is
       iterated, and Lightning iterates it before ``set_epoch`` when it continues a run: the continued epoch was served
       epoch 0's order.
-    * Its state (Lightning keeps it in the checkpoint) is the epoch and the number of batches served in it. Loaded, the
-      loader passes over that many batches of that epoch, so a run continued from a checkpoint saved within an epoch
-      goes on with the batches after it. Lightning otherwise serves the epoch again from its first batch. The batches
-      passed over are made and dropped: indexing tensors in memory, no training.
+    * Its state (Lightning keeps it in the checkpoint) is the epoch, the number of batches served in it and their
+      size. Loaded, the loader passes over that many samples of that epoch, so a run continued from a checkpoint saved
+      within an epoch goes on with the batches after it. Lightning otherwise serves the epoch again from its first
+      batch. The batches passed over are made and dropped: indexing tensors in memory, no training. Continued with
+      another batch size, it passes over whole batches of the new size: where the samples served are not a multiple
+      of it, the last of them are served again, and a warning says how many.
     """
 
-    served: dict | None = None  # {"epoch", "batches"} of the epoch being served
+    served: dict | None = None  # {"epoch", "batches", "batch_size"} of the epoch being served
     resume_at: dict | None = None  # the same, loaded from a checkpoint, until the next epoch starts
 
     def __iter__(self):  # a generator: nothing is drawn before the first batch
         epoch = next((sampler.epoch for sampler in (getattr(self.batch_sampler, "sampler", None), self.sampler)
                       if hasattr(sampler, "epoch")), 0)
-        passed_over = self.resume_at["batches"] if self.resume_at and self.resume_at["epoch"] == epoch else 0
-        self.resume_at, self.served = None, {"epoch": epoch, "batches": 0}
+        size = self.batch_size or self.batch_sampler.batch_size
+        passed_over = self.batches_served_before(epoch, size)
+        self.resume_at, self.served = None, {"epoch": epoch, "batches": 0, "batch_size": size}
         for batch in super().__iter__():
             self.served["batches"] += 1
             if self.served["batches"] > passed_over:
                 yield batch
+
+    def batches_served_before(self, epoch: int, size: int) -> int:
+        """How many batches of ``size`` of ``epoch`` the loaded state says were served."""
+        if not self.resume_at or self.resume_at["epoch"] != epoch:
+            return 0
+        samples = self.resume_at["batches"] * self.resume_at.get("batch_size", size)
+        batches, again = divmod(samples, size)
+        if again:
+            log.warning(f"The checkpoint was saved after {samples} samples of epoch {epoch} (in batches of "
+                        f"{self.resume_at['batch_size']}); continued in batches of {size}, the epoch goes on after "
+                        f"{samples - again} of them, so {again} samples are trained on again.")
+        return batches
 
     def state_dict(self) -> dict:
         return dict(self.served or self.resume_at or {})

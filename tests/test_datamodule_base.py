@@ -48,13 +48,34 @@ def test_the_training_loader_continues_an_epoch_after_the_batches_its_state_coun
     expected = indices(uninterrupted)
     stopped, served = loader_in_epoch(2)
     assert indices(next(served) for _ in range(3)) == expected[:3]
-    assert stopped.state_dict() == {"epoch": 2, "batches": 3}
+    assert stopped.state_dict() == {"epoch": 2, "batches": 3, "batch_size": 100}
     continued, rest = loader_in_epoch(2, stopped.state_dict())
-    assert continued.state_dict() == {"epoch": 2, "batches": 3}  # loaded, not yet served: a save now keeps the place
+    assert continued.state_dict() == {"epoch": 2, "batches": 3, "batch_size": 100}  # loaded, not yet served: kept
     assert indices(rest) == expected[3:]
-    assert continued.state_dict() == {"epoch": 2, "batches": len(expected)}
+    assert continued.state_dict() == {"epoch": 2, "batches": len(expected), "batch_size": 100}
     _, next_epoch = loader_in_epoch(3, continued.state_dict())  # an epoch's state does not shorten the next
     assert len(indices(next_epoch)) == len(expected) and indices(next_epoch) != expected
+
+
+@pytest.mark.parametrize("batch_size, trained_again", [(50, 0), (200, 100), (100, 0)])
+def test_a_loader_continued_with_another_batch_size_passes_over_the_samples_served(batch_size, trained_again, caplog):
+    """The loader passed over as many batches of the new size as the checkpoint's run had served of the old: after
+    three batches of 100, batches of 50 served samples 150-299 again, and batches of 200 left samples 300-599 out.
+    Now it passes over whole batches of the new size, never past the samples served, and says what it serves again."""
+    module = DigitsDataModule(batch_size=100)
+    module.setup("fit")
+    module.datasets["train"].return_index = True
+    order = torch.cat([index for *_, index in module.train_dataloader()]).tolist()
+    stopped = iter(served := module.train_dataloader())
+    for _ in range(3):
+        next(stopped)
+    module.batch_size = batch_size
+    continued = module.train_dataloader()
+    continued.load_state_dict(served.state_dict())
+    rest = torch.cat([index for *_, index in continued]).tolist()
+    assert rest == order[300 - trained_again:]
+    assert all(len(index) == batch_size for *_, index in list(module.train_dataloader())[:-1])
+    assert (f"so {trained_again} samples are trained on again" in caplog.text) == (trained_again > 0)
 
 
 def test_digits_are_uint8_32x32_with_a_held_out_test_split():
