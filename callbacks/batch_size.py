@@ -16,6 +16,7 @@ from __future__ import annotations
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
+from framework.checkpoints import saved_at_an_epochs_end
 from framework.errors import ConfigError
 
 
@@ -40,14 +41,14 @@ class BatchSizeSchedule(Callback):
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         self.initial = self.initial or trainer.datamodule.batch_size
-        # End-of-epoch checkpoints resume at the next epoch.
-        trainer.datamodule.batch_size = self.size_at(checkpoint["epoch"] + 1)
+        # A checkpoint saved at an epoch's end continues with the next epoch, one saved within it with the rest of it.
+        trainer.datamodule.batch_size = self.size_at(checkpoint["epoch"] + saved_at_an_epochs_end(checkpoint))
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         expected, actual = self.size_at(trainer.current_epoch), trainer.train_dataloader.batch_sampler.batch_size
         if actual != expected:
             raise RuntimeError(f"BatchSizeSchedule: epoch {trainer.current_epoch} loads batches of {actual}, "
-                               f"expected {expected} (resumed from a mid-epoch checkpoint?).")
+                               f"expected {expected}.")
         pl_module.log("batch_size", float(expected), on_step=False, on_epoch=True)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

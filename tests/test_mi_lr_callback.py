@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import shutil
 from pathlib import Path
 
 import lightning as L
@@ -172,23 +173,28 @@ def test_mismatched_groups_and_schedulers_are_refused(tmp_path):
 
 def test_batch_size_schedule_applies_and_survives_resume(tmp_path):
     class Record(L.Callback):
-        sizes: list[int] = []
+        sizes: dict[int, int] = {}  # epoch: the size of its batches (Lightning starts no epoch it continues)
 
-        def on_train_epoch_start(self, trainer, pl_module):
-            self.sizes.append(trainer.train_dataloader.batch_sampler.batch_size)
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            self.sizes[trainer.current_epoch] = len(batch[1])
 
     def fit(root, max_epochs, ckpt_path=None):
         checkpoint = L.pytorch.callbacks.ModelCheckpoint(dirpath=root, save_last=True)
-        callbacks = [BatchSizeSchedule({2: 50}), Record(), checkpoint]
+        within_epoch_1 = L.pytorch.callbacks.ModelCheckpoint(dirpath=root, filename="step_4", every_n_train_steps=4)
+        callbacks = [BatchSizeSchedule({2: 50}), Record(), checkpoint, within_epoch_1]
         trainer = make_trainer(root, callbacks, max_epochs, reload_dataloaders_every_n_epochs=1)
         trainer.fit(make_model(), DigitsDataModule(batch_size=20), ckpt_path=ckpt_path)
 
     fit(tmp_path / "a", 4)
-    assert Record.sizes == [20, 20, 50, 50]
-    Record.sizes = []
+    assert Record.sizes == {0: 20, 1: 20, 2: 50, 3: 50}
+    Record.sizes = {}
     fit(tmp_path / "b", 2)
+    shutil.copy(tmp_path / "b" / "step_4.ckpt", tmp_path / "within_epoch_1.ckpt")
     fit(tmp_path / "b", 4, ckpt_path=str(tmp_path / "b" / "last.ckpt"))
-    assert Record.sizes == [20, 20, 50, 50]
+    assert Record.sizes == {0: 20, 1: 20, 2: 50, 3: 50}
+    Record.sizes = {}  # continued within epoch 1 (3 batches an epoch), it trained the rest of it with epoch 2's size
+    fit(tmp_path / "c", 4, ckpt_path=str(tmp_path / "within_epoch_1.ckpt"))
+    assert Record.sizes == {1: 20, 2: 50, 3: 50}
 
 
 def scripted(monkeypatch, ihyll: list[float], ixy: float = 2.0) -> None:
