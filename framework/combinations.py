@@ -14,14 +14,21 @@ them fit:
 from __future__ import annotations
 
 import math
+import multiprocessing
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import lightning as L
 import torch
+from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.strategies.launchers.multiprocessing import _MultiProcessingLauncher
+from lightning.pytorch.strategies.launchers.multiprocessing import (
+    _disable_module_memory_sharing,
+    _GlobalStateSnapshot,
+    _MultiProcessingLauncher,
+)
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.multiprocessing import ProcessRaisedException
@@ -292,14 +299,37 @@ class RefusalsInWorkers(_MultiProcessingLauncher):
     inside ``data_the_network_takes``. Its refusals need the worker's own traceback and first batch, while the parent
     gets only the traceback's text; the parent then raises the worker's sentence again (``worker_user_error``).
 
+    Workers started from a forkserver (``start_method: forkserver``, trainer=ddp_sim's) are forked from a process that
+    imported torch, Lightning and train.py once, where spawned ones import them each (about 7 s a worker, at each fit,
+    validate and test). Such a worker gets from here what a spawned one has: the parent's environment (the seed's
+    PL_GLOBAL_SEED, ...), working directory, deterministic flags and random states at this launch (the forkserver keeps
+    those of the first), and on the CPU a copy of the module of its own (Lightning's launcher gives one to spawned
+    workers only: forked ones shared one, and each rank's step moved it).
+
         refusals_in_workers(trainer, cfg)   # after the Trainer is built; other strategies are left as they are
     """
+
+    parent: tuple[dict, str, _GlobalStateSnapshot] | None = None
 
     def __init__(self, launcher: _MultiProcessingLauncher, cfg: DictConfig):
         self.__dict__.update(vars(launcher))
         self.cfg = cfg
 
+    def launch(self, function, *args, trainer: L.Trainer | None = None, **kwargs):
+        if self._start_method == "forkserver":
+            multiprocessing.set_forkserver_preload(["torch", "lightning", "train"])  # for the forkserver's first start
+            self.parent = dict(os.environ), os.getcwd(), _GlobalStateSnapshot.capture()
+        return super().launch(function, *args, trainer=trainer, **kwargs)
+
     def _wrapping_function(self, process_idx, trainer, function, args, kwargs, *queue_and_states) -> None:
+        if self.parent is not None:
+            environment, working_directory, global_states = self.parent
+            os.environ.clear()
+            os.environ.update(environment)
+            os.chdir(working_directory)
+            global_states.restore()
+            if isinstance(self._strategy.accelerator, CPUAccelerator):
+                args, kwargs = _disable_module_memory_sharing((args, kwargs))
         watch = next(callback for callback in trainer.callbacks if isinstance(callback, FirstBatchWatch))
         datamodule = kwargs.get("datamodule") or next(
             (arg for arg in args if isinstance(arg, L.LightningDataModule)), None)

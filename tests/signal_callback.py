@@ -30,12 +30,12 @@ class SignalAtJobStart(HydraCallback):
 
 
 class SignalParentAtEpochStart(Callback):
-    """In a spawned rank (trainer=ddp_sim): the signal to the process that started the ranks, as a scheduler's stop
-    of the job's main process."""
+    """In a rank of trainer=ddp_sim: the signal to the job's main process, which started the ranks (made there, the
+    callback is sent to the ranks), as a scheduler's stop of it."""
 
     def __init__(self, epoch: int):
-        self.epoch = epoch
+        self.epoch, self.main_process = epoch, os.getpid()
 
     def on_train_epoch_start(self, trainer, pl_module):
         if trainer.current_epoch == self.epoch and trainer.global_rank == 0:
-            os.kill(os.getppid(), signal.SIGTERM)
+            os.kill(self.main_process, signal.SIGTERM)

@@ -1,8 +1,10 @@
 """In-process training through train.train(cfg) on the real configs."""
 
+import os
 import re
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 
@@ -198,15 +200,29 @@ def test_a_continuation_from_within_a_gradient_accumulation_is_told_that_it_lack
     assert within_an_accumulation("x.ckpt", {"global_step": 0}, 2) is None  # no loader state: nothing to say
 
 
-def test_a_checkpoint_callback_saving_every_n_steps_saves_at_those_steps_only(make_cfg):
-    """Only one set to save at the training epoch's end (as last.ckpt's) saves there as well."""
-    every_5_steps = ("+callbacks.steps._target_=framework.checkpoints.RunModelCheckpoint",
-                     "+callbacks.steps.dirpath=${paths.output_dir}/steps", "+callbacks.steps.every_n_train_steps=5",
-                     "+callbacks.steps.save_top_k=-1", '+callbacks.steps.filename="step_{step:03d}"',
-                     "+callbacks.steps.auto_insert_metric_name=false")
-    finished = train(make_cfg("logger=none", "trainer.max_epochs=3", *every_5_steps))  # 3 epochs of 18 batches
-    assert sorted(path.name for path in (Path(finished["output_dir"]) / "steps").iterdir()) == \
-        [f"step_{step:03d}.ckpt" for step in range(5, 54, 5)]
+SAVES_AT_STEPS = ("+callbacks.steps._target_=framework.checkpoints.RunModelCheckpoint",
+                  "+callbacks.steps.dirpath=${paths.output_dir}/steps", "+callbacks.steps.save_top_k=-1",
+                  '+callbacks.steps.filename="step_{step:03d}"', "+callbacks.steps.auto_insert_metric_name=false",
+                  "logger=none")
+
+
+@pytest.mark.parametrize("options, saved", [
+    (("+callbacks.steps.every_n_train_steps=5", "trainer.max_epochs=3"), range(5, 54, 5)),
+    (("+callbacks.steps.every_n_train_steps=9", "+callbacks.steps.save_last=true", "+trainer.val_check_interval=0.5",
+      "+trainer.max_steps=10"), [9, "last"]),
+    (("+callbacks.steps.every_n_train_steps=18", "+callbacks.steps.monitor=val/acc", "+callbacks.steps.mode=max",
+      "trainer.max_epochs=2", "trainer.check_val_every_n_epoch=2", "+trainer.val_check_interval=9"), [27, 36]),
+], ids=["at-those-steps-only", "waiting-for-validation-with-save-last", "monitored-before-the-first-validation"])
+def test_a_checkpoint_callback_saving_every_n_steps_saves_at_those_steps_only(make_cfg, options, saved):
+    """Epochs of 18 batches. Only one set to save at the training epoch's end (as last.ckpt's) saves there as well. A
+    save that waits for its batch's validation writes last.ckpt too. One whose metric no validation has logged yet
+    saves at the next validation, as Lightning's own does (step 18's at step 27)."""
+    finished = train(make_cfg(*SAVES_AT_STEPS, *options))
+    steps = {path.name: torch.load(path, weights_only=False)["global_step"]
+             for path in (Path(finished["output_dir"]) / "steps").iterdir()}
+    numbered = [step for step in saved if step != "last"]
+    assert steps == {**{f"step_{step:03d}.ckpt": step for step in numbered},
+                     **({"last.ckpt": numbered[-1]} if "last" in saved else {})}
 
 
 def _received(rank: int, callbacks: list) -> None:
@@ -214,8 +230,9 @@ def _received(rank: int, callbacks: list) -> None:
 
 
 def test_every_callback_can_be_sent_to_ddp_spawn_processes(make_cfg):
-    """trainer=ddp_sim (ddp_spawn) pickles the callbacks into its processes; torch cannot send some objects there
-    (a torch.Generator in a callback's __init__ failed with "unable to resize file")."""
+    """trainer=ddp_sim pickles the callbacks into its processes (forked from a forkserver; spawned, with
+    trainer.strategy=ddp_spawn); torch cannot send some objects there (a torch.Generator in a callback's __init__
+    failed with "unable to resize file")."""
     import torch.multiprocessing
 
     from train import instantiate_group
@@ -224,7 +241,51 @@ def test_every_callback_can_be_sent_to_ddp_spawn_processes(make_cfg):
     callbacks = [callback for option in [*options, "experiment=szegedy_fc100_adversarial"]  # its callback is inline
                  for callback in instantiate_group(make_cfg(option), "callbacks").values()]
     assert "AdversarialTraining" in {type(callback).__name__ for callback in callbacks}
-    torch.multiprocessing.start_processes(_received, args=(callbacks,), nprocs=1, start_method="spawn")
+    torch.multiprocessing.start_processes(_received, args=(callbacks,), nprocs=1, start_method="forkserver")
+
+
+class OneStepToThree(L.LightningModule):
+    """Loss (w - 3)², whatever the batch: one SGD step of 0.1 from w = 1 makes w = 1.4 on every rank. It notes where
+    its rank 0 ran, and with which PL_GLOBAL_SEED, in ``noted``."""
+
+    def __init__(self, noted: str):
+        super().__init__()
+        self.w, self.noted = torch.nn.Parameter(torch.tensor([1.0])), noted
+
+    def training_step(self, batch, batch_idx):
+        if self.global_rank == 0:
+            Path(self.noted).write_text(f"{os.environ.get('PL_GLOBAL_SEED')} {os.getcwd()}")
+        return (self.w - 3).pow(2).sum() + 0 * batch[0].sum()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    def train_dataloader(self):
+        return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.zeros(4, 1)), batch_size=1)
+
+
+@pytest.mark.slow
+def test_ddp_workers_from_a_forkserver_have_the_parents_state_at_each_launch_and_a_module_of_their_own(
+        make_cfg, tmp_path, monkeypatch):
+    """trainer=ddp_sim forks its workers from a forkserver, which keeps the environment and working directory of the
+    launch that started it: the next job of an in-process sweep ran with the first job's seed. Both ranks also
+    stepped one shared module (w = 1.8 after one step)."""
+    from lightning.pytorch.strategies import DDPStrategy
+
+    from framework.combinations import FirstBatchWatch, refusals_in_workers
+
+    for seed in (1, 2):
+        (tmp_path / str(seed)).mkdir()
+        monkeypatch.chdir(tmp_path / str(seed))
+        monkeypatch.setenv("PL_GLOBAL_SEED", str(seed))
+        trainer = L.Trainer(strategy=DDPStrategy(start_method="forkserver"), accelerator="cpu", devices=2,
+                            max_steps=1, callbacks=[FirstBatchWatch()], logger=False, enable_checkpointing=False,
+                            enable_progress_bar=False, enable_model_summary=False)
+        refusals_in_workers(trainer, make_cfg())
+        model = OneStepToThree(str(tmp_path / "noted"))
+        trainer.fit(model)
+        assert model.w.item() == pytest.approx(1.4)
+        assert (tmp_path / "noted").read_text() == f"{seed} {tmp_path / str(seed)}"
 
 
 def test_last_checkpoint_holds_the_last_epoch_when_the_metric_stopped_improving(make_cfg):
