@@ -8,7 +8,7 @@ Each row is the command line of an entry point (plus, for a dataset format, a fu
 the dataset into a fresh data directory and breaks one of its files) and the text the message must
 name. Most rows run in this process through the same path as ``python train.py ...`` (the script run as
 ``__main__`` on ``sys.argv``: Hydra's command line, our handler, the exit code);
-``SUBPROCESS_ROWS`` run in fresh interpreters, all at once, where the process boundary matters.
+``SUBPROCESS_ROWS`` run in processes of their own (``run_cli``), where the process boundary matters.
 Every row checks: exit code 2, the expected text, no "Traceback", no results.json.
 """
 
@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 import re
 import runpy
-import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -756,7 +754,7 @@ def test_hydra_debugging_output_stays_available(run_in_process, monkeypatch, tmp
         run_in_process("train.py", ["model=lenet6"], tmp_path, whole_script=True)
 
 
-# ---- in fresh interpreters, all at once: Lightning's refusal, a file on disk, evaluate.py -----------------
+# ---- in processes of their own: Lightning's refusal, a file on disk, evaluate.py ---------------------------
 # (Hydra's own refusal in a fresh interpreter: tests/test_validate.py::test_unknown_model_name_lists_the_available_ones)
 SUBPROCESS_ROWS = {
     "lightning-devices": (["train.py", "trainer.devices=0"], None, ("'trainer.devices' is 0",)),
@@ -773,8 +771,7 @@ SUBPROCESS_ROWS = {
 
 @pytest.fixture(scope="module")
 def subprocess_results(tmp_path_factory, data_root):
-    """Start every subprocess row at once (each is mostly interpreter start-up), then wait for all."""
-    started = {}
+    results = {}
     for name, (args, data, _) in SUBPROCESS_ROWS.items():
         folder = tmp_path_factory.mktemp(name)
         data_dir = data_root
@@ -783,17 +780,14 @@ def subprocess_results(tmp_path_factory, data_root):
             data_dir.mkdir()
             data(data_dir)
         args = [arg.replace("{tmp}", str(folder)) for arg in args]
-        command = [sys.executable, *args, f"paths.data_dir={data_dir}", f"hydra.run.dir={folder / 'run'}"]
-        process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                   env={**os.environ, "OMP_NUM_THREADS": "1"})
-        started[name] = (process, folder / "run")
-    return {name: (process.communicate(timeout=300)[0], process.returncode, run_dir)
-            for name, (process, run_dir) in started.items()}
+        done = run_cli(*args, f"paths.data_dir={data_dir}", f"hydra.run.dir={folder / 'run'}")
+        results[name] = (done.stdout + done.stderr, done.returncode, folder / "run")
+    return results
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", SUBPROCESS_ROWS)
-def test_a_wrong_input_in_a_fresh_interpreter_is_one_sentence_with_exit_code_2(subprocess_results, name):
+def test_a_wrong_input_in_a_process_of_its_own_is_one_sentence_with_exit_code_2(subprocess_results, name):
     output, code, run_dir = subprocess_results[name]
     check(code, output, SUBPROCESS_ROWS[name][2], run_dir)
     assert "[ERROR]" not in output, output[-3000:]  # the sentence alone: not also as a log line, nor Hydra's lines
