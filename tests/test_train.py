@@ -226,10 +226,10 @@ def test_a_checkpoint_callback_saving_every_n_steps_saves_at_those_steps_only(ma
 
 
 def _received(rank: int, callbacks: list) -> None:
-    """What a ddp_spawn process does with the callbacks it is sent: unpickle them (the work is done by then)."""
+    """What a ddp_sim process does with the callbacks it is sent: unpickle them (the work is done by then)."""
 
 
-def test_every_callback_can_be_sent_to_ddp_spawn_processes(make_cfg):
+def test_every_callback_can_be_sent_to_ddp_sim_processes(make_cfg):
     """trainer=ddp_sim pickles the callbacks into its processes (forked from a forkserver; spawned, with
     trainer.strategy=ddp_spawn); torch cannot send some objects there (a torch.Generator in a callback's __init__
     failed with "unable to resize file")."""
