@@ -300,11 +300,13 @@ class RefusalsInWorkers(_MultiProcessingLauncher):
     gets only the traceback's text; the parent then raises the worker's sentence again (``worker_user_error``).
 
     Workers started from a forkserver (``start_method: forkserver``, trainer=ddp_sim's) are forked from a process that
-    imported torch, Lightning and train.py once, where spawned ones import them each (about 7 s a worker, at each fit,
-    validate and test). Such a worker gets from here what a spawned one has: the parent's environment (the seed's
-    PL_GLOBAL_SEED, ...), working directory, deterministic flags and random states at this launch (the forkserver keeps
-    those of the first), and on the CPU a copy of the module of its own (Lightning's launcher gives one to spawned
-    workers only: forked ones shared one, and each rank's step moved it).
+    imported torch and Lightning once, where spawned ones import them each (about 7 s a worker, at each fit, validate
+    and test; our own modules take a tenth of a second after them, and are not preloaded: the forkserver would look
+    for them in the working directory first, whatever the parent's path). Such a worker gets from here what a
+    spawned one has: the parent's environment (the seed's PL_GLOBAL_SEED, ...), working directory, deterministic
+    flags and random states at this launch (the forkserver keeps those of the first), and on the CPU a copy of the
+    module of its own (Lightning's launcher gives one to spawned workers only: forked ones shared one, and each
+    rank's step moved it).
 
         refusals_in_workers(trainer, cfg)   # after the Trainer is built; other strategies are left as they are
     """
@@ -317,7 +319,7 @@ class RefusalsInWorkers(_MultiProcessingLauncher):
 
     def launch(self, function, *args, trainer: L.Trainer | None = None, **kwargs):
         if self._start_method == "forkserver":
-            multiprocessing.set_forkserver_preload(["torch", "lightning", "train"])  # for the forkserver's first start
+            multiprocessing.set_forkserver_preload(["torch", "lightning"])  # for the forkserver's first start
             self.parent = dict(os.environ), os.getcwd(), _GlobalStateSnapshot.capture()
         return super().launch(function, *args, trainer=trainer, **kwargs)
 
