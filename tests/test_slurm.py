@@ -358,6 +358,10 @@ def test_without_a_reachable_cluster_the_launcher_stops_with_one_sentence(monkey
         monkeypatch.setenv("SLURM_CONF", str(conf))
         with pytest.raises(ConfigError, match=r"^hydra/launcher=slurm cannot reach a SLURM controller \(.*connect"):
             query_partitions()
+        (tmp_path / "empty.conf").write_text("")  # sinfo's own lines start 'sinfo: ' here: one is kept, not two
+        monkeypatch.setenv("SLURM_CONF", str(tmp_path / "empty.conf"))
+        with pytest.raises(ConfigError, match=r"cannot reach a SLURM controller \(sinfo: fatal: Unable to process"):
+            query_partitions()
 
 
 def test_start_without_root_and_stop_without_a_cluster_stop_with_one_sentence(monkeypatch, capsys, tmp_path):

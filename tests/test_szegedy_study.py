@@ -154,7 +154,7 @@ def test_missing_runs_and_non_classifier_runs_are_one_sentence(tmp_path):
         study(tmp_path, run, "szegedy_table1")
 
 
-def test_runs_of_one_experiment_get_distinct_names_for_rows_and_figure_files(tmp_path):
+def test_runs_of_one_experiment_get_distinct_names_for_rows_and_figure_files(zoo, tmp_path):
     from omegaconf import OmegaConf
 
     from analysis.szegedy_study import Run, distinct_names
@@ -165,6 +165,9 @@ def test_runs_of_one_experiment_get_distinct_names_for_rows_and_figure_files(tmp
     runs = distinct_names([run("fc100", 1, "0"), run("fc100", 2, "1"), run("softmax1", 1, "2"),
                            run("fc200", 3, "3"), run("fc200", 3, "4")])
     assert [r.name for r in runs] == ["fc100-seed1", "fc100-seed2", "softmax1", "fc200-seed3-3", "fc200-seed3-4"]
+    for copy in ("a", "b"):  # the study's own loader names them apart too (tables and figure files)
+        shutil.copytree(zoo / "szegedy_fc100", tmp_path / "sweep" / copy)
+    assert [r.name for r in load_runs(str(tmp_path / "sweep"))] == ["fc100-seed42-a", "fc100-seed42-b"]
 
 
 def test_units_of_runs_without_a_hidden_layer_are_one_sentence(zoo, tmp_path):
