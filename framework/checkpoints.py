@@ -655,8 +655,7 @@ def loading_checkpoint(path: str | None) -> Iterator[None]:
                              r"Trainer\(max_epochs=(\d+)", str(error))
         if not restored:
             raise
-        # Lightning's current_epoch counts the epochs done: the checkpoint was saved in the one before
-        raise fewer_epochs_than_trained(path, int(restored[1]) - 1, int(restored[2])) from None
+        raise fewer_epochs_than_trained(path, int(restored[1]), int(restored[2])) from None  # the checkpoint's epoch
     except ValueError as error:
         if path != "hpc" or "no HPC checkpoint was found" not in str(error):
             raise

@@ -406,9 +406,10 @@ def test_a_continued_sweep_with_fewer_epochs_than_a_job_trained_stops_before_any
 
 
 def test_lightning_s_refusal_of_fewer_epochs_than_trained_names_the_epoch_the_checkpoint_was_saved_in():
-    """A checkpoint check_epochs_left does not see (Lightning's ``hpc``) is refused by Lightning once fit starts; its
-    current_epoch counts the epochs done, so the checkpoint was saved in the epoch before (counting from 0, as the
-    sentence of check_epochs_left says)."""
+    """A checkpoint check_epochs_left does not see (Lightning's ``hpc``) is refused by Lightning once fit starts; the
+    current_epoch it names is the restored one, before the fit loop counts a finished epoch as done: the checkpoint's
+    own epoch (counting from 0, as the sentence of check_epochs_left says; a real hpc checkpoint in
+    test_a_resume_that_changes_what_the_checkpoint_restores_is_one_sentence)."""
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
     from framework.checkpoints import loading_checkpoint
@@ -418,7 +419,7 @@ def test_lightning_s_refusal_of_fewer_epochs_than_trained_names_the_epoch_the_ch
         with loading_checkpoint("x.ckpt"):  # Lightning's words (its checkpoint_connector)
             raise MisconfigurationException("You restored a checkpoint with current_epoch=2, but you have set "
                                             "Trainer(max_epochs=1).")
-    assert str(refused.value) == ("Config key 'trainer.max_epochs' is 1, but ckpt_path x.ckpt was saved in epoch 1 "
+    assert str(refused.value) == ("Config key 'trainer.max_epochs' is 1, but ckpt_path x.ckpt was saved in epoch 2 "
                                   "(counting from 0); give a larger trainer.max_epochs to train on from it, or "
                                   "train=false to test its weights.")
 
@@ -541,6 +542,14 @@ def test_a_resume_that_changes_what_the_checkpoint_restores_is_one_sentence(make
         train(make_cfg(*resume, "trainer.max_epochs=4", "seed=2", "data.val_fraction=0.5"))  # a split mixed midway
     with pytest.raises(ConfigError, match=r"'trainer.max_epochs' is 1, but ckpt_path .*last.ckpt was saved in epoch 2"):
         train(make_cfg(*resume, "trainer.max_epochs=1"))
+    # Lightning's hpc checkpoint, which check_epochs_left does not see: Lightning refuses it once fit starts, and
+    # that refusal is the checkpoint's sentence, not trainer_refusals' general one
+    hpc = last.parent.parent / "hpc_ckpt_1.ckpt"
+    hpc.write_bytes(last.read_bytes())
+    with pytest.raises(ConfigError, match=r"^Config key 'trainer.max_epochs' is 1, but ckpt_path hpc was saved in "
+                                          r"epoch 2 \(counting from 0\)"):  # the epoch check_epochs_left names
+        train(make_cfg(*resume[:-1], "ckpt_path=hpc", "trainer.max_epochs=1"))
+    hpc.unlink()
     assert train(make_cfg(*resume, "trainer.max_epochs=4"))["epochs_completed"] == 4  # the same values train on
 
 
