@@ -1,5 +1,8 @@
 """evaluate.py's tasks on results.json files written the way train.py writes them."""
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -210,6 +213,19 @@ def test_command_line_errors_are_one_sentence_with_exit_2_and_help_lists_tasks(t
     # a docstring's first paragraph and a key's comment, whole where they go on for more than one line
     assert "then Table 4: adversarial test-set examples and Gaussian noise of stddev 0.06, then " in shown.stdout
     assert "where runs have them, else the runs' optimized_metric and its test/ twin" in shown.stdout
+
+
+def test_help_into_a_pipe_already_closed_ends_quietly():
+    """``python evaluate.py --help | true``: the reader is gone before the help is written; exit 0, no traceback.
+    A fresh interpreter: a forked one's stdout is not the one python opens for a pipe."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run([sys.executable, "evaluate.py", "--help"], cwd=ROOT, stdout=write,
+                              stderr=subprocess.PIPE, text=True, timeout=300)
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) == (0, "")
 
 
 def test_unknown_task_and_missing_runs_are_named(tmp_path):

@@ -45,7 +45,8 @@ def test_figure1_table_png_and_values_equal_the_estimator_on_balanced_draws(tmp_
     assert (tmp_path / "out" / "figure1.md").read_text().strip() == text
 
 
-def test_figure1_without_any_dataset_names_the_missing_file(tmp_path):
-    cfg = compose_config(["task=mi_sample_size", f"paths.data_dir={tmp_path}"], tmp_path / "run", "evaluate")
+@pytest.mark.parametrize("datasets", [[], ["mi_sample_size.datasets=mnist"]])  # one dataset typed without brackets
+def test_figure1_without_any_dataset_names_the_missing_file(tmp_path, datasets):
+    cfg = compose_config(["task=mi_sample_size", f"paths.data_dir={tmp_path}", *datasets], tmp_path / "run", "evaluate")
     with pytest.raises(DatasetMissingError, match="no dataset files for .*mnist.*train-images"):
         evaluate(cfg)
