@@ -133,6 +133,17 @@ def test_a_run_killed_after_its_test_continues_to_the_uninterrupted_results_and_
     assert rows(killed) == rows(reference)
 
 
+def test_a_checkpoints_logging_step_is_the_loggers_step_not_the_global_step():
+    """REAE's solve steps its optimizer once per epoch, so its global step is not metrics.csv's step. The test above
+    also passes with the global step: its rows are told apart by the CSV logger's row count in the checkpoint too;
+    the training row put back after a kill (EPOCH_END_ROW) takes its step from here alone."""
+    from framework.checkpoints import logging_step
+
+    reae = {"global_step": 1, "loops": {"fit_loop": {"epoch_loop.state_dict": {"_batches_that_stepped": 18}}}}
+    assert logging_step(reae) == 18
+    assert logging_step({"global_step": 7}) == 7  # a checkpoint without the loop's state
+
+
 @pytest.mark.slow
 def test_a_run_without_last_ckpt_continues_from_its_best_and_writes_none(tmp_path):
     """callbacks.last_checkpoint=null: ckpt_path=auto continues from the newest best checkpoint as it is; copying it to

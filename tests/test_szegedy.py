@@ -183,6 +183,15 @@ def test_bad_zoo_values_are_one_sentence_naming_the_key(make_cfg, override, key)
         validate(make_cfg("experiment=szegedy_fc100", override))
 
 
+def test_an_unknown_kind_is_one_sentence_from_the_constructor_too():
+    """The model.net.kind rule (framework/validate.py) sees only a SzegedyNet at model.net; the constructor's own
+    check names the key wherever the network is configured (a ConfigError, not a ValueError that is a bug)."""
+    from framework.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="Config key 'model.net.kind' is 'rnn', but it must be one of softmax"):
+        SzegedyNet(kind="rnn")
+
+
 def test_adversarial_training_resumed_after_one_epoch_ends_with_the_uninterrupted_weights(make_cfg, tmp_path):
     """The callback's pools, refresh count and random draws are in the checkpoint."""
     from train import train

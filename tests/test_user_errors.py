@@ -345,8 +345,9 @@ ROWS = [
     row("loss-network-unreadable", "model=perceptual_autoencoder", "model.loss_network.weights={tmp}/data/run.ckpt",
         data=unreadable_checkpoint, expect="which torch.load cannot read as weights"),
     row("probe-task", "callbacks=probe", expect="set callbacks.probe.task=classification"),
+    # the rule's sentence, before any work: the probe's own check in setup names 'class' too (probe-task)
     row("probe-task-value", "callbacks=probe", "callbacks.probe.task=class",
-        expect="'callbacks.probe.task' is 'class'"),
+        expect="'callbacks.probe.task' is 'class', but it must be 'regression' or 'classification'"),
     row("lunarlander-lenet5", *LUNARLANDER,
         expect=("the model expects 1 channel(s), the data has 3", "data.grayscale=true", "regression targets")),
     row("label-observation", *LUNARLANDER, "data.label_observation=during", expect="'data.label_observation'"),
@@ -394,6 +395,9 @@ ROWS = [
     row("net-lacks-argument", "~model.net", "+model.net._target_=torch.nn.Linear", "+model.net.in_features=1024",
         expect="Config key 'model.net' (Linear) lacks the required argument(s) 'out_features'; add them with "
                "+model.net.<name>=<value>."),
+    # check_kinds through train.py (test_a_network_or_dataset_where_... calls it directly)
+    row("model-is-a-network", "~model", "+model._target_=torch.nn.Flatten",
+        expect=("Config key 'model._target_' is Flatten, which is not a LightningModule", "put it under model.net")),
     row("train-on-test", "data=mnist", "+data.train_split=test", data=nothing,
         expect=("'data.train_split' is 'test', and the test stage reads test too", "choose another of train")),
     row("train-overlaps-test", "data=svhn", "data.train_split=train+extra", "data.test_split=train", data=nothing,
@@ -746,6 +750,36 @@ def test_a_user_error_in_one_job_of_a_sweep_lets_its_other_jobs_run(run_in_proce
                                     f"must be a number > 0.")
     assert not (sweep / "0" / "results.json").exists() and (sweep / "1" / "results.json").is_file()
     assert "Traceback" not in output
+
+
+def test_a_sweep_whose_jobs_lack_their_dataset_ends_with_the_sentence(run_in_process, tmp_path):
+    """DatasetMissingError is a FileNotFoundError too: the sweep's UserError branch comes before its OSError one,
+    so the sweep ends with the data sentence, not a traceback."""
+    sweep = tmp_path / "sweep"
+    code, output = run_in_process("train.py", ["-m", "seed=1,2", "data=mnist", "logger=none",
+                                               f"hydra.sweep.dir={sweep}", f"paths.data_dir={tmp_path / 'empty'}"],
+                                  tmp_path / "run", whole_script=True)
+    assert code == 2, output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+    assert re.search(rf"the first that stopped \({re.escape(str(sweep))}/0\) said:\nData error: MNISTDataModule: "
+                     rf"expected \S+/MNIST/raw/\S+ but it does not exist", output), output[-3000:]
+
+
+def test_a_bug_in_a_sweeps_check_stops_it_before_any_job(run_in_process, data_root, tmp_path, monkeypatch):
+    """Hydra turns an exception of a multirun callback into a warning and launches the jobs unchecked: the check runs
+    inside checking_before_any_job (tests/test_train.py tests that context manager on its own)."""
+    import framework.hydra_callbacks
+
+    def broken(config):
+        raise RuntimeError("a bug of the check")
+
+    monkeypatch.setattr(framework.hydra_callbacks, "check_sweep", broken)
+    sweep = tmp_path / "sweep"
+    code, output = run_in_process("train.py", ["-m", "seed=1,2", "debug=smoke", "logger=none",
+                                               f"hydra.sweep.dir={sweep}", f"paths.data_dir={data_root}"],
+                                  tmp_path / "run", whole_script=True)
+    assert code != 0 and "RuntimeError: a bug of the check" in output, output[-3000:]  # a bug: its traceback
+    assert not (sweep / "0").exists()
 
 
 def test_hydra_debugging_output_stays_available(run_in_process, monkeypatch, tmp_path):
