@@ -107,3 +107,12 @@ def test_a_label_outside_0_to_9_is_a_corrupt_file_not_a_config_error(tmp_path):
         MNISTDataModule(data_dir=str(tmp_path)).setup("fit")
     assert str(error.value) == (f"{path} holds the label 200, but MNIST's labels run from 0 to 9; delete it and "
                                 f"download MNIST again.")
+
+
+def test_an_unknown_training_part_is_one_sentence_from_the_constructor_too():
+    """framework/validate.py's rule sees data.train_part in a config; a DataModule built otherwise checks it itself."""
+    from framework.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^Config key 'data.train_part' is 'P3', but it must be one of full, P1, "
+                                          r"P2\.$"):
+        MNISTDataModule(data_dir="unused", train_part="P3")
