@@ -367,7 +367,7 @@ def main(cfg: DictConfig) -> None:
 if __name__ == "__main__":
     if {"--help", "-h"} & set(sys.argv[1:]):
         try:
-            print(help_text())
+            print(help_text(), flush=True)  # buffered or not, a reader that is gone shows here, not at exit
         except BrokenPipeError:  # `--help | head`: the reader has all it wanted; nothing more to flush at exit
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise SystemExit(0)

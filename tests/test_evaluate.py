@@ -215,14 +215,16 @@ def test_command_line_errors_are_one_sentence_with_exit_2_and_help_lists_tasks(t
     assert "where runs have them, else the runs' optimized_metric and its test/ twin" in shown.stdout
 
 
-def test_help_into_a_pipe_already_closed_ends_quietly():
+@pytest.mark.parametrize("unbuffered", [{}, {"PYTHONUNBUFFERED": "1"}], ids=["buffered", "unbuffered"])
+def test_help_into_a_pipe_already_closed_ends_quietly(unbuffered):
     """``python evaluate.py --help | true``: the reader is gone before the help is written; exit 0, no traceback.
     A fresh interpreter: a forked one's stdout is not the one python opens for a pipe."""
+    environment = {key: value for key, value in os.environ.items() if key != "PYTHONUNBUFFERED"} | unbuffered
     read, write = os.pipe()
     os.close(read)
     try:
-        done = subprocess.run([sys.executable, "evaluate.py", "--help"], cwd=ROOT, stdout=write,
-                              stderr=subprocess.PIPE, text=True, timeout=300)
+        done = subprocess.run([sys.executable, "evaluate.py", "--help"], cwd=ROOT, stdout=write, stderr=subprocess.PIPE,
+                              text=True, timeout=300, env=environment)
     finally:
         os.close(write)
     assert (done.returncode, done.stderr) == (0, "")
