@@ -41,7 +41,7 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, Sampler, SequentialSampler
 
 from datamodules.distortions import AffineDistortion
-from framework.atomic import folders_removed_if_left_empty, why_unwritable
+from framework.atomic import exists, folders_removed_if_left_empty, why_unwritable
 from framework.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -299,6 +299,9 @@ class InMemoryDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.val_fraction = val_fraction
         self.split_seed = split_seed
+        if stratify and not self.num_classes:
+            raise ConfigError(f"Config key 'data.stratify' is true, but {type(self).__name__}'s targets are not "
+                              f"classes to draw the validation split by; leave data.stratify out.")
         self.stratify = stratify
         self.pad_to = pad_to
         self.mean = torch.as_tensor(mean, dtype=torch.float32).reshape(-1, 1, 1)
@@ -326,7 +329,7 @@ class InMemoryDataModule(L.LightningDataModule):
 
     # ---- shared machinery ----------------------------------------------------------------
     def missing_files(self) -> list[Path]:
-        return [path for path in self.expected_files() if not path.exists()]
+        return [path for path in self.expected_files() if not exists(path)]
 
     def prepare_data(self) -> None:
         missing = self.missing_files()
@@ -380,7 +383,7 @@ class InMemoryDataModule(L.LightningDataModule):
             train = TensorImageDataset(images[train_index], targets[train_index], self.distortion is not None)
             self.datasets["train"] = train.to(self.data_device())
             self.datasets["val"] = TensorImageDataset(images[val_index], targets[val_index]).to(self.data_device())
-        if stage in (None, "test", "predict") and "test" not in self.datasets:
+        if "test" not in self.datasets:  # when fitting too: a broken test file stops the run before it trains
             self.check_files()
             self.datasets["test"] = TensorImageDataset(*self.read_split(self.test_split)).to(self.data_device())
 

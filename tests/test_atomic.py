@@ -9,6 +9,7 @@ import signal
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -150,3 +151,73 @@ def test_a_checkpoint_is_renamed_into_place_from_its_own_folder_and_a_failed_wri
         writer.save_checkpoint({"epoch": 2, "weights": torch.zeros(3), "later": Unpicklable()}, last)
     assert torch.load(last)["epoch"] == 1 and torch.load(last)["weights"].tolist() == [1.0, 1.0, 1.0]
     assert sorted(p.name for p in last.parent.iterdir()) == ["last.ckpt"] and list(elsewhere.iterdir()) == []
+
+
+def unprivileged(check) -> str:
+    """``check()``'s string where file permissions bind: as root (who may open any folder), in a forked child that
+    runs as the unprivileged uid 65534."""
+    if os.geteuid() != 0:
+        return check()
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            os.write(write, check().encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        said = pipe.read()
+    os.waitpid(child, 0)
+    return said
+
+
+def test_a_data_folder_this_user_may_not_open_is_one_sentence_naming_it(monkeypatch):
+    """Python 3.11's Path.exists raises PermissionError there (another user's dataset in a shared data folder): each
+    reader of dataset or weights files names the folder instead of a traceback."""
+    import shutil
+    import tempfile
+
+    from datamodules.cifar10 import CIFAR10DataModule
+    from datamodules.mnist import MNISTDataModule
+    from framework.errors import DataError
+    from framework.pretrained import alexnet_features_state_dict
+    from tests.dataset_files import write_cifar10, write_mnist
+
+    root = Path(tempfile.mkdtemp())  # not under pytest's folder, which only its owner may open
+    root.chmod(0o755)
+    write_mnist(root)
+    write_cifar10(root)
+    (root / "lunarlander").mkdir()
+    (root / "torch" / "hub" / "checkpoints").mkdir(parents=True)
+    closed = [root / "MNIST" / "raw", root / "cifar-10-batches-py", root / "lunarlander", root / "torch" / "hub"]
+    for folder in closed:
+        folder.chmod(0)
+    monkeypatch.setenv("TORCH_HOME", str(root / "torch"))
+
+    def said(reader) -> str:
+        try:
+            reader()
+        except DataError as error:
+            return str(error)
+        return "no error"
+
+    readers = [lambda: MNISTDataModule(data_dir=str(root)).setup("fit"),
+               lambda: CIFAR10DataModule(data_dir=str(root)).setup("fit"),
+               lambda: lunarlander.LunarLanderDataModule(data_dir=str(root), rollouts=2, steps_per_rollout=3,
+                                                         generation_workers=1, progress=False).prepare_data(),
+               alexnet_features_state_dict]
+    try:
+        sentences = unprivileged(lambda: "\n".join(said(reader) for reader in readers)).split("\n")
+    finally:
+        for folder in closed:
+            folder.chmod(0o755)
+        shutil.rmtree(root)
+    reached = [root / "MNIST/raw/train-images-idx3-ubyte", root / "cifar-10-batches-py/data_batch_1",
+               root / "lunarlander/LunarLander-v3_rollouts2_steps3_seed1_64px_v1.npz",
+               root / "torch/hub/checkpoints/alexnet-owt-7be5be79.pth"]
+    assert sentences == [f"{path} cannot be reached: this user may not open the folder {folder} (permission denied); "
+                         f"ask its owner for read and search (x) permission, or use a copy you can read."
+                         for path, folder in zip(reached, closed, strict=True)]

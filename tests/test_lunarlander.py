@@ -110,6 +110,17 @@ def test_partial_and_corrupt_cache_files_are_not_trusted(tmp_path, collection):
     assert not planted.exists()  # never read as the cache, and removed: no process was writing it
 
 
+def test_preparing_ahead_generates_a_truncated_cache_again(tmp_path, collection):
+    """``python -m datamodules.lunarlander`` prepares a sweep's runs in prepare_data: a cache it left broken would be
+    generated again by each job of the sweep."""
+    module = small_module(tmp_path)
+    cache = module.cache_path(5)
+    cache.parent.mkdir(parents=True)
+    cache.write_bytes(b"PK\x03\x04 not the whole file")
+    module.prepare_data()
+    assert np.array_equal(np.load(cache)["images"], collection["images"])
+
+
 def test_a_failed_write_leaves_no_file(tmp_path, monkeypatch):
     def killed(file, **arrays):
         file.write(b"PK\x03\x04 first bytes")
@@ -126,6 +137,9 @@ def test_label_observation_and_terrain_seed_are_checked():
         LunarLanderDataModule(label_observation="during")
     with pytest.raises(ValueError, match="'data.terrain_seed' is -1, but it must be null .* or an integer >= 0"):
         LunarLanderDataModule(terrain_seed=-1)
+    with pytest.raises(ConfigError, match=r"^Config key 'data.stratify' is true, but LunarLanderDataModule's targets "
+                                          r"are not classes to draw the validation split by; leave data.stratify out"):
+        LunarLanderDataModule(stratify=True)  # its targets are positions: the split would fail with an IndexError
 
 
 def test_mean_euclidean_distance():

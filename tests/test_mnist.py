@@ -6,7 +6,7 @@ import torch
 
 from datamodules.base import DatasetCorruptError, DatasetMissingError
 from datamodules.mnist import MNISTDataModule
-from tests.dataset_files import write_mnist
+from tests.dataset_files import idx_bytes, write_mnist
 
 
 @pytest.mark.parametrize("compress", [False, True])
@@ -84,6 +84,31 @@ def test_a_folder_or_a_broken_gz_in_place_of_an_idx_file_is_named(tmp_path):
     (raw / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"\0" * 100)[:-20])  # cut short: EOFError
     with pytest.raises(DatasetCorruptError, match=r"t10k-labels-idx1-ubyte\.gz cannot be read \(Compressed file ended"):
         MNISTDataModule(data_dir=str(tmp_path)).setup("test")
+    gzip_header = gzip.compress(b"")[:10]
+    (raw / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip_header + b"\xff" * 20)  # bad deflate data: zlib.error
+    with pytest.raises(DatasetCorruptError, match=r"t10k-labels-idx1-ubyte\.gz cannot be read \(Error -3 while "
+                                                  r"decompressing data"):
+        MNISTDataModule(data_dir=str(tmp_path)).setup("test")
+
+
+def test_images_of_another_size_are_a_corrupt_file(tmp_path):
+    """The combination checks before training take MNIST's images to be 28x28; a file of 32x32 ones is not MNIST's."""
+    write_mnist(tmp_path, num_train=20, num_test=4)
+    path = tmp_path / "MNIST" / "raw" / "t10k-images-idx3-ubyte"
+    path.write_bytes(idx_bytes(np.zeros((4, 32, 32), dtype=np.uint8)))
+    with pytest.raises(DatasetCorruptError) as error:
+        MNISTDataModule(data_dir=str(tmp_path)).setup("test")
+    assert str(error.value) == (f"{path} holds images of 32x32 pixels, but MNIST's are 28x28; delete it and download "
+                                f"MNIST again.")
+
+
+def test_a_broken_test_file_stops_the_run_before_it_trains(tmp_path):
+    """The test split is read when fitting starts: a run would otherwise find it only after its whole training."""
+    write_mnist(tmp_path, num_train=20, num_test=4)
+    path = tmp_path / "MNIST" / "raw" / "t10k-images-idx3-ubyte"
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(DatasetCorruptError, match="t10k-images-idx3-ubyte is truncated"):
+        MNISTDataModule(data_dir=str(tmp_path)).setup("fit")
 
 
 def test_a_file_where_the_dataset_folder_belongs_is_named_before_any_download(tmp_path, monkeypatch):

