@@ -109,8 +109,9 @@ class MNISTDataModule(InMemoryDataModule):
 
     ``train_part``: ``full`` (all 60,000 training images) or one of the two disjoint halves ``P1`` / ``P2``
     of Szegedy et al.'s cross-training-set study (30,000 each, drawn with ``part_seed``).
-    ``train_size``: keep only the first N images of that part (in its seeded order), for CPU-sized runs.
-    Both apply before the train/val split; the test split is always the full 10,000.
+    ``train_size``: keep only the first N images of that part (in its seeded order), for CPU-sized runs. ``full`` has
+    an order of its own, drawn after the halves: its first N are not P1's first N, so a ``full`` run and a ``P1`` run
+    of one size are two models. Both apply before the train/val split; the test split is always the full 10,000.
     """
 
     def __init__(self, train_part: str = "full", part_seed: int = 0, train_size: int | None = None, **kwargs):
@@ -124,9 +125,10 @@ class MNISTDataModule(InMemoryDataModule):
         """Indices of the chosen training part: P1 and P2 are the two halves of one seeded permutation."""
         if self.train_part == "full" and self.train_size is None:
             return torch.arange(num_items)
-        order = torch.randperm(num_items, generator=torch.Generator().manual_seed(self.part_seed))
-        half = num_items // 2
-        part = {"full": order, "P1": order[:half], "P2": order[half : 2 * half]}[self.train_part]
+        generator = torch.Generator().manual_seed(self.part_seed)
+        halves, half = torch.randperm(num_items, generator=generator), num_items // 2
+        part = {"full": torch.randperm(num_items, generator=generator), "P1": halves[:half],
+                "P2": halves[half : 2 * half]}[self.train_part]
         if self.train_size is not None and self.train_size > len(part):
             log.warning(f"data.train_size is {self.train_size}, but the {self.train_part} training part holds "
                         f"{len(part)} images: all {len(part)} are used.")

@@ -65,6 +65,11 @@ def test_p1_and_p2_are_disjoint_halves_and_train_size_takes_a_prefix(tmp_path, c
     assert images["P1"] | images["P2"] == images["full"]
     small = MNISTDataModule(data_dir=str(tmp_path), train_part="P2", part_seed=3, train_size=5).load_split("train")
     assert {bytes(image.numpy()) for image in small[0]} <= images["P2"] and len(small[0]) == 5
+    first = {part: [bytes(image.numpy()) for image in MNISTDataModule(
+        data_dir=str(tmp_path), train_part=part, part_seed=3, train_size=10).load_split("train")[0]]
+        for part in ("full", "P1")}
+    assert first["full"] != first["P1"]  # they were the same images: a full and a P1 run of one size, one model
+    assert set(first["full"]) - images["P1"] and set(first["full"]) - images["P2"]  # a draw from all of them
     assert len(MNISTDataModule(data_dir=str(tmp_path), train_part="P1").load_split("test")[0]) == 4
     with caplog.at_level("WARNING", logger="datamodules.mnist"):
         whole = MNISTDataModule(data_dir=str(tmp_path), train_part="P1", part_seed=3, train_size=30).load_split("train")
