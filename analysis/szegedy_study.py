@@ -395,13 +395,13 @@ def figure5(cfg: DictConfig, output_dir: Path) -> str:
 def figure_units(cfg: DictConfig, output_dir: Path) -> str:
     """Figures 1-2: the test images that most activate natural-basis units e_i and random directions v."""
     options, lines, skipped = cfg.szegedy, [], []
+    layer = options.get("layer", 0)
     for run in load_runs(cfg.runs):
         net = run.model(torch.device("cpu")).module.net
-        if not hasattr(net, "hidden_representations") or len(net.layer_names) < 2:
+        if not hasattr(net, "hidden_representations") or len(net.layer_names) - 1 <= layer:  # the last: the output
             skipped.append(run.name)
             continue
         images, _ = run.images("test", data_dir=cfg.get("data_dir"))
-        layer = min(options.get("layer", 0), len(net.layer_names) - 2)
         h = torch.cat([net.hidden_representations(images[i : i + 2000])[layer] for i in range(0, len(images), 2000)])
         generator = torch.Generator().manual_seed(options.seed)
         units = torch.randperm(h.shape[1], generator=generator)[:4]
@@ -412,8 +412,9 @@ def figure_units(cfg: DictConfig, output_dir: Path) -> str:
             png = save_grid(images[top], 8, output_dir / f"szegedy_units_{run.name}_{tag}.png",
                             f"{run.name}, layer {net.layer_names[layer]}: {kind}")
             lines.append(f"{run.name} ({net.layer_names[layer]}), {kind}: ![{tag}]({png.name})")
+    which = f"hidden layer {layer} (szegedy.layer; 0: the first)"
     if not lines:
-        raise AttackInputError(f"None of the runs under {cfg.runs} ({', '.join(skipped)}) has a hidden layer whose "
-                               f"units task=szegedy_units can show; give runs of the FC or AE models (e.g. "
-                               f"experiment=szegedy_fc100).")
-    return "\n\n".join(lines + ([f"Skipped (no hidden layer): {', '.join(skipped)}."] if skipped else []))
+        raise AttackInputError(f"None of the runs under {cfg.runs} ({', '.join(skipped)}) has a {which} whose units "
+                               f"task=szegedy_units can show; give runs of the FC or AE models (e.g. "
+                               f"experiment=szegedy_fc100), or a smaller szegedy.layer.")
+    return "\n\n".join(lines + ([f"Skipped (no {which}): {', '.join(skipped)}."] if skipped else []))

@@ -26,7 +26,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
-from framework.errors import ConfigError, get_object
+from framework.errors import ConfigError, get_object, mistyped_argument_error
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,8 @@ rule("trainer.max_epochs", lambda v: is_int(v) and (v >= 1 or v == -1),
      "an integer >= 1, or -1 (no epoch limit, as in Lightning: give +trainer.max_steps or +trainer.max_time)")
 rule("trainer.check_val_every_n_epoch", int_at_least(1), "an integer >= 1, or null (validate by val_check_interval)")
 rule("trainer.accumulate_grad_batches", int_at_least(1), "an integer >= 1")
+rule("trainer.deterministic", lambda v: isinstance(v, bool) or v == "warn",
+     "true, false, 'warn' or null (Lightning leaves any other value as if it were false)")
 rule("data.batch_size", int_at_least(1), "an integer >= 1")
 rule("data.num_workers", int_at_least(0), "an integer >= 0")
 rule("model.optimizer.lr", positive, "a number > 0")
@@ -362,6 +364,17 @@ def validate(cfg: DictConfig) -> None:
     check_no_chosen_config_is_shadowed()
     check_partial_arguments(cfg)
     check_sdlm_has_its_hessian(cfg)
+    check_trainer_argument_types(cfg)
+
+
+def check_trainer_argument_types(cfg: DictConfig) -> None:
+    """Lightning's Trainer takes its arguments as given and meets a mistyped one only where it first uses it: a
+    traceback when fitting starts (``trainer.log_every_n_steps=abc``), after training (``trainer.min_epochs=abc``
+    once early stopping fires) or never (``trainer.min_steps=abc``). Its annotations are exact, so they are checked
+    before any work; a class of the user's own is judged by its annotations only once its construction failed."""
+    node = _lookup(cfg, "trainer")
+    if isinstance(node, DictConfig) and (mistyped := mistyped_argument_error(node, "trainer")):
+        raise mistyped
 
 
 def check_accelerator(cfg: DictConfig) -> None:
@@ -417,15 +430,23 @@ def check_early_stopping_has_a_metric(cfg: DictConfig) -> None:
 
 
 def check_sdlm_has_its_hessian(cfg: DictConfig) -> None:
-    """SDLM steps by the Hessian diagonal that the HessianEstimation callback estimates before every epoch."""
-    if _lookup(cfg, "model.optimizer._target_") != "lightning_modules.sdlm.SDLM":
+    """SDLM steps by the Hessian diagonal that the HessianEstimation callback estimates before every epoch; the
+    callback estimates it for SDLM (or a subclass) only, and beside another optimizer would do nothing."""
+    optimizer = _lookup(cfg, "model.optimizer._target_")
+    if not isinstance(optimizer, str):
         return
     callbacks = _lookup(cfg, "callbacks")
-    targets = [node.get("_target_") for node in (callbacks.values() if isinstance(callbacks, DictConfig) else ())
-               if isinstance(node, DictConfig)]
-    if "callbacks.hessian_estimation.HessianEstimation" not in targets:
+    estimating = [key for key, node in (callbacks.items() if isinstance(callbacks, DictConfig) else ())
+                  if isinstance(node, DictConfig) and isinstance(node.get("_target_"), str)
+                  and _is_subclass(node.get("_target_"), "callbacks.hessian_estimation.HessianEstimation")]
+    sdlm = _is_subclass(optimizer, "lightning_modules.sdlm.SDLM")
+    if sdlm and not estimating:
         raise ConfigError("Config key 'model.optimizer._target_' is SDLM, which steps by a Hessian diagonal that no "
                           "callback estimates; add callbacks=sdlm (or the HessianEstimation callback to yours).")
+    if estimating and not sdlm:
+        raise ConfigError(f"Config key 'callbacks.{estimating[0]}' estimates the Hessian diagonal that the SDLM "
+                          f"optimizer steps by, but model.optimizer._target_ is {optimizer!r}, which does not use it; "
+                          f"choose model=lenet5_classic_sdlm (SDLM), or callbacks=default.")
 
 
 def check_nested_groups_chosen_with_a_slash(cfg: DictConfig) -> None:

@@ -170,10 +170,15 @@ def test_runs_of_one_experiment_get_distinct_names_for_rows_and_figure_files(zoo
     assert [r.name for r in load_runs(str(tmp_path / "sweep"))] == ["fc100-seed42-a", "fc100-seed42-b"]
 
 
-def test_units_of_runs_without_a_hidden_layer_are_one_sentence(zoo, tmp_path):
+def test_units_of_runs_without_the_hidden_layer_asked_for_are_one_sentence(zoo, tmp_path):
     with pytest.raises(AttackInputError, match=r"None of the runs under .*szegedy_softmax1 \(softmax1\) has a hidden"):
         study(tmp_path, zoo / "szegedy_softmax1", "szegedy_units")  # it wrote an empty szegedy_units.md
-    assert "Skipped (no hidden layer): softmax1." in study(tmp_path, zoo, "szegedy_units")
+    assert "Skipped (no hidden layer 0 (szegedy.layer; 0: the first)): softmax1." in study(tmp_path, zoo,
+                                                                                          "szegedy_units")
+    assert "fc100 (fc2), natural basis e_i" in study(tmp_path, zoo, "szegedy_units", "szegedy.layer=1")
+    with pytest.raises(AttackInputError, match=r"\(fc100, softmax1\) has a hidden layer 2 \(szegedy.layer; 0: the "
+                                               r"first\) .*, or a smaller szegedy.layer\."):
+        study(tmp_path, zoo, "szegedy_units", "szegedy.layer=2")  # fc100 has two: the study showed its last instead
 
 
 def test_figure5_of_a_model_that_misclassifies_every_example_says_so_instead_of_a_grid(zoo, tmp_path, monkeypatch):

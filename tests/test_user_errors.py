@@ -299,6 +299,9 @@ ROWS = [
         "model.scheduler.epochs=[0]",
         expect="'model.scheduler.epochs' is [0], but it must be a list of epoch counts >= 1"),
     row("sdlm-without-hessian", "model=lenet5_classic_sdlm", expect=("SDLM", "add callbacks=sdlm")),
+    row("hessian-without-sdlm", "callbacks=sdlm",
+        expect=("'callbacks.hessian_estimation' estimates the Hessian diagonal that the SDLM optimizer steps by, but "
+                "model.optimizer._target_ is 'torch.optim.SGD', which does not use it")),
     row("sdlm-network-without-hessian", "model=lenet5_classic_sdlm", "callbacks=sdlm",
         "model.net._target_=lightning_modules.lenet5.LeNet5", "~model.net.criterion", "~model.net.map_constant",
         expect="The SDLM optimizer (model.optimizer) steps by the network's Hessian diagonal, but LeNet5 has no "
@@ -385,6 +388,15 @@ ROWS = [
     row("net-argument-mistyped", "model.net.in_channels=abc",
         expect="Config key 'model.net.in_channels' is 'abc', but LeNet5's argument in_channels takes int; give a value "
                "of that type."),
+    # Lightning meets these only where it first uses them: after training (min_epochs, once early stopping fires), or
+    # never (min_steps, deterministic)
+    row("trainer-argument-mistyped", "trainer.min_epochs=abc",
+        expect="Config key 'trainer.min_epochs' is 'abc', but Trainer's argument min_epochs takes Optional[int]; give "
+               "a value of that type."),
+    row("trainer-argument-mistyped-unused", "+trainer.min_steps=abc",
+        expect="'trainer.min_steps' is 'abc', but Trainer's argument min_steps takes Optional[int]"),
+    row("trainer-deterministic", "trainer.deterministic=abc",
+        expect="'trainer.deterministic' is 'abc', but it must be true, false, 'warn' or null"),
     row("net-size-negative", "model.net.in_channels=-1",
         expect="Config key 'model.net.in_channels' is -1, but LeNet5 makes a tensor of that size; give a positive "
                "integer."),
