@@ -182,7 +182,7 @@ class TrainingLoader(DataLoader):
     def __iter__(self):  # a generator: nothing is drawn before the first batch
         epoch = next((sampler.epoch for sampler in (getattr(self.batch_sampler, "sampler", None), self.sampler)
                       if hasattr(sampler, "epoch")), 0)
-        size = self.batch_size or self.batch_sampler.batch_size
+        size = self.size()
         passed_over = self.batches_served_before(epoch, size)
         self.resume_at, self.served = None, {"epoch": epoch, "batches": 0, "batch_size": size}
         for batch in super().__iter__():
@@ -194,13 +194,21 @@ class TrainingLoader(DataLoader):
         """How many batches of ``size`` of ``epoch`` the loaded state says were served."""
         if not self.resume_at or self.resume_at["epoch"] != epoch:
             return 0
-        samples = self.resume_at["batches"] * self.resume_at.get("batch_size", size)
+        samples = self.samples_served()
         batches, again = divmod(samples, size)
         if again:
             log.warning(f"The checkpoint was saved after {samples} samples of epoch {epoch} (in batches of "
                         f"{self.resume_at['batch_size']}); continued in batches of {size}, the epoch goes on after "
                         f"{samples - again} of them, so {again} samples are trained on again.")
         return batches
+
+    def samples_served(self) -> int:
+        """The samples of its epoch that the loaded state says were served."""
+        return self.resume_at["batches"] * self.resume_at.get("batch_size", self.size())
+
+    def size(self) -> int:
+        """The batch size it serves (``batch_size`` is None where it has a batch sampler)."""
+        return self.batch_size or self.batch_sampler.batch_size
 
     def state_dict(self) -> dict:
         return dict(self.served or self.resume_at or {})

@@ -462,6 +462,21 @@ class FitLoopResumingAtEpochEnds(_FitLoop):
         _Loop.restarting.fset(self, restarting and (epoch_unfinished or cut_short))
 
 
+    def _load_combined_loader_states(self) -> None:
+        """A run continued within an epoch with another ``data.batch_size``: the training loader passes over whole
+        batches of the new size (``TrainingLoader``), and Lightning's count of the epoch's batches, restored in the
+        checkpoint's size, is moved to the same count. In the old size the epoch ended before its rest was trained
+        (larger batches) or after its last batch, whose validation never came (smaller)."""
+        super()._load_combined_loader_states()
+        epoch = self.epoch_progress.current.completed  # the checkpoint's
+        for loader in self._combined_loader.flattened if self._combined_loader is not None else []:
+            if getattr(loader, "resume_at", None) and loader.resume_at["epoch"] == epoch:
+                moved = loader.samples_served() // loader.size() - loader.resume_at["batches"]
+                for progress in (self.epoch_loop.batch_progress.current, self.epoch_loop.batch_progress.total):
+                    progress.ready, progress.started = progress.ready + moved, progress.started + moved
+                    progress.processed, progress.completed = progress.processed + moved, progress.completed + moved
+
+
 def with_fit_loop_resuming_at_epoch_ends(trainer: L.Trainer) -> None:
     epoch_loop = trainer.fit_loop.epoch_loop
     trainer.fit_loop = FitLoopResumingAtEpochEnds(trainer, min_epochs=trainer.fit_loop.min_epochs,

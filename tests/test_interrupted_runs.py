@@ -240,6 +240,27 @@ def test_a_run_saving_last_ckpt_every_few_steps_continues_from_within_an_epoch(r
     assert len(rows(tmp_path)) == len(rows(reference))
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize(("batch_size", "epoch_1_ends_at"), [(128, 33), (32, 42)])
+def test_a_run_continued_within_an_epoch_with_another_batch_size_trains_the_rest_of_it_and_validates(
+        tmp_path, batch_size, epoch_1_ends_at):
+    """Stopped after 12 batches of 64 of epoch 1 (768 of its 1,150 images), continued in batches of 128 (3 left)
+    or 32 (12 left). Lightning counted the epoch's batches in the checkpoint's size while the loader served the new:
+    with 128 the epoch ended before the rest was trained, and with 32 it ran past its last batch, whose validation
+    never came."""
+    run = (*RUN, "+callbacks.last_checkpoint.every_n_train_steps=5", "callbacks.model_checkpoint=null")
+    stopped = run_cli("train.py", *run, f"hydra.run.dir={tmp_path}",
+                      "+callbacks.killer._target_=tests.kill_callback.KillAtStep", "+callbacks.killer.step=33")
+    assert stopped.returncode == -signal.SIGKILL, stopped.stderr[-3000:]
+    resumed = run_cli("train.py", *run, f"hydra.run.dir={tmp_path}", "ckpt_path=auto", f"data.batch_size={batch_size}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    validated = [(row["epoch"], row["step"]) for row in rows(tmp_path) if row["val/acc"]]
+    per_epoch = -(-1150 // batch_size)
+    assert validated == [("0", "17"), ("1", str(epoch_1_ends_at - 1)), ("2", str(epoch_1_ends_at + per_epoch - 1))]
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == \
+        epoch_1_ends_at + per_epoch
+
+
 EVERY_6_STEPS = (*RUN, "+callbacks.last_checkpoint.every_n_train_steps=6", "callbacks.model_checkpoint=null")
 EVERY_10_STEPS = (*RUN, "+callbacks.last_checkpoint.every_n_train_steps=10")
 STOPPED_EARLY = ("trainer.max_epochs=6", "seed=5", "+trainer.val_check_interval=0.5",
