@@ -285,8 +285,9 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
     resumed_at_step = saved.get("global_step") if trained and saved is not None else None
     if resumed_at_step is not None and rank_zero_only.rank == 0 and \
             Path(cfg.paths.output_dir).resolve() in Path(given).resolve().parents:  # this run's own checkpoint
-        set_aside_rows_logged_after(cfg.paths.output_dir, saved)
-        log_again_the_epoch_end_row(cfg.paths.output_dir, saved)
+        max_steps = cfg.trainer.get("max_steps")
+        set_aside_rows_logged_after(cfg.paths.output_dir, saved, max_steps)
+        log_again_the_epoch_end_row(cfg.paths.output_dir, saved, max_steps)
         set_aside_checkpoints_saved_after(Path(given).parent, saved)
     if trained and saved is not None and (
             lost := within_an_accumulation(given, saved, cfg.trainer.get("accumulate_grad_batches") or 1)):

@@ -215,13 +215,29 @@ def logging_step(checkpoint: dict) -> int:
     return loop.get("_batches_that_stepped", checkpoint["global_step"])
 
 
-def first_step_logged_again(checkpoint: dict) -> int:
+def epoch_goes_on(checkpoint: dict, max_steps: int | None) -> bool:
+    """Saved at the end of an epoch that max_steps (or a stop but early stopping's) cut short, and continued by a run
+    that trains further: the epoch goes on from its last batch (FitLoopResumingAtEpochEnds), and its end's rows are
+    logged again at its real end."""
+    if not saved_at_an_epochs_end(checkpoint):
+        return False
+    batches = checkpoint["loops"]["fit_loop"].get("epoch_loop.batch_progress", {})
+    stopped_early = any(key.startswith("RunEarlyStopping") and state.get("stopping_reason", 0)
+                        for key, state in checkpoint.get("callbacks", {}).items())
+    trains_further = max_steps in (-1, None) or checkpoint["global_step"] < max_steps
+    return not batches.get("is_last_batch", True) and not stopped_early and trains_further
+
+
+def first_step_logged_again(checkpoint: dict, max_steps: int | None = -1) -> int:
     """The step a run continued from ``checkpoint`` logs from: its logging step, or the next where it was saved within
-    a training batch (after the batch's validation, or at its end), which Lightning counts only after the save."""
+    a training batch (after the batch's validation, or at its end), which Lightning counts only after the save, or
+    the step before, that of the training row of an epoch that goes on (``epoch_goes_on``)."""
+    if epoch_goes_on(checkpoint, max_steps):
+        return logging_step(checkpoint) - 1
     return logging_step(checkpoint) + (not saved_at_an_epochs_end(checkpoint))
 
 
-def set_aside_rows_logged_after(output_dir: str | Path, checkpoint: dict) -> None:
+def set_aside_rows_logged_after(output_dir: str | Path, checkpoint: dict, max_steps: int | None = -1) -> None:
     """A run continued from its own checkpoint logs again what it logged after that save: those rows of its
     metrics.csv (the next epoch's learning rates, the validation of an epoch cut short, the test of a run killed
     before its results.json) move to metrics.superseded-1.csv (-2, ...), so that metrics.csv reads as an
@@ -235,7 +251,7 @@ def set_aside_rows_logged_after(output_dir: str | Path, checkpoint: dict) -> Non
         header, *rows = list(csv.reader(handle)) or [[]]
     if "step" not in header:
         return
-    column, step = header.index("step"), first_step_logged_again(checkpoint)
+    column, step = header.index("step"), first_step_logged_again(checkpoint, max_steps)
     before = checkpoint.get(CSV_ROWS_LOGGED) or 0
     logged_later = [n >= before and len(row) > column and row[column] != "" and float(row[column]) >= step
                     for n, row in enumerate(rows)]
@@ -250,13 +266,14 @@ def set_aside_rows_logged_after(output_dir: str | Path, checkpoint: dict) -> Non
              f"(global step {checkpoint['global_step']}) and are logged again: they are kept in {aside.name}")
 
 
-def log_again_the_epoch_end_row(output_dir: str | Path, checkpoint: dict) -> None:
+def log_again_the_epoch_end_row(output_dir: str | Path, checkpoint: dict, max_steps: int | None = -1) -> None:
     """Lightning logs an epoch's training row just after the checkpoints of that epoch's end, and a run continued from
     one of them does not log it again: a run killed between the two lacked it in metrics.csv for good. The checkpoint
     holds the row (``KeptValuesInCheckpoints``); it is added when metrics.csv (its rows logged after the save set
     aside) ends where the save left it."""
     metrics, row = Path(output_dir) / METRICS_CSV, checkpoint.get(EPOCH_END_ROW)
-    if row is None or checkpoint.get(CSV_ROWS_LOGGED) is None or not metrics.is_file():
+    if row is None or checkpoint.get(CSV_ROWS_LOGGED) is None or not metrics.is_file() or epoch_goes_on(checkpoint,
+                                                                                                        max_steps):
         return
     with open(metrics, newline="") as handle:
         header, *rows = list(csv.reader(handle)) or [[]]
@@ -457,6 +474,13 @@ class FitLoopResumingAtEpochEnds(_FitLoop):
     @_FitLoop.restarting.setter
     def restarting(self, restarting: bool) -> None:
         current = self.epoch_progress.current
+        restored = {"loops": {"fit_loop": self.state_dict()}, "global_step": self.epoch_loop.global_step,
+                    "callbacks": {callback.state_key: callback.state_dict() for callback in self.trainer.callbacks}}
+        if restarting and epoch_goes_on(restored, self.max_steps):
+            # Lightning took the epoch for a finished one: the next started (without max_steps), or, counted
+            # processed, it went on with the next epoch's order (a larger max_steps). It goes on within it, as from
+            # its last batch's end, and ends again at its real end.
+            current.processed, self.epoch_progress.total.processed = current.completed, current.completed
         epoch_unfinished = any(value != current.processed for value in (current.ready, current.started))
         cut_short = self._iteration_based_training() and not self.epoch_loop.batch_progress.is_last_batch  # max_steps
         _Loop.restarting.fset(self, restarting and (epoch_unfinished or cut_short))

@@ -241,6 +241,25 @@ def test_a_run_saving_last_ckpt_every_few_steps_continues_from_within_an_epoch(r
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("limit", [("+trainer.max_steps=40",), ()], ids=["a-larger-max-steps", "without-max-steps"])
+def test_a_run_that_max_steps_stopped_within_an_epoch_continues_like_an_uninterrupted_one(reference, tmp_path, limit):
+    """Stopped by max_steps=30, 12 batches into epoch 1 (of 18), where Lightning ends the epoch and saves it. Continued
+    to max_steps=40, it went on with epoch 2's order (the epoch counted processed) and reported 4 epochs for 3; without
+    max_steps, it went on with epoch 2, and the rest of epoch 1 was never trained."""
+    run = (*RUN, *limit)
+    expected = uninterrupted(tmp_path / "uninterrupted", run) if limit else reference
+    killed = tmp_path / "continued"
+    continued(killed, "++trainer.max_steps=30", run=run, code=0)
+    assert results(killed)["metrics"] == results(expected)["metrics"]
+    assert results(killed)["epochs_completed"] == results(expected)["epochs_completed"]
+    assert all_but_the_training_row_of(1, killed) == all_but_the_training_row_of(1, expected)
+    assert len(rows(killed)) == len(rows(expected))  # the stopped epoch's end row and test row are set aside
+    weights = [torch.load(folder / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+               for folder in (killed, expected)]
+    assert all(torch.equal(weights[0][key], weights[1][key]) for key in weights[1])
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize(("batch_size", "epoch_1_ends_at"), [(128, 33), (32, 42)])
 def test_a_run_continued_within_an_epoch_with_another_batch_size_trains_the_rest_of_it_and_validates(
         tmp_path, batch_size, epoch_1_ends_at):
