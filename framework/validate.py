@@ -325,6 +325,7 @@ def check_rules(cfg: DictConfig) -> None:
 
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError on the first value that is not allowed."""
+    check_required_groups(cfg)
     check_missing_values(cfg)
     check_rules(cfg)
     ckpt_path = _lookup(cfg, "ckpt_path")
@@ -523,6 +524,16 @@ def check_data_splits(cfg: DictConfig) -> None:
                 f"Config key 'data.{key}' is {value!r}, but {str(target).rsplit('.', 1)[-1]} has the splits "
                 f"{', '.join(splits)}; choose one of them."
             )
+
+
+def check_required_groups(cfg: DictConfig) -> None:
+    """Every run trains a model on data with a trainer: a group removed with ``~data`` is one sentence."""
+    for group in ("data", "model", "trainer"):
+        node = _lookup(cfg, group)
+        if not isinstance(node, DictConfig) or "_target_" not in node:  # debug=fdr alone leaves trainer a few keys
+            options = ", ".join(path.stem for path in sorted((CONFIG_DIR / group).glob("*.yaml")))
+            raise ConfigError(f"Config group '{group}' names no class (_target_; removed with ~{group}?), and every run "
+                              f"needs one; choose one of {options} with {group}=<option>.")
 
 
 def check_group_entries_have_targets(cfg: DictConfig) -> None:

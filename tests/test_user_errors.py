@@ -390,6 +390,10 @@ ROWS = [
                "of that type."),
     # Lightning meets these only where it first uses them: after training (min_epochs, once early stopping fires), or
     # never (min_steps, deterministic)
+    row("group-removed", "~data", expect=("Config group 'data' names no class (_target_; removed with ~data?)",
+                                          "choose one of cifar10, digits,")),
+    row("group-removed-but-debugs-keys", "~trainer", "debug=fdr",
+        expect="Config group 'trainer' names no class (_target_; removed with ~trainer?)"),
     row("trainer-argument-mistyped", "trainer.min_epochs=abc",
         expect="Config key 'trainer.min_epochs' is 'abc', but Trainer's argument min_epochs takes Optional[int]; give "
                "a value of that type."),
