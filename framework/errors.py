@@ -369,7 +369,10 @@ def hydra_refusal(error: HydraException) -> ConfigError:
         group, option = str(error.missing_cfg_file).rsplit("/", 1)
         close = difflib.get_close_matches(option, error.options, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return ConfigError(f"Config group '{group}' has no option {option!r}{hint}; choose one of "
+        absent = [path for path in re.findall(r"provider=hydra\.searchpath[^,]*, path=file://(\S+)", str(error))
+                  if not Path(path).is_dir()]  # Hydra passes over a search path that is not there without a word
+        where = f" (hydra.searchpath names file://{absent[0]}, which is not a folder here)" if absent else ""
+        return ConfigError(f"Config group '{group}' has no option {option!r}{hint}{where}; choose one of "
                            f"{', '.join(error.options)}.")
     cause, added = error.__cause__, re.search(r"use \+(\S+)", str(error))
     if isinstance(cause, ConfigAttributeError | ConfigKeyError) and added:

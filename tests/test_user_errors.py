@@ -223,6 +223,9 @@ ROWS = [
         expect=("'model.weight_decay' is not in the config", "model.net.weight_decay")),
     row("key-exists", "+seed=3", expect=("'seed' exists already", "override it with seed=3")),
     row("key-deleted", "~nosuch", expect="'nosuch' does not exist"),
+    row("searchpath-not-a-folder", "hydra.searchpath=[file://examples/conff]", "model=mlp",
+        expect=("Config group 'model' has no option 'mlp' (hydra.searchpath names file://examples/conff, which is not "
+                "a folder here)")),
     row("experiment", "experiment=nope", expect=("Config group 'experiment' has no option 'nope'", "szegedy_fc100")),
     row("override-syntax", "seed=[1,", expect=("'seed=[1,' cannot be parsed", "no viable alternative at input '[1,'")),
     row("commas", "seed=1,2", expect=("'seed' is given '1,2'", "add -m (--multirun) to run one job per value",
