@@ -68,12 +68,15 @@ HOW_IT_RAN = ("seed", "ckpt_path", "tags", "evaluate_tasks", "paths", "logger", 
 
 
 def overridden_keys(runs: Sequence[dict], exclude: Sequence[str] = HOW_IT_RAN) -> list[str]:
-    """Every key overridden in any run (in first-seen order), except those in ``exclude`` and below them."""
+    """Every key overridden in any run (in first-seen order), except those in ``exclude`` and below them. The
+    ckpt_path of a test-only run (``train=false``) names the weights it tested: what it measured, not how it ran."""
     keys: list[str] = []
     for run in runs:
+        tested_only = run.get("config", {}).get("train", True) is False
+        excluded = [e for e in exclude if not (tested_only and e == "ckpt_path")]
         for override in run.get("overrides", []):
             key = override.split("=", 1)[0].lstrip("+~")
-            if key not in keys and not any(key == e or key.startswith(f"{e}.") for e in exclude):
+            if key not in keys and not any(key == e or key.startswith(f"{e}.") for e in excluded):
                 keys.append(key)
     return keys
 

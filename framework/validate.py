@@ -532,8 +532,8 @@ def check_required_groups(cfg: DictConfig) -> None:
         node = _lookup(cfg, group)
         if not isinstance(node, DictConfig) or "_target_" not in node:  # debug=fdr alone leaves trainer a few keys
             options = ", ".join(path.stem for path in sorted((CONFIG_DIR / group).glob("*.yaml")))
-            raise ConfigError(f"Config group '{group}' names no class (_target_; removed with ~{group}?), and every run "
-                              f"needs one; choose one of {options} with {group}=<option>.")
+            raise ConfigError(f"Config group '{group}' names no class (_target_; removed with ~{group}?), and every "
+                              f"run needs one; choose one of {options} with {group}=<option>.")
 
 
 def check_group_entries_have_targets(cfg: DictConfig) -> None:

@@ -54,6 +54,25 @@ def test_a_table_whose_rows_pool_runs_of_other_settings_says_which(tmp_path):
     assert "Rows pool" not in apart and "| 0.1 | 0.5 | 0.8300 ± 0.0424 | 2 |" in apart
 
 
+def test_test_only_runs_of_different_checkpoints_get_a_row_each(tmp_path):
+    """A sweep of train=false over ckpt_path tests other weights in each job: its mean ± std pooled them, as if
+    ckpt_path only said how a run ran (as it does for a run continued with ckpt_path=auto, which stays pooled)."""
+    def tested(ckpt_path: str, acc: float, train: bool = False) -> dict:
+        return {"seed": 42, "overrides": [f"train={str(train).lower()}", f"ckpt_path={ckpt_path}"],
+                "config": {"train": train, "ckpt_path": ckpt_path, "seed": 42}, "metrics": {"test/acc": acc}}
+
+    write_runs(tmp_path / "tested", [tested("a/last.ckpt", 0.71), tested("a/epoch_003.ckpt", 0.91)])
+    text = evaluate(compose_config([f"runs={tmp_path / 'tested'}", "metrics=[test/acc]"], tmp_path / "out",
+                                   "evaluate"))
+    assert text.splitlines()[0] == "| train | ckpt_path | test/acc | runs |"
+    assert "| false | a/epoch_003.ckpt | 0.9100 ± — | 1 |" in text
+    assert "| false | a/last.ckpt | 0.7100 ± — | 1 |" in text
+    write_runs(tmp_path / "trained", [tested("auto", 0.71, train=True), tested("auto", 0.91, train=True)])
+    text = evaluate(compose_config([f"runs={tmp_path / 'trained'}", "metrics=[test/acc]"], tmp_path / "out",
+                                   "evaluate"))
+    assert "| true | 0.8100 ± 0.1414 | 2 |" in text
+
+
 def test_a_metric_that_some_runs_of_a_row_lack_says_over_how_many_it_is(tmp_path):
     sweep = tmp_path / "sweep"
     killed_early = run(0.1, 3, 0.0)
