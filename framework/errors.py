@@ -562,6 +562,13 @@ def evaluate_commands(tasks: list[str] | None, runs: str) -> list[str]:
     return [f"python evaluate.py {'' if task == 'table' else f'task={task} '}{runs_word}" for task in tasks]
 
 
+def remember_the_sweep(script: str, sweep_dir: str, evaluate_tasks: list[str] | None) -> None:
+    """What a failed sweep prints at its end: its directory and the commands that summarise its finished jobs. Set
+    in each job, and in the process that launched them, where a launcher runs the jobs in processes of their own
+    (submitit's local and SLURM launchers)."""
+    _job.update(script=script, sweep_dir=sweep_dir, evaluate_tasks=evaluate_tasks)
+
+
 @contextmanager
 def reporting_user_errors(evaluate_tasks: list[str] | None = None):
     """Around the work of a Hydra job: a UserError becomes its sentence on stderr and in the job's log, exit code 2.
@@ -579,7 +586,7 @@ def reporting_user_errors(evaluate_tasks: list[str] | None = None):
     if HydraConfig.initialized():
         _job["script"] = HydraConfig.get().job.name
     if in_a_sweep():
-        _job["sweep_dir"], _job["evaluate_tasks"] = HydraConfig.get().sweep.dir, evaluate_tasks
+        remember_the_sweep(_job["script"], HydraConfig.get().sweep.dir, evaluate_tasks)
     try:
         yield
     except (UserError, ProcessRaisedException) as error:

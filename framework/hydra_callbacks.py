@@ -19,7 +19,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from framework.compose import CONF, ROOT
 from framework.continued_runs import check_run, check_sweep, sweep_jobs, sweep_overrides
-from framework.errors import ConfigError, UserError, evaluate_commands, stopping_before_any_job
+from framework.errors import (
+    ConfigError,
+    UserError,
+    evaluate_commands,
+    remember_the_sweep,
+    stopping_before_any_job,
+)
 from framework.loggers import wandb_logger_nodes
 from framework.pretrained import alexnet_features_state_dict
 from framework.slurm_preflight import launches_on_slurm
@@ -118,6 +124,9 @@ def checking_before_any_job() -> Iterator[None]:
 class PrintSweepDir(Callback):
     """After a multirun, print where its jobs wrote and the commands that summarise them: ``evaluate_tasks``, which
     an experiment sets to its study's tasks (a sweep over several experiments composes none of them: ``table``)."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        remember_the_sweep(config.hydra.job.name, config.hydra.sweep.dir, config.get("evaluate_tasks"))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if config.hydra.job.name != "train":
