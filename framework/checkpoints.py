@@ -272,8 +272,9 @@ def log_again_the_epoch_end_row(output_dir: str | Path, checkpoint: dict, max_st
     holds the row (``KeptValuesInCheckpoints``); it is added when metrics.csv (its rows logged after the save set
     aside) ends where the save left it."""
     metrics, row = Path(output_dir) / METRICS_CSV, checkpoint.get(EPOCH_END_ROW)
-    if row is None or checkpoint.get(CSV_ROWS_LOGGED) is None or not metrics.is_file() or epoch_goes_on(checkpoint,
-                                                                                                        max_steps):
+    if row is None or checkpoint.get(CSV_ROWS_LOGGED) is None or not metrics.is_file():
+        return
+    if epoch_goes_on(checkpoint, max_steps):  # the row is logged again at the epoch's real end
         return
     with open(metrics, newline="") as handle:
         header, *rows = list(csv.reader(handle)) or [[]]
@@ -461,9 +462,11 @@ class FitLoopResumingAtEpochEnds(_FitLoop):
     """Lightning's fit loop, which continues a run with ``trainer.max_steps`` from a checkpoint saved at an epoch's end
     as it continues one without: at the next epoch. Lightning takes any continuation of a run with max_steps for one
     within an epoch: it ran the checkpoint's epoch end again (its epoch count then reached max_epochs) and trained no
-    further batch, and tested the checkpoint's weights as the run's. An epoch that max_steps cut short is continued
-    within, as Lightning does (a run given a larger max_steps). A run continued after its last step (killed
-    while testing) reports the epoch count an uninterrupted one does, as Lightning sees to for max_epochs."""
+    further batch, and tested the checkpoint's weights as the run's. An epoch that max_steps cut short (saved at the
+    end Lightning gives it there) is continued within by a run that trains further (``epoch_goes_on``), with or
+    without max_steps. A run continued after its last step (killed while testing) reports the epoch count an
+    uninterrupted one does, as Lightning sees to for max_epochs. A run continued within an epoch with another batch
+    size counts that epoch's batches in the new size."""
 
     @property
     def done(self) -> bool:
@@ -474,9 +477,7 @@ class FitLoopResumingAtEpochEnds(_FitLoop):
     @_FitLoop.restarting.setter
     def restarting(self, restarting: bool) -> None:
         current = self.epoch_progress.current
-        restored = {"loops": {"fit_loop": self.state_dict()}, "global_step": self.epoch_loop.global_step,
-                    "callbacks": {callback.state_key: callback.state_dict() for callback in self.trainer.callbacks}}
-        if restarting and epoch_goes_on(restored, self.max_steps):
+        if restarting and epoch_goes_on(self.as_restored(), self.max_steps):
             # Lightning took the epoch for a finished one: the next started (without max_steps), or, counted
             # processed, it went on with the next epoch's order (a larger max_steps). It goes on within it, as from
             # its last batch's end, and ends again at its real end.
@@ -485,6 +486,10 @@ class FitLoopResumingAtEpochEnds(_FitLoop):
         cut_short = self._iteration_based_training() and not self.epoch_loop.batch_progress.is_last_batch  # max_steps
         _Loop.restarting.fset(self, restarting and (epoch_unfinished or cut_short))
 
+    def as_restored(self) -> dict:
+        """What ``epoch_goes_on`` reads of a checkpoint, from the states Lightning restored it into."""
+        return {"loops": {"fit_loop": self.state_dict()}, "global_step": self.epoch_loop.global_step,
+                "callbacks": {callback.state_key: callback.state_dict() for callback in self.trainer.callbacks}}
 
     def _load_combined_loader_states(self) -> None:
         """A run continued within an epoch with another ``data.batch_size``: the training loader passes over whole
