@@ -34,7 +34,9 @@ class MonitoredMetricsLogged(L.Callback):
         self.keys = keys
 
     def check(self, trainer: L.Trainer) -> None:
-        if trainer.sanity_checking or trainer.fast_dev_run:  # Lightning's callbacks skip these too
+        # Lightning's callbacks skip the sanity check, and every step under fast_dev_run, where this checks all the
+        # same: a config tried with debug=fdr before a sweep fails as the real run would
+        if trainer.sanity_checking:
             return
         for callback in trainer.callbacks:
             metric = getattr(callback, "monitor", None)

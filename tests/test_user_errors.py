@@ -196,6 +196,8 @@ ROWS = [
         expect=("'optimized_metric' is null, but early stopping monitors it", "callbacks.early_stopping=null")),
     row("optimized-metric-not-logged", "debug=limit", "optimized_metric=val/top5_acc",
         expect=("'optimized_metric' is 'val/top5_acc'", "logs no such metric", "(val/acc, val/loss)")),
+    row("optimized-metric-not-logged-under-fdr", "debug=fdr", "optimized_metric=val/top5_acc",  # a config's tryout
+        expect=("'optimized_metric' is 'val/top5_acc'", "logs no such metric", "(val/acc, val/loss)")),
     row("early-stopping-metric-not-logged", "debug=limit", "callbacks.early_stopping.monitor=val/top5_acc",
         expect="Config key 'callbacks.early_stopping.monitor' is 'val/top5_acc', which RunEarlyStopping monitors, "
                "but this run logs no such metric; set callbacks.early_stopping.monitor to one it logs (val/acc, "
