@@ -338,6 +338,26 @@ class RefusalsInWorkers(_MultiProcessingLauncher):
         with data_the_network_takes(self.cfg, args[0], datamodule, watch):
             super()._wrapping_function(process_idx, trainer, function, args, kwargs, *queue_and_states)
 
+    def get_extra_results(self, trainer: L.Trainer) -> dict:
+        """Lightning sends back the metrics and weights of a fit in workers, and not how far it went: the parent's
+        loops stayed at epoch 0 and step 0, where the test that follows logged its row (and a continued run then
+        found no row after its checkpoint to set aside)."""
+        epoch_loop = trainer.fit_loop.epoch_loop
+        return {**super().get_extra_results(trainer), "fit_progress": {
+            "epochs": trainer.fit_loop.epoch_progress.state_dict(),
+            "batches_that_stepped": epoch_loop._batches_that_stepped,  # the loggers' step
+            "automatic": epoch_loop.automatic_optimization.optim_progress.state_dict(),  # the global step
+            "manual": epoch_loop.manual_optimization.optim_step_progress.state_dict()}}
+
+    def update_main_process_results(self, trainer: L.Trainer, extra: dict) -> None:
+        progress = extra.pop("fit_progress")
+        super().update_main_process_results(trainer, extra)
+        epoch_loop = trainer.fit_loop.epoch_loop
+        trainer.fit_loop.epoch_progress.load_state_dict(progress["epochs"])
+        epoch_loop._batches_that_stepped = progress["batches_that_stepped"]
+        epoch_loop.automatic_optimization.optim_progress.load_state_dict(progress["automatic"])
+        epoch_loop.manual_optimization.optim_step_progress.load_state_dict(progress["manual"])
+
 
 def refusals_in_workers(trainer: L.Trainer, cfg: DictConfig) -> None:
     launcher = trainer.strategy.launcher

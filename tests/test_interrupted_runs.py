@@ -2,6 +2,7 @@
 and metrics.csv as an uninterrupted run."""
 
 import csv
+import shutil
 import signal
 from pathlib import Path
 
@@ -176,6 +177,23 @@ def test_sigterm_to_a_ddp_jobs_main_process_stops_its_ranks_and_the_job_continue
     assert f"Resuming from {tmp_path / 'checkpoints' / 'last.ckpt'}, saved in epoch 0" in resumed.stdout + \
         resumed.stderr  # the ranks stopped in their second epoch
     assert results(tmp_path)["epochs_completed"] == 2
+
+
+@pytest.mark.slow
+def test_a_ddp_job_continued_after_its_test_logs_that_test_once(tmp_path):
+    """trainer=ddp_sim fits and tests in worker processes, and Lightning sent back no loop state: the test row was
+    logged at epoch 0, step 0, before every checkpoint, so a job continued after its test (killed before its
+    results.json) kept that row beside its new one."""
+    run, env = ("trainer=ddp_sim", "trainer.max_epochs=2", *QUIET), {"OMP_NUM_THREADS": "1"}
+    reference = uninterrupted(tmp_path / "reference", run, env=env)
+    assert (rows(reference)[-1]["epoch"], rows(reference)[-1]["step"]) == ("2", "18")  # 9 batches a rank and epoch
+    killed = tmp_path / "killed"
+    shutil.copytree(reference, killed)
+    (killed / "results.json").unlink()
+    resumed = run_cli("train.py", *run, f"hydra.run.dir={killed}", "ckpt_path=auto", env=env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert rows(killed) == rows(reference)
+    assert results(killed)["metrics"] == results(reference)["metrics"]
 
 
 TWICE_AN_EPOCH = ("trainer.max_epochs=3", "seed=5", "+trainer.val_check_interval=0.5", *QUIET)  # 18 batches an epoch
