@@ -178,6 +178,7 @@ class MutualInformationLR(Callback):
         self.indices: list[int] | None = None
         self.ixy: float | None = None
         self.history: list[dict] = []  # one record per measurement: epoch, mi, ihyll, ixy, lr, val_acc, test_acc
+        self.val_acc: float | None = None  # of the last validation: the next record's
 
     # ---- checks before any training ------------------------------------------------------
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -295,9 +296,7 @@ class MutualInformationLR(Callback):
         ihyll = mi[same_as_output[0]] if same_as_output else self.mi(output, labels)
         if self.ixy is None:
             self.ixy = self.reference_mi(images, labels)
-        accuracy = trainer.callback_metrics.get("val/acc")
-        return {"mi": mi, "ihyll": ihyll, "ixy": self.ixy,
-                "val_acc": float(accuracy) if accuracy is not None else None}
+        return {"mi": mi, "ihyll": ihyll, "ixy": self.ixy, "val_acc": self.val_acc}
 
     def mi(self, values: torch.Tensor, labels: torch.Tensor) -> float:
         """I(values; labels) by the configured estimator."""
@@ -365,9 +364,16 @@ class MutualInformationLR(Callback):
         if self.plot:
             plot_history(history, run_dir / "mi_lr.png")  # callbacks.figures sends it to the loggers
 
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """The accuracy the next epoch's record reports, kept in checkpoints: Lightning keeps no logged metric, so a
+        resumed epoch found none."""
+        accuracy = trainer.callback_metrics.get("val/acc")
+        if not trainer.sanity_checking and accuracy is not None:
+            self.val_acc = float(accuracy)
+
     def state_dict(self) -> dict:
-        return {"indices": self.indices, "ixy": self.ixy, "history": self.history}
+        return {"indices": self.indices, "ixy": self.ixy, "history": self.history, "val_acc": self.val_acc}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.indices, self.ixy = state_dict["indices"], state_dict["ixy"]
-        self.history = state_dict["history"]
+        self.history, self.val_acc = state_dict["history"], state_dict.get("val_acc")

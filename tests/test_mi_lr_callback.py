@@ -156,6 +156,9 @@ def test_resume_restores_state_and_gives_the_same_rates(tmp_path, monkeypatch):
     assert [r["lr"] for r in resumed.history] == [r["lr"] for r in uninterrupted.history]
     assert [r["ihyll"] for r in resumed.history] == pytest.approx([r["ihyll"] for r in uninterrupted.history])
     assert [g["lr"] for g in trainer.optimizers[0].param_groups] == list(uninterrupted.history[-1]["lr"].values())
+    # the validation accuracy before the resumed epoch is the checkpoint's: Lightning keeps no logged metric
+    assert [r["val_acc"] for r in resumed.history] == [r["val_acc"] for r in uninterrupted.history]
+    assert resumed.history[2]["val_acc"] is not None
 
 
 def test_mismatched_groups_and_schedulers_are_refused(tmp_path):
