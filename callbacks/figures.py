@@ -35,9 +35,11 @@ def log_figure(trainer: L.Trainer, path: Path, key: str) -> None:
 
 
 class FiguresToLoggers(L.Callback):
+    """What it sent is kept in checkpoints: a resumed run (a requeued job) sent every figure of its run again."""
+
     def __init__(self, root: str | Path):
         self.root = Path(root)
-        self.sent: dict[Path, str] = {}  # path -> digest of the content that was logged
+        self.sent: dict[str, str] = {}  # path relative to the run -> digest of the content that was logged
 
     def new_figures(self) -> list[Path]:
         found = []
@@ -45,10 +47,16 @@ class FiguresToLoggers(L.Callback):
             relative = path.relative_to(self.root)
             if SKIPPED_FOLDERS.isdisjoint(relative.parts[:-1]):
                 digest = hashlib.sha1(path.read_bytes()).hexdigest()
-                if self.sent.get(path) != digest:
-                    self.sent[path] = digest
+                if self.sent.get(relative.as_posix()) != digest:
+                    self.sent[relative.as_posix()] = digest
                     found.append(path)
         return found
+
+    def state_dict(self) -> dict:
+        return {"sent": dict(self.sent)}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.sent = dict(state_dict.get("sent", {}))
 
     def send(self, trainer: L.Trainer) -> None:
         takes_images = any(isinstance(logger, WandbLogger | TensorBoardLogger) for logger in trainer.loggers)

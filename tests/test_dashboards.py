@@ -120,6 +120,10 @@ def test_figures_are_sent_once_each_again_when_rewritten_and_never_from_logger_f
     Image.fromarray(painting(2)).save(tmp_path / "mi_lr.png")  # rewritten with new content
     callback.send(trainer)
     assert sent == ["figures/mi_lr", "figures/grids/attack", "figures/mi_lr"]
+    resumed = figures.FiguresToLoggers(tmp_path)  # a run continued from a checkpoint of this one
+    resumed.load_state_dict(callback.state_dict())
+    resumed.send(trainer)
+    assert sent == ["figures/mi_lr", "figures/grids/attack", "figures/mi_lr"]  # it sent them all again
 
 
 @pytest.mark.slow
