@@ -56,7 +56,9 @@ class FiguresToLoggers(L.Callback):
         return {"sent": dict(self.sent)}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        self.sent = dict(state_dict.get("sent", {}))
+        """Added to what this process knows it sent: under trainer=ddp_sim the validation and test of the best
+        checkpoint start from the fit's record and load that checkpoint's, which may be older."""
+        self.sent.update(state_dict.get("sent", {}))
 
     def send(self, trainer: L.Trainer) -> None:
         takes_images = any(isinstance(logger, WandbLogger | TensorBoardLogger) for logger in trainer.loggers)

@@ -13,6 +13,7 @@ them fit:
 
 from __future__ import annotations
 
+import io
 import math
 import multiprocessing
 import os
@@ -339,11 +340,14 @@ class RefusalsInWorkers(_MultiProcessingLauncher):
             super()._wrapping_function(process_idx, trainer, function, args, kwargs, *queue_and_states)
 
     def get_extra_results(self, trainer: L.Trainer) -> dict:
-        """Lightning sends back the metrics and weights of a fit in workers, and not how far it went: the parent's
-        loops stayed at epoch 0 and step 0, where the test that follows logged its row (and a continued run then
-        found no row after its checkpoint to set aside)."""
+        """Lightning sends back the metrics and weights of a fit in workers, and neither how far it went nor its
+        callbacks' states: the parent's loops stayed at epoch 0 and step 0, where the test that follows logged its
+        row (and a continued run then found no row after its checkpoint to set aside), and the test's workers started
+        from callbacks that had done nothing (the figures callback sent the fit's figures again)."""
         epoch_loop = trainer.fit_loop.epoch_loop
-        return {**super().get_extra_results(trainer), "fit_progress": {
+        states = io.BytesIO()  # bytes, as Lightning sends its metrics: tensors through the queue would share memory
+        torch.save({callback.state_key: callback.state_dict() for callback in trainer.callbacks}, states)
+        return {**super().get_extra_results(trainer), "callback_states": states.getvalue(), "fit_progress": {
             "epochs": trainer.fit_loop.epoch_progress.state_dict(),
             "batches_that_stepped": epoch_loop._batches_that_stepped,  # the loggers' step
             "automatic": epoch_loop.automatic_optimization.optim_progress.state_dict(),  # the global step
@@ -351,7 +355,11 @@ class RefusalsInWorkers(_MultiProcessingLauncher):
 
     def update_main_process_results(self, trainer: L.Trainer, extra: dict) -> None:
         progress = extra.pop("fit_progress")
+        states = torch.load(io.BytesIO(extra.pop("callback_states")), weights_only=False)  # our own workers'
         super().update_main_process_results(trainer, extra)
+        for callback in trainer.callbacks:
+            if callback.state_key in states:
+                callback.load_state_dict(states[callback.state_key])
         epoch_loop = trainer.fit_loop.epoch_loop
         trainer.fit_loop.epoch_progress.load_state_dict(progress["epochs"])
         epoch_loop._batches_that_stepped = progress["batches_that_stepped"]

@@ -88,15 +88,34 @@ def test_wandb_run_holds_config_epoch_metrics_figures_and_results_as_summary(run
         assert summary[key] == results[key], key
 
 
-@pytest.mark.slow
-def test_tensorboard_gets_the_same_figures(run_dir):
+def tensorboard_images(run_dir: Path) -> dict[str, list[np.ndarray]]:
     images = {}
     for events in sorted((run_dir / "tensorboard").glob("events.out.tfevents.*")):
         accumulator = EventAccumulator(str(events), size_guidance={"images": 0})
         accumulator.Reload()
         for tag in accumulator.Tags()["images"]:
-            images[tag] = [np.asarray(Image.open(io.BytesIO(event.encoded_image_string)).convert("RGB"))
-                           for event in accumulator.Images(tag)]
+            images.setdefault(tag, []).extend(np.asarray(Image.open(io.BytesIO(event.encoded_image_string))
+                                                         .convert("RGB")) for event in accumulator.Images(tag))
+    return images
+
+
+@pytest.mark.slow
+def test_a_ddp_run_sends_each_figure_once(tmp_path):
+    """trainer=ddp_sim fits and tests in workers that start from the parent's callbacks, which had sent nothing:
+    the test's workers sent every figure of the fit again."""
+    result = run_cli("train.py", "logger=tensorboard", "trainer=ddp_sim", f"trainer.max_epochs={EPOCHS}",
+                     "callbacks.progress_bar.refresh_rate=0", f"hydra.run.dir={tmp_path}",
+                     "+callbacks.painter._target_=tests.painter_callback.PaintEveryEpoch",
+                     "+callbacks.painter.dirpath=${paths.output_dir}/plots", env={"OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    images = tensorboard_images(tmp_path)
+    assert {tag: len(sent) for tag, sent in images.items()} == {f"figures/plots/epoch_{epoch}": 1
+                                                                  for epoch in range(EPOCHS)}
+
+
+@pytest.mark.slow
+def test_tensorboard_gets_the_same_figures(run_dir):
+    images = tensorboard_images(run_dir)
     assert sorted(images) == [f"figures/plots/epoch_{epoch}" for epoch in range(EPOCHS)]
     for epoch in range(EPOCHS):
         [pixels] = images[f"figures/plots/epoch_{epoch}"]
