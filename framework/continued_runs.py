@@ -12,6 +12,7 @@ siblings (``check_same_job``), and no two jobs may share a folder (a custom ``hy
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+from omegaconf.errors import InterpolationKeyError
 
 from framework.checkpoints import (
     check_checkpoint,
@@ -34,9 +36,21 @@ from framework.errors import ConfigError
 NUMBERED = "${hydra.job.num}"  # conf/hydra/default.yaml's hydra.sweep.subdir
 
 
+def output_folder(config: DictConfig, key: str) -> Path:
+    """``hydra.run.dir`` or ``hydra.sweep.dir``, resolved; one sentence where it refers to a key the config lacks
+    (``~paths`` removes the paths.log_dir that the defaults build them from)."""
+    try:
+        return Path(str(OmegaConf.select(config, key, throw_on_missing=True))).absolute()
+    except InterpolationKeyError as error:
+        missing = re.search(r"Interpolation key '([^']+)'", str(error))
+        raise ConfigError(f"Config key '{key}' refers to {missing[1] if missing else 'a key'!r}, which the config "
+                          f"lacks (removed with ~{(missing[1] if missing else 'paths').split('.')[0]}?); keep it, or "
+                          f"give {key}=<folder>.") from None
+
+
 def check_run(config: DictConfig) -> None:
     """A single run into ``hydra.run.dir``."""
-    folder = Path(str(config.hydra.run.dir)).absolute()
+    folder = output_folder(config, "hydra.run.dir")
     check_folder(folder, config, multirun=False)
     check_resumed_checkpoint(folder, config, lambda: config)
 
@@ -47,7 +61,7 @@ def check_sweep(config: DictConfig) -> None:
     if any(override.startswith(("ckpt_path=", "train=")) and "," in override for override in task) or \
             config.hydra.sweeper._target_ != f"{BasicSweeper.__module__}.{BasicSweeper.__name__}":
         return
-    sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
+    sweep_dir = output_folder(config, "hydra.sweep.dir")
     numbered = OmegaConf.to_container(config.hydra.sweep, resolve=False).get("subdir") == NUMBERED
     if numbered and not sweep_dir.is_dir():
         return

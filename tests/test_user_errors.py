@@ -773,6 +773,16 @@ def test_a_user_error_in_one_job_of_a_sweep_lets_its_other_jobs_run(run_in_proce
     assert "Traceback" not in output
 
 
+def test_an_output_folder_that_refers_to_a_removed_group_is_one_sentence(run_in_process, tmp_path):
+    """``~paths`` removes the paths.log_dir that hydra.run.dir and hydra.sweep.dir are built from: the check of the
+    earlier runs in them, before any job, met omegaconf's InterpolationKeyError, a traceback."""
+    code, output = run_in_process("train.py", ["-m", "~paths", "seed=1,2"], tmp_path / "run", whole_script=True)
+    assert code == 2, output[-3000:]
+    assert output.rstrip().endswith("Config error: Config key 'hydra.sweep.dir' refers to 'paths.log_dir', which the "
+                                    "config lacks (removed with ~paths?); keep it, or give hydra.sweep.dir=<folder>.")
+    assert "Traceback" not in output
+
+
 def test_a_sweep_whose_jobs_lack_their_dataset_ends_with_the_sentence(run_in_process, tmp_path):
     """DatasetMissingError is a FileNotFoundError too: the sweep's UserError branch comes before its OSError one,
     so the sweep ends with the data sentence, not a traceback."""
