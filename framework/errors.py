@@ -354,6 +354,25 @@ def _closest_keys(config: DictConfig, key: str) -> list[str]:
     return list(dict.fromkeys(same_name + difflib.get_close_matches(key, keys, n=3, cutoff=0.7)))[:5]
 
 
+def _arguments_the_added_group_leaves(added: str) -> list[tuple[str, str]]:
+    """The keys that ``+<added>`` (``model/optimizer=adam`` on a model whose optimizer config is its own) would leave
+    in the node it merges into that the option's class does not take: composed with the rest of the command line,
+    so that one sentence gives the whole remedy. Nothing where that does not compose."""
+    from hydra import compose
+
+    from framework.validate import arguments_not_taken
+
+    arguments = [arg for arg in sys.argv[1:] if not arg.startswith("-")]
+    if {"-m", "--multirun"} & set(sys.argv[1:]) or added not in arguments:
+        return []
+    try:
+        cfg = compose(Path(sys.argv[0]).stem, [f"+{added}" if arg == added else arg for arg in arguments])
+    except Exception:  # noqa: BLE001 - another mistake on the command line: its own sentence comes on the next try
+        return []
+    group = added.split("=", 1)[0]
+    return list(arguments_not_taken(OmegaConf.select(cfg, group.replace("/", ".")), group.replace("/", ".")))
+
+
 def hydra_refusal(error: HydraException) -> ConfigError:
     """One sentence for Hydra's refusal of a command line (Hydra prints several lines and its search path)."""
     if sweep := re.search(r"BasicSweeper does not support sweep type : (\w+)", str(error)):
@@ -411,8 +430,12 @@ def hydra_refusal(error: HydraException) -> ConfigError:
                            f"+{twice[1]}=... cannot add it again; choose it without the +: {twice[1]}=<option>.")
     if unchosen := re.search(r"Could not override '(\S+)'\. No match in the defaults list.*use \+(\S+)", message,
                              re.DOTALL):
+        leftovers = _arguments_the_added_group_leaves(unchosen[2])
+        keys = [key for key, owner in leftovers if owner == leftovers[0][1]]
+        why = (f" (the option merges into the config the model has there, whose "
+               f"{', '.join(key.rsplit('.', 1)[-1] for key in keys)} {leftovers[0][1]} does not take)" if keys else "")
         return ConfigError(f"Config group '{unchosen[1]}' is not chosen by default, so there is nothing to override; "
-                           f"add it with +{unchosen[2]}.")
+                           f"add it with {' '.join([f'+{unchosen[2]}', *(f'~{key}' for key in keys)])}{why}.")
     if ambiguous := re.search(r"Ambiguous value for argument '([^=']+)=([^']*)'", message):
         typed, value = ambiguous[1], ambiguous[2]
         key = typed.lstrip("+")

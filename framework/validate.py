@@ -17,7 +17,7 @@ import importlib.util
 import inspect
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from numbers import Integral, Real
 from pathlib import Path
@@ -494,23 +494,36 @@ def check_no_chosen_config_is_shadowed() -> None:
                           f"{group}/my_{option}.yaml, and choose it with {group}=my_{option}.")
 
 
-def check_partial_arguments(node, prefix: str = "") -> None:
-    """A ``_partial_`` node (an optimizer, a scheduler) is called only once training starts: its keys must be
-    arguments of its target before then (``model.optimizer._target_=torch.optim.Adam`` keeps SGD's momentum)."""
+def arguments_not_taken(node, prefix: str = "") -> Iterator[tuple[str, str]]:
+    """(key, class name) for each key of a ``_partial_`` node (an optimizer, a scheduler) that its target does not
+    take. Such a node is called only once training starts, so this is checked before then."""
     if isinstance(node, DictConfig) and node.get("_partial_") is True and isinstance(node.get("_target_"), str):
         try:
             parameters = inspect.signature(get_object(node._target_)).parameters
         except (ValueError, TypeError):  # no signature to read: leave it to the call
             parameters = {}
         if parameters and not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-            for name in node.keys():
-                if not str(name).startswith("_") and name not in parameters:
-                    raise ConfigError(f"Config key '{prefix}.{name}' is not an argument of "
-                                      f"{node._target_.rsplit('.', 1)[-1]}; remove it with ~{prefix}.{name} or fix "
-                                      f"its spelling.")
+            yield from ((f"{prefix}.{name}", node._target_.rsplit(".", 1)[-1]) for name in node.keys()
+                        if not str(name).startswith("_") and name not in parameters)
     if isinstance(node, DictConfig):
         for name in node.keys():
-            check_partial_arguments(node._get_node(name), f"{prefix}.{name}" if prefix else str(name))
+            yield from arguments_not_taken(node._get_node(name), f"{prefix}.{name}" if prefix else str(name))
+
+
+def check_partial_arguments(cfg: DictConfig) -> None:
+    """``model.optimizer._target_=torch.optim.Adam`` keeps SGD's momentum: named, all at once."""
+    if leftovers := list(arguments_not_taken(cfg)):
+        raise ConfigError(arguments_not_taken_sentence(leftovers))
+
+
+def arguments_not_taken_sentence(leftovers: list[tuple[str, str]]) -> str:
+    """One sentence naming every key that the first of ``leftovers``' classes does not take, and the remedy."""
+    owner = leftovers[0][1]
+    keys = [key for key, of in leftovers if of == owner]
+    names, removals = ", ".join(f"'{key}'" for key in keys), " ".join(f"~{key}" for key in keys)
+    if len(keys) == 1:
+        return f"Config key {names} is not an argument of {owner}; remove it with {removals} or fix its spelling."
+    return f"Config keys {names} are not arguments of {owner}; remove them with {removals} or fix their spelling."
 
 
 def check_data_splits(cfg: DictConfig) -> None:

@@ -246,6 +246,11 @@ ROWS = [
         expect="choose one with model/optimizer=adam (one of: adam, lbfgs, sgd)"),
     row("optimizer-argument", "model.optimizer._target_=torch.optim.Adam",
         expect="'model.optimizer.momentum' is not an argument of Adam; remove it with ~model.optimizer.momentum"),
+    row("optimizer-arguments", "model.optimizer._target_=torch.optim.LBFGS",  # all at once, not one per try
+        expect=("'model.optimizer.momentum', 'model.optimizer.weight_decay' are not arguments of LBFGS",
+                "~model.optimizer.momentum ~model.optimizer.weight_decay")),
+    row("optimizer-group-not-chosen", "model/optimizer=adam",  # the + and what the option leaves, in one sentence
+        expect=("'model/optimizer' is not chosen", "+model/optimizer=adam ~model.optimizer.momentum")),
     row("scheduler-argument", "model.scheduler={_target_:torch.optim.lr_scheduler.StepLR,_partial_:true,step:1}",
         expect="'model.scheduler.step' is not an argument of StepLR"),
     row("net-target", "model.net._target_=lightning_modules.lenet5.LeNet6", expect="'model.net._target_'"),
