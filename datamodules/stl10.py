@@ -15,6 +15,7 @@ indices separated by spaces (STL-10's evaluation protocol trains on each fold an
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -30,7 +31,9 @@ SIDE = 96
 IMAGE_BYTES = 3 * SIDE * SIDE
 UNLABELED = -1
 FOLDS = 10
+OFFICIAL_IMAGES = {"train": 5_000, "test": 8_000, "unlabeled": 100_000}
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def read_file(path: Path, read: Callable[[Path], T]) -> T:
@@ -98,6 +101,9 @@ class STL10DataModule(InMemoryDataModule):
                 f"images; it is truncated or corrupt: delete it and download STL-10 again."
             )
         images = torch.from_numpy(raw.reshape(-1, 3, SIDE, SIDE)).transpose(2, 3)  # column-major -> upright
+        if len(images) != OFFICIAL_IMAGES[split]:  # no header: a file cut at a whole image reads like a subset
+            log.warning(f"{image_path} holds {len(images):,} images, where STL-10's has {OFFICIAL_IMAGES[split]:,}; "
+                        f"unless it is a subset of your own, it was cut short: delete it and download STL-10 again.")
         if not label_path:
             return images, torch.full((len(images),), UNLABELED, dtype=torch.int64)
         labels = read_file(label_path[0], lambda path: np.fromfile(path, dtype=np.uint8)).astype(np.int64)
