@@ -35,7 +35,7 @@ from analysis.results_table import (
 )
 from framework.atomic import why_unwritable, write_atomically
 from framework.compose import paths_from_start_dir
-from framework.errors import ConfigError, reporting_user_errors, run_entry_point
+from framework.errors import ConfigError, reporting_user_errors, run_entry_point, stopping_quietly_when_stdout_closes
 from framework.results import jobs_without_results, load_results, runs_folder
 from framework.validate import check_missing_values, check_rules, check_study_device
 
@@ -366,9 +366,7 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     if {"--help", "-h"} & set(sys.argv[1:]):
-        try:
+        with stopping_quietly_when_stdout_closes():
             print(help_text(), flush=True)  # buffered or not, a reader that is gone shows here, not at exit
-        except BrokenPipeError:  # `--help | head`: the reader has all it wanted; nothing more to flush at exit
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise SystemExit(0)
     run_entry_point(main)

@@ -24,6 +24,7 @@ import logging
 import multiprocessing
 import os
 import re
+import select
 import shlex
 import signal
 import sys
@@ -465,7 +466,8 @@ def _reporting_hydra_refusals(compose_or_run: Callable[[], object]):
 
 def _refusals_as_sentences(compose_or_run: Callable[[], object]):
     try:
-        return compose_or_run()
+        with stopping_quietly_when_stdout_closes():  # before Hydra's reporter prints it (--cfg job | head -1)
+            return compose_or_run()
     except HydraException as error:  # composition, parsing, a sweep the sweeper cannot run
         if _job["started"] or os.environ.get("HYDRA_FULL_ERROR") == "1":  # a job's bug; Hydra's debugging output
             raise
@@ -672,6 +674,24 @@ def _sigterm_outside_lightning(signal_number: int, frame) -> None:
         raise SIGTERMException
 
 
+@contextmanager
+def stopping_quietly_when_stdout_closes():
+    """``python train.py --help | head -1``: the reader has what it wanted and has gone. The process stops as a
+    pipe's writer does, without a traceback, with the code a shell gives a command that a closed pipe stopped."""
+    try:
+        try:
+            yield
+        finally:
+            sys.stdout.flush()  # a buffered write fails here, not in the interpreter's last flush (exit code 120)
+    except BrokenPipeError:
+        poll = select.poll()  # the kernel flags a pipe's writing end with POLLERR once its reader has gone
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        if not any(events & select.POLLERR for _, events in poll.poll(0)):
+            raise  # another pipe or socket: not the user's doing
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the interpreter's last flush stays quiet
+        raise SystemExit(128 + signal.SIGPIPE) from None
+
+
 def run_entry_point(main: Callable[[], object]) -> None:
     """Run a ``@hydra.main`` function from ``if __name__ == "__main__"``.
 
@@ -687,7 +707,8 @@ def run_entry_point(main: Callable[[], object]) -> None:
     hydra_internals.run_and_report = lambda function: run_and_report(lambda: _reporting_hydra_refusals(function))
     default_sigterm = signal.signal(signal.SIGTERM, _sigterm_outside_lightning)
     try:
-        main()
+        with stopping_quietly_when_stdout_closes():
+            main()
     except ValueError as error:  # Hydra's own check of its flags, before its reporter runs
         if _job["started"] or not str(error).startswith("Only one of --run, --multirun"):
             raise

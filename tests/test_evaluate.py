@@ -1,6 +1,7 @@
 """evaluate.py's tasks on results.json files written the way train.py writes them."""
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -234,19 +235,23 @@ def test_command_line_errors_are_one_sentence_with_exit_2_and_help_lists_tasks(t
     assert "where runs have them, else the runs' optimized_metric and its test/ twin" in shown.stdout
 
 
-@pytest.mark.parametrize("unbuffered", [{}, {"PYTHONUNBUFFERED": "1"}], ids=["buffered", "unbuffered"])
-def test_help_into_a_pipe_already_closed_ends_quietly(unbuffered):
-    """``python evaluate.py --help | true``: the reader is gone before the help is written; exit 0, no traceback.
-    A fresh interpreter: a forked one's stdout is not the one python opens for a pipe."""
+@pytest.mark.parametrize(("command", "unbuffered"), [
+    (["evaluate.py", "--help"], {}), (["evaluate.py", "--help"], {"PYTHONUNBUFFERED": "1"}),
+    (["train.py", "--help"], {}), (["train.py", "--cfg", "job"], {"PYTHONUNBUFFERED": "1"}),
+], ids=["evaluate-help-buffered", "evaluate-help-unbuffered", "train-help", "train-cfg-unbuffered"])
+def test_output_into_a_pipe_already_closed_ends_quietly(command, unbuffered):
+    """``python evaluate.py --help | true``: the reader is gone before the text is written. No traceback, and the exit
+    code a shell gives a command that a closed pipe stopped (141, as ``yes | true``). A fresh interpreter: a forked
+    one's stdout is not the one python opens for a pipe."""
     environment = {key: value for key, value in os.environ.items() if key != "PYTHONUNBUFFERED"} | unbuffered
     read, write = os.pipe()
     os.close(read)
     try:
-        done = subprocess.run([sys.executable, "evaluate.py", "--help"], cwd=ROOT, stdout=write, stderr=subprocess.PIPE,
+        done = subprocess.run([sys.executable, *command], cwd=ROOT, stdout=write, stderr=subprocess.PIPE,
                               text=True, timeout=300, env=environment)
     finally:
         os.close(write)
-    assert (done.returncode, done.stderr) == (0, "")
+    assert (done.returncode, done.stderr) == (128 + signal.SIGPIPE, "")
 
 
 def test_unknown_task_and_missing_runs_are_named(tmp_path):
