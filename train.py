@@ -24,12 +24,10 @@ from urllib.parse import urlparse
 
 import hydra
 import lightning as L
-import torch
 from hydra.core.hydra_config import HydraConfig
 from lightning.fabric.utilities.rank_zero import rank_zero_only
-from lightning.pytorch.callbacks import Callback, Checkpoint, LearningRateMonitor, ModelCheckpoint, ProgressBar
+from lightning.pytorch.callbacks import Callback, Checkpoint, LearningRateMonitor, ProgressBar
 from lightning.pytorch.loggers import Logger
-from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher
 from omegaconf import DictConfig, OmegaConf
 
 from framework.checkpoints import (
@@ -181,18 +179,6 @@ def evaluate_checkpoint(trainer: L.Trainer, model, datamodule, ckpt_path: str) -
     return to_float_dict(trainer.callback_metrics)
 
 
-def epochs_completed(trainer: L.Trainer) -> int | None:
-    """Epochs trained. Spawned DDP workers (ddp_spawn) train in child processes whose loop state does not
-    come back, so then the count comes from last.ckpt (saved at the end of the last epoch)."""
-    if not isinstance(trainer.strategy.launcher, _MultiProcessingLauncher):
-        return trainer.current_epoch
-    callback = trainer.checkpoint_callback
-    last = Path(callback.dirpath or "") / "last.ckpt" if isinstance(callback, ModelCheckpoint) else None
-    if last is None or not last.is_file():
-        return None
-    return torch.load(last, map_location="cpu", weights_only=False)["epoch"] + 1
-
-
 def finished_with_this_config(cfg: DictConfig) -> dict | None:
     """The results of this run directory when ``ckpt_path=auto`` finds that it finished with the same config (a sweep
     given more seeds continues its unfinished jobs; the finished ones keep their results.json, which a re-test
@@ -335,7 +321,7 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
         "output_dir": cfg.paths.output_dir,
         "best_checkpoint": checkpoint,  # the weights val/ and test/ describe (test-only: ckpt_path)
         "evaluated_checkpoint": evaluated,
-        "epochs_completed": epochs_completed(trainer),
+        "epochs_completed": trainer.current_epoch,  # DDP workers send it back too (RefusalsInWorkers)
         "wall_seconds": time.perf_counter() - started,
         "versions": library_versions(),
     }
