@@ -225,13 +225,13 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
         set_aside_a_killed_start(cfg.paths.output_dir)
         if (cfg.get("callbacks") or {}).get("last_checkpoint"):
             complete_an_interrupted_save(cfg.paths.output_dir)
+    give_wandb_loggers_their_run_id(cfg)  # before the comparison: a finished run's config holds the id it was given
     if finished := finished_with_this_config(cfg):
         log.info(f"{cfg.paths.output_dir} finished with this config already (its results.json): kept, not trained or "
                  f"tested again (delete its results.json to test it again)")
         return finished
     send_lightning_logs_to_hydra()
     wandb_offline_without_credentials(cfg)
-    give_wandb_loggers_their_run_id(cfg)
     log.info(f"Output directory: {cfg.paths.output_dir}; overrides: {' '.join(task_overrides()) or 'none'}")
     started = time.perf_counter()
     if cfg.get("train", True) and cfg.trainer.get("limit_train_batches") == 0:

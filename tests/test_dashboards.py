@@ -148,12 +148,19 @@ def test_figures_are_sent_once_each_again_when_rewritten_and_never_from_logger_f
 @pytest.mark.slow
 def test_a_resumed_run_continues_its_wandb_run(tmp_path):
     """One wandb run per run directory: a restart with ckpt_path=auto (a requeued SLURM job) logs into the run its
-    first start made (the same id, kept in <output_dir>/wandb/run_id), from the epoch it resumes at."""
-    for epochs in (1, 2):
+    first start made (the same id, kept in <output_dir>/wandb/run_id), from the epoch it resumes at. Started once
+    more when it has finished, it is kept as it is, as a run with another logger (the id it was given counted as a
+    change of config: it was tested again, and its results.json and wandb run rewritten)."""
+    def start(epochs: int) -> str:
         result = run_cli("train.py", "logger=wandb", f"trainer.max_epochs={epochs}", "ckpt_path=auto", "seed=3",
                          "trainer.accelerator=cpu", "callbacks.progress_bar.refresh_rate=0",
                          f"hydra.run.dir={tmp_path}", env={"WANDB_MODE": "offline", "WANDB_SILENT": "true"})
         assert result.returncode == 0, result.stderr[-3000:]
+        return result.stdout + result.stderr
+
+    start(1), start(2)
+    finished = (tmp_path / "results.json").read_bytes()
+    assert "finished with this config already" in start(2) and (tmp_path / "results.json").read_bytes() == finished
     run_id = (tmp_path / "wandb" / "run_id").read_text()
     first, resumed = sorted((tmp_path / "wandb").glob("offline-run-*"))
     assert first.name.endswith(f"-{run_id}") and resumed.name.endswith(f"-{run_id}")
