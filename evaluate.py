@@ -338,16 +338,19 @@ def task_keys(task: Callable) -> list[str]:
 
 def help_text() -> str:
     """``--help``: the tasks, each with its keys, and every key's default and meaning from conf/evaluate.yaml."""
-    described, last = {}, None
+    described, parents, last = {}, [], None  # parents: (indentation, key) of the keys that hold the current one
     for line in (Path(__file__).parent / "conf" / "evaluate.yaml").read_text().splitlines():
-        entry = re.match(r"^(\w+):\s*(.*?)\s*#\s*(.*)$", line)
-        if entry:
-            last = entry.group(1)
-            described[last] = f"{last}={entry.group(2)}  {entry.group(3)}"
+        entry = re.match(r"^( *)(\w+):\s*(.*?)\s*(?:#\s*(.*))?$", line)
+        if entry and (entry.group(4) is not None or parents):  # a documented key, or one inside a documented key
+            indent, key, value, comment = len(entry.group(1)), entry.group(2), entry.group(3), entry.group(4) or ""
+            parents = [(depth, name) for depth, name in parents if depth < indent]
+            last = ".".join([*(name for _, name in parents), key])
+            described[last] = f"{'  ' * len(parents)}{last}{'=' + value if value else ':'}  {comment}".rstrip()
+            parents.append((indent, key))
         elif last and (continued := re.match(r"^\s+#\s*(.*)$", line)):  # the comment goes on below its key
             described[last] += f" {continued.group(1)}"
         else:
-            last = None
+            parents, last = [], None
     lines = ["Studies and tables on finished runs: python evaluate.py task=<task> runs=<dir> [key=value ...]",
              f"e.g. {EXAMPLE}", "", "Tasks (task=...; default table):"]
     for name, task in TASKS.items():

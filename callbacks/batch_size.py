@@ -7,7 +7,7 @@ epoch, and every epoch checks that the loader really has the scheduled size.
 
 Usage::
 
-    python train.py +callbacks@callbacks.batch_size=batch_size trainer.reload_dataloaders_every_n_epochs=1
+    python train.py experiment=mi_lr_digits batch_schedule=grow   # conf/batch_schedule/grow.yaml
     BatchSizeSchedule(milestones={3: 500})   # epochs 0-2 use data.batch_size, epochs 3+ use 500
 """
 

@@ -118,7 +118,8 @@ class EpochSeededSampler(Sampler[int]):
 
     Lightning calls ``set_epoch`` before every epoch, so a run resumed from a checkpoint
     sees exactly the batches an uninterrupted run would have seen (the default
-    ``RandomSampler`` draws from the global RNG, whose state a checkpoint does not hold).
+    ``RandomSampler`` draws from the global RNG: a checkpoint saved within an epoch holds its state after that
+    epoch's order was drawn, and everything else that draws from it, dropout included, would change the order).
     """
 
     def __init__(self, num_samples: int, seed: int):

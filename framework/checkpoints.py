@@ -310,7 +310,7 @@ def checkpoint_to_test(ckpt_path: str | None, trainer: L.Trainer) -> str:
 
 def check_checkpoint(path: str | None, resumed_with: DictConfig | None = None, model: torch.nn.Module | None = None,
                      sweep_job: int | None = None, test_only: bool = False) -> dict | None:
-    """A checkpoint file must be one that Lightning wrote (``last``/``hpc``, Lightning's own names, pass), with
+    """A checkpoint file must be one that Lightning wrote (``hpc``, which Lightning resolves itself, passes), with
     weights that fit ``model``; a run that resumes from it (``resumed_with``: its config) must keep the values it
     restores (``check_resumed_values``), and a run that only tests it (``test_only``) the images it held out.
     Returns the checkpoint (memory-mapped), None for no file."""

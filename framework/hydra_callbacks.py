@@ -1,5 +1,6 @@
 """Hydra callbacks (``hydra.callbacks`` in conf/hydra/default.yaml): they run in the process that launches
-a multirun, before and after its jobs, and (``on_job_end``) in each job's own process."""
+a multirun, before and after its jobs, before a single run (``on_run_start``), and (``on_job_end``) in each job's
+own process."""
 
 from __future__ import annotations
 
@@ -191,9 +192,10 @@ def experiment_has_grid(name: str) -> bool:
 class PretrainedWeightsPreflight(Callback):
     """Before a multirun's first job: fetch the ImageNet AlexNet weights once if any of its jobs needs them.
 
-    Hydra's basic launcher runs the jobs one after another and stops at the first failure; without this, a sweep
-    whose weights cannot be had would train every I-I-PW job before it said so. SLURM jobs are left to fetch
-    them on their nodes, which may reach a source that the login node does not."""
+    Hydra's basic launcher runs every job and reports the first failure at the end; without this, each job that
+    needs the weights would try to fetch them (with its timeouts) and fail while the others trained, and a sweep
+    whose weights cannot be had would say so only after its last job. SLURM jobs are left to fetch them on their
+    nodes, which may reach a source that the login node does not."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         if config.hydra.job.name == "train" and not launches_on_slurm(config) and needs_imagenet_alexnet(config):

@@ -233,6 +233,9 @@ def test_command_line_errors_are_one_sentence_with_exit_2_and_help_lists_tasks(t
     # a docstring's first paragraph and a key's comment, whole where they go on for more than one line
     assert "then Table 4: adversarial test-set examples and Gaussian noise of stddev 0.06, then " in shown.stdout
     assert "where runs have them, else the runs' optimized_metric and its test/ twin" in shown.stdout
+    # the keys within a key, by their dotted names, as typed on the command line
+    assert "  szegedy.examples=100  images attacked per model" in shown.stdout
+    assert "  mi_sample_size.sizes=[100, 250, 500, 1000, 2000, 4000]\n" in shown.stdout
 
 
 @pytest.mark.parametrize(("command", "unbuffered"), [
