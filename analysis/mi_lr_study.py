@@ -19,7 +19,7 @@ from pathlib import Path
 
 from analysis.results_table import HOW_IT_RAN, group_value, overridden_keys
 from framework.errors import ConfigError
-from framework.results import find_results
+from framework.results import load_results
 
 
 def validation_curve(run_dir: Path) -> dict[int, float]:
@@ -38,9 +38,10 @@ def run_overrides(results: dict) -> list[str]:
     return [o for o in results.get("overrides", []) if not o.startswith(("hydra.", "seed="))]
 
 
-def summarise(results_path: Path) -> dict:
-    results = json.loads(results_path.read_text())
-    run_dir = results_path.parent
+def summarise(results: dict) -> dict:
+    """A run's curve, best and final accuracy, learning-rate range and time (``results``: its results.json, with the
+    run's folder as ``path``)."""
+    run_dir = Path(results["path"])
     history_path = run_dir / "mi_lr_history.json"
     history = json.loads(history_path.read_text())["history"] if history_path.exists() else []
     curve = {r["epoch"]: r["test_acc"] for r in history if r.get("test_acc") is not None}
@@ -64,9 +65,7 @@ def study_table(runs: str | Path, reference: str = "lr_policy=fixed") -> str:
     'First reached' uses the final accuracy of the run with the override ``reference`` (the key as given, or its
     config group's choice) of the same seed and settings: the same values of every other overridden key, except
     those that say how a run ran (ckpt_path, ...)."""
-    rows = [summarise(path) for path in find_results(runs)]
-    if not rows:
-        raise FileNotFoundError(f"no results.json below {runs}; give a multirun directory of MI runs.")
+    rows = [summarise(results) for results in load_results(runs)]
     policy_key, _, policy = reference.partition("=")
     setting_keys = overridden_keys([row["results"] for row in rows], exclude=(*HOW_IT_RAN, policy_key))
     shared = set.intersection(*(set(r["overrides"]) for r in rows))
