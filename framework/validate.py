@@ -26,6 +26,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
+from framework.compose import CONF
 from framework.errors import ConfigError, get_object, mistyped_argument_error
 
 
@@ -38,7 +39,6 @@ class Rule:
 
 
 RULES: list[Rule] = []
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
 def rule(key: str, check: Callable[[object], bool], allowed: str, of: str | None = None) -> None:
@@ -455,8 +455,8 @@ def check_nested_groups_chosen_with_a_slash(cfg: DictConfig) -> None:
     optimizer from the nested group conf/model/optimizer/, an option is chosen with a slash
     (``model/optimizer=adam``); elsewhere the optimizer is the model's own config, changed key by key."""
     choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
-    for folder in sorted(path for path in CONFIG_DIR.glob("*/*") if path.is_dir()):
-        group = folder.relative_to(CONFIG_DIR).as_posix()
+    for folder in sorted(path for path in CONF.glob("*/*") if path.is_dir()):
+        group = folder.relative_to(CONF).as_posix()
         key, value = group.replace("/", "."), _lookup(cfg, group.replace("/", "."))
         if not isinstance(value, str):
             continue
@@ -482,7 +482,7 @@ def check_no_chosen_config_is_shadowed() -> None:
             continue
         folder = start / str(entry).removeprefix("file://")
         for group, option in choices.items():
-            yours, ours = folder / group / f"{option}.yaml", CONFIG_DIR / group / f"{option}.yaml"
+            yours, ours = folder / group / f"{option}.yaml", CONF / group / f"{option}.yaml"
             if option and yours.is_file() and ours.is_file() and yours.resolve() != ours.resolve():
                 shadowed.append((yours, group, option))
     if shadowed:
@@ -544,7 +544,7 @@ def check_required_groups(cfg: DictConfig) -> None:
     for group in ("data", "model", "trainer"):
         node = _lookup(cfg, group)
         if not isinstance(node, DictConfig) or "_target_" not in node:  # debug=fdr alone leaves trainer a few keys
-            options = ", ".join(path.stem for path in sorted((CONFIG_DIR / group).glob("*.yaml")))
+            options = ", ".join(path.stem for path in sorted((CONF / group).glob("*.yaml")))
             raise ConfigError(f"Config group '{group}' names no class (_target_; removed with ~{group}?), and every "
                               f"run needs one; choose one of {options} with {group}=<option>.")
 
@@ -555,7 +555,7 @@ def check_group_entries_have_targets(cfg: DictConfig) -> None:
         entries = _lookup(cfg, group)
         for name, node in entries.items() if isinstance(entries, DictConfig) else ():
             if isinstance(node, DictConfig) and "_target_" not in node:
-                defining = [path.stem for path in sorted((CONFIG_DIR / group).glob("*.yaml"))
+                defining = [path.stem for path in sorted((CONF / group).glob("*.yaml"))
                             if name in (OmegaConf.load(path) or {})]
                 add = " or ".join(f"{group}={option}" for option in defining) or \
                     f"+{group}.{name}._target_=<its class, e.g. mymodule.MyCallback>"
