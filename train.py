@@ -19,6 +19,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -213,6 +214,61 @@ def group_choices() -> dict[str, str | None]:
     return {group: option for group, option in choices.items() if group.split("/")[0] != "hydra"}
 
 
+def build(cfg: DictConfig, callbacks: Sequence[Callback]) -> tuple[L.LightningDataModule, L.LightningModule,
+                                                                    L.Trainer, FirstBatchWatch]:
+    """The run's data, model and Trainer (with the configured callbacks and loggers, ours, and ``callbacks``), its
+    config sent to the loggers; and the callback that watches the first batch."""
+    datamodule = instantiate_node(cfg.data, "data")
+    model = instantiate_node(cfg.model, "model")
+    check_data_fits_model(cfg, datamodule, model)
+    loggers = list(instantiate_group(cfg, "logger").values())
+    first_batch = FirstBatchWatch()
+    all_callbacks = [MonitoredMetricsLogged(monitor_keys(cfg)), first_batch,
+                     *leave_out_idle_callbacks(instantiate_group(cfg, "callbacks"), loggers, cfg.trainer, model),
+                     KeptValuesInCheckpoints(cfg), RandomStatesInCheckpoints(), DestroyProcessGroupAtExit(), *callbacks]
+    # barebones mode refuses any profiler (it keeps Lightning's default)
+    profiler = {} if cfg.trainer.get("profiler") or cfg.trainer.get("barebones") else {"profiler": UnrecordedProfiler()}
+    plugins = {} if cfg.trainer.get("plugins") else {"plugins": [CheckpointWrittenInPlace()]}
+    trainer: L.Trainer = instantiate_node(cfg.trainer, "trainer", callbacks=all_callbacks, logger=loggers or False,
+                                          **profiler, **plugins)
+    leave_out_hooks_not_implemented(trainer.callbacks)  # Lightning's own (progress bar, model summary) included
+    with_fit_loop_resuming_at_epoch_ends(trainer)
+    refusals_in_workers(trainer, cfg)
+    with reaching_wandb(cfg.paths.output_dir):  # log_hyperparams starts the wandb run
+        for logger in trainer.loggers:
+            logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    return datamodule, model, trainer, first_batch
+
+
+@dataclass(frozen=True)
+class Continuation:
+    """What a training run continued from a checkpoint takes from it (the defaults: a fresh start)."""
+
+    at_step: int | None = None  # the checkpoint's global step
+    training_metrics: dict = field(default_factory=dict)  # its run's last training metrics (a run that trains no batch)
+    changed: dict = field(default_factory=dict)  # {key: [the checkpoint run's value, this run's]}: changed_on_resume
+
+
+def continue_from(cfg: DictConfig, given: str, saved: dict) -> Continuation:
+    """A training run continues from the checkpoint ``saved`` (read from ``given``): the log says so; what this run's
+    own directory logged and saved after it is set aside; gradients lost within an accumulation and values other than
+    the checkpoint run's are warned of."""
+    log.info(f"Resuming from {given}, saved in epoch {saved.get('epoch')} (counted from 0, as in the "
+             f"metrics) at global step {saved.get('global_step')}")
+    if rank_zero_only.rank == 0 and Path(cfg.paths.output_dir).resolve() in Path(given).resolve().parents:
+        max_steps = cfg.trainer.get("max_steps")  # this run's own checkpoint
+        set_aside_rows_logged_after(cfg.paths.output_dir, saved, max_steps)
+        log_again_the_epoch_end_row(cfg.paths.output_dir, saved, max_steps)
+        set_aside_checkpoints_saved_after(Path(given).parent, saved)
+    if lost := within_an_accumulation(given, saved, cfg.trainer.get("accumulate_grad_batches") or 1):
+        log.warning(lost)
+    if changed := changed_on_resume(saved, cfg):
+        log.warning(f"Resumed with values other than those its checkpoint's run trained with: "
+                    f"{', '.join(f'{key} {before} -> {now}' for key, (before, now) in changed.items())}; the epochs "
+                    f"from here train with the new ones (results.json records both under changed_on_resume).")
+    return Continuation(saved.get("global_step"), training_metrics_of_its_run(given, saved), changed)
+
+
 def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
     """Run one training job described by ``cfg``; returns (and writes) its results. ``callbacks``: a program's own
     Lightning callbacks, added to the configured ones (benchmarks/overhead.py times epochs with one)."""
@@ -240,50 +296,14 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
 
-    datamodule = instantiate_node(cfg.data, "data")
-    model = instantiate_node(cfg.model, "model")
-    check_data_fits_model(cfg, datamodule, model)
-    loggers = list(instantiate_group(cfg, "logger").values())
-    first_batch = FirstBatchWatch()
-    all_callbacks = [MonitoredMetricsLogged(monitor_keys(cfg)), first_batch,
-                     *leave_out_idle_callbacks(instantiate_group(cfg, "callbacks"), loggers, cfg.trainer, model),
-                     KeptValuesInCheckpoints(cfg), RandomStatesInCheckpoints(), DestroyProcessGroupAtExit(), *callbacks]
-    # barebones mode refuses any profiler (it keeps Lightning's default)
-    profiler = {} if cfg.trainer.get("profiler") or cfg.trainer.get("barebones") else {"profiler": UnrecordedProfiler()}
-    plugins = {} if cfg.trainer.get("plugins") else {"plugins": [CheckpointWrittenInPlace()]}
-    trainer: L.Trainer = instantiate_node(cfg.trainer, "trainer", callbacks=all_callbacks, logger=loggers or False,
-                                          **profiler, **plugins)
-    leave_out_hooks_not_implemented(trainer.callbacks)  # Lightning's own (progress bar, model summary) included
-    with_fit_loop_resuming_at_epoch_ends(trainer)
-    refusals_in_workers(trainer, cfg)
-    with reaching_wandb(cfg.paths.output_dir):  # log_hyperparams starts the wandb run
-        for logger in trainer.loggers:
-            logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    datamodule, model, trainer, first_batch = build(cfg, callbacks)
 
     # val/ and test/ metrics of one set of weights: after fitting, the best checkpoint when it saved one, else the
     # current weights (fast_dev_run, callbacks=none); in a test-only run (train=false), those of ckpt_path.
     trained = cfg.get("train", True)
     given = resolve_ckpt_path(cfg.get("ckpt_path"), trainer) if trained else checkpoint_to_test(cfg.ckpt_path, trainer)
     saved = check_checkpoint(given, resumed_with=cfg, model=model, test_only=not trained)
-    if trained and saved is not None:
-        log.info(f"Resuming from {given}, saved in epoch {saved.get('epoch')} (counted from 0, as in the "
-                 f"metrics) at global step {saved.get('global_step')}")
-    resumed_at_step = saved.get("global_step") if trained and saved is not None else None
-    if resumed_at_step is not None and rank_zero_only.rank == 0 and \
-            Path(cfg.paths.output_dir).resolve() in Path(given).resolve().parents:  # this run's own checkpoint
-        max_steps = cfg.trainer.get("max_steps")
-        set_aside_rows_logged_after(cfg.paths.output_dir, saved, max_steps)
-        log_again_the_epoch_end_row(cfg.paths.output_dir, saved, max_steps)
-        set_aside_checkpoints_saved_after(Path(given).parent, saved)
-    if trained and saved is not None and (
-            lost := within_an_accumulation(given, saved, cfg.trainer.get("accumulate_grad_batches") or 1)):
-        log.warning(lost)
-    its_training_metrics = training_metrics_of_its_run(given, saved) if trained and saved is not None else {}
-    changed = changed_on_resume(saved, cfg) if trained and saved is not None else {}
-    if changed:
-        log.warning(f"Resumed with values other than those its checkpoint's run trained with: "
-                    f"{', '.join(f'{key} {before} -> {now}' for key, (before, now) in changed.items())}; the epochs "
-                    f"from here train with the new ones (results.json records both under changed_on_resume).")
+    continued = continue_from(cfg, given, saved) if trained and saved is not None else Continuation()
     del saved  # memory-mapped: Lightning loads it again
     metrics = {}
     with data_the_network_takes(cfg, model, datamodule, first_batch):
@@ -291,8 +311,8 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
             with trainer_refusals(cfg.trainer), loading_checkpoint(given):
                 trainer.fit(model, datamodule=datamodule, ckpt_path=given)
             metrics = to_float_dict(trainer.callback_metrics)  # the last epoch's
-            if trainer.global_step == resumed_at_step:  # continued at its end (stopped early, or max_epochs reached)
-                metrics = its_training_metrics | metrics
+            if trainer.global_step == continued.at_step:  # continued at its end (stopped early, or max_epochs reached)
+                metrics = continued.training_metrics | metrics
             checkpoint, evaluated = best_checkpoint(trainer)
         else:
             checkpoint, evaluated = given, f"checkpoint {given}"
@@ -325,8 +345,8 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
         "wall_seconds": time.perf_counter() - started,
         "versions": library_versions(),
     }
-    if changed:
-        results["changed_on_resume"] = changed  # {key: [the checkpoint run's value, this run's]}
+    if continued.changed:
+        results["changed_on_resume"] = continued.changed
     if trainer.is_global_zero:
         path = write_json_atomic(Path(cfg.paths.output_dir) / "results.json", results)
         log.info(f"Wrote {path}")
