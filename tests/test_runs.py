@@ -243,3 +243,12 @@ def test_data_num_workers_is_a_key_of_the_data_configs_and_workers_make_the_same
                          f"hydra.run.dir={tmp_path / str(workers)}", *QUIET)
         assert result.returncode == 0, result.stderr
     assert results(tmp_path / "2")["metrics"] == results(tmp_path / "0")["metrics"]
+
+
+@pytest.mark.parametrize("logging", ["default", "disabled", "stdout", "none"])
+def test_every_job_logging_option_of_hydra_runs(tmp_path, logging):
+    """Hydra's own job-logging options replace ours whole: the file handler that names train.log after task_name
+    merged into `disabled` and `stdout` as a handler without a class, and both runs stopped with a traceback."""
+    run = run_cli("train.py", f"hydra/job_logging={logging}", "debug=smoke", *QUIET, f"hydra.run.dir={tmp_path}")
+    assert run.returncode == 0 and "Traceback" not in run.stderr, run.stderr[-3000:]
+    assert (tmp_path / "results.json").is_file() and (tmp_path / "train.log").is_file() == (logging == "default")
