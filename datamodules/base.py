@@ -120,10 +120,11 @@ class EpochSeededSampler(Sampler[int]):
     sees exactly the batches an uninterrupted run would have seen (the default
     ``RandomSampler`` draws from the global RNG: a checkpoint saved within an epoch holds its state after that
     epoch's order was drawn, and everything else that draws from it, dropout included, would change the order).
+    ``shuffle=False`` serves ``range(num_samples)`` every epoch (``trainer.overfit_batches``).
     """
 
-    def __init__(self, num_samples: int, seed: int):
-        self.num_samples, self.seed, self.epoch = num_samples, seed, 0
+    def __init__(self, num_samples: int, seed: int, shuffle: bool = True):
+        self.num_samples, self.seed, self.shuffle, self.epoch = num_samples, seed, shuffle, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -133,6 +134,8 @@ class EpochSeededSampler(Sampler[int]):
 
     def order(self) -> torch.Tensor:
         """This epoch's permutation of ``range(num_samples)``."""
+        if not self.shuffle:
+            return torch.arange(self.num_samples)
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         return torch.randperm(self.num_samples, generator=generator)
 
@@ -457,7 +460,11 @@ class InMemoryDataModule(L.LightningDataModule):
         dataset = self.datasets[split]
         # The run's seed (set by seed_everything, as Lightning's DistributedSampler reads it).
         shuffle_seed = int(os.environ.get("PL_GLOBAL_SEED", self.split_seed))
-        sampler = EpochSeededSampler(len(dataset), shuffle_seed) if shuffle else evaluation_sampler(dataset)
+        # trainer.overfit_batches: the same batches every epoch; Lightning turns a loader's own shuffling off for it,
+        # and does not see ours
+        overfitting = self.trainer is not None and self.trainer.overfit_batches > 0
+        sampler = EpochSeededSampler(len(dataset), shuffle_seed, shuffle=not overfitting) if shuffle else \
+            evaluation_sampler(dataset)
         workers = self.num_workers if dataset.images.device.type == "cpu" else 0  # device tensors stay in-process
         loader = TrainingLoader if shuffle else DataLoader
         if workers == 0 and not distributed():  # under DDP Lightning swaps the shuffling sampler for its own

@@ -7,6 +7,8 @@ from lightning.fabric.utilities.data import _set_sampler_epoch
 
 from datamodules.base import EpochSeededSampler, seeded_split
 from datamodules.digits import DigitsDataModule
+from lightning_modules.classifier import ClassificationModule
+from lightning_modules.lenet5 import LeNet5
 
 
 def test_seeded_split_is_reproducible_and_disjoint():
@@ -121,6 +123,30 @@ def test_double_precision_trains_end_to_end(make_cfg):
     metrics = train(make_cfg("trainer.precision=64", "debug=limit", "logger=none"))["metrics"]
     assert {"train/loss", "test/acc"} <= set(metrics) and torch.isfinite(torch.tensor(metrics["test/loss"]))
 
+
+
+class TrainingTargets(L.Callback):
+    def __init__(self):
+        self.epochs: list[list[int]] = []
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self.epochs.append([])
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.epochs[-1] += batch[1].tolist()
+
+
+def test_overfit_batches_trains_on_the_same_batches_every_epoch():
+    """As Lightning does with a loader that shuffles: it cannot see our loader's shuffling, and served other batches
+    each epoch."""
+    seen = TrainingTargets()
+    trainer = L.Trainer(overfit_batches=2, max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, callbacks=[seen])
+    module = DigitsDataModule(batch_size=8)
+    trainer.fit(ClassificationModule(LeNet5(), torch.optim.SGD), datamodule=module)
+    module.setup("fit")
+    first_batches = module.datasets["train"].targets[:16].tolist()
+    assert seen.epochs == [first_batches] * 3
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="fork is the default start method on Linux only")
