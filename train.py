@@ -229,8 +229,9 @@ def build(cfg: DictConfig, callbacks: Sequence[Callback]) -> tuple[L.LightningDa
     # barebones mode refuses any profiler (it keeps Lightning's default)
     profiler = {} if cfg.trainer.get("profiler") or cfg.trainer.get("barebones") else {"profiler": UnrecordedProfiler()}
     plugins = {} if cfg.trainer.get("plugins") else {"plugins": [CheckpointWrittenInPlace()]}
-    trainer: L.Trainer = instantiate_node(cfg.trainer, "trainer", callbacks=all_callbacks, logger=loggers or False,
-                                          **profiler, **plugins)
+    # _convert_: plain dicts and lists, as Lightning's type checks expect (max_time={minutes: 30})
+    trainer: L.Trainer = instantiate_node(cfg.trainer, "trainer", _convert_="all", callbacks=all_callbacks,
+                                          logger=loggers or False, **profiler, **plugins)
     leave_out_hooks_not_implemented(trainer.callbacks)  # Lightning's own (progress bar, model summary) included
     with_fit_loop_resuming_at_epoch_ends(trainer)
     refusals_in_workers(trainer, cfg)

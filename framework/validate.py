@@ -359,6 +359,7 @@ def validate(cfg: DictConfig) -> None:
     check_data_splits(cfg)
     check_group_entries_have_targets(cfg)
     check_accelerator(cfg)
+    check_barebones(cfg)
     check_validation_monitor(cfg)
     check_early_stopping_has_a_metric(cfg)
     check_nested_groups_chosen_with_a_slash(cfg)
@@ -366,6 +367,22 @@ def validate(cfg: DictConfig) -> None:
     check_partial_arguments(cfg)
     check_sdlm_has_its_hessian(cfg)
     check_trainer_argument_types(cfg)
+
+
+def check_barebones(cfg: DictConfig) -> None:
+    """Lightning's barebones Trainer refuses loggers, callbacks and a logging interval one at a time, the last two
+    set by our own defaults: all that ``trainer.barebones=true`` needs, in one sentence."""
+    if _lookup(cfg, "trainer.barebones") is not True:
+        return
+    needed = [override for override, present in (
+        ("logger=none", bool(_lookup(cfg, "logger") not in (_MISSING, None) and len(cfg.logger))),
+        ("callbacks=none", bool(_lookup(cfg, "callbacks") not in (_MISSING, None) and len(cfg.callbacks))),
+        ("trainer.log_every_n_steps=null", _lookup(cfg, "trainer.log_every_n_steps") not in (_MISSING, None)),
+        *((f"trainer.{key}=false", _lookup(cfg, f"trainer.{key}") is True)
+          for key in ("enable_checkpointing", "enable_progress_bar", "enable_model_summary"))) if present]
+    if needed:
+        raise ConfigError(f"Config key 'trainer.barebones' is true, and Lightning's barebones Trainer runs without "
+                          f"loggers, callbacks (checkpoints included) and their settings; add {' '.join(needed)}.")
 
 
 def check_trainer_argument_types(cfg: DictConfig) -> None:

@@ -110,6 +110,12 @@ def test_a_barebones_run_trains_and_says_that_it_logged_no_metrics(make_cfg, cap
     assert "metrics of the final weights: none were logged (trainer.barebones turns off self.log)" in caplog.text
 
 
+def test_max_time_may_be_lightning_s_dict_of_durations(make_cfg):
+    """Lightning's Timer takes a dict, not the DictConfig that Hydra would pass it (a traceback)."""
+    results = train(make_cfg("+trainer.max_time={minutes: 30}", "debug=limit", "logger=none"))
+    assert results["epochs_completed"] == 2 and "test/acc" in results["metrics"]
+
+
 @pytest.mark.parametrize(("overrides", "best"), [(("optimized_metric=val/loss",), min),
                                                  (("optimized_metric=val/loss", "optimized_mode=max"), max)])
 def test_the_best_checkpoint_follows_the_metric_s_direction(make_cfg, overrides, best):

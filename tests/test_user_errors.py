@@ -445,7 +445,13 @@ ROWS = [
     row("strategy", "+trainer.strategy=nope", expect="'trainer.strategy' is 'nope'"),
     row("limit-batches", "+trainer.limit_train_batches=-1", expect="'trainer.limit_train_batches' is -1"),
     row("trainer-argument", "+trainer.epochs=3", expect="'trainer.epochs' is not an argument of Trainer"),
-    row("barebones", "+trainer.barebones=true", expect=("'trainer.barebones' is True", "logger=[AppendingCSVLogger]")),
+    row("barebones", "+trainer.barebones=true",  # all it needs at once: Lightning refused them one at a time
+        expect="'trainer.barebones' is true, and Lightning's barebones Trainer runs without loggers, callbacks "
+               "(checkpoints included) and their settings; add logger=none callbacks=none "
+               "trainer.log_every_n_steps=null."),
+    row("barebones-progress-bar", "+trainer.barebones=true", "logger=none", "callbacks=none",
+        "trainer.log_every_n_steps=null", "+trainer.enable_progress_bar=true",
+        expect="add trainer.enable_progress_bar=false."),
     # ---- callbacks: Lightning's, the MI callback's constructor and hooks, the batch-size schedule
     row("early-stopping-mode", "callbacks.early_stopping.mode=up", expect="'callbacks.early_stopping.mode' is 'up'"),
     row("lr-monitor", "callbacks.lr_monitor.logging_interval=hour", expect="'callbacks.lr_monitor.logging_interval'"),
