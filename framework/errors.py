@@ -214,11 +214,13 @@ def _needs_partial(node: dict, names: list[str], prefix: str) -> tuple[str, str]
 
 def _refused_keys(values: dict, message: str) -> list[str]:
     """The keys a Lightning message is about: quoted (`devices`), else assigned (devices=0), else named, else their
-    value quoted."""
-    for pattern in (r"`{key}`", r"\b{key}=", r"\b{key}\b"):
-        keys = [key for key in values if re.search(pattern.format(key=re.escape(key)), message, re.IGNORECASE)]
-        if keys:
-            return keys
+    value quoted; those of its first sentence, which states the problem (the others may name remedies: "set
+    `limit_val_batches` to 0.0 instead"), where it names any."""
+    for text in (message.split(". ", 1)[0], message):
+        for pattern in (r"`{key}`", r"\b{key}=", r"\b{key}\b"):
+            keys = [key for key in values if re.search(pattern.format(key=re.escape(key)), text, re.IGNORECASE)]
+            if keys:
+                return keys
     return [key for key, value in values.items()
             if isinstance(value, str) and len(value) > 2 and re.search(rf"\b{re.escape(value)}\b", message)]
 
@@ -703,6 +705,13 @@ def run_entry_point(main: Callable[[], object]) -> None:
     traceback is printed).
     """
     _job.update(started=False, sweep_dir=None, script=None)
+    if "--experimental-rerun" in sys.argv[1:]:  # Hydra would fail on our paths' ${hydra:...}, or on a missing pickle
+        print(report(ConfigError(
+            f"--experimental-rerun cannot rerun this framework's runs: their paths come from Hydra's runtime "
+            f"(${{hydra:runtime.output_dir}}), which Hydra's rerun does not set up; run it again with the overrides in "
+            f"its .hydra/overrides.yaml (python {Path(sys.argv[0]).name} <those overrides>), or continue it with "
+            f"ckpt_path=auto hydra.run.dir=<its folder>.")), file=sys.stderr)
+        raise SystemExit(2)
     run_and_report = hydra_internals.run_and_report
     hydra_internals.run_and_report = lambda function: run_and_report(lambda: _reporting_hydra_refusals(function))
     default_sigterm = signal.signal(signal.SIGTERM, _sigterm_outside_lightning)

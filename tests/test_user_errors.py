@@ -168,6 +168,8 @@ ROWS = [
     row("ckpt-directory", "ckpt_path={tmp}", expect=("'ckpt_path' is the directory", "checkpoints/last.ckpt")),
     row("delete-interpolated-key", "~data.data_dir", expect="cannot be deleted with ~data.data_dir"),
     row("multirun-and-cfg", "--cfg", "job", "-m", "seed=1,2", expect=("gives --cfg and -m", "drop -m")),
+    row("experimental-rerun", "--experimental-rerun", "{tmp}/run/.hydra/config.pickle",  # a traceback either way
+        expect=("--experimental-rerun cannot rerun this framework's runs", ".hydra/overrides.yaml")),
     row("network-refuses-first-batch", "model.net._target_=torchvision.models.resnet18", "~model.net.in_channels",
         "debug=smoke", expect=("cannot take the first batch of DigitsDataModule (inputs of shape [64, 1, 32, 32]): its "
                                "layer net.conv1 (Conv2d(3, 64,", "to have 3 channels, but got 1 channels")),
@@ -504,6 +506,8 @@ ROWS = [
     row("val-check-interval-beyond-the-epoch", "+trainer.val_check_interval=100000",
         expect=("Config key 'trainer.val_check_interval' is 100000, which Lightning's Trainer refuses for this data",
                 "must be less than or equal to the number of the training batches")),
+    row("val-check-interval-with-limited-validation", "+trainer.val_check_interval=100000",  # its remedy names it
+        "+trainer.limit_val_batches=1", expect="Config key 'trainer.val_check_interval' is 100000, which Lightning's"),
     row("logger-option", "logger=nope", expect=("Config group 'logger' has no option 'nope'", "tensorboard")),
     row("download-into-a-file", "data=mnist", "data.download=true", "data.data_dir={tmp}/data/a_file",
         data=a_plain_file,
