@@ -467,14 +467,19 @@ class InMemoryDataModule(L.LightningDataModule):
             evaluation_sampler(dataset)
         workers = self.num_workers if dataset.images.device.type == "cpu" else 0  # device tensors stay in-process
         loader = TrainingLoader if shuffle else DataLoader
+        # Each iterator draws a base seed (for its workers) when it starts. Drawn from the global random state, as by
+        # default, a run continued within an epoch drew it again after the states its checkpoint restored, and from
+        # there its dropout and variational samples were not the uninterrupted run's.
+        generator = torch.Generator().manual_seed(shuffle_seed)
         if workers == 0 and not distributed():  # under DDP Lightning swaps the shuffling sampler for its own
             batches = IndexBatches(sampler or SequentialSampler(dataset), self.batch_size, device=dataset.images.device)
-            return loader(dataset, batch_sampler=batches, collate_fn=keep_batch)
+            return loader(dataset, batch_sampler=batches, collate_fn=keep_batch, generator=generator)
         return loader(
             dataset,
             batch_size=self.batch_size,
             sampler=sampler,
             collate_fn=keep_batch,
+            generator=generator,
             num_workers=workers,
             persistent_workers=workers > 0,
             # Linux's default, stated: a DDP rank started from a forkserver (trainer=ddp_sim) inherits forkserver as
