@@ -451,8 +451,10 @@ class KeptValuesInCheckpoints(Callback):
         if csv_loggers and trainer.is_global_zero:
             checkpoint[CSV_ROWS_LOGGED] = csv_loggers[0].experiment.rows_logged()
         if saved_at_an_epochs_end(checkpoint):
+            # the validation metrics are scored again; test/ ones here were logged while fitting (the MI callback's
+            # test/epoch_acc): the test stage comes after every save
             checkpoint[TRAINING_METRICS] = {key: float(value) for key, value in trainer.callback_metrics.items()
-                                            if not key.startswith(("val/", "test/"))}
+                                            if not key.startswith("val/")}
             if logged := trainer._logger_connector.metrics["log"]:  # what Lightning logs next, at the step before
                 checkpoint[EPOCH_END_ROW] = {**{key: float(value) for key, value in logged.items()},
                                              "epoch": trainer.current_epoch, "step": logging_step(checkpoint) - 1}

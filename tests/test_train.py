@@ -168,12 +168,14 @@ def test_a_run_stopped_early_and_continued_stays_stopped(make_cfg, caplog):
            "callbacks.early_stopping=null." in caplog.text
 
 
-def test_a_run_killed_after_fit_keeps_its_training_metrics_when_continued(make_cfg):
+@pytest.mark.parametrize("callbacks", [(), ("callbacks=mi_lr", "callbacks.mi_lr.sample_size=100",
+                                            "callbacks.mi_lr.test_every_epoch=true")], ids=["default", "mi-lr"])
+def test_a_run_killed_after_fit_keeps_its_training_metrics_when_continued(make_cfg, callbacks):
     """A run killed after fit but before results.json (while testing) kept nothing of its last epoch's training
     metrics: continued with ckpt_path=auto it trains no batch, so Lightning logs none. The last checkpoint, saved at
-    the training epoch's end, holds them; a best one saved after a validation within an epoch holds none, which
-    would be stale."""
-    run = ("logger=none", "debug=limit", "ckpt_path=auto", "trainer.max_epochs=2")
+    the training epoch's end, holds them (the MI callback's test/epoch_acc, logged while fitting, too); a best one
+    saved after a validation within an epoch holds none, which would be stale."""
+    run = ("logger=none", "debug=limit", "ckpt_path=auto", "trainer.max_epochs=2", *callbacks)
     finished = train(make_cfg(*run))
     (Path(finished["output_dir"]) / "results.json").unlink()
     continued = train(make_cfg(*run))
@@ -182,6 +184,7 @@ def test_a_run_killed_after_fit_keeps_its_training_metrics_when_continued(make_c
     assert set(training) >= {"train/loss", "train/acc"}
     assert {key: continued["metrics"][key] for key in training} == training
     assert continued["metrics"] == pytest.approx(finished["metrics"])
+    assert ("test/epoch_acc" in continued["metrics"]) == bool(callbacks)
     within = train(make_cfg("logger=none", "debug=limit", "trainer.max_epochs=1", "+trainer.val_check_interval=0.5",
                             run="within"))
     best = torch.load(within["best_checkpoint"], weights_only=False)  # saved after a validation, within the epoch
