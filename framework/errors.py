@@ -402,6 +402,15 @@ def hydra_refusal(error: HydraException) -> ConfigError:
         closest = _closest_keys(root, str(cause.full_key)) if isinstance(root, DictConfig) else []
         hint = f" (the closest existing keys: {', '.join(closest)})" if closest else ""
         key = added[1].split("=", 1)[0]
+        parent, _, last = key.rpartition(".")
+        numbered = OmegaConf.select(root, parent) if parent and isinstance(root, DictConfig) else None
+        if last.isdigit() and isinstance(numbered, DictConfig) and len(numbered) and \
+                all(isinstance(name, int) for name in numbered.keys()):  # {3: 500}: a dotted key gives "3", text
+            given = OmegaConf.to_container(numbered) | {int(last): added[1].split("=", 1)[1]}
+            mapping = "{" + ",".join(f"{name}:{value}" for name, value in given.items()) + "}"
+            return ConfigError(f"Config key '{parent}' is a mapping with numbers as its keys, which a dotted key on "
+                               f"Hydra's command line ({key}) gives as text; give the whole mapping: "
+                               f"'{parent}={mapping}'.")
         if {"-m", "--multirun"} & set(sys.argv[1:]):  # a sweep starts from the config without its swept groups
             return ConfigError(f"Config key '{key}' is not in the config that this sweep starts from, before each job "
                                f"chooses its swept groups{hint}; fix its spelling, or give it as ++{added[1]} (added "

@@ -211,6 +211,11 @@ ROWS = [
     row("group-added-twice", "experiment=mi_lr_digits", "+batch_schedule=grow",
         expect=("'batch_schedule' is chosen already", "batch_schedule=grow.")),
     row("group-not-chosen", "batch_schedule=grow", expect=("'batch_schedule' is not chosen", "+batch_schedule=grow")),
+    row("number-key", "experiment=mi_lr_digits", "batch_schedule=grow", "callbacks.batch_size.milestones.3=200",
+        expect=("'callbacks.batch_size.milestones' is a mapping with numbers as its keys",  # not "not in the config"
+                "'callbacks.batch_size.milestones={3:200}'")),
+    row("number-key-added", "experiment=mi_lr_digits", "batch_schedule=grow", "callbacks.batch_size.milestones.2=200",
+        expect="'callbacks.batch_size.milestones={3:500,2:200}'"),
     row("interpolation", "data.batch_size=${nope}", expect="'data.batch_size' cannot be resolved"),
     row("commas-without-multirun", "experiment_name=a,b",
         expect="'experiment_name' is given 'a,b' with commas; add -m (--multirun) to run one job per value, or write "
