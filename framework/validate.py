@@ -437,6 +437,12 @@ def check_validation_monitor(cfg: DictConfig) -> None:
             raise ConfigError(f"Config key '{key}' is 0 ({meaning}), but optimized_metric is {metric!r}, which "
                               f"checkpointing and early stopping monitor; set optimized_metric=null and "
                               f"callbacks.early_stopping=null, or {remedy}.")
+    every, epochs = _lookup(cfg, "trainer.check_val_every_n_epoch"), _lookup(cfg, "trainer.max_epochs")
+    if is_int(every) and is_int(epochs) and 0 < epochs < every:
+        raise ConfigError(f"Config key 'trainer.check_val_every_n_epoch' is {every}, more than trainer.max_epochs "
+                          f"({epochs}), so no validation runs, but optimized_metric is {metric!r}, which checkpointing "
+                          f"and early stopping monitor; set optimized_metric=null and callbacks.early_stopping=null, or "
+                          f"validate at least once (trainer.check_val_every_n_epoch={epochs}).")
 
 
 def check_early_stopping_has_a_metric(cfg: DictConfig) -> None:

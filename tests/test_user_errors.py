@@ -508,6 +508,9 @@ ROWS = [
         expect="'trainer.accumulate_grad_batches' is 0, but it must be an integer >= 1"),
     row("check-val-every-n-epoch", "trainer.check_val_every_n_epoch=0",
         expect="'trainer.check_val_every_n_epoch' is 0, but it must be an integer >= 1, or null"),
+    row("no-validation-in-the-run", "trainer.max_epochs=2", "trainer.check_val_every_n_epoch=5",  # ran without a word
+        expect=("'trainer.check_val_every_n_epoch' is 5, more than trainer.max_epochs (2), so no validation runs",
+                "trainer.check_val_every_n_epoch=2")),
     row("val-check-interval-beyond-the-epoch", "+trainer.val_check_interval=100000",
         expect=("Config key 'trainer.val_check_interval' is 100000, which Lightning's Trainer refuses for this data",
                 "must be less than or equal to the number of the training batches")),
