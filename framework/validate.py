@@ -359,6 +359,7 @@ def validate(cfg: DictConfig) -> None:
     check_data_splits(cfg)
     check_group_entries_have_targets(cfg)
     check_accelerator(cfg)
+    check_default_root_dir(cfg)
     check_barebones(cfg)
     check_validation_monitor(cfg)
     check_early_stopping_has_a_metric(cfg)
@@ -367,6 +368,17 @@ def validate(cfg: DictConfig) -> None:
     check_partial_arguments(cfg)
     check_sdlm_has_its_hessian(cfg)
     check_trainer_argument_types(cfg)
+
+
+def check_default_root_dir(cfg: DictConfig) -> None:
+    """Every file of a run goes to its output directory (checkpoints, loggers, results.json), which Lightning's
+    ``default_root_dir`` follows; set elsewhere, it would hold nothing."""
+    root, output = _lookup(cfg, "trainer.default_root_dir"), _lookup(cfg, "paths.output_dir")
+    if root not in (_MISSING, None) and output not in (_MISSING, None) and \
+            Path(str(root)).resolve() != Path(str(output)).resolve():
+        raise ConfigError(f"Config key 'trainer.default_root_dir' is {str(root)!r}, but a run writes every file into "
+                          f"its output directory ({output}); choose that with hydra.run.dir={root} (a sweep: "
+                          f"hydra.sweep.dir), and leave trainer.default_root_dir as it is.")
 
 
 def check_barebones(cfg: DictConfig) -> None:
@@ -440,9 +452,10 @@ def check_validation_monitor(cfg: DictConfig) -> None:
     every, epochs = _lookup(cfg, "trainer.check_val_every_n_epoch"), _lookup(cfg, "trainer.max_epochs")
     if is_int(every) and is_int(epochs) and 0 < epochs < every:
         raise ConfigError(f"Config key 'trainer.check_val_every_n_epoch' is {every}, more than trainer.max_epochs "
-                          f"({epochs}), so no validation runs, but optimized_metric is {metric!r}, which checkpointing "
-                          f"and early stopping monitor; set optimized_metric=null and callbacks.early_stopping=null, or "
-                          f"validate at least once (trainer.check_val_every_n_epoch={epochs}).")
+                          f"({epochs}), so no validation runs, but optimized_metric is {metric!r}, which "
+                          f"checkpointing and early stopping monitor; set optimized_metric=null and "
+                          f"callbacks.early_stopping=null, or validate at least once "
+                          f"(trainer.check_val_every_n_epoch={epochs}).")
 
 
 def check_early_stopping_has_a_metric(cfg: DictConfig) -> None:

@@ -508,6 +508,8 @@ ROWS = [
         expect="'trainer.accumulate_grad_batches' is 0, but it must be an integer >= 1"),
     row("check-val-every-n-epoch", "trainer.check_val_every_n_epoch=0",
         expect="'trainer.check_val_every_n_epoch' is 0, but it must be an integer >= 1, or null"),
+    row("default-root-dir", "trainer.default_root_dir={tmp}/elsewhere",  # Lightning's place for a run's files
+        expect=("'trainer.default_root_dir' is", "/elsewhere (a sweep: hydra.sweep.dir)")),
     row("no-validation-in-the-run", "trainer.max_epochs=2", "trainer.check_val_every_n_epoch=5",  # ran without a word
         expect=("'trainer.check_val_every_n_epoch' is 5, more than trainer.max_epochs (2), so no validation runs",
                 "trainer.check_val_every_n_epoch=2")),
