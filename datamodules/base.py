@@ -462,7 +462,7 @@ class InMemoryDataModule(L.LightningDataModule):
         shuffle_seed = int(os.environ.get("PL_GLOBAL_SEED", self.split_seed))
         # trainer.overfit_batches: the same batches every epoch; Lightning turns a loader's own shuffling off for it,
         # and does not see ours
-        overfitting = self.trainer is not None and self.trainer.overfit_batches > 0
+        overfitting = getattr(self.trainer, "overfit_batches", 0) > 0
         sampler = EpochSeededSampler(len(dataset), shuffle_seed, shuffle=not overfitting) if shuffle else \
             evaluation_sampler(dataset)
         workers = self.num_workers if dataset.images.device.type == "cpu" else 0  # device tensors stay in-process
