@@ -516,12 +516,15 @@ def _refusals_as_sentences(compose_or_run: Callable[[], object]):
               f"others, which were waiting for it); task {task} said:", file=sys.stderr)
         print(sentence, file=sys.stderr)
         raise SystemExit(2) from None
-    except OSError as error:  # Hydra making the run's (or sweep's) output directory, before any job
-        if _job["started"] or os.environ.get("HYDRA_FULL_ERROR") == "1" or not error.filename:
+    except (OSError, ValueError) as error:  # Hydra making the output directory, or its log file (logging's
+        # ValueError, caused by the OSError), before any job
+        cause = error if isinstance(error, OSError) else error.__cause__ or error.__context__
+        if _job["started"] or os.environ.get("HYDRA_FULL_ERROR") == "1" or not isinstance(cause, OSError) or \
+                not cause.filename:
             raise
-        print(report(ConfigError(f"The output directory cannot be made: {error.filename} ({error.strerror}); point "
-                                 f"paths.log_dir= (or hydra.run.dir=, hydra.sweep.dir= with -m) at a folder you can "
-                                 f"write.")), file=sys.stderr)
+        print(report(ConfigError(f"The output directory cannot be made or written: {cause.filename} "
+                                 f"({cause.strerror}); point paths.log_dir= (or hydra.run.dir=, hydra.sweep.dir= with "
+                                 f"-m) at a folder you can write.")), file=sys.stderr)
         raise SystemExit(2) from None
 
 

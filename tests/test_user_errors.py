@@ -526,7 +526,8 @@ ROWS = [
         "data.data_dir={tmp}/data/a_file/x", data=a_plain_file,
         expect=("LunarLander frames cannot be cached in", "as it cannot be created: Not a directory")),
     row("sweep-dir-unmakeable", "-m", "seed=1", "hydra.sweep.dir={tmp}/data/a_file/sweep", data=a_plain_file,
-        expect=("The output directory cannot be made:", "a_file/sweep (Not a directory)", "hydra.sweep.dir=")),
+        expect=("The output directory cannot be made or written:", "a_file/sweep (Not a directory)",
+                "hydra.sweep.dir=")),
     row("paths", "data=mnist", "paths.data_dir=/no/such/dir", expect="/no/such/dir/MNIST/raw/train-images-idx3-ubyte"),
     row("launcher-option", "hydra/launcher=nope",
         expect=("Config group 'hydra/launcher' has no option 'nope'", "submitit_slurm")),
@@ -768,8 +769,17 @@ def test_an_output_directory_that_cannot_be_made_is_one_sentence(run_in_process,
     (tmp_path / "a_file").write_text("a file where a folder should be")
     run_dir = tmp_path / "a_file" / "run"
     code, output = run_in_process("train.py", [f"paths.data_dir={data_root}"], run_dir, whole_script=True)
-    check(code, output, (f"The output directory cannot be made: {run_dir} (Not a directory)", "paths.log_dir="),
-          run_dir)
+    check(code, output, (f"The output directory cannot be made or written: {run_dir} (Not a directory)",
+                         "paths.log_dir="), run_dir)
+
+
+def test_an_output_directory_whose_log_file_cannot_be_written_is_one_sentence(run_in_process, data_root, tmp_path):
+    """An existing folder Hydra cannot write its log into (read-only, or here train.log a folder): logging's
+    ValueError over the OSError was Hydra's traceback."""
+    (tmp_path / "run" / "train.log").mkdir(parents=True)
+    code, output = run_in_process("train.py", [f"paths.data_dir={data_root}"], tmp_path / "run", whole_script=True)
+    check(code, output, (f"The output directory cannot be made or written: {tmp_path / 'run' / 'train.log'} (Is a "
+                         f"directory)", "paths.log_dir="), tmp_path / "run")
 
 
 def test_a_wandb_mode_that_wandb_does_not_know_is_one_sentence(run_in_process, data_root, tmp_path, monkeypatch):
