@@ -42,8 +42,8 @@ def remove_orphans(path: str | Path) -> list[Path]:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 temporary.unlink()
             removed.append(temporary)
-        except (BlockingIOError, FileNotFoundError):  # a live writer holds it, or another run removed it first
-            continue
+        except OSError:  # a live writer holds it, another run removed it first, or this user may not (a read-only
+            continue      # or another user's data folder): left there
     return removed
 
 

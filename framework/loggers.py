@@ -10,6 +10,7 @@ file's header into its own keys before every save.
 from __future__ import annotations
 
 import csv
+import io
 import secrets
 import sys
 from contextlib import contextmanager
@@ -35,6 +36,18 @@ class AppendingExperimentWriter(ExperimentWriter):
                 header = next(csv.reader(handle), [])
             self.metrics_keys = sorted(set(self.metrics_keys) | set(header))
         super().save()
+
+    def _rewrite_with_new_header(self, fieldnames: list[str]) -> None:
+        """Lightning rewrites metrics.csv in place when a column appears (the first validation, the first epoch's
+        end, the test): a run killed during that rewrite left an empty file, and its continuation lost every row
+        before. Written beside it and renamed into place."""
+        with self._fs.open(self.metrics_file_path, "r", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=fieldnames)
+        writer.writeheader()
+        writer.writerows(rows)
+        write_atomically(self.metrics_file_path, lambda stream: stream.write(text.getvalue().encode()))
 
     def rows_logged(self) -> int:
         """How many rows this run's metrics.csv has been given so far: those in the file and those waiting for the

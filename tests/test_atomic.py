@@ -3,6 +3,7 @@ written file is readable exactly by those who can read the data directory."""
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import signal
@@ -63,6 +64,20 @@ def test_a_live_writers_temporary_file_is_left_alone(tmp_path):
         writer.communicate("go on\n", timeout=60)
     assert writer.returncode == 0 and cache.read_bytes() == b"half of it and the rest"
     assert temporaries(cache) == []
+
+
+def test_an_orphan_this_user_may_not_remove_is_left(tmp_path, monkeypatch):
+    """A read-only data folder (a shared one, mounted read-only) with a killed writer's temporary file: the complete
+    data beside it is read; the removal failed with a traceback."""
+    cache = tmp_path / "run.npz"
+    dead = tmp_path / ".run.npz.dead.partial"
+    dead.write_bytes(b"PK half a zip")
+
+    def read_only(self, missing_ok=False):
+        raise OSError(errno.EROFS, "Read-only file system", str(self))
+
+    monkeypatch.setattr(Path, "unlink", read_only)
+    assert remove_orphans(cache) == [] and dead.exists()
 
 
 def test_only_unlocked_temporary_files_are_orphans(tmp_path):

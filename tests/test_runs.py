@@ -170,6 +170,27 @@ def test_csv_logger_merges_keys_written_by_another_process_into_an_open_writer(t
     assert (tmp_path / "csv" / "metrics.csv").read_text().splitlines() == ["step,test/acc,val/acc", "0,,0.5", "1,0.75,"]
 
 
+def test_csv_logger_stopped_while_it_rewrites_for_a_new_column_keeps_the_earlier_rows(tmp_path, monkeypatch):
+    """Lightning rewrote metrics.csv in place for a new column (the first validation, the test): stopped there
+    (SIGKILL; here an interrupt in the middle of the rows), the file was left empty."""
+    import csv
+
+    from framework.loggers import AppendingCSVLogger
+
+    logger = AppendingCSVLogger(save_dir=tmp_path, name="csv", version="")
+    logger.log_metrics({"train/loss": 1.0}, step=0)
+    written = (tmp_path / "csv" / "metrics.csv").read_bytes()
+
+    def interrupted(self, rows):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(csv.DictWriter, "writerows", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        logger.log_metrics({"test/acc": 0.75}, step=1)  # a new column: the file is rewritten
+    assert (tmp_path / "csv" / "metrics.csv").read_bytes() == written
+    assert not list((tmp_path / "csv").glob(".metrics.csv.*"))  # no temporary file left behind
+
+
 def test_slurm_launcher_starts_one_task_per_gpu(tmp_path):
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
