@@ -23,9 +23,11 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import BinaryIO
 
-from framework.errors import DataError
+from framework.errors import ConfigError, DataError
 
 SUFFIX = ".partial"
+IN_USE = ".in-use"  # the lock file of a run or sweep folder (hold_folder)
+_held: dict[Path, int] = {}
 
 
 def temporaries(path: Path) -> list[Path]:
@@ -133,3 +135,36 @@ def write_atomically(path: str | Path, write: Callable[[BinaryIO], None], readab
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def hold_folder(folder: Path, how_to_move: str) -> None:
+    """An exclusive lock on a run's (or sweep's) output ``folder``, made when missing, until :func:`release_folder` or
+    the process's end: a second run started into it at the same time stops with one sentence, where both passed the
+    check for earlier runs' files and then wrote into each other's (metrics.csv, checkpoints, results.json). Where
+    the folder takes no lock (read-only, a file system without locks), nothing is held."""
+    folder = folder.absolute()
+    if folder in _held:
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = os.open(folder / IN_USE, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        return
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(handle, 32).decode(errors="replace").strip() or "another process"
+        os.close(handle)
+        raise ConfigError(f"{folder} is in use: the run of process {holder} writes into it now; wait for it to end, "
+                          f"or {how_to_move}.") from None
+    except OSError:
+        os.close(handle)
+        return
+    os.ftruncate(handle, 0)
+    os.write(handle, str(os.getpid()).encode())
+    _held[folder] = handle
+
+
+def release_folder(folder: Path) -> None:
+    if (handle := _held.pop(folder.absolute(), None)) is not None:
+        os.close(handle)

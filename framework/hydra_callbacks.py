@@ -16,10 +16,12 @@ from typing import Any
 
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from framework.atomic import hold_folder, release_folder
 from framework.compose import CONF, ROOT
-from framework.continued_runs import check_run, check_sweep, sweep_jobs, sweep_overrides
+from framework.continued_runs import check_run, check_sweep, output_folder, sweep_jobs, sweep_overrides
 from framework.errors import (
     ConfigError,
     UserError,
@@ -86,18 +88,30 @@ class EarlierRunsPreflight(Callback):
     """Before Hydra writes a run's .hydra/ files (or a sweep's multirun.yaml): a run, or a job of a sweep, that would
     mix its files with an earlier run's, or continue (``ckpt_path=auto``) another job's run or with values its
     checkpoint does not keep, stops with one sentence (framework/continued_runs.py). The earlier run's files stay as
-    they were; train.py checks each job again."""
+    they were; train.py checks each job again. So does a run or sweep started into a folder that another one is
+    writing into now: the folder is held (``hold_folder``) from here to the end of the run or sweep, by rank 0 (DDP's
+    other ranks run into the same folder)."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         if config.hydra.job.name == "train":
             with checking_before_any_job():
+                if rank_zero_only.rank == 0:
+                    hold_folder(output_folder(config, "hydra.run.dir"), "give this run another hydra.run.dir")
                 check_run(config)
+
+    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
+        release_folder(output_folder(config, "hydra.run.dir"))
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         if config.hydra.job.name == "train":
             with checking_before_any_job():
+                if rank_zero_only.rank == 0:
+                    hold_folder(output_folder(config, "hydra.sweep.dir"), "give this sweep another hydra.sweep.dir")
                 check_sweep(config)
                 check_one_wandb_run_per_job(config)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        release_folder(output_folder(config, "hydra.sweep.dir"))
 
 
 def check_one_wandb_run_per_job(config: DictConfig) -> None:

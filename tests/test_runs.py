@@ -273,3 +273,28 @@ def test_every_job_logging_option_of_hydra_runs(tmp_path, logging):
     run = run_cli("train.py", f"hydra/job_logging={logging}", "debug=smoke", *QUIET, f"hydra.run.dir={tmp_path}")
     assert run.returncode == 0 and "Traceback" not in run.stderr, run.stderr[-3000:]
     assert (tmp_path / "results.json").is_file() and (tmp_path / "train.log").is_file() == (logging == "default")
+
+
+@pytest.mark.parametrize("multirun", [False, True], ids=["run", "sweep"])
+def test_a_run_or_sweep_into_a_folder_another_one_writes_into_now_is_one_sentence(tmp_path, multirun):
+    """Two started at once both passed the check for earlier runs' files, then wrote into each other's metrics.csv,
+    checkpoints and results.json. The first holds its folder (here this test does, as process 12345 would)."""
+    import fcntl
+
+    folder = tmp_path / "busy"
+    folder.mkdir()
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    command = ("train.py", *(["-m", "seed=1,2"] if multirun else []), "debug=smoke", *QUIET, f"{key}={folder}")
+    with open(folder / ".in-use", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        held.write("12345")
+        held.flush()
+        refused = run_cli(*command)
+        assert refused.returncode == 2, refused.stderr[-3000:]
+        assert refused.stderr.strip().splitlines()[-1] == (
+            f"Config error: {folder} is in use: the run of process 12345 writes into it now; wait for it to end, or "
+            f"give this {'sweep' if multirun else 'run'} another {key}.")
+        assert sorted(path.name for path in folder.iterdir()) == [".in-use"]  # nothing written
+    ran = run_cli(*command)  # once the other has ended
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    assert (folder / "0" / "results.json" if multirun else folder / "results.json").is_file()
