@@ -362,7 +362,8 @@ def help_text() -> str:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    with reporting_user_errors():  # the user's mistake: one sentence, exit code 2 (framework/errors.py)
+    # the user's mistake: one sentence, exit code 2 (framework/errors.py); `evaluate.py ... | head`: a quiet stop
+    with stopping_quietly_when_stdout_closes(), reporting_user_errors():
         paths_from_start_dir(cfg, ("runs", "output", "data_dir", "paths.data_dir"))
         evaluate(cfg)
 

@@ -65,6 +65,7 @@ from framework.errors import (
     log_to_files,
     reporting_user_errors,
     run_entry_point,
+    stopping_quietly_when_stdout_closes,
     trainer_refusals,
 )
 from framework.loggers import give_wandb_loggers_their_run_id, publish_results, reaching_wandb, wandb_logger_nodes
@@ -375,7 +376,7 @@ def finish_wandb(stopping: bool = False) -> None:
 def main(cfg: DictConfig) -> float | None:
     try:
         # the user's mistake, whoever found it: one sentence, exit code 2
-        with reporting_user_errors(cfg.get("evaluate_tasks")):
+        with stopping_quietly_when_stdout_closes(), reporting_user_errors(cfg.get("evaluate_tasks")):
             paths_from_start_dir(cfg, ("ckpt_path", "paths.data_dir", "data.data_dir", "model.loss_network.weights"),
                                  keywords=("auto", "last", "hpc", "imagenet", "random"))
             results = train(cfg)
@@ -389,9 +390,10 @@ def main(cfg: DictConfig) -> float | None:
     finish_wandb()
     metrics = results["metrics"]
     if rank_zero_only.rank == 0:
-        if "test/acc" in metrics:
-            print(f"test/acc = {metrics['test/acc']:.4f}")
-        print(f"output directory: {cfg.paths.output_dir}")
+        with stopping_quietly_when_stdout_closes():
+            if "test/acc" in metrics:
+                print(f"test/acc = {metrics['test/acc']:.4f}")
+            print(f"output directory: {cfg.paths.output_dir}")
     metric = cfg.get("optimized_metric")
     return metrics.get(metric) if metric else None
 

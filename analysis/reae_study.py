@@ -19,7 +19,7 @@ from pathlib import Path
 
 from scipy.stats import ttest_rel
 
-from analysis.results_table import check_one_setting, config_value, mean_std, spread
+from analysis.results_table import cell_order, check_one_setting, config_value, mean_std, spread
 from framework.errors import ConfigError
 
 NETWORK_NAMES = {"reae": "REAN", "pian": "PIAN", "ran": "RAN", "roan": "ROAN"}  # feature map -> paper's network name
@@ -43,8 +43,18 @@ def by_feature_map(runs: Sequence[dict], metric: str = "test/acc") -> dict[str, 
 
 
 def most_common(values: list[float]) -> str:
+    """The value chosen most often, with how often where the choices differ ("0.9 (5 of 10)"), and the others tied
+    with it ("0.1, 0.5, 0.9 (1 each of 3)")."""
     values = [v for v in values if v == v]  # NaN: not chosen (rho of the baselines)
-    return f"{Counter(values).most_common(1)[0][0]:g}" if values else "—"
+    if not values:
+        return "—"
+    counts = Counter(values).most_common()
+    if len(counts) == 1:
+        return f"{counts[0][0]:g}"
+    tied = sorted(value for value, n in counts if n == counts[0][1])
+    if len(tied) == 1:
+        return f"{tied[0]:g} ({counts[0][1]} of {len(values)})"
+    return f"{', '.join(f'{value:g}' for value in tied)} ({counts[0][1]} each of {len(values)})"
 
 
 def table1(runs: Sequence[dict], metric: str = "test/acc") -> str:
@@ -95,7 +105,7 @@ def curves(runs: Sequence[dict], x_key: str, series_key: str, metric: str = "tes
         points[config_value(run["config"], series_key)][config_value(run["config"], x_key)].append(
             run["metrics"][metric])
     return {series: [(x, *mean_std(values), len(values)) for x, values in sorted(by_x.items())]
-            for series, by_x in sorted(points.items(), key=lambda item: str(item[0]))}
+            for series, by_x in sorted(points.items(), key=lambda item: cell_order(str(item[0])))}
 
 
 def figure(runs: Sequence[dict], x_key: str, series_key: str, output: Path, metric: str = "test/acc") -> str:

@@ -185,10 +185,36 @@ def spread(std: float, n: int, digits: int) -> str:
 
 def differing_keys(runs: Sequence[dict], shown: Sequence[str]) -> list[str]:
     """The keys overridden in some of ``runs``, other than ``shown`` and HOW_IT_RAN (and those below HOW_IT_RAN), in
-    which they differ. A key below a shown one counts: a shown ``model`` (its option, ``lenet5``) or ``model.optimizer``
-    (a class) does not say which ``model.optimizer.lr`` a run had."""
-    return [key for key in overridden_keys(runs) if key not in shown
-            and len({group_value(run, key) for run in runs}) > 1]
+    which they differ; then the keys of their configs in which runs given the same overrides differ all the same (a
+    default changed between two sweeps). A key below a shown one counts: a shown ``model`` (its option, ``lenet5``)
+    or ``model.optimizer`` (a class) does not say which ``model.optimizer.lr`` a run had."""
+    differ = lambda key, among: key not in shown and len({group_value(run, key) for run in among}) > 1
+    named = [key for key in overridden_keys(runs) if differ(key, runs)]
+    alike = defaultdict(list)  # runs by their overrides, but those of HOW_IT_RAN
+    for run in runs:
+        alike[tuple(sorted(o for o in run.get("overrides", []) if not _below(_key(o), HOW_IT_RAN)))].append(run)
+    unexplained = [key for same in alike.values() for key in _leaves(same)
+                   if not _below(key, [*named, *HOW_IT_RAN]) and not _in_their_folder(same, key) and differ(key, same)]
+    return list(dict.fromkeys(named + unexplained))
+
+
+def _key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def _below(key: str, parents: Sequence[str]) -> bool:
+    return any(key == parent or key.startswith(f"{parent}.") for parent in parents)
+
+
+def _leaves(runs: Sequence[dict]) -> list[str]:
+    return list(dict.fromkeys(key for run in runs for key in dotted_keys(run.get("config", {}))
+                              if not isinstance(config_value(run["config"], key), dict)))
+
+
+def _in_their_folder(runs: Sequence[dict], key: str) -> bool:
+    """A path into a run's own output folder (a checkpoint callback's dirpath): where it ran, not what it trained."""
+    return any(isinstance(value := config_value(run.get("config", {}), key), str) and run.get("output_dir")
+               and str(run["output_dir"]) in value for run in runs)
 
 
 def check_one_setting(groups: Iterable[Sequence[dict]], shown: Sequence[str], table: str) -> None:

@@ -119,10 +119,14 @@ def test_reae_tasks_write_tables_and_figures(tmp_path):
     tables = evaluate(compose_config([f"runs={sweep}", "task=reae_table1"], tmp_path / "out", "evaluate"))
     assert "| REAN | 91.00 ± 1.00 |" in tables and "| RAN | 1 | 0.00119 | 3 |" in tables
     assert "sample standard deviation (n - 1" in tables
-    evaluate(compose_config([f"runs={sweep}", "task=reae_figure2"], tmp_path / "out", "evaluate"))
-    assert (sweep / "reae_figure2.png").read_bytes()[:4] == b"\x89PNG"
+    rean = tmp_path / "rean"  # Figure 2 is REAN's (its curves would pool the networks: refused)
+    write_runs(rean, runs[:3])
+    evaluate(compose_config([f"runs={rean}", "task=reae_figure2"], tmp_path / "out", "evaluate"))
+    assert (rean / "reae_figure2.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ConfigError, match=r"differ in model\.feature_map \(reae, ran\), which the figure would pool"):
+        evaluate(compose_config([f"runs={sweep}", "task=reae_figure2"], tmp_path / "out", "evaluate"))
     elsewhere = tmp_path / "report" / "figure.md"  # the PNG goes beside the markdown that links it
-    evaluate(compose_config([f"runs={sweep}", "task=reae_figure2", f"output={elsewhere}"], tmp_path / "out",
+    evaluate(compose_config([f"runs={rean}", "task=reae_figure2", f"output={elsewhere}"], tmp_path / "out",
                             "evaluate"))
     assert (elsewhere.parent / "reae_figure2.png").read_bytes()[:4] == b"\x89PNG"
     assert "![reae_figure2](reae_figure2.png)" in elsewhere.read_text()
@@ -131,6 +135,17 @@ def test_reae_tasks_write_tables_and_figures(tmp_path):
     with pytest.raises(ConfigError, match=r"two REAN runs of seed 0 \(.*sweep/0, .*again/0\); the tables pair"):
         evaluate(compose_config([f"runs=[{sweep},{tmp_path / 'again'}]", "task=reae_table1"], tmp_path / "out",
                                 "evaluate"))
+
+
+def test_reae_choices_say_how_often_and_series_are_in_numeric_order():
+    """A tie showed one of the tied values, and no count; hidden size 100 came before 50."""
+    from analysis.reae_study import curves, most_common
+
+    assert most_common([0.5, 0.9, 0.1]) == "0.1, 0.5, 0.9 (1 each of 3)"
+    assert most_common([0.9] * 5 + [0.5] * 3) == "0.9 (5 of 8)" and most_common([0.2, 0.2]) == "0.2"
+    runs = [{"config": {"model": {"hidden_size": size, "rho": 0.1}}, "metrics": {"test/acc": 0.9}, "overrides": []}
+            for size in (100, 50)]
+    assert list(curves(runs, "model.rho", "model.hidden_size")) == [50, 100]
 
 
 def test_the_table_says_which_checkpoint_its_metrics_describe(tmp_path):

@@ -59,6 +59,22 @@ def test_only_shown_keys_and_how_a_run_ran_are_not_differences():
     check_one_setting([runs], shown=["model.optimizer.lr"], table="the test table")
 
 
+def test_a_row_that_pools_runs_whose_configs_differ_in_a_key_nobody_overrode_says_so(tmp_path):
+    """Seeds swept on two days, with a default changed in between: the rows pooled lr 0.02 and 0.2 without a word.
+    Paths into each run's own folder and the keys of how a run ran are no difference."""
+    def day(lr: float, seed: int) -> dict:
+        return {"seed": seed, "overrides": [f"seed={seed}"], "output_dir": f"/runs/{seed}",
+                "config": {"model": {"optimizer": {"_target_": SGD, "lr": lr}}, "seed": seed, "paths": {"x": seed},
+                           "callbacks": {"model_checkpoint": {"dirpath": f"/runs/{seed}/checkpoints"}}},
+                "metrics": {"test/acc": 0.5}}
+
+    runs = [day(0.02, 1), day(0.02, 2), day(0.2, 3)]
+    assert differing_keys(runs[:2], []) == [] and differing_keys(runs, []) == ["model.optimizer.lr"]
+    assert table(tmp_path, runs).endswith("Rows pool runs that differ in model.optimizer.lr (not in group_by).")
+    with pytest.raises(ConfigError, match=r"differ in model\.optimizer\.lr \(0\.02, 0\.2\)"):
+        check_one_setting([runs], shown=[], table="the test table")
+
+
 def test_rows_sort_numbers_as_numbers_and_before_text(tmp_path):
     def sized(size, seed: int = 1) -> dict:
         typed = "null" if size is None else size
