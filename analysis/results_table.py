@@ -150,7 +150,7 @@ def results_table(runs: Sequence[dict], metrics: Sequence[str], group_by: Sequen
     header = [*group_by, *metrics, "runs"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for key, members in sorted(group_runs(runs, group_by).items(), key=lambda item: row_order(item[0])):
-        cells = list(key)
+        cells = [cell.replace("|", "\\|") for cell in key]  # a | in a value would end its cell
         for metric in metrics:
             values = [run["metrics"][metric] for run in members if metric in run["metrics"]]
             if values:

@@ -75,6 +75,12 @@ def test_a_row_that_pools_runs_whose_configs_differ_in_a_key_nobody_overrode_say
         check_one_setting([runs], shown=[], table="the test table")
 
 
+def test_a_bar_in_a_value_stays_in_its_cell(tmp_path):
+    run = {"seed": 1, "overrides": ["experiment_name=x|y", "seed=1"], "config": {"experiment_name": "x|y"},
+           "metrics": {"test/acc": 0.5}}
+    assert "| x\\|y | 0.5000 ± — | 1 |" in table(tmp_path, [run])
+
+
 def test_rows_sort_numbers_as_numbers_and_before_text(tmp_path):
     def sized(size, seed: int = 1) -> dict:
         typed = "null" if size is None else size
