@@ -138,9 +138,20 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
 
 def group_runs(runs: Sequence[dict], group_by: Sequence[str]) -> dict[tuple, list[dict]]:
     groups: dict[tuple, list[dict]] = defaultdict(list)
+    shown_as: dict[tuple, tuple] = {}  # a row is shown as its first run spelled it
     for run in runs:
-        groups[tuple(group_value(run, key) for key in group_by)].append(run)
+        cells = tuple(group_value(run, key) for key in group_by)
+        groups[shown_as.setdefault(tuple(map(same_number, cells)), cells)].append(run)
     return dict(groups)
+
+
+def same_number(cell: str) -> float | str:
+    """A cell as the value it spells: ``0`` (typed on the command line) and ``0.0`` (a config's default) are one."""
+    try:
+        number = float(cell)
+    except ValueError:
+        return cell
+    return cell if math.isnan(number) else number
 
 
 def results_table(runs: Sequence[dict], metrics: Sequence[str], group_by: Sequence[str] | None = None,
@@ -188,7 +199,7 @@ def differing_keys(runs: Sequence[dict], shown: Sequence[str]) -> list[str]:
     which they differ; then the keys of their configs in which runs given the same overrides differ all the same (a
     default changed between two sweeps). A key below a shown one counts: a shown ``model`` (its option, ``lenet5``)
     or ``model.optimizer`` (a class) does not say which ``model.optimizer.lr`` a run had."""
-    differ = lambda key, among: key not in shown and len({group_value(run, key) for run in among}) > 1
+    differ = lambda key, among: key not in shown and len({same_number(group_value(run, key)) for run in among}) > 1
     named = [key for key in overridden_keys(runs) if differ(key, runs)]
     alike = defaultdict(list)  # runs by their overrides, but those of HOW_IT_RAN
     for run in runs:

@@ -75,6 +75,17 @@ def test_a_row_that_pools_runs_whose_configs_differ_in_a_key_nobody_overrode_say
         check_one_setting([runs], shown=[], table="the test table")
 
 
+def test_one_number_spelled_two_ways_is_one_row(tmp_path):
+    """min_delta=0 swept on the command line, beside runs with the config's 0.0: two rows, and a pooled note."""
+    def run(delta, seed: int) -> dict:
+        given = [f"callbacks.early_stopping.min_delta={delta}"] if isinstance(delta, int) else []
+        return {"seed": seed, "overrides": [*given, f"seed={seed}"], "metrics": {"test/acc": 0.5},
+                "config": {"callbacks": {"early_stopping": {"min_delta": delta}}, "seed": seed}}
+
+    text = table(tmp_path, [run(0, 1), run(0.0, 2)], "group_by=[callbacks.early_stopping.min_delta]")
+    assert rows(text) == ["0"] and "Rows pool" not in text
+
+
 def test_a_bar_in_a_value_stays_in_its_cell(tmp_path):
     run = {"seed": 1, "overrides": ["experiment_name=x|y", "seed=1"], "config": {"experiment_name": "x|y"},
            "metrics": {"test/acc": 0.5}}
