@@ -23,6 +23,7 @@ from torch import nn
 
 from analysis.lbfgs_attack import AttackInputError, AttackResult, lbfgs_attack
 from analysis.spectral import alexnet_conv_bounds, network_bounds
+from datamodules.base import DatasetMissingError
 from datamodules.mnist import MNISTDataModule
 from framework.errors import ConfigError, DataError
 from framework.results import load_results, run_checkpoint
@@ -78,7 +79,11 @@ class Run:
         """[0, 1] float images and labels of this run's training part (``train``; or of ``part``, with the run's
         train_size and validation split) or the test set."""
         datamodule = self.datamodule(data_dir, part)
-        datamodule.setup("fit" if split == "train" else "test")
+        try:
+            datamodule.setup("fit" if split == "train" else "test")
+        except DatasetMissingError as error:  # its remedy names train.py's keys; evaluate.py takes data_dir=
+            raise DatasetMissingError(f"{str(error).removesuffix('.')}; to evaluate.py, give data_dir=<the folder "
+                                      f"that holds MNIST/raw>.") from None
         dataset = datamodule.datasets[split]
         images, labels = dataset.images[:limit], dataset.targets[:limit]
         return images.float() / 255, labels

@@ -7,6 +7,7 @@ import torch
 
 from analysis.lbfgs_attack import AttackInputError, AttackResult
 from analysis.szegedy_study import PAPER_TABLE3, cached_attack, checkpoint_sha256, load_runs, magnified, mean_distortion
+from datamodules.base import DatasetMissingError
 from evaluate import evaluate
 from framework.compose import compose_config
 from framework.errors import ConfigError
@@ -168,6 +169,13 @@ def test_runs_of_one_experiment_get_distinct_names_for_rows_and_figure_files(zoo
     for copy in ("a", "b"):  # the study's own loader names them apart too (tables and figure files)
         shutil.copytree(zoo / "szegedy_fc100", tmp_path / "sweep" / copy)
     assert [r.name for r in load_runs(str(tmp_path / "sweep"))] == ["fc100-seed42-a", "fc100-seed42-b"]
+
+
+def test_images_missing_where_the_runs_or_data_dir_say_name_evaluates_own_key(zoo, tmp_path):
+    """The DataModule's remedy names train.py's data.data_dir=, which evaluate.py refuses."""
+    with pytest.raises(DatasetMissingError, match=r"MNIST.*; to evaluate\.py, give data_dir=<the folder that holds "
+                                                  r"MNIST/raw>\.$"):
+        study(tmp_path, zoo, "szegedy_table1", f"data_dir={tmp_path / 'empty'}")
 
 
 def test_units_of_runs_without_the_hidden_layer_asked_for_are_one_sentence(zoo, tmp_path):
