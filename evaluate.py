@@ -163,7 +163,21 @@ def table_task(cfg: DictConfig) -> str:
     pooled = list(dict.fromkeys(key for members in rows for key in differing_keys(members, group_by)))
     pooled_note = f" Rows pool runs that differ in {', '.join(pooled)} (not in group_by)." if pooled else ""
     return write_markdown(f"{results_table(runs, metrics, group_by)}\n\n{checkpoint_note(runs)} {STD_NOTE}"
-                          f"{pooled_note}", cfg, "table.md")
+                          f"{pooled_note}{runs_of_other_settings_note(runs)}", cfg, "table.md")
+
+
+def runs_of_other_settings_note(runs: list[dict]) -> str:
+    """Runs whose row shows values other than those their weights were trained with: continued with changed values
+    (results.json's changed_on_resume), or test-only runs (train=false), whose config is their own command's."""
+    changes = lambda run: ", ".join(f"{key} {old} -> {new}" for key, (old, new) in run["changed_on_resume"].items())
+    changed = [f"{run['path']} ({changes(run)})" for run in runs if run.get("changed_on_resume")]
+    tested = [f"{run['path']} (weights: {run['config'].get('ckpt_path')})" for run in runs
+              if run.get("config", {}).get("train", True) is False]
+    note = f" Continued with other values than their checkpoints' runs had: {'; '.join(changed)}." if changed else ""
+    if tested:
+        note += (f" Test-only runs, whose rows show their own command's settings, not those their weights were "
+                 f"trained with: {'; '.join(tested)}.")
+    return note
 
 
 def mi_lr_study_task(cfg: DictConfig) -> str:

@@ -86,6 +86,20 @@ def test_one_number_spelled_two_ways_is_one_row(tmp_path):
     assert rows(text) == ["0"] and "Rows pool" not in text
 
 
+def test_runs_trained_otherwise_than_their_row_shows_are_named(tmp_path):
+    """A run continued with another batch size, and a test-only run (whose config is its own command's), were pooled
+    with runs of the settings their rows show, without a word."""
+    continued = {**lr_run(0.01, 1, 0.80), "changed_on_resume": {"data.batch_size": [64, 32]}}
+    tested_only = lr_run(0.01, 2, 0.82)
+    tested_only["config"] |= {"train": False, "ckpt_path": "/runs/other/checkpoints/epoch_000.ckpt"}
+    text = table(tmp_path, [continued, tested_only])
+    sweep = tmp_path / "sweep"
+    assert f"Continued with other values than their checkpoints' runs had: {sweep / '0'} (data.batch_size 64 -> " \
+           f"32)." in text
+    assert f"Test-only runs, whose rows show their own command's settings, not those their weights were trained " \
+           f"with: {sweep / '1'} (weights: /runs/other/checkpoints/epoch_000.ckpt)." in text
+
+
 def test_a_bar_in_a_value_stays_in_its_cell(tmp_path):
     run = {"seed": 1, "overrides": ["experiment_name=x|y", "seed=1"], "config": {"experiment_name": "x|y"},
            "metrics": {"test/acc": 0.5}}
