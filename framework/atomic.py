@@ -168,3 +168,14 @@ def hold_folder(folder: Path, how_to_move: str) -> None:
 def release_folder(folder: Path) -> None:
     if (handle := _held.pop(folder.absolute(), None)) is not None:
         os.close(handle)
+
+
+def _forget_held_folders() -> None:
+    """In a forked child (a loader worker, a DDP rank): its copies of the lock files' descriptors would keep a run's
+    folder held after the run was killed, until the child noticed; the parent's own stay held."""
+    for handle in _held.values():
+        os.close(handle)
+    _held.clear()
+
+
+os.register_at_fork(after_in_child=_forget_held_folders)

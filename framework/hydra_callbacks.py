@@ -95,9 +95,9 @@ class EarlierRunsPreflight(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         if config.hydra.job.name == "train":
             with checking_before_any_job():
+                check_run(config)
                 if rank_zero_only.rank == 0:
                     hold_folder(output_folder(config, "hydra.run.dir"), "give this run another hydra.run.dir")
-                check_run(config)
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
         release_folder(output_folder(config, "hydra.run.dir"))
@@ -105,10 +105,10 @@ class EarlierRunsPreflight(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         if config.hydra.job.name == "train":
             with checking_before_any_job():
-                if rank_zero_only.rank == 0:
-                    hold_folder(output_folder(config, "hydra.sweep.dir"), "give this sweep another hydra.sweep.dir")
                 check_sweep(config)
                 check_one_wandb_run_per_job(config)
+                if rank_zero_only.rank == 0:
+                    hold_folder(output_folder(config, "hydra.sweep.dir"), "give this sweep another hydra.sweep.dir")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         release_folder(output_folder(config, "hydra.sweep.dir"))
