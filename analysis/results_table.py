@@ -205,7 +205,8 @@ def differing_keys(runs: Sequence[dict], shown: Sequence[str]) -> list[str]:
     for run in runs:
         alike[tuple(sorted(o for o in run.get("overrides", []) if not _below(_key(o), HOW_IT_RAN)))].append(run)
     unexplained = [key for same in alike.values() for key in _leaves(same)
-                   if not _below(key, [*named, *HOW_IT_RAN]) and not _in_their_folder(same, key) and differ(key, same)]
+                   if not _below(key, [*named, *HOW_IT_RAN]) and not _in_their_folder(same, key)
+                   and not _follows_the_seed(same, key) and differ(key, same)]
     return list(dict.fromkeys(named + unexplained))
 
 
@@ -220,6 +221,11 @@ def _below(key: str, parents: Sequence[str]) -> bool:
 def _leaves(runs: Sequence[dict]) -> list[str]:
     return list(dict.fromkeys(key for run in runs for key in dotted_keys(run.get("config", {}))
                               if not isinstance(config_value(run["config"], key), dict)))
+
+
+def _follows_the_seed(runs: Sequence[dict], key: str) -> bool:
+    """The seed under another name (``data.split_seed: ${seed}``: every repeat its own split): how a run ran."""
+    return all(run.get("seed") is not None and config_value(run.get("config", {}), key) == run["seed"] for run in runs)
 
 
 def _in_their_folder(runs: Sequence[dict], key: str) -> bool:
