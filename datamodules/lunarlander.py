@@ -209,7 +209,7 @@ class LunarLanderDataModule(InMemoryDataModule):
     def prepare_data(self) -> None:
         """Generate missing runs once per node, before every rank's ``setup`` reads them; clear dead writers' files."""
         for seed in dict.fromkeys(self.seeds.values()):
-            remove_orphans(self.cache_path(seed))
+            remove_orphans(self.cache_path(seed), of_any_file=True)
             if self.read_cache(self.cache_path(seed)) is None:  # missing, or unreadable: generated again here
                 if reason := why_unwritable(self.cache_path(seed).parent):  # before minutes of generation
                     raise DatasetMissingError(f"LunarLander frames cannot be cached in {self.cache_path(seed).parent}, "

@@ -35,10 +35,12 @@ def temporaries(path: Path) -> list[Path]:
     return sorted(path.parent.glob(f".{path.name}.*{SUFFIX}"))
 
 
-def remove_orphans(path: str | Path) -> list[Path]:
-    """Delete the temporary files of ``path`` whose writer is gone (nobody holds their lock); returns them."""
+def remove_orphans(path: str | Path, of_any_file: bool = False) -> list[Path]:
+    """Delete the temporary files of ``path`` whose writer is gone (nobody holds their lock); returns them.
+    ``of_any_file``: those of every file in ``path``'s folder (a cache of other parameters, killed while written)."""
     removed = []
-    for temporary in temporaries(Path(path)):
+    path = Path(path)
+    for temporary in sorted(path.parent.glob(f".*{SUFFIX}")) if of_any_file else temporaries(path):
         try:
             with open(temporary, "rb") as handle:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -90,7 +90,10 @@ def test_only_unlocked_temporary_files_are_orphans(tmp_path):
     with open(live, "rb") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)  # held like a writer in this process holds it
         assert remove_orphans(cache) == [dead]
-    assert not dead.exists() and live.exists() and other.exists()
+        assert not dead.exists() and live.exists() and other.exists()
+        # a cache of other parameters, killed while written, is removed by a run of any parameters
+        assert remove_orphans(cache, of_any_file=True) == [other]
+    assert live.exists() and not other.exists()
 
 
 @pytest.mark.parametrize(("data_dir_mode", "file_mode", "folder_mode"),
