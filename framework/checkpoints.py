@@ -8,6 +8,7 @@ import csv
 import io
 import itertools
 import logging
+import math
 import random
 import re
 import shutil
@@ -251,10 +252,13 @@ def set_aside_rows_logged_after(output_dir: str | Path, checkpoint: dict, max_st
         header, *rows = list(csv.reader(handle)) or [[]]
     if "step" not in header:
         return
+    # a last row without its line end was being written when the run was killed (a full disk, a network file
+    # system): the next row would be appended to it
+    torn = rows and not metrics.read_bytes().endswith(b"\n")
     column, step = header.index("step"), first_step_logged_again(checkpoint, max_steps)
     before = checkpoint.get(CSV_ROWS_LOGGED) or 0
-    logged_later = [n >= before and len(row) > column and row[column] != "" and float(row[column]) >= step
-                    for n, row in enumerate(rows)]
+    logged_later = [(torn and n == len(rows) - 1) or n >= before and len(row) > column and row[column] != ""
+                    and _number(row[column]) >= step for n, row in enumerate(rows)]
     if not any(logged_later):
         return
     aside = free_name(metrics, "superseded")
@@ -264,6 +268,13 @@ def set_aside_rows_logged_after(output_dir: str | Path, checkpoint: dict, max_st
     write_atomically(metrics, lambda file: write_csv(file, header, kept))
     log.info(f"{sum(logged_later)} row(s) of {metrics} were logged after the checkpoint this run continues from "
              f"(global step {checkpoint['global_step']}) and are logged again: they are kept in {aside.name}")
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:  # a row torn within its step
+        return math.inf
 
 
 def log_again_the_epoch_end_row(output_dir: str | Path, checkpoint: dict, max_steps: int | None = -1) -> None:

@@ -430,3 +430,9 @@ def test_rows_logged_before_the_checkpoint_stay_whatever_their_step(tmp_path):
     read = lambda name: list(csv.reader(open(tmp_path / "csv" / name, newline="")))[1:]
     assert read("metrics.csv") == [*logged[:3], logged[4]]  # the third, at 45, was logged before the save
     assert read("metrics.superseded-1.csv") == [logged[3]]
+    # a row torn by the kill, without its line end: set aside too, or the next row would be appended to it
+    with open(tmp_path / "csv" / "metrics.csv", "a", newline="") as handle:
+        handle.write("1,4")
+    set_aside_rows_logged_after(tmp_path, saved_within_an_epoch(44, 4))
+    assert read("metrics.csv") == [*logged[:3], logged[4]] and read("metrics.superseded-2.csv") == [["1", "4"]]
+    assert (tmp_path / "csv" / "metrics.csv").read_bytes().endswith(b"\n")
