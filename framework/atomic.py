@@ -10,6 +10,9 @@ process is writing (in this process or another one; the lock goes with the proce
 
 The written file gets read permission for the group and for others exactly when the
 reference directory (the data directory) has it, whatever the umask or ``mkstemp``'s 0600.
+
+The same kind of lock marks a run's folder in use (:func:`hold_folder`: a second run into it stops) and a
+download's scratch folder (:func:`scratch_folder`: one that a killed download left is removed by the next).
 """
 
 from __future__ import annotations
