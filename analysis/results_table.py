@@ -75,8 +75,7 @@ def overridden_keys(runs: Sequence[dict], exclude: Sequence[str] = HOW_IT_RAN) -
         tested_only = run.get("config", {}).get("train", True) is False
         excluded = [e for e in exclude if not (tested_only and e == "ckpt_path")]
         for override in run.get("overrides", []):
-            key = override.split("=", 1)[0].lstrip("+~")
-            if key not in keys and not any(key == e or key.startswith(f"{e}.") for e in excluded):
+            if (key := _key(override)) not in keys and not _below(key, excluded):
                 keys.append(key)
     return keys
 

@@ -5,7 +5,6 @@ traceback of torch.load or load_state_dict; so is a resume that changes what the
 from __future__ import annotations
 
 import csv
-import io
 import itertools
 import logging
 import math
@@ -29,7 +28,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from framework.atomic import write_atomically
 from framework.errors import ConfigError, DataError
-from framework.loggers import AppendingCSVLogger
+from framework.loggers import AppendingCSVLogger, write_csv
 
 log = logging.getLogger("train")
 METRICS_CSV = "csv/metrics.csv"  # where the CSV logger (conf/logger/csv.yaml) writes, in a run's output directory
@@ -297,12 +296,6 @@ def log_again_the_epoch_end_row(output_dir: str | Path, checkpoint: dict, max_st
     write_atomically(metrics, lambda file: write_csv(file, widened, [*moved, added]))
     log.info(f"{metrics} lacked the training row of epoch {row['epoch']}, logged just after the checkpoint this run "
              f"continues from (the run was stopped in between): it is added from the checkpoint")
-
-
-def write_csv(file, header: list[str], rows: list[list[str]]) -> None:
-    text = io.StringIO()
-    csv.writer(text).writerows([header, *rows])  # "\r\n", as Lightning's CSV writer ends its rows
-    file.write(text.getvalue().encode())
 
 
 def listed(folder: Path, files: list[Path]) -> str:

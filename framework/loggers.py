@@ -42,12 +42,8 @@ class AppendingExperimentWriter(ExperimentWriter):
         end, the test): a run killed during that rewrite left an empty file, and its continuation lost every row
         before. Written beside it and renamed into place."""
         with self._fs.open(self.metrics_file_path, "r", newline="") as handle:
-            rows = list(csv.DictReader(handle))
-        text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=fieldnames)
-        writer.writeheader()
-        writer.writerows(rows)
-        write_atomically(self.metrics_file_path, lambda stream: stream.write(text.getvalue().encode()))
+            rows = [[row.get(name) or "" for name in fieldnames] for row in csv.DictReader(handle)]
+        write_atomically(self.metrics_file_path, lambda file: write_csv(file, fieldnames, rows))
 
     def rows_logged(self) -> int:
         """How many rows this run's metrics.csv has been given so far: those in the file and those waiting for the
@@ -57,6 +53,12 @@ class AppendingExperimentWriter(ExperimentWriter):
             with self._fs.open(self.metrics_file_path, "r", newline="") as handle:
                 written = max(sum(1 for _ in csv.reader(handle)) - 1, 0)  # less the header
         return written + len(self.metrics)
+
+
+def write_csv(file, header: list[str], rows: list[list[str]]) -> None:
+    text = io.StringIO()
+    csv.writer(text).writerows([header, *rows])  # "\r\n", as Lightning's CSV writer ends its rows
+    file.write(text.getvalue().encode())
 
 
 class AppendingCSVLogger(CSVLogger):

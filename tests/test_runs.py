@@ -173,18 +173,17 @@ def test_csv_logger_merges_keys_written_by_another_process_into_an_open_writer(t
 def test_csv_logger_stopped_while_it_rewrites_for_a_new_column_keeps_the_earlier_rows(tmp_path, monkeypatch):
     """Lightning rewrote metrics.csv in place for a new column (the first validation, the test): stopped there
     (SIGKILL; here an interrupt in the middle of the rows), the file was left empty."""
-    import csv
+    import framework.loggers as loggers
 
-    from framework.loggers import AppendingCSVLogger
-
-    logger = AppendingCSVLogger(save_dir=tmp_path, name="csv", version="")
+    logger = loggers.AppendingCSVLogger(save_dir=tmp_path, name="csv", version="")
     logger.log_metrics({"train/loss": 1.0}, step=0)
     written = (tmp_path / "csv" / "metrics.csv").read_bytes()
 
-    def interrupted(self, rows):
+    def interrupted(file, header, rows):
+        file.write(",".join(header).encode())  # the header written, the rows not yet
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(csv.DictWriter, "writerows", interrupted)
+    monkeypatch.setattr(loggers, "write_csv", interrupted)
     with pytest.raises(KeyboardInterrupt):
         logger.log_metrics({"test/acc": 0.75}, step=1)  # a new column: the file is rewritten
     assert (tmp_path / "csv" / "metrics.csv").read_bytes() == written
