@@ -658,14 +658,18 @@ def _mode_flags() -> list[str]:
     return [arg for arg in sys.argv[1:] if arg.split("=", 1)[0] in flags]
 
 
-def _stopped_by(signal_number: int) -> NoReturn:
-    """A run or sweep that a signal stopped: one sentence on stderr and in the job's log, and the exit code that the
-    signal's default action gives (130 for SIGINT, 143 for SIGTERM), which ``&&`` chains and schedulers read."""
+def _where_and_how_to_go_on() -> str:
     where = f"sweep directory: {_job['sweep_dir']}" if _job.get("sweep_dir") else ""
     how = ("a run goes on from its last checkpoint when the same command is given again with ckpt_path=auto"
            if _job.get("script") == "train" else "")
     details = "; ".join(part for part in (where, how) if part)
-    stopped = f"Stopped by {signal.Signals(signal_number).name}{f' ({details})' if details else ''}."
+    return f" ({details})" if details else ""
+
+
+def _stopped_by(signal_number: int) -> NoReturn:
+    """A run or sweep that a signal stopped: one sentence on stderr and in the job's log, and the exit code that the
+    signal's default action gives (130 for SIGINT, 143 for SIGTERM), which ``&&`` chains and schedulers read."""
+    stopped = f"Stopped by {signal.Signals(signal_number).name}{_where_and_how_to_go_on()}."
     close_progress_bars()
     log_to_files(stopped)
     print(stopped, file=sys.stderr)
@@ -688,6 +692,18 @@ def _sigterm_outside_lightning(signal_number: int, frame) -> None:
         raise SIGTERMException
 
 
+def _stdout_reader_gone() -> bool:
+    poll = select.poll()  # the kernel flags a pipe's writing end with POLLERR once its reader has gone
+    poll.register(sys.stdout.fileno(), select.POLLOUT)
+    return any(events & select.POLLERR for _, events in poll.poll(0))
+
+
+def _stop_as_a_closed_pipes_writer() -> NoReturn:
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the interpreter's last flush stays quiet
+    log_to_files(f"Stopped: its standard output was closed, the reader of its pipe gone{_where_and_how_to_go_on()}.")
+    raise SystemExit(128 + signal.SIGPIPE) from None
+
+
 @contextmanager
 def stopping_quietly_when_stdout_closes():
     """``python train.py --help | head -1``: the reader has what it wanted and has gone. The process stops as a
@@ -698,12 +714,33 @@ def stopping_quietly_when_stdout_closes():
         finally:
             sys.stdout.flush()  # a buffered write fails here, not in the interpreter's last flush (exit code 120)
     except BrokenPipeError:
-        poll = select.poll()  # the kernel flags a pipe's writing end with POLLERR once its reader has gone
-        poll.register(sys.stdout.fileno(), select.POLLOUT)
-        if not any(events & select.POLLERR for _, events in poll.poll(0)):
+        if not _stdout_reader_gone():
             raise  # another pipe or socket: not the user's doing
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the interpreter's last flush stays quiet
-        raise SystemExit(128 + signal.SIGPIPE) from None
+        _stop_as_a_closed_pipes_writer()
+    except SystemExit as stop:
+        if stop.code == 1 and isinstance(stop.__context__, BrokenPipeError):  # rich's console (Lightning's model
+            _stop_as_a_closed_pipes_writer()  # summary, progress bar), which has silenced stdout itself
+        raise
+
+
+@contextmanager
+def logging_stopping_when_stdout_closes():
+    """A log line to a closed stdout (``python train.py | head``) stops the process as a closed pipe's writer, as
+    ``stopping_quietly_when_stdout_closes`` does for prints; logging's own handling would print a "Logging error"
+    with a traceback for every later line and carry on writing into the void."""
+    handle_error = logging.StreamHandler.handleError
+
+    def stopping(handler: logging.StreamHandler, record: logging.LogRecord) -> None:
+        if (isinstance(sys.exc_info()[1], BrokenPipeError) and handler.stream is sys.stdout
+                and _stdout_reader_gone()):
+            _stop_as_a_closed_pipes_writer()
+        handle_error(handler, record)
+
+    logging.StreamHandler.handleError = stopping
+    try:
+        yield
+    finally:
+        logging.StreamHandler.handleError = handle_error
 
 
 def run_entry_point(main: Callable[[], object]) -> None:
@@ -728,7 +765,7 @@ def run_entry_point(main: Callable[[], object]) -> None:
     hydra_internals.run_and_report = lambda function: run_and_report(lambda: _reporting_hydra_refusals(function))
     default_sigterm = signal.signal(signal.SIGTERM, _sigterm_outside_lightning)
     try:
-        with stopping_quietly_when_stdout_closes():
+        with stopping_quietly_when_stdout_closes(), logging_stopping_when_stdout_closes():
             main()
     except ValueError as error:  # Hydra's own check of its flags, before its reporter runs
         if _job["started"] or not str(error).startswith("Only one of --run, --multirun"):

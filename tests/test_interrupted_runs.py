@@ -2,14 +2,18 @@
 and metrics.csv as an uninterrupted run."""
 
 import csv
+import os
 import shutil
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from framework.checkpoints import CSV_ROWS_LOGGED, set_aside_checkpoints_saved_after, set_aside_rows_logged_after
+from framework.compose import ROOT
 from framework.results import read_results
 from tests.conftest import run_cli
 from tests.test_runs import DROPOUT
@@ -436,3 +440,26 @@ def test_rows_logged_before_the_checkpoint_stay_whatever_their_step(tmp_path):
     set_aside_rows_logged_after(tmp_path, saved_within_an_epoch(44, 4))
     assert read("metrics.csv") == [*logged[:3], logged[4]] and read("metrics.superseded-2.csv") == [["1", "4"]]
     assert (tmp_path / "csv" / "metrics.csv").read_bytes().endswith(b"\n")
+
+
+@pytest.mark.parametrize("first_write", ["log line", "model summary"])
+def test_a_run_whose_stdout_reader_has_gone_stops_as_a_pipes_writer(tmp_path, first_write):
+    """``python train.py | head -3``: once the reader has gone, the next write stops the run with the code a shell
+    gives a command that a closed pipe stopped (141), whether that write is a log line (logging printed a "Logging
+    error" and its traceback for every later line) or rich's model summary (rich exits with 1 by itself). The run's
+    log file says why it stopped. A fresh interpreter: a forked one's stdout is not the one python opens for a pipe."""
+    logging = [] if first_write == "log line" else ["hydra/job_logging=disabled"]
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run([sys.executable, "train.py", "debug=smoke", f"hydra.run.dir={tmp_path}", *logging],
+                              cwd=ROOT, stdout=write, stderr=subprocess.PIPE, text=True, timeout=300,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+    finally:
+        os.close(write)
+    assert done.returncode == 128 + signal.SIGPIPE, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr and "Logging error" not in done.stderr
+    if first_write == "log line":
+        assert (tmp_path / "train.log").read_text().rstrip().endswith(
+            "Stopped: its standard output was closed, the reader of its pipe gone (a run goes on from its last "
+            "checkpoint when the same command is given again with ckpt_path=auto).")
