@@ -71,11 +71,16 @@ class ClassificationModule(StageSteps, L.LightningModule):
             {f"{stage}_acc": MulticlassAccuracy(num_classes, average="micro", validate_args=False) for stage in STAGES}
         )
 
+    @property
+    def uncompiled_net(self) -> nn.Module:
+        """The network itself: ``torch.compile``'s wrapper has neither its methods nor its attributes."""
+        return getattr(self.net, "_orig_mod", self.net)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
     def compute_loss(self, scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        net = getattr(self.net, "_orig_mod", self.net)
+        net = self.uncompiled_net
         return net.loss(scores, targets) if hasattr(net, "loss") else F.cross_entropy(scores, targets)
 
     def _step(self, batch, stage: str) -> torch.Tensor:
@@ -96,7 +101,7 @@ class ClassificationModule(StageSteps, L.LightningModule):
     def scores_refusal(self, scores, images: torch.Tensor) -> ConfigError:
         """What the network returned instead of [batch, num_classes] scores, and the remedy."""
         batch, classes = len(images), self.hparams.num_classes
-        net = getattr(self.net, "_orig_mod", self.net)
+        net = self.uncompiled_net
         if not isinstance(scores, torch.Tensor):
             given = f"a {type(scores).__name__}"
             remedy = "make its forward return the scores tensor alone"
@@ -157,7 +162,7 @@ class ClassificationModule(StageSteps, L.LightningModule):
         return self(batch[0]).argmax(dim=1)
 
     def configure_optimizers(self):
-        net = getattr(self.net, "_orig_mod", self.net)
+        net = self.uncompiled_net
         if self.hparams.param_groups == "per_layer":
             params = layer_param_groups(net)
         else:
