@@ -48,7 +48,7 @@ class AdversarialTraining(L.Callback):
             raise ConfigError("Config key 'model.optimizer' is torch.optim.LBFGS, but callbacks.adversarial_training "
                               "adds its pools' loss to mini-batch steps, and with a full-batch line search the run "
                               "trains nothing; choose model/optimizer=sgd or adam, or leave the callback out.")
-        names = pl_module.uncompiled_net.layer_names
+        names = pl_module.net.layer_names
         if self.layers is not None and not all(isinstance(layer, int) and 0 <= layer < len(names)
                                                for layer in self.layers):
             raise ConfigError(f"Config key 'callbacks.adversarial_training.layers' is {list(self.layers)}, but the "

@@ -42,8 +42,7 @@ class HessianEstimation(L.Callback):
 
     @staticmethod
     def network(pl_module: L.LightningModule):
-        net = getattr(pl_module, "net", pl_module)
-        return getattr(net, "_orig_mod", net)
+        return getattr(pl_module, "net", pl_module)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not any(isinstance(opt, SDLM) for opt in trainer.optimizers):

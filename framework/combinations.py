@@ -90,8 +90,7 @@ def shape_problems(cfg: DictConfig, stored: tuple[int, ...], shape: tuple[int, .
 
 
 def model_name(model) -> str:
-    net = getattr(model, "net", model)
-    return type(getattr(net, "_orig_mod", net)).__name__
+    return type(getattr(model, "net", model)).__name__
 
 
 def check_kinds(cfg: DictConfig, datamodule, model) -> None:

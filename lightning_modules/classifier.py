@@ -62,7 +62,10 @@ class ClassificationModule(StageSteps, L.LightningModule):
         # unsafe unpickling); the run's .hydra/config.yaml rebuilds net and optimizer.
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        self.net = torch.compile(net) if compile else net
+        if compile:
+            net.compile()  # in place: the network keeps its methods, attributes and state_dict names
+        self.net = net
+        self.register_load_state_dict_pre_hook(_without_compile_wrapper_names)
         self.input_shape = getattr(net, "input_shape", None)  # what the network takes, when it says so
         self.takes_vectors = getattr(net, "takes_vectors", False)  # and whether it takes that image flattened
         self.accuracy = nn.ModuleDict(
@@ -71,17 +74,11 @@ class ClassificationModule(StageSteps, L.LightningModule):
             {f"{stage}_acc": MulticlassAccuracy(num_classes, average="micro", validate_args=False) for stage in STAGES}
         )
 
-    @property
-    def uncompiled_net(self) -> nn.Module:
-        """The network itself: ``torch.compile``'s wrapper has neither its methods nor its attributes."""
-        return getattr(self.net, "_orig_mod", self.net)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
     def compute_loss(self, scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        net = self.uncompiled_net
-        return net.loss(scores, targets) if hasattr(net, "loss") else F.cross_entropy(scores, targets)
+        return self.net.loss(scores, targets) if hasattr(self.net, "loss") else F.cross_entropy(scores, targets)
 
     def _step(self, batch, stage: str) -> torch.Tensor:
         if not (isinstance(batch, list | tuple) and len(batch) == 2 and isinstance(batch[1], torch.Tensor)
@@ -101,7 +98,6 @@ class ClassificationModule(StageSteps, L.LightningModule):
     def scores_refusal(self, scores, images: torch.Tensor) -> ConfigError:
         """What the network returned instead of [batch, num_classes] scores, and the remedy."""
         batch, classes = len(images), self.hparams.num_classes
-        net = self.uncompiled_net
         if not isinstance(scores, torch.Tensor):
             given = f"a {type(scores).__name__}"
             remedy = "make its forward return the scores tensor alone"
@@ -118,7 +114,7 @@ class ClassificationModule(StageSteps, L.LightningModule):
             else:
                 remedy = "make its forward return one score per class for each image"
         return ConfigError(f"{type(self).__name__} takes scores of shape [batch, num_classes] = [{batch}, {classes}] "
-                           f"from its network, but {type(net).__name__} returned {given} for images of shape "
+                           f"from its network, but {type(self.net).__name__} returned {given} for images of shape "
                            f"{list(images.shape)}; {remedy}.")
 
     def batch_refusal(self, batch, stage: str) -> ConfigError:
@@ -162,11 +158,10 @@ class ClassificationModule(StageSteps, L.LightningModule):
         return self(batch[0]).argmax(dim=1)
 
     def configure_optimizers(self):
-        net = self.uncompiled_net
         if self.hparams.param_groups == "per_layer":
-            params = layer_param_groups(net)
+            params = layer_param_groups(self.net)
         else:
-            params = [{"name": "all", "params": [p for p in net.parameters() if p.requires_grad]}]
+            params = [{"name": "all", "params": [p for p in self.net.parameters() if p.requires_grad]}]
         optimizer = self.optimizer_factory(params=params)
         if isinstance(optimizer, torch.optim.LBFGS) and self._trainer is not None and self.trainer.world_size > 1:
             raise ConfigError(f"Config key 'model.optimizer' is torch.optim.LBFGS, whose line search evaluates the "
@@ -179,6 +174,13 @@ class ClassificationModule(StageSteps, L.LightningModule):
             return optimizer
         scheduler = self.scheduler_factory(optimizer=optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+
+def _without_compile_wrapper_names(module, state_dict, prefix, *_) -> None:
+    """Checkpoints of runs from before the network was compiled in place name its weights ``net._orig_mod.<name>``
+    (``torch.compile``'s wrapper): the same weights."""
+    for name in [name for name in state_dict if name.startswith(f"{prefix}net._orig_mod.")]:
+        state_dict[name.replace("net._orig_mod.", "net.", 1)] = state_dict.pop(name)
 
 
 def warn_of_lbfgs_on_mini_batches(datamodule) -> None:

@@ -49,6 +49,33 @@ def test_run_killed_after_first_epoch_resumes_to_the_uninterrupted_metrics(tmp_p
 
 
 @pytest.mark.slow
+def test_a_run_trained_with_model_compile_continues_without_it(tmp_path):
+    """``model.compile=true`` compiles the network in place, so its checkpoints name the weights as an uncompiled
+    run's do and either kind continues the other (torch.compile's wrapper named them net._orig_mod.*, and such a
+    checkpoint was refused as weights that do not fit). Whole batches only: each other batch size compiles again."""
+    few_batches = ("++trainer.limit_train_batches=4", "++trainer.limit_val_batches=1", "++trainer.limit_test_batches=1")
+    for epochs, compiled in ((1, True), (2, False)):
+        done = run_cli("train.py", f"trainer.max_epochs={epochs}", f"model.compile={compiled}", "ckpt_path=auto",
+                       f"hydra.run.dir={tmp_path}", *few_batches, *QUIET)
+        assert done.returncode == 0, done.stderr[-3000:]
+    assert results(tmp_path)["epochs_completed"] == 2
+
+
+def test_compiled_networks_weights_keep_their_names_and_a_compile_wrappers_names_load():
+    import torch
+
+    from lightning_modules.classifier import ClassificationModule
+    from lightning_modules.lenet5 import LeNet5
+
+    torch.manual_seed(0)
+    plain, compiled = (ClassificationModule(LeNet5(), torch.optim.SGD, compile=compile) for compile in (False, True))
+    assert list(compiled.state_dict()) == list(plain.state_dict())
+    wrapped = {name.replace("net.", "net._orig_mod.", 1): value for name, value in plain.state_dict().items()}
+    compiled.load_state_dict(wrapped)  # a checkpoint of a run compiled before, by torch.compile's wrapper
+    assert all(torch.equal(value, compiled.state_dict()[name]) for name, value in plain.state_dict().items())
+
+
+@pytest.mark.slow
 def test_multirun_with_wandb_offline_writes_one_job_dir_and_one_wandb_run_each_without_network(tmp_path):
     if shutil.which("unshare") is None or run_cli("-c", "pass", prefix=("unshare", "-n")).returncode != 0:
         pytest.skip("cannot create a network namespace here (unshare -n) to prove that no network is used")
