@@ -306,11 +306,18 @@ class MutualInformationLR(Callback):
         return ross_mi(values, labels, **self.settings)
 
     def reference_mi(self, images: torch.Tensor, labels: torch.Tensor) -> float:
-        if self.reference == "estimate":
-            return self.mi(images, labels)
         if self.reference == "ceiling":
             return label_entropy_ceiling(labels)
-        tiled = images.reshape(len(images), -1).repeat(self.tiles, 1)
+        pixels = images.reshape(len(images), -1)
+        if self.estimator == "ksg":
+            # I(X; Y) does not depend on how the inputs are normalised, but KSG's max norm compares their distances
+            # with the one-hot labels' 1: normalised MNIST images are about 3 apart, and KSG read about 0 nats.
+            # The pixels' own scale, [0, 1], as the estimator comparison measures it (1.34 nats on MNIST).
+            low, high = pixels.min(), pixels.max()
+            pixels = (pixels - low) / (high - low).clamp_min(torch.finfo(pixels.dtype).tiny)
+        if self.reference == "estimate":
+            return self.mi(pixels, labels)
+        tiled = pixels.repeat(self.tiles, 1)
         # The copies differ only by the jitter; ross_mi's Euclidean counts are exact, so it tells them apart.
         return self.mi(tiled, labels.repeat(self.tiles))
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from sklearn.datasets import load_digits
 
 from analysis.mutual_information import ksg_mi, label_entropy_ceiling, ross_mi
 from callbacks.batch_size import BatchSizeSchedule
@@ -275,6 +276,25 @@ def test_default_dynamics_in_the_paper_regime_end_to_end(tmp_path, monkeypatch):
 
 def history_labels(callback, trainer):
     return callback.subsample(trainer, trainer.lightning_module)[1]
+
+
+def test_ksg_reference_is_taken_on_the_pixels_scale_whatever_the_normalisation():
+    """KSG's max norm compares the inputs' distances with the one-hot labels' 1: on normalised digits (pixels
+    (x - 0.13) / 0.31, as MNIST's DataModule serves them) it read about 0 nats, and the reference policy then
+    held every rate at lr_min. IXY is I(X; Y) of the pixels in [0, 1] whatever the inputs' normalisation; Ross's
+    estimate does not depend on the scale."""
+    digits = load_digits()
+    pixels = torch.tensor(digits.data[:300] / 16.0)
+    labels = torch.tensor(digits.target[:300])
+    normalised = ((pixels - 0.1307) / 0.3081).float()
+    ksg = MutualInformationLR(estimator="ksg", sample_size=300)
+    on_pixels = ksg_mi(pixels, torch.nn.functional.one_hot(labels).double(), standardize=False, jitter=1e-10)
+    assert on_pixels > 1.0
+    # float32's rounding of the normalised pixels outweighs the jitter that breaks the digits' many ties
+    assert ksg.reference_mi(normalised, labels) == pytest.approx(on_pixels, abs=0.02)
+    assert ksg.reference_mi(pixels, labels) == pytest.approx(on_pixels, abs=1e-6)
+    ross = MutualInformationLR(sample_size=300)
+    assert ross.reference_mi(normalised, labels) == ross.mi(normalised, labels)  # the images as the model sees them
 
 
 def test_ksg_option_and_logits_option_change_what_is_measured(tmp_path):
