@@ -21,7 +21,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from analysis.lbfgs_attack import AttackInputError, AttackResult, lbfgs_attack
+from analysis.lbfgs_attack import AttackInputError, AttackResult, distortion, lbfgs_attack
 from analysis.spectral import alexnet_conv_bounds, network_bounds
 from datamodules.base import DatasetMissingError
 from datamodules.mnist import MNISTDataModule
@@ -240,40 +240,39 @@ def magnified(images: torch.Tensor, adversarial: torch.Tensor, stddev: float = 0
     return (images + (r * scale).view_as(images)).clamp(0, 1)
 
 
-def rms_change(changed: torch.Tensor, images: torch.Tensor) -> str:
-    """A row's distortion: the root mean square of the change over all pixels."""
-    return f"{float(((changed - images) ** 2).mean().sqrt()):.4f}"
-
-
-def noise_row(images: torch.Tensor, labels: torch.Tensor, stddev: float, seed: int) -> dict:
-    """A cross table's input row of Gaussian noise."""
-    noisy = gaussian(images, stddev, seed)
-    return {f"Gaussian noise, stddev {stddev}": (noisy, labels, rms_change(noisy, images))}
-
-
 def cross_table(cfg: DictConfig, runs: list[Run], split: str, noise: tuple[float, ...], magnify: bool) -> str:
     """Rows: the inputs, columns: error % of every model. The inputs: each model's adversarial examples and
     Gaussian noise of each stddev in ``noise``; with ``magnify`` then (Table 4's lower half) each model's
-    perturbation magnified to stddev 0.1 and Gaussian noise of stddev 0.1."""
+    perturbation magnified to stddev 0.1 and Gaussian noise of stddev 0.1. A row's distortion is the paper's:
+    the mean over its examples of sqrt(sum r^2 / n)."""
     device = device_of(cfg)
     models = {run.name: run.model(device) for run in runs}
-    attacks = {run.name: attack(run, split, cfg) for run in runs}  # runs may differ in their images
-    images, labels, _ = attacks[runs[0].name]
-    inputs = {name: (result.adversarial, y, f"{mean_distortion(result):.4f}")
-              for name, (_, y, result) in attacks.items()}
+    attacks = {run.name: attack(run, split, cfg) for run in runs}  # each model's own first images of the split
+    # A row: what each column's model is shown, and the distortion. A model's examples go to every model; noise
+    # is added to each model's own images (runs trained on different sizes have different first training images).
+    rows = {name: (dict.fromkeys(models, (result.adversarial, y)), mean_distortion(result))
+            for name, (_, y, result) in attacks.items()}
+
+    def noise_row(stddev: float) -> dict:
+        noisy = {name: (x, gaussian(x, stddev, cfg.szegedy.seed), y) for name, (x, y, _) in attacks.items()}
+        changes = torch.cat([distortion(changed, x) for x, changed, _ in noisy.values()])
+        shown = {name: (changed, y) for name, (_, changed, y) in noisy.items()}
+        return {f"Gaussian noise, stddev {stddev}": (shown, float(changes.mean()))}
+
     for stddev in noise:
-        inputs |= noise_row(images, labels, stddev, cfg.szegedy.seed)
+        rows |= noise_row(stddev)
     if magnify:
         for name, (x, y, result) in attacks.items():
             big = magnified(x, result.adversarial)
-            inputs[f"{name}, magnified to stddev 0.1"] = (big, y, rms_change(big, x))
-        inputs |= noise_row(images, labels, 0.1, cfg.szegedy.seed)
-    names = list(models)
-    rows = ["| input | " + " | ".join(names) + " | distortion |", "|---" * (len(names) + 2) + "|"]
-    for label, (images_in, labels_in, dist) in inputs.items():
-        errors = [f"{error_rate(models[name], images_in.to(device), labels_in):.1f}%" for name in names]
-        rows.append(f"| {label} | " + " | ".join(errors) + f" | {dist} |")
-    return "\n".join(rows)
+            rows[f"{name}, magnified to stddev 0.1"] = (dict.fromkeys(models, (big, y)),
+                                                        float(distortion(big, x).mean()))
+        rows |= noise_row(0.1)
+    table = ["| input | " + " | ".join(models) + " | distortion |", "|---" * (len(models) + 2) + "|"]
+    for label, (shown, change) in rows.items():
+        errors = [f"{error_rate(model, shown[name][0].to(device), shown[name][1]):.1f}%"
+                  for name, model in models.items()]
+        table.append(f"| {label} | " + " | ".join(errors) + f" | {change:.4f} |")
+    return "\n".join(table)
 
 
 def table2(cfg: DictConfig) -> str:

@@ -5,7 +5,7 @@ import shutil
 import pytest
 import torch
 
-from analysis.lbfgs_attack import AttackInputError, AttackResult
+from analysis.lbfgs_attack import AttackInputError, AttackResult, distortion
 from analysis.szegedy_study import PAPER_TABLE3, cached_attack, checkpoint_sha256, load_runs, magnified, mean_distortion
 from datamodules.base import DatasetMissingError
 from evaluate import evaluate
@@ -27,10 +27,11 @@ def train_tiny(data_root, folder, experiment, *extra):
 
 @pytest.fixture(scope="module")
 def zoo(tmp_path_factory, data_root):
-    """A softmax and an FC net on 200 fixture images."""
+    """A softmax net on 200 fixture images and an FC net on 150 (as the README's AE400-10 on 5,000 of the others'
+    10,000: their first training images differ)."""
     root = tmp_path_factory.mktemp("zoo")
-    for experiment in ("szegedy_softmax1", "szegedy_fc100"):
-        train_tiny(data_root, root / experiment, experiment)
+    train_tiny(data_root, root / "szegedy_softmax1", "szegedy_softmax1")
+    train_tiny(data_root, root / "szegedy_fc100", "szegedy_fc100", "++data.train_size=150")
     return root
 
 
@@ -70,6 +71,18 @@ def test_table1_and_a_cross_model_table_with_100_percent_on_its_diagonal(zoo, tm
         wrong = (trained_net(zoo / f"szegedy_{other}")(attack.adversarial).argmax(1) != attack.labels).float().mean()
         assert row.split(" | ")[column] == f"{100 * float(wrong):.1f}%"
     assert cross[4].startswith("| Gaussian noise, stddev 0.1 |") and cross[5].startswith("| Gaussian noise, stddev 0.3")
+    # Noise is added to each model's own first training images, and its distortion is the paper's per-example one.
+    runs = {run.name: run for run in load_runs(str(zoo))}
+    own = {name: run.images("train", 6) for name, run in runs.items()}
+    assert not torch.equal(own["fc100"][0], own["softmax1"][0])
+    cells, changes = cross[4].split(" | "), []
+    for column, name in ((1, "fc100"), (2, "softmax1")):
+        images, labels = own[name]
+        noisy = (images + 0.1 * torch.randn(images.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+        wrong = (runs[name].model(torch.device("cpu"))(noisy).argmax(1) != labels).float().mean()
+        assert cells[column] == f"{100 * float(wrong):.1f}%"
+        changes.append(distortion(noisy, images))
+    assert cells[3] == f"{float(torch.cat(changes).mean()):.4f} |"
 
 
 def cache_of(run, split):
@@ -105,7 +118,10 @@ def test_table34_gives_each_models_errors_on_both_parts_and_table4_with_its_two_
     for column, name in ((1, "fc100@P1"), (2, "fc100@P2")):
         wrong = (runs[name].model(torch.device("cpu"))(noisy).argmax(1) != labels).float().mean()
         assert cells[column] == f"{100 * float(wrong):.1f}%"
-    assert cells[3] == f"{float(((noisy - images) ** 2).mean().sqrt()):.4f} |"
+    assert cells[3] == f"{float(distortion(noisy, images).mean()):.4f} |"
+    attack = cache_of(runs["fc100@P1"].path, "test")  # a magnified row: the mean of its examples' distortions
+    big = magnified(images, attack.adversarial)
+    assert table4[5].split(" | ")[3] == f"{float(distortion(big, images).mean()):.4f} |"
 
 
 def trained_net(run):
