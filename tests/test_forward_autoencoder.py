@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from analysis.forward_autoencoder import (
     fit_softmax,
     fit_softmax_path,
     hidden,
+    kl_descent,
     orthonormal_map,
     pian_map,
     random_map,
@@ -97,6 +99,23 @@ def test_kl_constraint_met_at_mnist_size_with_the_default_steps(rho):
     assert (start - rho).abs().mean() > 0.2  # mean activations start near 0.5
     # measured at most 1.7 % off rho (rho 0.2), 1 % at 0.01 and 0.04: the minibatch noise the decaying steps average
     assert (after - rho).abs().max() < 0.03 * rho and (after - rho).abs().mean() < 0.01 * rho
+
+
+def test_reae_descends_again_with_twice_the_steps_until_every_unit_meets_rho_and_says_when_none_did(caplog):
+    """Gray natural images need about 1,000 steps for rho 0.01 where MNIST needs 300: a fixed budget left every unit
+    50 % off rho without a word. Here (400 sparse inputs, full batches) 10, 20 and 40 steps leave some unit 38 %,
+    35 % and 11 % off rho = 0.2, and 80 steps 1.6 %."""
+    generator = torch.Generator().manual_seed(7)
+    X = torch.rand(400, 256, generator=generator) * (torch.rand(400, 256, generator=generator) < 0.19)
+    draw = random_map(256, 64, generator)
+    weight, bias = reae_map(X, 0.2, draw, steps=10)
+    expected = kl_descent(X.float(), 0.2, draw, 0.1, 80, 0.02, 512, 0)
+    assert torch.equal(weight, expected[0].double()) and torch.equal(bias, expected[1].double())
+    assert (hidden(X, weight, bias).mean(0) - 0.2).abs().max() < 0.1 * 0.2 and not caplog.records
+    with caplog.at_level(logging.WARNING):
+        reae_map(X, 0.2, draw, steps=10, retries=2)
+    assert caplog.messages == ["REAE met rho=0.2 only to within 11% of it after 40 steps (the units' mean activations "
+                               "0.1858-0.2222); give more steps with model.kl_steps (now 10)."]
 
 
 def test_one_draw_shared_by_ran_roan_and_every_reae_start():
@@ -258,7 +277,7 @@ def solve_small(classifier_dtype: str, device: str = "cpu") -> dict:
     module = ForwardAutoencoderModule(hidden_size=24, rho=[0.5, 0.2], lambdas=[1e-3, 1e-1], taus=[1e-3, 1e-1],
                                       kl_steps=20, kl_lr=0.05, num_classes=3, classifier_dtype=classifier_dtype)
     move = lambda t: t.to(device)  # noqa: E731
-    return module.solve(move(X[:200]), move(y[:200]), move(X[200:]), move(y[200:]), draw_seed=3)
+    return module.solve(move(X[:200]), move(y[:200]), move(X[200:]), move(y[200:]), draw_seed=2)  # a tie (below)
 
 
 def test_device_and_precision_paths_choose_alike():
