@@ -297,9 +297,10 @@ def probe_run(run: dict) -> str:
         raise ConfigError(f"Checkpoint {checkpoint} does not exist; give a run directory with checkpoints.")
     model = instantiate_node(run_cfg.model, "model")
     model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"])
-    options = OmegaConf.to_container(run_cfg.callbacks.probe, resolve=False) if "probe" in run_cfg.callbacks else {}
-    data = instantiate_node(run_cfg.callbacks.probe.data if options.get("data") else run_cfg.data, "data")
-    options = {key: value for key, value in options.items() if key not in ("_target_", "data")}
+    probe = run_cfg.callbacks.get("probe") or {}
+    data = instantiate_node(probe.data if probe.get("data") else run_cfg.data, "data")
+    options = {key: OmegaConf.to_container(value) if OmegaConf.is_config(value) else value  # seed: ${seed}, resolved
+               for key, value in probe.items() if key not in ("_target_", "data")}
     result = EmbeddingProbe(**options).run(model, data)
     write_json_atomic(Path(run["path"]) / "probe.json", result | {"checkpoint": checkpoint})
     return (f"Probe of {checkpoint}: test {result['metric']} {result['test_metric']:.4f} (mean baseline "

@@ -33,7 +33,7 @@ class EmbeddingProbe(L.Callback):
         self.result: dict | None = None
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        """Before training: the probe's task must be what its data's targets are."""
+        """Before training: the probe's task must be what its data's targets are, and its data must be there."""
         data = self.data if self.data is not None else trainer.datamodule
         data_task = getattr(data, "task", self.task)
         if data_task == "unlabeled":
@@ -43,6 +43,19 @@ class EmbeddingProbe(L.Callback):
             raise ConfigError(f"Config key 'callbacks.probe.task' is {self.task!r}, but the probe's data "
                               f"({type(data).__name__}) has {TARGETS[data_task]}; set "
                               f"callbacks.probe.task={data_task}.")
+        if self.data is not None and stage == "fit":
+            self.check_probe_data(trainer.datamodule)
+
+    def check_probe_data(self, run_data) -> None:
+        """Before training, not after it: the probe's files are there and its images are shaped as the run's."""
+        if hasattr(self.data, "check_files"):
+            self.data.check_files()
+        shapes = [data.sample_shape() if hasattr(data, "sample_shape") else None for data in (self.data, run_data)]
+        if None not in shapes and shapes[0] != shapes[1]:
+            raise ConfigError(f"The embedding probe's data ({type(self.data).__name__}, callbacks.probe.data) hands "
+                              f"the encoder inputs of shape {list(shapes[0])}, the run's data {list(shapes[1])}, which "
+                              f"the encoder is built for; give callbacks.probe.data the run's image settings "
+                              f"(image_size, pad_to, grayscale).")
 
     def run(self, model: L.LightningModule, datamodule) -> dict:
         embeddings = compute_embeddings(model, datamodule, self.options["batch_size"])

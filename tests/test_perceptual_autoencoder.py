@@ -17,7 +17,7 @@ from analysis.embedding_probes import PROBE_GRID, mean_baseline, probe_grid, tra
 from callbacks.embedding_probe import EmbeddingProbe
 from datamodules.lunarlander import LunarLanderDataModule
 from framework.combinations import shape_problems
-from framework.compose import compose_with_hydra
+from framework.compose import compose_config, compose_with_hydra
 from framework.hydra_callbacks import needs_imagenet_alexnet
 from framework.pretrained import TORCHVISION_FILE
 from framework.validate import ConfigError, validate
@@ -353,19 +353,20 @@ def test_evaluate_probes_every_finished_run_s_checkpoint(tmp_path, lunarlander):
                 "rollouts": 4, "steps_per_rollout": 40, "train_seed": 1, "test_seed": 2, "terrain_seed": 0,
                 "progress": False}
     probe_cfg = {"_target_": "callbacks.embedding_probe.EmbeddingProbe", "task": "regression", "grid": [[]],
-                 "max_epochs": 5, "patience": 2, "data": None}
+                 "max_epochs": 5, "patience": 2, "data": None, "seed": "${seed}"}  # as conf/callbacks/probe.yaml
     sweep, expected = tmp_path / "sweep", []
     for seed in (0, 1):  # a sweep of two runs: each gets its own probe.json
         run_dir = sweep / str(seed)
         (run_dir / ".hydra").mkdir(parents=True)
-        OmegaConf.save({"model": model_cfg, "data": data_cfg, "callbacks": {"probe": probe_cfg}},
+        OmegaConf.save({"seed": seed, "model": model_cfg, "data": data_cfg, "callbacks": {"probe": probe_cfg}},
                        run_dir / ".hydra" / "config.yaml")
         torch.manual_seed(seed)
         model = PerceptualAutoencoderModule("I-I-PW", latent_dim=8)
         torch.save({"state_dict": model.state_dict()}, run_dir / "best.ckpt")
         write_json_atomic(run_dir / "results.json", {"metrics": {}, "best_checkpoint": str(run_dir / "best.ckpt"),
                                                      "config": {"model": model_cfg}})
-        expected.append(EmbeddingProbe(task="regression", grid=[[]], max_epochs=5, patience=2).run(model, lunarlander))
+        expected.append(EmbeddingProbe(task="regression", grid=[[]], max_epochs=5, patience=2, seed=seed).run(
+            model, lunarlander))
     text = evaluate(compose_config([f"runs={sweep}", "task=perceptual_probe"], tmp_path / "out", "evaluate"))
     for seed, wanted in enumerate(expected):
         probe = json.loads((sweep / str(seed) / "probe.json").read_text())
@@ -409,3 +410,20 @@ def test_a_sweep_whose_weights_are_unusable_stops_before_its_first_job(tmp_path)
     assert result.stderr.strip().splitlines()[-1].startswith(f"Weights error: {hub / TORCHVISION_FILE} does not hold")
     assert not (tmp_path / "sweep" / "0").exists()  # the twelve I-I-PW jobs of the grid did not run first
     assert not any((tmp_path / "data").iterdir())  # nor was any LunarLander frame generated
+
+
+@pytest.mark.parametrize(("experiment", "settings"), [
+    ("perceptual_lunarlander", {"data_dir": "/elsewhere", "image_size": 96, "label_observation": "before",
+                                "terrain_seed": 5, "grayscale": True, "mean": 0.5, "std": 0.25}),
+    ("perceptual_svhn", {"data_dir": "/elsewhere", "pad_to": 96, "pad_mode": "constant", "grayscale": True}),
+    ("perceptual_stl10", {"data_dir": "/elsewhere", "grayscale": True, "mean": 0.5}),
+])
+def test_the_probes_data_takes_the_runs_data_settings(tmp_path, experiment, settings):
+    """The probes train and test on other frames or splits than the autoencoder, but embed them with its encoder: a
+    data setting of the run (its terrain, image size, the labelled state, the folder) now reaches them too; it was
+    left at the class default, so data.terrain_seed changed nothing the probes saw and data.image_size=96 failed
+    after the whole training."""
+    cfg = compose_config([f"experiment={experiment}", *(f"data.{key}={value}" for key, value in settings.items())],
+                         tmp_path, "train")
+    probe_data = OmegaConf.to_container(cfg.callbacks.probe.data, resolve=True)
+    assert {key: probe_data[key] for key in settings} == settings

@@ -76,6 +76,10 @@ def svhn_not_a_mat_file(root: Path) -> None:
     (root / "train_32x32.mat").write_bytes(b"not MATLAB at all")
 
 
+def svhn_without_its_train_split(root: Path) -> None:
+    write_svhn(root, {"extra": 40, "test": 20})  # what a perceptual_svhn run trains on, not what its probe does
+
+
 def stl10_truncated(root: Path) -> None:
     write_stl10(root)
     cut(root / "stl10_binary/train_X.bin", 3 * 96 * 96 * 5 - 7)
@@ -365,6 +369,15 @@ ROWS = [
     row("loss-network-unreadable", "model=perceptual_autoencoder", "model.loss_network.weights={tmp}/data/run.ckpt",
         data=unreadable_checkpoint, expect="which torch.load cannot read as weights"),
     row("probe-task", "callbacks=probe", expect="set callbacks.probe.task=classification"),
+    # the probe's data, before the autoencoder trains (it was read only at the end of fit, after all the training)
+    row("probe-data-missing", "experiment=perceptual_svhn", "model.loss_network.weights=random",
+        data=svhn_without_its_train_split,
+        expect=("SVHNDataModule: expected", "train_32x32.mat but it does not exist")),
+    row("probe-data-shape", "experiment=perceptual_lunarlander", "model.loss_network.weights=random",
+        *(f"data.{key}={value}" for key, value in LUNARLANDER_SMALL.items() if "seed" not in key),
+        "callbacks.probe.data.image_size=32",
+        expect=("The embedding probe's data (LunarLanderDataModule, callbacks.probe.data) hands the encoder inputs of "
+                "shape [3, 32, 32], the run's data [3, 64, 64]")),
     # the rule's sentence, before any work: the probe's own check in setup names 'class' too (probe-task)
     row("probe-task-value", "callbacks=probe", "callbacks.probe.task=class",
         expect="'callbacks.probe.task' is 'class', but it must be 'regression' or 'classification'"),
@@ -642,6 +655,16 @@ def test_a_wrong_input_is_one_sentence_with_exit_code_2(run_in_process, data_roo
     paths = [] if any(arg.startswith("paths.data_dir=") for arg in args) else [f"paths.data_dir={data_dir}"]
     code, output = run_in_process(script, [*args, *paths], run_dir)
     check(code, output, expect, run_dir)
+
+
+@pytest.mark.parametrize(("script", "args", "expect", "data"),
+                         [param.values for param in ROWS if param.id.startswith("probe-data-")],
+                         ids=[param.id for param in ROWS if param.id.startswith("probe-data-")])
+def test_a_probe_data_refusal_comes_before_the_autoencoder_trains(run_in_process, data_root, tmp_path, script, args,
+                                                                   expect, data):
+    test_a_wrong_input_is_one_sentence_with_exit_code_2(run_in_process, data_root, tmp_path, script, args, expect,
+                                                        data)
+    assert not list((tmp_path / "run").rglob("*.ckpt"))
 
 
 def test_the_battery_covers_every_config_group_and_dataset_format():
