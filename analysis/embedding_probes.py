@@ -83,9 +83,10 @@ def train_probe(hidden: list[int], train: tuple, val: tuple, max_epochs: int, pa
     """One probe (``Probe``: the MLP on standardised embeddings) trained with MSE until the validation loss has
     not improved for ``patience`` epochs; returns the net at its best epoch and that validation loss."""
     generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
     (x, y), (x_val, y_val) = train, val
-    net = Probe(hidden, x, y)
+    with torch.random.fork_rng(devices=[]):  # the layers' initialisation, leaving the run's random state as it was
+        torch.manual_seed(seed)
+        net = Probe(hidden, x, y)
     optimizer = torch.optim.Adam(net.parameters())
     best_loss, best_state, waited = float("inf"), copy.deepcopy(net.state_dict()), 0
     for _ in range(max_epochs):

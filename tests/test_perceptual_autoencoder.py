@@ -427,3 +427,16 @@ def test_the_probes_data_takes_the_runs_data_settings(tmp_path, experiment, sett
                          tmp_path, "train")
     probe_data = OmegaConf.to_container(cfg.callbacks.probe.data, resolve=True)
     assert {key: probe_data[key] for key in settings} == settings
+
+
+def test_a_probe_leaves_the_global_random_state_as_it_was():
+    """The probes train at the end of fit, before the best checkpoint's validation and test: a variational model
+    samples there, and a probe that reseeded the global generator gave every seed's run the same samples."""
+    generator = torch.Generator().manual_seed(0)
+    x, y = torch.randn(60, 4, generator=generator), torch.randn(60, 2, generator=generator)
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    net, _ = train_probe([8], (x[:40], y[:40]), (x[40:], y[40:]), 3, 2, 16, 7)
+    assert torch.equal(torch.get_rng_state(), before)
+    again, _ = train_probe([8], (x[:40], y[:40]), (x[40:], y[40:]), 3, 2, 16, 7)
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), again.state_dict().values(), strict=True))
