@@ -29,6 +29,7 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import Callback, Checkpoint, LearningRateMonitor, ProgressBar
 from lightning.pytorch.loggers import Logger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from framework.checkpoints import (
@@ -60,6 +61,7 @@ from framework.compose import paths_from_start_dir
 from framework.errors import (
     ConfigError,
     UserError,
+    exit_code_of,
     in_a_sweep,
     instantiate_node,
     log_to_files,
@@ -356,18 +358,22 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
     return results
 
 
-def finish_wandb(stopping: bool = False) -> None:
-    """Close the wandb run of this job, so that every multirun job gets its own. ``stopping``: the job is ending on
-    an exception, which wandb's own failure to close must not replace (a SIGTERM from SLURM's requeue also ends
-    wandb's service process, and wandb.finish() then raised ConnectionResetError: the submitting command failed)."""
+def finish_wandb(stopping: BaseException | None = None) -> None:
+    """Close the wandb run of this job, so that every multirun job gets its own. ``stopping``: the exception the job
+    is ending on. Its exit code goes to wandb (which otherwise shows a failed or stopped run as finished: its own
+    hooks have not seen the exception yet), and wandb's own failure to close must not replace it (a SIGTERM from
+    SLURM's requeue also ends wandb's service process, and wandb.finish() then raised ConnectionResetError: the
+    submitting command failed)."""
     if "wandb" in sys.modules:
         import wandb
 
         if wandb.run is not None:
             try:
-                wandb.finish()
+                if isinstance(stopping, SIGTERMException):
+                    wandb.run.mark_preempting()  # wandb shows it as preempted: a requeued job continues it
+                wandb.finish(exit_code=exit_code_of(stopping) if stopping is not None else 0)
             except Exception as error:
-                if not stopping:
+                if stopping is None:
                     raise
                 log.warning(f"wandb could not close its run while the job stopped ({type(error).__name__}: {error}).")
 
@@ -385,7 +391,7 @@ def main(cfg: DictConfig) -> float | None:
             failed = f"Run failed; its output directory is {cfg.paths.output_dir}"
             log_to_files(failed, error, log)  # with the traceback, which Hydra prints on the console after this line
             print(f"{failed}.", file=sys.stderr)
-        finish_wandb(stopping=True)
+        finish_wandb(stopping=error)
         raise
     finish_wandb()
     metrics = results["metrics"]

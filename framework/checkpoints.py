@@ -144,15 +144,21 @@ def earlier_run_refusal(output_dir: str | Path, ckpt_path: str | None, trained: 
 
 def set_aside_a_killed_start(output_dir: str | Path) -> None:
     """``ckpt_path=auto`` in a folder whose run was killed before its first checkpoint starts that run again: the
-    metrics.csv it left is renamed (metrics.killed-1.csv, ...), so that the new rows do not follow its rows."""
+    metrics.csv it left is renamed (metrics.killed-1.csv, ...), so that the new rows do not follow its rows, and its
+    TensorBoard events are moved to tensorboard.killed-1/, ..., so that the restart's steps do not repeat its own."""
     folder = Path(output_dir)
-    metrics = folder / METRICS_CSV
-    if any((folder / "checkpoints").glob("*.ckpt")) or not metrics.is_file():
+    if any((folder / "checkpoints").glob("*.ckpt")):
         return
-    aside = free_name(metrics, "killed")
-    metrics.rename(aside)
-    log.info(f"ckpt_path=auto: {folder} holds the metrics.csv of a start killed before its first checkpoint; "
-             f"it is kept as {aside.relative_to(folder)} and this run starts again")
+    metrics, events = folder / METRICS_CSV, folder / "tensorboard"
+    set_aside = []
+    if metrics.is_file():
+        set_aside.append(metrics.rename(free_name(metrics, "killed")))
+    if events.is_dir():
+        set_aside.append(events.rename(next(path for n in itertools.count(1)
+                                            if not (path := folder / f"tensorboard.killed-{n}").exists())))
+    if set_aside:
+        log.info(f"ckpt_path=auto: {folder} holds what a start killed before its first checkpoint logged; it is kept "
+                 f"as {' and '.join(str(path.relative_to(folder)) for path in set_aside)} and this run starts again")
 
 
 def complete_an_interrupted_save(output_dir: str | Path) -> None:

@@ -658,6 +658,20 @@ def _mode_flags() -> list[str]:
     return [arg for arg in sys.argv[1:] if arg.split("=", 1)[0] in flags]
 
 
+def exit_code_of(error: BaseException) -> int:
+    """The exit code a job ending on ``error`` leaves the process with (``run_entry_point``'s): what wandb records
+    as the run's state (0 is "finished")."""
+    if isinstance(error, SIGTERMException):
+        return 128 + signal.SIGTERM
+    if isinstance(error, KeyboardInterrupt) or isinstance(error.__context__, KeyboardInterrupt):
+        return 128 + signal.SIGINT
+    if isinstance(error, UserError):
+        return 2
+    if isinstance(error, SystemExit):
+        return error.code if isinstance(error.code, int) else 1
+    return 1
+
+
 def _where_and_how_to_go_on() -> str:
     where = f"sweep directory: {_job['sweep_dir']}" if _job.get("sweep_dir") else ""
     how = ("a run goes on from its last checkpoint when the same command is given again with ckpt_path=auto"

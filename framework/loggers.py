@@ -110,11 +110,14 @@ def wandb_logger_nodes(cfg: DictConfig) -> list[DictConfig]:
 
 
 def give_wandb_loggers_their_run_id(cfg: DictConfig) -> None:
-    """``logger.wandb.id: null``: the run directory's id (:func:`wandb_run_id`)."""
+    """``logger.wandb.id: null``: the run directory's id (:func:`wandb_run_id`), that of its earlier start when this
+    start continues from a checkpoint (ckpt_path=auto with no checkpoint in the folder starts again from zero)."""
     for node in wandb_logger_nodes(cfg):
         if node.get("id") is None:
             with open_dict(node):
-                node.id = wandb_run_id(cfg.paths.output_dir, resuming=cfg.get("ckpt_path") is not None)
+                continues = cfg.get("ckpt_path") not in (None, "auto", "last") or \
+                    any((Path(cfg.paths.output_dir) / "checkpoints").glob("*.ckpt"))  # a killed start's does not
+                node.id = wandb_run_id(cfg.paths.output_dir, resuming=continues)
 
 
 @contextmanager

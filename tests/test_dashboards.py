@@ -179,6 +179,45 @@ def test_a_resuming_start_keeps_the_directory_s_wandb_run_id_and_a_fresh_start_r
     assert [path.name for path in (tmp_path / "wandb").iterdir()] == ["run_id"]  # no temporary file left behind
 
 
+@pytest.mark.parametrize(("stop", "code"), [
+    (("optimized_metric=val/no_such_acc",), 2),  # a user error, found once the first validation has run
+    (("+callbacks.stop._target_=tests.signal_callback.SignalAtEpochStart", "+callbacks.stop.epoch=1"), 143),
+], ids=["user-error", "sigterm"])
+def test_a_run_that_stops_is_not_finished_on_wandb(tmp_path, stop, code):
+    """wandb recorded exit code 0, a finished run, for every job that failed or was stopped: its own hooks had not
+    seen the exception when train.py closed the run. The job's exit code goes there, and a SIGTERM (a scheduler's
+    requeue) marks the run preempting."""
+    result = run_cli("train.py", "logger=wandb", "trainer.max_epochs=2", "trainer.accelerator=cpu",
+                     "callbacks.progress_bar.refresh_rate=0", f"hydra.run.dir={tmp_path}", *stop,
+                     env={"WANDB_MODE": "offline", "WANDB_SILENT": "true"})
+    assert result.returncode == code, result.stderr[-3000:]
+    [offline_run] = (tmp_path / "wandb").glob("offline-run-*")
+    records = wandb_records(next(offline_run.glob("run-*.wandb")))
+    assert [record.exit_code for record in by_type(records, "exit")] == [code]
+    assert len(by_type(records, "preempting")) == (code == 143)
+
+
+def test_a_restart_of_a_start_killed_before_its_first_checkpoint_gets_a_wandb_run_of_its_own(tmp_path):
+    """ckpt_path=auto where the killed start left no checkpoint starts from zero: in the killed start's wandb run its
+    steps would repeat. With a checkpoint to continue from, the run continues its wandb run."""
+    from framework.compose import compose_config
+    from framework.loggers import give_wandb_loggers_their_run_id
+
+    (tmp_path / "wandb").mkdir()
+    (tmp_path / "wandb" / "run_id").write_text("0badc0de")
+
+    def given_id() -> str:
+        cfg = compose_config(["logger=wandb", "ckpt_path=auto"], tmp_path, "train")
+        give_wandb_loggers_their_run_id(cfg)
+        return cfg.logger.wandb.id
+
+    fresh = given_id()
+    assert fresh != "0badc0de" and (tmp_path / "wandb" / "run_id").read_text() == fresh
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"")
+    assert given_id() == fresh
+
+
 def test_wandb_out_of_reach_is_one_sentence():
     """With credentials but no route to wandb's server, wandb.init gives up after its retries (34 s against a closed
     port here, 107 s on a machine without DNS) with a CommError; train.py starts the run inside reaching_wandb."""

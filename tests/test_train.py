@@ -356,9 +356,12 @@ def test_a_run_that_would_mix_its_files_with_an_earlier_runs_is_one_sentence_and
     (killed / "csv" / "metrics.csv").write_text("epoch,step,train/loss\n0,1,2.5\n")  # killed before a checkpoint
     with pytest.raises(ConfigError, match=r"holds an earlier run \(csv/metrics.csv\), and this run starts fresh"):
         train(make_cfg("debug=limit", "seed=2", run="killed"))
+    (killed / "tensorboard").mkdir()
+    (killed / "tensorboard" / "events.out.tfevents.1").write_text("the killed start's steps")
     again = train(make_cfg("debug=limit", "seed=2", "ckpt_path=auto", run="killed"))  # it starts again, rows apart
     assert again["epochs_completed"] == 2  # debug=limit's max_epochs, from epoch 0
     assert (killed / "csv" / "metrics.killed-1.csv").read_text() == "epoch,step,train/loss\n0,1,2.5\n"
+    assert (killed / "tensorboard.killed-1" / "events.out.tfevents.1").read_text() == "the killed start's steps"
     assert "2.5" not in (killed / "csv" / "metrics.csv").read_text()
 
 
