@@ -482,6 +482,7 @@ ROWS = [
                                                                    "run id without / \\ # ? % :"),
     row("wandb-project", "logger=wandb", "logger.wandb.project=a/b", expect="'logger.wandb.project' is 'a/b'"),
     row("tags-not-a-list", "tags=notalist", expect="'tags' is 'notalist', but it must be a list of words"),
+    row("tag-too-long", f"tags=[{'x' * 65}]", expect="a list of words of 1-64 characters (wandb's limit)"),
     row("wandb-id-shared-by-a-sweep", "-m", "logger=wandb", "logger.wandb.id=fixedid", "seed=1,2",
         expect="'logger.wandb.id' is 'fixedid' for every job of this sweep, whose jobs would then all write into"),
     row("wandb-offline", "logger=wandb", "logger.wandb.offline=maybe", expect="'logger.wandb.offline' is 'maybe'"),
