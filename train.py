@@ -299,6 +299,9 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
                     "initial weights (to test a trained network without training: train=false ckpt_path=<its .ckpt>).")
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
+    else:  # the loaders shuffle by split_seed then, not by the seed an earlier job of this sweep's process left here
+        for name in ("PL_GLOBAL_SEED", "PL_SEED_WORKERS"):
+            os.environ.pop(name, None)
 
     datamodule, model, trainer, first_batch = build(cfg, callbacks)
 

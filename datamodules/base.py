@@ -226,7 +226,8 @@ def seeded_split(num_items: int, val_fraction: float, seed: int,
                  targets: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices of a seeded train/val split; the same seed always gives the same split.
 
-    With ``targets``, stratified: each class puts round(count * val_fraction) of its items into val."""
+    With ``targets``, stratified: each class puts round(count * val_fraction) of its items into val (at least one
+    item in all when val_fraction > 0)."""
     permutation = torch.randperm(num_items, generator=torch.Generator().manual_seed(seed))
     if targets is None:
         num_val = 0 if val_fraction == 0 else max(1, round(num_items * val_fraction))
@@ -235,6 +236,8 @@ def seeded_split(num_items: int, val_fraction: float, seed: int,
     for label in targets.unique():
         members = permutation[targets[permutation] == label]
         held_out[members[: round(len(members) * val_fraction)]] = True
+    if val_fraction > 0 and not held_out.any():  # every class rounded to none: one item, as without stratifying
+        held_out[permutation[0]] = True
     return permutation[~held_out[permutation]], permutation[held_out[permutation]]
 
 

@@ -21,6 +21,30 @@ def test_seeded_split_is_reproducible_and_disjoint():
     assert not torch.equal(val_a, val_other)
 
 
+def test_a_stratified_split_whose_classes_all_round_to_none_still_holds_one_item_out():
+    """val_fraction 0.003 of 1,437 digits: 4 items unstratified, and every class's round(~144 x 0.003) = 0 stratified,
+    which left validation empty without a word (the run then tested its last weights, not its best)."""
+    targets = torch.arange(1437) % 10
+    assert len(seeded_split(1437, 0.003, seed=0)[1]) == 4
+    train, val = seeded_split(1437, 0.003, seed=0, targets=targets)
+    assert len(val) == 1 and sorted(torch.cat([train, val]).tolist()) == list(range(1437))
+    assert len(seeded_split(1437, 0.0, seed=0, targets=targets)[1]) == 0
+
+
+def test_a_job_without_a_seed_shuffles_by_split_seed_whatever_an_earlier_job_of_its_process_seeded(make_cfg,
+                                                                                                  monkeypatch):
+    """Hydra's basic launcher runs a sweep's jobs in one process: seed=null after seed=3 shuffled by 3, the seed
+    the earlier job had left in PL_GLOBAL_SEED, instead of by data.split_seed as alone."""
+    from train import train
+
+    torch.manual_seed(0)  # the same initial weights: the runs differ in their batches' order alone, if at all
+    alone = train(make_cfg("seed=null", "debug=limit", run="alone"))["metrics"]
+    monkeypatch.setenv("PL_GLOBAL_SEED", "3")
+    torch.manual_seed(0)
+    after_a_seeded_job = train(make_cfg("seed=null", "debug=limit", run="after"))["metrics"]
+    assert after_a_seeded_job == alone
+
+
 def test_epoch_sampler_depends_only_on_seed_and_epoch():
     a, b = EpochSeededSampler(50, seed=1), EpochSeededSampler(50, seed=1)
     a.set_epoch(3)
