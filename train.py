@@ -70,7 +70,13 @@ from framework.errors import (
     stopping_quietly_when_stdout_closes,
     trainer_refusals,
 )
-from framework.loggers import give_wandb_loggers_their_run_id, publish_results, reaching_wandb, wandb_logger_nodes
+from framework.loggers import (
+    give_wandb_loggers_their_run_id,
+    group_wandb_runs_by_sweep,
+    publish_results,
+    reaching_wandb,
+    wandb_logger_nodes,
+)
 from framework.monitored_metrics import MonitoredMetricsLogged, monitor_keys
 from framework.process_group import DestroyProcessGroupAtExit
 from framework.profiler import UnrecordedProfiler, leave_out_hooks_not_implemented
@@ -286,6 +292,7 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
         if (cfg.get("callbacks") or {}).get("last_checkpoint"):
             complete_an_interrupted_save(cfg.paths.output_dir)
     give_wandb_loggers_their_run_id(cfg)  # before the comparison: a finished run's config holds the id it was given
+    group_wandb_runs_by_sweep(cfg)
     if finished := finished_with_this_config(cfg):
         log.info(f"{cfg.paths.output_dir} finished with this config already (its results.json): kept, not trained or "
                  f"tested again (delete its results.json to test it again)")

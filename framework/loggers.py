@@ -16,6 +16,7 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+from hydra.core.hydra_config import HydraConfig
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
@@ -23,7 +24,7 @@ from lightning.pytorch.loggers.logger import rank_zero_experiment
 from omegaconf import DictConfig, open_dict
 
 from framework.atomic import write_atomically
-from framework.errors import UserError, one_line
+from framework.errors import UserError, in_a_sweep, one_line
 
 
 class AppendingExperimentWriter(ExperimentWriter):
@@ -118,6 +119,17 @@ def give_wandb_loggers_their_run_id(cfg: DictConfig) -> None:
                 continues = cfg.get("ckpt_path") not in (None, "auto", "last") or \
                     any((Path(cfg.paths.output_dir) / "checkpoints").glob("*.ckpt"))  # a killed start's does not
                 node.id = wandb_run_id(cfg.paths.output_dir, resuming=continues)
+
+
+def group_wandb_runs_by_sweep(cfg: DictConfig) -> None:
+    """``logger.wandb.group: null``: a multirun's jobs are grouped by their sweep directory's name (wandb's Group
+    view then aggregates one sweep's runs); a single run has no group."""
+    if not in_a_sweep():
+        return
+    for node in wandb_logger_nodes(cfg):
+        if node.get("group") is None:
+            with open_dict(node):
+                node.group = Path(HydraConfig.get().sweep.dir).name
 
 
 @contextmanager

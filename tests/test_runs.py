@@ -10,6 +10,7 @@ import pytest
 
 from framework.compose import ROOT
 from tests.conftest import run_cli
+from tests.wandb_files import wandb_records
 
 QUIET = ("callbacks.progress_bar.refresh_rate=0", "trainer.accelerator=cpu")
 
@@ -93,6 +94,9 @@ def test_multirun_with_wandb_offline_writes_one_job_dir_and_one_wandb_run_each_w
         offline_runs = list((job / "wandb").glob("offline-run-*"))
         assert len(offline_runs) == 1, offline_runs
         run_ids.add(offline_runs[0].name.rsplit("-", 1)[-1])
+        [run] = [record.run for record in wandb_records(next(offline_runs[0].glob("run-*.wandb")))
+                 if record.WhichOneof("record_type") == "run"]
+        assert run.run_group == "sweep"  # one wandb group per sweep: its directory's name
     assert len(run_ids) == 2
 
     table = run_cli("evaluate.py", f"runs={sweep}", "metrics=[test/acc]", "group_by=[trainer.max_epochs]")
