@@ -18,7 +18,7 @@ from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from lightning.fabric.utilities.rank_zero import rank_zero_only
-from lightning.pytorch.loggers import CSVLogger, WandbLogger
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from omegaconf import DictConfig, open_dict
@@ -82,11 +82,33 @@ class AppendingCSVLogger(CSVLogger):
 
 def publish_results(loggers, results: dict) -> None:
     """results.json as the wandb run's summary: the final metrics at the top level, the rest beside them
-    (the config is left out: the run already holds it as its config)."""
+    (the config is left out: the run already holds it as its config); on TensorBoard, the config's values and the
+    final metrics in its HPARAMS tab, which compares a sweep's runs by them."""
     for logger in loggers:
         if isinstance(logger, WandbLogger):
             rest = {key: value for key, value in results.items() if key not in ("metrics", "config")}
             logger.experiment.summary.update({**results["metrics"], **rest})
+        if isinstance(logger, TensorBoardLogger):
+            tensorboard_hparams(logger, results["config"], results["metrics"])
+
+
+def tensorboard_hparams(logger: TensorBoardLogger, config: dict, metrics: dict) -> None:
+    """The HPARAMS tab's record of the run: every config value by its dotted key, and the names of the final
+    metrics, whose values TensorBoard takes from the run's own scalars (Lightning's log_hyperparams with metrics would
+    log each once more, at step 0)."""
+    from torch.utils.tensorboard.summary import hparams
+
+    def leaves(node, prefix: str = ""):
+        if isinstance(node, dict) and node:
+            for key, value in node.items():
+                yield from leaves(value, f"{prefix}{key}.")
+        else:
+            yield prefix.rstrip("."), node if isinstance(node, bool | int | float | str) else str(node)
+
+    writer = logger.experiment._get_file_writer()
+    for summary in hparams(dict(leaves(config)), dict.fromkeys(metrics, 0.0)):
+        writer.add_summary(summary)
+    writer.flush()
 
 
 def wandb_run_id(output_dir: str | Path, resuming: bool) -> str | None:

@@ -1,6 +1,7 @@
 """What a run shows on its dashboards, read back from the local files of an offline wandb run and of TensorBoard:
 the config, per-epoch metrics, every PNG the run writes (as it arrives) and results.json as the summary."""
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -121,6 +122,29 @@ def test_tensorboard_gets_the_same_figures(run_dir):
     for epoch in range(EPOCHS):
         [pixels] = images[f"figures/plots/epoch_{epoch}"]
         np.testing.assert_array_equal(pixels, painting(epoch))
+
+
+@pytest.mark.slow
+def test_tensorboard_hparams_tab_holds_the_config_and_the_final_metrics(run_dir):
+    """Lightning writes no HPARAMS record with default_hp_metric=false unless metrics come with the hyperparameters:
+    the tab was empty. The config's values (dotted keys) and the final metrics' names, which TensorBoard reads from
+    the run's scalars: test/acc keeps its one point, at the last step."""
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    records, scalars = {}, {}
+    for events in sorted((run_dir / "tensorboard").glob("events.out.tfevents.*")):
+        accumulator = EventAccumulator(str(events))
+        accumulator.Reload()
+        with contextlib.suppress(KeyError):  # an events file without the plugin's records
+            for tag, content in accumulator.PluginTagToContent("hparams").items():
+                records[tag] = plugin_data_pb2.HParamsPluginData.FromString(content)
+        scalars |= {tag: accumulator.Scalars(tag) for tag in accumulator.Tags()["scalars"]}
+    start = records["_hparams_/session_start_info"].session_start_info
+    assert start.hparams["seed"].number_value == 3 and start.hparams["trainer.max_epochs"].number_value == EPOCHS
+    assert start.hparams["model._target_"].string_value == "lightning_modules.classifier.ClassificationModule"
+    metrics = {info.name.tag for info in records["_hparams_/experiment"].experiment.metric_infos}
+    assert {"test/acc", "val/acc"} <= metrics
+    assert len(scalars["test/acc"]) == 1 and scalars["test/acc"][0].step > 0
 
 
 def test_figures_are_sent_once_each_again_when_rewritten_and_never_from_logger_folders(tmp_path, monkeypatch):
