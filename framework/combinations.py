@@ -146,8 +146,16 @@ def check_data_fits_model(cfg: DictConfig, datamodule, model) -> None:
     shape = datamodule.sample_shape() if hasattr(datamodule, "sample_shape") else None
     expected = getattr(model, "input_shape", None)
     if shape and expected:
-        problems += shape_problems(cfg, tuple(datamodule.image_shape), tuple(shape), tuple(expected),
-                                   getattr(model, "takes_vectors", False), getattr(model, "takes_gray", False))
+        found = shape_problems(cfg, tuple(datamodule.image_shape), tuple(shape), tuple(expected),
+                               getattr(model, "takes_vectors", False), getattr(model, "takes_gray", False))
+        if found and len(shape) == 1 and getattr(datamodule, "flatten", False):  # and unflattened, would they fit?
+            datamodule.flatten = False
+            try:
+                found += shape_problems(cfg, tuple(datamodule.image_shape), tuple(datamodule.sample_shape()),
+                                        tuple(expected), False, getattr(model, "takes_gray", False))
+            finally:
+                datamodule.flatten = True
+        problems += found
     if problems:
         raise ConfigError(f"{type(datamodule).__name__} does not fit {model_name(model)}: {'; '.join(problems)}.")
 

@@ -387,6 +387,10 @@ ROWS = [
     row("rgb-classic", "data=cifar10", "model=lenet5_classic", expect=("1 channel(s), the data has 3", "grayscale")),
     row("random-channels", "data=random", "data.channels=3", expect="model.net.in_channels=3"),
     row("flatten", "data=cifar10", "data.grayscale=true", "data.flatten=true", expect="data.flatten=false"),
+    # both remedies at once: the first alone led to the second refusal
+    row("flatten-and-pad", "data=mnist", "data.flatten=true", "model=szegedy",
+        expect=("the data gives vectors of 1024 (set data.flatten=false); the model expects 28x28 images, the data has "
+                "32x32 (set data.pad_to=null)")),
     row("pad-to-small", "data=svhn", "data.grayscale=true", "data.pad_to=16", expect="'data.pad_to' is 16"),
     row("pad-to-large", "data=svhn", "data.grayscale=true", "data.pad_to=64", expect="data.pad_to=null"),
     row("mean-channels", "data=mnist", "data.mean=[0.1,0.2,0.3]", expect="'data.mean' has 3 values"),
