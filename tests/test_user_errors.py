@@ -388,7 +388,7 @@ ROWS = [
     row("random-channels", "data=random", "data.channels=3", expect="model.net.in_channels=3"),
     row("flatten", "data=cifar10", "data.grayscale=true", "data.flatten=true", expect="data.flatten=false"),
     # both remedies at once: the first alone led to the second refusal
-    row("flatten-and-pad", "data=mnist", "data.flatten=true", "model=szegedy",
+    row("flatten-and-pad", "data=mnist", "+data.flatten=true", "model=szegedy",
         expect=("the data gives vectors of 1024 (set data.flatten=false); the model expects 28x28 images, the data has "
                 "32x32 (set data.pad_to=null)")),
     row("pad-to-small", "data=svhn", "data.grayscale=true", "data.pad_to=16", expect="'data.pad_to' is 16"),
