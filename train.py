@@ -32,6 +32,7 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
+from callbacks.figures import FiguresToLoggers
 from framework.checkpoints import (
     TRAINING_METRICS,
     CheckpointWrittenInPlace,
@@ -235,6 +236,9 @@ def build(cfg: DictConfig, callbacks: Sequence[Callback]) -> tuple[L.LightningDa
     all_callbacks = [MonitoredMetricsLogged(monitor_keys(cfg)), first_batch,
                      *leave_out_idle_callbacks(instantiate_group(cfg, "callbacks"), loggers, cfg.trainer, model),
                      KeptValuesInCheckpoints(cfg), RandomStatesInCheckpoints(), DestroyProcessGroupAtExit(), *callbacks]
+    # Figures go to the loggers at an epoch's end after every other callback has drawn its own, so that the epoch's
+    # last.ckpt (Lightning runs checkpoint callbacks last) records them as sent: a run continued from it sent them again
+    all_callbacks.sort(key=lambda callback: isinstance(callback, FiguresToLoggers))
     # barebones mode refuses any profiler (it keeps Lightning's default)
     profiler = {} if cfg.trainer.get("profiler") or cfg.trainer.get("barebones") else {"profiler": UnrecordedProfiler()}
     plugins = {} if cfg.trainer.get("plugins") else {"plugins": [CheckpointWrittenInPlace()]}

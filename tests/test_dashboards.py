@@ -147,6 +147,23 @@ def test_tensorboard_hparams_tab_holds_the_config_and_the_final_metrics(run_dir)
     assert len(scalars["test/acc"]) == 1 and scalars["test/acc"][0].step > 0
 
 
+@pytest.mark.slow
+def test_a_run_stopped_and_continued_sends_each_figure_once(tmp_path):
+    """A callback's figure of an epoch's end went out at the next epoch's start, after that epoch's last.ckpt had
+    recorded what was sent: a run stopped there and continued from last.ckpt sent it again."""
+    common = ("logger=tensorboard", "trainer.max_epochs=3", "seed=3", "ckpt_path=auto", "trainer.accelerator=cpu",
+              "callbacks.progress_bar.refresh_rate=0", f"hydra.run.dir={tmp_path}",
+              "+callbacks.painter._target_=tests.painter_callback.PaintEveryEpoch",
+              "+callbacks.painter.dirpath=${paths.output_dir}/plots")
+    stopped = run_cli("train.py", *common, "+callbacks.stop._target_=tests.signal_callback.SignalAtEpochStart",
+                      "+callbacks.stop.epoch=2")
+    assert stopped.returncode == 143, stopped.stderr[-3000:]
+    continued = run_cli("train.py", *common)
+    assert continued.returncode == 0, continued.stderr[-3000:]
+    images = tensorboard_images(tmp_path)
+    assert {tag: len(sent) for tag, sent in images.items()} == {f"figures/plots/epoch_{epoch}": 1 for epoch in range(3)}
+
+
 def test_figures_are_sent_once_each_again_when_rewritten_and_never_from_logger_folders(tmp_path, monkeypatch):
     sent = []
     monkeypatch.setattr(figures, "log_figure", lambda trainer, path, key: sent.append(key))
