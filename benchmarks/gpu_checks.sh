@@ -45,9 +45,11 @@ export WANDB_MODE=disabled
 if [[ -n "${SMOKE:-}" ]]; then
     run_caps=(debug=smoke trainer.accelerator=cpu)
     gpu_trainer=()
+    bench_caps=(--smoke)
 else
     run_caps=(callbacks.progress_bar.refresh_rate=0)
     gpu_trainer=(trainer=gpu)
+    bench_caps=()
 fi
 exec > >(tee "$OUT/summary.txt") 2>&1
 
@@ -68,7 +70,7 @@ tail -n 5 "$OUT/cuda_tests.txt"  # the whole log, failures' messages included, s
 
 echo "== benchmarks/overhead.py --device cuda"
 if $PYTHON -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then
-    $PYTHON benchmarks/overhead.py --device cuda 2>&1 | tail -n 10  # 5 processes, the summary, the JSON line
+    $PYTHON benchmarks/overhead.py --device cuda "${bench_caps[@]}" 2>&1 | tail -n 10  # 5 processes, summary, JSON
 else
     echo "(skipped: no CUDA device)"
 fi

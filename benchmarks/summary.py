@@ -20,7 +20,7 @@ from pathlib import Path
 
 OPERATORS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt}
 UNREADABLE = "_unreadable"  # a row for a line that holds no result: why (the verdict cell)
-CLAUSE = re.compile(r"^\s*(?:(?P<key>[A-Za-z_]\w*)\s+)?(?P<op><=|>=|<|>)\s*(?P<number>[-+0-9.eE]+)\s*$")
+CLAUSE = re.compile(r"^\s*(?:(?P<key>[A-Za-z_]\w*)\s*)?(?P<op><=|>=|<|>)\s*(?P<number>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
 
 
 DESCRIPTION = ("Print the table `make bench` ends with: each benchmark's ratio against its target, met or missed, "
@@ -75,7 +75,7 @@ def verdict(result: dict) -> str:
         if parsed is None:
             return f"cannot parse target clause {clause.strip()!r}"
         key = parsed["key"] or "ratio"
-        if not isinstance(result.get(key), int | float):
+        if not isinstance(result.get(key), int | float) or isinstance(result.get(key), bool):
             return f"no number {key!r} in the JSON line"
         if not OPERATORS[parsed["op"]](result[key], float(parsed["number"])):
             return "missed"

@@ -22,6 +22,12 @@ REQUIRED = {"benchmark", "ratio", "target", "baseline", "threads"}
     ({"ratio": 1.1, "target": "fast"}, "cannot parse target clause 'fast'"),
     ({"ratio": 1.1, "target": "overhead <= 0.05"}, "no number 'overhead' in the JSON line"),
     ({"ratio": 2.2, "target": "<= 0.75", "smoke": True}, "smoke run (not judged)"),
+    # a number that is none was a traceback and no table; a key without spaces was refused; true was a number
+    ({"ratio": 1.0, "target": "<= 1.1.0"}, "cannot parse target clause '<= 1.1.0'"),
+    ({"ratio": 1.0, "target": ">= 1e"}, "cannot parse target clause '>= 1e'"),
+    ({"ratio": 2.0, "target": "ratio>=1"}, "met"),
+    ({"ratio": 1.0, "target": "<= 1e-1"}, "missed"),
+    ({"ratio": True, "target": "<= 2"}, "no number 'ratio' in the JSON line"),
 ])
 def test_verdict_checks_every_clause_of_the_target(result, expected):
     assert verdict(result) == expected
