@@ -20,7 +20,8 @@ from pathlib import Path
 
 OPERATORS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt}
 UNREADABLE = "_unreadable"  # a row for a line that holds no result: why (the verdict cell)
-CLAUSE = re.compile(r"^\s*(?:(?P<key>[A-Za-z_]\w*)\s*)?(?P<op><=|>=|<|>)\s*(?P<number>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
+NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+CLAUSE = re.compile(rf"^\s*(?:(?P<key>[A-Za-z_]\w*)\s*)?(?P<op><=|>=|<|>)\s*(?P<number>{NUMBER})\s*$")
 
 
 DESCRIPTION = ("Print the table `make bench` ends with: each benchmark's ratio against its target, met or missed, "

@@ -623,7 +623,7 @@ def reporting_user_errors(evaluate_tasks: list[str] | None = None):
     """
     _job["started"] = True
     if HydraConfig.initialized():
-        _job["script"] = HydraConfig.get().job.name
+        _job["script"] = HydraConfig.get().job.config_name  # train or evaluate, whatever hydra.job.name says
     if in_a_sweep():
         remember_the_sweep(_job["script"], HydraConfig.get().sweep.dir, evaluate_tasks)
     try:

@@ -93,7 +93,7 @@ class EarlierRunsPreflight(Callback):
     other ranks run into the same folder)."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if config.hydra.job.name == "train":
+        if config.hydra.job.config_name == "train":
             with checking_before_any_job():
                 check_run(config)
                 if rank_zero_only.rank == 0:
@@ -103,7 +103,7 @@ class EarlierRunsPreflight(Callback):
         release_folder(output_folder(config, "hydra.run.dir"))
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if config.hydra.job.name == "train":
+        if config.hydra.job.config_name == "train":
             with checking_before_any_job():
                 check_sweep(config)
                 check_one_wandb_run_per_job(config)
@@ -141,10 +141,10 @@ class PrintSweepDir(Callback):
     an experiment sets to its study's tasks (a sweep over several experiments composes none of them: ``table``)."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        remember_the_sweep(config.hydra.job.name, config.hydra.sweep.dir, config.get("evaluate_tasks"))
+        remember_the_sweep(config.hydra.job.config_name, config.hydra.sweep.dir, config.get("evaluate_tasks"))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        if config.hydra.job.name != "train":
+        if config.hydra.job.config_name != "train":
             return
         sweep_dir = config.hydra.sweep.dir
         print(f"sweep directory: {sweep_dir}")
@@ -212,6 +212,6 @@ class PretrainedWeightsPreflight(Callback):
     nodes, which may reach a source that the login node does not."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if config.hydra.job.name == "train" and not launches_on_slurm(config) and needs_imagenet_alexnet(config):
+        if config.hydra.job.config_name == "train" and not launches_on_slurm(config) and needs_imagenet_alexnet(config):
             with stopping_before_any_job():
                 alexnet_features_state_dict("imagenet")  # cached after the first fetch; the jobs read it from there

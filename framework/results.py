@@ -81,9 +81,9 @@ def jobs_without_results(runs) -> list[Path]:
 
 
 def _evaluate_output(hydra_folder: Path) -> bool:
-    """Whether Hydra wrote ``hydra_folder`` for a run of evaluate.py (hydra.job.name is the script's name)."""
+    """Whether Hydra wrote ``hydra_folder`` for a run of evaluate.py (by its config name: hydra.job.name may be set)."""
     settings = hydra_folder / "hydra.yaml"
-    return settings.is_file() and OmegaConf.select(OmegaConf.load(settings), "hydra.job.name") == "evaluate"
+    return settings.is_file() and OmegaConf.select(OmegaConf.load(settings), "hydra.job.config_name") == "evaluate"
 
 
 def load_results(runs) -> list[dict]:

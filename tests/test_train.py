@@ -469,6 +469,8 @@ def test_a_continued_sweep_stops_before_hydra_writes_when_its_jobs_are_other_run
             (("seed=2,1", "+note=${hydra:runtime.output_dir}"), f"Job 0 of this sweep gives seed=2, but its folder "
                                                                f"{sweep}/0 holds the run of seed=1,"),
             (("seed=2",), f"Job 0 of this sweep gives seed=2, but its folder {sweep}/0 holds the run of seed=1,"),
+            (("seed=2,1", "hydra.job.name=myexp"), f"Job 0 of this sweep gives seed=2, but its folder {sweep}/0 "
+                                                    f"holds the run of seed=1,"),  # a job name turned every check off
             (("seed=1,2", "model.optimizer.lr=0.5"), f"Config error: Job 0 of this sweep would continue the run of "
              f"{sweep}/0/checkpoints/last.ckpt (ckpt_path=auto), but gives model.optimizer.lr=0.5 (the checkpoint's: "
              f"0.02): a resumed run keeps"),
