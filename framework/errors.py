@@ -624,6 +624,7 @@ def reporting_user_errors(evaluate_tasks: list[str] | None = None):
     _job["started"] = True
     if HydraConfig.initialized():
         _job["script"] = HydraConfig.get().job.config_name  # train or evaluate, whatever hydra.job.name says
+        _job["run_dir"] = HydraConfig.get().runtime.output_dir
     if in_a_sweep():
         remember_the_sweep(_job["script"], HydraConfig.get().sweep.dir, evaluate_tasks)
     try:
@@ -673,8 +674,14 @@ def exit_code_of(error: BaseException) -> int:
 
 
 def _where_and_how_to_go_on() -> str:
-    where = f"sweep directory: {_job['sweep_dir']}" if _job.get("sweep_dir") else ""
-    how = ("a run goes on from its last checkpoint when the same command is given again with ckpt_path=auto"
+    """Where the stopped job or sweep is, and how to continue it: the same command with ckpt_path=auto, and with its
+    folder where the command did not give one (a new default folder, named after the time, would start afresh)."""
+    sweep = _job.get("sweep_dir")
+    where = f"sweep directory: {sweep}" if sweep else ""
+    key, folder = ("hydra.sweep.dir", sweep) if sweep else ("hydra.run.dir", _job.get("run_dir"))
+    given = any(arg.startswith(f"{key}=") for arg in sys.argv[1:])
+    also = f" {as_typed_in_a_shell(key, str(folder))}" if folder and not given else ""
+    how = (f"a run goes on from its last checkpoint when the same command is given again with ckpt_path=auto{also}"
            if _job.get("script") == "train" else "")
     details = "; ".join(part for part in (where, how) if part)
     return f" ({details})" if details else ""
@@ -767,7 +774,7 @@ def run_entry_point(main: Callable[[], object]) -> None:
     for the duration of ``main``. A job that started and failed keeps Hydra's exit code 1 (a bug: its
     traceback is printed).
     """
-    _job.update(started=False, sweep_dir=None, script=None)
+    _job.update(started=False, sweep_dir=None, script=None, run_dir=None)
     if "--experimental-rerun" in sys.argv[1:]:  # Hydra would fail on our paths' ${hydra:...}, or on a missing pickle
         print(report(ConfigError(
             f"--experimental-rerun cannot rerun this framework's runs: their paths come from Hydra's runtime "

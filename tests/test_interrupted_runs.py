@@ -463,3 +463,18 @@ def test_a_run_whose_stdout_reader_has_gone_stops_as_a_pipes_writer(tmp_path, fi
         assert (tmp_path / "train.log").read_text().rstrip().endswith(
             "Stopped: its standard output was closed, the reader of its pipe gone (a run goes on from its last "
             "checkpoint when the same command is given again with ckpt_path=auto).")
+
+
+def test_a_stopped_run_in_a_folder_named_after_the_time_is_told_its_folder_and_continues_by_the_sentence(tmp_path):
+    """Without hydra.run.dir a run's folder is named after the time it started: "the same command again with
+    ckpt_path=auto" started afresh in a new folder. The sentence names the folder to give."""
+    run = (str(ROOT / "train.py"), "trainer.max_epochs=2", "logger=none", *QUIET)
+    stopped = run_cli(*run, "+callbacks.stop._target_=tests.signal_callback.SignalAtEpochStart",
+                      "+callbacks.stop.epoch=1", cwd=tmp_path, env={"PYTHONPATH": str(ROOT)})
+    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr[-3000:]
+    [folder] = (tmp_path / "logs" / "train" / "runs").iterdir()
+    assert stopped.stderr.rstrip().endswith(f"a run goes on from its last checkpoint when the same command is given "
+                                            f"again with ckpt_path=auto hydra.run.dir={folder}).")
+    continued = run_cli(*run, "ckpt_path=auto", f"hydra.run.dir={folder}", cwd=tmp_path, env={"PYTHONPATH": str(ROOT)})
+    assert continued.returncode == 0, continued.stderr[-3000:]
+    assert results(folder)["epochs_completed"] == 2 and "Resuming from" in (folder / "train.log").read_text()

@@ -696,7 +696,8 @@ def test_a_sigterm_stays_the_exit_even_when_wandb_cannot_close(run_in_process, d
     def sigterm(*args):
         raise SIGTERMException
 
-    monkeypatch.setitem(sys.modules, "wandb", SimpleNamespace(run=object(), finish=finish))  # a wandb run is open
+    run = SimpleNamespace(mark_preempting=lambda: None)  # an open wandb run, which a SIGTERM marks as preempting
+    monkeypatch.setitem(sys.modules, "wandb", SimpleNamespace(run=run, finish=lambda exit_code: finish()))
     monkeypatch.setattr(framework.combinations, "check_data_fits_model", sigterm)  # train.py imports it when run
     code, output = run_in_process("train.py", [f"paths.data_dir={data_root}"], tmp_path, whole_script=True)
     assert code == 143, output[-3000:]
