@@ -65,6 +65,7 @@ def check_sweep(config: DictConfig) -> None:
     numbered = OmegaConf.to_container(config.hydra.sweep, resolve=False).get("subdir") == NUMBERED
     if numbered and not sweep_dir.is_dir():
         return
+    check_not_shuffled(config, sweep_dir)
     jobs = sweep_jobs(config)
     composed = [functools.cache(functools.partial(job_config, config, overrides, num))
                 for num, overrides in enumerate(jobs)]
@@ -82,6 +83,18 @@ def check_sweep(config: DictConfig) -> None:
         if folder in earlier and holds_a_run(folder):
             check_same_job(num, folder, values[num], earlier[folder], identity, composed[num], config.get("ckpt_path"))
         check_resumed_checkpoint(folder, config, composed[num], sweep_job=num)
+
+
+def check_not_shuffled(config: DictConfig, sweep_dir: Path) -> None:
+    """shuffle() orders a sweep's jobs anew at every start: into the folders of an earlier start, each job would get
+    another job's folder (this check and Hydra's sweeper draw their orders apart)."""
+    shuffled = [override.key_or_group for override in sweep_overrides(config)
+                if getattr(override.value(), "shuffle", False)]
+    if shuffled and any(holds_a_run(folder) for folder in sweep_dir.glob("*")):
+        raise ConfigError(f"Config key '{shuffled[0]}' is swept with shuffle(), which orders the jobs anew at every "
+                          f"start, but {sweep_dir} holds runs of an earlier start of this sweep, whose folders would "
+                          f"go to other jobs; sweep the values without shuffle() to continue them, or give another "
+                          f"hydra.sweep.dir.")
 
 
 def holds_a_run(folder: Path) -> bool:

@@ -447,6 +447,19 @@ def test_a_sweep_job_refused_before_its_first_checkpoint_reruns_with_its_value_c
     assert read_results(tmp_path / "1" / "results.json")["config"]["data"]["batch_size"] == 16
 
 
+def test_a_shuffled_sweep_is_not_continued_into_its_earlier_folders(tmp_path):
+    """shuffle() orders the jobs anew at every start, and the check before the jobs drew its own order: a continuation
+    passed it by chance and its jobs went on from each other's runs (one warning each), or every job failed."""
+    sweep = ("-m", "data.batch_size=shuffle(16,32)", "debug=smoke", "logger=none", f"hydra.sweep.dir={tmp_path}")
+    first = run_cli("train.py", *sweep)
+    assert first.returncode == 0, first.stderr[-2000:]
+    again = run_cli("train.py", *sweep, "ckpt_path=auto")
+    assert again.returncode == 2 and again.stderr.strip().splitlines()[-1] == (
+        f"Config error: Config key 'data.batch_size' is swept with shuffle(), which orders the jobs anew at every "
+        f"start, but {tmp_path} holds runs of an earlier start of this sweep, whose folders would go to other jobs; "
+        f"sweep the values without shuffle() to continue them, or give another hydra.sweep.dir."), again.stderr[-2000:]
+
+
 def test_a_continued_sweep_stops_before_hydra_writes_when_its_jobs_are_other_runs_or_change_kept_values(tmp_path):
     """A sweep continued with ckpt_path=auto numbers its jobs anew when its values are reordered or inserted: job 0
     went on from job 0's old checkpoint with another job's values, silently for a key no checkpoint keeps. A job
