@@ -379,9 +379,13 @@ def _arguments_the_added_group_leaves(added: str) -> list[tuple[str, str]]:
 def hydra_refusal(error: HydraException) -> ConfigError:
     """One sentence for Hydra's refusal of a command line (Hydra prints several lines and its search path)."""
     if sweep := re.search(r"BasicSweeper does not support sweep type : (\w+)", str(error)):
-        return ConfigError(f"Hydra's basic sweeper cannot run {sweep[1].lower().removesuffix('_sweep')} sweeps "
-                           f"(interval() is for optimising sweepers such as Optuna's, not installed here); list the "
-                           f"values instead: key=0.01,0.03,0.1, key=range(1,4) or key=choice(a,b).")
+        kind = sweep[1].lower().removesuffix("_sweep")
+        typed = next((arg for arg in sys.argv[1:] if f"{kind}(" in arg), None)  # else in an experiment's sweeper params
+        key, _, value = typed.lstrip("+").partition("=") if typed else ("key", "", "")
+        given = f"Config key '{key}' is swept with {value}, but " if typed else ""
+        return ConfigError(f"{given}Hydra's basic sweeper cannot run {kind} sweeps (interval() is for optimising "
+                           f"sweepers such as Optuna's, not installed here); list the values instead: {key}=0.01,0.03,"
+                           f"0.1, {key}=range(1,4) or {key}=choice(a,b).")
     if isinstance(error, OverrideParseException):
         reason = str(error.message).splitlines()[0]
         return ConfigError(f"The command-line override {error.override!r} cannot be parsed ({reason}); write "

@@ -247,7 +247,8 @@ ROWS = [
         expect=("Config group 'batch_schedule' is given 'grow,none'", "one job per option",
                 "+batch_schedule=[grow,none] to merge")),
     row("interval-sweep", "-m", "model.optimizer.lr=interval(0.01,0.1)",
-        expect=("basic sweeper cannot run interval sweeps", "key=0.01,0.03,0.1")),
+        expect=("Config key 'model.optimizer.lr' is swept with interval(0.01,0.1), but Hydra's basic sweeper cannot "
+                "run interval sweeps", "model.optimizer.lr=0.01,0.03,0.1")),
     # ---- model
     row("lr", "model.optimizer.lr=-0.1", expect="'model.optimizer.lr' is -0.1, but it must be a number > 0"),
     row("momentum", "model.optimizer.momentum=1.5", expect="'model.optimizer.momentum' is 1.5"),
