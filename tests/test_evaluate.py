@@ -336,7 +336,9 @@ def test_a_sweep_s_jobs_without_results_are_named_below_its_table(tmp_path):
                                      "running): 2 (model.optimizer.lr=0.1 seed=3).")
     # evaluate.py's own output folders (under logs/evaluate/, beside logs/train/) write no results.json: not jobs
     (sweep / "evaluate" / ".hydra").mkdir(parents=True)
-    (sweep / "evaluate" / ".hydra" / "hydra.yaml").write_text("hydra:\n  job:\n    name: evaluate\n")
+    # (by the config's name, as Hydra records it: hydra.job.name may be set to anything)
+    (sweep / "evaluate" / ".hydra" / "hydra.yaml").write_text("hydra:\n  job:\n    name: my_study\n"
+                                                              "    config_name: evaluate\n")
     text = evaluate(compose_config([f"runs={sweep}", "metrics=[test/acc]"], tmp_path / "out", "evaluate"))
     assert text.splitlines()[-1].startswith("Left out: 1 job directory without results.json")
 
