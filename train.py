@@ -76,6 +76,7 @@ from framework.loggers import (
     group_wandb_runs_by_sweep,
     publish_results,
     reaching_wandb,
+    send_lightning_logs_to_hydra,
     wandb_logger_nodes,
 )
 from framework.monitored_metrics import MonitoredMetricsLogged, monitor_keys
@@ -125,15 +126,6 @@ def leave_out_idle_callbacks(callbacks: dict[str, object], loggers: list, traine
         log.info(f"{setting}: {', '.join(names)} would have nothing to do and "
                  f"{'is' if len(names) == 1 else 'are'} left out.")
     return kept
-
-
-def send_lightning_logs_to_hydra() -> None:
-    """Lightning's loggers stop at their own console handlers when imported before Hydra configures
-    logging; let them propagate so that Hydra's handlers print them once and put them into train.log."""
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
-        logger = logging.getLogger(name)
-        logger.handlers.clear()
-        logger.propagate = True
 
 
 def has_wandb_credentials() -> bool:

@@ -14,6 +14,7 @@ them fit:
 from __future__ import annotations
 
 import io
+import logging.config
 import math
 import multiprocessing
 import os
@@ -23,6 +24,7 @@ from contextlib import contextmanager
 
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.strategies.launchers.multiprocessing import (
@@ -31,10 +33,12 @@ from lightning.pytorch.strategies.launchers.multiprocessing import (
     _MultiProcessingLauncher,
 )
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 from torch.multiprocessing import ProcessRaisedException
 
 from framework.errors import ConfigError, UserError, mistyped_argument_error, one_line, worker_exception
+from framework.loggers import send_lightning_logs_to_hydra
 
 TARGETS = {"classification": "class labels", "regression": "regression targets", "unlabeled": "no labels"}
 
@@ -302,6 +306,15 @@ def data_the_network_takes(cfg: DictConfig, model, datamodule, watch: FirstBatch
                           f"what the network's forward does before that layer).") from None
 
 
+def job_logging() -> dict | None:
+    """The running Hydra job's logging config, resolved; None outside a job (a config composed without running one
+    has no output directory for its log file)."""
+    try:
+        return OmegaConf.to_container(HydraConfig.get().job_logging, resolve=True)
+    except (ValueError, OmegaConfBaseException):  # HydraConfig not set; ${hydra.runtime.output_dir} not set
+        return None
+
+
 class RefusalsInWorkers(_MultiProcessingLauncher):
     """Lightning's launcher of spawned or forked DDP workers (``trainer=ddp_sim``), each worker's fit or test run
     inside ``data_the_network_takes``. Its refusals need the worker's own traceback and first batch, while the parent
@@ -320,18 +333,24 @@ class RefusalsInWorkers(_MultiProcessingLauncher):
     """
 
     parent: tuple[dict, str, _GlobalStateSnapshot] | None = None
+    job_logging: dict | None = None
 
     def __init__(self, launcher: _MultiProcessingLauncher, cfg: DictConfig):
         self.__dict__.update(vars(launcher))
         self.cfg = cfg
 
     def launch(self, function, *args, trainer: L.Trainer | None = None, **kwargs):
+        # the job's logging (console and train.log), which a worker starts without: rank 0's lines go there too
+        self.job_logging = job_logging()
         if self._start_method == "forkserver":
             multiprocessing.set_forkserver_preload(["torch", "lightning"])  # for the forkserver's first start
             self.parent = dict(os.environ), os.getcwd(), _GlobalStateSnapshot.capture()
         return super().launch(function, *args, trainer=trainer, **kwargs)
 
     def _wrapping_function(self, process_idx, trainer, function, args, kwargs, *queue_and_states) -> None:
+        if process_idx == 0 and self.job_logging:
+            logging.config.dictConfig(self.job_logging)
+            send_lightning_logs_to_hydra()
         if self.parent is not None:
             environment, working_directory, global_states = self.parent
             os.environ.clear()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import secrets
 import sys
 from contextlib import contextmanager
@@ -78,6 +79,15 @@ class AppendingCSVLogger(CSVLogger):
         killed within that epoch lost them for good when continued from a checkpoint saved after them."""
         super().log_metrics(metrics, step)
         self.save()
+
+
+def send_lightning_logs_to_hydra() -> None:
+    """Lightning's loggers stop at their own console handlers when imported before Hydra configures
+    logging; let them propagate so that Hydra's handlers print them once and put them into train.log."""
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
 
 
 def publish_results(loggers, results: dict) -> None:
