@@ -108,15 +108,12 @@ def tensorboard_hparams(logger: TensorBoardLogger, config: dict, metrics: dict) 
     log each once more, at step 0)."""
     from torch.utils.tensorboard.summary import hparams
 
-    def leaves(node, prefix: str = ""):
-        if isinstance(node, dict) and node:
-            for key, value in node.items():
-                yield from leaves(value, f"{prefix}{key}.")
-        else:
-            yield prefix.rstrip("."), node if isinstance(node, bool | int | float | str) else str(node)
+    from framework.checkpoints import flattened  # here: framework.checkpoints imports this module
 
+    values = {key: value if isinstance(value, bool | int | float | str) else str(value)
+              for key, value in flattened(config).items()}
     writer = logger.experiment._get_file_writer()
-    for summary in hparams(dict(leaves(config)), dict.fromkeys(metrics, 0.0)):
+    for summary in hparams(values, dict.fromkeys(metrics, 0.0)):
         writer.add_summary(summary)
     writer.flush()
 
