@@ -4,7 +4,7 @@ A dataset family subclasses :class:`InMemoryDataModule` and implements three thi
 
 * ``expected_files()``: the files it reads, so a missing dataset is reported by path;
 * ``download()``: fetch those files with torchvision's download utilities (only called
-  when ``download=true``);
+  when ``download=true``), through ``fetched_into_place`` so that a killed download leaves no partial file;
 * ``load_split(split)``: read one split from the official on-disk format and return
   ``(images, labels)`` with images as a ``uint8`` tensor ``[N, C, H, W]``.
 
@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import lightning as L
@@ -42,7 +42,7 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, Sampler, SequentialSampler
 
 from datamodules.distortions import AffineDistortion
-from framework.atomic import exists, folders_removed_if_left_empty, why_unwritable
+from framework.atomic import exists, folders_removed_if_left_empty, scratch_folder, why_unwritable
 from framework.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -342,6 +342,15 @@ class InMemoryDataModule(L.LightningDataModule):
 
     def load_split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
+
+    def fetched_into_place(self, fetch: Callable[[Path], object]) -> None:
+        """``fetch(scratch)`` lays the files out under a scratch folder in ``data_dir`` as they belong under
+        ``data_dir``; each missing expected file is then renamed into place. torchvision's utilities write straight
+        into their target, so a download killed there would leave a truncated file that later runs take as present."""
+        with scratch_folder(self.data_dir, ".download-") as scratch:
+            fetch(scratch)
+            for path in self.missing_files():
+                os.replace(scratch / path.relative_to(self.data_dir), path)
 
     # ---- shared machinery ----------------------------------------------------------------
     def missing_files(self) -> list[Path]:

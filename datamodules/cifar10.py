@@ -62,7 +62,8 @@ class CIFAR10DataModule(InMemoryDataModule):
         from torchvision.datasets import CIFAR10
         from torchvision.datasets.utils import download_and_extract_archive
 
-        download_and_extract_archive(CIFAR10.url, str(self.data_dir), filename=CIFAR10.filename, md5=CIFAR10.tgz_md5)
+        self.fetched_into_place(lambda scratch: download_and_extract_archive(  # the archive stays, md5-checked
+            CIFAR10.url, str(self.data_dir), str(scratch), filename=CIFAR10.filename, md5=CIFAR10.tgz_md5))
 
     def load_split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         images, labels = zip(*(read_batch(self.folder() / name) for name in BATCHES[split]), strict=True)

@@ -90,7 +90,8 @@ class STL10DataModule(InMemoryDataModule):
         from torchvision.datasets import STL10
         from torchvision.datasets.utils import download_and_extract_archive
 
-        download_and_extract_archive(STL10.url, str(self.data_dir), filename=STL10.filename, md5=STL10.tgz_md5)
+        self.fetched_into_place(lambda scratch: download_and_extract_archive(  # the archive stays, md5-checked
+            STL10.url, str(self.data_dir), str(scratch), filename=STL10.filename, md5=STL10.tgz_md5))
 
     def load_split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         image_path, *label_path = self.split_files(split)

@@ -59,9 +59,12 @@ class SVHNDataModule(InMemoryDataModule):
         from torchvision.datasets import SVHN
         from torchvision.datasets.utils import download_url
 
-        for path in self.missing_files():
-            url, filename, md5 = SVHN.split_list[path.name.removesuffix("_32x32.mat")]
-            download_url(url, str(self.data_dir), filename=filename, md5=md5)
+        def fetch(scratch: Path) -> None:
+            for path in self.missing_files():
+                url, filename, md5 = SVHN.split_list[path.name.removesuffix("_32x32.mat")]
+                download_url(url, str(scratch), filename=filename, md5=md5)
+
+        self.fetched_into_place(fetch)
 
     def load_split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         images, labels = read_mat(self.path(split))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import urllib.error
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -139,19 +140,66 @@ def test_download_offline_is_one_clear_sentence(tmp_path, monkeypatch, error):
     assert list(tmp_path.rglob("*")) == [tmp_path / "kept"]  # the folders made for the download are gone with it
 
 
-@pytest.mark.parametrize(("module", "function", "md5s"), [
-    (CIFAR10DataModule, "download_and_extract_archive", {"c58f30108f718f92721af3b95e74349a"}),
-    (STL10DataModule, "download_and_extract_archive", {"91f7769df0f17e558f3565bffb0c7dfb"}),
-    (SVHNDataModule, "download_url", {"e26dedcc434d2e4c54c9b2d4a06d8373", "eb5a983be6a315427106f1b164d9cef3"}),
-])
+def fake_download(function: str, calls: list, fail_after_writing: bool = False):
+    """torchvision's ``download_url`` or ``download_and_extract_archive`` writing the real layout (small files) where
+    it is told to; ``fail_after_writing``: killed after the files are half written."""
+
+    def fetch(url, download_root, extract_root=None, filename=None, md5=None, **kwargs):
+        calls.append({"md5": md5, "root": download_root, "extract_root": extract_root})
+        target = extract_root or download_root
+        if "cifar" in url:
+            write_cifar10(target, per_batch=2, num_test=2)
+        elif "stl10" in url:
+            write_stl10(target, {"train": 2, "test": 2, "unlabeled": 2})
+        else:
+            write_svhn(target, {filename.removesuffix("_32x32.mat"): 3})
+        if fail_after_writing:
+            for written in Path(target).rglob("*"):
+                if written.is_file() and not written.name.startswith("."):
+                    written.write_bytes(written.read_bytes()[:100])  # truncated, as by a kill mid-write
+            raise KeyboardInterrupt
+    return fetch
+
+
+DOWNLOADERS = [(CIFAR10DataModule, "download_and_extract_archive", {"c58f30108f718f92721af3b95e74349a"}),
+               (STL10DataModule, "download_and_extract_archive", {"91f7769df0f17e558f3565bffb0c7dfb"}),
+               (SVHNDataModule, "download_url", {"e26dedcc434d2e4c54c9b2d4a06d8373", "eb5a983be6a315427106f1b164d9cef3"})]
+
+
+@pytest.mark.parametrize(("module", "function", "md5s"), DOWNLOADERS)
 def test_downloads_are_checked_against_the_published_md5s(tmp_path, monkeypatch, module, function, md5s):
     """torchvision's download utilities verify what they fetch only when given the md5 (train and test for SVHN)."""
     import torchvision.datasets.utils
 
     calls = []
-    monkeypatch.setattr(torchvision.datasets.utils, function, lambda *args, **kwargs: calls.append(kwargs))
-    module(data_dir=str(tmp_path), download=True).prepare_data()
+    monkeypatch.setattr(torchvision.datasets.utils, function, fake_download(function, calls))
+    datamodule = module(data_dir=str(tmp_path), download=True)
+    datamodule.prepare_data()
     assert {call["md5"] for call in calls} == md5s and len(calls) == len(md5s)
+    assert datamodule.missing_files() == []
+    datamodule.setup("test")  # the files were moved into place whole
+
+
+@pytest.mark.parametrize(("module", "function", "md5s"), DOWNLOADERS)
+def test_a_killed_download_leaves_no_file_that_a_later_run_takes_as_present(tmp_path, monkeypatch, module,
+                                                                              function, md5s):
+    """torchvision writes straight into its target; ours go through a scratch folder and are renamed into place. An
+    archive stays in data_dir (torchvision's md5 check fetches a partial one again)."""
+    import torchvision.datasets.utils
+
+    calls = []
+    monkeypatch.setattr(torchvision.datasets.utils, function, fake_download(function, calls, fail_after_writing=True))
+    datamodule = module(data_dir=str(tmp_path), download=True)
+    expected = datamodule.expected_files()
+    with pytest.raises(KeyboardInterrupt):
+        datamodule.prepare_data()
+    assert datamodule.missing_files() == expected
+    if function == "download_and_extract_archive":
+        assert calls[0]["root"] == str(tmp_path) and calls[0]["extract_root"] != str(tmp_path)
+    monkeypatch.setattr(torchvision.datasets.utils, function, fake_download(function, calls))
+    datamodule.prepare_data()  # the next run with data.download=true fetches them
+    datamodule.setup("test")
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no scratch folder left
 
 
 # ---- SVHN -----------------------------------------------------------------------------------
