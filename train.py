@@ -73,7 +73,7 @@ from framework.errors import (
 )
 from framework.loggers import (
     give_wandb_loggers_their_run_id,
-    group_wandb_runs_by_sweep,
+    name_and_group_wandb_runs,
     publish_results,
     reaching_wandb,
     send_lightning_logs_to_hydra,
@@ -288,7 +288,7 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
         if (cfg.get("callbacks") or {}).get("last_checkpoint"):
             complete_an_interrupted_save(cfg.paths.output_dir)
     give_wandb_loggers_their_run_id(cfg)  # before the comparison: a finished run's config holds the id it was given
-    group_wandb_runs_by_sweep(cfg)
+    name_and_group_wandb_runs(cfg)
     if finished := finished_with_this_config(cfg):
         log.info(f"{cfg.paths.output_dir} finished with this config already (its results.json): kept, not trained or "
                  f"tested again (delete its results.json to test it again)")

@@ -27,6 +27,8 @@ from omegaconf import DictConfig, open_dict
 from framework.atomic import write_atomically
 from framework.errors import UserError, in_a_sweep, one_line
 
+WANDB_NAME_CHARACTERS = 128  # wandb's runs table shows fewer; the config columns hold the rest
+
 
 class AppendingExperimentWriter(ExperimentWriter):
     def _check_log_dir_exists(self) -> None:
@@ -150,14 +152,19 @@ def give_wandb_loggers_their_run_id(cfg: DictConfig) -> None:
                 node.id = wandb_run_id(cfg.paths.output_dir, resuming=continues)
 
 
-def group_wandb_runs_by_sweep(cfg: DictConfig) -> None:
-    """``logger.wandb.group: null``: a multirun's jobs are grouped by their sweep directory's name (wandb's Group
-    view then aggregates one sweep's runs); a single run has no group."""
-    if not in_a_sweep():
-        return
+def name_and_group_wandb_runs(cfg: DictConfig) -> None:
+    """``logger.wandb.name: null``: the run's ``experiment_name``, and in a sweep the job's overrides after it as
+    Hydra joins them for folder names (``hydra.job.override_dirname``: ``lenet5_mnist seed=2``), so that wandb's runs
+    table tells a sweep's jobs apart; a job gets the same name in every start of its sweep.
+    ``logger.wandb.group: null``: a multirun's jobs are grouped by their sweep directory's name (wandb's Group view
+    then aggregates one sweep's runs); a single run has no group."""
+    sweep = in_a_sweep()
     for node in wandb_logger_nodes(cfg):
-        if node.get("group") is None:
-            with open_dict(node):
+        with open_dict(node):
+            if node.get("name") is None:
+                overrides = HydraConfig.get().job.override_dirname if sweep else ""
+                node.name = f"{cfg.experiment_name} {overrides}".strip()[:WANDB_NAME_CHARACTERS]
+            if sweep and node.get("group") is None:
                 node.group = Path(HydraConfig.get().sweep.dir).name
 
 

@@ -57,6 +57,7 @@ def test_wandb_run_holds_config_epoch_metrics_figures_and_results_as_summary(run
     records = wandb_records(next(offline_run.glob("run-*.wandb")))
     assert len(by_type(records, "exit")) == 1  # the run was finished, not left open
     assert [run.run_group for run in by_type(records, "run")] == [""]  # a single run: no group (a sweep's: its name)
+    assert [run.display_name for run in by_type(records, "run")] == ["default"]  # experiment_name
 
     config = {}
     for record in by_type(records, "config"):

@@ -163,7 +163,8 @@ def fake_download(function: str, calls: list, fail_after_writing: bool = False):
 
 DOWNLOADERS = [(CIFAR10DataModule, "download_and_extract_archive", {"c58f30108f718f92721af3b95e74349a"}),
                (STL10DataModule, "download_and_extract_archive", {"91f7769df0f17e558f3565bffb0c7dfb"}),
-               (SVHNDataModule, "download_url", {"e26dedcc434d2e4c54c9b2d4a06d8373", "eb5a983be6a315427106f1b164d9cef3"})]
+               (SVHNDataModule, "download_url",
+                {"e26dedcc434d2e4c54c9b2d4a06d8373", "eb5a983be6a315427106f1b164d9cef3"})]
 
 
 @pytest.mark.parametrize(("module", "function", "md5s"), DOWNLOADERS)

@@ -97,6 +97,8 @@ def test_multirun_with_wandb_offline_writes_one_job_dir_and_one_wandb_run_each_w
         [run] = [record.run for record in wandb_records(next(offline_runs[0].glob("run-*.wandb")))
                  if record.WhichOneof("record_type") == "run"]
         assert run.run_group == "sweep"  # one wandb group per sweep: its directory's name
+        assert run.display_name == ("default callbacks.progress_bar.refresh_rate=0,logger=wandb,"  # override_dirname
+                                    f"seed={seed},trainer.accelerator=cpu,trainer.max_epochs=1")
     assert len(run_ids) == 2
 
     table = run_cli("evaluate.py", f"runs={sweep}", "metrics=[test/acc]", "group_by=[trainer.max_epochs]")
