@@ -38,7 +38,7 @@ from scipy.special import digamma
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from analysis.mutual_information import prepare, ross_mi  # noqa: E402
-from benchmarks.summary import at_least, parse_benchmark_args, positive  # noqa: E402
+from benchmarks.summary import at_least, parse_benchmark_args, positive, timed  # noqa: E402
 from callbacks.mutual_information import MutualInformationLR  # noqa: E402
 from datamodules.random import RandomImagesDataModule  # noqa: E402
 from framework.errors import require_usable_gpu  # noqa: E402
@@ -64,12 +64,6 @@ def ross_mi_ckdtree(x: np.ndarray, labels: np.ndarray, k: int = 3, workers: int 
     # neighbour itself must be counted.
     within = cKDTree(x).query_ball_point(x, radius * (1 + 1e-9), return_length=True, workers=workers) - 1
     return float(digamma(n) - digamma(class_sizes).mean() + digamma(k) - digamma(within).mean())
-
-
-def timed(function) -> tuple[float, object]:
-    started = time.perf_counter()
-    result = function()
-    return time.perf_counter() - started, result
 
 
 def median_times(functions: dict, repeats: int, warmups: int = 3) -> dict[str, tuple[float, object]]:

@@ -1,5 +1,6 @@
 """The table `make bench` ends with: every benchmark's ratio against its target, met or missed; and the
-``--smoke`` option every benchmark shares (:func:`parse_benchmark_args`).
+``--smoke`` option every benchmark shares (:func:`parse_benchmark_args`), and the timing of a fast path against a
+slow baseline that two of them share (:func:`bracketed`).
 
     python benchmarks/summary.py logs/bench/last_lines.jsonl     # one benchmark's last JSON line per line
 
@@ -15,7 +16,10 @@ import argparse
 import json
 import operator
 import re
+import statistics
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 OPERATORS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt}
@@ -59,6 +63,39 @@ def parse_benchmark_args(parser: argparse.ArgumentParser, smoke: dict, sizes: di
         args = parser.parse_args(argv)
         print("smoke run: tiny sizes, checks that the script works, measures nothing")
     return args
+
+
+def bracketed(fast: Callable[[], object], slow: Callable[[], object], repeats: int,
+              slow_seconds_of: Callable[[object, float], float] = lambda result, seconds: seconds) -> dict:
+    """Times a fast path against a slow baseline of minutes: each of ``repeats`` rounds runs the fast path, the
+    baseline, then the fast path again, and divides the baseline's seconds by the mean of the two fast runs around
+    it, so that a machine busier during the baseline than before it slows both sides. ``slow_seconds_of(result,
+    seconds)``: what the baseline's run stands for (one timed in part and scaled up); its wall seconds by default.
+    Returns the median ratio, the rounds' ratios and seconds, and the last results of both."""
+    rounds = []
+    for _ in range(repeats):
+        before, fast_result = timed(fast)
+        slow_seconds, slow_result = timed(slow)
+        slow_seconds = slow_seconds_of(slow_result, slow_seconds)
+        after, fast_result = timed(fast)
+        rounds.append({"fast_seconds": (before + after) / 2, "slow_seconds": slow_seconds,
+                       "ratio": slow_seconds / ((before + after) / 2)})
+    return {"ratio": statistics.median(r["ratio"] for r in rounds), "rounds": rounds,
+            "fast_seconds": statistics.median(r["fast_seconds"] for r in rounds),
+            "slow_seconds": statistics.median(r["slow_seconds"] for r in rounds),
+            "fast_result": fast_result, "slow_result": slow_result}
+
+
+def rounds_shown(timing: dict) -> str:
+    """`` (rounds: 7.1, 7.4, 7.9)`` after a ratio of several rounds of :func:`bracketed`; nothing after one."""
+    ratios = [f"{r['ratio']:.1f}" for r in timing["rounds"]]
+    return f" (rounds: {', '.join(ratios)})" if len(ratios) > 1 else ""
+
+
+def timed(function: Callable[[], object]) -> tuple[float, object]:
+    started = time.perf_counter()
+    result = function()
+    return time.perf_counter() - started, result
 
 
 def verdict(result: dict) -> str:

@@ -89,3 +89,26 @@ def test_every_benchmark_ends_with_a_json_line_holding_the_summary_keys(script):
         part.value if isinstance(part, ast.Constant) else "1" for part in target.values)
     fake = {"ratio": 1.0, **{c.split()[0]: 1.0 for c in text.split(",") if c.split()[0][0].isalpha()}}
     assert verdict({**fake, "target": text}) in ("met", "missed"), text
+
+
+def test_bracketed_divides_the_baseline_by_the_mean_of_the_fast_runs_around_it(monkeypatch):
+    """A machine that slows down while the baseline runs: the fast runs before (1 unit) and after (3 units) it
+    bracket the change; the ratio is the median over rounds, and ``slow_seconds_of`` scales a partial baseline."""
+    import benchmarks.summary as summary
+
+    now = [0.0]
+    monkeypatch.setattr(summary, "time", type("Clock", (), {"perf_counter": staticmethod(lambda: now[0])}))
+    fast_costs, slow_costs = iter([1, 3, 2, 2, 1, 1]), iter([20, 40, 5])
+
+    def run(costs, result):
+        now[0] += next(costs)
+        return result
+
+    timing = summary.bracketed(lambda: run(fast_costs, "fast"), lambda: run(slow_costs, "slow"), 3)
+    assert [r["ratio"] for r in timing["rounds"]] == [10.0, 20.0, 5.0]
+    assert timing["ratio"] == 10.0 and timing["fast_result"] == "fast" and timing["slow_result"] == "slow"
+    assert summary.rounds_shown(timing) == " (rounds: 10.0, 20.0, 5.0)"
+    fast_costs, slow_costs = iter([1, 1]), iter([20])
+    scaled = summary.bracketed(lambda: run(fast_costs, None), lambda: run(slow_costs, 8), 1,
+                               lambda result, seconds: seconds * result)
+    assert scaled["ratio"] == 160.0 and summary.rounds_shown(scaled) == ""
