@@ -149,7 +149,7 @@ rule("model.rho", each(open_unit_interval), "a number strictly between 0 and 1, 
 rule("model.lambdas", each(non_negative), "a number >= 0, or a non-empty list of numbers >= 0", of=FORWARD)
 rule("model.taus", each(non_negative), "a number >= 0, or a non-empty list of numbers >= 0", of=FORWARD)
 rule("model.kl_lr", positive, "a number > 0", of=FORWARD)
-for _key, _low in (("kl_steps", 0), ("kl_batch_size", 1), ("max_iter", 1)):
+for _key, _low in (("kl_steps", 0), ("kl_retries", 0), ("kl_batch_size", 1), ("max_iter", 1)):
     rule(f"model.{_key}", int_at_least(_low), f"an integer >= {_low}", of=FORWARD)
 
 # ---- mutual-information learning rates (callbacks/mutual_information.py, callbacks/batch_size.py) ----

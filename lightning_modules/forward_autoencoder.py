@@ -62,7 +62,8 @@ class ForwardAutoencoderModule(L.LightningModule):
         classifier_dtype: float32 (default: as accurate here, and 2x faster) or float64 for the encoder
             features and the classifier; the decoder is always float64.
         init_scale: REAE's KL descent starts from init_scale * the RAN draw (see conf/model/forward_autoencoder.yaml).
-        kl_steps, kl_lr, kl_batch_size: REAE's gradient descent on the KL constraint.
+        kl_steps, kl_lr, kl_batch_size: REAE's gradient descent on the KL constraint; kl_retries: how many times it
+            starts again with twice the steps while a unit's mean activation is more than 10% off rho.
         max_iter: L-BFGS iterations of the softmax classifier.
         refit: after the choice on the validation split, fit the chosen (rho, lambda, tau) on train + validation.
     """
@@ -74,7 +75,7 @@ class ForwardAutoencoderModule(L.LightningModule):
                  lambdas: Sequence[float] = LAMBDA_GRID, taus: Sequence[float] = LAMBDA_GRID,
                  activation: str = "sigmoid", classifier: str = "softmax", kl_steps: int = 300,
                  kl_lr: float = 0.02, kl_batch_size: int = 512, max_iter: int = 200, num_classes: int = 10,
-                 init_scale: float = 0.1, refit: bool = True, classifier_dtype: str = "float32"):
+                 init_scale: float = 0.1, refit: bool = True, classifier_dtype: str = "float32", kl_retries: int = 3):
         super().__init__()
         for key, value, allowed in (("activation", activation, ACTIVATIONS),
                                     ("classifier", classifier, CLASSIFIER_PATHS),
@@ -162,8 +163,8 @@ class ForwardAutoencoderModule(L.LightningModule):
     def fit_feature_map(self, X: torch.Tensor, rho: float, draw_seed: int):
         hp = self.hparams
         draw = random_map(X.shape[1], hp.hidden_size, torch.Generator().manual_seed(draw_seed))
-        return feature_map(hp.feature_map, X, draw, rho=rho, init_scale=hp.init_scale, steps=hp.kl_steps,
-                           lr=hp.kl_lr, batch_size=hp.kl_batch_size, seed=draw_seed)  # only reae uses rho and kl_*
+        return feature_map(hp.feature_map, X, draw, rho=rho, init_scale=hp.init_scale, steps=hp.kl_steps,  # only
+                           lr=hp.kl_lr, batch_size=hp.kl_batch_size, retries=hp.kl_retries, seed=draw_seed)  # reae's
 
     def solve(self, X: torch.Tensor, y: torch.Tensor, X_val: torch.Tensor, y_val: torch.Tensor,
               draw_seed: int | None = None) -> dict:
