@@ -28,6 +28,7 @@ import select
 import shlex
 import signal
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -714,7 +715,56 @@ def _sigterm_outside_lightning(signal_number: int, frame) -> None:
         for child in multiprocessing.active_children():  # ddp_spawn's ranks
             with suppress(ProcessLookupError):
                 os.kill(child.pid, signal.SIGKILL)
+        stop_submitit_local_jobs()
         raise SIGTERMException
+
+
+SUBMITIT_LOCAL_GRACE_S = 30  # SLURM's default KillWait: SIGTERM, then SIGKILL this many seconds later
+
+
+def stop_submitit_local_jobs(grace_s: float = SUBMITIT_LOCAL_GRACE_S) -> None:
+    """``hydra/launcher=local``: submitit runs each job in a process of its own under a controller process, which
+    passes SIGTERM on to it; a launcher that SIGTERM stopped left its jobs training with no launcher to wait for them.
+    Each job gets the signal as on a cluster, and the launcher waits until they have stopped (Lightning stops at the
+    next batch), killing those still there after ``grace_s``, so that the sweep can go on with ckpt_path=auto."""
+    controllers = [pid for pid in child_processes(os.getpid()) if b"submitit.local._local" in command_line(pid)]
+    for controller in controllers:
+        with suppress(ProcessLookupError):
+            os.kill(controller, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for controller in controllers:
+        while not (ended := has_ended(controller)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if not ended:  # past the grace: its task, then the controller, as SLURM would
+            for pid in [*child_processes(controller), controller]:
+                with suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            has_ended(controller, wait=True)
+
+
+def has_ended(child: int, wait: bool = False) -> bool:
+    """Whether the child process ``child`` has ended (it is then reaped); ``wait``: until it has."""
+    try:
+        return os.waitpid(child, 0 if wait else os.WNOHANG) != (0, 0)
+    except ChildProcessError:  # reaped already
+        return True
+
+
+def child_processes(parent: int) -> list[int]:
+    """The pids of ``parent``'s living child processes (Linux's /proc)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with suppress(OSError, ValueError, IndexError):  # a process that ended meanwhile
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                children.append(int(stat.parent.name))
+    return children
+
+
+def command_line(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def _stdout_reader_gone() -> bool:

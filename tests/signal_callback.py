@@ -39,3 +39,19 @@ class SignalParentAtEpochStart(Callback):
     def on_train_epoch_start(self, trainer, pl_module):
         if trainer.current_epoch == self.epoch and trainer.global_rank == 0:
             os.kill(self.main_process, signal.SIGTERM)
+
+
+class SignalLauncherAtEpochStart(Callback):
+    """In job number ``job`` of a ``hydra/launcher=local`` sweep: SIGTERM to the process that launched the sweep
+    (submitit's controller process stands between them), as ``kill`` of a sweep running in a terminal."""
+
+    def __init__(self, epoch: int, job: int = 0):
+        self.epoch, self.job = epoch, job
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        from hydra.core.hydra_config import HydraConfig
+
+        if trainer.current_epoch == self.epoch and HydraConfig.get().job.num == self.job:
+            controller = os.getppid()
+            stat = open(f"/proc/{controller}/stat").read()
+            os.kill(int(stat.rsplit(")", 1)[1].split()[1]), signal.SIGTERM)

@@ -4,6 +4,7 @@ with wandb offline, DDP on two CPU processes."""
 import json
 import shutil
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -255,6 +256,24 @@ def test_submitit_local_launcher_runs_a_sweep_job_in_its_own_process(tmp_path):
                                            f"evaluate.py runs={sweep}\nThe sweep ran every job; the first that stopped "
                                            f"({sweep}/1) said:\nConfig error: Config key "
                                            f"'model.optimizer.lr' is -1, but it must be a number > 0.")
+
+
+def test_sigterm_to_a_local_launcher_stops_its_jobs_before_it_exits(tmp_path):
+    """`hydra/launcher=local` runs each job in a process of its own under submitit's controller: a SIGTERM to the
+    launching process (kill, a terminal's job control) ended it alone, and its jobs trained on with no launcher. Job 1
+    stops at its next batch, or, when the signal found it still setting up (submitit then ignores SIGTERM, as on a
+    cluster), ends by itself or is killed after the grace period."""
+    sweep = tmp_path / "sweep"
+    result = run_cli("train.py", "-m", "hydra/launcher=local", "seed=1,2", "debug=limit", "trainer.max_epochs=100",
+                     "~callbacks.early_stopping", "logger=none", *QUIET, f"hydra.sweep.dir={sweep}",
+                     "+callbacks.stopper._target_=tests.signal_callback.SignalLauncherAtEpochStart",
+                     "+callbacks.stopper.epoch=1")
+    left = subprocess.run(["pgrep", "-f", str(sweep)], capture_output=True, text=True).stdout.split()
+    assert result.returncode == 128 + signal.SIGTERM, result.stderr[-3000:]
+    assert result.stderr.rstrip().endswith(f"Stopped by SIGTERM (sweep directory: {sweep}; a run goes on from its last "
+                                           f"checkpoint when the same command is given again with ckpt_path=auto).")
+    assert left == []  # every job's process has ended
+    assert (sweep / "0" / "checkpoints" / "last.ckpt").is_file() and not (sweep / "0" / "results.json").exists()
 
 
 @pytest.mark.parametrize("with_callback", [True, False])
