@@ -149,3 +149,42 @@ def test_classic_losses():
     assert map_net.loss(scores, targets).item() == pytest.approx(expected.item(), rel=1e-6)
     with pytest.raises(ValueError, match="criterion"):
         LeNet5Classic(criterion="hinge")
+
+
+@pytest.mark.parametrize("experiment", ["lenet5_classic_mnist", "lenet5_classic_mnist_distorted"])
+def test_the_classic_experiments_keep_the_papers_protocol(make_cfg, experiment):
+    """LeCun et al. 1998 (docs/lenet5.md's table): all 60,000 training images (here the 200 written) for 20 passes,
+    the last pass's weights tested, inputs with background -0.1 and foreground 1.175, SDLM with h on 500 samples, the
+    MAP criterion, the paper's schedule (x 4 from the second pass: the experiment's deliberate change, as mu 0.05,
+    batches of 16 and the first pass's re-estimation every 50 steps), and for the distorted run the affine family."""
+    from hydra.utils import instantiate
+
+    from lightning_modules.sdlm import SDLM
+
+    cfg = make_cfg(f"experiment={experiment}")
+    assert cfg.trainer.max_epochs == 20 and cfg.optimized_metric is None and cfg.data.batch_size == 16
+    data = instantiate(cfg.data)
+    data.setup("fit")
+    assert len(data.datasets["train"]) == 200 and len(data.datasets.get("val", ())) == 0
+    images = data.to_float(data.datasets["train"].images[:32])
+    assert images.shape[-2:] == (32, 32)
+    assert (images.min().item(), images.max().item()) == pytest.approx((-0.1, 1.175), abs=1e-5)
+    assert cfg.callbacks.hessian_estimation.num_samples == 500
+    assert cfg.callbacks.hessian_estimation.first_epoch_every_n_steps == 50
+    model = instantiate(cfg.model)
+    assert model.net.criterion == "map"
+    configured = model.configure_optimizers()
+    optimizer, scheduler = configured["optimizer"], configured["lr_scheduler"]["scheduler"]
+    assert isinstance(optimizer, SDLM) and {group["mu"] for group in optimizer.param_groups} == {0.05}
+    paper = [5e-4] * 2 + [2e-4] * 3 + [1e-4] * 3 + [5e-5] * 4 + [1e-5] * 8
+    rates = []
+    for _ in range(20):
+        rates.append(optimizer.param_groups[0]["lr"])
+        scheduler.step()
+    assert rates == pytest.approx([rate * (1 if epoch == 0 else 4) for epoch, rate in enumerate(paper)])
+    distortion = cfg.data.get("distortion")
+    if experiment.endswith("distorted"):
+        assert dict(distortion) == {"translate": 2.0, "scale": 0.1, "squeeze": 0.1, "shear": 0.2,
+                                    "original_fraction": 0.1}
+    else:
+        assert distortion is None
