@@ -6,10 +6,11 @@ callback (``hydra.callbacks.slurm_preflight`` in conf/hydra/default.yaml): ``on_
 submitting process with the composed config, right before the sweeper hands the jobs to the launcher. A
 launcher subclass would do the same, but Hydra only instantiates launchers from the ``hydra_plugins`` package.
 
-It asks ``sinfo`` for the partitions, their number of nodes and the CPUs, memory and GPUs of those nodes, and
-checks ``trainer.devices`` / ``trainer.num_nodes`` against the launcher's ``tasks_per_node`` / ``nodes`` (Lightning's
-SLURM environment needs one task per device). Numbers that sbatch would refuse, or read as "all" or "no limit"
-(0 GB of memory, a time limit of 0), stop here too.
+It asks ``sinfo`` for the partitions, their number of nodes, time limit and the CPUs, memory and GPUs of those
+nodes, and checks ``trainer.devices`` / ``trainer.num_nodes`` against the launcher's ``tasks_per_node`` / ``nodes``
+(Lightning's SLURM environment needs one task per device, started by srun: a strategy that starts its own
+processes cannot run there). Numbers that sbatch would refuse, or read as "all" or "no limit" (0 GB of memory, a
+time limit of 0), and a time limit that submitit's requeue signal would take up at once, stop here too.
 
 Hydra uses a launcher only for a multirun: ``hydra/launcher=slurm`` without ``-m`` would train here, on this
 machine, so ``on_run_start`` stops such a run. The jobs that submitit runs on the cluster are multirun jobs and
@@ -40,20 +41,35 @@ class Partition:
     gpus: int
     default: bool
     nodes: int  # how many the partition has (a job asking for more waits forever: PartitionNodeLimit)
+    max_minutes: float | None = None  # its time limit (MaxTime); None: none (a longer job waits forever otherwise)
 
 
 def partitions_from_sinfo(text: str) -> dict[str, Partition]:
-    """Parse ``sinfo --noheader --format=%P|%c|%m|%G|%D`` (one line per partition and node configuration, with the
-    number of such nodes last)."""
+    """Parse ``sinfo --noheader --format=%P|%c|%m|%G|%D|%l`` (one line per partition and node configuration, with the
+    number of such nodes, then the partition's time limit)."""
     found: dict[str, Partition] = {}
     for line in text.strip().splitlines():
-        name, cpus, memory, gres, nodes = line.split("|")
+        name, cpus, memory, gres, nodes, limit = line.split("|")
         default, name = name.endswith("*"), name.rstrip("*")
         gpus = sum(int(count) for count in re.findall(r"gpu(?::[^:,(]+)?:(\d+)", gres))
         old = found.get(name, Partition(name, 0, 0, 0, default, 0))
         found[name] = Partition(name, max(old.cpus, int(cpus.rstrip("+"))), max(old.memory_mb, int(memory.rstrip("+"))),
-                                max(old.gpus, gpus), default or old.default, old.nodes + int(nodes))
+                                max(old.gpus, gpus), default or old.default, old.nodes + int(nodes), minutes(limit))
     return found
+
+
+def minutes(limit: str) -> float | None:
+    """sinfo's time limit (``infinite``, ``30``, ``4:00:00``, ``2-00:00:00``, SLURM's ``[days-]hours:minutes:seconds``
+    or ``minutes[:seconds]``) in minutes; None for no limit."""
+    days, _, clock = limit.strip().rpartition("-") if "-" in limit else ("0", "", limit.strip())
+    if not clock.replace(":", "").isdigit():  # infinite, UNLIMITED, n/a
+        return None
+    parts = [int(part) for part in clock.split(":")]
+    if "-" in limit or len(parts) == 3:  # [days-]hours[:minutes[:seconds]]
+        hours, mins, seconds = (parts + [0, 0])[:3]
+    else:  # minutes[:seconds]
+        hours, (mins, seconds) = 0, (parts + [0])[:2]
+    return int(days) * 1440 + hours * 60 + mins + seconds / 60
 
 
 def query_partitions() -> dict[str, Partition]:
@@ -64,7 +80,7 @@ def query_partitions() -> dict[str, Partition]:
     if conf and not os.path.isfile(conf):  # sinfo would retry reading it for a minute
         raise ConfigError(f"SLURM_CONF is {conf}, but that file does not exist (a stopped cluster?); point it at the "
                           "cluster's slurm.conf or unset it.")
-    done = subprocess.run(["sinfo", "--noheader", "--format=%P|%c|%m|%G|%D"], capture_output=True, text=True,
+    done = subprocess.run(["sinfo", "--noheader", "--format=%P|%c|%m|%G|%D|%l"], capture_output=True, text=True,
                           timeout=60)
     if done.returncode != 0:
         reason = (done.stderr.strip().splitlines() or ["no output"])[-1].removeprefix("sinfo: ")
@@ -87,6 +103,10 @@ LEAST = {
     "timeout_min": (1, "a job's time limit must be at least 1 minute (SLURM takes 0 as no limit at all)",
                     "give the limit in minutes, e.g. 240"),
 }
+
+
+# Lightning's strategy names (ddp_spawn_find_unused_parameters_true, ...) whose processes it starts itself
+SELF_STARTING = {"ddp_spawn": "spawn", "ddp_fork": "fork", "ddp_notebook": "fork"}
 
 
 def shown(value) -> str:
@@ -112,6 +132,18 @@ def check_slurm_request(cfg: DictConfig, partitions: dict[str, Partition]) -> No
         value = launcher.get(key)
         if value is not None and not (is_int(value) and value >= least):
             raise ConfigError(f"Config key 'hydra.launcher.{key}' is {shown(value)}, but {why}; {remedy}.")
+    timeout, lead = launcher.get("timeout_min"), launcher.get("signal_delay_s") or 0
+    if timeout * 60 <= lead:
+        raise ConfigError(f"Config key 'hydra.launcher.timeout_min' is {timeout}, but submitit signals a job "
+                          f"hydra.launcher.signal_delay_s={lead} s before its time limit to requeue it, so every start "
+                          f"would be stopped at once; give a limit longer than {lead / 60:g} minutes.")
+    strategy = trainer.get("strategy")
+    start_method = strategy.get("start_method", "popen") if isinstance(strategy, DictConfig) else next(
+        (method for name, method in SELF_STARTING.items() if str(strategy).startswith(name)), "popen")
+    if start_method != "popen":
+        raise ConfigError(f"Config key 'trainer.strategy' starts its DDP processes itself ({start_method}), but on "
+                          f"SLURM srun starts one per task and Lightning joins them, so each task would start its "
+                          f"own set; use trainer=ddp (trainer.strategy=ddp) with hydra/launcher=slurm.")
     for trainer_key, launcher_key in (("devices", "tasks_per_node"), ("num_nodes", "nodes")):
         ours, theirs = trainer.get(trainer_key), launcher.get(launcher_key)
         if is_int(ours) and ours != theirs:
@@ -146,6 +178,10 @@ def check_slurm_request(cfg: DictConfig, partitions: dict[str, Partition]) -> No
     if gpus > partition.gpus:
         raise ConfigError(f"Config key 'hydra.launcher.gpus_per_node' is {gpus}, but {where} {partition.gpus} GPUs; "
                           f"lower it (0 for CPU jobs), or choose a GPU partition.")
+    if partition.max_minutes is not None and timeout > partition.max_minutes:
+        raise ConfigError(f"Config key 'hydra.launcher.timeout_min' is {timeout}, but partition '{partition.name}' "
+                          f"allows at most {partition.max_minutes:g} minutes (its MaxTime; a longer job waits in the "
+                          f"queue for good); lower it, or choose a partition with a longer limit.")
     if mem_gb is not None and mem_gb * 1024 > partition.memory_mb:
         raise ConfigError(f"Config key 'hydra.launcher.mem_gb' is {mem_gb}, but {where} "
                           f"{partition.memory_mb // 1024} GB of memory; lower it.")

@@ -251,10 +251,59 @@ def test_requests_the_cluster_cannot_meet_are_named_by_their_key(slurm_cluster, 
 
 
 def test_sinfo_lines_give_each_partitions_largest_node():
-    text = "gpu*|64|512000|gpu:a100:4(S:0-1)|2\ngpu*|32|256000|gpu:2|3\ncpu|128+|256000|(null)|1\n"
+    text = ("gpu*|64|512000|gpu:a100:4(S:0-1)|2|2-00:00:00\ngpu*|32|256000|gpu:2|3|2-00:00:00\n"
+            "cpu|128+|256000|(null)|1|infinite\nshort|4|8192|(null)|1|10:00\n")
     partitions = partitions_from_sinfo(text)
-    assert [(p.name, p.cpus, p.memory_mb, p.gpus, p.default, p.nodes) for p in partitions.values()] == [
-        ("gpu", 64, 512000, 4, True, 5), ("cpu", 128, 256000, 0, False, 1)]  # nodes: of all its lines
+    assert [(p.name, p.cpus, p.memory_mb, p.gpus, p.default, p.nodes, p.max_minutes) for p in partitions.values()] == [
+        ("gpu", 64, 512000, 4, True, 5, 2880), ("cpu", 128, 256000, 0, False, 1, None),  # nodes: of all its lines
+        ("short", 4, 8192, 0, False, 1, 10)]
+
+
+@pytest.mark.parametrize(("limit", "minutes"), [("infinite", None), ("UNLIMITED", None), ("n/a", None), ("30", 30),
+                                                ("10:00", 10), ("0:30", 0.5), ("4:00:00", 240), ("1-12", 2160),
+                                                ("1-12:30", 2190), ("2-00:00:00", 2880)])
+def test_sinfo_time_limits_in_every_format_slurm_writes(limit, minutes):
+    from framework.slurm_preflight import minutes as in_minutes
+
+    assert in_minutes(limit) == minutes
+
+
+def test_a_time_limit_beyond_the_partitions_stops_before_the_job_waits_forever():
+    """With EnforcePartLimits=NO (SLURM's default) sbatch takes it and the job pends: PartitionTimeLimit."""
+    short = {"debug": Partition("debug", cpus=4, memory_mb=8192, gpus=0, default=True, nodes=1, max_minutes=10)}
+    check_slurm_request(compose_launcher("trainer=cpu", "hydra.launcher.timeout_min=10"), short)
+    with pytest.raises(ConfigError) as error:
+        check_slurm_request(compose_launcher("trainer=cpu"), short)  # the default 240
+    assert str(error.value) == ("Config key 'hydra.launcher.timeout_min' is 240, but partition 'debug' allows at most "
+                                "10 minutes (its MaxTime; a longer job waits in the queue for good); lower it, or "
+                                "choose a partition with a longer limit.")
+
+
+def test_a_time_limit_within_submitits_requeue_signal_lead_stops_before_submission():
+    """submitit signals (USR2) signal_delay_s = 120 s before the limit: a 2-minute job was requeued at once, 3 times."""
+    with pytest.raises(ConfigError) as error:
+        check_slurm_request(compose_launcher("trainer=cpu", "hydra.launcher.timeout_min=2"), debug_partition())
+    assert str(error.value) == ("Config key 'hydra.launcher.timeout_min' is 2, but submitit signals a job "
+                                "hydra.launcher.signal_delay_s=120 s before its time limit to requeue it, so every "
+                                "start would be stopped at once; give a limit longer than 2 minutes.")
+    check_slurm_request(compose_launcher("trainer=cpu", "hydra.launcher.timeout_min=3"), debug_partition())
+    check_slurm_request(compose_launcher("trainer=cpu", "hydra.launcher.timeout_min=2",
+                                         "hydra.launcher.signal_delay_s=60"), debug_partition())
+
+
+@pytest.mark.parametrize(("overrides", "method"), [(("trainer=ddp_sim",), "forkserver"),
+                                                   (("trainer=ddp_sim", "trainer.strategy=ddp_spawn"), "spawn"),
+                                                   (("trainer=cpu", "++trainer.strategy=ddp_fork"), "fork")])
+def test_a_strategy_that_starts_its_own_processes_stops_before_submission(overrides, method):
+    """srun starts one task per device: each task of trainer=ddp_sim started a pair of its own; they collided on the
+    port."""
+    with pytest.raises(ConfigError) as error:
+        check_slurm_request(compose_launcher(*overrides), {"debug": Partition("debug", 4, 8192, 0, True, 1)})
+    assert str(error.value) == (f"Config key 'trainer.strategy' starts its DDP processes itself ({method}), but on "
+                                f"SLURM srun starts one per task and Lightning joins them, so each task would start "
+                                f"its own set; use trainer=ddp (trainer.strategy=ddp) with hydra/launcher=slurm.")
+    check_slurm_request(compose_launcher("trainer=cpu", "++trainer.strategy=ddp", "trainer.devices=2"),
+                        {"debug": Partition("debug", 4, 8192, 0, True, 1)})
 
 
 def debug_partition(nodes: int = 1) -> dict[str, Partition]:
@@ -276,7 +325,7 @@ def test_each_swept_number_of_nodes_is_checked_before_any_job_is_submitted(tmp_p
     cluster, and there is no sbatch: a job that passed the check would fail to submit."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (bin_dir / "sinfo").write_text("#!/bin/sh\necho 'debug*|4|8192|(null)|1'\n")
+    (bin_dir / "sinfo").write_text("#!/bin/sh\necho 'debug*|4|8192|(null)|1|infinite'\n")
     (bin_dir / "sinfo").chmod(0o755)
     env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "SLURM_CONF": ""}
     result = run_cli("train.py", "-m", *LAUNCHER, "trainer=cpu", "trainer.num_nodes=1,2", "seed=1,2",
