@@ -476,6 +476,7 @@ def _reporting_hydra_refusals(compose_or_run: Callable[[], object]):
         return _refusals_as_sentences(compose_or_run)
     except Exception:
         if _job.get("sweep_dir"):  # Hydra has let go of the job's config by now
+            _job["started"] = True  # a job's bug, also where it ran in a process of its own: Hydra's exit code 1
             print(f"sweep directory: {_job['sweep_dir']} (a job failed with the traceback below)", file=sys.stderr)
         raise
 

@@ -55,3 +55,10 @@ class SignalLauncherAtEpochStart(Callback):
             controller = os.getppid()
             stat = open(f"/proc/{controller}/stat").read()
             os.kill(int(stat.rsplit(")", 1)[1].split()[1]), signal.SIGTERM)
+
+
+class BugAtTrainStart(Callback):
+    """A bug of the run's code (not a user error): a RuntimeError as training starts."""
+
+    def on_train_start(self, trainer, pl_module):
+        raise RuntimeError("a bug (the test's)")

@@ -258,6 +258,16 @@ def test_submitit_local_launcher_runs_a_sweep_job_in_its_own_process(tmp_path):
                                            f"'model.optimizer.lr' is -1, but it must be a number > 0.")
 
 
+def test_a_bug_in_a_job_of_a_local_launcher_keeps_hydras_exit_code_1(tmp_path):
+    """Exit code 2 is a user error's: a job's bug in a process of its own (submitit) was reported with 2 too."""
+    sweep = tmp_path / "sweep"
+    result = run_cli("train.py", "-m", "hydra/launcher=local", "seed=1", "debug=limit", "logger=none", *QUIET,
+                     f"hydra.sweep.dir={sweep}", "+callbacks.bug._target_=tests.signal_callback.BugAtTrainStart")
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert f"sweep directory: {sweep} (a job failed with the traceback below)" in result.stderr
+    assert result.stderr.rstrip().endswith("RuntimeError: a bug (the test's)")
+
+
 def test_sigterm_to_a_local_launcher_stops_its_jobs_before_it_exits(tmp_path):
     """`hydra/launcher=local` runs each job in a process of its own under submitit's controller: a SIGTERM to the
     launching process (kill, a terminal's job control) ended it alone, and its jobs trained on with no launcher. Job 1
