@@ -76,6 +76,7 @@ from framework.loggers import (
     name_and_group_wandb_runs,
     publish_results,
     reaching_wandb,
+    run_log_on_rank_zero_only,
     send_lightning_logs_to_hydra,
     wandb_logger_nodes,
 )
@@ -386,6 +387,7 @@ def finish_wandb(stopping: BaseException | None = None) -> None:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    run_log_on_rank_zero_only()
     try:
         # the user's mistake, whoever found it: one sentence, exit code 2
         with stopping_quietly_when_stdout_closes(), reporting_user_errors(cfg.get("evaluate_tasks")):

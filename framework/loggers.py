@@ -92,6 +92,18 @@ def send_lightning_logs_to_hydra() -> None:
         logger.propagate = True
 
 
+def run_log_on_rank_zero_only() -> None:
+    """A DDP job's every rank that the cluster started (srun's tasks, ``SLURM_PROCID``; Lightning's own ranks,
+    ``LOCAL_RANK``) is a Hydra job that opens the run's train.log: the other ranks leave it to rank 0, as the ranks of
+    trainer=ddp_sim do (each SLURM task's whole output is in its own submitit log)."""
+    if rank_zero_only.rank == 0:
+        return
+    root = logging.getLogger()
+    for handler in [handler for handler in root.handlers if isinstance(handler, logging.FileHandler)]:
+        root.removeHandler(handler)
+        handler.close()
+
+
 def publish_results(loggers, results: dict) -> None:
     """results.json as the wandb run's summary: the final metrics at the top level, the rest beside them
     (the config is left out: the run already holds it as its config); on TensorBoard, the config's values and the

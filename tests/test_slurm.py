@@ -166,6 +166,8 @@ def test_ddp_job_takes_its_two_ranks_from_slurm_and_both_agree_on_the_final_metr
         assert record["cluster_environment"] == "SLURMEnvironment" and record["backend"] == "gloo"
     assert ranks[0]["metrics"] == ranks[1]["metrics"] == results(job)["metrics"]
     assert {"test/acc", "val/acc", "train/loss"} <= set(ranks[0]["metrics"])
+    log = (job / "train.log").read_text()  # rank 0's alone, as trainer=ddp_sim's (rank 1's is in its submitit log)
+    assert log.count("Output directory:") == 1 and "[rank: 1]" not in log, log[-3000:]
 
 
 @pytest.mark.slow
