@@ -11,6 +11,7 @@ import math
 import random
 import re
 import shutil
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -108,8 +109,10 @@ def earlier_run_refusal(output_dir: str | Path, ckpt_path: str | None, trained: 
     last = folder / "checkpoints" / "last.ckpt"
     checkpoints, results = sorted(folder.glob("checkpoints/*.ckpt")), sorted(folder.glob("results.json"))
     earlier = checkpoints + results + sorted(folder.glob(METRICS_CSV))
-    if any(folder.glob("hpc_ckpt_*.ckpt")) and SLURMEnvironment.detect():
-        return None
+    with warnings.catch_warnings():  # on a login node with srun: Lightning's hint to run this command under srun
+        warnings.simplefilter("ignore")
+        if any(folder.glob("hpc_ckpt_*.ckpt")) and SLURMEnvironment.detect():
+            return None
     elsewhere = "give another hydra.sweep.dir" if multirun else "leave hydra.run.dir out (each run gets a new folder)"
     if not trained:
         if not earlier:

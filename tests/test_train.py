@@ -756,3 +756,25 @@ def test_a_fixed_wandb_id_is_refused_for_a_sweep_of_several_jobs_and_passes_for_
             "into that one wandb run; leave it null (each job's run directory keeps an id of its own), or sweep it "
             "with one id per job.")):
         check_one_wandb_run_per_job(config)
+
+
+def test_the_check_for_an_earlier_run_gives_no_srun_hint_on_a_login_node(tmp_path, monkeypatch):
+    """A sweep submitted again into folders holding Lightning's hpc_ckpt_*.ckpt, on a machine with srun: Lightning's
+    hint to prepend srun to the command came before the sentence; submitting commands run outside srun."""
+    import warnings
+
+    from framework.checkpoints import earlier_run_refusal
+
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "srun").write_text("#!/bin/sh\n")
+    (tmp_path / "bin" / "srun").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.delenv("SLURM_NTASKS", raising=False)
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "hpc_ckpt_1.ckpt").write_bytes(b"")
+    (run / "results.json").write_text("{}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        refusal = earlier_run_refusal(str(run), None, True, multirun=True)
+    assert refusal is not None and "holds an earlier run" in str(refusal)
