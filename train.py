@@ -66,6 +66,7 @@ from framework.errors import (
     in_a_sweep,
     instantiate_node,
     log_to_files,
+    no_srun_hint_outside_slurm_jobs,
     reporting_user_errors,
     run_entry_point,
     stopping_quietly_when_stdout_closes,
@@ -388,6 +389,7 @@ def finish_wandb(stopping: BaseException | None = None) -> None:
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     run_log_on_rank_zero_only()
+    no_srun_hint_outside_slurm_jobs()  # also in a job that submitit runs in a process of its own
     try:
         # the user's mistake, whoever found it: one sentence, exit code 2
         with stopping_quietly_when_stdout_closes(), reporting_user_errors(cfg.get("evaluate_tasks")):

@@ -29,6 +29,7 @@ import shlex
 import signal
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -819,6 +820,14 @@ def logging_stopping_when_stdout_closes():
         logging.StreamHandler.handleError = handle_error
 
 
+def no_srun_hint_outside_slurm_jobs() -> None:
+    """Lightning hints, on any machine with srun on PATH (a cluster's login node), that a command not started by srun
+    be prepended with it; outside a SLURM job (no ``SLURM_JOB_ID``) that is no advice for a run here, and it came
+    before a user error's one sentence. Inside a job, where the advice may be right, it stays."""
+    if "SLURM_JOB_ID" not in os.environ:
+        warnings.filterwarnings("ignore", message="The `srun` command is available on your system but is not used")
+
+
 def run_entry_point(main: Callable[[], object]) -> None:
     """Run a ``@hydra.main`` function from ``if __name__ == "__main__"``.
 
@@ -830,6 +839,7 @@ def run_entry_point(main: Callable[[], object]) -> None:
     traceback is printed).
     """
     _job.update(started=False, sweep_dir=None, script=None, run_dir=None)
+    no_srun_hint_outside_slurm_jobs()
     if "--experimental-rerun" in sys.argv[1:]:  # Hydra would fail on our paths' ${hydra:...}, or on a missing pickle
         print(report(ConfigError(
             f"--experimental-rerun cannot rerun this framework's runs: their paths come from Hydra's runtime "

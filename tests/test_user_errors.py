@@ -1186,3 +1186,23 @@ def test_a_refusal_in_a_spawned_ddp_worker_is_one_sentence_with_the_default_path
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
     assert result.stderr.rstrip().endswith("sample_size=5000, but the training set has only 1150 items; give "
                                            "callbacks.mi_lr.sample_size <= 1150.")
+
+
+def test_lightnings_srun_hint_does_not_come_before_the_sentence_outside_a_slurm_job(tmp_path):
+    """On a machine with srun on PATH (a cluster's login node) Lightning's Trainer hints that the command be run under
+    srun: outside a SLURM job that is no advice, and it came before the sentence of a user error found after it."""
+    import os
+
+    from tests.conftest import run_cli
+
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "srun").write_text("#!/bin/sh\n")
+    (tmp_path / "bin" / "srun").chmod(0o755)
+    path = f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}"
+    done = run_cli("train.py", "data=mnist", f"data.data_dir={tmp_path / 'none'}", "debug=smoke",
+                   f"hydra.run.dir={tmp_path / 'run'}", env={"PATH": path})
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert [line for line in done.stderr.splitlines() if line.strip()] == [
+        f"Data error: MNISTDataModule: expected {tmp_path / 'none'}/MNIST/raw/train-images-idx3-ubyte but it does not "
+        f"exist; put the dataset under {tmp_path / 'none'} in its official layout (or point data.data_dir= or "
+        f"DATA_DIR at it), or run with data.download=true when online."]
