@@ -236,9 +236,12 @@ def build(cfg: DictConfig, callbacks: Sequence[Callback]) -> tuple[L.LightningDa
     # barebones mode refuses any profiler (it keeps Lightning's default)
     profiler = {} if cfg.trainer.get("profiler") or cfg.trainer.get("barebones") else {"profiler": UnrecordedProfiler()}
     plugins = {} if cfg.trainer.get("plugins") else {"plugins": [CheckpointWrittenInPlace()]}
+    # data.val_fraction=0: no validation split, whose empty loader Lightning would warn of ("make sure this was your
+    # intention"); the run is validated by nothing, as with trainer.limit_val_batches=0
+    no_validation = {"limit_val_batches": 0} if getattr(datamodule, "val_fraction", None) == 0 else {}
     # _convert_: plain dicts and lists, as Lightning's type checks expect (max_time={minutes: 30})
     trainer: L.Trainer = instantiate_node(cfg.trainer, "trainer", _convert_="all", callbacks=all_callbacks,
-                                          logger=loggers or False, **profiler, **plugins)
+                                          logger=loggers or False, **profiler, **plugins, **no_validation)
     leave_out_hooks_not_implemented(trainer.callbacks)  # Lightning's own (progress bar, model summary) included
     with_fit_loop_resuming_at_epoch_ends(trainer)
     refusals_in_workers(trainer, cfg)
@@ -329,7 +332,7 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
         else:
             checkpoint, evaluated = given, f"checkpoint {given}"
         with loading_checkpoint(None if trained else given):
-            if checkpoint:
+            if checkpoint and trainer.limit_val_batches != 0:
                 metrics |= evaluate_checkpoint(trainer, model, datamodule, checkpoint)
             if cfg.get("test", True):
                 trainer.test(model, datamodule=datamodule, ckpt_path=checkpoint)

@@ -778,3 +778,18 @@ def test_the_check_for_an_earlier_run_gives_no_srun_hint_on_a_login_node(tmp_pat
         warnings.simplefilter("error")
         refusal = earlier_run_refusal(str(run), None, True, multirun=True)
     assert refusal is not None and "holds an earlier run" in str(refusal)
+
+
+def test_a_run_without_a_validation_split_validates_nothing_and_says_nothing_of_an_empty_loader(make_cfg, caplog):
+    """data.val_fraction=0 (LeCun's protocol, the MI study): Lightning warned of the empty validation loader ("make
+    sure this was your intention") and the tested checkpoint was loaded twice, once to validate it on nothing."""
+    import warnings
+
+    from train import train
+
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level("INFO"):
+        warnings.simplefilter("always")
+        results = train(make_cfg("experiment=lenet5_classic_mnist", "debug=smoke", "logger=none"))
+    assert not [w for w in caught if "Total length of" in str(w.message)]
+    assert caplog.text.count("Restoring states from the checkpoint path") == 1  # for the test
+    assert "test/acc" in results["metrics"] and not [key for key in results["metrics"] if key.startswith("val/")]
