@@ -239,6 +239,8 @@ def build(cfg: DictConfig, callbacks: Sequence[Callback]) -> tuple[L.LightningDa
     # data.val_fraction=0: no validation split, whose empty loader Lightning would warn of ("make sure this was your
     # intention"); the run is validated by nothing, as with trainer.limit_val_batches=0
     no_validation = {"limit_val_batches": 0} if getattr(datamodule, "val_fraction", None) == 0 else {}
+    if no_validation:
+        log.info("data.val_fraction=0: no validation split, so the run validates nothing (trainer.limit_val_batches=0)")
     # _convert_: plain dicts and lists, as Lightning's type checks expect (max_time={minutes: 30})
     trainer: L.Trainer = instantiate_node(cfg.trainer, "trainer", _convert_="all", callbacks=all_callbacks,
                                           logger=loggers or False, **profiler, **plugins, **no_validation)

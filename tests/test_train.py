@@ -792,4 +792,5 @@ def test_a_run_without_a_validation_split_validates_nothing_and_says_nothing_of_
         results = train(make_cfg("experiment=lenet5_classic_mnist", "debug=smoke", "logger=none"))
     assert not [w for w in caught if "Total length of" in str(w.message)]
     assert caplog.text.count("Restoring states from the checkpoint path") == 1  # for the test
+    assert "data.val_fraction=0: no validation split, so the run validates nothing" in caplog.text
     assert "test/acc" in results["metrics"] and not [key for key in results["metrics"] if key.startswith("val/")]
