@@ -20,6 +20,7 @@ Usage::
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import torch
@@ -28,6 +29,8 @@ from torch import nn
 
 from framework.errors import ConfigError
 from lightning_modules.classifier import ClassificationModule
+
+log = logging.getLogger(__name__)
 
 KINDS = ("softmax", "fc", "ae", "conv")
 
@@ -150,6 +153,14 @@ class SzegedyModule(ClassificationModule):
 
     def pretraining(self) -> bool:
         return self.current_epoch < self.pretrain_epochs
+
+    def on_fit_start(self) -> None:
+        epochs = self.trainer.max_epochs
+        if self.pretrain_epochs and epochs is not None and 0 <= epochs <= self.pretrain_epochs:
+            log.warning(f"trainer.max_epochs is {epochs}, but model.pretrain_epochs is {self.pretrain_epochs}: every "
+                        f"epoch pre-trains the autoencoder and the softmax layer never trains, so the val/ and test/ "
+                        f"metrics are those of its initial weights; give trainer.max_epochs above "
+                        f"{self.pretrain_epochs}, or a smaller model.pretrain_epochs.")
 
     def on_train_epoch_start(self) -> None:
         if self.pretrain_epochs and not self.pretraining():

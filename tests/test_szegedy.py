@@ -103,6 +103,22 @@ def test_autoencoder_is_pretrained_then_frozen_while_the_softmax_trains(tmp_path
     assert not torch.equal(output[3], output[1])  # while the softmax trains
 
 
+@pytest.mark.parametrize(("max_epochs", "warned"), [(2, True), (3, False)])
+def test_a_run_that_ends_before_the_pretraining_does_says_that_the_softmax_never_trained(tmp_path, caplog,
+                                                                                       max_epochs, warned):
+    """`experiment=szegedy_ae400 debug=limit` (2 epochs of its 10 of pre-training) reported the test accuracy of a
+    softmax layer that had never trained, without a word."""
+    write_mnist(tmp_path, num_train=64, num_test=8)
+    module = SzegedyModule(net=SzegedyNet(kind="ae", hidden=[16]), optimizer=partial(torch.optim.SGD, lr=0.01),
+                           pretrain_epochs=2, param_groups="single")
+    data = MNISTDataModule(data_dir=str(tmp_path), batch_size=64, val_fraction=0.25)
+    with caplog.at_level("WARNING"):
+        L.Trainer(max_epochs=max_epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                  num_sanity_val_steps=0, limit_train_batches=1, limit_val_batches=1).fit(module, data)
+    assert ("trainer.max_epochs is 2, but model.pretrain_epochs is 2: every epoch pre-trains the autoencoder and the "
+            "softmax layer never trains" in caplog.text) == warned
+
+
 # The paper's models (Szegedy et al. 2014, Table 1, Table 3 and section 4.2; summary in
 # ../shared/reference/forward-autoencoders-and-attacks.md): experiment -> (kind, hidden units, lambda per layer,
 # training part). None: the paper does not give it (the AE's encoder lambda; Table 3's lambdas are not in the summary).
