@@ -133,7 +133,7 @@ def check_slurm_request(cfg: DictConfig, partitions: dict[str, Partition]) -> No
         if value is not None and not (is_int(value) and value >= least):
             raise ConfigError(f"Config key 'hydra.launcher.{key}' is {shown(value)}, but {why}; {remedy}.")
     timeout, lead = launcher.get("timeout_min"), launcher.get("signal_delay_s") or 0
-    if timeout * 60 <= lead:
+    if timeout is not None and timeout * 60 <= lead:
         raise ConfigError(f"Config key 'hydra.launcher.timeout_min' is {timeout}, but submitit signals a job "
                           f"hydra.launcher.signal_delay_s={lead} s before its time limit to requeue it, so every start "
                           f"would be stopped at once; give a limit longer than {lead / 60:g} minutes.")
@@ -178,7 +178,7 @@ def check_slurm_request(cfg: DictConfig, partitions: dict[str, Partition]) -> No
     if gpus > partition.gpus:
         raise ConfigError(f"Config key 'hydra.launcher.gpus_per_node' is {gpus}, but {where} {partition.gpus} GPUs; "
                           f"lower it (0 for CPU jobs), or choose a GPU partition.")
-    if partition.max_minutes is not None and timeout > partition.max_minutes:
+    if None not in (partition.max_minutes, timeout) and timeout > partition.max_minutes:
         raise ConfigError(f"Config key 'hydra.launcher.timeout_min' is {timeout}, but partition '{partition.name}' "
                           f"allows at most {partition.max_minutes:g} minutes (its MaxTime; a longer job waits in the "
                           f"queue for good); lower it, or choose a partition with a longer limit.")
