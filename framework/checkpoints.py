@@ -11,7 +11,6 @@ import math
 import random
 import re
 import shutil
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -109,10 +108,8 @@ def earlier_run_refusal(output_dir: str | Path, ckpt_path: str | None, trained: 
     last = folder / "checkpoints" / "last.ckpt"
     checkpoints, results = sorted(folder.glob("checkpoints/*.ckpt")), sorted(folder.glob("results.json"))
     earlier = checkpoints + results + sorted(folder.glob(METRICS_CSV))
-    with warnings.catch_warnings():  # on a login node with srun: Lightning's hint to run this command under srun
-        warnings.simplefilter("ignore")
-        if any(folder.glob("hpc_ckpt_*.ckpt")) and SLURMEnvironment.detect():
-            return None
+    if any(folder.glob("hpc_ckpt_*.ckpt")) and SLURMEnvironment.detect():  # no srun hint: see run_entry_point
+        return None
     elsewhere = "give another hydra.sweep.dir" if multirun else "leave hydra.run.dir out (each run gets a new folder)"
     if not trained:
         if not earlier:

@@ -61,6 +61,7 @@ from omegaconf.errors import (
 from torch.multiprocessing import ProcessRaisedException
 
 from framework.compose import CONF
+from framework.processes import child_processes, command_line
 
 log = logging.getLogger("user_error")
 
@@ -729,7 +730,7 @@ def stop_submitit_local_jobs(grace_s: float = SUBMITIT_LOCAL_GRACE_S) -> None:
     passes SIGTERM on to it; a launcher that SIGTERM stopped left its jobs training with no launcher to wait for them.
     Each job gets the signal as on a cluster, and the launcher waits until they have stopped (Lightning stops at the
     next batch), killing those still there after ``grace_s``, so that the sweep can go on with ckpt_path=auto."""
-    controllers = [pid for pid in child_processes(os.getpid()) if b"submitit.local._local" in command_line(pid)]
+    controllers = [pid for pid in child_processes(os.getpid()) if "submitit.local._local" in command_line(pid)]
     for controller in controllers:
         with suppress(ProcessLookupError):
             os.kill(controller, signal.SIGTERM)
@@ -750,23 +751,6 @@ def has_ended(child: int, wait: bool = False) -> bool:
         return os.waitpid(child, 0 if wait else os.WNOHANG) != (0, 0)
     except ChildProcessError:  # reaped already
         return True
-
-
-def child_processes(parent: int) -> list[int]:
-    """The pids of ``parent``'s living child processes (Linux's /proc)."""
-    children = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with suppress(OSError, ValueError, IndexError):  # a process that ended meanwhile
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == parent:
-                children.append(int(stat.parent.name))
-    return children
-
-
-def command_line(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return b""
 
 
 def _stdout_reader_gone() -> bool:

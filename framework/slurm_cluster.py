@@ -35,6 +35,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from framework.processes import command_line
+
 PACKAGES = ("slurmctld", "slurmd", "slurm-client", "munge")
 COMMANDS = ("munged", "slurmctld", "slurmd", "sbatch", "srun", "sinfo", "squeue", "scancel", "scontrol")
 SEARCH_PATH = f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin:/usr/bin"
@@ -258,9 +260,10 @@ class SlurmCluster:
                     time.sleep(0.5)
         for name in ("slurmd", "slurmctld", "munged"):
             pid = self.pids.get(name)
-            if pid and str(self.directory) in _cmdline(pid):  # still the process started (not a reused pid)
+            if pid and str(self.directory) in command_line(pid):  # still the process started (not a reused pid)
                 _terminate(pid, lambda name=name: self._gone(name))
-        leftovers = [pid for pid in _pids_with_env(f"SLURM_CONF={self.conf}") if _cmdline(pid).startswith("slurmstepd")]
+        leftovers = [pid for pid in _pids_with_env(f"SLURM_CONF={self.conf}")
+                     if command_line(pid).startswith("slurmstepd")]
         for pid in leftovers:
             _terminate(pid, lambda pid=pid: _gone(pid))
         if remove:
@@ -286,13 +289,6 @@ def _gone(pid: int) -> bool:
     except OSError:
         return True
     return stat[stat.rfind(")") + 2] == "Z"
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
 
 
 def _pids_with_env(entry: str) -> list[int]:

@@ -6,6 +6,8 @@ import signal
 from hydra.experimental.callback import Callback as HydraCallback
 from lightning.pytorch.callbacks import Callback
 
+from framework.processes import parent_of
+
 
 class SignalAtEpochStart(Callback):
     def __init__(self, epoch: int, signal_name: str = "SIGTERM"):
@@ -52,9 +54,7 @@ class SignalLauncherAtEpochStart(Callback):
         from hydra.core.hydra_config import HydraConfig
 
         if trainer.current_epoch == self.epoch and HydraConfig.get().job.num == self.job:
-            controller = os.getppid()
-            stat = open(f"/proc/{controller}/stat").read()
-            os.kill(int(stat.rsplit(")", 1)[1].split()[1]), signal.SIGTERM)
+            os.kill(parent_of(os.getppid()), signal.SIGTERM)
 
 
 class BugAtTrainStart(Callback):

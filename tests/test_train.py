@@ -764,6 +764,7 @@ def test_the_check_for_an_earlier_run_gives_no_srun_hint_on_a_login_node(tmp_pat
     import warnings
 
     from framework.checkpoints import earlier_run_refusal
+    from framework.errors import no_srun_hint_outside_slurm_jobs
 
     (tmp_path / "bin").mkdir()
     (tmp_path / "bin" / "srun").write_text("#!/bin/sh\n")
@@ -776,6 +777,7 @@ def test_the_check_for_an_earlier_run_gives_no_srun_hint_on_a_login_node(tmp_pat
     (run / "results.json").write_text("{}")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
+        no_srun_hint_outside_slurm_jobs()  # as run_entry_point and train.py's main install it
         refusal = earlier_run_refusal(str(run), None, True, multirun=True)
     assert refusal is not None and "holds an earlier run" in str(refusal)
 
