@@ -85,7 +85,8 @@ def quantize(images: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def batched_lbfgsb(objective, x0: torch.Tensor, lower: float = 0.0, upper: float = 1.0, max_iter: int = 100,
-                   history: int = 10, gtol: float = 1e-5, ftol: float = 1e-9, max_backtracks: int = 20):
+                   history: int = 10, gtol: float = 1e-5, ftol: float = 1e-9, max_backtracks: int = 20,
+                   halvings_per_call: int = 4):
     """Minimise ``objective(x, rows) -> [len(rows)]`` independently per row of ``x0 [B, n]`` in [lower, upper].
 
     Projected L-BFGS: two-loop recursion with one history per row, a backtracking (Armijo) line search with a
@@ -133,20 +134,26 @@ def batched_lbfgsb(objective, x0: torch.Tensor, lower: float = 0.0, upper: float
         not_descent = (d * g).sum(1) >= 0
         d = torch.where(not_descent[:, None], -g * free / g.norm(dim=1, keepdim=True).clamp_min(1.0), d)
 
-        step = x.new_ones(len(active))
+        # Backtracking: the largest step 2^-k (k < max_backtracks) that passes the Armijo test. Several halvings
+        # go into one call of the objective, as extra rows: with a call per halving, most calls were trials.
         accepted = torch.zeros(len(active), dtype=torch.bool, device=x.device)
         x_new, f_new = xa.clone(), f.clone()
-        for _ in range(max_backtracks):
-            pending = (~accepted).nonzero().squeeze(1)
-            trial = (xa[pending] + step[pending, None] * d[pending]).clamp(lower, upper)
-            f_trial = objective(trial, active[pending])
-            ok = f_trial <= f[pending] + 1e-4 * (g[pending] * (trial - xa[pending])).sum(1)
-            done = pending[ok]
-            x_new[done], f_new[done] = trial[ok], f_trial[ok]
+        pending = torch.arange(len(active), device=x.device)
+        for first in range(0, max_backtracks, halvings_per_call):
+            steps = 0.5 ** torch.arange(first, min(first + halvings_per_call, max_backtracks), device=x.device,
+                                        dtype=x.dtype)
+            trial = (xa[pending, None] + steps[:, None] * d[pending, None]).clamp(lower, upper)  # [rows, steps, n]
+            trial_rows = active[pending].repeat_interleave(len(steps))
+            f_trial = objective(trial.flatten(0, 1), trial_rows).view(len(pending), -1)
+            ok = f_trial <= f[pending, None] + 1e-4 * (g[pending, None] * (trial - xa[pending, None])).sum(2)
+            passed = ok.any(1)
+            largest = ok[passed].int().argmax(1)  # the first step that passed: the largest
+            done = pending[passed]
+            x_new[done], f_new[done] = trial[passed, largest], f_trial[passed, largest]
             accepted[done] = True
-            if accepted.all():
+            pending = pending[~passed]
+            if len(pending) == 0:
                 break
-            step[pending[~ok]] *= 0.5
         g_new = value_and_grad(x_new, active)[1]
         s_step, y_step = x_new - xa, g_new - g
         sy = (s_step * y_step).sum(1)

@@ -113,6 +113,27 @@ def test_inner_solution_matches_scipy_lbfgsb_per_example(softmax_model):
     torch.testing.assert_close(ours, torch.tensor(np.stack([r.x for r in references])), atol=1e-6, rtol=0)
 
 
+def test_halvings_tried_together_take_the_same_steps_in_fewer_calls():
+    """The line search takes the largest step 2^-k that passes the Armijo test, whether the halvings are tried one
+    call at a time or several in one call: the iterates are the same, the objective is called fewer times."""
+    quadratic, start = box_quadratics(rows=6, n=20), torch.full((6, 20), 0.5, dtype=torch.float64)
+    calls = []
+
+    def counted(points, rows):
+        calls.append(len(points))
+        return quadratic(points, rows)
+
+    def solve(halvings_per_call):
+        calls.clear()
+        return batched_lbfgsb(counted, start, max_iter=40, halvings_per_call=halvings_per_call), len(calls)
+
+    one_at_a_time, calls_one_at_a_time = solve(1)
+    for halvings_per_call in (3, 20):
+        together, calls_together = solve(halvings_per_call)
+        torch.testing.assert_close(together, one_at_a_time, atol=1e-12, rtol=0)
+        assert calls_together < calls_one_at_a_time  # fewer: so the search did backtrack
+
+
 def scipy_lbfgsb(objective, start, i, **options):
     """scipy's L-BFGS-B in the box [0, 1] on row ``i`` of a batched ``objective(points, rows)``, from ``start``."""
     def fun(z):
