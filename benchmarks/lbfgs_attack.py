@@ -81,6 +81,12 @@ def main() -> None:
 
 
 def measure(args: argparse.Namespace, scratch: str) -> None:
+    if args.run and not Path(args.run, "results.json").is_file():
+        what = "has no results.json" if Path(args.run).is_dir() else "does not exist"
+        print(f"benchmarks/lbfgs_attack.py: --run {args.run} {what}, so it is no finished run's output directory; give "
+              f"that of a python train.py experiment=szegedy_fc100 run, or leave --run out to train one here.",
+              file=sys.stderr)
+        raise SystemExit(2)
     try:
         training = SMOKE_TRAINING if args.smoke else TRAINING
         run_dir = Path(args.run) if args.run else train_fc100(Path(scratch), training)

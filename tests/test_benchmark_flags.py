@@ -1,6 +1,7 @@
 """The benchmarks' command lines: a count or size that makes no sense, or a device a script cannot use, is argparse's
-one-line error with exit code 2 before any work; the framework's user errors (a --run without a run or a
-checkpoint, weights that cannot be had) are their one sentence with exit code 2; nothing is left in /tmp."""
+one-line error with exit code 2 before any work, and so is a --run that is no finished run (naming the flag); the
+framework's user errors (a run without a checkpoint, weights that cannot be had) are their one sentence with exit code
+2; nothing is left in /tmp."""
 
 import argparse
 import json
@@ -84,9 +85,16 @@ def run_main(module, argv: list[str], monkeypatch, capsys) -> str:
 
 def test_lbfgs_attack_names_a_missing_run_or_checkpoint_in_one_sentence(tmp_path, monkeypatch, capsys):
     err = run_main(lbfgs_attack, ["--run", str(tmp_path / "nonexistent")], monkeypatch, capsys)
-    assert err.startswith("Config error: ") and "does not exist" in err and err.count("\n") == 1, err
+    assert err == (f"benchmarks/lbfgs_attack.py: --run {tmp_path / 'nonexistent'} does not exist, so it is no finished "
+                   f"run's output directory; give that of a python train.py experiment=szegedy_fc100 run, or leave "
+                   f"--run out to train one here.\n")
+    # a folder above runs (here /tmp's pytest folders hold runs of other tests) is no run either: the flag, not the
+    # framework's runs= key, is named
     run = tmp_path / "fc100"
     run.mkdir()
+    err = run_main(lbfgs_attack, ["--run", str(tmp_path)], monkeypatch, capsys)
+    assert err.startswith(f"benchmarks/lbfgs_attack.py: --run {tmp_path} has no results.json, so it is no ") \
+        and err.count("\n") == 1, err
     (run / "results.json").write_text(json.dumps({"path": str(run), "metrics": {}, "config": {
         "model": {"_target_": "lightning_modules.classifier.ClassificationModule"}}}))
     err = run_main(lbfgs_attack, ["--run", str(run)], monkeypatch, capsys)
@@ -103,6 +111,7 @@ def test_lbfgs_attack_with_nothing_to_attack_says_so_and_none_found_is_no_nan(tm
     run = SimpleNamespace(name="fc100", path=tmp_path, images=lambda split, count: (images, labels),
                           model=lambda device: always_zero)
     monkeypatch.setattr(lbfgs_attack, "load_runs", lambda path: [run])
+    (tmp_path / "results.json").write_text("{}")  # what the stand-in for load_runs stands for: a finished run
     err = run_main(lbfgs_attack, ["--run", str(tmp_path), "--examples", "5"], monkeypatch, capsys)
     assert err == (f"benchmarks/lbfgs_attack.py: the run in {tmp_path} classifies none of the first 5 test images "
                    f"correctly, so there is nothing to attack; give a trained --run, or more --examples.\n")
