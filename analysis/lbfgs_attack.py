@@ -22,6 +22,7 @@ to the free variables (not at a bound with the gradient pushing outwards) and ev
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -134,14 +135,14 @@ def batched_lbfgsb(objective, x0: torch.Tensor, lower: float = 0.0, upper: float
         not_descent = (d * g).sum(1) >= 0
         d = torch.where(not_descent[:, None], -g * free / g.norm(dim=1, keepdim=True).clamp_min(1.0), d)
 
-        # Backtracking: the largest step 2^-k (k < max_backtracks) that passes the Armijo test. Several halvings
-        # go into one call of the objective, as extra rows: with a call per halving, most calls were trials.
+        # Backtracking: the largest step 2^-k (k < max_backtracks) that passes the Armijo test. Most rows take the
+        # whole step, tried alone first; the few rows left try several halvings in one call of the objective, as
+        # extra rows (with a call per halving, most calls were trials of a few rows).
         accepted = torch.zeros(len(active), dtype=torch.bool, device=x.device)
         x_new, f_new = xa.clone(), f.clone()
         pending = torch.arange(len(active), device=x.device)
-        for first in range(0, max_backtracks, halvings_per_call):
-            steps = 0.5 ** torch.arange(first, min(first + halvings_per_call, max_backtracks), device=x.device,
-                                        dtype=x.dtype)
+        for first, end in itertools.pairwise([0, *range(1, max_backtracks, halvings_per_call), max_backtracks]):
+            steps = 0.5 ** torch.arange(first, end, device=x.device, dtype=x.dtype)
             trial = (xa[pending, None] + steps[:, None] * d[pending, None]).clamp(lower, upper)  # [rows, steps, n]
             trial_rows = active[pending].repeat_interleave(len(steps))
             f_trial = objective(trial.flatten(0, 1), trial_rows).view(len(pending), -1)
