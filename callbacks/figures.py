@@ -34,6 +34,19 @@ def log_figure(trainer: L.Trainer, path: Path, key: str) -> None:
             logger.experiment.add_image(key, pixels, global_step=trainer.global_step, dataformats="HWC")
 
 
+def pixels_digest(path: Path) -> str | None:
+    """A digest of the image's pixels, not of its file: under DDP every rank may write the same figure, and the
+    file read while another rank rewrites it can decode to the same pixels from other bytes (a figure sent twice).
+    None while it cannot be read whole (being written): the next look tries again; a file that never can is never
+    sent."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return hashlib.sha1(f"{image.mode} {image.size}".encode() + image.tobytes()).hexdigest()
+    except (OSError, SyntaxError, ValueError):  # PIL's errors for a truncated or unreadable file
+        return None
+
+
 class FiguresToLoggers(L.Callback):
     """What it sent is kept in checkpoints: a resumed run (a requeued job) sent every figure of its run again."""
 
@@ -46,8 +59,8 @@ class FiguresToLoggers(L.Callback):
         for path in sorted(self.root.rglob("*.png")):
             relative = path.relative_to(self.root)
             if SKIPPED_FOLDERS.isdisjoint(relative.parts[:-1]):
-                digest = hashlib.sha1(path.read_bytes()).hexdigest()
-                if self.sent.get(relative.as_posix()) != digest:
+                digest = pixels_digest(path)
+                if digest is not None and self.sent.get(relative.as_posix()) != digest:
                     self.sent[relative.as_posix()] = digest
                     found.append(path)
         return found

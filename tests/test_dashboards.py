@@ -188,6 +188,30 @@ def test_figures_are_sent_once_each_again_when_rewritten_and_never_from_logger_f
     assert sent == ["figures/mi_lr", "figures/grids/attack", "figures/mi_lr"]  # it sent them all again
 
 
+def test_a_figure_being_rewritten_by_another_rank_is_not_sent_again(tmp_path, monkeypatch):
+    """Under trainer=ddp_sim every rank's callback may write the same figure; rank 0 read it while rank 1 rewrote
+    it, and sent epoch_0 twice (CI, 2026-12-06). What is sent is told apart by its pixels, and a file that cannot be
+    read whole yet waits for the next look."""
+    sent = []
+    monkeypatch.setattr(figures, "log_figure", lambda trainer, path, key: sent.append(key))
+    trainer = type("Trainer", (), {"is_global_zero": True, "global_step": 0,
+                                   "loggers": [TensorBoardLogger(tmp_path / "tensorboard")]})()
+    callback = figures.FiguresToLoggers(tmp_path)
+    whole = io.BytesIO()
+    Image.fromarray(painting(0)).save(whole, format="png")
+    figure = tmp_path / "epoch_0.png"
+    for written in (whole.getvalue()[:40], whole.getvalue()[:-12]):  # IDAT cut short; all but the IEND chunk
+        figure.write_bytes(written)
+        callback.send(trainer)
+    assert sent == ["figures/epoch_0"]  # the second file decodes whole: those are the figure's pixels
+    for written in (b"", whole.getvalue()):  # truncated by the other rank's write, then written again
+        figure.write_bytes(written)
+        callback.send(trainer)
+    Image.fromarray(painting(0)).save(figure, compress_level=0)  # the same pixels in other bytes
+    callback.send(trainer)
+    assert sent == ["figures/epoch_0"]
+
+
 @pytest.mark.slow
 def test_a_resumed_run_continues_its_wandb_run(tmp_path):
     """One wandb run per run directory: a restart with ckpt_path=auto (a requeued SLURM job) logs into the run its
