@@ -3,7 +3,8 @@
 Callbacks and studies only write PNG files into the run directory (mi_lr.png, reconstructions, attack grids,
 ...). This callback looks for new or changed PNGs under the run directory at the start and the end of every
 training epoch (the start catches what other callbacks wrote at the previous epoch's end), at the end of
-fitting and of testing, and logs each under ``figures/<path relative to the run, without .png>``.
+fitting and of testing, and logs each under ``figures/<path relative to the run, without .png>``. A figure is
+read once per look, its RGB pixels both what tells it apart and what the loggers get.
 The loggers' own folders are skipped (wandb keeps copies of the images in its run folder).
 
     figures:
@@ -24,25 +25,23 @@ from PIL import Image
 SKIPPED_FOLDERS = frozenset({"wandb", "tensorboard", "checkpoints", "csv", ".hydra", ".submitit"})
 
 
-def log_figure(trainer: L.Trainer, path: Path, key: str) -> None:
-    """Give one PNG to every logger that takes images."""
+def log_figure(trainer: L.Trainer, pixels: np.ndarray, key: str) -> None:
+    """Give one figure's RGB pixels to every logger that takes images."""
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger):
-            logger.log_image(key=key, images=[str(path)], step=trainer.global_step)
+            logger.log_image(key=key, images=[pixels], step=trainer.global_step)
         elif isinstance(logger, TensorBoardLogger):
-            pixels = np.asarray(Image.open(path).convert("RGB"))
             logger.experiment.add_image(key, pixels, global_step=trainer.global_step, dataformats="HWC")
 
 
-def pixels_digest(path: Path) -> str | None:
-    """A digest of the image's pixels, not of its file: under DDP every rank may write the same figure, and the
-    file read while another rank rewrites it can decode to the same pixels from other bytes (a figure sent twice).
-    None while it cannot be read whole (being written): the next look tries again; a file that never can is never
-    sent."""
+def read_pixels(path: Path) -> np.ndarray | None:
+    """The figure's RGB pixels, read once for the digest and the loggers alike: under DDP every rank may write the
+    same figure, and a file read while another rank rewrites it can decode to the same pixels from other bytes (a
+    figure sent twice, when told apart by its bytes) or not decode at all. None while it cannot be read whole: the
+    next look tries again; a file that never can is never sent."""
     try:
         with Image.open(path) as image:
-            image.load()
-            return hashlib.sha1(f"{image.mode} {image.size}".encode() + image.tobytes()).hexdigest()
+            return np.asarray(image.convert("RGB"))
     except (OSError, SyntaxError, ValueError):  # PIL's errors for a truncated or unreadable file
         return None
 
@@ -54,15 +53,17 @@ class FiguresToLoggers(L.Callback):
         self.root = Path(root)
         self.sent: dict[str, str] = {}  # path relative to the run -> digest of the content that was logged
 
-    def new_figures(self) -> list[Path]:
+    def new_figures(self) -> list[tuple[str, np.ndarray]]:
+        """(path relative to the run, pixels) of each figure whose pixels have not been sent."""
         found = []
         for path in sorted(self.root.rglob("*.png")):
             relative = path.relative_to(self.root)
-            if SKIPPED_FOLDERS.isdisjoint(relative.parts[:-1]):
-                digest = pixels_digest(path)
-                if digest is not None and self.sent.get(relative.as_posix()) != digest:
+            pixels = read_pixels(path) if SKIPPED_FOLDERS.isdisjoint(relative.parts[:-1]) else None
+            if pixels is not None:
+                digest = hashlib.sha1(f"{pixels.shape}".encode() + pixels.tobytes()).hexdigest()
+                if self.sent.get(relative.as_posix()) != digest:
                     self.sent[relative.as_posix()] = digest
-                    found.append(path)
+                    found.append((relative.with_suffix("").as_posix(), pixels))
         return found
 
     def state_dict(self) -> dict:
@@ -77,8 +78,8 @@ class FiguresToLoggers(L.Callback):
         takes_images = any(isinstance(logger, WandbLogger | TensorBoardLogger) for logger in trainer.loggers)
         if not trainer.is_global_zero or not takes_images or not self.root.is_dir():
             return
-        for path in self.new_figures():
-            log_figure(trainer, path, f"figures/{path.relative_to(self.root).with_suffix('').as_posix()}")
+        for name, pixels in self.new_figures():
+            log_figure(trainer, pixels, f"figures/{name}")
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.send(trainer)

@@ -167,7 +167,7 @@ def test_a_run_stopped_and_continued_sends_each_figure_once(tmp_path):
 
 def test_figures_are_sent_once_each_again_when_rewritten_and_never_from_logger_folders(tmp_path, monkeypatch):
     sent = []
-    monkeypatch.setattr(figures, "log_figure", lambda trainer, path, key: sent.append(key))
+    monkeypatch.setattr(figures, "log_figure", lambda trainer, pixels, key: sent.append(key))
     trainer = type("Trainer", (), {"is_global_zero": True, "global_step": 0,
                                    "loggers": [TensorBoardLogger(tmp_path / "tensorboard")]})()
     callback = figures.FiguresToLoggers(tmp_path)
@@ -193,7 +193,7 @@ def test_a_figure_being_rewritten_by_another_rank_is_not_sent_again(tmp_path, mo
     it, and sent epoch_0 twice (CI, 2026-12-06). What is sent is told apart by its pixels, and a file that cannot be
     read whole yet waits for the next look."""
     sent = []
-    monkeypatch.setattr(figures, "log_figure", lambda trainer, path, key: sent.append(key))
+    monkeypatch.setattr(figures, "log_figure", lambda trainer, pixels, key: sent.append(key))
     trainer = type("Trainer", (), {"is_global_zero": True, "global_step": 0,
                                    "loggers": [TensorBoardLogger(tmp_path / "tensorboard")]})()
     callback = figures.FiguresToLoggers(tmp_path)
