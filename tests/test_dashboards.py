@@ -165,12 +165,19 @@ def test_a_run_stopped_and_continued_sends_each_figure_once(tmp_path):
     assert {tag: len(sent) for tag, sent in images.items()} == {f"figures/plots/epoch_{epoch}": 1 for epoch in range(3)}
 
 
-def test_figures_are_sent_once_each_again_when_rewritten_and_never_from_logger_folders(tmp_path, monkeypatch):
+@pytest.fixture
+def sending(tmp_path, monkeypatch):
+    """What a FiguresToLoggers on tmp_path sends (the keys, in order), the rank-0 trainer with TensorBoard it sends
+    through, and the callback."""
     sent = []
     monkeypatch.setattr(figures, "log_figure", lambda trainer, pixels, key: sent.append(key))
     trainer = type("Trainer", (), {"is_global_zero": True, "global_step": 0,
                                    "loggers": [TensorBoardLogger(tmp_path / "tensorboard")]})()
-    callback = figures.FiguresToLoggers(tmp_path)
+    return sent, trainer, figures.FiguresToLoggers(tmp_path)
+
+
+def test_figures_are_sent_once_each_again_when_rewritten_and_never_from_logger_folders(tmp_path, sending):
+    sent, trainer, callback = sending
     (tmp_path / "wandb" / "media").mkdir(parents=True)
     Image.fromarray(painting(0)).save(tmp_path / "wandb" / "media" / "copy.png")
     Image.fromarray(painting(0)).save(tmp_path / "mi_lr.png")
@@ -188,15 +195,11 @@ def test_figures_are_sent_once_each_again_when_rewritten_and_never_from_logger_f
     assert sent == ["figures/mi_lr", "figures/grids/attack", "figures/mi_lr"]  # it sent them all again
 
 
-def test_a_figure_being_rewritten_by_another_rank_is_not_sent_again(tmp_path, monkeypatch):
+def test_a_figure_being_rewritten_by_another_rank_is_not_sent_again(tmp_path, sending):
     """Under trainer=ddp_sim every rank's callback may write the same figure; rank 0 read it while rank 1 rewrote
     it, and sent epoch_0 twice (CI, 2026-12-06). What is sent is told apart by its pixels, and a file that cannot be
     read whole yet waits for the next look."""
-    sent = []
-    monkeypatch.setattr(figures, "log_figure", lambda trainer, pixels, key: sent.append(key))
-    trainer = type("Trainer", (), {"is_global_zero": True, "global_step": 0,
-                                   "loggers": [TensorBoardLogger(tmp_path / "tensorboard")]})()
-    callback = figures.FiguresToLoggers(tmp_path)
+    sent, trainer, callback = sending
     whole = io.BytesIO()
     Image.fromarray(painting(0)).save(whole, format="png")
     figure = tmp_path / "epoch_0.png"
