@@ -8,10 +8,14 @@ A task is a function ``(cfg) -> str`` (the markdown it wrote) registered in ``TA
 later studies (attacks, probes, paper tables) plug in as new entries. Its docstring's first
 line and its ``Keys:`` line (the config keys it reads, defined in conf/evaluate.yaml) are
 what ``--help`` prints.
+
+The studies import torch (seconds) when their task runs: ``--help`` and Hydra's refusal of a
+command line answer without it.
 """
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import sys
@@ -21,9 +25,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from analysis import perceptual_study, szegedy_study
 from analysis.mi_lr_study import study_table
-from analysis.mi_sample_size import figure1
 from analysis.results_table import (
     check_keys,
     checkpoint_note,
@@ -193,6 +195,8 @@ def mi_sample_size_task(cfg: DictConfig) -> str:
 
     Keys: mi_sample_size, output.
     """
+    from analysis.mi_sample_size import figure1
+
     options = cfg.mi_sample_size
     output = writable_output(cfg, Path(cfg.paths.output_dir), "mi_sample_size.md")
     text = figure1(as_list(options.datasets), cfg.paths.data_dir, list(options.sizes), options.draws, options.estimator,
@@ -241,14 +245,22 @@ def first_paragraph(docstring: str) -> str:
     return " ".join(docstring.strip().split("\n\n")[0].split())
 
 
-def szegedy_task(study: Callable, name: str, figures: bool = False) -> Callable[[DictConfig], str]:
-    """A Szegedy et al. study (analysis/szegedy_study.py); figures go next to the markdown."""
+SZEGEDY_STUDY = Path(__file__).parent / "analysis" / "szegedy_study.py"
+
+
+def szegedy_task(study: str, name: str, figures: bool = False) -> Callable[[DictConfig], str]:
+    """The Szegedy et al. study ``study`` (a function of analysis/szegedy_study.py); figures go next to the markdown.
+    Its docstring, which --help shows, is read from the file: importing it imports torch."""
 
     def task(cfg: DictConfig) -> str:
-        return write_markdown(study(cfg, figures_folder(cfg, f"{name}.md")) if figures else study(cfg), cfg,
-                              f"{name}.md")
+        from analysis import szegedy_study
 
-    summary = first_paragraph(study.__doc__ or name)
+        run = getattr(szegedy_study, study)
+        return write_markdown(run(cfg, figures_folder(cfg, f"{name}.md")) if figures else run(cfg), cfg, f"{name}.md")
+
+    functions = {node.name: node for node in ast.parse(SZEGEDY_STUDY.read_text()).body
+                 if isinstance(node, ast.FunctionDef)}
+    summary = first_paragraph(ast.get_docstring(functions[study]) or name)
     task.__doc__ = f"""{summary}
 
     Keys: runs, szegedy, data_dir, output.
@@ -261,6 +273,8 @@ def perceptual_table1_task(cfg: DictConfig) -> str:
 
     Keys: runs, output.
     """
+    from analysis import perceptual_study
+
     runs = load_results(cfg.runs)
     text = f"Table I ({len(runs)} runs, z = 128)\n\n{perceptual_study.table1(runs, 128)}"
     return write_markdown(text, cfg, "perceptual_table1.md")
@@ -271,6 +285,8 @@ def perceptual_figures_task(cfg: DictConfig) -> str:
 
     Keys: runs, output.
     """
+    from analysis import perceptual_study
+
     figures = figures_folder(cfg, "perceptual_figures.md")
     return write_markdown(perceptual_study.figure(load_results(cfg.runs), figures), cfg, "perceptual_figures.md")
 
@@ -314,12 +330,12 @@ TASKS: dict[str, Callable[[DictConfig], str]] = {
     "reae_table1": reae_table1_task,
     "reae_figure2": reae_figure_task("model.rho", "model.hidden_size", "reae_figure2"),
     "reae_figure3": reae_figure_task("model.hidden_size", "model.rho", "reae_figure3"),
-    "szegedy_table1": szegedy_task(szegedy_study.table1, "szegedy_table1"),
-    "szegedy_table2": szegedy_task(szegedy_study.table2, "szegedy_table2"),
-    "szegedy_table34": szegedy_task(szegedy_study.table34, "szegedy_table34"),
-    "szegedy_table5": szegedy_task(szegedy_study.table5, "szegedy_table5"),
-    "szegedy_figure5": szegedy_task(szegedy_study.figure5, "szegedy_figure5", figures=True),
-    "szegedy_units": szegedy_task(szegedy_study.figure_units, "szegedy_units", figures=True),
+    "szegedy_table1": szegedy_task("table1", "szegedy_table1"),
+    "szegedy_table2": szegedy_task("table2", "szegedy_table2"),
+    "szegedy_table34": szegedy_task("table34", "szegedy_table34"),
+    "szegedy_table5": szegedy_task("table5", "szegedy_table5"),
+    "szegedy_figure5": szegedy_task("figure5", "szegedy_figure5", figures=True),
+    "szegedy_units": szegedy_task("figure_units", "szegedy_units", figures=True),
     "perceptual_table1": perceptual_table1_task,
     "perceptual_figures": perceptual_figures_task,
     "perceptual_probe": perceptual_probe_task,

@@ -42,7 +42,7 @@ SMOKE_TRAINING = ["data=digits", "data.image_size=28", "trainer.max_epochs=1"]
 
 def train_fc100(output: Path, training: list[str]) -> Path:
     """A CPU-sized FC100-100-10 (``TRAINING``: 5,000 MNIST images, 4 full-batch L-BFGS steps of 50 iterations)."""
-    from train import train
+    from framework.training import train
 
     data_dir = os.environ.get("DATA_DIR", str(Path(__file__).resolve().parents[1] / "data"))
     cfg = compose_config([f"paths.data_dir={data_dir}", "experiment=szegedy_fc100", *training,

@@ -2,9 +2,9 @@
 
 Both train the same modern LeNet-5 (the config defaults: SGD, lr 0.02, momentum 0.9, per-layer groups) on
 60,000 seeded random 32x32 uint8 images in batches of 256, each its own copy of the data and its own network,
-converting to float and normalising per batch, in one process. The framework run is ``train.train(cfg)`` on the
-real configs (data, model, callbacks, CSV logger, checkpointing, torchmetrics accuracy); validation and test are
-switched off because the plain loop does neither.
+converting to float and normalising per batch, in one process. The framework run is
+``framework.training.train(cfg)`` on the real configs (data, model, callbacks, CSV logger, checkpointing, torchmetrics
+accuracy); validation and test are switched off because the plain loop does neither.
 
 The machine is shared, and how fast it runs drifts: identical plain epochs took 4.1 to 5.9 CPU seconds within a
 few minutes (2026-12-04), each steady within itself. Runs a minute apart therefore compared the drift as much as
@@ -59,9 +59,9 @@ from benchmarks.summary import parse_benchmark_args, positive  # noqa: E402
 from datamodules.random import RandomImagesDataModule  # noqa: E402
 from framework.compose import compose_config  # noqa: E402
 from framework.errors import require_usable_gpu  # noqa: E402
+from framework.training import train  # noqa: E402
 from lightning_modules.classifier import layer_param_groups  # noqa: E402
 from lightning_modules.lenet5 import LeNet5  # noqa: E402
-from train import train  # noqa: E402
 
 BATCH = 256
 VAL_FRACTION = 0.1

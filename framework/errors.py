@@ -11,6 +11,10 @@ command line (:func:`hydra_refusal`). Every other exception is a bug and keeps i
 
 The sentence names the key or the file, the value, and what is allowed or what to do.
 
+This module imports neither torch nor Lightning (about 6 s): the entry points import it before Hydra has decided to
+run a job, and ``--help``, ``--cfg``, tab completion and Hydra's refusals of a command line need neither. The
+functions that work on a job's torch or Lightning objects import them.
+
     from framework.errors import ConfigError
     raise ConfigError(f"Config key 'model.rho' is {rho!r}, but it must be a number strictly between 0 and 1.")
 """
@@ -33,10 +37,9 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import hydra._internal.utils as hydra_internals
-import torch
 import yaml
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import (
@@ -48,8 +51,6 @@ from hydra.errors import (
 from hydra.types import RunMode
 from hydra.utils import get_object as _hydra_get_object
 from hydra.utils import instantiate
-from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import (
     ConfigAttributeError,
@@ -58,10 +59,12 @@ from omegaconf.errors import (
     OmegaConfBaseException,
     ValidationError,
 )
-from torch.multiprocessing import ProcessRaisedException
 
 from framework.compose import CONF
 from framework.processes import child_processes, command_line
+
+if TYPE_CHECKING:
+    from torch.multiprocessing import ProcessRaisedException
 
 log = logging.getLogger("user_error")
 
@@ -109,6 +112,8 @@ def report(error: UserError) -> str:
 def require_usable_gpu(device: str) -> None:
     """A script's ``--device cuda`` where torch sees no CUDA device: one sentence on stderr and exit code 2, instead
     of torch's traceback at the first tensor moved there."""
+    import torch
+
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         print(f"{sys.argv[0]}: --device {device} needs a usable GPU, but torch sees none; run it on a machine with "
               f"one or give --device cpu.", file=sys.stderr)
@@ -230,6 +235,8 @@ def _refused_keys(values: dict, message: str) -> list[str]:
 
 def construction_error(error: Exception, node: DictConfig, key: str) -> UserError | None:
     """The user error behind an exception raised while constructing config node ``key``; ``None``: a bug."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
     if isinstance(error, UserError):
         return error
     message = one_line(error)
@@ -294,6 +301,8 @@ def trainer_refusals(trainer_node: DictConfig) -> Iterator[None]:
     """Around ``trainer.fit``: Lightning checks some Trainer arguments only once it knows the data (e.g.
     ``val_check_interval`` against the batches per epoch). A refusal raised in Lightning's code that names one of
     the trainer config's keys is one sentence; anything else stays a bug."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
     try:
         yield
     except (MisconfigurationException, ValueError) as error:
@@ -336,8 +345,13 @@ def worker_exception(error: ProcessRaisedException) -> tuple[str, str] | None:
     return (found[1], found[2]) if found else None
 
 
-def worker_user_error(error: ProcessRaisedException) -> UserError | None:
-    """The UserError a spawned DDP worker stopped with; ``None``: the worker's bug."""
+def worker_user_error(error: Exception) -> UserError | None:
+    """The UserError a spawned DDP worker stopped with (``error``: torch's ProcessRaisedException); ``None``: the
+    worker's bug, or an exception of another kind."""
+    from torch.multiprocessing import ProcessRaisedException
+
+    if not isinstance(error, ProcessRaisedException):
+        return None
     found = worker_exception(error)
     try:
         kind = get_object(found[0]) if found else None
@@ -637,7 +651,7 @@ def reporting_user_errors(evaluate_tasks: list[str] | None = None):
         remember_the_sweep(_job["script"], HydraConfig.get().sweep.dir, evaluate_tasks)
     try:
         yield
-    except (UserError, ProcessRaisedException) as error:
+    except Exception as error:
         user_error = error if isinstance(error, UserError) else worker_user_error(error)
         if user_error is None:
             raise
@@ -667,10 +681,20 @@ def _mode_flags() -> list[str]:
     return [arg for arg in sys.argv[1:] if arg.split("=", 1)[0] in flags]
 
 
+def _lightning_sigterm() -> type[SystemExit] | None:
+    """Lightning's SIGTERMException, which its signal handling (and ``_sigterm_outside_lightning``) raises to stop a
+    job; None where Lightning has not been imported (then nothing raised it)."""
+    return getattr(sys.modules.get("lightning.pytorch.utilities.exceptions"), "SIGTERMException", None)
+
+
+def is_lightning_sigterm(error: BaseException) -> bool:
+    return (kind := _lightning_sigterm()) is not None and isinstance(error, kind)
+
+
 def exit_code_of(error: BaseException) -> int:
     """The exit code a job ending on ``error`` leaves the process with (``run_entry_point``'s): what wandb records
     as the run's state (0 is "finished")."""
-    if isinstance(error, SIGTERMException):
+    if is_lightning_sigterm(error):
         return 128 + signal.SIGTERM
     if isinstance(error, KeyboardInterrupt) or isinstance(error.__context__, KeyboardInterrupt):
         return 128 + signal.SIGINT
@@ -719,7 +743,9 @@ def _sigterm_outside_lightning(signal_number: int, frame) -> None:
             with suppress(ProcessLookupError):
                 os.kill(child.pid, signal.SIGKILL)
         stop_submitit_local_jobs()
-        raise SIGTERMException
+        if (sigterm := _lightning_sigterm()) is None:  # Hydra still composing: no job has imported Lightning
+            _stopped_by(signal.SIGTERM)
+        raise sigterm
 
 
 SUBMITIT_LOCAL_GRACE_S = 30  # SLURM's default KillWait: SIGTERM, then SIGKILL this many seconds later
@@ -844,11 +870,11 @@ def run_entry_point(main: Callable[[], object]) -> None:
                                  f"--multirun (-m), --cfg, --info and --shell-completion at a time; to see a sweep "
                                  f"job's config, drop -m and give that job's values with --cfg job.")), file=sys.stderr)
         raise SystemExit(2) from None
-    except SIGTERMException:  # Lightning's after a SIGTERM (kill, a scheduler's stop): a SystemExit of code 0
-        _stopped_by(signal.SIGTERM)
     except KeyboardInterrupt:  # Ctrl+C outside Lightning's loops: while data is set up, between a sweep's jobs
         _stopped_by(signal.SIGINT)
     except SystemExit as stop:
+        if is_lightning_sigterm(stop):  # Lightning's after a SIGTERM (kill, a scheduler's stop): a SystemExit of code 0
+            _stopped_by(signal.SIGTERM)
         if isinstance(stop.__context__, KeyboardInterrupt):  # Lightning's sys.exit(1) after Ctrl+C in its loops
             _stopped_by(signal.SIGINT)
         if stop.code == 1 and not _job["started"]:

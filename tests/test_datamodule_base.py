@@ -35,7 +35,7 @@ def test_a_job_without_a_seed_shuffles_by_split_seed_whatever_an_earlier_job_of_
                                                                                                   monkeypatch):
     """Hydra's basic launcher runs a sweep's jobs in one process: seed=null after seed=3 shuffled by 3, the seed
     the earlier job had left in PL_GLOBAL_SEED, instead of by data.split_seed as alone."""
-    from train import train
+    from framework.training import train
 
     torch.manual_seed(0)  # the same initial weights: the runs differ in their batches' order alone, if at all
     alone = train(make_cfg("seed=null", "debug=limit", run="alone"))["metrics"]
@@ -142,7 +142,7 @@ def test_batches_reach_the_model_in_the_dtype_of_trainer_precision(precision, dt
 
 
 def test_double_precision_trains_end_to_end(make_cfg):
-    from train import train
+    from framework.training import train
 
     metrics = train(make_cfg("trainer.precision=64", "debug=limit", "logger=none"))["metrics"]
     assert {"train/loss", "test/acc"} <= set(metrics) and torch.isfinite(torch.tensor(metrics["test/loss"]))

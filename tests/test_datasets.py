@@ -399,7 +399,7 @@ def test_svhn_gray_trains_lenet5_end_to_end(make_cfg, tmp_path):
     cross-entropy on PIL's luma of every test image, normalised as configured, with label 10 read as 0."""
     import lightning as L
 
-    from train import train
+    from framework.training import train
 
     (tmp_path / "svhn").mkdir()
     written = write_svhn(tmp_path / "svhn", {"train": 30, "test": 20})

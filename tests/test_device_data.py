@@ -13,10 +13,10 @@ from torch.utils.data import BatchSampler
 from datamodules.base import EpochSeededSampler, IndexBatches, TensorImageDataset, seeded_split
 from datamodules.digits import DigitsDataModule
 from framework.compose import compose_config
+from framework.training import train
 from lightning_modules.classifier import ClassificationModule
 from lightning_modules.lenet5 import LeNet5
 from tests.dataset_files import write_mnist
-from train import train
 
 
 @pytest.mark.parametrize(("on_device", "trainer_device", "expected"), [

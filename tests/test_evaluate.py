@@ -272,6 +272,33 @@ def test_output_into_a_pipe_already_closed_ends_quietly(command, unbuffered):
     assert (done.returncode, done.stderr) == (128 + signal.SIGPIPE, "")
 
 
+
+# What Hydra answers before any job runs: (command, environment, exit code, a line of the answer)
+ANSWERED_BEFORE_A_JOB = {
+    "train-help": (["train.py", "--help"], {}, 0, "== Configuration groups =="),
+    "train-cfg": (["train.py", "--cfg", "job", "model=lenet5_classic"], {}, 0,
+                  "_target_: lightning_modules.lenet5.LeNet5Classic"),
+    "train-completion": (["train.py", "-sc", "query=bash"], {"COMP_LINE": "python train.py model=lenet5_c"}, 0,
+                         "model=lenet5_classic model=lenet5_classic_sdlm"),
+    "train-refusal": (["train.py", "model=lenet6"], {}, 2, "Config group 'model' has no option 'lenet6'"),
+    "evaluate-help": (["evaluate.py", "--help"], {}, 0, "Tasks (task=...; default table):"),
+    "evaluate-refusal": (["evaluate.py", "runs=a", "tsk=table"], {}, 2, "Config key 'tsk' is not in the config"),
+}
+
+
+@pytest.mark.parametrize(("command", "environment", "code", "answer"), ANSWERED_BEFORE_A_JOB.values(),
+                         ids=ANSWERED_BEFORE_A_JOB)
+def test_help_config_completion_and_refusals_answer_without_importing_torch(command, environment, code, answer):
+    """The entry points import torch and Lightning (about 6 s here) only once Hydra runs a job: its help, a config
+    shown, shell completion (each TAB runs the script) and its refusal of a command line come in under a second. A
+    fresh interpreter, as a user's: python -X importtime lists every module it imports."""
+    done = subprocess.run([sys.executable, "-X", "importtime", *command], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, env=os.environ | environment)
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    said = done.stdout + "".join(line for line in done.stderr.splitlines(True) if not line.startswith("import time:"))
+    assert done.returncode == code and answer in said, said[-3000:]
+    assert not imported & {"torch", "lightning"}, sorted(imported & {"torch", "lightning"})
+
 def test_unknown_task_and_missing_runs_are_named(tmp_path):
     with pytest.raises(ConfigError, match="'task' is 'attack', but it must be one of table, "):
         evaluate(compose_config([f"runs={tmp_path}", "task=attack"], tmp_path / "out", "evaluate"))

@@ -377,7 +377,7 @@ def test_digits_pipeline_beats_chance_and_best_checkpoint_reproduces(make_cfg, c
     import lightning as L
     from hydra.utils import instantiate
 
-    from train import train
+    from framework.training import train
 
     cfg = make_cfg("experiment=reae_digits", "model.hidden_size=200", "model.rho=[0.1,0.5]",
                    "model.lambdas=[0.01,1.0]", "model.taus=[1e-4,1e-2]", "~callbacks.progress_bar",
@@ -411,7 +411,7 @@ def test_a_few_batches_solve_at_one_thread(make_cfg, caplog, data):
     these batches, and each fix undone passed with it (2026-12-05). The descent's retries with more steps are off
     (kl_retries=0): they end in other features, and took a minute here. With robust_eigh undone the random case
     fails (checked 2026-12-05); the unit-scale decomposition is held by the test below."""
-    from train import train
+    from framework.training import train
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -388,7 +388,7 @@ def test_ddp_ranks_end_with_identical_rates(tmp_path, monkeypatch):
     ("experiment=mi_lr_mnist", "lr_policy=layerwise"),
 ])
 def test_mi_experiments_run_with_fast_dev_run(make_cfg, overrides):
-    from train import train
+    from framework.training import train
 
     cfg = make_cfg(*overrides, "debug=fdr", "callbacks.mi_lr.sample_size=40")
     assert cfg.callbacks.mi_lr.reference == "estimate" and cfg.callbacks.mi_lr.test_every_epoch
@@ -410,7 +410,7 @@ def test_figure5_runs_keep_what_the_fixed_run_s_checkpoint_was_made_with(make_cf
 
 @pytest.mark.slow
 def test_figure5_restarts_the_reference_policy_from_the_fixed_run_s_epoch_2_checkpoint(make_cfg, tmp_path):
-    from train import train
+    from framework.training import train
 
     limits = ("callbacks.mi_lr.sample_size=200", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1",
               "logger=none")

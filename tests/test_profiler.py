@@ -7,7 +7,7 @@ from lightning.pytorch.profilers import SimpleProfiler
 
 from framework.errors import ConfigError
 from framework.profiler import BATCH_HOOKS, UnrecordedProfiler, leave_out_hooks_not_implemented
-from train import train
+from framework.training import train
 
 
 class ProfilerSeen(Callback):

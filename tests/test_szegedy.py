@@ -215,7 +215,7 @@ def test_an_unknown_kind_is_one_sentence_from_the_constructor_too():
 
 def test_adversarial_training_resumed_after_one_epoch_ends_with_the_uninterrupted_weights(make_cfg, tmp_path):
     """The callback's pools, refresh count and random draws are in the checkpoint."""
-    from train import train
+    from framework.training import train
 
     common = ["experiment=szegedy_fc100_adversarial", "debug=limit", "model.net.hidden=[16,16]", "data.batch_size=16",
               "callbacks.adversarial_training.pool_size=24", "callbacks.adversarial_training.refresh_every=2",
@@ -254,7 +254,7 @@ def test_lbfgs_under_ddp_is_one_sentence_instead_of_a_hang(world_size, refused):
 
 def test_lbfgs_on_mini_batches_is_said_and_on_the_whole_set_is_not(make_cfg, tmp_path, caplog):
     """The zoo's L-BFGS is a full-batch method (docs/attacks.md); on mini-batches it runs, with a warning."""
-    from train import train
+    from framework.training import train
 
     common = ["experiment=szegedy_softmax1", "trainer.max_epochs=1", "model.optimizer.max_iter=2", "logger=none",
               "callbacks.progress_bar.refresh_rate=0"]

@@ -12,7 +12,7 @@ from evaluate import evaluate
 from framework.compose import compose_config
 from framework.errors import ConfigError
 from framework.results import write_json_atomic
-from train import train
+from framework.training import train
 
 
 def train_tiny(data_root, folder, experiment, *extra):

@@ -1,4 +1,4 @@
-"""In-process training through train.train(cfg) on the real configs."""
+"""In-process training through framework.training.train(cfg) on the real configs."""
 
 import os
 import re
@@ -10,8 +10,8 @@ import torch
 
 from framework.checkpoints import TRAINING_METRICS, within_an_accumulation
 from framework.results import read_results
+from framework.training import train
 from tests.conftest import ROOT, run_cli
-from train import train
 
 EXPERIMENTS = sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "experiment").glob("*.yaml"))
 # Feature-prediction autoencoders: no AlexNet download in tests, small MLPs, a one-net probe grid, and
@@ -244,7 +244,7 @@ def test_every_callback_can_be_sent_to_ddp_sim_processes(make_cfg):
     failed with "unable to resize file")."""
     import torch.multiprocessing
 
-    from train import instantiate_group
+    from framework.training import instantiate_group
 
     options = [f"callbacks={path.stem}" for path in (Path(__file__).parents[1] / "conf" / "callbacks").glob("*.yaml")]
     callbacks = [callback for option in [*options, "experiment=szegedy_fc100_adversarial"]  # its callback is inline
@@ -787,7 +787,7 @@ def test_a_run_without_a_validation_split_validates_nothing_and_says_nothing_of_
     sure this was your intention") and the tested checkpoint was loaded twice, once to validate it on nothing."""
     import warnings
 
-    from train import train
+    from framework.training import train
 
     with warnings.catch_warnings(record=True) as caught, caplog.at_level("INFO"):
         warnings.simplefilter("always")

@@ -689,7 +689,7 @@ def test_a_sigterm_stays_the_exit_even_when_wandb_cannot_close(run_in_process, d
     failed with a traceback although the requeued job went on."""
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-    import framework.combinations
+    import framework.training
 
     def finish():
         raise ConnectionResetError("Connection lost")
@@ -699,7 +699,7 @@ def test_a_sigterm_stays_the_exit_even_when_wandb_cannot_close(run_in_process, d
 
     run = SimpleNamespace(mark_preempting=lambda: None)  # an open wandb run, which a SIGTERM marks as preempting
     monkeypatch.setitem(sys.modules, "wandb", SimpleNamespace(run=run, finish=lambda exit_code: finish()))
-    monkeypatch.setattr(framework.combinations, "check_data_fits_model", sigterm)  # train.py imports it when run
+    monkeypatch.setattr(framework.training, "check_data_fits_model", sigterm)
     code, output = run_in_process("train.py", [f"paths.data_dir={data_root}"], tmp_path, whole_script=True)
     assert code == 143, output[-3000:]
     assert "Traceback" not in output
@@ -725,12 +725,12 @@ def test_ctrl_c_in_evaluate_is_one_sentence_with_the_exit_code_of_sigint(run_in_
 
 
 def test_a_bug_still_shows_its_traceback_and_exit_code_1(run_in_process, data_root, tmp_path, monkeypatch):
-    import framework.combinations
+    import framework.training
 
     def broken(*args):
         raise RuntimeError("a bug in the framework, not the user's mistake")
 
-    monkeypatch.setattr(framework.combinations, "check_data_fits_model", broken)  # train.py imports it when run
+    monkeypatch.setattr(framework.training, "check_data_fits_model", broken)
     code, output = run_in_process("train.py", [f"paths.data_dir={data_root}"], tmp_path, whole_script=True)
     assert code == 1
     assert "Traceback" in output and "RuntimeError: a bug in the framework" in output

@@ -1,0 +1,414 @@
+"""A training job, what ``python train.py`` runs once Hydra has composed its config: validate -> seed ->
+instantiate -> fit -> test -> results.
+
+``training_job(cfg)`` is train.py's whole job (a user's mistake as one sentence, wandb closed, the test accuracy
+and output directory printed); ``train(cfg)`` is its work, which tests and benchmarks call with a composed config.
+Every run writes into its Hydra output directory: the composed config (.hydra/), checkpoints/ (last.ckpt and the
+best), the logger's files and results.json.
+"""
+
+from __future__ import annotations
+
+import logging
+import netrc
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from lightning.fabric.utilities.rank_zero import rank_zero_only
+from lightning.pytorch.callbacks import Callback, Checkpoint, LearningRateMonitor, ProgressBar
+from lightning.pytorch.loggers import Logger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from omegaconf import DictConfig, OmegaConf
+
+from callbacks.figures import FiguresToLoggers
+from framework.checkpoints import (
+    TRAINING_METRICS,
+    CheckpointWrittenInPlace,
+    KeptValuesInCheckpoints,
+    RandomStatesInCheckpoints,
+    changed_on_resume,
+    check_checkpoint,
+    checkpoint_to_test,
+    complete_an_interrupted_save,
+    earlier_run_refusal,
+    loading_checkpoint,
+    log_again_the_epoch_end_row,
+    resolve_ckpt_path,
+    set_aside_a_killed_start,
+    set_aside_checkpoints_saved_after,
+    set_aside_rows_logged_after,
+    with_fit_loop_resuming_at_epoch_ends,
+    within_an_accumulation,
+)
+from framework.combinations import (
+    FirstBatchWatch,
+    check_data_fits_model,
+    data_the_network_takes,
+    refusals_in_workers,
+)
+from framework.compose import paths_from_start_dir
+from framework.errors import (
+    ConfigError,
+    UserError,
+    exit_code_of,
+    in_a_sweep,
+    instantiate_node,
+    log_to_files,
+    no_srun_hint_outside_slurm_jobs,
+    reporting_user_errors,
+    stopping_quietly_when_stdout_closes,
+    trainer_refusals,
+)
+from framework.loggers import (
+    give_wandb_loggers_their_run_id,
+    name_and_group_wandb_runs,
+    publish_results,
+    reaching_wandb,
+    run_log_on_rank_zero_only,
+    send_lightning_logs_to_hydra,
+    wandb_logger_nodes,
+)
+from framework.monitored_metrics import MonitoredMetricsLogged, monitor_keys
+from framework.process_group import DestroyProcessGroupAtExit
+from framework.profiler import UnrecordedProfiler, leave_out_hooks_not_implemented
+from framework.results import library_versions, read_results, to_float_dict, write_json_atomic
+from framework.validate import validate
+
+log = logging.getLogger("train")
+
+
+GROUP_KINDS = {"callbacks": (Callback, "lightning.pytorch.Callback"),
+               "logger": (Logger, "lightning.pytorch.loggers.Logger")}
+
+
+def instantiate_group(cfg: DictConfig, name: str) -> dict[str, object]:
+    """Instantiate every entry of a callbacks/logger group that has a ``_target_``, by its key; each must be a
+    Lightning Callback (Logger), which Lightning would only find out from a missing attribute."""
+    group, (kind, kind_path) = cfg.get(name) or {}, GROUP_KINDS[name]
+    made = {key: instantiate_node(node, f"{name}.{key}") for key, node in group.items()
+            if isinstance(node, DictConfig) and "_target_" in node}
+    for key, made_object in made.items():
+        if not isinstance(made_object, kind):
+            raise ConfigError(f"Config key '{name}.{key}._target_' is {group[key]._target_}, which is not a Lightning "
+                              f"{kind.__name__} ({kind_path}); give a subclass of it.")
+    return made
+
+
+def leave_out_idle_callbacks(callbacks: dict[str, object], loggers: list, trainer_cfg: DictConfig,
+                             model: L.LightningModule) -> list:
+    """Leave out, and say so, the callbacks that a setting gives nothing to do (Lightning refuses the first three):
+    the learning-rate monitor without a logger, a progress bar or checkpointing that the trainer turns off, and the
+    learning-rate monitor of a model whose optimizer is a placeholder (it would log the placeholder's 0.0)."""
+    idle = [(LearningRateMonitor, "logger=none", not loggers),
+            (ProgressBar, "trainer.enable_progress_bar=false", trainer_cfg.get("enable_progress_bar") is False),
+            (Checkpoint, "trainer.enable_checkpointing=false", trainer_cfg.get("enable_checkpointing") is False),
+            (LearningRateMonitor, f"model ({type(model).__name__}) steps a placeholder optimizer",
+             getattr(model, "optimizer_is_placeholder", False))]
+    kept, left_out = [], {}
+    for key, callback in callbacks.items():
+        setting = next((setting for kind, setting, applies in idle if applies and isinstance(callback, kind)), None)
+        if setting:
+            left_out.setdefault(setting, []).append(f"callbacks.{key} ({type(callback).__name__})")
+        else:
+            kept.append(callback)
+    for setting, names in left_out.items():
+        log.info(f"{setting}: {', '.join(names)} would have nothing to do and "
+                 f"{'is' if len(names) == 1 else 'are'} left out.")
+    return kept
+
+
+def has_wandb_credentials() -> bool:
+    """An API key in WANDB_API_KEY, an identity token file, or `wandb login`'s entry in ~/.netrc."""
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    try:
+        return netrc.netrc(os.environ.get("NETRC")).authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def wandb_offline_without_credentials(cfg: DictConfig) -> None:
+    """``logger=wandb`` without credentials and without WANDB_MODE: log offline instead of failing. A WANDB_MODE
+    that wandb does not know is one sentence (wandb's own refusal is a pydantic traceback)."""
+    if not wandb_logger_nodes(cfg):
+        return
+    if mode := os.environ.get("WANDB_MODE"):
+        from typing import get_args
+
+        from wandb import Settings
+
+        if mode not in (modes := get_args(Settings.model_fields["mode"].annotation)):
+            raise ConfigError(f"The environment variable WANDB_MODE is {mode!r}, but wandb takes one of "
+                              f"{', '.join(modes)}; set one of those (offline: no network), or unset it.")
+    elif not has_wandb_credentials():
+        os.environ["WANDB_MODE"] = "offline"
+        log.warning(f"wandb: no API key (WANDB_API_KEY or `wandb login`), so this run logs offline; upload it "
+                    f"later with: wandb sync {cfg.paths.output_dir}/wandb/offline-run-*")
+
+
+def best_checkpoint(trainer: L.Trainer) -> tuple[str | None, str]:
+    """The checkpoint that fitting chose (None: none saved) and how to name it in the log and results.json."""
+    callback = trainer.checkpoint_callback
+    path = getattr(callback, "best_model_path", "") or None
+    if path is None:
+        return None, "final weights"
+    elsewhere = getattr(callback, "resumed_elsewhere", None)
+    if not callback.monitor:
+        return path, "last checkpoint" + (f" (resumed from another run's, in {elsewhere})" if elsewhere else "")
+    since = f" among the epochs since the resume (the earlier ones are in {elsewhere})" if elsewhere else ""
+    return path, f"best checkpoint by {callback.monitor} ({callback.mode}){since}"
+
+
+def evaluate_checkpoint(trainer: L.Trainer, model, datamodule, ckpt_path: str) -> dict[str, float]:
+    """Validation metrics of ``ckpt_path`` (so that val/ and test/ describe the same weights), kept out of
+    the loggers: metrics.csv keeps the per-epoch curve."""
+    loggers, trainer.loggers = trainer.loggers, []
+    try:
+        trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
+    finally:
+        trainer.loggers = loggers
+    return to_float_dict(trainer.callback_metrics)
+
+
+def finished_with_this_config(cfg: DictConfig) -> dict | None:
+    """The results of this run directory when ``ckpt_path=auto`` finds that it finished with the same config (a sweep
+    given more seeds continues its unfinished jobs; the finished ones keep their results.json, which a re-test
+    would replace with fewer metrics)."""
+    folder = Path(cfg.paths.output_dir)
+    if not cfg.get("train", True) or cfg.get("ckpt_path") not in ("auto", "last") or \
+            not (folder / "results.json").is_file() or not (folder / "checkpoints" / "last.ckpt").is_file():
+        return None
+    earlier = read_results(folder / "results.json")
+    same = lambda config: {key: value for key, value in config.items() if key != "ckpt_path"}
+    return earlier if same(earlier.get("config", {})) == same(OmegaConf.to_container(cfg, resolve=True)) else None
+
+
+def training_metrics_of_its_run(checkpoint: str, saved: dict) -> dict[str, float]:
+    """The last epoch's metrics other than val/ and test/ of a checkpoint's run, for a run continued from it that
+    trains no further batch (Lightning logs none then): those the checkpoint (``saved``) holds, else those of its
+    run's results.json (a checkpoint saved before they were kept in it); {} without either."""
+    if TRAINING_METRICS in saved:
+        return saved[TRAINING_METRICS]
+    results = Path(checkpoint).parent.parent / "results.json"
+    earlier = read_results(results).get("metrics", {}) if results.is_file() else {}
+    return {key: value for key, value in earlier.items() if not key.startswith(("val/", "test/"))}
+
+
+def task_overrides() -> list[str]:
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def group_choices() -> dict[str, str | None]:
+    """The option of each config group (``model: lenet5``, ``model/optimizer: sgd``), typed or a default."""
+    choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+    return {group: option for group, option in choices.items() if group.split("/")[0] != "hydra"}
+
+
+def build(cfg: DictConfig, callbacks: Sequence[Callback]) -> tuple[L.LightningDataModule, L.LightningModule,
+                                                                    L.Trainer, FirstBatchWatch]:
+    """The run's data, model and Trainer (with the configured callbacks and loggers, ours, and ``callbacks``), its
+    config sent to the loggers; and the callback that watches the first batch."""
+    datamodule = instantiate_node(cfg.data, "data")
+    model = instantiate_node(cfg.model, "model")
+    check_data_fits_model(cfg, datamodule, model)
+    loggers = list(instantiate_group(cfg, "logger").values())
+    first_batch = FirstBatchWatch()
+    all_callbacks = [MonitoredMetricsLogged(monitor_keys(cfg)), first_batch,
+                     *leave_out_idle_callbacks(instantiate_group(cfg, "callbacks"), loggers, cfg.trainer, model),
+                     KeptValuesInCheckpoints(cfg), RandomStatesInCheckpoints(), DestroyProcessGroupAtExit(), *callbacks]
+    # Figures go to the loggers at an epoch's end after every other callback has drawn its own, so that the epoch's
+    # last.ckpt (Lightning runs checkpoint callbacks last) records them as sent: a run continued from it sent them again
+    all_callbacks.sort(key=lambda callback: isinstance(callback, FiguresToLoggers))
+    # barebones mode refuses any profiler (it keeps Lightning's default)
+    profiler = {} if cfg.trainer.get("profiler") or cfg.trainer.get("barebones") else {"profiler": UnrecordedProfiler()}
+    plugins = {} if cfg.trainer.get("plugins") else {"plugins": [CheckpointWrittenInPlace()]}
+    # data.val_fraction=0: no validation split, whose empty loader Lightning would warn of ("make sure this was your
+    # intention"); the run is validated by nothing, as with trainer.limit_val_batches=0
+    no_validation = {"limit_val_batches": 0} if getattr(datamodule, "val_fraction", None) == 0 else {}
+    if no_validation:
+        log.info("data.val_fraction=0: no validation split, so the run validates nothing (trainer.limit_val_batches=0)")
+    # _convert_: plain dicts and lists, as Lightning's type checks expect (max_time={minutes: 30})
+    trainer: L.Trainer = instantiate_node(cfg.trainer, "trainer", _convert_="all", callbacks=all_callbacks,
+                                          logger=loggers or False, **profiler, **plugins, **no_validation)
+    leave_out_hooks_not_implemented(trainer.callbacks)  # Lightning's own (progress bar, model summary) included
+    with_fit_loop_resuming_at_epoch_ends(trainer)
+    refusals_in_workers(trainer, cfg)
+    with reaching_wandb(cfg.paths.output_dir):  # log_hyperparams starts the wandb run
+        for logger in trainer.loggers:
+            logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    return datamodule, model, trainer, first_batch
+
+
+@dataclass(frozen=True)
+class Continuation:
+    """What a training run continued from a checkpoint takes from it (the defaults: a fresh start)."""
+
+    at_step: int | None = None  # the checkpoint's global step
+    training_metrics: dict = field(default_factory=dict)  # its run's last training metrics (a run that trains no batch)
+    changed: dict = field(default_factory=dict)  # {key: [the checkpoint run's value, this run's]}: changed_on_resume
+
+
+def continue_from(cfg: DictConfig, given: str, saved: dict) -> Continuation:
+    """A training run continues from the checkpoint ``saved`` (read from ``given``): the log says so; what this run's
+    own directory logged and saved after it is set aside; gradients lost within an accumulation and values other than
+    the checkpoint run's are warned of."""
+    log.info(f"Resuming from {given}, saved in epoch {saved.get('epoch')} (counted from 0, as in the "
+             f"metrics) at global step {saved.get('global_step')}")
+    if rank_zero_only.rank == 0 and Path(cfg.paths.output_dir).resolve() in Path(given).resolve().parents:
+        max_steps = cfg.trainer.get("max_steps")  # this run's own checkpoint
+        set_aside_rows_logged_after(cfg.paths.output_dir, saved, max_steps)
+        log_again_the_epoch_end_row(cfg.paths.output_dir, saved, max_steps)
+        set_aside_checkpoints_saved_after(Path(given).parent, saved)
+    if lost := within_an_accumulation(given, saved, cfg.trainer.get("accumulate_grad_batches") or 1):
+        log.warning(lost)
+    if changed := changed_on_resume(saved, cfg):
+        log.warning(f"Resumed with values other than those its checkpoint's run trained with: "
+                    f"{', '.join(f'{key} {before} -> {now}' for key, (before, now) in changed.items())}; the epochs "
+                    f"from here train with the new ones (results.json records both under changed_on_resume).")
+    return Continuation(saved.get("global_step"), training_metrics_of_its_run(given, saved), changed)
+
+
+def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
+    """Run one training job described by ``cfg``; returns (and writes) its results. ``callbacks``: a program's own
+    Lightning callbacks, added to the configured ones (benchmarks/overhead.py times epochs with one)."""
+    validate(cfg)
+    # before anything is written (Hydra's run and sweep callbacks check it earlier still: framework/hydra_callbacks.py)
+    if refusal := earlier_run_refusal(cfg.paths.output_dir, cfg.get("ckpt_path"), cfg.get("train", True),
+                                      multirun=in_a_sweep()):
+        raise refusal
+    if cfg.get("train", True) and cfg.get("ckpt_path") in ("auto", "last") and rank_zero_only.rank == 0:
+        set_aside_a_killed_start(cfg.paths.output_dir)
+        if (cfg.get("callbacks") or {}).get("last_checkpoint"):
+            complete_an_interrupted_save(cfg.paths.output_dir)
+    give_wandb_loggers_their_run_id(cfg)  # before the comparison: a finished run's config holds the id it was given
+    name_and_group_wandb_runs(cfg)
+    if finished := finished_with_this_config(cfg):
+        log.info(f"{cfg.paths.output_dir} finished with this config already (its results.json): kept, not trained or "
+                 f"tested again (delete its results.json to test it again)")
+        return finished
+    send_lightning_logs_to_hydra()
+    wandb_offline_without_credentials(cfg)
+    log.info(f"Output directory: {cfg.paths.output_dir}; overrides: {' '.join(task_overrides()) or 'none'}")
+    started = time.perf_counter()
+    if cfg.get("train", True) and cfg.trainer.get("limit_train_batches") == 0:
+        log.warning("trainer.limit_train_batches=0: no training batch runs, so the metrics below are those of the "
+                    "initial weights (to test a trained network without training: train=false ckpt_path=<its .ckpt>).")
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True)
+    else:  # the loaders shuffle by split_seed then, not by the seed an earlier job of this sweep's process left here
+        for name in ("PL_GLOBAL_SEED", "PL_SEED_WORKERS"):
+            os.environ.pop(name, None)
+
+    datamodule, model, trainer, first_batch = build(cfg, callbacks)
+
+    # val/ and test/ metrics of one set of weights: after fitting, the best checkpoint when it saved one, else the
+    # current weights (fast_dev_run, callbacks=none); in a test-only run (train=false), those of ckpt_path.
+    trained = cfg.get("train", True)
+    given = resolve_ckpt_path(cfg.get("ckpt_path"), trainer) if trained else checkpoint_to_test(cfg.ckpt_path, trainer)
+    saved = check_checkpoint(given, resumed_with=cfg, model=model, test_only=not trained)
+    continued = continue_from(cfg, given, saved) if trained and saved is not None else Continuation()
+    del saved  # memory-mapped: Lightning loads it again
+    metrics = {}
+    with data_the_network_takes(cfg, model, datamodule, first_batch):
+        if trained:
+            with trainer_refusals(cfg.trainer), loading_checkpoint(given):
+                trainer.fit(model, datamodule=datamodule, ckpt_path=given)
+            metrics = to_float_dict(trainer.callback_metrics)  # the last epoch's
+            if trainer.global_step == continued.at_step:  # continued at its end (stopped early, or max_epochs reached)
+                metrics = continued.training_metrics | metrics
+            checkpoint, evaluated = best_checkpoint(trainer)
+        else:
+            checkpoint, evaluated = given, f"checkpoint {given}"
+        with loading_checkpoint(None if trained else given):
+            if checkpoint and trainer.limit_val_batches != 0:
+                metrics |= evaluate_checkpoint(trainer, model, datamodule, checkpoint)
+            if cfg.get("test", True):
+                trainer.test(model, datamodule=datamodule, ckpt_path=checkpoint)
+                metrics |= to_float_dict(trainer.callback_metrics)
+                # spawned DDP workers send the metrics back to this process, not the batch counts
+                if not sum(trainer.num_test_batches) and not any(key.startswith("test/") for key in metrics):
+                    log.warning(f"test=true, but {type(datamodule).__name__}'s test loader gave no batches, so there "
+                                f"are no test/ metrics; give the data a test split, or test=false.")
+    shown = ", ".join(f"{k} = {v:.4f}" for k, v in sorted(metrics.items()) if k.startswith(("val/", "test/")))
+    if not shown:
+        shown = "none were logged" + (" (trainer.barebones turns off self.log)" if cfg.trainer.get("barebones") else "")
+    log.info(f"val/ and test/ metrics of the {evaluated}: {shown}")
+
+    results = {
+        "metrics": metrics,
+        "optimized_metric": cfg.get("optimized_metric"),
+        "seed": cfg.get("seed"),
+        "overrides": task_overrides(),
+        "choices": group_choices(),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "output_dir": cfg.paths.output_dir,
+        "best_checkpoint": checkpoint,  # the weights val/ and test/ describe (test-only: ckpt_path)
+        "evaluated_checkpoint": evaluated,
+        "epochs_completed": trainer.current_epoch,  # DDP workers send it back too (RefusalsInWorkers)
+        "wall_seconds": time.perf_counter() - started,
+        "versions": library_versions(),
+    }
+    if continued.changed:
+        results["changed_on_resume"] = continued.changed
+    if trainer.is_global_zero:
+        path = write_json_atomic(Path(cfg.paths.output_dir) / "results.json", results)
+        log.info(f"Wrote {path}")
+        publish_results(trainer.loggers, results)
+    return results
+
+
+def finish_wandb(stopping: BaseException | None = None) -> None:
+    """Close the wandb run of this job, so that every multirun job gets its own. ``stopping``: the exception the job
+    is ending on. Its exit code goes to wandb (which otherwise shows a failed or stopped run as finished: its own
+    hooks have not seen the exception yet), and wandb's own failure to close must not replace it (a SIGTERM from
+    SLURM's requeue also ends wandb's service process, and wandb.finish() then raised ConnectionResetError: the
+    submitting command failed)."""
+    if "wandb" in sys.modules:
+        import wandb
+
+        if wandb.run is not None:
+            try:
+                if isinstance(stopping, SIGTERMException):
+                    wandb.run.mark_preempting()  # wandb shows it as preempted: a requeued job continues it
+                wandb.finish(exit_code=exit_code_of(stopping) if stopping is not None else 0)
+            except Exception as error:
+                if stopping is None:
+                    raise
+                log.warning(f"wandb could not close its run while the job stopped ({type(error).__name__}: {error}).")
+
+
+def training_job(cfg: DictConfig) -> float | None:
+    """train.py's job: ``train(cfg)``, its outcome printed; returns ``optimized_metric`` for Hydra sweepers."""
+    run_log_on_rank_zero_only()
+    no_srun_hint_outside_slurm_jobs()  # also in a job that submitit runs in a process of its own
+    try:
+        # the user's mistake, whoever found it: one sentence, exit code 2
+        with stopping_quietly_when_stdout_closes(), reporting_user_errors(cfg.get("evaluate_tasks")):
+            paths_from_start_dir(cfg, ("ckpt_path", "paths.data_dir", "data.data_dir", "model.loss_network.weights"),
+                                 keywords=("auto", "last", "hpc", "imagenet", "random"))
+            results = train(cfg)
+    except BaseException as error:  # SystemExit too: Lightning's after a SIGTERM
+        if isinstance(error, Exception) and not isinstance(error, UserError):  # a user error has said its sentence
+            failed = f"Run failed; its output directory is {cfg.paths.output_dir}"
+            log_to_files(failed, error, log)  # with the traceback, which Hydra prints on the console after this line
+            print(f"{failed}.", file=sys.stderr)
+        finish_wandb(stopping=error)
+        raise
+    finish_wandb()
+    metrics = results["metrics"]
+    if rank_zero_only.rank == 0:
+        with stopping_quietly_when_stdout_closes():
+            if "test/acc" in metrics:
+                print(f"test/acc = {metrics['test/acc']:.4f}")
+            print(f"output directory: {cfg.paths.output_dir}")
+    metric = cfg.get("optimized_metric")
+    return metrics.get(metric) if metric else None
+
