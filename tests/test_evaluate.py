@@ -278,6 +278,7 @@ ANSWERED_BEFORE_A_JOB = {
     "train-help": (["train.py", "--help"], {}, 0, "== Configuration groups =="),
     "train-cfg": (["train.py", "--cfg", "job", "model=lenet5_classic"], {}, 0,
                   "_target_: lightning_modules.lenet5.LeNet5Classic"),
+    "train-completion-install": (["train.py", "-sc", "install=bash"], {}, 0, "-F hydra_bash_completion python"),
     "train-completion": (["train.py", "-sc", "query=bash"], {"COMP_LINE": "python train.py model=lenet5_c"}, 0,
                          "model=lenet5_classic model=lenet5_classic_sdlm"),
     "train-refusal": (["train.py", "model=lenet6"], {}, 2, "Config group 'model' has no option 'lenet6'"),
