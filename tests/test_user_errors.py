@@ -18,6 +18,7 @@ import importlib
 import logging
 import re
 import runpy
+import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -708,6 +709,17 @@ def test_a_sigterm_stays_the_exit_even_when_wandb_cannot_close(run_in_process, d
     assert "wandb could not close its run while the job stopped (ConnectionResetError: Connection lost)." in \
         (tmp_path / "train.log").read_text()
 
+
+
+def test_a_sigterm_before_any_job_imported_lightning_is_the_sentence_and_exit_code_143():
+    """While Hydra composes the config no job has imported Lightning, whose SIGTERMException the handler raises once
+    one has: the handler stops the process itself, with the same sentence and exit code (without them: exit code 0,
+    SystemExit's for that exception). A fresh interpreter: this one has imported Lightning."""
+    script = ("import os, signal\nfrom framework.errors import _sigterm_outside_lightning\n"
+              "signal.signal(signal.SIGTERM, _sigterm_outside_lightning)\nos.kill(os.getpid(), signal.SIGTERM)\n"
+              "raise SystemExit('the signal did not stop the process')")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stderr) == (143, "Stopped by SIGTERM.\n")
 
 def test_ctrl_c_in_evaluate_is_one_sentence_with_the_exit_code_of_sigint(run_in_process, tmp_path, monkeypatch):
     """Ctrl+C outside Lightning's loops printed Python's traceback; a study has no checkpoint to go on from, so the
