@@ -7,6 +7,9 @@ its jobs' folders by number (``hydra.sweep.subdir=${hydra.job.num}``), and value
 its jobs anew: job 0 would go on from job 0's old checkpoint with another job's values, silently where no checkpoint
 keeps them (``data.batch_size``). So each job must have the values that made the run in its folder differ from its
 siblings (``check_same_job``), and no two jobs may share a folder (a custom ``hydra.sweep.subdir``).
+
+The checks of an earlier run's files import framework/checkpoints.py (torch) when they run: the Hydra callbacks import
+this module in every command, ``python evaluate.py runs=...`` too, which reads only JSON.
 """
 
 from __future__ import annotations
@@ -24,12 +27,6 @@ from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import InterpolationKeyError
 
-from framework.checkpoints import (
-    check_checkpoint,
-    checkpoint_to_continue,
-    earlier_run_refusal,
-    may_differ_on_resume,
-)
 from framework.compose import CONF
 from framework.errors import ConfigError
 
@@ -65,6 +62,8 @@ def check_sweep(config: DictConfig) -> None:
     numbered = OmegaConf.to_container(config.hydra.sweep, resolve=False).get("subdir") == NUMBERED
     if numbered and not sweep_dir.is_dir():
         return
+    from framework.checkpoints import may_differ_on_resume
+
     check_not_shuffled(config, sweep_dir)
     jobs = sweep_jobs(config)
     composed = [functools.cache(functools.partial(job_config, config, overrides, num))
@@ -216,6 +215,8 @@ def job_folder(job: DictConfig) -> Path:
 
 def check_folder(folder: Path, settings: DictConfig, multirun: bool) -> None:
     """``earlier_run_refusal`` for a run into ``folder`` with the ckpt_path and train of ``settings``."""
+    from framework.checkpoints import earlier_run_refusal
+
     ckpt_path = settings.get("ckpt_path")
     if ckpt_path not in (None, "auto", "last", "hpc"):
         ckpt_path = str(Path(ckpt_path).absolute())
@@ -228,6 +229,8 @@ def check_resumed_checkpoint(folder: Path, settings: DictConfig, composed: Calla
     """A training run that continues ``folder``'s checkpoint (``checkpoint_to_continue``) must keep the values it
     keeps (``check_checkpoint`` with the run's config, ``composed()``: a multirun composes a job's config only when
     needed)."""
+    from framework.checkpoints import check_checkpoint, checkpoint_to_continue
+
     if settings.get("train", True) and settings.get("ckpt_path") in ("auto", "last") and \
             (checkpoint := checkpoint_to_continue(folder / "checkpoints")):
         check_checkpoint(str(checkpoint), resumed_with=composed(), sweep_job=sweep_job)

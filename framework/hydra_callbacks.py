@@ -1,6 +1,7 @@
 """Hydra callbacks (``hydra.callbacks`` in conf/hydra/default.yaml): they run in the process that launches
 a multirun, before and after its jobs, before a single run (``on_run_start``), and (``on_job_end``) in each job's
-own process."""
+own process. Hydra imports them for every command, ``python evaluate.py runs=...`` too, which reads only JSON: the
+checks of training runs import torch and Lightning when they run."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from typing import Any
 
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
-from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from framework.atomic import hold_folder, release_folder
@@ -29,10 +29,7 @@ from framework.errors import (
     remember_the_sweep,
     stopping_before_any_job,
 )
-from framework.loggers import wandb_logger_nodes
-from framework.pretrained import alexnet_features_state_dict
 from framework.slurm_preflight import launches_on_slurm
-from lightning_modules.perceptual_autoencoder import PROCEDURES, PerceptualAutoencoderModule, needs_loss_network
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +91,8 @@ class EarlierRunsPreflight(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         if config.hydra.job.config_name == "train":
+            from lightning.fabric.utilities.rank_zero import rank_zero_only
+
             with checking_before_any_job():
                 check_run(config)
                 if rank_zero_only.rank == 0:
@@ -104,6 +103,8 @@ class EarlierRunsPreflight(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         if config.hydra.job.config_name == "train":
+            from lightning.fabric.utilities.rank_zero import rank_zero_only
+
             with checking_before_any_job():
                 check_sweep(config)
                 check_one_wandb_run_per_job(config)
@@ -117,6 +118,8 @@ class EarlierRunsPreflight(Callback):
 def check_one_wandb_run_per_job(config: DictConfig) -> None:
     """One ``logger.wandb.id`` for every job of a sweep would put them all into one wandb run (``resume: allow``
     continues it), against one run per job."""
+    from framework.loggers import wandb_logger_nodes
+
     ids = multirun_values(config, "logger.wandb.id")
     if wandb_logger_nodes(config) and len(ids) == 1 and ids[0] != "None" and len(sweep_jobs(config)) > 1:
         raise ConfigError(f"Config key 'logger.wandb.id' is {ids[0]!r} for every job of this sweep, whose jobs would "
@@ -170,6 +173,8 @@ def multirun_values(config: DictConfig, key: str) -> list[str]:
 
 def needs_imagenet_alexnet(config: DictConfig) -> bool:
     """Whether some job of this multirun trains a feature-prediction autoencoder on the ImageNet AlexNet."""
+    from lightning_modules.perceptual_autoencoder import PROCEDURES, PerceptualAutoencoderModule, needs_loss_network
+
     target = f"{PerceptualAutoencoderModule.__module__}.{PerceptualAutoencoderModule.__name__}"
     if OmegaConf.select(config, "model._target_", default=None) != target:
         return False
@@ -213,5 +218,7 @@ class PretrainedWeightsPreflight(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         if config.hydra.job.config_name == "train" and not launches_on_slurm(config) and needs_imagenet_alexnet(config):
+            from framework.pretrained import alexnet_features_state_dict
+
             with stopping_before_any_job():
                 alexnet_features_state_dict("imagenet")  # cached after the first fetch; the jobs read it from there

@@ -273,8 +273,9 @@ def test_output_into_a_pipe_already_closed_ends_quietly(command, unbuffered):
 
 
 
-# What Hydra answers before any job runs: (command, environment, exit code, a line of the answer)
-ANSWERED_BEFORE_A_JOB = {
+# What Hydra answers before any job runs, and a table of finished runs ({tmp}: the test's folder, holding two runs):
+# (command, environment, exit code, a line of the answer)
+ANSWERED_WITHOUT_TORCH = {
     "train-help": (["train.py", "--help"], {}, 0, "== Configuration groups =="),
     "train-cfg": (["train.py", "--cfg", "job", "model=lenet5_classic"], {}, 0,
                   "_target_: lightning_modules.lenet5.LeNet5Classic"),
@@ -284,15 +285,21 @@ ANSWERED_BEFORE_A_JOB = {
     "train-refusal": (["train.py", "model=lenet6"], {}, 2, "Config group 'model' has no option 'lenet6'"),
     "evaluate-help": (["evaluate.py", "--help"], {}, 0, "Tasks (task=...; default table):"),
     "evaluate-refusal": (["evaluate.py", "runs=a", "tsk=table"], {}, 2, "Config key 'tsk' is not in the config"),
+    "evaluate-table": (["evaluate.py", "runs={tmp}/sweep", "output={tmp}/table.md"], {}, 0,
+                       "| 0.1 | 0.8500 ± 0.0707 |"),
 }
 
 
-@pytest.mark.parametrize(("command", "environment", "code", "answer"), ANSWERED_BEFORE_A_JOB.values(),
-                         ids=ANSWERED_BEFORE_A_JOB)
-def test_help_config_completion_and_refusals_answer_without_importing_torch(command, environment, code, answer):
-    """The entry points import torch and Lightning (about 6 s here) only once Hydra runs a job: its help, a config
-    shown, shell completion (each TAB runs the script) and its refusal of a command line come in under a second. A
-    fresh interpreter, as a user's: python -X importtime lists every module it imports."""
+@pytest.mark.parametrize(("command", "environment", "code", "answer"), ANSWERED_WITHOUT_TORCH.values(),
+                         ids=ANSWERED_WITHOUT_TORCH)
+def test_help_config_completion_refusals_and_tables_answer_without_importing_torch(command, environment, code, answer,
+                                                                                   tmp_path):
+    """The entry points import torch and Lightning (about 6 s here) only for a job that needs them: Hydra's help, a
+    config shown, shell completion (each TAB runs the script), its refusal of a command line and a table of finished
+    runs (JSON files) come in under a second. A fresh interpreter, as a user's: python -X importtime lists every
+    module it imports."""
+    write_runs(tmp_path / "sweep", [run(0.1, 1, 0.9), run(0.1, 2, 0.8)])
+    command = [word.replace("{tmp}", str(tmp_path)) for word in command]
     done = subprocess.run([sys.executable, "-X", "importtime", *command], cwd=ROOT, capture_output=True, text=True,
                           timeout=120, env=os.environ | environment)
     imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
