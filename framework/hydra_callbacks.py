@@ -91,11 +91,9 @@ class EarlierRunsPreflight(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         if config.hydra.job.config_name == "train":
-            from lightning.fabric.utilities.rank_zero import rank_zero_only
-
             with checking_before_any_job():
                 check_run(config)
-                if rank_zero_only.rank == 0:
+                if lightning_rank() == 0:
                     hold_folder(output_folder(config, "hydra.run.dir"), "give this run another hydra.run.dir")
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
@@ -103,25 +101,35 @@ class EarlierRunsPreflight(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         if config.hydra.job.config_name == "train":
-            from lightning.fabric.utilities.rank_zero import rank_zero_only
-
             with checking_before_any_job():
                 check_sweep(config)
                 check_one_wandb_run_per_job(config)
-                if rank_zero_only.rank == 0:
+                if lightning_rank() == 0:
                     hold_folder(output_folder(config, "hydra.sweep.dir"), "give this sweep another hydra.sweep.dir")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         release_folder(output_folder(config, "hydra.sweep.dir"))
 
 
+def lightning_rank() -> int:
+    """Lightning's ``rank_zero_only.rank`` of this process, without importing Lightning where nothing has: until a
+    strategy sets it, Lightning takes it from the first of these variables in the environment, where its launchers put
+    it for the other ranks (a DDP job's other ranks run the command again, ``-m`` included)."""
+    if rank_zero := sys.modules.get("lightning.fabric.utilities.rank_zero"):
+        return rank_zero.rank_zero_only.rank
+    return next((int(os.environ[key]) for key in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
+                 if key in os.environ), 0)
+
+
 def check_one_wandb_run_per_job(config: DictConfig) -> None:
     """One ``logger.wandb.id`` for every job of a sweep would put them all into one wandb run (``resume: allow``
     continues it), against one run per job."""
+    ids = multirun_values(config, "logger.wandb.id")
+    if len(ids) != 1 or ids[0] == "None" or len(sweep_jobs(config)) < 2:
+        return
     from framework.loggers import wandb_logger_nodes
 
-    ids = multirun_values(config, "logger.wandb.id")
-    if wandb_logger_nodes(config) and len(ids) == 1 and ids[0] != "None" and len(sweep_jobs(config)) > 1:
+    if wandb_logger_nodes(config):
         raise ConfigError(f"Config key 'logger.wandb.id' is {ids[0]!r} for every job of this sweep, whose jobs would "
                           f"then all write into that one wandb run; leave it null (each job's run directory keeps "
                           f"an id of its own), or sweep it with one id per job.")
@@ -171,13 +179,15 @@ def multirun_values(config: DictConfig, key: str) -> list[str]:
     return [] if value is None else [str(value)]
 
 
+PERCEPTUAL_AUTOENCODER = "lightning_modules.perceptual_autoencoder.PerceptualAutoencoderModule"
+
+
 def needs_imagenet_alexnet(config: DictConfig) -> bool:
     """Whether some job of this multirun trains a feature-prediction autoencoder on the ImageNet AlexNet."""
-    from lightning_modules.perceptual_autoencoder import PROCEDURES, PerceptualAutoencoderModule, needs_loss_network
-
-    target = f"{PerceptualAutoencoderModule.__module__}.{PerceptualAutoencoderModule.__name__}"
-    if OmegaConf.select(config, "model._target_", default=None) != target:
+    if OmegaConf.select(config, "model._target_", default=None) != PERCEPTUAL_AUTOENCODER:
         return False
+    from lightning_modules.perceptual_autoencoder import PROCEDURES, needs_loss_network
+
     procedures = [name for name in multirun_values(config, "model.procedure") if name in PROCEDURES]
     return (any(needs_loss_network(name) for name in procedures)
             and "imagenet" in multirun_values(config, "model.loss_network.weights"))

@@ -58,3 +58,11 @@ def run_cli(*args: str, env: dict | None = None, timeout: int = 300, cwd: Path =
         return preloaded_interpreter().python(list(args), cwd, full_env, timeout)
     return subprocess.run([*prefix, sys.executable, *args], cwd=cwd, env=full_env, capture_output=True,
                           text=True, timeout=timeout)
+
+
+def imported_and_said(stderr: str) -> tuple[set[str], str]:
+    """``python -X importtime ...``'s stderr: the modules the interpreter imported, and the rest of what it wrote."""
+    lines = stderr.splitlines(True)
+    timed = [line for line in lines if line.startswith("import time:")]
+    return ({line.rsplit("|", 1)[-1].strip() for line in timed},
+            "".join(line for line in lines if not line.startswith("import time:")))

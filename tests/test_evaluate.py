@@ -13,7 +13,7 @@ from evaluate import TASKS, evaluate, task_keys
 from framework.compose import ROOT, compose_config
 from framework.errors import ConfigError
 from framework.results import write_json_atomic
-from tests.conftest import run_cli
+from tests.conftest import imported_and_said, run_cli
 
 FORWARD_AUTOENCODER = "lightning_modules.forward_autoencoder.ForwardAutoencoderModule"
 
@@ -302,9 +302,8 @@ def test_help_config_completion_refusals_and_tables_answer_without_importing_tor
     command = [word.replace("{tmp}", str(tmp_path)) for word in command]
     done = subprocess.run([sys.executable, "-X", "importtime", *command], cwd=ROOT, capture_output=True, text=True,
                           timeout=120, env=os.environ | environment)
-    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
-    said = done.stdout + "".join(line for line in done.stderr.splitlines(True) if not line.startswith("import time:"))
-    assert done.returncode == code and answer in said, said[-3000:]
+    imported, said = imported_and_said(done.stderr)
+    assert done.returncode == code and answer in done.stdout + said, (done.stdout + said)[-3000:]
     assert not imported & {"torch", "lightning"}, sorted(imported & {"torch", "lightning"})
 
 def test_unknown_task_and_missing_runs_are_named(tmp_path):

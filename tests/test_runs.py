@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from framework.compose import ROOT
-from tests.conftest import run_cli
+from tests.conftest import imported_and_said, run_cli
 from tests.wandb_files import wandb_records
 
 QUIET = ("callbacks.progress_bar.refresh_rate=0", "trainer.accelerator=cpu")
@@ -245,17 +245,21 @@ def test_slurm_launcher_starts_one_task_per_gpu(tmp_path):
 def test_submitit_local_launcher_runs_a_sweep_job_in_its_own_process(tmp_path):
     """Started outside the repository, as on a cluster's scratch space: the job's interpreter, which submitit starts
     in that directory, must still import the framework. A user error in the sweep's other job fails that job only,
-    and its sentence reaches the launcher's output (the job's own output is in its .submitit log)."""
+    and its sentence reaches the launcher's output (the job's own output is in its .submitit log). The launching process
+    (a cluster's login node) imports neither torch nor Lightning: its jobs do."""
     sweep = tmp_path / "sweep"
-    result = run_cli(str(ROOT / "train.py"), "-m", "hydra/launcher=local", "seed=3", "trainer.max_epochs=1", *QUIET,
-                     "model.optimizer.lr=0.02,-1", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
-    assert result.returncode == 2, result.stderr[-3000:]
+    result = run_cli("-X", "importtime", str(ROOT / "train.py"), "-m", "hydra/launcher=local", "seed=3",
+                     "trainer.max_epochs=1", *QUIET, "model.optimizer.lr=0.02,-1", f"hydra.sweep.dir={sweep}",
+                     cwd=tmp_path)
+    imported, said = imported_and_said(result.stderr)
+    assert not imported & {"torch", "lightning"}, sorted(imported & {"torch", "lightning"})
+    assert result.returncode == 2, said[-3000:]
     assert results(sweep / "0")["seed"] == 3 and not (sweep / "1" / "results.json").exists()
     assert list((sweep / ".submitit").iterdir())  # submitit's job folder: the job ran through the launcher
-    assert result.stderr.rstrip().endswith(f"sweep directory: {sweep}\nsummarise its finished jobs with: python "
-                                           f"evaluate.py runs={sweep}\nThe sweep ran every job; the first that stopped "
-                                           f"({sweep}/1) said:\nConfig error: Config key "
-                                           f"'model.optimizer.lr' is -1, but it must be a number > 0.")
+    assert said.rstrip().endswith(f"sweep directory: {sweep}\nsummarise its finished jobs with: python "
+                                  f"evaluate.py runs={sweep}\nThe sweep ran every job; the first that stopped "
+                                  f"({sweep}/1) said:\nConfig error: Config key "
+                                  f"'model.optimizer.lr' is -1, but it must be a number > 0.")
 
 
 def test_a_bug_in_a_job_of_a_local_launcher_keeps_hydras_exit_code_1(tmp_path):

@@ -796,3 +796,22 @@ def test_a_run_without_a_validation_split_validates_nothing_and_says_nothing_of_
     assert caplog.text.count("Restoring states from the checkpoint path") == 1  # for the test
     assert "data.val_fraction=0: no validation split, so the run validates nothing" in caplog.text
     assert "test/acc" in results["metrics"] and not [key for key in results["metrics"] if key.startswith("val/")]
+
+
+@pytest.mark.parametrize("environment", [{}, {"RANK": "2"}, {"LOCAL_RANK": "1"}, {"SLURM_PROCID": "3"},
+                                         {"LOCAL_RANK": "1", "SLURM_PROCID": "3"}, {"JSM_NAMESPACE_RANK": "1"}])
+def test_the_rank_read_before_lightning_is_imported_is_the_one_lightning_reads(environment, monkeypatch):
+    """A sweep's launching process imports no Lightning (tests/test_runs.py), so the Hydra callbacks read the rank from
+    the environment, as Lightning does when it is imported (its rank_zero_only.rank)."""
+    import sys
+
+    from lightning.fabric.utilities import rank_zero
+
+    from framework.hydra_callbacks import lightning_rank
+
+    for key in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in environment.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delitem(sys.modules, "lightning.fabric.utilities.rank_zero")
+    assert lightning_rank() == (rank_zero._get_rank() or 0)
