@@ -18,6 +18,7 @@ import importlib
 import logging
 import re
 import runpy
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -37,7 +38,7 @@ from datamodules.base import DatasetMissingError
 from framework.compose import ROOT, compose_config
 from framework.errors import ConfigError, _fits, construction_error, run_entry_point, worker_user_error
 from lightning_modules.classifier import ClassificationModule
-from tests.conftest import run_cli
+from tests.conftest import imported_and_said, run_cli
 from tests.dataset_files import LUNARLANDER_SMALL, write_cifar10, write_mnist, write_stl10, write_svhn
 
 LUNARLANDER = ["data=lunarlander", *(f"data.{key}={value}" for key, value in LUNARLANDER_SMALL.items())]
@@ -720,6 +721,26 @@ def test_a_sigterm_before_any_job_imported_lightning_is_the_sentence_and_exit_co
               "raise SystemExit('the signal did not stop the process')")
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert (done.returncode, done.stderr) == (143, "Stopped by SIGTERM.\n")
+
+
+def test_a_sigterm_while_a_run_imports_torch_is_the_sentence_and_exit_code_143(tmp_path):
+    """torch and Lightning take seconds to import. train.py imported them before it installed its SIGTERM handler,
+    and a run stopped then (a scheduler's stop, a Ctrl+C's kill) died without a word; now they are imported in the
+    job. The signal goes once the interpreter has begun importing torch (python -X importtime says so on stderr)."""
+    run = subprocess.Popen([sys.executable, "-X", "importtime", str(ROOT / "train.py"), "debug=smoke", "logger=none",
+                            f"hydra.run.dir={tmp_path}"], cwd=tmp_path, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in run.stderr:
+        lines.append(line)
+        if line.rsplit("|", 1)[-1].strip().startswith("torch"):
+            run.send_signal(signal.SIGTERM)
+            break
+    lines += run.stderr.readlines()
+    imported, said = imported_and_said("".join(lines))
+    assert (run.wait(timeout=120), said.splitlines()[-1:]) == (143, ["Stopped by SIGTERM."]), said[-3000:]
+    assert "torch" in imported and not (tmp_path / "results.json").exists()
+
 
 def test_ctrl_c_in_evaluate_is_one_sentence_with_the_exit_code_of_sigint(run_in_process, tmp_path, monkeypatch):
     """Ctrl+C outside Lightning's loops printed Python's traceback; a study has no checkpoint to go on from, so the
