@@ -346,11 +346,10 @@ def worker_exception(error: ProcessRaisedException) -> tuple[str, str] | None:
 
 
 def worker_user_error(error: Exception) -> UserError | None:
-    """The UserError a spawned DDP worker stopped with (``error``: torch's ProcessRaisedException); ``None``: the
-    worker's bug, or an exception of another kind."""
-    from torch.multiprocessing import ProcessRaisedException
-
-    if not isinstance(error, ProcessRaisedException):
+    """The UserError a spawned DDP worker stopped with (``error``: torch's ProcessRaisedException, which only a process
+    that imported torch.multiprocessing meets); ``None``: the worker's bug, or an exception of another kind."""
+    raised_in_a_worker = getattr(sys.modules.get("torch.multiprocessing"), "ProcessRaisedException", None)
+    if raised_in_a_worker is None or not isinstance(error, raised_in_a_worker):
         return None
     found = worker_exception(error)
     try:
