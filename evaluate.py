@@ -245,12 +245,14 @@ def first_paragraph(docstring: str) -> str:
     return " ".join(docstring.strip().split("\n\n")[0].split())
 
 
-SZEGEDY_STUDY = Path(__file__).parent / "analysis" / "szegedy_study.py"
+# The docstrings of analysis/szegedy_study.py's functions, for --help, read from the file: importing it imports torch
+SZEGEDY_DOCSTRINGS = {node.name: ast.get_docstring(node) for node in
+                      ast.parse((Path(__file__).parent / "analysis" / "szegedy_study.py").read_text()).body
+                      if isinstance(node, ast.FunctionDef)}
 
 
 def szegedy_task(study: str, name: str, figures: bool = False) -> Callable[[DictConfig], str]:
-    """The Szegedy et al. study ``study`` (a function of analysis/szegedy_study.py); figures go next to the markdown.
-    Its docstring, which --help shows, is read from the file: importing it imports torch."""
+    """The Szegedy et al. study ``study`` (a function of analysis/szegedy_study.py); figures go next to the markdown."""
 
     def task(cfg: DictConfig) -> str:
         from analysis import szegedy_study
@@ -258,9 +260,7 @@ def szegedy_task(study: str, name: str, figures: bool = False) -> Callable[[Dict
         run = getattr(szegedy_study, study)
         return write_markdown(run(cfg, figures_folder(cfg, f"{name}.md")) if figures else run(cfg), cfg, f"{name}.md")
 
-    functions = {node.name: node for node in ast.parse(SZEGEDY_STUDY.read_text()).body
-                 if isinstance(node, ast.FunctionDef)}
-    summary = first_paragraph(ast.get_docstring(functions[study]) or name)
+    summary = first_paragraph(SZEGEDY_DOCSTRINGS[study] or name)
     task.__doc__ = f"""{summary}
 
     Keys: runs, szegedy, data_dir, output.

@@ -272,7 +272,6 @@ def test_output_into_a_pipe_already_closed_ends_quietly(command, unbuffered):
     assert (done.returncode, done.stderr) == (128 + signal.SIGPIPE, "")
 
 
-
 # What Hydra answers before any job runs, and a table of finished runs ({tmp}: the test's folder, holding two runs):
 # (command, environment, exit code, a line of the answer)
 ANSWERED_WITHOUT_TORCH = {
@@ -305,6 +304,7 @@ def test_help_config_completion_refusals_and_tables_answer_without_importing_tor
     imported, said = imported_and_said(done.stderr)
     assert done.returncode == code and answer in done.stdout + said, (done.stdout + said)[-3000:]
     assert not imported & {"torch", "lightning"}, sorted(imported & {"torch", "lightning"})
+
 
 def test_unknown_task_and_missing_runs_are_named(tmp_path):
     with pytest.raises(ConfigError, match="'task' is 'attack', but it must be one of table, "):

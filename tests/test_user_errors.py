@@ -711,7 +711,6 @@ def test_a_sigterm_stays_the_exit_even_when_wandb_cannot_close(run_in_process, d
         (tmp_path / "train.log").read_text()
 
 
-
 def test_a_sigterm_before_any_job_imported_lightning_is_the_sentence_and_exit_code_143():
     """While Hydra composes the config no job has imported Lightning, whose SIGTERMException the handler raises once
     one has: the handler stops the process itself, with the same sentence and exit code (without them: exit code 0,
