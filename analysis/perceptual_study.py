@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 from analysis.results_table import check_one_setting, spread
 from framework.errors import ConfigError
-from lightning_modules.perceptual_autoencoder import PROCEDURES
+from lightning_modules.perceptual_procedures import PROCEDURES
 
 METRICS = {"probe/test_mean_distance": "mean distance (lower is better)", "probe/test_accuracy": "accuracy"}
 SECONDS = "train/epoch_seconds_mean"  # the mean over a run's epochs

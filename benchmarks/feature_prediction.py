@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.summary import parse_benchmark_args, positive  # noqa: E402
 from framework.errors import UserError, report, require_usable_gpu  # noqa: E402
-from lightning_modules.perceptual_autoencoder import PROCEDURES, PerceptualAutoencoderModule  # noqa: E402
+from lightning_modules.perceptual_autoencoder import PerceptualAutoencoderModule  # noqa: E402
+from lightning_modules.perceptual_procedures import PROCEDURES  # noqa: E402
 
 ADAM = {"fused": {"fused": True}, "foreach": {"foreach": True}, "for-loop": {"foreach": False}}
 SMOKE = {"frames": 8, "batch_size": 4, "repeats": 1, "weights": "random"}  # --smoke's defaults

@@ -30,6 +30,7 @@ from framework.errors import (
     stopping_before_any_job,
 )
 from framework.slurm_preflight import launches_on_slurm
+from lightning_modules.perceptual_procedures import PERCEPTUAL_AUTOENCODER, PROCEDURES, needs_loss_network
 
 log = logging.getLogger(__name__)
 
@@ -179,15 +180,10 @@ def multirun_values(config: DictConfig, key: str) -> list[str]:
     return [] if value is None else [str(value)]
 
 
-PERCEPTUAL_AUTOENCODER = "lightning_modules.perceptual_autoencoder.PerceptualAutoencoderModule"
-
-
 def needs_imagenet_alexnet(config: DictConfig) -> bool:
     """Whether some job of this multirun trains a feature-prediction autoencoder on the ImageNet AlexNet."""
     if OmegaConf.select(config, "model._target_", default=None) != PERCEPTUAL_AUTOENCODER:
         return False
-    from lightning_modules.perceptual_autoencoder import PROCEDURES, needs_loss_network
-
     procedures = [name for name in multirun_values(config, "model.procedure") if name in PROCEDURES]
     return (any(needs_loss_network(name) for name in procedures)
             and "imagenet" in multirun_values(config, "model.loss_network.weights"))

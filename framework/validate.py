@@ -28,6 +28,8 @@ from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
 from framework.compose import CONF
 from framework.errors import ConfigError, get_object, mistyped_argument_error
+from lightning_modules.perceptual_procedures import PERCEPTUAL_AUTOENCODER as PERCEPTUAL
+from lightning_modules.perceptual_procedures import PROCEDURES
 
 
 @dataclass(frozen=True)
@@ -191,10 +193,7 @@ rule("model.net.dropout", lambda v: is_number(v) and 0 <= v < 1, "a number in [0
 rule("model.pretrain_epochs", int_at_least(0), "an integer >= 0", of="lightning_modules.szegedy.SzegedyModule")
 
 # ---- feature-prediction autoencoders (seed 003; lightning_modules/perceptual_autoencoder.py) ----
-PERCEPTUAL = "lightning_modules.perceptual_autoencoder.PerceptualAutoencoderModule"
-PERCEPTUAL_PROCEDURES = ("I-I-PW", "I-I-PS", "F-I-PW", "F-I-PS", "I-F-FP", "F-F-FP")
-rule("model.procedure", lambda v: v in PERCEPTUAL_PROCEDURES, f"one of {', '.join(PERCEPTUAL_PROCEDURES)}",
-     of=PERCEPTUAL)
+rule("model.procedure", lambda v: v in PROCEDURES, f"one of {', '.join(PROCEDURES)}", of=PERCEPTUAL)
 rule("model.latent_dim", int_at_least(1), "an integer >= 1", of=PERCEPTUAL)
 rule("model.feature_hidden_max", int_at_least(1), "an integer >= 1", of=PERCEPTUAL)
 rule("model.gamma", non_negative, "a number >= 0 (0: not variational)", of=PERCEPTUAL)

@@ -38,24 +38,11 @@ from torch import nn
 
 from framework.pretrained import alexnet_features
 from framework.validate import ConfigError
+from lightning_modules.perceptual_procedures import PROCEDURES, needs_loss_network
 from lightning_modules.stage_steps import StageSteps
 
-PROCEDURES = {  # name: (encoder input, decoder output, loss)
-    "I-I-PW": ("image", "image", "pixel"),
-    "I-I-PS": ("image", "image", "perceptual"),
-    "F-I-PW": ("features", "image", "pixel"),
-    "F-I-PS": ("features", "image", "perceptual"),
-    "I-F-FP": ("image", "features", "feature"),
-    "F-F-FP": ("features", "features", "feature"),
-}
 LOSS_NETWORK_LAYERS = 5  # alexnet().features[:5]
 FEATURE_HIDDEN_MAX = 2048  # hidden = min(F // 2, 2048)
-
-
-def needs_loss_network(procedure: str) -> bool:
-    """Every procedure but I-I-PW runs the loss network (AlexNet features as input, loss or target)."""
-    encoder_input, _, loss = PROCEDURES[procedure]
-    return (encoder_input, loss) != ("image", "pixel")
 
 
 def side_allowed(side) -> bool:

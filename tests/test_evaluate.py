@@ -13,6 +13,7 @@ from evaluate import TASKS, evaluate, task_keys
 from framework.compose import ROOT, compose_config
 from framework.errors import ConfigError
 from framework.results import write_json_atomic
+from lightning_modules.perceptual_procedures import PERCEPTUAL_AUTOENCODER
 from tests.conftest import imported_and_said, run_cli
 
 FORWARD_AUTOENCODER = "lightning_modules.forward_autoencoder.ForwardAutoencoderModule"
@@ -272,7 +273,8 @@ def test_output_into_a_pipe_already_closed_ends_quietly(command, unbuffered):
     assert (done.returncode, done.stderr) == (128 + signal.SIGPIPE, "")
 
 
-# What Hydra answers before any job runs, and a table of finished runs ({tmp}: the test's folder, holding two runs):
+# What Hydra answers before any job runs, and tables of finished runs ({tmp}: the test's folder, holding two runs in
+# sweep/ and a feature-prediction autoencoder's in perceptual/):
 # (command, environment, exit code, a line of the answer)
 ANSWERED_WITHOUT_TORCH = {
     "train-help": (["train.py", "--help"], {}, 0, "== Configuration groups =="),
@@ -286,6 +288,10 @@ ANSWERED_WITHOUT_TORCH = {
     "evaluate-refusal": (["evaluate.py", "runs=a", "tsk=table"], {}, 2, "Config key 'tsk' is not in the config"),
     "evaluate-table": (["evaluate.py", "runs={tmp}/sweep", "output={tmp}/table.md"], {}, 0,
                        "| 0.1 | 0.8500 ± 0.0707 |"),
+    "evaluate-perceptual-table": (["evaluate.py", "task=perceptual_table1", "runs={tmp}/perceptual",
+                                   "output={tmp}/"], {}, 0, "| I-F-FP | 0.2500 ± — (n=1) |"),
+    "evaluate-perceptual-figures": (["evaluate.py", "task=perceptual_figures", "runs={tmp}/perceptual",
+                                     "output={tmp}/"], {}, 0, "| I-F-FP | 128 | 1 | 2.00 ± — | 0.2500 ± — |"),
 }
 
 
@@ -298,6 +304,11 @@ def test_help_config_completion_refusals_and_tables_answer_without_importing_tor
     runs (JSON files) come in under a second. A fresh interpreter, as a user's: python -X importtime lists every
     module it imports."""
     write_runs(tmp_path / "sweep", [run(0.1, 1, 0.9), run(0.1, 2, 0.8)])
+    write_runs(tmp_path / "perceptual", [{
+        "config": {"data": {"_target_": "datamodules.lunarlander.LunarLanderDataModule"},
+                   "model": {"_target_": PERCEPTUAL_AUTOENCODER, "procedure": "I-F-FP", "latent_dim": 128,
+                             "loss_network": {"weights": "imagenet"}}},
+        "metrics": {"probe/test_mean_distance": 0.25, "train/epoch_seconds_mean": 2.0}, "overrides": ["seed=0"]}])
     command = [word.replace("{tmp}", str(tmp_path)) for word in command]
     done = subprocess.run([sys.executable, "-X", "importtime", *command], cwd=ROOT, capture_output=True, text=True,
                           timeout=120, env=os.environ | environment)

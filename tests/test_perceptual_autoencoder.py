@@ -22,7 +22,8 @@ from framework.hydra_callbacks import needs_imagenet_alexnet
 from framework.pretrained import TORCHVISION_FILE
 from framework.validate import ConfigError, validate
 from lightning_modules import perceptual_autoencoder
-from lightning_modules.perceptual_autoencoder import PROCEDURES, PerceptualAutoencoderModule, kl_divergence
+from lightning_modules.perceptual_autoencoder import PerceptualAutoencoderModule, kl_divergence
+from lightning_modules.perceptual_procedures import PROCEDURES
 from tests.conftest import run_cli
 
 RANDOM = {"weights": "random"}
