@@ -747,6 +747,17 @@ def _sigterm_outside_lightning(signal_number: int, frame) -> None:
         raise sigterm
 
 
+def sigterm_stops_a_submitit_job() -> None:
+    """In a job that submitit runs in a process of its own (``hydra/launcher=local`` or ``slurm``), submitit's handler
+    logs a SIGTERM and ignores it ("Bypassing signal SIGTERM"), and Lightning's takes over only when a fit starts: a
+    SIGTERM while the job imported torch and set up (seconds) was ignored, and the job trained on until a SIGKILL (the
+    local launcher's grace, SLURM's KillWait). From here on such a SIGTERM stops the job as it stops a run in one
+    process (``_sigterm_outside_lightning``). Any other handler is left as it is."""
+    handler = signal.getsignal(signal.SIGTERM)
+    if type(getattr(handler, "__self__", None)).__module__.startswith("submitit."):
+        signal.signal(signal.SIGTERM, _sigterm_outside_lightning)
+
+
 SUBMITIT_LOCAL_GRACE_S = 30  # SLURM's default KillWait: SIGTERM, then SIGKILL this many seconds later
 
 

@@ -27,6 +27,7 @@ from framework.errors import (
     UserError,
     evaluate_commands,
     remember_the_sweep,
+    sigterm_stops_a_submitit_job,
     stopping_before_any_job,
 )
 from framework.slurm_preflight import launches_on_slurm
@@ -62,6 +63,14 @@ class JobsImportThisRepository(Callback):
         paths = [path for path in os.environ.get("PYTHONPATH", "").split(os.pathsep) if path]
         if str(ROOT) not in paths:
             os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *paths])
+
+
+class SigtermStopsTheJob(Callback):
+    """A job that submitit runs stops on SIGTERM from its start (``sigterm_stops_a_submitit_job``), not only once
+    Lightning's fit has begun."""
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sigterm_stops_a_submitit_job()
 
 
 class FailedTaskEndsItsJob(Callback):

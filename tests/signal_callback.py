@@ -1,9 +1,9 @@
-"""Callbacks that send their own process a signal, as a scheduler or ``kill`` does."""
+"""Lightning callbacks that send their own process a signal, as a scheduler or ``kill`` does (a Hydra callback that
+sends one as a job starts: tests/signal_at_job_start.py)."""
 
 import os
 import signal
 
-from hydra.experimental.callback import Callback as HydraCallback
 from lightning.pytorch.callbacks import Callback
 
 from framework.processes import parent_of
@@ -17,17 +17,6 @@ class SignalAtEpochStart(Callback):
         if trainer.current_epoch == self.epoch:
             if self.signal == signal.SIGINT:  # Ctrl+C in a terminal: a job started in the background ignores SIGINT
                 signal.signal(signal.SIGINT, signal.default_int_handler)
-            os.kill(os.getpid(), self.signal)
-
-
-class SignalAtJobStart(HydraCallback):
-    """A Hydra callback: the signal as job number ``job`` of a sweep starts, before any Trainer runs."""
-
-    def __init__(self, job: int, signal_name: str = "SIGTERM"):
-        self.job, self.signal = job, getattr(signal, signal_name)
-
-    def on_job_start(self, config, **kwargs):
-        if config.hydra.job.get("num") == self.job:
             os.kill(os.getpid(), self.signal)
 
 

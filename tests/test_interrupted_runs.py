@@ -108,7 +108,8 @@ def test_sigterm_between_a_sweeps_jobs_is_the_sentence_and_exit_code_of_one_duri
     """Outside a Trainer's fit or test (a job's set-up, scoring its best checkpoint, results.json, between jobs)
     SIGTERM killed the process with no word of where the sweep is or how to continue it."""
     sweep = ("-m", "seed=1,2", "debug=limit", "logger=none", *QUIET, f"hydra.sweep.dir={tmp_path}")
-    stopped = run_cli("train.py", *sweep, "+hydra.callbacks.stopper._target_=tests.signal_callback.SignalAtJobStart",
+    stopped = run_cli("train.py", *sweep,
+                      "+hydra.callbacks.stopper._target_=tests.signal_at_job_start.SignalAtJobStart",
                       "+hydra.callbacks.stopper.job=1")
     assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr[-3000:]
     assert stopped.stderr.rstrip().endswith(

@@ -275,8 +275,7 @@ def test_a_bug_in_a_job_of_a_local_launcher_keeps_hydras_exit_code_1(tmp_path):
 def test_sigterm_to_a_local_launcher_stops_its_jobs_before_it_exits(tmp_path):
     """`hydra/launcher=local` runs each job in a process of its own under submitit's controller: a SIGTERM to the
     launching process (kill, a terminal's job control) ended it alone, and its jobs trained on with no launcher. Job 1
-    stops at its next batch, or, when the signal found it still setting up (submitit then ignores SIGTERM, as on a
-    cluster), ends by itself or is killed after the grace period."""
+    stops at its next batch, or at once when the signal found it still setting up (the test below)."""
     sweep = tmp_path / "sweep"
     result = run_cli("train.py", "-m", "hydra/launcher=local", "seed=1,2", "debug=limit", "trainer.max_epochs=100",
                      "~callbacks.early_stopping", "logger=none", *QUIET, f"hydra.sweep.dir={sweep}",
@@ -288,6 +287,22 @@ def test_sigterm_to_a_local_launcher_stops_its_jobs_before_it_exits(tmp_path):
                                            f"checkpoint when the same command is given again with ckpt_path=auto).")
     assert left == []  # every job's process has ended
     assert (sweep / "0" / "checkpoints" / "last.ckpt").is_file() and not (sweep / "0" / "results.json").exists()
+
+
+def test_sigterm_to_a_local_launcher_stops_a_job_still_importing_torch(tmp_path):
+    """submitit's handler ignores SIGTERM in the jobs it runs ("Bypassing signal SIGTERM"), and Lightning's takes over
+    only when a fit starts: a job that got the signal while it imported torch and set up trained on to its end, or
+    until the launcher killed it after its grace. Job 0 signals the launcher as it starts (the launcher passes the
+    signal on to its jobs), and stops at once, with its sentence in its submitit log and nothing trained."""
+    sweep = tmp_path / "sweep"
+    result = run_cli("train.py", "-m", "hydra/launcher=local", "seed=1,2", "debug=limit", "trainer.max_epochs=100",
+                     "~callbacks.early_stopping", "logger=none", *QUIET, f"hydra.sweep.dir={sweep}",
+                     "+hydra.callbacks.stopper._target_=tests.signal_at_job_start.SignalAtJobStart",
+                     "+hydra.callbacks.stopper.job=0", "+hydra.callbacks.stopper.to=launcher")
+    job_logs = [path.read_text() for path in (sweep / ".submitit").glob("*/*_log.err")]
+    assert result.returncode == 128 + signal.SIGTERM, result.stderr[-3000:]
+    assert any(log.rstrip().endswith("Stopped by SIGTERM.") for log in job_logs), job_logs
+    assert not (sweep / "0" / "checkpoints").exists() and not (sweep / "0" / "results.json").exists()
 
 
 @pytest.mark.parametrize("with_callback", [True, False])
