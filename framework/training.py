@@ -20,6 +20,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import lightning as L
+import torch
 from hydra.core.hydra_config import HydraConfig
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import Callback, Checkpoint, LearningRateMonitor, ProgressBar
@@ -355,6 +356,7 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
         "epochs_completed": trainer.current_epoch,  # DDP workers send it back too (RefusalsInWorkers)
         "wall_seconds": time.perf_counter() - started,
         "versions": library_versions(),
+        "compute": compute_used(trainer),
     }
     if continued.changed:
         results["changed_on_resume"] = continued.changed
@@ -363,6 +365,14 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
         log.info(f"Wrote {path}")
         publish_results(trainer.loggers, results)
     return results
+
+
+def compute_used(trainer: L.Trainer) -> dict:
+    """What the run computed on: its device, the processes, and torch's CPU thread count in the process that writes
+    results.json, which orders CPU sums: the same command gives other figures at OMP_NUM_THREADS=1 and at 2."""
+    device = trainer.strategy.root_device
+    name = f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else str(device)
+    return {"device": name, "processes": trainer.world_size, "torch_threads": torch.get_num_threads()}
 
 
 def finish_wandb(stopping: BaseException | None = None) -> None:
