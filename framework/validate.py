@@ -193,7 +193,8 @@ rule("model.net.dropout", lambda v: is_number(v) and 0 <= v < 1, "a number in [0
 rule("model.pretrain_epochs", int_at_least(0), "an integer >= 0", of="lightning_modules.szegedy.SzegedyModule")
 
 # ---- feature-prediction autoencoders (seed 003; lightning_modules/perceptual_autoencoder.py) ----
-rule("model.procedure", lambda v: v in PROCEDURES, f"one of {', '.join(PROCEDURES)}", of=PERCEPTUAL)
+rule("model.procedure", lambda v: isinstance(v, str) and v in PROCEDURES, f"one of {', '.join(PROCEDURES)}",
+     of=PERCEPTUAL)
 rule("model.latent_dim", int_at_least(1), "an integer >= 1", of=PERCEPTUAL)
 rule("model.feature_hidden_max", int_at_least(1), "an integer >= 1", of=PERCEPTUAL)
 rule("model.gamma", non_negative, "a number >= 0 (0: not variational)", of=PERCEPTUAL)
