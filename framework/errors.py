@@ -629,6 +629,15 @@ def remember_the_sweep(script: str, sweep_dir: str, evaluate_tasks: list[str] | 
     _job.update(script=script, sweep_dir=sweep_dir, evaluate_tasks=evaluate_tasks)
 
 
+def remember_the_job(evaluate_tasks: list[str] | None = None) -> None:
+    """What a job that stops or fails says of itself: its script, its folder and its sweep's."""
+    if HydraConfig.initialized():
+        _job["script"] = HydraConfig.get().job.config_name  # train or evaluate, whatever hydra.job.name says
+        _job["run_dir"] = HydraConfig.get().runtime.output_dir
+    if in_a_sweep():
+        remember_the_sweep(_job["script"], HydraConfig.get().sweep.dir, evaluate_tasks)
+
+
 @contextmanager
 def reporting_user_errors(evaluate_tasks: list[str] | None = None):
     """Around the work of a Hydra job: a UserError becomes its sentence on stderr and in the job's log, exit code 2.
@@ -643,11 +652,7 @@ def reporting_user_errors(evaluate_tasks: list[str] | None = None):
                 ...
     """
     _job["started"] = True
-    if HydraConfig.initialized():
-        _job["script"] = HydraConfig.get().job.config_name  # train or evaluate, whatever hydra.job.name says
-        _job["run_dir"] = HydraConfig.get().runtime.output_dir
-    if in_a_sweep():
-        remember_the_sweep(_job["script"], HydraConfig.get().sweep.dir, evaluate_tasks)
+    remember_the_job(evaluate_tasks)
     try:
         yield
     except Exception as error:
@@ -718,7 +723,7 @@ def _where_and_how_to_go_on() -> str:
     return f" ({details})" if details else ""
 
 
-def _stopped_by(signal_number: int) -> NoReturn:
+def stopped_by(signal_number: int) -> NoReturn:
     """A run or sweep that a signal stopped: one sentence on stderr and in the job's log, and the exit code that the
     signal's default action gives (130 for SIGINT, 143 for SIGTERM), which ``&&`` chains and schedulers read."""
     stopped = f"Stopped by {signal.Signals(signal_number).name}{_where_and_how_to_go_on()}."
@@ -743,7 +748,7 @@ def _sigterm_outside_lightning(signal_number: int, frame) -> None:
                 os.kill(child.pid, signal.SIGKILL)
         stop_submitit_local_jobs()
         if (sigterm := _lightning_sigterm()) is None:  # Hydra still composing: no job has imported Lightning
-            _stopped_by(signal.SIGTERM)
+            stopped_by(signal.SIGTERM)
         raise sigterm
 
 
@@ -755,6 +760,7 @@ def sigterm_stops_a_submitit_job() -> None:
     process (``_sigterm_outside_lightning``). Any other handler is left as it is."""
     handler = signal.getsignal(signal.SIGTERM)
     if type(getattr(handler, "__self__", None)).__module__.startswith("submitit."):
+        remember_the_job()  # its sentence says how the sweep goes on, whenever the signal comes
         signal.signal(signal.SIGTERM, _sigterm_outside_lightning)
 
 
@@ -881,12 +887,12 @@ def run_entry_point(main: Callable[[], object]) -> None:
                                  f"job's config, drop -m and give that job's values with --cfg job.")), file=sys.stderr)
         raise SystemExit(2) from None
     except KeyboardInterrupt:  # Ctrl+C outside Lightning's loops: while data is set up, between a sweep's jobs
-        _stopped_by(signal.SIGINT)
+        stopped_by(signal.SIGINT)
     except SystemExit as stop:
         if is_lightning_sigterm(stop):  # Lightning's after a SIGTERM (kill, a scheduler's stop): a SystemExit of code 0
-            _stopped_by(signal.SIGTERM)
+            stopped_by(signal.SIGTERM)
         if isinstance(stop.__context__, KeyboardInterrupt):  # Lightning's sys.exit(1) after Ctrl+C in its loops
-            _stopped_by(signal.SIGINT)
+            stopped_by(signal.SIGINT)
         if stop.code == 1 and not _job["started"]:
             sys.exit(2)
         raise

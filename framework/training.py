@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import netrc
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -64,6 +65,7 @@ from framework.errors import (
     log_to_files,
     no_srun_hint_outside_slurm_jobs,
     reporting_user_errors,
+    stopped_by,
     stopping_quietly_when_stdout_closes,
     trainer_refusals,
 )
@@ -411,6 +413,8 @@ def training_job(cfg: DictConfig) -> float | None:
             log_to_files(failed, error, log)  # with the traceback, which Hydra prints on the console after this line
             print(f"{failed}.", file=sys.stderr)
         finish_wandb(stopping=error)
+        if isinstance(error, SIGTERMException):  # said here: in a job that submitit runs, no run_entry_point is there
+            stopped_by(signal.SIGTERM)  # to turn Lightning's exit (code 0, no word) into the sentence and exit code 143
         raise
     finish_wandb()
     metrics = results["metrics"]

@@ -272,10 +272,17 @@ def test_a_bug_in_a_job_of_a_local_launcher_keeps_hydras_exit_code_1(tmp_path):
     assert result.stderr.rstrip().endswith("RuntimeError: a bug (the test's)")
 
 
+def stopped_job_said(sweep: Path) -> str:
+    """The sentence a sweep's job that SIGTERM stopped leaves in its own logs (the launcher's names no folder given)."""
+    return (f"Stopped by SIGTERM (sweep directory: {sweep}; a run goes on from its last checkpoint when the same "
+            f"command is given again with ckpt_path=auto hydra.sweep.dir={sweep}).")
+
+
 def test_sigterm_to_a_local_launcher_stops_its_jobs_before_it_exits(tmp_path):
     """`hydra/launcher=local` runs each job in a process of its own under submitit's controller: a SIGTERM to the
-    launching process (kill, a terminal's job control) ended it alone, and its jobs trained on with no launcher. Job 1
-    stops at its next batch, or at once when the signal found it still setting up (the test below)."""
+    launching process (kill, a terminal's job control) ended it alone, and its jobs trained on with no launcher. Job 0
+    stops at its next batch, or at once when the signal found it still setting up (the test below), and says so in its
+    own logs: Lightning's exit after a SIGTERM is a SystemExit of code 0, which ended the job without a word."""
     sweep = tmp_path / "sweep"
     result = run_cli("train.py", "-m", "hydra/launcher=local", "seed=1,2", "debug=limit", "trainer.max_epochs=100",
                      "~callbacks.early_stopping", "logger=none", *QUIET, f"hydra.sweep.dir={sweep}",
@@ -287,6 +294,9 @@ def test_sigterm_to_a_local_launcher_stops_its_jobs_before_it_exits(tmp_path):
                                            f"checkpoint when the same command is given again with ckpt_path=auto).")
     assert left == []  # every job's process has ended
     assert (sweep / "0" / "checkpoints" / "last.ckpt").is_file() and not (sweep / "0" / "results.json").exists()
+    job_logs = [path.read_text() for path in (sweep / ".submitit").glob("*/*_log.err")]
+    assert any(log.rstrip().endswith(stopped_job_said(sweep)) for log in job_logs), job_logs
+    assert stopped_job_said(sweep) in (sweep / "0" / "train.log").read_text()
 
 
 def test_sigterm_to_a_local_launcher_stops_a_job_still_importing_torch(tmp_path):
@@ -301,7 +311,7 @@ def test_sigterm_to_a_local_launcher_stops_a_job_still_importing_torch(tmp_path)
                      "+hydra.callbacks.stopper.job=0", "+hydra.callbacks.stopper.to=launcher")
     job_logs = [path.read_text() for path in (sweep / ".submitit").glob("*/*_log.err")]
     assert result.returncode == 128 + signal.SIGTERM, result.stderr[-3000:]
-    assert any(log.rstrip().endswith("Stopped by SIGTERM.") for log in job_logs), job_logs
+    assert any(log.rstrip().endswith(stopped_job_said(sweep)) for log in job_logs), job_logs
     assert not (sweep / "0" / "checkpoints").exists() and not (sweep / "0" / "results.json").exists()
 
 
