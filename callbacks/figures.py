@@ -4,7 +4,9 @@ Callbacks and studies only write PNG files into the run directory (mi_lr.png, re
 ...). This callback looks for new or changed PNGs under the run directory at the start and the end of every
 training epoch (the start catches what other callbacks wrote at the previous epoch's end), at the end of
 fitting and of testing, and logs each under ``figures/<path relative to the run, without .png>``. A figure is
-read once per look, its RGB pixels both what tells it apart and what the loggers get.
+read once per look, its RGB pixels both what tells it apart and what the loggers get; a file left as it was since
+the last look (its modification time and size) is not read again, so a run that writes a figure every epoch does
+not decode all of them at every look.
 The loggers' own folders are skipped (wandb keeps copies of the images in its run folder).
 
     figures:
@@ -15,6 +17,7 @@ The loggers' own folders are skipped (wandb keeps copies of the images in its ru
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 
 import lightning as L
@@ -23,6 +26,9 @@ from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from PIL import Image
 
 SKIPPED_FOLDERS = frozenset({"wandb", "tensorboard", "checkpoints", "csv", ".hydra", ".submitit"})
+# A file's modification time has the kernel's clock tick, so a rewrite in the tick of the read before it could leave
+# the same time and size: a file modified this recently is read again at every look.
+SETTLED_NS = 1_000_000_000
 
 
 def log_figure(trainer: L.Trainer, pixels: np.ndarray, key: str) -> None:
@@ -52,18 +58,29 @@ class FiguresToLoggers(L.Callback):
     def __init__(self, root: str | Path):
         self.root = Path(root)
         self.sent: dict[str, str] = {}  # path relative to the run -> digest of the content that was logged
+        self.read_at: dict[str, tuple[int, int]] = {}  # path -> (modification time, size) when last read whole
 
     def new_figures(self) -> list[tuple[str, np.ndarray]]:
         """(path relative to the run, pixels) of each figure whose pixels have not been sent."""
         found = []
         for path in sorted(self.root.rglob("*.png")):
-            relative = path.relative_to(self.root)
-            pixels = read_pixels(path) if SKIPPED_FOLDERS.isdisjoint(relative.parts[:-1]) else None
-            if pixels is not None:
-                digest = hashlib.sha1(f"{pixels.shape}".encode() + pixels.tobytes()).hexdigest()
-                if self.sent.get(relative.as_posix()) != digest:
-                    self.sent[relative.as_posix()] = digest
-                    found.append((relative.with_suffix("").as_posix(), pixels))
+            relative, name = path.relative_to(self.root), path.relative_to(self.root).as_posix()
+            if not SKIPPED_FOLDERS.isdisjoint(relative.parts[:-1]):
+                continue
+            try:
+                stat = path.stat()  # before the read: a write after it changes what the next look finds
+            except FileNotFoundError:  # removed since the listing
+                continue
+            if self.read_at.get(name) == (stat.st_mtime_ns, stat.st_size):
+                continue
+            if (pixels := read_pixels(path)) is None:
+                continue
+            if time.time_ns() - stat.st_mtime_ns > SETTLED_NS:
+                self.read_at[name] = (stat.st_mtime_ns, stat.st_size)
+            digest = hashlib.sha1(f"{pixels.shape}".encode() + pixels.tobytes()).hexdigest()
+            if self.sent.get(name) != digest:
+                self.sent[name] = digest
+                found.append((relative.with_suffix("").as_posix(), pixels))
         return found
 
     def state_dict(self) -> dict:

@@ -6,7 +6,9 @@ import csv
 import hashlib
 import io
 import json
+import os
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -226,6 +228,27 @@ def test_a_figure_being_rewritten_by_another_rank_is_not_sent_again(tmp_path, se
     Image.fromarray(painting(0)).save(figure, compress_level=0)  # the same pixels in other bytes
     callback.send(trainer)
     assert sent == ["figures/epoch_0"]
+
+
+def test_a_figure_left_as_it_was_since_the_last_look_is_not_read_again(tmp_path, sending, monkeypatch):
+    """A run that writes a figure every epoch decoded every one of them at every look (twice an epoch)."""
+    sent, trainer, callback = sending
+    read = []
+    monkeypatch.setattr(figures, "read_pixels", lambda path, read_pixels=figures.read_pixels:
+                        read.append(path.name) or read_pixels(path))
+    an_hour_ago = time.time() - 3600
+    for epoch in range(3):
+        Image.fromarray(painting(epoch)).save(tmp_path / f"epoch_{epoch}.png")
+        os.utime(tmp_path / f"epoch_{epoch}.png", (an_hour_ago, an_hour_ago))
+    Image.fromarray(painting(0)).save(tmp_path / "mi_lr.png")  # written just now: it may change within the clock tick
+    callback.send(trainer)
+    callback.send(trainer)
+    assert read == ["epoch_0.png", "epoch_1.png", "epoch_2.png", "mi_lr.png", "mi_lr.png"]
+    Image.fromarray(painting(3)).save(tmp_path / "epoch_1.png")  # rewritten
+    os.utime(tmp_path / "epoch_1.png", (an_hour_ago + 1, an_hour_ago + 1))
+    callback.send(trainer)
+    assert read[5:] == ["epoch_1.png", "mi_lr.png"]
+    assert sent == ["figures/epoch_0", "figures/epoch_1", "figures/epoch_2", "figures/mi_lr", "figures/epoch_1"]
 
 
 @pytest.mark.slow
