@@ -116,18 +116,6 @@ def publish_results(loggers, results: dict) -> None:
             tensorboard_hparams(logger, results["config"], results["metrics"])
 
 
-def tensorboard_restarts_at(loggers, step: int) -> None:
-    """A run continued from its own checkpoint logs again, from ``step`` on, what it logged after that save, and
-    TensorBoard showed both (two learning-rate points at the continued epoch's start). A restart record
-    (SummaryWriter's ``purge_step``: TensorBoard's SessionLog.START) makes TensorBoard hide the earlier events from
-    ``step`` on, as metrics.csv sets those rows aside."""
-    from torch.utils.tensorboard import SummaryWriter
-
-    for logger in loggers:
-        if isinstance(logger, TensorBoardLogger) and any(Path(logger.log_dir).glob("events.out.tfevents.*")):
-            SummaryWriter(logger.log_dir, purge_step=step).close()
-
-
 def tensorboard_hparams(logger: TensorBoardLogger, config: dict, metrics: dict) -> None:
     """The HPARAMS tab's record of the run: every config value by its dotted key, and the names of the final
     metrics, whose values TensorBoard takes from the run's own scalars (Lightning's log_hyperparams with metrics would

@@ -40,10 +40,8 @@ from framework.checkpoints import (
     checkpoint_to_test,
     complete_an_interrupted_save,
     earlier_run_refusal,
-    first_step_logged_again,
     loading_checkpoint,
     log_again_the_epoch_end_row,
-    logging_step,
     resolve_ckpt_path,
     set_aside_a_killed_start,
     set_aside_checkpoints_saved_after,
@@ -78,7 +76,6 @@ from framework.loggers import (
     reaching_wandb,
     run_log_on_rank_zero_only,
     send_lightning_logs_to_hydra,
-    tensorboard_restarts_at,
     wandb_logger_nodes,
 )
 from framework.monitored_metrics import MonitoredMetricsLogged, monitor_keys
@@ -262,10 +259,10 @@ class Continuation:
     changed: dict = field(default_factory=dict)  # {key: [the checkpoint run's value, this run's]}: changed_on_resume
 
 
-def continue_from(cfg: DictConfig, given: str, saved: dict, loggers: Sequence[Logger]) -> Continuation:
+def continue_from(cfg: DictConfig, given: str, saved: dict) -> Continuation:
     """A training run continues from the checkpoint ``saved`` (read from ``given``): the log says so; what this run's
-    own directory logged and saved after it is set aside (hidden from TensorBoard); gradients lost within an
-    accumulation and values other than the checkpoint run's are warned of."""
+    own directory logged and saved after it is set aside; gradients lost within an accumulation and values other than
+    the checkpoint run's are warned of."""
     log.info(f"Resuming from {given}, saved in epoch {saved.get('epoch')} (counted from 0, as in the "
              f"metrics) at global step {saved.get('global_step')}")
     if rank_zero_only.rank == 0 and Path(cfg.paths.output_dir).resolve() in Path(given).resolve().parents:
@@ -273,9 +270,6 @@ def continue_from(cfg: DictConfig, given: str, saved: dict, loggers: Sequence[Lo
         set_aside_rows_logged_after(cfg.paths.output_dir, saved, max_steps)
         log_again_the_epoch_end_row(cfg.paths.output_dir, saved, max_steps)
         set_aside_checkpoints_saved_after(Path(given).parent, saved)
-        # TensorBoard hides by step: what was logged before the save at the step before (the validation of an epoch
-        # that goes on) stays
-        tensorboard_restarts_at(loggers, max(first_step_logged_again(saved, max_steps), logging_step(saved)))
     if lost := within_an_accumulation(given, saved, cfg.trainer.get("accumulate_grad_batches") or 1):
         log.warning(lost)
     if changed := changed_on_resume(saved, cfg):
@@ -323,7 +317,7 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
     trained = cfg.get("train", True)
     given = resolve_ckpt_path(cfg.get("ckpt_path"), trainer) if trained else checkpoint_to_test(cfg.ckpt_path, trainer)
     saved = check_checkpoint(given, resumed_with=cfg, model=model, test_only=not trained)
-    continued = continue_from(cfg, given, saved, trainer.loggers) if trained and saved is not None else Continuation()
+    continued = continue_from(cfg, given, saved) if trained and saved is not None else Continuation()
     del saved  # memory-mapped: Lightning loads it again
     metrics = {}
     with data_the_network_takes(cfg, model, datamodule, first_batch):

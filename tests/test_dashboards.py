@@ -150,18 +150,10 @@ def test_tensorboard_hparams_tab_holds_the_config_and_the_final_metrics(run_dir)
     assert len(scalars["test/acc"]) == 1 and scalars["test/acc"][0].step > 0
 
 
-def tensorboard_scalar_steps(run_dir: Path) -> dict[str, list[int]]:
-    """The steps of each scalar, as TensorBoard shows the run: its folder's event files read in order, as one."""
-    accumulator = EventAccumulator(str(run_dir / "tensorboard"))
-    accumulator.Reload()
-    return {tag: [event.step for event in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]}
-
-
 @pytest.mark.slow
-def test_a_run_stopped_and_continued_shows_each_point_and_figure_once(tmp_path):
+def test_a_run_stopped_and_continued_sends_each_figure_once(tmp_path):
     """A callback's figure of an epoch's end went out at the next epoch's start, after that epoch's last.ckpt had
-    recorded what was sent: a run stopped there and continued from last.ckpt sent it again. The learning rates of
-    that epoch's start, logged again by the continued run, showed twice."""
+    recorded what was sent: a run stopped there and continued from last.ckpt sent it again."""
     common = ("logger=tensorboard", "trainer.max_epochs=3", "seed=3", "ckpt_path=auto", "trainer.accelerator=cpu",
               "callbacks.progress_bar.refresh_rate=0", f"hydra.run.dir={tmp_path}",
               "+callbacks.painter._target_=tests.painter_callback.PaintEveryEpoch",
@@ -173,11 +165,6 @@ def test_a_run_stopped_and_continued_shows_each_point_and_figure_once(tmp_path):
     assert continued.returncode == 0, continued.stderr[-3000:]
     images = tensorboard_images(tmp_path)
     assert {tag: len(sent) for tag, sent in images.items()} == {f"figures/plots/epoch_{epoch}": 1 for epoch in range(3)}
-    steps = tensorboard_scalar_steps(tmp_path)
-    learning_rates = [tag for tag in steps if tag.startswith("lr-")]
-    assert learning_rates and all(len(steps[tag]) == 3 for tag in learning_rates), steps  # one a epoch
-    # Lightning logs the epoch number with every row, so twice at each epoch's end; every metric once a step
-    assert all(steps[tag] == sorted(set(steps[tag])) for tag in steps if tag != "epoch"), steps
 
 
 @pytest.fixture
