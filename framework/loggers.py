@@ -13,6 +13,7 @@ import csv
 import io
 import logging
 import secrets
+import shutil
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -117,19 +118,31 @@ def publish_results(loggers, results: dict) -> None:
 
 
 def tensorboard_hparams(logger: TensorBoardLogger, config: dict, metrics: dict) -> None:
-    """The HPARAMS tab's record of the run: every config value by its dotted key, and the names of the final
-    metrics, whose values TensorBoard takes from the run's own scalars (Lightning's log_hyperparams with metrics would
-    log each once more, at step 0)."""
+    """The HPARAMS tab's record of the run, in a run folder of its own, tensorboard/hparams/ (as torch's add_hparams
+    writes one): every config value by its dotted key, and results.json's final metrics as that folder's scalars,
+    which the tab shows (in the run's own folder it took the last epoch's val/, not the best checkpoint's). Each
+    finished start replaces the folder: TensorBoard keeps the first record a folder holds, and a finished run
+    continued with more epochs showed its first start's config beside the new metrics."""
+    from torch.utils.tensorboard import SummaryWriter
     from torch.utils.tensorboard.summary import hparams
 
     from framework.checkpoints import flattened  # here: framework.checkpoints imports this module
 
     values = {key: value if isinstance(value, bool | int | float | str) else str(value)
               for key, value in flattened(config).items()}
-    writer = logger.experiment._get_file_writer()
-    for summary in hparams(values, dict.fromkeys(metrics, 0.0)):
-        writer.add_summary(summary)
-    writer.flush()
+    folder = Path(logger.log_dir) / "hparams"
+    new, old = folder.with_name(".hparams.new"), folder.with_name(".hparams.old")
+    for leftover in (new, old):  # of a start killed while it replaced the folder
+        shutil.rmtree(leftover, ignore_errors=True)
+    with SummaryWriter(new) as writer:
+        for summary in hparams(values, metrics):
+            writer.file_writer.add_summary(summary)
+        for key, value in metrics.items():
+            writer.add_scalar(key, value)
+    if folder.exists():
+        folder.rename(old)
+    new.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def wandb_run_id(output_dir: str | Path, resuming: bool) -> str | None:

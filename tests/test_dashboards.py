@@ -1,7 +1,6 @@
 """What a run shows on its dashboards, read back from the local files of an offline wandb run and of TensorBoard:
 the config, per-epoch metrics, every PNG the run writes (as it arrives) and results.json as the summary."""
 
-import contextlib
 import csv
 import hashlib
 import io
@@ -127,27 +126,31 @@ def test_tensorboard_gets_the_same_figures(run_dir):
         np.testing.assert_array_equal(pixels, painting(epoch))
 
 
+def hparams_tab(run_dir: Path) -> tuple[dict, dict[str, list]]:
+    """The HPARAMS records of a run's tensorboard/hparams/ folder (the run TensorBoard's tab shows) and its scalars."""
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    accumulator = EventAccumulator(str(run_dir / "tensorboard" / "hparams"))
+    accumulator.Reload()
+    records = {tag: plugin_data_pb2.HParamsPluginData.FromString(content)
+               for tag, content in accumulator.PluginTagToContent("hparams").items()}
+    return records, {tag: accumulator.Scalars(tag) for tag in accumulator.Tags()["scalars"]}
+
+
 @pytest.mark.slow
 def test_tensorboard_hparams_tab_holds_the_config_and_the_final_metrics(run_dir):
     """Lightning writes no HPARAMS record with default_hp_metric=false unless metrics come with the hyperparameters:
-    the tab was empty. The config's values (dotted keys) and the final metrics' names, which TensorBoard reads from
-    the run's scalars: test/acc keeps its one point, at the last step."""
-    from tensorboard.plugins.hparams import plugin_data_pb2
-
-    records, scalars = {}, {}
-    for events in sorted((run_dir / "tensorboard").glob("events.out.tfevents.*")):
-        accumulator = EventAccumulator(str(events))
-        accumulator.Reload()
-        with contextlib.suppress(KeyError):  # an events file without the plugin's records
-            for tag, content in accumulator.PluginTagToContent("hparams").items():
-                records[tag] = plugin_data_pb2.HParamsPluginData.FromString(content)
-        scalars |= {tag: accumulator.Scalars(tag) for tag in accumulator.Tags()["scalars"]}
+    the tab was empty. The config's values (dotted keys) and results.json's metrics (in the run's own folder the tab
+    took the last epoch's val/, not the best checkpoint's), in a folder of their own."""
+    records, scalars = hparams_tab(run_dir)
     start = records["_hparams_/session_start_info"].session_start_info
     assert start.hparams["seed"].number_value == 3 and start.hparams["trainer.max_epochs"].number_value == EPOCHS
     assert start.hparams["model._target_"].string_value == "lightning_modules.classifier.ClassificationModule"
-    metrics = {info.name.tag for info in records["_hparams_/experiment"].experiment.metric_infos}
-    assert {"test/acc", "val/acc"} <= metrics
-    assert len(scalars["test/acc"]) == 1 and scalars["test/acc"][0].step > 0
+    metrics = json.loads((run_dir / "results.json").read_text())["metrics"]
+    assert {info.name.tag for info in records["_hparams_/experiment"].experiment.metric_infos} == set(metrics)
+    assert {tag: [round(event.value, 5) for event in events] for tag, events in scalars.items()} == \
+        {tag: [round(value, 5)] for tag, value in metrics.items()}
+    assert not list((run_dir / "tensorboard").glob(".hparams.*"))  # nothing left of the folder's replacement
 
 
 @pytest.mark.slow
@@ -165,6 +168,14 @@ def test_a_run_stopped_and_continued_sends_each_figure_once(tmp_path):
     assert continued.returncode == 0, continued.stderr[-3000:]
     images = tensorboard_images(tmp_path)
     assert {tag: len(sent) for tag, sent in images.items()} == {f"figures/plots/epoch_{epoch}": 1 for epoch in range(3)}
+    # finished, then continued with more epochs: TensorBoard keeps the first HPARAMS record a folder holds, and showed
+    # the first finished start's config beside the second's metrics
+    more = run_cli("train.py", *(word.replace("max_epochs=3", "max_epochs=4") for word in common))
+    assert more.returncode == 0, more.stderr[-3000:]
+    records, scalars = hparams_tab(tmp_path)
+    assert records["_hparams_/session_start_info"].session_start_info.hparams["trainer.max_epochs"].number_value == 4
+    assert [event.value for event in scalars["test/acc"]] == \
+        [pytest.approx(json.loads((tmp_path / "results.json").read_text())["metrics"]["test/acc"])]
 
 
 @pytest.fixture
