@@ -19,13 +19,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from framework.atomic import write_atomically
+from framework.continued_runs import sweep_overrides
 from framework.errors import UserError, in_a_sweep, one_line
 
 WANDB_NAME_CHARACTERS = 128  # wandb's runs table shows fewer; the config columns hold the rest
@@ -177,18 +179,34 @@ def give_wandb_loggers_their_run_id(cfg: DictConfig) -> None:
                 node.id = wandb_run_id(cfg.paths.output_dir, resuming=continues)
 
 
+def swept_values() -> str:
+    """This sweep job's values of the keys its sweep sweeps, joined as Hydra joins overrides for folder names
+    (``model.optimizer.lr=0.1,seed=2``): the values of the command line's other keys are every job's, and Hydra's
+    whole ``hydra.job.override_dirname`` hid the swept ones past the name's length. The sweep's keys come from its
+    directory's multirun.yaml (Hydra's record of the command), which a job of any launcher can read; where it
+    cannot, the whole override_dirname."""
+    hydra = HydraConfig.get()
+    try:
+        swept = {override.key_or_group for override in
+                 sweep_overrides(OmegaConf.load(Path(hydra.sweep.dir) / "multirun.yaml"))
+                 if override.is_sweep_override()}
+    except Exception:  # a record from another Hydra, a file being rewritten: the name says more, not less
+        return hydra.job.override_dirname
+    own = OverridesParser.create().parse_overrides(list(hydra.overrides.task))
+    return ",".join(sorted(override.input_line for override in own if override.key_or_group in swept))
+
+
 def name_and_group_wandb_runs(cfg: DictConfig) -> None:
-    """``logger.wandb.name: null``: the run's ``experiment_name``, and in a sweep the job's overrides after it as
-    Hydra joins them for folder names (``hydra.job.override_dirname``: ``lenet5_mnist seed=2``), so that wandb's runs
-    table tells a sweep's jobs apart; a job gets the same name in every start of its sweep.
+    """``logger.wandb.name: null``: the run's ``experiment_name``, and in a sweep this job's values of the swept
+    keys after it (``lenet5_mnist seed=2``), so that wandb's runs table tells a sweep's jobs apart; a job gets the
+    same name in every start of its sweep.
     ``logger.wandb.group: null``: a multirun's jobs are grouped by their sweep directory's name (wandb's Group view
     then aggregates one sweep's runs); a single run has no group."""
     sweep = in_a_sweep()
     for node in wandb_logger_nodes(cfg):
         with open_dict(node):
             if node.get("name") is None:
-                overrides = HydraConfig.get().job.override_dirname if sweep else ""
-                node.name = f"{cfg.experiment_name} {overrides}".strip()[:WANDB_NAME_CHARACTERS]
+                node.name = f"{cfg.experiment_name} {swept_values() if sweep else ''}".strip()[:WANDB_NAME_CHARACTERS]
             if sweep and node.get("group") is None:
                 node.group = Path(HydraConfig.get().sweep.dir).name
 

@@ -190,8 +190,19 @@ def finished_with_this_config(cfg: DictConfig) -> dict | None:
             not (folder / "results.json").is_file() or not (folder / "checkpoints" / "last.ckpt").is_file():
         return None
     earlier = read_results(folder / "results.json")
-    same = lambda config: {key: value for key, value in config.items() if key != "ckpt_path"}
-    return earlier if same(earlier.get("config", {})) == same(OmegaConf.to_container(cfg, resolve=True)) else None
+    return earlier if compared(earlier.get("config", {})) == compared(OmegaConf.to_container(cfg, resolve=True)) \
+        else None
+
+
+def compared(config: dict) -> dict:
+    """A run's config as a finished run's is compared with it: without ``ckpt_path`` (how it was started) and its
+    wandb runs' names and groups (how it is shown: a sweep's runs got other names, and every finished job of a sweep
+    continued after that trained again)."""
+    shown = {name: {key: value for key, value in node.items() if key not in ("name", "group")}
+             for name, node in (config.get("logger") or {}).items()
+             if isinstance(node, dict) and "WandbLogger" in str(node.get("_target_", ""))}
+    return {key: value for key, value in config.items() if key != "ckpt_path"} | \
+        ({"logger": config["logger"] | shown} if shown else {})
 
 
 def training_metrics_of_its_run(checkpoint: str, saved: dict) -> dict[str, float]:

@@ -83,6 +83,7 @@ def test_multirun_with_wandb_offline_writes_one_job_dir_and_one_wandb_run_each_w
         pytest.skip("cannot create a network namespace here (unshare -n) to prove that no network is used")
     sweep = tmp_path / "sweep"
     result = run_cli("train.py", "-m", "seed=1,2", "trainer.max_epochs=1", "logger=wandb", *QUIET,
+                     "data.batch_size=64", "model.optimizer.lr=0.02", "model.optimizer.momentum=0.9",
                      f"hydra.sweep.dir={sweep}", env={"WANDB_MODE": "offline", "WANDB_SILENT": "true"},
                      prefix=("unshare", "-n"))
     assert result.returncode == 0, result.stderr[-3000:]
@@ -98,8 +99,8 @@ def test_multirun_with_wandb_offline_writes_one_job_dir_and_one_wandb_run_each_w
         [run] = [record.run for record in wandb_records(next(offline_runs[0].glob("run-*.wandb")))
                  if record.WhichOneof("record_type") == "run"]
         assert run.run_group == "sweep"  # one wandb group per sweep: its directory's name
-        assert run.display_name == ("default callbacks.progress_bar.refresh_rate=0,logger=wandb,"  # override_dirname
-                                    f"seed={seed},trainer.accelerator=cpu,trainer.max_epochs=1")
+        # the swept values: all the overrides (Hydra's override_dirname) were cut at 128 characters before seed=
+        assert run.display_name == f"default seed={seed}"
     assert len(run_ids) == 2
 
     table = run_cli("evaluate.py", f"runs={sweep}", "metrics=[test/acc]", "group_by=[trainer.max_epochs]")

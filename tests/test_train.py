@@ -817,3 +817,20 @@ def test_the_rank_read_before_lightning_is_imported_is_the_one_lightning_reads(e
         monkeypatch.setenv(key, value)
     monkeypatch.delitem(sys.modules, "lightning.fabric.utilities.rank_zero")
     assert lightning_rank() == (rank_zero._get_rank() or 0)
+
+
+def test_a_finished_run_is_compared_without_how_its_wandb_run_is_shown():
+    """A sweep continued with ckpt_path=auto keeps its finished jobs; when the wandb runs' names changed (a new
+    version of the framework names them otherwise), every finished job trained again."""
+    from framework.training import compared
+
+    def config(name: str, project: str = "seedframe", ckpt_path: str | None = "auto") -> dict:
+        wandb = {"_target_": "lightning.pytorch.loggers.wandb.WandbLogger", "name": name, "group": "sweep",
+                 "project": project}
+        return {"seed": 1, "ckpt_path": ckpt_path, "logger": {"wandb": wandb, "csv": {"name": "csv"}}}
+
+    earlier = config("default callbacks.progress_bar.refresh_rate=0,data.batch_size=64,logger=wandb,seed=1")
+    assert compared(earlier) == compared(config("default seed=1", ckpt_path=None))
+    assert compared(earlier) != compared(config("default seed=1", project="another"))
+    csv_named = lambda name: {"seed": 1, "logger": {"csv": {"name": name}}}  # another logger's name is its folder's
+    assert compared(csv_named("a")) != compared(csv_named("b"))
