@@ -64,7 +64,8 @@ def shown(value) -> str:
 # Overrides that say how a run ran, not what it trained: a job resumed with ckpt_path=auto, or run with its data in
 # another folder, belongs in the row of its sweep's other seeds.
 HOW_IT_RAN = ("seed", "ckpt_path", "tags", "evaluate_tasks", "paths", "logger", "data.data_dir", "data.download",
-              "data.progress", "data.generation_workers", "hydra")
+              "data.progress", "data.generation_workers", "data.num_workers", "data.pin_memory",
+              "callbacks.progress_bar", "trainer.enable_progress_bar", "hydra")
 
 
 def overridden_keys(runs: Sequence[dict], exclude: Sequence[str] = HOW_IT_RAN) -> list[str]:
@@ -195,17 +196,13 @@ def spread(std: float, n: int, digits: int) -> str:
 
 def differing_keys(runs: Sequence[dict], shown: Sequence[str]) -> list[str]:
     """The keys overridden in some of ``runs``, other than ``shown`` and HOW_IT_RAN (and those below HOW_IT_RAN), in
-    which they differ; then the keys of their configs in which runs given the same overrides differ all the same (a
-    default changed between two sweeps). A key below a shown one counts: a shown ``model`` (its option, ``lenet5``)
-    or ``model.optimizer`` (a class) does not say which ``model.optimizer.lr`` a run had."""
-    differ = lambda key, among: key not in shown and len({same_number(group_value(run, key)) for run in among}) > 1
-    named = [key for key in overridden_keys(runs) if differ(key, runs)]
-    alike = defaultdict(list)  # runs by their overrides, but those of HOW_IT_RAN
-    for run in runs:
-        alike[tuple(sorted(o for o in run.get("overrides", []) if not _below(_key(o), HOW_IT_RAN)))].append(run)
-    unexplained = [key for same in alike.values() for key in _leaves(same)
-                   if not _below(key, [*named, *HOW_IT_RAN]) and not _in_their_folder(same, key)
-                   and not _follows_the_seed(same, key) and differ(key, same)]
+    which they differ; then the other keys of their configs in which they differ all the same (a default changed
+    between two sweeps, whatever else their command lines gave). A key below a shown one counts: a shown ``model``
+    (its option, ``lenet5``) or ``model.optimizer`` (a class) does not say which ``model.optimizer.lr`` a run had."""
+    differ = lambda key: key not in shown and len({same_number(group_value(run, key)) for run in runs}) > 1
+    named = [key for key in overridden_keys(runs) if differ(key)]
+    unexplained = [key for key in _leaves(runs) if not _below(key, [*named, *HOW_IT_RAN])
+                   and not _in_their_folder(runs, key) and not _follows_the_seed(runs, key) and differ(key)]
     return list(dict.fromkeys(named + unexplained))
 
 
