@@ -28,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from analysis.mi_lr_study import study_table
 from analysis.results_table import (
     check_keys,
+    check_one_run_per_seed,
     checkpoint_note,
     config_value,
     differing_keys,
@@ -162,6 +163,7 @@ def table_task(cfg: DictConfig) -> str:
     group_by = as_list(cfg.group_by) if cfg.get("group_by") is not None else overridden_keys(runs)
     check_keys(runs, metrics, group_by)
     rows = group_runs(runs, group_by).values()
+    check_one_run_per_seed(rows, group_by, "the table")
     pooled = list(dict.fromkeys(key for members in rows for key in differing_keys(members, group_by)))
     pooled_note = f" Rows pool runs that differ in {', '.join(pooled)} (not in group_by)." if pooled else ""
     return write_markdown(f"{results_table(runs, metrics, group_by)}\n\n{checkpoint_note(runs)} {STD_NOTE}"

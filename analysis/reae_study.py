@@ -19,7 +19,14 @@ from pathlib import Path
 
 from scipy.stats import ttest_rel
 
-from analysis.results_table import cell_order, check_one_setting, config_value, mean_std, spread
+from analysis.results_table import (
+    cell_order,
+    check_one_run_per_seed,
+    check_one_setting,
+    config_value,
+    mean_std,
+    spread,
+)
 from framework.errors import ConfigError
 
 NETWORK_NAMES = {"reae": "REAN", "pian": "PIAN", "ran": "RAN", "roan": "ROAN"}  # feature map -> paper's network name
@@ -102,9 +109,11 @@ def curves(runs: Sequence[dict], x_key: str, series_key: str, metric: str = "tes
     check_one_setting([measured], shown=[x_key, series_key], table="the figure")
     points: dict = defaultdict(lambda: defaultdict(list))
     for run in measured:
-        points[config_value(run["config"], series_key)][config_value(run["config"], x_key)].append(
-            run["metrics"][metric])
-    return {series: [(x, *mean_std(values), len(values)) for x, values in sorted(by_x.items())]
+        points[config_value(run["config"], series_key)][config_value(run["config"], x_key)].append(run)
+    check_one_run_per_seed([runs for by_x in points.values() for runs in by_x.values()], [x_key, series_key],
+                           "the figure")
+    return {series: [(x, *mean_std([run["metrics"][metric] for run in runs]), len(runs))
+                     for x, runs in sorted(by_x.items())]
             for series, by_x in sorted(points.items(), key=lambda item: cell_order(str(item[0])))}
 
 

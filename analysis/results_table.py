@@ -242,3 +242,19 @@ def check_one_setting(groups: Iterable[Sequence[dict]], shown: Sequence[str], ta
                 f"Config key 'runs' gives runs that differ in {key} ({', '.join(values)}), which {table} would "
                 f"pool without showing it; give runs= runs of one {key}, or compare them with task=table "
                 f"group_by=[{','.join([*shown, key])}].")
+
+
+def check_one_run_per_seed(groups: Iterable[Sequence[dict]], shown: Sequence[str], table: str) -> None:
+    """A row must not count a seed's run of one setting twice (a sweep's folder given twice under two names, a job
+    copied), which made its std smaller and its count larger: raise ConfigError naming both runs. Runs without a
+    seed (seed=null: each draws its own) are repeats."""
+    for runs in groups:
+        by_seed: dict[object, list[dict]] = defaultdict(list)
+        for run in runs:
+            if (seed := run.get("seed")) is None:
+                continue
+            if twin := next((other for other in by_seed[seed] if not differing_keys([other, run], shown)), None):
+                raise ConfigError(f"Config key 'runs' gives two runs of seed {seed} with one setting "
+                                  f"({twin.get('path')}, {run.get('path')}), which {table} would count as two "
+                                  f"repeats; give each seed's run once.")
+            by_seed[seed].append(run)

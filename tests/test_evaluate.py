@@ -59,9 +59,9 @@ def test_a_table_whose_rows_pool_runs_of_other_settings_says_which(tmp_path):
 def test_test_only_runs_of_different_checkpoints_get_a_row_each(tmp_path):
     """A sweep of train=false over ckpt_path tests other weights in each job: its mean ± std pooled them, as if
     ckpt_path only said how a run ran (as it does for a run continued with ckpt_path=auto, which stays pooled)."""
-    def tested(ckpt_path: str, acc: float, train: bool = False) -> dict:
-        return {"seed": 42, "overrides": [f"train={str(train).lower()}", f"ckpt_path={ckpt_path}"],
-                "config": {"train": train, "ckpt_path": ckpt_path, "seed": 42}, "metrics": {"test/acc": acc}}
+    def tested(ckpt_path: str, acc: float, train: bool = False, seed: int = 42) -> dict:
+        return {"seed": seed, "overrides": [f"train={str(train).lower()}", f"ckpt_path={ckpt_path}"],
+                "config": {"train": train, "ckpt_path": ckpt_path, "seed": seed}, "metrics": {"test/acc": acc}}
 
     write_runs(tmp_path / "tested", [tested("a/last.ckpt", 0.71), tested("a/epoch_003.ckpt", 0.91)])
     text = evaluate(compose_config([f"runs={tmp_path / 'tested'}", "metrics=[test/acc]"], tmp_path / "out",
@@ -69,7 +69,7 @@ def test_test_only_runs_of_different_checkpoints_get_a_row_each(tmp_path):
     assert text.splitlines()[0] == "| train | ckpt_path | test/acc | runs |"
     assert "| false | a/epoch_003.ckpt | 0.9100 ± — | 1 |" in text
     assert "| false | a/last.ckpt | 0.7100 ± — | 1 |" in text
-    write_runs(tmp_path / "trained", [tested("auto", 0.71, train=True), tested("auto", 0.91, train=True)])
+    write_runs(tmp_path / "trained", [tested("auto", 0.71, train=True), tested("auto", 0.91, train=True, seed=43)])
     text = evaluate(compose_config([f"runs={tmp_path / 'trained'}", "metrics=[test/acc]"], tmp_path / "out",
                                    "evaluate"))
     assert "| true | 0.8100 ± 0.1414 | 2 |" in text
@@ -147,6 +147,9 @@ def test_reae_choices_say_how_often_and_series_are_in_numeric_order():
     runs = [{"config": {"model": {"hidden_size": size, "rho": 0.1}}, "metrics": {"test/acc": 0.9}, "overrides": []}
             for size in (100, 50)]
     assert list(curves(runs, "model.rho", "model.hidden_size")) == [50, 100]
+    seeded = [{**run, "seed": 1, "path": f"sweep/{n}"} for n, run in enumerate(runs)]  # a point's repeats: its seeds
+    with pytest.raises(ConfigError, match=r"two runs of seed 1 with one setting \(sweep/1, copy/1\), which the figure"):
+        curves([*seeded, {**seeded[1], "path": "copy/1"}], "model.rho", "model.hidden_size")
 
 
 def test_the_table_says_which_checkpoint_its_metrics_describe(tmp_path):
@@ -348,8 +351,9 @@ def test_a_config_group_chosen_on_the_command_line_groups_by_its_name(tmp_path):
     # class's name: two rows for one model, lenet5 typed and ClassificationModule taken from the defaults)
     module = {"_target_": "lightning_modules.classifier.ClassificationModule"}
     typed = {**runs[0], "config": {"model": module, "train": True}}
-    swept = {**typed, "overrides": ["model=lenet5", "train=True", "seed=3"]}
-    chosen = [{**typed, "overrides": [f"seed={seed}"], "choices": {"model": name}, "metrics": {"test/acc": acc}}
+    swept = {**typed, "seed": 3, "overrides": ["model=lenet5", "train=True", "seed=3"]}
+    chosen = [{**typed, "seed": seed, "overrides": [f"seed={seed}"], "choices": {"model": name},
+               "metrics": {"test/acc": acc}}
               for name, seed, acc in (("lenet5", 2, 0.9), ("lenet5_classic", 1, 0.8))]
     write_runs(tmp_path / "choices", [typed, swept, *chosen])
     text = evaluate(compose_config([f"runs={tmp_path / 'choices'}", "metrics=[test/acc]", "group_by=[model,train]"],

@@ -143,3 +143,21 @@ def test_a_config_group_a_run_chose_no_option_of_reads_null(tmp_path):
     assert text.splitlines()[0] == "| model.optimizer.lr | experiment | test/acc | runs |"
     assert "| 0.01 | null | 0.8000 ± — | 1 |" in text and "| 0.01 | digits | 0.9000 ± — | 1 |" in text
     assert "None" not in text
+
+
+def test_a_seeds_run_of_one_setting_given_twice_is_one_sentence(tmp_path):
+    """Seeds 1, 2 swept on one day and 1, 2, 3 on the next, both given: the row counted 5 repeats of 3 seeds and its
+    std shrank. Runs without a seed (each its own draw) and one seed's runs of other settings are repeats."""
+    day1, day2 = LR_SWEEP[:2], [*LR_SWEEP[:2], lr_run(0.01, 3, 0.84)]
+    for n, run in enumerate([*day1, *day2]):
+        write_json_atomic(tmp_path / ("day1" if n < 2 else "day2") / str(n) / "results.json", run)
+    with pytest.raises(ConfigError, match=r"^Config key 'runs' gives two runs of seed 1 with one setting \(.*day1/0, "
+                                          r".*day2/2\), which the table would count as two repeats; give each seed's "
+                                          r"run once\.$"):
+        evaluate(compose_config([f"runs=[{tmp_path / 'day1'},{tmp_path / 'day2'}]", "metrics=[test/acc]"],
+                                tmp_path / "out", "evaluate"))
+    assert "| 0.01 | 0.8200 ± 0.0200 | 3 |" in table(tmp_path, day2)
+    unseeded = [{**run, "seed": None, "overrides": [o for o in run["overrides"] if not o.startswith("seed=")]}
+                for run in LR_SWEEP]
+    assert "| 0.01 | 0.8100 ± 0.0141 | 2 |" in table(tmp_path, unseeded)
+    assert "Rows pool runs that differ in model.optimizer.lr" in table(tmp_path, LR_SWEEP, "group_by=[model]")
