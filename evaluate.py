@@ -39,7 +39,13 @@ from analysis.results_table import (
 from framework.atomic import why_unwritable, write_atomically
 from framework.compose import paths_from_start_dir
 from framework.errors import ConfigError, reporting_user_errors, run_entry_point, stopping_quietly_when_stdout_closes
-from framework.results import jobs_without_results, load_results, runs_folder
+from framework.results import (
+    jobs_not_started,
+    jobs_started_again,
+    jobs_without_results,
+    load_results,
+    runs_folder,
+)
 from framework.validate import check_missing_values, check_rules, check_study_device
 
 DEFAULT_METRICS = ("test/acc", "val/acc")
@@ -133,10 +139,18 @@ def write_text(output: Path, text: str) -> None:
 
 def write_markdown(text: str, cfg: DictConfig, default_name: str) -> str:
     folder = runs_folder(cfg.runs)
-    if unfinished := jobs_without_results(cfg.runs):  # a sweep with failed jobs: the rows hold fewer runs than asked
-        shown = ", ".join(job_name(job, folder) for job in unfinished[:10]) + (" ..." if len(unfinished) > 10 else "")
-        text += (f"\n\nLeft out: {len(unfinished)} job director{'y' if len(unfinished) == 1 else 'ies'} without "
-                 f"results.json (failed, killed or still running): {shown}.")
+    notes = [("Left out: {n} job director{ies} without results.json (failed, killed or still running)",
+              [job_name(job, folder) for job in jobs_without_results(cfg.runs)]),
+             ("Started again with other overrides and not finished, so their rows show the earlier start's "
+              "results.json: {n} job director{ies}", [job_name(job, folder) for job in jobs_started_again(cfg.runs)]),
+             ("Not started, the sweep stopped before them: {n} job{s}",
+              [f"{os.path.relpath(job, folder)} ({' '.join(job_overrides)})"
+               for job, job_overrides in jobs_not_started(cfg.runs)])]
+    for sentence, jobs in notes:  # a sweep with failed or missing jobs: its rows hold fewer runs than it asked
+        if jobs:
+            plural = {"ies": "y" if len(jobs) == 1 else "ies", "s": "" if len(jobs) == 1 else "s"}
+            text += (f"\n\n{sentence.format(n=len(jobs), **plural)}: {', '.join(jobs[:10])}"
+                     f"{' ...' if len(jobs) > 10 else ''}.")
     write_text(output_file(cfg, folder, default_name), text)
     return text
 

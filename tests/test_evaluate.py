@@ -452,3 +452,25 @@ def test_every_experiment_s_evaluate_tasks_are_tasks_of_evaluate_py():
     for path in sorted((CONF / "experiment").glob("*.yaml")):
         tasks = compose_with_hydra([f"experiment={path.stem}"]).evaluate_tasks
         assert set(tasks) <= set(TASKS), path.name
+
+
+@pytest.mark.slow
+def test_a_table_of_a_sweep_cut_short_names_the_jobs_it_lacks(tmp_path):
+    """A sweep killed in its third job (a kill, a time limit): the jobs it never started, a whole setting among them,
+    went unmentioned; a finished job started again with other overrides and killed was tabled as finished."""
+    sweep = tmp_path / "sweep"
+    result = run_cli("train.py", "-m", "+callbacks.kill.epoch=5,1,7", "seed=1,2", "trainer.max_epochs=2", "logger=none",
+                     "+callbacks.kill._target_=tests.kill_callback.KillAtEpochStart", "trainer.accelerator=cpu",
+                     "callbacks.progress_bar.refresh_rate=0", f"hydra.sweep.dir={sweep}")
+    assert result.returncode == -signal.SIGKILL, result.stderr[-2000:]
+    record = sweep / "1" / ".hydra" / "overrides.yaml"  # what Hydra writes as job 1 starts again, with more epochs
+    record.write_text(record.read_text().replace("trainer.max_epochs=2", "trainer.max_epochs=3") + "- ckpt_path=auto\n")
+    text = evaluate(compose_config([f"runs={sweep}", "metrics=[test/acc]"], tmp_path / "out", "evaluate"))
+    rows = [line for line in text.splitlines() if line.startswith("| 5 |")]
+    assert len(rows) == 1 and rows[0].endswith(" | 2 |"), text  # job 1 keeps its row: its results.json is real
+    assert "Left out: 1 job directory without results.json (failed, killed or still running): 2 (" in text
+    assert ("Started again with other overrides and not finished, so their rows show the earlier start's results.json: "
+            "1 job directory: 1 (+callbacks.kill.epoch=5 seed=2 trainer.max_epochs=3 ") in text
+    never = text.split("Not started, the sweep stopped before them: 3 jobs: ")[-1]
+    assert [job.split(" trainer.")[0] for job in never.split("), ")] == [
+        "3 (+callbacks.kill.epoch=1 seed=2", "4 (+callbacks.kill.epoch=7 seed=1", "5 (+callbacks.kill.epoch=7 seed=2"]
