@@ -37,7 +37,7 @@ from analysis.results_table import (
     results_table,
 )
 from framework.atomic import why_unwritable, write_atomically
-from framework.compose import paths_from_start_dir
+from framework.compose import CONF, paths_from_start_dir
 from framework.errors import ConfigError, reporting_user_errors, run_entry_point, stopping_quietly_when_stdout_closes
 from framework.results import (
     jobs_not_started,
@@ -362,6 +362,7 @@ def evaluate(cfg: DictConfig) -> str:
     if cfg.task not in TASKS:
         raise ConfigError(f"Config key 'task' is {cfg.task!r}, but it must be one of {', '.join(TASKS)}.")
     task = TASKS[cfg.task]
+    check_read_by(task, cfg)
     check_rules(cfg)
     check_study_device(cfg)
     if "runs" not in task_keys(task):  # a study of data, not of runs (mi_sample_size)
@@ -375,6 +376,18 @@ def evaluate(cfg: DictConfig) -> str:
     check_missing_values(cfg)
     check_studied_runs(cfg, load_results(cfg.runs))  # no results.json, or none a study reads: one sentence first
     return task(cfg)
+
+
+def check_read_by(task: Callable, cfg: DictConfig) -> None:
+    """A key given another value than conf/evaluate.yaml's that the task does not read (``metrics=[val/acc]`` to
+    task=reae_table1, which tables test accuracy) is one sentence: the task ran as if it had not been given."""
+    defaults = OmegaConf.load(CONF / "evaluate.yaml")
+    for key in ("metrics", "group_by", "data_dir", "szegedy", "mi_sample_size"):
+        if key not in task_keys(task) and cfg.get(key) != defaults.get(key):
+            readers = [name for name, other in TASKS.items() if key in task_keys(other)]
+            raise ConfigError(f"Config key '{key}' is {OmegaConf.to_container(cfg)[key]!r}, but task={cfg.task} "
+                              f"does not read it (it reads {', '.join(task_keys(task))}); leave it out, or give it "
+                              f"to a task that reads it ({', '.join(readers)}).")
 
 
 def task_keys(task: Callable) -> list[str]:

@@ -474,3 +474,14 @@ def test_a_table_of_a_sweep_cut_short_names_the_jobs_it_lacks(tmp_path):
     never = text.split("Not started, the sweep stopped before them: 3 jobs: ")[-1]
     assert [job.split(" trainer.")[0] for job in never.split("), ")] == [
         "3 (+callbacks.kill.epoch=1 seed=2", "4 (+callbacks.kill.epoch=7 seed=1", "5 (+callbacks.kill.epoch=7 seed=2"]
+
+
+@pytest.mark.parametrize(("given", "task", "reads"), [
+    ("metrics=[val/acc]", "reae_table1", "table"), ("group_by=[seed]", "reae_figure2", "table"),
+    ("szegedy.examples=5", "table", "szegedy_table1"), ("mi_sample_size.draws=1", "mi_lr_study", "mi_sample_size")])
+def test_a_key_the_task_does_not_read_is_one_sentence(tmp_path, given, task, reads):
+    """task=reae_table1 given metrics=[val/acc] tabled test accuracy without a word."""
+    key = given.split(".")[0].split("=")[0]
+    said = rf"^Config key '{key}' is .*, but task={task} does not read it \(it reads [a-z_, ]+\); leave it out, or "
+    with pytest.raises(ConfigError, match=said + rf"give it to a task that reads it \(.*{reads}"):
+        evaluate(compose_config([f"task={task}", f"runs={tmp_path}", given], tmp_path / "out", "evaluate"))
