@@ -142,6 +142,13 @@ def read_results(path: Path) -> dict:
         raise DataError(f"{path} is not a results.json that a run wrote ({why}); train that run again, or move the "
                         f"file out of runs=.") from None
     if not isinstance(results, dict) or not isinstance(results.get("metrics"), dict):
-        raise DataError(f"{path} is not a results.json that a run wrote (it holds no metrics); train that run again, "
-                        f"or move the file out of runs=.")
-    return results
+        why = "it holds no metrics"
+    elif text := next((f"its metric {name!r} is {value!r}, not a number" for name, value in results["metrics"].items()
+                       if not isinstance(value, int | float) or isinstance(value, bool)), None):
+        why = text
+    elif not isinstance(results.setdefault("config", {}), dict):  # a hand-written one may leave it out
+        why = "its config is no mapping"
+    else:
+        return results
+    raise DataError(f"{path} is not a results.json that a run wrote ({why}); train that run again, or move the file "
+                    f"out of runs=.")

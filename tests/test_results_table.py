@@ -161,3 +161,12 @@ def test_a_seeds_run_of_one_setting_given_twice_is_one_sentence(tmp_path):
                 for run in LR_SWEEP]
     assert "| 0.01 | 0.8100 ± 0.0141 | 2 |" in table(tmp_path, unseeded)
     assert "Rows pool runs that differ in model.optimizer.lr" in table(tmp_path, LR_SWEEP, "group_by=[model]")
+
+
+def test_a_hand_written_results_json_without_a_config_is_tabled_beside_a_runs(tmp_path):
+    """Given with a run's results, a results.json holding metrics alone failed with KeyError: 'config'."""
+    write_runs(tmp_path / "sweep", LR_SWEEP[:1])
+    write_json_atomic(tmp_path / "by_hand" / "results.json", {"metrics": {"test/acc": 0.5}})
+    text = evaluate(compose_config([f"runs=[{tmp_path / 'sweep'},{tmp_path / 'by_hand'}]", "metrics=[test/acc]"],
+                                   tmp_path / "out", "evaluate"))
+    assert "| 0.01 | 0.8000 ± — | 1 |" in text and "| — | 0.5000 ± — | 1 |" in text

@@ -118,6 +118,12 @@ def a_results_json_without_metrics(root: Path) -> None:
     (root / "run" / "results.json").write_text('{"config": {}}')
 
 
+def a_results_json_with_a_metric_as_text(root: Path) -> None:
+    """A hand-written results.json beside a run's: its text metric failed the table's sum with a traceback."""
+    (root / "run").mkdir()
+    (root / "run" / "results.json").write_text('{"metrics": {"test/acc": "0.7"}}')
+
+
 def one_classifier_run(root: Path, checkpoint: str = "best.ckpt") -> None:
     """A finished classifier run (one: the cross-model studies compare two or more)."""
     import json
@@ -586,6 +592,9 @@ ROWS = [
     row("evaluate-results-json-without-metrics", "runs={tmp}/data", data=a_results_json_without_metrics,
         script="evaluate.py", expect="run/results.json is not a results.json that a run wrote (it holds no metrics); "
                                      "train that run again, or move the file out of runs=."),
+    row("evaluate-results-json-metric-as-text", "runs={tmp}/data", data=a_results_json_with_a_metric_as_text,
+        script="evaluate.py", expect="run/results.json is not a results.json that a run wrote (its metric 'test/acc' "
+                                     "is '0.7', not a number); train that run again, or move the file out of runs=."),
     row("reae-figure-on-table-runs", "task=reae_figure2", "runs={tmp}/data", data=reae_table1_results,
         script="evaluate.py", expect=("give model.rho as a list", "experiment=reae_figure2_* sweep")),
     row("szegedy-checkpoint-gone", "task=szegedy_table1", "runs={tmp}/data", script="evaluate.py",
