@@ -247,7 +247,8 @@ def reae_figure_task(x_key: str, series_key: str, name: str) -> Callable[[DictCo
                                   f"they choose it on a grid, as experiment=reae_table1_* runs do), but task={name} "
                                   f"plots one point per value; give the directory of an experiment={name}_* sweep.")
         text = figure(runs, x_key, series_key, png)
-        return write_markdown(f"{text}\n\n![{name}]({png.name})", cfg, f"{name}.md")
+        return write_markdown(f"{text}\n\n{STD_NOTE} The error bars are the same.\n\n![{name}]({png.name})", cfg,
+                              f"{name}.md")
 
     task.__doc__ = f"""Figure of test accuracy against {x_key}, one series per {series_key} ({name}.png + .md).
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from analysis.results_table import spread
 from callbacks.mutual_information import MutualInformationLR, balanced_subsample
 from datamodules.base import DatasetMissingError
 from datamodules.cifar10 import CIFAR10DataModule
@@ -73,10 +74,11 @@ def figure1(datasets: list[str], data_dir: str, sizes: list[int], draws: int, es
         raise DatasetMissingError(f"mi_sample_size: no dataset files for {datasets} under data_dir={data_dir}: "
                                   f"missing {', '.join(skipped)}; put them there in their official layout.")
     plot_curves(curves, png, estimator)
-    lines = [f"I(X; Y) of pixels and labels ({estimator}, k = 3), mean ± std over {draws} draws", "",
+    lines = [f"I(X; Y) of pixels and labels ({estimator}, k = 3), mean ± sample standard deviation (n - 1 in the "
+             f"denominator) over {draws} draws", "",
              "| sample size | " + " | ".join(curves) + " |", "|---|" + "---|" * len(curves)]
     for size in sizes:
-        cells = " | ".join(f"{curve[size][0]:.3f} ± {curve[size][1]:.3f}" for curve in curves.values())
+        cells = " | ".join(f"{curve[size][0]:.3f} ± {spread(curve[size][1], draws, 3)}" for curve in curves.values())
         lines.append(f"| {size} | {cells} |")
     if skipped:
         lines.append(f"\nSkipped: {', '.join(skipped)}.")

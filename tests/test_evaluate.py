@@ -124,6 +124,7 @@ def test_reae_tasks_write_tables_and_figures(tmp_path):
     write_runs(rean, runs[:3])
     evaluate(compose_config([f"runs={rean}", "task=reae_figure2"], tmp_path / "out", "evaluate"))
     assert (rean / "reae_figure2.png").read_bytes()[:4] == b"\x89PNG"
+    assert "± is the sample standard deviation (n - 1 in the denominator)" in (rean / "reae_figure2.md").read_text()
     with pytest.raises(ConfigError, match=r"differ in model\.feature_map \(reae, ran\), which the figure would pool"):
         evaluate(compose_config([f"runs={sweep}", "task=reae_figure2"], tmp_path / "out", "evaluate"))
     elsewhere = tmp_path / "report" / "figure.md"  # the PNG goes beside the markdown that links it

@@ -43,6 +43,12 @@ def test_figure1_table_png_and_values_equal_the_estimator_on_balanced_draws(tmp_
     assert "Skipped: cifar10" in text  # no CIFAR-10 files: skipped, not an error
     assert (tmp_path / "out" / "figure1.png").stat().st_size > 10_000
     assert (tmp_path / "out" / "figure1.md").read_text().strip() == text
+    assert "mean ± sample standard deviation (n - 1 in the denominator) over 3 draws" in text
+    one = compose_config(["task=mi_sample_size", "mi_sample_size.sizes=[30]", "mi_sample_size.draws=1",
+                          f"paths.data_dir={tmp_path / 'data'}", f"output={tmp_path / 'one.md'}"], tmp_path / "run",
+                         "evaluate")
+    single = ross_mi(x[balanced_subsample(y, 30, 0)], y[balanced_subsample(y, 30, 0)], standardize=False)
+    assert f"| 30 | {single:.3f} ± — |" in evaluate(one)  # one draw has no spread (it showed ± 0.000)
 
 
 @pytest.mark.parametrize("datasets", [[], ["mi_sample_size.datasets=mnist"]])  # one dataset typed without brackets
