@@ -41,6 +41,7 @@ from framework.compose import CONF, paths_from_start_dir
 from framework.errors import ConfigError, reporting_user_errors, run_entry_point, stopping_quietly_when_stdout_closes
 from framework.results import (
     jobs_not_started,
+    jobs_of_other_values,
     jobs_started_again,
     jobs_without_results,
     load_results,
@@ -139,10 +140,14 @@ def write_text(output: Path, text: str) -> None:
 
 def write_markdown(text: str, cfg: DictConfig, default_name: str) -> str:
     folder = runs_folder(cfg.runs)
+    started_again = jobs_started_again(cfg.runs)
     notes = [("Left out: {n} job director{ies} without results.json (failed, killed or still running)",
               [job_name(job, folder) for job in jobs_without_results(cfg.runs)]),
              ("Started again with other overrides and not finished, so their rows show the earlier start's "
-              "results.json: {n} job director{ies}", [job_name(job, folder) for job in jobs_started_again(cfg.runs)]),
+              "results.json: {n} job director{ies}", [job_name(job, folder) for job in started_again]),
+             ("Finished with other values than the sweep's multirun.yaml now gives them (their rows show the values "
+              "they ran with): {n} job director{ies}",
+              [job_name(job, folder) for job in jobs_of_other_values(cfg.runs) if job not in started_again]),
              ("Not started, the sweep stopped before them: {n} job{s}",
               [f"{os.path.relpath(job, folder)} ({' '.join(job_overrides)})"
                for job, job_overrides in jobs_not_started(cfg.runs)])]

@@ -95,23 +95,37 @@ def _not_how_started(overrides: list) -> list[str]:
     return sorted(str(override) for override in overrides if not str(override).lstrip("+~").startswith("ckpt_path="))
 
 
-def jobs_not_started(runs) -> list[tuple[Path, list[str]]]:
-    """(job directory, its overrides) of each job of a multirun given in ``runs`` that has no directory: a sweep
-    stopped before it (a kill, a time limit). Its jobs are those of its multirun.yaml (Hydra's record of the command),
-    in folders numbered as Hydra numbers them; a sweep of other folder names or another sweeper is not looked into."""
+def swept_jobs(runs) -> list[tuple[Path, list[str]]]:
+    """(job directory, overrides) of every job of each multirun given in ``runs``, as its multirun.yaml (Hydra's record
+    of the command) gives them, in folders numbered as Hydra numbers them; a sweep of other folder names or another
+    sweeper is not looked into."""
     from framework.continued_runs import NUMBERED, sweep_jobs
 
-    missing = []
+    jobs = []
     for sweep in (path for path in run_paths(runs) if (path / "multirun.yaml").is_file()):
         config = OmegaConf.load(sweep / "multirun.yaml")
         if OmegaConf.to_container(config.hydra.sweep, resolve=False).get("subdir") != NUMBERED:
             continue
         try:
-            jobs = sweep_jobs(config)
-        except Exception:  # a sweeper or grammar this reading does not know: the note is left out, not the table
+            jobs += [(sweep / str(num), overrides) for num, overrides in enumerate(sweep_jobs(config))]
+        except Exception:  # a sweeper or grammar this reading does not know: the notes are left out, not the table
             continue
-        missing += [(sweep / str(num), job) for num, job in enumerate(jobs) if not (sweep / str(num)).is_dir()]
-    return missing
+    return jobs
+
+
+def jobs_not_started(runs) -> list[tuple[Path, list[str]]]:
+    """(job directory, its overrides) of each job of a multirun in ``runs`` that has no directory: the sweep stopped
+    before it (a kill, a time limit)."""
+    return [(job, overrides) for job, overrides in swept_jobs(runs) if not job.is_dir()]
+
+
+def jobs_of_other_values(runs) -> list[Path]:
+    """The job directories of a multirun in ``runs`` whose results.json has other overrides than its multirun.yaml
+    gives the job: a sweep continued with other values (a larger trainer.max_epochs) that stopped before reaching
+    it. Their rows show the values they ran with."""
+    ran_with = lambda job: _not_how_started(read_results(job / "results.json").get("overrides", []))
+    return [job for job, overrides in swept_jobs(runs)
+            if (job / "results.json").is_file() and ran_with(job) != _not_how_started(overrides)]
 
 
 def _evaluate_output(hydra_folder: Path) -> bool:

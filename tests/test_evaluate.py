@@ -475,6 +475,14 @@ def test_a_table_of_a_sweep_cut_short_names_the_jobs_it_lacks(tmp_path):
     never = text.split("Not started, the sweep stopped before them: 3 jobs: ")[-1]
     assert [job.split(" trainer.")[0] for job in never.split("), ")] == [
         "3 (+callbacks.kill.epoch=1 seed=2", "4 (+callbacks.kill.epoch=7 seed=1", "5 (+callbacks.kill.epoch=7 seed=2"]
+    assert "Finished with other values" not in text
+    # the sweep continued with more epochs (its multirun.yaml rewritten) and stopped in job 1: job 0's results.json,
+    # finished with 2 epochs, is not what the sweep now gives it
+    multirun = sweep / "multirun.yaml"
+    multirun.write_text(multirun.read_text().replace("trainer.max_epochs=2", "trainer.max_epochs=3"))
+    text = evaluate(compose_config([f"runs={sweep}", "metrics=[test/acc]"], tmp_path / "out", "evaluate"))
+    assert ("Finished with other values than the sweep's multirun.yaml now gives them (their rows show the values they "
+            "ran with): 1 job directory: 0 (+callbacks.kill.epoch=5 seed=1 trainer.max_epochs=2 ") in text
 
 
 @pytest.mark.parametrize(("given", "task", "reads"), [
