@@ -401,6 +401,12 @@ KEPT_VALUES = "values_kept_on_resume"  # the checkpoint entry that holds them
 # (data.batch_size, a distortion) trains on with it, and says so in train.log and results.json (changed_on_resume).
 MAY_DIFFER_ON_RESUME = ("ckpt_path", "trainer", "logger", "callbacks.progress_bar", "paths", "hydra", "data.data_dir",
                         "data.num_workers", "data.download", "tags", "evaluate_tasks")
+# The Trainer's keys of what trains, not of how long or where: how gradients are formed and applied, which batches
+# train. A resume that changes them says so, and a continued sweep's jobs are told apart by them (a sweep over
+# accumulate_grad_batches=1,2 continued with 2 alone continued job 0's run with 2, without a word).
+TRAINER_KEYS_OF_WHAT_TRAINS = ("trainer.accumulate_grad_batches", "trainer.gradient_clip_val",
+                               "trainer.gradient_clip_algorithm", "trainer.precision", "trainer.limit_train_batches",
+                               "trainer.overfit_batches", "trainer.sync_batchnorm", "trainer.use_distributed_sampler")
 TRAINED_WITH = "config_trained_with"  # the checkpoint entry that holds a run's other values (``trained_with``)
 TRAINING_METRICS = "last_epoch_training_metrics"  # the checkpoint entry that holds them (KeptValuesInCheckpoints)
 RANDOM_STATES = "random_states"  # the checkpoint entry RandomStatesInCheckpoints writes
@@ -425,8 +431,10 @@ def kept_values(cfg: DictConfig) -> dict[str, object]:
 
 
 def may_differ_on_resume(key: str) -> bool:
-    """Is ``key`` (``trainer.max_epochs``, ``hydra/launcher``) one of, or below, MAY_DIFFER_ON_RESUME?"""
-    return any(key == name or key.startswith((f"{name}.", f"{name}/")) for name in MAY_DIFFER_ON_RESUME)
+    """Is ``key`` (``trainer.max_epochs``, ``hydra/launcher``) one of, or below, MAY_DIFFER_ON_RESUME, and not one of
+    TRAINER_KEYS_OF_WHAT_TRAINS?"""
+    below = lambda names: any(key == name or key.startswith((f"{name}.", f"{name}/")) for name in names)
+    return below(MAY_DIFFER_ON_RESUME) and not below(TRAINER_KEYS_OF_WHAT_TRAINS)
 
 
 def trained_with(cfg: DictConfig) -> dict[str, object]:
@@ -442,6 +450,8 @@ def changed_on_resume(checkpoint: dict, cfg: DictConfig) -> dict[str, list]:
     if TRAINED_WITH not in checkpoint:
         return {}
     before, now = checkpoint[TRAINED_WITH], trained_with(cfg)
+    if not any(key.startswith("trainer.") for key in before):  # saved before the Trainer's values were kept
+        now = {key: value for key, value in now.items() if not key.startswith("trainer.")}
     return {key: [_as_typed(before.get(key, "absent")), _as_typed(now.get(key, "absent"))]
             for key in dict.fromkeys([*before, *now]) if before.get(key, "absent") != now.get(key, "absent")}
 

@@ -608,12 +608,15 @@ def test_a_resume_that_changes_a_value_no_check_keeps_says_so_and_records_it(mak
     assert "changed_on_resume" not in longer
     with caplog.at_level("WARNING", logger="train"):
         changed = train(make_cfg("debug=limit", "logger=none", "ckpt_path=auto", "trainer.max_epochs=3",
-                                 "data.batch_size=32", "+data.distortion.translate=2"))
-    assert changed["changed_on_resume"] == {"data.batch_size": [64, 32], "data.distortion.translate": ["absent", 2]}
+                                 "data.batch_size=32", "+data.distortion.translate=2",
+                                 "++trainer.gradient_clip_val=1.0"))  # the Trainer's keys of what trains count too
+    assert changed["changed_on_resume"] == {"data.batch_size": [64, 32], "data.distortion.translate": ["absent", 2],
+                                            "trainer.gradient_clip_val": ["absent", 1.0]}
     assert read_results(Path(changed["output_dir"]) / "results.json")["changed_on_resume"] == changed[
         "changed_on_resume"]
     assert "Resumed with values other than those its checkpoint's run trained with: data.batch_size 64 -> 32, " \
-           "data.distortion.translate absent -> 2; the epochs from here train with the new ones" in caplog.text
+           "data.distortion.translate absent -> 2, trainer.gradient_clip_val absent -> 1.0; the epochs from here " \
+           "train with the new ones" in caplog.text
 
 
 def test_a_key_below_one_that_may_differ_on_resume_may_differ_too_a_config_group_included():
@@ -626,7 +629,8 @@ def test_a_key_below_one_that_may_differ_on_resume_may_differ_too_a_config_group
     assert may_differ_on_resume("hydra/launcher") and may_differ_on_resume("trainer.max_epochs")
     assert may_differ_on_resume("trainer") and may_differ_on_resume("callbacks.progress_bar.refresh_rate")
     assert not any(may_differ_on_resume(key) for key in ("data.batch_size", "callbacks.early_stopping.patience",
-                                                          "trainers", "model/optimizer"))
+                                                          "trainers", "model/optimizer",
+                                                          "trainer.accumulate_grad_batches", "trainer.precision"))
 
 
 def test_a_resume_keeps_the_images_it_trains_on_and_passes_checkpoints_older_than_a_kept_key(make_cfg):
@@ -834,3 +838,19 @@ def test_a_finished_run_is_compared_without_how_its_wandb_run_is_shown():
     assert compared(earlier) != compared(config("default seed=1", project="another"))
     csv_named = lambda name: {"seed": 1, "logger": {"csv": {"name": name}}}  # another logger's name is its folder's
     assert compared(csv_named("a")) != compared(csv_named("b"))
+
+
+@pytest.mark.slow
+def test_a_sweep_over_a_trainer_key_of_what_trains_continued_with_fewer_values_stops_before_any_job(tmp_path):
+    """A sweep over accumulate_grad_batches=1,2 continued with 2 alone: job 0 continued the run of 1 with 2, and its
+    results.json said 2 without a word (every Trainer key was one of how long and where a run runs)."""
+    sweep = tmp_path / "sweep"
+    first = run_cli("train.py", "-m", "seed=1", "++trainer.accumulate_grad_batches=1,2", "debug=smoke",
+                    f"hydra.sweep.dir={sweep}")
+    assert first.returncode == 0, first.stderr[-2000:]
+    again = run_cli("train.py", "-m", "seed=1", "++trainer.accumulate_grad_batches=2", "debug=smoke", "ckpt_path=auto",
+                    f"hydra.sweep.dir={sweep}")
+    assert again.returncode == 2, again.stderr[-2000:]
+    assert again.stderr.strip().splitlines()[-1].startswith(
+        f"Config error: Job 0 of this sweep gives trainer.accumulate_grad_batches=2, but its folder {sweep}/0 holds "
+        f"the run of trainer.accumulate_grad_batches=1,"), again.stderr[-2000:]
