@@ -55,12 +55,17 @@ def check_run(config: DictConfig) -> None:
 def check_sweep(config: DictConfig) -> None:
     """The jobs of a multirun (Hydra's basic sweeper), each against the run in its folder."""
     task = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)
-    if any(override.startswith(("ckpt_path=", "train=")) and "," in override for override in task) or \
-            config.hydra.sweeper._target_ != f"{BasicSweeper.__module__}.{BasicSweeper.__name__}":
+    if config.hydra.sweeper._target_ != f"{BasicSweeper.__module__}.{BasicSweeper.__name__}":
         return
     sweep_dir = output_folder(config, "hydra.sweep.dir")
     numbered = OmegaConf.to_container(config.hydra.sweep, resolve=False).get("subdir") == NUMBERED
     if numbered and not sweep_dir.is_dir():
+        return
+    if any(override.startswith(("ckpt_path=", "train=")) and "," in override for override in task):
+        if numbered:  # a sweep of test-only runs over checkpoints: each job's folder, with its own ckpt_path and train
+            for num, overrides in enumerate(sweep_jobs(config)):
+                job = {"ckpt_path": config.get("ckpt_path"), "train": config.get("train", True)}
+                check_folder(sweep_dir / str(num), job | overrides_by_key(overrides), multirun=True)
         return
     from framework.checkpoints import may_differ_on_resume
 
@@ -213,7 +218,7 @@ def job_folder(job: DictConfig) -> Path:
         hydra_config.cfg = previous
 
 
-def check_folder(folder: Path, settings: DictConfig, multirun: bool) -> None:
+def check_folder(folder: Path, settings: DictConfig | dict, multirun: bool) -> None:
     """``earlier_run_refusal`` for a run into ``folder`` with the ckpt_path and train of ``settings``."""
     from framework.checkpoints import earlier_run_refusal
 

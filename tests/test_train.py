@@ -505,6 +505,10 @@ def test_a_continued_sweep_stops_before_hydra_writes_when_its_jobs_are_other_run
                                  f"'hydra.sweep.subdir=batch_size${{data.batch_size}}'), or leave it out")):
         rerun = run_cli("train.py", *overrides, "debug=smoke")
         assert rerun.returncode == 2 and expected in rerun.stderr, rerun.stderr[-2000:]
+    tested = run_cli("train.py", "-m", f"ckpt_path={sweep}/0/checkpoints/last.ckpt,{sweep}/1/checkpoints/last.ckpt",
+                     "train=false", "debug=smoke", f"hydra.sweep.dir={sweep}")  # each job failed, after Hydra wrote
+    assert tested.returncode == 2 and "whose results.json this test-only run (train=false) would replace" in \
+        tested.stderr.strip().splitlines()[-1], tested.stderr[-2000:]
     assert {path: path.read_bytes() for path in record} == record  # .hydra/ and multirun.yaml as first written
     assert not (custom / "s3").exists()
     alone = run_cli("train.py", "-m", "seed=1", "debug=smoke", "trainer.max_epochs=2", "ckpt_path=auto",
