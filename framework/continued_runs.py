@@ -75,6 +75,7 @@ def check_sweep(config: DictConfig) -> None:
                 for num, overrides in enumerate(jobs)]
     folders = [sweep_dir / str(num) if numbered else job_folder(compose()) for num, compose in enumerate(composed)]
     check_distinct_folders(folders, config)
+    check_continued_into_its_folders(config, folders, sweep_dir)
     values = [overrides_by_key(overrides) for overrides in jobs]
     earlier = {folder: overrides_by_key(OmegaConf.load(record)) for folder in {*sweep_dir.glob("*"), *folders}
                if (record := folder / ".hydra" / "overrides.yaml").is_file()}
@@ -188,6 +189,21 @@ def check_distinct_folders(folders: list[Path], config: DictConfig) -> None:
                               f"{subdir_naming(differing_keys([overrides_by_key(job) for job in sweep_jobs(config)]))}"
                               f"), or leave it out (job numbers).")
         first[folder] = num
+
+
+def check_continued_into_its_folders(config: DictConfig, folders: list[Path], sweep_dir: Path) -> None:
+    """``hydra.sweep.subdir=${hydra.job.override_dirname}`` names a job's folder by its overrides, ckpt_path among them:
+    a sweep continued with ckpt_path=auto got new folders for every job and trained them all again beside the runs it
+    was to continue (as Hydra does, without a word)."""
+    subdir = str(OmegaConf.to_container(config.hydra.sweep, resolve=False).get("subdir"))
+    excluded = OmegaConf.select(config, "hydra.job.config.override_dirname.exclude_keys", default=[]) or []
+    if "override_dirname" in subdir and "ckpt_path" not in excluded and config.get("ckpt_path") is not None and \
+            not any(folder.is_dir() for folder in folders) and any(holds_a_run(f) for f in sweep_dir.glob("*")):
+        raise ConfigError(f"Config key 'hydra.sweep.subdir' is {subdir!r}, which names each job's folder by its "
+                          f"overrides, ckpt_path={config.ckpt_path} among them, so this sweep would start every job "
+                          f"again in new folders beside the runs in {sweep_dir}; give "
+                          f"hydra.job.config.override_dirname.exclude_keys=[ckpt_path] too, which names the folders "
+                          f"as the sweep's first start did.")
 
 
 def subdir_naming(keys: set[str]) -> str:

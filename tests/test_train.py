@@ -858,3 +858,22 @@ def test_a_sweep_over_a_trainer_key_of_what_trains_continued_with_fewer_values_s
     assert again.stderr.strip().splitlines()[-1].startswith(
         f"Config error: Job 0 of this sweep gives trainer.accumulate_grad_batches=2, but its folder {sweep}/0 holds "
         f"the run of trainer.accumulate_grad_batches=1,"), again.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_a_sweep_named_by_its_overrides_continued_with_ckpt_path_stops_rather_than_start_again(tmp_path):
+    """hydra.sweep.subdir=${hydra.job.override_dirname} names the folders by every override, ckpt_path=auto among
+    them: the continuation trained every job again in new folders, and its evaluate command then counted each seed
+    twice. Excluding ckpt_path from the names continues the jobs in their folders."""
+    sweep, named = tmp_path / "sweep", "hydra.sweep.subdir=${hydra.job.override_dirname}"
+    common = ("-m", "seed=1,2", "debug=smoke", named, f"hydra.sweep.dir={sweep}")
+    assert run_cli("train.py", *common).returncode == 0
+    folders = sorted(sweep.iterdir())
+    again = run_cli("train.py", *common, "ckpt_path=auto")
+    assert again.returncode == 2 and again.stderr.strip().splitlines()[-1] == (
+        f"Config error: Config key 'hydra.sweep.subdir' is '${{hydra.job.override_dirname}}', which names each job's "
+        f"folder by its overrides, ckpt_path=auto among them, so this sweep would start every job again in new folders "
+        f"beside the runs in {sweep}; give hydra.job.config.override_dirname.exclude_keys=[ckpt_path] too, which names "
+        f"the folders as the sweep's first start did."), again.stderr[-2000:]
+    kept = run_cli("train.py", *common, "ckpt_path=auto", "hydra.job.config.override_dirname.exclude_keys=[ckpt_path]")
+    assert kept.returncode == 0 and sorted(sweep.iterdir()) == folders, kept.stderr[-2000:]
