@@ -432,9 +432,11 @@ def hydra_refusal(error: HydraException) -> ConfigError:
                                f"Hydra's command line ({key}) gives as text; give the whole mapping: "
                                f"'{parent}={mapping}'.")
         if {"-m", "--multirun"} & set(sys.argv[1:]):  # a sweep starts from the config without its swept groups
-            return ConfigError(f"Config key '{key}' is not in the config that this sweep starts from, before each job "
-                               f"chooses its swept groups{hint}; fix its spelling, or give it as ++{added[1]} (added "
-                               f"where a job's config lacks it, overridden where it has it).")
+            typed = next((arg for arg in sys.argv[1:] if arg.split("=", 1)[0].lstrip("+~") == key), added[1])
+            return ConfigError(f"Config key '{key}' is not in the config of every job of this sweep (the config it "
+                               f"starts from, or a job's option of a swept group){hint}; fix its spelling, or give "
+                               f"it as ++{typed.lstrip('+~')} (added where a job's config lacks it, overridden where "
+                               f"it has it).")
         return ConfigError(f"Config key '{key}' is not in the config{hint}; fix its spelling, or add a new key with "
                            f"+{added[1]}.")
     message = str(error)

@@ -219,7 +219,10 @@ ROWS = [
     row("early-stopping-on-train-metric", "debug=limit", "optimized_metric=train/acc",
         expect=("checks after each validation", "callbacks.early_stopping.check_on_train_epoch_end=true")),
     row("sweep-key-of-a-swept-group", "-m", "experiment=szegedy_softmax1,szegedy_fc100", "data.train_size=300",
-        expect=("'data.train_size' is not in the config that this sweep starts from", "++data.train_size=300")),
+        expect=("'data.train_size' is not in the config of every job of this sweep", "++data.train_size=300")),
+    row("sweep-key-missing-in-one-job", "-m", "model=lenet5,szegedy", "model.optimizer.momentum=0.5,0.9",
+        expect=("'model.optimizer.momentum' is not in the config of every job of this sweep (the config it starts "
+                "from, or a job's option of a swept group)", "++model.optimizer.momentum=0.5,0.9 (added where")),
     row("group-added-twice", "experiment=mi_lr_digits", "+batch_schedule=grow",
         expect=("'batch_schedule' is chosen already", "batch_schedule=grow.")),
     row("group-not-chosen", "batch_schedule=grow", expect=("'batch_schedule' is not chosen", "+batch_schedule=grow")),
