@@ -87,12 +87,25 @@ def jobs_started_again(runs) -> list[Path]:
     override."""
     return [result.parent for result in find_results(runs)
             if (record := result.parent / ".hydra" / "overrides.yaml").is_file()
-            and _not_how_started(list(OmegaConf.load(record)))
-            != _not_how_started(read_results(result).get("overrides", []))]
+            and ran_otherwise(list(OmegaConf.load(record)), read_results(result))]
 
 
-def _not_how_started(overrides: list) -> list[str]:
-    return sorted(str(override) for override in overrides if not str(override).lstrip("+~").startswith("ckpt_path="))
+def ran_otherwise(overrides: list, run: dict) -> bool:
+    """Whether a job given ``overrides`` runs other values than ``run`` (a results.json) ran with. A key that only
+    the job gives counts by the run's value of it (a swept key added with the value every earlier job had: such a
+    finished job is kept as it is); ckpt_path, which a continuation adds, is no other value."""
+    from analysis.results_table import group_value, same_number, shown
+    from framework.continued_runs import overrides_by_key
+
+    given, ran = ([str(o) for o in listed if not str(o).lstrip("+~").startswith("ckpt_path=")]
+                  for listed in (overrides, run.get("overrides", [])))
+    if sorted(given) == sorted(ran):
+        return False
+    if any(o.startswith("~") for o in {*given, *ran} - ({*given} & {*ran})):  # a deletion given on one side only
+        return True
+    given_values, ran_values = overrides_by_key(given), overrides_by_key(ran)
+    return bool(ran_values.keys() - given_values.keys()) or any(
+        same_number(shown(value)) != same_number(group_value(run, key)) for key, value in given_values.items())
 
 
 def swept_jobs(runs) -> list[tuple[Path, list[str]]]:
@@ -123,9 +136,8 @@ def jobs_of_other_values(runs) -> list[Path]:
     """The job directories of a multirun in ``runs`` whose results.json has other overrides than its multirun.yaml
     gives the job: a sweep continued with other values (a larger trainer.max_epochs) that stopped before reaching
     it. Their rows show the values they ran with."""
-    ran_with = lambda job: _not_how_started(read_results(job / "results.json").get("overrides", []))
     return [job for job, overrides in swept_jobs(runs)
-            if (job / "results.json").is_file() and ran_with(job) != _not_how_started(overrides)]
+            if (job / "results.json").is_file() and ran_otherwise(overrides, read_results(job / "results.json"))]
 
 
 def _evaluate_output(hydra_folder: Path) -> bool:

@@ -494,3 +494,19 @@ def test_a_key_the_task_does_not_read_is_one_sentence(tmp_path, given, task, rea
     said = rf"^Config key '{key}' is .*, but task={task} does not read it \(it reads [a-z_, ]+\); leave it out, or "
     with pytest.raises(ConfigError, match=said + rf"give it to a task that reads it \(.*{reads}"):
         evaluate(compose_config([f"task={task}", f"runs={tmp_path}", given], tmp_path / "out", "evaluate"))
+
+
+def test_a_job_runs_otherwise_by_the_values_it_gives_not_by_their_spelling():
+    """A sweep continued with a swept key added, whose first value every earlier job had (README: they are kept as
+    they are), or with ckpt_path=auto, runs its finished jobs as they ran; other values, or a key it no longer
+    gives, do not."""
+    from framework.results import ran_otherwise
+
+    run = {"overrides": ["seed=1", "trainer.max_epochs=2"], "choices": {"model": "lenet5"},
+           "config": {"data": {"batch_size": 64}, "seed": 1, "trainer": {"max_epochs": 2}}}
+    assert not ran_otherwise(["data.batch_size=64", "seed=1", "trainer.max_epochs=2", "ckpt_path=auto"], run)
+    assert not ran_otherwise(["model=lenet5", "seed=1", "trainer.max_epochs=2.0"], run)
+    assert ran_otherwise(["seed=1", "trainer.max_epochs=3"], run)
+    assert ran_otherwise(["data.batch_size=32", "seed=1", "trainer.max_epochs=2"], run)
+    assert ran_otherwise(["seed=1"], run)  # max_epochs now the config's default, which the run's record lacks
+    assert ran_otherwise(["seed=1", "trainer.max_epochs=2", "~callbacks.early_stopping"], run)
