@@ -33,15 +33,16 @@ UNLABELLED = "unlabelled"  # the epoch's share of negative labels (checked, not 
 
 
 def layer_param_groups(net: nn.Module) -> list[dict]:
-    """One named parameter group per top-level child that owns trainable parameters."""
-    groups = []
-    for name, child in net.named_children():
-        params = [p for p in child.parameters() if p.requires_grad]
+    """One named parameter group per top-level child that owns trainable parameters. A parameter that several
+    children share (tied weights) belongs to the first of them, as ``net.parameters()`` lists it once (torch refuses
+    a parameter in two groups)."""
+    groups, seen = [], set()
+    for name, child in [*net.named_children(), ("net", None)]:
+        owned = child.parameters() if child is not None else net.parameters(recurse=False)
+        params = [p for p in owned if p.requires_grad and id(p) not in seen]
+        seen.update(map(id, params))
         if params:
             groups.append({"name": name, "params": params})
-    direct = [p for p in net.parameters(recurse=False) if p.requires_grad]
-    if direct:
-        groups.append({"name": "net", "params": direct})
     return groups
 
 

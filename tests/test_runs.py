@@ -63,6 +63,23 @@ def test_a_run_trained_with_model_compile_continues_without_it(tmp_path):
     assert results(tmp_path)["epochs_completed"] == 2
 
 
+def test_a_network_with_tied_weights_gets_each_parameter_in_one_group_and_trains():
+    """A weight shared by two layers was in both layers' groups, and torch refused the optimizer ("some parameters
+    appear in more than one parameter group"); plain Lightning's optimizer over self.parameters() takes it once."""
+    from functools import partial
+
+    import torch
+
+    from lightning_modules.classifier import ClassificationModule
+
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 4), torch.nn.Linear(4, 4))
+    net[2].weight = net[1].weight
+    optimizer = ClassificationModule(net, partial(torch.optim.SGD, lr=0.1)).configure_optimizers()
+    grouped = [id(p) for group in optimizer.param_groups for p in group["params"]]
+    assert sorted(grouped) == sorted(map(id, net.parameters())) and len(grouped) == 3  # a weight, two biases
+    assert [group["name"] for group in optimizer.param_groups] == ["1", "2"]
+
+
 def test_compiled_networks_weights_keep_their_names_and_a_compile_wrappers_names_load():
     import torch
 
