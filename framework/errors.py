@@ -175,6 +175,8 @@ def _fits(value, annotation) -> bool:
     if annotation is inspect.Parameter.empty or not all(name in _PLAIN_TYPES for name in names):
         return True
     kinds = {_PLAIN_TYPES[name] for name in names}
+    if isinstance(value, list | tuple) or (isinstance(value, dict) and "_target_" not in value):
+        return False  # hidden=[1,2] for an int (Hydra's sweep of 1 and 2 is hidden=1,2 with -m)
     if isinstance(value, bool):
         return bool in kinds
     if isinstance(value, int):

@@ -1197,7 +1197,10 @@ def test_a_constructor_that_fails_on_a_value_of_the_wrong_type_names_the_key():
     node.net.hidden, node.net.in_features = 8, 4.0
     assert "'model.net.in_features' is 4.0, but MLP's argument in_features takes int" in \
         str(construction_error(TypeError("x"), node, "model"))
-    node.net.in_features = 4
+    node.net.in_features, node.net.hidden = 4, [1, 2]  # a list where Hydra's sweep (-m hidden=1,2) was meant
+    assert "'model.net.hidden' is [1, 2], but MLP's argument hidden takes int" in \
+        str(construction_error(TypeError("empty(): argument 'size' (position 1) must be tuple of ints"), node, "model"))
+    node.net.hidden = 8
     assert construction_error(TypeError("x"), node, "model") is None  # every value fits: a bug, not the user's
 
 
