@@ -46,6 +46,21 @@ def layer_param_groups(net: nn.Module) -> list[dict]:
     return groups
 
 
+def check_built(net, optimizer) -> None:
+    """model.net must have been built into a network and model.optimizer into something to call with the parameters:
+    a config node without _target_ (or null) reached them as it was, and failed later with a traceback."""
+    as_given = lambda value: "null" if value is None else (
+        f"a mapping without _target_ ({', '.join(map(str, value))})" if isinstance(value, Mapping) else
+        f"a {type(value).__name__}")
+    if not isinstance(net, nn.Module):
+        raise ConfigError(f"Config key 'model.net' is {as_given(net)}, not a network (a torch.nn.Module); give "
+                          f"model.net._target_ the class of your network and its arguments beside it.")
+    if not callable(optimizer) or isinstance(optimizer, nn.Module):
+        raise ConfigError(f"Config key 'model.optimizer' is {as_given(optimizer)}, not an optimizer to build from the "
+                          f"parameters; give model.optimizer._target_ (e.g. torch.optim.SGD) with _partial_: true, or "
+                          f"choose model/optimizer=sgd or adam.")
+
+
 class ClassificationModule(StageSteps, L.LightningModule):
     task = "classification"
 
@@ -59,6 +74,7 @@ class ClassificationModule(StageSteps, L.LightningModule):
         compile: bool = False,
     ):
         super().__init__()
+        check_built(net, optimizer)
         # Only plain values go into the checkpoint's hyper_parameters (objects there would need
         # unsafe unpickling); the run's .hydra/config.yaml rebuilds net and optimizer.
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)

@@ -218,6 +218,12 @@ ROWS = [
                "val/loss)."),
     row("early-stopping-on-train-metric", "debug=limit", "optimized_metric=train/acc",
         expect=("checks after each validation", "callbacks.early_stopping.check_on_train_epoch_end=true")),
+    row("net-without-target", "~model.net._target_", expect="Config key 'model.net' is a mapping without _target_ "
+        "(in_channels, num_classes), not a network (a torch.nn.Module); give model.net._target_ the class of your "
+        "network and its arguments beside it."),
+    row("optimizer-null", "model.optimizer=null", expect="Config key 'model.optimizer' is null, not an optimizer to "
+        "build from the parameters; give model.optimizer._target_ (e.g. torch.optim.SGD) with _partial_: true, or "
+        "choose model/optimizer=sgd or adam."),
     row("sweep-key-of-a-swept-group", "-m", "experiment=szegedy_softmax1,szegedy_fc100", "data.train_size=300",
         expect=("'data.train_size' is not in the config of every job of this sweep", "++data.train_size=300")),
     row("sweep-key-missing-in-one-job", "-m", "model=lenet5,szegedy", "model.optimizer.momentum=0.5,0.9",
