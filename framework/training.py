@@ -30,6 +30,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from callbacks.figures import FiguresToLoggers
+from datamodules.base import InMemoryDataModule
 from framework.checkpoints import (
     TRAINING_METRICS,
     CheckpointWrittenInPlace,
@@ -43,6 +44,7 @@ from framework.checkpoints import (
     loading_checkpoint,
     log_again_the_epoch_end_row,
     resolve_ckpt_path,
+    saved_at_an_epochs_end,
     set_aside_a_killed_start,
     set_aside_checkpoints_saved_after,
     set_aside_rows_logged_after,
@@ -270,7 +272,7 @@ class Continuation:
     changed: dict = field(default_factory=dict)  # {key: [the checkpoint run's value, this run's]}: changed_on_resume
 
 
-def continue_from(cfg: DictConfig, given: str, saved: dict) -> Continuation:
+def continue_from(cfg: DictConfig, given: str, saved: dict, datamodule: L.LightningDataModule) -> Continuation:
     """A training run continues from the checkpoint ``saved`` (read from ``given``): the log says so; what this run's
     own directory logged and saved after it is set aside; gradients lost within an accumulation and values other than
     the checkpoint run's are warned of."""
@@ -283,6 +285,11 @@ def continue_from(cfg: DictConfig, given: str, saved: dict) -> Continuation:
         set_aside_checkpoints_saved_after(Path(given).parent, saved)
     if lost := within_an_accumulation(given, saved, cfg.trainer.get("accumulate_grad_batches") or 1):
         log.warning(lost)
+    if not saved_at_an_epochs_end(saved) and not isinstance(datamodule, InMemoryDataModule):
+        log.warning(f"{given} was saved within an epoch, and {type(datamodule).__name__} is not one of the "
+                    f"framework's DataModules, whose training loaders continue an epoch with the batches an "
+                    f"uninterrupted run has: this epoch goes on with the batches its loader gives now, so the run will "
+                    f"not end exactly as an uninterrupted one (continuing from an epoch's end does).")
     if changed := changed_on_resume(saved, cfg):
         log.warning(f"Resumed with values other than those its checkpoint's run trained with: "
                     f"{', '.join(f'{key} {before} -> {now}' for key, (before, now) in changed.items())}; the epochs "
@@ -328,7 +335,7 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
     trained = cfg.get("train", True)
     given = resolve_ckpt_path(cfg.get("ckpt_path"), trainer) if trained else checkpoint_to_test(cfg.ckpt_path, trainer)
     saved = check_checkpoint(given, resumed_with=cfg, model=model, test_only=not trained)
-    continued = continue_from(cfg, given, saved) if trained and saved is not None else Continuation()
+    continued = continue_from(cfg, given, saved, datamodule) if trained and saved is not None else Continuation()
     del saved  # memory-mapped: Lightning loads it again
     metrics = {}
     with data_the_network_takes(cfg, model, datamodule, first_batch):
