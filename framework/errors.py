@@ -60,7 +60,7 @@ from omegaconf.errors import (
     ValidationError,
 )
 
-from framework.compose import CONF
+from framework.compose import CONF, ROOT
 from framework.processes import child_processes, command_line
 
 if TYPE_CHECKING:
@@ -618,12 +618,14 @@ def as_typed_in_a_shell(key: str, value: str) -> str:
 
 def evaluate_commands(tasks: list[str] | None, runs: str) -> list[str]:
     """``python evaluate.py [task=<task>] runs=<runs>`` for each task (``table``, evaluate.py's default, unnamed),
-    for a sweep directory that holds some finished job's results.json; none for one that holds none."""
+    for a sweep directory that holds some finished job's results.json; none for one that holds none. Started
+    outside the repository (a folder of one's own configs), the script's path as typed from there."""
     if not any(Path(runs).rglob("results.json")):
         return []
     tasks = [tasks] if isinstance(tasks, str) else tasks or ["table"]  # evaluate_tasks=reae_table1 is one task
     runs_word = as_typed_in_a_shell("runs", runs)
-    return [f"python evaluate.py {'' if task == 'table' else f'task={task} '}{runs_word}" for task in tasks]
+    script = "evaluate.py" if Path.cwd().resolve() == ROOT else shlex.quote(os.path.relpath(ROOT / "evaluate.py"))
+    return [f"python {script} {'' if task == 'table' else f'task={task} '}{runs_word}" for task in tasks]
 
 
 def remember_the_sweep(script: str, sweep_dir: str, evaluate_tasks: list[str] | None) -> None:

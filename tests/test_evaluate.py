@@ -510,3 +510,15 @@ def test_a_job_runs_otherwise_by_the_values_it_gives_not_by_their_spelling():
     assert ran_otherwise(["data.batch_size=32", "seed=1", "trainer.max_epochs=2"], run)
     assert ran_otherwise(["seed=1"], run)  # max_epochs now the config's default, which the run's record lacks
     assert ran_otherwise(["seed=1", "trainer.max_epochs=2", "~callbacks.early_stopping"], run)
+
+
+def test_a_sweep_started_outside_the_repository_prints_the_evaluate_command_as_typed_from_there(tmp_path, monkeypatch):
+    """From a folder of one's own configs, the printed `python evaluate.py runs=...` failed: no evaluate.py there."""
+    from framework.errors import evaluate_commands
+
+    write_json_atomic(tmp_path / "sweeps" / "w" / "0" / "results.json", {"metrics": {"test/acc": 0.5}})
+    monkeypatch.chdir(tmp_path)
+    [command] = evaluate_commands(None, "sweeps/w")
+    assert command == f"python {os.path.relpath(ROOT / 'evaluate.py', tmp_path)} runs=sweeps/w"
+    table = run_cli(*command.split()[1:], cwd=tmp_path)
+    assert table.returncode == 0 and (tmp_path / "sweeps" / "w" / "table.md").is_file(), table.stderr[-2000:]
