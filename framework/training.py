@@ -291,9 +291,14 @@ def continue_from(cfg: DictConfig, given: str, saved: dict, datamodule: L.Lightn
                     f"uninterrupted run has: this epoch goes on with the batches its loader gives now, so the run will "
                     f"not end exactly as an uninterrupted one (continuing from an epoch's end does).")
     if changed := changed_on_resume(saved, cfg):
+        # the framework's modules build their optimizers from model.optimizer and model.scheduler, which a resume
+        # keeps (check_checkpoint); a module of one's own may build them from any key
+        own = not str((cfg.get("model") or {}).get("_target_", "")).startswith("lightning_modules.")
+        kept = (" (but a value your module builds its optimizer or scheduler from stays the checkpoint's: a resumed "
+                "run continues their state, as Lightning restores it)") if own else ""
         log.warning(f"Resumed with values other than those its checkpoint's run trained with: "
                     f"{', '.join(f'{key} {before} -> {now}' for key, (before, now) in changed.items())}; the epochs "
-                    f"from here train with the new ones (results.json records both under changed_on_resume).")
+                    f"from here train with the new ones{kept} (results.json records both under changed_on_resume).")
     return Continuation(saved.get("global_step"), training_metrics_of_its_run(given, saved), changed)
 
 

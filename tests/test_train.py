@@ -900,3 +900,24 @@ def test_a_run_of_a_datamodule_of_ones_own_continued_within_an_epoch_says_it_wil
         continue_from(cfg, given, within, L.LightningDataModule())
     assert (f"{given} was saved within an epoch, and LightningDataModule is not one of the framework's DataModules, "
             f"whose training loaders continue an epoch with the batches an uninterrupted run has") in caplog.text
+
+
+def test_a_resume_of_ones_own_module_with_changed_values_says_its_optimizer_keeps_the_checkpoints(make_cfg, caplog):
+    """A module of one's own that builds its optimizer from its own key (model.lr): the resume said the epochs from
+    here train with the new lr, but Lightning restored the checkpoint's optimizer, whose lr trained on."""
+    from omegaconf import open_dict
+
+    from framework.checkpoints import TRAINED_WITH, trained_with
+    from framework.training import continue_from
+
+    cfg = make_cfg("logger=none")
+    saved = {"epoch": 1, "global_step": 20, TRAINED_WITH: trained_with(cfg) | {"data.batch_size": 32},
+             "loops": {"fit_loop": {"epoch_progress": {"current": {"processed": 2, "completed": 1}}}}}
+    caveat = "but a value your module builds its optimizer or scheduler from stays the checkpoint's"
+    with caplog.at_level("WARNING", logger="train"):
+        continue_from(cfg, "elsewhere/last.ckpt", saved, None)
+        assert "data.batch_size 32 -> 64" in caplog.text and caveat not in caplog.text
+        with open_dict(cfg):
+            cfg.model._target_ = "mynets.MyLit"
+        continue_from(cfg, "elsewhere/last.ckpt", saved, None)
+    assert caveat in caplog.text
