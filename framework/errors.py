@@ -299,19 +299,31 @@ def refused_keys_error(key: str, values: dict, keys: list[str], refuser: str, me
 
 
 @contextmanager
-def trainer_refusals(trainer_node: DictConfig) -> Iterator[None]:
+def trainer_refusals(trainer_node: DictConfig, model_node: DictConfig | None = None) -> Iterator[None]:
     """Around ``trainer.fit``: Lightning checks some Trainer arguments only once it knows the data (e.g.
     ``val_check_interval`` against the batches per epoch). A refusal raised in Lightning's code that names one of
-    the trainer config's keys is one sentence; anything else stays a bug."""
+    the trainer config's keys is one sentence, as is its refusal of a LightningModule of one's own that lacks a
+    method it needs (``configure_optimizers``); anything else stays a bug."""
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
     try:
         yield
-    except (MisconfigurationException, ValueError) as error:
-        values = {k: v for k, v in OmegaConf.to_container(trainer_node, resolve=True).items() if k != "_target_"}
-        keys = _refused_keys(values, one_line(error)) if _raised_by_lightning(error) else []
-        if not keys:
-            raise
+    except MisconfigurationException as error:
+        if model_node is not None and (lacking := re.match(r"No `(\w+)\(\)` method defined", str(error))):
+            raise ConfigError(f"Config key 'model' is {model_node.get('_target_')}, which defines no {lacking[1]}(), "
+                              f"and Lightning trains only a LightningModule that does; define it, or give your "
+                              f"network as model.net of model=lenet5's module (ClassificationModule).") from None
+        raise_refused_trainer_keys(trainer_node, error)
+        raise
+    except ValueError as error:
+        raise_refused_trainer_keys(trainer_node, error)
+        raise
+
+
+def raise_refused_trainer_keys(trainer_node: DictConfig, error: Exception) -> None:
+    """One sentence for a refusal raised in Lightning's code that names one of the trainer config's keys."""
+    values = {k: v for k, v in OmegaConf.to_container(trainer_node, resolve=True).items() if k != "_target_"}
+    if keys := (_refused_keys(values, one_line(error)) if _raised_by_lightning(error) else []):
         raise refused_keys_error("trainer", values, keys, "Lightning's Trainer refuses for this data",
                                  one_line(error)) from None
 

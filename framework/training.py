@@ -345,7 +345,7 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
     metrics = {}
     with data_the_network_takes(cfg, model, datamodule, first_batch):
         if trained:
-            with trainer_refusals(cfg.trainer), loading_checkpoint(given):
+            with trainer_refusals(cfg.trainer, cfg.model), loading_checkpoint(given):
                 trainer.fit(model, datamodule=datamodule, ckpt_path=given)
             metrics = to_float_dict(trainer.callback_metrics)  # the last epoch's
             if trainer.global_step == continued.at_step:  # continued at its end (stopped early, or max_epochs reached)

@@ -921,3 +921,14 @@ def test_a_resume_of_ones_own_module_with_changed_values_says_its_optimizer_keep
             cfg.model._target_ = "mynets.MyLit"
         continue_from(cfg, "elsewhere/last.ckpt", saved, None)
     assert caveat in caplog.text
+
+
+def test_a_module_of_ones_own_without_configure_optimizers_is_one_sentence(make_cfg):
+    """Lightning refuses it at the fit's start with its MisconfigurationException and a traceback."""
+    from framework.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^Config key 'model' is tests\.own_modules\.WithoutOptimizers, which "
+                                          r"defines no configure_optimizers\(\), and Lightning trains only a "
+                                          r"LightningModule that does; define it, or give your network as model\.net"):
+        train(make_cfg("~model", "+model._target_=tests.own_modules.WithoutOptimizers", "logger=none",
+                       "trainer.max_epochs=1", "optimized_metric=null", "callbacks=none"))

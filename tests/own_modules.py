@@ -1,0 +1,16 @@
+"""A LightningModule of a user's own, as the README's "Your own network and data" lets one write, with a mistake."""
+
+import lightning as L
+import torch
+
+
+class WithoutOptimizers(L.LightningModule):
+    """Trains nothing: it defines no configure_optimizers()."""
+
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.Linear(64, 10)
+
+    def training_step(self, batch, batch_idx):
+        images, labels = batch
+        return torch.nn.functional.cross_entropy(self.layer(images.flatten(1)), labels)
