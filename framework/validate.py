@@ -506,17 +506,19 @@ def check_nested_groups_chosen_with_a_slash(cfg: DictConfig) -> None:
 
 
 def check_no_chosen_config_is_shadowed() -> None:
-    """A user's config folder on ``hydra.searchpath`` with a file named like one of conf/'s (``model/lenet5.yaml``):
-    Hydra reads conf/'s, which comes first on its search path, so the run would silently use the built-in one."""
+    """A user's config folder (on ``hydra.searchpath``, or given with ``--config-dir``/``-cd``) with a file named like
+    one of conf/'s (``model/lenet5.yaml``): Hydra reads conf/'s, which comes first on its search path, so the run would
+    silently use the built-in one."""
     if not HydraConfig.initialized():
         return
     hydra_cfg = HydraConfig.get()
     choices, start = hydra_cfg.runtime.choices, Path(hydra_cfg.runtime.cwd)
     shadowed = []  # (your file, group, option)
-    for entry in hydra_cfg.searchpath:
-        if not str(entry).startswith("file://"):
-            continue
-        folder = start / str(entry).removeprefix("file://")
+    folders = [start / str(entry).removeprefix("file://") for entry in hydra_cfg.searchpath
+               if str(entry).startswith("file://")]
+    folders += [Path(source.path) for source in hydra_cfg.runtime.get("config_sources", [])
+                if source.schema == "file" and source.provider == "command-line"]  # --config-dir
+    for folder in dict.fromkeys(folders):
         for group, option in choices.items():
             yours, ours = folder / group / f"{option}.yaml", CONF / group / f"{option}.yaml"
             if option and yours.is_file() and ours.is_file() and yours.resolve() != ours.resolve():

@@ -1180,6 +1180,8 @@ def test_a_config_file_of_the_users_named_like_a_built_in_one_is_one_sentence(tm
     result = run_cli("train.py", f"hydra.searchpath=[file://{tmp_path}]", f"hydra.run.dir={tmp_path}/r")
     assert result.returncode == 2 and f"{tmp_path}/model/lenet5.yaml (conf/model/lenet5.yaml) and " in result.stderr
     assert f"{tmp_path}/data/digits.yaml (conf/data/digits.yaml) have the names of built-in ones" in result.stderr
+    given = run_cli("train.py", "-cd", str(tmp_path), f"hydra.run.dir={tmp_path}/r")  # Hydra's --config-dir too
+    assert given.returncode == 2 and f"{tmp_path}/model/lenet5.yaml (conf/model/lenet5.yaml) and " in given.stderr
 
 
 def test_a_config_file_of_the_users_that_is_not_yaml_is_one_sentence(tmp_path):
