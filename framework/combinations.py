@@ -13,14 +13,17 @@ them fit:
 
 from __future__ import annotations
 
+import inspect
 import io
 import logging.config
 import math
 import multiprocessing
 import os
 import re
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import lightning as L
 import torch
@@ -37,7 +40,14 @@ from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 from torch.multiprocessing import ProcessRaisedException
 
-from framework.errors import ConfigError, UserError, mistyped_argument_error, one_line, worker_exception
+from framework.errors import (
+    ConfigError,
+    DataError,
+    UserError,
+    mistyped_argument_error,
+    one_line,
+    worker_exception,
+)
 from framework.loggers import send_lightning_logs_to_hydra
 
 TARGETS = {"classification": "class labels", "regression": "regression targets", "unlabeled": "no labels"}
@@ -242,6 +252,16 @@ def _data_or_network_refusal(message: str, model, datamodule) -> ConfigError | N
     return None
 
 
+def _raised_in_the_file_of(error: BaseException, cls: type) -> bool:
+    """Whether ``error`` passed through the code of the file that defines ``cls`` (a user's own DataModule, calling
+    torchvision's ImageFolder in its setup): the data it was asked to read, not a bug of ours."""
+    try:
+        source = Path(inspect.getfile(cls)).resolve()
+    except (TypeError, OSError):
+        return False
+    return any(Path(frame.filename).resolve() == source for frame in traceback.extract_tb(error.__traceback__))
+
+
 @contextmanager
 def data_the_network_takes(cfg: DictConfig, model, datamodule, watch: FirstBatchWatch) -> Iterator[None]:
     """Around fit/test, what only the batches show about a user's own network or data (``check_data_fits_model``
@@ -263,6 +283,12 @@ def data_the_network_takes(cfg: DictConfig, model, datamodule, watch: FirstBatch
         if refusal := _data_or_network_refusal(str(error), model, datamodule) or next(filter(None, mistyped), None):
             raise refusal from None
         raise
+    except FileNotFoundError as error:
+        if error.filename is None or not _raised_in_the_file_of(error, type(datamodule)):
+            raise
+        raise DataError(f"{type(datamodule).__name__} cannot open {error.filename} ({error.strerror}), read from the "
+                        f"working directory {os.getcwd()} where relative; give its data key a path that exists (an "
+                        f"absolute one, or one relative to that directory).") from None
     except (IndexError, ProcessRaisedException) as error:  # cross-entropy's, here or in a spawned DDP worker
         kind, message = ("IndexError", str(error)) if isinstance(error, IndexError) else \
             worker_exception(error) or ("", "")

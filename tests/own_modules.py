@@ -14,3 +14,21 @@ class WithoutOptimizers(L.LightningModule):
     def training_step(self, batch, batch_idx):
         images, labels = batch
         return torch.nn.functional.cross_entropy(self.layer(images.flatten(1)), labels)
+
+
+class FromAFolder(L.LightningDataModule):
+    """Reads its images from ``root`` in setup, as a DataModule over torchvision's ImageFolder does."""
+
+    def __init__(self, root: str):
+        super().__init__()
+        self.root = root
+
+    def setup(self, stage: str) -> None:
+        from torchvision.datasets import ImageFolder
+
+        self.images = ImageFolder(self.root)
+
+    def train_dataloader(self):
+        return torch.utils.data.DataLoader(self.images)
+
+    val_dataloader = test_dataloader = train_dataloader

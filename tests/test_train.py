@@ -932,3 +932,15 @@ def test_a_module_of_ones_own_without_configure_optimizers_is_one_sentence(make_
                                           r"LightningModule that does; define it, or give your network as model\.net"):
         train(make_cfg("~model", "+model._target_=tests.own_modules.WithoutOptimizers", "logger=none",
                        "trainer.max_epochs=1", "optimized_metric=null", "callbacks=none"))
+
+
+def test_a_datamodule_of_ones_own_that_cannot_open_its_folder_is_one_sentence(make_cfg, tmp_path, monkeypatch):
+    """torchvision's ImageFolder on a folder that does not exist: FileNotFoundError with a traceback."""
+    from framework.errors import DataError
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError, match=rf"^FromAFolder cannot open imagez \(No such file or directory\), read from "
+                                        rf"the working directory {tmp_path} where relative; give its data key a path "
+                                        rf"that exists"):
+        train(make_cfg("~data", "+data._target_=tests.own_modules.FromAFolder", "+data.root=imagez", "logger=none",
+                       "trainer.max_epochs=1"))
