@@ -505,20 +505,28 @@ def check_nested_groups_chosen_with_a_slash(cfg: DictConfig) -> None:
                           f"({key}.<argument>=<value>, ~{key}.<argument> to remove one).")
 
 
+def users_config_folders() -> list[Path]:
+    """The config folders of one's own that this run reads (``hydra.searchpath``, ``--config-dir``/``-cd``)."""
+    if not HydraConfig.initialized():
+        return []
+    hydra_cfg = HydraConfig.get()
+    start = Path(hydra_cfg.runtime.cwd)
+    folders = [start / str(entry).removeprefix("file://") for entry in hydra_cfg.searchpath
+               if str(entry).startswith("file://")]
+    folders += [Path(source.path) for source in hydra_cfg.runtime.get("config_sources", [])
+                if source.schema == "file" and source.provider == "command-line"]  # --config-dir
+    return list(dict.fromkeys(folders))
+
+
 def check_no_chosen_config_is_shadowed() -> None:
     """A user's config folder (on ``hydra.searchpath``, or given with ``--config-dir``/``-cd``) with a file named like
     one of conf/'s (``model/lenet5.yaml``): Hydra reads conf/'s, which comes first on its search path, so the run would
     silently use the built-in one."""
     if not HydraConfig.initialized():
         return
-    hydra_cfg = HydraConfig.get()
-    choices, start = hydra_cfg.runtime.choices, Path(hydra_cfg.runtime.cwd)
+    choices = HydraConfig.get().runtime.choices
     shadowed = []  # (your file, group, option)
-    folders = [start / str(entry).removeprefix("file://") for entry in hydra_cfg.searchpath
-               if str(entry).startswith("file://")]
-    folders += [Path(source.path) for source in hydra_cfg.runtime.get("config_sources", [])
-                if source.schema == "file" and source.provider == "command-line"]  # --config-dir
-    for folder in dict.fromkeys(folders):
+    for folder in users_config_folders():
         for group, option in choices.items():
             yours, ours = folder / group / f"{option}.yaml", CONF / group / f"{option}.yaml"
             if option and yours.is_file() and ours.is_file() and yours.resolve() != ours.resolve():
@@ -582,9 +590,17 @@ def check_required_groups(cfg: DictConfig) -> None:
     for group in ("data", "model", "trainer"):
         node = _lookup(cfg, group)
         if not isinstance(node, DictConfig) or "_target_" not in node:  # debug=fdr alone leaves trainer a few keys
-            options = ", ".join(path.stem for path in sorted((CONF / group).glob("*.yaml")))
+            chosen = HydraConfig.get().runtime.choices.get(group) if HydraConfig.initialized() else None
+            files = [file for folder in [*users_config_folders(), CONF]
+                     if (file := folder / group / f"{chosen}.yaml").is_file()] if chosen else []
+            if files:
+                raise ConfigError(f"Config group '{group}' is {chosen}, whose file {files[0]} names no class at its "
+                                  f"top level (_target_), and every run needs one; give the file a _target_: line "
+                                  f"(keys under a '{group}:' line sit one level too deep: remove that level).")
+            options = sorted({path.stem for folder in [CONF, *users_config_folders()]
+                              for path in (folder / group).glob("*.yaml")})
             raise ConfigError(f"Config group '{group}' names no class (_target_; removed with ~{group}?), and every "
-                              f"run needs one; choose one of {options} with {group}=<option>.")
+                              f"run needs one; choose one of {', '.join(options)} with {group}=<option>.")
 
 
 def check_group_entries_have_targets(cfg: DictConfig) -> None:

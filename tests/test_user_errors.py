@@ -1184,6 +1184,19 @@ def test_a_config_file_of_the_users_named_like_a_built_in_one_is_one_sentence(tm
     assert given.returncode == 2 and f"{tmp_path}/model/lenet5.yaml (conf/model/lenet5.yaml) and " in given.stderr
 
 
+def test_a_config_file_of_the_users_without_a_target_at_its_top_level_is_named(tmp_path):
+    """The sentence said the group was removed (~model?) and listed the built-in options only; the file is the
+    user's own, its keys nested one level too deep under 'model:'."""
+    (tmp_path / "model").mkdir()
+    nested = "model:\n  _target_: lightning_modules.classifier.ClassificationModule\n"
+    (tmp_path / "model" / "mine.yaml").write_text(nested)
+    result = run_cli("train.py", f"hydra.searchpath=[file://{tmp_path}]", "model=mine", f"hydra.run.dir={tmp_path}/r")
+    assert result.returncode == 2 and result.stderr.splitlines() == [
+        f"Config error: Config group 'model' is mine, whose file {tmp_path}/model/mine.yaml names no class at its top "
+        f"level (_target_), and every run needs one; give the file a _target_: line (keys under a 'model:' line sit "
+        f"one level too deep: remove that level)."]
+
+
 def test_a_config_file_of_the_users_that_is_not_yaml_is_one_sentence(tmp_path):
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "bad.yaml").write_text("net:\n  _target_: nets.MLP\n   hidden: 3\n")  # one space too many
