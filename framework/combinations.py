@@ -134,6 +134,8 @@ def check_data_fits_model(cfg: DictConfig, datamodule, model) -> None:
     check_kinds(cfg, datamodule, model)
     problems = []
     data_task, model_task = getattr(datamodule, "task", None), getattr(model, "task", None)
+    if data_task is None and getattr(datamodule, "num_classes", None):  # a DataModule of one's own that counts classes
+        data_task = "classification"
     if data_task and model_task and data_task != model_task:
         problems.append(f"the model is trained on {TARGETS.get(model_task, model_task)}, the data has "
                         f"{TARGETS.get(data_task, data_task)} (choose another model, data or data.train_split)")

@@ -32,3 +32,14 @@ class FromAFolder(L.LightningDataModule):
         return torch.utils.data.DataLoader(self.images)
 
     val_dataloader = test_dataloader = train_dataloader
+
+
+class CountsItsClasses(L.LightningDataModule):
+    """Says how many classes its labels have, and nothing else about itself (no ``task``)."""
+
+    num_classes = 3
+
+    def train_dataloader(self):
+        return torch.utils.data.DataLoader([(torch.zeros(1, 8, 8), 0)])
+
+    val_dataloader = test_dataloader = train_dataloader

@@ -944,3 +944,12 @@ def test_a_datamodule_of_ones_own_that_cannot_open_its_folder_is_one_sentence(ma
                                         rf"that exists"):
         train(make_cfg("~data", "+data._target_=tests.own_modules.FromAFolder", "+data.root=imagez", "logger=none",
                        "trainer.max_epochs=1"))
+
+
+def test_a_datamodule_of_ones_own_that_counts_other_classes_than_the_model_is_one_sentence(make_cfg):
+    """Its num_classes was compared only where it also said task = "classification": a 10-way classifier trained on
+    its 3 classes without a word."""
+    from framework.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"the model has 10 classes, the data 3 \(set model\.num_classes=3"):
+        train(make_cfg("~data", "+data._target_=tests.own_modules.CountsItsClasses", "logger=none"))
