@@ -363,7 +363,8 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
                 if not sum(trainer.num_test_batches) and not any(key.startswith("test/") for key in metrics):
                     log.warning(f"test=true, but {type(datamodule).__name__}'s test loader gave no batches, so there "
                                 f"are no test/ metrics; give the data a test split, or test=false.")
-    shown = ", ".join(f"{k} = {v:.4f}" for k, v in sorted(metrics.items()) if k.startswith(("val/", "test/")))
+    shown = ", ".join(f"{k} = {v:.4f}" for k, v in sorted(metrics.items())
+                      if k.startswith(("val/", "test/", "val_", "test_")))  # val_acc: a module of one's own
     if not shown:
         shown = "none were logged" + (" (trainer.barebones turns off self.log)" if cfg.trainer.get("barebones") else "")
     log.info(f"val/ and test/ metrics of the {evaluated}: {shown}")
