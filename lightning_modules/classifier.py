@@ -47,18 +47,23 @@ def layer_param_groups(net: nn.Module) -> list[dict]:
 
 
 def check_built(net, optimizer) -> None:
-    """model.net must have been built into a network and model.optimizer into something to call with the parameters:
-    a config node without _target_ (or null) reached them as it was, and failed later with a traceback."""
+    """model.net must have been built into a network and model.optimizer into something to call with the parameters
+    (None: a module that only evaluates, until it trains): a config node without _target_, or null, reached them as
+    it was and failed later with a traceback."""
     as_given = lambda value: "null" if value is None else (
         f"a mapping without _target_ ({', '.join(map(str, value))})" if isinstance(value, Mapping) else
         f"a {type(value).__name__}")
     if not isinstance(net, nn.Module):
         raise ConfigError(f"Config key 'model.net' is {as_given(net)}, not a network (a torch.nn.Module); give "
                           f"model.net._target_ the class of your network and its arguments beside it.")
-    if not callable(optimizer) or isinstance(optimizer, nn.Module):
-        raise ConfigError(f"Config key 'model.optimizer' is {as_given(optimizer)}, not an optimizer to build from the "
-                          f"parameters; give model.optimizer._target_ (e.g. torch.optim.SGD) with _partial_: true, or "
-                          f"choose model/optimizer=sgd or adam.")
+    if optimizer is not None and (not callable(optimizer) or isinstance(optimizer, nn.Module)):
+        raise ConfigError(not_an_optimizer(as_given(optimizer)))
+
+
+def not_an_optimizer(given: str) -> str:
+    return (f"Config key 'model.optimizer' is {given}, not an optimizer to build from the parameters; give "
+            f"model.optimizer._target_ (e.g. torch.optim.SGD) with _partial_: true, or choose model/optimizer=sgd "
+            f"or adam.")
 
 
 class ClassificationModule(StageSteps, L.LightningModule):
@@ -175,6 +180,8 @@ class ClassificationModule(StageSteps, L.LightningModule):
         return self(batch[0]).argmax(dim=1)
 
     def configure_optimizers(self):
+        if self.optimizer_factory is None:
+            raise ConfigError(not_an_optimizer("null"))
         if self.hparams.param_groups == "per_layer":
             params = layer_param_groups(self.net)
         else:

@@ -2,6 +2,7 @@
 with wandb offline, DDP on two CPU processes."""
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -275,7 +276,8 @@ def test_submitit_local_launcher_runs_a_sweep_job_in_its_own_process(tmp_path):
     assert results(sweep / "0")["seed"] == 3 and not (sweep / "1" / "results.json").exists()
     assert list((sweep / ".submitit").iterdir())  # submitit's job folder: the job ran through the launcher
     assert said.rstrip().endswith(f"sweep directory: {sweep}\nsummarise its finished jobs with: python "
-                                  f"evaluate.py runs={sweep}\nThe sweep ran every job; the first that stopped "
+                                  f"{os.path.relpath(ROOT / 'evaluate.py', tmp_path)} runs={sweep}\nThe sweep ran "
+                                  f"every job; the first that stopped "
                                   f"({sweep}/1) said:\nConfig error: Config key "
                                   f"'model.optimizer.lr' is -1, but it must be a number > 0.")
 
