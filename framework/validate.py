@@ -593,7 +593,7 @@ def check_required_groups(cfg: DictConfig) -> None:
             chosen = HydraConfig.get().runtime.choices.get(group) if HydraConfig.initialized() else None
             files = [file for folder in [*users_config_folders(), CONF]
                      if (file := folder / group / f"{chosen}.yaml").is_file()] if chosen else []
-            if files:
+            if files and "_target_" not in (OmegaConf.load(files[0]) or {}):  # not ~model._target_ on the command line
                 raise ConfigError(f"Config group '{group}' is {chosen}, whose file {files[0]} names no class at its "
                                   f"top level (_target_), and every run needs one; give the file a _target_: line "
                                   f"(keys under a '{group}:' line sit one level too deep: remove that level).")
