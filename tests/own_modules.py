@@ -43,3 +43,28 @@ class CountsItsClasses(L.LightningDataModule):
         return torch.utils.data.DataLoader([(torch.zeros(1, 8, 8), 0)])
 
     val_dataloader = test_dataloader = train_dataloader
+
+
+class LogsUnderscored(L.LightningModule):
+    """Logs its metrics as Lightning's examples do (val_acc, test_acc), not the framework's val/ and test/."""
+
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.Linear(32 * 32, 10)  # the digits, padded to 32 x 32
+
+    def training_step(self, batch, batch_idx):
+        images, labels = batch
+        return torch.nn.functional.cross_entropy(self.layer(images.flatten(1)), labels)
+
+    def _accuracy(self, batch) -> torch.Tensor:
+        images, labels = batch
+        return (self.layer(images.flatten(1)).argmax(1) == labels).float().mean()
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val_acc", self._accuracy(batch))
+
+    def test_step(self, batch, batch_idx):
+        self.log("test_acc", self._accuracy(batch))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
