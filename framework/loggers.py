@@ -162,10 +162,14 @@ def wandb_run_id(output_dir: str | Path, resuming: bool) -> str | None:
     return run_id
 
 
+def is_wandb_logger(node) -> bool:
+    """Whether a logger's config node (a DictConfig, or a dict as results.json holds it) is wandb's."""
+    return isinstance(node, DictConfig | dict) and "WandbLogger" in str(node.get("_target_", ""))
+
+
 def wandb_logger_nodes(cfg: DictConfig) -> list[DictConfig]:
     """The config nodes of the chosen loggers that are wandb's."""
-    return [node for node in (cfg.get("logger") or {}).values()
-            if isinstance(node, DictConfig) and "WandbLogger" in str(node.get("_target_", ""))]
+    return [node for node in (cfg.get("logger") or {}).values() if is_wandb_logger(node)]
 
 
 def give_wandb_loggers_their_run_id(cfg: DictConfig) -> None:

@@ -73,6 +73,7 @@ from framework.errors import (
 )
 from framework.loggers import (
     give_wandb_loggers_their_run_id,
+    is_wandb_logger,
     name_and_group_wandb_runs,
     publish_results,
     reaching_wandb,
@@ -201,8 +202,7 @@ def compared(config: dict) -> dict:
     wandb runs' names and groups (how it is shown: a sweep's runs got other names, and every finished job of a sweep
     continued after that trained again)."""
     shown = {name: {key: value for key, value in node.items() if key not in ("name", "group")}
-             for name, node in (config.get("logger") or {}).items()
-             if isinstance(node, dict) and "WandbLogger" in str(node.get("_target_", ""))}
+             for name, node in (config.get("logger") or {}).items() if is_wandb_logger(node)}
     return {key: value for key, value in config.items() if key != "ckpt_path"} | \
         ({"logger": config["logger"] | shown} if shown else {})
 
