@@ -65,9 +65,7 @@ class Run:
     checkpoint: Path
 
     def model(self, device: torch.device) -> PixelModel:
-        module = instantiate(self.config.model)
-        state = torch.load(self.checkpoint, map_location="cpu", weights_only=True)["state_dict"]
-        module.load_state_dict(state)
+        module = _import(self.config.model._target_).load_from_checkpoint(self.checkpoint, map_location="cpu")
         return PixelModel(module, self.config.data).to(device).eval().requires_grad_(False)
 
     def datamodule(self, data_dir: str | None = None, part: str | None = None):

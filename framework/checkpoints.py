@@ -27,7 +27,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from framework.atomic import write_atomically
-from framework.errors import ConfigError, DataError
+from framework.errors import ConfigError, DataError, get_object
 from framework.loggers import AppendingCSVLogger, write_csv
 
 log = logging.getLogger("train")
@@ -735,3 +735,41 @@ def loading_checkpoint(path: str | None) -> Iterator[None]:
         missing = _names(message, r"Missing key\(s\) in state_dict")
         unexpected = _names(message, r"Unexpected key\(s\) in state_dict")
         raise weights_misfit(path, missing, unexpected, re.findall(r"size mismatch for ([\w.]+)", message)) from None
+
+
+def network_config(path: str | Path) -> DictConfig:
+    """``model.net`` of the config the run that wrote checkpoint ``path`` trained with (``TRAINED_WITH``), to build its
+    network again outside train.py. Read with torch's weights-only loader; every ``_target_`` in it must name a
+    torch.nn.Module class, as train.py's networks do: a file from elsewhere names no other callable to run."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as error:  # a truncated or foreign file: torch raises whatever its reader met
+        raise DataError(f"Checkpoint {path} cannot be read by torch.load ({type(error).__name__}): it is truncated or "
+                        f"not a checkpoint; give a checkpoint that a run wrote (its checkpoints/*.ckpt).") from None
+    saved = checkpoint.get(TRAINED_WITH, {}) if isinstance(checkpoint, dict) else {}
+    if "model.net._target_" not in saved:
+        raise DataError(f"Checkpoint {path} holds no config of its network (train.py saves one in every checkpoint); "
+                        f"give the network built as it trained: load_from_checkpoint({str(path)!r}, net=<network>).")
+    config = OmegaConf.create({})
+    for key, value in saved.items():
+        OmegaConf.update(config, key, value, force_add=True)
+    net = config.model.net
+    for target in _targets(OmegaConf.to_container(net)):
+        try:
+            found = get_object(target)
+        except Exception:
+            found = None
+        if not (isinstance(found, type) and issubclass(found, torch.nn.Module)):
+            raise DataError(f"Checkpoint {path} gives model.net a _target_ {target!r}, which is not an importable "
+                            f"torch.nn.Module class; give the network built as it trained: "
+                            f"load_from_checkpoint({str(path)!r}, net=<network>).")
+    return net
+
+
+def _targets(node) -> Iterator[str]:
+    """Every ``_target_`` in a config container, at any depth, lists included."""
+    children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+    if isinstance(node, dict) and "_target_" in node:
+        yield str(node["_target_"])
+    for child in children:
+        yield from _targets(child)

@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from framework.errors import ConfigError
+from framework.checkpoints import network_config
+from framework.errors import ConfigError, instantiate_node
 from lightning_modules.stage_steps import StageSteps
 
 STAGES = ("train", "val", "test")
@@ -95,6 +96,16 @@ class ClassificationModule(StageSteps, L.LightningModule):
             # already rejects out-of-range labels.
             {f"{stage}_acc": MulticlassAccuracy(num_classes, average="micro", validate_args=False) for stage in STAGES}
         )
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path, map_location=None, hparams_file=None, strict=None,
+                             weights_only=None, **kwargs):
+        """Lightning's, with the network built again from the config saved in the checkpoint (as train.py built it)
+        unless ``net`` is given; without ``optimizer`` the module evaluates and predicts, and trains only with one."""
+        if "net" not in kwargs:
+            kwargs["net"] = instantiate_node(network_config(checkpoint_path), "model.net")
+        kwargs.setdefault("optimizer", None)
+        return super().load_from_checkpoint(checkpoint_path, map_location, hparams_file, strict, weights_only, **kwargs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)

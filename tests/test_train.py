@@ -1,5 +1,6 @@
 """In-process training through framework.training.train(cfg) on the real configs."""
 
+import json
 import os
 import re
 from pathlib import Path
@@ -7,10 +8,14 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
-from framework.checkpoints import TRAINING_METRICS, within_an_accumulation
+from framework.checkpoints import TRAINED_WITH, TRAINING_METRICS, within_an_accumulation
+from framework.errors import DataError
 from framework.results import read_results
 from framework.training import train
+from lightning_modules.classifier import ClassificationModule
 from tests.conftest import ROOT, run_cli
 
 EXPERIMENTS = sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "experiment").glob("*.yaml"))
@@ -52,6 +57,46 @@ def test_digits_training_reaches_far_above_chance(make_cfg, model, epochs, floor
     assert tested["evaluated_checkpoint"] == f"checkpoint {results['best_checkpoint']}"
     for key in ("test/acc", "test/loss", "val/acc", "val/loss"):
         assert tested["metrics"][key] == pytest.approx(metrics[key]), key
+    # README's way to a trained network outside train.py, as written there but for the run's path
+    predicted = readme_loading_code(Path(results["output_dir"]) / "results.json")["predicted"]
+    datamodule = instantiate(OmegaConf.create(results["config"]).data)
+    datamodule.setup("test")
+    labels = datamodule.datasets["test"].targets
+    assert torch.cat(predicted).eq(labels).float().mean().item() == pytest.approx(metrics["test/acc"], abs=1e-6)
+
+
+def readme_loading_code(results_json: Path) -> dict:
+    """Runs README's block that loads a trained network, on ``results_json``; returns its variables."""
+    block = next(block for block in re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL)
+                 if "load_from_checkpoint" in block)
+    code, replaced = re.subn(r'open\("[^"]*results\.json"\)', f"open({str(results_json)!r})", block)
+    assert replaced == 1, block
+    variables = {}
+    exec(compile(code, "README.md", "exec"), variables)
+    return variables
+
+
+@pytest.mark.parametrize(("saved", "refusal"), [
+    ({}, "holds no config of its network (train.py saves one in every checkpoint)"),
+    ({"model.net._target_": "os.system", "model.net._args_": ["touch {made}"]},
+     "gives model.net a _target_ 'os.system', which is not an importable torch.nn.Module class"),
+    ({"model.net._target_": "torch.nn.Sequential",
+      "model.net._args_": [{"_target_": "os.system", "_args_": ["touch {made}"]}]},
+     "gives model.net a _target_ 'os.system', which is not an importable torch.nn.Module class"),
+    ({"model.net._target_": "no_such_module.Net"},
+     "gives model.net a _target_ 'no_such_module.Net', which is not an importable torch.nn.Module class"),
+])
+def test_loading_a_checkpoint_builds_only_networks_from_its_config(tmp_path, saved, refusal):
+    made = tmp_path / "made"
+    saved = json.loads(json.dumps(saved).replace("{made}", str(made)))
+    path = tmp_path / "foreign.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {}, TRAINED_WITH: saved}, path)
+    with pytest.raises(DataError) as raised:
+        ClassificationModule.load_from_checkpoint(path)
+    assert str(raised.value).startswith(f"Checkpoint {path} ") and refusal in str(raised.value)
+    assert str(raised.value).endswith(f"give the network built as it trained: load_from_checkpoint({str(path)!r}, "
+                                      f"net=<network>).")
+    assert not made.exists()
 
 
 def test_results_json_holds_metrics_config_and_seed(make_cfg):
