@@ -16,9 +16,12 @@ import functools
 import importlib.util
 import inspect
 import math
+import os
 import re
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from importlib.machinery import PathFinder
 from numbers import Integral, Real
 from pathlib import Path
 
@@ -26,7 +29,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
-from framework.compose import CONF
+from framework.compose import CONF, ROOT
 from framework.errors import ConfigError, get_object, mistyped_argument_error
 from lightning_modules.perceptual_procedures import PERCEPTUAL_AUTOENCODER as PERCEPTUAL
 from lightning_modules.perceptual_procedures import PROCEDURES
@@ -352,6 +355,10 @@ def validate(cfg: DictConfig) -> None:
                 raise ConfigError(f"Config key '{key}' is {target!r}, but no module {package!r} is on Python's path; "
                                   f"put the folder that holds {package} on PYTHONPATH (PYTHONPATH=<folder> python "
                                   f"train.py ...), or fix the dotted path.") from None
+            if hidden := hidden_module(package):
+                raise ConfigError(f"Config key '{key}' is {target!r}, but the framework's package {package!r} "
+                                  f"({ROOT / package}) comes first on Python's path and hides your {hidden}; rename "
+                                  f"your module (e.g. my_{package}) and its dotted paths.") from None
             raise ConfigError(
                 f"Config key '{key}' is {target!r}, which cannot be imported ({type(error).__name__}); "
                 f"give the full dotted path of an existing class or function."
@@ -368,6 +375,18 @@ def validate(cfg: DictConfig) -> None:
     check_partial_arguments(cfg)
     check_sdlm_has_its_hessian(cfg)
     check_trainer_argument_types(cfg)
+
+
+def hidden_module(package: str) -> str | None:
+    """A module or package named ``package`` further along Python's path than the repository's own of that name
+    (``callbacks``, ``datamodules``, ...), which the import of a user's ``callbacks.Mine`` never reaches."""
+    found = importlib.util.find_spec(package)
+    if found is None or not found.origin or ROOT not in Path(found.origin).resolve().parents:
+        return None
+    for entry in sys.path:
+        if Path(entry or ".").resolve() != ROOT and (other := PathFinder.find_spec(package, [entry])) and other.origin:
+            return other.origin.removesuffix(f"{os.sep}__init__.py")
+    return None
 
 
 def check_default_root_dir(cfg: DictConfig) -> None:

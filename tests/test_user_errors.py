@@ -693,6 +693,24 @@ def test_a_probe_data_refusal_comes_before_the_autoencoder_trains(run_in_process
     assert not list((tmp_path / "run").rglob("*.ckpt"))
 
 
+@pytest.mark.parametrize("module", ["callbacks.py", "datamodules/__init__.py"])
+def test_a_module_of_yours_that_a_framework_package_hides_is_named(run_in_process, data_root, monkeypatch, tmp_path,
+                                                                    module):
+    """Your own callbacks.py on PYTHONPATH: the repository's package of that name is imported in its place, and the
+    sentence was that callbacks.Hello cannot be imported."""
+    own = tmp_path / "own"
+    (own / module).parent.mkdir(parents=True)
+    (own / module).write_text("class Hello:\n    pass\n")
+    monkeypatch.setattr(sys, "path", [*sys.path, str(own)])  # PYTHONPATH's entries come after the script's folder
+    package = module.split("/")[0].removesuffix(".py")
+    code, output = run_in_process("train.py", [f"+callbacks.hello._target_={package}.Hello",
+                                               f"paths.data_dir={data_root}"], tmp_path / "run")
+    hidden = own / module.removesuffix("/__init__.py")
+    check(code, output, (f"Config key 'callbacks.hello._target_' is '{package}.Hello', but the framework's package "
+                         f"'{package}' ({ROOT / package}) comes first on Python's path and hides your {hidden}; rename "
+                         f"your module (e.g. my_{package}) and its dotted paths.",), tmp_path / "run")
+
+
 def test_the_battery_covers_every_config_group_and_dataset_format():
     arguments = " ".join(" ".join(param.values[1]) for param in ROWS)
     groups = [p.name for p in (ROOT / "conf").iterdir() if p.is_dir()]
