@@ -108,11 +108,17 @@ class STL10DataModule(InMemoryDataModule):
         if not label_path:
             return images, torch.full((len(images),), UNLABELED, dtype=torch.int64)
         labels = read_file(label_path[0], lambda path: np.fromfile(path, dtype=np.uint8)).astype(np.int64)
-        if len(labels) != len(images) or labels.min(initial=1) < 1 or labels.max(initial=10) > 10:
-            values = f" in {labels.min()}..{labels.max()}" if len(labels) else ""
+        if len(labels) != len(images):  # no header says which was cut short, unless the other has STL-10's count
+            short = {len(labels): image_path, len(images): label_path[0]}.get(OFFICIAL_IMAGES[split])
             raise DatasetCorruptError(
-                f"{label_path[0]} holds {len(labels)} labels{values} (expected {len(images)}, each 1..10, one per "
-                f"image of {image_path.name}); delete it and download STL-10 again."
+                f"{image_path} holds {len(images):,} images and {label_path[0].name} {len(labels):,} labels, where "
+                f"STL-10 has {OFFICIAL_IMAGES[split]:,} of each: " +
+                (f"{short} was cut short; delete it and download STL-10 again." if short else
+                 "they must match one for one; delete both and download STL-10 again."))
+        if labels.min(initial=1) < 1 or labels.max(initial=10) > 10:
+            raise DatasetCorruptError(
+                f"{label_path[0]} holds labels in {labels.min()}..{labels.max()} (expected each 1..10, one per image "
+                f"of {image_path.name}); delete it and download STL-10 again."
             )
         labels = torch.from_numpy(labels - 1)
         if split == "train" and self.folds is not None:

@@ -13,6 +13,7 @@ import torch
 from hydra.utils import instantiate
 from PIL import Image
 
+from datamodules import stl10
 from datamodules.base import DatasetCorruptError, DatasetMissingError, rgb_to_luma
 from datamodules.cifar10 import CIFAR10DataModule
 from datamodules.stl10 import STL10DataModule
@@ -347,8 +348,28 @@ def test_stl10_corrupt_files_are_named(tmp_path):
     write_stl10(tmp_path, {"test": 4})
     labels = tmp_path / "stl10_binary" / "test_y.bin"
     labels.write_bytes(labels.read_bytes()[:3])
-    with pytest.raises(DatasetCorruptError, match="test_y.bin holds 3 labels"):
+    with pytest.raises(DatasetCorruptError, match="test_X.bin holds 4 images and test_y.bin 3 labels, where STL-10 has "
+                                                  "8,000 of each: they must match one for one; delete both"):
         STL10DataModule(data_dir=str(tmp_path)).setup("test")
+    labels.write_bytes(bytes([1, 2, 11, 4]))
+    with pytest.raises(DatasetCorruptError, match=r"test_y.bin holds labels in 1..11 \(expected each 1..10"):
+        STL10DataModule(data_dir=str(tmp_path)).setup("test")
+
+
+@pytest.mark.parametrize("cut", ["images", "labels"])
+def test_stl10_names_the_file_cut_at_a_whole_image(tmp_path, monkeypatch, cut):
+    """An image file cut at a whole image reads like a subset: the label count, STL-10's, says which file was cut
+    (the label file was named, and deleting it did not help)."""
+    monkeypatch.setitem(stl10.OFFICIAL_IMAGES, "test", 4)
+    write_stl10(tmp_path, {"train": 4, "test": 4})
+    images, labels = tmp_path / "stl10_binary" / "test_X.bin", tmp_path / "stl10_binary" / "test_y.bin"
+    cut_file, kept = (images, 3 * stl10.IMAGE_BYTES) if cut == "images" else (labels, 3)
+    cut_file.write_bytes(cut_file.read_bytes()[:kept])
+    with pytest.raises(DatasetCorruptError) as raised:
+        STL10DataModule(data_dir=str(tmp_path)).setup("test")
+    counts = "3 images and test_y.bin 4 labels" if cut == "images" else "4 images and test_y.bin 3 labels"
+    assert str(raised.value) == (f"{images} holds {counts}, where STL-10 has 4 of each: {cut_file} was cut short; "
+                                 f"delete it and download STL-10 again.")
 
 
 # ---- the public configs ---------------------------------------------------------------------
