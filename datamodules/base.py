@@ -311,7 +311,10 @@ class InMemoryDataModule(L.LightningDataModule):
         if pad_mode not in ("zeros", "wrap"):
             raise ConfigError(f"Config key 'data.pad_mode' is {pad_mode!r}, but it must be 'zeros' or 'wrap'.")
         self.grayscale, self.flatten, self.pad_mode = grayscale, flatten, pad_mode
-        self.data_dir = Path(data_dir)
+        if not isinstance(data_dir, str | os.PathLike):
+            raise ConfigError(f"Config key 'data.data_dir' is {data_dir!r}, but it must be the folder that holds the "
+                              f"dataset; give data.data_dir=<folder> (or set DATA_DIR).")
+        self.data_dir = Path(data_dir).expanduser()  # as torchvision's datasets take root="~/data"
         self.batch_size = batch_size
         self.val_fraction = val_fraction
         self.split_seed = split_seed

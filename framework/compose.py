@@ -48,7 +48,7 @@ def paths_from_start_dir(cfg: DictConfig, keys: tuple[str, ...], keywords: tuple
         return
 
     def absolute(value):
-        if isinstance(value, str) and value not in keywords and not Path(value).is_absolute():
+        if isinstance(value, str) and value not in keywords and not Path(value).expanduser().is_absolute():
             return str(start / value)
         return value
 

@@ -19,6 +19,7 @@ from datamodules.cifar10 import CIFAR10DataModule
 from datamodules.stl10 import STL10DataModule
 from datamodules.svhn import SVHNDataModule
 from framework.validate import ConfigError, validate
+from tests.conftest import ROOT, run_cli
 from tests.dataset_files import LUNARLANDER_SMALL, write_cifar10, write_stl10, write_svhn
 
 
@@ -108,6 +109,25 @@ def test_a_file_given_as_the_data_folder_is_named(tmp_path):
     with pytest.raises(DatasetMissingError, match=f"expected {tmp_path}/afile/cifar-10-batches-py/data_batch_1, but "
                                                   f"{tmp_path}/afile is a file, not a folder; point data.data_dir="):
         CIFAR10DataModule(data_dir=str(tmp_path / "afile")).setup("fit")
+
+
+def test_a_data_folder_under_home_is_read_as_torchvision_reads_root(tmp_path, monkeypatch):
+    """data.data_dir="~/data" (or DATA_DIR=~/data, quoted) was taken literally: a folder named ~ in the working
+    directory, where data.download=true then wrote."""
+    home = tmp_path / "home"
+    write_cifar10(home / "data", per_batch=10, num_test=12)
+    monkeypatch.setenv("HOME", str(home))
+    module = CIFAR10DataModule(data_dir="~/data")
+    module.setup("test")
+    assert module.data_dir == home / "data" and len(module.datasets["test"]) == 12
+    ran = run_cli(str(ROOT / "train.py"), "data=cifar10", "data.grayscale=true", "hydra.job.chdir=true", "debug=limit",
+                  "logger=none", "hydra.run.dir=run", cwd=tmp_path, env={"HOME": str(home), "DATA_DIR": "~/data"})
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    assert not [path for path in tmp_path.rglob("~")]
+    with pytest.raises(ConfigError, match=re.escape("Config key 'data.data_dir' is None, but it must be the folder "
+                                                    "that holds the dataset; give data.data_dir=<folder> (or set "
+                                                    "DATA_DIR).")):
+        CIFAR10DataModule(data_dir=None)
 
 
 def test_missing_files_name_the_path_and_the_remedy(tmp_path):
