@@ -151,7 +151,7 @@ class LunarLanderDataModule(InMemoryDataModule):
         if label_observation not in ("before", "after"):
             raise ConfigError(f"Config key 'data.label_observation' is {label_observation!r}, "
                               f"but it must be 'before' or 'after'.")
-        if terrain_seed is not None and not (isinstance(terrain_seed, int) and terrain_seed >= 0):
+        if terrain_seed is not None and not (type(terrain_seed) is int and terrain_seed >= 0):  # a bool is no seed
             raise ConfigError(f"Config key 'data.terrain_seed' is {terrain_seed!r}, but it must be null (a fresh "
                               f"terrain per rollout) or an integer >= 0 (one terrain for every rollout).")
         if train_seed == test_seed:

@@ -54,7 +54,7 @@ class STL10DataModule(InMemoryDataModule):
 
     def __init__(self, folds: int | None = None, **kwargs):
         super().__init__(**kwargs)
-        if folds is not None and not (isinstance(folds, int) and 0 <= folds < FOLDS):
+        if folds is not None and not (type(folds) is int and 0 <= folds < FOLDS):  # false is not "no folds"
             raise ConfigError(f"Config key 'data.folds' is {folds!r}, but it must be one of the predefined training "
                               f"folds 0..{FOLDS - 1}, or null for all 5,000 labelled training images.")
         if folds is not None and "train" not in self.train_split.split("+"):

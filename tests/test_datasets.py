@@ -314,8 +314,9 @@ def test_stl10_folds_keep_the_predefined_fold_of_the_labelled_training_images(tm
     marks = images[:, 1, 45, 65].tolist()  # stl10_pattern writes each image's index there
     assert sorted(marks) == [3, 5, 7, 9]
     assert labels.tolist() == [written["train"][1][index] for index in marks]
-    with pytest.raises(ConfigError, match=r"'data.folds' is 10, but it must be one of the predefined training folds"):
-        STL10DataModule(data_dir=str(tmp_path), folds=10)
+    for folds in (10, False):  # false is no "no folds": it was fold 0, 1,000 images instead of 5,000
+        with pytest.raises(ConfigError, match=rf"'data.folds' is {folds}, but it must be one of the predefined "):
+            STL10DataModule(data_dir=str(tmp_path), folds=folds)
     with pytest.raises(ConfigError, match=r"'data.folds' is 1, but data.train_split is 'unlabeled', which has no"):
         STL10DataModule(data_dir=str(tmp_path), folds=1, train_split="unlabeled")
     (tmp_path / "stl10_binary" / "fold_indices.txt").write_text("0 1 2 \n")

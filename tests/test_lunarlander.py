@@ -135,8 +135,9 @@ def test_a_failed_write_leaves_no_file(tmp_path, monkeypatch):
 def test_label_observation_and_terrain_seed_are_checked():
     with pytest.raises(ValueError, match="'data.label_observation' is 'during', but it must be 'before' or 'after'"):
         LunarLanderDataModule(label_observation="during")
-    with pytest.raises(ValueError, match="'data.terrain_seed' is -1, but it must be null .* or an integer >= 0"):
-        LunarLanderDataModule(terrain_seed=-1)
+    for seed in (-1, False):
+        with pytest.raises(ValueError, match=f"'data.terrain_seed' is {seed}, but it must be null .* an integer >= 0"):
+            LunarLanderDataModule(terrain_seed=seed)
     with pytest.raises(ConfigError, match=r"^Config key 'data.stratify' is true, but LunarLanderDataModule's targets "
                                           r"are not classes to draw the validation split by; leave data.stratify out"):
         LunarLanderDataModule(stratify=True)  # its targets are positions: the split would fail with an IndexError
