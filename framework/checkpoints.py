@@ -388,12 +388,17 @@ def weights_misfit(path: str, missing: list[str], unexpected: list[str], resized
 #   every parameter group's hyperparameters (lr, momentum, ...), a scheduler's load_state_dict its whole state (its
 #   milestones and values too), Lightning's EarlyStopping its patience;
 # - the seed it was started with, and every data key that decides which images (with which targets) train,
-#   validate and, for the digits, test (another split midway would validate or test on images it trained on).
+#   validate and, for the digits, test (another split midway would validate or test on images it trained on);
+# - what the MI callback measures with: its checkpointed subsample, I(X;Y) and I-series, which the rates follow (a
+#   measurement of another kind midway reads as a change of I(H;Y)).
+MI_MEASUREMENT = tuple(f"callbacks.mi_lr.{key}" for key in ("_target_", "layers", "sample_size", "seed", "estimator",
+                                                           "k", "norm", "standardize", "jitter", "output", "reference",
+                                                           "tiles"))
 KEPT_ON_RESUME = ("seed", "data._target_", "data.split_seed", "data.val_fraction", "data.test_fraction",
                   "data.stratify", "data.train_part", "data.part_seed", "data.train_size", "data.train_split",
                   "data.folds", "data.rollouts", "data.steps_per_rollout", "data.train_seed", "data.terrain_seed",
                   "data.filter_offscreen", "data.label_observation",
-                  "model.optimizer", "model.scheduler", "callbacks.early_stopping.patience")
+                  "model.optimizer", "model.scheduler", "callbacks.early_stopping.patience", *MI_MEASUREMENT)
 KEPT_VALUES = "values_kept_on_resume"  # the checkpoint entry that holds them
 # Keys a resume may change without a word (how long and where a run runs, what it logs): a continued sweep may change
 # them for some jobs and not others (a job resumed alone with trainer.max_epochs=20 leaves its folder's record
@@ -680,7 +685,8 @@ def check_resumed_values(path: str, checkpoint: dict, cfg: DictConfig, sweep_job
                           f"{_as_typed(saved.get(key, 'absent'))})" for key in changed[:3]) \
             + (" ..." if len(changed) > 3 else "")
         kept = ("a resumed run keeps what its checkpoint was made with (the seed, the training images and their "
-                "train/validation split, the optimizer's, scheduler's and early stopping's state, values included)")
+                "train/validation split, the optimizer's, scheduler's and early stopping's state, values included, "
+                "and what the MI callback measures with)")
         if test_only:
             raise ConfigError(f"Config key 'ckpt_path' is {path!r}, but this test-only run gives {shown}: it would "
                               f"score the checkpoint on other images than its run held out, some of which that run "

@@ -631,6 +631,30 @@ def test_a_resume_that_changes_what_the_checkpoint_restores_is_one_sentence(make
     assert train(make_cfg(*resume, "trainer.max_epochs=4"))["epochs_completed"] == 4  # the same values train on
 
 
+def test_a_resume_keeps_what_the_mi_callback_measures_with(make_cfg):
+    """The MI callback's checkpoint holds its subsample, I(X;Y) and I-series: a resume with another estimator (or
+    sample) went on with them, said that the new value applied, and the next epoch's rates followed the change of
+    estimator as if I(H;Y) had moved. What it only schedules (value_only_*) may change: the Figure 5 restart."""
+    from framework.errors import ConfigError
+
+    mi = ("callbacks=mi_lr", "callbacks.mi_lr.sample_size=40", "callbacks.mi_lr.plot=false", "debug=limit",
+          "logger=none", "seed=1")
+    first = train(make_cfg(*mi, "trainer.max_epochs=1"))
+    resume = (f"ckpt_path={Path(first['output_dir']) / 'checkpoints' / 'last.ckpt'}", "trainer.max_epochs=2")
+    for change, shown in (("callbacks.mi_lr.estimator=ksg", "callbacks.mi_lr.estimator=ksg (the checkpoint's: ross)"),
+                          ("callbacks.mi_lr.sample_size=50", "callbacks.mi_lr.sample_size=50 (the checkpoint's: 40)"),
+                          ("callbacks.mi_lr.reference=ceiling",
+                           "callbacks.mi_lr.reference=ceiling (the checkpoint's: estimate)")):
+        with pytest.raises(ConfigError, match=re.escape(f"but this start gives {shown}: a resumed run keeps")):
+            train(make_cfg(*mi, *resume, change, run="resumed"))
+    with pytest.raises(ConfigError, match=re.escape("gives callbacks.mi_lr._target_=null (the checkpoint's: "
+                                                    "callbacks.mutual_information.MutualInformationLR)")):
+        train(make_cfg(*mi[3:], *resume, run="resumed"))  # the rates it set would train on unmeasured
+    continued = train(make_cfg(*mi, *resume, "callbacks.mi_lr.value_only_from=1", "callbacks.mi_lr.value_only_epochs=1",
+                               run="resumed"))
+    assert continued["epochs_completed"] == 2
+
+
 def test_a_checkpoint_whose_weights_have_other_shapes_only_is_one_sentence():
     """The same layer names with other sizes (another hidden width) lack and add nothing: the sentence says which
     weights have another shape."""
