@@ -179,6 +179,7 @@ class MutualInformationLR(Callback):
         self.ixy: float | None = None
         self.history: list[dict] = []  # one record per measurement: epoch, mi, ihyll, ixy, lr, val_acc, test_acc
         self.val_acc: float | None = None  # of the last validation: the next record's
+        self.restored = False  # loaded from a checkpoint, before the first batch trained since
 
     # ---- checks before any training ------------------------------------------------------
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -243,6 +244,7 @@ class MutualInformationLR(Callback):
         record = None
         if trainer.is_global_zero:
             record = {**self.measure(trainer, pl_module), "epoch": epoch}
+            self.val_acc = None  # an epoch without a validation after it (check_val_every_n_epoch) has none
             groups = trainer.optimizers[0].param_groups
             record["lr"] = ({group["name"]: group["lr"] for group in groups} if self.policy.name == "none"
                             else self.next_lrs(record, [group["name"] for group in groups]))
@@ -250,6 +252,18 @@ class MutualInformationLR(Callback):
         self.history.append(record)
         for group in trainer.optimizers[0].param_groups:
             group["lr"] = record["lr"][group["name"]]
+        self.log_record(pl_module, record)
+        self.restored = False
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        """A run continued within an epoch starts no epoch (Lightning calls no on_train_epoch_start): the epoch's
+        record, restored from the checkpoint, is logged at its first batch instead."""
+        if self.restored and self.history and self.history[-1]["epoch"] == trainer.current_epoch:
+            self.log_record(pl_module, self.history[-1])
+        self.restored = False
+
+    @staticmethod
+    def log_record(pl_module: L.LightningModule, record: dict) -> None:
         metrics = {f"mi/{layer}": value for layer, value in record["mi"].items()}
         metrics |= {"mi/ihyll": record["ihyll"], "mi/ixy": record["ixy"]}
         metrics |= {f"lr/{group}": lr for group, lr in record["lr"].items()}
@@ -384,3 +398,4 @@ class MutualInformationLR(Callback):
     def load_state_dict(self, state_dict: dict) -> None:
         self.indices, self.ixy = state_dict["indices"], state_dict["ixy"]
         self.history, self.val_acc = state_dict["history"], state_dict.get("val_acc")
+        self.restored = True

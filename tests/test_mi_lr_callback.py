@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import functools
 import json
 import math
@@ -160,6 +161,40 @@ def test_resume_restores_state_and_gives_the_same_rates(tmp_path, monkeypatch):
     # the validation accuracy before the resumed epoch is the checkpoint's: Lightning keeps no logged metric
     assert [r["val_acc"] for r in resumed.history] == [r["val_acc"] for r in uninterrupted.history]
     assert resumed.history[2]["val_acc"] is not None
+
+
+def test_a_run_continued_within_an_epoch_logs_that_epochs_rates_and_information(tmp_path):
+    """Lightning starts no epoch it continues, and the callback logged mi/* and lr/* only when one started: the
+    continued epoch's row had none of them."""
+    def fit(root, max_epochs, ckpt_path=None):
+        within_epoch_1 = L.pytorch.callbacks.ModelCheckpoint(dirpath=root, filename="step_4", every_n_train_steps=4)
+        trainer = make_trainer(root, [quick_callback(), within_epoch_1], max_epochs,
+                               logger=L.pytorch.loggers.CSVLogger(root, name="csv", version=""))
+        trainer.fit(make_model(), DigitsDataModule(batch_size=32), ckpt_path=ckpt_path)
+        with open(root / "csv" / "metrics.csv") as file:
+            rows = [row for row in csv.DictReader(file) if row.get("mi/ihyll")]
+        return {int(row["epoch"]): {key: float(value) for key, value in row.items()
+                                    if key.startswith(("mi/", "lr/"))} for row in rows}
+
+    uninterrupted = fit(tmp_path / "a", 3)
+    fit(tmp_path / "b", 2)  # 3 batches an epoch: step 4 is within epoch 1
+    continued = fit(tmp_path / "c", 3, ckpt_path=str(tmp_path / "b" / "step_4.ckpt"))
+    assert sorted(continued) == [1, 2] and sorted(uninterrupted) == [0, 1, 2]
+    for epoch in (1, 2):
+        assert continued[epoch] == pytest.approx(uninterrupted[epoch]), epoch
+        assert len(continued[epoch]) == 12  # mi/ of 5 layers, ihyll and ixy; lr/ of 5 groups
+
+
+def test_a_record_after_an_epoch_without_validation_has_no_validation_accuracy(tmp_path):
+    """check_val_every_n_epoch=2: the records of epochs after an unvalidated one repeated the last accuracy."""
+    callback = quick_callback()
+    trainer = make_trainer(tmp_path, [callback], max_epochs=4, check_val_every_n_epoch=2, enable_checkpointing=False)
+    trainer.fit(make_model(), DigitsDataModule(batch_size=32))
+    accuracies = [record["val_acc"] for record in callback.history]
+    assert accuracies[0] is None and accuracies[1] is None and accuracies[3] is None
+    assert 0 <= accuracies[2] <= 1
+    final = json.loads((tmp_path / "mi_lr_history.json").read_text())["history"][-1]
+    assert final["val_acc"] == pytest.approx(trainer.callback_metrics["val/acc"].item())
 
 
 def test_mismatched_groups_and_schedulers_are_refused(tmp_path):
