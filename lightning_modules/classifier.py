@@ -197,6 +197,11 @@ class ClassificationModule(StageSteps, L.LightningModule):
             params = layer_param_groups(self.net)
         else:
             params = [{"name": "all", "params": [p for p in self.net.parameters() if p.requires_grad]}]
+        builds = getattr(self.optimizer_factory, "func", self.optimizer_factory)  # a _partial_ config's class
+        if len(params) > 1 and isinstance(builds, type) and issubclass(builds, torch.optim.LBFGS):
+            raise ConfigError(f"Config key 'model.param_groups' is 'per_layer', which gives the optimizer one group "
+                              f"per layer ({len(params)}), but model.optimizer is torch.optim.LBFGS, which takes one "
+                              f"group; set model.param_groups=single, or choose model/optimizer=sgd or adam.")
         optimizer = self.optimizer_factory(params=params)
         if isinstance(optimizer, torch.optim.LBFGS) and self._trainer is not None and self.trainer.world_size > 1:
             raise ConfigError(f"Config key 'model.optimizer' is torch.optim.LBFGS, whose line search evaluates the "

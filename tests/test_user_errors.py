@@ -428,6 +428,8 @@ ROWS = [
     row("early-stopping-patience", "callbacks.early_stopping.patience=-2",
         expect="'callbacks.early_stopping.patience' is -2, but it must be an integer >= 0"),
     row("param-groups", "model.param_groups=foo", expect="'model.param_groups' is 'foo', but it must be 'per_layer'"),
+    row("param-groups-lbfgs", "model=szegedy", "data.image_size=28", "model.param_groups=per_layer",
+        expect="model.optimizer is torch.optim.LBFGS, which takes one group; set model.param_groups=single"),
     row("model-classes-differ-from-data", "model.num_classes=2",
         expect="DigitsDataModule does not fit LeNet5: the model has 2 classes, the data 10 (set model.num_classes=10 "
                "and model.net.num_classes=10)."),  # once: not also as the network's outputs against the module's
