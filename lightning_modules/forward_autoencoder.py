@@ -83,6 +83,10 @@ class ForwardAutoencoderModule(L.LightningModule):
             if value not in allowed:
                 raise ConfigError(f"Config key 'model.{key}' is {value!r}, but it must be one of {', '.join(allowed)}.")
         rho, lambdas, taus = as_list(rho), as_list(lambdas), as_list(taus)  # plain lists: checkpoints load safely
+        if classifier == "softmax" and 0 in taus:  # its L-BFGS starts from (S / C + tau I)^-1: singular at tau 0
+            raise ConfigError(f"Config key 'model.taus' is {taus}, but the softmax classifier's fit does not start "
+                              f"without an L2 weight (it kept all-zero weights, chance accuracy); give taus > 0, or "
+                              f"model.classifier=ridge, which fits at tau 0.")
         self.save_hyperparameters()
         self.automatic_optimization = False
         for name in SOLVED_BUFFERS:

@@ -319,6 +319,8 @@ ROWS = [
         expect="DigitsDataModule has no validation images (data.val_fraction=0), but the forward autoencoder chooses "
                "rho, lambda and tau on them; give data.val_fraction > 0"),
     row("reae-max-iter", "model=forward_autoencoder", "model.max_iter=0", expect="'model.max_iter' is 0"),
+    row("reae-softmax-tau-0", "model=forward_autoencoder", "model.taus=[0,0.01]",
+        expect="'model.taus' is [0.0, 0.01], but the softmax classifier's fit does not start without an L2 weight"),
     row("perceptual-feature-width", "model=perceptual_autoencoder", "model.loss_network.weights=random",
         "model.feature_hidden_max=0", expect="'model.feature_hidden_max' is 0, but it must be an integer >= 1."),
     row("probe-grid", "model=perceptual_autoencoder", "model.loss_network.weights=random", "callbacks=probe",
