@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from analysis.results_table import check_one_setting, spread
+from analysis.results_table import check_one_run_per_seed, check_one_setting, spread
 from framework.errors import ConfigError
 from lightning_modules.perceptual_procedures import PROCEDURES
 
@@ -73,8 +73,9 @@ def grouped(runs: Sequence[dict]) -> dict[tuple[str, str, int], list[dict]]:
     for run in runs:
         if performance(run) is not None:
             groups[dataset_name(run), run["config"]["model"]["procedure"], z(run)].append(run)
-    check_one_setting(groups.values(), shown=["model.procedure", "model.latent_dim"],
-                      table="a cell of Table I or a point of Figures 6-8")
+    shown, table = ["model.procedure", "model.latent_dim"], "a cell of Table I or a point of Figures 6-8"
+    check_one_setting(groups.values(), shown=shown, table=table)
+    check_one_run_per_seed(groups.values(), shown=shown, table=table)
     return groups
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from analysis.lbfgs_attack import AttackInputError, AttackResult, distortion, lbfgs_attack
+from analysis.results_table import check_one_run_per_seed
 from analysis.spectral import alexnet_conv_bounds, network_bounds
 from datamodules.base import DatasetMissingError
 from datamodules.mnist import MNISTDataModule
@@ -104,8 +105,13 @@ def distinct_names(runs: list[Run]) -> list[Run]:
 
 def load_runs(runs: str, at_least: int = 1) -> list[Run]:
     """Every classifier run under ``runs``, checked before any work (one sentence per problem)."""
+    results = load_results(runs)
+    by_name = defaultdict(list)
+    for result in results:
+        by_name[run_name(OmegaConf.create(result["config"]))].append(result)
+    check_one_run_per_seed(by_name.values(), shown=[], table="the study")
     found = []
-    for result in load_results(runs):
+    for result in results:
         config = OmegaConf.create(result["config"])
         target = str(OmegaConf.select(config, "model._target_", default=""))
         module_class = _import(target)

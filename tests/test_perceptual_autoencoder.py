@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import types
 
 import lightning as L
@@ -266,7 +267,7 @@ def fake_run(dataset: str, procedure: str, z: int, seed: int, value: float, seco
             "metrics": {metric: value, "train/epoch_seconds": seconds + 100.0, "train/epoch_seconds_mean": seconds,
                         "probe/random_loss_network": float("model.loss_network.weights=random" in overrides)},
             "overrides": [f"model.procedure={procedure}", f"model.latent_dim={z}", f"seed={seed}", *overrides],
-            "path": f"sweep/{dataset}-{procedure}-{z}-{seed}"}
+            "seed": seed, "path": f"sweep/{dataset}-{procedure}-{z}-{seed}"}
 
 
 def test_table1_and_figures_aggregate_over_seeds_with_the_uncorrected_std(tmp_path, monkeypatch):
@@ -316,6 +317,19 @@ def test_a_cell_refuses_runs_that_differ_in_a_setting_the_table_does_not_show(ov
             study()
     other_dataset = fake_run("SVHN", "I-F-FP", 128, 0, 0.8, 2.0, *[o for o in overrides[:1] if o])  # another cell
     assert "| I-F-FP | 1.0000 ± — (n=1) | 0.8000 ± — (n=1)" in perceptual_study.table1([runs[1], other_dataset], 128)
+
+
+def test_a_seed_s_run_given_twice_is_refused_not_counted_as_two_repeats(tmp_path):
+    """A sweep's folder given under two names made Table I say n=4 for two seeds."""
+    runs = [fake_run("LunarLander", "I-F-FP", 128, seed, 1.0 + seed, 2.0) for seed in (0, 1)]
+    copied = {**runs[1], "path": "copy/LunarLander-I-F-FP-128-1"}
+    match = re.escape("Config key 'runs' gives two runs of seed 1 with one setting (sweep/LunarLander-I-F-FP-128-1, "
+                      "copy/LunarLander-I-F-FP-128-1), which a cell of Table I or a point of Figures 6-8 would count "
+                      "as two repeats; give each seed's run once.")
+    for study in (lambda: perceptual_study.table1([*runs, copied], 128),
+                  lambda: perceptual_study.figure([*runs, copied], tmp_path)):
+        with pytest.raises(ConfigError, match=match):
+            study()
 
 
 def test_table1_names_the_runs_it_leaves_out_and_refuses_runs_of_another_z():

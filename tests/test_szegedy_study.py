@@ -1,5 +1,7 @@
 """evaluate.py's szegedy_* tasks on tiny runs trained through train.py on the fixture MNIST files."""
 
+import json
+import re
 import shutil
 
 import pytest
@@ -184,6 +186,15 @@ def test_runs_of_one_experiment_get_distinct_names_for_rows_and_figure_files(zoo
     assert [r.name for r in runs] == ["fc100-seed1", "fc100-seed2", "softmax1", "fc200-seed3-3", "fc200-seed3-4"]
     for copy in ("a", "b"):  # the study's own loader names them apart too (tables and figure files)
         shutil.copytree(zoo / "szegedy_fc100", tmp_path / "sweep" / copy)
+    # the same run given twice (a copy, a sweep under two names) is one sentence, not two rows
+    twice = (f"Config key 'runs' gives two runs of seed 42 with one setting ({tmp_path / 'sweep' / 'a'}, "
+             f"{tmp_path / 'sweep' / 'b'}), which the study would count as two repeats; give each seed's run once.")
+    with pytest.raises(ConfigError, match=re.escape(twice)):
+        load_runs(str(tmp_path / "sweep"))
+    results = json.loads((tmp_path / "sweep" / "b" / "results.json").read_text())  # one seed's runs of two settings
+    results["overrides"] = [o.replace("trainer.max_epochs=3", "trainer.max_epochs=4") for o in results["overrides"]]
+    assert "trainer.max_epochs=4" in results["overrides"]
+    (tmp_path / "sweep" / "b" / "results.json").write_text(json.dumps(results))
     assert [r.name for r in load_runs(str(tmp_path / "sweep"))] == ["fc100-seed42-a", "fc100-seed42-b"]
 
 
