@@ -58,6 +58,10 @@ STD_NOTE = "± is the sample standard deviation (n - 1 in the denominator) over 
 # The runs a study reads, by task-name prefix: (config key, its value in such runs, how they are made). The
 # other tasks read any run.
 STUDIED_RUNS = {
+    "reae_figure2": ("model._target_", "lightning_modules.forward_autoencoder.ForwardAutoencoderModule",
+                     "experiment=reae_figure2_* (e.g. reae_figure2_digits)"),
+    "reae_figure3": ("model._target_", "lightning_modules.forward_autoencoder.ForwardAutoencoderModule",
+                     "experiment=reae_figure3_* (e.g. reae_figure3_mnist)"),
     "reae_": ("model._target_", "lightning_modules.forward_autoencoder.ForwardAutoencoderModule",
               "model=forward_autoencoder, e.g. experiment=reae_table1_digits"),
     "perceptual_": ("model._target_", "lightning_modules.perceptual_autoencoder.PerceptualAutoencoderModule",
@@ -81,6 +85,7 @@ def check_studied_runs(cfg: DictConfig, runs: list[dict]) -> None:
             raise ConfigError(f"Config key 'runs' is {cfg.runs!r}, which holds {len(others)} run(s) task={cfg.task} "
                               f"does not study ({others[0]}{' ...' if len(others) > 1 else ''}): it reads runs made "
                               f"with {made_by}; give only such runs.")
+        return  # the first prefix that names the task (reae_figure2 before reae_)
 
 
 def as_list(value) -> list:
@@ -252,6 +257,9 @@ def reae_figure_task(x_key: str, series_key: str, name: str) -> Callable[[DictCo
                                   f"they choose it on a grid, as experiment=reae_table1_* runs do), but task={name} "
                                   f"plots one point per value; give the directory of an experiment={name}_* sweep.")
         text = figure(runs, x_key, series_key, png)
+        if len(xs := {str(config_value(run["config"], x_key)) for run in runs}) == 1:
+            text += (f"\n\nEvery line has one point: the runs share {x_key}={xs.pop()}, which the figure plots the "
+                     f"accuracy against (an experiment={name}_* sweep varies it).")
         return write_markdown(f"{text}\n\n{STD_NOTE} The error bars are the same.\n\n![{name}]({png.name})", cfg,
                               f"{name}.md")
 
