@@ -85,6 +85,10 @@ class FailedTaskEndsItsJob(Callback):
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         if job_return.status != JobStatus.FAILED or int(os.environ.get("SLURM_NTASKS", "1")) < 2:
             return
+        error = job_return._return_value
+        if isinstance(error, BaseException) and not isinstance(error, UserError):
+            # Hydra would print a bug's traceback after this hook; a rank other than 0 has no train.log to hold it
+            traceback.print_exception(error, file=sys.stderr)
         logging.shutdown()  # the task's log file and streams: os._exit flushes nothing
         sys.stdout.flush()
         sys.stderr.flush()

@@ -218,6 +218,28 @@ def test_a_task_that_fails_ends_its_jobs_other_tasks_instead_of_leaving_them_wai
                                                        "test's failure).")
 
 
+@pytest.mark.parametrize(("error", "said"), [(RuntimeError("rank 1 blew up"), "RuntimeError: rank 1 blew up"),
+                                              (ConfigError("the sentence, already printed"), "")])
+def test_a_task_that_fails_with_a_bug_leaves_its_traceback_in_its_log(monkeypatch, capsys, error, said):
+    """The task ends itself with os._exit before Hydra would print the job's exception, and a rank other than 0
+    writes no train.log: a bug's traceback was in no file, though the launcher said its log had it."""
+    from hydra.core.utils import JobReturn, JobStatus
+
+    from framework.hydra_callbacks import FailedTaskEndsItsJob
+
+    try:
+        raise error
+    except Exception as raised:  # with its traceback, as Hydra's job keeps it
+        failed = JobReturn(status=JobStatus.FAILED, _return_value=raised)
+    monkeypatch.setenv("SLURM_NTASKS", "2")
+    monkeypatch.setattr(os, "_exit", lambda code: (_ for _ in ()).throw(SystemExit(code)))
+    with pytest.raises(SystemExit) as ended:
+        FailedTaskEndsItsJob().on_job_end(OmegaConf.create({}), failed)
+    err = capsys.readouterr().err
+    assert ended.value.code == (1 if said else 2)
+    assert (err.startswith("Traceback (most recent call last):") and err.rstrip().endswith(said)) if said else err == ""
+
+
 @pytest.mark.slow
 def test_unknown_partition_stops_before_any_job_is_submitted(submissions, slurm_cluster):
     run = submissions["bad_partition"]
