@@ -24,6 +24,7 @@ from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 from lightning.pytorch.loops.fit_loop import _FitLoop
 from lightning.pytorch.loops.loop import _Loop
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.trainer.connectors.checkpoint_connector import _CheckpointConnector
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from framework.atomic import write_atomically
@@ -100,8 +101,8 @@ def earlier_run_refusal(output_dir: str | Path, ckpt_path: str | None, trained: 
     continue that directory's own run (no ckpt_path, another run's checkpoint, or ``auto`` without a last.ckpt
     there) would append to its metrics.csv and replace its last.ckpt and results.json; a test-only run
     (``train=false``) would replace its results.json, or write one that makes a killed run look finished. The
-    sentence that says so (None: no conflict), as HF's Trainer refuses a non-empty output_dir. Lightning's own
-    resume of a SLURM job from hpc_ckpt_*.ckpt passes."""
+    sentence that says so (None: no conflict), as HF's Trainer refuses a non-empty output_dir. A SLURM job that
+    Lightning's auto-requeue left an hpc_ckpt_*.ckpt passes: train() continues it as ckpt_path=auto does."""
     from lightning.fabric.plugins.environments import SLURMEnvironment
 
     folder = Path(output_dir)
@@ -538,6 +539,29 @@ def with_fit_loop_resuming_at_epoch_ends(trainer: L.Trainer) -> None:
     trainer.fit_loop = FitLoopResumingAtEpochEnds(trainer, min_epochs=trainer.fit_loop.min_epochs,
                                                   max_epochs=trainer.fit_loop.max_epochs)
     trainer.fit_loop.epoch_loop = epoch_loop
+
+
+def lightnings_requeue_checkpoints(output_dir: str | Path) -> list[Path]:
+    """The hpc_ckpt_N.ckpt that Lightning's SLURM auto-requeue (its SIGUSR1 handler) saved in ``output_dir``, in a
+    SLURM job: saved within a training step, wherever the signal came."""
+    from lightning.fabric.plugins.environments import SLURMEnvironment
+
+    return sorted(Path(output_dir).glob("hpc_ckpt_*.ckpt")) if SLURMEnvironment.detect() else []
+
+
+class CheckpointConnectorWithoutHpcResume(_CheckpointConnector):
+    """Lightning's, without its own resume from an hpc_ckpt_N.ckpt when fit is given no checkpoint: that file was
+    saved within a training step, and the continuation's checks and set-asides (``continue_from``) were passed over,
+    so a requeued run did not end as an uninterrupted one. train() continues such a run as ckpt_path=auto does;
+    ``ckpt_path=hpc`` still names the file."""
+
+    @property
+    def _hpc_resume_path(self) -> None:
+        return None
+
+
+def without_lightnings_hpc_resume(trainer: L.Trainer) -> None:
+    trainer._checkpoint_connector.__class__ = CheckpointConnectorWithoutHpcResume
 
 
 class CheckpointWrittenInPlace(TorchCheckpointIO):

@@ -41,6 +41,7 @@ from framework.checkpoints import (
     checkpoint_to_test,
     complete_an_interrupted_save,
     earlier_run_refusal,
+    lightnings_requeue_checkpoints,
     loading_checkpoint,
     log_again_the_epoch_end_row,
     resolve_ckpt_path,
@@ -50,6 +51,7 @@ from framework.checkpoints import (
     set_aside_rows_logged_after,
     with_fit_loop_resuming_at_epoch_ends,
     within_an_accumulation,
+    without_lightnings_hpc_resume,
 )
 from framework.combinations import (
     FirstBatchWatch,
@@ -256,6 +258,8 @@ def build(cfg: DictConfig, callbacks: Sequence[Callback]) -> tuple[L.LightningDa
                                           logger=loggers or False, **profiler, **plugins, **no_validation)
     leave_out_hooks_not_implemented(trainer.callbacks)  # Lightning's own (progress bar, model summary) included
     with_fit_loop_resuming_at_epoch_ends(trainer)
+    if cfg.get("ckpt_path") != "hpc":
+        without_lightnings_hpc_resume(trainer)
     refusals_in_workers(trainer, cfg)
     with reaching_wandb(cfg.paths.output_dir):  # log_hyperparams starts the wandb run
         for logger in trainer.loggers:
@@ -306,6 +310,11 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
     """Run one training job described by ``cfg``; returns (and writes) its results. ``callbacks``: a program's own
     Lightning callbacks, added to the configured ones (benchmarks/overhead.py times epochs with one)."""
     validate(cfg)
+    if cfg.get("train", True) and cfg.get("ckpt_path") is None and \
+            (requeue := lightnings_requeue_checkpoints(cfg.paths.output_dir)):
+        log.info(f"{requeue[-1]} is Lightning's SLURM requeue checkpoint, saved within a training step: this requeued "
+                 f"run continues as ckpt_path=auto does, from checkpoints/, and so ends as an uninterrupted run")
+        cfg.ckpt_path = "auto"
     # before anything is written (Hydra's run and sweep callbacks check it earlier still: framework/hydra_callbacks.py)
     if refusal := earlier_run_refusal(cfg.paths.output_dir, cfg.get("ckpt_path"), cfg.get("train", True),
                                       multirun=in_a_sweep()):

@@ -837,6 +837,32 @@ def test_a_fixed_wandb_id_is_refused_for_a_sweep_of_several_jobs_and_passes_for_
         check_one_wandb_run_per_job(config)
 
 
+def test_a_job_requeued_by_lightnings_slurm_signal_continues_as_ckpt_path_auto(make_cfg, tmp_path, monkeypatch,
+                                                                               caplog):
+    """Lightning's SIGUSR1 handler saves hpc_ckpt_N.ckpt within a training step and requeues the job, which Lightning
+    then resumes from that file, past the continuation's checks and set-asides: the run ended with other metrics than
+    an uninterrupted one, and metrics.csv held the epochs after the file twice. Here the file is an older epoch's."""
+    import csv
+    import shutil
+
+    common = ("debug=limit", "logger=csv", "seed=3", "trainer.max_epochs=3")
+    uninterrupted = train(make_cfg(*common, run="uninterrupted"))
+    first = train(make_cfg(*common[:-1], "trainer.max_epochs=2", "callbacks.model_checkpoint.save_top_k=-1"))
+    folder = Path(first["output_dir"])
+    shutil.copy(folder / "checkpoints" / "epoch_000.ckpt", folder / "hpc_ckpt_1.ckpt")
+    for name, value in {"SLURM_NTASKS": "1", "SLURM_JOB_NAME": "study", "SLURM_JOB_ID": "7", "SLURM_PROCID": "0",
+                        "SLURM_LOCALID": "0", "SLURM_NODEID": "0"}.items():  # the requeued job's
+        monkeypatch.setenv(name, value)
+    with caplog.at_level("INFO"):
+        requeued = train(make_cfg(*common, "callbacks.model_checkpoint.save_top_k=-1"))
+    assert f"{folder / 'hpc_ckpt_1.ckpt'} is Lightning's SLURM requeue checkpoint" in caplog.text
+    assert requeued["config"]["ckpt_path"] == "auto"
+    assert requeued["metrics"] == uninterrupted["metrics"]
+    with open(folder / "csv" / "metrics.csv") as file:
+        validated = [row["epoch"] for row in csv.DictReader(file) if row.get("val/acc")]
+    assert validated == ["0", "1", "2"]
+
+
 def test_the_check_for_an_earlier_run_gives_no_srun_hint_on_a_login_node(tmp_path, monkeypatch):
     """A sweep submitted again into folders holding Lightning's hpc_ckpt_*.ckpt, on a machine with srun: Lightning's
     hint to prepend srun to the command came before the sentence; submitting commands run outside srun."""
