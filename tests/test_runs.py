@@ -282,6 +282,14 @@ def test_submitit_local_launcher_runs_a_sweep_job_in_its_own_process(tmp_path):
                                   f"'model.optimizer.lr' is -1, but it must be a number > 0.")
 
 
+def test_the_local_launcher_gives_its_jobs_a_week():
+    """submitit's local executor stops a job at timeout_min and starts it again: at its default, 60 min, every longer
+    job of a local sweep was stopped, and its restart without ckpt_path=auto refused the run the first start left."""
+    from framework.compose import compose_with_hydra
+
+    assert compose_with_hydra(["hydra/launcher=local"]).hydra.launcher.timeout_min == 7 * 24 * 60
+
+
 def test_a_bug_in_a_job_of_a_local_launcher_keeps_hydras_exit_code_1(tmp_path):
     """Exit code 2 is a user error's: a job's bug in a process of its own (submitit) was reported with 2 too."""
     sweep = tmp_path / "sweep"
