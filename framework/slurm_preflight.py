@@ -175,6 +175,15 @@ def check_slurm_request(cfg: DictConfig, partitions: dict[str, Partition]) -> No
     if tasks * cpus_per_task > partition.cpus:
         raise ConfigError(f"Config key 'hydra.launcher.cpus_per_task' is {cpus_per_task}: {tasks} task(s) per node x "
                           f"{cpus_per_task} = {tasks * cpus_per_task} CPUs, but {where} {partition.cpus}; lower it.")
+    gres = re.search(r"gpu(?::[^:,]+)?:(\d+)", str(launcher.get("gres") or ""))
+    requested_gpus = gpus or (launcher.get("gpus_per_task") or 0) * tasks or (int(gres[1]) if gres else 0)
+    devices = trainer.get("devices")
+    if str(trainer.get("accelerator")) in ("gpu", "cuda") and is_int(devices) and requested_gpus < devices:
+        raise ConfigError(f"Config key 'hydra.launcher.gpus_per_node' is {shown(launcher.get('gpus_per_node'))}, but "
+                          f"trainer.accelerator is '{trainer.accelerator}' with trainer.devices={devices}, a GPU for "
+                          f"each task of a node, so the job would find {requested_gpus or 'no'} GPU"
+                          f"{'s' * (requested_gpus != 1)} there; give hydra.launcher.gpus_per_node={devices} (its "
+                          f"default), or trainer=cpu for a CPU partition.")
     if gpus > partition.gpus:
         raise ConfigError(f"Config key 'hydra.launcher.gpus_per_node' is {gpus}, but {where} {partition.gpus} GPUs; "
                           f"lower it (0 for CPU jobs), or choose a GPU partition.")
