@@ -863,6 +863,19 @@ def test_a_job_requeued_by_lightnings_slurm_signal_continues_as_ckpt_path_auto(m
     assert validated == ["0", "1", "2"]
 
 
+def test_the_tasks_of_one_srun_step_name_one_run_directory(monkeypatch):
+    """srun --ntasks-per-node=2 python train.py trainer=ddp ...: each task read its own clock for hydra.run.dir, and
+    every rank but 0 left a folder holding only .hydra/ and an empty train.log."""
+    from framework.compose import compose_with_hydra
+
+    alone = compose_with_hydra([]).hydra.run.dir
+    assert re.fullmatch(r"logs/train/runs/\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d-\d{6}", alone), alone
+    for name, value in {"SLURM_NTASKS": "2", "SLURM_JOB_ID": "77", "SLURM_STEP_ID": "0"}.items():
+        monkeypatch.setenv(name, value)
+    tasks = [compose_with_hydra([]).hydra.run.dir for _ in range(2)]  # each task composes its own config
+    assert tasks[0] == tasks[1] and tasks[0].endswith("_slurm-77.0"), tasks
+
+
 def test_the_check_for_an_earlier_run_gives_no_srun_hint_on_a_login_node(tmp_path, monkeypatch):
     """A sweep submitted again into folders holding Lightning's hpc_ckpt_*.ckpt, on a machine with srun: Lightning's
     hint to prepend srun to the command came before the sentence; submitting commands run outside srun."""
