@@ -10,6 +10,10 @@ means of what the steps compute.
 
 from __future__ import annotations
 
+import functools
+import re
+import warnings
+
 import torch
 
 from framework.profiler import HookNameSetDirectly
@@ -54,4 +58,14 @@ class StageSteps(HookNameSetDirectly):  # a cheaper hook name on the module (fra
                 kept[name] = float(total / totals[-1])
             else:
                 self.log(f"{stage}/{name}", (total / totals[-1]).float(), prog_bar=name in prog_bar)
+                if self.trainer.world_size > 1:
+                    reduced_already(f"{stage}/{name}")
         return kept
+
+
+@functools.cache
+def reduced_already(name: str) -> None:
+    """Lightning recommends sync_dist=True for a value logged at an epoch's end under DDP; ``name``'s is summed over
+    the ranks already, so the recommendation (which made users doubt correct metrics) is left out for it alone."""
+    warnings.filterwarnings("ignore", message=re.escape(f"It is recommended to use `self.log({name!r}, ..., "
+                                                        f"sync_dist=True)`"))

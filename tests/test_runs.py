@@ -162,6 +162,8 @@ def test_ddp_sim_trains_digits_for_one_epoch_on_two_cpu_processes(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "world_size=2" in result.stdout + result.stderr or "GLOBAL_RANK: 1" in result.stdout + result.stderr
     assert "gave no batches" not in result.stdout + result.stderr  # the workers' batch counts do not reach the parent
+    # the stages' means are summed over the ranks already: no recommendation to sync them (it made users doubt them)
+    assert "It is recommended to use `self.log(" not in result.stdout + result.stderr
     # rank 0's log lines reach the job's log as a single process's do (the workers started without its handlers)
     assert (tmp_path / "train.log").read_text().count("`Trainer.fit` stopped: `max_epochs=1` reached.") == 1
     stored = results(tmp_path)
