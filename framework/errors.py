@@ -540,6 +540,13 @@ def _refusals_as_sentences(compose_or_run: Callable[[], object]):
                                  f"{mark.line + 1}, column {mark.column + 1}); fix it, e.g. the indentation there.")),
               file=sys.stderr)
         raise SystemExit(2) from None
+    except ModuleNotFoundError as error:  # hydra/launcher=slurm or local in an environment without submitit
+        if error.name != "submitit" or os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(report(ConfigError("Config key 'hydra/launcher' runs its jobs through submitit, but this environment has "
+                                 "no module 'submitit'; install the project's environment again (make setup), or "
+                                 "pip install hydra-submitit-launcher, which brings it.")), file=sys.stderr)
+        raise SystemExit(2) from None
     except RuntimeError as error:  # submitit: a multi-task SLURM job that one failed task stopped
         said = failed_slurm_task(error)
         if said is None:

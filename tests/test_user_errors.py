@@ -715,6 +715,22 @@ def test_a_module_of_yours_that_a_framework_package_hides_is_named(run_in_proces
                          f"your module (e.g. my_{package}) and its dotted paths.",), tmp_path / "run")
 
 
+def test_a_submitit_launcher_without_submitit_is_one_sentence(tmp_path):
+    """hydra/launcher=local (or slurm) in an environment without submitit: the sweep said that a job failed, with
+    the ImportError's traceback, before any job ran."""
+    (tmp_path / "lacking").mkdir()
+    (tmp_path / "lacking" / "submitit.py").write_text(  # what importing a package that is not installed raises
+        "raise ModuleNotFoundError(\"No module named 'submitit'\", name='submitit')\n")
+    done = run_cli(str(ROOT / "train.py"), "-m", "hydra/launcher=local", "debug=smoke",
+                   f"hydra.sweep.dir={tmp_path / 'sweep'}", env={"PYTHONPATH": str(tmp_path / "lacking")},
+                   cwd=tmp_path, prefix=("env",))  # a fresh interpreter: the preloaded one has imported submitit
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert done.stderr.strip().splitlines()[-1] == (
+        "Config error: Config key 'hydra/launcher' runs its jobs through submitit, but this environment has no module "
+        "'submitit'; install the project's environment again (make setup), or pip install hydra-submitit-launcher, "
+        "which brings it.")
+
+
 def test_the_battery_covers_every_config_group_and_dataset_format():
     arguments = " ".join(" ".join(param.values[1]) for param in ROWS)
     groups = [p.name for p in (ROOT / "conf").iterdir() if p.is_dir()]
