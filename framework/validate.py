@@ -323,7 +323,11 @@ def check_rules(cfg: DictConfig) -> None:
         if value is _MISSING or value is None or (item.of and not _belongs(cfg, item.key, item.of)):
             continue
         if not item.check(value):
-            raise ConfigError(f"Config key '{item.key}' is {value!r}, but it must be {item.allowed}.")
+            parent, _, name = item.key.rpartition(".")
+            node = OmegaConf.select(cfg, parent) if parent else cfg
+            source = f" (read from {node._get_node(name)._value()}: change the value there)" if isinstance(
+                node, DictConfig) and OmegaConf.is_interpolation(node, name) else ""
+            raise ConfigError(f"Config key '{item.key}' is {value!r}{source}, but it must be {item.allowed}.")
 
 
 def validate(cfg: DictConfig) -> None:

@@ -430,6 +430,10 @@ ROWS = [
     row("early-stopping-patience", "callbacks.early_stopping.patience=-2",
         expect="'callbacks.early_stopping.patience' is -2, but it must be an integer >= 0"),
     row("param-groups", "model.param_groups=foo", expect="'model.param_groups' is 'foo', but it must be 'per_layer'"),
+    row("lr-read-from-the-schedule", "experiment=lenet5_classic_mnist", "model.scheduler.values=[0,0.002]",
+        "model.scheduler.epochs=[2]",  # the schedule's first value is the optimizer's lr: the key the user set is named
+        expect="'model.optimizer.lr' is 0 (read from ${oc.select:model.scheduler.values.0,0.0005}: change the value "
+               "there), but it must be a number > 0."),
     row("param-groups-lbfgs", "model=szegedy", "data.image_size=28", "model.param_groups=per_layer",
         expect="model.optimizer is torch.optim.LBFGS, which takes one group; set model.param_groups=single"),
     row("model-classes-differ-from-data", "model.num_classes=2",
