@@ -285,6 +285,8 @@ ROWS = [
     row("net-target", "model.net._target_=lightning_modules.lenet5.LeNet6", expect="'model.net._target_'"),
     row("net-argument", "+model.net.depth=3", expect="'model.net.depth' is not an argument of LeNet5"),
     row("criterion", "model=lenet5_classic", "model.net.criterion=hinge", expect="'model.net.criterion' is 'hinge'"),
+    row("map-constant", "model=lenet5_classic", "model.net.map_constant=-5",  # e^5 swamped the competitive term
+        expect="'model.net.map_constant' is -5, but it must be a number > 0: the MAP criterion's j"),
     row("num-classes", "model.num_classes=5", expect=("model has 5 classes, the data 10", "model.num_classes=10")),
     row("feature-map", "model=forward_autoencoder", "model.feature_map=pca", expect="'model.feature_map' is 'pca'"),
     row("activation", "model=forward_autoencoder", "model.activation=relu", expect="'model.activation' is 'relu'"),
