@@ -104,6 +104,21 @@ def each(check: Callable[[object], bool]) -> Callable[[object], bool]:
 
 
 is_bool = lambda value: isinstance(value, bool)
+# train=no was truthy: a run meant to only test trained on
+rule("train", is_bool, "true or false (false: the run only validates and tests ckpt_path)")
+rule("test", is_bool, "true or false (false: no test after fitting)")
+rule("task_name", lambda v: isinstance(v, str) and v.strip() != "" and "/" not in v and not v.startswith("."),
+     "a folder's name (logs/<task_name>/runs/...; its log is <task_name>.log), without '/'")
+
+
+def evaluate_task_names() -> list[str]:
+    from evaluate import TASKS  # the entry point's registry; imported when a config names tasks
+
+    return list(TASKS)
+
+
+rule("evaluate_tasks", lambda v: isinstance(v, ListConfig | list) and all(t in evaluate_task_names() for t in v),
+     "a list of evaluate.py's tasks (e.g. [table]), which a sweep's last lines print as commands")
 
 # ---- the datasets' arguments (datamodules/). Which splits a family has is checked by check_data_splits.
 IN_MEMORY = "datamodules.base.InMemoryDataModule"

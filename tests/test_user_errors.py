@@ -285,6 +285,11 @@ ROWS = [
     row("net-target", "model.net._target_=lightning_modules.lenet5.LeNet6", expect="'model.net._target_'"),
     row("net-argument", "+model.net.depth=3", expect="'model.net.depth' is not an argument of LeNet5"),
     row("criterion", "model=lenet5_classic", "model.net.criterion=hinge", expect="'model.net.criterion' is 'hinge'"),
+    row("train-not-a-bool", "train=no",  # truthy: a run meant to only test trained on
+        expect="'train' is 'no', but it must be true or false (false: the run only validates and tests ckpt_path)."),
+    row("test-not-a-bool", "test=flase", expect="'test' is 'flase', but it must be true or false"),
+    row("evaluate-task-unknown", "evaluate_tasks=[table,nope]",  # the sweep then printed a command that failed
+        expect="'evaluate_tasks' is ['table', 'nope'], but it must be a list of evaluate.py's tasks (e.g. [table])"),
     row("map-constant", "model=lenet5_classic", "model.net.map_constant=-5",  # e^5 swamped the competitive term
         expect="'model.net.map_constant' is -5, but it must be a number > 0: the MAP criterion's j"),
     row("num-classes", "model.num_classes=5", expect=("model has 5 classes, the data 10", "model.num_classes=10")),
