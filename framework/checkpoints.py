@@ -27,7 +27,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.trainer.connectors.checkpoint_connector import _CheckpointConnector
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from framework.atomic import write_atomically
+from framework.atomic import why_unwritable, write_atomically
 from framework.errors import ConfigError, DataError, get_object
 from framework.loggers import AppendingCSVLogger, write_csv
 
@@ -141,6 +141,19 @@ def earlier_run_refusal(output_dir: str | Path, ckpt_path: str | None, trained: 
     return ConfigError(f"The output directory {folder} holds an earlier run ({listed(folder, earlier)}), and this run "
                        f"{start}, so it would mix its metrics and checkpoints with that run's; {resume}{elsewhere}, or "
                        f"delete the earlier run's files.")
+
+
+RUN_FOLDERS = ("checkpoints", "csv", "tensorboard", "wandb")  # what a run writes into, below its output directory
+
+
+def unwritable_run_folder(output_dir: str | Path) -> ConfigError | None:
+    """A folder of the run's that an earlier start (or the user) left unwritable, or a file in its place: the run
+    stopped with a traceback at its first save, after an epoch of training."""
+    for folder in (Path(output_dir) / name for name in RUN_FOLDERS):
+        if folder.exists() and (reason := why_unwritable(folder)):
+            return ConfigError(f"The output directory's folder {folder} cannot be written into ({reason}), and the "
+                               f"run saves there; make it a writable folder, or give the run another hydra.run.dir.")
+    return None
 
 
 def set_aside_a_killed_start(output_dir: str | Path) -> None:

@@ -49,6 +49,7 @@ from framework.checkpoints import (
     set_aside_a_killed_start,
     set_aside_checkpoints_saved_after,
     set_aside_rows_logged_after,
+    unwritable_run_folder,
     with_fit_loop_resuming_at_epoch_ends,
     within_an_accumulation,
     without_lightnings_hpc_resume,
@@ -318,6 +319,8 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
     # before anything is written (Hydra's run and sweep callbacks check it earlier still: framework/hydra_callbacks.py)
     if refusal := earlier_run_refusal(cfg.paths.output_dir, cfg.get("ckpt_path"), cfg.get("train", True),
                                       multirun=in_a_sweep()):
+        raise refusal
+    if refusal := unwritable_run_folder(cfg.paths.output_dir):
         raise refusal
     if cfg.get("train", True) and cfg.get("ckpt_path") in ("auto", "last") and rank_zero_only.rank == 0:
         set_aside_a_killed_start(cfg.paths.output_dir)

@@ -742,6 +742,18 @@ def test_a_submitit_launcher_without_submitit_is_one_sentence(tmp_path):
         "which brings it.")
 
 
+def test_a_run_folder_it_cannot_write_into_is_named_before_it_trains(run_in_process, data_root, tmp_path):
+    """A checkpoints/ (or csv/) that could not be written: a traceback at the first save, after an epoch."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "checkpoints").write_text("a file where the run's folder belongs")
+    code, output = run_in_process("train.py", [f"paths.data_dir={data_root}", "debug=smoke"], run_dir)
+    check(code, output, (f"The output directory's folder {run_dir / 'checkpoints'} cannot be written into (it is a "
+                         f"file, not a folder), and the run saves there; make it a writable folder, or give the run "
+                         f"another hydra.run.dir.",), run_dir)
+    assert "Epoch 0" not in output
+
+
 def test_the_battery_covers_every_config_group_and_dataset_format():
     arguments = " ".join(" ".join(param.values[1]) for param in ROWS)
     groups = [p.name for p in (ROOT / "conf").iterdir() if p.is_dir()]
