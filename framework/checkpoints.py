@@ -143,6 +143,23 @@ def earlier_run_refusal(output_dir: str | Path, ckpt_path: str | None, trained: 
                        f"delete the earlier run's files.")
 
 
+def continued_without_checkpoints(cfg: DictConfig) -> ConfigError | None:
+    """``ckpt_path=auto`` (or ``last``) continues from the checkpoints the run's checkpoint callbacks save into its
+    checkpoints/ folder; a run configured without them (``callbacks=none``: Lightning's own checkpoint goes to its
+    logger's folder) was said to have been killed before its first checkpoint, and started again beside it."""
+    if not cfg.get("train", True) or cfg.get("ckpt_path") not in ("auto", "last"):
+        return None
+    nodes = (cfg.get("callbacks") or {}).values()
+    if any(isinstance(node, DictConfig) and node.get("dirpath") and str(node.get("_target_", "")).endswith(
+            "ModelCheckpoint") for node in nodes):
+        return None
+    return ConfigError(f"Config key 'ckpt_path' is '{cfg.ckpt_path}', which continues the run from the checkpoints "
+                       f"its callbacks save in {Path(cfg.paths.output_dir) / 'checkpoints'}, but it has no checkpoint "
+                       f"callback there (callbacks=none: Lightning's own saves into its logger's folder); keep "
+                       f"callbacks.model_checkpoint and callbacks.last_checkpoint (callbacks=default), or leave "
+                       f"ckpt_path out.")
+
+
 RUN_FOLDERS = ("checkpoints", "csv", "tensorboard", "wandb")  # what a run writes into, below its output directory
 
 

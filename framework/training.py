@@ -40,6 +40,7 @@ from framework.checkpoints import (
     check_checkpoint,
     checkpoint_to_test,
     complete_an_interrupted_save,
+    continued_without_checkpoints,
     earlier_run_refusal,
     lightnings_requeue_checkpoints,
     loading_checkpoint,
@@ -320,7 +321,7 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
     if refusal := earlier_run_refusal(cfg.paths.output_dir, cfg.get("ckpt_path"), cfg.get("train", True),
                                       multirun=in_a_sweep()):
         raise refusal
-    if refusal := unwritable_run_folder(cfg.paths.output_dir):
+    if refusal := unwritable_run_folder(cfg.paths.output_dir) or continued_without_checkpoints(cfg):
         raise refusal
     if cfg.get("train", True) and cfg.get("ckpt_path") in ("auto", "last") and rank_zero_only.rank == 0:
         set_aside_a_killed_start(cfg.paths.output_dir)

@@ -290,6 +290,9 @@ ROWS = [
     row("test-not-a-bool", "test=flase", expect="'test' is 'flase', but it must be true or false"),
     row("evaluate-task-unknown", "evaluate_tasks=[table,nope]",  # the sweep then printed a command that failed
         expect="'evaluate_tasks' is ['table', 'nope'], but it must be a list of evaluate.py's tasks (e.g. [table])"),
+    row("auto-without-checkpoints", "callbacks=none", "ckpt_path=auto",  # it said a start was killed before any
+        expect="but it has no checkpoint callback there (callbacks=none: Lightning's own saves into its logger's "
+               "folder); keep callbacks.model_checkpoint and callbacks.last_checkpoint"),  # checkpoint, and began anew
     row("map-constant", "model=lenet5_classic", "model.net.map_constant=-5",  # e^5 swamped the competitive term
         expect="'model.net.map_constant' is -5, but it must be a number > 0: the MAP criterion's j"),
     row("num-classes", "model.num_classes=5", expect=("model has 5 classes, the data 10", "model.num_classes=10")),
