@@ -11,6 +11,7 @@ import math
 import random
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -447,6 +448,7 @@ TRAINED_WITH = "config_trained_with"  # the checkpoint entry that holds a run's 
 TRAINING_METRICS = "last_epoch_training_metrics"  # the checkpoint entry that holds them (KeptValuesInCheckpoints)
 RANDOM_STATES = "random_states"  # the checkpoint entry RandomStatesInCheckpoints writes
 CSV_ROWS_LOGGED = "csv_rows_logged"  # the rows metrics.csv had been given when the checkpoint was saved
+WALL_SECONDS = "run_wall_seconds"  # the run's wall time up to the save, over every start it continued from
 EPOCH_END_ROW = "epoch_end_row"  # the training row Lightning logs just after a checkpoint of an epoch's end
 
 
@@ -494,15 +496,17 @@ def changed_on_resume(checkpoint: dict, cfg: DictConfig) -> dict[str, list]:
 
 class KeptValuesInCheckpoints(Callback):
     """Writes ``kept_values`` into every checkpoint, for ``check_resumed_values`` when a run resumes from it,
-    ``trained_with`` for ``changed_on_resume``, and, in one saved at an epoch's end, that epoch's training metrics,
-    for a run continued from it that trains no further batch (Lightning logs none then, and a run killed after fit
-    has no results.json to take them from)."""
+    ``trained_with`` for ``changed_on_resume``, the run's wall time so far (over its starts), and, in one saved at an
+    epoch's end, that epoch's training metrics, for a run continued from it that trains no further batch (Lightning
+    logs none then, and a run killed after fit has no results.json to take them from)."""
 
     def __init__(self, cfg: DictConfig):
         self.values, self.trained_with = kept_values(cfg), trained_with(cfg)
+        self.started, self.before = time.perf_counter(), 0.0  # this start's clock; the earlier starts' seconds
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         checkpoint[KEPT_VALUES], checkpoint[TRAINED_WITH] = self.values, self.trained_with
+        checkpoint[WALL_SECONDS] = self.before + time.perf_counter() - self.started
         csv_loggers = [logger for logger in trainer.loggers if isinstance(logger, AppendingCSVLogger)]
         if csv_loggers and trainer.is_global_zero:
             checkpoint[CSV_ROWS_LOGGED] = csv_loggers[0].experiment.rows_logged()

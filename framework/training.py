@@ -33,6 +33,7 @@ from callbacks.figures import FiguresToLoggers
 from datamodules.base import InMemoryDataModule
 from framework.checkpoints import (
     TRAINING_METRICS,
+    WALL_SECONDS,
     CheckpointWrittenInPlace,
     KeptValuesInCheckpoints,
     RandomStatesInCheckpoints,
@@ -276,6 +277,7 @@ class Continuation:
     at_step: int | None = None  # the checkpoint's global step
     training_metrics: dict = field(default_factory=dict)  # its run's last training metrics (a run that trains no batch)
     changed: dict = field(default_factory=dict)  # {key: [the checkpoint run's value, this run's]}: changed_on_resume
+    wall_seconds: float = 0.0  # its run's wall time up to the checkpoint, over the starts before this one
 
 
 def continue_from(cfg: DictConfig, given: str, saved: dict, datamodule: L.LightningDataModule) -> Continuation:
@@ -305,7 +307,8 @@ def continue_from(cfg: DictConfig, given: str, saved: dict, datamodule: L.Lightn
         log.warning(f"Resumed with values other than those its checkpoint's run trained with: "
                     f"{', '.join(f'{key} {before} -> {now}' for key, (before, now) in changed.items())}; the epochs "
                     f"from here train with the new ones{kept} (results.json records both under changed_on_resume).")
-    return Continuation(saved.get("global_step"), training_metrics_of_its_run(given, saved), changed)
+    return Continuation(saved.get("global_step"), training_metrics_of_its_run(given, saved), changed,
+                        float(saved.get(WALL_SECONDS, 0.0)))
 
 
 def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
@@ -355,6 +358,9 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
     saved = check_checkpoint(given, resumed_with=cfg, model=model, test_only=not trained)
     continued = continue_from(cfg, given, saved, datamodule) if trained and saved is not None else Continuation()
     del saved  # memory-mapped: Lightning loads it again
+    for callback in trainer.callbacks:  # before fit: DDP workers take its state as it is then
+        if isinstance(callback, KeptValuesInCheckpoints):
+            callback.started, callback.before = started, continued.wall_seconds
     metrics = {}
     with data_the_network_takes(cfg, model, datamodule, first_batch):
         if trained:
@@ -393,7 +399,7 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
         "best_checkpoint": checkpoint,  # the weights val/ and test/ describe (test-only: ckpt_path)
         "evaluated_checkpoint": evaluated,
         "epochs_completed": trainer.current_epoch,  # DDP workers send it back too (RefusalsInWorkers)
-        "wall_seconds": time.perf_counter() - started,
+        "wall_seconds": continued.wall_seconds + time.perf_counter() - started,  # over every start of the run
         "versions": library_versions(),
         "compute": compute_used(trainer),
     }
