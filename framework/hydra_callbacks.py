@@ -106,6 +106,7 @@ class EarlierRunsPreflight(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         if config.hydra.job.config_name == "train":
             with checking_before_any_job():
+                check_task_name(config)
                 check_run(config)
                 if lightning_rank() == 0:
                     hold_folder(output_folder(config, "hydra.run.dir"), "give this run another hydra.run.dir")
@@ -116,6 +117,7 @@ class EarlierRunsPreflight(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         if config.hydra.job.config_name == "train":
             with checking_before_any_job():
+                check_task_name(config)
                 check_sweep(config)
                 check_one_wandb_run_per_job(config)
                 if lightning_rank() == 0:
@@ -147,6 +149,14 @@ def check_one_wandb_run_per_job(config: DictConfig) -> None:
         raise ConfigError(f"Config key 'logger.wandb.id' is {ids[0]!r} for every job of this sweep, whose jobs would "
                           f"then all write into that one wandb run; leave it null (each job's run directory keeps "
                           f"an id of its own), or sweep it with one id per job.")
+
+
+def check_task_name(config: DictConfig) -> None:
+    """Before Hydra makes the job's log file, which is named after it (a '/' in it was reported as an output
+    directory that cannot be written)."""
+    from framework.validate import check_rules
+
+    check_rules(config, keys=("task_name",))
 
 
 @contextmanager

@@ -331,9 +331,10 @@ def _belongs(cfg: DictConfig, key: str, of: str) -> bool:
     return False
 
 
-def check_rules(cfg: DictConfig) -> None:
-    """Every :func:`rule` whose key the config has (train.py's and evaluate.py's configs alike)."""
-    for item in RULES:
+def check_rules(cfg: DictConfig, keys: tuple[str, ...] | None = None) -> None:
+    """Every :func:`rule` whose key the config has (train.py's and evaluate.py's configs alike), or those of
+    ``keys``."""
+    for item in RULES if keys is None else [item for item in RULES if item.key in keys]:
         value = _lookup(cfg, item.key)
         if value is _MISSING or value is None or (item.of and not _belongs(cfg, item.key, item.of)):
             continue

@@ -293,6 +293,9 @@ ROWS = [
     row("auto-without-checkpoints", "callbacks=none", "ckpt_path=auto",  # it said a start was killed before any
         expect="but it has no checkpoint callback there (callbacks=none: Lightning's own saves into its logger's "
                "folder); keep callbacks.model_checkpoint and callbacks.last_checkpoint"),  # checkpoint, and began anew
+    row("task-name-with-a-slash", "task_name=a/b",  # was "the output directory cannot be made or written"
+        expect="'task_name' is 'a/b', but it must be a folder's name (logs/<task_name>/runs/...; its log is "
+               "<task_name>.log), without '/'."),
     row("map-constant", "model=lenet5_classic", "model.net.map_constant=-5",  # e^5 swamped the competitive term
         expect="'model.net.map_constant' is -5, but it must be a number > 0: the MAP criterion's j"),
     row("num-classes", "model.num_classes=5", expect=("model has 5 classes, the data 10", "model.num_classes=10")),
@@ -755,6 +758,16 @@ def test_a_run_folder_it_cannot_write_into_is_named_before_it_trains(run_in_proc
                          f"file, not a folder), and the run saves there; make it a writable folder, or give the run "
                          f"another hydra.run.dir.",), run_dir)
     assert "Epoch 0" not in output
+
+
+def test_a_task_name_with_a_slash_is_named_before_hydra_makes_its_log_file(run_in_process, tmp_path):
+    """Hydra names the job's log file after task_name before any job: a '/' in it was reported as an output directory
+    that cannot be made or written, with paths.log_dir as the remedy."""
+    code, output = run_in_process("train.py", ["task_name=a/b", f"paths.log_dir={tmp_path / 'logs'}"],
+                                  tmp_path / "run", whole_script=True)
+    assert code == 2 and output.strip().splitlines()[-1] == (
+        "Config error: Config key 'task_name' is 'a/b', but it must be a folder's name (logs/<task_name>/runs/...; "
+        "its log is <task_name>.log), without '/'.")
 
 
 def test_the_battery_covers_every_config_group_and_dataset_format():
