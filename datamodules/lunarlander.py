@@ -36,7 +36,9 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import multiprocessing.pool
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -97,20 +99,37 @@ def generate_collection(rollouts: int, steps: int, seed: int, image_size: int = 
               "before": np.empty((frames, OBSERVATION_SIZE), dtype=np.float32),
               "after": np.empty((frames, OBSERVATION_SIZE), dtype=np.float32)}
     bar = tqdm(total=rollouts * steps, desc=f"LunarLander seed {seed}", unit="frame", disable=not progress)
-    # fork: workers start at once and inherit the imports (spawn would re-import torch and Lightning)
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    pool = multiprocessing.get_context(method).Pool(workers) if workers > 1 else None
+    pool = rollout_pool(workers) if workers > 1 else None
     try:
         results = pool.imap(run_rollout, tasks) if pool else map(run_rollout, tasks)  # in rollout order
         for rollout, parts in enumerate(results):
             for array, part in zip(arrays.values(), parts, strict=True):
                 array[rollout * steps : (rollout + 1) * steps] = part
             bar.update(steps)
+        if pool:
+            pool.close()  # the workers leave once the queue is empty
+            pool.join()
     finally:
         bar.close()
         if pool:
             pool.terminate()
     return arrays
+
+
+def rollout_pool(workers: int) -> multiprocessing.pool.Pool:
+    """``workers`` processes, forked where the platform can (they start at once and inherit the imports; spawn
+    would import torch and Lightning again), each with SIGTERM's default action and SIGINT ignored."""
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    return multiprocessing.get_context(method).Pool(workers, initializer=stop_as_the_pool_says)
+
+
+def stop_as_the_pool_says() -> None:
+    """A forked worker inherits its parent's Python signal handlers. Inside a fit that is Lightning's SIGTERM handler,
+    which only notes the signal, so the SIGTERM with which ``Pool.terminate`` stops its workers was noted and
+    ignored by a worker waiting for a task, and the run waited for it for good (seen in the test suite). Ctrl+C
+    reaches the whole process group: the parent stops the pool, the workers print no tracebacks of their own."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def onscreen(positions: np.ndarray) -> np.ndarray:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import numpy as np
 import pytest
 import torch
@@ -33,6 +35,24 @@ def test_generation_is_reproducible_and_independent_of_the_workers(collection):
         assert collection[key].tobytes() == in_parallel[key].tobytes()
     other = generate_collection(1, STEPS, seed=6, workers=1, progress=False)
     assert not np.array_equal(other["before"], collection["before"][:STEPS])
+
+
+def note_and_go_on(signum, frame) -> None:
+    """A SIGTERM handler like Lightning's during a fit: it notes the signal, the process goes on."""
+
+
+def test_generation_workers_stop_at_sigterm_even_when_the_run_only_notes_it():
+    """Pool.terminate stops its workers with SIGTERM; a fit's SIGTERM handler (Lightning's notes the signal and
+    returns), inherited by a forked worker, kept a worker waiting for a task alive and the run waiting for it."""
+    previous = signal.signal(signal.SIGTERM, note_and_go_on)
+    try:
+        pool = lunarlander.rollout_pool(2)
+        handlers = [pool.apply(signal.getsignal, (signum,)) for signum in (signal.SIGTERM, signal.SIGINT)]
+        pool.close()
+        pool.join()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert handlers == [signal.SIG_DFL, signal.SIG_IGN]  # Ctrl+C reaches the parent, which stops the pool
 
 
 def test_frames_show_the_lander_and_observations_follow_each_other(collection):
