@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "classifies correctly)")
     parser.add_argument("--c-steps", type=positive, default=8, help="rounds of the c search, from c = 0.01")
     parser.add_argument("--repeats", type=positive, default=1, help="rounds of (batched, scipy, batched); the ratio is "
-                        "their median (a round of the default size: about 2.5 min on 2 CPU cores)")
+                        "their median (docs/attacks.md gives the rounds' measured times)")
     return parser
 
 

@@ -106,6 +106,8 @@ def verdict(result: dict) -> str:
         return f"failed ({result['failed']}; its output is above)"
     if result.get("smoke"):
         return "smoke run (not judged)"
+    if result.get("not_judged"):  # a size or setting the target is not about
+        return f"not judged: {result['not_judged']}"
     if "target" not in result:
         return "no target in the JSON line"
     for clause in str(result.get("target", "")).split(","):

@@ -22,6 +22,9 @@ REQUIRED = {"benchmark", "ratio", "target", "baseline", "threads"}
     ({"ratio": 1.1, "target": "fast"}, "cannot parse target clause 'fast'"),
     ({"ratio": 1.1, "target": "overhead <= 0.05"}, "no number 'overhead' in the JSON line"),
     ({"ratio": 2.2, "target": "<= 0.75", "smoke": True}, "smoke run (not judged)"),
+    ({"ratio": 1.39, "target": "<= 1.10", "not_judged": "the target is for batch 256"},
+     "not judged: the target is for batch 256"),
+    ({"ratio": 1.07, "target": "<= 1.10", "not_judged": None}, "met"),
     # a number that is none was a traceback and no table; a key without spaces was refused; true was a number
     ({"ratio": 1.0, "target": "<= 1.1.0"}, "cannot parse target clause '<= 1.1.0'"),
     ({"ratio": 1.0, "target": ">= 1e"}, "cannot parse target clause '>= 1e'"),
