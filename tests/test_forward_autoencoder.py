@@ -343,24 +343,6 @@ def test_table_experiment_draws_a_stratified_split_per_repeat(make_cfg):
     assert not torch.equal(tests[0], tests[1])
 
 
-@pytest.mark.parametrize("dataset", ["digits", "mnist", "cifar10", "svhn"])
-def test_table1_sweeps_finish_a_repeat_of_every_feature_map_before_the_next(make_cfg, dataset):
-    """An interrupted Table 1 study holds complete repeats (Table 2 pairs a seed's feature maps): the MNIST, CIFAR-10
-    and SVHN sweeps ran all ten REAE jobs, hours each, before any baseline. The jobs as Hydra's sweeper orders them."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    make_cfg(f"experiment=reae_table1_{dataset}")
-    params = HydraConfig.get().sweeper.params
-    overrides = OverridesParser.create().parse_overrides([f"{key}={value}" for key, value in params.items()])
-    jobs = BasicSweeper.split_arguments(overrides, max_batch_size=None)[0]
-    assert len(jobs) == 40
-    assert [sorted(job) for job in jobs[:5]] == [
-        *[[f"model.feature_map={name}", "seed=0"] for name in ("reae", "pian", "ran", "roan")],
-        ["model.feature_map=reae", "seed=1"]]
-
-
 def test_init_scale_key_reaches_the_feature_map(make_cfg):
     from hydra.utils import instantiate
 

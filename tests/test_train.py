@@ -1093,3 +1093,30 @@ def test_the_log_shows_the_validation_and_test_metrics_of_ones_own_module(make_c
                                  "optimized_metric=val_acc", "trainer.max_epochs=1"))
     shown = f"test_acc = {results['metrics']['test_acc']:.4f}, val_acc = {results['metrics']['val_acc']:.4f}"
     assert f"val/ and test/ metrics of the best checkpoint by val_acc (max): {shown}" in caplog.text
+
+
+def test_a_studys_sweep_runs_every_setting_of_one_seed_before_the_next_seed(make_cfg):
+    """A study cut short (a killed sweep, a SLURM time limit) holds complete repeats: Table 2 pairs a seed's four
+    feature maps, a figure's curve and a perceptual table need every setting of a seed. Hydra's sweeper varies its
+    grid's first key slowest (its order survives a command line that sets the key again); here the jobs of every
+    experiment whose own grid (hydra.sweeper.params) repeats seeds, as the sweeper orders them."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    checked = []
+    for experiment in EXPERIMENTS:
+        make_cfg(f"experiment={experiment}", run=experiment)
+        params = HydraConfig.get().sweeper.params or {}
+        if "seed" not in params:
+            continue
+        overrides = OverridesParser.create().parse_overrides([f"{key}={value}" for key, value in params.items()])
+        jobs = BasicSweeper.split_arguments(overrides, max_batch_size=None)[0]
+        seeds = [next(word for word in job if word.startswith("seed=")) for job in jobs]
+        settings = [sorted(word for word in job if not word.startswith("seed=")) for job in jobs]
+        per_seed = len(jobs) // len(set(seeds))
+        for start in range(0, len(jobs), per_seed):
+            assert len(set(seeds[start : start + per_seed])) == 1, (experiment, seeds)
+            assert settings[start : start + per_seed] == settings[:per_seed], experiment
+        checked.append(experiment)
+    assert {"reae_table1_mnist", "reae_figure2_digits", "reae_figure3_mnist", "perceptual_lunarlander"} <= set(checked)
