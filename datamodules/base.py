@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -38,6 +39,7 @@ from pathlib import Path
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.fabric.utilities.seed import pl_worker_init_function
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, Sampler, SequentialSampler
 
@@ -165,6 +167,17 @@ class IndexBatches(Sampler[torch.Tensor]):
         if self.device is not None:
             order = order.to(self.device)
         yield from order.split(self.batch_size)[:len(self)]
+
+
+def loader_worker_start(worker_id: int) -> None:
+    """A loader worker leaves SIGTERM to the run, which ends its workers as it stops. SLURM (scancel, a time limit,
+    preemption) sends SIGTERM to every process of a job step: a worker died of it (torch's handler), and the run's
+    next look at its workers was a "DataLoader worker is killed by signal" traceback and exit code 1 in place of the
+    stop of a SIGTERM (its sentence, exit code 143). Then Lightning's seeding of the worker (``seed_everything(...,
+    workers=True)``), which Lightning adds only to a loader without a ``worker_init_fn`` of its own."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if int(os.environ.get("PL_SEED_WORKERS", 0)):
+        pl_worker_init_function(worker_id)  # its rank: Lightning's rank_zero_only.rank, the forking rank's
 
 
 class TrainingLoader(DataLoader):
@@ -497,6 +510,7 @@ class InMemoryDataModule(L.LightningDataModule):
             generator=generator,
             num_workers=workers,
             persistent_workers=workers > 0,
+            worker_init_fn=loader_worker_start if workers > 0 else None,
             # Linux's default, stated: a DDP rank started from a forkserver (trainer=ddp_sim) inherits forkserver as
             # its default, and each rank's workers then came from a fresh interpreter that imported torch (~7 s)
             multiprocessing_context="fork" if workers > 0 and sys.platform == "linux" else None,

@@ -1,8 +1,10 @@
 """Lightning callbacks that send their own process a signal, as a scheduler or ``kill`` does (a Hydra callback that
 sends one as a job starts: tests/signal_at_job_start.py)."""
 
+import multiprocessing
 import os
 import signal
+import time
 
 from lightning.pytorch.callbacks import Callback
 
@@ -18,6 +20,22 @@ class SignalAtEpochStart(Callback):
             if self.signal == signal.SIGINT:  # Ctrl+C in a terminal: a job started in the background ignores SIGINT
                 signal.signal(signal.SIGINT, signal.default_int_handler)
             os.kill(os.getpid(), self.signal)
+
+
+class SignalStepAtEpochStart(Callback):
+    """SIGTERM to this process and its loader workers, as SLURM stops a job step (scancel, a time limit, preemption):
+    every process of the step gets it."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == self.epoch:
+            workers = multiprocessing.active_children()
+            assert workers, "no loader workers to signal"
+            for pid in (os.getpid(), *(worker.pid for worker in workers)):
+                os.kill(pid, signal.SIGTERM)
+            time.sleep(1)  # a worker that dies of it has died by now
 
 
 class SignalParentAtEpochStart(Callback):

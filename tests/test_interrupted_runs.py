@@ -466,6 +466,20 @@ def test_a_run_whose_stdout_reader_has_gone_stops_as_a_pipes_writer(tmp_path, fi
             "checkpoint when the same command is given again with ckpt_path=auto).")
 
 
+def test_sigterm_to_every_process_of_a_run_with_loader_workers_is_the_stop_of_a_sigterm(tmp_path):
+    """SLURM signals a job step's every process: a loader worker died of the SIGTERM, and the run exited 1 with a
+    "DataLoader worker is killed by signal" traceback in place of its sentence and 143; continued, it finishes."""
+    run = ("train.py", "trainer.max_epochs=2", "logger=none", "data.num_workers=2", f"hydra.run.dir={tmp_path}",
+           *QUIET)
+    stopped = run_cli(*run, "+callbacks.stop._target_=tests.signal_callback.SignalStepAtEpochStart",
+                      "+callbacks.stop.epoch=1")
+    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr[-3000:]
+    assert "Traceback" not in stopped.stderr and "Stopped by SIGTERM" in stopped.stderr, stopped.stderr[-3000:]
+    continued = run_cli(*run, "ckpt_path=auto")
+    assert continued.returncode == 0, continued.stderr[-3000:]
+    assert results(tmp_path)["epochs_completed"] == 2
+
+
 def test_a_stopped_run_in_a_folder_named_after_the_time_is_told_its_folder_and_continues_by_the_sentence(tmp_path):
     """Without hydra.run.dir a run's folder is named after the time it started: "the same command again with
     ckpt_path=auto" started afresh in a new folder. The sentence names the folder to give."""
