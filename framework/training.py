@@ -366,6 +366,8 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
         if trained:
             with trainer_refusals(cfg.trainer, cfg.model), loading_checkpoint(given):
                 trainer.fit(model, datamodule=datamodule, ckpt_path=given)
+            if trainer.received_sigterm:  # in on_train_end (the MI callback's last measurement, say): Lightning
+                raise SIGTERMException    # stops at an epoch's end only, and its next validate or test forgets it
             metrics = to_float_dict(trainer.callback_metrics)  # the last epoch's
             if trainer.global_step == continued.at_step:  # continued at its end (stopped early, or max_epochs reached)
                 metrics = continued.training_metrics | metrics

@@ -22,6 +22,13 @@ class SignalAtEpochStart(Callback):
             os.kill(os.getpid(), self.signal)
 
 
+class SignalAtTrainEnd(Callback):
+    """SIGTERM as training ends (after the last epoch's checkpoint), where a callback's own work may take a while."""
+
+    def on_train_end(self, trainer, pl_module):
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 class SignalStepAtEpochStart(Callback):
     """SIGTERM to this process and its loader workers, as SLURM stops a job step (scancel, a time limit, preemption):
     every process of the step gets it."""

@@ -480,6 +480,18 @@ def test_sigterm_to_every_process_of_a_run_with_loader_workers_is_the_stop_of_a_
     assert results(tmp_path)["epochs_completed"] == 2
 
 
+def test_sigterm_as_training_ends_stops_the_run_before_its_test(tmp_path):
+    """Lightning looks for a SIGTERM at an epoch's end: one in on_train_end was forgotten, and the run scored its best
+    checkpoint, tested and exited 0, a SLURM job working on towards its SIGKILL."""
+    run = ("train.py", "trainer.max_epochs=2", "logger=none", f"hydra.run.dir={tmp_path}", *QUIET)
+    stopped = run_cli(*run, "+callbacks.stop._target_=tests.signal_callback.SignalAtTrainEnd")
+    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr[-3000:]
+    assert "Stopped by SIGTERM" in stopped.stderr and not (tmp_path / "results.json").exists()
+    continued = run_cli(*run, "ckpt_path=auto")
+    assert continued.returncode == 0, continued.stderr[-3000:]
+    assert results(tmp_path)["epochs_completed"] == 2 and "test/acc" in results(tmp_path)["metrics"]
+
+
 def test_a_stopped_run_in_a_folder_named_after_the_time_is_told_its_folder_and_continues_by_the_sentence(tmp_path):
     """Without hydra.run.dir a run's folder is named after the time it started: "the same command again with
     ckpt_path=auto" started afresh in a new folder. The sentence names the folder to give."""
