@@ -812,6 +812,29 @@ def stop_submitit_local_jobs(grace_s: float = SUBMITIT_LOCAL_GRACE_S) -> None:
             has_ended(controller, wait=True)
 
 
+def local_jobs_leave_ctrl_c_to_the_launcher() -> None:
+    """``hydra/launcher=local``: Ctrl+C reaches every process of the terminal's foreground group, submitit's
+    controllers included, which printed a KeyboardInterrupt traceback each and killed their jobs a second later, in
+    the middle of their stop, while the launcher exited at once. Started with SIGINT ignored (an ignored signal stays
+    ignored across exec), the controllers and their jobs leave Ctrl+C to the launcher, which stops its jobs as at a
+    SIGTERM (``stop_submitit_local_jobs``) and waits for them."""
+    from submitit.local import local
+
+    start = local.start_controller
+    if getattr(start, "ignoring_ctrl_c", False):
+        return
+
+    def start_controller(*args, **kwargs):
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            return start(*args, **kwargs)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    start_controller.ignoring_ctrl_c = True
+    local.start_controller = start_controller
+
+
 def has_ended(child: int, wait: bool = False) -> bool:
     """Whether the child process ``child`` has ended (it is then reaped); ``wait``: until it has."""
     try:
@@ -912,6 +935,7 @@ def run_entry_point(main: Callable[[], object]) -> None:
                                  f"job's config, drop -m and give that job's values with --cfg job.")), file=sys.stderr)
         raise SystemExit(2) from None
     except KeyboardInterrupt:  # Ctrl+C outside Lightning's loops: while data is set up, between a sweep's jobs
+        stop_submitit_local_jobs()  # hydra/launcher=local: they leave Ctrl+C to the launcher (below)
         stopped_by(signal.SIGINT)
     except SystemExit as stop:
         if is_lightning_sigterm(stop):  # Lightning's after a SIGTERM (kill, a scheduler's stop): a SystemExit of code 0

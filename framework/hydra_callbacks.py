@@ -26,6 +26,7 @@ from framework.errors import (
     ConfigError,
     UserError,
     evaluate_commands,
+    local_jobs_leave_ctrl_c_to_the_launcher,
     remember_the_sweep,
     sigterm_stops_a_submitit_job,
     stopping_before_any_job,
@@ -71,6 +72,15 @@ class SigtermStopsTheJob(Callback):
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         sigterm_stops_a_submitit_job()
+
+
+class LocalJobsLeaveCtrlCToTheLauncher(Callback):
+    """``hydra/launcher=local``: Ctrl+C stops the sweep through its launcher, which waits for its jobs to stop
+    (``local_jobs_leave_ctrl_c_to_the_launcher``)."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if str(config.hydra.launcher.get("_target_", "")).endswith("submitit_launcher.LocalLauncher"):
+            local_jobs_leave_ctrl_c_to_the_launcher()
 
 
 class FailedTaskEndsItsJob(Callback):

@@ -1,11 +1,14 @@
 """Whole runs in fresh interpreters, as users start them: resume after SIGKILL, multirun sweeps
 with wandb offline, DDP on two CPU processes."""
 
+import contextlib
 import json
 import os
 import shutil
 import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -331,6 +334,35 @@ def test_sigterm_to_a_local_launcher_stops_its_jobs_before_it_exits(tmp_path):
     assert (sweep / "0" / "checkpoints" / "last.ckpt").is_file() and not (sweep / "0" / "results.json").exists()
     job_logs = [path.read_text() for path in (sweep / ".submitit").glob("*/*_log.err")]
     assert any(log.rstrip().endswith(stopped_job_said(sweep)) for log in job_logs), job_logs
+    assert stopped_job_said(sweep) in (sweep / "0" / "train.log").read_text()
+
+
+def test_ctrl_c_in_a_local_launchers_terminal_stops_its_jobs_through_it_without_tracebacks(tmp_path):
+    """Ctrl+C reaches every process of the terminal's foreground group: submitit's controllers printed a
+    KeyboardInterrupt traceback each and killed their jobs a second later, mid-stop, and the launcher exited at once,
+    its jobs still there. Now the launcher stops them as at a SIGTERM, each says so in its logs, and it waits."""
+    sweep = tmp_path / "sweep"
+    command = [sys.executable, "train.py", "-m", "hydra/launcher=local", "seed=1,2", "debug=limit",
+               "trainer.max_epochs=100", "~callbacks.early_stopping", "logger=none", *QUIET,
+               f"hydra.sweep.dir={sweep}"]
+    with open(tmp_path / "stderr", "w") as stderr:  # a session of its own: the group a terminal's Ctrl+C reaches
+        launcher = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
+                                    env={**os.environ, "OMP_NUM_THREADS": "1"})
+        try:
+            deadline = time.monotonic() + 240
+            while not (sweep / "0" / "checkpoints" / "last.ckpt").exists() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            os.killpg(launcher.pid, signal.SIGINT)
+            code = launcher.wait(timeout=120)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(launcher.pid, signal.SIGKILL)
+    said = (tmp_path / "stderr").read_text()
+    left = subprocess.run(["pgrep", "-f", str(sweep)], capture_output=True, text=True).stdout.split()
+    assert code == 128 + signal.SIGINT and "Traceback" not in said, said[-3000:]
+    assert said.rstrip().endswith(f"Stopped by SIGINT (sweep directory: {sweep}; a run goes on from its last "
+                                  f"checkpoint when the same command is given again with ckpt_path=auto).")
+    assert left == []  # every job's process had ended when the launcher exited
     assert stopped_job_said(sweep) in (sweep / "0" / "train.log").read_text()
 
 
