@@ -7,6 +7,7 @@ Idempotent: what is already there is checked (MNIST's md5s, AlexNet's shapes) an
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import logging
 import os
@@ -36,7 +37,11 @@ def fetch_alexnet() -> str:
     return f"ImageNet AlexNet convolutions: {path} (torchvision's features keys and shapes checked)"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m framework.fetch_data", description=(
+        "Fetch MNIST into $DATA_DIR (default ./data) and the ImageNet AlexNet convolutions into the torch hub cache, "
+        "once (what is there already is checked, not fetched again), and print where they are; `make data` runs it."))
+    parser.parse_args(argv)  # no options: --help answers, anything else is refused, before any download
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         lines = [fetch_mnist(os.environ.get("DATA_DIR", "data")), fetch_alexnet()]

