@@ -21,6 +21,7 @@ import multiprocessing
 import os
 import re
 import traceback
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -355,7 +356,7 @@ class RefusalsInWorkers(_MultiProcessingLauncher):
     spawned one has: the parent's environment (the seed's PL_GLOBAL_SEED, ...), working directory, deterministic
     flags and random states at this launch (the forkserver keeps those of the first), and on the CPU a copy of the
     module of its own (Lightning's launcher gives one to spawned workers only: forked ones shared one, and each
-    rank's step moved it).
+    rank's step moved it); and the parent's warning filters, as a forked one has.
 
         refusals_in_workers(trainer, cfg)   # after the Trainer is built; other strategies are left as they are
     """
@@ -372,7 +373,7 @@ class RefusalsInWorkers(_MultiProcessingLauncher):
         self.job_logging = job_logging()
         if self._start_method == "forkserver":
             multiprocessing.set_forkserver_preload(["torch", "lightning"])  # for the forkserver's first start
-            self.parent = dict(os.environ), os.getcwd(), _GlobalStateSnapshot.capture()
+            self.parent = dict(os.environ), os.getcwd(), _GlobalStateSnapshot.capture(), warnings.filters[:]
         return super().launch(function, *args, trainer=trainer, **kwargs)
 
     def _wrapping_function(self, process_idx, trainer, function, args, kwargs, *queue_and_states) -> None:
@@ -380,11 +381,12 @@ class RefusalsInWorkers(_MultiProcessingLauncher):
             logging.config.dictConfig(self.job_logging)
             send_lightning_logs_to_hydra()
         if self.parent is not None:
-            environment, working_directory, global_states = self.parent
+            environment, working_directory, global_states, warning_filters = self.parent
             os.environ.clear()
             os.environ.update(environment)
             os.chdir(working_directory)
             global_states.restore()
+            warnings.filters[:] = warning_filters  # the job's (Lightning's srun hint off outside SLURM jobs, ...)
             if isinstance(self._strategy.accelerator, CPUAccelerator):
                 args, kwargs = _disable_module_memory_sharing((args, kwargs))
         watch = next(callback for callback in trainer.callbacks if isinstance(callback, FirstBatchWatch))
