@@ -31,16 +31,11 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor
 
-from analysis.mutual_information import NORMS, ksg_mi, label_entropy_ceiling, ross_mi
+from analysis.mutual_information import ksg_mi, label_entropy_ceiling, ross_mi
 from callbacks.mi_plots import plot_history
 from framework.errors import ConfigError
 from framework.results import write_json_atomic
-
-POLICIES = ("relative_change", "reference", "none")  # none: measure and log, leave the rates alone
-SCOPES = ("network", "layer")
-REFERENCES = ("estimate", "ceiling", "tiled")
-ESTIMATORS = ("ross", "ksg")
-OUTPUTS = ("softmax", "logits")
+from framework.validate import MI_LR, check_arguments
 
 
 @dataclass(frozen=True)
@@ -157,11 +152,8 @@ class MutualInformationLR(Callback):
                  standardize: bool = False, jitter: float = 1e-10, output: str = "softmax",
                  reference: str = "estimate", tiles: int = 6, value_only_from: int = 0, value_only_epochs: int = 0,
                  test_every_epoch: bool = False, batch_size: int = 500, plot: bool = True):
-        for key, value, allowed in (("policy", policy, POLICIES), ("scope", scope, SCOPES), ("norm", norm, NORMS),
-                                    ("reference", reference, REFERENCES), ("estimator", estimator, ESTIMATORS),
-                                    ("output", output, OUTPUTS)):
-            if value not in allowed:
-                raise ConfigError(f"MutualInformationLR: {key}={value!r} is not known; use one of {allowed}.")
+        # the rules of callbacks.mi_lr's config keys (framework/validate.py), however the callback is made
+        check_arguments(MI_LR, {name: value for name, value in locals().items() if name != "self"})
         if not 0 < lr_min <= lr_max:
             raise ConfigError(f"MutualInformationLR: lr_min={lr_min}, lr_max={lr_max}; need 0 < lr_min <= lr_max.")
         if k >= sample_size:

@@ -346,6 +346,16 @@ def check_rules(cfg: DictConfig, keys: tuple[str, ...] | None = None) -> None:
             raise ConfigError(f"Config key '{item.key}' is {value!r}{source}, but it must be {item.allowed}.")
 
 
+def check_arguments(of: str, arguments: dict[str, object]) -> None:
+    """The rules about the arguments of ``of`` (a dotted class path), applied to a call of its constructor: one made in
+    Python, or from a config key of another name than the rules' (``callbacks.mi.k: 0``), gets their sentence."""
+    values = OmegaConf.create({name: value for name, value in arguments.items() if value is not None})
+    for item in RULES:
+        name = item.key.rpartition(".")[2]
+        if item.of == of and name in values and not item.check(values[name]):
+            raise ConfigError(f"{of.rpartition('.')[2]}: {name}={arguments[name]!r}, but it must be {item.allowed}.")
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError on the first value that is not allowed."""
     check_required_groups(cfg)

@@ -206,7 +206,7 @@ def test_mismatched_groups_and_schedulers_are_refused(tmp_path):
     scheduler = functools.partial(torch.optim.lr_scheduler.StepLR, step_size=1)
     with pytest.raises(ConfigError, match="remove the LR scheduler"):
         make_trainer(tmp_path, [quick_callback()], 1).fit(make_model(scheduler=scheduler), datamodule)
-    with pytest.raises(ValueError, match="policy='cosine' is not known"):
+    with pytest.raises(ConfigError, match="policy='cosine', but it must be 'relative_change' or 'reference' or 'none'"):
         MutualInformationLR(policy="cosine")
 
 
@@ -352,7 +352,7 @@ def test_ksg_option_and_logits_option_change_what_is_measured(tmp_path):
     measured = logits.measure(trainer, model)
     assert measured["ihyll"] == measured["mi"]["output"] == ross_mi(raw, labels, standardize=False)
     assert measured["ihyll"] != ross_mi(raw.softmax(1), labels, standardize=False)
-    with pytest.raises(ValueError, match="output='probabilities' is not known"):
+    with pytest.raises(ConfigError, match="output='probabilities', but it must be 'softmax' or 'logits'"):
         MutualInformationLR(output="probabilities")
 
 
@@ -526,3 +526,21 @@ def test_a_layer_is_the_shallowest_submodule_of_its_name():
     module = ClassificationModule(net=twins, optimizer=functools.partial(torch.optim.SGD, lr=0.1))
     with pytest.raises(ConfigError, match=r"layer '0' matches 2 submodules"):
         MutualInformationLR._find_module(module, "0")
+
+
+@pytest.mark.parametrize(("arguments", "sentence"), [
+    ({"k": 0}, "MutualInformationLR: k=0, but it must be an integer >= 1."),
+    ({"sample_size": 1.5}, "MutualInformationLR: sample_size=1.5, but it must be an integer >= 2."),
+    ({"layers": []}, "MutualInformationLR: layers=[], but it must be a non-empty list of layer (optimizer group) "
+                     "names, or null for every named group."),
+    ({"epsilon": -1}, "MutualInformationLR: epsilon=-1, but it must be a number >= 0."),
+    ({"policy": "fixed"}, "MutualInformationLR: policy='fixed', but it must be 'relative_change' or 'reference' or "
+                          "'none'."),
+])
+def test_the_callback_made_in_python_gets_the_sentences_of_its_config_keys(arguments, sentence):
+    """Its config's rules apply at callbacks.mi_lr only: made in Python (or under another key) k=0 got as far as the
+    estimator, whose error named neither."""
+    with pytest.raises(ConfigError) as refused:
+        MutualInformationLR(**arguments)
+    assert str(refused.value) == sentence
+    assert MutualInformationLR(layers=["conv1"]).layers == ["conv1"]
