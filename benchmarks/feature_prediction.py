@@ -63,6 +63,12 @@ class Timed:
         return self.sync() - started, step_seconds
 
 
+def loss_network_weights(text: str) -> str:
+    if text not in ("imagenet", "random") and not Path(text).is_file():
+        raise argparse.ArgumentTypeError(f"{text!r} is none of imagenet, random and a checkpoint file")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
@@ -70,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=positive, default=512, help="the authors': 512")
     parser.add_argument("--repeats", type=positive, default=3)
     parser.add_argument("--adam", choices=list(ADAM), default="fused")
-    parser.add_argument("--weights", default="imagenet", help="imagenet | random (the time is the same)")
+    parser.add_argument("--weights", type=loss_network_weights, default="imagenet",
+                        help="imagenet | random | a checkpoint file (the time is the same)")
     return parser
 
 

@@ -55,6 +55,9 @@ def refusal(module, argv: list[str], capsys) -> str:
     (feature_prediction, ["--repeats", "0"], "argument --repeats: '0' is not a whole number >= 1"),
     (feature_prediction, ["--device", "banana"], "argument --device: invalid choice: 'banana' (choose from cpu, cuda)"),
     (feature_prediction, ["--smoke", "--frames", "2.5"], "argument --frames: '2.5' is not a whole number >= 1"),
+    # was a sentence about the config key model.loss_network.weights, which the command line does not name
+    (feature_prediction, ["--weights", "foo"],
+     "argument --weights: 'foo' is none of imagenet, random and a checkpoint file"),
 ], ids=lambda value: " ".join(value) if isinstance(value, list) else "")
 def test_a_flag_out_of_range_is_one_line_and_exit_code_2(module, argv, expected, capsys):
     line = refusal(module, argv, capsys)
