@@ -647,11 +647,12 @@ def evaluate_commands(tasks: list[str] | None, runs: str) -> list[str]:
     return [f"python {script} {'' if task == 'table' else f'task={task} '}{runs_word}" for task in tasks]
 
 
-def remember_the_sweep(script: str, sweep_dir: str, evaluate_tasks: list[str] | None) -> None:
+def remember_the_sweep(script: str, sweep_dir: str, evaluate_tasks: list[str] | None,
+                       jobs_on_slurm: bool = False) -> None:
     """What a failed sweep prints at its end: its directory and the commands that summarise its finished jobs. Set
     in each job, and in the process that launched them, where a launcher runs the jobs in processes of their own
-    (submitit's local and SLURM launchers)."""
-    _job.update(script=script, sweep_dir=sweep_dir, evaluate_tasks=evaluate_tasks)
+    (submitit's local and SLURM launchers); ``jobs_on_slurm``: in the launching process of a SLURM sweep."""
+    _job.update(script=script, sweep_dir=sweep_dir, evaluate_tasks=evaluate_tasks, jobs_on_slurm=jobs_on_slurm)
 
 
 def remember_the_job(evaluate_tasks: list[str] | None = None) -> None:
@@ -744,6 +745,9 @@ def _where_and_how_to_go_on() -> str:
     also = f" {as_typed_in_a_shell(key, str(folder))}" if folder and not given else ""
     how = (f"a run goes on from its last checkpoint when the same command is given again with ckpt_path=auto{also}"
            if _job.get("script") == "train" else "")
+    if _job.get("jobs_on_slurm"):  # the launching command stopped, not its jobs
+        how = (f"its jobs go on running on the cluster: squeue lists them and scancel stops them; a job stopped there "
+               f"goes on from its last checkpoint when the same command is given again with ckpt_path=auto{also}")
     details = "; ".join(part for part in (where, how) if part)
     return f" ({details})" if details else ""
 
@@ -912,7 +916,7 @@ def run_entry_point(main: Callable[[], object]) -> None:
     for the duration of ``main``. A job that started and failed keeps Hydra's exit code 1 (a bug: its
     traceback is printed).
     """
-    _job.update(started=False, sweep_dir=None, script=None, run_dir=None)
+    _job.update(started=False, sweep_dir=None, script=None, run_dir=None, jobs_on_slurm=False)
     no_srun_hint_outside_slurm_jobs()
     if "--experimental-rerun" in sys.argv[1:]:  # Hydra would fail on our paths' ${hydra:...}, or on a missing pickle
         print(report(ConfigError(

@@ -186,7 +186,8 @@ class PrintSweepDir(Callback):
     an experiment sets to its study's tasks (a sweep over several experiments composes none of them: ``table``)."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        remember_the_sweep(config.hydra.job.config_name, config.hydra.sweep.dir, config.get("evaluate_tasks"))
+        remember_the_sweep(config.hydra.job.config_name, config.hydra.sweep.dir, config.get("evaluate_tasks"),
+                           jobs_on_slurm=launches_on_slurm(config))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if config.hydra.job.config_name != "train":

@@ -31,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from callbacks.figures import FiguresToLoggers
 from datamodules.base import InMemoryDataModule
+from framework.atomic import hold_folder, release_folder
 from framework.checkpoints import (
     TRAINING_METRICS,
     WALL_SECONDS,
@@ -321,6 +322,9 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
                  f"run continues as ckpt_path=auto does, from checkpoints/, and so ends as an uninterrupted run")
         cfg.ckpt_path = "auto"
     # before anything is written (Hydra's run and sweep callbacks check it earlier still: framework/hydra_callbacks.py)
+    if in_a_sweep() and rank_zero_only.rank == 0:  # a single run's folder is held from Hydra's run start on; a sweep's
+        # job holds its own: a job given again while it still runs (on a cluster, after its launcher stopped) stops
+        hold_folder(Path(cfg.paths.output_dir), "give the sweep another hydra.sweep.dir")
     if refusal := earlier_run_refusal(cfg.paths.output_dir, cfg.get("ckpt_path"), cfg.get("train", True),
                                       multirun=in_a_sweep()):
         raise refusal
@@ -461,6 +465,8 @@ def training_job(cfg: DictConfig) -> float | None:
         if isinstance(error, SIGTERMException):  # said here: in a job that submitit runs, no run_entry_point is there
             stopped_by(signal.SIGTERM)  # to turn Lightning's exit (code 0, no word) into the sentence and exit code 143
         raise
+    finally:
+        release_folder(Path(cfg.paths.output_dir))
     finish_wandb()
     metrics = results["metrics"]
     if rank_zero_only.rank == 0:

@@ -9,7 +9,7 @@ tests/commands.py finds the commands (every line of the ```bash/sh/shell blocks:
 - size caps: ``debug=smoke`` (conf/debug/smoke.yaml: one epoch, 2 train / 1 val / 1 test batch) is
   appended to each train.py command without its own ``debug=``, plus WORD_CAPS: ``data.rollouts=4``
   with ``data=lunarlander`` (the frames are generated), ``callbacks.mi_lr.sample_size=100`` with
-  ``callbacks=mi_lr`` / ``experiment=mi_lr_*``, one lambda and tau and fewer solver steps with
+  ``callbacks=mi_lr`` / ``experiment=mi_lr_*``, one lambda and tau, fewer solver steps and 50 features with
   ``experiment=reae_*`` (and two repeats, ``seed=range(0,2)``, in their sweeps: MULTIRUN_CAPS), a tiny
   probe with ``experiment=perceptual_*`` (and a tiny collection with its LunarLander one); a cap whose
   key the command sets itself is left out; ``make train`` gets them through ``ARGS``.
@@ -68,7 +68,8 @@ from tests.registry_index import registry_unreachable_reason
 COMMANDS = documented_commands()
 SMOKE = ["debug=smoke"]
 # Further caps for commands with a word starting with the key: generated frames, the MI measurement's sample.
-REAE_CAPS = ["model.lambdas=[0.01]", "model.taus=[0.01]", "model.kl_steps=5", "model.max_iter=20"]
+REAE_CAPS = ["model.lambdas=[0.01]", "model.taus=[0.01]", "model.kl_steps=5", "model.max_iter=20",
+             "model.hidden_size=50"]
 PERCEPTUAL_CAPS = ["model.feature_hidden_max=64", "callbacks.probe.grid=[[]]", "callbacks.probe.max_epochs=2"]
 WORD_CAPS = {"data=lunarlander": ["data.rollouts=4"], "callbacks=mi_lr": ["callbacks.mi_lr.sample_size=100"],
              "experiment=mi_lr_": ["callbacks.mi_lr.sample_size=100"], "experiment=reae_": REAE_CAPS,

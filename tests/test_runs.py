@@ -425,6 +425,25 @@ def test_data_num_workers_is_a_key_of_the_data_configs_and_workers_make_the_same
     assert results(tmp_path / "2")["metrics"] == results(tmp_path / "0")["metrics"]
 
 
+def test_a_sweeps_job_given_again_while_it_still_runs_is_one_sentence(tmp_path):
+    """A SLURM sweep's launching command stopped (Ctrl+C) leaves its jobs running on the cluster; the same command
+    given again started a second job into the first one's folder, both writing metrics.csv and results.json. A job
+    holds its folder (here this test does, as the first job's process 12345 would)."""
+    import fcntl
+
+    command = ("train.py", "-m", "seed=1", "debug=smoke", "ckpt_path=auto", *QUIET, f"hydra.sweep.dir={tmp_path}")
+    assert run_cli(*command).returncode == 0
+    with open(tmp_path / "0" / ".in-use", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        held.write("12345")
+        held.flush()
+        refused = run_cli(*command, "trainer.max_epochs=2")
+    assert refused.returncode == 2, refused.stderr[-3000:]
+    assert f"Config error: {tmp_path / '0'} is in use: the run of process 12345 writes into it now; wait for it to " \
+           f"end, or give the sweep another hydra.sweep.dir." in refused.stderr, refused.stderr[-3000:]
+    assert results(tmp_path / "0")["epochs_completed"] == 1  # the first job's results, untouched
+
+
 @pytest.mark.parametrize("logging", ["default", "disabled", "stdout", "none"])
 def test_every_job_logging_option_of_hydra_runs(tmp_path, logging):
     """Hydra's own job-logging options replace ours whole: the file handler that names train.log after task_name

@@ -503,3 +503,22 @@ def test_a_job_stopped_by_a_failed_task_is_the_tasks_sentence_and_exit_code_2(tm
         _reporting_hydra_refusals(lambda: (_ for _ in ()).throw(errors[0]))
     assert capsys.readouterr().err.startswith(f"The SLURM job whose logs are in {folder} stopped when its task 2 "
                                               f"failed; its log has the traceback.")  # srun's line in task 0's log
+
+
+def test_a_slurm_sweeps_launching_command_stopped_says_its_jobs_go_on(monkeypatch, capsys):
+    """Ctrl+C (or SIGTERM) stops the command that launched a SLURM sweep, not the jobs it submitted: it told the
+    user to give the same command again, which started a second job into each running one's folder."""
+    from framework.errors import remember_the_sweep, run_entry_point
+
+    def launcher_waiting_for_its_jobs():
+        remember_the_sweep("train", "/sweeps/study", None, jobs_on_slurm=True)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sys, "argv", ["train.py", "-m", "hydra/launcher=slurm", "hydra.sweep.dir=/sweeps/study"])
+    with pytest.raises(SystemExit) as stop:
+        run_entry_point(launcher_waiting_for_its_jobs)
+    assert stop.value.code == 128 + signal.SIGINT
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "Stopped by SIGINT (sweep directory: /sweeps/study; its jobs go on running on the cluster: squeue lists them "
+        "and scancel stops them; a job stopped there goes on from its last checkpoint when the same command is given "
+        "again with ckpt_path=auto).")
