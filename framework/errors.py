@@ -556,6 +556,10 @@ def _refusals_as_sentences(compose_or_run: Callable[[], object]):
             print(f"The SLURM job whose logs are in {folder} stopped when its task {task} failed; its log has the "
                   f"traceback.", file=sys.stderr)
             raise
+        if stop := re.match(r"Stopped by (SIG[A-Z]+)", sentence):  # scancel, or the cluster stopped it
+            print(f"The SLURM job whose logs are in {folder} was stopped; task {task} said:", file=sys.stderr)
+            print(sentence, file=sys.stderr)
+            raise SystemExit(128 + signal.Signals[stop[1]]) from None
         print(f"The SLURM job whose logs are in {folder} stopped when its task {task} failed (srun ended the "
               f"others, which were waiting for it); task {task} said:", file=sys.stderr)
         print(sentence, file=sys.stderr)
@@ -574,8 +578,8 @@ def _refusals_as_sentences(compose_or_run: Callable[[], object]):
 
 def failed_slurm_task(error: Exception) -> tuple[Path, int, str | None] | None:
     """For submitit's error about a SLURM job that stopped without every task's result (FailedJobError,
-    UncompletedJobError): its log folder, the task that failed, and the user-error sentence that task printed
-    (None: a bug). None for any other error."""
+    UncompletedJobError): its log folder, the task that failed, and the user-error sentence that task printed, else
+    the sentence of a task that a signal stopped (scancel), else None (a bug). None for any other error."""
     from submitit.core.utils import FailedJobError, UncompletedJobError
 
     if not isinstance(error, FailedJobError | UncompletedJobError):
@@ -588,6 +592,9 @@ def failed_slurm_task(error: Exception) -> tuple[Path, int, str | None] | None:
             for log in folder.glob("*_log.err")}  # task -> its stderr
     for task, text in sorted(logs.items()):
         if said := re.search(rf"^(?:{prefixes}): .+$", text, re.MULTILINE):
+            return folder, task, said[0]
+    for task, text in sorted(logs.items()):  # a stop (scancel, the cluster's): after a failure srun stops the others
+        if said := re.search(r"^Stopped by SIG[A-Z]+\b.*$", text, re.MULTILINE):
             return folder, task, said[0]
     # a bug: srun names the task that exited with an error (in task 0's log), else submitit's message does
     task = re.search(r"task (\d+): Exited with exit code [1-9]", "".join(logs.values())) or \

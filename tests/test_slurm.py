@@ -505,6 +505,26 @@ def test_a_job_stopped_by_a_failed_task_is_the_tasks_sentence_and_exit_code_2(tm
                                               f"failed; its log has the traceback.")  # srun's line in task 0's log
 
 
+def test_a_job_that_scancel_stopped_is_its_stop_sentence_and_exit_code_143(tmp_path, capsys):
+    """scancel (or a preemption without requeue) stops a job with SIGTERM: its tasks say so, and the launching command
+    reported a failed task, a traceback and exit code 1."""
+    from submitit.core.utils import UncompletedJobError
+
+    from framework.errors import _reporting_hydra_refusals
+
+    folder = tmp_path / ".submitit" / "14_0"
+    stopped = (f"Stopped by SIGTERM (sweep directory: {tmp_path}; a run goes on from its last checkpoint when the "
+               f"same command is given again with ckpt_path=auto).")
+    write_task_logs(folder, "14_0", f"Seed set to 1\n{stopped}\n", f"{stopped}\n")
+    error = UncompletedJobError(f"Job 14_0 (task: 0) with path {folder}/14_0_0_result.pkl\nhas not produced any "
+                                f"output (state: CANCELLED)")
+    with pytest.raises(SystemExit) as stop:
+        _reporting_hydra_refusals(lambda: (_ for _ in ()).throw(error))
+    assert stop.value.code == 128 + signal.SIGTERM
+    assert capsys.readouterr().err.splitlines() == [
+        f"The SLURM job whose logs are in {folder} was stopped; task 0 said:", stopped]
+
+
 def test_a_slurm_sweeps_launching_command_stopped_says_its_jobs_go_on(monkeypatch, capsys):
     """Ctrl+C (or SIGTERM) stops the command that launched a SLURM sweep, not the jobs it submitted: it told the
     user to give the same command again, which started a second job into each running one's folder."""
