@@ -322,8 +322,10 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
                  f"run continues as ckpt_path=auto does, from checkpoints/, and so ends as an uninterrupted run")
         cfg.ckpt_path = "auto"
     # before anything is written (Hydra's run and sweep callbacks check it earlier still: framework/hydra_callbacks.py)
-    if in_a_sweep() and rank_zero_only.rank == 0:  # a single run's folder is held from Hydra's run start on; a sweep's
-        # job holds its own: a job given again while it still runs (on a cluster, after its launcher stopped) stops
+    # A single run's folder is held from Hydra's run start on; a sweep's job holds its own: a job given again while it
+    # still runs (on a cluster, after its launcher stopped) stops. Not a requeued SLURM job: SLURM ended its earlier
+    # start, whose lock a network file system may keep for a while after a node's failure.
+    if in_a_sweep() and rank_zero_only.rank == 0 and int(os.environ.get("SLURM_RESTART_COUNT") or 0) == 0:
         hold_folder(Path(cfg.paths.output_dir), "give the sweep another hydra.sweep.dir")
     if refusal := earlier_run_refusal(cfg.paths.output_dir, cfg.get("ckpt_path"), cfg.get("train", True),
                                       multirun=in_a_sweep()):
