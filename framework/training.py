@@ -322,11 +322,6 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
                  f"run continues as ckpt_path=auto does, from checkpoints/, and so ends as an uninterrupted run")
         cfg.ckpt_path = "auto"
     # before anything is written (Hydra's run and sweep callbacks check it earlier still: framework/hydra_callbacks.py)
-    # A single run's folder is held from Hydra's run start on; a sweep's job holds its own: a job given again while it
-    # still runs (on a cluster, after its launcher stopped) stops. Not a requeued SLURM job: SLURM ended its earlier
-    # start, whose lock a network file system may keep for a while after a node's failure.
-    if in_a_sweep() and rank_zero_only.rank == 0 and int(os.environ.get("SLURM_RESTART_COUNT") or 0) == 0:
-        hold_folder(Path(cfg.paths.output_dir), "give the sweep another hydra.sweep.dir")
     if refusal := earlier_run_refusal(cfg.paths.output_dir, cfg.get("ckpt_path"), cfg.get("train", True),
                                       multirun=in_a_sweep()):
         raise refusal
@@ -457,6 +452,11 @@ def training_job(cfg: DictConfig) -> float | None:
         with stopping_quietly_when_stdout_closes(), reporting_user_errors(cfg.get("evaluate_tasks")):
             paths_from_start_dir(cfg, ("ckpt_path", "paths.data_dir", "data.data_dir", "model.loss_network.weights"),
                                  keywords=("auto", "last", "hpc", "imagenet", "random"))
+            # A single run's folder is held from Hydra's run start on; a sweep's job holds its own: a job given again
+            # while it still runs (on a cluster, after its launcher stopped) stops. Not a requeued SLURM job: SLURM
+            # ended its earlier start, whose lock a network file system may keep a while after a node's failure.
+            if in_a_sweep() and rank_zero_only.rank == 0 and int(os.environ.get("SLURM_RESTART_COUNT") or 0) == 0:
+                hold_folder(Path(cfg.paths.output_dir), "give the sweep another hydra.sweep.dir")
             results = train(cfg)
     except BaseException as error:  # SystemExit too: Lightning's after a SIGTERM
         if isinstance(error, Exception) and not isinstance(error, UserError):  # a user error has said its sentence

@@ -43,6 +43,15 @@ def make_cfg(tmp_path, data_root):
     return make
 
 
+def path_with_srun(folder: Path) -> str:
+    """PATH with a do-nothing ``srun`` in ``folder`` first: a machine with SLURM's client (a login node), where
+    Lightning hints that commands be run under srun."""
+    (folder / "bin").mkdir()
+    (folder / "bin" / "srun").write_text("#!/bin/sh\n")
+    (folder / "bin" / "srun").chmod(0o755)
+    return f"{folder / 'bin'}{os.pathsep}{os.environ['PATH']}"
+
+
 @functools.cache
 def preloaded_interpreter() -> Runner:
     return Runner(Path(tempfile.mkdtemp(prefix="run_cli_")))

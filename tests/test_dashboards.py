@@ -17,7 +17,7 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import callbacks.figures as figures
-from tests.conftest import run_cli
+from tests.conftest import path_with_srun, run_cli
 from tests.painter_callback import painting
 from tests.wandb_files import wandb_records
 
@@ -108,14 +108,11 @@ def test_a_ddp_run_sends_each_figure_once(tmp_path):
     """trainer=ddp_sim fits and tests in workers that start from the parent's callbacks, which had sent nothing:
     the test's workers sent every figure of the fit again. With srun on PATH outside a SLURM job, the ranks (started
     from a forkserver) printed Lightning's srun hint that the job leaves out (no_srun_hint_outside_slurm_jobs)."""
-    (tmp_path / "bin").mkdir()
-    (tmp_path / "bin" / "srun").write_text("#!/bin/sh\n")
-    (tmp_path / "bin" / "srun").chmod(0o755)
     result = run_cli("train.py", "logger=tensorboard", "trainer=ddp_sim", f"trainer.max_epochs={EPOCHS}",
                      "callbacks.progress_bar.refresh_rate=0", f"hydra.run.dir={tmp_path}",
                      "+callbacks.painter._target_=tests.painter_callback.PaintEveryEpoch",
                      "+callbacks.painter.dirpath=${paths.output_dir}/plots",
-                     env={"OMP_NUM_THREADS": "1", "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}"})
+                     env={"OMP_NUM_THREADS": "1", "PATH": path_with_srun(tmp_path)})
     assert result.returncode == 0, result.stderr[-3000:]
     assert "The `srun` command is available" not in result.stdout + result.stderr
     images = tensorboard_images(tmp_path)
