@@ -30,7 +30,9 @@ import os
 import re
 import select
 import shlex
+import shutil
 import signal
+import subprocess
 import sys
 import time
 import warnings
@@ -662,8 +664,9 @@ def remember_the_sweep(script: str, sweep_dir: str, evaluate_tasks: list[str] | 
     _job.update(script=script, sweep_dir=sweep_dir, evaluate_tasks=evaluate_tasks, jobs_on_slurm=jobs_on_slurm)
 
 
-def remember_the_job(evaluate_tasks: list[str] | None = None) -> None:
-    """What a job that stops or fails says of itself: its script, its folder and its sweep's."""
+def remember_the_job(evaluate_tasks: list[str] | None = None, ckpt_path: str | None = None) -> None:
+    """What a job that stops or fails says of itself: its script, its folder and its sweep's, its ``ckpt_path``."""
+    _job["ckpt_path"] = ckpt_path
     if HydraConfig.initialized():
         _job["script"] = HydraConfig.get().job.config_name  # train or evaluate, whatever hydra.job.name says
         _job["run_dir"] = HydraConfig.get().runtime.output_dir
@@ -672,9 +675,10 @@ def remember_the_job(evaluate_tasks: list[str] | None = None) -> None:
 
 
 @contextmanager
-def reporting_user_errors(evaluate_tasks: list[str] | None = None):
+def reporting_user_errors(evaluate_tasks: list[str] | None = None, ckpt_path: str | None = None):
     """Around the work of a Hydra job: a UserError becomes its sentence on stderr and in the job's log, exit code 2.
-    ``evaluate_tasks``: the commands that a failed sweep prints for its finished jobs (train.py's config key).
+    ``evaluate_tasks``: the commands that a failed sweep prints for its finished jobs (train.py's config key);
+    ``ckpt_path``: the job's (train.py's key), which says whether a job that SLURM requeued goes on from its checkpoint.
 
     That includes a UserError that stopped a spawned DDP worker (``trainer=ddp_sim``: callbacks' and
     DataModules' ``setup`` run there); the worker's other exceptions stay bugs, with their traceback.
@@ -685,7 +689,7 @@ def reporting_user_errors(evaluate_tasks: list[str] | None = None):
                 ...
     """
     _job["started"] = True
-    remember_the_job(evaluate_tasks)
+    remember_the_job(evaluate_tasks, ckpt_path)
     try:
         yield
     except Exception as error:
@@ -752,11 +756,30 @@ def _where_and_how_to_go_on() -> str:
     also = f" {as_typed_in_a_shell(key, str(folder))}" if folder and not given else ""
     how = (f"a run goes on from its last checkpoint when the same command is given again with ckpt_path=auto{also}"
            if _job.get("script") == "train" else "")
+    if _job.get("script") == "train" and requeued_by_slurm():  # it continues by itself
+        how = "SLURM has requeued the job, which starts again by itself" + (
+            ", from its last checkpoint" if _job.get("ckpt_path") == "auto" else
+            f"; without ckpt_path=auto that start stops at the files this run left, and the same command given again "
+            f"with ckpt_path=auto{also} continues the run")
     if _job.get("jobs_on_slurm"):  # the launching command stopped, not its jobs
         how = (f"its jobs go on running on the cluster: squeue lists them and scancel stops them; a job stopped there "
                f"goes on from its last checkpoint when the same command is given again with ckpt_path=auto{also}")
     details = "; ".join(part for part in (where, how) if part)
     return f" ({details})" if details else ""
+
+
+def requeued_by_slurm() -> bool:
+    """Whether SLURM has requeued the job this process runs in (``scontrol requeue``, a preemption, submitit at the
+    time limit): its restart count, which SLURM raises as it requeues, is then above this start's."""
+    job = os.environ.get("SLURM_JOB_ID")
+    if job is None or shutil.which("scontrol") is None:
+        return False
+    try:
+        shown = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    restarts = re.search(r"\bRestarts=(\d+)", shown)
+    return restarts is not None and int(restarts[1]) > int(os.environ.get("SLURM_RESTART_COUNT") or 0)
 
 
 def stopped_by(signal_number: int) -> NoReturn:
@@ -798,6 +821,35 @@ def sigterm_stops_a_submitit_job() -> None:
     if type(getattr(handler, "__self__", None)).__module__.startswith("submitit."):
         remember_the_job()  # its sentence says how the sweep goes on, whenever the signal comes
         signal.signal(signal.SIGTERM, _sigterm_outside_lightning)
+        submitits_requeue_leaves_the_stop_to_slurm()
+
+
+def submitits_requeue_leaves_the_stop_to_slurm() -> None:
+    """SLURM sends a job's tasks SIGUSR2 ``signal_delay_s`` before its time limit (``#SBATCH --signal``), and
+    submitit's handler requeues the job (on rank 0) and then ends the process at once, in the middle of a step: exit
+    code 255 and no sentence, and in a DDP job the other ranks failed with a traceback. Here the requeue stays
+    submitit's and the stop is SLURM's: ``scontrol requeue`` sends every task SIGTERM, which stops each at its next
+    batch with the stop sentence. Where submitit does not requeue (the job timed out ``max_num_timeout`` times), the
+    job trains on until SLURM's SIGTERM at the time limit. submitit's local executor is left as it is."""
+    from submitit.core.job_environment import JobEnvironment
+    from submitit.core.utils import UncompletedJobError
+    from submitit.slurm.slurm import SlurmJobEnvironment
+
+    requeue_signal = JobEnvironment._usr_sig()
+    requeue = signal.getsignal(requeue_signal)
+    submitits = getattr(requeue, "__self__", None)
+    if getattr(requeue, "__name__", None) != "checkpoint_and_try_requeue" or \
+            not isinstance(getattr(submitits, "env", None), SlurmJobEnvironment):
+        return
+    submitits._exit = lambda: None  # its sys.exit(-1) after the requeue (submitit's seam for this: "for mocking")
+
+    def requeue_then_wait_for_slurms_sigterm(signal_number: int, frame) -> None:
+        try:
+            requeue(signal_number, frame)
+        except UncompletedJobError as not_requeued:
+            logging.getLogger("submitit").warning(f"{not_requeued} The job trains on until SLURM stops it.")
+
+    signal.signal(requeue_signal, requeue_then_wait_for_slurms_sigterm)
 
 
 SUBMITIT_LOCAL_GRACE_S = 30  # SLURM's default KillWait: SIGTERM, then SIGKILL this many seconds later
@@ -923,7 +975,7 @@ def run_entry_point(main: Callable[[], object]) -> None:
     for the duration of ``main``. A job that started and failed keeps Hydra's exit code 1 (a bug: its
     traceback is printed).
     """
-    _job.update(started=False, sweep_dir=None, script=None, run_dir=None, jobs_on_slurm=False)
+    _job.update(started=False, sweep_dir=None, script=None, run_dir=None, jobs_on_slurm=False, ckpt_path=None)
     no_srun_hint_outside_slurm_jobs()
     if "--experimental-rerun" in sys.argv[1:]:  # Hydra would fail on our paths' ${hydra:...}, or on a missing pickle
         print(report(ConfigError(

@@ -449,7 +449,8 @@ def training_job(cfg: DictConfig) -> float | None:
     no_srun_hint_outside_slurm_jobs()  # also in a job that submitit runs in a process of its own
     try:
         # the user's mistake, whoever found it: one sentence, exit code 2
-        with stopping_quietly_when_stdout_closes(), reporting_user_errors(cfg.get("evaluate_tasks")):
+        with stopping_quietly_when_stdout_closes(), \
+                reporting_user_errors(cfg.get("evaluate_tasks"), cfg.get("ckpt_path")):
             paths_from_start_dir(cfg, ("ckpt_path", "paths.data_dir", "data.data_dir", "model.loss_network.weights"),
                                  keywords=("auto", "last", "hpc", "imagenet", "random"))
             # A single run's folder is held from Hydra's run start on; a sweep's job holds its own: a job given again

@@ -13,21 +13,26 @@ from framework.errors import DataError
 
 
 class RequeueOnceMidEpoch(Callback):
-    """On the job's first start only, `scontrol requeue` the job itself in the middle of an epoch, as a preemption
-    would, then keep the batch waiting until SLURM's SIGTERM arrives (Lightning then stops the run)."""
+    """On the job's first start only, in the middle of an epoch, have SLURM requeue the job, then keep the batch
+    waiting until SLURM's SIGTERM arrives (Lightning then stops the run). ``how="scontrol"``: `scontrol requeue` the
+    job, as an administrator or a preemption would; ``how="time_limit"``: send its tasks SIGUSR2, as SLURM does
+    ``signal_delay_s`` before the time limit (``#SBATCH --signal=USR2@...``), on which submitit requeues it."""
 
-    def __init__(self, epoch: int, batch: int, wait_s: float = 120):
-        self.epoch, self.batch, self.wait_s = epoch, batch, wait_s
+    def __init__(self, epoch: int, batch: int, how: str = "scontrol", wait_s: float = 120):
+        self.epoch, self.batch, self.how, self.wait_s = epoch, batch, how, wait_s
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         first_start = int(os.environ.get("SLURM_RESTART_COUNT", "0")) == 0
         if (trainer.current_epoch, batch_idx) != (self.epoch, self.batch) or not first_start:
             return
-        subprocess.run(["scontrol", "requeue", os.environ["SLURM_JOB_ID"]], check=True)
+        if trainer.global_rank == 0:
+            job = os.environ["SLURM_JOB_ID"]
+            command = {"scontrol": ["scontrol", "requeue", job], "time_limit": ["scancel", "--signal=USR2", job]}
+            subprocess.run(command[self.how], check=True)
         deadline = time.monotonic() + self.wait_s
         while not trainer.received_sigterm:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"no SIGTERM within {self.wait_s} s of `scontrol requeue`")
+                raise RuntimeError(f"no SIGTERM within {self.wait_s} s of {self.how}'s requeue")
             time.sleep(0.1)
 
 

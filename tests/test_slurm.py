@@ -34,6 +34,7 @@ from tests.wandb_files import wandb_records
 LAUNCHER = ("hydra/launcher=slurm", "hydra.launcher.partition=debug", "hydra.launcher.gpus_per_node=0",
             "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1")
 TINY = ("trainer.accelerator=cpu", "callbacks.progress_bar.refresh_rate=0", "data.batch_size=64")
+DDP = ("trainer=ddp", "trainer.devices=2", "trainer.sync_batchnorm=false", "trainer.max_epochs=2")
 RUN_TIMEOUT_S = 480
 
 
@@ -88,9 +89,14 @@ def submissions(slurm_cluster, tmp_path_factory):
         "requeue": submit(slurm_cluster, root / "requeue", "seed=5", "trainer.max_epochs=2", "ckpt_path=auto",
                           "+callbacks.requeue._target_=tests.slurm_callbacks.RequeueOnceMidEpoch",
                           "+callbacks.requeue.epoch=1", "+callbacks.requeue.batch=5"),
-        "ddp": submit(slurm_cluster, root / "ddp", "trainer=ddp", "trainer.devices=2", "trainer.sync_batchnorm=false",
-                      "trainer.max_epochs=1", "+callbacks.ranks._target_=tests.slurm_callbacks.RecordRankMetrics",
+        # Also the uninterrupted reference of the DDP job that SLURM's time-limit signal requeues.
+        "ddp": submit(slurm_cluster, root / "ddp", *DDP,
+                      "+callbacks.ranks._target_=tests.slurm_callbacks.RecordRankMetrics",
                       "+callbacks.ranks.dirpath=${paths.output_dir}/ranks"),
+        "time_limit": submit(slurm_cluster, root / "time_limit", *DDP, "ckpt_path=auto",
+                             "+callbacks.requeue._target_=tests.slurm_callbacks.RequeueOnceMidEpoch",
+                             "+callbacks.requeue.epoch=1", "+callbacks.requeue.batch=3",
+                             "+callbacks.requeue.how=time_limit"),
         "bad_partition": submit(slurm_cluster, root / "bad", "hydra.launcher.partition=nope", "seed=1,2"),
         "task_fails": submit(slurm_cluster, root / "task_fails", "trainer=ddp", "trainer.devices=2",
                              "trainer.sync_batchnorm=false", "trainer.max_epochs=1",
@@ -171,15 +177,26 @@ def test_ddp_job_takes_its_two_ranks_from_slurm_and_both_agree_on_the_final_metr
 
 
 @pytest.mark.slow
-def test_requeued_job_resumes_from_last_checkpoint_to_the_uninterrupted_metrics(submissions):
-    run = submissions["requeue"]
+@pytest.mark.parametrize(("name", "reference", "tasks"), [("requeue", "sweep", 1), ("time_limit", "ddp", 2)])
+def test_requeued_job_resumes_from_last_checkpoint_to_the_uninterrupted_metrics(submissions, name, reference, tasks):
+    """``requeue``: `scontrol requeue`, as a preemption; ``time_limit``: SIGUSR2, on which submitit requeues the job
+    (a DDP job: its ranks stopped otherwise, one with exit code 255, the other with a traceback)."""
+    run = submissions[name]
     [job] = finished_jobs(run)
-    logs = "".join(path.read_text() for path in (run.sweep / ".submitit").rglob("*_log.*"))
-    assert "DUE TO JOB REQUEUE" in logs and f"Resuming from {job}/checkpoints/last.ckpt" in logs
-    reference = results(finished_jobs(submissions["sweep"])[0])
-    assert reference["seed"] == results(job)["seed"] == 5
-    assert results(job)["epochs_completed"] == reference["epochs_completed"] == 2
-    assert results(job)["metrics"] == reference["metrics"]  # exactly, not approximately
+    logs = {path.name: path.read_text() for path in (run.sweep / ".submitit").rglob("*_log.*")}
+    assert "DUE TO JOB REQUEUE" in "".join(logs.values())
+    assert f"Resuming from {job}/checkpoints/last.ckpt" in "".join(logs.values())
+    stopped = (f"Stopped by SIGTERM (sweep directory: {run.sweep}; SLURM has requeued the job, which starts again by "
+               f"itself, from its last checkpoint).")
+    task_logs = [text for log, text in logs.items() if log.endswith("_log.err")]
+    assert len(task_logs) == tasks and all(stopped in text for text in task_logs), logs
+    srun_said = "task 0" if tasks == 1 else f"tasks 0-{tasks - 1}"
+    assert f"{srun_said}: Exited with exit code {128 + signal.SIGTERM}" in "".join(task_logs)
+    assert "Traceback" not in "".join(logs.values())
+    uninterrupted = results(finished_jobs(submissions[reference])[0])
+    assert uninterrupted["seed"] == results(job)["seed"]
+    assert results(job)["epochs_completed"] == uninterrupted["epochs_completed"] == 2
+    assert results(job)["metrics"] == uninterrupted["metrics"]  # exactly, not approximately
 
 
 @pytest.mark.slow
@@ -542,3 +559,88 @@ def test_a_slurm_sweeps_launching_command_stopped_says_its_jobs_go_on(monkeypatc
         "Stopped by SIGINT (sweep directory: /sweeps/study; its jobs go on running on the cluster: squeue lists them "
         "and scancel stops them; a job stopped there goes on from its last checkpoint when the same command is given "
         "again with ckpt_path=auto).")
+
+
+def stand_in_scontrol(folder: Path, restarts: int) -> str:
+    """PATH with an ``scontrol`` first that records each call's arguments in ``<folder>/scontrol_calls`` and shows
+    the job with ``restarts`` restarts, as SLURM's does."""
+    (folder / "bin").mkdir()
+    scontrol = folder / "bin" / "scontrol"
+    shown = f"JobId=$3 JobName=train\n   Requeue=1 Restarts={restarts} BatchFlag=1"
+    scontrol.write_text(f'#!/bin/sh\necho "$@" >> {folder}/scontrol_calls\n[ "$1" = show ] && echo "{shown}"\nexit 0\n')
+    scontrol.chmod(0o755)
+    return f"{folder / 'bin'}{os.pathsep}{os.environ['PATH']}"
+
+
+@pytest.mark.parametrize(("restarts", "ckpt_path", "how"), [
+    (1, "auto", "SLURM has requeued the job, which starts again by itself, from its last checkpoint"),
+    (1, None, "SLURM has requeued the job, which starts again by itself; without ckpt_path=auto that start stops at "
+              "the files this run left, and the same command given again with ckpt_path=auto continues the run"),
+    (0, "auto", "a run goes on from its last checkpoint when the same command is given again with ckpt_path=auto"),
+])
+def test_a_job_stopped_as_slurm_requeues_it_says_that_it_starts_again_by_itself(monkeypatch, capsys, tmp_path,
+                                                                                 restarts, ckpt_path, how):
+    """`scontrol requeue` (an administrator, a preemption, submitit at the time limit) stops a job with SIGTERM and
+    starts it again: its sentence told the user to give the command again. SLURM counts the restart as it requeues;
+    a scancel (the last case) leaves the count as the job started with."""
+    from framework import errors
+
+    monkeypatch.setenv("PATH", stand_in_scontrol(tmp_path, restarts))
+    monkeypatch.setenv("SLURM_JOB_ID", "4321")
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "0")
+    monkeypatch.setattr(sys, "argv", ["train.py", "-m", "hydra/launcher=slurm", "hydra.sweep.dir=/sweeps/study"])
+    monkeypatch.setattr(errors, "_job", {"started": True, "script": "train", "sweep_dir": "/sweeps/study",
+                                         "ckpt_path": ckpt_path})
+    with pytest.raises(SystemExit) as stop:
+        errors.stopped_by(signal.SIGTERM)
+    assert stop.value.code == 128 + signal.SIGTERM
+    assert capsys.readouterr().err.splitlines() == [f"Stopped by SIGTERM (sweep directory: /sweeps/study; {how})."]
+    assert (tmp_path / "scontrol_calls").read_text() == "show job 4321\n"
+
+
+class CheckpointableJob:
+    """A submitted function that submitit may requeue (it has ``checkpoint``), as Hydra's submitit launcher."""
+
+    def __call__(self) -> None:
+        pass
+
+    def checkpoint(self):
+        from submitit.helpers import DelayedSubmission
+
+        return DelayedSubmission(self)
+
+
+@pytest.mark.parametrize(("timeouts_left", "requeued"), [(3, True), (0, False)])
+def test_submitits_time_limit_signal_requeues_the_job_and_leaves_its_stop_to_slurms_sigterm(
+        monkeypatch, caplog, tmp_path, timeouts_left, requeued):
+    """SLURM sends SIGUSR2 before the time limit; submitit's handler requeued the job and then exited in the middle of
+    a step (exit code 255, no sentence; a DDP job's other ranks failed with a traceback). The requeue stays, and the
+    job trains on until the SIGTERM with which SLURM carries the requeue out. A job that timed out its
+    max_num_timeout times is not requeued: it trains on until SLURM stops it at the limit."""
+    from submitit.core.utils import DelayedSubmission, JobPaths
+    from submitit.slurm.slurm import SlurmJobEnvironment
+
+    from framework.errors import sigterm_stops_a_submitit_job
+
+    monkeypatch.setenv("PATH", stand_in_scontrol(tmp_path, restarts=0))
+    for key, value in {"SLURM_JOB_ID": "4321", "SLURM_PROCID": "0", "SLURM_NTASKS": "1"}.items():
+        monkeypatch.setenv(key, value)
+    delayed = DelayedSubmission(CheckpointableJob())
+    # A limit of 0 minutes has passed at once: submitit takes the signal for its time limit's, not a preemption's.
+    delayed._timeout_min, delayed._timeout_countdown = 0, timeouts_left
+    paths = JobPaths(tmp_path / "submitit", job_id="4321")
+    paths.folder.mkdir(parents=True)
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGTERM, signal.SIGCONT, signal.SIGUSR2)}
+    try:
+        SlurmJobEnvironment()._handle_signals(paths, delayed)  # as submitit's job process does before the job runs
+        sigterm_stops_a_submitit_job()
+        with caplog.at_level("INFO", logger="submitit"):
+            signal.raise_signal(signal.SIGUSR2)  # no exit, here or later
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+    calls = (tmp_path / "scontrol_calls").read_text() if (tmp_path / "scontrol_calls").exists() else ""
+    assert calls == ("requeue 4321\n" if requeued else "")
+    assert paths.submitted_pickle.exists()  # submitit's pickle of the job, which a next start would run
+    assert ("Job not requeued because: timed-out too many times. The job trains on until SLURM stops it."
+            in caplog.messages) == (not requeued)
