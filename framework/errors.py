@@ -21,6 +21,7 @@ functions that work on a job's torch or Lightning objects import them.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import inspect
 import itertools
@@ -43,6 +44,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import hydra._internal.utils as hydra_internals
 import yaml
+from hydra._internal.hydra import Hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import (
     HydraException,
@@ -53,7 +55,7 @@ from hydra.errors import (
 from hydra.types import RunMode
 from hydra.utils import get_object as _hydra_get_object
 from hydra.utils import instantiate
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf, flag_override
 from omegaconf.errors import (
     ConfigAttributeError,
     ConfigKeyError,
@@ -965,6 +967,18 @@ def no_srun_hint_outside_slurm_jobs() -> None:
         warnings.filterwarnings("ignore", message="The `srun` command is available on your system but is not used")
 
 
+def _resolved_in_the_whole_config(hydra_node: Callable[[DictConfig], DictConfig]):
+    """``--cfg hydra --resolve``: Hydra took the hydra node out of the config and then resolved it, without the job's
+    keys that our run and sweep directories interpolate (``paths.log_dir``): an OmegaConf traceback. The node is
+    resolved where it stands first, so it shows the directories a run would get."""
+    def resolved_first(cfg: DictConfig) -> DictConfig:
+        cfg = copy.deepcopy(cfg)
+        with flag_override(cfg.hydra, "readonly", False):
+            OmegaConf.resolve(cfg.hydra)
+        return hydra_node(cfg)
+    return resolved_first
+
+
 def run_entry_point(main: Callable[[], object]) -> None:
     """Run a ``@hydra.main`` function from ``if __name__ == "__main__"``.
 
@@ -986,6 +1000,9 @@ def run_entry_point(main: Callable[[], object]) -> None:
         raise SystemExit(2)
     run_and_report = hydra_internals.run_and_report
     hydra_internals.run_and_report = lambda function: run_and_report(lambda: _reporting_hydra_refusals(function))
+    hydra_node = Hydra.get_sanitized_hydra_cfg
+    if "--resolve" in sys.argv[1:]:
+        Hydra.get_sanitized_hydra_cfg = staticmethod(_resolved_in_the_whole_config(hydra_node))
     default_sigterm = signal.signal(signal.SIGTERM, _sigterm_outside_lightning)
     try:
         with stopping_quietly_when_stdout_closes(), logging_stopping_when_stdout_closes():
@@ -1010,4 +1027,5 @@ def run_entry_point(main: Callable[[], object]) -> None:
         raise
     finally:
         hydra_internals.run_and_report = run_and_report
+        Hydra.get_sanitized_hydra_cfg = staticmethod(hydra_node)
         signal.signal(signal.SIGTERM, default_sigterm)

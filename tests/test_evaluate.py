@@ -289,6 +289,9 @@ ANSWERED_WITHOUT_TORCH = {
     "train-help": (["train.py", "--help"], {}, 0, "== Configuration groups =="),
     "train-cfg": (["train.py", "--cfg", "job", "model=lenet5_classic"], {}, 0,
                   "_target_: lightning_modules.lenet5.LeNet5Classic"),
+    # Hydra resolved its own node alone, without paths.log_dir that the run directory interpolates: a traceback
+    "train-cfg-hydra-resolved": (["train.py", "--cfg", "hydra", "-p", "hydra.run", "--resolve"], {}, 0,
+                                 "dir: logs/train/runs/20"),
     "train-completion-install": (["train.py", "-sc", "install=bash"], {}, 0, "-F hydra_bash_completion python"),
     "train-completion": (["train.py", "-sc", "query=bash"], {"COMP_LINE": "python train.py model=lenet5_c"}, 0,
                          "model=lenet5_classic model=lenet5_classic_sdlm"),
