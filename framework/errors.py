@@ -831,8 +831,8 @@ def submitits_requeue_leaves_the_stop_to_slurm() -> None:
     submitit's handler requeues the job (on rank 0) and then ends the process at once, in the middle of a step: exit
     code 255 and no sentence, and in a DDP job the other ranks failed with a traceback. Here the requeue stays
     submitit's and the stop is SLURM's: ``scontrol requeue`` sends every task SIGTERM, which stops each at its next
-    batch with the stop sentence. Where submitit does not requeue (the job timed out ``max_num_timeout`` times), the
-    job trains on until SLURM's SIGTERM at the time limit. submitit's local executor is left as it is."""
+    batch with the stop sentence. Where the job is not requeued (it timed out ``max_num_timeout`` times, or SLURM
+    refused), it trains on until SLURM's SIGTERM at the time limit. submitit's local executor is left as it is."""
     from submitit.core.job_environment import JobEnvironment
     from submitit.core.utils import UncompletedJobError
     from submitit.slurm.slurm import SlurmJobEnvironment
@@ -850,6 +850,9 @@ def submitits_requeue_leaves_the_stop_to_slurm() -> None:
             requeue(signal_number, frame)
         except UncompletedJobError as not_requeued:
             logging.getLogger("submitit").warning(f"{not_requeued} The job trains on until SLURM stops it.")
+        except subprocess.SubprocessError as refused:  # scontrol requeue failed (a cluster that requeues no job)
+            logging.getLogger("submitit").warning(f"Job not requeued because: {refused} The job trains on until "
+                                                  f"SLURM stops it.")
 
     signal.signal(requeue_signal, requeue_then_wait_for_slurms_sigterm)
 

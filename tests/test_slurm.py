@@ -561,13 +561,14 @@ def test_a_slurm_sweeps_launching_command_stopped_says_its_jobs_go_on(monkeypatc
         "again with ckpt_path=auto).")
 
 
-def stand_in_scontrol(folder: Path, restarts: int) -> str:
-    """PATH with an ``scontrol`` first that records each call's arguments in ``<folder>/scontrol_calls`` and shows
-    the job with ``restarts`` restarts, as SLURM's does."""
+def stand_in_scontrol(folder: Path, restarts: int, requeue_refused: bool = False) -> str:
+    """PATH with an ``scontrol`` first that records each call's arguments in ``<folder>/scontrol_calls``, shows the
+    job with ``restarts`` restarts as SLURM's does, and requeues it (exit code 0) or, ``requeue_refused``, not."""
     (folder / "bin").mkdir()
     scontrol = folder / "bin" / "scontrol"
     shown = f"JobId=$3 JobName=train\n   Requeue=1 Restarts={restarts} BatchFlag=1"
-    scontrol.write_text(f'#!/bin/sh\necho "$@" >> {folder}/scontrol_calls\n[ "$1" = show ] && echo "{shown}"\nexit 0\n')
+    scontrol.write_text(f'#!/bin/sh\necho "$@" >> {folder}/scontrol_calls\n[ "$1" = show ] && echo "{shown}"\n'
+                        f'[ "$1" = requeue ] && exit {int(requeue_refused)}\nexit 0\n')
     scontrol.chmod(0o755)
     return f"{folder / 'bin'}{os.pathsep}{os.environ['PATH']}"
 
@@ -610,19 +611,22 @@ class CheckpointableJob:
         return DelayedSubmission(self)
 
 
-@pytest.mark.parametrize(("timeouts_left", "requeued"), [(3, True), (0, False)])
+@pytest.mark.parametrize(("timeouts_left", "requeue_refused", "not_requeued_because"), [
+    (3, False, None), (0, False, "timed-out too many times."),
+    (3, True, "Command '['scontrol', 'requeue', '4321']' returned non-zero exit status 1."),
+])
 def test_submitits_time_limit_signal_requeues_the_job_and_leaves_its_stop_to_slurms_sigterm(
-        monkeypatch, caplog, tmp_path, timeouts_left, requeued):
+        monkeypatch, caplog, tmp_path, timeouts_left, requeue_refused, not_requeued_because):
     """SLURM sends SIGUSR2 before the time limit; submitit's handler requeued the job and then exited in the middle of
     a step (exit code 255, no sentence; a DDP job's other ranks failed with a traceback). The requeue stays, and the
     job trains on until the SIGTERM with which SLURM carries the requeue out. A job that timed out its
-    max_num_timeout times is not requeued: it trains on until SLURM stops it at the limit."""
+    max_num_timeout times, or that SLURM would not requeue, trains on until SLURM stops it at the limit."""
     from submitit.core.utils import DelayedSubmission, JobPaths
     from submitit.slurm.slurm import SlurmJobEnvironment
 
     from framework.errors import sigterm_stops_a_submitit_job
 
-    monkeypatch.setenv("PATH", stand_in_scontrol(tmp_path, restarts=0))
+    monkeypatch.setenv("PATH", stand_in_scontrol(tmp_path, restarts=0, requeue_refused=requeue_refused))
     for key, value in {"SLURM_JOB_ID": "4321", "SLURM_PROCID": "0", "SLURM_NTASKS": "1"}.items():
         monkeypatch.setenv(key, value)
     delayed = DelayedSubmission(CheckpointableJob())
@@ -640,7 +644,8 @@ def test_submitits_time_limit_signal_requeues_the_job_and_leaves_its_stop_to_slu
         for number, handler in handlers.items():
             signal.signal(number, handler)
     calls = (tmp_path / "scontrol_calls").read_text() if (tmp_path / "scontrol_calls").exists() else ""
-    assert calls == ("requeue 4321\n" if requeued else "")
+    assert calls == ("requeue 4321\n" if timeouts_left else "")
     assert paths.submitted_pickle.exists()  # submitit's pickle of the job, which a next start would run
-    assert ("Job not requeued because: timed-out too many times. The job trains on until SLURM stops it."
-            in caplog.messages) == (not requeued)
+    warnings = [message for message in caplog.messages if "trains on" in message]
+    assert warnings == ([f"Job not requeued because: {not_requeued_because} The job trains on until SLURM stops it."]
+                        if not_requeued_because else [])
