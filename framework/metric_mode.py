@@ -1,10 +1,11 @@
-"""Whether a higher value of a metric is better: the default of ``optimized_mode`` (conf/train.yaml), which
-checkpointing and early stopping use as their ``mode``.
+"""Whether a higher value of a metric is better: the default of ``optimized_mode`` (conf/train.yaml), and of the
+``mode`` of checkpointing and early stopping (conf/callbacks/), which follow their own ``monitor``:
 
     optimized_mode: ${metric_mode:${optimized_metric}}   # max for accuracies, min for losses, errors, distances
+    mode: ${monitor_mode:${.monitor}}   # optimized_mode where the callback monitors optimized_metric, else by name
 
-As Keras's ``mode="auto"``, the metric's name decides; ``optimized_mode=max|min`` on the command line overrides it.
-Importing ``framework`` registers the resolver.
+As Keras's ``mode="auto"``, the metric's name decides; ``optimized_mode=max|min`` (or a callback's ``mode``) on the
+command line overrides it. Importing ``framework`` registers the resolvers.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ HIGHER_IS_BETTER = {"acc", "accuracy", "auc", "f1", "precision", "recall", "scor
 LOWER_IS_BETTER = {"loss", "error", "err", "distance", "reconstruction", "kld", "mse", "mae", "nll", "seconds"}
 
 
-def metric_mode(metric: str | None) -> str:
-    """'max' or 'min' by the words of the name (val/acc: max; val/loss, probe/test_mean_distance: min)."""
+def metric_mode(metric: str | None, key: str = "optimized_mode", follows: str = "optimized_metric") -> str:
+    """'max' or 'min' by the words of the name (val/acc: max; val/loss, probe/test_mean_distance: min); ``key`` is
+    the config key whose value this is, ``follows`` the key that names the metric."""
     if metric is None:
         return "max"  # nothing is monitored, and Lightning ignores the mode
     words = set(re.split(r"[/_.\-\s]+", str(metric).lower()))
@@ -28,8 +30,19 @@ def metric_mode(metric: str | None) -> str:
         return "min"
     from framework.errors import ConfigError  # here: importing framework stays light (framework.slurm_cluster)
 
-    raise ConfigError(f"Config key 'optimized_mode' follows optimized_metric {metric!r}, whose name does not say "
-                      f"whether higher is better; set optimized_mode=max or optimized_mode=min.")
+    raise ConfigError(f"Config key '{key}' follows {follows} {metric!r}, whose name does not say whether higher is "
+                      f"better; set {key}=max or {key}=min.")
+
+
+def monitor_mode(monitor: str | None, *, _root_, _node_) -> str:
+    """A callback's ``mode``: ``optimized_mode`` where its ``monitor`` is ``optimized_metric`` (so that
+    ``optimized_mode=min`` reaches it), else by the monitored metric's name: ``callbacks.model_checkpoint.monitor=
+    val/loss`` kept val/acc's max, and the "best" checkpoint was the one of the highest loss."""
+    if monitor == _root_.get("optimized_metric"):
+        return _root_.optimized_mode
+    key = _node_._get_full_key(None)
+    return metric_mode(monitor, key, f"{key.rsplit('.', 1)[0]}.monitor")
 
 
 OmegaConf.register_new_resolver("metric_mode", metric_mode, replace=True)
+OmegaConf.register_new_resolver("monitor_mode", monitor_mode, replace=True)

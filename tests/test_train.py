@@ -164,9 +164,11 @@ def test_max_time_may_be_lightning_s_dict_of_durations(make_cfg):
 
 
 @pytest.mark.parametrize(("overrides", "best"), [(("optimized_metric=val/loss",), min),
-                                                 (("optimized_metric=val/loss", "optimized_mode=max"), max)])
+                                                 (("optimized_metric=val/loss", "optimized_mode=max"), max),
+                                                 (("callbacks.model_checkpoint.monitor=val/loss",), min)])
 def test_the_best_checkpoint_follows_the_metric_s_direction(make_cfg, overrides, best):
-    """optimized_mode follows the metric's name (a loss: lower is better) unless it is given."""
+    """optimized_mode follows the metric's name (a loss: lower is better) unless it is given; so does the mode of a
+    checkpoint callback given a monitor of its own (it kept val/acc's max: the best checkpoint had the highest loss)."""
     import csv
 
     results = train(make_cfg(*overrides, "trainer.max_epochs=3", "+trainer.limit_train_batches=4", "seed=0",

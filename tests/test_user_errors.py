@@ -206,6 +206,10 @@ ROWS = [
     row("optimized-metric-direction", "optimized_metric=val/margin",
         expect="Config error: Config key 'optimized_mode' follows optimized_metric 'val/margin', whose name does not "
                "say whether higher is better; set optimized_mode=max or optimized_mode=min."),
+    row("callback-monitor-direction", "callbacks.model_checkpoint.monitor=val/margin",
+        expect="Config error: Config key 'callbacks.model_checkpoint.mode' follows callbacks.model_checkpoint.monitor "
+               "'val/margin', whose name does not say whether higher is better; set "
+               "callbacks.model_checkpoint.mode=max or callbacks.model_checkpoint.mode=min."),
     row("early-stopping-without-a-metric", "optimized_metric=null",
         expect=("'optimized_metric' is null, but early stopping monitors it", "callbacks.early_stopping=null")),
     row("optimized-metric-not-logged", "debug=limit", "optimized_metric=val/top5_acc",

@@ -109,6 +109,9 @@ def test_the_mode_follows_the_metric_s_name(make_cfg, metric, mode):
     assert cfg.callbacks.model_checkpoint.mode == cfg.callbacks.early_stopping.mode == mode
     given = make_cfg(f"optimized_metric={metric or 'null'}", "optimized_mode=min")
     assert given.callbacks.model_checkpoint.mode == given.callbacks.early_stopping.mode == "min"
+    own = make_cfg("optimized_metric=train/loss", "optimized_mode=max",  # early stopping: a monitor of its own
+                   f"callbacks.early_stopping.monitor={metric or 'null'}")
+    assert (own.callbacks.model_checkpoint.mode, own.callbacks.early_stopping.mode) == ("max", mode)
 
 
 def test_a_study_on_cuda_without_a_gpu_is_refused(monkeypatch):
