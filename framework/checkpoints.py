@@ -147,9 +147,16 @@ def earlier_run_refusal(output_dir: str | Path, ckpt_path: str | None, trained: 
 def continued_without_checkpoints(cfg: DictConfig) -> ConfigError | None:
     """``ckpt_path=auto`` (or ``last``) continues from the checkpoints the run's checkpoint callbacks save into its
     checkpoints/ folder; a run configured without them (``callbacks=none``: Lightning's own checkpoint goes to its
-    logger's folder) was said to have been killed before its first checkpoint, and started again beside it."""
+    logger's folder) was said to have been killed before its first checkpoint, and started again beside it. Under
+    ``trainer.fast_dev_run``, which saves no checkpoint, a finished run continued for a batch had its results.json
+    replaced by that batch's, and its metrics.csv's test row set aside."""
     if not cfg.get("train", True) or cfg.get("ckpt_path") not in ("auto", "last"):
         return None
+    if fast_dev_run := cfg.trainer.get("fast_dev_run"):
+        return ConfigError(f"Config key 'trainer.fast_dev_run' is {fast_dev_run}, but ckpt_path={cfg.ckpt_path} "
+                           f"continues the run in {cfg.paths.output_dir}, whose results a fast_dev_run (a batch or "
+                           f"few, no checkpoint) would replace; leave out ckpt_path, and give the fast_dev_run a "
+                           f"hydra.run.dir of its own.")
     nodes = (cfg.get("callbacks") or {}).values()
     if any(isinstance(node, DictConfig) and node.get("dirpath") and str(node.get("_target_", "")).endswith(
             "ModelCheckpoint") for node in nodes):

@@ -217,6 +217,23 @@ def test_a_run_stopped_early_and_continued_stays_stopped(make_cfg, caplog):
            "callbacks.early_stopping=null." in caplog.text
 
 
+@pytest.mark.parametrize("fast_dev_run", ["true", "3"])
+def test_a_fast_dev_run_does_not_continue_a_run(make_cfg, fast_dev_run):
+    """Lightning's fast_dev_run saves no checkpoint: a finished run continued with it (ckpt_path=auto) had its
+    results.json replaced by one batch's, and its metrics.csv's test row set aside."""
+    from framework.errors import ConfigError
+
+    finished = Path(train(make_cfg("debug=limit", "logger=csv"))["output_dir"])
+    files = {path: path.read_bytes() for path in finished.rglob("*") if path.is_file()}
+    with pytest.raises(ConfigError) as refused:
+        train(make_cfg("debug=limit", "logger=csv", f"+trainer.fast_dev_run={fast_dev_run}", "ckpt_path=auto"))
+    assert str(refused.value) == (
+        f"Config key 'trainer.fast_dev_run' is {'True' if fast_dev_run == 'true' else 3}, but ckpt_path=auto continues "
+        f"the run in {finished}, whose results a fast_dev_run (a batch or few, no checkpoint) would replace; leave out "
+        f"ckpt_path, and give the fast_dev_run a hydra.run.dir of its own.")
+    assert {path: path.read_bytes() for path in finished.rglob("*") if path.is_file()} == files
+
+
 @pytest.mark.parametrize("callbacks", [(), ("callbacks=mi_lr", "callbacks.mi_lr.sample_size=100",
                                             "callbacks.mi_lr.test_every_epoch=true")], ids=["default", "mi-lr"])
 def test_a_run_killed_after_fit_keeps_its_training_metrics_when_continued(make_cfg, callbacks):
