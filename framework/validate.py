@@ -404,6 +404,7 @@ def validate(cfg: DictConfig) -> None:
     check_no_chosen_config_is_shadowed()
     check_partial_arguments(cfg)
     check_sdlm_has_its_hessian(cfg)
+    check_no_learning_rate_finder_on_the_frameworks_modules(cfg)
     check_trainer_argument_types(cfg)
 
 
@@ -513,6 +514,27 @@ def check_early_stopping_has_a_metric(cfg: DictConfig) -> None:
     if isinstance(node, DictConfig) and "_target_" in node and node.get("monitor") is None:
         raise ConfigError("Config key 'optimized_metric' is null, but early stopping monitors it; leave early stopping "
                           "out with callbacks.early_stopping=null, or name a metric (e.g. optimized_metric=val/acc).")
+
+
+def check_no_learning_rate_finder_on_the_frameworks_modules(cfg: DictConfig) -> None:
+    """Lightning's LearningRateFinder sets a model attribute ``lr`` from a search at every fit's start: the framework's
+    modules have none (a traceback), and build their optimizer from model.optimizer, whose learning rate results.json
+    records and a continued run keeps."""
+    model = str(_lookup(cfg, "model._target_"))
+    callbacks = _lookup(cfg, "callbacks")
+    if not model.startswith("lightning_modules.") or not isinstance(callbacks, DictConfig):
+        return
+    from lightning.pytorch.callbacks import LearningRateFinder
+
+    for name, node in callbacks.items():
+        target = node.get("_target_") if isinstance(node, DictConfig) else None
+        found = get_object(str(target)) if target else None
+        if isinstance(found, type) and issubclass(found, LearningRateFinder):
+            raise ConfigError(f"Config key 'callbacks.{name}._target_' is {target!r}, which sets the model's learning "
+                              f"rate at each fit's start, but the framework's modules take it from "
+                              f"model.optimizer.lr (which results.json records and a continued run keeps); compare "
+                              f"learning rates with a sweep instead (python train.py -m "
+                              f"model.optimizer.lr=0.01,0.03,0.1).")
 
 
 def check_sdlm_has_its_hessian(cfg: DictConfig) -> None:

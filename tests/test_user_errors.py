@@ -569,6 +569,10 @@ ROWS = [
         expect="'trainer.accumulate_grad_batches' is 0, but it must be an integer >= 1"),
     row("check-val-every-n-epoch", "trainer.check_val_every_n_epoch=0",
         expect="'trainer.check_val_every_n_epoch' is 0, but it must be an integer >= 1, or null"),
+    # Lightning's LR finder sets a model attribute lr that the framework's modules have not: a traceback
+    row("learning-rate-finder", "+callbacks.finder._target_=lightning.pytorch.callbacks.LearningRateFinder",
+        expect=("'callbacks.finder._target_' is 'lightning.pytorch.callbacks.LearningRateFinder'",
+                "model.optimizer.lr=0.01,0.03,0.1")),
     row("default-root-dir", "trainer.default_root_dir={tmp}/elsewhere",  # Lightning's place for a run's files
         expect=("'trainer.default_root_dir' is", "/elsewhere (a sweep: hydra.sweep.dir)")),
     row("no-validation-in-the-run", "trainer.max_epochs=2", "trainer.check_val_every_n_epoch=5",  # ran without a word
