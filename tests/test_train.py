@@ -304,6 +304,21 @@ def _received(rank: int, callbacks: list) -> None:
     """What a ddp_sim process does with the callbacks it is sent: unpickle them (the work is done by then)."""
 
 
+def test_lightnings_device_stats_monitor_logs_the_cpu_stats_of_a_cpu_run(make_cfg):
+    """A Lightning callback added on the command line (+callbacks.<name>._target_=...) runs as in a plain script;
+    DeviceStatsMonitor's CPU figures need psutil (a dependency: without it, a traceback)."""
+    import csv
+
+    results = train(make_cfg("+callbacks.stats._target_=lightning.pytorch.callbacks.DeviceStatsMonitor",
+                             "trainer.log_every_n_steps=1", "debug=limit", "logger=csv"))
+    with open(Path(results["output_dir"]) / "csv" / "metrics.csv") as file:
+        rows = list(csv.DictReader(file))
+    memory = "DeviceStatsMonitor.on_train_batch_end/cpu_vm_percent"  # the share of the machine's memory in use
+    logged = {int(row["step"]): float(row[memory]) for row in rows if row.get(memory)}
+    assert list(logged) == list(range(2 * 3))  # every training step of debug=limit's 2 epochs of 3 batches
+    assert all(0 < percent < 100 for percent in logged.values())
+
+
 def test_every_callback_can_be_sent_to_ddp_sim_processes(make_cfg):
     """trainer=ddp_sim pickles the callbacks into its processes (forked from a forkserver; spawned, with
     trainer.strategy=ddp_spawn); torch cannot send some objects there (a torch.Generator in a callback's __init__
