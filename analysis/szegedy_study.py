@@ -16,7 +16,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
@@ -24,7 +23,7 @@ from torch import nn
 from analysis.lbfgs_attack import AttackInputError, AttackResult, distortion, lbfgs_attack
 from analysis.results_table import check_one_run_per_seed
 from analysis.spectral import alexnet_conv_bounds, network_bounds
-from datamodules.base import DatasetMissingError
+from datamodules.base import DatasetMissingError, InMemoryDataModule
 from datamodules.mnist import MNISTDataModule
 from framework.errors import ConfigError, DataError
 from framework.results import load_results, run_checkpoint
@@ -40,22 +39,16 @@ PAPER_ALEXNET = (2.75, 10, 7, 7.5, 11)
 
 
 class PixelModel(nn.Module):
-    """A trained classifier as a function of [0, 1] pixels: the run's per-batch padding and normalisation
-    (datamodules/base.py ``to_float``) in front of the network, so the attack's box is the pixel box."""
+    """A trained classifier as a function of [0, 1] pixels: the run's own DataModule turns them into what the network
+    took in training (padding, its mode, normalisation, flattening: ``network_input``), so the attack's box is the
+    pixel box."""
 
-    def __init__(self, module: nn.Module, data: DictConfig):
+    def __init__(self, module: nn.Module, data: InMemoryDataModule):
         super().__init__()
-        self.module, self.pad_to, self.flatten = module, data.get("pad_to"), data.get("flatten", False)
-        self.register_buffer("mean", torch.as_tensor(data.get("mean", 0.0), dtype=torch.float32).reshape(-1, 1, 1))
-        self.register_buffer("std", torch.as_tensor(data.get("std", 1.0), dtype=torch.float32).reshape(-1, 1, 1))
+        self.module, self.data = module, data
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.pad_to is not None:
-            height, width = x.shape[-2:]
-            top, left = (self.pad_to - height) // 2, (self.pad_to - width) // 2
-            x = F.pad(x, (left, self.pad_to - width - left, top, self.pad_to - height - top))
-        x = (x - self.mean) / self.std
-        return self.module(x.flatten(1) if self.flatten else x)
+        return self.module(self.data.network_input(x))
 
 
 @dataclass
@@ -67,7 +60,7 @@ class Run:
 
     def model(self, device: torch.device) -> PixelModel:
         module = _import(self.config.model._target_).load_from_checkpoint(self.checkpoint, map_location="cpu")
-        return PixelModel(module, self.config.data).to(device).eval().requires_grad_(False)
+        return PixelModel(module, self.datamodule()).to(device).eval().requires_grad_(False)
 
     def datamodule(self, data_dir: str | None = None, part: str | None = None):
         data = OmegaConf.to_container(self.config.data, resolve=True)
@@ -202,7 +195,7 @@ def attack(run: Run, split: str, cfg: DictConfig) -> tuple[torch.Tensor, torch.T
 
 @torch.no_grad()
 def error_rate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, chunk: int = 5000) -> float:
-    device = next(iter(model.buffers())).device
+    device = next(model.parameters()).device
     wrong = sum(int((model(images[i : i + chunk].to(device)).argmax(1).cpu() != labels[i : i + chunk]).sum())
                 for i in range(0, len(images), chunk))
     return 100.0 * wrong / len(images)
@@ -405,12 +398,14 @@ def figure_units(cfg: DictConfig, output_dir: Path) -> str:
     options, lines, skipped = cfg.szegedy, [], []
     layer = options.get("layer", 0)
     for run in load_runs(cfg.runs):
-        net = run.model(torch.device("cpu")).module.net
+        model = run.model(torch.device("cpu"))
+        net = model.module.net
         if not hasattr(net, "hidden_representations") or len(net.layer_names) - 1 <= layer:  # the last: the output
             skipped.append(run.name)
             continue
         images, _ = run.images("test", data_dir=cfg.get("data_dir"))
-        h = torch.cat([net.hidden_representations(images[i : i + 2000])[layer] for i in range(0, len(images), 2000)])
+        h = torch.cat([net.hidden_representations(model.data.network_input(images[i : i + 2000]))[layer]
+                       for i in range(0, len(images), 2000)])
         generator = torch.Generator().manual_seed(options.seed)
         units = torch.randperm(h.shape[1], generator=generator)[:4]
         directions = torch.randn(h.shape[1], 4, generator=generator)

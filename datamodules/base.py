@@ -531,7 +531,11 @@ class InMemoryDataModule(L.LightningDataModule):
     def to_float(self, images: torch.Tensor, distortion_draws: torch.Tensor | None = None) -> torch.Tensor:
         """uint8 [N, C, H, W] -> normalised floats (float32, or the dtype of trainer.precision), padded to ``pad_to``,
         distorted, flattened if asked."""
-        images = images.float().div_(255.0)
+        return self.network_input(images.float().div_(255.0), distortion_draws)
+
+    def network_input(self, images: torch.Tensor, distortion_draws: torch.Tensor | None = None) -> torch.Tensor:
+        """[0, 1] float pixels [N, C, H, W] -> what the network takes (``to_float`` after its scaling): differentiable,
+        so that the Szegedy study attacks the network as a function of the pixels (analysis/szegedy_study.py)."""
         if self.pad_to is not None:
             height, width = images.shape[-2:]
             self.check_pad_to(height, width)
