@@ -10,7 +10,9 @@ model.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
+import pickle
 from collections import Counter, defaultdict
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -36,6 +38,8 @@ PAPER_TABLE1 = {"softmax1": (6.7, 7.4, 0.062), "softmax2": (10, 9.4, 0.1), "soft
                 "fc100": (0, 1.64, 0.058), "fc200": (0, 1.54, 0.065), "ae400": (0.57, 1.9, 0.086)}
 PAPER_TABLE3 = {"fc100@P1": (0, 2.4, 2, 0.062), "fc123@P1": (0, 2.5, 2.1, 0.059), "fc100@P2": (2.3, 0, 2.1, 0.058)}
 PAPER_ALEXNET = (2.75, 10, 7, 7.5, 11)
+
+log = logging.getLogger(__name__)
 
 
 class PixelModel(nn.Module):
@@ -172,10 +176,15 @@ def checkpoint_sha256(checkpoint: Path) -> str:
 
 def cached_attack(cache: Path, checkpoint: str) -> AttackResult | None:
     """The attack stored in ``cache`` if it was made from the checkpoint of sha256 ``checkpoint``; else None (also
-    for a cache written before caches held the checkpoint's sha256)."""
+    for a cache written before caches held the checkpoint's sha256, and for one that cannot be read: written
+    atomically, it was changed by something else since)."""
     if not cache.is_file():
         return None
-    result, metadata = AttackResult.load_with_metadata(cache)
+    try:
+        result, metadata = AttackResult.load_with_metadata(cache)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, TypeError) as error:
+        log.warning(f"The attack cache {cache} cannot be read ({type(error).__name__}); the attack is made again.")
+        return None
     return result if metadata.get("checkpoint_sha256") == checkpoint else None
 
 

@@ -261,6 +261,19 @@ def test_an_attack_cached_without_the_checkpoints_sha256_is_made_again(zoo, tmp_
     assert attack is not None and attack.success.any() and row[4] == f"{int(attack.success.sum())}/6"
 
 
+def test_an_attack_cache_cut_short_is_made_again(zoo, tmp_path, caplog):
+    """Caches are written atomically; one cut short by something else stopped the table with torch.load's traceback."""
+    run = shutil.copytree(zoo / "szegedy_softmax1", tmp_path / "softmax1")
+    study(tmp_path, run, "szegedy_table1")
+    cache = run / "attacks" / "train_6_6_0.pt"
+    made = cache_of(run, "train")
+    cache.write_bytes(cache.read_bytes()[:100])
+    row = study(tmp_path, run, "szegedy_table1").splitlines()[2].split(" | ")
+    assert f"The attack cache {cache} cannot be read (RuntimeError); the attack is made again." in caplog.messages
+    again = cache_of(run, "train")
+    assert torch.equal(again.adversarial, made.adversarial) and row[4] == f"{int(again.success.sum())}/6"
+
+
 def test_cross_model_tables_of_runs_they_cannot_compare_are_one_sentence(zoo, parts, lenet_digits, tmp_path):
     with pytest.raises(ConfigError, match=r"The run \S*lenet5_digits was trained on DigitsDataModule images 1x32x32, "
                                           r"but the run \S*szegedy_fc100 on MNISTDataModule images 1x28x28, .* give "
