@@ -64,7 +64,9 @@ def check_config(procedure: str, latent_dim, gamma, input_size) -> None:
 
 
 def features_from_checkpoint(path: Path) -> nn.Sequential:
-    """AlexNet-shaped ``features`` from any torch checkpoint of this framework (keys ``...features.<i>.*``)."""
+    """AlexNet's ``features[:5]`` (its convolutions 0 and 3) from a torch file: torchvision's AlexNet state dict
+    (``features.<i>.*``), its ``features`` alone (``<i>.*``: framework/pretrained.py's converted file), or a checkpoint
+    of this framework (a perceptual run's ``loss_network.features.<i>.*``)."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # truncated, not torch's format, or objects weights_only refuses
@@ -72,14 +74,15 @@ def features_from_checkpoint(path: Path) -> nn.Sequential:
                           f"as weights ({type(error).__name__}); give 'imagenet', 'random' or a checkpoint file that "
                           f"torch.save wrote.") from None
     state = state.get("state_dict", state) if isinstance(state, dict) else {}
-    found = {key.split("features.", 1)[1]: value for key, value in state.items() if "features." in key}
-    features = alexnet_features("random")
+    found = {key.split("features.", 1)[1]: value for key, value in state.items() if "features." in key} or state
+    features = alexnet_features("random")[:LOSS_NETWORK_LAYERS]
     try:
         features.load_state_dict({key: found[key] for key in features.state_dict()})
     except (KeyError, RuntimeError):
-        raise ConfigError(f"Config key 'model.loss_network.weights' is {str(path)!r}, but that checkpoint has no "
-                          f"AlexNet-shaped 'features' (conv 3->64 k11, 64->192 k5, ...); give 'imagenet', 'random' "
-                          f"or a checkpoint whose features match.") from None
+        raise ConfigError(f"Config key 'model.loss_network.weights' is {str(path)!r}, but that file holds no "
+                          f"AlexNet convolutions 0 and 3 (features.0: conv 3->64 k11, features.3: 64->192 k5); give "
+                          f"'imagenet', 'random' or a file that holds them (torchvision's AlexNet state dict, its "
+                          f"features, or a perceptual run's checkpoint).") from None
     return features
 
 

@@ -138,6 +138,33 @@ def test_bad_input_is_one_sentence_naming_the_key(options, key):
         PerceptualAutoencoderModule(**{"procedure": "I-F-FP", "loss_network": RANDOM, **options})
 
 
+@pytest.mark.parametrize("layout", ["torchvision", "features", "perceptual-run"])
+def test_the_loss_network_takes_alexnets_first_convolutions_from_each_file_layout(tmp_path, layout):
+    """torchvision's AlexNet state dict, its features alone (the converted ImageNet file's keys) or a perceptual run's
+    checkpoint: only torchvision's full state dict passed (all five convolutions were required)."""
+    from torchvision.models import alexnet
+
+    torch.manual_seed(0)
+    source = alexnet()
+    state = {"torchvision": source.state_dict(), "features": source.features.state_dict(),
+             "perceptual-run": {"state_dict": {f"loss_network.features.{key}": value
+                                               for key, value in source.features[:5].state_dict().items()}}}[layout]
+    torch.save(state, tmp_path / "weights.pt")
+    loss_network = perceptual_autoencoder.LossNetwork(str(tmp_path / "weights.pt"))
+    images = torch.rand(2, 3, 64, 64)
+    assert torch.equal(loss_network(images), torch.sigmoid(source.features[:5](images)).flatten(1))
+
+
+def test_a_loss_network_file_without_alexnets_first_convolutions_is_one_sentence(tmp_path):
+    torch.save({"features.0.weight": torch.zeros(64, 3, 11, 11)}, tmp_path / "half.pt")  # conv 3 missing
+    with pytest.raises(ConfigError) as error:
+        perceptual_autoencoder.LossNetwork(str(tmp_path / "half.pt"))
+    assert str(error.value) == (
+        f"Config key 'model.loss_network.weights' is '{tmp_path}/half.pt', but that file holds no AlexNet convolutions "
+        f"0 and 3 (features.0: conv 3->64 k11, features.3: 64->192 k5); give 'imagenet', 'random' or a file that holds "
+        f"them (torchvision's AlexNet state dict, its features, or a perceptual run's checkpoint).")
+
+
 def test_gray_images_fit_the_three_channels_the_module_expects():
     """The module repeats a one-channel image into its three channels (``rgb``), so gray data of its side fits it
     (the digits, data.image_size=64); a model that says nothing of gray is told that the channels differ."""
