@@ -543,10 +543,13 @@ class FitLoopResumingAtEpochEnds(_FitLoop):
             self.epoch_progress.current.completed = self.epoch_progress.current.processed
         return super().done
 
+    epoch_goes_on = False  # restarted within an epoch that max_steps cut short, from the end Lightning gave it
+
     @_FitLoop.restarting.setter
     def restarting(self, restarting: bool) -> None:
         current = self.epoch_progress.current
-        if restarting and epoch_goes_on(self.as_restored(), self.max_steps):
+        self.epoch_goes_on = restarting and epoch_goes_on(self.as_restored(), self.max_steps)
+        if self.epoch_goes_on:
             # Lightning took the epoch for a finished one: the next started (without max_steps), or, counted
             # processed, it went on with the next epoch's order (a larger max_steps). It goes on within it, as from
             # its last batch's end, and ends again at its real end.
@@ -554,6 +557,16 @@ class FitLoopResumingAtEpochEnds(_FitLoop):
         epoch_unfinished = any(value != current.processed for value in (current.ready, current.started))
         cut_short = self._iteration_based_training() and not self.epoch_loop.batch_progress.is_last_batch  # max_steps
         _Loop.restarting.fset(self, restarting and (epoch_unfinished or cut_short))
+
+    def on_run_start(self) -> None:
+        """Restarted after a batch at whose end a validation was due, Lightning's epoch loop takes the checkpoint for
+        one saved in that validation, before the batch was counted for the loggers, skips the validation and counts
+        the batch. A cut-short epoch's checkpoint was saved at its end, after that count: every row logged after the
+        continuation was a step later than an uninterrupted run's."""
+        super().on_run_start()
+        epoch_loop = self.epoch_loop
+        if self.epoch_goes_on and epoch_loop.restarted_on_last and epoch_loop._should_check_val_fx(self._data_fetcher):
+            epoch_loop._batches_that_stepped -= 1
 
     def as_restored(self) -> dict:
         """What ``epoch_goes_on`` reads of a checkpoint, from the states Lightning restored it into."""

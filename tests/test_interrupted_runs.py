@@ -290,6 +290,19 @@ def test_a_run_that_max_steps_stopped_within_an_epoch_continues_like_an_uninterr
     assert all(torch.equal(weights[0][key], weights[1][key]) for key in weights[1])
 
 
+def test_a_run_that_max_steps_stopped_before_a_validation_continues_at_the_uninterrupted_steps(tmp_path):
+    """Stopped by max_steps=6 after batch 1 of epoch 1, whose validation (val_check_interval=0.5) had run: continued,
+    Lightning counted that batch twice for the loggers, and every later row was logged a step later."""
+    run = (*QUIET, "trainer.max_epochs=-1", "++trainer.limit_train_batches=4", "+trainer.val_check_interval=0.5",
+           "+trainer.max_steps=11", "logger=csv")
+    expected = uninterrupted(tmp_path / "uninterrupted", run)
+    stopped = tmp_path / "continued"
+    continued(stopped, "++trainer.max_steps=6", run=run, code=0)
+    assert all_but_the_training_row_of(1, stopped) == all_but_the_training_row_of(1, expected)
+    assert [row["step"] for row in rows(stopped)] == [row["step"] for row in rows(expected)]
+    assert results(stopped)["metrics"] == results(expected)["metrics"]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("batch_size", "epoch_1_ends_at"), [(128, 33), (32, 42)])
 def test_a_run_continued_within_an_epoch_with_another_batch_size_trains_the_rest_of_it_and_validates(
