@@ -382,15 +382,21 @@ def test_runs_from_before_the_mean_epoch_time_fall_back_to_their_last_epoch_and_
         runs, tmp_path)
 
 
-def test_evaluate_probes_every_finished_run_s_checkpoint(tmp_path, lunarlander):
+@pytest.mark.parametrize("procedure", ["I-I-PW", "I-F-FP"])
+def test_evaluate_probes_every_finished_run_s_checkpoint(tmp_path, lunarlander, procedure):
+    """I-F-FP: trained against a loss network from a file of the user's, since moved away (its tensors are in the
+    checkpoint; the probe stopped, unable to read the file)."""
     from omegaconf import OmegaConf
+    from torchvision.models import alexnet
 
     from evaluate import evaluate
     from framework.compose import compose_config
     from framework.results import write_json_atomic
 
+    weights = tmp_path / "my_alexnet.pt"
+    torch.save(alexnet().state_dict(), weights)
     model_cfg = {"_target_": "lightning_modules.perceptual_autoencoder.PerceptualAutoencoderModule",
-                 "procedure": "I-I-PW", "latent_dim": 8}
+                 "procedure": procedure, "latent_dim": 8, "loss_network": {"weights": str(weights)}}
     data_cfg = {"_target_": "datamodules.lunarlander.LunarLanderDataModule", "data_dir": str(lunarlander.data_dir),
                 "rollouts": 4, "steps_per_rollout": 40, "train_seed": 1, "test_seed": 2, "terrain_seed": 0,
                 "progress": False}
@@ -403,17 +409,18 @@ def test_evaluate_probes_every_finished_run_s_checkpoint(tmp_path, lunarlander):
         OmegaConf.save({"seed": seed, "model": model_cfg, "data": data_cfg, "callbacks": {"probe": probe_cfg}},
                        run_dir / ".hydra" / "config.yaml")
         torch.manual_seed(seed)
-        model = PerceptualAutoencoderModule("I-I-PW", latent_dim=8)
+        model = PerceptualAutoencoderModule(procedure, latent_dim=8, loss_network={"weights": str(weights)})
         torch.save({"state_dict": model.state_dict()}, run_dir / "best.ckpt")
         write_json_atomic(run_dir / "results.json", {"metrics": {}, "best_checkpoint": str(run_dir / "best.ckpt"),
                                                      "config": {"model": model_cfg}})
         expected.append(EmbeddingProbe(task="regression", grid=[[]], max_epochs=5, patience=2, seed=seed).run(
             model, lunarlander))
+    weights.unlink()
     text = evaluate(compose_config([f"runs={sweep}", "task=perceptual_probe"], tmp_path / "out", "evaluate"))
     for seed, wanted in enumerate(expected):
         probe = json.loads((sweep / str(seed) / "probe.json").read_text())
         assert probe["test_metric"] == pytest.approx(wanted["test_metric"]) and probe["hidden"] == []
-        assert probe["loss_network_weights"] is None
+        assert probe["loss_network_weights"] == (str(weights) if procedure == "I-F-FP" else None)
         assert f"Probe of {sweep / str(seed) / 'best.ckpt'}: test mean_distance {wanted['test_metric']:.4f}" in text
     assert expected[0]["test_metric"] != expected[1]["test_metric"]
 
