@@ -316,3 +316,29 @@ def test_a_runs_test_error_in_table1_is_the_one_its_training_measured(data_root,
     measured = json.loads((run / "results.json").read_text())["metrics"]["test/acc"]
     row = study(tmp_path, tmp_path, "szegedy_table1").splitlines()[2].split(" | ")
     assert row[0] == "| lenet5_digits" and row[2] == f"{100 * (1 - measured):.2f}"
+
+
+def test_units_are_scored_on_the_inputs_the_network_trained_on(data_root, tmp_path, monkeypatch):
+    """Figures 1-2 rank test images by a hidden unit's activation: they took the raw pixels, without the run's
+    normalisation (data.mean, data.std), and so ranked other images than the trained network's."""
+    from analysis import szegedy_study
+
+    train_tiny(data_root, tmp_path / "szegedy_fc100", "szegedy_fc100", "++data.train_size=150", "data.mean=0.1307",
+               "data.std=0.3081")
+    grids = {}
+
+    def save_grid(tiles, columns, path, title):
+        grids[path.name] = tiles
+        return path
+
+    monkeypatch.setattr(szegedy_study, "save_grid", save_grid)
+    study(tmp_path, tmp_path, "szegedy_units")
+    [loaded] = load_runs(str(tmp_path))
+    datamodule = loaded.datamodule()
+    datamodule.setup("test")
+    test = datamodule.datasets["test"]
+    net = loaded.model(torch.device("cpu")).module.net
+    hidden = net.hidden_representations(datamodule.to_float(test.images))[0]  # as in training's batches
+    units = torch.randperm(hidden.shape[1], generator=torch.Generator().manual_seed(0))[:4]
+    top = hidden[:, units].topk(8, dim=0).indices.T.flatten()
+    assert torch.equal(grids["szegedy_units_fc100_natural.png"], test.images[top].float() / 255)
