@@ -259,8 +259,8 @@ class MutualInformationLR(Callback):
         metrics = {f"mi/{layer}": value for layer, value in record["mi"].items()}
         metrics |= {"mi/ihyll": record["ihyll"], "mi/ixy": record["ixy"]}
         metrics |= {f"lr/{group}": lr for group, lr in record["lr"].items()}
-        for name, value in metrics.items():
-            pl_module.log(name, value, on_step=False, on_epoch=True)
+        for name, value in metrics.items():  # batch_size=1: logged at a batch (a continued run), the epoch's mean of
+            pl_module.log(name, value, on_step=False, on_epoch=True, batch_size=1)  # v * 10 / 10 was not v in float32
 
     def next_lrs(self, record: dict, groups: list[str]) -> dict[str, float]:
         """LR_t of every group from the previous rates and the I series ending with ``record``."""
