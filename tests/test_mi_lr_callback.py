@@ -141,7 +141,7 @@ def test_resume_restores_state_and_gives_the_same_rates(tmp_path, monkeypatch):
         callback = callback or quick_callback()
         checkpoint = L.pytorch.callbacks.ModelCheckpoint(dirpath=root / "checkpoints", save_last=True)
         trainer = make_trainer(root, [callback, checkpoint], max_epochs=max_epochs)
-        trainer.fit(make_model(), DigitsDataModule(batch_size=10), ckpt_path=ckpt_path)
+        trainer.fit(make_model(), DigitsDataModule(batch_size=32), ckpt_path=ckpt_path)
         return callback, trainer
 
     uninterrupted, _ = fit(tmp_path / "a", 4)
@@ -223,7 +223,7 @@ def test_batch_size_schedule_applies_and_survives_resume(tmp_path):
         within_epoch_1 = L.pytorch.callbacks.ModelCheckpoint(dirpath=root, filename="step_4", every_n_train_steps=4)
         callbacks = [BatchSizeSchedule({2: 50}), Record(), checkpoint, within_epoch_1]
         trainer = make_trainer(root, callbacks, max_epochs, reload_dataloaders_every_n_epochs=1)
-        trainer.fit(make_model(), DigitsDataModule(batch_size=10), ckpt_path=ckpt_path)
+        trainer.fit(make_model(), DigitsDataModule(batch_size=20), ckpt_path=ckpt_path)
 
     fit(tmp_path / "a", 4)
     assert Record.sizes == {0: 20, 1: 20, 2: 50, 3: 50}
