@@ -341,11 +341,10 @@ def probe_run(run: dict) -> str:
     checkpoint = str(run_checkpoint(run))
     if not Path(checkpoint).is_file():
         raise ConfigError(f"Checkpoint {checkpoint} does not exist; give a run directory with checkpoints.")
-    model_cfg = run_cfg.model.copy()
-    trained_against = OmegaConf.select(model_cfg, "loss_network.weights")
+    trained_against = OmegaConf.select(run_cfg, "model.loss_network.weights")
     if trained_against is not None:  # its tensors are in the checkpoint: the file it came from may be gone
-        model_cfg.loss_network.weights = "random"
-    model = instantiate_node(model_cfg, "model")
+        run_cfg.model.loss_network.weights = "random"
+    model = instantiate_node(run_cfg.model, "model")
     model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"])
     if getattr(model, "loss_network_weights", None) is not None:
         model.loss_network_weights = str(trained_against)  # what probe.json reports the run was trained against
