@@ -13,6 +13,7 @@ import csv
 import io
 import logging
 import secrets
+import shlex
 import shutil
 import sys
 from contextlib import contextmanager
@@ -215,8 +216,15 @@ def name_and_group_wandb_runs(cfg: DictConfig) -> None:
                 node.group = Path(HydraConfig.get().sweep.dir).name
 
 
+def wandb_sync_command(cfg: DictConfig) -> str:
+    """The command that uploads the run's offline wandb files: they are in ``<the logger's save_dir>/wandb``, a
+    folder quoted for the shell where it needs to be, and the glob after it left for the shell to expand."""
+    save_dir = next((node.get("save_dir") for node in wandb_logger_nodes(cfg)), None) or cfg.paths.output_dir
+    return f"wandb sync {shlex.quote(str(Path(save_dir) / 'wandb'))}/offline-run-*"
+
+
 @contextmanager
-def reaching_wandb(output_dir: str):
+def reaching_wandb(cfg: DictConfig):
     """Around the first call that starts a wandb run (``wandb.init``). With credentials but no route to wandb's
     server (a cluster's compute node after ``wandb login``), wandb gives up after its retries with a CommError:
     one sentence instead of its traceback."""
@@ -227,5 +235,5 @@ def reaching_wandb(output_dir: str):
         if errors is None or not isinstance(error, errors.CommError):
             raise
         raise UserError(f"wandb could not reach its server ({one_line(error).rstrip('.')}); log offline with "
-                        f"WANDB_MODE=offline (and upload later, where there is a network, with wandb sync "
-                        f"{output_dir}/wandb/offline-run-*), or choose logger=csv.") from None
+                        f"WANDB_MODE=offline (and upload later, where there is a network, with "
+                        f"{wandb_sync_command(cfg)}), or choose logger=csv.") from None

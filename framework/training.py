@@ -86,6 +86,7 @@ from framework.loggers import (
     run_log_on_rank_zero_only,
     send_lightning_logs_to_hydra,
     wandb_logger_nodes,
+    wandb_sync_command,
 )
 from framework.monitored_metrics import MonitoredMetricsLogged, monitor_keys
 from framework.process_group import DestroyProcessGroupAtExit
@@ -160,10 +161,14 @@ def wandb_offline_without_credentials(cfg: DictConfig) -> None:
         if mode not in (modes := get_args(Settings.model_fields["mode"].annotation)):
             raise ConfigError(f"The environment variable WANDB_MODE is {mode!r}, but wandb takes one of "
                               f"{', '.join(modes)}; set one of those (offline: no network), or unset it.")
+        if mode in ("online", "shared") and not has_wandb_credentials():  # wandb's refusal: a 40-line traceback
+            raise ConfigError(f"The environment variable WANDB_MODE is {mode!r}, but wandb has no API key here "
+                              f"(WANDB_API_KEY or `wandb login`); log in, or set WANDB_MODE=offline and upload the "
+                              f"run later with {wandb_sync_command(cfg)}.")
     elif not has_wandb_credentials():
         os.environ["WANDB_MODE"] = "offline"
         log.warning(f"wandb: no API key (WANDB_API_KEY or `wandb login`), so this run logs offline; upload it "
-                    f"later with: wandb sync {cfg.paths.output_dir}/wandb/offline-run-*")
+                    f"later with: {wandb_sync_command(cfg)}")
 
 
 def best_checkpoint(trainer: L.Trainer) -> tuple[str | None, str]:
@@ -265,7 +270,7 @@ def build(cfg: DictConfig, callbacks: Sequence[Callback]) -> tuple[L.LightningDa
     if cfg.get("ckpt_path") != "hpc":
         without_lightnings_hpc_resume(trainer)
     refusals_in_workers(trainer, cfg)
-    with reaching_wandb(cfg.paths.output_dir):  # log_hyperparams starts the wandb run
+    with reaching_wandb(cfg):  # log_hyperparams starts the wandb run
         for logger in trainer.loggers:
             logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     return datamodule, model, trainer, first_batch

@@ -234,7 +234,8 @@ WANDB = "lightning.pytorch.loggers.wandb.WandbLogger"
 wandb_name = lambda v: isinstance(v, str) and v.strip() != "" and not set(v) & set("/\\#?%:")  # wandb's rule
 rule("tags", lambda v: isinstance(v, ListConfig) and all(isinstance(tag, str) and 0 < len(tag) <= 64 for tag in v),
      "a list of words of 1-64 characters (wandb's limit), e.g. tags=[baseline,lr_sweep] ([] for none)")
-rule("logger.wandb.project", wandb_name, "a name without / \\ # ? % :", of=WANDB)
+rule("logger.wandb.project", lambda v: wandb_name(v) and len(v) <= 128,
+     "a name of at most 128 characters without / \\ # ? % :", of=WANDB)
 rule("logger.wandb.id", wandb_name, "a run id without / \\ # ? % :, or null (the run directory's own id)", of=WANDB)
 rule("logger.wandb.resume", lambda v: v in ("allow", "must", "never", "auto"), "one of allow, must, never, auto",
      of=WANDB)

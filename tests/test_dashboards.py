@@ -329,16 +329,34 @@ def test_wandb_out_of_reach_is_one_sentence():
     """With credentials but no route to wandb's server, wandb.init gives up after its retries (34 s against a closed
     port here, 107 s on a machine without DNS) with a CommError; train.py starts the run inside reaching_wandb."""
     import wandb.errors
+    from omegaconf import OmegaConf
 
     from framework.errors import UserError
     from framework.loggers import reaching_wandb
 
+    cfg = OmegaConf.create({"paths": {"output_dir": "/runs/1"}, "logger": {"wandb": {
+        "_target_": "lightning.pytorch.loggers.wandb.WandbLogger", "save_dir": "/runs/1"}}})
     with pytest.raises(UserError, match=re.escape(
             "wandb could not reach its server (Failed to get resume status: no such host); log offline with "
             "WANDB_MODE=offline (and upload later, where there is a network, with wandb sync "
             "/runs/1/wandb/offline-run-*), or choose logger=csv.")):
-        with reaching_wandb("/runs/1"):
+        with reaching_wandb(cfg):
             raise wandb.errors.CommError("Failed to get resume status: no such host.")
     with pytest.raises(ValueError, match="^other$"):  # anything else stays what it was
-        with reaching_wandb("/runs/1"):
+        with reaching_wandb(cfg):
             raise ValueError("other")
+
+
+@pytest.mark.parametrize(("save_dir", "command"), [
+    ("/runs/1", "wandb sync /runs/1/wandb/offline-run-*"),
+    ("/elsewhere", "wandb sync /elsewhere/wandb/offline-run-*"),  # the files are where the logger saves them
+    ("/runs/with space", "wandb sync '/runs/with space/wandb'/offline-run-*"),  # one word to the shell, the glob not
+])
+def test_the_printed_wandb_sync_command_names_the_offline_runs_as_a_shell_reads_it(save_dir, command):
+    from omegaconf import OmegaConf
+
+    from framework.loggers import wandb_sync_command
+
+    cfg = OmegaConf.create({"paths": {"output_dir": "/runs/1"}, "logger": {"wandb": {
+        "_target_": "lightning.pytorch.loggers.wandb.WandbLogger", "save_dir": save_dir}}})
+    assert wandb_sync_command(cfg) == command

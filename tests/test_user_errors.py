@@ -570,6 +570,8 @@ ROWS = [
     row("check-val-every-n-epoch", "trainer.check_val_every_n_epoch=0",
         expect="'trainer.check_val_every_n_epoch' is 0, but it must be an integer >= 1, or null"),
     # Lightning's LR finder sets a model attribute lr that the framework's modules have not: a traceback
+    row("wandb-project-length", "logger=wandb", f"logger.wandb.project={'p' * 129}",  # wandb's limit: a traceback
+        expect="'logger.wandb.project' is 'ppp"),
     row("learning-rate-finder", "+callbacks.finder._target_=lightning.pytorch.callbacks.LearningRateFinder",
         expect=("'callbacks.finder._target_' is 'lightning.pytorch.callbacks.LearningRateFinder'",
                 "model.optimizer.lr=0.01,0.03,0.1")),
@@ -952,6 +954,18 @@ def test_a_wandb_mode_that_wandb_does_not_know_is_one_sentence(run_in_process, d
     run_dir = tmp_path / "run"
     code, output = run_in_process("train.py", ["logger=wandb", f"paths.data_dir={data_root}"], run_dir)
     check(code, output, ("WANDB_MODE is 'ofline', but wandb takes one of online, offline,",), run_dir)
+
+
+@pytest.mark.parametrize("mode", ["online", "shared"])
+def test_wandb_online_without_an_api_key_is_one_sentence(run_in_process, data_root, tmp_path, monkeypatch, mode):
+    """wandb's own refusal was a 40-line traceback ending in "No API key configured"."""
+    monkeypatch.setenv("WANDB_MODE", mode)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no_netrc"))
+    run_dir = tmp_path / "run"
+    code, output = run_in_process("train.py", ["logger=wandb", f"paths.data_dir={data_root}"], run_dir)
+    check(code, output, (f"WANDB_MODE is '{mode}', but wandb has no API key here (WANDB_API_KEY or `wandb login`)",
+                         f"set WANDB_MODE=offline and upload the run later with wandb sync {run_dir}/wandb/"), run_dir)
 
 
 def test_a_user_error_in_one_job_of_a_sweep_lets_its_other_jobs_run(run_in_process, data_root, tmp_path):
