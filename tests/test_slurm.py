@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -131,6 +132,17 @@ def finished_jobs(run: Submission) -> list[Path]:
     return job_dirs(run.sweep)
 
 
+def srun_exit_codes(log: str) -> dict[int, int]:
+    """{task: exit code} from srun's lines "task 0: Exited with exit code 143", "tasks 0-1: ..." (tasks that ended
+    together are named in one line, or else one line each)."""
+    codes = {}
+    for tasks, code in re.findall(r"tasks? ([\d,-]+): Exited with exit code (\d+)", log):
+        for part in tasks.split(","):
+            first, _, last = part.partition("-")
+            codes |= dict.fromkeys(range(int(first), int(last or first) + 1), int(code))
+    return codes
+
+
 def slurm_job_id(job: Path) -> str:
     """The SLURM job id that submitit recorded as the Hydra job id (``<array job>_<task>``)."""
     return str(OmegaConf.load(job / ".hydra" / "hydra.yaml").hydra.job.id)
@@ -190,8 +202,7 @@ def test_requeued_job_resumes_from_last_checkpoint_to_the_uninterrupted_metrics(
                f"itself, from its last checkpoint).")
     task_logs = [text for log, text in logs.items() if log.endswith("_log.err")]
     assert len(task_logs) == tasks and all(stopped in text for text in task_logs), logs
-    srun_said = "task 0" if tasks == 1 else f"tasks 0-{tasks - 1}"
-    assert f"{srun_said}: Exited with exit code {128 + signal.SIGTERM}" in "".join(task_logs)
+    assert srun_exit_codes("".join(task_logs)) == {task: 128 + signal.SIGTERM for task in range(tasks)}
     assert "Traceback" not in "".join(logs.values())
     uninterrupted = results(finished_jobs(submissions[reference])[0])
     assert uninterrupted["seed"] == results(job)["seed"]
