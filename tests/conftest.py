@@ -43,12 +43,13 @@ def make_cfg(tmp_path, data_root):
     return make
 
 
-def path_with_srun(folder: Path) -> str:
-    """PATH with a do-nothing ``srun`` in ``folder`` first: a machine with SLURM's client (a login node), where
-    Lightning hints that commands be run under srun."""
-    (folder / "bin").mkdir()
-    (folder / "bin" / "srun").write_text("#!/bin/sh\n")
-    (folder / "bin" / "srun").chmod(0o755)
+def path_with_stand_in(folder: Path, command: str, script: str = "") -> str:
+    """PATH with a stand-in ``command`` in ``<folder>/bin`` first, a shell script running ``script`` (by default
+    nothing: a do-nothing ``srun`` makes a machine with SLURM's client, where Lightning hints that commands be run
+    under srun)."""
+    (folder / "bin").mkdir(exist_ok=True)
+    (folder / "bin" / command).write_text(f"#!/bin/sh\n{script}")
+    (folder / "bin" / command).chmod(0o755)
     return f"{folder / 'bin'}{os.pathsep}{os.environ['PATH']}"
 
 

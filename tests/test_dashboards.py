@@ -17,7 +17,7 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import callbacks.figures as figures
-from tests.conftest import path_with_srun, run_cli
+from tests.conftest import path_with_stand_in, run_cli
 from tests.painter_callback import painting
 from tests.wandb_files import wandb_records
 
@@ -112,7 +112,7 @@ def test_a_ddp_run_sends_each_figure_once(tmp_path):
                      "callbacks.progress_bar.refresh_rate=0", f"hydra.run.dir={tmp_path}",
                      "+callbacks.painter._target_=tests.painter_callback.PaintEveryEpoch",
                      "+callbacks.painter.dirpath=${paths.output_dir}/plots",
-                     env={"OMP_NUM_THREADS": "1", "PATH": path_with_srun(tmp_path)})
+                     env={"OMP_NUM_THREADS": "1", "PATH": path_with_stand_in(tmp_path, "srun")})
     assert result.returncode == 0, result.stderr[-3000:]
     assert "The `srun` command is available" not in result.stdout + result.stderr
     images = tensorboard_images(tmp_path)

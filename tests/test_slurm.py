@@ -29,7 +29,7 @@ from framework.slurm_cluster import SEARCH_PATH, ClusterUnavailable, SlurmCluste
 from framework.slurm_cluster import main as slurm_cluster_cli
 from framework.slurm_preflight import Partition, check_slurm_request, partitions_from_sinfo, query_partitions
 from framework.validate import ConfigError
-from tests.conftest import run_cli
+from tests.conftest import path_with_stand_in, run_cli
 from tests.wandb_files import wandb_records
 
 LAUNCHER = ("hydra/launcher=slurm", "hydra.launcher.partition=debug", "hydra.launcher.gpus_per_node=0",
@@ -575,13 +575,10 @@ def test_a_slurm_sweeps_launching_command_stopped_says_its_jobs_go_on(monkeypatc
 def stand_in_scontrol(folder: Path, restarts: int, requeue_refused: bool = False) -> str:
     """PATH with an ``scontrol`` first that records each call's arguments in ``<folder>/scontrol_calls``, shows the
     job with ``restarts`` restarts as SLURM's does, and requeues it (exit code 0) or, ``requeue_refused``, not."""
-    (folder / "bin").mkdir()
-    scontrol = folder / "bin" / "scontrol"
     shown = f"JobId=$3 JobName=train\n   Requeue=1 Restarts={restarts} BatchFlag=1"
-    scontrol.write_text(f'#!/bin/sh\necho "$@" >> {folder}/scontrol_calls\n[ "$1" = show ] && echo "{shown}"\n'
-                        f'[ "$1" = requeue ] && exit {int(requeue_refused)}\nexit 0\n')
-    scontrol.chmod(0o755)
-    return f"{folder / 'bin'}{os.pathsep}{os.environ['PATH']}"
+    return path_with_stand_in(folder, "scontrol", f'echo "$@" >> {folder}/scontrol_calls\n'
+                                                  f'[ "$1" = show ] && echo "{shown}"\n'
+                                                  f'[ "$1" = requeue ] && exit {int(requeue_refused)}\nexit 0\n')
 
 
 @pytest.mark.parametrize(("restarts", "ckpt_path", "how"), [

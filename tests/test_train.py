@@ -16,7 +16,7 @@ from framework.errors import DataError
 from framework.results import read_results
 from framework.training import train
 from lightning_modules.classifier import ClassificationModule
-from tests.conftest import ROOT, path_with_srun, run_cli
+from tests.conftest import ROOT, path_with_stand_in, run_cli
 
 EXPERIMENTS = sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "experiment").glob("*.yaml"))
 # Feature-prediction autoencoders: no AlexNet download in tests, small MLPs, a one-net probe grid, and
@@ -941,7 +941,7 @@ def test_the_check_for_an_earlier_run_gives_no_srun_hint_on_a_login_node(tmp_pat
     from framework.checkpoints import earlier_run_refusal
     from framework.errors import no_srun_hint_outside_slurm_jobs
 
-    monkeypatch.setenv("PATH", path_with_srun(tmp_path))
+    monkeypatch.setenv("PATH", path_with_stand_in(tmp_path, "srun"))
     monkeypatch.delenv("SLURM_NTASKS", raising=False)
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)

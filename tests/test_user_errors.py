@@ -38,7 +38,7 @@ from datamodules.base import DatasetMissingError
 from framework.compose import ROOT, compose_config
 from framework.errors import ConfigError, _fits, construction_error, run_entry_point, worker_user_error
 from lightning_modules.classifier import ClassificationModule
-from tests.conftest import imported_and_said, path_with_srun, run_cli
+from tests.conftest import imported_and_said, path_with_stand_in, run_cli
 from tests.dataset_files import LUNARLANDER_SMALL, write_cifar10, write_mnist, write_stl10, write_svhn
 
 LUNARLANDER = ["data=lunarlander", *(f"data.{key}={value}" for key, value in LUNARLANDER_SMALL.items())]
@@ -1358,7 +1358,7 @@ def test_a_refusal_in_a_spawned_ddp_worker_is_one_sentence_with_the_default_path
 def test_lightnings_srun_hint_does_not_come_before_the_sentence_outside_a_slurm_job(tmp_path):
     """On a machine with srun on PATH (a cluster's login node) Lightning's Trainer hints that the command be run under
     srun: outside a SLURM job that is no advice, and it came before the sentence of a user error found after it."""
-    path = path_with_srun(tmp_path)
+    path = path_with_stand_in(tmp_path, "srun")
     done = run_cli("train.py", "data=mnist", f"data.data_dir={tmp_path / 'none'}", "debug=smoke",
                    f"hydra.run.dir={tmp_path / 'run'}", env={"PATH": path})
     assert done.returncode == 2, done.stderr[-3000:]
