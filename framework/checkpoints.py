@@ -543,13 +543,13 @@ class FitLoopResumingAtEpochEnds(_FitLoop):
             self.epoch_progress.current.completed = self.epoch_progress.current.processed
         return super().done
 
-    epoch_goes_on = False  # restarted within an epoch that max_steps cut short, from the end Lightning gave it
+    continues_a_cut_short_epoch = False  # restarted within an epoch that max_steps cut short, from its end
 
     @_FitLoop.restarting.setter
     def restarting(self, restarting: bool) -> None:
         current = self.epoch_progress.current
-        self.epoch_goes_on = restarting and epoch_goes_on(self.as_restored(), self.max_steps)
-        if self.epoch_goes_on:
+        self.continues_a_cut_short_epoch = restarting and epoch_goes_on(self.as_restored(), self.max_steps)
+        if self.continues_a_cut_short_epoch:
             # Lightning took the epoch for a finished one: the next started (without max_steps), or, counted
             # processed, it went on with the next epoch's order (a larger max_steps). It goes on within it, as from
             # its last batch's end, and ends again at its real end.
@@ -565,7 +565,8 @@ class FitLoopResumingAtEpochEnds(_FitLoop):
         continuation was a step later than an uninterrupted run's."""
         super().on_run_start()
         epoch_loop = self.epoch_loop
-        if self.epoch_goes_on and epoch_loop.restarted_on_last and epoch_loop._should_check_val_fx(self._data_fetcher):
+        if self.continues_a_cut_short_epoch and epoch_loop.restarted_on_last and \
+                epoch_loop._should_check_val_fx(self._data_fetcher):
             epoch_loop._batches_that_stepped -= 1
 
     def as_restored(self) -> dict:
