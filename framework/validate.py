@@ -19,6 +19,7 @@ import math
 import os
 import re
 import sys
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib.machinery import PathFinder
@@ -490,22 +491,28 @@ def check_study_device(cfg: DictConfig) -> None:
 
 
 def check_validation_monitor(cfg: DictConfig) -> None:
-    """Without validation nothing may monitor a val/ metric (checkpointing, early stopping)."""
-    metric = _lookup(cfg, "optimized_metric")
-    if not (isinstance(metric, str) and metric.startswith("val/")):
+    """Without validation no callback may monitor a val/ metric (checkpointing, early stopping)."""
+    watchers = {name: node.get("monitor") for name, node in (cfg.get("callbacks") or {}).items()
+                if isinstance(node, DictConfig) and str(node.get("monitor")).startswith("val/")}
+    if not watchers:
         return
-    for key, meaning, remedy in (("data.val_fraction", "no validation split", "give a validation fraction"),
-                                 ("trainer.limit_val_batches", "no validation batches", "allow validation batches")):
+    optimized, by_metric, fixes = _lookup(cfg, "optimized_metric"), defaultdict(list), []
+    for name, metric in watchers.items():
+        by_metric[metric].append(f"callbacks.{name}")
+        fixes.append("callbacks.early_stopping=null" if name == "early_stopping" else  # it needs a metric
+                     "optimized_metric=null" if metric == optimized else f"callbacks.{name}.monitor=null")
+    watched = " and ".join(f"{' and '.join(names)} monitor{'s' * (len(names) == 1)} {metric!r}"
+                           + (" (optimized_metric)" if metric == optimized else "")
+                           for metric, names in by_metric.items())
+    remedy = "set " + " and ".join(dict.fromkeys(fixes))
+    for key, meaning, allow in (("data.val_fraction", "no validation split", "give a validation fraction"),
+                                ("trainer.limit_val_batches", "no validation batches", "allow validation batches")):
         if _lookup(cfg, key) == 0:
-            raise ConfigError(f"Config key '{key}' is 0 ({meaning}), but optimized_metric is {metric!r}, which "
-                              f"checkpointing and early stopping monitor; set optimized_metric=null and "
-                              f"callbacks.early_stopping=null, or {remedy}.")
+            raise ConfigError(f"Config key '{key}' is 0 ({meaning}), but {watched}; {remedy}, or {allow}.")
     every, epochs = _lookup(cfg, "trainer.check_val_every_n_epoch"), _lookup(cfg, "trainer.max_epochs")
     if is_int(every) and is_int(epochs) and 0 < epochs < every:
         raise ConfigError(f"Config key 'trainer.check_val_every_n_epoch' is {every}, more than trainer.max_epochs "
-                          f"({epochs}), so no validation runs, but optimized_metric is {metric!r}, which "
-                          f"checkpointing and early stopping monitor; set optimized_metric=null and "
-                          f"callbacks.early_stopping=null, or validate at least once "
+                          f"({epochs}), so no validation runs, but {watched}; {remedy}, or validate at least once "
                           f"(trainer.check_val_every_n_epoch={epochs}).")
 
 

@@ -374,7 +374,14 @@ ROWS = [
     row("batch-size", "data.batch_size=0", expect="'data.batch_size' is 0"),
     row("val-fraction", "data.val_fraction=1.0", expect="'data.val_fraction' is 1.0"),
     row("no-validation-batches", "+trainer.limit_val_batches=0",
-        expect=("'trainer.limit_val_batches' is 0 (no validation batches)", "optimized_metric=null")),
+        expect="Config key 'trainer.limit_val_batches' is 0 (no validation batches), but callbacks.model_checkpoint "
+               "and callbacks.early_stopping monitor 'val/acc' (optimized_metric); set optimized_metric=null and "
+               "callbacks.early_stopping=null, or allow validation batches."),
+    row("no-validation-batches-early-stopping-left-out", "+trainer.limit_val_batches=0", "~callbacks.early_stopping",
+        expect="but callbacks.model_checkpoint monitors 'val/acc' (optimized_metric); set optimized_metric=null, or"),
+    row("no-validation-batches-checkpoint-monitoring-its-own", "+trainer.limit_val_batches=0",
+        "callbacks.early_stopping=null", "callbacks.model_checkpoint.monitor=val/loss",
+        expect="but callbacks.model_checkpoint monitors 'val/loss'; set callbacks.model_checkpoint.monitor=null, or"),
     row("on-device", "data.on_device=maybe", expect="'data.on_device' is 'maybe'"),
     row("split-seed", "data.split_seed=1.5", expect="Config key 'data.split_seed' is 1.5, but it must be an integer "
                                                     "in [0, 2^32)."),

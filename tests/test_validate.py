@@ -46,6 +46,14 @@ def test_default_config_and_experiments_are_valid(make_cfg):
     validate(make_cfg("ckpt_path=auto"))
 
 
+@pytest.mark.parametrize("no_validation", ["+trainer.limit_val_batches=0", "data.val_fraction=0",
+                                           "trainer.check_val_every_n_epoch=30"])
+@pytest.mark.parametrize("callbacks", [("~callbacks.model_checkpoint", "~callbacks.early_stopping"),
+                                       ("callbacks.model_checkpoint.monitor=null", "callbacks.early_stopping=null")])
+def test_no_validation_passes_where_no_callback_monitors_a_val_metric(make_cfg, no_validation, callbacks):
+    validate(make_cfg(no_validation, *callbacks))  # optimized_metric stays val/acc: sweepers get None
+
+
 def test_cli_stops_before_any_work_with_the_sentence_and_exit_code_2(tmp_path):
     result = run_cli("train.py", "model.optimizer.lr=-1", f"hydra.run.dir={tmp_path}")
     assert result.returncode == 2
