@@ -1,16 +1,14 @@
-"""The checkpoint a run starts from (``ckpt_path``) or tests (``train=false``), checked before it is used: a file
-that is not a Lightning checkpoint, or whose weights do not fit the model, is one sentence naming it, not the
-traceback of torch.load or load_state_dict; so is a resume that changes what the checkpoint keeps (KEPT_ON_RESUME)."""
+"""The checkpoints of a run: the one it continues from (``ckpt_path``, ``auto``: its newest) or tests
+(``train=false``), checked before it is used (a file that is not a Lightning checkpoint, or whose weights do not fit
+the model, is one sentence naming it, not the traceback of torch.load or load_state_dict; so is a resume that changes
+what the checkpoint keeps, KEPT_ON_RESUME), and the callbacks that save them with what a continuation needs besides
+Lightning's state. framework/resuming.py puts a continued run's files and fit loop where its checkpoint left them."""
 
 from __future__ import annotations
 
-import csv
-import itertools
 import logging
-import math
 import random
 import re
-import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,15 +20,12 @@ import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
-from lightning.pytorch.loops.fit_loop import _FitLoop
-from lightning.pytorch.loops.loop import _Loop
 from lightning.pytorch.plugins.io import TorchCheckpointIO
-from lightning.pytorch.trainer.connectors.checkpoint_connector import _CheckpointConnector
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from framework.atomic import why_unwritable, write_atomically
 from framework.errors import ConfigError, DataError, get_object
-from framework.loggers import AppendingCSVLogger, write_csv
+from framework.loggers import AppendingCSVLogger
 
 log = logging.getLogger("train")
 METRICS_CSV = "csv/metrics.csv"  # where the CSV logger (conf/logger/csv.yaml) writes, in a run's output directory
@@ -181,166 +176,12 @@ def unwritable_run_folder(output_dir: str | Path) -> ConfigError | None:
     return None
 
 
-def set_aside_a_killed_start(output_dir: str | Path) -> None:
-    """``ckpt_path=auto`` in a folder whose run was killed before its first checkpoint starts that run again: the
-    metrics.csv it left is renamed (metrics.killed-1.csv, ...), so that the new rows do not follow its rows, and its
-    TensorBoard events are moved to tensorboard.killed-1/, ..., so that the restart's steps do not repeat its own."""
-    folder = Path(output_dir)
-    if any((folder / "checkpoints").glob("*.ckpt")):
-        return
-    metrics, events = folder / METRICS_CSV, folder / "tensorboard"
-    set_aside = []
-    if metrics.is_file():
-        set_aside.append(metrics.rename(free_name(metrics, "killed")))
-    if events.is_dir():
-        set_aside.append(events.rename(next(path for n in itertools.count(1)
-                                            if not (path := folder / f"tensorboard.killed-{n}").exists())))
-    if set_aside:
-        log.info(f"ckpt_path=auto: {folder} holds what a start killed before its first checkpoint logged; it is kept "
-                 f"as {' and '.join(str(path.relative_to(folder)) for path in set_aside)} and this run starts again")
-
-
-def complete_an_interrupted_save(output_dir: str | Path) -> None:
-    """``ckpt_path=auto`` in a folder whose run was stopped between an epoch's best checkpoint and its last.ckpt: the
-    best one, the newer, is copied to last.ckpt, which the run then continues from as after any epoch. Continued from
-    the best file itself, the run would keep that file for good (Lightning never deletes the checkpoint a run
-    resumed from), beside the later best ones. Only for a run that writes last.ckpt (``callbacks.last_checkpoint``);
-    without it, ``ckpt_path=auto`` continues from its newest best checkpoint as it is."""
-    checkpoints = Path(output_dir) / "checkpoints"
-    newest = checkpoint_to_continue(checkpoints)
-    if newest is None or newest.name == "last.ckpt":
-        return
-    with open(newest, "rb") as saved:
-        write_atomically(checkpoints / "last.ckpt", lambda file: shutil.copyfileobj(saved, file))
-    log.info(f"ckpt_path=auto: {newest} was saved after last.ckpt (the run was stopped between the two saves of an "
-             f"epoch's end); it is copied to last.ckpt, which the run continues from")
-
-
-def within_an_accumulation(path: str, checkpoint: dict, accumulate_grad_batches: int) -> str | None:
-    """A checkpoint saved within an epoch after a number of batches that is not a multiple of
-    ``trainer.accumulate_grad_batches`` holds the weights before the gradients accumulated since the last step, and
-    not those gradients: the continued run steps without them. The warning that says so, or None."""
-    loop = checkpoint.get("loops", {}).get("fit_loop", {})
-    served = [state.get("batches", 0) for state in loop.get("state_dict", {}).get("combined_loader", [])]
-    at_its_last_batch = loop.get("epoch_loop.batch_progress", {}).get("is_last_batch", False)  # Lightning steps there
-    if accumulate_grad_batches < 2 or not served or served[0] % accumulate_grad_batches == 0 or at_its_last_batch:
-        return None
-    return (f"ckpt_path {path} was saved after batch {served[0]} of its epoch, within an accumulation of "
-            f"trainer.accumulate_grad_batches={accumulate_grad_batches} batches: the gradients accumulated since the "
-            f"last optimizer step are in no checkpoint, so the continued run makes its next step without them")
-
-
-def set_aside_checkpoints_saved_after(checkpoints: Path, checkpoint: dict) -> None:
-    """A run continued from its own ``checkpoint`` saves again what was saved after it: a best checkpoint from within
-    an epoch that ``ckpt_path=auto`` passed over, or every later one when ``ckpt_path`` names an older file. Left in
-    place, such a file stays beside its new save (epoch_002.ckpt beside epoch_002-v1.ckpt), and the run reports the
-    new name as its best; so these files move to checkpoints/superseded-1/ (-2, ...)."""
-    step = checkpoint["global_step"]
-    later = [path for path in sorted(checkpoints.glob("*.ckpt")) if saved_when(path)[0] > save_order(checkpoint)]
-    if not later:
-        return
-    aside = next(folder for n in itertools.count(1) if not (folder := checkpoints / f"superseded-{n}").exists())
-    aside.mkdir()
-    for path in later:
-        path.rename(aside / path.name)
-    log.info(f"{len(later)} checkpoint(s) of {checkpoints} ({listed(checkpoints, later)}) were saved after the one "
-             f"this run continues from (global step {step}) and are saved again: they are kept in {aside.name}/")
-
-
-def free_name(metrics: Path, why: str) -> Path:
-    """metrics.<why>-1.csv, or -2, ...: the first name not taken, beside ``metrics``."""
-    return next(path for n in itertools.count(1) if not (path := metrics.with_name(f"metrics.{why}-{n}.csv")).exists())
-
-
 def logging_step(checkpoint: dict) -> int:
     """The step Lightning's loggers were at when ``checkpoint`` was saved: the training batches that stepped an
     optimizer (the step column of metrics.csv), which is not the global step when a module steps its optimizer
     otherwise (REAE's solve)."""
     loop = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.state_dict", {})
     return loop.get("_batches_that_stepped", checkpoint["global_step"])
-
-
-def epoch_goes_on(checkpoint: dict, max_steps: int | None) -> bool:
-    """Saved at the end of an epoch that max_steps (or a stop but early stopping's) cut short, and continued by a run
-    that trains further: the epoch goes on from its last batch (FitLoopResumingAtEpochEnds), and its end's rows are
-    logged again at its real end."""
-    if not saved_at_an_epochs_end(checkpoint):
-        return False
-    batches = checkpoint["loops"]["fit_loop"].get("epoch_loop.batch_progress", {})
-    stopped_early = any(key.startswith("RunEarlyStopping") and state.get("stopping_reason", 0)
-                        for key, state in checkpoint.get("callbacks", {}).items())
-    trains_further = max_steps in (-1, None) or checkpoint["global_step"] < max_steps
-    return not batches.get("is_last_batch", True) and not stopped_early and trains_further
-
-
-def first_step_logged_again(checkpoint: dict, max_steps: int | None = -1) -> int:
-    """The step a run continued from ``checkpoint`` logs from: its logging step, or the next where it was saved within
-    a training batch (after the batch's validation, or at its end), which Lightning counts only after the save, or
-    the step before, that of the training row of an epoch that goes on (``epoch_goes_on``)."""
-    if epoch_goes_on(checkpoint, max_steps):
-        return logging_step(checkpoint) - 1
-    return logging_step(checkpoint) + (not saved_at_an_epochs_end(checkpoint))
-
-
-def set_aside_rows_logged_after(output_dir: str | Path, checkpoint: dict, max_steps: int | None = -1) -> None:
-    """A run continued from its own checkpoint logs again what it logged after that save: those rows of its
-    metrics.csv (the next epoch's learning rates, the validation of an epoch cut short, the test of a run killed
-    before its results.json) move to metrics.superseded-1.csv (-2, ...), so that metrics.csv reads as an
-    uninterrupted run's. They are the rows after those the CSV logger had been given at the save (its count, kept in
-    the checkpoint) at the step the continued run logs from or later: the training row of an epoch's end, logged
-    just after the epoch's checkpoints at the step before, is not logged again."""
-    metrics = Path(output_dir) / METRICS_CSV
-    if not metrics.is_file():
-        return
-    with open(metrics, newline="") as handle:
-        header, *rows = list(csv.reader(handle)) or [[]]
-    if "step" not in header:
-        return
-    # a last row without its line end was being written when the run was killed (a full disk, a network file
-    # system): the next row would be appended to it
-    torn = rows and not metrics.read_bytes().endswith(b"\n")
-    column, step = header.index("step"), first_step_logged_again(checkpoint, max_steps)
-    before = checkpoint.get(CSV_ROWS_LOGGED) or 0
-    logged_later = [(torn and n == len(rows) - 1) or n >= before and len(row) > column and row[column] != ""
-                    and _number(row[column]) >= step for n, row in enumerate(rows)]
-    if not any(logged_later):
-        return
-    aside = free_name(metrics, "superseded")
-    later = [row for row, after in zip(rows, logged_later, strict=True) if after]
-    kept = [row for row, after in zip(rows, logged_later, strict=True) if not after]
-    write_atomically(aside, lambda file: write_csv(file, header, later))
-    write_atomically(metrics, lambda file: write_csv(file, header, kept))
-    log.info(f"{sum(logged_later)} row(s) of {metrics} were logged after the checkpoint this run continues from "
-             f"(global step {checkpoint['global_step']}) and are logged again: they are kept in {aside.name}")
-
-
-def _number(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:  # a row torn within its step
-        return math.inf
-
-
-def log_again_the_epoch_end_row(output_dir: str | Path, checkpoint: dict, max_steps: int | None = -1) -> None:
-    """Lightning logs an epoch's training row just after the checkpoints of that epoch's end, and a run continued from
-    one of them does not log it again: a run killed between the two lacked it in metrics.csv for good. The checkpoint
-    holds the row (``KeptValuesInCheckpoints``); it is added when metrics.csv (its rows logged after the save set
-    aside) ends where the save left it."""
-    metrics, row = Path(output_dir) / METRICS_CSV, checkpoint.get(EPOCH_END_ROW)
-    if row is None or checkpoint.get(CSV_ROWS_LOGGED) is None or not metrics.is_file():
-        return
-    if epoch_goes_on(checkpoint, max_steps):  # the row is logged again at the epoch's real end
-        return
-    with open(metrics, newline="") as handle:
-        header, *rows = list(csv.reader(handle)) or [[]]
-    if len(rows) != checkpoint[CSV_ROWS_LOGGED]:
-        return
-    widened = sorted(set(header) | set(row))  # the logger's order (framework/loggers.py): sorted
-    moved = [[dict(zip(header, old, strict=False)).get(key, "") for key in widened] for old in rows]
-    added = [str(row.get(key, "")) for key in widened]
-    write_atomically(metrics, lambda file: write_csv(file, widened, [*moved, added]))
-    log.info(f"{metrics} lacked the training row of epoch {row['epoch']}, logged just after the checkpoint this run "
-             f"continues from (the run was stopped in between): it is added from the checkpoint")
 
 
 def listed(folder: Path, files: list[Path]) -> str:
@@ -525,98 +366,6 @@ class KeptValuesInCheckpoints(Callback):
             if logged := trainer._logger_connector.metrics["log"]:  # what Lightning logs next, at the step before
                 checkpoint[EPOCH_END_ROW] = {**{key: float(value) for key, value in logged.items()},
                                              "epoch": trainer.current_epoch, "step": logging_step(checkpoint) - 1}
-
-
-class FitLoopResumingAtEpochEnds(_FitLoop):
-    """Lightning's fit loop, which continues a run with ``trainer.max_steps`` from a checkpoint saved at an epoch's end
-    as it continues one without: at the next epoch. Lightning takes any continuation of a run with max_steps for one
-    within an epoch: it ran the checkpoint's epoch end again (its epoch count then reached max_epochs) and trained no
-    further batch, and tested the checkpoint's weights as the run's. An epoch that max_steps cut short (saved at the
-    end Lightning gives it there) is continued within by a run that trains further (``epoch_goes_on``), with or
-    without max_steps. A run continued after its last step (killed while testing) reports the epoch count an
-    uninterrupted one does, as Lightning sees to for max_epochs. A run continued within an epoch with another batch
-    size counts that epoch's batches in the new size."""
-
-    @property
-    def done(self) -> bool:
-        if -1 < self.max_steps <= self.epoch_loop.global_step:
-            self.epoch_progress.current.completed = self.epoch_progress.current.processed
-        return super().done
-
-    continues_a_cut_short_epoch = False  # restarted within an epoch that max_steps cut short, from its end
-
-    @_FitLoop.restarting.setter
-    def restarting(self, restarting: bool) -> None:
-        current = self.epoch_progress.current
-        self.continues_a_cut_short_epoch = restarting and epoch_goes_on(self.as_restored(), self.max_steps)
-        if self.continues_a_cut_short_epoch:
-            # Lightning took the epoch for a finished one: the next started (without max_steps), or, counted
-            # processed, it went on with the next epoch's order (a larger max_steps). It goes on within it, as from
-            # its last batch's end, and ends again at its real end.
-            current.processed, self.epoch_progress.total.processed = current.completed, current.completed
-        epoch_unfinished = any(value != current.processed for value in (current.ready, current.started))
-        cut_short = self._iteration_based_training() and not self.epoch_loop.batch_progress.is_last_batch  # max_steps
-        _Loop.restarting.fset(self, restarting and (epoch_unfinished or cut_short))
-
-    def on_run_start(self) -> None:
-        """Restarted after a batch at whose end a validation was due, Lightning's epoch loop takes the checkpoint for
-        one saved in that validation, before the batch was counted for the loggers, skips the validation and counts
-        the batch. A cut-short epoch's checkpoint was saved at its end, after that count: every row logged after the
-        continuation was a step later than an uninterrupted run's."""
-        super().on_run_start()
-        epoch_loop = self.epoch_loop
-        if self.continues_a_cut_short_epoch and epoch_loop.restarted_on_last and \
-                epoch_loop._should_check_val_fx(self._data_fetcher):
-            epoch_loop._batches_that_stepped -= 1
-
-    def as_restored(self) -> dict:
-        """What ``epoch_goes_on`` reads of a checkpoint, from the states Lightning restored it into."""
-        return {"loops": {"fit_loop": self.state_dict()}, "global_step": self.epoch_loop.global_step,
-                "callbacks": {callback.state_key: callback.state_dict() for callback in self.trainer.callbacks}}
-
-    def _load_combined_loader_states(self) -> None:
-        """A run continued within an epoch with another ``data.batch_size``: the training loader passes over whole
-        batches of the new size (``TrainingLoader``), and Lightning's count of the epoch's batches, restored in the
-        checkpoint's size, is moved to the same count. In the old size the epoch ended before its rest was trained
-        (larger batches) or after its last batch, whose validation never came (smaller)."""
-        super()._load_combined_loader_states()
-        epoch = self.epoch_progress.current.completed  # the checkpoint's
-        for loader in self._combined_loader.flattened if self._combined_loader is not None else []:
-            if getattr(loader, "resume_at", None) and loader.resume_at["epoch"] == epoch:
-                moved = loader.samples_served() // loader.size() - loader.resume_at["batches"]
-                for progress in (self.epoch_loop.batch_progress.current, self.epoch_loop.batch_progress.total):
-                    progress.ready, progress.started = progress.ready + moved, progress.started + moved
-                    progress.processed, progress.completed = progress.processed + moved, progress.completed + moved
-
-
-def with_fit_loop_resuming_at_epoch_ends(trainer: L.Trainer) -> None:
-    epoch_loop = trainer.fit_loop.epoch_loop
-    trainer.fit_loop = FitLoopResumingAtEpochEnds(trainer, min_epochs=trainer.fit_loop.min_epochs,
-                                                  max_epochs=trainer.fit_loop.max_epochs)
-    trainer.fit_loop.epoch_loop = epoch_loop
-
-
-def lightnings_requeue_checkpoints(output_dir: str | Path) -> list[Path]:
-    """The hpc_ckpt_N.ckpt that Lightning's SLURM auto-requeue (its SIGUSR1 handler) saved in ``output_dir``, in a
-    SLURM job: saved within a training step, wherever the signal came."""
-    from lightning.fabric.plugins.environments import SLURMEnvironment
-
-    return sorted(Path(output_dir).glob("hpc_ckpt_*.ckpt")) if SLURMEnvironment.detect() else []
-
-
-class CheckpointConnectorWithoutHpcResume(_CheckpointConnector):
-    """Lightning's, without its own resume from an hpc_ckpt_N.ckpt when fit is given no checkpoint: that file was
-    saved within a training step, and the continuation's checks and set-asides (``continue_from``) were passed over,
-    so a requeued run did not end as an uninterrupted one. train() continues such a run as ckpt_path=auto does;
-    ``ckpt_path=hpc`` still names the file."""
-
-    @property
-    def _hpc_resume_path(self) -> None:
-        return None
-
-
-def without_lightnings_hpc_resume(trainer: L.Trainer) -> None:
-    trainer._checkpoint_connector.__class__ = CheckpointConnectorWithoutHpcResume
 
 
 class CheckpointWrittenInPlace(TorchCheckpointIO):

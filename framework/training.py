@@ -41,21 +41,12 @@ from framework.checkpoints import (
     changed_on_resume,
     check_checkpoint,
     checkpoint_to_test,
-    complete_an_interrupted_save,
     continued_without_checkpoints,
     earlier_run_refusal,
-    lightnings_requeue_checkpoints,
     loading_checkpoint,
-    log_again_the_epoch_end_row,
     resolve_ckpt_path,
     saved_at_an_epochs_end,
-    set_aside_a_killed_start,
-    set_aside_checkpoints_saved_after,
-    set_aside_rows_logged_after,
     unwritable_run_folder,
-    with_fit_loop_resuming_at_epoch_ends,
-    within_an_accumulation,
-    without_lightnings_hpc_resume,
 )
 from framework.combinations import (
     FirstBatchWatch,
@@ -92,6 +83,17 @@ from framework.monitored_metrics import MonitoredMetricsLogged, monitor_keys
 from framework.process_group import DestroyProcessGroupAtExit
 from framework.profiler import UnrecordedProfiler, leave_out_hooks_not_implemented
 from framework.results import library_versions, read_results, to_float_dict, write_json_atomic
+from framework.resuming import (
+    complete_an_interrupted_save,
+    lightnings_requeue_checkpoints,
+    log_again_the_epoch_end_row,
+    set_aside_a_killed_start,
+    set_aside_checkpoints_saved_after,
+    set_aside_rows_logged_after,
+    with_fit_loop_resuming_at_epoch_ends,
+    within_an_accumulation,
+    without_lightnings_hpc_resume,
+)
 from framework.validate import validate
 
 log = logging.getLogger("train")

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from framework.checkpoints import CSV_ROWS_LOGGED, set_aside_checkpoints_saved_after, set_aside_rows_logged_after
+from framework.checkpoints import CSV_ROWS_LOGGED
 from framework.compose import ROOT
 from framework.results import read_results
+from framework.resuming import set_aside_checkpoints_saved_after, set_aside_rows_logged_after
 from tests.conftest import run_cli
 from tests.test_runs import DROPOUT
 

@@ -11,9 +11,10 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from framework.checkpoints import TRAINED_WITH, TRAINING_METRICS, within_an_accumulation
+from framework.checkpoints import TRAINED_WITH, TRAINING_METRICS
 from framework.errors import DataError
 from framework.results import read_results
+from framework.resuming import within_an_accumulation
 from framework.training import train
 from lightning_modules.classifier import ClassificationModule
 from tests.conftest import ROOT, path_with_stand_in, run_cli
