@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from analysis.mi_lr_study import study_table
 from analysis.results_table import (
@@ -88,9 +88,10 @@ def check_studied_runs(cfg: DictConfig, runs: list[dict]) -> None:
         return  # the first prefix that names the task (reae_figure2 before reae_)
 
 
-def as_list(value) -> list:
-    """``metrics=test/acc`` as typed, or ``metrics=[test/acc,val/acc]``."""
-    return [value] if isinstance(value, str) else list(value)
+def as_list(value) -> list[str]:
+    """``metrics=test/acc`` as typed, or ``metrics=[test/acc,val/acc]``; a name Hydra reads as a number or a bool
+    (``group_by=[1]``) as the string typed."""
+    return [str(item) for item in value] if isinstance(value, ListConfig) else [str(value)]
 
 
 def job_name(job: Path, folder: Path) -> str:
@@ -389,7 +390,7 @@ def evaluate(cfg: DictConfig) -> str:
         return task(cfg)
     if OmegaConf.is_missing(cfg, "runs"):
         raise ConfigError(f"Config key 'runs' is not set; name a run or multirun directory, e.g. {EXAMPLE}")
-    if not cfg.runs:
+    if cfg.runs is None or cfg.runs == "" or cfg.runs == []:  # runs=0: a sweep's job folder
         raise ConfigError(f"Config key 'runs' is {cfg.runs!r}, which names no run; name a run or multirun directory, "
                           f"e.g. {EXAMPLE}")
     check_missing_values(cfg)

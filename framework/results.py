@@ -8,7 +8,7 @@ import platform
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from omegaconf import ListConfig, OmegaConf
 
 from framework.atomic import write_atomically
 from framework.errors import ConfigError, DataError
@@ -53,8 +53,9 @@ def run_checkpoint(result: dict) -> Path:
 
 def run_paths(runs) -> list[Path]:
     """``runs`` as typed: a run directory, a multirun directory or a results.json, or a list of them
-    (``runs=[logs/a,logs/b]``, e.g. seeds swept on two days)."""
-    return [Path(runs)] if isinstance(runs, str | Path) else [Path(path) for path in runs]
+    (``runs=[logs/a,logs/b]``, e.g. seeds swept on two days). A number is a folder's name: Hydra reads ``runs=0``,
+    typed in a sweep directory, as the integer."""
+    return [Path(str(path)) for path in runs] if isinstance(runs, ListConfig | list | tuple) else [Path(str(runs))]
 
 
 def runs_folder(runs) -> Path:

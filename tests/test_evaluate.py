@@ -226,6 +226,20 @@ def test_a_study_given_some_runs_of_another_kind_names_one_and_writes_nothing(tm
     assert list(sweep.glob("*.md")) == []
 
 
+def test_a_job_folder_named_by_its_number_is_a_run_and_a_number_is_a_metric_s_name(tmp_path, monkeypatch):
+    """In a sweep directory, Hydra reads runs=0 and runs=[0,1] (its job folders) as integers."""
+    sweep = tmp_path / "sweep"
+    write_runs(sweep, [run(0.1, 1, 0.90), run(0.1, 2, 0.92)])
+    monkeypatch.chdir(sweep)
+    one = evaluate(compose_config(["runs=0", "metrics=test/acc", f"output={tmp_path}/one.md"], tmp_path / "out",
+                                  "evaluate"))
+    both = evaluate(compose_config(["runs=[0,1]", "metrics=test/acc", f"output={tmp_path}/both.md"],
+                                   tmp_path / "out", "evaluate"))
+    assert "| 0.9000 ± — | 1 |" in one and "| 0.9100 ± 0.0141 | 2 |" in both
+    with pytest.raises(UnknownKeyError, match="Config key 'metrics' names '3', which no run has"):
+        evaluate(compose_config(["runs=[0,1]", "metrics=3"], tmp_path / "out", "evaluate"))
+
+
 def test_an_empty_list_of_runs_is_named(tmp_path):
     with pytest.raises(ConfigError, match=r"Config key 'runs' is \[\], which names no run; name a run or multirun"):
         evaluate(compose_config(["runs=[]"], tmp_path / "out", "evaluate"))
