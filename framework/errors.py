@@ -501,6 +501,17 @@ def hydra_refusal(error: HydraException) -> ConfigError:
     return ConfigError(one_line(message))
 
 
+def group_given_null() -> ConfigError:
+    """``logger=null`` on the command line, which Hydra refuses with a ValueError naming no group."""
+    typed = next((arg for arg in sys.argv[1:] if (CONF / arg.split("=", 1)[0].lstrip("+~")).is_dir()
+                  and arg.split("=", 1)[1:] in (["null"], ["None"])), "<group>=null")
+    group = typed.split("=", 1)[0].lstrip("+~")
+    options = sorted(path.stem for path in (CONF / group).glob("*.yaml"))
+    leave_out = f" ({group}=none leaves it out)" if "none" in options else ""
+    return ConfigError(f"Config group '{group}' is given null, but it takes one of its options: "
+                       f"{', '.join(options)}{leave_out}; choose one.")
+
+
 _job = {"started": False}
 
 
@@ -570,6 +581,9 @@ def _refusals_as_sentences(compose_or_run: Callable[[], object]):
         raise SystemExit(2) from None
     except (OSError, ValueError) as error:  # Hydra making the output directory, or its log file (logging's
         # ValueError, caused by the OSError), before any job
+        if not _job["started"] and str(error).startswith("Config group override must be a string or a list. Got"):
+            print(report(group_given_null()), file=sys.stderr)
+            raise SystemExit(2) from None
         cause = error if isinstance(error, OSError) else error.__cause__ or error.__context__
         if _job["started"] or os.environ.get("HYDRA_FULL_ERROR") == "1" or not isinstance(cause, OSError) or \
                 not cause.filename:

@@ -179,6 +179,11 @@ ROWS = [
     row("ckpt_path", "ckpt_path=/no/such/file.ckpt", expect="'ckpt_path' is '/no/such/file.ckpt'"),
     row("ckpt-directory", "ckpt_path={tmp}", expect=("'ckpt_path' is the directory", "checkpoints/last.ckpt")),
     row("delete-interpolated-key", "~data.data_dir", expect="cannot be deleted with ~data.data_dir"),
+    row("group-given-null", "logger=null", expect="Config group 'logger' is given null, but it takes one of its "
+                                                  "options: csv, none, tensorboard, wandb (logger=none leaves it out); "
+                                                  "choose one."),
+    row("group-given-null-in-a-sweep", "-m", "model=null", expect=("Config group 'model' is given null, but it takes "
+                                                                   "one of its options: forward_autoencoder, lenet5,")),
     row("multirun-and-cfg", "--cfg", "job", "-m", "seed=1,2", expect=("gives --cfg and -m", "drop -m")),
     row("experimental-rerun", "--experimental-rerun", "{tmp}/run/.hydra/config.pickle",  # a traceback either way
         expect=("--experimental-rerun cannot rerun this framework's runs", ".hydra/overrides.yaml")),
@@ -677,7 +682,7 @@ def run_in_process(monkeypatch, capsys):
     def run(script: str, args: list[str], run_dir: Path, whole_script: bool = False) -> tuple[int, str]:
         try:
             cfg = None if whole_script else compose_config(args, run_dir, script.removesuffix(".py"))
-        except HydraException:
+        except (HydraException, ValueError):  # Hydra refuses logger=null with a ValueError
             cfg = None
         if cfg is None:
             return run_script(script, [*args, f"hydra.run.dir={run_dir}"])
