@@ -63,9 +63,18 @@ def shown(value) -> str:
 
 # Overrides that say how a run ran, not what it trained: a job resumed with ckpt_path=auto, or run with its data in
 # another folder, belongs in the row of its sweep's other seeds.
-HOW_IT_RAN = ("seed", "ckpt_path", "tags", "evaluate_tasks", "paths", "logger", "data.data_dir", "data.download",
-              "data.progress", "data.generation_workers", "data.num_workers", "data.pin_memory",
-              "callbacks.progress_bar", "trainer.enable_progress_bar", "hydra")
+HOW_IT_RAN = ("seed", "ckpt_path", "tags", "evaluate_tasks", "paths", "logger", "callbacks.progress_bar",
+              "trainer.enable_progress_bar", "hydra")
+# So do a DataModule's keys of where its files are and how it loads them, in data and in a callback's own data
+# (callbacks.probe.data.data_dir follows data.data_dir): the same images wherever and however they were loaded.
+HOW_DATA_LOADED = ("data_dir", "download", "progress", "generation_workers", "num_workers", "pin_memory")
+
+
+def how_it_ran(key: str, keys: Sequence[str] = HOW_IT_RAN) -> bool:
+    """Is ``key`` one of (or below) ``keys``, or a DataModule's HOW_DATA_LOADED key?"""
+    parts = key.split(".")
+    return _below(key, keys) or any(parent == "data" and name in HOW_DATA_LOADED
+                                    for parent, name in zip(parts, parts[1:], strict=False))
 
 
 def overridden_keys(runs: Sequence[dict], exclude: Sequence[str] = HOW_IT_RAN) -> list[str]:
@@ -76,7 +85,7 @@ def overridden_keys(runs: Sequence[dict], exclude: Sequence[str] = HOW_IT_RAN) -
         tested_only = run.get("config", {}).get("train", True) is False
         excluded = [e for e in exclude if not (tested_only and e == "ckpt_path")]
         for override in run.get("overrides", []):
-            if (key := _key(override)) not in keys and not _below(key, excluded):
+            if (key := _key(override)) not in keys and not how_it_ran(key, excluded):
                 keys.append(key)
     return keys
 
@@ -201,7 +210,7 @@ def differing_keys(runs: Sequence[dict], shown: Sequence[str]) -> list[str]:
     (its option, ``lenet5``) or ``model.optimizer`` (a class) does not say which ``model.optimizer.lr`` a run had."""
     differ = lambda key: key not in shown and len({same_number(group_value(run, key)) for run in runs}) > 1
     named = [key for key in overridden_keys(runs) if differ(key)]
-    unexplained = [key for key in _leaves(runs) if not _below(key, [*named, *HOW_IT_RAN])
+    unexplained = [key for key in _leaves(runs) if not _below(key, named) and not how_it_ran(key)
                    and not _in_their_folder(runs, key) and not _follows_the_seed(runs, key) and differ(key)]
     return list(dict.fromkeys(named + unexplained))
 

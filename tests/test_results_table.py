@@ -84,6 +84,22 @@ def test_a_row_that_pools_runs_whose_configs_differ_in_a_key_nobody_overrode_say
     assert differing_keys(runs, []) == ["model.optimizer.lr"]
 
 
+def test_where_and_how_a_callback_s_own_data_was_loaded_is_no_difference(tmp_path):
+    """The perceptual probe's DataModule (callbacks.probe.data) follows the run's data_dir and generation_workers:
+    seeds run on two machines, or the same frames made by another number of processes, are one setting."""
+    def run(seed: int, data_dir: str, workers: int | None) -> dict:
+        data = {"data_dir": data_dir, "generation_workers": workers, "rollouts": 4}
+        return {"seed": seed, "overrides": [f"seed={seed}", f"data.data_dir={data_dir}"],
+                "config": {"seed": seed, "data": data, "callbacks": {"probe": {"data": {**data, "train_seed": 1}}}},
+                "metrics": {"test/acc": 0.5}}
+
+    runs = [run(0, "/a", 1), run(1, "/b", None)]
+    assert differing_keys(runs, []) == []
+    check_one_setting([runs], shown=[], table="the test table")
+    runs[1]["config"]["callbacks"]["probe"]["data"]["rollouts"] = 8  # which frames: a difference
+    assert differing_keys(runs, []) == ["callbacks.probe.data.rollouts"]
+
+
 def test_one_number_spelled_two_ways_is_one_row(tmp_path):
     """min_delta=0 swept on the command line, beside runs with the config's 0.0: two rows, and a pooled note."""
     def run(delta, seed: int) -> dict:
