@@ -423,11 +423,13 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
 
 
 def compute_used(trainer: L.Trainer) -> dict:
-    """What the run computed on: its device, the processes, and torch's CPU thread count in the process that writes
-    results.json, which orders CPU sums: the same command gives other figures at OMP_NUM_THREADS=1 and at 2."""
+    """What the run computed on: its device, the processes, and, in the process that writes results.json, torch's
+    CPU thread count and the vector instructions its CPU kernels use (AVX2, AVX512, ...): both order CPU sums, so
+    the same command gives other figures at OMP_NUM_THREADS=1 and at 2, or on a CPU of another instruction set."""
     device = trainer.strategy.root_device
     name = f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else str(device)
-    return {"device": name, "processes": trainer.world_size, "torch_threads": torch.get_num_threads()}
+    return {"device": name, "processes": trainer.world_size, "torch_threads": torch.get_num_threads(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 
 def finish_wandb(stopping: BaseException | None = None) -> None:
