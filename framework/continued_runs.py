@@ -237,8 +237,10 @@ def job_folder(job: DictConfig) -> Path:
 def check_folder(folder: Path, settings: DictConfig | dict, multirun: bool) -> None:
     """``earlier_run_refusal`` for a run into ``folder`` with the ckpt_path and train of ``settings``."""
     from framework.checkpoints import earlier_run_refusal
+    from framework.validate import check_one_checkpoint
 
     ckpt_path = settings.get("ckpt_path")
+    check_one_checkpoint(ckpt_path)
     if ckpt_path not in (None, "auto", "last", "hpc"):
         ckpt_path = str(Path(ckpt_path).absolute())
     if refusal := earlier_run_refusal(folder, ckpt_path, settings.get("train", True), multirun):

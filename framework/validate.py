@@ -358,12 +358,21 @@ def check_arguments(of: str, arguments: dict[str, object]) -> None:
             raise ConfigError(f"{of.rpartition('.')[2]}: {name}={arguments[name]!r}, but it must be {item.allowed}.")
 
 
+def check_one_checkpoint(ckpt_path) -> None:
+    """``ckpt_path=[a.ckpt,b.ckpt]``: a run continues or tests one checkpoint."""
+    if ckpt_path is not None and ckpt_path is not _MISSING and not isinstance(ckpt_path, str):
+        shown = OmegaConf.to_container(ckpt_path) if isinstance(ckpt_path, ListConfig | DictConfig) else ckpt_path
+        raise ConfigError(f"Config key 'ckpt_path' is {shown!r}, but a run continues or tests one checkpoint: give "
+                          f"one file, auto or null, or one job per checkpoint with -m ckpt_path=<file>,<file>.")
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError on the first value that is not allowed."""
     check_required_groups(cfg)
     check_missing_values(cfg)
     check_rules(cfg)
     ckpt_path = _lookup(cfg, "ckpt_path")
+    check_one_checkpoint(ckpt_path)
     if ckpt_path not in (_MISSING, None, "auto", "last", "hpc"):
         given = Path(str(ckpt_path))
         if given.is_dir():

@@ -178,6 +178,10 @@ ROWS = [
     row("seed", "seed=-3", expect="'seed' is -3"),
     row("ckpt_path", "ckpt_path=/no/such/file.ckpt", expect="'ckpt_path' is '/no/such/file.ckpt'"),
     row("ckpt-directory", "ckpt_path={tmp}", expect=("'ckpt_path' is the directory", "checkpoints/last.ckpt")),
+    row("ckpt-list", "ckpt_path=[a.ckpt,b.ckpt]", expect="Config key 'ckpt_path' is ['a.ckpt', 'b.ckpt'], but a run "
+                                                         "continues or tests one checkpoint: give one file, auto or "
+                                                         "null, or one job per checkpoint with -m ckpt_path=<file>,"
+                                                         "<file>."),
     row("delete-interpolated-key", "~data.data_dir", expect="cannot be deleted with ~data.data_dir"),
     row("group-given-null", "logger=null", expect="Config group 'logger' is given null, but it takes one of its "
                                                   "options: csv, none, tensorboard, wandb (logger=none leaves it out); "
