@@ -60,13 +60,20 @@ def complete_an_interrupted_save(output_dir: str | Path) -> None:
     resumed from), beside the later best ones. Only for a run that writes last.ckpt (``callbacks.last_checkpoint``);
     without it, ``ckpt_path=auto`` continues from its newest best checkpoint as it is."""
     checkpoints = Path(output_dir) / "checkpoints"
-    newest = checkpoint_to_continue(checkpoints)
-    if newest is None or newest.name == "last.ckpt":
+    newest, last = checkpoint_to_continue(checkpoints), checkpoints / "last.ckpt"
+    if newest is None or newest == last:
         return
+    if last.is_file() and saved_when(last)[0] < (0, 0):  # damaged (the saves are atomic): keep it, and say so
+        damaged = next(path for n in itertools.count(1) if not (path := last.with_name(f"last.damaged-{n}")).exists())
+        last.rename(damaged)
+        log.warning(f"ckpt_path=auto: {last} cannot be read as a checkpoint (truncated or damaged; it is kept as "
+                    f"{damaged.name}): the run continues from the newest readable one, {newest.name} (global step "
+                    f"{saved_when(newest)[0][0]}), copied to last.ckpt")
+    else:
+        log.info(f"ckpt_path=auto: {newest} was saved after last.ckpt (the run was stopped between the two saves of "
+                 f"an epoch's end); it is copied to last.ckpt, which the run continues from")
     with open(newest, "rb") as saved:
-        write_atomically(checkpoints / "last.ckpt", lambda file: shutil.copyfileobj(saved, file))
-    log.info(f"ckpt_path=auto: {newest} was saved after last.ckpt (the run was stopped between the two saves of an "
-             f"epoch's end); it is copied to last.ckpt, which the run continues from")
+        write_atomically(last, lambda file: shutil.copyfileobj(saved, file))
 
 
 def within_an_accumulation(path: str, checkpoint: dict, accumulate_grad_batches: int) -> str | None:

@@ -391,7 +391,8 @@ def test_last_checkpoint_holds_the_last_epoch_when_the_metric_stopped_improving(
     assert (last["epoch"], last["global_step"]) == (1, 6)
 
 
-def test_a_run_that_would_mix_its_files_with_an_earlier_runs_is_one_sentence_and_leaves_them(make_cfg, tmp_path):
+def test_a_run_that_would_mix_its_files_with_an_earlier_runs_is_one_sentence_and_leaves_them(make_cfg, tmp_path,
+                                                                                              caplog):
     """A second run with the same hydra.run.dir appended its rows to the first one's metrics.csv and replaced its
     last.ckpt and results.json: started fresh, from another run's checkpoint, or test-only. ckpt_path=auto still
     continues it, and a test-only run of a killed run's last.ckpt (no results.json yet) still goes into its folder."""
@@ -425,6 +426,13 @@ def test_a_run_that_would_mix_its_files_with_an_earlier_runs_is_one_sentence_and
     assert train(make_cfg("debug=limit", "trainer.max_epochs=2", "seed=1", "ckpt_path=auto"))["metrics"] == \
         again["metrics"]  # continued from the best checkpoint, copied to last.ckpt: the run had finished
     assert (folder / "checkpoints" / "last.ckpt").read_bytes() == best.read_bytes()
+    damaged = (folder / "checkpoints" / "last.ckpt").read_bytes()[:30_000]  # a disk's damage: the saves are atomic
+    (folder / "checkpoints" / "last.ckpt").write_bytes(damaged)
+    assert train(make_cfg("debug=limit", "trainer.max_epochs=2", "seed=1", "ckpt_path=auto"))["metrics"] == \
+        again["metrics"]
+    assert (folder / "checkpoints" / "last.damaged-1").read_bytes() == damaged  # kept, and said
+    assert f"{folder}/checkpoints/last.ckpt cannot be read as a checkpoint (truncated or damaged; it is kept as " \
+           f"last.damaged-1): the run continues from the newest readable one, {best.name} (global step" in caplog.text
     killed = tmp_path / "killed"  # a run killed before its results.json: a test-only run's results would end it
     (killed / "checkpoints").mkdir(parents=True)
     (killed / "checkpoints" / "last.ckpt").write_bytes(Path(other).read_bytes())
