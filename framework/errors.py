@@ -410,6 +410,16 @@ def _arguments_the_added_group_leaves(added: str) -> list[tuple[str, str]]:
     return list(arguments_not_taken(OmegaConf.select(cfg, group.replace("/", ".")), group.replace("/", ".")))
 
 
+def _option_not_chosen(key: str) -> tuple[str, str] | None:
+    """``logger.wandb.project`` without logger=wandb: (group, option) where ``key`` lies below a config group's
+    option that the config file of that option defines (conf/logger/wandb.yaml holds logger.wandb)."""
+    group, option, *below = key.split(".")
+    file = CONF / group / f"{option}.yaml"
+    if not below or not file.is_file():
+        return None
+    return (group, option) if option in (OmegaConf.load(file) or {}) else None
+
+
 def hydra_refusal(error: HydraException) -> ConfigError:
     """One sentence for Hydra's refusal of a command line (Hydra prints several lines and its search path)."""
     if sweep := re.search(r"BasicSweeper does not support sweep type : (\w+)", str(error)):
@@ -449,6 +459,11 @@ def hydra_refusal(error: HydraException) -> ConfigError:
             return ConfigError(f"Config key '{parent}' is a mapping with numbers as its keys, which a dotted key on "
                                f"Hydra's command line ({key}) gives as text; give the whole mapping: "
                                f"'{parent}={mapping}'.")
+        if unchosen := _option_not_chosen(key):
+            group, option = unchosen
+            return ConfigError(f"Config key '{key}' belongs to the {group} option {option}, which this run does not "
+                               f"choose; choose it with {group}={option} (its file: conf/{group}/{option}.yaml), "
+                               f"then {added[1]} sets it.")
         if {"-m", "--multirun"} & set(sys.argv[1:]):  # a sweep starts from the config without its swept groups
             typed = next((arg for arg in sys.argv[1:] if arg.split("=", 1)[0].lstrip("+~") == key), added[1])
             return ConfigError(f"Config key '{key}' is not in the config of every job of this sweep (the config it "

@@ -264,6 +264,9 @@ ROWS = [
         expect=("'trainer.max_epoch' is not in the config", "trainer.max_epochs", "+trainer.max_epoch=3")),
     row("key-elsewhere", "experiment=szegedy_fc100", "model.weight_decay=[0.1,0.2]",
         expect=("'model.weight_decay' is not in the config", "model.net.weight_decay")),
+    row("key-of-an-option-not-chosen", "logger.wandb.project=x",  # its remedy was +logger.wandb.project=x, refused
+        expect="Config key 'logger.wandb.project' belongs to the logger option wandb, which this run does not choose; "
+               "choose it with logger=wandb (its file: conf/logger/wandb.yaml), then logger.wandb.project=x sets it."),
     row("key-exists", "+seed=3", expect=("'seed' exists already", "override it with seed=3")),
     row("key-deleted", "~nosuch", expect="'nosuch' does not exist"),
     row("searchpath-not-a-folder", "hydra.searchpath=[file://examples/conff]", "model=mlp",
