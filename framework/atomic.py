@@ -27,7 +27,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import BinaryIO
 
-from framework.errors import ConfigError, DataError
+from framework.errors import DISK_FULL, ConfigError, DataError
 
 SUFFIX = ".partial"
 IN_USE = ".in-use"  # the lock file of a run or sweep folder (hold_folder)
@@ -118,6 +118,24 @@ def _locked_temporary(path: Path) -> tuple[int, str]:
         os.close(handle)
 
 
+class _NotingWriteErrors:
+    """The file that ``write_atomically`` hands its ``write``: it notes the first OSError of a write, which torch.save
+    turns into its zip writer's RuntimeError ("unexpected pos"), where a full disk goes unsaid."""
+
+    def __init__(self, file: BinaryIO):
+        self.file, self.error = file, None
+
+    def write(self, data) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as error:
+            self.error = self.error or error
+            raise
+
+    def __getattr__(self, name: str):
+        return getattr(self.file, name)
+
+
 def write_atomically(path: str | Path, write: Callable[[BinaryIO], None], readable_like: str | Path | None = None
                      ) -> Path:
     """Write ``path`` with ``write(file)`` through a locked temporary file, then rename it into place.
@@ -130,15 +148,19 @@ def write_atomically(path: str | Path, write: Callable[[BinaryIO], None], readab
     make_folders(path.parent, bits)
     remove_orphans(path)
     handle, temporary = _locked_temporary(path)
+    noting = None
     try:
         os.fchmod(handle, 0o600 | (bits & 0o044))
         with os.fdopen(handle, "wb") as file:  # closing it releases the lock, after the rename
-            write(file)
+            write(noting := _NotingWriteErrors(file))
             file.flush()
             os.fsync(file.fileno())
             os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         Path(temporary).unlink(missing_ok=True)
+        cause = noting.error if noting is not None and noting.error is not None else error
+        if isinstance(cause, OSError) and cause.errno in DISK_FULL:  # the file it was for, not the temporary one
+            raise OSError(cause.errno, cause.strerror, str(path)) from error
         raise
     return path
 
@@ -166,8 +188,12 @@ def hold_folder(folder: Path, how_to_move: str) -> None:
     except OSError:
         os.close(handle)
         return
-    os.ftruncate(handle, 0)
-    os.write(handle, str(os.getpid()).encode())
+    try:
+        os.ftruncate(handle, 0)
+        os.write(handle, str(os.getpid()).encode())
+    except OSError as error:  # a full disk: the run could write nothing there
+        os.close(handle)
+        raise OSError(error.errno, error.strerror, str(folder / IN_USE)) from None
     _held[folder] = handle
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import errno
 import inspect
 import itertools
 import logging
@@ -100,6 +101,22 @@ class DataError(UserError):
     """A dataset's files: missing, unreadable, or not what their format promises."""
 
     prefix = "Data error"
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full(error: BaseException | None) -> UserError | None:
+    """No space left on the device (or the user's quota) for a write, anywhere in ``error``'s chain: the sentence
+    that names the file, not the traceback of whatever was writing (torch.save, a logger, numpy)."""
+    while error is not None:
+        if isinstance(error, OSError) and error.errno in DISK_FULL:
+            written = f"{error.filename} cannot be written" if error.filename else "a file cannot be written"
+            return UserError(f"{written}: {error.strerror}; free space on its disk, or write elsewhere "
+                             f"(hydra.run.dir=, or hydra.sweep.dir= with -m, for a run's files; DATA_DIR= for "
+                             f"datasets).")
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def one_line(text: str) -> str:
@@ -724,7 +741,7 @@ def reporting_user_errors(evaluate_tasks: list[str] | None = None, ckpt_path: st
     try:
         yield
     except Exception as error:
-        user_error = error if isinstance(error, UserError) else worker_user_error(error)
+        user_error = error if isinstance(error, UserError) else worker_user_error(error) or disk_full(error)
         if user_error is None:
             raise
         output_dir = HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else None
@@ -743,8 +760,10 @@ def stopping_before_any_job():
     on stderr and exit code 2, before any job has started or been submitted."""
     try:
         yield
-    except UserError as error:
-        print(report(error), file=sys.stderr)
+    except Exception as error:
+        if (user_error := error if isinstance(error, UserError) else disk_full(error)) is None:
+            raise
+        print(report(user_error), file=sys.stderr)
         raise SystemExit(2) from None
 
 

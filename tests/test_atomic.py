@@ -253,3 +253,49 @@ def test_a_data_folder_this_user_may_not_open_is_one_sentence_naming_it(monkeypa
     assert sentences == [f"{path} cannot be reached: this user may not open the folder {folder} (permission denied); "
                          f"ask its owner for read and search (x) permission, or use a copy you can read."
                          for path, folder in zip(reached, closed, strict=True)]
+
+
+class FullAfter:
+    """A file on a disk with ``room`` bytes left: a larger write raises ENOSPC, as the kernel's does."""
+
+    def __init__(self, file, room: int):
+        self.file, self.room = file, room
+
+    def write(self, data) -> int:
+        if len(data) > self.room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.room -= len(data)
+        return self.file.write(data)
+
+    def __getattr__(self, name: str):
+        return getattr(self.file, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exception) -> None:
+        self.file.close()
+
+
+@pytest.mark.parametrize("writer", ["torch", "numpy", "bytes"])
+def test_a_full_disk_names_the_file_whichever_writer_wrote_it_and_leaves_nothing(tmp_path, monkeypatch, capsys,
+                                                                                writer):
+    """torch.save's zip writer turned the disk's ENOSPC into RuntimeError("unexpected pos ..."): a traceback that
+    never said the disk was full. Now every write_atomically says so, naming the file, and the job says it in one
+    sentence with exit code 2."""
+    import torch
+
+    from framework.errors import reporting_user_errors
+
+    write = {"torch": lambda file: torch.save({"weights": torch.zeros(10_000)}, file),
+             "numpy": lambda file: np.savez(file, x=np.zeros(10_000)),
+             "bytes": lambda file: file.write(bytes(10_000))}[writer]
+    fdopen = os.fdopen
+    monkeypatch.setattr(os, "fdopen", lambda *args, **kwargs: FullAfter(fdopen(*args, **kwargs), room=1000))
+    path = tmp_path / "run" / "last.ckpt"
+    with pytest.raises(SystemExit) as stop, reporting_user_errors():
+        write_atomically(path, write)
+    assert stop.value.code == 2 and capsys.readouterr().err == (
+        f"Error: {path} cannot be written: No space left on device; free space on its disk, or write elsewhere "
+        f"(hydra.run.dir=, or hydra.sweep.dir= with -m, for a run's files; DATA_DIR= for datasets).\n")
+    assert list(path.parent.iterdir()) == []
