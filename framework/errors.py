@@ -437,6 +437,23 @@ def _option_not_chosen(key: str) -> tuple[str, str] | None:
     return (group, option) if option in (OmegaConf.load(file) or {}) else None
 
 
+def _split_by_a_space(override: str) -> ConfigError | None:
+    """``-m lr=0.1 0.01`` or ``lr=0.1, 0.01``: the shell split one override in two at a space."""
+    words = sys.argv[1:]
+    if override not in words:
+        return None
+    at = words.index(override)
+    if "=" not in override and at > 0 and "=" in words[at - 1]:
+        first, second = words[at - 1], override
+    elif override.endswith(",") and at + 1 < len(words):
+        first, second = override, words[at + 1]
+    else:
+        return None
+    joined = f"{first.rstrip(',')},{second}"
+    return ConfigError(f"The command-line words {first!r} and {second!r} are one override that a space split; write "
+                       f"the values with commas and no spaces ({joined}), or quote the whole override.")
+
+
 def hydra_refusal(error: HydraException) -> ConfigError:
     """One sentence for Hydra's refusal of a command line (Hydra prints several lines and its search path)."""
     if sweep := re.search(r"BasicSweeper does not support sweep type : (\w+)", str(error)):
@@ -448,6 +465,8 @@ def hydra_refusal(error: HydraException) -> ConfigError:
                            f"sweepers such as Optuna's, not installed here); list the values instead: {key}=0.01,0.03,"
                            f"0.1, {key}=range(1,4) or {key}=choice(a,b).")
     if isinstance(error, OverrideParseException):
+        if split := _split_by_a_space(str(error.override)):
+            return split
         reason = str(error.message).splitlines()[0]
         return ConfigError(f"The command-line override {error.override!r} cannot be parsed ({reason}); write "
                            f"key=value with balanced brackets and quotes (see https://hydra.cc/docs/advanced/"

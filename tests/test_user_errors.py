@@ -267,6 +267,11 @@ ROWS = [
     row("key-of-an-option-not-chosen", "logger.wandb.project=x",  # its remedy was +logger.wandb.project=x, refused
         expect="Config key 'logger.wandb.project' belongs to the logger option wandb, which this run does not choose; "
                "choose it with logger=wandb (its file: conf/logger/wandb.yaml), then logger.wandb.project=x sets it."),
+    row("values-split-by-a-space", "-m", "model.optimizer.lr=0.1", "0.01",
+        expect="The command-line words 'model.optimizer.lr=0.1' and '0.01' are one override that a space split; write "
+               "the values with commas and no spaces (model.optimizer.lr=0.1,0.01), or quote the whole override."),
+    row("values-split-after-a-comma", "-m", "model.optimizer.lr=0.1,", "0.01",
+        expect="words 'model.optimizer.lr=0.1,' and '0.01' are one override that a space split"),
     row("key-exists", "+seed=3", expect=("'seed' exists already", "override it with seed=3")),
     row("key-deleted", "~nosuch", expect="'nosuch' does not exist"),
     row("searchpath-not-a-folder", "hydra.searchpath=[file://examples/conff]", "model=mlp",
