@@ -471,15 +471,20 @@ def hydra_refusal(error: HydraException) -> ConfigError:
         return ConfigError(f"The command-line override {error.override!r} cannot be parsed ({reason}); write "
                            f"key=value with balanced brackets and quotes (see https://hydra.cc/docs/advanced/"
                            f"override_grammar/basic/).")
-    if isinstance(error, MissingConfigException) and error.options and "/" in str(error.missing_cfg_file):
+    if isinstance(error, MissingConfigException) and "/" in str(error.missing_cfg_file or ""):
         group, option = str(error.missing_cfg_file).rsplit("/", 1)
-        close = difflib.get_close_matches(option, error.options, n=1)
+        searched = [CONF, *map(Path, re.findall(r"provider=hydra\.searchpath[^,]*, path=file://(\S+)", str(error)))]
+        files = [file for folder in searched for file in (folder / group).glob("*.yaml")]
+        options = error.options or sorted({file.stem for file in files})  # Hydra lists none for logger=[csv,nope]
+        if not options:
+            return ConfigError(one_line(str(error)))
+        close = difflib.get_close_matches(option, options, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         absent = [path for path in re.findall(r"provider=hydra\.searchpath[^,]*, path=file://(\S+)", str(error))
                   if not Path(path).is_dir()]  # Hydra passes over a search path that is not there without a word
         where = f" (hydra.searchpath names file://{absent[0]}, which is not a folder here)" if absent else ""
         return ConfigError(f"Config group '{group}' has no option {option!r}{hint}{where}; choose one of "
-                           f"{', '.join(error.options)}.")
+                           f"{', '.join(options)}.")
     cause, added = error.__cause__, re.search(r"use \+(\S+)", str(error))
     if isinstance(cause, ConfigAttributeError | ConfigKeyError) and added:
         root = cause.parent_node._get_root() if cause.parent_node is not None else None

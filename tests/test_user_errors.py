@@ -610,6 +610,9 @@ ROWS = [
     row("val-check-interval-with-limited-validation", "+trainer.val_check_interval=100000",  # its remedy names it
         "+trainer.limit_val_batches=1", expect="Config key 'trainer.val_check_interval' is 100000, which Lightning's"),
     row("logger-option", "logger=nope", expect=("Config group 'logger' has no option 'nope'", "tensorboard")),
+    row("logger-option-in-a-list", "logger=[csv,tensorbaord]",
+        expect="Config group 'logger' has no option 'tensorbaord' (did you mean 'tensorboard'?); choose one of csv, "
+               "none, tensorboard, wandb."),
     row("download-into-a-file", "data=mnist", "data.download=true", "data.data_dir={tmp}/data/a_file",
         data=a_plain_file,
         expect=("MNISTDataModule: cannot download into", "a_file, as it is a file, not a folder", "DATA_DIR")),
