@@ -454,6 +454,20 @@ def _split_by_a_space(override: str) -> ConfigError | None:
                        f"the values with commas and no spaces ({joined}), or quote the whole override.")
 
 
+def _choosing_file(group: str) -> Path | None:
+    """The config file chosen on the command line (``experiment=mine``, in conf/ or a ``hydra.searchpath`` folder)
+    whose defaults list chooses ``group`` without ``override``."""
+    folders = [CONF, *(Path(path) for arg in sys.argv[1:] if arg.startswith("hydra.searchpath=")
+                       for path in re.findall(r"file://([^,\]'\"]+)", arg))]
+    chooses = re.compile(rf"^\s*-\s*/?{re.escape(group)}\s*:", re.MULTILINE)
+    for arg in sys.argv[1:]:
+        key, _, option = arg.lstrip("+").partition("=")
+        for file in (folder / key / f"{option}.yaml" for folder in folders if option and "." not in key):
+            if file.is_file() and chooses.search(file.read_text()):
+                return file
+    return None
+
+
 def hydra_refusal(error: HydraException) -> ConfigError:
     """One sentence for Hydra's refusal of a command line (Hydra prints several lines and its search path)."""
     if sweep := re.search(r"BasicSweeper does not support sweep type : (\w+)", str(error)):
@@ -530,6 +544,11 @@ def hydra_refusal(error: HydraException) -> ConfigError:
         return ConfigError(f"Config key '{exists[1]}' exists already, so +{exists[2]} cannot add it; override it with "
                            f"{exists[2]} (or ++{exists[2]}: add or override).")
     if chosen := re.search(r"Multiple values for (\S+)\. To override a value use 'override \S+: (\S+)'", message):
+        if not any(arg.startswith(f"+{chosen[1]}=") for arg in sys.argv[1:]):
+            file = _choosing_file(chosen[1])
+            return ConfigError(f"Config group '{chosen[1]}' is chosen twice: by the defaults, and by the defaults list "
+                               f"of {file or 'a config file chosen on the command line'} ('- /{chosen[1]}: "
+                               f"{chosen[2]}'); write '- override /{chosen[1]}: {chosen[2]}' there.")
         return ConfigError(f"Config group '{chosen[1]}' is chosen already (by the defaults or an experiment), so "
                            f"+{chosen[1]}={chosen[2]} cannot add it again; choose it without the +: "
                            f"{chosen[1]}={chosen[2]}.")

@@ -143,6 +143,11 @@ def a_plain_file(root: Path) -> None:
     (root / "a_file").write_text("a file where a folder should be")
 
 
+def experiment_choosing_a_model_without_override(root: Path) -> None:
+    (root / "experiment").mkdir()
+    (root / "experiment" / "mine.yaml").write_text("# @package _global_\ndefaults:\n  - /model: lenet5_classic\n")
+
+
 def unreadable_checkpoint(root: Path) -> None:
     (root / "run.ckpt").write_bytes(b"not a checkpoint")
 
@@ -274,6 +279,11 @@ ROWS = [
         expect="words 'model.optimizer.lr=0.1,' and '0.01' are one override that a space split"),
     row("key-exists", "+seed=3", expect=("'seed' exists already", "override it with seed=3")),
     row("key-deleted", "~nosuch", expect="'nosuch' does not exist"),
+    row("experiment-choosing-a-chosen-group", "hydra.searchpath=[file://{tmp}/data]", "experiment=mine",
+        data=experiment_choosing_a_model_without_override,  # said +model=lenet5_classic, which nobody typed
+        expect=("Config group 'model' is chosen twice: by the defaults, and by the defaults list of ",
+                "/data/experiment/mine.yaml ('- /model: lenet5_classic'); write '- override /model: lenet5_classic' "
+                "there.")),
     row("searchpath-not-a-folder", "hydra.searchpath=[file://examples/conff]", "model=mlp",
         expect=("Config group 'model' has no option 'mlp' (hydra.searchpath names file://examples/conff, which is not "
                 "a folder here)")),
