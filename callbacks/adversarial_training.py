@@ -98,8 +98,8 @@ class AdversarialTraining(L.Callback):
         net.eval()
         for layer in layers:
             new = self.adversarial(net, images, labels, layer)
-            if layer not in self.pools:
-                self.pools[layer] = (new, labels.clone())
+            if layer not in self.pools:  # a batch larger than the pool fills it
+                self.pools[layer] = (new[: self.pool_size].clone(), labels[: self.pool_size].clone())
                 continue
             pool, pool_labels = self.pools[layer]
             if len(pool) < self.pool_size:  # still filling up

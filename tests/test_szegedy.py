@@ -192,6 +192,10 @@ def test_adversarial_training_pools_fill_refresh_and_train_only_the_layers_above
     callback.pools = {2: callback.pools[2]}
     callback.extra_loss(net).backward()
     assert net.fc1.weight.grad is None and net.fc2.weight.grad is None and net.output.weight.grad.abs().sum() > 0
+    smaller = AdversarialTraining(pool_size=10, refresh_every=1, mix=4, c_steps=3, max_iter=10)  # than a batch
+    L.Trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=0, callbacks=[smaller], logger=False,
+              enable_checkpointing=False, enable_progress_bar=False).fit(module, data)
+    assert [(len(h), len(y)) for h, y in smaller.pools.values()] == [(10, 10)] * 3
 
 
 @pytest.mark.parametrize(("override", "key"), [("data.train_part=P3", "data.train_part"),
