@@ -35,6 +35,7 @@ class AdversarialTraining(L.Callback):
         self.pool_size, self.refresh_every, self.refresh_fraction = pool_size, refresh_every, refresh_fraction
         self.mix, self.weight, self.layers, self.c_steps, self.max_iter = mix, weight, layers, c_steps, max_iter
         self.seed, self.generator = seed, None  # the generator is made in setup (see there)
+        self.restored_draws: torch.Tensor | None = None  # a checkpoint's generator state, for a generator to come
         self.pools: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # layer -> (representations, labels)
         self.steps = 0
 
@@ -42,6 +43,8 @@ class AdversarialTraining(L.Callback):
         # Made here, in the process that trains: ddp_spawn pickles the callbacks into its processes, and torch
         # cannot send a torch.Generator there ("unable to resize file").
         self.generator = torch.Generator().manual_seed(self.seed)
+        if self.restored_draws is not None:
+            self.generator.set_state(self.restored_draws)
 
     def on_fit_start(self, trainer, pl_module) -> None:
         if any(isinstance(optimizer, torch.optim.LBFGS) for optimizer in trainer.optimizers):
@@ -59,9 +62,12 @@ class AdversarialTraining(L.Callback):
         # A resumed run goes on with the same pools, refresh count and random draws.
         return {"pools": self.pools, "steps": self.steps, "generator": self.generator.get_state()}
 
-    def load_state_dict(self, state_dict: dict) -> None:  # Lightning restores callbacks after setup
-        self.pools, self.steps = state_dict["pools"], state_dict["steps"]
-        self.generator.set_state(state_dict["generator"])
+    def load_state_dict(self, state_dict: dict) -> None:
+        # Lightning restores a checkpoint's callbacks after setup; a DDP launcher (ddp_sim) gives its workers' states
+        # to the callbacks of its own process, where no setup ran, before the test's workers start
+        self.pools, self.steps, self.restored_draws = state_dict["pools"], state_dict["steps"], state_dict["generator"]
+        if self.generator is not None:
+            self.generator.set_state(self.restored_draws)
 
     def on_train_start(self, trainer, pl_module) -> None:
         # Pools restored from a checkpoint arrive on the CPU; once, before the first batch, onto the module's device.

@@ -14,12 +14,13 @@ them fit:
 from __future__ import annotations
 
 import inspect
-import io
 import logging.config
 import math
 import multiprocessing
 import os
 import re
+import shutil
+import tempfile
 import traceback
 import warnings
 from collections.abc import Iterator
@@ -399,11 +400,13 @@ class RefusalsInWorkers(_MultiProcessingLauncher):
         """Lightning sends back the metrics and weights of a fit in workers, and neither how far it went nor its
         callbacks' states: the parent's loops stayed at epoch 0 and step 0, where the test that follows logged its
         row (and a continued run then found no row after its checkpoint to set aside), and the test's workers started
-        from callbacks that had done nothing (the figures callback sent the fit's figures again)."""
+        from callbacks that had done nothing (the figures callback sent the fit's figures again). The states go
+        through a file, as Lightning's weights do: the parent reads its queue only once the workers have ended, so a
+        worker whose results outgrew the pipe's buffer (the adversarial pools) waited for good."""
         epoch_loop = trainer.fit_loop.epoch_loop
-        states = io.BytesIO()  # bytes, as Lightning sends its metrics: tensors through the queue would share memory
+        states = Path(tempfile.mkdtemp()) / "callback_states.pt"  # a folder of its own, as Lightning's weights
         torch.save({callback.state_key: callback.state_dict() for callback in trainer.callbacks}, states)
-        return {**super().get_extra_results(trainer), "callback_states": states.getvalue(), "fit_progress": {
+        return {**super().get_extra_results(trainer), "callback_states": str(states), "fit_progress": {
             "epochs": trainer.fit_loop.epoch_progress.state_dict(),
             "batches_that_stepped": epoch_loop._batches_that_stepped,  # the loggers' step
             "automatic": epoch_loop.automatic_optimization.optim_progress.state_dict(),  # the global step
@@ -411,7 +414,9 @@ class RefusalsInWorkers(_MultiProcessingLauncher):
 
     def update_main_process_results(self, trainer: L.Trainer, extra: dict) -> None:
         progress = extra.pop("fit_progress")
-        states = torch.load(io.BytesIO(extra.pop("callback_states")), weights_only=False)  # our own workers'
+        saved = Path(extra.pop("callback_states"))
+        states = torch.load(saved, weights_only=False)  # our own workers'
+        shutil.rmtree(saved.parent)
         super().update_main_process_results(trainer, extra)
         for callback in trainer.callbacks:
             if callback.state_key in states:

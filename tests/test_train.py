@@ -380,6 +380,43 @@ def test_ddp_workers_from_a_forkserver_have_the_parents_state_at_each_launch_and
         assert (tmp_path / "noted").read_text() == f"{seed} {tmp_path / str(seed)}"
 
 
+class StateLargerThanAPipe(L.Callback):
+    """A state larger than a pipe's buffer (64 KiB), as the adversarial training's pools are."""
+
+    state = None
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.state = torch.arange(100_000.0)
+
+    def state_dict(self) -> dict:
+        return {"state": self.state}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.state = state_dict["state"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_a_ddp_sim_worker_sends_back_callback_states_larger_than_a_pipe_holds(make_cfg, tmp_path, monkeypatch):
+    """The workers' callback states went through Lightning's result queue, which the parent reads only after the
+    workers have ended: a state over the pipe's buffer (experiment=szegedy_fc100_adversarial's pools) kept rank 0
+    waiting for good after its fit. They go through a file now, removed once read."""
+    from lightning.pytorch.strategies import DDPStrategy
+
+    from framework.combinations import FirstBatchWatch, refusals_in_workers
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", None)  # read TMPDIR again
+    large = StateLargerThanAPipe()
+    trainer = L.Trainer(strategy=DDPStrategy(start_method="forkserver"), accelerator="cpu", devices=2, max_steps=1,
+                        callbacks=[FirstBatchWatch(), large], logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    refusals_in_workers(trainer, make_cfg())
+    trainer.fit(OneStepToThree(str(tmp_path / "noted")))
+    assert torch.equal(large.state, torch.arange(100_000.0))  # rank 0's, in the launching process
+    assert not list(tmp_path.rglob("callback_states.pt"))
+
+
 def test_last_checkpoint_holds_the_last_epoch_when_the_metric_stopped_improving(make_cfg):
     """What ckpt_path=auto resumes from. Lightning's save_last wrote last.ckpt only with a new top-k checkpoint,
     so a resumed run went back to its best epoch."""
