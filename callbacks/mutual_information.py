@@ -30,6 +30,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor
+from torch.utils.data import DistributedSampler
 
 from analysis.mutual_information import ksg_mi, label_entropy_ceiling, ross_mi
 from callbacks.mi_plots import plot_history
@@ -346,24 +347,29 @@ class MutualInformationLR(Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self.test_every_epoch:
             return
-        accuracy = self.test_accuracy(trainer, pl_module) if trainer.is_global_zero else None
-        accuracy = trainer.strategy.broadcast(accuracy, src=0)
+        accuracy = self.test_accuracy(trainer, pl_module)
         self.history[-1]["test_acc"] = accuracy
         pl_module.log("test/epoch_acc", accuracy, on_step=False, on_epoch=True)
 
     @torch.no_grad()
     def test_accuracy(self, trainer: L.Trainer, pl_module: L.LightningModule) -> float:
-        """Accuracy of the current weights on the datamodule's whole test split."""
+        """Accuracy of the current weights on the datamodule's whole test split. Under DDP each rank counts its
+        share where the test loader shares the split out (the framework's DataModules: ``evaluation_sampler``), else
+        rank 0 counts it all; the counts are summed over the ranks."""
         trainer.datamodule.setup("test")
-        was_training, correct, total = pl_module.training, 0, 0
+        loader = trainer.datamodule.test_dataloader()
+        counts = torch.zeros(2, dtype=torch.float64, device=pl_module.device)  # correct, total
+        was_training = pl_module.training
         pl_module.eval()
         try:
-            for batch in trainer.datamodule.test_dataloader():
-                images, labels = as_model_sees_it(trainer, pl_module, batch)
-                correct += int((pl_module(images).argmax(dim=1) == labels).sum())
-                total += len(labels)
+            if trainer.is_global_zero or isinstance(loader.sampler, DistributedSampler):
+                for batch in loader:
+                    images, labels = as_model_sees_it(trainer, pl_module, batch)
+                    counts += torch.stack([(pl_module(images).argmax(dim=1) == labels).sum(), labels.new_tensor(
+                        len(labels))]).to(counts)
         finally:
             pl_module.train(was_training)
+        correct, total = trainer.strategy.reduce(counts, reduce_op="sum").tolist()
         return correct / total
 
     # ---- end of training, checkpoints ----------------------------------------------------

@@ -405,14 +405,19 @@ class ReportRanks(L.Callback):
 
 
 @pytest.mark.slow
-def test_ddp_ranks_end_with_identical_rates(tmp_path, monkeypatch):
+def test_ddp_ranks_end_with_identical_rates_and_test_the_whole_split(tmp_path, monkeypatch):
+    """test/epoch_acc counted rank 0's half of the test split (its DDP share)."""
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # for the spawned ranks
-    trainer = make_trainer(tmp_path, [quick_callback(), ReportRanks(str(tmp_path))], max_epochs=3,
-                           strategy="ddp_spawn", devices=2, enable_checkpointing=False, limit_train_batches=2)
-    trainer.fit(make_model(), DigitsDataModule(batch_size=16))
+    trainer = make_trainer(tmp_path, [quick_callback(test_every_epoch=True), ReportRanks(str(tmp_path))],
+                           max_epochs=3, strategy="ddp_spawn", devices=2, enable_checkpointing=False,
+                           limit_train_batches=2)
+    model = make_model()
+    trainer.fit(model, DigitsDataModule(batch_size=16))
     rank0, rank1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
     assert rank0["lrs"] == rank1["lrs"] and min(rank0["lrs"]) > 0.001  # changed, and identical
     assert rank0["history"] == rank1["history"] and len(rank0["history"]) == 3
+    one_process = make_trainer(tmp_path, [], max_epochs=1).test(model, DigitsDataModule(batch_size=16), verbose=False)
+    assert rank0["history"][-1]["test_acc"] == pytest.approx(one_process[0]["test/acc"], abs=1e-6)  # final weights
 
 
 # ---- the experiment configs compose and run ------------------------------------------------
