@@ -23,13 +23,16 @@ def metric_mode(metric: str | None, key: str = "optimized_mode", follows: str = 
     the config key whose value this is, ``follows`` the key that names the metric."""
     if metric is None:
         return "max"  # nothing is monitored, and Lightning ignores the mode
+    from framework.errors import ConfigError  # here: importing framework stays light (framework.slurm_cluster)
+
+    if not isinstance(metric, str):
+        raise ConfigError(f"Config key '{follows}' is {metric!r}, but it must be the name of one metric (e.g. "
+                          f"val/acc), or null.")
     words = set(re.split(r"[/_.\-\s]+", str(metric).lower()))
     if words & HIGHER_IS_BETTER:
         return "max"
     if words & LOWER_IS_BETTER:
         return "min"
-    from framework.errors import ConfigError  # here: importing framework stays light (framework.slurm_cluster)
-
     raise ConfigError(f"Config key '{key}' follows {follows} {metric!r}, whose name does not say whether higher is "
                       f"better; set {key}=max or {key}=min.")
 

@@ -27,6 +27,7 @@ from numbers import Integral, Real
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
@@ -674,7 +675,16 @@ def check_data_splits(cfg: DictConfig) -> None:
 
 
 def check_required_groups(cfg: DictConfig) -> None:
-    """Every run trains a model on data with a trainer: a group removed with ``~data`` is one sentence."""
+    """Every run trains one model on one dataset with one trainer: a group removed with ``~data``, or given a list of
+    options (``model=[lenet5,szegedy]``, which Hydra merges into one config) is one sentence."""
+    typed = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
+    for override in OverridesParser.create().parse_overrides(list(typed)):
+        chosen = override.value()
+        if override.key_or_group in ("data", "model", "trainer") and isinstance(chosen, list) and len(chosen) > 1:
+            group, options = override.key_or_group, [str(option) for option in chosen]
+            raise ConfigError(f"Config group '{group}' is given the options {', '.join(options)}, which Hydra merges "
+                              f"into one config, but a run has one {group}; choose one, or run one job each with -m "
+                              f"{group}={','.join(options)}.")
     for group in ("data", "model", "trainer"):
         node = _lookup(cfg, group)
         if not isinstance(node, DictConfig) or "_target_" not in node:  # debug=fdr alone leaves trainer a few keys

@@ -215,6 +215,12 @@ ROWS = [
     row("ckpt-hpc-absent", "ckpt_path=hpc", expect=("'ckpt_path' is 'hpc', but there is no HPC checkpoint",
                                                      "ckpt_path=auto")),
     row("test-only-without-checkpoint", "train=false", expect=("'train' is false (test only)", "ckpt_path is null")),
+    row("optimized-metric-a-list", "optimized_metric=[val/acc]",
+        expect="Config key 'optimized_metric' is ['val/acc'], but it must be the name of one metric (e.g. val/acc), "
+               "or null."),
+    row("two-models-merged", "model=[lenet5,lenet5_classic]",  # was: 'model.net.in_channels' is not an argument
+        expect="Config group 'model' is given the options lenet5, lenet5_classic, which Hydra merges into one config, "
+               "but a run has one model; choose one, or run one job each with -m model=lenet5,lenet5_classic."),
     row("optimized-mode", "optimized_mode=up", expect="'optimized_mode' is 'up', but it must be 'max' or 'min'"),
     # the resolver's own sentence, not "Config key 'optimized_mode' cannot be resolved (...)" around it
     row("optimized-metric-direction", "optimized_metric=val/margin",
