@@ -57,6 +57,11 @@ def check_sweep(config: DictConfig) -> None:
     task = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)
     if config.hydra.sweeper._target_ != f"{BasicSweeper.__module__}.{BasicSweeper.__name__}":
         return
+    for override in sweep_overrides(config):
+        if override.is_discrete_sweep() and not list(override.sweep_string_iterator()):
+            raise ConfigError(f"Config key '{override.key_or_group}' is swept over {override.get_value_string()}, "
+                              f"which gives no value, so the sweep would run no job; give it values (range(a,b) "
+                              f"stops before b: range(1,2) is 1).")
     sweep_dir = output_folder(config, "hydra.sweep.dir")
     numbered = OmegaConf.to_container(config.hydra.sweep, resolve=False).get("subdir") == NUMBERED
     if numbered and not sweep_dir.is_dir():

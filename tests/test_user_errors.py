@@ -300,6 +300,9 @@ ROWS = [
     row("commas-group", "+batch_schedule=grow,none",
         expect=("Config group 'batch_schedule' is given 'grow,none'", "one job per option",
                 "+batch_schedule=[grow,none] to merge")),
+    row("empty-sweep", "-m", "seed=range(1,1)",  # ran no job, and exited 0
+        expect="Config key 'seed' is swept over range(1,1), which gives no value, so the sweep would run no job; give "
+               "it values (range(a,b) stops before b: range(1,2) is 1)."),
     row("interval-sweep", "-m", "model.optimizer.lr=interval(0.01,0.1)",
         expect=("Config key 'model.optimizer.lr' is swept with interval(0.01,0.1), but Hydra's basic sweeper cannot "
                 "run interval sweeps", "model.optimizer.lr=0.01,0.03,0.1")),
