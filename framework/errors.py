@@ -487,15 +487,14 @@ def hydra_refusal(error: HydraException) -> ConfigError:
                            f"override_grammar/basic/).")
     if isinstance(error, MissingConfigException) and "/" in str(error.missing_cfg_file or ""):
         group, option = str(error.missing_cfg_file).rsplit("/", 1)
-        searched = [CONF, *map(Path, re.findall(r"provider=hydra\.searchpath[^,]*, path=file://(\S+)", str(error)))]
-        files = [file for folder in searched for file in (folder / group).glob("*.yaml")]
+        searched = re.findall(r"provider=hydra\.searchpath[^,]*, path=file://(\S+)", str(error))
+        files = [file for folder in [CONF, *map(Path, searched)] for file in (folder / group).glob("*.yaml")]
         options = error.options or sorted({file.stem for file in files})  # Hydra lists none for logger=[csv,nope]
         if not options:
             return ConfigError(one_line(str(error)))
         close = difflib.get_close_matches(option, options, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        absent = [path for path in re.findall(r"provider=hydra\.searchpath[^,]*, path=file://(\S+)", str(error))
-                  if not Path(path).is_dir()]  # Hydra passes over a search path that is not there without a word
+        absent = [path for path in searched if not Path(path).is_dir()]  # Hydra passes over it without a word
         where = f" (hydra.searchpath names file://{absent[0]}, which is not a folder here)" if absent else ""
         return ConfigError(f"Config group '{group}' has no option {option!r}{hint}{where}; choose one of "
                            f"{', '.join(options)}.")
@@ -579,7 +578,10 @@ def hydra_refusal(error: HydraException) -> ConfigError:
 def group_given_null() -> ConfigError:
     """``logger=null`` on the command line, which Hydra refuses with a ValueError naming no group."""
     typed = next((arg for arg in sys.argv[1:] if (CONF / arg.split("=", 1)[0].lstrip("+~")).is_dir()
-                  and arg.split("=", 1)[1:] in (["null"], ["None"])), "<group>=null")
+                  and arg.split("=", 1)[1:] in (["null"], ["None"])), None)
+    if typed is None:  # in a config file's defaults list
+        return ConfigError("A config group is given null in a defaults list, but a group takes one of its options "
+                           "(none, where it has one, leaves it out); choose one there.")
     group = typed.split("=", 1)[0].lstrip("+~")
     options = sorted(path.stem for path in (CONF / group).glob("*.yaml"))
     leave_out = f" ({group}=none leaves it out)" if "none" in options else ""
