@@ -365,8 +365,8 @@ class MutualInformationLR(Callback):
             if trainer.is_global_zero or isinstance(loader.sampler, DistributedSampler):
                 for batch in loader:
                     images, labels = as_model_sees_it(trainer, pl_module, batch)
-                    counts += torch.stack([(pl_module(images).argmax(dim=1) == labels).sum(), labels.new_tensor(
-                        len(labels))]).to(counts)
+                    counts[0] += (pl_module(images).argmax(dim=1) == labels).sum()
+                    counts[1] += len(labels)
         finally:
             pl_module.train(was_training)
         correct, total = trainer.strategy.reduce(counts, reduce_op="sum").tolist()
