@@ -527,11 +527,16 @@ def check_validation_monitor(cfg: DictConfig) -> None:
 
 
 def check_early_stopping_has_a_metric(cfg: DictConfig) -> None:
-    """Early stopping needs a metric to watch; checkpointing without one keeps the last epoch."""
+    """Early stopping needs a metric to watch: optimized_metric, or a monitor of its own."""
     node = _lookup(cfg, "callbacks.early_stopping")
-    if isinstance(node, DictConfig) and "_target_" in node and node.get("monitor") is None:
+    if not (isinstance(node, DictConfig) and "_target_" in node and node.get("monitor") is None):
+        return
+    if _lookup(cfg, "optimized_metric") is None:
         raise ConfigError("Config key 'optimized_metric' is null, but early stopping monitors it; leave early stopping "
                           "out with callbacks.early_stopping=null, or name a metric (e.g. optimized_metric=val/acc).")
+    raise ConfigError("Config key 'callbacks.early_stopping.monitor' is null, but early stopping needs a metric to "
+                      "watch; leave early stopping out with callbacks.early_stopping=null, or name a metric (e.g. "
+                      "callbacks.early_stopping.monitor=val/loss).")
 
 
 def check_no_learning_rate_finder_on_the_frameworks_modules(cfg: DictConfig) -> None:

@@ -232,6 +232,10 @@ ROWS = [
                "callbacks.model_checkpoint.mode=max or callbacks.model_checkpoint.mode=min."),
     row("early-stopping-without-a-metric", "optimized_metric=null",
         expect=("'optimized_metric' is null, but early stopping monitors it", "callbacks.early_stopping=null")),
+    row("early-stopping-without-a-monitor", "callbacks.early_stopping.monitor=null",  # named optimized_metric
+        expect="Config key 'callbacks.early_stopping.monitor' is null, but early stopping needs a metric to watch; "
+               "leave early stopping out with callbacks.early_stopping=null, or name a metric (e.g. "
+               "callbacks.early_stopping.monitor=val/loss)."),
     row("optimized-metric-not-logged", "debug=limit", "optimized_metric=val/top5_acc",
         expect=("'optimized_metric' is 'val/top5_acc'", "logs no such metric", "(val/acc, val/loss)")),
     row("optimized-metric-not-logged-under-fdr", "debug=fdr", "optimized_metric=val/top5_acc",  # a config's tryout
