@@ -189,10 +189,12 @@ def listed(folder: Path, files: list[Path]) -> str:
 
 
 def checkpoint_to_test(ckpt_path: str | None, trainer: L.Trainer) -> str:
-    """The weights a test-only run (``train=false``) scores: ``ckpt_path``, ``auto`` meaning this run's last.ckpt."""
+    """The weights a test-only run (``train=false``) scores: ``ckpt_path``, ``auto`` (or ``last``) meaning this run's
+    newest checkpoint (``checkpoint_to_continue``)."""
     checkpoint = resolve_ckpt_path(ckpt_path, trainer, training=False)
     if checkpoint is None:
-        given = "null" if ckpt_path is None else "auto, and this run directory has no checkpoints/last.ckpt"
+        given = "null" if ckpt_path is None else f"{ckpt_path}, and this run directory has no checkpoint in " \
+                                                 f"checkpoints/"
         raise ConfigError(f"Config key 'train' is false (test only), but ckpt_path is {given}: there are no trained "
                           f"weights to test; give ckpt_path=<checkpoint file> (a run's checkpoints/last.ckpt).")
     return checkpoint

@@ -215,6 +215,8 @@ ROWS = [
     row("ckpt-hpc-absent", "ckpt_path=hpc", expect=("'ckpt_path' is 'hpc', but there is no HPC checkpoint",
                                                      "ckpt_path=auto")),
     row("test-only-without-checkpoint", "train=false", expect=("'train' is false (test only)", "ckpt_path is null")),
+    row("test-only-last-without-checkpoint", "train=false", "ckpt_path=last",  # the sentence said auto
+        expect="but ckpt_path is last, and this run directory has no checkpoint in checkpoints/: there are no trained"),
     row("optimized-metric-a-list", "optimized_metric=[val/acc]",
         expect="Config key 'optimized_metric' is ['val/acc'], but it must be the name of one metric (e.g. val/acc), "
                "or null."),
