@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import lightning as L
 import numpy as np
@@ -29,16 +30,34 @@ from framework.loggers import AppendingCSVLogger
 
 log = logging.getLogger("train")
 METRICS_CSV = "csv/metrics.csv"  # where the CSV logger (conf/logger/csv.yaml) writes, in a run's output directory
+# What every checkpoint holds besides Lightning's state (KeptValuesInCheckpoints, RandomStatesInCheckpoints):
+KEPT_VALUES = "values_kept_on_resume"  # the values of KEPT_ON_RESUME, which a resume must keep
+TRAINED_WITH = "config_trained_with"  # the run's other values (``trained_with``)
+TRAINING_METRICS = "last_epoch_training_metrics"  # in one saved at an epoch's end: that epoch's training metrics
+RANDOM_STATES = "random_states"  # the random number generators' states
+CSV_ROWS_LOGGED = "csv_rows_logged"  # the rows metrics.csv had been given when the checkpoint was saved
+WALL_SECONDS = "run_wall_seconds"  # the run's wall time up to the save, over every start it continued from
+EPOCH_END_ROW = "epoch_end_row"  # the training row Lightning logs just after a checkpoint of an epoch's end
 
 
-def saved_when(path: Path) -> tuple[tuple[int, int], bool]:
-    """When a checkpoint was saved (``save_order``), and whether at an epoch's end; (-1, -1) for a file torch cannot
-    read as a checkpoint."""
+class Saved(NamedTuple):
+    """When a checkpoint was saved (``save_order``; (-1, -1) for a file torch cannot read as a checkpoint), and
+    whether at an epoch's end."""
+
+    order: tuple[int, int]
+    at_an_epochs_end: bool
+
+    @property
+    def readable(self) -> bool:
+        return self.order >= (0, 0)
+
+
+def saved_when(path: Path) -> Saved:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-        return save_order(checkpoint), saved_at_an_epochs_end(checkpoint)
+        return Saved(save_order(checkpoint), saved_at_an_epochs_end(checkpoint))
     except Exception:  # truncated, foreign or not a Lightning checkpoint: not one to continue from
-        return (-1, -1), False
+        return Saved((-1, -1), False)
 
 
 def save_order(checkpoint: dict) -> tuple[int, int]:
@@ -67,13 +86,13 @@ def checkpoint_to_continue(checkpoints: Path) -> Path | None:
     if not others:
         return last if last.is_file() else None
     saved = {path: saved_when(path) for path in others}
-    at_epoch_ends = [path for path in others if saved[path][1]]
+    at_epoch_ends = [path for path in others if saved[path].at_an_epochs_end]
     if last.is_file():
         saved[last] = saved_when(last)
         candidates = [last, *at_epoch_ends]
     else:
         candidates = at_epoch_ends or others
-    return max(candidates, key=lambda path: (saved[path][0], path == last))  # the same step: last.ckpt
+    return max(candidates, key=lambda path: (saved[path].order, path == last))  # the same step: last.ckpt
 
 
 def resolve_ckpt_path(ckpt_path: str | None, trainer: L.Trainer, training: bool = True) -> str | None:
@@ -200,6 +219,15 @@ def checkpoint_to_test(ckpt_path: str | None, trainer: L.Trainer) -> str:
     return checkpoint
 
 
+def read_checkpoint(path: str | Path, weights_only: bool) -> object:
+    """torch.load of a checkpoint file (memory-mapped), or one sentence for a file it cannot read."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=weights_only, mmap=True)
+    except Exception as error:  # a truncated or foreign file: torch raises whatever its reader met
+        raise DataError(f"Checkpoint {path} cannot be read by torch.load ({type(error).__name__}): it is truncated or "
+                        f"not a checkpoint; give a checkpoint that a run wrote (its checkpoints/*.ckpt).") from None
+
+
 def check_checkpoint(path: str | None, resumed_with: DictConfig | None = None, model: torch.nn.Module | None = None,
                      sweep_job: int | None = None, test_only: bool = False) -> dict | None:
     """A checkpoint file must be one that Lightning wrote (``hpc``, which Lightning resolves itself, passes), with
@@ -208,11 +236,7 @@ def check_checkpoint(path: str | None, resumed_with: DictConfig | None = None, m
     Returns the checkpoint (memory-mapped), None for no file."""
     if path is None or not Path(path).is_file():
         return None
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-    except Exception as error:  # a truncated or foreign file: torch raises whatever its reader met
-        raise DataError(f"Checkpoint {path} cannot be read by torch.load ({type(error).__name__}): it is truncated or "
-                        f"not a checkpoint; give a checkpoint that a run wrote (its checkpoints/*.ckpt).") from None
+    checkpoint = read_checkpoint(path, weights_only=False)
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise DataError(f"Checkpoint {path} is not a Lightning checkpoint (it holds no state_dict); give a checkpoint "
                         f"file that a run wrote (its checkpoints/*.ckpt).")
@@ -281,7 +305,6 @@ KEPT_ON_RESUME = ("seed", "data._target_", "data.split_seed", "data.val_fraction
                   "data.folds", "data.rollouts", "data.steps_per_rollout", "data.train_seed", "data.terrain_seed",
                   "data.filter_offscreen", "data.label_observation",
                   "model.optimizer", "model.scheduler", "callbacks.early_stopping.patience", *MI_MEASUREMENT)
-KEPT_VALUES = "values_kept_on_resume"  # the checkpoint entry that holds them
 # Keys a resume may change without a word (how long and where a run runs, what it logs): a continued sweep may change
 # them for some jobs and not others (a job resumed alone with trainer.max_epochs=20 leaves its folder's record
 # differing from its siblings' in that key). A resume that changes any other key that KEPT_ON_RESUME does not refuse
@@ -294,12 +317,6 @@ MAY_DIFFER_ON_RESUME = ("ckpt_path", "trainer", "logger", "callbacks.progress_ba
 TRAINER_KEYS_OF_WHAT_TRAINS = ("trainer.accumulate_grad_batches", "trainer.gradient_clip_val",
                                "trainer.gradient_clip_algorithm", "trainer.precision", "trainer.limit_train_batches",
                                "trainer.overfit_batches", "trainer.sync_batchnorm", "trainer.use_distributed_sampler")
-TRAINED_WITH = "config_trained_with"  # the checkpoint entry that holds a run's other values (``trained_with``)
-TRAINING_METRICS = "last_epoch_training_metrics"  # the checkpoint entry that holds them (KeptValuesInCheckpoints)
-RANDOM_STATES = "random_states"  # the checkpoint entry RandomStatesInCheckpoints writes
-CSV_ROWS_LOGGED = "csv_rows_logged"  # the rows metrics.csv had been given when the checkpoint was saved
-WALL_SECONDS = "run_wall_seconds"  # the run's wall time up to the save, over every start it continued from
-EPOCH_END_ROW = "epoch_end_row"  # the training row Lightning logs just after a checkpoint of an epoch's end
 
 
 def flattened(tree: dict, prefix: str = "") -> dict[str, object]:
@@ -577,11 +594,7 @@ def network_config(path: str | Path) -> DictConfig:
     """``model.net`` of the config the run that wrote checkpoint ``path`` trained with (``TRAINED_WITH``), to build its
     network again outside train.py. Read with torch's weights-only loader; every ``_target_`` in it must name a
     torch.nn.Module class, as train.py's networks do: a file from elsewhere names no other callable to run."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as error:  # a truncated or foreign file: torch raises whatever its reader met
-        raise DataError(f"Checkpoint {path} cannot be read by torch.load ({type(error).__name__}): it is truncated or "
-                        f"not a checkpoint; give a checkpoint that a run wrote (its checkpoints/*.ckpt).") from None
+    checkpoint = read_checkpoint(path, weights_only=True)
     saved = checkpoint.get(TRAINED_WITH, {}) if isinstance(checkpoint, dict) else {}
     if "model.net._target_" not in saved:
         raise DataError(f"Checkpoint {path} holds no config of its network (train.py saves one in every checkpoint); "

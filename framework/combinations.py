@@ -112,8 +112,6 @@ def model_name(model) -> str:
 def check_kinds(cfg: DictConfig, datamodule, model) -> None:
     """``model`` must be a LightningModule and ``data`` a LightningDataModule with the loaders the run uses (a plain
     network or dataset there reached Lightning's traceback; a missing test loader, after the whole training)."""
-    import lightning as L
-
     if not isinstance(model, L.LightningModule):
         remedy = ("put it under model.net, with model._target_: lightning_modules.classifier.ClassificationModule "
                   "and a _partial_ optimizer, as examples/conf/model/mlp.yaml does" if isinstance(model, nn.Module)

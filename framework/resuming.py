@@ -1,7 +1,8 @@
 """A run continued from its own checkpoint (``ckpt_path=auto``, a requeued SLURM job) ends as an uninterrupted run
 would: its folder's files are put in the state of the save before it goes on (what a killed start logged, what was
 saved or logged after the checkpoint, a row the stop cut off), and Lightning's fit loop continues an epoch that
-max_steps cut short within it. framework/checkpoints.py chooses and checks the checkpoint; train() calls these."""
+max_steps cut short within it. framework/checkpoints.py chooses and checks the checkpoint; framework/training.py
+calls these where it builds the Trainer and where it continues a run (``continue_from``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import itertools
 import logging
 import math
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import lightning as L
@@ -44,10 +46,9 @@ def set_aside_a_killed_start(output_dir: str | Path) -> None:
     metrics, events = folder / METRICS_CSV, folder / "tensorboard"
     set_aside = []
     if metrics.is_file():
-        set_aside.append(metrics.rename(free_name(metrics, "killed")))
+        set_aside.append(metrics.rename(first_free(lambda n: metrics.with_name(f"metrics.killed-{n}.csv"))))
     if events.is_dir():
-        set_aside.append(events.rename(next(path for n in itertools.count(1)
-                                            if not (path := folder / f"tensorboard.killed-{n}").exists())))
+        set_aside.append(events.rename(first_free(lambda n: folder / f"tensorboard.killed-{n}")))
     if set_aside:
         log.info(f"ckpt_path=auto: {folder} holds what a start killed before its first checkpoint logged; it is kept "
                  f"as {' and '.join(str(path.relative_to(folder)) for path in set_aside)} and this run starts again")
@@ -63,12 +64,12 @@ def complete_an_interrupted_save(output_dir: str | Path) -> None:
     newest, last = checkpoint_to_continue(checkpoints), checkpoints / "last.ckpt"
     if newest is None or newest == last:
         return
-    if last.is_file() and saved_when(last)[0] < (0, 0):  # damaged (the saves are atomic): keep it, and say so
-        damaged = next(path for n in itertools.count(1) if not (path := last.with_name(f"last.damaged-{n}")).exists())
+    if last.is_file() and not saved_when(last).readable:  # damaged (the saves are atomic): keep it, and say so
+        damaged = first_free(lambda n: last.with_name(f"last.damaged-{n}"))
         last.rename(damaged)
         log.warning(f"ckpt_path=auto: {last} cannot be read as a checkpoint (truncated or damaged; it is kept as "
                     f"{damaged.name}): the run continues from the newest readable one, {newest.name} (global step "
-                    f"{saved_when(newest)[0][0]}), copied to last.ckpt")
+                    f"{saved_when(newest).order[0]}), copied to last.ckpt")
     else:
         log.info(f"ckpt_path=auto: {newest} was saved after last.ckpt (the run was stopped between the two saves of "
                  f"an epoch's end); it is copied to last.ckpt, which the run continues from")
@@ -96,10 +97,10 @@ def set_aside_checkpoints_saved_after(checkpoints: Path, checkpoint: dict) -> No
     place, such a file stays beside its new save (epoch_002.ckpt beside epoch_002-v1.ckpt), and the run reports the
     new name as its best; so these files move to checkpoints/superseded-1/ (-2, ...)."""
     step = checkpoint["global_step"]
-    later = [path for path in sorted(checkpoints.glob("*.ckpt")) if saved_when(path)[0] > save_order(checkpoint)]
+    later = [path for path in sorted(checkpoints.glob("*.ckpt")) if saved_when(path).order > save_order(checkpoint)]
     if not later:
         return
-    aside = next(folder for n in itertools.count(1) if not (folder := checkpoints / f"superseded-{n}").exists())
+    aside = first_free(lambda n: checkpoints / f"superseded-{n}")
     aside.mkdir()
     for path in later:
         path.rename(aside / path.name)
@@ -107,9 +108,9 @@ def set_aside_checkpoints_saved_after(checkpoints: Path, checkpoint: dict) -> No
              f"this run continues from (global step {step}) and are saved again: they are kept in {aside.name}/")
 
 
-def free_name(metrics: Path, why: str) -> Path:
-    """metrics.<why>-1.csv, or -2, ...: the first name not taken, beside ``metrics``."""
-    return next(path for n in itertools.count(1) if not (path := metrics.with_name(f"metrics.{why}-{n}.csv")).exists())
+def first_free(numbered: Callable[[int], Path]) -> Path:
+    """numbered(1), numbered(2), ...: the first that does not exist, for what is set aside (metrics.killed-1.csv)."""
+    return next(path for n in itertools.count(1) if not (path := numbered(n)).exists())
 
 
 def epoch_goes_on(checkpoint: dict, max_steps: int | None) -> bool:
@@ -119,6 +120,7 @@ def epoch_goes_on(checkpoint: dict, max_steps: int | None) -> bool:
     if not saved_at_an_epochs_end(checkpoint):
         return False
     batches = checkpoint["loops"]["fit_loop"].get("epoch_loop.batch_progress", {})
+    # the framework's early stopping keeps a run it stopped stopped (RunEarlyStopping); Lightning's trains on
     stopped_early = any(key.startswith("RunEarlyStopping") and state.get("stopping_reason", 0)
                         for key, state in checkpoint.get("callbacks", {}).items())
     trains_further = max_steps in (-1, None) or checkpoint["global_step"] < max_steps
@@ -131,7 +133,7 @@ def first_step_logged_again(checkpoint: dict, max_steps: int | None = -1) -> int
     the step before, that of the training row of an epoch that goes on (``epoch_goes_on``)."""
     if epoch_goes_on(checkpoint, max_steps):
         return logging_step(checkpoint) - 1
-    return logging_step(checkpoint) + (not saved_at_an_epochs_end(checkpoint))
+    return logging_step(checkpoint) + (0 if saved_at_an_epochs_end(checkpoint) else 1)
 
 
 def set_aside_rows_logged_after(output_dir: str | Path, checkpoint: dict, max_steps: int | None = -1) -> None:
@@ -150,14 +152,19 @@ def set_aside_rows_logged_after(output_dir: str | Path, checkpoint: dict, max_st
         return
     # a last row without its line end was being written when the run was killed (a full disk, a network file
     # system): the next row would be appended to it
-    torn = rows and not metrics.read_bytes().endswith(b"\n")
+    torn = bool(rows) and not metrics.read_bytes().endswith(b"\n")
     column, step = header.index("step"), first_step_logged_again(checkpoint, max_steps)
-    before = checkpoint.get(CSV_ROWS_LOGGED) or 0
-    logged_later = [(torn and n == len(rows) - 1) or n >= before and len(row) > column and row[column] != ""
-                    and _number(row[column]) >= step for n, row in enumerate(rows)]
+    rows_at_the_save = checkpoint.get(CSV_ROWS_LOGGED) or 0
+
+    def logged_again(n: int, row: list[str]) -> bool:
+        if torn and n == len(rows) - 1:
+            return True
+        return n >= rows_at_the_save and len(row) > column and row[column] != "" and _number(row[column]) >= step
+
+    logged_later = [logged_again(n, row) for n, row in enumerate(rows)]
     if not any(logged_later):
         return
-    aside = free_name(metrics, "superseded")
+    aside = first_free(lambda n: metrics.with_name(f"metrics.superseded-{n}.csv"))
     later = [row for row, after in zip(rows, logged_later, strict=True) if after]
     kept = [row for row, after in zip(rows, logged_later, strict=True) if not after]
     write_atomically(aside, lambda file: write_csv(file, header, later))
@@ -205,16 +212,23 @@ class FitLoopResumingAtEpochEnds(_FitLoop):
     uninterrupted one does, as Lightning sees to for max_epochs. A run continued within an epoch with another batch
     size counts that epoch's batches in the new size."""
 
+    continues_a_cut_short_epoch = False  # restarted within an epoch that max_steps cut short, from its end
+
     @property
     def done(self) -> bool:
+        """Lightning's, which counts the epoch completed where max_epochs stops the run (so that current_epoch reads
+        as an uninterrupted run's) and not where max_steps does: a run continued after its last step (killed while
+        testing) was an epoch short."""
         if -1 < self.max_steps <= self.epoch_loop.global_step:
             self.epoch_progress.current.completed = self.epoch_progress.current.processed
         return super().done
 
-    continues_a_cut_short_epoch = False  # restarted within an epoch that max_steps cut short, from its end
-
     @_FitLoop.restarting.setter
     def restarting(self, restarting: bool) -> None:
+        """Lightning's setter restarts within an epoch where the epoch was unfinished or, for any continuation of a
+        run with max_steps, always (``restarting and unfinished or iteration_based``): a run continued from an epoch's
+        end then ran that end again. Here it restarts where the epoch was unfinished or max_steps cut it short, and
+        only when Lightning restarts at all (``restarting and (unfinished or cut_short)``)."""
         current = self.epoch_progress.current
         self.continues_a_cut_short_epoch = restarting and epoch_goes_on(self.as_restored(), self.max_steps)
         if self.continues_a_cut_short_epoch:
