@@ -430,9 +430,12 @@ def _arguments_the_added_group_leaves(added: str) -> list[tuple[str, str]]:
 def _option_not_chosen(key: str) -> tuple[str, str] | None:
     """``logger.wandb.project`` without logger=wandb: (group, option) where ``key`` lies below a config group's
     option that the config file of that option defines (conf/logger/wandb.yaml holds logger.wandb)."""
-    group, option, *below = key.split(".")
+    parts = key.split(".")
+    if len(parts) < 3:
+        return None
+    group, option = parts[:2]
     file = CONF / group / f"{option}.yaml"
-    if not below or not file.is_file():
+    if not file.is_file():
         return None
     return (group, option) if option in (OmegaConf.load(file) or {}) else None
 
@@ -445,7 +448,7 @@ def _split_by_a_space(override: str) -> ConfigError | None:
     at = words.index(override)
     if "=" not in override and at > 0 and "=" in words[at - 1]:
         first, second = words[at - 1], override
-    elif override.endswith(",") and at + 1 < len(words):
+    elif override.endswith(",") and at + 1 < len(words) and "=" not in words[at + 1]:
         first, second = override, words[at + 1]
     else:
         return None

@@ -682,10 +682,11 @@ def check_data_splits(cfg: DictConfig) -> None:
 def check_required_groups(cfg: DictConfig) -> None:
     """Every run trains one model on one dataset with one trainer: a group removed with ``~data``, or given a list of
     options (``model=[lenet5,szegedy]``, which Hydra merges into one config) is one sentence."""
-    typed = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
-    for override in OverridesParser.create().parse_overrides(list(typed)):
-        chosen = override.value()
-        if override.key_or_group in ("data", "model", "trainer") and isinstance(chosen, list) and len(chosen) > 1:
+    typed = OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False) if HydraConfig.initialized() \
+        else []  # as typed: data.batch_size=${nope} is the sentence of its own check
+    groups_typed = [word for word in typed if re.match(r"[+~]*(data|model|trainer)=\[", word)]
+    for override in OverridesParser.create().parse_overrides(groups_typed):
+        if isinstance(chosen := override.value(), list) and len(chosen) > 1:
             group, options = override.key_or_group, [str(option) for option in chosen]
             raise ConfigError(f"Config group '{group}' is given the options {', '.join(options)}, which Hydra merges "
                               f"into one config, but a run has one {group}; choose one, or run one job each with -m "
