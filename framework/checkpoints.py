@@ -338,8 +338,13 @@ def kept_values(cfg: DictConfig) -> dict[str, object]:
 def may_differ_on_resume(key: str) -> bool:
     """Is ``key`` (``trainer.max_epochs``, ``hydra/launcher``) one of, or below, MAY_DIFFER_ON_RESUME, and not one of
     TRAINER_KEYS_OF_WHAT_TRAINS?"""
-    below = lambda names: any(key == name or key.startswith((f"{name}.", f"{name}/")) for name in names)
-    return below(MAY_DIFFER_ON_RESUME) and not below(TRAINER_KEYS_OF_WHAT_TRAINS)
+    return at_or_below(key, MAY_DIFFER_ON_RESUME) and not at_or_below(key, TRAINER_KEYS_OF_WHAT_TRAINS)
+
+
+def at_or_below(key: str, names: tuple[str, ...] | list[str]) -> bool:
+    """Is ``key`` one of ``names``, or a key below one (``model.optimizer.lr`` below ``model.optimizer``, a choice
+    ``hydra/launcher`` below ``hydra``)?"""
+    return any(key == name or key.startswith((f"{name}.", f"{name}/")) for name in names)
 
 
 def trained_with(cfg: DictConfig) -> dict[str, object]:
@@ -520,12 +525,10 @@ def check_resumed_values(path: str, checkpoint: dict, cfg: DictConfig, sweep_job
     if test_only and saved.get("data._target_") != now.get("data._target_"):
         return  # another dataset: none of its images were trained on
     # a key added to KEPT_ON_RESUME after the checkpoint was written has no saved value to compare
-    recorded = [key for key in KEPT_ON_RESUME if any(name == key or name.startswith(f"{key}.") for name in saved)
+    recorded = [key for key in KEPT_ON_RESUME if any(at_or_below(name, [key]) for name in saved)
                 and (key.startswith("data.") or not test_only)]
-    saved = {name: value for name, value in saved.items() if any(name == key or name.startswith(f"{key}.")
-                                                                 for key in recorded)}
-    now = {name: value for name, value in now.items() if any(name == key or name.startswith(f"{key}.")
-                                                             for key in recorded)}
+    saved = {name: value for name, value in saved.items() if at_or_below(name, recorded)}
+    now = {name: value for name, value in now.items() if at_or_below(name, recorded)}
     changed = [key for key in dict.fromkeys([*saved, *now]) if saved.get(key, "absent") != now.get(key, "absent")]
     if changed:
         shown = ", ".join(f"{key}={_as_typed(now.get(key, 'absent'))} (the checkpoint's: "
