@@ -63,6 +63,13 @@ class AppendingExperimentWriter(ExperimentWriter):
         return written + len(self.metrics)
 
 
+def read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
+    """A metrics.csv's header and rows (both empty for an empty file)."""
+    with open(path, newline="") as handle:
+        header, *rows = list(csv.reader(handle)) or [[]]
+    return header, rows
+
+
 def write_csv(file, header: list[str], rows: list[list[str]]) -> None:
     text = io.StringIO()
     csv.writer(text).writerows([header, *rows])  # "\r\n", as Lightning's CSV writer ends its rows

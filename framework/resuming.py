@@ -6,7 +6,6 @@ calls these where it builds the Trainer and where it continues a run (``continue
 
 from __future__ import annotations
 
-import csv
 import itertools
 import logging
 import math
@@ -31,7 +30,7 @@ from framework.checkpoints import (
     saved_at_an_epochs_end,
     saved_when,
 )
-from framework.loggers import write_csv
+from framework.loggers import read_csv, write_csv
 
 log = logging.getLogger("train")
 
@@ -146,8 +145,7 @@ def set_aside_rows_logged_after(output_dir: str | Path, checkpoint: dict, max_st
     metrics = Path(output_dir) / METRICS_CSV
     if not metrics.is_file():
         return
-    with open(metrics, newline="") as handle:
-        header, *rows = list(csv.reader(handle)) or [[]]
+    header, rows = read_csv(metrics)
     if "step" not in header:
         return
     # a last row without its line end was being written when the run was killed (a full disk, a network file
@@ -190,8 +188,7 @@ def log_again_the_epoch_end_row(output_dir: str | Path, checkpoint: dict, max_st
         return
     if epoch_goes_on(checkpoint, max_steps):  # the row is logged again at the epoch's real end
         return
-    with open(metrics, newline="") as handle:
-        header, *rows = list(csv.reader(handle)) or [[]]
+    header, rows = read_csv(metrics)
     if len(rows) != checkpoint[CSV_ROWS_LOGGED]:
         return
     widened = sorted(set(header) | set(row))  # the logger's order (framework/loggers.py): sorted
