@@ -441,20 +441,39 @@ def _option_not_chosen(key: str) -> tuple[str, str] | None:
 
 
 def _split_by_a_space(override: str) -> ConfigError | None:
-    """``-m lr=0.1 0.01`` or ``lr=0.1, 0.01``: the shell split one override in two at a space."""
+    """``-m seed=1 2 3``, ``seed=1, 2`` or ``seed=[1, 2]``: the shell split one override at its spaces, and Hydra
+    refused the first piece that is not key=value (or the override that ends with a comma)."""
     words = sys.argv[1:]
     if override not in words:
         return None
     at = words.index(override)
-    if "=" not in override and at > 0 and "=" in words[at - 1]:
-        first, second = words[at - 1], override
-    elif override.endswith(",") and at + 1 < len(words) and "=" not in words[at + 1]:
-        first, second = override, words[at + 1]
+    if override.endswith(",") and "=" in override:
+        first, rest = override, words[at + 1:]
+    elif at > 0 and "=" in words[at - 1] and _a_piece_of_a_value(override, words[at - 1]):
+        first, rest = words[at - 1], words[at:]
     else:
         return None
-    joined = f"{first.rstrip(',')},{second}"
-    return ConfigError(f"The command-line words {first!r} and {second!r} are one override that a space split; write "
-                       f"the values with commas and no spaces ({joined}), or quote the whole override.")
+    pieces = [first]
+    for word in rest:
+        if not _a_piece_of_a_value(word, pieces[-1]):
+            break
+        pieces.append(word)
+    if len(pieces) == 1:
+        return None
+    joined = ",".join(piece.strip(",") for piece in pieces if piece.strip(","))
+    sweep = "," in joined.split("=", 1)[1] and "[" not in joined and not {"-m", "--multirun"} & set(words)
+    return ConfigError(f"The command-line words {' '.join(map(repr, pieces))} are one override that a space split; "
+                       f"write its values with commas and no spaces ({'-m ' if sweep else ''}{joined}), or quote the "
+                       f"whole override.")
+
+
+def _a_piece_of_a_value(word: str, before: str) -> bool:
+    """Is ``word`` the rest of a value that the word ``before`` it began: a number or a list's end (``2]``), or any
+    word without '=' after a comma?"""
+    if "=" in word or word.startswith(("+", "~", "-")) and not re.fullmatch(r"-[\d.]+", word):
+        return False
+    return before.endswith(",") or word.startswith(",") or word.endswith(("]", ",")) or \
+        re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?", word) is not None
 
 
 def _choosing_file(group: str) -> Path | None:

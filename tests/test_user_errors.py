@@ -284,11 +284,15 @@ ROWS = [
     row("key-of-an-option-not-chosen", "logger.wandb.project=x",  # its remedy was +logger.wandb.project=x, refused
         expect="Config key 'logger.wandb.project' belongs to the logger option wandb, which this run does not choose; "
                "choose it with logger=wandb (its file: conf/logger/wandb.yaml), then logger.wandb.project=x sets it."),
-    row("values-split-by-a-space", "-m", "model.optimizer.lr=0.1", "0.01",
-        expect="The command-line words 'model.optimizer.lr=0.1' and '0.01' are one override that a space split; write "
-               "the values with commas and no spaces (model.optimizer.lr=0.1,0.01), or quote the whole override."),
-    row("values-split-after-a-comma", "-m", "model.optimizer.lr=0.1,", "0.01",
-        expect="words 'model.optimizer.lr=0.1,' and '0.01' are one override that a space split"),
+    row("values-split-by-a-space", "-m", "seed=1", "2", "3",  # Hydra's lexer error on '2'
+        expect="The command-line words 'seed=1' '2' '3' are one override that a space split; write its values with "
+               "commas and no spaces (seed=1,2,3), or quote the whole override."),
+    row("values-split-after-commas", "model.optimizer.lr=0.1,", "0.01",  # not a sweep: its remedy says -m
+        expect="words 'model.optimizer.lr=0.1,' '0.01' are one override that a space split; write its values with "
+               "commas and no spaces (-m model.optimizer.lr=0.1,0.01)"),
+    row("a-list-split-by-a-space", "seed=[1,", "2]", expect="(seed=[1,2]), or quote the whole override."),
+    row("a-word-after-an-override", "trainer.max_epochs=1", "debug",  # not a value: was said to be one
+        expect="The command-line override 'debug' cannot be parsed"),
     row("key-exists", "+seed=3", expect=("'seed' exists already", "override it with seed=3")),
     row("key-deleted", "~nosuch", expect="'nosuch' does not exist"),
     row("experiment-choosing-a-chosen-group", "hydra.searchpath=[file://{tmp}/data]", "experiment=mine",
