@@ -440,6 +440,15 @@ def _option_not_chosen(key: str) -> tuple[str, str] | None:
     return (group, option) if option in (OmegaConf.load(file) or {}) else None
 
 
+def _chosen_option(group: str) -> str | None:
+    """The option of ``group`` that the command line chooses (its last ``group=...``), else train.py's default."""
+    typed = [arg.split("=", 1)[1] for arg in sys.argv[1:] if arg.split("=", 1)[0].lstrip("+") == group and "=" in arg]
+    if typed:
+        return typed[-1]
+    defaults = OmegaConf.load(CONF / "train.yaml").get("defaults", [])
+    return next((entry[group] for entry in defaults if isinstance(entry, DictConfig) and group in entry), None)
+
+
 def _split_by_a_space(override: str) -> ConfigError | None:
     """``-m seed=1 2 3``, ``seed=1, 2`` or ``seed=[1, 2]``: the shell split one override at its spaces, and Hydra
     refused the first piece that is not key=value (or the override that ends with a comma)."""
@@ -537,9 +546,11 @@ def hydra_refusal(error: HydraException) -> ConfigError:
                                f"'{parent}={mapping}'.")
         if unchosen := _option_not_chosen(key):
             group, option = unchosen
+            chosen = _chosen_option(group)
+            choose = f"{group}={option}" if chosen in (None, "none") else f"'{group}=[{chosen},{option}]'"
             return ConfigError(f"Config key '{key}' belongs to the {group} option {option}, which this run does not "
-                               f"choose; choose it with {group}={option} (its file: conf/{group}/{option}.yaml), "
-                               f"then {added[1]} sets it.")
+                               f"choose; add it with {choose} (its file: conf/{group}/{option}.yaml), then {added[1]} "
+                               f"sets it.")
         if {"-m", "--multirun"} & set(sys.argv[1:]):  # a sweep starts from the config without its swept groups
             typed = next((arg for arg in sys.argv[1:] if arg.split("=", 1)[0].lstrip("+~") == key), added[1])
             return ConfigError(f"Config key '{key}' is not in the config of every job of this sweep (the config it "

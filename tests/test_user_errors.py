@@ -283,7 +283,10 @@ ROWS = [
         expect=("'model.weight_decay' is not in the config", "model.net.weight_decay")),
     row("key-of-an-option-not-chosen", "logger.wandb.project=x",  # its remedy was +logger.wandb.project=x, refused
         expect="Config key 'logger.wandb.project' belongs to the logger option wandb, which this run does not choose; "
-               "choose it with logger=wandb (its file: conf/logger/wandb.yaml), then logger.wandb.project=x sets it."),
+               "add it with 'logger=[csv,wandb]' (its file: conf/logger/wandb.yaml), then logger.wandb.project=x sets "
+               "it."),
+    row("key-of-an-option-not-chosen-beside-none", "callbacks=none", "callbacks.early_stopping.patience=3",
+        expect="add it with callbacks=early_stopping (its file: conf/callbacks/early_stopping.yaml), then"),
     row("values-split-by-a-space", "-m", "seed=1", "2", "3",  # Hydra's lexer error on '2'
         expect="The command-line words 'seed=1' '2' '3' are one override that a space split; write its values with "
                "commas and no spaces (seed=1,2,3), or quote the whole override."),
