@@ -443,8 +443,11 @@ def _option_not_chosen(key: str) -> tuple[str, str] | None:
 def _chosen_option(group: str) -> str | None:
     """The option of ``group`` that the command line chooses (its last ``group=...``), else train.py's default."""
     typed = [arg.split("=", 1)[1] for arg in sys.argv[1:] if arg.split("=", 1)[0].lstrip("+") == group and "=" in arg]
-    if typed:
-        return typed[-1]
+    return typed[-1] if typed else _default_option(group)
+
+
+def _default_option(group: str) -> str | None:
+    """The option of ``group`` in train.py's defaults list (conf/train.yaml); None where it chooses none."""
     defaults = OmegaConf.load(CONF / "train.yaml").get("defaults", [])
     return next((entry[group] for entry in defaults if isinstance(entry, DictConfig) and group in entry), None)
 
@@ -488,8 +491,11 @@ def _a_piece_of_a_value(word: str, before: str) -> bool:
 def _choosing_file(group: str) -> Path | None:
     """The config file chosen on the command line (``experiment=mine``, in conf/ or a ``hydra.searchpath`` folder)
     whose defaults list chooses ``group`` without ``override``."""
-    folders = [CONF, *(Path(path) for arg in sys.argv[1:] if arg.startswith("hydra.searchpath=")
-                       for path in re.findall(r"file://([^,\]'\"]+)", arg))]
+    words = sys.argv[1:]
+    config_dirs = [Path(words[n + 1]) for n, word in enumerate(words[:-1]) if word in ("-cd", "--config-dir")] + \
+        [Path(word.split("=", 1)[1]) for word in words if word.startswith("--config-dir=")]
+    folders = [CONF, *config_dirs, *(Path(path) for arg in words if arg.startswith("hydra.searchpath=")
+                                     for path in re.findall(r"file://([^,\]'\"]+)", arg))]
     chooses = re.compile(rf"^\s*-\s*/?{re.escape(group)}\s*:", re.MULTILINE)
     for arg in sys.argv[1:]:
         key, _, option = arg.lstrip("+").partition("=")
@@ -585,6 +591,11 @@ def hydra_refusal(error: HydraException) -> ConfigError:
                            f"+{chosen[1]}={chosen[2]} cannot add it again; choose it without the +: "
                            f"{chosen[1]}={chosen[2]}.")
     if twice := re.fullmatch(r"(\S+) appears more than once in the final defaults list", message.strip()):
+        if not any(arg.startswith(f"+{twice[1]}=") for arg in sys.argv[1:]):
+            file = _choosing_file(twice[1])
+            return ConfigError(f"Config group '{twice[1]}' is chosen twice: by the defaults, and by the defaults list "
+                               f"of {file or 'a config file chosen on the command line'}; write '- override "
+                               f"/{twice[1]}: <option>' there.")
         return ConfigError(f"Config group '{twice[1]}' is chosen already (by the defaults or an experiment), so "
                            f"+{twice[1]}=... cannot add it again; choose it without the +: {twice[1]}=<option>.")
     if unchosen := re.search(r"Could not override '(\S+)'\. No match in the defaults list.*use \+(\S+)", message,
@@ -609,14 +620,21 @@ def hydra_refusal(error: HydraException) -> ConfigError:
 
 
 def group_given_null() -> ConfigError:
-    """``logger=null`` on the command line, which Hydra refuses with a ValueError naming no group."""
-    typed = next((arg for arg in sys.argv[1:] if (CONF / arg.split("=", 1)[0].lstrip("+~")).is_dir()
-                  and arg.split("=", 1)[1:] in (["null"], ["None"])), None)
+    """``logger=null`` (or ``-m model=lenet5,null``) on the command line, which Hydra refuses with a ValueError naming
+    no group."""
+    def given_null(arg: str) -> bool:  # Hydra reads NULL and Null as null too
+        key, _, value = arg.partition("=")
+        return (CONF / key.lstrip("+~")).is_dir() and "null" in value.lower().split(",")
+
+    typed = next((arg for arg in sys.argv[1:] if given_null(arg)), None)
     if typed is None:  # in a config file's defaults list
         return ConfigError("A config group is given null in a defaults list, but a group takes one of its options "
                            "(none, where it has one, leaves it out); choose one there.")
     group = typed.split("=", 1)[0].lstrip("+~")
     options = sorted(path.stem for path in (CONF / group).glob("*.yaml"))
+    if _default_option(group) is None:  # experiment, debug: none unless chosen
+        return ConfigError(f"Config group '{group}' is given null, which the command line cannot give a group; leave "
+                           f"{group}= out (it chooses no option by default), or choose one of {', '.join(options)}.")
     leave_out = f" ({group}=none leaves it out)" if "none" in options else ""
     return ConfigError(f"Config group '{group}' is given null, but it takes one of its options: "
                        f"{', '.join(options)}{leave_out}; choose one.")
@@ -689,8 +707,11 @@ def _refusals_as_sentences(compose_or_run: Callable[[], object]):
               f"others, which were waiting for it); task {task} said:", file=sys.stderr)
         print(sentence, file=sys.stderr)
         raise SystemExit(2) from None
-    except (OSError, ValueError) as error:  # Hydra making the output directory, or its log file (logging's
-        # ValueError, caused by the OSError), before any job
+    except (OSError, ValueError) as error:  # Hydra making the output directory, its log file (logging's
+        # ValueError, caused by the OSError) or its .hydra/ records, before any job
+        if not _job["started"] and (full := disk_full(error)):
+            print(report(full), file=sys.stderr)
+            raise SystemExit(2) from None
         if not _job["started"] and str(error).startswith("Config group override must be a string or a list. Got"):
             print(report(group_given_null()), file=sys.stderr)
             raise SystemExit(2) from None

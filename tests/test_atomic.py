@@ -299,3 +299,17 @@ def test_a_full_disk_names_the_file_whichever_writer_wrote_it_and_leaves_nothing
         f"Error: {path} cannot be written: No space left on device; free space on its disk, or write elsewhere "
         f"(hydra.run.dir=, or hydra.sweep.dir= with -m, for a run's files; DATA_DIR= for datasets).\n")
     assert list(path.parent.iterdir()) == []
+
+
+def test_a_full_disk_while_hydra_writes_its_records_before_any_job_is_the_sentence(monkeypatch, capsys):
+    """Hydra's own writes (.hydra/config.yaml) raise an OSError that names no file: it ended in Hydra's traceback."""
+    from framework import errors
+
+    def saving_the_config():
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setitem(errors._job, "started", False)
+    with pytest.raises(SystemExit) as stop:
+        errors._refusals_as_sentences(saving_the_config)
+    assert stop.value.code == 2 and capsys.readouterr().err.startswith(
+        "Error: a file cannot be written: No space left on device; free space on its disk, or write elsewhere")

@@ -148,6 +148,11 @@ def experiment_choosing_a_model_without_override(root: Path) -> None:
     (root / "experiment" / "mine.yaml").write_text("# @package _global_\ndefaults:\n  - /model: lenet5_classic\n")
 
 
+def experiment_choosing_the_default_model_without_override(root: Path) -> None:
+    (root / "experiment").mkdir()
+    (root / "experiment" / "mine.yaml").write_text("# @package _global_\ndefaults:\n  - /model: lenet5\n")
+
+
 def unreadable_checkpoint(root: Path) -> None:
     (root / "run.ckpt").write_bytes(b"not a checkpoint")
 
@@ -191,8 +196,12 @@ ROWS = [
     row("group-given-null", "logger=null", expect="Config group 'logger' is given null, but it takes one of its "
                                                   "options: csv, none, tensorboard, wandb (logger=none leaves it out); "
                                                   "choose one."),
-    row("group-given-null-in-a-sweep", "-m", "model=null", expect=("Config group 'model' is given null, but it takes "
-                                                                   "one of its options: forward_autoencoder, lenet5,")),
+    row("group-of-no-default-given-null", "debug=null",
+        expect="Config group 'debug' is given null, which the command line cannot give a group; leave debug= out (it "
+               "chooses no option by default), or choose one of fdr, limit, smoke."),
+    row("group-given-null-in-capitals", "callbacks=NULL", expect="Config group 'callbacks' is given null, but it"),
+    row("group-given-null-in-a-sweep", "-m", "model=lenet5,null",
+        expect="Config group 'model' is given null, but it takes one of its options: forward_autoencoder, lenet5,"),
     row("multirun-and-cfg", "--cfg", "job", "-m", "seed=1,2", expect=("gives --cfg and -m", "drop -m")),
     row("experimental-rerun", "--experimental-rerun", "{tmp}/run/.hydra/config.pickle",  # a traceback either way
         expect=("--experimental-rerun cannot rerun this framework's runs", ".hydra/overrides.yaml")),
@@ -303,6 +312,10 @@ ROWS = [
         expect=("Config group 'model' is chosen twice: by the defaults, and by the defaults list of ",
                 "/data/experiment/mine.yaml ('- /model: lenet5_classic'); write '- override /model: lenet5_classic' "
                 "there.")),
+    row("experiment-choosing-the-default-option", "hydra.searchpath=[file://{tmp}/data]", "experiment=mine",
+        data=experiment_choosing_the_default_model_without_override,  # Hydra words it otherwise
+        expect=("Config group 'model' is chosen twice: by the defaults, and by the defaults list of ",
+                "/data/experiment/mine.yaml; write '- override /model: <option>' there.")),
     row("searchpath-not-a-folder", "hydra.searchpath=[file://examples/conff]", "model=mlp",
         expect=("Config group 'model' has no option 'mlp' (hydra.searchpath names file://examples/conff, which is not "
                 "a folder here)")),
