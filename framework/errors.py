@@ -440,10 +440,29 @@ def _option_not_chosen(key: str) -> tuple[str, str] | None:
     return (group, option) if option in (OmegaConf.load(file) or {}) else None
 
 
-def _chosen_option(group: str) -> str | None:
-    """The option of ``group`` that the command line chooses (its last ``group=...``), else train.py's default."""
+def _chosen_options(group: str) -> list[str]:
+    """The options of ``group`` that the command line chooses (its last ``group=...``), else an experiment it chooses
+    (``override /callbacks: mi_lr`` in conf/experiment/, followed through the files it builds on), else train.py's
+    default; [] for none."""
     typed = [arg.split("=", 1)[1] for arg in sys.argv[1:] if arg.split("=", 1)[0].lstrip("+") == group and "=" in arg]
-    return typed[-1] if typed else _default_option(group)
+    experiments = [arg.split("=", 1)[1] for arg in sys.argv[1:] if arg.split("=", 1)[0].lstrip("+") == "experiment"]
+    chosen = typed[-1] if typed else next(filter(None, (_experiment_choice(group, name) for name in experiments)),
+                                          _default_option(group))
+    if isinstance(chosen, str):
+        chosen = chosen.strip("[]").split(",")
+    return [str(option).strip() for option in chosen or [] if str(option).strip() not in ("", "none", "null")]
+
+
+def _experiment_choice(group: str, experiment: str) -> str | list | None:
+    file = CONF / "experiment" / f"{experiment}.yaml"
+    for entry in (OmegaConf.load(file).get("defaults", []) if file.is_file() else []):
+        if isinstance(entry, DictConfig) and f"override /{group}" in entry:
+            chosen = entry[f"override /{group}"]
+            return list(chosen) if isinstance(chosen, ListConfig) else chosen
+        if isinstance(entry, str) and entry != "_self_" and not entry.startswith("/"):
+            if (built_on := _experiment_choice(group, entry)) is not None:  # perceptual/base
+                return built_on
+    return None
 
 
 def _default_option(group: str) -> str | None:
@@ -552,8 +571,8 @@ def hydra_refusal(error: HydraException) -> ConfigError:
                                f"'{parent}={mapping}'.")
         if unchosen := _option_not_chosen(key):
             group, option = unchosen
-            chosen = _chosen_option(group)
-            choose = f"{group}={option}" if chosen in (None, "none") else f"'{group}=[{chosen},{option}]'"
+            chosen = _chosen_options(group)
+            choose = f"'{group}=[{','.join([*chosen, option])}]'" if chosen else f"{group}={option}"
             return ConfigError(f"Config key '{key}' belongs to the {group} option {option}, which this run does not "
                                f"choose; add it with {choose} (its file: conf/{group}/{option}.yaml), then {added[1]} "
                                f"sets it.")

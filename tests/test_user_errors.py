@@ -294,6 +294,8 @@ ROWS = [
         expect="Config key 'logger.wandb.project' belongs to the logger option wandb, which this run does not choose; "
                "add it with 'logger=[csv,wandb]' (its file: conf/logger/wandb.yaml), then logger.wandb.project=x sets "
                "it."),
+    row("key-of-an-option-not-chosen-beside-an-experiment-s", "experiment=mi_lr_digits", "callbacks.probe.max_epochs=5",
+        expect="add it with 'callbacks=[mi_lr,probe]' (its file: conf/callbacks/probe.yaml), then"),
     row("key-of-an-option-not-chosen-beside-none", "callbacks=none", "callbacks.early_stopping.patience=3",
         expect="add it with callbacks=early_stopping (its file: conf/callbacks/early_stopping.yaml), then"),
     row("values-split-by-a-space", "-m", "seed=1", "2", "3",  # Hydra's lexer error on '2'
