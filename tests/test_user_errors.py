@@ -143,14 +143,13 @@ def a_plain_file(root: Path) -> None:
     (root / "a_file").write_text("a file where a folder should be")
 
 
-def experiment_choosing_a_model_without_override(root: Path) -> None:
-    (root / "experiment").mkdir()
-    (root / "experiment" / "mine.yaml").write_text("# @package _global_\ndefaults:\n  - /model: lenet5_classic\n")
+def experiment_choosing_without_override(model: str):
+    """What writes experiment/mine.yaml, whose defaults list chooses ``model`` without ``override``."""
+    def write(root: Path) -> None:
+        (root / "experiment").mkdir()
+        (root / "experiment" / "mine.yaml").write_text(f"# @package _global_\ndefaults:\n  - /model: {model}\n")
 
-
-def experiment_choosing_the_default_model_without_override(root: Path) -> None:
-    (root / "experiment").mkdir()
-    (root / "experiment" / "mine.yaml").write_text("# @package _global_\ndefaults:\n  - /model: lenet5\n")
+    return write
 
 
 def unreadable_checkpoint(root: Path) -> None:
@@ -310,12 +309,12 @@ ROWS = [
     row("key-exists", "+seed=3", expect=("'seed' exists already", "override it with seed=3")),
     row("key-deleted", "~nosuch", expect="'nosuch' does not exist"),
     row("experiment-choosing-a-chosen-group", "hydra.searchpath=[file://{tmp}/data]", "experiment=mine",
-        data=experiment_choosing_a_model_without_override,  # said +model=lenet5_classic, which nobody typed
+        data=experiment_choosing_without_override("lenet5_classic"),  # said +model=lenet5_classic, which nobody typed
         expect=("Config group 'model' is chosen twice: by the defaults, and by the defaults list of ",
                 "/data/experiment/mine.yaml ('- /model: lenet5_classic'); write '- override /model: lenet5_classic' "
                 "there.")),
     row("experiment-choosing-the-default-option", "hydra.searchpath=[file://{tmp}/data]", "experiment=mine",
-        data=experiment_choosing_the_default_model_without_override,  # Hydra words it otherwise
+        data=experiment_choosing_without_override("lenet5"),  # Hydra words it otherwise
         expect=("Config group 'model' is chosen twice: by the defaults, and by the defaults list of ",
                 "/data/experiment/mine.yaml; write '- override /model: <option>' there.")),
     row("searchpath-not-a-folder", "hydra.searchpath=[file://examples/conff]", "model=mlp",
