@@ -454,6 +454,7 @@ def _chosen_options(group: str) -> list[str]:
 
 
 def _experiment_choice(group: str, experiment: str) -> str | list | None:
+    """The option(s) of ``group`` that conf/experiment/<experiment>.yaml overrides, or a file it builds on."""
     file = CONF / "experiment" / f"{experiment}.yaml"
     for entry in (OmegaConf.load(file).get("defaults", []) if file.is_file() else []):
         if isinstance(entry, DictConfig) and f"override /{group}" in entry:
