@@ -52,9 +52,9 @@ from framework.combinations import (
     FirstBatchWatch,
     check_data_fits_model,
     data_the_network_takes,
-    refusals_in_workers,
 )
 from framework.compose import paths_from_start_dir
+from framework.ddp_workers import with_job_worker_launcher
 from framework.errors import (
     ConfigError,
     UserError,
@@ -271,7 +271,7 @@ def build(cfg: DictConfig, callbacks: Sequence[Callback]) -> tuple[L.LightningDa
     with_fit_loop_resuming_at_epoch_ends(trainer)
     if cfg.get("ckpt_path") != "hpc":
         without_lightnings_hpc_resume(trainer)
-    refusals_in_workers(trainer, cfg)
+    with_job_worker_launcher(trainer, cfg)
     with reaching_wandb(cfg):  # log_hyperparams starts the wandb run
         for logger in trainer.loggers:
             logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
@@ -408,7 +408,7 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
         "output_dir": cfg.paths.output_dir,
         "best_checkpoint": checkpoint,  # the weights val/ and test/ describe (test-only: ckpt_path)
         "evaluated_checkpoint": evaluated,
-        "epochs_completed": trainer.current_epoch,  # DDP workers send it back too (RefusalsInWorkers)
+        "epochs_completed": trainer.current_epoch,  # DDP workers send it back too (JobWorkerLauncher)
         "wall_seconds": continued.wall_seconds + time.perf_counter() - started,  # over every start of the run
         "versions": library_versions(),
         "compute": compute_used(trainer),

@@ -364,7 +364,8 @@ def test_ddp_workers_from_a_forkserver_have_the_parents_state_at_each_launch_and
     stepped one shared module (w = 1.8 after one step)."""
     from lightning.pytorch.strategies import DDPStrategy
 
-    from framework.combinations import FirstBatchWatch, refusals_in_workers
+    from framework.combinations import FirstBatchWatch
+    from framework.ddp_workers import with_job_worker_launcher
 
     for seed in (1, 2):
         (tmp_path / str(seed)).mkdir()
@@ -373,7 +374,7 @@ def test_ddp_workers_from_a_forkserver_have_the_parents_state_at_each_launch_and
         trainer = L.Trainer(strategy=DDPStrategy(start_method="forkserver"), accelerator="cpu", devices=2,
                             max_steps=1, callbacks=[FirstBatchWatch()], logger=False, enable_checkpointing=False,
                             enable_progress_bar=False, enable_model_summary=False)
-        refusals_in_workers(trainer, make_cfg())
+        with_job_worker_launcher(trainer, make_cfg())
         model = OneStepToThree(str(tmp_path / "noted"))
         trainer.fit(model)
         assert model.w.item() == pytest.approx(1.4)
@@ -403,7 +404,8 @@ def test_a_ddp_sim_worker_sends_back_callback_states_larger_than_a_pipe_holds(ma
     waiting for good after its fit. They go through a file now, removed once read."""
     from lightning.pytorch.strategies import DDPStrategy
 
-    from framework.combinations import FirstBatchWatch, refusals_in_workers
+    from framework.combinations import FirstBatchWatch
+    from framework.ddp_workers import with_job_worker_launcher
 
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     monkeypatch.setattr("tempfile.tempdir", None)  # read TMPDIR again
@@ -411,7 +413,7 @@ def test_a_ddp_sim_worker_sends_back_callback_states_larger_than_a_pipe_holds(ma
     trainer = L.Trainer(strategy=DDPStrategy(start_method="forkserver"), accelerator="cpu", devices=2, max_steps=1,
                         callbacks=[FirstBatchWatch(), large], logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False)
-    refusals_in_workers(trainer, make_cfg())
+    with_job_worker_launcher(trainer, make_cfg())
     trainer.fit(OneStepToThree(str(tmp_path / "noted")))
     assert torch.equal(large.state, torch.arange(100_000.0))  # rank 0's, in the launching process
     assert not list(tmp_path.rglob("callback_states.pt"))
