@@ -158,7 +158,7 @@ def earlier_run_refusal(output_dir: str | Path, ckpt_path: str | None, trained: 
                        f"delete the earlier run's files.")
 
 
-def continued_without_checkpoints(cfg: DictConfig) -> ConfigError | None:
+def continuation_without_checkpoints_refusal(cfg: DictConfig) -> ConfigError | None:
     """``ckpt_path=auto`` (or ``last``) continues from the checkpoints the run's checkpoint callbacks save into its
     checkpoints/ folder; a run configured without them (``callbacks=none``: Lightning's own checkpoint goes to its
     logger's folder) was said to have been killed before its first checkpoint, and started again beside it. Under
@@ -185,7 +185,7 @@ def continued_without_checkpoints(cfg: DictConfig) -> ConfigError | None:
 RUN_FOLDERS = ("checkpoints", "csv", "tensorboard", "wandb")  # what a run writes into, below its output directory
 
 
-def unwritable_run_folder(output_dir: str | Path) -> ConfigError | None:
+def unwritable_run_folder_refusal(output_dir: str | Path) -> ConfigError | None:
     """A folder of the run's that an earlier start (or the user) left unwritable, or a file in its place: the run
     stopped with a traceback at its first save, after an epoch of training."""
     for folder in (Path(output_dir) / name for name in RUN_FOLDERS):

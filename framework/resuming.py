@@ -76,7 +76,7 @@ def complete_an_interrupted_save(output_dir: str | Path) -> None:
         write_atomically(last, lambda file: shutil.copyfileobj(saved, file))
 
 
-def within_an_accumulation(path: str, checkpoint: dict, accumulate_grad_batches: int) -> str | None:
+def lost_accumulation_warning(path: str, checkpoint: dict, accumulate_grad_batches: int) -> str | None:
     """A checkpoint saved within an epoch after a number of batches that is not a multiple of
     ``trainer.accumulate_grad_batches`` holds the weights before the gradients accumulated since the last step, and
     not those gradients: the continued run steps without them. The warning that says so, or None."""

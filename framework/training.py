@@ -41,12 +41,12 @@ from framework.checkpoints import (
     changed_on_resume,
     check_checkpoint,
     checkpoint_to_test,
-    continued_without_checkpoints,
+    continuation_without_checkpoints_refusal,
     earlier_run_refusal,
     loading_checkpoint,
     resolve_ckpt_path,
     saved_at_an_epochs_end,
-    unwritable_run_folder,
+    unwritable_run_folder_refusal,
 )
 from framework.combinations import (
     FirstBatchWatch,
@@ -87,11 +87,11 @@ from framework.resuming import (
     complete_an_interrupted_save,
     lightnings_requeue_checkpoints,
     log_again_the_epoch_end_row,
+    lost_accumulation_warning,
     set_aside_a_killed_start,
     set_aside_checkpoints_saved_after,
     set_aside_rows_logged_after,
     with_fit_loop_resuming_at_epoch_ends,
-    within_an_accumulation,
     without_lightnings_hpc_resume,
 )
 from framework.validate import validate
@@ -299,7 +299,7 @@ def continue_from(cfg: DictConfig, given: str, saved: dict, datamodule: L.Lightn
         set_aside_rows_logged_after(cfg.paths.output_dir, saved, max_steps)
         log_again_the_epoch_end_row(cfg.paths.output_dir, saved, max_steps)
         set_aside_checkpoints_saved_after(Path(given).parent, saved)
-    if lost := within_an_accumulation(given, saved, cfg.trainer.get("accumulate_grad_batches") or 1):
+    if lost := lost_accumulation_warning(given, saved, cfg.trainer.get("accumulate_grad_batches") or 1):
         log.warning(lost)
     if not saved_at_an_epochs_end(saved) and not isinstance(datamodule, InMemoryDataModule):
         log.warning(f"{given} was saved within an epoch, and {type(datamodule).__name__} is not one of the "
@@ -332,7 +332,7 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
     if refusal := earlier_run_refusal(cfg.paths.output_dir, cfg.get("ckpt_path"), cfg.get("train", True),
                                       multirun=in_a_sweep()):
         raise refusal
-    if refusal := unwritable_run_folder(cfg.paths.output_dir) or continued_without_checkpoints(cfg):
+    if refusal := unwritable_run_folder_refusal(cfg.paths.output_dir) or continuation_without_checkpoints_refusal(cfg):
         raise refusal
     if cfg.get("train", True) and cfg.get("ckpt_path") in ("auto", "last") and rank_zero_only.rank == 0:
         set_aside_a_killed_start(cfg.paths.output_dir)

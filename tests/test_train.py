@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 from framework.checkpoints import TRAINED_WITH, TRAINING_METRICS
 from framework.errors import DataError
 from framework.results import read_results
-from framework.resuming import within_an_accumulation
+from framework.resuming import lost_accumulation_warning
 from framework.training import train
 from lightning_modules.classifier import ClassificationModule
 from tests.conftest import ROOT, path_with_stand_in, run_cli
@@ -267,14 +267,14 @@ def test_a_continuation_from_within_a_gradient_accumulation_is_told_that_it_lack
             "epoch_loop.batch_progress": {"is_last_batch": at_the_epochs_end},
             "state_dict": {"combined_loader": [{"epoch": 2, "batches": batches}]}}}}
 
-    assert within_an_accumulation("x.ckpt", saved(9), 2) == (
+    assert lost_accumulation_warning("x.ckpt", saved(9), 2) == (
         "ckpt_path x.ckpt was saved after batch 9 of its epoch, within an accumulation of "
         "trainer.accumulate_grad_batches=2 batches: the gradients accumulated since the last optimizer step are in no "
         "checkpoint, so the continued run makes its next step without them")
-    assert within_an_accumulation("x.ckpt", saved(9), 3) is None  # 9 batches: 3 whole accumulations
-    assert within_an_accumulation("x.ckpt", saved(9), 1) is None
-    assert within_an_accumulation("x.ckpt", saved(9, at_the_epochs_end=True), 2) is None  # Lightning steps there
-    assert within_an_accumulation("x.ckpt", {"global_step": 0}, 2) is None  # no loader state: nothing to say
+    assert lost_accumulation_warning("x.ckpt", saved(9), 3) is None  # 9 batches: 3 whole accumulations
+    assert lost_accumulation_warning("x.ckpt", saved(9), 1) is None
+    assert lost_accumulation_warning("x.ckpt", saved(9, at_the_epochs_end=True), 2) is None  # Lightning steps there
+    assert lost_accumulation_warning("x.ckpt", {"global_step": 0}, 2) is None  # no loader state: nothing to say
 
 
 SAVES_AT_STEPS = ("+callbacks.steps._target_=framework.checkpoints.RunModelCheckpoint",
