@@ -601,23 +601,20 @@ def hydra_refusal(error: HydraException) -> ConfigError:
     if exists := re.search(r"An item is already at '([^']+)'.*remove \+ prefix: '([^']*)'", message, re.DOTALL):
         return ConfigError(f"Config key '{exists[1]}' exists already, so +{exists[2]} cannot add it; override it with "
                            f"{exists[2]} (or ++{exists[2]}: add or override).")
-    if chosen := re.search(r"Multiple values for (\S+)\. To override a value use 'override \S+: (\S+)'", message):
-        if not any(arg.startswith(f"+{chosen[1]}=") for arg in sys.argv[1:]):
-            file = _choosing_file(chosen[1])
-            return ConfigError(f"Config group '{chosen[1]}' is chosen twice: by the defaults, and by the defaults list "
-                               f"of {file or 'a config file chosen on the command line'} ('- /{chosen[1]}: "
-                               f"{chosen[2]}'); write '- override /{chosen[1]}: {chosen[2]}' there.")
-        return ConfigError(f"Config group '{chosen[1]}' is chosen already (by the defaults or an experiment), so "
-                           f"+{chosen[1]}={chosen[2]} cannot add it again; choose it without the +: "
-                           f"{chosen[1]}={chosen[2]}.")
-    if twice := re.fullmatch(r"(\S+) appears more than once in the final defaults list", message.strip()):
-        if not any(arg.startswith(f"+{twice[1]}=") for arg in sys.argv[1:]):
-            file = _choosing_file(twice[1])
-            return ConfigError(f"Config group '{twice[1]}' is chosen twice: by the defaults, and by the defaults list "
-                               f"of {file or 'a config file chosen on the command line'}; write '- override "
-                               f"/{twice[1]}: <option>' there.")
-        return ConfigError(f"Config group '{twice[1]}' is chosen already (by the defaults or an experiment), so "
-                           f"+{twice[1]}=... cannot add it again; choose it without the +: {twice[1]}=<option>.")
+    # Hydra says "Multiple values for model" where it names the option, else "model appears more than once"
+    twice = re.search(r"Multiple values for (\S+)\. To override a value use 'override \S+: (\S+)'", message) or \
+        re.fullmatch(r"(\S+) appears more than once in the final defaults list()", message.strip())
+    if twice:
+        group, option = twice[1], twice[2] or None
+        if not any(arg.startswith(f"+{group}=") for arg in sys.argv[1:]):
+            file = _choosing_file(group)
+            line = f" ('- /{group}: {option}')" if option else ""
+            return ConfigError(f"Config group '{group}' is chosen twice: by the defaults, and by the defaults list of "
+                               f"{file or 'a config file chosen on the command line'}{line}; write '- override "
+                               f"/{group}: {option or '<option>'}' there.")
+        return ConfigError(f"Config group '{group}' is chosen already (by the defaults or an experiment), so "
+                           f"+{group}={option or '...'} cannot add it again; choose it without the +: "
+                           f"{group}={option or '<option>'}.")
     if unchosen := re.search(r"Could not override '(\S+)'\. No match in the defaults list.*use \+(\S+)", message,
                              re.DOTALL):
         leftovers = _arguments_the_added_group_leaves(unchosen[2])

@@ -308,6 +308,9 @@ ROWS = [
         expect="The command-line override 'debug' cannot be parsed"),
     row("key-exists", "+seed=3", expect=("'seed' exists already", "override it with seed=3")),
     row("key-deleted", "~nosuch", expect="'nosuch' does not exist"),
+    row("group-added-again", "+model=lenet5", expect="Config group 'model' is chosen already (by the defaults or an "
+                                                    "experiment), so +model=... cannot add it again; choose it without "
+                                                    "the +: model=<option>."),
     row("experiment-choosing-a-chosen-group", "hydra.searchpath=[file://{tmp}/data]", "experiment=mine",
         data=experiment_choosing_without_override("lenet5_classic"),  # said +model=lenet5_classic, which nobody typed
         expect=("Config group 'model' is chosen twice: by the defaults, and by the defaults list of ",
