@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from analysis.mi_lr_study import study_table
 from analysis.results_table import (
@@ -40,6 +40,7 @@ from framework.atomic import why_unwritable, write_atomically
 from framework.compose import CONF, paths_from_start_dir
 from framework.errors import ConfigError, reporting_user_errors, run_entry_point, stopping_quietly_when_stdout_closes
 from framework.results import (
+    as_list,
     jobs_not_started,
     jobs_of_other_values,
     jobs_started_again,
@@ -86,12 +87,6 @@ def check_studied_runs(cfg: DictConfig, runs: list[dict]) -> None:
                               f"does not study ({others[0]}{' ...' if len(others) > 1 else ''}): it reads runs made "
                               f"with {made_by}; give only such runs.")
         return  # the first prefix that names the task (reae_figure2 before reae_)
-
-
-def as_list(value) -> list[str]:
-    """``metrics=test/acc`` as typed, or ``metrics=[test/acc,val/acc]``; a name Hydra reads as a number or a bool
-    (``group_by=[1]``) as the string typed."""
-    return [str(item) for item in value] if isinstance(value, ListConfig) else [str(value)]
 
 
 def job_name(job: Path, folder: Path) -> str:

@@ -51,11 +51,16 @@ def run_checkpoint(result: dict) -> Path:
     return Path(recorded)
 
 
+def as_list(value) -> list[str]:
+    """A value of evaluate.py's command line as typed, one (``metrics=test/acc``) or a list (``metrics=[test/acc,
+    val/acc]``); a name Hydra reads as a number or a bool (``runs=0``, typed in a sweep directory) as the string."""
+    return [str(item) for item in value] if isinstance(value, ListConfig | list | tuple) else [str(value)]
+
+
 def run_paths(runs) -> list[Path]:
     """``runs`` as typed: a run directory, a multirun directory or a results.json, or a list of them
-    (``runs=[logs/a,logs/b]``, e.g. seeds swept on two days). A number is a folder's name: Hydra reads ``runs=0``,
-    typed in a sweep directory, as the integer."""
-    return [Path(str(path)) for path in runs] if isinstance(runs, ListConfig | list | tuple) else [Path(str(runs))]
+    (``runs=[logs/a,logs/b]``, e.g. seeds swept on two days)."""
+    return [Path(path) for path in as_list(runs)]
 
 
 def runs_folder(runs) -> Path:
