@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 
+from framework.compose import at_or_below
 from framework.errors import ConfigError
 
 _ABSENT = "—"
@@ -73,7 +74,7 @@ HOW_DATA_LOADED = ("data_dir", "download", "progress", "generation_workers", "nu
 def how_it_ran(key: str, keys: Sequence[str] = HOW_IT_RAN) -> bool:
     """Is ``key`` one of (or below) ``keys``, or a DataModule's HOW_DATA_LOADED key?"""
     parts = key.split(".")
-    return _below(key, keys) or any(parent == "data" and name in HOW_DATA_LOADED
+    return at_or_below(key, keys) or any(parent == "data" and name in HOW_DATA_LOADED
                                     for parent, name in zip(parts, parts[1:], strict=False))
 
 
@@ -210,17 +211,13 @@ def differing_keys(runs: Sequence[dict], shown: Sequence[str]) -> list[str]:
     (its option, ``lenet5``) or ``model.optimizer`` (a class) does not say which ``model.optimizer.lr`` a run had."""
     differ = lambda key: key not in shown and len({same_number(group_value(run, key)) for run in runs}) > 1
     named = [key for key in overridden_keys(runs) if differ(key)]
-    unexplained = [key for key in _leaves(runs) if not _below(key, named) and not how_it_ran(key)
+    unexplained = [key for key in _leaves(runs) if not at_or_below(key, named) and not how_it_ran(key)
                    and not _in_their_folder(runs, key) and not _follows_the_seed(runs, key) and differ(key)]
     return list(dict.fromkeys(named + unexplained))
 
 
 def _key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
-
-
-def _below(key: str, parents: Sequence[str]) -> bool:
-    return any(key == parent or key.startswith(f"{parent}.") for parent in parents)
 
 
 def _leaves(runs: Sequence[dict]) -> list[str]:

@@ -25,6 +25,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from framework.atomic import why_unwritable, write_atomically
+from framework.compose import at_or_below
 from framework.errors import ConfigError, DataError, get_object
 from framework.loggers import AppendingCSVLogger
 
@@ -339,12 +340,6 @@ def may_differ_on_resume(key: str) -> bool:
     """Is ``key`` (``trainer.max_epochs``, ``hydra/launcher``) one of, or below, MAY_DIFFER_ON_RESUME, and not one of
     TRAINER_KEYS_OF_WHAT_TRAINS?"""
     return at_or_below(key, MAY_DIFFER_ON_RESUME) and not at_or_below(key, TRAINER_KEYS_OF_WHAT_TRAINS)
-
-
-def at_or_below(key: str, names: tuple[str, ...] | list[str]) -> bool:
-    """Is ``key`` one of ``names``, or a key below one (``model.optimizer.lr`` below ``model.optimizer``, a choice
-    ``hydra/launcher`` below ``hydra``)?"""
-    return any(key == name or key.startswith((f"{name}.", f"{name}/")) for name in names)
 
 
 def trained_with(cfg: DictConfig) -> dict[str, object]:

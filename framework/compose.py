@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -58,3 +59,9 @@ def paths_from_start_dir(cfg: DictConfig, keys: tuple[str, ...], keywords: tuple
             with open_dict(cfg):
                 OmegaConf.update(cfg, key, [absolute(v) for v in value] if isinstance(value, ListConfig)
                                  else absolute(value), merge=False)
+
+
+def at_or_below(key: str, names: Sequence[str]) -> bool:
+    """Is the config key ``key`` one of ``names``, or a key below one (``model.optimizer.lr`` below
+    ``model.optimizer``, a choice ``hydra/launcher`` below ``hydra``)?"""
+    return any(key == name or key.startswith((f"{name}.", f"{name}/")) for name in names)
