@@ -29,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.multiprocessing import ProcessRaisedException
 
+from framework.compose import ABSENT, lookup
 from framework.errors import (
     ConfigError,
     DataError,
@@ -41,11 +42,8 @@ from framework.errors import (
 TARGETS = {"classification": "class labels", "regression": "regression targets", "unlabeled": "no labels"}
 
 
-_ABSENT = object()
-
-
 def has_key(cfg: DictConfig, key: str) -> bool:
-    return OmegaConf.select(cfg, key, default=_ABSENT, throw_on_missing=False) is not _ABSENT
+    return lookup(cfg, key) is not ABSENT
 
 
 def setting(cfg: DictConfig, key: str, value) -> str:

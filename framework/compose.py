@@ -61,6 +61,14 @@ def paths_from_start_dir(cfg: DictConfig, keys: tuple[str, ...], keywords: tuple
                                  else absolute(value), merge=False)
 
 
+ABSENT = object()
+
+
+def lookup(cfg: DictConfig, key: str):
+    """The value at the dotted ``key``, ``???`` left as it is, or ``ABSENT`` where the config has no such key."""
+    return OmegaConf.select(cfg, key, default=ABSENT, throw_on_missing=False)
+
+
 def at_or_below(key: str, names: Sequence[str]) -> bool:
     """Is the config key ``key`` one of ``names``, or a key below one (``model.optimizer.lr`` below
     ``model.optimizer``, a choice ``hydra/launcher`` below ``hydra``)?"""

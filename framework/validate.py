@@ -31,7 +31,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
-from framework.compose import CONF, ROOT
+from framework.compose import ABSENT, CONF, ROOT, lookup
 from framework.errors import ConfigError, get_object, mistyped_argument_error
 from lightning_modules.perceptual_procedures import PERCEPTUAL_AUTOENCODER as PERCEPTUAL
 from lightning_modules.perceptual_procedures import PROCEDURES
@@ -258,13 +258,6 @@ rule("mi_sample_size.draws", int_at_least(1), "an integer >= 1")
 rule("mi_sample_size.estimator", lambda v: v in ("ross", "ksg"), "'ross' or 'ksg'")
 
 
-_MISSING = object()
-
-
-def _lookup(cfg: DictConfig, key: str):
-    return OmegaConf.select(cfg, key, default=_MISSING, throw_on_missing=False)
-
-
 def _targets(node, prefix: str = ""):
     """Yield (dotted key, value) for every ``_target_`` in the config."""
     if isinstance(node, DictConfig):
@@ -328,7 +321,7 @@ def _belongs(cfg: DictConfig, key: str, of: str) -> bool:
     """Whether the nearest node above ``key`` that has a ``_target_`` targets ``of`` or a subclass."""
     parts = key.split(".")
     for depth in range(len(parts) - 1, 0, -1):
-        target = _lookup(cfg, ".".join(parts[:depth]) + "._target_")
+        target = lookup(cfg, ".".join(parts[:depth]) + "._target_")
         if isinstance(target, str):
             return _is_subclass(target, of)
     return False
@@ -338,8 +331,8 @@ def check_rules(cfg: DictConfig, keys: tuple[str, ...] | None = None) -> None:
     """Every :func:`rule` whose key the config has (train.py's and evaluate.py's configs alike), or those of
     ``keys``."""
     for item in RULES if keys is None else [item for item in RULES if item.key in keys]:
-        value = _lookup(cfg, item.key)
-        if value is _MISSING or value is None or (item.of and not _belongs(cfg, item.key, item.of)):
+        value = lookup(cfg, item.key)
+        if value is ABSENT or value is None or (item.of and not _belongs(cfg, item.key, item.of)):
             continue
         if not item.check(value):
             parent, _, name = item.key.rpartition(".")
@@ -361,7 +354,7 @@ def check_arguments(of: str, arguments: dict[str, object]) -> None:
 
 def check_one_checkpoint(ckpt_path) -> None:
     """``ckpt_path=[a.ckpt,b.ckpt]``: a run continues or tests one checkpoint."""
-    if ckpt_path is not None and ckpt_path is not _MISSING and not isinstance(ckpt_path, str):
+    if ckpt_path is not None and ckpt_path is not ABSENT and not isinstance(ckpt_path, str):
         shown = OmegaConf.to_container(ckpt_path) if isinstance(ckpt_path, ListConfig | DictConfig) else ckpt_path
         raise ConfigError(f"Config key 'ckpt_path' is {shown!r}, but a run continues or tests one checkpoint: give "
                           f"one file, auto or null, or one job per checkpoint with -m ckpt_path=<file>,<file>.")
@@ -372,9 +365,9 @@ def validate(cfg: DictConfig) -> None:
     check_required_groups(cfg)
     check_missing_values(cfg)
     check_rules(cfg)
-    ckpt_path = _lookup(cfg, "ckpt_path")
+    ckpt_path = lookup(cfg, "ckpt_path")
     check_one_checkpoint(ckpt_path)
-    if ckpt_path not in (_MISSING, None, "auto", "last", "hpc"):
+    if ckpt_path not in (ABSENT, None, "auto", "last", "hpc"):
         given = Path(str(ckpt_path))
         if given.is_dir():
             run_dir = given.parent if given.name == "checkpoints" else given
@@ -435,8 +428,8 @@ def hidden_module(package: str) -> str | None:
 def check_default_root_dir(cfg: DictConfig) -> None:
     """Every file of a run goes to its output directory (checkpoints, loggers, results.json), which Lightning's
     ``default_root_dir`` follows; set elsewhere, it would hold nothing."""
-    root, output = _lookup(cfg, "trainer.default_root_dir"), _lookup(cfg, "paths.output_dir")
-    if root not in (_MISSING, None) and output not in (_MISSING, None) and \
+    root, output = lookup(cfg, "trainer.default_root_dir"), lookup(cfg, "paths.output_dir")
+    if root not in (ABSENT, None) and output not in (ABSENT, None) and \
             Path(str(root)).resolve() != Path(str(output)).resolve():
         raise ConfigError(f"Config key 'trainer.default_root_dir' is {str(root)!r}, but a run writes every file into "
                           f"its output directory ({output}); choose that with hydra.run.dir={root} (a sweep: "
@@ -446,13 +439,13 @@ def check_default_root_dir(cfg: DictConfig) -> None:
 def check_barebones(cfg: DictConfig) -> None:
     """Lightning's barebones Trainer refuses loggers, callbacks and a logging interval one at a time, the last two
     set by our own defaults: all that ``trainer.barebones=true`` needs, in one sentence."""
-    if _lookup(cfg, "trainer.barebones") is not True:
+    if lookup(cfg, "trainer.barebones") is not True:
         return
     needed = [override for override, present in (
-        ("logger=none", bool(_lookup(cfg, "logger") not in (_MISSING, None) and len(cfg.logger))),
-        ("callbacks=none", bool(_lookup(cfg, "callbacks") not in (_MISSING, None) and len(cfg.callbacks))),
-        ("trainer.log_every_n_steps=null", _lookup(cfg, "trainer.log_every_n_steps") not in (_MISSING, None)),
-        *((f"trainer.{key}=false", _lookup(cfg, f"trainer.{key}") is True)
+        ("logger=none", bool(lookup(cfg, "logger") not in (ABSENT, None) and len(cfg.logger))),
+        ("callbacks=none", bool(lookup(cfg, "callbacks") not in (ABSENT, None) and len(cfg.callbacks))),
+        ("trainer.log_every_n_steps=null", lookup(cfg, "trainer.log_every_n_steps") not in (ABSENT, None)),
+        *((f"trainer.{key}=false", lookup(cfg, f"trainer.{key}") is True)
           for key in ("enable_checkpointing", "enable_progress_bar", "enable_model_summary"))) if present]
     if needed:
         raise ConfigError(f"Config key 'trainer.barebones' is true, and Lightning's barebones Trainer runs without "
@@ -464,7 +457,7 @@ def check_trainer_argument_types(cfg: DictConfig) -> None:
     traceback when fitting starts (``trainer.log_every_n_steps=abc``), after training (``trainer.min_epochs=abc``
     once early stopping fires) or never (``trainer.min_steps=abc``). Its annotations are exact, so they are checked
     before any work; a class of the user's own is judged by its annotations only once its construction failed."""
-    node = _lookup(cfg, "trainer")
+    node = lookup(cfg, "trainer")
     if isinstance(node, DictConfig) and (mistyped := mistyped_argument_error(node, "trainer")):
         raise mistyped
 
@@ -472,7 +465,7 @@ def check_trainer_argument_types(cfg: DictConfig) -> None:
 def check_accelerator(cfg: DictConfig) -> None:
     """``trainer.accelerator=gpu`` on a machine without one, or more GPUs asked for than it has: say so
     before Lightning raises deep inside."""
-    accelerator = _lookup(cfg, "trainer.accelerator")
+    accelerator = lookup(cfg, "trainer.accelerator")
     if accelerator in ("gpu", "cuda"):
         import torch
 
@@ -481,7 +474,7 @@ def check_accelerator(cfg: DictConfig) -> None:
                 f"Config key 'trainer.accelerator' is {accelerator!r}, but this machine has no usable GPU; "
                 f"run with trainer=cpu (or trainer=ddp_sim for DDP on CPU processes)."
             )
-        devices, available = _lookup(cfg, "trainer.devices"), torch.cuda.device_count()
+        devices, available = lookup(cfg, "trainer.devices"), torch.cuda.device_count()
         if isinstance(devices, int) and devices > available:
             raise ConfigError(
                 f"Config key 'trainer.devices' is {devices}, but this machine has {available} usable GPU"
@@ -491,7 +484,7 @@ def check_accelerator(cfg: DictConfig) -> None:
 
 def check_study_device(cfg: DictConfig) -> None:
     """evaluate.py's ``szegedy.device=cuda`` on a machine without a GPU."""
-    device = _lookup(cfg, "szegedy.device")
+    device = lookup(cfg, "szegedy.device")
     if isinstance(device, str) and device.startswith("cuda"):
         import torch
 
@@ -506,7 +499,7 @@ def check_validation_monitor(cfg: DictConfig) -> None:
                 if isinstance(node, DictConfig) and str(node.get("monitor")).startswith("val/")}
     if not watchers:
         return
-    optimized, by_metric, fixes = _lookup(cfg, "optimized_metric"), defaultdict(list), []
+    optimized, by_metric, fixes = lookup(cfg, "optimized_metric"), defaultdict(list), []
     for name, metric in watchers.items():
         by_metric[metric].append(f"callbacks.{name}")
         fixes.append("callbacks.early_stopping=null" if name == "early_stopping" else  # it needs a metric
@@ -517,9 +510,9 @@ def check_validation_monitor(cfg: DictConfig) -> None:
     remedy = "set " + " and ".join(dict.fromkeys(fixes))
     for key, meaning, allow in (("data.val_fraction", "no validation split", "give a validation fraction"),
                                 ("trainer.limit_val_batches", "no validation batches", "allow validation batches")):
-        if _lookup(cfg, key) == 0:
+        if lookup(cfg, key) == 0:
             raise ConfigError(f"Config key '{key}' is 0 ({meaning}), but {watched}; {remedy}, or {allow}.")
-    every, epochs = _lookup(cfg, "trainer.check_val_every_n_epoch"), _lookup(cfg, "trainer.max_epochs")
+    every, epochs = lookup(cfg, "trainer.check_val_every_n_epoch"), lookup(cfg, "trainer.max_epochs")
     if is_int(every) and is_int(epochs) and 0 < epochs < every:
         raise ConfigError(f"Config key 'trainer.check_val_every_n_epoch' is {every}, more than trainer.max_epochs "
                           f"({epochs}), so no validation runs, but {watched}; {remedy}, or validate at least once "
@@ -528,10 +521,10 @@ def check_validation_monitor(cfg: DictConfig) -> None:
 
 def check_early_stopping_has_a_metric(cfg: DictConfig) -> None:
     """Early stopping needs a metric to watch: optimized_metric, or a monitor of its own."""
-    node = _lookup(cfg, "callbacks.early_stopping")
+    node = lookup(cfg, "callbacks.early_stopping")
     if not (isinstance(node, DictConfig) and "_target_" in node and node.get("monitor") is None):
         return
-    if _lookup(cfg, "optimized_metric") is None:
+    if lookup(cfg, "optimized_metric") is None:
         raise ConfigError("Config key 'optimized_metric' is null, but early stopping monitors it; leave early stopping "
                           "out with callbacks.early_stopping=null, or name a metric (e.g. optimized_metric=val/acc).")
     raise ConfigError("Config key 'callbacks.early_stopping.monitor' is null, but early stopping needs a metric to "
@@ -543,8 +536,8 @@ def check_no_learning_rate_finder_on_the_frameworks_modules(cfg: DictConfig) -> 
     """Lightning's LearningRateFinder sets a model attribute ``lr`` from a search at every fit's start: the framework's
     modules have none (a traceback), and build their optimizer from model.optimizer, whose learning rate results.json
     records and a continued run keeps."""
-    model = str(_lookup(cfg, "model._target_"))
-    callbacks = _lookup(cfg, "callbacks")
+    model = str(lookup(cfg, "model._target_"))
+    callbacks = lookup(cfg, "callbacks")
     if not model.startswith("lightning_modules.") or not isinstance(callbacks, DictConfig):
         return
     from lightning.pytorch.callbacks import LearningRateFinder
@@ -563,10 +556,10 @@ def check_no_learning_rate_finder_on_the_frameworks_modules(cfg: DictConfig) -> 
 def check_sdlm_has_its_hessian(cfg: DictConfig) -> None:
     """SDLM steps by the Hessian diagonal that the HessianEstimation callback estimates before every epoch; the
     callback estimates it for SDLM (or a subclass) only, and beside another optimizer would do nothing."""
-    optimizer = _lookup(cfg, "model.optimizer._target_")
+    optimizer = lookup(cfg, "model.optimizer._target_")
     if not isinstance(optimizer, str):
         return
-    callbacks = _lookup(cfg, "callbacks")
+    callbacks = lookup(cfg, "callbacks")
     estimating = [key for key, node in (callbacks.items() if isinstance(callbacks, DictConfig) else ())
                   if isinstance(node, DictConfig) and isinstance(node.get("_target_"), str)
                   and _is_subclass(node.get("_target_"), "callbacks.hessian_estimation.HessianEstimation")]
@@ -587,7 +580,7 @@ def check_nested_groups_chosen_with_a_slash(cfg: DictConfig) -> None:
     choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
     for folder in sorted(path for path in CONF.glob("*/*") if path.is_dir()):
         group = folder.relative_to(CONF).as_posix()
-        key, value = group.replace("/", "."), _lookup(cfg, group.replace("/", "."))
+        key, value = group.replace("/", "."), lookup(cfg, group.replace("/", "."))
         if not isinstance(value, str):
             continue
         if group in choices:
@@ -668,11 +661,11 @@ def arguments_not_taken_sentence(leftovers: list[tuple[str, str]]) -> str:
 
 def check_data_splits(cfg: DictConfig) -> None:
     """``data.train_split`` / ``data.test_split`` must be splits the chosen dataset family has."""
-    target = _lookup(cfg, "data._target_")
-    splits = getattr(get_object(str(target)), "splits", None) if target not in (_MISSING, None) else None
+    target = lookup(cfg, "data._target_")
+    splits = getattr(get_object(str(target)), "splits", None) if target not in (ABSENT, None) else None
     for key in ("train_split", "test_split"):
-        value = _lookup(cfg, f"data.{key}")
-        if splits and value not in (_MISSING, None) and value not in splits:
+        value = lookup(cfg, f"data.{key}")
+        if splits and value not in (ABSENT, None) and value not in splits:
             raise ConfigError(
                 f"Config key 'data.{key}' is {value!r}, but {str(target).rsplit('.', 1)[-1]} has the splits "
                 f"{', '.join(splits)}; choose one of them."
@@ -692,7 +685,7 @@ def check_required_groups(cfg: DictConfig) -> None:
                               f"into one config, but a run has one {group}; choose one, or run one job each with -m "
                               f"{group}={','.join(options)}.")
     for group in ("data", "model", "trainer"):
-        node = _lookup(cfg, group)
+        node = lookup(cfg, group)
         if not isinstance(node, DictConfig) or "_target_" not in node:  # debug=fdr alone leaves trainer a few keys
             chosen = HydraConfig.get().runtime.choices.get(group) if HydraConfig.initialized() else None
             files = [file for folder in [*users_config_folders(), CONF]
@@ -710,7 +703,7 @@ def check_required_groups(cfg: DictConfig) -> None:
 def check_group_entries_have_targets(cfg: DictConfig) -> None:
     """Options for a callback or logger that is not there (``lr_policy=layerwise`` without ``callbacks=mi_lr``)."""
     for group in ("callbacks", "logger"):
-        entries = _lookup(cfg, group)
+        entries = lookup(cfg, group)
         for name, node in entries.items() if isinstance(entries, DictConfig) else ():
             if isinstance(node, DictConfig) and "_target_" not in node:
                 defining = [path.stem for path in sorted((CONF / group).glob("*.yaml"))
