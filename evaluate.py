@@ -38,7 +38,8 @@ from analysis.results_table import (
 )
 from framework.atomic import why_unwritable, write_atomically
 from framework.compose import CONF, paths_from_start_dir
-from framework.errors import ConfigError, reporting_user_errors, run_entry_point, stopping_quietly_when_stdout_closes
+from framework.entry_point import reporting_user_errors, run_entry_point
+from framework.errors import ConfigError
 from framework.results import (
     as_list,
     jobs_not_started,
@@ -48,6 +49,7 @@ from framework.results import (
     load_results,
     runs_folder,
 )
+from framework.stopping import stopping_quietly_when_stdout_closes
 from framework.validate import check_missing_values, check_rules, check_study_device
 
 DEFAULT_METRICS = ("test/acc", "val/acc")
@@ -330,7 +332,7 @@ def probe_run(run: dict) -> str:
     import torch
 
     from callbacks.embedding_probe import EmbeddingProbe
-    from framework.errors import instantiate_node
+    from framework.construction import instantiate_node
     from framework.results import run_checkpoint, write_json_atomic
 
     run_cfg = OmegaConf.load(Path(run["path"]) / ".hydra" / "config.yaml")
@@ -437,7 +439,7 @@ def help_text() -> str:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    # the user's mistake: one sentence, exit code 2 (framework/errors.py); `evaluate.py ... | head`: a quiet stop
+    # the user's mistake: one sentence, exit code 2 (framework/entry_point.py); `evaluate.py ... | head`: a quiet stop
     with stopping_quietly_when_stdout_closes(), reporting_user_errors():
         paths_from_start_dir(cfg, ("runs", "output", "data_dir", "paths.data_dir"))
         evaluate(cfg)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from framework.errors import run_entry_point
+from framework.entry_point import run_entry_point
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")

@@ -64,7 +64,7 @@ def main(data_dir: str | None = None) -> None:
 
 
 if __name__ == "__main__":
-    from framework.errors import stopping_before_any_job
+    from framework.entry_point import reporting_user_errors_outside_a_job
 
-    with stopping_before_any_job():  # MNIST's files missing: one sentence, exit code 2
+    with reporting_user_errors_outside_a_job():  # MNIST's files missing: one sentence, exit code 2
         main(os.environ.get("DATA_DIR", "data") if "--mnist" in sys.argv[1:] else None)

@@ -222,7 +222,7 @@ class TrainingLoader(DataLoader):
 
     def samples_served(self) -> int:
         """The samples of its epoch that the loaded state says were served."""
-        return self.resume_at["batches"] * self.resume_at.get("batch_size", self.size())
+        return self.resume_at["batches"] * self.resume_at.get("batch_size", self.size())  # older checkpoints lack it
 
     def size(self) -> int:
         """The batch size it serves (``batch_size`` is None where it has a batch sampler)."""
@@ -235,6 +235,11 @@ class TrainingLoader(DataLoader):
         self.resume_at = dict(state) or None
 
 
+def validation_count(num_items: int, val_fraction: float) -> int:
+    """How many of ``num_items`` a split of ``val_fraction`` holds out: at least one where it holds out any."""
+    return 0 if val_fraction == 0 else max(1, round(num_items * val_fraction))
+
+
 def seeded_split(num_items: int, val_fraction: float, seed: int,
                  targets: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices of a seeded train/val split; the same seed always gives the same split.
@@ -243,7 +248,7 @@ def seeded_split(num_items: int, val_fraction: float, seed: int,
     item in all when val_fraction > 0)."""
     permutation = torch.randperm(num_items, generator=torch.Generator().manual_seed(seed))
     if targets is None:
-        num_val = 0 if val_fraction == 0 else max(1, round(num_items * val_fraction))
+        num_val = validation_count(num_items, val_fraction)
         return permutation[num_val:], permutation[:num_val]
     held_out = torch.zeros(num_items, dtype=torch.bool)
     for label in targets.unique():
@@ -414,6 +419,8 @@ class InMemoryDataModule(L.LightningDataModule):
         if stage in (None, "fit", "validate") and "train" not in self.datasets:
             self.check_files()
             images, targets = self.read_split(self.train_split)
+            # data.stratify is refused (__init__) for families without classes, the only ones (LunarLander) with a
+            # train_val_indices of their own, which it would pass by
             train_index, val_index = (seeded_split(len(images), self.val_fraction, self.split_seed, targets)
                                       if self.stratify else self.train_val_indices(len(images)))
             if len(train_index) == 0:
@@ -484,10 +491,14 @@ class InMemoryDataModule(L.LightningDataModule):
         """Which training items go to train and which to val; a seeded random split by default."""
         return seeded_split(num_items, self.val_fraction, self.split_seed)
 
+    def run_seed(self) -> int:
+        """The run's seed, which seed_everything sets (and Lightning's DistributedSampler reads); data.split_seed
+        where no seed was set (the DataModule used on its own)."""
+        return int(os.environ.get("PL_GLOBAL_SEED", self.split_seed))
+
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         dataset = self.datasets[split]
-        # The run's seed (set by seed_everything, as Lightning's DistributedSampler reads it).
-        shuffle_seed = int(os.environ.get("PL_GLOBAL_SEED", self.split_seed))
+        shuffle_seed = self.run_seed()
         # trainer.overfit_batches: the same batches every epoch; Lightning turns a loader's own shuffling off for it,
         # and does not see ours
         overfitting = getattr(self.trainer, "overfit_batches", 0) > 0
@@ -538,7 +549,7 @@ class InMemoryDataModule(L.LightningDataModule):
         so that the Szegedy study attacks the network as a function of the pixels (analysis/szegedy_study.py)."""
         if self.pad_to is not None:
             height, width = images.shape[-2:]
-            self.check_pad_to(height, width)
+            self.check_pad_to(height, width)  # sample_shape did where the family declares image_shape; not all do
             if self.pad_mode == "wrap":
                 while images.shape[-1] < self.pad_to or images.shape[-2] < self.pad_to:  # circular pad <= size
                     right = min(self.pad_to - images.shape[-1], images.shape[-1])
@@ -568,8 +579,7 @@ class InMemoryDataModule(L.LightningDataModule):
         """The rows ``index`` of this epoch's distortion table (drawn once per epoch, on the CPU)."""
         epoch = self.trainer.current_epoch if self.trainer is not None else 0
         if self.distortion_table is None or self.distortion_table[0] != epoch:
-            seed = int(os.environ.get("PL_GLOBAL_SEED", self.split_seed))
-            table = self.distortion.epoch_table(len(self.datasets["train"]), seed, epoch)
+            table = self.distortion.epoch_table(len(self.datasets["train"]), self.run_seed(), epoch)
             self.distortion_table = (epoch, table.to(index.device))
         return self.distortion_table[1][index]
 

@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from datamodules.base import DatasetCorruptError, DatasetMissingError, InMemoryDataModule
+from datamodules.base import DatasetCorruptError, DatasetMissingError, InMemoryDataModule, validation_count
 from framework.atomic import exists, remove_orphans, why_unwritable, write_atomically
 from framework.errors import ConfigError
 
@@ -246,7 +246,7 @@ class LunarLanderDataModule(InMemoryDataModule):
         return torch.from_numpy(arrays["images"][keep]), torch.from_numpy(np.ascontiguousarray(positions[keep]))
 
     def train_val_indices(self, num_items: int) -> tuple[torch.Tensor, torch.Tensor]:
-        num_val = 0 if self.val_fraction == 0 else max(1, round(num_items * self.val_fraction))
+        num_val = validation_count(num_items, self.val_fraction)
         return torch.arange(num_items - num_val), torch.arange(num_items - num_val, num_items)
 
 
@@ -259,8 +259,9 @@ def generate_ahead(overrides: list[str]) -> list[Path]:
     from hydra.errors import ConfigCompositionException, OverrideParseException
     from omegaconf import open_dict
 
+    from framework.command_line import hydra_refusal
     from framework.compose import compose_with_hydra
-    from framework.errors import hydra_refusal, instantiate_node
+    from framework.construction import instantiate_node
     from framework.validate import check_rules
 
     try:
@@ -277,8 +278,8 @@ def generate_ahead(overrides: list[str]) -> list[Path]:
 
 
 if __name__ == "__main__":  # python -m datamodules.lunarlander [data.<key>=<value> ...]
-    from framework.errors import stopping_before_any_job
+    from framework.entry_point import reporting_user_errors_outside_a_job
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    with stopping_before_any_job():
+    with reporting_user_errors_outside_a_job():
         print("\n".join(f"run: {path}" for path in generate_ahead(sys.argv[1:])))

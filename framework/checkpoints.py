@@ -26,7 +26,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from framework.atomic import why_unwritable, write_atomically
 from framework.compose import at_or_below
-from framework.errors import ConfigError, DataError, get_object
+from framework.construction import get_object
+from framework.errors import ConfigError, DataError
 from framework.loggers import AppendingCSVLogger
 
 log = logging.getLogger("train")

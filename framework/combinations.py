@@ -30,14 +30,8 @@ from torch import nn
 from torch.multiprocessing import ProcessRaisedException
 
 from framework.compose import ABSENT, lookup
-from framework.errors import (
-    ConfigError,
-    DataError,
-    UserError,
-    mistyped_argument_error,
-    one_line,
-    worker_exception,
-)
+from framework.construction import mistyped_argument_error, worker_exception
+from framework.errors import ConfigError, DataError, UserError, one_line
 
 TARGETS = {"classification": "class labels", "regression": "regression targets", "unlabeled": "no labels"}
 

@@ -73,3 +73,9 @@ def at_or_below(key: str, names: Sequence[str]) -> bool:
     """Is the config key ``key`` one of ``names``, or a key below one (``model.optimizer.lr`` below
     ``model.optimizer``, a choice ``hydra/launcher`` below ``hydra``)?"""
     return any(key == name or key.startswith((f"{name}.", f"{name}/")) for name in names)
+
+
+def script_of(hydra_node: DictConfig) -> str:
+    """Which entry point composed this config, ``train`` or ``evaluate``: a training config chooses a trainer, also
+    one of the user's own (``-cn mine``, whose defaults list builds on train)."""
+    return "train" if "trainer" in hydra_node.runtime.choices else "evaluate"

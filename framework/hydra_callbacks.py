@@ -20,18 +20,17 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from framework.atomic import hold_folder, release_folder
-from framework.compose import CONF, ROOT
+from framework.compose import CONF, ROOT, script_of
 from framework.continued_runs import check_run, check_sweep, output_folder, sweep_jobs, sweep_overrides
-from framework.errors import (
-    ConfigError,
-    UserError,
+from framework.entry_point import reporting_user_errors_outside_a_job
+from framework.errors import ConfigError, UserError
+from framework.slurm_preflight import launches_on_slurm
+from framework.stopping import (
     evaluate_commands,
     local_jobs_leave_ctrl_c_to_the_launcher,
     remember_the_sweep,
     sigterm_stops_a_submitit_job,
-    stopping_before_any_job,
 )
-from framework.slurm_preflight import launches_on_slurm
 from lightning_modules.perceptual_procedures import PERCEPTUAL_AUTOENCODER, PROCEDURES, needs_loss_network
 
 log = logging.getLogger(__name__)
@@ -90,7 +89,7 @@ class FailedTaskEndsItsJob(Callback):
     exit 0 while its job's other ranks wait for it in the process group, 30 min by default, holding their GPUs.
     Ended here with exit code 2 (a user error, its sentence already printed) or 1, srun (``SLURM_KILL_BAD_EXIT=1``,
     conf/hydra/launcher/slurm.yaml) ends the job's other tasks, and the launching command prints what the failed
-    task said (framework/errors.py, ``failed_slurm_task``)."""
+    task said (framework/entry_point.py, ``failed_slurm_task``)."""
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         if job_return.status != JobStatus.FAILED or int(os.environ.get("SLURM_NTASKS", "1")) < 2:
@@ -114,7 +113,7 @@ class EarlierRunsPreflight(Callback):
     other ranks run into the same folder)."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if config.hydra.job.config_name == "train":
+        if script_of(config.hydra) == "train":
             with checking_before_any_job():
                 check_task_name(config)
                 check_run(config)
@@ -125,7 +124,7 @@ class EarlierRunsPreflight(Callback):
         release_folder(output_folder(config, "hydra.run.dir"))
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if config.hydra.job.config_name == "train":
+        if script_of(config.hydra) == "train":
             with checking_before_any_job():
                 check_task_name(config)
                 check_sweep(config)
@@ -171,10 +170,10 @@ def check_task_name(config: DictConfig) -> None:
 
 @contextmanager
 def checking_before_any_job() -> Iterator[None]:
-    """``stopping_before_any_job``, and an error of the check itself stops the run too, with its traceback: Hydra
-    turns a callback's exception into a warning and launches the jobs, which would go unchecked."""
+    """``reporting_user_errors_outside_a_job``, and an error of the check itself stops the run too, with its
+    traceback: Hydra turns a callback's exception into a warning and launches the jobs, which would go unchecked."""
     try:
-        with stopping_before_any_job():
+        with reporting_user_errors_outside_a_job():
             yield
     except Exception:
         traceback.print_exc()
@@ -186,11 +185,11 @@ class PrintSweepDir(Callback):
     an experiment sets to its study's tasks (a sweep over several experiments composes none of them: ``table``)."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        remember_the_sweep(config.hydra.job.config_name, config.hydra.sweep.dir, config.get("evaluate_tasks"),
+        remember_the_sweep(script_of(config.hydra), config.hydra.sweep.dir, config.get("evaluate_tasks"),
                            jobs_on_slurm=launches_on_slurm(config))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        if config.hydra.job.config_name != "train":
+        if script_of(config.hydra) != "train":
             return
         sweep_dir = config.hydra.sweep.dir
         print(f"sweep directory: {sweep_dir}")
@@ -257,8 +256,8 @@ class PretrainedWeightsPreflight(Callback):
     nodes, which may reach a source that the login node does not."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if config.hydra.job.config_name == "train" and not launches_on_slurm(config) and needs_imagenet_alexnet(config):
+        if script_of(config.hydra) == "train" and not launches_on_slurm(config) and needs_imagenet_alexnet(config):
             from framework.pretrained import alexnet_features_state_dict
 
-            with stopping_before_any_job():
+            with reporting_user_errors_outside_a_job():
                 alexnet_features_state_dict("imagenet")  # cached after the first fetch; the jobs read it from there

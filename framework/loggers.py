@@ -12,12 +12,15 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import netrc
+import os
 import secrets
 import shlex
 import shutil
 import sys
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlparse
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -25,12 +28,15 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from framework.atomic import write_atomically
 from framework.continued_runs import sweep_overrides
-from framework.errors import UserError, in_a_sweep, one_line
+from framework.errors import ConfigError, UserError, one_line
+from framework.stopping import exit_code_of, in_a_sweep
 
+log = logging.getLogger("train")  # the job's log lines, as framework/training.py's
 WANDB_NAME_CHARACTERS = 128  # wandb's runs table shows fewer; the config columns hold the rest
 
 
@@ -244,3 +250,57 @@ def reaching_wandb(cfg: DictConfig):
         raise UserError(f"wandb could not reach its server ({one_line(error).rstrip('.')}); log offline with "
                         f"WANDB_MODE=offline (and upload later, where there is a network, with "
                         f"{wandb_sync_command(cfg)}), or choose logger=csv.") from None
+
+
+def has_wandb_credentials() -> bool:
+    """An API key in WANDB_API_KEY, an identity token file, or `wandb login`'s entry in ~/.netrc."""
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    try:
+        return netrc.netrc(os.environ.get("NETRC")).authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def wandb_offline_without_credentials(cfg: DictConfig) -> None:
+    """``logger=wandb`` without credentials and without WANDB_MODE: log offline instead of failing. A WANDB_MODE
+    that wandb does not know is one sentence (wandb's own refusal is a pydantic traceback)."""
+    if not wandb_logger_nodes(cfg):
+        return
+    if mode := os.environ.get("WANDB_MODE"):
+        from typing import get_args
+
+        from wandb import Settings
+
+        if mode not in (modes := get_args(Settings.model_fields["mode"].annotation)):
+            raise ConfigError(f"The environment variable WANDB_MODE is {mode!r}, but wandb takes one of "
+                              f"{', '.join(modes)}; set one of those (offline: no network), or unset it.")
+        if mode in ("online", "shared") and not has_wandb_credentials():  # wandb's refusal: a 40-line traceback
+            raise ConfigError(f"The environment variable WANDB_MODE is {mode!r}, but wandb has no API key here "
+                              f"(WANDB_API_KEY or `wandb login`); log in, or set WANDB_MODE=offline and upload the "
+                              f"run later with {wandb_sync_command(cfg)}.")
+    elif not has_wandb_credentials():
+        os.environ["WANDB_MODE"] = "offline"
+        log.warning(f"wandb: no API key (WANDB_API_KEY or `wandb login`), so this run logs offline; upload it "
+                    f"later with: {wandb_sync_command(cfg)}")
+
+
+def finish_wandb(stopping: BaseException | None = None) -> None:
+    """Close the wandb run of this job, so that every multirun job gets its own. ``stopping``: the exception the job
+    is ending on. Its exit code goes to wandb (which otherwise shows a failed or stopped run as finished: its own
+    hooks have not seen the exception yet), and wandb's own failure to close must not replace it (a SIGTERM from
+    SLURM's requeue also ends wandb's service process, and wandb.finish() then raised ConnectionResetError: the
+    submitting command failed)."""
+    if "wandb" in sys.modules:
+        import wandb
+
+        if wandb.run is not None:
+            try:
+                if isinstance(stopping, SIGTERMException):
+                    wandb.run.mark_preempting()  # wandb shows it as preempted: a requeued job continues it
+                wandb.finish(exit_code=exit_code_of(stopping) if stopping is not None else 0)
+            except Exception as error:
+                if stopping is None:
+                    raise
+                log.warning(f"wandb could not close its run while the job stopped ({type(error).__name__}: {error}).")

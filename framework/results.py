@@ -11,6 +11,7 @@ from pathlib import Path
 from omegaconf import ListConfig, OmegaConf
 
 from framework.atomic import write_atomically
+from framework.compose import script_of
 from framework.errors import ConfigError, DataError
 
 LIBRARIES = ("torch", "torchvision", "lightning", "hydra-core", "torchmetrics", "scikit-learn", "wandb")
@@ -147,9 +148,10 @@ def jobs_of_other_values(runs) -> list[Path]:
 
 
 def _evaluate_output(hydra_folder: Path) -> bool:
-    """Whether Hydra wrote ``hydra_folder`` for a run of evaluate.py (by its config name: hydra.job.name may be set)."""
+    """Whether Hydra wrote ``hydra_folder`` for a run of evaluate.py (by its choices: hydra.job.name may be set, and a
+    config of one's own given with -cn has another name)."""
     settings = hydra_folder / "hydra.yaml"
-    return settings.is_file() and OmegaConf.select(OmegaConf.load(settings), "hydra.job.config_name") == "evaluate"
+    return settings.is_file() and script_of(OmegaConf.load(settings).hydra) == "evaluate"
 
 
 def load_results(runs) -> list[dict]:

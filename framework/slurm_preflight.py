@@ -29,7 +29,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from framework.continued_runs import job_config, overrides_by_key, sweep_jobs
-from framework.errors import stopping_before_any_job
+from framework.entry_point import reporting_user_errors_outside_a_job
 from framework.validate import ConfigError, is_int
 
 
@@ -224,14 +224,14 @@ class SlurmPreflight(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
         if launches_on_slurm(config):
-            with stopping_before_any_job():
+            with reporting_user_errors_outside_a_job():
                 raise ConfigError("Config group 'hydra/launcher' is slurm, but a launcher runs only the jobs of a "
                                   "sweep (-m); add -m to submit this run to SLURM, or drop hydra/launcher=slurm to "
                                   "run it here.")
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         if launches_on_slurm(config):
-            with stopping_before_any_job():
+            with reporting_user_errors_outside_a_job():
                 partitions = query_partitions()
                 for request in requests_of_the_jobs(config):
                     check_slurm_request(request, partitions)

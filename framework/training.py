@@ -3,14 +3,12 @@ instantiate -> fit -> test -> results.
 
 ``training_job(cfg)`` is train.py's whole job (a user's mistake as one sentence, wandb closed, the test accuracy
 and output directory printed); ``train(cfg)`` is its work, which tests and benchmarks call with a composed config.
-Every run writes into its Hydra output directory: the composed config (.hydra/), checkpoints/ (last.ckpt and the
-best), the logger's files and results.json.
+What a run writes: train.py's docstring.
 """
 
 from __future__ import annotations
 
 import logging
-import netrc
 import os
 import signal
 import sys
@@ -18,7 +16,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse
 
 import lightning as L
 import torch
@@ -54,21 +51,12 @@ from framework.combinations import (
     data_the_network_takes,
 )
 from framework.compose import paths_from_start_dir
+from framework.construction import instantiate_node, trainer_refusals
 from framework.ddp_workers import with_job_worker_launcher
-from framework.errors import (
-    ConfigError,
-    UserError,
-    exit_code_of,
-    in_a_sweep,
-    instantiate_node,
-    log_to_files,
-    no_srun_hint_outside_slurm_jobs,
-    reporting_user_errors,
-    stopped_by,
-    stopping_quietly_when_stdout_closes,
-    trainer_refusals,
-)
+from framework.entry_point import reporting_user_errors
+from framework.errors import ConfigError, UserError, log_to_files
 from framework.loggers import (
+    finish_wandb,
     give_wandb_loggers_their_run_id,
     is_wandb_logger,
     name_and_group_wandb_runs,
@@ -76,8 +64,7 @@ from framework.loggers import (
     reaching_wandb,
     run_log_on_rank_zero_only,
     send_lightning_logs_to_hydra,
-    wandb_logger_nodes,
-    wandb_sync_command,
+    wandb_offline_without_credentials,
 )
 from framework.monitored_metrics import MonitoredMetricsLogged, monitor_keys
 from framework.process_group import DestroyProcessGroupAtExit
@@ -93,6 +80,12 @@ from framework.resuming import (
     set_aside_rows_logged_after,
     with_fit_loop_resuming_at_epoch_ends,
     without_lightnings_hpc_resume,
+)
+from framework.stopping import (
+    in_a_sweep,
+    no_srun_hint_outside_slurm_jobs,
+    stopped_by,
+    stopping_quietly_when_stdout_closes,
 )
 from framework.validate import validate
 
@@ -137,40 +130,6 @@ def leave_out_idle_callbacks(callbacks: dict[str, object], loggers: list, traine
         log.info(f"{setting}: {', '.join(names)} would have nothing to do and "
                  f"{'is' if len(names) == 1 else 'are'} left out.")
     return kept
-
-
-def has_wandb_credentials() -> bool:
-    """An API key in WANDB_API_KEY, an identity token file, or `wandb login`'s entry in ~/.netrc."""
-    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
-        return True
-    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
-    try:
-        return netrc.netrc(os.environ.get("NETRC")).authenticators(host) is not None
-    except (OSError, netrc.NetrcParseError):
-        return False
-
-
-def wandb_offline_without_credentials(cfg: DictConfig) -> None:
-    """``logger=wandb`` without credentials and without WANDB_MODE: log offline instead of failing. A WANDB_MODE
-    that wandb does not know is one sentence (wandb's own refusal is a pydantic traceback)."""
-    if not wandb_logger_nodes(cfg):
-        return
-    if mode := os.environ.get("WANDB_MODE"):
-        from typing import get_args
-
-        from wandb import Settings
-
-        if mode not in (modes := get_args(Settings.model_fields["mode"].annotation)):
-            raise ConfigError(f"The environment variable WANDB_MODE is {mode!r}, but wandb takes one of "
-                              f"{', '.join(modes)}; set one of those (offline: no network), or unset it.")
-        if mode in ("online", "shared") and not has_wandb_credentials():  # wandb's refusal: a 40-line traceback
-            raise ConfigError(f"The environment variable WANDB_MODE is {mode!r}, but wandb has no API key here "
-                              f"(WANDB_API_KEY or `wandb login`); log in, or set WANDB_MODE=offline and upload the "
-                              f"run later with {wandb_sync_command(cfg)}.")
-    elif not has_wandb_credentials():
-        os.environ["WANDB_MODE"] = "offline"
-        log.warning(f"wandb: no API key (WANDB_API_KEY or `wandb login`), so this run logs offline; upload it "
-                    f"later with: {wandb_sync_command(cfg)}")
 
 
 def best_checkpoint(trainer: L.Trainer) -> tuple[str | None, str]:
@@ -430,26 +389,6 @@ def compute_used(trainer: L.Trainer) -> dict:
     name = f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else str(device)
     return {"device": name, "processes": trainer.world_size, "torch_threads": torch.get_num_threads(),
             "cpu_capability": torch.backends.cpu.get_cpu_capability()}
-
-
-def finish_wandb(stopping: BaseException | None = None) -> None:
-    """Close the wandb run of this job, so that every multirun job gets its own. ``stopping``: the exception the job
-    is ending on. Its exit code goes to wandb (which otherwise shows a failed or stopped run as finished: its own
-    hooks have not seen the exception yet), and wandb's own failure to close must not replace it (a SIGTERM from
-    SLURM's requeue also ends wandb's service process, and wandb.finish() then raised ConnectionResetError: the
-    submitting command failed)."""
-    if "wandb" in sys.modules:
-        import wandb
-
-        if wandb.run is not None:
-            try:
-                if isinstance(stopping, SIGTERMException):
-                    wandb.run.mark_preempting()  # wandb shows it as preempted: a requeued job continues it
-                wandb.finish(exit_code=exit_code_of(stopping) if stopping is not None else 0)
-            except Exception as error:
-                if stopping is None:
-                    raise
-                log.warning(f"wandb could not close its run while the job stopped ({type(error).__name__}: {error}).")
 
 
 def training_job(cfg: DictConfig) -> float | None:

@@ -32,7 +32,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
 from framework.compose import ABSENT, CONF, ROOT, lookup
-from framework.errors import ConfigError, get_object, mistyped_argument_error
+from framework.construction import get_object, mistyped_argument_error, parameters_of
+from framework.errors import ConfigError
 from lightning_modules.perceptual_procedures import PERCEPTUAL_AUTOENCODER as PERCEPTUAL
 from lightning_modules.perceptual_procedures import PROCEDURES
 
@@ -631,10 +632,7 @@ def arguments_not_taken(node, prefix: str = "") -> Iterator[tuple[str, str]]:
     """(key, class name) for each key of a ``_partial_`` node (an optimizer, a scheduler) that its target does not
     take. Such a node is called only once training starts, so this is checked before then."""
     if isinstance(node, DictConfig) and node.get("_partial_") is True and isinstance(node.get("_target_"), str):
-        try:
-            parameters = inspect.signature(get_object(node._target_)).parameters
-        except (ValueError, TypeError):  # no signature to read: leave it to the call
-            parameters = {}
+        parameters = parameters_of(node._target_)  # none to read: left to the call
         if parameters and not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
             yield from ((f"{prefix}.{name}", node._target_.rsplit(".", 1)[-1]) for name in node.keys()
                         if not str(name).startswith("_") and name not in parameters)

@@ -23,7 +23,8 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from framework.checkpoints import network_config
-from framework.errors import ConfigError, instantiate_node
+from framework.construction import instantiate_node
+from framework.errors import ConfigError
 from lightning_modules.stage_steps import StageSteps
 
 STAGES = ("train", "val", "test")

@@ -285,7 +285,7 @@ def test_a_full_disk_names_the_file_whichever_writer_wrote_it_and_leaves_nothing
     sentence with exit code 2."""
     import torch
 
-    from framework.errors import reporting_user_errors
+    from framework.entry_point import reporting_user_errors
 
     write = {"torch": lambda file: torch.save({"weights": torch.zeros(10_000)}, file),
              "numpy": lambda file: np.savez(file, x=np.zeros(10_000)),
@@ -303,13 +303,14 @@ def test_a_full_disk_names_the_file_whichever_writer_wrote_it_and_leaves_nothing
 
 def test_a_full_disk_while_hydra_writes_its_records_before_any_job_is_the_sentence(monkeypatch, capsys):
     """Hydra's own writes (.hydra/config.yaml) raise an OSError that names no file: it ended in Hydra's traceback."""
-    from framework import errors
+    from framework.entry_point import _refusals_as_sentences
+    from framework.stopping import job
 
     def saving_the_config():
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setitem(errors._job, "started", False)
+    monkeypatch.setattr(job, "started", False)
     with pytest.raises(SystemExit) as stop:
-        errors._refusals_as_sentences(saving_the_config)
+        _refusals_as_sentences(saving_the_config)
     assert stop.value.code == 2 and capsys.readouterr().err.startswith(
         "Error: a file cannot be written: No space left on device; free space on its disk, or write elsewhere")

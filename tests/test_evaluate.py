@@ -456,7 +456,7 @@ def test_a_printed_evaluate_command_runs_as_printed_in_a_shell(tmp_path, folder,
     in double quotes, where the shell would expand it. The shell splits the printed command into its words."""
     import subprocess
 
-    from framework.errors import evaluate_commands
+    from framework.stopping import evaluate_commands
 
     runs = tmp_path / folder
     write_json_atomic(runs / "0" / "results.json", {"metrics": {"test/acc": 0.5}})
@@ -536,7 +536,7 @@ def test_a_job_runs_otherwise_by_the_values_it_gives_not_by_their_spelling():
 
 def test_a_sweep_started_outside_the_repository_prints_the_evaluate_command_as_typed_from_there(tmp_path, monkeypatch):
     """From a folder of one's own configs, the printed `python evaluate.py runs=...` failed: no evaluate.py there."""
-    from framework.errors import evaluate_commands
+    from framework.stopping import evaluate_commands
 
     write_json_atomic(tmp_path / "sweeps" / "w" / "0" / "results.json", {"metrics": {"test/acc": 0.5}})
     monkeypatch.chdir(tmp_path)

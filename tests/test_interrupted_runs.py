@@ -519,3 +519,21 @@ def test_a_stopped_run_in_a_folder_named_after_the_time_is_told_its_folder_and_c
     continued = run_cli(*run, "ckpt_path=auto", f"hydra.run.dir={folder}", cwd=tmp_path, env={"PYTHONPATH": str(ROOT)})
     assert continued.returncode == 0, continued.stderr[-3000:]
     assert results(folder)["epochs_completed"] == 2 and "Resuming from" in (folder / "train.log").read_text()
+
+
+@pytest.mark.parametrize(("given", "told"), [
+    ([], " hydra.run.dir=/runs/a"), (["hydra.run.dir=/runs/a"], ""), (["++hydra.run.dir=/runs/a"], "")])
+def test_the_stop_sentence_names_the_run_s_folder_only_where_the_command_did_not_give_it(monkeypatch, capsys, given,
+                                                                                       told):
+    """`++hydra.run.dir=` gives the folder too: the remedy repeated it, and the command it told to give had the key
+    twice."""
+    from framework import stopping
+
+    monkeypatch.setattr(sys, "argv", ["train.py", "trainer.max_epochs=2", *given])
+    monkeypatch.setattr(stopping, "job", stopping.JobRecord(started=True, script="train", run_dir="/runs/a"))
+    with pytest.raises(SystemExit) as stop:
+        stopping.stopped_by(signal.SIGINT)
+    assert stop.value.code == 128 + signal.SIGINT
+    assert capsys.readouterr().err.splitlines() == [
+        f"Stopped by SIGINT (a run goes on from its last checkpoint when the same command is given again with "
+        f"ckpt_path=auto{told})."]

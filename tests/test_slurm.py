@@ -241,7 +241,7 @@ def test_a_task_that_fails_ends_its_jobs_other_tasks_instead_of_leaving_them_wai
     # What the launcher raises where sacct says so, and what the command then prints instead
     from submitit.core.utils import UncompletedJobError
 
-    from framework.errors import failed_slurm_task
+    from framework.entry_point import failed_slurm_task
 
     error = UncompletedJobError(f"Job {job_id}_0 (task: 0) with path {folders[0]}/{job_id}_0_result.pkl\nhas not "
                                 f"produced any output (state: FAILED)")
@@ -512,7 +512,7 @@ def write_task_logs(folder: Path, job_id: str, *stderr_texts: str) -> None:
 def test_a_job_stopped_by_a_failed_task_is_the_tasks_sentence_and_exit_code_2(tmp_path, capsys):
     from submitit.core.utils import FailedJobError, UncompletedJobError
 
-    from framework.errors import _reporting_hydra_refusals
+    from framework.entry_point import _reporting_hydra_refusals
 
     folder = tmp_path / ".submitit" / "12_3"
     write_task_logs(folder, "12_3", "srun: error: localhost: task 2: Exited with exit code 2\n",
@@ -541,7 +541,7 @@ def test_a_job_that_scancel_stopped_is_its_stop_sentence_and_exit_code_143(tmp_p
     reported a failed task, a traceback and exit code 1."""
     from submitit.core.utils import UncompletedJobError
 
-    from framework.errors import _reporting_hydra_refusals
+    from framework.entry_point import _reporting_hydra_refusals
 
     folder = tmp_path / ".submitit" / "14_0"
     stopped = (f"Stopped by SIGTERM (sweep directory: {tmp_path}; a run goes on from its last checkpoint when the "
@@ -559,7 +559,8 @@ def test_a_job_that_scancel_stopped_is_its_stop_sentence_and_exit_code_143(tmp_p
 def test_a_slurm_sweeps_launching_command_stopped_says_its_jobs_go_on(monkeypatch, capsys):
     """Ctrl+C (or SIGTERM) stops the command that launched a SLURM sweep, not the jobs it submitted: it told the
     user to give the same command again, which started a second job into each running one's folder."""
-    from framework.errors import remember_the_sweep, run_entry_point
+    from framework.entry_point import run_entry_point
+    from framework.stopping import remember_the_sweep
 
     def launcher_waiting_for_its_jobs():
         remember_the_sweep("train", "/sweeps/study", None, jobs_on_slurm=True)
@@ -595,16 +596,16 @@ def test_a_job_stopped_as_slurm_requeues_it_says_that_it_starts_again_by_itself(
     """`scontrol requeue` (an administrator, a preemption, submitit at the time limit) stops a job with SIGTERM and
     starts it again: its sentence told the user to give the command again. SLURM counts the restart as it requeues;
     a scancel (the last case) leaves the count as the job started with."""
-    from framework import errors
+    from framework import stopping
 
     monkeypatch.setenv("PATH", stand_in_scontrol(tmp_path, restarts))
     monkeypatch.setenv("SLURM_JOB_ID", "4321")
     monkeypatch.setenv("SLURM_RESTART_COUNT", "0")
     monkeypatch.setattr(sys, "argv", ["train.py", "-m", "hydra/launcher=slurm", "hydra.sweep.dir=/sweeps/study"])
-    monkeypatch.setattr(errors, "_job", {"started": True, "script": "train", "sweep_dir": "/sweeps/study",
-                                         "ckpt_path": ckpt_path})
+    monkeypatch.setattr(stopping, "job", stopping.JobRecord(started=True, script="train", sweep_dir="/sweeps/study",
+                                                            ckpt_path=ckpt_path))
     with pytest.raises(SystemExit) as stop:
-        errors.stopped_by(signal.SIGTERM)
+        stopping.stopped_by(signal.SIGTERM)
     assert stop.value.code == 128 + signal.SIGTERM
     assert capsys.readouterr().err.splitlines() == [f"Stopped by SIGTERM (sweep directory: /sweeps/study; {how})."]
     assert (tmp_path / "scontrol_calls").read_text() == "show job 4321\n"
@@ -635,7 +636,7 @@ def test_submitits_time_limit_signal_requeues_the_job_and_leaves_its_stop_to_slu
     from submitit.core.utils import DelayedSubmission, JobPaths
     from submitit.slurm.slurm import SlurmJobEnvironment
 
-    from framework.errors import sigterm_stops_a_submitit_job
+    from framework.stopping import sigterm_stops_a_submitit_job
 
     monkeypatch.setenv("PATH", stand_in_scontrol(tmp_path, restarts=0, requeue_refused=requeue_refused))
     for key, value in {"SLURM_JOB_ID": "4321", "SLURM_PROCID": "0", "SLURM_NTASKS": "1"}.items():

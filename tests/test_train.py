@@ -513,16 +513,21 @@ def test_ckpt_path_auto_in_the_folder_of_a_run_that_saved_no_checkpoint_is_one_s
     assert {path: path.read_bytes() for path in files} == files and not (folder / "checkpoints").exists()
 
 
-def test_the_earlier_run_check_stops_a_run_or_sweep_before_hydra_writes_into_its_folders(tmp_path):
+@pytest.mark.parametrize("own_config", [False, True])
+def test_the_earlier_run_check_stops_a_run_or_sweep_before_hydra_writes_into_its_folders(tmp_path, own_config):
     """Hydra writes a job's .hydra/ files (and a sweep's multirun.yaml) before the job starts: the run's and the
-    sweep's Hydra callbacks check first, so the earlier run's record of its config stays."""
+    sweep's Hydra callbacks check first, so the earlier run's record of its config stays. ``own_config``: a config
+    of one's own built on train's (-cd <folder> -cn <name>), for which the callbacks checked nothing."""
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "mytrain.yaml").write_text("defaults: [train, _self_]\n")
+    primary = ("-cd", str(tmp_path / "mine"), "-cn", "mytrain") if own_config else ()
     sweep = tmp_path / "sweep"
     for job in ("0", "1"):
         (sweep / job / ".hydra").mkdir(parents=True)
         (sweep / job / ".hydra" / "overrides.yaml").write_text(f"- seed={job}\n")
         (sweep / job / "results.json").write_text("{}")
     (sweep / "multirun.yaml").write_text("earlier\n")
-    rerun = run_cli("train.py", "-m", "seed=4,5", "debug=smoke", f"hydra.sweep.dir={sweep}")
+    rerun = run_cli("train.py", *primary, "-m", "seed=4,5", "debug=smoke", f"hydra.sweep.dir={sweep}")
     assert rerun.returncode == 2 and "Traceback" not in rerun.stderr
     assert rerun.stderr.strip().splitlines()[-1] == (
         f"Config error: The output directory {sweep}/0 holds an earlier run (results.json), and this run starts fresh, "
@@ -530,7 +535,7 @@ def test_the_earlier_run_check_stops_a_run_or_sweep_before_hydra_writes_into_its
         f"earlier run's files.")  # no ckpt_path=auto: there is no last.ckpt to continue
     assert (sweep / "0" / ".hydra" / "overrides.yaml").read_text() == "- seed=0\n"
     assert (sweep / "multirun.yaml").read_text() == "earlier\n"
-    run = run_cli("train.py", "seed=7", "debug=smoke", f"hydra.run.dir={sweep}/1")
+    run = run_cli("train.py", *primary, "seed=7", "debug=smoke", f"hydra.run.dir={sweep}/1")
     assert run.returncode == 2 and "holds an earlier run (results.json)" in run.stderr
     assert (sweep / "1" / ".hydra" / "overrides.yaml").read_text() == "- seed=1\n"
 
@@ -988,7 +993,7 @@ def test_the_check_for_an_earlier_run_gives_no_srun_hint_on_a_login_node(tmp_pat
     import warnings
 
     from framework.checkpoints import earlier_run_refusal
-    from framework.errors import no_srun_hint_outside_slurm_jobs
+    from framework.stopping import no_srun_hint_outside_slurm_jobs
 
     monkeypatch.setenv("PATH", path_with_stand_in(tmp_path, "srun"))
     monkeypatch.delenv("SLURM_NTASKS", raising=False)
@@ -1200,3 +1205,16 @@ def test_a_studys_sweep_runs_every_setting_of_one_seed_before_the_next_seed(make
             assert settings[start : start + per_seed] == settings[:per_seed], experiment
         checked.append(experiment)
     assert {"reae_table1_mnist", "reae_figure2_digits", "reae_figure3_mnist", "perceptual_lunarlander"} <= set(checked)
+
+
+@pytest.mark.parametrize("grid", ['++hydra.sweeper.params={seed:"1,2"}', '+hydra.sweeper.params.seed="1,2"'])
+def test_a_grid_given_on_the_command_line_is_swept(grid):
+    """Hydra's basic sweeper has ``params: null``, so a grid typed as the README shows an experiment's
+    (hydra.sweeper.params) ended in an AttributeError or AssertionError traceback; conf/hydra/default.yaml has {}."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+    from framework.compose import compose_with_hydra
+    from framework.continued_runs import sweep_overrides
+
+    config = compose_with_hydra([grid, "hydra.mode=MULTIRUN"])
+    assert BasicSweeper.split_arguments(sweep_overrides(config), max_batch_size=None)[0] == [["seed=1"], ["seed=2"]]

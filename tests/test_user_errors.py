@@ -36,7 +36,9 @@ from torch.multiprocessing import ProcessRaisedException
 
 from datamodules.base import DatasetMissingError
 from framework.compose import ROOT, compose_config
-from framework.errors import ConfigError, _fits, construction_error, run_entry_point, worker_user_error
+from framework.construction import _fits, construction_error, worker_user_error
+from framework.entry_point import run_entry_point
+from framework.errors import ConfigError
 from lightning_modules.classifier import ClassificationModule
 from tests.conftest import imported_and_said, path_with_stand_in, run_cli
 from tests.dataset_files import LUNARLANDER_SMALL, write_cifar10, write_mnist, write_stl10, write_svhn
@@ -202,6 +204,19 @@ ROWS = [
     row("group-given-null-in-a-sweep", "-m", "model=lenet5,null",
         expect="Config group 'model' is given null, but it takes one of its options: forward_autoencoder, lenet5,"),
     row("multirun-and-cfg", "--cfg", "job", "-m", "seed=1,2", expect=("gives --cfg and -m", "drop -m")),
+    row("help-with-a-mistake", "--help", "model=nope", expect="Config group 'model' has no option 'nope'; choose"),
+    row("info-with-a-mistake", "--info", "defaults", "model=nope", expect="Config group 'model' has no option 'nope'"),
+    row("sweep-values-with-help", "-m", "--help", "seed=1,2",
+        expect="Config key 'seed' is given '1,2' with commas, but --help shows one job's config, not a sweep's; give "
+               "one of the values there (seed=1), or leave --help out to run the sweep."),
+    row("resolve-without-cfg", "--resolve", "debug=smoke", expect=("gives --resolve,", "add --cfg job")),
+    row("cfg-resolve-with-a-dangling-reference", "--cfg", "job", "--resolve", "experiment_name=${nope}",
+        expect="The override 'experiment_name=${nope}' cannot be resolved (Interpolation key 'nope' not found); give"),
+    row("shell-completion-without-subcommand", "--shell-completion",
+        expect="gives --shell-completion (-sc) without what to do; give install=bash"),
+    row("flags-after-overrides", "debug=smoke", "-m", "seed=1,2",
+        expect=("gives overrides after the flag -m, and Hydra reads overrides only after its flags; put the flags "
+                "first: python train.py -m debug=smoke seed=1,2 ")),
     row("experimental-rerun", "--experimental-rerun", "{tmp}/run/.hydra/config.pickle",  # a traceback either way
         expect=("--experimental-rerun cannot rerun this framework's runs", ".hydra/overrides.yaml")),
     row("network-refuses-first-batch", "model.net._target_=torchvision.models.resnet18", "~model.net.in_channels",
@@ -896,8 +911,8 @@ def test_a_sigterm_before_any_job_imported_lightning_is_the_sentence_and_exit_co
     """While Hydra composes the config no job has imported Lightning, whose SIGTERMException the handler raises once
     one has: the handler stops the process itself, with the same sentence and exit code (without them: exit code 0,
     SystemExit's for that exception). A fresh interpreter: this one has imported Lightning."""
-    script = ("import os, signal\nfrom framework.errors import _sigterm_outside_lightning\n"
-              "signal.signal(signal.SIGTERM, _sigterm_outside_lightning)\nos.kill(os.getpid(), signal.SIGTERM)\n"
+    script = ("import os, signal\nfrom framework.stopping import sigterm_outside_lightning\n"
+              "signal.signal(signal.SIGTERM, sigterm_outside_lightning)\nos.kill(os.getpid(), signal.SIGTERM)\n"
               "raise SystemExit('the signal did not stop the process')")
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert (done.returncode, done.stderr) == (143, "Stopped by SIGTERM.\n")
@@ -1154,7 +1169,7 @@ def test_a_network_or_dataset_where_a_lightning_module_or_datamodule_belongs_is_
     import lightning as L
 
     from framework.combinations import check_kinds
-    from framework.errors import instantiate_node
+    from framework.construction import instantiate_node
     from lightning_modules.lenet5 import LeNet5
 
     class TrainOnly(L.LightningDataModule):

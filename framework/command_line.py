@@ -1,0 +1,367 @@
+"""Hydra's refusals of a command line, as one sentence each (:func:`hydra_refusal`).
+
+Hydra refuses an unknown group option, a key that is not in the config, an override it cannot parse, a group
+chosen twice, ... with several lines, its search path, and sometimes a remedy that the next command refuses too.
+Each becomes one ConfigError naming the key or group, the value and the remedy, found from ``sys.argv`` and the
+config files in conf/ (and the user's folders of configs).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import shlex
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NoReturn
+
+import hydra._internal.utils as hydra_internals
+from hydra.errors import HydraException, MissingConfigException, OverrideParseException
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import (
+    ConfigAttributeError,
+    ConfigKeyError,
+    InterpolationResolutionError,
+    ValidationError,
+)
+
+from framework.compose import CONF
+from framework.errors import ConfigError, one_line
+
+
+def _multirun() -> bool:
+    return bool({"-m", "--multirun"} & set(sys.argv[1:]))
+
+
+def _config_keys(node, prefix: str = "") -> Iterator[str]:
+    """Every dotted key of a config (interpolations left unresolved)."""
+    for key in node.keys() if isinstance(node, DictConfig) else ():
+        yield f"{prefix}{key}"
+        yield from _config_keys(node._get_node(key), f"{prefix}{key}.")
+
+
+def _closest_keys(config: DictConfig, key: str) -> list[str]:
+    """The existing keys the user may have meant by ``key``: the same name elsewhere, then similar spellings."""
+    keys = [k for k in _config_keys(config) if key.startswith("hydra.") or not k.startswith("hydra.")]
+    same_name = [k for k in keys if k.rsplit(".", 1)[-1] == key.rsplit(".", 1)[-1]]
+    return list(dict.fromkeys(same_name + difflib.get_close_matches(key, keys, n=3, cutoff=0.7)))[:5]
+
+
+def _arguments_the_added_group_leaves(added: str) -> list[tuple[str, str]]:
+    """The keys that ``+<added>`` (``model/optimizer=adam`` on a model whose optimizer config is its own) would leave
+    in the node it merges into that the option's class does not take: composed with the rest of the command line,
+    so that one sentence gives the whole remedy. Nothing where that does not compose."""
+    from hydra import compose
+
+    from framework.validate import arguments_not_taken
+
+    arguments = [arg for arg in sys.argv[1:] if not arg.startswith("-")]
+    if _multirun() or added not in arguments:
+        return []
+    try:
+        cfg = compose(Path(sys.argv[0]).stem, [f"+{added}" if arg == added else arg for arg in arguments])
+    except Exception:  # noqa: BLE001 - another mistake on the command line: its own sentence comes on the next try
+        return []
+    group = added.split("=", 1)[0]
+    return list(arguments_not_taken(OmegaConf.select(cfg, group.replace("/", ".")), group.replace("/", ".")))
+
+
+def _option_defining(key: str) -> tuple[str, str] | None:
+    """``logger.wandb.project`` without logger=wandb: (group, option) where ``key`` lies below a config group's
+    option that the config file of that option defines (conf/logger/wandb.yaml holds logger.wandb)."""
+    parts = key.split(".")
+    if len(parts) < 3:
+        return None
+    group, option = parts[:2]
+    file = CONF / group / f"{option}.yaml"
+    if not file.is_file():
+        return None
+    return (group, option) if option in (OmegaConf.load(file) or {}) else None
+
+
+def _chosen_options(group: str) -> list[str]:
+    """The options of ``group`` that the command line chooses (its last ``group=...``), else an experiment it chooses
+    (``override /callbacks: mi_lr`` in conf/experiment/, followed through the files it builds on), else train.py's
+    default; [] for none."""
+    typed = [arg.split("=", 1)[1] for arg in sys.argv[1:] if arg.split("=", 1)[0].lstrip("+") == group and "=" in arg]
+    experiments = [arg.split("=", 1)[1] for arg in sys.argv[1:] if arg.split("=", 1)[0].lstrip("+") == "experiment"]
+    chosen = typed[-1] if typed else next(filter(None, (_experiment_choice(group, name) for name in experiments)),
+                                          _default_option(group))
+    if isinstance(chosen, str):
+        chosen = chosen.strip("[]").split(",")
+    return [str(option).strip() for option in chosen or [] if str(option).strip() not in ("", "none", "null")]
+
+
+def _experiment_choice(group: str, experiment: str) -> str | list | None:
+    """The option(s) of ``group`` that conf/experiment/<experiment>.yaml overrides, or a file it builds on."""
+    file = CONF / "experiment" / f"{experiment}.yaml"
+    for entry in (OmegaConf.load(file).get("defaults", []) if file.is_file() else []):
+        if isinstance(entry, DictConfig) and f"override /{group}" in entry:
+            chosen = entry[f"override /{group}"]
+            return list(chosen) if isinstance(chosen, ListConfig) else chosen
+        if isinstance(entry, str) and entry != "_self_" and not entry.startswith("/"):
+            if (built_on := _experiment_choice(group, entry)) is not None:  # perceptual/base
+                return built_on
+    return None
+
+
+def _default_option(group: str) -> str | None:
+    """The option of ``group`` in train.py's defaults list (conf/train.yaml); None where it chooses none."""
+    defaults = OmegaConf.load(CONF / "train.yaml").get("defaults", [])
+    return next((entry[group] for entry in defaults if isinstance(entry, DictConfig) and group in entry), None)
+
+
+def _split_override_error(override: str) -> ConfigError | None:
+    """``-m seed=1 2 3``, ``seed=1, 2`` or ``seed=[1, 2]``: the shell split one override at its spaces, and Hydra
+    refused the first piece that is not key=value (or the override that ends with a comma)."""
+    words = sys.argv[1:]
+    if override not in words:
+        return None
+    at = words.index(override)
+    if override.endswith(",") and "=" in override:
+        first, rest = override, words[at + 1:]
+    elif at > 0 and "=" in words[at - 1] and _a_piece_of_a_value(override, words[at - 1]):
+        first, rest = words[at - 1], words[at:]
+    else:
+        return None
+    pieces = [first]
+    for word in rest:
+        if not _a_piece_of_a_value(word, pieces[-1]):
+            break
+        pieces.append(word)
+    if len(pieces) == 1:
+        return None
+    joined = ",".join(piece.strip(",") for piece in pieces if piece.strip(","))
+    sweep = "," in joined.split("=", 1)[1] and "[" not in joined and not _multirun()
+    return ConfigError(f"The command-line words {' '.join(map(repr, pieces))} are one override that a space split; "
+                       f"write its values with commas and no spaces ({'-m ' if sweep else ''}{joined}), or quote the "
+                       f"whole override.")
+
+
+def _a_piece_of_a_value(word: str, before: str) -> bool:
+    """Is ``word`` the rest of a value that the word ``before`` it began: a number or a list's end (``2]``), or any
+    word without '=' after a comma?"""
+    if "=" in word or word.startswith(("+", "~", "-")) and not re.fullmatch(r"-[\d.]+", word):
+        return False
+    return before.endswith(",") or word.startswith(",") or word.endswith(("]", ",")) or \
+        re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?", word) is not None
+
+
+def _choosing_file(group: str) -> Path | None:
+    """The config file chosen on the command line (``experiment=mine``, in conf/ or a ``hydra.searchpath`` folder)
+    whose defaults list chooses ``group`` without ``override``."""
+    words = sys.argv[1:]
+    config_dirs = [Path(words[n + 1]) for n, word in enumerate(words[:-1]) if word in ("-cd", "--config-dir")] + \
+        [Path(word.split("=", 1)[1]) for word in words if word.startswith("--config-dir=")]
+    folders = [CONF, *config_dirs, *(Path(path) for arg in words if arg.startswith("hydra.searchpath=")
+                                     for path in re.findall(r"file://([^,\]'\"]+)", arg))]
+    chooses = re.compile(rf"^\s*-\s*/?{re.escape(group)}\s*:", re.MULTILINE)
+    for arg in sys.argv[1:]:
+        key, _, option = arg.lstrip("+").partition("=")
+        for file in (folder / key / f"{option}.yaml" for folder in folders if option and "." not in key):
+            if file.is_file() and chooses.search(file.read_text()):
+                return file
+    return None
+
+
+def hydra_refusal(error: HydraException) -> ConfigError:
+    """One sentence for Hydra's refusal of a command line (Hydra prints several lines and its search path)."""
+    if sweep := re.search(r"BasicSweeper does not support sweep type : (\w+)", str(error)):
+        kind = sweep[1].lower().removesuffix("_sweep")
+        typed = next((arg for arg in sys.argv[1:] if f"{kind}(" in arg), None)  # else in an experiment's sweeper params
+        key, _, value = typed.lstrip("+").partition("=") if typed else ("key", "", "")
+        given = f"Config key '{key}' is swept with {value}, but " if typed else ""
+        return ConfigError(f"{given}Hydra's basic sweeper cannot run {kind} sweeps (interval() is for optimising "
+                           f"sweepers such as Optuna's, not installed here); list the values instead: {key}=0.01,0.03,"
+                           f"0.1, {key}=range(1,4) or {key}=choice(a,b).")
+    if isinstance(error, OverrideParseException):
+        if split := _split_override_error(str(error.override)):
+            return split
+        reason = str(error.message).splitlines()[0]
+        return ConfigError(f"The command-line override {error.override!r} cannot be parsed ({reason}); write "
+                           f"key=value with balanced brackets and quotes (see https://hydra.cc/docs/advanced/"
+                           f"override_grammar/basic/).")
+    if isinstance(error, MissingConfigException) and "/" in str(error.missing_cfg_file or ""):
+        group, option = str(error.missing_cfg_file).rsplit("/", 1)
+        searched = re.findall(r"provider=hydra\.searchpath[^,]*, path=file://(\S+)", str(error))
+        files = [file for folder in [CONF, *map(Path, searched)] for file in (folder / group).glob("*.yaml")]
+        options = error.options or sorted({file.stem for file in files})  # Hydra lists none for logger=[csv,nope]
+        if not options:
+            return ConfigError(one_line(str(error)))
+        close = difflib.get_close_matches(option, options, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        absent = [path for path in searched if not Path(path).is_dir()]  # Hydra passes over it without a word
+        where = f" (hydra.searchpath names file://{absent[0]}, which is not a folder here)" if absent else ""
+        return ConfigError(f"Config group '{group}' has no option {option!r}{hint}{where}; choose one of "
+                           f"{', '.join(options)}.")
+    cause, added = error.__cause__, re.search(r"use \+(\S+)", str(error))
+    if isinstance(cause, ConfigAttributeError | ConfigKeyError) and added:
+        root = cause.parent_node._get_root() if cause.parent_node is not None else None
+        closest = _closest_keys(root, str(cause.full_key)) if isinstance(root, DictConfig) else []
+        hint = f" (the closest existing keys: {', '.join(closest)})" if closest else ""
+        key = added[1].split("=", 1)[0]
+        parent, _, last = key.rpartition(".")
+        numbered = OmegaConf.select(root, parent) if parent and isinstance(root, DictConfig) else None
+        if last.isdigit() and isinstance(numbered, DictConfig) and len(numbered) and \
+                all(isinstance(name, int) for name in numbered.keys()):  # {3: 500}: a dotted key gives "3", text
+            given = OmegaConf.to_container(numbered) | {int(last): added[1].split("=", 1)[1]}
+            mapping = "{" + ",".join(f"{name}:{value}" for name, value in given.items()) + "}"
+            return ConfigError(f"Config key '{parent}' is a mapping with numbers as its keys, which a dotted key on "
+                               f"Hydra's command line ({key}) gives as text; give the whole mapping: "
+                               f"'{parent}={mapping}'.")
+        if unchosen := _option_defining(key):
+            group, option = unchosen
+            chosen = _chosen_options(group)
+            choose = f"'{group}=[{','.join([*chosen, option])}]'" if chosen else f"{group}={option}"
+            return ConfigError(f"Config key '{key}' belongs to the {group} option {option}, which this run does not "
+                               f"choose; add it with {choose} (its file: conf/{group}/{option}.yaml), then {added[1]} "
+                               f"sets it.")
+        if _multirun():  # a sweep starts from the config without its swept groups
+            typed = next((arg for arg in sys.argv[1:] if arg.split("=", 1)[0].lstrip("+~") == key), added[1])
+            return ConfigError(f"Config key '{key}' is not in the config of every job of this sweep (the config it "
+                               f"starts from, or a job's option of a swept group){hint}; fix its spelling, or give "
+                               f"it as ++{typed.lstrip('+~')} (added where a job's config lacks it, overridden where "
+                               f"it has it).")
+        return ConfigError(f"Config key '{key}' is not in the config{hint}; fix its spelling, or add a new key with "
+                           f"+{added[1]}.")
+    message = str(error)
+    if (deleted := re.fullmatch(r"Error merging override ~(\S+?)(?:=.*)?", message.strip())) and \
+            isinstance(cause, InterpolationResolutionError):
+        return ConfigError(f"Config key '{deleted[1]}' cannot be deleted with ~{deleted[1]}: Hydra reads its value "
+                           f"first, and that value refers to Hydra's runtime settings, which do not exist yet while "
+                           f"the command line is applied; set it instead ({deleted[1]}=<value>).")
+    if (merging := re.fullmatch(r"Error merging override (\S+?)=(.*)", message.strip())) and \
+            isinstance(cause, ValidationError):  # a typed key of Hydra's own config (hydra.launcher.timeout_min=abc)
+        kind = re.search(r"could not be converted to (\w+)|is not a (ListConfig)", str(cause))
+        wanted = {"Integer": "a whole number", "Float": "a number", "Boolean": "true or false",
+                  "ListConfig": "a list in brackets ([a,b])"}.get(kind and (kind[1] or kind[2]), "of another type")
+        return ConfigError(f"Config key '{merging[1]}' is {merging[2]!r}, but Hydra's settings are typed and it must "
+                           f"be {wanted}; give one.")
+    if exists := re.search(r"An item is already at '([^']+)'.*remove \+ prefix: '([^']*)'", message, re.DOTALL):
+        return ConfigError(f"Config key '{exists[1]}' exists already, so +{exists[2]} cannot add it; override it with "
+                           f"{exists[2]} (or ++{exists[2]}: add or override).")
+    # Hydra says "Multiple values for model" where it names the option, else "model appears more than once"
+    twice = re.search(r"Multiple values for (\S+)\. To override a value use 'override \S+: (\S+)'", message) or \
+        re.fullmatch(r"(\S+) appears more than once in the final defaults list()", message.strip())
+    if twice:
+        group, option = twice[1], twice[2] or None
+        if not any(arg.startswith(f"+{group}=") for arg in sys.argv[1:]):
+            file = _choosing_file(group)
+            line = f" ('- /{group}: {option}')" if option else ""
+            return ConfigError(f"Config group '{group}' is chosen twice: by the defaults, and by the defaults list of "
+                               f"{file or 'a config file chosen on the command line'}{line}; write '- override "
+                               f"/{group}: {option or '<option>'}' there.")
+        return ConfigError(f"Config group '{group}' is chosen already (by the defaults or an experiment), so "
+                           f"+{group}={option or '...'} cannot add it again; choose it without the +: "
+                           f"{group}={option or '<option>'}.")
+    if unchosen := re.search(r"Could not override '(\S+)'\. No match in the defaults list.*use \+(\S+)", message,
+                             re.DOTALL):
+        leftovers = _arguments_the_added_group_leaves(unchosen[2])
+        keys = [key for key, owner in leftovers if owner == leftovers[0][1]]
+        why = (f" (the option merges into the config the model has there, whose "
+               f"{', '.join(key.rsplit('.', 1)[-1] for key in keys)} {leftovers[0][1]} does not take)" if keys else "")
+        return ConfigError(f"Config group '{unchosen[1]}' is not chosen by default, so there is nothing to override; "
+                           f"add it with {' '.join([f'+{unchosen[2]}', *(f'~{key}' for key in keys)])}{why}.")
+    if ambiguous := re.search(r"Ambiguous value for argument '([^=']+)=([^']*)'", message):
+        typed, value = ambiguous[1], ambiguous[2]
+        key = typed.lstrip("+")
+        shown = next((arg for arg in ("--help", "-h", "--hydra-help", "--info", "-i") if arg in sys.argv[1:]), None)
+        if _multirun() and shown:  # they compose one job's config
+            return ConfigError(f"Config key '{key}' is given {value!r} with commas, but {shown} shows one job's "
+                               f"config, not a sweep's; give one of the values there ({typed}={value.split(',')[0]}), "
+                               f"or leave {shown} out to run the sweep.")
+        if (CONF / key).is_dir():  # a config group: a list would merge its options into one config
+            return ConfigError(f"Config group '{key}' is given {value!r} with commas; add -m (--multirun) to run one "
+                               f"job per option, or write {typed}=[{value}] to merge them all into one config (as "
+                               f"logger=[csv,tensorboard] logs to both).")
+        return ConfigError(f"Config key '{key}' is given {value!r} with commas; add -m (--multirun) to run one job "
+                           f"per value, or write {typed}=[{value}] for a list, {as_typed_in_a_shell(typed, value)} "
+                           f"for a string (as typed in a shell).")
+    return ConfigError(one_line(message))
+
+
+def group_given_null_error() -> ConfigError:
+    """``logger=null`` (or ``-m model=lenet5,null``) on the command line, which Hydra refuses with a ValueError naming
+    no group."""
+    def given_null(arg: str) -> bool:  # Hydra reads NULL and Null as null too
+        key, _, value = arg.partition("=")
+        return (CONF / key.lstrip("+~")).is_dir() and "null" in value.lower().split(",")
+
+    typed = next((arg for arg in sys.argv[1:] if given_null(arg)), None)
+    if typed is None:  # in a config file's defaults list
+        return ConfigError("A config group is given null in a defaults list, but a group takes one of its options "
+                           "(none, where it has one, leaves it out); choose one there.")
+    group = typed.split("=", 1)[0].lstrip("+~")
+    options = sorted(path.stem for path in (CONF / group).glob("*.yaml"))
+    if _default_option(group) is None:  # experiment, debug: none unless chosen
+        return ConfigError(f"Config group '{group}' is given null, which the command line cannot give a group; leave "
+                           f"{group}= out (it chooses no option by default), or choose one of {', '.join(options)}.")
+    leave_out = f" ({group}=none leaves it out)" if "none" in options else ""
+    return ConfigError(f"Config group '{group}' is given null, but it takes one of its options: "
+                       f"{', '.join(options)}{leave_out}; choose one.")
+
+
+def as_typed_in_a_shell(key: str, value: str) -> str:
+    """``key=value`` as one shell word that Hydra reads as that string: quoted for Hydra where the value holds
+    characters of its grammar (``runs='logs/a,b'``), then for the shell where it holds any of the shell's."""
+    if set(value) & set(",[]{}()'\"\\=$"):
+        value = "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    word = f"{key}={value}"
+    if shlex.quote(word) == word or set(word) & set('"$`\\!'):
+        return shlex.quote(word)
+    return f'"{word}"'  # reads better than shlex's '...'"'"'...
+
+
+def mode_flags() -> list[str]:
+    flags = ("-m", "--multirun", "-c", "--cfg", "-i", "--info", "-r", "--run", "-sc", "--shell-completion")
+    return [arg for arg in sys.argv[1:] if arg.split("=", 1)[0] in flags]
+
+
+def hydra_flag_refusal(error: ValueError) -> ConfigError | None:
+    """Hydra's own checks of its flags, which it raises as ValueErrors with a traceback; None for any other error."""
+    message = str(error)
+    script = Path(sys.argv[0]).name
+    if message.startswith("Only one of --run, --multirun"):
+        return ConfigError(f"The command line gives {' and '.join(mode_flags())}, but Hydra does one of --run, "
+                           f"--multirun (-m), --cfg, --info and --shell-completion at a time; to see a sweep job's "
+                           f"config, drop -m and give that job's values with --cfg job.")
+    if message.startswith("The --resolve flag can only be used in conjunction with --cfg or --help"):
+        return ConfigError(f"The command line gives --resolve, which resolves the config that --cfg prints and is "
+                           f"taken only with --cfg (or --help); add --cfg job to see the config resolved, or leave "
+                           f"--resolve out (python {script} --cfg job --resolve ...).")
+    if message.startswith("Expecting one subcommand from"):
+        return ConfigError(f"The command line gives --shell-completion (-sc) without what to do; give install=bash "
+                           f"(or zsh, fish), uninstall=bash or query=bash: eval \"$(python {script} -sc "
+                           f"install=bash)\" sets up tab completion in this shell.")
+    return None
+
+
+def flags_after_overrides() -> ConfigError | None:
+    """``python train.py debug=smoke -m seed=1,2``: Hydra's argument parser takes the overrides before its first
+    flag and refuses those after it with its usage and "unrecognized arguments"; the same words, flags first, run."""
+    words = sys.argv[1:]
+    if "--version" in words:  # argparse prints the version while it parses
+        return None
+    parser = hydra_internals.get_args_parser()
+
+    def not_ours(message: str = "", *args) -> NoReturn:
+        raise _ArgparseWouldRefuse
+
+    parser.error, parser.exit = not_ours, not_ours
+    try:
+        args, unknown = parser.parse_known_args(words)
+    except _ArgparseWouldRefuse:  # another mistake, which argparse says itself
+        return None
+    overrides = [*args.overrides, *unknown]
+    if not unknown or not args.overrides or any(word.startswith("-") for word in unknown):
+        return None
+    first_flag = next(word for word in words[words.index(args.overrides[-1]):] if word.startswith("-"))
+    reordered = [*(word for word in words if word not in overrides), *overrides]
+    return ConfigError(f"The command line gives overrides after the flag {first_flag}, and Hydra reads overrides "
+                       f"only after its flags; put the flags first: python {Path(sys.argv[0]).name} "
+                       f"{' '.join(map(shlex.quote, reordered))}")
+
+
+class _ArgparseWouldRefuse(Exception):
+    pass
