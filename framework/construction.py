@@ -237,24 +237,23 @@ def trainer_refusals(trainer_node: DictConfig, model_node: DictConfig | None = N
 
     try:
         yield
-    except MisconfigurationException as error:
-        if model_node is not None and (lacking := re.match(r"No `(\w+)\(\)` method defined", str(error))):
+    except (MisconfigurationException, ValueError) as error:
+        lacking = re.match(r"No `(\w+)\(\)` method defined", str(error))
+        if model_node is not None and isinstance(error, MisconfigurationException) and lacking:
             raise ConfigError(f"Config key 'model' is {model_node.get('_target_')}, which defines no {lacking[1]}(), "
                               f"and Lightning trains only a LightningModule that does; define it, or give your "
                               f"network as model.net of model=lenet5's module (ClassificationModule).") from None
-        raise_refused_trainer_keys(trainer_node, error)
-        raise
-    except ValueError as error:
-        raise_refused_trainer_keys(trainer_node, error)
+        if refusal := _refused_trainer_keys_error(trainer_node, error):
+            raise refusal from None
         raise
 
 
-def raise_refused_trainer_keys(trainer_node: DictConfig, error: Exception) -> None:
+def _refused_trainer_keys_error(trainer_node: DictConfig, error: Exception) -> ConfigError | None:
     """One sentence for a refusal raised in Lightning's code that names one of the trainer config's keys."""
     values = {k: v for k, v in OmegaConf.to_container(trainer_node, resolve=True).items() if k != "_target_"}
-    if keys := (_refused_keys(values, one_line(error)) if _raised_by_lightning(error) else []):
-        raise refused_keys_error("trainer", values, keys, "Lightning's Trainer refuses for this data",
-                                 one_line(error)) from None
+    keys = _refused_keys(values, one_line(error)) if _raised_by_lightning(error) else []
+    return refused_keys_error("trainer", values, keys, "Lightning's Trainer refuses for this data",
+                              one_line(error)) if keys else None
 
 
 def instantiate_node(node: DictConfig | ListConfig, key: str, **kwargs):
