@@ -217,14 +217,16 @@ def hydra_refusal(error: HydraException) -> ConfigError:
             return ConfigError(f"Config key '{key}' belongs to the {group} option {option}, which this run does not "
                                f"choose; add it with {choose} (its file: conf/{group}/{option}.yaml), then {added[1]} "
                                f"sets it.")
+        # a mapping given to an existing key (hydra.sweeper.params={seed:"1,2"}) adds a key below it
+        absent = str(cause.full_key) if str(cause.full_key).startswith(f"{key}.") else key
         if _multirun():  # a sweep starts from the config without its swept groups
             typed = next((arg for arg in sys.argv[1:] if arg.split("=", 1)[0].lstrip("+~") == key), added[1])
-            return ConfigError(f"Config key '{key}' is not in the config of every job of this sweep (the config it "
+            return ConfigError(f"Config key '{absent}' is not in the config of every job of this sweep (the config it "
                                f"starts from, or a job's option of a swept group){hint}; fix its spelling, or give "
                                f"it as ++{typed.lstrip('+~')} (added where a job's config lacks it, overridden where "
                                f"it has it).")
-        return ConfigError(f"Config key '{key}' is not in the config{hint}; fix its spelling, or add a new key with "
-                           f"+{added[1]}.")
+        return ConfigError(f"Config key '{absent}' is not in the config{hint}; fix its spelling, or add a new key "
+                           f"with +{added[1]}.")
     message = str(error)
     if (deleted := re.fullmatch(r"Error merging override ~(\S+?)(?:=.*)?", message.strip())) and \
             isinstance(cause, InterpolationResolutionError):
@@ -266,8 +268,8 @@ def hydra_refusal(error: HydraException) -> ConfigError:
     if ambiguous := re.search(r"Ambiguous value for argument '([^=']+)=([^']*)'", message):
         typed, value = ambiguous[1], ambiguous[2]
         key = typed.lstrip("+")
-        shown = next((arg for arg in ("--help", "-h", "--hydra-help", "--info", "-i") if arg in sys.argv[1:]), None)
-        if _multirun() and shown:  # they compose one job's config
+        shown = next((arg for arg in ("--help", "-h") if arg in sys.argv[1:]), None)
+        if _multirun() and shown:  # it composes one job's config
             return ConfigError(f"Config key '{key}' is given {value!r} with commas, but {shown} shows one job's "
                                f"config, not a sweep's; give one of the values there ({typed}={value.split(',')[0]}), "
                                f"or leave {shown} out to run the sweep.")
@@ -365,3 +367,14 @@ def flags_after_overrides() -> ConfigError | None:
 
 class _ArgparseWouldRefuse(Exception):
     pass
+
+
+def unresolvable_error(error: InterpolationResolutionError, key: str | None) -> ConfigError:
+    """A ``${...}`` in config key ``key`` (None: not known) that does not resolve, as one sentence."""
+    reason = str(error).splitlines()[0]
+    named = f"Config key '{key}'" if key else "A value of the config"
+    if unset := re.search(r"Environment variable '([^']+)' not found", reason):
+        return ConfigError(f"{named} reads the environment variable {unset[1]}, which is not set; set it, or give "
+                           f"a default there: ${{oc.env:{unset[1]},<default>}}.")
+    return ConfigError(f"{named} cannot be resolved ({reason}); give a value or a ${{...}} reference to an existing "
+                       f"key.")

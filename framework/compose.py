@@ -75,7 +75,9 @@ def at_or_below(key: str, names: Sequence[str]) -> bool:
     return any(key == name or key.startswith((f"{name}.", f"{name}/")) for name in names)
 
 
-def script_of(hydra_node: DictConfig) -> str:
+def script_of(hydra_node: DictConfig | None) -> str | None:
     """Which entry point composed this config, ``train`` or ``evaluate``: a training config chooses a trainer, also
-    one of the user's own (``-cn mine``, whose defaults list builds on train)."""
-    return "train" if "trainer" in hydra_node.runtime.choices else "evaluate"
+    one of the user's own (``-cn mine``, whose defaults list builds on train). None for a node without its choices
+    (a hydra.yaml that a kill or a full disk left empty)."""
+    choices = OmegaConf.select(hydra_node, "runtime.choices", default=None) if hydra_node is not None else None
+    return None if choices is None else "train" if "trainer" in choices else "evaluate"

@@ -26,7 +26,13 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, flag_override
 from omegaconf.errors import InterpolationResolutionError
 
-from framework.command_line import flags_after_overrides, group_given_null_error, hydra_flag_refusal, hydra_refusal
+from framework.command_line import (
+    flags_after_overrides,
+    group_given_null_error,
+    hydra_flag_refusal,
+    hydra_refusal,
+    unresolvable_error,
+)
 from framework.construction import worker_user_error
 from framework.errors import (
     ConfigError,
@@ -89,12 +95,9 @@ def _refusals_as_sentences(compose_or_run: Callable[[], object]):
     except InterpolationResolutionError as error:  # --cfg job --resolve, with a ${...} that points nowhere
         if job.started or _hydra_full_error():
             raise
-        reason = str(error).splitlines()[0]
-        reference = re.search(r"key '([^']+)'", reason)
-        typed = next((arg for arg in sys.argv[1:] if reference and f"${{{reference[1]}" in arg), None)
-        where = f"The override {typed!r}" if typed else "A value of the config"
-        refuse(ConfigError(f"{where} cannot be resolved ({reason}); give a value or a ${{...}} reference to an "
-                           f"existing key."))
+        reference = re.search(r"'([^']+)'", str(error))  # the key, or the environment variable, it reads
+        typed = next((arg for arg in sys.argv[1:] if reference and "${" in arg and reference[1] in arg), None)
+        refuse(unresolvable_error(error, error.full_key or (typed and typed.split("=", 1)[0].lstrip("+~"))))
     except yaml.MarkedYAMLError as error:  # a config file of the user's that is not valid YAML
         if job.started or _hydra_full_error() or error.problem_mark is None:
             raise
@@ -276,6 +279,12 @@ def run_entry_point(main: Callable[[], object]) -> None:
     except HydraException as error:  # --help, --hydra-help and --info compose the config outside Hydra's reporter
         if job.started or _hydra_full_error():
             raise
+        job_overrides = [arg for arg in sys.argv[1:] if "=" in arg and not arg.lstrip("+~").startswith("hydra")]
+        if "--hydra-help" in sys.argv[1:] and job_overrides:  # it composes Hydra's own config alone
+            refuse(ConfigError(f"The command line gives --hydra-help with {' '.join(job_overrides)}, but --hydra-help "
+                               f"shows Hydra's own help and takes Hydra's overrides alone (hydra.*, hydra/...); leave "
+                               f"the others out (python {Path(sys.argv[0]).name} --help lists this program's config "
+                               f"groups, --cfg job shows its config)."))
         refuse(hydra_refusal(error))
     except ValueError as error:  # Hydra's own checks of its flags, before its reporter runs
         if job.started or (refusal := hydra_flag_refusal(error)) is None:

@@ -151,7 +151,7 @@ def _evaluate_output(hydra_folder: Path) -> bool:
     """Whether Hydra wrote ``hydra_folder`` for a run of evaluate.py (by its choices: hydra.job.name may be set, and a
     config of one's own given with -cn has another name)."""
     settings = hydra_folder / "hydra.yaml"
-    return settings.is_file() and script_of(OmegaConf.load(settings).hydra) == "evaluate"
+    return settings.is_file() and script_of(OmegaConf.load(settings).get("hydra")) == "evaluate"
 
 
 def load_results(runs) -> list[dict]:

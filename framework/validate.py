@@ -31,6 +31,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
+from framework.command_line import unresolvable_error
 from framework.compose import ABSENT, CONF, ROOT, lookup
 from framework.construction import get_object, mistyped_argument_error, parameters_of
 from framework.errors import ConfigError
@@ -294,8 +295,7 @@ def check_missing_values(cfg: DictConfig) -> None:
             written_for = f": experiment={experiment} was written for another one" if experiment else ""
             raise ConfigError(f"Config key '{error.full_key}' reads ${{{missing.group(1)}}}, which {choice} does not "
                               f"have{written_for}; leave out {choice}, or give {error.full_key} a value.") from None
-        raise ConfigError(f"Config key '{error.full_key}' cannot be resolved ({message}); "
-                          f"give a value or a ${{...}} reference to an existing key.") from None
+        raise unresolvable_error(error, error.full_key) from None
 
 
 def group_chosen_on_command_line(group: str) -> str | None:

@@ -402,15 +402,17 @@ def test_a_sweep_s_jobs_without_results_are_named_below_its_table(tmp_path):
     write_runs(sweep, [run(0.1, 1, 0.90), run(0.1, 2, 0.92)])
     (sweep / "2" / ".hydra").mkdir(parents=True)
     (sweep / "2" / ".hydra" / "overrides.yaml").write_text("- model.optimizer.lr=0.1\n- seed=3\n")
+    (sweep / "2" / ".hydra" / "hydra.yaml").write_text("")  # a kill (or a full disk) while Hydra wrote it
     text = evaluate(compose_config([f"runs={sweep}", "metrics=[test/acc]"], tmp_path / "out", "evaluate"))
     assert "| 0.1 | 0.9100 ± 0.0141 | 2 |" in text
     assert text.splitlines()[-1] == ("Left out: 1 job directory without results.json (failed, killed or still "
                                      "running): 2 (model.optimizer.lr=0.1 seed=3).")
     # evaluate.py's own output folders (under logs/evaluate/, beside logs/train/) write no results.json: not jobs
     (sweep / "evaluate" / ".hydra").mkdir(parents=True)
-    # (by the config's name, as Hydra records it: hydra.job.name may be set to anything)
-    (sweep / "evaluate" / ".hydra" / "hydra.yaml").write_text("hydra:\n  job:\n    name: my_study\n"
-                                                              "    config_name: evaluate\n")
+    # (by its choices, as Hydra records them: hydra.job.name may be set to anything, -cn names a config of one's own)
+    (sweep / "evaluate" / ".hydra" / "hydra.yaml").write_text("hydra:\n  job:\n    name: my_study\n    config_name: "
+                                                              "my_evaluate\n  runtime:\n    choices:\n"
+                                                              "      hydra/launcher: basic\n")
     text = evaluate(compose_config([f"runs={sweep}", "metrics=[test/acc]"], tmp_path / "out", "evaluate"))
     assert text.splitlines()[-1].startswith("Left out: 1 job directory without results.json")
 

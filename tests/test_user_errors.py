@@ -211,7 +211,13 @@ ROWS = [
                "one of the values there (seed=1), or leave --help out to run the sweep."),
     row("resolve-without-cfg", "--resolve", "debug=smoke", expect=("gives --resolve,", "add --cfg job")),
     row("cfg-resolve-with-a-dangling-reference", "--cfg", "job", "--resolve", "experiment_name=${nope}",
-        expect="The override 'experiment_name=${nope}' cannot be resolved (Interpolation key 'nope' not found); give"),
+        expect="Config key 'experiment_name' cannot be resolved (Interpolation key 'nope' not found); give"),
+    row("cfg-resolve-with-an-unset-environment-variable", "--cfg", "job", "--resolve", "+x=${oc.env:NOPE_VAR_X}",
+        expect="Config key 'x' reads the environment variable NOPE_VAR_X, which is not set; set it, or give a default "
+               "there: ${oc.env:NOPE_VAR_X,<default>}."),
+    row("hydra-help-with-overrides", "--hydra-help", "seed=1",
+        expect=("gives --hydra-help with seed=1 ", "but --hydra-help shows Hydra's own help and takes Hydra's "
+                                                   "overrides")),
     row("shell-completion-without-subcommand", "--shell-completion",
         expect="gives --shell-completion (-sc) without what to do; give install=bash"),
     row("flags-after-overrides", "debug=smoke", "-m", "seed=1,2",
@@ -766,6 +772,7 @@ def run_in_process(monkeypatch, capsys):
         if cfg is None:
             return run_script(script, [*args, f"hydra.run.dir={run_dir}"])
         module = importlib.import_module(script.removesuffix(".py"))
+        monkeypatch.setattr(sys, "argv", [script, *args])  # what the checks of the command line read, not pytest's
         with pytest.raises(SystemExit) as stop:
             run_entry_point(lambda: module.main(cfg))
         captured = capsys.readouterr()
