@@ -106,10 +106,16 @@ def train_probe(hidden: list[int], train: tuple, val: tuple, max_epochs: int, pa
     return net.eval(), best_loss
 
 
+def mean_distance(predicted: torch.Tensor, true: torch.Tensor) -> float:
+    """The positioning metric (LunarLander's probe/test_mean_distance): the mean Euclidean distance between predicted
+    and true points [N, D], in the observation's units; ``predicted`` may be one point for all."""
+    return torch.linalg.vector_norm(predicted.double() - true.double(), dim=-1).mean().item()
+
+
 def probe_metric(predictions: torch.Tensor, targets: torch.Tensor, task: str) -> float:
     if task == "classification":
         return (predictions.argmax(1) == targets.long()).float().mean().item()
-    return torch.linalg.vector_norm(predictions - targets.float(), dim=1).mean().item()
+    return mean_distance(predictions, targets)
 
 
 def probe_grid(embeddings: dict, task: str, grid=PROBE_GRID, num_classes: int = 10, max_epochs: int = 500,
@@ -139,4 +145,4 @@ def mean_baseline(embeddings: dict, task: str) -> float:
     if task == "classification":
         majority = targets.long().bincount().argmax()
         return (test.long() == majority).float().mean().item()
-    return torch.linalg.vector_norm(test.float() - targets.float().mean(0), dim=1).mean().item()
+    return mean_distance(targets.float().mean(0), test)

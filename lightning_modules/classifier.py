@@ -142,6 +142,8 @@ class ClassificationModule(StageSteps, L.LightningModule):
                           f"number (now {classes})")
             elif scores.ndim == 1 and len(scores) == batch:
                 remedy = "return one score per class for each image (for two classes: two scores, not one logit)"
+            elif scores.ndim == 0:
+                remedy = "return one score per class for each image, not a single number (a sum or mean over them)"
             elif len(scores) != batch:
                 remedy = (f"its forward changes the batch size from {batch} (a reshape such as x.view(-1, n) with the "
                           f"wrong n; x.flatten(1) keeps the batch)")

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import datamodules.lunarlander as lunarlander
+from analysis.embedding_probes import mean_distance
 from datamodules.lunarlander import LunarLanderDataModule, generate_collection, onscreen
 from framework.errors import ConfigError
-from lightning_modules.metrics import MeanEuclideanDistance
 
 ROLLOUTS, STEPS = 3, 8
 
@@ -163,19 +163,13 @@ def test_label_observation_and_terrain_seed_are_checked():
         LunarLanderDataModule(stratify=True)  # its targets are positions: the split would fail with an IndexError
 
 
-def test_mean_euclidean_distance():
+def test_the_mean_distance_is_the_mean_euclidean_distance_of_the_points():
     rng = np.random.default_rng(0)
     predicted, true = rng.normal(size=(2, 50, 2))
-    metric = MeanEuclideanDistance()
-    metric.update(torch.tensor(predicted[:20]), torch.tensor(true[:20]))
-    metric.update(torch.tensor(predicted[20:]), torch.tensor(true[20:]))
     expected = np.sqrt(((predicted - true) ** 2).sum(axis=1)).mean()
-    assert metric.compute().item() == pytest.approx(expected, rel=1e-6)
-    metric.reset()
-    metric.update(torch.tensor([[0.0, 0.0]]), torch.tensor([[3.0, 4.0]]))
-    assert metric.compute().item() == 5.0
-    with pytest.raises(ValueError, match=r"must both be \[N, D\]"):
-        metric.update(torch.zeros(3, 2), torch.zeros(3))
+    assert mean_distance(torch.tensor(predicted), torch.tensor(true)) == pytest.approx(expected, rel=1e-12)
+    assert mean_distance(torch.tensor([[0.0, 0.0]]), torch.tensor([[3.0, 4.0]])) == 5.0
+    assert mean_distance(torch.tensor([0.0, 0.0]), torch.tensor([[3.0, 4.0], [6.0, 8.0]])) == 7.5  # one for all
 
 
 def test_generating_ahead_writes_the_runs_train_py_reads_for_the_same_overrides(tmp_path, collection, monkeypatch):

@@ -215,6 +215,11 @@ ROWS = [
     row("cfg-resolve-with-an-unset-environment-variable", "--cfg", "job", "--resolve", "+x=${oc.env:NOPE_VAR_X}",
         expect="Config key 'x' reads the environment variable NOPE_VAR_X, which is not set; set it, or give a default "
                "there: ${oc.env:NOPE_VAR_X,<default>}."),
+    row("unset-environment-variable", "+x=${oc.env:NOPE_VAR_X}",
+        expect="Config key 'x' reads the environment variable NOPE_VAR_X, which is not set; set it, or give a default "
+               "there: ${oc.env:NOPE_VAR_X,<default>}."),
+    row("mapping-adds-a-key", "model.optimizer={lr:0.1,foo:1}",
+        expect="Config key 'model.optimizer.foo' is not in the config (the closest existing keys: "),
     row("hydra-help-with-overrides", "--hydra-help", "seed=1",
         expect=("gives --hydra-help with seed=1 ", "but --hydra-help shows Hydra's own help and takes Hydra's "
                                                    "overrides")),
@@ -1287,9 +1292,10 @@ def test_labels_out_of_range_and_batches_that_are_not_pairs_are_one_sentence(mak
 
 
 def test_scores_other_than_batch_by_classes_and_negative_labels_are_one_sentence():
-    """A network of the user's whose forward returns a tuple, one logit per image, too few classes or another batch
-    size: torch's tracebacks, or worse, a silent accuracy (one logit per image was read as the predicted class: 0.0).
-    Labels of -100, which cross-entropy ignores, were counted as wrong by the accuracy (0.72 instead of 0.97)."""
+    """A network of the user's whose forward returns a tuple, one logit per image, too few classes, another batch
+    size or one number: torch's tracebacks (for the number, our own: len() of a 0-d tensor), or worse, a silent
+    accuracy (one logit per image was read as the predicted class: 0.0). Labels of -100, which cross-entropy
+    ignores, were counted as wrong by the accuracy (0.72 instead of 0.97)."""
     import functools
 
     import lightning as L
@@ -1312,7 +1318,9 @@ def test_scores_other_than_batch_by_classes_and_negative_labels_are_one_sentence
              "(now 3)"),
             (lambda s: s[:3], "a tensor of shape [3, 3]", "its forward changes the batch size from 6 (a reshape such "
                                                           "as x.view(-1, n) with the wrong n; x.flatten(1) keeps the "
-                                                          "batch)")):
+                                                          "batch)"),
+            (lambda s: s.sum(), "a tensor of shape []",
+             "return one score per class for each image, not a single number (a sum or mean over them)")):
         module = ClassificationModule(Returns(make), optimizer=None, num_classes=3)
         with pytest.raises(ConfigError, match=re.escape(
                 f"ClassificationModule takes scores of shape [batch, num_classes] = [6, 3] from its network, but "
