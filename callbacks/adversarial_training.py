@@ -104,13 +104,10 @@ class AdversarialTraining(L.Callback):
         net.eval()
         for layer in layers:
             new = self.adversarial(net, images, labels, layer)
-            if layer not in self.pools:  # a batch larger than the pool fills it
-                self.pools[layer] = (new[: self.pool_size].clone(), labels[: self.pool_size].clone())
-                continue
-            pool, pool_labels = self.pools[layer]
-            if len(pool) < self.pool_size:  # still filling up
-                self.pools[layer] = (torch.cat([pool, new])[: self.pool_size], torch.cat([pool_labels, labels])[
-                    : self.pool_size])
+            pool, pool_labels = self.pools.get(layer, (new[:0], labels[:0]))
+            if len(pool) < self.pool_size:  # filling up: new examples join it (cat copies them), up to its size
+                self.pools[layer] = (torch.cat([pool, new])[: self.pool_size],
+                                     torch.cat([pool_labels, labels])[: self.pool_size])
                 continue
             count = min(len(new), max(1, round(self.refresh_fraction * len(pool))))
             slots = torch.randperm(len(pool), generator=self.generator)[:count].to(pool.device)

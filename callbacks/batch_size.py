@@ -40,8 +40,8 @@ class BatchSizeSchedule(Callback):
             self.initial = trainer.datamodule.batch_size
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
-        self.initial = self.initial or trainer.datamodule.batch_size
-        # A checkpoint saved at an epoch's end continues with the next epoch, one saved within it with the rest of it.
+        # setup, which Lightning calls first, has set self.initial. A checkpoint saved at an epoch's end continues
+        # with the next epoch, one saved within it with the rest of it.
         trainer.datamodule.batch_size = self.size_at(checkpoint["epoch"] + saved_at_an_epochs_end(checkpoint))
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -20,9 +20,11 @@ from framework.errors import ConfigError
 log = logging.getLogger(__name__)
 
 
-def probe_metrics(result: dict, baseline: float, random_loss_network: bool) -> dict[str, float]:
+def probe_metrics(result: dict) -> dict[str, float]:
+    """What a probe's ``result`` (EmbeddingProbe.run's) logs and results.json keeps."""
     return {f"probe/test_{result['metric']}": result["test_metric"], "probe/val_loss": result["val_loss"],
-            f"probe/baseline_{result['metric']}": baseline, "probe/random_loss_network": float(random_loss_network)}
+            f"probe/baseline_{result['metric']}": result["baseline"],
+            "probe/random_loss_network": float(result["loss_network_weights"] == "random")}
 
 
 class EmbeddingProbe(L.Callback):
@@ -69,7 +71,7 @@ class EmbeddingProbe(L.Callback):
         if best and Path(best).is_file():  # the authors reload the best validation checkpoint
             pl_module.load_state_dict(torch.load(best, map_location=pl_module.device, weights_only=False)["state_dict"])
         self.result = self.run(pl_module, self.data if self.data is not None else trainer.datamodule)
-        metrics = probe_metrics(self.result, self.result["baseline"], self.result["loss_network_weights"] == "random")
+        metrics = probe_metrics(self.result)
         log.info(f"Embedding probe: {metrics} (hidden {self.result['hidden']})")
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step)

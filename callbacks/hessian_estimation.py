@@ -35,10 +35,12 @@ class HessianEstimation(L.Callback):
         datamodule = trainer.datamodule
         dataset = datamodule.datasets["train"]
         seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+        # drawn by (seed, global step), so a resumed run sees the same ones; the primes keep this stream apart from
+        # the other seeded draws of a run and of runs with neighbouring seeds
         generator = torch.Generator().manual_seed(seed * 1_000_003 + trainer.global_step + 500_009)
         index = torch.randperm(len(dataset), generator=generator)[: self.num_samples]
         images, _ = dataset[index.to(dataset.images.device)]
-        return datamodule.to_float(images.to(device))
+        return datamodule.to_float(images.to(device))  # undistorted, also in the distorted experiment (docs/lenet5.md)
 
     @staticmethod
     def network(pl_module: L.LightningModule):

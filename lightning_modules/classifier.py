@@ -35,9 +35,9 @@ UNLABELLED = "unlabelled"  # the epoch's share of negative labels (checked, not 
 
 
 def layer_param_groups(net: nn.Module) -> list[dict]:
-    """One named parameter group per top-level child that owns trainable parameters. A parameter that several
-    children share (tied weights) belongs to the first of them, as ``net.parameters()`` lists it once (torch refuses
-    a parameter in two groups)."""
+    """One named parameter group per top-level child that owns trainable parameters, and one named "net" for those
+    the network holds directly (no child's). A parameter that several children share (tied weights) belongs to the
+    first of them, as ``net.parameters()`` lists it once (torch refuses a parameter in two groups)."""
     groups, seen = [], set()
     for name, child in [*net.named_children(), ("net", None)]:
         owned = child.parameters() if child is not None else net.parameters(recurse=False)
@@ -181,15 +181,6 @@ class ClassificationModule(StageSteps, L.LightningModule):
                 f"counts them as wrong); give only labelled images to a classifier.")
         self.log(f"{stage}/acc", self.accuracy[f"{stage}_acc"], prog_bar=True)
 
-    def on_train_epoch_end(self) -> None:
-        self.log_epoch("train")
-
-    def on_validation_epoch_end(self) -> None:
-        self.log_epoch("val")
-
-    def on_test_epoch_end(self) -> None:
-        self.log_epoch("test")
-
     def predict_step(self, batch, batch_idx):
         return self(batch[0]).argmax(dim=1)
 
@@ -206,12 +197,13 @@ class ClassificationModule(StageSteps, L.LightningModule):
                               f"per layer ({len(params)}), but model.optimizer is torch.optim.LBFGS, which takes one "
                               f"group; set model.param_groups=single, or choose model/optimizer=sgd or adam.")
         optimizer = self.optimizer_factory(params=params)
-        if isinstance(optimizer, torch.optim.LBFGS) and self._trainer is not None and self.trainer.world_size > 1:
-            raise ConfigError(f"Config key 'model.optimizer' is torch.optim.LBFGS, whose line search evaluates the "
-                              f"loss a data-dependent number of times per step, so the {self.trainer.world_size} DDP "
-                              f"processes would wait on each other forever; train it in one process "
-                              f"(trainer.devices=1, trainer.num_nodes=1) or choose model/optimizer=sgd or adam.")
         if isinstance(optimizer, torch.optim.LBFGS) and self._trainer is not None:
+            if self.trainer.world_size > 1:
+                raise ConfigError(f"Config key 'model.optimizer' is torch.optim.LBFGS, whose line search evaluates "
+                                  f"the loss a data-dependent number of times per step, so the "
+                                  f"{self.trainer.world_size} DDP processes would wait on each other forever; train "
+                                  f"it in one process (trainer.devices=1, trainer.num_nodes=1) or choose "
+                                  f"model/optimizer=sgd or adam.")
             warn_of_lbfgs_on_mini_batches(getattr(self.trainer, "datamodule", None))
         if self.scheduler_factory is None:
             return optimizer

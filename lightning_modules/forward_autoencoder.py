@@ -1,4 +1,4 @@
-"""One forward-trained autoencoder + softmax classifier (REAN, PIAN, RAN, ROAN), run through the framework.
+"""One forward-trained autoencoder + softmax classifier (REAE, PIAN, RAN, ROAN), run through the framework.
 
     python train.py experiment=reae_digits                      # REAE on the bundled digits, 8x8
     python train.py experiment=reae_digits model.feature_map=pian model.hidden_size=64
@@ -167,8 +167,9 @@ class ForwardAutoencoderModule(L.LightningModule):
     def fit_feature_map(self, X: torch.Tensor, rho: float, draw_seed: int):
         hp = self.hparams
         draw = random_map(X.shape[1], hp.hidden_size, torch.Generator().manual_seed(draw_seed))
-        return feature_map(hp.feature_map, X, draw, rho=rho, init_scale=hp.init_scale, steps=hp.kl_steps,  # only
-                           lr=hp.kl_lr, batch_size=hp.kl_batch_size, retries=hp.kl_retries, seed=draw_seed)  # reae's
+        # rho, init_scale and the kl_* settings shape only reae's map; the others ignore them
+        return feature_map(hp.feature_map, X, draw, rho=rho, init_scale=hp.init_scale, steps=hp.kl_steps,
+                           lr=hp.kl_lr, batch_size=hp.kl_batch_size, retries=hp.kl_retries, seed=draw_seed)
 
     def solve(self, X: torch.Tensor, y: torch.Tensor, X_val: torch.Tensor, y_val: torch.Tensor,
               draw_seed: int | None = None) -> dict:

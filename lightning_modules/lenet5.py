@@ -204,6 +204,3 @@ class LeNet5(nn.Module):
         x = F.max_pool2d(relu(self.c3(x)), 2)
         x = relu(self.c5(x)).flatten(1)
         return self.output(relu(self.f6(x)))
-
-    def loss(self, scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(scores, targets)

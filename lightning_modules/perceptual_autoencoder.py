@@ -36,8 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from framework.errors import ConfigError
 from framework.pretrained import alexnet_features
-from framework.validate import ConfigError
 from lightning_modules.perceptual_procedures import PROCEDURES, needs_loss_network
 from lightning_modules.stage_steps import StageSteps
 
@@ -155,7 +155,7 @@ class PerceptualAutoencoderModule(StageSteps, L.LightningModule):
         uses_loss_network = needs_loss_network(procedure)
         self.loss_network_weights = str(weights) if uses_loss_network else None  # marks results
         self.loss_network = LossNetwork(weights) if uses_loss_network else None
-        self.feature_size = self.check_feature_size(input_size, loss_network.get("feature_size"))
+        self.feature_size = self.loss_network_feature_size(input_size, loss_network.get("feature_size"))
 
         hidden = min(self.feature_size // 2, feature_hidden_max) if self.feature_size else None  # the authors' MLPs
         if self.encoder_input == "image":
@@ -169,7 +169,7 @@ class PerceptualAutoencoderModule(StageSteps, L.LightningModule):
                         else feature_decoder(latent_dim, self.feature_size, hidden))
         self.epoch_seconds: list[float] = []  # each training epoch's seconds, in this process
 
-    def check_feature_size(self, side: int, configured: int | None) -> int | None:
+    def loss_network_feature_size(self, side: int, configured: int | None) -> int | None:
         """The loss network's feature count at this side; a configured ``feature_size`` must match it."""
         if self.loss_network is None:
             return None
@@ -192,7 +192,7 @@ class PerceptualAutoencoderModule(StageSteps, L.LightningModule):
     def encode(self, images: torch.Tensor, features: torch.Tensor | None = None):
         source = images if self.encoder_input == "image" else features
         hidden = self.encoder(source)
-        return self.mu(hidden), self.logvar(hidden) if self.variational else None
+        return self.mu(hidden), (self.logvar(hidden) if self.variational else None)
 
     def input_features(self, images: torch.Tensor) -> torch.Tensor | None:
         """L(x) once per batch, when the encoder reads it or the loss compares with it."""
@@ -236,17 +236,11 @@ class PerceptualAutoencoderModule(StageSteps, L.LightningModule):
         """The paper's x axis, training time per epoch: this epoch's and the mean over the epochs this process
         trained (results.json keeps the last epoch's values, so ``train/epoch_seconds_mean`` is the run's mean;
         a resumed run's covers the epochs since resuming)."""
-        self.log_epoch_means("train")
+        super().on_train_epoch_end()
         seconds = time.perf_counter() - self.epoch_started
         self.epoch_seconds.append(seconds)
         self.log("train/epoch_seconds", seconds)
         self.log("train/epoch_seconds_mean", sum(self.epoch_seconds) / len(self.epoch_seconds))
-
-    def on_validation_epoch_end(self) -> None:
-        self.log_epoch_means("val")
-
-    def on_test_epoch_end(self) -> None:
-        self.log_epoch_means("test")
 
     def predict_step(self, batch, batch_idx):
         return self(batch[0])

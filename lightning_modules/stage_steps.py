@@ -3,9 +3,7 @@ means of what the steps compute.
 
     class MyModule(StageSteps, L.LightningModule):   # before LightningModule, whose hooks it replaces
         def _step(self, batch, stage: str) -> torch.Tensor:   # stage: "train", "val" or "test"
-            self.add_to_epoch_means(stage, {"loss": loss}, len(batch[0]))
-        def on_validation_epoch_end(self):
-            self.log_epoch_means("val")   # val/loss
+            self.add_to_epoch_means(stage, {"loss": loss}, len(batch[0]))   # logged as val/loss, ... (log_epoch)
 """
 
 from __future__ import annotations
@@ -29,10 +27,24 @@ class StageSteps(HookNameSetDirectly):  # a cheaper hook name on the module (fra
     def test_step(self, batch, batch_idx):
         self._step(batch, "test")
 
+    def on_train_epoch_end(self) -> None:
+        self.log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self.log_epoch("test")
+
+    def log_epoch(self, stage: str) -> None:
+        """What a stage logs at its epoch's end: the means of what its steps added (a module may log more)."""
+        self.log_epoch_means(stage)
+
     # Only epoch values are logged, so the steps just add to sums: a `self.log` per step cost ~10% of a LeNet-5
     # epoch on the CPU (benchmarks/overhead.py).
     def add_to_epoch_means(self, stage: str, values: dict[str, torch.Tensor], samples: int) -> None:
         """Adds one batch's ``values`` (each a mean over its ``samples``) to the stage's epoch sums."""
+        # in __dict__: a mixin without an __init__ of its own, and nn.Module's __getattr__ would look elsewhere first
         sums = self.__dict__.setdefault("epoch_sums", {}).setdefault(stage, {"samples": 0})
         for name, value in values.items():
             sums[name] = sums.get(name, 0.0) + value.detach().double() * samples
@@ -59,12 +71,12 @@ class StageSteps(HookNameSetDirectly):  # a cheaper hook name on the module (fra
             else:
                 self.log(f"{stage}/{name}", (total / totals[-1]).float(), prog_bar=name in prog_bar)
                 if self.trainer.world_size > 1:
-                    reduced_already(f"{stage}/{name}")
+                    no_sync_dist_advice_for(f"{stage}/{name}")
         return kept
 
 
 @functools.cache
-def reduced_already(name: str) -> None:
+def no_sync_dist_advice_for(name: str) -> None:
     """Lightning recommends sync_dist=True for a value logged at an epoch's end under DDP; ``name``'s is summed over
     the ranks already, so the recommendation (which made users doubt correct metrics) is left out for it alone."""
     warnings.filterwarnings("ignore", message=re.escape(f"It is recommended to use `self.log({name!r}, ..., "
