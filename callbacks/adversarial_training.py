@@ -105,9 +105,8 @@ class AdversarialTraining(L.Callback):
         for layer in layers:
             new = self.adversarial(net, images, labels, layer)
             pool, pool_labels = self.pools.get(layer, (new[:0], labels[:0]))
-            if len(pool) < self.pool_size:  # filling up: new examples join it (cat copies them), up to its size
-                self.pools[layer] = (torch.cat([pool, new])[: self.pool_size],
-                                     torch.cat([pool_labels, labels])[: self.pool_size])
+            if (room := self.pool_size - len(pool)) > 0:  # filling up: copies of new examples join it, up to its size
+                self.pools[layer] = (torch.cat([pool, new[:room]]), torch.cat([pool_labels, labels[:room]]))
                 continue
             count = min(len(new), max(1, round(self.refresh_fraction * len(pool))))
             slots = torch.randperm(len(pool), generator=self.generator)[:count].to(pool.device)

@@ -8,7 +8,9 @@ import platform
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from omegaconf import ListConfig, OmegaConf
+import yaml
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from framework.atomic import write_atomically
 from framework.compose import script_of
@@ -151,7 +153,11 @@ def _evaluate_output(hydra_folder: Path) -> bool:
     """Whether Hydra wrote ``hydra_folder`` for a run of evaluate.py (by its choices: hydra.job.name may be set, and a
     config of one's own given with -cn has another name)."""
     settings = hydra_folder / "hydra.yaml"
-    return settings.is_file() and script_of(OmegaConf.load(settings).get("hydra")) == "evaluate"
+    try:
+        written = OmegaConf.load(settings) if settings.is_file() else None
+    except (yaml.YAMLError, OmegaConfBaseException):  # cut short by a kill or a full disk: a job's, unfinished
+        return False
+    return isinstance(written, DictConfig) and script_of(written.get("hydra")) == "evaluate"
 
 
 def load_results(runs) -> list[dict]:

@@ -403,10 +403,13 @@ def test_a_sweep_s_jobs_without_results_are_named_below_its_table(tmp_path):
     (sweep / "2" / ".hydra").mkdir(parents=True)
     (sweep / "2" / ".hydra" / "overrides.yaml").write_text("- model.optimizer.lr=0.1\n- seed=3\n")
     (sweep / "2" / ".hydra" / "hydra.yaml").write_text("")  # a kill (or a full disk) while Hydra wrote it
+    (sweep / "3" / ".hydra").mkdir(parents=True)
+    (sweep / "3" / ".hydra" / "overrides.yaml").write_text("- model.optimizer.lr=0.1\n- seed=4\n")
+    (sweep / "3" / ".hydra" / "hydra.yaml").write_text("hydra:\n  run: {dir: 'logs/tr")  # cut short there
     text = evaluate(compose_config([f"runs={sweep}", "metrics=[test/acc]"], tmp_path / "out", "evaluate"))
     assert "| 0.1 | 0.9100 ± 0.0141 | 2 |" in text
-    assert text.splitlines()[-1] == ("Left out: 1 job directory without results.json (failed, killed or still "
-                                     "running): 2 (model.optimizer.lr=0.1 seed=3).")
+    assert text.splitlines()[-1] == ("Left out: 2 job directories without results.json (failed, killed or still "
+                                     "running): 2 (model.optimizer.lr=0.1 seed=3), 3 (model.optimizer.lr=0.1 seed=4).")
     # evaluate.py's own output folders (under logs/evaluate/, beside logs/train/) write no results.json: not jobs
     (sweep / "evaluate" / ".hydra").mkdir(parents=True)
     # (by its choices, as Hydra records them: hydra.job.name may be set to anything, -cn names a config of one's own)
@@ -414,7 +417,7 @@ def test_a_sweep_s_jobs_without_results_are_named_below_its_table(tmp_path):
                                                               "my_evaluate\n  runtime:\n    choices:\n"
                                                               "      hydra/launcher: basic\n")
     text = evaluate(compose_config([f"runs={sweep}", "metrics=[test/acc]"], tmp_path / "out", "evaluate"))
-    assert text.splitlines()[-1].startswith("Left out: 1 job directory without results.json")
+    assert text.splitlines()[-1].startswith("Left out: 2 job directories without results.json")
 
 
 def test_a_run_s_checkpoint_is_found_in_its_folder_where_it_is_now(tmp_path):

@@ -196,6 +196,8 @@ def test_adversarial_training_pools_fill_refresh_and_train_only_the_layers_above
     L.Trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=0, callbacks=[smaller], logger=False,
               enable_checkpointing=False, enable_progress_bar=False).fit(module, data)
     assert [(len(h), len(y)) for h, y in smaller.pools.values()] == [(10, 10)] * 3
+    # each a copy of its rows alone, not a view of the batch (which checkpoints would save whole)
+    assert all(h.untyped_storage().nbytes() == h.nbytes for h, _ in smaller.pools.values())
 
 
 @pytest.mark.parametrize(("override", "key"), [("data.train_part=P3", "data.train_part"),
