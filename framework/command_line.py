@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import NoReturn
 
 import hydra._internal.utils as hydra_internals
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.object_type import ObjectType
 from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import (
@@ -288,20 +290,33 @@ def group_given_null_error() -> ConfigError:
     no group."""
     def given_null(arg: str) -> bool:  # Hydra reads NULL and Null as null too
         key, _, value = arg.partition("=")
-        return (CONF / key.lstrip("+~")).is_dir() and "null" in value.lower().split(",")
+        return "null" in value.lower().split(",") and _group_options(key.lstrip("+~")) is not None
 
     typed = next((arg for arg in sys.argv[1:] if given_null(arg)), None)
     if typed is None:  # in a config file's defaults list
         return ConfigError("A config group is given null in a defaults list, but a group takes one of its options "
                            "(none, where it has one, leaves it out); choose one there.")
     group = typed.split("=", 1)[0].lstrip("+~")
-    options = sorted(path.stem for path in (CONF / group).glob("*.yaml"))
+    options = _group_options(group)
     if _default_option(group) is None:  # experiment, debug: none unless chosen
         return ConfigError(f"Config group '{group}' is given null, which the command line cannot give a group; leave "
                            f"{group}= out (it chooses no option by default), or choose one of {', '.join(options)}.")
     leave_out = f" ({group}=none leaves it out)" if "none" in options else ""
     return ConfigError(f"Config group '{group}' is given null, but it takes one of its options: "
                        f"{', '.join(options)}{leave_out}; choose one.")
+
+
+def _group_options(group: str) -> list[str] | None:
+    """The options of config group ``group`` in the folders of configs the command searches (conf/, or -cp's folder
+    instead; -cd's and hydra.searchpath's too); None where none of them holds such a group."""
+    if not GlobalHydra.instance().is_initialized():  # no command line composed yet: the repository's conf/
+        return sorted(path.stem for path in (CONF / group).glob("*.yaml")) if (CONF / group).is_dir() else None
+    loader = GlobalHydra.instance().config_loader()
+    searchpath = [arg for arg in sys.argv[1:] if arg.startswith("hydra.searchpath=")]
+    parent, _, name = group.rpartition("/")
+    if name not in loader.get_group_options(parent, ObjectType.GROUP, overrides=searchpath):
+        return None
+    return sorted(loader.get_group_options(group, overrides=searchpath))
 
 
 def as_typed_in_a_shell(key: str, value: str) -> str:

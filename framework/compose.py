@@ -31,7 +31,7 @@ def compose_config(overrides: list[str], output_dir: Path, config_name: str = "t
     cfg = compose_with_hydra(overrides, config_name)
     with open_dict(cfg):
         cfg.hydra.runtime.output_dir = str(output_dir)
-        cfg.hydra.runtime.cwd = str(ROOT)
+        cfg.hydra.runtime.cwd = str(Path.cwd())  # where the command starts, as Hydra sets it
         cfg.hydra.job.num = 0
     HydraConfig.instance().set_config(cfg)
     output_dir.mkdir(parents=True, exist_ok=True)

@@ -38,7 +38,11 @@ PLACEHOLDER = re.compile(r"<[^<>]+>")  # <sweep directory>: filled in when the c
 PLACEHOLDER_WORD = "@PLACEHOLDER@"
 PR_SET_PDEATHSIG = 1
 ENTRY_POINTS = ("train.py", "evaluate.py")
-PRELOAD = ["torch", "lightning", "hydra", "omegaconf", "torchmetrics", "sklearn", "matplotlib.pyplot", "scipy.stats"]
+# What every run imports; sklearn.datasets (the bundled digits) and Hydra's launcher and sweeper saved ~0.08 s of a
+# 0.78 s `train.py debug=smoke` forked from here (18 runs each way, interleaved).
+PRELOAD = ["torch", "lightning", "hydra", "omegaconf", "torchmetrics", "sklearn", "sklearn.datasets",
+           "matplotlib.pyplot", "scipy.stats", "hydra._internal.core_plugins.basic_launcher",
+           "hydra._internal.core_plugins.basic_sweeper"]
 
 
 @dataclass

@@ -15,6 +15,28 @@ from framework.compose import ROOT, compose_config
 from tests.commands import Runner
 from tests.dataset_files import write_all
 
+# Where a run started from the repository writes by default. Tests write under their own folders; a test that left a
+# run here would fill the user's logs/ (and `make clean` deletes it with theirs).
+REPOSITORY_RUNS = [ROOT / "logs" / script / kind for script in ("train", "evaluate") for kind in ("runs", "multiruns")]
+
+
+def repository_runs() -> set[Path]:
+    return {path for folder in REPOSITORY_RUNS if folder.is_dir() for path in folder.iterdir()}
+
+
+def pytest_sessionstart(session):
+    session.config.repository_runs_before = repository_runs()
+
+
+def pytest_sessionfinish(session):
+    if hasattr(session.config, "workerinput"):  # a pytest-xdist worker: the controlling process checks once
+        return
+    left = sorted(map(str, repository_runs() - session.config.repository_runs_before))
+    if left:
+        pytest.exit(f"the tests (or a command run from this checkout meanwhile) left {len(left)} run folder(s) in the "
+                    f"repository's logs/: {', '.join(left[:5])}; a test must write its runs under its own tmp_path.",
+                    returncode=pytest.ExitCode.TESTS_FAILED)
+
 
 @pytest.fixture
 def pretend_gpus(monkeypatch):

@@ -261,7 +261,7 @@ def test_command_line_errors_are_one_sentence_with_exit_2_and_help_lists_tasks(t
     assert no_runs.returncode == 2 and "Traceback" not in no_runs.stderr
     assert no_runs.stderr.strip() == ("Config error: Config key 'runs' is not set; name a run or multirun directory, "
                                       "e.g. python evaluate.py runs=logs/train/multiruns/<date>_<time>")
-    unknown = run_cli("evaluate.py", f"runs={sweep}", "metrics=[test/accuracy]")
+    unknown = run_cli(str(ROOT / "evaluate.py"), f"runs={sweep}", "metrics=[test/accuracy]", cwd=tmp_path)
     assert unknown.returncode == 2 and unknown.stderr.count("\n") == 1 and "test/accuracy" in unknown.stderr
     assert not (sweep / "table.md").exists()
     shown = run_cli("evaluate.py", "--help")
@@ -335,9 +335,9 @@ def test_help_config_completion_refusals_and_tables_answer_without_importing_tor
                    "model": {"_target_": PERCEPTUAL_AUTOENCODER, "procedure": "I-F-FP", "latent_dim": 128,
                              "loss_network": {"weights": "imagenet"}}},
         "metrics": {"probe/test_mean_distance": 0.25, "train/epoch_seconds_mean": 2.0}, "overrides": ["seed=0"]}])
-    command = [word.replace("{tmp}", str(tmp_path)) for word in command]
-    done = subprocess.run([sys.executable, "-X", "importtime", *command], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120, env=os.environ | environment)
+    script, *arguments = [word.replace("{tmp}", str(tmp_path)) for word in command]
+    done = subprocess.run([sys.executable, "-X", "importtime", str(ROOT / script), *arguments], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120, env=os.environ | environment)
     imported, said = imported_and_said(done.stderr)
     assert done.returncode == code and answer in done.stdout + said, (done.stdout + said)[-3000:]
     assert not imported & {"torch", "lightning"}, sorted(imported & {"torch", "lightning"})

@@ -124,7 +124,8 @@ def test_multirun_with_wandb_offline_writes_one_job_dir_and_one_wandb_run_each_w
         assert run.display_name == f"default seed={seed}"
     assert len(run_ids) == 2
 
-    table = run_cli("evaluate.py", f"runs={sweep}", "metrics=[test/acc]", "group_by=[trainer.max_epochs]")
+    table = run_cli(str(ROOT / "evaluate.py"), f"runs={sweep}", "metrics=[test/acc]", "group_by=[trainer.max_epochs]",
+                    cwd=tmp_path)  # its own run folder goes there, not into the repository's logs/
     assert table.returncode == 0, table.stderr[-2000:]
     mean = (results(jobs[0])["metrics"]["test/acc"] + results(jobs[1])["metrics"]["test/acc"]) / 2
     assert f"| 1 | {mean:.4f} ± " in (sweep / "table.md").read_text()

@@ -167,7 +167,8 @@ def test_sweep_runs_two_slurm_jobs_with_one_wandb_run_each_and_evaluate_aggregat
     runs = sorted(run.sweep.rglob("offline-run-*"))
     assert len(runs) == 2 and len({path.name.rsplit("-", 1)[-1] for path in runs}) == 2  # none shared
 
-    table = run_cli("evaluate.py", f"runs={run.sweep}", "metrics=[test/acc]", "group_by=[trainer.max_epochs]")
+    table = run_cli(str(ROOT / "evaluate.py"), f"runs={run.sweep}", "metrics=[test/acc]",
+                    "group_by=[trainer.max_epochs]", cwd=run.sweep.parent)  # not into the repository's logs/
     assert table.returncode == 0, table.stderr[-2000:]
     mean = sum(results(job)["metrics"]["test/acc"] for job in jobs) / 2
     assert f"| 2 | {mean:.4f} ± " in (run.sweep / "table.md").read_text()

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import re
 import runpy
+import shutil
 import signal
 import subprocess
 import sys
@@ -35,7 +37,7 @@ from omegaconf import OmegaConf
 from torch.multiprocessing import ProcessRaisedException
 
 from datamodules.base import DatasetMissingError
-from framework.compose import ROOT, compose_config
+from framework.compose import CONF, ROOT, compose_config
 from framework.construction import _fits, construction_error, worker_user_error
 from framework.entry_point import run_entry_point
 from framework.errors import ConfigError
@@ -145,6 +147,11 @@ def a_plain_file(root: Path) -> None:
     (root / "a_file").write_text("a file where a folder should be")
 
 
+def a_copy_of_conf_with_a_model_of_its_own(root: Path) -> None:
+    shutil.copytree(CONF, root / "myconf")
+    (root / "myconf" / "model" / "mine.yaml").write_text((CONF / "model" / "lenet5.yaml").read_text())
+
+
 def experiment_choosing_without_override(model: str):
     """What writes experiment/mine.yaml, whose defaults list chooses ``model`` without ``override``."""
     def write(root: Path) -> None:
@@ -203,6 +210,10 @@ ROWS = [
     row("group-given-null-in-capitals", "callbacks=NULL", expect="Config group 'callbacks' is given null, but it"),
     row("group-given-null-in-a-sweep", "-m", "model=lenet5,null",
         expect="Config group 'model' is given null, but it takes one of its options: forward_autoencoder, lenet5,"),
+    row("group-given-null-in-a-config-path-of-ones-own", "-cp", "{tmp}/data/myconf", "model=null",
+        data=a_copy_of_conf_with_a_model_of_its_own,  # its options, not the repository's conf/ (which lacks mine)
+        expect="Config group 'model' is given null, but it takes one of its options: forward_autoencoder, lenet5, "
+               "lenet5_classic, lenet5_classic_sdlm, mine, perceptual_autoencoder, szegedy; choose one."),
     row("multirun-and-cfg", "--cfg", "job", "-m", "seed=1,2", expect=("gives --cfg and -m", "drop -m")),
     row("help-with-a-mistake", "--help", "model=nope", expect="Config group 'model' has no option 'nope'; choose"),
     row("info-with-a-mistake", "--info", "defaults", "model=nope", expect="Config group 'model' has no option 'nope'"),
@@ -761,13 +772,16 @@ def check(code: int, output: str, expect: tuple[str, ...], run_dir: Path) -> Non
 
 
 @pytest.fixture
-def run_in_process(monkeypatch, capsys):
+def run_in_process(monkeypatch, capsys, tmp_path_factory):
     """``python <script> <args>`` in this process: returns (exit code, stdout + stderr).
 
     The config is composed once and handed to the script's ``main`` (what Hydra does after composing);
     ``whole_script`` (and a command line that Hydra itself refuses) runs the script as ``__main__``
-    instead, Hydra's reporting included, so that the test sees exactly what the user sees.
+    instead, Hydra's reporting included, so that the test sees exactly what the user sees. It runs from a folder
+    of its own, so that default output folders (a sweep's logs/train/multiruns/...) land there, not in the
+    repository's logs/.
     """
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
 
     def run(script: str, args: list[str], run_dir: Path, whole_script: bool = False) -> tuple[int, str]:
         try:
@@ -1081,8 +1095,9 @@ def test_a_user_error_in_one_job_of_a_sweep_lets_its_other_jobs_run(run_in_proce
                                   tmp_path / "run", whole_script=True)
     assert code == 2, output[-3000:]
     assert "Config error: Config key 'model.optimizer.lr' is -1, but it must be a number > 0." in output.splitlines()
-    assert output.rstrip().endswith(f"sweep directory: {sweep}\nsummarise its finished jobs with: python evaluate.py "
-                                    f"runs={sweep}\nsummarise its finished jobs with: python evaluate.py "
+    evaluate_py = os.path.relpath(ROOT / "evaluate.py")  # from the folder the sweep started in
+    assert output.rstrip().endswith(f"sweep directory: {sweep}\nsummarise its finished jobs with: python {evaluate_py} "
+                                    f"runs={sweep}\nsummarise its finished jobs with: python {evaluate_py} "
                                     f"task=mi_lr_study runs={sweep}\nThe sweep ran every job; the first that stopped "
                                     f"({sweep}/0) said:\nConfig error: Config key 'model.optimizer.lr' is -1, but it "
                                     f"must be a number > 0.")
