@@ -82,14 +82,24 @@ def _raised_by_lightning(error: Exception) -> bool:
     return module.split(".")[0] in ("lightning", "lightning_fabric", "lightning_utilities")
 
 
+def _nodes(node: dict, prefix: str) -> Iterator[tuple[str, dict]]:
+    """``node`` and every mapping below it, depth first, each with its dotted key."""
+    yield prefix, node
+    for key, child in node.items():
+        if isinstance(child, dict):
+            yield from _nodes(child, f"{prefix}.{key}")
+
+
+def _owner(node: dict, prefix: str) -> str:
+    """The class name of the node's ``_target_`` (else the last part of its key)."""
+    return str(node.get("_target_", prefix)).rsplit(".", 1)[-1]
+
+
 def _argument(node: dict, prefix: str, wanted) -> tuple[str, str] | None:
     """(dotted key, owner's class name) of the first argument in ``node``'s subtree for which ``wanted(name, value)``
     holds: where an argument was set (by name), or which one holds a value torch refused."""
-    for name, value in node.items():
-        if wanted(name, value):
-            return f"{prefix}.{name}", str(node.get("_target_", prefix)).rsplit(".", 1)[-1]
-    children = ((key, child) for key, child in node.items() if isinstance(child, dict))
-    return next(filter(None, (_argument(child, f"{prefix}.{key}", wanted) for key, child in children)), None)
+    return next(((f"{at}.{name}", _owner(owner, at)) for at, owner in _nodes(node, prefix)
+                 for name, value in owner.items() if wanted(name, value)), None)
 
 
 _PLAIN_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "None": type(None)}
@@ -122,14 +132,12 @@ def _fits(value, annotation) -> bool:
 def _mistyped_argument(node: dict, prefix: str) -> tuple[str, object, str, str] | None:
     """(dotted key, value, class name, annotation) of the first argument in ``node``'s subtree whose value does not
     fit its parameter's plain-type annotation (``in_channels: int`` given 'abc'): why a constructor failed."""
-    if "_target_" in node:
-        parameters = parameters_of(node["_target_"])
-        for name, value in node.items():
+    for at, owner in _nodes(node, prefix):
+        parameters = parameters_of(owner["_target_"]) if "_target_" in owner else {}
+        for name, value in owner.items():
             if name in parameters and not _fits(value, parameters[name].annotation):
-                owner = str(node["_target_"]).rsplit(".", 1)[-1]
-                return f"{prefix}.{name}", value, owner, _annotation_text(parameters[name].annotation)
-    children = ((key, child) for key, child in node.items() if isinstance(child, dict))
-    return next(filter(None, (_mistyped_argument(child, f"{prefix}.{key}") for key, child in children)), None)
+                return f"{at}.{name}", value, _owner(owner, at), _annotation_text(parameters[name].annotation)
+    return None
 
 
 # What a module passes when it calls a partial config: an optimizer's params, a scheduler's optimizer.
@@ -139,15 +147,11 @@ PASSED_WHEN_CALLED = {"params", "optimizer"}
 def _needs_partial(node: dict, names: list[str], prefix: str) -> tuple[str, str] | None:
     """(dotted key, class name) of a node below ``node`` without ``_partial_: true`` whose target requires one of
     ``names``: where a required argument is missing (or, for PASSED_WHEN_CALLED, where _partial_ is)."""
-    for key, child in node.items():
-        if not isinstance(child, dict):
-            continue
+    for at, child in itertools.islice(_nodes(node, prefix), 1, None):  # the nodes below ``node``
         if "_target_" in child and child.get("_partial_") is not True:
             parameters = parameters_of(child["_target_"])
             if any(name in parameters and parameters[name].default is inspect.Parameter.empty for name in names):
-                return f"{prefix}.{key}", str(child["_target_"]).rsplit(".", 1)[-1]
-        if found := _needs_partial(child, names, f"{prefix}.{key}"):
-            return found
+                return at, _owner(child, at)
     return None
 
 
@@ -172,7 +176,7 @@ def construction_error(error: Exception, node: DictConfig, key: str) -> UserErro
         return error
     message = one_line(error)
     config = OmegaConf.to_container(node, resolve=True)
-    target = str(config.get("_target_", key)).rsplit(".", 1)[-1]
+    target = _owner(config, key)
     if isinstance(error, TypeError) and (unknown := _UNKNOWN_ARGUMENT.search(message)):
         named = _argument(config, key, lambda name, _: name == unknown[1])
         argument, owner = named or (f"{key}.{unknown[1]}", target)
