@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -77,7 +79,9 @@ def path_with_stand_in(folder: Path, command: str, script: str = "") -> str:
 
 @functools.cache
 def preloaded_interpreter() -> Runner:
-    return Runner(Path(tempfile.mkdtemp(prefix="run_cli_")))
+    outputs = Path(tempfile.mkdtemp(prefix="run_cli_"))  # each command's stdout and stderr, until the tests end
+    atexit.register(shutil.rmtree, outputs, ignore_errors=True)
+    return Runner(outputs)
 
 
 def run_cli(*args: str, env: dict | None = None, timeout: int = 300, cwd: Path = ROOT,

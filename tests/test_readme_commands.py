@@ -38,6 +38,7 @@ Blocks run two at a time; the commands of one block run in order.
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import json
 import os
@@ -90,9 +91,12 @@ BENCH_CAPS = ["BENCH_ARGS=--smoke", "BENCHMARKS=benchmarks/lunarlander_generatio
 
 # Every command sees these empty folders as DATA_DIR and TORCH_HOME, whatever this machine holds, so that
 # what a command finds does not depend on the machine or on the order the blocks run in; a command marked
-# `registry` gets folders of its own (what it fetches is seen by no other command).
-EMPTY_DATA_DIR = Path(tempfile.mkdtemp(prefix="readme_data_"))
-EMPTY_TORCH_HOME = Path(tempfile.mkdtemp(prefix="readme_torch_"))
+# `registry` gets folders of its own (what it fetches is seen by no other command). All of them lie in one folder
+# that goes when the test process ends (the fetched MNIST and AlexNet weights are ~50 MB a command).
+HOMES = Path(tempfile.mkdtemp(prefix="readme_homes_"))
+atexit.register(shutil.rmtree, HOMES, ignore_errors=True)
+EMPTY_DATA_DIR = Path(tempfile.mkdtemp(prefix="data_", dir=HOMES))
+EMPTY_TORCH_HOME = Path(tempfile.mkdtemp(prefix="torch_", dir=HOMES))
 
 
 def dataset_present(target: str):
@@ -218,7 +222,7 @@ def environment(extra: dict[str, str], fetches: bool = False) -> dict[str, str]:
     package registry (pip pointed at an empty index), as on a machine without it: pretrained weights that
     framework/pretrained.py would fetch from the registry are then missing too, as the `alexnet` marker says."""
     if fetches:
-        homes = {name: tempfile.mkdtemp(prefix="readme_fetch_") for name in ("DATA_DIR", "TORCH_HOME")}
+        homes = {name: tempfile.mkdtemp(prefix="fetch_", dir=HOMES) for name in ("DATA_DIR", "TORCH_HOME")}
     else:
         homes = {"DATA_DIR": str(EMPTY_DATA_DIR), "TORCH_HOME": str(EMPTY_TORCH_HOME), "PIP_CONFIG_FILE": os.devnull,
                  "PIP_INDEX_URL": EMPTY_DATA_DIR.as_uri(), "PIP_EXTRA_INDEX_URL": "", "PIP_FIND_LINKS": ""}
