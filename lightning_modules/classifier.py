@@ -70,6 +70,7 @@ def not_an_optimizer(given: str) -> str:
 
 class ClassificationModule(StageSteps, L.LightningModule):
     task = "classification"
+    progress_bar_names = ("loss",)  # of the training values, the ones the progress bar shows
 
     def __init__(
         self,
@@ -170,8 +171,9 @@ class ClassificationModule(StageSteps, L.LightningModule):
                            f"(torch.as_tensor(label, dtype=torch.long); label.argmax() of a one-hot label).")
 
     def log_epoch(self, stage: str) -> None:
-        means = self.log_epoch_means(stage, prog_bar=("loss",) if stage == "train" else (), unlogged=(UNLABELLED,))
-        if means is None:
+        means = self.log_epoch_means(stage, prog_bar=self.progress_bar_names if stage == "train" else (),
+                                     unlogged=(UNLABELLED,))
+        if means is None or UNLABELLED not in means:  # no classifier steps this epoch (a pre-training epoch)
             return
         if means[UNLABELLED] > 0:
             loader = f"{type(self.trainer.datamodule).__name__}'s {stage} loader"

@@ -43,12 +43,13 @@ class StageSteps(HookNameSetDirectly):  # a cheaper hook name on the module (fra
     # Only epoch values are logged, so the steps just add to sums: a `self.log` per step cost ~10% of a LeNet-5
     # epoch on the CPU (benchmarks/overhead.py).
     def add_to_epoch_means(self, stage: str, values: dict[str, torch.Tensor], samples: int) -> None:
-        """Adds one batch's ``values`` (each a mean over its ``samples``) to the stage's epoch sums."""
+        """Adds one batch's ``values`` (each a mean over its ``samples``) to the stage's epoch sums. A value that only
+        some steps add (an autoencoder's pre-training loss) is the mean over the samples of those steps."""
         # in __dict__: a mixin without an __init__ of its own, and nn.Module's __getattr__ would look elsewhere first
-        sums = self.__dict__.setdefault("epoch_sums", {}).setdefault(stage, {"samples": 0})
+        sums = self.__dict__.setdefault("epoch_sums", {}).setdefault(stage, {})
         for name, value in values.items():
-            sums[name] = sums.get(name, 0.0) + value.detach().double() * samples
-        sums["samples"] += samples
+            total, count = sums.get(name, (0.0, 0))
+            sums[name] = (total + value.detach().double() * samples, count + samples)
 
     def log_epoch_means(self, stage: str, prog_bar: tuple[str, ...] = ("loss",),
                         unlogged: tuple[str, ...] = ()) -> dict[str, float] | None:
@@ -60,16 +61,16 @@ class StageSteps(HookNameSetDirectly):  # a cheaper hook name on the module (fra
         sums = self.__dict__.get("epoch_sums", {}).pop(stage, None)
         if not sums:
             return None
-        samples = sums.pop("samples")
         names = list(sums)
-        totals = torch.stack([sums[name] for name in names])
-        totals = self.trainer.strategy.reduce(torch.cat([totals, totals.new_tensor([samples])]), reduce_op="sum")
+        totals = torch.stack([sums[name][0] for name in names])
+        counts = totals.new_tensor([sums[name][1] for name in names])
+        totals, counts = self.trainer.strategy.reduce(torch.cat([totals, counts]), reduce_op="sum").split(len(names))
         kept = {}
-        for name, total in zip(names, totals[:-1], strict=True):
+        for name, total, count in zip(names, totals, counts, strict=True):
             if name in unlogged:
-                kept[name] = float(total / totals[-1])
+                kept[name] = float(total / count)
             else:
-                self.log(f"{stage}/{name}", (total / totals[-1]).float(), prog_bar=name in prog_bar)
+                self.log(f"{stage}/{name}", (total / count).float(), prog_bar=name in prog_bar)
                 if self.trainer.world_size > 1:
                     no_sync_dist_advice_for(f"{stage}/{name}")
         return kept

@@ -144,6 +144,8 @@ class SzegedyModule(ClassificationModule):
     With L-BFGS (``model/optimizer=lbfgs``) and ``data.batch_size`` >= the training set, one epoch is one
     full-batch ``LBFGS.step`` of up to ``max_iter`` iterations (Lightning passes the closure)."""
 
+    progress_bar_names = ("loss", "ae_loss")
+
     def __init__(self, net: SzegedyNet, optimizer, pretrain_epochs: int = 0, **kwargs):
         super().__init__(net=net, optimizer=optimizer, **kwargs)
         if pretrain_epochs and net.kind != "ae":
@@ -173,12 +175,12 @@ class SzegedyModule(ClassificationModule):
     def training_step(self, batch, batch_idx):
         if self.pretraining():
             loss = self.net.autoencoder_loss(batch[0])
-            self.log("train/ae_loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+            self.add_to_epoch_means("train", {"ae_loss": loss}, len(batch[0]))  # logged as train/ae_loss
             return loss
         loss = super().training_step(batch, batch_idx)
         for callback in self.trainer.callbacks:  # e.g. callbacks/adversarial_training.py: its pool's loss
             extra = callback.extra_loss(self.net) if hasattr(callback, "extra_loss") else None
             if extra is not None:
-                self.log("train/extra_loss", extra, on_step=False, on_epoch=True)
+                self.add_to_epoch_means("train", {"extra_loss": extra}, len(batch[0]))
                 loss = loss + extra
         return loss

@@ -103,6 +103,54 @@ def test_autoencoder_is_pretrained_then_frozen_while_the_softmax_trains(tmp_path
     assert not torch.equal(output[3], output[1])  # while the softmax trains
 
 
+class StepLosses(L.Callback):
+    """Each training step's returned loss and batch size, by epoch; and an ``extra_loss`` of 1, 2, 4, 1, ..."""
+
+    def __init__(self):
+        self.steps, self.extras = {}, iter([1.0, 2.0, 4.0] * 10)
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        self.steps.setdefault(trainer.current_epoch, []).append((float(outputs["loss"]), len(batch[0])))
+
+    def extra_loss(self, net):
+        return None if net.encoder.weight.requires_grad else torch.tensor(next(self.extras))  # after pre-training
+
+
+class Logged(L.pytorch.loggers.Logger):
+    name, version = "logged", 0
+
+    def __init__(self):
+        super().__init__()
+        self.metrics = []
+
+    def log_hyperparams(self, params, *args, **kwargs):
+        pass
+
+    def log_metrics(self, metrics, step=None):
+        self.metrics.append(dict(metrics))
+
+
+def test_pretraining_and_extra_losses_are_logged_as_the_epochs_sample_weighted_means(tmp_path):
+    """train/ae_loss (epochs of pre-training) and train/extra_loss (a callback's term, here 1, 2, 4 over the three
+    batches of the next epoch) as the epoch's means, like train/loss; train/acc only in epochs that classify."""
+    write_mnist(tmp_path, num_train=56, num_test=8)
+    torch.manual_seed(0)
+    module = SzegedyModule(net=SzegedyNet(kind="ae", hidden=[16]), optimizer=partial(torch.optim.SGD, lr=0.1),
+                           pretrain_epochs=1)
+    data = MNISTDataModule(data_dir=str(tmp_path), batch_size=16, val_fraction=0.25)  # 42 images: 16, 16, 10
+    steps, logged = StepLosses(), Logged()
+    L.Trainer(max_epochs=2, callbacks=[steps], logger=logged, log_every_n_steps=1, enable_checkpointing=False,
+              enable_progress_bar=False, num_sanity_val_steps=0).fit(module, data)
+    pretraining, classifying = ({key: value for row in logged.metrics if row.get("epoch") == epoch
+                                 for key, value in row.items()} for epoch in (0, 1))
+    assert [size for _, size in steps.steps[0]] == [16, 16, 10]
+    expected = sum(loss * size for loss, size in steps.steps[0]) / 42
+    assert pretraining["train/ae_loss"] == pytest.approx(expected, rel=1e-6)
+    assert not {"train/loss", "train/acc", "train/extra_loss"} & set(pretraining)
+    assert classifying["train/extra_loss"] == pytest.approx((1 * 16 + 2 * 16 + 4 * 10) / 42, rel=1e-6)
+    assert {"train/loss", "train/acc"} <= set(classifying) and "train/ae_loss" not in classifying
+
+
 @pytest.mark.parametrize(("max_epochs", "warned"), [(2, True), (3, False)])
 def test_a_run_that_ends_before_the_pretraining_does_says_that_the_softmax_never_trained(tmp_path, caplog,
                                                                                        max_epochs, warned):
