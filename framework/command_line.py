@@ -312,11 +312,15 @@ def _group_options(group: str) -> list[str] | None:
     if not GlobalHydra.instance().is_initialized():  # no command line composed yet: the repository's conf/
         return sorted(path.stem for path in (CONF / group).glob("*.yaml")) if (CONF / group).is_dir() else None
     loader = GlobalHydra.instance().config_loader()
-    searchpath = [arg for arg in sys.argv[1:] if arg.startswith("hydra.searchpath=")]
+    words = sys.argv[1:]
+    named = [words[n + 1] for n, word in enumerate(words[:-1]) if word in ("-cn", "--config-name")] + \
+        [word.split("=", 1)[1] for word in words if word.startswith("--config-name=")]
+    primary = named[-1] if named else Path(sys.argv[0]).stem  # its own hydra.searchpath counts too
+    searchpath = [word for word in words if word.startswith("hydra.searchpath=")]
     parent, _, name = group.rpartition("/")
-    if name not in loader.get_group_options(parent, ObjectType.GROUP, overrides=searchpath):
+    if name not in loader.get_group_options(parent, ObjectType.GROUP, primary, searchpath):
         return None
-    return sorted(loader.get_group_options(group, overrides=searchpath))
+    return sorted(loader.get_group_options(group, ObjectType.CONFIG, primary, searchpath))
 
 
 def as_typed_in_a_shell(key: str, value: str) -> str:

@@ -33,11 +33,17 @@ def pytest_sessionstart(session):
 def pytest_sessionfinish(session):
     if hasattr(session.config, "workerinput"):  # a pytest-xdist worker: the controlling process checks once
         return
-    left = sorted(map(str, repository_runs() - session.config.repository_runs_before))
-    if left:
-        pytest.exit(f"the tests (or a command run from this checkout meanwhile) left {len(left)} run folder(s) in the "
-                    f"repository's logs/: {', '.join(left[:5])}; a test must write its runs under its own tmp_path.",
-                    returncode=pytest.ExitCode.TESTS_FAILED)
+    session.config.runs_left = sorted(map(str, repository_runs() - session.config.repository_runs_before))
+    if session.config.runs_left:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """After pytest's own summary (which pytest.exit in pytest_sessionfinish would have cut off)."""
+    if left := getattr(config, "runs_left", None):
+        terminalreporter.write_line(f"the tests (or a command run from this checkout meanwhile) left {len(left)} run "
+                                    f"folder(s) in the repository's logs/: {', '.join(left[:5])}; a test must write "
+                                    f"its runs under its own tmp_path.", red=True)
 
 
 @pytest.fixture

@@ -152,6 +152,14 @@ def a_copy_of_conf_with_a_model_of_its_own(root: Path) -> None:
     (root / "myconf" / "model" / "mine.yaml").write_text((CONF / "model" / "lenet5.yaml").read_text())
 
 
+def a_copy_of_conf_whose_searchpath_adds_a_model(root: Path) -> None:
+    shutil.copytree(CONF, root / "myconf")
+    with open(root / "myconf" / "train.yaml", "a") as train:
+        train.write(f"\nhydra:\n  searchpath: [file://{root / 'mine'}]\n")
+    (root / "mine" / "model").mkdir(parents=True)
+    (root / "mine" / "model" / "mine.yaml").write_text((CONF / "model" / "lenet5.yaml").read_text())
+
+
 def experiment_choosing_without_override(model: str):
     """What writes experiment/mine.yaml, whose defaults list chooses ``model`` without ``override``."""
     def write(root: Path) -> None:
@@ -212,6 +220,10 @@ ROWS = [
         expect="Config group 'model' is given null, but it takes one of its options: forward_autoencoder, lenet5,"),
     row("group-given-null-in-a-config-path-of-ones-own", "-cp", "{tmp}/data/myconf", "model=null",
         data=a_copy_of_conf_with_a_model_of_its_own,  # its options, not the repository's conf/ (which lacks mine)
+        expect="Config group 'model' is given null, but it takes one of its options: forward_autoencoder, lenet5, "
+               "lenet5_classic, lenet5_classic_sdlm, mine, perceptual_autoencoder, szegedy; choose one."),
+    row("group-given-null-with-a-searchpath-in-ones-own-train-yaml", "-cp", "{tmp}/data/myconf", "model=null",
+        data=a_copy_of_conf_whose_searchpath_adds_a_model,
         expect="Config group 'model' is given null, but it takes one of its options: forward_autoencoder, lenet5, "
                "lenet5_classic, lenet5_classic_sdlm, mine, perceptual_autoencoder, szegedy; choose one."),
     row("multirun-and-cfg", "--cfg", "job", "-m", "seed=1,2", expect=("gives --cfg and -m", "drop -m")),
