@@ -298,7 +298,7 @@ def group_given_null_error() -> ConfigError:
                            "(none, where it has one, leaves it out); choose one there.")
     group = typed.split("=", 1)[0].lstrip("+~")
     options = _group_options(group)
-    if _default_option(group) is None:  # experiment, debug: none unless chosen
+    if _chosen_without(typed, group) is None:  # experiment, debug: none unless chosen
         return ConfigError(f"Config group '{group}' is given null, which the command line cannot give a group; leave "
                            f"{group}= out (it chooses no option by default), or choose one of {', '.join(options)}.")
     leave_out = f" ({group}=none leaves it out)" if "none" in options else ""
@@ -312,15 +312,33 @@ def _group_options(group: str) -> list[str] | None:
     if not GlobalHydra.instance().is_initialized():  # no command line composed yet: the repository's conf/
         return sorted(path.stem for path in (CONF / group).glob("*.yaml")) if (CONF / group).is_dir() else None
     loader = GlobalHydra.instance().config_loader()
+    searchpath = [word for word in sys.argv[1:] if word.startswith("hydra.searchpath=")]
+    parent, _, name = group.rpartition("/")  # the primary config's own hydra.searchpath counts too
+    if name not in loader.get_group_options(parent, ObjectType.GROUP, _primary_config(), searchpath):
+        return None
+    return sorted(loader.get_group_options(group, ObjectType.CONFIG, _primary_config(), searchpath))
+
+
+def _primary_config() -> str:
+    """The name of the config the command composes: -cn's (--config-name's), else the script's (train, evaluate)."""
     words = sys.argv[1:]
     named = [words[n + 1] for n, word in enumerate(words[:-1]) if word in ("-cn", "--config-name")] + \
         [word.split("=", 1)[1] for word in words if word.startswith("--config-name=")]
-    primary = named[-1] if named else Path(sys.argv[0]).stem  # its own hydra.searchpath counts too
-    searchpath = [word for word in words if word.startswith("hydra.searchpath=")]
-    parent, _, name = group.rpartition("/")
-    if name not in loader.get_group_options(parent, ObjectType.GROUP, primary, searchpath):
-        return None
-    return sorted(loader.get_group_options(group, ObjectType.CONFIG, primary, searchpath))
+    return named[-1] if named else Path(sys.argv[0]).stem
+
+
+def _chosen_without(typed: str, group: str) -> str | None:
+    """The option of ``group`` that the command line chooses without its override ``typed`` (None: no option), as
+    Hydra composes it (model=szegedy chooses model/optimizer=lbfgs); train.py's default where that does not compose
+    (a sweep's values)."""
+    from hydra import compose
+
+    overrides = [arg for arg in sys.argv[1:] if "=" in arg and not arg.startswith("-") and arg != typed]
+    try:
+        cfg = compose(_primary_config(), overrides, return_hydra_config=True)
+    except Exception:  # noqa: BLE001 - e.g. seed=1,2 of a sweep, which compose does not take
+        return _default_option(group)
+    return cfg.hydra.runtime.choices.get(group)
 
 
 def as_typed_in_a_shell(key: str, value: str) -> str:

@@ -215,6 +215,11 @@ ROWS = [
     row("group-of-no-default-given-null", "debug=null",
         expect="Config group 'debug' is given null, which the command line cannot give a group; leave debug= out (it "
                "chooses no option by default), or choose one of fdr, limit, smoke."),
+    row("nested-group-given-null", "model=szegedy", "model/optimizer=null",  # model=szegedy chooses lbfgs
+        expect="Config group 'model/optimizer' is given null, but it takes one of its options: adam, lbfgs, sgd; "
+               "choose one."),
+    row("hydra-group-given-null", "hydra/launcher=null",
+        expect="Config group 'hydra/launcher' is given null, but it takes one of its options: basic, local, slurm, "),
     row("group-given-null-in-capitals", "callbacks=NULL", expect="Config group 'callbacks' is given null, but it"),
     row("group-given-null-in-a-sweep", "-m", "model=lenet5,null",
         expect="Config group 'model' is given null, but it takes one of its options: forward_autoencoder, lenet5,"),
