@@ -304,7 +304,8 @@ def perceptual_table1_task(cfg: DictConfig) -> str:
     from analysis import perceptual_study
 
     runs = load_results(cfg.runs)
-    text = f"Table I ({len(runs)} runs, z = 128)\n\n{perceptual_study.table1(runs, 128)}"
+    z = perceptual_study.TABLE1_Z
+    text = f"Table I ({len(runs)} runs, z = {z})\n\n{perceptual_study.table1(runs, z)}"
     return write_markdown(text, cfg, "perceptual_table1.md")
 
 

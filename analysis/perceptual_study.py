@@ -24,6 +24,7 @@ from lightning_modules.perceptual_procedures import PROCEDURES
 METRICS = {"probe/test_mean_distance": "mean distance (lower is better)", "probe/test_accuracy": "accuracy"}
 SECONDS = "train/epoch_seconds_mean"  # the mean over a run's epochs
 LAST_EPOCH_SECONDS = "train/epoch_seconds"  # the last epoch's: all that runs from before SECONDS have
+TABLE1_Z = 128  # the z of the paper's Table I
 STD_NOTE = "Mean ± uncorrected (population) standard deviation over the n seeds, as in the paper."
 
 
@@ -51,6 +52,10 @@ def performance(run: dict) -> tuple[str, float] | None:
         if metric in run["metrics"]:
             return metric, run["metrics"][metric]
     return None
+
+
+def has_probed_run_at(runs: Sequence[dict], latent_dim: int) -> bool:
+    return any(performance(run) is not None and z(run) == latent_dim for run in runs)
 
 
 def random_mark(runs: Sequence[dict]) -> str:
@@ -93,7 +98,7 @@ def left_out(runs: Sequence[dict], latent_dim: int) -> str:
     return f"\n\nLeft out: {'; '.join(notes)}." if notes else ""
 
 
-def table1(runs: Sequence[dict], latent_dim: int = 128) -> str:
+def table1(runs: Sequence[dict], latent_dim: int = TABLE1_Z) -> str:
     """Markdown: the probe's performance per procedure (rows) and dataset (columns) at z = ``latent_dim``, with a
     note on the runs it leaves out."""
     groups = {key: value for key, value in grouped(runs).items() if key[2] == latent_dim}

@@ -450,7 +450,26 @@ def test_a_sweep_ends_by_printing_its_study_s_evaluate_commands(capsys, tmp_path
     write_json_atomic(sweep / "0" / "results.json", {"metrics": {}})
     PrintSweepDir().on_multirun_end(config)
     assert capsys.readouterr().out.splitlines() == [
+        f"sweep directory: {sweep}", *(f"summarise it with: {command.format(sweep=sweep)}" for command in printed
+                                       if "perceptual_table1" not in command)]  # no probed run at z = 128 yet
+    probed = {"metrics": {"probe/test_accuracy": 0.5}, "config": {"model": {"latent_dim": 128}}}
+    write_json_atomic(sweep / "1" / "results.json", probed)
+    PrintSweepDir().on_multirun_end(config)
+    assert capsys.readouterr().out.splitlines() == [
         f"sweep directory: {sweep}", *(f"summarise it with: {command.format(sweep=sweep)}" for command in printed)]
+
+
+def test_a_perceptual_sweep_without_z_128_is_not_offered_table1(tmp_path):
+    """Table I shows z = 128 only: a sweep of other z was offered task=perceptual_table1, which then refused."""
+    from framework.stopping import evaluate_commands
+
+    tasks = ["perceptual_table1", "perceptual_figures"]
+    for job, latent_dim in enumerate((32, 64)):
+        write_json_atomic(tmp_path / str(job) / "results.json",
+                          {"metrics": {"probe/test_accuracy": 0.5}, "config": {"model": {"latent_dim": latent_dim}}})
+    assert evaluate_commands(tasks, str(tmp_path)) == [f"python evaluate.py task=perceptual_figures runs={tmp_path}"]
+    (tmp_path / "1" / "results.json").write_text("{")  # broken: the table's own command names it
+    assert len(evaluate_commands(tasks, str(tmp_path))) == 2
 
 
 @pytest.mark.parametrize(("folder", "typed"), [("my sweep", '"runs={sweep}/my sweep"'),
