@@ -45,13 +45,14 @@ class Rule:
     check: Callable[[object], bool]
     allowed: str
     of: str | None = None  # the class (dotted path) whose argument the key is; None: any config
+    null: bool = False  # whether null is allowed (Lightning's or our default); every other null is refused
 
 
 RULES: list[Rule] = []
 
 
-def rule(key: str, check: Callable[[object], bool], allowed: str, of: str | None = None) -> None:
-    RULES.append(Rule(key, check, allowed, of))
+def rule(key: str, check: Callable[[object], bool], allowed: str, of: str | None = None, null: bool = False) -> None:
+    RULES.append(Rule(key, check, allowed, of, null))
 
 
 def is_number(value) -> bool:
@@ -80,13 +81,15 @@ def int_at_least(low: int) -> Callable[[object], bool]:
 
 SEED_BOUND = 2**32  # Lightning's seed_everything replaces a seed outside [0, 2^32) by 0, with a warning
 is_seed = lambda value: is_int(value) and 0 <= value < SEED_BOUND
-rule("seed", is_seed, "an integer in [0, 2^32), or null")
+rule("seed", is_seed, "an integer in [0, 2^32), or null", null=True)
 rule("trainer.max_epochs", lambda v: is_int(v) and (v >= 1 or v == -1),
-     "an integer >= 1, or -1 (no epoch limit, as in Lightning: give +trainer.max_steps or +trainer.max_time)")
-rule("trainer.check_val_every_n_epoch", int_at_least(1), "an integer >= 1, or null (validate by val_check_interval)")
+     "an integer >= 1, or -1 (no epoch limit, as in Lightning: give +trainer.max_steps or +trainer.max_time), or null "
+     "(Lightning's 1000 epochs)", null=True)
+rule("trainer.check_val_every_n_epoch", int_at_least(1), "an integer >= 1, or null (validate by val_check_interval)",
+     null=True)
 rule("trainer.accumulate_grad_batches", int_at_least(1), "an integer >= 1")
 rule("trainer.deterministic", lambda v: isinstance(v, bool) or v == "warn",
-     "true, false, 'warn' or null (Lightning leaves any other value as if it were false)")
+     "true, false, 'warn' or null (Lightning leaves any other value as if it were false)", null=True)
 rule("data.batch_size", int_at_least(1), "an integer >= 1")
 rule("data.num_workers", int_at_least(0), "an integer >= 0")
 rule("model.optimizer.lr", positive, "a number > 0")
@@ -122,7 +125,8 @@ def evaluate_task_names() -> list[str]:
 
 
 rule("evaluate_tasks", lambda v: isinstance(v, ListConfig | list) and all(t in evaluate_task_names() for t in v),
-     "a list of evaluate.py's tasks (e.g. [table]), which a sweep's last lines print as commands")
+     "a list of evaluate.py's tasks (e.g. [table]), which a sweep's last lines print as commands, or null ([table])",
+     null=True)
 
 # ---- the datasets' arguments (datamodules/). Which splits a family has is checked by check_data_splits.
 IN_MEMORY = "datamodules.base.InMemoryDataModule"
@@ -131,7 +135,7 @@ rule("data.val_fraction", lambda v: is_number(v) and 0 <= v < 1, "a number in [0
 rule("data.split_seed", is_seed, "an integer in [0, 2^32)", of=IN_MEMORY)
 for _key in ("download", "grayscale", "flatten", "stratify"):
     rule(f"data.{_key}", is_bool, "true or false", of=IN_MEMORY)
-rule("data.pad_to", int_at_least(1), "an integer >= the image size, or null", of=IN_MEMORY)
+rule("data.pad_to", int_at_least(1), "an integer >= the image size, or null", of=IN_MEMORY, null=True)
 rule("data.pad_mode", lambda v: v in ("zeros", "wrap"), "'zeros' or 'wrap'", of=IN_MEMORY)
 rule("data.mean", each(is_number), "a number or one number per channel", of=IN_MEMORY)
 rule("data.std", each(positive), "a number or one number per channel, each > 0 (inputs are divided by it)",
@@ -144,7 +148,7 @@ rule("data.image_size", int_at_least(1), "an integer >= 1", of=DIGITS)
 MNIST = "datamodules.mnist.MNISTDataModule"
 rule("data.train_part", lambda v: v in ("full", "P1", "P2"), "'full', 'P1' or 'P2'", of=MNIST)
 rule("data.part_seed", is_seed, "an integer in [0, 2^32)", of=MNIST)
-rule("data.train_size", int_at_least(1), "an integer >= 1, or null for the whole part", of=MNIST)
+rule("data.train_size", int_at_least(1), "an integer >= 1, or null for the whole part", of=MNIST, null=True)
 RANDOM = "datamodules.random.RandomImagesDataModule"
 for _key in ("num_train", "num_test", "channels", "image_size"):
     rule(f"data.{_key}", int_at_least(1), "an integer >= 1", of=RANDOM)
@@ -154,7 +158,8 @@ for _key, _low in (("rollouts", 1), ("steps_per_rollout", 1), ("image_size", 1),
 rule("data.label_observation", lambda v: v in ("before", "after"), "'before' or 'after' (the step)", of=LUNAR_LANDER)
 rule("data.filter_offscreen", is_bool, "true or false", of=LUNAR_LANDER)
 rule("data.progress", is_bool, "true or false", of=LUNAR_LANDER)
-rule("data.generation_workers", int_at_least(1), "an integer >= 1, or null for one per CPU", of=LUNAR_LANDER)
+rule("data.generation_workers", int_at_least(1), "an integer >= 1, or null for one per CPU", of=LUNAR_LANDER,
+     null=True)
 
 # ---- adversarial training (callbacks/adversarial_training.py; its layers are checked against the network) ----
 ADVERSARIAL_TRAINING = "callbacks.adversarial_training.AdversarialTraining"
@@ -184,7 +189,7 @@ for _key, _choices in (("policy", ("relative_change", "reference", "none")), ("s
     rule(f"callbacks.mi_lr.{_key}", lambda v, choices=_choices: v in choices,
          " or ".join(f"'{choice}'" for choice in _choices), of=MI_LR)
 rule("callbacks.mi_lr.layers", lambda v: isinstance(v, ListConfig) and len(v) > 0,
-     "a non-empty list of layer (optimizer group) names, or null for every named group", of=MI_LR)
+     "a non-empty list of layer (optimizer group) names, or null for every named group", of=MI_LR, null=True)
 for _key in ("lr_min", "lr_max", "mi_floor"):
     rule(f"callbacks.mi_lr.{_key}", positive, "a number > 0", of=MI_LR)
 for _key in ("gamma1", "gamma2", "gamma3", "epsilon", "jitter"):
@@ -239,8 +244,9 @@ wandb_name = lambda v: isinstance(v, str) and v.strip() != "" and not set(v) & s
 rule("tags", lambda v: isinstance(v, ListConfig) and all(isinstance(tag, str) and 0 < len(tag) <= 64 for tag in v),
      "a list of words of 1-64 characters (wandb's limit), e.g. tags=[baseline,lr_sweep] ([] for none)")
 rule("logger.wandb.project", lambda v: wandb_name(v) and len(v) <= 128,
-     "a name of at most 128 characters without / \\ # ? % :", of=WANDB)
-rule("logger.wandb.id", wandb_name, "a run id without / \\ # ? % :, or null (the run directory's own id)", of=WANDB)
+     "a name of at most 128 characters without / \\ # ? % :, or null (wandb's default)", of=WANDB, null=True)
+rule("logger.wandb.id", wandb_name, "a run id without / \\ # ? % :, or null (the run directory's own id)", of=WANDB,
+     null=True)
 rule("logger.wandb.resume", lambda v: v in ("allow", "must", "never", "auto"), "one of allow, must, never, auto",
      of=WANDB)
 rule("logger.wandb.offline", lambda v: isinstance(v, bool), "true or false", of=WANDB)
@@ -333,7 +339,7 @@ def check_rules(cfg: DictConfig, keys: tuple[str, ...] | None = None) -> None:
     ``keys``."""
     for item in RULES if keys is None else [item for item in RULES if item.key in keys]:
         value = lookup(cfg, item.key)
-        if value is ABSENT or value is None or (item.of and not _belongs(cfg, item.key, item.of)):
+        if value is ABSENT or value is None and item.null or (item.of and not _belongs(cfg, item.key, item.of)):
             continue
         if not item.check(value):
             parent, _, name = item.key.rpartition(".")

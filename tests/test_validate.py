@@ -29,6 +29,22 @@ def test_bad_values_get_one_sentence_naming_key_and_allowed_values(make_cfg, ove
     assert "\n" not in message
 
 
+@pytest.mark.parametrize("key", ["data.val_fraction", "data.split_seed", "data.batch_size", "data.mean",
+                                 "data.num_workers", "model.optimizer.lr", "train"])
+def test_null_where_nothing_takes_its_place_gets_the_keys_sentence(make_cfg, key):
+    """data.val_fraction=null was a TypeError traceback from deep in the DataModule."""
+    with pytest.raises(ConfigError, match=rf"^Config key '{key}' is None, but it must be "):
+        validate(make_cfg(f"{key}=null"))
+
+
+def test_null_is_allowed_exactly_where_the_keys_sentence_offers_it(make_cfg):
+    from framework.validate import RULES
+
+    assert [rule.key for rule in RULES if rule.null != ("or null" in rule.allowed)] == []
+    validate(make_cfg("seed=null", "trainer.max_epochs=null", "trainer.check_val_every_n_epoch=null",
+                      "trainer.deterministic=null", "data=svhn", "data.pad_to=null", "evaluate_tasks=null"))
+
+
 @pytest.mark.parametrize("given", ["run", "run/checkpoints"])
 def test_a_run_directory_as_ckpt_path_names_its_last_checkpoint_and_the_resume(make_cfg, tmp_path, given):
     (tmp_path / "run" / "checkpoints").mkdir(parents=True)
