@@ -3,20 +3,22 @@
 Each of ``data_batch_1`` .. ``data_batch_5`` (train) and ``test_batch`` is a pickled dict with
 keys ``b"data"`` (uint8 ``[10000, 3072]``: 1024 red, then green, then blue values, each a
 row-major 32x32 image), ``b"labels"`` (10,000 ints 0..9), ``b"batch_label"`` and ``b"filenames"``,
-read with ``encoding="bytes"`` as the dataset's own page shows.
+read with ``encoding="bytes"`` as the dataset's own page shows, by an unpickler that admits numpy arrays only: the
+batches are files from outside, and ``pickle.load`` would run whatever a planted one asks for.
 
     python train.py data=cifar10 data.grayscale=true data.flatten=true   # REAE: 1024-dim gray vectors
 """
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
+from pickle import UnpicklingError
 
 import numpy as np
 import torch
 
 from datamodules.base import DatasetCorruptError, InMemoryDataModule
+from framework.numpy_pickle import NumpyArrayUnpickler
 
 FOLDER = "cifar-10-batches-py"
 BATCHES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
@@ -27,13 +29,14 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """One pickled batch -> (uint8 images ``[N, 3, 32, 32]``, int64 labels ``[N]``)."""
     try:
         with open(path, "rb") as handle:
-            batch = pickle.load(handle, encoding="bytes")
+            batch = NumpyArrayUnpickler(handle, encoding="bytes").load()
         batch = {key.decode() if isinstance(key, bytes) else key: value for key, value in batch.items()}
         data = np.asarray(batch["data"])
         labels = np.asarray(batch["labels"], dtype=np.int64)
     except Exception as error:  # truncated pickles raise EOFError, UnpicklingError, KeyError, ...
+        why = f"{type(error).__name__}: {error}" if isinstance(error, UnpicklingError) else type(error).__name__
         raise DatasetCorruptError(
-            f"{path} is not a readable CIFAR-10 batch ({type(error).__name__}); delete it and download CIFAR-10 again."
+            f"{path} is not a readable CIFAR-10 batch ({why}); delete it and download CIFAR-10 again."
         ) from None
     if data.ndim != 2 or data.shape[1] != IMAGE_BYTES or len(data) != len(labels):
         raise DatasetCorruptError(

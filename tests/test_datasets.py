@@ -20,7 +20,7 @@ from datamodules.stl10 import STL10DataModule
 from datamodules.svhn import SVHNDataModule
 from framework.validate import ConfigError, validate
 from tests.conftest import ROOT, run_cli
-from tests.dataset_files import LUNARLANDER_SMALL, write_cifar10, write_stl10, write_svhn
+from tests.dataset_files import LUNARLANDER_SMALL, python2_pickle, write_cifar10, write_stl10, write_svhn
 
 
 def all_of(module, split: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -87,6 +87,45 @@ def test_cifar10_truncated_batch_names_the_file(tmp_path):
         CIFAR10DataModule(data_dir=str(tmp_path)).setup("fit")
 
 
+def test_cifar10_serves_what_torchvisions_cifar10_reads_from_the_same_files(tmp_path, monkeypatch):
+    import torchvision.datasets.cifar
+
+    write_cifar10(tmp_path, per_batch=4, num_test=8)
+    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda path, md5=None: Path(path).is_file())
+    module = CIFAR10DataModule(data_dir=str(tmp_path), val_fraction=0)
+    module.setup()
+    for split, train in (("train", True), ("test", False)):
+        theirs = torchvision.datasets.cifar.CIFAR10(str(tmp_path), train=train)
+        images, labels = all_of(module, split)
+        ours = np.concatenate([images.permute(0, 2, 3, 1).flatten(1).numpy(), labels[:, None].numpy()], axis=1)
+        expected = np.concatenate([theirs.data.reshape(len(theirs), -1), np.array(theirs.targets)[:, None]], axis=1)
+        if split == "train":  # ours in the split's seeded order
+            ours, expected = (rows[np.lexsort(rows.T)] for rows in (ours, expected))
+        assert np.array_equal(ours, expected)
+
+
+class RunsAShellCommand:
+    def __reduce__(self):
+        import os
+
+        return os.system, ("touch ran",)
+
+
+def test_cifar10_batch_that_asks_for_anything_but_numpy_arrays_is_refused_before_it_runs(tmp_path, monkeypatch):
+    """The batches are files from outside: pickle.load ran a planted batch's command, and the run went on."""
+    import pickle
+
+    write_cifar10(tmp_path)
+    path = tmp_path / "cifar-10-batches-py" / "data_batch_4"
+    batch = pickle.loads(path.read_bytes(), encoding="bytes")
+    path.write_bytes(python2_pickle({**batch, b"batch_label": RunsAShellCommand()}))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DatasetCorruptError, match=r"data_batch_4 is not a readable CIFAR-10 batch \(UnpicklingError: "
+                                                  r"it asks for posix.system, but only numpy arrays are admitted\); "):
+        CIFAR10DataModule(data_dir=str(tmp_path)).setup("fit")
+    assert not (tmp_path / "ran").exists()
+
+
 @pytest.mark.parametrize("field, value, found", [
     ("data", lambda rows: rows.astype(np.float32) / 255, "float32 pixels and labels"),  # would truncate to black
     ("labels", lambda labels: [*labels[:-1], 102], r"uint8 pixels and labels \d\.\.102"),
@@ -96,9 +135,9 @@ def test_cifar10_batch_of_other_pixels_or_labels_names_the_file(tmp_path, field,
 
     write_cifar10(tmp_path)
     path = tmp_path / "cifar-10-batches-py" / "data_batch_2"
-    batch = pickle.loads(path.read_bytes())
+    batch = pickle.loads(path.read_bytes(), encoding="bytes")
     batch[field.encode()] = value(batch[field.encode()])
-    path.write_bytes(pickle.dumps(batch, protocol=2))
+    path.write_bytes(python2_pickle(batch))
     with pytest.raises(DatasetCorruptError, match=f"data_batch_2 holds {found}.*, but a CIFAR-10 batch holds uint8 "
                                                   f"pixels and labels 0..9; delete it"):
         CIFAR10DataModule(data_dir=str(tmp_path)).setup("fit")
