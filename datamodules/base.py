@@ -366,12 +366,17 @@ class InMemoryDataModule(L.LightningDataModule):
 
     def fetched_into_place(self, fetch: Callable[[Path], object]) -> None:
         """``fetch(scratch)`` lays the files out under a scratch folder in ``data_dir`` as they belong under
-        ``data_dir``; each missing expected file is then renamed into place. torchvision's utilities write straight
-        into their target, so a download killed there would leave a truncated file that later runs take as present."""
+        ``data_dir``; each fetched file not already there is then renamed into place, so that the folder holds what
+        torchvision's download leaves (CIFAR-10's batches.meta, STL-10's fold_indices.txt, ...). torchvision's
+        utilities write straight into their target, so a download killed there would leave a truncated file that
+        later runs take as present."""
         with scratch_folder(self.data_dir, ".download-") as scratch:
             fetch(scratch)
-            for path in self.missing_files():
-                os.replace(scratch / path.relative_to(self.data_dir), path)
+            for fetched in sorted(scratch.rglob("*")):
+                target = self.data_dir / fetched.relative_to(scratch)
+                if fetched.is_file() and fetched != scratch / ".lock" and not exists(target):
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(fetched, target)
 
     # ---- shared machinery ----------------------------------------------------------------
     def missing_files(self) -> list[Path]:

@@ -239,6 +239,12 @@ def test_downloads_are_checked_against_the_published_md5s(tmp_path, monkeypatch,
     assert {call["md5"] for call in calls} == md5s and len(calls) == len(md5s)
     assert datamodule.missing_files() == []
     datamodule.setup("test")  # the files were moved into place whole
+    (tmp_path / "torchvision").mkdir()
+    fake_download(function, [])("https://fake/" + module.__name__.lower(), str(tmp_path / "torchvision"),
+                                filename="train_32x32.mat")
+    in_place = {path.relative_to(tmp_path) for path in tmp_path.rglob("*") if path.is_file()}
+    assert {path.relative_to(tmp_path / "torchvision") for path in (tmp_path / "torchvision").rglob("*")
+            if path.is_file()} <= in_place  # all that torchvision's download leaves (CIFAR-10's batches.meta, ...)
 
 
 @pytest.mark.parametrize(("module", "function", "md5s"), DOWNLOADERS)
