@@ -152,8 +152,8 @@ def write_markdown(text: str, cfg: DictConfig, default_name: str) -> str:
               "they ran with): {n} job director{ies}",
               [job_name(job, folder) for job in jobs_of_other_values(cfg.runs) if job not in started_again]),
              ("Not started, the sweep stopped before them: {n} job{s}",
-              [f"{os.path.relpath(job, folder)} ({' '.join(job_overrides)})"
-               for job, job_overrides in jobs_not_started(cfg.runs)])]
+              [f"{os.path.relpath(job.sweep / job.name, folder)} ({' '.join(job.overrides)})"
+               for job in jobs_not_started(cfg.runs)])]
     for sentence, jobs in notes:  # a sweep with failed or missing jobs: its rows hold fewer runs than it asked
         if jobs:
             plural = {"ies": "y" if len(jobs) == 1 else "ies", "s": "" if len(jobs) == 1 else "s"}

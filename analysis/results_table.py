@@ -65,10 +65,10 @@ def shown(value) -> str:
 # Overrides that say how a run ran, not what it trained: a job resumed with ckpt_path=auto, or run with its data in
 # another folder, belongs in the row of its sweep's other seeds.
 HOW_IT_RAN = ("seed", "ckpt_path", "tags", "evaluate_tasks", "paths", "logger", "callbacks.progress_bar",
-              "trainer.enable_progress_bar", "hydra")
+              "trainer.enable_progress_bar", "callbacks.last_checkpoint", "hydra")
 # So do a DataModule's keys of where its files are and how it loads them, in data and in a callback's own data
 # (callbacks.probe.data.data_dir follows data.data_dir): the same images wherever and however they were loaded.
-HOW_DATA_LOADED = ("data_dir", "download", "progress", "generation_workers", "num_workers", "pin_memory")
+HOW_DATA_LOADED = ("data_dir", "download", "progress", "generation_workers", "num_workers", "pin_memory", "on_device")
 
 
 def how_it_ran(key: str, keys: Sequence[str] = HOW_IT_RAN) -> bool:

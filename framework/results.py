@@ -7,6 +7,7 @@ import os
 import platform
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import NamedTuple
 
 import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -117,36 +118,67 @@ def ran_otherwise(overrides: list, run: dict) -> bool:
         same_number(shown(value)) != same_number(group_value(run, key)) for key, value in given_values.items())
 
 
-def swept_jobs(runs) -> list[tuple[Path, list[str]]]:
-    """(job directory, overrides) of every job of each multirun given in ``runs``, as its multirun.yaml (Hydra's record
-    of the command) gives them, in folders numbered as Hydra numbers them; a sweep of other folder names or another
-    sweeper is not looked into."""
+class SweptJob(NamedTuple):
+    sweep: Path  # the multirun's folder
+    name: str  # its folder's name where folders are numbered (Hydra's default subdir); else "job <num>"
+    overrides: list[str]  # as the multirun.yaml gives them
+    folder: Path | None  # where it ran; None: not started
+
+
+def _sweeps(runs) -> list[Path]:
+    """The multirun folders at or below each folder of ``runs`` (Hydra's multirun.yaml), each once; evaluate.py's
+    own aside."""
+    found = {}
+    for path in run_paths(runs):
+        for record in sorted(path.rglob("multirun.yaml")) if path.is_dir() else []:
+            found.setdefault(record.parent.resolve(), record.parent)
+    return list(found.values())
+
+
+def _as_started(overrides) -> tuple[str, ...]:
+    """A job's overrides, sorted, without the ckpt_path that a continuation adds."""
+    return tuple(sorted(str(o) for o in overrides if not str(o).lstrip("+~").startswith("ckpt_path=")))
+
+
+def swept_jobs(runs) -> list[SweptJob]:
+    """Every job of each multirun at or below ``runs``, with the overrides its multirun.yaml (Hydra's record of the
+    command) gives it and the folder it ran in: ``<sweep>/<num>`` where Hydra numbers the folders, else the folder
+    whose .hydra/overrides.yaml holds the same overrides (``hydra.sweep.subdir=seed_${seed}``). Another sweeper or
+    a grammar this reading does not know is not looked into."""
     from framework.continued_runs import NUMBERED, sweep_jobs
 
     jobs = []
-    for sweep in (path for path in run_paths(runs) if (path / "multirun.yaml").is_file()):
+    for sweep in _sweeps(runs):
         config = OmegaConf.load(sweep / "multirun.yaml")
-        if OmegaConf.to_container(config.hydra.sweep, resolve=False).get("subdir") != NUMBERED:
+        if script_of(config.get("hydra")) != "train":
             continue
         try:
-            jobs += [(sweep / str(num), overrides) for num, overrides in enumerate(sweep_jobs(config))]
+            listed = sweep_jobs(config)
         except Exception:  # a sweeper or grammar this reading does not know: the notes are left out, not the table
             continue
+        if OmegaConf.to_container(config.hydra.sweep, resolve=False).get("subdir") == NUMBERED:
+            jobs += [SweptJob(sweep, str(num), overrides, sweep / str(num) if (sweep / str(num)).is_dir() else None)
+                     for num, overrides in enumerate(listed)]
+            continue
+        ran = {_as_started(OmegaConf.load(record)): record.parent.parent
+               for record in sweep.rglob(".hydra/overrides.yaml")}
+        jobs += [SweptJob(sweep, f"job {num}", overrides, ran.get(_as_started(overrides)))
+                 for num, overrides in enumerate(listed)]
     return jobs
 
 
-def jobs_not_started(runs) -> list[tuple[Path, list[str]]]:
-    """(job directory, its overrides) of each job of a multirun in ``runs`` that has no directory: the sweep stopped
-    before it (a kill, a time limit)."""
-    return [(job, overrides) for job, overrides in swept_jobs(runs) if not job.is_dir()]
+def jobs_not_started(runs) -> list[SweptJob]:
+    """The jobs of a multirun in ``runs`` that have no folder: the sweep stopped before them (a kill, a time
+    limit)."""
+    return [job for job in swept_jobs(runs) if job.folder is None]
 
 
 def jobs_of_other_values(runs) -> list[Path]:
     """The job directories of a multirun in ``runs`` whose results.json has other overrides than its multirun.yaml
     gives the job: a sweep continued with other values (a larger trainer.max_epochs) that stopped before reaching
     it. Their rows show the values they ran with."""
-    return [job for job, overrides in swept_jobs(runs)
-            if (job / "results.json").is_file() and ran_otherwise(overrides, read_results(job / "results.json"))]
+    return [job.folder for job in swept_jobs(runs) if job.folder is not None and (job.folder / "results.json").is_file()
+            and ran_otherwise(job.overrides, read_results(job.folder / "results.json"))]
 
 
 def _evaluate_output(hydra_folder: Path) -> bool:

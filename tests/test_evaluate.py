@@ -2,6 +2,7 @@
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -510,6 +511,17 @@ def test_a_table_of_a_sweep_cut_short_names_the_jobs_it_lacks(tmp_path):
                      "+callbacks.kill._target_=tests.kill_callback.KillAtEpochStart", "trainer.accelerator=cpu",
                      "callbacks.progress_bar.refresh_rate=0", f"hydra.sweep.dir={sweep}")
     assert result.returncode == -signal.SIGKILL, result.stderr[-2000:]
+    # the same sweep with named job folders (hydra.sweep.subdir=seed_${seed}), in a folder of sweeps, given twice
+    shutil.copytree(sweep, tmp_path / "sweeps" / "named")
+    multirun = tmp_path / "sweeps" / "named" / "multirun.yaml"
+    multirun.write_text(multirun.read_text().replace("subdir: ${hydra.job.num}", "subdir: seed_${seed}"))
+    (tmp_path / "link").symlink_to(tmp_path / "sweeps")
+    runs = f"runs=[{tmp_path / 'sweeps'},{tmp_path / 'link'}]"
+    text = evaluate(compose_config([runs, "metrics=[test/acc]"], tmp_path / "out", "evaluate"))
+    never = text.split("Not started, the sweep stopped before them: 3 jobs: ")[-1]
+    assert [job.split(" trainer.")[0] for job in never.split("), ")] == [
+        "sweeps/named/job 3 (+callbacks.kill.epoch=1 seed=2", "sweeps/named/job 4 (+callbacks.kill.epoch=7 seed=1",
+        "sweeps/named/job 5 (+callbacks.kill.epoch=7 seed=2"], text
     record = sweep / "1" / ".hydra" / "overrides.yaml"  # what Hydra writes as job 1 starts again, with more epochs
     record.write_text(record.read_text().replace("trainer.max_epochs=2", "trainer.max_epochs=3") + "- ckpt_path=auto\n")
     text = evaluate(compose_config([f"runs={sweep}", "metrics=[test/acc]"], tmp_path / "out", "evaluate"))

@@ -77,7 +77,8 @@ def test_a_row_that_pools_runs_whose_configs_differ_in_a_key_nobody_overrode_say
         check_one_setting([runs], shown=[], table="the test table")
     # the second day's command also gave a default as it is, or a key of how the runs ran: the configs were compared
     # only between runs of the same command line, and the changed default went unsaid
-    runs[2]["overrides"] += ["data.batch_size=64", "callbacks.progress_bar.refresh_rate=0", "data.num_workers=1"]
+    runs[2]["overrides"] += ["data.batch_size=64", "callbacks.progress_bar.refresh_rate=0", "data.num_workers=1",
+                             "data.on_device=false", "+callbacks.last_checkpoint.every_n_train_steps=1"]
     runs[2]["config"] |= {"callbacks": {**runs[2]["config"]["callbacks"], "progress_bar": {"refresh_rate": 0}}}
     for run in runs:
         run["config"]["data"]["batch_size"] = 64
