@@ -86,8 +86,12 @@ def find_results(runs) -> list[Path]:
 def jobs_without_results(runs) -> list[Path]:
     """Job directories below ``runs`` (Hydra wrote their .hydra/) that hold no results.json: failed, killed or
     still running. evaluate.py's own (which write none) are not jobs."""
-    return sorted({folder.parent for path in run_paths(runs) if not path.is_file() for folder in path.rglob(".hydra")
-                   if not (folder.parent / "results.json").is_file() and not _evaluate_output(folder)})
+    found = {}
+    for path in run_paths(runs):
+        for folder in sorted(path.rglob(".hydra")) if path.is_dir() else []:
+            if not (folder.parent / "results.json").is_file() and not _evaluate_output(folder):
+                found.setdefault(folder.parent.resolve(), folder.parent)  # a folder given twice (a link) counts once
+    return sorted(found.values())
 
 
 def jobs_started_again(runs) -> list[Path]:
@@ -96,8 +100,8 @@ def jobs_started_again(runs) -> list[Path]:
     killed, say. Their results.json is the earlier start's. ckpt_path, which a continuation adds, is no other
     override."""
     return [result.parent for result in find_results(runs)
-            if (record := result.parent / ".hydra" / "overrides.yaml").is_file()
-            and ran_otherwise(list(OmegaConf.load(record)), read_results(result))]
+            if isinstance(record := read_record(result.parent / ".hydra" / "overrides.yaml"), ListConfig)
+            and ran_otherwise(list(record), read_results(result))]
 
 
 def ran_otherwise(overrides: list, run: dict) -> bool:
@@ -135,22 +139,30 @@ def _sweeps(runs) -> list[Path]:
     return list(found.values())
 
 
-def _as_started(overrides) -> tuple[str, ...]:
-    """A job's overrides, sorted, without the ckpt_path that a continuation adds."""
-    return tuple(sorted(str(o) for o in overrides if not str(o).lstrip("+~").startswith("ckpt_path=")))
+def read_record(path: Path) -> DictConfig | ListConfig | None:
+    """One of Hydra's records (multirun.yaml, .hydra/*.yaml); None where a kill or a full disk cut it short."""
+    try:
+        return OmegaConf.load(path)
+    except (OSError, yaml.YAMLError, OmegaConfBaseException):
+        return None
+
+
+def _job_number(job_folder: Path) -> int | None:
+    record = read_record(job_folder / ".hydra" / "hydra.yaml")
+    return OmegaConf.select(record, "hydra.job.num", default=None) if isinstance(record, DictConfig) else None
 
 
 def swept_jobs(runs) -> list[SweptJob]:
     """Every job of each multirun at or below ``runs``, with the overrides its multirun.yaml (Hydra's record of the
     command) gives it and the folder it ran in: ``<sweep>/<num>`` where Hydra numbers the folders, else the folder
-    whose .hydra/overrides.yaml holds the same overrides (``hydra.sweep.subdir=seed_${seed}``). Another sweeper or
-    a grammar this reading does not know is not looked into."""
+    whose .hydra/hydra.yaml gives its number (``hydra.sweep.subdir=seed_${seed}``). A record cut short, another
+    sweeper or a grammar this reading does not know: that sweep is not looked into."""
     from framework.continued_runs import NUMBERED, sweep_jobs
 
     jobs = []
     for sweep in _sweeps(runs):
-        config = OmegaConf.load(sweep / "multirun.yaml")
-        if script_of(config.get("hydra")) != "train":
+        config = read_record(sweep / "multirun.yaml")
+        if not isinstance(config, DictConfig) or script_of(config.get("hydra")) != "train":
             continue
         try:
             listed = sweep_jobs(config)
@@ -160,10 +172,8 @@ def swept_jobs(runs) -> list[SweptJob]:
             jobs += [SweptJob(sweep, str(num), overrides, sweep / str(num) if (sweep / str(num)).is_dir() else None)
                      for num, overrides in enumerate(listed)]
             continue
-        ran = {_as_started(OmegaConf.load(record)): record.parent.parent
-               for record in sweep.rglob(".hydra/overrides.yaml")}
-        jobs += [SweptJob(sweep, f"job {num}", overrides, ran.get(_as_started(overrides)))
-                 for num, overrides in enumerate(listed)]
+        numbered = {_job_number(record.parent): record.parent for record in sorted(sweep.rglob(".hydra"))}
+        jobs += [SweptJob(sweep, f"job {num}", overrides, numbered.get(num)) for num, overrides in enumerate(listed)]
     return jobs
 
 
@@ -184,11 +194,7 @@ def jobs_of_other_values(runs) -> list[Path]:
 def _evaluate_output(hydra_folder: Path) -> bool:
     """Whether Hydra wrote ``hydra_folder`` for a run of evaluate.py (by its choices: hydra.job.name may be set, and a
     config of one's own given with -cn has another name)."""
-    settings = hydra_folder / "hydra.yaml"
-    try:
-        written = OmegaConf.load(settings) if settings.is_file() else None
-    except (yaml.YAMLError, OmegaConfBaseException):  # cut short by a kill or a full disk: a job's, unfinished
-        return False
+    written = read_record(hydra_folder / "hydra.yaml")  # None where cut short: a job's, unfinished
     return isinstance(written, DictConfig) and script_of(written.get("hydra")) == "evaluate"
 
 

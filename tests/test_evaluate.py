@@ -469,6 +469,7 @@ def test_a_perceptual_sweep_without_z_128_is_not_offered_table1(tmp_path):
         write_json_atomic(tmp_path / str(job) / "results.json",
                           {"metrics": {"probe/test_accuracy": 0.5}, "config": {"model": {"latent_dim": latent_dim}}})
     assert evaluate_commands(tasks, str(tmp_path)) == [f"python evaluate.py task=perceptual_figures runs={tmp_path}"]
+    assert evaluate_commands(tasks[:1], str(tmp_path)) == [f"python evaluate.py runs={tmp_path}"]  # the default table
     (tmp_path / "1" / "results.json").write_text("{")  # broken: the table's own command names it
     assert len(evaluate_commands(tasks, str(tmp_path))) == 2
 
@@ -515,6 +516,8 @@ def test_a_table_of_a_sweep_cut_short_names_the_jobs_it_lacks(tmp_path):
     shutil.copytree(sweep, tmp_path / "sweeps" / "named")
     multirun = tmp_path / "sweeps" / "named" / "multirun.yaml"
     multirun.write_text(multirun.read_text().replace("subdir: ${hydra.job.num}", "subdir: seed_${seed}"))
+    (tmp_path / "sweeps" / "half").mkdir()  # a multirun.yaml that a kill cut short: that sweep is not looked into
+    (tmp_path / "sweeps" / "half" / "multirun.yaml").write_text(multirun.read_text()[:700])
     (tmp_path / "link").symlink_to(tmp_path / "sweeps")
     runs = f"runs=[{tmp_path / 'sweeps'},{tmp_path / 'link'}]"
     text = evaluate(compose_config([runs, "metrics=[test/acc]"], tmp_path / "out", "evaluate"))
@@ -522,6 +525,7 @@ def test_a_table_of_a_sweep_cut_short_names_the_jobs_it_lacks(tmp_path):
     assert [job.split(" trainer.")[0] for job in never.split("), ")] == [
         "sweeps/named/job 3 (+callbacks.kill.epoch=1 seed=2", "sweeps/named/job 4 (+callbacks.kill.epoch=7 seed=1",
         "sweeps/named/job 5 (+callbacks.kill.epoch=7 seed=2"], text
+    assert "Left out: 1 job directory without results.json (failed, killed or still running): sweeps/named/2 (" in text
     record = sweep / "1" / ".hydra" / "overrides.yaml"  # what Hydra writes as job 1 starts again, with more epochs
     record.write_text(record.read_text().replace("trainer.max_epochs=2", "trainer.max_epochs=3") + "- ckpt_path=auto\n")
     text = evaluate(compose_config([f"runs={sweep}", "metrics=[test/acc]"], tmp_path / "out", "evaluate"))
@@ -541,6 +545,11 @@ def test_a_table_of_a_sweep_cut_short_names_the_jobs_it_lacks(tmp_path):
     text = evaluate(compose_config([f"runs={sweep}", "metrics=[test/acc]"], tmp_path / "out", "evaluate"))
     assert ("Finished with other values than the sweep's multirun.yaml now gives them (their rows show the values they "
             "ran with): 1 job directory: 0 (+callbacks.kill.epoch=5 seed=1 trainer.max_epochs=2 ") in text
+    named = tmp_path / "sweeps" / "named"  # its jobs found by the numbers their .hydra/hydra.yaml give
+    (named / "multirun.yaml").write_text(multirun.read_text().replace("subdir: ${hydra.job.num}", "subdir: s${seed}"))
+    text = evaluate(compose_config([f"runs={named}", "metrics=[test/acc]"], tmp_path / "out", "evaluate"))
+    assert ("Finished with other values than the sweep's multirun.yaml now gives them (their rows show the values they "
+            "ran with): 2 job directories: 0 (+callbacks.kill.epoch=5 seed=1 trainer.max_epochs=2 ") in text
 
 
 @pytest.mark.parametrize(("given", "task", "reads"), [
