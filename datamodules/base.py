@@ -330,7 +330,8 @@ class InMemoryDataModule(L.LightningDataModule):
             raise ConfigError(f"Config key 'data.pad_mode' is {pad_mode!r}, but it must be 'zeros' or 'wrap'.")
         self.grayscale, self.flatten, self.pad_mode = grayscale, flatten, pad_mode
         if not isinstance(data_dir, str | os.PathLike):
-            raise ConfigError(f"Config key 'data.data_dir' is {data_dir!r}, but it must be the folder that holds the "
+            shown = "null" if data_dir is None else repr(data_dir)  # as typed
+            raise ConfigError(f"Config key 'data.data_dir' is {shown}, but it must be the folder that holds the "
                               f"dataset; give data.data_dir=<folder> (or set DATA_DIR).")
         self.data_dir = Path(data_dir).expanduser()  # as torchvision's datasets take root="~/data"
         self.batch_size = batch_size

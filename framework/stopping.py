@@ -68,7 +68,7 @@ def evaluate_commands(tasks: list[str] | None, runs: str) -> list[str]:
         return []
     tasks = [tasks] if isinstance(tasks, str) else tasks or ["table"]  # evaluate_tasks=reae_table1 is one task
     if "perceptual_table1" in tasks and not _table1_has_a_run(runs):  # it would only refuse
-        tasks = [task for task in tasks if task != "perceptual_table1"]
+        tasks = [task for task in tasks if task != "perceptual_table1"] or ["table"]
     runs_word = as_typed_in_a_shell("runs", runs)
     script = "evaluate.py" if Path.cwd().resolve() == ROOT else shlex.quote(os.path.relpath(ROOT / "evaluate.py"))
     return [f"python {script} {'' if task == 'table' else f'task={task} '}{runs_word}" for task in tasks]

@@ -242,15 +242,17 @@ rule("callbacks.probe.grid", lambda v: isinstance(v, ListConfig) and len(v) > 0 
 WANDB = "lightning.pytorch.loggers.wandb.WandbLogger"
 wandb_name = lambda v: isinstance(v, str) and v.strip() != "" and not set(v) & set("/\\#?%:")  # wandb's rule
 rule("tags", lambda v: isinstance(v, ListConfig) and all(isinstance(tag, str) and 0 < len(tag) <= 64 for tag in v),
-     "a list of words of 1-64 characters (wandb's limit), e.g. tags=[baseline,lr_sweep] ([] for none)")
+     "a list of words of 1-64 characters (wandb's limit), e.g. tags=[baseline,lr_sweep] ([] or null for none)",
+     null=True)
 rule("logger.wandb.project", lambda v: wandb_name(v) and len(v) <= 128,
      "a name of at most 128 characters without / \\ # ? % :, or null (wandb's default)", of=WANDB, null=True)
 rule("logger.wandb.id", wandb_name, "a run id without / \\ # ? % :, or null (the run directory's own id)", of=WANDB,
      null=True)
-rule("logger.wandb.resume", lambda v: v in ("allow", "must", "never", "auto"), "one of allow, must, never, auto",
-     of=WANDB)
-rule("logger.wandb.offline", lambda v: isinstance(v, bool), "true or false", of=WANDB)
-rule("logger.wandb.log_model", lambda v: v is True or v is False or v == "all", "true, false or 'all'", of=WANDB)
+rule("logger.wandb.resume", lambda v: v in ("allow", "must", "never", "auto"),
+     "one of allow, must, never, auto, or null (wandb's default)", of=WANDB, null=True)
+rule("logger.wandb.offline", lambda v: isinstance(v, bool), "true or false, or null (false)", of=WANDB, null=True)
+rule("logger.wandb.log_model", lambda v: v is True or v is False or v == "all", "true, false or 'all', or null (false)",
+     of=WANDB, null=True)
 rule("logger.wandb.save_dir", lambda v: not Path(str(v)).is_file(), "a folder, not a file (wandb would write "
      "elsewhere)", of=WANDB)
 
@@ -346,7 +348,8 @@ def check_rules(cfg: DictConfig, keys: tuple[str, ...] | None = None) -> None:
             node = OmegaConf.select(cfg, parent) if parent else cfg
             source = f" (read from {node._get_node(name)._value()}: change the value there)" if isinstance(
                 node, DictConfig) and OmegaConf.is_interpolation(node, name) else ""
-            raise ConfigError(f"Config key '{item.key}' is {value!r}{source}, but it must be {item.allowed}.")
+            shown = "null" if value is None else repr(value)  # as typed
+            raise ConfigError(f"Config key '{item.key}' is {shown}{source}, but it must be {item.allowed}.")
 
 
 def check_arguments(of: str, arguments: dict[str, object]) -> None:

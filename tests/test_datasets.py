@@ -163,7 +163,7 @@ def test_a_data_folder_under_home_is_read_as_torchvision_reads_root(tmp_path, mo
                   "logger=none", "hydra.run.dir=run", cwd=tmp_path, env={"HOME": str(home), "DATA_DIR": "~/data"})
     assert ran.returncode == 0, ran.stderr[-2000:]
     assert not [path for path in tmp_path.rglob("~")]
-    with pytest.raises(ConfigError, match=re.escape("Config key 'data.data_dir' is None, but it must be the folder "
+    with pytest.raises(ConfigError, match=re.escape("Config key 'data.data_dir' is null, but it must be the folder "
                                                     "that holds the dataset; give data.data_dir=<folder> (or set "
                                                     "DATA_DIR).")):
         CIFAR10DataModule(data_dir=None)

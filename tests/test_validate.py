@@ -33,7 +33,7 @@ def test_bad_values_get_one_sentence_naming_key_and_allowed_values(make_cfg, ove
                                  "data.num_workers", "model.optimizer.lr", "train"])
 def test_null_where_nothing_takes_its_place_gets_the_keys_sentence(make_cfg, key):
     """data.val_fraction=null was a TypeError traceback from deep in the DataModule."""
-    with pytest.raises(ConfigError, match=rf"^Config key '{key}' is None, but it must be "):
+    with pytest.raises(ConfigError, match=rf"^Config key '{key}' is null, but it must be "):
         validate(make_cfg(f"{key}=null"))
 
 
@@ -41,8 +41,10 @@ def test_null_is_allowed_exactly_where_the_keys_sentence_offers_it(make_cfg):
     from framework.validate import RULES
 
     assert [rule.key for rule in RULES if rule.null != ("or null" in rule.allowed)] == []
-    validate(make_cfg("seed=null", "trainer.max_epochs=null", "trainer.check_val_every_n_epoch=null",
+    validate(make_cfg("seed=null", "trainer.max_epochs=null", "trainer.check_val_every_n_epoch=null", "tags=null",
                       "trainer.deterministic=null", "data=svhn", "data.pad_to=null", "evaluate_tasks=null"))
+    validate(make_cfg("logger=wandb", *(f"logger.wandb.{key}=null" for key in ("project", "id", "resume", "offline",
+                                                                                "log_model"))))
 
 
 @pytest.mark.parametrize("given", ["run", "run/checkpoints"])
