@@ -294,6 +294,31 @@ def test_device_and_precision_paths_choose_alike():
         assert list(result["scores"].values()).count(result["val_acc"]) > 1  # a tie, or "the first" goes untested
 
 
+def test_the_choice_is_scored_on_the_validation_split():
+    """Choosing by training (or test) accuracy passed every test: the chosen candidate's score must be its accuracy on
+    the validation split, which the module's own split must be."""
+    from types import SimpleNamespace
+
+    from datamodules.digits import DigitsDataModule
+    from lightning_modules.forward_autoencoder import ForwardAutoencoderModule
+
+    generator = torch.Generator().manual_seed(12)
+    X = torch.rand(300, 16, generator=generator, dtype=torch.float64)
+    y = (X @ torch.randn(16, 3, generator=generator, dtype=torch.float64)).argmax(1)
+    module = ForwardAutoencoderModule(hidden_size=24, rho=0.5, lambdas=[1e-3, 1e-1], taus=[1e-3, 1e-1], kl_steps=20,
+                                      kl_lr=0.05, num_classes=3, refit=False)
+    result = module.solve(X[:200], y[:200], X[200:], y[200:], draw_seed=2)
+    accuracy_on = lambda images, labels: (module(images).argmax(1) == labels).double().mean().item()  # noqa: E731
+    assert result["val_acc"] == pytest.approx(accuracy_on(X[200:], y[200:]), abs=1e-12)
+    assert accuracy_on(X[:200], y[:200]) != pytest.approx(result["val_acc"], abs=1e-3)  # or the check proves nothing
+
+    datamodule = DigitsDataModule(val_fraction=0.2, test_fraction=0.3, batch_size=64)
+    datamodule.setup("fit")
+    module._trainer = SimpleNamespace(datamodule=datamodule)
+    images, targets = module.validation_set()
+    assert torch.equal(targets, datamodule.datasets["val"].targets) and len(images) == len(datamodule.datasets["val"])
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device; no GPU on the machines this ran on")
 def test_cuda_solve_equals_cpu_solve():
     on_gpu, on_cpu = solve_small("float32", "cuda"), solve_small("float32")

@@ -15,6 +15,7 @@ from tests.conftest import run_cli
         ("data.val_fraction=-0.1", "data.val_fraction", "in [0, 1)"),
         ("data.val_fraction=0", "data.val_fraction", "optimized_metric=null"),
         ("data.batch_size=0", "data.batch_size", "an integer >= 1"),
+        ("model.optimizer.momentum=1", "model.optimizer.momentum", "a number in [0, 1)"),  # the bound itself
         ("seed=-3", "seed", "an integer in [0, 2^32)"),
         ("model.net._target_=lightning_modules.lenet5.LeNet6", "model.net._target_", "cannot be imported"),
         ("ckpt_path=/no/such/file.ckpt", "ckpt_path", "no such file exists"),
