@@ -193,6 +193,22 @@ def test_c_search_returns_the_smallest_successful_c_of_a_problem_solved_by_hand(
     assert 0.5 < float(best_x) < 0.5 + 1e-3
 
 
+def test_the_c_search_keeps_its_least_distorted_success_not_its_last(monkeypatch):
+    """A smaller c need not give a smaller distortion once the solution is quantized or the model is not convex:
+    scripted solutions of the three rounds all succeed, the second nearest; keeping the last passed every test."""
+    import analysis.lbfgs_attack
+
+    def model(x):  # class 1 iff x > 1/2
+        x = x.flatten(1)
+        return torch.cat([torch.zeros_like(x), x - 0.5], 1)
+
+    scripted = iter([0.9, 0.6, 0.7])  # at c = 1, 0.5, 0.25
+    monkeypatch.setattr(analysis.lbfgs_attack, "batched_lbfgsb",
+                        lambda objective, x0, **solver: torch.full_like(x0, next(scripted)))
+    best_x, best_c, success = attack_rows(model, torch.tensor([[0.2]]), torch.tensor([1]), (1,), 1.0, 3, False)
+    assert success.all() and float(best_c) == 0.5 and float(best_x) == pytest.approx(0.6)
+
+
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"targets": "chosen", "chosen": 10}, "out of range"),
     ({"targets": "chosen", "chosen": -1}, "out of range"),
