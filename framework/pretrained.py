@@ -62,6 +62,7 @@ def nothing_cached() -> str:
     impossible)."""
     return f"nothing was cached; copy torchvision's {TORCHVISION_FILE} into {checkpoints_dir()}"
 
+
 def load_numpy_pickle(data: bytes, source: str) -> dict:
     """Nested dicts of numeric numpy arrays from a pickle, without running anything it asks for."""
     try:

@@ -130,8 +130,7 @@ class SweptJob(NamedTuple):
 
 
 def _sweeps(runs) -> list[Path]:
-    """The multirun folders at or below each folder of ``runs`` (Hydra's multirun.yaml), each once; evaluate.py's
-    own aside."""
+    """The multirun folders at or below each folder of ``runs`` (those with Hydra's multirun.yaml), each once."""
     found = {}
     for path in run_paths(runs):
         for record in sorted(path.rglob("multirun.yaml")) if path.is_dir() else []:
@@ -153,10 +152,10 @@ def _job_number(job_folder: Path) -> int | None:
 
 
 def swept_jobs(runs) -> list[SweptJob]:
-    """Every job of each multirun at or below ``runs``, with the overrides its multirun.yaml (Hydra's record of the
-    command) gives it and the folder it ran in: ``<sweep>/<num>`` where Hydra numbers the folders, else the folder
-    whose .hydra/hydra.yaml gives its number (``hydra.sweep.subdir=seed_${seed}``). A record cut short, another
-    sweeper or a grammar this reading does not know: that sweep is not looked into."""
+    """Every job of each train.py multirun at or below ``runs``, with the overrides its multirun.yaml (Hydra's record
+    of the command) gives it and the folder it ran in: ``<sweep>/<num>`` where Hydra numbers the folders, else the
+    folder whose .hydra/hydra.yaml gives its number (``hydra.sweep.subdir=seed_${seed}``). A record cut short,
+    another sweeper or a grammar this reading does not know: that sweep is not looked into."""
     from framework.continued_runs import NUMBERED, sweep_jobs
 
     jobs = []
