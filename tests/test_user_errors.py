@@ -651,7 +651,7 @@ ROWS = [
     row("lr-monitor", "callbacks.lr_monitor.logging_interval=hour", expect="'callbacks.lr_monitor.logging_interval'"),
     # wandb.init refused these with a traceback (pydantic, UsageError) or took them misread (tags as letters)
     row("wandb-resume", "logger=wandb", "logger.wandb.resume=bogus",
-        expect="'logger.wandb.resume' is 'bogus', but it must be one of allow, must, never, auto."),
+        expect="'logger.wandb.resume' is 'bogus', but it must be one of allow, must, never, auto, or null"),
     row("wandb-id", "logger=wandb", "logger.wandb.id='a/b c'", expect="'logger.wandb.id' is 'a/b c', but it must be a "
                                                                    "run id without / \\ # ? % :"),
     row("wandb-project", "logger=wandb", "logger.wandb.project=a/b", expect="'logger.wandb.project' is 'a/b'"),
