@@ -45,7 +45,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, SequentialSampler
 
 from datamodules.distortions import AffineDistortion
 from framework.atomic import exists, folders_removed_if_left_empty, scratch_folder, why_unwritable
-from framework.errors import ConfigError, DataError
+from framework.errors import ConfigError, DataError, shown
 
 log = logging.getLogger(__name__)
 
@@ -330,9 +330,8 @@ class InMemoryDataModule(L.LightningDataModule):
             raise ConfigError(f"Config key 'data.pad_mode' is {pad_mode!r}, but it must be 'zeros' or 'wrap'.")
         self.grayscale, self.flatten, self.pad_mode = grayscale, flatten, pad_mode
         if not isinstance(data_dir, str | os.PathLike):
-            shown = "null" if data_dir is None else repr(data_dir)  # as typed
-            raise ConfigError(f"Config key 'data.data_dir' is {shown}, but it must be the folder that holds the "
-                              f"dataset; give data.data_dir=<folder> (or set DATA_DIR).")
+            raise ConfigError(f"Config key 'data.data_dir' is {shown(data_dir)}, but it must be the folder that holds "
+                              f"the dataset; give data.data_dir=<folder> (or set DATA_DIR).")
         self.data_dir = Path(data_dir).expanduser()  # as torchvision's datasets take root="~/data"
         self.batch_size = batch_size
         self.val_fraction = val_fraction

@@ -60,6 +60,11 @@ def disk_full_error(error: BaseException | None) -> UserError | None:
     return None
 
 
+def shown(value) -> str:
+    """A config value as a sentence gives it: null, 3, 'auto' (as typed, not Python's None)."""
+    return "null" if value is None else repr(value)
+
+
 def one_line(text: str) -> str:
     """The text on one line, an object's default repr (``<framework.loggers.CSVLogger object at 0x7f..>``) shown as
     its class name."""

@@ -30,6 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from framework.continued_runs import job_config, overrides_by_key, sweep_jobs
 from framework.entry_point import reporting_user_errors_outside_a_job
+from framework.errors import shown
 from framework.validate import ConfigError, is_int
 
 
@@ -107,11 +108,6 @@ LEAST = {
 
 # Lightning's strategy names (ddp_spawn_find_unused_parameters_true, ...) whose processes it starts itself
 SELF_STARTING = {"ddp_spawn": "spawn", "ddp_fork": "fork", "ddp_notebook": "fork"}
-
-
-def shown(value) -> str:
-    """A config value as a sentence gives it: null, 3, 'auto'."""
-    return "null" if value is None else repr(value)
 
 
 def check_slurm_request(cfg: DictConfig, partitions: dict[str, Partition]) -> None:

@@ -34,7 +34,7 @@ from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 from framework.command_line import unresolvable_error
 from framework.compose import ABSENT, CONF, ROOT, lookup
 from framework.construction import get_object, mistyped_argument_error, parameters_of
-from framework.errors import ConfigError
+from framework.errors import ConfigError, shown
 from lightning_modules.perceptual_procedures import PERCEPTUAL_AUTOENCODER as PERCEPTUAL
 from lightning_modules.perceptual_procedures import PROCEDURES
 
@@ -348,8 +348,7 @@ def check_rules(cfg: DictConfig, keys: tuple[str, ...] | None = None) -> None:
             node = OmegaConf.select(cfg, parent) if parent else cfg
             source = f" (read from {node._get_node(name)._value()}: change the value there)" if isinstance(
                 node, DictConfig) and OmegaConf.is_interpolation(node, name) else ""
-            shown = "null" if value is None else repr(value)  # as typed
-            raise ConfigError(f"Config key '{item.key}' is {shown}{source}, but it must be {item.allowed}.")
+            raise ConfigError(f"Config key '{item.key}' is {shown(value)}{source}, but it must be {item.allowed}.")
 
 
 def check_arguments(of: str, arguments: dict[str, object]) -> None:
