@@ -83,15 +83,21 @@ def find_results(runs) -> list[Path]:
     return list(found.values())
 
 
+def _found_below(runs, name: str) -> list[Path]:
+    """What is called ``name`` at or below each folder of ``runs``, once however often it is given (a folder named
+    twice, or once more through a link)."""
+    found = {}
+    for path in run_paths(runs):
+        for match in sorted(path.rglob(name)) if path.is_dir() else []:
+            found.setdefault(match.resolve(), match)
+    return list(found.values())
+
+
 def jobs_without_results(runs) -> list[Path]:
     """Job directories below ``runs`` (Hydra wrote their .hydra/) that hold no results.json: failed, killed or
     still running. evaluate.py's own (which write none) are not jobs."""
-    found = {}
-    for path in run_paths(runs):
-        for folder in sorted(path.rglob(".hydra")) if path.is_dir() else []:
-            if not (folder.parent / "results.json").is_file() and not _evaluate_output(folder):
-                found.setdefault(folder.parent.resolve(), folder.parent)  # a folder given twice (a link) counts once
-    return sorted(found.values())
+    return sorted(folder.parent for folder in _found_below(runs, ".hydra")
+                  if not (folder.parent / "results.json").is_file() and not _evaluate_output(folder))
 
 
 def jobs_started_again(runs) -> list[Path]:
@@ -129,15 +135,6 @@ class SweptJob(NamedTuple):
     folder: Path | None  # where it ran; None: not started
 
 
-def _sweeps(runs) -> list[Path]:
-    """The multirun folders at or below each folder of ``runs`` (those with Hydra's multirun.yaml), each once."""
-    found = {}
-    for path in run_paths(runs):
-        for record in sorted(path.rglob("multirun.yaml")) if path.is_dir() else []:
-            found.setdefault(record.parent.resolve(), record.parent)
-    return list(found.values())
-
-
 def read_record(path: Path) -> DictConfig | ListConfig | None:
     """One of Hydra's records (multirun.yaml, .hydra/*.yaml); None where a kill or a full disk cut it short."""
     try:
@@ -159,7 +156,7 @@ def swept_jobs(runs) -> list[SweptJob]:
     from framework.continued_runs import NUMBERED, sweep_jobs
 
     jobs = []
-    for sweep in _sweeps(runs):
+    for sweep in (record.parent for record in _found_below(runs, "multirun.yaml")):
         config = read_record(sweep / "multirun.yaml")
         if not isinstance(config, DictConfig) or script_of(config.get("hydra")) != "train":
             continue
