@@ -376,6 +376,18 @@ TASKS: dict[str, Callable[[DictConfig], str]] = {
 }
 
 
+def perceptual_table1_summarises(runs: list[dict]) -> bool:
+    """Table I shows the probed runs at its z (128); of runs without one it refuses to make a table."""
+    from analysis import perceptual_study
+
+    return perceptual_study.has_probed_run_at(runs, perceptual_study.TABLE1_Z)
+
+
+# The tasks that summarise only some runs (the others take any): a sweep's end offers such a task only for runs it
+# summarises (framework/stopping.py, evaluate_commands).
+SUMMARISES: dict[str, Callable[[list[dict]], bool]] = {"perceptual_table1": perceptual_table1_summarises}
+
+
 def evaluate(cfg: DictConfig) -> str:
     if cfg.task not in TASKS:
         raise ConfigError(f"Config key 'task' is {cfg.task!r}, but it must be one of {', '.join(TASKS)}.")

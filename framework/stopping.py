@@ -67,20 +67,21 @@ def evaluate_commands(tasks: list[str] | None, runs: str) -> list[str]:
     if not any(Path(runs).rglob("results.json")):
         return []
     tasks = [tasks] if isinstance(tasks, str) else tasks or ["table"]  # evaluate_tasks=reae_table1 is one task
-    if "perceptual_table1" in tasks and not _table1_has_a_run(runs):  # it would only refuse
-        tasks = [task for task in tasks if task != "perceptual_table1"] or ["table"]
+    tasks = [task for task in tasks if _summarises(task, runs)] or ["table"]  # not one that would only refuse
     runs_word = as_typed_in_a_shell("runs", runs)
     script = "evaluate.py" if Path.cwd().resolve() == ROOT else shlex.quote(os.path.relpath(ROOT / "evaluate.py"))
     return [f"python {script} {'' if task == 'table' else f'task={task} '}{runs_word}" for task in tasks]
 
 
-def _table1_has_a_run(runs: str) -> bool:
-    """Does the sweep hold a probed run at Table I's z (128), the runs ``task=perceptual_table1`` shows?"""
-    from analysis.perceptual_study import TABLE1_Z, has_probed_run_at
+def _summarises(task: str, runs: str) -> bool:
+    """Whether evaluate.py's ``task`` summarises the runs in ``runs`` rather than refuse them (evaluate.SUMMARISES)."""
+    from evaluate import SUMMARISES  # the entry point's registry, as framework/validate.py reads its TASKS
     from framework.results import load_results
 
+    if task not in SUMMARISES:
+        return True
     try:
-        return has_probed_run_at(load_results(runs), TABLE1_Z)
+        return SUMMARISES[task](load_results(runs))
     except UserError:  # a results.json that the task itself names as broken
         return True
 
