@@ -233,7 +233,6 @@ class MutualInformationLR(Callback):
     # ---- every epoch ---------------------------------------------------------------------
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         epoch = trainer.current_epoch
-        self.history = [record for record in self.history if record["epoch"] < epoch]  # re-entering an epoch
         record = None
         if trainer.is_global_zero:
             record = {**self.measure(trainer, pl_module), "epoch": epoch}
