@@ -69,15 +69,16 @@ def _arguments_the_added_group_leaves(added: str) -> list[tuple[str, str]]:
     return list(arguments_not_taken(OmegaConf.select(cfg, group.replace("/", ".")), group.replace("/", ".")))
 
 
-def _option_defining(key: str) -> tuple[str, str] | None:
+def _option_not_chosen(key: str, config: DictConfig | None) -> tuple[str, str] | None:
     """``logger.wandb.project`` without logger=wandb: (group, option) where ``key`` lies below a config group's
-    option that the config file of that option defines (conf/logger/wandb.yaml holds logger.wandb)."""
+    option that the config file of that option defines (conf/logger/wandb.yaml holds logger.wandb) and ``config``,
+    the composed one, lacks (a new key of a chosen option, callbacks.model_checkpoint.every_n_epochs: None)."""
     parts = key.split(".")
     if len(parts) < 3:
         return None
     group, option = parts[:2]
     file = CONF / group / f"{option}.yaml"
-    if not file.is_file():
+    if not file.is_file() or (config is not None and OmegaConf.select(config, f"{group}.{option}") is not None):
         return None
     return (group, option) if option in (OmegaConf.load(file) or {}) else None
 
@@ -212,7 +213,7 @@ def hydra_refusal(error: HydraException) -> ConfigError:
             return ConfigError(f"Config key '{parent}' is a mapping with numbers as its keys, which a dotted key on "
                                f"Hydra's command line ({key}) gives as text; give the whole mapping: "
                                f"'{parent}={mapping}'.")
-        if unchosen := _option_defining(key):
+        if unchosen := _option_not_chosen(key, root if isinstance(root, DictConfig) else None):
             group, option = unchosen
             chosen = _chosen_options(group)
             choose = f"'{group}=[{','.join([*chosen, option])}]'" if chosen else f"{group}={option}"

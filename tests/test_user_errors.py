@@ -351,6 +351,11 @@ ROWS = [
         expect="add it with 'callbacks=[mi_lr,probe]' (its file: conf/callbacks/probe.yaml), then"),
     row("key-of-an-option-not-chosen-beside-none", "callbacks=none", "callbacks.early_stopping.patience=3",
         expect="add it with callbacks=early_stopping (its file: conf/callbacks/early_stopping.yaml), then"),
+    row("new-key-of-a-chosen-option", "callbacks.model_checkpoint.every_n_epochs=2",  # was: add it with
+        expect=("'callbacks.model_checkpoint.every_n_epochs' is not in the config",  # 'callbacks=[default,...]'
+                "add a new key with +callbacks.model_checkpoint.every_n_epochs=2.")),
+    row("new-key-of-the-default-logger", "logger.csv.flush_logs_every_n_steps=5",  # was: 'logger=[csv,csv]'
+        expect="add a new key with +logger.csv.flush_logs_every_n_steps=5."),
     row("values-split-by-a-space", "-m", "seed=1", "2", "3",  # Hydra's lexer error on '2'
         expect="The command-line words 'seed=1' '2' '3' are one override that a space split; write its values with "
                "commas and no spaces (seed=1,2,3), or quote the whole override."),
