@@ -14,7 +14,7 @@ import itertools
 import logging
 import re
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -24,7 +24,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from framework.errors import ConfigError, UserError, one_line
+from framework.errors import ConfigError, UserError, one_line, shown
 
 if TYPE_CHECKING:
     from torch.multiprocessing import ProcessRaisedException
@@ -71,6 +71,17 @@ def _is_lightning(target) -> bool:
     except Exception:  # not importable or not a class: validate() has reported the former
         return False
     return any(c.__module__.startswith("lightning.") for c in classes)
+
+
+def has_lightnings_constructor(target) -> bool:
+    """Does ``target`` construct with Lightning's ``__init__`` (Trainer, TQDMProgressBar, and RunModelCheckpoint,
+    which keeps ModelCheckpoint's), whose annotations are exact?"""
+    try:
+        classes = get_object(str(target)).__mro__
+    except Exception:  # not importable or not a class
+        return False
+    constructor = next((c for c in classes if "__init__" in vars(c)), object)
+    return constructor.__module__.startswith("lightning.")
 
 
 def _raised_by_lightning(error: Exception) -> bool:
@@ -129,13 +140,14 @@ def _fits(value, annotation) -> bool:
     return not isinstance(value, float | str | type(None)) or type(value) in kinds
 
 
-def _mistyped_argument(node: dict, prefix: str) -> tuple[str, object, str, str] | None:
-    """(dotted key, value, class name, annotation) of the first argument in ``node``'s subtree whose value does not
-    fit its parameter's plain-type annotation (``in_channels: int`` given 'abc'): why a constructor failed."""
+def _mistyped_argument(node: dict, prefix: str, judged: Collection[str] = ()) -> tuple[str, object, str, str] | None:
+    """(dotted key, value, class name, annotation) of the first argument in ``node``'s subtree, bar the dotted keys
+    ``judged`` (by a rule of their own), whose value does not fit its parameter's plain-type annotation
+    (``in_channels: int`` given 'abc'): why a constructor failed."""
     for at, owner in _nodes(node, prefix):
         parameters = parameters_of(owner["_target_"]) if "_target_" in owner else {}
         for name, value in owner.items():
-            if name in parameters and not _fits(value, parameters[name].annotation):
+            if name in parameters and f"{at}.{name}" not in judged and not _fits(value, parameters[name].annotation):
                 return f"{at}.{name}", value, _owner(owner, at), _annotation_text(parameters[name].annotation)
     return None
 
@@ -208,7 +220,7 @@ def construction_error(error: Exception, node: DictConfig, key: str) -> UserErro
     return None
 
 
-def mistyped_argument_error(config: dict | DictConfig, key: str) -> ConfigError | None:
+def mistyped_argument_error(config: dict | DictConfig, key: str, judged: Collection[str] = ()) -> ConfigError | None:
     """The first argument in config node ``key`` whose value does not fit its parameter's plain-type annotation, as
     one sentence; None: every value fits. Asked only once something has failed: the value is then the likely cause."""
     if isinstance(config, DictConfig):
@@ -216,17 +228,17 @@ def mistyped_argument_error(config: dict | DictConfig, key: str) -> ConfigError 
             config = OmegaConf.to_container(config, resolve=True)
         except OmegaConfBaseException:  # e.g. ${hydra:...} in a spawned DDP worker, where Hydra is not set up
             return None
-    if not (mistyped := _mistyped_argument(config, key)):
+    if not (mistyped := _mistyped_argument(config, key, judged)):
         return None
     argument, value, owner, annotation = mistyped
-    return ConfigError(f"Config key '{argument}' is {value!r}, but {owner}'s argument {argument.rsplit('.', 1)[-1]} "
-                       f"takes {annotation}; give a value of that type.")
+    return ConfigError(f"Config key '{argument}' is {shown(value)}, but {owner}'s argument "
+                       f"{argument.rsplit('.', 1)[-1]} takes {annotation}; give a value of that type.")
 
 
 def refused_keys_error(key: str, values: dict, keys: list[str], refuser: str, message: str,
                        remedy: str = "") -> ConfigError:
     """``Config key 'trainer.x' is 3, which <refuser>: <message>; change it<remedy>.``"""
-    named = ", ".join(f"'{key}.{k}' is {values[k]!r}" for k in keys)
+    named = ", ".join(f"'{key}.{k}' is {shown(values[k])}" for k in keys)
     return ConfigError(f"Config key {named}, which {refuser}: {message.strip().rstrip('.!')}; change "
                        f"{'it' if len(keys) == 1 else 'them'}{remedy}.")
 

@@ -33,7 +33,7 @@ from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
 from framework.command_line import unresolvable_error
 from framework.compose import ABSENT, CONF, ROOT, lookup
-from framework.construction import get_object, mistyped_argument_error, parameters_of
+from framework.construction import get_object, has_lightnings_constructor, mistyped_argument_error, parameters_of
 from framework.errors import ConfigError, shown
 from lightning_modules.perceptual_procedures import PERCEPTUAL_AUTOENCODER as PERCEPTUAL
 from lightning_modules.perceptual_procedures import PROCEDURES
@@ -419,7 +419,7 @@ def validate(cfg: DictConfig) -> None:
     check_partial_arguments(cfg)
     check_sdlm_has_its_hessian(cfg)
     check_no_learning_rate_finder_on_the_frameworks_modules(cfg)
-    check_trainer_argument_types(cfg)
+    check_lightning_argument_types(cfg)
 
 
 def hidden_module(package: str) -> str | None:
@@ -461,14 +461,21 @@ def check_barebones(cfg: DictConfig) -> None:
                           f"loggers, callbacks (checkpoints included) and their settings; add {' '.join(needed)}.")
 
 
-def check_trainer_argument_types(cfg: DictConfig) -> None:
-    """Lightning's Trainer takes its arguments as given and meets a mistyped one only where it first uses it: a
-    traceback when fitting starts (``trainer.log_every_n_steps=abc``), after training (``trainer.min_epochs=abc``
-    once early stopping fires) or never (``trainer.min_steps=abc``). Its annotations are exact, so they are checked
-    before any work; a class of the user's own is judged by its annotations only once its construction failed."""
-    node = lookup(cfg, "trainer")
-    if isinstance(node, DictConfig) and (mistyped := mistyped_argument_error(node, "trainer")):
-        raise mistyped
+def check_lightning_argument_types(cfg: DictConfig) -> None:
+    """Lightning's Trainer, callbacks and loggers take their arguments as given and meet a mistyped one only where
+    they first use it: a traceback when fitting starts (``trainer.log_every_n_steps=abc``,
+    ``callbacks.progress_bar.refresh_rate=null``), after training (``trainer.min_epochs=abc`` once early stopping
+    fires) or never (``trainer.min_steps=abc``). Their annotations are exact, so they are checked before any work
+    (a key with a rule of its own has been judged by it); a class of the user's own is judged by its annotations
+    only once its construction failed."""
+    nodes = [("trainer", lookup(cfg, "trainer"))]
+    for group in ("callbacks", "logger"):
+        if isinstance(options := lookup(cfg, group), DictConfig):
+            nodes += [(f"{group}.{name}", node) for name, node in options.items()]
+    for key, node in nodes:
+        if isinstance(node, DictConfig) and has_lightnings_constructor(node.get("_target_")) and \
+                (mistyped := mistyped_argument_error(node, key, judged={rule.key for rule in RULES})):
+            raise mistyped
 
 
 def check_accelerator(cfg: DictConfig) -> None:
