@@ -15,11 +15,13 @@ from tests.dataset_files import idx_bytes
 
 
 def write_class_patterns(root, count: int = 300) -> tuple[np.ndarray, np.ndarray]:
-    """MNIST-format training files whose images depend on the label (a bright column per class) plus noise."""
+    """MNIST-format training files whose images depend on the label (a bright column per class, a fifth of them at a
+    random class's column) plus noise: with every column right, the estimate was the same on every draw."""
     rng = np.random.default_rng(0)
     labels = (np.arange(count) % 10).astype(np.uint8)
     images = rng.integers(0, 120, (count, 28, 28)).astype(np.uint8)
-    images[np.arange(count), :, 2 * labels.astype(int) + 3] = 250
+    columns = np.where(rng.random(count) < 0.8, labels, rng.integers(0, 10, count))
+    images[np.arange(count), :, 2 * columns.astype(int) + 3] = 250
     raw = root / "MNIST" / "raw"
     raw.mkdir(parents=True)
     for prefix, pixels, targets in (("train", images, labels), ("t10k", images[:20], labels[:20])):
@@ -38,8 +40,9 @@ def test_figure1_table_png_and_values_equal_the_estimator_on_balanced_draws(tmp_
     for size in (30, 200):  # each row from draws of its own size
         values = [ross_mi(x[chosen], y[chosen], standardize=False) for chosen in
                   (balanced_subsample(y, size, seed) for seed in range(3))]
+        assert np.std(values, ddof=1) > 0.02  # the draws differ, and so their estimates
         assert f"| {size} | {np.mean(values):.3f} ± {np.std(values, ddof=1):.3f} |" in text
-    assert np.mean(values) > 1.5  # the pattern gives the label away
+    assert np.mean(values) > 1.2  # the pattern mostly gives the label away
     assert "Skipped: cifar10" in text  # no CIFAR-10 files: skipped, not an error
     assert (tmp_path / "out" / "figure1.png").stat().st_size > 10_000
     assert (tmp_path / "out" / "figure1.md").read_text().strip() == text
