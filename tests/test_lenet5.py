@@ -175,6 +175,7 @@ def test_the_classic_experiments_keep_the_papers_protocol(make_cfg, experiment):
     assert model.net.criterion == "map"
     configured = model.configure_optimizers()
     optimizer, scheduler = configured["optimizer"], configured["lr_scheduler"]["scheduler"]
+    assert configured["lr_scheduler"]["interval"] == "epoch"  # Lightning steps it once a pass, as the paper's eta
     assert isinstance(optimizer, SDLM) and {group["mu"] for group in optimizer.param_groups} == {0.05}
     paper = [5e-4] * 2 + [2e-4] * 3 + [1e-4] * 3 + [5e-5] * 4 + [1e-5] * 8
     rates = []
