@@ -464,14 +464,19 @@ def test_figure5_restarts_the_reference_policy_from_the_fixed_run_s_epoch_2_chec
     assert results["epochs_completed"] == 5 and results["metrics"]["lr/c1"] != pytest.approx(0.01)
 
 
-def write_mi_run(run: Path, overrides: list[str], seed: int, curve: list[float], lrs: list[float]) -> None:
-    """A finished MI run as the study reads it: results.json, mi_lr_history.json and a CSV log."""
-    (run / "csv").mkdir(parents=True)  # validation accuracy, which the test accuracy must win over
-    (run / "csv" / "metrics.csv").write_text("epoch,val/acc\n" + "".join(f"{e},0.1\n" for e in range(3)))
+def write_mi_run(run: Path, overrides: list[str], seed: int, curve: list[float], lrs: list[float],
+                 tested: bool = True) -> None:
+    """A finished MI run as the study reads it: results.json, mi_lr_history.json and a CSV log. ``curve``: the test
+    accuracy after each epoch (callbacks.mi_lr.test_every_epoch), else (``tested=False``) the validation accuracy."""
+    (run / "csv").mkdir(parents=True)  # with a test curve, a validation accuracy that it must win over
+    validation = [f"{e},,{acc if not tested else 0.1}\n" for e, acc in enumerate(curve)]
+    (run / "csv" / "metrics.csv").write_text("epoch,train/loss,val/acc\n" + "".join(
+        f"{e},1.5,\n{line}" for e, line in enumerate(validation)))
     results = {"overrides": [*overrides, f"seed={seed}"], "seed": seed, "config": {}, "metrics": {"test/acc": 0.75},
                "wall_seconds": 12.0}
     (run / "results.json").write_text(json.dumps(results))
-    history = [{"epoch": e, "lr": {"c1": lrs[min(e, len(lrs) - 1)]}, "test_acc": acc} for e, acc in enumerate(curve)]
+    history = [{"epoch": e, "lr": {"c1": lrs[min(e, len(lrs) - 1)]}, "test_acc": acc if tested else None}
+               for e, acc in enumerate(curve)]
     (run / "mi_lr_history.json").write_text(json.dumps({"history": [*history, {"epoch": 3, "lr": {}}]}))
 
 
@@ -490,6 +495,17 @@ def test_study_table_compares_every_seed_with_the_fixed_run_of_that_seed(tmp_pat
     assert table[5] == "| lr_policy=reference | 2 | 0.8900 | 0.8900 (2) | never | 0.0010-0.0200 | 12 |"
     assert "test accuracy after each epoch" in table[-1]
     assert table[-1].endswith("Every run: data.batch_size=10 experiment=x.")
+
+
+def test_study_table_of_runs_without_a_test_every_epoch_reads_their_validation_accuracy(tmp_path):
+    from analysis.mi_lr_study import study_table
+
+    for policy, curve in {"fixed": [0.5, 0.8, 0.7], "reference": [0.6, 0.75, 0.9]}.items():
+        write_mi_run(tmp_path / policy, [f"lr_policy={policy}"], 0, curve, [0.01], tested=False)
+    table = study_table(tmp_path).splitlines()
+    assert table[2] == "| lr_policy=fixed | 0 | 0.7000 | 0.8000 (1) | 1 | 0.0100-0.0100 | 12 |"
+    assert table[3] == "| lr_policy=reference | 0 | 0.9000 | 0.9000 (2) | 1 | 0.0100-0.0100 | 12 |"
+    assert "\nAccuracies: val accuracy after each epoch" in "\n".join(table)
 
 
 def test_study_table_pairs_a_run_with_the_fixed_run_of_its_own_settings_and_names_a_missing_one(tmp_path):
