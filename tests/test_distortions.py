@@ -70,6 +70,10 @@ def test_the_epoch_table_depends_only_on_seed_and_epoch():
     assert not torch.equal(table, distortion.epoch_table(100, seed=1, epoch=3))
     assert not torch.equal(table, distortion.epoch_table(100, seed=2, epoch=2))
     assert table[:, :5].abs().max() <= 1 and table[:, 5].min() >= 0
+    many = distortion.epoch_table(10_000, seed=1, epoch=2)  # each magnitude both ways, uniform: mean 0, std 1/sqrt(3)
+    torch.testing.assert_close(many[:, :5].mean(0), torch.zeros(5), atol=0.03, rtol=0)
+    torch.testing.assert_close(many[:, :5].std(0), torch.full((5,), 3 ** -0.5), atol=0.02, rtol=0)
+    torch.testing.assert_close(many[:, 5].mean(), torch.tensor(0.5), atol=0.02, rtol=0)  # keep-original: [0, 1]
     with pytest.raises(ValueError, match="original_fraction"):
         AffineDistortion(original_fraction=1.5)
 
