@@ -150,6 +150,7 @@ def figure(runs: Sequence[dict], output_dir: Path) -> str:
     sections = []
     for dataset in sorted({key[0] for key in grouped(runs)}):
         series = points(runs, dataset)
+        found = [r for r in runs if performance(r) is not None and dataset_name(r) == dataset]
         metric = METRICS[performance(next(r for r in runs if dataset_name(r) == dataset))[0]]
         figure_, axes = plt.subplots(figsize=(6, 4))
         lines = ["| procedure | z | n | seconds per epoch | " + metric + " |", "|---|---|---|---|---|"]
@@ -159,13 +160,12 @@ def figure(runs: Sequence[dict], output_dir: Path) -> str:
                           marker="o", capsize=3, label=procedure)
             lines += [f"| {procedure} | {v.z} | {v.n} | {v.seconds:.2f} ± {spread(v.seconds_std, v.n, 2)} | "
                       f"{v.performance:.4f} ± {spread(v.performance_std, v.n, 4)} |" for v in values]
-        axes.set(xlabel="training time per epoch (s)", ylabel=metric, title=f"{dataset}{random_mark(runs)}")
+        axes.set(xlabel="training time per epoch (s)", ylabel=metric, title=f"{dataset}{random_mark(found)}")
         axes.legend()
         png = output_dir / f"perceptual_{dataset.lower()}.png"
         figure_.savefig(png, dpi=120, bbox_inches="tight")
         plt.close(figure_)
-        found = [r for r in runs if performance(r) is not None and dataset_name(r) == dataset]
         notes = f"{STD_NOTE} {seconds_note(found)}"
-        sections.append(f"### {dataset}{random_mark(runs)}\n\n" + "\n".join(lines) + f"\n\n{notes}\n\n"
+        sections.append(f"### {dataset}{random_mark(found)}\n\n" + "\n".join(lines) + f"\n\n{notes}\n\n"
                         f"![{dataset}]({png.name})")
     return "\n\n".join(sections)

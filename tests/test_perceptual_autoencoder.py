@@ -328,6 +328,8 @@ def test_table1_and_figures_aggregate_over_seeds_with_the_uncorrected_std(tmp_pa
     runs[:2] = [fake_run("LunarLander", "I-F-FP", 128, seed, value, 2.0, "model.loss_network.weights=random")
                 for seed, value in ((0, 1.0), (1, 3.0))]
     assert "2.0000 ± 1.0000 (n=2) (random AlexNet)" in perceptual_study.table1(runs, 128)
+    sections = [line for line in perceptual_study.figure(runs, tmp_path).splitlines() if line.startswith("###")]
+    assert sections == ["### LunarLander (random AlexNet)", "### SVHN"]  # SVHN's were marked by LunarLander's runs
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
