@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import re
@@ -14,8 +15,9 @@ from matplotlib.axes import Axes
 from omegaconf import OmegaConf, open_dict
 
 from analysis import perceptual_study
-from analysis.embedding_probes import PROBE_GRID, mean_baseline, probe_grid, train_probe
+from analysis.embedding_probes import PROBE_GRID, compute_embeddings, mean_baseline, probe_grid, train_probe
 from callbacks.embedding_probe import EmbeddingProbe
+from datamodules.digits import DigitsDataModule
 from datamodules.lunarlander import LunarLanderDataModule
 from framework.combinations import shape_problems
 from framework.compose import compose_config, compose_with_hydra
@@ -478,6 +480,59 @@ def test_the_probes_data_takes_the_runs_data_settings(tmp_path, experiment, sett
                          tmp_path, "train")
     probe_data = OmegaConf.to_container(cfg.callbacks.probe.data, resolve=True)
     assert {key: probe_data[key] for key in settings} == settings
+
+
+def test_the_baselines_predict_the_training_splits_mean_position_or_majority_class():
+    positions = {"train": (None, torch.tensor([[0.0, 0.0], [2.0, 0.0]])),  # mean (1, 0), the test's (2.5, 1.5)
+                 "test": (None, torch.tensor([[4.0, 0.0], [1.0, 3.0]]))}
+    assert mean_baseline(positions, "regression") == pytest.approx(3.0)
+    classes = {"train": (None, torch.tensor([1, 1, 2])), "test": (None, torch.tensor([2, 2, 1]))}
+    assert mean_baseline(classes, "classification") == pytest.approx(1 / 3)  # class 1, the test split's majority 2
+
+
+def test_a_classification_probe_reports_the_accuracy_of_its_highest_score():
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(400, 3, generator=generator)
+    labels = (x[:, 0] > 0).long() + 2 * (x[:, 1] > 0).long()  # four classes, each a quadrant
+    embeddings = {"train": (x[:250], labels[:250]), "val": (x[250:320], labels[250:320]),
+                  "test": (x[320:], labels[320:])}
+    result = probe_grid(embeddings, "classification", [[32]], num_classes=4, max_epochs=60, patience=10,
+                        batch_size=64)
+    assert result["metric"] == "accuracy" and result["test_metric"] > 0.9
+    assert mean_baseline(embeddings, "classification") < 0.4
+
+
+def test_embeddings_are_computed_in_eval_mode_and_the_model_keeps_its_mode():
+    """An encoder with BatchNorm (F-F-FP's) embeds each image with its running statistics, not its batch's."""
+    torch.manual_seed(0)
+    encoder = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(32 * 32, 4), torch.nn.BatchNorm1d(4))
+    reference = compute_embeddings(copy.deepcopy(encoder).eval(), DigitsDataModule(batch_size=64), batch_size=100)
+    embeddings = compute_embeddings(encoder.train(), DigitsDataModule(batch_size=64), batch_size=100)
+    assert encoder.training
+    for split, (x, y) in embeddings.items():
+        torch.testing.assert_close(x, reference[split][0], rtol=0, atol=0)
+        assert torch.equal(y, reference[split][1])
+
+
+def test_the_probe_embeds_with_the_best_checkpoints_weights(tmp_path):
+    """The authors probe the encoder of the best validation checkpoint, not the last epoch's."""
+    class Tiny(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.layer = torch.nn.Linear(2, 2)
+
+    best, last = Tiny(), Tiny()
+    trained_last = last.layer.weight.detach().clone()
+    torch.save({"state_dict": best.state_dict()}, tmp_path / "best.ckpt")
+    probe, seen = EmbeddingProbe(), []
+    probe.run = lambda model, data: seen.append(model.layer.weight.detach().clone()) or {
+        "metric": "mean_distance", "test_metric": 1.0, "val_loss": 1.0, "baseline": 2.0, "hidden": [],
+        "loss_network_weights": None}
+    checkpoints = types.SimpleNamespace(best_model_path=str(tmp_path / "best.ckpt"))
+    trainer = types.SimpleNamespace(checkpoint_callback=checkpoints, datamodule=None, loggers=[], callback_metrics={},
+                                    global_step=0)
+    probe.on_fit_end(trainer, last)
+    assert torch.equal(seen[0], best.layer.weight) and not torch.equal(seen[0], trained_last)
 
 
 def test_a_probe_leaves_the_global_random_state_as_it_was():
