@@ -254,8 +254,10 @@ def test_tiny_lunarlander_run_trains_keeps_the_loss_network_frozen_and_its_probe
                         enable_model_summary=False, callbacks=[probe], num_sanity_val_steps=0)
     data = lunarlander
     data.setup("fit")
-    before = model.eval().losses(data.on_after_batch_transfer(data.datasets["train"][:64], 0)[0])["loss"].item()
+    terms = model.eval().losses(data.on_after_batch_transfer(data.datasets["train"][:64], 0)[0])
+    before = terms["loss"].item()
     trainer.fit(model.train(), datamodule=data)
+    assert {f"train/{term}" for term in terms} | {"val/loss", "train/epoch_seconds"} <= set(trainer.callback_metrics)
     after = model.eval().losses(data.on_after_batch_transfer(data.datasets["train"][:64], 0)[0])["loss"].item()
     assert after < before
     if model.loss_network:
