@@ -487,10 +487,11 @@ def test_study_tables_and_figure(tmp_path):
     assert "| REAN | 91.00 ± 1.00 | — | 0.01 | 0.0001 | 3 |" in table1(runs)
     # differences 0.10, 0.10, 0.09: t = 0.0967 / (0.00577 / sqrt(3)) = 29.0 with 2 degrees of freedom, p = 0.0012
     assert "| RAN | 1 | 0.00119 | 3 |" in table2(runs)
+    assert table2([*runs[:3], *reversed(runs[3:])]) == table2(runs)  # paired by seed, not by the order runs come in
     points = [fake_run("reae", s, 0.5 + rho / 10 + s / 100, rho, hidden) for s in range(2)
-              for rho in (0.1, 0.2) for hidden in (350, 750)]
+              for rho in (0.2, 0.1) for hidden in (350, 750)]
     text = figure(points, "model.rho", "model.hidden_size", tmp_path / "figure.png")
-    assert "| 350 | 0.2 | 52.50 ± 0.71 | 2 |" in text
+    assert "| 350 | 0.1 | 51.50 ± 0.71 | 2 |\n| 350 | 0.2 | 52.50 ± 0.71 | 2 |" in text  # in x's order
     assert (tmp_path / "figure.png").read_bytes()[:4] == b"\x89PNG"
 
 
