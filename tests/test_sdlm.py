@@ -112,8 +112,9 @@ def test_first_epoch_refreshes_of_the_hessian_estimate_depend_only_on_seed_and_s
     from lightning_modules.classifier import ClassificationModule
     from lightning_modules.lenet5 import LeNet5Classic
 
-    def run(every: int, epochs: int, disturb: bool = False, num_samples: int = 20) -> list[tuple[int, torch.Tensor]]:
-        L.seed_everything(3)
+    def run(every: int, epochs: int, disturb: bool = False, num_samples: int = 20,
+            seed: int = 3) -> list[tuple[int, torch.Tensor]]:
+        L.seed_everything(seed)
         model = ClassificationModule(LeNet5Classic(), functools.partial(SDLM, lr=5e-4, mu=0.05))
         if disturb:  # the global generator's state, as after a resume or other random draws, must not matter
             torch.rand(1000)
@@ -138,6 +139,7 @@ def test_first_epoch_refreshes_of_the_hessian_estimate_depend_only_on_seed_and_s
     for (_, first), (_, second) in zip(refreshed, again, strict=False):
         assert torch.equal(first, second)  # the same images at the same step
     assert len(refreshed[0][1]) == 20 and not torch.equal(refreshed[0][1], refreshed[1][1])
+    assert not torch.equal(run(every=0, epochs=1, seed=4)[0][1], refreshed[0][1])  # another seed, other images
     with pytest.raises(ValueError, match="first_epoch_every_n_steps=-1"):
         HessianEstimation(500, -1)
     with caplog.at_level(logging.WARNING, logger="callbacks.hessian_estimation"):
