@@ -200,6 +200,33 @@ def test_every_zoo_member_names_its_paper_model(make_cfg, experiment):
     assert cfg.data.mean == 0.0 and cfg.data.std == 1.0 and cfg.data.pad_to is None  # the attack's [0, 1] box
 
 
+@pytest.mark.parametrize(("kind", "upper"), [("fc", 1.0), ("conv", float("inf"))])
+def test_an_adversarial_pool_row_is_the_attacks_where_it_succeeded_and_boxed_where_the_layer_is(monkeypatch, kind,
+                                                                                               upper):
+    """Images (layer 0) and the fc nets' sigmoid layers lie in [0, 1], the conv net's ReLU layer above 0 only; a row
+    whose attack failed stays the clean representation."""
+    import callbacks.adversarial_training as adversarial_training
+
+    torch.manual_seed(0)
+    net = SzegedyNet(kind=kind, hidden=[6], conv_channels=2)
+    images, labels = torch.rand(3, 1, 28, 28), torch.tensor([0, 1, 2])
+    uppers = []
+
+    def attack(head, rows, *args, upper, **options):
+        uppers.append(upper)
+        return rows + 0.5, None, torch.tensor([True, False, True])
+
+    monkeypatch.setattr(adversarial_training, "attack_rows", attack)
+    callback = adversarial_training.AdversarialTraining()
+    callback.generator = torch.Generator().manual_seed(0)
+    for layer in (0, 1):
+        clean = callback.representation(net, images, layer)
+        pool = callback.adversarial(net, images, labels, layer)
+        torch.testing.assert_close(pool[[0, 2]], clean[[0, 2]] + 0.5, rtol=0, atol=0)
+        torch.testing.assert_close(pool[1], clean[1], rtol=0, atol=0)
+    assert uppers == [1.0, upper]
+
+
 def test_adversarial_training_pools_fill_refresh_and_train_only_the_layers_above(tmp_path):
     from callbacks.adversarial_training import AdversarialTraining
 
