@@ -484,6 +484,26 @@ def test_the_probes_data_takes_the_runs_data_settings(tmp_path, experiment, sett
     assert {key: probe_data[key] for key in settings} == settings
 
 
+def test_a_probe_stops_after_patience_epochs_without_a_lower_validation_loss(monkeypatch):
+    from analysis import embedding_probes
+
+    generator = torch.Generator().manual_seed(0)
+    x, y = torch.randn(90, 4, generator=generator), torch.randn(90, 2, generator=generator)  # nothing to learn
+    train, val = (x[:60], y[:60]), (x[60:], y[60:])
+    losses = []
+    forward = embedding_probes.Probe.forward
+
+    def spied(net, inputs):
+        outputs = forward(net, inputs)
+        if inputs is val[0]:
+            losses.append(torch.nn.functional.mse_loss(outputs, val[1]).item())
+        return outputs
+
+    monkeypatch.setattr(embedding_probes.Probe, "forward", spied)
+    _, best = train_probe([16], train, val, max_epochs=100, patience=4, batch_size=16, seed=0)
+    assert best == min(losses) and len(losses) == losses.index(best) + 1 + 4 < 100
+
+
 def test_the_baselines_predict_the_training_splits_mean_position_or_majority_class():
     positions = {"train": (None, torch.tensor([[0.0, 0.0], [2.0, 0.0]])),  # mean (1, 0), the test's (2.5, 1.5)
                  "test": (None, torch.tensor([[4.0, 0.0], [1.0, 3.0]]))}
