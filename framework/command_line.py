@@ -72,7 +72,7 @@ def _arguments_the_added_group_leaves(added: str) -> list[tuple[str, str]]:
 def _option_not_chosen(key: str, config: DictConfig | None) -> tuple[str, str] | None:
     """``logger.wandb.project`` without logger=wandb: (group, option) where ``key`` lies below a config group's
     option that the config file of that option defines (conf/logger/wandb.yaml holds logger.wandb) and ``config``,
-    the composed one, lacks (a new key of a chosen option, callbacks.model_checkpoint.every_n_epochs: None)."""
+    the composed one, lacks; None for a new key of a chosen option (callbacks.model_checkpoint.every_n_epochs)."""
     parts = key.split(".")
     if len(parts) < 3:
         return None

@@ -222,7 +222,8 @@ def construction_error(error: Exception, node: DictConfig, key: str) -> UserErro
 
 def mistyped_argument_error(config: dict | DictConfig, key: str, judged: Collection[str] = ()) -> ConfigError | None:
     """The first argument in config node ``key`` whose value does not fit its parameter's plain-type annotation, as
-    one sentence; None: every value fits. Asked only once something has failed: the value is then the likely cause."""
+    one sentence; None: every value fits. Asked once something has failed (the value is then the likely cause), or
+    before any work of a class whose annotations are exact (validate's check_lightning_argument_types)."""
     if isinstance(config, DictConfig):
         try:
             config = OmegaConf.to_container(config, resolve=True)
