@@ -398,17 +398,29 @@ GRIDS = ((0.1, 0.5), (0.01, 1.0), (1e-4, 1e-2))
 
 
 @pytest.mark.slow
-def test_digits_pipeline_beats_chance_and_best_checkpoint_reproduces(make_cfg, caplog):
+def test_digits_pipeline_beats_chance_and_best_checkpoint_reproduces(make_cfg, caplog, monkeypatch):
     import lightning as L
     from hydra.utils import instantiate
 
     from framework.training import train
+    from lightning_modules.forward_autoencoder import ForwardAutoencoderModule
 
+    solved = {}  # how many images the solve and the refit (on train + validation) were given
+    solve, refit = ForwardAutoencoderModule.solve, ForwardAutoencoderModule.refit
+    monkeypatch.setattr(ForwardAutoencoderModule, "solve", lambda module, X, y, X_val, y_val: solved.update(
+        solve=(len(X), len(X_val))) or solve(module, X, y, X_val, y_val))
+    monkeypatch.setattr(ForwardAutoencoderModule, "refit", lambda module, X, *rest: solved.update(
+        refit=len(X)) or refit(module, X, *rest))
     cfg = make_cfg("experiment=reae_digits", "model.hidden_size=200", "model.rho=[0.1,0.5]",
                    "model.lambdas=[0.01,1.0]", "model.taus=[1e-4,1e-2]", "~callbacks.progress_bar",
                    "~callbacks.early_stopping")
     with caplog.at_level("INFO", logger="train"):
         metrics = train(cfg)["metrics"]
+    data = instantiate(cfg.data)
+    data.setup("fit")
+    train_size, val_size = len(data.datasets["train"]), len(data.datasets["val"])
+    assert train_size % cfg.data.batch_size and solved == {"solve": (train_size, val_size),  # a last, smaller batch
+                                                           "refit": train_size + val_size}
     # The placeholder optimizer's rate (0.0) is no learning rate of the method: not on the dashboard.
     assert "model (ForwardAutoencoderModule) steps a placeholder optimizer: callbacks.lr_monitor " \
            "(LearningRateMonitor) would have nothing to do and is left out." in caplog.text
