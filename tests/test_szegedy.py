@@ -200,6 +200,30 @@ def test_every_zoo_member_names_its_paper_model(make_cfg, experiment):
     assert cfg.data.mean == 0.0 and cfg.data.std == 1.0 and cfg.data.pad_to is None  # the attack's [0, 1] box
 
 
+def test_the_sparse_autoencoder_loss_is_reconstruction_plus_beta_kl_of_each_units_mean_plus_weight_decay():
+    import math
+
+    torch.manual_seed(0)
+    net = SzegedyNet(kind="ae", hidden=[3], image_size=4, weight_decay=[0.2, 0.0], sparsity=0.1,
+                     sparsity_weight=2.0).double()
+    x = torch.rand(5, 1, 4, 4, dtype=torch.float64)
+    rows = x.flatten(1).tolist()
+    We, be, Wd, bd = (p.tolist() for p in (net.encoder.weight, net.encoder.bias, net.decoder.weight, net.decoder.bias))
+
+    def unit(weights: list[float], bias: float, inputs: list[float]) -> float:
+        return 1 / (1 + math.exp(-sum(w * v for w, v in zip(weights, inputs, strict=True)) - bias))
+
+    codes = [[unit(We[j], be[j], row) for j in range(3)] for row in rows]
+    error = sum((unit(Wd[i], bd[i], code) - row[i]) ** 2 for code, row in zip(codes, rows, strict=True)
+                for i in range(16)) / 2 / len(rows)
+    kl = 0.0
+    for j in range(3):  # each unit's mean activation over the batch against rho
+        mean = sum(code[j] for code in codes) / len(codes)
+        kl += 0.1 * math.log(0.1 / mean) + 0.9 * math.log(0.9 / (1 - mean))
+    decay = 0.2 / 3 * sum(w * w for row in We for w in row) + 0.2 / 16 * sum(w * w for row in Wd for w in row)
+    assert net.autoencoder_loss(x).item() == pytest.approx(error + 2.0 * kl + decay, rel=1e-12)
+
+
 @pytest.mark.parametrize(("kind", "upper"), [("fc", 1.0), ("conv", float("inf"))])
 def test_an_adversarial_pool_row_is_the_attacks_where_it_succeeded_and_boxed_where_the_layer_is(monkeypatch, kind,
                                                                                                upper):
