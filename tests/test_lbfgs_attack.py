@@ -1,5 +1,9 @@
 """The batched box-constrained L-BFGS attack (analysis/lbfgs_attack.py) on a small trained softmax model."""
 
+import contextlib
+import errno
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -54,6 +58,25 @@ def test_every_success_is_classified_as_its_target_inside_the_box(softmax_model,
     assert (result.c > 0).all()
     loaded = AttackResult.load(result.save(tmp_path / "attack.pt"))
     assert torch.equal(loaded.adversarial, result.adversarial) and torch.equal(loaded.target, result.target)
+
+
+def test_an_attack_cache_that_fails_to_be_written_leaves_the_earlier_one_whole(tmp_path, monkeypatch):
+    def result(value: float) -> AttackResult:
+        return AttackResult(torch.full((2, 1, 4, 4), value), torch.tensor([0, 1]), torch.tensor([1, 0]),
+                            torch.ones(2), torch.zeros(2), torch.ones(2, dtype=torch.bool))
+
+    path = result(0.25).save(tmp_path / "attack.pt")
+    saved = path.read_bytes()
+
+    def disk_fills_up(obj, file, *args, **kwargs):
+        with open(file, "wb") if isinstance(file, str | os.PathLike) else contextlib.nullcontext(file) as stream:
+            stream.write(b"the first bytes")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(torch, "save", disk_fills_up)
+    with pytest.raises(OSError, match="No space left on device"):
+        result(0.75).save(path)
+    assert path.read_bytes() == saved and list(tmp_path.iterdir()) == [path]
 
 
 def test_untargeted_is_the_best_of_the_targeted_attacks(softmax_model):
