@@ -117,6 +117,14 @@ def test_equals_sklearn_regression_and_classification_on_the_same_jittered_data(
     assert expected > 0.3 and ours == pytest.approx(expected, abs=1e-6)
 
 
+def test_x_and_y_get_noise_of_their_own_also_when_they_are_the_same_tensor():
+    """I(X; X) of tied ReLU activations: the same noise on both would tie every joint distance to a marginal one."""
+    x = torch.relu(torch.randn(300, 3, generator=torch.Generator().manual_seed(0))).round(decimals=1)
+    own_noise = ksg_mi(prepare(x, seed=5), prepare(x, seed=6), standardize=False, jitter=0)
+    assert ksg_mi(x, x, seed=5) == own_noise
+    assert ksg_mi(prepare(x, seed=5), prepare(x, seed=5), standardize=False, jitter=0) > own_noise + 0.5
+
+
 def test_jitter_survives_float32_and_breaks_relu_ties():
     activations = torch.relu(torch.randn(200, 8, generator=torch.Generator().manual_seed(0))).float()
     activations[:50] = 0.0  # dead samples: exact ties

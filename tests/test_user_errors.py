@@ -613,7 +613,8 @@ ROWS = [
                "takes int; give a value of that type."),
     row("logger-argument-mistyped", "logger.csv.name=3",  # a traceback at fit's start
         expect="'logger.csv.name' is 3, but AppendingCSVLogger's argument name takes Optional[str]"),
-    row("net-argument-given-null", "model.net.num_classes=null", expect="'model.net.num_classes' is null, but LeNet5's"),
+    row("net-argument-given-null", "model.net.num_classes=null",
+        expect="'model.net.num_classes' is null, but LeNet5's"),
     row("trainer-deterministic", "trainer.deterministic=abc",
         expect="'trainer.deterministic' is 'abc', but it must be true, false, 'warn' or null"),
     row("net-size-negative", "model.net.in_channels=-1",
