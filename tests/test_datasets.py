@@ -128,6 +128,8 @@ def test_cifar10_batch_that_asks_for_anything_but_numpy_arrays_is_refused_before
 @pytest.mark.parametrize("field, value, found", [
     ("data", lambda rows: rows.astype(np.float32) / 255, "float32 pixels and labels"),  # would truncate to black
     ("labels", lambda labels: [*labels[:-1], 102], r"uint8 pixels and labels \d\.\.102"),
+    ("labels", lambda labels: [*labels[:-1], 10], r"uint8 pixels and labels \d\.\.10"),  # one past the last class
+    ("labels", lambda labels: [-1, *labels[1:]], r"uint8 pixels and labels -1\.\.\d"),
 ])
 def test_cifar10_batch_of_other_pixels_or_labels_names_the_file(tmp_path, field, value, found):
     import pickle

@@ -63,6 +63,9 @@ def test_p1_and_p2_are_disjoint_halves_and_train_size_takes_a_prefix(tmp_path, c
         images[part] = {bytes(image.numpy()) for image in dm.load_split("train")[0]}
     assert len(images["P1"]) == len(images["P2"]) == 20 and not images["P1"] & images["P2"]
     assert images["P1"] | images["P2"] == images["full"]
+    other_seed = {bytes(image.numpy()) for image in MNISTDataModule(
+        data_dir=str(tmp_path), train_part="P1", part_seed=4).load_split("train")[0]}
+    assert len(other_seed) == 20 and other_seed != images["P1"]  # another seed, other halves
     small = MNISTDataModule(data_dir=str(tmp_path), train_part="P2", part_seed=3, train_size=5).load_split("train")
     assert {bytes(image.numpy()) for image in small[0]} <= images["P2"] and len(small[0]) == 5
     first = {part: [bytes(image.numpy()) for image in MNISTDataModule(
