@@ -410,6 +410,19 @@ def test_a_run_with_max_steps_continues_as_one_without(reference, tmp_path, stop
 
 
 @pytest.mark.slow
+def test_a_run_that_max_steps_ended_within_an_epoch_killed_after_its_test_continues_to_its_results(tmp_path):
+    """max_steps=30 ends the run 12 batches into epoch 1 (of 18), which counts as completed: killed while testing and
+    continued, the run must not take itself for one that max_steps ended at an epoch's end."""
+    run = (*RUN, "+trainer.max_steps=30")
+    reference, killed = uninterrupted(tmp_path / "reference", run), tmp_path / "killed"
+    continued(killed, *KILLED_AFTER_ITS_TEST, run=run)
+    assert results(reference)["epochs_completed"] == 2
+    assert {key: results(killed)[key] for key in ("epochs_completed", "metrics")} == \
+        {key: results(reference)[key] for key in ("epochs_completed", "metrics")}
+    assert rows(killed) == rows(reference)
+
+
+@pytest.mark.slow
 def test_a_run_given_a_larger_max_steps_goes_on_within_the_epoch_that_max_steps_cut_short(tmp_path):
     """As Lightning continues it; only an epoch that ran to its last batch is continued at the next epoch."""
     run = ("seed=5", "trainer.max_epochs=-1", *QUIET)
