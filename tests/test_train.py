@@ -629,6 +629,8 @@ def test_a_continued_sweep_stops_before_hydra_writes_when_its_jobs_are_other_run
     in_custom = ("-m", "hydra.sweep.subdir=s${seed}", f"hydra.sweep.dir={custom}")
     for overrides, expected in ((("seed=1", "model.optimizer.lr=0.5", "ckpt_path=auto", f"hydra.run.dir={sweep}/0"),
                                  "but this start gives model.optimizer.lr=0.5 (the checkpoint's: 0.02)"),
+                                (("seed=1", "model.optimizer.lr=0.5", "ckpt_path=last", f"hydra.run.dir={sweep}/0"),
+                                 "but this start gives model.optimizer.lr=0.5 (the checkpoint's: 0.02)"),
                                 ((*in_custom, "seed=1,2", "ckpt_path=auto", "model.optimizer.lr=0.5"),
                                  f"would continue the run of {custom}/s1/checkpoints/"),
                                 ((*in_custom, "seed=1,2"), f"The output directory {custom}/s1 holds an earlier run"),
