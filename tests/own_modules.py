@@ -68,3 +68,11 @@ class LogsUnderscored(L.LightningModule):
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+class LogsAfterTheSanityCheck(LogsUnderscored):
+    """Logs val_acc only once the sanity check is over, as many Lightning modules do."""
+
+    def validation_step(self, batch, batch_idx):
+        if not self.trainer.sanity_checking:
+            super().validation_step(batch, batch_idx)

@@ -1173,10 +1173,12 @@ def test_a_datamodule_of_ones_own_that_counts_other_classes_than_the_model_is_on
         train(make_cfg("~data", "+data._target_=tests.own_modules.CountsItsClasses", "logger=none"))
 
 
-def test_the_log_shows_the_validation_and_test_metrics_of_ones_own_module(make_cfg, caplog):
-    """A module that logs val_acc and test_acc: the log said "none were logged", though results.json held both."""
+@pytest.mark.parametrize("module", ["LogsUnderscored", "LogsAfterTheSanityCheck"])
+def test_the_log_shows_the_validation_and_test_metrics_of_ones_own_module(make_cfg, caplog, module):
+    """A module that logs val_acc and test_acc: the log said "none were logged", though results.json held both. One
+    that logs nothing in the sanity check is not refused for it."""
     with caplog.at_level("INFO", logger="train"):
-        results = train(make_cfg("~model", "+model._target_=tests.own_modules.LogsUnderscored", "logger=none",
+        results = train(make_cfg("~model", f"+model._target_=tests.own_modules.{module}", "logger=none",
                                  "optimized_metric=val_acc", "trainer.max_epochs=1"))
     shown = f"test_acc = {results['metrics']['test_acc']:.4f}, val_acc = {results['metrics']['val_acc']:.4f}"
     assert f"val/ and test/ metrics of the best checkpoint by val_acc (max): {shown}" in caplog.text
