@@ -473,7 +473,19 @@ class RunEarlyStopping(EarlyStopping):
     """Lightning's EarlyStopping, which also keeps a run that it stopped stopped when the run is continued from its
     last checkpoint (``ckpt_path=auto`` with more epochs, or after any key that makes the run not "finished with this
     config"): Lightning restores the stopping state but trains on, and a lucky validation then restarts the count.
-    An uninterrupted run would have stopped there, so the continued one ends at once and is tested again."""
+    An uninterrupted run would have stopped there, so the continued one ends at once and is tested again.
+
+    Checking at the training epoch's end (``check_on_train_epoch_end``), a metric the run does not log is one sentence
+    (framework/monitored_metrics.py's check after validation cannot tell: it may be logged later in the epoch)."""
+
+    def _validate_condition_metric(self, logs: dict) -> bool:
+        if self.monitor not in logs and self.strict and self._check_on_train_epoch_end:
+            logged = ", ".join(sorted(name for name in logs if not name.startswith("lr-")))
+            raise ConfigError(f"Config key 'callbacks.early_stopping.monitor' is {self.monitor!r} (optimized_metric's "
+                              f"unless set), but the run has logged no such metric by the training epoch's end, where "
+                              f"early stopping checks it (check_on_train_epoch_end); set it to one the run logs "
+                              f"({logged}).")
+        return super()._validate_condition_metric(logs)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.stopping_reason != EarlyStoppingReason.NOT_STOPPED:

@@ -26,7 +26,8 @@ def monitor_keys(cfg: DictConfig) -> dict[str, str]:
 
 class MonitoredMetricsLogged(L.Callback):
     """After each validation, before checkpointing and early stopping read them: every metric they monitor then
-    is logged. (A train/ metric monitored at the training epoch's end is left to Lightning's own check.)
+    is logged. (Early stopping at the training epoch's end checks its metric then, and a checkpoint's train/ metric
+    is left to Lightning's own check.)
 
     Place it before those callbacks in the trainer's list (Lightning runs checkpoint callbacks last anyway)."""
 
@@ -42,9 +43,12 @@ class MonitoredMetricsLogged(L.Callback):
             metric = getattr(callback, "monitor", None)
             if not isinstance(callback, EarlyStopping | ModelCheckpoint) or not metric:
                 continue
-            after_validation = getattr(callback, "_check_on_train_epoch_end", None) is False
-            if metric in trainer.callback_metrics or (metric.startswith("train/") and not after_validation):
-                continue  # train/ metrics are logged at the training epoch's end, where Lightning checks them
+            # EarlyStopping's (None for ModelCheckpoint): True, it reads the metric at the training epoch's end, by
+            # which a metric logged in training (mi/ihyll at the epoch's start) is there; RunEarlyStopping checks then
+            at_epoch_end = getattr(callback, "_check_on_train_epoch_end", None)
+            left_to_lightning = metric.startswith("train/") and at_epoch_end is None  # a checkpoint's train/ metric
+            if metric in trainer.callback_metrics or at_epoch_end or left_to_lightning:
+                continue
             key = self.keys.get(metric, "optimized_metric")
             if metric.startswith("train/"):
                 raise ConfigError(f"Config key '{key}' is {metric!r}, which {type(callback).__name__} checks after "

@@ -438,6 +438,17 @@ def test_mi_experiments_run_with_fast_dev_run(make_cfg, overrides):
     assert results["metrics"]["lr/c1"] == pytest.approx(0.001)  # a dynamic policy's first epoch runs at lr_min
 
 
+def test_early_stopping_at_the_training_epochs_end_may_watch_the_information_the_callback_logs(make_cfg):
+    """mi/ihyll is logged at each epoch's start: after the first validation it was not there yet, and the run was
+    refused for monitoring a metric it does not log."""
+    from framework.training import train
+
+    results = train(make_cfg("callbacks=mi_lr", "callbacks.mi_lr.sample_size=100", "debug=limit", "logger=none",
+                             "callbacks.early_stopping.monitor=mi/ihyll", "callbacks.early_stopping.mode=min",
+                             "callbacks.early_stopping.check_on_train_epoch_end=true"))
+    assert results["epochs_completed"] == 2 and "mi/ihyll" in results["metrics"]
+
+
 @pytest.mark.parametrize("experiment", ["mi_lr_mnist", "mi_lr_cifar10", "mi_lr_digits"])
 def test_figure5_runs_keep_what_the_fixed_run_s_checkpoint_was_made_with(make_cfg, experiment):
     """Figure 5 restarts lr_policy=fixed,reference from the fixed run's epoch-2 checkpoint: a restart may not change

@@ -310,6 +310,11 @@ ROWS = [
                "val/loss)."),
     row("early-stopping-on-train-metric", "debug=limit", "optimized_metric=train/acc",
         expect=("checks after each validation", "callbacks.early_stopping.check_on_train_epoch_end=true")),
+    row("early-stopping-at-the-epochs-end-metric-not-logged", "debug=limit",  # was Lightning's RuntimeError
+        "callbacks.early_stopping.check_on_train_epoch_end=true", "optimized_metric=train/los", "optimized_mode=min",
+        expect="Config key 'callbacks.early_stopping.monitor' is 'train/los' (optimized_metric's unless set), but the "
+               "run has logged no such metric by the training epoch's end, where early stopping checks it "
+               "(check_on_train_epoch_end); set it to one the run logs (train/acc, train/loss, val/acc, val/loss)."),
     row("net-without-target", "~model.net._target_", expect="Config key 'model.net' is a mapping without _target_ "
         "(in_channels, num_classes), not a network (a torch.nn.Module); give model.net._target_ the class of your "
         "network and its arguments beside it."),
