@@ -1,5 +1,6 @@
 """In-process training through framework.training.train(cfg) on the real configs."""
 
+import errno
 import json
 import os
 import re
@@ -428,6 +429,27 @@ def test_last_checkpoint_holds_the_last_epoch_when_the_metric_stopped_improving(
     assert Path(results["best_checkpoint"]).name == "epoch_000.ckpt"  # the case: the second epoch did not improve
     last = torch.load(Path(results["output_dir"]) / "checkpoints" / "last.ckpt", weights_only=True)
     assert (last["epoch"], last["global_step"]) == (1, 6)
+
+
+def test_a_copy_to_last_ckpt_that_fails_midway_leaves_no_last_ckpt(make_cfg, monkeypatch):
+    """ckpt_path=auto after a stop between an epoch's best checkpoint and its last.ckpt copies the best to last.ckpt:
+    a copy that fails (a full disk) must leave no part of a last.ckpt for the next start to continue from."""
+    import shutil
+
+    from framework.resuming import complete_an_interrupted_save
+
+    folder = Path(train(make_cfg("debug=limit", "trainer.max_epochs=1", "logger=none"))["output_dir"]) / "checkpoints"
+    (folder / "last.ckpt").unlink()
+    before = sorted(path.name for path in folder.iterdir())
+
+    def disk_fills_up(source, target, *args):
+        target.write(source.read(1000))
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(shutil, "copyfileobj", disk_fills_up)
+    with pytest.raises(OSError, match="No space left on device"):
+        complete_an_interrupted_save(folder.parent)
+    assert sorted(path.name for path in folder.iterdir()) == before
 
 
 def test_a_run_that_would_mix_its_files_with_an_earlier_runs_is_one_sentence_and_leaves_them(make_cfg, tmp_path,
