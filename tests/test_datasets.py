@@ -109,6 +109,9 @@ def test_cifar10_serves_what_torchvisions_cifar10_reads_from_the_same_files(tmp_
         if split == "train":  # ours in the split's seeded order
             ours, expected = (rows[np.lexsort(rows.T)] for rows in (ours, expected))
         assert np.array_equal(ours, expected)
+    theirs = torchvision.datasets.cifar.CIFAR10(str(tmp_path), train=True)
+    images, labels = module.load_split("train")  # as the files hold them, before the split: batches 1 to 5, in order
+    assert np.array_equal(images.permute(0, 2, 3, 1).numpy(), theirs.data) and labels.tolist() == theirs.targets
 
 
 def test_cifar10_batch_that_asks_for_anything_but_numpy_arrays_is_refused_before_it_runs(tmp_path):
