@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 from sklearn.datasets import load_digits
@@ -436,6 +437,27 @@ def test_mi_experiments_run_with_fast_dev_run(make_cfg, overrides):
     results = train(cfg)
     assert {"test/epoch_acc", "mi/ihyll", "mi/ixy"} <= set(results["metrics"])
     assert results["metrics"]["lr/c1"] == pytest.approx(0.001)  # a dynamic policy's first epoch runs at lr_min
+
+
+@pytest.mark.parametrize("kind", ["test", "val"])
+def test_the_figures_accuracy_follows_the_epochs_completed_when_it_was_measured(tmp_path, monkeypatch, kind):
+    """A record's test accuracy is measured after its epoch, its validation accuracy (taken at its start) after the
+    epoch before: the accuracy panels put each at the epochs completed then, beside the IHYLL measured then."""
+    from callbacks import mi_plots
+
+    history = [{"epoch": e, "mi": {"c1": 0.1 * e}, "ihyll": 1.0 + e, "ixy": 2.0, "lr": {"c1": 0.01},
+                f"{kind}_acc": 0.5 + e / 10} for e in range(3)]
+    figures = []
+    monkeypatch.setattr(mi_plots.plt, "close", figures.append)
+    mi_plots.plot_history(history, tmp_path / "mi_lr.png")
+    _, _, accuracy, scatter = figures[0].axes
+    x, y = accuracy.lines[0].get_data()
+    shift = 1 if kind == "test" else 0
+    assert list(x) == [shift, 1 + shift, 2 + shift] and list(y) == pytest.approx([0.5, 0.6, 0.7])
+    points = scatter.collections[0].get_offsets()
+    np.testing.assert_allclose(points, [[1.0 + e + shift, 0.5 + e / 10] for e in range(3 - shift)])
+    monkeypatch.undo()
+    mi_plots.plt.close(figures[0])
 
 
 def test_early_stopping_at_the_training_epochs_end_may_watch_the_information_the_callback_logs(make_cfg):
