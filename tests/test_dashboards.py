@@ -192,6 +192,16 @@ def sending(tmp_path, monkeypatch):
     return sent, trainer, figures.FiguresToLoggers(tmp_path)
 
 
+def test_figures_are_looked_for_at_each_epochs_start_and_end_and_after_fitting_and_testing(tmp_path, sending):
+    """The start of an epoch catches what a callback after this one wrote at the previous epoch's end."""
+    sent, trainer, callback = sending
+    hooks = ("on_train_epoch_start", "on_train_epoch_end", "on_fit_end", "on_test_end")
+    for index, hook in enumerate(hooks):
+        Image.fromarray(painting(index)).save(tmp_path / f"{hook}.png")
+        getattr(callback, hook)(trainer, None)
+        assert sent == [f"figures/{name}" for name in hooks[:index + 1]]
+
+
 def test_figures_are_sent_once_each_again_when_rewritten_and_never_from_logger_folders(tmp_path, sending):
     sent, trainer, callback = sending
     (tmp_path / "wandb" / "media").mkdir(parents=True)
@@ -208,7 +218,7 @@ def test_figures_are_sent_once_each_again_when_rewritten_and_never_from_logger_f
     resumed = figures.FiguresToLoggers(tmp_path)  # a run continued from a checkpoint of this one
     resumed.load_state_dict(callback.state_dict())
     resumed.send(trainer)
-    assert sent == ["figures/mi_lr", "figures/grids/attack", "figures/mi_lr"]  # it sent them all again
+    assert sent == ["figures/mi_lr", "figures/grids/attack", "figures/mi_lr"]  # nothing again (it sent them all)
 
 
 def test_a_figure_being_rewritten_by_another_rank_is_not_sent_again(tmp_path, sending):
