@@ -125,6 +125,18 @@ def test_x_and_y_get_noise_of_their_own_also_when_they_are_the_same_tensor():
     assert ksg_mi(prepare(x, seed=5), prepare(x, seed=5), standardize=False, jitter=0) > own_noise + 0.5
 
 
+def test_the_estimator_comparisons_row_gives_ross_then_ksg_on_the_data_as_it_is():
+    from analysis.estimator_comparison import both
+
+    generator = torch.Generator().manual_seed(0)
+    means = 1.5 * torch.randn(4, 3, generator=generator, dtype=torch.float64)
+    x, labels = mixture(200, means, generator)
+    values = [float(cell.split(" (")[0]) for cell in both(100 * x, labels)]  # a scale standardising would undo
+    expected = [ross_mi(100 * x, labels, standardize=False),
+                ksg_mi(100 * x, torch.nn.functional.one_hot(labels).double(), standardize=False)]
+    assert values == pytest.approx(expected, abs=5e-4) and abs(values[0] - values[1]) > 0.01
+
+
 def test_jitter_survives_float32_and_breaks_relu_ties():
     activations = torch.relu(torch.randn(200, 8, generator=torch.Generator().manual_seed(0))).float()
     activations[:50] = 0.0  # dead samples: exact ties
