@@ -453,6 +453,20 @@ class RunModelCheckpoint(ModelCheckpoint):
                 self._save_last_checkpoint(trainer, candidates)
         self.waiting_step = None
 
+    def _save_topk_checkpoint(self, trainer: L.Trainer, monitor_candidates: dict) -> None:
+        """A monitored metric the run has not logged when the checkpoint is saved (a train/ one, which
+        framework/monitored_metrics.py leaves to this check): one sentence, not Lightning's traceback."""
+        try:
+            super()._save_topk_checkpoint(trainer, monitor_candidates)
+        except MisconfigurationException:
+            if self.monitor in monitor_candidates:
+                raise
+            logged = ", ".join(sorted(name for name in monitor_candidates
+                                      if name not in ("epoch", "step") and not name.startswith("lr-")))
+            raise ConfigError(f"Config key 'callbacks.model_checkpoint.monitor' is {self.monitor!r} "
+                              f"(optimized_metric's unless set), but the run has logged no such metric by the time "
+                              f"the checkpoint is saved; set it to one the run logs ({logged}).") from None
+
     def load_state_dict(self, state_dict: dict) -> None:
         saved_in = state_dict.get("dirpath")
         if self.dirpath and saved_in and Path(saved_in) != Path(self.dirpath):

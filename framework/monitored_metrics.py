@@ -26,8 +26,8 @@ def monitor_keys(cfg: DictConfig) -> dict[str, str]:
 
 class MonitoredMetricsLogged(L.Callback):
     """After each validation, before checkpointing and early stopping read them: every metric they monitor then
-    is logged. (Early stopping at the training epoch's end checks its metric then, and a checkpoint's train/ metric
-    is left to Lightning's own check.)
+    is logged. (Early stopping at the training epoch's end checks its metric then, and a checkpoint its train/
+    metric when it saves: framework/checkpoints.py.)
 
     Place it before those callbacks in the trainer's list (Lightning runs checkpoint callbacks last anyway)."""
 
@@ -46,8 +46,8 @@ class MonitoredMetricsLogged(L.Callback):
             # EarlyStopping's (None for ModelCheckpoint): True, it reads the metric at the training epoch's end, by
             # which a metric logged in training (mi/ihyll at the epoch's start) is there; RunEarlyStopping checks then
             at_epoch_end = getattr(callback, "_check_on_train_epoch_end", None)
-            left_to_lightning = metric.startswith("train/") and at_epoch_end is None  # a checkpoint's train/ metric
-            if metric in trainer.callback_metrics or at_epoch_end or left_to_lightning:
+            checked_when_saved = metric.startswith("train/") and at_epoch_end is None  # a checkpoint's train/ metric
+            if metric in trainer.callback_metrics or at_epoch_end or checked_when_saved:
                 continue
             key = self.keys.get(metric, "optimized_metric")
             if metric.startswith("train/"):

@@ -310,6 +310,11 @@ ROWS = [
                "val/loss)."),
     row("early-stopping-on-train-metric", "debug=limit", "optimized_metric=train/acc",
         expect=("checks after each validation", "callbacks.early_stopping.check_on_train_epoch_end=true")),
+    row("checkpoint-train-metric-not-logged", "debug=limit", "callbacks.model_checkpoint.monitor=train/los",
+        "callbacks.model_checkpoint.mode=min",  # was Lightning's MisconfigurationException
+        expect="Config key 'callbacks.model_checkpoint.monitor' is 'train/los' (optimized_metric's unless set), but "
+               "the run has logged no such metric by the time the checkpoint is saved; set it to one the run logs "
+               "(train/acc, train/loss, val/acc, val/loss)."),
     row("early-stopping-at-the-epochs-end-metric-not-logged", "debug=limit",  # was Lightning's RuntimeError
         "callbacks.early_stopping.check_on_train_epoch_end=true", "optimized_metric=train/los", "optimized_mode=min",
         expect="Config key 'callbacks.early_stopping.monitor' is 'train/los' (optimized_metric's unless set), but the "
