@@ -48,6 +48,7 @@ from framework.results import (
     jobs_without_results,
     load_results,
     runs_folder,
+    swept_jobs,
 )
 from framework.stopping import stopping_quietly_when_stdout_closes
 from framework.validate import check_missing_values, check_rules, check_study_device
@@ -143,17 +144,17 @@ def write_text(output: Path, text: str) -> None:
 
 def write_markdown(text: str, cfg: DictConfig, default_name: str) -> str:
     folder = runs_folder(cfg.runs)
-    started_again = jobs_started_again(cfg.runs)
+    started_again, swept = jobs_started_again(cfg.runs), swept_jobs(cfg.runs)  # Hydra's records, read once
     notes = [("Left out: {n} job director{ies} without results.json (failed, killed or still running)",
               [job_name(job, folder) for job in jobs_without_results(cfg.runs)]),
              ("Started again with other overrides and not finished, so their rows show the earlier start's "
               "results.json: {n} job director{ies}", [job_name(job, folder) for job in started_again]),
              ("Finished with other values than the sweep's multirun.yaml now gives them (their rows show the values "
               "they ran with): {n} job director{ies}",
-              [job_name(job, folder) for job in jobs_of_other_values(cfg.runs) if job not in started_again]),
+              [job_name(job, folder) for job in jobs_of_other_values(swept) if job not in started_again]),
              ("Not started, the sweep stopped before them: {n} job{s}",
               [f"{os.path.relpath(job.sweep / job.name, folder)} ({' '.join(job.overrides)})"
-               for job in jobs_not_started(cfg.runs)])]
+               for job in jobs_not_started(swept)])]
     for sentence, jobs in notes:  # a sweep with failed or missing jobs: its rows hold fewer runs than it asked
         if jobs:
             plural = {"ies": "y" if len(jobs) == 1 else "ies", "s": "" if len(jobs) == 1 else "s"}

@@ -173,17 +173,17 @@ def swept_jobs(runs) -> list[SweptJob]:
     return jobs
 
 
-def jobs_not_started(runs) -> list[SweptJob]:
-    """The jobs of a multirun in ``runs`` that have no folder: the sweep stopped before them (a kill, a time
-    limit)."""
-    return [job for job in swept_jobs(runs) if job.folder is None]
+def jobs_not_started(jobs: list[SweptJob]) -> list[SweptJob]:
+    """Those of the multiruns' ``jobs`` (swept_jobs) that have no folder: the sweep stopped before them (a kill, a
+    time limit)."""
+    return [job for job in jobs if job.folder is None]
 
 
-def jobs_of_other_values(runs) -> list[Path]:
-    """The job directories of a multirun in ``runs`` whose results.json has other overrides than its multirun.yaml
-    gives the job: a sweep continued with other values (a larger trainer.max_epochs) that stopped before reaching
-    it. Their rows show the values they ran with."""
-    return [job.folder for job in swept_jobs(runs) if job.folder is not None and (job.folder / "results.json").is_file()
+def jobs_of_other_values(jobs: list[SweptJob]) -> list[Path]:
+    """The folders of those of the multiruns' ``jobs`` (swept_jobs) whose results.json has other overrides than the
+    multirun.yaml gives the job: a sweep continued with other values (a larger trainer.max_epochs) that stopped
+    before reaching it. Their rows show the values they ran with."""
+    return [job.folder for job in jobs if job.folder is not None and (job.folder / "results.json").is_file()
             and ran_otherwise(job.overrides, read_results(job.folder / "results.json"))]
 
 
