@@ -29,6 +29,7 @@ from framework.compose import at_or_below
 from framework.construction import get_object
 from framework.errors import ConfigError, DataError
 from framework.loggers import AppendingCSVLogger
+from framework.monitored_metrics import logged_names
 
 log = logging.getLogger("train")
 METRICS_CSV = "csv/metrics.csv"  # where the CSV logger (conf/logger/csv.yaml) writes, in a run's output directory
@@ -461,11 +462,10 @@ class RunModelCheckpoint(ModelCheckpoint):
         except MisconfigurationException:
             if self.monitor in monitor_candidates:
                 raise
-            logged = ", ".join(sorted(name for name in monitor_candidates
-                                      if name not in ("epoch", "step") and not name.startswith("lr-")))
             raise ConfigError(f"Config key 'callbacks.model_checkpoint.monitor' is {self.monitor!r} "
                               f"(optimized_metric's unless set), but the run has logged no such metric by the time "
-                              f"the checkpoint is saved; set it to one the run logs ({logged}).") from None
+                              f"the checkpoint is saved; set it to one the run logs "
+                              f"({logged_names(monitor_candidates)}).") from None
 
     def load_state_dict(self, state_dict: dict) -> None:
         saved_in = state_dict.get("dirpath")
@@ -494,11 +494,10 @@ class RunEarlyStopping(EarlyStopping):
 
     def _validate_condition_metric(self, logs: dict) -> bool:
         if self.monitor not in logs and self.strict and self._check_on_train_epoch_end:
-            logged = ", ".join(sorted(name for name in logs if not name.startswith("lr-")))
             raise ConfigError(f"Config key 'callbacks.early_stopping.monitor' is {self.monitor!r} (optimized_metric's "
                               f"unless set), but the run has logged no such metric by the training epoch's end, where "
                               f"early stopping checks it (check_on_train_epoch_end); set it to one the run logs "
-                              f"({logged}).")
+                              f"({logged_names(logs)}).")
         return super()._validate_condition_metric(logs)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

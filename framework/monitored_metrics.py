@@ -24,6 +24,12 @@ def monitor_keys(cfg: DictConfig) -> dict[str, str]:
     return keys
 
 
+def logged_names(metrics) -> str:
+    """The metrics a run has logged, as a refusal lists them: not the learning rates, nor ModelCheckpoint's epoch and
+    step."""
+    return ", ".join(sorted(name for name in metrics if name not in ("epoch", "step") and not name.startswith("lr-")))
+
+
 class MonitoredMetricsLogged(L.Callback):
     """After each validation, before checkpointing and early stopping read them: every metric they monitor then
     is logged. (Early stopping at the training epoch's end checks its metric then, and a checkpoint its train/
@@ -54,9 +60,9 @@ class MonitoredMetricsLogged(L.Callback):
                 raise ConfigError(f"Config key '{key}' is {metric!r}, which {type(callback).__name__} checks after "
                                   f"each validation, before the epoch's train/ metrics are logged; monitor a val/ "
                                   f"metric or set callbacks.early_stopping.check_on_train_epoch_end=true.")
-            logged = ", ".join(sorted(name for name in trainer.callback_metrics if not name.startswith("lr-")))
             raise ConfigError(f"Config key '{key}' is {metric!r}, which {type(callback).__name__} monitors, but "
-                              f"this run logs no such metric; set {key} to one it logs ({logged}).")
+                              f"this run logs no such metric; set {key} to one it logs "
+                              f"({logged_names(trainer.callback_metrics)}).")
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.check(trainer)

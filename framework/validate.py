@@ -472,9 +472,10 @@ def check_lightning_argument_types(cfg: DictConfig) -> None:
     for group in ("callbacks", "logger"):
         if isinstance(options := lookup(cfg, group), DictConfig):
             nodes += [(f"{group}.{name}", node) for name, node in options.items()]
+    ruled = {rule.key for rule in RULES}
     for key, node in nodes:
         if isinstance(node, DictConfig) and has_lightnings_constructor(node.get("_target_")) and \
-                (mistyped := mistyped_argument_error(node, key, judged={rule.key for rule in RULES})):
+                (mistyped := mistyped_argument_error(node, key, judged=ruled)):
             raise mistyped
 
 
