@@ -13,13 +13,15 @@ import re
 import shlex
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
 
 import hydra._internal.utils as hydra_internals
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.object_type import ObjectType
-from hydra.errors import HydraException, MissingConfigException, OverrideParseException
+from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException, OverrideParseException
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import (
     ConfigAttributeError,
@@ -29,7 +31,7 @@ from omegaconf.errors import (
 )
 
 from framework.compose import CONF
-from framework.errors import ConfigError, one_line
+from framework.errors import ConfigError, one_line, shown
 
 
 def _multirun() -> bool:
@@ -168,8 +170,76 @@ def _choosing_file(group: str) -> Path | None:
     return None
 
 
+class OverrideRefused(ConfigCompositionException):
+    """A command-line override refused before Hydra applied it; its text is the sentence."""
+
+
+def _key_below_an_item_or_a_value(key: str, config: DictConfig, deleting: bool = False) -> ConfigError | None:
+    """``key`` names an item a list lacks (``model.scheduler.values.x``, ``...values.6`` of 6 values) or a key below a
+    single value (``seed.x``): Hydra fails on the first with a traceback or "Error merging override", and turns the
+    value into a mapping for the second. ``deleting`` (``~key``): an item of a list, which Hydra's ~ fails on with a
+    traceback, a key not in the config, which Hydra names without the keys it may be a misspelling of, or a key whose
+    value is null, which Hydra says does not exist."""
+    node, parts = config, key.split(".")
+    for depth, part in enumerate(parts):
+        path, last = ".".join(parts[:depth]), depth == len(parts) - 1
+        if node._is_none() or node._is_missing() or node._is_interpolation():
+            return None  # Hydra's own sentences: what such a node holds is not known here
+        if isinstance(node, DictConfig):
+            node = node._get_node(part, validate_access=False)
+            if node is None and deleting and last:
+                closest = _closest_keys(config, key)
+                hint = f" (the closest existing keys: {', '.join(closest)})" if closest else ""
+                return ConfigError(f"Config key '{key}' is not in the config, so ~{key} deletes nothing{hint}; fix "
+                                   f"its spelling.")
+            if node is not None and node._is_none() and deleting and last:  # Hydra: "'ckpt_path' does not exist"
+                return ConfigError(f"Config key '{key}' is null, and Hydra's ~ cannot delete a key whose value is null "
+                                   f"(it takes it for a missing key); leave it null, or set it with {key}=<value>.")
+            if node is None:
+                return None  # a key not in the config: Hydra's refusal, and hydra_refusal's sentence
+            continue
+        if isinstance(node, ListConfig):
+            items = OmegaConf.to_container(node)
+            item = int(part) if re.fullmatch(r"-?\d+", part) and -len(items) <= int(part) < len(items) else None
+            if item is not None and not (deleting and last):
+                node = node._get_node(item)
+                continue
+            size = f"a list of {len(items)} items, numbered 0 to {len(items) - 1}," if items else "an empty list"
+            if deleting and last:
+                kept = ",".join(map(str, items[:item] + items[item + 1:] if item is not None else items))
+                return ConfigError(f"Config key '{path}' is {size} and ~{key} cannot delete an item of it (Hydra's ~ "
+                                   f"deletes keys of mappings); give the list without it: '{path}=[{kept}]'.")
+            whole = ",".join(map(str, items)) if items else "<value>,<value>"
+            return ConfigError(f"Config key '{path}' is {size} so it has no item {part!r} ({key}); set an item with "
+                               f"{path}.<number>=<value>, or give the whole list: '{path}=[{whole}]'.")
+        return ConfigError(f"Config key '{path}' is {shown(node._value())}, a single value with no keys below it, so "
+                           f"{key} names nothing; set the value itself with {path}=<value>.")
+    return None
+
+
+@contextmanager
+def checking_keys_of_overrides() -> Iterator[None]:
+    """Within it, Hydra checks each override's key against the config as composed so far
+    (:func:`_key_below_an_item_or_a_value`) before it applies it (``ConfigLoaderImpl._apply_overrides_to_config``)."""
+    apply = ConfigLoaderImpl._apply_overrides_to_config
+
+    def apply_checked(overrides: list, config: DictConfig) -> None:
+        for override in overrides:
+            if refusal := _key_below_an_item_or_a_value(override.key_or_group, config, override.is_delete()):
+                raise OverrideRefused(str(refusal))
+            apply([override], config)
+
+    ConfigLoaderImpl._apply_overrides_to_config = staticmethod(apply_checked)
+    try:
+        yield
+    finally:
+        ConfigLoaderImpl._apply_overrides_to_config = staticmethod(apply)
+
+
 def hydra_refusal(error: HydraException) -> ConfigError:
     """One sentence for Hydra's refusal of a command line (Hydra prints several lines and its search path)."""
+    if isinstance(error, OverrideRefused):
+        return ConfigError(str(error))
     if sweep := re.search(r"BasicSweeper does not support sweep type : (\w+)", str(error)):
         kind = sweep[1].lower().removesuffix("_sweep")
         typed = next((arg for arg in sys.argv[1:] if f"{kind}(" in arg), None)  # else in an experiment's sweeper params

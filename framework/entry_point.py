@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf, flag_override
 from omegaconf.errors import InterpolationResolutionError
 
 from framework.command_line import (
+    checking_keys_of_overrides,
     flags_after_overrides,
     group_given_null_error,
     hydra_flag_refusal,
@@ -274,7 +275,7 @@ def run_entry_point(main: Callable[[], object]) -> None:
         Hydra.get_sanitized_hydra_cfg = staticmethod(_resolved_in_the_whole_config(hydra_node))
     default_sigterm = signal.signal(signal.SIGTERM, sigterm_outside_lightning)
     try:
-        with stopping_quietly_when_stdout_closes(), logging_stopping_when_stdout_closes():
+        with stopping_quietly_when_stdout_closes(), logging_stopping_when_stdout_closes(), checking_keys_of_overrides():
             main()
     except HydraException as error:  # --help, --hydra-help and --info compose the config outside Hydra's reporter
         if job.started or _hydra_full_error():

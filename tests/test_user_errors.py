@@ -37,6 +37,7 @@ from omegaconf import OmegaConf
 from torch.multiprocessing import ProcessRaisedException
 
 from datamodules.base import DatasetMissingError
+from framework.command_line import checking_keys_of_overrides
 from framework.compose import CONF, ROOT, compose_config
 from framework.construction import _fits, construction_error, worker_user_error
 from framework.entry_point import run_entry_point
@@ -246,6 +247,27 @@ ROWS = [
     row("unset-environment-variable", "+x=${oc.env:NOPE_VAR_X}",
         expect="Config key 'x' reads the environment variable NOPE_VAR_X, which is not set; set it, or give a default "
                "there: ${oc.env:NOPE_VAR_X,<default>}."),
+    row("list-item-past-the-end", "experiment=lenet5_classic_mnist", "model.scheduler.values.6=0.1",
+        expect="Config key 'model.scheduler.values' is a list of 6 items, numbered 0 to 5, so it has no item '6' "
+               "(model.scheduler.values.6); set an item with model.scheduler.values.<number>=<value>, or give the "
+               "whole list: 'model.scheduler.values=[0.0005,0.002,0.0008,0.0004,0.0002,4e-05]'."),
+    row("list-item-by-name-added-or-overridden", "experiment=lenet5_classic_mnist", "++model.scheduler.values.x=0.1",
+        expect="Config key 'model.scheduler.values' is a list of 6 items, numbered 0 to 5, so it has no item 'x' "),
+    row("list-item-deleted", "experiment=lenet5_classic_mnist", "~model.scheduler.values.0",  # a TypeError traceback
+        expect="Config key 'model.scheduler.values' is a list of 6 items, numbered 0 to 5, and "
+               "~model.scheduler.values.0 cannot delete an item of it (Hydra's ~ deletes keys of mappings); give the "
+               "list without it: 'model.scheduler.values=[0.002,0.0008,0.0004,0.0002,4e-05]'."),
+    row("deleted-key-not-in-the-config", "~model.optimizer.momentun",
+        expect="Config key 'model.optimizer.momentun' is not in the config, so ~model.optimizer.momentun deletes "
+               "nothing (the closest existing keys: model.optimizer.momentum"),
+    row("null-key-deleted", "~ckpt_path",  # Hydra: "'ckpt_path' does not exist"
+        expect="Config key 'ckpt_path' is null, and Hydra's ~ cannot delete a key whose value is null (it takes it for "
+               "a missing key); leave it null, or set it with ckpt_path=<value>."),
+    row("key-below-a-value", "+seed.x=1",  # Hydra would make seed the mapping {x: 1}
+        expect="Config key 'seed' is 42, a single value with no keys below it, so seed.x names nothing; set the value "
+               "itself with seed=<value>."),
+    row("key-below-a-sweeps-value", "-m", "seed=1,2", "trainer.max_epochs.x=3",
+        expect="Config key 'trainer.max_epochs' is 40, a single value with no keys below it, so "),
     row("mapping-adds-a-key", "model.optimizer={lr:0.1,foo:1}",
         expect="Config key 'model.optimizer.foo' is not in the config (the closest existing keys: "),
     row("hydra-help-with-overrides", "--hydra-help", "seed=1",
@@ -376,7 +398,8 @@ ROWS = [
     row("a-word-after-an-override", "trainer.max_epochs=1", "debug",  # not a value: was said to be one
         expect="The command-line override 'debug' cannot be parsed"),
     row("key-exists", "+seed=3", expect=("'seed' exists already", "override it with seed=3")),
-    row("key-deleted", "~nosuch", expect="'nosuch' does not exist"),
+    row("key-deleted", "~nosuch",
+        expect="Config key 'nosuch' is not in the config, so ~nosuch deletes nothing; fix its spelling."),
     row("group-added-again", "+model=lenet5", expect="Config group 'model' is chosen already (by the defaults or an "
                                                     "experiment), so +model=... cannot add it again; choose it without "
                                                     "the +: model=<option>."),
@@ -824,7 +847,8 @@ def run_in_process(monkeypatch, capsys, tmp_path_factory):
 
     def run(script: str, args: list[str], run_dir: Path, whole_script: bool = False) -> tuple[int, str]:
         try:
-            cfg = None if whole_script else compose_config(args, run_dir, script.removesuffix(".py"))
+            with checking_keys_of_overrides():  # as run_entry_point composes
+                cfg = None if whole_script else compose_config(args, run_dir, script.removesuffix(".py"))
         except (HydraException, ValueError):  # Hydra refuses logger=null with a ValueError
             cfg = None
         if cfg is None:
@@ -896,6 +920,15 @@ def test_a_module_of_yours_that_a_framework_package_hides_is_named(run_in_proces
     check(code, output, (f"Config key 'callbacks.hello._target_' is '{package}.Hello', but the framework's package "
                          f"'{package}' ({ROOT / package}) comes first on Python's path and hides your {hidden}; rename "
                          f"your module (e.g. my_{package}) and its dotted paths.",), tmp_path / "run")
+
+
+def test_the_check_of_overrides_keys_lets_a_list_item_a_new_key_and_a_deletion_through(tmp_path):
+    with checking_keys_of_overrides():
+        cfg = compose_config(["experiment=lenet5_classic_mnist", "model.scheduler.values.5=0.00001",
+                              "+model.optimizer.foo=1", "~model.optimizer.mu", "+hydra.job.env_set.X=1"],
+                             tmp_path)
+    assert list(cfg.model.scheduler["values"]) == [0.0005, 0.002, 0.0008, 0.0004, 0.0002, 0.00001]
+    assert cfg.model.optimizer.foo == 1 and "mu" not in cfg.model.optimizer
 
 
 def test_a_submitit_launcher_without_submitit_is_one_sentence(tmp_path):
