@@ -247,6 +247,18 @@ ROWS = [
     row("unset-environment-variable", "+x=${oc.env:NOPE_VAR_X}",
         expect="Config key 'x' reads the environment variable NOPE_VAR_X, which is not set; set it, or give a default "
                "there: ${oc.env:NOPE_VAR_X,<default>}."),
+    row("argument-of-the-class-left-out", "trainer.max_time=00:00:00:05",  # "fix its spelling", of a Trainer argument
+        expect="Config key 'trainer.max_time' is not in the config; it is an argument of Trainer that the config "
+               "leaves at its default: add it with +trainer.max_time=00:00:00:05."),
+    row("argument-of-a-callback-left-out-in-a-sweep", "-m", "seed=1,2",
+        "callbacks.model_checkpoint.save_weights_only=true",
+        expect="Config key 'callbacks.model_checkpoint.save_weights_only' is not in the config of every job of this "
+               "sweep (the config it starts from, or a job's option of a swept group); it is an argument of "
+               "RunModelCheckpoint that the config leaves at its default: give it as "
+               "++callbacks.model_checkpoint.save_weights_only=true (added where"),
+    row("argument-of-the-class-misspelt", "trainer.max_tme=1",
+        expect="(the closest existing keys: trainer.max_epochs, trainer._target_; arguments of Trainer: max_time, "
+               "max_steps); fix its spelling, or add a new key with +trainer.max_tme=1."),
     row("list-item-past-the-end", "experiment=lenet5_classic_mnist", "model.scheduler.values.6=0.1",
         expect="Config key 'model.scheduler.values' is a list of 6 items, numbered 0 to 5, so it has no item '6' "
                "(model.scheduler.values.6); set an item with model.scheduler.values.<number>=<value>, or give the "
@@ -372,7 +384,9 @@ ROWS = [
     row("group-option", "model=lenet6",
         expect=("Config group 'model' has no option 'lenet6' (did you mean 'lenet5'?)", "lenet5_classic, ")),
     row("key-not-in-config", "trainer.max_epoch=3",
-        expect=("'trainer.max_epoch' is not in the config", "trainer.max_epochs", "+trainer.max_epoch=3")),
+        expect="Config key 'trainer.max_epoch' is not in the config (the closest existing keys: trainer.max_epochs, "
+               "trainer.min_epochs; arguments of Trainer: max_steps); fix its spelling, or add a new key with "
+               "+trainer.max_epoch=3."),  # the arguments the config gives are not named twice
     row("key-elsewhere", "experiment=szegedy_fc100", "model.weight_decay=[0.1,0.2]",
         expect=("'model.weight_decay' is not in the config", "model.net.weight_decay")),
     row("key-of-an-option-not-chosen", "logger.wandb.project=x",  # its remedy was +logger.wandb.project=x, refused
@@ -385,9 +399,9 @@ ROWS = [
         expect="add it with callbacks=early_stopping (its file: conf/callbacks/early_stopping.yaml), then"),
     row("new-key-of-a-chosen-option", "callbacks.model_checkpoint.every_n_epochs=2",  # was: add it with
         expect=("'callbacks.model_checkpoint.every_n_epochs' is not in the config",  # 'callbacks=[default,...]'
-                "add a new key with +callbacks.model_checkpoint.every_n_epochs=2.")),
+                "add it with +callbacks.model_checkpoint.every_n_epochs=2.")),
     row("new-key-of-the-default-logger", "logger.csv.flush_logs_every_n_steps=5",  # was: 'logger=[csv,csv]'
-        expect="add a new key with +logger.csv.flush_logs_every_n_steps=5."),
+        expect="add it with +logger.csv.flush_logs_every_n_steps=5."),
     row("values-split-by-a-space", "-m", "seed=1", "2", "3",  # Hydra's lexer error on '2'
         expect="The command-line words 'seed=1' '2' '3' are one override that a space split; write its values with "
                "commas and no spaces (seed=1,2,3), or quote the whole override."),
