@@ -98,13 +98,18 @@ def check_sweep(config: DictConfig) -> None:
 def check_not_shuffled(config: DictConfig, sweep_dir: Path) -> None:
     """shuffle() orders a sweep's jobs anew at every start: into the folders of an earlier start, each job would get
     another job's folder (this check and Hydra's sweeper draw their orders apart)."""
-    shuffled = [override.key_or_group for override in sweep_overrides(config)
-                if getattr(override.value(), "shuffle", False)]
+    shuffled = shuffled_keys(config)
     if shuffled and any(holds_a_run(folder) for folder in sweep_dir.glob("*")):
         raise ConfigError(f"Config key '{shuffled[0]}' is swept with shuffle(), which orders the jobs anew at every "
                           f"start, but {sweep_dir} holds runs of an earlier start of this sweep, whose folders would "
                           f"go to other jobs; sweep the values without shuffle() to continue them, or give another "
                           f"hydra.sweep.dir.")
+
+
+def shuffled_keys(config: DictConfig) -> list[str]:
+    """The keys a multirun sweeps with shuffle()."""
+    return [override.key_or_group for override in sweep_overrides(config)
+            if getattr(override.value(), "shuffle", False)]
 
 
 def holds_a_run(folder: Path) -> bool:

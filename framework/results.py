@@ -153,7 +153,7 @@ def swept_jobs(runs) -> list[SweptJob]:
     of the command) gives it and the folder it ran in: ``<sweep>/<num>`` where Hydra numbers the folders, else the
     folder whose .hydra/hydra.yaml gives its number (``hydra.sweep.subdir=seed_${seed}``). A record cut short,
     another sweeper or a grammar this reading does not know: that sweep is not looked into."""
-    from framework.continued_runs import NUMBERED, sweep_jobs
+    from framework.continued_runs import NUMBERED, shuffled_keys, sweep_jobs
 
     jobs = []
     for sweep in (record.parent for record in _found_below(runs, "multirun.yaml")):
@@ -165,12 +165,29 @@ def swept_jobs(runs) -> list[SweptJob]:
         except Exception:  # a sweeper or grammar this reading does not know: the notes are left out, not the table
             continue
         if OmegaConf.to_container(config.hydra.sweep, resolve=False).get("subdir") == NUMBERED:
-            jobs += [SweptJob(sweep, str(num), overrides, sweep / str(num) if (sweep / str(num)).is_dir() else None)
+            found = [SweptJob(sweep, str(num), overrides, sweep / str(num) if (sweep / str(num)).is_dir() else None)
                      for num, overrides in enumerate(listed)]
-            continue
-        numbered = {_job_number(record.parent): record.parent for record in sorted(sweep.rglob(".hydra"))}
-        jobs += [SweptJob(sweep, f"job {num}", overrides, numbered.get(num)) for num, overrides in enumerate(listed)]
+        else:
+            numbered = {_job_number(record.parent): record.parent for record in sorted(sweep.rglob(".hydra"))}
+            found = [SweptJob(sweep, f"job {num}", overrides, numbered.get(num))
+                     for num, overrides in enumerate(listed)]
+        jobs += _paired_by_values(found) if shuffled_keys(config) else found
     return jobs
+
+
+def _paired_by_values(jobs: list[SweptJob]) -> list[SweptJob]:
+    """A shuffled sweep's ``jobs``: shuffle() drew the order the jobs ran in, and reading the multirun.yaml draws
+    another, so a job that ran gets the overrides it ran with where the sweep lists them; the others (not started,
+    or run with other values) get the sweep's overrides left over."""
+    left = [job.overrides for job in jobs]
+    ran = {}
+    for job in jobs:
+        record = read_record(job.folder / ".hydra" / "overrides.yaml") if job.folder is not None else None
+        overrides = sorted(OmegaConf.to_container(record)) if isinstance(record, ListConfig) else None
+        if (listed := next((given for given in left if sorted(given) == overrides), None)) is not None:
+            left.remove(listed)
+            ran[job.name] = listed
+    return [job._replace(overrides=ran[job.name] if job.name in ran else left.pop(0)) for job in jobs]
 
 
 def jobs_not_started(jobs: list[SweptJob]) -> list[SweptJob]:

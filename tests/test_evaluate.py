@@ -504,7 +504,7 @@ def test_every_experiment_s_evaluate_tasks_are_tasks_of_evaluate_py():
 
 
 @pytest.mark.slow
-def test_a_table_of_a_sweep_cut_short_names_the_jobs_it_lacks(tmp_path):
+def test_a_table_of_a_sweep_cut_short_names_the_jobs_it_lacks(tmp_path, monkeypatch):
     """A sweep killed in its third job (a kill, a time limit): the jobs it never started, a whole setting among them,
     went unmentioned; a finished job started again with other overrides and killed was tabled as finished."""
     sweep = tmp_path / "sweep"
@@ -512,6 +512,18 @@ def test_a_table_of_a_sweep_cut_short_names_the_jobs_it_lacks(tmp_path):
                      "+callbacks.kill._target_=tests.kill_callback.KillAtEpochStart", "trainer.accelerator=cpu",
                      "callbacks.progress_bar.refresh_rate=0", f"hydra.sweep.dir={sweep}")
     assert result.returncode == -signal.SIGKILL, result.stderr[-2000:]
+    # the same sweep had it swept seed=shuffle(1,2): reading its multirun.yaml draws another order than the run's
+    shutil.copytree(sweep, tmp_path / "shuffled")
+    multirun = tmp_path / "shuffled" / "multirun.yaml"
+    multirun.write_text(multirun.read_text().replace("- seed=1,2", "- seed=shuffle(1,2)"))
+    monkeypatch.setattr("hydra.core.override_parser.types.shuffle", list.reverse)  # 2,1: a deterministic other order
+    text = evaluate(compose_config([f"runs={tmp_path / 'shuffled'}", "metrics=[test/acc]"], tmp_path / "out",
+                                   "evaluate"))
+    assert "Finished with other values" not in text, text  # jobs 0 and 1 ran what the sweep gives, in another order
+    never = text.split("Not started, the sweep stopped before them: 3 jobs: ")[-1]
+    assert sorted(job.split(" (")[1].split(" trainer.")[0] for job in never.split("), ")) == [
+        "+callbacks.kill.epoch=1 seed=2", "+callbacks.kill.epoch=7 seed=1", "+callbacks.kill.epoch=7 seed=2"], text
+    monkeypatch.undo()
     # the same sweep with named job folders (hydra.sweep.subdir=seed_${seed}), in a folder of sweeps, given twice
     shutil.copytree(sweep, tmp_path / "sweeps" / "named")
     multirun = tmp_path / "sweeps" / "named" / "multirun.yaml"
