@@ -85,18 +85,24 @@ def _option_not_chosen(key: str, config: DictConfig | None) -> tuple[str, str] |
     return (group, option) if option in (OmegaConf.load(file) or {}) else None
 
 
-def _target_arguments(key: str, config: DictConfig | None) -> tuple[str, list[str]]:
-    """The class (or function) that the ``_target_`` beside ``key`` names and the arguments it takes that the config
-    does not give: ``trainer`` is Lightning's Trainer, and ``trainer.max_time`` one that conf/trainer leaves out."""
+def _target_arguments(key: str, config: DictConfig | None) -> tuple[str, list[str], bool]:
+    """The class (or function) that the ``_target_`` beside ``key`` names, the arguments it takes that the config does
+    not give (``trainer`` is Lightning's Trainer, and ``trainer.max_time`` one that conf/trainer leaves out), and
+    whether those are all it takes (no ``**kwargs``)."""
+    import inspect
+
     from framework.construction import parameters_of
 
     parent = key.rpartition(".")[0]
     target = OmegaConf.select(config, f"{parent}._target_", default=None) if parent and config is not None else None
-    if not isinstance(target, str):
-        return "", []
+    parameters = parameters_of(target) if isinstance(target, str) else {}
+    if not parameters:
+        return "", [], False
     given = OmegaConf.select(config, parent)
-    return target.rsplit(".", 1)[-1], [name for name in parameters_of(target)
-                                       if name not in ("self", "args", "kwargs") and name not in given]
+    named = [name for name, parameter in parameters.items() if name != "self" and name not in given
+             and parameter.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
+    closed = all(parameter.kind is not inspect.Parameter.VAR_KEYWORD for parameter in parameters.values())
+    return target.rsplit(".", 1)[-1], named, closed
 
 
 def _chosen_options(group: str) -> list[str]:
@@ -306,22 +312,25 @@ def hydra_refusal(error: HydraException) -> ConfigError:
                                f"sets it.")
         # a mapping given to an existing key (hydra.sweeper.params={seed:"1,2"}) adds a key below it
         absent = str(cause.full_key) if str(cause.full_key).startswith(f"{key}.") else key
-        owner, arguments = _target_arguments(absent, root if isinstance(root, DictConfig) else None)
-        name = absent.rsplit(".", 1)[-1]
-        if name not in arguments and (close := difflib.get_close_matches(name, arguments, n=3)):
+        owner, arguments, closed = _target_arguments(absent, root if isinstance(root, DictConfig) else None)
+        taken = absent.rsplit(".", 1)[-1] in arguments
+        if not taken and (close := difflib.get_close_matches(absent.rsplit(".", 1)[-1], arguments, n=3)):
             hint = f"{hint[:-1]}; arguments of {owner}: {', '.join(close)})" if hint else \
                 f" (the closest arguments of {owner}: {', '.join(close)})"
-        owner = owner if name in arguments else ""
-        remedy = f"it is an argument of {owner} that the config leaves at its default:" if owner else \
-            "fix its spelling, or"
+        left_out = f"it is an argument of {owner} that the config leaves at its default:"
         if _multirun():  # a sweep starts from the config without its swept groups
             typed = next((arg for arg in sys.argv[1:] if arg.split("=", 1)[0].lstrip("+~") == key), added[1])
             return ConfigError(f"Config key '{absent}' is not in the config of every job of this sweep (the config it "
-                               f"starts from, or a job's option of a swept group){'' if owner else hint}; {remedy} "
-                               f"give it as ++{typed.lstrip('+~')} (added where a job's config lacks it, overridden "
-                               f"where it has it).")
-        return ConfigError(f"Config key '{absent}' is not in the config{'' if owner else hint}; {remedy} add "
-                           f"{'it' if owner else 'a new key'} with +{added[1]}.")
+                               f"starts from, or a job's option of a swept group){'' if taken else hint}; "
+                               f"{left_out if taken else 'fix its spelling, or'} give it as ++{typed.lstrip('+~')} "
+                               f"(added where a job's config lacks it, overridden where it has it).")
+        if taken:
+            return ConfigError(f"Config key '{absent}' is not in the config; {left_out} add it with +{added[1]}.")
+        if closed:  # +key would be refused as no argument of the class
+            return ConfigError(f"Config key '{absent}' is not in the config, nor an argument of {owner}{hint}; fix its "
+                               f"spelling.")
+        return ConfigError(f"Config key '{absent}' is not in the config{hint}; fix its spelling, or add a new key "
+                           f"with +{added[1]}.")
     message = str(error)
     if (deleted := re.fullmatch(r"Error merging override ~(\S+?)(?:=.*)?", message.strip())) and \
             isinstance(cause, InterpolationResolutionError):

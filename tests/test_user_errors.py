@@ -257,8 +257,12 @@ ROWS = [
                "RunModelCheckpoint that the config leaves at its default: give it as "
                "++callbacks.model_checkpoint.save_weights_only=true (added where"),
     row("argument-of-the-class-misspelt", "trainer.max_tme=1",
-        expect="(the closest existing keys: trainer.max_epochs, trainer._target_; arguments of Trainer: max_time, "
-               "max_steps); fix its spelling, or add a new key with +trainer.max_tme=1."),
+        expect="Config key 'trainer.max_tme' is not in the config, nor an argument of Trainer (the closest existing "
+               "keys: trainer.max_epochs, trainer._target_; arguments of Trainer: max_time, max_steps); fix its "
+               "spelling."),
+    row("key-of-a-class-taking-keywords", "data.pin_memory=true",  # DigitsDataModule(**kwargs): its base takes more
+        expect="Config key 'data.pin_memory' is not in the config; fix its spelling, or add a new key with "
+               "+data.pin_memory=true."),
     row("list-item-past-the-end", "experiment=lenet5_classic_mnist", "model.scheduler.values.6=0.1",
         expect="Config key 'model.scheduler.values' is a list of 6 items, numbered 0 to 5, so it has no item '6' "
                "(model.scheduler.values.6); set an item with model.scheduler.values.<number>=<value>, or give the "
@@ -281,7 +285,8 @@ ROWS = [
     row("key-below-a-sweeps-value", "-m", "seed=1,2", "trainer.max_epochs.x=3",
         expect="Config key 'trainer.max_epochs' is 40, a single value with no keys below it, so "),
     row("mapping-adds-a-key", "model.optimizer={lr:0.1,foo:1}",
-        expect="Config key 'model.optimizer.foo' is not in the config (the closest existing keys: "),
+        expect="Config key 'model.optimizer.foo' is not in the config, nor an argument of SGD (the closest existing "
+               "keys: "),  # +model.optimizer.foo=1, the remedy it was given, is refused as no argument of SGD
     row("hydra-help-with-overrides", "--hydra-help", "seed=1",
         expect=("gives --hydra-help with seed=1 ", "but --hydra-help shows Hydra's own help and takes Hydra's "
                                                    "overrides")),
@@ -384,9 +389,9 @@ ROWS = [
     row("group-option", "model=lenet6",
         expect=("Config group 'model' has no option 'lenet6' (did you mean 'lenet5'?)", "lenet5_classic, ")),
     row("key-not-in-config", "trainer.max_epoch=3",
-        expect="Config key 'trainer.max_epoch' is not in the config (the closest existing keys: trainer.max_epochs, "
-               "trainer.min_epochs; arguments of Trainer: max_steps); fix its spelling, or add a new key with "
-               "+trainer.max_epoch=3."),  # the arguments the config gives are not named twice
+        expect="Config key 'trainer.max_epoch' is not in the config, nor an argument of Trainer (the closest existing "
+               "keys: trainer.max_epochs, trainer.min_epochs; arguments of Trainer: max_steps); fix its spelling."),
+    # the arguments the config gives are not named twice
     row("key-elsewhere", "experiment=szegedy_fc100", "model.weight_decay=[0.1,0.2]",
         expect=("'model.weight_decay' is not in the config", "model.net.weight_decay")),
     row("key-of-an-option-not-chosen", "logger.wandb.project=x",  # its remedy was +logger.wandb.project=x, refused
