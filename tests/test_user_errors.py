@@ -329,6 +329,10 @@ ROWS = [
     row("optimized-metric-direction", "optimized_metric=val/margin",
         expect="Config error: Config key 'optimized_mode' follows optimized_metric 'val/margin', whose name does not "
                "say whether higher is better; set optimized_mode=max or optimized_mode=min."),
+    row("optimized-metric-misspelt", "optimized_metric=val/los",  # was told to set optimized_mode, then not logged
+        expect="Config error: Config key 'optimized_mode' follows optimized_metric 'val/los', whose name does not say "
+               "whether higher is better ('los': did you mean loss?); fix its spelling, or set optimized_mode=max or "
+               "optimized_mode=min."),
     row("callback-monitor-direction", "callbacks.model_checkpoint.monitor=val/margin",
         expect="Config error: Config key 'callbacks.model_checkpoint.mode' follows callbacks.model_checkpoint.monitor "
                "'val/margin', whose name does not say whether higher is better; set "
