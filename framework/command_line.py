@@ -9,6 +9,7 @@ config files in conf/ (and the user's folders of configs).
 from __future__ import annotations
 
 import difflib
+import inspect
 import re
 import shlex
 import sys
@@ -89,8 +90,6 @@ def _target_arguments(key: str, config: DictConfig | None) -> tuple[str, list[st
     """The class (or function) that the ``_target_`` beside ``key`` names, the arguments it takes that the config does
     not give (``trainer`` is Lightning's Trainer, and ``trainer.max_time`` one that conf/trainer leaves out), and
     whether those are all it takes (no ``**kwargs``)."""
-    import inspect
-
     from framework.construction import parameters_of
 
     parent = key.rpartition(".")[0]
