@@ -98,8 +98,8 @@ def _target_arguments(key: str, config: DictConfig | None) -> tuple[str, list[st
     if not parameters:
         return "", [], False
     given = OmegaConf.select(config, parent)
-    named = [name for name, parameter in parameters.items() if name != "self" and name not in given
-             and parameter.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
+    variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    named = [name for name, parameter in parameters.items() if name not in given and parameter.kind not in variadic]
     closed = all(parameter.kind is not inspect.Parameter.VAR_KEYWORD for parameter in parameters.values())
     return target.rsplit(".", 1)[-1], named, closed
 

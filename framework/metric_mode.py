@@ -35,10 +35,11 @@ def metric_mode(metric: str | None, key: str = "optimized_mode", follows: str = 
     if words & LOWER_IS_BETTER:
         return "min"
     known = sorted(HIGHER_IS_BETTER | LOWER_IS_BETTER)
-    near = [(word, close[0]) for word in sorted(words) if (close := difflib.get_close_matches(word, known, n=1))]
-    spelling = "".join(f" ({word!r}: did you mean {close}?)" for word, close in near[:1])
+    near = next(((word, close[0]) for word in sorted(words) if (close := difflib.get_close_matches(word, known, n=1))),
+                None)
+    spelling = f" ({near[0]!r}: did you mean {near[1]}?); fix its spelling, or" if near else ";"
     raise ConfigError(f"Config key '{key}' follows {follows} {metric!r}, whose name does not say whether higher is "
-                      f"better{spelling}; {'fix its spelling, or ' if near else ''}set {key}=max or {key}=min.")
+                      f"better{spelling} set {key}=max or {key}=min.")
 
 
 def monitor_mode(monitor: str | None, *, _root_, _node_) -> str:
