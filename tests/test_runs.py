@@ -347,8 +347,11 @@ def test_ctrl_c_in_a_local_launchers_terminal_stops_its_jobs_through_it_without_
                "trainer.max_epochs=100", "~callbacks.early_stopping", "logger=none", *QUIET,
                f"hydra.sweep.dir={sweep}"]
     with open(tmp_path / "stderr", "w") as stderr:  # a session of its own: the group a terminal's Ctrl+C reaches
+        # SIGINT at its default, as in a terminal's foreground job: a suite started in the background by a script
+        # (`make test &`) ignores SIGINT, and so did the launcher, whose sweep then ran on to its end
         launcher = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
-                                    env={**os.environ, "OMP_NUM_THREADS": "1"})
+                                    env={**os.environ, "OMP_NUM_THREADS": "1"},
+                                    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         try:
             deadline = time.monotonic() + 240
             while not (sweep / "0" / "checkpoints" / "last.ckpt").exists() and time.monotonic() < deadline:
