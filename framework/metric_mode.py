@@ -30,10 +30,13 @@ def metric_mode(metric: str | None, key: str = "optimized_mode", follows: str = 
         raise ConfigError(f"Config key '{follows}' is {metric!r}, but it must be the name of one metric (e.g. "
                           f"val/acc), or null.")
     words = set(re.split(r"[/_.\-\s]+", str(metric).lower()))
-    if words & HIGHER_IS_BETTER:
-        return "max"
-    if words & LOWER_IS_BETTER:
-        return "min"
+    higher, lower = sorted(words & HIGHER_IS_BETTER), sorted(words & LOWER_IS_BETTER)
+    if higher and lower:  # f1_loss: a loss, though f1 alone is better higher
+        raise ConfigError(f"Config key '{key}' follows {follows} {metric!r}, whose name has words of both kinds "
+                          f"({', '.join(higher)}: higher is better; {', '.join(lower)}: lower is better); set "
+                          f"{key}=max or {key}=min.")
+    if higher or lower:
+        return "max" if higher else "min"
     known = sorted(HIGHER_IS_BETTER | LOWER_IS_BETTER)
     near = next(((word, close[0]) for word in sorted(words) if (close := difflib.get_close_matches(word, known, n=1))),
                 None)

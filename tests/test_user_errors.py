@@ -333,6 +333,10 @@ ROWS = [
         expect="Config error: Config key 'optimized_mode' follows optimized_metric 'val/los', whose name does not say "
                "whether higher is better ('los': did you mean loss?); fix its spelling, or set optimized_mode=max or "
                "optimized_mode=min."),
+    row("optimized-metric-of-both-kinds", "optimized_metric=val/f1_loss",  # took max: the highest loss was the best
+        expect="Config error: Config key 'optimized_mode' follows optimized_metric 'val/f1_loss', whose name has words "
+               "of both kinds (f1: higher is better; loss: lower is better); set optimized_mode=max or "
+               "optimized_mode=min."),
     row("callback-monitor-direction", "callbacks.model_checkpoint.monitor=val/margin",
         expect="Config error: Config key 'callbacks.model_checkpoint.mode' follows callbacks.model_checkpoint.monitor "
                "'val/margin', whose name does not say whether higher is better; set "
