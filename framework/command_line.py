@@ -236,6 +236,49 @@ def _key_below_an_item_or_a_value(key: str, config: DictConfig, deleting: bool =
     return None
 
 
+LAUNCHER_CHOICES = {"BasicLauncher": "basic", "LocalLauncher": "local", "SlurmLauncher": "slurm"}
+
+
+def _submitit_launcher_options() -> dict[str, list[str]]:
+    """The options of hydra/launcher=local and slurm (conf/hydra/launcher/): the fields of the submitit plugin's
+    configs, which are all its launchers pass on to submitit."""
+    from dataclasses import fields
+
+    try:
+        from hydra_plugins.hydra_submitit_launcher.config import LocalQueueConf, SlurmQueueConf
+    except ModuleNotFoundError:  # an environment without the plugin: entry_point says so when a sweep uses it
+        return {}
+    return {choice: [field.name for field in fields(conf) if field.name != "_target_"]
+            for choice, conf in (("local", LocalQueueConf), ("slurm", SlurmQueueConf))}
+
+
+def _launcher_option_refusal(key: str, config: DictConfig) -> ConfigError | None:
+    """``hydra.launcher.timeout_mn=5`` (with +, ++ or neither): a launcher takes its own options alone, and submitit
+    refused any other with a NameError traceback at the sweep's start (Hydra's basic launcher with a TypeError)."""
+    parts = key.split(".")
+    launcher = OmegaConf.select(config, "hydra.launcher", default=None)
+    if parts[:2] != ["hydra", "launcher"] or len(parts) != 3 or not isinstance(launcher, DictConfig) or \
+            launcher._get_node(parts[2], validate_access=False) is not None:
+        return None
+    target = str(launcher._get_node("_target_", validate_access=False)._value()).rsplit(".", 1)[-1] \
+        if "_target_" in launcher else "its launcher"
+    choice = LAUNCHER_CHOICES.get(target)
+    this = f"{f'hydra/launcher={choice}' if choice else target}, this command's launcher"
+    if having := [f"hydra/launcher={name}" for name, options in _submitit_launcher_options().items()
+                  if parts[2] in options and name != choice]:
+        return ConfigError(f"Config key '{key}' is an option of {' and '.join(having)}, not of {this}; choose "
+                           f"{having[0]} with it ({having[0]} {key}=...), or leave the key out.")
+    options = [name for name in launcher.keys() if name != "_target_"]
+    close = difflib.get_close_matches(parts[2], options, n=3, cutoff=0.6)
+    if not options:
+        return ConfigError(f"Config key '{key}' is not an option of {this}, which takes none; leave it out.")
+    hint = f" (the closest: {', '.join(close)})" if close else f" (its options: {', '.join(options)})"
+    extra = " (an sbatch option it does not list goes in +hydra.launcher.additional_parameters.<name>=<value>)" \
+        if "additional_parameters" in options else ""
+    return ConfigError(f"Config key '{key}' is not an option of {this}{hint}, and a launcher takes no others; fix its "
+                       f"spelling{extra}.")
+
+
 @contextmanager
 def checking_keys_of_overrides() -> Iterator[None]:
     """Within it, Hydra checks each override's key against the config as composed so far
@@ -244,7 +287,10 @@ def checking_keys_of_overrides() -> Iterator[None]:
 
     def apply_checked(overrides: list, config: DictConfig) -> None:
         for override in overrides:
-            if refusal := _key_below_an_item_or_a_value(override.key_or_group, config, override.is_delete()):
+            key = override.key_or_group
+            refusal = _key_below_an_item_or_a_value(key, config, override.is_delete()) or \
+                (None if override.is_delete() else _launcher_option_refusal(key, config))
+            if refusal:
                 raise OverrideRefused(str(refusal))
             apply([override], config)
 
@@ -317,7 +363,7 @@ def hydra_refusal(error: HydraException) -> ConfigError:
             hint = f"{hint[:-1]}; arguments of {owner}: {', '.join(close)})" if hint else \
                 f" (the closest arguments of {owner}: {', '.join(close)})"
         left_out = f"it is an argument of {owner} that the config leaves at its default:"
-        if _multirun():  # a sweep starts from the config without its swept groups
+        if _multirun() and not key.startswith("hydra."):  # a sweep starts from the config without its swept groups
             typed = next((arg for arg in sys.argv[1:] if arg.split("=", 1)[0].lstrip("+~") == key), added[1])
             return ConfigError(f"Config key '{absent}' is not in the config of every job of this sweep (the config it "
                                f"starts from, or a job's option of a swept group){'' if taken else hint}; "

@@ -806,6 +806,27 @@ ROWS = [
                "give one."),
     row("launcher-typed-list", "-m", "hydra/launcher=slurm", "hydra.launcher.setup=notalist",
         expect="it must be a list in brackets ([a,b])"),
+    # a launcher's options are all it passes on to submitit, which refused any other with a NameError traceback
+    row("launcher-option-misspelt", "-m", "hydra/launcher=local", "+hydra.launcher.timeout_mn=5", "seed=1,2",
+        expect="Config error: Config key 'hydra.launcher.timeout_mn' is not an option of hydra/launcher=local, this "
+               "command's launcher (the closest: timeout_min), and a launcher takes no others; fix its spelling."),
+    row("slurm-launcher-option-misspelt", "-m", "hydra/launcher=slurm", "hydra.launcher.acount=lab",
+        expect="Config error: Config key 'hydra.launcher.acount' is not an option of hydra/launcher=slurm, this "
+               "command's launcher (the closest: account, comment), and a launcher takes no others; fix its spelling "
+               "(an sbatch option it does not list goes in +hydra.launcher.additional_parameters.<name>=<value>)."),
+    row("option-of-another-launcher", "-m", "hydra/launcher=local", "hydra.launcher.partition=debug",
+        expect="Config error: Config key 'hydra.launcher.partition' is an option of hydra/launcher=slurm, not of "
+               "hydra/launcher=local, this command's launcher; choose hydra/launcher=slurm with it (hydra/launcher="
+               "slurm hydra.launcher.partition=...), or leave the key out."),
+    row("option-of-the-basic-launcher", "-m", "++hydra.launcher.timeout_min=5", "seed=1",  # was told to add it so
+        expect="Config error: Config key 'hydra.launcher.timeout_min' is an option of hydra/launcher=local and hydra/"
+               "launcher=slurm, not of hydra/launcher=basic, this command's launcher; choose hydra/launcher=local with "
+               "it (hydra/launcher=local hydra.launcher.timeout_min=...), or leave the key out."),
+    # Hydra's config is not a job's: the sweep's sentence (and its ++) were for keys of jobs
+    row("key-of-hydras-config-in-a-sweep", "-m", "hydra/launcher=slurm", "hydra.launcher.additional_parameters.qos=x",
+        expect="Config error: Config key 'hydra.launcher.additional_parameters.qos' is not in the config (the closest "
+               "existing keys: hydra.launcher.qos, hydra.launcher.additional_parameters); fix its spelling, or add a "
+               "new key with +hydra.launcher.additional_parameters.qos=x."),
     row("logger-argument", "+logger.csv.flush_every=3", expect="'logger.csv.flush_every' is not an argument"),
     row("debug-option", "debug=nope", expect=("Config group 'debug' has no option 'nope'", "smoke")),
     # ---- evaluate.py
@@ -956,6 +977,16 @@ def test_the_check_of_overrides_keys_lets_a_list_item_a_new_key_and_a_deletion_t
                              tmp_path)
     assert list(cfg.model.scheduler["values"]) == [0.0005, 0.002, 0.0008, 0.0004, 0.0002, 0.00001]
     assert cfg.model.optimizer.foo == 1 and "mu" not in cfg.model.optimizer
+
+
+def test_the_check_of_launcher_options_lets_its_options_and_sbatchs_other_options_through():
+    from framework.compose import compose_with_hydra
+
+    with checking_keys_of_overrides():
+        cfg = compose_with_hydra(["hydra/launcher=slurm", "hydra.launcher.partition=debug",
+                                  "++hydra.launcher.timeout_min=5", "+hydra.launcher.additional_parameters.qos=x"])
+    assert (cfg.hydra.launcher.partition, cfg.hydra.launcher.timeout_min) == ("debug", 5)
+    assert cfg.hydra.launcher.additional_parameters == {"qos": "x"}
 
 
 def test_a_submitit_launcher_without_submitit_is_one_sentence(tmp_path):
