@@ -313,6 +313,15 @@ def hydra_refusal(error: HydraException) -> ConfigError:
         return ConfigError(f"{given}Hydra's basic sweeper cannot run {kind} sweeps (interval() is for optimising "
                            f"sweepers such as Optuna's, not installed here); list the values instead: {key}=0.01,0.03,"
                            f"0.1, {key}=range(1,4) or {key}=choice(a,b).")
+    if hydras := re.fullmatch(r"Sweeping over Hydra's configuration is not supported : '\+*([^=]+)=(.*)'",
+                              str(error).strip()):
+        key, value = hydras[1], hydras[2]
+        swept = key.removeprefix("hydra.sweeper.params.")
+        remedy = (f"give the sweep as {swept}={value} (hydra.sweeper.params is where a config file lists its sweeps)"
+                  if swept != key else f"give one value ({key}={value.split(',')[0] if '(' not in value else '<value>'}"
+                                        f"), and run a sweep for each")
+        return ConfigError(f"Config key '{key}' is given the sweep {value}, but Hydra's own settings take one value "
+                           f"for the whole sweep; {remedy}.")
     if isinstance(error, OverrideParseException):
         if split := _split_override_error(str(error.override)):
             return split

@@ -827,6 +827,13 @@ ROWS = [
         expect="Config error: Config key 'hydra.launcher.additional_parameters.qos' is not in the config (the closest "
                "existing keys: hydra.launcher.qos, hydra.launcher.additional_parameters); fix its spelling, or add a "
                "new key with +hydra.launcher.additional_parameters.qos=x."),
+    row("hydra-setting-swept", "-m", "hydra.verbose=true,false",
+        expect="Config error: Config key 'hydra.verbose' is given the sweep true,false, but Hydra's own settings take "
+               "one value for the whole sweep; give one value (hydra.verbose=true), and run a sweep for each."),
+    row("sweeper-params-on-the-command-line", "-m", "hydra.sweeper.params.seed=1,2",
+        expect="Config error: Config key 'hydra.sweeper.params.seed' is given the sweep 1,2, but Hydra's own settings "
+               "take one value for the whole sweep; give the sweep as seed=1,2 (hydra.sweeper.params is where a config "
+               "file lists its sweeps)."),
     row("logger-argument", "+logger.csv.flush_every=3", expect="'logger.csv.flush_every' is not an argument"),
     row("debug-option", "debug=nope", expect=("Config group 'debug' has no option 'nope'", "smoke")),
     # ---- evaluate.py
