@@ -25,6 +25,7 @@ import fcntl
 import json
 import os
 import random
+import shlex
 import shutil
 import signal
 import socket
@@ -317,7 +318,7 @@ def _terminate(pid: int, gone, grace_s: float = 10) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if argv[:1] == ["start"]:
+    if argv == ["start"]:
         try:
             cluster = SlurmCluster.start()
         except ClusterUnavailable as error:
@@ -339,7 +340,9 @@ Stop it:
         SlurmCluster.attach(Path(argv[1])).stop()
         print(f"stopped the SLURM cluster in {argv[1]}")
         return 0
-    print("usage: python -m framework.slurm_cluster start | stop <directory>", file=sys.stderr)
+    given = f"given: {shlex.join(argv)}; " if argv else ""
+    print(f"usage: python -m framework.slurm_cluster start | stop <directory> ({given}start takes nothing more, stop "
+          f"the cluster directory that start printed)", file=sys.stderr)
     return 2
 
 

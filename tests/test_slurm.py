@@ -504,6 +504,15 @@ def test_start_without_root_and_stop_without_a_cluster_stop_with_one_sentence(mo
     assert capsys.readouterr().err == f"No cluster started by `start` in {tmp_path} (no pids.json there).\n"
 
 
+@pytest.mark.parametrize("argv", [["start", "now"], ["stop"], ["restart"]])
+def test_the_cluster_command_refuses_other_words_with_its_usage_and_starts_nothing(monkeypatch, capsys, argv):
+    monkeypatch.setattr(SlurmCluster, "start", lambda: pytest.fail("a cluster was started"))  # `start now` started one
+    assert slurm_cluster_cli(argv) == 2
+    assert capsys.readouterr().err == (f"usage: python -m framework.slurm_cluster start | stop <directory> (given: "
+                                       f"{' '.join(argv)}; start takes nothing more, stop the cluster directory that "
+                                       f"start printed)\n")
+
+
 def write_task_logs(folder: Path, job_id: str, *stderr_texts: str) -> None:
     folder.mkdir(parents=True)
     for task, text in enumerate(stderr_texts):
