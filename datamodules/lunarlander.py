@@ -256,6 +256,7 @@ def generate_ahead(overrides: list[str]) -> list[Path]:
     Before a sweep: otherwise each of its jobs that finds a run missing generates the same frames.
     """
     from hydra.core.hydra_config import HydraConfig
+    from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import ConfigCompositionException, OverrideParseException
     from omegaconf import open_dict
 
@@ -265,6 +266,12 @@ def generate_ahead(overrides: list[str]) -> list[Path]:
     from framework.validate import check_rules
 
     try:
+        swept = [override for override in OverridesParser.create().parse_overrides(overrides)
+                 if override.is_sweep_override()]
+        if swept:  # Hydra's sentence would say to add -m, which this command does not take
+            raise ConfigError(f"Config key '{swept[0].key_or_group}' is given the sweep "
+                              f"{swept[0].input_line.split('=', 1)[1]}, but this command generates the runs of one "
+                              f"config; give one value at a time (a command for each).")
         cfg = compose_with_hydra(["data=lunarlander", *overrides])
     except (ConfigCompositionException, OverrideParseException) as error:
         raise hydra_refusal(error) from None
@@ -277,9 +284,18 @@ def generate_ahead(overrides: list[str]) -> list[Path]:
     return datamodule.expected_files()
 
 
-if __name__ == "__main__":  # python -m datamodules.lunarlander [data.<key>=<value> ...]
+USAGE = ("usage: python -m datamodules.lunarlander [data.<key>=<value> ...]: generates the runs that `python "
+         "train.py data=lunarlander` with the same data.* overrides reads (conf/data/lunarlander.yaml lists the keys), "
+         "where missing, and prints their paths")
+
+if __name__ == "__main__":
     from framework.entry_point import reporting_user_errors_outside_a_job
 
+    if flags := [arg for arg in sys.argv[1:] if arg.startswith("-")]:  # --help, or a flag of train.py's (-m)
+        helped = flags == ["--help"] or flags == ["-h"]
+        print(USAGE if helped else f"{USAGE} (given: {' '.join(flags)}, which it does not take)",
+              file=sys.stdout if helped else sys.stderr)
+        raise SystemExit(0 if helped else 2)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     with reporting_user_errors_outside_a_job():
         print("\n".join(f"run: {path}" for path in generate_ahead(sys.argv[1:])))

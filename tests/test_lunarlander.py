@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import runpy
 import signal
+import sys
 
 import numpy as np
 import pytest
@@ -185,6 +188,22 @@ def test_generating_ahead_writes_the_runs_train_py_reads_for_the_same_overrides(
         lunarlander.generate_ahead(["data.rolouts=3"])
     with pytest.raises(lunarlander.ConfigError, match="'data.rollouts' is 0, but it must be an integer >= 1"):
         lunarlander.generate_ahead([f"data.data_dir={tmp_path}", "data.rollouts=0"])  # it cached an empty run
+    with pytest.raises(lunarlander.ConfigError, match=re.escape(  # Hydra's sentence said to add -m
+            "Config key 'data.rollouts' is given the sweep 2,3, but this command generates the runs of one config; "
+            "give one value at a time (a command for each).")):
+        lunarlander.generate_ahead(["data.rollouts=2,3"])
+
+
+@pytest.mark.parametrize(("flags", "code"), [(["--help"], 0), (["-m", "data.rollouts=2,3"], 2)])
+def test_the_generating_command_answers_help_and_refuses_flags_with_its_usage(flags, code, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["lunarlander.py", *flags])  # python -m datamodules.lunarlander <flags>
+    with pytest.raises(SystemExit) as done:
+        runpy.run_path(lunarlander.__file__, run_name="__main__")
+    assert done.value.code == code
+    printed = capsys.readouterr()
+    said = (printed.out if code == 0 else printed.err).strip()
+    assert said.startswith("usage: python -m datamodules.lunarlander [data.<key>=<value> ...]: generates the runs")
+    assert said.endswith("(given: -m, which it does not take)" if code else "prints their paths")
 
 
 def test_a_folder_where_a_run_is_cached_is_named_before_generating(tmp_path, monkeypatch):
