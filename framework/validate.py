@@ -12,6 +12,7 @@ Add a rule with :func:`rule`; :func:`validate` raises :class:`ConfigError` (fram
 
 from __future__ import annotations
 
+import difflib
 import functools
 import importlib.util
 import inspect
@@ -253,6 +254,9 @@ rule("logger.wandb.resume", lambda v: v in ("allow", "must", "never", "auto"),
 rule("logger.wandb.offline", lambda v: isinstance(v, bool), "true or false, or null (false)", of=WANDB, null=True)
 rule("logger.wandb.log_model", lambda v: v is True or v is False or v == "all", "true, false or 'all', or null (false)",
      of=WANDB, null=True)
+WANDB_MODES = ("online", "offline", "shared", "disabled", "dryrun", "run")  # wandb.Settings' mode (tested)
+rule("logger.wandb.mode", lambda v: v in WANDB_MODES, f"one of {', '.join(WANDB_MODES)} (offline: no network), or "
+     f"null (WANDB_MODE's, else online)", of=WANDB, null=True)
 rule("logger.wandb.save_dir", lambda v: not Path(str(v)).is_file(), "a folder, not a file (wandb would write "
      "elsewhere)", of=WANDB)
 
@@ -417,6 +421,7 @@ def validate(cfg: DictConfig) -> None:
     check_nested_groups_chosen_with_a_slash(cfg)
     check_no_chosen_config_is_shadowed()
     check_partial_arguments(cfg)
+    check_logger_keywords(cfg)
     check_sdlm_has_its_hessian(cfg)
     check_no_learning_rate_finder_on_the_frameworks_modules(cfg)
     check_lightning_argument_types(cfg)
@@ -655,6 +660,46 @@ def arguments_not_taken(node, prefix: str = "") -> Iterator[tuple[str, str]]:
     if isinstance(node, DictConfig):
         for name in node.keys():
             yield from arguments_not_taken(node._get_node(name), f"{prefix}.{name}" if prefix else str(name))
+
+
+def keywords_receiver(logger_target: str) -> tuple[str, Callable] | None:
+    """The callable to which a Lightning logger passes the keys its own signature lacks (its ``**kwargs``), and
+    its name: wandb.init for WandbLogger, TensorBoard's SummaryWriter for TensorBoardLogger (Lightning's choice of
+    the two SummaryWriters)."""
+    name = logger_target.rsplit(".", 1)[-1]
+    if name == "WandbLogger" and logger_target.startswith("lightning"):
+        import wandb
+
+        return "wandb.init", wandb.init
+    if name == "TensorBoardLogger" and logger_target.startswith("lightning"):
+        from lightning.fabric.loggers.tensorboard import _TENSORBOARD_AVAILABLE
+
+        if _TENSORBOARD_AVAILABLE:
+            from torch.utils.tensorboard import SummaryWriter
+        else:
+            from tensorboardX import SummaryWriter
+        return "SummaryWriter", SummaryWriter
+    return None
+
+
+def check_logger_keywords(cfg: DictConfig) -> None:
+    """``+logger.wandb.entity=lab`` reaches wandb.init through WandbLogger's ``**kwargs``; a key that neither takes
+    (``+logger.wandb.entitiy=lab``) was a TypeError traceback once training began."""
+    loggers = lookup(cfg, "logger")
+    for name, node in (loggers.items() if isinstance(loggers, DictConfig) else ()):
+        target = node.get("_target_") if isinstance(node, DictConfig) else None
+        if not isinstance(target, str) or (receiver := keywords_receiver(target)) is None:
+            continue
+        receiver_name, receiver_callable = receiver
+        taken = set(parameters_of(target)) | set(inspect.signature(receiver_callable).parameters)
+        for key in (str(key) for key in node.keys() if not str(key).startswith("_")):
+            if key not in taken:
+                close = difflib.get_close_matches(key, sorted(taken), n=3)
+                hint = f" (the closest: {', '.join(close)})" if close else ""
+                owner = target.rsplit(".", 1)[-1]
+                raise ConfigError(f"Config key 'logger.{name}.{key}' is an argument of neither {owner} nor "
+                                  f"{receiver_name}, to which {owner} passes the keys it does not take{hint}; remove "
+                                  f"it with ~logger.{name}.{key}, or fix its spelling.")
 
 
 def check_partial_arguments(cfg: DictConfig) -> None:

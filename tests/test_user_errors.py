@@ -733,6 +733,17 @@ ROWS = [
         expect="'logger.wandb.id' is 'fixedid' for every job of this sweep, whose jobs would then all write into"),
     row("wandb-offline", "logger=wandb", "logger.wandb.offline=maybe", expect="'logger.wandb.offline' is 'maybe'"),
     row("wandb-log-model", "logger=wandb", "logger.wandb.log_model=bogus", expect="true, false or 'all'"),
+    row("wandb-mode", "logger=wandb", "+logger.wandb.mode=ofline",  # a pydantic traceback of wandb.init's
+        expect="'logger.wandb.mode' is 'ofline', but it must be one of online, offline, shared, disabled, dryrun, run "
+               "(offline: no network), or null"),
+    row("wandb-init-argument", "logger=wandb", "+logger.wandb.entitiy=lab",  # a TypeError of wandb.init's
+        expect="Config error: Config key 'logger.wandb.entitiy' is an argument of neither WandbLogger nor wandb.init, "
+               "to which WandbLogger passes the keys it does not take (the closest: entity, reinit); remove it with "
+               "~logger.wandb.entitiy, or fix its spelling."),
+    row("tensorboard-writer-argument", "logger=tensorboard", "+logger.tensorboard.flush_sec=5",  # SummaryWriter's
+        expect="Config error: Config key 'logger.tensorboard.flush_sec' is an argument of neither TensorBoardLogger "
+               "nor SummaryWriter, to which TensorBoardLogger passes the keys it does not take (the closest: "
+               "flush_secs); remove it with ~logger.tensorboard.flush_sec, or fix its spelling."),
     row("wandb-save-dir-a-file", "logger=wandb", "logger.wandb.save_dir={tmp}/data/run.ckpt", data=lenet5_checkpoint,
         expect="must be a folder, not a file"),
     row("checkpoint-argument", "+callbacks.model_checkpoint.keep=2", expect="'callbacks.model_checkpoint.keep'"),
@@ -1201,6 +1212,16 @@ def test_an_output_directory_whose_log_file_cannot_be_written_is_one_sentence(ru
     code, output = run_in_process("train.py", [f"paths.data_dir={data_root}"], tmp_path / "run", whole_script=True)
     check(code, output, (f"The output directory cannot be made or written: {tmp_path / 'run' / 'train.log'} (Is a "
                          f"directory)", "paths.log_dir="), tmp_path / "run")
+
+
+def test_the_wandb_modes_the_config_takes_are_those_of_wandb():
+    from typing import get_args
+
+    from wandb import Settings
+
+    from framework.validate import WANDB_MODES
+
+    assert set(WANDB_MODES) == set(get_args(Settings.model_fields["mode"].annotation))
 
 
 def test_a_wandb_mode_that_wandb_does_not_know_is_one_sentence(run_in_process, data_root, tmp_path, monkeypatch):
