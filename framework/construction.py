@@ -9,6 +9,7 @@ DDP worker stopped with. Anything else stays a bug, with its traceback.
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import itertools
 import logging
@@ -48,6 +49,26 @@ def parameters_of(target) -> Mapping[str, inspect.Parameter]:
         return inspect.signature(get_object(str(target))).parameters
     except Exception:  # not importable (validate() says so), or no signature
         return {}
+
+
+def arguments_up_the_classes(target) -> list[str]:
+    """The named arguments of the class ``target`` names and of the base classes its ``**kwargs`` go on to
+    (MNISTDataModule's train_part, its base's batch_size); a function's own."""
+    try:
+        found = get_object(str(target))
+    except Exception:  # not importable: validate() says so
+        return []
+    variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    names: dict[str, None] = {}
+    callables = [cls.__init__ for cls in found.__mro__ if cls is not object] if isinstance(found, type) else [found]
+    for callable_ in callables:
+        try:
+            parameters = inspect.signature(callable_).parameters
+        except (TypeError, ValueError):  # a builtin's
+            continue
+        names.update((name, None) for name, parameter in parameters.items()
+                     if name != "self" and parameter.kind not in variadic)
+    return list(names)
 
 
 _UNKNOWN_ARGUMENT = re.compile(r"unexpected keyword argument '(\w+)'")
@@ -190,9 +211,11 @@ def construction_error(error: Exception, node: DictConfig, key: str) -> UserErro
     config = OmegaConf.to_container(node, resolve=True)
     target = _owner(config, key)
     if isinstance(error, TypeError) and (unknown := _UNKNOWN_ARGUMENT.search(message)):
-        named = _argument(config, key, lambda name, _: name == unknown[1])
-        argument, owner = named or (f"{key}.{unknown[1]}", target)
-        return ConfigError(f"Config key '{argument}' is not an argument of {owner}; remove it or fix its spelling.")
+        at, holder = next(((at, holder) for at, holder in _nodes(config, key) if unknown[1] in holder), (key, config))
+        close = difflib.get_close_matches(unknown[1], arguments_up_the_classes(holder.get("_target_")), n=3)
+        hint = f" (the closest: {', '.join(close)})" if close else ""
+        return ConfigError(f"Config key '{at}.{unknown[1]}' is not an argument of {_owner(holder, at)}{hint}; remove "
+                           f"it or fix its spelling.")
     if isinstance(error, TypeError) and (missing := _MISSING_ARGUMENT.search(message)):
         names = re.findall(r"'(\w+)'", missing[1])
         nested, owner = _needs_partial(config, names, key) or (key, target)

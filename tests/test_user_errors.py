@@ -473,6 +473,9 @@ ROWS = [
         expect="'model.scheduler.step' is not an argument of StepLR"),
     row("net-target", "model.net._target_=lightning_modules.lenet5.LeNet6", expect="'model.net._target_'"),
     row("net-argument", "+model.net.depth=3", expect="'model.net.depth' is not an argument of LeNet5"),
+    row("datamodule-argument-misspelt", "+data.bacth_size=3",  # its base class's argument, through **kwargs
+        expect="Config error: Config key 'data.bacth_size' is not an argument of DigitsDataModule (the closest: "
+               "batch_size, image_size); remove it or fix its spelling."),
     row("criterion", "model=lenet5_classic", "model.net.criterion=hinge", expect="'model.net.criterion' is 'hinge'"),
     row("train-not-a-bool", "train=no",  # truthy: a run meant to only test trained on
         expect="'train' is 'no', but it must be true or false (false: the run only validates and tests ckpt_path)."),
