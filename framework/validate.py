@@ -89,6 +89,24 @@ rule("trainer.max_epochs", lambda v: is_int(v) and (v >= 1 or v == -1),
 rule("trainer.check_val_every_n_epoch", int_at_least(1), "an integer >= 1, or null (validate by val_check_interval)",
      null=True)
 rule("trainer.accumulate_grad_batches", int_at_least(1), "an integer >= 1")
+TIMEDELTA_KEYS = {"weeks", "days", "hours", "minutes", "seconds", "milliseconds", "microseconds"}
+
+
+def is_duration(value, two_digits: bool = True) -> bool:
+    """'DD:HH:MM:SS' (Lightning's Timer wants two digits after the days, its validation interval any), or a
+    mapping of timedelta's keys: what Lightning reads as a duration (timedelta(**mapping) raised a TypeError)."""
+    if isinstance(value, str):
+        return re.fullmatch(r"\d+:\d\d:\d\d:\d\d" if two_digits else r"\d+:\d+:\d+:\d+", value.strip()) is not None
+    return isinstance(value, DictConfig) and len(value) > 0 and set(map(str, value.keys())) <= TIMEDELTA_KEYS and \
+        all(is_number(amount) for amount in value.values())
+
+
+rule("trainer.max_time", is_duration, "a duration 'DD:HH:MM:SS' (00:12:00:00: 12 hours), a mapping of weeks, days, "
+     "hours, minutes or seconds ('{hours:12}'), or null (no time limit)", null=True)
+rule("trainer.val_check_interval", lambda v: (is_int(v) and v >= 1) or (isinstance(v, float) and 0 < v <= 1) or
+     is_duration(v, two_digits=False), "an integer >= 1 (training batches between validations), a fraction of an "
+     "epoch in (0, 1], a duration 'DD:HH:MM:SS' or a mapping such as '{minutes:30}' (time between validations), or "
+     "null (at each epoch's end)", null=True)
 rule("trainer.deterministic", lambda v: isinstance(v, bool) or v == "warn",
      "true, false, 'warn' or null (Lightning leaves any other value as if it were false)", null=True)
 rule("data.batch_size", int_at_least(1), "an integer >= 1")

@@ -714,6 +714,16 @@ ROWS = [
     row("strategy", "+trainer.strategy=nope", expect="'trainer.strategy' is 'nope'"),
     row("limit-batches", "+trainer.limit_train_batches=-1", expect="'trainer.limit_train_batches' is -1"),
     row("trainer-argument", "+trainer.epochs=3", expect="'trainer.epochs' is not an argument of Trainer"),
+    row("validation-interval-zero", "+trainer.val_check_interval=0",  # a ZeroDivisionError in the first epoch
+        expect="Config error: Config key 'trainer.val_check_interval' is 0, but it must be an integer >= 1 (training "
+               "batches between validations), a fraction of an epoch in (0, 1], a duration 'DD:HH:MM:SS' or a mapping "
+               "such as '{minutes:30}' (time between validations), or null (at each epoch's end)."),
+    row("max-time-in-hours", "+trainer.max_time=1h",  # Lightning's refusal named no key
+        expect="Config error: Config key 'trainer.max_time' is '1h', but it must be a duration 'DD:HH:MM:SS' "
+               "(00:12:00:00: 12 hours), a mapping of weeks, days, hours, minutes or seconds ('{hours:12}'), or null "
+               "(no time limit)."),
+    row("max-time-mapping-misspelt", "+trainer.max_time={hour:1}",  # timedelta's TypeError traceback
+        expect="Config key 'trainer.max_time' is {'hour': 1}, but it must be a duration 'DD:HH:MM:SS'"),
     row("barebones", "+trainer.barebones=true",  # all it needs at once: Lightning refused them one at a time
         expect="'trainer.barebones' is true, and Lightning's barebones Trainer runs without loggers, callbacks "
                "(checkpoints included) and their settings; add logger=none callbacks=none "

@@ -1,5 +1,7 @@
 import pytest
 import torch
+from lightning.pytorch import Trainer
+from omegaconf import OmegaConf
 
 from framework.validate import ConfigError, validate
 from lightning_modules.szegedy import SzegedyNet
@@ -193,3 +195,14 @@ def test_a_partial_target_that_takes_any_keyword_argument_is_given_keys_its_sign
                                           r"StepLR;"):
         validate(make_cfg("model.scheduler={_target_:torch.optim.lr_scheduler.StepLR,_partial_:true,step_size:1,"
                           "warmup_epochs:3}"))
+
+
+@pytest.mark.parametrize("durations", [("+trainer.max_time=00:12:00:00", "+trainer.val_check_interval=0:0:30:0"),
+                                       ("+trainer.max_time={hours:12,minutes:30}", "+trainer.val_check_interval=0.25"),
+                                       ("+trainer.max_time={days:1}", "+trainer.val_check_interval=3")])
+def test_durations_and_validation_intervals_lightning_reads_pass(make_cfg, durations):
+    cfg = make_cfg(*durations)
+    validate(cfg)
+    given = OmegaConf.to_container(cfg.trainer)
+    Trainer(max_time=given["max_time"], val_check_interval=given["val_check_interval"], logger=False,
+            enable_checkpointing=False)  # Lightning reads them too
