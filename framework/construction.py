@@ -142,14 +142,29 @@ def _annotation_text(annotation) -> str:
     return annotation.__name__ if isinstance(annotation, type) else str(annotation).replace("typing.", "")
 
 
-def _fits(value, annotation) -> bool:
-    """Whether ``value`` (from a config) fits a parameter annotated with plain types (``int``, ``float | None``,
-    ...); True for any other annotation, which this does not judge."""
-    text = _annotation_text(annotation)
+def _plain_types(annotation) -> list[str] | None:
+    """The names of the plain types (``_PLAIN_TYPES``) an annotation allows (``int``, ``float | None``,
+    ``Optional[int]``, ``Union[int, float, NoneType]``); None for any other annotation."""
+    if annotation is inspect.Parameter.empty:
+        return None
+    text = _annotation_text(annotation).replace("NoneType", "None")
     optional = text.startswith("Optional[") and text.endswith("]")  # Optional[int]: int | None
-    names = [part.strip() for part in (text[len("Optional["):-1] if optional else text).split("|")]
-    names += ["None"] if optional else []
-    if annotation is inspect.Parameter.empty or not all(name in _PLAIN_TYPES for name in names):
+    text = text[len("Optional["):-1] if optional else text
+    if text.startswith("Union[") and text.endswith("]"):  # Union[int, float]: int | float
+        text = text[len("Union["):-1].replace(",", "|")  # a generic's own commas (dict[str, int]) make no plain type
+    names = [part.strip() for part in text.split("|")] + (["None"] if optional else [])
+    return names if all(name in _PLAIN_TYPES for name in names) else None
+
+
+def _plain_types_text(names: list[str]) -> str:
+    """``int``, ``int or None``, ``int, float or None``."""
+    return " or ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+
+
+def _fits(value, annotation) -> bool:
+    """Whether ``value`` (from a config) fits a parameter annotated with plain types (:func:`_plain_types`); True for
+    any other annotation, which this does not judge."""
+    if (names := _plain_types(annotation)) is None:
         return True
     kinds = {_PLAIN_TYPES[name] for name in names}
     if isinstance(value, list | tuple) or (isinstance(value, dict) and "_target_" not in value):
@@ -169,7 +184,8 @@ def _mistyped_argument(node: dict, prefix: str, judged: Collection[str] = ()) ->
         parameters = parameters_of(owner["_target_"]) if "_target_" in owner else {}
         for name, value in owner.items():
             if name in parameters and f"{at}.{name}" not in judged and not _fits(value, parameters[name].annotation):
-                return f"{at}.{name}", value, _owner(owner, at), _annotation_text(parameters[name].annotation)
+                return f"{at}.{name}", value, _owner(owner, at), _plain_types_text(_plain_types(
+                    parameters[name].annotation))
     return None
 
 

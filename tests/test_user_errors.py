@@ -667,15 +667,18 @@ ROWS = [
     row("group-removed-but-debugs-keys", "~trainer", "debug=fdr",
         expect="Config group 'trainer' names no class (_target_; removed with ~trainer?)"),
     row("trainer-argument-mistyped", "trainer.min_epochs=abc",
-        expect="Config key 'trainer.min_epochs' is 'abc', but Trainer's argument min_epochs takes Optional[int]; give "
-               "a value of that type."),
+        expect="Config key 'trainer.min_epochs' is 'abc', but Trainer's argument min_epochs takes int or None; give a "
+               "value of that type."),
     row("trainer-argument-mistyped-unused", "+trainer.min_steps=abc",
-        expect="'trainer.min_steps' is 'abc', but Trainer's argument min_steps takes Optional[int]"),
+        expect="'trainer.min_steps' is 'abc', but Trainer's argument min_steps takes int or None"),
+    row("trainer-argument-of-a-union-mistyped", "+trainer.limit_val_batches=all",  # "'<=' not supported", no key named
+        expect="Config key 'trainer.limit_val_batches' is 'all', but Trainer's argument limit_val_batches takes int, "
+               "float or None; give a value of that type."),
     row("callback-argument-given-null", "callbacks.progress_bar.refresh_rate=null",  # a traceback at fit's start
         expect="Config key 'callbacks.progress_bar.refresh_rate' is null, but TQDMProgressBar's argument refresh_rate "
                "takes int; give a value of that type."),
     row("logger-argument-mistyped", "logger.csv.name=3",  # a traceback at fit's start
-        expect="'logger.csv.name' is 3, but AppendingCSVLogger's argument name takes Optional[str]"),
+        expect="'logger.csv.name' is 3, but AppendingCSVLogger's argument name takes str or None"),
     row("net-argument-given-null", "model.net.num_classes=null",
         expect="'model.net.num_classes' is null, but LeNet5's"),
     row("trainer-deterministic", "trainer.deterministic=abc",
