@@ -260,8 +260,7 @@ def _launcher_option_refusal(key: str, config: DictConfig) -> ConfigError | None
     if parts[:2] != ["hydra", "launcher"] or len(parts) != 3 or not isinstance(launcher, DictConfig) or \
             launcher._get_node(parts[2], validate_access=False) is not None:
         return None
-    target = str(launcher._get_node("_target_", validate_access=False)._value()).rsplit(".", 1)[-1] \
-        if "_target_" in launcher else "its launcher"
+    target = str(launcher.get("_target_", "its launcher")).rsplit(".", 1)[-1]
     choice = LAUNCHER_CHOICES.get(target)
     this = f"{f'hydra/launcher={choice}' if choice else target}, this command's launcher"
     if having := [f"hydra/launcher={name}" for name, options in _submitit_launcher_options().items()

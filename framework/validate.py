@@ -684,12 +684,12 @@ def keywords_receiver(logger_target: str) -> tuple[str, Callable] | None:
     """The callable to which a Lightning logger passes the keys its own signature lacks (its ``**kwargs``), and
     its name: wandb.init for WandbLogger, TensorBoard's SummaryWriter for TensorBoardLogger (Lightning's choice of
     the two SummaryWriters)."""
-    name = logger_target.rsplit(".", 1)[-1]
-    if name == "WandbLogger" and logger_target.startswith("lightning"):
+    name, lightnings = logger_target.rsplit(".", 1)[-1], logger_target.split(".")[0].endswith("lightning")
+    if name == "WandbLogger" and lightnings:
         import wandb
 
         return "wandb.init", wandb.init
-    if name == "TensorBoardLogger" and logger_target.startswith("lightning"):
+    if name == "TensorBoardLogger" and lightnings:
         from lightning.fabric.loggers.tensorboard import _TENSORBOARD_AVAILABLE
 
         if _TENSORBOARD_AVAILABLE:
@@ -709,7 +709,10 @@ def check_logger_keywords(cfg: DictConfig) -> None:
         if not isinstance(target, str) or (receiver := keywords_receiver(target)) is None:
             continue
         receiver_name, receiver_callable = receiver
-        taken = set(parameters_of(target)) | set(inspect.signature(receiver_callable).parameters)
+        received = inspect.signature(receiver_callable).parameters
+        if any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in received.values()):
+            continue  # it takes any key
+        taken = set(parameters_of(target)) | set(received)
         for key in (str(key) for key in node.keys() if not str(key).startswith("_")):
             if key not in taken:
                 close = difflib.get_close_matches(key, sorted(taken), n=3)
