@@ -193,6 +193,13 @@ class OverrideRefused(ConfigCompositionException):
     """A command-line override refused before Hydra applied it; its text is the sentence."""
 
 
+def _rule_of(key: str) -> str | None:
+    """What framework/validate.py's rule for ``key`` allows (its ``allowed`` text); None where no rule judges it."""
+    from framework.validate import RULES  # here: validate imports this module
+
+    return next((rule.allowed for rule in RULES if rule.key == key), None) if key else None
+
+
 def _key_below_an_item_or_a_value(key: str, config: DictConfig, deleting: bool = False) -> ConfigError | None:
     """``key`` names an item a list lacks (``model.scheduler.values.x``, ``...values.6`` of 6 values) or a key below a
     single value (``seed.x``): Hydra fails on the first with a traceback or "Error merging override", and turns the
@@ -202,6 +209,9 @@ def _key_below_an_item_or_a_value(key: str, config: DictConfig, deleting: bool =
     node, parts = config, key.split(".")
     for depth, part in enumerate(parts):
         path, last = ".".join(parts[:depth]), depth == len(parts) - 1
+        if node._is_none() and (allowed := _rule_of(path)):  # group_by.x: Hydra said to add it, which made a mapping
+            return ConfigError(f"Config key '{path}' is null, and {key} names nothing below it; set the key itself "
+                               f"({path}=<value>), which must be {allowed}.")
         if node._is_none() or node._is_missing() or node._is_interpolation():
             return None  # Hydra's own sentences: what such a node holds is not known here
         if isinstance(node, DictConfig):

@@ -871,6 +871,15 @@ ROWS = [
     row("evaluate-runs-missing", "runs={tmp}/nothing", expect="/nothing', but it does not exist; give the output",
         script="evaluate.py"),
     row("evaluate-task", "runs={tmp}", "task=attack", expect="'task' is 'attack'", script="evaluate.py"),
+    row("evaluate-key-below-group-by", "runs={tmp}/data", "group_by.x=1", data=reae_table1_results,  # told to add
+        script="evaluate.py",  # it with +, which made group_by the mapping {x: 1}, "which no run has"
+        expect="Config error: Config key 'group_by' is null, and group_by.x names nothing below it; set the key itself "
+               "(group_by=<value>), which must be a list of dotted config keys (group_by=[model.optimizer.lr,seed]) "
+               "or one key, or null (every key the runs' command lines set, but seed and those that say how a run "
+               "ran)."),
+    row("evaluate-metrics-a-mapping", "runs={tmp}/data", "metrics={a: 1}", data=reae_table1_results,
+        script="evaluate.py", expect="Config key 'metrics' is {'a': 1}, but it must be a list of metric names as "
+                                     "results.json holds them (metrics=[test/acc,val/acc]) or one name, or null"),
     row("szegedy-examples", "runs={tmp}", "task=szegedy_table1", "szegedy.examples=0", script="evaluate.py",
         expect="'szegedy.examples' is 0, but it must be an integer >= 1"),
     row("mi-sample-size-sizes-small", "task=mi_sample_size", "mi_sample_size.sizes=[3]", script="evaluate.py",
