@@ -278,9 +278,9 @@ def _launcher_option_refusal(key: str, config: DictConfig) -> ConfigError | None
         return ConfigError(f"Config key '{key}' is an option of {' and '.join(having)}, not of {this}; choose "
                            f"{having[0]} with it ({having[0]} {key}=...), or leave the key out.")
     options = [name for name in launcher.keys() if name != "_target_"]
-    close = difflib.get_close_matches(parts[2], options, n=3, cutoff=0.6)
     if not options:
         return ConfigError(f"Config key '{key}' is not an option of {this}, which takes none; leave it out.")
+    close = difflib.get_close_matches(parts[2], options, n=3, cutoff=0.6)
     hint = f" (the closest: {', '.join(close)})" if close else f" (its options: {', '.join(options)})"
     extra = " (an sbatch option it does not list goes in +hydra.launcher.additional_parameters.<name>=<value>)" \
         if "additional_parameters" in options else ""

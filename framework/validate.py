@@ -280,11 +280,11 @@ rule("logger.wandb.save_dir", lambda v: not Path(str(v)).is_file(), "a folder, n
 
 # ---- evaluate.py's study options (conf/evaluate.yaml) ----
 is_name = lambda v: isinstance(v, str) or is_int(v)  # Hydra reads metrics=3 (a metric named 3) as a number
-names = lambda v: is_name(v) or (isinstance(v, ListConfig) and all(map(is_name, v)))
-rule("group_by", names, "a list of dotted config keys (group_by=[model.optimizer.lr,seed]) or one key, or null "
-     "(every key the runs' command lines set, but seed and those that say how a run ran)", null=True)
-rule("metrics", names, "a list of metric names as results.json holds them (metrics=[test/acc,val/acc]) or one name, "
-     "or null (test/acc and val/acc where the runs have them)", null=True)
+names_or_a_name = lambda v: is_name(v) or (isinstance(v, ListConfig) and all(map(is_name, v)))
+rule("group_by", names_or_a_name, "a list of dotted config keys (group_by=[model.optimizer.lr,seed]) or one key, "
+     "or null (every key the runs' command lines set, but seed and those that say how a run ran)", null=True)
+rule("metrics", names_or_a_name, "a list of metric names as results.json holds them (metrics=[test/acc,val/acc]) or "
+     "one name, or null (test/acc and val/acc where the runs have them)", null=True)
 rule("szegedy.examples", int_at_least(1), "an integer >= 1 (images attacked per model)")
 rule("szegedy.c_steps", int_at_least(1), "an integer >= 1")
 rule("szegedy.batch_size", int_at_least(1), "an integer >= 1")
