@@ -9,7 +9,6 @@ config files in conf/ (and the user's folders of configs).
 from __future__ import annotations
 
 import difflib
-import inspect
 import re
 import shlex
 import sys
@@ -87,21 +86,18 @@ def _option_not_chosen(key: str, config: DictConfig | None) -> tuple[str, str] |
 
 
 def _target_arguments(key: str, config: DictConfig | None) -> tuple[str, list[str], bool]:
-    """The class (or function) that the ``_target_`` beside ``key`` names, the arguments it takes that the config does
-    not give (``trainer`` is Lightning's Trainer, and ``trainer.max_time`` one that conf/trainer leaves out), and
-    whether those are all it takes (no ``**kwargs``)."""
-    from framework.construction import parameters_of
+    """The class (or function) that the ``_target_`` beside ``key`` names, the arguments it takes (up the base classes
+    its ``**kwargs`` reach) that the config does not give (``trainer`` is Lightning's Trainer, and ``trainer.max_time``
+    one that conf/trainer leaves out), and whether those are all it takes."""
+    from framework.construction import arguments_up_the_classes
 
     parent = key.rpartition(".")[0]
     target = OmegaConf.select(config, f"{parent}._target_", default=None) if parent and config is not None else None
-    parameters = parameters_of(target) if isinstance(target, str) else {}
-    if not parameters:
+    arguments, closed = arguments_up_the_classes(target) if isinstance(target, str) else ([], False)
+    if not arguments and not closed:
         return "", [], False
     given = OmegaConf.select(config, parent)
-    variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
-    named = [name for name, parameter in parameters.items() if name not in given and parameter.kind not in variadic]
-    closed = all(parameter.kind is not inspect.Parameter.VAR_KEYWORD for parameter in parameters.values())
-    return target.rsplit(".", 1)[-1], named, closed
+    return target.rsplit(".", 1)[-1], [name for name in arguments if name not in given], closed
 
 
 def _chosen_options(group: str) -> list[str]:

@@ -51,13 +51,14 @@ def parameters_of(target) -> Mapping[str, inspect.Parameter]:
         return {}
 
 
-def arguments_up_the_classes(target) -> list[str]:
+def arguments_up_the_classes(target) -> tuple[list[str], bool]:
     """The named arguments of the class ``target`` names and of the base classes its ``**kwargs`` go on to
-    (MNISTDataModule's train_part, its base's batch_size); a function's own."""
+    (MNISTDataModule's train_part, its base's batch_size; a function's own), and whether those are all it takes: the
+    chain ends in a signature without ``**kwargs``. ([], False) where it does not import."""
     try:
         found = get_object(str(target))
     except Exception:  # not importable: validate() says so
-        return []
+        return [], False
     variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
     names: dict[str, None] = {}
     callables = [cls.__init__ for cls in found.__mro__ if cls is not object] if isinstance(found, type) else [found]
@@ -68,7 +69,9 @@ def arguments_up_the_classes(target) -> list[str]:
             continue
         names.update((name, None) for name, parameter in parameters.items()
                      if name != "self" and parameter.kind not in variadic)
-    return list(names)
+        if all(parameter.kind is not inspect.Parameter.VAR_KEYWORD for parameter in parameters.values()):
+            return list(names), True
+    return list(names), False
 
 
 _UNKNOWN_ARGUMENT = re.compile(r"unexpected keyword argument '(\w+)'")
@@ -228,7 +231,7 @@ def construction_error(error: Exception, node: DictConfig, key: str) -> UserErro
     target = _owner(config, key)
     if isinstance(error, TypeError) and (unknown := _UNKNOWN_ARGUMENT.search(message)):
         at, holder = next(((at, holder) for at, holder in _nodes(config, key) if unknown[1] in holder), (key, config))
-        close = difflib.get_close_matches(unknown[1], arguments_up_the_classes(holder.get("_target_")), n=3)
+        close = difflib.get_close_matches(unknown[1], arguments_up_the_classes(holder.get("_target_"))[0], n=3)
         hint = f" (the closest: {', '.join(close)})" if close else ""
         return ConfigError(f"Config key '{at}.{unknown[1]}' is not an argument of {_owner(holder, at)}{hint}; remove "
                            f"it or fix its spelling.")

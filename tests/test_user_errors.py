@@ -261,8 +261,11 @@ ROWS = [
                "keys: trainer.max_epochs, trainer._target_; arguments of Trainer: max_time, max_steps); fix its "
                "spelling."),
     row("key-of-a-class-taking-keywords", "data.pin_memory=true",  # DigitsDataModule(**kwargs): its base takes more
-        expect="Config key 'data.pin_memory' is not in the config; fix its spelling, or add a new key with "
-               "+data.pin_memory=true."),
+        expect="Config key 'data.pin_memory' is not in the config, nor an argument of DigitsDataModule; fix its "
+               "spelling."),
+    row("argument-of-a-base-class-left-out", "data.pad_mode=wrap",  # the base class's, reached through **kwargs
+        expect="Config key 'data.pad_mode' is not in the config; it is an argument of DigitsDataModule that the config "
+               "leaves at its default: add it with +data.pad_mode=wrap."),
     row("list-item-past-the-end", "experiment=lenet5_classic_mnist", "model.scheduler.values.6=0.1",
         expect="Config key 'model.scheduler.values' is a list of 6 items, numbered 0 to 5, so it has no item '6' "
                "(model.scheduler.values.6); set an item with model.scheduler.values.<number>=<value>, or give the "
