@@ -413,10 +413,15 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(f"Config key 'ckpt_path' is the directory {str(given)!r}; give a checkpoint file (e.g. "
                               f"ckpt_path={example}), or ckpt_path=auto with hydra.run.dir={run_dir} to resume that "
                               f"run.")
+        if ckpt_path == "best" and not given.is_file():
+            raise ConfigError("Config key 'ckpt_path' is 'best', Lightning's word for the weights to test after "
+                              "fitting, which a run picks by itself (its best checkpoint when one is kept, else its "
+                              "last weights); ckpt_path names the weights to continue from (with train=false, to "
+                              "test): a checkpoint file, 'auto' or 'last' (this run's last.ckpt if present), or null.")
         if not given.is_file():
             raise ConfigError(
                 f"Config key 'ckpt_path' is {ckpt_path!r}, but no such file exists; give an existing "
-                f"checkpoint file, 'auto' (this run's last.ckpt if present) or null."
+                f"checkpoint file, 'auto' or 'last' (this run's last.ckpt if present), or null."
             )
     for key, target in _targets(cfg):
         try:

@@ -204,6 +204,11 @@ ROWS = [
     # ---- top level: seed, ckpt_path, interpolations, Hydra's refusals of the command line
     row("seed", "seed=-3", expect="'seed' is -3"),
     row("ckpt_path", "ckpt_path=/no/such/file.ckpt", expect="'ckpt_path' is '/no/such/file.ckpt'"),
+    row("ckpt-missing-file", "ckpt_path=nowhere.ckpt",
+        expect="Config key 'ckpt_path' is 'nowhere.ckpt', but no such file exists; give an existing checkpoint file, "
+               "'auto' or 'last' (this run's last.ckpt if present), or null."),
+    row("ckpt-best", "ckpt_path=best",  # Lightning's trainer.test(ckpt_path="best"), not a starting point
+        expect=("'ckpt_path' is 'best', Lightning's word for the weights to test after fitting", "'last'")),
     row("ckpt-directory", "ckpt_path={tmp}", expect=("'ckpt_path' is the directory", "checkpoints/last.ckpt")),
     row("ckpt-list", "ckpt_path=[a.ckpt,b.ckpt]", expect="Config key 'ckpt_path' is ['a.ckpt', 'b.ckpt'], but a run "
                                                          "continues or tests one checkpoint: give one file, auto or "
