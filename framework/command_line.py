@@ -269,6 +269,14 @@ def _launcher_option_refusal(key: str, config: DictConfig) -> ConfigError | None
     target = str(launcher.get("_target_", "its launcher")).rsplit(".", 1)[-1]
     choice = LAUNCHER_CHOICES.get(target)
     this = f"{f'hydra/launcher={choice}' if choice else target}, this command's launcher"
+    if parts[2] == "n_jobs":  # Hydra's joblib launcher's (not installed): how many jobs run side by side
+        remedy = {"local": "starts every job at once already; leave n_jobs out",
+                  "slurm": "runs as many at once as SLURM allows; leave n_jobs out (hydra.launcher.array_parallelism="
+                           "<n> limits them)"}.get(choice, "runs one job after another: choose hydra/launcher=local "
+                                                           "(each job a process of its own, all started at once) "
+                                                           "instead of n_jobs")
+        return ConfigError(f"Config key '{key}' is the number of parallel jobs of Hydra's joblib launcher, which is "
+                           f"not installed here; {this}, {remedy}.")
     if having := [f"hydra/launcher={name}" for name, options in _submitit_launcher_options().items()
                   if parts[2] in options and name != choice]:
         return ConfigError(f"Config key '{key}' is an option of {' and '.join(having)}, not of {this}; choose "

@@ -857,6 +857,11 @@ ROWS = [
         expect="Config error: Config key 'hydra.launcher.timeout_min' is an option of hydra/launcher=local and hydra/"
                "launcher=slurm, not of hydra/launcher=basic, this command's launcher; choose hydra/launcher=local with "
                "it (hydra/launcher=local hydra.launcher.timeout_min=...), or leave the key out."),
+    row("joblib-launchers-option", "-m", "seed=1,2", "hydra.launcher.n_jobs=2",  # Hydra's docs' way to run jobs at once
+        expect="Config error: Config key 'hydra.launcher.n_jobs' is the number of parallel jobs of Hydra's joblib "
+               "launcher, which is not installed here; hydra/launcher=basic, this command's launcher, runs one job "
+               "after another: choose hydra/launcher=local (each job a process of its own, all started at once) "
+               "instead of n_jobs."),
     # Hydra's config is not a job's: the sweep's sentence (and its ++) were for keys of jobs
     row("key-of-hydras-config-in-a-sweep", "-m", "hydra/launcher=slurm", "hydra.launcher.additional_parameters.qos=x",
         expect="Config error: Config key 'hydra.launcher.additional_parameters.qos' is not in the config (the closest "
