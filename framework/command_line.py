@@ -38,6 +38,18 @@ def _multirun() -> bool:
     return bool({"-m", "--multirun"} & set(sys.argv[1:]))
 
 
+def _sweeps_a_group() -> bool:
+    """Does the command line sweep a config group (``data=digits,mnist``, ``experiment=a,b``)? Then a sweep starts
+    from a config that lacks a job's options; where it sweeps values alone, it starts from every job's."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        overrides = OverridesParser.create().parse_overrides([arg for arg in sys.argv[1:] if not arg.startswith("-")])
+    except Exception:  # noqa: BLE001 - Hydra refuses the command line with its own sentence
+        return True
+    return any(override.is_sweep_override() and (CONF / override.key_or_group).is_dir() for override in overrides)
+
+
 def _config_keys(node, prefix: str = "") -> Iterator[str]:
     """Every dotted key of a config (interpolations left unresolved)."""
     for key in node.keys() if isinstance(node, DictConfig) else ():
@@ -47,7 +59,8 @@ def _config_keys(node, prefix: str = "") -> Iterator[str]:
 
 def _closest_keys(config: DictConfig, key: str) -> list[str]:
     """The existing keys the user may have meant by ``key``: the same name elsewhere, then similar spellings."""
-    keys = [k for k in _config_keys(config) if key.startswith("hydra.") or not k.startswith("hydra.")]
+    keys = [k for k in _config_keys(config) if (key.startswith("hydra.") or not k.startswith("hydra."))
+            and not key.startswith(f"{k}.")]  # not the node the key is below
     same_name = [k for k in keys if k.rsplit(".", 1)[-1] == key.rsplit(".", 1)[-1]]
     return list(dict.fromkeys(same_name + difflib.get_close_matches(key, keys, n=3, cutoff=0.7)))[:5]
 
@@ -385,7 +398,8 @@ def hydra_refusal(error: HydraException) -> ConfigError:
             hint = f"{hint[:-1]}; arguments of {owner}: {', '.join(close)})" if hint else \
                 f" (the closest arguments of {owner}: {', '.join(close)})"
         left_out = f"it is an argument of {owner} that the config leaves at its default:"
-        if _multirun() and not key.startswith("hydra."):  # a sweep starts from the config without its swept groups
+        if _multirun() and not key.startswith("hydra.") and (taken or not closed or _sweeps_a_group()):
+            # a sweep starts from the config without its swept groups
             typed = next((arg for arg in sys.argv[1:] if arg.split("=", 1)[0].lstrip("+~") == key), added[1])
             return ConfigError(f"Config key '{absent}' is not in the config of every job of this sweep (the config it "
                                f"starts from, or a job's option of a swept group){'' if taken else hint}; "

@@ -268,6 +268,12 @@ ROWS = [
     row("key-of-a-class-taking-keywords", "data.pin_memory=true",  # DigitsDataModule(**kwargs): its base takes more
         expect="Config key 'data.pin_memory' is not in the config, nor an argument of DigitsDataModule; fix its "
                "spelling."),
+    row("misspelt-key-in-a-sweep-of-values", "-m", "seed=1,2", "data.bacth_size=3",  # ++ would be refused in each job
+        expect="Config key 'data.bacth_size' is not in the config, nor an argument of DigitsDataModule (the closest "
+               "existing keys: data.batch_size, data.image_size); fix its spelling."),
+    row("misspelt-key-below-a-node", "model.lrr=3",  # the node it is below (model) is no spelling of it
+        expect="Config key 'model.lrr' is not in the config, nor an argument of ClassificationModule; fix its "
+               "spelling."),
     row("argument-of-a-base-class-left-out", "data.pad_mode=wrap",  # the base class's, reached through **kwargs
         expect="Config key 'data.pad_mode' is not in the config; it is an argument of DigitsDataModule that the config "
                "leaves at its default: add it with +data.pad_mode=wrap."),
@@ -865,8 +871,8 @@ ROWS = [
     # Hydra's config is not a job's: the sweep's sentence (and its ++) were for keys of jobs
     row("key-of-hydras-config-in-a-sweep", "-m", "hydra/launcher=slurm", "hydra.launcher.additional_parameters.qos=x",
         expect="Config error: Config key 'hydra.launcher.additional_parameters.qos' is not in the config (the closest "
-               "existing keys: hydra.launcher.qos, hydra.launcher.additional_parameters); fix its spelling, or add a "
-               "new key with +hydra.launcher.additional_parameters.qos=x."),
+               "existing keys: hydra.launcher.qos); fix its spelling, or add a new key with "
+               "+hydra.launcher.additional_parameters.qos=x."),
     row("hydra-setting-swept", "-m", "hydra.verbose=true,false",
         expect="Config error: Config key 'hydra.verbose' is given the sweep true,false, but Hydra's own settings take "
                "one value for the whole sweep; give one value (hydra.verbose=true), and run a sweep for each."),
