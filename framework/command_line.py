@@ -38,16 +38,20 @@ def _multirun() -> bool:
     return bool({"-m", "--multirun"} & set(sys.argv[1:]))
 
 
-def _sweeps_a_group() -> bool:
-    """Does the command line sweep a config group (``data=digits,mnist``, ``experiment=a,b``)? Then a sweep starts
-    from a config that lacks a job's options; where it sweeps values alone, it starts from every job's."""
+def _sweeps_a_group(config: DictConfig | None) -> bool:
+    """Does this sweep run over a config group (``data=digits,mnist``, ``experiment=a,b``, or a group in the
+    ``hydra.sweeper.params`` of ``config``)? Then it starts from a config that lacks a job's options; where it sweeps
+    values alone, it starts from every job's."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    try:
-        overrides = OverridesParser.create().parse_overrides([arg for arg in sys.argv[1:] if not arg.startswith("-")])
+    typed = [arg for arg in sys.argv[1:] if not arg.startswith("-") and ("=" in arg or arg.startswith("~"))]
+    try:  # (not a flag's value: --config-dir conf)
+        overrides = OverridesParser.create().parse_overrides(typed)
     except Exception:  # noqa: BLE001 - Hydra refuses the command line with its own sentence
         return True
-    return any(override.is_sweep_override() and (CONF / override.key_or_group).is_dir() for override in overrides)
+    params = OmegaConf.select(config, "hydra.sweeper.params", default=None) if config is not None else None
+    swept = [override.key_or_group for override in overrides if override.is_sweep_override()]
+    return any((CONF / name.lstrip("+~")).is_dir() for name in [*swept, *(params or {})])
 
 
 def _config_keys(node, prefix: str = "") -> Iterator[str]:
@@ -371,11 +375,12 @@ def hydra_refusal(error: HydraException) -> ConfigError:
     cause, added = error.__cause__, re.search(r"use \+(\S+)", str(error))
     if isinstance(cause, ConfigAttributeError | ConfigKeyError) and added:
         root = cause.parent_node._get_root() if cause.parent_node is not None else None
-        closest = _closest_keys(root, str(cause.full_key)) if isinstance(root, DictConfig) else []
+        config = root if isinstance(root, DictConfig) else None
+        closest = _closest_keys(config, str(cause.full_key)) if config is not None else []
         hint = f" (the closest existing keys: {', '.join(closest)})" if closest else ""
         key = added[1].split("=", 1)[0]
         parent, _, last = key.rpartition(".")
-        numbered = OmegaConf.select(root, parent) if parent and isinstance(root, DictConfig) else None
+        numbered = OmegaConf.select(config, parent) if parent and config is not None else None
         if last.isdigit() and isinstance(numbered, DictConfig) and len(numbered) and \
                 all(isinstance(name, int) for name in numbered.keys()):  # {3: 500}: a dotted key gives "3", text
             given = OmegaConf.to_container(numbered) | {int(last): added[1].split("=", 1)[1]}
@@ -383,7 +388,7 @@ def hydra_refusal(error: HydraException) -> ConfigError:
             return ConfigError(f"Config key '{parent}' is a mapping with numbers as its keys, which a dotted key on "
                                f"Hydra's command line ({key}) gives as text; give the whole mapping: "
                                f"'{parent}={mapping}'.")
-        if unchosen := _option_not_chosen(key, root if isinstance(root, DictConfig) else None):
+        if unchosen := _option_not_chosen(key, config):
             group, option = unchosen
             chosen = _chosen_options(group)
             choose = f"'{group}=[{','.join([*chosen, option])}]'" if chosen else f"{group}={option}"
@@ -392,13 +397,13 @@ def hydra_refusal(error: HydraException) -> ConfigError:
                                f"sets it.")
         # a mapping given to an existing key (hydra.sweeper.params={seed:"1,2"}) adds a key below it
         absent = str(cause.full_key) if str(cause.full_key).startswith(f"{key}.") else key
-        owner, arguments, closed = _target_arguments(absent, root if isinstance(root, DictConfig) else None)
+        owner, arguments, closed = _target_arguments(absent, config)
         taken = absent.rsplit(".", 1)[-1] in arguments
         if not taken and (close := difflib.get_close_matches(absent.rsplit(".", 1)[-1], arguments, n=3)):
             hint = f"{hint[:-1]}; arguments of {owner}: {', '.join(close)})" if hint else \
                 f" (the closest arguments of {owner}: {', '.join(close)})"
         left_out = f"it is an argument of {owner} that the config leaves at its default:"
-        if _multirun() and not key.startswith("hydra.") and (taken or not closed or _sweeps_a_group()):
+        if _multirun() and not key.startswith("hydra.") and (taken or not closed or _sweeps_a_group(config)):
             # a sweep starts from the config without its swept groups
             typed = next((arg for arg in sys.argv[1:] if arg.split("=", 1)[0].lstrip("+~") == key), added[1])
             return ConfigError(f"Config key '{absent}' is not in the config of every job of this sweep (the config it "

@@ -161,6 +161,13 @@ def a_copy_of_conf_whose_searchpath_adds_a_model(root: Path) -> None:
     (root / "mine" / "model" / "mine.yaml").write_text((CONF / "model" / "lenet5.yaml").read_text())
 
 
+def experiment_sweeping_data(root: Path) -> None:
+    """experiment/sweeping.yaml, whose sweeper params sweep the data group."""
+    (root / "experiment").mkdir()
+    (root / "experiment" / "sweeping.yaml").write_text(
+        "# @package _global_\nhydra:\n  sweeper:\n    params:\n      data: digits,mnist\n")
+
+
 def experiment_choosing_without_override(model: str):
     """What writes experiment/mine.yaml, whose defaults list chooses ``model`` without ``override``."""
     def write(root: Path) -> None:
@@ -271,6 +278,10 @@ ROWS = [
     row("misspelt-key-in-a-sweep-of-values", "-m", "seed=1,2", "data.bacth_size=3",  # ++ would be refused in each job
         expect="Config key 'data.bacth_size' is not in the config, nor an argument of DigitsDataModule (the closest "
                "existing keys: data.batch_size, data.image_size); fix its spelling."),
+    row("misspelt-key-in-a-sweep-of-groups", "-m", "hydra.searchpath=[file://{tmp}/data]", "experiment=sweeping",
+        "data.bacth_size=3", data=experiment_sweeping_data,  # a job's DataModule may take it: ++ is the remedy
+        expect=("Config key 'data.bacth_size' is not in the config of every job of this sweep",
+                "give it as ++data.bacth_size=3")),
     row("misspelt-key-below-a-node", "model.lrr=3",  # the node it is below (model) is no spelling of it
         expect="Config key 'model.lrr' is not in the config, nor an argument of ClassificationModule; fix its "
                "spelling."),
