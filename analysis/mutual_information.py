@@ -18,7 +18,7 @@ scikit-learn's recipe, so on 1-D inputs the results equal ``mutual_info_regressi
 Usage::
 
     x = torch.randn(1000, 2); y = 0.9 * x + 0.44 * torch.randn(1000, 2)
-    ksg_mi(x, y)                            # ~1.6 nats (true 1.661)
+    ksg_mi(x, y)                            # 1.6-1.7 nats (true 1.646: correlation 0.898 in each of 2 dims)
     ross_mi(activations, labels, k=3)       # I(H; Y) of a layer, activations [N, ...]
 """
 
