@@ -9,7 +9,9 @@
   is no bound: a padded convolution on n x n is not a part of the circular one on n x n.);
 * convolution, stride > 1, other padding modes (or any linear map): power iteration on A^T A, with A^T from
   autograd, until the estimate changes by less than a relative ``tol`` (it rises towards the norm from below);
-* max-pooling <= 1, ReLU <= 1, sigmoid <= 1/4 (the largest slope), multiplied in per layer.
+* max-pooling <= 1 over non-overlapping windows (the zoo's 2x2, stride 2; overlapping ones, AlexNet's 3x3 with
+  stride 2, can double a norm: this table multiplies none in), ReLU <= 1, sigmoid <= 1/4 (the largest slope),
+  multiplied in per layer.
 
     sigma = conv_norm(conv, n=13)    # the DFT at 13 + 2 x padding for a stride-1 convolution
     rows = network_bounds(SzegedyNet(kind="conv"))
@@ -73,9 +75,10 @@ def conv_norm(conv: nn.Conv2d, n: int) -> float:
     return power_iteration_norm(linear_map, (1, conv.in_channels, n, n))
 
 
-def network_bounds(net, image_size: int = 28) -> list[dict]:
-    """One row per layer of a SzegedyNet: operator norm, activation factor and their product."""
-    rows, size = [], image_size
+def network_bounds(net) -> list[dict]:
+    """One row per layer of a SzegedyNet, at the input size it was built for: operator norm, activation factor and
+    their product."""
+    rows, size = [], net.input_shape[-1]
     for name in net.layer_names:
         layer = getattr(net, name)
         if isinstance(layer, nn.Conv2d):

@@ -88,3 +88,19 @@ def test_network_bounds_multiply_in_the_activation_slopes():
     assert conv_rows[0]["sigma"] == pytest.approx(conv_norm_dft(conv_net.conv.weight, 28))
     assert conv_rows[0]["bound"] == conv_rows[0]["sigma"]  # ReLU and max-pool are 1-Lipschitz
     assert conv_rows[1]["size"] == "576->10"  # 4 channels x 12 x 12 after the 24 -> 12 pooling
+
+
+def test_network_bounds_take_the_input_size_the_network_was_built_for():
+    """A conv net built for 20 x 20 inputs is bounded at 20, not at MNIST's 28: the DFT at 28 fell below the true
+    norm of a kernel whose peak frequency a 28-point grid misses (12.18 against 12.24 at 96 x 96)."""
+    net = SzegedyNet(kind="conv", hidden=[10], conv_channels=2, image_size=20)
+    with torch.no_grad():
+        net.conv.weight.zero_()
+        grid = torch.arange(net.conv.kernel_size[0], dtype=torch.float64)
+        net.conv.weight[0, 0] = torch.cos(2 * torch.pi * (grid[:, None] + grid[None, :]) / 3)
+    rows = network_bounds(net)
+    assert rows[0]["sigma"] == conv_norm_dft(net.conv.weight, 20) != conv_norm_dft(net.conv.weight, 28)
+    dense = torch.linalg.matrix_norm(dense_matrix(lambda x: net.conv._conv_forward(x, net.conv.weight.double(), None),
+                                                  (1, 1, 20, 20)), ord=2).item()
+    assert dense <= rows[0]["sigma"] + 1e-9  # an upper bound of the layer as built
+    assert rows[1]["size"] == f"{2 * 8 * 8}->10"  # 20 - 5 + 1 = 16, pooled to 8
