@@ -102,12 +102,12 @@ def reae_map(X: torch.Tensor, rho: float, draw: tuple[torch.Tensor, torch.Tensor
     and the decaying step size averages that noise out over the last steps. The minibatches come from
     ``seed`` (drawn on the CPU), so every rho candidate, and every device, sees the same ones.
     Adam moves every weight by about the step size, so each pre-activation by up to ~step x sum_i |x_i|
-    (~0.05 x 75 on MNIST): at step 0.05 units overshoot into saturation at small rho and stay there (their
-    gradients vanish); 0.02 for 300 steps meets rho 0.01-0.9 to ~1 % on MNIST-like data. Other data may need
-    more (gray natural images: rho 0.01 about 1,000 steps): while some unit's mean activation over the whole
-    set is more than ``tolerance`` x rho away from rho, the descent starts again with twice the steps, up to
-    ``retries`` times, then says how far it got. The descent runs in float32 on X's device (it only has to
-    meet a constraint on means); the result is float64.
+    (~0.05 x 100 on MNIST, whose pixels in [0, 1] sum to ~100 an image): at step 0.05 units overshoot into
+    saturation at small rho and stay there (their gradients vanish); 0.02 for 300 steps meets rho 0.01-0.9 to ~1 %
+    on MNIST-like data. Other data may need more (gray natural images: rho 0.01 about 1,000 steps): while some
+    unit's mean activation over the whole set is more than ``tolerance`` x rho away from rho, the descent starts
+    again with twice the steps, up to ``retries`` times, then says how far it got. The descent runs in float32 on
+    X's device (it only has to meet a constraint on means); the result is float64.
     """
     X = X.float()
     for attempt in range(retries + 1):

@@ -16,7 +16,8 @@ warm-started). The lambdas are independent of each other, so the baseline times 
 2-core machine, 9 at one thread under load), and scales their per-lambda time to all 8 (the JSON says so). The
 new path runs just before and just after the baseline and the ratio divides by their mean (``--repeats`` such
 rounds: their median), so load that changes while the baseline runs reaches both sides;
-accuracy_difference compares the best held-out accuracy over the cells both ran. Inputs: real MNIST from
+accuracy_difference compares the best held-out accuracy over the cells both ran (each cell scored on the
+held-out images: a check that the solvers agree, chosen on those images, so no Table 1 figure). Inputs: real MNIST from
 ``--mnist DATA_DIR`` (default: the DATA_DIR environment variable, else ./data; fetched like `data.download=true`
 when missing), the 10,000 test images held out. ``--synthetic``: MNIST-like inputs (19 % of the pixels nonzero,
 uniform in [0, 1]) with labels of a noisy random linear teacher, 20 % extra samples held out; its classifiers

@@ -152,7 +152,8 @@ class ForwardAutoencoderModule(L.LightningModule):
         if not images:
             raise ConfigError(f"{type(datamodule).__name__} has no validation images (data.val_fraction="
                               f"{getattr(datamodule, 'val_fraction', '?')}), but the forward autoencoder chooses rho, "
-                              f"lambda and tau on them; give data.val_fraction > 0 (the paper's 0.2).")
+                              f"lambda and tau on them; give data.val_fraction > 0 (the data configs' 0.2; the paper "
+                              f"does not say how it split).")
         return torch.cat(images), torch.cat(targets)
 
     def candidate_grid(self) -> tuple[list[float], list[float], list[float]]:
