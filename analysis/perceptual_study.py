@@ -151,7 +151,7 @@ def figure(runs: Sequence[dict], output_dir: Path) -> str:
     for dataset in sorted({key[0] for key in grouped(runs)}):
         series = points(runs, dataset)
         found = [r for r in runs if performance(r) is not None and dataset_name(r) == dataset]
-        metric = METRICS[performance(next(r for r in runs if dataset_name(r) == dataset))[0]]
+        metric = METRICS[performance(found[0])[0]]  # grouped() keeps probed runs alone, so found has one
         figure_, axes = plt.subplots(figsize=(6, 4))
         lines = ["| procedure | z | n | seconds per epoch | " + metric + " |", "|---|---|---|---|---|"]
         for procedure, values in series.items():

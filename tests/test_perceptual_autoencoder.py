@@ -336,6 +336,19 @@ def test_table1_and_figures_aggregate_over_seeds_with_the_uncorrected_std(tmp_pa
     assert sections == ["### LunarLander (random AlexNet)", "### SVHN"]  # SVHN's were marked by LunarLander's runs
 
 
+def test_figures_leave_out_a_run_without_probe_metrics_listed_before_the_probed_ones(tmp_path):
+    """A run trained without callbacks.probe, listed first, stopped the figures with a TypeError (Table I left it
+    out)."""
+    unprobed = fake_run("LunarLander", "I-I-PS", 128, 0, 0.0, 2.0)
+    del unprobed["metrics"]["probe/test_mean_distance"]
+    runs = [unprobed, fake_run("LunarLander", "I-F-FP", 128, 0, 1.0, 2.0), fake_run("LunarLander", "I-F-FP", 128, 1,
+                                                                                    3.0, 4.0)]
+    assert "Left out: 1 run(s) without probe metrics" in perceptual_study.table1(runs, 128)
+    text = perceptual_study.figure(runs, tmp_path)
+    assert "| procedure | z | n | seconds per epoch | mean distance (lower is better) |" in text
+    assert "| I-F-FP | 128 | 2 | 3.00 ± 1.00 | 2.0000 ± 1.0000 |" in text and "I-I-PS" not in text
+
+
 @pytest.mark.parametrize(("overrides", "message"), [
     (["trainer.max_epochs=1", "trainer.max_epochs=3"], r"differ in trainer.max_epochs \(1, 3\)"),
     (["model.loss_network.weights=random", None], r"differ in model.loss_network.weights \(random, imagenet\)"),
