@@ -235,7 +235,8 @@ class PerceptualAutoencoderModule(StageSteps, L.LightningModule):
     def on_train_epoch_end(self) -> None:
         """The paper's x axis, training time per epoch: this epoch's and the mean over the epochs this process
         trained (results.json keeps the last epoch's values, so ``train/epoch_seconds_mean`` is the run's mean;
-        a resumed run's covers the epochs since resuming)."""
+        a resumed run's covers the epochs since resuming). Lightning calls this after the epoch's validation and
+        checkpoints, so they are in it."""
         super().on_train_epoch_end()
         seconds = time.perf_counter() - self.epoch_started
         self.epoch_seconds.append(seconds)
