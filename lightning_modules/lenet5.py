@@ -143,7 +143,8 @@ class LeNet5Classic(nn.Module):
             raise ConfigError(f"Config key 'model.net.criterion' is {criterion!r}, but it must be 'rbf' or 'map'.")
         if not (isinstance(map_constant, int | float) and not isinstance(map_constant, bool) and map_constant > 0):
             raise ConfigError(f"Config key 'model.net.map_constant' is {map_constant!r}, but it must be a number > 0: "
-                              f"the MAP criterion's j, whose e^-j is the rubbish class's penalty (LeCun et al.: 0.1).")
+                              f"the MAP criterion's j, whose e^-j is the rubbish class's penalty "
+                              f"(conf/model/lenet5_classic.yaml's: 0.1).")
         self.criterion, self.map_constant = criterion, map_constant
         self.c1 = nn.Conv2d(1, 6, 5)
         self.s2 = Subsampling(6)
