@@ -24,7 +24,7 @@ from lightning_modules.perceptual_procedures import PROCEDURES
 METRICS = {"probe/test_mean_distance": "mean distance (lower is better)", "probe/test_accuracy": "accuracy"}
 SECONDS = "train/epoch_seconds_mean"  # the mean over a run's epochs
 LAST_EPOCH_SECONDS = "train/epoch_seconds"  # the last epoch's: all that runs from before SECONDS have
-TABLE1_Z = 128  # the z of the paper's Table I
+TABLE1_Z = 128  # Table I's z, which the paper does not give: the middle of its grid {64, 128, 256}
 STD_NOTE = "Mean ± uncorrected (population) standard deviation over the n seeds, as in the paper."
 
 
