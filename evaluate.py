@@ -304,7 +304,7 @@ def perceptual_table1_task(cfg: DictConfig) -> str:
     """
     from analysis import perceptual_study
 
-    runs = load_results(cfg.runs)
+    runs = perceptual_study.with_later_probes(load_results(cfg.runs))
     z = perceptual_study.TABLE1_Z
     text = f"Table I ({len(runs)} runs, z = {z})\n\n{perceptual_study.table1(runs, z)}"
     return write_markdown(text, cfg, "perceptual_table1.md")
@@ -318,7 +318,8 @@ def perceptual_figures_task(cfg: DictConfig) -> str:
     from analysis import perceptual_study
 
     figures = figures_folder(cfg, "perceptual_figures.md")
-    return write_markdown(perceptual_study.figure(load_results(cfg.runs), figures), cfg, "perceptual_figures.md")
+    runs = perceptual_study.with_later_probes(load_results(cfg.runs))
+    return write_markdown(perceptual_study.figure(runs, figures), cfg, "perceptual_figures.md")
 
 
 def perceptual_probe_task(cfg: DictConfig) -> str:
@@ -381,7 +382,7 @@ def perceptual_table1_summarises(runs: list[dict]) -> bool:
     """Table I shows the probed runs at its z (128); of runs without one it refuses to make a table."""
     from analysis import perceptual_study
 
-    return perceptual_study.has_probed_run_at(runs, perceptual_study.TABLE1_Z)
+    return perceptual_study.has_probed_run_at(perceptual_study.with_later_probes(runs), perceptual_study.TABLE1_Z)
 
 
 # The tasks that summarise only some runs (the others take any): a sweep's end offers such a task only for runs it

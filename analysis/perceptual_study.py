@@ -3,7 +3,8 @@
 Table I: the probe's test performance per procedure (rows) and dataset (columns), mean ± std over seeds,
 at one z. Figures 6-8: performance against training time per epoch, one point per z, a line per procedure,
 error bars on both axes. The std is the uncorrected (population) one, as the paper's ("the mean and
-uncorrected sample standard deviation"). A run's training time per epoch is the mean over its epochs
+uncorrected sample standard deviation"). A run trained without the probe counts with the probe.json that
+``task=perceptual_probe`` wrote into its folder. A run's training time per epoch is the mean over its epochs
 (``train/epoch_seconds_mean``); runs from before that metric have only their last epoch's
 (``train/epoch_seconds``), which is used and counted in a note. A run whose loss network had random weights
 is marked with "(random AlexNet)".
@@ -11,6 +12,7 @@ is marked with "(random AlexNet)".
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections import defaultdict
 from collections.abc import Sequence
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from analysis.results_table import check_one_run_per_seed, check_one_setting, spread
-from framework.errors import ConfigError
+from framework.errors import ConfigError, DataError
 from lightning_modules.perceptual_procedures import PROCEDURES
 
 METRICS = {"probe/test_mean_distance": "mean distance (lower is better)", "probe/test_accuracy": "accuracy"}
@@ -52,6 +54,30 @@ def performance(run: dict) -> tuple[str, float] | None:
         if metric in run["metrics"]:
             return metric, run["metrics"][metric]
     return None
+
+
+def probe_metrics(result: dict) -> dict[str, float]:
+    """What a probe's ``result`` (EmbeddingProbe.run's, probe.json's) logs and results.json keeps."""
+    return {f"probe/test_{result['metric']}": result["test_metric"], "probe/val_loss": result["val_loss"],
+            f"probe/baseline_{result['metric']}": result["baseline"],
+            "probe/random_loss_network": float(result["loss_network_weights"] == "random")}
+
+
+def with_later_probes(runs: Sequence[dict]) -> list[dict]:
+    """The runs, those trained without a probe given the metrics of the probe.json that ``task=perceptual_probe``
+    wrote into their folder since (a run's own probe metrics, from training, stay)."""
+    completed = []
+    for run in runs:
+        later = Path(run["path"]) / "probe.json"
+        if performance(run) is None and later.is_file():
+            try:
+                run = run | {"metrics": run["metrics"] | probe_metrics(json.loads(later.read_text()))}
+            except (ValueError, KeyError, TypeError) as error:
+                why = f"{type(error).__name__}: {error}"
+                raise DataError(f"{later} is not a probe.json that task=perceptual_probe wrote ({why}); run "
+                                f"task=perceptual_probe on {run['path']} again, or delete it.") from None
+        completed.append(run)
+    return completed
 
 
 def has_probed_run_at(runs: Sequence[dict], latent_dim: int) -> bool:

@@ -14,17 +14,11 @@ import lightning as L
 import torch
 
 from analysis.embedding_probes import PROBE_GRID, compute_embeddings, mean_baseline, probe_grid
+from analysis.perceptual_study import probe_metrics
 from framework.combinations import TARGETS
 from framework.errors import ConfigError
 
 log = logging.getLogger(__name__)
-
-
-def probe_metrics(result: dict) -> dict[str, float]:
-    """What a probe's ``result`` (EmbeddingProbe.run's) logs and results.json keeps."""
-    return {f"probe/test_{result['metric']}": result["test_metric"], "probe/val_loss": result["val_loss"],
-            f"probe/baseline_{result['metric']}": result["baseline"],
-            "probe/random_loss_network": float(result["loss_network_weights"] == "random")}
 
 
 class EmbeddingProbe(L.Callback):

@@ -21,6 +21,7 @@ from datamodules.digits import DigitsDataModule
 from datamodules.lunarlander import LunarLanderDataModule
 from framework.combinations import shape_problems
 from framework.compose import compose_config, compose_with_hydra
+from framework.errors import DataError
 from framework.hydra_callbacks import needs_imagenet_alexnet
 from framework.pretrained import TORCHVISION_FILE
 from framework.validate import ConfigError, validate
@@ -347,6 +348,33 @@ def test_figures_leave_out_a_run_without_probe_metrics_listed_before_the_probed_
     text = perceptual_study.figure(runs, tmp_path)
     assert "| procedure | z | n | seconds per epoch | mean distance (lower is better) |" in text
     assert "| I-F-FP | 128 | 2 | 3.00 ± 1.00 | 2.0000 ± 1.0000 |" in text and "I-I-PS" not in text
+
+
+def test_runs_probed_after_training_count_in_table1_and_the_figures(tmp_path):
+    """task=perceptual_probe writes probe.json into a run trained without the probe; Table I and the figures read
+    results.json alone and left such runs out."""
+    from evaluate import evaluate
+    from framework.results import write_json_atomic
+
+    sweep = tmp_path / "sweep"
+    for seed, value in ((0, None), (1, 1.0)):
+        run = fake_run("LunarLander", "I-F-FP", 128, seed, value or 0.0, 2.0)
+        del run["path"]
+        run["config"]["model"]["_target_"] = "lightning_modules.perceptual_autoencoder.PerceptualAutoencoderModule"
+        if value is None:  # trained without the probe, probed since
+            del run["metrics"]["probe/test_mean_distance"]
+            write_json_atomic(sweep / str(seed) / "probe.json", {
+                "metric": "mean_distance", "test_metric": 3.0, "val_loss": 0.5, "baseline": 9.0, "hidden": [],
+                "loss_network_weights": "imagenet", "checkpoint": "best.ckpt"})
+        write_json_atomic(sweep / str(seed) / "results.json", run)
+    table = evaluate(compose_config([f"runs={sweep}", "task=perceptual_table1"], tmp_path / "out", "evaluate"))
+    assert "| I-F-FP | 2.0000 ± 1.0000 (n=2) |\n" in table and "Left out" not in table
+    figures = evaluate(compose_config([f"runs={sweep}", "task=perceptual_figures"], tmp_path / "out", "evaluate"))
+    assert "| I-F-FP | 128 | 2 | 2.00 ± 0.00 | 2.0000 ± 1.0000 |" in figures
+    (sweep / "0" / "probe.json").write_text("{}")
+    with pytest.raises(DataError, match=rf"^{sweep / '0' / 'probe.json'} is not a probe.json that "
+                                        r"task=perceptual_probe wrote \(KeyError: 'metric'\); run"):
+        evaluate(compose_config([f"runs={sweep}", "task=perceptual_table1"], tmp_path / "out", "evaluate"))
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
