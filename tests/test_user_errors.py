@@ -1338,7 +1338,7 @@ def test_a_sweep_whose_jobs_lack_their_dataset_ends_with_the_sentence(run_in_pro
     assert code == 2, output[-3000:]
     assert "Traceback" not in output, output[-3000:]
     assert re.search(rf"the first that stopped \({re.escape(str(sweep))}/0\) said:\nData error: MNISTDataModule: "
-                     rf"expected \S+/MNIST/raw/\S+ but it does not exist", output), output[-3000:]
+                     rf"expected \S+/MNIST/raw/\S+ \(or \S+\.gz\) but it does not exist", output), output[-3000:]
 
 
 def test_a_bug_in_a_sweeps_check_stops_it_before_any_job(run_in_process, data_root, tmp_path, monkeypatch):
