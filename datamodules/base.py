@@ -427,7 +427,7 @@ class InMemoryDataModule(L.LightningDataModule):
             if (archive := self.archive()) is not None and archive.is_file():
                 raise DatasetMissingError(f"{expected}, and its archive {archive} is there unextracted; run with "
                                           f"data.download=true, which checks and extracts it without the network.")
-            inside = missing[0].relative_to(self.data_dir).parts
+            inside = missing[0].relative_to(self.data_dir).parts if missing[0].is_relative_to(self.data_dir) else ()
             given = next((k for k in range(len(inside) - 1, 0, -1) if self.data_dir.parts[-k:] == inside[:k]), 0)
             if given:  # data_dir=.../stl10_binary: expected .../stl10_binary/stl10_binary/train_X.bin
                 raise DatasetMissingError(f"{expected}; data.data_dir is {self.data_dir}, the dataset's own folder: "

@@ -181,3 +181,17 @@ def test_loader_workers_are_forked_whatever_the_processs_default_start_method():
     module.setup("fit")
     loaders = [module.train_dataloader(), module.val_dataloader()]
     assert [loader.multiprocessing_context.get_start_method() for loader in loaders] == ["fork", "fork"]
+
+
+def test_a_missing_file_outside_the_data_folder_is_named_with_the_usual_remedy(tmp_path):
+    """A DataModule of one's own may read files elsewhere: the sentence's check for a data_dir given as the dataset's
+    own folder must not stop at a path outside data_dir."""
+    from datamodules.base import DatasetMissingError, InMemoryDataModule
+
+    class Elsewhere(InMemoryDataModule):
+        def expected_files(self):
+            return [tmp_path / "shared" / "images.npy"]
+
+    with pytest.raises(DatasetMissingError, match=rf"^Elsewhere: expected {tmp_path}/shared/images.npy but it does "
+                                                  rf"not exist; put the dataset under {tmp_path}/data in its official"):
+        Elsewhere(data_dir=str(tmp_path / "data")).setup("fit")
