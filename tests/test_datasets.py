@@ -215,6 +215,17 @@ def test_an_unextracted_archive_is_named_and_download_extracts_it_offline(tmp_pa
     assert len(datamodule.datasets["test"]) == 2
 
 
+def test_an_unextracted_stl10_archive_is_named(tmp_path):
+    """STL10's archive, like CIFAR-10's, is extracted by data.download=true without the network."""
+    from torchvision.datasets import STL10
+
+    (tmp_path / STL10.filename).write_bytes(b"an archive")
+    with pytest.raises(DatasetMissingError, match=rf"stl10_binary/train_X.bin but it does not exist, and its archive "
+                                                  rf"{tmp_path / STL10.filename} is there unextracted; run with "
+                                                  r"data.download=true"):
+        STL10DataModule(data_dir=str(tmp_path)).setup("fit")
+
+
 def test_a_data_folder_given_as_the_datasets_own_folder_names_its_parent(tmp_path):
     """data.data_dir=.../stl10_binary said only that .../stl10_binary/stl10_binary/train_X.bin does not exist."""
     (tmp_path / "stl10_binary").mkdir()

@@ -474,6 +474,19 @@ def test_a_perceptual_sweep_without_z_128_is_not_offered_table1(tmp_path):
     assert len(evaluate_commands(tasks, str(tmp_path))) == 2
 
 
+def test_a_perceptual_sweep_probed_after_training_is_offered_table1(tmp_path):
+    """Table I counts a run with the probe.json that task=perceptual_probe wrote: the sweep's end offers it then."""
+    from framework.stopping import evaluate_commands
+
+    tasks = ["perceptual_table1", "perceptual_figures"]
+    write_json_atomic(tmp_path / "0" / "results.json", {"metrics": {}, "config": {"model": {"latent_dim": 128}}})
+    assert evaluate_commands(tasks, str(tmp_path)) == [f"python evaluate.py task=perceptual_figures runs={tmp_path}"]
+    write_json_atomic(tmp_path / "0" / "probe.json", {"metric": "accuracy", "test_metric": 0.5, "val_loss": 1.0,
+                                                      "baseline": 0.1, "loss_network_weights": "imagenet"})
+    assert evaluate_commands(tasks, str(tmp_path)) == [f"python evaluate.py task={task} runs={tmp_path}"
+                                                       for task in tasks]
+
+
 @pytest.mark.parametrize(("folder", "typed"), [("my sweep", '"runs={sweep}/my sweep"'),
                                                 ("a,b", "\"runs='{sweep}/a,b'\""),
                                                 ("a$b", "'runs='\"'\"'{sweep}/a$b'\"'\"''")])

@@ -377,6 +377,27 @@ def test_runs_probed_after_training_count_in_table1_and_the_figures(tmp_path):
         evaluate(compose_config([f"runs={sweep}", "task=perceptual_table1"], tmp_path / "out", "evaluate"))
 
 
+def test_later_probes_keep_a_runs_own_metrics_and_its_unprobed_runs_and_name_an_unreadable_probe_json(tmp_path):
+    """A run's own probe metrics stay beside a probe.json; a run with neither stays (Table I counts it as left out);
+    a probe.json that is not JSON, or not a mapping, is named."""
+    from framework.results import write_json_atomic
+
+    probe = {"metric": "mean_distance", "test_metric": 7.0, "val_loss": 0.5, "baseline": 9.0, "hidden": [],
+             "loss_network_weights": "imagenet", "checkpoint": "best.ckpt"}
+    own = fake_run("LunarLander", "I-F-FP", 128, 0, 1.0, 2.0) | {"path": str(tmp_path / "own")}
+    write_json_atomic(tmp_path / "own" / "probe.json", probe)
+    never = fake_run("LunarLander", "I-F-FP", 128, 1, 0.0, 2.0) | {"path": str(tmp_path / "never")}
+    del never["metrics"]["probe/test_mean_distance"]
+    assert perceptual_study.with_later_probes([own, never]) == [own, never]
+    broken = never | {"path": str(tmp_path / "broken")}
+    (tmp_path / "broken").mkdir()
+    for text, why in (("{", "JSONDecodeError"), ("[]", "TypeError")):
+        (tmp_path / "broken" / "probe.json").write_text(text)
+        with pytest.raises(DataError, match=rf"probe.json is not a probe.json that task=perceptual_probe wrote "
+                                            rf"\({why}: "):
+            perceptual_study.with_later_probes([broken])
+
+
 @pytest.mark.parametrize(("overrides", "message"), [
     (["trainer.max_epochs=1", "trainer.max_epochs=3"], r"differ in trainer.max_epochs \(1, 3\)"),
     (["model.loss_network.weights=random", None], r"differ in model.loss_network.weights \(random, imagenet\)"),

@@ -288,6 +288,25 @@ ROWS = [
     row("argument-of-a-base-class-left-out", "data.pad_mode=wrap",  # the base class's, reached through **kwargs
         expect="Config key 'data.pad_mode' is not in the config; it is an argument of DigitsDataModule that the config "
                "leaves at its default: add it with +data.pad_mode=wrap."),
+    row("misspelt-key-beside-a-group-chosen-in-a-sweep-of-values", "-m", "data=mnist", "seed=1,2",
+        "data.bacth_size=3",  # data=mnist is chosen, not swept: every job's config is the one the sweep starts from
+        expect="Config key 'data.bacth_size' is not in the config, nor an argument of MNISTDataModule (the closest "
+               "existing keys: data.batch_size"),
+    row("misspelt-key-in-a-sweep-of-values-after-a-flag-with-its-value", "-m", "--config-name=train", "seed=1,2",
+        "data.bacth_size=3",  # --flag=value is no override of Hydra's grammar
+        expect="Config key 'data.bacth_size' is not in the config, nor an argument of DigitsDataModule (the closest "
+               "existing keys: data.batch_size"),
+    row("misspelt-key-of-a-class-taking-keywords-in-a-sweep-of-values", "-m", "seed=1,2", "logger=tensorboard",
+        "logger.tensorboard.nme=x",  # TensorBoardLogger(**kwargs) may take it: ++ is the remedy
+        expect=("Config key 'logger.tensorboard.nme' is not in the config of every job of this sweep",
+                "give it as ++logger.tensorboard.nme=x")),
+    row("argument-of-a-base-class-that-its-subclass-does-not-pass-on", "model.optimizer.defaults=1",
+        # torch.optim.Optimizer(params, defaults): SGD(...) takes no **kwargs, so never reaches it
+        expect="Config key 'model.optimizer.defaults' is not in the config, nor an argument of SGD"),
+    row("key-below-a-target-that-does-not-import", "model.optimizer._target_=torch.optim.Nope",
+        "model.optimizer.foo=1",  # nothing is known of Nope's arguments: not "nor an argument of Nope"
+        expect=("Config key 'model.optimizer.foo' is not in the config",
+                "or add a new key with +model.optimizer.foo=1.")),
     row("list-item-past-the-end", "experiment=lenet5_classic_mnist", "model.scheduler.values.6=0.1",
         expect="Config key 'model.scheduler.values' is a list of 6 items, numbered 0 to 5, so it has no item '6' "
                "(model.scheduler.values.6); set an item with model.scheduler.values.<number>=<value>, or give the "
@@ -879,6 +898,16 @@ ROWS = [
                "launcher, which is not installed here; hydra/launcher=basic, this command's launcher, runs one job "
                "after another: choose hydra/launcher=local (each job a process of its own, all started at once) "
                "instead of n_jobs."),
+    row("joblib-launchers-option-with-the-local-launcher", "-m", "hydra/launcher=local", "seed=1,2",
+        "hydra.launcher.n_jobs=2",
+        expect="Config error: Config key 'hydra.launcher.n_jobs' is the number of parallel jobs of Hydra's joblib "
+               "launcher, which is not installed here; hydra/launcher=local, this command's launcher, starts every job "
+               "at once already; leave n_jobs out."),
+    row("joblib-launchers-option-with-the-slurm-launcher", "-m", "hydra/launcher=slurm", "seed=1,2",
+        "hydra.launcher.n_jobs=2",
+        expect="Config error: Config key 'hydra.launcher.n_jobs' is the number of parallel jobs of Hydra's joblib "
+               "launcher, which is not installed here; hydra/launcher=slurm, this command's launcher, runs as many at "
+               "once as SLURM allows; leave n_jobs out (hydra.launcher.array_parallelism=<n> limits them)."),
     # Hydra's config is not a job's: the sweep's sentence (and its ++) were for keys of jobs
     row("key-of-hydras-config-in-a-sweep", "-m", "hydra/launcher=slurm", "hydra.launcher.additional_parameters.qos=x",
         expect="Config error: Config key 'hydra.launcher.additional_parameters.qos' is not in the config (the closest "
@@ -1700,3 +1729,13 @@ def test_lightnings_srun_hint_does_not_come_before_the_sentence_outside_a_slurm_
         f"Data error: MNISTDataModule: expected {tmp_path / 'none'}/MNIST/raw/train-images-idx3-ubyte (or "
         f"train-images-idx3-ubyte.gz) but it does not exist; put the dataset under {tmp_path / 'none'} in its "
         f"official layout (or point data.data_dir= or DATA_DIR at it), or run with data.download=true when online."]
+
+
+def test_a_key_below_a_target_that_takes_no_arguments_is_no_argument_of_it():
+    """A closed signature without arguments (tempfile.gettempdir()) is all its target takes: nothing below it."""
+    from omegaconf import OmegaConf
+
+    from framework.command_line import _target_arguments
+
+    config = OmegaConf.create({"folder": {"_target_": "tempfile.gettempdir"}})
+    assert _target_arguments("folder.prefix", config) == ("gettempdir", [], True)

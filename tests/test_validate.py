@@ -62,6 +62,15 @@ def test_a_run_directory_as_ckpt_path_names_its_last_checkpoint_and_the_resume(m
         validate(make_cfg(f"ckpt_path={tmp_path / given}"))
 
 
+def test_ckpt_path_best_is_refused_unless_a_checkpoint_file_is_named_best(make_cfg, tmp_path, monkeypatch):
+    """'best' is Lightning's word for trainer.test's weights, but a file of that name is a checkpoint file."""
+    with pytest.raises(ConfigError, match=r"^Config key 'ckpt_path' is 'best', Lightning's word"):
+        validate(make_cfg("ckpt_path=best"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "best").write_bytes(b"weights")
+    validate(make_cfg("ckpt_path=best"))
+
+
 def test_default_config_and_experiments_are_valid(make_cfg):
     validate(make_cfg())
     validate(make_cfg("ckpt_path=auto"))
