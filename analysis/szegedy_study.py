@@ -323,6 +323,7 @@ def table5(cfg: DictConfig) -> str:
         raise ConfigError(f"Config key 'runs' is {cfg.runs!r}, whose runs ({', '.join(left_out)}) have no network of "
                           f"the Szegedy zoo (model.net._target_=lightning_modules.szegedy.SzegedyNet), the only one "
                           f"whose layers task=szegedy_table5 bounds; give runs of the szegedy_* experiments.")
+    alexnet = imagenet_alexnet() if cfg.szegedy.get("alexnet", True) else None  # a refusal before any work
     lines = ["| model | layer | size | operator norm | activation | upper bound |", "|---|---|---|---|---|---|"]
     for run in zoo:
         for row in network_bounds(run.model(torch.device("cpu")).module.net):
@@ -331,7 +332,7 @@ def table5(cfg: DictConfig) -> str:
     if left_out:
         lines.append(f"\nLeft out, as their networks are not of the Szegedy zoo (SzegedyNet), whose layers this "
                      f"table bounds: {', '.join(left_out)}.")
-    return "\n".join(lines) + "\n\n" + alexnet_table(cfg.szegedy.get("alexnet", True))
+    return "\n".join(lines) + "\n\n" + alexnet_table(alexnet)
 
 
 def net_target(run: Run) -> str:
@@ -343,15 +344,20 @@ def is_zoo_net(target: str) -> bool:
     return isinstance(net_class, type) and issubclass(net_class, SzegedyNet)
 
 
-def alexnet_table(enabled: bool) -> str:
-    if not enabled:
-        return "AlexNet: skipped (szegedy.alexnet=false)."
-    try:
-        from framework.pretrained import alexnet_features  # written on another branch; loaded only here
+def imagenet_alexnet() -> nn.Module:
+    """The ImageNet AlexNet convolutions; where they cannot be had, the loader's sentence with Table 5's own remedy."""
+    from framework.pretrained import PretrainedWeightsError, alexnet_features  # torchvision: imported when asked
 
-        features = alexnet_features("imagenet")
-    except Exception as error:  # ImportError, or the weights loader's own one-sentence error
-        return f"AlexNet: not computed ({type(error).__name__}: {error})."
+    try:
+        return alexnet_features("imagenet")
+    except PretrainedWeightsError as error:
+        raise PretrainedWeightsError(f"{str(error).removesuffix('.')}; or leave AlexNet out of Table 5 with "
+                                     f"szegedy.alexnet=false.") from None
+
+
+def alexnet_table(features: nn.Module | None) -> str:
+    if features is None:
+        return "AlexNet: skipped (szegedy.alexnet=false)."
     rows = alexnet_conv_bounds(features.eval())
     lines = ["| AlexNet (torchvision, ImageNet) | size | upper bound | method | paper (96/256/384/384/256 channels) |",
              "|---|---|---|---|---|"]

@@ -140,6 +140,22 @@ def test_figures_and_spectral_table_write_their_files(zoo, tmp_path):
     assert "| fc100 | fc1 | 784->16 |" in text and "| softmax1 | output | 784->10 |" in text
 
 
+def test_table5_without_the_alexnet_weights_is_their_sentence_with_its_own_remedy(zoo, tmp_path, monkeypatch):
+    """It printed "AlexNet: not computed (...)" below the zoo's rows and exited 0, though AlexNet was asked for."""
+    from framework.pretrained import PretrainedWeightsError
+
+    def unreachable(weights):
+        raise PretrainedWeightsError("The ImageNet AlexNet weights could not be fetched: neither source answered.")
+
+    monkeypatch.setattr("framework.pretrained.alexnet_features", unreachable)
+    (zoo / "szegedy_table5.md").unlink(missing_ok=True)  # an earlier test's
+    with pytest.raises(PretrainedWeightsError, match=r"^The ImageNet AlexNet weights could not be fetched: neither "
+                                                     r"source answered; or leave AlexNet out of Table 5 with "
+                                                     r"szegedy.alexnet=false\.$"):
+        study(tmp_path, zoo, "szegedy_table5", "szegedy.alexnet=true")
+    assert not (zoo / "szegedy_table5.md").exists()
+
+
 def test_magnified_perturbation_has_the_requested_stddev_before_clipping():
     images = torch.full((3, 1, 28, 28), 0.5)
     adversarial = images.clone()
