@@ -145,6 +145,7 @@ class Outcome:
     stdout: str
     stderr: str
     lacking: list[str] = field(default_factory=list)  # what the command needed and the machine lacked when it ran
+    cwd: Path | None = None  # where it ran
 
     def printed(self, label: str) -> str | None:
         """The value of the last ``<label>: value`` line printed, e.g. ``sweep directory``."""

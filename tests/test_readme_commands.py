@@ -2,8 +2,8 @@
 
 tests/commands.py finds the commands (every line of the ```bash/sh/shell blocks: ``python <script>.py``,
 ``python -m <module>``, ``make`` or ``export VAR=value``, after optional ``VAR=value`` words, ``uv run`` and
-``nice``; any other line fails a test). They run in one copy of the repository (tracked and not-ignored files,
-.venv symlinked), from its root, so default output paths (logs/...) are exercised. The rules, also in README.md
+``nice``; any other line fails a test). They run in copies of the repository (tracked and not-ignored files,
+.venv symlinked), from the root, so default output paths (logs/...) are exercised. The rules, also in README.md
 ("The commands in this README are tests"):
 
 - size caps: ``debug=smoke`` (conf/debug/smoke.yaml: one epoch, 2 train / 1 val / 1 test batch) is
@@ -23,7 +23,8 @@ tests/commands.py finds the commands (every line of the ```bash/sh/shell blocks:
 - ``export VAR=value`` sets VAR for the later commands of its block.
 - DATA_DIR and TORCH_HOME are empty folders and pip sees an empty index, so no dataset or pretrained weights
   are found; a command marked ``registry`` reaches the registry and gets folders of its own, so what it
-  fetches reaches no other command.
+  fetches reaches no other command. ``DOCS_DATA_DIR=<folder>`` puts that folder's datasets in DATA_DIR, so the
+  commands marked with them must succeed (not part of ``make test``: 16 minutes against 3 on 2 cores).
 - ``<label>`` in a command is the value the latest preceding command of the same block printed as
   ``label: value`` (``sweep directory: ...`` after ``-m``, ``output directory: ...`` after a run,
   ``cluster directory: ...`` after a SLURM cluster's start).
@@ -33,7 +34,8 @@ tests/commands.py finds the commands (every line of the ```bash/sh/shell blocks:
   lacking it did not write. A command that uses the output of a marked one carries the marker too. Whether
   the machine has it is decided when the command runs, in its block's environment (``slurm``: a SLURM
   controller answers, e.g. after the block started a throwaway cluster and exported its SLURM_CONF).
-Blocks run two at a time; the commands of one block run in order.
+Each file's commands run in order, in a copy of the repository of the file's own, so a page's commands can use
+only what that page's earlier commands wrote; two files run at a time.
 """
 
 from __future__ import annotations
@@ -78,6 +80,9 @@ WORD_CAPS = {"data=lunarlander": ["data.rollouts=4"], "callbacks=mi_lr": ["callb
              "experiment=perceptual_lunarlander": ["data.rollouts=2", "data.steps_per_rollout=20"]}
 # Multirun only (a range is no value for a single run): REAE studies sweep 10 repeats x 4 feature maps.
 MULTIRUN_CAPS = {"experiment=reae_": ["seed=range(0,2)"]}
+# The MNIST and CIFAR-10 MI studies' Figure 5 restarts from the fixed run's epoch_002.ckpt: four epochs write it and
+# leave one to train after it (one epoch, debug=smoke's, would leave its ckpt_path a file that does not exist).
+WORD_CAPS.update({f"experiment=mi_lr_{name}": ["trainer.max_epochs=4"] for name in ("mnist", "cifar10")})
 NOT_RUN = {
     "test": "`make test` runs this test: running it here would recurse",
     "test-fast": "`make test-fast` runs this test: running it here would recurse",
@@ -89,21 +94,26 @@ BENCHMARKS = sorted(f"benchmarks/{p.name}" for p in (ROOT / "benchmarks").glob("
 BENCH_CAPS = ["BENCH_ARGS=--smoke", "BENCHMARKS=benchmarks/lunarlander_generation.py"]
 
 
-# Every command sees these empty folders as DATA_DIR and TORCH_HOME, whatever this machine holds, so that
-# what a command finds does not depend on the machine or on the order the blocks run in; a command marked
-# `registry` gets folders of its own (what it fetches is seen by no other command). All of them lie in one folder
-# that goes when the test process ends (the fetched MNIST and AlexNet weights are ~50 MB a command).
+# Every command sees these folders as DATA_DIR and TORCH_HOME, empty whatever this machine holds (DATA_DIR holds
+# links to DOCS_DATA_DIR's datasets where it is set), so that what a command finds does not depend on the machine or
+# on the order the files run in; a command marked `registry` gets folders of its own (what it fetches is seen by no
+# other command). All of them lie in one folder that goes when the test process ends (the fetched MNIST and AlexNet
+# weights are ~50 MB a command).
 HOMES = Path(tempfile.mkdtemp(prefix="readme_homes_"))
 atexit.register(shutil.rmtree, HOMES, ignore_errors=True)
-EMPTY_DATA_DIR = Path(tempfile.mkdtemp(prefix="data_", dir=HOMES))
+DATA_HOME = Path(tempfile.mkdtemp(prefix="data_", dir=HOMES))
+DOCS_DATA_DIR = os.environ.get("DOCS_DATA_DIR")
+for dataset in Path(DOCS_DATA_DIR).iterdir() if DOCS_DATA_DIR else []:
+    (DATA_HOME / dataset.name).symlink_to(dataset.resolve())
 EMPTY_TORCH_HOME = Path(tempfile.mkdtemp(prefix="torch_", dir=HOMES))
+EMPTY_INDEX = Path(tempfile.mkdtemp(prefix="index_", dir=HOMES))
 
 
 def dataset_present(target: str):
     def present(command: Command, env: dict[str, str]) -> bool:
         from hydra.utils import get_class
 
-        return not get_class(target)(data_dir=str(EMPTY_DATA_DIR)).missing_files()
+        return not get_class(target)(data_dir=str(DATA_HOME)).missing_files()
 
     return present
 
@@ -197,10 +207,8 @@ def with_caps(command: Command, printed: dict[str, str]) -> tuple[list[str] | No
     return ["make", "-o", "setup", *words[1:]], None
 
 
-@pytest.fixture(scope="module")
-def repo_copy(tmp_path_factory) -> Path:
-    """The repository's files as a fresh clone (plus uncommitted ones) would have them, .venv linked."""
-    copy = tmp_path_factory.mktemp("repo")
+def repository_copy(copy: Path) -> Path:
+    """The repository's files as a fresh clone (plus uncommitted ones) would have them, .venv linked, in ``copy``."""
     files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
                            capture_output=True, text=True, check=True).stdout.split("\0")
     for name in filter(None, files):
@@ -210,6 +218,11 @@ def repo_copy(tmp_path_factory) -> Path:
             shutil.copy2(source, copy / name)
     (copy / ".venv").symlink_to((ROOT / ".venv").resolve())
     return copy
+
+
+@pytest.fixture(scope="module")
+def repo_copy(tmp_path_factory) -> Path:
+    return repository_copy(tmp_path_factory.mktemp("repo"))
 
 
 @pytest.fixture(scope="module")
@@ -224,8 +237,8 @@ def environment(extra: dict[str, str], fetches: bool = False) -> dict[str, str]:
     if fetches:
         homes = {name: tempfile.mkdtemp(prefix="fetch_", dir=HOMES) for name in ("DATA_DIR", "TORCH_HOME")}
     else:
-        homes = {"DATA_DIR": str(EMPTY_DATA_DIR), "TORCH_HOME": str(EMPTY_TORCH_HOME), "PIP_CONFIG_FILE": os.devnull,
-                 "PIP_INDEX_URL": EMPTY_DATA_DIR.as_uri(), "PIP_EXTRA_INDEX_URL": "", "PIP_FIND_LINKS": ""}
+        homes = {"DATA_DIR": str(DATA_HOME), "TORCH_HOME": str(EMPTY_TORCH_HOME), "PIP_CONFIG_FILE": os.devnull,
+                 "PIP_INDEX_URL": EMPTY_INDEX.as_uri(), "PIP_EXTRA_INDEX_URL": "", "PIP_FIND_LINKS": ""}
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "WANDB_MODE": "offline", **homes, **extra}
 
 
@@ -253,18 +266,26 @@ def run_block(block: list[Command], runner: Runner, copy: Path) -> dict[int, Out
             outcome = runner.subprocess(argv, copy, env, TIMEOUT)
         else:
             outcome = runner.python(argv, copy, env, TIMEOUT)
-        outcome.lacking = missing
+        outcome.lacking, outcome.cwd = missing, copy
         outcomes[id(command)] = outcome
         printed.update({label: value for label in labels if (value := outcome.printed(label))})
     return outcomes
 
 
+def run_file(commands: list[Command], runner: Runner, copy: Path) -> dict[int, Outcome | str]:
+    """Run one file's blocks in order, in ``copy``."""
+    return {key: outcome for _, block in itertools.groupby(commands, key=lambda c: c.block)
+            for key, outcome in run_block(list(block), runner, copy).items()}
+
+
 @pytest.fixture(scope="module")
-def outcomes(repo_copy, runner) -> dict[int, Outcome | str]:
-    blocks = [list(group) for _, group in itertools.groupby(COMMANDS, key=lambda c: c.block)]
+def outcomes(runner, tmp_path_factory) -> dict[int, Outcome | str]:
+    files = [list(group) for _, group in itertools.groupby(COMMANDS, key=lambda c: c.source.split(":")[0])]
+    files.sort(key=len, reverse=True)  # the longest first, so that the two workers end close together
     with ThreadPoolExecutor(max_workers=2) as pool:
-        done = {key: value for block in pool.map(lambda b: run_block(b, runner, repo_copy), blocks)
-                for key, value in block.items()}
+        done = {key: value for file in pool.map(
+            lambda commands: run_file(commands, runner, repository_copy(tmp_path_factory.mktemp("repo"))), files)
+            for key, value in file.items()}
     yield done
     for outcome in done.values():  # a SLURM cluster a block started and did not stop (it failed in between)
         cluster = isinstance(outcome, Outcome) and outcome.printed("cluster directory")
@@ -298,8 +319,9 @@ RUN = [command for command in COMMANDS if command.kind != "export"]
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3 * 3600 if DOCS_DATA_DIR else 900)  # the first test waits for every command to have run
 @pytest.mark.parametrize("command", RUN, ids=[f"{c.source} {c.text[:60]}" for c in RUN])
-def test_documented_command_runs_as_written(command, outcomes, repo_copy):
+def test_documented_command_runs_as_written(command, outcomes):
     outcome = outcomes[id(command)]
     if isinstance(outcome, str):
         pytest.skip(outcome)
@@ -315,7 +337,7 @@ def test_documented_command_runs_as_written(command, outcomes, repo_copy):
     assert outcome.returncode == 0, f"{command.source}: {command.text}\n{output[-4000:]}"
     run_dir = outcome.printed("output directory")
     if command.kind == "train.py" and run_dir:
-        assert "results.json" in (repo_copy / run_dir / "train.log").read_text()  # the run's log lines, on success
+        assert "results.json" in (outcome.cwd / run_dir / "train.log").read_text()  # the run's log lines, on success
     if command.words[:2] == ["make", "bench"]:
         ran = re.findall(r"^== (\S+)$", outcome.stdout, re.MULTILINE)
         assert ran == benchmarks_run(command), outcome.stdout[-3000:]
