@@ -23,8 +23,9 @@ tests/commands.py finds the commands (every line of the ```bash/sh/shell blocks:
 - ``export VAR=value`` sets VAR for the later commands of its block.
 - DATA_DIR and TORCH_HOME are empty folders and pip sees an empty index, so no dataset or pretrained weights
   are found; a command marked ``registry`` reaches the registry and gets folders of its own, so what it
-  fetches reaches no other command. ``DOCS_DATA_DIR=<folder>`` puts that folder's datasets in DATA_DIR, so the
-  commands marked with them must succeed (not part of ``make test``: 16 minutes against 3 on 2 cores).
+  fetches reaches no other command. ``DOCS_DATA_DIR=<folder>`` puts that folder's datasets in DATA_DIR and
+  ``DOCS_TORCH_HOME=<folder>`` its ``hub`` (the AlexNet weights) in TORCH_HOME, so the commands marked with them
+  must succeed (not part of ``make test``: 16 minutes against 3 on 2 cores with MNIST).
 - ``<label>`` in a command is the value the latest preceding command of the same block printed as
   ``label: value`` (``sweep directory: ...`` after ``-m``, ``output directory: ...`` after a run,
   ``cluster directory: ...`` after a SLURM cluster's start).
@@ -94,18 +95,21 @@ BENCHMARKS = sorted(f"benchmarks/{p.name}" for p in (ROOT / "benchmarks").glob("
 BENCH_CAPS = ["BENCH_ARGS=--smoke", "BENCHMARKS=benchmarks/lunarlander_generation.py"]
 
 
-# Every command sees these folders as DATA_DIR and TORCH_HOME, empty whatever this machine holds (DATA_DIR holds
-# links to DOCS_DATA_DIR's datasets where it is set), so that what a command finds does not depend on the machine or
-# on the order the files run in; a command marked `registry` gets folders of its own (what it fetches is seen by no
-# other command). All of them lie in one folder that goes when the test process ends (the fetched MNIST and AlexNet
-# weights are ~50 MB a command).
+# Every command sees these folders as DATA_DIR and TORCH_HOME, empty whatever this machine holds (but for links
+# to DOCS_DATA_DIR's datasets and DOCS_TORCH_HOME's hub where those are set), so that what a command finds does not
+# depend on the machine or on the order the files run in; a command marked `registry` gets folders of its own (what
+# it fetches is seen by no other command). All of them lie in one folder that goes when the test process ends (the
+# fetched MNIST and AlexNet weights are ~50 MB a command).
 HOMES = Path(tempfile.mkdtemp(prefix="readme_homes_"))
 atexit.register(shutil.rmtree, HOMES, ignore_errors=True)
 DATA_HOME = Path(tempfile.mkdtemp(prefix="data_", dir=HOMES))
 DOCS_DATA_DIR = os.environ.get("DOCS_DATA_DIR")
 for dataset in Path(DOCS_DATA_DIR).iterdir() if DOCS_DATA_DIR else []:
     (DATA_HOME / dataset.name).symlink_to(dataset.resolve())
-EMPTY_TORCH_HOME = Path(tempfile.mkdtemp(prefix="torch_", dir=HOMES))
+TORCH_HOME = Path(tempfile.mkdtemp(prefix="torch_", dir=HOMES))
+DOCS_TORCH_HOME = os.environ.get("DOCS_TORCH_HOME")
+if DOCS_TORCH_HOME:
+    (TORCH_HOME / "hub").symlink_to(Path(DOCS_TORCH_HOME, "hub").resolve())
 EMPTY_INDEX = Path(tempfile.mkdtemp(prefix="index_", dir=HOMES))
 
 
@@ -119,7 +123,7 @@ def dataset_present(target: str):
 
 
 def alexnet_weights_cached(command: Command, env: dict[str, str]) -> bool:
-    return any(Path(EMPTY_TORCH_HOME, "hub", "checkpoints").glob("alexnet-*.pth"))
+    return any(Path(TORCH_HOME, "hub", "checkpoints").glob("alexnet-*.pth"))
 
 
 def gpus(command: Command, env: dict[str, str]) -> bool:
@@ -237,7 +241,7 @@ def environment(extra: dict[str, str], fetches: bool = False) -> dict[str, str]:
     if fetches:
         homes = {name: tempfile.mkdtemp(prefix="fetch_", dir=HOMES) for name in ("DATA_DIR", "TORCH_HOME")}
     else:
-        homes = {"DATA_DIR": str(DATA_HOME), "TORCH_HOME": str(EMPTY_TORCH_HOME), "PIP_CONFIG_FILE": os.devnull,
+        homes = {"DATA_DIR": str(DATA_HOME), "TORCH_HOME": str(TORCH_HOME), "PIP_CONFIG_FILE": os.devnull,
                  "PIP_INDEX_URL": EMPTY_INDEX.as_uri(), "PIP_EXTRA_INDEX_URL": "", "PIP_FIND_LINKS": ""}
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "WANDB_MODE": "offline", **homes, **extra}
 
@@ -319,7 +323,8 @@ RUN = [command for command in COMMANDS if command.kind != "export"]
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(3 * 3600 if DOCS_DATA_DIR else 900)  # the first test waits for every command to have run
+# The first test waits for every command to have run.
+@pytest.mark.timeout(3 * 3600 if DOCS_DATA_DIR or DOCS_TORCH_HOME else 900)
 @pytest.mark.parametrize("command", RUN, ids=[f"{c.source} {c.text[:60]}" for c in RUN])
 def test_documented_command_runs_as_written(command, outcomes):
     outcome = outcomes[id(command)]
