@@ -31,7 +31,7 @@ class AffineDistortion:
     translate: pixels, horizontally and vertically (independently);
     scale: relative size change (1 + u);
     squeeze: relative horizontal compression with the inverse vertical elongation (width x (1 + u), height / (1 + u));
-    shear: horizontal shear, x' = x + shear * y;
+    shear: horizontal shear, the content's (x, y) going to (x - u * y, y) for u drawn in [-shear, shear];
     original_fraction: share of images left undistorted in each epoch.
     """
 
