@@ -135,7 +135,8 @@ def checkpoint_note(runs: Sequence[dict]) -> str:
     counts = Counter(run.get("evaluated_checkpoint", "unrecorded checkpoint") for run in runs)
     if len(counts) == 1:
         return f"val/ and test/ metrics of each run's {next(iter(counts))}."
-    return "val/ and test/ metrics of: " + "; ".join(f"{name} ({n} runs)" for name, n in counts.most_common()) + "."
+    counted = (f"{name} ({n} run{'s' * (n != 1)})" for name, n in counts.most_common())
+    return "val/ and test/ metrics of: " + "; ".join(counted) + "."
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:

@@ -110,16 +110,24 @@ def jobs_started_again(runs) -> list[Path]:
             and ran_otherwise(list(record), read_results(result))]
 
 
+def values_given(overrides: list) -> list[str]:
+    """A job's overrides less those that say how it ran (analysis.results_table.HOW_IT_RAN: the ckpt_path=auto that a
+    continuation adds, its data in another folder, another logger), sorted: the values it trains. Its seed is one."""
+    from analysis.results_table import HOW_IT_RAN, how_it_ran
+
+    how = [key for key in HOW_IT_RAN if key != "seed"]
+    return sorted(str(o) for o in overrides if not how_it_ran(str(o).split("=", 1)[0].lstrip("+~"), how))
+
+
 def ran_otherwise(overrides: list, run: dict) -> bool:
     """Whether a job given ``overrides`` runs other values than ``run`` (a results.json) ran with. A key that only
     the job gives counts by the run's value of it (a swept key added with the value every earlier job had: such a
-    finished job is kept as it is); ckpt_path, which a continuation adds, is no other value."""
+    finished job is kept as it is); the keys of how it ran (values_given) are no other values."""
     from analysis.results_table import group_value, same_number, shown
     from framework.continued_runs import overrides_by_key
 
-    given, ran = ([str(o) for o in listed if not str(o).lstrip("+~").startswith("ckpt_path=")]
-                  for listed in (overrides, run.get("overrides", [])))
-    if sorted(given) == sorted(ran):
+    given, ran = (values_given(listed) for listed in (overrides, run.get("overrides", [])))
+    if given == ran:
         return False
     if any(o.startswith("~") for o in {*given, *ran} - ({*given} & {*ran})):  # a deletion given on one side only
         return True
@@ -178,13 +186,14 @@ def swept_jobs(runs) -> list[SweptJob]:
 def _paired_by_values(jobs: list[SweptJob]) -> list[SweptJob]:
     """A shuffled sweep's ``jobs``: shuffle() drew the order the jobs ran in, and reading the multirun.yaml draws
     another, so a job that ran gets the overrides it ran with where the sweep lists them; the others (not started,
-    or run with other values) get the sweep's overrides left over."""
+    or run with other values) get the sweep's overrides left over. A job continued alone (ckpt_path=auto) is paired by
+    the values it was given (values_given)."""
     left = [job.overrides for job in jobs]
     ran = {}
     for job in jobs:
         record = read_record(job.folder / ".hydra" / "overrides.yaml") if job.folder is not None else None
-        overrides = sorted(OmegaConf.to_container(record)) if isinstance(record, ListConfig) else None
-        if (listed := next((given for given in left if sorted(given) == overrides), None)) is not None:
+        overrides = values_given(OmegaConf.to_container(record)) if isinstance(record, ListConfig) else None
+        if (listed := next((given for given in left if values_given(given) == overrides), None)) is not None:
             left.remove(listed)
             ran[job.name] = listed
     return [job._replace(overrides=ran[job.name] if job.name in ran else left.pop(0)) for job in jobs]

@@ -614,3 +614,140 @@ def test_a_sweep_started_outside_the_repository_prints_the_evaluate_command_as_t
     assert command == f"python {os.path.relpath(ROOT / 'evaluate.py', tmp_path)} runs=sweeps/w"
     table = run_cli(*command.split()[1:], cwd=tmp_path)
     assert table.returncode == 0 and (tmp_path / "sweeps" / "w" / "table.md").is_file(), table.stderr[-2000:]
+
+
+def write_multirun(sweep: Path, task: list[str], subdir: str = "${hydra.job.num}", script: str = "trainer") -> None:
+    """The multirun.yaml Hydra writes as a sweep starts, cut down to what reading a sweep's jobs takes."""
+    sweep.mkdir(parents=True, exist_ok=True)
+    listed = "".join(f"    - {override}\n" for override in task)
+    (sweep / "multirun.yaml").write_text(f"hydra:\n  sweep:\n    dir: {sweep}\n    subdir: {subdir}\n  sweeper:\n"
+                                         f"    params: null\n  overrides:\n    task:\n{listed}"
+                                         f"  runtime:\n    choices:\n      {script}: default\n")
+
+
+def write_job(folder: Path, overrides: list[str], num: int | None = None, results: dict | None = None) -> None:
+    """A job's folder: Hydra's record of its start, and the results.json it wrote if it finished."""
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / ".hydra" / "overrides.yaml").write_text("".join(f"- {override}\n" for override in overrides))
+    if num is not None:
+        (folder / ".hydra" / "hydra.yaml").write_text(f"hydra:\n  job:\n    num: {num}\n")
+    if results is not None:
+        write_json_atomic(folder / "results.json", results)
+
+
+def seed_run(seed: int, *overrides: str) -> dict:
+    return {"seed": seed, "overrides": [f"seed={seed}", *overrides], "metrics": {"test/acc": 0.9},
+            "config": {"seed": seed, "trainer": {"max_epochs": 2}}}
+
+
+def test_a_sweep_s_jobs_are_found_by_number_or_by_the_number_their_hydra_yaml_gives(tmp_path):
+    """Job 0 finished, job 1 killed, job 2 never started; an evaluate.py multirun beside it is no sweep of jobs."""
+    from framework.results import jobs_not_started, jobs_of_other_values, swept_jobs
+
+    sweep = tmp_path / "sweeps" / "numbered"
+    write_multirun(sweep, ["seed=1,2,3", "trainer.max_epochs=2"])
+    write_job(sweep / "0", ["seed=1", "trainer.max_epochs=2"], results=seed_run(1, "trainer.max_epochs=2"))
+    write_job(sweep / "1", ["seed=2", "trainer.max_epochs=2"])
+    write_multirun(tmp_path / "sweeps" / "studied", ["task=table,reae_table1"], script="task")
+    jobs = swept_jobs(tmp_path / "sweeps")
+    assert [(job.name, job.overrides, job.folder) for job in jobs] == [
+        ("0", ["seed=1", "trainer.max_epochs=2"], sweep / "0"), ("1", ["seed=2", "trainer.max_epochs=2"], sweep / "1"),
+        ("2", ["seed=3", "trainer.max_epochs=2"], None)]
+    assert [job.name for job in jobs_not_started(jobs)] == ["2"]
+    assert jobs_of_other_values(jobs) == []  # job 1, without results.json, is no job of other values
+    write_multirun(sweep, ["seed=1,2,3", "trainer.max_epochs=3"])  # continued with more epochs, stopped in job 1
+    assert jobs_of_other_values(swept_jobs(sweep)) == [sweep / "0"]
+    named = tmp_path / "named"  # hydra.sweep.subdir=seed_${seed}: the folders say their numbers
+    write_multirun(named, ["seed=1,2,3"], subdir="seed_${seed}")
+    write_job(named / "seed_2", ["seed=2"], num=1, results=seed_run(2))
+    write_job(named / "seed_1", ["seed=1"], num=0, results=seed_run(1))
+    assert [(job.name, job.folder) for job in swept_jobs(named)] == [
+        ("job 0", named / "seed_1"), ("job 1", named / "seed_2"), ("job 2", None)]
+
+
+def test_a_shuffled_sweep_s_jobs_not_started_are_the_values_no_job_ran(tmp_path, monkeypatch):
+    """shuffle() drew the order the jobs ran in, reading the multirun.yaml another (here reversed): jobs 0 and 1
+    ran seeds 1 and 3, so the jobs not started are seeds 2 and 4, whichever job number each is given."""
+    from framework.results import jobs_not_started, jobs_of_other_values, swept_jobs
+
+    monkeypatch.setattr("hydra.core.override_parser.types.shuffle", list.reverse)
+    sweep = tmp_path / "sweep"
+    write_multirun(sweep, ["seed=shuffle(1,2,3,4)"])
+    write_job(sweep / "0", ["seed=1"], results=seed_run(1))
+    write_job(sweep / "1", ["seed=3"], results=seed_run(3))
+    jobs = swept_jobs(sweep)
+    assert [job.overrides for job in jobs[:2]] == [["seed=1"], ["seed=3"]] and jobs_of_other_values(jobs) == []
+    assert sorted(job.overrides[0] for job in jobs_not_started(jobs)) == ["seed=2", "seed=4"]
+
+
+def test_a_job_started_again_is_one_whose_last_start_gave_other_overrides(tmp_path):
+    """A continuation with ckpt_path=auto runs what the job ran; more epochs, started and killed, does not."""
+    from framework.results import jobs_started_again
+
+    sweep = tmp_path / "sweep"
+    write_job(sweep / "0", ["seed=1", "trainer.max_epochs=2", "ckpt_path=auto"],
+              results=seed_run(1, "trainer.max_epochs=2"))
+    write_job(sweep / "1", ["seed=2", "trainer.max_epochs=3"], results=seed_run(2, "trainer.max_epochs=2"))
+    assert jobs_started_again(sweep) == [sweep / "1"]
+
+
+def test_a_sweep_given_twice_through_a_link_counts_each_run_and_job_once(tmp_path):
+    """runs=[sweeps,link] (a link to sweeps): each run once in its row, each job without results.json named once."""
+    from framework.results import jobs_without_results
+
+    sweeps = tmp_path / "sweeps"
+    write_runs(sweeps / "a", [run(0.1, 1, 0.90), run(0.1, 2, 0.92)])
+    write_job(sweeps / "a" / "2", ["model.optimizer.lr=0.1", "seed=3"])
+    write_job(sweeps / "b" / "0", ["model.optimizer.lr=0.1", "seed=4"])
+    (tmp_path / "link").symlink_to(sweeps)
+    text = evaluate(compose_config([f"runs=[{sweeps},{tmp_path / 'link'}]", "metrics=[test/acc]"], tmp_path / "out",
+                                   "evaluate"))
+    assert "| 0.1 | 0.9100 ± 0.0141 | 2 |" in text
+    assert "Left out: 2 job directories without results.json (failed, killed or still running): sweeps/a/2 (" in text
+    assert jobs_without_results([sweeps / "b", sweeps / "a"]) == [sweeps / "a" / "2", sweeps / "b" / "0"]
+
+
+def test_a_results_json_given_itself_is_tabled(tmp_path):
+    sweep = tmp_path / "sweep"
+    write_runs(sweep, [run(0.1, 1, 0.90), run(0.1, 2, 0.92)])
+    text = evaluate(compose_config([f"runs={sweep / '0' / 'results.json'}", "metrics=[test/acc]",
+                                    f"output={tmp_path}/one.md"], tmp_path / "out", "evaluate"))
+    assert "| 0.1 | 0.9000 ± — | 1 |" in text
+
+
+def test_a_metric_written_as_a_bool_is_not_a_number(tmp_path):
+    """json's true is an int to isinstance: a mean of it would table 1.0000 as an accuracy."""
+    from framework.errors import DataError
+    from framework.results import read_results
+
+    write_json_atomic(tmp_path / "results.json", {"metrics": {"test/acc": True}})
+    with pytest.raises(DataError, match=r"\(its metric 'test/acc' is True, not a number\)"):
+        read_results(tmp_path / "results.json")
+
+
+def test_a_job_resumed_alone_with_its_data_elsewhere_did_not_finish_with_other_values(tmp_path):
+    """A killed job rerun with ckpt_path=auto, its data in another folder and another logger (README: it stays in the
+    row of its sweep) trained what the sweep gives it: it is no job that finished with other values."""
+    from framework.results import jobs_of_other_values, swept_jobs
+
+    sweep = tmp_path / "sweep"
+    write_multirun(sweep, ["seed=1,2"])
+    write_job(sweep / "0", ["seed=1"], results=seed_run(1))
+    resumed = ["seed=2", "ckpt_path=auto", "data.data_dir=/elsewhere", "logger=wandb"]
+    write_job(sweep / "1", resumed, results=seed_run(2, *resumed[1:]))
+    assert jobs_of_other_values(swept_jobs(sweep)) == []
+
+
+def test_a_shuffled_sweep_s_job_resumed_alone_keeps_the_values_it_ran(tmp_path, monkeypatch):
+    """Job 1 of seed=shuffle(1,2,3,4) ran seed 3, was killed and resumed alone with ckpt_path=auto: it was paired with
+    seed 4, named as finished with other values, and seed 3 named as not started."""
+    from framework.results import jobs_not_started, jobs_of_other_values, swept_jobs
+
+    monkeypatch.setattr("hydra.core.override_parser.types.shuffle", list.reverse)
+    sweep = tmp_path / "sweep"
+    write_multirun(sweep, ["seed=shuffle(1,2,3,4)"])
+    write_job(sweep / "0", ["seed=1"], results=seed_run(1))
+    write_job(sweep / "1", ["seed=3", "ckpt_path=auto"], results=seed_run(3, "ckpt_path=auto"))
+    jobs = swept_jobs(sweep)
+    assert jobs_of_other_values(jobs) == []
+    assert sorted(job.overrides[0] for job in jobs_not_started(jobs)) == ["seed=2", "seed=4"]

@@ -2,7 +2,7 @@
 
 import pytest
 
-from analysis.results_table import check_one_setting, differing_keys, results_table
+from analysis.results_table import check_one_setting, checkpoint_note, differing_keys, results_table
 from evaluate import evaluate
 from framework.compose import compose_config
 from framework.errors import ConfigError
@@ -187,3 +187,52 @@ def test_a_hand_written_results_json_without_a_config_is_tabled_beside_a_runs(tm
     text = evaluate(compose_config([f"runs=[{tmp_path / 'sweep'},{tmp_path / 'by_hand'}]", "metrics=[test/acc]"],
                                    tmp_path / "out", "evaluate"))
     assert "| 0.01 | 0.8000 ± — | 1 |" in text and "| — | 0.5000 ± — | 1 |" in text
+
+
+def test_a_metric_only_one_run_of_a_row_has_shows_no_spread():
+    """Two runs in a row, one of them without test/acc: its mean is of one value, whose spread is "—", not 0."""
+    killed = lr_run(0.01, 2, 0.0)
+    del killed["metrics"]["test/acc"]
+    text = results_table([lr_run(0.01, 1, 0.80), killed], ["test/acc"], ["model.optimizer.lr"])
+    assert "| 0.01 | 0.8000 ± — (1 of 2 runs) | 2 |" in text
+
+
+def test_runs_of_several_checkpoints_are_counted_each_most_runs_first():
+    """Runs evaluated on other weights: the note names each checkpoint with its count, not the first one alone."""
+    runs = [{"evaluated_checkpoint": "last checkpoint"}] * 2 + [{"evaluated_checkpoint": "best checkpoint"}] * 3
+    assert checkpoint_note(runs) == "val/ and test/ metrics of: best checkpoint (3 runs); last checkpoint (2 runs)."
+    assert checkpoint_note(runs[2:]) == "val/ and test/ metrics of each run's best checkpoint."
+    assert checkpoint_note(runs[1:3]) == "val/ and test/ metrics of: last checkpoint (1 run); best checkpoint (1 run)."
+
+
+def test_a_split_seed_that_only_some_runs_take_from_their_seed_is_a_difference():
+    """data.split_seed: ${seed} in one sweep and a fixed split in another: the runs saw other splits, not repeats."""
+    runs = [{"seed": seed, "overrides": [f"seed={seed}"], "config": {"seed": seed, "data": {"split_seed": split}},
+             "metrics": {"test/acc": 0.5}} for seed, split in ((1, 1), (2, 7))]
+    assert differing_keys(runs, []) == ["data.split_seed"]
+    runs[1]["config"]["data"]["split_seed"] = 2
+    assert differing_keys(runs, []) == []
+
+
+def test_a_swept_key_is_named_before_a_changed_default_and_keys_below_it_are_not_named_again():
+    """Runs of two model options (whose classes differ below model) and a changed batch_size default: the option is
+    the difference a refusal names, model.net._target_ goes without saying, the default follows it."""
+    def run(model: str, batch_size: int) -> dict:
+        return {"seed": 1, "overrides": [f"model={model}", "seed=1"], "metrics": {"test/acc": 0.5},
+                "config": {"model": {"net": {"_target_": f"nets.{model}"}}, "data": {"batch_size": batch_size},
+                           "seed": 1}}
+
+    runs = [run("lenet5", 64), run("lenet5_classic", 32)]
+    assert differing_keys(runs, []) == ["model", "data.batch_size"]
+    with pytest.raises(ConfigError, match=r"differ in model \(lenet5, lenet5_classic\), which the test table would "
+                                          r"pool .* group_by=\[model\]\.$"):
+        check_one_setting([runs], shown=[], table="the test table")
+
+
+def test_a_key_named_like_a_data_loading_key_outside_a_datamodule_is_a_difference():
+    """num_workers or progress below data say how the images were loaded; a model's key of that name is a setting."""
+    runs = [{"seed": seed, "overrides": [f"seed={seed}"], "metrics": {"test/acc": 0.5},
+             "config": {"seed": seed, "model": {"progress": progress}, "data": {"num_workers": seed}}}
+            for seed, progress in ((1, 0.5), (2, 0.9))]
+    assert differing_keys(runs, []) == ["model.progress"]
+
