@@ -18,6 +18,7 @@ from analysis.lbfgs_attack import (
     choose_targets,
     distortion,
     lbfgs_attack,
+    quantize,
     scipy_reference_rows,
 )
 
@@ -249,3 +250,103 @@ def test_bad_input_is_one_sentence_before_any_work(softmax_model, kwargs, messag
 
     with pytest.raises(AttackInputError, match=message):
         lbfgs_attack(untouchable, images[:3], labels[:3], **kwargs)
+
+
+def test_quantize_rounds_to_the_nearest_of_the_256_levels():
+    levels = torch.arange(255, dtype=torch.float64)
+    torch.testing.assert_close(quantize((levels + 0.3) / 255), levels / 255, atol=0, rtol=0)
+    torch.testing.assert_close(quantize((levels + 0.7) / 255), (levels + 1) / 255, atol=0, rtol=0)
+    assert quantize(torch.tensor([0.0, 1.0])).tolist() == [0.0, 1.0]
+
+
+def test_one_solver_iteration_rejects_a_step_that_does_not_decrease_the_objective():
+    """50 (x - 1/2)^2 from x = 1/4: the gradient -25 gives the direction +1 (no history yet: -g / max(|g|, 1)). The
+    step 1 leaves the box (projected to 1: f = 12.5), the step 1/2 lands on the mirror point 3/4 with f unchanged
+    (3.125), which Armijo's sufficient decrease refuses; the step 1/4 reaches the minimiser in one iteration."""
+    def parabola(points, rows):
+        return 50 * (points - 0.5).pow(2).sum(1)
+
+    start = torch.tensor([[0.25]], dtype=torch.float64)
+    assert float(batched_lbfgsb(parabola, start, max_iter=1)) == 0.5
+    assert float(batched_lbfgsb(parabola, start, max_iter=0)) == 0.25
+
+
+def test_a_start_at_the_constrained_minimiser_costs_one_evaluation():
+    """At a bound with the gradient pushing outwards the projected gradient is 0 (scipy's pgtol test), though the
+    gradient itself is not: the solver stops before any step."""
+    calls = []
+
+    def outside(points, rows):  # minimised at 2 (above the box) and at -1 (below it)
+        calls.append(len(points))
+        return (points[:, :2] - 2).pow(2).sum(1) + (points[:, 2:] + 1).pow(2).sum(1)
+
+    start = torch.tensor([[1.0, 1.0, 0.0, 0.0]] * 3, dtype=torch.float64)
+    assert torch.equal(batched_lbfgsb(outside, start), start) and calls == [3]
+
+
+def test_an_attack_in_chunks_attacks_every_example(softmax_model):
+    """batch_size 2 with one row per example: chunks of two examples; 18 with targets="all": one example a chunk.
+    Chunked and whole runs round floats differently (batch-dependent kernels): one uint8 level of RMS distortion."""
+    model, images, labels = softmax_model
+    images, labels = images[:5], labels[:5]
+    one_level = 1 / 255 / images[0].numel() ** 0.5
+    for targets, batch_size in (("runner_up", 2), ("all", 18)):
+        result = lbfgs_attack(model, images, labels, targets=targets, batch_size=batch_size, c_steps=6)
+        assert result.success.all() and torch.equal(model(result.adversarial).argmax(1), result.target)
+        whole = lbfgs_attack(model, images, labels, targets=targets, c_steps=6)
+        assert ((result.distortion - whole.distortion).abs() <= one_level).all()
+        if targets == "runner_up":  # one target per example: the same ones
+            assert torch.equal(result.target, whole.target)
+
+
+def test_an_example_no_c_can_move_is_reported_failed_with_its_image_and_nan():
+    """Class 1 iff the pixel exceeds 2, outside the box: no c reaches it."""
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(1, 2)).requires_grad_(False)
+    model[1].weight.copy_(torch.tensor([[0.0], [1.0]]))  # scores (0, x - 2)
+    model[1].bias.copy_(torch.tensor([0.0, -2.0]))
+    images = torch.tensor([0.2, 0.9]).view(2, 1, 1, 1)
+    result = lbfgs_attack(model, images, torch.tensor([0, 0]), targets="chosen", chosen=1, num_classes=2, c_steps=4)
+    assert not result.success.any() and torch.equal(result.adversarial, images)
+    assert result.distortion.isnan().all() and result.c.isnan().all() and result.target.tolist() == [0, 0]
+
+
+def test_an_example_already_misclassified_leaves_the_others_their_own_targets_and_c(softmax_model):
+    """Example 0 given a wrong label is a success at distortion 0 and c 0, its prediction as target; examples 1..3
+    get what the c search gives their rows alone (same rows, same computation: equal)."""
+    model, images, labels = softmax_model
+    images, labels = images[:4], labels[:4].clone()
+    predicted, labels[0] = labels[0].item(), (labels[0] + 1) % 10
+    result = lbfgs_attack(model, images, labels, targets="runner_up")
+    targets = choose_targets(model, images, labels, "runner_up")
+    assert len(set(targets[1:].tolist())) > 1  # so a target of the wrong row shows
+    x, c, ok = attack_rows(model, images[1:].flatten(1), targets[1:], images.shape[1:], 0.01, 12, True)
+    assert result.success.all() and ok.all()
+    assert result.target.tolist() == [predicted, *targets[1:].tolist()]
+    assert torch.equal(result.adversarial[0], images[0]) and result.distortion[0] == 0 and result.c[0] == 0
+    assert torch.equal(result.c[1:], c) and torch.equal(result.adversarial[1:].flatten(1), x)
+    assert len(set(c.tolist())) > 1  # so a c of the wrong row shows
+
+
+def test_random_targets_draw_every_wrong_label_and_runner_up_the_best_scoring_wrong_one():
+    many = torch.arange(1000) % 10
+    drawn = choose_targets(None, None, many, "random", seed=5)
+    assert {(int(a), int(b)) for a, b in zip(many, drawn, strict=True)} == {
+        (a, b) for a in range(10) for b in range(10) if a != b}
+    scores = torch.tensor([[5.0, 3.0, 1.0], [3.0, 5.0, 1.0]])  # the second misclassified: its runner-up is 1
+    assert choose_targets(lambda x: scores.clone(), None, torch.tensor([0, 0]), "runner_up").tolist() == [1, 1]
+
+
+def test_a_box_without_an_upper_bound_is_open_above():
+    """Hidden representations (callbacks/adversarial_training.py) are bounded below by 0 only: upper=inf. From 2 and
+    from 1/2 the minimiser 5 of (x - 5)^2 is reached; a start there costs one evaluation (projected gradient 0)."""
+    calls = []
+
+    def above(points, rows):
+        calls.append(len(points))
+        return (points - 5).pow(2).sum(1)
+
+    start = torch.tensor([[2.0, 0.5]], dtype=torch.float64)
+    torch.testing.assert_close(batched_lbfgsb(above, start, upper=float("inf")), torch.full_like(start, 5.0))
+    calls.clear()
+    at_minimum = torch.full_like(start, 5.0)
+    assert torch.equal(batched_lbfgsb(above, at_minimum, upper=float("inf")), at_minimum) and calls == [1]
