@@ -61,11 +61,16 @@ def power_iteration_norm(linear_map, input_shape: tuple[int, ...], tol: float = 
     return sigma
 
 
+def dft_describes(conv: nn.Conv2d) -> bool:
+    """Whether the zero-padded DFT bound describes ``conv``: stride 1, no dilation, one group, zero padding."""
+    return (conv.stride == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1 and conv.padding_mode == "zeros"
+            and not isinstance(conv.padding, str))
+
+
 def conv_norm(conv: nn.Conv2d, n: int) -> float:
-    """Upper bound of a Conv2d on n x n inputs: at stride 1 with zero padding p the DFT bound at the padded size
-    n + 2p, otherwise power iteration (on the layer's own padding, without its bias)."""
-    if (conv.stride == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1 and conv.padding_mode == "zeros"
-            and not isinstance(conv.padding, str)):
+    """Upper bound of a Conv2d on n x n inputs: where the DFT describes it (dft_describes), with zero padding p, the
+    DFT bound at the padded size n + 2p, otherwise power iteration (on the layer's own padding, without its bias)."""
+    if dft_describes(conv):
         return conv_norm_dft(conv.weight, (n + 2 * conv.padding[0], n + 2 * conv.padding[1]))
     weight = conv.weight.detach().double()
 
@@ -102,7 +107,7 @@ def alexnet_conv_bounds(features: nn.Sequential, image_size: int = 224) -> list[
     for module in features:
         if isinstance(module, nn.Conv2d):
             n = x.shape[-1]
-            method = "DFT" if module.stride == (1, 1) else f"power iteration (stride {module.stride[0]})"
+            method = "DFT" if dft_describes(module) else f"power iteration (stride {module.stride[0]})"
             rows.append({"layer": f"conv {len(rows) + 1}",
                          "size": f"{module.kernel_size[0]}x{module.kernel_size[1]}, {module.in_channels}->"
                                  f"{module.out_channels}, input {n}x{n}",

@@ -73,6 +73,8 @@ def test_power_iteration_runs_to_its_tolerance_where_the_top_singular_values_cro
     dense = torch.linalg.matrix_norm(dense_matrix(strided, (1, 3, 12, 12)), ord=2).item()
     assert rows[0]["sigma"] == pytest.approx(dense, rel=1e-6)
     assert rows[1]["sigma"] == conv_norm_dft(features[2].weight, 8)  # its 6 x 6 input padded by 1 on each side
+    dilated = nn.Sequential(nn.Conv2d(3, 4, 3, padding=2, dilation=2))  # stride 1, yet no DFT bound: so labelled
+    assert [row["method"] for row in alexnet_conv_bounds(dilated, image_size=6)] == ["power iteration (stride 1)"]
 
 
 def test_network_bounds_multiply_in_the_activation_slopes():
