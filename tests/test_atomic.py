@@ -314,3 +314,167 @@ def test_a_full_disk_while_hydra_writes_its_records_before_any_job_is_the_senten
         _refusals_as_sentences(saving_the_config)
     assert stop.value.code == 2 and capsys.readouterr().err.startswith(
         "Error: a file cannot be written: No space left on device; free space on its disk, or write elsewhere")
+
+
+def test_the_written_bytes_reach_the_disk_before_the_temporary_file_is_renamed_into_place(tmp_path, monkeypatch):
+    """A rename that reaches the disk before the data does (no fsync, or one after the rename) can leave, after a
+    node's crash, a whole-looking cache or last.ckpt that is empty or cut short, which the next run trusts."""
+    cache = tmp_path / "run.npz"
+    events = []
+    fsync, replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append(("fsync", os.fstat(fd).st_size)), fsync(fd))[1])
+    monkeypatch.setattr(os, "replace", lambda source, target: (events.append(("replace", Path(source).parent)),
+                                                               replace(source, target))[1])
+    write_atomically(cache, lambda file: file.write(b"whole"))
+    assert events == [("fsync", 5), ("replace", tmp_path)] and cache.read_bytes() == b"whole"
+
+
+def test_an_interrupted_write_leaves_no_file_behind(tmp_path):
+    """Ctrl+C (KeyboardInterrupt) or a stop while the file is written: neither the file nor its temporary file."""
+    cache = tmp_path / "run.npz"
+
+    def interrupted(file):
+        file.write(b"half of it")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_atomically(cache, interrupted)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_temporary_file_a_cleaner_removed_before_its_lock_was_taken_is_made_again(tmp_path, monkeypatch):
+    """Another run's remove_orphans can find a new temporary file before its writer locked it, and remove it: the
+    writer then wrote into a file without a name, and its rename failed."""
+    cache = tmp_path / "run.npz"
+    flock, removed = fcntl.flock, []
+
+    def removed_first(handle, operation):
+        if not removed:  # a cleaner in another process, just before this lock
+            removed.append(Path(os.readlink(f"/proc/self/fd/{handle}")))
+            removed[0].unlink()
+        return flock(handle, operation)
+
+    monkeypatch.setattr(fcntl, "flock", removed_first)
+    write_atomically(cache, lambda file: file.write(b"whole"))
+    assert len(removed) == 1 and cache.read_bytes() == b"whole" and sorted(tmp_path.iterdir()) == [cache]
+
+
+def test_a_file_in_new_folders_is_readable_like_the_nearest_existing_folder_by_default(tmp_path):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    data_dir.chmod(0o750)
+    previous = os.umask(0o077)
+    try:
+        cache = write_atomically(data_dir / "lunarlander" / "run.npz", lambda file: file.write(b"whole"))
+    finally:
+        os.umask(previous)
+    assert mode(cache) == 0o640 and mode(cache.parent) == 0o750
+
+
+def test_only_hidden_temporary_files_are_removed_for_any_file(tmp_path):
+    """A file of the user's that merely ends in .partial (a browser's download) is not a writer's temporary file."""
+    (tmp_path / ".other.npz.dead.partial").write_bytes(b"")
+    kept = tmp_path / "notes.partial"
+    kept.write_bytes(b"the user's")
+    assert remove_orphans(tmp_path / "run.npz", of_any_file=True) == [tmp_path / ".other.npz.dead.partial"]
+    assert kept.read_bytes() == b"the user's"
+
+
+def test_a_scratch_folder_in_use_is_left_by_the_next_download(tmp_path):
+    from framework.atomic import remove_orphan_folders, scratch_folder
+
+    with scratch_folder(tmp_path, ".download-") as scratch:
+        remove_orphan_folders(tmp_path, ".download-")  # another download that starts now
+        assert scratch.is_dir() and (scratch / ".lock").exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_forked_child_does_not_keep_its_parents_run_folder_held(tmp_path):
+    """A loader worker or DDP rank forked while the run holds its folder: a copy of the lock's descriptor in the child
+    kept the folder held after the run let it go (or was killed), and the next run into it was refused."""
+    from framework.atomic import IN_USE, hold_folder, release_folder
+
+    folder = tmp_path / "run"
+    hold_folder(folder, "move")
+    read, write = os.pipe()
+    started_read, started_write = os.pipe()
+    child = os.fork()
+    if child == 0:  # a worker that lives on: it says it runs (after the fork's handlers), then waits for a word
+        os.write(started_write, b"x")
+        os.read(read, 1)
+        os._exit(0)
+    os.close(read)
+    os.close(started_write)
+    try:
+        assert os.read(started_read, 1) == b"x"
+        os.close(started_read)
+        release_folder(folder)
+        with open(folder / IN_USE, "rb") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError while the child holds it
+    finally:
+        os.write(write, b"x")
+        os.close(write)
+        os.waitpid(child, 0)
+
+
+def test_why_unwritable_says_a_folder_this_user_may_only_read_is_not_writable():
+    import shutil
+    import tempfile
+
+    root = Path(tempfile.mkdtemp())  # not under pytest's folder, which only its owner may open
+    root.chmod(0o755)
+    (root / "read-only").mkdir()
+    (root / "read-only").chmod(0o555)  # not writable by its owner either, where the tests do not run as root
+    (root / "open").mkdir()
+    (root / "open").chmod(0o777)
+    try:
+        said = unprivileged(lambda: f"{why_unwritable(root / 'read-only')}|{why_unwritable(root / 'open')}")
+    finally:
+        shutil.rmtree(root)
+    assert said == "it is not writable|None"
+
+
+def hold_in_another_process(folder: Path) -> str | None:
+    """``hold_folder(folder)`` in a forked process (which drops this one's holds at the fork): its refusal, or None."""
+    from framework.atomic import hold_folder
+
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.close(read)
+        try:
+            hold_folder(folder, "give it another folder")
+            said = b""
+        except Exception as error:
+            said = str(error).encode()
+        os.write(write, said)
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        said = pipe.read().decode()
+    os.waitpid(child, 0)
+    return said or None
+
+
+def test_a_held_folder_is_kept_by_its_process_and_refused_to_another_naming_the_holder(tmp_path):
+    """The run folder is held twice by a run's process (Hydra's callback, then the training): kept, not refused. The
+    lock file names the holder's process, over a longer number a killed earlier holder left in it."""
+    from framework.atomic import IN_USE, hold_folder, release_folder
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / IN_USE).write_text("987654321")  # a killed earlier run's
+    hold_folder(folder, "move")
+    try:
+        hold_folder(folder, "move")
+        refused = hold_in_another_process(folder)
+    finally:
+        release_folder(folder)
+    assert refused == (f"{folder} is in use: the run of process {os.getpid()} writes into it now; wait for it to end, "
+                       f"or give it another folder.")
+    assert hold_in_another_process(folder) is None
+    hold_folder(folder, "move")  # held again once let go (the next job of a sweep in this process)
+    try:
+        assert hold_in_another_process(folder) is not None
+    finally:
+        release_folder(folder)

@@ -195,3 +195,35 @@ def test_a_missing_file_outside_the_data_folder_is_named_with_the_usual_remedy(t
     with pytest.raises(DatasetMissingError, match=rf"^Elsewhere: expected {tmp_path}/shared/images.npy but it does "
                                                   rf"not exist; put the dataset under {tmp_path}/data in its official"):
         Elsewhere(data_dir=str(tmp_path / "data")).setup("fit")
+
+
+def test_epoch_orders_differ_between_seeds():
+    """The order depends on the run's seed as well as on the epoch: runs of other seeds see other batches."""
+    a, b = EpochSeededSampler(50, seed=1), EpochSeededSampler(50, seed=2)
+    for epoch in (0, 3):
+        a.set_epoch(epoch)
+        b.set_epoch(epoch)
+        assert list(a) != list(b) and sorted(a) == sorted(b) == list(range(50))
+
+
+def test_the_training_loader_shuffles_by_the_runs_seed(monkeypatch):
+    monkeypatch.delenv("PL_GLOBAL_SEED", raising=False)
+    module = DigitsDataModule(batch_size=100, split_seed=5)
+    module.setup("fit")
+    assert module.train_dataloader().batch_sampler.sampler.seed == 5  # no seed set: data.split_seed
+    monkeypatch.setenv("PL_GLOBAL_SEED", "7")  # what seed_everything(7) sets
+    assert module.train_dataloader().batch_sampler.sampler.seed == 7
+
+
+@pytest.mark.parametrize("num_workers", [0, 1], ids=["index-batches", "workers"])
+def test_serving_the_training_loader_draws_nothing_from_the_global_random_state(num_workers):
+    """Each iterator draws a base seed: from the global random state, a run continued within an epoch drew it after
+    the states its checkpoint restored, and its dropout was then not the uninterrupted run's."""
+    module = DigitsDataModule(batch_size=100, num_workers=num_workers)
+    module.setup("fit")
+    loader = module.train_dataloader()
+    state = torch.get_rng_state()
+    batches = iter(loader)
+    next(batches)
+    assert torch.equal(torch.get_rng_state(), state)
+    del batches

@@ -144,3 +144,23 @@ def test_distorted_sdlm_run_resumed_after_one_epoch_ends_with_the_uninterrupted_
     expected, actual = weights(straight), weights(resumed)
     assert all(torch.equal(expected[k], actual[k]) for k in expected)
     assert resumed["metrics"]["test/acc"] == straight["metrics"]["test/acc"]
+
+
+def test_a_dataset_on_an_accelerator_moves_an_index_from_the_cpu_there():
+    """Lightning rebuilds IndexBatches without a device (overfit_batches, predicting): its CPU slices are moved to
+    where the images are, and the index handed on with the batch is the moved one."""
+    dataset = TensorImageDataset(torch.zeros(6, 1, 1, 2, dtype=torch.uint8), torch.arange(6), True)
+    placed = dataset.to(torch.device("meta"))  # a stand-in accelerator
+    images, targets, index = placed.__getitems__([4, 1])
+    assert images.device.type == targets.device.type == index.device.type == "meta" and images.shape[0] == 2
+
+
+def test_the_training_loaders_index_batches_are_sliced_on_the_images_device():
+    """The epoch's order is moved to the device once, not each batch's slice by the dataset."""
+    module = DigitsDataModule(batch_size=64, num_workers=0)
+    module.setup("fit")
+    module.datasets["train"] = module.datasets["train"].to(torch.device("meta"))
+    batches = module.train_dataloader().batch_sampler
+    assert batches.device.type == "meta" and all(batch.device.type == "meta" for batch in batches)
+    sampler = EpochSeededSampler(10, seed=0)
+    assert all(batch.device.type == "meta" for batch in IndexBatches(sampler, 4, device=torch.device("meta")))
