@@ -86,7 +86,7 @@ def overridden_keys(runs: Sequence[dict], exclude: Sequence[str] = HOW_IT_RAN) -
         tested_only = run.get("config", {}).get("train", True) is False
         excluded = [e for e in exclude if not (tested_only and e == "ckpt_path")]
         for override in run.get("overrides", []):
-            if (key := _key(override)) not in keys and not how_it_ran(key, excluded):
+            if (key := override_key(override)) not in keys and not how_it_ran(key, excluded):
                 keys.append(key)
     return keys
 
@@ -217,7 +217,7 @@ def differing_keys(runs: Sequence[dict], shown: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(named + unexplained))
 
 
-def _key(override: str) -> str:
+def override_key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 

@@ -113,10 +113,10 @@ def jobs_started_again(runs) -> list[Path]:
 def values_given(overrides: list) -> list[str]:
     """A job's overrides less those that say how it ran (analysis.results_table.HOW_IT_RAN: the ckpt_path=auto that a
     continuation adds, its data in another folder, another logger), sorted: the values it trains. Its seed is one."""
-    from analysis.results_table import HOW_IT_RAN, how_it_ran
+    from analysis.results_table import HOW_IT_RAN, how_it_ran, override_key
 
     how = [key for key in HOW_IT_RAN if key != "seed"]
-    return sorted(str(o) for o in overrides if not how_it_ran(str(o).split("=", 1)[0].lstrip("+~"), how))
+    return sorted(str(o) for o in overrides if not how_it_ran(override_key(str(o)), how))
 
 
 def ran_otherwise(overrides: list, run: dict) -> bool:
