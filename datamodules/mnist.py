@@ -82,15 +82,18 @@ def read_uncompressed(path: Path) -> tuple[Path, bytes]:
 def read_idx(path: Path, magic: int) -> np.ndarray:
     """Read one IDX file (or its .gz), checking the magic number and the announced size."""
     path, data = read_uncompressed(path)
-    if len(data) < 8 or int.from_bytes(data[:4], "big") != magic:
-        found = int.from_bytes(data[:4], "big") if len(data) >= 4 else None
+    found = int.from_bytes(data[:4], "big") if len(data) >= 4 else None
+    if found != magic:
         raise DatasetCorruptError(
             f"{path} is not an IDX file of the expected kind (magic number {found}, expected {magic}); "
             f"delete it and download MNIST again."
         )
     ndim = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     offset = 4 + 4 * ndim
+    if len(data) < offset:
+        raise DatasetCorruptError(f"{path} is truncated: its header takes {offset} bytes but the file holds "
+                                  f"{len(data)}; delete it and download MNIST again.")
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     expected = int(np.prod(shape))
     if len(data) - offset != expected:
         raise DatasetCorruptError(

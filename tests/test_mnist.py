@@ -58,6 +58,43 @@ def test_truncated_or_overlong_file_is_reported_by_name(tmp_path):
         MNISTDataModule(data_dir=str(tmp_path)).setup("fit")
 
 
+@pytest.mark.parametrize("kept", [4, 10])
+def test_a_file_cut_inside_its_header_is_truncated_not_of_another_kind(tmp_path, kept):
+    write_mnist(tmp_path, num_train=20, num_test=4)
+    path = tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    path.write_bytes(path.read_bytes()[:kept])
+    with pytest.raises(DatasetCorruptError) as error:
+        MNISTDataModule(data_dir=str(tmp_path)).setup("fit")
+    assert str(error.value) == (f"{path} is truncated: its header takes 16 bytes but the file holds {kept}; delete it "
+                                f"and download MNIST again.")
+
+
+def test_images_and_labels_of_other_counts_are_named_together(tmp_path):
+    write_mnist(tmp_path, num_train=20, num_test=4)
+    labels = tmp_path / "MNIST" / "raw" / "train-labels-idx1-ubyte"
+    labels.write_bytes(idx_bytes(np.zeros(19, np.uint8)))
+    with pytest.raises(DatasetCorruptError, match=r"train-images-idx3-ubyte holds 20 images but "
+                                                  r"train-labels-idx1-ubyte holds 19 labels; delete both"):
+        MNISTDataModule(data_dir=str(tmp_path)).setup("fit")
+
+
+def test_the_extracted_file_is_read_where_torchvision_left_its_gz_beside_it(tmp_path):
+    written = write_mnist(tmp_path, num_train=20, num_test=4)
+    (tmp_path / "MNIST" / "raw" / "t10k-images-idx3-ubyte.gz").write_bytes(b"a download cut short")
+    dm = MNISTDataModule(data_dir=str(tmp_path))
+    dm.setup("test")
+    np.testing.assert_array_equal(dm.datasets["test"].images[:, 0].numpy(), written["test"][0])
+
+
+def test_the_full_training_part_is_the_files_images_in_their_order(tmp_path):
+    written = write_mnist(tmp_path, num_train=21, num_test=4)
+    images, labels = MNISTDataModule(data_dir=str(tmp_path)).load_split("train")
+    np.testing.assert_array_equal(images[:, 0].numpy(), written["train"][0])
+    np.testing.assert_array_equal(labels.numpy(), written["train"][1])
+    halves = [MNISTDataModule(data_dir=str(tmp_path), train_part=part).load_split("train")[1] for part in ("P1", "P2")]
+    assert [len(half) for half in halves] == [10, 10]  # of an odd count, the one left over is in neither half
+
+
 def test_wrong_magic_number_is_reported_by_name(tmp_path):
     write_mnist(tmp_path, num_train=20, num_test=4)
     path = tmp_path / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"

