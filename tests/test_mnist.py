@@ -58,24 +58,30 @@ def test_truncated_or_overlong_file_is_reported_by_name(tmp_path):
         MNISTDataModule(data_dir=str(tmp_path)).setup("fit")
 
 
-@pytest.mark.parametrize("kept", [4, 10])
-def test_a_file_cut_inside_its_header_is_truncated_not_of_another_kind(tmp_path, kept):
+def label_200(data: bytes) -> bytes:
+    return data[:8 + 5] + bytes([200]) + data[8 + 6:]  # the sixth label, after the 8-byte header
+
+
+@pytest.mark.parametrize(("name", "corrupt", "stage", "sentence"), [
+    ("train-images-idx3-ubyte", lambda data: data[:4], "fit",
+     "{raw}/train-images-idx3-ubyte is truncated: its header takes 16 bytes but the file holds 4; delete it"),
+    ("train-images-idx3-ubyte", lambda data: data[:10], "fit",
+     "{raw}/train-images-idx3-ubyte is truncated: its header takes 16 bytes but the file holds 10; delete it"),
+    ("train-labels-idx1-ubyte", lambda data: idx_bytes(np.zeros(19, np.uint8)), "fit",
+     "{raw}/train-images-idx3-ubyte holds 20 images but train-labels-idx1-ubyte holds 19 labels; delete both"),
+    # the combination checks before training take MNIST's images to be 28x28; a file of 32x32 ones is not MNIST's
+    ("t10k-images-idx3-ubyte", lambda data: idx_bytes(np.zeros((4, 32, 32), np.uint8)), "test",
+     "{raw}/t10k-images-idx3-ubyte holds images of 32x32 pixels, but MNIST's are 28x28; delete it"),
+    ("train-labels-idx1-ubyte", label_200, "fit",  # a corrupt file, not a config error of model.num_classes
+     "{raw}/train-labels-idx1-ubyte holds the label 200, but MNIST's labels run from 0 to 9; delete it"),
+], ids=["cut-after-the-magic-number", "cut-in-the-sizes", "other-counts", "32x32", "label-200"])
+def test_a_corrupt_file_is_one_sentence_naming_it(tmp_path, name, corrupt, stage, sentence):
     write_mnist(tmp_path, num_train=20, num_test=4)
-    path = tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte"
-    path.write_bytes(path.read_bytes()[:kept])
+    raw = tmp_path / "MNIST" / "raw"
+    (raw / name).write_bytes(corrupt((raw / name).read_bytes()))
     with pytest.raises(DatasetCorruptError) as error:
-        MNISTDataModule(data_dir=str(tmp_path)).setup("fit")
-    assert str(error.value) == (f"{path} is truncated: its header takes 16 bytes but the file holds {kept}; delete it "
-                                f"and download MNIST again.")
-
-
-def test_images_and_labels_of_other_counts_are_named_together(tmp_path):
-    write_mnist(tmp_path, num_train=20, num_test=4)
-    labels = tmp_path / "MNIST" / "raw" / "train-labels-idx1-ubyte"
-    labels.write_bytes(idx_bytes(np.zeros(19, np.uint8)))
-    with pytest.raises(DatasetCorruptError, match=r"train-images-idx3-ubyte holds 20 images but "
-                                                  r"train-labels-idx1-ubyte holds 19 labels; delete both"):
-        MNISTDataModule(data_dir=str(tmp_path)).setup("fit")
+        MNISTDataModule(data_dir=str(tmp_path)).setup(stage)
+    assert str(error.value) == f"{sentence.format(raw=raw)} and download MNIST again."
 
 
 def test_the_extracted_file_is_read_where_torchvision_left_its_gz_beside_it(tmp_path):
@@ -128,17 +134,6 @@ def test_a_folder_or_a_broken_gz_in_place_of_an_idx_file_is_named(tmp_path):
         MNISTDataModule(data_dir=str(tmp_path)).setup("test")
 
 
-def test_images_of_another_size_are_a_corrupt_file(tmp_path):
-    """The combination checks before training take MNIST's images to be 28x28; a file of 32x32 ones is not MNIST's."""
-    write_mnist(tmp_path, num_train=20, num_test=4)
-    path = tmp_path / "MNIST" / "raw" / "t10k-images-idx3-ubyte"
-    path.write_bytes(idx_bytes(np.zeros((4, 32, 32), dtype=np.uint8)))
-    with pytest.raises(DatasetCorruptError) as error:
-        MNISTDataModule(data_dir=str(tmp_path)).setup("test")
-    assert str(error.value) == (f"{path} holds images of 32x32 pixels, but MNIST's are 28x28; delete it and download "
-                                f"MNIST again.")
-
-
 def test_a_broken_test_file_stops_the_run_before_it_trains(tmp_path):
     """The test split is read when fitting starts: a run would otherwise find it only after its whole training."""
     write_mnist(tmp_path, num_train=20, num_test=4)
@@ -157,18 +152,6 @@ def test_a_file_where_the_dataset_folder_belongs_is_named_before_any_download(tm
     assert str(error.value).startswith(f"MNISTDataModule: cannot download into {tmp_path / 'MNIST' / 'raw'}, as it "
                                        f"cannot be created: ")
     assert str(error.value).endswith("; point data.data_dir= or DATA_DIR at a folder you can write.")
-
-
-def test_a_label_outside_0_to_9_is_a_corrupt_file_not_a_config_error(tmp_path):
-    write_mnist(tmp_path, num_train=20, num_test=4)
-    path = tmp_path / "MNIST" / "raw" / "train-labels-idx1-ubyte"
-    data = bytearray(path.read_bytes())
-    data[8 + 5] = 200  # the sixth label, after the 8-byte header
-    path.write_bytes(bytes(data))
-    with pytest.raises(DatasetCorruptError) as error:
-        MNISTDataModule(data_dir=str(tmp_path)).setup("fit")
-    assert str(error.value) == (f"{path} holds the label 200, but MNIST's labels run from 0 to 9; delete it and "
-                                f"download MNIST again.")
 
 
 def test_an_unknown_training_part_is_one_sentence_from_the_constructor_too():
