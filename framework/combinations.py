@@ -74,7 +74,7 @@ def shape_problems(cfg: DictConfig, stored: tuple[int, ...], shape: tuple[int, .
             fixes.append(f"data.image_size={want_height}")
         elif stored[1:] == (want_height, want_width):
             fixes.append(setting(cfg, "data.pad_to", "null"))
-        elif max(stored[1:]) < want_height == want_width:
+        elif max(stored[1:]) <= want_height == want_width:  # pad_to pads either side
             fixes.append(setting(cfg, "data.pad_to", want_height))
         if has_key(cfg, "model.input_size") and height == width >= 64 and (height - 64) % 16 == 0:
             fixes.append(f"model.input_size={height}")  # the feature-prediction (V)AE takes sides 64 + 16N

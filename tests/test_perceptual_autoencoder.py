@@ -179,6 +179,13 @@ def test_gray_images_fit_the_three_channels_the_module_expects():
         "the model expects 3 channel(s), the data has 1"]
 
 
+def test_data_of_side_64_is_offered_the_smallest_input_size():
+    """The (V)AE takes sides 64 + 16N: 64x64 data beside a model of another side names model.input_size=64 too."""
+    cfg = OmegaConf.create({"model": {"input_size": 80}, "data": {"image_size": 64}})
+    assert shape_problems(cfg, (3, 64, 64), (3, 64, 64), (3, 80, 80)) == [
+        "the model expects 80x80 images, the data has 64x64 (set data.image_size=80 or model.input_size=64)"]
+
+
 def test_probe_grid_chooses_the_lowest_validation_loss():
     torch.manual_seed(0)
     x = torch.randn(300, 4)

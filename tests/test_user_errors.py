@@ -1739,3 +1739,106 @@ def test_a_key_below_a_target_that_takes_no_arguments_is_no_argument_of_it():
 
     config = OmegaConf.create({"folder": {"_target_": "tempfile.gettempdir"}})
     assert _target_arguments("folder.prefix", config) == ("gettempdir", [], True)
+
+
+def test_a_network_whose_classes_follow_the_module_s_is_not_named_in_the_remedy(make_cfg):
+    """model.net.num_classes=${model.num_classes}: setting model.num_classes sets both, so only that is the remedy."""
+    from framework.combinations import check_data_fits_model
+    from framework.construction import instantiate_node
+
+    cfg = make_cfg("model.num_classes=2", "model.net.num_classes=${model.num_classes}")
+    data, model = instantiate_node(cfg.data, "data"), instantiate_node(cfg.model, "model")
+    with pytest.raises(ConfigError, match=r"^DigitsDataModule does not fit LeNet5: the model has 2 classes, the data "
+                                          r"10 \(set model\.num_classes=10\)\.$"):
+        check_data_fits_model(cfg, data, model)
+
+
+def test_a_datamodule_of_ones_own_that_counts_classes_is_checked_as_classification_data():
+    """A DataModule of the user's says num_classes but no task; a module of another class count is named, and a key
+    the config lacks is offered with its +."""
+    import lightning as L
+
+    from framework.combinations import check_data_fits_model, shape_problems
+
+    class Counted(L.LightningDataModule):
+        num_classes = 10
+
+        def train_dataloader(self):
+            return []
+
+        def test_dataloader(self):
+            return []
+
+    class TwoClasses(L.LightningModule):
+        task = "classification"
+
+        def __init__(self):
+            super().__init__()
+            self.save_hyperparameters({"num_classes": 2})
+
+    with pytest.raises(ConfigError, match=r"^Counted does not fit TwoClasses: the model has 2 classes, the data 10 "
+                                          r"\(set \+model\.num_classes=10\)\.$"):
+        check_data_fits_model(OmegaConf.create({}), Counted(), TwoClasses())
+    assert shape_problems(OmegaConf.create({}), (3, 32, 32), (3, 32, 32), (1, 32, 32)) == [
+        "the model expects 1 channel(s), the data has 3 (set +data.grayscale=true)"]
+
+
+def test_a_classifier_on_an_unlabelled_training_split_is_told_that_once():
+    import lightning as L
+
+    from framework.combinations import check_data_fits_model
+
+    class UnlabelledTraining(L.LightningDataModule):
+        task, test_task = "unlabeled", "classification"
+
+        def train_dataloader(self):
+            return []
+
+        def test_dataloader(self):
+            return []
+
+    class Classifier(L.LightningModule):
+        task = "classification"
+
+    with pytest.raises(ConfigError, match=r"^UnlabelledTraining does not fit Classifier: the model is trained on class "
+                                          r"labels, the data has no labels \(choose another model, data or "
+                                          r"data\.train_split\)\.$"):
+        check_data_fits_model(OmegaConf.create({}), UnlabelledTraining(), Classifier())
+
+
+def test_the_watch_keeps_the_first_batch_s_inputs():
+    from framework.combinations import FirstBatchWatch
+
+    watch = FirstBatchWatch()
+    watch.on_train_batch_start(None, None, [torch.zeros(4, 1, 8, 8), torch.zeros(4)], 0)
+    watch.on_validation_batch_start(None, None, [torch.zeros(2, 3, 5, 5, dtype=torch.float64), torch.zeros(2)], 0)
+    assert (watch.first_inputs, watch.first_dtype, watch.a_batch_passed) == ((4, 1, 8, 8), torch.float32, False)
+
+
+def test_a_channel_refusal_on_the_first_batch_names_the_channel_keys(make_cfg):
+    from framework.combinations import FirstBatchWatch, data_the_network_takes
+
+    net, watch = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3)), FirstBatchWatch()
+    watch.on_train_batch_start(None, None, (torch.zeros(5, 1, 4, 4), torch.zeros(5)), 0)
+    with pytest.raises(ConfigError, match=r"to have 3 channels, but got 1 channels instead; make the network's inputs "
+                                          r"fit .* \(here: model\.net\.in_channels\) \(or fix"):
+        with data_the_network_takes(make_cfg(), net, torch.utils.data.TensorDataset(), watch):
+            net(torch.zeros(5, 1, 4, 4))
+
+
+def test_a_missing_file_outside_the_datamodule_s_code_stays_a_bug(make_cfg):
+    """Only a file that the DataModule's own code failed to open is the data's; any other missing file is a bug."""
+    from framework.combinations import FirstBatchWatch, data_the_network_takes
+
+    with pytest.raises(FileNotFoundError):
+        with data_the_network_takes(make_cfg(), None, torch.utils.data.TensorDataset(), FirstBatchWatch()):
+            raise FileNotFoundError(2, "No such file or directory", "elsewhere.txt")
+
+
+@pytest.mark.parametrize("stored", [(1, 28, 28), (1, 28, 32)], ids=["smaller", "one-side-as-long"])
+def test_images_no_larger_than_the_models_are_offered_data_pad_to(stored):
+    """A DataModule of one's own with 28x32 images fits a 32x32 network once padded: pad_to pads either side."""
+    from framework.combinations import shape_problems
+
+    assert shape_problems(OmegaConf.create({}), stored, stored, (1, 32, 32)) == [
+        f"the model expects 32x32 images, the data has {stored[1]}x{stored[2]} (set +data.pad_to=32)"]

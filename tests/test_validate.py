@@ -1,8 +1,12 @@
+import re
+
 import pytest
 import torch
 from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import LearningRateFinder
 from omegaconf import OmegaConf
 
+from callbacks.hessian_estimation import HessianEstimation
 from framework.validate import ConfigError, validate
 from lightning_modules.szegedy import SzegedyNet
 from tests.conftest import run_cli
@@ -215,3 +219,223 @@ def test_durations_and_validation_intervals_lightning_reads_pass(make_cfg, durat
     given = OmegaConf.to_container(cfg.trainer)
     Trainer(max_time=given["max_time"], val_check_interval=given["val_check_interval"], logger=False,
             enable_checkpointing=False)  # Lightning reads them too
+
+
+DIGITS_DATA = "datamodules.digits.DigitsDataModule"
+FORWARD_MODEL = "lightning_modules.forward_autoencoder.ForwardAutoencoderModule"
+SZEGEDY_NET = "lightning_modules.szegedy.SzegedyNet"
+PERCEPTUAL_MODEL = "lightning_modules.perceptual_autoencoder.PerceptualAutoencoderModule"
+
+
+def node(key: str, value, target: str | None = None) -> dict:
+    """The config {a: {b: value}} for key a.b, with ``target`` as _target_ beside the key."""
+    *parents, name = key.split(".")
+    tree = {name: value, **({"_target_": target} if target else {})}
+    for parent in reversed(parents):
+        tree = {parent: tree}
+    return tree
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "target", "refused"),
+    [
+        ("model.optimizer.lr", float("inf"), None, True),  # a number, but no finite one
+        ("model.optimizer.lr", 0, None, True),
+        ("model.optimizer.weight_decay", 0, None, False),
+        ("seed", True, None, True),  # a bool is no integer
+        ("seed", 2**32 - 1, None, False),
+        ("seed", 2**32, None, True),
+        ("data.batch_size", 1, None, False),
+        ("trainer.max_epochs", -1, None, False),  # Lightning's no epoch limit
+        ("trainer.max_time", "00:1:00:00", None, True),  # Lightning's Timer wants two digits after the days
+        ("trainer.max_time", {}, None, True),
+        ("trainer.max_time", {"hours": "x"}, None, True),
+        ("trainer.val_check_interval", 1.0, None, False),  # a whole epoch
+        ("trainer.deterministic", "warn", None, False),
+        ("task_name", ".hidden", None, True),
+        ("tags", ["x" * 64], None, False),
+        ("logger.wandb.project", "p" * 128, "lightning.pytorch.loggers.wandb.WandbLogger", False),
+        ("logger.wandb.id", " ", "lightning.pytorch.loggers.wandb.WandbLogger", True),
+        ("szegedy.device", "cuda:1", None, False),
+        ("mi_sample_size.sizes", [20], None, False),
+        ("data.test_fraction", 0, DIGITS_DATA, True),
+        ("data.mean", [], DIGITS_DATA, True),
+        ("model.lambdas", [], FORWARD_MODEL, True),
+        ("callbacks.adversarial_training.refresh_fraction", 1, "callbacks.adversarial_training.AdversarialTraining",
+         False),
+        ("callbacks.batch_size.milestones", {0: 8}, "callbacks.batch_size.BatchSizeSchedule", True),
+        ("model.scheduler.values", [], "lightning_modules.sdlm.PiecewiseConstantLR", True),
+        ("model.net.dropout", 1.0, SZEGEDY_NET, True),
+        ("model.input_size", 72, PERCEPTUAL_MODEL, True),
+    ],
+)
+def test_each_rule_s_bound_is_where_its_sentence_says(key, value, target, refused):
+    from framework.validate import check_rules
+
+    cfg = OmegaConf.create(node(key, value, target))
+    if refused:
+        with pytest.raises(ConfigError, match=rf"^Config key '{re.escape(key)}' is .*, but it must be "):
+            check_rules(cfg)
+    else:
+        check_rules(cfg)
+
+
+def test_a_key_under_no_class_is_judged_by_no_class_s_rule():
+    """model.net.hidden is SzegedyNet's list of widths; where no _target_ says whose argument it is, no rule applies."""
+    from framework.validate import check_rules
+
+    check_rules(OmegaConf.create({"model": {"net": {"hidden": 32}}}))
+
+
+def test_a_target_inside_a_list_must_import_too(make_cfg):
+    cfg = make_cfg("+extra=[{_target_:torch.nn.Identity},{_target_:torch.nn.Nope}]")
+    with pytest.raises(ConfigError, match=r"^Config key 'extra\[1\]\._target_' is 'torch\.nn\.Nope', which cannot be "
+                                          r"imported \(ImportError\)"):
+        validate(cfg)
+
+
+def test_accelerator_cuda_without_a_gpu_and_a_study_on_a_numbered_gpu_are_refused(pretend_gpus):
+    from framework.validate import check_accelerator, check_study_device
+
+    pretend_gpus(0)
+    with pytest.raises(ConfigError, match=r"^Config key 'trainer\.accelerator' is 'cuda', but this machine has no "):
+        check_accelerator(OmegaConf.create({"trainer": {"accelerator": "cuda"}}))
+    with pytest.raises(ConfigError, match=r"^Config key 'szegedy\.device' is 'cuda:1', but this machine has no "):
+        check_study_device(OmegaConf.create({"szegedy": {"device": "cuda:1"}}))
+
+
+def test_validating_in_the_last_epoch_is_validating_once():
+    from framework.validate import check_validation_monitor
+
+    cfg = {"callbacks": {"model_checkpoint": {"monitor": "val/acc"}}, "optimized_metric": "val/acc",
+           "trainer": {"max_epochs": 5, "check_val_every_n_epoch": 5}}
+    check_validation_monitor(OmegaConf.create(cfg))
+    cfg["trainer"]["max_epochs"] = 4
+    with pytest.raises(ConfigError, match=r"'trainer\.check_val_every_n_epoch' is 5, more than trainer\.max_epochs "
+                                          r"\(4\)"):
+        check_validation_monitor(OmegaConf.create(cfg))
+
+
+def test_the_test_split_is_checked_and_a_null_split_is_the_dataset_s_default():
+    from framework.validate import check_data_splits
+
+    svhn = {"_target_": "datamodules.svhn.SVHNDataModule", "train_split": None}
+    check_data_splits(OmegaConf.create({"data": svhn}))
+    with pytest.raises(ConfigError, match=r"^Config key 'data\.test_split' is 'unlabeled', but SVHNDataModule has the "
+                                          r"splits train, test, extra, train\+extra; choose one of them\.$"):
+        check_data_splits(OmegaConf.create({"data": {**svhn, "test_split": "unlabeled"}}))
+
+
+def test_keys_that_two_classes_do_not_take_are_named_for_the_first_class_only():
+    from framework.validate import arguments_not_taken_sentence
+
+    assert arguments_not_taken_sentence([("model.optimizer.momentum", "Adam"), ("model.scheduler.step", "StepLR")]) \
+        == ("Config key 'model.optimizer.momentum' is not an argument of Adam; remove it with "
+            "~model.optimizer.momentum or fix its spelling.")
+
+
+def test_a_logger_of_ones_own_named_like_lightnings_has_no_keywords_receiver():
+    from framework.validate import keywords_receiver
+
+    assert keywords_receiver("mymodule.WandbLogger") is None
+    assert keywords_receiver("lightning.pytorch.loggers.TensorBoardLogger")[0] == "SummaryWriter"
+
+
+def test_the_rules_of_a_class_apply_to_its_arguments_only():
+    """check_arguments judges one class's call: another class's rule about an argument of the same name stays out."""
+    from framework.validate import MI_LR, check_arguments
+
+    check_arguments(MI_LR, {"patience": -5, "k": 3})  # patience: EarlyStopping's rule (>= 0), not the MI callback's
+    with pytest.raises(ConfigError, match=r"^MutualInformationLR: k=0, but it must be an integer >= 1\.$"):
+        check_arguments(MI_LR, {"k": 0, "layers": None})
+
+
+def test_a_group_added_with_a_plus_is_named_as_chosen_on_the_command_line(make_cfg):
+    """The sentence about an interpolation that the chosen option lacks names the option, typed with + or not."""
+    from framework.validate import group_chosen_on_command_line
+
+    make_cfg("+lr_policy=layerwise")
+    assert group_chosen_on_command_line("lr_policy") == "lr_policy=layerwise"
+    assert group_chosen_on_command_line("batch_schedule") is None
+
+
+def test_a_default_root_dir_that_is_the_output_directory_written_otherwise_passes(tmp_path, monkeypatch):
+    from framework.validate import check_default_root_dir
+
+    monkeypatch.chdir(tmp_path)
+    check_default_root_dir(OmegaConf.create({"trainer": {"default_root_dir": "run/"},
+                                             "paths": {"output_dir": str(tmp_path / "run")}}))
+    with pytest.raises(ConfigError, match=r"^Config key 'trainer\.default_root_dir' is 'elsewhere', but a run writes "):
+        check_default_root_dir(OmegaConf.create({"trainer": {"default_root_dir": "elsewhere"},
+                                                 "paths": {"output_dir": str(tmp_path / "run")}}))
+
+
+def test_barebones_names_each_setting_it_needs_off():
+    from framework.validate import check_barebones
+
+    with pytest.raises(ConfigError, match=r"; add trainer\.enable_model_summary=false\.$"):
+        check_barebones(OmegaConf.create({"trainer": {"barebones": True, "enable_model_summary": True}}))
+    check_barebones(OmegaConf.create({"trainer": {"barebones": True, "enable_model_summary": False}}))
+
+
+class FinderEachEpoch(LearningRateFinder):
+    """A user's subclass of Lightning's LearningRateFinder."""
+
+
+class HessianOfOnesOwn(HessianEstimation):
+    """A user's subclass of the callback that estimates SDLM's Hessian diagonal."""
+
+
+def test_subclasses_of_the_learning_rate_finder_and_the_hessian_estimation_are_judged_as_they_are():
+    from framework.validate import check_no_learning_rate_finder_on_the_frameworks_modules, check_sdlm_has_its_hessian
+
+    finder = {"model": {"_target_": "lightning_modules.classifier.ClassificationModule"},
+              "callbacks": {"finder": {"_target_": "tests.test_validate.FinderEachEpoch"}}}
+    with pytest.raises(ConfigError, match=r"^Config key 'callbacks\.finder\._target_' is 'tests\.test_validate\."
+                                          r"FinderEachEpoch', which sets the model's learning rate"):
+        check_no_learning_rate_finder_on_the_frameworks_modules(OmegaConf.create(finder))
+    check_sdlm_has_its_hessian(OmegaConf.create({
+        "model": {"optimizer": {"_target_": "lightning_modules.sdlm.SDLM"}},
+        "callbacks": {"hessian": {"_target_": "tests.test_validate.HessianOfOnesOwn"}}}))
+
+
+def test_a_searchpath_naming_the_built_in_conf_folder_shadows_nothing(make_cfg):
+    from framework.compose import CONF
+    from framework.validate import check_no_chosen_config_is_shadowed
+
+    make_cfg(f"hydra.searchpath=[file://{CONF}]")
+    check_no_chosen_config_is_shadowed()
+
+
+def test_two_trainers_are_refused_one_model_in_a_list_is_one_model(make_cfg):
+    from framework.validate import check_required_groups
+
+    with pytest.raises(ConfigError, match=r"^Config group 'trainer' is given the options default, cpu, which Hydra "
+                                          r"merges into one config, but a run has one trainer; choose one, or run "):
+        check_required_groups(make_cfg("trainer=[default,cpu]"))
+    check_required_groups(make_cfg("model=[lenet5]"))
+
+
+def test_a_target_removed_on_the_command_line_is_not_blamed_on_the_option_s_file(make_cfg, tmp_path):
+    """The options offered include one's own (hydra.searchpath), and the chosen file is not said to lack _target_."""
+    from framework.validate import check_required_groups
+
+    (tmp_path / "mine" / "model").mkdir(parents=True)
+    mine = "_target_: lightning_modules.classifier.ClassificationModule\n"
+    (tmp_path / "mine" / "model" / "mynet.yaml").write_text(mine)
+    with pytest.raises(ConfigError, match=r"^Config group 'model' names no class \(_target_; removed with ~model\?\), "
+                                          r"and every run needs one; choose one of .*lenet5_classic_sdlm, mynet, "
+                                          r".* with model=<option>\.$"):
+        check_required_groups(make_cfg("~model._target_", f"hydra.searchpath=[file://{tmp_path / 'mine'}]"))
+
+
+def test_a_logger_whose_receiver_takes_any_keyword_is_given_any_key(monkeypatch):
+    import framework.validate
+    from framework.validate import check_logger_keywords
+
+    logger = OmegaConf.create({"logger": {"tb": {"_target_": "lightning.pytorch.loggers.TensorBoardLogger",
+                                                 "any_key": 1}}})
+    with pytest.raises(ConfigError, match=r"^Config key 'logger\.tb\.any_key' is an argument of neither "):
+        check_logger_keywords(logger)
+    monkeypatch.setattr(framework.validate, "keywords_receiver", lambda target: ("writer", lambda **options: None))
+    check_logger_keywords(logger)
