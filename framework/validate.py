@@ -436,6 +436,11 @@ def validate(cfg: DictConfig) -> None:
                 raise ConfigError(f"Config key '{key}' is {target!r}, but the framework's package {package!r} "
                                   f"({ROOT / package}) comes first on Python's path and hides your {hidden}; rename "
                                   f"your module (e.g. my_{package}) and its dotted paths.") from None
+            if lacking := name_lacking(str(target)):
+                owner, name, close = lacking
+                hint = f" (the closest: {', '.join(close)})" if close else ""
+                raise ConfigError(f"Config key '{key}' is {target!r}, but {owner} has no {name}{hint}; fix its "
+                                  f"spelling.") from None
             raise ConfigError(
                 f"Config key '{key}' is {target!r}, which cannot be imported ({type(error).__name__}); "
                 f"give the full dotted path of an existing class or function."
@@ -456,11 +461,30 @@ def validate(cfg: DictConfig) -> None:
     check_lightning_argument_types(cfg)
 
 
+def name_lacking(target: str) -> tuple[str, str, list[str]] | None:
+    """For a dotted path whose module imports but lacks the next name (torch.optim.Adamw): that module (or class),
+    the name, and the closest names it has."""
+    parts = target.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            owner = get_object(".".join(parts[:cut]))
+        except Exception:  # noqa: BLE001 - not importable this far: try a shorter prefix
+            continue
+        if hasattr(owner, parts[cut]):
+            return None  # it is there, and fails to import for another reason (an error inside the module)
+        names = [name for name in dir(owner) if not name.startswith("_")]
+        close = [name for name in names if name.lower() == parts[cut].lower()] or \
+            difflib.get_close_matches(parts[cut], names, n=3)
+        return ".".join(parts[:cut]), parts[cut], close
+    return None
+
+
 def hidden_module(package: str) -> str | None:
     """A module or package named ``package`` further along Python's path than the repository's own of that name
     (``callbacks``, ``datamodules``, ...), which the import of a user's ``callbacks.Mine`` never reaches."""
     found = importlib.util.find_spec(package)
-    if found is None or not found.origin or ROOT not in Path(found.origin).resolve().parents:
+    own = {ROOT / package / "__init__.py", ROOT / f"{package}.py"}  # not what a .venv inside the repository holds
+    if found is None or not found.origin or Path(found.origin).resolve() not in own:
         return None
     for entry in sys.path:
         if Path(entry or ".").resolve() != ROOT and (other := PathFinder.find_spec(package, [entry])) and other.origin:

@@ -23,7 +23,8 @@ from tests.conftest import run_cli
         ("data.batch_size=0", "data.batch_size", "an integer >= 1"),
         ("model.optimizer.momentum=1", "model.optimizer.momentum", "a number in [0, 1)"),  # the bound itself
         ("seed=-3", "seed", "an integer in [0, 2^32)"),
-        ("model.net._target_=lightning_modules.lenet5.LeNet6", "model.net._target_", "cannot be imported"),
+        ("model.net._target_=lightning_modules.lenet5.LeNet6", "model.net._target_",
+         "lightning_modules.lenet5 has no LeNet6 (the closest: LeNet5); fix its spelling."),
         ("ckpt_path=/no/such/file.ckpt", "ckpt_path", "no such file exists"),
     ],
 )
@@ -288,9 +289,14 @@ def test_a_key_under_no_class_is_judged_by_no_class_s_rule():
 
 
 def test_a_target_inside_a_list_must_import_too(make_cfg):
+    """torch, installed in the .venv inside the repository (`make setup`), was taken for a package of the framework's
+    that hid the user's torch: the sentence said to rename it."""
+    from framework.validate import hidden_module
+
+    assert hidden_module("torch") is None and hidden_module("callbacks") is None
     cfg = make_cfg("+extra=[{_target_:torch.nn.Identity},{_target_:torch.nn.Nope}]")
-    with pytest.raises(ConfigError, match=r"^Config key 'extra\[1\]\._target_' is 'torch\.nn\.Nope', which cannot be "
-                                          r"imported \(ImportError\)"):
+    with pytest.raises(ConfigError, match=r"^Config key 'extra\[1\]\._target_' is 'torch\.nn\.Nope', but torch\.nn has "
+                                          r"no Nope"):
         validate(cfg)
 
 
@@ -439,3 +445,22 @@ def test_a_logger_whose_receiver_takes_any_keyword_is_given_any_key(monkeypatch)
         check_logger_keywords(logger)
     monkeypatch.setattr(framework.validate, "keywords_receiver", lambda target: ("writer", lambda **options: None))
     check_logger_keywords(logger)
+
+
+@pytest.mark.parametrize(("target", "sentence"), [
+    ("torch.optim.Adamw", "torch.optim has no Adamw (the closest: AdamW); fix its spelling."),
+    ("torch.optimm.SGD", "torch has no optimm (the closest: optim, spmm); fix its spelling."),
+    ("torch.optim.SGD.stepp", "torch.optim.SGD has no stepp (the closest: step); fix its spelling."),
+    ("lightning_modules.lenet.LeNet5", "lightning_modules has no lenet (the closest: lenet5); fix its spelling."),
+])
+def test_a_mistyped_name_in_a_target_is_named_with_the_closest_there(make_cfg, target, sentence):
+    with pytest.raises(ConfigError) as error:
+        validate(make_cfg(f"model.optimizer._target_={target}"))
+    assert str(error.value) == f"Config key 'model.optimizer._target_' is {target!r}, but {sentence}"
+
+
+def test_a_target_whose_module_fails_inside_is_not_said_to_lack_its_name(tmp_path, monkeypatch, make_cfg):
+    (tmp_path / "broken_by_its_import.py").write_text("import nope_not_installed\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ConfigError, match=r"is 'broken_by_its_import\.X', which cannot be imported"):
+        validate(make_cfg("model.optimizer._target_=broken_by_its_import.X"))
