@@ -92,7 +92,8 @@ def checkpoint_to_continue(checkpoints: Path) -> Path | None:
     at_epoch_ends = [path for path in others if saved[path].at_an_epochs_end]
     if last.is_file():
         saved[last] = saved_when(last)
-        candidates = [last, *at_epoch_ends]
+        # a damaged last.ckpt (order (-1, -1)) loses to any readable checkpoint, one saved within an epoch too
+        candidates = [last, *at_epoch_ends] if saved[last].readable or at_epoch_ends else [last, *others]
     else:
         candidates = at_epoch_ends or others
     return max(candidates, key=lambda path: (saved[path].order, path == last))  # the same step: last.ckpt
@@ -274,12 +275,13 @@ def fewer_epochs_than_trained(path: str, epoch: int, max_epochs: int, sweep_job:
 def check_weights_fit(path: str, saved: dict, model: torch.nn.Module) -> None:
     """The names and shapes of the checkpoint's weights against the model's (``torch.compile``'s ``_orig_mod.``
     left out of both)."""
-    plain = lambda weights: {name.replace("_orig_mod.", ""): tuple(value.shape) for name, value in weights.items()
-                             if isinstance(value, torch.Tensor) and not torch.nn.parameter.is_lazy(value)}
-    saved, expected = plain(saved), plain(model.state_dict())
+    plain = lambda weights: {name.replace("_orig_mod.", ""): None if torch.nn.parameter.is_lazy(value) else
+                             tuple(value.shape) for name, value in weights.items() if isinstance(value, torch.Tensor)}
+    saved, expected = plain(saved), plain(model.state_dict())  # None: a lazy layer's shape, known once it has run
     missing = [name for name in expected if name not in saved]
     unexpected = [name for name in saved if name not in expected]
-    resized = [name for name in expected if name in saved and saved[name] != expected[name]]
+    resized = [name for name in expected if name in saved and None not in (saved[name], expected[name]) and
+               saved[name] != expected[name]]
     if missing or unexpected or resized:
         raise weights_misfit(path, missing, unexpected, resized)
 

@@ -478,3 +478,17 @@ def test_a_held_folder_is_kept_by_its_process_and_refused_to_another_naming_the_
         assert hold_in_another_process(folder) is not None
     finally:
         release_folder(folder)
+
+
+def test_a_checkpoint_for_a_remote_path_goes_through_lightnings_writer(tmp_path, monkeypatch):
+    """write_atomically renames a local file: s3://... (and any fsspec URL) keeps Lightning's fsspec writer."""
+    from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+    from framework.checkpoints import CheckpointWrittenInPlace
+
+    monkeypatch.chdir(tmp_path)  # written as a local path, the URL would be a folder here
+    written = []
+    monkeypatch.setattr(TorchCheckpointIO, "save_checkpoint",
+                        lambda self, checkpoint, path, storage_options=None: written.append(path))
+    CheckpointWrittenInPlace().save_checkpoint({"epoch": 1}, "memory://bucket/run/checkpoints/last.ckpt")
+    assert written == ["memory://bucket/run/checkpoints/last.ckpt"]

@@ -550,3 +550,160 @@ def test_the_stop_sentence_names_the_run_s_folder_only_where_the_command_did_not
     assert capsys.readouterr().err.splitlines() == [
         f"Stopped by SIGINT (a run goes on from its last checkpoint when the same command is given again with "
         f"ckpt_path=auto{told})."]
+
+
+def saved_at_an_epochs_end(step: int, rows_logged: int) -> dict:
+    """A checkpoint as Lightning saves it in on_train_epoch_end: the epoch processed, not yet completed."""
+    return {"global_step": step, CSV_ROWS_LOGGED: rows_logged, "loops": {"fit_loop": {
+        "epoch_progress": {"current": {"processed": 2, "completed": 1}},
+        "epoch_loop.state_dict": {"_batches_that_stepped": step}}}}
+
+
+def test_ckpt_path_auto_continues_from_last_ckpt_unless_a_checkpoint_of_a_later_epochs_end_is_beside_it(tmp_path):
+    """A best checkpoint saved within an epoch is passed over for last.ckpt, and is continued from only where there is
+    nothing else; one saved at the same step as last.ckpt (the same epoch's end) leaves last.ckpt the one."""
+    from framework.checkpoints import checkpoint_to_continue
+
+    save = lambda checkpoint, name: torch.save(checkpoint, tmp_path / name) or tmp_path / name
+    assert checkpoint_to_continue(tmp_path) is None
+    last = save(saved_at_an_epochs_end(36, 8), "last.ckpt")
+    assert checkpoint_to_continue(tmp_path) == last  # alone (callbacks.model_checkpoint=null)
+    save(saved_at_an_epochs_end(36, 8), "epoch_001.ckpt")
+    assert checkpoint_to_continue(tmp_path) == last  # the same save: last.ckpt
+    save(saved_within_an_epoch(45, 10), "epoch_002.ckpt")
+    assert checkpoint_to_continue(tmp_path) == last  # within an epoch, later: passed over
+    later = save(saved_at_an_epochs_end(54, 12), "epoch_002-v1.ckpt")
+    assert checkpoint_to_continue(tmp_path) == later  # stopped between an epoch's best checkpoint and its last.ckpt
+    last.unlink()
+    later.unlink()
+    assert checkpoint_to_continue(tmp_path) == tmp_path / "epoch_001.ckpt"  # no last.ckpt: an epoch's end first
+    (tmp_path / "epoch_001.ckpt").unlink()
+    assert checkpoint_to_continue(tmp_path) == tmp_path / "epoch_002.ckpt"  # nothing else
+    last.write_bytes(b"damaged")
+    assert checkpoint_to_continue(tmp_path) == tmp_path / "epoch_002.ckpt"  # readable, within an epoch or not
+    (tmp_path / "epoch_002.ckpt").write_bytes(b"damaged too")
+    assert checkpoint_to_continue(tmp_path) == last  # nothing readable: last.ckpt, whose sentence says so
+
+
+def test_a_checkpoint_saved_before_any_step_is_readable_and_a_foreign_file_is_not(tmp_path):
+    """An unreadable last.ckpt is set aside as damaged (complete_an_interrupted_save): a checkpoint at step 0 without a
+    CSV logger (logger=none) is readable all the same."""
+    from framework.checkpoints import saved_when
+
+    torch.save({"global_step": 0}, tmp_path / "step0.ckpt")
+    (tmp_path / "foreign.ckpt").write_bytes(b"not a checkpoint")
+    assert saved_when(tmp_path / "step0.ckpt").readable
+    assert saved_when(tmp_path / "foreign.ckpt") == ((-1, -1), False)
+    assert not saved_when(tmp_path / "foreign.ckpt").readable
+
+
+def test_ckpt_path_auto_and_last_resolve_to_the_newest_checkpoint_and_a_given_file_to_its_absolute_path(
+        tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from framework.checkpoints import resolve_ckpt_path
+
+    (tmp_path / "checkpoints").mkdir()
+    trainer = SimpleNamespace(checkpoint_callbacks=[ModelCheckpoint(dirpath=tmp_path / "checkpoints")])
+    assert resolve_ckpt_path("auto", trainer) is None  # nothing saved yet: a fresh start
+    torch.save(saved_at_an_epochs_end(18, 4), tmp_path / "checkpoints" / "last.ckpt")
+    assert resolve_ckpt_path("auto", trainer) == resolve_ckpt_path("last", trainer) == \
+        str(tmp_path / "checkpoints" / "last.ckpt")
+    monkeypatch.chdir(tmp_path)
+    assert resolve_ckpt_path("checkpoints/last.ckpt", trainer) == str(tmp_path / "checkpoints" / "last.ckpt")
+    assert resolve_ckpt_path("gone.ckpt", trainer) == "gone.ckpt" and resolve_ckpt_path(None, trainer) is None
+
+
+def cut_short(step: int, *callbacks: dict) -> dict:
+    """Saved at the end Lightning gives an epoch that max_steps (or a stop) cut short: not at its last batch."""
+    checkpoint = saved_at_an_epochs_end(step, 5)
+    checkpoint["loops"]["fit_loop"]["epoch_loop.batch_progress"] = {"is_last_batch": False}
+    return {**checkpoint, "callbacks": dict(enumerate(callbacks))}
+
+
+def test_an_epoch_cut_short_goes_on_where_the_continued_run_trains_further_and_early_stopping_did_not_stop_it():
+    from framework.resuming import epoch_goes_on, first_step_logged_again
+
+    for max_steps in (-1, None, 41):
+        assert epoch_goes_on(cut_short(40), max_steps) and first_step_logged_again(cut_short(40), max_steps) == 39
+    assert not epoch_goes_on(cut_short(40), 40) and first_step_logged_again(cut_short(40), 40) == 40  # no further
+    stopped = {"RunEarlyStopping{'monitor': 'val/loss', 'mode': 'min'}": {"stopping_reason": 1}}
+    assert not epoch_goes_on({**cut_short(40), "callbacks": stopped}, -1)
+    running = {"RunEarlyStopping{'monitor': 'val/loss', 'mode': 'min'}": {"stopping_reason": 0}}
+    assert epoch_goes_on({**cut_short(40), "callbacks": running}, -1)
+    assert not epoch_goes_on(saved_at_an_epochs_end(40, 5), -1)  # no batch progress: a whole epoch
+    assert first_step_logged_again(saved_at_an_epochs_end(40, 5)) == 40
+    assert first_step_logged_again(saved_within_an_epoch(40, 5)) == 41  # Lightning counts the batch after the save
+
+
+def test_a_start_killed_before_its_first_checkpoint_is_set_aside_under_the_first_free_numbers(tmp_path):
+    from framework.resuming import set_aside_a_killed_start
+
+    (tmp_path / "csv").mkdir()
+    (tmp_path / "tensorboard").mkdir()
+    (tmp_path / "csv" / "metrics.killed-1.csv").write_text("the first killed start")
+    (tmp_path / "csv" / "metrics.csv").write_text("the second")
+    set_aside_a_killed_start(tmp_path)
+    assert (tmp_path / "csv" / "metrics.killed-2.csv").read_text() == "the second"
+    assert (tmp_path / "tensorboard.killed-1").is_dir() and not (tmp_path / "tensorboard").exists()
+    (tmp_path / "checkpoints").mkdir()
+    torch.save(saved_at_an_epochs_end(18, 4), tmp_path / "checkpoints" / "last.ckpt")
+    (tmp_path / "csv" / "metrics.csv").write_text("the run's own")
+    set_aside_a_killed_start(tmp_path)  # a checkpoint: the run is continued, its metrics.csv stays
+    assert (tmp_path / "csv" / "metrics.csv").read_text() == "the run's own"
+
+
+def test_a_save_cut_short_between_an_epochs_best_checkpoint_and_its_last_ckpt_is_completed(tmp_path, caplog):
+    from framework.resuming import complete_an_interrupted_save
+
+    (tmp_path / "checkpoints").mkdir()
+    torch.save(saved_at_an_epochs_end(18, 4), tmp_path / "checkpoints" / "last.ckpt")
+    complete_an_interrupted_save(tmp_path)  # last.ckpt is the newest: nothing to do
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt")["global_step"] == 18
+    torch.save(saved_at_an_epochs_end(36, 8), tmp_path / "checkpoints" / "epoch_001.ckpt")
+    with caplog.at_level("INFO", logger="train"):
+        complete_an_interrupted_save(tmp_path)
+    assert (tmp_path / "checkpoints" / "last.ckpt").read_bytes() == \
+        (tmp_path / "checkpoints" / "epoch_001.ckpt").read_bytes()
+    assert sorted(path.name for path in (tmp_path / "checkpoints").iterdir()) == ["epoch_001.ckpt", "last.ckpt"]
+    assert "epoch_001.ckpt was saved after last.ckpt" in caplog.text
+
+
+def test_the_training_row_of_the_epochs_end_is_added_only_where_metrics_csv_ends_at_the_save(tmp_path):
+    from framework.checkpoints import EPOCH_END_ROW
+    from framework.resuming import log_again_the_epoch_end_row
+
+    (tmp_path / "csv").mkdir()
+    metrics = tmp_path / "csv" / "metrics.csv"
+    metrics.write_text("epoch,step,val/acc\n0,17,0.5\n")
+    row = {"train/loss": 0.25, "epoch": 0, "step": 17}
+    log_again_the_epoch_end_row(tmp_path, {**saved_at_an_epochs_end(18, 2), EPOCH_END_ROW: row})
+    assert metrics.read_text() == "epoch,step,val/acc\n0,17,0.5\n"  # two rows at the save, one now: not its end
+    log_again_the_epoch_end_row(tmp_path, {**cut_short(18), CSV_ROWS_LOGGED: 1, EPOCH_END_ROW: row})
+    assert metrics.read_text() == "epoch,step,val/acc\n0,17,0.5\n"  # logged again at the epoch's real end
+    log_again_the_epoch_end_row(tmp_path, {**saved_at_an_epochs_end(18, 1), EPOCH_END_ROW: row})
+    assert metrics.read_text() == "epoch,step,train/loss,val/acc\n0,17,,0.5\n0,17,0.25,\n"
+
+
+def test_a_row_logged_after_the_checkpoint_whose_step_is_not_a_number_is_set_aside(tmp_path):
+    """A kill mid-write on a network file system can leave bytes that are no number where the step was."""
+    (tmp_path / "csv").mkdir()
+    (tmp_path / "csv" / "metrics.csv").write_text("epoch,step,value\n0,17,0.1\n0,4\x00\x00,0.5\n")
+    set_aside_rows_logged_after(tmp_path, saved_within_an_epoch(44, 1))
+    assert (tmp_path / "csv" / "metrics.csv").read_text() == "epoch,step,value\n0,17,0.1\n"
+    assert (tmp_path / "csv" / "metrics.superseded-1.csv").read_text() == "epoch,step,value\n0,4\x00\x00,0.5\n"
+
+
+@pytest.mark.filterwarnings("ignore:.*srun")  # Lightning's hint where an srun is on PATH
+def test_lightnings_requeue_checkpoint_is_continued_only_within_a_slurm_job(tmp_path, monkeypatch):
+    """Outside one (the folder copied to a laptop) hpc_ckpt_1.ckpt is no sign of a requeue."""
+    from framework.resuming import lightnings_requeue_checkpoints
+
+    (tmp_path / "hpc_ckpt_1.ckpt").write_bytes(b"")
+    monkeypatch.delenv("SLURM_NTASKS", raising=False)
+    assert lightnings_requeue_checkpoints(tmp_path) == []
+    monkeypatch.setenv("SLURM_NTASKS", "1")
+    monkeypatch.setenv("SLURM_JOB_NAME", "train")
+    assert lightnings_requeue_checkpoints(tmp_path) == [tmp_path / "hpc_ckpt_1.ckpt"]

@@ -1244,3 +1244,251 @@ def test_a_grid_given_on_the_command_line_is_swept(grid):
 
     config = compose_with_hydra([grid, "hydra.mode=MULTIRUN"])
     assert BasicSweeper.split_arguments(sweep_overrides(config), max_batch_size=None)[0] == [["seed=1"], ["seed=2"]]
+
+
+def test_the_earlier_run_sentence_offers_only_what_the_folder_holds(tmp_path):
+    """Without last.ckpt there is no 'continue that run with ckpt_path=auto' to offer, nor a last.ckpt to test; three
+    files are listed whole; a sweep is told of hydra.sweep.dir. The run's own checkpoints (and ``hpc``) continue it."""
+    from framework.checkpoints import earlier_run_refusal
+
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "csv").mkdir()
+    for name in ("checkpoints/epoch_000.ckpt", "results.json", "csv/metrics.csv"):
+        (tmp_path / name).write_text("")
+    earlier = f"The output directory {tmp_path} holds an earlier run (checkpoints/epoch_000.ckpt, results.json, " \
+              f"csv/metrics.csv)"
+    assert str(earlier_run_refusal(tmp_path, None)) == (
+        f"{earlier}, and this run starts fresh, so it would mix its metrics and checkpoints with that run's; leave "
+        f"hydra.run.dir out (each run gets a new folder), or delete the earlier run's files.")
+    assert "; give another hydra.sweep.dir, or delete" in str(earlier_run_refusal(tmp_path, None, multirun=True))
+    assert str(earlier_run_refusal(tmp_path, "last", trained=False)) == (
+        f"{earlier}, whose results.json this test-only run (train=false) would replace; give ckpt_path=<one of its "
+        f"checkpoints> and leave hydra.run.dir out (each run gets a new folder).")
+    for own in ("hpc", "auto", str(tmp_path / "checkpoints" / "epoch_000.ckpt")):
+        assert earlier_run_refusal(tmp_path, own) is None
+    (tmp_path / "other.ckpt").write_text("")
+    assert "resumes from another run's checkpoint" in str(earlier_run_refusal(tmp_path, str(tmp_path / "other.ckpt")))
+    (tmp_path / "checkpoints" / "epoch_000.ckpt").unlink()
+    assert "but no checkpoint in checkpoints/ for ckpt_path=last" in str(earlier_run_refusal(tmp_path, "last"))
+    (tmp_path / "results.json").unlink()
+    assert earlier_run_refusal(tmp_path, "auto") is None  # killed before its first checkpoint: it starts again
+
+
+def test_a_checkpoint_torch_cannot_load_or_that_holds_no_state_dict_is_one_sentence(tmp_path):
+    """Whatever torch.load raises (the weights-only loader refuses a pickled object with an UnpicklingError)."""
+    import argparse
+
+    from framework.checkpoints import check_checkpoint, read_checkpoint
+
+    torch.save({"args": argparse.Namespace(lr=0.1)}, tmp_path / "pickled.ckpt")
+    unreadable = f"Checkpoint {tmp_path / 'pickled.ckpt'} cannot be read by torch.load (UnpicklingError): it is "
+    with pytest.raises(DataError, match=re.escape(f"{unreadable}truncated or not a checkpoint")):
+        read_checkpoint(tmp_path / "pickled.ckpt", weights_only=True)
+    torch.save({"global_step": 3}, tmp_path / "plain.ckpt")
+    with pytest.raises(DataError, match=re.escape(f"Checkpoint {tmp_path / 'plain.ckpt'} is not a Lightning checkpoint "
+                                                  f"(it holds no state_dict)")):
+        check_checkpoint(str(tmp_path / "plain.ckpt"))
+    assert check_checkpoint(str(tmp_path / "gone.ckpt")) is None and check_checkpoint(None) is None
+
+
+def test_ckpt_path_auto_needs_a_checkpoint_callback_that_saves_into_the_runs_folder():
+    """A ModelCheckpoint without a dirpath saves into its logger's folder, where ckpt_path=auto does not look."""
+    from framework.checkpoints import continuation_without_checkpoints_refusal
+
+    def config(dirpath, **top) -> dict:
+        return OmegaConf.create({"train": True, "ckpt_path": "auto", "trainer": {}, "paths": {"output_dir": "/runs/a"},
+                                 "callbacks": {"model_checkpoint": {
+                                     "_target_": "framework.checkpoints.RunModelCheckpoint", "dirpath": dirpath}},
+                                 **top})
+
+    assert continuation_without_checkpoints_refusal(config("/runs/a/checkpoints")) is None
+    assert "but it has no checkpoint callback there" in str(continuation_without_checkpoints_refusal(config(None)))
+    assert continuation_without_checkpoints_refusal(config(None, train=False)) is None  # tested: checkpoint_to_test
+    assert continuation_without_checkpoints_refusal(config(None, ckpt_path=None)) is None
+
+
+@pytest.mark.parametrize("folder", ["checkpoints", "csv", "tensorboard", "wandb"])
+def test_a_file_in_place_of_any_folder_a_run_writes_into_is_refused_before_it_trains(tmp_path, folder):
+    from framework.checkpoints import unwritable_run_folder_refusal
+
+    assert unwritable_run_folder_refusal(tmp_path) is None
+    (tmp_path / folder).write_text("")
+    assert str(unwritable_run_folder_refusal(tmp_path)).startswith(
+        f"The output directory's folder {tmp_path / folder} cannot be written into (it is a file, not a folder)")
+
+
+def test_fewer_epochs_than_the_checkpoint_trained_are_refused_and_max_epochs_minus_one_is_not():
+    from framework.checkpoints import check_epochs_left
+    from framework.errors import ConfigError
+
+    cfg = lambda max_epochs: OmegaConf.create({"trainer": {"max_epochs": max_epochs}})
+    check_epochs_left("x.ckpt", {"epoch": 1}, cfg(2))
+    check_epochs_left("x.ckpt", {"epoch": 5}, cfg(-1))  # no limit of epochs (max_steps ends the run)
+    with pytest.raises(ConfigError, match=re.escape("'trainer.max_epochs' is 2, but ckpt_path x.ckpt was saved in "
+                                                    "epoch 2 (counting from 0)")):
+        check_epochs_left("x.ckpt", {"epoch": 2}, cfg(2))
+
+
+def test_the_weights_of_a_compiled_network_fit_the_network_uncompiled_and_the_other_way_round():
+    """torch.compile's wrapper adds _orig_mod. to every name."""
+    from framework.checkpoints import check_weights_fit
+
+    compiled = {f"_orig_mod.{name}": value for name, value in torch.nn.Linear(2, 3).state_dict().items()}
+    check_weights_fit("x.ckpt", compiled, torch.nn.Linear(2, 3))
+    check_weights_fit("x.ckpt", torch.nn.Linear(2, 3).state_dict(), torch.compile(torch.nn.Linear(2, 3)))
+
+
+def test_the_weights_check_of_a_network_with_lazy_layers_is_a_sentence_not_the_traceback_of_their_shape():
+    """An uninitialized parameter has no shape to read (torch raises); another network's weights are still named."""
+    from framework.checkpoints import check_weights_fit
+    from framework.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="has other.weight, which the model lacks"):
+        check_weights_fit("x.ckpt", {"other.weight": torch.zeros(3, 2)}, torch.nn.Sequential(torch.nn.LazyLinear(3)))
+    lazy, trained = (torch.nn.Sequential(first, torch.nn.Linear(3, 2)) for first in (torch.nn.LazyLinear(3),
+                                                                                      torch.nn.Linear(4, 3)))
+    check_weights_fit("x.ckpt", trained.state_dict(), lazy)  # the same network: its lazy layer's shape unknown
+    with pytest.raises(ConfigError, match=r"\(the checkpoint has another shape for 1\.weight and 1 more\)"):
+        check_weights_fit("x.ckpt", {**trained.state_dict(), "1.weight": torch.zeros(5, 3), "1.bias": torch.zeros(5)},
+                          lazy)
+
+
+def test_a_resume_keeps_the_schedulers_values_which_its_checkpoint_restores(make_cfg):
+    from framework.checkpoints import KEPT_VALUES, check_resumed_values, kept_values
+    from framework.errors import ConfigError
+
+    checkpoint = {KEPT_VALUES: kept_values(make_cfg("model=lenet5_classic_sdlm"))}
+    check_resumed_values("last.ckpt", checkpoint, make_cfg("model=lenet5_classic_sdlm", "data.batch_size=32"))
+    with pytest.raises(ConfigError, match=re.escape("gives model.scheduler.epochs=[2, 3, 3, 5] (the checkpoint's: "
+                                                    "[2, 3, 3, 4]): a resumed run keeps")):
+        check_resumed_values("last.ckpt", checkpoint, make_cfg("model=lenet5_classic_sdlm",
+                                                               "model.scheduler.epochs=[2,3,3,5]"))
+
+
+def test_a_resume_with_other_loader_workers_or_another_data_folder_changes_nothing_that_trains(make_cfg):
+    from framework.checkpoints import TRAINED_WITH, changed_on_resume, flattened, trained_with
+
+    checkpoint = {TRAINED_WITH: trained_with(make_cfg("data.num_workers=0"))}
+    assert changed_on_resume(checkpoint, make_cfg("data.num_workers=2", "data.data_dir=/elsewhere")) == {}
+    assert changed_on_resume(checkpoint, make_cfg("data.batch_size=32")) == {"data.batch_size": [64, 32]}
+    assert flattened({"a": {}, "b": {"c": 1, "d": [1, {}]}}) == {"a": {}, "b.c": 1, "b.d": [1, {}]}  # {}: a leaf
+
+
+def test_a_checkpoint_restores_the_random_states_it_was_saved_with():
+    import random
+
+    import numpy as np
+
+    from framework.checkpoints import RandomStatesInCheckpoints
+
+    states, checkpoint = RandomStatesInCheckpoints(), {}
+    states.on_save_checkpoint(None, None, checkpoint)
+    drawn = (torch.rand(2).tolist(), np.random.rand(2).tolist(), random.random())
+    states.on_load_checkpoint(None, None, checkpoint)
+    assert (torch.rand(2).tolist(), np.random.rand(2).tolist(), random.random()) == drawn
+    states.on_load_checkpoint(None, None, {})  # a checkpoint saved before the states were: nothing restored
+
+
+def test_early_stopping_keeps_a_run_it_stopped_stopped_and_refuses_an_unlogged_metric_only_when_strict():
+    from types import SimpleNamespace
+
+    from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
+
+    from framework.checkpoints import RunEarlyStopping
+    from framework.errors import ConfigError
+
+    trainer = SimpleNamespace(should_stop=False)
+    stopping = RunEarlyStopping(monitor="val/loss", check_on_train_epoch_end=True)
+    stopping.on_train_start(trainer, None)
+    assert not trainer.should_stop
+    stopping.stopping_reason = EarlyStoppingReason.PATIENCE_EXHAUSTED
+    stopping.on_train_start(trainer, None)
+    assert trainer.should_stop
+    with pytest.raises(ConfigError, match="has logged no such metric by the training epoch's end"):
+        stopping._validate_condition_metric({"train/loss": 1.0})
+    loose = RunEarlyStopping(monitor="val/loss", check_on_train_epoch_end=True, strict=False)
+    assert loose._validate_condition_metric({"train/loss": 1.0}) is False
+
+
+def test_loading_checkpoint_turns_only_its_own_errors_into_sentences():
+    """Lightning's refusals of ckpt_path=hpc and of another network's weights; the same errors elsewhere (a state dict
+    loaded by the module itself, with no ckpt_path) stay bugs."""
+    from framework.checkpoints import loading_checkpoint
+    from framework.errors import ConfigError
+
+    misfit = ("Error(s) in loading state_dict for Lit:\n\tMissing key(s) in state_dict: \"net.a.weight\", "
+              "\"net.a.bias\". \n\tsize mismatch for net.b.weight: copying a param with shape [3, 2] from checkpoint")
+    with pytest.raises(ConfigError) as refused, loading_checkpoint("x.ckpt"):
+        raise RuntimeError(misfit)
+    assert "(the checkpoint lacks net.a.weight and 1 more; has another shape for net.b.weight)" in str(refused.value)
+    with pytest.raises(RuntimeError, match=r"^Error\(s\) in loading"), loading_checkpoint(None):
+        raise RuntimeError(misfit)
+    with pytest.raises(ConfigError, match="'ckpt_path' is 'hpc', but there is no HPC checkpoint"), \
+            loading_checkpoint("hpc"):
+        raise ValueError("`.fit(ckpt_path=\"hpc\")` is set but no HPC checkpoint was found.")
+    with pytest.raises(ValueError, match="no HPC checkpoint was found"), loading_checkpoint("x.ckpt"):
+        raise ValueError("no HPC checkpoint was found")
+
+
+def test_a_copied_run_s_best_checkpoints_are_found_in_its_folder_and_another_run_s_are_left_where_they_are(tmp_path):
+    from framework.checkpoints import RunModelCheckpoint
+
+    saved = {"dirpath": "/old/checkpoints", "best_model_path": "/old/checkpoints/epoch_001.ckpt",
+             "best_model_score": torch.tensor(0.5), "best_k_models": {"/old/checkpoints/epoch_001.ckpt": 0.5},
+             "kth_best_model_path": "/old/checkpoints/epoch_001.ckpt", "last_model_path": "/old/checkpoints/last.ckpt",
+             "monitor": "val/loss"}
+    (tmp_path / "epoch_001.ckpt").write_bytes(b"")
+    elsewhere = RunModelCheckpoint(dirpath=tmp_path, monitor="val/loss")
+    elsewhere.load_state_dict(saved)  # last.ckpt is not here: another run's folder
+    assert elsewhere.resumed_elsewhere == "/old/checkpoints" and elsewhere.best_model_path != str(tmp_path /
+                                                                                                  "epoch_001.ckpt")
+    (tmp_path / "last.ckpt").write_bytes(b"")
+    copied = RunModelCheckpoint(dirpath=tmp_path, monitor="val/loss")
+    copied.load_state_dict(saved)
+    assert copied.resumed_elsewhere is None and copied.best_model_path == str(tmp_path / "epoch_001.ckpt")
+    assert copied.best_k_models == {str(tmp_path / "epoch_001.ckpt"): 0.5}
+
+
+def test_a_checkpoint_at_an_epochs_end_keeps_its_training_metrics_and_the_row_lightning_logs_next():
+    """Not the validation metrics, which are scored again; the row is logged at the step before the save's."""
+    from types import SimpleNamespace
+
+    from framework.checkpoints import EPOCH_END_ROW, KeptValuesInCheckpoints
+
+    kept = KeptValuesInCheckpoints(OmegaConf.create({"seed": 1, "trainer": {"max_epochs": 2}}))
+    trainer = SimpleNamespace(loggers=[], is_global_zero=True, current_epoch=1,
+                              callback_metrics={"train/loss": torch.tensor(0.5), "val/acc": torch.tensor(0.75)},
+                              _logger_connector=SimpleNamespace(metrics={"log": {"train/loss": torch.tensor(0.5)}}))
+    checkpoint = {"global_step": 36, "loops": {"fit_loop": {
+        "epoch_progress": {"current": {"processed": 2, "completed": 1}},
+        "epoch_loop.state_dict": {"_batches_that_stepped": 36}}}}
+    kept.on_save_checkpoint(trainer, None, checkpoint)
+    assert checkpoint[TRAINING_METRICS] == {"train/loss": 0.5}
+    assert checkpoint[EPOCH_END_ROW] == {"train/loss": 0.5, "epoch": 1, "step": 35}
+
+
+def test_lightnings_refusal_of_a_logged_monitored_metric_is_not_taken_for_an_unlogged_one(monkeypatch):
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from framework.checkpoints import RunModelCheckpoint
+    from framework.errors import ConfigError
+
+    def refused(self, trainer, candidates):
+        raise MisconfigurationException("Lightning's own words")
+
+    monkeypatch.setattr(ModelCheckpoint, "_save_topk_checkpoint", refused)
+    checkpoints = RunModelCheckpoint(monitor="train/loss", mode="min")
+    with pytest.raises(MisconfigurationException, match="Lightning's own words"):
+        checkpoints._save_topk_checkpoint(None, {"train/loss": torch.tensor(1.0)})
+    with pytest.raises(ConfigError, match="is 'train/loss' .* but the run has logged no such metric by the time"):
+        checkpoints._save_topk_checkpoint(None, {"train/acc": torch.tensor(1.0)})
+
+
+def test_a_checkpoint_saved_before_the_trainers_values_were_kept_reports_none_of_them_changed(make_cfg):
+    from framework.checkpoints import TRAINED_WITH, changed_on_resume, trained_with
+
+    older = {key: value for key, value in trained_with(make_cfg()).items() if not key.startswith("trainer.")}
+    assert changed_on_resume({TRAINED_WITH: older}, make_cfg("++trainer.gradient_clip_val=1.0")) == {}
+    assert changed_on_resume({TRAINED_WITH: trained_with(make_cfg())}, make_cfg("++trainer.gradient_clip_val=1.0")) \
+        == {"trainer.gradient_clip_val": ["absent", 1.0]}
