@@ -370,3 +370,327 @@ def test_the_printed_wandb_sync_command_names_the_offline_runs_as_a_shell_reads_
     cfg = OmegaConf.create({"paths": {"output_dir": "/runs/1"}, "logger": {"wandb": {
         "_target_": "lightning.pytorch.loggers.wandb.WandbLogger", "save_dir": save_dir}}})
     assert wandb_sync_command(cfg) == command
+
+
+def wandb_config(save_dir: str = "/runs/1"):
+    from omegaconf import OmegaConf
+
+    return OmegaConf.create({"paths": {"output_dir": "/runs/1"}, "logger": {"wandb": {
+        "_target_": "lightning.pytorch.loggers.wandb.WandbLogger", "save_dir": save_dir}}})
+
+
+@pytest.fixture
+def no_wandb_credentials(tmp_path, monkeypatch):
+    """No API key, token file, server or mode in the environment, and NETRC naming a file yet to be written."""
+    for name in ("WANDB_API_KEY", "WANDB_IDENTITY_TOKEN_FILE", "WANDB_BASE_URL", "WANDB_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    return tmp_path / "netrc"
+
+
+def test_wandb_credentials_are_a_key_a_token_file_or_wandb_logins_netrc_entry_for_its_server(no_wandb_credentials,
+                                                                                             monkeypatch):
+    from framework.loggers import has_wandb_credentials
+
+    assert not has_wandb_credentials()  # no netrc file
+    no_wandb_credentials.write_text("machine other.example login user password secret\n")
+    assert not has_wandb_credentials()
+    no_wandb_credentials.write_text("machine api.wandb.ai login user password secret\n")
+    assert has_wandb_credentials()
+    monkeypatch.setenv("WANDB_BASE_URL", "https://wandb.lab.example")  # a server of one's own: its entry counts
+    assert not has_wandb_credentials()
+    no_wandb_credentials.write_text("machine wandb.lab.example login user password secret\n")
+    assert has_wandb_credentials()
+    no_wandb_credentials.write_text("machine wandb.lab.example login user bogus secret\n")  # unreadable: no entry
+    assert not has_wandb_credentials()
+    monkeypatch.setenv("WANDB_IDENTITY_TOKEN_FILE", "/var/run/token")
+    assert has_wandb_credentials()
+
+
+def test_wandb_without_credentials_logs_offline_and_says_how_to_upload(no_wandb_credentials, caplog):
+    from omegaconf import OmegaConf
+
+    from framework.loggers import wandb_offline_without_credentials
+
+    wandb_offline_without_credentials(OmegaConf.create({"paths": {"output_dir": "/runs/1"}, "logger": {"csv": {
+        "_target_": "framework.loggers.AppendingCSVLogger"}}}))
+    assert "WANDB_MODE" not in os.environ  # a run without wandb leaves wandb's mode alone
+    with caplog.at_level("WARNING", logger="train"):
+        wandb_offline_without_credentials(wandb_config())
+    assert os.environ["WANDB_MODE"] == "offline"
+    assert caplog.messages == ["wandb: no API key (WANDB_API_KEY or `wandb login`), so this run logs offline; upload "
+                               "it later with: wandb sync /runs/1/wandb/offline-run-*"]
+
+
+@pytest.mark.parametrize("mode", ["online", "shared"])
+def test_wandb_online_without_credentials_is_refused_and_offline_is_taken(no_wandb_credentials, monkeypatch, mode):
+    from framework.errors import ConfigError
+    from framework.loggers import wandb_offline_without_credentials
+
+    monkeypatch.setenv("WANDB_MODE", mode)
+    with pytest.raises(ConfigError, match=re.escape(f"WANDB_MODE is '{mode}', but wandb has no API key here")):
+        wandb_offline_without_credentials(wandb_config())
+    monkeypatch.setenv("WANDB_API_KEY", "secret")
+    wandb_offline_without_credentials(wandb_config())
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    wandb_offline_without_credentials(wandb_config())
+    assert os.environ["WANDB_MODE"] == "offline"
+
+
+@pytest.fixture
+def open_wandb_run(monkeypatch):
+    """A stand-in wandb module with an open run: what finish_wandb did to it ("preempting", exit codes), and a switch
+    that makes wandb.finish fail."""
+    import sys
+    from types import SimpleNamespace
+
+    calls, failing = [], []
+
+    def finish(exit_code):
+        calls.append(exit_code)
+        if failing:
+            raise ConnectionResetError("Connection lost")
+
+    wandb = SimpleNamespace(run=SimpleNamespace(mark_preempting=lambda: calls.append("preempting")), finish=finish)
+    monkeypatch.setitem(sys.modules, "wandb", wandb)
+    return wandb, calls, failing
+
+
+def test_wandb_records_the_exit_code_the_job_ends_with(open_wandb_run, caplog):
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from framework.errors import ConfigError
+    from framework.loggers import finish_wandb
+
+    wandb, calls, failing = open_wandb_run
+    finish_wandb()
+    finish_wandb(ConfigError("bad"))
+    finish_wandb(RuntimeError("bug"))
+    finish_wandb(SIGTERMException())
+    assert calls == [0, 2, 1, "preempting", 143]
+    failing.append(True)
+    with caplog.at_level("WARNING", logger="train"):
+        finish_wandb(RuntimeError("bug"))  # the job's own exception stays what ends it
+    assert caplog.messages == ["wandb could not close its run while the job stopped (ConnectionResetError: "
+                               "Connection lost)."]
+    with pytest.raises(ConnectionResetError):
+        finish_wandb()  # a job that succeeded: wandb's failure is the job's
+    wandb.run, calls[:] = None, []
+    finish_wandb()  # no run open: nothing to close
+    assert calls == []
+
+
+def test_only_rank_zero_writes_the_wandb_run_id_and_the_other_ranks_read_the_earlier_one(tmp_path, monkeypatch):
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    from framework.loggers import wandb_run_id
+
+    monkeypatch.setattr(rank_zero_only, "rank", 1)
+    assert wandb_run_id(tmp_path, resuming=False) is None and not (tmp_path / "wandb").exists()
+    (tmp_path / "wandb").mkdir()
+    (tmp_path / "wandb" / "run_id").write_text("0badc0de\n")
+    assert wandb_run_id(tmp_path, resuming=True) == "0badc0de"
+    assert wandb_run_id(tmp_path, resuming=False) is None
+
+
+def test_figures_are_sent_by_rank_zero_alone_and_only_to_loggers_that_show_images(tmp_path, sending):
+    from lightning.pytorch.loggers import CSVLogger
+
+    sent, trainer, callback = sending
+    Image.fromarray(painting(0)).save(tmp_path / "mi_lr.png")
+    other_rank = type("Trainer", (), {"is_global_zero": False, "global_step": 0, "loggers": trainer.loggers})()
+    callback.send(other_rank)
+    csv_only = type("Trainer", (), {"is_global_zero": True, "global_step": 0, "loggers": [CSVLogger(tmp_path)]})()
+    callback.send(csv_only)
+    assert sent == [] and callback.sent == {}  # still to be sent, where it can be
+    callback.send(trainer)
+    assert sent == ["figures/mi_lr"]
+
+
+def test_a_figure_is_sent_as_rgb_pixels_whatever_its_png_mode(tmp_path, monkeypatch):
+    sent = {}
+    monkeypatch.setattr(figures, "log_figure", lambda trainer, pixels, key: sent.update({key: pixels}))
+    trainer = type("Trainer", (), {"is_global_zero": True, "global_step": 0,
+                                   "loggers": [TensorBoardLogger(tmp_path / "tensorboard")]})()
+    Image.fromarray(painting(0)[..., 0]).save(tmp_path / "grey.png")  # mode L
+    Image.fromarray(painting(1)).convert("P").save(tmp_path / "palette.png")
+    figures.FiguresToLoggers(tmp_path).send(trainer)
+    assert {key: pixels.shape for key, pixels in sent.items()} == {"figures/grey": (12, 16, 3),
+                                                                   "figures/palette": (12, 16, 3)}
+    np.testing.assert_array_equal(sent["figures/grey"][..., 2], painting(0)[..., 0])
+
+
+def test_a_figure_removed_after_the_listing_is_passed_over(tmp_path, sending):
+    sent, trainer, callback = sending
+
+    class Listing(type(tmp_path)):
+        def rglob(self, pattern):
+            yield self / "removed.png"  # listed, then removed before its look
+            yield from super().rglob(pattern)
+
+    Image.fromarray(painting(0)).save(tmp_path / "kept.png")
+    callback.root = Listing(tmp_path)
+    callback.send(trainer)
+    assert sent == ["figures/kept"]
+
+
+def test_each_figure_goes_to_wandb_and_tensorboard_at_the_trainers_step():
+    from lightning.pytorch.loggers import WandbLogger
+
+    calls = []
+
+    class Wandb(WandbLogger):
+        def __init__(self):  # no wandb run
+            pass
+
+        def log_image(self, **arguments):
+            calls.append(("wandb", arguments))
+
+    class Tensorboard(TensorBoardLogger):
+        def __init__(self):
+            pass
+
+        experiment = type("Writer", (), {"add_image": lambda self, *args, **options: calls.append(
+            ("tensorboard", (args, options)))})()
+
+    pixels = painting(0)
+    trainer = type("Trainer", (), {"global_step": 7, "loggers": [Wandb(), Tensorboard()]})()
+    figures.log_figure(trainer, pixels, "figures/mi_lr")
+    assert calls == [("wandb", {"key": "figures/mi_lr", "images": [pixels], "step": 7}),
+                     ("tensorboard", (("figures/mi_lr", pixels), {"global_step": 7, "dataformats": "HWC"}))]
+
+
+def test_results_go_to_wandbs_summary_without_the_config_and_to_tensorboards_hparams_tab(tmp_path):
+    """The wandb run holds the config as its config already; each finished start replaces the HPARAMS record."""
+    from types import SimpleNamespace
+
+    from lightning.pytorch.loggers import WandbLogger
+
+    from framework.loggers import publish_results
+
+    class Wandb(WandbLogger):
+        def __init__(self):  # no wandb run
+            pass
+
+        experiment = SimpleNamespace(summary={})
+
+    wandb, tensorboard = Wandb(), TensorBoardLogger(tmp_path / "tensorboard", name="", version="")
+    results = {"metrics": {"test/acc": 0.5}, "config": {"seed": 3, "model": {"lr": 0.1}}, "seed": 3,
+               "epochs_completed": 2}
+    publish_results([wandb, tensorboard], results)
+    assert wandb.experiment.summary == {"test/acc": 0.5, "seed": 3, "epochs_completed": 2}
+    publish_results([tensorboard], {**results, "metrics": {"test/acc": 0.75}, "config": {"seed": 4, "model": None}})
+    records, scalars = hparams_tab(tmp_path)
+    start = records["_hparams_/session_start_info"].session_start_info
+    assert (start.hparams["seed"].number_value, start.hparams["model"].string_value) == (4, "None")
+    assert {tag: [event.value for event in events] for tag, events in scalars.items()} == {"test/acc": [0.75]}
+    assert sorted(path.name for path in (tmp_path / "tensorboard").iterdir()) == ["hparams"]
+
+
+@pytest.fixture
+def sweep_job(tmp_path):
+    """``job(*overrides)``: the config of a job of the sweep tmp_path/lenet_sweep, with Hydra's record of this job."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    from framework.compose import compose_with_hydra
+
+    def job(*overrides: str):
+        cfg = compose_with_hydra(["logger=wandb", *overrides, f"hydra.sweep.dir={tmp_path / 'lenet_sweep'}",
+                                  "hydra.mode=MULTIRUN", "hydra.job.name=train"])
+        with open_dict(cfg):
+            cfg.hydra.job.override_dirname = ",".join(sorted(cfg.hydra.overrides.task))
+        HydraConfig.instance().set_config(cfg)
+        return cfg
+
+    yield job
+    HydraConfig.instance().cfg = None
+
+
+def test_a_sweep_job_s_wandb_run_is_named_by_its_swept_values_and_grouped_by_its_sweep(tmp_path, sweep_job):
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from framework.loggers import name_and_group_wandb_runs
+
+    cfg = sweep_job("seed=2", "model.optimizer.lr=0.1")
+    name_and_group_wandb_runs(cfg)  # no multirun.yaml to read the swept keys from: every override
+    assert (cfg.logger.wandb.name, cfg.logger.wandb.group) == (
+        "default logger=wandb,model.optimizer.lr=0.1,seed=2", "lenet_sweep")
+    (tmp_path / "lenet_sweep").mkdir()  # Hydra's record of the sweep's command: seed (a grid) and lr are swept
+    OmegaConf.save({"hydra": {"sweeper": {"params": {"seed": "1,2"}}, "overrides": {"task": [
+        "logger=wandb", "model.optimizer.lr=0.1,0.2"]}}}, tmp_path / "lenet_sweep" / "multirun.yaml")
+    cfg.logger.wandb.name = cfg.logger.wandb.group = None
+    name_and_group_wandb_runs(cfg)
+    assert (cfg.logger.wandb.name, cfg.logger.wandb.group) == ("default model.optimizer.lr=0.1,seed=2", "lenet_sweep")
+    HydraConfig.instance().cfg = None  # a single run: no group, and a name given is kept
+    cfg.logger.wandb.name, cfg.logger.wandb.group = "mine", None
+    name_and_group_wandb_runs(cfg)
+    assert (cfg.logger.wandb.name, cfg.logger.wandb.group) == ("mine", None)
+    cfg.logger.wandb.name = None
+    name_and_group_wandb_runs(cfg)
+    assert cfg.logger.wandb.name == "default"
+
+
+@pytest.mark.parametrize(("ckpt_path", "checkpoint", "continued"), [
+    (None, None, False), ("auto", None, False), ("last", None, False), ("auto", "epoch=1.ckpt", True),
+    ("last", "last.ckpt", True), ("{tmp_path}/elsewhere.ckpt", None, True),
+])
+def test_a_start_continues_the_wandb_run_of_the_checkpoint_it_continues_from(tmp_path, ckpt_path, checkpoint,
+                                                                            continued):
+    from omegaconf import OmegaConf
+
+    from framework.loggers import give_wandb_loggers_their_run_id
+
+    (tmp_path / "wandb").mkdir()
+    (tmp_path / "wandb" / "run_id").write_text("0badc0de")
+    if checkpoint:
+        (tmp_path / "checkpoints").mkdir()
+        (tmp_path / "checkpoints" / checkpoint).write_bytes(b"")
+    cfg = OmegaConf.create({"ckpt_path": ckpt_path and ckpt_path.format(tmp_path=tmp_path),
+                            "paths": {"output_dir": str(tmp_path)}, "logger": {
+                                "wandb": {"_target_": "lightning.pytorch.loggers.wandb.WandbLogger", "id": None},
+                                "other": {"_target_": "lightning.pytorch.loggers.wandb.WandbLogger", "id": "given"}}})
+    give_wandb_loggers_their_run_id(cfg)
+    assert (cfg.logger.wandb.id == "0badc0de") == continued and cfg.logger.other.id == "given"
+
+
+@pytest.mark.parametrize("folder", ["wandb", "tensorboard", "checkpoints", "csv", ".hydra", ".submitit",
+                                    "logs/wandb"])  # a logger's save_dir below the run
+def test_figures_in_the_loggers_and_the_runs_own_folders_are_not_sent(tmp_path, sending, folder):
+    sent, trainer, callback = sending
+    (tmp_path / folder / "media").mkdir(parents=True)
+    Image.fromarray(painting(0)).save(tmp_path / folder / "media" / "copy.png")
+    Image.fromarray(painting(1)).save(tmp_path / folder / "copy.png")
+    callback.send(trainer)
+    assert sent == []
+
+
+def test_a_figure_rewritten_in_its_size_or_shape_alone_is_sent_again(tmp_path, sending):
+    """A rewrite may keep the file's modification time (a copy that keeps it, a coarse clock), or the pixels' bytes
+    (another width): either change is a new figure."""
+    sent, trainer, callback = sending
+    figure, an_hour_ago = tmp_path / "mi_lr.png", time.time() - 3600
+    Image.fromarray(painting(0)).save(figure)
+    os.utime(figure, (an_hour_ago, an_hour_ago))
+    callback.send(trainer)
+    Image.fromarray(painting(0).reshape(16, 12, 3)).save(figure, compress_level=0)  # the same bytes, another shape
+    os.utime(figure, (an_hour_ago, an_hour_ago))
+    callback.send(trainer)
+    assert sent == ["figures/mi_lr", "figures/mi_lr"]
+
+
+def test_a_checkpoint_s_older_record_of_the_figures_sent_adds_to_what_was_sent_since(tmp_path, sending):
+    """Under trainer=ddp_sim the test of the best checkpoint starts from the fit's record and loads the checkpoint's,
+    which may be older: a figure sent after that checkpoint went out again."""
+    sent, trainer, callback = sending
+    Image.fromarray(painting(0)).save(tmp_path / "epoch_0.png")
+    callback.send(trainer)
+    best = callback.state_dict()
+    Image.fromarray(painting(1)).save(tmp_path / "epoch_1.png")
+    callback.send(trainer)
+    tested = figures.FiguresToLoggers(tmp_path)
+    tested.load_state_dict(callback.state_dict())  # the fit's record
+    tested.load_state_dict(best)
+    tested.send(trainer)
+    assert sent == ["figures/epoch_0", "figures/epoch_1"]

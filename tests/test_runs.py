@@ -256,6 +256,61 @@ def test_csv_logger_stopped_while_it_rewrites_for_a_new_column_keeps_the_earlier
     assert not list((tmp_path / "csv").glob(".metrics.csv.*"))  # no temporary file left behind
 
 
+def test_csv_logger_rewritten_for_a_new_column_ends_every_row_as_lightning_appends_them(tmp_path):
+    """Lightning's writer appends rows ending in "\r\n": the rewrite for a new column ends its rows the same way,
+    so that metrics.csv never mixes line ends."""
+    from framework.loggers import AppendingCSVLogger, read_csv
+
+    logger = AppendingCSVLogger(save_dir=tmp_path, name="csv", version="")
+    logger.log_metrics({"train/loss": 1.0}, step=0)
+    logger.log_metrics({"test/acc": 0.75}, step=1)  # a new column: the file is rewritten
+    logger.log_metrics({"train/loss": 0.5}, step=2)  # appended by Lightning
+    metrics = tmp_path / "csv" / "metrics.csv"
+    assert metrics.read_bytes() == b"step,test/acc,train/loss\r\n0,,1.0\r\n1,0.75,\r\n2,,0.5\r\n"
+    assert read_csv(metrics) == (["step", "test/acc", "train/loss"], [["0", "", "1.0"], ["1", "0.75", ""],
+                                                                      ["2", "", "0.5"]])
+
+
+def test_an_empty_metrics_csv_reads_as_no_header_and_no_rows(tmp_path):
+    """A run killed between creating metrics.csv and writing its header leaves an empty file."""
+    from framework.loggers import read_csv
+
+    (tmp_path / "metrics.csv").write_bytes(b"")
+    assert read_csv(tmp_path / "metrics.csv") == ([], [])
+
+
+def test_csv_logger_counts_the_rows_in_its_file_and_those_waiting_to_be_saved(tmp_path):
+    """The count a checkpoint keeps (checkpoints.CSV_ROWS_LOGGED) to set aside the rows a continued run logs again."""
+    from framework.loggers import AppendingCSVLogger
+
+    logger = AppendingCSVLogger(save_dir=tmp_path, name="csv", version="")
+    assert logger.experiment.rows_logged() == 0  # no file yet
+    logger.log_metrics({"train/loss": 1.0}, step=0)
+    logger.log_metrics({"train/loss": 0.5}, step=1)
+    logger.experiment.log_metrics({"train/loss": 0.25}, step=2)  # not saved yet
+    assert logger.experiment.rows_logged() == 3
+    assert AppendingCSVLogger(save_dir=tmp_path, name="csv", version="").experiment.rows_logged() == 2
+
+
+def test_the_run_log_is_left_to_rank_zero(tmp_path, monkeypatch):
+    """Every rank a cluster starts is a Hydra job that opens train.log: the other ranks close theirs."""
+    import logging
+
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    from framework.loggers import run_log_on_rank_zero_only
+
+    root = logging.getLogger()
+    file, console = logging.FileHandler(tmp_path / "train.log"), logging.StreamHandler()
+    for handler in (file, console):
+        monkeypatch.setattr(root, "handlers", [*root.handlers, handler])
+    run_log_on_rank_zero_only()
+    assert file in root.handlers and console in root.handlers  # rank 0 keeps it
+    monkeypatch.setattr(rank_zero_only, "rank", 1)
+    run_log_on_rank_zero_only()
+    assert file not in root.handlers and console in root.handlers and file.stream is None  # closed
+
+
 def test_slurm_launcher_starts_one_task_per_gpu(tmp_path):
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra

@@ -1,8 +1,10 @@
 """The Szegedy et al. MNIST model zoo (lightning_modules/szegedy.py) and its data option (P1/P2 halves)."""
 
+import math
 import re
 from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
 
 import lightning as L
 import pytest
@@ -237,10 +239,11 @@ def test_an_adversarial_pool_row_is_the_attacks_where_it_succeeded_and_boxed_whe
     torch.manual_seed(0)
     net = SzegedyNet(kind=kind, hidden=[6], conv_channels=2)
     images, labels = torch.rand(3, 1, 28, 28), torch.tensor([0, 1, 2])
-    uppers = []
+    uppers, quantized = [], []
 
     def attack(head, rows, *args, upper, **options):
         uppers.append(upper)
+        quantized.append(options["quantized"])  # to the 256 levels of an image: the input's alone
         return rows + 0.5, None, torch.tensor([True, False, True])
 
     monkeypatch.setattr(adversarial_training, "attack_rows", attack)
@@ -251,7 +254,7 @@ def test_an_adversarial_pool_row_is_the_attacks_where_it_succeeded_and_boxed_whe
         pool = callback.adversarial(net, images, labels, layer)
         torch.testing.assert_close(pool[[0, 2]], clean[[0, 2]] + 0.5, rtol=0, atol=0)
         torch.testing.assert_close(pool[1], clean[1], rtol=0, atol=0)
-    assert uppers == [1.0, upper]
+    assert uppers == [1.0, upper] and quantized == [True, False]
 
 
 def test_adversarial_training_pools_fill_refresh_and_train_only_the_layers_above(tmp_path):
@@ -373,3 +376,88 @@ def test_lbfgs_on_mini_batches_is_said_and_on_the_whole_set_is_not(make_cfg, tmp
     assert re.search(r"model.optimizer is torch.optim.LBFGS, a full-batch method, but data.batch_size=16 splits the "
                      r"\d+ training images into \d+ batches, so each step sees another batch; give data.batch_size >= "
                      r"\d+ for full-batch L-BFGS.", caplog.text)
+
+
+def test_adversarial_training_states_loaded_before_setup_go_on_with_the_checkpoint_s_draws():
+    """A DDP launcher (ddp_sim) gives its workers' states to the callbacks of its own process, where no setup ran:
+    the generator made in setup takes the checkpoint's state."""
+    from callbacks.adversarial_training import AdversarialTraining
+
+    trained = AdversarialTraining(seed=1)
+    trained.setup(None, None, "fit")
+    torch.rand(5, generator=trained.generator)
+    state = trained.state_dict()
+    for loaded_before_setup in (True, False):
+        continued = AdversarialTraining(seed=1)
+        if not loaded_before_setup:
+            continued.setup(None, None, "fit")
+        continued.load_state_dict(state)
+        if loaded_before_setup:
+            continued.setup(None, None, "fit")
+        assert torch.equal(torch.rand(3, generator=continued.generator), torch.rand(3, generator=trained.generator))
+        trained.generator.set_state(state["generator"])
+
+
+@pytest.mark.parametrize(("layers", "refused"), [([0, 2], False), ([3], True), ([-1], True), ([1.0], True)])
+def test_adversarial_training_layers_are_the_input_and_the_layer_outputs(layers, refused):
+    from callbacks.adversarial_training import AdversarialTraining
+    from framework.errors import ConfigError
+
+    trainer = SimpleNamespace(optimizers=[torch.optim.SGD([torch.zeros(1)], lr=0.1)])
+    module = SimpleNamespace(net=SzegedyNet(kind="fc", hidden=[4, 4]))  # fc1, fc2, output: layers 0..2
+    if not refused:
+        AdversarialTraining(layers=layers).on_fit_start(trainer, module)
+        return
+    with pytest.raises(ConfigError, match=re.escape(
+            f"'callbacks.adversarial_training.layers' is {layers}, but the network's layers are 0..2 (0: examples of "
+            f"the input, k: of the output of layer k, fc1, fc2)")):
+        AdversarialTraining(layers=layers).on_fit_start(trainer, module)
+
+
+def test_a_full_pools_refresh_replaces_random_rows_by_new_examples_with_their_labels(monkeypatch):
+    from callbacks.adversarial_training import AdversarialTraining
+
+    callback = AdversarialTraining(pool_size=6, refresh_every=1, refresh_fraction=0.5, layers=[0], seed=0)
+    callback.setup(None, None, "fit")
+    monkeypatch.setattr(callback, "adversarial", lambda net, images, labels, layer: images)  # labels: the values
+    module = SimpleNamespace(net=torch.nn.Identity())
+
+    def step(*values):
+        before = callback.pools[0][0].clone() if callback.pools else None
+        callback.on_train_batch_start(None, module, (torch.tensor(values, dtype=torch.float), torch.tensor(values)),
+                                      0)
+        pool, labels = callback.pools[0]
+        assert torch.equal(pool.long(), labels)
+        return before, pool
+
+    step(0, 1, 2, 3)
+    assert step(10, 11, 12, 13)[1].tolist() == [0, 1, 2, 3, 10, 11]  # filled up to its size
+    draws = torch.Generator().manual_seed(0)
+    before, after = step(20, 21, 22, 23)  # round(0.5 * 6) = 3 rows
+    slots = torch.randperm(6, generator=draws)[:3]
+    assert (after != before).nonzero().flatten().tolist() == sorted(slots.tolist())
+    assert after[slots].tolist() == [20, 21, 22]
+    before, after = step(30, 31)  # a batch smaller than the rows to replace: all of it
+    assert sorted(after[after != before].tolist()) == [30, 31]
+    callback.refresh_fraction = 0.01  # rounds to no row: at least one
+    before, after = step(40, 41)
+    assert after[after != before].tolist() == [40]
+
+
+def test_the_pools_loss_is_weighted_mean_cross_entropy_of_at_most_mix_examples_per_layer():
+    from callbacks.adversarial_training import AdversarialTraining
+
+    picked = []
+
+    class Uniform:  # equal scores: a cross-entropy of log(10) whatever the examples
+        def forward_from(self, points, layer):
+            picked.append((layer, len(points)))
+            return torch.zeros(len(points), 10, requires_grad=True)
+
+    callback = AdversarialTraining(mix=4, weight=0.5)
+    callback.generator = torch.Generator().manual_seed(0)
+    assert callback.extra_loss(Uniform()) is None  # no pools yet: no term
+    callback.pools = {0: (torch.rand(3, 1, 28, 28), torch.tensor([1, 2, 3])),
+                      2: (torch.rand(9, 12), torch.arange(9))}
+    assert callback.extra_loss(Uniform()).item() == pytest.approx(0.5 * math.log(10))
+    assert picked == [(0, 3), (2, 4)]
