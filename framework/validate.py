@@ -18,6 +18,7 @@ import importlib.util
 import inspect
 import math
 import os
+import pkgutil
 import re
 import sys
 from collections import defaultdict
@@ -472,9 +473,11 @@ def name_lacking(target: str) -> tuple[str, str, list[str]] | None:
             continue
         if hasattr(owner, parts[cut]):
             return None  # it is there, and fails to import for another reason (an error inside the module)
-        names = [name for name in dir(owner) if not name.startswith("_")]
-        close = [name for name in names if name.lower() == parts[cut].lower()] or \
-            difflib.get_close_matches(parts[cut], names, n=3)
+        names = {name for name in dir(owner) if not name.startswith("_")}
+        if hasattr(owner, "__path__"):  # a package: its modules too, imported or not
+            names |= {module.name for module in pkgutil.iter_modules(owner.__path__)}
+        close = [name for name in sorted(names) if name.lower() == parts[cut].lower()] or \
+            difflib.get_close_matches(parts[cut], sorted(names), n=3)
         return ".".join(parts[:cut]), parts[cut], close
     return None
 

@@ -448,10 +448,11 @@ def test_a_logger_whose_receiver_takes_any_keyword_is_given_any_key(monkeypatch)
 
 
 @pytest.mark.parametrize(("target", "sentence"), [
-    ("torch.optim.Adamw", "torch.optim has no Adamw (the closest: AdamW); fix its spelling."),
+    ("torch.optim.Adamw", "torch.optim has no Adamw (the closest: AdamW, adamw); fix its spelling."),
     ("torch.optimm.SGD", "torch has no optimm (the closest: optim, spmm); fix its spelling."),
     ("torch.optim.SGD.stepp", "torch.optim.SGD has no stepp (the closest: step); fix its spelling."),
     ("lightning_modules.lenet.LeNet5", "lightning_modules has no lenet (the closest: lenet5); fix its spelling."),
+    ("datamodules.svhm.SVHNDataModule", "datamodules has no svhm (the closest: svhn); fix its spelling."),
 ])
 def test_a_mistyped_name_in_a_target_is_named_with_the_closest_there(make_cfg, target, sentence):
     with pytest.raises(ConfigError) as error:
