@@ -84,6 +84,34 @@ def test_a_network_with_tied_weights_gets_each_parameter_in_one_group_and_trains
     assert [group["name"] for group in optimizer.param_groups] == ["1", "2"]
 
 
+def test_per_layer_groups_are_the_layers_with_trainable_parameters_and_net_for_the_networks_own(tmp_path):
+    """A frozen layer, or one without parameters, gets no group (torch would step nothing in it); a parameter the
+    network holds directly is in the group "net". A scheduler steps at each epoch's end; L-BFGS takes one group."""
+    from functools import partial
+
+    import torch
+
+    from framework.errors import ConfigError
+    from lightning_modules.classifier import ClassificationModule
+
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 4), torch.nn.Linear(4, 2).requires_grad_(False))
+    net.scale = torch.nn.Parameter(torch.ones(1))
+    optimizer = ClassificationModule(net, partial(torch.optim.SGD, lr=0.1), num_classes=2).configure_optimizers()
+    assert [(group["name"], [tuple(p.shape) for p in group["params"]]) for group in optimizer.param_groups] == \
+        [("1", [(4, 4), (4,)]), ("net", [(1,)])]
+    single = ClassificationModule(net, partial(torch.optim.SGD, lr=0.1), partial(torch.optim.lr_scheduler.StepLR,
+                                  step_size=1), num_classes=2, param_groups="single").configure_optimizers()
+    assert [(group["name"], len(group["params"])) for group in single["optimizer"].param_groups] == [("all", 3)]
+    assert single["lr_scheduler"]["interval"] == "epoch"
+    checkpoint = {"state_dict": {f"net.{name}": value for name, value in net.state_dict().items()},
+                  "hyper_parameters": {"num_classes": 2}, "pytorch-lightning_version": "2.0.0"}
+    torch.save(checkpoint, tmp_path / "saved.ckpt")  # an evaluating module is built without an optimizer
+    assert ClassificationModule.load_from_checkpoint(tmp_path / "saved.ckpt", net=net).optimizer_factory is None
+    with pytest.raises(ConfigError, match=r"gives the optimizer one group per layer \(2\), but model.optimizer is "
+                                          r"torch.optim.LBFGS, which takes one group"):
+        ClassificationModule(net, partial(torch.optim.LBFGS), num_classes=2).configure_optimizers()
+
+
 def test_compiled_networks_weights_keep_their_names_and_a_compile_wrappers_names_load():
     import torch
 

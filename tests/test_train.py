@@ -158,6 +158,7 @@ def test_a_barebones_run_trains_and_says_that_it_logged_no_metrics(make_cfg, cap
                                  "trainer.log_every_n_steps=null", "debug=limit"))
     assert results["metrics"] == {} and results["epochs_completed"] == 2
     assert "metrics of the final weights: none were logged (trainer.barebones turns off self.log)" in caplog.text
+    assert "test loader gave no batches" not in caplog.text  # it gave batches; their metrics were not logged
 
 
 def test_max_time_may_be_lightning_s_dict_of_durations(make_cfg):
@@ -891,7 +892,7 @@ def test_a_run_resumed_in_a_copied_directory_keeps_its_best_checkpoint(make_cfg,
 
 
 def test_results_json_names_a_resume_from_another_run_and_a_tested_checkpoint_by_absolute_path(make_cfg, tmp_path,
-                                                                                               monkeypatch):
+                                                                                               monkeypatch, caplog):
     """Without a monitored metric (the classic LeNet-5 runs) the run keeps its last checkpoint, and results.json
     still says where the epochs before the resume are; a checkpoint typed relative to the working directory is
     recorded absolute, so results.json names it from anywhere."""
@@ -902,9 +903,12 @@ def test_results_json_names_a_resume_from_another_run_and_a_tested_checkpoint_by
     resumed = train(make_cfg(*unmonitored, "trainer.max_epochs=3", f"ckpt_path={last.relative_to(tmp_path)}", run="c"))
     assert resumed["evaluated_checkpoint"] == f"last checkpoint (resumed from another run's, in {last.parent})"
     assert resumed["epochs_completed"] == 3
-    tested = train(make_cfg("train=false", f"ckpt_path={last.relative_to(tmp_path)}", "logger=none", "debug=limit",
-                            run="t"))
+    caplog.clear()
+    with caplog.at_level("INFO", logger="train"):
+        tested = train(make_cfg("train=false", f"ckpt_path={last.relative_to(tmp_path)}", "logger=none", "debug=limit",
+                                run="t"))
     assert tested["best_checkpoint"] == str(last) and tested["evaluated_checkpoint"] == f"checkpoint {last}"
+    assert "Resuming from" not in caplog.text  # a test-only run continues nothing
 
 
 def test_a_sweep_over_experiments_says_which_of_their_grids_it_leaves_out(caplog):
@@ -1141,6 +1145,21 @@ def test_a_run_of_a_datamodule_of_ones_own_continued_within_an_epoch_says_it_wil
     assert (f"{given} was saved within an epoch, and LightningDataModule is not one of the framework's DataModules, "
             f"whose training loaders continue an epoch with the batches an uninterrupted run has") in caplog.text
 
+
+def test_a_run_continued_from_another_runs_checkpoint_leaves_its_later_ones_and_from_its_own_sets_them_aside(
+        make_cfg, tmp_path):
+    """Only a run's own checkpoints saved after the one it continues from are saved again (and so set aside)."""
+    from framework.training import continue_from
+
+    saved = {"epoch": 1, "global_step": 20,
+             "loops": {"fit_loop": {"epoch_progress": {"current": {"processed": 2, "completed": 1}}}}}
+    cfg = make_cfg("logger=none")
+    for folder in (tmp_path / "elsewhere" / "checkpoints", Path(cfg.paths.output_dir) / "checkpoints"):
+        folder.mkdir(parents=True)
+        torch.save({**saved, "global_step": 30}, folder / "epoch_002.ckpt")
+        continue_from(cfg, str(folder / "epoch_001.ckpt"), saved, None)
+    assert (tmp_path / "elsewhere" / "checkpoints" / "epoch_002.ckpt").is_file()
+    assert (Path(cfg.paths.output_dir) / "checkpoints" / "superseded-1" / "epoch_002.ckpt").is_file()
 
 def test_a_resume_of_ones_own_module_with_changed_values_says_its_optimizer_keeps_the_checkpoints(make_cfg, caplog):
     """A module of one's own that builds its optimizer from its own key (model.lr): the resume said the epochs from
@@ -1492,3 +1511,80 @@ def test_a_checkpoint_saved_before_the_trainers_values_were_kept_reports_none_of
     assert changed_on_resume({TRAINED_WITH: older}, make_cfg("++trainer.gradient_clip_val=1.0")) == {}
     assert changed_on_resume({TRAINED_WITH: trained_with(make_cfg())}, make_cfg("++trainer.gradient_clip_val=1.0")) \
         == {"trainer.gradient_clip_val": ["absent", 1.0]}
+
+
+def test_epoch_means_weigh_each_batch_by_its_samples_sum_over_the_ranks_and_start_again_each_epoch():
+    """A smaller last batch counts less, a value only some steps add is the mean over those steps' samples, the ranks'
+    sums are reduced before dividing, and an epoch's sums do not reach the next epoch's means."""
+    from types import SimpleNamespace
+
+    from lightning_modules.stage_steps import StageSteps
+
+    class Steps(StageSteps):
+        def __init__(self):
+            self.logged = {}
+            reduce = lambda tensor, reduce_op: tensor * 2  # the sums of two ranks that saw the same batches
+            self.trainer = SimpleNamespace(strategy=SimpleNamespace(reduce=reduce), world_size=1)
+
+        def log(self, name, value, prog_bar):
+            self.logged[name] = (float(value), prog_bar)
+
+    steps = Steps()
+    steps.add_to_epoch_means("val", {"loss": torch.tensor(1.0), "acc": torch.tensor(0.5), "hidden": torch.tensor(0.25)},
+                             3)
+    steps.add_to_epoch_means("val", {"loss": torch.tensor(4.0), "acc": torch.tensor(1.0)}, 1)
+    assert steps.log_epoch_means("val", prog_bar=("loss",), unlogged=("hidden",)) == {"hidden": 0.25}
+    assert steps.logged == {"val/loss": (1.75, True), "val/acc": (0.625, False)}
+    assert steps.log_epoch_means("val") is None  # no steps since
+    steps.add_to_epoch_means("val", {"loss": torch.tensor(2.0)}, 2)
+    steps.log_epoch_means("val")
+    assert steps.logged["val/loss"] == (2.0, True)
+
+
+def test_the_finished_run_kept_is_one_continued_with_its_config_and_its_last_checkpoint(tmp_path):
+    """ckpt_path=auto or last with the same config keeps a finished run's results.json, whatever its wandb run's group
+    (how it is shown); a run without its last.ckpt, another ckpt_path or another config trains."""
+    from framework.training import finished_with_this_config
+
+    def config(ckpt_path="last", group="sweep", seed=1):
+        return OmegaConf.create({"paths": {"output_dir": str(tmp_path)}, "ckpt_path": ckpt_path, "seed": seed,
+                                 "logger": {"wandb": {"_target_": "lightning.pytorch.loggers.wandb.WandbLogger",
+                                                      "name": "a", "group": group}}})
+
+    results = {"metrics": {"test/acc": 0.5}, "config": OmegaConf.to_container(config("auto"), resolve=True)}
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    assert finished_with_this_config(config("last")) is None  # no last.ckpt
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"")
+    assert finished_with_this_config(config("last")) == results == finished_with_this_config(config("auto"))
+    assert finished_with_this_config(config(None)) is None
+    assert finished_with_this_config(config("last", group="another")) == results
+    assert finished_with_this_config(config("last", seed=2)) is None
+
+
+def test_a_continuation_that_trains_no_batch_takes_the_training_metrics_of_its_checkpoint_or_its_runs_results(
+        tmp_path):
+    from framework.training import training_metrics_of_its_run
+
+    checkpoint = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    checkpoint.parent.mkdir(parents=True)
+    assert training_metrics_of_its_run(str(checkpoint), {}) == {}
+    (tmp_path / "run" / "results.json").write_text(json.dumps(
+        {"metrics": {"train/loss": 0.5, "val/acc": 0.75, "test/acc": 0.25, "lr-SGD/c1": 0.1}}))
+    assert training_metrics_of_its_run(str(checkpoint), {}) == {"train/loss": 0.5, "lr-SGD/c1": 0.1}
+    assert training_metrics_of_its_run(str(checkpoint), {TRAINING_METRICS: {"train/loss": 0.125}}) == \
+        {"train/loss": 0.125}
+
+
+def test_seed_0_seeds_the_run(make_cfg, monkeypatch):
+    """seed=0 is a seed like any other (a truth test would leave the run unseeded)."""
+    class Seeded(Exception):
+        pass
+
+    def seed_everything(seed, workers):
+        raise Seeded(seed, workers)  # before anything is built
+
+    monkeypatch.setattr(L, "seed_everything", seed_everything)
+    with pytest.raises(Seeded) as raised:
+        train(make_cfg("seed=0"))
+    assert raised.value.args == (0, True)
