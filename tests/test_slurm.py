@@ -671,3 +671,58 @@ def test_submitits_time_limit_signal_requeues_the_job_and_leaves_its_stop_to_slu
     warnings = [message for message in caplog.messages if "trains on" in message]
     assert warnings == ([f"Job not requeued because: {not_requeued_because} The job trains on until SLURM stops it."]
                         if not_requeued_because else [])
+
+
+def test_a_failed_job_of_one_task_is_left_to_hydras_launcher(monkeypatch):
+    """Only a task among several leaves others waiting for it; a job of one task reports its failure as any job."""
+    from hydra.core.utils import JobReturn, JobStatus
+
+    from framework.hydra_callbacks import FailedTaskEndsItsJob
+
+    monkeypatch.setattr(os, "_exit", lambda code: (_ for _ in ()).throw(SystemExit(code)))
+    failed = JobReturn(status=JobStatus.FAILED, _return_value=RuntimeError("a bug"))
+    for tasks in ("1", None):
+        if tasks is None:
+            monkeypatch.delenv("SLURM_NTASKS", raising=False)
+        else:
+            monkeypatch.setenv("SLURM_NTASKS", tasks)
+        FailedTaskEndsItsJob().on_job_end(OmegaConf.create({}), failed)  # no SystemExit
+
+
+def test_a_failed_task_shuts_its_logging_down_before_it_ends(monkeypatch):
+    """os._exit flushes nothing: the task's log file would lose its last lines, the sentence among them."""
+    import logging
+
+    from hydra.core.utils import JobReturn, JobStatus
+
+    from framework.hydra_callbacks import FailedTaskEndsItsJob
+
+    order = []
+    monkeypatch.setattr(logging, "shutdown", lambda: order.append("logging.shutdown"))
+    monkeypatch.setattr(os, "_exit", lambda code: order.append(f"os._exit({code})"))
+    monkeypatch.setenv("SLURM_NTASKS", "2")
+    FailedTaskEndsItsJob().on_job_end(OmegaConf.create({}), JobReturn(status=JobStatus.FAILED,
+                                                                      _return_value=ConfigError("a sentence")))
+    assert order == ["logging.shutdown", "os._exit(2)"]
+
+
+def test_a_multiruns_jobs_import_this_repository_wherever_it_was_started(monkeypatch):
+    from framework.hydra_callbacks import JobsImportThisRepository
+
+    monkeypatch.setenv("PYTHONPATH", f"/elsewhere{os.pathsep}")
+    JobsImportThisRepository().on_multirun_start(OmegaConf.create({}))
+    assert os.environ["PYTHONPATH"] == f"{ROOT}{os.pathsep}/elsewhere"
+    JobsImportThisRepository().on_multirun_start(OmegaConf.create({}))  # once only
+    assert os.environ["PYTHONPATH"] == f"{ROOT}{os.pathsep}/elsewhere"
+
+
+def test_of_several_tasks_that_said_a_sentence_the_lowest_is_named(tmp_path):
+    from submitit.core.utils import UncompletedJobError
+
+    from framework.entry_point import failed_slurm_task
+
+    folder = tmp_path / ".submitit" / "15_0"
+    write_task_logs(folder, "15_0", "Seed set to 1\n", "Data error: task 1's data.\n", "Config error: task 2's key.\n")
+    error = UncompletedJobError(f"Job 15_0 (task: 0) with path {folder}/15_0_0_result.pkl\nhas not produced any "
+                                f"output (state: FAILED)")
+    assert failed_slurm_task(error) == (folder, 1, "Data error: task 1's data.")

@@ -1588,3 +1588,252 @@ def test_seed_0_seeds_the_run(make_cfg, monkeypatch):
     with pytest.raises(Seeded) as raised:
         train(make_cfg("seed=0"))
     assert raised.value.args == (0, True)
+
+
+def continued_sweep_config(sweep: Path, *overrides: str):
+    """What the multirun callbacks see for ``python train.py -m <overrides> hydra.sweep.dir=<sweep>``; composed inside
+    the caller's ``initialize_config_dir``, which the check needs to compose each job."""
+    from hydra import compose
+    from omegaconf import open_dict
+
+    cfg = compose("train", overrides=["hydra.mode=MULTIRUN", f"hydra.sweep.dir={sweep}",
+                                      *(override for override in overrides if "," not in override)],
+                  return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.overrides.task = list(overrides)
+    return cfg
+
+
+def earlier_jobs(sweep: Path, *overrides: str, choices: tuple[str, ...] = ()) -> None:
+    """Job folders 0, 1, ... of an earlier start, each with its overrides, a last.ckpt and (``choices``) the model its
+    hydra.yaml records."""
+    for num, override in enumerate(overrides):
+        record = sweep / str(num) / ".hydra"
+        record.mkdir(parents=True)
+        (record / "overrides.yaml").write_text(f"- {override}\n")
+        if choices:
+            (record / "hydra.yaml").write_text(f"hydra:\n  runtime:\n    choices:\n      model: {choices[num]}\n")
+            (record / "config.yaml").write_text(f"model:\n  _target_: {choices[num]}.Module\n")
+        (sweep / str(num) / "checkpoints").mkdir()
+        (sweep / str(num) / "checkpoints" / "last.ckpt").write_bytes(b"")
+
+
+def test_a_continued_sweep_compares_a_config_group_that_one_side_did_not_give_by_its_option(tmp_path, monkeypatch):
+    """An earlier sweep over model= continued with a seed alone: job 0 has the default model, lenet5, as the run in
+    its folder had. A continuation over model= of a sweep that gave none: the earlier run's option is read from its
+    hydra.yaml (its config.yaml holds the model's values, never equal to an option's name)."""
+    from hydra import initialize_config_dir
+
+    import framework.continued_runs
+    from framework.compose import CONF
+    from framework.continued_runs import check_sweep
+    from framework.errors import ConfigError
+
+    monkeypatch.setattr(framework.continued_runs, "check_resumed_checkpoint", lambda *args, **kwargs: None)
+    by_model, by_seed = tmp_path / "by_model", tmp_path / "by_seed"
+    earlier_jobs(by_model, "model=lenet5", "model=lenet5_classic")
+    earlier_jobs(by_seed, "seed=1", "seed=2", choices=("lenet5", "lenet5"))
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        check_sweep(continued_sweep_config(by_model, "seed=1", "ckpt_path=auto"))
+        with pytest.raises(ConfigError, match=re.escape(
+                f"Job 0 of this sweep gives model=lenet5_classic, but its folder {by_model / '0'} holds the run of "
+                f"model=lenet5, which ckpt_path=auto would continue")):
+            check_sweep(continued_sweep_config(by_model, "seed=1", "model=lenet5_classic", "ckpt_path=auto"))
+        with pytest.raises(ConfigError, match=re.escape(
+                f"Job 1 of this sweep gives model=lenet5_classic, but its folder {by_seed / '1'} holds the run of "
+                f"model=lenet5, which")):
+            check_sweep(continued_sweep_config(by_seed, "model=lenet5,lenet5_classic", "seed=1", "ckpt_path=auto"))
+
+
+def test_a_new_sweep_whose_subdir_gives_two_jobs_one_folder_is_refused_before_its_folder_exists(tmp_path):
+    """Not only a continued one: the sweep's first start would run both jobs in one folder."""
+    from hydra import initialize_config_dir
+
+    from framework.compose import CONF
+    from framework.continued_runs import check_sweep
+    from framework.errors import ConfigError
+
+    sweep = tmp_path / "new"
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        with pytest.raises(ConfigError, match=re.escape(
+                f"Config key 'hydra.sweep.subdir' is 's${{seed}}', which gives jobs 0 and 1 of this sweep the same "
+                f"folder {sweep / 's3'};")):
+            check_sweep(continued_sweep_config(sweep, "hydra.sweep.subdir=s${seed}", "seed=3", "data.batch_size=16,32"))
+    assert not sweep.exists()
+
+
+def test_a_jobs_folder_is_named_with_its_own_number_and_leaves_hydras_config_as_it_was(tmp_path):
+    from hydra import initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+
+    from framework.compose import CONF
+    from framework.continued_runs import job_config, job_folder
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        master = continued_sweep_config(tmp_path, "hydra.sweep.subdir=job${hydra.job.num}_s${seed}", "seed=1,2")
+        before = HydraConfig.instance().cfg
+        assert job_folder(job_config(master, ["seed=2"], 1)) == tmp_path / "job1_s2"
+        assert HydraConfig.instance().cfg is before
+
+
+def test_a_job_folder_holds_a_run_with_any_checkpoint_or_a_results_json(tmp_path):
+    """A run killed in its first epoch may hold only the best checkpoint (no last.ckpt yet): another job's values
+    would continue it."""
+    from framework.continued_runs import holds_a_run
+
+    (tmp_path / ".hydra").mkdir()
+    assert not holds_a_run(tmp_path)  # refused before its first checkpoint: it starts again
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "epoch_000.ckpt").write_bytes(b"")
+    assert holds_a_run(tmp_path)
+    (tmp_path / "checkpoints" / "epoch_000.ckpt").unlink()
+    (tmp_path / "results.json").write_text("{}")
+    assert holds_a_run(tmp_path)
+
+
+def test_ckpt_path_hpc_continues_the_run_in_its_folder(tmp_path):
+    """Lightning's hpc_ckpt_*.ckpt in the run's own folder: not a path to another run's checkpoint."""
+    from framework.continued_runs import check_folder
+
+    (tmp_path / "results.json").write_text("{}")
+    check_folder(tmp_path, {"ckpt_path": "hpc", "train": True}, multirun=False)
+
+
+def test_a_sweep_named_by_its_overrides_is_refused_only_where_it_would_start_its_continued_jobs_again(tmp_path):
+    """Without ckpt_path it continues nothing (a new sweep beside the earlier one's folders); folders that its
+    overrides name and that exist already (an earlier continuation's) are continued in place."""
+    from omegaconf import OmegaConf
+
+    from framework.continued_runs import check_continued_into_its_folders
+    from framework.errors import ConfigError
+
+    (tmp_path / "seed=1").mkdir()
+    (tmp_path / "seed=1" / "results.json").write_text("{}")
+    named = {"sweep": {"subdir": "${hydra.job.override_dirname}"}, "job": {"config": {"override_dirname": {}}}}
+    config = lambda ckpt_path: OmegaConf.create({"hydra": named, "ckpt_path": ckpt_path})  # noqa: E731
+    new, again = [tmp_path / "ckpt_path=auto,seed=1"], [tmp_path / "seed=1"]
+    check_continued_into_its_folders(config(None), new, tmp_path)
+    check_continued_into_its_folders(config("auto"), again, tmp_path)
+    with pytest.raises(ConfigError, match=r"which names each job's folder by its overrides, ckpt_path=auto among them"):
+        check_continued_into_its_folders(config("auto"), new, tmp_path)
+
+
+def test_a_multiruns_values_of_a_key_are_the_last_sweep_of_it_on_the_command_line_else_its_composed_value():
+    """The command line's sweep beats the grid's, a range gives each of its values, ``~key`` gives it none, and a key
+    the config lacks has no value."""
+    from omegaconf import open_dict
+
+    from framework.compose import compose_with_hydra
+    from framework.hydra_callbacks import multirun_values
+
+    config = compose_with_hydra(['+hydra.sweeper.params.seed="range(0,2)"', "hydra.job.name=train"])
+
+    def given(*task: str):
+        with open_dict(config):
+            config.hydra.overrides.task = list(task)
+        return config
+
+    assert multirun_values(given(), "seed") == ["0", "1"]
+    assert multirun_values(given("seed=5,6"), "seed") == ["5", "6"]
+    assert multirun_values(given("seed=7"), "seed") == ["7"]
+    assert multirun_values(given("~logger.wandb"), "logger.wandb") == []
+    assert multirun_values(given(), "no.such.key") == []
+
+
+def test_a_sweep_over_train_checks_each_jobs_folder_with_that_jobs_train(tmp_path):
+    """train=true,false continued into its folders: job 1 tests, and would replace the results.json of the run there."""
+    from hydra import initialize_config_dir
+
+    from framework.compose import CONF
+    from framework.continued_runs import check_sweep
+    from framework.errors import ConfigError
+
+    earlier_jobs(tmp_path, "train=true", "train=false")
+    for num in (0, 1):
+        (tmp_path / str(num) / "results.json").write_text("{}")
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        with pytest.raises(ConfigError, match=re.escape(
+                f"The output directory {tmp_path / '1'} holds an earlier run (checkpoints/last.ckpt, results.json), "
+                f"whose results.json this test-only run (train=false) would replace; give another hydra.sweep.dir, "
+                f"with the checkpoints to test as the values of ckpt_path.")):
+            check_sweep(continued_sweep_config(tmp_path, "train=true,false", "ckpt_path=auto"))
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_rank_zero_holds_a_runs_and_a_sweeps_folder_until_it_ends(tmp_path, monkeypatch, rank):
+    """DDP's other ranks run into the same folder: only rank 0 holds it, and lets it go at the run's (sweep's) end."""
+    import framework.hydra_callbacks
+    from framework.atomic import _held
+    from framework.compose import compose_with_hydra
+    from framework.hydra_callbacks import EarlierRunsPreflight
+
+    for check in ("check_task_name", "check_run", "check_sweep", "check_one_wandb_run_per_job"):
+        monkeypatch.setattr(framework.hydra_callbacks, check, lambda config: None)
+    monkeypatch.setattr(framework.hydra_callbacks, "lightning_rank", lambda: rank)
+    config = compose_with_hydra(["hydra.job.name=train", f"hydra.run.dir={tmp_path / 'run'}",
+                                 f"hydra.sweep.dir={tmp_path / 'sweep'}"])
+    for start, end, folder in (("on_run_start", "on_run_end", tmp_path / "run"),
+                               ("on_multirun_start", "on_multirun_end", tmp_path / "sweep")):
+        getattr(EarlierRunsPreflight(), start)(config)
+        assert (folder in _held) is (rank == 0)
+        getattr(EarlierRunsPreflight(), end)(config)
+        assert folder not in _held
+
+
+def test_a_sweep_over_checkpoints_checks_each_jobs_folder_with_that_jobs_checkpoint(tmp_path):
+    """ckpt_path=<job 0's last.ckpt>,<job 1's>: each job continues the run in its own folder, not a fresh run among
+    its files (the ckpt_path the sweep's own config gives, none)."""
+    from hydra import initialize_config_dir
+
+    from framework.compose import CONF
+    from framework.continued_runs import check_sweep
+    from framework.errors import ConfigError
+
+    earlier_jobs(tmp_path, "seed=1", "seed=2")
+    own = ",".join(str(tmp_path / str(num) / "checkpoints" / "last.ckpt") for num in (0, 1))
+    crossed = ",".join(str(tmp_path / str(num) / "checkpoints" / "last.ckpt") for num in (1, 0))
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        check_sweep(continued_sweep_config(tmp_path, f"ckpt_path={own}"))
+        with pytest.raises(ConfigError, match=re.escape(
+                f"The output directory {tmp_path / '0'} holds an earlier run (checkpoints/last.ckpt), and this run "
+                f"resumes from another run's checkpoint ({tmp_path / '1' / 'checkpoints' / 'last.ckpt'})")):
+            check_sweep(continued_sweep_config(tmp_path, f"ckpt_path={crossed}"))
+
+
+def test_the_callbacks_before_a_run_or_sweep_check_its_task_name_and_a_sweeps_wandb_id(monkeypatch, capsys):
+    """Before Hydra makes a log file named after the task, and before a sweep's jobs all write into one wandb run."""
+    from omegaconf import open_dict
+
+    import framework.hydra_callbacks
+    from framework.compose import compose_with_hydra
+    from framework.hydra_callbacks import EarlierRunsPreflight
+
+    for check in ("check_run", "check_sweep"):
+        monkeypatch.setattr(framework.hydra_callbacks, check, lambda config: None)
+    monkeypatch.setattr(framework.hydra_callbacks, "lightning_rank", lambda: 1)  # holds no folder
+    for start in ("on_run_start", "on_multirun_start"):
+        with pytest.raises(SystemExit) as stopped:
+            getattr(EarlierRunsPreflight(), start)(compose_with_hydra(["hydra.job.name=train", "task_name=a/b"]))
+        assert stopped.value.code == 2 and "'task_name'" in capsys.readouterr().err
+    config = compose_with_hydra(["hydra.job.name=train", "logger=wandb", "logger.wandb.id=fixedid"])
+    with open_dict(config):
+        config.hydra.overrides.task = ["seed=1,2"]
+    with pytest.raises(SystemExit) as stopped:
+        EarlierRunsPreflight().on_multirun_start(config)
+    assert stopped.value.code == 2 and "'logger.wandb.id' is 'fixedid'" in capsys.readouterr().err
+    with open_dict(config):
+        config.hydra.overrides.task = ["seed=1,2", "logger.wandb.id=null"]  # each job's own id
+    EarlierRunsPreflight().on_multirun_start(config)
+
+
+def test_the_rank_read_before_lightning_is_imported_is_the_global_rank_before_the_local_one(monkeypatch):
+    """A DDP job on two nodes: node 1's first process has RANK=2 and LOCAL_RANK=0, and is not rank 0."""
+    import sys
+
+    from framework.hydra_callbacks import lightning_rank
+
+    monkeypatch.delitem(sys.modules, "lightning.fabric.utilities.rank_zero")
+    monkeypatch.delenv("SLURM_PROCID", raising=False)
+    monkeypatch.setenv("RANK", "2")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert lightning_rank() == 2

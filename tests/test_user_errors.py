@@ -39,7 +39,7 @@ from torch.multiprocessing import ProcessRaisedException
 from datamodules.base import DatasetMissingError
 from framework.command_line import checking_keys_of_overrides
 from framework.compose import CONF, ROOT, compose_config
-from framework.construction import _fits, construction_error, worker_user_error
+from framework.construction import _fits, _refused_keys, construction_error, worker_user_error
 from framework.entry_point import run_entry_point
 from framework.errors import ConfigError
 from lightning_modules.classifier import ClassificationModule
@@ -1696,6 +1696,15 @@ def test_an_optional_argument_takes_none(value, annotation, fits):
     assert _fits(value, annotation) is fits
 
 
+@pytest.mark.parametrize(("value", "annotation", "fits"), [
+    (1, float, True), (True, int, False), (True, bool, True), ({"_target_": "x.Y"}, int, True), ({"a": 1}, int, False),
+    ((1, 2), int, False), (2.0, "int | float", True), ("3", "dict[str, int]", True),
+], ids=["int-for-float", "bool-for-int", "bool", "node-for-int", "mapping-for-int", "tuple-for-int", "union",
+        "generic-not-judged"])
+def test_an_int_fits_a_float_a_bool_fits_no_int_and_a_node_of_its_own_is_not_judged(value, annotation, fits):
+    assert _fits(value, annotation) is fits
+
+
 def test_a_value_of_the_wrong_type_that_a_user_datamodule_only_uses_in_setup_names_the_key(tmp_path):
     """examples/blobs.py takes ``size: int`` and first uses it in ``setup``, once training has started."""
     result = run_cli("train.py", "hydra.searchpath=[file://examples/conf]", "model=mlp", "data=blobs",
@@ -1842,3 +1851,133 @@ def test_images_no_larger_than_the_models_are_offered_data_pad_to(stored):
 
     assert shape_problems(OmegaConf.create({}), stored, stored, (1, 32, 32)) == [
         f"the model expects 32x32 images, the data has {stored[1]}x{stored[2]} (set +data.pad_to=32)"]
+
+
+def test_the_arguments_of_a_class_follow_its_kwargs_up_to_its_bases_without_self_or_the_variadic_ones():
+    from framework.construction import arguments_up_the_classes
+
+    assert arguments_up_the_classes("examples.nets.MLP") == (["in_features", "hidden", "num_classes"], True)
+    names, closed = arguments_up_the_classes("datamodules.digits.DigitsDataModule")  # batch_size: its base's
+    assert closed and names[:2] == ["image_size", "test_fraction"] and "batch_size" in names
+    assert not {"self", "args", "kwargs"} & set(names)
+    assert arguments_up_the_classes("lightning.pytorch.loggers.WandbLogger")[1] is False  # **kwargs go to wandb.init
+    assert arguments_up_the_classes("no.such.Thing") == ([], False)
+
+
+def test_a_sweep_that_a_jobs_bug_stopped_names_its_directory_and_keeps_the_exit_code_of_a_bug(monkeypatch, capsys):
+    """The job may have run in a process of its own (hydra/launcher=local): this one never set job.started, and
+    run_entry_point would turn Hydra's exit code 1 into the command line's 2."""
+    from framework.entry_point import _reporting_hydra_refusals
+    from framework.stopping import job
+
+    def a_jobs_bug():
+        raise RuntimeError("a bug in the job")
+
+    monkeypatch.setattr(job, "started", False)
+    monkeypatch.setattr(job, "sweep_dir", "/runs/sweep")
+    with pytest.raises(RuntimeError, match="a bug in the job"):
+        _reporting_hydra_refusals(a_jobs_bug)
+    assert job.started is True
+    assert capsys.readouterr().err == "sweep directory: /runs/sweep (a job failed with the traceback below)\n"
+
+
+def test_an_argument_judged_by_a_rule_of_its_own_is_left_to_that_rule():
+    from framework.construction import mistyped_argument_error
+
+    node = OmegaConf.create({"_target_": "examples.nets.MLP", "in_features": "abc", "hidden": "x"})
+    assert str(mistyped_argument_error(node, "model.net")) == (
+        "Config key 'model.net.in_features' is 'abc', but MLP's argument in_features takes int; give a value of that "
+        "type.")
+    judged = {"model.net.in_features"}
+    assert "'model.net.hidden' is 'x'" in str(mistyped_argument_error(node, "model.net", judged=judged))
+    assert mistyped_argument_error(node, "model.net", judged={"model.net.in_features", "model.net.hidden"}) is None
+
+
+def test_a_module_missing_other_than_submitit_stays_a_bug(monkeypatch):
+    from framework.entry_point import _refusals_as_sentences
+    from framework.stopping import job
+
+    def importing():
+        raise ModuleNotFoundError("No module named 'scipy'", name="scipy")
+
+    monkeypatch.setattr(job, "started", False)
+    with pytest.raises(ModuleNotFoundError, match="scipy"):
+        _refusals_as_sentences(importing)
+
+
+def test_a_refusal_names_the_key_whose_value_it_quotes_but_not_one_of_a_short_value_it_happens_to_contain():
+    assert _refused_keys({"accelerator": "tpux", "devices": "1"},
+                         "You passed tpux; the 1 available ones are cpu and cuda.") == ["accelerator"]
+    assert _refused_keys({"devices": 0}, "Devices can not be 0. Set DEVICES to 1") == ["devices"]  # any case
+
+
+def test_a_job_that_started_keeps_the_traceback_of_a_file_it_could_not_open(monkeypatch):
+    """Not the sentence for an output directory Hydra could not make: the job's own bug."""
+    from framework.entry_point import _refusals_as_sentences
+    from framework.stopping import job
+
+    def a_jobs_bug():
+        raise FileNotFoundError(2, "No such file or directory", "/nowhere/results.json")
+
+    monkeypatch.setattr(job, "started", True)
+    with pytest.raises(FileNotFoundError):
+        _refusals_as_sentences(a_jobs_bug)
+
+
+def test_a_log_file_hydra_cannot_open_is_the_sentence_also_when_logging_raised_while_handling_it(monkeypatch, capsys):
+    """logging.config raises a ValueError while handling the OSError (its context, not its cause)."""
+    from framework.entry_point import _refusals_as_sentences
+    from framework.stopping import job
+
+    def configuring_logging():
+        try:
+            raise PermissionError(13, "Permission denied", "/runs/locked/train.log")
+        except OSError:
+            raise ValueError("Unable to configure handler 'file'")  # noqa: B904
+
+    monkeypatch.setattr(job, "started", False)
+    with pytest.raises(SystemExit) as stop:
+        _refusals_as_sentences(configuring_logging)
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.startswith("Config error: The output directory cannot be made or written: "
+                                              "/runs/locked/train.log (Permission denied); point paths.log_dir=")
+
+
+def test_an_os_error_that_names_no_file_before_any_job_stays_a_bug(monkeypatch):
+    from framework.entry_point import _refusals_as_sentences
+    from framework.stopping import job
+
+    def reading():
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(job, "started", False)
+    with pytest.raises(OSError, match="Input/output error"):
+        _refusals_as_sentences(reading)
+
+
+def test_a_negative_size_names_the_key_that_holds_that_size_not_another_negative_one():
+    node = OmegaConf.create({"_target_": "examples.nets.MLP", "in_features": 4, "hidden": -3, "num_classes": -10})
+    error = RuntimeError("Trying to create tensor with negative dimension -10: [-10, -3]")
+    assert str(construction_error(error, node, "model.net")) == (
+        "Config key 'model.net.num_classes' is -10, but MLP makes a tensor of that size; give a positive integer.")
+
+
+def test_a_module_of_ones_own_without_configure_optimizers_is_one_sentence_and_other_refusals_stay_bugs():
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    from framework.construction import trainer_refusals
+
+    trainer, model = OmegaConf.create({"max_epochs": 1}), OmegaConf.create({"_target_": "mine.Module"})
+    with pytest.raises(ConfigError, match=r"^Config key 'model' is mine.Module, which defines no configure_optimizers"):
+        with trainer_refusals(trainer, model):
+            raise MisconfigurationException("No `configure_optimizers()` method defined. Lightning `Trainer` expects")
+    with pytest.raises(MisconfigurationException), trainer_refusals(trainer, model):
+        raise MisconfigurationException("something else")
+
+
+def test_a_value_error_of_our_own_code_during_fit_that_names_a_trainer_key_stays_a_bug():
+    from framework.construction import trainer_refusals
+
+    with pytest.raises(ValueError) as raised, trainer_refusals(OmegaConf.create({"max_epochs": 3})):
+        raise ValueError("a callback's bug that mentions max_epochs")
+    assert type(raised.value) is ValueError  # not ConfigError, which is a ValueError too
