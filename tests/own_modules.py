@@ -34,6 +34,15 @@ class FromAFolder(L.LightningDataModule):
     val_dataloader = test_dataloader = train_dataloader
 
 
+class NoBatches(L.LightningDataModule):
+    """A training and a test loader, empty: the combination checks read a DataModule's attributes, not its batches."""
+
+    def train_dataloader(self):
+        return []
+
+    test_dataloader = train_dataloader
+
+
 class CountsItsClasses(L.LightningDataModule):
     """Says how many classes its labels have, and nothing else about itself (no ``task``)."""
 

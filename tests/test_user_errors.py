@@ -45,6 +45,7 @@ from framework.errors import ConfigError
 from lightning_modules.classifier import ClassificationModule
 from tests.conftest import imported_and_said, path_with_stand_in, run_cli
 from tests.dataset_files import LUNARLANDER_SMALL, write_cifar10, write_mnist, write_stl10, write_svhn
+from tests.own_modules import NoBatches
 
 LUNARLANDER = ["data=lunarlander", *(f"data.{key}={value}" for key, value in LUNARLANDER_SMALL.items())]
 MI = ["callbacks=mi_lr", "callbacks.mi_lr.sample_size=100", "callbacks.progress_bar.refresh_rate=0"]
@@ -1769,14 +1770,8 @@ def test_a_datamodule_of_ones_own_that_counts_classes_is_checked_as_classificati
 
     from framework.combinations import check_data_fits_model, shape_problems
 
-    class Counted(L.LightningDataModule):
+    class Counted(NoBatches):
         num_classes = 10
-
-        def train_dataloader(self):
-            return []
-
-        def test_dataloader(self):
-            return []
 
     class TwoClasses(L.LightningModule):
         task = "classification"
@@ -1797,14 +1792,8 @@ def test_a_classifier_on_an_unlabelled_training_split_is_told_that_once():
 
     from framework.combinations import check_data_fits_model
 
-    class UnlabelledTraining(L.LightningDataModule):
+    class UnlabelledTraining(NoBatches):
         task, test_task = "unlabeled", "classification"
-
-        def train_dataloader(self):
-            return []
-
-        def test_dataloader(self):
-            return []
 
     class Classifier(L.LightningModule):
         task = "classification"
