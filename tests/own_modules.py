@@ -49,7 +49,7 @@ class CountsItsClasses(L.LightningDataModule):
     num_classes = 3
 
     def train_dataloader(self):
-        return torch.utils.data.DataLoader([(torch.zeros(1, 8, 8), 0)])
+        return torch.utils.data.DataLoader([(torch.zeros(1, 32, 32), 0)])  # LeNet-5's input size
 
     val_dataloader = test_dataloader = train_dataloader
 

@@ -618,6 +618,28 @@ def test_a_shuffled_sweep_is_not_continued_into_its_earlier_folders(tmp_path):
         f"sweep the values without shuffle() to continue them, or give another hydra.sweep.dir."), again.stderr[-2000:]
 
 
+def test_a_shuffled_sweep_whose_earlier_jobs_were_refused_before_a_checkpoint_starts_again(tmp_path):
+    """Jobs refused before their first checkpoint leave folders with only .hydra/ in them: nothing for another job to
+    continue, so a shuffled sweep may start again there; a checkpoint in one of them refuses it."""
+    from omegaconf import open_dict
+
+    from framework.compose import compose_with_hydra
+    from framework.continued_runs import check_not_shuffled
+    from framework.errors import ConfigError
+
+    config = compose_with_hydra(["hydra.job.name=train"])
+    with open_dict(config):
+        config.hydra.overrides.task = ["data.batch_size=shuffle(16,32)"]
+    for num in (0, 1):
+        (tmp_path / str(num) / ".hydra").mkdir(parents=True)
+        (tmp_path / str(num) / ".hydra" / "overrides.yaml").write_text(f"- data.batch_size={16 * (num + 1)}\n")
+    check_not_shuffled(config, tmp_path)
+    (tmp_path / "1" / "checkpoints").mkdir()
+    (tmp_path / "1" / "checkpoints" / "last.ckpt").write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"^Config key 'data\.batch_size' is swept with shuffle\(\)"):
+        check_not_shuffled(config, tmp_path)
+
+
 def test_a_continued_sweep_stops_before_hydra_writes_when_its_jobs_are_other_runs_or_change_kept_values(tmp_path):
     """A sweep continued with ckpt_path=auto numbers its jobs anew when its values are reordered or inserted: job 0
     went on from job 0's old checkpoint with another job's values, silently for a key no checkpoint keeps. A job
@@ -923,14 +945,36 @@ def test_a_sweep_over_experiments_says_which_of_their_grids_it_leaves_out(caplog
     assert not experiment_has_grid("lenet5_digits") and not experiment_has_grid("no_such_experiment")
     config = compose_with_hydra(["hydra.job.name=train"])
     for swept, warned in (("reae_table1_digits,lenet5_digits,perceptual_svhn", True),
-                          ("lenet5_digits,lenet5_classic_digits", False)):
+                          ("lenet5_digits,lenet5_classic_digits", False), ("reae_table1_digits", False)):
         with open_dict(config):
             config.hydra.overrides.task = [f"experiment={swept}"]
         caplog.clear()
         SweptExperimentsGrids().on_multirun_start(config)
-        assert ("but not the grids of reae_table1_digits, perceptual_svhn (Hydra reads a grid only from the config a "
-                "sweep starts from); run each of those as a sweep of its own: python train.py -m "
-                "experiment=reae_table1_digits ..." in caplog.text) == warned
+        if warned:
+            assert ("but not the grids of reae_table1_digits, perceptual_svhn (Hydra reads a grid only from the config "
+                    "a sweep starts from); run each of those as a sweep of its own: python train.py -m "
+                    "experiment=reae_table1_digits ..." in caplog.text)
+        else:
+            assert "grids" not in caplog.text
+
+
+def test_a_sweeps_jobs_are_numbered_with_the_grid_before_the_command_line():
+    """Hydra's basic sweeper puts an experiment's grid (hydra.sweeper.params) before the command line's sweeps, so
+    the grid's first key varies slowest and the command line's last key fastest; the checks of a continued sweep
+    number its jobs the same way, or each job would be compared with another job's folder."""
+    from omegaconf import open_dict
+
+    from framework.compose import compose_with_hydra
+    from framework.continued_runs import sweep_jobs
+
+    config = compose_with_hydra(["experiment=reae_table1_digits", "hydra.job.name=train"])
+    with open_dict(config):
+        config.hydra.overrides.task = ["experiment=reae_table1_digits", "trainer.max_epochs=1,2"]
+    jobs = sweep_jobs(config)
+    assert len(jobs) == 10 * 4 * 2
+    assert jobs[0] == ["seed=0", "model.feature_map=reae", "experiment=reae_table1_digits", "trainer.max_epochs=1"]
+    assert jobs[1] == ["seed=0", "model.feature_map=reae", "experiment=reae_table1_digits", "trainer.max_epochs=2"]
+    assert jobs[2][:2] == ["seed=0", "model.feature_map=pian"] and jobs[8][:2] == ["seed=1", "model.feature_map=reae"]
 
 
 def test_a_fixed_wandb_id_is_refused_for_a_sweep_of_several_jobs_and_passes_for_one_job():
@@ -1212,6 +1256,15 @@ def test_a_datamodule_of_ones_own_that_counts_other_classes_than_the_model_is_on
 
     with pytest.raises(ConfigError, match=r"the model has 10 classes, the data 3 \(set model\.num_classes=3"):
         train(make_cfg("~data", "+data._target_=tests.own_modules.CountsItsClasses", "logger=none"))
+
+
+def test_a_datamodule_of_ones_own_without_a_val_fraction_is_validated(make_cfg):
+    """data.val_fraction=0 turns validation off; a DataModule that has no val_fraction at all is not thereby one
+    without a validation split."""
+    results = train(make_cfg("~data", "+data._target_=tests.own_modules.CountsItsClasses", "model.num_classes=3",
+                             "model.net.num_classes=3",
+                             "logger=none", "trainer.max_epochs=1"))
+    assert {"val/acc", "val/loss"} <= set(results["metrics"])
 
 
 @pytest.mark.parametrize("module", ["LogsUnderscored", "LogsAfterTheSanityCheck"])
