@@ -18,6 +18,7 @@ import contextlib
 import ctypes
 import itertools
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import re
 import resource
@@ -151,6 +152,14 @@ class Outcome:
         """The value of the last ``<label>: value`` line printed, e.g. ``sweep directory``."""
         values = re.findall(rf"^{label}: (.+)$", self.stdout, re.MULTILINE)
         return values[-1].strip() if values else None
+
+
+def start_preloaded_forkserver() -> None:
+    """Start this process's forkserver with PRELOAD imported, unless it runs already. A process has one forkserver,
+    shared by Runner, trainer=ddp_sim's launcher and torch.multiprocessing, and whoever starts it sets what it imports:
+    started by a ddp_sim run (torch and Lightning only), it left every later command about 4 s of CPU in imports."""
+    multiprocessing.set_forkserver_preload(PRELOAD)
+    multiprocessing.forkserver.ensure_running()
 
 
 def _run_python(argv: list[str], cwd: str, env: dict[str, str], stdout: str, stderr: str) -> None:

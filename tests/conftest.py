@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from framework.compose import ROOT, compose_config
-from tests.commands import Runner
+from tests.commands import Runner, start_preloaded_forkserver
 from tests.dataset_files import write_all
 
 # Where a run started from the repository writes by default. Tests write under their own folders; a test that left a
@@ -56,6 +56,12 @@ def pretend_gpus(monkeypatch):
         monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
 
     return pretend
+
+
+@pytest.fixture(scope="session", autouse=True)
+def preloaded_forkserver():
+    """Before any test can start the forkserver with less in it (tests/commands.py)."""
+    start_preloaded_forkserver()
 
 
 @pytest.fixture(scope="session")

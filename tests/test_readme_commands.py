@@ -59,6 +59,7 @@ from framework.slurm_cluster import SlurmCluster, cluster_unavailable_reason
 from tests.commands import (
     PLACEHOLDER,
     PLACEHOLDER_WORD,
+    PRELOAD,
     ROOT,
     Command,
     Outcome,
@@ -421,6 +422,22 @@ def test_wandb_without_an_api_key_logs_offline_and_says_how_to_sync(repo_copy, r
     assert run.returncode == 0, run.stderr[-3000:]
     assert "wandb: no API key" in run.stdout + run.stderr and "wandb sync" in run.stdout + run.stderr
     assert list((repo_copy / run.printed("output directory") / "wandb").glob("offline-run-*"))
+
+
+def _nothing(rank: int) -> None:
+    pass
+
+
+def test_a_command_run_after_a_ddp_worker_started_the_forkserver_has_everything_preloaded(tmp_path):
+    """A process has one forkserver, and trainer=ddp_sim's launcher (torch.multiprocessing) started it first in some
+    pytest workers, with torch and Lightning alone in it: every later command imported Hydra, scikit-learn, matplotlib
+    and SciPy itself (about 4 s of CPU each: the suite took half again as long)."""
+    import torch.multiprocessing
+
+    torch.multiprocessing.start_processes(_nothing, nprocs=1, start_method="forkserver")
+    (tmp_path / "imported.py").write_text("import sys\nprint(sorted(set(sys.argv[1:]) - set(sys.modules)))\n")
+    outcome = Runner(tmp_path).python(["imported.py", *PRELOAD], tmp_path, dict(os.environ), TIMEOUT)
+    assert (outcome.returncode, outcome.stdout) == (0, "[]\n"), outcome.stderr
 
 
 def test_commands_are_found_in_shell_blocks_with_continuations_comments_and_markers(tmp_path):
