@@ -19,9 +19,10 @@ train: setup  ## LeNet-5 on the bundled digits; prints the test accuracy and the
 	$(RUN) python train.py $(ARGS)
 
 # Tests run in TEST_WORKERS pytest-xdist processes, one thread each (tiny tensors run best on one thread);
-# --dist loadscope keeps each module in one worker, so a module-scoped fixture runs once.
+# --dist loadscope keeps each module in one worker, so a module-scoped fixture runs once; --no-loadscope-reorder keeps
+# the order of tests/conftest.py (the longest modules first) instead of the number of tests.
 TEST_WORKERS ?= 2
-PYTEST := OMP_NUM_THREADS=1 $(RUN) pytest -q -n $(TEST_WORKERS) --dist loadscope
+PYTEST := OMP_NUM_THREADS=1 $(RUN) pytest -q -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 test: setup  ## the whole offline test suite (slow tests included)
 	$(PYTEST) $(ARGS)

@@ -26,6 +26,19 @@ def repository_runs() -> set[Path]:
     return {path for folder in REPOSITORY_RUNS if folder.is_dir() for path in folder.iterdir()}
 
 
+# The modules that take longest, in the order they start: `make test` hands each of its two workers whole modules
+# (--dist loadscope) in collection order (--no-loadscope-reorder), and a long one handed out last ran alone at the end
+# (test_runs.py's 139 s, while the other worker had ended a minute before). Seconds on 2026-12-07, two workers:
+# README commands 266 (two at a time), interrupted runs 144, train 142, runs 139, slurm 112, user errors 102.
+LONGEST_FIRST = ["test_readme_commands.py", "test_interrupted_runs.py", "test_train.py", "test_runs.py",
+                 "test_slurm.py", "test_user_errors.py", "test_perceptual_autoencoder.py"]
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: index for index, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the others keep their order
+
+
 def pytest_sessionstart(session):
     session.config.repository_runs_before = repository_runs()
 

@@ -33,3 +33,10 @@ def test_nothing_outside_the_tests_imports_them():
             importing += [f"{path.relative_to(ROOT)}: {name}" for name in names
                           if name.split(".")[0] in ("tests", "pytest", "_pytest")]
     assert not importing
+
+
+def test_the_modules_the_suite_starts_first_exist():
+    """A module renamed or removed would silently leave the order of `make test` (tests/conftest.py)."""
+    from tests.conftest import LONGEST_FIRST
+
+    assert [name for name in LONGEST_FIRST if not (ROOT / "tests" / name).is_file()] == []
