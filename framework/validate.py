@@ -476,8 +476,9 @@ def name_lacking(target: str) -> tuple[str, str, list[str]] | None:
         names = {name for name in dir(owner) if not name.startswith("_")}
         if hasattr(owner, "__path__"):  # a package: its modules too, imported or not
             names |= {module.name for module in pkgutil.iter_modules(owner.__path__)}
-        close = [name for name in sorted(names) if name.lower() == parts[cut].lower()] or \
-            difflib.get_close_matches(parts[cut], sorted(names), n=3)
+        names = sorted(names)
+        close = [name for name in names if name.lower() == parts[cut].lower()] or \
+            difflib.get_close_matches(parts[cut], names, n=3)
         return ".".join(parts[:cut]), parts[cut], close
     return None
 

@@ -632,7 +632,6 @@ def test_a_shuffled_sweep_whose_earlier_jobs_were_refused_before_a_checkpoint_st
         config.hydra.overrides.task = ["data.batch_size=shuffle(16,32)"]
     for num in (0, 1):
         (tmp_path / str(num) / ".hydra").mkdir(parents=True)
-        (tmp_path / str(num) / ".hydra" / "overrides.yaml").write_text(f"- data.batch_size={16 * (num + 1)}\n")
     check_not_shuffled(config, tmp_path)
     (tmp_path / "1" / "checkpoints").mkdir()
     (tmp_path / "1" / "checkpoints" / "last.ckpt").write_bytes(b"")
@@ -1205,6 +1204,7 @@ def test_a_run_continued_from_another_runs_checkpoint_leaves_its_later_ones_and_
     assert (tmp_path / "elsewhere" / "checkpoints" / "epoch_002.ckpt").is_file()
     assert (Path(cfg.paths.output_dir) / "checkpoints" / "superseded-1" / "epoch_002.ckpt").is_file()
 
+
 def test_a_resume_of_ones_own_module_with_changed_values_says_its_optimizer_keeps_the_checkpoints(make_cfg, caplog):
     """A module of one's own that builds its optimizer from its own key (model.lr): the resume said the epochs from
     here train with the new lr, but Lightning restored the checkpoint's optimizer, whose lr trained on."""
@@ -1262,8 +1262,7 @@ def test_a_datamodule_of_ones_own_without_a_val_fraction_is_validated(make_cfg):
     """data.val_fraction=0 turns validation off; a DataModule that has no val_fraction at all is not thereby one
     without a validation split."""
     results = train(make_cfg("~data", "+data._target_=tests.own_modules.CountsItsClasses", "model.num_classes=3",
-                             "model.net.num_classes=3",
-                             "logger=none", "trainer.max_epochs=1"))
+                             "model.net.num_classes=3", "logger=none", "trainer.max_epochs=1"))
     assert {"val/acc", "val/loss"} <= set(results["metrics"])
 
 
