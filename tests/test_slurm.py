@@ -203,10 +203,11 @@ def test_requeued_job_resumes_from_last_checkpoint_to_the_uninterrupted_metrics(
                f"itself, from its last checkpoint).")
     task_logs = [text for log, text in logs.items() if log.endswith("_log.err")]
     assert len(task_logs) == tasks and all(stopped in text for text in task_logs), logs
-    # srun names the exit code of each task it saw end; SLURM's requeue may stop srun before it names them all
-    # (task 1 alone, once in a whole suite): a task that exited otherwise (255) would be named with that code
+    # srun names the exit code of each task it saw end; SLURM's requeue may stop srun before it names some or any
+    # (task 1 alone, once in a whole suite; none, once on a machine under three times the suite's load): a task that
+    # exited otherwise (255) would be named with that code
     exit_codes = srun_exit_codes("".join(task_logs))
-    assert exit_codes and set(exit_codes) <= set(range(tasks)) and set(exit_codes.values()) == {128 + signal.SIGTERM}
+    assert set(exit_codes) <= set(range(tasks)) and set(exit_codes.values()) <= {128 + signal.SIGTERM}, exit_codes
     assert "Traceback" not in "".join(logs.values())
     uninterrupted = results(finished_jobs(submissions[reference])[0])
     assert uninterrupted["seed"] == results(job)["seed"]
