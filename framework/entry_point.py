@@ -51,7 +51,7 @@ from framework.stopping import (
     is_lightning_sigterm,
     job,
     logging_stopping_when_stdout_closes,
-    no_srun_hint_outside_slurm_jobs,
+    no_notices_meant_for_others,
     remember_the_job,
     sigterm_outside_lightning,
     stop_submitit_local_jobs,
@@ -259,7 +259,7 @@ def run_entry_point(main: Callable[[], object]) -> None:
     traceback is printed).
     """
     job.start_afresh()
-    no_srun_hint_outside_slurm_jobs()
+    no_notices_meant_for_others()
     if "--experimental-rerun" in sys.argv[1:]:  # Hydra would fail on our paths' ${hydra:...}, or on a missing pickle
         refuse(ConfigError(
             f"--experimental-rerun cannot rerun this framework's runs: their paths come from Hydra's runtime "

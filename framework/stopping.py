@@ -343,9 +343,15 @@ def logging_stopping_when_stdout_closes():
         logging.StreamHandler.handleError = handle_error
 
 
-def no_srun_hint_outside_slurm_jobs() -> None:
-    """Lightning hints, on any machine with srun on PATH (a cluster's login node), that a command not started by srun
-    be prepended with it; outside a SLURM job (no ``SLURM_JOB_ID``) that is no advice for a run here, and it came
-    before a user error's one sentence. Inside a job, where the advice may be right, it stays."""
+def no_notices_meant_for_others() -> None:
+    """Turn off two warnings that every run printed and that ask nothing of the person who started it.
+
+    Lightning hints, on any machine with srun on PATH (a cluster's login node), that a command not started by srun be
+    prepended with it; outside a SLURM job (no ``SLURM_JOB_ID``) that is no advice for a run here, and it came before
+    a user error's one sentence. Inside a job, where the advice may be right, it stays. Torch 2.15 deprecates
+    building a ``LeafSpec``, which Lightning 2.6's CombinedLoader does in every fit, validation and test: advice to
+    Lightning's authors."""
     if "SLURM_JOB_ID" not in os.environ:
         warnings.filterwarnings("ignore", message="The `srun` command is available on your system but is not used")
+    warnings.filterwarnings("ignore", message=re.escape("`isinstance(treespec, LeafSpec)` is deprecated"),
+                            category=FutureWarning)

@@ -83,7 +83,7 @@ from framework.resuming import (
 )
 from framework.stopping import (
     in_a_sweep,
-    no_srun_hint_outside_slurm_jobs,
+    no_notices_meant_for_others,
     stopped_by,
     stopping_quietly_when_stdout_closes,
 )
@@ -394,7 +394,7 @@ def compute_used(trainer: L.Trainer) -> dict:
 def training_job(cfg: DictConfig) -> float | None:
     """train.py's job: ``train(cfg)``, its outcome printed; returns ``optimized_metric`` for Hydra sweepers."""
     run_log_on_rank_zero_only()
-    no_srun_hint_outside_slurm_jobs()  # also in a job that submitit runs in a process of its own
+    no_notices_meant_for_others()  # also in a job that submitit runs in a process of its own
     try:
         # the user's mistake, whoever found it: one sentence, exit code 2
         with stopping_quietly_when_stdout_closes(), \

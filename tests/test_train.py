@@ -1064,7 +1064,7 @@ def test_the_check_for_an_earlier_run_gives_no_srun_hint_on_a_login_node(tmp_pat
     import warnings
 
     from framework.checkpoints import earlier_run_refusal
-    from framework.stopping import no_srun_hint_outside_slurm_jobs
+    from framework.stopping import no_notices_meant_for_others
 
     monkeypatch.setenv("PATH", path_with_stand_in(tmp_path, "srun"))
     monkeypatch.delenv("SLURM_NTASKS", raising=False)
@@ -1074,9 +1074,26 @@ def test_the_check_for_an_earlier_run_gives_no_srun_hint_on_a_login_node(tmp_pat
     (run / "results.json").write_text("{}")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        no_srun_hint_outside_slurm_jobs()  # as run_entry_point and train.py's main install it
+        no_notices_meant_for_others()  # as run_entry_point and train.py's main install it
         refusal = earlier_run_refusal(str(run), None, True, multirun=True)
     assert refusal is not None and "holds an earlier run" in str(refusal)
+
+
+def test_lightnings_loader_builds_a_leafspec_that_torch_deprecates_and_no_run_says_so():
+    """Lightning 2.6's CombinedLoader, in every fit, validation and test, builds a LeafSpec, which torch 2.15
+    deprecates: advice to Lightning's authors, which every run printed once."""
+    import warnings
+
+    from lightning.pytorch.utilities.combined_loader import CombinedLoader
+
+    from framework.stopping import no_notices_meant_for_others
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(FutureWarning, match="LeafSpec"):  # the pinned libraries still warn
+            CombinedLoader([range(3)])
+        no_notices_meant_for_others()
+        assert len(CombinedLoader([range(3)]).flattened) == 1
 
 
 def test_a_run_without_a_validation_split_validates_nothing_and_says_nothing_of_an_empty_loader(make_cfg, caplog):
