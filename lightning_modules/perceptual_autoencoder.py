@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import time
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -93,7 +94,8 @@ class LossNetwork(nn.Module):
         super().__init__()
         features = alexnet_features(weights) if weights in ("imagenet", "random") else features_from_checkpoint(
             Path(weights))
-        self.features = features[:LOSS_NETWORK_LAYERS].requires_grad_(False).eval()
+        self.features = features[:LOSS_NETWORK_LAYERS].requires_grad_(False)
+        self.eval()
 
     def train(self, mode: bool = True):
         return super().train(False)
@@ -228,6 +230,13 @@ class PerceptualAutoencoderModule(StageSteps, L.LightningModule):
         losses = self.losses(batch[0], sample=stage in ("train", "val"))
         self.add_to_epoch_means(stage, losses, len(batch[0]))
         return losses["loss"]
+
+    def on_fit_start(self) -> None:
+        """Lightning warns, as training starts, of the modules in eval mode; the loss network's are, on purpose (its
+        layers compute alike in either mode), so the warning is left to a count of modules beyond them."""
+        if self.loss_network is not None:
+            frozen = len(list(self.loss_network.modules()))
+            warnings.filterwarnings("ignore", message=rf"Found {frozen} module\(s\) in eval mode at the start")
 
     def on_train_epoch_start(self) -> None:
         self.epoch_started = time.perf_counter()

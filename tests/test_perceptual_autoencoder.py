@@ -7,6 +7,7 @@ import functools
 import json
 import re
 import types
+import warnings
 
 import lightning as L
 import pytest
@@ -264,7 +265,10 @@ def test_tiny_lunarlander_run_trains_keeps_the_loss_network_frozen_and_its_probe
     data.setup("fit")
     terms = model.eval().losses(data.on_after_batch_transfer(data.datasets["train"][:64], 0)[0])
     before = terms["loss"].item()
-    trainer.fit(model.train(), datamodule=data)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(model.train(), datamodule=data)
+    assert not [str(w.message) for w in caught if "in eval mode" in str(w.message)]  # the frozen loss network's
     assert {f"train/{term}" for term in terms} | {"val/loss", "train/epoch_seconds"} <= set(trainer.callback_metrics)
     after = model.eval().losses(data.on_after_batch_transfer(data.datasets["train"][:64], 0)[0])["loss"].item()
     assert after < before
@@ -277,6 +281,24 @@ def test_tiny_lunarlander_run_trains_keeps_the_loss_network_frozen_and_its_probe
     assert metrics["probe/test_mean_distance"] < metrics["probe/baseline_mean_distance"]  # beats the mean position
     assert metrics["probe/val_loss"] == probe.result["val_loss"]
     assert trainer.callback_metrics["probe/random_loss_network"] == float(model.loss_network is not None)
+
+
+def test_a_fresh_module_warns_of_no_module_in_eval_mode_and_of_any_beyond_the_loss_network(lunarlander):
+    """As train.py fits it: built, not yet put in train mode; Lightning warned of the loss network's modules."""
+    model = module("I-F-FP", feature_hidden_max=64)
+    warned = []
+    for eval_mode in ([], [model.mu]):  # then one module besides the loss network's
+        for extra in eval_mode:
+            extra.eval()
+        trainer = L.Trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=0, logger=False,
+                            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            trainer.fit(model, datamodule=lunarlander)
+        warned.append([str(w.message) for w in caught if "in eval mode" in str(w.message)])
+    counted = len(list(model.loss_network.modules())) + 1
+    assert warned[0] == [] and len(warned[1]) == 1, warned
+    assert warned[1][0].startswith(f"Found {counted} module(s) in eval mode"), warned
 
 
 @pytest.mark.parametrize(("override", "key"), [
