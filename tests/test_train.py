@@ -4,6 +4,7 @@ import errno
 import json
 import os
 import re
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -35,7 +36,11 @@ SMALL = {"perceptual_lunarlander": (*PERCEPTUAL, "data.rollouts=2", "data.steps_
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_composes_and_runs_fast_dev_run(make_cfg, experiment):
     small = ["callbacks.mi_lr.sample_size=40"] if experiment.startswith("mi_lr") else []  # the test sets are tiny
-    results = train(make_cfg(f"experiment={experiment}", "debug=fdr", *small, *SMALL.get(experiment, ())))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        results = train(make_cfg(f"experiment={experiment}", "debug=fdr", *small, *SMALL.get(experiment, ())))
+    # data.val_fraction=0 (LeCun's protocol, the MI studies): fast_dev_run validated an empty loader, with a warning
+    assert not [str(w.message) for w in caught if "DataLoader` across ranks is zero" in str(w.message)]
     assert any(key.startswith("test/") for key in results["metrics"]), results["metrics"]
     assert (Path(results["output_dir"]) / "results.json").is_file()
 
@@ -1061,8 +1066,6 @@ def test_the_tasks_of_one_srun_step_name_one_run_directory(monkeypatch):
 def test_the_check_for_an_earlier_run_gives_no_srun_hint_on_a_login_node(tmp_path, monkeypatch):
     """A sweep submitted again into folders holding Lightning's hpc_ckpt_*.ckpt, on a machine with srun: Lightning's
     hint to prepend srun to the command came before the sentence; submitting commands run outside srun."""
-    import warnings
-
     from framework.checkpoints import earlier_run_refusal
     from framework.stopping import no_notices_meant_for_others
 
@@ -1082,8 +1085,6 @@ def test_the_check_for_an_earlier_run_gives_no_srun_hint_on_a_login_node(tmp_pat
 def test_lightnings_loader_builds_a_leafspec_that_torch_deprecates_and_no_run_says_so():
     """Lightning 2.6's CombinedLoader, in every fit, validation and test, builds a LeafSpec, which torch 2.15
     deprecates: advice to Lightning's authors, which every run printed once."""
-    import warnings
-
     from lightning.pytorch.utilities.combined_loader import CombinedLoader
 
     from framework.stopping import no_notices_meant_for_others
@@ -1099,8 +1100,6 @@ def test_lightnings_loader_builds_a_leafspec_that_torch_deprecates_and_no_run_sa
 def test_a_run_without_a_validation_split_validates_nothing_and_says_nothing_of_an_empty_loader(make_cfg, caplog):
     """data.val_fraction=0 (LeCun's protocol, the MI study): Lightning warned of the empty validation loader ("make
     sure this was your intention") and the tested checkpoint was loaded twice, once to validate it on nothing."""
-    import warnings
-
     from framework.training import train
 
     with warnings.catch_warnings(record=True) as caught, caplog.at_level("INFO"):
