@@ -10,6 +10,7 @@ import logging
 import random
 import re
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -482,7 +483,9 @@ class RunModelCheckpoint(ModelCheckpoint):
                                  for key in ("best_model_path", "kth_best_model_path", "last_model_path")}}
             else:
                 self.resumed_elsewhere = saved_in
-        super().load_state_dict(state_dict)
+        with warnings.catch_warnings():  # Lightning's "dirpath has changed": the run's log names resumed_elsewhere
+            warnings.filterwarnings("ignore", message="The dirpath has changed from")
+            super().load_state_dict(state_dict)
 
 
 class RunEarlyStopping(EarlyStopping):
