@@ -423,6 +423,16 @@ class RunModelCheckpoint(ModelCheckpoint):
     resumed_elsewhere: str | None = None
     waiting_step: int | None = None  # the global step of a save that waits for its batch's validation or epoch end
 
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """Lightning warns when the checkpoint folder is not empty, for a run that would mix its checkpoints with
+        another's; in the run's own checkpoints/, earlier_run_refusal stopped such a run, and what is there is the
+        checkpoints of the run that this one continues."""
+        own = Path(trainer.default_root_dir, "checkpoints").resolve()
+        with warnings.catch_warnings():
+            if self.dirpath and Path(self.dirpath).resolve() == own:
+                warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
+            super().setup(trainer, pl_module, stage)
+
     @staticmethod
     def epoch_ends_after_this_batch(trainer: L.Trainer) -> bool:
         return trainer.fit_loop.epoch_loop._is_training_done or (trainer.should_stop and

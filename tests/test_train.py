@@ -486,7 +486,11 @@ def test_a_run_that_would_mix_its_files_with_an_earlier_runs_is_one_sentence_and
         with pytest.raises(ConfigError, match=expected):
             train(make_cfg("debug=limit", "trainer.max_epochs=1", "seed=1", *overrides))
     assert {path: path.read_bytes() for path in files} == files and len(list(folder.glob("checkpoints/*"))) == 2
-    assert train(make_cfg("debug=limit", "trainer.max_epochs=2", "seed=1", "ckpt_path=auto"))["epochs_completed"] == 2
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        continued = train(make_cfg("debug=limit", "trainer.max_epochs=2", "seed=1", "ckpt_path=auto"))
+    assert continued["epochs_completed"] == 2
+    assert not [str(w.message) for w in caught if "exists and is not empty" in str(w.message)]  # the run's own folder
     kept = (folder / "results.json").read_bytes()  # finished with this config: kept, not re-tested
     again = train(make_cfg("debug=limit", "trainer.max_epochs=2", "seed=1", "ckpt_path=auto"))
     assert (folder / "results.json").read_bytes() == kept and "train/loss" in again["metrics"]
@@ -1540,6 +1544,24 @@ def test_a_copied_run_s_best_checkpoints_are_found_in_its_folder_and_another_run
     copied.load_state_dict(saved)
     assert copied.resumed_elsewhere is None and copied.best_model_path == str(tmp_path / "epoch_001.ckpt")
     assert copied.best_k_models == {str(tmp_path / "epoch_001.ckpt"): 0.5}
+
+
+def test_only_a_checkpoint_folder_outside_the_runs_own_is_warned_of_as_not_empty(tmp_path):
+    """The run's own checkpoints/ holds what earlier_run_refusal let through: the checkpoints of the run it continues.
+    Another folder may hold another run's."""
+    from framework.checkpoints import RunModelCheckpoint
+
+    trainer = L.Trainer(default_root_dir=tmp_path / "run", logger=False, enable_progress_bar=False)
+    warned = {}
+    for folder in (tmp_path / "run" / "checkpoints", tmp_path / "shared"):
+        folder.mkdir(parents=True)
+        (folder / "last.ckpt").write_bytes(b"")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            RunModelCheckpoint(dirpath=folder).setup(trainer, None, "fit")
+        warned[folder.name] = [str(w.message) for w in caught]
+    assert warned == {"checkpoints": [], "shared": [f"Checkpoint directory {tmp_path / 'shared'} exists and is not "
+                                                    f"empty."]}
 
 
 def test_a_checkpoint_at_an_epochs_end_keeps_its_training_metrics_and_the_row_lightning_logs_next():
