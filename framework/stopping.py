@@ -123,8 +123,8 @@ def exit_code_of(error: BaseException) -> int:
         return 128 + signal.SIGINT
     if isinstance(error, UserError):
         return 2
-    if isinstance(error, SystemExit):
-        return error.code if isinstance(error.code, int) else 1
+    if isinstance(error, SystemExit):  # as Python exits on it: sys.exit() with 0, sys.exit("message") with 1
+        return 0 if error.code is None else error.code if isinstance(error.code, int) else 1
     return 1
 
 

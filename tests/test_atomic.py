@@ -316,6 +316,23 @@ def test_a_full_disk_while_hydra_writes_its_records_before_any_job_is_the_senten
         "Error: a file cannot be written: No space left on device; free space on its disk, or write elsewhere")
 
 
+def test_a_full_quota_is_a_full_disk_wherever_it_is_in_the_chain_and_another_write_error_is_not(tmp_path):
+    """EDQUOT (the user's quota on a cluster's shared disk) is ENOSPC's sentence too, also where the writer raised
+    its own error while handling it (torch.save's zip writer); a refused permission is no full disk."""
+    from framework.errors import disk_full_error
+
+    path = tmp_path / "last.ckpt"
+    try:
+        try:
+            raise OSError(errno.EDQUOT, os.strerror(errno.EDQUOT), str(path))
+        except OSError:
+            raise RuntimeError("unexpected pos 64 vs 0")  # noqa: B904 - as the writer raises it
+    except RuntimeError as error:
+        assert str(disk_full_error(error)).startswith(f"{path} cannot be written: {os.strerror(errno.EDQUOT)}; free "
+                                                      f"space on its disk, or write elsewhere")
+    assert disk_full_error(OSError(errno.EACCES, os.strerror(errno.EACCES), str(path))) is None
+
+
 def test_the_written_bytes_reach_the_disk_before_the_temporary_file_is_renamed_into_place(tmp_path, monkeypatch):
     """A rename that reaches the disk before the data does (no fsync, or one after the rename) can leave, after a
     node's crash, a whole-looking cache or last.ckpt that is empty or cut short, which the next run trusts."""

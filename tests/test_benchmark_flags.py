@@ -143,3 +143,18 @@ def test_feature_prediction_reports_weights_that_cannot_be_had_in_one_sentence(t
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
     err = run_main(feature_prediction, ["--smoke", "--weights", "imagenet", "--device", "cpu"], monkeypatch, capsys)
     assert err.startswith("Weights error: ") and err.count("\n") == 1, err
+
+
+def test_a_cuda_device_that_torch_cannot_use_is_one_sentence_and_exit_code_2(pretend_gpus, monkeypatch, capsys):
+    from framework.errors import require_usable_gpu
+
+    monkeypatch.setattr(sys, "argv", ["benchmarks/overhead.py", "--device", "cuda"])
+    pretend_gpus(0)
+    require_usable_gpu("cpu")
+    with pytest.raises(SystemExit) as stopped:
+        require_usable_gpu("cuda")
+    assert stopped.value.code == 2 and capsys.readouterr().err == (
+        "benchmarks/overhead.py: --device cuda needs a usable GPU, but torch sees none; run it on a machine with one "
+        "or give --device cpu.\n")
+    pretend_gpus(1)
+    require_usable_gpu("cuda")

@@ -148,7 +148,6 @@ def test_double_precision_trains_end_to_end(make_cfg):
     assert {"train/loss", "test/acc"} <= set(metrics) and torch.isfinite(torch.tensor(metrics["test/loss"]))
 
 
-
 class TrainingTargets(L.Callback):
     def __init__(self):
         self.epochs: list[list[int]] = []

@@ -474,6 +474,14 @@ def test_a_perceptual_sweep_without_z_128_is_not_offered_table1(tmp_path):
     assert len(evaluate_commands(tasks, str(tmp_path))) == 2
 
 
+def test_a_sweep_given_one_evaluate_task_as_a_word_is_offered_that_task(tmp_path):
+    """evaluate_tasks=reae_table1 on the command line is a string, not a list of one task."""
+    from framework.stopping import evaluate_commands
+
+    write_json_atomic(tmp_path / "0" / "results.json", {"metrics": {}})
+    assert evaluate_commands("reae_table1", str(tmp_path)) == [f"python evaluate.py task=reae_table1 runs={tmp_path}"]
+
+
 def test_a_perceptual_sweep_probed_after_training_is_offered_table1(tmp_path):
     """Table I counts a run with the probe.json that task=perceptual_probe wrote: the sweep's end offers it then."""
     from framework.stopping import evaluate_commands

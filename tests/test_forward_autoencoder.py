@@ -203,6 +203,7 @@ def test_pian_units_have_ran_scale_and_unsaturated_features():
     assert results["pian"][1] < 0.2
     assert results["pian"][2] > results["ran"][2] - 0.03
 
+
 def test_softmax_objective_decreases_and_matches_sklearn():
     rng = np.random.default_rng(5)
     features = torch.from_numpy(rng.normal(size=(120, 6)))

@@ -552,6 +552,153 @@ def test_the_stop_sentence_names_the_run_s_folder_only_where_the_command_did_not
         f"ckpt_path=auto{told})."]
 
 
+def test_a_stop_closes_the_progress_bars_inner_first_and_writes_its_sentence_to_the_log_file_alone(monkeypatch,
+                                                                                                  capsys, tmp_path):
+    """The console gets the sentence once, from the print; the job's log file (train.log) gets it as an error."""
+    import io
+    import logging
+
+    from tqdm import tqdm
+
+    from framework import stopping
+
+    closed = []
+
+    class Bar:  # an open tqdm bar: its place on the terminal, and its close
+        def __init__(self, pos: int):
+            self.pos = pos
+
+        def close(self) -> None:
+            closed.append(self.pos)
+
+    monkeypatch.setattr(tqdm, "_instances", [Bar(0), Bar(1)], raising=False)
+    monkeypatch.setattr(sys, "argv", ["evaluate.py"])
+    monkeypatch.setattr(stopping, "job", stopping.JobRecord(started=True, script="evaluate"))
+    log_file, console = logging.FileHandler(tmp_path / "train.log"), logging.StreamHandler(io.StringIO())
+    log_file.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    for handler in (log_file, console):
+        logging.getLogger().addHandler(handler)
+    try:
+        with pytest.raises(SystemExit) as stop:
+            stopping.stopped_by(signal.SIGINT)
+    finally:
+        for handler in (log_file, console):
+            logging.getLogger().removeHandler(handler)
+        log_file.close()
+    assert stop.value.code == 128 + signal.SIGINT and closed == [1, 0]
+    assert capsys.readouterr().err == "Stopped by SIGINT.\n" and console.stream.getvalue() == ""
+    assert (tmp_path / "train.log").read_text() == "ERROR user_error: Stopped by SIGINT.\n"
+
+
+def test_sigterm_outside_a_fit_kills_ddp_spawns_ranks_and_stops_with_lightnings_exception(monkeypatch):
+    """A rank that got a SIGTERM passed on stopped a batch after the others and waited for them for good: they are
+    killed. While a Trainer runs, Lightning's handler is installed and calls this one, which leaves the stop to it."""
+    import multiprocessing
+    from types import SimpleNamespace
+
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from framework import stopping
+
+    done = []
+    monkeypatch.setattr(multiprocessing, "active_children", lambda: [SimpleNamespace(pid=4242)])
+    monkeypatch.setattr(os, "kill", lambda pid, number: done.append((pid, number)))
+    monkeypatch.setattr(stopping, "stop_submitit_local_jobs", lambda: done.append("local jobs stopped"))
+    installed = signal.signal(signal.SIGTERM, stopping.sigterm_outside_lightning)
+    try:
+        with pytest.raises(SIGTERMException):
+            stopping.sigterm_outside_lightning(signal.SIGTERM, None)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # as when Lightning's own handler is the one installed
+        stopping.sigterm_outside_lightning(signal.SIGTERM, None)
+    finally:
+        signal.signal(signal.SIGTERM, installed)
+    assert done == [(4242, signal.SIGKILL), "local jobs stopped"]
+
+
+def test_the_exit_code_of_a_job_s_end_is_its_signal_s_its_mistake_s_or_its_own():
+    """What wandb records as the run's state: Ctrl+C outside Lightning's loops and in them (its sys.exit(1) after the
+    KeyboardInterrupt), a user's mistake, a SystemExit's own code, its message's 1 or sys.exit()'s 0, and a bug."""
+    from framework.errors import ConfigError
+    from framework.stopping import exit_code_of
+
+    try:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            sys.exit(1)
+    except SystemExit as exit_after_ctrl_c:
+        lightnings = exit_after_ctrl_c
+    ended = (KeyboardInterrupt(), lightnings, ConfigError("bad"), SystemExit(3), SystemExit("a message"), SystemExit(),
+             ValueError())
+    assert [exit_code_of(error) for error in ended] == [130, 130, 2, 3, 1, 0, 1]
+    assert subprocess.run([sys.executable, "-c", "raise SystemExit()"]).returncode == 0  # as Python exits on it
+
+
+def test_each_entry_point_starts_with_a_fresh_job_record(monkeypatch):
+    """What an earlier entry point in this process learnt (a sweep directory, jobs on SLURM) is not this one's."""
+    from framework.entry_point import run_entry_point
+    from framework.stopping import JobRecord, job
+
+    monkeypatch.setattr(sys, "argv", ["train.py"])
+    for key, value in {"started": True, "sweep_dir": "/sweeps/earlier", "jobs_on_slurm": True}.items():
+        monkeypatch.setattr(job, key, value)
+    seen = []
+    run_entry_point(lambda: seen.append(dict(vars(job))))
+    assert seen == [vars(JobRecord())]
+
+
+def test_a_print_whose_reader_has_gone_stops_with_141_and_leaves_the_last_flush_quiet(monkeypatch):
+    """A print buffered in the block reaches the closed pipe as the block ends; stdout then writes to /dev/null, so
+    that the interpreter's own last flush raises nothing (Python's exit code 120 and an "Exception ignored")."""
+    from framework.stopping import stopping_quietly_when_stdout_closes
+
+    read, write = os.pipe()
+    os.close(read)
+    with open(write, "w") as stdout:
+        monkeypatch.setattr(sys, "stdout", stdout)
+        with pytest.raises(SystemExit) as stop, stopping_quietly_when_stdout_closes():
+            print("the line the reader would have read")
+        print("a line after the stop")
+        stdout.flush()
+    assert stop.value.code == 128 + signal.SIGPIPE
+
+
+def test_a_broken_pipe_that_is_not_stdout_s_keeps_its_traceback(monkeypatch, tmp_path):
+    """Only a closed standard output is the user's doing (``| head``): another pipe or socket is a bug's."""
+    from framework.stopping import stopping_quietly_when_stdout_closes
+
+    with open(tmp_path / "stdout", "w") as stdout:
+        monkeypatch.setattr(sys, "stdout", stdout)
+        with pytest.raises(BrokenPipeError), stopping_quietly_when_stdout_closes():
+            raise BrokenPipeError("a socket's reader has gone")
+
+
+def test_a_log_line_to_a_closed_stream_other_than_stdout_is_logging_s_error_and_logging_is_put_back(monkeypatch,
+                                                                                                    capsys):
+    """Only stdout's reader gone stops the run; a log line that another closed stream refused is logging's own
+    "Logging error", even while stdout's reader has gone too. Outside the block, logging handles errors as before."""
+    import logging
+
+    from framework.stopping import logging_stopping_when_stdout_closes
+
+    class Gone:
+        def write(self, text: str) -> None:
+            raise BrokenPipeError
+
+        def flush(self) -> None:
+            pass
+
+    read, write = os.pipe()
+    os.close(read)
+    handle_error = logging.StreamHandler.handleError
+    with open(write, "w") as stdout:
+        monkeypatch.setattr(sys, "stdout", stdout)
+        with logging_stopping_when_stdout_closes():
+            logging.StreamHandler(Gone()).emit(logging.makeLogRecord({"msg": "a line"}))
+    assert "--- Logging error ---" in capsys.readouterr().err
+    assert logging.StreamHandler.handleError is handle_error
+
+
 def saved_at_an_epochs_end(step: int, rows_logged: int) -> dict:
     """A checkpoint as Lightning saves it in on_train_epoch_end: the epoch processed, not yet completed."""
     return {"global_step": step, CSV_ROWS_LOGGED: rows_logged, "loops": {"fit_loop": {

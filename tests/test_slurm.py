@@ -674,6 +674,124 @@ def test_submitits_time_limit_signal_requeues_the_job_and_leaves_its_stop_to_slu
                         if not_requeued_because else [])
 
 
+def test_a_job_is_taken_for_requeued_only_where_scontrol_shows_more_restarts_than_it_started_with(monkeypatch,
+                                                                                                  tmp_path):
+    """Outside a SLURM job scontrol is not asked; a first start has no SLURM_RESTART_COUNT (SLURM sets it once the
+    job has restarted); an scontrol that does not answer in time is no requeue."""
+    from framework.stopping import requeued_by_slurm
+
+    monkeypatch.setenv("PATH", stand_in_scontrol(tmp_path, restarts=1))
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    monkeypatch.delenv("SLURM_RESTART_COUNT", raising=False)
+    assert not requeued_by_slurm() and not (tmp_path / "scontrol_calls").exists()
+    monkeypatch.setenv("SLURM_JOB_ID", "4321")
+    assert requeued_by_slurm()
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    assert not requeued_by_slurm()
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "0")
+
+    def hung(command, **kwargs):
+        raise subprocess.TimeoutExpired(command, kwargs["timeout"])
+
+    monkeypatch.setattr(subprocess, "run", hung)
+    assert not requeued_by_slurm()
+
+
+def test_a_sweeps_job_remembers_its_folders_tasks_and_ckpt_path_for_its_stop_sentence(monkeypatch, capsys, tmp_path):
+    """What reporting_user_errors hands on from train.py's config: a requeued job given ckpt_path=auto goes on from
+    its checkpoint by itself, and the sentence names its sweep."""
+    from hydra.conf import HydraConf
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from framework import stopping
+
+    monkeypatch.setenv("PATH", stand_in_scontrol(tmp_path, restarts=1))
+    monkeypatch.setenv("SLURM_JOB_ID", "4321")
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "0")
+    monkeypatch.setattr(sys, "argv", ["train.py", "-m", "ckpt_path=auto"])
+    monkeypatch.setattr(stopping, "job", stopping.JobRecord(started=True))
+    hydra = OmegaConf.structured(HydraConf)  # Hydra's record of a sweep's job of train.py
+    hydra.mode, hydra.sweep.dir, hydra.runtime.output_dir = RunMode.MULTIRUN, "/sweeps/study", "/sweeps/study/0"
+    hydra.runtime.choices = {"trainer": "default"}
+    HydraConfig.instance().set_config(OmegaConf.create({"hydra": hydra}))
+    try:
+        stopping.remember_the_job(["table", "mi_lr_study"], ckpt_path="auto")
+    finally:
+        HydraConfig.instance().cfg = None
+    assert (stopping.job.script, stopping.job.run_dir, stopping.job.evaluate_tasks) == (
+        "train", "/sweeps/study/0", ["table", "mi_lr_study"])
+    with pytest.raises(SystemExit):
+        stopping.stopped_by(signal.SIGTERM)
+    assert capsys.readouterr().err == ("Stopped by SIGTERM (sweep directory: /sweeps/study; SLURM has requeued the "
+                                       "job, which starts again by itself, from its last checkpoint).\n")
+
+
+def test_an_evaluate_job_stopped_as_slurm_requeues_it_is_told_no_ckpt_path(monkeypatch, capsys, tmp_path):
+    """ckpt_path=auto is train.py's key: evaluate.py has no checkpoint to go on from."""
+    from framework import stopping
+
+    monkeypatch.setenv("PATH", stand_in_scontrol(tmp_path, restarts=1))
+    monkeypatch.setenv("SLURM_JOB_ID", "4321")
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "0")
+    monkeypatch.setattr(sys, "argv", ["evaluate.py", "runs=/sweeps/study"])
+    monkeypatch.setattr(stopping, "job", stopping.JobRecord(started=True, script="evaluate", run_dir="/runs/e"))
+    with pytest.raises(SystemExit) as stop:
+        stopping.stopped_by(signal.SIGTERM)
+    assert stop.value.code == 128 + signal.SIGTERM
+    assert capsys.readouterr().err == "Stopped by SIGTERM.\n"
+
+
+def test_a_local_launchers_job_still_there_after_the_grace_is_killed_with_its_task(monkeypatch):
+    """The launcher passes SIGTERM on to submitit's controllers (not to its other children) and waits: one that ends
+    within the grace, or that was reaped already, is left alone; one still there after it is killed, its task first,
+    as SLURM kills a job step, and reaped."""
+    from types import SimpleNamespace
+
+    from framework import stopping
+
+    children = {os.getpid(): [103, 101, 102], 101: [201]}
+    lines = {101: "python -m submitit.local._local a", 102: "python -m other", 103: "python -m submitit.local._local b"}
+    ends = {103: iter([(0, 0), ChildProcessError()]), 101: iter([(0, 0)] * 10)}
+    sent, reaped = [], []
+
+    def waitpid(pid: int, options: int):
+        if options == 0:
+            reaped.append(pid)
+            return pid, 9
+        if isinstance(answer := next(ends[pid]), Exception):
+            raise answer
+        return answer
+
+    seconds = iter(range(0, 1000, 10))
+    monkeypatch.setattr(stopping, "child_processes", lambda pid: children.get(pid, []))
+    monkeypatch.setattr(stopping, "command_line", lambda pid: lines[pid])
+    monkeypatch.setattr(stopping, "time", SimpleNamespace(monotonic=lambda: next(seconds), sleep=lambda s: None))
+    monkeypatch.setattr(os, "kill", lambda pid, number: sent.append((pid, number)))
+    monkeypatch.setattr(os, "waitpid", waitpid)
+    stopping.stop_submitit_local_jobs()
+    assert sent == [(103, signal.SIGTERM), (101, signal.SIGTERM), (201, signal.SIGKILL), (101, signal.SIGKILL)]
+    assert reaped == [101]
+
+
+def test_submitits_local_executor_keeps_its_own_time_limit_signal(monkeypatch, tmp_path):
+    """Only a SLURM job's requeue is left to SLURM's SIGTERM; submitit's local executor requeues as it does."""
+    from submitit.core.utils import DelayedSubmission, JobPaths
+    from submitit.local.local import LocalJobEnvironment
+
+    from framework.stopping import sigterm_stops_a_submitit_job
+
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGTERM, signal.SIGCONT, signal.SIGUSR2)}
+    try:
+        LocalJobEnvironment()._handle_signals(JobPaths(tmp_path, job_id="12"), DelayedSubmission(CheckpointableJob()))
+        sigterm_stops_a_submitit_job()
+        requeue = signal.getsignal(signal.SIGUSR2)
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+    assert requeue.__name__ == "checkpoint_and_try_requeue" and "_exit" not in vars(requeue.__self__)
+
+
 def test_a_failed_job_of_one_task_is_left_to_hydras_launcher(monkeypatch):
     """Only a task among several leaves others waiting for it; a job of one task reports its failure as any job."""
     from hydra.core.utils import JobReturn, JobStatus

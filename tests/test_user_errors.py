@@ -1970,3 +1970,11 @@ def test_a_value_error_of_our_own_code_during_fit_that_names_a_trainer_key_stays
     with pytest.raises(ValueError) as raised, trainer_refusals(OmegaConf.create({"max_epochs": 3})):
         raise ValueError("a callback's bug that mentions max_epochs")
     assert type(raised.value) is ValueError  # not ConfigError, which is a ValueError too
+
+
+def test_the_printed_line_is_the_prefix_and_one_line_with_an_object_s_default_repr_as_its_class_name():
+    from framework.errors import report
+
+    error = ConfigError("Config key 'logger' is <framework.loggers.CSVLogger object at 0x7f3A2b10>,\n   but it must "
+                        "be a <Thing object at 0xdeadbeef> or null.")
+    assert report(error) == "Config error: Config key 'logger' is CSVLogger, but it must be a Thing or null."
