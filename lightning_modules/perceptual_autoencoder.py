@@ -232,8 +232,8 @@ class PerceptualAutoencoderModule(StageSteps, L.LightningModule):
         return losses["loss"]
 
     def on_fit_start(self) -> None:
-        """Lightning warns, as training starts, of the modules in eval mode; the loss network's are, on purpose (its
-        layers compute alike in either mode), so the warning is left to a count of modules beyond them."""
+        """Lightning warns, as training starts, of modules in eval mode. The loss network's are, on purpose (its
+        layers compute alike in either mode): only a count beyond theirs is warned of."""
         if self.loss_network is not None:
             frozen = len(list(self.loss_network.modules()))
             warnings.filterwarnings("ignore", message=rf"Found {frozen} module\(s\) in eval mode at the start")
