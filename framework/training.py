@@ -226,7 +226,7 @@ def build(cfg: DictConfig, callbacks: Sequence[Callback]) -> tuple[L.LightningDa
     # _convert_: plain dicts and lists, as Lightning's type checks expect (max_time={minutes: 30})
     trainer: L.Trainer = instantiate_node(cfg.trainer, "trainer", _convert_="all", callbacks=all_callbacks,
                                           logger=loggers or False, **profiler, **plugins, **no_validation)
-    if no_validation:  # also under trainer.fast_dev_run, which sets every limit to its own number of batches
+    if no_validation:  # again: trainer.fast_dev_run sets every limit to its own number of batches
         trainer.limit_val_batches = 0
     leave_out_hooks_not_implemented(trainer.callbacks)  # Lightning's own (progress bar, model summary) included
     with_fit_loop_resuming_at_epoch_ends(trainer)
