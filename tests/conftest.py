@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -90,6 +93,17 @@ def make_cfg(tmp_path, data_root):
         return compose_config([f"paths.data_dir={data_root}", *overrides], tmp_path / run, config_name)
 
     return make
+
+
+@contextlib.contextmanager
+def warnings_said() -> Iterator[list[str]]:
+    """The message of every warning raised in the block (filled as the block ends), each time it is raised; filters
+    that the code under test adds still apply."""
+    said: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield said
+    said.extend(str(warning.message) for warning in caught)
 
 
 def path_with_stand_in(folder: Path, command: str, script: str = "") -> str:

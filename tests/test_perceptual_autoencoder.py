@@ -7,7 +7,6 @@ import functools
 import json
 import re
 import types
-import warnings
 
 import lightning as L
 import pytest
@@ -29,7 +28,7 @@ from framework.validate import ConfigError, validate
 from lightning_modules import perceptual_autoencoder
 from lightning_modules.perceptual_autoencoder import PerceptualAutoencoderModule, kl_divergence
 from lightning_modules.perceptual_procedures import PROCEDURES
-from tests.conftest import run_cli
+from tests.conftest import run_cli, warnings_said
 
 RANDOM = {"weights": "random"}
 # The authors' sizes at z = 128 (reference file), millions, for 64 and 96 inputs.
@@ -265,10 +264,9 @@ def test_tiny_lunarlander_run_trains_keeps_the_loss_network_frozen_and_its_probe
     data.setup("fit")
     terms = model.eval().losses(data.on_after_batch_transfer(data.datasets["train"][:64], 0)[0])
     before = terms["loss"].item()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with warnings_said() as said:
         trainer.fit(model.train(), datamodule=data)
-    assert not [str(w.message) for w in caught if "in eval mode" in str(w.message)]  # the frozen loss network's
+    assert not [message for message in said if "in eval mode" in message]  # the frozen loss network's
     assert {f"train/{term}" for term in terms} | {"val/loss", "train/epoch_seconds"} <= set(trainer.callback_metrics)
     after = model.eval().losses(data.on_after_batch_transfer(data.datasets["train"][:64], 0)[0])["loss"].item()
     assert after < before
@@ -292,10 +290,9 @@ def test_a_fresh_module_warns_of_no_module_in_eval_mode_and_of_any_beyond_the_lo
             extra.eval()
         trainer = L.Trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=0, logger=False,
                             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        with warnings_said() as said:
             trainer.fit(model, datamodule=lunarlander)
-        warned.append([str(w.message) for w in caught if "in eval mode" in str(w.message)])
+        warned.append([message for message in said if "in eval mode" in message])
     counted = len(list(model.loss_network.modules())) + 1
     assert warned[0] == [] and len(warned[1]) == 1, warned
     assert warned[1][0].startswith(f"Found {counted} module(s) in eval mode"), warned

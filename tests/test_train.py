@@ -19,7 +19,7 @@ from framework.results import read_results
 from framework.resuming import lost_accumulation_warning
 from framework.training import train
 from lightning_modules.classifier import ClassificationModule
-from tests.conftest import ROOT, path_with_stand_in, run_cli
+from tests.conftest import ROOT, path_with_stand_in, run_cli, warnings_said
 
 EXPERIMENTS = sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "experiment").glob("*.yaml"))
 # Feature-prediction autoencoders: no AlexNet download in tests, small MLPs, a one-net probe grid, and
@@ -36,11 +36,10 @@ SMALL = {"perceptual_lunarlander": (*PERCEPTUAL, "data.rollouts=2", "data.steps_
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_composes_and_runs_fast_dev_run(make_cfg, experiment):
     small = ["callbacks.mi_lr.sample_size=40"] if experiment.startswith("mi_lr") else []  # the test sets are tiny
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with warnings_said() as said:
         results = train(make_cfg(f"experiment={experiment}", "debug=fdr", *small, *SMALL.get(experiment, ())))
     # data.val_fraction=0 (LeCun's protocol, the MI studies): fast_dev_run validated an empty loader, with a warning
-    assert not [str(w.message) for w in caught if "DataLoader` across ranks is zero" in str(w.message)]
+    assert not [message for message in said if "DataLoader` across ranks is zero" in message]
     assert any(key.startswith("test/") for key in results["metrics"]), results["metrics"]
     assert (Path(results["output_dir"]) / "results.json").is_file()
 
@@ -60,11 +59,10 @@ def test_digits_training_reaches_far_above_chance(make_cfg, model, epochs, floor
     assert results["compute"] == {"device": "cpu", "processes": 1, "torch_threads": torch.get_num_threads(),
                                   "cpu_capability": torch.backends.cpu.get_cpu_capability()}
     # train=false scores the weights of ckpt_path (it used to test the untrained model, ignoring ckpt_path)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with warnings_said() as said:
         tested = train(make_cfg(f"model={model}", "train=false", f"ckpt_path={results['best_checkpoint']}",
                                 "trainer.accelerator=cpu", "callbacks.progress_bar.refresh_rate=0", run="tested"))
-    assert not [str(w.message) for w in caught if "dirpath has changed" in str(w.message)]  # of another run's folder
+    assert not [message for message in said if "dirpath has changed" in message]  # of another run's folder
     assert tested["evaluated_checkpoint"] == f"checkpoint {results['best_checkpoint']}"
     for key in ("test/acc", "test/loss", "val/acc", "val/loss"):
         assert tested["metrics"][key] == pytest.approx(metrics[key]), key
@@ -486,11 +484,10 @@ def test_a_run_that_would_mix_its_files_with_an_earlier_runs_is_one_sentence_and
         with pytest.raises(ConfigError, match=expected):
             train(make_cfg("debug=limit", "trainer.max_epochs=1", "seed=1", *overrides))
     assert {path: path.read_bytes() for path in files} == files and len(list(folder.glob("checkpoints/*"))) == 2
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with warnings_said() as said:
         continued = train(make_cfg("debug=limit", "trainer.max_epochs=2", "seed=1", "ckpt_path=auto"))
     assert continued["epochs_completed"] == 2
-    assert not [str(w.message) for w in caught if "exists and is not empty" in str(w.message)]  # the run's own folder
+    assert not [message for message in said if "exists and is not empty" in message]  # the run's own folder
     kept = (folder / "results.json").read_bytes()  # finished with this config: kept, not re-tested
     again = train(make_cfg("debug=limit", "trainer.max_epochs=2", "seed=1", "ckpt_path=auto"))
     assert (folder / "results.json").read_bytes() == kept and "train/loss" in again["metrics"]
@@ -916,11 +913,10 @@ def test_a_run_resumed_in_a_copied_directory_keeps_its_best_checkpoint(make_cfg,
     assert copied["metrics"]["val/loss"] == pytest.approx(first["metrics"]["val/loss"])
     files = sorted((tmp_path / "a" / "checkpoints").iterdir())
     last = tmp_path / "a" / "checkpoints" / "last.ckpt"
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with warnings_said() as said:
         elsewhere = train(make_cfg(*common, "trainer.max_epochs=3", f"ckpt_path={last}",
                                    f"paths.output_dir={tmp_path / 'c'}"))
-    assert not [str(w.message) for w in caught if "dirpath has changed" in str(w.message)]  # the log names it
+    assert not [message for message in said if "dirpath has changed" in message]  # the log names it
     assert elsewhere["best_checkpoint"] == str(tmp_path / "c" / "checkpoints" / "epoch_002.ckpt")
     assert elsewhere["evaluated_checkpoint"].endswith(
         f"among the epochs since the resume (the earlier ones are in {tmp_path / 'a' / 'checkpoints'})")
@@ -1112,10 +1108,9 @@ def test_a_run_without_a_validation_split_validates_nothing_and_says_nothing_of_
     sure this was your intention") and the tested checkpoint was loaded twice, once to validate it on nothing."""
     from framework.training import train
 
-    with warnings.catch_warnings(record=True) as caught, caplog.at_level("INFO"):
-        warnings.simplefilter("always")
+    with warnings_said() as said, caplog.at_level("INFO"):
         results = train(make_cfg("experiment=lenet5_classic_mnist", "debug=smoke", "logger=none"))
-    assert not [w for w in caught if "Total length of" in str(w.message)]
+    assert not [message for message in said if "Total length of" in message]
     assert caplog.text.count("Restoring states from the checkpoint path") == 1  # for the test
     assert "data.val_fraction=0: no validation split, so the run validates nothing" in caplog.text
     assert "test/acc" in results["metrics"] and not [key for key in results["metrics"] if key.startswith("val/")]
@@ -1556,10 +1551,8 @@ def test_only_a_checkpoint_folder_outside_the_runs_own_is_warned_of_as_not_empty
     for folder in (tmp_path / "run" / "checkpoints", tmp_path / "shared"):
         folder.mkdir(parents=True)
         (folder / "last.ckpt").write_bytes(b"")
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        with warnings_said() as warned[folder.name]:
             RunModelCheckpoint(dirpath=folder).setup(trainer, None, "fit")
-        warned[folder.name] = [str(w.message) for w in caught]
     assert warned == {"checkpoints": [], "shared": [f"Checkpoint directory {tmp_path / 'shared'} exists and is not "
                                                     f"empty."]}
 
