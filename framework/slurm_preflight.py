@@ -171,8 +171,11 @@ def check_slurm_request(cfg: DictConfig, partitions: dict[str, Partition]) -> No
     if tasks * cpus_per_task > partition.cpus:
         raise ConfigError(f"Config key 'hydra.launcher.cpus_per_task' is {cpus_per_task}: {tasks} task(s) per node x "
                           f"{cpus_per_task} = {tasks * cpus_per_task} CPUs, but {where} {partition.cpus}; lower it.")
-    gres = re.search(r"gpu(?::[^:,]+)?:(\d+)", str(launcher.get("gres") or ""))
-    requested_gpus = gpus or (launcher.get("gpus_per_task") or 0) * tasks or (int(gres[1]) if gres else 0)
+    per_task = launcher.get("gpus_per_task") or 0
+    # the first of these three that asks for GPUs is what a node gets (gres=gpu: SLURM's count is 1)
+    asked_by, requested_gpus = next(((key, count) for key, count in (
+        ("gpus_per_node", gpus), ("gpus_per_task", per_task * tasks), ("gres", gres_gpus(launcher.get("gres"))))
+        if count), ("gpus_per_node", 0))
     devices = trainer.get("devices")
     if str(trainer.get("accelerator")) in ("gpu", "cuda") and is_int(devices) and requested_gpus < devices:
         raise ConfigError(f"Config key 'hydra.launcher.gpus_per_node' is {shown(launcher.get('gpus_per_node'))}, but "
@@ -180,9 +183,11 @@ def check_slurm_request(cfg: DictConfig, partitions: dict[str, Partition]) -> No
                           f"each task of a node, so the job would find {requested_gpus or 'no'} GPU"
                           f"{'s' * (requested_gpus != 1)} there; give hydra.launcher.gpus_per_node={devices} (its "
                           f"default), or trainer=cpu for a CPU partition.")
-    if gpus > partition.gpus:
-        raise ConfigError(f"Config key 'hydra.launcher.gpus_per_node' is {gpus}, but {where} {partition.gpus} GPUs; "
-                          f"lower it (0 for CPU jobs), or choose a GPU partition.")
+    if requested_gpus > partition.gpus:
+        asked = launcher.get(asked_by)
+        per_node = f" (x {tasks} tasks per node = {requested_gpus})" if asked_by == "gpus_per_task" else ""
+        raise ConfigError(f"Config key 'hydra.launcher.{asked_by}' is {shown(asked)}{per_node}, but {where} "
+                          f"{partition.gpus} GPUs; lower it (0 or null for CPU jobs), or choose a GPU partition.")
     if None not in (partition.max_minutes, timeout) and timeout > partition.max_minutes:
         raise ConfigError(f"Config key 'hydra.launcher.timeout_min' is {timeout}, but partition '{partition.name}' "
                           f"allows at most {partition.max_minutes:g} minutes (its MaxTime; a longer job waits in the "
@@ -190,6 +195,13 @@ def check_slurm_request(cfg: DictConfig, partitions: dict[str, Partition]) -> No
     if mem_gb is not None and mem_gb * 1024 > partition.memory_mb:
         raise ConfigError(f"Config key 'hydra.launcher.mem_gb' is {mem_gb}, but {where} "
                           f"{partition.memory_mb // 1024} GB of memory; lower it.")
+
+
+def gres_gpus(gres: str | None) -> int:
+    """GPUs per node that a ``--gres`` asks for: ``gpu:2``, ``gpu:a100:2``; ``gpu`` or ``gpu:a100`` is 1, as SLURM
+    reads a GRES without a count."""
+    counts = [entry.split(":")[-1] for entry in str(gres or "").split(",") if entry.strip().startswith("gpu")]
+    return sum(int(count) if count.isdigit() else 1 for count in counts)
 
 
 def requests_of_the_jobs(config: DictConfig) -> list[DictConfig]:

@@ -22,12 +22,20 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 from framework.compose import CONF, ROOT
 from framework.slurm_cluster import SEARCH_PATH, ClusterUnavailable, SlurmCluster
 from framework.slurm_cluster import main as slurm_cluster_cli
-from framework.slurm_preflight import Partition, check_slurm_request, partitions_from_sinfo, query_partitions
+from framework.slurm_preflight import (
+    Partition,
+    check_slurm_request,
+    gres_gpus,
+    launches_on_slurm,
+    partitions_from_sinfo,
+    query_partitions,
+    requests_of_the_jobs,
+)
 from framework.validate import ConfigError
 from tests.conftest import path_with_stand_in, run_cli
 from tests.wandb_files import wandb_records
@@ -457,6 +465,131 @@ def test_numbers_sbatch_would_refuse_or_read_as_no_limit_stop_before_submission(
     with pytest.raises(ConfigError) as error:
         check_slurm_request(compose_launcher("trainer=cpu", override), debug_partition())
     assert str(error.value) == sentence
+
+
+def test_sinfo_gres_of_several_gpu_types_on_one_node_add_up():
+    partitions = partitions_from_sinfo("mixed*|32|256000|gpu:a100:2(S:0),gpu:v100:2(S:1)|1|infinite\n")
+    assert partitions["mixed"].gpus == 4
+
+
+def test_sinfo_that_fails_without_a_word_stops_with_one_sentence(monkeypatch, tmp_path):
+    (tmp_path / "sinfo").write_text("#!/bin/sh\nexit 1\n")
+    (tmp_path / "sinfo").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.delenv("SLURM_CONF", raising=False)
+    with pytest.raises(ConfigError) as error:
+        query_partitions()
+    assert str(error.value) == ("hydra/launcher=slurm cannot reach a SLURM controller (sinfo: no output); check "
+                                "SLURM_CONF and that the cluster is up, or use hydra/launcher=local.")
+
+
+@pytest.mark.parametrize(("overrides", "sentence"), [
+    (("trainer.num_nodes=auto",), "Config key 'trainer.num_nodes' is 'auto', but on SLURM it is the number of nodes "
+                                  "of each job, a whole number of 1 or more; give the number of nodes, e.g. "
+                                  "trainer.num_nodes=1."),
+    (("hydra.launcher.tasks_per_node=2",), "Config key 'trainer.devices' is 1, but 'hydra.launcher.tasks_per_node' "
+                                           "is 2; Lightning runs one process per SLURM task, so make them equal."),
+    (("hydra.launcher.nodes=1", "trainer.num_nodes=2"), "Config key 'trainer.num_nodes' is 2, but "
+                                                        "'hydra.launcher.nodes' is 1; Lightning runs one process per "
+                                                        "SLURM task, so make them equal."),
+    (("hydra.launcher.partition=null",), "Config key 'hydra.launcher.partition' is null, but the cluster has no "
+                                         "default partition; choose one of debug, long."),
+    (("hydra.launcher.partition=nope",), "Config key 'hydra.launcher.partition' is 'nope', but the cluster's "
+                                         "partitions are debug, long; choose one of them."),
+    (("trainer.devices=5",), "Config key 'hydra.launcher.tasks_per_node' is 5, but the nodes of partition 'debug' "
+                             "have at most 4 CPUs; lower it (and trainer.devices with it)."),
+    (("trainer.devices=2", "hydra.launcher.cpus_per_task=3"), "Config key 'hydra.launcher.cpus_per_task' is 3: 2 "
+                                                              "task(s) per node x 3 = 6 CPUs, but the nodes of "
+                                                              "partition 'debug' have at most 4; lower it."),
+    (("hydra.launcher.gpus_per_node=1",), "Config key 'hydra.launcher.gpus_per_node' is 1, but the nodes of "
+                                          "partition 'debug' have at most 0 GPUs; lower it (0 or null for CPU jobs), "
+                                          "or choose a GPU partition."),
+    (("hydra.launcher.mem_gb=8",), "Config key 'hydra.launcher.mem_gb' is 8, but the nodes of partition 'debug' have "
+                                   "at most 7 GB of memory; lower it."),
+])
+def test_requests_that_no_partition_node_or_trainer_setting_meets_stop_with_their_sentence(overrides, sentence):
+    """The same checks as the cluster test above (which skips without root), on a made-up cluster: 8000 MB is 7 GB,
+    not 8 (SLURM's GB is 1024 MB)."""
+    cluster = {"debug": Partition("debug", cpus=4, memory_mb=8000, gpus=0, default=False, nodes=1),
+               "long": Partition("long", cpus=4, memory_mb=8000, gpus=0, default=False, nodes=1)}
+    check_slurm_request(compose_launcher("trainer=cpu", "hydra.launcher.mem_gb=7"), cluster)
+    with pytest.raises(ConfigError) as error:
+        check_slurm_request(compose_launcher("trainer=cpu", *overrides), cluster)
+    assert str(error.value) == sentence
+
+
+@pytest.mark.parametrize(("strategy", "method"), [("ddp_spawn_find_unused_parameters_true", "spawn"),
+                                                  ("ddp_notebook", "fork")])
+def test_every_strategy_name_that_starts_its_own_processes_stops_before_submission(strategy, method):
+    with pytest.raises(ConfigError, match=rf"^Config key 'trainer.strategy' starts its DDP processes itself "
+                                          rf"\({method}\), but on SLURM"):
+        check_slurm_request(compose_launcher("trainer=cpu", f"++trainer.strategy={strategy}"), debug_partition())
+
+
+def test_a_strategy_object_without_a_start_method_is_started_by_srun():
+    """DDPStrategy's start_method defaults to popen: each SLURM task is one rank."""
+    launcher = compose_launcher("trainer=ddp_sim", "~trainer.strategy.start_method")
+    check_slurm_request(launcher, debug_partition())
+
+
+def test_a_cuda_run_that_asks_slurm_for_no_gpus_stops_before_submission():
+    gpu_nodes = {"gpu": Partition("gpu", cpus=64, memory_mb=512000, gpus=4, default=True, nodes=2)}
+    with pytest.raises(ConfigError, match=r"trainer.accelerator is 'cuda' with trainer.devices=1, a GPU for each task "
+                                          r"of a node, so the job would find no GPUs there"):
+        check_slurm_request(compose_launcher("trainer=cpu", "trainer.accelerator=cuda", "hydra.launcher.partition=gpu"),
+                            gpu_nodes)
+
+
+def test_gres_with_a_gpu_type_counts_its_gpus():
+    gpu_nodes = {"gpu": Partition("gpu", cpus=64, memory_mb=512000, gpus=4, default=True, nodes=2)}
+    check_slurm_request(compose_launcher("trainer=ddp", "trainer.devices=2", "hydra.launcher.partition=gpu",
+                                         "hydra.launcher.gpus_per_node=null", "+hydra.launcher.gres=gpu:a100:2"),
+                        gpu_nodes)
+
+
+@pytest.mark.parametrize(("overrides", "sentence"), [
+    (("trainer=cpu", "+hydra.launcher.gres=gpu:1"), "Config key 'hydra.launcher.gres' is 'gpu:1', but the nodes of "
+     "partition 'debug' have at most 0 GPUs"),
+    (("trainer=cpu", "hydra.launcher.gpus_per_task=1"), "Config key 'hydra.launcher.gpus_per_task' is 1 (x 1 tasks per "
+     "node = 1), but the nodes of partition 'debug' have at most 0 GPUs"),
+])
+def test_gpus_asked_for_through_gres_or_per_task_are_checked_against_the_partitions(overrides, sentence):
+    """Only gpus_per_node was: sbatch then refused them with submitit's traceback ("Invalid generic resource")."""
+    with pytest.raises(ConfigError) as refused:
+        check_slurm_request(compose_launcher(*overrides), debug_partition())
+    assert str(refused.value).startswith(sentence), refused.value
+
+
+@pytest.mark.parametrize(("gres", "gpus"), [("gpu", 1), ("gpu:a100", 1), ("gpu:3", 3), ("gpu:a100:2,gpu:v100:1", 3),
+                                            ("shard:4", 0), (None, 0)])
+def test_a_gres_without_a_count_is_one_gpu_as_slurm_reads_it(gres, gpus):
+    assert gres_gpus(gres) == gpus
+
+
+def test_null_memory_leaves_it_to_slurms_default():
+    """submitit leaves a null out of the sbatch script: the partition's default memory applies."""
+    check_slurm_request(compose_launcher("trainer=cpu", "hydra.launcher.mem_gb=null"), debug_partition())
+
+
+def test_a_sweeps_jobs_are_checked_once_per_distinct_trainer_or_launcher_request(tmp_path):
+    """Swept config groups count (trainer=cpu,ddp_sim sets devices), other keys (seed) do not."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        config = compose("train", ["hydra.mode=MULTIRUN", f"hydra.sweep.dir={tmp_path}", *LAUNCHER],
+                         return_hydra_config=True)
+        with open_dict(config):
+            config.hydra.overrides.task = [*LAUNCHER, "trainer=cpu,ddp_sim", "seed=1,2"]
+        requests = requests_of_the_jobs(config)
+        assert [(job.hydra.job.num, job.trainer.devices) for job in requests] == [(0, 1), (2, 2)]
+        config.hydra.overrides.task = [*LAUNCHER, "seed=1,2"]
+        assert requests_of_the_jobs(config) == [config]
+
+
+def test_only_the_slurm_launcher_is_checked_against_the_cluster():
+    assert launches_on_slurm(compose_launcher())
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        assert not launches_on_slurm(compose("train", ["hydra/launcher=local"], return_hydra_config=True))
 
 
 def test_a_slurm_run_without_m_stops_instead_of_training_here(tmp_path, data_root):
