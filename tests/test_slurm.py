@@ -371,6 +371,9 @@ def test_a_strategy_that_starts_its_own_processes_stops_before_submission(overri
                         {"debug": Partition("debug", 4, 8192, 0, True, 1)})
 
 
+GPU_NODES = {"gpu": Partition("gpu", cpus=64, memory_mb=512000, gpus=4, default=True, nodes=2)}
+
+
 @pytest.mark.parametrize(("overrides", "refused"), [
     (("trainer=gpu",), "is 0, but trainer.accelerator is 'gpu' with trainer.devices=1, a GPU for each task of a node, "
                        "so the job would find no GPUs there"),
@@ -379,19 +382,20 @@ def test_a_strategy_that_starts_its_own_processes_stops_before_submission(overri
      "is null, but trainer.accelerator is 'gpu' with trainer.devices=2"),
     (("trainer=ddp", "trainer.devices=2", "hydra.launcher.gpus_per_node=2"), None),
     (("trainer=ddp", "trainer.devices=2", "hydra.launcher.gpus_per_node=null", "+hydra.launcher.gres=gpu:2"), None),
+    (("trainer=ddp", "trainer.devices=2", "hydra.launcher.gpus_per_node=null", "+hydra.launcher.gres=gpu:a100:2"),
+     None),
     (("trainer=ddp", "trainer.devices=2", "hydra.launcher.gpus_per_node=null", "hydra.launcher.gpus_per_task=1"),
      None),
 ])
 def test_a_gpu_run_that_asks_slurm_for_fewer_gpus_than_devices_stops_before_submission(overrides, refused):
     """The job was queued and, once started, said that the machine has no usable GPU, naming trainer=ddp_sim as the
     remedy (which the preflight refuses), not the launcher's key."""
-    gpu_nodes = {"gpu": Partition("gpu", cpus=64, memory_mb=512000, gpus=4, default=True, nodes=2)}
     launcher = compose_launcher(*overrides, "hydra.launcher.partition=gpu")
     if refused is None:
-        check_slurm_request(launcher, gpu_nodes)
+        check_slurm_request(launcher, GPU_NODES)
         return
     with pytest.raises(ConfigError) as error:
-        check_slurm_request(launcher, gpu_nodes)
+        check_slurm_request(launcher, GPU_NODES)
     assert str(error.value).startswith("Config key 'hydra.launcher.gpus_per_node' ") and refused in str(error.value)
     assert str(error.value).endswith(f"; give hydra.launcher.gpus_per_node={launcher.trainer.devices} (its default), "
                                      f"or trainer=cpu for a CPU partition.")
@@ -533,18 +537,10 @@ def test_a_strategy_object_without_a_start_method_is_started_by_srun():
 
 
 def test_a_cuda_run_that_asks_slurm_for_no_gpus_stops_before_submission():
-    gpu_nodes = {"gpu": Partition("gpu", cpus=64, memory_mb=512000, gpus=4, default=True, nodes=2)}
     with pytest.raises(ConfigError, match=r"trainer.accelerator is 'cuda' with trainer.devices=1, a GPU for each task "
                                           r"of a node, so the job would find no GPUs there"):
         check_slurm_request(compose_launcher("trainer=cpu", "trainer.accelerator=cuda", "hydra.launcher.partition=gpu"),
-                            gpu_nodes)
-
-
-def test_gres_with_a_gpu_type_counts_its_gpus():
-    gpu_nodes = {"gpu": Partition("gpu", cpus=64, memory_mb=512000, gpus=4, default=True, nodes=2)}
-    check_slurm_request(compose_launcher("trainer=ddp", "trainer.devices=2", "hydra.launcher.partition=gpu",
-                                         "hydra.launcher.gpus_per_node=null", "+hydra.launcher.gres=gpu:a100:2"),
-                        gpu_nodes)
+                            GPU_NODES)
 
 
 @pytest.mark.parametrize(("overrides", "sentence"), [
