@@ -9,7 +9,8 @@ gpu,mnist`` names what the command needs (see NEEDS in tests/test_readme_command
 
 ``Runner`` runs Python commands in children of one forkserver that has imported torch, Lightning and Hydra
 once: each command still gets a fresh process (own working directory, environment, argv, stdout/stderr and
-exit code, as ``python train.py ...`` would), without ~5-10 s of imports per command.
+exit code, as ``python train.py ...`` would), without ~5-10 s of imports per command; a command's own forkserver
+(trainer=ddp_sim's ranks) is forked from it too.
 """
 
 from __future__ import annotations
@@ -18,13 +19,18 @@ import contextlib
 import ctypes
 import itertools
 import multiprocessing
+import multiprocessing.connection
 import multiprocessing.forkserver
+import multiprocessing.process
+import multiprocessing.reduction
+import multiprocessing.resource_tracker
 import os
 import re
 import resource
 import runpy
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -162,6 +168,63 @@ def start_preloaded_forkserver() -> None:
     multiprocessing.forkserver.ensure_running()
 
 
+class _InheritedFd:
+    """A file descriptor of this process, handed to a process started by a forkserver as a number of its own."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+
+    def __reduce__(self):  # while the process is started: the forkserver sends the fd along
+        return _detached, (multiprocessing.reduction.DupFd(self.fd),)
+
+
+def _detached(inherited) -> int:
+    return inherited.detach()
+
+
+def _serve_forks(listener: int, alive: int, stdout: int, stderr: int, cwd: str, env: dict[str, str]) -> None:
+    """A command's own forkserver, from the preloaded one: as the interpreter that ``python train.py`` starts for
+    it, it writes to the command's stdout and stderr, in its working directory and environment."""
+    for fd, target in ((stdout, 1), (stderr, 2)):
+        os.dup2(fd, target)
+    os.chdir(cwd)
+    os.environ.clear()
+    os.environ.update(env)
+    multiprocessing.forkserver.main(listener, alive, preload=[])
+
+
+def _own_forkserver_from_the_preloaded_one() -> None:
+    """In a command: the forkserver it starts when it first needs one (trainer=ddp_sim's ranks are forked from it) is
+    a fork of the preloaded forkserver, where a command of its own starts a fresh interpreter that imports torch and
+    Lightning again (~5 s of CPU a DDP command). It ends as a forkserver does, when the command has ended."""
+    forkserver = multiprocessing.forkserver._forkserver
+
+    def ensure_running():
+        multiprocessing.resource_tracker.ensure_running()
+        if forkserver._forkserver_pid is not None:
+            return
+        forkserver._forkserver_pid = 0  # starting: the preloaded forkserver (still this one's address) forks it
+        with socket.socket(socket.AF_UNIX) as listener:
+            address = multiprocessing.connection.arbitrary_address("AF_UNIX")
+            listener.bind(address)
+            listener.listen()
+            alive_r, alive_w = os.pipe()
+            server = multiprocessing.get_context("forkserver").Process(target=_serve_forks, args=(
+                *map(_InheritedFd, (listener.fileno(), alive_r, 1, 2)), os.getcwd(), dict(os.environ)))
+            path = sys.path[:]
+            sys.path.append(str(ROOT))  # where it finds this module (its children get the command's path)
+            try:
+                server.start()
+            finally:
+                sys.path[:] = path
+                os.close(alive_r)
+        multiprocessing.process._children.discard(server)  # neither joined nor stopped by this process's exit
+        forkserver._forkserver_address, forkserver._forkserver_alive_fd = address, alive_w
+        forkserver._forkserver_pid = server.pid
+
+    forkserver.ensure_running = ensure_running
+
+
 def _run_python(argv: list[str], cwd: str, env: dict[str, str], stdout: str, stderr: str) -> None:
     """In a forkserver child: become ``python <argv>`` (a script, or ``-m module``) started in ``cwd``."""
     with contextlib.suppress(OSError, AttributeError):  # Linux: end with the forkserver (and so with pytest)
@@ -173,6 +236,7 @@ def _run_python(argv: list[str], cwd: str, env: dict[str, str], stdout: str, std
     os.environ.update(env)
     # a forkserver's child inherits "forkserver" as its start method: DataLoader workers would each import afresh
     multiprocessing.set_start_method(None, force=True)  # python's default, as in `python <script>`
+    _own_forkserver_from_the_preloaded_one()
     # python puts PYTHONPATH's folders after the script's (or -m's working directory), before the rest
     given = [str(Path(cwd, folder)) for folder in env.get("PYTHONPATH", "").split(os.pathsep) if folder]
     others = [p for p in sys.path if p not in ("", str(ROOT), cwd, *given)]

@@ -124,12 +124,13 @@ def preloaded_interpreter() -> Runner:
 
 
 def run_cli(*args: str, env: dict | None = None, timeout: int = 300, cwd: Path = ROOT,
-            prefix: tuple[str, ...] = ()):
+            prefix: tuple[str, ...] = (), new_interpreter: bool = False):
     """Run an entry point in a process of its own, as a user would: ``python <args>``, forked from an interpreter
     that has imported torch, Lightning and Hydra once (tests/commands.py: saves ~7 s of imports a command), or
-    under ``prefix`` (``unshare -n``) in a new interpreter. Returns returncode, stdout and stderr."""
+    in a new interpreter (``new_interpreter``, or under a ``prefix`` such as ``unshare -n``). Returns returncode,
+    stdout and stderr."""
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
-    if not prefix and args[0].endswith(".py"):
+    if not (prefix or new_interpreter) and args[0].endswith(".py"):
         return preloaded_interpreter().python(list(args), cwd, full_env, timeout)
     return subprocess.run([*prefix, sys.executable, *args], cwd=cwd, env=full_env, capture_output=True,
                           text=True, timeout=timeout)

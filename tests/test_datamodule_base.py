@@ -118,6 +118,7 @@ def test_digits_are_uint8_32x32_with_a_held_out_test_split():
     images, targets = next(iter(dm.train_dataloader()))
     assert images.shape == (32, 1, 32, 32) and targets.shape == (32,)
     # The three splits partition the dataset: together they hold each (image, label) as often as the dataset does.
+
     def rows(images, targets):
         return torch.cat([images.flatten(1), targets[:, None].to(torch.uint8)], dim=1)
 

@@ -440,6 +440,24 @@ def test_a_command_run_after_a_ddp_worker_started_the_forkserver_has_everything_
     assert (outcome.returncode, outcome.stdout) == (0, "[]\n"), outcome.stderr
 
 
+def test_a_commands_own_forkserver_is_forked_from_the_preloaded_one_with_the_commands_output_and_environment(
+        tmp_path):
+    """trainer=ddp_sim's ranks come from a forkserver that the command starts: a fresh interpreter, ~5 s of CPU in
+    imports at each DDP command. Runner's commands fork theirs from the preloaded forkserver instead; its processes
+    still write to the command's stdout, in its environment and working directory, as the fresh one's do."""
+    (tmp_path / "rank.py").write_text(
+        "import multiprocessing, os, sys\n"
+        "def rank():\n    print(os.environ['MARK'], os.getcwd(), 'hydra' in sys.modules, flush=True)\n"
+        "if __name__ == '__main__':\n"
+        "    for _ in range(2):  # the second process comes from the same forkserver\n"
+        "        process = multiprocessing.get_context('forkserver').Process(target=rank)\n"
+        "        process.start()\n        process.join()\n"
+        "    print('children left:', multiprocessing.active_children())\n")
+    outcome = Runner(tmp_path).python(["rank.py"], tmp_path, {**os.environ, "MARK": "marked"}, TIMEOUT)
+    assert outcome.returncode == 0, outcome.stderr
+    assert outcome.stdout == f"marked {tmp_path} True\n" * 2 + "children left: []\n"
+
+
 def test_commands_are_found_in_shell_blocks_with_continuations_comments_and_markers(tmp_path):
     (tmp_path / "docs").mkdir()
     (tmp_path / "README.md").write_text(

@@ -185,12 +185,13 @@ def test_a_sweep_stopped_by_a_signal_exits_with_its_code_and_continues_to_the_un
 @pytest.mark.slow
 def test_ddp_sim_trains_digits_for_one_epoch_on_two_cpu_processes(tmp_path):
     """Inside a SLURM job's one task, as on a compute node: Lightning took the ranks from SLURM there, and both
-    processes were rank 0 (EADDRINUSE, a traceback)."""
+    processes were rank 0 (EADDRINUSE, a traceback). In a new interpreter, which starts a forkserver of its own for the
+    ranks, as `python train.py trainer=ddp_sim` does (the other commands' ranks come from the tests' preloaded one)."""
     slurm_task = {"SLURM_NTASKS": "1", "SLURM_JOB_NAME": "study", "SLURM_JOB_ID": "7", "SLURM_PROCID": "0",
                   "SLURM_LOCALID": "0", "SLURM_NODEID": "0"}
     result = run_cli("train.py", "trainer=ddp_sim", "trainer.max_epochs=1", "data.batch_size=16", *QUIET,
                      "callbacks.last_checkpoint=null", f"hydra.run.dir={tmp_path}",
-                     env={"OMP_NUM_THREADS": "1", **slurm_task})
+                     env={"OMP_NUM_THREADS": "1", **slurm_task}, new_interpreter=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "world_size=2" in result.stdout + result.stderr or "GLOBAL_RANK: 1" in result.stdout + result.stderr
     assert "gave no batches" not in result.stdout + result.stderr  # the workers' batch counts do not reach the parent
