@@ -8,6 +8,8 @@ and the train/val split is drawn from the rest.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from sklearn.datasets import load_digits
@@ -22,13 +24,17 @@ class DigitsDataModule(InMemoryDataModule):
         self.image_shape = (1, image_size, image_size)
         self.test_fraction = test_fraction
 
-    def load_split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    @functools.cached_property
+    def every_digit(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """All 1,797 images, upscaled, and their labels: read and resized once for both splits."""
         digits = load_digits()
         images = torch.from_numpy(digits.images).float().unsqueeze(1) / 16.0
         if self.image_size != 8:
             images = F.interpolate(images, size=self.image_size, mode="bilinear", align_corners=False)
-        images = images.mul(255).round().clamp(0, 255).to(torch.uint8)
-        targets = torch.from_numpy(digits.target).long()
+        return images.mul(255).round().clamp(0, 255).to(torch.uint8), torch.from_numpy(digits.target).long()
+
+    def load_split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        images, targets = self.every_digit
         stratum = targets if self.stratify else None
         rest, test = seeded_split(len(images), self.test_fraction, self.split_seed + 1, stratum)
         chosen = test if split == "test" else rest

@@ -106,9 +106,19 @@ def test_a_loader_continued_with_another_batch_size_passes_over_the_samples_serv
     assert (f"so {trained_again} samples are trained on again" in caplog.text) == (trained_again > 0)
 
 
-def test_digits_are_uint8_32x32_with_a_held_out_test_split():
+def test_digits_are_uint8_32x32_with_a_held_out_test_split(monkeypatch):
+    import datamodules.digits
+
+    reads, load_digits = [], datamodules.digits.load_digits
+
+    def counted_load_digits():
+        reads.append(1)
+        return load_digits()
+
+    monkeypatch.setattr(datamodules.digits, "load_digits", counted_load_digits)
     dm = DigitsDataModule(batch_size=32, val_fraction=0.2, test_fraction=0.2)
     dm.setup()
+    assert len(reads) == 1  # read and upscaled once for all three splits (each run did it twice)
     sizes = {split: len(ds) for split, ds in dm.datasets.items()}
     assert sum(sizes.values()) == 1797
     assert sizes["test"] == 359
