@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import lightning as L
@@ -26,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from framework.combinations import FirstBatchWatch, data_the_network_takes
+from framework.construction import worker_user_error
 from framework.loggers import send_lightning_logs_to_hydra
 
 
@@ -36,6 +38,30 @@ def job_logging() -> dict | None:
         return OmegaConf.to_container(HydraConfig.get().job_logging, resolve=True)
     except (ValueError, OmegaConfBaseException):  # HydraConfig not set; ${hydra.runtime.output_dir} not set
         return None
+
+
+@contextmanager
+def rank_stops_said_for_bugs_alone():
+    """torch logs "Terminating process N via signal SIGTERM" for each rank it stops once another has failed: a line
+    of noise above the sentence when a rank refused the user's input, kept (after the fact) when a rank's bug
+    stopped them."""
+    spawn_log, held = logging.getLogger("torch.multiprocessing.spawn"), []
+
+    def hold(record: logging.LogRecord) -> bool:
+        held.append(record)
+        return False
+
+    spawn_log.addFilter(hold)
+    try:
+        yield
+    except Exception as error:
+        spawn_log.removeFilter(hold)
+        if worker_user_error(error) is None:
+            for record in held:
+                spawn_log.handle(record)
+        raise
+    finally:
+        spawn_log.removeFilter(hold)
 
 
 class JobWorkerLauncher(_MultiProcessingLauncher):
@@ -68,7 +94,8 @@ class JobWorkerLauncher(_MultiProcessingLauncher):
         if self._start_method == "forkserver":
             multiprocessing.set_forkserver_preload(["torch", "lightning"])  # for the forkserver's first start
             self.parent = dict(os.environ), os.getcwd(), _GlobalStateSnapshot.capture(), warnings.filters[:]
-        return super().launch(function, *args, trainer=trainer, **kwargs)
+        with rank_stops_said_for_bugs_alone():
+            return super().launch(function, *args, trainer=trainer, **kwargs)
 
     def _wrapping_function(self, process_idx, trainer, function, args, kwargs, *queue_and_states) -> None:
         if process_idx == 0 and self.job_logging:

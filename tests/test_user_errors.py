@@ -1726,6 +1726,28 @@ def test_a_refusal_in_a_spawned_ddp_worker_is_one_sentence_with_the_default_path
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
     assert result.stderr.rstrip().endswith("sample_size=5000, but the training set has only 1150 items; give "
                                            "callbacks.mi_lr.sample_size <= 1150.")
+    assert "Terminating process" not in result.stderr  # torch's line on the other rank, when it had to stop one
+
+
+@pytest.mark.parametrize(("worker_said", "kept"), [("framework.errors.ConfigError: give a smaller value.", False),
+                                                   ("RuntimeError: a bug", True)])
+def test_torchs_line_on_the_ranks_it_stopped_is_kept_for_a_bug_alone(worker_said, kept):
+    """After a rank stopped, torch logs "Terminating process N via signal SIGTERM" for each other one: above the
+    sentence of a user error it was noise (seen above trainer=ddp_sim's refusal of callbacks.mi_lr.sample_size)."""
+    from framework.ddp_workers import rank_stops_said_for_bugs_alone
+
+    spawn_log, said = logging.getLogger("torch.multiprocessing.spawn"), []
+    handler = logging.Handler()
+    handler.emit = lambda record: said.append(record.getMessage())
+    spawn_log.addHandler(handler)
+    try:
+        with pytest.raises(ProcessRaisedException), rank_stops_said_for_bugs_alone():
+            spawn_log.warning("Terminating process %s via signal SIGTERM", 123)
+            raise ProcessRaisedException(f"Traceback (most recent call last):\n  File ...\n{worker_said}\n", 0, 1)
+    finally:
+        spawn_log.removeHandler(handler)
+    assert said == (["Terminating process 123 via signal SIGTERM"] if kept else [])
+    assert spawn_log.filters == []
 
 
 def test_lightnings_srun_hint_does_not_come_before_the_sentence_outside_a_slurm_job(tmp_path):
