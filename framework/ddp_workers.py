@@ -9,6 +9,7 @@ import logging.config
 import multiprocessing
 import os
 import shutil
+import signal
 import tempfile
 import warnings
 from contextlib import contextmanager
@@ -23,8 +24,10 @@ from lightning.pytorch.strategies.launchers.multiprocessing import (
     _GlobalStateSnapshot,
     _MultiProcessingLauncher,
 )
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+from torch.multiprocessing.spawn import ProcessExitedException
 
 from framework.combinations import FirstBatchWatch, data_the_network_takes
 from framework.construction import worker_user_error
@@ -95,7 +98,12 @@ class JobWorkerLauncher(_MultiProcessingLauncher):
             multiprocessing.set_forkserver_preload(["torch", "lightning"])  # for the forkserver's first start
             self.parent = dict(os.environ), os.getcwd(), _GlobalStateSnapshot.capture(), warnings.filters[:]
         with rank_stops_said_for_bugs_alone():
-            return super().launch(function, *args, trainer=trainer, **kwargs)
+            try:
+                return super().launch(function, *args, trainer=trainer, **kwargs)
+            except ProcessExitedException as exited:  # the ranks that a SIGTERM stopped (below), not this process
+                if exited.exit_code == 128 + signal.SIGTERM:
+                    raise SIGTERMException from None
+                raise
 
     def _wrapping_function(self, process_idx, trainer, function, args, kwargs, *queue_and_states) -> None:
         if process_idx == 0 and self.job_logging:
@@ -114,7 +122,10 @@ class JobWorkerLauncher(_MultiProcessingLauncher):
         datamodule = kwargs.get("datamodule") or next(
             (arg for arg in args if isinstance(arg, L.LightningDataModule)), None)
         with data_the_network_takes(self.cfg, args[0], datamodule, watch):
-            super()._wrapping_function(process_idx, trainer, function, args, kwargs, *queue_and_states)
+            try:
+                super()._wrapping_function(process_idx, trainer, function, args, kwargs, *queue_and_states)
+            except SIGTERMException:  # exit code 0 sent the parent nothing, and it waited for the results for good
+                raise SystemExit(128 + signal.SIGTERM) from None
 
     def get_extra_results(self, trainer: L.Trainer) -> dict:
         """Lightning sends back the metrics and weights of a fit in workers, and neither how far it went nor its

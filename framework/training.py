@@ -81,6 +81,7 @@ from framework.resuming import (
     with_fit_loop_resuming_at_epoch_ends,
     without_lightnings_hpc_resume,
 )
+from framework.sigterm_across_ranks import SigtermAgreed, sigterm_agreed, with_sigterm_agreed_across_ranks
 from framework.stopping import (
     in_a_sweep,
     no_notices_meant_for_others,
@@ -211,7 +212,8 @@ def build(cfg: DictConfig, callbacks: Sequence[Callback]) -> tuple[L.LightningDa
     first_batch = FirstBatchWatch()
     all_callbacks = [MonitoredMetricsLogged(monitor_keys(cfg)), first_batch,
                      *leave_out_idle_callbacks(instantiate_group(cfg, "callbacks"), loggers, cfg.trainer, model),
-                     KeptValuesInCheckpoints(cfg), RandomStatesInCheckpoints(), DestroyProcessGroupAtExit(), *callbacks]
+                     KeptValuesInCheckpoints(cfg), RandomStatesInCheckpoints(), DestroyProcessGroupAtExit(),
+                     SigtermAgreed(), *callbacks]
     # Figures go to the loggers at an epoch's end after every other callback has drawn its own, so that the epoch's
     # last.ckpt (Lightning runs checkpoint callbacks last) records them as sent: a run continued from it sent them again
     all_callbacks.sort(key=lambda callback: isinstance(callback, FiguresToLoggers))
@@ -233,6 +235,7 @@ def build(cfg: DictConfig, callbacks: Sequence[Callback]) -> tuple[L.LightningDa
     if cfg.get("ckpt_path") != "hpc":
         without_lightnings_hpc_resume(trainer)
     with_job_worker_launcher(trainer, cfg)
+    with_sigterm_agreed_across_ranks(trainer)
     with reaching_wandb(cfg):  # log_hyperparams starts the wandb run
         for logger in trainer.loggers:
             logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
@@ -335,7 +338,7 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict:
         if trained:
             with trainer_refusals(cfg.trainer, cfg.model), loading_checkpoint(given):
                 trainer.fit(model, datamodule=datamodule, ckpt_path=given)
-            if trainer.received_sigterm:  # in on_train_end (the MI callback's last measurement, say): Lightning
+            if sigterm_agreed(trainer):  # in on_train_end (the MI callback's last measurement, say): Lightning
                 raise SIGTERMException    # stops at an epoch's end only, and its next validate or test forgets it
             metrics = to_float_dict(trainer.callback_metrics)  # the last epoch's
             if trainer.global_step == continued.at_step:  # continued at its end (stopped early, or max_epochs reached)

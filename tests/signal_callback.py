@@ -1,10 +1,12 @@
 """Lightning callbacks that send their own process a signal, as a scheduler or ``kill`` does (a Hydra callback that
 sends one as a job starts: tests/signal_at_job_start.py)."""
 
+import json
 import multiprocessing
 import os
 import signal
 import time
+from pathlib import Path
 
 from lightning.pytorch.callbacks import Callback
 
@@ -76,3 +78,33 @@ class BugAtTrainStart(Callback):
 
     def on_train_start(self, trainer, pl_module):
         raise RuntimeError("a bug (the test's)")
+
+
+class SignalOneRank(Callback):
+    """SIGTERM to one rank's process alone (trainer=ddp_sim), at batch ``batch`` of ``epoch`` or, without a batch, as
+    that epoch's validation starts: a scheduler's signal that reaches the ranks at different moments, or one of them
+    alone. Each rank writes the last batch it started, training or validating, to ``<dirpath>/rank<k>.json``."""
+
+    def __init__(self, rank: int, epoch: int, dirpath: str, batch: int | None = None):
+        self.rank, self.epoch, self.batch, self.dirpath = rank, epoch, batch, Path(dirpath)
+
+    def _started(self, trainer, loop: str, batch: int) -> None:
+        self.dirpath.mkdir(parents=True, exist_ok=True)
+        where = {"loop": loop, "epoch": trainer.current_epoch, "batch": batch, "step": trainer.global_step}
+        (self.dirpath / f"rank{trainer.global_rank}.json").write_text(json.dumps(where))
+
+    def _signal(self, trainer, batch: int | None) -> None:
+        if (trainer.global_rank, trainer.current_epoch, batch) == (self.rank, self.epoch, self.batch):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self._started(trainer, "train", batch_idx)
+        self._signal(trainer, batch_idx)
+
+    def on_validation_start(self, trainer, pl_module):
+        if not trainer.sanity_checking:
+            self._signal(trainer, None)
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        if not trainer.sanity_checking:
+            self._started(trainer, "validation", batch_idx)

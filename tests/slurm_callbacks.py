@@ -30,7 +30,7 @@ class RequeueOnceMidEpoch(Callback):
             command = {"scontrol": ["scontrol", "requeue", job], "time_limit": ["scancel", "--signal=USR2", job]}
             subprocess.run(command[self.how], check=True)
         deadline = time.monotonic() + self.wait_s
-        while not trainer.received_sigterm:
+        while not (trainer.received_sigterm or trainer._signal_connector.noted):  # noted: a DDP rank's, until agreed
             if time.monotonic() > deadline:
                 raise RuntimeError(f"no SIGTERM within {self.wait_s} s of {self.how}'s requeue")
             time.sleep(0.1)

@@ -2,6 +2,7 @@
 and metrics.csv as an uninterrupted run."""
 
 import csv
+import json
 import os
 import shutil
 import signal
@@ -183,6 +184,30 @@ def test_sigterm_to_a_ddp_jobs_main_process_stops_its_ranks_and_the_job_continue
     assert "Traceback" not in done.stderr
     assert f"Resuming from {tmp_path / 'checkpoints' / 'last.ckpt'}, saved in epoch 0" in resumed.stdout + \
         resumed.stderr  # the ranks stopped in their second epoch
+    assert results(tmp_path)["epochs_completed"] == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("rank", "epoch", "batch", "last_started"), [
+    (1, 1, 3, {"loop": "train", "epoch": 1, "batch": 3, "step": 39}),
+    (0, 0, None, {"loop": "validation", "epoch": 0, "batch": 8, "step": 36})])
+def test_sigterm_to_one_ddp_rank_alone_stops_every_rank_at_the_same_step_and_the_job_continues(tmp_path, rank, epoch,
+                                                                                             batch, last_started):
+    """SLURM signals each task on its own, so the ranks may get a SIGTERM a batch apart. Lightning's handler
+    broadcast inside the signal handler, and each rank stopped at the end of its own batch: a SIGTERM to rank 1 alone
+    left rank 0 with a traceback ("Connection reset by peer"), one to rank 0 alone left rank 1 training, and the
+    job's main process waited for their results for good. Now the ranks agree on it: at the next training batch
+    (rank 1 signalled before its fourth batch of epoch 1: both stop before the fifth), or at the end of the
+    validation during which it came (epoch 0's last, 9 batches a rank: its checkpoints are saved first)."""
+    run = ("trainer=ddp_sim", "trainer.max_epochs=2", "data.batch_size=16", *QUIET)
+    stop = ("+callbacks.stopper._target_=tests.signal_callback.SignalOneRank", f"+callbacks.stopper.rank={rank}",
+            f"+callbacks.stopper.epoch={epoch}", f"+callbacks.stopper.batch={'null' if batch is None else batch}",
+            f"+callbacks.stopper.dirpath={tmp_path / 'stops'}")
+    done, resumed = continued(tmp_path, *stop, run=run, code=128 + signal.SIGTERM, env={"OMP_NUM_THREADS": "1"})
+    assert done.stderr.rstrip().endswith("Stopped by SIGTERM (a run goes on from its last checkpoint when the same "
+                                         "command is given again with ckpt_path=auto).")
+    assert "Traceback" not in done.stderr
+    assert [json.loads((tmp_path / "stops" / f"rank{k}.json").read_text()) for k in (0, 1)] == [last_started] * 2
     assert results(tmp_path)["epochs_completed"] == 2
 
 
