@@ -8,8 +8,10 @@ from __future__ import annotations
 import logging.config
 import multiprocessing
 import os
+import random
 import shutil
 import signal
+import socket
 import tempfile
 import warnings
 from contextlib import contextmanager
@@ -18,6 +20,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
+from lightning.fabric.plugins.environments.lightning import LightningEnvironment, find_free_network_port
 from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.strategies.launchers.multiprocessing import (
     _disable_module_memory_sharing,
@@ -67,6 +70,39 @@ def rank_stops_said_for_bugs_alone():
         spawn_log.removeFilter(hold)
 
 
+EPHEMERAL_PORTS = Path("/proc/sys/net/ipv4/ip_local_port_range")
+FIRST_RENDEZVOUS_PORT = 25000  # above SLURMEnvironment's ports (15000 + a job id's last four digits)
+
+
+def a_port_below_the_ephemeral_range() -> int:
+    """A free port for the ranks' rendezvous. Lightning takes one from the kernel (bind to port 0), which is an
+    ephemeral port, free when chosen and closed again: until rank 0 listens on it, the kernel may give it to any
+    outgoing connection on the machine (a test suite's, another job's), and rank 0 then failed with EADDRINUSE.
+    Below the ephemeral range only an explicit bind takes a port. Chosen at random, not from the seeded generators,
+    so that two runs with one seed do not pick the same; Lightning's choice where the range leaves no room."""
+    try:
+        first_ephemeral = int(EPHEMERAL_PORTS.read_text().split()[0])
+    except (OSError, ValueError, IndexError):  # not Linux
+        first_ephemeral = FIRST_RENDEZVOUS_PORT
+    choose = random.SystemRandom()
+    for _ in range(100 if first_ephemeral > FIRST_RENDEZVOUS_PORT else 0):
+        port = choose.randrange(FIRST_RENDEZVOUS_PORT, first_ephemeral)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("", port))
+            except OSError:  # in use
+                continue
+        return port
+    return find_free_network_port()
+
+
+def choose_the_rendezvous_port(environment) -> None:
+    """MASTER_PORT for the ranks that Lightning starts on this machine (its own environment), where the user gave
+    none (nor Lightning's STANDALONE_PORT)."""
+    if isinstance(environment, LightningEnvironment) and not {"MASTER_PORT", "STANDALONE_PORT"} & set(os.environ):
+        os.environ["MASTER_PORT"] = str(a_port_below_the_ephemeral_range())
+
+
 class JobWorkerLauncher(_MultiProcessingLauncher):
     """Lightning's launcher of spawned or forked DDP workers (``trainer=ddp_sim``), each worker's fit or test run
     inside ``data_the_network_takes``. Its refusals need the worker's own traceback and first batch, while the parent
@@ -94,6 +130,7 @@ class JobWorkerLauncher(_MultiProcessingLauncher):
     def launch(self, function, *args, trainer: L.Trainer | None = None, **kwargs):
         # the job's logging (console and train.log), which a worker starts without: rank 0's lines go there too
         self.job_logging = job_logging()
+        choose_the_rendezvous_port(self._strategy.cluster_environment)
         if self._start_method == "forkserver":
             multiprocessing.set_forkserver_preload(["torch", "lightning"])  # for the forkserver's first start
             self.parent = dict(os.environ), os.getcwd(), _GlobalStateSnapshot.capture(), warnings.filters[:]

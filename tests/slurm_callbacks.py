@@ -50,6 +50,7 @@ class RecordRankMetrics(Callback):
             "global_rank": trainer.global_rank,
             "world_size": trainer.world_size,
             "cluster_environment": type(trainer.strategy.cluster_environment).__name__,
+            "main_port": trainer.strategy.cluster_environment.main_port,
             "backend": dist.get_backend() if dist.is_initialized() else None,
         }
         self.dirpath.mkdir(parents=True, exist_ok=True)

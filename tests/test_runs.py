@@ -4,16 +4,25 @@ with wandb offline, DDP on two CPU processes."""
 import contextlib
 import json
 import os
+import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from lightning.fabric.plugins.environments import LightningEnvironment, SLURMEnvironment
 
 from framework.compose import ROOT
+from framework.ddp_workers import (
+    EPHEMERAL_PORTS,
+    FIRST_RENDEZVOUS_PORT,
+    a_port_below_the_ephemeral_range,
+    choose_the_rendezvous_port,
+)
 from tests.conftest import imported_and_said, run_cli
 from tests.wandb_files import wandb_records
 
@@ -182,6 +191,35 @@ def test_a_sweep_stopped_by_a_signal_exits_with_its_code_and_continues_to_the_un
         assert results(tmp_path / "stopped" / job)["metrics"] == results(tmp_path / "reference" / job)["metrics"]
 
 
+def first_ephemeral_port() -> int:
+    return int(EPHEMERAL_PORTS.read_text().split()[0])
+
+
+def test_the_ranks_rendezvous_port_is_a_free_one_below_the_ephemeral_range(monkeypatch):
+    """Lightning's port (bind to 0, then closed) was an ephemeral one, which any outgoing connection may be given
+    before rank 0 listens on it: `python train.py trainer=ddp_sim` failed once in a suite with EADDRINUSE."""
+    port, other = a_port_below_the_ephemeral_range(), a_port_below_the_ephemeral_range()
+    assert FIRST_RENDEZVOUS_PORT <= min(port, other) and max(port, other) < first_ephemeral_port()
+    with socket.socket() as taken:
+        taken.bind(("", port))
+        taken.listen()
+        draws = iter([port, other])
+        monkeypatch.setattr(random.SystemRandom, "randrange", lambda self, low, high: next(draws))
+        assert a_port_below_the_ephemeral_range() == other != port  # the port in use is passed over
+
+
+@pytest.mark.parametrize(("given", "expected"), [({}, "chosen"), ({"MASTER_PORT": "29555"}, "29555"),
+                                                 ({"STANDALONE_PORT": "29556"}, None)])
+def test_the_rendezvous_port_is_chosen_only_where_the_user_gave_none(monkeypatch, given, expected):
+    monkeypatch.setattr(os, "environ", dict(given))
+    monkeypatch.setattr("framework.ddp_workers.a_port_below_the_ephemeral_range", lambda: "chosen")
+    choose_the_rendezvous_port(LightningEnvironment())
+    assert os.environ.get("MASTER_PORT") == expected
+    monkeypatch.setattr(os, "environ", {})
+    choose_the_rendezvous_port(SLURMEnvironment())  # SLURM's own port, from the job id
+    assert os.environ == {}
+
+
 @pytest.mark.slow
 def test_ddp_sim_trains_digits_for_one_epoch_on_two_cpu_processes(tmp_path):
     """Inside a SLURM job's one task, as on a compute node: Lightning took the ranks from SLURM there, and both
@@ -191,8 +229,12 @@ def test_ddp_sim_trains_digits_for_one_epoch_on_two_cpu_processes(tmp_path):
                   "SLURM_LOCALID": "0", "SLURM_NODEID": "0"}
     result = run_cli("train.py", "trainer=ddp_sim", "trainer.max_epochs=1", "data.batch_size=16", *QUIET,
                      "callbacks.last_checkpoint=null", f"hydra.run.dir={tmp_path}",
+                     "+callbacks.ranks._target_=tests.slurm_callbacks.RecordRankMetrics",
+                     f"+callbacks.ranks.dirpath={tmp_path / 'ranks'}",
                      env={"OMP_NUM_THREADS": "1", **slurm_task}, new_interpreter=True)
     assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [json.loads((tmp_path / "ranks" / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert ranks[0]["main_port"] == ranks[1]["main_port"] < first_ephemeral_port()  # no outgoing socket's to take
     assert "world_size=2" in result.stdout + result.stderr or "GLOBAL_RANK: 1" in result.stdout + result.stderr
     assert "gave no batches" not in result.stdout + result.stderr  # the workers' batch counts do not reach the parent
     # the stages' means are summed over the ranks already: no recommendation to sync them (it made users doubt them)
