@@ -3,15 +3,16 @@
 Lightning 2.6's SIGTERM handler broadcasts from rank 0 inside the signal handler, so its collective is paired with
 whatever collective the other ranks issue next, and each rank then stops at the end of the batch in which its own
 signal arrived. A scheduler signals each rank on its own (SLURM's requeue or time limit, a process group's kill),
-and where the signals straddle a batch or a rank gets none, the ranks disagree: a SIGTERM to rank 0 alone left the
-job waiting for good, and a rank whose signal came after the others had stopped failed with a traceback ("Connection
-closed by peer"), and srun then killed the rest before their stop sentence.
+and where the signals straddle a batch or a rank gets none, the ranks disagree: with one rank signalled alone, rank
+1's stop left rank 0 with a traceback ("Connection reset by peer"), and rank 0's left rank 1 training on and the
+job waiting for good. Under srun a rank's traceback has srun kill the others before their stop sentence.
 
 Here the handler only notes the signal, and the ranks agree on it (an all-reduce of every rank's note) where they
 all pass together: before each training batch (raising there, as Lightning's own check does), at each training
 epoch's end (Lightning's check then stops them after the epoch's checkpoints), and after the fit. A signal during a
-validation stops the ranks at the next of these. Outside DDP nothing changes: the signal stops the run at the end of
-its batch, as Lightning does.
+validation stops the ranks at the next of these; one during the scoring of the fit's checkpoint (a validate and a
+test, seconds) lets them finish it. Outside DDP nothing changes: the signal stops the run at the end of its batch,
+as Lightning does.
 
     with_sigterm_agreed_across_ranks(trainer)   # after the Trainer is built; SigtermAgreed() among its callbacks
 """
