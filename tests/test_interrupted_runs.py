@@ -212,6 +212,27 @@ def test_sigterm_to_one_ddp_rank_alone_stops_every_rank_at_the_same_step_and_the
 
 
 @pytest.mark.slow
+def test_sigterm_to_a_one_node_ddp_command_stops_both_its_ranks_with_the_sentence(tmp_path):
+    """`python train.py trainer=ddp` on one machine (the README's DDP on one node; here two CPU processes): Lightning
+    starts rank 1 as a command of its own and passes on a SIGTERM that reaches the command (rank 0). With Lightning's
+    handler, which broadcast inside the signal handler, the two signals' moments decided: rank 1 failed with a
+    traceback ("Connection closed by peer") or the job hung in some runs, and stopped in others (the deterministic
+    cases: the test above)."""
+    stop = ("+callbacks.stopper._target_=tests.signal_callback.SignalOneRank", "+callbacks.stopper.rank=0",
+            "+callbacks.stopper.epoch=1", "+callbacks.stopper.batch=3",
+            f"+callbacks.stopper.dirpath={tmp_path / 'stops'}")
+    done = run_cli("train.py", "trainer=ddp", "trainer.devices=2", "trainer.sync_batchnorm=false",
+                   "trainer.max_epochs=2", "data.batch_size=16", *QUIET, f"hydra.run.dir={tmp_path}", *stop,
+                   env={"OMP_NUM_THREADS": "1"})
+    assert done.returncode == 128 + signal.SIGTERM, done.stderr[-3000:]
+    assert done.stderr.count("Stopped by SIGTERM (a run goes on from its last checkpoint when the same command is "
+                             "given again with ckpt_path=auto).") == 2  # each rank's
+    assert "Traceback" not in done.stderr
+    stops = [json.loads((tmp_path / "stops" / f"rank{k}.json").read_text()) for k in (0, 1)]
+    assert stops == [{"loop": "train", "epoch": 1, "batch": 3, "step": 39}] * 2
+
+
+@pytest.mark.slow
 def test_a_ddp_job_continued_after_its_test_logs_that_test_once(tmp_path):
     """trainer=ddp_sim fits and tests in worker processes, and Lightning sent back no loop state: the test row was
     logged at epoch 0, step 0, before every checkpoint, so a job continued after its test (killed before its
