@@ -14,7 +14,7 @@ validation stops the ranks at the next of these; one during the scoring of the f
 test, seconds) lets them finish it. Outside DDP nothing changes: the signal stops the run at the end of its batch,
 as Lightning does.
 
-    with_sigterm_agreed_across_ranks(trainer)   # after the Trainer is built; SigtermAgreed() among its callbacks
+    with_sigterm_agreed_across_ranks(trainer)   # once the Trainer is built
 """
 
 from __future__ import annotations
@@ -86,4 +86,7 @@ class SigtermAgreed(L.Callback):
 
 
 def with_sigterm_agreed_across_ranks(trainer: L.Trainer) -> None:
+    """Our connector, and where the Trainer has several ranks, the callback (one process's batches call no hook)."""
     trainer._signal_connector = SigtermNotedUnderDDP(trainer)
+    if trainer.world_size > 1:
+        trainer.callbacks.append(SigtermAgreed())

@@ -81,7 +81,7 @@ from framework.resuming import (
     with_fit_loop_resuming_at_epoch_ends,
     without_lightnings_hpc_resume,
 )
-from framework.sigterm_across_ranks import SigtermAgreed, sigterm_agreed, with_sigterm_agreed_across_ranks
+from framework.sigterm_across_ranks import sigterm_agreed, with_sigterm_agreed_across_ranks
 from framework.stopping import (
     in_a_sweep,
     no_notices_meant_for_others,
@@ -212,8 +212,7 @@ def build(cfg: DictConfig, callbacks: Sequence[Callback]) -> tuple[L.LightningDa
     first_batch = FirstBatchWatch()
     all_callbacks = [MonitoredMetricsLogged(monitor_keys(cfg)), first_batch,
                      *leave_out_idle_callbacks(instantiate_group(cfg, "callbacks"), loggers, cfg.trainer, model),
-                     KeptValuesInCheckpoints(cfg), RandomStatesInCheckpoints(), DestroyProcessGroupAtExit(),
-                     SigtermAgreed(), *callbacks]
+                     KeptValuesInCheckpoints(cfg), RandomStatesInCheckpoints(), DestroyProcessGroupAtExit(), *callbacks]
     # Figures go to the loggers at an epoch's end after every other callback has drawn its own, so that the epoch's
     # last.ckpt (Lightning runs checkpoint callbacks last) records them as sent: a run continued from it sent them again
     all_callbacks.sort(key=lambda callback: isinstance(callback, FiguresToLoggers))
@@ -230,12 +229,12 @@ def build(cfg: DictConfig, callbacks: Sequence[Callback]) -> tuple[L.LightningDa
                                           logger=loggers or False, **profiler, **plugins, **no_validation)
     if no_validation:  # again: trainer.fast_dev_run sets every limit to its own number of batches
         trainer.limit_val_batches = 0
+    with_sigterm_agreed_across_ranks(trainer)
     leave_out_hooks_not_implemented(trainer.callbacks)  # Lightning's own (progress bar, model summary) included
     with_fit_loop_resuming_at_epoch_ends(trainer)
     if cfg.get("ckpt_path") != "hpc":
         without_lightnings_hpc_resume(trainer)
     with_job_worker_launcher(trainer, cfg)
-    with_sigterm_agreed_across_ranks(trainer)
     with reaching_wandb(cfg):  # log_hyperparams starts the wandb run
         for logger in trainer.loggers:
             logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 
@@ -17,6 +18,7 @@ from framework.checkpoints import CSV_ROWS_LOGGED
 from framework.compose import ROOT
 from framework.results import read_results
 from framework.resuming import set_aside_checkpoints_saved_after, set_aside_rows_logged_after
+from framework.sigterm_across_ranks import SigtermAgreed, SigtermNotedUnderDDP, with_sigterm_agreed_across_ranks
 from tests.conftest import run_cli
 from tests.test_runs import DROPOUT
 
@@ -209,6 +211,17 @@ def test_sigterm_to_one_ddp_rank_alone_stops_every_rank_at_the_same_step_and_the
     assert "Traceback" not in done.stderr
     assert [json.loads((tmp_path / "stops" / f"rank{k}.json").read_text()) for k in (0, 1)] == [last_started] * 2
     assert results(tmp_path)["epochs_completed"] == 2
+
+
+@pytest.mark.parametrize(("devices", "agreed"), [(1, False), (2, True)])
+def test_only_a_trainer_of_several_ranks_agrees_on_sigterm_at_each_batch(devices, agreed):
+    """One process's batches call no hook for it (the framework's overhead over a plain loop is measured per batch)."""
+    trainer = L.Trainer(accelerator="cpu", devices=devices, strategy="ddp_spawn" if devices > 1 else "auto",
+                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False)
+    with_sigterm_agreed_across_ranks(trainer)
+    assert isinstance(trainer._signal_connector, SigtermNotedUnderDDP)
+    assert any(isinstance(callback, SigtermAgreed) for callback in trainer.callbacks) == agreed
 
 
 @pytest.mark.slow
