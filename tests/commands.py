@@ -15,6 +15,7 @@ exit code, as ``python train.py ...`` would), without ~5-10 s of imports per com
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import itertools
@@ -33,6 +34,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -248,7 +250,10 @@ def _run_python(argv: list[str], cwd: str, env: dict[str, str], stdout: str, std
             script = Path(cwd, argv[0]).resolve()
             sys.argv, sys.path[:] = [str(script), *argv[1:]], [str(script.parent), *given, *others]
             runpy.run_path(str(script), run_name="__main__")
-    finally:  # CPU seconds of this command and the processes it waited for (DDP workers, submitit jobs)
+    finally:  # as python ends: it waits for the threads that are not daemons, then runs the atexit handlers
+        threading._shutdown()
+        atexit._run_exitfuncs()
+        # CPU seconds of this command and the processes it waited for (DDP workers, submitit jobs)
         used = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
         Path(stdout).with_suffix(".cpu").write_text(str(sum(u.ru_utime + u.ru_stime for u in used)))
 

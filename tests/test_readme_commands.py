@@ -461,6 +461,19 @@ def test_a_commands_own_forkserver_is_forked_from_the_preloaded_one_with_the_com
     assert outcome.stdout == f"marked {tmp_path} True\n" * 2 + "children left: []\n"
 
 
+@pytest.mark.parametrize("ending", ["", "raise SystemExit(3)"])
+def test_a_command_ends_as_python_does_waiting_for_its_threads_then_running_its_atexit_handlers(tmp_path, ending):
+    """The forked command ended at once (os._exit): a thread that would keep `python train.py` from exiting, or an
+    atexit handler that fails at the end (the process group's, wandb's), went unseen."""
+    (tmp_path / "ends.py").write_text(
+        "import atexit, threading, time\n"
+        "atexit.register(lambda: print('atexit', flush=True))\n"
+        "threading.Thread(target=lambda: (time.sleep(0.5), print('thread', flush=True))).start()\n"
+        f"print('main', flush=True)\n{ending}\n")
+    outcome = Runner(tmp_path).python(["ends.py"], tmp_path, dict(os.environ), TIMEOUT)
+    assert (outcome.returncode, outcome.stdout) == (3 if ending else 0, "main\nthread\natexit\n")
+
+
 def test_commands_are_found_in_shell_blocks_with_continuations_comments_and_markers(tmp_path):
     (tmp_path / "docs").mkdir()
     (tmp_path / "README.md").write_text(
