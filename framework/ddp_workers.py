@@ -83,9 +83,9 @@ def a_port_below_the_ephemeral_range() -> int:
     try:
         first_ephemeral = int(EPHEMERAL_PORTS.read_text().split()[0])
     except (OSError, ValueError, IndexError):  # not Linux
-        first_ephemeral = FIRST_RENDEZVOUS_PORT
+        return find_free_network_port()
     choose = random.SystemRandom()
-    for _ in range(100 if first_ephemeral > FIRST_RENDEZVOUS_PORT else 0):
+    for _ in range(100 if first_ephemeral > FIRST_RENDEZVOUS_PORT else 0):  # none where the range starts lower
         port = choose.randrange(FIRST_RENDEZVOUS_PORT, first_ephemeral)
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
             try:

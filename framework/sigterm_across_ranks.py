@@ -51,7 +51,7 @@ class SigtermNotedUnderDDP(_SignalConnector):
     def _sigterm_notifier_fn(self, signum, frame) -> None:
         log.info(rank_prefixed_message(f"Received SIGTERM: {signum}", self.trainer.local_rank))
         if not (self.received_sigterm or self.noted) and (launcher := self.trainer.strategy.launcher) is not None:
-            launcher.kill(signum)  # the ranks of trainer=ddp_sim, which note it in turn
+            launcher.kill(signum)  # trainer=ddp on one machine: rank 0 passes it on to the ranks it started
         if _distributed(self.trainer):
             self.noted = True
         else:
