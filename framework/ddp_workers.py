@@ -96,10 +96,11 @@ def a_port_below_the_ephemeral_range() -> int:
     return find_free_network_port()
 
 
-def choose_the_rendezvous_port(environment) -> None:
-    """MASTER_PORT for the ranks that Lightning starts on this machine (its own environment), where the user gave
-    none (nor Lightning's STANDALONE_PORT)."""
-    if isinstance(environment, LightningEnvironment) and not {"MASTER_PORT", "STANDALONE_PORT"} & set(os.environ):
+def choose_the_rendezvous_port(environment, ranks: int) -> None:
+    """MASTER_PORT for the ranks that Lightning starts on this machine (its own environment: trainer=ddp_sim's
+    workers, trainer=ddp's commands), where the user gave none (nor Lightning's STANDALONE_PORT)."""
+    if ranks > 1 and isinstance(environment, LightningEnvironment) and \
+            not {"MASTER_PORT", "STANDALONE_PORT"} & set(os.environ):
         os.environ["MASTER_PORT"] = str(a_port_below_the_ephemeral_range())
 
 
@@ -130,7 +131,6 @@ class JobWorkerLauncher(_MultiProcessingLauncher):
     def launch(self, function, *args, trainer: L.Trainer | None = None, **kwargs):
         # the job's logging (console and train.log), which a worker starts without: rank 0's lines go there too
         self.job_logging = job_logging()
-        choose_the_rendezvous_port(self._strategy.cluster_environment)
         if self._start_method == "forkserver":
             multiprocessing.set_forkserver_preload(["torch", "lightning"])  # for the forkserver's first start
             self.parent = dict(os.environ), os.getcwd(), _GlobalStateSnapshot.capture(), warnings.filters[:]
@@ -197,6 +197,7 @@ class JobWorkerLauncher(_MultiProcessingLauncher):
 
 
 def with_job_worker_launcher(trainer: L.Trainer, cfg: DictConfig) -> None:
+    choose_the_rendezvous_port(getattr(trainer.strategy, "cluster_environment", None), trainer.world_size)
     launcher = trainer.strategy.launcher
     if type(launcher) is _MultiProcessingLauncher:
         trainer.strategy._launcher = JobWorkerLauncher(launcher, cfg)

@@ -83,14 +83,16 @@ class BugAtTrainStart(Callback):
 class SignalOneRank(Callback):
     """SIGTERM to one rank's process alone (trainer=ddp_sim), at batch ``batch`` of ``epoch`` or, without a batch, as
     that epoch's validation starts: a scheduler's signal that reaches the ranks at different moments, or one of them
-    alone. Each rank writes the last batch it started, training or validating, to ``<dirpath>/rank<k>.json``."""
+    alone. Each rank writes the last batch it started, training or validating, and the port the ranks met on, to
+    ``<dirpath>/rank<k>.json``."""
 
     def __init__(self, rank: int, epoch: int, dirpath: str, batch: int | None = None):
         self.rank, self.epoch, self.batch, self.dirpath = rank, epoch, batch, Path(dirpath)
 
     def _started(self, trainer, loop: str, batch: int) -> None:
         self.dirpath.mkdir(parents=True, exist_ok=True)
-        where = {"loop": loop, "epoch": trainer.current_epoch, "batch": batch, "step": trainer.global_step}
+        where = {"loop": loop, "epoch": trainer.current_epoch, "batch": batch, "step": trainer.global_step,
+                 "port": trainer.strategy.cluster_environment.main_port}
         (self.dirpath / f"rank{trainer.global_rank}.json").write_text(json.dumps(where))
 
     def _signal(self, trainer, batch: int | None) -> None:

@@ -16,6 +16,7 @@ import torch
 
 from framework.checkpoints import CSV_ROWS_LOGGED
 from framework.compose import ROOT
+from framework.ddp_workers import EPHEMERAL_PORTS, FIRST_RENDEZVOUS_PORT
 from framework.results import read_results
 from framework.resuming import set_aside_checkpoints_saved_after, set_aside_rows_logged_after
 from framework.sigterm_across_ranks import SigtermAgreed, SigtermNotedUnderDDP, with_sigterm_agreed_across_ranks
@@ -209,7 +210,8 @@ def test_sigterm_to_one_ddp_rank_alone_stops_every_rank_at_the_same_step_and_the
     assert done.stderr.rstrip().endswith("Stopped by SIGTERM (a run goes on from its last checkpoint when the same "
                                          "command is given again with ckpt_path=auto).")
     assert "Traceback" not in done.stderr
-    assert [json.loads((tmp_path / "stops" / f"rank{k}.json").read_text()) for k in (0, 1)] == [last_started] * 2
+    stops = [json.loads((tmp_path / "stops" / f"rank{k}.json").read_text()) for k in (0, 1)]
+    assert [{key: value for key, value in stop.items() if key != "port"} for stop in stops] == [last_started] * 2
     assert results(tmp_path)["epochs_completed"] == 2
 
 
@@ -242,7 +244,9 @@ def test_sigterm_to_a_one_node_ddp_command_stops_both_its_ranks_with_the_sentenc
                              "given again with ckpt_path=auto).") == 2  # each rank's
     assert "Traceback" not in done.stderr
     stops = [json.loads((tmp_path / "stops" / f"rank{k}.json").read_text()) for k in (0, 1)]
-    assert stops == [{"loop": "train", "epoch": 1, "batch": 3, "step": 39}] * 2
+    port = stops[0].pop("port")
+    assert stops == [{"loop": "train", "epoch": 1, "batch": 3, "step": 39}, {**stops[0], "port": port}]
+    assert FIRST_RENDEZVOUS_PORT <= port < int(EPHEMERAL_PORTS.read_text().split()[0])  # no outgoing socket's
 
 
 @pytest.mark.slow

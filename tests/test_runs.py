@@ -208,15 +208,17 @@ def test_the_ranks_rendezvous_port_is_a_free_one_below_the_ephemeral_range(monke
         assert a_port_below_the_ephemeral_range() == other != port  # the port in use is passed over
 
 
-@pytest.mark.parametrize(("given", "expected"), [({}, "chosen"), ({"MASTER_PORT": "29555"}, "29555"),
-                                                 ({"STANDALONE_PORT": "29556"}, None)])
-def test_the_rendezvous_port_is_chosen_only_where_the_user_gave_none(monkeypatch, given, expected):
+@pytest.mark.parametrize(("given", "ranks", "expected"), [({}, 2, "chosen"), ({}, 1, None),
+                                                          ({"MASTER_PORT": "29555"}, 2, "29555"),
+                                                          ({"STANDALONE_PORT": "29556"}, 2, None)])
+def test_the_rendezvous_port_is_chosen_for_several_ranks_where_the_user_gave_none(monkeypatch, given, ranks,
+                                                                                 expected):
     monkeypatch.setattr(os, "environ", dict(given))
     monkeypatch.setattr("framework.ddp_workers.a_port_below_the_ephemeral_range", lambda: "chosen")
-    choose_the_rendezvous_port(LightningEnvironment())
+    choose_the_rendezvous_port(LightningEnvironment(), ranks)
     assert os.environ.get("MASTER_PORT") == expected
     monkeypatch.setattr(os, "environ", {})
-    choose_the_rendezvous_port(SLURMEnvironment())  # SLURM's own port, from the job id
+    choose_the_rendezvous_port(SLURMEnvironment(), 2)  # SLURM's own port, from the job id
     assert os.environ == {}
 
 
