@@ -112,13 +112,18 @@ def send_lightning_logs_to_hydra() -> None:
 def run_log_on_rank_zero_only() -> None:
     """A DDP job's every rank that the cluster started (srun's tasks, ``SLURM_PROCID``; Lightning's own ranks,
     ``LOCAL_RANK``) is a Hydra job that opens the run's train.log: the other ranks leave it to rank 0, as the ranks of
-    trainer=ddp_sim do (each SLURM task's whole output is in its own submitit log)."""
+    trainer=ddp_sim do. Each SLURM task's whole output is in its own submitit log; elsewhere (trainer=ddp on one
+    machine) the ranks share rank 0's console, where the others' lines repeated rank 0's: there they say only
+    warnings and errors, as Lightning's own lines are rank 0's alone."""
     if rank_zero_only.rank == 0:
         return
     root = logging.getLogger()
     for handler in [handler for handler in root.handlers if isinstance(handler, logging.FileHandler)]:
         root.removeHandler(handler)
         handler.close()
+    if "SLURM_PROCID" not in os.environ:
+        for handler in root.handlers:
+            handler.setLevel(max(handler.level, logging.WARNING))
 
 
 def publish_results(loggers, results: dict) -> None:

@@ -243,6 +243,7 @@ def test_sigterm_to_a_one_node_ddp_command_stops_both_its_ranks_with_the_sentenc
     assert done.stderr.count("Stopped by SIGTERM (a run goes on from its last checkpoint when the same command is "
                              "given again with ckpt_path=auto).") == 2  # each rank's
     assert "Traceback" not in done.stderr
+    assert done.stdout.count("Output directory:") == 1  # rank 1 shares the console and says only warnings there
     stops = [json.loads((tmp_path / "stops" / f"rank{k}.json").read_text()) for k in (0, 1)]
     port = stops[0].pop("port")
     assert stops == [{"loop": "train", "epoch": 1, "batch": 3, "step": 39}, {**stops[0], "port": port}]
