@@ -84,8 +84,10 @@ def a_port_below_the_ephemeral_range() -> int:
         first_ephemeral = int(EPHEMERAL_PORTS.read_text().split()[0])
     except (OSError, ValueError, IndexError):  # not Linux
         return find_free_network_port()
+    if first_ephemeral <= FIRST_RENDEZVOUS_PORT:
+        return find_free_network_port()
     choose = random.SystemRandom()
-    for _ in range(100 if first_ephemeral > FIRST_RENDEZVOUS_PORT else 0):  # none where the range starts lower
+    for _ in range(100):
         port = choose.randrange(FIRST_RENDEZVOUS_PORT, first_ephemeral)
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
             try:
@@ -197,7 +199,6 @@ class JobWorkerLauncher(_MultiProcessingLauncher):
 
 
 def with_job_worker_launcher(trainer: L.Trainer, cfg: DictConfig) -> None:
-    choose_the_rendezvous_port(getattr(trainer.strategy, "cluster_environment", None), trainer.world_size)
     launcher = trainer.strategy.launcher
     if type(launcher) is _MultiProcessingLauncher:
         trainer.strategy._launcher = JobWorkerLauncher(launcher, cfg)

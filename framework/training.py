@@ -52,7 +52,7 @@ from framework.combinations import (
 )
 from framework.compose import paths_from_start_dir
 from framework.construction import instantiate_node, trainer_refusals
-from framework.ddp_workers import with_job_worker_launcher
+from framework.ddp_workers import choose_the_rendezvous_port, with_job_worker_launcher
 from framework.entry_point import reporting_user_errors
 from framework.errors import ConfigError, UserError, log_to_files
 from framework.loggers import (
@@ -234,6 +234,7 @@ def build(cfg: DictConfig, callbacks: Sequence[Callback]) -> tuple[L.LightningDa
     with_fit_loop_resuming_at_epoch_ends(trainer)
     if cfg.get("ckpt_path") != "hpc":
         without_lightnings_hpc_resume(trainer)
+    choose_the_rendezvous_port(getattr(trainer.strategy, "cluster_environment", None), trainer.world_size)
     with_job_worker_launcher(trainer, cfg)
     with reaching_wandb(cfg):  # log_hyperparams starts the wandb run
         for logger in trainer.loggers:
